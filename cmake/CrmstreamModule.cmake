@@ -1,0 +1,53 @@
+# Helpers that give every module the same shape: one library target per
+# folder, its dependencies written out, our warnings as errors.
+
+function(crmstream_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror
+                                           -Wno-error=deprecated-declarations)
+endfunction()
+
+function(crmstream_sanitizers target)
+  if(CRMSTREAM_SANITIZE)
+    target_compile_options(${target} PUBLIC -fsanitize=address,undefined -fno-omit-frame-pointer
+                                            -fno-sanitize-recover=undefined)
+    target_link_options(${target} PUBLIC -fsanitize=address,undefined)
+  endif()
+  if(CRMSTREAM_TSAN)
+    target_compile_options(${target} PUBLIC -fsanitize=thread -fno-omit-frame-pointer)
+    target_link_options(${target} PUBLIC -fsanitize=thread)
+  endif()
+endfunction()
+
+# crmstream_add_module(NAME SOURCES a.cpp b.cpp DEPS crmstream_common ...)
+# Creates target crmstream_<NAME>; an empty SOURCES list makes an interface
+# (header-only) library.
+function(crmstream_add_module name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  set(target crmstream_${name})
+  if(ARG_SOURCES)
+    add_library(${target} STATIC ${ARG_SOURCES})
+    target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR}/include
+                                         PRIVATE ${PROJECT_SOURCE_DIR}/src)
+    target_link_libraries(${target} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+    crmstream_warnings(${target})
+    crmstream_sanitizers(${target})
+  else()
+    add_library(${target} INTERFACE)
+    target_include_directories(${target} INTERFACE ${PROJECT_SOURCE_DIR}/include)
+    target_link_libraries(${target} INTERFACE ${ARG_DEPS})
+  endif()
+endfunction()
+
+# crmstream_add_test(NAME SOURCES x_test.cpp DEPS crmstream_foo)
+# One Catch2 executable per module; every TEST_CASE becomes a ctest test.
+function(crmstream_add_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  set(target ${name}_tests)
+  add_executable(${target} ${ARG_SOURCES})
+  target_link_libraries(${target} PRIVATE crmstream_test_support ${ARG_DEPS})
+  target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
+  crmstream_warnings(${target})
+  crmstream_sanitizers(${target})
+  catch_discover_tests(${target} TEST_PREFIX "${name}:" PROPERTIES TIMEOUT 600
+                       ENVIRONMENT "CRMSTREAM_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+endfunction()

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages crmstream builds and tests with. Idempotent:
+# does nothing (and needs no root) when everything is already there.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  librdkafka-dev librocksdb-dev libeigen3-dev libboost-dev prometheus-cpp-dev
+  catch2 libsimdjson-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libbenchmark-dev
+  kcat clang-14 libclang-rt-14-dev clang-format
+)
+if [ "${1:-}" = "--test" ]; then
+  # What the test suite adds: a real Prometheus and promtool, a real browser.
+  packages+=(prometheus chromium nodejs npm)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "Installing Debian packages: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

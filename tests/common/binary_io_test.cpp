@@ -1,0 +1,63 @@
+#include "crmstream/common/binary_io.h"
+
+#include <catch2/catch.hpp>
+
+#include "crmstream/common/hash.h"
+
+namespace crmstream {
+namespace {
+
+TEST_CASE("CRC32C matches the published check value", "[common]") {
+  // RFC 3720 appendix B.4: CRC32C("123456789") = 0xE3069283.
+  CHECK(Crc32c("123456789", 9) == 0xE3069283u);
+}
+
+TEST_CASE("Blob round trip and corruption detection", "[common]") {
+  std::string payload;
+  BinaryWriter w(&payload);
+  w.Put<double>(3.25);
+  w.Put<int64_t>(-7);
+  w.PutBytes("hello");
+  std::vector<double> v = {1.0, 2.0, 3.0};
+  w.PutArray<double>(v);
+  std::string blob = SealBlob(BlobKind::kStandardizer, 3, payload);
+
+  auto opened = OpenBlob(blob, BlobKind::kStandardizer);
+  REQUIRE(opened.ok());
+  CHECK(opened->version == 3);
+  BinaryReader r(opened->payload);
+  double d;
+  int64_t i;
+  std::string s;
+  std::vector<double> back;
+  REQUIRE(r.Get(&d).ok());
+  REQUIRE(r.Get(&i).ok());
+  REQUIRE(r.GetBytes(&s).ok());
+  REQUIRE(r.GetArray(&back).ok());
+  CHECK(r.ExpectEnd().ok());
+  CHECK(d == 3.25);
+  CHECK(i == -7);
+  CHECK(s == "hello");
+  CHECK(back == v);
+
+  CHECK(OpenBlob(blob, BlobKind::kMiniBatchKMeans).status().code() == StatusCode::kCorruption);
+  for (size_t cut = 0; cut < blob.size(); ++cut) {
+    CHECK_FALSE(OpenBlob(std::string_view(blob).substr(0, cut), BlobKind::kStandardizer).ok());
+  }
+  for (size_t pos = 0; pos < blob.size(); ++pos) {
+    std::string flipped = blob;
+    flipped[pos] ^= 0x10;
+    CHECK_FALSE(OpenBlob(flipped, BlobKind::kStandardizer).ok());
+  }
+  BinaryReader short_reader(std::string_view(payload).substr(0, 5));
+  CHECK(short_reader.Get(&d).ok() == false);
+}
+
+TEST_CASE("Hash64 is stable and spreads keys", "[common]") {
+  CHECK(Hash64("C000001") == Hash64("C000001"));
+  CHECK(Hash64("C000001") != Hash64("C000002"));
+  CHECK(Hash64("") != Hash64(std::string_view("\0", 1)));
+}
+
+}  // namespace
+}  // namespace crmstream
