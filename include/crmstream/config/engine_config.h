@@ -1,0 +1,78 @@
+// The engine's configuration (config/*.yaml) and pipeline definitions
+// (pipelines/*.yaml): plain structs whose fields state their defaults and
+// units, loaded and validated once at start-up. Every error names the file,
+// the line and the field.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "crmstream/common/status.h"
+
+namespace crmstream::config {
+
+struct TopicSpec {
+  std::string name;
+  int partitions = 6;
+};
+
+// Where the engine talks to Kafka. With no `bootstrap.servers` in
+// `properties`, the engine starts the embedded cluster in-process.
+struct KafkaSettings {
+  // librdkafka properties passed through as they are (bootstrap.servers,
+  // security.protocol, sasl.*, ssl.*, ...).
+  std::map<std::string, std::string> properties;
+  std::string group_id = "crmstream";
+  int embedded_brokers = 3;  // brokers of the embedded cluster
+  bool embedded() const { return !properties.count("bootstrap.servers"); }
+};
+
+struct OutputTopics {
+  TopicSpec customer_scores{"crm.customer-scores", 6};
+  TopicSpec churn_alerts{"crm.churn-alerts", 3};
+  TopicSpec segments{"crm.segments", 3};
+  TopicSpec anomalies{"crm.anomalies", 3};
+  TopicSpec correlations{"crm.correlations", 1};
+  TopicSpec dead_letter{"crm.dead-letter", 3};
+};
+
+struct EngineConfig {
+  std::string file;  // the file it was loaded from ("" for defaults)
+  KafkaSettings kafka;
+  std::vector<TopicSpec> inputs = {{"crm.interactions", 6}};
+  OutputTopics outputs;
+  std::string state_dir = "state";              // local state and broker.addr
+  std::string pipeline = "pipelines/crm.yaml";  // relative to the working directory
+  int metrics_port = 9464;                      // Prometheus /metrics, loopback
+  int dashboard_port = 8080;                    // web dashboard, loopback
+  int consume_batch_size = 2048;                // messages per consumer poll
+  int poll_timeout_ms = 100;                    // consumer poll wait, ms
+  int commit_interval_ms = 1000;                // offsets committed at most this often, ms
+  int producer_linger_ms = 5;                   // output batching delay, ms
+  int status_interval_ms = 1000;                // live status line period, ms (0: off)
+};
+
+// What one pipeline computes.
+struct PipelineSpec {
+  std::string file;
+  std::string name = "crm";
+  // Input validation.
+  double max_amount = 1e9;                  // largest accepted amount
+  int64_t min_timestamp_ms = 946684800000;  // 2000-01-01T00:00:00Z
+  int64_t max_timestamp_ms = 4102444800000; // 2100-01-01T00:00:00Z
+  int max_message_bytes = 65536;
+  int dedup_window = 1000000;  // event ids remembered for duplicate detection
+  // Features.
+  std::vector<int> window_days = {7, 30, 90};
+  // Outputs.
+  bool emit_customer_scores = true;  // one crm.customer-scores record per processed event
+};
+
+// Loads config/*.yaml; fields absent from the file keep their defaults.
+Result<EngineConfig> LoadEngineConfig(const std::string& path);
+// Loads pipelines/*.yaml.
+Result<PipelineSpec> LoadPipelineSpec(const std::string& path);
+
+}  // namespace crmstream::config

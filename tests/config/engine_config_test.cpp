@@ -1,0 +1,84 @@
+#include "crmstream/config/engine_config.h"
+
+#include <catch2/catch.hpp>
+#include <fstream>
+
+#include "support/test_support.h"
+
+namespace crmstream::config {
+namespace {
+
+std::string Write(const testing::ScratchDir& dir, const std::string& name,
+                  const std::string& text) {
+  auto path = (dir.path() / name).string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST_CASE("The shipped config and pipeline files load", "[config]") {
+  auto cfg = LoadEngineConfig((testing::SourceDir() / "config/crmstream.yaml").string());
+  REQUIRE(cfg.ok());
+  CHECK(cfg->kafka.embedded());
+  CHECK(cfg->inputs.at(0).name == "crm.interactions");
+  CHECK(cfg->outputs.dead_letter.name == "crm.dead-letter");
+  auto p = LoadPipelineSpec((testing::SourceDir() / "pipelines/crm.yaml").string());
+  REQUIRE(p.ok());
+  CHECK(p->window_days == std::vector<int>{7, 30, 90});
+}
+
+TEST_CASE("Absent fields keep defaults; properties pass through", "[config]") {
+  testing::ScratchDir dir;
+  auto path = Write(dir, "c.yaml",
+                    "kafka:\n  properties:\n    bootstrap.servers: k1:9092\n"
+                    "    security.protocol: SASL_SSL\n");
+  auto cfg = LoadEngineConfig(path);
+  REQUIRE(cfg.ok());
+  CHECK_FALSE(cfg->kafka.embedded());
+  CHECK(cfg->kafka.properties.at("security.protocol") == "SASL_SSL");
+  CHECK(cfg->commit_interval_ms == 1000);
+}
+
+TEST_CASE("Config mistakes name the file, line and field", "[config]") {
+  testing::ScratchDir dir;
+  struct Case {
+    std::string text;
+    std::string expected;
+  };
+  std::vector<Case> cases = {
+      {"metrics_port: 70000\n", "c.yaml:1:15: metrics_port: 70000 is out of range"},
+      {"commit_interval_ms: soon\n", "c.yaml:1:21: commit_interval_ms: expected an integer"},
+      {"inputs:\n  - name: a\n    partitons: 3\n",
+       "c.yaml:3:5: inputs[0].partitons: unknown field (did you mean 'partitions'?)"},
+      {"kafka:\n  group_id: ''\n", "kafka.group_id: must not be empty"},
+      {"outputs:\n  dead_letter: {name: x, partitions: 0}\n",
+       "c.yaml:2:38: outputs.dead_letter.partitions: 0 is out of range"},
+      {"state_dir: [a\n", "c.yaml:2:1: end of sequence flow not found"},
+  };
+  for (const auto& c : cases) {
+    auto cfg = LoadEngineConfig(Write(dir, "c.yaml", c.text));
+    INFO(c.text);
+    REQUIRE_FALSE(cfg.ok());
+    CHECK(cfg.status().code() == StatusCode::kInvalidArgument);
+    CHECK_THAT(cfg.status().message(), Catch::Contains(c.expected));
+  }
+  CHECK(LoadEngineConfig((dir.path() / "missing.yaml").string()).status().code() ==
+        StatusCode::kNotFound);
+}
+
+TEST_CASE("Pipeline mistakes name the file, line and field", "[config]") {
+  testing::ScratchDir dir;
+  auto p = LoadPipelineSpec(Write(dir, "p.yaml", "features:\n  windows_days: [30, 7]\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(),
+             Catch::Contains("p.yaml:2:17: features.windows_days: windows must be strictly"));
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "featurs:\n  windows_days: [7]\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(),
+             Catch::Contains("p.yaml:1:1: featurs: unknown field (did you mean 'features'?)"));
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "validation:\n  max_amount: -1\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("validation.max_amount: -1 is out of range"));
+}
+
+}  // namespace
+}  // namespace crmstream::config
