@@ -1,8 +1,21 @@
+// crmstream: the single binary. Subcommands: run, broker, generate, replay.
 #include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"crmstream: streaming customer analytics over Kafka"};
   app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->capture_default_str();
+  app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
+  int exit_code = 0;
+  crmstream::cli::AddRunCommand(&app, &exit_code);
+  crmstream::cli::AddBrokerCommand(&app, &exit_code);
+  crmstream::cli::AddGenerateCommand(&app, &exit_code);
+  crmstream::cli::AddReplayCommand(&app, &exit_code);
   CLI11_PARSE(app, argc, argv);
-  return 0;
+  return exit_code;
 }

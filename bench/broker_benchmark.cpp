@@ -1,0 +1,82 @@
+// End to end through the broker: the same topic of generated events read by
+// a bare librdkafka consumer (no processing) and by the engine (decode,
+// validate, features, customer-scores output produced back to the
+// brokers), one after the other in the same run against the same embedded
+// cluster. The figure is the ratio engine / bare.
+//
+//   build/release/bench/bench_broker
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <thread>
+
+#include "crmstream/generator/world_generator.h"
+#include "crmstream/kafka/bare_consumer.h"
+#include "crmstream/kafka/embedded_cluster.h"
+#include "crmstream/kafka/producer.h"
+#include "crmstream/pipeline/kafka_wiring.h"
+#include "crmstream/pipeline/stream_engine.h"
+
+namespace crmstream::pipeline {
+namespace {
+
+constexpr int kEvents = 400000;
+
+void BM_EngineVsBareConsumer(benchmark::State& state) {
+  for (auto _ : state) {
+    auto cluster = kafka::EmbeddedCluster::Create({});
+    if (!cluster.ok()) return state.SkipWithError(cluster.status().ToString().c_str());
+    config::EngineConfig cfg;
+    cfg.inputs = {{"crm.interactions", 6}};
+    cfg.kafka.properties["bootstrap.servers"] = (*cluster)->bootstrap_servers();
+    for (const auto& t : AllTopics(cfg)) (void)(*cluster)->CreateTopic(t.name, t.partitions);
+
+    {
+      generator::WorldOptions world;
+      world.customers = 100000;
+      generator::WorldGenerator gen(world);
+      kafka::ProducerOptions po;
+      po.linger_ms = 20;
+      auto producer = kafka::Producer::Create(MakeClientConfig(cfg.kafka), po);
+      std::string key, value;
+      for (int i = 0; i < kEvents; ++i) {
+        gen.Next(&key, &value);
+        (void)(*producer)->Produce("crm.interactions", kafka::kPartitionUnassigned, key, value);
+      }
+      (void)(*producer)->Flush(std::chrono::seconds(120));
+    }
+
+    auto bare = kafka::MeasureBareConsumerRate(MakeClientConfig(cfg.kafka), "crm.interactions",
+                                               kEvents);
+    if (!bare.ok()) return state.SkipWithError(bare.status().ToString().c_str());
+
+    config::PipelineSpec spec;
+    auto engine = StreamEngine::Create(cfg, spec);
+    if (!engine.ok()) return state.SkipWithError(engine.status().ToString().c_str());
+    std::atomic<bool> stop{false};
+    std::thread runner([&] { (void)(*engine)->Run(stop); });
+    // Timed from the first record processed to the last, as the bare rate is.
+    while ((*engine)->stats().received.load() == 0) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    const auto start = std::chrono::steady_clock::now();
+    while ((*engine)->stats().received.load() < static_cast<uint64_t>(kEvents)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    stop.store(true);
+    runner.join();
+    const double engine_rate = kEvents / seconds;
+    state.SetIterationTime(seconds);
+    state.counters["bare_consumer_ev_s"] = bare->messages_per_second;
+    state.counters["engine_ev_s"] = engine_rate;
+    state.counters["engine_over_bare"] = engine_rate / bare->messages_per_second;
+  }
+}
+BENCHMARK(BM_EngineVsBareConsumer)->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
+
+}  // namespace
+}  // namespace crmstream::pipeline
+
+BENCHMARK_MAIN();

@@ -1,0 +1,74 @@
+// The per-partition heart of the pipeline: raw record in, outputs out.
+//
+//   bytes -> decode + validate -> dedup -> per-customer features -> outputs
+//
+// A record that fails validation never stops processing and is never
+// dropped: it is written to the dead-letter output with its reason, field,
+// original bytes and source position, and counted. A duplicate (event_id
+// already seen within the dedup window) is counted once and produces no
+// output.
+//
+// One processor per partition task: it owns that partition's customers, so
+// nothing is shared and nothing is locked. Not thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "crmstream/config/engine_config.h"
+#include "crmstream/features/feature_store.h"
+#include "crmstream/ingest/dead_letter.h"
+#include "crmstream/ingest/dedup_window.h"
+#include "crmstream/ingest/json_decoder.h"
+#include "crmstream/pipeline/output_sink.h"
+#include "crmstream/pipeline/processor_counters.h"
+
+namespace crmstream::pipeline {
+
+struct ProcessorOptions {
+  ingest::DecoderOptions decoder;
+  size_t dedup_capacity = ingest::DedupWindow::kDefaultCapacity;
+  features::FeatureSpec features;
+  bool emit_customer_scores = true;
+
+  static ProcessorOptions FromPipeline(const config::PipelineSpec& spec);
+};
+
+enum class ProcessOutcome : uint8_t { kAccepted, kDuplicate, kRejected };
+
+class EventProcessor {
+ public:
+  EventProcessor(const ProcessorOptions& options, OutputSink* sink);
+
+  // Decodes one JSON record and processes it. `now_ms` is the wall clock (or
+  // the broker timestamp) for dead-letter records and skew checks.
+  ProcessOutcome Process(std::string_view bytes, const ingest::SourcePosition& source,
+                         int64_t now_ms);
+  // Processes a record some other decoder (CSV) already decoded.
+  ProcessOutcome ProcessDecoded(const ingest::Rejection& rejection, const ingest::Event& event,
+                                std::string_view raw, const ingest::SourcePosition& source,
+                                int64_t now_ms);
+
+  const ProcessorOptions& options() const { return options_; }
+  const ProcessorCounters& counters() const { return counters_; }
+  const features::FeatureStore& feature_store() const { return features_; }
+  features::FeatureStore& feature_store() { return features_; }
+  ingest::DedupWindow& dedup_window() { return dedup_; }
+
+ private:
+  void EmitCustomerScores(const ingest::Event& event, const features::CustomerFeatures& f,
+                          const ingest::SourcePosition& source);
+
+  ProcessorOptions options_;
+  OutputSink* sink_;
+  ingest::EventDecoder decoder_;
+  ingest::DedupWindow dedup_;
+  features::FeatureStore features_;
+  ingest::DeadLetterRecord dead_letter_;
+  ingest::Event event_;
+  std::string record_;  // reused output buffer
+  ProcessorCounters counters_;
+};
+
+}  // namespace crmstream::pipeline

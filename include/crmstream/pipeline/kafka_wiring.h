@@ -1,0 +1,46 @@
+// Turns the engine configuration into what the kafka module needs: client
+// properties, the list of topics to create, and an OutputSink that writes
+// to the output topics. Thread-safety: functions are pure; KafkaSink is used
+// by one processing thread.
+#pragma once
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "crmstream/config/engine_config.h"
+#include "crmstream/kafka/client_config.h"
+#include "crmstream/kafka/producer.h"
+#include "crmstream/kafka/topic_admin.h"
+#include "crmstream/pipeline/output_sink.h"
+
+namespace crmstream::pipeline {
+
+// The user's librdkafka properties plus the project's defaults where the
+// user set nothing (murmur2 partitioning, as Java clients, so a customer's
+// records land in the same partition whoever produces them).
+kafka::ClientConfig MakeClientConfig(const config::KafkaSettings& settings);
+
+// Every input and output topic of the configuration.
+std::vector<kafka::TopicSpec> AllTopics(const config::EngineConfig& config);
+
+// The output topic name of each OutputKind.
+std::array<std::string, kOutputKindCount> OutputTopicNames(const config::OutputTopics& outputs);
+
+// Produces each output record to its topic, keyed by customer where the
+// record has a key. A produce failure is kept (first error) for the engine
+// to act on after the batch: Emit cannot fail the event it is called for.
+class KafkaSink final : public OutputSink {
+ public:
+  KafkaSink(kafka::Producer* producer, std::array<std::string, kOutputKindCount> topics)
+      : producer_(producer), topics_(std::move(topics)) {}
+  void Emit(OutputKind kind, std::string_view key, std::string_view value) override;
+  const Status& first_error() const { return first_error_; }
+
+ private:
+  kafka::Producer* producer_;
+  std::array<std::string, kOutputKindCount> topics_;
+  Status first_error_;
+};
+
+}  // namespace crmstream::pipeline

@@ -1,0 +1,54 @@
+// Where the pipeline's results go. The processor writes each output record
+// (key + JSON value) to an OutputSink: Kafka topics in the engine, files or
+// nothing at all for replay and benchmarks, a recording sink in tests.
+//
+// A sink is called from one processing thread; implementations document
+// their own thread-safety.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+namespace crmstream::pipeline {
+
+enum class OutputKind : uint8_t {
+  kCustomerScores = 0,
+  kChurnAlerts,
+  kSegments,
+  kAnomalies,
+  kCorrelations,
+  kDeadLetter,
+};
+inline constexpr int kOutputKindCount = 6;
+// Short stable names, used for metric labels and replay output files.
+inline constexpr std::array<std::string_view, kOutputKindCount> kOutputKindNames = {
+    "customer_scores", "churn_alerts", "segments", "anomalies", "correlations", "dead_letter"};
+inline std::string_view OutputKindName(OutputKind k) {
+  return kOutputKindNames[static_cast<int>(k)];
+}
+
+class OutputSink {
+ public:
+  virtual ~OutputSink() = default;
+  // `key` and `value` are only valid during the call: copy what must outlive it.
+  virtual void Emit(OutputKind kind, std::string_view key, std::string_view value) = 0;
+};
+
+// Counts records and drops them: replay benchmarks measure the pipeline, not
+// the disk.
+class DiscardingSink final : public OutputSink {
+ public:
+  void Emit(OutputKind kind, std::string_view, std::string_view value) override {
+    ++records_[static_cast<int>(kind)];
+    bytes_ += value.size();
+  }
+  uint64_t records(OutputKind kind) const { return records_[static_cast<int>(kind)]; }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  std::array<uint64_t, kOutputKindCount> records_{};
+  uint64_t bytes_ = 0;
+};
+
+}  // namespace crmstream::pipeline

@@ -1,0 +1,52 @@
+// Replay: a JSON-lines or CSV file through the same processor the engine
+// uses, without Kafka. For backfill, for evaluation and for the replay
+// throughput benchmark. Single-threaded, one processor (as one partition).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "crmstream/common/status.h"
+#include "crmstream/pipeline/event_processor.h"
+#include "crmstream/pipeline/output_sink.h"
+
+namespace crmstream::pipeline {
+
+enum class InputFormat : uint8_t { kAuto, kJsonLines, kCsv };
+
+struct ReplayOptions {
+  std::filesystem::path input;
+  InputFormat format = InputFormat::kAuto;  // auto: by extension (.csv, else JSON lines)
+  // Called about every 64k records with (bytes done, total bytes).
+  std::function<void(uint64_t, uint64_t)> progress;
+};
+
+struct ReplayStats {
+  uint64_t records = 0;
+  uint64_t accepted = 0;
+  uint64_t duplicates = 0;
+  uint64_t rejected = 0;
+  double seconds = 0;
+};
+
+// Replays the whole file into `processor`.
+Result<ReplayStats> Replay(const ReplayOptions& options, EventProcessor* processor);
+
+// Writes each output kind to `<dir>/<kind>.jsonl`, one JSON value per line.
+class FileSink final : public OutputSink {
+ public:
+  static Result<std::unique_ptr<FileSink>> Open(const std::filesystem::path& dir);
+  void Emit(OutputKind kind, std::string_view key, std::string_view value) override;
+  Status Close();
+
+ private:
+  explicit FileSink(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  std::filesystem::path dir_;
+  std::array<std::ofstream, kOutputKindCount> files_;
+};
+
+}  // namespace crmstream::pipeline

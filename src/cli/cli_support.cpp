@@ -1,0 +1,78 @@
+#include "cli_support.h"
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+namespace crmstream::cli {
+
+std::atomic<bool>& StopRequested() {
+  static std::atomic<bool> stop{false};
+  return stop;
+}
+
+namespace {
+void OnStopSignal(int) { StopRequested().store(true); }
+}  // namespace
+
+void InstallStopHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+}
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void KafkaCliOptions::AddTo(CLI::App* app) {
+  app->add_option("-c,--config", config_path, "Engine configuration file")
+      ->capture_default_str();
+  app->add_option("-b,--bootstrap-servers", bootstrap_servers,
+                  "Kafka bootstrap servers (default: the config's, else embedded)");
+  app->add_option("--broker-file", broker_file,
+                  "Read bootstrap servers from this file (as written by `crmstream broker`)");
+  app->add_option("-X", properties, "librdkafka property key=value (repeatable)");
+  app->add_option("--state-dir", state_dir, "Local state directory (default: the config's)");
+}
+
+Result<config::EngineConfig> KafkaCliOptions::Load() const {
+  config::EngineConfig cfg;
+  if (std::filesystem::exists(config_path)) {
+    CRM_ASSIGN_OR_RETURN(cfg, config::LoadEngineConfig(config_path));
+  } else if (config_path != "config/crmstream.yaml") {
+    return Status::NotFound(config_path + ": no such config file");
+  }
+  if (!broker_file.empty()) {
+    std::ifstream in(broker_file);
+    std::string addr;
+    if (!in || !std::getline(in, addr) || addr.empty()) {
+      return Status::NotFound(broker_file + ": no broker address in this file");
+    }
+    cfg.kafka.properties["bootstrap.servers"] = addr;
+  }
+  if (!bootstrap_servers.empty()) cfg.kafka.properties["bootstrap.servers"] = bootstrap_servers;
+  for (const auto& kv : properties) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Status::InvalidArgument("-X " + kv + ": expected key=value");
+    }
+    cfg.kafka.properties[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (!state_dir.empty()) cfg.state_dir = state_dir;
+  return cfg;
+}
+
+int Fail(const std::string& command, const Status& status) {
+  std::cerr << "crmstream " << command << ": " << status.ToString() << "\n";
+  return 1;
+}
+
+}  // namespace crmstream::cli

@@ -1,0 +1,190 @@
+// `crmstream run`: the engine. With no bootstrap.servers it starts the
+// embedded Kafka cluster in-process. With --demo it is the main job: the
+// embedded broker, the generator feeding the input topic, the engine, and
+// an independent reader of the output topics, with a live status line.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "cli_support.h"
+#include "commands.h"
+#include "crmstream/kafka/producer.h"
+#include "crmstream/pipeline/kafka_wiring.h"
+#include "crmstream/pipeline/stream_engine.h"
+#include "embedded_broker.h"
+#include "generator_runner.h"
+#include "output_watcher.h"
+
+namespace crmstream::cli {
+namespace {
+
+struct RunOptions {
+  KafkaCliOptions kafka;
+  std::string pipeline;  // overrides the config's
+  bool demo = false;
+  double demo_rate = 5000;
+  int demo_customers = 10000;
+  double duration = 0;  // seconds; 0: until Ctrl-C
+};
+
+using pipeline::OutputKind;
+
+// One status line: what came in, what went out, how far behind.
+void PrintStatus(const pipeline::EngineStats& s, uint64_t* last_received, double seconds,
+                 const OutputWatcher* watcher, uint64_t generated) {
+  const uint64_t received = s.received.load();
+  const double rate = seconds > 0 ? static_cast<double>(received - *last_received) / seconds : 0;
+  *last_received = received;
+  char line[512];
+  int n = std::snprintf(line, sizeof(line),
+                        "%9.0f ev/s | in %llu (dup %llu, dead-letter %llu) | lag %lld | "
+                        "partitions %d | out %llu",
+                        rate, static_cast<unsigned long long>(received),
+                        static_cast<unsigned long long>(s.duplicates.load()),
+                        static_cast<unsigned long long>(s.rejected.load()),
+                        static_cast<long long>(s.lag.load()), s.partitions.load(),
+                        static_cast<unsigned long long>(s.delivered.load()));
+  if (watcher) {
+    std::snprintf(line + n, sizeof(line) - static_cast<size_t>(n),
+                  " | generated %llu | on topics: scores %llu, dead-letter %llu",
+                  static_cast<unsigned long long>(generated),
+                  static_cast<unsigned long long>(watcher->count(OutputKind::kCustomerScores)),
+                  static_cast<unsigned long long>(watcher->count(OutputKind::kDeadLetter)));
+  }
+  std::fprintf(stderr, "%s\n", line);
+}
+
+int RunEngine(const RunOptions& o) {
+  InstallStopHandlers();
+  auto cfg = o.kafka.Load();
+  if (!cfg.ok()) return Fail("run", cfg.status());
+  if (!o.pipeline.empty()) cfg->pipeline = o.pipeline;
+  auto spec = config::LoadPipelineSpec(cfg->pipeline);
+  if (!spec.ok()) return Fail("run", spec.status());
+
+  std::unique_ptr<kafka::EmbeddedCluster> cluster;
+  if (cfg->kafka.embedded()) {
+    auto started = StartEmbeddedBroker(&cfg.value());
+    if (!started.ok()) return Fail("run", started.status());
+    cluster = std::move(started).value();
+  }
+  auto engine = pipeline::StreamEngine::Create(*cfg, *spec);
+  if (!engine.ok()) return Fail("run", engine.status());
+
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> generated{0};
+  std::thread generator_thread;
+  std::unique_ptr<OutputWatcher> watcher;
+  Status generator_status;
+  if (o.demo) {
+    watcher = std::make_unique<OutputWatcher>(*cfg);
+    watcher->Start();
+    generator_thread = std::thread([&] {
+      generator::WorldOptions world;
+      world.customers = o.demo_customers;
+      world.anomalies.enabled = true;
+      world.malformed_rate = 0.001;
+      world.duplicate_rate = 0.001;
+      auto gen = generator::WorldGenerator::Create(world);
+      if (!gen.ok()) {
+        generator_status = gen.status();
+        return;
+      }
+      auto producer = kafka::Producer::Create(pipeline::MakeClientConfig(cfg->kafka));
+      if (!producer.ok()) {
+        generator_status = producer.status();
+        return;
+      }
+      kafka::Producer* p = producer->get();
+      const std::string topic = cfg->inputs.front().name;
+      GeneratorPace pace;
+      pace.events_per_second = o.demo_rate;
+      auto n = RunGenerator(
+          gen->get(), pace,
+          [&](std::string_view key, std::string_view value) {
+            Status st = p->Produce(topic, kafka::kPartitionUnassigned, key, value);
+            p->Poll();
+            return st;
+          },
+          stop, &generated);
+      if (!n.ok()) generator_status = n.status();
+      (void)p->Flush(std::chrono::seconds(10));
+    });
+    std::cerr << "main job: generating " << o.demo_rate << " events/s for " << o.demo_customers
+              << " customers into " << cfg->inputs.front().name << "; Ctrl-C to stop"
+              << std::endl;
+  }
+
+  // The supervisor thread: status line, sample outputs, Ctrl-C and --duration.
+  std::thread supervisor([&] {
+    using Clock = std::chrono::steady_clock;
+    const auto start = Clock::now();
+    auto last = start;
+    uint64_t last_received = 0;
+    int ticks = 0;
+    while (!StopRequested().load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const auto now = Clock::now();
+      if (o.duration > 0 && std::chrono::duration<double>(now - start).count() >= o.duration) break;
+      if (cfg->status_interval_ms > 0 &&
+          now - last >= std::chrono::milliseconds(cfg->status_interval_ms)) {
+        PrintStatus((*engine)->stats(), &last_received,
+                    std::chrono::duration<double>(now - last).count(), watcher.get(),
+                    generated.load());
+        last = now;
+        if (watcher && ++ticks % 5 == 1) {
+          for (auto kind : {OutputKind::kCustomerScores, OutputKind::kDeadLetter}) {
+            std::string sample = watcher->latest(kind);
+            if (sample.size() > 400) sample = sample.substr(0, 400) + "...";
+            if (!sample.empty()) {
+              std::fprintf(stderr, "  latest on %s: %s\n",
+                           std::string(pipeline::OutputKindName(kind)).c_str(), sample.c_str());
+            }
+          }
+        }
+      }
+    }
+    stop.store(true);
+  });
+
+  Status st = (*engine)->Run(stop);
+  stop.store(true);
+  StopRequested().store(true);
+  supervisor.join();
+  if (generator_thread.joinable()) generator_thread.join();
+  if (watcher) watcher->Stop();
+  const auto& s = (*engine)->stats();
+  std::fprintf(stderr,
+               "stopped: %llu records in, %llu duplicates, %llu dead letters, %llu outputs "
+               "delivered\n",
+               static_cast<unsigned long long>(s.received.load()),
+               static_cast<unsigned long long>(s.duplicates.load()),
+               static_cast<unsigned long long>(s.rejected.load()),
+               static_cast<unsigned long long>(s.delivered.load()));
+  if (!generator_status.ok()) return Fail("run", generator_status.WithContext("generator"));
+  if (!st.ok()) return Fail("run", st);
+  return 0;
+}
+
+}  // namespace
+
+void AddRunCommand(CLI::App* app, int* exit_code) {
+  auto* cmd = app->add_subcommand(
+      "run", "Run the engine (starts an embedded Kafka when no bootstrap.servers is configured)");
+  auto o = std::make_shared<RunOptions>();
+  o->kafka.AddTo(cmd);
+  cmd->add_option("-p,--pipeline", o->pipeline, "Pipeline definition (default: the config's)");
+  cmd->add_flag("--demo", o->demo,
+                "The main job: also run the generator into the input topic and read the "
+                "output topics back");
+  cmd->add_option("--rate", o->demo_rate, "With --demo: events per second")->capture_default_str();
+  cmd->add_option("--customers", o->demo_customers, "With --demo: customers")
+      ->capture_default_str();
+  cmd->add_option("--duration", o->duration, "Stop after this many seconds (0: until Ctrl-C)");
+  cmd->callback([=] { *exit_code = RunEngine(*o); });
+}
+
+}  // namespace crmstream::cli

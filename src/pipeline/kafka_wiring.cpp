@@ -1,0 +1,40 @@
+#include "crmstream/pipeline/kafka_wiring.h"
+
+namespace crmstream::pipeline {
+
+kafka::ClientConfig MakeClientConfig(const config::KafkaSettings& settings) {
+  kafka::ClientConfig c;
+  for (const auto& [k, v] : settings.properties) c.Set(k, v);
+  c.SetDefault("partitioner", "murmur2_random");
+  return c;
+}
+
+std::vector<kafka::TopicSpec> AllTopics(const config::EngineConfig& config) {
+  std::vector<kafka::TopicSpec> topics;
+  for (const auto& t : config.inputs) topics.push_back({t.name, t.partitions, -1});
+  const auto& o = config.outputs;
+  for (const auto* t : {&o.customer_scores, &o.churn_alerts, &o.segments, &o.anomalies,
+                        &o.correlations, &o.dead_letter}) {
+    topics.push_back({t->name, t->partitions, -1});
+  }
+  return topics;
+}
+
+std::array<std::string, kOutputKindCount> OutputTopicNames(const config::OutputTopics& o) {
+  std::array<std::string, kOutputKindCount> names;
+  names[static_cast<int>(OutputKind::kCustomerScores)] = o.customer_scores.name;
+  names[static_cast<int>(OutputKind::kChurnAlerts)] = o.churn_alerts.name;
+  names[static_cast<int>(OutputKind::kSegments)] = o.segments.name;
+  names[static_cast<int>(OutputKind::kAnomalies)] = o.anomalies.name;
+  names[static_cast<int>(OutputKind::kCorrelations)] = o.correlations.name;
+  names[static_cast<int>(OutputKind::kDeadLetter)] = o.dead_letter.name;
+  return names;
+}
+
+void KafkaSink::Emit(OutputKind kind, std::string_view key, std::string_view value) {
+  Status st = producer_->Produce(topics_[static_cast<int>(kind)], kafka::kPartitionUnassigned,
+                                 key, value);
+  if (!st.ok() && first_error_.ok()) first_error_ = std::move(st);
+}
+
+}  // namespace crmstream::pipeline

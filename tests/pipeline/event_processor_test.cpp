@@ -1,0 +1,103 @@
+#include "crmstream/pipeline/event_processor.h"
+
+#include <catch2/catch.hpp>
+#include <simdjson.h>
+
+#include "recording_sink.h"
+
+namespace crmstream::pipeline {
+namespace {
+
+constexpr int64_t kNow = 1767225600000;  // 2026-01-01T00:00:00Z
+
+std::string Purchase(const std::string& id, const std::string& customer, int64_t ts,
+                     double amount) {
+  return R"({"event_id":")" + id + R"(","customer_id":")" + customer +
+         R"(","timestamp":)" + std::to_string(ts) + R"(,"type":"purchase","amount":)" +
+         std::to_string(amount) + R"(,"currency":"EUR"})";
+}
+
+TEST_CASE("Processor: accepted events update features and emit a scores record",
+          "[pipeline]") {
+  RecordingSink sink;
+  EventProcessor p(ProcessorOptions{}, &sink);
+  ingest::SourcePosition pos{"crm.interactions", 2, 40};
+  CHECK(p.Process(Purchase("e1", "C1", kNow, 10.0), pos, kNow) == ProcessOutcome::kAccepted);
+  pos.offset = 41;
+  CHECK(p.Process(Purchase("e2", "C1", kNow + 86400000, 30.0), pos, kNow) ==
+        ProcessOutcome::kAccepted);
+
+  auto scores = sink.Of(OutputKind::kCustomerScores);
+  REQUIRE(scores.size() == 2);
+  CHECK(scores[1]->key == "C1");
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.parse(scores[1]->value);
+  CHECK(std::string_view(doc["customer_id"]) == "C1");
+  CHECK(std::string_view(doc["event_id"]) == "e2");
+  CHECK(std::string_view(doc["event_type"]) == "purchase");
+  CHECK(int64_t(doc["source"]["partition"]) == 2);
+  CHECK(int64_t(doc["source"]["offset"]) == 41);
+  CHECK(doc["features"].is_object());
+  const auto* f = p.feature_store().Find("C1");
+  REQUIRE(f != nullptr);
+  CHECK(f->frequency() == 2);
+  CHECK(f->monetary() == Approx(40.0));
+}
+
+TEST_CASE("Processor: bad records go to the dead letters with reason and position",
+          "[pipeline]") {
+  RecordingSink sink;
+  EventProcessor p(ProcessorOptions{}, &sink);
+  struct Case {
+    std::string bytes;
+    std::string reason;
+    std::string field;
+  };
+  std::vector<Case> cases = {
+      {"{not json", "not_json", ""},
+      {"[1,2]", "not_object", ""},
+      {R"({"event_id":"x","timestamp":1767225600000,"type":"login"})", "missing_field",
+       "customer_id"},
+      {R"({"event_id":"x","customer_id":"C","timestamp":1767225600000,"type":"purchase","amount":"12"})",
+       "wrong_type", "amount"},
+      {R"({"event_id":"x","customer_id":"C","timestamp":1767225600000,"type":"teleport"})",
+       "unknown_event_type", "type"},
+      {R"({"event_id":"x","customer_id":"C","timestamp":"yesterday","type":"login"})",
+       "bad_timestamp", "timestamp"},
+      {R"({"event_id":"x","customer_id":"C","timestamp":1767225600000,"type":"refund","amount":-5})",
+       "out_of_range", "amount"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    ingest::SourcePosition pos{"crm.interactions", 1, static_cast<int64_t>(100 + i)};
+    CHECK(p.Process(cases[i].bytes, pos, kNow) == ProcessOutcome::kRejected);
+  }
+  auto dead = sink.Of(OutputKind::kDeadLetter);
+  REQUIRE(dead.size() == cases.size());
+  CHECK(sink.Of(OutputKind::kCustomerScores).empty());
+  simdjson::dom::parser parser;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    INFO(cases[i].bytes);
+    simdjson::dom::element doc = parser.parse(dead[i]->value);
+    CHECK(std::string_view(doc["reason"]) == cases[i].reason);
+    if (!cases[i].field.empty()) CHECK(std::string_view(doc["field"]) == cases[i].field);
+    CHECK(std::string_view(doc["original"]) == cases[i].bytes);
+    CHECK(std::string_view(doc["source"]["topic"]) == "crm.interactions");
+    CHECK(int64_t(doc["source"]["offset"]) == static_cast<int64_t>(100 + i));
+  }
+  CHECK(p.counters().rejected.Get() == cases.size());
+  CHECK(p.counters().accepted.Get() == 0);
+}
+
+TEST_CASE("Processor: a repeated event_id is counted once", "[pipeline]") {
+  RecordingSink sink;
+  EventProcessor p(ProcessorOptions{}, &sink);
+  ingest::SourcePosition pos{"t", 0, 0};
+  CHECK(p.Process(Purchase("same", "C9", kNow, 5.0), pos, kNow) == ProcessOutcome::kAccepted);
+  CHECK(p.Process(Purchase("same", "C9", kNow, 5.0), pos, kNow) == ProcessOutcome::kDuplicate);
+  CHECK(p.counters().duplicates.Get() == 1);
+  CHECK(sink.Of(OutputKind::kCustomerScores).size() == 1);
+  CHECK(p.feature_store().Find("C9")->frequency() == 1);
+}
+
+}  // namespace
+}  // namespace crmstream::pipeline
