@@ -5,7 +5,8 @@ function(crmstream_warnings target)
   # -Wno-restrict: GCC 12 reports false positives inside libstdc++'s
   # std::string operator+ at -O2/-O3 (GCC bug 105329).
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror
-                                           -Wno-error=deprecated-declarations -Wno-restrict)
+                                           -Wno-error=deprecated-declarations
+                                           $<$<CXX_COMPILER_ID:GNU>:-Wno-restrict>)
 endfunction()
 
 function(crmstream_sanitizers target)

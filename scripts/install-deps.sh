@@ -9,10 +9,6 @@ packages=(
   catch2 libsimdjson-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libbenchmark-dev
   kcat clang-14 libclang-rt-14-dev clang-format
 )
-if [ "${1:-}" = "--test" ]; then
-  # What the test suite adds: a real Prometheus and promtool, a real browser.
-  packages+=(prometheus chromium nodejs npm)
-fi
 
 missing=()
 for p in "${packages[@]}"; do

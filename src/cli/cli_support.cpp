@@ -33,8 +33,7 @@ int64_t WallMs() {
 }
 
 void KafkaCliOptions::AddTo(CLI::App* app) {
-  app->add_option("-c,--config", config_path, "Engine configuration file")
-      ->capture_default_str();
+  app->add_option("-c,--config", config_path, "Engine configuration file")->capture_default_str();
   app->add_option("-b,--bootstrap-servers", bootstrap_servers,
                   "Kafka bootstrap servers (default: the config's, else embedded)");
   app->add_option("--broker-file", broker_file,

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -25,10 +24,10 @@ int64_t WallMs();
 // Options shared by the commands that talk to Kafka.
 struct KafkaCliOptions {
   std::string config_path = "config/crmstream.yaml";
-  std::string bootstrap_servers;         // overrides the config's
-  std::string broker_file;               // read bootstrap.servers from this file
-  std::vector<std::string> properties;   // -X key=value, passed to librdkafka
-  std::string state_dir;                 // overrides the config's
+  std::string bootstrap_servers;        // overrides the config's
+  std::string broker_file;              // read bootstrap.servers from this file
+  std::vector<std::string> properties;  // -X key=value, passed to librdkafka
+  std::string state_dir;                // overrides the config's
 
   void AddTo(CLI::App* app);
   // The config file (if it exists, else defaults) with these overrides.

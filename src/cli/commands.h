@@ -11,5 +11,6 @@ void AddRunCommand(CLI::App* app, int* exit_code);
 void AddBrokerCommand(CLI::App* app, int* exit_code);
 void AddGenerateCommand(CLI::App* app, int* exit_code);
 void AddReplayCommand(CLI::App* app, int* exit_code);
+void AddEvalCommand(CLI::App* app, int* exit_code);
 
 }  // namespace crmstream::cli

@@ -22,9 +22,9 @@ Result<std::unique_ptr<kafka::EmbeddedCluster>> StartEmbeddedBroker(config::Engi
   if (ec) return Status::IOError(config->state_dir + ": " + ec.message());
   auto addr_file = std::filesystem::path(config->state_dir) / "broker.addr";
   CRM_RETURN_NOT_OK(cluster->WriteAddressFile(addr_file));
-  std::cout << "embedded Kafka (" << cluster->broker_count()
-            << " brokers) at " << cluster->bootstrap_servers() << "  (address in "
-            << addr_file.string() << ")" << std::endl;
+  std::cout << "embedded Kafka (" << cluster->broker_count() << " brokers) at "
+            << cluster->bootstrap_servers() << "  (address in " << addr_file.string() << ")"
+            << std::endl;
   config->kafka.properties["bootstrap.servers"] = cluster->bootstrap_servers();
   return cluster;
 }

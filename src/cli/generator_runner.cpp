@@ -24,7 +24,8 @@ Result<uint64_t> RunGenerator(generator::WorldGenerator* world, const GeneratorP
       if (pace.events_per_second > 0) {
         const double due = static_cast<double>(n) / pace.events_per_second;
         if (due > elapsed) {
-          std::this_thread::sleep_for(std::chrono::duration<double>(std::min(due - elapsed, 0.125)));
+          std::this_thread::sleep_for(
+              std::chrono::duration<double>(std::min(due - elapsed, 0.125)));
           continue;
         }
       }

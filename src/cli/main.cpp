@@ -1,6 +1,7 @@
-// crmstream: the single binary. Subcommands: run, broker, generate, replay.
-#include <CLI/CLI.hpp>
+// crmstream: the single binary. Subcommands: run, broker, generate, replay, eval.
 #include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
 
 #include "commands.h"
 
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   crmstream::cli::AddBrokerCommand(&app, &exit_code);
   crmstream::cli::AddGenerateCommand(&app, &exit_code);
   crmstream::cli::AddReplayCommand(&app, &exit_code);
+  crmstream::cli::AddEvalCommand(&app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

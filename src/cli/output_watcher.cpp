@@ -13,7 +13,9 @@ OutputWatcher::OutputWatcher(const config::EngineConfig& config)
 
 OutputWatcher::~OutputWatcher() { Stop(); }
 
-void OutputWatcher::Start() { thread_ = std::thread([this] { Loop(); }); }
+void OutputWatcher::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void OutputWatcher::Stop() {
   stop_.store(true);
@@ -36,8 +38,8 @@ void OutputWatcher::Loop() {
   // falls behind, skip to the newest records rather than replaying old ones.
   client.Set("auto.offset.reset", "latest");
   client.Set("log_level", "3");
-  auto consumer =
-      kafka::Consumer::Create(client, config_.kafka.group_id + "-watch-" + std::to_string(getpid()));
+  auto consumer = kafka::Consumer::Create(
+      client, config_.kafka.group_id + "-watch-" + std::to_string(getpid()));
   if (!consumer.ok()) {
     spdlog::error("output watcher: {}", consumer.status().ToString());
     return;

@@ -77,7 +77,9 @@ void AddReplayCommand(CLI::App* app, int* exit_code) {
   auto* cmd = app->add_subcommand(
       "replay", "Run a JSON-lines or CSV file through the pipeline without Kafka");
   auto o = std::make_shared<ReplayCliOptions>();
-  cmd->add_option("input", o->input, "JSON-lines or CSV file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("input", o->input, "JSON-lines or CSV file")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_option("-p,--pipeline", o->pipeline, "Pipeline definition")->capture_default_str();
   cmd->add_option("--format", o->format, "auto, json or csv")
       ->check(CLI::IsMember({"auto", "json", "csv"}))

@@ -114,8 +114,7 @@ int RunEngine(const RunOptions& o) {
       (void)p->Flush(std::chrono::seconds(10));
     });
     std::cerr << "main job: generating " << o.demo_rate << " events/s for " << o.demo_customers
-              << " customers into " << cfg->inputs.front().name << "; Ctrl-C to stop"
-              << std::endl;
+              << " customers into " << cfg->inputs.front().name << "; Ctrl-C to stop" << std::endl;
   }
 
   // The supervisor thread: status line, sample outputs, Ctrl-C and --duration.

@@ -85,7 +85,8 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
       ft.Fail("windows_days", "windows must be strictly increasing");
     }
   });
-  f.ReadObject("outputs", [&](YamlFields& o) { o.Read("customer_scores", &p.emit_customer_scores); });
+  f.ReadObject("outputs",
+               [&](YamlFields& o) { o.Read("customer_scores", &p.emit_customer_scores); });
   CRM_RETURN_NOT_OK(f.Finish());
   return p;
 }

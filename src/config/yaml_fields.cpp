@@ -58,8 +58,8 @@ YamlFields::YamlFields(const std::string& file, const YAML::Node& node, std::str
 std::string YamlFields::Where(const YAML::Node& node, const std::string& key) const {
   std::string where = file_;
   if (node && node.Mark().line >= 0) {
-    where += ":" + std::to_string(node.Mark().line + 1) + ":" +
-             std::to_string(node.Mark().column + 1);
+    where +=
+        ":" + std::to_string(node.Mark().line + 1) + ":" + std::to_string(node.Mark().column + 1);
   }
   where += ": ";
   std::string field = prefix_;

@@ -25,8 +25,8 @@ EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink
   record_.reserve(2048);
 }
 
-ProcessOutcome EventProcessor::Process(std::string_view bytes,
-                                       const ingest::SourcePosition& source, int64_t now_ms) {
+ProcessOutcome EventProcessor::Process(std::string_view bytes, const ingest::SourcePosition& source,
+                                       int64_t now_ms) {
   ingest::Rejection r = decoder_.Decode(bytes, now_ms, &event_);
   return ProcessDecoded(r, event_, bytes, source, now_ms);
 }
@@ -50,33 +50,35 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& rejection
   }
   counters_.accepted.Add();
   counters_.by_type[static_cast<int>(event.type)].Add();
-  const features::CustomerFeatures& f = features_.Update(event);
-  if (options_.emit_customer_scores) EmitCustomerScores(event, f, source);
+  features_.Update(event);
   return ProcessOutcome::kAccepted;
 }
 
-void EventProcessor::EmitCustomerScores(const ingest::Event& event,
-                                        const features::CustomerFeatures& f,
-                                        const ingest::SourcePosition& source) {
+void EventProcessor::FlushOutputs() {
+  if (options_.emit_customer_scores) {
+    features_.ForEachDirty(
+        [this](std::string_view, const features::CustomerFeatures& f) { EmitCustomerScores(f); });
+  }
+  features_.ClearDirty();
+}
+
+void EventProcessor::EmitCustomerScores(const features::CustomerFeatures& f) {
+  uint64_t events = 0;
+  for (int t = 0; t < ingest::kEventTypeCount; ++t) {
+    events += f.event_count(static_cast<ingest::EventType>(t));
+  }
   record_.clear();
   JsonWriter w(&record_);
   w.BeginObject();
-  w.Field("customer_id", event.customer_id);
-  w.Field("event_id", event.event_id);
-  w.Field("event_type", ingest::EventTypeName(event.type));
-  w.Field("event_time_ms", event.timestamp_ms);
-  w.Key("source");
-  w.BeginObject();
-  w.Field("topic", source.topic);
-  w.Field("partition", source.partition);
-  w.Field("offset", source.offset);
-  w.EndObject();
+  w.Field("customer_id", f.customer_id());
+  w.Field("as_of_ms", f.as_of_ms());
+  w.Field("events", events);
   w.Key("features");
   w.BeginObject();
   features::WriteFeaturesJson(f, &w);
   w.EndObject();
   w.EndObject();
-  sink_->Emit(OutputKind::kCustomerScores, event.customer_id, record_);
+  sink_->Emit(OutputKind::kCustomerScores, f.customer_id(), record_);
   counters_.outputs[static_cast<int>(OutputKind::kCustomerScores)].Add();
 }
 

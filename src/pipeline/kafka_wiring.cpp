@@ -32,8 +32,8 @@ std::array<std::string, kOutputKindCount> OutputTopicNames(const config::OutputT
 }
 
 void KafkaSink::Emit(OutputKind kind, std::string_view key, std::string_view value) {
-  Status st = producer_->Produce(topics_[static_cast<int>(kind)], kafka::kPartitionUnassigned,
-                                 key, value);
+  Status st =
+      producer_->Produce(topics_[static_cast<int>(kind)], kafka::kPartitionUnassigned, key, value);
   if (!st.ok() && first_error_.ok()) first_error_ = std::move(st);
 }
 

@@ -42,25 +42,34 @@ Result<ReplayStats> Replay(const ReplayOptions& options, EventProcessor* process
     source.offset = line.number;
     if (format == InputFormat::kCsv && !csv) {
       auto header = ingest::CsvEventDecoder::FromHeader(line.text, processor->options().decoder);
-      if (!header.ok()) return header.status().WithContext(path + ":" + std::to_string(line.number));
+      if (!header.ok())
+        return header.status().WithContext(path + ":" + std::to_string(line.number));
       csv.emplace(std::move(header).value());
       continue;
     }
     ProcessOutcome outcome;
     if (csv) {
-      ingest::Rejection r = csv->Decode(line.text, &event);
+      ingest::Rejection r = csv->Decode(line.text, now_ms, &event);
       outcome = processor->ProcessDecoded(r, event, line.text, source, now_ms);
     } else {
       outcome = processor->Process(line.text, source, now_ms);
     }
     ++stats.records;
     switch (outcome) {
-      case ProcessOutcome::kAccepted: ++stats.accepted; break;
-      case ProcessOutcome::kDuplicate: ++stats.duplicates; break;
-      case ProcessOutcome::kRejected: ++stats.rejected; break;
+      case ProcessOutcome::kAccepted:
+        ++stats.accepted;
+        break;
+      case ProcessOutcome::kDuplicate:
+        ++stats.duplicates;
+        break;
+      case ProcessOutcome::kRejected:
+        ++stats.rejected;
+        break;
     }
-    if (options.progress && (stats.records & 0xFFFF) == 0) options.progress(bytes_done, total_bytes);
+    if (options.progress && (stats.records & 0xFFFF) == 0)
+      options.progress(bytes_done, total_bytes);
   }
+  processor->FlushOutputs();
   if (options.progress) options.progress(total_bytes, total_bytes);
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return stats;

@@ -19,6 +19,9 @@ int64_t WallMs() {
 // (and tried again next interval).
 constexpr auto kFlushTimeout = std::chrono::seconds(30);
 
+// Smallest per-partition dedup window (event ids).
+constexpr size_t kMinDedupPerPartition = 10000;
+
 }  // namespace
 
 StreamEngine::StreamEngine(config::EngineConfig config, ProcessorOptions processor_options)
@@ -31,8 +34,17 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(const config::EngineC
   if (config.kafka.embedded()) {
     return Status::InvalidArgument("StreamEngine needs kafka.properties.bootstrap.servers");
   }
-  auto engine = std::unique_ptr<StreamEngine>(
-      new StreamEngine(config, ProcessorOptions::FromPipeline(pipeline)));
+  ProcessorOptions options = ProcessorOptions::FromPipeline(pipeline);
+  // The dedup window is configured for the whole input: each partition task
+  // remembers its share, so memory stays what the user configured.
+  int partitions = 0;
+  for (const auto& t : config.inputs) partitions += t.partitions;
+  if (options.dedup_capacity > 0) {
+    options.dedup_capacity =
+        std::max<size_t>(kMinDedupPerPartition,
+                         options.dedup_capacity / static_cast<size_t>(std::max(1, partitions)));
+  }
+  auto engine = std::unique_ptr<StreamEngine>(new StreamEngine(config, std::move(options)));
   CRM_RETURN_NOT_OK(engine->processor_options_.decoder.Validate().WithContext(pipeline.file));
   CRM_RETURN_NOT_OK(engine->processor_options_.features.Validate().WithContext(pipeline.file));
 
@@ -40,8 +52,8 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(const config::EngineC
   kafka::ProducerOptions producer_options;
   producer_options.linger_ms = config.producer_linger_ms;
   CRM_ASSIGN_OR_RETURN(engine->producer_, kafka::Producer::Create(client, producer_options));
-  engine->sink_ = std::make_unique<KafkaSink>(engine->producer_.get(),
-                                              OutputTopicNames(config.outputs));
+  engine->sink_ =
+      std::make_unique<KafkaSink>(engine->producer_.get(), OutputTopicNames(config.outputs));
   kafka::ConsumerOptions consumer_options;
   consumer_options.listener = engine.get();
   CRM_ASSIGN_OR_RETURN(engine->consumer_,
@@ -100,6 +112,7 @@ Status StreamEngine::CommitProcessed(const std::vector<kafka::TopicPartition>* o
   std::vector<kafka::TopicPartitionOffset> offsets;
   for (auto& [tp, task] : tasks_) {
     if (only && std::find(only->begin(), only->end(), tp) == only->end()) continue;
+    task.processor->FlushOutputs();
     if (task.next_offset >= 0 && task.next_offset != task.committed_offset) {
       offsets.push_back({tp.topic, tp.partition, task.next_offset});
     }

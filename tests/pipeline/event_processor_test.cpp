@@ -1,7 +1,8 @@
 #include "crmstream/pipeline/event_processor.h"
 
-#include <catch2/catch.hpp>
 #include <simdjson.h>
+
+#include <catch2/catch.hpp>
 
 #include "recording_sink.h"
 
@@ -12,12 +13,12 @@ constexpr int64_t kNow = 1767225600000;  // 2026-01-01T00:00:00Z
 
 std::string Purchase(const std::string& id, const std::string& customer, int64_t ts,
                      double amount) {
-  return R"({"event_id":")" + id + R"(","customer_id":")" + customer +
-         R"(","timestamp":)" + std::to_string(ts) + R"(,"type":"purchase","amount":)" +
-         std::to_string(amount) + R"(,"currency":"EUR"})";
+  return R"({"event_id":")" + id + R"(","customer_id":")" + customer + R"(","timestamp":)" +
+         std::to_string(ts) + R"(,"type":"purchase","amount":)" + std::to_string(amount) +
+         R"(,"currency":"EUR"})";
 }
 
-TEST_CASE("Processor: accepted events update features and emit a scores record",
+TEST_CASE("Processor: accepted events update features; a flush emits one record per customer",
           "[pipeline]") {
   RecordingSink sink;
   EventProcessor p(ProcessorOptions{}, &sink);
@@ -26,26 +27,34 @@ TEST_CASE("Processor: accepted events update features and emit a scores record",
   pos.offset = 41;
   CHECK(p.Process(Purchase("e2", "C1", kNow + 86400000, 30.0), pos, kNow) ==
         ProcessOutcome::kAccepted);
+  CHECK(p.Process(Purchase("e3", "C2", kNow, 5.0), pos, kNow) == ProcessOutcome::kAccepted);
+  CHECK(sink.records.empty());  // coalesced until the flush
 
+  p.FlushOutputs();
   auto scores = sink.Of(OutputKind::kCustomerScores);
   REQUIRE(scores.size() == 2);
-  CHECK(scores[1]->key == "C1");
+  CHECK(scores[0]->key == "C1");
   simdjson::dom::parser parser;
-  simdjson::dom::element doc = parser.parse(scores[1]->value);
+  simdjson::dom::element doc = parser.parse(scores[0]->value);
   CHECK(std::string_view(doc["customer_id"]) == "C1");
-  CHECK(std::string_view(doc["event_id"]) == "e2");
-  CHECK(std::string_view(doc["event_type"]) == "purchase");
-  CHECK(int64_t(doc["source"]["partition"]) == 2);
-  CHECK(int64_t(doc["source"]["offset"]) == 41);
+  CHECK(int64_t(doc["events"]) == 2);
+  CHECK(int64_t(doc["as_of_ms"]) == kNow + 86400000);
   CHECK(doc["features"].is_object());
+  CHECK(double(doc["features"]["monetary"]) == Approx(40.0));
   const auto* f = p.feature_store().Find("C1");
   REQUIRE(f != nullptr);
   CHECK(f->frequency() == 2);
-  CHECK(f->monetary() == Approx(40.0));
+
+  p.FlushOutputs();  // nothing changed since: nothing more to say
+  CHECK(sink.Of(OutputKind::kCustomerScores).size() == 2);
+  CHECK(p.Process(Purchase("e4", "C2", kNow + 1000, 1.0), pos, kNow) == ProcessOutcome::kAccepted);
+  p.FlushOutputs();
+  scores = sink.Of(OutputKind::kCustomerScores);
+  REQUIRE(scores.size() == 3);
+  CHECK(scores[2]->key == "C2");
 }
 
-TEST_CASE("Processor: bad records go to the dead letters with reason and position",
-          "[pipeline]") {
+TEST_CASE("Processor: bad records go to the dead letters with reason and position", "[pipeline]") {
   RecordingSink sink;
   EventProcessor p(ProcessorOptions{}, &sink);
   struct Case {
@@ -95,6 +104,7 @@ TEST_CASE("Processor: a repeated event_id is counted once", "[pipeline]") {
   CHECK(p.Process(Purchase("same", "C9", kNow, 5.0), pos, kNow) == ProcessOutcome::kAccepted);
   CHECK(p.Process(Purchase("same", "C9", kNow, 5.0), pos, kNow) == ProcessOutcome::kDuplicate);
   CHECK(p.counters().duplicates.Get() == 1);
+  p.FlushOutputs();
   CHECK(sink.Of(OutputKind::kCustomerScores).size() == 1);
   CHECK(p.feature_store().Find("C9")->frequency() == 1);
 }

@@ -1,10 +1,10 @@
 #include "support/test_support.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <random>
-
-#include <unistd.h>
 
 namespace crmstream::testing {
 
@@ -24,8 +24,8 @@ ScratchDir::ScratchDir() {
   static std::atomic<int> counter{0};
   std::random_device rd;
   path_ = std::filesystem::temp_directory_path() /
-          ("crmstream-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) +
-           "-" + std::to_string(rd()));
+          ("crmstream-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
+           std::to_string(rd()));
   std::filesystem::create_directories(path_);
 }
 

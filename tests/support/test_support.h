@@ -34,11 +34,12 @@ class ScratchDir {
 // Catch2 2.x has no SKIP: a test without the data set reports the reason and
 // passes with a warning, so a user's clone runs green while CI (which always
 // has ../shared) runs the real check.
-#define SKIP_WITHOUT_DATA(dir_var)                                                   \
-  auto dir_var##_opt = ::crmstream::testing::DataDir();                             \
-  if (!dir_var##_opt) {                                                              \
-    WARN("SKIPPED: public data sets not found (set CRMSTREAM_DATA_DIR or place "     \
-         "../shared/data beside the checkout)");                                     \
-    return;                                                                          \
-  }                                                                                  \
+#define SKIP_WITHOUT_DATA(dir_var)                                              \
+  auto dir_var##_opt = ::crmstream::testing::DataDir();                         \
+  if (!dir_var##_opt) {                                                         \
+    WARN(                                                                       \
+        "SKIPPED: public data sets not found (set CRMSTREAM_DATA_DIR or place " \
+        "../shared/data beside the checkout)");                                 \
+    return;                                                                     \
+  }                                                                             \
   const std::filesystem::path dir_var = *dir_var##_opt

@@ -29,7 +29,7 @@ class BinaryWriter {
   explicit BinaryWriter(std::string* out) : out_(out) {}
 
   template <typename T>
-    requires std::is_arithmetic_v<T>
+  requires std::is_arithmetic_v<T>
   void Put(T v) {
     char buf[sizeof(T)];
     std::memcpy(buf, &v, sizeof(T));  // host is little-endian (x86-64, aarch64)
@@ -40,10 +40,12 @@ class BinaryWriter {
     out_->append(bytes);
   }
   template <typename T>
-    requires std::is_arithmetic_v<T>
+  requires std::is_arithmetic_v<T>
   void PutArray(std::span<const T> values) {
     Put<uint32_t>(static_cast<uint32_t>(values.size()));
-    out_->append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T));
+    if (!values.empty()) {
+      out_->append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T));
+    }
   }
   std::string* buffer() { return out_; }
 
@@ -57,8 +59,7 @@ class BinaryReader {
   explicit BinaryReader(std::string_view in) : in_(in) {}
 
   template <typename T>
-    requires std::is_arithmetic_v<T>
-  Status Get(T* v) {
+  requires std::is_arithmetic_v<T> Status Get(T* v) {
     if (in_.size() - pos_ < sizeof(T)) return Truncated();
     std::memcpy(v, in_.data() + pos_, sizeof(T));
     pos_ += sizeof(T);
@@ -75,13 +76,12 @@ class BinaryReader {
   // Reads an array written by PutArray; `max_len` guards against a corrupted
   // length asking for a huge allocation.
   template <typename T>
-    requires std::is_arithmetic_v<T>
-  Status GetArray(std::vector<T>* out, size_t max_len = 1u << 28) {
+  requires std::is_arithmetic_v<T> Status GetArray(std::vector<T>* out, size_t max_len = 1u << 28) {
     uint32_t n = 0;
     CRM_RETURN_NOT_OK(Get(&n));
     if (n > max_len || (in_.size() - pos_) / sizeof(T) < n) return Truncated();
     out->resize(n);
-    std::memcpy(out->data(), in_.data() + pos_, n * sizeof(T));
+    if (n > 0) std::memcpy(out->data(), in_.data() + pos_, n * sizeof(T));
     pos_ += n * sizeof(T);
     return Status::OK();
   }

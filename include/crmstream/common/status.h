@@ -71,7 +71,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     if (std::get<Status>(v_).ok()) v_ = Status::Internal("Result built from an OK Status");
   }
@@ -99,10 +99,10 @@ class [[nodiscard]] Result {
 #define CRM_CONCAT(a, b) CRM_CONCAT_INNER(a, b)
 
 // Returns the Status from the enclosing function if it is not OK.
-#define CRM_RETURN_NOT_OK(expr)                  \
-  do {                                           \
-    ::crmstream::Status _crm_st = (expr);        \
-    if (!_crm_st.ok()) return _crm_st;           \
+#define CRM_RETURN_NOT_OK(expr)           \
+  do {                                    \
+    ::crmstream::Status _crm_st = (expr); \
+    if (!_crm_st.ok()) return _crm_st;    \
   } while (false)
 
 #define CRM_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

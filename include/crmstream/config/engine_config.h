@@ -59,11 +59,12 @@ struct PipelineSpec {
   std::string file;
   std::string name = "crm";
   // Input validation.
-  double max_amount = 1e9;                  // largest accepted amount
-  int64_t min_timestamp_ms = 946684800000;  // 2000-01-01T00:00:00Z
-  int64_t max_timestamp_ms = 4102444800000; // 2100-01-01T00:00:00Z
+  double max_amount = 1e9;                   // largest accepted amount
+  int64_t min_timestamp_ms = 946684800000;   // 2000-01-01T00:00:00Z
+  int64_t max_timestamp_ms = 4102444800000;  // 2100-01-01T00:00:00Z
   int max_message_bytes = 65536;
-  int dedup_window = 1000000;  // event ids remembered for duplicate detection
+  int dedup_window =
+      1000000;  // event ids remembered for duplicate detection, split across input partitions
   // Features.
   std::vector<int> window_days = {7, 30, 90};
   // Outputs.

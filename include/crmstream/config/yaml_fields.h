@@ -39,12 +39,12 @@ class YamlFields {
   // A mapping of scalar strings (e.g. librdkafka properties passed through).
   void Read(const std::string& key, std::map<std::string, std::string>* out);
   // A string that must be one of `allowed`.
-  void ReadChoice(const std::string& key, std::string* out, const std::vector<std::string>& allowed);
+  void ReadChoice(const std::string& key, std::string* out,
+                  const std::vector<std::string>& allowed);
   // A nested mapping read by `fn`, with the field path extended.
   void ReadObject(const std::string& key, const std::function<void(YamlFields&)>& fn);
   // A list of mappings, each read by `fn(fields, index)`.
-  void ReadObjectList(const std::string& key,
-                      const std::function<void(YamlFields&, size_t)>& fn);
+  void ReadObjectList(const std::string& key, const std::function<void(YamlFields&, size_t)>& fn);
   bool Has(const std::string& key) const;
 
   // Adds an error located at `key` (or at the mapping if the key is absent).

@@ -27,12 +27,10 @@ inline constexpr int kEventTypeCount = 8;
 
 // The wire names, as in docs/event-schema.json.
 inline constexpr std::array<std::string_view, kEventTypeCount> kEventTypeNames = {
-    "purchase",       "login",     "page_view", "support_ticket",
-    "complaint",      "refund",    "plan_change", "account_closed"};
+    "purchase",  "login",  "page_view",   "support_ticket",
+    "complaint", "refund", "plan_change", "account_closed"};
 
-inline std::string_view EventTypeName(EventType t) {
-  return kEventTypeNames[static_cast<int>(t)];
-}
+inline std::string_view EventTypeName(EventType t) { return kEventTypeNames[static_cast<int>(t)]; }
 inline std::optional<EventType> ParseEventType(std::string_view s) {
   for (int i = 0; i < kEventTypeCount; ++i) {
     if (kEventTypeNames[i] == s) return static_cast<EventType>(i);
@@ -49,11 +47,11 @@ struct Event {
   std::string_view customer_id;  // required, 1..128 bytes
   int64_t timestamp_ms = 0;      // event time, Unix epoch milliseconds (UTC)
   EventType type = EventType::kPurchase;
-  std::string_view channel;   // optional: web, app, store, phone, email, ... (empty if absent)
-  double amount = 0.0;        // purchase/refund value, >= 0, in `currency`; 0 when absent
+  std::string_view channel;  // optional: web, app, store, phone, email, ... (empty if absent)
+  double amount = 0.0;       // purchase/refund value, >= 0, in `currency`; 0 when absent
   bool has_amount = false;
-  std::string_view currency;  // optional ISO-4217 code (3 upper-case letters)
-  std::string_view plan;      // optional: the plan after a plan_change, or the current plan
+  std::string_view currency;         // optional ISO-4217 code (3 upper-case letters)
+  std::string_view plan;             // optional: the plan after a plan_change, or the current plan
   std::string_view attributes_json;  // optional free object, raw JSON text ("" if absent)
 };
 

@@ -2,6 +2,13 @@
 //
 //   bytes -> decode + validate -> dedup -> per-customer features -> outputs
 //
+// `crm.customer-scores` is a compactable, latest-value-per-customer topic,
+// so its records are coalesced: Process() only marks the customer updated,
+// and FlushOutputs() emits one record per customer updated since the last
+// flush. The engine flushes at every commit (so a committed offset always
+// covers the outputs of its records), replay at the end. This is Kafka
+// Streams' record cache: output volume follows customers, not events.
+//
 // A record that fails validation never stops processing and is never
 // dropped: it is written to the dead-letter output with its reason, field,
 // original bytes and source position, and counted. A duplicate (event_id
@@ -30,7 +37,7 @@ struct ProcessorOptions {
   ingest::DecoderOptions decoder;
   size_t dedup_capacity = ingest::DedupWindow::kDefaultCapacity;
   features::FeatureSpec features;
-  bool emit_customer_scores = true;
+  bool emit_customer_scores = true;  // FlushOutputs() emits crm.customer-scores
 
   static ProcessorOptions FromPipeline(const config::PipelineSpec& spec);
 };
@@ -50,6 +57,10 @@ class EventProcessor {
                                 std::string_view raw, const ingest::SourcePosition& source,
                                 int64_t now_ms);
 
+  // Emits the latest customer-scores record of every customer updated since
+  // the last flush.
+  void FlushOutputs();
+
   const ProcessorOptions& options() const { return options_; }
   const ProcessorCounters& counters() const { return counters_; }
   const features::FeatureStore& feature_store() const { return features_; }
@@ -57,8 +68,7 @@ class EventProcessor {
   ingest::DedupWindow& dedup_window() { return dedup_; }
 
  private:
-  void EmitCustomerScores(const ingest::Event& event, const features::CustomerFeatures& f,
-                          const ingest::SourcePosition& source);
+  void EmitCustomerScores(const features::CustomerFeatures& f);
 
   ProcessorOptions options_;
   OutputSink* sink_;

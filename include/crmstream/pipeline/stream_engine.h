@@ -3,9 +3,10 @@
 // an idempotent producer.
 //
 // Delivery: at-least-once. Every commit interval (and before partitions are
-// revoked, and at shutdown) the producer is flushed, so every output of
-// the processed records is acknowledged by the brokers, and only then are
-// the next offsets committed. A crash between the two re-processes at most
+// revoked, and at shutdown) each processor flushes its coalesced outputs,
+// the producer is flushed, so every output of the processed records is
+// acknowledged by the brokers, and only then are the next offsets
+// committed. A crash between the two re-processes at most
 // one interval of records.
 //
 // Threading: Run() executes on the calling thread, which owns the consumer,
@@ -34,11 +35,11 @@ struct EngineStats {
   std::atomic<uint64_t> duplicates{0};
   std::atomic<uint64_t> rejected{0};
   std::array<std::atomic<uint64_t>, kOutputKindCount> outputs{};
-  std::atomic<uint64_t> delivered{0};        // output records acknowledged by the brokers
+  std::atomic<uint64_t> delivered{0};  // output records acknowledged by the brokers
   std::atomic<uint64_t> delivery_failures{0};
   std::atomic<uint64_t> commits{0};
-  std::atomic<int64_t> lag{-1};              // sum over assigned partitions; -1 unknown
-  std::atomic<int> partitions{0};            // assigned partitions
+  std::atomic<int64_t> lag{-1};    // sum over assigned partitions; -1 unknown
+  std::atomic<int> partitions{0};  // assigned partitions
   std::atomic<uint64_t> rebalances{0};
 };
 

@@ -1,0 +1,32 @@
+// What the per-customer feature store computes: the sliding windows of event
+// time. Built once at start-up from the pipeline configuration and validated
+// there; immutable afterwards, so it may be read from any thread.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "crmstream/common/status.h"
+
+namespace crmstream::features {
+
+struct FeatureSpec {
+  // Sliding windows of event time, in whole UTC days. A window of N days at
+  // time t covers the events whose UTC day lies in (day(t) - N, day(t)]
+  // (docs/features.md). Distinct, each in [1, kMaxWindowDays], at most
+  // kMaxWindows of them. The longest one also bounds how much per-day history
+  // a customer keeps and is the window of the ticket and complaint rates.
+  // Default: 7, 30 and 90 days.
+  std::vector<int> window_days = {7, 30, 90};
+
+  static constexpr int kMaxWindowDays = 1000;
+  static constexpr size_t kMaxWindows = 8;
+
+  // InvalidArgument naming the field ("window_days[1]: ...") on a bad spec.
+  Status Validate() const;
+
+  // The longest window, in days (requires a valid spec).
+  int LongestWindowDays() const;
+};
+
+}  // namespace crmstream::features

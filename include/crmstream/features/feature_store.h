@@ -1,0 +1,287 @@
+// Per-customer features kept up to date event by event for the customers of
+// one input partition: RFM, counts and sums over sliding windows of event time,
+// ticket/complaint rates, login recency, tenure, plan, lifetime event counts.
+// Definitions, units and the model-input vector are in docs/features.md.
+//
+// One FeatureStore per partition task. Not thread-safe: single-threaded by
+// design, no locks. A CustomerFeatures view reads the store's current state:
+// a copy of one stays valid for the store's lifetime (customers never move)
+// and always shows the customer's latest features; the references returned
+// by Update() and Find() are rebound by the next call of the same function.
+//
+// Memory: a customer is one fixed-size slot (record + per-window running
+// totals) in blocks of slots, plus a small heap buffer holding a compact
+// varint encoding of its per-day aggregates, only for days that had windowed
+// events and only as far back as the longest window. Steady-state updates do
+// not allocate; a new customer, a new active day or a late event may
+// (amortised).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "crmstream/common/json_writer.h"
+#include "crmstream/common/status.h"
+#include "crmstream/features/feature_spec.h"
+#include "crmstream/ingest/event.h"
+
+namespace crmstream::features {
+
+namespace internal {
+struct DayAggregate;
+}  // namespace internal
+
+// Counted metrics of the sliding windows, in the order of their storage.
+enum class WindowMetric : uint8_t {
+  kPurchases = 0,
+  kLogins,
+  kPageViews,
+  kSupportTickets,
+  kComplaints,
+  kRefunds,
+};
+inline constexpr int kWindowMetricCount = 6;
+
+// Totals of one sliding window as of some time.
+struct WindowAggregates {
+  int days = 0;  // the window's length
+  uint32_t purchases = 0;
+  uint32_t logins = 0;
+  uint32_t page_views = 0;
+  uint32_t support_tickets = 0;
+  uint32_t complaints = 0;
+  uint32_t refunds = 0;
+  double purchase_amount = 0;  // currency units, each event rounded to 0.01
+  double refund_amount = 0;
+};
+
+// Model inputs, in the order of FeatureStore::FeatureNames(spec).
+using FeatureVector = std::vector<double>;
+
+class FeatureStore;
+
+// A read-only view of one customer's features, as of the customer's clock
+// (its latest event time) unless a function takes a time. Cheap to copy.
+class CustomerFeatures {
+ public:
+  std::string_view customer_id() const;
+  // The customer's clock: the largest event timestamp seen (ms). Late events
+  // never move it back.
+  int64_t as_of_ms() const;
+  int64_t first_seen_ms() const;  // smallest event timestamp seen
+  std::optional<int64_t> last_purchase_ms() const;
+  std::optional<int64_t> last_login_ms() const;
+
+  // Fractional days from the last purchase to the clock; NaN before any purchase.
+  double recency_days() const;
+  uint32_t frequency() const;  // purchases, lifetime
+  // Purchase amounts minus refund amounts, lifetime (currency units).
+  double monetary() const;
+  double purchase_amount_total() const;
+  double refund_amount_total() const;
+  // Lifetime purchase amount / purchases; NaN before any purchase.
+  double average_order_value() const;
+  // Fractional days from the last login to the clock; NaN before any login.
+  double days_since_last_login() const;
+  // Fractional days from the first seen event to the clock.
+  double tenure_days() const;
+  // Tickets (complaints) in the longest window per 30 days of the customer's
+  // exposure inside that window (docs/features.md).
+  double ticket_rate_30d() const;
+  double complaint_rate_30d() const;
+  // Current plan ("" when none seen) and its id in the store's plan table (0: none).
+  std::string_view plan() const;
+  uint16_t plan_id() const;
+  uint32_t plan_changes() const;                       // plan_change events, lifetime
+  bool closed() const;                                 // an account_closed event was seen
+  uint32_t event_count(ingest::EventType type) const;  // lifetime
+
+  size_t window_count() const;
+  // Window `i` of the spec, as of the clock.
+  WindowAggregates window(size_t i) const;
+  // Window `i` as of max(at_ms, clock): a later time slides the window
+  // forward (recomputed from the per-day history).
+  WindowAggregates WindowAt(size_t i, int64_t at_ms) const;
+
+  // Fills `out` with the model inputs as of max(now_ms, clock), in the order
+  // of FeatureStore::FeatureNames(). Does not allocate once `out` has its size.
+  void Snapshot(int64_t now_ms, FeatureVector* out) const;
+
+ private:
+  friend class FeatureStore;
+  CustomerFeatures(const FeatureStore* store, uint32_t index) : store_(store), index_(index) {}
+  const FeatureStore* store_ = nullptr;
+  uint32_t index_ = 0;
+};
+
+class FeatureStore {
+ public:
+  // The spec must be valid (FeatureSpec::Validate); an invalid one is a
+  // programming error and throws std::invalid_argument at start-up.
+  explicit FeatureStore(FeatureSpec spec);
+  ~FeatureStore();
+  FeatureStore(const FeatureStore&) = delete;
+  FeatureStore& operator=(const FeatureStore&) = delete;
+
+  // Applies the event to its customer (created on first sight) and returns
+  // the customer's features (the reference is rebound by the next Update).
+  const CustomerFeatures& Update(const ingest::Event& e);
+
+  // nullptr if the customer is unknown. Does not allocate. The pointer is
+  // rebound by the next Find; copy the view to keep it.
+  const CustomerFeatures* Find(std::string_view customer_id) const;
+
+  size_t size() const { return size_; }
+  // Heap and inline bytes held by the store (records, window totals, per-day
+  // buffers with the allocator's per-chunk header, ids, hash table, plans).
+  size_t MemoryUsageBytes() const;
+  // Bytes of a customer's fixed-size slot (record + windows; depends on the
+  // number of windows), excluding its per-day buffer.
+  size_t SlotBytes() const { return slot_bytes_; }
+
+  const FeatureSpec& spec() const { return spec_; }
+  // Names of the Snapshot() vector, in order (docs/features.md).
+  static std::vector<std::string> FeatureNames(const FeatureSpec& spec);
+  std::span<const std::string> feature_names() const { return feature_names_; }
+
+  // Checkpoints: a customer's state as a sealed blob (BlobKind::kCustomerFeatures).
+  // NotFound if the customer is unknown.
+  Status EncodeCustomer(std::string_view customer_id, std::string* out) const;
+  // Replaces (or creates) the customer's state from EncodeCustomer's bytes.
+  // Corruption on bad bytes, InvalidArgument if it was written with other windows;
+  // the store is unchanged on error. Marks the customer dirty.
+  Status DecodeCustomer(std::string_view customer_id, std::string_view bytes);
+
+  // Calls f(std::string_view customer_id, const CustomerFeatures&) for every
+  // customer updated or decoded since the last ClearDirty(), in first-dirtied order.
+  template <typename F>
+  void ForEachDirty(F&& f) const {
+    for (uint32_t index : dirty_) {
+      const CustomerFeatures view(this, index);
+      f(view.customer_id(), view);
+    }
+  }
+  size_t dirty_count() const { return dirty_.size(); }
+  void ClearDirty();
+
+  // The plan table: id -> name (id 0 is "", no plan).
+  std::string_view PlanName(uint16_t plan_id) const;
+
+ private:
+  friend class CustomerFeatures;
+
+  // The fixed-size part of a customer. Timestamps are event-time ms;
+  // kNoTime marks "never".
+  struct CustomerRecord {
+    int64_t first_seen_ms;
+    int64_t latest_ms;
+    int64_t last_purchase_ms;
+    int64_t last_login_ms;
+    int64_t purchase_cents;  // lifetime, each amount rounded to cents
+    int64_t refund_cents;
+    uint8_t* ring;  // varint per-day records, oldest first (malloc'd; null when empty)
+    uint32_t type_counts[ingest::kEventTypeCount];
+    int32_t base_day;         // day before the first ring record (its gap is from here)
+    uint16_t tail_day_delta;  // day of the last ring record - base_day
+    uint16_t ring_size;
+    uint16_t ring_capacity;
+    uint16_t tail_offset;  // offset of the last ring record
+    uint16_t plan_id;
+    uint8_t id_length;
+    uint8_t flags;  // kClosedFlag | kDirtyFlag
+    // Ids of up to 16 bytes live here; longer ones in long_ids_ at `offset`.
+    union {
+      char chars[16];
+      uint64_t offset;
+    } id;
+  };
+  // One sliding window of a customer: running totals as of the clock, kept
+  // modulo 2^16 (counts) and 2^32 (cents). Modular sums stay exact under
+  // adding and expiring; they equal the true totals whenever the lifetime
+  // total is below the modulus, and a customer beyond that is summed from
+  // its per-day history instead. The cursor is where the window's first day
+  // starts in the ring, with the day of the record before it (relative to
+  // base_day), so expiry decodes forward from there.
+  struct WindowState {
+    uint32_t cents[2];  // purchase, refund
+    uint16_t counts[kWindowMetricCount];
+    uint16_t cursor_offset;
+    uint16_t cursor_prev_delta;
+  };
+
+  CustomerRecord& Record(uint32_t index) const {
+    return *reinterpret_cast<CustomerRecord*>(Slot(index));
+  }
+  WindowState* Windows(uint32_t index) const {
+    return reinterpret_cast<WindowState*>(Slot(index) + sizeof(CustomerRecord));
+  }
+  std::byte* Slot(uint32_t index) const {
+    return blocks_[index / kBlockSlots].get() + (index % kBlockSlots) * slot_bytes_;
+  }
+  uint32_t FindIndex(std::string_view id, uint64_t hash) const;
+  uint32_t FindOrCreate(std::string_view id);
+  void GrowTable();
+  void MarkDirty(uint32_t index);
+  uint16_t InternPlan(std::string_view plan);
+  std::string_view IdOf(uint32_t index) const;
+
+  void ApplyInOrderWindowed(uint32_t index, int32_t day, int metric, uint64_t cents);
+  void AdvanceDay(uint32_t index, int32_t new_day);
+  void ApplyLateWindowed(uint32_t index, int32_t day, int metric, uint64_t cents);
+  // Re-encodes the ring from decoded days and recomputes every window's
+  // totals and cursor as of the clock (late events, decode).
+  void RebuildRing(uint32_t index, const std::vector<internal::DayAggregate>& days);
+  void ReserveRing(CustomerRecord* r, size_t bytes);
+  void ReleaseRing(CustomerRecord* r);
+  // Window `w` as of max(at_ms, clock), exact for every customer.
+  WindowAggregates ComputeWindowAt(uint32_t index, size_t w, int64_t at_ms) const;
+  WindowAggregates SumRing(uint32_t index, size_t w, int32_t day) const;
+
+  // Customers live in blocks of kBlockSlots fixed-size slots (a record, then
+  // its windows): no reallocation as the store grows, little slack.
+  static constexpr size_t kBlockSlots = 1024;
+  struct FreeBlock {
+    void operator()(std::byte* p) const;
+  };
+
+  FeatureSpec spec_;
+  std::vector<std::string> feature_names_;
+  int longest_window_ = 0;
+  size_t longest_window_index_ = 0;
+  size_t window_count_ = 0;
+  size_t slot_bytes_ = 0;
+
+  std::vector<std::unique_ptr<std::byte[], FreeBlock>> blocks_;
+  uint32_t size_ = 0;
+  std::string long_ids_;         // ids over 16 bytes, back to back
+  std::vector<uint32_t> table_;  // open addressing: index + 1, 0 = empty
+  size_t ring_heap_bytes_ = 0;   // sum of ring chunks (capacity + malloc header)
+  std::vector<uint32_t> dirty_;
+
+  std::vector<std::string> plan_names_;  // [0] = ""
+  struct PlanHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const;
+  };
+  std::unordered_map<std::string, uint16_t, PlanHash, std::equal_to<>> plan_ids_;
+
+  CustomerFeatures current_{this, 0};
+  mutable CustomerFeatures found_{this, 0};
+  // Scratch for the rare paths (late events, decode), reused to avoid
+  // allocating each time.
+  std::unique_ptr<std::vector<internal::DayAggregate>> scratch_days_;
+  std::string scratch_ring_;
+};
+
+// Writes the customer's features as fields of the currently open JSON object
+// (for crm.customer-scores); names and units in docs/features.md.
+void WriteFeaturesJson(const CustomerFeatures& features, JsonWriter* w);
+
+}  // namespace crmstream::features

@@ -1,0 +1,73 @@
+// Counts an event once when its event_id repeats: remembers the 64-bit
+// hashes (Hash64) of the last `capacity` distinct event ids in a flat
+// open-addressing table (linear probing, load <= 1/2) plus a FIFO ring, so
+// memory is bounded (about 24 bytes per remembered id: 1,000,000 ids take
+// 24 MiB) and the oldest id is forgotten when a new one arrives at capacity.
+//
+// The window: a duplicate is recognised when fewer than `capacity` distinct
+// new event ids arrived between it and the first occurrence. A repeat does
+// not refresh the id's position. Two different ids whose 64-bit hashes
+// collide are taken as duplicates: with N remembered ids the chance that a
+// new id is wrongly dropped is about N / 2^64 (5e-14 for N = 1e6).
+//
+// Allocates only at construction and Decode; SeenBefore allocates nothing.
+// Not thread-safe: one window per partition.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crmstream/common/status.h"
+
+namespace crmstream::ingest {
+
+class DedupWindow {
+ public:
+  static constexpr size_t kDefaultCapacity = 1'000'000;
+  // Largest accepted capacity (also bounds what Decode will allocate).
+  static constexpr size_t kMaxCapacity = size_t{1} << 28;
+  // Version of the EncodeTo payload, for the blob envelope the state module
+  // seals it in.
+  static constexpr uint16_t kEncodingVersion = 1;
+
+  // `capacity` distinct ids are remembered; 0 disables deduplication
+  // (SeenBefore is then always false). Capacities above kMaxCapacity are
+  // clamped to it.
+  explicit DedupWindow(size_t capacity = kDefaultCapacity);
+
+  // True if `event_id` is in the window (a duplicate); otherwise remembers
+  // it, forgetting the oldest id if the window is full, and returns false.
+  bool SeenBefore(std::string_view event_id);
+  // True if `event_id` is in the window; changes nothing.
+  bool Contains(std::string_view event_id) const;
+
+  size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
+  // Bytes held by the table and the ring.
+  size_t memory_bytes() const;
+
+  // Appends the window (capacity and remembered hashes, oldest first) to
+  // `out`, as a payload for SealBlob (version kEncodingVersion).
+  void EncodeTo(std::string* out) const;
+  // Rebuilds a window from EncodeTo's payload; Corruption if it does not
+  // decode.
+  static Result<DedupWindow> Decode(std::string_view payload);
+
+ private:
+  bool ContainsHash(uint64_t h) const;
+  void InsertHash(uint64_t h);
+  void EraseHash(uint64_t h);
+  static uint64_t HashId(std::string_view event_id);
+
+  size_t capacity_ = 0;
+  size_t size_ = 0;
+  size_t head_ = 0;              // ring index of the oldest hash
+  uint64_t mask_ = 0;            // table size - 1 (table size is a power of two)
+  std::vector<uint64_t> table_;  // 0 marks an empty slot
+  std::vector<uint64_t> ring_;   // hashes in arrival order, circular
+};
+
+}  // namespace crmstream::ingest

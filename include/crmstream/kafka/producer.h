@@ -1,0 +1,104 @@
+// Producer: an idempotent Kafka producer (enable.idempotence=true, acks=all)
+// for the engine's output topics. Produce() copies key and value into
+// librdkafka's queue (RD_KAFKA_MSG_F_COPY), so callers may reuse their
+// buffers at once; when the queue is full it serves delivery reports and
+// retries (bounded backpressure) instead of dropping the message.
+//
+// Delivery reports are counted (delivered, failed, last error) when the
+// producing thread calls Poll() (or Produce/Flush, which poll internally).
+//
+// Thread-safety: Produce, Poll and Flush are meant for ONE thread (the
+// delivery callback runs on it). The counters may be read from any thread.
+// Call Flush() before destroying the producer: destruction does not wait for
+// outstanding messages.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crmstream/common/status.h"
+#include "crmstream/kafka/client_config.h"
+#include "crmstream/kafka/handles.h"
+
+namespace crmstream::kafka {
+
+// Lets librdkafka's partitioner choose (by key hash).
+inline constexpr int32_t kPartitionUnassigned = RD_KAFKA_PARTITION_UA;
+
+struct ProducerOptions {
+  // Delay before a batch is sent (linger.ms); small for low latency. Default 5.
+  int linger_ms = 5;
+  // enable.idempotence (implies acks=all). Default true.
+  bool idempotent = true;
+  // How long Produce() keeps serving delivery reports and retrying while the
+  // local queue is full before it gives up with Unavailable. Default 60 s.
+  std::chrono::milliseconds queue_full_timeout = std::chrono::seconds(60);
+};
+
+struct MessageHeader {
+  std::string_view name;
+  std::string_view value;
+};
+
+class Producer {
+ public:
+  // Options are applied as defaults: any property in `config` wins.
+  static Result<std::unique_ptr<Producer>> Create(const ClientConfig& config,
+                                                  const ProducerOptions& options = {});
+  ~Producer();
+  Producer(const Producer&) = delete;
+  Producer& operator=(const Producer&) = delete;
+
+  // Enqueues one message (key and value are copied). partition may be
+  // kPartitionUnassigned. An empty key is sent as a null key. No allocation
+  // on our side once the topic has been seen.
+  Status Produce(std::string_view topic, int32_t partition, std::string_view key,
+                 std::string_view value);
+  // Same with headers (these allocate: librdkafka's header list).
+  Status Produce(std::string_view topic, int32_t partition, std::string_view key,
+                 std::string_view value, std::span<const MessageHeader> headers);
+
+  // Serves delivery reports; returns how many events were served.
+  int Poll(std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // Waits until every enqueued message is delivered or failed; Unavailable
+  // naming the count still outstanding if the timeout expires.
+  Status Flush(std::chrono::milliseconds timeout);
+
+  // Messages enqueued and not yet reported.
+  int OutstandingCount() const;
+  uint64_t delivered_count() const { return delivered_.load(std::memory_order_relaxed); }
+  uint64_t failed_count() const { return failed_.load(std::memory_order_relaxed); }
+  // The last delivery error as a Status (OK if none so far).
+  Status last_delivery_error() const;
+  // A fatal error makes the producer unusable (idempotence guarantees lost);
+  // OK while there is none.
+  Status FatalError() const;
+
+  rd_kafka_t* handle() const { return rk_.get(); }
+
+ private:
+  Producer() = default;
+  Result<rd_kafka_topic_t*> Topic(std::string_view name);
+  static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* message, void* opaque);
+
+  struct CachedTopic {
+    std::string name;
+    TopicHandle handle;
+  };
+
+  KafkaHandle rk_;
+  ProducerOptions options_;
+  // Output topics are few; a linear scan beats hashing and never allocates.
+  std::vector<CachedTopic> topics_;
+  std::atomic<uint64_t> delivered_{0};
+  std::atomic<uint64_t> failed_{0};
+  std::atomic<int> last_error_{RD_KAFKA_RESP_ERR_NO_ERROR};
+};
+
+}  // namespace crmstream::kafka

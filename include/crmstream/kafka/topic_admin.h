@@ -1,0 +1,67 @@
+// TopicAdmin: makes sure the topics a pipeline uses exist with the wanted
+// partition counts, and reads partition lists from cluster metadata.
+//
+// Against a real cluster it uses the CreateTopics admin request
+// (TOPIC_ALREADY_EXISTS counts as success). Against an EmbeddedCluster, whose
+// mock broker does not implement CreateTopics, pass the cluster to Create()
+// and missing topics are created through the mock API instead.
+//
+// Thread-safety: not thread-safe; use from one thread at a time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "crmstream/common/status.h"
+#include "crmstream/kafka/client_config.h"
+#include "crmstream/kafka/handles.h"
+
+namespace crmstream::kafka {
+
+class EmbeddedCluster;
+
+struct TopicSpec {
+  std::string name;
+  int partitions = 1;
+  // -1: the broker's default.
+  int replication_factor = -1;
+};
+
+struct TopicDescription {
+  std::string name;
+  int partitions = 0;
+};
+
+class TopicAdmin {
+ public:
+  // `embedded` (optional, not owned, must outlive the admin) is the cluster
+  // `config` points at when it is an EmbeddedCluster.
+  static Result<std::unique_ptr<TopicAdmin>> Create(const ClientConfig& config,
+                                                    EmbeddedCluster* embedded = nullptr);
+
+  // Creates every missing topic, then waits (up to `timeout`) until all of
+  // them appear in metadata. Existing topics are left as they are, whatever
+  // their partition count; the returned descriptions say what there is.
+  Result<std::vector<TopicDescription>> EnsureTopics(
+      std::span<const TopicSpec> topics,
+      std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+  // Partition ids of a topic, ascending; NotFound if it does not exist.
+  // Reads cluster-wide metadata so that asking never auto-creates the topic.
+  Result<std::vector<int32_t>> ListPartitions(
+      const std::string& topic, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+ private:
+  TopicAdmin() = default;
+  Result<MetadataHandle> AllTopicsMetadata(std::chrono::milliseconds timeout);
+  Status CreateWithAdminApi(std::span<const TopicSpec> topics, std::chrono::milliseconds timeout);
+
+  KafkaHandle rk_;
+  EmbeddedCluster* embedded_ = nullptr;
+};
+
+}  // namespace crmstream::kafka

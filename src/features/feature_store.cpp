@@ -1,0 +1,868 @@
+#include "crmstream/features/feature_store.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <stdexcept>
+
+#include "crmstream/common/binary_io.h"
+#include "crmstream/common/hash.h"
+#include "features/day_ring.h"
+
+namespace crmstream::features {
+
+using internal::DayAggregate;
+using internal::kMaxDayRecordBytes;
+
+namespace {
+
+constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
+constexpr int64_t kMsPerDay = 86'400'000;
+constexpr double kMsPerDayF = 86'400'000.0;
+constexpr uint8_t kClosedFlag = 1;
+constexpr uint8_t kDirtyFlag = 2;
+constexpr uint16_t kFeatureBlobVersion = 1;
+// glibc's malloc puts an 8-byte header before each chunk and rounds chunks to
+// 16 bytes; ring capacities are chosen as 16k + 8 so a chunk has no slack,
+// and memory accounting charges capacity + 8.
+constexpr size_t kMallocHeader = 8;
+// Amounts above this (currency units) are clamped, so cents fit comfortably.
+constexpr double kMaxAmount = 1e15;
+// Plan ids are uint16; distinct plans beyond this share the last id.
+constexpr size_t kMaxPlans = 65535;
+
+// UTC day of an epoch-ms timestamp (floor division, so negative times work),
+// clamped to a range that keeps day arithmetic far from int32 overflow.
+int32_t DayOf(int64_t ms) {
+  int64_t d = ms / kMsPerDay;
+  if (ms % kMsPerDay < 0) --d;
+  return static_cast<int32_t>(std::clamp<int64_t>(d, -(int64_t{1} << 30), int64_t{1} << 30));
+}
+
+// Amounts enter every sum rounded to cents, so window sums are exact integer
+// arithmetic and expire without drift. Negative or NaN amounts count as 0
+// (ingest rejects them; this only guards the arithmetic).
+uint64_t ToCents(const ingest::Event& e) {
+  if (!e.has_amount || !(e.amount > 0)) return 0;
+  return static_cast<uint64_t>(std::llround(std::min(e.amount, kMaxAmount) * 100.0));
+}
+
+// The window metric an event type counts in, or -1.
+int WindowMetricOf(ingest::EventType t) {
+  switch (t) {
+    case ingest::EventType::kPurchase:
+      return static_cast<int>(WindowMetric::kPurchases);
+    case ingest::EventType::kLogin:
+      return static_cast<int>(WindowMetric::kLogins);
+    case ingest::EventType::kPageView:
+      return static_cast<int>(WindowMetric::kPageViews);
+    case ingest::EventType::kSupportTicket:
+      return static_cast<int>(WindowMetric::kSupportTickets);
+    case ingest::EventType::kComplaint:
+      return static_cast<int>(WindowMetric::kComplaints);
+    case ingest::EventType::kRefund:
+      return static_cast<int>(WindowMetric::kRefunds);
+    case ingest::EventType::kPlanChange:
+    case ingest::EventType::kAccountClosed:
+      return -1;
+  }
+  return -1;
+}
+
+// The cents slot a metric carries (purchases, refunds), or -1.
+int CentsSlotOf(int metric) {
+  if (metric == static_cast<int>(WindowMetric::kPurchases)) return 0;
+  if (metric == static_cast<int>(WindowMetric::kRefunds)) return 1;
+  return -1;
+}
+
+double DaysBetween(int64_t from_ms, int64_t to_ms) {
+  return static_cast<double>(to_ms - from_ms) / kMsPerDayF;
+}
+
+double SignedLog1p(double x) { return x < 0 ? -std::log1p(-x) : std::log1p(x); }
+
+size_t ChunkCapacity(size_t needed) {
+  // Smallest 16k + 8 >= needed; glibc's smallest chunk holds 24 bytes.
+  const size_t cap = std::max<size_t>(24, ((needed + 7) / 16) * 16 + 8);
+  return std::min<size_t>(cap, std::numeric_limits<uint16_t>::max());
+}
+
+constexpr std::string_view kWindowMetricNames[kWindowMetricCount] = {
+    "purchases", "logins", "page_views", "support_tickets", "complaints", "refunds"};
+
+}  // namespace
+
+size_t FeatureStore::PlanHash::operator()(std::string_view s) const {
+  return static_cast<size_t>(Hash64(s));
+}
+
+// ---------------------------------------------------------------------------
+// CustomerFeatures
+
+#define CRM_RECORD (store_->Record(index_))
+
+std::string_view CustomerFeatures::customer_id() const { return store_->IdOf(index_); }
+int64_t CustomerFeatures::as_of_ms() const { return CRM_RECORD.latest_ms; }
+int64_t CustomerFeatures::first_seen_ms() const { return CRM_RECORD.first_seen_ms; }
+std::optional<int64_t> CustomerFeatures::last_purchase_ms() const {
+  const int64_t t = CRM_RECORD.last_purchase_ms;
+  return t == kNoTime ? std::nullopt : std::optional<int64_t>(t);
+}
+std::optional<int64_t> CustomerFeatures::last_login_ms() const {
+  const int64_t t = CRM_RECORD.last_login_ms;
+  return t == kNoTime ? std::nullopt : std::optional<int64_t>(t);
+}
+double CustomerFeatures::recency_days() const {
+  const auto& r = CRM_RECORD;
+  return r.last_purchase_ms == kNoTime ? std::nan("")
+                                       : DaysBetween(r.last_purchase_ms, r.latest_ms);
+}
+uint32_t CustomerFeatures::frequency() const {
+  return CRM_RECORD.type_counts[static_cast<int>(ingest::EventType::kPurchase)];
+}
+double CustomerFeatures::monetary() const {
+  const auto& r = CRM_RECORD;
+  return static_cast<double>(r.purchase_cents - r.refund_cents) / 100.0;
+}
+double CustomerFeatures::purchase_amount_total() const {
+  return static_cast<double>(CRM_RECORD.purchase_cents) / 100.0;
+}
+double CustomerFeatures::refund_amount_total() const {
+  return static_cast<double>(CRM_RECORD.refund_cents) / 100.0;
+}
+double CustomerFeatures::average_order_value() const {
+  const uint32_t n = frequency();
+  return n == 0 ? std::nan("") : purchase_amount_total() / n;
+}
+double CustomerFeatures::days_since_last_login() const {
+  const auto& r = CRM_RECORD;
+  return r.last_login_ms == kNoTime ? std::nan("") : DaysBetween(r.last_login_ms, r.latest_ms);
+}
+double CustomerFeatures::tenure_days() const {
+  const auto& r = CRM_RECORD;
+  return DaysBetween(r.first_seen_ms, r.latest_ms);
+}
+
+namespace {
+// Days of the longest window during which the customer existed, >= 1.
+double ExposureDays(int64_t first_seen_ms, int64_t at_ms, int longest) {
+  const int64_t days = int64_t{DayOf(at_ms)} - DayOf(first_seen_ms) + 1;
+  return static_cast<double>(std::clamp<int64_t>(days, 1, longest));
+}
+}  // namespace
+
+double CustomerFeatures::ticket_rate_30d() const {
+  const auto& r = CRM_RECORD;
+  const WindowAggregates w = window(store_->longest_window_index_);
+  return 30.0 * w.support_tickets / ExposureDays(r.first_seen_ms, r.latest_ms, w.days);
+}
+double CustomerFeatures::complaint_rate_30d() const {
+  const auto& r = CRM_RECORD;
+  const WindowAggregates w = window(store_->longest_window_index_);
+  return 30.0 * w.complaints / ExposureDays(r.first_seen_ms, r.latest_ms, w.days);
+}
+std::string_view CustomerFeatures::plan() const { return store_->PlanName(CRM_RECORD.plan_id); }
+uint16_t CustomerFeatures::plan_id() const { return CRM_RECORD.plan_id; }
+uint32_t CustomerFeatures::plan_changes() const {
+  return CRM_RECORD.type_counts[static_cast<int>(ingest::EventType::kPlanChange)];
+}
+bool CustomerFeatures::closed() const { return (CRM_RECORD.flags & kClosedFlag) != 0; }
+uint32_t CustomerFeatures::event_count(ingest::EventType type) const {
+  return CRM_RECORD.type_counts[static_cast<int>(type)];
+}
+size_t CustomerFeatures::window_count() const { return store_->window_count_; }
+
+WindowAggregates CustomerFeatures::window(size_t i) const {
+  return store_->ComputeWindowAt(index_, i, CRM_RECORD.latest_ms);
+}
+
+WindowAggregates CustomerFeatures::WindowAt(size_t i, int64_t at_ms) const {
+  return store_->ComputeWindowAt(index_, i, at_ms);
+}
+
+void CustomerFeatures::Snapshot(int64_t now_ms, FeatureVector* out) const {
+  const auto& r = CRM_RECORD;
+  const size_t w_count = store_->window_count_;
+  out->resize(store_->feature_names_.size());
+  double* v = out->data();
+  const int64_t t = std::max(now_ms, r.latest_ms);
+  const bool has_purchase = r.last_purchase_ms != kNoTime;
+  const bool has_login = r.last_login_ms != kNoTime;
+  const uint32_t purchases = frequency();
+  *v++ = has_purchase ? std::log1p(DaysBetween(r.last_purchase_ms, t)) : 0.0;
+  *v++ = has_purchase ? 1.0 : 0.0;
+  *v++ = std::log1p(static_cast<double>(purchases));
+  *v++ = SignedLog1p(monetary());
+  *v++ = purchases == 0 ? 0.0 : std::log1p(purchase_amount_total() / purchases);
+  *v++ = has_login ? std::log1p(DaysBetween(r.last_login_ms, t)) : 0.0;
+  *v++ = has_login ? 1.0 : 0.0;
+  *v++ = std::log1p(DaysBetween(r.first_seen_ms, t));
+  const WindowAggregates longest = WindowAt(store_->longest_window_index_, t);
+  const double exposure = ExposureDays(r.first_seen_ms, t, longest.days);
+  *v++ = std::log1p(30.0 * longest.support_tickets / exposure);
+  *v++ = std::log1p(30.0 * longest.complaints / exposure);
+  *v++ = std::log1p(static_cast<double>(plan_changes()));
+  *v++ = closed() ? 1.0 : 0.0;
+  for (ingest::EventType type :
+       {ingest::EventType::kLogin, ingest::EventType::kPageView, ingest::EventType::kSupportTicket,
+        ingest::EventType::kComplaint, ingest::EventType::kRefund}) {
+    *v++ = std::log1p(static_cast<double>(event_count(type)));
+  }
+  for (size_t i = 0; i < w_count; ++i) {
+    const WindowAggregates a = i == store_->longest_window_index_ ? longest : WindowAt(i, t);
+    *v++ = std::log1p(static_cast<double>(a.purchases));
+    *v++ = std::log1p(a.purchase_amount);
+    *v++ = std::log1p(static_cast<double>(a.logins));
+    *v++ = std::log1p(static_cast<double>(a.page_views));
+    *v++ = std::log1p(static_cast<double>(a.support_tickets));
+    *v++ = std::log1p(static_cast<double>(a.complaints));
+    *v++ = std::log1p(static_cast<double>(a.refunds));
+    *v++ = std::log1p(a.refund_amount);
+  }
+}
+
+#undef CRM_RECORD
+
+std::vector<std::string> FeatureStore::FeatureNames(const FeatureSpec& spec) {
+  std::vector<std::string> names = {"log1p_recency_days",
+                                    "has_purchase",
+                                    "log1p_frequency",
+                                    "slog1p_monetary",
+                                    "log1p_avg_order_value",
+                                    "log1p_days_since_login",
+                                    "has_login",
+                                    "log1p_tenure_days",
+                                    "log1p_ticket_rate_30d",
+                                    "log1p_complaint_rate_30d",
+                                    "log1p_plan_changes",
+                                    "closed",
+                                    "log1p_lifetime_logins",
+                                    "log1p_lifetime_page_views",
+                                    "log1p_lifetime_support_tickets",
+                                    "log1p_lifetime_complaints",
+                                    "log1p_lifetime_refunds"};
+  for (int days : spec.window_days) {
+    const std::string suffix = "_" + std::to_string(days) + "d";
+    names.push_back("log1p_purchases" + suffix);
+    names.push_back("log1p_purchase_amount" + suffix);
+    names.push_back("log1p_logins" + suffix);
+    names.push_back("log1p_page_views" + suffix);
+    names.push_back("log1p_support_tickets" + suffix);
+    names.push_back("log1p_complaints" + suffix);
+    names.push_back("log1p_refunds" + suffix);
+    names.push_back("log1p_refund_amount" + suffix);
+  }
+  return names;
+}
+
+// ---------------------------------------------------------------------------
+// FeatureStore
+
+void FeatureStore::FreeBlock::operator()(std::byte* p) const { std::free(p); }
+
+FeatureStore::FeatureStore(FeatureSpec spec)
+    : spec_(std::move(spec)), scratch_days_(std::make_unique<std::vector<DayAggregate>>()) {
+  const Status st = spec_.Validate();
+  if (!st.ok()) throw std::invalid_argument("invalid FeatureSpec: " + st.message());
+  feature_names_ = FeatureNames(spec_);
+  window_count_ = spec_.window_days.size();
+  longest_window_ = spec_.LongestWindowDays();
+  longest_window_index_ =
+      static_cast<size_t>(std::max_element(spec_.window_days.begin(), spec_.window_days.end()) -
+                          spec_.window_days.begin());
+  slot_bytes_ = sizeof(CustomerRecord) + window_count_ * sizeof(WindowState);
+  slot_bytes_ = (slot_bytes_ + alignof(CustomerRecord) - 1) / alignof(CustomerRecord) *
+                alignof(CustomerRecord);
+  plan_names_.emplace_back();
+  table_.assign(16, 0);
+}
+
+FeatureStore::~FeatureStore() {
+  for (uint32_t i = 0; i < size_; ++i) std::free(Record(i).ring);
+}
+
+size_t FeatureStore::MemoryUsageBytes() const {
+  size_t bytes = sizeof(*this);
+  bytes += blocks_.capacity() * sizeof(blocks_[0]) + blocks_.size() * kBlockSlots * slot_bytes_;
+  bytes += long_ids_.capacity();
+  bytes += table_.capacity() * sizeof(uint32_t);
+  bytes += ring_heap_bytes_;
+  bytes += dirty_.capacity() * sizeof(uint32_t);
+  for (const auto& p : plan_names_) bytes += sizeof(p) + p.capacity();
+  // Node-based map: a node per plan (key, value, next pointer, cached hash) plus buckets.
+  bytes += plan_ids_.size() * (sizeof(std::string) + 3 * sizeof(void*)) +
+           plan_ids_.bucket_count() * sizeof(void*);
+  bytes += scratch_days_->capacity() * sizeof(DayAggregate) + scratch_ring_.capacity();
+  return bytes;
+}
+
+std::string_view FeatureStore::IdOf(uint32_t index) const {
+  const CustomerRecord& r = Record(index);
+  if (r.id_length <= sizeof(r.id.chars)) return std::string_view(r.id.chars, r.id_length);
+  return std::string_view(long_ids_.data() + r.id.offset, r.id_length);
+}
+
+std::string_view FeatureStore::PlanName(uint16_t plan_id) const {
+  return plan_id < plan_names_.size() ? std::string_view(plan_names_[plan_id]) : std::string_view();
+}
+
+uint16_t FeatureStore::InternPlan(std::string_view plan) {
+  if (auto it = plan_ids_.find(plan); it != plan_ids_.end()) return it->second;
+  if (plan_names_.size() >= kMaxPlans) return static_cast<uint16_t>(kMaxPlans - 1);
+  const auto id = static_cast<uint16_t>(plan_names_.size());
+  plan_names_.emplace_back(plan);
+  plan_ids_.emplace(std::string(plan), id);
+  return id;
+}
+
+namespace {
+// A table entry packs the customer index + 1 (low bits, 0 = empty) with a few
+// bits of the id's hash, so a probe rarely touches a customer that is not
+// the one sought.
+constexpr int kIndexBits = 26;
+constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
+constexpr uint32_t kMaxCustomers = kIndexMask - 1;
+inline uint32_t TagOf(uint64_t hash) { return static_cast<uint32_t>(hash >> 58) << kIndexBits; }
+}  // namespace
+
+uint32_t FeatureStore::FindIndex(std::string_view id, uint64_t hash) const {
+  const size_t mask = table_.size() - 1;
+  const uint32_t tag = TagOf(hash);
+  for (size_t slot = hash & mask;; slot = (slot + 1) & mask) {
+    const uint32_t entry = table_[slot];
+    if (entry == 0) return UINT32_MAX;
+    if ((entry & ~kIndexMask) != tag) continue;
+    const uint32_t index = (entry & kIndexMask) - 1;
+    if (Record(index).id_length == id.size() && IdOf(index) == id) return index;
+  }
+}
+
+void FeatureStore::GrowTable() {
+  std::vector<uint32_t> next(table_.size() * 2, 0);
+  const size_t mask = next.size() - 1;
+  for (uint32_t i = 0; i < size_; ++i) {
+    const uint64_t hash = Hash64(IdOf(i));
+    size_t slot = hash & mask;
+    while (next[slot] != 0) slot = (slot + 1) & mask;
+    next[slot] = TagOf(hash) | (i + 1);
+  }
+  table_.swap(next);
+}
+
+uint32_t FeatureStore::FindOrCreate(std::string_view id) {
+  // Ids longer than a record can describe are cut: ingest caps them at 128 bytes.
+  if (id.size() > std::numeric_limits<uint8_t>::max()) id = id.substr(0, 255);
+  const uint64_t hash = Hash64(id);
+  if (const uint32_t found = FindIndex(id, hash); found != UINT32_MAX) return found;
+  // Load factor <= 0.75: linear probing stays short and the table costs
+  // 5.3-10.7 bytes per customer.
+  if ((size_t{size_} + 1) * 4 > table_.size() * 3) GrowTable();
+  if (size_ >= kMaxCustomers) {
+    throw std::length_error("features: more than 67M customers in one feature store");
+  }
+  const uint32_t index = size_;
+  if (index % kBlockSlots == 0) {
+    // 64-byte aligned, so a 192-byte slot spans exactly three cache lines.
+    auto* block = static_cast<std::byte*>(std::aligned_alloc(64, kBlockSlots * slot_bytes_));
+    if (block == nullptr) throw std::bad_alloc();
+    blocks_.emplace_back(block);
+  }
+  ++size_;
+  std::byte* slot = Slot(index);
+  auto* r = new (slot) CustomerRecord{};
+  for (size_t w = 0; w < window_count_; ++w) {
+    new (slot + sizeof(CustomerRecord) + w * sizeof(WindowState)) WindowState{};
+  }
+  r->first_seen_ms = r->latest_ms = r->last_purchase_ms = r->last_login_ms = kNoTime;
+  r->id_length = static_cast<uint8_t>(id.size());
+  if (id.size() <= sizeof(r->id.chars)) {
+    std::memcpy(r->id.chars, id.data(), id.size());
+  } else {
+    r->id.offset = long_ids_.size();
+    long_ids_.append(id);
+  }
+  const size_t mask = table_.size() - 1;
+  size_t pos = hash & mask;
+  while (table_[pos] != 0) pos = (pos + 1) & mask;
+  table_[pos] = TagOf(hash) | (index + 1);
+  return index;
+}
+
+void FeatureStore::MarkDirty(uint32_t index) {
+  CustomerRecord& r = Record(index);
+  if (r.flags & kDirtyFlag) return;
+  r.flags |= kDirtyFlag;
+  dirty_.push_back(index);
+}
+
+void FeatureStore::ClearDirty() {
+  for (uint32_t index : dirty_) Record(index).flags &= static_cast<uint8_t>(~kDirtyFlag);
+  dirty_.clear();
+}
+
+const CustomerFeatures* FeatureStore::Find(std::string_view customer_id) const {
+  if (customer_id.size() > std::numeric_limits<uint8_t>::max()) {
+    customer_id = customer_id.substr(0, 255);
+  }
+  const uint32_t index = FindIndex(customer_id, Hash64(customer_id));
+  if (index == UINT32_MAX) return nullptr;
+  found_.index_ = index;
+  return &found_;
+}
+
+void FeatureStore::ReserveRing(CustomerRecord* r, size_t bytes) {
+  if (bytes <= r->ring_capacity) return;
+  // Grow by a quarter: a steadily active customer reallocates O(log n) times
+  // while its history fills, with little slack once it is full.
+  const size_t cap = ChunkCapacity(std::max<size_t>(bytes, r->ring_capacity * 5 / 4));
+  auto* p = static_cast<uint8_t*>(std::realloc(r->ring, cap));
+  if (p == nullptr) throw std::bad_alloc();
+  if (r->ring_capacity != 0) ring_heap_bytes_ -= r->ring_capacity + kMallocHeader;
+  ring_heap_bytes_ += cap + kMallocHeader;
+  r->ring = p;
+  r->ring_capacity = static_cast<uint16_t>(cap);
+}
+
+void FeatureStore::ReleaseRing(CustomerRecord* r) {
+  if (r->ring_capacity != 0) ring_heap_bytes_ -= r->ring_capacity + kMallocHeader;
+  std::free(r->ring);
+  r->ring = nullptr;
+  r->ring_capacity = 0;
+  r->ring_size = 0;
+}
+
+const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
+  const uint32_t index = FindOrCreate(e.customer_id);
+  CustomerRecord* r = &Record(index);
+  const int64_t ts = e.timestamp_ms;
+  const int type = static_cast<int>(e.type);
+  if (r->type_counts[type] != UINT32_MAX) ++r->type_counts[type];
+  const bool fresh = r->latest_ms == kNoTime;
+  const bool late = !fresh && ts < r->latest_ms;
+  if (fresh || ts < r->first_seen_ms) r->first_seen_ms = ts;
+
+  const uint64_t cents = ToCents(e);
+  switch (e.type) {
+    case ingest::EventType::kPurchase:
+      r->purchase_cents += static_cast<int64_t>(cents);
+      r->last_purchase_ms = std::max(r->last_purchase_ms, ts);
+      break;
+    case ingest::EventType::kRefund:
+      r->refund_cents += static_cast<int64_t>(cents);
+      break;
+    case ingest::EventType::kLogin:
+      r->last_login_ms = std::max(r->last_login_ms, ts);
+      break;
+    case ingest::EventType::kAccountClosed:
+      r->flags |= kClosedFlag;
+      break;
+    default:
+      break;
+  }
+  // A late event never changes the current plan: the plan is the one most
+  // recently named by an event that was not older than the clock.
+  if (!late && !e.plan.empty()) r->plan_id = InternPlan(e.plan);
+
+  const int32_t day = DayOf(ts);
+  if (!late) {
+    if (fresh || day > DayOf(r->latest_ms)) AdvanceDay(index, day);
+    r->latest_ms = ts;
+  }
+  const int metric = WindowMetricOf(e.type);
+  if (metric >= 0) {
+    const int32_t clock_day = DayOf(r->latest_ms);
+    if (day == clock_day) {
+      ApplyInOrderWindowed(index, day, metric, cents);
+    } else if (day > clock_day - longest_window_) {
+      ApplyLateWindowed(index, day, metric, cents);
+    }
+  }
+  MarkDirty(index);
+  current_.index_ = index;
+  return current_;
+}
+
+namespace {
+// Modular (wrap-around) updates of a window's running totals; see WindowState.
+template <typename State>
+void AddToState(State* s, const DayAggregate& d) {
+  for (int m = 0; m < kWindowMetricCount; ++m) {
+    s->counts[m] = static_cast<uint16_t>(s->counts[m] + d.counts[m]);
+  }
+  s->cents[0] = static_cast<uint32_t>(s->cents[0] + d.cents[0]);
+  s->cents[1] = static_cast<uint32_t>(s->cents[1] + d.cents[1]);
+}
+template <typename State>
+void SubtractFromState(State* s, const DayAggregate& d) {
+  for (int m = 0; m < kWindowMetricCount; ++m) {
+    s->counts[m] = static_cast<uint16_t>(s->counts[m] - d.counts[m]);
+  }
+  s->cents[0] = static_cast<uint32_t>(s->cents[0] - d.cents[0]);
+  s->cents[1] = static_cast<uint32_t>(s->cents[1] - d.cents[1]);
+}
+}  // namespace
+
+void FeatureStore::AdvanceDay(uint32_t index, int32_t new_day) {
+  CustomerRecord* r = &Record(index);
+  WindowState* windows = Windows(index);
+  if (r->ring_size == 0) {
+    for (size_t w = 0; w < window_count_; ++w) {
+      windows[w].cursor_offset = 0;
+      windows[w].cursor_prev_delta = 0;
+    }
+    return;
+  }
+  const uint8_t* end = r->ring + r->ring_size;
+  for (size_t w = 0; w < window_count_; ++w) {
+    WindowState& ws = windows[w];
+    const int32_t cutoff = new_day - spec_.window_days[w];  // days <= cutoff leave
+    size_t offset = ws.cursor_offset;
+    int32_t prev = r->base_day + ws.cursor_prev_delta;
+    DayAggregate d;
+    uint32_t gap = 0;
+    while (offset < r->ring_size) {
+      // The ring is only written by this class; a bad record is a bug.
+      const uint32_t next_gap = internal::PeekDayGap(r->ring + offset, end);
+      if (next_gap == 0) throw std::logic_error("features: corrupt day ring");
+      if (prev + static_cast<int32_t>(next_gap) > cutoff) break;
+      const size_t len = internal::DecodeDayRecord(r->ring + offset, end, &gap, &d);
+      if (len == 0) throw std::logic_error("features: corrupt day ring");
+      prev += static_cast<int32_t>(gap);
+      SubtractFromState(&ws, d);
+      offset += len;
+    }
+    ws.cursor_offset = static_cast<uint16_t>(offset);
+    ws.cursor_prev_delta = static_cast<uint16_t>(prev - r->base_day);
+  }
+  // Records before the longest window's cursor are outside every window.
+  const size_t drop = windows[longest_window_index_].cursor_offset;
+  if (drop == 0) return;
+  const uint16_t shift = windows[longest_window_index_].cursor_prev_delta;
+  std::memmove(r->ring, r->ring + drop, r->ring_size - drop);
+  r->ring_size = static_cast<uint16_t>(r->ring_size - drop);
+  r->tail_offset = r->ring_size == 0 ? 0 : static_cast<uint16_t>(r->tail_offset - drop);
+  for (size_t w = 0; w < window_count_; ++w) {
+    windows[w].cursor_offset = static_cast<uint16_t>(windows[w].cursor_offset - drop);
+    windows[w].cursor_prev_delta = static_cast<uint16_t>(windows[w].cursor_prev_delta - shift);
+  }
+  r->base_day += shift;
+  r->tail_day_delta = static_cast<uint16_t>(r->tail_day_delta - shift);
+  // Give memory back once a customer's activity has dropped off.
+  if (r->ring_size == 0) {
+    ReleaseRing(r);
+  } else if (r->ring_capacity > 64 && r->ring_size < r->ring_capacity / 4) {
+    const size_t cap = ChunkCapacity(static_cast<size_t>(r->ring_size) * 2);
+    if (auto* p = static_cast<uint8_t*>(std::realloc(r->ring, cap)); p != nullptr) {
+      ring_heap_bytes_ -= r->ring_capacity + kMallocHeader;
+      ring_heap_bytes_ += cap + kMallocHeader;
+      r->ring = p;
+      r->ring_capacity = static_cast<uint16_t>(cap);
+    }
+  }
+}
+
+void FeatureStore::ApplyInOrderWindowed(uint32_t index, int32_t day, int metric, uint64_t cents) {
+  CustomerRecord* r = &Record(index);
+  const int slot = CentsSlotOf(metric);
+  DayAggregate d;
+  uint32_t gap = 0;
+  size_t at = 0;
+  if (r->ring_size != 0 && r->base_day + r->tail_day_delta == day) {
+    at = r->tail_offset;
+    if (internal::DecodeDayRecord(r->ring + at, r->ring + r->ring_size, &gap, &d) == 0) {
+      throw std::logic_error("features: corrupt day ring");
+    }
+  } else {
+    if (r->ring_size == 0) {
+      // An empty ring starts over: every cursor is at 0 with prev day = base.
+      r->base_day = day - 1;
+      r->tail_day_delta = 0;
+    }
+    gap = static_cast<uint32_t>(day - (r->base_day + r->tail_day_delta));
+    at = r->ring_size;
+    r->tail_offset = static_cast<uint16_t>(at);
+    r->tail_day_delta = static_cast<uint16_t>(day - r->base_day);
+  }
+  ++d.counts[metric];
+  if (slot >= 0) d.cents[slot] += cents;
+  uint8_t encoded[kMaxDayRecordBytes];
+  const size_t len = internal::EncodeDayRecord(d, gap, encoded);
+  ReserveRing(r, at + len);
+  std::memcpy(r->ring + at, encoded, len);
+  r->ring_size = static_cast<uint16_t>(at + len);
+  // The newest day is inside every window.
+  WindowState* windows = Windows(index);
+  for (size_t w = 0; w < window_count_; ++w) {
+    windows[w].counts[metric] = static_cast<uint16_t>(windows[w].counts[metric] + 1);
+    if (slot >= 0) windows[w].cents[slot] = static_cast<uint32_t>(windows[w].cents[slot] + cents);
+  }
+}
+
+namespace {
+// Decodes a whole ring into `days`; false if the bytes are not a valid ring.
+bool DecodeRing(const uint8_t* p, size_t size, int32_t base_day, std::vector<DayAggregate>* days) {
+  days->clear();
+  const uint8_t* end = p + size;
+  int64_t prev = base_day;
+  while (p < end) {
+    DayAggregate d;
+    uint32_t gap = 0;
+    const size_t len = internal::DecodeDayRecord(p, end, &gap, &d);
+    if (len == 0 || gap == 0) return false;
+    prev += gap;
+    if (prev > std::numeric_limits<int32_t>::max()) return false;
+    d.day = static_cast<int32_t>(prev);
+    days->push_back(d);
+    p += len;
+  }
+  return true;
+}
+}  // namespace
+
+void FeatureStore::ApplyLateWindowed(uint32_t index, int32_t day, int metric, uint64_t cents) {
+  // Rare: decode the customer's days, add the event to its day, re-encode.
+  std::vector<DayAggregate>& days = *scratch_days_;
+  const CustomerRecord& r = Record(index);
+  if (!DecodeRing(r.ring, r.ring_size, r.base_day, &days)) {
+    throw std::logic_error("features: corrupt day ring");
+  }
+  auto it = std::lower_bound(days.begin(), days.end(), day,
+                             [](const DayAggregate& d, int32_t x) { return d.day < x; });
+  if (it == days.end() || it->day != day) {
+    DayAggregate fresh;
+    fresh.day = day;
+    it = days.insert(it, fresh);
+  }
+  ++it->counts[metric];
+  if (const int slot = CentsSlotOf(metric); slot >= 0) it->cents[slot] += cents;
+  RebuildRing(index, days);
+}
+
+void FeatureStore::RebuildRing(uint32_t index, const std::vector<DayAggregate>& days) {
+  CustomerRecord* r = &Record(index);
+  WindowState* windows = Windows(index);
+  const int32_t clock_day = DayOf(r->latest_ms);
+  // Days outside the longest window are not kept.
+  auto first = std::find_if(days.begin(), days.end(), [&](const DayAggregate& d) {
+    return d.day > clock_day - longest_window_;
+  });
+  for (size_t w = 0; w < window_count_; ++w) windows[w] = WindowState{};
+  if (first == days.end()) {
+    ReleaseRing(r);
+    r->tail_day_delta = 0;
+    r->tail_offset = 0;
+    return;
+  }
+  scratch_ring_.resize(static_cast<size_t>(days.end() - first) * kMaxDayRecordBytes);
+  auto* out = reinterpret_cast<uint8_t*>(scratch_ring_.data());
+  const int32_t base = first->day - 1;
+  int32_t prev = base;
+  size_t size = 0;
+  size_t tail_offset = 0;
+  bool placed[FeatureSpec::kMaxWindows] = {};
+  for (auto it = first; it != days.end(); ++it) {
+    for (size_t w = 0; w < window_count_; ++w) {
+      if (it->day <= clock_day - spec_.window_days[w]) continue;
+      if (!placed[w]) {
+        windows[w].cursor_offset = static_cast<uint16_t>(size);
+        windows[w].cursor_prev_delta = static_cast<uint16_t>(prev - base);
+        placed[w] = true;
+      }
+      AddToState(&windows[w], *it);
+    }
+    tail_offset = size;
+    size += internal::EncodeDayRecord(*it, static_cast<uint32_t>(it->day - prev), out + size);
+    prev = it->day;
+  }
+  // A window with no day inside it points past the end, after the last day.
+  for (size_t w = 0; w < window_count_; ++w) {
+    if (placed[w]) continue;
+    windows[w].cursor_offset = static_cast<uint16_t>(size);
+    windows[w].cursor_prev_delta = static_cast<uint16_t>(prev - base);
+  }
+  r->ring_size = 0;
+  ReserveRing(r, size);
+  std::memcpy(r->ring, out, size);
+  r->ring_size = static_cast<uint16_t>(size);
+  r->base_day = base;
+  r->tail_day_delta = static_cast<uint16_t>(prev - base);
+  r->tail_offset = static_cast<uint16_t>(tail_offset);
+}
+
+WindowAggregates FeatureStore::ComputeWindowAt(uint32_t index, size_t w, int64_t at_ms) const {
+  const CustomerRecord& r = Record(index);
+  const int32_t clock_day = DayOf(r.latest_ms);
+  const int32_t day = std::max(DayOf(at_ms), clock_day);
+  // The modular running totals are the true ones while every lifetime total
+  // is below its modulus (a window never holds more than the lifetime).
+  bool exact = day == clock_day && r.purchase_cents <= UINT32_MAX && r.refund_cents <= UINT32_MAX;
+  for (int t = 0; exact && t < ingest::kEventTypeCount; ++t) {
+    if (WindowMetricOf(static_cast<ingest::EventType>(t)) >= 0 && r.type_counts[t] > UINT16_MAX) {
+      exact = false;
+    }
+  }
+  if (!exact) return SumRing(index, w, day);
+  const WindowState& s = Windows(index)[w];
+  WindowAggregates a;
+  a.days = spec_.window_days[w];
+  a.purchases = s.counts[0];
+  a.logins = s.counts[1];
+  a.page_views = s.counts[2];
+  a.support_tickets = s.counts[3];
+  a.complaints = s.counts[4];
+  a.refunds = s.counts[5];
+  a.purchase_amount = static_cast<double>(s.cents[0]) / 100.0;
+  a.refund_amount = static_cast<double>(s.cents[1]) / 100.0;
+  return a;
+}
+
+WindowAggregates FeatureStore::SumRing(uint32_t index, size_t w, int32_t day) const {
+  const CustomerRecord& r = Record(index);
+  uint64_t counts[kWindowMetricCount] = {};
+  uint64_t cents[2] = {};
+  const int32_t cutoff = day - spec_.window_days[w];
+  const uint8_t* p = r.ring;
+  const uint8_t* end = r.ring + r.ring_size;
+  int32_t prev = r.base_day;
+  while (p < end) {
+    DayAggregate d;
+    uint32_t gap = 0;
+    const size_t len = internal::DecodeDayRecord(p, end, &gap, &d);
+    if (len == 0) throw std::logic_error("features: corrupt day ring");
+    prev += static_cast<int32_t>(gap);
+    if (prev > cutoff) {
+      for (int m = 0; m < kWindowMetricCount; ++m) counts[m] += d.counts[m];
+      cents[0] += d.cents[0];
+      cents[1] += d.cents[1];
+    }
+    p += len;
+  }
+  const auto clamp32 = [](uint64_t v) {
+    return static_cast<uint32_t>(std::min<uint64_t>(v, UINT32_MAX));
+  };
+  WindowAggregates a;
+  a.days = spec_.window_days[w];
+  a.purchases = clamp32(counts[0]);
+  a.logins = clamp32(counts[1]);
+  a.page_views = clamp32(counts[2]);
+  a.support_tickets = clamp32(counts[3]);
+  a.complaints = clamp32(counts[4]);
+  a.refunds = clamp32(counts[5]);
+  a.purchase_amount = static_cast<double>(cents[0]) / 100.0;
+  a.refund_amount = static_cast<double>(cents[1]) / 100.0;
+  return a;
+}
+
+// ---------------------------------------------------------------------------
+// Checkpoint encoding. Payload (version 1):
+//   u32 window count, i32 window days...
+//   i64 first_seen, latest, last_purchase, last_login, purchase_cents, refund_cents
+//   u32 type_counts[8], u8 flags (closed), bytes plan name
+//   i32 base_day, bytes day ring
+// Window totals and cursors are derived again from the ring on decode.
+
+Status FeatureStore::EncodeCustomer(std::string_view customer_id, std::string* out) const {
+  const uint32_t index = customer_id.size() > std::numeric_limits<uint8_t>::max()
+                             ? UINT32_MAX
+                             : FindIndex(customer_id, Hash64(customer_id));
+  if (index == UINT32_MAX) return Status::NotFound("customer '" + std::string(customer_id) + "'");
+  const CustomerRecord& r = Record(index);
+  std::string payload;
+  BinaryWriter w(&payload);
+  w.PutArray<int>(spec_.window_days);
+  for (int64_t v : {r.first_seen_ms, r.latest_ms, r.last_purchase_ms, r.last_login_ms,
+                    r.purchase_cents, r.refund_cents}) {
+    w.Put<int64_t>(v);
+  }
+  for (uint32_t c : r.type_counts) w.Put<uint32_t>(c);
+  w.Put<uint8_t>(static_cast<uint8_t>(r.flags & kClosedFlag));
+  w.PutBytes(PlanName(r.plan_id));
+  w.Put<int32_t>(r.base_day);
+  w.PutBytes(std::string_view(reinterpret_cast<const char*>(r.ring), r.ring_size));
+  *out = SealBlob(BlobKind::kCustomerFeatures, kFeatureBlobVersion, payload);
+  return Status::OK();
+}
+
+Status FeatureStore::DecodeCustomer(std::string_view customer_id, std::string_view bytes) {
+  CRM_ASSIGN_OR_RETURN(OpenedBlob blob, OpenBlob(bytes, BlobKind::kCustomerFeatures));
+  if (blob.version != kFeatureBlobVersion) {
+    return Status::Corruption("customer features version " + std::to_string(blob.version) +
+                              ", expected " + std::to_string(kFeatureBlobVersion));
+  }
+  BinaryReader in(blob.payload);
+  std::vector<int> windows;
+  CRM_RETURN_NOT_OK(in.GetArray(&windows, FeatureSpec::kMaxWindows));
+  if (windows != spec_.window_days) {
+    return Status::InvalidArgument("customer features were written with other window_days");
+  }
+  CustomerRecord r{};
+  for (int64_t* v : {&r.first_seen_ms, &r.latest_ms, &r.last_purchase_ms, &r.last_login_ms,
+                     &r.purchase_cents, &r.refund_cents}) {
+    CRM_RETURN_NOT_OK(in.Get(v));
+  }
+  for (uint32_t& c : r.type_counts) CRM_RETURN_NOT_OK(in.Get(&c));
+  uint8_t flags = 0;
+  CRM_RETURN_NOT_OK(in.Get(&flags));
+  std::string plan;
+  CRM_RETURN_NOT_OK(in.GetBytes(&plan));
+  CRM_RETURN_NOT_OK(in.Get(&r.base_day));
+  std::string ring;
+  CRM_RETURN_NOT_OK(in.GetBytes(&ring));
+  CRM_RETURN_NOT_OK(in.ExpectEnd());
+  if (flags & ~kClosedFlag) return Status::Corruption("customer features: unknown flags");
+  if (r.latest_ms == kNoTime || r.first_seen_ms == kNoTime || r.first_seen_ms > r.latest_ms) {
+    return Status::Corruption("customer features: inconsistent first_seen/latest times");
+  }
+  for (int64_t t : {r.last_purchase_ms, r.last_login_ms}) {
+    if (t != kNoTime && (t < r.first_seen_ms || t > r.latest_ms)) {
+      return Status::Corruption(
+          "customer features: last purchase/login outside first_seen..latest");
+    }
+  }
+  std::vector<DayAggregate>& days = *scratch_days_;
+  if (!DecodeRing(reinterpret_cast<const uint8_t*>(ring.data()), ring.size(), r.base_day, &days)) {
+    return Status::Corruption("customer features: bad day ring");
+  }
+  const int32_t clock_day = DayOf(r.latest_ms);
+  if (!days.empty() &&
+      (days.back().day > clock_day || days.front().day <= clock_day - longest_window_)) {
+    return Status::Corruption("customer features: day ring outside the windows");
+  }
+  // The window totals rely on a window never holding more than the lifetime.
+  uint64_t ring_counts[kWindowMetricCount] = {};
+  uint64_t ring_cents[2] = {};
+  for (const DayAggregate& d : days) {
+    for (int m = 0; m < kWindowMetricCount; ++m) ring_counts[m] += d.counts[m];
+    ring_cents[0] += d.cents[0];
+    ring_cents[1] += d.cents[1];
+  }
+  for (int t = 0; t < ingest::kEventTypeCount; ++t) {
+    const int m = WindowMetricOf(static_cast<ingest::EventType>(t));
+    if (m >= 0 && ring_counts[m] > r.type_counts[t]) {
+      return Status::Corruption("customer features: day ring exceeds lifetime counts");
+    }
+  }
+  if (r.purchase_cents < 0 || r.refund_cents < 0 ||
+      ring_cents[0] > static_cast<uint64_t>(r.purchase_cents) ||
+      ring_cents[1] > static_cast<uint64_t>(r.refund_cents)) {
+    return Status::Corruption("customer features: day ring exceeds lifetime amounts");
+  }
+  // Valid: install it.
+  const uint32_t index = FindOrCreate(customer_id);
+  CustomerRecord* dst = &Record(index);
+  ReleaseRing(dst);
+  r.id = dst->id;
+  r.id_length = dst->id_length;
+  r.flags = static_cast<uint8_t>(flags | (dst->flags & kDirtyFlag));
+  r.plan_id = plan.empty() ? 0 : InternPlan(plan);
+  *dst = r;
+  RebuildRing(index, days);
+  MarkDirty(index);
+  return Status::OK();
+}
+
+}  // namespace crmstream::features

@@ -1,0 +1,158 @@
+#include "crmstream/kafka/producer.h"
+
+#include <array>
+
+#include "crmstream/kafka/kafka_error.h"
+
+namespace crmstream::kafka {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long one back-pressure wait serves delivery reports before retrying.
+constexpr int kQueueFullPollMs = 10;
+
+}  // namespace
+
+Result<std::unique_ptr<Producer>> Producer::Create(const ClientConfig& config,
+                                                   const ProducerOptions& options) {
+  ClientConfig effective = config;
+  effective.SetDefault("client.id", "crmstream-producer");
+  effective.SetDefault("linger.ms", std::to_string(options.linger_ms));
+  if (options.idempotent) {
+    effective.SetDefault("enable.idempotence", "true");
+    effective.SetDefault("acks", "all");
+  }
+  CRM_ASSIGN_OR_RETURN(ConfHandle conf, effective.BuildConf());
+  RouteLogsToSpdlog(conf.get());
+
+  std::unique_ptr<Producer> producer(new Producer());
+  producer->options_ = options;
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), &Producer::OnDelivery);
+  rd_kafka_conf_set_opaque(conf.get(), producer.get());
+
+  std::array<char, 512> errstr{};
+  producer->rk_.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr.data(), errstr.size()));
+  if (!producer->rk_) return Status::InvalidArgument(std::string("producer: ") + errstr.data());
+  conf.release();  // owned by the client now
+  return producer;
+}
+
+Producer::~Producer() {
+  // Topic handles must go before the client.
+  topics_.clear();
+  rk_.reset();
+}
+
+void Producer::OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* message, void* opaque) {
+  auto* self = static_cast<Producer*>(opaque);
+  if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    self->delivered_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    self->failed_.fetch_add(1, std::memory_order_relaxed);
+    self->last_error_.store(message->err, std::memory_order_relaxed);
+  }
+}
+
+Result<rd_kafka_topic_t*> Producer::Topic(std::string_view name) {
+  for (const CachedTopic& cached : topics_) {
+    if (cached.name == name) return cached.handle.get();
+  }
+  std::string owned_name(name);
+  TopicHandle handle(rd_kafka_topic_new(rk_.get(), owned_name.c_str(), nullptr));
+  if (!handle) return KafkaStatus(rd_kafka_last_error(), "producer: topic '" + owned_name + "'");
+  rd_kafka_topic_t* raw = handle.get();
+  topics_.push_back({std::move(owned_name), std::move(handle)});
+  return raw;
+}
+
+Status Producer::Produce(std::string_view topic, int32_t partition, std::string_view key,
+                         std::string_view value) {
+  CRM_ASSIGN_OR_RETURN(rd_kafka_topic_t * rkt, Topic(topic));
+  Clock::time_point give_up_at{};
+  while (true) {
+    // librdkafka's API takes non-const pointers; with MSG_F_COPY it only reads.
+    const int rc =
+        rd_kafka_produce(rkt, partition, RD_KAFKA_MSG_F_COPY, const_cast<char*>(value.data()),
+                         value.size(), key.empty() ? nullptr : key.data(), key.size(), nullptr);
+    if (rc == 0) return Status::OK();
+    const rd_kafka_resp_err_t err = rd_kafka_last_error();
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      return KafkaStatus(err, "producer: produce to '" + std::string(topic) + "'");
+    }
+    // Back-pressure: serve delivery reports so the queue drains, then retry.
+    const Clock::time_point now = Clock::now();
+    if (give_up_at == Clock::time_point{}) {
+      give_up_at = now + options_.queue_full_timeout;
+    } else if (now >= give_up_at) {
+      return KafkaStatus(err, "producer: produce to '" + std::string(topic) +
+                                  "' (queue still full after " +
+                                  std::to_string(options_.queue_full_timeout.count()) + " ms)");
+    }
+    rd_kafka_poll(rk_.get(), kQueueFullPollMs);
+  }
+}
+
+Status Producer::Produce(std::string_view topic, int32_t partition, std::string_view key,
+                         std::string_view value, std::span<const MessageHeader> headers) {
+  if (headers.empty()) return Produce(topic, partition, key, value);
+  CRM_ASSIGN_OR_RETURN(rd_kafka_topic_t * rkt, Topic(topic));
+  (void)rkt;  // makes sure the topic is known; producev looks it up by name
+  const std::string topic_name(topic);
+  Clock::time_point give_up_at{};
+  while (true) {
+    HeadersHandle hdrs(rd_kafka_headers_new(headers.size()));
+    for (const MessageHeader& header : headers) {
+      rd_kafka_header_add(hdrs.get(), header.name.data(), static_cast<ssize_t>(header.name.size()),
+                          header.value.data(), static_cast<ssize_t>(header.value.size()));
+    }
+    const rd_kafka_resp_err_t err =
+        rd_kafka_producev(rk_.get(), RD_KAFKA_V_TOPIC(topic_name.c_str()),
+                          RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                          RD_KAFKA_V_KEY(key.empty() ? nullptr : key.data(), key.size()),
+                          RD_KAFKA_V_HEADERS(hdrs.get()), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      hdrs.release();  // the message owns the headers now
+      return Status::OK();
+    }
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      return KafkaStatus(err, "producer: produce to '" + topic_name + "'");
+    }
+    const Clock::time_point now = Clock::now();
+    if (give_up_at == Clock::time_point{}) {
+      give_up_at = now + options_.queue_full_timeout;
+    } else if (now >= give_up_at) {
+      return KafkaStatus(err, "producer: produce to '" + topic_name + "' (queue still full)");
+    }
+    rd_kafka_poll(rk_.get(), kQueueFullPollMs);
+  }
+}
+
+int Producer::Poll(std::chrono::milliseconds timeout) {
+  return rd_kafka_poll(rk_.get(), static_cast<int>(timeout.count()));
+}
+
+Status Producer::Flush(std::chrono::milliseconds timeout) {
+  const rd_kafka_resp_err_t err = rd_kafka_flush(rk_.get(), static_cast<int>(timeout.count()));
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Status::OK();
+  return KafkaStatus(
+      err, "producer: flush (" + std::to_string(OutstandingCount()) + " messages outstanding)");
+}
+
+int Producer::OutstandingCount() const { return rd_kafka_outq_len(rk_.get()); }
+
+Status Producer::last_delivery_error() const {
+  const auto err = static_cast<rd_kafka_resp_err_t>(last_error_.load(std::memory_order_relaxed));
+  return KafkaStatus(err, "producer: delivery");
+}
+
+Status Producer::FatalError() const {
+  std::array<char, 512> errstr{};
+  const rd_kafka_resp_err_t err = rd_kafka_fatal_error(rk_.get(), errstr.data(), errstr.size());
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Status::OK();
+  return Status::Internal(std::string("producer: fatal error: ") + errstr.data() + " (" +
+                          rd_kafka_err2name(err) + ")");
+}
+
+}  // namespace crmstream::kafka

@@ -1,0 +1,85 @@
+#include "crmstream/evaluation/telco.h"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "support/test_support.h"
+
+namespace crmstream::evaluation {
+namespace {
+
+// Exact ROC-AUC by the rank (Mann-Whitney) formula, ties at mean rank.
+double RankAuc(const std::vector<double>& scores, const std::vector<uint8_t>& labels) {
+  std::vector<std::pair<double, bool>> s;
+  for (size_t i = 0; i < scores.size(); ++i) s.emplace_back(scores[i], labels[i] != 0);
+  std::sort(s.begin(), s.end());
+  long double rank_pos = 0;
+  long double pos = 0, neg = 0;
+  for (size_t i = 0; i < s.size();) {
+    size_t j = i;
+    while (j < s.size() && s[j].first == s[i].first) ++j;
+    for (size_t k = i; k < j; ++k) {
+      if (s[k].second) {
+        rank_pos += (i + 1 + j) / 2.0L;
+        pos += 1;
+      } else {
+        neg += 1;
+      }
+    }
+    i = j;
+  }
+  return static_cast<double>((rank_pos - pos * (pos + 1) / 2) / (pos * neg));
+}
+
+TEST_CASE("Telco churn: one-pass prequential AUC reaches batch logistic regression",
+          "[evaluation]") {
+  SKIP_WITHOUT_DATA(data);
+  auto report = EvaluateTelco(data);
+  REQUIRE(report.ok());
+  std::ostringstream printed;
+  PrintTelcoReport(*report, printed);
+  INFO(printed.str());
+
+  // The data set's documented shape.
+  CHECK(report->rows == 7043);
+  CHECK(report->positives == 1869);
+  CHECK(report->missing_total_charges == 11);
+  REQUIRE(report->scores.size() == 7043);
+  REQUIRE(report->labels.size() == 7043);
+
+  // StreamingAuc (histogram, 2^14 bins) agrees with the exact rank formula.
+  const double exact = RankAuc(report->scores, report->labels);
+  CHECK(report->auc == Approx(exact).margin(1e-4));
+  // The target: the published batch 5-fold CV figure, reached prequentially
+  // (measured 0.8459 at the time of writing).
+  CHECK(exact >= kTelcoBatchLogisticAuc);
+  CHECK(report->ftrl_auc > 0.83);  // above scikit-learn's tuned one-pass SGD
+
+  // Log loss recomputed from the recorded pairs, and better than the base rate.
+  long double sum = 0;
+  for (size_t i = 0; i < report->scores.size(); ++i) {
+    const double p = std::clamp(report->scores[i], 1e-15, 1.0 - 1e-15);
+    sum -= report->labels[i] ? std::log(p) : std::log1p(-p);
+  }
+  CHECK(report->log_loss == Approx(static_cast<double>(sum / 7043)).epsilon(1e-12));
+  CHECK(report->log_loss < report->base_rate_log_loss - 0.1);
+  CHECK(printed.str().find("0.845") != std::string::npos);
+}
+
+TEST_CASE("Telco evaluation reports a missing or malformed file", "[evaluation]") {
+  testing::ScratchDir dir;
+  CHECK(EvaluateTelco(dir.path()).status().code() == StatusCode::kIOError);
+  {
+    std::ofstream out(dir.path() / "WA_Fn-UseC_-Telco-Customer-Churn.csv");
+    out << "customerID,gender\nA,Male\n";
+  }
+  CHECK(EvaluateTelco(dir.path()).status().code() == StatusCode::kCorruption);
+}
+
+}  // namespace
+}  // namespace crmstream::evaluation

@@ -1,0 +1,269 @@
+#include "crmstream/ingest/json_decoder.h"
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+namespace crmstream::ingest {
+namespace {
+
+constexpr const char* kPurchase =
+    R"({"event_id":"e-1","customer_id":"c-42","timestamp":"2026-03-01T12:00:00Z",)"
+    R"("type":"purchase","channel":"web","amount":19.99,"currency":"EUR","plan":"pro",)"
+    R"("attributes":{"sku":"A-7","qty":2,"tags":["x",{"y":null}]}})";
+
+TEST_CASE("EventDecoder decodes every field of a purchase", "[ingest]") {
+  EventDecoder decoder;
+  Event e;
+  const Rejection r = decoder.Decode(kPurchase, &e);
+  REQUIRE(r.code == RejectReason::kNone);
+  CHECK_FALSE(r.rejected());
+  CHECK(e.event_id == "e-1");
+  CHECK(e.customer_id == "c-42");
+  CHECK(e.timestamp_ms == 1772366400000);
+  CHECK(e.type == EventType::kPurchase);
+  CHECK(e.channel == "web");
+  CHECK(e.has_amount);
+  CHECK(e.amount == 19.99);
+  CHECK(e.currency == "EUR");
+  CHECK(e.plan == "pro");
+  CHECK(e.attributes_json == R"({"sku":"A-7","qty":2,"tags":["x",{"y":null}]})");
+}
+
+TEST_CASE("EventDecoder accepts integer customer ids, epoch-ms timestamps and escapes",
+          "[ingest]") {
+  EventDecoder decoder;
+  Event e;
+  REQUIRE_FALSE(decoder
+                    .Decode(R"({"event_id":"a\"b\u00e9","customer_id":17850,)"
+                            R"("timestamp":1772366400123,"type":"login"})",
+                            &e)
+                    .rejected());
+  CHECK(e.event_id == "a\"b\xC3\xA9");
+  CHECK(e.customer_id == "17850");
+  CHECK(e.timestamp_ms == 1772366400123);
+  CHECK(e.type == EventType::kLogin);
+  CHECK_FALSE(e.has_amount);
+  CHECK(e.channel.empty());
+  CHECK(e.attributes_json.empty());
+
+  REQUIRE_FALSE(decoder
+                    .Decode(R"({"event_id":"x","customer_id":18446744073709551615 ,)"
+                            R"("timestamp":"2026-03-01T12:00:00Z","type":"refund","amount":5})",
+                            &e)
+                    .rejected());
+  CHECK(e.customer_id == "18446744073709551615");
+  CHECK(e.amount == 5.0);
+  CHECK(e.type == EventType::kRefund);
+}
+
+TEST_CASE("EventDecoder matches escaped keys and checks unknown ones", "[ingest]") {
+  EventDecoder decoder;
+  Event e;
+  REQUIRE_FALSE(decoder
+                    .Decode(R"({"event\u005fid":"e","customer_id":"c","timestamp":1772366400000,)"
+                            R"("typ\u0065":"login","x\ty":1})",
+                            &e)
+                    .rejected());
+  CHECK(e.event_id == "e");
+  CHECK(e.type == EventType::kLogin);
+  CHECK(decoder
+            .Decode(R"({"event_id":"e","customer_id":"c","timestamp":1772366400000,)"
+                    R"("type":"login","x\qy":1})",
+                    &e)
+            .code == RejectReason::kNotJson);
+}
+
+TEST_CASE("EventDecoder resets optional fields between events", "[ingest]") {
+  EventDecoder decoder;
+  Event e;
+  REQUIRE_FALSE(decoder.Decode(kPurchase, &e).rejected());
+  REQUIRE_FALSE(decoder
+                    .Decode(R"({"event_id":"e-2","customer_id":"c","timestamp":1772366400000,)"
+                            R"("type":"page_view","channel":null})",
+                            &e)
+                    .rejected());
+  CHECK(e.event_id == "e-2");
+  CHECK(e.channel.empty());
+  CHECK(e.currency.empty());
+  CHECK(e.plan.empty());
+  CHECK(e.attributes_json.empty());
+  CHECK_FALSE(e.has_amount);
+  CHECK(e.amount == 0.0);
+}
+
+TEST_CASE("EventDecoder ignores unknown fields, whatever they hold", "[ingest]") {
+  EventDecoder decoder;
+  Event e;
+  const Rejection r = decoder.Decode(
+      R"( { "extra" : {"deep":[1,2.5e3,{"k":"v"}]}, "event_id":"e","customer_id":"c",)"
+      R"("timestamp":"2026-03-01T12:00:00Z","type":"complaint","n":null,"b":true } )",
+      &e);
+  REQUIRE_FALSE(r.rejected());
+  CHECK(e.type == EventType::kComplaint);
+}
+
+struct RejectCase {
+  std::string json;
+  RejectReason reason;
+  std::string_view field;
+};
+
+std::string Base(std::string_view replace_key, std::string_view replace_value) {
+  // A valid purchase, with one field replaced ("" value: removed).
+  const std::vector<std::pair<std::string, std::string>> fields = {
+      {"event_id", R"("e-1")"},
+      {"customer_id", R"("c-1")"},
+      {"timestamp", R"("2026-03-01T12:00:00Z")"},
+      {"type", R"("purchase")"},
+      {"amount", "10.5"},
+      {"currency", R"("USD")"},
+      {"channel", R"("app")"},
+      {"plan", R"("basic")"},
+      {"attributes", R"({"a":1})"}};
+  std::string json = "{";
+  for (const auto& [k, v] : fields) {
+    std::string value = k == replace_key ? std::string(replace_value) : v;
+    if (value.empty()) continue;
+    if (json.size() > 1) json += ",";
+    json += "\"" + k + "\":" + value;
+  }
+  return json + "}";
+}
+
+TEST_CASE("EventDecoder rejects with the reason and the field", "[ingest]") {
+  const std::string huge_id(129, 'x');
+  const std::vector<RejectCase> cases = {
+      {R"({"event_id":"e",)", RejectReason::kNotJson, ""},
+      {R"({"event_id":"e"} {})", RejectReason::kNotJson, ""},
+      {R"({"event_id":"e"}])", RejectReason::kNotJson, ""},
+      {"", RejectReason::kNotJson, ""},
+      {"   ", RejectReason::kNotJson, ""},
+      {"{\"event_id\":\"\xC3\x28\"}", RejectReason::kNotJson, ""},  // invalid UTF-8
+      {R"({"event_id":"e","x":[1,,2]})", RejectReason::kNotJson, ""},
+      {R"({"event_id":"e","x":tru})", RejectReason::kNotJson, ""},
+      {R"({"event_id":"e","x":"\q"})", RejectReason::kNotJson, ""},
+      {R"({"event_id":"e" "customer_id":"c"})", RejectReason::kNotJson, ""},
+      {Base("attributes", R"({"a":[1,}})"), RejectReason::kNotJson, ""},
+      {Base("plan", "1e400"), RejectReason::kNotJson, ""},  // beyond a double's range
+      {R"([1,2,3])", RejectReason::kNotObject, ""},
+      {R"("purchase")", RejectReason::kNotObject, ""},
+      {R"(42)", RejectReason::kNotObject, ""},
+      {R"(null)", RejectReason::kNotObject, ""},
+      {Base("event_id", ""), RejectReason::kMissingField, "event_id"},
+      {Base("event_id", "null"), RejectReason::kMissingField, "event_id"},
+      {Base("customer_id", ""), RejectReason::kMissingField, "customer_id"},
+      {Base("timestamp", ""), RejectReason::kMissingField, "timestamp"},
+      {Base("type", ""), RejectReason::kMissingField, "type"},
+      {Base("amount", ""), RejectReason::kMissingField, "amount"},
+      {Base("event_id", "7"), RejectReason::kWrongType, "event_id"},
+      {Base("customer_id", "1.5"), RejectReason::kWrongType, "customer_id"},
+      {Base("customer_id", "true"), RejectReason::kWrongType, "customer_id"},
+      {Base("timestamp", "1772366400000.0"), RejectReason::kWrongType, "timestamp"},
+      {Base("timestamp", "[1]"), RejectReason::kWrongType, "timestamp"},
+      {Base("type", "1"), RejectReason::kWrongType, "type"},
+      {Base("amount", R"("10.5")"), RejectReason::kWrongType, "amount"},
+      {Base("currency", "840"), RejectReason::kWrongType, "currency"},
+      {Base("channel", "{}"), RejectReason::kWrongType, "channel"},
+      {Base("plan", "false"), RejectReason::kWrongType, "plan"},
+      {Base("attributes", "[1]"), RejectReason::kWrongType, "attributes"},
+      {Base("attributes", R"("a=1")"), RejectReason::kWrongType, "attributes"},
+      {Base("event_id", R"("")"), RejectReason::kOutOfRange, "event_id"},
+      {Base("event_id", "\"" + huge_id + "\""), RejectReason::kOutOfRange, "event_id"},
+      {Base("customer_id", R"("")"), RejectReason::kOutOfRange, "customer_id"},
+      {Base("amount", "-0.01"), RejectReason::kOutOfRange, "amount"},
+      {Base("amount", "1000000000.5"), RejectReason::kOutOfRange, "amount"},
+      {Base("currency", R"("usd")"), RejectReason::kOutOfRange, "currency"},
+      {Base("currency", R"("EURO")"), RejectReason::kOutOfRange, "currency"},
+      {Base("currency", R"("")"), RejectReason::kOutOfRange, "currency"},
+      {Base("timestamp", R"("1999-12-31T23:59:59.999Z")"), RejectReason::kOutOfRange, "timestamp"},
+      {Base("timestamp", R"("2100-01-01T00:00:00Z")"), RejectReason::kOutOfRange, "timestamp"},
+      {Base("timestamp", "946684799999"), RejectReason::kOutOfRange, "timestamp"},
+      {Base("timestamp", "-5"), RejectReason::kOutOfRange, "timestamp"},
+      {Base("timestamp", "18446744073709551615"), RejectReason::kOutOfRange, "timestamp"},
+      {Base("timestamp", R"("2026-02-29T00:00:00Z")"), RejectReason::kBadTimestamp, "timestamp"},
+      {Base("timestamp", R"("yesterday")"), RejectReason::kBadTimestamp, "timestamp"},
+      {Base("timestamp", R"("1772366400000")"), RejectReason::kBadTimestamp, "timestamp"},
+      {Base("type", R"("Purchase")"), RejectReason::kUnknownEventType, "type"},
+      {Base("type", R"("sale")"), RejectReason::kUnknownEventType, "type"},
+  };
+  EventDecoder decoder;
+  for (const RejectCase& c : cases) {
+    INFO(c.json);
+    Event e;
+    const Rejection r = decoder.Decode(c.json, &e);
+    CHECK(RejectReasonName(r.code) == RejectReasonName(c.reason));
+    CHECK(r.field == c.field);
+    CHECK_FALSE(r.detail.empty());
+  }
+  // Amount is optional where no money moves, but checked when present.
+  Event e;
+  CHECK_FALSE(
+      decoder.Decode(Base("plan", "\"p\",\"big\":123456789012345678901234567890"), &e).rejected());
+  CHECK_FALSE(decoder.Decode(Base("type", R"("login")").c_str(), &e).rejected());
+  std::string no_amount = Base("amount", "");
+  no_amount.replace(no_amount.find("purchase"), 8, "support_ticket");
+  CHECK_FALSE(decoder.Decode(no_amount, &e).rejected());
+  CHECK_FALSE(e.has_amount);
+}
+
+TEST_CASE("EventDecoder rejects oversized and deeply nested records", "[ingest]") {
+  DecoderOptions options;
+  options.max_message_bytes = 1024;
+  EventDecoder decoder(options);
+  Event e;
+  std::string big = Base("plan", "\"" + std::string(2000, 'p') + "\"");
+  Rejection r = decoder.Decode(big, &e);
+  CHECK(r.code == RejectReason::kTooLarge);
+  CHECK(r.field.empty());
+
+  std::string deep = Base("attributes", std::string(100, '[') + std::string(100, ']'));
+  r = decoder.Decode(deep, &e);
+  CHECK(r.code == RejectReason::kNotJson);
+  std::string ok_depth =
+      Base("attributes", "{\"a\":" + std::string(30, '[') + std::string(30, ']') + "}");
+  CHECK_FALSE(decoder.Decode(ok_depth, &e).rejected());
+}
+
+TEST_CASE("EventDecoder applies configured limits", "[ingest]") {
+  DecoderOptions options;
+  options.max_amount = 100;
+  options.min_timestamp_ms = 1'700'000'000'000;
+  options.max_timestamp_ms = 1'800'000'000'000;
+  options.max_future_skew_ms = 60'000;
+  EventDecoder decoder(options);
+  Event e;
+  const int64_t now = 1772366400000;  // 2026-03-01T12:00:00Z
+  CHECK_FALSE(decoder.Decode(Base("amount", "100"), now, &e).rejected());
+  CHECK(decoder.Decode(Base("amount", "100.01"), now, &e).code == RejectReason::kOutOfRange);
+  // Exactly the allowed skew passes; one millisecond more does not.
+  CHECK_FALSE(decoder.Decode(Base("timestamp", "1772366460000"), now, &e).rejected());
+  const Rejection r = decoder.Decode(Base("timestamp", "1772366460001"), now, &e);
+  CHECK(r.code == RejectReason::kOutOfRange);
+  CHECK(r.field == "timestamp");
+  CHECK(decoder.Decode(Base("timestamp", "1699999999999"), now, &e).code ==
+        RejectReason::kOutOfRange);
+
+  DecoderOptions bad;
+  bad.min_timestamp_ms = bad.max_timestamp_ms;
+  CHECK_FALSE(bad.Validate().ok());
+  CHECK_THROWS(EventDecoder(bad));
+}
+
+TEST_CASE("Every rejection reason has a distinct stable name", "[ingest]") {
+  std::vector<std::string_view> names;
+  for (RejectReason r : kAllRejectReasons) {
+    const std::string_view name = RejectReasonName(r);
+    CHECK(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string_view::npos);
+    CHECK(ParseRejectReason(name) == r);
+    CHECK(std::find(names.begin(), names.end(), name) == names.end());
+    names.push_back(name);
+  }
+  CHECK(names.size() == 9);
+  CHECK(RejectReasonName(RejectReason::kMissingField) == "missing_field");
+  CHECK(RejectReasonName(RejectReason::kNotJson) == "not_json");
+  CHECK_FALSE(ParseRejectReason("bogus"));
+}
+
+}  // namespace
+}  // namespace crmstream::ingest

@@ -1,0 +1,255 @@
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <map>
+#include <set>
+
+#include "crmstream/kafka/consumer.h"
+#include "crmstream/kafka/producer.h"
+#include "kafka/kafka_test_support.h"
+
+namespace crmstream::kafka {
+namespace {
+
+using testing::ClusterFixture;
+using testing::kTestDeadline;
+using testing::Received;
+
+// Remembers what the group told this member, and optionally picks start
+// offsets, as the state module will from its checkpoints.
+class RecordingListener : public RebalanceListener {
+ public:
+  void OnAssigned(std::span<TopicPartitionOffset> partitions) override {
+    for (TopicPartitionOffset& tp : partitions) {
+      assigned.insert({tp.topic, tp.partition});
+      CHECK(tp.offset == kOffsetCommitted);
+      if (start_offset) tp.offset = *start_offset;
+    }
+    ++assign_calls;
+  }
+  void OnRevoked(std::span<const TopicPartition> partitions) override {
+    for (const TopicPartition& tp : partitions) {
+      assigned.erase(tp);
+      revoked.insert(tp);
+    }
+    ++revoke_calls;
+  }
+
+  std::set<TopicPartition> assigned;
+  std::set<TopicPartition> revoked;
+  int assign_calls = 0;
+  int revoke_calls = 0;
+  std::optional<int64_t> start_offset;
+};
+
+std::set<TopicPartition> AsSet(const std::vector<TopicPartition>& v) {
+  return std::set<TopicPartition>(v.begin(), v.end());
+}
+
+void SplitAndReadEverything(const std::string& strategy, std::string_view expected_protocol) {
+  ClusterFixture fx;
+  const std::string topic = "split";
+  REQUIRE(fx.cluster->CreateTopic(topic, 4, 3).ok());
+  ClientConfig config = fx.consumer_config();
+  config.Set("partition.assignment.strategy", strategy);
+
+  RecordingListener listener_a;
+  RecordingListener listener_b;
+  auto a = Consumer::Create(config, "splitters", ConsumerOptions{.listener = &listener_a});
+  auto b = Consumer::Create(config, "splitters", ConsumerOptions{.listener = &listener_b});
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  const std::vector<std::string> topics{topic};
+  REQUIRE((*a)->Subscribe(topics).ok());
+  REQUIRE((*b)->Subscribe(topics).ok());
+
+  // Both members must keep polling for the group to settle; settled means
+  // each holds a share and together they hold all four partitions once.
+  MessageBatch batch(64);
+  std::vector<Received> early;
+  const std::set<TopicPartition> all{{topic, 0}, {topic, 1}, {topic, 2}, {topic, 3}};
+  const bool settled = testing::PollUntil([&] {
+    REQUIRE((*a)->ConsumeBatch(50, &batch).ok());
+    testing::AppendBatch(batch, &early);
+    REQUIRE((*b)->ConsumeBatch(50, &batch).ok());
+    testing::AppendBatch(batch, &early);
+    auto sa = AsSet(*(*a)->Assignment());
+    auto sb = AsSet(*(*b)->Assignment());
+    std::set<TopicPartition> both = sa;
+    both.insert(sb.begin(), sb.end());
+    return !sa.empty() && !sb.empty() && sa.size() + sb.size() == 4 && both == all;
+  });
+  INFO("member a holds " << (*a)->Assignment()->size() << " after " << (*a)->rebalance_count()
+                         << " rebalances; member b holds " << (*b)->Assignment()->size()
+                         << " after " << (*b)->rebalance_count());
+  REQUIRE(settled);
+  CHECK(early.empty());
+  CHECK((*a)->rebalance_protocol() == expected_protocol);
+  // The listeners saw the same split as the client's own assignment.
+  CHECK(listener_a.assigned == AsSet(*(*a)->Assignment()));
+  CHECK(listener_b.assigned == AsSet(*(*b)->Assignment()));
+
+  auto producer = Producer::Create(fx.config());
+  REQUIRE(producer.ok());
+  constexpr int kMessages = 2000;
+  testing::ProduceKeyed(**producer, topic, 0, kMessages, 101);
+  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+
+  std::vector<Received> from_a;
+  std::vector<Received> from_b;
+  testing::PollUntil([&] {
+    REQUIRE((*a)->ConsumeBatch(50, &batch).ok());
+    testing::AppendBatch(batch, &from_a);
+    REQUIRE((*b)->ConsumeBatch(50, &batch).ok());
+    testing::AppendBatch(batch, &from_b);
+    return from_a.size() + from_b.size() >= kMessages;
+  });
+  batch.Clear();
+  CHECK(!from_a.empty());
+  CHECK(!from_b.empty());
+  // Each member read only its own partitions, and together everything once.
+  const auto owned_a = AsSet(*(*a)->Assignment());
+  std::set<std::string> values;
+  for (const Received& m : from_a) {
+    CHECK(owned_a.count({m.topic, m.partition}) == 1);
+    values.insert(m.value);
+  }
+  for (const Received& m : from_b) {
+    CHECK(owned_a.count({m.topic, m.partition}) == 0);
+    values.insert(m.value);
+  }
+  CHECK(from_a.size() + from_b.size() == kMessages);
+  CHECK(values.size() == kMessages);
+
+  REQUIRE((*a)->Close().ok());
+  REQUIRE((*b)->Close().ok());
+  // Closing revokes everything the member held.
+  CHECK(listener_a.assigned.empty());
+  CHECK(listener_b.assigned.empty());
+}
+
+TEST_CASE("Two eager group members split the partitions and read everything once",
+          "[kafka][integration]") {
+  SplitAndReadEverything("range,roundrobin", "EAGER");
+}
+
+TEST_CASE("Two cooperative group members split the partitions and read everything once",
+          "[kafka][integration]") {
+  SplitAndReadEverything("cooperative-sticky", "COOPERATIVE");
+}
+
+TEST_CASE("A new member resumes exactly after the committed offsets", "[kafka][integration]") {
+  ClusterFixture fx;
+  const std::string topic = "resume";
+  REQUIRE(fx.cluster->CreateTopic(topic, 4, 3).ok());
+  auto producer = Producer::Create(fx.config());
+  REQUIRE(producer.ok());
+  constexpr int kMessages = 800;
+  testing::ProduceKeyed(**producer, topic, 0, kMessages, 37);
+  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  const std::vector<std::string> topics{topic};
+  // The mock coordinator keeps a group that its last member left in
+  // "joining" for a whole session timeout before it admits a new member; the
+  // fixture's short session keeps that wait to a few seconds.
+  const ClientConfig config = fx.consumer_config();
+
+  // First member: read everything, commit the first half of each partition.
+  std::map<int32_t, std::vector<int64_t>> offsets_by_partition;
+  std::vector<TopicPartitionOffset> commits;
+  {
+    auto first = Consumer::Create(config, "resumers");
+    REQUIRE(first.ok());
+    REQUIRE((*first)->Subscribe(topics).ok());
+    const auto received = testing::ConsumeUntil(**first, kMessages);
+    REQUIRE(received.size() == kMessages);
+    for (const Received& m : received) offsets_by_partition[m.partition].push_back(m.offset);
+    for (auto& [partition, offsets] : offsets_by_partition) {
+      std::sort(offsets.begin(), offsets.end());
+      // Next offset to read = last processed + 1.
+      commits.push_back({topic, partition, offsets[offsets.size() / 2 - 1] + 1});
+    }
+    REQUIRE((*first)->CommitOffsets(commits, /*async=*/false).ok());
+
+    std::vector<TopicPartition> parts;
+    for (const auto& c : commits) parts.push_back({c.topic, c.partition});
+    auto committed = (*first)->Committed(parts, kTestDeadline);
+    REQUIRE(committed.ok());
+    for (size_t i = 0; i < commits.size(); ++i) CHECK((*committed)[i].offset == commits[i].offset);
+    REQUIRE((*first)->Close().ok());
+  }
+
+  // Expected for the second member: every offset at or after the commit.
+  std::set<std::pair<int32_t, int64_t>> expected;
+  for (const auto& c : commits) {
+    for (int64_t offset : offsets_by_partition[c.partition]) {
+      if (offset >= c.offset) expected.insert({c.partition, offset});
+    }
+  }
+
+  auto second = Consumer::Create(config, "resumers");
+  REQUIRE(second.ok());
+  REQUIRE((*second)->Subscribe(topics).ok());
+  const auto received = testing::ConsumeUntil(**second, expected.size());
+  // Nothing more than the uncommitted tail may follow: drain briefly.
+  const auto extra = testing::ConsumeUntil(**second, 1, std::chrono::milliseconds(500));
+  CHECK(extra.empty());
+  std::set<std::pair<int32_t, int64_t>> got;
+  for (const Received& m : received) got.insert({m.partition, m.offset});
+  CHECK(received.size() == expected.size());
+  CHECK(got == expected);
+}
+
+TEST_CASE("The rebalance listener chooses where newly assigned partitions start",
+          "[kafka][integration]") {
+  ClusterFixture fx;
+  const std::string topic = "restart-from-state";
+  REQUIRE(fx.cluster->CreateTopic(topic, 2, 1).ok());
+  auto producer = Producer::Create(fx.config());
+  REQUIRE(producer.ok());
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE((*producer)->Produce(topic, i % 2, "k", std::to_string(i)).ok());
+  }
+  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+
+  // The group has a committed offset (2) that the listener overrides with 7,
+  // as when local state was checkpointed further along than the group.
+  {
+    auto committer = Consumer::Create(fx.consumer_config(), "stateful");
+    REQUIRE(committer.ok());
+    const std::vector<TopicPartitionOffset> commits{{topic, 0, 2}, {topic, 1, 2}};
+    REQUIRE((*committer)->CommitOffsets(commits, false).ok());
+  }
+
+  RecordingListener listener;
+  listener.start_offset = 7;
+  auto consumer =
+      Consumer::Create(fx.consumer_config(), "stateful", ConsumerOptions{.listener = &listener});
+  REQUIRE(consumer.ok());
+  const std::vector<std::string> topics{topic};
+  REQUIRE((*consumer)->Subscribe(topics).ok());
+  const auto received = testing::ConsumeUntil(**consumer, 6);
+  REQUIRE(received.size() == 6);
+  std::set<std::pair<int32_t, int64_t>> got;
+  for (const Received& m : received) got.insert({m.partition, m.offset});
+  CHECK(got ==
+        std::set<std::pair<int32_t, int64_t>>{{0, 7}, {0, 8}, {0, 9}, {1, 7}, {1, 8}, {1, 9}});
+  CHECK(listener.assign_calls >= 1);
+}
+
+TEST_CASE("WaitForAssignment returns once the group has assigned partitions",
+          "[kafka][integration]") {
+  ClusterFixture fx;
+  REQUIRE(fx.cluster->CreateTopic("waiting", 3, 1).ok());
+  auto consumer = Consumer::Create(fx.consumer_config(), "waiters");
+  REQUIRE(consumer.ok());
+  const std::vector<std::string> topics{"waiting"};
+  REQUIRE((*consumer)->Subscribe(topics).ok());
+  MessageBatch batch(8);
+  auto assigned = (*consumer)->WaitForAssignment(kTestDeadline, &batch);
+  REQUIRE(assigned.ok());
+  CHECK(*assigned);
+  CHECK((*consumer)->Assignment()->size() == 3);
+  CHECK((*consumer)->rebalance_count() >= 1);
+}
+
+}  // namespace
+}  // namespace crmstream::kafka

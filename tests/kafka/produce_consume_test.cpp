@@ -1,0 +1,189 @@
+#include <catch2/catch.hpp>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "crmstream/kafka/bare_consumer.h"
+#include "crmstream/kafka/consumer.h"
+#include "crmstream/kafka/producer.h"
+#include "crmstream/kafka/topic_admin.h"
+#include "kafka/kafka_test_support.h"
+
+namespace crmstream::kafka {
+namespace {
+
+using testing::ClusterFixture;
+using testing::kTestDeadline;
+using testing::Received;
+
+// Checks that `received` is exactly the values 0..n-1, each once, and that
+// every key's values arrive in produce order from a single partition.
+void CheckExactlyOnceInOrder(const std::vector<Received>& received, int n) {
+  REQUIRE(received.size() == static_cast<size_t>(n));
+  std::set<int> values;
+  std::map<std::string, int> last_value_of_key;
+  std::map<std::string, int32_t> partition_of_key;
+  std::map<int32_t, int64_t> last_offset_of_partition;
+  for (const Received& m : received) {
+    const int value = std::stoi(m.value);
+    CHECK(values.insert(value).second);
+    // The key is "customer-<value % keys>" as produced.
+    CHECK(m.key.rfind("customer-", 0) == 0);
+    auto [key_it, first_of_key] = last_value_of_key.try_emplace(m.key, value);
+    if (!first_of_key) {
+      CHECK(value > key_it->second);
+      key_it->second = value;
+    }
+    auto [part_it, first_in_partition] = partition_of_key.try_emplace(m.key, m.partition);
+    if (!first_in_partition) CHECK(part_it->second == m.partition);
+    auto [off_it, first_offset] = last_offset_of_partition.try_emplace(m.partition, m.offset);
+    if (!first_offset) {
+      CHECK(m.offset > off_it->second);
+      off_it->second = m.offset;
+    }
+  }
+  CHECK(*values.begin() == 0);
+  CHECK(*values.rbegin() == n - 1);
+}
+
+TEST_CASE("Keyed messages come back exactly once, in order per key and partition",
+          "[kafka][integration]") {
+  ClusterFixture fx;
+  const std::string topic = "orders";
+  REQUIRE(fx.cluster->CreateTopic(topic, 4, 3).ok());
+
+  auto producer = Producer::Create(fx.config());
+  REQUIRE(producer.ok());
+  constexpr int kMessages = 5000;
+  testing::ProduceKeyed(**producer, topic, 0, kMessages, 97);
+  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  CHECK((*producer)->delivered_count() == kMessages);
+  CHECK((*producer)->failed_count() == 0);
+  CHECK((*producer)->last_delivery_error().ok());
+
+  auto consumer = Consumer::Create(fx.consumer_config(), "orders-reader");
+  REQUIRE(consumer.ok());
+  const std::vector<std::string> topics{topic};
+  REQUIRE((*consumer)->Subscribe(topics).ok());
+  const std::vector<Received> received = testing::ConsumeUntil(**consumer, kMessages);
+  CheckExactlyOnceInOrder(received, kMessages);
+
+  // Every partition got a share (keys spread by hash).
+  std::set<int32_t> partitions;
+  for (const Received& m : received) partitions.insert(m.partition);
+  CHECK(partitions == std::set<int32_t>{0, 1, 2, 3});
+  CHECK((*consumer)->rebalance_protocol() == "EAGER");
+  REQUIRE((*consumer)->Close().ok());
+}
+
+TEST_CASE("Headers and explicit partitions reach the consumer", "[kafka][integration]") {
+  ClusterFixture fx;
+  REQUIRE(fx.cluster->CreateTopic("with-headers", 4, 1).ok());
+  auto producer = Producer::Create(fx.config());
+  REQUIRE(producer.ok());
+  const std::vector<MessageHeader> headers{{"source", "generator"}, {"schema", "v1"}};
+  REQUIRE((*producer)->Produce("with-headers", 2, "k", "payload", headers).ok());
+  REQUIRE((*producer)->Produce("with-headers", 3, "", "no key").ok());
+  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+
+  auto consumer = Consumer::Create(fx.consumer_config(), "headers-reader");
+  REQUIRE(consumer.ok());
+  const std::vector<std::string> topics{"with-headers"};
+  REQUIRE((*consumer)->Subscribe(topics).ok());
+
+  MessageBatch batch(16);
+  bool saw_headers = false;
+  bool saw_null_key = false;
+  testing::PollUntil([&] {
+    REQUIRE((*consumer)->ConsumeBatch(100, &batch).ok());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const MessageView m = batch[i];
+      if (m.partition() == 2) {
+        CHECK(m.key() == "k");
+        CHECK(m.payload() == "payload");
+        CHECK(m.timestamp_ms() > 0);
+        rd_kafka_headers_t* hdrs = nullptr;
+        REQUIRE(rd_kafka_message_headers(m.raw(), &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR);
+        const void* value = nullptr;
+        size_t size = 0;
+        REQUIRE(rd_kafka_header_get_last(hdrs, "schema", &value, &size) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+        CHECK(std::string_view(static_cast<const char*>(value), size) == "v1");
+        saw_headers = true;
+      } else if (m.partition() == 3) {
+        CHECK(m.key().empty());
+        CHECK(m.raw()->key == nullptr);
+        CHECK(m.payload() == "no key");
+        saw_null_key = true;
+      }
+    }
+    return saw_headers && saw_null_key;
+  });
+  batch.Clear();
+  CHECK(saw_headers);
+  CHECK(saw_null_key);
+}
+
+TEST_CASE("Lag follows the cached high watermark and the consumer position",
+          "[kafka][integration]") {
+  ClusterFixture fx;
+  REQUIRE(fx.cluster->CreateTopic("lagging", 2, 1).ok());
+  auto producer = Producer::Create(fx.config());
+  REQUIRE(producer.ok());
+  for (int i = 0; i < 30; ++i) {
+    REQUIRE((*producer)->Produce("lagging", i % 2, "k", std::to_string(i)).ok());
+  }
+  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+
+  auto consumer = Consumer::Create(fx.consumer_config(), "lag-reader");
+  REQUIRE(consumer.ok());
+  const std::vector<std::string> topics{"lagging"};
+  REQUIRE((*consumer)->Subscribe(topics).ok());
+  REQUIRE(testing::ConsumeUntil(**consumer, 30).size() == 30);
+  auto lag0 = (*consumer)->Lag("lagging", 0);
+  REQUIRE(lag0.ok());
+  CHECK(*lag0 == 0);
+
+  // Twelve more on partition 0, not consumed: the background fetcher sees the
+  // new high watermark, the position stays, so the lag becomes 12.
+  for (int i = 0; i < 12; ++i) REQUIRE((*producer)->Produce("lagging", 0, "k", "late").ok());
+  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  std::vector<PartitionLag> snapshot;
+  const bool seen = testing::PollUntil([&] {
+    auto lags = (*consumer)->LagSnapshot();
+    REQUIRE(lags.ok());
+    snapshot = *lags;
+    for (const PartitionLag& lag : snapshot) {
+      if (lag.partition == 0 && lag.lag == 12) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return false;
+  });
+  CHECK(seen);
+  REQUIRE(snapshot.size() == 2);
+  for (const PartitionLag& lag : snapshot) {
+    CHECK(lag.position == 15);
+    CHECK(lag.high_watermark == (lag.partition == 0 ? 27 : 15));
+  }
+}
+
+TEST_CASE("The bare consumer reads a whole topic and reports a rate", "[kafka][integration]") {
+  ClusterFixture fx;
+  REQUIRE(fx.cluster->CreateTopic("bare", 4, 1).ok());
+  auto producer = Producer::Create(fx.config());
+  REQUIRE(producer.ok());
+  testing::ProduceKeyed(**producer, "bare", 0, 2000, 50);
+  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+
+  auto rate = MeasureBareConsumerRate(fx.config(), "bare", 2000, kTestDeadline);
+  REQUIRE(rate.ok());
+  CHECK(rate->messages == 2000);
+  CHECK(rate->messages_per_second > 0);
+
+  // Asking for more than there is fails within its timeout.
+  auto too_many = MeasureBareConsumerRate(fx.config(), "bare", 2001, std::chrono::seconds(8));
+  CHECK(too_many.status().code() == StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace crmstream::kafka

@@ -1,0 +1,80 @@
+#include "crmstream/kafka/topic_admin.h"
+
+#include <catch2/catch.hpp>
+
+#include "kafka/kafka_test_support.h"
+
+namespace crmstream::kafka {
+namespace {
+
+using testing::ClusterFixture;
+
+TEST_CASE("TopicAdmin creates missing topics with the requested partition counts",
+          "[kafka][integration]") {
+  ClusterFixture fx;
+  auto admin = TopicAdmin::Create(fx.config(), fx.cluster.get());
+  REQUIRE(admin.ok());
+
+  const std::vector<TopicSpec> specs{{"crm.interactions", 6, -1}, {"crm.churn-alerts", 3, 1}};
+  auto described = (*admin)->EnsureTopics(specs);
+  REQUIRE(described.ok());
+  REQUIRE(described->size() == 2);
+  CHECK((*described)[0].name == "crm.interactions");
+  CHECK((*described)[0].partitions == 6);
+  CHECK((*described)[1].name == "crm.churn-alerts");
+  CHECK((*described)[1].partitions == 3);
+
+  auto partitions = (*admin)->ListPartitions("crm.interactions");
+  REQUIRE(partitions.ok());
+  CHECK(*partitions == std::vector<int32_t>{0, 1, 2, 3, 4, 5});
+
+  // Ensuring again is a no-op that reports what exists.
+  auto again = (*admin)->EnsureTopics(specs);
+  REQUIRE(again.ok());
+  CHECK((*again)[0].partitions == 6);
+}
+
+TEST_CASE("Existing topics keep their partition count", "[kafka][integration]") {
+  ClusterFixture fx;
+  REQUIRE(fx.cluster->CreateTopic("already-there", 2, 1).ok());
+  auto admin = TopicAdmin::Create(fx.config(), fx.cluster.get());
+  REQUIRE(admin.ok());
+  const std::vector<TopicSpec> specs{{"already-there", 8, 1}};
+  auto described = (*admin)->EnsureTopics(specs);
+  REQUIRE(described.ok());
+  CHECK((*described)[0].partitions == 2);
+}
+
+TEST_CASE("Listing partitions of a missing topic is NotFound and does not create it",
+          "[kafka][integration]") {
+  ClusterFixture fx;
+  auto admin = TopicAdmin::Create(fx.config(), fx.cluster.get());
+  REQUIRE(admin.ok());
+  auto first = (*admin)->ListPartitions("nobody-made-this");
+  CHECK(first.status().code() == StatusCode::kNotFound);
+  auto second = (*admin)->ListPartitions("nobody-made-this");
+  CHECK(second.status().code() == StatusCode::kNotFound);
+}
+
+TEST_CASE("Bad topic specs are rejected before contacting the cluster", "[kafka]") {
+  ClusterFixture fx;
+  auto admin = TopicAdmin::Create(fx.config(), fx.cluster.get());
+  REQUIRE(admin.ok());
+  const std::vector<TopicSpec> specs{{"zero", 0, 1}};
+  CHECK((*admin)->EnsureTopics(specs).status().code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("Without the embedded cluster, CreateTopics against the mock fails within its timeout",
+          "[kafka][integration]") {
+  // The mock broker does not implement CreateTopics: the admin request path
+  // must give up with an error, not hang.
+  ClusterFixture fx;
+  auto admin = TopicAdmin::Create(fx.config());
+  REQUIRE(admin.ok());
+  const std::vector<TopicSpec> specs{{"via-admin-api", 2, 1}};
+  auto described = (*admin)->EnsureTopics(specs, std::chrono::seconds(2));
+  CHECK_FALSE(described.ok());
+}
+
+}  // namespace
+}  // namespace crmstream::kafka
