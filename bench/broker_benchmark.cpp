@@ -59,18 +59,23 @@ void BM_EngineVsBareConsumer(benchmark::State& state) {
     if (!engine.ok()) return state.SkipWithError(engine.status().ToString().c_str());
     std::atomic<bool> stop{false};
     std::thread runner([&] { (void)(*engine)->Run(stop); });
-    // Timed from the first record processed to the last, as the bare rate is.
-    while ((*engine)->stats().received.load() == 0) {
+    // Timed from the first record processed to the last, as the bare rate is;
+    // bounded, so a lost record fails the run instead of hanging it.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while ((*engine)->stats().received.load() == 0 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
     const auto start = std::chrono::steady_clock::now();
-    while ((*engine)->stats().received.load() < static_cast<uint64_t>(kEvents)) {
+    while ((*engine)->stats().received.load() < static_cast<uint64_t>(kEvents) &&
+           std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
+    const bool complete = (*engine)->stats().received.load() >= static_cast<uint64_t>(kEvents);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     stop.store(true);
     runner.join();
+    if (!complete) return state.SkipWithError("the engine did not receive every event in 120 s");
     const double engine_rate = kEvents / seconds;
     state.SetIterationTime(seconds);
     state.counters["bare_consumer_ev_s"] = bare->messages_per_second;

@@ -51,6 +51,10 @@ function(crmstream_add_test name)
   target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
   crmstream_warnings(${target})
   crmstream_sanitizers(${target})
-  catch_discover_tests(${target} TEST_PREFIX "${name}:" PROPERTIES TIMEOUT 600
+  # --warn NoTests: a ctest entry whose name matches no test case fails
+  # instead of passing with nothing run (e.g. a ';' in a test name, which
+  # CMake splits).
+  catch_discover_tests(${target} TEST_PREFIX "${name}:" EXTRA_ARGS --warn NoTests
+                       PROPERTIES TIMEOUT 600
                        ENVIRONMENT "CRMSTREAM_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
 endfunction()

@@ -459,11 +459,11 @@ std::string BayesianLogisticRegression::Serialize() const {
   w.PutArray<double>(cov_);
   auc_.AppendTo(w);
   log_loss_.AppendTo(w);
-  return SealBlob(BlobKind::kLogisticRegression, kBlobVersion, payload);
+  return SealBlob(BlobKind::kBayesianLogisticRegression, kBlobVersion, payload);
 }
 
 Result<BayesianLogisticRegression> BayesianLogisticRegression::Deserialize(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, BlobKind::kLogisticRegression));
+  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, BlobKind::kBayesianLogisticRegression));
   if (opened.version != kBlobVersion) {
     return Status::Corruption("BayesianLogisticRegression blob version " +
                               std::to_string(opened.version) + " is not supported");

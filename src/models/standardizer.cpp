@@ -17,19 +17,7 @@ Result<Standardizer> Standardizer::Create(int dimension) {
 }
 
 Standardizer::Standardizer(int dimension)
-    : count_(dimension, 0),
-      shift_(dimension, 0.0),
-      mean_(dimension, 0.0),
-      m2_(dimension, 0.0),
-      inverse_sd_(dimension, 0.0) {}
-
-void Standardizer::RefreshScale(int j) {
-  const double var = variance(j);
-  const double sd = std::sqrt(var);
-  // A constant column still accumulates rounding noise in M2; treat a
-  // standard deviation that small relative to the mean as zero.
-  inverse_sd_[j] = (sd > 0.0 && sd > 1e-12 * std::fabs(mean(j))) ? 1.0 / sd : 0.0;
-}
+    : count_(dimension, 0), shift_(dimension, 0.0), mean_(dimension, 0.0), m2_(dimension, 0.0) {}
 
 void Standardizer::Update(std::span<const double> x) {
   assert(static_cast<int>(x.size()) == dimension());
@@ -42,13 +30,18 @@ void Standardizer::Update(std::span<const double> x) {
     const double delta = v - mean_[j];
     mean_[j] += delta / static_cast<double>(n);
     m2_[j] += delta * (v - mean_[j]);
-    RefreshScale(j);
   }
 }
 
 double Standardizer::TransformOne(int j, double value) const {
   if (std::isnan(value)) return 0.0;
-  return ((value - shift_[j]) - mean_[j]) * inverse_sd_[j];
+  // The scale is computed here rather than cached per update: Update stays
+  // a few flops per column, and Transform pays one square root per column.
+  const double sd = std::sqrt(variance(j));
+  // A constant column still accumulates rounding noise in M2; treat a
+  // standard deviation that small relative to the mean as zero.
+  if (!(sd > 0.0) || sd <= 1e-12 * std::fabs(mean(j))) return 0.0;
+  return ((value - shift_[j]) - mean_[j]) / sd;
 }
 
 void Standardizer::Transform(std::span<const double> x, std::span<double> out) const {
@@ -78,7 +71,6 @@ Status Standardizer::Merge(const Standardizer& other) {
       mean_[j] = other.mean_[j];
       m2_[j] = other.m2_[j];
       count_[j] = nb;
-      RefreshScale(j);
       continue;
     }
     const double n = static_cast<double>(na + nb);
@@ -89,7 +81,6 @@ Status Standardizer::Merge(const Standardizer& other) {
     mean_[j] += delta * (wb / n);
     m2_[j] += other.m2_[j] + delta * delta * (wa * wb / n);
     count_[j] = na + nb;
-    RefreshScale(j);
   }
   return Status::OK();
 }
@@ -133,7 +124,6 @@ Result<Standardizer> Standardizer::Deserialize(std::string_view blob) {
   s.shift_ = std::move(shift);
   s.mean_ = std::move(mean);
   s.m2_ = std::move(m2);
-  for (int j = 0; j < s.dimension(); ++j) s.RefreshScale(j);
   return s;
 }
 

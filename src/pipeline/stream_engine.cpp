@@ -56,8 +56,14 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(const config::EngineC
       std::make_unique<KafkaSink>(engine->producer_.get(), OutputTopicNames(config.outputs));
   kafka::ConsumerOptions consumer_options;
   consumer_options.listener = engine.get();
-  CRM_ASSIGN_OR_RETURN(engine->consumer_,
-                       kafka::Consumer::Create(client, config.kafka.group_id, consumer_options));
+  // A restarted engine rejoins its group after one session timeout: keep it
+  // short (librdkafka's default is 45 s) unless the user chose one.
+  kafka::ClientConfig consumer_client = client;
+  consumer_client.SetDefault("session.timeout.ms", "10000");
+  consumer_client.SetDefault("heartbeat.interval.ms", "1000");
+  CRM_ASSIGN_OR_RETURN(
+      engine->consumer_,
+      kafka::Consumer::Create(consumer_client, config.kafka.group_id, consumer_options));
   return engine;
 }
 

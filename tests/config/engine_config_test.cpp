@@ -26,7 +26,7 @@ TEST_CASE("The shipped config and pipeline files load", "[config]") {
   CHECK(p->window_days == std::vector<int>{7, 30, 90});
 }
 
-TEST_CASE("Absent fields keep defaults; properties pass through", "[config]") {
+TEST_CASE("Absent fields keep defaults and properties pass through", "[config]") {
   testing::ScratchDir dir;
   auto path = Write(dir, "c.yaml",
                     "kafka:\n  properties:\n    bootstrap.servers: k1:9092\n"

@@ -18,7 +18,7 @@ std::string Purchase(const std::string& id, const std::string& customer, int64_t
          R"(,"currency":"EUR"})";
 }
 
-TEST_CASE("Processor: accepted events update features; a flush emits one record per customer",
+TEST_CASE("Processor: accepted events update features and a flush emits one record per customer",
           "[pipeline]") {
   RecordingSink sink;
   EventProcessor p(ProcessorOptions{}, &sink);

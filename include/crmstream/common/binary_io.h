@@ -106,6 +106,7 @@ enum class BlobKind : uint16_t {
   kUnivariateAnomaly = 6,
   kMultivariateAnomaly = 7,
   kRollingCorrelation = 8,
+  kBayesianLogisticRegression = 9,
   kCustomerFeatures = 16,
   kCheckpointMeta = 32,
 };

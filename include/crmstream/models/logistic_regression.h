@@ -153,9 +153,8 @@ struct BayesianLogisticRegressionOptions {
 
 class BayesianLogisticRegression {
  public:
-  // Blobs share BlobKind::kLogisticRegression and are told apart by version:
-  // 101 is this learner (LogisticRegression uses 1).
-  static constexpr uint16_t kBlobVersion = 101;
+  // BlobKind::kBayesianLogisticRegression, format version 1.
+  static constexpr uint16_t kBlobVersion = 1;
   static constexpr bool kExactMerge = false;
 
   static Result<BayesianLogisticRegression> Create(

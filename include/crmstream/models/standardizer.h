@@ -56,14 +56,11 @@ class Standardizer {
 
  private:
   explicit Standardizer(int dimension);
-  // Refreshes the cached 1/sd of one column.
-  void RefreshScale(int column);
 
   std::vector<uint64_t> count_;
   std::vector<double> shift_;  // first value seen; 0 while empty
   std::vector<double> mean_;   // of (value - shift)
   std::vector<double> m2_;
-  std::vector<double> inverse_sd_;  // 0 where the column maps to 0
 };
 
 }  // namespace crmstream::models
