@@ -1,5 +1,5 @@
-// Replay throughput on one core: decode + validate + dedup + features (and,
-// in the second row, the customer-scores JSON record), over 2^20 generated
+// Replay throughput on one core: decode + validate + dedup + features, then
+// with the customer-scores JSON records, then with every online model, over 2^20 generated
 // events for 100,000 customers held in memory, so the figure is the
 // pipeline's and not the disk's. Each run is one pass over distinct events,
 // starting from an empty state, as a replay is.
@@ -38,7 +38,8 @@ const std::vector<std::string>& Events() {
 void BM_ReplayPass(benchmark::State& state) {
   const auto& events = Events();
   ProcessorOptions options;
-  options.emit_customer_scores = state.range(0) != 0;
+  options.models_enabled = state.range(0) != 0;
+  options.emit_customer_scores = state.range(1) != 0;
   uint64_t bytes = 0;
   for (auto _ : state) {
     state.PauseTiming();
@@ -58,9 +59,10 @@ void BM_ReplayPass(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
 }
 BENCHMARK(BM_ReplayPass)
-    ->ArgName("scores_json")
-    ->Arg(0)
-    ->Arg(1)
+    ->ArgNames({"models", "scores_json"})
+    ->Args({0, 0})
+    ->Args({0, 1})
+    ->Args({1, 1})
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2.0);
 

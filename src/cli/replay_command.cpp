@@ -34,8 +34,7 @@ int RunReplay(const ReplayCliOptions& o) {
   auto spec = config::LoadPipelineSpec(o.pipeline);
   if (!spec.ok()) return Fail("replay", spec.status());
   auto options = pipeline::ProcessorOptions::FromPipeline(*spec);
-  if (Status st = options.decoder.Validate(); !st.ok()) return Fail("replay", st);
-  if (Status st = options.features.Validate(); !st.ok()) return Fail("replay", st);
+  if (Status st = options.Validate(); !st.ok()) return Fail("replay", st.WithContext(o.pipeline));
 
   pipeline::DiscardingSink discard;
   std::unique_ptr<pipeline::FileSink> files;

@@ -85,6 +85,11 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
       ft.Fail("windows_days", "windows must be strictly increasing");
     }
   });
+  f.ReadObject("models", [&](YamlFields& m) {
+    m.Read("enabled", &p.models_enabled);
+    m.Read("churn_horizon_days", &p.churn_horizon_days, 1, 3650);
+    m.Read("segments", &p.segments, 2, 64);
+  });
   f.ReadObject("outputs",
                [&](YamlFields& o) { o.Read("customer_scores", &p.emit_customer_scores); });
   CRM_RETURN_NOT_OK(f.Finish());

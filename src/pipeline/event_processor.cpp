@@ -13,7 +13,16 @@ ProcessorOptions ProcessorOptions::FromPipeline(const config::PipelineSpec& spec
   o.dedup_capacity = static_cast<size_t>(spec.dedup_window);
   o.features.window_days = spec.window_days;
   o.emit_customer_scores = spec.emit_customer_scores;
+  o.models_enabled = spec.models_enabled;
+  o.models.churn_horizon_days = spec.churn_horizon_days;
+  o.models.kmeans_k = spec.segments;
   return o;
+}
+
+Status ProcessorOptions::Validate() const {
+  CRM_RETURN_NOT_OK(decoder.Validate());
+  CRM_RETURN_NOT_OK(features.Validate());
+  return models.Validate();
 }
 
 EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink)
@@ -21,7 +30,8 @@ EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink
       sink_(sink),
       decoder_(options.decoder),
       dedup_(options.dedup_capacity),
-      features_(options.features) {
+      features_(options.features),
+      models_(options.models, options.features) {
   record_.reserve(2048);
 }
 
@@ -50,7 +60,8 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& rejection
   }
   counters_.accepted.Add();
   counters_.by_type[static_cast<int>(event.type)].Add();
-  features_.Update(event);
+  const features::CustomerFeatures& f = features_.Update(event);
+  if (options_.models_enabled) models_.OnEvent(event, f);
   return ProcessOutcome::kAccepted;
 }
 
@@ -77,6 +88,7 @@ void EventProcessor::EmitCustomerScores(const features::CustomerFeatures& f) {
   w.BeginObject();
   features::WriteFeaturesJson(f, &w);
   w.EndObject();
+  if (options_.models_enabled) models_.WriteCustomerScores(f.customer_id(), &w);
   w.EndObject();
   sink_->Emit(OutputKind::kCustomerScores, f.customer_id(), record_);
   counters_.outputs[static_cast<int>(OutputKind::kCustomerScores)].Add();

@@ -45,8 +45,7 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(const config::EngineC
                          options.dedup_capacity / static_cast<size_t>(std::max(1, partitions)));
   }
   auto engine = std::unique_ptr<StreamEngine>(new StreamEngine(config, std::move(options)));
-  CRM_RETURN_NOT_OK(engine->processor_options_.decoder.Validate().WithContext(pipeline.file));
-  CRM_RETURN_NOT_OK(engine->processor_options_.features.Validate().WithContext(pipeline.file));
+  CRM_RETURN_NOT_OK(engine->processor_options_.Validate().WithContext(pipeline.file));
 
   kafka::ClientConfig client = MakeClientConfig(config.kafka);
   kafka::ProducerOptions producer_options;

@@ -24,6 +24,8 @@ TEST_CASE("The shipped config and pipeline files load", "[config]") {
   auto p = LoadPipelineSpec((testing::SourceDir() / "pipelines/crm.yaml").string());
   REQUIRE(p.ok());
   CHECK(p->window_days == std::vector<int>{7, 30, 90});
+  CHECK(p->models_enabled);
+  CHECK(p->segments == 5);
 }
 
 TEST_CASE("Absent fields keep defaults and properties pass through", "[config]") {

@@ -41,6 +41,13 @@ TEST_CASE("Processor: accepted events update features and a flush emits one reco
   CHECK(int64_t(doc["as_of_ms"]) == kNow + 86400000);
   CHECK(doc["features"].is_object());
   CHECK(double(doc["features"]["monetary"]) == Approx(40.0));
+  // The online models' scores travel in the same record.
+  const double churn = double(doc["churn_probability"]);
+  CHECK(churn >= 0.0);
+  CHECK(churn <= 1.0);
+  CHECK(double(doc["predicted_value_30d"]) >= 0.0);
+  CHECK(double(doc["anomaly_score"]) >= 0.0);
+  CHECK((doc["segment"].is_null() || doc["segment"].is_int64()));
   const auto* f = p.feature_store().Find("C1");
   REQUIRE(f != nullptr);
   CHECK(f->frequency() == 2);

@@ -67,6 +67,10 @@ struct PipelineSpec {
       1000000;  // event ids remembered for duplicate detection, split across input partitions
   // Features.
   std::vector<int> window_days = {7, 30, 90};
+  // Online models (churn, value, segment, anomaly, global metrics).
+  bool models_enabled = true;
+  int churn_horizon_days = 30;  // a customer still active this long after a prediction is a 0
+  int segments = 5;             // k of the k-means segmentation
   // Outputs.
   bool emit_customer_scores = true;  // one crm.customer-scores record per processed event
 };

@@ -1,6 +1,7 @@
 // The per-partition heart of the pipeline: raw record in, outputs out.
 //
-//   bytes -> decode + validate -> dedup -> per-customer features -> outputs
+//   bytes -> decode + validate -> dedup -> per-customer features -> online
+//   models (churn, value, segment, anomaly) -> outputs
 //
 // `crm.customer-scores` is a compactable, latest-value-per-customer topic,
 // so its records are coalesced: Process() only marks the customer updated,
@@ -28,6 +29,7 @@
 #include "crmstream/ingest/dead_letter.h"
 #include "crmstream/ingest/dedup_window.h"
 #include "crmstream/ingest/json_decoder.h"
+#include "crmstream/pipeline/customer_models.h"
 #include "crmstream/pipeline/output_sink.h"
 #include "crmstream/pipeline/processor_counters.h"
 
@@ -37,9 +39,13 @@ struct ProcessorOptions {
   ingest::DecoderOptions decoder;
   size_t dedup_capacity = ingest::DedupWindow::kDefaultCapacity;
   features::FeatureSpec features;
+  bool models_enabled = true;
+  CustomerModelsOptions models;
   bool emit_customer_scores = true;  // FlushOutputs() emits crm.customer-scores
 
   static ProcessorOptions FromPipeline(const config::PipelineSpec& spec);
+  // The first invalid field of the decoder, features or models options.
+  Status Validate() const;
 };
 
 enum class ProcessOutcome : uint8_t { kAccepted, kDuplicate, kRejected };
@@ -65,6 +71,7 @@ class EventProcessor {
   const ProcessorCounters& counters() const { return counters_; }
   const features::FeatureStore& feature_store() const { return features_; }
   features::FeatureStore& feature_store() { return features_; }
+  const CustomerModels& customer_models() const { return models_; }
   ingest::DedupWindow& dedup_window() { return dedup_; }
 
  private:
@@ -75,6 +82,7 @@ class EventProcessor {
   ingest::EventDecoder decoder_;
   ingest::DedupWindow dedup_;
   features::FeatureStore features_;
+  CustomerModels models_;  // churn, value, segment, anomaly; global minute metrics
   ingest::DeadLetterRecord dead_letter_;
   ingest::Event event_;
   std::string record_;  // reused output buffer

@@ -1,0 +1,269 @@
+// The online models of one input partition, fed event by event after the
+// feature store: churn probability (Bayesian logistic regression on the
+// standardised feature snapshot, trained on labels that mature late), the
+// customer's predicted spend over the churn horizon (recursive least
+// squares), a behavioural segment (mini-batch k-means), a per-customer
+// behaviour anomaly score, and global per-minute metrics (revenue, tickets,
+// logins) with their anomaly scores and rolling correlation.
+//
+// Labels arrive late. When a customer is scored and has no pending example,
+// its feature snapshot (and the predictions made from it) is stored with its
+// time. An account_closed within churn_horizon_days of that time makes it a
+// label-1 example, otherwise it is a label-0 example; either way it is
+// trained once the partition's watermark (the largest event time seen) passes
+// snapshot time + horizon (see train_churn_at_deadline for why positives
+// wait too). The models never learn from features taken after the prediction,
+// and the prequential churn AUC / log loss and value RMSE compare the
+// prediction made at snapshot time with the label once it resolves.
+//
+// Thread-safety: none. One instance per partition task, single-threaded, no
+// locks. Steady-state OnEvent does not allocate; a new customer grows the
+// per-customer arrays (amortised).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "crmstream/common/json_writer.h"
+#include "crmstream/common/status.h"
+#include "crmstream/features/feature_spec.h"
+#include "crmstream/features/feature_store.h"
+#include "crmstream/ingest/event.h"
+#include "crmstream/models/logistic_regression.h"
+#include "crmstream/models/mini_batch_kmeans.h"
+#include "crmstream/models/multivariate_anomaly.h"
+#include "crmstream/models/prequential_metrics.h"
+#include "crmstream/models/recursive_least_squares.h"
+#include "crmstream/models/rolling_correlation.h"
+#include "crmstream/models/standardizer.h"
+#include "crmstream/models/univariate_anomaly.h"
+
+namespace crmstream::pipeline {
+
+struct CustomerModelsOptions {
+  // A closing within this many days of a snapshot makes it a churn example;
+  // also the horizon of the predicted spend. In [1, 365]. Default 30.
+  int churn_horizon_days = 30;
+  // When true (default), a snapshot whose customer closed within the horizon
+  // is still trained (label 1) only once its deadline passes, like the label
+  // 0 examples. Training positives at the closing instead feeds the model the
+  // positives of a period about one horizon before its negatives, which
+  // skews its base rate upwards (measured: log loss 1.45 vs 0.3 on the
+  // generated world). The prequential metrics follow the training.
+  bool train_churn_at_deadline = true;
+  // Labels whose prediction came from a churn model trained on at least this
+  // many examples also enter the "warm" prequential figures (the first
+  // horizon's predictions are all the untrained 0.5). >= 0. Default 500.
+  int warm_after_examples = 500;
+  // Prior variance of the churn weights (ridge strength on standardised
+  // features), > 0. Default 0.1.
+  double churn_prior_variance = 0.1;
+  // Ridge penalty of the spend regression, > 0. Default 1.
+  double value_ridge = 1.0;
+  // Forgetting factor of the spend regression, in (0, 1]. Default 1 (none).
+  double value_forgetting_factor = 1.0;
+  // Number of segments, in [1, 64]. Default 5.
+  int kmeans_k = 5;
+  // Seed of the k-means random generator. Default 1.
+  uint64_t seed = 1;
+  // A customer anomaly score at or above this counts as an anomaly in
+  // Quality::anomaly_rate, in (0, 1]. Default 0.99.
+  double anomaly_alert_level = 0.99;
+  // Closed minutes in the rolling correlation window, >= 2. Default 60.
+  int correlation_window_minutes = 60;
+  // When event time jumps, at most this many empty minutes are fed to the
+  // minute models (a longer silence is an outage of the input, not a
+  // metric), >= 0. Default 1440.
+  int max_empty_minutes = 1440;
+
+  // InvalidArgument naming the field.
+  Status Validate() const;
+};
+
+// The latest scores of one customer.
+struct CustomerScores {
+  // Churn probability predicted at the customer's latest event before any
+  // account_closed (a closed account keeps its last pre-closing score).
+  double churn_probability = 0.0;
+  // Predicted spend over the next churn_horizon_days, currency units, >= 0.
+  double predicted_value = 0.0;
+  // Segment in [0, kmeans_k), -1 while k-means is not seeded yet.
+  int segment = -1;
+  // Behaviour anomaly score in [0, 1] (near 1: unusual for the population).
+  double anomaly_score = 0.0;
+  bool closed = false;
+};
+
+// The global metrics of one closed event-time minute.
+struct MinuteMetrics {
+  static constexpr int kMetrics = 3;  // revenue, tickets, logins
+  int64_t minute_start_ms = 0;        // 0 before the first minute closes
+  double revenue = 0.0;               // purchase amounts (currency units)
+  double tickets = 0.0;               // support_ticket + complaint events
+  double logins = 0.0;                // login events
+  double revenue_score = 0.0;         // anomaly scores in [0, 1]
+  double tickets_score = 0.0;
+  double logins_score = 0.0;
+  // Pearson correlation over the last correlation_window_minutes closed
+  // minutes, row-major in the order revenue, tickets, logins; NaN where
+  // undefined (fewer than 2 minutes or a constant metric).
+  std::array<double, kMetrics * kMetrics> correlation{};
+};
+
+class CustomerModels {
+ public:
+  // The options must pass Validate() and the spec FeatureSpec::Validate();
+  // throws std::invalid_argument otherwise (a start-up error).
+  CustomerModels(const CustomerModelsOptions& options, const features::FeatureSpec& spec);
+
+  // Called after the feature store was updated with `event`; `f` is the
+  // customer's features as returned by FeatureStore::Update. Advances the
+  // watermark, resolves matured labels, scores the customer and stores a
+  // pending example when it has none.
+  void OnEvent(const ingest::Event& event, const features::CustomerFeatures& f);
+
+  // Writes "churn_probability", "predicted_value_30d" (the spend predicted
+  // over churn_horizon_days, whatever its value), "segment" and
+  // "anomaly_score" into the currently open JSON object (segment null while
+  // not seeded). Writes nothing for an unknown customer.
+  void WriteCustomerScores(std::string_view customer_id, JsonWriter* w) const;
+
+  // The customer's latest scores; nullopt if unknown. Does not allocate.
+  std::optional<CustomerScores> Scores(std::string_view customer_id) const;
+
+  // The time (ms) of the customer's pending, unlabelled snapshot; nullopt
+  // when the customer has none (or is unknown).
+  std::optional<int64_t> PendingSnapshotMs(std::string_view customer_id) const;
+  // The pending snapshot itself (model inputs in FeatureStore::FeatureNames
+  // order, as floats); empty when there is none.
+  std::span<const float> PendingSnapshot(std::string_view customer_id) const;
+
+  struct Quality {
+    // Prequential churn figures over resolved labels only: the prediction
+    // made when the snapshot was taken against the label that matured.
+    double churn_auc = 0.5;
+    double churn_log_loss = 0.0;
+    uint64_t churn_positives = 0;
+    uint64_t churn_negatives = 0;
+    // The same over labels predicted by a model trained on at least
+    // warm_after_examples examples.
+    double warm_churn_auc = 0.5;
+    double warm_churn_log_loss = 0.0;
+    uint64_t warm_churn_labels = 0;
+    uint64_t pending_examples = 0;
+    // Prequential RMSE of the predicted spend (currency units).
+    double value_rmse = 0.0;
+    uint64_t value_labels = 0;
+    // Prequential mean squared distance of k-means points to their centre
+    // (standardised units).
+    double kmeans_mean_squared_distance = 0.0;
+    uint64_t kmeans_points = 0;
+    // Share of scored events whose anomaly score reached the alert level.
+    double anomaly_rate = 0.0;
+    uint64_t anomaly_scored = 0;
+    // Events older than the open minute, left out of the minute metrics.
+    uint64_t late_minute_events = 0;
+    int64_t watermark_ms = 0;
+  };
+  Quality quality() const;
+
+  // The latest closed minute (minute_start_ms == 0 before the first).
+  const MinuteMetrics& latest_minute() const { return latest_minute_; }
+  size_t customer_count() const { return slots_.size(); }
+  const models::BayesianLogisticRegression& churn_model() const { return churn_; }
+  const models::Standardizer& churn_standardizer() const { return standardizer_; }
+  const CustomerModelsOptions& options() const { return options_; }
+
+ private:
+  struct Slot {
+    double churn_probability = 0.5;
+    double predicted_value = 0.0;
+    double anomaly_score = 0.0;
+    double last_monetary = 0.0;  // as of the customer's previous event
+    // The pending example: snapshot time, the predictions made from it and
+    // the monetary value then (features in pending_features_).
+    int64_t pending_ms = 0;
+    double pending_probability = 0.0;
+    double pending_value = 0.0;
+    double pending_monetary = 0.0;
+    double pending_spend = 0.0;  // spend up to the closing, when pending_churned
+    uint32_t generation = 0;     // bumped when a pending example resolves
+    int32_t last_kmeans_day = INT32_MIN;
+    int16_t segment = -1;
+    bool has_pending = false;
+    bool pending_warm = false;     // predicted by a model past warm_after_examples
+    bool pending_churned = false;  // closed within the horizon, awaiting the deadline
+    bool closed = false;
+  };
+  struct Deadline {
+    int64_t deadline_ms;
+    uint32_t slot;
+    uint32_t generation;
+  };
+  struct IdHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const;
+  };
+
+  uint32_t SlotOf(std::string_view customer_id);
+  const Slot* FindSlot(std::string_view customer_id) const;
+  // Trains both models on the slot's pending example and records the
+  // prequential figures.
+  void Resolve(uint32_t slot, bool churned, double spend);
+  void ResolveMatured();
+  void UpdateMinutes(const ingest::Event& event);
+  void CloseMinute();
+  void UpdateSegment(const features::CustomerFeatures& f, Slot* slot, int32_t day);
+  void ScoreBehaviour(const features::CustomerFeatures& f, Slot* slot);
+
+  CustomerModelsOptions options_;
+  int64_t horizon_ms_;
+  int dim_;  // model inputs of the feature snapshot
+  size_t shortest_window_;
+  size_t month_window_;  // the window closest to 30 days
+
+  std::unordered_map<std::string, uint32_t, IdHash, std::equal_to<>> slot_of_;
+  std::vector<Slot> slots_;
+  std::vector<float> pending_features_;  // dim_ per slot
+  std::vector<Deadline> deadlines_;      // min-heap on deadline_ms
+  uint64_t pending_count_ = 0;
+  int64_t watermark_ms_ = INT64_MIN;
+
+  models::Standardizer standardizer_;
+  models::BayesianLogisticRegression churn_;
+  models::RecursiveLeastSquares value_;
+  models::StreamingAuc churn_auc_;
+  models::LogLoss churn_log_loss_;
+  models::StreamingAuc warm_churn_auc_;
+  models::LogLoss warm_churn_log_loss_;
+  models::Rmse value_rmse_;
+
+  models::Standardizer segment_standardizer_;
+  models::MiniBatchKMeans kmeans_;
+  models::MultivariateAnomalyDetector behaviour_;
+  uint64_t anomaly_scored_ = 0;
+  uint64_t anomalies_ = 0;
+
+  // The open minute's sums.
+  int64_t open_minute_ = INT64_MIN;  // minute index (ms / 60000)
+  double minute_revenue_ = 0.0;
+  double minute_tickets_ = 0.0;
+  double minute_logins_ = 0.0;
+  uint64_t late_minute_events_ = 0;
+  std::array<models::UnivariateAnomalyDetector, MinuteMetrics::kMetrics> minute_detectors_;
+  models::RollingCorrelation correlation_;
+  MinuteMetrics latest_minute_;
+
+  // Scratch, reused by every event.
+  features::FeatureVector snapshot_;
+  std::vector<double> standardised_;  // dim_ + 1: the spend regression's intercept last
+  std::array<double, 4> small_{};
+};
+
+}  // namespace crmstream::pipeline

@@ -1,0 +1,427 @@
+#include "crmstream/pipeline/customer_models.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <stdexcept>
+#include <utility>
+
+#include "crmstream/common/hash.h"
+
+namespace crmstream::pipeline {
+namespace {
+
+constexpr int64_t kMillisPerMinute = 60'000;
+constexpr int64_t kMillisPerDay = 86'400'000;
+
+// Floor division, so that times before the epoch fall in the right bucket.
+int64_t FloorDiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+  return q;
+}
+
+template <typename T>
+T OrThrow(Result<T> result, const char* what) {
+  if (!result.ok()) {
+    throw std::invalid_argument(std::string(what) + ": " + result.status().ToString());
+  }
+  return std::move(result).value();
+}
+
+const CustomerModelsOptions& ValidatedOptions(const CustomerModelsOptions& options) {
+  Status st = options.Validate();
+  if (!st.ok()) throw std::invalid_argument(st.ToString());
+  return options;
+}
+
+const features::FeatureSpec& ValidatedSpec(const features::FeatureSpec& spec) {
+  Status st = spec.Validate();
+  if (!st.ok()) throw std::invalid_argument(st.ToString());
+  return spec;
+}
+
+models::BayesianLogisticRegressionOptions ChurnOptions(const CustomerModelsOptions& o, int dim) {
+  models::BayesianLogisticRegressionOptions c;
+  c.dimension = dim;
+  c.prior_variance = o.churn_prior_variance;
+  return c;
+}
+
+models::RecursiveLeastSquaresOptions ValueOptions(const CustomerModelsOptions& o, int dim) {
+  models::RecursiveLeastSquaresOptions v;
+  v.dimension = dim + 1;  // the snapshot plus a constant for the intercept
+  v.ridge = o.value_ridge;
+  v.forgetting_factor = o.value_forgetting_factor;
+  return v;
+}
+
+models::MiniBatchKMeansOptions SegmentOptions(const CustomerModelsOptions& o) {
+  models::MiniBatchKMeansOptions k;
+  k.k = o.kmeans_k;
+  k.dim = 4;
+  k.seed_buffer_size = std::max(256, 20 * o.kmeans_k);
+  k.random_seed = o.seed;
+  return k;
+}
+
+models::MultivariateAnomalyDetector::Options BehaviourOptions() {
+  models::MultivariateAnomalyDetector::Options b;
+  b.dim = 4;
+  return b;
+}
+
+models::RollingCorrelationOptions CorrelationOptions(const CustomerModelsOptions& o) {
+  models::RollingCorrelationOptions c;
+  c.metrics = MinuteMetrics::kMetrics;
+  c.window = models::CorrelationWindowKind::kCount;
+  c.window_rows = o.correlation_window_minutes;
+  c.metric_names = {"revenue", "tickets", "logins"};
+  return c;
+}
+
+size_t ClosestWindow(const features::FeatureSpec& spec, int days) {
+  size_t best = 0;
+  for (size_t i = 1; i < spec.window_days.size(); ++i) {
+    if (std::abs(spec.window_days[i] - days) < std::abs(spec.window_days[best] - days)) best = i;
+  }
+  return best;
+}
+
+size_t ShortestWindow(const features::FeatureSpec& spec) {
+  return static_cast<size_t>(std::min_element(spec.window_days.begin(), spec.window_days.end()) -
+                             spec.window_days.begin());
+}
+
+}  // namespace
+
+Status CustomerModelsOptions::Validate() const {
+  auto bad = [](std::string_view field, std::string_view rule, auto value) {
+    return Status::InvalidArgument("CustomerModelsOptions." + std::string(field) + " must be " +
+                                   std::string(rule) + ", got " + std::to_string(value));
+  };
+  if (churn_horizon_days < 1 || churn_horizon_days > 365) {
+    return bad("churn_horizon_days", "in [1, 365]", churn_horizon_days);
+  }
+  if (!(churn_prior_variance > 0) || !std::isfinite(churn_prior_variance)) {
+    return bad("churn_prior_variance", "finite and > 0", churn_prior_variance);
+  }
+  if (!(value_ridge > 0) || !std::isfinite(value_ridge)) {
+    return bad("value_ridge", "finite and > 0", value_ridge);
+  }
+  if (!(value_forgetting_factor > 0 && value_forgetting_factor <= 1)) {
+    return bad("value_forgetting_factor", "in (0, 1]", value_forgetting_factor);
+  }
+  if (kmeans_k < 1 || kmeans_k > 64) return bad("kmeans_k", "in [1, 64]", kmeans_k);
+  if (!(anomaly_alert_level > 0 && anomaly_alert_level <= 1)) {
+    return bad("anomaly_alert_level", "in (0, 1]", anomaly_alert_level);
+  }
+  if (correlation_window_minutes < 2) {
+    return bad("correlation_window_minutes", ">= 2", correlation_window_minutes);
+  }
+  if (warm_after_examples < 0) return bad("warm_after_examples", ">= 0", warm_after_examples);
+  if (max_empty_minutes < 0) return bad("max_empty_minutes", ">= 0", max_empty_minutes);
+  return Status::OK();
+}
+
+size_t CustomerModels::IdHash::operator()(std::string_view s) const {
+  return static_cast<size_t>(Hash64(s));
+}
+
+CustomerModels::CustomerModels(const CustomerModelsOptions& options,
+                               const features::FeatureSpec& spec)
+    : options_(ValidatedOptions(options)),
+      horizon_ms_(int64_t{options.churn_horizon_days} * kMillisPerDay),
+      dim_(static_cast<int>(features::FeatureStore::FeatureNames(ValidatedSpec(spec)).size())),
+      shortest_window_(ShortestWindow(spec)),
+      month_window_(ClosestWindow(spec, 30)),
+      standardizer_(OrThrow(models::Standardizer::Create(dim_), "churn standardizer")),
+      churn_(OrThrow(models::BayesianLogisticRegression::Create(ChurnOptions(options, dim_)),
+                     "churn model")),
+      value_(OrThrow(models::RecursiveLeastSquares::Create(ValueOptions(options, dim_)),
+                     "value model")),
+      segment_standardizer_(OrThrow(models::Standardizer::Create(4), "segment standardizer")),
+      kmeans_(OrThrow(models::MiniBatchKMeans::Create(SegmentOptions(options)), "k-means")),
+      behaviour_(OrThrow(models::MultivariateAnomalyDetector::Create(BehaviourOptions()),
+                         "behaviour anomaly")),
+      correlation_(OrThrow(models::RollingCorrelation::Create(CorrelationOptions(options)),
+                           "minute correlation")) {
+  snapshot_.resize(static_cast<size_t>(dim_));
+  standardised_.resize(static_cast<size_t>(dim_) + 1);
+  latest_minute_.correlation.fill(std::numeric_limits<double>::quiet_NaN());
+}
+
+uint32_t CustomerModels::SlotOf(std::string_view customer_id) {
+  auto it = slot_of_.find(customer_id);
+  if (it != slot_of_.end()) return it->second;
+  const auto slot = static_cast<uint32_t>(slots_.size());
+  slot_of_.emplace(std::string(customer_id), slot);
+  slots_.emplace_back();
+  pending_features_.resize(pending_features_.size() + static_cast<size_t>(dim_));
+  return slot;
+}
+
+const CustomerModels::Slot* CustomerModels::FindSlot(std::string_view customer_id) const {
+  auto it = slot_of_.find(customer_id);
+  return it == slot_of_.end() ? nullptr : &slots_[it->second];
+}
+
+void CustomerModels::OnEvent(const ingest::Event& event, const features::CustomerFeatures& f) {
+  watermark_ms_ = std::max(watermark_ms_, event.timestamp_ms);
+  // Labels first: an example that matured before this event must be trained
+  // with what was known up to its deadline.
+  ResolveMatured();
+  UpdateMinutes(event);
+
+  const uint32_t s = SlotOf(event.customer_id);
+  Slot* slot = &slots_[s];
+  const double monetary = f.monetary();
+
+  if (event.type == ingest::EventType::kAccountClosed) {
+    if (slot->has_pending && event.timestamp_ms <= slot->pending_ms + horizon_ms_) {
+      if (options_.train_churn_at_deadline) {
+        slot->pending_churned = true;
+        slot->pending_spend = monetary - slot->pending_monetary;
+      } else {
+        Resolve(s, /*churned=*/true, monetary - slot->pending_monetary);
+      }
+    }
+    // The score stays the last one made before the closing: that is the
+    // prediction that mattered, and a closed account gets no new example.
+    slot->closed = true;
+    slot->last_monetary = monetary;
+    return;
+  }
+
+  const int64_t now = f.as_of_ms();
+  f.Snapshot(now, &snapshot_);
+  const std::span<double> z = std::span<double>(standardised_).first(static_cast<size_t>(dim_));
+  standardizer_.Transform(snapshot_, z);
+  standardised_[static_cast<size_t>(dim_)] = 1.0;
+  const double p = churn_.PredictProbability(z);
+  const double v = std::max(0.0, value_.Predict(standardised_));
+  if (!slot->closed) slot->churn_probability = p;
+  slot->predicted_value = v;
+
+  if (!slot->has_pending && !slot->closed) {
+    float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
+    for (int i = 0; i < dim_; ++i)
+      stored[i] = static_cast<float>(snapshot_[static_cast<size_t>(i)]);
+    slot->has_pending = true;
+    slot->pending_ms = now;
+    slot->pending_probability = p;
+    slot->pending_value = v;
+    slot->pending_warm = churn_.count() >= static_cast<uint64_t>(options_.warm_after_examples);
+    slot->pending_monetary = monetary;
+    deadlines_.push_back({now + horizon_ms_, s, slot->generation});
+    std::push_heap(deadlines_.begin(), deadlines_.end(), [](const Deadline& a, const Deadline& b) {
+      return a.deadline_ms > b.deadline_ms;
+    });
+    ++pending_count_;
+    // The scaling learns from example snapshots only, after they were scored,
+    // so a prediction never uses its own row's statistics.
+    standardizer_.Update(snapshot_);
+  }
+
+  UpdateSegment(f, slot, static_cast<int32_t>(FloorDiv(now, kMillisPerDay)));
+  ScoreBehaviour(f, slot);
+  slot->last_monetary = monetary;
+}
+
+void CustomerModels::ResolveMatured() {
+  const auto later = [](const Deadline& a, const Deadline& b) {
+    return a.deadline_ms > b.deadline_ms;
+  };
+  while (!deadlines_.empty() && deadlines_.front().deadline_ms < watermark_ms_) {
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), later);
+    const Deadline d = deadlines_.back();
+    deadlines_.pop_back();
+    const Slot& slot = slots_[d.slot];
+    // A stale entry: that example already resolved with a closing.
+    if (!slot.has_pending || slot.generation != d.generation) continue;
+    if (slot.pending_churned) {
+      Resolve(d.slot, /*churned=*/true, slot.pending_spend);
+      continue;
+    }
+    // No event of this customer is past the deadline yet (the watermark only
+    // just passed it), so its latest monetary is the value at the deadline.
+    Resolve(d.slot, /*churned=*/false, slot.last_monetary - slot.pending_monetary);
+  }
+}
+
+void CustomerModels::Resolve(uint32_t s, bool churned, double spend) {
+  Slot& slot = slots_[s];
+  const float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
+  for (int i = 0; i < dim_; ++i) snapshot_[static_cast<size_t>(i)] = stored[i];
+  const std::span<double> z = std::span<double>(standardised_).first(static_cast<size_t>(dim_));
+  standardizer_.Transform(snapshot_, z);
+  standardised_[static_cast<size_t>(dim_)] = 1.0;
+
+  churn_auc_.Add(slot.pending_probability, churned);
+  churn_log_loss_.Add(slot.pending_probability, churned);
+  if (slot.pending_warm) {
+    warm_churn_auc_.Add(slot.pending_probability, churned);
+    warm_churn_log_loss_.Add(slot.pending_probability, churned);
+  }
+  value_rmse_.Add(slot.pending_value, spend);
+  churn_.Update(z, churned);
+  value_.Update(standardised_, spend);
+
+  slot.has_pending = false;
+  slot.pending_churned = false;
+  ++slot.generation;
+  --pending_count_;
+}
+
+void CustomerModels::UpdateSegment(const features::CustomerFeatures& f, Slot* slot, int32_t day) {
+  const double recency = f.recency_days();
+  // Never purchased: at least as long ago as the customer has been known.
+  small_[0] = std::log1p(std::max(0.0, std::isnan(recency) ? f.tenure_days() : recency));
+  small_[1] = std::log1p(static_cast<double>(f.frequency()));
+  small_[2] = std::log1p(std::max(0.0, f.monetary()));
+  const features::WindowAggregates w = f.window(month_window_);
+  small_[3] = std::log1p(static_cast<double>(w.purchases) + w.logins + w.page_views +
+                         w.support_tickets + w.complaints + w.refunds);
+  std::array<double, 4> z{};
+  segment_standardizer_.Transform(small_, z);
+  if (day != slot->last_kmeans_day) {
+    // Once per customer and day: a busy customer must not outweigh the rest.
+    slot->last_kmeans_day = day;
+    segment_standardizer_.Update(small_);
+    static_cast<void>(kmeans_.Update(z));  // fails only on non-finite input
+  }
+  slot->segment = static_cast<int16_t>(kmeans_.Assign(z).cluster);
+}
+
+void CustomerModels::ScoreBehaviour(const features::CustomerFeatures& f, Slot* slot) {
+  const features::WindowAggregates w = f.window(shortest_window_);
+  small_[0] = std::log1p(static_cast<double>(w.refunds));
+  small_[1] = std::log1p(static_cast<double>(w.support_tickets) + w.complaints);
+  small_[2] = std::log1p(static_cast<double>(w.logins));
+  small_[3] = std::log1p(static_cast<double>(w.purchases));
+  slot->anomaly_score = behaviour_.Score(small_);
+  ++anomaly_scored_;
+  if (slot->anomaly_score >= options_.anomaly_alert_level) ++anomalies_;
+}
+
+void CustomerModels::UpdateMinutes(const ingest::Event& event) {
+  const int64_t minute = FloorDiv(event.timestamp_ms, kMillisPerMinute);
+  if (open_minute_ == INT64_MIN) open_minute_ = minute;
+  if (minute < open_minute_) {
+    ++late_minute_events_;
+    return;
+  }
+  if (minute > open_minute_) {
+    CloseMinute();
+    const int64_t empty = std::min<int64_t>(minute - open_minute_ - 1, options_.max_empty_minutes);
+    for (int64_t k = empty; k >= 1; --k) {
+      open_minute_ = minute - k;
+      CloseMinute();
+    }
+    open_minute_ = minute;
+  }
+  switch (event.type) {
+    case ingest::EventType::kPurchase:
+      minute_revenue_ += event.amount;
+      break;
+    case ingest::EventType::kSupportTicket:
+    case ingest::EventType::kComplaint:
+      minute_tickets_ += 1.0;
+      break;
+    case ingest::EventType::kLogin:
+      minute_logins_ += 1.0;
+      break;
+    default:
+      break;
+  }
+}
+
+void CustomerModels::CloseMinute() {
+  const int64_t t = open_minute_ * kMillisPerMinute;
+  const std::array<double, MinuteMetrics::kMetrics> values = {minute_revenue_, minute_tickets_,
+                                                              minute_logins_};
+  MinuteMetrics& m = latest_minute_;
+  m.minute_start_ms = t;
+  m.revenue = values[0];
+  m.tickets = values[1];
+  m.logins = values[2];
+  m.revenue_score = minute_detectors_[0].Score(t, values[0]);
+  m.tickets_score = minute_detectors_[1].Score(t, values[1]);
+  m.logins_score = minute_detectors_[2].Score(t, values[2]);
+  // Minutes close in increasing order, so Add cannot refuse the timestamp.
+  static_cast<void>(correlation_.Add(values, t));
+  for (int i = 0; i < MinuteMetrics::kMetrics; ++i) {
+    for (int j = 0; j < MinuteMetrics::kMetrics; ++j) {
+      m.correlation[static_cast<size_t>(i * MinuteMetrics::kMetrics + j)] =
+          correlation_.Correlation(i, j);
+    }
+  }
+  minute_revenue_ = 0.0;
+  minute_tickets_ = 0.0;
+  minute_logins_ = 0.0;
+}
+
+void CustomerModels::WriteCustomerScores(std::string_view customer_id, JsonWriter* w) const {
+  const Slot* slot = FindSlot(customer_id);
+  if (slot == nullptr) return;
+  w->Field("churn_probability", slot->churn_probability);
+  w->Field("predicted_value_30d", slot->predicted_value);
+  w->Key("segment");
+  if (slot->segment < 0) {
+    w->Null();
+  } else {
+    w->Int(slot->segment);
+  }
+  w->Field("anomaly_score", slot->anomaly_score);
+}
+
+std::optional<CustomerScores> CustomerModels::Scores(std::string_view customer_id) const {
+  const Slot* slot = FindSlot(customer_id);
+  if (slot == nullptr) return std::nullopt;
+  CustomerScores out;
+  out.churn_probability = slot->churn_probability;
+  out.predicted_value = slot->predicted_value;
+  out.segment = slot->segment;
+  out.anomaly_score = slot->anomaly_score;
+  out.closed = slot->closed;
+  return out;
+}
+
+std::optional<int64_t> CustomerModels::PendingSnapshotMs(std::string_view customer_id) const {
+  const Slot* slot = FindSlot(customer_id);
+  if (slot == nullptr || !slot->has_pending) return std::nullopt;
+  return slot->pending_ms;
+}
+
+std::span<const float> CustomerModels::PendingSnapshot(std::string_view customer_id) const {
+  auto it = slot_of_.find(customer_id);
+  if (it == slot_of_.end() || !slots_[it->second].has_pending) return {};
+  return std::span<const float>(pending_features_)
+      .subspan(static_cast<size_t>(it->second) * dim_, static_cast<size_t>(dim_));
+}
+
+CustomerModels::Quality CustomerModels::quality() const {
+  Quality q;
+  q.churn_auc = churn_auc_.Value();
+  q.churn_log_loss = churn_log_loss_.Value();
+  q.churn_positives = churn_auc_.positives();
+  q.churn_negatives = churn_auc_.negatives();
+  q.warm_churn_auc = warm_churn_auc_.Value();
+  q.warm_churn_log_loss = warm_churn_log_loss_.Value();
+  q.warm_churn_labels = warm_churn_log_loss_.count();
+  q.pending_examples = pending_count_;
+  q.value_rmse = value_rmse_.Value();
+  q.value_labels = value_rmse_.count();
+  q.kmeans_mean_squared_distance = kmeans_.quality().mean_squared_distance();
+  q.kmeans_points = kmeans_.quality().scored_points;
+  q.anomaly_rate = anomaly_scored_ == 0
+                       ? 0.0
+                       : static_cast<double>(anomalies_) / static_cast<double>(anomaly_scored_);
+  q.anomaly_scored = anomaly_scored_;
+  q.late_minute_events = late_minute_events_;
+  q.watermark_ms = watermark_ms_ == INT64_MIN ? 0 : watermark_ms_;
+  return q;
+}
+
+}  // namespace crmstream::pipeline
