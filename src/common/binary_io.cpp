@@ -82,4 +82,15 @@ Result<OpenedBlob> OpenBlob(std::string_view blob, BlobKind expected_kind) {
   return OpenedBlob{version, blob.substr(kHeaderSize, len)};
 }
 
+Result<std::string_view> OpenBlobPayload(std::string_view blob, BlobKind expected_kind,
+                                         uint16_t version) {
+  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, expected_kind));
+  if (opened.version != version) {
+    return Status::Corruption("blob kind " + std::to_string(static_cast<uint16_t>(expected_kind)) +
+                              " version " + std::to_string(opened.version) +
+                              " is not supported (expected " + std::to_string(version) + ")");
+  }
+  return opened.payload;
+}
+
 }  // namespace crmstream

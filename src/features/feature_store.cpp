@@ -788,12 +788,9 @@ Status FeatureStore::EncodeCustomer(std::string_view customer_id, std::string* o
 }
 
 Status FeatureStore::DecodeCustomer(std::string_view customer_id, std::string_view bytes) {
-  CRM_ASSIGN_OR_RETURN(OpenedBlob blob, OpenBlob(bytes, BlobKind::kCustomerFeatures));
-  if (blob.version != kFeatureBlobVersion) {
-    return Status::Corruption("customer features version " + std::to_string(blob.version) +
-                              ", expected " + std::to_string(kFeatureBlobVersion));
-  }
-  BinaryReader in(blob.payload);
+  CRM_ASSIGN_OR_RETURN(const std::string_view blob_payload,
+                       OpenBlobPayload(bytes, BlobKind::kCustomerFeatures, kFeatureBlobVersion));
+  BinaryReader in(blob_payload);
   std::vector<int> windows;
   CRM_RETURN_NOT_OK(in.GetArray(&windows, FeatureSpec::kMaxWindows));
   if (windows != spec_.window_days) {

@@ -104,12 +104,9 @@ std::string CategoricalEncoder::Serialize() const {
 }
 
 Result<CategoricalEncoder> CategoricalEncoder::Deserialize(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, BlobKind::kCategoricalEncoder));
-  if (opened.version != kBlobVersion) {
-    return Status::Corruption("CategoricalEncoder blob version " + std::to_string(opened.version) +
-                              " is not supported");
-  }
-  BinaryReader in(opened.payload);
+  CRM_ASSIGN_OR_RETURN(const std::string_view opened_payload,
+                       OpenBlobPayload(blob, BlobKind::kCategoricalEncoder, kBlobVersion));
+  BinaryReader in(opened_payload);
   uint8_t mode = 0;
   CategoricalEncoderOptions options;
   uint64_t overflow = 0;

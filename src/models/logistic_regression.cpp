@@ -220,12 +220,9 @@ std::string LogisticRegression::Serialize() const {
 }
 
 Result<LogisticRegression> LogisticRegression::Deserialize(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, BlobKind::kLogisticRegression));
-  if (opened.version != kBlobVersion) {
-    return Status::Corruption("LogisticRegression blob version " + std::to_string(opened.version) +
-                              " is not supported");
-  }
-  BinaryReader in(opened.payload);
+  CRM_ASSIGN_OR_RETURN(const std::string_view opened_payload,
+                       OpenBlobPayload(blob, BlobKind::kLogisticRegression, kBlobVersion));
+  BinaryReader in(opened_payload);
   LogisticRegressionOptions o;
   uint8_t fit_intercept = 0;
   uint64_t count = 0;
@@ -463,12 +460,9 @@ std::string BayesianLogisticRegression::Serialize() const {
 }
 
 Result<BayesianLogisticRegression> BayesianLogisticRegression::Deserialize(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, BlobKind::kBayesianLogisticRegression));
-  if (opened.version != kBlobVersion) {
-    return Status::Corruption("BayesianLogisticRegression blob version " +
-                              std::to_string(opened.version) + " is not supported");
-  }
-  BinaryReader in(opened.payload);
+  CRM_ASSIGN_OR_RETURN(const std::string_view opened_payload,
+                       OpenBlobPayload(blob, BlobKind::kBayesianLogisticRegression, kBlobVersion));
+  BinaryReader in(opened_payload);
   BayesianLogisticRegressionOptions o;
   uint64_t count = 0;
   CRM_RETURN_NOT_OK(in.Get(&o.dimension));

@@ -498,12 +498,9 @@ std::string MiniBatchKMeans::Serialize() const {
 }
 
 Result<MiniBatchKMeans> MiniBatchKMeans::Deserialize(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, BlobKind::kMiniBatchKMeans));
-  if (opened.version != kBlobVersion) {
-    return Status::Corruption("MiniBatchKMeans blob has unsupported version " +
-                              std::to_string(opened.version));
-  }
-  BinaryReader r(opened.payload);
+  CRM_ASSIGN_OR_RETURN(const std::string_view opened_payload,
+                       OpenBlobPayload(blob, BlobKind::kMiniBatchKMeans, kBlobVersion));
+  BinaryReader r(opened_payload);
   MiniBatchKMeansOptions o;
   int32_t k = 0, dim = 0, seed_buffer = 0, lloyd = 0, batch = 0, recent_cap = 0;
   CRM_RETURN_NOT_OK(r.Get(&k));

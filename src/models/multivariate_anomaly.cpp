@@ -167,12 +167,9 @@ std::string MultivariateAnomalyDetector::Serialize() const {
 
 Result<MultivariateAnomalyDetector> MultivariateAnomalyDetector::Deserialize(
     std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, BlobKind::kMultivariateAnomaly));
-  if (opened.version != kBlobVersion) {
-    return Status::Corruption("multivariate anomaly blob version " +
-                              std::to_string(opened.version) + " is not supported");
-  }
-  BinaryReader r(opened.payload);
+  CRM_ASSIGN_OR_RETURN(const std::string_view opened_payload,
+                       OpenBlobPayload(blob, BlobKind::kMultivariateAnomaly, kBlobVersion));
+  BinaryReader r(opened_payload);
   Options o;
   CRM_RETURN_NOT_OK(r.Get(&o.dim));
   CRM_RETURN_NOT_OK(r.Get(&o.shrinkage));

@@ -262,12 +262,9 @@ std::string RecursiveLeastSquares::Serialize() const {
 }
 
 Result<RecursiveLeastSquares> RecursiveLeastSquares::Deserialize(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, BlobKind::kRecursiveLeastSquares));
-  if (opened.version != kBlobVersion) {
-    return Status::Corruption("RecursiveLeastSquares blob version " +
-                              std::to_string(opened.version) + " is not supported");
-  }
-  BinaryReader in(opened.payload);
+  CRM_ASSIGN_OR_RETURN(const std::string_view opened_payload,
+                       OpenBlobPayload(blob, BlobKind::kRecursiveLeastSquares, kBlobVersion));
+  BinaryReader in(opened_payload);
   int32_t d = 0;
   double lambda = 0, delta = 0, prior_weight = 0;
   uint64_t count = 0;

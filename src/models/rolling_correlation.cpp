@@ -428,12 +428,9 @@ std::string RollingCorrelation::Serialize() const {
 }
 
 Result<RollingCorrelation> RollingCorrelation::Deserialize(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, BlobKind::kRollingCorrelation));
-  if (opened.version != kBlobVersion) {
-    return Status::Corruption("RollingCorrelation blob has unsupported version " +
-                              std::to_string(opened.version));
-  }
-  BinaryReader r(opened.payload);
+  CRM_ASSIGN_OR_RETURN(const std::string_view opened_payload,
+                       OpenBlobPayload(blob, BlobKind::kRollingCorrelation, kBlobVersion));
+  BinaryReader r(opened_payload);
   RollingCorrelationOptions o;
   int32_t m = 0;
   uint8_t window = 0;

@@ -96,12 +96,9 @@ std::string Standardizer::Serialize() const {
 }
 
 Result<Standardizer> Standardizer::Deserialize(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, BlobKind::kStandardizer));
-  if (opened.version != kBlobVersion) {
-    return Status::Corruption("Standardizer blob version " + std::to_string(opened.version) +
-                              " is not supported");
-  }
-  BinaryReader in(opened.payload);
+  CRM_ASSIGN_OR_RETURN(const std::string_view opened_payload,
+                       OpenBlobPayload(blob, BlobKind::kStandardizer, kBlobVersion));
+  BinaryReader in(opened_payload);
   std::vector<uint64_t> count;
   std::vector<double> shift, mean, m2;
   CRM_RETURN_NOT_OK(in.GetArray(&count, kMaxDimension));

@@ -231,12 +231,9 @@ std::string UnivariateAnomalyDetector::Serialize() const {
 }
 
 Result<UnivariateAnomalyDetector> UnivariateAnomalyDetector::Deserialize(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, BlobKind::kUnivariateAnomaly));
-  if (opened.version != kBlobVersion) {
-    return Status::Corruption("univariate anomaly blob version " + std::to_string(opened.version) +
-                              " is not supported");
-  }
-  BinaryReader r(opened.payload);
+  CRM_ASSIGN_OR_RETURN(const std::string_view opened_payload,
+                       OpenBlobPayload(blob, BlobKind::kUnivariateAnomaly, kBlobVersion));
+  BinaryReader r(opened_payload);
   Options o;
   CRM_RETURN_NOT_OK(r.Get(&o.levels));
   CRM_RETURN_NOT_OK(r.Get(&o.table_slots));

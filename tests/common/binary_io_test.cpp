@@ -53,6 +53,18 @@ TEST_CASE("Blob round trip and corruption detection", "[common]") {
   CHECK(short_reader.Get(&d).ok() == false);
 }
 
+TEST_CASE("OpenBlobPayload accepts only the expected version", "[common]") {
+  const std::string blob = SealBlob(BlobKind::kRollingCorrelation, 2, "payload");
+  auto ok = OpenBlobPayload(blob, BlobKind::kRollingCorrelation, 2);
+  REQUIRE(ok.ok());
+  CHECK(*ok == "payload");
+  auto other = OpenBlobPayload(blob, BlobKind::kRollingCorrelation, 1);
+  CHECK(other.status().code() == StatusCode::kCorruption);
+  CHECK_THAT(other.status().message(), Catch::Contains("version 2 is not supported"));
+  CHECK(OpenBlobPayload(blob, BlobKind::kStandardizer, 2).status().code() ==
+        StatusCode::kCorruption);
+}
+
 TEST_CASE("Hash64 is stable and spreads keys", "[common]") {
   CHECK(Hash64("C000001") == Hash64("C000001"));
   CHECK(Hash64("C000001") != Hash64("C000002"));

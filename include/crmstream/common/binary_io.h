@@ -120,5 +120,9 @@ struct OpenedBlob {
 };
 // Checks magic, kind, length and checksum; the caller checks the version.
 Result<OpenedBlob> OpenBlob(std::string_view blob, BlobKind expected_kind);
+// OpenBlob for readers of exactly one format version: the payload, or
+// Corruption for any other version.
+Result<std::string_view> OpenBlobPayload(std::string_view blob, BlobKind expected_kind,
+                                         uint16_t version);
 
 }  // namespace crmstream
