@@ -8,6 +8,7 @@ packages=(
   librdkafka-dev librocksdb-dev libeigen3-dev libboost-dev prometheus-cpp-dev
   catch2 libsimdjson-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libbenchmark-dev
   kcat clang-14 libclang-rt-14-dev clang-format
+  prometheus nodejs npm chromium
 )
 
 missing=()

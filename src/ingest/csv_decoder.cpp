@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "crmstream/ingest/csv_record.h"
 #include "event_validator.h"
 
 namespace crmstream::ingest {
@@ -15,56 +16,6 @@ namespace {
 
 using internal::RawKind;
 using internal::RawValue;
-
-struct CsvCell {
-  std::string_view text;
-  bool quoted = false;
-};
-
-// Splits one RFC 4180 record held in [data, data + n), unescaping quoted
-// cells in place (an unescaped cell is never longer than its source), and
-// calls on_cell(column, cell) for each cell. Returns nullptr on success or a
-// static description of the syntax error.
-template <typename OnCell>
-const char* SplitCsvInPlace(char* data, size_t n, OnCell&& on_cell) {
-  size_t pos = 0;
-  size_t column = 0;
-  while (true) {
-    CsvCell cell;
-    if (pos < n && data[pos] == '"') {
-      cell.quoted = true;
-      size_t write = pos;  // unescaped text is written from here
-      const size_t start = write;
-      ++pos;
-      while (true) {
-        if (pos >= n) return "unterminated quoted field";
-        if (data[pos] == '"') {
-          if (pos + 1 < n && data[pos + 1] == '"') {
-            data[write++] = '"';
-            pos += 2;
-            continue;
-          }
-          ++pos;  // closing quote
-          break;
-        }
-        data[write++] = data[pos++];
-      }
-      if (pos < n && data[pos] != ',') return "characters after a closing quote";
-      cell.text = std::string_view(data + start, write - start);
-    } else {
-      const size_t start = pos;
-      while (pos < n && data[pos] != ',') {
-        if (data[pos] == '"') return "a quote inside an unquoted field";
-        ++pos;
-      }
-      cell.text = std::string_view(data + start, pos - start);
-    }
-    on_cell(column, cell);
-    ++column;
-    if (pos >= n) return nullptr;
-    ++pos;  // the comma; a record ending in a comma has an empty last cell
-  }
-}
 
 std::string_view StripCr(std::string_view s) {
   if (!s.empty() && s.back() == '\r') s.remove_suffix(1);
