@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 [ -f build/fuzz/build.ninja ] || cmake --preset fuzz >/dev/null
-targets=(json_decoder_fuzz csv_decoder_fuzz)
+targets=(json_decoder_fuzz csv_decoder_fuzz model_decoder_fuzz)
 cmake --build build/fuzz -j"$(nproc)" --target "${targets[@]}"
 for t in "${targets[@]}"; do
   corpus_name="${t%_decoder_fuzz}"

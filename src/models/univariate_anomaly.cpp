@@ -162,8 +162,10 @@ double UnivariateAnomalyDetector::Score(int64_t timestamp, double value) {
   }
   if (breach) score = 1.0;
 
-  // Stage 3: damping after an alarm.
-  if (since_alarm_ < options_.quiet_period) {
+  // Stage 3: damping after an alarm. A breach of the past range is exempt:
+  // it is the most specific of the three signals, and a new extreme shortly
+  // after a false alarm is often the anomaly the false alarm preceded.
+  if (!breach && since_alarm_ < options_.quiet_period) {
     score *= static_cast<double>(since_alarm_) / options_.quiet_period;
   }
   if (score >= options_.alarm_level) {

@@ -95,6 +95,73 @@ TEST_CASE("FTRL AUC approaches the Bayes-optimal AUC on held-out rows", "[models
   CHECK(lr.prequential_log_loss().count() == 50000);
 }
 
+// FTRL-Proximal written coordinate by coordinate from McMahan et al. (2013),
+// Algorithm 1, with the documented order of operations (the logit's dot
+// product in four partial sums, lanes i mod 4, added as ((s0 + s2) + (s1 +
+// s3)) and then the tail). The model's vectorised paths must give exactly
+// these bits on every CPU.
+struct ReferenceFtrl {
+  double alpha, beta, l1, l2;
+  std::vector<double> z, n, w;  // d + 1, intercept last
+  ReferenceFtrl(int d, double alpha, double beta, double l1, double l2)
+      : alpha(alpha), beta(beta), l1(l1), l2(l2), z(d + 1), n(d + 1), w(d + 1) {}
+  double Logit(const std::vector<double>& x) const {
+    const size_t d = x.size();
+    double s[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= d; i += 4) {
+      for (size_t k = 0; k < 4; ++k) s[k] += w[i + k] * x[i + k];
+    }
+    double sum = (s[0] + s[2]) + (s[1] + s[3]);
+    for (; i < d; ++i) sum += w[i] * x[i];
+    return w[d] + sum;
+  }
+  void Coordinate(size_t i, double g, double l1_i, double l2_i) {
+    const double inv_alpha = 1.0 / alpha;
+    const double n_new = n[i] + g * g;
+    const double sigma = (std::sqrt(n_new) - std::sqrt(n[i])) * inv_alpha;
+    z[i] = z[i] + (g - sigma * w[i]);
+    n[i] = n_new;
+    const double shrunk = z[i] - std::min(std::max(-l1_i, z[i]), l1_i);
+    w[i] = -shrunk / ((beta + std::sqrt(n[i])) * inv_alpha + l2_i);
+  }
+  double Update(const std::vector<double>& x, bool label) {
+    const double t = std::clamp(Logit(x), -35.0, 35.0);
+    const double p = 1.0 / (1.0 + std::exp(-t));
+    const double g = p - (label ? 1.0 : 0.0);
+    for (size_t i = 0; i < x.size(); ++i) Coordinate(i, g * x[i], l1, l2);
+    Coordinate(x.size(), g, 0.0, 0.0);
+    return p;
+  }
+};
+
+TEST_CASE("FTRL update equals the coordinate-wise algorithm bit for bit", "[models]") {
+  // d = 51: blocks of four and of two, and a last single coordinate.
+  for (int d : {1, 2, 7, 51}) {
+    auto model =
+        LogisticRegression::Create({.dense_dimension = d, .alpha = 0.2, .l1 = 0.01, .l2 = 0.5});
+    REQUIRE(model.ok());
+    ReferenceFtrl reference(d, 0.2, 1.0, 0.01, 0.5);
+    std::mt19937_64 rng(static_cast<uint64_t>(d));
+    std::normal_distribution<double> z(0.0, 1.0);
+    std::vector<double> x(static_cast<size_t>(d));
+    for (int row = 0; row < 3000; ++row) {
+      double t = 0.0;
+      for (int j = 0; j < d; ++j) {
+        x[static_cast<size_t>(j)] = (row + j) % 5 == 0 ? 0.0 : z(rng);  // some zero features
+        t += (j % 3 - 1) * x[static_cast<size_t>(j)];
+      }
+      const bool label = t + z(rng) > 0.0;
+      const double expected = reference.Update(x, label);
+      REQUIRE(model->Update(x, label) == expected);
+    }
+    for (int j = 0; j < d; ++j) {
+      REQUIRE(model->weights()[static_cast<size_t>(j)] == reference.w[static_cast<size_t>(j)]);
+    }
+    REQUIRE(model->intercept() == reference.w[static_cast<size_t>(d)]);
+  }
+}
+
 TEST_CASE("Hashed sparse features learn category effects", "[models]") {
   const uint32_t buckets = 1 << 12;
   auto lr =

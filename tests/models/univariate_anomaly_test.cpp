@@ -125,7 +125,9 @@ TEST_CASE("Univariate blob: truncation, flipped bytes and foreign blobs are Corr
   CHECK(UnivariateAnomalyDetector::Deserialize(foreign).status().code() == StatusCode::kCorruption);
   // A well-sealed payload whose content is inconsistent (table too small for
   // its options) must be rejected too, not trusted.
-  const std::string bogus = SealBlob(BlobKind::kUnivariateAnomaly, 1, std::string(200, '\x01'));
+  const std::string bogus =
+      SealBlob(BlobKind::kUnivariateAnomaly, UnivariateAnomalyDetector::kBlobVersion,
+               std::string(200, '\x01'));
   CHECK(UnivariateAnomalyDetector::Deserialize(bogus).status().code() == StatusCode::kCorruption);
 }
 

@@ -134,7 +134,6 @@ class LogisticRegression {
   std::vector<double> n_;
   std::vector<double> sqrt_n_;
   std::vector<double> weights_;
-  std::vector<double> scratch_;  // new sqrt(n) of the dense block, per update
   StreamingAuc auc_;
   LogLoss log_loss_;
 };

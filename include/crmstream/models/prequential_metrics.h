@@ -37,6 +37,13 @@ class StreamingAuc {
 
   // A NaN score is ignored.
   void Add(double score, bool label);
+  // Starts loading the counter Add(score, label) will touch, so that a caller
+  // with other work to do first does not wait for it (the histogram is larger
+  // than L1). No effect on the state.
+  void Prefetch(double score, bool label) const {
+    if (score == score)
+      __builtin_prefetch((label ? pos_counts_ : neg_counts_).data() + BinOf(score), 1);
+  }
   // 0.5 until both classes have been seen.
   double Value() const;
 

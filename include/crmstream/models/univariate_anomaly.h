@@ -6,7 +6,7 @@
 // How it scores, in three stages (the defaults were chosen once for the whole
 // NAB corpus, one setting for all its 58 series, never per series):
 // 1. Context novelty: the value is quantised on the running [min, max] seen
-//    so far, and the recent sequence of levels (lengths 1..4) is looked up in
+//    so far, and the recent sequence of levels (lengths 1..5) is looked up in
 //    a fixed-size table of contexts seen before; the share of never-seen
 //    contexts is the raw surprise (in the spirit of CAD OSE).
 // 2. Anomaly likelihood (Ahmad et al. 2017): the short-term mean of raw
@@ -19,7 +19,8 @@
 //      weighted mean and variance) adds what the others miss: a drift or a
 //      level change that stays inside the past range. An alarm resets it.
 // 3. Alarm damping: after a high score the detector stays quiet for a while,
-//    because the consumer of an alarm needs the first one, not a burst.
+//    because the consumer of an alarm needs the first one, not a burst. A
+//    range breach is never damped.
 //
 // Memory is fixed at construction (a context table, 384 KiB by default, and a
 // short ring); Score() never allocates. A full table (3/4 of its slots) keeps
@@ -53,8 +54,10 @@ class UnivariateAnomalyDetector {
     uint32_t long_horizon = 200;
     // A value beyond the past range by this share of the range is a breach.
     double range_tolerance = 0.05;
-    // Points kept quiet after an alarm, and the score counted as an alarm.
-    uint32_t quiet_period = 50;
+    // Points damped after an alarm (the score is scaled by the share of the
+    // period elapsed; range breaches are not damped), and the score counted
+    // as an alarm.
+    uint32_t quiet_period = 200;
     double alarm_level = 0.6;
     // Drift detection: horizon of the mean / variance the z-scores use, the
     // slack (in sd) subtracted per point, the cumulative sum (in sd) that
@@ -81,8 +84,9 @@ class UnivariateAnomalyDetector {
   std::string Serialize() const;
   static Result<UnivariateAnomalyDetector> Deserialize(std::string_view blob);
 
-  static constexpr uint16_t kBlobVersion = 1;
-  static constexpr int kContextOrders = 4;
+  // Version 2: five context orders (version 1 had four).
+  static constexpr uint16_t kBlobVersion = 2;
+  static constexpr int kContextOrders = 5;
 
  private:
   explicit UnivariateAnomalyDetector(const Options& options);
