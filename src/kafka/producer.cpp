@@ -1,5 +1,6 @@
 #include "crmstream/kafka/producer.h"
 
+#include <algorithm>
 #include <array>
 
 #include "crmstream/kafka/kafka_error.h"
@@ -19,7 +20,13 @@ Result<std::unique_ptr<Producer>> Producer::Create(const ClientConfig& config,
   ClientConfig effective = config;
   effective.SetDefault("client.id", "crmstream-producer");
   effective.SetDefault("linger.ms", std::to_string(options.linger_ms));
-  if (options.idempotent) {
+  effective.SetDefault("queue.buffering.max.kbytes", std::to_string(options.queue_max_kbytes));
+  if (!options.transactional_id.empty()) {
+    // Transactions imply idempotence (librdkafka enables it).
+    effective.SetDefault("transactional.id", options.transactional_id);
+    effective.SetDefault("transaction.timeout.ms", std::to_string(options.transaction_timeout_ms));
+  }
+  if (options.idempotent || !options.transactional_id.empty()) {
     effective.SetDefault("enable.idempotence", "true");
     effective.SetDefault("acks", "all");
   }
@@ -48,6 +55,16 @@ void Producer::OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* message,
   auto* self = static_cast<Producer*>(opaque);
   if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     self->delivered_.fetch_add(1, std::memory_order_relaxed);
+    if (!self->tracked_.empty() && message->partition >= 0) {
+      const std::string_view topic = rd_kafka_topic_name(message->rkt);
+      for (TrackedTopic& tracked : self->tracked_) {
+        if (tracked.name != topic) continue;
+        const auto p = static_cast<size_t>(message->partition);
+        if (tracked.last_offset.size() <= p) tracked.last_offset.resize(p + 1, -1);
+        tracked.last_offset[p] = std::max(tracked.last_offset[p], message->offset);
+        break;
+      }
+    }
   } else {
     self->failed_.fetch_add(1, std::memory_order_relaxed);
     self->last_error_.store(message->err, std::memory_order_relaxed);
@@ -153,6 +170,108 @@ Status Producer::FatalError() const {
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Status::OK();
   return Status::Internal(std::string("producer: fatal error: ") + errstr.data() + " (" +
                           rd_kafka_err2name(err) + ")");
+}
+
+void Producer::TrackDeliveredOffsets(std::string_view topic) {
+  for (const TrackedTopic& tracked : tracked_) {
+    if (tracked.name == topic) return;
+  }
+  tracked_.push_back({std::string(topic), {}});
+}
+
+int64_t Producer::LastDeliveredOffset(std::string_view topic, int32_t partition) const {
+  for (const TrackedTopic& tracked : tracked_) {
+    if (tracked.name != topic) continue;
+    const auto p = static_cast<size_t>(partition);
+    return partition >= 0 && p < tracked.last_offset.size() ? tracked.last_offset[p] : -1;
+  }
+  return -1;
+}
+
+Status TransactionStatus(const rd_kafka_error_t* error, std::string_view operation) {
+  if (error == nullptr) return Status::OK();
+  const rd_kafka_resp_err_t err = rd_kafka_error_code(error);
+  StatusCode code;
+  std::string_view what;
+  if (rd_kafka_error_is_fatal(error)) {
+    code = StatusCode::kInternal;
+    what = "fatal, recreate the producer";
+  } else if (rd_kafka_error_txn_requires_abort(error)) {
+    code = StatusCode::kAborted;
+    what = "abort the transaction and retry from the last checkpoint";
+  } else if (rd_kafka_error_is_retriable(error)) {
+    code = StatusCode::kUnavailable;
+    what = "retriable";
+  } else if (err == RD_KAFKA_RESP_ERR__STATE || err == RD_KAFKA_RESP_ERR__NOT_CONFIGURED) {
+    code = StatusCode::kInvalidArgument;
+    what = "not allowed in the transaction's current state";
+  } else {
+    code = KafkaErrorCode(err);
+    what = "error";
+  }
+  std::string message(operation);
+  message.append(": ").append(rd_kafka_error_string(error));
+  message.append(" (").append(rd_kafka_error_name(error)).append("; ").append(what).append(")");
+  return Status(code, std::move(message));
+}
+
+namespace {
+
+// Takes ownership of a transaction call's error object.
+Status TakeTransactionError(rd_kafka_error_t* error, std::string_view operation) {
+  const ErrorHandle owned(error);
+  return TransactionStatus(owned.get(), operation);
+}
+
+}  // namespace
+
+Status Producer::InitTransactions(std::chrono::milliseconds timeout) {
+  if (!transactional()) {
+    return Status::InvalidArgument("producer: init transactions: no transactional.id configured");
+  }
+  return TakeTransactionError(
+      rd_kafka_init_transactions(rk_.get(), static_cast<int>(timeout.count())),
+      "producer: init transactions");
+}
+
+Status Producer::BeginTransaction() {
+  return TakeTransactionError(rd_kafka_begin_transaction(rk_.get()), "producer: begin transaction");
+}
+
+Status Producer::SendOffsetsToTransaction(std::span<const TopicPartitionOffset> offsets,
+                                          const Consumer& consumer,
+                                          std::chrono::milliseconds timeout) {
+  PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
+  for (const TopicPartitionOffset& entry : offsets) {
+    rd_kafka_topic_partition_list_add(list.get(), entry.topic.c_str(), entry.partition)->offset =
+        entry.offset;
+  }
+  rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(consumer.handle());
+  if (group == nullptr) {
+    return Status::InvalidArgument(
+        "producer: send offsets to transaction: the consumer has no group");
+  }
+  rd_kafka_error_t* error = rd_kafka_send_offsets_to_transaction(rk_.get(), list.get(), group,
+                                                                 static_cast<int>(timeout.count()));
+  rd_kafka_consumer_group_metadata_destroy(group);
+  return TakeTransactionError(error, "producer: send offsets to transaction");
+}
+
+Status Producer::CommitTransaction(std::chrono::milliseconds timeout) {
+  Status st = TakeTransactionError(
+      rd_kafka_commit_transaction(rk_.get(), static_cast<int>(timeout.count())),
+      "producer: commit transaction");
+  // Serve the delivery reports of the committed messages (counters, offsets).
+  rd_kafka_poll(rk_.get(), 0);
+  return st;
+}
+
+Status Producer::AbortTransaction(std::chrono::milliseconds timeout) {
+  Status st =
+      TakeTransactionError(rd_kafka_abort_transaction(rk_.get(), static_cast<int>(timeout.count())),
+                           "producer: abort transaction");
+  rd_kafka_poll(rk_.get(), 0);
+  return st;
 }
 
 }  // namespace crmstream::kafka

@@ -7,10 +7,27 @@
 // Delivery reports are counted (delivered, failed, last error) when the
 // producing thread calls Poll() (or Produce/Flush, which poll internally).
 //
-// Thread-safety: Produce, Poll and Flush are meant for ONE thread (the
-// delivery callback runs on it). The counters may be read from any thread.
-// Call Flush() before destroying the producer: destruction does not wait for
-// outstanding messages.
+// Transactions (exactly-once): with ProducerOptions::transactional_id set,
+// InitTransactions once, then per checkpoint BeginTransaction, Produce...,
+// SendOffsetsToTransaction (the input offsets, in the consumer group's name),
+// CommitTransaction; read_committed consumers see all of a transaction or
+// nothing of it. librdkafka's error classes map to Status codes:
+//   Unavailable  retriable: call the same function again
+//   Aborted      abortable: AbortTransaction, rewind the state to the last
+//                checkpoint, and start a new transaction
+//   Internal     fatal (e.g. fenced by a newer instance with the same
+//                transactional.id): destroy the producer, restart from the
+//                last checkpoint
+//   InvalidArgument  misuse (e.g. Commit without Begin, or no transactional.id)
+//
+// Memory: librdkafka's local queue is capped by queue.buffering.max.kbytes
+// (ProducerOptions::queue_max_kbytes) besides queue.buffering.max.messages;
+// a full queue makes Produce wait (back-pressure), never grow.
+//
+// Thread-safety: Produce, Poll, Flush and the transaction calls are meant for
+// ONE thread (the delivery callback runs on it). The counters may be read
+// from any thread. Call Flush() before destroying the producer: destruction
+// does not wait for outstanding messages.
 #pragma once
 
 #include <atomic>
@@ -24,6 +41,7 @@
 
 #include "crmstream/common/status.h"
 #include "crmstream/kafka/client_config.h"
+#include "crmstream/kafka/consumer.h"
 #include "crmstream/kafka/handles.h"
 
 namespace crmstream::kafka {
@@ -39,6 +57,16 @@ struct ProducerOptions {
   // How long Produce() keeps serving delivery reports and retrying while the
   // local queue is full before it gives up with Unavailable. Default 60 s.
   std::chrono::milliseconds queue_full_timeout = std::chrono::seconds(60);
+  // queue.buffering.max.kbytes: the local queue's memory cap. Default 65536
+  // (64 MiB; librdkafka's own default is 1 GiB).
+  int queue_max_kbytes = 65536;
+  // transactional.id; empty (the default) for a non-transactional producer.
+  // One id per engine instance and input assignment, stable across restarts,
+  // so a restarted instance fences its crashed predecessor.
+  std::string transactional_id = {};
+  // transaction.timeout.ms: how long the broker keeps a transaction open
+  // without a commit before aborting it. Default 60000.
+  int transaction_timeout_ms = 60000;
 };
 
 struct MessageHeader {
@@ -80,6 +108,28 @@ class Producer {
   // OK while there is none.
   Status FatalError() const;
 
+  // Transactions (see above); each Unavailable / Aborted / Internal /
+  // InvalidArgument as described there.
+  // Registers the transactional.id with the coordinator and fences (aborts)
+  // any transaction a previous instance with the same id left open.
+  Status InitTransactions(std::chrono::milliseconds timeout);
+  Status BeginTransaction();
+  // Adds the consumer group's next offsets to the open transaction: they are
+  // committed if and only if the transaction is.
+  Status SendOffsetsToTransaction(std::span<const TopicPartitionOffset> offsets,
+                                  const Consumer& consumer, std::chrono::milliseconds timeout);
+  // Flushes, then commits; on return every message of the transaction is
+  // delivered and visible to read_committed consumers.
+  Status CommitTransaction(std::chrono::milliseconds timeout);
+  Status AbortTransaction(std::chrono::milliseconds timeout);
+  bool transactional() const { return !options_.transactional_id.empty(); }
+
+  // Delivered-offset tracking (for changelog offsets): after TrackDeliveredOffsets(topic),
+  // LastDeliveredOffset returns the highest offset acknowledged for the
+  // partition so far (-1 if none). Producer thread only.
+  void TrackDeliveredOffsets(std::string_view topic);
+  int64_t LastDeliveredOffset(std::string_view topic, int32_t partition) const;
+
   rd_kafka_t* handle() const { return rk_.get(); }
 
  private:
@@ -99,6 +149,15 @@ class Producer {
   std::atomic<uint64_t> delivered_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<int> last_error_{RD_KAFKA_RESP_ERR_NO_ERROR};
+  struct TrackedTopic {
+    std::string name;
+    std::vector<int64_t> last_offset;  // by partition
+  };
+  std::vector<TrackedTopic> tracked_;
 };
+
+// The Status of a transaction call's rd_kafka_error_t (nullptr is OK), by
+// librdkafka's error class as listed above. Does not take ownership.
+Status TransactionStatus(const rd_kafka_error_t* error, std::string_view operation);
 
 }  // namespace crmstream::kafka

@@ -1,0 +1,305 @@
+// State store benchmarks, on real FeatureStore-encoded customers:
+//   BM_Checkpoint10PercentDirty  one checkpoint of 100,000 dirty customers out
+//                                of 1,000,000 (encode + WriteBatch + Commit)
+//   BM_ReopenIntact              Open of a store holding 1,000,000 customers
+//   BM_ReopenAndRebuildFeatures  Open + iterate + DecodeCustomer of every
+//                                customer into a fresh FeatureStore (the
+//                                restart cost before processing resumes)
+//   BM_ChangelogRestore          records/s restored from the embedded
+//                                cluster's changelog topic into a store
+// Sizes can be lowered with CRMSTREAM_BENCH_CUSTOMERS for a quick run.
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "crmstream/features/feature_store.h"
+#include "crmstream/ingest/event.h"
+#include "crmstream/kafka/embedded_cluster.h"
+#include "crmstream/kafka/producer.h"
+#include "crmstream/state/changelog.h"
+#include "crmstream/state/state_store.h"
+
+namespace crmstream::state {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kDayMs = 86'400'000;
+constexpr int64_t kStartMs = 1'700'000'000'000;
+
+int CustomerCount() {
+  const char* env = std::getenv("CRMSTREAM_BENCH_CUSTOMERS");
+  return env != nullptr ? std::max(1000, std::atoi(env)) : 1'000'000;
+}
+
+std::string Id(int i) { return "customer-" + std::to_string(i); }
+
+void Apply(features::FeatureStore* store, int customer, int seq, int64_t t, std::mt19937_64& rng) {
+  static constexpr std::array<ingest::EventType, 5> kTypes{
+      ingest::EventType::kPurchase, ingest::EventType::kLogin, ingest::EventType::kPageView,
+      ingest::EventType::kSupportTicket, ingest::EventType::kRefund};
+  const std::string id = Id(customer);
+  const std::string event_id = id + "/" + std::to_string(seq);
+  ingest::Event e;
+  e.event_id = event_id;
+  e.customer_id = id;
+  e.type = kTypes[rng() % kTypes.size()];
+  e.timestamp_ms = t;
+  if (ingest::EventTypeHasAmount(e.type)) {
+    e.amount = static_cast<double>(rng() % 20000) / 100.0;
+    e.has_amount = true;
+  }
+  store->Update(e);
+}
+
+// 1M customers, 8 events each over 90 days: realistic per-day rings.
+struct World {
+  std::unique_ptr<features::FeatureStore> features;
+  fs::path dir;
+  std::unique_ptr<StateStore> store;
+  PartitionKey partition;
+  int customers = 0;
+  size_t encoded_bytes = 0;
+  int64_t clock_ms = kStartMs + 90 * kDayMs;
+  std::mt19937_64 rng{42};
+};
+
+StateStoreOptions StoreOptions(const fs::path& dir) {
+  StateStoreOptions o;
+  o.path = dir / "store";
+  o.memory_cap_bytes = size_t{256} << 20;
+  o.identity = "bench";
+  return o;
+}
+
+fs::path& WorldDir() {
+  static fs::path dir;
+  return dir;
+}
+
+void RemoveWorldDir() {
+  std::error_code ec;
+  fs::remove_all(WorldDir(), ec);
+}
+
+World& SharedWorld() {
+  static World* world = [] {
+    auto* w = new World();
+    w->customers = CustomerCount();
+    w->features = std::make_unique<features::FeatureStore>(features::FeatureSpec{});
+    for (int i = 0; i < w->customers; ++i) {
+      for (int k = 0; k < 8; ++k) {
+        Apply(w->features.get(), i, k, kStartMs + static_cast<int64_t>(w->rng() % (90 * kDayMs)),
+              w->rng);
+      }
+    }
+    w->dir = fs::temp_directory_path() / ("crmstream-state-bench-" + std::to_string(getpid()));
+    fs::remove_all(w->dir);
+    WorldDir() = w->dir;
+    std::atexit(&RemoveWorldDir);
+    auto opened = StateStore::Open(StoreOptions(w->dir));
+    if (!opened.ok()) std::abort();
+    w->store = std::move(opened).value();
+    w->partition = *w->store->Partition("crm.events", 0);
+    // The initial full checkpoint, in slices of 100,000.
+    CheckpointBatch batch = w->store->NewBatch();
+    std::string blob;
+    size_t n = 0;
+    w->features->ForEachDirty([&](std::string_view id, const features::CustomerFeatures&) {
+      if (!w->features->EncodeCustomer(id, &blob).ok()) std::abort();
+      w->encoded_bytes += blob.size();
+      batch.PutFeatures(w->partition, id, blob);
+      if (++n % 100'000 == 0 && !w->store->Commit(&batch).ok()) std::abort();
+    });
+    batch.SetInputOffset(w->partition, 8LL * w->customers);
+    if (!w->store->Commit(&batch).ok()) std::abort();
+    if (!w->store->Flush().ok()) std::abort();
+    w->features->ClearDirty();
+    return w;
+  }();
+  return *world;
+}
+
+void BM_Checkpoint10PercentDirty(benchmark::State& state) {
+  World& w = SharedWorld();
+  CheckpointBatch batch = w.store->NewBatch();
+  std::string blob;
+  int64_t offset = 8LL * w.customers;
+  size_t bytes = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    // 10% of the customers get one new event each (random, distinct-ish).
+    w.clock_ms += 60'000;
+    for (int i = 0; i < w.customers / 10; ++i) {
+      Apply(w.features.get(), static_cast<int>(w.rng() % static_cast<uint64_t>(w.customers)),
+            1000 + i, w.clock_ms, w.rng);
+    }
+    offset += w.customers / 10;
+    state.ResumeTiming();
+    w.features->ForEachDirty([&](std::string_view id, const features::CustomerFeatures&) {
+      (void)w.features->EncodeCustomer(id, &blob);
+      batch.PutFeatures(w.partition, id, blob);
+    });
+    batch.SetInputOffset(w.partition, offset);
+    bytes = batch.byte_size();
+    if (!w.store->Commit(&batch).ok()) state.SkipWithError("commit failed");
+    w.features->ClearDirty();
+  }
+  state.counters["dirty_customers"] = static_cast<double>(w.customers / 10);
+  state.counters["batch_bytes"] = static_cast<double>(bytes);
+  state.counters["bytes_per_customer"] =
+      static_cast<double>(w.encoded_bytes) / static_cast<double>(w.customers);
+}
+BENCHMARK(BM_Checkpoint10PercentDirty)->Unit(benchmark::kMillisecond)->Iterations(5)->UseRealTime();
+
+void BM_ReopenIntact(benchmark::State& state) {
+  World& w = SharedWorld();
+  w.store.reset();  // closes the shared store; reopened at the end
+  for (auto _ : state) {
+    auto opened = StateStore::Open(StoreOptions(w.dir));
+    if (!opened.ok()) state.SkipWithError(opened.status().ToString().c_str());
+    benchmark::DoNotOptimize(opened);
+  }
+  w.store = std::move(StateStore::Open(StoreOptions(w.dir))).value();
+  state.counters["customers"] = w.customers;
+}
+BENCHMARK(BM_ReopenIntact)->Unit(benchmark::kMillisecond)->Iterations(5)->UseRealTime();
+
+// As after kill -9: the last checkpoints are only in the WAL. A copy of the
+// open store's files is what a crashed process leaves (sync=false writes are
+// in the page cache); opening it replays the WAL.
+void BM_ReopenAfterCrash(benchmark::State& state) {
+  World& w = SharedWorld();
+  CheckpointBatch batch = w.store->NewBatch();
+  std::string blob;
+  for (int i = 0; i < w.customers / 10; ++i) {
+    Apply(w.features.get(), static_cast<int>(w.rng() % static_cast<uint64_t>(w.customers)),
+          5000 + i, w.clock_ms, w.rng);
+  }
+  w.features->ForEachDirty([&](std::string_view id, const features::CustomerFeatures&) {
+    (void)w.features->EncodeCustomer(id, &blob);
+    batch.PutFeatures(w.partition, id, blob);
+  });
+  if (!w.store->Commit(&batch).ok()) std::abort();
+  w.features->ClearDirty();
+  const fs::path crashed = w.dir / "crashed";
+  for (auto _ : state) {
+    state.PauseTiming();
+    fs::remove_all(crashed);
+    fs::copy(w.dir / "store", crashed, fs::copy_options::recursive);
+    state.ResumeTiming();
+    StateStoreOptions options = StoreOptions(w.dir);
+    options.path = crashed;
+    auto opened = StateStore::Open(options);
+    if (!opened.ok()) state.SkipWithError(opened.status().ToString().c_str());
+    state.PauseTiming();
+    opened = Status::Aborted("closed");  // closing flushes: not part of a restart
+    state.ResumeTiming();
+  }
+  fs::remove_all(crashed);
+  state.counters["customers"] = w.customers;
+}
+BENCHMARK(BM_ReopenAfterCrash)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
+
+void BM_ReopenAndRebuildFeatures(benchmark::State& state) {
+  World& w = SharedWorld();
+  w.store.reset();
+  size_t restored = 0;
+  for (auto _ : state) {
+    auto opened = StateStore::Open(StoreOptions(w.dir));
+    if (!opened.ok()) {
+      state.SkipWithError(opened.status().ToString().c_str());
+      break;
+    }
+    features::FeatureStore rebuilt{features::FeatureSpec{}};
+    const Status st =
+        (*opened)->ForEachCustomer(w.partition, [&](std::string_view id, std::string_view blob) {
+          return rebuilt.DecodeCustomer(id, blob);
+        });
+    if (!st.ok()) state.SkipWithError(st.ToString().c_str());
+    restored = rebuilt.size();
+  }
+  w.store = std::move(StateStore::Open(StoreOptions(w.dir))).value();
+  state.counters["customers"] = static_cast<double>(restored);
+}
+BENCHMARK(BM_ReopenAndRebuildFeatures)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
+
+void BM_ChangelogRestore(benchmark::State& state) {
+  World& w = SharedWorld();
+  // The mock keeps at most 5 MiB per partition: 15,000 records of about
+  // 200 bytes per partition, 4 partitions.
+  constexpr int kPartitions = 4;
+  constexpr int kPerPartition = 15'000;
+  auto cluster = kafka::EmbeddedCluster::Create();
+  if (!cluster.ok()) {
+    state.SkipWithError("no embedded cluster");
+    return;
+  }
+  const std::string topic = "bench-changelog";
+  if (!(*cluster)->CreateTopic(topic, kPartitions, 1).ok()) std::abort();
+  kafka::ClientConfig config;
+  config.Set("bootstrap.servers", (*cluster)->bootstrap_servers());
+  auto producer = kafka::Producer::Create(config, kafka::ProducerOptions{.linger_ms = 20});
+  if (!producer.ok()) std::abort();
+  std::string blob, key, stamp;
+  for (int p = 0; p < kPartitions; ++p) {
+    for (int i = 0; i < kPerPartition; ++i) {
+      const std::string id = Id((p * kPerPartition + i) % w.customers);
+      if (!w.features->EncodeCustomer(id, &blob).ok()) std::abort();
+      const StateChange change{ChangeKind::kFeatures, id, blob, i};
+      if (!ProduceChange(producer->get(), topic, p, change, &key, &stamp).ok()) std::abort();
+    }
+  }
+  if (!(*producer)->Flush(std::chrono::seconds(60)).ok()) std::abort();
+
+  uint64_t records = 0;
+  double seconds = 0;
+  for (auto _ : state) {
+    const fs::path dir = w.dir / "restore";
+    fs::remove_all(dir);
+    auto target = StateStore::Open(StoreOptions(dir));
+    if (!target.ok()) std::abort();
+    for (int p = 0; p < kPartitions; ++p) {
+      auto key_p = (*target)->Partition("crm.events", p);
+      auto result = RestoreFromChangelog(config, topic, p, target->get(), *key_p);
+      if (!result.ok()) {
+        state.SkipWithError(result.status().ToString().c_str());
+        return;
+      }
+      records += result->records;
+      seconds += result->seconds;
+    }
+  }
+  // The fixed cost of one partition's restore (consumer start, watermark
+  // query, assignment, end detection): a catch-up that finds nothing new.
+  double startup_seconds = 0;
+  {
+    const fs::path dir = w.dir / "restore";
+    auto target = StateStore::Open(StoreOptions(dir));
+    if (!target.ok()) std::abort();
+    auto key_p = (*target)->Partition("crm.events", 0);
+    ChangelogRestoreOptions options;
+    options.start_offset = kPerPartition;
+    auto result = RestoreFromChangelog(config, topic, 0, target->get(), *key_p, options);
+    if (!result.ok() || result->records != 0) std::abort();
+    startup_seconds = result->seconds;
+  }
+  const double restores = static_cast<double>(state.iterations()) * kPartitions;
+  state.counters["records"] = static_cast<double>(records);
+  state.counters["records_per_s"] = static_cast<double>(records) / seconds;
+  state.counters["startup_ms"] = startup_seconds * 1000.0;
+  state.counters["records_per_s_after_startup"] =
+      static_cast<double>(records) / std::max(1e-9, seconds - restores * startup_seconds);
+}
+BENCHMARK(BM_ChangelogRestore)->Unit(benchmark::kMillisecond)->Iterations(2)->UseRealTime();
+
+}  // namespace
+}  // namespace crmstream::state
+
+BENCHMARK_MAIN();

@@ -1,0 +1,251 @@
+// StateStore: the engine's local state on disk (RocksDB): per-customer
+// features, model state, input offsets, changelog offsets, the dedup window
+// and metadata, in the column families and key layout of state_keys.h.
+//
+// Checkpoints: the engine collects, per commit interval, the dirty entries of
+// its partitions plus their input (and changelog) offsets in one
+// CheckpointBatch and Commit()s it as ONE atomic RocksDB WriteBatch: after a
+// crash the store holds either all of a checkpoint or none of it. The
+// durability of the last checkpoints depends on `sync` (state/README.md).
+//
+// Values: features and model values are the modules' own sealed blobs
+// (SealBlob: magic, kind, version, CRC32C), stored as they are: a second
+// envelope would add 16 bytes and a second CRC pass per customer for nothing,
+// as the blob already carries a version and an end-to-end checksum (which
+// also covers the changelog path). Offsets and metadata are small sealed
+// blobs of kind kCheckpointMeta. The layout as a whole is versioned by the
+// format version in the metadata family.
+//
+// Memory: one LRU block cache shared by every column family, and a
+// WriteBufferManager that charges memtables to that cache, so blocks,
+// index/filter blocks and memtables together stay under memory_cap_bytes.
+//
+// Unusable state directories (not a directory, read-only, locked by another
+// instance, disk full, corrupt files, another pipeline's state, another
+// format version) give a Status naming the path and the cause. Open first
+// validates an existing store read-only, so a store it refuses is left
+// byte-for-byte as it was.
+//
+// Thread-safety: a StateStore may be used from several threads (RocksDB is
+// thread-safe); a CheckpointBatch is used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crmstream/common/status.h"
+#include "crmstream/state/state_keys.h"
+
+namespace crmstream::state {
+
+// Version of the store's layout (column families, keys, offset values).
+inline constexpr uint32_t kStateFormatVersion = 1;
+
+// Where the engine keeps the store inside its state directory (which also
+// holds broker.addr): <state_dir>/store.
+inline constexpr std::string_view kStoreSubdirectory = "store";
+// Metadata name (PutMetadata) under which the engine records its feature
+// windows ("7,30,90"), so tools decode features with the spec they were
+// written with.
+inline constexpr std::string_view kFeatureWindowsMetadata = "feature_windows";
+
+struct StateStoreOptions {
+  // The state directory (RocksDB's). Required.
+  std::filesystem::path path;
+  // Create an empty store when `path` holds none. Default true.
+  bool create_if_missing = true;
+  // Inspect only (`crmstream state`): no LOCK taken, nothing written; works
+  // while an engine holds the store. Default false.
+  bool read_only = false;
+  // Block cache + memtables, bytes. Default 256 MiB.
+  size_t memory_cap_bytes = size_t{256} << 20;
+  // Share of the cap the memtables may use (charged to the cache). Default 0.25.
+  double memtable_fraction = 0.25;
+  // fsync the WAL on every Commit (WriteOptions::sync). Default false: a
+  // process crash loses nothing, a machine crash may lose the last
+  // checkpoints (rebuilt from the changelog or the inputs; state/README.md).
+  bool sync = false;
+  // Who writes this state (engine application id + pipeline name). When
+  // non-empty: stored on creation, and a store written by another identity
+  // is refused (InvalidArgument naming both). Default: not checked.
+  std::string identity;
+};
+
+// What the store holds for one input partition.
+struct PartitionState {
+  std::string topic;
+  PartitionKey key;
+  int64_t input_offset = -1;      // next input offset to read; -1: none checkpointed
+  int64_t changelog_offset = -1;  // next changelog offset not yet included; -1: none
+  // A changelog restore began and has not finished: the partition's state is
+  // partial and must not be served (restore again).
+  bool restoring = false;
+};
+
+// Sizes of one column family (from iterating it) and RocksDB's file sizes.
+struct FamilyStats {
+  std::string name;
+  uint64_t keys = 0;
+  uint64_t key_bytes = 0;
+  uint64_t value_bytes = 0;
+  uint64_t sst_file_bytes = 0;  // live SST files on disk
+  uint64_t sst_files = 0;
+};
+struct PartitionStats {
+  std::string topic;
+  int32_t partition = 0;
+  uint64_t customers = 0;  // features entries
+  uint64_t feature_bytes = 0;
+  uint64_t model_entries = 0;
+  uint64_t model_bytes = 0;
+};
+struct StoreStats {
+  std::vector<FamilyStats> families;       // in StateFamily order
+  std::vector<PartitionStats> partitions;  // in key order
+  uint64_t block_cache_usage_bytes = 0;    // includes memtables charged to it
+  uint64_t memtable_bytes = 0;
+};
+
+struct VerifyReport {
+  uint64_t values_checked = 0;
+  uint64_t bad_values = 0;
+  // "<family> <key as hex>: <reason>", first 100.
+  std::vector<std::string> problems;
+};
+
+class StateStore;
+
+// One checkpoint's changes, written atomically by StateStore::Commit. Reuse
+// one batch across intervals: Clear keeps its memory.
+class CheckpointBatch {
+ public:
+  ~CheckpointBatch();
+  CheckpointBatch(CheckpointBatch&&) noexcept;
+  CheckpointBatch& operator=(CheckpointBatch&&) noexcept;
+
+  void PutFeatures(PartitionKey p, std::string_view customer_id, std::string_view blob);
+  void PutCustomerModel(PartitionKey p, std::string_view customer_id, std::string_view blob);
+  // Removes a customer's features and per-customer model blob.
+  void DeleteCustomer(PartitionKey p, std::string_view customer_id);
+  void DeleteFeatures(PartitionKey p, std::string_view customer_id);
+  void DeleteCustomerModel(PartitionKey p, std::string_view customer_id);
+  void PutPartitionModel(PartitionKey p, std::string_view name, std::string_view blob);
+  void DeletePartitionModel(PartitionKey p, std::string_view name);
+  void PutDedupWindow(PartitionKey p, std::string_view blob);
+  void DeleteDedupWindow(PartitionKey p);
+  // The next input offset the checkpointed state has consumed up to.
+  void SetInputOffset(PartitionKey p, int64_t next_offset);
+  // The next changelog offset NOT included in this state (last included + 1).
+  void SetChangelogOffset(PartitionKey p, int64_t next_offset);
+  // Ends a changelog restore of `p` (clears its restoring mark).
+  void FinishRestore(PartitionKey p);
+
+  size_t entry_count() const;
+  size_t byte_size() const;  // the WriteBatch's serialized size
+  bool empty() const { return entry_count() == 0; }
+  void Clear();
+
+ private:
+  friend class StateStore;
+  struct Impl;
+  explicit CheckpointBatch(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+class StateStore {
+ public:
+  // Opens (or creates) the store; see the error list above.
+  static Result<std::unique_ptr<StateStore>> Open(const StateStoreOptions& options);
+  ~StateStore();
+  StateStore(const StateStore&) = delete;
+  StateStore& operator=(const StateStore&) = delete;
+
+  const std::filesystem::path& path() const;
+  // True if this Open created the store (nothing to restore locally).
+  bool created() const;
+  bool read_only() const;
+
+  // The key of (topic, partition); assigns and persists a topic id (synced)
+  // the first time a topic is seen. InvalidArgument in read-only mode for a
+  // topic the store does not know.
+  Result<PartitionKey> Partition(std::string_view topic, int32_t partition);
+  // Every partition that has offsets, state, or a restoring mark, in key order.
+  Result<std::vector<PartitionState>> ListPartitions() const;
+  Result<PartitionState> GetPartition(PartitionKey p) const;
+
+  CheckpointBatch NewBatch() const;
+  // Writes the batch atomically (one WriteBatch) and clears it. On error
+  // (disk full, I/O) nothing of the batch is visible and the Status names the
+  // path and the cause; the store may then refuse further writes until reopened.
+  Status Commit(CheckpointBatch* batch);
+
+  // Restore. Callbacks run in key order; a non-OK Status from one stops the
+  // iteration and is returned. A value whose block fails RocksDB's checksum
+  // is Corruption naming the path.
+  using EntryCallback = std::function<Status(std::string_view id, std::string_view blob)>;
+  Status ForEachCustomer(PartitionKey p, const EntryCallback& f) const;
+  Status ForEachCustomerModel(PartitionKey p, const EntryCallback& f) const;
+  Status ForEachPartitionModel(PartitionKey p, const EntryCallback& f) const;
+  Result<std::optional<std::string>> GetFeatures(PartitionKey p, std::string_view customer) const;
+  Result<std::optional<std::string>> GetCustomerModel(PartitionKey p,
+                                                      std::string_view customer) const;
+  Result<std::optional<std::string>> GetDedupWindow(PartitionKey p) const;
+
+  // Drops everything of a partition (state, offsets, marks) in one atomic write.
+  Status DropPartition(PartitionKey p);
+  // Marks the partition restoring (synced), and with `drop_state` first drops
+  // its state and changelog offset, atomically. The restore then writes
+  // batches and ends with a batch holding CheckpointBatch::FinishRestore and
+  // the new offsets. A mark found after a crash means: restore again from
+  // the partition's changelog offset (-1: from the beginning); replaying a
+  // changelog range twice yields the same state.
+  Status BeginRestore(PartitionKey p, bool drop_state);
+
+  // Free-form metadata for other modules ("user/<name>"), e.g. the feature
+  // spec a store was written with. PutMetadata is synced.
+  Status PutMetadata(std::string_view name, std::string_view value);
+  Result<std::optional<std::string>> GetMetadata(std::string_view name) const;
+  Result<std::string> Identity() const;
+
+  // RocksDB's VerifyChecksum over every SST file, then every value's own
+  // envelope (magic, kind, length, CRC32C). Corruption only for RocksDB-level
+  // failures; bad values are listed in the report.
+  Result<VerifyReport> Verify() const;
+  Result<StoreStats> Stats() const;
+  // Raw iteration of one family in key order (for dump).
+  Status ForEachEntry(
+      StateFamily family,
+      const std::function<Status(std::string_view key, std::string_view value)>& f) const;
+  // Topic name of a topic id (nullptr-free: "" if unknown).
+  std::string TopicName(uint32_t topic_id) const;
+
+  // Block cache usage (memtables included), bytes.
+  size_t MemoryUsageBytes() const;
+  // Flushes memtables to SST files (tests, benchmarks, before a backup).
+  Status Flush();
+
+ private:
+  struct Impl;
+  explicit StateStore(std::unique_ptr<Impl> impl);
+  Status ForEachInRange(StateFamily family, std::string_view begin, std::string_view end,
+                        size_t strip_prefix,
+                        const std::function<Status(std::string_view, std::string_view)>& f) const;
+  Result<std::optional<std::string>> GetRaw(StateFamily family, std::string_view key) const;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Offset values (the offsets family and changelog offsets): sealed i64.
+std::string EncodeOffsetValue(int64_t offset);
+Result<int64_t> DecodeOffsetValue(std::string_view value);
+
+// Checks a value's sealed envelope whatever its kind: OK or Corruption.
+Status CheckSealedValue(std::string_view value);
+
+}  // namespace crmstream::state

@@ -1,0 +1,93 @@
+#include "crmstream/state/state_keys.h"
+
+#include <array>
+
+namespace crmstream::state {
+namespace {
+
+void AppendU32BigEndian(uint32_t v, std::string* out) {
+  const std::array<char, 4> bytes{static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                                  static_cast<char>(v >> 8), static_cast<char>(v)};
+  out->append(bytes.data(), bytes.size());
+}
+
+uint32_t ReadU32BigEndian(std::string_view s) {
+  return (uint32_t{static_cast<uint8_t>(s[0])} << 24) |
+         (uint32_t{static_cast<uint8_t>(s[1])} << 16) |
+         (uint32_t{static_cast<uint8_t>(s[2])} << 8) | uint32_t{static_cast<uint8_t>(s[3])};
+}
+
+}  // namespace
+
+std::string_view StateFamilyName(StateFamily family) {
+  switch (family) {
+    case StateFamily::kFeatures:
+      return "features";
+    case StateFamily::kModels:
+      return "models";
+    case StateFamily::kOffsets:
+      return "offsets";
+    case StateFamily::kDedup:
+      return "dedup";
+    case StateFamily::kMetadata:
+      return "metadata";
+  }
+  return "?";
+}
+
+void AppendPartitionPrefix(PartitionKey p, std::string* out) {
+  AppendU32BigEndian(p.topic_id, out);
+  // Partitions are non-negative; the cast keeps their order.
+  AppendU32BigEndian(static_cast<uint32_t>(p.partition), out);
+}
+
+std::string PartitionRangeEnd(PartitionKey p) {
+  std::string end;
+  // The prefix as a 64-bit big-endian number plus one: never overflows in
+  // practice (topic ids are small), and when it would, the empty string
+  // means "no upper bound" to the callers.
+  const uint64_t prefix = (uint64_t{p.topic_id} << 32) | static_cast<uint32_t>(p.partition);
+  if (prefix == UINT64_MAX) return end;
+  const uint64_t next = prefix + 1;
+  AppendU32BigEndian(static_cast<uint32_t>(next >> 32), &end);
+  AppendU32BigEndian(static_cast<uint32_t>(next), &end);
+  return end;
+}
+
+Result<PartitionKey> DecodePartitionPrefix(std::string_view key) {
+  if (key.size() < kPartitionPrefixBytes) {
+    return Status::Corruption("state key of " + std::to_string(key.size()) +
+                              " bytes is shorter than a partition prefix");
+  }
+  PartitionKey p;
+  p.topic_id = ReadU32BigEndian(key.substr(0, 4));
+  p.partition = static_cast<int32_t>(ReadU32BigEndian(key.substr(4, 4)));
+  return p;
+}
+
+void FeaturesKey(PartitionKey p, std::string_view customer_id, std::string* out) {
+  out->clear();
+  AppendPartitionPrefix(p, out);
+  out->append(customer_id);
+}
+
+void CustomerModelKey(PartitionKey p, std::string_view customer_id, std::string* out) {
+  out->clear();
+  AppendPartitionPrefix(p, out);
+  out->push_back(static_cast<char>(ModelScope::kCustomer));
+  out->append(customer_id);
+}
+
+void PartitionModelKey(PartitionKey p, std::string_view name, std::string* out) {
+  out->clear();
+  AppendPartitionPrefix(p, out);
+  out->push_back(static_cast<char>(ModelScope::kPartition));
+  out->append(name);
+}
+
+void PartitionOnlyKey(PartitionKey p, std::string* out) {
+  out->clear();
+  AppendPartitionPrefix(p, out);
+}
+
+}  // namespace crmstream::state

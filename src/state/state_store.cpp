@@ -1,0 +1,872 @@
+#include "crmstream/state/state_store.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <rocksdb/write_buffer_manager.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <system_error>
+
+#include "crmstream/common/binary_io.h"
+
+namespace crmstream::state {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint16_t kMetaValueVersion = 1;
+constexpr std::string_view kFormatVersionKey = "format_version";
+constexpr std::string_view kIdentityKey = "identity";
+constexpr std::string_view kTopicPrefix = "topic/";
+constexpr std::string_view kChangelogPrefix = "changelog/";
+constexpr std::string_view kRestoringPrefix = "restoring/";
+constexpr std::string_view kUserPrefix = "user/";
+
+// RocksDB's names for the families, indexed by StateFamily. "default" must
+// exist in every RocksDB database; the metadata lives there.
+constexpr std::array<const char*, kStateFamilyCount> kFamilyNames = {"features", "models",
+                                                                     "offsets", "dedup", "default"};
+
+rocksdb::Slice ToSlice(std::string_view s) { return {s.data(), s.size()}; }
+std::string_view ToView(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+// RocksDB's informational log goes to the process logger, not to a LOG file
+// in the state directory: a refused store stays byte-for-byte unchanged.
+class SpdlogRocksLogger final : public rocksdb::Logger {
+ public:
+  SpdlogRocksLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    std::array<char, 1024> line{};
+    std::vsnprintf(line.data(), line.size(), format, ap);
+    // Files written before RocksDB 7.x's unique ids, and read-only opens,
+    // trigger this on every open; it says nothing actionable.
+    if (std::strstr(line.data(), "without unique ID to verify") != nullptr) return;
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+      spdlog::error("rocksdb: {}", line.data());
+    } else {
+      spdlog::warn("rocksdb: {}", line.data());
+    }
+  }
+};
+
+bool Contains(const std::string& haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// Turns a RocksDB error into a Status that names the state directory and
+// says what is wrong with it in words a user can act on.
+Status StoreError(const rocksdb::Status& s, const fs::path& path, std::string_view doing) {
+  const std::string text = s.ToString();
+  const std::string where = path.string() + ": " + std::string(doing) + ": ";
+  if (s.IsNoSpace() || Contains(text, "No space left")) {
+    return Status::IOError(where + "disk full (no space left on device); free space and restart (" +
+                           text + ")");
+  }
+  if (Contains(text, "LOCK") && (Contains(text, "Resource temporarily unavailable") ||
+                                 Contains(text, "already held") || Contains(text, "lock hold"))) {
+    return Status::IOError(where + "locked: another running crmstream instance holds " +
+                           (path / "LOCK").string() + " (" + text + ")");
+  }
+  if (Contains(text, "Read-only file system")) {
+    return Status::IOError(where + "the state directory is on a read-only file system (" + text +
+                           ")");
+  }
+  if (Contains(text, "Permission denied")) {
+    return Status::IOError(where + "permission denied: the state directory is not writable (" +
+                           text + ")");
+  }
+  if (s.IsCorruption()) {
+    return Status::Corruption(where +
+                              "corrupt state files; move the directory away to rebuild "
+                              "from the changelog (" +
+                              text + ")");
+  }
+  if (s.IsNotFound() || s.IsPathNotFound()) {
+    return Status::NotFound(where + "missing state files (" + text + ")");
+  }
+  return Status::IOError(where + text);
+}
+
+std::string SealMeta(std::string_view payload) {
+  return SealBlob(BlobKind::kCheckpointMeta, kMetaValueVersion, payload);
+}
+
+Result<std::string_view> OpenMeta(std::string_view value) {
+  return OpenBlobPayload(value, BlobKind::kCheckpointMeta, kMetaValueVersion);
+}
+
+std::string PartitionMetaKey(std::string_view prefix, PartitionKey p) {
+  std::string key(prefix);
+  AppendPartitionPrefix(p, &key);
+  return key;
+}
+
+}  // namespace
+
+std::string EncodeOffsetValue(int64_t offset) {
+  std::string payload;
+  BinaryWriter(&payload).Put<int64_t>(offset);
+  return SealMeta(payload);
+}
+
+Result<int64_t> DecodeOffsetValue(std::string_view value) {
+  CRM_ASSIGN_OR_RETURN(std::string_view payload, OpenMeta(value));
+  BinaryReader reader(payload);
+  int64_t offset = 0;
+  CRM_RETURN_NOT_OK(reader.Get(&offset));
+  CRM_RETURN_NOT_OK(reader.ExpectEnd());
+  return offset;
+}
+
+Status CheckSealedValue(std::string_view value) {
+  // The envelope's kind sits after the 4-byte magic; OpenBlob checks the rest.
+  if (value.size() < 8)
+    return Status::Corruption("value of " + std::to_string(value.size()) +
+                              " bytes is too short for a sealed blob");
+  uint16_t kind = 0;
+  std::memcpy(&kind, value.data() + 4, sizeof(kind));
+  auto opened = OpenBlob(value, static_cast<BlobKind>(kind));
+  return opened.ok() ? Status::OK() : opened.status();
+}
+
+// ---------------------------------------------------------------------------
+
+struct CheckpointBatch::Impl {
+  rocksdb::WriteBatch batch;
+  std::array<rocksdb::ColumnFamilyHandle*, kStateFamilyCount> families{};
+  std::string key;
+  std::string value;
+  rocksdb::ColumnFamilyHandle* cf(StateFamily f) const { return families[static_cast<size_t>(f)]; }
+  void Put(StateFamily f, std::string_view k, std::string_view v) {
+    // A WriteBatch only fails on a batch larger than 4 GiB; the engine's
+    // checkpoints are far below that, so a failure is a programming error.
+    const rocksdb::Status s = batch.Put(cf(f), ToSlice(k), ToSlice(v));
+    if (!s.ok()) spdlog::error("state: checkpoint batch: {}", s.ToString());
+  }
+  void Delete(StateFamily f, std::string_view k) {
+    const rocksdb::Status s = batch.Delete(cf(f), ToSlice(k));
+    if (!s.ok()) spdlog::error("state: checkpoint batch: {}", s.ToString());
+  }
+};
+
+CheckpointBatch::CheckpointBatch(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CheckpointBatch::~CheckpointBatch() = default;
+CheckpointBatch::CheckpointBatch(CheckpointBatch&&) noexcept = default;
+CheckpointBatch& CheckpointBatch::operator=(CheckpointBatch&&) noexcept = default;
+
+void CheckpointBatch::PutFeatures(PartitionKey p, std::string_view customer_id,
+                                  std::string_view blob) {
+  FeaturesKey(p, customer_id, &impl_->key);
+  impl_->Put(StateFamily::kFeatures, impl_->key, blob);
+}
+
+void CheckpointBatch::PutCustomerModel(PartitionKey p, std::string_view customer_id,
+                                       std::string_view blob) {
+  CustomerModelKey(p, customer_id, &impl_->key);
+  impl_->Put(StateFamily::kModels, impl_->key, blob);
+}
+
+void CheckpointBatch::DeleteCustomer(PartitionKey p, std::string_view customer_id) {
+  FeaturesKey(p, customer_id, &impl_->key);
+  impl_->Delete(StateFamily::kFeatures, impl_->key);
+  CustomerModelKey(p, customer_id, &impl_->key);
+  impl_->Delete(StateFamily::kModels, impl_->key);
+}
+
+void CheckpointBatch::DeleteFeatures(PartitionKey p, std::string_view customer_id) {
+  FeaturesKey(p, customer_id, &impl_->key);
+  impl_->Delete(StateFamily::kFeatures, impl_->key);
+}
+
+void CheckpointBatch::DeleteCustomerModel(PartitionKey p, std::string_view customer_id) {
+  CustomerModelKey(p, customer_id, &impl_->key);
+  impl_->Delete(StateFamily::kModels, impl_->key);
+}
+
+void CheckpointBatch::DeletePartitionModel(PartitionKey p, std::string_view name) {
+  PartitionModelKey(p, name, &impl_->key);
+  impl_->Delete(StateFamily::kModels, impl_->key);
+}
+
+void CheckpointBatch::DeleteDedupWindow(PartitionKey p) {
+  PartitionOnlyKey(p, &impl_->key);
+  impl_->Delete(StateFamily::kDedup, impl_->key);
+}
+
+void CheckpointBatch::PutPartitionModel(PartitionKey p, std::string_view name,
+                                        std::string_view blob) {
+  PartitionModelKey(p, name, &impl_->key);
+  impl_->Put(StateFamily::kModels, impl_->key, blob);
+}
+
+void CheckpointBatch::PutDedupWindow(PartitionKey p, std::string_view blob) {
+  PartitionOnlyKey(p, &impl_->key);
+  impl_->Put(StateFamily::kDedup, impl_->key, blob);
+}
+
+void CheckpointBatch::SetInputOffset(PartitionKey p, int64_t next_offset) {
+  PartitionOnlyKey(p, &impl_->key);
+  impl_->value = EncodeOffsetValue(next_offset);
+  impl_->Put(StateFamily::kOffsets, impl_->key, impl_->value);
+}
+
+void CheckpointBatch::SetChangelogOffset(PartitionKey p, int64_t next_offset) {
+  impl_->key.assign(kChangelogPrefix);
+  AppendPartitionPrefix(p, &impl_->key);
+  impl_->value = EncodeOffsetValue(next_offset);
+  impl_->Put(StateFamily::kMetadata, impl_->key, impl_->value);
+}
+
+void CheckpointBatch::FinishRestore(PartitionKey p) {
+  impl_->key.assign(kRestoringPrefix);
+  AppendPartitionPrefix(p, &impl_->key);
+  impl_->Delete(StateFamily::kMetadata, impl_->key);
+}
+
+size_t CheckpointBatch::entry_count() const { return impl_->batch.Count(); }
+size_t CheckpointBatch::byte_size() const { return impl_->batch.GetDataSize(); }
+void CheckpointBatch::Clear() { impl_->batch.Clear(); }
+
+// ---------------------------------------------------------------------------
+
+struct StateStore::Impl {
+  StateStoreOptions options;
+  bool created = false;
+  std::shared_ptr<rocksdb::Cache> cache;
+  std::shared_ptr<rocksdb::WriteBufferManager> write_buffers;
+  std::unique_ptr<rocksdb::DB> db;
+  std::array<rocksdb::ColumnFamilyHandle*, kStateFamilyCount> families{};
+  rocksdb::WriteOptions write_options;
+
+  mutable std::mutex topics_mutex;  // topic ids: rare (assignment time)
+  std::map<std::string, uint32_t, std::less<>> topic_ids;
+  std::map<uint32_t, std::string> topic_names;
+
+  rocksdb::ColumnFamilyHandle* cf(StateFamily f) const { return families[static_cast<size_t>(f)]; }
+
+  ~Impl() { Close(); }
+  void Close() {
+    if (!db) return;
+    if (!options.read_only) {
+      // A clean shutdown leaves nothing in the WAL: the next start replays
+      // nothing (a crash still recovers from the WAL).
+      std::vector<rocksdb::ColumnFamilyHandle*> all(families.begin(), families.end());
+      const rocksdb::Status flushed = db->Flush(rocksdb::FlushOptions(), all);
+      if (!flushed.ok()) {
+        spdlog::warn("state: flushing {} at close: {}", options.path.string(), flushed.ToString());
+      }
+    }
+    for (auto*& handle : families) {
+      if (handle != nullptr) {
+        const rocksdb::Status s = db->DestroyColumnFamilyHandle(handle);
+        if (!s.ok()) spdlog::warn("state: {}", s.ToString());
+        handle = nullptr;
+      }
+    }
+    const rocksdb::Status s = db->Close();
+    if (!s.ok()) spdlog::warn("state: closing {}: {}", options.path.string(), s.ToString());
+    db.reset();
+  }
+};
+
+namespace {
+
+struct Tuning {
+  rocksdb::DBOptions db;
+  rocksdb::ColumnFamilyOptions family;
+};
+
+Tuning MakeTuning(const StateStoreOptions& o, const std::shared_ptr<rocksdb::Cache>& cache,
+                  const std::shared_ptr<rocksdb::WriteBufferManager>& write_buffers) {
+  Tuning t;
+  t.db.create_if_missing = o.create_if_missing;
+  t.db.create_missing_column_families = true;
+  t.db.paranoid_checks = true;
+  t.db.info_log = std::make_shared<SpdlogRocksLogger>();
+  t.db.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  t.db.keep_log_file_num = 1;
+  t.db.write_buffer_manager = write_buffers;
+  t.db.max_background_jobs = 2;
+  // A torn last WAL record (crash mid-write) is dropped, earlier ones kept:
+  // a checkpoint is one record, so recovery ends on a checkpoint boundary.
+  t.db.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  // After a crash the WAL is replayed into memtables and kept; writing them
+  // out as SST files at open would delay the restart for nothing.
+  t.db.avoid_flush_during_recovery = true;
+
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.block_size = 16 * 1024;
+  t.family.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  t.family.compression = rocksdb::kLZ4Compression;
+  const size_t memtable_budget =
+      static_cast<size_t>(static_cast<double>(o.memory_cap_bytes) * o.memtable_fraction);
+  // A checkpoint of 100,000 customers is about 18 MB: half the budget per
+  // memtable lets one land without waiting for a flush; the write buffer
+  // manager enforces the total across families.
+  t.family.write_buffer_size = std::max<size_t>(size_t{4} << 20, memtable_budget / 2);
+  t.family.max_write_buffer_number = 4;
+  return t;
+}
+
+std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const rocksdb::ColumnFamilyOptions& o) {
+  std::vector<rocksdb::ColumnFamilyDescriptor> out;
+  for (const char* name : kFamilyNames) out.emplace_back(name, o);
+  return out;
+}
+
+// Files RocksDB writes besides CURRENT; their presence without CURRENT means
+// a store lost its CURRENT file (corrupt), not an empty directory.
+bool LooksLikeStoreFile(const std::string& name) {
+  return name.ends_with(".sst") || name.ends_with(".log") || name.starts_with("MANIFEST-") ||
+         name.starts_with("OPTIONS-") || name == "IDENTITY";
+}
+
+Status ReadMetaString(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, std::string_view key,
+                      std::optional<std::string>* out) {
+  std::string value;
+  const rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf, ToSlice(key), &value);
+  if (s.IsNotFound()) {
+    out->reset();
+    return Status::OK();
+  }
+  if (!s.ok()) return Status::IOError(s.ToString());
+  auto payload = OpenMeta(value);
+  if (!payload.ok())
+    return payload.status().WithContext(std::string("metadata '") + std::string(key) + "'");
+  *out = std::string(*payload);
+  return Status::OK();
+}
+
+// Format version and identity of an open store.
+Status CheckFormatAndIdentity(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta,
+                              const StateStoreOptions& o) {
+  const std::string path = o.path.string();
+  std::optional<std::string> version;
+  Status st = ReadMetaString(db, meta, kFormatVersionKey, &version);
+  if (!st.ok()) return Status::Corruption(path + ": " + st.message());
+  if (!version) {
+    return Status::Corruption(path +
+                              ": no format version: not a crmstream state store, or one "
+                              "whose creation was interrupted");
+  }
+  BinaryReader reader(*version);
+  uint32_t v = 0;
+  if (!reader.Get(&v).ok()) return Status::Corruption(path + ": unreadable format version");
+  if (v != kStateFormatVersion) {
+    return Status::InvalidArgument(path + ": state format version " + std::to_string(v) +
+                                   ", this build reads version " +
+                                   std::to_string(kStateFormatVersion) +
+                                   "; move the directory away to rebuild from the changelog");
+  }
+  if (!o.identity.empty()) {
+    std::optional<std::string> identity;
+    st = ReadMetaString(db, meta, kIdentityKey, &identity);
+    if (!st.ok()) return Status::Corruption(path + ": " + st.message());
+    if (identity && !identity->empty() && *identity != o.identity) {
+      return Status::InvalidArgument(path + ": state written by '" + *identity +
+                                     "', not by this engine and pipeline ('" + o.identity +
+                                     "'); give another state directory");
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+StateStore::StateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StateStore::~StateStore() = default;
+
+Result<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& options) {
+  if (options.path.empty()) return Status::InvalidArgument("state: no state directory given");
+  if (options.memory_cap_bytes < (size_t{8} << 20)) {
+    return Status::InvalidArgument("state: memory_cap_bytes must be at least 8 MiB");
+  }
+  if (!(options.memtable_fraction > 0.0 && options.memtable_fraction < 1.0)) {
+    return Status::InvalidArgument("state: memtable_fraction must be in (0, 1)");
+  }
+  const fs::path& path = options.path;
+  const std::string where = path.string() + ": ";
+
+  // What is there before RocksDB touches anything.
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return Status::IOError(where + "cannot inspect the state directory: " + ec.message());
+  }
+  bool has_store = false;
+  if (fs::exists(status)) {
+    if (!fs::is_directory(status)) {
+      return Status::IOError(where + "not a directory (the state directory must be a folder)");
+    }
+    has_store = fs::exists(path / "CURRENT", ec);
+    if (!has_store) {
+      for (const auto& entry : fs::directory_iterator(path, ec)) {
+        if (LooksLikeStoreFile(entry.path().filename().string())) {
+          return Status::Corruption(where + "state files without a CURRENT file (" +
+                                    entry.path().filename().string() +
+                                    "): the store is damaged; move the directory away to "
+                                    "rebuild from the changelog");
+        }
+      }
+      if (ec) return Status::IOError(where + "cannot list the state directory: " + ec.message());
+    }
+  }
+  if (!has_store && (options.read_only || !options.create_if_missing)) {
+    return Status::NotFound(where + "no state store here");
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->cache = rocksdb::NewLRUCache(options.memory_cap_bytes);
+  // allow_stall: when flushes lag (a busy disk or CPU), writes wait instead
+  // of letting immutable memtables grow past the budget.
+  impl->write_buffers = std::make_shared<rocksdb::WriteBufferManager>(
+      static_cast<size_t>(static_cast<double>(options.memory_cap_bytes) *
+                          options.memtable_fraction),
+      impl->cache, /*allow_stall=*/true);
+  impl->write_options.sync = options.sync;
+  const Tuning tuning = MakeTuning(options, impl->cache, impl->write_buffers);
+  const auto descriptors = Descriptors(tuning.family);
+
+  if (has_store) {
+    // Validate read-only first: a store we refuse is left as it was (a
+    // read-write open may write a new MANIFEST before failing).
+    std::vector<std::string> names;
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(tuning.db, path.string(), &names);
+    if (!s.ok()) return StoreError(s, path, "opening the state");
+    for (const char* wanted : kFamilyNames) {
+      if (std::find(names.begin(), names.end(), wanted) == names.end()) {
+        return Status::Corruption(where + "not a crmstream state store (no column family '" +
+                                  wanted + "')");
+      }
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    rocksdb::DBOptions validation = tuning.db;
+    validation.max_open_files = 16;  // reads a few metadata keys: open tables lazily
+    validation.skip_stats_update_on_db_open = true;
+    s = rocksdb::DB::OpenForReadOnly(validation, path.string(), descriptors, &handles, &raw);
+    if (!s.ok()) return StoreError(s, path, "opening the state");
+    std::unique_ptr<rocksdb::DB> check(raw);
+    Status st = CheckFormatAndIdentity(check.get(), handles.back(), options);
+    for (auto* h : handles) (void)check->DestroyColumnFamilyHandle(h);
+    (void)check->Close();
+    check.reset();
+    CRM_RETURN_NOT_OK(st);
+  } else {
+    fs::create_directories(path, ec);
+    if (ec) {
+      return Status::IOError(where + "cannot create the state directory: " + ec.message());
+    }
+  }
+
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      options.read_only
+          ? rocksdb::DB::OpenForReadOnly(tuning.db, path.string(), descriptors, &handles, &raw)
+          : rocksdb::DB::Open(tuning.db, path.string(), descriptors, &handles, &raw);
+  if (!s.ok()) return StoreError(s, path, "opening the state");
+  impl->db.reset(raw);
+  for (size_t i = 0; i < handles.size(); ++i) impl->families[i] = handles[i];
+  impl->created = !has_store;
+
+  rocksdb::ColumnFamilyHandle* meta = impl->cf(StateFamily::kMetadata);
+  if (impl->created) {
+    rocksdb::WriteBatch batch;
+    std::string version;
+    BinaryWriter(&version).Put<uint32_t>(kStateFormatVersion);
+    (void)batch.Put(meta, ToSlice(kFormatVersionKey), SealMeta(version));
+    (void)batch.Put(meta, ToSlice(kIdentityKey), SealMeta(options.identity));
+    rocksdb::WriteOptions synced;
+    synced.sync = true;
+    s = impl->db->Write(synced, &batch);
+    if (!s.ok()) return StoreError(s, path, "creating the state");
+  } else {
+    // Re-checked on the store actually opened (cheap: two point reads).
+    CRM_RETURN_NOT_OK(CheckFormatAndIdentity(impl->db.get(), meta, options));
+  }
+
+  // Topic ids.
+  std::unique_ptr<rocksdb::Iterator> it(impl->db->NewIterator(rocksdb::ReadOptions(), meta));
+  for (it->Seek(ToSlice(kTopicPrefix)); it->Valid() && it->key().starts_with(ToSlice(kTopicPrefix));
+       it->Next()) {
+    auto payload = OpenMeta(ToView(it->value()));
+    BinaryReader reader(payload.ok() ? *payload : std::string_view());
+    uint32_t id = 0;
+    if (!payload.ok() || !reader.Get(&id).ok()) {
+      return Status::Corruption(where + "unreadable topic id for '" +
+                                std::string(ToView(it->key()).substr(kTopicPrefix.size())) + "'");
+    }
+    std::string name(ToView(it->key()).substr(kTopicPrefix.size()));
+    impl->topic_names[id] = name;
+    impl->topic_ids.emplace(std::move(name), id);
+  }
+  if (!it->status().ok()) return StoreError(it->status(), path, "reading topic ids");
+  it.reset();
+  return std::unique_ptr<StateStore>(new StateStore(std::move(impl)));
+}
+
+const fs::path& StateStore::path() const { return impl_->options.path; }
+bool StateStore::created() const { return impl_->created; }
+bool StateStore::read_only() const { return impl_->options.read_only; }
+
+Result<PartitionKey> StateStore::Partition(std::string_view topic, int32_t partition) {
+  if (partition < 0) return Status::InvalidArgument("state: negative partition");
+  std::lock_guard<std::mutex> lock(impl_->topics_mutex);
+  auto found = impl_->topic_ids.find(topic);
+  if (found != impl_->topic_ids.end()) return PartitionKey{found->second, partition};
+  if (impl_->options.read_only) {
+    return Status::NotFound(path().string() + ": no state for topic '" + std::string(topic) + "'");
+  }
+  const uint32_t id = impl_->topic_names.empty() ? 1 : impl_->topic_names.rbegin()->first + 1;
+  std::string payload;
+  BinaryWriter(&payload).Put<uint32_t>(id);
+  std::string key(kTopicPrefix);
+  key.append(topic);
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  const rocksdb::Status s =
+      impl_->db->Put(synced, impl_->cf(StateFamily::kMetadata), ToSlice(key), SealMeta(payload));
+  if (!s.ok()) return StoreError(s, path(), "registering topic '" + std::string(topic) + "'");
+  impl_->topic_names[id] = std::string(topic);
+  impl_->topic_ids.emplace(std::string(topic), id);
+  return PartitionKey{id, partition};
+}
+
+std::string StateStore::TopicName(uint32_t topic_id) const {
+  std::lock_guard<std::mutex> lock(impl_->topics_mutex);
+  auto it = impl_->topic_names.find(topic_id);
+  return it == impl_->topic_names.end() ? std::string() : it->second;
+}
+
+CheckpointBatch StateStore::NewBatch() const {
+  auto impl = std::make_unique<CheckpointBatch::Impl>();
+  impl->families = impl_->families;
+  return CheckpointBatch(std::move(impl));
+}
+
+Status StateStore::Commit(CheckpointBatch* batch) {
+  if (impl_->options.read_only) {
+    return Status::InvalidArgument(path().string() + ": state opened read-only");
+  }
+  if (batch->empty()) return Status::OK();
+  const rocksdb::Status s = impl_->db->Write(impl_->write_options, &batch->impl_->batch);
+  if (!s.ok()) return StoreError(s, path(), "writing a checkpoint");
+  batch->Clear();
+  return Status::OK();
+}
+
+Status StateStore::ForEachInRange(
+    StateFamily family, std::string_view begin, std::string_view end, size_t strip_prefix,
+    const std::function<Status(std::string_view, std::string_view)>& f) const {
+  rocksdb::ReadOptions read;
+  read.fill_cache = false;  // a restore or dump reads everything once
+  read.verify_checksums = true;
+  const rocksdb::Slice upper = ToSlice(end);
+  if (!end.empty()) read.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->cf(family)));
+  for (it->Seek(ToSlice(begin)); it->Valid(); it->Next()) {
+    const std::string_view key = ToView(it->key());
+    CRM_RETURN_NOT_OK(f(key.substr(strip_prefix), ToView(it->value())));
+  }
+  if (!it->status().ok()) {
+    return StoreError(it->status(), path(),
+                      "reading the " + std::string(StateFamilyName(family)) + " family");
+  }
+  return Status::OK();
+}
+
+Status StateStore::ForEachCustomer(PartitionKey p, const EntryCallback& f) const {
+  std::string begin;
+  PartitionOnlyKey(p, &begin);
+  return ForEachInRange(StateFamily::kFeatures, begin, PartitionRangeEnd(p), kPartitionPrefixBytes,
+                        f);
+}
+
+Status StateStore::ForEachCustomerModel(PartitionKey p, const EntryCallback& f) const {
+  std::string begin;
+  CustomerModelKey(p, "", &begin);
+  std::string end = begin;
+  end.back() = static_cast<char>(end.back() + 1);
+  return ForEachInRange(StateFamily::kModels, begin, end, kPartitionPrefixBytes + 1, f);
+}
+
+Status StateStore::ForEachPartitionModel(PartitionKey p, const EntryCallback& f) const {
+  std::string begin;
+  PartitionModelKey(p, "", &begin);
+  std::string end = begin;
+  end.back() = static_cast<char>(end.back() + 1);
+  return ForEachInRange(StateFamily::kModels, begin, end, kPartitionPrefixBytes + 1, f);
+}
+
+Status StateStore::ForEachEntry(
+    StateFamily family,
+    const std::function<Status(std::string_view key, std::string_view value)>& f) const {
+  return ForEachInRange(family, "", "", 0, f);
+}
+
+Result<std::optional<std::string>> StateStore::GetRaw(StateFamily family,
+                                                      std::string_view key) const {
+  std::string value;
+  const rocksdb::Status s =
+      impl_->db->Get(rocksdb::ReadOptions(), impl_->cf(family), ToSlice(key), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return StoreError(s, path(), "reading " + std::string(StateFamilyName(family)));
+  return std::optional<std::string>(std::move(value));
+}
+
+Result<std::optional<std::string>> StateStore::GetFeatures(PartitionKey p,
+                                                           std::string_view customer) const {
+  std::string key;
+  FeaturesKey(p, customer, &key);
+  return GetRaw(StateFamily::kFeatures, key);
+}
+
+Result<std::optional<std::string>> StateStore::GetCustomerModel(PartitionKey p,
+                                                                std::string_view customer) const {
+  std::string key;
+  CustomerModelKey(p, customer, &key);
+  return GetRaw(StateFamily::kModels, key);
+}
+
+Result<std::optional<std::string>> StateStore::GetDedupWindow(PartitionKey p) const {
+  std::string key;
+  PartitionOnlyKey(p, &key);
+  return GetRaw(StateFamily::kDedup, key);
+}
+
+Result<PartitionState> StateStore::GetPartition(PartitionKey p) const {
+  PartitionState state;
+  state.key = p;
+  state.topic = TopicName(p.topic_id);
+  std::string key;
+  PartitionOnlyKey(p, &key);
+  CRM_ASSIGN_OR_RETURN(auto input, GetRaw(StateFamily::kOffsets, key));
+  if (input) {
+    auto offset = DecodeOffsetValue(*input);
+    if (!offset.ok()) return offset.status().WithContext(path().string() + ": input offset");
+    state.input_offset = *offset;
+  }
+  CRM_ASSIGN_OR_RETURN(auto changelog,
+                       GetRaw(StateFamily::kMetadata, PartitionMetaKey(kChangelogPrefix, p)));
+  if (changelog) {
+    auto offset = DecodeOffsetValue(*changelog);
+    if (!offset.ok()) return offset.status().WithContext(path().string() + ": changelog offset");
+    state.changelog_offset = *offset;
+  }
+  CRM_ASSIGN_OR_RETURN(auto restoring,
+                       GetRaw(StateFamily::kMetadata, PartitionMetaKey(kRestoringPrefix, p)));
+  state.restoring = restoring.has_value();
+  return state;
+}
+
+Result<std::vector<PartitionState>> StateStore::ListPartitions() const {
+  std::map<PartitionKey, bool> seen;
+  // Partition-scoped families: one seek per partition (skip to its range end).
+  for (StateFamily family :
+       {StateFamily::kFeatures, StateFamily::kModels, StateFamily::kOffsets, StateFamily::kDedup}) {
+    rocksdb::ReadOptions read;
+    read.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->cf(family)));
+    it->SeekToFirst();
+    while (it->Valid()) {
+      CRM_ASSIGN_OR_RETURN(PartitionKey p, DecodePartitionPrefix(ToView(it->key())));
+      seen[p] = true;
+      const std::string end = PartitionRangeEnd(p);
+      if (end.empty()) break;
+      it->Seek(ToSlice(end));
+    }
+    if (!it->status().ok()) return StoreError(it->status(), path(), "listing partitions");
+  }
+  for (std::string_view prefix : {kChangelogPrefix, kRestoringPrefix}) {
+    CRM_RETURN_NOT_OK(ForEachInRange(
+        StateFamily::kMetadata, prefix, std::string(prefix.substr(0, prefix.size() - 1)) + "0",
+        prefix.size(), [&](std::string_view rest, std::string_view) -> Status {
+          CRM_ASSIGN_OR_RETURN(PartitionKey p, DecodePartitionPrefix(rest));
+          seen[p] = true;
+          return Status::OK();
+        }));
+  }
+  std::vector<PartitionState> out;
+  out.reserve(seen.size());
+  for (const auto& [p, unused] : seen) {
+    CRM_ASSIGN_OR_RETURN(PartitionState state, GetPartition(p));
+    out.push_back(std::move(state));
+  }
+  return out;
+}
+
+Status StateStore::DropPartition(PartitionKey p) {
+  if (impl_->options.read_only) {
+    return Status::InvalidArgument(path().string() + ": state opened read-only");
+  }
+  rocksdb::WriteBatch batch;
+  std::string begin;
+  PartitionOnlyKey(p, &begin);
+  const std::string end = PartitionRangeEnd(p);
+  for (StateFamily family :
+       {StateFamily::kFeatures, StateFamily::kModels, StateFamily::kOffsets, StateFamily::kDedup}) {
+    (void)batch.DeleteRange(impl_->cf(family), ToSlice(begin), ToSlice(end));
+  }
+  auto* meta = impl_->cf(StateFamily::kMetadata);
+  (void)batch.Delete(meta, ToSlice(PartitionMetaKey(kChangelogPrefix, p)));
+  (void)batch.Delete(meta, ToSlice(PartitionMetaKey(kRestoringPrefix, p)));
+  const rocksdb::Status s = impl_->db->Write(impl_->write_options, &batch);
+  if (!s.ok()) return StoreError(s, path(), "dropping a partition");
+  return Status::OK();
+}
+
+Status StateStore::BeginRestore(PartitionKey p, bool drop_state) {
+  if (impl_->options.read_only) {
+    return Status::InvalidArgument(path().string() + ": state opened read-only");
+  }
+  rocksdb::WriteBatch batch;
+  auto* meta = impl_->cf(StateFamily::kMetadata);
+  if (drop_state) {
+    std::string begin;
+    PartitionOnlyKey(p, &begin);
+    const std::string end = PartitionRangeEnd(p);
+    for (StateFamily family : {StateFamily::kFeatures, StateFamily::kModels, StateFamily::kOffsets,
+                               StateFamily::kDedup}) {
+      (void)batch.DeleteRange(impl_->cf(family), ToSlice(begin), ToSlice(end));
+    }
+    (void)batch.Delete(meta, ToSlice(PartitionMetaKey(kChangelogPrefix, p)));
+  }
+  (void)batch.Put(meta, ToSlice(PartitionMetaKey(kRestoringPrefix, p)), SealMeta(""));
+  // Synced: a crash during the restore must find the mark.
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  const rocksdb::Status s = impl_->db->Write(synced, &batch);
+  if (!s.ok()) return StoreError(s, path(), "starting a restore");
+  return Status::OK();
+}
+
+Status StateStore::PutMetadata(std::string_view name, std::string_view value) {
+  if (impl_->options.read_only) {
+    return Status::InvalidArgument(path().string() + ": state opened read-only");
+  }
+  std::string key(kUserPrefix);
+  key.append(name);
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  const rocksdb::Status s =
+      impl_->db->Put(synced, impl_->cf(StateFamily::kMetadata), ToSlice(key), SealMeta(value));
+  if (!s.ok()) return StoreError(s, path(), "writing metadata");
+  return Status::OK();
+}
+
+Result<std::optional<std::string>> StateStore::GetMetadata(std::string_view name) const {
+  std::string key(kUserPrefix);
+  key.append(name);
+  std::optional<std::string> out;
+  Status st = ReadMetaString(impl_->db.get(), impl_->cf(StateFamily::kMetadata), key, &out);
+  if (!st.ok()) return st.WithContext(path().string());
+  return out;
+}
+
+Result<std::string> StateStore::Identity() const {
+  std::optional<std::string> out;
+  Status st =
+      ReadMetaString(impl_->db.get(), impl_->cf(StateFamily::kMetadata), kIdentityKey, &out);
+  if (!st.ok()) return st.WithContext(path().string());
+  return out.value_or(std::string());
+}
+
+Result<VerifyReport> StateStore::Verify() const {
+  const rocksdb::Status s = impl_->db->VerifyChecksum();
+  if (!s.ok()) return StoreError(s, path(), "verifying SST checksums");
+  VerifyReport report;
+  for (int f = 0; f < kStateFamilyCount; ++f) {
+    const auto family = static_cast<StateFamily>(f);
+    CRM_RETURN_NOT_OK(ForEachEntry(family, [&](std::string_view key, std::string_view value) {
+      ++report.values_checked;
+      const Status st = CheckSealedValue(value);
+      if (!st.ok()) {
+        ++report.bad_values;
+        if (report.problems.size() < 100) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          std::string hex;
+          for (unsigned char c : key) {
+            hex.push_back(kHex[c >> 4]);
+            hex.push_back(kHex[c & 15]);
+          }
+          report.problems.push_back(std::string(StateFamilyName(family)) + " " + hex + ": " +
+                                    st.message());
+        }
+      }
+      return Status::OK();
+    }));
+  }
+  return report;
+}
+
+Result<StoreStats> StateStore::Stats() const {
+  StoreStats stats;
+  std::map<PartitionKey, PartitionStats> partitions;
+  for (int f = 0; f < kStateFamilyCount; ++f) {
+    const auto family = static_cast<StateFamily>(f);
+    FamilyStats fs;
+    fs.name = std::string(StateFamilyName(family));
+    rocksdb::ColumnFamilyMetaData meta;
+    impl_->db->GetColumnFamilyMetaData(impl_->cf(family), &meta);
+    fs.sst_file_bytes = meta.size;
+    fs.sst_files = meta.file_count;
+    CRM_RETURN_NOT_OK(ForEachEntry(family, [&](std::string_view key, std::string_view value) {
+      ++fs.keys;
+      fs.key_bytes += key.size();
+      fs.value_bytes += value.size();
+      if (family == StateFamily::kFeatures || family == StateFamily::kModels) {
+        CRM_ASSIGN_OR_RETURN(PartitionKey p, DecodePartitionPrefix(key));
+        PartitionStats& ps = partitions[p];
+        if (family == StateFamily::kFeatures) {
+          ++ps.customers;
+          ps.feature_bytes += key.size() + value.size();
+        } else {
+          ++ps.model_entries;
+          ps.model_bytes += key.size() + value.size();
+        }
+      }
+      return Status::OK();
+    }));
+    stats.families.push_back(std::move(fs));
+  }
+  for (auto& [p, ps] : partitions) {
+    ps.topic = TopicName(p.topic_id);
+    ps.partition = p.partition;
+    stats.partitions.push_back(std::move(ps));
+  }
+  stats.block_cache_usage_bytes = impl_->cache->GetUsage();
+  stats.memtable_bytes = impl_->write_buffers->memory_usage();
+  return stats;
+}
+
+size_t StateStore::MemoryUsageBytes() const { return impl_->cache->GetUsage(); }
+
+Status StateStore::Flush() {
+  if (impl_->options.read_only) return Status::OK();
+  std::vector<rocksdb::ColumnFamilyHandle*> all(impl_->families.begin(), impl_->families.end());
+  const rocksdb::Status s = impl_->db->Flush(rocksdb::FlushOptions(), all);
+  if (!s.ok()) return StoreError(s, path(), "flushing memtables");
+  return Status::OK();
+}
+
+}  // namespace crmstream::state

@@ -1,0 +1,366 @@
+#include "crmstream/state/state_store.h"
+
+#include <rocksdb/db.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "crmstream/common/binary_io.h"
+#include "state/state_test_support.h"
+#include "support/test_support.h"
+
+namespace crmstream::state {
+namespace {
+
+using testing::CustomerId;
+using testing::MakeFeatureStore;
+
+constexpr int64_t kLaterMs = 1'710'000'000'000;
+
+StateStoreOptions OptionsAt(const std::filesystem::path& path) {
+  StateStoreOptions o;
+  o.path = path;
+  o.memory_cap_bytes = size_t{32} << 20;
+  o.identity = "crm-engine/crm-pipeline";
+  return o;
+}
+
+std::unique_ptr<StateStore> OpenOrDie(const StateStoreOptions& o) {
+  auto store = StateStore::Open(o);
+  INFO(store.status().ToString());
+  REQUIRE(store.ok());
+  return std::move(store).value();
+}
+
+// Model inputs of a customer as of a fixed time, NaN-aware bitwise compare.
+std::vector<double> SnapshotOf(const features::FeatureStore& store, const std::string& id) {
+  const features::CustomerFeatures* f = store.Find(id);
+  REQUIRE(f != nullptr);
+  std::vector<double> out;
+  f->Snapshot(kLaterMs, &out);
+  return out;
+}
+bool SameBits(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+void CheckpointAll(const features::FeatureStore& features, PartitionKey p, int64_t next_offset,
+                   StateStore* store) {
+  CheckpointBatch batch = store->NewBatch();
+  std::string blob;
+  Status st;
+  features.ForEachDirty([&](std::string_view id, const features::CustomerFeatures&) {
+    if (!st.ok()) return;
+    st = features.EncodeCustomer(id, &blob);
+    batch.PutFeatures(p, id, blob);
+  });
+  REQUIRE(st.ok());
+  batch.SetInputOffset(p, next_offset);
+  REQUIRE(store->Commit(&batch).ok());
+  CHECK(batch.empty());
+}
+
+TEST_CASE("A checkpoint of real feature state restores every customer exactly", "[state]") {
+  crmstream::testing::ScratchDir dir;
+  const auto options = OptionsAt(dir.path() / "store");
+  auto features = MakeFeatureStore(800, 120, 1);
+  {
+    auto store = OpenOrDie(options);
+    CHECK(store->created());
+    auto p = store->Partition("crm.events", 3);
+    REQUIRE(p.ok());
+    CheckpointAll(*features, *p, 12345, store.get());
+  }
+  // Reopen: the state decodes into a fresh FeatureStore identical to the
+  // original, customer by customer.
+  auto store = OpenOrDie(options);
+  CHECK_FALSE(store->created());
+  auto partitions = store->ListPartitions();
+  REQUIRE(partitions.ok());
+  REQUIRE(partitions->size() == 1);
+  const PartitionState& ps = partitions->front();
+  CHECK(ps.topic == "crm.events");
+  CHECK(ps.key.partition == 3);
+  CHECK(ps.input_offset == 12345);
+  CHECK(ps.changelog_offset == -1);
+  CHECK_FALSE(ps.restoring);
+
+  features::FeatureStore restored{features::FeatureSpec{}};
+  size_t count = 0;
+  REQUIRE(store
+              ->ForEachCustomer(ps.key,
+                                [&](std::string_view id, std::string_view blob) {
+                                  ++count;
+                                  return restored.DecodeCustomer(id, blob);
+                                })
+              .ok());
+  CHECK(count == 800);
+  CHECK(restored.size() == 800);
+  for (int i = 0; i < 800; ++i) {
+    INFO(CustomerId(i));
+    CHECK(SameBits(SnapshotOf(restored, CustomerId(i)), SnapshotOf(*features, CustomerId(i))));
+  }
+}
+
+TEST_CASE("Later checkpoints carry only dirty entries, and deletes and offsets land atomically",
+          "[state]") {
+  crmstream::testing::ScratchDir dir;
+  auto store = OpenOrDie(OptionsAt(dir.path() / "store"));
+  auto features = MakeFeatureStore(300, 60, 2);
+  auto p = store->Partition("crm.events", 0);
+  REQUIRE(p.ok());
+  CheckpointAll(*features, *p, 100, store.get());
+  features->ClearDirty();
+
+  // 10% of the customers change; one is deleted.
+  for (int i = 0; i < 300; i += 10)
+    testing::TouchCustomer(features.get(), i, kLaterMs - 1000, 42.5);
+  CHECK(features->dirty_count() == 30);
+  CheckpointBatch batch = store->NewBatch();
+  std::string blob;
+  features->ForEachDirty([&](std::string_view id, const features::CustomerFeatures&) {
+    REQUIRE(features->EncodeCustomer(id, &blob).ok());
+    batch.PutFeatures(*p, id, blob);
+  });
+  batch.DeleteCustomer(*p, CustomerId(7));
+  batch.SetInputOffset(*p, 250);
+  CHECK(batch.entry_count() == 30 + 2 + 1);
+  REQUIRE(store->Commit(&batch).ok());
+
+  // Reference: the in-memory store (minus the deleted customer).
+  std::map<std::string, std::string> stored;
+  REQUIRE(store
+              ->ForEachCustomer(*p,
+                                [&](std::string_view id, std::string_view b) {
+                                  stored.emplace(std::string(id), std::string(b));
+                                  return Status::OK();
+                                })
+              .ok());
+  CHECK(stored.size() == 299);
+  CHECK(stored.count(CustomerId(7)) == 0);
+  for (int i = 0; i < 300; ++i) {
+    if (i == 7) continue;
+    REQUIRE(features->EncodeCustomer(CustomerId(i), &blob).ok());
+    INFO(CustomerId(i));
+    CHECK(stored[CustomerId(i)] == blob);
+  }
+  auto state = store->GetPartition(*p);
+  REQUIRE(state.ok());
+  CHECK(state->input_offset == 250);
+}
+
+TEST_CASE("Partitions are separate ranges: one can be dropped or restored alone", "[state]") {
+  crmstream::testing::ScratchDir dir;
+  auto store = OpenOrDie(OptionsAt(dir.path() / "store"));
+  auto a = store->Partition("crm.events", 0);
+  auto b = store->Partition("crm.events", 1);
+  auto c = store->Partition("other.events", 0);
+  REQUIRE((a.ok() && b.ok() && c.ok()));
+  CHECK(a->topic_id == b->topic_id);
+  CHECK(a->topic_id != c->topic_id);
+  const std::string blob = SealBlob(BlobKind::kCustomerFeatures, 1, "payload");
+  const std::string model = SealBlob(BlobKind::kLogisticRegression, 1, "weights");
+  CheckpointBatch batch = store->NewBatch();
+  for (PartitionKey p : {*a, *b, *c}) {
+    for (int i = 0; i < 20; ++i) {
+      batch.PutFeatures(p, CustomerId(i), blob);
+      batch.PutCustomerModel(p, CustomerId(i), model);
+    }
+    batch.PutPartitionModel(p, "churn", model);
+    batch.PutDedupWindow(p, blob);
+    batch.SetInputOffset(p, 10 + p.partition);
+    batch.SetChangelogOffset(p, 20 + p.partition);
+  }
+  REQUIRE(store->Commit(&batch).ok());
+
+  REQUIRE(store->DropPartition(*b).ok());
+  auto listed = store->ListPartitions();
+  REQUIRE(listed.ok());
+  REQUIRE(listed->size() == 2);
+  CHECK((*listed)[0].key == *a);
+  CHECK((*listed)[1].key == *c);
+  auto count = [&](PartitionKey p) {
+    size_t n = 0;
+    REQUIRE(store
+                ->ForEachCustomer(p,
+                                  [&](auto, auto) {
+                                    ++n;
+                                    return Status::OK();
+                                  })
+                .ok());
+    REQUIRE(store
+                ->ForEachCustomerModel(p,
+                                       [&](auto, auto) {
+                                         ++n;
+                                         return Status::OK();
+                                       })
+                .ok());
+    REQUIRE(store
+                ->ForEachPartitionModel(p,
+                                        [&](auto, auto) {
+                                          ++n;
+                                          return Status::OK();
+                                        })
+                .ok());
+    return n;
+  };
+  CHECK(count(*a) == 41);
+  CHECK(count(*b) == 0);
+  CHECK(count(*c) == 41);
+  auto dedup = store->GetDedupWindow(*b);
+  REQUIRE(dedup.ok());
+  CHECK_FALSE(dedup->has_value());
+
+  // A restore mark is visible until a batch finishes it, and a restore from
+  // scratch drops the partition's state first.
+  REQUIRE(store->BeginRestore(*a, /*drop_state=*/true).ok());
+  auto during = store->GetPartition(*a);
+  REQUIRE(during.ok());
+  CHECK(during->restoring);
+  CHECK(during->input_offset == -1);
+  CHECK(count(*a) == 0);
+  CheckpointBatch finish = store->NewBatch();
+  finish.PutFeatures(*a, "x", blob);
+  finish.SetInputOffset(*a, 99);
+  finish.FinishRestore(*a);
+  REQUIRE(store->Commit(&finish).ok());
+  auto after = store->GetPartition(*a);
+  REQUIRE(after.ok());
+  CHECK_FALSE(after->restoring);
+  CHECK(after->input_offset == 99);
+  CHECK(count(*c) == 41);  // untouched throughout
+}
+
+TEST_CASE("A store written by another pipeline or format version is refused, untouched",
+          "[state]") {
+  crmstream::testing::ScratchDir dir;
+  auto options = OptionsAt(dir.path() / "store");
+  {
+    auto store = OpenOrDie(options);
+    auto p = store->Partition("crm.events", 0);
+    REQUIRE(p.ok());
+    CheckpointBatch batch = store->NewBatch();
+    batch.SetInputOffset(*p, 5);
+    REQUIRE(store->Commit(&batch).ok());
+  }
+  const auto before = testing::SnapshotFiles(options.path);
+  auto other = options;
+  other.identity = "crm-engine/another-pipeline";
+  auto refused = StateStore::Open(other);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(refused.status().message(), Catch::Contains(options.path.string()) &&
+                                             Catch::Contains("another-pipeline") &&
+                                             Catch::Contains("crm-pipeline"));
+  CHECK(testing::SnapshotFiles(options.path) == before);
+
+  // A future format version, written behind the store's back.
+  {
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const char* name : {"default", "features", "models", "offsets", "dedup"}) {
+      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), options.path.string(), families, &handles, &raw)
+                .ok());
+    std::string payload;
+    BinaryWriter(&payload).Put<uint32_t>(kStateFormatVersion + 1);
+    REQUIRE(raw->Put(rocksdb::WriteOptions(), handles[0], "format_version",
+                     SealBlob(BlobKind::kCheckpointMeta, 1, payload))
+                .ok());
+    for (auto* h : handles) REQUIRE(raw->DestroyColumnFamilyHandle(h).ok());
+    REQUIRE(raw->Close().ok());
+    delete raw;
+  }
+  const auto before_version = testing::SnapshotFiles(options.path);
+  auto future = StateStore::Open(options);
+  REQUIRE_FALSE(future.ok());
+  CHECK(future.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(future.status().message(),
+             Catch::Contains(options.path.string()) && Catch::Contains("format version 2"));
+  CHECK(testing::SnapshotFiles(options.path) == before_version);
+}
+
+TEST_CASE("Verify flags values whose envelope is broken, and stats count what was written",
+          "[state]") {
+  crmstream::testing::ScratchDir dir;
+  auto store = OpenOrDie(OptionsAt(dir.path() / "store"));
+  auto p = store->Partition("crm.events", 2);
+  REQUIRE(p.ok());
+  auto features = MakeFeatureStore(100, 30, 3);
+  CheckpointAll(*features, *p, 7, store.get());
+  auto clean = store->Verify();
+  REQUIRE(clean.ok());
+  // 100 customers + 1 offset + metadata (format version, identity, topic id).
+  CHECK(clean->values_checked == 100 + 1 + 3);
+  CHECK(clean->bad_values == 0);
+
+  std::string blob;
+  REQUIRE(features->EncodeCustomer(CustomerId(5), &blob).ok());
+  blob[blob.size() / 2] ^= 0x55;  // a payload bit flip: CRC32C must catch it
+  CheckpointBatch batch = store->NewBatch();
+  batch.PutFeatures(*p, CustomerId(5), blob);
+  batch.PutCustomerModel(*p, CustomerId(6), "not a blob");
+  REQUIRE(store->Commit(&batch).ok());
+  REQUIRE(store->Flush().ok());
+  auto dirty = store->Verify();
+  REQUIRE(dirty.ok());
+  CHECK(dirty->values_checked == 100 + 1 + 3 + 1);
+  CHECK(dirty->bad_values == 2);
+  REQUIRE(dirty->problems.size() == 2);
+  CHECK_THAT(dirty->problems[0], Catch::StartsWith("features "));
+  CHECK_THAT(dirty->problems[1], Catch::StartsWith("models "));
+
+  auto stats = store->Stats();
+  REQUIRE(stats.ok());
+  REQUIRE(stats->families.size() == 5);
+  CHECK(stats->families[0].name == "features");
+  CHECK(stats->families[0].keys == 100);
+  CHECK(stats->families[1].keys == 1);
+  CHECK(stats->families[2].keys == 1);
+  CHECK(stats->families[0].sst_file_bytes > 0);
+  REQUIRE(stats->partitions.size() == 1);
+  CHECK(stats->partitions[0].topic == "crm.events");
+  CHECK(stats->partitions[0].partition == 2);
+  CHECK(stats->partitions[0].customers == 100);
+  CHECK(stats->partitions[0].model_entries == 1);
+}
+
+TEST_CASE("Block cache and memtables stay under the memory cap", "[state]") {
+  crmstream::testing::ScratchDir dir;
+  auto options = OptionsAt(dir.path() / "store");
+  options.memory_cap_bytes = size_t{16} << 20;
+  auto store = OpenOrDie(options);
+  auto p = store->Partition("crm.events", 0);
+  REQUIRE(p.ok());
+  // About 48 MB of values, three times the cap, in 1 MB checkpoints, then
+  // read back twice (filling the cache).
+  const std::string value = SealBlob(BlobKind::kCustomerFeatures, 1, std::string(300, 'v'));
+  CheckpointBatch batch = store->NewBatch();
+  size_t peak = 0;
+  for (int i = 0; i < 150'000; ++i) {
+    batch.PutFeatures(*p, CustomerId(i), value);
+    if (batch.entry_count() == 3000) {
+      REQUIRE(store->Commit(&batch).ok());
+      peak = std::max(peak, store->MemoryUsageBytes());
+    }
+  }
+  REQUIRE(store->Commit(&batch).ok());
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int i = 0; i < 150'000; i += 7) {
+      auto got = store->GetFeatures(*p, CustomerId(i));
+      REQUIRE(got.ok());
+      REQUIRE(got->has_value());
+    }
+    peak = std::max(peak, store->MemoryUsageBytes());
+  }
+  INFO("peak " << peak);
+  CHECK(peak <= options.memory_cap_bytes);
+  CHECK(peak > 0);
+}
+
+}  // namespace
+}  // namespace crmstream::state
