@@ -90,8 +90,35 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
     m.Read("churn_horizon_days", &p.churn_horizon_days, 1, 3650);
     m.Read("segments", &p.segments, 2, 64);
   });
-  f.ReadObject("outputs",
-               [&](YamlFields& o) { o.Read("customer_scores", &p.emit_customer_scores); });
+  f.ReadObject("alerts", [&](YamlFields& a) {
+    a.ReadObject("churn", [&](YamlFields& c) {
+      c.Read("enter_probability", &p.alert_enter_probability, 1e-9, 1.0);
+      c.Read("exit_probability", &p.alert_exit_probability, 0.0, 1.0);
+      c.Read("high_probability", &p.alert_high_probability, 0.0, 1.0);
+      c.Read("critical_probability", &p.alert_critical_probability, 0.0, 1.0);
+      c.Read("cooldown_hours", &p.alert_cooldown_hours, 0, 24 * 3650);
+      if (p.alert_exit_probability > p.alert_enter_probability) {
+        c.Fail("exit_probability", "must not exceed enter_probability (hysteresis)");
+      }
+      if (p.alert_high_probability < p.alert_enter_probability) {
+        c.Fail("high_probability", "must be at least enter_probability");
+      }
+      if (p.alert_critical_probability < p.alert_high_probability) {
+        c.Fail("critical_probability", "must be at least high_probability");
+      }
+    });
+  });
+  f.ReadObject("outputs", [&](YamlFields& o) {
+    o.Read("customer_scores", &p.emit_customer_scores);
+    o.Read("churn_alerts", &p.emit_churn_alerts);
+    o.Read("segments", &p.emit_segments);
+    o.Read("anomalies", &p.emit_anomalies);
+    o.Read("correlations", &p.emit_correlations);
+    o.Read("centroid_interval_minutes", &p.centroid_interval_minutes, 1, 525600);
+    o.Read("correlation_interval_minutes", &p.correlation_interval_minutes, 1, 525600);
+    o.Read("customer_anomaly_level", &p.customer_anomaly_level, 1e-9, 1.0);
+    o.Read("metric_anomaly_level", &p.metric_anomaly_level, 1e-9, 1.0);
+  });
   CRM_RETURN_NOT_OK(f.Finish());
   return p;
 }

@@ -122,7 +122,16 @@ Status CustomerModelsOptions::Validate() const {
   }
   if (warm_after_examples < 0) return bad("warm_after_examples", ">= 0", warm_after_examples);
   if (max_empty_minutes < 0) return bad("max_empty_minutes", ">= 0", max_empty_minutes);
-  return Status::OK();
+  if (!(minute_anomaly_level > 0 && minute_anomaly_level <= 1)) {
+    return bad("minute_anomaly_level", "in (0, 1]", minute_anomaly_level);
+  }
+  return churn_alerts.Validate();
+}
+
+std::string_view MinuteMetricName(int metric) {
+  static constexpr std::array<std::string_view, MinuteMetrics::kMetrics> kNames = {
+      "revenue_per_minute", "tickets_per_minute", "logins_per_minute"};
+  return kNames[static_cast<size_t>(metric)];
 }
 
 size_t CustomerModels::IdHash::operator()(std::string_view s) const {
@@ -146,8 +155,15 @@ CustomerModels::CustomerModels(const CustomerModelsOptions& options,
       behaviour_(OrThrow(models::MultivariateAnomalyDetector::Create(BehaviourOptions()),
                          "behaviour anomaly")),
       correlation_(OrThrow(models::RollingCorrelation::Create(CorrelationOptions(options)),
-                           "minute correlation")) {
+                           "minute correlation")),
+      policy_(OrThrow(alerts::ChurnAlertPolicy::Create(options.churn_alerts), "churn alerts")) {
   snapshot_.resize(static_cast<size_t>(dim_));
+  // A jump in event time closes at most max_empty_minutes + 1 minutes, each
+  // with up to three anomalous metrics: the queue never grows past that
+  // between two drains.
+  minute_anomalies_.reserve(static_cast<size_t>(options.max_empty_minutes + 2) *
+                            MinuteMetrics::kMetrics);
+  top_.reserve(static_cast<size_t>(dim_));
   standardised_.resize(static_cast<size_t>(dim_) + 1);
   latest_minute_.correlation.fill(std::numeric_limits<double>::quiet_NaN());
 }
@@ -175,6 +191,7 @@ void CustomerModels::OnEvent(const ingest::Event& event, const features::Custome
   UpdateMinutes(event);
 
   const uint32_t s = SlotOf(event.customer_id);
+  LogTrigger(s, event);
   Slot* slot = &slots_[s];
   const double monetary = f.monetary();
 
@@ -187,31 +204,27 @@ void CustomerModels::OnEvent(const ingest::Event& event, const features::Custome
         Resolve(s, /*churned=*/true, monetary - slot->pending_monetary);
       }
     }
-    // The score stays the last one made before the closing: that is the
-    // prediction that mattered, and a closed account gets no new example.
+    // A closed account keeps its last score: the one scored at or before
+    // the closing (here, from the features as of the closing, when the
+    // customer had unscored events since its last flush).
+    if (!slot->closed && slot->score_stale) Score(f, slot);
     slot->closed = true;
     slot->last_monetary = monetary;
     return;
   }
 
-  const int64_t now = f.as_of_ms();
-  f.Snapshot(now, &snapshot_);
-  const std::span<double> z = std::span<double>(standardised_).first(static_cast<size_t>(dim_));
-  standardizer_.Transform(snapshot_, z);
-  standardised_[static_cast<size_t>(dim_)] = 1.0;
-  const double p = churn_.PredictProbability(z);
-  const double v = std::max(0.0, value_.Predict(standardised_));
-  if (!slot->closed) slot->churn_probability = p;
-  slot->predicted_value = v;
-
   if (!slot->has_pending && !slot->closed) {
+    // The example's prediction is made now, from the features as of this
+    // event: that is what the label will judge.
+    const int64_t now = f.as_of_ms();
+    Score(f, slot);
     float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
     for (int i = 0; i < dim_; ++i)
       stored[i] = static_cast<float>(snapshot_[static_cast<size_t>(i)]);
     slot->has_pending = true;
     slot->pending_ms = now;
-    slot->pending_probability = p;
-    slot->pending_value = v;
+    slot->pending_probability = slot->churn_probability;
+    slot->pending_value = slot->predicted_value;
     slot->pending_warm = churn_.count() >= static_cast<uint64_t>(options_.warm_after_examples);
     slot->pending_monetary = monetary;
     deadlines_.push_back({now + horizon_ms_, s, slot->generation});
@@ -222,11 +235,141 @@ void CustomerModels::OnEvent(const ingest::Event& event, const features::Custome
     // The scaling learns from example snapshots only, after they were scored,
     // so a prediction never uses its own row's statistics.
     standardizer_.Update(snapshot_);
+  } else {
+    slot->score_stale = true;
   }
 
-  UpdateSegment(f, slot, static_cast<int32_t>(FloorDiv(now, kMillisPerDay)));
+  UpdateSegment(f, slot, static_cast<int32_t>(FloorDiv(f.as_of_ms(), kMillisPerDay)));
   ScoreBehaviour(f, slot);
   slot->last_monetary = monetary;
+}
+
+void CustomerModels::Score(const features::CustomerFeatures& f, Slot* slot) {
+  f.Snapshot(f.as_of_ms(), &snapshot_);
+  const std::span<double> z = std::span<double>(standardised_).first(static_cast<size_t>(dim_));
+  standardizer_.Transform(snapshot_, z);
+  standardised_[static_cast<size_t>(dim_)] = 1.0;
+  slot->churn_probability = churn_.PredictProbability(z);
+  slot->predicted_value = std::max(0.0, value_.Predict(standardised_));
+  slot->score_stale = false;
+}
+
+void CustomerModels::LogTrigger(uint32_t s, const ingest::Event& event) {
+  // Kept in the slot, which the event touches anyway; only the id goes to
+  // the shared buffer, overwritten in place while it fits.
+  Slot& slot = slots_[s];
+  const size_t length = std::min<size_t>(event.event_id.size(), UINT16_MAX);
+  if (slot.trigger_flush != flushes_ || length > slot.trigger_capacity) {
+    slot.trigger_flush = flushes_;
+    slot.trigger_offset = static_cast<uint32_t>(trigger_ids_.size());
+    slot.trigger_capacity = static_cast<uint16_t>(length);
+    trigger_ids_.append(event.event_id.data(), length);
+  } else {
+    trigger_ids_.replace(slot.trigger_offset, length, event.event_id.data(), length);
+  }
+  slot.trigger_length = static_cast<uint16_t>(length);
+  slot.trigger_type = event.type;
+  slot.trigger_ms = event.timestamp_ms;
+}
+
+const CustomerRefresh& CustomerModels::Refresh(const features::CustomerFeatures& f) {
+  CustomerRefresh& r = refresh_;
+  r = CustomerRefresh{};
+  contribution_count_ = 0;
+  auto it = slot_of_.find(f.customer_id());
+  if (it == slot_of_.end()) return r;
+  Slot& slot = slots_[it->second];
+  r.known = true;
+  r.as_of_ms = f.as_of_ms();
+  bool scored_now = false;
+  if (slot.score_stale && !slot.closed) {
+    Score(f, &slot);
+    scored_now = true;
+  }
+  r.churn_probability = slot.churn_probability;
+  if (slot.trigger_flush == flushes_) {
+    r.has_trigger = true;
+    r.trigger_event_id =
+        std::string_view(trigger_ids_).substr(slot.trigger_offset, slot.trigger_length);
+    r.trigger_type = slot.trigger_type;
+    r.trigger_ms = slot.trigger_ms;
+  }
+  // An untrained churn model scores everyone alike (0.5): alerting on it
+  // would page the whole customer base. Alerts start once the model is warm.
+  if (!slot.closed && r.has_trigger &&
+      churn_.count() >= static_cast<uint64_t>(options_.warm_after_examples)) {
+    r.alert = policy_.Evaluate(f.customer_id(), slot.churn_probability, r.as_of_ms, &slot.alert);
+    if (r.alert.raise) {
+      if (!scored_now) Score(f, &slot);  // the explanation needs this customer's inputs
+      Explain();
+    }
+  }
+  if (slot.segment >= 0 && slot.segment != slot.published_segment) {
+    r.segment_changed = true;
+    r.segment_from = slot.published_segment;
+    r.segment_to = slot.segment;
+    slot.published_segment = slot.segment;
+  }
+  r.anomaly_score = slot.anomaly_score;
+  if (slot.anomaly_score >= options_.anomaly_alert_level) {
+    if (!slot.anomaly_active) {
+      slot.anomaly_active = true;
+      r.anomaly = true;
+      const features::WindowAggregates w = f.window(shortest_window_);
+      r.anomaly_observed = {static_cast<double>(w.refunds),
+                            static_cast<double>(w.support_tickets) + w.complaints,
+                            static_cast<double>(w.logins), static_cast<double>(w.purchases)};
+      // The detector learns log1p counts: its mean maps back to the
+      // population's typical (geometric-mean-like) counts.
+      const auto mean = behaviour_.mean();
+      for (size_t i = 0; i < 4; ++i) r.anomaly_expected[i] = std::expm1(mean[i]);
+    }
+  } else {
+    slot.anomaly_active = false;
+  }
+  return r;
+}
+
+void CustomerModels::Explain() {
+  const std::span<const double> z =
+      std::span<const double>(standardised_).first(static_cast<size_t>(dim_));
+  churn_.TopContributions(z, contributions_.size(), &top_);
+  contribution_count_ = std::min(top_.size(), contributions_.size());
+  for (size_t i = 0; i < contribution_count_; ++i) {
+    const uint32_t j = top_[i].feature;
+    contributions_[i] = {static_cast<int>(j), snapshot_[j], top_[i].contribution};
+  }
+}
+
+void CustomerModels::EndFlush() {
+  // A new generation: every slot's trigger is now stale (a slot never seen
+  // again for 2^32 flushes would read as current; UINT32_MAX is skipped so
+  // a new slot never does).
+  if (++flushes_ == UINT32_MAX) flushes_ = 0;
+  trigger_ids_.clear();
+}
+
+void CustomerModels::SegmentCentre(int c, std::span<double> out) const {
+  const std::span<const double> centre = kmeans_.centroid(c);
+  for (int j = 0; j < 4; ++j) {
+    const double sd = std::sqrt(segment_standardizer_.variance(j));
+    out[static_cast<size_t>(j)] =
+        segment_standardizer_.mean(j) + centre[static_cast<size_t>(j)] * sd;
+  }
+}
+
+Status CustomerModels::EncodeAlertState(std::string_view customer_id, std::string* out) const {
+  const Slot* slot = FindSlot(customer_id);
+  if (slot == nullptr) return Status::NotFound("unknown customer " + std::string(customer_id));
+  alerts::ChurnAlertPolicy::EncodeCustomerState(slot->alert, out);
+  return Status::OK();
+}
+
+Status CustomerModels::DecodeAlertState(std::string_view customer_id, std::string_view bytes) {
+  alerts::CustomerAlertState state;
+  CRM_RETURN_NOT_OK(alerts::ChurnAlertPolicy::DecodeCustomerState(bytes, &state));
+  slots_[SlotOf(customer_id)].alert = state;
+  return Status::OK();
 }
 
 void CustomerModels::ResolveMatured() {
@@ -291,7 +434,12 @@ void CustomerModels::UpdateSegment(const features::CustomerFeatures& f, Slot* sl
     segment_standardizer_.Update(small_);
     static_cast<void>(kmeans_.Update(z));  // fails only on non-finite input
   }
-  slot->segment = static_cast<int16_t>(kmeans_.Assign(z).cluster);
+  const int segment = kmeans_.Assign(z).cluster;
+  if (segment != slot->segment) {
+    if (slot->segment >= 0) --segment_sizes_[static_cast<size_t>(slot->segment)];
+    if (segment >= 0) ++segment_sizes_[static_cast<size_t>(segment)];
+    slot->segment = static_cast<int16_t>(segment);
+  }
 }
 
 void CustomerModels::ScoreBehaviour(const features::CustomerFeatures& f, Slot* slot) {
@@ -349,6 +497,21 @@ void CustomerModels::CloseMinute() {
   m.revenue_score = minute_detectors_[0].Score(t, values[0]);
   m.tickets_score = minute_detectors_[1].Score(t, values[1]);
   m.logins_score = minute_detectors_[2].Score(t, values[2]);
+  const std::array<double, MinuteMetrics::kMetrics> scores = {m.revenue_score, m.tickets_score,
+                                                              m.logins_score};
+  // Half-life of 60 minutes: alpha = 1 - 2^(-1/60).
+  constexpr double kAlpha = 0.011486983549970351;
+  for (int i = 0; i < MinuteMetrics::kMetrics; ++i) {
+    const auto k = static_cast<size_t>(i);
+    if (minutes_closed_ > 0 && scores[k] >= options_.minute_anomaly_level &&
+        minute_anomalies_.size() < minute_anomalies_.capacity()) {
+      minute_anomalies_.push_back({i, t, scores[k], values[k], minute_expected_[k]});
+    }
+    minute_expected_[k] = minutes_closed_ == 0
+                              ? values[k]
+                              : minute_expected_[k] + kAlpha * (values[k] - minute_expected_[k]);
+  }
+  ++minutes_closed_;
   // Minutes close in increasing order, so Add cannot refuse the timestamp.
   static_cast<void>(correlation_.Add(values, t));
   for (int i = 0; i < MinuteMetrics::kMetrics; ++i) {

@@ -1,8 +1,21 @@
 #include "crmstream/pipeline/event_processor.h"
 
+#include "crmstream/alerts/churn_alert_policy.h"
 #include "crmstream/common/json_writer.h"
 
 namespace crmstream::pipeline {
+namespace {
+
+constexpr int64_t kMillisPerMinute = 60'000;
+
+// The first multiple of `interval` strictly after `t`.
+int64_t NextMultiple(int64_t t, int64_t interval) {
+  int64_t q = t / interval;
+  if (t % interval != 0 && t < 0) --q;
+  return (q + 1) * interval;
+}
+
+}  // namespace
 
 ProcessorOptions ProcessorOptions::FromPipeline(const config::PipelineSpec& spec) {
   ProcessorOptions o;
@@ -16,12 +29,31 @@ ProcessorOptions ProcessorOptions::FromPipeline(const config::PipelineSpec& spec
   o.models_enabled = spec.models_enabled;
   o.models.churn_horizon_days = spec.churn_horizon_days;
   o.models.kmeans_k = spec.segments;
+  o.models.churn_alerts.enter_probability = spec.alert_enter_probability;
+  o.models.churn_alerts.exit_probability = spec.alert_exit_probability;
+  o.models.churn_alerts.high_probability = spec.alert_high_probability;
+  o.models.churn_alerts.critical_probability = spec.alert_critical_probability;
+  o.models.churn_alerts.cooldown_ms = int64_t{spec.alert_cooldown_hours} * 3'600'000;
+  o.models.anomaly_alert_level = spec.customer_anomaly_level;
+  o.models.minute_anomaly_level = spec.metric_anomaly_level;
+  o.emit_churn_alerts = spec.emit_churn_alerts;
+  o.emit_segments = spec.emit_segments;
+  o.emit_anomalies = spec.emit_anomalies;
+  o.emit_correlations = spec.emit_correlations;
+  o.centroid_interval_ms = int64_t{spec.centroid_interval_minutes} * kMillisPerMinute;
+  o.correlation_interval_ms = int64_t{spec.correlation_interval_minutes} * kMillisPerMinute;
   return o;
 }
 
 Status ProcessorOptions::Validate() const {
   CRM_RETURN_NOT_OK(decoder.Validate());
   CRM_RETURN_NOT_OK(features.Validate());
+  if (centroid_interval_ms <= 0) {
+    return Status::InvalidArgument("ProcessorOptions.centroid_interval_ms must be > 0");
+  }
+  if (correlation_interval_ms <= 0) {
+    return Status::InvalidArgument("ProcessorOptions.correlation_interval_ms must be > 0");
+  }
   return models.Validate();
 }
 
@@ -61,16 +93,205 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& rejection
   counters_.accepted.Add();
   counters_.by_type[static_cast<int>(event.type)].Add();
   const features::CustomerFeatures& f = features_.Update(event);
-  if (options_.models_enabled) models_.OnEvent(event, f);
+  if (options_.models_enabled) {
+    models_.OnEvent(event, f);
+    EmitEventTimeOutputs();
+  }
   return ProcessOutcome::kAccepted;
 }
 
 void EventProcessor::FlushOutputs() {
-  if (options_.emit_customer_scores) {
+  if (options_.models_enabled) {
+    features_.ForEachDirty([this](std::string_view, const features::CustomerFeatures& f) {
+      const CustomerRefresh& r = models_.Refresh(f);
+      EmitRefresh(f, r);
+      if (options_.emit_customer_scores) EmitCustomerScores(f);
+    });
+    models_.EndFlush();
+  } else if (options_.emit_customer_scores) {
     features_.ForEachDirty(
         [this](std::string_view, const features::CustomerFeatures& f) { EmitCustomerScores(f); });
   }
   features_.ClearDirty();
+}
+
+void EventProcessor::Publish(OutputKind kind, std::string_view key) {
+  sink_->Emit(kind, key, record_);
+  counters_.outputs[static_cast<int>(kind)].Add();
+}
+
+void EventProcessor::EmitRefresh(const features::CustomerFeatures& f, const CustomerRefresh& r) {
+  if (!r.known) return;
+  if (r.alert.raise && options_.emit_churn_alerts) EmitChurnAlert(f, r);
+  if (r.segment_changed && options_.emit_segments) {
+    record_.clear();
+    JsonWriter w(&record_);
+    w.BeginObject();
+    w.Field("kind", std::string_view("segment_change"));
+    w.Field("customer_id", f.customer_id());
+    w.Field("as_of_ms", r.as_of_ms);
+    w.Key("from");
+    if (r.segment_from < 0) {
+      w.Null();
+    } else {
+      w.Int(r.segment_from);
+    }
+    w.Field("to", static_cast<int64_t>(r.segment_to));
+    w.EndObject();
+    Publish(OutputKind::kSegments, f.customer_id());
+  }
+  if (r.anomaly && options_.emit_anomalies) {
+    record_.clear();
+    JsonWriter w(&record_);
+    w.BeginObject();
+    w.Field("kind", std::string_view("customer"));
+    w.Field("customer_id", f.customer_id());
+    w.Field("as_of_ms", r.as_of_ms);
+    w.Field("score", r.anomaly_score);
+    w.Field("window_days", static_cast<int64_t>(f.window(0).days));
+    w.Key("observed");
+    w.BeginObject();
+    for (size_t i = 0; i < kBehaviourNames.size(); ++i)
+      w.Field(kBehaviourNames[i], r.anomaly_observed[i]);
+    w.EndObject();
+    w.Key("expected");
+    w.BeginObject();
+    for (size_t i = 0; i < kBehaviourNames.size(); ++i)
+      w.Field(kBehaviourNames[i], r.anomaly_expected[i]);
+    w.EndObject();
+    w.EndObject();
+    Publish(OutputKind::kAnomalies, f.customer_id());
+  }
+}
+
+void EventProcessor::EmitChurnAlert(const features::CustomerFeatures& f, const CustomerRefresh& r) {
+  char id[16];
+  alerts::ChurnAlertPolicy::AlertIdHex(r.alert.alert_id, id);
+  record_.clear();
+  JsonWriter w(&record_);
+  w.BeginObject();
+  w.Field("alert_id", std::string_view(id, sizeof(id)));
+  w.Field("customer_id", f.customer_id());
+  w.Field("as_of_ms", r.as_of_ms);
+  w.Field("severity", alerts::SeverityName(r.alert.severity));
+  w.Field("churn_probability", r.churn_probability);
+  w.Field("threshold", models_.alert_policy().options().enter_probability);
+  w.Key("contributions");
+  w.BeginArray();
+  const auto names = features_.feature_names();
+  for (const ChurnContribution& c : models_.contributions()) {
+    w.BeginObject();
+    w.Field("feature", std::string_view(names[static_cast<size_t>(c.feature)]));
+    w.Field("value", c.value);
+    w.Field("contribution", c.contribution);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("trigger");
+  w.BeginObject();
+  w.Field("event_id", r.trigger_event_id);
+  w.Field("type", ingest::EventTypeName(r.trigger_type));
+  w.Field("timestamp_ms", r.trigger_ms);
+  w.EndObject();
+  w.EndObject();
+  Publish(OutputKind::kChurnAlerts, f.customer_id());
+}
+
+void EventProcessor::EmitEventTimeOutputs() {
+  if (!models_.minute_anomalies().empty()) {
+    if (options_.emit_anomalies) {
+      for (const MinuteAnomaly& a : models_.minute_anomalies()) {
+        const std::string_view metric = MinuteMetricName(a.metric);
+        record_.clear();
+        JsonWriter w(&record_);
+        w.BeginObject();
+        w.Field("kind", std::string_view("metric"));
+        w.Field("metric", metric);
+        w.Field("as_of_ms", a.minute_start_ms);
+        w.Field("score", a.score);
+        w.Field("observed", a.observed);
+        w.Field("expected", a.expected);
+        w.EndObject();
+        Publish(OutputKind::kAnomalies, metric);
+      }
+    }
+    models_.ClearMinuteAnomalies();
+  }
+  const int64_t watermark = models_.watermark_ms();
+  if (options_.emit_segments) {
+    if (next_centroids_ms_ == INT64_MIN) {
+      next_centroids_ms_ = NextMultiple(watermark, options_.centroid_interval_ms);
+    } else if (watermark >= next_centroids_ms_) {
+      if (models_.segments_seeded()) EmitCentroids(next_centroids_ms_);
+      next_centroids_ms_ = NextMultiple(watermark, options_.centroid_interval_ms);
+    }
+  }
+  const int64_t minute_start = models_.latest_minute().minute_start_ms;
+  if (options_.emit_correlations && minute_start != 0) {
+    // As of the end of the latest closed minute.
+    const int64_t closed_until = minute_start + kMillisPerMinute;
+    if (next_correlations_ms_ == INT64_MIN) {
+      next_correlations_ms_ = NextMultiple(closed_until, options_.correlation_interval_ms);
+    } else if (closed_until >= next_correlations_ms_) {
+      EmitCorrelations(closed_until);
+      next_correlations_ms_ = NextMultiple(closed_until, options_.correlation_interval_ms);
+    }
+  }
+}
+
+void EventProcessor::EmitCentroids(int64_t as_of_ms) {
+  const CustomerModelsOptions& mo = models_.options();
+  record_.clear();
+  JsonWriter w(&record_);
+  w.BeginObject();
+  w.Field("kind", std::string_view("centroids"));
+  w.Field("as_of_ms", as_of_ms);
+  w.Field("k", static_cast<int64_t>(mo.kmeans_k));
+  w.Key("features");
+  w.BeginArray();
+  for (std::string_view name : kSegmentFeatureNames) w.String(name);
+  w.EndArray();
+  w.Key("centroids");
+  w.BeginArray();
+  for (int c = 0; c < mo.kmeans_k; ++c) {
+    models_.SegmentCentre(c, centre_);
+    w.BeginObject();
+    w.Field("segment", static_cast<int64_t>(c));
+    w.Field("size", models_.SegmentSize(c));
+    w.Key("center");
+    w.BeginArray();
+    for (double v : centre_) w.Double(v);
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  Publish(OutputKind::kSegments, "centroids");
+}
+
+void EventProcessor::EmitCorrelations(int64_t as_of_ms) {
+  const MinuteMetrics& m = models_.latest_minute();
+  record_.clear();
+  JsonWriter w(&record_);
+  w.BeginObject();
+  w.Field("as_of_ms", as_of_ms);
+  w.Field("window_minutes", static_cast<int64_t>(models_.options().correlation_window_minutes));
+  w.Key("metrics");
+  w.BeginArray();
+  for (int i = 0; i < MinuteMetrics::kMetrics; ++i) w.String(MinuteMetricName(i));
+  w.EndArray();
+  w.Key("matrix");
+  w.BeginArray();
+  for (int i = 0; i < MinuteMetrics::kMetrics; ++i) {
+    w.BeginArray();
+    for (int j = 0; j < MinuteMetrics::kMetrics; ++j) {
+      w.Double(m.correlation[static_cast<size_t>(i * MinuteMetrics::kMetrics + j)]);
+    }
+    w.EndArray();
+  }
+  w.EndArray();
+  w.EndObject();
+  Publish(OutputKind::kCorrelations, "global");
 }
 
 void EventProcessor::EmitCustomerScores(const features::CustomerFeatures& f) {

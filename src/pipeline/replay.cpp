@@ -66,6 +66,9 @@ Result<ReplayStats> Replay(const ReplayOptions& options, EventProcessor* process
         ++stats.rejected;
         break;
     }
+    if (options.flush_every_records != 0 && stats.records % options.flush_every_records == 0) {
+      processor->FlushOutputs();
+    }
     if (options.progress && (stats.records & 0xFFFF) == 0)
       options.progress(bytes_done, total_bytes);
   }

@@ -26,6 +26,11 @@ TEST_CASE("The shipped config and pipeline files load", "[config]") {
   CHECK(p->window_days == std::vector<int>{7, 30, 90});
   CHECK(p->models_enabled);
   CHECK(p->segments == 5);
+  CHECK(p->alert_enter_probability == 0.4);
+  CHECK(p->alert_exit_probability == 0.3);
+  CHECK(p->alert_cooldown_hours == 168);
+  CHECK(p->emit_churn_alerts);
+  CHECK(p->centroid_interval_minutes == 15);
 }
 
 TEST_CASE("Absent fields keep defaults and properties pass through", "[config]") {
@@ -80,6 +85,42 @@ TEST_CASE("Pipeline mistakes name the file, line and field", "[config]") {
   p = LoadPipelineSpec(Write(dir, "p.yaml", "validation:\n  max_amount: -1\n"));
   REQUIRE_FALSE(p.ok());
   CHECK_THAT(p.status().message(), Catch::Contains("validation.max_amount: -1 is out of range"));
+}
+
+TEST_CASE("Alert and output cadence fields load and are validated", "[config]") {
+  testing::ScratchDir dir;
+  auto p =
+      LoadPipelineSpec(Write(dir, "p.yaml",
+                             "alerts:\n  churn:\n    enter_probability: 0.6\n"
+                             "    exit_probability: 0.4\n    high_probability: 0.75\n"
+                             "    critical_probability: 0.9\n    cooldown_hours: 24\n"
+                             "outputs:\n  segments: false\n  centroid_interval_minutes: 60\n"
+                             "  correlation_interval_minutes: 5\n  metric_anomaly_level: 0.95\n"));
+  REQUIRE(p.ok());
+  CHECK(p->alert_enter_probability == 0.6);
+  CHECK(p->alert_exit_probability == 0.4);
+  CHECK(p->alert_high_probability == 0.75);
+  CHECK(p->alert_critical_probability == 0.9);
+  CHECK(p->alert_cooldown_hours == 24);
+  CHECK_FALSE(p->emit_segments);
+  CHECK(p->emit_anomalies);
+  CHECK(p->centroid_interval_minutes == 60);
+  CHECK(p->correlation_interval_minutes == 5);
+  CHECK(p->metric_anomaly_level == 0.95);
+
+  // Hysteresis the wrong way round names the field and its line.
+  p = LoadPipelineSpec(Write(dir, "p.yaml",
+                             "alerts:\n  churn:\n    enter_probability: 0.5\n"
+                             "    exit_probability: 0.7\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("alerts.churn.exit_probability"));
+  CHECK_THAT(p.status().message(), Catch::Contains("p.yaml:4:"));
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "outputs:\n  centroid_interval_minutes: 0\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("outputs.centroid_interval_minutes"));
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "alerts:\n  churn:\n    cooldown_hour: 3\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("did you mean 'cooldown_hours'"));
 }
 
 }  // namespace

@@ -71,8 +71,26 @@ struct PipelineSpec {
   bool models_enabled = true;
   int churn_horizon_days = 30;  // a customer still active this long after a prediction is a 0
   int segments = 5;             // k of the k-means segmentation
+  // Churn alerts (crm.churn-alerts), docs/outputs.md. An episode opens at a
+  // churn probability >= enter and ends below exit (hysteresis); severity
+  // bands warning [enter, high), high [high, critical), critical >= critical;
+  // at most one alert per customer per cool-down (event time).
+  // 0 < enter <= 1, 0 <= exit <= enter <= high <= critical <= 1.
+  double alert_enter_probability = 0.4;
+  double alert_exit_probability = 0.3;
+  double alert_high_probability = 0.55;
+  double alert_critical_probability = 0.7;
+  int alert_cooldown_hours = 168;  // >= 0
   // Outputs.
-  bool emit_customer_scores = true;  // one crm.customer-scores record per processed event
+  bool emit_customer_scores = true;       // crm.customer-scores, coalesced per flush
+  bool emit_churn_alerts = true;          // crm.churn-alerts
+  bool emit_segments = true;              // crm.segments: changes and centroid snapshots
+  bool emit_anomalies = true;             // crm.anomalies: customers and minute metrics
+  bool emit_correlations = true;          // crm.correlations snapshots
+  int centroid_interval_minutes = 15;     // centroid snapshot period, event time, >= 1
+  int correlation_interval_minutes = 15;  // correlation snapshot period, event time, >= 1
+  double customer_anomaly_level = 0.99;   // customer anomaly score published at >= this, (0, 1]
+  double metric_anomaly_level = 0.99;     // minute metric score published at >= this, (0, 1]
 };
 
 // Loads config/*.yaml; fields absent from the file keep their defaults.

@@ -16,9 +16,20 @@
 // and the prequential churn AUC / log loss and value RMSE compare the
 // prediction made at snapshot time with the label once it resolves.
 //
+// Scoring is lazy. OnEvent keeps the models learning (labels, pending
+// examples, segments, behaviour) but computes a churn probability and a
+// predicted value only when it stores a pending example (the prediction the
+// example is judged by). Every other customer with events is scored once per
+// output flush by Refresh(), with the models as they stand then and the
+// customer's features as of its latest event; Refresh() also runs the churn
+// alert policy (alerts/churn_alert_policy.h) and reports segment changes and
+// customer anomalies. Closed minutes whose metric anomaly score reaches
+// minute_anomaly_level are queued for the processor (minute_anomalies()).
+//
 // Thread-safety: none. One instance per partition task, single-threaded, no
-// locks. Steady-state OnEvent does not allocate; a new customer grows the
-// per-customer arrays (amortised).
+// locks. Steady-state OnEvent and Refresh do not allocate; a new customer
+// grows the per-customer arrays, and the first event of a customer since the
+// last flush its trigger log (amortised).
 #pragma once
 
 #include <array>
@@ -30,6 +41,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "crmstream/alerts/churn_alert_policy.h"
 #include "crmstream/common/json_writer.h"
 #include "crmstream/common/status.h"
 #include "crmstream/features/feature_spec.h"
@@ -81,6 +93,11 @@ struct CustomerModelsOptions {
   // minute models (a longer silence is an outage of the input, not a
   // metric), >= 0. Default 1440.
   int max_empty_minutes = 1440;
+  // The churn alert policy run by Refresh().
+  alerts::ChurnAlertPolicyOptions churn_alerts;
+  // A closed minute whose metric anomaly score reaches this is queued in
+  // minute_anomalies(), in (0, 1]. Default 0.99.
+  double minute_anomaly_level = 0.99;
 
   // InvalidArgument naming the field.
   Status Validate() const;
@@ -116,6 +133,61 @@ struct MinuteMetrics {
   std::array<double, kMetrics * kMetrics> correlation{};
 };
 
+// One metric of a closed minute whose anomaly score reached the level.
+struct MinuteAnomaly {
+  int metric = 0;  // 0 revenue, 1 tickets, 2 logins (MinuteMetricName)
+  int64_t minute_start_ms = 0;
+  double score = 0.0;
+  double observed = 0.0;
+  // Exponentially weighted mean of the metric over the minutes before this
+  // one (half-life 60 minutes): what the minute was expected to be.
+  double expected = 0.0;
+};
+// "revenue_per_minute", "tickets_per_minute", "logins_per_minute".
+std::string_view MinuteMetricName(int metric);
+
+// The names of the behaviour vector of customer anomalies, as counts over the
+// shortest feature window: refunds, tickets (support tickets + complaints),
+// logins, purchases.
+inline constexpr std::array<std::string_view, 4> kBehaviourNames = {"refunds", "tickets", "logins",
+                                                                    "purchases"};
+// The names of the segmentation space (k-means centres), in order.
+inline constexpr std::array<std::string_view, 4> kSegmentFeatureNames = {
+    "log1p_recency_days", "log1p_frequency", "log1p_monetary", "log1p_events_30d"};
+
+// What Refresh() found for one customer at a flush.
+struct CustomerRefresh {
+  bool known = false;  // false: the models never saw the customer
+  int64_t as_of_ms = 0;
+  double churn_probability = 0.0;
+  // The alert decision (raise == false when nothing is to be published).
+  alerts::AlertDecision alert;
+  // The customer's latest event since the previous flush (alerts need one;
+  // a customer restored from a checkpoint has none).
+  bool has_trigger = false;
+  std::string_view trigger_event_id;  // valid until the next EndFlush()
+  ingest::EventType trigger_type = ingest::EventType::kPageView;
+  int64_t trigger_ms = 0;
+  // A segment change since the previous published segment (-1: none yet).
+  bool segment_changed = false;
+  int segment_from = -1;
+  int segment_to = -1;
+  // The behaviour anomaly score reached anomaly_alert_level (once per
+  // crossing: the customer re-arms when its score falls back below it).
+  bool anomaly = false;
+  double anomaly_score = 0.0;
+  std::array<double, 4> anomaly_observed{};  // counts, kBehaviourNames order
+  std::array<double, 4> anomaly_expected{};  // population's typical counts
+};
+
+// One term of an alert explanation: a model input, its value and its share
+// of the churn log-odds (posterior mean weight x standardised value).
+struct ChurnContribution {
+  int feature = 0;  // index into FeatureStore::FeatureNames()
+  double value = 0.0;
+  double contribution = 0.0;
+};
+
 class CustomerModels {
  public:
   // The options must pass Validate() and the spec FeatureSpec::Validate();
@@ -124,8 +196,10 @@ class CustomerModels {
 
   // Called after the feature store was updated with `event`; `f` is the
   // customer's features as returned by FeatureStore::Update. Advances the
-  // watermark, resolves matured labels, scores the customer and stores a
-  // pending example when it has none.
+  // watermark, resolves matured labels, stores a pending example (scored
+  // from the features as of this event) when the customer has none, and
+  // updates the segment and behaviour models; other scoring waits for
+  // Refresh().
   void OnEvent(const ingest::Event& event, const features::CustomerFeatures& f);
 
   // Writes "churn_probability", "predicted_value_30d" (the spend predicted
@@ -134,7 +208,47 @@ class CustomerModels {
   // not seeded). Writes nothing for an unknown customer.
   void WriteCustomerScores(std::string_view customer_id, JsonWriter* w) const;
 
+  // At an output flush, for a customer updated since the previous one:
+  // scores it (when it had events since its last score), runs the alert
+  // policy (once the churn model has trained on warm_after_examples
+  // examples: before, it scores everyone alike), and reports a segment
+  // change and an anomaly crossing. The result (and contributions()) is
+  // valid until the next Refresh. Does not allocate.
+  const CustomerRefresh& Refresh(const features::CustomerFeatures& f);
+  // The top 3 contributions (largest |contribution| first) of the last
+  // Refresh that raised an alert.
+  std::span<const ChurnContribution> contributions() const {
+    return std::span<const ChurnContribution>(contributions_).first(contribution_count_);
+  }
+  // Ends a flush: forgets the trigger events logged since the previous one.
+  void EndFlush();
+
+  // Closed minutes with an anomalous metric since the last ClearMinuteAnomalies().
+  std::span<const MinuteAnomaly> minute_anomalies() const { return minute_anomalies_; }
+  void ClearMinuteAnomalies() { minute_anomalies_.clear(); }
+
+  // The churn alert policy (its counters are the global state).
+  const alerts::ChurnAlertPolicy& alert_policy() const { return policy_; }
+  alerts::ChurnAlertPolicy& alert_policy() { return policy_; }
+  // One customer's alert state for checkpoints (ChurnAlertPolicy's format);
+  // NotFound for an unknown customer.
+  Status EncodeAlertState(std::string_view customer_id, std::string* out) const;
+  // Restores it (the customer is created if unknown); Corruption on bad bytes.
+  Status DecodeAlertState(std::string_view customer_id, std::string_view bytes);
+
+  // The k-means segmentation: seeded, k, centres in kSegmentFeatureNames
+  // space (log1p units, de-standardised), customers per segment as of their
+  // latest event.
+  bool segments_seeded() const { return kmeans_.seeded(); }
+  // Writes centre `c` into `out` (4 values).
+  void SegmentCentre(int c, std::span<double> out) const;
+  uint64_t SegmentSize(int c) const { return segment_sizes_[static_cast<size_t>(c)]; }
+  // The largest event time seen (0 before any event). Cheap.
+  int64_t watermark_ms() const { return watermark_ms_ == INT64_MIN ? 0 : watermark_ms_; }
+
   // The customer's latest scores; nullopt if unknown. Does not allocate.
+  // The churn probability and predicted value are those of the customer's
+  // latest Refresh (or of its pending example, if taken later).
   std::optional<CustomerScores> Scores(std::string_view customer_id) const;
 
   // The time (ms) of the customer's pending, unlabelled snapshot; nullopt
@@ -196,6 +310,18 @@ class CustomerModels {
     uint32_t generation = 0;     // bumped when a pending example resolves
     int32_t last_kmeans_day = INT32_MIN;
     int16_t segment = -1;
+    int16_t published_segment = -1;  // the segment of the latest change reported
+    // The customer's latest event, valid when trigger_flush == flushes_
+    // (an event since the last flush); its id is in trigger_ids_.
+    int64_t trigger_ms = 0;
+    uint32_t trigger_flush = UINT32_MAX;
+    uint32_t trigger_offset = 0;
+    uint16_t trigger_length = 0;
+    uint16_t trigger_capacity = 0;
+    ingest::EventType trigger_type = ingest::EventType::kPageView;
+    alerts::CustomerAlertState alert;
+    bool score_stale = false;     // events since the churn probability was computed
+    bool anomaly_active = false;  // reported as anomalous, not yet back below the level
     bool has_pending = false;
     bool pending_warm = false;     // predicted by a model past warm_after_examples
     bool pending_churned = false;  // closed within the horizon, awaiting the deadline
@@ -221,6 +347,11 @@ class CustomerModels {
   void CloseMinute();
   void UpdateSegment(const features::CustomerFeatures& f, Slot* slot, int32_t day);
   void ScoreBehaviour(const features::CustomerFeatures& f, Slot* slot);
+  // Snapshot + standardisation of f into snapshot_ / standardised_, then
+  // the churn probability and predicted value into the slot.
+  void Score(const features::CustomerFeatures& f, Slot* slot);
+  void LogTrigger(uint32_t s, const ingest::Event& event);
+  void Explain();  // top contributions of standardised_ into contributions_
 
   CustomerModelsOptions options_;
   int64_t horizon_ms_;
@@ -259,6 +390,18 @@ class CustomerModels {
   std::array<models::UnivariateAnomalyDetector, MinuteMetrics::kMetrics> minute_detectors_;
   models::RollingCorrelation correlation_;
   MinuteMetrics latest_minute_;
+  std::array<double, MinuteMetrics::kMetrics> minute_expected_{};
+  uint64_t minutes_closed_ = 0;
+  std::vector<MinuteAnomaly> minute_anomalies_;  // capacity reserved up front
+
+  alerts::ChurnAlertPolicy policy_;
+  uint32_t flushes_ = 0;     // EndFlush() calls: the generation of the trigger log
+  std::string trigger_ids_;  // ids of the triggers of this generation
+  CustomerRefresh refresh_;
+  std::vector<models::FeatureContribution> top_;
+  std::array<ChurnContribution, 3> contributions_{};
+  size_t contribution_count_ = 0;
+  std::array<uint64_t, 64> segment_sizes_{};
 
   // Scratch, reused by every event.
   features::FeatureVector snapshot_;

@@ -10,6 +10,16 @@
 // covers the outputs of its records), replay at the end. This is Kafka
 // Streams' record cache: output volume follows customers, not events.
 //
+// The other outputs (docs/outputs.md):
+// - crm.churn-alerts, crm.segments (segment changes) and crm.anomalies
+//   (customer anomalies) are decided at FlushOutputs(), when the customers
+//   updated since the last flush are scored (CustomerModels::Refresh), so a
+//   busy customer costs one scoring per flush, not one per event.
+// - crm.anomalies (global minute metrics) as soon as an event closes an
+//   anomalous minute; crm.segments centroid snapshots and crm.correlations
+//   snapshots on schedules in event time, from Process(). All of them depend
+//   on the input only (not on wall time), so a replay reproduces them.
+//
 // A record that fails validation never stops processing and is never
 // dropped: it is written to the dead-letter output with its reason, field,
 // original bytes and source position, and counted. A duplicate (event_id
@@ -20,6 +30,8 @@
 // nothing is shared and nothing is locked. Not thread-safe.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -42,6 +54,15 @@ struct ProcessorOptions {
   bool models_enabled = true;
   CustomerModelsOptions models;
   bool emit_customer_scores = true;  // FlushOutputs() emits crm.customer-scores
+  // The other outputs; each needs models_enabled.
+  bool emit_churn_alerts = true;
+  bool emit_segments = true;
+  bool emit_anomalies = true;
+  bool emit_correlations = true;
+  // Event-time period of the centroid snapshots (crm.segments) and of the
+  // correlation snapshots (crm.correlations), ms, > 0. Defaults 15 minutes.
+  int64_t centroid_interval_ms = 15 * 60'000;
+  int64_t correlation_interval_ms = 15 * 60'000;
 
   static ProcessorOptions FromPipeline(const config::PipelineSpec& spec);
   // The first invalid field of the decoder, features or models options.
@@ -63,8 +84,9 @@ class EventProcessor {
                                 std::string_view raw, const ingest::SourcePosition& source,
                                 int64_t now_ms);
 
-  // Emits the latest customer-scores record of every customer updated since
-  // the last flush.
+  // Scores every customer updated since the last flush and emits its
+  // customer-scores record, and its churn alert, segment change and customer
+  // anomaly when there is one.
   void FlushOutputs();
 
   const ProcessorOptions& options() const { return options_; }
@@ -76,6 +98,13 @@ class EventProcessor {
 
  private:
   void EmitCustomerScores(const features::CustomerFeatures& f);
+  void EmitRefresh(const features::CustomerFeatures& f, const CustomerRefresh& r);
+  void EmitChurnAlert(const features::CustomerFeatures& f, const CustomerRefresh& r);
+  // Minute anomalies and the event-time schedules, after each event.
+  void EmitEventTimeOutputs();
+  void EmitCentroids(int64_t as_of_ms);
+  void EmitCorrelations(int64_t as_of_ms);
+  void Publish(OutputKind kind, std::string_view key);  // record_ to the sink
 
   ProcessorOptions options_;
   OutputSink* sink_;
@@ -86,6 +115,9 @@ class EventProcessor {
   ingest::DeadLetterRecord dead_letter_;
   ingest::Event event_;
   std::string record_;  // reused output buffer
+  int64_t next_centroids_ms_ = INT64_MIN;
+  int64_t next_correlations_ms_ = INT64_MIN;
+  std::array<double, 4> centre_{};
   ProcessorCounters counters_;
 };
 

@@ -21,6 +21,12 @@ enum class InputFormat : uint8_t { kAuto, kJsonLines, kCsv };
 struct ReplayOptions {
   std::filesystem::path input;
   InputFormat format = InputFormat::kAuto;  // auto: by extension (.csv, else JSON lines)
+  // Outputs are flushed (customers scored, alerts decided, customer-scores
+  // coalesced) every this many records, as the engine flushes at each
+  // commit; 0 (the default): only once, at the end of the file, which
+  // yields one customer-scores record per customer but decides alerts only
+  // then.
+  uint64_t flush_every_records = 0;
   // Called about every 64k records with (bytes done, total bytes).
   std::function<void(uint64_t, uint64_t)> progress;
 };
