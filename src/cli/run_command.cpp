@@ -12,6 +12,7 @@
 #include "cli_support.h"
 #include "commands.h"
 #include "crmstream/kafka/producer.h"
+#include "crmstream/metrics/admin_server.h"
 #include "crmstream/pipeline/kafka_wiring.h"
 #include "crmstream/pipeline/stream_engine.h"
 #include "embedded_broker.h"
@@ -27,7 +28,8 @@ struct RunOptions {
   bool demo = false;
   double demo_rate = 5000;
   int demo_customers = 10000;
-  double duration = 0;  // seconds; 0: until Ctrl-C
+  double duration = 0;    // seconds; 0: until Ctrl-C
+  int metrics_port = -1;  // overrides the config's metrics_port when >= 0
 };
 
 using pipeline::OutputKind;
@@ -73,6 +75,15 @@ int RunEngine(const RunOptions& o) {
   }
   auto engine = pipeline::StreamEngine::Create(*cfg, *spec);
   if (!engine.ok()) return Fail("run", engine.status());
+  if (o.metrics_port >= 0) cfg->metrics_port = o.metrics_port;
+  // /metrics, /healthz, /readyz and the customer API, for as long as the
+  // engine lives (declared after it: stopped before it is destroyed).
+  metrics::AdminServerOptions admin_options;
+  admin_options.port = cfg->metrics_port;
+  auto admin = metrics::AdminServer::Start(engine->get(), *cfg, admin_options);
+  if (!admin.ok()) return Fail("run", admin.status().WithContext("metrics_port"));
+  std::cerr << "admin server on " << (*admin)->url()
+            << " (/metrics, /healthz, /readyz, /api/customers/{id})" << std::endl;
 
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> generated{0};
@@ -183,6 +194,9 @@ void AddRunCommand(CLI::App* app, int* exit_code) {
   cmd->add_option("--customers", o->demo_customers, "With --demo: customers")
       ->capture_default_str();
   cmd->add_option("--duration", o->duration, "Stop after this many seconds (0: until Ctrl-C)");
+  cmd->add_option("--metrics-port", o->metrics_port,
+                  "Port of the admin server (/metrics, /healthz, ...) on loopback; 0 picks a free "
+                  "one (default: the config's metrics_port)");
   cmd->callback([=] { *exit_code = RunEngine(*o); });
 }
 

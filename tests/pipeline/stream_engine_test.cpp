@@ -171,3 +171,85 @@ TEST_CASE("Engine end to end: nothing lost, bad records in the dead-letter topic
 
 }  // namespace
 }  // namespace crmstream::pipeline
+
+namespace crmstream::pipeline {
+namespace {
+
+TEST_CASE("Engine health, readiness and customer queries follow the loop's life",
+          "[pipeline][integration]") {
+  testing::ScratchDir dir;
+  auto cluster = kafka::EmbeddedCluster::Create({});
+  REQUIRE(cluster.ok());
+  config::EngineConfig cfg;
+  cfg.state_dir = dir.path().string();
+  cfg.inputs = {{"crm.interactions", 2}};
+  cfg.kafka.properties["bootstrap.servers"] = (*cluster)->bootstrap_servers();
+  for (const auto& t : AllTopics(cfg)) REQUIRE((*cluster)->CreateTopic(t.name, t.partitions).ok());
+  auto engine = StreamEngine::Create(cfg, config::PipelineSpec{});
+  REQUIRE(engine.ok());
+  StreamEngine& e = **engine;
+
+  // Before Run: alive (starting), not ready, no queries.
+  EngineHealth h = e.Health(std::chrono::seconds(60));
+  CHECK(h.live);
+  CHECK(!h.ready);
+  CHECK(e.SubmitCustomerQuery("C1").status().code() == StatusCode::kUnavailable);
+
+  auto producer = kafka::Producer::Create(MakeClientConfig(cfg.kafka));
+  REQUIRE(producer.ok());
+  for (int i = 0; i < 3; ++i) {
+    const std::string v = R"({"event_id":"q)" + std::to_string(i) +
+                          R"(","customer_id":"C1","timestamp":1767225600000,"type":"login"})";
+    REQUIRE((*producer)->Produce("crm.interactions", kafka::kPartitionUnassigned, "C1", v).ok());
+  }
+  REQUIRE((*producer)->Flush(std::chrono::seconds(30)).ok());
+
+  std::atomic<bool> stop{false};
+  Status run_status;
+  std::thread runner([&] { run_status = e.Run(stop); });
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while ((e.stats().accepted.load() < 3 || !e.Health(std::chrono::seconds(60)).ready) &&
+         Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(e.Health(std::chrono::seconds(60)).ready);
+  CHECK(e.stats().accepted_by_type[static_cast<int>(ingest::EventType::kLogin)].load() == 3);
+
+  // Queries are answered by the engine thread between batches.
+  auto wait = [&](const std::shared_ptr<const CustomerQuery>& q) {
+    const auto end = Clock::now() + std::chrono::seconds(10);
+    while (!q->done() && Clock::now() < end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return q->done();
+  };
+  auto known = e.SubmitCustomerQuery("C1");
+  REQUIRE(known.ok());
+  REQUIRE(wait(*known));
+  CHECK((*known)->status().ok());
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.parse((*known)->json());
+  CHECK(std::string_view(doc["customer_id"]) == "C1");
+  CHECK(uint64_t(doc["events"]) == 3);
+  CHECK(uint64_t(doc["features"]["event_counts"]["login"]) == 3);
+  auto unknown = e.SubmitCustomerQuery("C9");
+  REQUIRE(unknown.ok());
+  REQUIRE(wait(*unknown));
+  CHECK((*unknown)->status().code() == StatusCode::kNotFound);
+
+  // Readiness also waits for the state store.
+  e.SetStateRestored(false);
+  CHECK(!e.Health(std::chrono::seconds(60)).ready);
+  CHECK(e.Health(std::chrono::seconds(60)).live);
+  e.SetStateRestored(true);
+
+  stop.store(true);
+  runner.join();
+  REQUIRE(run_status.ok());
+  h = e.Health(std::chrono::seconds(60));
+  CHECK(!h.live);
+  CHECK(h.reason == "engine loop stopped");
+  CHECK(e.SubmitCustomerQuery("C1").status().code() == StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace crmstream::pipeline

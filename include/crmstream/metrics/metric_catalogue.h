@@ -1,0 +1,144 @@
+// The one reviewed list of the engine's Prometheus metrics: every name the
+// code exports is defined here, and docs/metrics.md documents exactly these
+// (a test compares the two). Conventions: prefix crmstream_, base units in
+// the name (seconds, bytes, records), _total on counters and only there.
+//
+// Thread-safety: constant data.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string_view>
+
+namespace crmstream::metrics {
+
+enum class MetricKind : unsigned char { kCounter, kGauge, kHistogram };
+
+struct MetricDef {
+  std::string_view name;
+  MetricKind kind;
+  std::string_view labels;  // comma-separated label names, "" for none
+  std::string_view help;
+};
+
+enum class Metric : int {
+  // Input.
+  kInputRecords,
+  kEventsConsumed,
+  kDuplicateEvents,
+  kRejectedEvents,
+  kDeadLetters,
+  kConsumerLag,
+  kAssignedPartitions,
+  kRebalances,
+  // Latency.
+  kBatchDuration,
+  kEventToOutputLatency,
+  // Outputs and delivery.
+  kOutputRecords,
+  kDeliveredRecords,
+  kDeliveryFailures,
+  kChurnAlerts,
+  kOffsetCommits,
+  kOffsetCommitFailures,
+  // State.
+  kCheckpoints,
+  kCheckpointFailures,
+  kCheckpointDuration,
+  kCheckpointSize,
+  kLastCheckpointTimestamp,
+  kRocksDbMemory,
+  kCachedCustomers,
+  kFeatureStoreMemory,
+  // Model quality.
+  kChurnAuc,
+  kChurnLogLoss,
+  kChurnLabels,
+  kValueRmse,
+  kKmeansMeanSquaredDistance,
+  kAnomalyRatio,
+  // The engine itself.
+  kEngineLive,
+  kEngineReady,
+  kStartTime,
+  kBuildInfo,
+  kAdminRequests,
+  kCount,
+};
+
+inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMetricCatalogue = {{
+    {"crmstream_input_records_total", MetricKind::kCounter, "",
+     "Records read from the input topics, valid or not."},
+    {"crmstream_events_consumed_total", MetricKind::kCounter, "type",
+     "Valid, first-seen events processed, by event type."},
+    {"crmstream_duplicate_events_total", MetricKind::kCounter, "",
+     "Valid events whose event_id was already seen (counted once, no output)."},
+    {"crmstream_rejected_events_total", MetricKind::kCounter, "reason",
+     "Records rejected by validation, by reason."},
+    {"crmstream_dead_letters_total", MetricKind::kCounter, "",
+     "Records written to the dead-letter topic."},
+    {"crmstream_consumer_lag_records", MetricKind::kGauge, "topic,partition",
+     "Records between the consumer position and the high watermark, per assigned partition."},
+    {"crmstream_assigned_partitions", MetricKind::kGauge, "",
+     "Input partitions assigned to this instance."},
+    {"crmstream_consumer_rebalances_total", MetricKind::kCounter, "",
+     "Partition assignments and revocations seen by this instance."},
+    {"crmstream_batch_processing_duration_seconds", MetricKind::kHistogram, "",
+     "Time to process one non-empty consumer batch (decode, features, models, outputs)."},
+    {"crmstream_event_to_output_latency_seconds", MetricKind::kHistogram, "",
+     "From a record's broker timestamp to when its outputs are handed to the producer; the "
+     "oldest record of each flush interval."},
+    {"crmstream_output_records_total", MetricKind::kCounter, "output,topic",
+     "Output records handed to the producer, by output and topic."},
+    {"crmstream_output_records_delivered_total", MetricKind::kCounter, "",
+     "Output records acknowledged by the brokers."},
+    {"crmstream_output_delivery_failures_total", MetricKind::kCounter, "",
+     "Output records the producer failed to deliver."},
+    {"crmstream_churn_alerts_total", MetricKind::kCounter, "severity",
+     "Churn alerts published, by severity."},
+    {"crmstream_offset_commits_total", MetricKind::kCounter, "",
+     "Successful input offset commits."},
+    {"crmstream_offset_commit_failures_total", MetricKind::kCounter, "",
+     "Offset commits that failed or were skipped because outputs could not be flushed."},
+    {"crmstream_checkpoints_total", MetricKind::kCounter, "",
+     "Successful state checkpoints to RocksDB."},
+    {"crmstream_checkpoint_failures_total", MetricKind::kCounter, "",
+     "State checkpoints that failed."},
+    {"crmstream_checkpoint_duration_seconds", MetricKind::kHistogram, "",
+     "Time of one checkpoint attempt, from start to durable (or failed)."},
+    {"crmstream_checkpoint_size_bytes", MetricKind::kGauge, "",
+     "Bytes written by the last successful checkpoint."},
+    {"crmstream_last_checkpoint_timestamp_seconds", MetricKind::kGauge, "",
+     "Unix time at which the last successful checkpoint completed."},
+    {"crmstream_rocksdb_memory_bytes", MetricKind::kGauge, "kind",
+     "Approximate RocksDB memory, by kind (memtables, table_readers, block_cache)."},
+    {"crmstream_cached_customers", MetricKind::kGauge, "",
+     "Customers held in memory by the assigned partitions."},
+    {"crmstream_feature_store_memory_bytes", MetricKind::kGauge, "",
+     "Memory of the in-memory feature stores of the assigned partitions."},
+    {"crmstream_model_churn_auc", MetricKind::kGauge, "",
+     "Prequential ROC AUC of the churn model over resolved labels."},
+    {"crmstream_model_churn_log_loss", MetricKind::kGauge, "",
+     "Prequential log loss (nats) of the churn model over resolved labels."},
+    {"crmstream_model_churn_labels", MetricKind::kGauge, "",
+     "Resolved churn labels behind the churn AUC and log loss."},
+    {"crmstream_model_value_rmse", MetricKind::kGauge, "",
+     "Prequential RMSE of the predicted spend, in currency units."},
+    {"crmstream_model_kmeans_mean_squared_distance", MetricKind::kGauge, "",
+     "Prequential mean squared distance of customers to their segment centre (standardised)."},
+    {"crmstream_model_anomaly_ratio", MetricKind::kGauge, "",
+     "Share of scored events whose customer anomaly score reached the alert level."},
+    {"crmstream_engine_live", MetricKind::kGauge, "",
+     "1 while the engine loop is running and not stalled (what /healthz reports)."},
+    {"crmstream_engine_ready", MetricKind::kGauge, "",
+     "1 while partitions are assigned and state is restored (what /readyz reports)."},
+    {"crmstream_start_time_seconds", MetricKind::kGauge, "",
+     "Unix time at which the admin server started."},
+    {"crmstream_build_info", MetricKind::kGauge, "version", "Always 1; the engine's version."},
+    {"crmstream_admin_http_requests_total", MetricKind::kCounter, "path,code",
+     "Requests served by the admin HTTP server, by path and status code."},
+}};
+
+inline constexpr const MetricDef& Def(Metric m) { return kMetricCatalogue[static_cast<size_t>(m)]; }
+
+}  // namespace crmstream::metrics

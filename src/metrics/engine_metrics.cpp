@@ -1,0 +1,224 @@
+#include "crmstream/metrics/engine_metrics.h"
+
+#include <prometheus/gauge.h>
+#include <prometheus/text_serializer.h>
+
+#include <chrono>
+
+#include "crmstream/ingest/rejection.h"
+#include "crmstream/pipeline/kafka_wiring.h"
+
+#ifndef CRMSTREAM_VERSION_STR
+#define CRMSTREAM_VERSION_STR "unknown"
+#endif
+
+namespace crmstream::metrics {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+
+MetricFamily Family(Metric m) {
+  const MetricDef& def = Def(m);
+  MetricFamily f;
+  f.name = std::string(def.name);
+  f.help = std::string(def.help);
+  switch (def.kind) {
+    case MetricKind::kCounter:
+      f.type = prometheus::MetricType::Counter;
+      break;
+    case MetricKind::kGauge:
+      f.type = prometheus::MetricType::Gauge;
+      break;
+    case MetricKind::kHistogram:
+      f.type = prometheus::MetricType::Histogram;
+      break;
+  }
+  return f;
+}
+
+ClientMetric Sample(double value, std::vector<ClientMetric::Label> labels = {}) {
+  ClientMetric c;
+  c.label = std::move(labels);
+  c.counter.value = value;
+  c.gauge.value = value;
+  return c;
+}
+
+double Load(const std::atomic<uint64_t>& v) {
+  return static_cast<double>(v.load(std::memory_order_relaxed));
+}
+
+// One family with a single unlabelled sample.
+MetricFamily Single(Metric m, double value) {
+  MetricFamily f = Family(m);
+  f.metric.push_back(Sample(value));
+  return f;
+}
+
+MetricFamily Histogram(Metric m, const pipeline::DurationHistogram& h) {
+  MetricFamily f = Family(m);
+  ClientMetric c;
+  uint64_t cumulative = 0;
+  const auto bounds = h.bounds();
+  for (size_t i = 0; i < bounds.size(); ++i) {
+    cumulative += h.bucket(i);
+    c.histogram.bucket.push_back({cumulative, bounds[i]});
+  }
+  cumulative += h.bucket(bounds.size());
+  c.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+  // The count from the buckets, so _count always equals the +Inf bucket.
+  c.histogram.sample_count = cumulative;
+  c.histogram.sample_sum = h.sum_seconds();
+  f.metric.push_back(std::move(c));
+  return f;
+}
+
+double UnixSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+EngineMetrics::EngineMetrics(const pipeline::StreamEngine* engine,
+                             const config::OutputTopics& outputs,
+                             std::chrono::milliseconds stall_after)
+    : engine_(engine),
+      output_topics_(pipeline::OutputTopicNames(outputs)),
+      stall_after_(stall_after),
+      registry_(std::make_shared<prometheus::Registry>()) {
+  prometheus::BuildGauge()
+      .Name(std::string(Def(Metric::kBuildInfo).name))
+      .Help(std::string(Def(Metric::kBuildInfo).help))
+      .Register(*registry_)
+      .Add({{"version", CRMSTREAM_VERSION_STR}})
+      .Set(1);
+  prometheus::BuildGauge()
+      .Name(std::string(Def(Metric::kStartTime).name))
+      .Help(std::string(Def(Metric::kStartTime).help))
+      .Register(*registry_)
+      .Add({})
+      .Set(UnixSeconds());
+  requests_ = &prometheus::BuildCounter()
+                   .Name(std::string(Def(Metric::kAdminRequests).name))
+                   .Help(std::string(Def(Metric::kAdminRequests).help))
+                   .Register(*registry_);
+}
+
+void EngineMetrics::CountRequest(std::string_view path, int code) {
+  requests_->Add({{"path", std::string(path)}, {"code", std::to_string(code)}}).Increment();
+}
+
+std::vector<MetricFamily> EngineMetrics::Collect() const {
+  const pipeline::EngineStats& s = engine_->stats();
+  std::vector<MetricFamily> out;
+  out.reserve(static_cast<size_t>(Metric::kCount));
+
+  out.push_back(Single(Metric::kInputRecords, Load(s.received)));
+  {
+    MetricFamily f = Family(Metric::kEventsConsumed);
+    for (int t = 0; t < ingest::kEventTypeCount; ++t) {
+      f.metric.push_back(
+          Sample(Load(s.accepted_by_type[t]), {{"type", std::string(ingest::kEventTypeNames[t])}}));
+    }
+    out.push_back(std::move(f));
+  }
+  out.push_back(Single(Metric::kDuplicateEvents, Load(s.duplicates)));
+  {
+    // Every reason is pre-created, so a rate() over a reason that starts
+    // happening sees it from zero.
+    MetricFamily f = Family(Metric::kRejectedEvents);
+    for (ingest::RejectReason r : ingest::kAllRejectReasons) {
+      f.metric.push_back(Sample(Load(s.rejected_by_reason[static_cast<size_t>(r)]),
+                                {{"reason", std::string(ingest::RejectReasonName(r))}}));
+    }
+    out.push_back(std::move(f));
+  }
+  out.push_back(Single(Metric::kDeadLetters,
+                       Load(s.outputs[static_cast<int>(pipeline::OutputKind::kDeadLetter)])));
+  {
+    MetricFamily f = Family(Metric::kConsumerLag);
+    for (const auto& l : engine_->LagByPartition()) {
+      if (l.lag < 0) continue;  // unknown until the first fetch of the partition
+      f.metric.push_back(Sample(static_cast<double>(l.lag),
+                                {{"topic", l.topic}, {"partition", std::to_string(l.partition)}}));
+    }
+    out.push_back(std::move(f));
+  }
+  out.push_back(Single(Metric::kAssignedPartitions,
+                       static_cast<double>(s.partitions.load(std::memory_order_relaxed))));
+  out.push_back(Single(Metric::kRebalances, Load(s.rebalances)));
+  out.push_back(Histogram(Metric::kBatchDuration, s.batch_duration));
+  out.push_back(Histogram(Metric::kEventToOutputLatency, s.event_to_output));
+  {
+    MetricFamily f = Family(Metric::kOutputRecords);
+    for (int k = 0; k < pipeline::kOutputKindCount; ++k) {
+      f.metric.push_back(Sample(
+          Load(s.outputs[k]),
+          {{"output", std::string(pipeline::kOutputKindNames[k])}, {"topic", output_topics_[k]}}));
+    }
+    out.push_back(std::move(f));
+  }
+  out.push_back(Single(Metric::kDeliveredRecords, Load(s.delivered)));
+  out.push_back(Single(Metric::kDeliveryFailures, Load(s.delivery_failures)));
+  {
+    MetricFamily f = Family(Metric::kChurnAlerts);
+    for (int i = 0; i < pipeline::kAlertSeverityCount; ++i) {
+      f.metric.push_back(Sample(Load(s.churn_alerts[i]),
+                                {{"severity", std::string(pipeline::kAlertSeverityNames[i])}}));
+    }
+    out.push_back(std::move(f));
+  }
+  out.push_back(Single(Metric::kOffsetCommits, Load(s.commits)));
+  out.push_back(Single(Metric::kOffsetCommitFailures, Load(s.commit_failures)));
+
+  out.push_back(Single(Metric::kCheckpoints, Load(s.checkpoints)));
+  out.push_back(Single(Metric::kCheckpointFailures, Load(s.checkpoint_failures)));
+  out.push_back(Histogram(Metric::kCheckpointDuration, s.checkpoint_duration));
+  // Gauges fed by the state store have no sample until it reports one.
+  {
+    MetricFamily f = Family(Metric::kCheckpointSize);
+    const int64_t bytes = s.checkpoint_bytes.load(std::memory_order_relaxed);
+    if (bytes >= 0) f.metric.push_back(Sample(static_cast<double>(bytes)));
+    out.push_back(std::move(f));
+  }
+  {
+    MetricFamily f = Family(Metric::kLastCheckpointTimestamp);
+    const int64_t ms = s.last_checkpoint_unix_ms.load(std::memory_order_relaxed);
+    if (ms >= 0) f.metric.push_back(Sample(static_cast<double>(ms) * 1e-3));
+    out.push_back(std::move(f));
+  }
+  {
+    MetricFamily f = Family(Metric::kRocksDbMemory);
+    for (int k = 0; k < pipeline::kRocksDbMemoryKindCount; ++k) {
+      const int64_t bytes = s.rocksdb_memory_bytes[k].load(std::memory_order_relaxed);
+      if (bytes < 0) continue;
+      f.metric.push_back(Sample(static_cast<double>(bytes),
+                                {{"kind", std::string(pipeline::kRocksDbMemoryKindNames[k])}}));
+    }
+    out.push_back(std::move(f));
+  }
+
+  const pipeline::ModelQualitySnapshot q = engine_->ModelQuality();
+  out.push_back(Single(Metric::kCachedCustomers, static_cast<double>(q.customers)));
+  out.push_back(Single(Metric::kFeatureStoreMemory, static_cast<double>(q.feature_store_bytes)));
+  out.push_back(Single(Metric::kChurnAuc, q.churn_auc));
+  out.push_back(Single(Metric::kChurnLogLoss, q.churn_log_loss));
+  out.push_back(Single(Metric::kChurnLabels, static_cast<double>(q.churn_labels)));
+  out.push_back(Single(Metric::kValueRmse, q.value_rmse));
+  out.push_back(Single(Metric::kKmeansMeanSquaredDistance, q.kmeans_mean_squared_distance));
+  out.push_back(Single(Metric::kAnomalyRatio, q.anomaly_rate));
+
+  const pipeline::EngineHealth health = engine_->Health(stall_after_);
+  out.push_back(Single(Metric::kEngineLive, health.live ? 1 : 0));
+  out.push_back(Single(Metric::kEngineReady, health.ready ? 1 : 0));
+
+  for (auto& f : registry_->Collect()) out.push_back(std::move(f));
+  return out;
+}
+
+std::string EngineMetrics::Scrape() const {
+  return prometheus::TextSerializer().Serialize(Collect());
+}
+
+}  // namespace crmstream::metrics

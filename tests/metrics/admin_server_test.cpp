@@ -1,0 +1,209 @@
+// The admin server against a running engine on the embedded cluster: the
+// scrape counts exactly the records the test sent (hand-counted), promtool
+// accepts it, the probes follow the engine's life, and the customer API
+// returns what the test sent for that customer.
+#include "crmstream/metrics/admin_server.h"
+
+#include <simdjson.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "metrics/engine_fixture.h"
+
+namespace crmstream::metrics {
+namespace {
+
+using testing::HttpGet;
+using testing::SampleValue;
+using Clock = std::chrono::steady_clock;
+
+std::string Event(const std::string& id, const std::string& customer, const std::string& type,
+                  double amount = -1) {
+  std::string s = R"({"event_id":")" + id + R"(","customer_id":")" + customer +
+                  R"(","timestamp":1767225600000,"type":")" + type + "\"";
+  if (amount >= 0) s += ",\"amount\":" + std::to_string(amount);
+  return s + "}";
+}
+
+TEST_CASE("Admin server: scrape, probes and customer API on a running engine",
+          "[metrics][integration]") {
+  testing::RunningEngine e(2);
+  // Alive while it waits for its partitions.
+  CHECK(HttpGet(e.port(), "/healthz").status == 200);
+  REQUIRE(e.WaitForReady());
+  auto ready = HttpGet(e.port(), "/readyz");
+  CHECK(ready.status == 200);
+  CHECK(ready.content_type == "application/json");
+
+  // C1: 3 purchases, 2 logins and one repeat of its first purchase; C2: a
+  // ticket and a complaint; 4 bad records with known reasons.
+  e.Produce("C1", Event("e1", "C1", "purchase", 10));
+  e.Produce("C1", Event("e2", "C1", "purchase", 20));
+  e.Produce("C1", Event("e3", "C1", "purchase", 30));
+  e.Produce("C1", Event("e4", "C1", "login"));
+  e.Produce("C1", Event("e5", "C1", "login"));
+  e.Produce("C1", Event("e1", "C1", "purchase", 10));
+  e.Produce("C2", Event("e6", "C2", "support_ticket"));
+  e.Produce("C2", Event("e7", "C2", "complaint"));
+  e.Produce("X", "not json");
+  e.Produce("X", "{\"broken\":");
+  e.Produce("X", Event("e8", "C3", "teleport"));
+  e.Produce("X", R"({"event_id":"e9","timestamp":1767225600000,"type":"login"})");
+  e.Flush();
+  REQUIRE(e.WaitForReceived(12));
+
+  auto scrape = HttpGet(e.port(), "/metrics");
+  REQUIRE(scrape.status == 200);
+  CHECK(scrape.content_type == "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& m = scrape.body;
+  CHECK(SampleValue(m, "crmstream_input_records_total") == 12);
+  CHECK(SampleValue(m, R"(crmstream_events_consumed_total{type="purchase"})") == 3);
+  CHECK(SampleValue(m, R"(crmstream_events_consumed_total{type="login"})") == 2);
+  CHECK(SampleValue(m, R"(crmstream_events_consumed_total{type="support_ticket"})") == 1);
+  CHECK(SampleValue(m, R"(crmstream_events_consumed_total{type="complaint"})") == 1);
+  CHECK(SampleValue(m, R"(crmstream_events_consumed_total{type="refund"})") == 0);
+  CHECK(SampleValue(m, "crmstream_duplicate_events_total") == 1);
+  CHECK(SampleValue(m, R"(crmstream_rejected_events_total{reason="not_json"})") == 2);
+  CHECK(SampleValue(m, R"(crmstream_rejected_events_total{reason="unknown_event_type"})") == 1);
+  CHECK(SampleValue(m, R"(crmstream_rejected_events_total{reason="missing_field"})") == 1);
+  CHECK(SampleValue(m, "crmstream_dead_letters_total") == 4);
+  CHECK(SampleValue(
+            m, R"(crmstream_output_records_total{output="dead_letter",topic="crm.dead-letter"})") ==
+        4);
+  CHECK(SampleValue(m, "crmstream_assigned_partitions") == 2);
+  CHECK(SampleValue(m, "crmstream_engine_live") == 1);
+  CHECK(SampleValue(m, "crmstream_engine_ready") == 1);
+  CHECK(SampleValue(m, R"(crmstream_build_info{version="0.1.0"})") == 1);
+  // At least one non-empty batch was timed, and its count is its +Inf bucket.
+  const double batches = SampleValue(m, "crmstream_batch_processing_duration_seconds_count");
+  CHECK(batches >= 1);
+  CHECK(SampleValue(m, R"(crmstream_batch_processing_duration_seconds_bucket{le="+Inf"})") ==
+        batches);
+
+  // promtool, the reference linter, has nothing to say about a real scrape.
+  std::string lint;
+  const int rc = testing::RunWithInput("promtool check metrics", m, &lint);
+  INFO(lint);
+  CHECK(rc == 0);
+  CHECK(lint.empty());
+
+  // The lag of both partitions appears (refreshed every 500 ms) and drains to 0.
+  double lag0 = NAN, lag1 = NAN;
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const std::string body = HttpGet(e.port(), "/metrics").body;
+    lag0 = SampleValue(body,
+                       R"(crmstream_consumer_lag_records{topic="crm.interactions",partition="0"})");
+    lag1 = SampleValue(body,
+                       R"(crmstream_consumer_lag_records{topic="crm.interactions",partition="1"})");
+  } while (!(lag0 == 0 && lag1 == 0) && Clock::now() < deadline);
+  CHECK(lag0 == 0);
+  CHECK(lag1 == 0);
+  // The outputs of those records were flushed at a commit (every 200 ms
+  // here): one event-to-output sample per flush, bounded by how long the
+  // test has run.
+  const std::string flushed = HttpGet(e.port(), "/metrics").body;
+  CHECK(SampleValue(flushed, "crmstream_event_to_output_latency_seconds_count") >= 1);
+  CHECK(SampleValue(flushed, "crmstream_event_to_output_latency_seconds_sum") < 120.0);
+
+  // The customer API: what the test sent for C1.
+  auto c1 = HttpGet(e.port(), "/api/customers/C1");
+  REQUIRE(c1.status == 200);
+  CHECK(c1.content_type == "application/json");
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.parse(c1.body);
+  CHECK(std::string_view(doc["customer_id"]) == "C1");
+  CHECK(uint64_t(doc["events"]) == 5);
+  CHECK(uint64_t(doc["features"]["frequency"]) == 3);
+  CHECK(uint64_t(doc["features"]["event_counts"]["login"]) == 2);
+  const double p = double(doc["churn_probability"]);
+  CHECK(p >= 0.0);
+  CHECK(p <= 1.0);
+  CHECK(std::string_view(doc["topic"]) == "crm.interactions");
+  // Percent-encoded ids are decoded.
+  CHECK(HttpGet(e.port(), "/api/customers/%43%32").status == 200);
+  auto unknown = HttpGet(e.port(), "/api/customers/nobody");
+  CHECK(unknown.status == 404);
+  simdjson::dom::element err = parser.parse(unknown.body);
+  CHECK(std::string_view(err["error"]) == "unknown customer");
+  CHECK(std::string_view(err["customer_id"]) == "nobody");
+  CHECK(HttpGet(e.port(), "/api/customers/").status == 400);
+  CHECK(HttpGet(e.port(), "/api/customers/%zz").status == 400);
+  CHECK(HttpGet(e.port(), "/nothing-here").status == 404);
+
+  // What the state store will feed: checkpoint durations land in the
+  // buckets a hand count gives, sizes and RocksDB memory as set.
+  e.engine().RecordCheckpoint(0.003, 1000, true);
+  e.engine().RecordCheckpoint(0.2, 5000, true);
+  e.engine().RecordCheckpoint(7.0, 0, false);
+  e.engine().SetRocksDbMemory(pipeline::RocksDbMemoryKind::kBlockCache, 1 << 20);
+  const std::string after = HttpGet(e.port(), "/metrics").body;
+  CHECK(SampleValue(after, R"(crmstream_checkpoint_duration_seconds_bucket{le="0.001"})") == 0);
+  CHECK(SampleValue(after, R"(crmstream_checkpoint_duration_seconds_bucket{le="0.005"})") == 1);
+  CHECK(SampleValue(after, R"(crmstream_checkpoint_duration_seconds_bucket{le="0.25"})") == 2);
+  CHECK(SampleValue(after, R"(crmstream_checkpoint_duration_seconds_bucket{le="5"})") == 2);
+  CHECK(SampleValue(after, R"(crmstream_checkpoint_duration_seconds_bucket{le="+Inf"})") == 3);
+  CHECK(SampleValue(after, "crmstream_checkpoint_duration_seconds_count") == 3);
+  CHECK(SampleValue(after, "crmstream_checkpoint_duration_seconds_sum") ==
+        Approx(7.203).epsilon(1e-9));
+  CHECK(SampleValue(after, "crmstream_checkpoints_total") == 2);
+  CHECK(SampleValue(after, "crmstream_checkpoint_failures_total") == 1);
+  CHECK(SampleValue(after, "crmstream_checkpoint_size_bytes") == 5000);
+  CHECK(SampleValue(after, R"(crmstream_rocksdb_memory_bytes{kind="block_cache"})") == 1048576);
+  CHECK(std::isnan(SampleValue(after, R"(crmstream_rocksdb_memory_bytes{kind="memtables"})")));
+  CHECK(SampleValue(after,
+                    R"(crmstream_admin_http_requests_total{code="404",path="/api/customers"})") ==
+        1);
+  CHECK(testing::RunWithInput("promtool check metrics", after, &lint) == 0);
+  CHECK(lint.empty());
+
+  // Readiness waits for the state store's restore.
+  e.engine().SetStateRestored(false);
+  auto not_restored = HttpGet(e.port(), "/readyz");
+  CHECK(not_restored.status == 503);
+  CHECK(not_restored.body.find("state not restored") != std::string::npos);
+  CHECK(HttpGet(e.port(), "/healthz").status == 200);
+  e.engine().SetStateRestored(true);
+  CHECK(HttpGet(e.port(), "/readyz").status == 200);
+
+  // A stopped engine is neither alive nor ready and answers no queries.
+  REQUIRE(e.StopEngine().ok());
+  auto dead = HttpGet(e.port(), "/healthz");
+  CHECK(dead.status == 503);
+  CHECK(dead.body.find("stopped") != std::string::npos);
+  CHECK(HttpGet(e.port(), "/readyz").status == 503);
+  CHECK(HttpGet(e.port(), "/api/customers/C1").status == 503);
+}
+
+TEST_CASE("Engine health reports a loop that stops iterating", "[metrics][integration]") {
+  testing::RunningEngine e(1);
+  REQUIRE(e.WaitForReady());
+  // The loop iterates at least every poll timeout (100 ms): with a 1 ms
+  // allowance it is seen as stalled between iterations, with 60 s never.
+  bool stalled_seen = false;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (!stalled_seen && Clock::now() < deadline) {
+    const pipeline::EngineHealth h = e.engine().Health(std::chrono::milliseconds(1));
+    if (!h.live) {
+      stalled_seen = true;
+      CHECK(h.reason.find("stalled") != std::string::npos);
+    }
+    CHECK(e.engine().Health(std::chrono::seconds(60)).live);
+    std::this_thread::sleep_for(std::chrono::milliseconds(7));
+  }
+  CHECK(stalled_seen);
+}
+
+TEST_CASE("Admin server reports a port it cannot bind", "[metrics][integration]") {
+  testing::RunningEngine e(1);
+  AdminServerOptions options;
+  options.port = e.port();  // taken by the fixture's server
+  auto second = AdminServer::Start(&e.engine(), e.config(), options);
+  REQUIRE(!second.ok());
+  CHECK(second.status().message().find(std::to_string(e.port())) != std::string::npos);
+}
+
+}  // namespace
+}  // namespace crmstream::metrics
