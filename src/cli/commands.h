@@ -12,5 +12,7 @@ void AddBrokerCommand(CLI::App* app, int* exit_code);
 void AddGenerateCommand(CLI::App* app, int* exit_code);
 void AddReplayCommand(CLI::App* app, int* exit_code);
 void AddEvalCommand(CLI::App* app, int* exit_code);
+void AddStateCommand(CLI::App* app, int* exit_code);
+void AddDashboardCommand(CLI::App* app, int* exit_code);
 
 }  // namespace crmstream::cli

@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   crmstream::cli::AddGenerateCommand(&app, &exit_code);
   crmstream::cli::AddReplayCommand(&app, &exit_code);
   crmstream::cli::AddEvalCommand(&app, &exit_code);
+  crmstream::cli::AddStateCommand(&app, &exit_code);
+  crmstream::cli::AddDashboardCommand(&app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
