@@ -1,4 +1,5 @@
-// crmstream: the single binary. Subcommands: run, broker, generate, replay, eval.
+// crmstream: the single binary. Subcommands: run, broker, generate, replay, eval, state,
+// dashboard.
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>

@@ -81,7 +81,7 @@ int RunEventFeed(const ReplayCliOptions& o, const feeds::FeedSpec& feed) {
   if (sinks.files) {
     if (Status st = sinks.files->Close(); !st.ok()) return Fail("replay", st);
   }
-  PrintStats(stats->rows, stats->seconds, stats->accepted, stats->duplicates, stats->rejected,
+  PrintStats(stats->records, stats->seconds, stats->accepted, stats->duplicates, stats->rejected,
              processor.feature_store().size(), o, sinks.files != nullptr);
   return 0;
 }

@@ -1,7 +1,8 @@
 // `crmstream run`: the engine. With no bootstrap.servers it starts the
 // embedded Kafka cluster in-process. With --demo it is the main job: the
-// embedded broker, the generator feeding the input topic, the engine, and
-// an independent reader of the output topics, with a live status line.
+// embedded broker, the generator feeding the input topic, the engine, an
+// independent reader of the output topics with a live status line, and the
+// web dashboard (its own consumer group on the output topics).
 #include <unistd.h>
 
 #include <chrono>
@@ -11,6 +12,8 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "crmstream/dashboard/dashboard_server.h"
+#include "crmstream/dashboard/output_feed.h"
 #include "crmstream/kafka/producer.h"
 #include "crmstream/metrics/admin_server.h"
 #include "crmstream/pipeline/kafka_wiring.h"
@@ -27,7 +30,7 @@ struct RunOptions {
   std::string pipeline;  // overrides the config's
   bool demo = false;
   double demo_rate = 5000;
-  int demo_customers = 10000;
+  int demo_customers = 2000;  // small enough that 30 simulated days (the churn horizon) pass in about a minute
   double duration = 0;    // seconds; 0: until Ctrl-C
   int metrics_port = -1;  // overrides the config's metrics_port when >= 0
 };
@@ -89,10 +92,36 @@ int RunEngine(const RunOptions& o) {
   std::atomic<uint64_t> generated{0};
   std::thread generator_thread;
   std::unique_ptr<OutputWatcher> watcher;
+  std::unique_ptr<dashboard::DashboardView> dash_view;
+  std::unique_ptr<dashboard::DashboardServer> dash_server;
+  std::unique_ptr<dashboard::OutputFeed> dash_feed;
   Status generator_status;
   if (o.demo) {
     watcher = std::make_unique<OutputWatcher>(*cfg);
     watcher->Start();
+    dash_view = std::make_unique<dashboard::DashboardView>();
+    dashboard::DashboardServerOptions so;
+    so.port = cfg->dashboard_port;
+    so.engine_port = (*admin)->port();
+    auto dash = dashboard::DashboardServer::Start(so, dash_view.get());
+    if (!dash.ok() && so.port != 0) {
+      // A busy port must not stop the main job: any free port will do.
+      std::cerr << "dashboard: port " << so.port << " unavailable (" << dash.status().ToString()
+                << "); using a free port" << std::endl;
+      so.port = 0;
+      dash = dashboard::DashboardServer::Start(so, dash_view.get());
+    }
+    if (!dash.ok()) return Fail("run", dash.status().WithContext("dashboard"));
+    dash_server = std::move(dash).value();
+    dashboard::OutputFeedOptions fo;
+    fo.group_id = cfg->kafka.group_id + "-dashboard-" + std::to_string(getpid());
+    fo.topics = dashboard::OutputTopicNames(cfg->outputs);
+    const kafka::ClientConfig dash_client = pipeline::MakeClientConfig(cfg->kafka);
+    dash_feed = std::make_unique<dashboard::OutputFeed>(
+        [dash_client]() -> Result<kafka::ClientConfig> { return dash_client; }, fo,
+        dash_view.get());
+    dash_feed->Start();
+    std::cerr << "dashboard: http://127.0.0.1:" << dash_server->port() << "/" << std::endl;
     generator_thread = std::thread([&] {
       generator::WorldOptions world;
       world.customers = o.demo_customers;
@@ -166,6 +195,8 @@ int RunEngine(const RunOptions& o) {
   supervisor.join();
   if (generator_thread.joinable()) generator_thread.join();
   if (watcher) watcher->Stop();
+  if (dash_server) dash_server->Stop();
+  if (dash_feed) dash_feed->Stop();
   const auto& s = (*engine)->stats();
   std::fprintf(stderr,
                "stopped: %llu records in, %llu duplicates, %llu dead letters, %llu outputs "
@@ -188,8 +219,8 @@ void AddRunCommand(CLI::App* app, int* exit_code) {
   o->kafka.AddTo(cmd);
   cmd->add_option("-p,--pipeline", o->pipeline, "Pipeline definition (default: the config's)");
   cmd->add_flag("--demo", o->demo,
-                "The main job: also run the generator into the input topic and read the "
-                "output topics back");
+                "The main job: also run the generator into the input topic, read the "
+                "output topics back and serve the web dashboard");
   cmd->add_option("--rate", o->demo_rate, "With --demo: events per second")->capture_default_str();
   cmd->add_option("--customers", o->demo_customers, "With --demo: customers")
       ->capture_default_str();

@@ -85,9 +85,9 @@ int64_t WallMs() {
 
 }  // namespace
 
-Result<FeedRunStats> RunEventFeed(const FeedSpec& spec, const std::filesystem::path& input,
-                                  pipeline::EventProcessor* processor,
-                                  const std::function<void(uint64_t, uint64_t)>& progress) {
+Result<pipeline::ReplayStats> RunEventFeed(
+    const FeedSpec& spec, const std::filesystem::path& input, pipeline::EventProcessor* processor,
+    const std::function<void(uint64_t, uint64_t)>& progress) {
   if (spec.kind != FeedKind::kEvents) {
     return Status::InvalidArgument(spec.file + ": not an events feed");
   }
@@ -109,11 +109,11 @@ Result<FeedRunStats> RunEventFeed(const FeedSpec& spec, const std::filesystem::p
   const std::string topic = input.filename().string();
   const auto start = std::chrono::steady_clock::now();
   const int64_t now_ms = WallMs();
-  FeedRunStats stats;
+  pipeline::ReplayStats stats;
   while (true) {
     CRM_ASSIGN_OR_RETURN(bool more, rows.Next());
     if (!more) break;
-    ++stats.rows;
+    ++stats.records;
     const ingest::SourcePosition source{topic, 0, rows.line_number()};
     ingest::Rejection rejection;
     if (!rows.error().empty()) {
@@ -137,7 +137,9 @@ Result<FeedRunStats> RunEventFeed(const FeedSpec& spec, const std::filesystem::p
         ++stats.rejected;
         break;
     }
-    if (progress && (stats.rows & 0xFFFF) == 0) progress(rows.bytes_read(), rows.file_size());
+    // Scores and alerts refresh per batch-sized chunk, as in the engine.
+    if ((stats.records & 2047) == 0) processor->RefreshScores();
+    if (progress && (stats.records & 0xFFFF) == 0) progress(rows.bytes_read(), rows.file_size());
   }
   processor->FlushOutputs();
   if (progress) progress(rows.file_size(), rows.file_size());

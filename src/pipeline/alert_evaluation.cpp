@@ -94,6 +94,8 @@ Result<AlertEvaluation> EvaluateChurnAlerts(const AlertEvaluationOptions& option
     processor.Process(value, pos, ts);
     ++pos.offset;
     ++out.records;
+    // Alerts are decided per consumed batch in the engine (2048 records).
+    if ((out.records & 2047) == 0) processor.RefreshScores();
     last_ms = ts;
   }
   processor.FlushOutputs();

@@ -100,15 +100,19 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& rejection
   return ProcessOutcome::kAccepted;
 }
 
-void EventProcessor::FlushOutputs() {
-  if (options_.models_enabled) {
-    features_.ForEachDirty([this](std::string_view, const features::CustomerFeatures& f) {
-      const CustomerRefresh& r = models_.Refresh(f);
-      EmitRefresh(f, r);
-      if (options_.emit_customer_scores) EmitCustomerScores(f);
+void EventProcessor::RefreshScores() {
+  if (options_.models_enabled && features_.pending_count() > 0) {
+    features_.ForEachPending([this](std::string_view, const features::CustomerFeatures& f) {
+      EmitRefresh(f, models_.Refresh(f));
     });
     models_.EndFlush();
-  } else if (options_.emit_customer_scores) {
+  }
+  features_.ClearPending();
+}
+
+void EventProcessor::FlushOutputs() {
+  RefreshScores();
+  if (options_.emit_customer_scores) {
     features_.ForEachDirty(
         [this](std::string_view, const features::CustomerFeatures& f) { EmitCustomerScores(f); });
   }
@@ -195,6 +199,7 @@ void EventProcessor::EmitChurnAlert(const features::CustomerFeatures& f, const C
   w.EndObject();
   w.EndObject();
   Publish(OutputKind::kChurnAlerts, f.customer_id());
+  counters_.alerts_by_severity[static_cast<size_t>(r.alert.severity)].Add();
 }
 
 void EventProcessor::EmitEventTimeOutputs() {
@@ -294,13 +299,14 @@ void EventProcessor::EmitCorrelations(int64_t as_of_ms) {
   Publish(OutputKind::kCorrelations, "global");
 }
 
-void EventProcessor::EmitCustomerScores(const features::CustomerFeatures& f) {
+void EventProcessor::WriteCustomerJson(const features::CustomerFeatures& f,
+                                       std::string* out) const {
   uint64_t events = 0;
   for (int t = 0; t < ingest::kEventTypeCount; ++t) {
     events += f.event_count(static_cast<ingest::EventType>(t));
   }
-  record_.clear();
-  JsonWriter w(&record_);
+  out->clear();
+  JsonWriter w(out);
   w.BeginObject();
   w.Field("customer_id", f.customer_id());
   w.Field("as_of_ms", f.as_of_ms());
@@ -311,6 +317,17 @@ void EventProcessor::EmitCustomerScores(const features::CustomerFeatures& f) {
   w.EndObject();
   if (options_.models_enabled) models_.WriteCustomerScores(f.customer_id(), &w);
   w.EndObject();
+}
+
+bool EventProcessor::WriteCustomerRecord(std::string_view customer_id, std::string* out) const {
+  const features::CustomerFeatures* f = features_.Find(customer_id);
+  if (f == nullptr) return false;
+  WriteCustomerJson(*f, out);
+  return true;
+}
+
+void EventProcessor::EmitCustomerScores(const features::CustomerFeatures& f) {
+  WriteCustomerJson(f, &record_);
   sink_->Emit(OutputKind::kCustomerScores, f.customer_id(), record_);
   counters_.outputs[static_cast<int>(OutputKind::kCustomerScores)].Add();
 }

@@ -68,6 +68,9 @@ Result<ReplayStats> Replay(const ReplayOptions& options, EventProcessor* process
     }
     if (options.flush_every_records != 0 && stats.records % options.flush_every_records == 0) {
       processor->FlushOutputs();
+    } else if (options.refresh_every_records != 0 &&
+               stats.records % options.refresh_every_records == 0) {
+      processor->RefreshScores();
     }
     if (options.progress && (stats.records & 0xFFFF) == 0)
       options.progress(bytes_done, total_bytes);

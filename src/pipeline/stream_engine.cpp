@@ -179,14 +179,8 @@ void StreamEngine::PublishStats() {
     publish(stats_.accepted, c.accepted.Get(), &task.published_accepted);
     publish(stats_.duplicates, c.duplicates.Get(), &task.published_duplicates);
     publish(stats_.rejected, c.rejected.Get(), &task.published_rejected);
-    {
-      // Severities are not counted per processor yet: the alert records are
-      // published as unclassified (before outputs[], which overwrites the
-      // published mark).
-      constexpr int kAlerts = static_cast<int>(OutputKind::kChurnAlerts);
-      uint64_t published_alerts = task.published_outputs[kAlerts];
-      publish(stats_.churn_alerts[kUnclassifiedAlerts], c.outputs[kAlerts].Get(),
-              &published_alerts);
+    for (int i = 0; i < kSeverityCount; ++i) {
+      publish(stats_.churn_alerts[i], c.alerts_by_severity[i].Get(), &task.published_alerts[i]);
     }
     for (int k = 0; k < kOutputKindCount; ++k) {
       publish(stats_.outputs[k], c.outputs[k].Get(), &task.published_outputs[k]);
@@ -329,42 +323,26 @@ void StreamEngine::AnswerQueries() {
     queries_pending_.store(false, std::memory_order_relaxed);
   }
   for (auto& q : queries) {
-    const features::CustomerFeatures* f = nullptr;
-    const kafka::TopicPartition* owner = nullptr;
-    const EventProcessor* processor = nullptr;
+    bool found = false;
     for (const auto& [tp, task] : tasks_) {
-      f = task.processor->feature_store().Find(q->customer_id());
-      if (f) {
-        owner = &tp;
-        processor = task.processor.get();
-        break;
-      }
+      if (!task.processor->WriteCustomerRecord(q->customer_id(), &q->json_)) continue;
+      // The crm.customer-scores record, plus where the customer lives: the
+      // record's closing brace gives way to the location's fields.
+      std::string location;
+      JsonWriter w(&location);
+      w.BeginObject();
+      w.Field("topic", std::string_view(tp.topic));
+      w.Field("partition", tp.partition);
+      w.EndObject();
+      q->json_.back() = ',';
+      q->json_.append(location, 1);
+      found = true;
+      break;
     }
-    if (!f) {
+    if (!found) {
       q->Finish(Status::NotFound("unknown customer"));
       continue;
     }
-    // The fields of its crm.customer-scores record (EventProcessor's
-    // EmitCustomerScores), plus where it lives.
-    uint64_t events = 0;
-    for (int t = 0; t < ingest::kEventTypeCount; ++t) {
-      events += f->event_count(static_cast<ingest::EventType>(t));
-    }
-    JsonWriter w(&q->json_);
-    w.BeginObject();
-    w.Field("customer_id", f->customer_id());
-    w.Field("as_of_ms", f->as_of_ms());
-    w.Field("events", events);
-    w.Key("features");
-    w.BeginObject();
-    features::WriteFeaturesJson(*f, &w);
-    w.EndObject();
-    if (processor->options().models_enabled) {
-      processor->customer_models().WriteCustomerScores(f->customer_id(), &w);
-    }
-    w.Field("topic", std::string_view(owner->topic));
-    w.Field("partition", owner->partition);
-    w.EndObject();
     q->Finish(Status::OK());
   }
 }
@@ -414,6 +392,11 @@ Status StreamEngine::Run(const std::atomic<bool>& stop) {
     }
     const bool had_records = batch.size() > 0;
     batch.Clear();
+    // Alerts, segment changes and customer anomalies of this batch's
+    // customers now; their customer-scores records wait for the commit.
+    if (had_records) {
+      for (auto& [tp, task] : tasks_) task.processor->RefreshScores();
+    }
     producer_->Poll(std::chrono::milliseconds(0));
     if (!sink_->first_error().ok()) {
       result = sink_->first_error().WithContext("producing outputs");

@@ -648,3 +648,48 @@ TEST_CASE("Windows stay exact past 65535 events and 2^32 cents", "[features]") {
 
 }  // namespace
 }  // namespace crmstream::features
+
+namespace crmstream::features {
+namespace {
+
+std::vector<std::string> Ids(const FeatureStore& store, bool pending) {
+  std::vector<std::string> ids;
+  auto collect = [&](std::string_view id, const CustomerFeatures&) { ids.emplace_back(id); };
+  if (pending) {
+    store.ForEachPending(collect);
+  } else {
+    store.ForEachDirty(collect);
+  }
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("Pending and dirty sets: two cycles over the same updates", "[features]") {
+  FeatureStore store(FeatureSpec{});
+  store.Update(MakeEvent("A", kT0, EventType::kLogin));
+  store.Update(MakeEvent("B", kT0, EventType::kLogin));
+  store.Update(MakeEvent("A", kT0 + kHour, EventType::kLogin));
+  using V = std::vector<std::string>;
+  CHECK(Ids(store, true) == V{"A", "B"});
+  CHECK(Ids(store, false) == V{"A", "B"});
+
+  // A refresh clears the pending set only; a later update of an already
+  // dirty customer is pending again without repeating it in the dirty set.
+  store.ClearPending();
+  CHECK(Ids(store, true).empty());
+  store.Update(MakeEvent("A", kT0 + 2 * kHour, EventType::kLogin));
+  store.Update(MakeEvent("C", kT0 + 2 * kHour, EventType::kLogin));
+  CHECK(Ids(store, true) == V{"A", "C"});
+  CHECK(Ids(store, false) == V{"A", "B", "C"});
+
+  // A flush clears both.
+  store.ClearDirty();
+  CHECK(Ids(store, true).empty());
+  CHECK(Ids(store, false).empty());
+  store.Update(MakeEvent("B", kT0 + 3 * kHour, EventType::kLogin));
+  CHECK(Ids(store, true) == V{"B"});
+  CHECK(Ids(store, false) == V{"B"});
+}
+
+}  // namespace crmstream::features

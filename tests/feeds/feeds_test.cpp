@@ -154,7 +154,7 @@ TEST_CASE("an events feed maps rows to events through the engine's processor", "
   pipeline::EventProcessor processor(CrmOptions(), &sink);
   auto stats = RunEventFeed(*spec, csv, &processor);
   REQUIRE(stats.ok());
-  CHECK(stats->rows == 7);
+  CHECK(stats->records == 7);
   CHECK(stats->accepted == 4);
   CHECK(stats->duplicates == 1);
   CHECK(stats->rejected == 2);
@@ -224,7 +224,7 @@ TEST_CASE("online retail replays as a transaction stream", "[feeds][data]") {
   auto stats = RunEventFeed(*spec, csv, &processor);
   REQUIRE(stats.ok());
   CHECK(lines == 541909);
-  CHECK(stats->rows == lines);
+  CHECK(stats->records == lines);
   CHECK(stats->rejected == no_customer);
   CHECK(processor.counters()
             .by_reason[static_cast<size_t>(ingest::RejectReason::kMissingField)]

@@ -61,6 +61,36 @@ TEST_CASE("Processor: accepted events update features and a flush emits one reco
   CHECK(scores[2]->key == "C2");
 }
 
+TEST_CASE("Processor: a refresh scores without publishing customer-scores, a flush publishes them",
+          "[pipeline]") {
+  RecordingSink sink;
+  EventProcessor p(ProcessorOptions{}, &sink);
+  ingest::SourcePosition pos{"crm.interactions", 0, 0};
+  CHECK(p.Process(Purchase("e1", "C1", kNow, 10.0), pos, kNow) == ProcessOutcome::kAccepted);
+  CHECK(p.Process(Purchase("e2", "C2", kNow, 20.0), pos, kNow) == ProcessOutcome::kAccepted);
+  p.RefreshScores();
+  p.RefreshScores();  // nothing new: nothing to refresh
+  CHECK(sink.Of(OutputKind::kCustomerScores).empty());
+  CHECK(p.Process(Purchase("e3", "C1", kNow + 1000, 5.0), pos, kNow) == ProcessOutcome::kAccepted);
+  p.RefreshScores();
+  p.FlushOutputs();
+  // One record per customer updated since the last flush, however many
+  // refreshes came between.
+  auto scores = sink.Of(OutputKind::kCustomerScores);
+  REQUIRE(scores.size() == 2);
+  CHECK(scores[0]->key == "C1");
+  CHECK(scores[1]->key == "C2");
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.parse(scores[0]->value);
+  CHECK(double(doc["features"]["monetary"]) == Approx(15.0));
+
+  // The record a query of the customer answers is the published one.
+  std::string record;
+  REQUIRE(p.WriteCustomerRecord("C1", &record));
+  CHECK(record == scores[0]->value);
+  CHECK_FALSE(p.WriteCustomerRecord("nobody", &record));
+}
+
 TEST_CASE("Processor: bad records go to the dead letters with reason and position", "[pipeline]") {
   RecordingSink sink;
   EventProcessor p(ProcessorOptions{}, &sink);

@@ -160,7 +160,8 @@ class FeatureStore {
   Status DecodeCustomer(std::string_view customer_id, std::string_view bytes);
 
   // Calls f(std::string_view customer_id, const CustomerFeatures&) for every
-  // customer updated or decoded since the last ClearDirty(), in first-dirtied order.
+  // customer updated or decoded since the last ClearDirty(), in first-dirtied
+  // order. ClearDirty() also clears the pending set below.
   template <typename F>
   void ForEachDirty(F&& f) const {
     for (uint32_t index : dirty_) {
@@ -170,6 +171,21 @@ class FeatureStore {
   }
   size_t dirty_count() const { return dirty_.size(); }
   void ClearDirty();
+
+  // A second, shorter cycle over the same updates: every customer updated or
+  // decoded since the last ClearPending(), in first-updated order. The engine
+  // refreshes scores and alerts over it after every consumed batch (so an
+  // alert waits for one batch, not one commit interval), while the dirty set
+  // above coalesces the customer-scores records of a whole commit interval.
+  template <typename F>
+  void ForEachPending(F&& f) const {
+    for (uint32_t index : pending_) {
+      const CustomerFeatures view(this, index);
+      f(view.customer_id(), view);
+    }
+  }
+  size_t pending_count() const { return pending_.size(); }
+  void ClearPending();
 
   // The plan table: id -> name (id 0 is "", no plan).
   std::string_view PlanName(uint16_t plan_id) const;
@@ -264,6 +280,7 @@ class FeatureStore {
   std::vector<uint32_t> table_;  // open addressing: index + 1, 0 = empty
   size_t ring_heap_bytes_ = 0;   // sum of ring chunks (capacity + malloc header)
   std::vector<uint32_t> dirty_;
+  std::vector<uint32_t> pending_;
 
   std::vector<std::string> plan_names_;  // [0] = ""
   struct PlanHash {

@@ -16,20 +16,14 @@
 #include "crmstream/common/status.h"
 #include "crmstream/feeds/feed_spec.h"
 #include "crmstream/pipeline/event_processor.h"
+#include "crmstream/pipeline/replay.h"
 
 namespace crmstream::feeds {
 
-struct FeedRunStats {
-  uint64_t rows = 0;
-  uint64_t accepted = 0;
-  uint64_t duplicates = 0;
-  uint64_t rejected = 0;
-  double seconds = 0.0;
-};
-
-// `progress(bytes done, total bytes)` is called about every 64k rows.
-Result<FeedRunStats> RunEventFeed(const FeedSpec& spec, const std::filesystem::path& input,
-                                  pipeline::EventProcessor* processor,
-                                  const std::function<void(uint64_t, uint64_t)>& progress = {});
+// The counts of a replay (records = CSV rows). `progress(bytes done, total
+// bytes)` is called about every 64k rows.
+Result<pipeline::ReplayStats> RunEventFeed(
+    const FeedSpec& spec, const std::filesystem::path& input, pipeline::EventProcessor* processor,
+    const std::function<void(uint64_t, uint64_t)>& progress = {});
 
 }  // namespace crmstream::feeds

@@ -4,8 +4,13 @@
 // Used when no bootstrap.servers is configured, and by the tests.
 //
 // What the librdkafka 2.0.2 mock supports (checked against its sources and by
-// the tests of this module): produce (idempotent and transactional producers),
-// fetch, consumer groups with offset commits, metadata, ListOffsets, and
+// the tests of this module): produce (idempotent producers; transactional
+// producers complete the client-side protocol, but the mock keeps no
+// transaction state: it writes no commit/abort markers, so read_committed
+// consumers also see aborted records, a reused transactional.id does not
+// fence the old producer, and SendOffsetsToTransaction stores nothing; see
+// tests/kafka/transaction_test.cpp), fetch, consumer groups with offset
+// commits, metadata, ListOffsets, and
 // automatic topic creation on first reference with 4 partitions and
 // replication factor min(3, brokers). It does NOT implement the CreateTopics
 // admin request: create topics with CreateTopic() (TopicAdmin does this for

@@ -12,9 +12,11 @@
 //
 // The other outputs (docs/outputs.md):
 // - crm.churn-alerts, crm.segments (segment changes) and crm.anomalies
-//   (customer anomalies) are decided at FlushOutputs(), when the customers
-//   updated since the last flush are scored (CustomerModels::Refresh), so a
-//   busy customer costs one scoring per flush, not one per event.
+//   (customer anomalies) are decided at RefreshScores(), when the customers
+//   updated since the last refresh are scored (CustomerModels::Refresh). The
+//   engine refreshes after every consumed batch, so an alert waits for one
+//   batch (not one commit interval) and a busy customer costs one scoring per
+//   batch, not one per event.
 // - crm.anomalies (global minute metrics) as soon as an event closes an
 //   anomalous minute; crm.segments centroid snapshots and crm.correlations
 //   snapshots on schedules in event time, from Process(). All of them depend
@@ -84,10 +86,15 @@ class EventProcessor {
                                 std::string_view raw, const ingest::SourcePosition& source,
                                 int64_t now_ms);
 
-  // Scores every customer updated since the last flush and emits its
-  // customer-scores record, and its churn alert, segment change and customer
-  // anomaly when there is one.
+  // Scores every customer updated since the last refresh and emits its churn
+  // alert, segment change and customer anomaly when there is one.
+  void RefreshScores();
+  // RefreshScores(), then the customer-scores record of every customer
+  // updated since the last flush.
   void FlushOutputs();
+  // Writes the customer's current customer-scores record (the JSON
+  // FlushOutputs publishes) into *out; false for an unknown customer.
+  bool WriteCustomerRecord(std::string_view customer_id, std::string* out) const;
 
   const ProcessorOptions& options() const { return options_; }
   const ProcessorCounters& counters() const { return counters_; }
@@ -97,6 +104,7 @@ class EventProcessor {
   ingest::DedupWindow& dedup_window() { return dedup_; }
 
  private:
+  void WriteCustomerJson(const features::CustomerFeatures& f, std::string* out) const;
   void EmitCustomerScores(const features::CustomerFeatures& f);
   void EmitRefresh(const features::CustomerFeatures& f, const CustomerRefresh& r);
   void EmitChurnAlert(const features::CustomerFeatures& f, const CustomerRefresh& r);

@@ -7,11 +7,14 @@
 #include <atomic>
 #include <cstdint>
 
+#include "crmstream/alerts/churn_alert_policy.h"
 #include "crmstream/ingest/event.h"
 #include "crmstream/ingest/rejection.h"
 #include "crmstream/pipeline/output_sink.h"
 
 namespace crmstream::pipeline {
+
+using alerts::kSeverityCount;
 
 class SingleWriterCounter {
  public:
@@ -32,6 +35,8 @@ struct ProcessorCounters {
   std::array<SingleWriterCounter, ingest::kEventTypeCount> by_type;
   std::array<SingleWriterCounter, 16> by_reason;  // indexed by RejectReason
   std::array<SingleWriterCounter, kOutputKindCount> outputs;
+  // Published churn alerts by alerts::Severity (warning, high, critical).
+  std::array<SingleWriterCounter, kSeverityCount> alerts_by_severity;
 };
 
 }  // namespace crmstream::pipeline

@@ -24,9 +24,12 @@ struct ReplayOptions {
   // Outputs are flushed (customers scored, alerts decided, customer-scores
   // coalesced) every this many records, as the engine flushes at each
   // commit; 0 (the default): only once, at the end of the file, which
-  // yields one customer-scores record per customer but decides alerts only
-  // then.
+  // yields one customer-scores record per customer.
   uint64_t flush_every_records = 0;
+  // Scores, alerts, segment changes and customer anomalies are refreshed
+  // every this many records, as the engine does after each consumed batch
+  // (its default batch size); 0: only at flushes.
+  uint64_t refresh_every_records = 2048;
   // Called about every 64k records with (bytes done, total bytes).
   std::function<void(uint64_t, uint64_t)> progress;
 };

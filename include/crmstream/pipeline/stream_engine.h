@@ -78,12 +78,11 @@ inline constexpr int kRocksDbMemoryKindCount = 3;
 inline constexpr std::array<std::string_view, kRocksDbMemoryKindCount> kRocksDbMemoryKindNames = {
     "memtables", "table_readers", "block_cache"};
 
-// Churn alert severities as the alert policy names them, plus the alerts
-// counted before severities were known (index kUnclassifiedAlerts).
-inline constexpr int kAlertSeverityCount = 4;
-inline constexpr int kUnclassifiedAlerts = 3;
+// Churn alert severities, in alerts::Severity order (ProcessorCounters counts
+// each published alert under its severity).
+inline constexpr int kAlertSeverityCount = kSeverityCount;
 inline constexpr std::array<std::string_view, kAlertSeverityCount> kAlertSeverityNames = {
-    "warning", "high", "critical", "unclassified"};
+    "warning", "high", "critical"};
 
 // Totals published by the engine thread after every batch, plus the feeds
 // of the state store. Every field is an atomic any thread may read.
@@ -243,6 +242,7 @@ class StreamEngine final : public kafka::RebalanceListener {
     std::array<uint64_t, kOutputKindCount> published_outputs{};
     std::array<uint64_t, ingest::kEventTypeCount> published_by_type{};
     std::array<uint64_t, 16> published_by_reason{};
+    std::array<uint64_t, kSeverityCount> published_alerts{};
   };
 
   StreamEngine(config::EngineConfig config, ProcessorOptions processor_options);
