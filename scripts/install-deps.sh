@@ -8,13 +8,19 @@ packages=(
   librdkafka-dev librocksdb-dev libeigen3-dev libboost-dev prometheus-cpp-dev
   catch2 libsimdjson-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libbenchmark-dev
   kcat clang-14 libclang-rt-14-dev clang-format
-  prometheus nodejs npm chromium
+  prometheus chromium
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm (the dashboard's bundle, the schema and browser tests): a
+# Node.js that ships its own npm (e.g. a nodesource build) conflicts with
+# Debian's npm package, so judge by the commands, not the package names.
+if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
+  missing+=(nodejs npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo=""

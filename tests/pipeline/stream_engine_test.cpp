@@ -7,12 +7,14 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <thread>
 
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/kafka/embedded_cluster.h"
 #include "crmstream/pipeline/kafka_wiring.h"
+#include "schema_validation.h"
 #include "support/test_support.h"
 
 namespace crmstream::pipeline {
@@ -24,9 +26,10 @@ struct ReadBack {
   std::map<std::string, uint64_t> last_events;  // customer -> events in its last record
   uint64_t last_events_total = 0;
   std::vector<std::string> dead_letters;
+  std::map<std::string, std::vector<std::string>> by_topic;  // every record read, by topic
 };
 
-// Reads the two output topics until `done` says so (and at least
+// Reads every output topic until `done` says so (and at least
 // `expected_dead` dead letters arrived) or the deadline passed.
 template <typename Done>
 ReadBack ReadOutputs(const config::EngineConfig& cfg, size_t expected_dead, Done done) {
@@ -34,8 +37,8 @@ ReadBack ReadOutputs(const config::EngineConfig& cfg, size_t expected_dead, Done
   client.Set("isolation.level", "read_committed");
   auto consumer = kafka::Consumer::Create(client, "independent-reader");
   REQUIRE(consumer.ok());
-  std::vector<std::string> topics = {cfg.outputs.customer_scores.name,
-                                     cfg.outputs.dead_letter.name};
+  std::vector<std::string> topics;
+  for (const auto& t : OutputTopicNames(cfg.outputs)) topics.push_back(t);
   REQUIRE((*consumer)->Subscribe(topics).ok());
   ReadBack out;
   simdjson::dom::parser parser;
@@ -46,10 +49,12 @@ ReadBack ReadOutputs(const config::EngineConfig& cfg, size_t expected_dead, Done
     REQUIRE(n.ok());
     for (size_t i = 0; i < batch.size(); ++i) {
       auto m = batch[i];
+      out.by_topic[std::string(m.topic())].emplace_back(m.payload());
       if (m.topic() == cfg.outputs.dead_letter.name) {
         out.dead_letters.emplace_back(m.payload());
         continue;
       }
+      if (m.topic() != cfg.outputs.customer_scores.name) continue;
       simdjson::dom::element doc = parser.parse(m.payload());
       const std::string customer{std::string_view(doc["customer_id"])};
       CHECK(m.key() == customer);
@@ -167,6 +172,21 @@ TEST_CASE("Engine end to end: nothing lost, bad records in the dead-letter topic
   }
   for (const auto& [bytes, reason] : hand_made) expected_reasons[reason] += 1;
   CHECK(reasons == expected_reasons);
+
+  // Every record the engine published, as read from the topics, validates
+  // against its topic's JSON Schema (docs/schemas).
+  testing::ScratchDir records;
+  std::string topics;
+  for (const auto& [topic, values] : back.by_topic) {
+    std::ofstream out(records.path() / (topic + ".jsonl"));
+    for (const auto& v : values) out << v << '\n';
+    topics += " " + topic;
+  }
+  INFO("topics read: " << topics);
+  CHECK(back.by_topic.count(cfg.outputs.customer_scores.name) == 1);
+  CHECK(back.by_topic.count(cfg.outputs.dead_letter.name) == 1);
+  CHECK(back.by_topic.count(cfg.outputs.segments.name) == 1);
+  CHECK(ValidateRecords(records.path(), topics) == 0);
 }
 
 }  // namespace
