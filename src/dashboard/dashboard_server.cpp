@@ -165,8 +165,13 @@ struct DashboardServer::Impl {
       co_return JsonError(http::status::service_unavailable, "engine unreachable",
                           {{"customer_id", customer}, {"detail", reply.error}});
     }
-    const bool json_object = !reply.body.empty() && reply.body.front() == '{';
+    const bool json_object =
+        !reply.body.empty() && reply.body.front() == '{' && reply.body.back() == '}';
     if (reply.status == 200 && json_object) {
+      // The engine's current state of the customer, plus the customer's
+      // recent alerts as this dashboard saw them on crm.churn-alerts.
+      reply.body.pop_back();
+      reply.body += ",\"recent_alerts\":" + view->CustomerAlertsJson(customer) + "}";
       co_return MakeResponse(http::status::ok, "application/json", std::move(reply.body));
     }
     if (reply.status == 404) {

@@ -124,6 +124,10 @@ struct DashboardView::State {
 
   std::deque<Alert> alerts;  // newest first
   uint64_t alerts_total = 0;
+  // Per customer: (alert id, published JSON), newest first; customers in
+  // first-alerted order for eviction.
+  std::unordered_map<std::string, std::deque<std::pair<std::string, std::string>>> customer_alerts;
+  std::deque<std::string> alerted_order;
   std::map<std::string, uint64_t> alerts_by_severity;
 
   int64_t centroids_as_of_ms = 0;
@@ -182,6 +186,26 @@ struct DashboardView::State {
     ++histogram[bin];
     if (segment >= 0) ++segment_tally[static_cast<size_t>(segment)];
     return true;
+  }
+
+  void RememberAlert(element doc, std::string_view value) {
+    const std::string customer = StringOr(doc, "customer_id");
+    const std::string alert_id = StringOr(doc, "alert_id");
+    auto [it, inserted] = customer_alerts.try_emplace(customer);
+    if (inserted) {
+      alerted_order.push_back(customer);
+      while (customer_alerts.size() > options.max_alerted_customers) {
+        customer_alerts.erase(alerted_order.front());
+        alerted_order.pop_front();
+      }
+      it = customer_alerts.find(customer);
+      if (it == customer_alerts.end()) return;  // a cap of 0 keeps nothing
+    }
+    auto& list = it->second;
+    // A re-sent alert (same id) replaces its earlier copy.
+    std::erase_if(list, [&](const auto& a) { return !alert_id.empty() && a.first == alert_id; });
+    list.emplace_front(alert_id, std::string(value));
+    while (list.size() > options.alerts_per_customer) list.pop_back();
   }
 
   bool ApplyAlert(element doc) {
@@ -382,6 +406,7 @@ bool DashboardView::Apply(OutputTopic topic, std::string_view value) {
         break;
       case OutputTopic::kChurnAlerts:
         ok = s.ApplyAlert(doc);
+        if (ok) s.RememberAlert(doc, value);
         break;
       case OutputTopic::kSegments:
         ok = s.ApplySegments(doc);
@@ -434,6 +459,21 @@ double Round3(double v) {
   return std::round(v * scale) / scale;
 }
 }  // namespace
+
+std::string DashboardView::CustomerAlertsJson(std::string_view customer_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const State& s = *state_;
+  std::string out = "[";
+  auto it = s.customer_alerts.find(std::string(customer_id));
+  if (it != s.customer_alerts.end()) {
+    for (const auto& [id, json] : it->second) {
+      if (out.size() > 1) out.push_back(',');
+      out += json;
+    }
+  }
+  out.push_back(']');
+  return out;
+}
 
 std::string DashboardView::Snapshot(int64_t now_ms) const {
   std::lock_guard<std::mutex> lock(mu_);

@@ -61,7 +61,20 @@ TEST_CASE("customer lookup forwards to the engine: found, unknown, engine down",
   auto found = HttpGet(port, "/api/customers/C000042");
   CHECK(found.status == 200);
   CHECK(found.content_type == "application/json");
-  CHECK(found.body == R"({"customer_id":"C000042","churn_probability":0.83,"segment":2})");
+  CHECK(found.body ==
+        R"({"customer_id":"C000042","churn_probability":0.83,"segment":2,"recent_alerts":[]})");
+
+  // The customer's alerts seen on crm.churn-alerts join the engine's answer.
+  const std::string alert =
+      R"({"alert_id":"00000000000000a1","customer_id":"C000042","as_of_ms":1,"severity":"high",)"
+      R"("churn_probability":0.83,"threshold":0.4,"contributions":[],)"
+      R"("trigger":{"event_id":"e1","type":"login","timestamp_ms":1}})";
+  REQUIRE(dash.view.Apply(OutputTopic::kChurnAlerts, alert));
+  found = HttpGet(port, "/api/customers/C000042");
+  CHECK(found.status == 200);
+  CHECK(found.body == R"({"customer_id":"C000042","churn_probability":0.83,"segment":2,)"
+                      R"("recent_alerts":[)" +
+                          alert + "]}");
 
   auto unknown = HttpGet(port, "/api/customers/NO-SUCH-CUSTOMER");
   CHECK(unknown.status == 404);

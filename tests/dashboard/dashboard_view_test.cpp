@@ -222,3 +222,39 @@ TEST_CASE("engine samples are kept for a bounded window", "[dashboard]") {
 
 }  // namespace
 }  // namespace crmstream::dashboard
+
+namespace crmstream::dashboard {
+
+TEST_CASE("a customer's recent alerts: newest first, bounded, re-sent ones replace",
+          "[dashboard]") {
+  DashboardViewOptions options;
+  options.alerts_per_customer = 2;
+  options.max_alerted_customers = 2;
+  DashboardView view(options);
+  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("a1", "C1", 0.61, "warning")));
+  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("a2", "C1", 0.72, "critical")));
+  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("a3", "C1", 0.65, "high")));
+  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("a2", "C1", 0.72, "critical")));  // re-sent
+  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("b1", "C2", 0.66, "high")));
+
+  simdjson::dom::parser parser;
+  auto ids = [&](const std::string& customer) {
+    std::vector<std::string> out;
+    simdjson::dom::element doc = parser.parse(view.CustomerAlertsJson(customer));
+    for (simdjson::dom::element a : doc.get_array()) {
+      out.emplace_back(std::string_view(a["alert_id"]));
+      CHECK(std::string_view(a["customer_id"]) == customer);
+    }
+    return out;
+  };
+  using V = std::vector<std::string>;
+  CHECK(ids("C1") == V{"a2", "a3"});  // a2 re-sent last; a1 dropped by the per-customer cap
+  CHECK(ids("C2") == V{"b1"});
+  CHECK(view.CustomerAlertsJson("nobody") == "[]");
+  // A third alerted customer evicts the first one alerted.
+  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("c1", "C3", 0.7, "high")));
+  CHECK(view.CustomerAlertsJson("C1") == "[]");
+  CHECK(ids("C3") == V{"c1"});
+}
+
+}  // namespace crmstream::dashboard

@@ -44,11 +44,13 @@ inline constexpr int kOutputTopicCount = 6;
 std::string_view OutputTopicLabel(OutputTopic topic);
 
 struct DashboardViewOptions {
-  size_t max_alerts = 50;            // newest alerts kept for the feed
-  size_t max_anomalies = 200;        // newest anomalies kept for the timeline
-  size_t max_customers = 1'000'000;  // customers whose latest churn risk is kept
-  int histogram_bins = 20;           // bins of the churn-risk histogram over [0, 1]
-  size_t max_engine_samples = 300;   // throughput/lag samples kept (1 per second: 5 min)
+  size_t max_alerts = 50;                  // newest alerts kept for the feed
+  size_t max_anomalies = 200;              // newest anomalies kept for the timeline
+  size_t max_customers = 1'000'000;        // customers whose latest churn risk is kept
+  int histogram_bins = 20;                 // bins of the churn-risk histogram over [0, 1]
+  size_t max_engine_samples = 300;         // throughput/lag samples kept (1 per second: 5 min)
+  size_t max_alerted_customers = 100'000;  // customers whose recent alerts are kept (oldest go)
+  size_t alerts_per_customer = 3;          // newest alerts kept per customer
 };
 
 // One reading of the engine's /metrics (or of the output rates when the
@@ -81,6 +83,10 @@ class DashboardView {
 
   // The whole picture as compact JSON (a few KB).
   std::string Snapshot(int64_t now_ms) const;
+
+  // The customer's newest churn alerts as published (a JSON array, newest
+  // first; "[]" when none is kept), for the customer lookup.
+  std::string CustomerAlertsJson(std::string_view customer_id) const;
 
  private:
   struct State;
