@@ -30,7 +30,8 @@ struct RunOptions {
   std::string pipeline;  // overrides the config's
   bool demo = false;
   double demo_rate = 5000;
-  int demo_customers = 2000;  // small enough that 30 simulated days (the churn horizon) pass in about a minute
+  int demo_customers =
+      2000;  // small enough that 30 simulated days (the churn horizon) pass in about a minute
   double duration = 0;    // seconds; 0: until Ctrl-C
   int metrics_port = -1;  // overrides the config's metrics_port when >= 0
 };
