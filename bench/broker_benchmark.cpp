@@ -6,8 +6,10 @@
 //
 //   build/release/bench/bench_broker
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "crmstream/generator/world_generator.h"
@@ -31,6 +33,11 @@ void BM_EngineVsBareConsumer(benchmark::State& state) {
     if (!cluster.ok()) return state.SkipWithError(cluster.status().ToString().c_str());
     config::EngineConfig cfg;
     cfg.inputs = {{"crm.interactions", kPartitions}};
+    // A fresh state store per run: a previous run's checkpoint would resume.
+    const auto state_dir = std::filesystem::temp_directory_path() /
+                           ("crmstream-bench-broker-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(state_dir);
+    cfg.state_dir = state_dir.string();
     cfg.kafka.properties["bootstrap.servers"] = (*cluster)->bootstrap_servers();
     for (const auto& t : AllTopics(cfg)) (void)(*cluster)->CreateTopic(t.name, t.partitions);
 
@@ -75,6 +82,7 @@ void BM_EngineVsBareConsumer(benchmark::State& state) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     stop.store(true);
     runner.join();
+    std::filesystem::remove_all(state_dir);
     if (!complete) return state.SkipWithError("the engine did not receive every event in 120 s");
     const double engine_rate = kEvents / seconds;
     state.SetIterationTime(seconds);

@@ -20,6 +20,9 @@ void AddBrokerCommand(CLI::App* app, int* exit_code) {
   opts->AddTo(cmd);
   auto brokers = std::make_shared<int>(0);
   cmd->add_option("--brokers", *brokers, "Number of brokers (default: the config's, 3)");
+  auto also = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("--topics-from", *also,
+                  "Also create the topics of this engine configuration (repeatable)");
   cmd->callback([=] {
     InstallStopHandlers();
     auto cfg = opts->Load();
@@ -28,7 +31,16 @@ void AddBrokerCommand(CLI::App* app, int* exit_code) {
       return;
     }
     if (*brokers > 0) cfg->kafka.embedded_brokers = *brokers;
-    auto cluster = StartEmbeddedBroker(&cfg.value());
+    std::vector<config::EngineConfig> others;
+    for (const auto& file : *also) {
+      auto other = config::LoadEngineConfig(file);
+      if (!other.ok()) {
+        *exit_code = Fail("broker", other.status());
+        return;
+      }
+      others.push_back(std::move(other).value());
+    }
+    auto cluster = StartEmbeddedBroker(&cfg.value(), others);
     if (!cluster.ok()) {
       *exit_code = Fail("broker", cluster.status());
       return;

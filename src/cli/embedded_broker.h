@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 
 #include "crmstream/config/engine_config.h"
 #include "crmstream/kafka/embedded_cluster.h"
@@ -11,6 +12,9 @@ namespace crmstream::cli {
 
 // Starts the cluster, creates the topics of `config`, writes
 // `<state_dir>/broker.addr` and points config->kafka at the cluster.
-Result<std::unique_ptr<kafka::EmbeddedCluster>> StartEmbeddedBroker(config::EngineConfig* config);
+// `also`: other configurations whose topics the cluster creates too (engines
+// with other output topics sharing this cluster and its input).
+Result<std::unique_ptr<kafka::EmbeddedCluster>> StartEmbeddedBroker(
+    config::EngineConfig* config, std::span<const config::EngineConfig> also = {});
 
 }  // namespace crmstream::cli

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -18,6 +19,7 @@
 #include "crmstream/metrics/admin_server.h"
 #include "crmstream/pipeline/kafka_wiring.h"
 #include "crmstream/pipeline/stream_engine.h"
+#include "crmstream/state/state_store.h"
 #include "embedded_broker.h"
 #include "generator_runner.h"
 #include "output_watcher.h"
@@ -34,6 +36,8 @@ struct RunOptions {
       2000;  // small enough that 30 simulated days (the churn horizon) pass in about a minute
   double duration = 0;    // seconds; 0: until Ctrl-C
   int metrics_port = -1;  // overrides the config's metrics_port when >= 0
+  bool until_caught_up = false;
+  std::string guarantee;  // overrides the config's processing.guarantee
 };
 
 using pipeline::OutputKind;
@@ -68,6 +72,10 @@ int RunEngine(const RunOptions& o) {
   auto cfg = o.kafka.Load();
   if (!cfg.ok()) return Fail("run", cfg.status());
   if (!o.pipeline.empty()) cfg->pipeline = o.pipeline;
+  if (!o.guarantee.empty()) {
+    cfg->guarantee = o.guarantee == "exactly_once" ? config::Guarantee::kExactlyOnce
+                                                   : config::Guarantee::kAtLeastOnce;
+  }
   auto spec = config::LoadPipelineSpec(cfg->pipeline);
   if (!spec.ok()) return Fail("run", spec.status());
 
@@ -76,6 +84,18 @@ int RunEngine(const RunOptions& o) {
     auto started = StartEmbeddedBroker(&cfg.value());
     if (!started.ok()) return Fail("run", started.status());
     cluster = std::move(started).value();
+    // This cluster's topics are new and empty: a store checkpointed against
+    // an earlier process's cluster holds offsets and state of records that
+    // no longer exist. (With `crmstream broker` or a real cluster the state
+    // is kept and resumed.)
+    const auto store = std::filesystem::path(cfg->state_dir) / state::kStoreSubdirectory;
+    std::error_code ec;
+    if (std::filesystem::exists(store, ec)) {
+      std::cerr << "embedded cluster: starting with empty state (removing " << store.string()
+                << ", which belonged to an earlier cluster)" << std::endl;
+      std::filesystem::remove_all(store, ec);
+      if (ec) return Fail("run", Status::IOError(store.string() + ": " + ec.message()));
+    }
   }
   auto engine = pipeline::StreamEngine::Create(*cfg, *spec);
   if (!engine.ok()) return Fail("run", engine.status());
@@ -190,7 +210,9 @@ int RunEngine(const RunOptions& o) {
     stop.store(true);
   });
 
-  Status st = (*engine)->Run(stop);
+  pipeline::RunOptions run_options;
+  run_options.until_caught_up = o.until_caught_up;
+  Status st = (*engine)->Run(stop, run_options);
   stop.store(true);
   StopRequested().store(true);
   supervisor.join();
@@ -201,11 +223,12 @@ int RunEngine(const RunOptions& o) {
   const auto& s = (*engine)->stats();
   std::fprintf(stderr,
                "stopped: %llu records in, %llu duplicates, %llu dead letters, %llu outputs "
-               "delivered\n",
+               "delivered, %llu already delivered before a restart\n",
                static_cast<unsigned long long>(s.received.load()),
                static_cast<unsigned long long>(s.duplicates.load()),
                static_cast<unsigned long long>(s.rejected.load()),
-               static_cast<unsigned long long>(s.delivered.load()));
+               static_cast<unsigned long long>(s.delivered.load()),
+               static_cast<unsigned long long>(s.suppressed_outputs.load()));
   if (!generator_status.ok()) return Fail("run", generator_status.WithContext("generator"));
   if (!st.ok()) return Fail("run", st);
   return 0;
@@ -229,6 +252,11 @@ void AddRunCommand(CLI::App* app, int* exit_code) {
   cmd->add_option("--metrics-port", o->metrics_port,
                   "Port of the admin server (/metrics, /healthz, ...) on loopback; 0 picks a free "
                   "one (default: the config's metrics_port)");
+  cmd->add_flag("--until-caught-up", o->until_caught_up,
+                "Stop once every input partition is processed to its end and checkpointed");
+  cmd->add_option("--guarantee", o->guarantee,
+                  "exactly_once or at_least_once (default: the config's processing.guarantee)")
+      ->check(CLI::IsMember({"exactly_once", "at_least_once"}));
   cmd->callback([=] { *exit_code = RunEngine(*o); });
 }
 

@@ -22,6 +22,10 @@ void ReadOutputTopic(YamlFields& f, const std::string& key, TopicSpec* t) {
 
 }  // namespace
 
+std::string_view GuaranteeName(Guarantee g) {
+  return g == Guarantee::kExactlyOnce ? "exactly_once" : "at_least_once";
+}
+
 Result<EngineConfig> LoadEngineConfig(const std::string& path) {
   CRM_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlFile(path));
   EngineConfig c;
@@ -56,6 +60,21 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
   f.Read("commit_interval_ms", &c.commit_interval_ms, 10, 600000);
   f.Read("producer_linger_ms", &c.producer_linger_ms, 0, 10000);
   f.Read("status_interval_ms", &c.status_interval_ms, 0, 3600000);
+  f.ReadObject("processing", [&](YamlFields& p) {
+    std::string guarantee(GuaranteeName(c.guarantee));
+    p.Read("guarantee", &guarantee);
+    if (guarantee == "exactly_once") {
+      c.guarantee = Guarantee::kExactlyOnce;
+    } else if (guarantee == "at_least_once") {
+      c.guarantee = Guarantee::kAtLeastOnce;
+    } else {
+      p.Fail("guarantee", "must be exactly_once or at_least_once, not '" + guarantee + "'");
+    }
+  });
+  f.ReadObject("state", [&](YamlFields& s) {
+    s.Read("memory_cap_mb", &c.state.memory_cap_mb, 16, 1 << 20);
+    s.Read("sync", &c.state.sync);
+  });
   if (c.state_dir.empty()) f.Fail("state_dir", "must not be empty");
   CRM_RETURN_NOT_OK(f.Finish());
   return c;

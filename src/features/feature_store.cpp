@@ -25,6 +25,8 @@ constexpr double kMsPerDayF = 86'400'000.0;
 constexpr uint8_t kClosedFlag = 1;
 constexpr uint8_t kDirtyFlag = 2;
 constexpr uint8_t kPendingFlag = 4;
+constexpr uint8_t kUnsavedFlag = 8;
+constexpr uint8_t kTrackedFlags = kDirtyFlag | kPendingFlag | kUnsavedFlag;
 constexpr uint16_t kFeatureBlobVersion = 1;
 // glibc's malloc puts an 8-byte header before each chunk and rounds chunks to
 // 16 bytes; ring capacities are chosen as 16k + 8 so a chunk has no slack,
@@ -292,7 +294,7 @@ size_t FeatureStore::MemoryUsageBytes() const {
   bytes += long_ids_.capacity();
   bytes += table_.capacity() * sizeof(uint32_t);
   bytes += ring_heap_bytes_;
-  bytes += (dirty_.capacity() + pending_.capacity()) * sizeof(uint32_t);
+  bytes += (dirty_.capacity() + pending_.capacity() + unsaved_.capacity()) * sizeof(uint32_t);
   for (const auto& p : plan_names_) bytes += sizeof(p) + p.capacity();
   // Node-based map: a node per plan (key, value, next pointer, cached hash) plus buckets.
   bytes += plan_ids_.size() * (sizeof(std::string) + 3 * sizeof(void*)) +
@@ -395,10 +397,11 @@ uint32_t FeatureStore::FindOrCreate(std::string_view id) {
 
 void FeatureStore::MarkDirty(uint32_t index) {
   CustomerRecord& r = Record(index);
-  if ((r.flags & (kDirtyFlag | kPendingFlag)) == (kDirtyFlag | kPendingFlag)) return;
+  if ((r.flags & kTrackedFlags) == kTrackedFlags) return;
   if (!(r.flags & kDirtyFlag)) dirty_.push_back(index);
   if (!(r.flags & kPendingFlag)) pending_.push_back(index);
-  r.flags |= kDirtyFlag | kPendingFlag;
+  if (!(r.flags & kUnsavedFlag)) unsaved_.push_back(index);
+  r.flags |= kTrackedFlags;
 }
 
 void FeatureStore::ClearDirty() {
@@ -410,6 +413,11 @@ void FeatureStore::ClearDirty() {
 void FeatureStore::ClearPending() {
   for (uint32_t index : pending_) Record(index).flags &= static_cast<uint8_t>(~kPendingFlag);
   pending_.clear();
+}
+
+void FeatureStore::ClearUnsaved() {
+  for (uint32_t index : unsaved_) Record(index).flags &= static_cast<uint8_t>(~kUnsavedFlag);
+  unsaved_.clear();
 }
 
 const CustomerFeatures* FeatureStore::Find(std::string_view customer_id) const {
@@ -862,7 +870,7 @@ Status FeatureStore::DecodeCustomer(std::string_view customer_id, std::string_vi
   ReleaseRing(dst);
   r.id = dst->id;
   r.id_length = dst->id_length;
-  r.flags = static_cast<uint8_t>(flags | (dst->flags & (kDirtyFlag | kPendingFlag)));
+  r.flags = static_cast<uint8_t>(flags | (dst->flags & kTrackedFlags));
   r.plan_id = plan.empty() ? 0 : InternPlan(plan);
   *dst = r;
   RebuildRing(index, days);

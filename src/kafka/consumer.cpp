@@ -361,11 +361,26 @@ Result<int64_t> Consumer::Lag(const std::string& topic, int32_t partition) const
   CRM_RETURN_NOT_OK(
       KafkaStatus(rd_kafka_get_watermark_offsets(rk_.get(), topic.c_str(), partition, &low, &high),
                   "consumer: watermarks of " + topic + "[" + std::to_string(partition) + "]"));
+  // An empty partition (or one emptied by retention) has nothing to consume.
+  if (position < 0 && high >= 0 && high == low) return int64_t{0};
   if (position < 0 || high < 0) {
     return Status::Unavailable("consumer: lag of " + topic + "[" + std::to_string(partition) +
                                "] not known yet (nothing consumed or fetched)");
   }
   return std::max<int64_t>(0, high - position);
+}
+
+Result<int64_t> Consumer::HighWatermark(const std::string& topic, int32_t partition) const {
+  int64_t low = -1;
+  int64_t high = -1;
+  CRM_RETURN_NOT_OK(
+      KafkaStatus(rd_kafka_get_watermark_offsets(rk_.get(), topic.c_str(), partition, &low, &high),
+                  "consumer: watermarks of " + topic + "[" + std::to_string(partition) + "]"));
+  if (high < 0) {
+    return Status::Unavailable("consumer: end of " + topic + "[" + std::to_string(partition) +
+                               "] not known yet (nothing fetched)");
+  }
+  return high;
 }
 
 Status Consumer::Close() {

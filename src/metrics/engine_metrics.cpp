@@ -160,6 +160,7 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
     out.push_back(std::move(f));
   }
   out.push_back(Single(Metric::kDeliveredRecords, Load(s.delivered)));
+  out.push_back(Single(Metric::kSuppressedRecords, Load(s.suppressed_outputs)));
   out.push_back(Single(Metric::kDeliveryFailures, Load(s.delivery_failures)));
   {
     MetricFamily f = Family(Metric::kChurnAlerts);

@@ -94,6 +94,30 @@ size_t ShortestWindow(const features::FeatureSpec& spec) {
                              spec.window_days.begin());
 }
 
+// Checkpoint formats (BlobKind::kCustomerModelState, kPartitionModelState).
+constexpr uint16_t kCustomerStateVersion = 1;
+constexpr uint16_t kPartitionStateVersion = 1;
+
+// Slot booleans of the customer blob, one bit each.
+constexpr uint8_t kScoreStaleBit = 1;
+constexpr uint8_t kAnomalyActiveBit = 2;
+constexpr uint8_t kHasPendingBit = 4;
+constexpr uint8_t kPendingWarmBit = 8;
+constexpr uint8_t kPendingChurnedBit = 16;
+constexpr uint8_t kClosedBit = 32;
+constexpr uint8_t kAllSlotBits = 63;
+
+// Reads a length-prefixed nested blob and deserialises it with `T`.
+template <typename T>
+Result<T> ReadNested(BinaryReader& in, std::string* scratch) {
+  CRM_RETURN_NOT_OK(in.GetBytes(scratch));
+  return T::Deserialize(*scratch);
+}
+
+Status Mismatch(std::string_view what) {
+  return Status::Corruption("partition model state: " + std::string(what));
+}
+
 }  // namespace
 
 Status CustomerModelsOptions::Validate() const {
@@ -172,7 +196,8 @@ uint32_t CustomerModels::SlotOf(std::string_view customer_id) {
   auto it = slot_of_.find(customer_id);
   if (it != slot_of_.end()) return it->second;
   const auto slot = static_cast<uint32_t>(slots_.size());
-  slot_of_.emplace(std::string(customer_id), slot);
+  const auto inserted = slot_of_.emplace(std::string(customer_id), slot).first;
+  slot_ids_.push_back(&inserted->first);
   slots_.emplace_back();
   pending_features_.resize(pending_features_.size() + static_cast<size_t>(dim_));
   return slot;
@@ -191,6 +216,7 @@ void CustomerModels::OnEvent(const ingest::Event& event, const features::Custome
   UpdateMinutes(event);
 
   const uint32_t s = SlotOf(event.customer_id);
+  MarkUnsaved(s);
   LogTrigger(s, event);
   Slot* slot = &slots_[s];
   const double monetary = f.monetary();
@@ -228,9 +254,7 @@ void CustomerModels::OnEvent(const ingest::Event& event, const features::Custome
     slot->pending_warm = churn_.count() >= static_cast<uint64_t>(options_.warm_after_examples);
     slot->pending_monetary = monetary;
     deadlines_.push_back({now + horizon_ms_, s, slot->generation});
-    std::push_heap(deadlines_.begin(), deadlines_.end(), [](const Deadline& a, const Deadline& b) {
-      return a.deadline_ms > b.deadline_ms;
-    });
+    std::push_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
     ++pending_count_;
     // The scaling learns from example snapshots only, after they were scored,
     // so a prediction never uses its own row's statistics.
@@ -278,13 +302,17 @@ const CustomerRefresh& CustomerModels::Refresh(const features::CustomerFeatures&
   contribution_count_ = 0;
   auto it = slot_of_.find(f.customer_id());
   if (it == slot_of_.end()) return r;
-  Slot& slot = slots_[it->second];
+  const uint32_t s = it->second;
+  Slot& slot = slots_[s];
   r.known = true;
   r.as_of_ms = f.as_of_ms();
+  // The slot is marked unsaved only where it changes: a customer refreshed
+  // with nothing new (one just restored, say) is no checkpoint write.
   bool scored_now = false;
   if (slot.score_stale && !slot.closed) {
     Score(f, &slot);
     scored_now = true;
+    MarkUnsaved(s);
   }
   r.churn_probability = slot.churn_probability;
   if (slot.trigger_flush == flushes_) {
@@ -299,6 +327,7 @@ const CustomerRefresh& CustomerModels::Refresh(const features::CustomerFeatures&
   if (!slot.closed && r.has_trigger &&
       churn_.count() >= static_cast<uint64_t>(options_.warm_after_examples)) {
     r.alert = policy_.Evaluate(f.customer_id(), slot.churn_probability, r.as_of_ms, &slot.alert);
+    MarkUnsaved(s);
     if (r.alert.raise) {
       if (!scored_now) Score(f, &slot);  // the explanation needs this customer's inputs
       Explain();
@@ -309,11 +338,13 @@ const CustomerRefresh& CustomerModels::Refresh(const features::CustomerFeatures&
     r.segment_from = slot.published_segment;
     r.segment_to = slot.segment;
     slot.published_segment = slot.segment;
+    MarkUnsaved(s);
   }
   r.anomaly_score = slot.anomaly_score;
   if (slot.anomaly_score >= options_.anomaly_alert_level) {
     if (!slot.anomaly_active) {
       slot.anomaly_active = true;
+      MarkUnsaved(s);
       r.anomaly = true;
       const features::WindowAggregates w = f.window(shortest_window_);
       r.anomaly_observed = {static_cast<double>(w.refunds),
@@ -324,8 +355,9 @@ const CustomerRefresh& CustomerModels::Refresh(const features::CustomerFeatures&
       const auto mean = behaviour_.mean();
       for (size_t i = 0; i < 4; ++i) r.anomaly_expected[i] = std::expm1(mean[i]);
     }
-  } else {
+  } else if (slot.anomaly_active) {
     slot.anomaly_active = false;
+    MarkUnsaved(s);
   }
   return r;
 }
@@ -373,11 +405,8 @@ Status CustomerModels::DecodeAlertState(std::string_view customer_id, std::strin
 }
 
 void CustomerModels::ResolveMatured() {
-  const auto later = [](const Deadline& a, const Deadline& b) {
-    return a.deadline_ms > b.deadline_ms;
-  };
   while (!deadlines_.empty() && deadlines_.front().deadline_ms < watermark_ms_) {
-    std::pop_heap(deadlines_.begin(), deadlines_.end(), later);
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
     const Deadline d = deadlines_.back();
     deadlines_.pop_back();
     const Slot& slot = slots_[d.slot];
@@ -394,6 +423,7 @@ void CustomerModels::ResolveMatured() {
 }
 
 void CustomerModels::Resolve(uint32_t s, bool churned, double spend) {
+  MarkUnsaved(s);
   Slot& slot = slots_[s];
   const float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
   for (int i = 0; i < dim_; ++i) snapshot_[static_cast<size_t>(i)] = stored[i];
@@ -585,6 +615,354 @@ CustomerModels::Quality CustomerModels::quality() const {
   q.late_minute_events = late_minute_events_;
   q.watermark_ms = watermark_ms_ == INT64_MIN ? 0 : watermark_ms_;
   return q;
+}
+
+void CustomerModels::ClearUnsaved() {
+  for (uint32_t s : unsaved_) slots_[s].unsaved = false;
+  unsaved_.clear();
+}
+
+Status CustomerModels::EncodeCustomer(std::string_view customer_id, std::string* out) const {
+  auto it = slot_of_.find(customer_id);
+  if (it == slot_of_.end()) return Status::NotFound("unknown customer " + std::string(customer_id));
+  const Slot& slot = slots_[it->second];
+  std::string payload;
+  BinaryWriter w(&payload);
+  const uint8_t bits =
+      (slot.score_stale ? kScoreStaleBit : 0) | (slot.anomaly_active ? kAnomalyActiveBit : 0) |
+      (slot.has_pending ? kHasPendingBit : 0) | (slot.pending_warm ? kPendingWarmBit : 0) |
+      (slot.pending_churned ? kPendingChurnedBit : 0) | (slot.closed ? kClosedBit : 0);
+  w.Put<uint8_t>(bits);
+  w.Put<double>(slot.churn_probability);
+  w.Put<double>(slot.predicted_value);
+  w.Put<double>(slot.anomaly_score);
+  w.Put<double>(slot.last_monetary);
+  w.Put<int64_t>(slot.pending_ms);
+  w.Put<double>(slot.pending_probability);
+  w.Put<double>(slot.pending_value);
+  w.Put<double>(slot.pending_monetary);
+  w.Put<double>(slot.pending_spend);
+  w.Put<uint32_t>(slot.generation);
+  w.Put<int32_t>(slot.last_kmeans_day);
+  w.Put<int16_t>(slot.segment);
+  w.Put<int16_t>(slot.published_segment);
+  alerts::ChurnAlertPolicy::EncodeCustomerState(slot.alert, &payload);
+  // The snapshot row is read only while an example is pending: a resolved
+  // example's leftover row is not state.
+  if (slot.has_pending) {
+    w.PutArray<float>(
+        std::span<const float>(pending_features_)
+            .subspan(static_cast<size_t>(it->second) * dim_, static_cast<size_t>(dim_)));
+  }
+  *out = SealBlob(BlobKind::kCustomerModelState, kCustomerStateVersion, payload);
+  return Status::OK();
+}
+
+Status CustomerModels::DecodeCustomer(std::string_view customer_id, std::string_view blob) {
+  CRM_ASSIGN_OR_RETURN(const std::string_view payload,
+                       OpenBlobPayload(blob, BlobKind::kCustomerModelState, kCustomerStateVersion));
+  BinaryReader in(payload);
+  Slot d;  // trigger fields stay "none": a restored customer has no event since the flush
+  uint8_t bits = 0;
+  CRM_RETURN_NOT_OK(in.Get(&bits));
+  if ((bits & ~kAllSlotBits) != 0) return Status::Corruption("customer model state: bad flags");
+  d.score_stale = (bits & kScoreStaleBit) != 0;
+  d.anomaly_active = (bits & kAnomalyActiveBit) != 0;
+  d.has_pending = (bits & kHasPendingBit) != 0;
+  d.pending_warm = (bits & kPendingWarmBit) != 0;
+  d.pending_churned = (bits & kPendingChurnedBit) != 0;
+  d.closed = (bits & kClosedBit) != 0;
+  if (d.pending_churned && !d.has_pending) {
+    return Status::Corruption("customer model state: churned label without a pending example");
+  }
+  CRM_RETURN_NOT_OK(in.Get(&d.churn_probability));
+  CRM_RETURN_NOT_OK(in.Get(&d.predicted_value));
+  CRM_RETURN_NOT_OK(in.Get(&d.anomaly_score));
+  CRM_RETURN_NOT_OK(in.Get(&d.last_monetary));
+  CRM_RETURN_NOT_OK(in.Get(&d.pending_ms));
+  CRM_RETURN_NOT_OK(in.Get(&d.pending_probability));
+  CRM_RETURN_NOT_OK(in.Get(&d.pending_value));
+  CRM_RETURN_NOT_OK(in.Get(&d.pending_monetary));
+  CRM_RETURN_NOT_OK(in.Get(&d.pending_spend));
+  CRM_RETURN_NOT_OK(in.Get(&d.generation));
+  CRM_RETURN_NOT_OK(in.Get(&d.last_kmeans_day));
+  CRM_RETURN_NOT_OK(in.Get(&d.segment));
+  CRM_RETURN_NOT_OK(in.Get(&d.published_segment));
+  if (d.segment < -1 || d.segment >= options_.kmeans_k || d.published_segment < -1 ||
+      d.published_segment >= options_.kmeans_k) {
+    return Status::InvalidArgument("customer model state: segment outside [-1, kmeans_k)");
+  }
+  const size_t at = payload.size() - in.remaining();
+  constexpr size_t kAlertBytes = alerts::ChurnAlertPolicy::kEncodedCustomerStateBytes;
+  if (payload.size() - at < kAlertBytes) {
+    return Status::Corruption("customer model state: truncated alert state");
+  }
+  CRM_RETURN_NOT_OK(
+      alerts::ChurnAlertPolicy::DecodeCustomerState(payload.substr(at, kAlertBytes), &d.alert));
+  BinaryReader rest(payload.substr(at + kAlertBytes));
+  std::vector<float> row;
+  if (d.has_pending) {
+    CRM_RETURN_NOT_OK(rest.GetArray(&row, static_cast<size_t>(dim_)));
+    if (row.size() != static_cast<size_t>(dim_)) {
+      return Status::InvalidArgument("customer model state: the snapshot has " +
+                                     std::to_string(row.size()) + " features, expected " +
+                                     std::to_string(dim_));
+    }
+  }
+  CRM_RETURN_NOT_OK(rest.ExpectEnd());
+
+  const uint32_t s = SlotOf(customer_id);
+  d.unsaved = slots_[s].unsaved;  // still listed in unsaved_ if it was
+  slots_[s] = d;
+  float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
+  if (d.has_pending) {
+    std::copy(row.begin(), row.end(), stored);
+  } else {
+    std::fill(stored, stored + dim_, 0.0f);
+  }
+  return Status::OK();
+}
+
+Status CustomerModels::EncodeGlobal(std::string* out) const {
+  std::string payload;
+  BinaryWriter w(&payload);
+  w.Put<int32_t>(dim_);
+  w.Put<int32_t>(options_.churn_horizon_days);
+  w.Put<int32_t>(options_.kmeans_k);
+  w.Put<int64_t>(watermark_ms_);
+  w.Put<uint64_t>(pending_count_);
+
+  w.PutBytes(standardizer_.Serialize());
+  w.PutBytes(churn_.Serialize());
+  w.PutBytes(value_.Serialize());
+  churn_auc_.AppendTo(w);
+  churn_log_loss_.AppendTo(w);
+  warm_churn_auc_.AppendTo(w);
+  warm_churn_log_loss_.AppendTo(w);
+  value_rmse_.AppendTo(w);
+
+  w.PutBytes(segment_standardizer_.Serialize());
+  w.PutBytes(kmeans_.Serialize());
+  for (int c = 0; c < options_.kmeans_k; ++c)
+    w.Put<uint64_t>(segment_sizes_[static_cast<size_t>(c)]);
+  w.PutBytes(behaviour_.Serialize());
+  w.Put<uint64_t>(anomaly_scored_);
+  w.Put<uint64_t>(anomalies_);
+
+  w.Put<int64_t>(open_minute_);
+  w.Put<double>(minute_revenue_);
+  w.Put<double>(minute_tickets_);
+  w.Put<double>(minute_logins_);
+  w.Put<uint64_t>(late_minute_events_);
+  for (const auto& detector : minute_detectors_) w.PutBytes(detector.Serialize());
+  w.PutBytes(correlation_.Serialize());
+  const MinuteMetrics& m = latest_minute_;
+  w.Put<int64_t>(m.minute_start_ms);
+  for (double v :
+       {m.revenue, m.tickets, m.logins, m.revenue_score, m.tickets_score, m.logins_score}) {
+    w.Put<double>(v);
+  }
+  for (double v : m.correlation) w.Put<double>(v);
+  for (double v : minute_expected_) w.Put<double>(v);
+  w.Put<uint64_t>(minutes_closed_);
+  // Not yet drained by the processor: they would be lost otherwise.
+  w.Put<uint32_t>(static_cast<uint32_t>(minute_anomalies_.size()));
+  for (const MinuteAnomaly& a : minute_anomalies_) {
+    w.Put<int32_t>(a.metric);
+    w.Put<int64_t>(a.minute_start_ms);
+    w.Put<double>(a.score);
+    w.Put<double>(a.observed);
+    w.Put<double>(a.expected);
+  }
+
+  std::string policy_state;
+  policy_.EncodeGlobalState(&policy_state);
+  w.PutBytes(policy_state);
+
+  // In array order: equal deadlines resolve in the order the heap pops
+  // them, and the models' updates depend on that order. Slots are named by
+  // customer id, as slot numbers differ after a restore.
+  w.Put<uint32_t>(static_cast<uint32_t>(deadlines_.size()));
+  for (const Deadline& d : deadlines_) {
+    w.PutBytes(*slot_ids_[d.slot]);
+    w.Put<int64_t>(d.deadline_ms);
+    w.Put<uint32_t>(d.generation);
+  }
+  *out = SealBlob(BlobKind::kPartitionModelState, kPartitionStateVersion, payload);
+  return Status::OK();
+}
+
+Status CustomerModels::DecodeGlobal(std::string_view blob) {
+  CRM_ASSIGN_OR_RETURN(
+      const std::string_view payload,
+      OpenBlobPayload(blob, BlobKind::kPartitionModelState, kPartitionStateVersion));
+  BinaryReader in(payload);
+  int32_t dim = 0, horizon_days = 0, k = 0;
+  CRM_RETURN_NOT_OK(in.Get(&dim));
+  CRM_RETURN_NOT_OK(in.Get(&horizon_days));
+  CRM_RETURN_NOT_OK(in.Get(&k));
+  if (dim != dim_ || horizon_days != options_.churn_horizon_days || k != options_.kmeans_k) {
+    return Status::InvalidArgument(
+        "partition model state written with " + std::to_string(dim) + " features, horizon " +
+        std::to_string(horizon_days) + " days, k " + std::to_string(k) + "; configured " +
+        std::to_string(dim_) + ", " + std::to_string(options_.churn_horizon_days) + ", " +
+        std::to_string(options_.kmeans_k));
+  }
+  int64_t watermark = 0;
+  uint64_t pending_count = 0;
+  CRM_RETURN_NOT_OK(in.Get(&watermark));
+  CRM_RETURN_NOT_OK(in.Get(&pending_count));
+
+  std::string scratch;
+  CRM_ASSIGN_OR_RETURN(models::Standardizer standardizer,
+                       ReadNested<models::Standardizer>(in, &scratch));
+  CRM_ASSIGN_OR_RETURN(models::BayesianLogisticRegression churn,
+                       ReadNested<models::BayesianLogisticRegression>(in, &scratch));
+  CRM_ASSIGN_OR_RETURN(models::RecursiveLeastSquares value,
+                       ReadNested<models::RecursiveLeastSquares>(in, &scratch));
+  if (standardizer.dimension() != dim_ || churn.dimension() != dim_ ||
+      value.dimension() != dim_ + 1) {
+    return Mismatch("model dimensions differ from the feature snapshot's");
+  }
+  CRM_ASSIGN_OR_RETURN(models::StreamingAuc churn_auc, models::StreamingAuc::ReadFrom(in));
+  CRM_ASSIGN_OR_RETURN(models::LogLoss churn_log_loss, models::LogLoss::ReadFrom(in));
+  CRM_ASSIGN_OR_RETURN(models::StreamingAuc warm_churn_auc, models::StreamingAuc::ReadFrom(in));
+  CRM_ASSIGN_OR_RETURN(models::LogLoss warm_churn_log_loss, models::LogLoss::ReadFrom(in));
+  CRM_ASSIGN_OR_RETURN(models::Rmse value_rmse, models::Rmse::ReadFrom(in));
+
+  CRM_ASSIGN_OR_RETURN(models::Standardizer segment_standardizer,
+                       ReadNested<models::Standardizer>(in, &scratch));
+  CRM_ASSIGN_OR_RETURN(models::MiniBatchKMeans kmeans,
+                       ReadNested<models::MiniBatchKMeans>(in, &scratch));
+  if (segment_standardizer.dimension() != 4 || kmeans.k() != options_.kmeans_k ||
+      kmeans.dim() != 4) {
+    return Mismatch("segmentation dimensions differ");
+  }
+  std::array<uint64_t, 64> segment_sizes{};
+  for (int c = 0; c < k; ++c) CRM_RETURN_NOT_OK(in.Get(&segment_sizes[static_cast<size_t>(c)]));
+  CRM_ASSIGN_OR_RETURN(models::MultivariateAnomalyDetector behaviour,
+                       ReadNested<models::MultivariateAnomalyDetector>(in, &scratch));
+  if (behaviour.options().dim != 4) return Mismatch("behaviour dimension differs");
+  uint64_t anomaly_scored = 0, anomalies = 0;
+  CRM_RETURN_NOT_OK(in.Get(&anomaly_scored));
+  CRM_RETURN_NOT_OK(in.Get(&anomalies));
+
+  int64_t open_minute = 0;
+  double minute_revenue = 0, minute_tickets = 0, minute_logins = 0;
+  uint64_t late_minute_events = 0;
+  CRM_RETURN_NOT_OK(in.Get(&open_minute));
+  CRM_RETURN_NOT_OK(in.Get(&minute_revenue));
+  CRM_RETURN_NOT_OK(in.Get(&minute_tickets));
+  CRM_RETURN_NOT_OK(in.Get(&minute_logins));
+  CRM_RETURN_NOT_OK(in.Get(&late_minute_events));
+  std::array<models::UnivariateAnomalyDetector, MinuteMetrics::kMetrics> minute_detectors;
+  for (auto& detector : minute_detectors) {
+    CRM_ASSIGN_OR_RETURN(detector, ReadNested<models::UnivariateAnomalyDetector>(in, &scratch));
+  }
+  CRM_ASSIGN_OR_RETURN(models::RollingCorrelation correlation,
+                       ReadNested<models::RollingCorrelation>(in, &scratch));
+  if (correlation.metrics() != MinuteMetrics::kMetrics ||
+      correlation.options().window != models::CorrelationWindowKind::kCount ||
+      correlation.options().window_rows != options_.correlation_window_minutes) {
+    return Status::InvalidArgument("partition model state: another correlation window");
+  }
+  MinuteMetrics latest;
+  CRM_RETURN_NOT_OK(in.Get(&latest.minute_start_ms));
+  for (double* v : {&latest.revenue, &latest.tickets, &latest.logins, &latest.revenue_score,
+                    &latest.tickets_score, &latest.logins_score}) {
+    CRM_RETURN_NOT_OK(in.Get(v));
+  }
+  for (double& v : latest.correlation) CRM_RETURN_NOT_OK(in.Get(&v));
+  std::array<double, MinuteMetrics::kMetrics> minute_expected{};
+  for (double& v : minute_expected) CRM_RETURN_NOT_OK(in.Get(&v));
+  uint64_t minutes_closed = 0;
+  CRM_RETURN_NOT_OK(in.Get(&minutes_closed));
+  uint32_t queued = 0;
+  CRM_RETURN_NOT_OK(in.Get(&queued));
+  if (queued > minute_anomalies_.capacity()) return Mismatch("too many queued minute anomalies");
+  std::vector<MinuteAnomaly> minute_anomalies(queued);
+  for (MinuteAnomaly& a : minute_anomalies) {
+    CRM_RETURN_NOT_OK(in.Get(&a.metric));
+    CRM_RETURN_NOT_OK(in.Get(&a.minute_start_ms));
+    CRM_RETURN_NOT_OK(in.Get(&a.score));
+    CRM_RETURN_NOT_OK(in.Get(&a.observed));
+    CRM_RETURN_NOT_OK(in.Get(&a.expected));
+    if (a.metric < 0 || a.metric >= MinuteMetrics::kMetrics) return Mismatch("bad metric");
+  }
+
+  CRM_RETURN_NOT_OK(in.GetBytes(&scratch));
+  alerts::ChurnAlertPolicy policy = policy_;
+  CRM_RETURN_NOT_OK(policy.DecodeGlobalState(scratch));
+
+  uint32_t deadline_count = 0;
+  CRM_RETURN_NOT_OK(in.Get(&deadline_count));
+  // Each entry takes at least 16 bytes: a corrupt count cannot reserve much.
+  if (in.remaining() / 16 < deadline_count) return Mismatch("truncated label deadlines");
+  std::vector<Deadline> deadlines;
+  deadlines.reserve(deadline_count);
+  for (uint32_t i = 0; i < deadline_count; ++i) {
+    CRM_RETURN_NOT_OK(in.GetBytes(&scratch));
+    Deadline d{};
+    CRM_RETURN_NOT_OK(in.Get(&d.deadline_ms));
+    CRM_RETURN_NOT_OK(in.Get(&d.generation));
+    auto it = slot_of_.find(std::string_view(scratch));
+    if (it == slot_of_.end()) {
+      return Mismatch("a label deadline names customer " + scratch +
+                      ", which was not decoded first");
+    }
+    d.slot = it->second;
+    deadlines.push_back(d);
+  }
+  CRM_RETURN_NOT_OK(in.ExpectEnd());
+  if (!std::is_heap(deadlines.begin(), deadlines.end(), LaterDeadline)) {
+    return Mismatch("label deadlines out of heap order");
+  }
+  // The customers decoded must be those this state was written with.
+  uint64_t slots_pending = 0;
+  std::array<uint64_t, 64> slots_per_segment{};
+  for (const Slot& slot : slots_) {
+    if (slot.has_pending) ++slots_pending;
+    if (slot.segment >= 0) ++slots_per_segment[static_cast<size_t>(slot.segment)];
+  }
+  if (slots_pending != pending_count || slots_per_segment != segment_sizes) {
+    return Mismatch("the decoded customers do not match it (pending examples or segment sizes)");
+  }
+
+  watermark_ms_ = watermark;
+  pending_count_ = pending_count;
+  // The flush count is not state: it only tells this flush's triggers from
+  // older ones, and every restored slot has none (trigger_flush UINT32_MAX,
+  // a value flushes_ never takes). Not persisting it keeps the blob the
+  // same whatever no-op flushes a restored partition runs.
+  trigger_ids_.clear();
+  standardizer_ = std::move(standardizer);
+  churn_ = std::move(churn);
+  value_ = std::move(value);
+  churn_auc_ = std::move(churn_auc);
+  churn_log_loss_ = churn_log_loss;
+  warm_churn_auc_ = std::move(warm_churn_auc);
+  warm_churn_log_loss_ = warm_churn_log_loss;
+  value_rmse_ = value_rmse;
+  segment_standardizer_ = std::move(segment_standardizer);
+  kmeans_ = std::move(kmeans);
+  segment_sizes_ = segment_sizes;
+  behaviour_ = std::move(behaviour);
+  anomaly_scored_ = anomaly_scored;
+  anomalies_ = anomalies;
+  open_minute_ = open_minute;
+  minute_revenue_ = minute_revenue;
+  minute_tickets_ = minute_tickets;
+  minute_logins_ = minute_logins;
+  late_minute_events_ = late_minute_events;
+  minute_detectors_ = std::move(minute_detectors);
+  correlation_ = std::move(correlation);
+  latest_minute_ = latest;
+  minute_expected_ = minute_expected;
+  minutes_closed_ = minutes_closed;
+  minute_anomalies_.assign(minute_anomalies.begin(), minute_anomalies.end());  // keeps capacity
+  policy_ = std::move(policy);
+  deadlines_ = std::move(deadlines);
+  return Status::OK();
 }
 
 }  // namespace crmstream::pipeline

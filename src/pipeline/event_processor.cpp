@@ -1,12 +1,14 @@
 #include "crmstream/pipeline/event_processor.h"
 
 #include "crmstream/alerts/churn_alert_policy.h"
+#include "crmstream/common/binary_io.h"
 #include "crmstream/common/json_writer.h"
 
 namespace crmstream::pipeline {
 namespace {
 
 constexpr int64_t kMillisPerMinute = 60'000;
+constexpr uint16_t kProcessorStateVersion = 1;
 
 // The first multiple of `interval` strictly after `t`.
 int64_t NextMultiple(int64_t t, int64_t interval) {
@@ -330,6 +332,30 @@ void EventProcessor::EmitCustomerScores(const features::CustomerFeatures& f) {
   WriteCustomerJson(f, &record_);
   sink_->Emit(OutputKind::kCustomerScores, f.customer_id(), record_);
   counters_.outputs[static_cast<int>(OutputKind::kCustomerScores)].Add();
+}
+
+void EventProcessor::EncodeState(uint64_t next_output_sequence, std::string* out) const {
+  std::string payload;
+  BinaryWriter w(&payload);
+  w.Put<int64_t>(next_centroids_ms_);
+  w.Put<int64_t>(next_correlations_ms_);
+  w.Put<uint64_t>(next_output_sequence);
+  *out = SealBlob(BlobKind::kProcessorState, kProcessorStateVersion, payload);
+}
+
+Result<uint64_t> EventProcessor::DecodeState(std::string_view blob) {
+  CRM_ASSIGN_OR_RETURN(std::string_view payload,
+                       OpenBlobPayload(blob, BlobKind::kProcessorState, kProcessorStateVersion));
+  BinaryReader in(payload);
+  int64_t centroids = 0, correlations = 0;
+  uint64_t sequence = 0;
+  CRM_RETURN_NOT_OK(in.Get(&centroids));
+  CRM_RETURN_NOT_OK(in.Get(&correlations));
+  CRM_RETURN_NOT_OK(in.Get(&sequence));
+  if (!in.AtEnd()) return Status::Corruption("processor state: trailing bytes");
+  next_centroids_ms_ = centroids;
+  next_correlations_ms_ = correlations;
+  return sequence;
 }
 
 }  // namespace crmstream::pipeline

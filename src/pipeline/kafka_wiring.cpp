@@ -37,4 +37,10 @@ void KafkaSink::Emit(OutputKind kind, std::string_view key, std::string_view val
   if (!st.ok() && first_error_.ok()) first_error_ = std::move(st);
 }
 
+void KafkaSink::EmitTo(OutputKind kind, int32_t partition, std::string_view key,
+                       std::string_view value, std::span<const kafka::MessageHeader> headers) {
+  Status st = producer_->Produce(topics_[static_cast<int>(kind)], partition, key, value, headers);
+  if (!st.ok() && first_error_.ok()) first_error_ = std::move(st);
+}
+
 }  // namespace crmstream::pipeline

@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 
 #include "crmstream/common/json_writer.h"
+#include "crmstream/kafka/topic_admin.h"
+#include "crmstream/pipeline/partition_checkpoint.h"
 
 namespace crmstream::pipeline {
 namespace {
@@ -32,6 +35,45 @@ constexpr auto kFlushTimeout = std::chrono::seconds(30);
 constexpr size_t kMinDedupPerPartition = 10000;
 
 constexpr auto kLagRefresh = std::chrono::milliseconds(500);
+// How often the loop checks for idle blocks and for the end of the input.
+constexpr auto kIdleCheck = std::chrono::milliseconds(100);
+
+// Floor division: the broker-time slot of a timestamp (negative-safe).
+int64_t FloorDiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if (a % b != 0 && a < 0) --q;
+  return q;
+}
+
+// Metadata names of a task's exactly-once bookkeeping (outside the state
+// families, so two runs of the same input dump the same state).
+std::string PositionsName(const kafka::TopicPartition& tp) {
+  return "outputs/" + tp.topic + "/" + std::to_string(tp.partition);
+}
+std::string LoggedClosesName(const kafka::TopicPartition& tp) {
+  return "closes/" + tp.topic + "/" + std::to_string(tp.partition);
+}
+
+std::string EncodeOffsets(const std::deque<int64_t>& offsets) {
+  std::string out;
+  for (int64_t o : offsets) out += std::to_string(o) + "\n";
+  return out;
+}
+
+Result<std::deque<int64_t>> DecodeOffsets(std::string_view text) {
+  std::deque<int64_t> out;
+  while (!text.empty()) {
+    const size_t nl = text.find('\n');
+    if (nl == std::string_view::npos) return Status::Corruption("logged closes: unterminated line");
+    const std::string line(text.substr(0, nl));
+    char* end = nullptr;
+    const long long v = std::strtoll(line.c_str(), &end, 10);
+    if (line.empty() || *end != '\0') return Status::Corruption("logged closes: '" + line + "'");
+    out.push_back(v);
+    text.remove_prefix(nl + 1);
+  }
+  return out;
+}
 constexpr auto kQualityRefresh = std::chrono::seconds(1);
 
 }  // namespace
@@ -72,12 +114,42 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(const config::EngineC
   auto engine = std::unique_ptr<StreamEngine>(new StreamEngine(config, std::move(options)));
   CRM_RETURN_NOT_OK(engine->processor_options_.Validate().WithContext(pipeline.file));
 
+  engine->exactly_once_ = config.guarantee == config::Guarantee::kExactlyOnce;
+
+  state::StateStoreOptions store_options;
+  store_options.path = std::filesystem::path(config.state_dir) / state::kStoreSubdirectory;
+  store_options.memory_cap_bytes = static_cast<size_t>(config.state.memory_cap_mb) << 20;
+  store_options.sync = config.state.sync;
+  store_options.identity = config.kafka.group_id + "/" + pipeline.name;
+  CRM_ASSIGN_OR_RETURN(engine->store_, state::StateStore::Open(store_options));
+  engine->checkpoint_batch_.emplace(engine->store_->NewBatch());
+  std::string windows;
+  for (int d : pipeline.window_days) windows += (windows.empty() ? "" : ",") + std::to_string(d);
+  CRM_RETURN_NOT_OK(engine->store_->PutMetadata(state::kFeatureWindowsMetadata, windows));
+
   kafka::ClientConfig client = MakeClientConfig(config.kafka);
+  engine->client_ = client;
+  const auto output_topics = OutputTopicNames(config.outputs);
+  if (engine->exactly_once_) {
+    // The engine partitions its outputs itself (exactly_once.h): it needs
+    // the real partition counts.
+    CRM_ASSIGN_OR_RETURN(auto admin, kafka::TopicAdmin::Create(client));
+    for (int k = 0; k < kOutputKindCount; ++k) {
+      auto ids = admin->ListPartitions(output_topics[k]);
+      if (!ids.ok()) {
+        return ids.status().WithContext("output topic " + output_topics[k] +
+                                        " (exactly_once needs it to exist)");
+      }
+      engine->output_partitions_[k] = static_cast<int32_t>(ids->size());
+    }
+  }
   kafka::ProducerOptions producer_options;
   producer_options.linger_ms = config.producer_linger_ms;
   CRM_ASSIGN_OR_RETURN(engine->producer_, kafka::Producer::Create(client, producer_options));
-  engine->sink_ =
-      std::make_unique<KafkaSink>(engine->producer_.get(), OutputTopicNames(config.outputs));
+  if (engine->exactly_once_) {
+    for (const auto& t : output_topics) engine->producer_->TrackDeliveredOffsets(t);
+  }
+  engine->sink_ = std::make_unique<KafkaSink>(engine->producer_.get(), output_topics);
   kafka::ConsumerOptions consumer_options;
   consumer_options.listener = engine.get();
   // A restarted engine rejoins its group after one session timeout: keep it
@@ -97,23 +169,106 @@ const EventProcessor* StreamEngine::processor(const std::string& topic, int32_t 
 }
 
 void StreamEngine::OnAssigned(std::span<kafka::TopicPartitionOffset> partitions) {
-  for (auto& p : partitions) {
-    TaskFor(p.topic, p.partition);
-    // Start from the group's committed offsets (kOffsetCommitted): the state
-    // store will supply its own checkpointed offsets here.
+  state_restored_.store(false);
+  Status st = RestoreTasks(partitions);
+  if (!st.ok()) {
+    // Never process from half-restored state: the loop stops with this error.
+    spdlog::error("restoring state: {}", st.ToString());
+    if (rebalance_error_.ok()) rebalance_error_ = st;
   }
+  state_restored_.store(st.ok());
   stats_.partitions.store(static_cast<int>(tasks_.size()), std::memory_order_relaxed);
   stats_.rebalances.fetch_add(1, std::memory_order_relaxed);
   spdlog::info("assigned {} partition(s); {} in total", partitions.size(), tasks_.size());
 }
 
+Status StreamEngine::RestoreTasks(std::span<kafka::TopicPartitionOffset> partitions) {
+  const auto started = Clock::now();
+  std::vector<RestoredTask> restored;
+  uint64_t customers = 0;
+  for (auto& p : partitions) {
+    const kafka::TopicPartition tp{p.topic, p.partition};
+    CRM_ASSIGN_OR_RETURN(state::PartitionKey key, store_->Partition(p.topic, p.partition));
+    CRM_ASSIGN_OR_RETURN(state::PartitionState ps, store_->GetPartition(key));
+    const std::string what = p.topic + " [" + std::to_string(p.partition) + "]";
+    if (ps.restoring) {
+      return Status::Corruption(store_->path().string() + ": the state of " + what +
+                                " is partially restored; move the store away to start afresh");
+    }
+    tasks_.erase(tp);  // a re-assignment starts from the checkpoint again
+    last_task_ = nullptr;
+    PartitionTask& task = NewTask(tp);
+    task.key = key;
+    CRM_ASSIGN_OR_RETURN(const uint64_t sequence,
+                         RestoreProcessor(*store_, key, task.processor.get()));
+    customers += task.processor->feature_store().size();
+    if (ps.input_offset >= 0) {
+      // The checkpoint's offset wins over the group's: state and position
+      // must match.
+      p.offset = ps.input_offset;
+      task.next_offset = ps.input_offset;
+      task.checkpointed_offset = ps.input_offset;
+    }
+    task.last_checkpoint = Clock::now();
+    if (!exactly_once_) continue;
+
+    task.stamping->set_next_sequence(sequence);
+    CRM_ASSIGN_OR_RETURN(auto positions, store_->GetMetadata(PositionsName(tp)));
+    if (positions) {
+      CRM_ASSIGN_OR_RETURN(task.positions, OutputPositions::Decode(*positions, output_partitions_));
+    }
+    CRM_ASSIGN_OR_RETURN(auto closes, store_->GetMetadata(LoggedClosesName(tp)));
+    if (closes) {
+      CRM_ASSIGN_OR_RETURN(task.logged_closes, DecodeOffsets(*closes));
+      // Closes at or before the checkpoint are in it already.
+      while (!task.logged_closes.empty() && task.logged_closes.front() <= task.next_offset) {
+        task.logged_closes.pop_front();
+      }
+    }
+    restored.push_back({task.stamping.get(), positions ? &task.positions : nullptr});
+  }
+  if (exactly_once_ && !restored.empty()) {
+    // What a crashed predecessor delivered after the checkpoint. A task
+    // without positions has never run here: none of its outputs can be there,
+    // and from now on its outputs start at the current ends.
+    std::vector<RestoredTask> scanned;
+    for (const auto& r : restored) {
+      if (r.from != nullptr) scanned.push_back(r);
+    }
+    OutputPositions ends(output_partitions_);
+    CRM_RETURN_NOT_OK(
+        FindDeliveredOutputs(client_, sink_->topics(), output_partitions_, scanned, &ends)
+            .WithContext("finding outputs delivered before the restart"));
+    for (auto& [tp, task] : tasks_) {
+      if (!task.stamping) continue;
+      for (const auto& r : restored) {
+        if (r.sink != task.stamping.get() || r.from != nullptr) continue;
+        // First run of this task: record where its outputs begin before any
+        // is produced (synced), so a crash before its first checkpoint is
+        // covered too.
+        task.positions = ends;
+        CRM_RETURN_NOT_OK(store_->PutMetadata(PositionsName(tp), task.positions.Encode()));
+      }
+    }
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  spdlog::info("state restored for {} partition(s): {} customers in {:.3f} s", partitions.size(),
+               customers, seconds);
+  return Status::OK();
+}
+
 void StreamEngine::OnRevoked(std::span<const kafka::TopicPartition> partitions) {
   std::vector<kafka::TopicPartition> revoked(partitions.begin(), partitions.end());
-  Status st = CommitProcessed(&revoked);
-  if (!st.ok()) {
-    // Another member will re-process from the last commit: at-least-once.
-    spdlog::warn("commit before revocation failed: {}", st.ToString());
+  if (!exactly_once_) {
+    Status st = CommitProcessed(&revoked);
+    if (!st.ok()) {
+      // Another member will re-process from the last checkpoint: at-least-once.
+      spdlog::warn("checkpoint before revocation failed: {}", st.ToString());
+    }
   }
+  // exactly_once: an open block is not closed here (that would be a close
+  // the input did not decide); the next owner re-processes it from the
+  // checkpoint and drops what was already delivered.
   PublishStats();
   for (const auto& tp : revoked) tasks_.erase(tp);
   last_task_ = nullptr;
@@ -122,29 +277,38 @@ void StreamEngine::OnRevoked(std::span<const kafka::TopicPartition> partitions) 
   spdlog::info("revoked {} partition(s); {} left", partitions.size(), tasks_.size());
 }
 
+StreamEngine::PartitionTask& StreamEngine::NewTask(const kafka::TopicPartition& tp) {
+  PartitionTask task;
+  OutputSink* sink = sink_.get();
+  if (exactly_once_) {
+    task.stamping = std::make_unique<StampingSink>(sink_.get(), config_.kafka.group_id, tp.topic,
+                                                   tp.partition, output_partitions_);
+    task.positions = OutputPositions(output_partitions_);
+    sink = task.stamping.get();
+  }
+  task.processor = std::make_unique<EventProcessor>(processor_options_, sink);
+  return tasks_.emplace(tp, std::move(task)).first->second;
+}
+
 StreamEngine::PartitionTask& StreamEngine::TaskFor(std::string_view topic, int32_t partition) {
   if (last_task_ && last_key_.partition == partition && last_key_.topic == topic) {
     return *last_task_;
   }
   kafka::TopicPartition key{std::string(topic), partition};
   auto it = tasks_.find(key);
-  if (it == tasks_.end()) {
-    PartitionTask task;
-    task.processor = std::make_unique<EventProcessor>(processor_options_, sink_.get());
-    it = tasks_.emplace(key, std::move(task)).first;
-  }
+  PartitionTask& task = it == tasks_.end() ? NewTask(key) : it->second;
   last_key_ = std::move(key);
-  last_task_ = &it->second;
-  return it->second;
+  last_task_ = &task;
+  return task;
 }
 
 Status StreamEngine::CommitProcessed(const std::vector<kafka::TopicPartition>* only) {
-  std::vector<kafka::TopicPartitionOffset> offsets;
+  std::vector<PartitionTask*> due;
   for (auto& [tp, task] : tasks_) {
     if (only && std::find(only->begin(), only->end(), tp) == only->end()) continue;
     task.processor->FlushOutputs();
-    if (task.next_offset >= 0 && task.next_offset != task.committed_offset) {
-      offsets.push_back({tp.topic, tp.partition, task.next_offset});
+    if (task.next_offset >= 0 && task.next_offset != task.checkpointed_offset) {
+      due.push_back(&task);
     }
   }
   if (!only) {
@@ -155,17 +319,141 @@ Status StreamEngine::CommitProcessed(const std::vector<kafka::TopicPartition>* o
     }
     oldest_unflushed_ms_ = -1;
   }
-  if (offsets.empty()) return Status::OK();
-  // Outputs first: an offset is committed only once everything it produced
-  // is acknowledged.
-  CRM_RETURN_NOT_OK(producer_->Flush(kFlushTimeout).WithContext("flushing outputs"));
-  if (!sink_->first_error().ok()) return sink_->first_error();
-  CRM_RETURN_NOT_OK(consumer_->CommitOffsets(offsets, /*async=*/false));
-  for (const auto& o : offsets) {
-    tasks_[kafka::TopicPartition{o.topic, o.partition}].committed_offset = o.offset;
+  if (due.empty()) return Status::OK();
+  return Checkpoint(due);
+}
+
+Status StreamEngine::Checkpoint(std::span<PartitionTask* const> tasks) {
+  const auto started = Clock::now();
+  // Outputs first: a checkpoint covers a record only once everything it
+  // produced is acknowledged.
+  Status st = producer_->Flush(kFlushTimeout).WithContext("flushing outputs");
+  if (st.ok()) st = sink_->first_error();
+  if (st.ok() && producer_->failed_count() != delivery_failures_seen_) {
+    // An output the brokers never took: the checkpoint must not claim its
+    // record. Fatal for this run; a restart re-processes from the last
+    // checkpoint (exactly_once: dropping what was delivered).
+    st = Status::Unavailable(
+        std::to_string(producer_->failed_count() - delivery_failures_seen_) +
+        " output record(s) could not be delivered: " + producer_->last_delivery_error().ToString());
+    delivery_failures_seen_ = producer_->failed_count();
+    fatal_ = st;
+  }
+  if (st.ok()) st = producer_->FatalError();
+  state::CheckpointBatch& batch = *checkpoint_batch_;
+  batch.Clear();
+  for (PartitionTask* task : tasks) {
+    if (!st.ok()) break;
+    const uint64_t sequence = task->stamping ? task->stamping->next_sequence() : 0;
+    st = AddToCheckpoint(*task->processor, sequence, task->key, &batch, &checkpoint_scratch_);
+    batch.SetInputOffset(task->key, task->next_offset);
+    if (task->stamping) {
+      const kafka::TopicPartition tp{std::string(task->stamping->input_topic()),
+                                     task->stamping->input_partition()};
+      task->positions.AdvanceToDelivered(*producer_, sink_->topics());
+      batch.PutMetadata(PositionsName(tp), task->positions.Encode());
+      if (!task->logged_closes.empty()) {
+        task->logged_closes.clear();
+        batch.DeleteMetadata(LoggedClosesName(tp));
+      }
+    }
+  }
+  const uint64_t bytes = batch.byte_size();
+  if (st.ok()) st = store_->Commit(&batch);
+  RecordCheckpoint(std::chrono::duration<double>(Clock::now() - started).count(), bytes, st.ok());
+  const state::StateStore::Memory memory = store_->MemoryBreakdown();
+  SetRocksDbMemory(RocksDbMemoryKind::kBlockCache, memory.block_cache_bytes);
+  SetRocksDbMemory(RocksDbMemoryKind::kMemtables, memory.memtable_bytes);
+  SetRocksDbMemory(RocksDbMemoryKind::kTableReaders, memory.table_reader_bytes);
+  if (!st.ok()) return st;
+  std::vector<kafka::TopicPartitionOffset> offsets;
+  for (PartitionTask* task : tasks) {
+    MarkCheckpointed(task->processor.get());
+    task->checkpointed_offset = task->next_offset;
+    task->last_checkpoint = Clock::now();
+  }
+  for (auto& [tp, task] : tasks_) {
+    if (task.checkpointed_offset >= 0 && task.checkpointed_offset != task.committed_offset) {
+      offsets.push_back({tp.topic, tp.partition, task.checkpointed_offset});
+      task.committed_offset = task.checkpointed_offset;
+    }
+  }
+  // The group's offsets follow the store (for lag monitoring and tools);
+  // the store's win on restart, so a lost commit costs nothing.
+  if (!offsets.empty()) {
+    Status committed = consumer_->CommitOffsets(offsets, /*async=*/true);
+    if (!committed.ok()) spdlog::warn("committing offsets: {}", committed.ToString());
   }
   stats_.commits.fetch_add(1, std::memory_order_relaxed);
   return Status::OK();
+}
+
+Status StreamEngine::CloseBlock(PartitionTask* task, bool checkpoint) {
+  task->processor->FlushOutputs();
+  task->block_open = false;
+  if (!checkpoint && Clock::now() - task->last_checkpoint <
+                         std::chrono::milliseconds(config_.commit_interval_ms)) {
+    return Status::OK();
+  }
+  PartitionTask* one[] = {task};
+  return Checkpoint(one);
+}
+
+Status StreamEngine::CloseBlockLogged(const kafka::TopicPartition& tp, PartitionTask* task) {
+  // Logged (synced) before any of its outputs exists: a replay after a crash
+  // closes the block at the same offset and regenerates the same outputs.
+  task->logged_closes.push_back(task->next_offset);
+  CRM_RETURN_NOT_OK(store_->PutMetadata(LoggedClosesName(tp), EncodeOffsets(task->logged_closes)));
+  return CloseBlock(task, /*checkpoint=*/true);
+}
+
+Status StreamEngine::CloseIdleBlocks(bool all) {
+  const int64_t now = SteadyMs();
+  // A live input pauses often: wait a commit interval of quiet before
+  // closing. Run until caught up, the end of the input is the end.
+  const int64_t quiet_ms = until_caught_up_ ? 0 : config_.commit_interval_ms;
+  for (auto& [tp, task] : tasks_) {
+    if (!task.block_open) continue;
+    if (!all) {
+      // Only a partition that is caught up and quiet: otherwise its next
+      // record decides the close.
+      if (now - task.last_record_ms < quiet_ms) continue;
+      if (TaskLag(tp, task) != 0) continue;
+    }
+    CRM_RETURN_NOT_OK(CloseBlockLogged(tp, &task));
+  }
+  // Tasks whose last block closed without a checkpoint (the interval had
+  // not passed) and that have nothing new: checkpoint them now.
+  std::vector<PartitionTask*> due;
+  for (auto& [tp, task] : tasks_) {
+    if (!task.block_open && task.next_offset >= 0 && task.next_offset != task.checkpointed_offset &&
+        (all || now - task.last_record_ms >= quiet_ms)) {
+      due.push_back(&task);
+    }
+  }
+  if (due.empty()) return Status::OK();
+  return Checkpoint(due);
+}
+
+bool StreamEngine::CaughtUp() const {
+  if (tasks_.empty() || !state_restored_.load()) return false;
+  for (const auto& [tp, task] : tasks_) {
+    if (task.block_open || task.next_offset != task.checkpointed_offset) return false;
+    if (TaskLag(tp, task) != 0) return false;
+  }
+  return true;
+}
+
+int64_t StreamEngine::TaskLag(const kafka::TopicPartition& tp, const PartitionTask& task) const {
+  if (task.next_offset < 0) {
+    // Nothing processed: the consumer's own view (0 for an empty partition).
+    auto lag = consumer_->Lag(tp.topic, tp.partition);
+    return lag.ok() ? *lag : -1;
+  }
+  // Measured from what the task processed: after a restart at the end of a
+  // partition the consumer has no position until a record arrives.
+  auto high = consumer_->HighWatermark(tp.topic, tp.partition);
+  return high.ok() ? std::max<int64_t>(0, *high - task.next_offset) : -1;
 }
 
 void StreamEngine::PublishStats() {
@@ -190,6 +478,11 @@ void StreamEngine::PublishStats() {
     }
     for (size_t r = 0; r < c.by_reason.size(); ++r) {
       publish(stats_.rejected_by_reason[r], c.by_reason[r].Get(), &task.published_by_reason[r]);
+    }
+  }
+  for (auto& [tp, task] : tasks_) {
+    if (task.stamping) {
+      publish(stats_.suppressed_outputs, task.stamping->suppressed(), &task.published_suppressed);
     }
   }
   stats_.delivered.store(producer_->delivered_count(), std::memory_order_relaxed);
@@ -354,7 +647,7 @@ void StreamEngine::FailQueries() {
   queries_pending_.store(false, std::memory_order_relaxed);
 }
 
-Status StreamEngine::Run(const std::atomic<bool>& stop) {
+Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& options) {
   std::vector<std::string> topics;
   for (const auto& t : config_.inputs) topics.push_back(t.name);
   if (Status subscribed = consumer_->Subscribe(topics); !subscribed.ok()) {
@@ -367,7 +660,10 @@ Status StreamEngine::Run(const std::atomic<bool>& stop) {
   auto last_commit = Clock::now();
   auto last_lag = Clock::now();
   auto last_quality = Clock::now();
+  auto last_idle_check = Clock::now();
   Status result;
+  bool caught_up = false;
+  until_caught_up_ = options.until_caught_up;
   loop_heartbeat_ms_.store(SteadyMs(), std::memory_order_relaxed);
   loop_state_.store(LoopState::kRunning);
 
@@ -377,24 +673,58 @@ Status StreamEngine::Run(const std::atomic<bool>& stop) {
       // Transport errors are retried by librdkafka; keep polling.
       spdlog::warn("consume: {}", consumed.status().ToString());
     }
+    if (!rebalance_error_.ok()) {
+      result = rebalance_error_;
+      break;
+    }
+    if (!fatal_.ok()) {
+      result = fatal_;
+      break;
+    }
     const auto batch_start = Clock::now();
     const int64_t now_ms = WallMs();
     if (batch.size() > 0 && oldest_unflushed_ms_ < 0) {
       // The event-to-output sample of the next flush.
       oldest_unflushed_ms_ = batch[0].timestamp_ms();
     }
-    for (size_t i = 0; i < batch.size(); ++i) {
+    for (size_t i = 0; i < batch.size() && result.ok(); ++i) {
       kafka::MessageView m = batch[i];
       PartitionTask& task = TaskFor(m.topic(), m.partition());
       ingest::SourcePosition pos{m.topic(), m.partition(), m.offset()};
-      task.processor->Process(m.payload(), pos, now_ms);
+      if (!exactly_once_) {
+        task.processor->Process(m.payload(), pos, now_ms);
+        task.next_offset = m.offset() + 1;
+        continue;
+      }
+      // Exactly-once: block boundaries and "now" come from the input.
+      const int64_t timestamp = std::max<int64_t>(0, m.timestamp_ms());
+      const int64_t slot = FloorDiv(timestamp, config_.commit_interval_ms);
+      if (task.block_open && (slot != task.block_slot || m.offset() % kMaxBlockRecords == 0)) {
+        result = CloseBlock(&task, /*checkpoint=*/false);
+      }
+      task.processor->Process(m.payload(), pos, timestamp);
       task.next_offset = m.offset() + 1;
+      task.block_open = true;
+      task.block_slot = slot;
+      if (!task.logged_closes.empty() && task.logged_closes.front() == task.next_offset) {
+        // A replay reaching a close its predecessor logged.
+        task.logged_closes.pop_front();
+        result = CloseBlock(&task, /*checkpoint=*/true);
+      }
     }
     const bool had_records = batch.size() > 0;
     batch.Clear();
-    // Alerts, segment changes and customer anomalies of this batch's
-    // customers now; their customer-scores records wait for the commit.
-    if (had_records) {
+    if (!result.ok()) break;
+    if (had_records && exactly_once_) {
+      const int64_t steady = SteadyMs();
+      for (auto& [tp, task] : tasks_) {
+        if (task.block_open) task.last_record_ms = std::max(task.last_record_ms, steady);
+      }
+    }
+    // at_least_once: alerts, segment changes and customer anomalies of this
+    // batch's customers now; their customer-scores records wait for the
+    // commit. (exactly_once: at block closes.)
+    if (had_records && !exactly_once_) {
       for (auto& [tp, task] : tasks_) task.processor->RefreshScores();
     }
     producer_->Poll(std::chrono::milliseconds(0));
@@ -409,13 +739,30 @@ Status StreamEngine::Run(const std::atomic<bool>& stop) {
     }
     PublishStats();
     if (queries_pending_.load(std::memory_order_relaxed)) AnswerQueries();
-    if (now - last_commit >= commit_interval) {
+    if (!exactly_once_ && now - last_commit >= commit_interval) {
       Status st = CommitProcessed();
       if (!st.ok()) {
         stats_.commit_failures.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("commit: {} (will retry)", st.ToString());
+        spdlog::warn("checkpoint: {} (will retry)", st.ToString());
       }
       last_commit = now;
+    }
+    if (now - last_idle_check >= kIdleCheck) {
+      last_idle_check = now;
+      if (exactly_once_) {
+        result = CloseIdleBlocks(/*all=*/false);
+        if (!result.ok()) break;
+      }
+      if (options.until_caught_up) {
+        if (!exactly_once_ && !had_records) {
+          Status st = CommitProcessed();
+          if (!st.ok()) spdlog::warn("checkpoint: {} (will retry)", st.ToString());
+        }
+        if (CaughtUp()) {
+          caught_up = true;
+          break;
+        }
+      }
     }
     if (now - last_lag >= kLagRefresh) {
       RefreshLag();
@@ -430,12 +777,21 @@ Status StreamEngine::Run(const std::atomic<bool>& stop) {
 
   loop_state_.store(LoopState::kStopped);
   FailQueries();
-  // Drain: everything processed is delivered and committed before leaving.
-  Status st = CommitProcessed();
+  // Drain: everything processed is delivered and checkpointed before leaving.
+  Status st;
+  if (result.ok()) {
+    if (exactly_once_) {
+      // Open blocks close at a logged offset: a replay would close them there too.
+      st = CloseIdleBlocks(/*all=*/true);
+    } else {
+      st = CommitProcessed();
+    }
+  }
   if (!st.ok()) {
     stats_.commit_failures.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("final commit: {}", st.ToString());
+    spdlog::warn("final checkpoint: {}", st.ToString());
   }
+  if (caught_up) spdlog::info("caught up with the input: stopping");
   PublishStats();
   RefreshQuality();
   Status closed = consumer_->Close();

@@ -1,9 +1,9 @@
 #include "crmstream/state/changelog.h"
 
+#include <algorithm>
 #include <array>
 
-#include "crmstream/kafka/handles.h"
-#include "crmstream/kafka/kafka_error.h"
+#include "crmstream/kafka/partition_reader.h"
 
 namespace crmstream::state {
 namespace {
@@ -123,114 +123,48 @@ Result<ChangelogRestoreResult> RestoreFromChangelog(const kafka::ClientConfig& c
                                                     StateStore* store, PartitionKey target,
                                                     const ChangelogRestoreOptions& options) {
   const Clock::time_point started = Clock::now();
-  const Clock::time_point deadline = started + options.timeout;
   const std::string what = "changelog restore of " + topic + " [" + std::to_string(partition) + "]";
-
-  kafka::ClientConfig effective = config;
-  effective.SetDefault("client.id", "crmstream-restore");
-  effective.Set("isolation.level", "read_committed");
-  effective.Set("enable.partition.eof", "true");
-  effective.Set("enable.auto.commit", "false");
-  effective.Set("enable.auto.offset.store", "false");
-  effective.SetDefault("auto.offset.reset", "earliest");
-  // The end is detected by an empty fetch at the end offset: do not let the
-  // broker hold that fetch for the default 500 ms.
-  effective.SetDefault("fetch.wait.max.ms", "10");
-  // A group id is required by the consumer API even with manual assignment;
-  // nothing is committed under it.
-  effective.SetDefault("group.id", "crmstream-restore");
-  CRM_ASSIGN_OR_RETURN(kafka::ConfHandle conf, effective.BuildConf());
-  kafka::RouteLogsToSpdlog(conf.get());
-  std::array<char, 512> errstr{};
-  kafka::KafkaHandle rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), errstr.data(), errstr.size()));
-  if (!rk) return Status::InvalidArgument(what + ": " + errstr.data());
-  conf.release();  // owned by the client now
-  rd_kafka_poll_set_consumer(rk.get());
-
-  int64_t low = 0, high = 0;
-  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-  // Metadata may lag right after a broker restart: retry within the deadline.
-  do {
-    err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), partition, &low, &high, 5000);
-  } while (err != RD_KAFKA_RESP_ERR_NO_ERROR &&
-           kafka::KafkaErrorCode(err) == StatusCode::kUnavailable && Clock::now() < deadline);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka::KafkaStatus(err, what + ": end offset");
-
-  const bool from_scratch = options.start_offset < 0;
-  CRM_RETURN_NOT_OK(store->BeginRestore(target, from_scratch));
-
-  kafka::PartitionListHandle list(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition)->offset =
-      from_scratch ? RD_KAFKA_OFFSET_BEGINNING : options.start_offset;
-  err = rd_kafka_assign(rk.get(), list.get());
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka::KafkaStatus(err, what + ": assign");
 
   ChangelogRestoreResult result;
   RestoreProgress progress;
-  progress.end_offset = high;
-  progress.next_offset = from_scratch ? low : options.start_offset;
   CheckpointBatch batch = store->NewBatch();
   size_t pending = 0;
-  bool reached_end = false;
-  Status failure;
-
-  while (!reached_end) {
-    if (Clock::now() >= deadline) {
-      failure = Status::Unavailable(what + ": end not reached within " +
-                                    std::to_string(options.timeout.count()) + " ms (at offset " +
-                                    std::to_string(progress.next_offset) + " of " +
-                                    std::to_string(high) + ")");
-      break;
-    }
-    kafka::MessageHandle msg(rd_kafka_consumer_poll(rk.get(), 100));
-    if (!msg) continue;
-    if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      if (msg->partition == partition) {
-        progress.next_offset = std::max(progress.next_offset, msg->offset);
-        reached_end = true;
-      }
-      continue;
-    }
-    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const StatusCode code = kafka::KafkaErrorCode(msg->err);
-      if (code == StatusCode::kUnavailable) continue;  // transient: librdkafka retries
-      failure = kafka::KafkaStatus(msg->err, what);
-      break;
-    }
-    rd_kafka_headers_t* headers = nullptr;
-    std::optional<std::string_view> stamp;
-    if (rd_kafka_message_headers(msg.get(), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const void* v = nullptr;
-      size_t size = 0;
-      if (rd_kafka_header_get_last(headers, kChangelogHeader.data(), &v, &size) ==
-          RD_KAFKA_RESP_ERR_NO_ERROR) {
-        stamp = std::string_view(static_cast<const char*>(v), size);
-      }
-    }
-    const std::string_view key(static_cast<const char*>(msg->key), msg->key ? msg->key_len : 0);
-    const std::string_view value(static_cast<const char*>(msg->payload),
-                                 msg->payload ? msg->len : 0);
-    auto change = DecodeChangelogRecord(key, value, stamp);
-    if (!change.ok()) {
-      failure = change.status().WithContext(what + ": offset " + std::to_string(msg->offset));
-      break;
-    }
-    ApplyChange(target, *change, &batch);
-    ++result.records;
-    if (change->tombstone()) ++result.tombstones;
-    result.input_offset = change->input_offset;
-    progress.records = result.records;
-    progress.next_offset = msg->offset + 1;
-    if (++pending >= options.records_per_write) {
-      failure = store->Commit(&batch);
-      if (!failure.ok()) break;
-      pending = 0;
-      if (options.progress) options.progress(progress);
-    }
-  }
-  (void)rd_kafka_assign(rk.get(), nullptr);
-  (void)rd_kafka_consumer_close(rk.get());
-  CRM_RETURN_NOT_OK(failure);
+  const bool from_scratch = options.start_offset < 0;
+  kafka::PartitionReadOptions read_options;
+  read_options.client_id = "crmstream-restore";
+  read_options.timeout = options.timeout;
+  const std::array<kafka::TopicPartitionOffset, 1> from{
+      kafka::TopicPartitionOffset{topic, partition, options.start_offset}};
+  Status read = kafka::ReadPartitionsToEnd(
+      config, from, read_options,
+      [&](std::span<const kafka::PartitionEnd> ends) {
+        progress.end_offset = ends[0].end_offset;
+        progress.next_offset = ends[0].start_offset;
+        return store->BeginRestore(target, from_scratch);
+      },
+      [&](const kafka::MessageView& m) -> Status {
+        auto change =
+            DecodeChangelogRecord(m.key(), m.payload(), kafka::FindHeader(m, kChangelogHeader));
+        if (!change.ok()) {
+          return change.status().WithContext(what + ": offset " + std::to_string(m.offset()));
+        }
+        ApplyChange(target, *change, &batch);
+        ++result.records;
+        if (change->tombstone()) ++result.tombstones;
+        result.input_offset = change->input_offset;
+        progress.records = result.records;
+        progress.next_offset = m.offset() + 1;
+        if (++pending >= options.records_per_write) {
+          CRM_RETURN_NOT_OK(store->Commit(&batch));
+          pending = 0;
+          if (options.progress) options.progress(progress);
+        }
+        return Status::OK();
+      });
+  CRM_RETURN_NOT_OK(read.WithContext(what));
+  // Aborted records or markers may end the log below its high watermark: the
+  // end reached is the end offset either way.
+  progress.next_offset = std::max(progress.next_offset, progress.end_offset);
 
   // The last write ends the restore: its offsets and the cleared mark land
   // together with the final records.

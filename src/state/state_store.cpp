@@ -237,6 +237,19 @@ void CheckpointBatch::FinishRestore(PartitionKey p) {
   impl_->Delete(StateFamily::kMetadata, impl_->key);
 }
 
+void CheckpointBatch::PutMetadata(std::string_view name, std::string_view value) {
+  impl_->key.assign(kUserPrefix);
+  impl_->key.append(name);
+  impl_->value = SealMeta(value);
+  impl_->Put(StateFamily::kMetadata, impl_->key, impl_->value);
+}
+
+void CheckpointBatch::DeleteMetadata(std::string_view name) {
+  impl_->key.assign(kUserPrefix);
+  impl_->key.append(name);
+  impl_->Delete(StateFamily::kMetadata, impl_->key);
+}
+
 size_t CheckpointBatch::entry_count() const { return impl_->batch.Count(); }
 size_t CheckpointBatch::byte_size() const { return impl_->batch.GetDataSize(); }
 void CheckpointBatch::Clear() { impl_->batch.Clear(); }
@@ -860,6 +873,19 @@ Result<StoreStats> StateStore::Stats() const {
 }
 
 size_t StateStore::MemoryUsageBytes() const { return impl_->cache->GetUsage(); }
+
+StateStore::Memory StateStore::MemoryBreakdown() const {
+  Memory m;
+  m.block_cache_bytes = impl_->cache->GetUsage();
+  m.memtable_bytes = impl_->write_buffers->memory_usage();
+  for (auto* family : impl_->families) {
+    uint64_t readers = 0;
+    if (impl_->db->GetIntProperty(family, "rocksdb.estimate-table-readers-mem", &readers)) {
+      m.table_reader_bytes += readers;
+    }
+  }
+  return m;
+}
 
 Status StateStore::Flush() {
   if (impl_->options.read_only) return Status::OK();

@@ -43,6 +43,21 @@ TEST_CASE("Absent fields keep defaults and properties pass through", "[config]")
   CHECK_FALSE(cfg->kafka.embedded());
   CHECK(cfg->kafka.properties.at("security.protocol") == "SASL_SSL");
   CHECK(cfg->commit_interval_ms == 1000);
+  CHECK(cfg->guarantee == Guarantee::kAtLeastOnce);
+  CHECK(cfg->state.memory_cap_mb == 256);
+  CHECK_FALSE(cfg->state.sync);
+}
+
+TEST_CASE("Processing guarantee and state settings load", "[config]") {
+  testing::ScratchDir dir;
+  auto cfg = LoadEngineConfig(Write(dir, "c.yaml",
+                                    "processing:\n  guarantee: exactly_once\n"
+                                    "state:\n  memory_cap_mb: 64\n  sync: true\n"));
+  REQUIRE(cfg.ok());
+  CHECK(cfg->guarantee == Guarantee::kExactlyOnce);
+  CHECK(GuaranteeName(cfg->guarantee) == "exactly_once");
+  CHECK(cfg->state.memory_cap_mb == 64);
+  CHECK(cfg->state.sync);
 }
 
 TEST_CASE("Config mistakes name the file, line and field", "[config]") {
@@ -60,6 +75,9 @@ TEST_CASE("Config mistakes name the file, line and field", "[config]") {
       {"outputs:\n  dead_letter: {name: x, partitions: 0}\n",
        "c.yaml:2:38: outputs.dead_letter.partitions: 0 is out of range"},
       {"state_dir: [a\n", "c.yaml:2:1: end of sequence flow not found"},
+      {"processing:\n  guarantee: twice\n",
+       "processing.guarantee: must be exactly_once or at_least_once, not 'twice'"},
+      {"state:\n  memory_cap_mb: 1\n", "c.yaml:2:18: state.memory_cap_mb: 1 is out of range"},
   };
   for (const auto& c : cases) {
     auto cfg = LoadEngineConfig(Write(dir, "c.yaml", c.text));

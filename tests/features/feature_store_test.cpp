@@ -663,6 +663,12 @@ std::vector<std::string> Ids(const FeatureStore& store, bool pending) {
   return ids;
 }
 
+std::vector<std::string> UnsavedIds(const FeatureStore& store) {
+  std::vector<std::string> ids;
+  store.ForEachUnsaved([&](std::string_view id, const CustomerFeatures&) { ids.emplace_back(id); });
+  return ids;
+}
+
 }  // namespace
 
 TEST_CASE("Pending and dirty sets: two cycles over the same updates", "[features]") {
@@ -690,6 +696,24 @@ TEST_CASE("Pending and dirty sets: two cycles over the same updates", "[features
   store.Update(MakeEvent("B", kT0 + 3 * kHour, EventType::kLogin));
   CHECK(Ids(store, true) == V{"B"});
   CHECK(Ids(store, false) == V{"B"});
+}
+
+TEST_CASE("Unsaved set: survives output flushes until a checkpoint clears it", "[features]") {
+  FeatureStore store(FeatureSpec{});
+  using V = std::vector<std::string>;
+  store.Update(MakeEvent("A", kT0, EventType::kLogin));
+  store.Update(MakeEvent("B", kT0, EventType::kLogin));
+  store.ClearDirty();  // an output flush
+  CHECK(UnsavedIds(store) == V{"A", "B"});
+  store.Update(MakeEvent("C", kT0 + kHour, EventType::kLogin));
+  store.Update(MakeEvent("A", kT0 + kHour, EventType::kLogin));
+  CHECK(UnsavedIds(store) == V{"A", "B", "C"});
+  store.ClearUnsaved();  // a checkpoint
+  CHECK(UnsavedIds(store).empty());
+  CHECK(Ids(store, false) == V{"C", "A"});  // the dirty set is untouched
+  store.Update(MakeEvent("B", kT0 + 2 * kHour, EventType::kLogin));
+  CHECK(UnsavedIds(store) == V{"B"});
+  CHECK(store.unsaved_count() == 1);
 }
 
 }  // namespace crmstream::features

@@ -133,26 +133,32 @@ TEST_CASE("Admin server: scrape, probes and customer API on a running engine",
   CHECK(HttpGet(e.port(), "/api/customers/%zz").status == 400);
   CHECK(HttpGet(e.port(), "/nothing-here").status == 404);
 
-  // What the state store will feed: checkpoint durations land in the
-  // buckets a hand count gives, sizes and RocksDB memory as set.
+  // The state store's feeds: the engine has checkpointed for real by now
+  // (sizes and RocksDB memory reported); three more checkpoints land in the
+  // buckets a hand count gives.
+  const std::string before = HttpGet(e.port(), "/metrics").body;
+  CHECK(SampleValue(before, "crmstream_checkpoints_total") >= 1);
+  CHECK(SampleValue(before, "crmstream_checkpoint_size_bytes") > 0);
+  CHECK(SampleValue(before, R"(crmstream_rocksdb_memory_bytes{kind="block_cache"})") > 0);
+  CHECK(SampleValue(before, R"(crmstream_rocksdb_memory_bytes{kind="memtables"})") >= 0);
   e.engine().RecordCheckpoint(0.003, 1000, true);
   e.engine().RecordCheckpoint(0.2, 5000, true);
   e.engine().RecordCheckpoint(7.0, 0, false);
-  e.engine().SetRocksDbMemory(pipeline::RocksDbMemoryKind::kBlockCache, 1 << 20);
   const std::string after = HttpGet(e.port(), "/metrics").body;
-  CHECK(SampleValue(after, R"(crmstream_checkpoint_duration_seconds_bucket{le="0.001"})") == 0);
-  CHECK(SampleValue(after, R"(crmstream_checkpoint_duration_seconds_bucket{le="0.005"})") == 1);
-  CHECK(SampleValue(after, R"(crmstream_checkpoint_duration_seconds_bucket{le="0.25"})") == 2);
-  CHECK(SampleValue(after, R"(crmstream_checkpoint_duration_seconds_bucket{le="5"})") == 2);
-  CHECK(SampleValue(after, R"(crmstream_checkpoint_duration_seconds_bucket{le="+Inf"})") == 3);
-  CHECK(SampleValue(after, "crmstream_checkpoint_duration_seconds_count") == 3);
-  CHECK(SampleValue(after, "crmstream_checkpoint_duration_seconds_sum") ==
-        Approx(7.203).epsilon(1e-9));
-  CHECK(SampleValue(after, "crmstream_checkpoints_total") == 2);
-  CHECK(SampleValue(after, "crmstream_checkpoint_failures_total") == 1);
-  CHECK(SampleValue(after, "crmstream_checkpoint_size_bytes") == 5000);
-  CHECK(SampleValue(after, R"(crmstream_rocksdb_memory_bytes{kind="block_cache"})") == 1048576);
-  CHECK(std::isnan(SampleValue(after, R"(crmstream_rocksdb_memory_bytes{kind="memtables"})")));
+  auto delta = [&](const std::string& sample) {
+    return SampleValue(after, sample) - SampleValue(before, sample);
+  };
+  // Real checkpoints may land in any bucket meanwhile: compare the buckets
+  // the three fakes alone decide.
+  CHECK(delta(R"(crmstream_checkpoint_duration_seconds_bucket{le="+Inf"})") -
+            delta(R"(crmstream_checkpoint_duration_seconds_bucket{le="5"})") ==
+        1);
+  CHECK(delta(R"(crmstream_checkpoint_duration_seconds_bucket{le="0.25"})") -
+            delta(R"(crmstream_checkpoint_duration_seconds_bucket{le="0.005"})") >=
+        1);
+  CHECK(delta("crmstream_checkpoint_failures_total") == 1);
+  CHECK(delta("crmstream_checkpoints_total") >= 2);
+  CHECK(SampleValue(after, "crmstream_checkpoint_size_bytes") > 0);
   CHECK(SampleValue(after,
                     R"(crmstream_admin_http_requests_total{code="404",path="/api/customers"})") ==
         1);

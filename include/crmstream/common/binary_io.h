@@ -108,6 +108,10 @@ enum class BlobKind : uint16_t {
   kRollingCorrelation = 8,
   kBayesianLogisticRegression = 9,
   kCustomerFeatures = 16,
+  kCustomerModelState = 17,
+  kPartitionModelState = 18,
+  kDedupWindow = 19,     // ingest::DedupWindow::EncodeTo
+  kProcessorState = 20,  // a partition task's own counters and schedules
   kCheckpointMeta = 32,
 };
 

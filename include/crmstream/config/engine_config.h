@@ -38,20 +38,41 @@ struct OutputTopics {
   TopicSpec dead_letter{"crm.dead-letter", 3};
 };
 
+// Delivery semantics of the engine (README "Delivery semantics").
+enum class Guarantee : uint8_t {
+  // Outputs flushed and state checkpointed every commit interval; after a
+  // crash the records since the last checkpoint are processed again, so
+  // their outputs may appear twice.
+  kAtLeastOnce,
+  // Deterministic processing from the checkpointed state and input offsets,
+  // every output stamped with its source, and a restarted engine suppresses
+  // outputs its predecessor already delivered: each output exactly once.
+  kExactlyOnce,
+};
+std::string_view GuaranteeName(Guarantee g);
+
+// The local state store (state/README.md).
+struct StateSettings {
+  int memory_cap_mb = 256;  // RocksDB block cache + memtables
+  bool sync = false;        // fsync the WAL at every checkpoint
+};
+
 struct EngineConfig {
   std::string file;  // the file it was loaded from ("" for defaults)
   KafkaSettings kafka;
   std::vector<TopicSpec> inputs = {{"crm.interactions", 6}};
   OutputTopics outputs;
-  std::string state_dir = "state";              // local state and broker.addr
-  std::string pipeline = "pipelines/crm.yaml";  // relative to the working directory
-  int metrics_port = 9464;                      // Prometheus /metrics, loopback
-  int dashboard_port = 8080;                    // web dashboard, loopback
-  int consume_batch_size = 2048;                // messages per consumer poll
-  int poll_timeout_ms = 100;                    // consumer poll wait, ms
-  int commit_interval_ms = 1000;                // offsets committed at most this often, ms
-  int producer_linger_ms = 5;                   // output batching delay, ms
-  int status_interval_ms = 1000;                // live status line period, ms (0: off)
+  std::string state_dir = "state";                // local state and broker.addr
+  std::string pipeline = "pipelines/crm.yaml";    // relative to the working directory
+  int metrics_port = 9464;                        // Prometheus /metrics, loopback
+  int dashboard_port = 8080;                      // web dashboard, loopback
+  int consume_batch_size = 2048;                  // messages per consumer poll
+  int poll_timeout_ms = 100;                      // consumer poll wait, ms
+  int commit_interval_ms = 1000;                  // offsets committed at most this often, ms
+  int producer_linger_ms = 5;                     // output batching delay, ms
+  int status_interval_ms = 1000;                  // live status line period, ms (0: off)
+  Guarantee guarantee = Guarantee::kAtLeastOnce;  // processing.guarantee
+  StateSettings state;
 };
 
 // What one pipeline computes.

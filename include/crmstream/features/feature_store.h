@@ -187,6 +187,19 @@ class FeatureStore {
   size_t pending_count() const { return pending_.size(); }
   void ClearPending();
 
+  // A third cycle for checkpoints: every customer updated or decoded since
+  // the last ClearUnsaved(), in first-updated order. The state store writes
+  // these at each checkpoint; outputs (dirty, pending) are flushed more often.
+  template <typename F>
+  void ForEachUnsaved(F&& f) const {
+    for (uint32_t index : unsaved_) {
+      const CustomerFeatures view(this, index);
+      f(view.customer_id(), view);
+    }
+  }
+  size_t unsaved_count() const { return unsaved_.size(); }
+  void ClearUnsaved();
+
   // The plan table: id -> name (id 0 is "", no plan).
   std::string_view PlanName(uint16_t plan_id) const;
 
@@ -211,7 +224,7 @@ class FeatureStore {
     uint16_t tail_offset;  // offset of the last ring record
     uint16_t plan_id;
     uint8_t id_length;
-    uint8_t flags;  // kClosedFlag | kDirtyFlag
+    uint8_t flags;  // kClosedFlag and the dirty / pending / unsaved marks
     // Ids of up to 16 bytes live here; longer ones in long_ids_ at `offset`.
     union {
       char chars[16];
@@ -281,6 +294,7 @@ class FeatureStore {
   size_t ring_heap_bytes_ = 0;   // sum of ring chunks (capacity + malloc header)
   std::vector<uint32_t> dirty_;
   std::vector<uint32_t> pending_;
+  std::vector<uint32_t> unsaved_;  // updated since the last checkpoint
 
   std::vector<std::string> plan_names_;  // [0] = ""
   struct PlanHash {

@@ -175,6 +175,9 @@ class Consumer {
   // Lag of one partition; Unavailable while its position or watermark is
   // still unknown.
   Result<int64_t> Lag(const std::string& topic, int32_t partition) const;
+  // The partition's high watermark as of the last fetch response (no
+  // broker round trip); Unavailable until one arrived.
+  Result<int64_t> HighWatermark(const std::string& topic, int32_t partition) const;
 
   // Polls until this member has a non-empty assignment (true) or the timeout
   // passes (false). Messages received meanwhile are appended to `batch`

@@ -37,6 +37,7 @@ enum class Metric : int {
   // Outputs and delivery.
   kOutputRecords,
   kDeliveredRecords,
+  kSuppressedRecords,
   kDeliveryFailures,
   kChurnAlerts,
   kOffsetCommits,
@@ -92,6 +93,9 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
      "Output records handed to the producer, by output and topic."},
     {"crmstream_output_records_delivered_total", MetricKind::kCounter, "",
      "Output records acknowledged by the brokers."},
+    {"crmstream_output_records_suppressed_total", MetricKind::kCounter, "",
+     "Exactly-once mode: regenerated output records not produced again because the "
+     "instance before a restart had delivered them."},
     {"crmstream_output_delivery_failures_total", MetricKind::kCounter, "",
      "Output records the producer failed to deliver."},
     {"crmstream_churn_alerts_total", MetricKind::kCounter, "severity",

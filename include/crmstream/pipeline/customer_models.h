@@ -26,10 +26,19 @@
 // customer anomalies. Closed minutes whose metric anomaly score reaches
 // minute_anomaly_level are queued for the processor (minute_anomalies()).
 //
+// Checkpoints: EncodeCustomer / EncodeGlobal write the whole state as sealed
+// blobs (one per customer, one for the partition-wide models), and a fresh
+// instance restored with DecodeCustomer for every customer then DecodeGlobal
+// behaves bit-identically from then on (same refreshes, alerts, scores,
+// model updates, quality figures and blobs), whatever the order the
+// customers are decoded in. ForEachUnsaved lists the customers whose blob
+// changed since ClearUnsaved(), for incremental checkpoints.
+//
 // Thread-safety: none. One instance per partition task, single-threaded, no
 // locks. Steady-state OnEvent and Refresh do not allocate; a new customer
-// grows the per-customer arrays, and the first event of a customer since the
-// last flush its trigger log (amortised).
+// grows the per-customer arrays, the first event of a customer since the
+// last flush its trigger log, and the first change of a customer since the
+// last ClearUnsaved() the unsaved list (all amortised).
 #pragma once
 
 #include <array>
@@ -236,6 +245,58 @@ class CustomerModels {
   // Restores it (the customer is created if unknown); Corruption on bad bytes.
   Status DecodeAlertState(std::string_view customer_id, std::string_view bytes);
 
+  // Checkpoints. Encode only at a refresh boundary: right after EndFlush(),
+  // once every customer with events since the previous flush went through
+  // Refresh(). The trigger log (the latest event of each customer since the
+  // last flush) is then empty by definition and is not persisted; a restored
+  // customer has no trigger until its next event, exactly like the original.
+  //
+  // One customer's state (scores, pending example with its feature
+  // snapshot, segment, anomaly and alert state) as a sealed blob
+  // (BlobKind::kCustomerModelState, version 1), replacing `*out`. NotFound
+  // for an unknown customer.
+  Status EncodeCustomer(std::string_view customer_id, std::string* out) const;
+  // Creates or replaces the customer's state from EncodeCustomer's blob.
+  // Corruption on bad bytes, InvalidArgument if written with another
+  // feature dimension or k; the object is unchanged on error. Does not mark
+  // the customer unsaved. Meant for a fresh object followed by DecodeGlobal
+  // (the partition-wide state, such as segment sizes and the label
+  // deadlines, comes from there).
+  Status DecodeCustomer(std::string_view customer_id, std::string_view blob);
+  // Everything that is not per customer (scaling, churn and spend models
+  // and their prequential figures, k-means, behaviour and minute detectors,
+  // open minute, watermark, alert counters, the queued minute anomalies and
+  // the label deadlines in their heap order, by customer id) as a sealed
+  // blob (BlobKind::kPartitionModelState, version 1), replacing `*out`.
+  // The label deadlines make it grow with the pending examples (about the
+  // customer id + 16 bytes each); the three minute detectors' context tables
+  // are a fixed ~1.2 MB.
+  Status EncodeGlobal(std::string* out) const;
+  // Restores EncodeGlobal's blob. Precondition: every customer of the
+  // partition was decoded first (DecodeCustomer), since the label deadlines
+  // name customers (mapped to the new slot numbers, the heap kept in its
+  // array order); a deadline of an unknown customer, or decoded customers
+  // whose pending examples or segments do not add up to the blob's counts,
+  // is Corruption, as are bad bytes. InvalidArgument if written under other
+  // options (dimension, k, horizon, windows, alert thresholds). The object
+  // is unchanged on error. The restored customers had no event since the
+  // checkpoint's flush: a Refresh of one reports nothing and changes
+  // nothing (it is not marked unsaved).
+  Status DecodeGlobal(std::string_view blob);
+
+  // Calls f(std::string_view customer_id) for every customer whose state
+  // changed since the last ClearUnsaved() (OnEvent, a Refresh that scored
+  // it, evaluated its alert policy or published a segment or anomaly
+  // change, a label resolved at its deadline), in first-changed order.
+  // DecodeCustomer does not mark. The global blob changes with nearly every
+  // event: save it always.
+  template <class F>
+  void ForEachUnsaved(F&& f) const {
+    for (uint32_t s : unsaved_) f(std::string_view(*slot_ids_[s]));
+  }
+  size_t unsaved_count() const { return unsaved_.size(); }
+  void ClearUnsaved();
+
   // The k-means segmentation: seeded, k, centres in kSegmentFeatureNames
   // space (log1p units, de-standardised), customers per segment as of their
   // latest event.
@@ -326,12 +387,17 @@ class CustomerModels {
     bool pending_warm = false;     // predicted by a model past warm_after_examples
     bool pending_churned = false;  // closed within the horizon, awaiting the deadline
     bool closed = false;
+    bool unsaved = false;  // in unsaved_
   };
   struct Deadline {
     int64_t deadline_ms;
     uint32_t slot;
     uint32_t generation;
   };
+  // The deadline heap's order: a min-heap on deadline_ms.
+  static bool LaterDeadline(const Deadline& a, const Deadline& b) {
+    return a.deadline_ms > b.deadline_ms;
+  }
   struct IdHash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const;
@@ -339,6 +405,13 @@ class CustomerModels {
 
   uint32_t SlotOf(std::string_view customer_id);
   const Slot* FindSlot(std::string_view customer_id) const;
+  void MarkUnsaved(uint32_t s) {
+    Slot& slot = slots_[s];
+    if (!slot.unsaved) {
+      slot.unsaved = true;
+      unsaved_.push_back(s);
+    }
+  }
   // Trains both models on the slot's pending example and records the
   // prequential figures.
   void Resolve(uint32_t slot, bool churned, double spend);
@@ -361,6 +434,9 @@ class CustomerModels {
 
   std::unordered_map<std::string, uint32_t, IdHash, std::equal_to<>> slot_of_;
   std::vector<Slot> slots_;
+  // Slot -> its key in slot_of_ (unordered_map nodes never move).
+  std::vector<const std::string*> slot_ids_;
+  std::vector<uint32_t> unsaved_;        // slots changed since ClearUnsaved()
   std::vector<float> pending_features_;  // dim_ per slot
   std::vector<Deadline> deadlines_;      // min-heap on deadline_ms
   uint64_t pending_count_ = 0;

@@ -101,7 +101,17 @@ class EventProcessor {
   const features::FeatureStore& feature_store() const { return features_; }
   features::FeatureStore& feature_store() { return features_; }
   const CustomerModels& customer_models() const { return models_; }
+  CustomerModels& customer_models() { return models_; }
+  const ingest::DedupWindow& dedup_window() const { return dedup_; }
   ingest::DedupWindow& dedup_window() { return dedup_; }
+  void set_dedup_window(ingest::DedupWindow window) { dedup_ = std::move(window); }
+
+  // Checkpoints (partition_checkpoint.h): the processor's own schedules as
+  // a sealed blob (BlobKind::kProcessorState), with the output sequence of
+  // the task that owns it.
+  void EncodeState(uint64_t next_output_sequence, std::string* out) const;
+  // Restores EncodeState's schedules; returns the output sequence.
+  Result<uint64_t> DecodeState(std::string_view blob);
 
  private:
   void WriteCustomerJson(const features::CustomerFeatures& f, std::string* out) const;

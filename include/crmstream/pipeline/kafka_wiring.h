@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,11 @@ class KafkaSink final : public OutputSink {
   KafkaSink(kafka::Producer* producer, std::array<std::string, kOutputKindCount> topics)
       : producer_(producer), topics_(std::move(topics)) {}
   void Emit(OutputKind kind, std::string_view key, std::string_view value) override;
+  // To a chosen partition, with headers (exactly-once mode's stamped outputs).
+  void EmitTo(OutputKind kind, int32_t partition, std::string_view key, std::string_view value,
+              std::span<const kafka::MessageHeader> headers);
   const Status& first_error() const { return first_error_; }
+  const std::array<std::string, kOutputKindCount>& topics() const { return topics_; }
 
  private:
   kafka::Producer* producer_;

@@ -1,29 +1,48 @@
 // The engine: a consumer-group member over the input topics, one
 // EventProcessor (a partition task) per assigned partition, outputs through
-// an idempotent producer.
+// an idempotent producer, state in a RocksDB store (<state_dir>/store).
 //
-// Delivery: at-least-once. Every commit interval (and before partitions are
-// revoked, and at shutdown) each processor flushes its coalesced outputs,
-// the producer is flushed, so every output of the processed records is
-// acknowledged by the brokers, and only then are the next offsets
-// committed. A crash between the two re-processes at most
-// one interval of records.
+// Checkpoints: a task's state (its unsaved customers, partition-wide models,
+// schedules, dedup window) and its next input offset go to the store in one
+// atomic write, always after every output of the checkpointed records is
+// acknowledged by the brokers. On assignment a task is rebuilt from its
+// checkpoint and consumption resumes from the checkpointed offset (the
+// store's offset wins over the group's committed one, which is only
+// committed after the store for monitoring).
+//
+// Delivery (config processing.guarantee, README "Delivery semantics"):
+// - at_least_once: every commit interval all tasks flush their outputs and
+//   are checkpointed together. After a crash the records since the last
+//   checkpoint are processed again: their outputs may appear twice; the
+//   state is never counted twice.
+// - exactly_once: processing is made a function of the input alone. Refresh
+//   points ("blocks": scores, alerts, customer-scores records) are fixed by
+//   the records' broker timestamps (one block per commit interval of
+//   CreateTime, and at most kMaxBlockRecords offsets); "now" is the record's
+//   timestamp; a block closed for wall-clock reasons (an idle, caught-up
+//   partition; shutdown) is first logged in the store, so a replay closes it
+//   at the same offset. A task is checkpointed after a block closes. On
+//   restart it re-processes from its checkpoint, regenerating the same
+//   outputs with the same sequence numbers, and drops those its predecessor
+//   already delivered (exactly_once.h).
 //
 // Threading: Run() executes on the calling thread, which owns the consumer,
-// the producer and every partition task; nothing on the hot path is locked.
-// stats(), Health(), LagByPartition(), ModelQuality(), SubmitCustomerQuery()
-// and the Record*/Set* feeds may be called from any thread (the admin HTTP
-// server, the state store). What they share with the engine thread is either
-// a relaxed atomic or a small snapshot the engine thread publishes with
-// try_lock, so the engine loop never waits for a reader.
+// the producer, the state store writes and every partition task; nothing on
+// the hot path is locked. stats(), Health(), LagByPartition(),
+// ModelQuality(), SubmitCustomerQuery() and the Record*/Set* feeds may be
+// called from any thread (the admin HTTP server). What they share with the
+// engine thread is either a relaxed atomic or a small snapshot the engine
+// thread publishes with try_lock, so the engine loop never waits for a reader.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -32,7 +51,9 @@
 #include "crmstream/kafka/consumer.h"
 #include "crmstream/kafka/producer.h"
 #include "crmstream/pipeline/event_processor.h"
+#include "crmstream/pipeline/exactly_once.h"
 #include "crmstream/pipeline/kafka_wiring.h"
+#include "crmstream/state/state_store.h"
 
 namespace crmstream::pipeline {
 
@@ -99,6 +120,9 @@ struct EngineStats {
   // crm.churn-alerts record is counted as unclassified.
   std::array<std::atomic<uint64_t>, kAlertSeverityCount> churn_alerts{};
   std::atomic<uint64_t> delivered{0};  // output records acknowledged by the brokers
+  // exactly_once: regenerated outputs not produced again because a
+  // predecessor had delivered them before it crashed.
+  std::atomic<uint64_t> suppressed_outputs{0};
   std::atomic<uint64_t> delivery_failures{0};
   std::atomic<uint64_t> commits{0};
   std::atomic<uint64_t> commit_failures{0};  // commits skipped (flush or commit error)
@@ -182,8 +206,19 @@ class CustomerQuery {
   std::atomic<bool> done_{false};
 };
 
+// How Run() ends besides the stop flag.
+struct RunOptions {
+  // Stop once every assigned input partition is at its end (lag 0) and, in
+  // exactly-once mode, its last block is closed and checkpointed.
+  bool until_caught_up = false;
+};
+
 class StreamEngine final : public kafka::RebalanceListener {
  public:
+  // Largest block in exactly-once mode, in input offsets (a block also ends
+  // when its records' broker timestamps enter the next commit interval).
+  static constexpr int64_t kMaxBlockRecords = 65536;
+
   // Connects to the cluster in `config.kafka` (bootstrap.servers must be
   // set: the caller starts the embedded cluster if there is none).
   static Result<std::unique_ptr<StreamEngine>> Create(const config::EngineConfig& config,
@@ -193,7 +228,7 @@ class StreamEngine final : public kafka::RebalanceListener {
   // Consumes and processes until `stop` becomes true, then drains: flushes
   // the producer, commits offsets and leaves the group. Returns the error
   // that stopped it, if any (e.g. a fatal producer error).
-  Status Run(const std::atomic<bool>& stop);
+  Status Run(const std::atomic<bool>& stop, const RunOptions& options = {});
 
   const EngineStats& stats() const { return stats_; }
 
@@ -230,12 +265,26 @@ class StreamEngine final : public kafka::RebalanceListener {
 
   // Engine thread only (or after Run returned): the processor of a partition.
   const EventProcessor* processor(const std::string& topic, int32_t partition) const;
+  // The state store (open for the engine's lifetime).
+  const state::StateStore& state_store() const { return *store_; }
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct PartitionTask {
+    std::unique_ptr<StampingSink> stamping;  // exactly_once: this task's sink
     std::unique_ptr<EventProcessor> processor;
-    int64_t next_offset = -1;       // offset after the last processed record
-    int64_t committed_offset = -1;  // last committed next-offset
+    state::PartitionKey key;
+    int64_t next_offset = -1;          // offset after the last processed record
+    int64_t committed_offset = -1;     // last next-offset committed to the group
+    int64_t checkpointed_offset = -1;  // next-offset of the last checkpoint
+    Clock::time_point last_checkpoint{};
+    // exactly_once: records processed since the block closed, and the last
+    // record's broker-time slot.
+    bool block_open = false;
+    int64_t block_slot = 0;
+    int64_t last_record_ms = 0;         // steady clock, when its last record came
+    std::deque<int64_t> logged_closes;  // replay: close the block at these next-offsets
+    OutputPositions positions;          // where this task's later outputs can land
     // Counters of this task already published into stats_.
     uint64_t published_received = 0, published_accepted = 0, published_duplicates = 0,
              published_rejected = 0;
@@ -243,15 +292,30 @@ class StreamEngine final : public kafka::RebalanceListener {
     std::array<uint64_t, ingest::kEventTypeCount> published_by_type{};
     std::array<uint64_t, 16> published_by_reason{};
     std::array<uint64_t, kSeverityCount> published_alerts{};
+    uint64_t published_suppressed = 0;
   };
 
   StreamEngine(config::EngineConfig config, ProcessorOptions processor_options);
   void OnAssigned(std::span<kafka::TopicPartitionOffset> partitions) override;
   void OnRevoked(std::span<const kafka::TopicPartition> partitions) override;
+  Status RestoreTasks(std::span<kafka::TopicPartitionOffset> partitions);
   PartitionTask& TaskFor(std::string_view topic, int32_t partition);
-  // Flushes outputs, then commits the next offsets of every task (or of
-  // `only`, when given).
+  PartitionTask& NewTask(const kafka::TopicPartition& tp);
+  // at_least_once: flushes outputs, then checkpoints every task (or those
+  // of `only`, when given).
   Status CommitProcessed(const std::vector<kafka::TopicPartition>* only = nullptr);
+  // Writes the tasks' checkpoint after the producer has delivered
+  // everything, then commits their offsets to the group.
+  Status Checkpoint(std::span<PartitionTask* const> tasks);
+  // exactly_once: closes the task's block (refresh, customer-scores);
+  // checkpoints it when the commit interval has passed or `checkpoint`.
+  Status CloseBlock(PartitionTask* task, bool checkpoint);
+  // exactly_once: a close decided by the wall clock, logged first.
+  Status CloseBlockLogged(const kafka::TopicPartition& tp, PartitionTask* task);
+  Status CloseIdleBlocks(bool all);
+  bool CaughtUp() const;
+  // Records of the partition not processed yet; -1 while unknown.
+  int64_t TaskLag(const kafka::TopicPartition& tp, const PartitionTask& task) const;
   void PublishStats();
   void RefreshLag();
   void RefreshQuality();
@@ -260,6 +324,13 @@ class StreamEngine final : public kafka::RebalanceListener {
 
   config::EngineConfig config_;
   ProcessorOptions processor_options_;
+  bool exactly_once_ = false;
+  bool until_caught_up_ = false;
+  kafka::ClientConfig client_;
+  OutputPartitionCounts output_partitions_{};
+  std::unique_ptr<state::StateStore> store_;
+  std::optional<state::CheckpointBatch> checkpoint_batch_;
+  std::string checkpoint_scratch_;
   std::unique_ptr<kafka::Producer> producer_;
   std::unique_ptr<KafkaSink> sink_;
   std::unique_ptr<kafka::Consumer> consumer_;
@@ -269,6 +340,8 @@ class StreamEngine final : public kafka::RebalanceListener {
   kafka::TopicPartition last_key_;
   EngineStats stats_;
   Status rebalance_error_;
+  Status fatal_;  // stops the loop: outputs could not be delivered
+  uint64_t delivery_failures_seen_ = 0;
 
   enum class LoopState : int { kNotStarted, kRunning, kStopped };
   std::atomic<LoopState> loop_state_{LoopState::kNotStarted};

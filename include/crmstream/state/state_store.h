@@ -146,6 +146,10 @@ class CheckpointBatch {
   void SetChangelogOffset(PartitionKey p, int64_t next_offset);
   // Ends a changelog restore of `p` (clears its restoring mark).
   void FinishRestore(PartitionKey p);
+  // Metadata for other modules ("user/<name>", as StateStore::PutMetadata)
+  // that must change atomically with the checkpoint.
+  void PutMetadata(std::string_view name, std::string_view value);
+  void DeleteMetadata(std::string_view name);
 
   size_t entry_count() const;
   size_t byte_size() const;  // the WriteBatch's serialized size
@@ -228,6 +232,13 @@ class StateStore {
 
   // Block cache usage (memtables included), bytes.
   size_t MemoryUsageBytes() const;
+  // RocksDB's memory by kind, cheap enough for every checkpoint.
+  struct Memory {
+    uint64_t block_cache_bytes = 0;  // includes the memtables charged to it
+    uint64_t memtable_bytes = 0;
+    uint64_t table_reader_bytes = 0;
+  };
+  Memory MemoryBreakdown() const;
   // Flushes memtables to SST files (tests, benchmarks, before a backup).
   Status Flush();
 

@@ -1,0 +1,44 @@
+// What a partition task keeps in the state store, and how it comes back:
+//
+//   features family   every customer updated since the last checkpoint
+//   models family     the same customers' model state ('C' keys), and the
+//                     partition-wide state ('P' keys): "models" (the shared
+//                     models, quality figures and deadlines) and "processor"
+//                     (the processor's schedules and the task's output sequence)
+//   dedup family      the dedup window
+//
+// Checkpoints are incremental for customers (only the unsaved ones) and
+// whole for the partition-wide blobs. They are taken at a refresh boundary
+// (right after EventProcessor::FlushOutputs): no customer has un-refreshed
+// events then, so nothing transient needs saving.
+//
+// Thread-safety: the engine thread, one task at a time.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "crmstream/common/status.h"
+#include "crmstream/pipeline/event_processor.h"
+#include "crmstream/state/state_store.h"
+
+namespace crmstream::pipeline {
+
+inline constexpr std::string_view kModelsStateName = "models";
+inline constexpr std::string_view kProcessorStateName = "processor";
+
+// Adds the processor's unsaved state to `batch`. `scratch` is reused.
+Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_sequence,
+                       state::PartitionKey key, state::CheckpointBatch* batch,
+                       std::string* scratch);
+// After the batch is committed: nothing is unsaved any more.
+void MarkCheckpointed(EventProcessor* processor);
+
+// Rebuilds a fresh processor from the partition's checkpoint (customers,
+// models, schedules, dedup window); returns the task's next output
+// sequence (0 when the store holds nothing of the partition).
+Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::PartitionKey key,
+                                  EventProcessor* processor);
+
+}  // namespace crmstream::pipeline

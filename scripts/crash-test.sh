@@ -1,0 +1,659 @@
+#!/usr/bin/env bash
+# The kill -9 crash harness (docs/crash-test.md).
+#
+# Runs the same generated input through the engine twice, against one broker
+# (`crmstream broker`, a separate process that is never killed) holding the
+# input topic once and each run's own output topics, consumer group and state
+# directory:
+#   reference  one crash-free engine run to the end of the input;
+#   crash      an engine killed with SIGKILL at --kills random moments (seeded,
+#              printed), restarted after every kill, then run to the end.
+# Then it compares the two runs: the state dumps (families features, models,
+# offsets, dedup) and, per output topic, the multiset of output records read
+# with isolation.level=read_committed. Identical: exit 0; otherwise it prints
+# the first differences and exits 1.
+#
+# Both runs read the very same input records, broker timestamps included:
+# exactly-once processing takes "now" and its flush points from the records'
+# broker timestamps, so two brokers fed the same events at different moments
+# would give different (each correct) results. The whole input is produced
+# and acknowledged BEFORE any engine starts, so an idle partition never
+# forces a block closed before the end of the input.
+#
+# Exit status: 0 identical; 1 differences, or an engine run that failed or
+# did not finish within --run-timeout; 2 the harness could not do its job
+# (setup error, a time limit of its own steps, a broker that dropped records);
+# 77 skipped (--require-exactly-once and no exactly-once contract yet).
+set -euo pipefail
+export LC_ALL=C
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+usage() {
+  cat <<EOF
+Usage: scripts/crash-test.sh [options]
+
+Kills the engine with SIGKILL at random moments, restarts it each time, and
+compares its final state and read_committed outputs with a crash-free run of
+the same input.
+
+  --kills N            SIGKILLs in the crash run (default 20; 0: two crash-free runs)
+  --events N           generated input events (default 100000)
+  --customers N        customers of the generated world (default 2000)
+  --seed S             seed of the input and of the kill delays (default: from the clock; printed)
+  --crmstream PATH     the crmstream binary (default build/release/src/cli/crmstream)
+  --workdir DIR        where brokers, state, logs and collected outputs go
+                       (default: a new directory under \${TMPDIR:-/tmp})
+  --keep               keep the work directory also when the runs are identical
+                       (it is always kept after a difference or an error)
+  --min-delay SEC      shortest delay from the anchor to a kill (default 0.2)
+  --max-delay SEC      longest delay from the anchor to a kill (default 3)
+  --kill-anchor A      what the kill delay counts from: assigned (default: the engine's
+                       "assigned N partition(s)" log line, so kills land in restore,
+                       processing and checkpoints rather than in the group join) or start
+  --session-timeout-ms N
+                       the engine consumer's session.timeout.ms (default 4000): a restarted
+                       engine waits this long for its killed predecessor to leave the group
+  --mask-field NAME    a JSON field of the output records that holds wall-clock time and is
+                       masked before comparing (repeatable; default: received_at_ms)
+  --partitions N       partitions of the input and of each output topic (default 6;
+                       the embedded broker keeps at most 5 MiB per partition)
+  --snapshot-minutes N the pipeline's centroid and correlation snapshot period in event
+                       time (default 60; pipelines/crm.yaml has 15): the snapshots share one
+                       key, so one partition, which must stay under the broker's 5 MiB
+  --malformed-rate F   fraction of malformed input records (default 0.001)
+  --duplicate-rate F   fraction of re-sent duplicate input records (default 0.001)
+  --guarantee G        exactly_once | at_least_once | auto (default auto: exactly_once
+                       when the engine's configuration knows processing.guarantee)
+  --require-exactly-once
+                       exit 77 (skipped) when the engine has no exactly-once contract yet
+                       (no processing.guarantee in its configuration or no run --until-caught-up)
+  --run-timeout SEC    longest time one engine run to the end of the input may take (default 600)
+  -h, --help           this message
+
+Example (the long form): scripts/crash-test.sh --kills 25 --events 200000 --customers 1000 --partitions 12 --snapshot-minutes 240
+EOF
+}
+
+kills=20
+events=100000
+customers=2000
+seed=""
+crmstream="$repo_root/build/release/src/cli/crmstream"
+workdir=""
+keep=0
+min_delay=0.2
+max_delay=3
+partitions=6
+malformed_rate=0.001
+duplicate_rate=0.001
+guarantee=auto
+require_eo=0
+run_timeout=600
+kill_anchor=assigned
+session_timeout_ms=4000
+snapshot_minutes=60
+mask_fields=()
+
+need_value() { [ $# -ge 2 ] || { echo "crash-test: $1 needs a value" >&2; usage >&2; exit 2; }; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --kills) need_value "$@"; kills="$2"; shift 2 ;;
+    --events) need_value "$@"; events="$2"; shift 2 ;;
+    --customers) need_value "$@"; customers="$2"; shift 2 ;;
+    --seed) need_value "$@"; seed="$2"; shift 2 ;;
+    --crmstream) need_value "$@"; crmstream="$2"; shift 2 ;;
+    --workdir) need_value "$@"; workdir="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    --min-delay) need_value "$@"; min_delay="$2"; shift 2 ;;
+    --max-delay) need_value "$@"; max_delay="$2"; shift 2 ;;
+    --partitions) need_value "$@"; partitions="$2"; shift 2 ;;
+    --malformed-rate) need_value "$@"; malformed_rate="$2"; shift 2 ;;
+    --duplicate-rate) need_value "$@"; duplicate_rate="$2"; shift 2 ;;
+    --guarantee) need_value "$@"; guarantee="$2"; shift 2 ;;
+    --require-exactly-once) require_eo=1; shift ;;
+    --run-timeout) need_value "$@"; run_timeout="$2"; shift 2 ;;
+    --kill-anchor) need_value "$@"; kill_anchor="$2"; shift 2 ;;
+    --session-timeout-ms) need_value "$@"; session_timeout_ms="$2"; shift 2 ;;
+    --snapshot-minutes) need_value "$@"; snapshot_minutes="$2"; shift 2 ;;
+    --mask-field) need_value "$@"; mask_fields+=("$2"); shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "crash-test: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
+is_num() { [[ "$1" =~ ^[0-9]+([.][0-9]+)?$ ]]; }
+for v in kills events customers partitions run_timeout session_timeout_ms snapshot_minutes; do
+  is_uint "${!v}" || { echo "crash-test: --${v//_/-} must be a whole number" >&2; exit 2; }
+done
+for v in min_delay max_delay malformed_rate duplicate_rate; do
+  is_num "${!v}" || { echo "crash-test: --${v//_/-} must be a number" >&2; exit 2; }
+done
+[ -z "$seed" ] && seed=$(($(date +%s) % 1000000))
+is_uint "$seed" || { echo "crash-test: --seed must be a whole number" >&2; exit 2; }
+case "$kill_anchor" in assigned | start) ;; *)
+  echo "crash-test: --kill-anchor must be assigned or start" >&2; exit 2 ;;
+esac
+for f in "${mask_fields[@]}"; do
+  [[ "$f" =~ ^[A-Za-z0-9_]+$ ]] || { echo "crash-test: --mask-field takes a plain field name" >&2; exit 2; }
+done
+case "$guarantee" in exactly_once | at_least_once | auto) ;; *)
+  echo "crash-test: --guarantee must be exactly_once, at_least_once or auto" >&2; exit 2 ;;
+esac
+[ "$events" -gt 0 ] || { echo "crash-test: --events must be positive" >&2; exit 2; }
+[ "$partitions" -gt 0 ] || { echo "crash-test: --partitions must be positive" >&2; exit 2; }
+for tool in kcat timeout awk sed sort comm cmp; do
+  command -v "$tool" > /dev/null || { echo "crash-test: $tool not found (scripts/install-deps.sh)" >&2; exit 2; }
+done
+[ -x "$crmstream" ] || { echo "crash-test: no crmstream binary at $crmstream (--crmstream PATH)" >&2; exit 2; }
+crmstream="$(cd "$(dirname "$crmstream")" && pwd)/$(basename "$crmstream")"
+
+created_workdir=0
+if [ -z "$workdir" ]; then
+  workdir="$(mktemp -d "${TMPDIR:-/tmp}/crmstream-crash.XXXXXX")"
+  created_workdir=1
+else
+  mkdir -p "$workdir"
+  workdir="$(cd "$workdir" && pwd)"
+  rm -rf "$workdir/reference" "$workdir/crash" "$workdir/compare" "$workdir/broker"
+fi
+
+log() { printf '[crash-test %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+# ---------------------------------------------------------------- processes
+# Every process this script starts in the background is listed here and
+# ended on every exit path (normal end, error, Ctrl-C, SIGTERM).
+started_pids=()
+finished=0
+
+# A pid leaves the list once reaped, so that no later process that reuses
+# the number is ever signalled.
+forget_pid() {
+  local pid="$1" p kept=()
+  for p in "${started_pids[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+  started_pids=("${kept[@]}")
+}
+
+stop_pid() {  # pid: SIGTERM, up to 10 s, then SIGKILL
+  local pid="$1" i
+  if ! kill -0 "$pid" 2> /dev/null; then
+    wait "$pid" 2> /dev/null || true
+    forget_pid "$pid"
+    return 0
+  fi
+  kill -TERM "$pid" 2> /dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2> /dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2> /dev/null; then kill -KILL "$pid" 2> /dev/null || true; fi
+  wait "$pid" 2> /dev/null || true
+  forget_pid "$pid"
+}
+
+on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local pid
+  for pid in "${started_pids[@]}"; do stop_pid "$pid"; done
+  if { [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ]; } && [ "$keep" -eq 0 ] && [ "$finished" -eq 1 ]; then
+    if [ "$created_workdir" -eq 1 ]; then rm -rf "$workdir"; else rm -rf "$workdir"/{reference,crash,compare,pipeline.yaml}; fi
+  elif [ -d "$workdir" ]; then
+    log "work directory kept: $workdir"
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'log "interrupted"; exit 2' INT
+trap 'log "terminated"; exit 2' TERM
+
+fail_harness() { log "ERROR: $*"; exit 2; }
+
+# Waits for a background process to end, at most $2 seconds; sets exit_rc
+# to its exit status, or to 124 when it is still running. (Not a command
+# substitution: a subshell cannot wait for this shell's children.)
+exit_rc=0
+wait_exit() {
+  local pid="$1" limit="$2" waited=0
+  exit_rc=0
+  while kill -0 "$pid" 2> /dev/null; do
+    if [ "$waited" -ge $((limit * 10)) ]; then
+      exit_rc=124
+      return 0
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  wait "$pid" || exit_rc=$?
+  forget_pid "$pid"
+}
+
+# ---------------------------------------------------------------- configuration
+have_until_caught_up=0
+run_help="$("$crmstream" run --help 2> /dev/null || true)"
+case "$run_help" in *--until-caught-up*) have_until_caught_up=1 ;; esac
+
+# Each run writes its own copy of the output topics: "<run>.<topic>".
+output_topics=(crm.customer-scores crm.churn-alerts crm.segments crm.anomalies crm.correlations crm.dead-letter)
+
+write_config() {  # file run-name state-dir with-processing-section(0/1)
+  local file="$1" name="$2" state_dir="$3" with_processing="$4"
+  {
+    echo "# Engine configuration of the crash harness's $name run (generated)."
+    echo "kafka:"
+    echo "  group_id: crmstream-crash-$name-$seed"
+    echo "  embedded_brokers: 3"
+    echo "inputs:"
+    echo "  - {name: crm.interactions, partitions: $partitions}"
+    echo "outputs:"
+    echo "  customer_scores: {name: $name.crm.customer-scores, partitions: $partitions}"
+    echo "  churn_alerts: {name: $name.crm.churn-alerts, partitions: $partitions}"
+    echo "  segments: {name: $name.crm.segments, partitions: $partitions}"
+    echo "  anomalies: {name: $name.crm.anomalies, partitions: $partitions}"
+    echo "  correlations: {name: $name.crm.correlations, partitions: $partitions}"
+    echo "  dead_letter: {name: $name.crm.dead-letter, partitions: $partitions}"
+    echo "state_dir: $state_dir"
+    echo "pipeline: $workdir/pipeline.yaml"
+    echo "metrics_port: 0"
+    echo "commit_interval_ms: 200"
+    echo "status_interval_ms: 500"
+    if [ "$with_processing" -eq 1 ]; then
+      echo "processing:"
+      echo "  guarantee: $effective_guarantee"
+      echo "state:"
+      echo "  memory_cap_mb: 256"
+      echo "  sync: false"
+    fi
+  } > "$file"
+}
+
+# The product's pipeline with the snapshot cadence of --snapshot-minutes.
+pipeline_src="$repo_root/pipelines/crm.yaml"
+[ -f "$pipeline_src" ] || fail_harness "no pipeline at $pipeline_src"
+sed -E "s/^( *)(centroid_interval_minutes|correlation_interval_minutes):( *)[0-9]+/\1\2:\3$snapshot_minutes/" \
+  "$pipeline_src" > "$workdir/pipeline.yaml"
+[ "$(grep -cE "^ *(centroid|correlation)_interval_minutes: *$snapshot_minutes\b" "$workdir/pipeline.yaml")" -eq 2 ] ||
+  fail_harness "could not set the snapshot intervals in a copy of $pipeline_src"
+
+# Which guarantee the runs use. `auto` asks the engine's configuration
+# reader (through `crmstream broker`, which loads the same file and exits at
+# once on an unknown field) whether it knows processing.guarantee.
+effective_guarantee=exactly_once
+[ "$guarantee" = at_least_once ] && effective_guarantee=at_least_once
+# at_least_once stamps dead letters with the wall clock (received_at_ms);
+# exactly_once with the record's broker timestamp, which both runs share.
+if [ ${#mask_fields[@]} -eq 0 ] && [ "$effective_guarantee" = at_least_once ]; then
+  mask_fields=(received_at_ms)
+fi
+with_processing=1
+probe_config() {
+  local dir="$workdir/probe"
+  mkdir -p "$dir"
+  write_config "$dir/engine.yaml" probe "$dir/state" 1
+  "$crmstream" broker --config "$dir/engine.yaml" --state-dir "$dir/broker" --brokers 1 \
+    > "$dir/broker.log" 2>&1 &
+  local pid=$!
+  started_pids+=("$pid")
+  local i
+  for ((i = 0; i < 300; i++)); do
+    [ -s "$dir/broker/broker.addr" ] && break
+    kill -0 "$pid" 2> /dev/null || break
+    sleep 0.1
+  done
+  local accepted=0
+  [ -s "$dir/broker/broker.addr" ] && accepted=1
+  stop_pid "$pid"
+  if [ "$accepted" -eq 0 ] && ! grep -q "unknown field" "$dir/broker.log"; then
+    cat "$dir/broker.log" >&2
+    fail_harness "the embedded broker did not start (log above)"
+  fi
+  rm -rf "$dir"
+  [ "$accepted" -eq 1 ]
+}
+if [ "$require_eo" -eq 1 ] && [ "$have_until_caught_up" -eq 0 ]; then
+  log "SKIPPED: this crmstream's run command has no --until-caught-up (no exactly-once contract yet)"
+  finished=1
+  exit 77
+fi
+if probe_config; then
+  :
+elif [ "$guarantee" = exactly_once ] || [ "$require_eo" -eq 1 ]; then
+  if [ "$require_eo" -eq 1 ]; then
+    log "SKIPPED: this crmstream's configuration has no processing.guarantee (no exactly-once mode)"
+    finished=1
+    exit 77
+  fi
+  fail_harness "this crmstream's configuration has no processing.guarantee (no exactly-once mode)"
+else
+  with_processing=0
+  effective_guarantee="the engine's only mode (no processing.guarantee in its configuration)"
+fi
+
+# The kill delays: seeded, so a failing run is reproduced by its seed.
+max_attempts=$((kills * 3 + 5))
+mapfile -t delays < <(awk -v seed="$seed" -v n="$max_attempts" -v lo="$min_delay" -v hi="$max_delay" \
+  'BEGIN { srand(seed); for (i = 0; i < n; i++) printf "%.2f\n", lo + rand() * (hi - lo) }')
+
+log "seed $seed: $events events, $customers customers, $partitions partitions per topic, $kills kills"
+log "crmstream: $crmstream"
+log "guarantee: $effective_guarantee"
+log "kills: ${min_delay}-${max_delay} s after the engine's $( [ "$kill_anchor" = assigned ] && echo "partition assignment" || echo start); masked output fields: ${mask_fields[*]}"
+if [ "$have_until_caught_up" -eq 1 ]; then
+  log "end of a run: crmstream run --until-caught-up"
+else
+  log "end of a run: crmstream run has no --until-caught-up; the harness watches the status" \
+    "line until the lag is 0 and the counts stand still for 2 s, then stops it with SIGTERM"
+fi
+log "work directory: $workdir"
+mask_args=""
+for f in "${mask_fields[@]}"; do mask_args+=" --mask-field $f"; done
+log "reproduce with: $0 --seed $seed --kills $kills --events $events --customers $customers" \
+  "--partitions $partitions --min-delay $min_delay --max-delay $max_delay --kill-anchor $kill_anchor" \
+  "--session-timeout-ms $session_timeout_ms --snapshot-minutes $snapshot_minutes --malformed-rate $malformed_rate" \
+  "--duplicate-rate $duplicate_rate$mask_args --guarantee $guarantee --crmstream $crmstream"
+
+# ---------------------------------------------------------------- one run
+run_dir=""
+broker_pid=""
+broker_addr=""
+engine_failures=0
+
+broker_dir=""
+start_broker() {  # the one broker of both runs, with both runs' topics
+  broker_dir="$workdir/broker"
+  "$crmstream" broker --config "$workdir/reference/engine.yaml" \
+    --topics-from "$workdir/crash/engine.yaml" --state-dir "$broker_dir" \
+    > "$workdir/broker.log" 2>&1 &
+  broker_pid=$!
+  started_pids+=("$broker_pid")
+  local i
+  for ((i = 0; i < 300; i++)); do
+    [ -s "$broker_dir/broker.addr" ] && break
+    kill -0 "$broker_pid" 2> /dev/null || { cat "$workdir/broker.log" >&2; fail_harness "the broker exited"; }
+    sleep 0.1
+  done
+  [ -s "$broker_dir/broker.addr" ] || fail_harness "the broker wrote no address within 30 s"
+  broker_addr="$(head -n 1 "$broker_dir/broker.addr")"
+  log "broker (pid $broker_pid) at $broker_addr"
+}
+
+# Reads a topic from the beginning to its end with read_committed into
+# "partition<TAB>offset<TAB>key<TAB>value" lines.
+read_topic() {  # topic out-file
+  timeout 300 kcat -b "$broker_addr" -C -t "$1" -o beginning -e -q \
+    -X isolation.level=read_committed -f '%p\t%o\t%k\t%s\n' > "$2" ||
+    fail_harness "reading $1 with kcat failed or took more than 300 s"
+}
+
+# The embedded broker drops a partition's oldest message sets beyond 5 MiB:
+# a topic read back must still start at offset 0 in every partition.
+check_complete() {  # topic file
+  local first
+  first="$(awk -F '\t' '!($1 in lo) || $2 < lo[$1] { lo[$1] = $2 } END { m = 0; for (p in lo) if (lo[p] > m) m = lo[p]; print m }' "$2")"
+  [ "$first" -eq 0 ] || fail_harness "$1: the broker dropped the oldest records (a partition starts at offset $first); use more --partitions or fewer --events"
+}
+
+produce_input() {
+  log "producing $events events into crm.interactions"
+  timeout 600 "$crmstream" generate --config "$workdir/reference/engine.yaml" --broker-file "$broker_dir/broker.addr" \
+    --topic crm.interactions -n "$events" --seed "$seed" --customers "$customers" -r 0 \
+    --malformed-rate "$malformed_rate" --duplicate-rate "$duplicate_rate" \
+    > "$workdir/generate.log" 2>&1 || { cat "$workdir/generate.log" >&2; fail_harness "crmstream generate failed or took more than 600 s"; }
+  read_topic crm.interactions "$workdir/input.tsv"
+  check_complete crm.interactions "$workdir/input.tsv"
+  local n
+  n=$(wc -l < "$workdir/input.tsv")
+  [ "$n" -ge "$events" ] || fail_harness "the input topic holds $n records, fewer than the $events generated"
+  log "input acknowledged and read back: $n records"
+}
+
+engine_index=0
+engine_pid=""
+start_engine() {  # extra run flags...
+  engine_index=$((engine_index + 1))
+  engine_log="$run_dir/engine-$(printf '%02d' "$engine_index").log"
+  "$crmstream" run --config "$run_dir/engine.yaml" --state-dir "$run_dir/state" \
+    --broker-file "$broker_dir/broker.addr" --metrics-port 0 \
+    -X "session.timeout.ms=$session_timeout_ms" "$@" > "$engine_log" 2>&1 &
+  engine_pid=$!
+  started_pids+=("$engine_pid")
+}
+
+last_status() {  # the engine's latest status line, shortened
+  local line
+  line="$(grep ' ev/s | in ' "$engine_log" 2> /dev/null | tail -n 1 || true)"
+  line="${line#"${line%%[![:space:]]*}"}"
+  echo "${line:-no status line yet}"
+}
+
+# Runs the engine to the end of the input and stops it cleanly.
+run_to_end() {
+  local label="$1" rc
+  if [ "$have_until_caught_up" -eq 1 ]; then
+    start_engine --until-caught-up
+    wait_exit "$engine_pid" "$run_timeout"
+    rc=$exit_rc
+    if [ "$rc" = 124 ]; then
+      # An engine that never reports the end of the input is an engine
+      # failure; the comparison still runs on what it left behind.
+      log "$label: FAILED: the engine did not finish within $run_timeout s ($(last_status)); stopping it"
+      stop_pid "$engine_pid"
+      engine_failures=$((engine_failures + 1))
+      return 0
+    fi
+  else
+    start_engine
+    local t=0
+    while :; do
+      kill -0 "$engine_pid" 2> /dev/null || break
+      [ "$t" -ge $((run_timeout * 2)) ] && {
+        stop_pid "$engine_pid"
+        fail_harness "$label: the engine did not catch up within $run_timeout s (log: $engine_log)"
+      }
+      # Caught up: the last 4 status lines (2 s) show assigned partitions,
+      # no lag (0, or -1 = nothing fetched: the committed offsets are at the
+      # end) and unchanged in/out counts.
+      if grep ' ev/s | in ' "$engine_log" 2> /dev/null | tail -n 4 | awk '
+          { match($0, /in [0-9]+/); i = substr($0, RSTART + 3, RLENGTH - 3)
+            match($0, /lag -?[0-9]+/); l = substr($0, RSTART + 4, RLENGTH - 4)
+            match($0, /partitions [0-9]+/); p = substr($0, RSTART + 11, RLENGTH - 11)
+            match($0, /out [0-9]+/); o = substr($0, RSTART + 4, RLENGTH - 4)
+            n++; if (l > 0 || p == 0) bad = 1
+            if (n > 1 && (i != pi || o != po)) bad = 1; pi = i; po = o }
+          END { exit !(n == 4 && !bad) }'; then
+        break
+      fi
+      sleep 0.5
+      t=$((t + 1))
+    done
+    kill -TERM "$engine_pid" 2> /dev/null || true
+    wait_exit "$engine_pid" 60
+    rc=$exit_rc
+    [ "$rc" = 124 ] && { stop_pid "$engine_pid"; fail_harness "$label: the engine did not stop within 60 s of SIGTERM"; }
+  fi
+  if [ "$rc" -ne 0 ]; then
+    log "$label: FAILED: the engine exited with status $rc (log: $engine_log)"
+    tail -n 5 "$engine_log" | sed 's/^/    /'
+    engine_failures=$((engine_failures + 1))
+  else
+    log "$label: done ($(last_status))"
+  fi
+}
+
+now_cs() {  # the clock in hundredths of a second
+  local us="${EPOCHREALTIME/./}"
+  echo $((10#$us / 10000))
+}
+
+kill_loop() {
+  local wanted="$1" done_kills=0 attempt=0 rc delay delay_cs t kill_at anchor_note
+  while [ "$done_kills" -lt "$wanted" ] && [ "$attempt" -lt "$max_attempts" ]; do
+    delay="${delays[$attempt]}"
+    delay_cs=$((10#${delay/./}))  # the delay in hundredths of a second
+    attempt=$((attempt + 1))
+    start_engine
+    t=$(now_cs)
+    anchor_note="after start"
+    if [ "$kill_anchor" = assigned ]; then
+      # Wait (at most 60 s) for the partition assignment, the start of the
+      # engine's real work: before it a kill only interrupts the group join.
+      local assign_deadline=$((t + 6000))
+      while ! grep -qE 'assigned [0-9]+ partition' "$engine_log" 2> /dev/null; do
+        kill -0 "$engine_pid" 2> /dev/null || break
+        if [ "$t" -ge "$assign_deadline" ]; then anchor_note="after start (no assignment in 60 s)"; break; fi
+        sleep 0.05
+        t=$(now_cs)
+      done
+      [ "$anchor_note" = "after start" ] && anchor_note="after the assignment"
+    fi
+    # Sleep until the delay has passed, noticing an engine that ends before.
+    kill_at=$((t + delay_cs))
+    while [ "$t" -lt "$kill_at" ] && kill -0 "$engine_pid" 2> /dev/null; do
+      sleep 0.02
+      t=$(now_cs)
+    done
+    if kill -KILL "$engine_pid" 2> /dev/null; then
+      wait "$engine_pid" 2> /dev/null || true
+      forget_pid "$engine_pid"
+      done_kills=$((done_kills + 1))
+      log "kill $done_kills/$wanted: SIGKILL ${delay} s $anchor_note ($(last_status))"
+    else
+      rc=0
+      wait "$engine_pid" || rc=$?
+      forget_pid "$engine_pid"
+      if [ "$rc" -ne 0 ]; then
+        log "start $engine_index: FAILED: the engine exited with status $rc before its kill at ${delay} s (log: $engine_log)"
+        tail -n 5 "$engine_log" | sed 's/^/    /'
+        engine_failures=$((engine_failures + 1))
+        if [ "$engine_failures" -ge 3 ]; then
+          log "the engine keeps failing on its own: no more kills"
+          break
+        fi
+      else
+        log "start $engine_index: the engine finished before its kill at ${delay} s ($(last_status))"
+      fi
+    fi
+  done
+  [ "$done_kills" -ge "$wanted" ] || log "only $done_kills of $wanted kills landed in $max_attempts starts (the engine kept finishing first)"
+}
+
+# Wall-clock fields differ between any two runs: their values are masked.
+mask_sed=""
+for f in "${mask_fields[@]}"; do mask_sed+="s/\"$f\":[^,}]*/\"$f\":\"(masked)\"/g;"; done
+
+collect() {
+  local out="$run_dir/out" t
+  mkdir -p "$out"
+  for t in "${output_topics[@]}"; do
+    read_topic "$run_name.$t" "$out/$t.raw"
+    check_complete "$run_name.$t" "$out/$t.raw"
+    cut -f 3- "$out/$t.raw" | sed -E "$mask_sed" | sort > "$out/$t.sorted"
+  done
+  if timeout 300 "$crmstream" state --state-dir "$run_dir/state" dump > "$run_dir/state.jsonl" 2> "$run_dir/state.err"; then
+    # The metadata family holds engine bookkeeping that may legitimately
+    # differ between runs (e.g. changelog positions): not compared.
+    { grep -v -F '"family":"metadata"' "$run_dir/state.jsonl" || true; } | sort > "$run_dir/state.sorted"
+  else
+    log "no state dump: $(head -c 300 "$run_dir/state.err")"
+    : > "$run_dir/state.sorted"
+    echo unavailable > "$run_dir/state.unavailable"
+  fi
+}
+
+do_run() {  # name kills
+  local name="$1" wanted="$2"
+  run_dir="$workdir/$name"
+  run_name="$name"
+  engine_index=0
+  log "=== $name run ($wanted kills)"
+  if [ "$wanted" -gt 0 ]; then kill_loop "$wanted"; fi
+  run_to_end "$name: final run"
+  collect
+}
+
+# ---------------------------------------------------------------- compare
+differences=0
+trunc() { cut -c 1-"${1:-240}"; }
+# The first N lines (matching an optional regex). Reads its whole input, so
+# that no writer dies of SIGPIPE (which pipefail would turn into an exit).
+first_lines() { awk -v n="$1" -v re="${2:-}" '(re == "" || $0 ~ re) && ++k <= n'; }
+
+compare_runs() {
+  local ref="$workdir/reference" crash="$workdir/crash" cmpdir="$workdir/compare"
+  mkdir -p "$cmpdir"
+  echo
+  echo "== state dump (families features, models, offsets, dedup; metadata excluded)"
+  if [ -e "$ref/state.unavailable" ] || [ -e "$crash/state.unavailable" ]; then
+    echo "   NOT COMPARED: a run left no readable state store (see state.err in the run folders)"
+    differences=$((differences + 1))
+  else
+    printf '   %-10s %12s %12s  %s\n' family reference crash result
+    local f nr nc
+    for f in features models offsets dedup; do
+      nr=$(grep -c "\"family\":\"$f\"" "$ref/state.sorted" || true)
+      nc=$(grep -c "\"family\":\"$f\"" "$crash/state.sorted" || true)
+      grep "\"family\":\"$f\"" "$ref/state.sorted" > "$cmpdir/state-$f.ref" || true
+      grep "\"family\":\"$f\"" "$crash/state.sorted" > "$cmpdir/state-$f.crash" || true
+      if cmp -s "$cmpdir/state-$f.ref" "$cmpdir/state-$f.crash"; then
+        printf '   %-10s %12s %12s  %s\n' "$f" "$nr" "$nc" equal
+      else
+        printf '   %-10s %12s %12s  %s\n' "$f" "$nr" "$nc" DIFFERENT
+        differences=$((differences + 1))
+      fi
+    done
+    if ! cmp -s "$ref/state.sorted" "$crash/state.sorted"; then
+      echo "   first differing entries (- reference, + crash):"
+      { diff "$ref/state.sorted" "$crash/state.sorted" || true; } | first_lines 10 '^[<>]' |
+        sed 's/^</-/; s/^>/+/' | trunc 300 | sed 's/^/     /' || true
+    fi
+  fi
+  echo
+  echo "== output topics (read_committed, multisets of key<TAB>value)"
+  printf '   %-22s %10s %10s %10s %10s  %s\n' topic reference crash only-ref only-crash result
+  local t r c a b
+  for t in "${output_topics[@]}"; do
+    r=$(wc -l < "$ref/out/$t.sorted")
+    c=$(wc -l < "$crash/out/$t.sorted")
+    comm -23 "$ref/out/$t.sorted" "$crash/out/$t.sorted" > "$cmpdir/$t.only-reference"
+    comm -13 "$ref/out/$t.sorted" "$crash/out/$t.sorted" > "$cmpdir/$t.only-crash"
+    a=$(wc -l < "$cmpdir/$t.only-reference")
+    b=$(wc -l < "$cmpdir/$t.only-crash")
+    if [ "$a" -eq 0 ] && [ "$b" -eq 0 ]; then
+      printf '   %-22s %10s %10s %10s %10s  %s\n' "$t" "$r" "$c" 0 0 equal
+    else
+      printf '   %-22s %10s %10s %10s %10s  %s\n' "$t" "$r" "$c" "$a" "$b" DIFFERENT
+      differences=$((differences + 1))
+    fi
+  done
+  for t in "${output_topics[@]}"; do
+    [ -s "$cmpdir/$t.only-reference" ] || [ -s "$cmpdir/$t.only-crash" ] || continue
+    echo "   $t: first records only in the reference run (count, key, value):"
+    uniq -c "$cmpdir/$t.only-reference" | first_lines 3 | trunc 300 | sed 's/^/     /'
+    echo "   $t: first records only in the crash run (extra count, key, value):"
+    uniq -c "$cmpdir/$t.only-crash" | first_lines 3 | trunc 300 | sed 's/^/     /'
+  done
+  echo
+}
+
+for name in reference crash; do
+  mkdir -p "$workdir/$name"
+  write_config "$workdir/$name/engine.yaml" "$name" "$workdir/$name/state" "$with_processing"
+done
+start_broker
+produce_input
+do_run reference 0
+do_run crash "$kills"
+stop_pid "$broker_pid"
+compare_runs
+
+finished=1
+if [ "$engine_failures" -gt 0 ]; then
+  log "FAILED: $engine_failures engine run(s) failed or did not finish (logs in $workdir)"
+  exit 1
+fi
+if [ "$differences" -gt 0 ]; then
+  log "FAILED: $differences difference(s) between the reference and the crash run (seed $seed; files in $workdir/compare)"
+  exit 1
+fi
+log "PASSED: state and read_committed outputs identical after $kills kills (seed $seed)"

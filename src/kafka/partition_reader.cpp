@@ -1,0 +1,155 @@
+#include "crmstream/kafka/partition_reader.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <vector>
+
+#include "crmstream/kafka/handles.h"
+#include "crmstream/kafka/kafka_error.h"
+
+namespace crmstream::kafka {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Describe(const std::string& topic, int32_t partition) {
+  return topic + " [" + std::to_string(partition) + "]";
+}
+
+}  // namespace
+
+std::optional<std::string_view> FindHeader(const MessageView& message, std::string_view name) {
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(message.raw(), &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return std::nullopt;
+  }
+  const void* value = nullptr;
+  size_t size = 0;
+  // rd_kafka_header_get_last takes a NUL-terminated name.
+  const std::string key(name);
+  if (rd_kafka_header_get_last(headers, key.c_str(), &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return std::nullopt;
+  }
+  return std::string_view(static_cast<const char*>(value), value ? size : 0);
+}
+
+Status ReadPartitionsToEnd(const ClientConfig& config, std::span<const TopicPartitionOffset> from,
+                           const PartitionReadOptions& options,
+                           const std::function<Status(std::span<const PartitionEnd>)>& on_ends,
+                           const std::function<Status(const MessageView&)>& on_message) {
+  const Clock::time_point deadline = Clock::now() + options.timeout;
+  ClientConfig effective = config;
+  effective.SetDefault("client.id", options.client_id);
+  effective.Set("isolation.level", "read_committed");
+  effective.Set("enable.partition.eof", "true");
+  effective.Set("enable.auto.commit", "false");
+  effective.Set("enable.auto.offset.store", "false");
+  effective.SetDefault("auto.offset.reset", "earliest");
+  // The end is detected by an empty fetch at the end offset: do not let the
+  // broker hold that fetch for the default 500 ms.
+  effective.SetDefault("fetch.wait.max.ms", "10");
+  // The consumer API needs a group id even with manual assignment; nothing
+  // is committed under it.
+  effective.SetDefault("group.id", options.client_id);
+  CRM_ASSIGN_OR_RETURN(ConfHandle conf, effective.BuildConf());
+  RouteLogsToSpdlog(conf.get());
+  std::array<char, 512> errstr{};
+  KafkaHandle rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), errstr.data(), errstr.size()));
+  if (!rk) return Status::InvalidArgument(std::string("partition reader: ") + errstr.data());
+  conf.release();  // owned by the client now
+  rd_kafka_poll_set_consumer(rk.get());
+
+  std::vector<PartitionEnd> ends;
+  ends.reserve(from.size());
+  PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(from.size())));
+  for (const TopicPartitionOffset& p : from) {
+    int64_t low = 0, high = 0;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    // Metadata may lag right after a broker restart: retry within the deadline.
+    do {
+      err = rd_kafka_query_watermark_offsets(rk.get(), p.topic.c_str(), p.partition, &low, &high,
+                                             5000);
+    } while (err != RD_KAFKA_RESP_ERR_NO_ERROR && KafkaErrorCode(err) == StatusCode::kUnavailable &&
+             Clock::now() < deadline);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return KafkaStatus(err, Describe(p.topic, p.partition) + ": end offset");
+    }
+    const int64_t start = p.offset == kOffsetEnd ? high
+                          : p.offset < 0         ? low
+                                                 : std::max(p.offset, low);
+    ends.push_back({p.topic, p.partition, start, high});
+    if (start < high) {
+      rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition)->offset = start;
+    }
+  }
+  if (on_ends) CRM_RETURN_NOT_OK(on_ends(ends));
+  if (!on_message) return Status::OK();
+  size_t open = static_cast<size_t>(list->cnt);
+  if (open == 0) return Status::OK();
+  rd_kafka_resp_err_t err = rd_kafka_assign(rk.get(), list.get());
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaStatus(err, "partition reader: assign");
+
+  auto end_of = [&](std::string_view topic, int32_t partition) -> PartitionEnd* {
+    for (auto& e : ends) {
+      if (e.partition == partition && e.topic == topic) return &e;
+    }
+    return nullptr;
+  };
+  // Next offset reached per partition (the start until a record is read).
+  std::vector<int64_t> reached(ends.size());
+  for (size_t i = 0; i < ends.size(); ++i) reached[i] = ends[i].start_offset;
+  std::vector<bool> done(ends.size());
+  for (size_t i = 0; i < ends.size(); ++i) done[i] = ends[i].start_offset >= ends[i].end_offset;
+  auto finish = [&](PartitionEnd* e, int64_t next) {
+    const size_t i = static_cast<size_t>(e - ends.data());
+    reached[i] = std::max(reached[i], next);
+    if (!done[i] && reached[i] >= e->end_offset) {
+      done[i] = true;
+      --open;
+    }
+  };
+
+  Status failure;
+  while (open > 0) {
+    if (Clock::now() >= deadline) {
+      for (size_t i = 0; i < ends.size(); ++i) {
+        if (done[i]) continue;
+        failure = Status::Unavailable(
+            Describe(ends[i].topic, ends[i].partition) + ": end not reached within " +
+            std::to_string(options.timeout.count()) + " ms (at offset " +
+            std::to_string(reached[i]) + " of " + std::to_string(ends[i].end_offset) + ")");
+        break;
+      }
+      break;
+    }
+    MessageHandle msg(rd_kafka_consumer_poll(rk.get(), 100));
+    if (!msg) continue;
+    if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      // With read_committed, aborted records and markers may end a partition
+      // below its high watermark: EOF is the end either way.
+      if (PartitionEnd* e = end_of(rd_kafka_topic_name(msg->rkt), msg->partition)) {
+        finish(e, e->end_offset);
+      }
+      continue;
+    }
+    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (KafkaErrorCode(msg->err) == StatusCode::kUnavailable) continue;  // librdkafka retries
+      failure = KafkaStatus(msg->err, "partition reader");
+      break;
+    }
+    const MessageView view(msg.get());
+    PartitionEnd* e = end_of(view.topic(), view.partition());
+    if (e == nullptr || view.offset() >= e->end_offset) continue;  // beyond the end: not ours
+    failure = on_message(view);
+    if (!failure.ok()) break;
+    finish(e, view.offset() + 1);
+  }
+  (void)rd_kafka_assign(rk.get(), nullptr);
+  (void)rd_kafka_consumer_close(rk.get());
+  return failure;
+}
+
+}  // namespace crmstream::kafka

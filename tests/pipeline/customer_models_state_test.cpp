@@ -1,0 +1,589 @@
+// Checkpoints of CustomerModels: a partition restored from its blobs (in
+// another customer order, so with other slot numbers) must continue exactly
+// like the run that was never interrupted, and the unsaved set must name
+// every customer whose blob changed.
+#include <algorithm>
+#include <bit>
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "crmstream/common/binary_io.h"
+#include "crmstream/features/feature_store.h"
+#include "crmstream/generator/world_generator.h"
+#include "crmstream/ingest/json_decoder.h"
+#include "crmstream/pipeline/customer_models.h"
+
+namespace crmstream::pipeline {
+namespace {
+
+using ingest::EventType;
+
+constexpr int64_t kDay = 86'400'000;
+
+uint64_t Bits(double v) { return std::bit_cast<uint64_t>(v); }
+
+// A set of customer ids searchable by string_view without a copy.
+struct IdHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using IdSet = std::unordered_set<std::string, IdHash, std::equal_to<>>;
+
+CustomerModelsOptions TestOptions() {
+  CustomerModelsOptions o;
+  // Alerts start once the churn model has this many labels: low enough that
+  // the restored half of the stream raises many.
+  o.warm_after_examples = 100;
+  // Lower alert levels than the defaults: more alerts to compare.
+  o.churn_alerts.enter_probability = 0.25;
+  o.churn_alerts.exit_probability = 0.15;
+  o.churn_alerts.high_probability = 0.4;
+  o.churn_alerts.critical_probability = 0.6;
+  return o;
+}
+
+// One partition's feature store and models, flushed as the event processor
+// does (EventProcessor::RefreshScores): every customer with events since the
+// previous flush is refreshed, then the flush ends.
+struct Partition {
+  Partition() : store(features::FeatureSpec{}), models(TestOptions(), features::FeatureSpec{}) {}
+
+  void Process(const ingest::Event& e) { models.OnEvent(e, store.Update(e)); }
+
+  features::FeatureStore store;
+  CustomerModels models;
+};
+
+// What one Refresh reported, copied out (the original is valid until the
+// next Refresh).
+struct RefreshRecord {
+  std::string customer;
+  CustomerRefresh r;
+  std::string trigger_event_id;
+  std::vector<ChurnContribution> contributions;
+};
+
+std::vector<RefreshRecord> Flush(Partition* p) {
+  std::vector<RefreshRecord> out;
+  if (p->store.pending_count() > 0) {
+    p->store.ForEachPending([&](std::string_view id, const features::CustomerFeatures& f) {
+      const CustomerRefresh& r = p->models.Refresh(f);
+      RefreshRecord rec{std::string(id), r, std::string(r.trigger_event_id), {}};
+      rec.r.trigger_event_id = {};
+      for (const ChurnContribution& c : p->models.contributions()) rec.contributions.push_back(c);
+      out.push_back(std::move(rec));
+    });
+    p->models.EndFlush();
+  }
+  p->store.ClearPending();
+  return out;
+}
+
+std::vector<MinuteAnomaly> DrainMinuteAnomalies(Partition* p) {
+  std::vector<MinuteAnomaly> out(p->models.minute_anomalies().begin(),
+                                 p->models.minute_anomalies().end());
+  p->models.ClearMinuteAnomalies();
+  return out;
+}
+
+// Field-by-field, doubles by their bits.
+void RequireSameRefresh(const RefreshRecord& a, const RefreshRecord& b) {
+  INFO("customer " << a.customer);
+  REQUIRE(a.customer == b.customer);
+  CHECK(a.r.known == b.r.known);
+  CHECK(a.r.as_of_ms == b.r.as_of_ms);
+  CHECK(Bits(a.r.churn_probability) == Bits(b.r.churn_probability));
+  CHECK(a.r.alert.raise == b.r.alert.raise);
+  CHECK(a.r.alert.severity == b.r.alert.severity);
+  CHECK(a.r.alert.alert_id == b.r.alert.alert_id);
+  CHECK(a.r.has_trigger == b.r.has_trigger);
+  CHECK(a.trigger_event_id == b.trigger_event_id);
+  CHECK(a.r.trigger_type == b.r.trigger_type);
+  CHECK(a.r.trigger_ms == b.r.trigger_ms);
+  CHECK(a.r.segment_changed == b.r.segment_changed);
+  CHECK(a.r.segment_from == b.r.segment_from);
+  CHECK(a.r.segment_to == b.r.segment_to);
+  CHECK(a.r.anomaly == b.r.anomaly);
+  CHECK(Bits(a.r.anomaly_score) == Bits(b.r.anomaly_score));
+  for (size_t i = 0; i < 4; ++i) {
+    CHECK(Bits(a.r.anomaly_observed[i]) == Bits(b.r.anomaly_observed[i]));
+    CHECK(Bits(a.r.anomaly_expected[i]) == Bits(b.r.anomaly_expected[i]));
+  }
+  REQUIRE(a.contributions.size() == b.contributions.size());
+  for (size_t i = 0; i < a.contributions.size(); ++i) {
+    CHECK(a.contributions[i].feature == b.contributions[i].feature);
+    CHECK(Bits(a.contributions[i].value) == Bits(b.contributions[i].value));
+    CHECK(Bits(a.contributions[i].contribution) == Bits(b.contributions[i].contribution));
+  }
+}
+
+void RequireSameMinuteAnomalies(const std::vector<MinuteAnomaly>& a,
+                                const std::vector<MinuteAnomaly>& b) {
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(a[i].metric == b[i].metric);
+    CHECK(a[i].minute_start_ms == b[i].minute_start_ms);
+    CHECK(Bits(a[i].score) == Bits(b[i].score));
+    CHECK(Bits(a[i].observed) == Bits(b[i].observed));
+    CHECK(Bits(a[i].expected) == Bits(b[i].expected));
+  }
+}
+
+void RequireSameQuality(const CustomerModels::Quality& a, const CustomerModels::Quality& b) {
+  CHECK(Bits(a.churn_auc) == Bits(b.churn_auc));
+  CHECK(Bits(a.churn_log_loss) == Bits(b.churn_log_loss));
+  CHECK(a.churn_positives == b.churn_positives);
+  CHECK(a.churn_negatives == b.churn_negatives);
+  CHECK(Bits(a.warm_churn_auc) == Bits(b.warm_churn_auc));
+  CHECK(Bits(a.warm_churn_log_loss) == Bits(b.warm_churn_log_loss));
+  CHECK(a.warm_churn_labels == b.warm_churn_labels);
+  CHECK(a.pending_examples == b.pending_examples);
+  CHECK(Bits(a.value_rmse) == Bits(b.value_rmse));
+  CHECK(a.value_labels == b.value_labels);
+  CHECK(Bits(a.kmeans_mean_squared_distance) == Bits(b.kmeans_mean_squared_distance));
+  CHECK(a.kmeans_points == b.kmeans_points);
+  CHECK(Bits(a.anomaly_rate) == Bits(b.anomaly_rate));
+  CHECK(a.anomaly_scored == b.anomaly_scored);
+  CHECK(a.late_minute_events == b.late_minute_events);
+  CHECK(a.watermark_ms == b.watermark_ms);
+}
+
+// The blobs a checkpoint store would hold: the latest of every customer.
+struct SavedState {
+  std::map<std::string, std::string> features;
+  std::map<std::string, std::string> models;
+  std::string global;
+};
+
+void SaveCustomer(const Partition& p, std::string_view id, SavedState* saved) {
+  std::string blob;
+  REQUIRE(p.store.EncodeCustomer(id, &blob).ok());
+  saved->features[std::string(id)] = blob;
+  REQUIRE(p.models.EncodeCustomer(id, &blob).ok());
+  saved->models[std::string(id)] = blob;
+}
+
+// Decodes a checkpoint into a fresh partition, customers in `order`. The
+// feature store lists the decoded customers as pending a refresh; with
+// `refresh_restored` they get one (as an engine that does not clear that
+// list would do), which must report and change nothing.
+std::unique_ptr<Partition> Restore(const SavedState& saved, const std::vector<std::string>& order,
+                                   bool refresh_restored) {
+  auto p = std::make_unique<Partition>();
+  for (const std::string& id : order) {
+    REQUIRE(p->store.DecodeCustomer(id, saved.features.at(id)).ok());
+    REQUIRE(p->models.DecodeCustomer(id, saved.models.at(id)).ok());
+  }
+  REQUIRE(p->models.DecodeGlobal(saved.global).ok());
+  if (refresh_restored) {
+    const std::vector<RefreshRecord> refreshed = Flush(p.get());
+    CHECK(refreshed.size() == order.size());
+    size_t reported = 0;
+    for (const RefreshRecord& r : refreshed) {
+      if (!r.r.known || r.r.has_trigger || r.r.alert.raise || r.r.segment_changed || r.r.anomaly) {
+        ++reported;
+      }
+    }
+    CHECK(reported == 0);
+  }
+  // The decoded customers had no events since the checkpoint's flush.
+  p->store.ClearPending();
+  p->store.ClearDirty();
+  CHECK(p->models.unsaved_count() == 0);
+  return p;
+}
+
+// Every customer's blob and scores, and the global blob, are identical.
+void RequireSameState(const Partition& a, const Partition& b, const std::vector<std::string>& ids) {
+  REQUIRE(a.models.customer_count() == b.models.customer_count());
+  std::string blob_a, blob_b;
+  REQUIRE(a.models.EncodeGlobal(&blob_a).ok());
+  REQUIRE(b.models.EncodeGlobal(&blob_b).ok());
+  CHECK(blob_a == blob_b);
+  RequireSameQuality(a.models.quality(), b.models.quality());
+  size_t compared = 0;
+  size_t different = 0;
+  for (const std::string& id : ids) {
+    REQUIRE(a.models.EncodeCustomer(id, &blob_a).ok());
+    REQUIRE(b.models.EncodeCustomer(id, &blob_b).ok());
+    if (blob_a != blob_b) ++different;
+    const auto sa = a.models.Scores(id);
+    const auto sb = b.models.Scores(id);
+    REQUIRE(sa.has_value());
+    REQUIRE(sb.has_value());
+    if (Bits(sa->churn_probability) != Bits(sb->churn_probability) ||
+        Bits(sa->predicted_value) != Bits(sb->predicted_value) || sa->segment != sb->segment ||
+        Bits(sa->anomaly_score) != Bits(sb->anomaly_score) || sa->closed != sb->closed) {
+      ++different;
+    }
+    ++compared;
+  }
+  INFO("customers compared " << compared);
+  CHECK(compared == a.models.customer_count());
+  CHECK(different == 0);
+}
+
+struct StreamSummary {
+  size_t refreshes = 0;
+  size_t alerts = 0;
+  size_t segment_changes = 0;
+  size_t customer_anomalies = 0;
+  size_t minute_anomalies = 0;
+};
+
+// The generated world, decoded lazily (an Event is a view into the decoder).
+class EventSource {
+ public:
+  explicit EventSource(const generator::WorldOptions& wo) : gen_(wo) {}
+  // The next accepted event.
+  const ingest::Event& Next() {
+    for (;;) {
+      const int64_t t = gen_.Next(&key_, &value_);
+      if (!decoder_.Decode(value_, t, &event_).rejected()) return event_;
+    }
+  }
+
+ private:
+  generator::WorldGenerator gen_;
+  ingest::EventDecoder decoder_;
+  std::string key_, value_;
+  ingest::Event event_;
+};
+
+// A generated world: the reference partition A runs uninterrupted. At a
+// flush in the middle of the stream every customer is checkpointed and
+// restored into B (customers decoded in sorted order); later, at a second
+// checkpoint, only the customers A lists as unsaved are re-encoded into the
+// same saved state (an incremental checkpoint) and restored into C
+// (shuffled order). A, B and C then run on in lockstep: every refresh, every
+// minute anomaly and the final state must be identical.
+TEST_CASE("Restored customer models continue bit-identically to an uninterrupted run",
+          "[pipeline][models][state]") {
+  generator::WorldOptions wo;
+  wo.seed = 23;
+  wo.churn_rate = 0.1;
+  wo.anomalies.enabled = true;
+  wo.anomalies.refund_bursts_per_day = 20.0;
+  // Debug and sanitizer builds run tens of times slower: a smaller world
+  // and a shorter stream, still past the first churn horizon so that labels
+  // resolve and alerts are raised on both sides of the checkpoints.
+#ifdef NDEBUG
+  wo.customers = 4000;
+  constexpr int64_t kFirstCheckpointDay = 40;
+  constexpr int64_t kSecondCheckpointDay = 55;
+  constexpr int64_t kEndDay = 70;
+#else
+  wo.customers = 800;
+  constexpr int64_t kFirstCheckpointDay = 31;
+  constexpr int64_t kSecondCheckpointDay = 33;
+  constexpr int64_t kEndDay = 35;
+#endif
+  constexpr int kFlushEvery = 2000;
+  constexpr int64_t kMaxEvents = 5'000'000;  // bound; the days end it far earlier
+  EventSource source(wo);
+
+  Partition a;
+  std::unique_ptr<Partition> b;
+  std::unique_ptr<Partition> c;
+  SavedState saved;
+  int checkpoints = 0;
+  // Customers with events since the first checkpoint, and the pending
+  // snapshot times at that checkpoint: the reference for the unsaved set.
+  IdSet touched;
+  std::unordered_map<std::string, int64_t> pending_at_checkpoint;
+  IdSet known;  // every customer of the stream
+  StreamSummary after_restore;
+  int64_t since_flush = 0;
+
+  for (int64_t n = 0; n < kMaxEvents; ++n) {
+    const ingest::Event& e = source.Next();
+    const int64_t day = (e.timestamp_ms - wo.start_ms) / kDay;
+    if (day >= kEndDay) break;
+    a.Process(e);
+    if (b) b->Process(e);
+    if (c) c->Process(e);
+    if (known.find(e.customer_id) == known.end()) known.emplace(e.customer_id);
+    if (checkpoints >= 1 && touched.find(e.customer_id) == touched.end()) {
+      touched.emplace(e.customer_id);
+    }
+    if (++since_flush < kFlushEvery) continue;
+    since_flush = 0;
+
+    const std::vector<RefreshRecord> ra = Flush(&a);
+    const std::vector<MinuteAnomaly> ma = DrainMinuteAnomalies(&a);
+    for (Partition* restored : {b.get(), c.get()}) {
+      if (restored == nullptr) continue;
+      const std::vector<RefreshRecord> rr = Flush(restored);
+      REQUIRE(rr.size() == ra.size());
+      for (size_t i = 0; i < ra.size(); ++i) RequireSameRefresh(ra[i], rr[i]);
+      RequireSameMinuteAnomalies(ma, DrainMinuteAnomalies(restored));
+    }
+    if (b) {
+      after_restore.refreshes += ra.size();
+      for (const RefreshRecord& r : ra) {
+        after_restore.alerts += r.r.alert.raise ? 1 : 0;
+        after_restore.segment_changes += r.r.segment_changed ? 1 : 0;
+        after_restore.customer_anomalies += r.r.anomaly ? 1 : 0;
+      }
+      after_restore.minute_anomalies += ma.size();
+    }
+
+    if (checkpoints == 0 && day >= kFirstCheckpointDay) {
+      // Full checkpoint: every customer the reference knows.
+      REQUIRE(known.size() == a.models.customer_count());
+      for (const std::string& id : known) {
+        SaveCustomer(a, id, &saved);
+        if (const auto ms = a.models.PendingSnapshotMs(id)) pending_at_checkpoint[id] = *ms;
+      }
+      REQUIRE(a.models.EncodeGlobal(&saved.global).ok());
+      a.store.ClearDirty();
+      a.models.ClearUnsaved();
+      std::vector<std::string> sorted(known.begin(), known.end());
+      std::sort(sorted.begin(), sorted.end());
+      b = Restore(saved, sorted, /*refresh_restored=*/true);
+      checkpoints = 1;
+    } else if (checkpoints == 1 && day >= kSecondCheckpointDay) {
+      // The unsaved set is exactly the customers with events since the
+      // checkpoint plus those whose pending example passed its deadline
+      // (snapshot time + horizon before the watermark) without an event.
+      const int64_t watermark = a.models.watermark_ms();
+      std::set<std::string> expected(touched.begin(), touched.end());
+      for (const auto& [id, ms] : pending_at_checkpoint) {
+        if (ms + 30 * kDay < watermark) expected.insert(id);
+      }
+      std::set<std::string> unsaved;
+      size_t listed = 0;
+      a.models.ForEachUnsaved([&](std::string_view id) {
+        unsaved.emplace(id);
+        ++listed;
+      });
+      CHECK(listed == unsaved.size());         // each customer once
+      CHECK(unsaved.size() > touched.size());  // some labels resolved without events
+      CHECK(unsaved == expected);
+      // Incremental checkpoint: only what changed is re-encoded.
+      a.models.ForEachUnsaved([&](std::string_view id) {
+        std::string blob;
+        REQUIRE(a.models.EncodeCustomer(id, &blob).ok());
+        saved.models[std::string(id)] = blob;
+      });
+      a.store.ForEachDirty([&](std::string_view id, const features::CustomerFeatures&) {
+        std::string blob;
+        REQUIRE(a.store.EncodeCustomer(id, &blob).ok());
+        saved.features[std::string(id)] = blob;
+      });
+      REQUIRE(saved.models.size() == known.size());
+      REQUIRE(saved.features.size() == known.size());
+      REQUIRE(a.models.EncodeGlobal(&saved.global).ok());
+      a.store.ClearDirty();
+      a.models.ClearUnsaved();
+      std::vector<std::string> shuffled(known.begin(), known.end());
+      std::sort(shuffled.begin(), shuffled.end());
+      std::mt19937_64 rng(7);
+      std::shuffle(shuffled.begin(), shuffled.end(), rng);
+      c = Restore(saved, shuffled, /*refresh_restored=*/false);
+      checkpoints = 2;
+    }
+  }
+  REQUIRE(checkpoints == 2);
+  INFO("after the first restore: refreshes "
+       << after_restore.refreshes << ", alerts " << after_restore.alerts << ", segment changes "
+       << after_restore.segment_changes << ", customer anomalies "
+       << after_restore.customer_anomalies << ", minute anomalies "
+       << after_restore.minute_anomalies);
+  // The compared half must exercise what the checkpoint carries.
+  CHECK(after_restore.alerts > 0);
+  CHECK(after_restore.segment_changes > 0);
+  CHECK(after_restore.customer_anomalies > 0);
+  CHECK(a.models.quality().churn_negatives > 0);
+
+  const std::vector<std::string> ids(known.begin(), known.end());
+  RequireSameState(a, *b, ids);
+  RequireSameState(a, *c, ids);
+}
+
+// Examples snapshotted at the same millisecond share a deadline: the heap
+// pops them in an order that depends on its array layout, and the models'
+// updates depend on that order. The restored heap must pop them alike even
+// though the restored customers have other slot numbers.
+TEST_CASE("Label deadlines that tie resolve in the original order after a restore",
+          "[pipeline][models][state]") {
+  constexpr int64_t kStart = 1'767'225'600'000;
+  Partition a;
+  std::vector<std::string> ids;
+  std::string event_id;
+  ingest::Event e;
+  auto send = [&](Partition* p, const std::string& customer, int64_t ts, EventType type,
+                  double amount) {
+    event_id = customer + "-" + std::to_string(ts);
+    e.event_id = event_id;
+    e.customer_id = customer;
+    e.timestamp_ms = ts;
+    e.type = type;
+    e.amount = amount;
+    e.has_amount = ingest::EventTypeHasAmount(type);
+    p->Process(e);
+  };
+  // Background customers spread over a day give the scaling its statistics;
+  // then 40 customers whose first events share one millisecond.
+  for (int i = 0; i < 60; ++i) {
+    ids.push_back("bg" + std::to_string(i));
+    send(&a, ids.back(), kStart + i * 1'000'000, EventType::kPurchase, 5.0 + i);
+  }
+  const int64_t tie = kStart + kDay;
+  for (int i = 0; i < 40; ++i) {
+    ids.push_back("tie" + std::to_string(i));
+    send(&a, ids.back(), tie, i % 2 == 0 ? EventType::kPurchase : EventType::kSupportTicket,
+         1.0 + 7.0 * i);
+  }
+  // A few of them close inside the horizon: positives among the ties.
+  for (int i = 0; i < 40; i += 7) {
+    send(&a, "tie" + std::to_string(i), tie + kDay, EventType::kAccountClosed, 0.0);
+  }
+  static_cast<void>(Flush(&a));
+
+  SavedState saved;
+  for (const std::string& id : ids) SaveCustomer(a, id, &saved);
+  REQUIRE(a.models.EncodeGlobal(&saved.global).ok());
+  std::vector<std::string> reversed(ids.rbegin(), ids.rend());
+  std::unique_ptr<Partition> b = Restore(saved, reversed, /*refresh_restored=*/false);
+
+  // One event past every deadline resolves all the examples in one go.
+  for (Partition* p : {&a, b.get()}) {
+    send(p, "late", tie + 31 * kDay, EventType::kLogin, 0.0);
+    static_cast<void>(Flush(p));
+  }
+  REQUIRE(a.models.quality().pending_examples == 1);  // the late customer's own
+  CHECK(a.models.quality().churn_positives == 6);
+  CHECK(a.models.churn_model().count() == 100);
+  ids.push_back("late");
+  RequireSameState(a, *b, ids);
+}
+
+// A small partition whose blobs the corruption checks below take apart.
+struct SmallWorld {
+  SmallWorld() {
+    generator::WorldOptions wo;
+    wo.seed = 5;
+    wo.customers = 300;
+    EventSource source(wo);
+    for (int n = 0; n < 30'000; ++n) p.Process(source.Next());
+    static_cast<void>(Flush(&p));
+  }
+  Partition p;
+};
+
+TEST_CASE("Customer model blobs reject every truncation and flipped byte",
+          "[pipeline][models][state]") {
+  SmallWorld w;
+  // A customer with a pending example (the blob's longest form).
+  std::string id;
+  w.p.store.ForEachDirty([&](std::string_view c, const features::CustomerFeatures&) {
+    if (id.empty() && w.p.models.PendingSnapshotMs(c).has_value()) id = std::string(c);
+  });
+  REQUIRE(!id.empty());
+  std::string blob;
+  REQUIRE(w.p.models.EncodeCustomer(id, &blob).ok());
+  std::string unknown;
+  CHECK(w.p.models.EncodeCustomer("nobody", &unknown).code() == StatusCode::kNotFound);
+
+  std::string after;
+  for (size_t n = 0; n < blob.size(); ++n) {
+    const Status st = w.p.models.DecodeCustomer(id, std::string_view(blob).substr(0, n));
+    REQUIRE(st.code() == StatusCode::kCorruption);
+  }
+  for (size_t i = 0; i < blob.size(); ++i) {
+    std::string bad = blob;
+    bad[i] = static_cast<char>(bad[i] ^ 0x5a);
+    const Status st = w.p.models.DecodeCustomer(id, bad);
+    REQUIRE(st.code() == StatusCode::kCorruption);
+  }
+  // Rejected blobs left the customer as it was.
+  REQUIRE(w.p.models.EncodeCustomer(id, &after).ok());
+  CHECK(after == blob);
+  std::string global;
+  REQUIRE(w.p.models.EncodeGlobal(&global).ok());
+  CHECK(w.p.models.DecodeCustomer(id, global).code() == StatusCode::kCorruption);
+
+  // Decoded into a fresh object, the blob is the same customer.
+  Partition fresh;
+  REQUIRE(fresh.models.DecodeCustomer(id, blob).ok());
+  REQUIRE(fresh.models.EncodeCustomer(id, &after).ok());
+  CHECK(after == blob);
+  CHECK(fresh.models.PendingSnapshotMs(id) == w.p.models.PendingSnapshotMs(id));
+  const auto s0 = w.p.models.PendingSnapshot(id);
+  const auto s1 = fresh.models.PendingSnapshot(id);
+  REQUIRE(s0.size() == s1.size());
+  CHECK(std::equal(s0.begin(), s0.end(), s1.begin()));
+  CHECK(fresh.models.unsaved_count() == 0);  // decoding is not a change to save
+}
+
+TEST_CASE("Partition model blobs reject truncation, flipped bytes and missing customers",
+          "[pipeline][models][state]") {
+  SmallWorld w;
+  std::string global;
+  REQUIRE(w.p.models.EncodeGlobal(&global).ok());
+  std::vector<std::string> ids;
+  w.p.store.ForEachDirty(
+      [&](std::string_view c, const features::CustomerFeatures&) { ids.emplace_back(c); });
+
+  // A target holding every customer, so that only the blob can be wrong.
+  Partition target;
+  for (const std::string& id : ids) {
+    std::string blob;
+    REQUIRE(w.p.models.EncodeCustomer(id, &blob).ok());
+    REQUIRE(target.models.DecodeCustomer(id, blob).ok());
+  }
+  std::string before;
+  REQUIRE(target.models.EncodeGlobal(&before).ok());
+  // The blob is over a megabyte (the minute detectors' context tables), so
+  // not every byte: the envelope and the payload's first fields, its last
+  // bytes (the deadlines) and a stride through the rest.
+#ifdef NDEBUG
+  constexpr size_t kEdge = 512;
+  constexpr size_t kStride = 4999;
+#else
+  constexpr size_t kEdge = 64;
+  constexpr size_t kStride = 49999;
+#endif
+  std::vector<size_t> positions;
+  for (size_t i = 0; i < global.size(); ++i) {
+    if (i < kEdge || i + kEdge >= global.size() || i % kStride == 0) positions.push_back(i);
+  }
+  for (size_t n : positions) {
+    REQUIRE(target.models.DecodeGlobal(std::string_view(global).substr(0, n)).code() ==
+            StatusCode::kCorruption);
+  }
+  std::string bad = global;
+  for (size_t i : positions) {
+    bad[i] = static_cast<char>(bad[i] ^ 0x01);
+    REQUIRE(target.models.DecodeGlobal(bad).code() == StatusCode::kCorruption);
+    bad[i] = global[i];
+  }
+  std::string after;
+  REQUIRE(target.models.EncodeGlobal(&after).ok());
+  CHECK(after == before);  // unchanged by the rejected blobs
+
+  // The deadlines name customers: decoding before them is refused.
+  Partition empty;
+  CHECK(empty.models.DecodeGlobal(global).code() == StatusCode::kCorruption);
+  // Another configuration is not this state.
+  CustomerModelsOptions other = TestOptions();
+  other.kmeans_k = 4;
+  CustomerModels different(other, features::FeatureSpec{});
+  CHECK(different.DecodeGlobal(global).code() == StatusCode::kInvalidArgument);
+
+  REQUIRE(target.models.DecodeGlobal(global).ok());
+  REQUIRE(target.models.EncodeGlobal(&after).ok());
+  CHECK(after == global);
+}
+
+}  // namespace
+}  // namespace crmstream::pipeline
