@@ -49,8 +49,10 @@ the same input.
   --min-delay SEC      shortest delay from the anchor to a kill (default 0.2)
   --max-delay SEC      longest delay from the anchor to a kill (default 3)
   --kill-anchor A      what the kill delay counts from: assigned (default: the engine's
-                       "assigned N partition(s)" log line, so kills land in restore,
-                       processing and checkpoints rather than in the group join) or start
+                       "assigned N partition(s)" log line, so kills land in processing
+                       and checkpoints rather than in the group join; every third kill
+                       counts a tenth of its delay from "restoring state of N
+                       partition(s)" instead, to land in the restore) or start
   --session-timeout-ms N
                        the engine consumer's session.timeout.ms (default 4000): a restarted
                        engine waits this long for its killed predecessor to leave the group
@@ -71,7 +73,8 @@ the same input.
   --run-timeout SEC    longest time one engine run to the end of the input may take (default 600)
   -h, --help           this message
 
-Example (the long form): scripts/crash-test.sh --kills 25 --events 200000 --customers 1000 --partitions 12 --snapshot-minutes 240
+Example (the long form): scripts/crash-test.sh --kills 25 --events 400000 --customers 2000 \
+  --partitions 24 --min-delay 0.05 --max-delay 1.5 --snapshot-minutes 240 --seed 777
 EOF
 }
 
@@ -496,16 +499,25 @@ kill_loop() {
     t=$(now_cs)
     anchor_note="after start"
     if [ "$kill_anchor" = assigned ]; then
-      # Wait (at most 60 s) for the partition assignment, the start of the
-      # engine's real work: before it a kill only interrupts the group join.
+      # Wait (at most 60 s) for the start of the engine's real work: before it
+      # a kill only interrupts the group join. Every third kill aims at the
+      # state restore (from its first log line, a tenth of the delay); the
+      # others count from the partition assignment (restore done).
+      local pattern='assigned [0-9]+ partition' target="after the assignment"
+      if [ $((attempt % 3)) -eq 2 ]; then
+        pattern='restoring state of [0-9]+ partition'
+        target="after the restore began"
+        delay_cs=$((delay_cs / 10))
+        delay="$(awk -v d="$delay" 'BEGIN { printf "%.3f", d / 10 }')"
+      fi
       local assign_deadline=$((t + 6000))
-      while ! grep -qE 'assigned [0-9]+ partition' "$engine_log" 2> /dev/null; do
+      while ! grep -qE "$pattern" "$engine_log" 2> /dev/null; do
         kill -0 "$engine_pid" 2> /dev/null || break
-        if [ "$t" -ge "$assign_deadline" ]; then anchor_note="after start (no assignment in 60 s)"; break; fi
-        sleep 0.05
+        if [ "$t" -ge "$assign_deadline" ]; then anchor_note="after start (no '$pattern' in 60 s)"; break; fi
+        sleep 0.01
         t=$(now_cs)
       done
-      [ "$anchor_note" = "after start" ] && anchor_note="after the assignment"
+      [ "$anchor_note" = "after start" ] && anchor_note="$target"
     fi
     # Sleep until the delay has passed, noticing an engine that ends before.
     kill_at=$((t + delay_cs))

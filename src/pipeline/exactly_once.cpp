@@ -125,26 +125,28 @@ StampingSink::StampingSink(KafkaSink* out, std::string application, std::string 
       input_topic_(std::move(input_topic)),
       input_partition_(input_partition),
       counts_(counts) {
-  for (int k = 0; k < kOutputKindCount; ++k) {
-    delivered_until_[k].assign(static_cast<size_t>(counts[k]), 0);
-  }
   stamp_.reserve(kStampFixedBytes + application_.size() + input_topic_.size());
 }
 
-void StampingSink::SuppressThrough(OutputKind kind, int32_t partition, uint64_t sequence) {
-  uint64_t& until = delivered_until_[static_cast<int>(kind)][static_cast<size_t>(partition)];
-  until = std::max(until, sequence + 1);
+void StampingSink::MarkDelivered(uint64_t sequence) {
+  delivered_.insert(sequence);
+  delivered_max_ = std::max(delivered_max_, sequence);
   suppressing_ = true;
 }
 
 void StampingSink::Emit(OutputKind kind, std::string_view key, std::string_view value) {
   const uint64_t sequence = next_sequence_++;
   const int k = static_cast<int>(kind);
-  const int32_t partition = OutputPartition(key, input_partition_, counts_[k]);
-  if (suppressing_ && sequence < delivered_until_[k][static_cast<size_t>(partition)]) {
-    ++suppressed_;
-    return;
+  if (suppressing_) {
+    if (sequence > delivered_max_) {
+      suppressing_ = false;  // past everything the predecessor delivered
+      delivered_.clear();
+    } else if (delivered_.erase(sequence) > 0) {
+      ++suppressed_;
+      return;
+    }
   }
+  const int32_t partition = OutputPartition(key, input_partition_, counts_[k]);
   EncodeOutputStamp({application_, input_topic_, input_partition_, sequence}, &stamp_);
   const std::array<kafka::MessageHeader, 1> headers{
       kafka::MessageHeader{kOutputStampHeader, stamp_}};
@@ -213,9 +215,7 @@ Status FindDeliveredOutputs(const kafka::ClientConfig& config,
             }
             if (below) continue;
           }
-          for (OutputKind kind : kinds.find(m.topic())->second) {
-            sink->SuppressThrough(kind, m.partition(), stamp->sequence);
-          }
+          sink->MarkDelivered(stamp->sequence);
         }
         return Status::OK();
       });

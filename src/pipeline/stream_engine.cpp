@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "crmstream/common/json_writer.h"
+#include "crmstream/kafka/partition_reader.h"
 #include "crmstream/kafka/topic_admin.h"
 #include "crmstream/pipeline/partition_checkpoint.h"
 
@@ -176,7 +177,8 @@ void StreamEngine::OnAssigned(std::span<kafka::TopicPartitionOffset> partitions)
     spdlog::error("restoring state: {}", st.ToString());
     if (rebalance_error_.ok()) rebalance_error_ = st;
   }
-  state_restored_.store(st.ok());
+  rebuilding_ = Rebuilding();
+  state_restored_.store(st.ok() && !rebuilding_);
   stats_.partitions.store(static_cast<int>(tasks_.size()), std::memory_order_relaxed);
   stats_.rebalances.fetch_add(1, std::memory_order_relaxed);
   spdlog::info("assigned {} partition(s); {} in total", partitions.size(), tasks_.size());
@@ -184,7 +186,15 @@ void StreamEngine::OnAssigned(std::span<kafka::TopicPartitionOffset> partitions)
 
 Status StreamEngine::RestoreTasks(std::span<kafka::TopicPartitionOffset> partitions) {
   const auto started = Clock::now();
+  spdlog::info("restoring state of {} partition(s)", partitions.size());
+  if (exactly_once_) {
+    // Outputs of tasks this instance ran before (a revocation drops them
+    // without a checkpoint) must be on the topics before the scan below
+    // looks for them: one still in flight would be produced again.
+    CRM_RETURN_NOT_OK(producer_->Flush(kFlushTimeout).WithContext("flushing outputs"));
+  }
   std::vector<RestoredTask> restored;
+  std::vector<kafka::TopicPartitionOffset> rebuild_from;
   uint64_t customers = 0;
   for (auto& p : partitions) {
     const kafka::TopicPartition tp{p.topic, p.partition};
@@ -208,6 +218,24 @@ Status StreamEngine::RestoreTasks(std::span<kafka::TopicPartitionOffset> partiti
       p.offset = ps.input_offset;
       task.next_offset = ps.input_offset;
       task.checkpointed_offset = ps.input_offset;
+    } else {
+      // No local state. If the group committed an offset for the partition,
+      // this engine had state for it that is gone (a lost store, or a
+      // corrupt one moved away): rebuild it by processing the input again
+      // from its beginning. The input is the state's changelog: processing
+      // is deterministic, so the rebuilt state is the lost one.
+      const std::array<kafka::TopicPartition, 1> one{tp};
+      auto committed = consumer_->Committed(one, std::chrono::seconds(10));
+      if (!committed.ok()) return committed.status().WithContext(what + ": committed offset");
+      if ((*committed)[0].offset > 0) {
+        p.offset = kafka::kOffsetBeginning;
+        task.rebuild_until = (*committed)[0].offset;
+        rebuild_from.push_back({p.topic, p.partition, kafka::kOffsetBeginning});
+        spdlog::warn(
+            "{}: no local state but the group had processed up to offset {}: rebuilding "
+            "the state from the input's beginning",
+            what, task.rebuild_until);
+      }
     }
     task.last_checkpoint = Clock::now();
     if (!exactly_once_) continue;
@@ -225,7 +253,30 @@ Status StreamEngine::RestoreTasks(std::span<kafka::TopicPartitionOffset> partiti
         task.logged_closes.pop_front();
       }
     }
-    restored.push_back({task.stamping.get(), positions ? &task.positions : nullptr});
+    // A rebuild re-generates every output from the first: look for them from
+    // the beginning of the output topics (positions unknown).
+    const bool rebuilding = task.rebuild_until >= 0;
+    restored.push_back({task.stamping.get(), positions || rebuilding ? &task.positions : nullptr});
+  }
+  if (!rebuild_from.empty()) {
+    // Only a complete input rebuilds the state: retention must not have
+    // removed its first records.
+    Status complete = kafka::ReadPartitionsToEnd(
+        client_, rebuild_from, {},
+        [&](std::span<const kafka::PartitionEnd> ends) {
+          for (const auto& e : ends) {
+            if (e.start_offset > 0) {
+              return Status::Corruption(
+                  e.topic + " [" + std::to_string(e.partition) +
+                  "]: cannot rebuild its state: the input no longer starts at offset 0 "
+                  "(retention removed records up to offset " +
+                  std::to_string(e.start_offset) + ")");
+            }
+          }
+          return Status::OK();
+        },
+        nullptr);
+    CRM_RETURN_NOT_OK(complete);
   }
   if (exactly_once_ && !restored.empty()) {
     // What a crashed predecessor delivered after the checkpoint. A task
@@ -435,6 +486,40 @@ Status StreamEngine::CloseIdleBlocks(bool all) {
   return Checkpoint(due);
 }
 
+bool StreamEngine::Rebuilding() const {
+  for (const auto& [tp, task] : tasks_) {
+    if (task.rebuild_until >= 0) return true;
+  }
+  return false;
+}
+
+void StreamEngine::TrackRebuilds() {
+  const auto now = Clock::now();
+  const bool report = now - last_rebuild_report_ >= std::chrono::seconds(2);
+  bool any = false;
+  for (auto& [tp, task] : tasks_) {
+    if (task.rebuild_until < 0) continue;
+    if (task.next_offset >= task.rebuild_until) {
+      spdlog::info("{} [{}]: state rebuilt from the input (offset {})", tp.topic, tp.partition,
+                   task.next_offset);
+      task.rebuild_until = -1;
+      continue;
+    }
+    any = true;
+    if (report) {
+      const int64_t done = std::max<int64_t>(0, task.next_offset);
+      spdlog::info("{} [{}]: rebuilding state: offset {} of {} ({:.0f}%)", tp.topic, tp.partition,
+                   done, task.rebuild_until,
+                   100.0 * static_cast<double>(done) / static_cast<double>(task.rebuild_until));
+    }
+  }
+  if (report) last_rebuild_report_ = now;
+  // Never serve half-restored state: not ready (and no customer answers)
+  // until every partition is rebuilt.
+  if (!any && rebuilding_) state_restored_.store(true);
+  rebuilding_ = any;
+}
+
 bool StreamEngine::CaughtUp() const {
   if (tasks_.empty() || !state_restored_.load()) return false;
   for (const auto& [tp, task] : tasks_) {
@@ -616,6 +701,10 @@ void StreamEngine::AnswerQueries() {
     queries_pending_.store(false, std::memory_order_relaxed);
   }
   for (auto& q : queries) {
+    if (rebuilding_) {
+      q->Finish(Status::Unavailable("state being rebuilt"));
+      continue;
+    }
     bool found = false;
     for (const auto& [tp, task] : tasks_) {
       if (!task.processor->WriteCustomerRecord(q->customer_id(), &q->json_)) continue;
@@ -715,6 +804,7 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
     const bool had_records = batch.size() > 0;
     batch.Clear();
     if (!result.ok()) break;
+    if (rebuilding_ || had_records) TrackRebuilds();
     if (had_records && exactly_once_) {
       const int64_t steady = SteadyMs();
       for (auto& [tp, task] : tasks_) {

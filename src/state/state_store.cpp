@@ -90,10 +90,11 @@ Status StoreError(const rocksdb::Status& s, const fs::path& path, std::string_vi
                            text + ")");
   }
   if (s.IsCorruption()) {
-    return Status::Corruption(where +
-                              "corrupt state files; move the directory away to rebuild "
-                              "from the changelog (" +
-                              text + ")");
+    return Status::Corruption(
+        where +
+        "corrupt state files; move the directory away and the engine rebuilds "
+        "the state from its input (" +
+        text + ")");
   }
   if (s.IsNotFound() || s.IsPathNotFound()) {
     return Status::NotFound(where + "missing state files (" + text + ")");
@@ -384,10 +385,10 @@ Status CheckFormatAndIdentity(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta
   uint32_t v = 0;
   if (!reader.Get(&v).ok()) return Status::Corruption(path + ": unreadable format version");
   if (v != kStateFormatVersion) {
-    return Status::InvalidArgument(path + ": state format version " + std::to_string(v) +
-                                   ", this build reads version " +
-                                   std::to_string(kStateFormatVersion) +
-                                   "; move the directory away to rebuild from the changelog");
+    return Status::InvalidArgument(
+        path + ": state format version " + std::to_string(v) + ", this build reads version " +
+        std::to_string(kStateFormatVersion) +
+        "; move the directory away and the engine rebuilds the state from its input");
   }
   if (!o.identity.empty()) {
     std::optional<std::string> identity;
@@ -436,7 +437,7 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& op
           return Status::Corruption(where + "state files without a CURRENT file (" +
                                     entry.path().filename().string() +
                                     "): the store is damaged; move the directory away to "
-                                    "rebuild from the changelog");
+                                    "have the engine rebuild the state from its input");
         }
       }
       if (ec) return Status::IOError(where + "cannot list the state directory: " + ec.message());

@@ -10,11 +10,12 @@
 // order. Every output carries a stamp (header "crm.src": input topic,
 // partition and the task's output sequence number), goes to a partition the
 // engine chooses itself (Kafka's murmur2 of the key), and the idempotent
-// producer keeps each output partition's records in sequence order without
-// gaps or duplicates. On restart the engine reads each output partition from
-// where the task's checkpoint says its later outputs can start, notes the
-// highest sequence already there per output partition, and the task's
-// StampingSink drops every regenerated output at or below it.
+// producer keeps each output partition's records in order. On restart the
+// engine reads each output partition from where the task's checkpoint says
+// its later outputs can start, collects the sequence numbers already there,
+// and the task's StampingSink drops exactly those when it regenerates them
+// (exactly those, not everything below the highest: a producer that gave up
+// on a batch may have delivered later ones).
 //
 // Thread-safety: StampingSink and OutputPositions belong to one partition
 // task (the engine thread); the free functions are reentrant.
@@ -26,6 +27,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "crmstream/common/status.h"
@@ -100,9 +102,9 @@ class StampingSink final : public OutputSink {
   // The sequence number of the next output (checkpointed with the task).
   uint64_t next_sequence() const { return next_sequence_; }
   void set_next_sequence(uint64_t sequence) { next_sequence_ = sequence; }
-  // The task's outputs with sequence <= `sequence` bound for (kind,
-  // partition) are already on the topic: they are not produced again.
-  void SuppressThrough(OutputKind kind, int32_t partition, uint64_t sequence);
+  // The task's output with this sequence number is already on its topic:
+  // it is not produced again.
+  void MarkDelivered(uint64_t sequence);
   // Outputs dropped as already delivered, since construction.
   uint64_t suppressed() const { return suppressed_; }
   const std::string& application() const { return application_; }
@@ -115,8 +117,10 @@ class StampingSink final : public OutputSink {
   std::string input_topic_;
   int32_t input_partition_;
   OutputPartitionCounts counts_;
-  // Highest delivered sequence + 1 per (kind, partition); 0: none.
-  std::array<std::vector<uint64_t>, kOutputKindCount> delivered_until_;
+  // Sequences a predecessor delivered, not regenerated yet (a restart's
+  // replay only; empty afterwards).
+  std::unordered_set<uint64_t> delivered_;
+  uint64_t delivered_max_ = 0;
   bool suppressing_ = false;
   uint64_t next_sequence_ = 0;
   uint64_t suppressed_ = 0;
@@ -130,7 +134,7 @@ struct RestoredTask {
 };
 
 // Reads every output partition from the smallest position of `tasks` to its
-// end and calls SuppressThrough on each task's sink for the outputs of its
+// end and calls MarkDelivered on each task's sink for the outputs of its
 // input partition with sequence >= its next_sequence(). `ends` (if given)
 // receives each partition's end: every later output lands at or after it.
 Status FindDeliveredOutputs(const kafka::ClientConfig& config,

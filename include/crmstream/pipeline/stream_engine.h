@@ -285,6 +285,9 @@ class StreamEngine final : public kafka::RebalanceListener {
     int64_t last_record_ms = 0;         // steady clock, when its last record came
     std::deque<int64_t> logged_closes;  // replay: close the block at these next-offsets
     OutputPositions positions;          // where this task's later outputs can land
+    // Rebuilding lost state from the input's beginning up to this offset
+    // (the group's committed one); -1: not rebuilding.
+    int64_t rebuild_until = -1;
     // Counters of this task already published into stats_.
     uint64_t published_received = 0, published_accepted = 0, published_duplicates = 0,
              published_rejected = 0;
@@ -314,6 +317,9 @@ class StreamEngine final : public kafka::RebalanceListener {
   Status CloseBlockLogged(const kafka::TopicPartition& tp, PartitionTask* task);
   Status CloseIdleBlocks(bool all);
   bool CaughtUp() const;
+  bool Rebuilding() const;
+  // Reports rebuild progress; marks the state restored once all are done.
+  void TrackRebuilds();
   // Records of the partition not processed yet; -1 while unknown.
   int64_t TaskLag(const kafka::TopicPartition& tp, const PartitionTask& task) const;
   void PublishStats();
@@ -326,6 +332,8 @@ class StreamEngine final : public kafka::RebalanceListener {
   ProcessorOptions processor_options_;
   bool exactly_once_ = false;
   bool until_caught_up_ = false;
+  bool rebuilding_ = false;
+  Clock::time_point last_rebuild_report_{};
   kafka::ClientConfig client_;
   OutputPartitionCounts output_partitions_{};
   std::unique_ptr<state::StateStore> store_;
