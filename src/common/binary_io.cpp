@@ -1,6 +1,7 @@
 #include "crmstream/common/binary_io.h"
 
 #include <array>
+#include <cstring>
 
 namespace crmstream {
 namespace {
@@ -23,12 +24,43 @@ constexpr size_t kTrailerSize = 4;
 
 }  // namespace
 
-uint32_t Crc32c(const void* data, size_t n, uint32_t seed) {
+uint32_t Crc32cPortable(const void* data, size_t n, uint32_t seed) {
   const auto* p = static_cast<const uint8_t*>(data);
   uint32_t c = ~seed;
   for (size_t i = 0; i < n; ++i) c = kCrcTable[(c ^ p[i]) & 0xFF] ^ (c >> 8);
   return ~c;
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+namespace {
+
+// SSE4.2's crc32 instruction computes exactly CRC32C: 8 bytes per step
+// instead of one table lookup per byte (checkpoints and restores CRC every
+// blob they write or read: megabytes per checkpoint).
+__attribute__((target("sse4.2"))) uint32_t Crc32cHardware(const void* data, size_t n,
+                                                          uint32_t seed) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  uint64_t c = ~seed;
+  for (; n >= 8; n -= 8, p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = __builtin_ia32_crc32di(c, word);
+  }
+  auto c32 = static_cast<uint32_t>(c);
+  for (; n > 0; --n, ++p) c32 = __builtin_ia32_crc32qi(c32, *p);
+  return ~c32;
+}
+
+const bool kHardwareCrc = __builtin_cpu_supports("sse4.2");
+
+}  // namespace
+
+uint32_t Crc32c(const void* data, size_t n, uint32_t seed) {
+  return kHardwareCrc ? Crc32cHardware(data, n, seed) : Crc32cPortable(data, n, seed);
+}
+#else
+uint32_t Crc32c(const void* data, size_t n, uint32_t seed) { return Crc32cPortable(data, n, seed); }
+#endif
 
 Status BinaryReader::ExpectEnd() const {
   if (AtEnd()) return Status::OK();

@@ -10,6 +10,30 @@ namespace {
 TEST_CASE("CRC32C matches the published check value", "[common]") {
   // RFC 3720 appendix B.4: CRC32C("123456789") = 0xE3069283.
   CHECK(Crc32c("123456789", 9) == 0xE3069283u);
+  CHECK(Crc32cPortable("123456789", 9) == 0xE3069283u);
+  // RFC 3720 B.4: 32 bytes of zeros and of 0xFF.
+  const std::string zeros(32, '\0'), ones(32, '\xff');
+  CHECK(Crc32c(zeros.data(), zeros.size()) == 0x8A9136AAu);
+  CHECK(Crc32c(ones.data(), ones.size()) == 0x62A8AB43u);
+}
+
+TEST_CASE("CRC32C: the fast path equals the table at every length, offset and seed", "[common]") {
+  std::string bytes(1031, '\0');
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  for (char& b : bytes) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b = static_cast<char>(x);
+  }
+  for (size_t offset = 0; offset < 8; ++offset) {
+    for (size_t n = 0; n + offset <= bytes.size(); n += (n < 64 ? 1 : 97)) {
+      INFO("offset " << offset << " length " << n);
+      REQUIRE(Crc32c(bytes.data() + offset, n, 0) == Crc32cPortable(bytes.data() + offset, n, 0));
+      REQUIRE(Crc32c(bytes.data() + offset, n, 0xDEADBEEFu) ==
+              Crc32cPortable(bytes.data() + offset, n, 0xDEADBEEFu));
+    }
+  }
 }
 
 TEST_CASE("Blob round trip and corruption detection", "[common]") {

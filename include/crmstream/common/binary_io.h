@@ -22,6 +22,9 @@
 namespace crmstream {
 
 uint32_t Crc32c(const void* data, size_t n, uint32_t seed = 0);
+// The same, one byte per table lookup: the fallback where the CPU has no
+// CRC32C instruction, and the reference the fast path is tested against.
+uint32_t Crc32cPortable(const void* data, size_t n, uint32_t seed = 0);
 
 // Appends little-endian fields to a string.
 class BinaryWriter {
