@@ -1,51 +1,26 @@
-// A warm feature store must not allocate per event. This file replaces the
-// global operator new for the features test binary and counts allocations
-// only inside a measured region (Catch2's own allocations don't count).
-#include <atomic>
+// A warm feature store must not allocate per event. Allocations are counted only inside
+// the measured region (support/allocation_counter.h).
 #include <catch2/catch.hpp>
-#include <cstdlib>
-#include <new>
 #include <string>
 #include <vector>
 
 #include "crmstream/features/feature_store.h"
-
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-// Every non-aligned form is replaced, so allocation and release always pair
-// up (sanitizers check that).
-namespace {
-void* CountedAlloc(std::size_t n) noexcept {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
-  return std::malloc(n == 0 ? 1 : n);
-}
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (void* p = CountedAlloc(n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) {
-  if (void* p = CountedAlloc(n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return CountedAlloc(n); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return CountedAlloc(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#include "support/allocation_counter.h"
 
 namespace crmstream::features {
 namespace {
 
 constexpr int64_t kDay = 86'400'000;
 constexpr int64_t kT0 = 1'704'067'200'000;
+
+TEST_CASE("The allocation counter sees an allocation", "[features]") {
+  // The control for the zero checks: the replaced operator new is linked in.
+  testing::StartCountingAllocations();
+  auto* buffer = new std::vector<int>(1000);
+  const long counted = testing::StopCountingAllocations();
+  delete buffer;
+  CHECK(counted >= 1);
+}
 
 TEST_CASE("Warm updates, snapshots and JSON allocate nothing", "[features]") {
   FeatureStore store{FeatureSpec{}};
@@ -80,8 +55,7 @@ TEST_CASE("Warm updates, snapshots and JSON allocate nothing", "[features]") {
   store.ClearDirty();
   store.Update(make(0, kT0 + 100 * kDay + 50'000, 0));  // the dirty list has its room
 
-  g_allocations = 0;
-  g_counting = true;
+  testing::StartCountingAllocations();
   double sink = 0;
   // More events of the same day (every type, late ones of earlier days
   // excluded), snapshots, lookups and JSON.
@@ -97,8 +71,7 @@ TEST_CASE("Warm updates, snapshots and JSON allocate nothing", "[features]") {
       w.EndObject();
     }
   }
-  g_counting = false;
-  CHECK(g_allocations.load() == 0);
+  CHECK(testing::StopCountingAllocations() == 0);
   CHECK(sink >= 0);
 }
 

@@ -1,42 +1,13 @@
 // The processor's hot path must not allocate per event, nor per flush once
 // warm: events of known customers, their scoring at the flush and the output
-// records reuse their buffers. This file replaces the global operator new for
-// the pipeline test binary and counts allocations only inside a measured
-// region.
-#include <atomic>
+// records reuse their buffers. Allocations are counted only inside the
+// measured region (support/allocation_counter.h).
 #include <catch2/catch.hpp>
-#include <cstdlib>
-#include <new>
 #include <string>
 #include <vector>
 
 #include "crmstream/pipeline/event_processor.h"
-
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<long> g_allocations{0};
-void* CountedAlloc(std::size_t n) noexcept {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
-  return std::malloc(n == 0 ? 1 : n);
-}
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (void* p = CountedAlloc(n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) {
-  if (void* p = CountedAlloc(n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return CountedAlloc(n); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return CountedAlloc(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#include "support/allocation_counter.h"
 
 namespace crmstream::pipeline {
 namespace {
@@ -94,12 +65,10 @@ TEST_CASE("Warm processing, scoring at the flush and outputs allocate nothing",
   for (size_t i = 0; i < day.size() / 2; ++i) p.Process(day[i], pos, times[i]);
   p.FlushOutputs();
 
-  g_allocations = 0;
-  g_counting = true;
+  testing::StartCountingAllocations();
   for (size_t i = day.size() / 2; i < day.size(); ++i) p.Process(day[i], pos, times[i]);
   p.FlushOutputs();
-  g_counting = false;
-  CHECK(g_allocations.load() == 0);
+  CHECK(testing::StopCountingAllocations() == 0);
   CHECK(p.customer_models().churn_model().count() >= 50);
   CHECK(sink.records[static_cast<size_t>(OutputKind::kCustomerScores)] > 0);
 }
