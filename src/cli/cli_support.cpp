@@ -1,5 +1,7 @@
 #include "cli_support.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -14,7 +16,16 @@ std::atomic<bool>& StopRequested() {
 }
 
 namespace {
-void OnStopSignal(int) { StopRequested().store(true); }
+// The first signal asks for a clean stop (flush, checkpoint); a second one,
+// from a user who will not wait, ends the process at once: the state resumes
+// from the last checkpoint.
+void OnStopSignal(int signal) {
+  if (StopRequested().exchange(true)) {
+    constexpr char kMessage[] = "crmstream: second stop signal: exiting at once\n";
+    (void)!write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+    _exit(128 + signal);
+  }
+}
 }  // namespace
 
 void InstallStopHandlers() {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -178,7 +179,9 @@ int RunEngine(const RunOptions& o) {
               << " customers into " << cfg->inputs.front().name << "; Ctrl-C to stop" << std::endl;
   }
 
-  // The supervisor thread: status line, sample outputs, Ctrl-C and --duration.
+  // The supervisor thread: status line, sample outputs, Ctrl-C and --duration;
+  // then the stop's watchdog.
+  std::atomic<bool> engine_returned{false};
   std::thread supervisor([&] {
     using Clock = std::chrono::steady_clock;
     const auto start = Clock::now();
@@ -208,11 +211,30 @@ int RunEngine(const RunOptions& o) {
       }
     }
     stop.store(true);
+    // The engine bounds its own drain (shutdown_timeout_ms); this bounds the
+    // rest (a disk or broker call that never returns), so a stop always stops.
+    const auto stop_requested = Clock::now();
+    const auto bound =
+        std::chrono::milliseconds(cfg->shutdown_timeout_ms) + std::chrono::seconds(15);
+    while (!engine_returned.load()) {
+      if (Clock::now() - stop_requested > bound) {
+        std::fprintf(stderr,
+                     "crmstream: the engine did not stop within %lld ms of the stop request; "
+                     "exiting without a final checkpoint (the state resumes from the last "
+                     "checkpoint)\n",
+                     static_cast<long long>(
+                         std::chrono::duration_cast<std::chrono::milliseconds>(bound).count()));
+        std::fflush(stderr);
+        std::_Exit(3);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
   });
 
   pipeline::RunOptions run_options;
   run_options.until_caught_up = o.until_caught_up;
   Status st = (*engine)->Run(stop, run_options);
+  engine_returned.store(true);
   stop.store(true);
   StopRequested().store(true);
   supervisor.join();

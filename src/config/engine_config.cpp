@@ -60,6 +60,7 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
   f.Read("commit_interval_ms", &c.commit_interval_ms, 10, 600000);
   f.Read("producer_linger_ms", &c.producer_linger_ms, 0, 10000);
   f.Read("status_interval_ms", &c.status_interval_ms, 0, 3600000);
+  f.Read("shutdown_timeout_ms", &c.shutdown_timeout_ms, 100, 3600000);
   f.ReadObject("processing", [&](YamlFields& p) {
     std::string guarantee(GuaranteeName(c.guarantee));
     p.Read("guarantee", &guarantee);
@@ -74,6 +75,7 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
   f.ReadObject("state", [&](YamlFields& s) {
     s.Read("memory_cap_mb", &c.state.memory_cap_mb, 16, 1 << 20);
     s.Read("sync", &c.state.sync);
+    s.Read("write_timeout_ms", &c.state.write_timeout_ms, 100, 3600000);
   });
   if (c.state_dir.empty()) f.Fail("state_dir", "must not be empty");
   CRM_RETURN_NOT_OK(f.Finish());

@@ -3,10 +3,12 @@
 #include <prometheus/gauge.h>
 #include <prometheus/text_serializer.h>
 
+#include <array>
 #include <chrono>
 
 #include "crmstream/ingest/rejection.h"
 #include "crmstream/pipeline/kafka_wiring.h"
+#include "crmstream/state/state_store.h"
 
 #ifndef CRMSTREAM_VERSION_STR
 #define CRMSTREAM_VERSION_STR "unknown"
@@ -190,14 +192,44 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
     out.push_back(std::move(f));
   }
   {
+    const int64_t started = s.checkpoint_started_ms.load(std::memory_order_relaxed);
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    out.push_back(Single(Metric::kCheckpointInProgress,
+                         started < 0 ? 0.0 : static_cast<double>(now - started) * 1e-3));
+  }
+  // Read from the store at scrape time (thread-safe), so a stalled engine
+  // thread still shows what it waits for.
+  const state::StateStore& store = engine_->state_store();
+  {
+    const state::StateStore::Memory m = store.MemoryBreakdown();
     MetricFamily f = Family(Metric::kRocksDbMemory);
+    const std::array<uint64_t, pipeline::kRocksDbMemoryKindCount> bytes = {
+        m.memtable_bytes, m.table_reader_bytes, m.block_cache_bytes};
     for (int k = 0; k < pipeline::kRocksDbMemoryKindCount; ++k) {
-      const int64_t bytes = s.rocksdb_memory_bytes[k].load(std::memory_order_relaxed);
-      if (bytes < 0) continue;
-      f.metric.push_back(Sample(static_cast<double>(bytes),
+      f.metric.push_back(Sample(static_cast<double>(bytes[k]),
                                 {{"kind", std::string(pipeline::kRocksDbMemoryKindNames[k])}}));
     }
     out.push_back(std::move(f));
+  }
+  {
+    const state::StateStore::WriteFigures w = store.WriteFiguresNow();
+    auto d = [](uint64_t v) { return static_cast<double>(v); };
+    out.push_back(Single(Metric::kRocksDbMemtableBudget, d(w.memtable_budget_bytes)));
+    out.push_back(Single(Metric::kRocksDbImmutableMemtables, d(w.immutable_memtables)));
+    out.push_back(Single(Metric::kRocksDbPendingFlushes, d(w.pending_flushes)));
+    MetricFamily jobs = Family(Metric::kRocksDbRunningJobs);
+    jobs.metric.push_back(Sample(d(w.running_flushes), {{"job", "flush"}}));
+    jobs.metric.push_back(Sample(d(w.running_compactions), {{"job", "compaction"}}));
+    out.push_back(std::move(jobs));
+    out.push_back(Single(Metric::kRocksDbPendingCompaction, d(w.pending_compaction_bytes)));
+    out.push_back(Single(Metric::kRocksDbL0Files, d(w.l0_files)));
+    out.push_back(Single(Metric::kRocksDbWritesStopped, w.write_stopped ? 1.0 : 0.0));
+    out.push_back(Single(Metric::kRocksDbWal, d(w.wal_bytes)));
+    out.push_back(Single(Metric::kRocksDbWriteStalls, d(w.stalled_writes)));
+    out.push_back(Single(Metric::kRocksDbWriteStallTime, w.stall_seconds));
+    out.push_back(Single(Metric::kRocksDbWriteTimeouts, d(w.timed_out_writes)));
   }
 
   const pipeline::ModelQualitySnapshot q = engine_->ModelQuality();

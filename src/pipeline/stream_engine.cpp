@@ -97,8 +97,9 @@ StreamEngine::StreamEngine(config::EngineConfig config, ProcessorOptions process
 
 StreamEngine::~StreamEngine() = default;
 
-Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(const config::EngineConfig& config,
-                                                           const config::PipelineSpec& pipeline) {
+Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
+    const config::EngineConfig& config, const config::PipelineSpec& pipeline,
+    std::shared_ptr<rocksdb::Env> state_env) {
   if (config.kafka.embedded()) {
     return Status::InvalidArgument("StreamEngine needs kafka.properties.bootstrap.servers");
   }
@@ -121,6 +122,8 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(const config::EngineC
   store_options.path = std::filesystem::path(config.state_dir) / state::kStoreSubdirectory;
   store_options.memory_cap_bytes = static_cast<size_t>(config.state.memory_cap_mb) << 20;
   store_options.sync = config.state.sync;
+  store_options.write_timeout = std::chrono::milliseconds(config.state.write_timeout_ms);
+  store_options.env = std::move(state_env);
   store_options.identity = config.kafka.group_id + "/" + pipeline.name;
   CRM_ASSIGN_OR_RETURN(engine->store_, state::StateStore::Open(store_options));
   engine->checkpoint_batch_.emplace(engine->store_->NewBatch());
@@ -376,9 +379,19 @@ Status StreamEngine::CommitProcessed(const std::vector<kafka::TopicPartition>* o
 
 Status StreamEngine::Checkpoint(std::span<PartitionTask* const> tasks) {
   const auto started = Clock::now();
+  stats_.checkpoint_started_ms.store(SteadyMs(), std::memory_order_relaxed);
+  // While running, a stop cancels a checkpoint that waits on the store;
+  // after the stop, the final one has until the drain deadline.
+  const std::atomic<bool>* cancel = draining_ ? nullptr : stop_;
+  auto flush_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(kFlushTimeout);
+  if (draining_) {
+    flush_timeout =
+        std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(drain_deadline_ - started),
+                   std::chrono::milliseconds(0), flush_timeout);
+  }
   // Outputs first: a checkpoint covers a record only once everything it
   // produced is acknowledged.
-  Status st = producer_->Flush(kFlushTimeout).WithContext("flushing outputs");
+  Status st = producer_->Flush(flush_timeout).WithContext("flushing outputs");
   if (st.ok()) st = sink_->first_error();
   if (st.ok() && producer_->failed_count() != delivery_failures_seen_) {
     // An output the brokers never took: the checkpoint must not claim its
@@ -410,12 +423,14 @@ Status StreamEngine::Checkpoint(std::span<PartitionTask* const> tasks) {
     }
   }
   const uint64_t bytes = batch.byte_size();
-  if (st.ok()) st = store_->Commit(&batch);
+  if (st.ok()) st = store_->Commit(&batch, cancel, drain_deadline_);
   RecordCheckpoint(std::chrono::duration<double>(Clock::now() - started).count(), bytes, st.ok());
-  const state::StateStore::Memory memory = store_->MemoryBreakdown();
-  SetRocksDbMemory(RocksDbMemoryKind::kBlockCache, memory.block_cache_bytes);
-  SetRocksDbMemory(RocksDbMemoryKind::kMemtables, memory.memtable_bytes);
-  SetRocksDbMemory(RocksDbMemoryKind::kTableReaders, memory.table_reader_bytes);
+  stats_.checkpoint_started_ms.store(-1, std::memory_order_relaxed);
+  if (st.ok()) {
+    stats_.checkpoint_failing_since_ms.store(-1, std::memory_order_relaxed);
+  } else if (stats_.checkpoint_failing_since_ms.load(std::memory_order_relaxed) < 0) {
+    stats_.checkpoint_failing_since_ms.store(SteadyMs(), std::memory_order_relaxed);
+  }
   if (!st.ok()) return st;
   std::vector<kafka::TopicPartitionOffset> offsets;
   for (PartitionTask* task : tasks) {
@@ -650,9 +665,22 @@ EngineHealth StreamEngine::Health(std::chrono::milliseconds stall_after) const {
     case LoopState::kRunning:
       break;
   }
-  const int64_t idle_ms = SteadyMs() - loop_heartbeat_ms_.load(std::memory_order_relaxed);
+  const int64_t now_ms = SteadyMs();
+  const int64_t checkpoint_started = stats_.checkpoint_started_ms.load(std::memory_order_relaxed);
+  if (checkpoint_started >= 0 && now_ms - checkpoint_started > stall_after.count()) {
+    h.reason = "checkpoint stalled: running for " + std::to_string(now_ms - checkpoint_started) +
+               " ms (see the crmstream_rocksdb_ metrics and the store's LOG file)";
+    return h;
+  }
+  const int64_t idle_ms = now_ms - loop_heartbeat_ms_.load(std::memory_order_relaxed);
   if (idle_ms > stall_after.count()) {
     h.reason = "engine loop stalled: no iteration for " + std::to_string(idle_ms) + " ms";
+    return h;
+  }
+  const int64_t failing_since = stats_.checkpoint_failing_since_ms.load(std::memory_order_relaxed);
+  if (failing_since >= 0 && now_ms - failing_since > stall_after.count()) {
+    h.reason = "checkpoints failing for " + std::to_string(now_ms - failing_since) +
+               " ms (see the log and crmstream_checkpoint_failures_total)";
     return h;
   }
   h.live = true;
@@ -753,6 +781,9 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
   Status result;
   bool caught_up = false;
   until_caught_up_ = options.until_caught_up;
+  stop_ = &stop;
+  draining_ = false;
+  drain_deadline_ = Clock::time_point::max();
   loop_heartbeat_ms_.store(SteadyMs(), std::memory_order_relaxed);
   loop_state_.store(LoopState::kRunning);
 
@@ -867,7 +898,10 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
 
   loop_state_.store(LoopState::kStopped);
   FailQueries();
-  // Drain: everything processed is delivered and checkpointed before leaving.
+  // Drain: everything processed is delivered and checkpointed before
+  // leaving, within the shutdown bound.
+  draining_ = true;
+  drain_deadline_ = Clock::now() + std::chrono::milliseconds(config_.shutdown_timeout_ms);
   Status st;
   if (result.ok()) {
     if (exactly_once_) {
@@ -879,7 +913,12 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
   }
   if (!st.ok()) {
     stats_.commit_failures.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("final checkpoint: {}", st.ToString());
+    spdlog::error(
+        "stopping without a final checkpoint: {}. The state resumes from the last checkpoint; "
+        "records processed since then are processed again at the next start",
+        st.ToString());
+  } else if (stats_.checkpoints.load(std::memory_order_relaxed) > 0) {
+    spdlog::info("final checkpoint written");
   }
   if (caught_up) spdlog::info("caught up with the input: stopping");
   PublishStats();

@@ -13,8 +13,10 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <mutex>
 #include <system_error>
+#include <thread>
 
 #include "crmstream/common/binary_io.h"
 
@@ -30,6 +32,9 @@ constexpr std::string_view kTopicPrefix = "topic/";
 constexpr std::string_view kChangelogPrefix = "changelog/";
 constexpr std::string_view kRestoringPrefix = "restoring/";
 constexpr std::string_view kUserPrefix = "user/";
+// RocksDB's LOG file in the store: rotated at 4 MiB, 3 old files kept.
+constexpr uint64_t kLogFileBytes = uint64_t{4} << 20;
+constexpr int kLogFilesKept = 3;
 
 // RocksDB's names for the families, indexed by StateFamily. "default" must
 // exist in every RocksDB database; the metadata lives there.
@@ -39,19 +44,96 @@ constexpr std::array<const char*, kStateFamilyCount> kFamilyNames = {"features",
 rocksdb::Slice ToSlice(std::string_view s) { return {s.data(), s.size()}; }
 std::string_view ToView(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
 
-// RocksDB's informational log goes to the process logger, not to a LOG file
-// in the state directory: a refused store stays byte-for-byte unchanged.
+// RocksDB's own LOG file in the store, written by us rather than by
+// RocksDB's file logger: on a full disk RocksDB's logger trips an assertion
+// on the append after a failed one (Debian's build keeps assertions on),
+// i.e. it would end the process exactly when the disk fills. This one drops
+// the lines it cannot write and tries again at the next line. Rotated at
+// `max_bytes`; `keep` old files (LOG.old.1 is the newest).
+class RocksLogFile {
+ public:
+  RocksLogFile(fs::path path, uint64_t max_bytes, int keep)
+      : path_(std::move(path)), max_bytes_(max_bytes), keep_(keep) {}
+  ~RocksLogFile() {
+    if (file_ != nullptr) std::fclose(file_);
+  }
+  void Write(std::string_view line) {
+    std::lock_guard lock(mutex_);
+    if (file_ == nullptr || written_ >= max_bytes_) Rotate();
+    if (file_ == nullptr) return;
+    if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
+      // Disk full or gone: the line is lost; reopen for the next one.
+      std::fclose(file_);
+      file_ = nullptr;
+      return;
+    }
+    written_ += line.size();
+  }
+
+ private:
+  void Rotate() {
+    if (file_ != nullptr) {
+      std::fclose(file_);
+      file_ = nullptr;
+      std::error_code ec;
+      for (int i = keep_; i >= 1; --i) {
+        const fs::path from = i == 1 ? path_ : Old(i - 1);
+        if (fs::exists(from, ec)) fs::rename(from, Old(i), ec);
+      }
+    }
+    file_ = std::fopen(path_.c_str(), "a");
+    written_ = 0;
+    std::error_code ec;
+    if (file_ != nullptr) written_ = fs::file_size(path_, ec);
+    if (ec) written_ = 0;
+  }
+  fs::path Old(int i) const { return path_.string() + ".old." + std::to_string(i); }
+
+  std::mutex mutex_;
+  fs::path path_;
+  uint64_t max_bytes_;
+  int keep_;
+  std::FILE* file_ = nullptr;
+  uint64_t written_ = 0;
+};
+
+// RocksDB's log: to the store's LOG file at INFO when there is one (the
+// engine's store: the figures behind a stall can be read after the fact),
+// and from warnings up to the process logger. Read-only and validation opens
+// have no file (a refused store stays byte for byte as it was).
 class SpdlogRocksLogger final : public rocksdb::Logger {
  public:
-  SpdlogRocksLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  explicit SpdlogRocksLogger(std::shared_ptr<RocksLogFile> file = nullptr)
+      : rocksdb::Logger(file ? rocksdb::InfoLogLevel::INFO_LEVEL
+                             : rocksdb::InfoLogLevel::WARN_LEVEL),
+        file_(std::move(file)) {}
   using rocksdb::Logger::Logv;
   void Logv(const char* format, va_list ap) override {
     Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
   }
   void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
     if (level < GetInfoLogLevel()) return;
-    std::array<char, 1024> line{};
-    std::vsnprintf(line.data(), line.size(), format, ap);
+    std::array<char, 4096> line{};
+    const int n = std::vsnprintf(line.data(), line.size(), format, ap);
+    if (n < 0) return;
+    const size_t length = std::min(static_cast<size_t>(n), line.size() - 1);
+    if (file_) {
+      char stamp[64];
+      const auto now = std::chrono::system_clock::now();
+      const std::time_t t = std::chrono::system_clock::to_time_t(now);
+      std::tm tm{};
+      gmtime_r(&t, &tm);
+      const auto micros =
+          std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+          1000000;
+      const size_t stamped = std::strftime(stamp, sizeof(stamp), "%Y/%m/%d-%H:%M:%S", &tm);
+      std::string text(stamp, stamped);
+      text += "." + std::to_string(1000000 + micros).substr(1) + " ";
+      text.append(line.data(), length);
+      text += '\n';
+      file_->Write(text);
+    }
+    if (level < rocksdb::InfoLogLevel::WARN_LEVEL) return;
     // Files written before RocksDB 7.x's unique ids, and read-only opens,
     // trigger this on every open; it says nothing actionable.
     if (std::strstr(line.data(), "without unique ID to verify") != nullptr) return;
@@ -61,6 +143,9 @@ class SpdlogRocksLogger final : public rocksdb::Logger {
       spdlog::warn("rocksdb: {}", line.data());
     }
   }
+
+ private:
+  std::shared_ptr<RocksLogFile> file_;
 };
 
 bool Contains(const std::string& haystack, std::string_view needle) {
@@ -257,6 +342,8 @@ void CheckpointBatch::Clear() { impl_->batch.Clear(); }
 
 // ---------------------------------------------------------------------------
 
+using WriteFigures = StateStore::WriteFigures;
+
 struct StateStore::Impl {
   StateStoreOptions options;
   bool created = false;
@@ -266,11 +353,30 @@ struct StateStore::Impl {
   std::array<rocksdb::ColumnFamilyHandle*, kStateFamilyCount> families{};
   rocksdb::WriteOptions write_options;
 
+  // Bytes written and write stalls waited out (Write), cumulative.
+  std::atomic<uint64_t> written_bytes{0};
+  std::atomic<uint64_t> stalled_writes{0};
+  std::atomic<uint64_t> stall_ns{0};
+  std::atomic<uint64_t> timed_out_writes{0};
+
   mutable std::mutex topics_mutex;  // topic ids: rare (assignment time)
   std::map<std::string, uint32_t, std::less<>> topic_ids;
   std::map<uint32_t, std::string> topic_names;
 
   rocksdb::ColumnFamilyHandle* cf(StateFamily f) const { return families[static_cast<size_t>(f)]; }
+
+  // Writes `batch` without ever waiting inside RocksDB: RocksDB refuses the
+  // write while it would stall it (no_slowdown), and this waits instead,
+  // asking for flushes, bounded by options.write_timeout and `cancel`.
+  // Nothing of the batch is written unless it returns OK.
+  Status Write(rocksdb::WriteBatch* batch, bool sync, const std::atomic<bool>* cancel,
+               std::string_view doing,
+               std::chrono::steady_clock::time_point deadline =
+                   std::chrono::steady_clock::time_point::max());
+  // Starts a flush of every family without waiting for it.
+  void RequestFlush();
+  WriteFigures Figures() const;
+  std::string DescribeStall() const;
 
   ~Impl() { Close(); }
   void Close() {
@@ -297,6 +403,120 @@ struct StateStore::Impl {
   }
 };
 
+Status StateStore::Impl::Write(rocksdb::WriteBatch* batch, bool sync,
+                               const std::atomic<bool>* cancel, std::string_view doing,
+                               std::chrono::steady_clock::time_point deadline) {
+  rocksdb::WriteOptions w = write_options;
+  w.sync = w.sync || sync;
+  w.no_slowdown = true;
+  rocksdb::Status s = db->Write(w, batch);
+  if (s.IsIncomplete()) {
+    // A write stall: memtables over the budget, or RocksDB's own limits
+    // (immutable memtables, L0 files). Wait for flushes to free memory,
+    // asking for them, rather than inside RocksDB with no bound.
+    using Clock = std::chrono::steady_clock;
+    const auto started = Clock::now();
+    deadline = std::min(deadline, started + options.write_timeout);
+    stalled_writes.fetch_add(1, std::memory_order_relaxed);
+    auto last_flush_request = started - std::chrono::hours(1);
+    auto backoff = std::chrono::milliseconds(1);
+    auto account = [&] {
+      stall_ns.fetch_add(
+          static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started).count()),
+          std::memory_order_relaxed);
+    };
+    while (s.IsIncomplete()) {
+      const auto now = Clock::now();
+      if (now - last_flush_request >= std::chrono::milliseconds(500)) {
+        RequestFlush();
+        last_flush_request = now;
+      }
+      if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+        account();
+        return Status::Aborted(options.path.string() + ": " + std::string(doing) +
+                               ": stop requested while RocksDB could not take the write (" +
+                               DescribeStall() + ")");
+      }
+      if (now >= deadline) {
+        account();
+        timed_out_writes.fetch_add(1, std::memory_order_relaxed);
+        const auto waited =
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count();
+        return Status::Unavailable(options.path.string() + ": " + std::string(doing) +
+                                   ": timed out after " + std::to_string(waited) +
+                                   " ms waiting for RocksDB to take the write (" + DescribeStall() +
+                                   ")");
+      }
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(20));
+      s = db->Write(w, batch);
+    }
+    account();
+  }
+  if (!s.ok()) return StoreError(s, options.path, doing);
+  written_bytes.fetch_add(batch->GetDataSize(), std::memory_order_relaxed);
+  return Status::OK();
+}
+
+void StateStore::Impl::RequestFlush() {
+  rocksdb::FlushOptions flush;
+  flush.wait = false;
+  flush.allow_write_stall = true;
+  std::vector<rocksdb::ColumnFamilyHandle*> all(families.begin(), families.end());
+  const rocksdb::Status s = db->Flush(flush, all);
+  if (!s.ok())
+    spdlog::warn("state: {}: requesting a flush: {}", options.path.string(), s.ToString());
+}
+
+WriteFigures StateStore::Impl::Figures() const {
+  WriteFigures f;
+  f.memtable_bytes = write_buffers->memory_usage();
+  f.memtable_budget_bytes = write_buffers->buffer_size();
+  f.mutable_memtable_bytes = write_buffers->mutable_memtable_memory_usage();
+  auto sum = [&](const char* property, uint64_t* out) {
+    for (auto* family : families) {
+      uint64_t v = 0;
+      if (family != nullptr && db->GetIntProperty(family, property, &v)) *out += v;
+    }
+  };
+  sum("rocksdb.num-immutable-mem-table", &f.immutable_memtables);
+  sum("rocksdb.mem-table-flush-pending", &f.pending_flushes);
+  sum("rocksdb.estimate-pending-compaction-bytes", &f.pending_compaction_bytes);
+  sum("rocksdb.num-files-at-level0", &f.l0_files);
+  uint64_t v = 0;
+  if (db->GetIntProperty("rocksdb.num-running-flushes", &v)) f.running_flushes = v;
+  if (db->GetIntProperty("rocksdb.num-running-compactions", &v)) f.running_compactions = v;
+  if (db->GetIntProperty("rocksdb.is-write-stopped", &v)) f.write_stopped = v != 0;
+  if (db->GetIntProperty("rocksdb.total-wal-size", &v)) f.wal_bytes = v;
+  f.written_bytes = written_bytes.load(std::memory_order_relaxed);
+  f.stalled_writes = stalled_writes.load(std::memory_order_relaxed);
+  f.stall_seconds = static_cast<double>(stall_ns.load(std::memory_order_relaxed)) * 1e-9;
+  f.timed_out_writes = timed_out_writes.load(std::memory_order_relaxed);
+  return f;
+}
+
+std::string StateStore::Impl::DescribeStall() const {
+  const WriteFigures f = Figures();
+  char text[512];
+  std::snprintf(text, sizeof(text),
+                "memtables %.1f of %.1f MiB (mutable %.1f MiB, %llu immutable), flushes pending "
+                "%llu running %llu, compactions running %llu pending %.1f MiB, L0 files %llu, "
+                "writes %s, WAL %.1f MiB",
+                static_cast<double>(f.memtable_bytes) / 1048576.0,
+                static_cast<double>(f.memtable_budget_bytes) / 1048576.0,
+                static_cast<double>(f.mutable_memtable_bytes) / 1048576.0,
+                static_cast<unsigned long long>(f.immutable_memtables),
+                static_cast<unsigned long long>(f.pending_flushes),
+                static_cast<unsigned long long>(f.running_flushes),
+                static_cast<unsigned long long>(f.running_compactions),
+                static_cast<double>(f.pending_compaction_bytes) / 1048576.0,
+                static_cast<unsigned long long>(f.l0_files),
+                f.write_stopped ? "stopped" : "not stopped",
+                static_cast<double>(f.wal_bytes) / 1048576.0);
+  return text;
+}
+
 namespace {
 
 struct Tuning {
@@ -304,17 +524,28 @@ struct Tuning {
   rocksdb::ColumnFamilyOptions family;
 };
 
+size_t MemtableBudget(const StateStoreOptions& o) {
+  return static_cast<size_t>(static_cast<double>(o.memory_cap_bytes) * o.memtable_fraction);
+}
+
 Tuning MakeTuning(const StateStoreOptions& o, const std::shared_ptr<rocksdb::Cache>& cache,
                   const std::shared_ptr<rocksdb::WriteBufferManager>& write_buffers) {
   Tuning t;
   t.db.create_if_missing = o.create_if_missing;
   t.db.create_missing_column_families = true;
   t.db.paranoid_checks = true;
+  if (o.env) t.db.env = o.env.get();
   t.db.info_log = std::make_shared<SpdlogRocksLogger>();
   t.db.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
-  t.db.keep_log_file_num = 1;
+  t.db.stats_dump_period_sec = 300;
   t.db.write_buffer_manager = write_buffers;
   t.db.max_background_jobs = 2;
+  // Every flush flushes all families together: a flush started for memory
+  // (the manager's budget, a full memtable, the WAL's size) frees all
+  // memtable memory and lets the whole WAL go. Per-family flushes could
+  // pick a small family's old memtable and free next to nothing while a
+  // writer waits for memory.
+  t.db.atomic_flush = true;
   // A torn last WAL record (crash mid-write) is dropped, earlier ones kept:
   // a checkpoint is one record, so recovery ends on a checkpoint boundary.
   t.db.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
@@ -330,13 +561,14 @@ Tuning MakeTuning(const StateStoreOptions& o, const std::shared_ptr<rocksdb::Cac
   table.block_size = 16 * 1024;
   t.family.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   t.family.compression = rocksdb::kLZ4Compression;
-  const size_t memtable_budget =
-      static_cast<size_t>(static_cast<double>(o.memory_cap_bytes) * o.memtable_fraction);
-  // A checkpoint of 100,000 customers is about 18 MB: half the budget per
-  // memtable lets one land without waiting for a flush; the write buffer
-  // manager enforces the total across families.
-  t.family.write_buffer_size = std::max<size_t>(size_t{4} << 20, memtable_budget / 2);
-  t.family.max_write_buffer_number = 4;
+  // Memtables within the manager's budget: any one family's memtable starts
+  // a flush (of all) at half the budget, the manager at 7/8 of it; one more
+  // memtable per family may fill while the previous ones are written out.
+  const size_t budget = MemtableBudget(o);
+  t.family.write_buffer_size = std::max<size_t>(size_t{1} << 20, budget / 2);
+  t.family.max_write_buffer_number = 3;
+  // The WAL holds at most a few budgets' worth: past that, RocksDB flushes.
+  t.db.max_total_wal_size = std::max<uint64_t>(uint64_t{16} << 20, uint64_t{4} * budget);
   return t;
 }
 
@@ -451,11 +683,10 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& op
   impl->options = options;
   impl->cache = rocksdb::NewLRUCache(options.memory_cap_bytes);
   // allow_stall: when flushes lag (a busy disk or CPU), writes wait instead
-  // of letting immutable memtables grow past the budget.
+  // of letting memtables grow past the budget. The store's writes ask
+  // RocksDB not to wait (no_slowdown) and wait themselves (WriteBounded).
   impl->write_buffers = std::make_shared<rocksdb::WriteBufferManager>(
-      static_cast<size_t>(static_cast<double>(options.memory_cap_bytes) *
-                          options.memtable_fraction),
-      impl->cache, /*allow_stall=*/true);
+      MemtableBudget(options), impl->cache, /*allow_stall=*/true);
   impl->write_options.sync = options.sync;
   const Tuning tuning = MakeTuning(options, impl->cache, impl->write_buffers);
   const auto descriptors = Descriptors(tuning.family);
@@ -492,12 +723,20 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& op
     }
   }
 
+  rocksdb::DBOptions db_options = tuning.db;
+  if (!options.read_only) {
+    // RocksDB's own LOG file in the store (rotated, capped), mirrored to the
+    // process logger from warnings up.
+    db_options.info_log = std::make_shared<SpdlogRocksLogger>(
+        std::make_shared<RocksLogFile>(path / "LOG", kLogFileBytes, kLogFilesKept));
+    db_options.info_log_level = rocksdb::InfoLogLevel::INFO_LEVEL;
+  }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =
       options.read_only
-          ? rocksdb::DB::OpenForReadOnly(tuning.db, path.string(), descriptors, &handles, &raw)
-          : rocksdb::DB::Open(tuning.db, path.string(), descriptors, &handles, &raw);
+          ? rocksdb::DB::OpenForReadOnly(db_options, path.string(), descriptors, &handles, &raw)
+          : rocksdb::DB::Open(db_options, path.string(), descriptors, &handles, &raw);
   if (!s.ok()) return StoreError(s, path, "opening the state");
   impl->db.reset(raw);
   for (size_t i = 0; i < handles.size(); ++i) impl->families[i] = handles[i];
@@ -510,10 +749,7 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& op
     BinaryWriter(&version).Put<uint32_t>(kStateFormatVersion);
     (void)batch.Put(meta, ToSlice(kFormatVersionKey), SealMeta(version));
     (void)batch.Put(meta, ToSlice(kIdentityKey), SealMeta(options.identity));
-    rocksdb::WriteOptions synced;
-    synced.sync = true;
-    s = impl->db->Write(synced, &batch);
-    if (!s.ok()) return StoreError(s, path, "creating the state");
+    CRM_RETURN_NOT_OK(impl->Write(&batch, /*sync=*/true, nullptr, "creating the state"));
   } else {
     // Re-checked on the store actually opened (cheap: two point reads).
     CRM_RETURN_NOT_OK(CheckFormatAndIdentity(impl->db.get(), meta, options));
@@ -556,11 +792,10 @@ Result<PartitionKey> StateStore::Partition(std::string_view topic, int32_t parti
   BinaryWriter(&payload).Put<uint32_t>(id);
   std::string key(kTopicPrefix);
   key.append(topic);
-  rocksdb::WriteOptions synced;
-  synced.sync = true;
-  const rocksdb::Status s =
-      impl_->db->Put(synced, impl_->cf(StateFamily::kMetadata), ToSlice(key), SealMeta(payload));
-  if (!s.ok()) return StoreError(s, path(), "registering topic '" + std::string(topic) + "'");
+  rocksdb::WriteBatch batch;
+  (void)batch.Put(impl_->cf(StateFamily::kMetadata), ToSlice(key), SealMeta(payload));
+  CRM_RETURN_NOT_OK(impl_->Write(&batch, /*sync=*/true, nullptr,
+                                 "registering topic '" + std::string(topic) + "'"));
   impl_->topic_names[id] = std::string(topic);
   impl_->topic_ids.emplace(std::string(topic), id);
   return PartitionKey{id, partition};
@@ -578,13 +813,14 @@ CheckpointBatch StateStore::NewBatch() const {
   return CheckpointBatch(std::move(impl));
 }
 
-Status StateStore::Commit(CheckpointBatch* batch) {
+Status StateStore::Commit(CheckpointBatch* batch, const std::atomic<bool>* cancel,
+                          std::chrono::steady_clock::time_point deadline) {
   if (impl_->options.read_only) {
     return Status::InvalidArgument(path().string() + ": state opened read-only");
   }
   if (batch->empty()) return Status::OK();
-  const rocksdb::Status s = impl_->db->Write(impl_->write_options, &batch->impl_->batch);
-  if (!s.ok()) return StoreError(s, path(), "writing a checkpoint");
+  CRM_RETURN_NOT_OK(
+      impl_->Write(&batch->impl_->batch, /*sync=*/false, cancel, "writing a checkpoint", deadline));
   batch->Clear();
   return Status::OK();
 }
@@ -744,9 +980,7 @@ Status StateStore::DropPartition(PartitionKey p) {
   auto* meta = impl_->cf(StateFamily::kMetadata);
   (void)batch.Delete(meta, ToSlice(PartitionMetaKey(kChangelogPrefix, p)));
   (void)batch.Delete(meta, ToSlice(PartitionMetaKey(kRestoringPrefix, p)));
-  const rocksdb::Status s = impl_->db->Write(impl_->write_options, &batch);
-  if (!s.ok()) return StoreError(s, path(), "dropping a partition");
-  return Status::OK();
+  return impl_->Write(&batch, /*sync=*/false, nullptr, "dropping a partition");
 }
 
 Status StateStore::BeginRestore(PartitionKey p, bool drop_state) {
@@ -767,11 +1001,7 @@ Status StateStore::BeginRestore(PartitionKey p, bool drop_state) {
   }
   (void)batch.Put(meta, ToSlice(PartitionMetaKey(kRestoringPrefix, p)), SealMeta(""));
   // Synced: a crash during the restore must find the mark.
-  rocksdb::WriteOptions synced;
-  synced.sync = true;
-  const rocksdb::Status s = impl_->db->Write(synced, &batch);
-  if (!s.ok()) return StoreError(s, path(), "starting a restore");
-  return Status::OK();
+  return impl_->Write(&batch, /*sync=*/true, nullptr, "starting a restore");
 }
 
 Status StateStore::PutMetadata(std::string_view name, std::string_view value) {
@@ -780,12 +1010,9 @@ Status StateStore::PutMetadata(std::string_view name, std::string_view value) {
   }
   std::string key(kUserPrefix);
   key.append(name);
-  rocksdb::WriteOptions synced;
-  synced.sync = true;
-  const rocksdb::Status s =
-      impl_->db->Put(synced, impl_->cf(StateFamily::kMetadata), ToSlice(key), SealMeta(value));
-  if (!s.ok()) return StoreError(s, path(), "writing metadata");
-  return Status::OK();
+  rocksdb::WriteBatch batch;
+  (void)batch.Put(impl_->cf(StateFamily::kMetadata), ToSlice(key), SealMeta(value));
+  return impl_->Write(&batch, /*sync=*/true, nullptr, "writing metadata");
 }
 
 Result<std::optional<std::string>> StateStore::GetMetadata(std::string_view name) const {
@@ -887,6 +1114,8 @@ StateStore::Memory StateStore::MemoryBreakdown() const {
   }
   return m;
 }
+
+StateStore::WriteFigures StateStore::WriteFiguresNow() const { return impl_->Figures(); }
 
 Status StateStore::Flush() {
   if (impl_->options.read_only) return Status::OK();

@@ -55,6 +55,9 @@ std::string_view GuaranteeName(Guarantee g);
 struct StateSettings {
   int memory_cap_mb = 256;  // RocksDB block cache + memtables
   bool sync = false;        // fsync the WAL at every checkpoint
+  // Longest a checkpoint write may wait for RocksDB to free memory (a write
+  // stall) before it fails and is retried at the next commit, ms.
+  int write_timeout_ms = 30000;
 };
 
 struct EngineConfig {
@@ -62,15 +65,19 @@ struct EngineConfig {
   KafkaSettings kafka;
   std::vector<TopicSpec> inputs = {{"crm.interactions", 6}};
   OutputTopics outputs;
-  std::string state_dir = "state";                // local state and broker.addr
-  std::string pipeline = "pipelines/crm.yaml";    // relative to the working directory
-  int metrics_port = 9464;                        // Prometheus /metrics, loopback
-  int dashboard_port = 8080;                      // web dashboard, loopback
-  int consume_batch_size = 2048;                  // messages per consumer poll
-  int poll_timeout_ms = 100;                      // consumer poll wait, ms
-  int commit_interval_ms = 1000;                  // offsets committed at most this often, ms
-  int producer_linger_ms = 5;                     // output batching delay, ms
-  int status_interval_ms = 1000;                  // live status line period, ms (0: off)
+  std::string state_dir = "state";              // local state and broker.addr
+  std::string pipeline = "pipelines/crm.yaml";  // relative to the working directory
+  int metrics_port = 9464;                      // Prometheus /metrics, loopback
+  int dashboard_port = 8080;                    // web dashboard, loopback
+  int consume_batch_size = 2048;                // messages per consumer poll
+  int poll_timeout_ms = 100;                    // consumer poll wait, ms
+  int commit_interval_ms = 1000;                // offsets committed at most this often, ms
+  int producer_linger_ms = 5;                   // output batching delay, ms
+  int status_interval_ms = 1000;                // live status line period, ms (0: off)
+  // After a stop (SIGTERM, Ctrl-C, --duration): how long the final flush and
+  // checkpoint may take, ms. Past it the engine stops without them and says
+  // so; the state resumes from the last checkpoint.
+  int shutdown_timeout_ms = 30000;
   Guarantee guarantee = Guarantee::kAtLeastOnce;  // processing.guarantee
   StateSettings state;
 };

@@ -147,8 +147,11 @@ struct EngineStats {
   std::atomic<uint64_t> checkpoint_failures{0};
   std::atomic<int64_t> checkpoint_bytes{-1};         // size of the last checkpoint; -1 none
   std::atomic<int64_t> last_checkpoint_unix_ms{-1};  // end of the last good one; -1 none
-  std::array<std::atomic<int64_t>, kRocksDbMemoryKindCount> rocksdb_memory_bytes{
-      -1, -1, -1};  // -1: not reported (no state store yet)
+  // Steady-clock ms at which the checkpoint under way started; -1: none.
+  std::atomic<int64_t> checkpoint_started_ms{-1};
+  // Steady-clock ms of the first failed checkpoint since the last good one;
+  // -1: the last one succeeded (or none yet).
+  std::atomic<int64_t> checkpoint_failing_since_ms{-1};
 };
 
 // The prequential model quality aggregated over the assigned partitions.
@@ -221,8 +224,11 @@ class StreamEngine final : public kafka::RebalanceListener {
 
   // Connects to the cluster in `config.kafka` (bootstrap.servers must be
   // set: the caller starts the embedded cluster if there is none).
-  static Result<std::unique_ptr<StreamEngine>> Create(const config::EngineConfig& config,
-                                                      const config::PipelineSpec& pipeline);
+  // `state_env`: RocksDB's environment for the state store (nullptr: the
+  // default; tests inject disk faults through it).
+  static Result<std::unique_ptr<StreamEngine>> Create(
+      const config::EngineConfig& config, const config::PipelineSpec& pipeline,
+      std::shared_ptr<rocksdb::Env> state_env = nullptr);
   ~StreamEngine() override;
 
   // Consumes and processes until `stop` becomes true, then drains: flushes
@@ -257,11 +263,6 @@ class StreamEngine final : public kafka::RebalanceListener {
   // One checkpoint attempt: its duration, the bytes it wrote (its size) and
   // whether it succeeded.
   void RecordCheckpoint(double seconds, uint64_t bytes, bool ok);
-  // RocksDB's approximate memory of one kind (rocksdb::MemoryUtil).
-  void SetRocksDbMemory(RocksDbMemoryKind kind, uint64_t bytes) {
-    stats_.rocksdb_memory_bytes[static_cast<int>(kind)].store(static_cast<int64_t>(bytes),
-                                                              std::memory_order_relaxed);
-  }
 
   // Engine thread only (or after Run returned): the processor of a partition.
   const EventProcessor* processor(const std::string& topic, int32_t partition) const;
@@ -333,6 +334,11 @@ class StreamEngine final : public kafka::RebalanceListener {
   bool exactly_once_ = false;
   bool until_caught_up_ = false;
   bool rebuilding_ = false;
+  // Run()'s stop flag: cancels a checkpoint that waits on the store.
+  const std::atomic<bool>* stop_ = nullptr;
+  // After a stop: the final flush and checkpoint end by this time.
+  bool draining_ = false;
+  Clock::time_point drain_deadline_ = Clock::time_point::max();
   Clock::time_point last_rebuild_report_{};
   kafka::ClientConfig client_;
   OutputPartitionCounts output_partitions_{};

@@ -19,6 +19,16 @@
 // Memory: one LRU block cache shared by every column family, and a
 // WriteBufferManager that charges memtables to that cache, so blocks,
 // index/filter blocks and memtables together stay under memory_cap_bytes.
+// Flushes are atomic over all column families: whatever triggers one (a
+// memtable full, the manager's budget, the WAL's size) frees every memtable,
+// so memory pressure always ends with the flush it starts. (With per-family
+// flushes, the manager could pick a small family's old memtable, free a few
+// bytes, and leave a stalled writer waiting for good.)
+//
+// Writes never wait inside RocksDB: every write asks RocksDB to fail fast
+// (WriteOptions::no_slowdown) instead of stalling, and the store waits itself
+// for memory to be freed, asking for flushes, up to write_timeout or until the
+// caller cancels; the time spent waiting is counted (WriteFigures).
 //
 // Unusable state directories (not a directory, read-only, locked by another
 // instance, disk full, corrupt files, another pipeline's state, another
@@ -30,6 +40,8 @@
 // thread-safe); a CheckpointBatch is used by one thread at a time.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -42,6 +54,10 @@
 
 #include "crmstream/common/status.h"
 #include "crmstream/state/state_keys.h"
+
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
 
 namespace crmstream::state {
 
@@ -72,6 +88,13 @@ struct StateStoreOptions {
   // process crash loses nothing, a machine crash may lose the last
   // checkpoints (rebuilt from the changelog or the inputs; state/README.md).
   bool sync = false;
+  // How long one write may wait for RocksDB to free memtable memory (a
+  // write stall) before it fails with TimedOut naming the store's figures.
+  // Default 30 s.
+  std::chrono::milliseconds write_timeout{30000};
+  // RocksDB's environment; nullptr: the default one. Tests inject faults
+  // (e.g. a disk whose table files hang) through it.
+  std::shared_ptr<rocksdb::Env> env;
   // Who writes this state (engine application id + pipeline name). When
   // non-empty: stored on creation, and a store written by another identity
   // is refused (InvalidArgument naming both). Default: not checked.
@@ -188,7 +211,13 @@ class StateStore {
   // Writes the batch atomically (one WriteBatch) and clears it. On error
   // (disk full, I/O) nothing of the batch is visible and the Status names the
   // path and the cause; the store may then refuse further writes until reopened.
-  Status Commit(CheckpointBatch* batch);
+  // While RocksDB cannot take the write (memtables over budget, too many L0
+  // files) it waits, asking for flushes, up to write_timeout or `deadline`
+  // (Unavailable) or until `cancel` turns true (Aborted); the batch is then
+  // kept, unwritten.
+  Status Commit(CheckpointBatch* batch, const std::atomic<bool>* cancel = nullptr,
+                std::chrono::steady_clock::time_point deadline =
+                    std::chrono::steady_clock::time_point::max());
 
   // Restore. Callbacks run in key order; a non-OK Status from one stops the
   // iteration and is returned. A value whose block fails RocksDB's checksum
@@ -239,6 +268,28 @@ class StateStore {
     uint64_t table_reader_bytes = 0;
   };
   Memory MemoryBreakdown() const;
+  // What the write path looks like now: what a stalled checkpoint is
+  // waiting for (exported as crmstream_rocksdb_* metrics).
+  struct WriteFigures {
+    uint64_t memtable_bytes = 0;         // all memtables, the manager's count
+    uint64_t memtable_budget_bytes = 0;  // the manager's budget
+    uint64_t mutable_memtable_bytes = 0;
+    uint64_t immutable_memtables = 0;  // waiting for or in a flush
+    uint64_t pending_flushes = 0;      // families with a flush pending
+    uint64_t running_flushes = 0;
+    uint64_t running_compactions = 0;
+    uint64_t pending_compaction_bytes = 0;
+    uint64_t l0_files = 0;
+    bool write_stopped = false;  // RocksDB's write controller stops writes
+    uint64_t wal_bytes = 0;
+    // Cumulative, since Open: bytes written (write batches), writes that
+    // had to wait, and for how long.
+    uint64_t written_bytes = 0;
+    uint64_t stalled_writes = 0;
+    double stall_seconds = 0;
+    uint64_t timed_out_writes = 0;
+  };
+  WriteFigures WriteFiguresNow() const;
   // Flushes memtables to SST files (tests, benchmarks, before a backup).
   Status Flush();
 

@@ -1,0 +1,165 @@
+// The engine under sustained load with a small state cap, and with a state
+// store whose disk stops answering: checkpoints never stall for good, and a
+// stop always stops the engine within its shutdown bound.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "crmstream/generator/world_generator.h"
+#include "crmstream/kafka/embedded_cluster.h"
+#include "crmstream/pipeline/kafka_wiring.h"
+#include "crmstream/pipeline/stream_engine.h"
+#include "crmstream/state/state_store.h"
+#include "support/hanging_file_system.h"
+#include "support/require_ok.h"
+#include "support/test_support.h"
+
+namespace crmstream::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+struct Input {
+  std::unique_ptr<kafka::EmbeddedCluster> cluster;
+  config::EngineConfig cfg;
+  int64_t records = 0;
+};
+
+// An embedded cluster with the engine's topics and `records` generated
+// events for `customers` customers already in the input.
+Input MakeInput(const std::filesystem::path& state_dir, int records, int customers) {
+  Input in;
+  REQUIRE_OK_AND_ASSIGN(in.cluster, kafka::EmbeddedCluster::Create({}));
+  in.cfg.state_dir = state_dir.string();
+  in.cfg.inputs = {{"crm.interactions", 12}};
+  in.cfg.kafka.properties["bootstrap.servers"] = in.cluster->bootstrap_servers();
+  in.cfg.commit_interval_ms = 200;
+  in.cfg.state.memory_cap_mb = 16;  // 4 MiB of memtables: pressure within seconds
+  for (const auto& t : AllTopics(in.cfg)) REQUIRE_OK(in.cluster->CreateTopic(t.name, t.partitions));
+  generator::WorldOptions world;
+  world.customers = customers;
+  REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
+  REQUIRE_OK_AND_ASSIGN(auto producer, kafka::Producer::Create(MakeClientConfig(in.cfg.kafka)));
+  std::string key, value;
+  for (int i = 0; i < records; ++i) {
+    gen->Next(&key, &value);
+    REQUIRE_OK(producer->Produce("crm.interactions", kafka::kPartitionUnassigned, key, value));
+    if (i % 1024 == 0) producer->Poll();
+  }
+  REQUIRE_OK(producer->Flush(std::chrono::seconds(60)));
+  REQUIRE(producer->failed_count() == 0);
+  in.records = records;
+  return in;
+}
+
+// Runs the engine on a thread until caught up (or `stop`); a run that does
+// not return within `bound` fails the test and ends the process (a thread
+// stuck inside RocksDB cannot be joined).
+Status RunBounded(StreamEngine* engine, std::atomic<bool>* stop, bool until_caught_up,
+                  std::chrono::seconds bound, std::future<Status>* running = nullptr) {
+  RunOptions options;
+  options.until_caught_up = until_caught_up;
+  auto run = std::async(std::launch::async, [=] { return engine->Run(*stop, options); });
+  if (running != nullptr) {
+    *running = std::move(run);
+    return Status::OK();
+  }
+  if (run.wait_for(bound) != std::future_status::ready) {
+    FAIL_CHECK("the engine did not return within " << bound.count() << " s");
+    std::_Exit(1);
+  }
+  return run.get();
+}
+
+TEST_CASE("sustained load under a small state cap: checkpoints never stall for good",
+          "[pipeline][integration][soak]") {
+  testing::ScratchDir dir;
+  // 40,000 customers, most of them changed between two checkpoints: each
+  // checkpoint is several times the 4 MiB memtable budget.
+  Input in = MakeInput(dir.path(), 150000, 20000);
+  REQUIRE_OK_AND_ASSIGN(auto engine, StreamEngine::Create(in.cfg, config::PipelineSpec{}));
+  std::atomic<bool> stop{false};
+  REQUIRE_OK(RunBounded(engine.get(), &stop, /*until_caught_up=*/true, std::chrono::seconds(300)));
+
+  const EngineStats& s = engine->stats();
+  CHECK(static_cast<int64_t>(s.received.load()) == in.records);
+  CHECK(s.checkpoints.load() >= 3);
+  CHECK(s.checkpoint_failures.load() == 0);
+  const state::StateStore::WriteFigures w = engine->state_store().WriteFiguresNow();
+  INFO("written " << w.written_bytes << " bytes, budget " << w.memtable_budget_bytes << ", stalls "
+                  << w.stalled_writes << " (" << w.stall_seconds << " s)");
+  // The pressure this test is about: many times the memtable budget written.
+  CHECK(w.written_bytes > 10 * w.memtable_budget_bytes);
+  CHECK(w.timed_out_writes == 0);
+}
+
+TEST_CASE("a stop ends an engine whose checkpoint cannot be written, within the bound",
+          "[pipeline][integration][fault]") {
+  testing::ScratchDir dir;
+  Input in = MakeInput(dir.path(), 60000, 20000);
+  in.cfg.state.write_timeout_ms = 600000;  // only the stop can end the wait
+  in.cfg.shutdown_timeout_ms = 1000;
+  auto fs = std::make_shared<testing::HangingFileSystem>();
+  int64_t checkpointed = 0;
+  {
+    REQUIRE_OK_AND_ASSIGN(
+        auto engine, StreamEngine::Create(in.cfg, config::PipelineSpec{}, testing::EnvOver(fs)));
+    // The disk stops answering: the first flush never finishes, and the
+    // checkpoints after it wait for memory that is never freed.
+    fs->Hang();
+    std::atomic<bool> stop{false};
+    std::future<Status> run;
+    REQUIRE_OK(RunBounded(engine.get(), &stop, false, std::chrono::seconds(0), &run));
+    const auto deadline = Clock::now() + std::chrono::seconds(120);
+    bool stalled = false;
+    while (!stalled && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      const int64_t started = engine->stats().checkpoint_started_ms.load();
+      stalled = started >= 0 && SteadyMs() - started > 2000;
+    }
+    REQUIRE(stalled);
+    CHECK(fs->blocked() > 0);
+    // Reported, not a silent hang.
+    const EngineHealth health = engine->Health(std::chrono::milliseconds(1000));
+    CHECK_FALSE(health.live);
+    CHECK(health.reason.find("checkpoint stalled") != std::string::npos);
+
+    // SIGTERM's path: the stop flag. The engine gives up the stalled
+    // checkpoint, tries a final one for shutdown_timeout_ms, says it could
+    // not, and returns.
+    stop.store(true);
+    REQUIRE(run.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
+    const Status st = run.get();
+    INFO(st.ToString());
+    CHECK(st.code() == StatusCode::kUnavailable);
+    CHECK(st.message().find("timed out") != std::string::npos);
+    CHECK(engine->stats().checkpoint_failures.load() >= 2);
+    fs->Release();  // lets the store close
+  }
+  {
+    state::StateStoreOptions o;
+    o.path = dir.path() / state::kStoreSubdirectory;
+    o.read_only = true;
+    REQUIRE_OK_AND_ASSIGN(auto store, state::StateStore::Open(o));
+    REQUIRE_OK_AND_ASSIGN(auto partitions, store->ListPartitions());
+    for (const auto& p : partitions) checkpointed += std::max<int64_t>(0, p.input_offset);
+  }
+  CHECK(checkpointed < in.records);
+
+  // Restarted on a healthy disk, the engine resumes from the last good
+  // checkpoint: every record after it, none before it.
+  REQUIRE_OK_AND_ASSIGN(auto engine, StreamEngine::Create(in.cfg, config::PipelineSpec{}));
+  std::atomic<bool> stop{false};
+  REQUIRE_OK(RunBounded(engine.get(), &stop, /*until_caught_up=*/true, std::chrono::seconds(300)));
+  CHECK(static_cast<int64_t>(engine->stats().received.load()) == in.records - checkpointed);
+  CHECK(engine->stats().checkpoint_failures.load() == 0);
+}
+
+}  // namespace
+}  // namespace crmstream::pipeline

@@ -1,0 +1,44 @@
+// A RocksDB file system for tests: the default one, except that while
+// "hanging" the creation of table files (*.sst) blocks, as on a disk that
+// stopped answering. Flushes then never finish, memtables stay full, and
+// the state store's writes stall: what a checkpoint faces on a hung disk.
+//
+// Thread-safety: Hang()/Release() from any thread; RocksDB's threads block.
+#pragma once
+
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+
+namespace crmstream::testing {
+
+class HangingFileSystem final : public rocksdb::FileSystemWrapper {
+ public:
+  HangingFileSystem();
+  const char* Name() const override { return "HangingFileSystem"; }
+
+  // From now on, creating a table file blocks until Release().
+  void Hang();
+  void Release();
+  // Table-file creations blocked so far.
+  int blocked() const { return blocked_.load(); }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                    rocksdb::IODebugContext* dbg) override;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable released_;
+  bool hanging_ = false;
+  std::atomic<int> blocked_{0};
+};
+
+// An Env over `fs` for StateStoreOptions::env.
+std::shared_ptr<rocksdb::Env> EnvOver(const std::shared_ptr<rocksdb::FileSystem>& fs);
+
+}  // namespace crmstream::testing
