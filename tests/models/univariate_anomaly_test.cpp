@@ -168,7 +168,8 @@ TEST_CASE("Univariate blob: context slots out of order or outside the table are 
   REQUIRE(detector.ok());
   const std::vector<double> series = PeriodicSeries(400, 3);
   for (size_t i = 0; i < series.size(); ++i) (void)detector->Score(0, series[i]);
-  auto opened = OpenBlob(detector->Serialize(), BlobKind::kUnivariateAnomaly);
+  const std::string blob = detector->Serialize();
+  auto opened = OpenBlob(blob, BlobKind::kUnivariateAnomaly);
   REQUIRE(opened.ok());
   const std::string payload(opened->payload);
   uint32_t used = 0;
