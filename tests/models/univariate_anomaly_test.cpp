@@ -132,7 +132,7 @@ std::string AsDenseVersion2(const std::string& blob, uint32_t table_slots) {
   return SealBlob(BlobKind::kUnivariateAnomaly, 2, payload);
 }
 
-TEST_CASE("Univariate blob: version 2 (whole table) still restores; the sparse one is smaller",
+TEST_CASE("Univariate blob: version 2 (whole table) still restores and the sparse one is smaller",
           "[models]") {
   const std::vector<double> series = PeriodicSeries(3000, 11);
   UnivariateAnomalyDetector uninterrupted, first_half;
