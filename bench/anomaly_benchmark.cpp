@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "crmstream/models/multivariate_anomaly.h"
@@ -34,6 +35,25 @@ void BM_UnivariateScore(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_UnivariateScore);
+
+// Checkpoint cost of one detector after a day of minutes (1,440 points) or
+// 64k points: serialise time and the blob's size (the engine stores three
+// per partition).
+void BM_UnivariateSerialize(benchmark::State& state) {
+  const std::vector<double> series = Series(static_cast<size_t>(state.range(0)));
+  UnivariateAnomalyDetector detector;
+  for (size_t i = 0; i < series.size(); ++i)
+    (void)detector.Score(static_cast<int64_t>(i), series[i]);
+  size_t bytes = 0;
+  for (auto _ : state) {
+    const std::string blob = detector.Serialize();
+    bytes = blob.size();
+    benchmark::DoNotOptimize(blob.data());
+  }
+  state.counters["blob_bytes"] = static_cast<double>(bytes);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_UnivariateSerialize)->Arg(1440)->Arg(1 << 16);
 
 void BM_MultivariateScore(benchmark::State& state) {
   const uint32_t dim = static_cast<uint32_t>(state.range(0));

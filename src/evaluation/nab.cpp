@@ -305,12 +305,28 @@ Status WriteResultsCsv(const fs::path& out_dir, const std::string& detector, con
   return Status::OK();
 }
 
+NabSubsetScore Subset(const std::vector<NabProfileScore>& profiles, const NabScorer& scorer) {
+  NabSubsetScore out;
+  for (const NabProfileScore& p : profiles) {
+    if (p.profile == "standard") out.standard = p.normalized;
+    if (p.profile == "reward_low_FP_rate") out.low_fp = p.normalized;
+    if (p.profile == "reward_low_FN_rate") out.low_fn = p.normalized;
+  }
+  out.files = scorer.files();
+  out.windows = scorer.windows();
+  return out;
+}
+
 struct PublishedNabScore {
   const char* detector;
   double standard, low_fp, low_fn;  // NaN where not quoted
 };
 
 }  // namespace
+
+NabHalf NabSplitHalf(size_t position_in_category) {
+  return position_in_category % 2 == 0 ? NabHalf::kTune : NabHalf::kHeldOut;
+}
 
 Result<NabCorpus> LoadNabCorpus(const fs::path& nab_dir) {
   NabCorpus corpus;
@@ -342,14 +358,22 @@ Result<NabReport> EvaluateNabDetector(const fs::path& data_dir, const std::strin
                                       const NabDetectorFn& detector,
                                       const std::optional<fs::path>& results_out) {
   CRM_ASSIGN_OR_RETURN(NabCorpus corpus, LoadNabCorpus(ResolveNabDir(data_dir)));
-  NabScorer scorer(corpus.profiles);
+  NabScorer scorer(corpus.profiles), tune(corpus.profiles), held_out(corpus.profiles);
   std::vector<double> scores;
+  std::string category;
+  size_t position = 0;
   for (const NabSeries& s : corpus.series) {
     scores.assign(s.values.size(), 0.0);
     detector(s, scores);
     for (double& v : scores) v = std::isfinite(v) ? std::clamp(v, 0.0, 1.0) : 0.0;
     if (results_out) CRM_RETURN_NOT_OK(WriteResultsCsv(*results_out, detector_name, s, scores));
     CRM_RETURN_NOT_OK(scorer.AddFile(scores, s.windows).WithContext(s.relative_path));
+    // Series are sorted by path, so a category's files are consecutive.
+    const std::string file_category = s.relative_path.substr(0, s.relative_path.find('/'));
+    position = file_category == category ? position + 1 : 0;
+    category = file_category;
+    NabScorer& half = NabSplitHalf(position) == NabHalf::kTune ? tune : held_out;
+    CRM_RETURN_NOT_OK(half.AddFile(scores, s.windows).WithContext(s.relative_path));
   }
   NabReport report;
   report.detector = detector_name;
@@ -362,6 +386,14 @@ Result<NabReport> EvaluateNabDetector(const fs::path& data_dir, const std::strin
   report.files = scorer.files();
   report.points = scorer.rows();
   report.windows = scorer.windows();
+  const std::vector<NabProfileScore> tuned = tune.Score();
+  report.tune_half = Subset(tuned, tune);
+  report.held_out_half = Subset(held_out.Score(), held_out);
+  std::vector<double> tuned_thresholds;
+  for (const NabProfileScore& p : tuned) tuned_thresholds.push_back(p.threshold);
+  CRM_ASSIGN_OR_RETURN(const std::vector<NabProfileScore> fixed,
+                       held_out.ScoreAt(tuned_thresholds));
+  report.held_out_at_tune_thresholds = Subset(fixed, held_out);
   return report;
 }
 
@@ -405,6 +437,13 @@ void PrintNabReport(const NabReport& report, std::ostream& os) {
      << "\n";
   os << std::left << std::setw(22) << report.detector << std::right << cell(report.standard)
      << cell(report.low_fp) << cell(report.low_fn) << "   <- this run\n";
+  const auto subset_row = [&](const char* name, const NabSubsetScore& sub) {
+    os << std::left << std::setw(22) << name << std::right << cell(sub.standard) << cell(sub.low_fp)
+       << cell(sub.low_fn) << "   " << sub.files << " files, " << sub.windows << " windows\n";
+  };
+  subset_row("  tuning half", report.tune_half);
+  subset_row("  held-out half", report.held_out_half);
+  subset_row("  held-out, tuned thr.", report.held_out_at_tune_thresholds);
   for (const PublishedNabScore& p : kPublished) {
     os << std::left << std::setw(22) << p.detector << std::right << cell(p.standard)
        << cell(p.low_fp) << cell(p.low_fn) << "\n";

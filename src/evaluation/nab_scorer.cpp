@@ -80,59 +80,86 @@ Status NabScorer::AddFile(std::span<const double> scores, std::span<const NabWin
   return Status::OK();
 }
 
-std::vector<NabProfileScore> NabScorer::Score() const {
+std::vector<uint32_t> NabScorer::DescendingOrder() const {
   std::vector<uint32_t> order(scored_rows_.size());
   std::iota(order.begin(), order.end(), 0u);
   std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
     return scored_rows_[a].anomaly_score > scored_rows_[b].anomaly_score;
   });
+  return order;
+}
 
-  std::vector<NabProfileScore> out;
-  std::vector<double> window_part(scored_windows_);
-  for (const NabCostProfile& profile : profiles_) {
-    NabProfileScore result;
-    result.profile = profile.name;
-    result.null_raw = -profile.fn_weight * static_cast<double>(scored_windows_);
-    result.perfect_raw = profile.tp_weight * static_cast<double>(labelled_windows_);
-    std::fill(window_part.begin(), window_part.end(), -profile.fn_weight);
+NabProfileScore NabScorer::Sweep(const NabCostProfile& profile, std::span<const uint32_t> order,
+                                 const double* fixed_threshold) const {
+  NabProfileScore result;
+  result.profile = profile.name;
+  result.null_raw = -profile.fn_weight * static_cast<double>(scored_windows_);
+  result.perfect_raw = profile.tp_weight * static_cast<double>(labelled_windows_);
+  std::vector<double> window_part(scored_windows_, -profile.fn_weight);
 
-    double total = result.null_raw;
-    int64_t tp_windows = 0, fp_rows = 0;
-    double threshold = 1.1;
-    result.threshold = threshold;
+  double total = result.null_raw;
+  int64_t tp_windows = 0, fp_rows = 0;
+  double threshold = 1.1;
+  result.threshold = fixed_threshold != nullptr ? *fixed_threshold : threshold;
+  result.raw = total;
+  result.false_negative_windows = static_cast<int64_t>(scored_windows_);
+  auto keep = [&] {
     result.raw = total;
-    result.false_negative_windows = static_cast<int64_t>(scored_windows_);
-    // Walks the rows from the highest score down; every distinct score is a
-    // candidate threshold whose total is known once all its ties are in.
-    for (size_t k = 0; k <= order.size(); ++k) {
-      const bool new_threshold =
-          k == order.size() || scored_rows_[order[k]].anomaly_score != threshold;
-      if (new_threshold && total > result.raw) {
-        result.raw = total;
-        result.threshold = threshold;
-        result.true_positive_windows = tp_windows;
-        result.false_negative_windows = static_cast<int64_t>(scored_windows_) - tp_windows;
-        result.false_positive_rows = fp_rows;
+    result.true_positive_windows = tp_windows;
+    result.false_negative_windows = static_cast<int64_t>(scored_windows_) - tp_windows;
+    result.false_positive_rows = fp_rows;
+  };
+  // Walks the rows from the highest score down; every distinct score is a
+  // candidate threshold whose total is known once all its ties are in.
+  for (size_t k = 0; k <= order.size(); ++k) {
+    const bool new_threshold =
+        k == order.size() || scored_rows_[order[k]].anomaly_score != threshold;
+    if (fixed_threshold != nullptr) {
+      if (k == order.size() || scored_rows_[order[k]].anomaly_score < *fixed_threshold) {
+        keep();
+        break;
       }
-      if (k == order.size()) break;
-      const ScoredRow& row = scored_rows_[order[k]];
-      threshold = row.anomaly_score;
-      if (row.window < 0) {
-        total += profile.fp_weight * row.position_weight;
-        ++fp_rows;
-      } else {
-        double& part = window_part[static_cast<size_t>(row.window)];
-        const double candidate = profile.tp_weight * row.position_weight;
-        if (part == -profile.fn_weight) ++tp_windows;
-        if (candidate > part) {
-          total += candidate - part;
-          part = candidate;
-        }
+    } else if (new_threshold && total > result.raw) {
+      keep();
+      result.threshold = threshold;
+    }
+    if (k == order.size()) break;
+    const ScoredRow& row = scored_rows_[order[k]];
+    threshold = row.anomaly_score;
+    if (row.window < 0) {
+      total += profile.fp_weight * row.position_weight;
+      ++fp_rows;
+    } else {
+      double& part = window_part[static_cast<size_t>(row.window)];
+      const double candidate = profile.tp_weight * row.position_weight;
+      if (part == -profile.fn_weight) ++tp_windows;
+      if (candidate > part) {
+        total += candidate - part;
+        part = candidate;
       }
     }
-    const double span = result.perfect_raw - result.null_raw;
-    result.normalized = span > 0.0 ? 100.0 * (result.raw - result.null_raw) / span : 0.0;
-    out.push_back(std::move(result));
+  }
+  const double span = result.perfect_raw - result.null_raw;
+  result.normalized = span > 0.0 ? 100.0 * (result.raw - result.null_raw) / span : 0.0;
+  return result;
+}
+
+std::vector<NabProfileScore> NabScorer::Score() const {
+  const std::vector<uint32_t> order = DescendingOrder();
+  std::vector<NabProfileScore> out;
+  for (const NabCostProfile& profile : profiles_) out.push_back(Sweep(profile, order, nullptr));
+  return out;
+}
+
+Result<std::vector<NabProfileScore>> NabScorer::ScoreAt(std::span<const double> thresholds) const {
+  if (thresholds.size() != profiles_.size()) {
+    return Status::InvalidArgument("ScoreAt needs one threshold per profile");
+  }
+  const std::vector<uint32_t> order = DescendingOrder();
+  std::vector<NabProfileScore> out;
+  for (size_t p = 0; p < profiles_.size(); ++p) {
+    if (!std::isfinite(thresholds[p])) return Status::InvalidArgument("thresholds must be finite");
+    out.push_back(Sweep(profiles_[p], order, &thresholds[p]));
   }
   return out;
 }

@@ -216,9 +216,15 @@ std::string UnivariateAnomalyDetector::Serialize() const {
   w.Put<double>(min_);
   w.Put<double>(max_);
   for (int32_t l : history_) w.Put<int32_t>(l);
-  w.PutArray<uint64_t>(keys_);
-  w.PutArray<uint32_t>(counts_);
+  // Only the occupied slots, each with its index: the table is sparse for
+  // most series, and the engine checkpoints several detectors per partition.
   w.Put<uint32_t>(used_slots_);
+  for (uint32_t slot = 0; slot < options_.table_slots; ++slot) {
+    if (keys_[slot] == 0) continue;
+    w.Put<uint32_t>(slot);
+    w.Put<uint64_t>(keys_[slot]);
+    w.Put<uint32_t>(counts_[slot]);
+  }
   w.PutArray<double>(raw_ring_);
   w.Put<double>(raw_sum_);
   w.Put<double>(long_mean_);
@@ -233,9 +239,14 @@ std::string UnivariateAnomalyDetector::Serialize() const {
 }
 
 Result<UnivariateAnomalyDetector> UnivariateAnomalyDetector::Deserialize(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(const std::string_view opened_payload,
-                       OpenBlobPayload(blob, BlobKind::kUnivariateAnomaly, kBlobVersion));
-  BinaryReader r(opened_payload);
+  CRM_ASSIGN_OR_RETURN(const OpenedBlob opened, OpenBlob(blob, BlobKind::kUnivariateAnomaly));
+  // Version 2 stored the whole context table; 3 stores its occupied slots.
+  // The detector itself is the same in both.
+  if (opened.version != kBlobVersion && opened.version != kDenseTableBlobVersion) {
+    return Status::Corruption("univariate anomaly blob: unsupported version " +
+                              std::to_string(opened.version));
+  }
+  BinaryReader r(opened.payload);
   Options o;
   CRM_RETURN_NOT_OK(r.Get(&o.levels));
   CRM_RETURN_NOT_OK(r.Get(&o.table_slots));
@@ -258,9 +269,32 @@ Result<UnivariateAnomalyDetector> UnivariateAnomalyDetector::Deserialize(std::st
   CRM_RETURN_NOT_OK(r.Get(&d.min_));
   CRM_RETURN_NOT_OK(r.Get(&d.max_));
   for (int32_t& l : d.history_) CRM_RETURN_NOT_OK(r.Get(&l));
-  CRM_RETURN_NOT_OK(r.GetArray(&d.keys_, o.table_slots));
-  CRM_RETURN_NOT_OK(r.GetArray(&d.counts_, o.table_slots));
-  CRM_RETURN_NOT_OK(r.Get(&d.used_slots_));
+  if (opened.version == kDenseTableBlobVersion) {
+    CRM_RETURN_NOT_OK(r.GetArray(&d.keys_, o.table_slots));
+    CRM_RETURN_NOT_OK(r.GetArray(&d.counts_, o.table_slots));
+    CRM_RETURN_NOT_OK(r.Get(&d.used_slots_));
+  } else {
+    CRM_RETURN_NOT_OK(r.Get(&d.used_slots_));
+    if (d.used_slots_ > o.table_slots / 4 * 3) {
+      return Status::Corruption("univariate anomaly blob: context table is inconsistent");
+    }
+    int64_t previous = -1;
+    for (uint32_t i = 0; i < d.used_slots_; ++i) {
+      uint32_t slot = 0;
+      uint64_t key = 0;
+      uint32_t count = 0;
+      CRM_RETURN_NOT_OK(r.Get(&slot));
+      CRM_RETURN_NOT_OK(r.Get(&key));
+      CRM_RETURN_NOT_OK(r.Get(&count));
+      // Increasing slots (so each once), inside the table, non-empty keys.
+      if (static_cast<int64_t>(slot) <= previous || slot >= o.table_slots || key == 0) {
+        return Status::Corruption("univariate anomaly blob: bad context slot");
+      }
+      previous = slot;
+      d.keys_[slot] = key;
+      d.counts_[slot] = count;
+    }
+  }
   CRM_RETURN_NOT_OK(r.GetArray(&d.raw_ring_, o.short_window));
   CRM_RETURN_NOT_OK(r.Get(&d.raw_sum_));
   CRM_RETURN_NOT_OK(r.Get(&d.long_mean_));

@@ -67,6 +67,37 @@ TEST_CASE("NAB scorer on a tiny file matches a hand computation", "[evaluation]"
   CHECK(s.false_positive_rows == 1);
 }
 
+TEST_CASE("NAB scorer at a fixed threshold counts every row at or above it", "[evaluation]") {
+  // The tiny file of the hand computation: detection 0.9 in the window,
+  // false positives 0.8 (3 rows after it) and 0.7 (before any window).
+  std::vector<double> scores(20, 0.0);
+  scores[9] = 0.9;
+  scores[14] = 0.8;
+  scores[5] = 0.7;
+  NabScorer scorer;
+  REQUIRE(scorer.AddFile(scores, std::vector<NabWindow>{{8, 11}}).ok());
+  const double tp = 0.966991;
+  auto at = scorer.ScoreAt(std::vector<double>{0.7, 0.85, 1.1});
+  REQUIRE(at.ok());
+  REQUIRE(at->size() == 3);
+  // standard at 0.7: tp, the row after the window (S(1)) and the one before
+  // any window (-1), fp weight 0.11.
+  CHECK((*at)[0].threshold == 0.7);
+  CHECK((*at)[0].raw == Approx(tp - 0.11 * 0.986614 - 0.11).margin(1e-6));
+  CHECK((*at)[0].false_positive_rows == 2);
+  // low FP at 0.85: the detection alone.
+  CHECK((*at)[1].raw == Approx(tp).margin(1e-6));
+  CHECK((*at)[1].false_positive_rows == 0);
+  // low FN at 1.1: never fires, the null score.
+  CHECK((*at)[2].raw == -2.0);
+  CHECK((*at)[2].normalized == Approx(0.0).margin(1e-12));
+  CHECK((*at)[2].false_negative_windows == 1);
+  // One threshold per profile, finite.
+  CHECK(scorer.ScoreAt(std::vector<double>{0.5}).status().code() == StatusCode::kInvalidArgument);
+  CHECK(scorer.ScoreAt(std::vector<double>{0.5, std::nan(""), 0.5}).status().code() ==
+        StatusCode::kInvalidArgument);
+}
+
 TEST_CASE("NAB scorer: never firing scores 0, firing at every window start scores 100",
           "[evaluation]") {
   NabScorer never, perfect;

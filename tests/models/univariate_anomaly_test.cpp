@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "crmstream/common/binary_io.h"
@@ -100,6 +102,91 @@ TEST_CASE("Univariate detector round-trips exactly and resumes identically", "[m
   for (size_t i = 1500; i < series.size(); ++i) {
     REQUIRE(restored->Score(static_cast<int64_t>(i), series[i]) == expected[i]);
   }
+}
+
+// The version-2 layout (whole context table) as earlier releases wrote it,
+// rebuilt here from a version-3 blob: options and scalars (120 bytes), then
+// keys and counts as two arrays and the used count, then the same tail.
+std::string AsDenseVersion2(const std::string& blob, uint32_t table_slots) {
+  auto opened = OpenBlob(blob, BlobKind::kUnivariateAnomaly);
+  REQUIRE(opened.ok());
+  REQUIRE(opened->version == 3);
+  constexpr size_t kPrefix = 120;
+  BinaryReader r(opened->payload.substr(kPrefix));
+  uint32_t used = 0;
+  REQUIRE(r.Get(&used).ok());
+  std::vector<uint64_t> keys(table_slots, 0);
+  std::vector<uint32_t> counts(table_slots, 0);
+  for (uint32_t i = 0; i < used; ++i) {
+    uint32_t slot = 0;
+    REQUIRE(r.Get(&slot).ok());
+    REQUIRE(r.Get(&keys[slot]).ok());
+    REQUIRE(r.Get(&counts[slot]).ok());
+  }
+  std::string payload(opened->payload.substr(0, kPrefix));
+  BinaryWriter w(&payload);
+  w.PutArray<uint64_t>(keys);
+  w.PutArray<uint32_t>(counts);
+  w.Put<uint32_t>(used);
+  payload.append(opened->payload.substr(opened->payload.size() - r.remaining()));
+  return SealBlob(BlobKind::kUnivariateAnomaly, 2, payload);
+}
+
+TEST_CASE("Univariate blob: version 2 (whole table) still restores and the sparse one is smaller",
+          "[models]") {
+  const std::vector<double> series = PeriodicSeries(3000, 11);
+  UnivariateAnomalyDetector uninterrupted, first_half;
+  std::vector<double> expected;
+  for (size_t i = 0; i < series.size(); ++i) {
+    expected.push_back(uninterrupted.Score(static_cast<int64_t>(i), series[i]));
+  }
+  for (size_t i = 0; i < 1500; ++i) (void)first_half.Score(static_cast<int64_t>(i), series[i]);
+  const std::string sparse = first_half.Serialize();
+  const std::string dense = AsDenseVersion2(sparse, first_half.options().table_slots);
+  // The whole default table is 32768 slots of 12 bytes.
+  CHECK(dense.size() > 32768u * 12u);
+  CHECK(sparse.size() < dense.size() / 10);
+  auto restored = UnivariateAnomalyDetector::Deserialize(dense);
+  REQUIRE(restored.ok());
+  CHECK(restored->Serialize() == sparse);
+  for (size_t i = 1500; i < series.size(); ++i) {
+    REQUIRE(restored->Score(static_cast<int64_t>(i), series[i]) == expected[i]);
+  }
+  // Version 1 (four context orders) is refused, not misread.
+  auto opened = OpenBlob(sparse, BlobKind::kUnivariateAnomaly);
+  REQUIRE(opened.ok());
+  const std::string version1 = SealBlob(BlobKind::kUnivariateAnomaly, 1, opened->payload);
+  CHECK(UnivariateAnomalyDetector::Deserialize(version1).status().code() ==
+        StatusCode::kCorruption);
+}
+
+TEST_CASE("Univariate blob: context slots out of order or outside the table are Corruption",
+          "[models]") {
+  UnivariateAnomalyDetector::Options o;
+  o.table_slots = 64;
+  auto detector = UnivariateAnomalyDetector::Create(o);
+  REQUIRE(detector.ok());
+  const std::vector<double> series = PeriodicSeries(400, 3);
+  for (size_t i = 0; i < series.size(); ++i) (void)detector->Score(0, series[i]);
+  const std::string blob = detector->Serialize();
+  auto opened = OpenBlob(blob, BlobKind::kUnivariateAnomaly);
+  REQUIRE(opened.ok());
+  const std::string payload(opened->payload);
+  uint32_t used = 0;
+  std::memcpy(&used, payload.data() + 120, sizeof(used));
+  REQUIRE(used >= 2);
+  // The first entry's slot index sits right after the used count.
+  auto with_first_slot = [&](uint32_t slot) {
+    std::string p = payload;
+    std::memcpy(p.data() + 124, &slot, sizeof(slot));
+    return SealBlob(BlobKind::kUnivariateAnomaly, UnivariateAnomalyDetector::kBlobVersion, p);
+  };
+  uint32_t second_slot = 0;
+  std::memcpy(&second_slot, payload.data() + 124 + 16, sizeof(second_slot));
+  CHECK(UnivariateAnomalyDetector::Deserialize(with_first_slot(64)).status().code() ==
+        StatusCode::kCorruption);
+  CHECK(UnivariateAnomalyDetector::Deserialize(with_first_slot(second_slot)).status().code() ==
+        StatusCode::kCorruption);
 }
 
 TEST_CASE("Univariate blob: truncation, flipped bytes and foreign blobs are Corruption",

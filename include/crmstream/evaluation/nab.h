@@ -40,9 +40,25 @@ struct NabCorpus {
 // config/profiles.json. Every window edge must be a timestamp of its file.
 Result<NabCorpus> LoadNabCorpus(const std::filesystem::path& nab_dir);
 
+// The fixed split of the corpus: changes to the detector are judged on the
+// tuning half, apart from the held-out files it is also reported on. Within
+// each category folder, files in path order alternate, the 0th, 2nd, ... in
+// the tuning half: 31 files (57 windows) tune, 27 (59 windows) are held out.
+enum class NabHalf { kTune, kHeldOut };
+NabHalf NabSplitHalf(size_t position_in_category);
+
 // Fills `scores` (same length as the series) for one file, from the past
 // only; a fresh detector per call.
 using NabDetectorFn = std::function<void(const NabSeries& series, std::span<double> scores)>;
+
+// The three profile scores of a subset of the files.
+struct NabSubsetScore {
+  double standard = 0.0;
+  double low_fp = 0.0;
+  double low_fn = 0.0;
+  size_t files = 0;
+  size_t windows = 0;
+};
 
 struct NabReport {
   std::string detector;
@@ -53,6 +69,11 @@ struct NabReport {
   size_t files = 0;
   size_t points = 0;
   size_t windows = 0;
+  // NAB's rule (threshold swept per profile) on each half of NabSplitHalf,
+  // and the held-out half at the thresholds the tuning half chose.
+  NabSubsetScore tune_half;
+  NabSubsetScore held_out_half;
+  NabSubsetScore held_out_at_tune_thresholds;
 };
 
 // Scores `detector` on the corpus under `data_dir` (a folder holding nab/, or

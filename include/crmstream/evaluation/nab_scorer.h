@@ -79,6 +79,11 @@ class NabScorer {
   // Sweeps the threshold over the whole corpus, per profile.
   std::vector<NabProfileScore> Score() const;
 
+  // Scores each profile at a threshold fixed beforehand (one per profile, in
+  // the profiles' order), e.g. the one a sweep chose on other files: a
+  // held-out figure whose threshold was not picked on the files it scores.
+  Result<std::vector<NabProfileScore>> ScoreAt(std::span<const double> thresholds) const;
+
   size_t files() const { return files_; }
   size_t rows() const { return rows_; }
   size_t windows() const { return labelled_windows_; }
@@ -89,6 +94,12 @@ class NabScorer {
     double position_weight;  // S(p) / S(-1) in a window, S(q) outside
     int32_t window;          // index into the corpus' scored windows, or -1
   };
+  // Walks rows in descending score order and keeps the best total; with
+  // `fixed_threshold`, the total once every row at or above it is in.
+  NabProfileScore Sweep(const NabCostProfile& profile, std::span<const uint32_t> order,
+                        const double* fixed_threshold) const;
+  std::vector<uint32_t> DescendingOrder() const;
+
   std::vector<NabCostProfile> profiles_;
   std::vector<ScoredRow> scored_rows_;
   size_t scored_windows_ = 0;    // windows with at least one scored row

@@ -23,9 +23,10 @@
 //    range breach is never damped.
 //
 // Memory is fixed at construction (a context table, 384 KiB by default, and a
-// short ring); Score() never allocates. A full table (3/4 of its slots) keeps
-// what it knows and stops adding contexts. Not mergeable: the state is an ordered history of one
-// series, so two instances on different slices of it do not combine. Not
+// short ring); Score() never allocates. The serialised state holds only the
+// occupied context slots (16 bytes each; a few thousand on NAB's series). A full table (3/4 of its
+// slots) keeps what it knows and stops adding contexts. Not mergeable: the state is an ordered
+// history of one series, so two instances on different slices of it do not combine. Not
 // thread-safe.
 #pragma once
 
@@ -84,8 +85,11 @@ class UnivariateAnomalyDetector {
   std::string Serialize() const;
   static Result<UnivariateAnomalyDetector> Deserialize(std::string_view blob);
 
-  // Version 2: five context orders (version 1 had four).
-  static constexpr uint16_t kBlobVersion = 2;
+  // Version 3 stores the occupied context slots only; version 2 (the whole
+  // table, same detector) is still read; version 1 (four context orders) is
+  // refused.
+  static constexpr uint16_t kBlobVersion = 3;
+  static constexpr uint16_t kDenseTableBlobVersion = 2;
   static constexpr int kContextOrders = 5;
 
  private:
