@@ -5,8 +5,6 @@
 //   BM_ReopenAndRebuildFeatures  Open + iterate + DecodeCustomer of every
 //                                customer into a fresh FeatureStore (the
 //                                restart cost before processing resumes)
-//   BM_ChangelogRestore          records/s restored from the embedded
-//                                cluster's changelog topic into a store
 // Sizes can be lowered with CRMSTREAM_BENCH_CUSTOMERS for a quick run.
 #include <benchmark/benchmark.h>
 #include <unistd.h>
@@ -20,9 +18,6 @@
 
 #include "crmstream/features/feature_store.h"
 #include "crmstream/ingest/event.h"
-#include "crmstream/kafka/embedded_cluster.h"
-#include "crmstream/kafka/producer.h"
-#include "crmstream/state/changelog.h"
 #include "crmstream/state/state_store.h"
 
 namespace crmstream::state {
@@ -229,75 +224,6 @@ void BM_ReopenAndRebuildFeatures(benchmark::State& state) {
   state.counters["customers"] = static_cast<double>(restored);
 }
 BENCHMARK(BM_ReopenAndRebuildFeatures)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
-
-void BM_ChangelogRestore(benchmark::State& state) {
-  World& w = SharedWorld();
-  // The mock keeps at most 5 MiB per partition: 15,000 records of about
-  // 200 bytes per partition, 4 partitions.
-  constexpr int kPartitions = 4;
-  constexpr int kPerPartition = 15'000;
-  auto cluster = kafka::EmbeddedCluster::Create();
-  if (!cluster.ok()) {
-    state.SkipWithError("no embedded cluster");
-    return;
-  }
-  const std::string topic = "bench-changelog";
-  if (!(*cluster)->CreateTopic(topic, kPartitions, 1).ok()) std::abort();
-  kafka::ClientConfig config;
-  config.Set("bootstrap.servers", (*cluster)->bootstrap_servers());
-  auto producer = kafka::Producer::Create(config, kafka::ProducerOptions{.linger_ms = 20});
-  if (!producer.ok()) std::abort();
-  std::string blob, key, stamp;
-  for (int p = 0; p < kPartitions; ++p) {
-    for (int i = 0; i < kPerPartition; ++i) {
-      const std::string id = Id((p * kPerPartition + i) % w.customers);
-      if (!w.features->EncodeCustomer(id, &blob).ok()) std::abort();
-      const StateChange change{ChangeKind::kFeatures, id, blob, i};
-      if (!ProduceChange(producer->get(), topic, p, change, &key, &stamp).ok()) std::abort();
-    }
-  }
-  if (!(*producer)->Flush(std::chrono::seconds(60)).ok()) std::abort();
-
-  uint64_t records = 0;
-  double seconds = 0;
-  for (auto _ : state) {
-    const fs::path dir = w.dir / "restore";
-    fs::remove_all(dir);
-    auto target = StateStore::Open(StoreOptions(dir));
-    if (!target.ok()) std::abort();
-    for (int p = 0; p < kPartitions; ++p) {
-      auto key_p = (*target)->Partition("crm.events", p);
-      auto result = RestoreFromChangelog(config, topic, p, target->get(), *key_p);
-      if (!result.ok()) {
-        state.SkipWithError(result.status().ToString().c_str());
-        return;
-      }
-      records += result->records;
-      seconds += result->seconds;
-    }
-  }
-  // The fixed cost of one partition's restore (consumer start, watermark
-  // query, assignment, end detection): a catch-up that finds nothing new.
-  double startup_seconds = 0;
-  {
-    const fs::path dir = w.dir / "restore";
-    auto target = StateStore::Open(StoreOptions(dir));
-    if (!target.ok()) std::abort();
-    auto key_p = (*target)->Partition("crm.events", 0);
-    ChangelogRestoreOptions options;
-    options.start_offset = kPerPartition;
-    auto result = RestoreFromChangelog(config, topic, 0, target->get(), *key_p, options);
-    if (!result.ok() || result->records != 0) std::abort();
-    startup_seconds = result->seconds;
-  }
-  const double restores = static_cast<double>(state.iterations()) * kPartitions;
-  state.counters["records"] = static_cast<double>(records);
-  state.counters["records_per_s"] = static_cast<double>(records) / seconds;
-  state.counters["startup_ms"] = startup_seconds * 1000.0;
-  state.counters["records_per_s_after_startup"] =
-      static_cast<double>(records) / std::max(1e-9, seconds - restores * startup_seconds);
-}
-BENCHMARK(BM_ChangelogRestore)->Unit(benchmark::kMillisecond)->Iterations(2)->UseRealTime();
 
 }  // namespace
 }  // namespace crmstream::state

@@ -27,6 +27,7 @@ endfunction()
 function(crmstream_add_module name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
   set(target crmstream_${name})
+  set_property(GLOBAL APPEND PROPERTY CRMSTREAM_MODULES ${name})
   if(ARG_SOURCES)
     add_library(${target} STATIC ${ARG_SOURCES})
     target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR}/include
@@ -57,4 +58,55 @@ function(crmstream_add_test name)
   catch_discover_tests(${target} TEST_PREFIX "${name}:" EXTRA_ARGS --warn NoTests
                        PROPERTIES TIMEOUT 600
                        ENVIRONMENT "CRMSTREAM_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+endfunction()
+
+# crmstream_check_module_edges(): every module includes only the public
+# headers of the modules it declares (directly or through its declared
+# dependencies) and its own. All modules share one include root, so the
+# compiler would not catch an undeclared edge; this fails the configure step
+# with the offending file, line and module instead. Call it once, after the
+# last crmstream_add_module.
+function(crmstream_check_module_edges)
+  get_property(modules GLOBAL PROPERTY CRMSTREAM_MODULES)
+  set(problems "")
+  foreach(module IN LISTS modules)
+    # The crmstream modules reachable from this one's declared dependencies.
+    set(allowed ${module})
+    set(queue crmstream_${module})
+    set(seen "")
+    while(queue)
+      list(POP_FRONT queue target)
+      if(target IN_LIST seen)
+        continue()
+      endif()
+      list(APPEND seen ${target})
+      get_target_property(type ${target} TYPE)
+      if(type STREQUAL "INTERFACE_LIBRARY")
+        get_target_property(deps ${target} INTERFACE_LINK_LIBRARIES)
+      else()
+        get_target_property(deps ${target} LINK_LIBRARIES)
+      endif()
+      foreach(dep IN LISTS deps)
+        if(dep MATCHES "^crmstream_([a-z_]+)$" AND TARGET ${dep})
+          list(APPEND allowed ${CMAKE_MATCH_1})
+          list(APPEND queue ${dep})
+        endif()
+      endforeach()
+    endwhile()
+    file(GLOB files ${PROJECT_SOURCE_DIR}/src/${module}/*.cpp ${PROJECT_SOURCE_DIR}/src/${module}/*.h
+         ${PROJECT_SOURCE_DIR}/include/crmstream/${module}/*.h)
+    foreach(file IN LISTS files)
+      file(STRINGS ${file} includes REGEX "^#include \"crmstream/[a-z_]+/")
+      foreach(line IN LISTS includes)
+        string(REGEX MATCH "crmstream/([a-z_]+)/" unused "${line}")
+        if(NOT CMAKE_MATCH_1 IN_LIST allowed)
+          file(RELATIVE_PATH relative ${PROJECT_SOURCE_DIR} ${file})
+          string(APPEND problems "\n  ${relative}: ${line} (module '${module}' does not depend on '${CMAKE_MATCH_1}')")
+        endif()
+      endforeach()
+    endforeach()
+  endforeach()
+  if(problems)
+    message(FATAL_ERROR "Undeclared module dependencies (add them to the module's DEPS in src/<module>/CMakeLists.txt, or remove the include):${problems}")
+  endif()
 endfunction()

@@ -64,13 +64,18 @@ def rss_mb():
                 return int(line.split()[1]) / 1024.0
     return 0.0
 
-def input_records():
+def scrape():
     try:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
     except Exception:
-        return None
-    m = re.search(r"^crmstream_input_records_total (\S+)$", body, re.M)
+        return ""
+
+def sample(body, name):
+    m = re.search(r"^" + re.escape(name) + r" (\S+)$", body, re.M)
     return float(m.group(1)) if m else None
+
+def input_records():
+    return sample(scrape(), "crmstream_input_records_total")
 
 start = time.time()
 rss = []            # (seconds, MB)
@@ -81,7 +86,12 @@ while alive():
     now = time.time()
     if now >= next_rss:
         rss.append((now - start, rss_mb()))
-        print(f"soak: t={now - start:6.0f} s  rss={rss[-1][1]:7.1f} MB  in={last_value}", flush=True)
+        body = scrape()
+        cache = sample(body, 'crmstream_rocksdb_memory_bytes{kind="block_cache"}') or 0
+        features = sample(body, "crmstream_feature_store_memory_bytes") or 0
+        print(f"soak: t={now - start:6.0f} s  rss={rss[-1][1]:7.1f} MB  "
+              f"rocksdb block cache={cache / 2**20:6.1f} MB  feature store={features / 2**20:6.1f} MB  "
+              f"in={last_value}", flush=True)
         next_rss += 20
     v = input_records()
     if v is not None:

@@ -13,18 +13,6 @@ bool InUnit(double v) { return v >= 0.0 && v <= 1.0; }
 
 }  // namespace
 
-std::string_view SeverityName(Severity s) {
-  switch (s) {
-    case Severity::kWarning:
-      return "warning";
-    case Severity::kHigh:
-      return "high";
-    case Severity::kCritical:
-      return "critical";
-  }
-  return "warning";
-}
-
 Status ChurnAlertPolicyOptions::Validate() const {
   auto bad = [](std::string_view field, std::string_view rule, double value) {
     return Status::InvalidArgument("ChurnAlertPolicyOptions." + std::string(field) + " must be " +

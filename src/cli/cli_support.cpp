@@ -37,12 +37,6 @@ void InstallStopHandlers() {
   std::signal(SIGPIPE, SIG_IGN);
 }
 
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 void KafkaCliOptions::AddTo(CLI::App* app) {
   app->add_option("-c,--config", config_path, "Engine configuration file")->capture_default_str();
   app->add_option("-b,--bootstrap-servers", bootstrap_servers,

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "crmstream/common/clock.h"
 #include "crmstream/common/status.h"
 #include "crmstream/config/engine_config.h"
 
@@ -18,8 +19,6 @@ namespace crmstream::cli {
 // Set by SIGINT/SIGTERM once InstallStopHandlers() ran.
 std::atomic<bool>& StopRequested();
 void InstallStopHandlers();
-
-int64_t WallMs();
 
 // Options shared by the commands that talk to Kafka.
 struct KafkaCliOptions {

@@ -79,7 +79,7 @@ int RunDashboard(const DashboardOptions& o) {
 
   dashboard::OutputFeedOptions feed_options;
   feed_options.group_id = cfg->kafka.group_id + "-dashboard-" + std::to_string(getpid());
-  feed_options.topics = dashboard::OutputTopicNames(cfg->outputs);
+  feed_options.topics = cfg->outputs.Names();
   feed_options.offset_reset = o.offset_reset;
   const KafkaCliOptions kafka_options = o.kafka;
   dashboard::OutputFeed feed([kafka_options] { return ConnectTo(kafka_options); }, feed_options,

@@ -7,10 +7,10 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "crmstream/evaluation/alert_evaluation.h"
 #include "crmstream/evaluation/nab.h"
 #include "crmstream/evaluation/retail.h"
 #include "crmstream/evaluation/telco.h"
-#include "crmstream/pipeline/alert_evaluation.h"
 
 namespace crmstream::cli {
 namespace {
@@ -21,11 +21,11 @@ struct EvalOptions {
   std::string nab_results;  // optional folder for per-row NAB scores
   // alerts
   std::string pipeline = "pipelines/crm.yaml";  // alert policy and models
-  pipeline::AlertEvaluationOptions alerts;
+  evaluation::AlertEvaluationOptions alerts;
 };
 
 int RunAlertEval(const EvalOptions& o) {
-  pipeline::AlertEvaluationOptions a = o.alerts;
+  evaluation::AlertEvaluationOptions a = o.alerts;
   if (!o.pipeline.empty()) {
     auto spec = config::LoadPipelineSpec(o.pipeline);
     if (!spec.ok()) return Fail("eval", spec.status());
@@ -40,7 +40,7 @@ int RunAlertEval(const EvalOptions& o) {
             << ", high " << policy.high_probability << ", critical " << policy.critical_probability
             << ", cool-down " << static_cast<double>(policy.cooldown_ms) / 3'600'000
             << " h; horizon " << a.processor.models.churn_horizon_days << " days\n";
-  auto r = pipeline::EvaluateChurnAlerts(a);
+  auto r = evaluation::EvaluateChurnAlerts(a);
   if (!r.ok()) return Fail("eval", r.status());
   char line[256];
   std::snprintf(line, sizeof(line), "%-22s %10llu (%.1f simulated days)\n", "records",

@@ -9,7 +9,7 @@
 namespace crmstream::cli {
 
 OutputWatcher::OutputWatcher(const config::EngineConfig& config)
-    : config_(config), topics_(pipeline::OutputTopicNames(config.outputs)) {}
+    : config_(config), topics_(config.outputs.Names()) {}
 
 OutputWatcher::~OutputWatcher() { Stop(); }
 

@@ -137,7 +137,7 @@ int RunEngine(const RunOptions& o) {
     dash_server = std::move(dash).value();
     dashboard::OutputFeedOptions fo;
     fo.group_id = cfg->kafka.group_id + "-dashboard-" + std::to_string(getpid());
-    fo.topics = dashboard::OutputTopicNames(cfg->outputs);
+    fo.topics = cfg->outputs.Names();
     const kafka::ClientConfig dash_client = pipeline::MakeClientConfig(cfg->kafka);
     dash_feed = std::make_unique<dashboard::OutputFeed>(
         [dash_client]() -> Result<kafka::ClientConfig> { return dash_client; }, fo,

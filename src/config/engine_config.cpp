@@ -26,6 +26,32 @@ std::string_view GuaranteeName(Guarantee g) {
   return g == Guarantee::kExactlyOnce ? "exactly_once" : "at_least_once";
 }
 
+const TopicSpec& OutputTopics::of(schema::OutputKind kind) const {
+  switch (kind) {
+    case schema::OutputKind::kCustomerScores:
+      return customer_scores;
+    case schema::OutputKind::kChurnAlerts:
+      return churn_alerts;
+    case schema::OutputKind::kSegments:
+      return segments;
+    case schema::OutputKind::kAnomalies:
+      return anomalies;
+    case schema::OutputKind::kCorrelations:
+      return correlations;
+    case schema::OutputKind::kDeadLetter:
+      break;
+  }
+  return dead_letter;
+}
+
+std::array<std::string, schema::kOutputKindCount> OutputTopics::Names() const {
+  std::array<std::string, schema::kOutputKindCount> names;
+  for (int k = 0; k < schema::kOutputKindCount; ++k) {
+    names[static_cast<size_t>(k)] = of(static_cast<schema::OutputKind>(k)).name;
+  }
+  return names;
+}
+
 Result<EngineConfig> LoadEngineConfig(const std::string& path) {
   CRM_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlFile(path));
   EngineConfig c;

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <thread>
 
+#include "crmstream/common/clock.h"
 #include "crmstream/common/json_writer.h"
 
 namespace crmstream::dashboard {
@@ -28,12 +29,6 @@ using tcp = asio::ip::tcp;
 using asio::awaitable;
 
 namespace {
-
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Errors are reported to the caller as values (no exceptions from the I/O).
 auto NoThrow(beast::error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
@@ -110,7 +105,7 @@ struct DashboardServer::Impl {
   std::shared_ptr<const std::string> snapshot;
   uint64_t snapshot_version = 0;
   EngineRateTracker tracker;
-  std::array<uint64_t, kOutputTopicCount> last_counts{};
+  std::array<uint64_t, kOutputKindCount> last_counts{};
   int64_t last_counts_ms = -1;
 
   const WebAsset* FindAsset(std::string_view path) const {
@@ -306,7 +301,7 @@ struct DashboardServer::Impl {
       const auto counts = view->RecordCounts();
       if (last_counts_ms >= 0 && now > last_counts_ms) {
         uint64_t delta = 0;
-        for (int t = 0; t < kOutputTopicCount; ++t) {
+        for (int t = 0; t < kOutputKindCount; ++t) {
           delta += counts[static_cast<size_t>(t)] - last_counts[static_cast<size_t>(t)];
         }
         sample.outputs_per_second =

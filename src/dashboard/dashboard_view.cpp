@@ -9,24 +9,6 @@
 
 namespace crmstream::dashboard {
 
-std::string_view OutputTopicLabel(OutputTopic topic) {
-  switch (topic) {
-    case OutputTopic::kCustomerScores:
-      return "customer_scores";
-    case OutputTopic::kChurnAlerts:
-      return "churn_alerts";
-    case OutputTopic::kSegments:
-      return "segments";
-    case OutputTopic::kAnomalies:
-      return "anomalies";
-    case OutputTopic::kCorrelations:
-      return "correlations";
-    case OutputTopic::kDeadLetter:
-      return "dead_letter";
-  }
-  return "unknown";
-}
-
 namespace {
 
 using simdjson::dom::element;
@@ -112,8 +94,8 @@ struct DashboardView::State {
   DashboardViewOptions options;
   simdjson::dom::parser parser;
 
-  std::array<uint64_t, kOutputTopicCount> records{};
-  std::array<uint64_t, kOutputTopicCount> malformed{};
+  std::array<uint64_t, kOutputKindCount> records{};
+  std::array<uint64_t, kOutputKindCount> malformed{};
 
   // Churn risk: one bin per customer, histogram maintained on replacement.
   std::unordered_map<std::string, CustomerEntry> customers;
@@ -390,34 +372,34 @@ DashboardView::DashboardView(DashboardViewOptions options) : state_(std::make_un
 
 DashboardView::~DashboardView() = default;
 
-bool DashboardView::Apply(OutputTopic topic, std::string_view value) {
+bool DashboardView::Apply(OutputKind topic, std::string_view value) {
   std::lock_guard<std::mutex> lock(mu_);
   State& s = *state_;
   const auto t = static_cast<size_t>(topic);
   ++s.records[t];
-  if (topic == OutputTopic::kDeadLetter) return true;  // counted only
+  if (topic == OutputKind::kDeadLetter) return true;  // counted only
   element doc;
   bool ok =
       s.parser.parse(value.data(), value.size()).get(doc) == simdjson::SUCCESS && doc.is_object();
   if (ok) {
     switch (topic) {
-      case OutputTopic::kCustomerScores:
+      case OutputKind::kCustomerScores:
         ok = s.ApplyScore(doc);
         break;
-      case OutputTopic::kChurnAlerts:
+      case OutputKind::kChurnAlerts:
         ok = s.ApplyAlert(doc);
         if (ok) s.RememberAlert(doc, value);
         break;
-      case OutputTopic::kSegments:
+      case OutputKind::kSegments:
         ok = s.ApplySegments(doc);
         break;
-      case OutputTopic::kAnomalies:
+      case OutputKind::kAnomalies:
         ok = s.ApplyAnomaly(doc);
         break;
-      case OutputTopic::kCorrelations:
+      case OutputKind::kCorrelations:
         ok = s.ApplyCorrelations(doc);
         break;
-      case OutputTopic::kDeadLetter:
+      case OutputKind::kDeadLetter:
         break;
     }
   }
@@ -439,7 +421,7 @@ void DashboardView::SetFeedStatus(bool connected, std::string_view detail) {
   state_->feed_detail.assign(detail);
 }
 
-std::array<uint64_t, kOutputTopicCount> DashboardView::RecordCounts() const {
+std::array<uint64_t, kOutputKindCount> DashboardView::RecordCounts() const {
   std::lock_guard<std::mutex> lock(mu_);
   return state_->records;
 }
@@ -490,8 +472,8 @@ std::string DashboardView::Snapshot(int64_t now_ms) const {
   w.Field("detail", std::string_view(s.feed_detail));
   w.Key("records");
   w.BeginObject();
-  for (int t = 0; t < kOutputTopicCount; ++t) {
-    w.Field(OutputTopicLabel(static_cast<OutputTopic>(t)), s.records[static_cast<size_t>(t)]);
+  for (int t = 0; t < kOutputKindCount; ++t) {
+    w.Field(schema::kOutputKindNames[static_cast<size_t>(t)], s.records[static_cast<size_t>(t)]);
   }
   w.EndObject();
   uint64_t malformed = 0;

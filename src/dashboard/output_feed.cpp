@@ -10,11 +10,6 @@
 
 namespace crmstream::dashboard {
 
-std::array<std::string, kOutputTopicCount> OutputTopicNames(const config::OutputTopics& o) {
-  return {o.customer_scores.name, o.churn_alerts.name, o.segments.name,
-          o.anomalies.name,       o.correlations.name, o.dead_letter.name};
-}
-
 OutputFeed::OutputFeed(ClientConfigSource source, OutputFeedOptions options, DashboardView* view)
     : source_(std::move(source)), options_(std::move(options)), view_(view) {}
 
@@ -99,9 +94,9 @@ void OutputFeed::Loop() {
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       kafka::MessageView m = batch[i];
-      for (int t = 0; t < kOutputTopicCount; ++t) {
+      for (int t = 0; t < kOutputKindCount; ++t) {
         if (m.topic() != options_.topics[static_cast<size_t>(t)]) continue;
-        view_->Apply(static_cast<OutputTopic>(t), m.payload());
+        view_->Apply(static_cast<OutputKind>(t), m.payload());
         break;
       }
     }

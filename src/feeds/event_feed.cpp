@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "crmstream/common/clock.h"
 #include "crmstream/common/json_writer.h"
 #include "crmstream/feeds/csv_rows.h"
 #include "crmstream/ingest/json_decoder.h"
@@ -75,12 +76,6 @@ void WriteField(const BoundRule& b, const CsvRows& row, JsonWriter* w, std::stri
       return;
     }
   }
-}
-
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace

@@ -7,26 +7,28 @@
 #include <limits>
 
 #include "crmstream/common/json_writer.h"
+#include "crmstream/ingest/event.h"
 
 namespace crmstream::generator {
 namespace {
 
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 
-// Event types, in the order and with the wire names of ingest/event.h.
-enum : int {
-  kPurchase = 0,
-  kLogin,
-  kPageView,
-  kSupportTicket,
-  kComplaint,
-  kRefund,
-  kPlanChange,
-  kAccountClosed,
-};
-constexpr int kRatedTypes = 7;  // all but account_closed, which the fade schedules
-constexpr std::string_view kTypeNames[] = {"purchase",  "login",  "page_view",   "support_ticket",
-                                           "complaint", "refund", "plan_change", "account_closed"};
+// Event types as indices into the per-type tables (ingest/event.h's order
+// and wire names).
+constexpr int TypeIndex(ingest::EventType t) { return static_cast<int>(t); }
+constexpr int kPurchase = TypeIndex(ingest::EventType::kPurchase);
+constexpr int kLogin = TypeIndex(ingest::EventType::kLogin);
+constexpr int kPageView = TypeIndex(ingest::EventType::kPageView);
+constexpr int kSupportTicket = TypeIndex(ingest::EventType::kSupportTicket);
+constexpr int kComplaint = TypeIndex(ingest::EventType::kComplaint);
+constexpr int kRefund = TypeIndex(ingest::EventType::kRefund);
+constexpr int kPlanChange = TypeIndex(ingest::EventType::kPlanChange);
+constexpr int kAccountClosed = TypeIndex(ingest::EventType::kAccountClosed);
+// Types drawn from rates: all but account_closed (the last), which the fade
+// schedules.
+constexpr int kRatedTypes = kAccountClosed;
+static_assert(kAccountClosed == ingest::kEventTypeCount - 1);
 
 enum : int { kWeb = 0, kApp, kStore, kPhone, kEmail };
 constexpr std::string_view kChannelNames[] = {"web", "app", "store", "phone", "email"};
@@ -727,7 +729,7 @@ void WorldState::WriteEvent(const Customer& c, int64_t t, int type, int channel,
     b.PutInt(t);
   }
   b.Put(R"(,"type":")");
-  b.Put(kTypeNames[type]);
+  b.Put(ingest::kEventTypeNames[static_cast<size_t>(type)]);
   b.Put(R"(","channel":")");
   b.Put(kChannelNames[channel]);
   b.Put('"');

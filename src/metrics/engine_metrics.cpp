@@ -86,7 +86,7 @@ EngineMetrics::EngineMetrics(const pipeline::StreamEngine* engine,
                              const config::OutputTopics& outputs,
                              std::chrono::milliseconds stall_after)
     : engine_(engine),
-      output_topics_(pipeline::OutputTopicNames(outputs)),
+      output_topics_(outputs.Names()),
       stall_after_(stall_after),
       registry_(std::make_shared<prometheus::Registry>()) {
   prometheus::BuildGauge()
@@ -166,9 +166,10 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   out.push_back(Single(Metric::kDeliveryFailures, Load(s.delivery_failures)));
   {
     MetricFamily f = Family(Metric::kChurnAlerts);
-    for (int i = 0; i < pipeline::kAlertSeverityCount; ++i) {
-      f.metric.push_back(Sample(Load(s.churn_alerts[i]),
-                                {{"severity", std::string(pipeline::kAlertSeverityNames[i])}}));
+    for (int i = 0; i < alerts::kSeverityCount; ++i) {
+      f.metric.push_back(
+          Sample(Load(s.churn_alerts[i]),
+                 {{"severity", std::string(alerts::kSeverityNames[static_cast<size_t>(i)])}}));
     }
     out.push_back(std::move(f));
   }

@@ -12,23 +12,11 @@ kafka::ClientConfig MakeClientConfig(const config::KafkaSettings& settings) {
 std::vector<kafka::TopicSpec> AllTopics(const config::EngineConfig& config) {
   std::vector<kafka::TopicSpec> topics;
   for (const auto& t : config.inputs) topics.push_back({t.name, t.partitions, -1});
-  const auto& o = config.outputs;
-  for (const auto* t : {&o.customer_scores, &o.churn_alerts, &o.segments, &o.anomalies,
-                        &o.correlations, &o.dead_letter}) {
-    topics.push_back({t->name, t->partitions, -1});
+  for (int k = 0; k < kOutputKindCount; ++k) {
+    const config::TopicSpec& t = config.outputs.of(static_cast<OutputKind>(k));
+    topics.push_back({t.name, t.partitions, -1});
   }
   return topics;
-}
-
-std::array<std::string, kOutputKindCount> OutputTopicNames(const config::OutputTopics& o) {
-  std::array<std::string, kOutputKindCount> names;
-  names[static_cast<int>(OutputKind::kCustomerScores)] = o.customer_scores.name;
-  names[static_cast<int>(OutputKind::kChurnAlerts)] = o.churn_alerts.name;
-  names[static_cast<int>(OutputKind::kSegments)] = o.segments.name;
-  names[static_cast<int>(OutputKind::kAnomalies)] = o.anomalies.name;
-  names[static_cast<int>(OutputKind::kCorrelations)] = o.correlations.name;
-  names[static_cast<int>(OutputKind::kDeadLetter)] = o.dead_letter.name;
-  return names;
 }
 
 void KafkaSink::Emit(OutputKind kind, std::string_view key, std::string_view value) {

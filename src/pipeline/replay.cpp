@@ -2,19 +2,12 @@
 
 #include <chrono>
 
+#include "crmstream/common/clock.h"
 #include "crmstream/ingest/csv_decoder.h"
 #include "crmstream/ingest/line_reader.h"
 
 namespace crmstream::pipeline {
-namespace {
-
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Result<ReplayStats> Replay(const ReplayOptions& options, EventProcessor* processor) {
   InputFormat format = options.format;

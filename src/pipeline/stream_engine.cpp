@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "crmstream/common/clock.h"
 #include "crmstream/common/json_writer.h"
 #include "crmstream/kafka/partition_reader.h"
 #include "crmstream/kafka/topic_admin.h"
@@ -16,17 +17,6 @@ namespace crmstream::pipeline {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // How long a flush may wait for the brokers before the commit is skipped
 // (and tried again next interval).
@@ -38,13 +28,6 @@ constexpr size_t kMinDedupPerPartition = 10000;
 constexpr auto kLagRefresh = std::chrono::milliseconds(500);
 // How often the loop checks for idle blocks and for the end of the input.
 constexpr auto kIdleCheck = std::chrono::milliseconds(100);
-
-// Floor division: the broker-time slot of a timestamp (negative-safe).
-int64_t FloorDiv(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  if (a % b != 0 && a < 0) --q;
-  return q;
-}
 
 // Metadata names of a task's exactly-once bookkeeping (outside the state
 // families, so two runs of the same input dump the same state).
@@ -133,7 +116,7 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
 
   kafka::ClientConfig client = MakeClientConfig(config.kafka);
   engine->client_ = client;
-  const auto output_topics = OutputTopicNames(config.outputs);
+  const auto output_topics = config.outputs.Names();
   if (engine->exactly_once_) {
     // The engine partitions its outputs itself (exactly_once.h): it needs
     // the real partition counts.

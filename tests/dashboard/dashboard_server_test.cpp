@@ -69,7 +69,7 @@ TEST_CASE("customer lookup forwards to the engine: found, unknown, engine down",
       R"({"alert_id":"00000000000000a1","customer_id":"C000042","as_of_ms":1,"severity":"high",)"
       R"("churn_probability":0.83,"threshold":0.4,"contributions":[],)"
       R"("trigger":{"event_id":"e1","type":"login","timestamp_ms":1}})";
-  REQUIRE(dash.view.Apply(OutputTopic::kChurnAlerts, alert));
+  REQUIRE(dash.view.Apply(OutputKind::kChurnAlerts, alert));
   found = HttpGet(port, "/api/customers/C000042");
   CHECK(found.status == 200);
   CHECK(found.body == R"({"customer_id":"C000042","churn_probability":0.83,"segment":2,)"
@@ -99,7 +99,7 @@ TEST_CASE("the page, the snapshot and the live event stream are served", "[dashb
   Served dash(engine.port());
   const int port = dash.server->port();
   REQUIRE(
-      dash.view.Apply(OutputTopic::kCustomerScores,
+      dash.view.Apply(OutputKind::kCustomerScores,
                       R"({"customer_id":"C1","as_of_ms":1,"churn_probability":0.97,"segment":0})"));
 
   auto index = HttpGet(port, "/");

@@ -65,7 +65,7 @@ TEST_CASE("churn-risk histogram keeps the latest probability of each customer", 
     const int segment = static_cast<int>(rng() % 4);
     latest[id] = p;
     latest_segment[id] = segment;
-    REQUIRE(view.Apply(OutputTopic::kCustomerScores, Score(id, p, segment)));
+    REQUIRE(view.Apply(OutputKind::kCustomerScores, Score(id, p, segment)));
   }
   std::vector<int64_t> expected(10, 0);
   for (const auto& [id, p] : latest) {
@@ -91,7 +91,7 @@ TEST_CASE("the customer map is bounded and counts the customers past its cap", "
   options.max_customers = 100;
   DashboardView view(options);
   for (int i = 0; i < 250; ++i) {
-    REQUIRE(view.Apply(OutputTopic::kCustomerScores, Score("C" + std::to_string(i), 0.42, 1)));
+    REQUIRE(view.Apply(OutputKind::kCustomerScores, Score("C" + std::to_string(i), 0.42, 1)));
   }
   Parsed snap(view.Snapshot(1));
   int64_t total = 0;
@@ -107,11 +107,11 @@ TEST_CASE("alert feed: newest first, bounded, re-sent alerts replace their entry
   DashboardView view(options);
   for (int i = 0; i < 8; ++i) {
     REQUIRE(view.Apply(
-        OutputTopic::kChurnAlerts,
+        OutputKind::kChurnAlerts,
         Alert("a" + std::to_string(i), "C" + std::to_string(i), 0.7, i % 2 ? "high" : "critical")));
   }
   // a7 delivered again (at-least-once): still one entry, still 8 alerts in total.
-  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("a7", "C7", 0.71, "high")));
+  REQUIRE(view.Apply(OutputKind::kChurnAlerts, Alert("a7", "C7", 0.71, "high")));
   Parsed snap(view.Snapshot(1));
   auto recent = snap.doc["alerts"]["recent"].get_array();
   std::vector<std::string> ids;
@@ -133,28 +133,28 @@ TEST_CASE("segments, anomalies and correlations show the latest snapshots", "[da
   DashboardViewOptions options;
   options.max_anomalies = 3;
   DashboardView view(options);
-  REQUIRE(view.Apply(OutputTopic::kSegments,
+  REQUIRE(view.Apply(OutputKind::kSegments,
                      R"({"kind":"centroids","as_of_ms":2000,"k":2,"features":["recency","spend"],)"
                      R"("centroids":[{"segment":0,"size":70,"center":[1.5,200]},)"
                      R"({"segment":1,"size":30,"center":[40,5]}]})"));
   // An older snapshot delivered late does not replace the newer one.
-  REQUIRE(view.Apply(OutputTopic::kSegments,
+  REQUIRE(view.Apply(OutputKind::kSegments,
                      R"({"kind":"centroids","as_of_ms":1000,"k":1,"features":["recency"],)"
                      R"("centroids":[{"segment":0,"size":1,"center":[9]}]})"));
   REQUIRE(view.Apply(
-      OutputTopic::kSegments,
+      OutputKind::kSegments,
       R"({"kind":"segment_change","customer_id":"C1","as_of_ms":2100,"from":null,"to":1})"));
   for (int i = 0; i < 5; ++i) {
-    REQUIRE(view.Apply(OutputTopic::kAnomalies,
+    REQUIRE(view.Apply(OutputKind::kAnomalies,
                        R"({"kind":"metric","metric":"revenue_per_minute","as_of_ms":)" +
                            std::to_string(60000 * i) + R"(,"score":)" + std::to_string(i + 3) +
                            R"(,"observed":950,"expected":400})"));
   }
   REQUIRE(view.Apply(
-      OutputTopic::kAnomalies,
+      OutputKind::kAnomalies,
       R"({"kind":"customer","customer_id":"C9","as_of_ms":400000,"score":8.5,)"
       R"("observed":{"spend_7d":900,"logins_7d":3},"expected":{"spend_7d":50,"logins_7d":3}})"));
-  REQUIRE(view.Apply(OutputTopic::kCorrelations,
+  REQUIRE(view.Apply(OutputKind::kCorrelations,
                      R"({"as_of_ms":5000,"window_minutes":60,"metrics":["a","b"],)"
                      R"("matrix":[[1,-0.5],[-0.5,null]]})"));
 
@@ -186,12 +186,12 @@ TEST_CASE("segments, anomalies and correlations show the latest snapshots", "[da
 
 TEST_CASE("malformed records are counted and do not disturb the view", "[dashboard]") {
   DashboardView view;
-  CHECK_FALSE(view.Apply(OutputTopic::kCustomerScores, "not json"));
-  CHECK_FALSE(view.Apply(OutputTopic::kCustomerScores, R"({"customer_id":"C1"})"));
-  CHECK_FALSE(view.Apply(OutputTopic::kChurnAlerts, R"([1,2,3])"));
-  CHECK_FALSE(view.Apply(OutputTopic::kCorrelations, R"({"metrics":"x"})"));
-  CHECK(view.Apply(OutputTopic::kCustomerScores, Score("C1", 0.95, -1)));
-  CHECK(view.Apply(OutputTopic::kDeadLetter, "anything: dead letters are only counted"));
+  CHECK_FALSE(view.Apply(OutputKind::kCustomerScores, "not json"));
+  CHECK_FALSE(view.Apply(OutputKind::kCustomerScores, R"({"customer_id":"C1"})"));
+  CHECK_FALSE(view.Apply(OutputKind::kChurnAlerts, R"([1,2,3])"));
+  CHECK_FALSE(view.Apply(OutputKind::kCorrelations, R"({"metrics":"x"})"));
+  CHECK(view.Apply(OutputKind::kCustomerScores, Score("C1", 0.95, -1)));
+  CHECK(view.Apply(OutputKind::kDeadLetter, "anything: dead letters are only counted"));
   Parsed snap(view.Snapshot(1));
   CHECK(int64_t(snap.doc["feed"]["malformed"]) == 4);
   CHECK(int64_t(snap.doc["risk"]["customers"]) == 1);
@@ -231,11 +231,11 @@ TEST_CASE("a customer's recent alerts: newest first, bounded, re-sent ones repla
   options.alerts_per_customer = 2;
   options.max_alerted_customers = 2;
   DashboardView view(options);
-  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("a1", "C1", 0.61, "warning")));
-  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("a2", "C1", 0.72, "critical")));
-  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("a3", "C1", 0.65, "high")));
-  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("a2", "C1", 0.72, "critical")));  // re-sent
-  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("b1", "C2", 0.66, "high")));
+  REQUIRE(view.Apply(OutputKind::kChurnAlerts, Alert("a1", "C1", 0.61, "warning")));
+  REQUIRE(view.Apply(OutputKind::kChurnAlerts, Alert("a2", "C1", 0.72, "critical")));
+  REQUIRE(view.Apply(OutputKind::kChurnAlerts, Alert("a3", "C1", 0.65, "high")));
+  REQUIRE(view.Apply(OutputKind::kChurnAlerts, Alert("a2", "C1", 0.72, "critical")));  // re-sent
+  REQUIRE(view.Apply(OutputKind::kChurnAlerts, Alert("b1", "C2", 0.66, "high")));
 
   simdjson::dom::parser parser;
   auto ids = [&](const std::string& customer) {
@@ -252,7 +252,7 @@ TEST_CASE("a customer's recent alerts: newest first, bounded, re-sent ones repla
   CHECK(ids("C2") == V{"b1"});
   CHECK(view.CustomerAlertsJson("nobody") == "[]");
   // A third alerted customer evicts the first one alerted.
-  REQUIRE(view.Apply(OutputTopic::kChurnAlerts, Alert("c1", "C3", 0.7, "high")));
+  REQUIRE(view.Apply(OutputKind::kChurnAlerts, Alert("c1", "C3", 0.7, "high")));
   CHECK(view.CustomerAlertsJson("C1") == "[]");
   CHECK(ids("C3") == V{"c1"});
 }

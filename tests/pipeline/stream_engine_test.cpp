@@ -38,7 +38,7 @@ ReadBack ReadOutputs(const config::EngineConfig& cfg, size_t expected_dead, Done
   auto consumer = kafka::Consumer::Create(client, "independent-reader");
   REQUIRE(consumer.ok());
   std::vector<std::string> topics;
-  for (const auto& t : OutputTopicNames(cfg.outputs)) topics.push_back(t);
+  for (const auto& t : cfg.outputs.Names()) topics.push_back(t);
   REQUIRE((*consumer)->Subscribe(topics).ok());
   ReadBack out;
   simdjson::dom::parser parser;

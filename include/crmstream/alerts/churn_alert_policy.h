@@ -41,8 +41,12 @@ namespace crmstream::alerts {
 
 enum class Severity : uint8_t { kWarning = 0, kHigh, kCritical };
 inline constexpr int kSeverityCount = 3;
-// "warning", "high", "critical".
-std::string_view SeverityName(Severity s);
+// Names in Severity order (alert records, metric labels).
+inline constexpr std::array<std::string_view, kSeverityCount> kSeverityNames = {"warning", "high",
+                                                                                "critical"};
+inline constexpr std::string_view SeverityName(Severity s) {
+  return kSeverityNames[static_cast<size_t>(s)];
+}
 
 struct ChurnAlertPolicyOptions {
   // An episode opens (and an alert is raised) at a probability >= this.

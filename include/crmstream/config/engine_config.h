@@ -4,12 +4,14 @@
 // the line and the field.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "crmstream/common/status.h"
+#include "crmstream/schema/output_kind.h"
 
 namespace crmstream::config {
 
@@ -29,13 +31,24 @@ struct KafkaSettings {
   bool embedded() const { return !properties.count("bootstrap.servers"); }
 };
 
+// The output topics, defaults from schema/output_kind.h.
 struct OutputTopics {
-  TopicSpec customer_scores{"crm.customer-scores", 6};
-  TopicSpec churn_alerts{"crm.churn-alerts", 3};
-  TopicSpec segments{"crm.segments", 3};
-  TopicSpec anomalies{"crm.anomalies", 3};
-  TopicSpec correlations{"crm.correlations", 1};
-  TopicSpec dead_letter{"crm.dead-letter", 3};
+  TopicSpec customer_scores = Default(schema::OutputKind::kCustomerScores);
+  TopicSpec churn_alerts = Default(schema::OutputKind::kChurnAlerts);
+  TopicSpec segments = Default(schema::OutputKind::kSegments);
+  TopicSpec anomalies = Default(schema::OutputKind::kAnomalies);
+  TopicSpec correlations = Default(schema::OutputKind::kCorrelations);
+  TopicSpec dead_letter = Default(schema::OutputKind::kDeadLetter);
+
+  const TopicSpec& of(schema::OutputKind kind) const;
+  // Topic names in OutputKind order.
+  std::array<std::string, schema::kOutputKindCount> Names() const;
+
+ private:
+  static TopicSpec Default(schema::OutputKind kind) {
+    const auto k = static_cast<size_t>(kind);
+    return {std::string(schema::kDefaultOutputTopics[k]), schema::kDefaultOutputPartitions[k]};
+  }
 };
 
 // Delivery semantics of the engine (README "Delivery semantics").

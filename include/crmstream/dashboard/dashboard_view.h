@@ -32,16 +32,8 @@
 namespace crmstream::dashboard {
 
 // Which output topic a record came from.
-enum class OutputTopic : uint8_t {
-  kCustomerScores,
-  kChurnAlerts,
-  kSegments,
-  kAnomalies,
-  kCorrelations,
-  kDeadLetter,
-};
-inline constexpr int kOutputTopicCount = 6;
-std::string_view OutputTopicLabel(OutputTopic topic);
+using schema::kOutputKindCount;
+using schema::OutputKind;
 
 struct DashboardViewOptions {
   size_t max_alerts = 50;                  // newest alerts kept for the feed
@@ -72,14 +64,14 @@ class DashboardView {
 
   // Applies one record's JSON value. Returns false (and counts it) when the
   // value is not a JSON object of the expected shape.
-  bool Apply(OutputTopic topic, std::string_view value);
+  bool Apply(OutputKind kind, std::string_view value);
 
   void AddEngineSample(const EngineSample& sample);
   // Whether the Kafka reader currently has a working connection.
   void SetFeedStatus(bool connected, std::string_view detail);
 
   // Records applied per topic since start (for output rates).
-  std::array<uint64_t, kOutputTopicCount> RecordCounts() const;
+  std::array<uint64_t, kOutputKindCount> RecordCounts() const;
 
   // The whole picture as compact JSON (a few KB).
   std::string Snapshot(int64_t now_ms) const;

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "crmstream/common/status.h"
+#include "crmstream/config/engine_config.h"
 #include "crmstream/dashboard/dashboard_view.h"
 #include "crmstream/kafka/client_config.h"
 
@@ -31,17 +32,12 @@ using ClientConfigSource = std::function<Result<kafka::ClientConfig>()>;
 
 struct OutputFeedOptions {
   std::string group_id = "crmstream-dashboard";
-  // Topic name per OutputTopic, in enum order.
-  std::array<std::string, kOutputTopicCount> topics = {"crm.customer-scores", "crm.churn-alerts",
-                                                       "crm.segments",        "crm.anomalies",
-                                                       "crm.correlations",    "crm.dead-letter"};
+  // Topic name per OutputKind, in enum order (config::OutputTopics::Names()).
+  std::array<std::string, kOutputKindCount> topics = config::OutputTopics{}.Names();
   std::string offset_reset = "earliest";  // where a fresh reader starts: earliest | latest
   int poll_timeout_ms = 200;              // one consumer poll, ms
   int reconnect_after_ms = 5000;          // silence before re-asking the source, ms
 };
-
-// Topic names of an engine configuration's outputs, in OutputTopic order.
-std::array<std::string, kOutputTopicCount> OutputTopicNames(const config::OutputTopics& outputs);
 
 class OutputFeed {
  public:

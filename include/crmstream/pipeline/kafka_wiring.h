@@ -25,9 +25,6 @@ kafka::ClientConfig MakeClientConfig(const config::KafkaSettings& settings);
 // Every input and output topic of the configuration.
 std::vector<kafka::TopicSpec> AllTopics(const config::EngineConfig& config);
 
-// The output topic name of each OutputKind.
-std::array<std::string, kOutputKindCount> OutputTopicNames(const config::OutputTopics& outputs);
-
 // Produces each output record to its topic, keyed by customer where the
 // record has a key. A produce failure is kept (first error) for the engine
 // to act on after the batch: Emit cannot fail the event it is called for.

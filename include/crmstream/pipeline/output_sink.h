@@ -10,23 +10,14 @@
 #include <cstdint>
 #include <string_view>
 
+#include "crmstream/schema/output_kind.h"
+
 namespace crmstream::pipeline {
 
-enum class OutputKind : uint8_t {
-  kCustomerScores = 0,
-  kChurnAlerts,
-  kSegments,
-  kAnomalies,
-  kCorrelations,
-  kDeadLetter,
-};
-inline constexpr int kOutputKindCount = 6;
-// Short stable names, used for metric labels and replay output files.
-inline constexpr std::array<std::string_view, kOutputKindCount> kOutputKindNames = {
-    "customer_scores", "churn_alerts", "segments", "anomalies", "correlations", "dead_letter"};
-inline std::string_view OutputKindName(OutputKind k) {
-  return kOutputKindNames[static_cast<int>(k)];
-}
+using schema::kOutputKindCount;
+using schema::kOutputKindNames;
+using schema::OutputKind;
+using schema::OutputKindName;
 
 class OutputSink {
  public:

@@ -99,12 +99,6 @@ inline constexpr int kRocksDbMemoryKindCount = 3;
 inline constexpr std::array<std::string_view, kRocksDbMemoryKindCount> kRocksDbMemoryKindNames = {
     "memtables", "table_readers", "block_cache"};
 
-// Churn alert severities, in alerts::Severity order (ProcessorCounters counts
-// each published alert under its severity).
-inline constexpr int kAlertSeverityCount = kSeverityCount;
-inline constexpr std::array<std::string_view, kAlertSeverityCount> kAlertSeverityNames = {
-    "warning", "high", "critical"};
-
 // Totals published by the engine thread after every batch, plus the feeds
 // of the state store. Every field is an atomic any thread may read.
 struct EngineStats {
@@ -116,9 +110,9 @@ struct EngineStats {
   // Indexed by ingest::RejectReason.
   std::array<std::atomic<uint64_t>, 16> rejected_by_reason{};
   std::array<std::atomic<uint64_t>, kOutputKindCount> outputs{};
-  // Churn alerts by severity. Until the processors count severities, every
-  // crm.churn-alerts record is counted as unclassified.
-  std::array<std::atomic<uint64_t>, kAlertSeverityCount> churn_alerts{};
+  // Churn alerts by alerts::Severity (the processors count each published
+  // alert under its severity).
+  std::array<std::atomic<uint64_t>, alerts::kSeverityCount> churn_alerts{};
   std::atomic<uint64_t> delivered{0};  // output records acknowledged by the brokers
   // exactly_once: regenerated outputs not produced again because a
   // predecessor had delivered them before it crashed.

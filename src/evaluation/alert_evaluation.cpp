@@ -1,4 +1,4 @@
-#include "crmstream/pipeline/alert_evaluation.h"
+#include "crmstream/evaluation/alert_evaluation.h"
 
 #include <algorithm>
 #include <charconv>
@@ -8,7 +8,7 @@
 
 #include "crmstream/generator/world_generator.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::evaluation {
 namespace {
 
 constexpr int64_t kMillisPerDay = 86'400'000;
@@ -146,4 +146,4 @@ Result<AlertEvaluation> EvaluateChurnAlerts(const AlertEvaluationOptions& option
   return out;
 }
 
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::evaluation

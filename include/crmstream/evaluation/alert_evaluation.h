@@ -25,7 +25,12 @@
 #include "crmstream/common/status.h"
 #include "crmstream/pipeline/event_processor.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::evaluation {
+
+using pipeline::EventProcessor;
+using pipeline::OutputKind;
+using pipeline::OutputSink;
+using pipeline::ProcessorOptions;
 
 struct AlertEvaluationOptions {
   uint64_t seed = 42;        // generator seed
@@ -59,4 +64,4 @@ struct AlertEvaluation {
 
 Result<AlertEvaluation> EvaluateChurnAlerts(const AlertEvaluationOptions& options);
 
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::evaluation

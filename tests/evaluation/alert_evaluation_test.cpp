@@ -1,8 +1,8 @@
-#include "crmstream/pipeline/alert_evaluation.h"
+#include "crmstream/evaluation/alert_evaluation.h"
 
 #include <catch2/catch.hpp>
 
-namespace crmstream::pipeline {
+namespace crmstream::evaluation {
 namespace {
 
 // A small generated world (1,000 customers, 10% churn per 30 days). The
@@ -52,4 +52,4 @@ TEST_CASE("Alert evaluation options are validated", "[pipeline][alerts]") {
 }
 
 }  // namespace
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::evaluation
