@@ -81,14 +81,18 @@ Status TopicAdmin::WithLastClientError(Status failed) {
 }
 
 Result<MetadataHandle> TopicAdmin::AllTopicsMetadata(std::chrono::milliseconds timeout) {
-  const rd_kafka_metadata_t* md = nullptr;
-  // all_topics=1 with no topic handle: asking never triggers auto-creation.
-  const rd_kafka_resp_err_t err =
-      rd_kafka_metadata(rk_.get(), 1, nullptr, &md, static_cast<int>(timeout.count()));
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return WithLastClientError(KafkaStatus(err, "topic admin: metadata"));
+  const Clock::time_point deadline = Clock::now() + timeout;
+  while (true) {
+    // Asked in slices of at most a second, so that a connection error that
+    // retrying cannot cure (a refused login) ends the wait early.
+    const int slice_ms = std::min(RemainingMs(deadline), 1000);
+    const rd_kafka_metadata_t* md = nullptr;
+    // all_topics=1 with no topic handle: asking never triggers auto-creation.
+    const rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), 1, nullptr, &md, slice_ms);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return MetadataHandle(md);
+    Status failed = WithLastClientError(KafkaStatus(err, "topic admin: metadata"));
+    if (failed.code() != StatusCode::kUnavailable || Clock::now() >= deadline) return failed;
   }
-  return MetadataHandle(md);
 }
 
 Status TopicAdmin::CreateWithAdminApi(std::span<const TopicSpec> topics,

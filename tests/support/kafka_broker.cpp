@@ -1,5 +1,6 @@
 #include "support/kafka_broker.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,6 +29,15 @@ std::string UniqueSuffix() {
          std::to_string(counter++);
 }
 
+// librdkafka's `debug` contexts from CRMSTREAM_TEST_KAFKA_DEBUG; its lines
+// reach the log at debug level, so the log shows that level too.
+void AddDebug(kafka::ClientConfig* config) {
+  const std::string debug = Env("CRMSTREAM_TEST_KAFKA_DEBUG");
+  if (debug.empty()) return;
+  config->Set("debug", debug);
+  spdlog::set_level(spdlog::level::debug);
+}
+
 }  // namespace
 
 std::optional<RealKafkaSettings> RealKafkaSettings::FromEnvironment() {
@@ -51,18 +61,14 @@ kafka::ClientConfig RealKafkaSettings::SaslConfig(const std::string& password) c
   config.Set("sasl.username", sasl_username);
   config.Set("sasl.password", password);
   config.Set("ssl.ca.location", ca_location);
-  if (const std::string debug = Env("CRMSTREAM_TEST_KAFKA_DEBUG"); !debug.empty()) {
-    config.Set("debug", debug);
-  }
+  AddDebug(&config);
   return config;
 }
 
 kafka::ClientConfig TestBroker::config() const {
   kafka::ClientConfig config;
   config.Set("bootstrap.servers", bootstrap_);
-  if (const std::string debug = Env("CRMSTREAM_TEST_KAFKA_DEBUG"); !debug.empty()) {
-    config.Set("debug", debug);
-  }
+  AddDebug(&config);
   return config;
 }
 
