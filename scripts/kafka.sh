@@ -202,7 +202,13 @@ jvm_options() {
     -cp "$dist/libs/*")
 }
 
-node_ids() { for f in "$run"/node-*/pid; do [ -f "$f" ] && basename "$(dirname "$f")" | cut -d- -f2; done; }
+# The ids of the nodes started (those with a pid file).
+node_ids() {
+  local f
+  for f in "$run"/node-*/pid; do
+    if [ -f "$f" ]; then basename "$(dirname "$f")" | cut -d- -f2; fi
+  done
+}
 
 node_alive() {
   local pid
