@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages crmstream builds and tests with. Idempotent:
 # does nothing (and needs no root) when everything is already there.
+# With package names as arguments, installs just those (scripts/kafka.sh uses
+# it for Java and Maven).
 set -euo pipefail
 
 packages=(
@@ -10,6 +12,7 @@ packages=(
   kcat clang-14 libclang-rt-14-dev clang-format
   prometheus chromium
 )
+[ $# -gt 0 ] && packages=("$@")
 
 missing=()
 for p in "${packages[@]}"; do
@@ -18,7 +21,7 @@ done
 # Node.js and npm (the dashboard's bundle, the schema and browser tests): a
 # Node.js that ships its own npm (e.g. a nodesource build) conflicts with
 # Debian's npm package, so judge by the commands, not the package names.
-if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
+if [ $# -eq 0 ] && { ! command -v node > /dev/null || ! command -v npm > /dev/null; }; then
   missing+=(nodejs npm)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -2,10 +2,26 @@
 # README command 2: installs what the tests need, builds, runs every test.
 # The public data sets are read from ../shared/data (or $CRMSTREAM_DATA_DIR);
 # tests that need them say SKIPPED where they are absent.
+#
+# The Kafka integration tests run against the embedded cluster and against a
+# real Apache Kafka that this script starts (scripts/kafka.sh) and stops
+# again; those needing it fail, not skip, when it is missing
+# (CRMSTREAM_REQUIRE_KAFKA=1). A cluster already named by CRMSTREAM_TEST_KAFKA
+# is used as it is; CRMSTREAM_REAL_KAFKA=0 runs without one (they skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh release
 # The decoders' fuzzers, briefly (scripts/fuzz.sh 600 for a longer run).
 scripts/fuzz.sh "${CRMSTREAM_FUZZ_SECONDS:-20}"
+
+if [ "${CRMSTREAM_REAL_KAFKA:-1}" = 1 ] && [ -z "${CRMSTREAM_TEST_KAFKA:-}" ]; then
+  # Stop it afterwards only if this script started it.
+  if ! scripts/kafka.sh status > /dev/null 2>&1; then
+    trap 'scripts/kafka.sh stop' EXIT
+  fi
+  kafka_env="$(scripts/kafka.sh start)"  # fails the script if the broker does not start
+  eval "$kafka_env"
+  export CRMSTREAM_REQUIRE_KAFKA=1
+fi
 ctest --test-dir build/release --output-on-failure -j2 --timeout 900

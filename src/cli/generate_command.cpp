@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli_support.h"
+#include "cluster_topics.h"
 #include "commands.h"
 #include "crmstream/kafka/producer.h"
 #include "crmstream/pipeline/kafka_wiring.h"
@@ -47,6 +48,14 @@ int RunGenerate(const GenerateOptions& o) {
                                   "no Kafka to write to: give --out FILE, --bootstrap-servers or "
                                   "--broker-file state/broker.addr"));
     }
+    // The topic with the partition count of the input of that name (else of
+    // the first input), unless it exists.
+    int partitions = cfg->inputs.empty() ? 1 : cfg->inputs.front().partitions;
+    for (const auto& t : cfg->inputs) {
+      if (t.name == o.topic) partitions = t.partitions;
+    }
+    const std::vector<kafka::TopicSpec> topic{{o.topic, partitions, -1}};
+    if (Status st = EnsureClusterTopics(*cfg, topic); !st.ok()) return Fail("generate", st);
     auto producer = kafka::Producer::Create(pipeline::MakeClientConfig(cfg->kafka));
     if (!producer.ok()) return Fail("generate", producer.status());
     kafka::Producer* p = producer->get();

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "cli_support.h"
+#include "cluster_topics.h"
 #include "commands.h"
 #include "crmstream/dashboard/dashboard_server.h"
 #include "crmstream/dashboard/output_feed.h"
@@ -97,6 +98,8 @@ int RunEngine(const RunOptions& o) {
       std::filesystem::remove_all(store, ec);
       if (ec) return Fail("run", Status::IOError(store.string() + ": " + ec.message()));
     }
+  } else if (Status st = EnsureClusterTopics(*cfg, pipeline::AllTopics(*cfg)); !st.ok()) {
+    return Fail("run", st.WithContext("creating the configured topics"));
   }
   auto engine = pipeline::StreamEngine::Create(*cfg, *spec);
   if (!engine.ok()) return Fail("run", engine.status());

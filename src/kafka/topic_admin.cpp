@@ -42,24 +42,57 @@ Result<std::unique_ptr<TopicAdmin>> TopicAdmin::Create(const ClientConfig& confi
   effective.SetDefault("client.id", "crmstream-admin");
   CRM_ASSIGN_OR_RETURN(ConfHandle conf, effective.BuildConf());
   RouteLogsToSpdlog(conf.get());
+  std::unique_ptr<TopicAdmin> admin(new TopicAdmin());
+  rd_kafka_conf_set_error_cb(conf.get(), &TopicAdmin::OnError);
+  rd_kafka_conf_set_opaque(conf.get(), admin.get());
   std::array<char, 512> errstr{};
   KafkaHandle rk(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr.data(), errstr.size()));
   if (!rk) return Status::InvalidArgument(std::string("topic admin: ") + errstr.data());
   conf.release();  // owned by rk now
 
-  std::unique_ptr<TopicAdmin> admin(new TopicAdmin());
   admin->rk_ = std::move(rk);
   admin->embedded_ = embedded;
   return admin;
 }
 
+void TopicAdmin::OnError(rd_kafka_t* /*rk*/, int err, const char* reason, void* opaque) {
+  auto* admin = static_cast<TopicAdmin*>(opaque);
+  const auto code = static_cast<rd_kafka_resp_err_t>(err);
+  // "All brokers down" follows the error that took them down: keep that one.
+  if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN &&
+      admin->last_error_ != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return;
+  }
+  admin->last_error_ = code;
+  admin->last_error_reason_ = reason != nullptr ? reason : "";
+}
+
+Status TopicAdmin::WithLastClientError(Status failed) {
+  // Connection errors are queued as events; serve them now.
+  rd_kafka_poll(rk_.get(), 0);
+  if (last_error_ == RD_KAFKA_RESP_ERR_NO_ERROR) return failed;
+  // A refused login or TLS handshake will not pass by retrying: report it
+  // with its own class (InvalidArgument), not as the timeout it caused.
+  const StatusCode code = KafkaErrorCode(last_error_) == StatusCode::kUnavailable
+                              ? failed.code()
+                              : KafkaErrorCode(last_error_);
+  return Status(code, failed.message() + "; last connection error: " + last_error_reason_ + " (" +
+                          rd_kafka_err2name(last_error_) + ")");
+}
+
 Result<MetadataHandle> TopicAdmin::AllTopicsMetadata(std::chrono::milliseconds timeout) {
-  const rd_kafka_metadata_t* md = nullptr;
-  // all_topics=1 with no topic handle: asking never triggers auto-creation.
-  const rd_kafka_resp_err_t err =
-      rd_kafka_metadata(rk_.get(), 1, nullptr, &md, static_cast<int>(timeout.count()));
-  CRM_RETURN_NOT_OK(KafkaStatus(err, "topic admin: metadata"));
-  return MetadataHandle(md);
+  const Clock::time_point deadline = Clock::now() + timeout;
+  while (true) {
+    // Asked in slices of at most a second, so that a connection error that
+    // retrying cannot cure (a refused login) ends the wait early.
+    const int slice_ms = std::min(RemainingMs(deadline), 1000);
+    const rd_kafka_metadata_t* md = nullptr;
+    // all_topics=1 with no topic handle: asking never triggers auto-creation.
+    const rd_kafka_resp_err_t err = rd_kafka_metadata(rk_.get(), 1, nullptr, &md, slice_ms);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return MetadataHandle(md);
+    Status failed = WithLastClientError(KafkaStatus(err, "topic admin: metadata"));
+    if (failed.code() != StatusCode::kUnavailable || Clock::now() >= deadline) return failed;
+  }
 }
 
 Status TopicAdmin::CreateWithAdminApi(std::span<const TopicSpec> topics,
@@ -77,6 +110,14 @@ Status TopicAdmin::CreateWithAdminApi(std::span<const TopicSpec> topics,
     }
     owned.emplace_back(topic);
     raw.push_back(topic);
+    for (const auto& [key, value] : spec.configs) {
+      const rd_kafka_resp_err_t err =
+          rd_kafka_NewTopic_set_config(topic, key.c_str(), value.c_str());
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return Status::InvalidArgument("topic admin: topic '" + spec.name + "': config '" + key +
+                                       "': " + rd_kafka_err2str(err));
+      }
+    }
   }
 
   std::unique_ptr<rd_kafka_AdminOptions_t, AdminOptionsDeleter> options(
@@ -94,10 +135,13 @@ Status TopicAdmin::CreateWithAdminApi(std::span<const TopicSpec> topics,
   // The request times out on its own; the extra second lets that result in.
   EventHandle event(rd_kafka_queue_poll(queue.get(), timeout_ms + 1000));
   if (!event) {
-    return Status::Unavailable("topic admin: CreateTopics got no answer within " +
-                               std::to_string(timeout_ms) + " ms");
+    return WithLastClientError(Status::Unavailable(
+        "topic admin: CreateTopics got no answer within " + std::to_string(timeout_ms) + " ms"));
   }
-  CRM_RETURN_NOT_OK(KafkaStatus(rd_kafka_event_error(event.get()), "topic admin: CreateTopics"));
+  if (rd_kafka_event_error(event.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return WithLastClientError(
+        KafkaStatus(rd_kafka_event_error(event.get()), "topic admin: CreateTopics"));
+  }
   const rd_kafka_CreateTopics_result_t* result = rd_kafka_event_CreateTopics_result(event.get());
   if (result == nullptr) return Status::Internal("topic admin: unexpected event type");
   size_t count = 0;

@@ -10,8 +10,9 @@
 namespace crmstream::kafka {
 namespace {
 
-using testing::ClusterFixture;
+using testing::EmbeddedBroker;
 using testing::kTestDeadline;
+using testing::RealBroker;
 using testing::Received;
 
 // Remembers what the group told this member, and optionally picks start
@@ -45,17 +46,17 @@ std::set<TopicPartition> AsSet(const std::vector<TopicPartition>& v) {
   return std::set<TopicPartition>(v.begin(), v.end());
 }
 
-void SplitAndReadEverything(const std::string& strategy, std::string_view expected_protocol) {
-  ClusterFixture fx;
-  const std::string topic = "split";
-  REQUIRE(fx.cluster->CreateTopic(topic, 4, 3).ok());
+void SplitAndReadEverything(crmstream::testing::TestBroker& fx, const std::string& strategy,
+                            std::string_view expected_protocol) {
+  const std::string topic = fx.CreateTopic("split", 4);
   ClientConfig config = fx.consumer_config();
   config.Set("partition.assignment.strategy", strategy);
 
   RecordingListener listener_a;
   RecordingListener listener_b;
-  auto a = Consumer::Create(config, "splitters", ConsumerOptions{.listener = &listener_a});
-  auto b = Consumer::Create(config, "splitters", ConsumerOptions{.listener = &listener_b});
+  const std::string group = fx.Name("splitters");
+  auto a = Consumer::Create(config, group, ConsumerOptions{.listener = &listener_a});
+  auto b = Consumer::Create(config, group, ConsumerOptions{.listener = &listener_b});
   REQUIRE(a.ok());
   REQUIRE(b.ok());
   const std::vector<std::string> topics{topic};
@@ -127,20 +128,23 @@ void SplitAndReadEverything(const std::string& strategy, std::string_view expect
   CHECK(listener_b.assigned.empty());
 }
 
-TEST_CASE("Two eager group members split the partitions and read everything once",
-          "[kafka][integration]") {
-  SplitAndReadEverything("range,roundrobin", "EAGER");
+TEMPLATE_TEST_CASE("Two eager group members split the partitions and read everything once",
+                   "[kafka][integration]", EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  SplitAndReadEverything(fx, "range,roundrobin", "EAGER");
 }
 
-TEST_CASE("Two cooperative group members split the partitions and read everything once",
-          "[kafka][integration]") {
-  SplitAndReadEverything("cooperative-sticky", "COOPERATIVE");
+TEMPLATE_TEST_CASE("Two cooperative group members split the partitions and read everything once",
+                   "[kafka][integration]", EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  SplitAndReadEverything(fx, "cooperative-sticky", "COOPERATIVE");
 }
 
-TEST_CASE("A new member resumes exactly after the committed offsets", "[kafka][integration]") {
-  ClusterFixture fx;
-  const std::string topic = "resume";
-  REQUIRE(fx.cluster->CreateTopic(topic, 4, 3).ok());
+TEMPLATE_TEST_CASE("A new member resumes exactly after the committed offsets",
+                   "[kafka][integration]", EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  const std::string topic = fx.CreateTopic("resume", 4);
+  const std::string group = fx.Name("resumers");
   auto producer = Producer::Create(fx.config());
   REQUIRE(producer.ok());
   constexpr int kMessages = 800;
@@ -156,7 +160,7 @@ TEST_CASE("A new member resumes exactly after the committed offsets", "[kafka][i
   std::map<int32_t, std::vector<int64_t>> offsets_by_partition;
   std::vector<TopicPartitionOffset> commits;
   {
-    auto first = Consumer::Create(config, "resumers");
+    auto first = Consumer::Create(config, group);
     REQUIRE(first.ok());
     REQUIRE((*first)->Subscribe(topics).ok());
     const auto received = testing::ConsumeUntil(**first, kMessages);
@@ -185,7 +189,7 @@ TEST_CASE("A new member resumes exactly after the committed offsets", "[kafka][i
     }
   }
 
-  auto second = Consumer::Create(config, "resumers");
+  auto second = Consumer::Create(config, group);
   REQUIRE(second.ok());
   REQUIRE((*second)->Subscribe(topics).ok());
   const auto received = testing::ConsumeUntil(**second, expected.size());
@@ -198,11 +202,11 @@ TEST_CASE("A new member resumes exactly after the committed offsets", "[kafka][i
   CHECK(got == expected);
 }
 
-TEST_CASE("The rebalance listener chooses where newly assigned partitions start",
-          "[kafka][integration]") {
-  ClusterFixture fx;
-  const std::string topic = "restart-from-state";
-  REQUIRE(fx.cluster->CreateTopic(topic, 2, 1).ok());
+TEMPLATE_TEST_CASE("The rebalance listener chooses where newly assigned partitions start",
+                   "[kafka][integration]", EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  const std::string topic = fx.CreateTopic("restart-from-state", 2, 1);
+  const std::string group = fx.Name("stateful");
   auto producer = Producer::Create(fx.config());
   REQUIRE(producer.ok());
   for (int i = 0; i < 20; ++i) {
@@ -213,7 +217,7 @@ TEST_CASE("The rebalance listener chooses where newly assigned partitions start"
   // The group has a committed offset (2) that the listener overrides with 7,
   // as when local state was checkpointed further along than the group.
   {
-    auto committer = Consumer::Create(fx.consumer_config(), "stateful");
+    auto committer = Consumer::Create(fx.consumer_config(), group);
     REQUIRE(committer.ok());
     const std::vector<TopicPartitionOffset> commits{{topic, 0, 2}, {topic, 1, 2}};
     REQUIRE((*committer)->CommitOffsets(commits, false).ok());
@@ -222,7 +226,7 @@ TEST_CASE("The rebalance listener chooses where newly assigned partitions start"
   RecordingListener listener;
   listener.start_offset = 7;
   auto consumer =
-      Consumer::Create(fx.consumer_config(), "stateful", ConsumerOptions{.listener = &listener});
+      Consumer::Create(fx.consumer_config(), group, ConsumerOptions{.listener = &listener});
   REQUIRE(consumer.ok());
   const std::vector<std::string> topics{topic};
   REQUIRE((*consumer)->Subscribe(topics).ok());
@@ -235,13 +239,13 @@ TEST_CASE("The rebalance listener chooses where newly assigned partitions start"
   CHECK(listener.assign_calls >= 1);
 }
 
-TEST_CASE("WaitForAssignment returns once the group has assigned partitions",
-          "[kafka][integration]") {
-  ClusterFixture fx;
-  REQUIRE(fx.cluster->CreateTopic("waiting", 3, 1).ok());
-  auto consumer = Consumer::Create(fx.consumer_config(), "waiters");
+TEMPLATE_TEST_CASE("WaitForAssignment returns once the group has assigned partitions",
+                   "[kafka][integration]", EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  const std::string topic = fx.CreateTopic("waiting", 3, 1);
+  auto consumer = Consumer::Create(fx.consumer_config(), fx.Name("waiters"));
   REQUIRE(consumer.ok());
-  const std::vector<std::string> topics{"waiting"};
+  const std::vector<std::string> topics{topic};
   REQUIRE((*consumer)->Subscribe(topics).ok());
   MessageBatch batch(8);
   auto assigned = (*consumer)->WaitForAssignment(kTestDeadline, &batch);

@@ -4,25 +4,6 @@
 
 namespace crmstream::kafka::testing {
 
-ClusterFixture::ClusterFixture() {
-  auto created = EmbeddedCluster::Create();
-  REQUIRE(created.ok());
-  cluster = std::move(created).value();
-}
-
-ClientConfig ClusterFixture::config() const {
-  ClientConfig config;
-  config.Set("bootstrap.servers", cluster->bootstrap_servers());
-  return config;
-}
-
-ClientConfig ClusterFixture::consumer_config() const {
-  ClientConfig config = this->config();
-  config.Set("session.timeout.ms", "6000");
-  config.Set("heartbeat.interval.ms", "1000");
-  return config;
-}
-
 void AppendBatch(const MessageBatch& batch, std::vector<Received>* out) {
   for (size_t i = 0; i < batch.size(); ++i) {
     const MessageView m = batch[i];

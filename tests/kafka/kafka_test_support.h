@@ -1,5 +1,7 @@
-// Fixtures for the kafka module's tests: an embedded cluster per test, and
-// bounded loops that wait for a condition instead of sleeping.
+// Fixtures for the kafka module's tests: the broker under test
+// (support/kafka_broker.h: an embedded cluster per test, or the real cluster
+// of scripts/kafka.sh), and bounded loops that wait for a condition instead
+// of sleeping.
 //
 // Thread-safety: test code, single-threaded.
 #pragma once
@@ -16,6 +18,7 @@
 #include "crmstream/kafka/consumer.h"
 #include "crmstream/kafka/embedded_cluster.h"
 #include "crmstream/kafka/producer.h"
+#include "support/kafka_broker.h"
 
 namespace crmstream::kafka::testing {
 
@@ -31,17 +34,11 @@ struct Received {
   std::string value;
 };
 
-// An embedded 3-broker cluster plus a client config pointing at it.
-struct ClusterFixture {
-  ClusterFixture();
-  std::unique_ptr<EmbeddedCluster> cluster;
-  ClientConfig config() const;
-  // config() plus a short group session (6 s). The mock coordinator recovers
-  // from some join/sync interleavings, and admits a member into a group that
-  // its last member left, only after a whole session timeout (librdkafka's
-  // default is 45 s, longer than any test's deadline).
-  ClientConfig consumer_config() const;
-};
+using crmstream::testing::EmbeddedBroker;
+using crmstream::testing::RealBroker;
+// An embedded 3-broker cluster (`cluster`) plus client configs pointing at
+// it, for the tests of what only the mock can do (fault injection).
+using ClusterFixture = EmbeddedBroker;
 
 // Polls `consumer` until `want` messages in total have been received or the
 // deadline passes; returns what arrived (the caller checks the count).

@@ -12,8 +12,9 @@
 namespace crmstream::kafka {
 namespace {
 
-using testing::ClusterFixture;
+using testing::EmbeddedBroker;
 using testing::kTestDeadline;
+using testing::RealBroker;
 using testing::Received;
 
 // Checks that `received` is exactly the values 0..n-1, each once, and that
@@ -46,11 +47,10 @@ void CheckExactlyOnceInOrder(const std::vector<Received>& received, int n) {
   CHECK(*values.rbegin() == n - 1);
 }
 
-TEST_CASE("Keyed messages come back exactly once, in order per key and partition",
-          "[kafka][integration]") {
-  ClusterFixture fx;
-  const std::string topic = "orders";
-  REQUIRE(fx.cluster->CreateTopic(topic, 4, 3).ok());
+TEMPLATE_TEST_CASE("Keyed messages come back exactly once, in order per key and partition",
+                   "[kafka][integration]", EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  const std::string topic = fx.CreateTopic("orders", 4);
 
   auto producer = Producer::Create(fx.config());
   REQUIRE(producer.ok());
@@ -61,7 +61,7 @@ TEST_CASE("Keyed messages come back exactly once, in order per key and partition
   CHECK((*producer)->failed_count() == 0);
   CHECK((*producer)->last_delivery_error().ok());
 
-  auto consumer = Consumer::Create(fx.consumer_config(), "orders-reader");
+  auto consumer = Consumer::Create(fx.consumer_config(), fx.Name("orders-reader"));
   REQUIRE(consumer.ok());
   const std::vector<std::string> topics{topic};
   REQUIRE((*consumer)->Subscribe(topics).ok());
@@ -76,19 +76,20 @@ TEST_CASE("Keyed messages come back exactly once, in order per key and partition
   REQUIRE((*consumer)->Close().ok());
 }
 
-TEST_CASE("Headers and explicit partitions reach the consumer", "[kafka][integration]") {
-  ClusterFixture fx;
-  REQUIRE(fx.cluster->CreateTopic("with-headers", 4, 1).ok());
+TEMPLATE_TEST_CASE("Headers and explicit partitions reach the consumer", "[kafka][integration]",
+                   EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  const std::string topic = fx.CreateTopic("with-headers", 4, 1);
   auto producer = Producer::Create(fx.config());
   REQUIRE(producer.ok());
   const std::vector<MessageHeader> headers{{"source", "generator"}, {"schema", "v1"}};
-  REQUIRE((*producer)->Produce("with-headers", 2, "k", "payload", headers).ok());
-  REQUIRE((*producer)->Produce("with-headers", 3, "", "no key").ok());
+  REQUIRE((*producer)->Produce(topic, 2, "k", "payload", headers).ok());
+  REQUIRE((*producer)->Produce(topic, 3, "", "no key").ok());
   REQUIRE((*producer)->Flush(kTestDeadline).ok());
 
-  auto consumer = Consumer::Create(fx.consumer_config(), "headers-reader");
+  auto consumer = Consumer::Create(fx.consumer_config(), fx.Name("headers-reader"));
   REQUIRE(consumer.ok());
-  const std::vector<std::string> topics{"with-headers"};
+  const std::vector<std::string> topics{topic};
   REQUIRE((*consumer)->Subscribe(topics).ok());
 
   MessageBatch batch(16);
@@ -124,29 +125,29 @@ TEST_CASE("Headers and explicit partitions reach the consumer", "[kafka][integra
   CHECK(saw_null_key);
 }
 
-TEST_CASE("Lag follows the cached high watermark and the consumer position",
-          "[kafka][integration]") {
-  ClusterFixture fx;
-  REQUIRE(fx.cluster->CreateTopic("lagging", 2, 1).ok());
+TEMPLATE_TEST_CASE("Lag follows the cached high watermark and the consumer position",
+                   "[kafka][integration]", EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  const std::string topic = fx.CreateTopic("lagging", 2, 1);
   auto producer = Producer::Create(fx.config());
   REQUIRE(producer.ok());
   for (int i = 0; i < 30; ++i) {
-    REQUIRE((*producer)->Produce("lagging", i % 2, "k", std::to_string(i)).ok());
+    REQUIRE((*producer)->Produce(topic, i % 2, "k", std::to_string(i)).ok());
   }
   REQUIRE((*producer)->Flush(kTestDeadline).ok());
 
-  auto consumer = Consumer::Create(fx.consumer_config(), "lag-reader");
+  auto consumer = Consumer::Create(fx.consumer_config(), fx.Name("lag-reader"));
   REQUIRE(consumer.ok());
-  const std::vector<std::string> topics{"lagging"};
+  const std::vector<std::string> topics{topic};
   REQUIRE((*consumer)->Subscribe(topics).ok());
   REQUIRE(testing::ConsumeUntil(**consumer, 30).size() == 30);
-  auto lag0 = (*consumer)->Lag("lagging", 0);
+  auto lag0 = (*consumer)->Lag(topic, 0);
   REQUIRE(lag0.ok());
   CHECK(*lag0 == 0);
 
   // Twelve more on partition 0, not consumed: the background fetcher sees the
   // new high watermark, the position stays, so the lag becomes 12.
-  for (int i = 0; i < 12; ++i) REQUIRE((*producer)->Produce("lagging", 0, "k", "late").ok());
+  for (int i = 0; i < 12; ++i) REQUIRE((*producer)->Produce(topic, 0, "k", "late").ok());
   REQUIRE((*producer)->Flush(kTestDeadline).ok());
   std::vector<PartitionLag> snapshot;
   const bool seen = testing::PollUntil([&] {
@@ -167,21 +168,22 @@ TEST_CASE("Lag follows the cached high watermark and the consumer position",
   }
 }
 
-TEST_CASE("The bare consumer reads a whole topic and reports a rate", "[kafka][integration]") {
-  ClusterFixture fx;
-  REQUIRE(fx.cluster->CreateTopic("bare", 4, 1).ok());
+TEMPLATE_TEST_CASE("The bare consumer reads a whole topic and reports a rate",
+                   "[kafka][integration]", EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  const std::string topic = fx.CreateTopic("bare", 4, 1);
   auto producer = Producer::Create(fx.config());
   REQUIRE(producer.ok());
-  testing::ProduceKeyed(**producer, "bare", 0, 2000, 50);
+  testing::ProduceKeyed(**producer, topic, 0, 2000, 50);
   REQUIRE((*producer)->Flush(kTestDeadline).ok());
 
-  auto rate = MeasureBareConsumerRate(fx.config(), "bare", 2000, kTestDeadline);
+  auto rate = MeasureBareConsumerRate(fx.config(), topic, 2000, kTestDeadline);
   REQUIRE(rate.ok());
   CHECK(rate->messages == 2000);
   CHECK(rate->messages_per_second > 0);
 
   // Asking for more than there is fails within its timeout.
-  auto too_many = MeasureBareConsumerRate(fx.config(), "bare", 2001, std::chrono::seconds(8));
+  auto too_many = MeasureBareConsumerRate(fx.config(), topic, 2001, std::chrono::seconds(8));
   CHECK(too_many.status().code() == StatusCode::kUnavailable);
 }
 

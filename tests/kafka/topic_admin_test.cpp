@@ -8,23 +8,28 @@ namespace crmstream::kafka {
 namespace {
 
 using testing::ClusterFixture;
+using testing::EmbeddedBroker;
+using testing::RealBroker;
 
-TEST_CASE("TopicAdmin creates missing topics with the requested partition counts",
-          "[kafka][integration]") {
-  ClusterFixture fx;
-  auto admin = TopicAdmin::Create(fx.config(), fx.cluster.get());
+TEMPLATE_TEST_CASE("TopicAdmin creates missing topics with the requested partition counts",
+                   "[kafka][integration]", EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  auto admin = TopicAdmin::Create(fx.config(), fx.embedded());
   REQUIRE(admin.ok());
 
-  const std::vector<TopicSpec> specs{{"crm.interactions", 6, -1}, {"crm.churn-alerts", 3, 1}};
+  const std::string interactions = fx.Name("crm.interactions");
+  const std::string alerts = fx.Name("crm.churn-alerts");
+  const std::vector<TopicSpec> specs{{interactions, 6, -1}, {alerts, 3, 1}};
   auto described = (*admin)->EnsureTopics(specs);
+  INFO(described.status().ToString());
   REQUIRE(described.ok());
   REQUIRE(described->size() == 2);
-  CHECK((*described)[0].name == "crm.interactions");
+  CHECK((*described)[0].name == interactions);
   CHECK((*described)[0].partitions == 6);
-  CHECK((*described)[1].name == "crm.churn-alerts");
+  CHECK((*described)[1].name == alerts);
   CHECK((*described)[1].partitions == 3);
 
-  auto partitions = (*admin)->ListPartitions("crm.interactions");
+  auto partitions = (*admin)->ListPartitions(interactions);
   REQUIRE(partitions.ok());
   CHECK(*partitions == std::vector<int32_t>{0, 1, 2, 3, 4, 5});
 
@@ -34,25 +39,27 @@ TEST_CASE("TopicAdmin creates missing topics with the requested partition counts
   CHECK((*again)[0].partitions == 6);
 }
 
-TEST_CASE("Existing topics keep their partition count", "[kafka][integration]") {
-  ClusterFixture fx;
-  REQUIRE(fx.cluster->CreateTopic("already-there", 2, 1).ok());
-  auto admin = TopicAdmin::Create(fx.config(), fx.cluster.get());
+TEMPLATE_TEST_CASE("Existing topics keep their partition count", "[kafka][integration]",
+                   EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  const std::string topic = fx.CreateTopic("already-there", 2, 1);
+  auto admin = TopicAdmin::Create(fx.config(), fx.embedded());
   REQUIRE(admin.ok());
-  const std::vector<TopicSpec> specs{{"already-there", 8, 1}};
+  const std::vector<TopicSpec> specs{{topic, 8, 1}};
   auto described = (*admin)->EnsureTopics(specs);
   REQUIRE(described.ok());
   CHECK((*described)[0].partitions == 2);
 }
 
-TEST_CASE("Listing partitions of a missing topic is NotFound and does not create it",
-          "[kafka][integration]") {
-  ClusterFixture fx;
-  auto admin = TopicAdmin::Create(fx.config(), fx.cluster.get());
+TEMPLATE_TEST_CASE("Listing partitions of a missing topic is NotFound and does not create it",
+                   "[kafka][integration]", EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  auto admin = TopicAdmin::Create(fx.config(), fx.embedded());
   REQUIRE(admin.ok());
-  auto first = (*admin)->ListPartitions("nobody-made-this");
+  const std::string missing = fx.Name("nobody-made-this");
+  auto first = (*admin)->ListPartitions(missing);
   CHECK(first.status().code() == StatusCode::kNotFound);
-  auto second = (*admin)->ListPartitions("nobody-made-this");
+  auto second = (*admin)->ListPartitions(missing);
   CHECK(second.status().code() == StatusCode::kNotFound);
 }
 

@@ -3,8 +3,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <random>
+#include <set>
+#include <string>
+#include <string_view>
 
 namespace crmstream::testing {
 
@@ -32,6 +36,23 @@ ScratchDir::ScratchDir() {
 ScratchDir::~ScratchDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+namespace {
+// By name: a test case with sections runs once per section, and counts once.
+std::set<std::string>& Skipped() {
+  static std::set<std::string> skipped;
+  return skipped;
+}
+}  // namespace
+
+void MarkSkipped() { Skipped().insert(Catch::getResultCapture().getCurrentTestName()); }
+
+int SkippedTestCases() { return static_cast<int>(Skipped().size()); }
+
+bool Required(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && std::string_view(value) == "1";
 }
 
 }  // namespace crmstream::testing

@@ -6,6 +6,10 @@
 // mock broker does not implement CreateTopics, pass the cluster to Create()
 // and missing topics are created through the mock API instead.
 //
+// When the brokers cannot be reached, the error names the last connection
+// error librdkafka reported (e.g. a failed SASL login or TLS handshake), not
+// only the metadata timeout it caused.
+//
 // Thread-safety: not thread-safe; use from one thread at a time.
 #pragma once
 
@@ -14,6 +18,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "crmstream/common/status.h"
@@ -29,6 +34,9 @@ struct TopicSpec {
   int partitions = 1;
   // -1: the broker's default.
   int replication_factor = -1;
+  // Topic configs for CreateTopics (e.g. {"cleanup.policy", "compact"});
+  // the embedded cluster cannot apply them and ignores them.
+  std::vector<std::pair<std::string, std::string>> configs = {};
 };
 
 struct TopicDescription {
@@ -57,11 +65,17 @@ class TopicAdmin {
 
  private:
   TopicAdmin() = default;
+  static void OnError(rd_kafka_t* rk, int err, const char* reason, void* opaque);
+  // `failed` with the last connection error librdkafka reported, if any.
+  Status WithLastClientError(Status failed);
   Result<MetadataHandle> AllTopicsMetadata(std::chrono::milliseconds timeout);
   Status CreateWithAdminApi(std::span<const TopicSpec> topics, std::chrono::milliseconds timeout);
 
   KafkaHandle rk_;
   EmbeddedCluster* embedded_ = nullptr;
+  // Set by OnError, which runs inside rd_kafka_poll on the admin's thread.
+  rd_kafka_resp_err_t last_error_ = RD_KAFKA_RESP_ERR_NO_ERROR;
+  std::string last_error_reason_;
 };
 
 }  // namespace crmstream::kafka
