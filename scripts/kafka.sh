@@ -88,8 +88,9 @@ $(logging_dependencies)
   </dependencies>
 </project>
 EOF
-  (cd "$dist" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
-    -DoutputDirectory="$dist/libs") || die "mvn could not fetch Kafka $version"
+  # Maven's output goes to stderr: stdout carries only the export lines.
+  (cd "$dist" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory="$dist/libs") 1>&2 || die "mvn could not fetch Kafka $version"
   ls "$dist/libs/kafka_2.13-$version.jar" > /dev/null || die "kafka_2.13-$version.jar missing after mvn"
   touch "$dist/.complete"
 }
