@@ -16,10 +16,10 @@
 #include "crmstream/kafka/bare_consumer.h"
 #include "crmstream/kafka/embedded_cluster.h"
 #include "crmstream/kafka/producer.h"
-#include "crmstream/pipeline/kafka_wiring.h"
-#include "crmstream/pipeline/stream_engine.h"
+#include "crmstream/runtime/kafka_wiring.h"
+#include "crmstream/runtime/stream_engine.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
 namespace {
 
 // 400k events of ~250 bytes over 24 partitions stay under the embedded
@@ -100,6 +100,6 @@ BENCHMARK(BM_EngineVsBareConsumer)
     ->Unit(benchmark::kSecond);
 
 }  // namespace
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime
 
 BENCHMARK_MAIN();

@@ -16,10 +16,10 @@
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/kafka/embedded_cluster.h"
 #include "crmstream/kafka/producer.h"
-#include "crmstream/pipeline/kafka_wiring.h"
-#include "crmstream/pipeline/stream_engine.h"
+#include "crmstream/runtime/kafka_wiring.h"
+#include "crmstream/runtime/stream_engine.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
 namespace {
 
 constexpr int kPartitions = 6;
@@ -132,6 +132,6 @@ void BM_ExactlyOnceVsAtLeastOnce(benchmark::State& state) {
 BENCHMARK(BM_ExactlyOnceVsAtLeastOnce)->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
 
 }  // namespace
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime
 
 BENCHMARK_MAIN();

@@ -12,7 +12,7 @@
 #include "commands.h"
 #include "crmstream/dashboard/dashboard_server.h"
 #include "crmstream/dashboard/output_feed.h"
-#include "crmstream/pipeline/kafka_wiring.h"
+#include "crmstream/runtime/kafka_wiring.h"
 
 namespace crmstream::cli {
 namespace {
@@ -44,7 +44,7 @@ Result<kafka::ClientConfig> ConnectTo(const KafkaCliOptions& options) {
     }
     CRM_ASSIGN_OR_RETURN(cfg, with_file.Load());
   }
-  return pipeline::MakeClientConfig(cfg.kafka);
+  return runtime::MakeClientConfig(cfg.kafka);
 }
 
 int RunDashboard(const DashboardOptions& o) {

@@ -6,7 +6,7 @@
 #include <iostream>
 #include <set>
 
-#include "crmstream/pipeline/kafka_wiring.h"
+#include "crmstream/runtime/kafka_wiring.h"
 
 namespace crmstream::cli {
 
@@ -17,7 +17,7 @@ Result<std::unique_ptr<kafka::EmbeddedCluster>> StartEmbeddedBroker(
   CRM_ASSIGN_OR_RETURN(auto cluster, kafka::EmbeddedCluster::Create(options));
   std::set<std::string> created;
   auto create = [&](const config::EngineConfig& c) -> Status {
-    for (const auto& t : pipeline::AllTopics(c)) {
+    for (const auto& t : runtime::AllTopics(c)) {
       if (!created.insert(t.name).second) continue;  // shared with an earlier config
       CRM_RETURN_NOT_OK(cluster->CreateTopic(t.name, t.partitions, cluster->broker_count())
                             .WithContext("creating topic " + t.name));

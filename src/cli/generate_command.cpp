@@ -7,7 +7,7 @@
 #include "cluster_topics.h"
 #include "commands.h"
 #include "crmstream/kafka/producer.h"
-#include "crmstream/pipeline/kafka_wiring.h"
+#include "crmstream/runtime/kafka_wiring.h"
 #include "generator_runner.h"
 
 namespace crmstream::cli {
@@ -56,7 +56,7 @@ int RunGenerate(const GenerateOptions& o) {
     }
     const std::vector<kafka::TopicSpec> topic{{o.topic, partitions, -1}};
     if (Status st = EnsureClusterTopics(*cfg, topic); !st.ok()) return Fail("generate", st);
-    auto producer = kafka::Producer::Create(pipeline::MakeClientConfig(cfg->kafka));
+    auto producer = kafka::Producer::Create(runtime::MakeClientConfig(cfg->kafka));
     if (!producer.ok()) return Fail("generate", producer.status());
     kafka::Producer* p = producer->get();
     written = RunGenerator(

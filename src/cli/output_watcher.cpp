@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "crmstream/kafka/consumer.h"
-#include "crmstream/pipeline/kafka_wiring.h"
+#include "crmstream/runtime/kafka_wiring.h"
 
 namespace crmstream::cli {
 
@@ -32,7 +32,7 @@ std::string OutputWatcher::latest(pipeline::OutputKind kind) const {
 }
 
 void OutputWatcher::Loop() {
-  kafka::ClientConfig client = pipeline::MakeClientConfig(config_.kafka);
+  kafka::ClientConfig client = runtime::MakeClientConfig(config_.kafka);
   client.Set("isolation.level", "read_committed");
   // The embedded cluster keeps only 5 MiB per partition: when this reader
   // falls behind, skip to the newest records rather than replaying old ones.

@@ -15,12 +15,12 @@
 #include "cli_support.h"
 #include "cluster_topics.h"
 #include "commands.h"
+#include "crmstream/admin/admin_server.h"
 #include "crmstream/dashboard/dashboard_server.h"
 #include "crmstream/dashboard/output_feed.h"
 #include "crmstream/kafka/producer.h"
-#include "crmstream/metrics/admin_server.h"
-#include "crmstream/pipeline/kafka_wiring.h"
-#include "crmstream/pipeline/stream_engine.h"
+#include "crmstream/runtime/kafka_wiring.h"
+#include "crmstream/runtime/stream_engine.h"
 #include "crmstream/state/state_store.h"
 #include "embedded_broker.h"
 #include "generator_runner.h"
@@ -45,7 +45,7 @@ struct RunOptions {
 using pipeline::OutputKind;
 
 // One status line: what came in, what went out, how far behind.
-void PrintStatus(const pipeline::EngineStats& s, uint64_t* last_received, double seconds,
+void PrintStatus(const runtime::EngineStats& s, uint64_t* last_received, double seconds,
                  const OutputWatcher* watcher, uint64_t generated) {
   const uint64_t received = s.received.load();
   const double rate = seconds > 0 ? static_cast<double>(received - *last_received) / seconds : 0;
@@ -98,17 +98,17 @@ int RunEngine(const RunOptions& o) {
       std::filesystem::remove_all(store, ec);
       if (ec) return Fail("run", Status::IOError(store.string() + ": " + ec.message()));
     }
-  } else if (Status st = EnsureClusterTopics(*cfg, pipeline::AllTopics(*cfg)); !st.ok()) {
+  } else if (Status st = EnsureClusterTopics(*cfg, runtime::AllTopics(*cfg)); !st.ok()) {
     return Fail("run", st.WithContext("creating the configured topics"));
   }
-  auto engine = pipeline::StreamEngine::Create(*cfg, *spec);
+  auto engine = runtime::StreamEngine::Create(*cfg, *spec);
   if (!engine.ok()) return Fail("run", engine.status());
   if (o.metrics_port >= 0) cfg->metrics_port = o.metrics_port;
   // /metrics, /healthz, /readyz and the customer API, for as long as the
   // engine lives (declared after it: stopped before it is destroyed).
-  metrics::AdminServerOptions admin_options;
+  admin::AdminServerOptions admin_options;
   admin_options.port = cfg->metrics_port;
-  auto admin = metrics::AdminServer::Start(engine->get(), *cfg, admin_options);
+  auto admin = admin::AdminServer::Start(engine->get(), *cfg, admin_options);
   if (!admin.ok()) return Fail("run", admin.status().WithContext("metrics_port"));
   std::cerr << "admin server on " << (*admin)->url()
             << " (/metrics, /healthz, /readyz, /api/customers/{id})" << std::endl;
@@ -141,7 +141,7 @@ int RunEngine(const RunOptions& o) {
     dashboard::OutputFeedOptions fo;
     fo.group_id = cfg->kafka.group_id + "-dashboard-" + std::to_string(getpid());
     fo.topics = cfg->outputs.Names();
-    const kafka::ClientConfig dash_client = pipeline::MakeClientConfig(cfg->kafka);
+    const kafka::ClientConfig dash_client = runtime::MakeClientConfig(cfg->kafka);
     dash_feed = std::make_unique<dashboard::OutputFeed>(
         [dash_client]() -> Result<kafka::ClientConfig> { return dash_client; }, fo,
         dash_view.get());
@@ -158,7 +158,7 @@ int RunEngine(const RunOptions& o) {
         generator_status = gen.status();
         return;
       }
-      auto producer = kafka::Producer::Create(pipeline::MakeClientConfig(cfg->kafka));
+      auto producer = kafka::Producer::Create(runtime::MakeClientConfig(cfg->kafka));
       if (!producer.ok()) {
         generator_status = producer.status();
         return;
@@ -234,7 +234,7 @@ int RunEngine(const RunOptions& o) {
     }
   });
 
-  pipeline::RunOptions run_options;
+  runtime::RunOptions run_options;
   run_options.until_caught_up = o.until_caught_up;
   Status st = (*engine)->Run(stop, run_options);
   engine_returned.store(true);

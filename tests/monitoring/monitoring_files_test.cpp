@@ -10,10 +10,10 @@
 #include <set>
 #include <sstream>
 
-#include "crmstream/metrics/metric_catalogue.h"
+#include "crmstream/admin/metric_catalogue.h"
 #include "support/test_support.h"
 
-namespace crmstream::metrics {
+namespace crmstream::admin {
 namespace {
 
 std::string ReadFile(const std::filesystem::path& p) {
@@ -101,4 +101,4 @@ TEST_CASE("Grafana dashboard is importable and uses only exported metrics", "[mo
 }
 
 }  // namespace
-}  // namespace crmstream::metrics
+}  // namespace crmstream::admin

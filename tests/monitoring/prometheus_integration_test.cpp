@@ -19,14 +19,14 @@
 #include <sstream>
 #include <thread>
 
+#include "admin/engine_fixture.h"
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/kafka/producer.h"
-#include "crmstream/pipeline/kafka_wiring.h"
-#include "metrics/engine_fixture.h"
+#include "crmstream/runtime/kafka_wiring.h"
 
 extern char** environ;
 
-namespace crmstream::metrics {
+namespace crmstream::admin {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -190,7 +190,7 @@ TEST_CASE("Prometheus scrapes the running engine and finds its series",
     world.customers = 500;
     world.malformed_rate = 0.01;
     auto gen = generator::WorldGenerator::Create(world);
-    auto producer = kafka::Producer::Create(pipeline::MakeClientConfig(e.config().kafka));
+    auto producer = kafka::Producer::Create(runtime::MakeClientConfig(e.config().kafka));
     if (!gen.ok() || !producer.ok()) return;
     std::string key, value;
     const auto end = Clock::now() + std::chrono::seconds(120);
@@ -270,4 +270,4 @@ TEST_CASE("Prometheus scrapes the running engine and finds its series",
 }
 
 }  // namespace
-}  // namespace crmstream::metrics
+}  // namespace crmstream::admin

@@ -33,10 +33,10 @@
 #include "crmstream/common/status.h"
 #include "crmstream/kafka/client_config.h"
 #include "crmstream/kafka/producer.h"
-#include "crmstream/pipeline/kafka_wiring.h"
 #include "crmstream/pipeline/output_sink.h"
+#include "crmstream/runtime/kafka_wiring.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
 
 inline constexpr std::string_view kOutputStampHeader = "crm.src";
 inline constexpr uint8_t kOutputStampVersion = 1;
@@ -127,8 +127,8 @@ class StampingSink final : public OutputSink {
   std::string stamp_;
 };
 
-// One restored task for FindDeliveredOutputs.
-struct RestoredTask {
+// One restored task for FindDeliveredOutputs: its sink and where to look from.
+struct StampedRestore {
   StampingSink* sink = nullptr;
   const OutputPositions* from = nullptr;  // the task's checkpointed positions
 };
@@ -140,6 +140,6 @@ struct RestoredTask {
 Status FindDeliveredOutputs(const kafka::ClientConfig& config,
                             const std::array<std::string, kOutputKindCount>& topics,
                             const OutputPartitionCounts& counts,
-                            std::span<const RestoredTask> tasks, OutputPositions* ends);
+                            std::span<const StampedRestore> tasks, OutputPositions* ends);
 
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime

@@ -20,16 +20,16 @@
 #include <string_view>
 #include <vector>
 
+#include "crmstream/admin/metric_catalogue.h"
 #include "crmstream/config/engine_config.h"
-#include "crmstream/metrics/metric_catalogue.h"
-#include "crmstream/pipeline/stream_engine.h"
+#include "crmstream/runtime/stream_engine.h"
 
-namespace crmstream::metrics {
+namespace crmstream::admin {
 
 class EngineMetrics final : public prometheus::Collectable {
  public:
   // `stall_after`: as for StreamEngine::Health (crmstream_engine_live).
-  EngineMetrics(const pipeline::StreamEngine* engine, const config::OutputTopics& outputs,
+  EngineMetrics(const runtime::StreamEngine* engine, const config::OutputTopics& outputs,
                 std::chrono::milliseconds stall_after);
 
   // Every metric family: the engine's, then the registry's.
@@ -40,11 +40,11 @@ class EngineMetrics final : public prometheus::Collectable {
   void CountRequest(std::string_view path, int code);
 
  private:
-  const pipeline::StreamEngine* engine_;
+  const runtime::StreamEngine* engine_;
   std::array<std::string, pipeline::kOutputKindCount> output_topics_;
   std::chrono::milliseconds stall_after_;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* requests_;
 };
 
-}  // namespace crmstream::metrics
+}  // namespace crmstream::admin

@@ -15,7 +15,7 @@
 //
 // Threading: one server thread runs every connection (asynchronous I/O);
 // nothing it does waits for the engine thread. A customer read is queued to
-// the engine (StreamEngine::SubmitCustomerQuery) and the server polls the
+// the engine (runtime::CustomerQueries::Submit) and the server polls the
 // answer on a timer, answering 503 if the engine does not reply within
 // query_timeout. Start/Stop/port are called from the owning thread.
 #pragma once
@@ -24,12 +24,12 @@
 #include <memory>
 #include <string>
 
+#include "crmstream/admin/engine_metrics.h"
 #include "crmstream/common/status.h"
 #include "crmstream/config/engine_config.h"
-#include "crmstream/metrics/engine_metrics.h"
-#include "crmstream/pipeline/stream_engine.h"
+#include "crmstream/runtime/stream_engine.h"
 
-namespace crmstream::metrics {
+namespace crmstream::admin {
 
 struct AdminServerOptions {
   // Listening address. Default loopback: the server has no authentication.
@@ -49,7 +49,7 @@ class AdminServer {
  public:
   // Binds and starts serving. `engine` must outlive the server. IOError
   // naming the address when the port cannot be bound.
-  static Result<std::unique_ptr<AdminServer>> Start(pipeline::StreamEngine* engine,
+  static Result<std::unique_ptr<AdminServer>> Start(runtime::StreamEngine* engine,
                                                     const config::EngineConfig& config,
                                                     const AdminServerOptions& options);
   ~AdminServer();  // Stop()
@@ -72,4 +72,4 @@ class AdminServer {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace crmstream::metrics
+}  // namespace crmstream::admin

@@ -1,4 +1,4 @@
-#include "metrics/engine_fixture.h"
+#include "admin/engine_fixture.h"
 
 #include <sys/wait.h>
 
@@ -13,9 +13,9 @@
 #include <limits>
 #include <sstream>
 
-#include "crmstream/pipeline/kafka_wiring.h"
+#include "crmstream/runtime/kafka_wiring.h"
 
-namespace crmstream::metrics::testing {
+namespace crmstream::admin::testing {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -91,14 +91,14 @@ RunningEngine::RunningEngine(int input_partitions) {
   config_.kafka.properties["bootstrap.servers"] = cluster_->bootstrap_servers();
   config_.commit_interval_ms = 200;
   config_.metrics_port = 0;
-  for (const auto& t : pipeline::AllTopics(config_)) {
+  for (const auto& t : runtime::AllTopics(config_)) {
     REQUIRE(cluster_->CreateTopic(t.name, t.partitions).ok());
   }
-  auto producer = kafka::Producer::Create(pipeline::MakeClientConfig(config_.kafka));
+  auto producer = kafka::Producer::Create(runtime::MakeClientConfig(config_.kafka));
   REQUIRE(producer.ok());
   producer_ = std::move(producer).value();
   config::PipelineSpec spec;
-  auto engine = pipeline::StreamEngine::Create(config_, spec);
+  auto engine = runtime::StreamEngine::Create(config_, spec);
   REQUIRE(engine.ok());
   engine_ = std::move(engine).value();
   AdminServerOptions options;
@@ -134,10 +134,10 @@ bool RunningEngine::WaitForReceived(uint64_t n, std::chrono::seconds deadline) {
 
 bool RunningEngine::WaitForReady(std::chrono::seconds deadline) {
   const auto end = Clock::now() + deadline;
-  while (!engine_->Health(std::chrono::seconds(60)).ready && Clock::now() < end) {
+  while (!engine_->probe().Health(std::chrono::seconds(60)).ready && Clock::now() < end) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  return engine_->Health(std::chrono::seconds(60)).ready;
+  return engine_->probe().Health(std::chrono::seconds(60)).ready;
 }
 
 Status RunningEngine::StopEngine() {
@@ -146,4 +146,4 @@ Status RunningEngine::StopEngine() {
   return run_status_;
 }
 
-}  // namespace crmstream::metrics::testing
+}  // namespace crmstream::admin::testing

@@ -1,7 +1,7 @@
 // End to end through a real Kafka protocol stack: the embedded cluster on
 // loopback, the generator producing into the input topic, the engine, and an
 // independent consumer reading the output topics back.
-#include "crmstream/pipeline/stream_engine.h"
+#include "crmstream/runtime/stream_engine.h"
 
 #include <simdjson.h>
 
@@ -13,11 +13,11 @@
 
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/kafka/embedded_cluster.h"
-#include "crmstream/pipeline/kafka_wiring.h"
-#include "schema_validation.h"
+#include "crmstream/runtime/kafka_wiring.h"
+#include "pipeline/schema_validation.h"
 #include "support/test_support.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -186,13 +186,13 @@ TEST_CASE("Engine end to end: nothing lost, bad records in the dead-letter topic
   CHECK(back.by_topic.count(cfg.outputs.customer_scores.name) == 1);
   CHECK(back.by_topic.count(cfg.outputs.dead_letter.name) == 1);
   CHECK(back.by_topic.count(cfg.outputs.segments.name) == 1);
-  CHECK(ValidateRecords(records.path(), topics) == 0);
+  CHECK(pipeline::ValidateRecords(records.path(), topics) == 0);
 }
 
 }  // namespace
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
 namespace {
 
 TEST_CASE("Engine health, readiness and customer queries follow the loop's life",
@@ -210,10 +210,10 @@ TEST_CASE("Engine health, readiness and customer queries follow the loop's life"
   StreamEngine& e = **engine;
 
   // Before Run: alive (starting), not ready, no queries.
-  EngineHealth h = e.Health(std::chrono::seconds(60));
+  EngineHealth h = e.probe().Health(std::chrono::seconds(60));
   CHECK(h.live);
   CHECK(!h.ready);
-  CHECK(e.SubmitCustomerQuery("C1").status().code() == StatusCode::kUnavailable);
+  CHECK(e.queries().Submit("C1").status().code() == StatusCode::kUnavailable);
 
   auto producer = kafka::Producer::Create(MakeClientConfig(cfg.kafka));
   REQUIRE(producer.ok());
@@ -228,11 +228,11 @@ TEST_CASE("Engine health, readiness and customer queries follow the loop's life"
   Status run_status;
   std::thread runner([&] { run_status = e.Run(stop); });
   const auto deadline = Clock::now() + std::chrono::seconds(60);
-  while ((e.stats().accepted.load() < 3 || !e.Health(std::chrono::seconds(60)).ready) &&
+  while ((e.stats().accepted.load() < 3 || !e.probe().Health(std::chrono::seconds(60)).ready) &&
          Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  CHECK(e.Health(std::chrono::seconds(60)).ready);
+  CHECK(e.probe().Health(std::chrono::seconds(60)).ready);
   CHECK(e.stats().accepted_by_type[static_cast<int>(ingest::EventType::kLogin)].load() == 3);
 
   // Queries are answered by the engine thread between batches.
@@ -242,7 +242,7 @@ TEST_CASE("Engine health, readiness and customer queries follow the loop's life"
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return q->done();
   };
-  auto known = e.SubmitCustomerQuery("C1");
+  auto known = e.queries().Submit("C1");
   REQUIRE(known.ok());
   REQUIRE(wait(*known));
   CHECK((*known)->status().ok());
@@ -251,25 +251,25 @@ TEST_CASE("Engine health, readiness and customer queries follow the loop's life"
   CHECK(std::string_view(doc["customer_id"]) == "C1");
   CHECK(uint64_t(doc["events"]) == 3);
   CHECK(uint64_t(doc["features"]["event_counts"]["login"]) == 3);
-  auto unknown = e.SubmitCustomerQuery("C9");
+  auto unknown = e.queries().Submit("C9");
   REQUIRE(unknown.ok());
   REQUIRE(wait(*unknown));
   CHECK((*unknown)->status().code() == StatusCode::kNotFound);
 
   // Readiness also waits for the state store.
-  e.SetStateRestored(false);
-  CHECK(!e.Health(std::chrono::seconds(60)).ready);
-  CHECK(e.Health(std::chrono::seconds(60)).live);
-  e.SetStateRestored(true);
+  e.probe().SetStateRestored(false);
+  CHECK(!e.probe().Health(std::chrono::seconds(60)).ready);
+  CHECK(e.probe().Health(std::chrono::seconds(60)).live);
+  e.probe().SetStateRestored(true);
 
   stop.store(true);
   runner.join();
   REQUIRE(run_status.ok());
-  h = e.Health(std::chrono::seconds(60));
+  h = e.probe().Health(std::chrono::seconds(60));
   CHECK(!h.live);
   CHECK(h.reason == "engine loop stopped");
-  CHECK(e.SubmitCustomerQuery("C1").status().code() == StatusCode::kUnavailable);
+  CHECK(e.queries().Submit("C1").status().code() == StatusCode::kUnavailable);
 }
 
 }  // namespace
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime

@@ -10,7 +10,7 @@
 #include <cstddef>
 #include <string_view>
 
-namespace crmstream::metrics {
+namespace crmstream::admin {
 
 enum class MetricKind : unsigned char { kCounter, kGauge, kHistogram };
 
@@ -181,4 +181,4 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
 
 inline constexpr const MetricDef& Def(Metric m) { return kMetricCatalogue[static_cast<size_t>(m)]; }
 
-}  // namespace crmstream::metrics
+}  // namespace crmstream::admin

@@ -1,4 +1,4 @@
-#include "crmstream/metrics/engine_metrics.h"
+#include "crmstream/admin/engine_metrics.h"
 
 #include <prometheus/gauge.h>
 #include <prometheus/text_serializer.h>
@@ -7,14 +7,14 @@
 #include <chrono>
 
 #include "crmstream/ingest/rejection.h"
-#include "crmstream/pipeline/kafka_wiring.h"
+#include "crmstream/runtime/stream_engine.h"
 #include "crmstream/state/state_store.h"
 
 #ifndef CRMSTREAM_VERSION_STR
 #define CRMSTREAM_VERSION_STR "unknown"
 #endif
 
-namespace crmstream::metrics {
+namespace crmstream::admin {
 namespace {
 
 using prometheus::ClientMetric;
@@ -58,7 +58,7 @@ MetricFamily Single(Metric m, double value) {
   return f;
 }
 
-MetricFamily Histogram(Metric m, const pipeline::DurationHistogram& h) {
+MetricFamily Histogram(Metric m, const runtime::DurationHistogram& h) {
   MetricFamily f = Family(m);
   ClientMetric c;
   uint64_t cumulative = 0;
@@ -82,7 +82,7 @@ double UnixSeconds() {
 
 }  // namespace
 
-EngineMetrics::EngineMetrics(const pipeline::StreamEngine* engine,
+EngineMetrics::EngineMetrics(const runtime::StreamEngine* engine,
                              const config::OutputTopics& outputs,
                              std::chrono::milliseconds stall_after)
     : engine_(engine),
@@ -112,7 +112,7 @@ void EngineMetrics::CountRequest(std::string_view path, int code) {
 }
 
 std::vector<MetricFamily> EngineMetrics::Collect() const {
-  const pipeline::EngineStats& s = engine_->stats();
+  const runtime::EngineStats& s = engine_->stats();
   std::vector<MetricFamily> out;
   out.reserve(static_cast<size_t>(Metric::kCount));
 
@@ -140,7 +140,7 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
                        Load(s.outputs[static_cast<int>(pipeline::OutputKind::kDeadLetter)])));
   {
     MetricFamily f = Family(Metric::kConsumerLag);
-    for (const auto& l : engine_->LagByPartition()) {
+    for (const auto& l : engine_->probe().LagByPartition()) {
       if (l.lag < 0) continue;  // unknown until the first fetch of the partition
       f.metric.push_back(Sample(static_cast<double>(l.lag),
                                 {{"topic", l.topic}, {"partition", std::to_string(l.partition)}}));
@@ -206,11 +206,11 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   {
     const state::StateStore::Memory m = store.MemoryBreakdown();
     MetricFamily f = Family(Metric::kRocksDbMemory);
-    const std::array<uint64_t, pipeline::kRocksDbMemoryKindCount> bytes = {
+    const std::array<uint64_t, runtime::kRocksDbMemoryKindCount> bytes = {
         m.memtable_bytes, m.table_reader_bytes, m.block_cache_bytes};
-    for (int k = 0; k < pipeline::kRocksDbMemoryKindCount; ++k) {
+    for (int k = 0; k < runtime::kRocksDbMemoryKindCount; ++k) {
       f.metric.push_back(Sample(static_cast<double>(bytes[k]),
-                                {{"kind", std::string(pipeline::kRocksDbMemoryKindNames[k])}}));
+                                {{"kind", std::string(runtime::kRocksDbMemoryKindNames[k])}}));
     }
     out.push_back(std::move(f));
   }
@@ -233,7 +233,7 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
     out.push_back(Single(Metric::kRocksDbWriteTimeouts, d(w.timed_out_writes)));
   }
 
-  const pipeline::ModelQualitySnapshot q = engine_->ModelQuality();
+  const runtime::ModelQualitySnapshot q = engine_->probe().ModelQuality();
   out.push_back(Single(Metric::kCachedCustomers, static_cast<double>(q.customers)));
   out.push_back(Single(Metric::kFeatureStoreMemory, static_cast<double>(q.feature_store_bytes)));
   out.push_back(Single(Metric::kChurnAuc, q.churn_auc));
@@ -243,7 +243,7 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   out.push_back(Single(Metric::kKmeansMeanSquaredDistance, q.kmeans_mean_squared_distance));
   out.push_back(Single(Metric::kAnomalyRatio, q.anomaly_rate));
 
-  const pipeline::EngineHealth health = engine_->Health(stall_after_);
+  const runtime::EngineHealth health = engine_->probe().Health(stall_after_);
   out.push_back(Single(Metric::kEngineLive, health.live ? 1 : 0));
   out.push_back(Single(Metric::kEngineReady, health.ready ? 1 : 0));
 
@@ -255,4 +255,4 @@ std::string EngineMetrics::Scrape() const {
   return prometheus::TextSerializer().Serialize(Collect());
 }
 
-}  // namespace crmstream::metrics
+}  // namespace crmstream::admin

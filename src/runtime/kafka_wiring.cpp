@@ -1,6 +1,6 @@
-#include "crmstream/pipeline/kafka_wiring.h"
+#include "crmstream/runtime/kafka_wiring.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
 
 kafka::ClientConfig MakeClientConfig(const config::KafkaSettings& settings) {
   kafka::ClientConfig c;
@@ -31,4 +31,4 @@ void KafkaSink::EmitTo(OutputKind kind, int32_t partition, std::string_view key,
   if (!st.ok() && first_error_.ok()) first_error_ = std::move(st);
 }
 
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime

@@ -1,4 +1,4 @@
-#include "crmstream/pipeline/exactly_once.h"
+#include "crmstream/runtime/stamped_outputs.h"
 
 #include <algorithm>
 #include <map>
@@ -7,7 +7,7 @@
 #include "crmstream/kafka/partition_reader.h"
 #include "crmstream/kafka/partitioner.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
 namespace {
 
 constexpr size_t kStampFixedBytes = 1 + 4 + 8 + 1;
@@ -159,7 +159,7 @@ void StampingSink::Emit(OutputKind kind, std::string_view key, std::string_view 
 Status FindDeliveredOutputs(const kafka::ClientConfig& config,
                             const std::array<std::string, kOutputKindCount>& topics,
                             const OutputPartitionCounts& counts,
-                            std::span<const RestoredTask> tasks, OutputPositions* ends) {
+                            std::span<const StampedRestore> tasks, OutputPositions* ends) {
   // Which kinds an output topic holds (two kinds may share a topic).
   std::map<std::string, std::vector<OutputKind>, std::less<>> kinds;
   for (int k = 0; k < kOutputKindCount; ++k) kinds[topics[k]].push_back(static_cast<OutputKind>(k));
@@ -167,7 +167,7 @@ Status FindDeliveredOutputs(const kafka::ClientConfig& config,
   for (const auto& [topic, topic_kinds] : kinds) {
     for (int32_t q = 0; q < counts[static_cast<int>(topic_kinds[0])]; ++q) {
       int64_t start = INT64_MAX;
-      for (const RestoredTask& t : tasks) {
+      for (const StampedRestore& t : tasks) {
         for (OutputKind kind : topic_kinds) {
           const int64_t p = t.from == nullptr || t.from->empty() ? -1 : t.from->get(kind, q);
           start = std::min(start, p);
@@ -199,7 +199,7 @@ Status FindDeliveredOutputs(const kafka::ClientConfig& config,
         if (!header) return Status::OK();  // another producer's record
         const auto stamp = DecodeOutputStamp(*header);
         if (!stamp) return Status::OK();
-        for (const RestoredTask& t : tasks) {
+        for (const StampedRestore& t : tasks) {
           StampingSink* sink = t.sink;
           if (stamp->input_partition != sink->input_partition() ||
               stamp->input_topic != sink->input_topic() ||
@@ -221,4 +221,4 @@ Status FindDeliveredOutputs(const kafka::ClientConfig& config,
       });
 }
 
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime

@@ -11,14 +11,14 @@
 #include <string>
 #include <thread>
 
+#include "crmstream/admin/admin_server.h"
 #include "crmstream/config/engine_config.h"
 #include "crmstream/kafka/embedded_cluster.h"
 #include "crmstream/kafka/producer.h"
-#include "crmstream/metrics/admin_server.h"
-#include "crmstream/pipeline/stream_engine.h"
+#include "crmstream/runtime/stream_engine.h"
 #include "support/test_support.h"
 
-namespace crmstream::metrics::testing {
+namespace crmstream::admin::testing {
 
 struct HttpResponse {
   int status = 0;  // 0: no response (connection failed)
@@ -56,7 +56,7 @@ class RunningEngine {
   // Stops the engine loop (the admin server keeps serving).
   Status StopEngine();
 
-  pipeline::StreamEngine& engine() { return *engine_; }
+  runtime::StreamEngine& engine() { return *engine_; }
   AdminServer& server() { return *server_; }
   const config::EngineConfig& config() const { return config_; }
   int port() const { return server_->port(); }
@@ -66,11 +66,11 @@ class RunningEngine {
   std::unique_ptr<kafka::EmbeddedCluster> cluster_;
   config::EngineConfig config_;
   std::unique_ptr<kafka::Producer> producer_;
-  std::unique_ptr<pipeline::StreamEngine> engine_;
+  std::unique_ptr<runtime::StreamEngine> engine_;
   std::unique_ptr<AdminServer> server_;
   std::atomic<bool> stop_{false};
   Status run_status_;
   std::thread runner_;
 };
 
-}  // namespace crmstream::metrics::testing
+}  // namespace crmstream::admin::testing

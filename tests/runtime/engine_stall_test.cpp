@@ -9,14 +9,14 @@
 #include "crmstream/common/clock.h"
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/kafka/embedded_cluster.h"
-#include "crmstream/pipeline/kafka_wiring.h"
-#include "crmstream/pipeline/stream_engine.h"
+#include "crmstream/runtime/kafka_wiring.h"
+#include "crmstream/runtime/stream_engine.h"
 #include "crmstream/state/state_store.h"
 #include "support/hanging_file_system.h"
 #include "support/require_ok.h"
 #include "support/test_support.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -135,7 +135,7 @@ TEST_CASE("a stop ends an engine whose checkpoint cannot be written, within the 
     REQUIRE(stalled);
     CHECK(fs->blocked() > 0);
     // Reported, not a silent hang.
-    const EngineHealth health = engine->Health(std::chrono::milliseconds(1000));
+    const EngineHealth health = engine->probe().Health(std::chrono::milliseconds(1000));
     CHECK_FALSE(health.live);
     CHECK(health.reason.find("checkpoint stalled") != std::string::npos);
 
@@ -171,4 +171,4 @@ TEST_CASE("a stop ends an engine whose checkpoint cannot be written, within the 
 }
 
 }  // namespace
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime

@@ -2,16 +2,16 @@
 // scrape counts exactly the records the test sent (hand-counted), promtool
 // accepts it, the probes follow the engine's life, and the customer API
 // returns what the test sent for that customer.
-#include "crmstream/metrics/admin_server.h"
+#include "crmstream/admin/admin_server.h"
 
 #include <simdjson.h>
 
 #include <catch2/catch.hpp>
 #include <cmath>
 
-#include "metrics/engine_fixture.h"
+#include "admin/engine_fixture.h"
 
-namespace crmstream::metrics {
+namespace crmstream::admin {
 namespace {
 
 using testing::HttpGet;
@@ -141,9 +141,9 @@ TEST_CASE("Admin server: scrape, probes and customer API on a running engine",
   CHECK(SampleValue(before, "crmstream_checkpoint_size_bytes") > 0);
   CHECK(SampleValue(before, R"(crmstream_rocksdb_memory_bytes{kind="block_cache"})") > 0);
   CHECK(SampleValue(before, R"(crmstream_rocksdb_memory_bytes{kind="memtables"})") >= 0);
-  e.engine().RecordCheckpoint(0.003, 1000, true);
-  e.engine().RecordCheckpoint(0.2, 5000, true);
-  e.engine().RecordCheckpoint(7.0, 0, false);
+  e.engine().probe().RecordCheckpoint(0.003, 1000, true);
+  e.engine().probe().RecordCheckpoint(0.2, 5000, true);
+  e.engine().probe().RecordCheckpoint(7.0, 0, false);
   const std::string after = HttpGet(e.port(), "/metrics").body;
   auto delta = [&](const std::string& sample) {
     return SampleValue(after, sample) - SampleValue(before, sample);
@@ -166,12 +166,12 @@ TEST_CASE("Admin server: scrape, probes and customer API on a running engine",
   CHECK(lint.empty());
 
   // Readiness waits for the state store's restore.
-  e.engine().SetStateRestored(false);
+  e.engine().probe().SetStateRestored(false);
   auto not_restored = HttpGet(e.port(), "/readyz");
   CHECK(not_restored.status == 503);
   CHECK(not_restored.body.find("state not restored") != std::string::npos);
   CHECK(HttpGet(e.port(), "/healthz").status == 200);
-  e.engine().SetStateRestored(true);
+  e.engine().probe().SetStateRestored(true);
   CHECK(HttpGet(e.port(), "/readyz").status == 200);
 
   // A stopped engine is neither alive nor ready and answers no queries.
@@ -191,12 +191,12 @@ TEST_CASE("Engine health reports a loop that stops iterating", "[metrics][integr
   bool stalled_seen = false;
   const auto deadline = Clock::now() + std::chrono::seconds(10);
   while (!stalled_seen && Clock::now() < deadline) {
-    const pipeline::EngineHealth h = e.engine().Health(std::chrono::milliseconds(1));
+    const runtime::EngineHealth h = e.engine().probe().Health(std::chrono::milliseconds(1));
     if (!h.live) {
       stalled_seen = true;
       CHECK(h.reason.find("stalled") != std::string::npos);
     }
-    CHECK(e.engine().Health(std::chrono::seconds(60)).live);
+    CHECK(e.engine().probe().Health(std::chrono::seconds(60)).live);
     std::this_thread::sleep_for(std::chrono::milliseconds(7));
   }
   CHECK(stalled_seen);
@@ -212,4 +212,4 @@ TEST_CASE("Admin server reports a port it cannot bind", "[metrics][integration]"
 }
 
 }  // namespace
-}  // namespace crmstream::metrics
+}  // namespace crmstream::admin

@@ -1,4 +1,4 @@
-#include "crmstream/metrics/admin_server.h"
+#include "crmstream/admin/admin_server.h"
 
 #include <spdlog/spdlog.h>
 
@@ -10,7 +10,7 @@
 
 #include "crmstream/common/json_writer.h"
 
-namespace crmstream::metrics {
+namespace crmstream::admin {
 namespace {
 
 namespace asio = boost::asio;
@@ -75,12 +75,12 @@ std::string ProbeJson(bool ok, std::string_view reason) {
 }  // namespace
 
 struct AdminServer::Impl {
-  Impl(pipeline::StreamEngine* e, const config::EngineConfig& config, const AdminServerOptions& o)
+  Impl(runtime::StreamEngine* e, const config::EngineConfig& config, const AdminServerOptions& o)
       : engine(e), options(o), metrics(e, config.outputs, o.stall_after), acceptor(ioc) {}
 
   void Accept();
 
-  pipeline::StreamEngine* engine;
+  runtime::StreamEngine* engine;
   AdminServerOptions options;
   EngineMetrics metrics;
   // Declared before everything that uses it: destroyed last.
@@ -121,7 +121,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (path == "/metrics") {
       Respond("/metrics", http::status::ok, kPrometheusText, server_->metrics.Scrape());
     } else if (path == "/healthz" || path == "/readyz") {
-      const pipeline::EngineHealth h = server_->engine->Health(server_->options.stall_after);
+      const runtime::EngineHealth h = server_->engine->probe().Health(server_->options.stall_after);
       const bool ok = path == "/healthz" ? h.live : h.ready;
       // A live engine that is not ready yet still answers healthz without a
       // reason: the reason concerns readiness.
@@ -143,7 +143,7 @@ class Session : public std::enable_shared_from_this<Session> {
       Respond(kLabel, http::status::bad_request, kJson, ErrorJson("invalid customer id"));
       return;
     }
-    auto query = server_->engine->SubmitCustomerQuery(*id);
+    auto query = server_->engine->queries().Submit(*id);
     if (!query.ok()) {
       Respond(kLabel, http::status::service_unavailable, kJson,
               ErrorJson(query.status().message(), *id));
@@ -219,7 +219,7 @@ class Session : public std::enable_shared_from_this<Session> {
   http::request<http::string_body> request_;
   http::response<http::string_body> response_;
   asio::steady_timer poll_timer_;
-  std::shared_ptr<const pipeline::CustomerQuery> query_;
+  std::shared_ptr<const runtime::CustomerQuery> query_;
   Clock::time_point query_deadline_;
 };
 
@@ -241,7 +241,7 @@ AdminServer::AdminServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 AdminServer::~AdminServer() { Stop(); }
 
-Result<std::unique_ptr<AdminServer>> AdminServer::Start(pipeline::StreamEngine* engine,
+Result<std::unique_ptr<AdminServer>> AdminServer::Start(runtime::StreamEngine* engine,
                                                         const config::EngineConfig& config,
                                                         const AdminServerOptions& options) {
   if (options.port < 0 || options.port > 65535) {
@@ -289,4 +289,4 @@ std::string AdminServer::url() const {
 
 const EngineMetrics& AdminServer::metrics() const { return impl_->metrics; }
 
-}  // namespace crmstream::metrics
+}  // namespace crmstream::admin

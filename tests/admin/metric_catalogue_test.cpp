@@ -1,6 +1,6 @@
 // The reviewed list: the catalogue follows Prometheus' naming conventions,
 // and docs/metrics.md documents exactly the names the code exports.
-#include "crmstream/metrics/metric_catalogue.h"
+#include "crmstream/admin/metric_catalogue.h"
 
 #include <prometheus/check_names.h>
 
@@ -12,7 +12,7 @@
 
 #include "support/test_support.h"
 
-namespace crmstream::metrics {
+namespace crmstream::admin {
 namespace {
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
@@ -70,4 +70,4 @@ TEST_CASE("docs/metrics.md documents exactly the catalogue", "[metrics]") {
 }
 
 }  // namespace
-}  // namespace crmstream::metrics
+}  // namespace crmstream::admin

@@ -15,7 +15,11 @@
 #include "crmstream/kafka/topic_admin.h"
 #include "crmstream/pipeline/output_sink.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
+
+using pipeline::OutputSink;
+using schema::kOutputKindCount;
+using schema::OutputKind;
 
 // The user's librdkafka properties plus the project's defaults where the
 // user set nothing (murmur2 partitioning, as Java clients, so a customer's
@@ -45,4 +49,4 @@ class KafkaSink final : public OutputSink {
   Status first_error_;
 };
 
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime

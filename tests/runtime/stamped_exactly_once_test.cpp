@@ -1,8 +1,6 @@
 // Exactly-once outputs: the stamp, the positions, a restarted task's
 // suppression of what its predecessor delivered, and the engine in
 // exactly-once mode across a restart compared with an uninterrupted run.
-#include "crmstream/pipeline/exactly_once.h"
-
 #include <librdkafka/rdkafka.h>
 
 #include <catch2/catch.hpp>
@@ -14,10 +12,11 @@
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/kafka/embedded_cluster.h"
 #include "crmstream/kafka/partition_reader.h"
-#include "crmstream/pipeline/stream_engine.h"
+#include "crmstream/runtime/stamped_outputs.h"
+#include "crmstream/runtime/stream_engine.h"
 #include "support/test_support.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -177,7 +176,7 @@ TEST_CASE("A restarted task drops exactly the outputs its predecessor delivered"
   KafkaSink kafka_sink(producer->get(), topics);
   StampingSink sink(&kafka_sink, "app", "in", 0, counts);
   sink.set_next_sequence(20);
-  const std::array<RestoredTask, 1> restored{RestoredTask{&sink, &checkpointed}};
+  const std::array<StampedRestore, 1> restored{StampedRestore{&sink, &checkpointed}};
   OutputPositions ends(counts);
   REQUIRE(FindDeliveredOutputs(config, topics, counts, restored, &ends).ok());
   emit(&sink, 20, 70);
@@ -450,9 +449,9 @@ TEST_CASE("Exactly-once engine: broker faults change neither outputs nor state",
   CheckSameResults(fx.client, runs[0], runs[1]);
 }
 
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
 
 TEST_CASE("An engine refuses a state directory another engine holds, naming it",
           "[pipeline][integration]") {
@@ -469,9 +468,9 @@ TEST_CASE("An engine refuses a state directory another engine holds, naming it",
   CHECK_THAT(second.status().message(), Catch::Contains(runs[0].state_dir));
 }
 
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
 
 TEST_CASE("At-least-once engine: a restart resumes from the checkpoint, counting nothing twice",
           "[pipeline][integration]") {
@@ -496,9 +495,9 @@ TEST_CASE("At-least-once engine: a restart resumes from the checkpoint, counting
   CHECK(restarted == StateEntries(runs[1].state_dir, families));
 }
 
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime
 
-namespace crmstream::pipeline {
+namespace crmstream::runtime {
 
 TEST_CASE("A lost or corrupt store is rebuilt from the input, without repeating an output",
           "[pipeline][integration]") {
@@ -543,4 +542,4 @@ TEST_CASE("A lost or corrupt store is rebuilt from the input, without repeating 
   CHECK(suppressed == outputs.total);
 }
 
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::runtime

@@ -1,0 +1,89 @@
+#include "runtime/at_least_once_delivery.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "crmstream/common/clock.h"
+
+namespace crmstream::runtime {
+namespace {
+
+// Run until caught up: how often an idle loop checkpoints what it processed.
+constexpr auto kIdleCommit = std::chrono::milliseconds(100);
+
+}  // namespace
+
+AtLeastOnceDelivery::AtLeastOnceDelivery(EngineCore* core, Checkpointer* checkpointer)
+    : core_(core), checkpointer_(checkpointer) {}
+
+pipeline::OutputSink* AtLeastOnceDelivery::PrepareTask(PartitionTask*) { return core_->sink.get(); }
+
+Status AtLeastOnceDelivery::Process(PartitionTask* task, const kafka::MessageView& m,
+                                    int64_t wall_ms) {
+  // The event-to-output sample of the next flush: its oldest record.
+  if (oldest_unflushed_ms_ < 0) oldest_unflushed_ms_ = m.timestamp_ms();
+  task->processor->Process(m.payload(), {m.topic(), m.partition(), m.offset()}, wall_ms);
+  task->next_offset = m.offset() + 1;
+  return Status::OK();
+}
+
+Status AtLeastOnceDelivery::AfterBatch(bool had_records) {
+  // Alerts, segment changes and customer anomalies of this batch's
+  // customers now; their customer-scores records wait for the commit.
+  if (had_records) {
+    for (auto& [tp, task] : core_->tasks) task.processor->RefreshScores();
+  }
+  return Status::OK();
+}
+
+Status AtLeastOnceDelivery::Tick(Clock::time_point now, bool had_records) {
+  const bool interval_passed =
+      now - last_commit_ >= std::chrono::milliseconds(core_->config.commit_interval_ms);
+  // Run until caught up: an idle loop checkpoints soon, so the end is seen.
+  const bool idle_commit =
+      core_->until_caught_up && !had_records && now - last_idle_commit_ >= kIdleCommit;
+  if (!interval_passed && !idle_commit) return Status::OK();
+  if (idle_commit) last_idle_commit_ = now;
+  if (interval_passed) last_commit_ = now;
+  Status st = CommitProcessed();
+  if (!st.ok()) {
+    core_->probe.stats().commit_failures.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("checkpoint: {} (will retry)", st.ToString());
+  }
+  return Status::OK();
+}
+
+void AtLeastOnceDelivery::OnRevoked(std::span<const kafka::TopicPartition> revoked) {
+  Status st = CommitProcessed(revoked);
+  if (!st.ok()) {
+    // Another member will re-process from the last checkpoint: at-least-once.
+    spdlog::warn("checkpoint before revocation failed: {}", st.ToString());
+  }
+}
+
+Status AtLeastOnceDelivery::Drain() { return CommitProcessed(); }
+
+Status AtLeastOnceDelivery::CommitProcessed(std::span<const kafka::TopicPartition> only) {
+  std::vector<PartitionTask*> due;
+  for (auto& [tp, task] : core_->tasks) {
+    if (!only.empty() && std::find(only.begin(), only.end(), tp) == only.end()) continue;
+    task.processor->FlushOutputs();
+    if (task.next_offset >= 0 && task.next_offset != task.checkpointed_offset) {
+      due.push_back(&task);
+    }
+  }
+  if (only.empty()) {
+    // Every output of the records processed so far is now with the producer.
+    if (oldest_unflushed_ms_ > 0) {
+      core_->probe.stats().event_to_output.Observe(
+          static_cast<double>(std::max<int64_t>(0, WallMs() - oldest_unflushed_ms_)) * 1e-3);
+    }
+    oldest_unflushed_ms_ = -1;
+  }
+  if (due.empty()) return Status::OK();
+  return checkpointer_->Checkpoint(due, this);
+}
+
+}  // namespace crmstream::runtime

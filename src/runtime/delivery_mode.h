@@ -1,0 +1,75 @@
+// How the engine delivers its outputs and moves its checkpoints: the part
+// of the run loop that differs between delivery guarantees (README
+// "Delivery semantics"). The run loop calls the same hooks whatever the
+// mode; a new mode (e.g. Kafka transactions) is a new implementation, not a
+// change to the loop.
+//
+//   at_least_once (at_least_once_delivery.h): every commit interval all
+//     tasks flush their outputs and are checkpointed together.
+//   exactly_once on the embedded cluster (stamped_exactly_once_delivery.h):
+//     deterministic blocks, stamped outputs, suppression of what a
+//     predecessor delivered.
+//
+// Thread-safety: the engine thread only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "crmstream/common/status.h"
+#include "crmstream/config/engine_config.h"
+#include "crmstream/kafka/consumer.h"
+#include "crmstream/pipeline/output_sink.h"
+#include "crmstream/state/state_store.h"
+#include "runtime/engine_core.h"
+
+namespace crmstream::runtime {
+
+class Checkpointer;
+
+// A task just restored from the store (or set to be rebuilt from its input).
+struct RestoredTask {
+  PartitionTask* task = nullptr;
+  uint64_t output_sequence = 0;  // the task's checkpointed output sequence
+};
+
+class DeliveryMode {
+ public:
+  virtual ~DeliveryMode() = default;
+
+  // A new task: sets up its delivery state and returns the sink its
+  // processor writes to.
+  virtual pipeline::OutputSink* PrepareTask(PartitionTask* task) = 0;
+  // Before an assignment's tasks are restored.
+  virtual Status BeforeRestore() { return Status::OK(); }
+  // After they are restored from the store (or set to rebuild).
+  virtual Status AfterRestore(std::span<const RestoredTask> tasks) = 0;
+
+  // One record of a task. `wall_ms` is the wall clock of the batch.
+  virtual Status Process(PartitionTask* task, const kafka::MessageView& m, int64_t wall_ms) = 0;
+  // After each consumed batch.
+  virtual Status AfterBatch(bool had_records) = 0;
+  // Every loop iteration: whatever is due (commits, idle closes). A failed
+  // commit the mode retries is not an error of Tick.
+  virtual Status Tick(Clock::time_point now, bool had_records) = 0;
+  // Partitions about to be taken away (their tasks still exist).
+  virtual void OnRevoked(std::span<const kafka::TopicPartition> revoked) = 0;
+  // After the stop: delivers and checkpoints everything processed.
+  virtual Status Drain() = 0;
+  // Nothing of the task waits for a close or a checkpoint.
+  virtual bool Settled(const PartitionTask& task) const = 0;
+
+  // Checkpoint hooks (Checkpointer): the task's output sequence, and the
+  // mode's own entries of the task, written atomically with its state.
+  virtual uint64_t OutputSequence(const PartitionTask&) const { return 0; }
+  virtual void AddToCheckpoint(PartitionTask*, state::CheckpointBatch*) {}
+  // Outputs of the task not produced because they were delivered before.
+  virtual uint64_t Suppressed(const PartitionTask&) const { return 0; }
+};
+
+std::unique_ptr<DeliveryMode> MakeDeliveryMode(config::Guarantee guarantee, EngineCore* core,
+                                               Checkpointer* checkpointer);
+
+}  // namespace crmstream::runtime

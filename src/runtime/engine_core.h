@@ -1,0 +1,83 @@
+// The engine's shared core: its Kafka clients, its state store and its
+// partition tasks, used by the run loop (stream_engine.cpp), the delivery
+// modes, the checkpointer and the task restorer. Private to the runtime.
+//
+// Thread-safety: the engine thread only (the probe is the thread-safe part).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "crmstream/config/engine_config.h"
+#include "crmstream/kafka/client_config.h"
+#include "crmstream/kafka/consumer.h"
+#include "crmstream/kafka/producer.h"
+#include "crmstream/pipeline/event_processor.h"
+#include "crmstream/runtime/engine_probe.h"
+#include "crmstream/runtime/kafka_wiring.h"
+#include "crmstream/runtime/stamped_outputs.h"
+#include "crmstream/state/state_store.h"
+
+namespace crmstream::runtime {
+
+using Clock = std::chrono::steady_clock;
+
+// How long a flush may wait for the brokers before the commit is skipped
+// (and tried again next interval).
+inline constexpr auto kFlushTimeout = std::chrono::seconds(30);
+
+// What a delivery mode keeps per task (e.g. exactly-once's open block).
+class TaskDeliveryState {
+ public:
+  virtual ~TaskDeliveryState() = default;
+};
+
+// One assigned input partition: its processor, its place in the store and
+// how far it got.
+struct PartitionTask {
+  kafka::TopicPartition tp;
+  // Declared before the processor, whose sink it may own: it outlives it.
+  std::unique_ptr<TaskDeliveryState> delivery;
+  std::unique_ptr<pipeline::EventProcessor> processor;
+  state::PartitionKey key;
+  int64_t next_offset = -1;          // offset after the last processed record
+  int64_t committed_offset = -1;     // last next-offset committed to the group
+  int64_t checkpointed_offset = -1;  // next-offset of the last checkpoint
+  Clock::time_point last_checkpoint{};
+  // Rebuilding lost state from the input's beginning up to this offset
+  // (the group's committed one); -1: not rebuilding.
+  int64_t rebuild_until = -1;
+  // Counters of this task already published into the probe.
+  uint64_t published_received = 0, published_accepted = 0, published_duplicates = 0,
+           published_rejected = 0;
+  std::array<uint64_t, schema::kOutputKindCount> published_outputs{};
+  std::array<uint64_t, ingest::kEventTypeCount> published_by_type{};
+  std::array<uint64_t, 16> published_by_reason{};
+  std::array<uint64_t, alerts::kSeverityCount> published_alerts{};
+  uint64_t published_suppressed = 0;
+};
+
+using TaskMap = std::map<kafka::TopicPartition, PartitionTask>;
+
+struct EngineCore {
+  config::EngineConfig config;
+  pipeline::ProcessorOptions processor_options;
+  kafka::ClientConfig client;
+  OutputPartitionCounts output_partitions{};
+  std::unique_ptr<state::StateStore> store;
+  std::unique_ptr<kafka::Producer> producer;
+  std::unique_ptr<KafkaSink> sink;
+  std::unique_ptr<kafka::Consumer> consumer;
+  TaskMap tasks;
+  EngineProbe probe;
+  // Run(): stop once every partition is processed to its end.
+  bool until_caught_up = false;
+
+  // Records of the task's partition not processed yet; -1 while unknown.
+  int64_t TaskLag(const PartitionTask& task) const;
+};
+
+}  // namespace crmstream::runtime

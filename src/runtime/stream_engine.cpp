@@ -1,0 +1,434 @@
+#include "crmstream/runtime/stream_engine.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "crmstream/common/clock.h"
+#include "crmstream/common/json_writer.h"
+#include "crmstream/kafka/topic_admin.h"
+#include "runtime/at_least_once_delivery.h"
+#include "runtime/checkpointer.h"
+#include "runtime/engine_core.h"
+#include "runtime/stamped_exactly_once_delivery.h"
+#include "runtime/task_restorer.h"
+
+namespace crmstream::runtime {
+namespace {
+
+// Smallest per-partition dedup window (event ids).
+constexpr size_t kMinDedupPerPartition = 10000;
+
+constexpr auto kLagRefresh = std::chrono::milliseconds(500);
+constexpr auto kQualityRefresh = std::chrono::seconds(1);
+// Run until caught up: how often the loop checks for the end of the input.
+constexpr auto kCaughtUpCheck = std::chrono::milliseconds(100);
+
+}  // namespace
+
+std::unique_ptr<DeliveryMode> MakeDeliveryMode(config::Guarantee guarantee, EngineCore* core,
+                                               Checkpointer* checkpointer) {
+  switch (guarantee) {
+    case config::Guarantee::kExactlyOnce:
+      return std::make_unique<StampedExactlyOnceDelivery>(core, checkpointer);
+    case config::Guarantee::kAtLeastOnce:
+      break;
+  }
+  return std::make_unique<AtLeastOnceDelivery>(core, checkpointer);
+}
+
+int64_t EngineCore::TaskLag(const PartitionTask& task) const {
+  if (task.next_offset < 0) {
+    // Nothing processed: the consumer's own view (0 for an empty partition).
+    auto lag = consumer->Lag(task.tp.topic, task.tp.partition);
+    return lag.ok() ? *lag : -1;
+  }
+  // Measured from what the task processed: after a restart at the end of a
+  // partition the consumer has no position until a record arrives.
+  auto high = consumer->HighWatermark(task.tp.topic, task.tp.partition);
+  return high.ok() ? std::max<int64_t>(0, *high - task.next_offset) : -1;
+}
+
+struct StreamEngine::Impl final : kafka::RebalanceListener {
+  EngineCore core;
+  std::unique_ptr<Checkpointer> checkpointer;
+  std::unique_ptr<DeliveryMode> delivery;
+  std::unique_ptr<TaskRestorer> restorer;
+  CustomerQueries queries;
+  Status rebalance_error;
+  // Most batches come from one partition.
+  PartitionTask* last_task = nullptr;
+
+  void OnAssigned(std::span<kafka::TopicPartitionOffset> partitions) override;
+  void OnRevoked(std::span<const kafka::TopicPartition> partitions) override;
+  // The task of a consumed record; nullptr for a partition this instance
+  // does not own (never given a task: its state was not restored).
+  PartitionTask* TaskFor(std::string_view topic, int32_t partition);
+  bool CaughtUp() const;
+  void PublishStats();
+  void RefreshLag();
+  void RefreshQuality();
+  void AnswerQueries();
+};
+
+StreamEngine::StreamEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StreamEngine::~StreamEngine() = default;
+
+EngineProbe& StreamEngine::probe() { return impl_->core.probe; }
+const EngineProbe& StreamEngine::probe() const { return impl_->core.probe; }
+CustomerQueries& StreamEngine::queries() { return impl_->queries; }
+const state::StateStore& StreamEngine::state_store() const { return *impl_->core.store; }
+
+const pipeline::EventProcessor* StreamEngine::processor(const std::string& topic,
+                                                        int32_t partition) const {
+  auto it = impl_->core.tasks.find(kafka::TopicPartition{topic, partition});
+  return it == impl_->core.tasks.end() ? nullptr : it->second.processor.get();
+}
+
+Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
+    const config::EngineConfig& config, const config::PipelineSpec& pipeline,
+    std::shared_ptr<rocksdb::Env> state_env) {
+  if (config.kafka.embedded()) {
+    return Status::InvalidArgument("StreamEngine needs kafka.properties.bootstrap.servers");
+  }
+  auto impl = std::make_unique<Impl>();
+  EngineCore& core = impl->core;
+  core.config = config;
+  core.processor_options = pipeline::ProcessorOptions::FromPipeline(pipeline);
+  // The dedup window is configured for the whole input: each partition task
+  // remembers its share, so memory stays what the user configured.
+  int partitions = 0;
+  for (const auto& t : config.inputs) partitions += t.partitions;
+  pipeline::ProcessorOptions& options = core.processor_options;
+  if (options.dedup_capacity > 0) {
+    options.dedup_capacity =
+        std::max<size_t>(kMinDedupPerPartition,
+                         options.dedup_capacity / static_cast<size_t>(std::max(1, partitions)));
+  }
+  CRM_RETURN_NOT_OK(options.Validate().WithContext(pipeline.file));
+
+  state::StateStoreOptions store_options;
+  store_options.path = std::filesystem::path(config.state_dir) / state::kStoreSubdirectory;
+  store_options.memory_cap_bytes = static_cast<size_t>(config.state.memory_cap_mb) << 20;
+  store_options.sync = config.state.sync;
+  store_options.write_timeout = std::chrono::milliseconds(config.state.write_timeout_ms);
+  store_options.env = std::move(state_env);
+  store_options.identity = config.kafka.group_id + "/" + pipeline.name;
+  CRM_ASSIGN_OR_RETURN(core.store, state::StateStore::Open(store_options));
+  std::string windows;
+  for (int d : pipeline.window_days) windows += (windows.empty() ? "" : ",") + std::to_string(d);
+  CRM_RETURN_NOT_OK(core.store->PutMetadata(state::kFeatureWindowsMetadata, windows));
+
+  core.client = MakeClientConfig(config.kafka);
+  const auto output_topics = config.outputs.Names();
+  const bool exactly_once = config.guarantee == config::Guarantee::kExactlyOnce;
+  if (exactly_once) {
+    // The engine partitions its outputs itself (stamped_outputs.h): it needs
+    // the real partition counts.
+    CRM_ASSIGN_OR_RETURN(auto admin, kafka::TopicAdmin::Create(core.client));
+    for (int k = 0; k < schema::kOutputKindCount; ++k) {
+      auto ids = admin->ListPartitions(output_topics[static_cast<size_t>(k)]);
+      if (!ids.ok()) {
+        return ids.status().WithContext("output topic " + output_topics[static_cast<size_t>(k)] +
+                                        " (exactly_once needs it to exist)");
+      }
+      core.output_partitions[static_cast<size_t>(k)] = static_cast<int32_t>(ids->size());
+    }
+  }
+  kafka::ProducerOptions producer_options;
+  producer_options.linger_ms = config.producer_linger_ms;
+  CRM_ASSIGN_OR_RETURN(core.producer, kafka::Producer::Create(core.client, producer_options));
+  if (exactly_once) {
+    for (const auto& t : output_topics) core.producer->TrackDeliveredOffsets(t);
+  }
+  core.sink = std::make_unique<KafkaSink>(core.producer.get(), output_topics);
+  kafka::ConsumerOptions consumer_options;
+  consumer_options.listener = impl.get();
+  // A restarted engine rejoins its group after one session timeout: keep it
+  // short (librdkafka's default is 45 s) unless the user chose one.
+  kafka::ClientConfig consumer_client = core.client;
+  consumer_client.SetDefault("session.timeout.ms", "10000");
+  consumer_client.SetDefault("heartbeat.interval.ms", "1000");
+  CRM_ASSIGN_OR_RETURN(
+      core.consumer,
+      kafka::Consumer::Create(consumer_client, config.kafka.group_id, consumer_options));
+
+  impl->checkpointer = std::make_unique<Checkpointer>(&core);
+  impl->delivery = MakeDeliveryMode(config.guarantee, &core, impl->checkpointer.get());
+  impl->restorer = std::make_unique<TaskRestorer>(&core, impl->delivery.get());
+  return std::unique_ptr<StreamEngine>(new StreamEngine(std::move(impl)));
+}
+
+void StreamEngine::Impl::OnAssigned(std::span<kafka::TopicPartitionOffset> partitions) {
+  core.probe.SetStateRestored(false);
+  last_task = nullptr;
+  Status st = restorer->Restore(partitions);
+  if (!st.ok()) {
+    // Never process from half-restored state: the loop stops with this error.
+    spdlog::error("restoring state: {}", st.ToString());
+    if (rebalance_error.ok()) rebalance_error = st;
+  }
+  core.probe.SetStateRestored(st.ok() && !restorer->rebuilding());
+  EngineStats& stats = core.probe.stats();
+  stats.partitions.store(static_cast<int>(core.tasks.size()), std::memory_order_relaxed);
+  stats.rebalances.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("assigned {} partition(s); {} in total", partitions.size(), core.tasks.size());
+}
+
+void StreamEngine::Impl::OnRevoked(std::span<const kafka::TopicPartition> partitions) {
+  delivery->OnRevoked(partitions);
+  PublishStats();
+  for (const auto& tp : partitions) core.tasks.erase(tp);
+  last_task = nullptr;
+  EngineStats& stats = core.probe.stats();
+  stats.partitions.store(static_cast<int>(core.tasks.size()), std::memory_order_relaxed);
+  stats.rebalances.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("revoked {} partition(s); {} left", partitions.size(), core.tasks.size());
+}
+
+PartitionTask* StreamEngine::Impl::TaskFor(std::string_view topic, int32_t partition) {
+  if (last_task && last_task->tp.partition == partition && last_task->tp.topic == topic) {
+    return last_task;
+  }
+  auto it = core.tasks.find(kafka::TopicPartition{std::string(topic), partition});
+  if (it == core.tasks.end()) return nullptr;
+  last_task = &it->second;
+  return last_task;
+}
+
+bool StreamEngine::Impl::CaughtUp() const {
+  if (core.tasks.empty() || !core.probe.state_restored()) return false;
+  for (const auto& [tp, task] : core.tasks) {
+    if (!delivery->Settled(task) || task.next_offset != task.checkpointed_offset) return false;
+    if (core.TaskLag(task) != 0) return false;
+  }
+  return true;
+}
+
+void StreamEngine::Impl::PublishStats() {
+  auto publish = [](std::atomic<uint64_t>& total, uint64_t now, uint64_t* published) {
+    total.fetch_add(now - *published, std::memory_order_relaxed);
+    *published = now;
+  };
+  EngineStats& stats = core.probe.stats();
+  for (auto& [tp, task] : core.tasks) {
+    const pipeline::ProcessorCounters& c = task.processor->counters();
+    publish(stats.received, c.received.Get(), &task.published_received);
+    publish(stats.accepted, c.accepted.Get(), &task.published_accepted);
+    publish(stats.duplicates, c.duplicates.Get(), &task.published_duplicates);
+    publish(stats.rejected, c.rejected.Get(), &task.published_rejected);
+    for (size_t i = 0; i < task.published_alerts.size(); ++i) {
+      publish(stats.churn_alerts[i], c.alerts_by_severity[i].Get(), &task.published_alerts[i]);
+    }
+    for (size_t k = 0; k < task.published_outputs.size(); ++k) {
+      publish(stats.outputs[k], c.outputs[k].Get(), &task.published_outputs[k]);
+    }
+    for (size_t t = 0; t < task.published_by_type.size(); ++t) {
+      publish(stats.accepted_by_type[t], c.by_type[t].Get(), &task.published_by_type[t]);
+    }
+    for (size_t r = 0; r < c.by_reason.size(); ++r) {
+      publish(stats.rejected_by_reason[r], c.by_reason[r].Get(), &task.published_by_reason[r]);
+    }
+    publish(stats.suppressed_outputs, delivery->Suppressed(task), &task.published_suppressed);
+  }
+  stats.delivered.store(core.producer->delivered_count(), std::memory_order_relaxed);
+  stats.delivery_failures.store(core.producer->failed_count(), std::memory_order_relaxed);
+}
+
+void StreamEngine::Impl::RefreshLag() {
+  auto lags = core.consumer->LagSnapshot();
+  if (!lags.ok()) return;
+  int64_t total = 0;
+  std::vector<PartitionLagSample> samples;
+  samples.reserve(lags->size());
+  for (const auto& l : *lags) {
+    if (l.lag < 0 || total < 0) {
+      total = -1;
+    } else {
+      total += l.lag;
+    }
+    samples.push_back({l.topic, l.partition, l.lag});
+  }
+  core.probe.stats().lag.store(total, std::memory_order_relaxed);
+  core.probe.PublishLag(std::move(samples));
+}
+
+void StreamEngine::Impl::RefreshQuality() {
+  ModelQualitySnapshot q;
+  double auc_weighted = 0, log_loss_weighted = 0, warm_auc_weighted = 0, squared_error = 0,
+         squared_distance = 0, anomalies = 0;
+  for (const auto& [tp, task] : core.tasks) {
+    const pipeline::CustomerModels& m = task.processor->customer_models();
+    const pipeline::CustomerModels::Quality pq = m.quality();
+    ++q.partitions;
+    const uint64_t labels = pq.churn_positives + pq.churn_negatives;
+    q.churn_labels += labels;
+    auc_weighted += pq.churn_auc * static_cast<double>(labels);
+    log_loss_weighted += pq.churn_log_loss * static_cast<double>(labels);
+    q.warm_churn_labels += pq.warm_churn_labels;
+    warm_auc_weighted += pq.warm_churn_auc * static_cast<double>(pq.warm_churn_labels);
+    q.value_labels += pq.value_labels;
+    squared_error += pq.value_rmse * pq.value_rmse * static_cast<double>(pq.value_labels);
+    q.kmeans_points += pq.kmeans_points;
+    squared_distance += pq.kmeans_mean_squared_distance * static_cast<double>(pq.kmeans_points);
+    q.anomaly_scored += pq.anomaly_scored;
+    anomalies += pq.anomaly_rate * static_cast<double>(pq.anomaly_scored);
+    q.customers += task.processor->feature_store().size();
+    q.feature_store_bytes += task.processor->feature_store().MemoryUsageBytes();
+  }
+  auto mean = [](double weighted, uint64_t n, double none) {
+    return n == 0 ? none : weighted / static_cast<double>(n);
+  };
+  q.churn_auc = mean(auc_weighted, q.churn_labels, 0.5);
+  q.churn_log_loss = mean(log_loss_weighted, q.churn_labels, 0.0);
+  q.warm_churn_auc = mean(warm_auc_weighted, q.warm_churn_labels, 0.5);
+  q.value_rmse = std::sqrt(mean(squared_error, q.value_labels, 0.0));
+  q.kmeans_mean_squared_distance = mean(squared_distance, q.kmeans_points, 0.0);
+  q.anomaly_rate = mean(anomalies, q.anomaly_scored, 0.0);
+  core.probe.PublishQuality(q);
+}
+
+void StreamEngine::Impl::AnswerQueries() {
+  for (auto& q : queries.Take()) {
+    if (restorer->rebuilding()) {
+      q->Finish(Status::Unavailable("state being rebuilt"));
+      continue;
+    }
+    bool found = false;
+    std::string& json = *q->mutable_json();
+    for (const auto& [tp, task] : core.tasks) {
+      if (!task.processor->WriteCustomerRecord(q->customer_id(), &json)) continue;
+      // The crm.customer-scores record, plus where the customer lives: the
+      // record's closing brace gives way to the location's fields.
+      std::string location;
+      JsonWriter w(&location);
+      w.BeginObject();
+      w.Field("topic", std::string_view(tp.topic));
+      w.Field("partition", tp.partition);
+      w.EndObject();
+      json.back() = ',';
+      json.append(location, 1);
+      found = true;
+      break;
+    }
+    q->Finish(found ? Status::OK() : Status::NotFound("unknown customer"));
+  }
+}
+
+Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& options) {
+  Impl& e = *impl_;
+  EngineCore& core = e.core;
+  EngineProbe& probe = core.probe;
+  EngineStats& stats = probe.stats();
+  std::vector<std::string> topics;
+  for (const auto& t : core.config.inputs) topics.push_back(t.name);
+  if (Status subscribed = core.consumer->Subscribe(topics); !subscribed.ok()) {
+    probe.SetLoopState(EngineProbe::LoopState::kStopped);
+    return subscribed;
+  }
+
+  kafka::MessageBatch batch(static_cast<size_t>(core.config.consume_batch_size));
+  auto last_lag = Clock::now();
+  auto last_quality = Clock::now();
+  auto last_caught_up_check = Clock::now();
+  Status result;
+  bool caught_up = false;
+  core.until_caught_up = options.until_caught_up;
+  e.checkpointer->Start(&stop);
+  probe.Heartbeat();
+  probe.SetLoopState(EngineProbe::LoopState::kRunning);
+  e.queries.Open();
+
+  while (!stop.load(std::memory_order_relaxed)) {
+    auto consumed = core.consumer->ConsumeBatch(core.config.poll_timeout_ms, &batch);
+    if (!consumed.ok()) {
+      // Transport errors are retried by librdkafka; keep polling.
+      spdlog::warn("consume: {}", consumed.status().ToString());
+    }
+    if (!e.rebalance_error.ok()) {
+      result = e.rebalance_error;
+      break;
+    }
+    if (!e.checkpointer->fatal().ok()) {
+      result = e.checkpointer->fatal();
+      break;
+    }
+    const auto batch_start = Clock::now();
+    const int64_t wall_ms = WallMs();
+    for (size_t i = 0; i < batch.size() && result.ok(); ++i) {
+      kafka::MessageView m = batch[i];
+      PartitionTask* task = e.TaskFor(m.topic(), m.partition());
+      if (task == nullptr) {
+        stats.unowned_records.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      result = e.delivery->Process(task, m, wall_ms);
+    }
+    const bool had_records = batch.size() > 0;
+    batch.Clear();
+    if (!result.ok()) break;
+    if (e.restorer->rebuilding() || had_records) e.restorer->TrackRebuilds();
+    result = e.delivery->AfterBatch(had_records);
+    if (!result.ok()) break;
+    core.producer->Poll(std::chrono::milliseconds(0));
+    if (!core.sink->first_error().ok()) {
+      result = core.sink->first_error().WithContext("producing outputs");
+      break;
+    }
+    const auto now = Clock::now();
+    if (had_records) {
+      stats.batches.fetch_add(1, std::memory_order_relaxed);
+      stats.batch_duration.Observe(std::chrono::duration<double>(now - batch_start).count());
+    }
+    e.PublishStats();
+    if (e.queries.pending()) e.AnswerQueries();
+    result = e.delivery->Tick(now, had_records);
+    if (!result.ok()) break;
+    if (options.until_caught_up && now - last_caught_up_check >= kCaughtUpCheck) {
+      last_caught_up_check = now;
+      if (e.CaughtUp()) {
+        caught_up = true;
+        break;
+      }
+    }
+    if (now - last_lag >= kLagRefresh) {
+      e.RefreshLag();
+      last_lag = now;
+    }
+    if (now - last_quality >= kQualityRefresh) {
+      e.RefreshQuality();
+      last_quality = now;
+    }
+    probe.Heartbeat();
+  }
+
+  probe.SetLoopState(EngineProbe::LoopState::kStopped);
+  e.queries.Close();
+  // Drain: everything processed is delivered and checkpointed before
+  // leaving, within the shutdown bound.
+  e.checkpointer->BeginDrain(Clock::now() +
+                             std::chrono::milliseconds(core.config.shutdown_timeout_ms));
+  Status st;
+  if (result.ok()) st = e.delivery->Drain();
+  if (!st.ok()) {
+    stats.commit_failures.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error(
+        "stopping without a final checkpoint: {}. The state resumes from the last checkpoint; "
+        "records processed since then are processed again at the next start",
+        st.ToString());
+  } else if (stats.checkpoints.load(std::memory_order_relaxed) > 0) {
+    spdlog::info("final checkpoint written");
+  }
+  if (caught_up) spdlog::info("caught up with the input: stopping");
+  e.PublishStats();
+  e.RefreshQuality();
+  Status closed = core.consumer->Close();
+  if (!closed.ok()) spdlog::warn("closing consumer: {}", closed.ToString());
+  if (result.ok() && !st.ok()) result = st;
+  return result;
+}
+
+}  // namespace crmstream::runtime
