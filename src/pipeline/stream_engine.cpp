@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "crmstream/common/crash_point.h"
 #include "crmstream/common/json_writer.h"
 #include "crmstream/kafka/partition_reader.h"
 #include "crmstream/kafka/topic_admin.h"
@@ -378,7 +379,9 @@ Status StreamEngine::Checkpoint(std::span<PartitionTask* const> tasks) {
   const auto started = Clock::now();
   // Outputs first: a checkpoint covers a record only once everything it
   // produced is acknowledged.
+  CRMSTREAM_CRASH_POINT(crash_point::kBeforeFlush);
   Status st = producer_->Flush(kFlushTimeout).WithContext("flushing outputs");
+  CRMSTREAM_CRASH_POINT(crash_point::kAfterFlush);
   if (st.ok()) st = sink_->first_error();
   if (st.ok() && producer_->failed_count() != delivery_failures_seen_) {
     // An output the brokers never took: the checkpoint must not claim its
@@ -410,7 +413,9 @@ Status StreamEngine::Checkpoint(std::span<PartitionTask* const> tasks) {
     }
   }
   const uint64_t bytes = batch.byte_size();
+  CRMSTREAM_CRASH_POINT(crash_point::kBeforeWrite);
   if (st.ok()) st = store_->Commit(&batch);
+  CRMSTREAM_CRASH_POINT(crash_point::kAfterWrite);
   RecordCheckpoint(std::chrono::duration<double>(Clock::now() - started).count(), bytes, st.ok());
   const state::StateStore::Memory memory = store_->MemoryBreakdown();
   SetRocksDbMemory(RocksDbMemoryKind::kBlockCache, memory.block_cache_bytes);

@@ -8,6 +8,7 @@
 #include "crmstream/kafka/producer.h"
 #include "crmstream/kafka/topic_admin.h"
 #include "kafka/kafka_test_support.h"
+#include "support/test_support.h"
 
 namespace crmstream::kafka {
 namespace {
@@ -23,7 +24,8 @@ using testing::Received;
 // TxnOffsetCommit does not store the offsets. These tests therefore check
 // the client side on the mock, and the broker-side guarantees against a real
 // broker when CRMSTREAM_TEST_KAFKA=host:port names one (topics are created
-// there with TopicAdmin).
+// there with TopicAdmin). Without one, a test whose claim only a real broker
+// can show reports SKIPPED after its client-side checks.
 struct BrokerUnderTest {
   BrokerUnderTest() {
     const char* real = std::getenv("CRMSTREAM_TEST_KAFKA");
@@ -152,7 +154,7 @@ TEST_CASE("A read_committed consumer sees committed transactions, never aborted 
     // The mock shows the aborted records too (no markers): pinned here so a
     // librdkafka upgrade that fixes it is noticed.
     CHECK(seen.size() == expected.size() + 30);
-    WARN(kMockLimitation);
+    CRMSTREAM_SKIP(kMockLimitation);
   }
 }
 
@@ -185,12 +187,11 @@ TEST_CASE("Transaction calls report misuse and a fenced producer as errors of th
   if (fx.real()) {
     CHECK_FALSE(zombie.ok());
     CHECK((zombie.code() == StatusCode::kInternal || zombie.code() == StatusCode::kAborted));
-  } else {
-    WARN(kMockLimitation);
   }
   REQUIRE(successor->BeginTransaction().ok());
   REQUIRE(successor->Produce(topic, 1, "k", "from-the-successor").ok());
   REQUIRE(successor->CommitTransaction(kTestDeadline).ok());
+  if (!fx.real()) CRMSTREAM_SKIP(kMockLimitation);  // the fencing was not checked
 }
 
 TEST_CASE("Offsets sent to a transaction are committed with it, and only then",
@@ -225,12 +226,9 @@ TEST_CASE("Offsets sent to a transaction are committed with it, and only then",
   REQUIRE(producer->CommitTransaction(kTestDeadline).ok());
   auto after_commit = (*consumer)->Committed(partitions, kTestDeadline);
   REQUIRE(after_commit.ok());
-  if (fx.real()) {
-    CHECK((*after_commit)[0].offset == 42);
-  } else {
-    WARN(kMockLimitation);
-  }
+  if (fx.real()) CHECK((*after_commit)[0].offset == 42);
   REQUIRE((*consumer)->Close().ok());
+  if (!fx.real()) CRMSTREAM_SKIP(kMockLimitation);  // the commit was not checked
 }
 
 TEST_CASE("Delivered offsets are tracked per partition for changelog checkpoints",
