@@ -539,8 +539,10 @@ classify_kill() {
 
 # Kills per phase over the crash run.
 declare -A phase_kills=([join]=0 [restore]=0 [processing]=0 [checkpoint]=0 [idle]=0)
-count_kill() {  # phase
+record_kill() {  # phase what (kill_loop's done_kills and wanted)
+  done_kills=$((done_kills + 1))
   phase_kills[$1]=$((phase_kills[$1] + 1))
+  log "kill $done_kills/$wanted [$1]: $2 ($(last_status))"
 }
 
 # The engine's crash points inside a checkpoint (crmstream's
@@ -550,6 +552,18 @@ count_kill() {  # phase
 crash_points=(checkpoint.before_flush checkpoint.after_flush checkpoint.before_write checkpoint.after_write)
 crash_point_status=86
 crash_point_wait=20  # seconds an armed engine may run before it is killed instead
+
+# An engine start that ended by itself with an error: logged and counted;
+# false from the third one on (no more kills then).
+note_engine_failure() {  # what happened
+  log "start $engine_index: FAILED: $1 (log: $engine_log)"
+  tail -n 5 "$engine_log" | sed 's/^/    /'
+  engine_failures=$((engine_failures + 1))
+  if [ "$engine_failures" -ge 3 ]; then
+    log "the engine keeps failing on its own: no more kills"
+    return 1
+  fi
+}
 
 kill_loop() {
   local wanted="$1" done_kills=0 attempt=0 rc delay delay_cs t kill_at anchor_note
@@ -565,9 +579,7 @@ kill_loop() {
       wait_exit "$engine_pid" "$crash_point_wait"
       rc=$exit_rc
       if [ "$rc" -eq "$crash_point_status" ] && grep -q "crash point $point reached" "$engine_log"; then
-        done_kills=$((done_kills + 1))
-        count_kill checkpoint
-        log "kill $done_kills/$wanted [checkpoint]: crash point $point at checkpoint $nth ($(last_status))"
+        record_kill checkpoint "crash point $point at checkpoint $nth"
         continue
       fi
       if [ "$rc" -eq 124 ]; then
@@ -577,18 +589,10 @@ kill_loop() {
         wait "$engine_pid" 2> /dev/null || true
         forget_pid "$engine_pid"
         classify_kill
-        done_kills=$((done_kills + 1))
-        count_kill "$kill_phase"
-        log "kill $done_kills/$wanted [$kill_phase]: SIGKILL after ${crash_point_wait} s (crash point $point:$nth not reached) ($(last_status))"
+        record_kill "$kill_phase" "SIGKILL after ${crash_point_wait} s (crash point $point:$nth not reached)"
         continue
       fi
-      log "start $engine_index: FAILED: the engine armed with crash point $point:$nth exited with status $rc (log: $engine_log)"
-      tail -n 5 "$engine_log" | sed 's/^/    /'
-      engine_failures=$((engine_failures + 1))
-      if [ "$engine_failures" -ge 3 ]; then
-        log "the engine keeps failing on its own: no more kills"
-        break
-      fi
+      note_engine_failure "the engine armed with crash point $point:$nth exited with status $rc" || break
       continue
     fi
     start_engine
@@ -627,21 +631,13 @@ kill_loop() {
       wait "$engine_pid" 2> /dev/null || true
       forget_pid "$engine_pid"
       classify_kill
-      done_kills=$((done_kills + 1))
-      count_kill "$kill_phase"
-      log "kill $done_kills/$wanted [$kill_phase]: SIGKILL ${delay} s $anchor_note ($(last_status))"
+      record_kill "$kill_phase" "SIGKILL ${delay} s $anchor_note"
     else
       rc=0
       wait "$engine_pid" || rc=$?
       forget_pid "$engine_pid"
       if [ "$rc" -ne 0 ]; then
-        log "start $engine_index: FAILED: the engine exited with status $rc before its kill at ${delay} s (log: $engine_log)"
-        tail -n 5 "$engine_log" | sed 's/^/    /'
-        engine_failures=$((engine_failures + 1))
-        if [ "$engine_failures" -ge 3 ]; then
-          log "the engine keeps failing on its own: no more kills"
-          break
-        fi
+        note_engine_failure "the engine exited with status $rc before its kill at ${delay} s" || break
       else
         log "start $engine_index: the engine finished before its kill at ${delay} s ($(last_status))"
       fi
