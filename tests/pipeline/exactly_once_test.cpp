@@ -7,6 +7,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <catch2/catch.hpp>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <map>
