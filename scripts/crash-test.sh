@@ -6,12 +6,19 @@
 # input topic once and each run's own output topics, consumer group and state
 # directory:
 #   reference  one crash-free engine run to the end of the input;
-#   crash      an engine killed with SIGKILL at --kills random moments (seeded,
-#              printed), restarted after every kill, then run to the end.
+#   crash      an engine killed --kills times (seeded, printed), restarted
+#              after every kill, then run to the end. Of every three starts,
+#              one gets SIGKILL at a random moment of its processing, one
+#              SIGKILL as soon as its state restore begins, and one dies inside
+#              a checkpoint at a crash point (CRMSTREAM_CRASH_AT, each step of
+#              a checkpoint in turn). Each kill is reported with the phase it
+#              landed in (restore, processing, checkpoint, idle, group join).
 # Then it compares the two runs: the state dumps (families features, models,
 # offsets, dedup) and, per output topic, the multiset of output records read
-# with isolation.level=read_committed. Identical: exit 0; otherwise it prints
-# the first differences and exits 1.
+# with isolation.level=read_committed. Identical, with a reference that holds
+# state and outputs and (from 3 kills) kills in the restore, the processing
+# and a checkpoint: exit 0; otherwise it prints what is missing or the first
+# differences and exits 1.
 #
 # Both runs read the very same input records, broker timestamps included:
 # exactly-once processing takes "now" and its flush points from the records'
@@ -33,11 +40,12 @@ usage() {
   cat <<EOF
 Usage: scripts/crash-test.sh [options]
 
-Kills the engine with SIGKILL at random moments, restarts it each time, and
-compares its final state and read_committed outputs with a crash-free run of
-the same input.
+Kills the engine at random moments (SIGKILL) and inside checkpoints (crash
+points), restarts it each time, and compares its final state and
+read_committed outputs with a crash-free run of the same input. From 3 kills
+on, kills must have landed in the restore, the processing and a checkpoint.
 
-  --kills N            SIGKILLs in the crash run (default 20; 0: two crash-free runs)
+  --kills N            kills in the crash run (default 20; 0: two crash-free runs)
   --events N           generated input events (default 100000)
   --customers N        customers of the generated world (default 2000)
   --seed S             seed of the input and of the kill delays (default: from the clock; printed)
@@ -50,9 +58,8 @@ the same input.
   --max-delay SEC      longest delay from the anchor to a kill (default 3)
   --kill-anchor A      what the kill delay counts from: assigned (default: the engine's
                        "assigned N partition(s)" log line, so kills land in processing
-                       and checkpoints rather than in the group join; every third kill
-                       counts a tenth of its delay from "restoring state of N
-                       partition(s)" instead, to land in the restore) or start
+                       rather than in the group join; the restore-aimed kills come as
+                       soon as "restoring state of N partition(s)" is logged) or start
   --session-timeout-ms N
                        the engine consumer's session.timeout.ms (default 4000): a restarted
                        engine waits this long for its killed predecessor to leave the group
@@ -409,18 +416,29 @@ produce_input() {
   n=$(wc -l < "$workdir/input.tsv")
   [ "$n" -ge "$events" ] || fail_harness "the input topic holds $n records, fewer than the $events generated"
   log "input acknowledged and read back: $n records"
+  # Each input partition's end offset ("partition end" lines): a kill with
+  # a checkpoint short of it left input to process.
+  awk -F '\t' '{ if ($2 + 1 > end[$1]) end[$1] = $2 + 1 } END { for (p in end) print p, end[p] }' \
+    "$workdir/input.tsv" > "$workdir/input.ends"
 }
 
 engine_index=0
 engine_pid=""
+engine_crash_at=""  # CRMSTREAM_CRASH_AT of the next start ("": none)
 start_engine() {  # extra run flags...
   engine_index=$((engine_index + 1))
   engine_log="$run_dir/engine-$(printf '%02d' "$engine_index").log"
-  "$crmstream" run --config "$run_dir/engine.yaml" --state-dir "$run_dir/state" \
+  CRMSTREAM_CRASH_AT="$engine_crash_at" "$crmstream" run --config "$run_dir/engine.yaml" --state-dir "$run_dir/state" \
     --broker-file "$broker_dir/broker.addr" --metrics-port 0 \
     -X "session.timeout.ms=$session_timeout_ms" "$@" > "$engine_log" 2>&1 &
   engine_pid=$!
   started_pids+=("$engine_pid")
+}
+
+start_engine_crashing_at() {  # <point>:<nth>
+  engine_crash_at="$1"
+  start_engine
+  engine_crash_at=""
 }
 
 last_status() {  # the engine's latest status line, shortened
@@ -489,32 +507,116 @@ now_cs() {  # the clock in hundredths of a second
   echo $((10#$us / 10000))
 }
 
+# Where a kill landed, from the engine's log and, after it, the store:
+#   join        before the restore began (the consumer-group join);
+#   restore     inside the state restore ("restoring state of N partition(s)"
+#               without the "assigned N partition(s)" that ends it);
+#   processing  after the restore, with input left: some input partition's
+#               checkpointed offset short of the partition's end;
+#   idle        after the whole input was checkpointed.
+# (The checkpoint phase is reached by crash points, not classified here.)
+kill_phase=""
+classify_kill() {
+  local restoring assigned
+  restoring="$({ grep -nE 'restoring state of [0-9]+ partition' "$engine_log" 2> /dev/null || true; } | tail -n 1 | cut -d: -f1)"
+  assigned="$({ grep -nE 'assigned [0-9]+ partition' "$engine_log" 2> /dev/null || true; } | tail -n 1 | cut -d: -f1)"
+  if [ -z "$restoring" ]; then kill_phase=join; return; fi
+  if [ -z "$assigned" ] || [ "$assigned" -lt "$restoring" ]; then kill_phase=restore; return; fi
+  local stats
+  if ! stats="$(timeout 60 "$crmstream" state --state-dir "$run_dir/state" stats 2> /dev/null)"; then
+    kill_phase=processing  # no readable store yet: nothing checkpointed, input left
+    return
+  fi
+  if awk -v ends="$workdir/input.ends" '
+      BEGIN { while ((getline line < ends) > 0) { split(line, f, " "); end[f[1]] = f[2] } }
+      $1 == "crm.interactions" { done[$2] = $6 }
+      END { for (p in end) if (!(p in done) || done[p] < end[p]) exit 0; exit 1 }' <<< "$stats"; then
+    kill_phase=processing
+  else
+    kill_phase=idle
+  fi
+}
+
+# Kills per phase over the crash run.
+declare -A phase_kills=([join]=0 [restore]=0 [processing]=0 [checkpoint]=0 [idle]=0)
+record_kill() {  # phase what (kill_loop's done_kills and wanted)
+  done_kills=$((done_kills + 1))
+  phase_kills[$1]=$((phase_kills[$1] + 1))
+  log "kill $done_kills/$wanted [$1]: $2 ($(last_status))"
+}
+
+# The engine's crash points inside a checkpoint (crmstream's
+# include/crmstream/common/crash_point.h): CRMSTREAM_CRASH_AT=<point>:<nth>
+# ends the engine at the nth checkpoint it reaches, at that step, as a kill
+# would, with exit status 86.
+crash_points=(checkpoint.before_flush checkpoint.after_flush checkpoint.before_write checkpoint.after_write)
+crash_point_status=86
+crash_point_wait=20  # seconds an armed engine may run before it is killed instead
+
+# An engine start that ended by itself with an error: logged and counted;
+# false from the third one on (no more kills then).
+note_engine_failure() {  # what happened
+  log "start $engine_index: FAILED: $1 (log: $engine_log)"
+  tail -n 5 "$engine_log" | sed 's/^/    /'
+  engine_failures=$((engine_failures + 1))
+  if [ "$engine_failures" -ge 3 ]; then
+    log "the engine keeps failing on its own: no more kills"
+    return 1
+  fi
+}
+
 kill_loop() {
   local wanted="$1" done_kills=0 attempt=0 rc delay delay_cs t kill_at anchor_note
   while [ "$done_kills" -lt "$wanted" ] && [ "$attempt" -lt "$max_attempts" ]; do
     delay="${delays[$attempt]}"
     delay_cs=$((10#${delay/./}))  # the delay in hundredths of a second
     attempt=$((attempt + 1))
+    if [ $((attempt % 3)) -eq 0 ]; then
+      # Every third start dies inside a checkpoint: a crash point, the
+      # points in turn, at the 1st to 3rd checkpoint (from the seed).
+      local point="${crash_points[$(((attempt / 3 - 1) % ${#crash_points[@]}))]}" nth=$((1 + delay_cs % 3))
+      start_engine_crashing_at "$point:$nth"
+      wait_exit "$engine_pid" "$crash_point_wait"
+      rc=$exit_rc
+      if [ "$rc" -eq "$crash_point_status" ] && grep -q "crash point $point reached" "$engine_log"; then
+        record_kill checkpoint "crash point $point at checkpoint $nth"
+        continue
+      fi
+      if [ "$rc" -eq 124 ]; then
+        # No nth checkpoint within the wait (the input may be done): a kill
+        # like the others, where it lands.
+        kill -KILL "$engine_pid" 2> /dev/null || true
+        wait "$engine_pid" 2> /dev/null || true
+        forget_pid "$engine_pid"
+        classify_kill
+        record_kill "$kill_phase" "SIGKILL after ${crash_point_wait} s (crash point $point:$nth not reached)"
+        continue
+      fi
+      note_engine_failure "the engine armed with crash point $point:$nth exited with status $rc" || break
+      continue
+    fi
     start_engine
     t=$(now_cs)
     anchor_note="after start"
     if [ "$kill_anchor" = assigned ]; then
       # Wait (at most 60 s) for the start of the engine's real work: before it
-      # a kill only interrupts the group join. Every third kill aims at the
-      # state restore (from its first log line, a tenth of the delay); the
-      # others count from the partition assignment (restore done).
-      local pattern='assigned [0-9]+ partition' target="after the assignment"
+      # a kill only interrupts the group join. Of the SIGKILLs, every other
+      # one aims at the state restore: killed as soon as its first log line
+      # is seen (a restore takes some 50-150 ms); the others count their
+      # delay from the partition assignment (restore done).
+      local pattern='assigned [0-9]+ partition' target="after the assignment" poll=0.01
       if [ $((attempt % 3)) -eq 2 ]; then
         pattern='restoring state of [0-9]+ partition'
         target="after the restore began"
-        delay_cs=$((delay_cs / 10))
-        delay="$(awk -v d="$delay" 'BEGIN { printf "%.3f", d / 10 }')"
+        delay_cs=0
+        delay=0
+        poll=0.002
       fi
       local assign_deadline=$((t + 6000))
       while ! grep -qE "$pattern" "$engine_log" 2> /dev/null; do
         kill -0 "$engine_pid" 2> /dev/null || break
         if [ "$t" -ge "$assign_deadline" ]; then anchor_note="after start (no '$pattern' in 60 s)"; break; fi
-        sleep 0.01
+        sleep "$poll"
         t=$(now_cs)
       done
       [ "$anchor_note" = "after start" ] && anchor_note="$target"
@@ -528,26 +630,22 @@ kill_loop() {
     if kill -KILL "$engine_pid" 2> /dev/null; then
       wait "$engine_pid" 2> /dev/null || true
       forget_pid "$engine_pid"
-      done_kills=$((done_kills + 1))
-      log "kill $done_kills/$wanted: SIGKILL ${delay} s $anchor_note ($(last_status))"
+      classify_kill
+      record_kill "$kill_phase" "SIGKILL ${delay} s $anchor_note"
     else
       rc=0
       wait "$engine_pid" || rc=$?
       forget_pid "$engine_pid"
       if [ "$rc" -ne 0 ]; then
-        log "start $engine_index: FAILED: the engine exited with status $rc before its kill at ${delay} s (log: $engine_log)"
-        tail -n 5 "$engine_log" | sed 's/^/    /'
-        engine_failures=$((engine_failures + 1))
-        if [ "$engine_failures" -ge 3 ]; then
-          log "the engine keeps failing on its own: no more kills"
-          break
-        fi
+        note_engine_failure "the engine exited with status $rc before its kill at ${delay} s" || break
       else
         log "start $engine_index: the engine finished before its kill at ${delay} s ($(last_status))"
       fi
     fi
   done
   [ "$done_kills" -ge "$wanted" ] || log "only $done_kills of $wanted kills landed in $max_attempts starts (the engine kept finishing first)"
+  log "kills by phase: restore ${phase_kills[restore]}, processing ${phase_kills[processing]}," \
+    "checkpoint ${phase_kills[checkpoint]}, idle ${phase_kills[idle]}, group join ${phase_kills[join]}"
 }
 
 # Wall-clock fields differ between any two runs: their values are masked.
@@ -594,6 +692,21 @@ first_lines() { awk -v n="$1" -v re="${2:-}" '(re == "" || $0 ~ re) && ++k <= n'
 compare_runs() {
   local ref="$workdir/reference" crash="$workdir/crash" cmpdir="$workdir/compare"
   mkdir -p "$cmpdir"
+  # Two empty runs are identical and prove nothing: the reference must hold
+  # state in every family and output records.
+  local family entries outputs=0 t
+  for family in features models offsets dedup; do
+    entries=$(grep -c "\"family\":\"$family\"" "$ref/state.sorted" || true)
+    if [ "$entries" -eq 0 ]; then
+      echo "   the reference run left no $family state: nothing to compare"
+      differences=$((differences + 1))
+    fi
+  done
+  for t in "${output_topics[@]}"; do outputs=$((outputs + $(wc -l < "$ref/out/$t.sorted"))); done
+  if [ "$outputs" -eq 0 ]; then
+    echo "   the reference run published no output record: nothing to compare"
+    differences=$((differences + 1))
+  fi
   echo
   echo "== state dump (families features, models, offsets, dedup; metadata excluded)"
   if [ -e "$ref/state.unavailable" ] || [ -e "$crash/state.unavailable" ]; then
@@ -660,12 +773,26 @@ stop_pid "$broker_pid"
 compare_runs
 
 finished=1
+# Kills must have landed in each phase the promise covers (with 3 kills or
+# more: one per phase is the least that shows it).
+missed_phases=()
+if [ "$kills" -ge 3 ]; then
+  for phase in restore processing checkpoint; do
+    [ "${phase_kills[$phase]}" -gt 0 ] || missed_phases+=("$phase")
+  done
+fi
+log "kills by phase: restore ${phase_kills[restore]}, processing ${phase_kills[processing]}," \
+  "checkpoint ${phase_kills[checkpoint]}, idle ${phase_kills[idle]}, group join ${phase_kills[join]}"
 if [ "$engine_failures" -gt 0 ]; then
   log "FAILED: $engine_failures engine run(s) failed or did not finish (logs in $workdir)"
   exit 1
 fi
 if [ "$differences" -gt 0 ]; then
   log "FAILED: $differences difference(s) between the reference and the crash run (seed $seed; files in $workdir/compare)"
+  exit 1
+fi
+if [ "${#missed_phases[@]}" -gt 0 ]; then
+  log "FAILED: no kill landed in: ${missed_phases[*]} (seed $seed); more --kills, or other --min-delay/--max-delay"
   exit 1
 fi
 log "PASSED: state and read_committed outputs identical after $kills kills (seed $seed)"

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "crmstream/common/crash_point.h"
 #include "crmstream/pipeline/partition_checkpoint.h"
 
 namespace crmstream::runtime {
@@ -37,7 +38,9 @@ Status Checkpointer::Checkpoint(std::span<PartitionTask* const> tasks, DeliveryM
   // Outputs first: a checkpoint covers a record only once everything it
   // produced is acknowledged.
   kafka::Producer& producer = *core_->producer;
+  CRMSTREAM_CRASH_POINT(crash_point::kBeforeFlush);
   Status st = producer.Flush(FlushTimeout()).WithContext("flushing outputs");
+  CRMSTREAM_CRASH_POINT(crash_point::kAfterFlush);
   if (st.ok()) st = core_->sink->first_error();
   if (st.ok() && producer.failed_count() != delivery_failures_seen_) {
     // An output the brokers never took: the checkpoint must not claim its
@@ -62,7 +65,9 @@ Status Checkpointer::Checkpoint(std::span<PartitionTask* const> tasks, DeliveryM
   const uint64_t bytes = batch.byte_size();
   // While running, a stop cancels a checkpoint that waits on the store;
   // after the stop, the final one has until the drain deadline.
+  CRMSTREAM_CRASH_POINT(crash_point::kBeforeWrite);
   if (st.ok()) st = core_->store->Commit(&batch, draining_ ? nullptr : stop_, drain_deadline_);
+  CRMSTREAM_CRASH_POINT(crash_point::kAfterWrite);
   probe.RecordCheckpoint(std::chrono::duration<double>(Clock::now() - started).count(), bytes,
                          st.ok());
   if (!st.ok()) return st;

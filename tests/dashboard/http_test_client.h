@@ -14,8 +14,11 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 namespace crmstream::dashboard::testing {
 
@@ -65,6 +68,14 @@ class FakeEngineAdmin {
   ~FakeEngineAdmin() { Stop(); }
   int port() const { return port_; }
   int requests() const { return requests_.load(); }
+  // Requests whose target starts with `prefix` (the dashboard also scrapes
+  // /metrics on its own schedule).
+  int requests(std::string_view prefix) const {
+    std::lock_guard<std::mutex> lock(targets_mu_);
+    int n = 0;
+    for (const std::string& t : targets_) n += t.rfind(prefix, 0) == 0 ? 1 : 0;
+    return n;
+  }
   void Stop() {
     if (!thread_.joinable()) return;
     stop_.store(true);
@@ -92,6 +103,10 @@ class FakeEngineAdmin {
       http::read(socket, buffer, req, ec);
       if (ec) continue;
       ++requests_;
+      {
+        std::lock_guard<std::mutex> lock(targets_mu_);
+        targets_.emplace_back(req.target());
+      }
       auto [status, body] = handler_(std::string(req.target()));
       http::response<http::string_body> res{static_cast<http::status>(status), 11};
       res.set(http::field::content_type,
@@ -110,6 +125,8 @@ class FakeEngineAdmin {
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<int> requests_{0};
+  mutable std::mutex targets_mu_;
+  std::vector<std::string> targets_;
   std::thread thread_;
 };
 

@@ -1,11 +1,7 @@
-// The hot path must not allocate per event once warm. This test binary
-// replaces the global operator new to count allocations inside a measured
-// region (counting is off elsewhere, so Catch2's own allocations don't count).
-#include <atomic>
+// The hot path must not allocate per event once warm. Allocations are
+// counted only inside the measured region (support/allocation_counter.h).
 #include <catch2/catch.hpp>
-#include <cstdlib>
 #include <fstream>
-#include <new>
 #include <string>
 
 #include "crmstream/ingest/csv_decoder.h"
@@ -13,43 +9,8 @@
 #include "crmstream/ingest/dedup_window.h"
 #include "crmstream/ingest/json_decoder.h"
 #include "crmstream/ingest/line_reader.h"
+#include "support/allocation_counter.h"
 #include "support/test_support.h"
-
-// Under AddressSanitizer the replacement would pair ASan's operator new
-// (called from prebuilt libraries such as simdjson) with our free(): the
-// counting is left to the uninstrumented builds there.
-#if defined(__SANITIZE_ADDRESS__)
-#define CRMSTREAM_COUNT_ALLOCATIONS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CRMSTREAM_COUNT_ALLOCATIONS 0
-#endif
-#endif
-#ifndef CRMSTREAM_COUNT_ALLOCATIONS
-#define CRMSTREAM_COUNT_ALLOCATIONS 1
-#endif
-
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-#if CRMSTREAM_COUNT_ALLOCATIONS
-void* operator new(std::size_t n) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#define SKIP_WITHOUT_ALLOCATION_COUNTING() (void)0
-#else
-#define SKIP_WITHOUT_ALLOCATION_COUNTING()                               \
-  do {                                                                   \
-    WARN("SKIPPED: allocations are not counted under AddressSanitizer"); \
-    return;                                                              \
-  } while (false)
-#endif
 
 namespace crmstream::ingest {
 namespace {
@@ -57,11 +18,9 @@ namespace {
 // Counts the allocations made by `fn`.
 template <typename Fn>
 long CountAllocations(Fn&& fn) {
-  g_allocations = 0;
-  g_counting = true;
+  crmstream::testing::StartCountingAllocations();
   fn();
-  g_counting = false;
-  return g_allocations.load();
+  return crmstream::testing::StopCountingAllocations();
 }
 
 std::string JsonEvent(int i) {
@@ -71,7 +30,6 @@ std::string JsonEvent(int i) {
 }
 
 TEST_CASE("A warm decoder, dedup window and dead-letter builder allocate nothing", "[ingest]") {
-  SKIP_WITHOUT_ALLOCATION_COUNTING();
   EventDecoder decoder;
   DedupWindow window(1000);
   DeadLetterRecord dead_letter;
@@ -107,7 +65,6 @@ TEST_CASE("A warm decoder, dedup window and dead-letter builder allocate nothing
 }
 
 TEST_CASE("LineReader allocates nothing per line", "[ingest]") {
-  SKIP_WITHOUT_ALLOCATION_COUNTING();
   crmstream::testing::ScratchDir dir;
   const auto path = dir.path() / "events.jsonl";
   {

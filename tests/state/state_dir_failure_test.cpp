@@ -67,11 +67,7 @@ TEST_CASE("A state path that is a file is refused and left alone", "[state]") {
 
 TEST_CASE("A read-only state directory is refused with its cause, while inspection still works",
           "[state]") {
-  auto mount = testing::TmpfsMount::Mount(size_t{32} << 20);
-  if (!mount) {
-    WARN("SKIPPED: needs root to mount a read-only tmpfs");
-    return;
-  }
+  TMPFS_OR_RERUN(mount, size_t{32} << 20);
   const fs::path path = mount->path() / "store";
   MakeStore(path, 50);
   REQUIRE(mount->RemountReadOnly());
@@ -228,11 +224,7 @@ TEST_CASE("A flipped SST block is reported as corruption naming the path when re
 
 TEST_CASE("A full disk fails the checkpoint with its cause and keeps the last good one",
           "[state]") {
-  auto mount = testing::TmpfsMount::Mount(size_t{6} << 20);
-  if (!mount) {
-    WARN("SKIPPED: needs root to mount a small tmpfs");
-    return;
-  }
+  TMPFS_OR_RERUN(mount, size_t{6} << 20);
   const fs::path path = mount->path() / "store";
   auto options = OptionsAt(path);
   Status failure;

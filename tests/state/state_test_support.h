@@ -1,6 +1,7 @@
 // Fixtures for the state module's tests: real feature state to checkpoint,
 // byte snapshots of a directory (to prove a refused store was not touched),
-// and a small tmpfs for read-only and disk-full cases (root only).
+// and a small tmpfs for read-only and disk-full cases (as root, or as root
+// of a user namespace).
 //
 // Thread-safety: test code, single-threaded.
 #pragma once
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "crmstream/features/feature_store.h"
+#include "support/test_support.h"
 
 namespace crmstream::state::testing {
 
@@ -37,7 +39,7 @@ void FlipBytes(const std::filesystem::path& file, size_t offset, size_t count);
 
 // A tmpfs of `bytes` mounted at a fresh directory, unmounted on destruction.
 // Mount() returns nullptr when this process may not mount (not root, no
-// CAP_SYS_ADMIN): the caller skips with a warning.
+// CAP_SYS_ADMIN): use TMPFS_OR_RERUN below.
 class TmpfsMount {
  public:
   static std::unique_ptr<TmpfsMount> Mount(size_t bytes);
@@ -52,3 +54,30 @@ class TmpfsMount {
 };
 
 }  // namespace crmstream::state::testing
+
+// A real tmpfs for the running test case (real ENOSPC and EROFS from the
+// kernel, nothing simulated): mounted here when this process may; else the
+// test case runs again in a child as root of a user namespace, which any
+// user may mount a tmpfs in, and its verdict is this test's. Only where
+// neither works (no user namespaces) it skips, and fails when
+// CRMSTREAM_REQUIRE_TMPFS=1 (CI).
+#define TMPFS_OR_RERUN(mount_var, bytes)                                                     \
+  auto mount_var = ::crmstream::state::testing::TmpfsMount::Mount(bytes);                    \
+  if (!mount_var) {                                                                          \
+    using ::crmstream::testing::NamespaceRun;                                                \
+    std::string rerun_log;                                                                   \
+    const NamespaceRun rerun = ::crmstream::testing::RerunInUserNamespace(&rerun_log);       \
+    if (rerun == NamespaceRun::kPassed) {                                                    \
+      SUCCEED("passed as root of a user namespace:\n" << rerun_log);                         \
+      return;                                                                                \
+    }                                                                                        \
+    if (rerun == NamespaceRun::kFailed)                                                      \
+      FAIL("failed as root of a user namespace:\n" << rerun_log);                            \
+    if (rerun == NamespaceRun::kSkipped) {                                                   \
+      CRMSTREAM_SKIP("skipped as root of a user namespace:\n" << rerun_log);                 \
+    }                                                                                        \
+    CRMSTREAM_SKIP_UNLESS_REQUIRED(                                                          \
+        "CRMSTREAM_REQUIRE_TMPFS",                                                           \
+        "cannot mount a tmpfs: not root, and no user namespace to be root in (" << rerun_log \
+                                                                                << ")");     \
+  }

@@ -27,6 +27,6 @@ int main(int argc, char* argv[]) {
       crmstream::testing::SkippedTestCases() == g_test_cases_run) {
     return crmstream::testing::kSkipExitStatus;
   }
-  // A failure count that happens to equal the skip status must not read as a skip.
+  // Never a failure count that reads as "skipped".
   return failed == crmstream::testing::kSkipExitStatus ? 1 : failed;
 }

@@ -1,18 +1,23 @@
 // Small helpers shared by the test suites: where the public data sets are,
-// scratch directories that clean up after themselves, and skips that ctest
-// reports as skipped.
+// scratch directories that clean up after themselves, child processes, and
+// skips that ctest reports as skipped.
 #pragma once
 
+#include <catch2/catch.hpp>
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace crmstream::testing {
 
 // The folder of public data sets: $CRMSTREAM_DATA_DIR, else ../shared/data
 // beside the checkout. nullopt when absent (a user's clone): tests that need
-// it call SKIP_WITHOUT_DATA().
+// it call SKIP_WITHOUT_DATA(). A CRMSTREAM_DATA_DIR that names no directory
+// is a mistake, not an absence: DataDirError() says so and the test fails.
 std::optional<std::filesystem::path> DataDir();
+std::string DataDirError();  // "" unless CRMSTREAM_DATA_DIR is set to a non-directory
 
 // The repository root (for pipelines/, config/ and docs/ files).
 std::filesystem::path SourceDir();
@@ -30,18 +35,50 @@ class ScratchDir {
   std::filesystem::path path_;
 };
 
+std::string ReadWholeFile(const std::filesystem::path& path);  // "" when unreadable
+
+// --- Child processes -------------------------------------------------------
+
+struct ChildExit {
+  bool started = false;
+  bool timed_out = false;  // still running at the deadline: killed with SIGKILL
+  int exit_status = -1;    // when it exited by itself
+  int signal = 0;          // when a signal ended it
+  bool exited(int status) const {
+    return started && !timed_out && signal == 0 && exit_status == status;
+  }
+};
+
+// Runs argv[0] (a path) with argv, this process's environment plus `env`
+// ("NAME=value", overriding), stdout and stderr appended to `log`. Waits at
+// most `timeout`, then kills it with SIGKILL.
+ChildExit RunChild(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                   const std::filesystem::path& log, std::chrono::seconds timeout);
+
+// --- Skips -------------------------------------------------------------------
+//
 // Catch2 2.x has no SKIP. A skipped test case records it here and returns;
 // the test binary (support/catch_main.cpp) then exits with kSkipExitStatus
-// when every test case it ran was skipped and none failed, and ctest (told
-// SKIP_RETURN_CODE, cmake/CrmstreamModule.cmake) reports the test as skipped
-// instead of passed.
+// when every test case it ran was skipped and none failed, and ctest, told
+// SKIP_RETURN_CODE kSkipExitStatus (cmake/CrmstreamModule.cmake), reports
+// the test as skipped instead of passed. CI sets CRMSTREAM_REQUIRE_* so that
+// what it always has (the data sets, tmpfs mounts) is never skipped.
+
 inline constexpr int kSkipExitStatus = 77;
 
 void MarkSkipped();
 int SkippedTestCases();
-// True when the environment variable `name` is "1" (CI: what it always
-// provides must not be skipped).
+// True when the environment variable `name` is "1".
 bool Required(const char* name);
+
+// Re-runs the current test case in a child process inside a new user and
+// mount namespace (`unshare --user --map-root-user --mount`), where an
+// unprivileged user may mount a tmpfs. kPassed / kFailed / kSkipped: the
+// child's verdict (its output is in `log`); kUnavailable: no user namespaces
+// here, or this process is that child already.
+enum class NamespaceRun { kPassed, kFailed, kSkipped, kUnavailable };
+NamespaceRun RerunInUserNamespace(std::string* log);
+bool InUserNamespaceRerun();
 
 }  // namespace crmstream::testing
 
@@ -53,23 +90,24 @@ bool Required(const char* name);
     return;                                   \
   } while (false)
 
-// A skip, unless the environment variable `required_by` is 1, where the
-// missing thing fails the test instead.
+// A skip unless the environment variable `required_by` is 1 (CI), where
+// the missing thing fails the test instead.
 #define CRMSTREAM_SKIP_UNLESS_REQUIRED(required_by, reason)                                        \
   do {                                                                                             \
     if (::crmstream::testing::Required(required_by)) FAIL(reason << " (" << required_by << "=1)"); \
     CRMSTREAM_SKIP(reason);                                                                        \
   } while (false)
 
-// Catch2 2.x has no SKIP: a test without the data set reports the reason and
-// passes with a warning, so a user's clone runs green while CI (which always
-// has ../shared) runs the real check.
-#define SKIP_WITHOUT_DATA(dir_var)                                              \
-  auto dir_var##_opt = ::crmstream::testing::DataDir();                         \
-  if (!dir_var##_opt) {                                                         \
-    WARN(                                                                       \
-        "SKIPPED: public data sets not found (set CRMSTREAM_DATA_DIR or place " \
-        "../shared/data beside the checkout)");                                 \
-    return;                                                                     \
-  }                                                                             \
+// The data sets: a user's clone without them skips; CRMSTREAM_REQUIRE_DATA=1
+// (CI) fails; a CRMSTREAM_DATA_DIR that names no directory always fails.
+#define SKIP_WITHOUT_DATA(dir_var)                                                          \
+  auto dir_var##_opt = ::crmstream::testing::DataDir();                                     \
+  if (!dir_var##_opt) {                                                                     \
+    if (const std::string error = ::crmstream::testing::DataDirError(); !error.empty()) {   \
+      FAIL(error);                                                                          \
+    }                                                                                       \
+    CRMSTREAM_SKIP_UNLESS_REQUIRED("CRMSTREAM_REQUIRE_DATA",                                \
+                                   "public data sets not found (set CRMSTREAM_DATA_DIR or " \
+                                   "place ../shared/data beside the checkout)");            \
+  }                                                                                         \
   const std::filesystem::path dir_var = *dir_var##_opt

@@ -1,0 +1,56 @@
+// Named crash points for recovery tests, in the manner of RocksDB's sync
+// points and DuckDB's checkpoint aborts: the process ends at a chosen place
+// in the code as `kill -9` would end it (no destructor, no flush, no atexit
+// handler), so a test can crash the engine exactly there and check what a
+// restart makes of it.
+//
+// A point is armed only by the environment: CRMSTREAM_CRASH_AT=<name>[:<nth>]
+// ends the process the nth time (default 1) the point named <name> is
+// reached, after one line on stderr, with exit status kCrashPointExitStatus,
+// so that a test can tell its crash from any other. Unarmed, a point costs
+// the load of one bool set before main and a predictable branch; builds
+// with CRMSTREAM_NO_CRASH_POINTS defined compile them out.
+//
+// Thread-safety: points may be reached from any thread.
+#pragma once
+
+#include <array>
+#include <string_view>
+
+namespace crmstream::crash_point {
+
+inline constexpr int kCrashPointExitStatus = 86;
+inline constexpr const char* kEnvironmentVariable = "CRMSTREAM_CRASH_AT";
+
+// The engine's points, in the order one checkpoint reaches them
+// (runtime/checkpointer.cpp: outputs flushed to the brokers, then the state
+// written).
+inline constexpr std::string_view kBeforeFlush = "checkpoint.before_flush";
+inline constexpr std::string_view kAfterFlush = "checkpoint.after_flush";
+inline constexpr std::string_view kBeforeWrite = "checkpoint.before_write";
+inline constexpr std::string_view kAfterWrite = "checkpoint.after_write";
+inline constexpr std::array<std::string_view, 4> kCheckpointPoints{kBeforeFlush, kAfterFlush,
+                                                                   kBeforeWrite, kAfterWrite};
+
+namespace internal {
+// True when CRMSTREAM_CRASH_AT was set at start-up.
+extern const bool g_armed;
+}  // namespace internal
+
+// Counts a visit of `name`; ends the process at the armed point's nth.
+void Reached(std::string_view name);
+
+}  // namespace crmstream::crash_point
+
+#ifdef CRMSTREAM_NO_CRASH_POINTS
+#define CRMSTREAM_CRASH_POINT(name) \
+  do {                              \
+  } while (0)
+#else
+#define CRMSTREAM_CRASH_POINT(name)                                 \
+  do {                                                              \
+    if (::crmstream::crash_point::internal::g_armed) [[unlikely]] { \
+      ::crmstream::crash_point::Reached(name);                      \
+    }                                                               \
+  } while (0)
+#endif
