@@ -415,29 +415,40 @@ uint32_t AssociationRuleMiner::MinCount(const RuleFloors& floors) const {
                             static_cast<uint32_t>(std::clamp(by_support - 1.0, 0.0, 4e9)));
 }
 
-void AssociationRuleMiner::CollectRule(uint32_t a, uint32_t b, const PairEntry& e,
+bool AssociationRuleMiner::CollectRule(uint32_t a, uint32_t b, const PairEntry& e,
                                        const RuleFloors& floors, uint32_t min_count,
                                        std::vector<AssociationRule>* out) const {
   const uint32_t na = item_counts_[a];
   const uint32_t nb = item_counts_[b];
-  const uint32_t count = std::min({e.count, na, nb});
-  if (count < min_count || na == 0 || nb == 0) return;
+  if (na == 0 || nb == 0) return false;
+  const uint32_t upper = std::min({e.count, na, nb});
+  // An inexact count enters the rule by its guaranteed part only, so every
+  // reported rule truly clears the floors.
+  const uint32_t uncertain = e.error == 0 ? 0 : e.error + e.old_exact;
+  const uint32_t lower = std::min(upper, e.count > uncertain ? e.count - uncertain : 0);
   const double baskets = static_cast<double>(basket_count_);
+  const auto passes = [&](uint32_t count) {
+    if (count < min_count) return false;
+    const double support = static_cast<double>(count) / baskets;
+    const double confidence = static_cast<double>(count) / static_cast<double>(na);
+    const double lift = confidence * baskets / static_cast<double>(nb);
+    return support >= floors.min_support && confidence >= floors.min_confidence &&
+           lift >= floors.min_lift;
+  };
+  if (!passes(lower)) return passes(upper);  // true: a rule that may be missing
   AssociationRule r;
   r.antecedent = a;
   r.consequent = b;
-  r.pair_count = count;
+  r.pair_count = lower;
+  r.pair_count_upper = upper;
   r.antecedent_count = na;
   r.consequent_count = nb;
-  r.support = static_cast<double>(count) / baskets;
-  r.confidence = static_cast<double>(count) / static_cast<double>(na);
+  r.support = static_cast<double>(lower) / baskets;
+  r.confidence = static_cast<double>(lower) / static_cast<double>(na);
   r.lift = r.confidence * baskets / static_cast<double>(nb);
-  r.exact = e.error == 0;
-  if (r.support < floors.min_support || r.confidence < floors.min_confidence ||
-      r.lift < floors.min_lift) {
-    return;
-  }
+  r.exact = lower == upper;
   out->push_back(r);
+  return false;
 }
 
 RuleSummary AssociationRuleMiner::Rules(const RuleFloors& floors,
@@ -451,8 +462,9 @@ RuleSummary AssociationRuleMiner::Rules(const RuleFloors& floors,
   for (const PairEntry& e : entries_) {
     if (!e.live || e.count < min_count) continue;
     ++s.candidates;
-    CollectRule(KeyLow(e.key), KeyHigh(e.key), e, floors, min_count, out);
-    CollectRule(KeyHigh(e.key), KeyLow(e.key), e, floors, min_count, out);
+    bool maybe_missing = CollectRule(KeyLow(e.key), KeyHigh(e.key), e, floors, min_count, out);
+    maybe_missing |= CollectRule(KeyHigh(e.key), KeyLow(e.key), e, floors, min_count, out);
+    if (maybe_missing) s.complete = false;
   }
   std::sort(out->begin(), out->end(), [](const AssociationRule& x, const AssociationRule& y) {
     if (x.lift != y.lift) return x.lift > y.lift;
@@ -460,7 +472,7 @@ RuleSummary AssociationRuleMiner::Rules(const RuleFloors& floors,
     if (x.antecedent != y.antecedent) return x.antecedent < y.antecedent;
     return x.consequent < y.consequent;
   });
-  s.complete = CurrentBound() < min_count;
+  s.complete = s.complete && CurrentBound() < min_count;
   s.exact = std::all_of(out->begin(), out->end(), [](const AssociationRule& r) { return r.exact; });
   return s;
 }
@@ -481,7 +493,7 @@ RuleSummary AssociationRuleMiner::RulesFor(std::string_view item, const RuleFloo
     const uint32_t hi = KeyHigh(e.key);
     if (lo != a && hi != a) continue;
     ++s.candidates;
-    CollectRule(a, lo == a ? hi : lo, e, floors, min_count, out);
+    if (CollectRule(a, lo == a ? hi : lo, e, floors, min_count, out)) s.complete = false;
   }
   std::sort(out->begin(), out->end(), [](const AssociationRule& x, const AssociationRule& y) {
     if (x.confidence != y.confidence) return x.confidence > y.confidence;
@@ -489,7 +501,7 @@ RuleSummary AssociationRuleMiner::RulesFor(std::string_view item, const RuleFloo
     return x.consequent < y.consequent;
   });
   if (k > 0 && out->size() > k) out->resize(k);
-  s.complete = CurrentBound() < min_count;
+  s.complete = s.complete && CurrentBound() < min_count;
   s.exact = std::all_of(out->begin(), out->end(), [](const AssociationRule& r) { return r.exact; });
   return s;
 }
@@ -793,6 +805,7 @@ void WriteAssociationRulesJson(const AssociationRuleMiner& miner, const RuleSumm
     out->Field("confidence", r.confidence);
     out->Field("lift", r.lift);
     out->Field("pair_count", r.pair_count);
+    out->Field("pair_count_upper", r.pair_count_upper);
     out->Field("antecedent_count", r.antecedent_count);
     out->Field("consequent_count", r.consequent_count);
     out->Field("exact", r.exact);

@@ -35,6 +35,9 @@ Status ItemRecommenderOptions::Validate() const {
   if (!(half_life_days >= 0.0) || !std::isfinite(half_life_days)) {
     return Status::InvalidArgument("half_life_days must be finite and >= 0");
   }
+  if (!(popularity_half_life_days >= 0.0) || !std::isfinite(popularity_half_life_days)) {
+    return Status::InvalidArgument("popularity_half_life_days must be finite and >= 0");
+  }
   if (!(history_half_life_days >= 0.0) || !std::isfinite(history_half_life_days)) {
     return Status::InvalidArgument("history_half_life_days must be finite and >= 0");
   }
@@ -45,7 +48,10 @@ Status ItemRecommenderOptions::Validate() const {
 ItemRecommender::ItemRecommender(const ItemRecommenderOptions& options)
     : options_(options),
       decay_per_ms_(options.half_life_days > 0.0 ? 1.0 / (options.half_life_days * kMsPerDay)
-                                                 : 0.0) {}
+                                                 : 0.0),
+      popularity_decay_per_ms_(options.popularity_half_life_days > 0.0
+                                   ? 1.0 / (options.popularity_half_life_days * kMsPerDay)
+                                   : 0.0) {}
 
 Result<ItemRecommender> ItemRecommender::Create(const ItemRecommenderOptions& options) {
   CRM_RETURN_NOT_OK(options.Validate());
@@ -66,31 +72,36 @@ uint32_t ItemRecommender::InternItem(std::string_view item) {
   const auto index = static_cast<uint32_t>(item_names_.size());
   item_names_.emplace_back(item.substr(0, kMaxItemNameBytes));
   item_customers_.push_back(0.0);
+  candidate_norm_.push_back(0.0);
   rows_.emplace_back();
   item_index_.Insert(key, index);
   return index;
 }
 
-double ItemRecommender::ScaleAt(int64_t timestamp_ms) {
-  if (decay_per_ms_ == 0.0) return 1.0;
+ItemRecommender::Scales ItemRecommender::ScaleAt(int64_t timestamp_ms) {
+  if (decay_per_ms_ == 0.0 && popularity_decay_per_ms_ == 0.0) return {1.0, 1.0};
   if (!has_reference_) {
     reference_ms_ = timestamp_ms;
     has_reference_ = true;
   }
-  double exponent = static_cast<double>(timestamp_ms - reference_ms_) * decay_per_ms_;
-  if (exponent > kMaxLog2Scale) {
-    Rescale(std::exp2(-exponent));
-    reference_ms_ = timestamp_ms;
-    exponent = 0.0;
+  const double elapsed = static_cast<double>(timestamp_ms - reference_ms_);
+  if (std::max(elapsed * decay_per_ms_, elapsed * popularity_decay_per_ms_) > kMaxLog2Scale) {
+    Rebase(timestamp_ms);
+    return {1.0, 1.0};
   }
-  return std::exp2(exponent);
+  return {std::exp2(elapsed * decay_per_ms_), std::exp2(elapsed * popularity_decay_per_ms_)};
 }
 
-void ItemRecommender::Rescale(double factor) {
-  for (double& n : item_customers_) n *= factor;
+void ItemRecommender::Rebase(int64_t reference_ms) {
+  const double elapsed = static_cast<double>(reference_ms - reference_ms_);
+  const double cooccurrence = std::exp2(-elapsed * decay_per_ms_);
+  const double popularity = std::exp2(-elapsed * popularity_decay_per_ms_);
+  for (double& n : item_customers_) n *= popularity;
+  for (size_t i = 0; i < item_customers_.size(); ++i) RefreshNorm(static_cast<uint32_t>(i));
   for (auto& row : rows_) {
-    for (Neighbour& nb : row) nb.count *= factor;
+    for (Neighbour& nb : row) nb.count *= cooccurrence;
   }
+  reference_ms_ = reference_ms;
 }
 
 void ItemRecommender::Unlink(uint32_t c) {
@@ -175,6 +186,11 @@ void ItemRecommender::UpdatePopular(uint32_t item) {
   }
 }
 
+void ItemRecommender::RefreshNorm(uint32_t item) {
+  const double n = item_customers_[item];
+  candidate_norm_[item] = options_.alpha == 0.5 ? std::sqrt(n) : std::pow(n, 1.0 - options_.alpha);
+}
+
 bool ItemRecommender::Observe(std::string_view customer_id, std::string_view item_id,
                               int64_t timestamp_ms) {
   ++counters_.lines;
@@ -183,7 +199,7 @@ bool ItemRecommender::Observe(std::string_view customer_id, std::string_view ite
     ++counters_.untracked_items;
     return false;
   }
-  const double w = ScaleAt(timestamp_ms);
+  const Scales w = ScaleAt(timestamp_ms);
   const uint32_t c = CustomerSlot(Hash64(customer_id));
   Touch(c);
   const size_t base = static_cast<size_t>(c) * options_.history_size;
@@ -197,10 +213,11 @@ bool ItemRecommender::Observe(std::string_view customer_id, std::string_view ite
     }
   }
   for (uint32_t k = 0; k < size; ++k) {
-    AddCooccurrence(item, items[k], w);
-    AddCooccurrence(items[k], item, w);
+    AddCooccurrence(item, items[k], w.cooccurrence);
+    AddCooccurrence(items[k], item, w.cooccurrence);
   }
-  item_customers_[item] += w;
+  item_customers_[item] += w.popularity;
+  RefreshNorm(item);
   UpdatePopular(item);
   if (size < options_.history_size) {
     items[size] = item;
@@ -217,14 +234,12 @@ bool ItemRecommender::Observe(std::string_view customer_id, std::string_view ite
 
 double ItemRecommender::Similarity(uint32_t a, uint32_t b) const {
   if (a >= rows_.size() || b >= rows_.size()) return 0.0;
-  for (const Neighbour& nb : rows_[a]) {
-    if (nb.item != b) continue;
-    const double na = item_customers_[a];
-    const double nbc = item_customers_[b];
-    if (na <= 0.0 || nbc <= 0.0) return 0.0;
-    return nb.count / (std::pow(na, options_.alpha) * std::pow(nbc, 1.0 - options_.alpha));
-  }
-  return 0.0;
+  const uint32_t at = neighbour_index_.Find((uint64_t{a} << 32) | b);
+  if (at == internal::FlatIndex::kMissing) return 0.0;
+  const double na = item_customers_[a];
+  const double nb = item_customers_[b];
+  if (na <= 0.0 || nb <= 0.0) return 0.0;
+  return rows_[a][at].count / (std::pow(na, options_.alpha) * std::pow(nb, 1.0 - options_.alpha));
 }
 
 double ItemRecommender::HistoryWeight(int64_t bought_ms, int64_t now_ms) const {
@@ -283,19 +298,16 @@ void ItemRecommender::Score(std::span<const uint32_t> history, std::span<const i
     if (h < items) in_history_[h] = stamp;
   }
   touched_.clear();
-  const bool cosine = options_.alpha == 0.5;
   for (size_t k = 0; k < history.size(); ++k) {
     const uint32_t h = history[k];
     if (h >= items || item_customers_[h] <= 0.0) continue;
     const double wh = times.empty() ? 1.0 : HistoryWeight(times[k], now_ms);
-    const double norm_h =
-        cosine ? std::sqrt(item_customers_[h]) : std::pow(item_customers_[h], options_.alpha);
+    // n(h)^alpha * n(j)^(1 - alpha), with n^(1 - alpha) cached per item.
+    const double norm_h = item_customers_[h] / candidate_norm_[h];
     for (const Neighbour& nb : rows_[h]) {
       const uint32_t j = nb.item;
       if (in_history_[j] == stamp || item_customers_[j] <= 0.0) continue;
-      const double norm_j = cosine ? std::sqrt(item_customers_[j])
-                                   : std::pow(item_customers_[j], 1.0 - options_.alpha);
-      const double s = wh * nb.count / (norm_h * norm_j);
+      const double s = wh * nb.count / (norm_h * candidate_norm_[j]);
       if (stamp_[j] != stamp) {
         stamp_[j] = stamp;
         score_[j] = 0.0;
@@ -379,34 +391,32 @@ Status ItemRecommender::Merge(const ItemRecommender& other) {
       a.history_half_life_days != b.history_half_life_days || a.alpha != b.alpha) {
     return Status::InvalidArgument("ItemRecommender::Merge: options differ");
   }
-  // Bring the other's counts to this instance's decay reference.
-  double factor = 1.0;
-  if (decay_per_ms_ > 0.0 && other.has_reference_) {
+  // Bring the other's counts to this instance's decay reference (the later
+  // of the two, so no factor overflows).
+  double factor_c = 1.0, factor_p = 1.0;
+  if ((decay_per_ms_ > 0.0 || popularity_decay_per_ms_ > 0.0) && other.has_reference_) {
     if (!has_reference_) {
       reference_ms_ = other.reference_ms_;
       has_reference_ = true;
     }
-    const double exponent =
-        static_cast<double>(other.reference_ms_ - reference_ms_) * decay_per_ms_;
-    if (exponent > kMaxLog2Scale) {
-      Rescale(std::exp2(-exponent));
-      reference_ms_ = other.reference_ms_;
-    } else {
-      factor = std::exp2(exponent);
-    }
+    if (other.reference_ms_ > reference_ms_) Rebase(other.reference_ms_);
+    const double elapsed = static_cast<double>(other.reference_ms_ - reference_ms_);
+    factor_c = std::exp2(elapsed * decay_per_ms_);
+    factor_p = std::exp2(elapsed * popularity_decay_per_ms_);
   }
   std::vector<uint32_t> mapped(other.item_names_.size(), internal::FlatIndex::kMissing);
   for (size_t i = 0; i < other.item_names_.size(); ++i) {
     mapped[i] = InternItem(other.item_names_[i]);
     if (mapped[i] != internal::FlatIndex::kMissing) {
-      item_customers_[mapped[i]] += other.item_customers_[i] * factor;
+      item_customers_[mapped[i]] += other.item_customers_[i] * factor_p;
+      RefreshNorm(mapped[i]);
     }
   }
   for (size_t i = 0; i < other.rows_.size(); ++i) {
     if (mapped[i] == internal::FlatIndex::kMissing) continue;
     for (const Neighbour& nb : other.rows_[i]) {
       if (mapped[nb.item] != internal::FlatIndex::kMissing) {
-        AddCooccurrence(mapped[i], mapped[nb.item], nb.count * factor);
+        AddCooccurrence(mapped[i], mapped[nb.item], nb.count * factor_c);
       }
     }
   }
@@ -469,6 +479,7 @@ std::string ItemRecommender::Serialize() const {
   w.Put<uint32_t>(options_.history_size);
   w.Put<uint32_t>(options_.neighbours);
   w.Put<double>(options_.half_life_days);
+  w.Put<double>(options_.popularity_half_life_days);
   w.Put<double>(options_.history_half_life_days);
   w.Put<double>(options_.alpha);
   w.Put<uint8_t>(has_reference_ ? 1 : 0);
@@ -514,6 +525,7 @@ Result<ItemRecommender> ItemRecommender::Deserialize(std::string_view blob) {
   CRM_RETURN_NOT_OK(r.Get(&o.history_size));
   CRM_RETURN_NOT_OK(r.Get(&o.neighbours));
   CRM_RETURN_NOT_OK(r.Get(&o.half_life_days));
+  CRM_RETURN_NOT_OK(r.Get(&o.popularity_half_life_days));
   CRM_RETURN_NOT_OK(r.Get(&o.history_half_life_days));
   CRM_RETURN_NOT_OK(r.Get(&o.alpha));
   if (Status st = o.Validate(); !st.ok()) return corrupt(st.message());
@@ -543,6 +555,8 @@ Result<ItemRecommender> ItemRecommender::Deserialize(std::string_view blob) {
     m.item_index_.Insert(key, i);
     CRM_RETURN_NOT_OK(r.Get(&m.item_customers_[i]));
     if (!finite_count(m.item_customers_[i])) return corrupt("bad item count");
+    m.candidate_norm_.push_back(0.0);
+    m.RefreshNorm(i);
     uint32_t row = 0;
     CRM_RETURN_NOT_OK(r.Get(&row));
     if (row > o.neighbours || row > r.remaining() / 12) return corrupt("bad row size");
@@ -554,8 +568,13 @@ Result<ItemRecommender> ItemRecommender::Deserialize(std::string_view blob) {
     }
   }
   for (uint32_t i = 0; i < items; ++i) {
-    for (const Neighbour& nb : m.rows_[i]) {
-      if (nb.item >= items || nb.item == i) return corrupt("bad neighbour");
+    for (size_t k = 0; k < m.rows_[i].size(); ++k) {
+      const uint32_t j = m.rows_[i][k].item;
+      const uint64_t key = (uint64_t{i} << 32) | j;
+      if (j >= items || j == i || m.neighbour_index_.Find(key) != internal::FlatIndex::kMissing) {
+        return corrupt("bad neighbour");
+      }
+      m.neighbour_index_.Insert(key, static_cast<uint32_t>(k));
     }
   }
   m.popular_.reserve(1);

@@ -31,9 +31,10 @@
 //   the window). Without expiry this is Space-Saving's guarantee: error <=
 //   N / max_pairs for N pair occurrences; with expiry the bounds above stay
 //   valid and become exact again once the baskets present at the evictions
-//   have left the window. Rules report whether they are exact, and
-//   RuleSummary::complete says whether a pair above the support floor could
-//   be missing.
+//   have left the window. A rule enters the output by its guaranteed
+//   (lower) count, so every rule reported truly clears the floors; rules say
+//   whether their count is exact, and RuleSummary::complete says whether a
+//   rule above the floors could be missing.
 // - items: up to `max_items` distinct items are tracked (the catalogue);
 //   lines of further items are counted as untracked and otherwise ignored.
 // - baskets: up to `max_basket_items` distinct items per basket are counted
@@ -104,13 +105,16 @@ struct RuleFloors {
 struct AssociationRule {
   uint32_t antecedent = 0;  // item index (AssociationRuleMiner::item_name)
   uint32_t consequent = 0;
-  uint32_t pair_count = 0;  // baskets with both (upper bound when !exact)
+  // Baskets with both: the guaranteed count (the true one when exact) and
+  // an upper bound; support, confidence and lift use the guaranteed count.
+  uint32_t pair_count = 0;
+  uint32_t pair_count_upper = 0;
   uint32_t antecedent_count = 0;
   uint32_t consequent_count = 0;
   double support = 0.0;
   double confidence = 0.0;
   double lift = 0.0;
-  bool exact = true;  // pair_count is the true count
+  bool exact = true;  // pair_count is the true count (== pair_count_upper)
 };
 
 struct RuleSummary {
@@ -246,7 +250,9 @@ class AssociationRuleMiner {
   void HeapDown(uint32_t pos);
   void HeapRemove(uint32_t pos);
   void ActivateHeap();
-  void CollectRule(uint32_t a, uint32_t b, const PairEntry& e, const RuleFloors& floors,
+  // Appends the rule a -> b if its guaranteed count clears the floors;
+  // true when only its upper bound does (the rule may be missing).
+  bool CollectRule(uint32_t a, uint32_t b, const PairEntry& e, const RuleFloors& floors,
                    uint32_t min_count, std::vector<AssociationRule>* out) const;
   uint32_t MinCount(const RuleFloors& floors) const;
 
@@ -289,7 +295,7 @@ class AssociationRuleMiner {
 // Writes one rules snapshot as a JSON object:
 //   {"as_of_ms":..,"window_ms":..,"baskets":..,"complete":..,"exact":..,
 //    "rules":[{"antecedent":"A","consequent":"B","support":..,"confidence":..,
-//              "lift":..,"pair_count":..,"antecedent_count":..,
+//              "lift":..,"pair_count":..,"pair_count_upper":..,"antecedent_count":..,
 //              "consequent_count":..,"exact":true},...]}
 void WriteAssociationRulesJson(const AssociationRuleMiner& miner, const RuleSummary& summary,
                                std::span<const AssociationRule> rules, JsonWriter* out);

@@ -8,10 +8,11 @@
 // counts of the binary customer x item matrix, so the similarity
 //     sim(i, j) = C(i, j) / (n(i)^alpha * n(j)^(1 - alpha))
 // is the cosine of batch item-kNN at alpha = 1/2 (asymmetric cosine
-// otherwise). With a half-life, every count is an exponentially decayed sum
-// (forward decay: increments are stored scaled by 2^(t / half_life), so no
-// count is touched as time passes, and the similarity ratio is unchanged by
-// the common scale).
+// otherwise). With half-lives, C and n are exponentially decayed sums, each
+// with its own half-life (forward decay: increments are stored scaled by
+// 2^(t / half_life), so no count is touched as time passes; at any moment
+// the true decayed similarities are the stored ones times one common factor,
+// so rankings and explanations are exact).
 //
 // Recommending, for one customer: each item j not in the customer's history
 // scores sum over history items h of w(h) * sim(h, j), where w(h) halves
@@ -37,10 +38,10 @@
 // instances saw different customers, e.g. two partitions keyed by customer);
 // customers are united.
 //
-// Observe allocates only when a table grows (a new item or customer beyond
-// the capacity so far, a row growing towards `neighbours`); Recommend
-// allocates nothing once its scratch space has grown to the catalogue. Not
-// thread-safe: one instance per partition, combined by Merge.
+// Observe costs O(history) hash lookups and allocates only when a table grows (a new item or
+// customer beyond the capacity so far, a row growing towards `neighbours`); Recommend allocates
+// nothing once its scratch space has grown to the catalogue. Not thread-safe: one instance per
+// partition, combined by Merge.
 #pragma once
 
 #include <array>
@@ -65,8 +66,12 @@ struct ItemRecommenderOptions {
   uint32_t history_size = 64;
   // Co-occurring items kept per item, in [1, 65536].
   uint32_t neighbours = 256;
-  // Half-life of the counts in days; 0 = no decay (batch item-kNN counts).
+  // Half-life of the co-occurrence counts C, days; 0 = no decay (batch
+  // item-kNN counts). A short one favours what is bought together lately.
   double half_life_days = 0.0;
+  // Half-life of the customer counts n (the normalisation and the
+  // popularity fallback), days; 0 = no decay.
+  double popularity_half_life_days = 0.0;
   // Half-life of a history item's weight in recommendations, days; 0 = all equal.
   double history_half_life_days = 0.0;
   // alpha of the similarity (0.5 = cosine), in [0, 1].
@@ -155,22 +160,32 @@ class ItemRecommender {
   void Unlink(uint32_t c);
   void AddCooccurrence(uint32_t a, uint32_t b, double w);
   void UpdatePopular(uint32_t item);
-  double ScaleAt(int64_t timestamp_ms);
-  void Rescale(double factor);
+  void RefreshNorm(uint32_t item);
+  struct Scales {
+    double cooccurrence;
+    double popularity;
+  };
+  // The forward-decay weights of an increment at `timestamp_ms`.
+  Scales ScaleAt(int64_t timestamp_ms);
+  // Moves the decay reference, rescaling every stored count.
+  void Rebase(int64_t reference_ms);
   double HistoryWeight(int64_t bought_ms, int64_t now_ms) const;
   void Score(std::span<const uint32_t> items, std::span<const int64_t> times, int64_t now_ms,
              size_t n, std::vector<Recommendation>* out);
   void ResizeScratch();
 
   ItemRecommenderOptions options_;
-  double decay_per_ms_ = 0.0;  // log2 scale per ms (0 without decay)
-  int64_t reference_ms_ = 0;   // counts are scaled by 2^((t - reference) * decay)
+  double decay_per_ms_ = 0.0;             // log2 scale per ms of C (0 without decay)
+  double popularity_decay_per_ms_ = 0.0;  // of n
+  int64_t reference_ms_ = 0;              // counts are scaled by 2^((t - reference) * decay)
   bool has_reference_ = false;
   ItemRecommenderCounters counters_;
 
   std::vector<std::string> item_names_;
   std::vector<double> item_customers_;  // n(i), scaled
+  std::vector<double> candidate_norm_;  // n(i)^(1 - alpha), cached
   std::vector<std::vector<Neighbour>> rows_;
+  internal::FlatIndex neighbour_index_;  // (item << 32 | neighbour) -> position in its row
   internal::FlatIndex item_index_;
 
   std::vector<Customer> customers_;
