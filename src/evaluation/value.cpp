@@ -152,51 +152,63 @@ Result<ValueReport> EvaluateValue(const RetailTransactions& data) {
     }
   };
 
+  // Invoices of the same minute are simultaneous: all of them are applied
+  // before any prediction of that minute, so "the last 30 days" and "the
+  // next 30 days" split the stream at the same instant for every method.
   const size_t n = data.lines.size();
+  std::vector<std::pair<size_t, size_t>> purchases;  // [begin, end) of purchase invoices
   size_t i = 0;
   while (i < n) {
-    const RetailLine& first = data.lines[i];
-    size_t end = i;
-    double net = 0.0;
-    while (end < n && data.lines[end].invoice == first.invoice) net += data.lines[end++].amount();
-    const int64_t t = first.timestamp_ms;
+    const int64_t t = data.lines[i].timestamp_ms;
     resolve(t);
-    customer_id = std::to_string(first.customer);
-    for (size_t k = i; k < end; ++k) {
-      const RetailLine& l = data.lines[k];
-      ingest::Event e;
-      event_id = std::to_string(k);
-      e.event_id = event_id;
-      e.customer_id = customer_id;
-      e.timestamp_ms = l.timestamp_ms;
-      e.type = l.quantity >= 0 ? ingest::EventType::kPurchase : ingest::EventType::kRefund;
-      e.amount = std::fabs(l.amount());
-      e.has_amount = true;
-      (void)store.Update(e);
+    purchases.clear();
+    while (i < n && data.lines[i].timestamp_ms == t) {
+      const RetailLine& first = data.lines[i];
+      size_t end = i;
+      double net = 0.0;
+      while (end < n && data.lines[end].invoice == first.invoice) net += data.lines[end++].amount();
+      customer_id = std::to_string(first.customer);
+      for (size_t k = i; k < end; ++k) {
+        const RetailLine& l = data.lines[k];
+        ingest::Event e;
+        event_id = std::to_string(k);
+        e.event_id = event_id;
+        e.customer_id = customer_id;
+        e.timestamp_ms = l.timestamp_ms;
+        e.type = l.quantity >= 0 ? ingest::EventType::kPurchase : ingest::EventType::kRefund;
+        e.amount = std::fabs(l.amount());
+        e.has_amount = true;
+        (void)store.Update(e);
+      }
+      CustomerState& c = customers[first.customer];
+      c.invoices.emplace_back(t, net);
+      c.lifetime_net += net;
+      if (!first.cancellation()) {
+        c.purchase_times.push_back(t);
+        purchases.emplace_back(i, end);
+      }
+      i = end;
     }
-    CustomerState& c = customers[first.customer];
-    c.invoices.emplace_back(t, net);
-    c.lifetime_net += net;
-    if (!first.cancellation()) {
-      c.purchase_times.push_back(t);
+    for (const auto& [begin, end] : purchases) {
+      const int64_t customer = data.lines[begin].customer;
+      const CustomerState& c = customers[customer];
       ++report.invoices;
       ValueFeatures(c, t, x.data());
       ValueRow row;
-      row.customer = first.customer;
+      row.customer = customer;
       row.timestamp_ms = t;
       row.naive = SpendSince(c, t, 30);
       row.model = std::max(0.0, value.Predict(x));
       row.features = x;
+      customer_id = std::to_string(customer);
       const features::CustomerFeatures* f = store.Find(customer_id);
       f->Snapshot(t, &snapshot);
       row.engine = std::max(0.0, engine.Predict(engine_row(snapshot)));
       scaler.Update(snapshot);  // after scoring, as the engine does
-      pending.push_back(
-          {predictions.size(), first.customer, t + horizon_ms, c.lifetime_net, snapshot});
+      pending.push_back({predictions.size(), customer, t + horizon_ms, c.lifetime_net, snapshot});
       predictions.push_back(std::move(row));
       scored.push_back(0);
     }
-    i = end;
   }
   resolve(data.last_ms + 1);  // the examples ending exactly with the data
   report.customers = static_cast<int64_t>(customers.size());

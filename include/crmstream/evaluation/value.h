@@ -1,8 +1,10 @@
 // Evaluation of customer-value prediction (next-30-day spend) on the UCI
 // Online Retail transactions, time-ordered.
 //
-// Protocol: the lines with a CustomerID are replayed in time order. At each
-// purchase invoice of a customer (after it), each method predicts the
+// Protocol: the lines with a CustomerID are replayed in time order, an
+// invoice at its first line's time (a few span two minutes), invoices of
+// the same minute together. At each purchase invoice of a customer (after
+// the minute's invoices), each method predicts the
 // customer's net spend (purchases minus returns, Quantity * UnitPrice) over
 // the next 30 days, (t, t + 30 d]; what really followed is read off the
 // stream. Predictions whose 30 days end after the data are not scored.
