@@ -117,7 +117,7 @@ RecommendProtocol DefaultRecommendProtocol() {
   // 0.429 (64: 0.426, 256: 0.412, 512: 0.393); alpha 0.6 0.428 (0.8 without
   // decay: 0.242); decaying the customer counts too 0.109; rows capped below
   // the catalogue (1,024 neighbours) 0.300-0.359. Rows of 4,096 neighbours
-  // hold this catalogue's 3,665 products exactly.
+  // hold this catalogue's 3,659 products exactly.
   p.model.history_size = 128;
   p.model.neighbours = 4096;
   p.model.half_life_days = 30.0;

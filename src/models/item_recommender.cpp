@@ -148,13 +148,14 @@ uint32_t ItemRecommender::CustomerSlot(uint64_t key) {
 
 void ItemRecommender::AddCooccurrence(uint32_t a, uint32_t b, double w) {
   std::vector<Neighbour>& row = rows_[a];
-  for (Neighbour& nb : row) {
-    if (nb.item == b) {
-      nb.count += w;
-      return;
-    }
+  const uint64_t key = (uint64_t{a} << 32) | b;
+  const uint32_t at = neighbour_index_.Find(key);
+  if (at != internal::FlatIndex::kMissing) {
+    row[at].count += w;
+    return;
   }
   if (row.size() < options_.neighbours) {
+    neighbour_index_.Insert(key, static_cast<uint32_t>(row.size()));
     row.push_back({b, w});
     return;
   }
@@ -162,6 +163,8 @@ void ItemRecommender::AddCooccurrence(uint32_t a, uint32_t b, double w) {
   auto smallest =
       std::min_element(row.begin(), row.end(),
                        [](const Neighbour& x, const Neighbour& y) { return x.count < y.count; });
+  neighbour_index_.Erase((uint64_t{a} << 32) | smallest->item);
+  neighbour_index_.Insert(key, static_cast<uint32_t>(smallest - row.begin()));
   smallest->item = b;
   smallest->count += w;
   ++counters_.neighbours_replaced;
@@ -200,6 +203,7 @@ bool ItemRecommender::Observe(std::string_view customer_id, std::string_view ite
     return false;
   }
   const Scales w = ScaleAt(timestamp_ms);
+  latest_ms_ = std::max(latest_ms_, timestamp_ms);
   const uint32_t c = CustomerSlot(Hash64(customer_id));
   Touch(c);
   const size_t base = static_cast<size_t>(c) * options_.history_size;
@@ -239,7 +243,16 @@ double ItemRecommender::Similarity(uint32_t a, uint32_t b) const {
   const double na = item_customers_[a];
   const double nb = item_customers_[b];
   if (na <= 0.0 || nb <= 0.0) return 0.0;
-  return rows_[a][at].count / (std::pow(na, options_.alpha) * std::pow(nb, 1.0 - options_.alpha));
+  return DecayFactor(latest_ms_) * rows_[a][at].count /
+         (std::pow(na, options_.alpha) * std::pow(nb, 1.0 - options_.alpha));
+}
+
+double ItemRecommender::DecayFactor(int64_t at_ms) const {
+  if (!has_reference_) return 1.0;
+  // Stored C and n carry 2^(t / half-life) from their increments; as of
+  // `at_ms` the true ratio C / n is the stored one times this.
+  const double elapsed = static_cast<double>(at_ms - reference_ms_);
+  return std::exp2(elapsed * (popularity_decay_per_ms_ - decay_per_ms_));
 }
 
 double ItemRecommender::HistoryWeight(int64_t bought_ms, int64_t now_ms) const {
@@ -336,14 +349,15 @@ void ItemRecommender::Score(std::span<const uint32_t> history, std::span<const i
   };
   std::partial_sort(touched_.begin(), touched_.begin() + static_cast<ptrdiff_t>(take),
                     touched_.end(), better);
+  const double factor = DecayFactor(now_ms);
   for (size_t i = 0; i < take; ++i) {
     const uint32_t j = touched_[i];
     Recommendation r;
     r.item = j;
-    r.score = score_[j];
+    r.score = factor * score_[j];
     for (int q = 0; q < kMaxExplainingItems && best_score_[j][q] >= 0.0; ++q) {
       r.because[q] = best_from_[j][q];
-      r.because_score[q] = best_score_[j][q];
+      r.because_score[q] = factor * best_score_[j][q];
       r.reasons = q + 1;
     }
     out->push_back(r);
@@ -460,6 +474,7 @@ Status ItemRecommender::Merge(const ItemRecommender& other) {
     if (popular_.size() == kPopularSize || item_customers_[i] <= 0.0) break;
     popular_.push_back(i);
   }
+  latest_ms_ = std::max(latest_ms_, other.latest_ms_);
   ItemRecommenderCounters& c = counters_;
   c.lines += other.counters_.lines;
   c.new_for_customer += other.counters_.new_for_customer;
@@ -484,6 +499,7 @@ std::string ItemRecommender::Serialize() const {
   w.Put<double>(options_.alpha);
   w.Put<uint8_t>(has_reference_ ? 1 : 0);
   w.Put<int64_t>(reference_ms_);
+  w.Put<int64_t>(latest_ms_);
   const ItemRecommenderCounters& c = counters_;
   for (uint64_t v : {c.lines, c.new_for_customer, c.untracked_items, c.customers_forgotten,
                      c.neighbours_replaced}) {
@@ -535,6 +551,7 @@ Result<ItemRecommender> ItemRecommender::Deserialize(std::string_view blob) {
   if (has_reference > 1) return corrupt("bad reference flag");
   m.has_reference_ = has_reference == 1;
   CRM_RETURN_NOT_OK(r.Get(&m.reference_ms_));
+  CRM_RETURN_NOT_OK(r.Get(&m.latest_ms_));
   ItemRecommenderCounters& c = m.counters_;
   for (uint64_t* v : {&c.lines, &c.new_for_customer, &c.untracked_items, &c.customers_forgotten,
                       &c.neighbours_replaced}) {

@@ -192,10 +192,20 @@ TEST_CASE("association rules: a hand-checked window", "[models][rules]") {
   m.Rules(f, &rules);
   CHECK(rules.size() == 2);  // bread <-> milk: support 1/2, confidences 1 and 1/2, lift 1
   std::vector<AssociationRule> for_milk;
-  m.RulesFor("milk", f, 0, &for_milk);
+  const RuleSummary summary = m.RulesFor("milk", f, 0, &for_milk);
   REQUIRE(for_milk.size() == 1);
   CHECK(m.item_name(for_milk[0].consequent) == "bread");
   CHECK(for_milk[0].confidence == Approx(0.5));
+
+  // The crm.associations record (docs/schemas/crm.associations.schema.json).
+  std::string json;
+  JsonWriter w(&json);
+  WriteAssociationRulesJson(m, summary, for_milk, &w);
+  CHECK(json == "{\"as_of_ms\":" + std::to_string(t0 + 10 * kDay + 1) +
+                    ",\"window_ms\":864000000,\"baskets\":2,\"complete\":true,\"exact\":true,"
+                    "\"rules\":[{\"antecedent\":\"milk\",\"consequent\":\"bread\",\"support\":0.5,"
+                    "\"confidence\":0.5,\"lift\":1,\"pair_count\":1,\"pair_count_upper\":1,"
+                    "\"antecedent_count\":2,\"consequent_count\":1,\"exact\":true}]}");
 }
 
 TEST_CASE("association rules equal a brute-force batch count over the window", "[models][rules]") {

@@ -41,19 +41,27 @@ std::vector<Purchase> RandomPurchases(uint64_t seed, int customers, int lines) {
 // life); a pair weighs by the later of its two first purchases.
 struct BatchKnn {
   std::map<std::string, std::map<std::string, int64_t>> first;  // customer -> item -> t
-  double half_life_ms = 0.0;
+  double half_life_ms = 0.0;                                    // of the co-occurrences
+  double popularity_ms = 0.0;                                   // of the customer counts
+  int64_t now = 0;
 
-  explicit BatchKnn(const std::vector<Purchase>& ps, double half_life_days = 0.0)
-      : half_life_ms(half_life_days * kDay) {
-    for (const Purchase& p : ps) first[p.customer].emplace(p.item, p.t);
+  explicit BatchKnn(const std::vector<Purchase>& ps, double half_life_days = 0.0,
+                    double popularity_half_life_days = 0.0)
+      : half_life_ms(half_life_days * kDay), popularity_ms(popularity_half_life_days * kDay) {
+    for (const Purchase& p : ps) {
+      first[p.customer].emplace(p.item, p.t);
+      now = std::max(now, p.t);
+    }
   }
-  double W(int64_t t) const {
-    return half_life_ms > 0 ? std::exp2(static_cast<double>(t - 1000 * kDay) / half_life_ms) : 1.0;
+  // A weight of 1 today, halving every half-life into the past.
+  static double Decay(int64_t t, int64_t now, double half_life) {
+    return half_life > 0 ? std::exp2(-static_cast<double>(now - t) / half_life) : 1.0;
   }
+  double W(int64_t t) const { return Decay(t, now, half_life_ms); }
   double N(const std::string& i) const {
     double n = 0;
     for (const auto& [c, items] : first) {
-      if (auto it = items.find(i); it != items.end()) n += W(it->second);
+      if (auto it = items.find(i); it != items.end()) n += Decay(it->second, now, popularity_ms);
     }
     return n;
   }
@@ -144,21 +152,37 @@ TEST_CASE("item recommender: similarities and recommendations equal batch item-k
     const int item = std::stoi(std::string(model.item_name(r.item)).substr(1));
     CHECK(item / 10 == 1);
   }
+  // The crm.recommendations record names the items and their reasons.
+  std::string json;
+  JsonWriter w(&json);
+  WriteRecommendationsJson(model, "c1", 123, std::span<const Recommendation>(recs).first(1), &w);
+  const std::string first(model.item_name(recs[0].item));
+  const std::string reason(model.item_name(recs[0].because[0]));
+  CHECK(json.rfind(
+            "{\"customer_id\":\"c1\",\"as_of_ms\":123,\"items\":[{\"item\":\"" + first + "\"", 0) ==
+        0);
+  CHECK(json.find("\"because\":[\"" + reason + "\"") != std::string::npos);
+  CHECK(json.find("\"popular\":false}]}") != std::string::npos);
 }
 
 TEST_CASE("item recommender: decayed counts equal the decayed batch cosine",
           "[models][recommender]") {
   const auto purchases = RandomPurchases(9, 40, 1200);
-  ItemRecommenderOptions o = Uncapped();
-  o.half_life_days = 20;
-  auto model = ItemRecommender::Create(o).value();
-  for (const Purchase& p : purchases) (void)model.Observe(p.customer, p.item, p.t);
-  const BatchKnn batch(purchases, 20);
-  for (const char* a : {"i2", "i11", "i30"}) {
-    for (const char* b : {"i5", "i19", "i38"}) {
-      CHECK(model.Similarity(static_cast<uint32_t>(model.FindItem(a)),
-                             static_cast<uint32_t>(model.FindItem(b))) ==
-            Approx(batch.Cosine(a, b)).epsilon(1e-9));
+  // Co-occurrences only (the evaluation's setting), then both counts.
+  for (double popularity : {0.0, 50.0}) {
+    ItemRecommenderOptions o = Uncapped();
+    o.half_life_days = 20;
+    o.popularity_half_life_days = popularity;
+    auto model = ItemRecommender::Create(o).value();
+    for (const Purchase& p : purchases) (void)model.Observe(p.customer, p.item, p.t);
+    const BatchKnn batch(purchases, 20, popularity);
+    for (const char* a : {"i2", "i11", "i30"}) {
+      for (const char* b : {"i5", "i19", "i38"}) {
+        INFO(a << " ~ " << b << ", popularity half-life " << popularity);
+        CHECK(model.Similarity(static_cast<uint32_t>(model.FindItem(a)),
+                               static_cast<uint32_t>(model.FindItem(b))) ==
+              Approx(batch.Cosine(a, b)).epsilon(1e-9));
+      }
     }
   }
 }

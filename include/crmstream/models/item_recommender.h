@@ -113,7 +113,7 @@ class ItemRecommender {
   bool Observe(std::string_view customer_id, std::string_view item_id, int64_t timestamp_ms);
 
   // The customer's top `n` items not yet bought, best first, as of
-  // `timestamp_ms` (for the history weights). `out` is reused.
+  // `timestamp_ms` (the decay and the history weights). `out` is reused.
   void Recommend(std::string_view customer_id, int64_t timestamp_ms, size_t n,
                  std::vector<Recommendation>* out);
   // Recommendations for an explicit history (items bought, with when), e.g.
@@ -121,7 +121,8 @@ class ItemRecommender {
   void RecommendFor(std::span<const uint32_t> history_items, std::span<const int64_t> history_ms,
                     int64_t timestamp_ms, size_t n, std::vector<Recommendation>* out);
 
-  // The similarity of two items as defined above (0 when not neighbours).
+  // The similarity of two items as defined above, as of the latest purchase
+  // seen (0 when not neighbours).
   double Similarity(uint32_t a, uint32_t b) const;
   int64_t FindItem(std::string_view item) const;
   std::string_view item_name(uint32_t item) const { return item_names_[item]; }
@@ -169,6 +170,8 @@ class ItemRecommender {
   Scales ScaleAt(int64_t timestamp_ms);
   // Moves the decay reference, rescaling every stored count.
   void Rebase(int64_t reference_ms);
+  // The factor from stored to true similarities as of `at_ms`.
+  double DecayFactor(int64_t at_ms) const;
   double HistoryWeight(int64_t bought_ms, int64_t now_ms) const;
   void Score(std::span<const uint32_t> items, std::span<const int64_t> times, int64_t now_ms,
              size_t n, std::vector<Recommendation>* out);
@@ -179,6 +182,7 @@ class ItemRecommender {
   double popularity_decay_per_ms_ = 0.0;  // of n
   int64_t reference_ms_ = 0;              // counts are scaled by 2^((t - reference) * decay)
   bool has_reference_ = false;
+  int64_t latest_ms_ = INT64_MIN;  // the latest purchase time seen
   ItemRecommenderCounters counters_;
 
   std::vector<std::string> item_names_;
