@@ -73,52 +73,24 @@ Result<RfmTable> BuildRfmTable(std::string_view csv) {
   std::vector<std::pair<int64_t, uint64_t>> invoices;
   invoices.reserve(1 << 16);
 
-  size_t pos = 0;
-  bool header = true;
-  std::string_view fields[kColumns + 1];
-  while (pos < csv.size()) {
-    size_t end = csv.find('\n', pos);
-    if (end == std::string_view::npos) end = csv.size();
-    std::string_view line = csv.substr(pos, end - pos);
-    pos = end + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (header) {
-      header = false;
-      if (line.substr(0, 9) == "InvoiceNo") continue;
-    }
-    if (line.empty()) continue;
-    ++counts.lines;
-    if (SplitCsvLine(line, fields, kColumns + 1) != kColumns) {
-      ++counts.malformed;
-      continue;
-    }
-    if (fields[kCustomerId].empty()) {
-      ++counts.missing_customer;
-      continue;
-    }
-    int64_t customer = 0, quantity = 0, minutes = 0;
-    double price = 0.0;
-    if (!ParseCustomerId(fields[kCustomerId], &customer) ||
-        !ParseInt(fields[kQuantity], &quantity) || !ParseDouble(fields[kUnitPrice], &price) ||
-        !ParseInvoiceMinutes(fields[kInvoiceDate], &minutes) || fields[kInvoiceNo].empty()) {
-      ++counts.malformed;
-      continue;
-    }
+  internal::ForEachRetailLine(csv, &counts, [&](const internal::ParsedRetailLine& l) {
+    const int64_t customer = l.customer, quantity = l.quantity, minutes = l.minutes;
+    const double price = l.unit_price;
     if (quantity < 0) {
       ++counts.negative_quantity;
-      continue;
+      return;
     }
     ++counts.kept;
     CustomerAccumulator& acc = customers[customer];
     acc.last_minutes = std::max(acc.last_minutes, minutes);
     acc.monetary += static_cast<double>(quantity) * price;
-    const uint64_t invoice = Hash64(fields[kInvoiceNo]);
+    const uint64_t invoice = Hash64(l.invoice);
     // Lines of one invoice are adjacent in the file; record each run once.
     if (acc.last_invoice != invoice) {
       acc.last_invoice = invoice;
       invoices.emplace_back(customer, invoice);
     }
-  }
+  });
   if (customers.empty()) return Status::InvalidArgument("online retail: no usable rows");
 
   std::sort(invoices.begin(), invoices.end());

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "crmstream/common/status.h"
+#include "crmstream/evaluation/retail.h"
 
 namespace crmstream::evaluation::internal {
 
@@ -46,5 +47,58 @@ std::filesystem::path RetailFile(const std::filesystem::path& data_dir);
 
 // The whole file; IOError naming it when it cannot be read.
 Result<std::string> ReadFileBytes(const std::filesystem::path& file);
+
+// One line with a CustomerID, its fields parsed.
+struct ParsedRetailLine {
+  std::string_view invoice;
+  std::string_view stock_code;  // may be empty
+  int64_t customer = 0;
+  int64_t quantity = 0;
+  int64_t minutes = 0;  // InvoiceDate, minutes since the epoch
+  double unit_price = 0.0;
+};
+
+// Calls on_line(const ParsedRetailLine&) for every data line of the file's
+// bytes that has a CustomerID and parses; counts the data lines, the lines
+// without a CustomerID and the malformed ones in *counts. Skips the header,
+// blank lines and CR before LF.
+template <typename OnLine>
+void ForEachRetailLine(std::string_view csv, RetailLoadCounts* counts, OnLine on_line) {
+  std::string_view fields[kColumns + 1];
+  size_t pos = 0;
+  bool header = true;
+  while (pos < csv.size()) {
+    size_t end = csv.find('\n', pos);
+    if (end == std::string_view::npos) end = csv.size();
+    std::string_view line = csv.substr(pos, end - pos);
+    pos = end + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (header) {
+      header = false;
+      if (line.substr(0, 9) == "InvoiceNo") continue;
+    }
+    if (line.empty()) continue;
+    ++counts->lines;
+    if (SplitCsvLine(line, fields, kColumns + 1) != kColumns) {
+      ++counts->malformed;
+      continue;
+    }
+    if (fields[kCustomerId].empty()) {
+      ++counts->missing_customer;
+      continue;
+    }
+    ParsedRetailLine l;
+    l.invoice = fields[kInvoiceNo];
+    l.stock_code = fields[kStockCode];
+    if (!ParseCustomerId(fields[kCustomerId], &l.customer) ||
+        !ParseInt(fields[kQuantity], &l.quantity) ||
+        !ParseDouble(fields[kUnitPrice], &l.unit_price) ||
+        !ParseInvoiceMinutes(fields[kInvoiceDate], &l.minutes) || l.invoice.empty()) {
+      ++counts->malformed;
+      continue;
+    }
+    on_line(l);
+  }
+}
 
 }  // namespace crmstream::evaluation::internal

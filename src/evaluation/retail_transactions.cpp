@@ -17,50 +17,25 @@ Result<RetailTransactions> ParseRetailTransactions(std::string bytes) {
   RetailLoadCounts& counts = t.counts;
   t.first_ms = std::numeric_limits<int64_t>::max();
   t.last_ms = std::numeric_limits<int64_t>::min();
-  std::string_view fields[kColumns + 1];
-  size_t pos = 0;
-  bool header = true;
-  while (pos < csv.size()) {
-    size_t end = csv.find('\n', pos);
-    if (end == std::string_view::npos) end = csv.size();
-    std::string_view line = csv.substr(pos, end - pos);
-    pos = end + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (header) {
-      header = false;
-      if (line.substr(0, 9) == "InvoiceNo") continue;
-    }
-    if (line.empty()) continue;
-    ++counts.lines;
-    if (SplitCsvLine(line, fields, kColumns + 1) != kColumns) {
+  ForEachRetailLine(csv, &counts, [&](const ParsedRetailLine& p) {
+    if (p.stock_code.empty() || p.quantity < std::numeric_limits<int32_t>::min() ||
+        p.quantity > std::numeric_limits<int32_t>::max()) {
       ++counts.malformed;
-      continue;
+      return;
     }
-    if (fields[kCustomerId].empty()) {
-      ++counts.missing_customer;
-      continue;
-    }
-    RetailLine l;
-    int64_t quantity = 0, minutes = 0;
-    if (!ParseCustomerId(fields[kCustomerId], &l.customer) ||
-        !ParseInt(fields[kQuantity], &quantity) ||
-        !ParseDouble(fields[kUnitPrice], &l.unit_price) ||
-        !ParseInvoiceMinutes(fields[kInvoiceDate], &minutes) || fields[kInvoiceNo].empty() ||
-        fields[kStockCode].empty() || quantity < std::numeric_limits<int32_t>::min() ||
-        quantity > std::numeric_limits<int32_t>::max()) {
-      ++counts.malformed;
-      continue;
-    }
-    if (quantity < 0) ++counts.negative_quantity;
+    if (p.quantity < 0) ++counts.negative_quantity;
     ++counts.kept;
-    l.quantity = static_cast<int32_t>(quantity);
-    l.timestamp_ms = minutes * kMsPerMinute;
-    l.invoice = fields[kInvoiceNo];
-    l.stock_code = fields[kStockCode];
+    RetailLine l;
+    l.customer = p.customer;
+    l.quantity = static_cast<int32_t>(p.quantity);
+    l.unit_price = p.unit_price;
+    l.timestamp_ms = p.minutes * kMsPerMinute;
+    l.invoice = p.invoice;
+    l.stock_code = p.stock_code;
     t.first_ms = std::min(t.first_ms, l.timestamp_ms);
     t.last_ms = std::max(t.last_ms, l.timestamp_ms);
     t.lines.push_back(l);
-  }
+  });
   if (t.lines.empty()) return Status::InvalidArgument("online retail: no usable lines");
   return t;
 }

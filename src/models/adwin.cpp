@@ -223,20 +223,10 @@ Result<Adwin> Adwin::ReadFrom(BinaryReader& in) {
   return a;
 }
 
-std::string Adwin::Serialize() const {
-  std::string payload;
-  BinaryWriter w(&payload);
-  AppendTo(w);
-  return SealBlob(BlobKind::kAdwin, kBlobVersion, payload);
-}
+std::string Adwin::Serialize() const { return SealAppended(BlobKind::kAdwin, kBlobVersion, *this); }
 
 Result<Adwin> Adwin::Deserialize(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(const std::string_view payload,
-                       OpenBlobPayload(blob, BlobKind::kAdwin, kBlobVersion));
-  BinaryReader r(payload);
-  CRM_ASSIGN_OR_RETURN(Adwin a, ReadFrom(r));
-  CRM_RETURN_NOT_OK(r.ExpectEnd());
-  return a;
+  return OpenAndRead<Adwin>(blob, BlobKind::kAdwin, kBlobVersion);
 }
 
 }  // namespace crmstream::models

@@ -11,7 +11,6 @@ namespace crmstream::models {
 namespace {
 
 constexpr size_t kInitialLog = 64;
-constexpr size_t kMaxItemNameBytes = 1024;
 
 uint64_t PairKey(uint32_t a, uint32_t b) {
   if (a > b) std::swap(a, b);
@@ -61,22 +60,13 @@ Result<AssociationRuleMiner> AssociationRuleMiner::Create(const AssociationRules
   return AssociationRuleMiner(options);
 }
 
-int64_t AssociationRuleMiner::FindItem(std::string_view item) const {
-  const uint32_t i = item_index_.Find(Hash64(item));
-  if (i == internal::FlatIndex::kMissing || item_names_[i] != item) return -1;
-  return i;
-}
+int64_t AssociationRuleMiner::FindItem(std::string_view item) const { return items_.Find(item); }
 
 uint32_t AssociationRuleMiner::InternItem(std::string_view item) {
-  const uint64_t key = Hash64(item);
-  const uint32_t found = item_index_.Find(key);
-  if (found != internal::FlatIndex::kMissing) return found;
-  if (item_names_.size() >= options_.max_items) return internal::FlatIndex::kMissing;
-  const auto index = static_cast<uint32_t>(item_names_.size());
-  item_names_.emplace_back(item.substr(0, kMaxItemNameBytes));
-  item_counts_.push_back(0);
-  item_index_.Insert(key, index);
-  return index;
+  bool added = false;
+  const uint32_t i = items_.Intern(item, options_.max_items, &added);
+  if (added) item_counts_.push_back(0);
+  return i;
 }
 
 void AssociationRuleMiner::AdvanceTo(int64_t timestamp_ms) {
@@ -393,7 +383,7 @@ void AssociationRuleMiner::HeapRemove(uint32_t pos) {
 
 PairCount AssociationRuleMiner::Pair(uint32_t a, uint32_t b) const {
   PairCount p;
-  if (a == b || a >= item_names_.size() || b >= item_names_.size()) return p;
+  if (a == b || a >= items_.size() || b >= items_.size()) return p;
   const uint32_t cap = std::min(item_counts_[a], item_counts_[b]);
   const uint32_t e = pair_index_.Find(PairKey(a, b));
   if (e == internal::FlatIndex::kMissing) {
@@ -507,12 +497,11 @@ RuleSummary AssociationRuleMiner::RulesFor(std::string_view item, const RuleFloo
 }
 
 size_t AssociationRuleMiner::memory_bytes() const {
-  size_t bytes = sizeof(*this) + item_index_.memory_bytes() + order_index_.memory_bytes() +
+  size_t bytes = sizeof(*this) + items_.memory_bytes() + order_index_.memory_bytes() +
                  pair_index_.memory_bytes() + entries_.capacity() * sizeof(PairEntry) +
                  free_entries_.capacity() * sizeof(uint32_t) + heap_.capacity() * sizeof(uint32_t) +
                  bounds_.capacity() * sizeof(Bound) + fixes_.capacity() * sizeof(PendingFix) +
                  log_.capacity() * sizeof(Basket) + item_counts_.capacity() * sizeof(uint32_t);
-  for (const std::string& name : item_names_) bytes += sizeof(std::string) + name.capacity();
   for (const Basket& b : log_) bytes += b.items.capacity() * sizeof(uint32_t);
   return bytes;
 }
@@ -531,7 +520,7 @@ Status AssociationRuleMiner::Merge(const AssociationRuleMiner& other) {
     merged.AdvanceTo(b.timestamp_ms);
     if (b.timestamp_ms <= merged.Cutoff()) return;
     for (uint32_t item : b.items) {
-      const uint32_t mapped = merged.InternItem(from.item_names_[item]);
+      const uint32_t mapped = merged.InternItem(from.items_.name(item));
       if (mapped != internal::FlatIndex::kMissing) {
         (void)merged.AddToOrder(b.order_key, mapped, b.timestamp_ms);
       }
@@ -550,8 +539,8 @@ Status AssociationRuleMiner::Merge(const AssociationRuleMiner& other) {
   }
   merged.AdvanceTo(std::max(now_ms_, other.now_ms_));
   // Items known to either side stay known, even without baskets in the window.
-  for (const std::string& name : item_names_) (void)merged.InternItem(name);
-  for (const std::string& name : other.item_names_) (void)merged.InternItem(name);
+  for (uint32_t i = 0; i < items_.size(); ++i) (void)merged.InternItem(items_.name(i));
+  for (uint32_t i = 0; i < other.items_.size(); ++i) (void)merged.InternItem(other.items_.name(i));
   AssociationRulesCounters c = counters_;
   const AssociationRulesCounters& o = other.counters_;
   c.lines += o.lines;
@@ -584,8 +573,8 @@ std::string AssociationRuleMiner::Serialize() const {
                      c.baskets_started, c.baskets_expired_early, c.pairs_evicted}) {
     w.Put<uint64_t>(v);
   }
-  w.Put<uint32_t>(static_cast<uint32_t>(item_names_.size()));
-  for (const std::string& name : item_names_) w.PutBytes(name);
+  w.Put<uint32_t>(static_cast<uint32_t>(items_.size()));
+  for (uint32_t i = 0; i < items_.size(); ++i) w.PutBytes(items_.name(i));
   w.Put<uint64_t>(first_seq_);
   w.Put<uint64_t>(basket_count_);
   for (uint64_t i = 0; i < basket_count_; ++i) {
@@ -647,14 +636,11 @@ Result<AssociationRuleMiner> AssociationRuleMiner::Deserialize(std::string_view 
   uint32_t items = 0;
   CRM_RETURN_NOT_OK(r.Get(&items));
   if (items > o.max_items || items > r.remaining() / 4) return corrupt("bad item count");
-  m.item_names_.resize(items);
   m.item_counts_.assign(items, 0);
   for (uint32_t i = 0; i < items; ++i) {
-    CRM_RETURN_NOT_OK(r.GetBytes(&m.item_names_[i]));
-    if (m.item_names_[i].size() > kMaxItemNameBytes) return corrupt("item name too long");
-    const uint64_t key = Hash64(m.item_names_[i]);
-    if (m.item_index_.Find(key) != internal::FlatIndex::kMissing) return corrupt("repeated item");
-    m.item_index_.Insert(key, i);
+    std::string name;
+    CRM_RETURN_NOT_OK(r.GetBytes(&name));
+    if (!m.items_.Restore(std::move(name))) return corrupt("item name too long or repeated");
   }
 
   uint64_t first_seq = 0, baskets = 0;

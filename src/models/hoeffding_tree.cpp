@@ -697,19 +697,11 @@ Result<HoeffdingTree> HoeffdingTree::ReadFrom(BinaryReader& r) {
 }
 
 std::string HoeffdingTree::Serialize() const {
-  std::string payload;
-  BinaryWriter w(&payload);
-  AppendTo(w);
-  return SealBlob(BlobKind::kHoeffdingTree, kBlobVersion, payload);
+  return SealAppended(BlobKind::kHoeffdingTree, kBlobVersion, *this);
 }
 
 Result<HoeffdingTree> HoeffdingTree::Deserialize(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(const std::string_view payload,
-                       OpenBlobPayload(blob, BlobKind::kHoeffdingTree, kBlobVersion));
-  BinaryReader r(payload);
-  CRM_ASSIGN_OR_RETURN(HoeffdingTree t, ReadFrom(r));
-  CRM_RETURN_NOT_OK(r.ExpectEnd());
-  return t;
+  return OpenAndRead<HoeffdingTree>(blob, BlobKind::kHoeffdingTree, kBlobVersion);
 }
 
 }  // namespace crmstream::models

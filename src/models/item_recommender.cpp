@@ -11,7 +11,6 @@ namespace crmstream::models {
 namespace {
 
 constexpr double kMsPerDay = 86'400'000.0;
-constexpr size_t kMaxItemNameBytes = 1024;
 // Items kept in the exact popularity ranking (the cold-start fallback).
 constexpr size_t kPopularSize = 128;
 // Forward-decay scales are rebased before they leave the exponent range.
@@ -58,24 +57,17 @@ Result<ItemRecommender> ItemRecommender::Create(const ItemRecommenderOptions& op
   return ItemRecommender(options);
 }
 
-int64_t ItemRecommender::FindItem(std::string_view item) const {
-  const uint32_t i = item_index_.Find(Hash64(item));
-  if (i == internal::FlatIndex::kMissing || item_names_[i] != item) return -1;
-  return i;
-}
+int64_t ItemRecommender::FindItem(std::string_view item) const { return items_.Find(item); }
 
 uint32_t ItemRecommender::InternItem(std::string_view item) {
-  const uint64_t key = Hash64(item);
-  const uint32_t found = item_index_.Find(key);
-  if (found != internal::FlatIndex::kMissing) return found;
-  if (item_names_.size() >= options_.max_items) return internal::FlatIndex::kMissing;
-  const auto index = static_cast<uint32_t>(item_names_.size());
-  item_names_.emplace_back(item.substr(0, kMaxItemNameBytes));
-  item_customers_.push_back(0.0);
-  candidate_norm_.push_back(0.0);
-  rows_.emplace_back();
-  item_index_.Insert(key, index);
-  return index;
+  bool added = false;
+  const uint32_t i = items_.Intern(item, options_.max_items, &added);
+  if (added) {
+    item_customers_.push_back(0.0);
+    candidate_norm_.push_back(0.0);
+    rows_.emplace_back();
+  }
+  return i;
 }
 
 ItemRecommender::Scales ItemRecommender::ScaleAt(int64_t timestamp_ms) {
@@ -262,7 +254,7 @@ double ItemRecommender::HistoryWeight(int64_t bought_ms, int64_t now_ms) const {
 }
 
 void ItemRecommender::ResizeScratch() {
-  const size_t n = item_names_.size();
+  const size_t n = items_.size();
   if (score_.size() >= n) return;
   score_.resize(n);
   stamp_.resize(n, 0);
@@ -306,7 +298,7 @@ void ItemRecommender::Score(std::span<const uint32_t> history, std::span<const i
     current_stamp_ = 1;
   }
   const uint32_t stamp = current_stamp_;
-  const size_t items = item_names_.size();
+  const size_t items = items_.size();
   for (uint32_t h : history) {
     if (h < items) in_history_[h] = stamp;
   }
@@ -384,13 +376,12 @@ void ItemRecommender::History(std::string_view customer_id, std::vector<uint32_t
 
 size_t ItemRecommender::memory_bytes() const {
   size_t bytes =
-      sizeof(*this) + item_index_.memory_bytes() + customer_index_.memory_bytes() +
+      sizeof(*this) + items_.memory_bytes() + customer_index_.memory_bytes() +
       item_customers_.capacity() * sizeof(double) +
       rows_.capacity() * sizeof(std::vector<Neighbour>) + customers_.capacity() * sizeof(Customer) +
       history_items_.capacity() * sizeof(uint32_t) + history_ms_.capacity() * sizeof(int64_t) +
       score_.capacity() * (sizeof(double) + 2 * sizeof(uint32_t) +
                            kMaxExplainingItems * (sizeof(uint32_t) + sizeof(double)));
-  for (const std::string& name : item_names_) bytes += sizeof(std::string) + name.capacity();
   for (const auto& row : rows_) bytes += row.capacity() * sizeof(Neighbour);
   return bytes;
 }
@@ -418,9 +409,9 @@ Status ItemRecommender::Merge(const ItemRecommender& other) {
     factor_c = std::exp2(elapsed * decay_per_ms_);
     factor_p = std::exp2(elapsed * popularity_decay_per_ms_);
   }
-  std::vector<uint32_t> mapped(other.item_names_.size(), internal::FlatIndex::kMissing);
-  for (size_t i = 0; i < other.item_names_.size(); ++i) {
-    mapped[i] = InternItem(other.item_names_[i]);
+  std::vector<uint32_t> mapped(other.items_.size(), internal::FlatIndex::kMissing);
+  for (uint32_t i = 0; i < other.items_.size(); ++i) {
+    mapped[i] = InternItem(other.items_.name(i));
     if (mapped[i] != internal::FlatIndex::kMissing) {
       item_customers_[mapped[i]] += other.item_customers_[i] * factor_p;
       RefreshNorm(mapped[i]);
@@ -465,7 +456,7 @@ Status ItemRecommender::Merge(const ItemRecommender& other) {
   }
   // The ranking of the merged counts.
   popular_.clear();
-  std::vector<uint32_t> order(item_names_.size());
+  std::vector<uint32_t> order(items_.size());
   for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [this](uint32_t x, uint32_t y) {
     return item_customers_[x] > item_customers_[y];
@@ -505,9 +496,9 @@ std::string ItemRecommender::Serialize() const {
                      c.neighbours_replaced}) {
     w.Put<uint64_t>(v);
   }
-  w.Put<uint32_t>(static_cast<uint32_t>(item_names_.size()));
-  for (size_t i = 0; i < item_names_.size(); ++i) {
-    w.PutBytes(item_names_[i]);
+  w.Put<uint32_t>(static_cast<uint32_t>(items_.size()));
+  for (uint32_t i = 0; i < items_.size(); ++i) {
+    w.PutBytes(items_.name(i));
     w.Put<double>(item_customers_[i]);
     w.Put<uint32_t>(static_cast<uint32_t>(rows_[i].size()));
     for (const Neighbour& nb : rows_[i]) {
@@ -560,16 +551,13 @@ Result<ItemRecommender> ItemRecommender::Deserialize(std::string_view blob) {
   uint32_t items = 0;
   CRM_RETURN_NOT_OK(r.Get(&items));
   if (items > o.max_items || items > r.remaining() / 16) return corrupt("bad item count");
-  m.item_names_.resize(items);
   m.item_customers_.resize(items);
   m.rows_.resize(items);
   const auto finite_count = [](double v) { return std::isfinite(v) && v >= 0.0; };
   for (uint32_t i = 0; i < items; ++i) {
-    CRM_RETURN_NOT_OK(r.GetBytes(&m.item_names_[i]));
-    if (m.item_names_[i].size() > kMaxItemNameBytes) return corrupt("item name too long");
-    const uint64_t key = Hash64(m.item_names_[i]);
-    if (m.item_index_.Find(key) != internal::FlatIndex::kMissing) return corrupt("repeated item");
-    m.item_index_.Insert(key, i);
+    std::string name;
+    CRM_RETURN_NOT_OK(r.GetBytes(&name));
+    if (!m.items_.Restore(std::move(name))) return corrupt("item name too long or repeated");
     CRM_RETURN_NOT_OK(r.Get(&m.item_customers_[i]));
     if (!finite_count(m.item_customers_[i])) return corrupt("bad item count");
     m.candidate_norm_.push_back(0.0);

@@ -171,10 +171,10 @@ class AssociationRuleMiner {
 
   // Index of a named item, or -1.
   int64_t FindItem(std::string_view item) const;
-  std::string_view item_name(uint32_t item) const { return item_names_[item]; }
+  std::string_view item_name(uint32_t item) const { return items_.name(item); }
   // Baskets of the window holding the item (exact).
   uint32_t item_count(uint32_t item) const { return item_counts_[item]; }
-  size_t items() const { return item_names_.size(); }
+  size_t items() const { return items_.size(); }
   // The window count of the pair {a, b}, as an interval.
   PairCount Pair(uint32_t a, uint32_t b) const;
   // Baskets in the window.
@@ -260,10 +260,9 @@ class AssociationRuleMiner {
   int64_t now_ms_ = INT64_MIN;
   AssociationRulesCounters counters_;
 
-  // Items: names, exact window counts, and the index by Hash64(name).
-  std::vector<std::string> item_names_;
+  // Items: names and exact window counts.
+  internal::ItemDictionary items_;
   std::vector<uint32_t> item_counts_;
-  internal::FlatIndex item_index_;
 
   // Baskets of the window, a ring in arrival order; seq numbers are
   // consecutive from first_seq_.

@@ -1,6 +1,7 @@
-// Internal to the models module (not an API): an open-addressing map from a 64-bit key to a
-// 32-bit value (an index into the owner's own arrays), for the hot paths of
-// the co-purchase models (item ids, order ids, item pairs).
+// Internal to the models module (not an API): an open-addressing map from a
+// 64-bit key to a 32-bit value (an index into the owner's own arrays), for
+// the hot paths of the co-purchase models (item ids, order ids, item pairs),
+// and the item dictionary those models share.
 //
 // Linear probing with backward-shift deletion, load factor <= 1/2, so a
 // lookup touches one or two cache lines and erasing leaves no tombstones.
@@ -11,7 +12,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <vector>
+
+#include "crmstream/common/hash.h"
 
 namespace crmstream::models::internal {
 
@@ -111,6 +116,56 @@ class FlatIndex {
   std::vector<Slot> slots_;
   size_t mask_ = 0;
   size_t size_ = 0;
+};
+
+// Item names by dense index, found by the Hash64 of the name. Names longer
+// than kMaxNameBytes are cut there (both when added and when looked up).
+class ItemDictionary {
+ public:
+  static constexpr size_t kMaxNameBytes = 1024;
+  static constexpr uint32_t kMissing = FlatIndex::kMissing;
+
+  // The name's index, or -1.
+  int64_t Find(std::string_view name) const {
+    name = name.substr(0, kMaxNameBytes);
+    const uint32_t i = index_.Find(Hash64(name));
+    return i == kMissing || names_[i] != name ? -1 : int64_t{i};
+  }
+  // The name's index, adding it (and setting *added) while fewer than
+  // `capacity` names are known; kMissing when the dictionary is full.
+  uint32_t Intern(std::string_view name, size_t capacity, bool* added) {
+    name = name.substr(0, kMaxNameBytes);
+    *added = false;
+    const uint64_t key = Hash64(name);
+    const uint32_t found = index_.Find(key);
+    if (found != kMissing) return found;
+    if (names_.size() >= capacity) return kMissing;
+    const auto i = static_cast<uint32_t>(names_.size());
+    names_.emplace_back(name);
+    index_.Insert(key, i);
+    *added = true;
+    return i;
+  }
+  // For decoders: appends a name read from a blob; false (and nothing
+  // added) when it is too long or already known.
+  bool Restore(std::string name) {
+    const uint64_t key = Hash64(name);
+    if (name.size() > kMaxNameBytes || index_.Find(key) != kMissing) return false;
+    index_.Insert(key, static_cast<uint32_t>(names_.size()));
+    names_.push_back(std::move(name));
+    return true;
+  }
+  const std::string& name(uint32_t i) const { return names_[i]; }
+  size_t size() const { return names_.size(); }
+  size_t memory_bytes() const {
+    size_t bytes = index_.memory_bytes() + names_.capacity() * sizeof(std::string);
+    for (const std::string& n : names_) bytes += n.capacity();
+    return bytes;
+  }
+
+ private:
+  std::vector<std::string> names_;
+  FlatIndex index_;
 };
 
 }  // namespace crmstream::models::internal

@@ -125,8 +125,8 @@ class ItemRecommender {
   // seen (0 when not neighbours).
   double Similarity(uint32_t a, uint32_t b) const;
   int64_t FindItem(std::string_view item) const;
-  std::string_view item_name(uint32_t item) const { return item_names_[item]; }
-  size_t items() const { return item_names_.size(); }
+  std::string_view item_name(uint32_t item) const { return items_.name(item); }
+  size_t items() const { return items_.size(); }
   size_t customers() const { return customer_count_; }
   // The customer's remembered items (unordered); empty when unknown.
   void History(std::string_view customer_id, std::vector<uint32_t>* out) const;
@@ -185,12 +185,11 @@ class ItemRecommender {
   int64_t latest_ms_ = INT64_MIN;  // the latest purchase time seen
   ItemRecommenderCounters counters_;
 
-  std::vector<std::string> item_names_;
+  internal::ItemDictionary items_;
   std::vector<double> item_customers_;  // n(i), scaled
   std::vector<double> candidate_norm_;  // n(i)^(1 - alpha), cached
   std::vector<std::vector<Neighbour>> rows_;
   internal::FlatIndex neighbour_index_;  // (item << 32 | neighbour) -> position in its row
-  internal::FlatIndex item_index_;
 
   std::vector<Customer> customers_;
   std::vector<uint32_t> history_items_;  // history_size per customer
