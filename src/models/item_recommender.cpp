@@ -50,7 +50,10 @@ ItemRecommender::ItemRecommender(const ItemRecommenderOptions& options)
                                                  : 0.0),
       popularity_decay_per_ms_(options.popularity_half_life_days > 0.0
                                    ? 1.0 / (options.popularity_half_life_days * kMsPerDay)
-                                   : 0.0) {}
+                                   : 0.0) {
+  history_scratch_.reserve(options.history_size);
+  history_ms_scratch_.reserve(options.history_size);
+}
 
 Result<ItemRecommender> ItemRecommender::Create(const ItemRecommenderOptions& options) {
   CRM_RETURN_NOT_OK(options.Validate());
@@ -261,6 +264,7 @@ void ItemRecommender::ResizeScratch() {
   in_history_.resize(n, 0);
   best_from_.resize(n);
   best_score_.resize(n);
+  touched_.reserve(n);  // at most every item, so no call grows it
 }
 
 void ItemRecommender::Recommend(std::string_view customer_id, int64_t timestamp_ms, size_t n,
