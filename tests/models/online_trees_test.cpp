@@ -127,7 +127,8 @@ void Concept(std::mt19937_64& rng, double* x, bool* label) {
   *label = (x[0] > 0.3 && x[1] < 0.6) != (u(rng) < 0.05);
 }
 
-TEST_CASE("Hoeffding tree learns a two-split concept; explanations add up", "[models][tree]") {
+TEST_CASE("Hoeffding tree learns a two-split concept, and its explanations add up",
+          "[models][tree]") {
   for (LeafPrediction mode : {LeafPrediction::kMajorityClass, LeafPrediction::kNaiveBayes,
                               LeafPrediction::kNaiveBayesAdaptive, LeafPrediction::kLogistic}) {
     HoeffdingTreeOptions o;
