@@ -1,5 +1,6 @@
-// `crmstream eval telco|retail|nab`: the models on the public data sets,
-// each figure printed beside the published one. `crmstream eval alerts`: the
+// `crmstream eval telco|retail|recommend|value|associations|nab`: the models
+// on the public data sets, each figure printed beside the published one or a
+// batch reference. `crmstream eval alerts`: the
 // churn alerts on a generated world against its ground truth.
 #include <cstdio>
 #include <filesystem>
@@ -8,9 +9,12 @@
 #include "cli_support.h"
 #include "commands.h"
 #include "crmstream/evaluation/alert_evaluation.h"
+#include "crmstream/evaluation/associations.h"
 #include "crmstream/evaluation/nab.h"
+#include "crmstream/evaluation/recommend.h"
 #include "crmstream/evaluation/retail.h"
 #include "crmstream/evaluation/telco.h"
+#include "crmstream/evaluation/value.h"
 
 namespace crmstream::cli {
 namespace {
@@ -83,6 +87,18 @@ int RunEval(const EvalOptions& o) {
     auto r = evaluation::EvaluateRetail(o.data_dir);
     if (!r.ok()) return Fail("eval", r.status());
     evaluation::PrintRetailReport(*r, std::cout);
+  } else if (o.what == "recommend") {
+    auto r = evaluation::EvaluateRecommendations(o.data_dir);
+    if (!r.ok()) return Fail("eval", r.status());
+    evaluation::PrintRecommendReport(*r, std::cout);
+  } else if (o.what == "value") {
+    auto r = evaluation::EvaluateValue(o.data_dir);
+    if (!r.ok()) return Fail("eval", r.status());
+    evaluation::PrintValueReport(*r, std::cout);
+  } else if (o.what == "associations") {
+    auto r = evaluation::EvaluateAssociations(o.data_dir);
+    if (!r.ok()) return Fail("eval", r.status());
+    evaluation::PrintAssociationReport(*r, std::cout);
   } else {
     std::optional<std::filesystem::path> out;
     if (!o.nab_results.empty()) out = o.nab_results;
@@ -101,9 +117,10 @@ void AddEvalCommand(CLI::App* app, int* exit_code) {
       "Evaluate the online models on the public data sets against published figures, or the "
       "churn alerts on generated ground truth");
   auto o = std::make_shared<EvalOptions>();
-  cmd->add_option("what", o->what, "telco, retail, nab or alerts")
+  cmd->add_option("what", o->what, "telco, retail, recommend, value, associations, nab or alerts")
       ->required()
-      ->check(CLI::IsMember({"telco", "retail", "nab", "alerts"}));
+      ->check(CLI::IsMember(
+          {"telco", "retail", "recommend", "value", "associations", "nab", "alerts"}));
   cmd->add_option("--data", o->data_dir, "Folder of the public data sets")->capture_default_str();
   cmd->add_option("--nab-results", o->nab_results,
                   "With nab: write per-row scores as <category>/<detector>_<file>.csv here");

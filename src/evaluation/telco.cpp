@@ -13,7 +13,9 @@
 #include <string_view>
 #include <vector>
 
+#include "crmstream/models/adaptive_random_forest.h"
 #include "crmstream/models/categorical_encoder.h"
+#include "crmstream/models/hoeffding_tree.h"
 #include "crmstream/models/logistic_regression.h"
 #include "crmstream/models/prequential_metrics.h"
 #include "crmstream/models/recursive_least_squares.h"
@@ -164,6 +166,10 @@ double ParseNumber(const std::string& s) {
 }
 
 double Sigmoid(double t) { return 1.0 / (1.0 + std::exp(-std::clamp(t, -35.0, 35.0))); }
+double Logit(double p) {
+  const double q = std::clamp(p, 1e-12, 1.0 - 1e-12);
+  return std::log(q / (1.0 - q));
+}
 
 }  // namespace
 
@@ -214,6 +220,23 @@ Result<TelcoReport> EvaluateTelco(const std::filesystem::path& data_dir) {
   // Ridge regression on the 0/1 label (a linear probability model), exact.
   CRM_ASSIGN_OR_RETURN(RecursiveLeastSquares ridge,
                        RecursiveLeastSquares::Create({.dimension = d, .ridge = 10.0}));
+  // The online trees see the raw numeric values (a split needs no scaling)
+  // and the one-hot columns, no interactions (a tree finds its own). Each
+  // runs with its published defaults, chosen before the stream.
+  const int tree_d = num_numeric + num_categorical * static_cast<int>(kOneHotWidth);
+  models::HoeffdingTreeOptions vfdt_options;  // VFDT / MOA defaults
+  vfdt_options.dimension = tree_d;
+  CRM_ASSIGN_OR_RETURN(models::HoeffdingTree vfdt, models::HoeffdingTree::Create(vfdt_options));
+  models::HoeffdingTreeOptions model_tree_options = vfdt_options;
+  model_tree_options.leaf_prediction = models::LeafPrediction::kLogistic;
+  CRM_ASSIGN_OR_RETURN(models::HoeffdingTree model_tree,
+                       models::HoeffdingTree::Create(model_tree_options));
+  models::AdaptiveRandomForestOptions forest_options;  // the ARF paper's defaults
+  forest_options.dimension = tree_d;
+  CRM_ASSIGN_OR_RETURN(models::AdaptiveRandomForest forest,
+                       models::AdaptiveRandomForest::Create(forest_options));
+  std::vector<double> tree_x(static_cast<size_t>(tree_d));
+  StreamingAuc auc_vfdt, auc_model_tree, auc_forest, auc_ensemble;
 
   TelcoReport report;
   report.dense_features = d;
@@ -255,6 +278,12 @@ Result<TelcoReport> EvaluateTelco(const std::filesystem::path& data_dir) {
       x[interaction_offset + static_cast<int>(i * kOneHotWidth) + k] = z[kInteractions[i].numeric];
     }
     x[constant_index] = 1.0;  // for the ridge model; the logistic ones fit their own intercept
+    std::fill(tree_x.begin(), tree_x.end(), 0.0);
+    for (int f = 0; f < num_numeric; ++f) tree_x[static_cast<size_t>(f)] = raw[f];
+    for (int c = 0; c < num_categorical; ++c) {
+      tree_x[static_cast<size_t>(num_numeric + c * static_cast<int>(kOneHotWidth) +
+                                 category_of[c])] = 1.0;
+    }
 
     // Score with every learner before any of them sees the label.
     const std::span<const double> features(x.data(), static_cast<size_t>(d - 1));
@@ -270,6 +299,19 @@ Result<TelcoReport> EvaluateTelco(const std::filesystem::path& data_dir) {
     report.scores.push_back(p);
     report.labels.push_back(label ? 1 : 0);
 
+    // The trees predict, record, then learn in one call.
+    const double p_vfdt = vfdt.Learn(tree_x, label);
+    const double p_model_tree = model_tree.Learn(tree_x, label);
+    const double p_forest = forest.Learn(tree_x, label);
+    auc_vfdt.Add(p_vfdt, label);
+    auc_model_tree.Add(p_model_tree, label);
+    auc_forest.Add(p_forest, label);
+    // The ensemble: the mean log-odds of the logistic model and the two
+    // tree models, unweighted (no weight is tuned on the stream).
+    const double p_ensemble = Sigmoid((Logit(p) + Logit(p_model_tree) + Logit(p_forest)) / 3.0);
+    auc_ensemble.Add(p_ensemble, label);
+    report.forest_scores.push_back(p_forest);
+    report.ensemble_scores.push_back(p_ensemble);
     // Train on the row now that it has been scored.
     (void)model.Update(features, label);
     (void)ftrl.Update(features, label);
@@ -285,6 +327,13 @@ Result<TelcoReport> EvaluateTelco(const std::filesystem::path& data_dir) {
   report.ftrl_auc = auc_ftrl.Value();
   report.ridge_auc = auc_ridge.Value();
   report.base_rate_log_loss = base_loss.Value();
+  report.vfdt_auc = auc_vfdt.Value();
+  report.model_tree_auc = auc_model_tree.Value();
+  report.forest_auc = auc_forest.Value();
+  report.ensemble_auc = auc_ensemble.Value();
+  report.vfdt_leaves = static_cast<int>(vfdt.leaves());
+  report.model_tree_leaves = static_cast<int>(model_tree.leaves());
+  report.forest_drifts = static_cast<int>(forest.drifts());
   return report;
 }
 
@@ -301,6 +350,16 @@ void PrintTelcoReport(const TelcoReport& r, std::ostream& out) {
     << ")\n";
   s << "  same features, simpler online learners: FTRL-Proximal logistic " << r.ftrl_auc
     << ", ridge regression on the label " << r.ridge_auc << "\n";
+  s << "  online trees, same rows, prequential ROC-AUC (target: an online model or ensemble >= "
+    << kTelcoOnlineTarget << "):\n";
+  s << "    Hoeffding tree (VFDT defaults, naive Bayes adaptive leaves)   " << r.vfdt_auc << "  ("
+    << r.vfdt_leaves << " leaves)\n";
+  s << "    Hoeffding model tree (Bayesian logistic leaves)              " << r.model_tree_auc
+    << "  (" << r.model_tree_leaves << " leaves)\n";
+  s << "    adaptive random forest (10 trees, lambda 6, ADWIN)           " << r.forest_auc << "  ("
+    << r.forest_drifts << " drifts replaced)\n";
+  s << "    ensemble: mean log-odds of logistic, model tree and forest   " << r.ensemble_auc
+    << "\n";
   out << s.str();
 }
 

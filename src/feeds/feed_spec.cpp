@@ -10,8 +10,9 @@ namespace {
 
 using config::YamlFields;
 
-constexpr std::array<std::string_view, 8> kEventFields = {
-    "event_id", "customer_id", "timestamp", "type", "channel", "amount", "currency", "plan"};
+constexpr std::array<std::string_view, 10> kEventFields = {
+    "event_id", "customer_id", "timestamp", "type",     "channel",
+    "amount",   "currency",    "plan",      "order_id", "item_id"};
 constexpr std::array<std::string_view, 4> kRequiredEventFields = {"event_id", "customer_id",
                                                                   "timestamp", "type"};
 

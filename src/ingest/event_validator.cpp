@@ -34,6 +34,15 @@ Rejection CheckId(const RawValue& v, int field, bool allow_integer, std::string_
   return Rejection::Accepted();
 }
 
+// order_id / item_id: absent, or an id as event_id / customer_id are.
+Rejection CheckOptionalId(const RawValue& v, int field, std::string_view* out) {
+  if (v.kind == RawKind::kAbsent) {
+    *out = {};
+    return Rejection::Accepted();
+  }
+  return CheckId(v, field, true, out);
+}
+
 Rejection CheckOptionalString(const RawValue& v, int field, std::string_view* out) {
   if (v.kind == RawKind::kAbsent) {
     *out = {};
@@ -165,6 +174,10 @@ Rejection ValidateEvent(const RawEvent& raw, const DecoderOptions& options, int6
   r = CheckOptionalString(f[kFieldChannel], kFieldChannel, &out->channel);
   if (r.rejected()) return r;
   r = CheckOptionalString(f[kFieldPlan], kFieldPlan, &out->plan);
+  if (r.rejected()) return r;
+  r = CheckOptionalId(f[kFieldOrderId], kFieldOrderId, &out->order_id);
+  if (r.rejected()) return r;
+  r = CheckOptionalId(f[kFieldItemId], kFieldItemId, &out->item_id);
   if (r.rejected()) return r;
 
   const RawValue& attributes = f[kFieldAttributes];

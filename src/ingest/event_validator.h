@@ -40,14 +40,16 @@ enum FieldIndex : int {
   kFieldAmount,
   kFieldCurrency,
   kFieldPlan,
+  kFieldOrderId,
+  kFieldItemId,
   kFieldAttributes,
   kFieldCount,
 };
 
 // The wire names, indexed by FieldIndex.
 inline constexpr std::string_view kFieldNames[kFieldCount] = {
-    "event_id", "customer_id", "timestamp", "type",      "channel",
-    "amount",   "currency",    "plan",      "attributes"};
+    "event_id", "customer_id", "timestamp", "type",    "channel",   "amount",
+    "currency", "plan",        "order_id",  "item_id", "attributes"};
 
 // The FieldIndex of a wire name, or -1 for an unknown field.
 int FindField(std::string_view name);

@@ -76,6 +76,31 @@ TEST_CASE("Telco churn: one-pass prequential AUC reaches batch logistic regressi
   CHECK_THAT(printed.str(), Catch::Contains(measured.str()));
 }
 
+TEST_CASE("Telco churn: online trees and the ensemble, one pass", "[evaluation]") {
+  SKIP_WITHOUT_DATA(data);
+  auto report = EvaluateTelco(data);
+  REQUIRE(report.ok());
+  std::ostringstream printed;
+  PrintTelcoReport(*report, printed);
+  WARN(printed.str());
+  REQUIRE(report->forest_scores.size() == 7043);
+  REQUIRE(report->ensemble_scores.size() == 7043);
+  // The streaming histograms agree with the exact rank formula.
+  CHECK(report->forest_auc == Approx(RankAuc(report->forest_scores, report->labels)).margin(1e-4));
+  const double ensemble = RankAuc(report->ensemble_scores, report->labels);
+  CHECK(report->ensemble_auc == Approx(ensemble).margin(1e-4));
+  // Measured at the time of writing: VFDT 0.785, model tree 0.845, forest
+  // 0.829, ensemble 0.845; the product's target of 0.85 is not reached (see
+  // the README). What is asserted: the forest beats a single VFDT tree and
+  // scikit-learn's default one-pass SGD; the model tree and the ensemble
+  // reach scikit-learn's tuned one-pass SGD; nothing does worse than chance.
+  CHECK(report->vfdt_auc > 0.75);
+  CHECK(report->forest_auc > report->vfdt_auc + 0.02);
+  CHECK(report->forest_auc > kTelcoSgdOnePassAucDefault + 0.1);
+  CHECK(report->model_tree_auc > kTelcoSgdOnePassAucTuned);
+  CHECK(ensemble > kTelcoSgdOnePassAucTuned);
+}
+
 TEST_CASE("Telco evaluation reports a missing or malformed file", "[evaluation]") {
   testing::ScratchDir dir;
   CHECK(EvaluateTelco(dir.path()).status().code() == StatusCode::kIOError);

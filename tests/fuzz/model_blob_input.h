@@ -20,7 +20,12 @@
 
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/status.h"
+#include "crmstream/models/adaptive_random_forest.h"
+#include "crmstream/models/adwin.h"
+#include "crmstream/models/association_rules.h"
 #include "crmstream/models/categorical_encoder.h"
+#include "crmstream/models/hoeffding_tree.h"
+#include "crmstream/models/item_recommender.h"
 #include "crmstream/models/logistic_regression.h"
 #include "crmstream/models/mini_batch_kmeans.h"
 #include "crmstream/models/multivariate_anomaly.h"
@@ -46,14 +51,61 @@ enum class ModelDecoder : uint8_t {
   kStreamingAuc,
   kLogLoss,
   kRmse,
+  // Later models (after the metrics, so that older seeds keep their byte 0).
+  kAssociationRules,
+  kItemRecommender,
+  kHoeffdingTree,
+  kAdaptiveRandomForest,
+  kAdwin,
 };
-inline constexpr int kModelDecoders = 12;
+inline constexpr int kModelDecoders = 17;
 
 inline const char* ModelDecoderName(ModelDecoder d) {
   static constexpr const char* kNames[kModelDecoders] = {
-      "rls",        "ftrl",         "bayes_logistic", "standardizer", "categorical", "kmeans",
-      "univariate", "multivariate", "correlation",    "auc",          "log_loss",    "rmse"};
+      "rls",          "ftrl",         "bayes_logistic", "standardizer", "categorical",
+      "kmeans",       "univariate",   "multivariate",   "correlation",  "auc",
+      "log_loss",     "rmse",         "rules",          "recommender",  "hoeffding_tree",
+      "random_forest", "adwin"};
   return kNames[static_cast<int>(d)];
+}
+
+inline bool IsMetric(ModelDecoder d) {
+  return d == ModelDecoder::kStreamingAuc || d == ModelDecoder::kLogLoss ||
+         d == ModelDecoder::kRmse;
+}
+
+// The blob kind of a model decoder (not for the metrics).
+inline BlobKind KindOf(ModelDecoder d) {
+  switch (d) {
+    case ModelDecoder::kRecursiveLeastSquares:
+      return BlobKind::kRecursiveLeastSquares;
+    case ModelDecoder::kLogisticRegression:
+      return BlobKind::kLogisticRegression;
+    case ModelDecoder::kBayesianLogisticRegression:
+      return BlobKind::kBayesianLogisticRegression;
+    case ModelDecoder::kStandardizer:
+      return BlobKind::kStandardizer;
+    case ModelDecoder::kCategoricalEncoder:
+      return BlobKind::kCategoricalEncoder;
+    case ModelDecoder::kMiniBatchKMeans:
+      return BlobKind::kMiniBatchKMeans;
+    case ModelDecoder::kUnivariateAnomaly:
+      return BlobKind::kUnivariateAnomaly;
+    case ModelDecoder::kMultivariateAnomaly:
+      return BlobKind::kMultivariateAnomaly;
+    case ModelDecoder::kRollingCorrelation:
+      return BlobKind::kRollingCorrelation;
+    case ModelDecoder::kAssociationRules:
+      return BlobKind::kAssociationRules;
+    case ModelDecoder::kItemRecommender:
+      return BlobKind::kItemRecommender;
+    case ModelDecoder::kHoeffdingTree:
+      return BlobKind::kHoeffdingTree;
+    case ModelDecoder::kAdaptiveRandomForest:
+      return BlobKind::kAdaptiveRandomForest;
+    default:
+      return BlobKind::kAdwin;
+  }
 }
 
 namespace internal {
@@ -123,6 +175,15 @@ inline const std::string& ReferenceBlob(ModelDecoder d) {
   static const std::vector<std::string> blobs = [] {
     using namespace models;
     std::vector<std::string> out(kModelDecoders);
+    out[static_cast<size_t>(ModelDecoder::kAssociationRules)] =
+        AssociationRuleMiner::Create({}).value().Serialize();
+    out[static_cast<size_t>(ModelDecoder::kItemRecommender)] =
+        ItemRecommender::Create({}).value().Serialize();
+    out[static_cast<size_t>(ModelDecoder::kHoeffdingTree)] =
+        HoeffdingTree::Create({.dimension = 2}).value().Serialize();
+    out[static_cast<size_t>(ModelDecoder::kAdaptiveRandomForest)] =
+        AdaptiveRandomForest::Create({.dimension = 2, .models = 2}).value().Serialize();
+    out[static_cast<size_t>(ModelDecoder::kAdwin)] = Adwin::Create({}).value().Serialize();
     out[0] = RecursiveLeastSquares::Create({.dimension = 2}).value().Serialize();
     out[1] = LogisticRegression::Create({.dense_dimension = 2}).value().Serialize();
     out[2] = BayesianLogisticRegression::Create({.dimension = 2}).value().Serialize();
@@ -167,7 +228,7 @@ inline Status DecodeModelInput(std::string_view input) {
   const bool bare = (static_cast<uint8_t>(input[1]) & 1) != 0;
   input.remove_prefix(2);
 
-  if (d >= ModelDecoder::kStreamingAuc) {
+  if (IsMetric(d)) {
     switch (d) {
       case ModelDecoder::kStreamingAuc:
         return internal::CheckMetric<StreamingAuc>(input, [](StreamingAuc& m) {
@@ -189,13 +250,7 @@ inline Status DecodeModelInput(std::string_view input) {
 
   std::string sealed;
   if (bare) {
-    static constexpr BlobKind kKinds[] = {
-        BlobKind::kRecursiveLeastSquares,      BlobKind::kLogisticRegression,
-        BlobKind::kBayesianLogisticRegression, BlobKind::kStandardizer,
-        BlobKind::kCategoricalEncoder,         BlobKind::kMiniBatchKMeans,
-        BlobKind::kUnivariateAnomaly,          BlobKind::kMultivariateAnomaly,
-        BlobKind::kRollingCorrelation};
-    const BlobKind kind = kKinds[static_cast<size_t>(d)];
+    const BlobKind kind = KindOf(d);
     // The current format version, read back from a real blob.
     Result<OpenedBlob> opened = OpenBlob(internal::ReferenceBlob(d), kind);
     if (!opened.ok()) internal::Fail("reference blob does not open");
@@ -236,10 +291,33 @@ inline Status DecodeModelInput(std::string_view input) {
     case ModelDecoder::kMultivariateAnomaly:
       return internal::CheckModel<MultivariateAnomalyDetector>(
           input, [&](MultivariateAnomalyDetector& m) { (void)m.Score(zeros(m.options().dim)); });
-    default:
+    case ModelDecoder::kRollingCorrelation:
       return internal::CheckModel<RollingCorrelation>(input, [&](RollingCorrelation& m) {
         (void)m.Add(zeros(static_cast<size_t>(m.metrics())), INT64_MAX);
       });
+    case ModelDecoder::kAssociationRules:
+      return internal::CheckModel<AssociationRuleMiner>(input, [](AssociationRuleMiner& m) {
+        (void)m.AddLine("order", "item-a", 1000);
+        (void)m.AddLine("order", "item-b", 1000);
+        std::vector<AssociationRule> rules;
+        (void)m.Rules({}, &rules);
+      });
+    case ModelDecoder::kItemRecommender:
+      return internal::CheckModel<ItemRecommender>(input, [](ItemRecommender& m) {
+        (void)m.Observe("customer", "item-a", 1000);
+        std::vector<Recommendation> out;
+        m.Recommend("customer", 1000, 5, &out);
+      });
+    case ModelDecoder::kHoeffdingTree:
+      return internal::CheckModel<HoeffdingTree>(input, [&](HoeffdingTree& m) {
+        (void)m.Learn(zeros(static_cast<size_t>(m.dimension())), true);
+      });
+    case ModelDecoder::kAdaptiveRandomForest:
+      return internal::CheckModel<AdaptiveRandomForest>(input, [&](AdaptiveRandomForest& m) {
+        (void)m.Learn(zeros(static_cast<size_t>(m.dimension())), true);
+      });
+    default:
+      return internal::CheckModel<Adwin>(input, [](Adwin& m) { (void)m.Update(1.0); });
   }
 }
 

@@ -10,6 +10,20 @@ namespace {
 
 constexpr const char* kHeader = "event_id,customer_id,timestamp,type,channel,amount,currency,plan";
 
+TEST_CASE("CsvEventDecoder reads order_id and item_id columns", "[ingest]") {
+  auto decoder =
+      CsvEventDecoder::FromHeader("event_id,customer_id,timestamp,type,amount,order_id,item_id");
+  REQUIRE(decoder.ok());
+  Event e;
+  REQUIRE_FALSE(
+      decoder->Decode("e-1,17850,2010-12-01 08:26:00,purchase,15.3,536365,85123A", &e).rejected());
+  CHECK(e.order_id == "536365");
+  CHECK(e.item_id == "85123A");
+  REQUIRE_FALSE(decoder->Decode("e-2,17850,2010-12-01 08:26:00,purchase,15.3,,", &e).rejected());
+  CHECK(e.order_id.empty());
+  CHECK(e.item_id.empty());
+}
+
 TEST_CASE("CsvEventDecoder decodes a line like the JSON decoder", "[ingest]") {
   auto decoder = CsvEventDecoder::FromHeader(kHeader);
   REQUIRE(decoder.ok());

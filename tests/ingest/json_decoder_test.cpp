@@ -30,6 +30,33 @@ TEST_CASE("EventDecoder decodes every field of a purchase", "[ingest]") {
   CHECK(e.attributes_json == R"({"sku":"A-7","qty":2,"tags":["x",{"y":null}]})");
 }
 
+TEST_CASE("EventDecoder reads the order and item of a purchase line", "[ingest]") {
+  EventDecoder decoder;
+  Event e;
+  const std::string base =
+      R"({"event_id":"e-1","customer_id":"c-42","timestamp":"2026-03-01T12:00:00Z",)"
+      R"("type":"purchase","amount":2.5,)";
+  REQUIRE_FALSE(decoder.Decode(base + R"("order_id":"536365","item_id":"85123A"})", &e).rejected());
+  CHECK(e.order_id == "536365");
+  CHECK(e.item_id == "85123A");
+  // Integers are kept as their decimal text, as customer ids are.
+  REQUIRE_FALSE(decoder.Decode(base + R"("order_id":536365,"item_id":22423})", &e).rejected());
+  CHECK(e.order_id == "536365");
+  CHECK(e.item_id == "22423");
+  // Absent (or null) is empty.
+  REQUIRE_FALSE(decoder.Decode(base + R"("order_id":null})", &e).rejected());
+  CHECK(e.order_id.empty());
+  CHECK(e.item_id.empty());
+  Rejection r = decoder.Decode(base + R"("order_id":["o"]})", &e);
+  CHECK(r.code == RejectReason::kWrongType);
+  CHECK(r.field == "order_id");
+  r = decoder.Decode(base + R"("item_id":""})", &e);
+  CHECK(r.code == RejectReason::kOutOfRange);
+  CHECK(r.field == "item_id");
+  r = decoder.Decode(base + R"("item_id":")" + std::string(129, 'x') + R"("})", &e);
+  CHECK(r.code == RejectReason::kOutOfRange);
+}
+
 TEST_CASE("EventDecoder accepts integer customer ids, epoch-ms timestamps and escapes",
           "[ingest]") {
   EventDecoder decoder;

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -70,26 +71,62 @@ std::vector<std::pair<ModelDecoder, std::string>> SeedBlobs() {
   out.emplace_back(ModelDecoder::kUnivariateAnomaly, univariate.Serialize());
   out.emplace_back(ModelDecoder::kMultivariateAnomaly, multivariate.Serialize());
   out.emplace_back(ModelDecoder::kRollingCorrelation, correlation.Serialize());
+
+  auto rules = AssociationRuleMiner::Create({.max_pairs = 16}).value();
+  auto recommender = ItemRecommender::Create({.history_size = 4, .neighbours = 2}).value();
+  auto tree = HoeffdingTree::Create({.dimension = 2, .grace_period = 2, .auc_bins = 16}).value();
+  auto logistic_tree = HoeffdingTree::Create({.dimension = 2,
+                                              .grace_period = 2,
+                                              .leaf_prediction = LeafPrediction::kLogistic,
+                                              .auc_bins = 16})
+                           .value();
+  AdaptiveRandomForestOptions fo;
+  fo.dimension = 2;
+  fo.models = 2;
+  fo.auc_bins = 16;
+  fo.tree.grace_period = 2;
+  auto forest = AdaptiveRandomForest::Create(fo).value();
+  auto adwin = Adwin::Create({.clock = 4}).value();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& x = rows[i];
+    const bool label = x[0] > x[1];
+    for (size_t k = 0; k <= i % 3; ++k) {
+      (void)rules.AddLine(std::to_string(i / 2), "sku" + std::to_string((i + k) % 5),
+                          static_cast<int64_t>(i) * 1000);
+      (void)recommender.Observe("c" + std::to_string(i % 2), "sku" + std::to_string((i + k) % 5),
+                                static_cast<int64_t>(i));
+    }
+    (void)tree.Learn(x, label);
+    (void)logistic_tree.Learn(x, label);
+    (void)forest.Learn(x, label);
+    (void)adwin.Update(label ? 1.0 : 0.0);
+  }
+  out.emplace_back(ModelDecoder::kAssociationRules, rules.Serialize());
+  out.emplace_back(ModelDecoder::kItemRecommender, recommender.Serialize());
+  out.emplace_back(ModelDecoder::kHoeffdingTree, tree.Serialize());
+  out.emplace_back(ModelDecoder::kHoeffdingTree, logistic_tree.Serialize());
+  out.emplace_back(ModelDecoder::kAdaptiveRandomForest, forest.Serialize());
+  out.emplace_back(ModelDecoder::kAdwin, adwin.Serialize());
   return out;
 }
 
 std::vector<std::pair<std::string, std::string>> Seeds() {
   std::vector<std::pair<std::string, std::string>> seeds;
+  // Names: a second seed of the same decoder gets a suffix.
+  std::map<std::string, int> taken;
+  const auto unique_name = [&taken](ModelDecoder d, const char* what) {
+    const std::string base = std::string(fuzz::ModelDecoderName(d)) + what;
+    const int n = taken[base]++;
+    return n == 0 ? base : base + "-" + std::to_string(n + 1);
+  };
   for (const auto& [decoder, blob] : SeedBlobs()) {
-    const std::string name = fuzz::ModelDecoderName(decoder);
-    seeds.emplace_back(name + "-blob", MakeModelInput(decoder, false, blob));
+    seeds.emplace_back(unique_name(decoder, "-blob"), MakeModelInput(decoder, false, blob));
   }
   // Payloads: open each blob with its own kind.
-  static constexpr BlobKind kKinds[] = {
-      BlobKind::kRecursiveLeastSquares,      BlobKind::kLogisticRegression,
-      BlobKind::kBayesianLogisticRegression, BlobKind::kStandardizer,
-      BlobKind::kCategoricalEncoder,         BlobKind::kMiniBatchKMeans,
-      BlobKind::kUnivariateAnomaly,          BlobKind::kMultivariateAnomaly,
-      BlobKind::kRollingCorrelation};
   for (const auto& [decoder, blob] : SeedBlobs()) {
-    Result<OpenedBlob> opened = OpenBlob(blob, kKinds[static_cast<size_t>(decoder)]);
+    Result<OpenedBlob> opened = OpenBlob(blob, fuzz::KindOf(decoder));
     REQUIRE(opened.ok());
-    seeds.emplace_back(std::string(fuzz::ModelDecoderName(decoder)) + "-payload",
+    seeds.emplace_back(unique_name(decoder, "-payload"),
                        MakeModelInput(decoder, true, opened->payload));
   }
   // The metrics as embedded in other blobs.

@@ -110,6 +110,11 @@ enum class BlobKind : uint16_t {
   kMultivariateAnomaly = 7,
   kRollingCorrelation = 8,
   kBayesianLogisticRegression = 9,
+  kAssociationRules = 10,
+  kItemRecommender = 11,
+  kHoeffdingTree = 12,
+  kAdaptiveRandomForest = 13,
+  kAdwin = 14,
   kCustomerFeatures = 16,
   kCustomerModelState = 17,
   kPartitionModelState = 18,
@@ -131,5 +136,24 @@ Result<OpenedBlob> OpenBlob(std::string_view blob, BlobKind expected_kind);
 // Corruption for any other version.
 Result<std::string_view> OpenBlobPayload(std::string_view blob, BlobKind expected_kind,
                                          uint16_t version);
+
+// For a type that embeds itself in larger blobs (`void AppendTo(BinaryWriter&)
+// const` and `static Result<T> ReadFrom(BinaryReader&)`): the stand-alone
+// blob, and its reader, which also requires every payload byte be consumed.
+template <typename T>
+std::string SealAppended(BlobKind kind, uint16_t version, const T& object) {
+  std::string payload;
+  BinaryWriter writer(&payload);
+  object.AppendTo(writer);
+  return SealBlob(kind, version, payload);
+}
+template <typename T>
+Result<T> OpenAndRead(std::string_view blob, BlobKind kind, uint16_t version) {
+  CRM_ASSIGN_OR_RETURN(const std::string_view payload, OpenBlobPayload(blob, kind, version));
+  BinaryReader reader(payload);
+  CRM_ASSIGN_OR_RETURN(T object, T::ReadFrom(reader));
+  CRM_RETURN_NOT_OK(reader.ExpectEnd());
+  return object;
+}
 
 }  // namespace crmstream

@@ -25,6 +25,8 @@ namespace crmstream::evaluation {
 inline constexpr double kTelcoBatchLogisticAuc = 0.845;     // 5-fold CV
 inline constexpr double kTelcoSgdOnePassAucDefault = 0.72;  // scikit-learn SGD
 inline constexpr double kTelcoSgdOnePassAucTuned = 0.83;
+// The product's target for an online model or ensemble.
+inline constexpr double kTelcoOnlineTarget = 0.85;
 
 struct TelcoReport {
   // The churn model's prequential figures: BayesianLogisticRegression on the
@@ -40,10 +42,23 @@ struct TelcoReport {
   double ridge_auc = 0.0;  // exact ridge regression (RLS) on the 0/1 label
   // Log loss of the naive baseline that predicts the running churn rate.
   double base_rate_log_loss = 0.0;
+  // Online trees on the raw numeric and one-hot columns, prequential ROC-AUC:
+  // a Hoeffding tree with VFDT's defaults, a Hoeffding model tree (Bayesian
+  // logistic leaves), an adaptive random forest, and the unweighted mean
+  // log-odds of the logistic model, the model tree and the forest.
+  double vfdt_auc = 0.0;
+  double model_tree_auc = 0.0;
+  double forest_auc = 0.0;
+  double ensemble_auc = 0.0;
+  int vfdt_leaves = 0;
+  int model_tree_leaves = 0;
+  int forest_drifts = 0;
   // Every (score, label) pair in stream order, so that a caller can check
   // the figures independently.
   std::vector<double> scores;
   std::vector<uint8_t> labels;
+  std::vector<double> forest_scores;
+  std::vector<double> ensemble_scores;
 };
 
 // `data_dir` is the folder of public data sets (holding telco-churn/) or the

@@ -53,8 +53,8 @@ struct EventFeedSpec {
   // relative to the feed file's folder.
   std::string pipeline = "crm.yaml";
   // Event field name (event_id, customer_id, timestamp, type, channel,
-  // amount, currency, plan) -> rule. event_id, customer_id, timestamp and
-  // type are required.
+  // amount, currency, plan, order_id, item_id) -> rule. event_id,
+  // customer_id, timestamp and type are required.
   std::map<std::string, FieldRule> fields;
 };
 

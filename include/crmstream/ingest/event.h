@@ -50,8 +50,12 @@ struct Event {
   std::string_view channel;  // optional: web, app, store, phone, email, ... (empty if absent)
   double amount = 0.0;       // purchase/refund value, >= 0, in `currency`; 0 when absent
   bool has_amount = false;
-  std::string_view currency;         // optional ISO-4217 code (3 upper-case letters)
-  std::string_view plan;             // optional: the plan after a plan_change, or the current plan
+  std::string_view currency;  // optional ISO-4217 code (3 upper-case letters)
+  std::string_view plan;      // optional: the plan after a plan_change, or the current plan
+  // optional, 1..128 bytes: the order (basket) a purchase belongs to, and the
+  // item (product, SKU) bought; "" if absent. The co-purchase models use them.
+  std::string_view order_id;
+  std::string_view item_id;
   std::string_view attributes_json;  // optional free object, raw JSON text ("" if absent)
 };
 
