@@ -111,10 +111,15 @@ enum class BlobKind : uint16_t {
   kRollingCorrelation = 8,
   kBayesianLogisticRegression = 9,
   kCustomerFeatures = 16,
-  kCustomerModelState = 17,
-  kPartitionModelState = 18,
-  kDedupWindow = 19,     // ingest::DedupWindow::EncodeTo
-  kProcessorState = 20,  // a partition task's own counters and schedules
+  kCustomerModelState = 17,   // scoring::CustomerModels: one customer's record
+  kPartitionModelState = 18,  // retired (state format 1); never reuse
+  kDedupWindow = 19,          // ingest::DedupWindow::EncodeTo
+  kProcessorState = 20,       // a partition task's own counters and schedules
+  // The scoring parts' partition-wide checkpoints (crmstream/scoring/).
+  kChurnPartitionState = 21,
+  kSegmentPartitionState = 22,
+  kBehaviourPartitionState = 23,
+  kMinuteMetricsState = 24,
   kCheckpointMeta = 32,
 };
 
