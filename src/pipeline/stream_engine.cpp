@@ -340,7 +340,8 @@ StreamEngine::PartitionTask& StreamEngine::NewTask(const kafka::TopicPartition& 
     task.positions = OutputPositions(output_partitions_);
     sink = task.stamping.get();
   }
-  task.processor = std::make_unique<EventProcessor>(processor_options_, sink);
+  // The options passed Validate() in Create(): this cannot fail.
+  task.processor = std::move(EventProcessor::Create(processor_options_, sink)).value();
   return tasks_.emplace(tp, std::move(task)).first->second;
 }
 
@@ -611,8 +612,7 @@ void StreamEngine::RefreshQuality() {
   double auc_weighted = 0, log_loss_weighted = 0, warm_auc_weighted = 0, squared_error = 0,
          squared_distance = 0, anomalies = 0;
   for (const auto& [tp, task] : tasks_) {
-    const CustomerModels& m = task.processor->customer_models();
-    const CustomerModels::Quality pq = m.quality();
+    const auto pq = task.processor->customer_models().quality();
     ++q.partitions;
     const uint64_t labels = pq.churn_positives + pq.churn_negatives;
     q.churn_labels += labels;
