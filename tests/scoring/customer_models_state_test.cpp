@@ -558,7 +558,7 @@ TEST_CASE("Partition model blobs reject truncation, flipped bytes and missing cu
     }
     tried += positions.size();
   }
-  CHECK(tried > 2000);
+  CHECK(tried >= partition.size() * kEdge);  // every blob, not one by mistake
   CHECK(PartitionBlobs(target) == before);  // unchanged by the rejected blobs
 
   // The churn deadlines name customers: decoding before them is refused.
