@@ -46,13 +46,13 @@ void BM_EngineVsBareConsumer(benchmark::State& state) {
     {
       generator::WorldOptions world;
       world.customers = 100000;
-      generator::WorldGenerator gen(world);
+      auto gen = std::move(generator::WorldGenerator::Create(world)).value();  // valid options
       kafka::ProducerOptions po;
       po.linger_ms = 20;
       auto producer = kafka::Producer::Create(MakeClientConfig(cfg.kafka), po);
       std::string key, value;
       for (int i = 0; i < kEvents; ++i) {
-        gen.Next(&key, &value);
+        gen->Next(&key, &value);
         (void)(*producer)->Produce("crm.interactions", kafka::kPartitionUnassigned, key, value);
       }
       (void)(*producer)->Flush(std::chrono::seconds(120));

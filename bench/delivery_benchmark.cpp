@@ -103,7 +103,7 @@ void BM_ExactlyOnceVsAtLeastOnce(benchmark::State& state) {
     {
       generator::WorldOptions world;
       world.customers = 20000;
-      generator::WorldGenerator gen(world);
+      auto gen = std::move(generator::WorldGenerator::Create(world)).value();  // valid options
       kafka::ProducerOptions po;
       po.linger_ms = 20;
       kafka::ClientConfig client;
@@ -111,7 +111,7 @@ void BM_ExactlyOnceVsAtLeastOnce(benchmark::State& state) {
       auto producer = kafka::Producer::Create(client, po);
       std::string key, value;
       for (int i = 0; i < events; ++i) {
-        gen.Next(&key, &value);
+        gen->Next(&key, &value);
         (void)(*producer)->Produce("bench.input", kafka::kPartitionUnassigned, key, value);
       }
       (void)(*producer)->Flush(std::chrono::seconds(120));

@@ -141,7 +141,9 @@ void ReportMemory(benchmark::State& state, const FeatureStore& store) {
 
 void BM_FeatureUpdate(benchmark::State& state) {
   EventWorld world(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
-  FeatureStore store{FeatureSpec{}};
+  auto created = FeatureStore::Create(FeatureSpec{});
+  if (!created.ok()) return state.SkipWithError(created.status().ToString().c_str());
+  FeatureStore& store = **created;
   const std::vector<CompactEvent> timed = WarmUp(&world, &store);
   int64_t processed = 0;
   for (auto _ : state) {
@@ -163,7 +165,9 @@ BENCHMARK(BM_FeatureUpdate)
 // Update followed by the model-input snapshot, as the scoring path does.
 void BM_FeatureUpdateAndSnapshot(benchmark::State& state) {
   EventWorld world(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
-  FeatureStore store{FeatureSpec{}};
+  auto created = FeatureStore::Create(FeatureSpec{});
+  if (!created.ok()) return state.SkipWithError(created.status().ToString().c_str());
+  FeatureStore& store = **created;
   const std::vector<CompactEvent> timed = WarmUp(&world, &store);
   FeatureVector v;
   int64_t processed = 0;

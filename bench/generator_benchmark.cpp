@@ -12,7 +12,9 @@ using crmstream::generator::WorldGenerator;
 using crmstream::generator::WorldOptions;
 
 void RunGenerator(benchmark::State& state, const WorldOptions& options) {
-  WorldGenerator generator(options);
+  auto created = WorldGenerator::Create(options);
+  if (!created.ok()) return state.SkipWithError(created.status().ToString().c_str());
+  WorldGenerator& generator = **created;
   std::string key;
   std::string value;
   int64_t bytes = 0;

@@ -29,12 +29,12 @@ const std::vector<std::string>& Events() {
   static const std::vector<std::string> events = [] {
     generator::WorldOptions world;
     world.customers = 100000;
-    generator::WorldGenerator gen(world);
+    auto gen = std::move(generator::WorldGenerator::Create(world)).value();  // valid options
     std::vector<std::string> out;
     out.reserve(kEvents);
     std::string key, value;
     for (int i = 0; i < kEvents; ++i) {
-      gen.Next(&key, &value);
+      gen->Next(&key, &value);
       out.push_back(value);
     }
     return out;
@@ -52,7 +52,9 @@ void BM_ReplayPass(benchmark::State& state) {
   for (auto _ : state) {
     state.PauseTiming();
     DiscardingSink sink;
-    auto processor = std::make_unique<EventProcessor>(options, &sink);
+    auto created = EventProcessor::Create(options, &sink);
+    if (!created.ok()) return state.SkipWithError(created.status().ToString().c_str());
+    std::unique_ptr<EventProcessor> processor = std::move(created).value();
     ingest::SourcePosition pos{"crm.interactions", 0, 0};
     state.ResumeTiming();
     int64_t since_flush = 0;

@@ -45,14 +45,17 @@ void BM_RestartWithIntactState(benchmark::State& state) {
   size_t restored_customers = 0;
   {
     // Three events per customer on average through the whole pipeline.
-    EventProcessor processor(options, &sink);
+    auto created = EventProcessor::Create(options, &sink);
+    if (!created.ok()) return state.SkipWithError(created.status().ToString().c_str());
+    EventProcessor& processor = **created;
     generator::WorldOptions world;
     world.customers = customers;
-    generator::WorldGenerator gen(world);
+    auto gen = generator::WorldGenerator::Create(world);
+    if (!gen.ok()) return state.SkipWithError(gen.status().ToString().c_str());
     std::string key, value;
     const int64_t events = 3LL * customers;
     for (int64_t i = 0; i < events; ++i) {
-      gen.Next(&key, &value);
+      (*gen)->Next(&key, &value);
       processor.Process(value, {"bench", 0, i}, 0);
       if (i % 65536 == 65535) processor.FlushOutputs();
     }
@@ -75,7 +78,9 @@ void BM_RestartWithIntactState(benchmark::State& state) {
     auto store = state::StateStore::Open(StoreOptions(dir));
     if (!store.ok()) return state.SkipWithError(store.status().ToString().c_str());
     auto key_of = (*store)->Partition("bench", 0);
-    EventProcessor fresh(options, &sink);
+    auto created = EventProcessor::Create(options, &sink);
+    if (!created.ok()) return state.SkipWithError(created.status().ToString().c_str());
+    EventProcessor& fresh = **created;
     auto sequence = RestoreProcessor(**store, *key_of, &fresh);
     if (!sequence.ok()) return state.SkipWithError(sequence.status().ToString().c_str());
     if (fresh.feature_store().size() != restored_customers) {

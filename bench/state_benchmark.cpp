@@ -87,7 +87,7 @@ World& SharedWorld() {
   static World* world = [] {
     auto* w = new World();
     w->customers = CustomerCount();
-    w->features = std::make_unique<features::FeatureStore>(features::FeatureSpec{});
+    w->features = std::move(features::FeatureStore::Create(features::FeatureSpec{})).value();
     for (int i = 0; i < w->customers; ++i) {
       for (int k = 0; k < 8; ++k) {
         Apply(w->features.get(), i, k, kStartMs + static_cast<int64_t>(w->rng() % (90 * kDayMs)),
@@ -212,7 +212,12 @@ void BM_ReopenAndRebuildFeatures(benchmark::State& state) {
       state.SkipWithError(opened.status().ToString().c_str());
       break;
     }
-    features::FeatureStore rebuilt{features::FeatureSpec{}};
+    auto created = features::FeatureStore::Create(features::FeatureSpec{});
+    if (!created.ok()) {
+      state.SkipWithError(created.status().ToString().c_str());
+      break;
+    }
+    features::FeatureStore& rebuilt = **created;
     const Status st =
         (*opened)->ForEachCustomer(w.partition, [&](std::string_view id, std::string_view blob) {
           return rebuilt.DecodeCustomer(id, blob);

@@ -39,11 +39,11 @@ int RunAlertEval(const EvalOptions& o) {
             << " customers, churn rate " << a.churn_rate << " per 30 days, " << a.days
             << " days (first " << a.warmup_days << " left out), flush every "
             << a.flush_interval_ms / 60'000 << " min of event time\n";
-  const auto& policy = a.processor.models.churn_alerts;
+  const auto& policy = a.processor.models.churn.alerts;
   std::cout << "Policy: enter " << policy.enter_probability << ", exit " << policy.exit_probability
             << ", high " << policy.high_probability << ", critical " << policy.critical_probability
             << ", cool-down " << static_cast<double>(policy.cooldown_ms) / 3'600'000
-            << " h; horizon " << a.processor.models.churn_horizon_days << " days\n";
+            << " h; horizon " << a.processor.models.churn.horizon_days << " days\n";
   auto r = evaluation::EvaluateChurnAlerts(a);
   if (!r.ok()) return Fail("eval", r.status());
   char line[256];

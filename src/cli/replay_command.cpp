@@ -72,7 +72,9 @@ int RunEventFeed(const ReplayCliOptions& o, const feeds::FeedSpec& feed) {
     return Fail("replay", st.WithContext(pipeline_file));
   ReplaySinks sinks;
   if (Status st = sinks.Open(o); !st.ok()) return Fail("replay", st);
-  pipeline::EventProcessor processor(options, sinks.sink);
+  auto created = pipeline::EventProcessor::Create(options, sinks.sink);
+  if (!created.ok()) return Fail("replay", created.status().WithContext(pipeline_file));
+  pipeline::EventProcessor& processor = **created;
   std::function<void(uint64_t, uint64_t)> progress;
   if (!o.quiet && isatty(STDERR_FILENO)) progress = DrawProgress;
   auto stats = feeds::RunEventFeed(feed, o.input, &processor, progress);
@@ -154,7 +156,9 @@ int RunReplay(const ReplayCliOptions& o) {
 
   ReplaySinks sinks;
   if (Status st = sinks.Open(o); !st.ok()) return Fail("replay", st);
-  pipeline::EventProcessor processor(options, sinks.sink);
+  auto created = pipeline::EventProcessor::Create(options, sinks.sink);
+  if (!created.ok()) return Fail("replay", created.status().WithContext(o.pipeline));
+  pipeline::EventProcessor& processor = **created;
   pipeline::ReplayOptions ro;
   ro.input = o.input;
   ro.format = o.format == "csv"    ? pipeline::InputFormat::kCsv

@@ -122,8 +122,9 @@ int Show(state::StateStore& store, const StateOptions& o) {
     WritePartition(store, ps.key, &w);
     w.Field("input_offset", ps.input_offset);
     if (blob->has_value()) {
-      features::FeatureStore scratch(*spec);
-      WriteDecodedFeatures(&scratch, o.customer_id, **blob, &w);
+      auto scratch = features::FeatureStore::Create(*spec);
+      if (!scratch.ok()) return Fail("state show", scratch.status());
+      WriteDecodedFeatures(scratch->get(), o.customer_id, **blob, &w);
     }
     if (model->has_value()) {
       w.Key("model");
@@ -183,7 +184,7 @@ int Dump(state::StateStore& store, const StateOptions& o) {
               case state::StateFamily::kFeatures:
                 w.Field("customer_id", id);
                 if (!scratch || !(scratch_partition == p)) {
-                  scratch = std::make_unique<features::FeatureStore>(*spec);
+                  CRM_ASSIGN_OR_RETURN(scratch, features::FeatureStore::Create(*spec));
                   scratch_partition = p;
                 }
                 WriteDecodedFeatures(scratch.get(), id, value, &w);

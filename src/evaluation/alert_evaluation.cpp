@@ -47,7 +47,7 @@ class AlertCollector final : public OutputSink {
 }  // namespace
 
 Status AlertEvaluationOptions::Validate() const {
-  const int horizon = processor.models.churn_horizon_days;
+  const int horizon = processor.models.churn.horizon_days;
   if (customers < 10) return Status::InvalidArgument("customers must be >= 10");
   if (!(churn_rate > 0 && churn_rate <= 1)) {
     return Status::InvalidArgument("churn_rate must be in (0, 1]");
@@ -73,12 +73,13 @@ Result<AlertEvaluation> EvaluateChurnAlerts(const AlertEvaluationOptions& option
   ProcessorOptions po = options.processor;
   po.models_enabled = true;
   po.emit_churn_alerts = true;
-  EventProcessor processor(po, &alerts);
+  CRM_ASSIGN_OR_RETURN(std::unique_ptr<EventProcessor> processor,
+                       EventProcessor::Create(po, &alerts));
 
   const int64_t start = world.start_ms;
   const int64_t end = start + int64_t{options.days} * kMillisPerDay;
   const int64_t warm = start + int64_t{options.warmup_days} * kMillisPerDay;
-  const int64_t horizon = int64_t{po.models.churn_horizon_days} * kMillisPerDay;
+  const int64_t horizon = int64_t{po.models.churn.horizon_days} * kMillisPerDay;
   ingest::SourcePosition pos{"generated", 0, 0};
   std::string key, value;
   AlertEvaluation out;
@@ -88,21 +89,21 @@ Result<AlertEvaluation> EvaluateChurnAlerts(const AlertEvaluationOptions& option
     const int64_t ts = gen->Next(&key, &value);
     if (ts >= end) break;
     while (ts >= next_flush) {
-      processor.FlushOutputs();
+      processor->FlushOutputs();
       next_flush += options.flush_interval_ms;
     }
-    processor.Process(value, pos, ts);
+    processor->Process(value, pos, ts);
     ++pos.offset;
     ++out.records;
     // Alerts are decided per consumed batch in the engine (2048 records).
-    if ((out.records & 2047) == 0) processor.RefreshScores();
+    if ((out.records & 2047) == 0) processor->RefreshScores();
     last_ms = ts;
   }
-  processor.FlushOutputs();
+  processor->FlushOutputs();
   out.simulated_days = static_cast<double>(last_ms - start) / kMillisPerDay;
   out.alerts_published = alerts.alerts.size();
   out.alerts_by_severity = alerts.by_severity;
-  out.churn_auc = processor.customer_models().quality().warm_churn_auc;
+  out.churn_auc = processor->customer_models().quality().warm_churn_auc;
 
   std::unordered_map<std::string, int64_t> closed_at;
   for (const auto& c : gen->ground_truth().churners) {

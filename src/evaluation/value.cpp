@@ -114,10 +114,12 @@ Result<ValueReport> EvaluateValue(const RetailTransactions& data) {
   CRM_ASSIGN_OR_RETURN(
       models::RecursiveLeastSquares value,
       models::RecursiveLeastSquares::Create({.dimension = kValueFeatures, .ridge = kValueRidge}));
-  // The engine's recipe (pipeline/CustomerModels): its feature vector,
+  // The engine's recipe (scoring/ChurnValueModel): its feature vector,
   // standardised online, then RLS with a constant, clamped at 0.
   features::FeatureSpec spec;  // 7, 30 and 90 days, as pipelines/crm.yaml
-  features::FeatureStore store(spec);
+  CRM_ASSIGN_OR_RETURN(std::unique_ptr<features::FeatureStore> store_ptr,
+                       features::FeatureStore::Create(spec));
+  features::FeatureStore& store = *store_ptr;
   const int engine_d = static_cast<int>(store.feature_names().size());
   CRM_ASSIGN_OR_RETURN(models::Standardizer scaler, models::Standardizer::Create(engine_d));
   CRM_ASSIGN_OR_RETURN(

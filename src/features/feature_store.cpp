@@ -267,10 +267,13 @@ std::vector<std::string> FeatureStore::FeatureNames(const FeatureSpec& spec) {
 
 void FeatureStore::FreeBlock::operator()(std::byte* p) const { std::free(p); }
 
+Result<std::unique_ptr<FeatureStore>> FeatureStore::Create(FeatureSpec spec) {
+  CRM_RETURN_NOT_OK(spec.Validate().WithContext("FeatureSpec"));
+  return std::unique_ptr<FeatureStore>(new FeatureStore(std::move(spec)));
+}
+
 FeatureStore::FeatureStore(FeatureSpec spec)
     : spec_(std::move(spec)), scratch_days_(std::make_unique<std::vector<DayAggregate>>()) {
-  const Status st = spec_.Validate();
-  if (!st.ok()) throw std::invalid_argument("invalid FeatureSpec: " + st.message());
   feature_names_ = FeatureNames(spec_);
   window_count_ = spec_.window_days.size();
   longest_window_ = spec_.LongestWindowDays();

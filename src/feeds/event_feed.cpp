@@ -97,7 +97,8 @@ Result<pipeline::ReplayStats> RunEventFeed(
     rules.push_back(std::move(b));
   }
 
-  ingest::EventDecoder decoder(processor->options().decoder);
+  CRM_ASSIGN_OR_RETURN(ingest::EventDecoder decoder,
+                       ingest::EventDecoder::Create(processor->options().decoder));
   ingest::Event event;
   std::string json, scratch;
   json.reserve(1024);

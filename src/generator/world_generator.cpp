@@ -1,7 +1,6 @@
 #include "crmstream/generator/world_generator.h"
 
 #include <cstdio>
-#include <stdexcept>
 
 #include "generator/world_state.h"
 
@@ -9,13 +8,11 @@ namespace crmstream::generator {
 
 Result<std::unique_ptr<WorldGenerator>> WorldGenerator::Create(WorldOptions options) {
   CRM_RETURN_NOT_OK(options.Validate());
-  return std::make_unique<WorldGenerator>(std::move(options));
+  return std::unique_ptr<WorldGenerator>(
+      new WorldGenerator(std::make_unique<WorldState>(std::move(options))));
 }
 
-WorldGenerator::WorldGenerator(WorldOptions options) {
-  if (Status st = options.Validate(); !st.ok()) throw std::invalid_argument(st.ToString());
-  state_ = std::make_unique<WorldState>(options);
-}
+WorldGenerator::WorldGenerator(std::unique_ptr<WorldState> state) : state_(std::move(state)) {}
 
 WorldGenerator::~WorldGenerator() = default;
 

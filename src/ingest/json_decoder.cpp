@@ -261,10 +261,13 @@ struct EventDecoder::Impl {
   RawValue ignored;  // where unknown fields are classified (and so checked)
 };
 
-EventDecoder::EventDecoder(DecoderOptions options) {
-  const Status st = options.Validate();
-  if (!st.ok()) throw std::invalid_argument("DecoderOptions: " + st.message());
-  impl_ = std::make_unique<Impl>(options);
+EventDecoder::EventDecoder() : impl_(std::make_unique<Impl>(DecoderOptions{})) {}
+
+EventDecoder::EventDecoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<EventDecoder> EventDecoder::Create(DecoderOptions options) {
+  CRM_RETURN_NOT_OK(options.Validate().WithContext("DecoderOptions"));
+  return EventDecoder(std::make_unique<Impl>(std::move(options)));
 }
 EventDecoder::~EventDecoder() = default;
 EventDecoder::EventDecoder(EventDecoder&&) noexcept = default;

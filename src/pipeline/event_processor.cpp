@@ -29,15 +29,15 @@ ProcessorOptions ProcessorOptions::FromPipeline(const config::PipelineSpec& spec
   o.features.window_days = spec.window_days;
   o.emit_customer_scores = spec.emit_customer_scores;
   o.models_enabled = spec.models_enabled;
-  o.models.churn_horizon_days = spec.churn_horizon_days;
-  o.models.kmeans_k = spec.segments;
-  o.models.churn_alerts.enter_probability = spec.alert_enter_probability;
-  o.models.churn_alerts.exit_probability = spec.alert_exit_probability;
-  o.models.churn_alerts.high_probability = spec.alert_high_probability;
-  o.models.churn_alerts.critical_probability = spec.alert_critical_probability;
-  o.models.churn_alerts.cooldown_ms = int64_t{spec.alert_cooldown_hours} * 3'600'000;
-  o.models.anomaly_alert_level = spec.customer_anomaly_level;
-  o.models.minute_anomaly_level = spec.metric_anomaly_level;
+  o.models.churn.horizon_days = spec.churn_horizon_days;
+  o.models.segments.k = spec.segments;
+  o.models.churn.alerts.enter_probability = spec.alert_enter_probability;
+  o.models.churn.alerts.exit_probability = spec.alert_exit_probability;
+  o.models.churn.alerts.high_probability = spec.alert_high_probability;
+  o.models.churn.alerts.critical_probability = spec.alert_critical_probability;
+  o.models.churn.alerts.cooldown_ms = int64_t{spec.alert_cooldown_hours} * 3'600'000;
+  o.models.behaviour.alert_level = spec.customer_anomaly_level;
+  o.minute_metrics.anomaly_level = spec.metric_anomaly_level;
   o.emit_churn_alerts = spec.emit_churn_alerts;
   o.emit_segments = spec.emit_segments;
   o.emit_anomalies = spec.emit_anomalies;
@@ -56,16 +56,37 @@ Status ProcessorOptions::Validate() const {
   if (correlation_interval_ms <= 0) {
     return Status::InvalidArgument("ProcessorOptions.correlation_interval_ms must be > 0");
   }
-  return models.Validate();
+  CRM_RETURN_NOT_OK(models.Validate());
+  return minute_metrics.Validate();
 }
 
-EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink)
+Result<std::unique_ptr<EventProcessor>> EventProcessor::Create(const ProcessorOptions& options,
+                                                               OutputSink* sink) {
+  CRM_RETURN_NOT_OK(options.Validate());
+  CRM_ASSIGN_OR_RETURN(ingest::EventDecoder decoder, ingest::EventDecoder::Create(options.decoder));
+  CRM_ASSIGN_OR_RETURN(std::unique_ptr<features::FeatureStore> features,
+                       features::FeatureStore::Create(options.features));
+  CRM_ASSIGN_OR_RETURN(scoring::CustomerModels models,
+                       scoring::CustomerModels::Create(options.models, features.get()));
+  CRM_ASSIGN_OR_RETURN(scoring::MinuteMetricsMonitor minutes,
+                       scoring::MinuteMetricsMonitor::Create(options.minute_metrics));
+  return std::unique_ptr<EventProcessor>(new EventProcessor(options, sink, std::move(decoder),
+                                                            std::move(features), std::move(models),
+                                                            std::move(minutes)));
+}
+
+EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink,
+                               ingest::EventDecoder decoder,
+                               std::unique_ptr<features::FeatureStore> features,
+                               scoring::CustomerModels models,
+                               scoring::MinuteMetricsMonitor minutes)
     : options_(options),
       sink_(sink),
-      decoder_(options.decoder),
+      decoder_(std::move(decoder)),
       dedup_(options.dedup_capacity),
-      features_(options.features),
-      models_(options.models, options.features) {
+      features_(std::move(features)),
+      models_(std::move(models)),
+      minutes_(std::move(minutes)) {
   record_.reserve(2048);
 }
 
@@ -94,8 +115,9 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& rejection
   }
   counters_.accepted.Add();
   counters_.by_type[static_cast<int>(event.type)].Add();
-  const features::CustomerFeatures& f = features_.Update(event);
+  const features::CustomerFeatures& f = features_->Update(event);
   if (options_.models_enabled) {
+    minutes_.OnEvent(event);
     models_.OnEvent(event, f);
     EmitEventTimeOutputs();
   }
@@ -103,22 +125,22 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& rejection
 }
 
 void EventProcessor::RefreshScores() {
-  if (options_.models_enabled && features_.pending_count() > 0) {
-    features_.ForEachPending([this](std::string_view, const features::CustomerFeatures& f) {
+  if (options_.models_enabled && features_->pending_count() > 0) {
+    features_->ForEachPending([this](std::string_view, const features::CustomerFeatures& f) {
       EmitRefresh(f, models_.Refresh(f));
     });
     models_.EndFlush();
   }
-  features_.ClearPending();
+  features_->ClearPending();
 }
 
 void EventProcessor::FlushOutputs() {
   RefreshScores();
   if (options_.emit_customer_scores) {
-    features_.ForEachDirty(
+    features_->ForEachDirty(
         [this](std::string_view, const features::CustomerFeatures& f) { EmitCustomerScores(f); });
   }
-  features_.ClearDirty();
+  features_->ClearDirty();
 }
 
 void EventProcessor::Publish(OutputKind kind, std::string_view key) {
@@ -126,10 +148,11 @@ void EventProcessor::Publish(OutputKind kind, std::string_view key) {
   counters_.outputs[static_cast<int>(kind)].Add();
 }
 
-void EventProcessor::EmitRefresh(const features::CustomerFeatures& f, const CustomerRefresh& r) {
+void EventProcessor::EmitRefresh(const features::CustomerFeatures& f,
+                                 const scoring::CustomerRefresh& r) {
   if (!r.known) return;
-  if (r.alert.raise && options_.emit_churn_alerts) EmitChurnAlert(f, r);
-  if (r.segment_changed && options_.emit_segments) {
+  if (r.churn.alert.raise && options_.emit_churn_alerts) EmitChurnAlert(f, r);
+  if (r.segment.changed && options_.emit_segments) {
     record_.clear();
     JsonWriter w(&record_);
     w.BeginObject();
@@ -137,55 +160,56 @@ void EventProcessor::EmitRefresh(const features::CustomerFeatures& f, const Cust
     w.Field("customer_id", f.customer_id());
     w.Field("as_of_ms", r.as_of_ms);
     w.Key("from");
-    if (r.segment_from < 0) {
+    if (r.segment.from < 0) {
       w.Null();
     } else {
-      w.Int(r.segment_from);
+      w.Int(r.segment.from);
     }
-    w.Field("to", static_cast<int64_t>(r.segment_to));
+    w.Field("to", static_cast<int64_t>(r.segment.to));
     w.EndObject();
     Publish(OutputKind::kSegments, f.customer_id());
   }
-  if (r.anomaly && options_.emit_anomalies) {
+  if (r.anomaly.crossed && options_.emit_anomalies) {
     record_.clear();
     JsonWriter w(&record_);
     w.BeginObject();
     w.Field("kind", std::string_view("customer"));
     w.Field("customer_id", f.customer_id());
     w.Field("as_of_ms", r.as_of_ms);
-    w.Field("score", r.anomaly_score);
+    w.Field("score", r.anomaly.score);
     w.Field("window_days", static_cast<int64_t>(f.window(0).days));
     w.Key("observed");
     w.BeginObject();
-    for (size_t i = 0; i < kBehaviourNames.size(); ++i)
-      w.Field(kBehaviourNames[i], r.anomaly_observed[i]);
+    for (size_t i = 0; i < scoring::kBehaviourNames.size(); ++i)
+      w.Field(scoring::kBehaviourNames[i], r.anomaly.observed[i]);
     w.EndObject();
     w.Key("expected");
     w.BeginObject();
-    for (size_t i = 0; i < kBehaviourNames.size(); ++i)
-      w.Field(kBehaviourNames[i], r.anomaly_expected[i]);
+    for (size_t i = 0; i < scoring::kBehaviourNames.size(); ++i)
+      w.Field(scoring::kBehaviourNames[i], r.anomaly.expected[i]);
     w.EndObject();
     w.EndObject();
     Publish(OutputKind::kAnomalies, f.customer_id());
   }
 }
 
-void EventProcessor::EmitChurnAlert(const features::CustomerFeatures& f, const CustomerRefresh& r) {
+void EventProcessor::EmitChurnAlert(const features::CustomerFeatures& f,
+                                    const scoring::CustomerRefresh& r) {
   char id[16];
-  alerts::ChurnAlertPolicy::AlertIdHex(r.alert.alert_id, id);
+  alerts::ChurnAlertPolicy::AlertIdHex(r.churn.alert.alert_id, id);
   record_.clear();
   JsonWriter w(&record_);
   w.BeginObject();
   w.Field("alert_id", std::string_view(id, sizeof(id)));
   w.Field("customer_id", f.customer_id());
   w.Field("as_of_ms", r.as_of_ms);
-  w.Field("severity", alerts::SeverityName(r.alert.severity));
-  w.Field("churn_probability", r.churn_probability);
-  w.Field("threshold", models_.alert_policy().options().enter_probability);
+  w.Field("severity", alerts::SeverityName(r.churn.alert.severity));
+  w.Field("churn_probability", r.churn.churn_probability);
+  w.Field("threshold", models_.churn().alert_policy().options().enter_probability);
   w.Key("contributions");
   w.BeginArray();
-  const auto names = features_.feature_names();
-  for (const ChurnContribution& c : models_.contributions()) {
+  const auto names = features_->feature_names();
+  for (const scoring::ChurnContribution& c : r.churn.contributions) {
     w.BeginObject();
     w.Field("feature", std::string_view(names[static_cast<size_t>(c.feature)]));
     w.Field("value", c.value);
@@ -195,20 +219,20 @@ void EventProcessor::EmitChurnAlert(const features::CustomerFeatures& f, const C
   w.EndArray();
   w.Key("trigger");
   w.BeginObject();
-  w.Field("event_id", r.trigger_event_id);
-  w.Field("type", ingest::EventTypeName(r.trigger_type));
-  w.Field("timestamp_ms", r.trigger_ms);
+  w.Field("event_id", r.churn.trigger_event_id);
+  w.Field("type", ingest::EventTypeName(r.churn.trigger_type));
+  w.Field("timestamp_ms", r.churn.trigger_ms);
   w.EndObject();
   w.EndObject();
   Publish(OutputKind::kChurnAlerts, f.customer_id());
-  counters_.alerts_by_severity[static_cast<size_t>(r.alert.severity)].Add();
+  counters_.alerts_by_severity[static_cast<size_t>(r.churn.alert.severity)].Add();
 }
 
 void EventProcessor::EmitEventTimeOutputs() {
-  if (!models_.minute_anomalies().empty()) {
+  if (!minutes_.anomalies().empty()) {
     if (options_.emit_anomalies) {
-      for (const MinuteAnomaly& a : models_.minute_anomalies()) {
-        const std::string_view metric = MinuteMetricName(a.metric);
+      for (const scoring::MinuteAnomaly& a : minutes_.anomalies()) {
+        const std::string_view metric = scoring::MinuteMetricName(a.metric);
         record_.clear();
         JsonWriter w(&record_);
         w.BeginObject();
@@ -222,18 +246,18 @@ void EventProcessor::EmitEventTimeOutputs() {
         Publish(OutputKind::kAnomalies, metric);
       }
     }
-    models_.ClearMinuteAnomalies();
+    minutes_.ClearAnomalies();
   }
   const int64_t watermark = models_.watermark_ms();
   if (options_.emit_segments) {
     if (next_centroids_ms_ == INT64_MIN) {
       next_centroids_ms_ = NextMultiple(watermark, options_.centroid_interval_ms);
     } else if (watermark >= next_centroids_ms_) {
-      if (models_.segments_seeded()) EmitCentroids(next_centroids_ms_);
+      if (models_.segmenter().seeded()) EmitCentroids(next_centroids_ms_);
       next_centroids_ms_ = NextMultiple(watermark, options_.centroid_interval_ms);
     }
   }
-  const int64_t minute_start = models_.latest_minute().minute_start_ms;
+  const int64_t minute_start = minutes_.latest_minute().minute_start_ms;
   if (options_.emit_correlations && minute_start != 0) {
     // As of the end of the latest closed minute.
     const int64_t closed_until = minute_start + kMillisPerMinute;
@@ -247,24 +271,25 @@ void EventProcessor::EmitEventTimeOutputs() {
 }
 
 void EventProcessor::EmitCentroids(int64_t as_of_ms) {
-  const CustomerModelsOptions& mo = models_.options();
+  const scoring::CustomerSegmenter& segmenter = models_.segmenter();
+  const int k = segmenter.options().k;
   record_.clear();
   JsonWriter w(&record_);
   w.BeginObject();
   w.Field("kind", std::string_view("centroids"));
   w.Field("as_of_ms", as_of_ms);
-  w.Field("k", static_cast<int64_t>(mo.kmeans_k));
+  w.Field("k", static_cast<int64_t>(k));
   w.Key("features");
   w.BeginArray();
-  for (std::string_view name : kSegmentFeatureNames) w.String(name);
+  for (std::string_view name : scoring::kSegmentFeatureNames) w.String(name);
   w.EndArray();
   w.Key("centroids");
   w.BeginArray();
-  for (int c = 0; c < mo.kmeans_k; ++c) {
-    models_.SegmentCentre(c, centre_);
+  for (int c = 0; c < k; ++c) {
+    segmenter.Centre(c, centre_);
     w.BeginObject();
     w.Field("segment", static_cast<int64_t>(c));
-    w.Field("size", models_.SegmentSize(c));
+    w.Field("size", segmenter.Size(c));
     w.Key("center");
     w.BeginArray();
     for (double v : centre_) w.Double(v);
@@ -277,15 +302,16 @@ void EventProcessor::EmitCentroids(int64_t as_of_ms) {
 }
 
 void EventProcessor::EmitCorrelations(int64_t as_of_ms) {
-  const MinuteMetrics& m = models_.latest_minute();
+  using scoring::MinuteMetrics;
+  const MinuteMetrics& m = minutes_.latest_minute();
   record_.clear();
   JsonWriter w(&record_);
   w.BeginObject();
   w.Field("as_of_ms", as_of_ms);
-  w.Field("window_minutes", static_cast<int64_t>(models_.options().correlation_window_minutes));
+  w.Field("window_minutes", static_cast<int64_t>(minutes_.options().correlation_window_minutes));
   w.Key("metrics");
   w.BeginArray();
-  for (int i = 0; i < MinuteMetrics::kMetrics; ++i) w.String(MinuteMetricName(i));
+  for (int i = 0; i < MinuteMetrics::kMetrics; ++i) w.String(scoring::MinuteMetricName(i));
   w.EndArray();
   w.Key("matrix");
   w.BeginArray();
@@ -317,12 +343,12 @@ void EventProcessor::WriteCustomerJson(const features::CustomerFeatures& f,
   w.BeginObject();
   features::WriteFeaturesJson(f, &w);
   w.EndObject();
-  if (options_.models_enabled) models_.WriteCustomerScores(f.customer_id(), &w);
+  if (options_.models_enabled) models_.WriteCustomerScores(f, &w);
   w.EndObject();
 }
 
 bool EventProcessor::WriteCustomerRecord(std::string_view customer_id, std::string* out) const {
-  const features::CustomerFeatures* f = features_.Find(customer_id);
+  const features::CustomerFeatures* f = features_->Find(customer_id);
   if (f == nullptr) return false;
   WriteCustomerJson(*f, out);
   return true;

@@ -1,5 +1,7 @@
 #include "crmstream/pipeline/partition_checkpoint.h"
 
+#include <algorithm>
+
 #include "crmstream/common/binary_io.h"
 
 namespace crmstream::pipeline {
@@ -15,16 +17,20 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
         if (failure.ok()) batch->PutFeatures(key, id, *scratch);
       });
   CRM_RETURN_NOT_OK(failure);
-  const CustomerModels& models = processor.customer_models();
   if (processor.options().models_enabled) {
-    models.ForEachUnsaved([&](std::string_view id) {
+    const scoring::CustomerModels& models = processor.customer_models();
+    models.ForEachUnsaved([&](const features::CustomerFeatures& f) {
       if (!failure.ok()) return;
-      failure = models.EncodeCustomer(id, scratch);
-      if (failure.ok()) batch->PutCustomerModel(key, id, *scratch);
+      failure = models.EncodeCustomer(f, scratch);
+      if (failure.ok()) batch->PutCustomerModel(key, f.customer_id(), *scratch);
     });
     CRM_RETURN_NOT_OK(failure);
-    CRM_RETURN_NOT_OK(models.EncodeGlobal(scratch));
-    batch->PutPartitionModel(key, kModelsStateName, *scratch);
+    for (std::string_view name : scoring::CustomerModels::kPartitionStateNames) {
+      CRM_RETURN_NOT_OK(models.EncodePartition(name, scratch));
+      batch->PutPartitionModel(key, name, *scratch);
+    }
+    processor.minute_metrics().Encode(scratch);
+    batch->PutPartitionModel(key, kMinuteMetricsStateName, *scratch);
   }
   processor.EncodeState(next_output_sequence, scratch);
   batch->PutPartitionModel(key, kProcessorStateName, *scratch);
@@ -42,23 +48,42 @@ void MarkCheckpointed(EventProcessor* processor) {
 
 Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::PartitionKey key,
                                   EventProcessor* processor) {
+  // Features first: they give every customer its slot in the store, by
+  // which the models then find it.
   features::FeatureStore& features = processor->feature_store();
   CRM_RETURN_NOT_OK(store.ForEachCustomer(key, [&](std::string_view id, std::string_view blob) {
     return features.DecodeCustomer(id, blob).WithContext("customer " + std::string(id));
   }));
-  CustomerModels& models = processor->customer_models();
-  uint64_t sequence = 0;
-  if (processor->options().models_enabled) {
+  const bool models_enabled = processor->options().models_enabled;
+  scoring::CustomerModels& models = processor->customer_models();
+  if (models_enabled) {
     CRM_RETURN_NOT_OK(
         store.ForEachCustomerModel(key, [&](std::string_view id, std::string_view blob) {
-          return models.DecodeCustomer(id, blob).WithContext("customer " + std::string(id));
+          const features::CustomerFeatures* f = features.Find(id);
+          if (f == nullptr) {
+            return Status::Corruption("model state of customer " + std::string(id) +
+                                      ", who has no features");
+          }
+          return models.DecodeCustomer(*f, blob).WithContext("customer " + std::string(id));
         }));
   }
+  // The models' partition-wide blobs, then the minute metrics: all of them
+  // or none (a partition checkpointed with models off).
+  constexpr size_t kModelStates = scoring::CustomerModels::kPartitionStateNames.size() + 1;
+  size_t model_states = 0;
+  uint64_t sequence = 0;
   CRM_RETURN_NOT_OK(
       store.ForEachPartitionModel(key, [&](std::string_view name, std::string_view blob) -> Status {
-        if (name == kModelsStateName) {
-          if (!processor->options().models_enabled) return Status::OK();
-          return models.DecodeGlobal(blob).WithContext("partition models");
+        const auto& names = scoring::CustomerModels::kPartitionStateNames;
+        if (std::find(names.begin(), names.end(), name) != names.end()) {
+          ++model_states;
+          if (!models_enabled) return Status::OK();
+          return models.DecodePartition(name, blob).WithContext("partition " + std::string(name));
+        }
+        if (name == kMinuteMetricsStateName) {
+          ++model_states;
+          if (!models_enabled) return Status::OK();
+          return processor->minute_metrics().Decode(blob).WithContext("partition minute metrics");
         }
         if (name == kProcessorStateName) {
           CRM_ASSIGN_OR_RETURN(sequence, processor->DecodeState(blob));
@@ -66,6 +91,11 @@ Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::Partiti
         }
         return Status::Corruption("unknown partition state '" + std::string(name) + "'");
       }));
+  if (models_enabled && (model_states != 0 || models.customer_count() != 0) &&
+      model_states != kModelStates) {
+    return Status::Corruption("partition model state incomplete: " + std::to_string(model_states) +
+                              " of " + std::to_string(kModelStates) + " blobs");
+  }
   CRM_ASSIGN_OR_RETURN(std::optional<std::string> dedup, store.GetDedupWindow(key));
   if (dedup) {
     CRM_ASSIGN_OR_RETURN(

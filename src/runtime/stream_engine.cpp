@@ -261,8 +261,7 @@ void StreamEngine::Impl::RefreshQuality() {
   double auc_weighted = 0, log_loss_weighted = 0, warm_auc_weighted = 0, squared_error = 0,
          squared_distance = 0, anomalies = 0;
   for (const auto& [tp, task] : core.tasks) {
-    const pipeline::CustomerModels& m = task.processor->customer_models();
-    const pipeline::CustomerModels::Quality pq = m.quality();
+    const auto pq = task.processor->customer_models().quality();
     ++q.partitions;
     const uint64_t labels = pq.churn_positives + pq.churn_negatives;
     q.churn_labels += labels;

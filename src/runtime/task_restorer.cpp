@@ -18,7 +18,9 @@ PartitionTask& TaskRestorer::NewTask(const kafka::TopicPartition& tp) {
   PartitionTask& task = core_->tasks[tp];
   task.tp = tp;
   pipeline::OutputSink* sink = delivery_->PrepareTask(&task);
-  task.processor = std::make_unique<pipeline::EventProcessor>(core_->processor_options, sink);
+  // The options passed Validate() in StreamEngine::Create: this cannot fail.
+  task.processor =
+      std::move(pipeline::EventProcessor::Create(core_->processor_options, sink)).value();
   return task;
 }
 

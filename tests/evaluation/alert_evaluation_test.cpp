@@ -69,7 +69,7 @@ double ChancePrecision(const AlertEvaluationOptions& o) {
   }
   std::unordered_map<std::string, int64_t> closed;
   for (const auto& c : (*gen)->ground_truth().churners) closed[c.customer_id] = c.closed_ms;
-  const int64_t horizon = int64_t{o.processor.models.churn_horizon_days} * kDay;
+  const int64_t horizon = int64_t{o.processor.models.churn.horizon_days} * kDay;
   double active = 0, closing = 0;
   for (int64_t day = start + int64_t{o.warmup_days} * kDay; day <= end - horizon; day += kDay) {
     for (const auto& [customer, seen] : first_seen) {
@@ -107,8 +107,8 @@ TEST_CASE("The README's churn alert table: precision far above chance, levels tr
   std::vector<Row> rows{{0.3, 0.21, {}}, {0.4, 0.3, {}}, {0.5, 0.35, {}}};
   for (Row& row : rows) {
     AlertEvaluationOptions level = o;
-    level.processor.models.churn_alerts.enter_probability = row.enter;
-    level.processor.models.churn_alerts.exit_probability = row.exit;
+    level.processor.models.churn.alerts.enter_probability = row.enter;
+    level.processor.models.churn.alerts.exit_probability = row.exit;
     auto r = EvaluateChurnAlerts(level);
     REQUIRE(r.ok());
     row.r = *r;

@@ -6,6 +6,7 @@
 
 #include "crmstream/features/feature_store.h"
 #include "support/allocation_counter.h"
+#include "support/require_ok.h"
 
 namespace crmstream::features {
 namespace {
@@ -23,7 +24,8 @@ TEST_CASE("The allocation counter sees an allocation", "[features]") {
 }
 
 TEST_CASE("Warm updates, snapshots and JSON allocate nothing", "[features]") {
-  FeatureStore store{FeatureSpec{}};
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, FeatureStore::Create(FeatureSpec{}));
+  FeatureStore& store = *store_owner;
   std::vector<std::string> ids;
   for (int i = 0; i < 300; ++i) ids.push_back("customer-" + std::to_string(i));
   const ingest::EventType kMix[] = {

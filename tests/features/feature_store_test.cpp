@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "crmstream/common/binary_io.h"
+#include "support/require_ok.h"
 
 namespace crmstream::features {
 namespace {
@@ -75,13 +76,17 @@ TEST_CASE("FeatureSpec validation names the offending field", "[features]") {
 
   spec.window_days = {1, 1000};
   CHECK(spec.Validate().ok());
-  CHECK_THROWS_AS(FeatureStore(FeatureSpec{{0}}), std::invalid_argument);
+  const auto refused = FeatureStore::Create(FeatureSpec{{0}});
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(refused.status().message(), Catch::StartsWith("FeatureSpec: window_days[0]:"));
 }
 
 // The scripted history of docs/features.md's worked example. Day n means
 // UTC day 19723 + n.
 TEST_CASE("Scripted customer: every feature equals its hand-computed value", "[features]") {
-  FeatureStore store{FeatureSpec{}};
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, FeatureStore::Create(FeatureSpec{}));
+  FeatureStore& store = *store_owner;
   const std::string_view c = "cust-1";
   store.Update(MakeEvent(c, kT0 + 10 * kHour, EventType::kLogin));
   store.Update(MakeEvent(c, kT0 + 12 * kHour, EventType::kPlanChange, 0, "basic"));
@@ -262,7 +267,8 @@ TEST_CASE("Scripted customer: every feature equals its hand-computed value", "[f
 }
 
 TEST_CASE("Window edges: an N-day window covers UTC days d-N+1 to d", "[features]") {
-  FeatureStore store{FeatureSpec{{1, 2, 7}}};
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, FeatureStore::Create(FeatureSpec{{1, 2, 7}}));
+  FeatureStore& store = *store_owner;
   const std::string_view c = "edge";
   // The last millisecond of day 0 and the first of day 1.
   store.Update(MakeEvent(c, kT0 + kDay - 1, EventType::kPageView));
@@ -292,7 +298,8 @@ TEST_CASE("Window edges: an N-day window covers UTC days d-N+1 to d", "[features
   CHECK(f->window(2).refunds == 1);  // day 1 is outside days 2..8
   CHECK(f->refund_amount_total() == Approx(4.5));
   // Times before 1970 use floor division for their day.
-  FeatureStore early{FeatureSpec{{1}}};
+  REQUIRE_OK_AND_ASSIGN(auto early_owner, FeatureStore::Create(FeatureSpec{{1}}));
+  FeatureStore& early = *early_owner;
   early.Update(MakeEvent(c, -kDay, EventType::kLogin));
   f = &early.Update(MakeEvent(c, -1, EventType::kLogin));
   CHECK(f->window(0).logins == 2);
@@ -429,8 +436,10 @@ void CompareToReference(const CustomerFeatures& f, const Reference& ref) {
 // A random stream: customers with bursts of activity, long gaps, late events
 // (up to 120 days old) and plans; amounts in whole cents.
 void RunBruteForce(const std::vector<int>& windows, uint32_t seed) {
-  FeatureStore store{FeatureSpec{windows}};
-  FeatureStore restored{FeatureSpec{windows}};
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, FeatureStore::Create(FeatureSpec{windows}));
+  FeatureStore& store = *store_owner;
+  REQUIRE_OK_AND_ASSIGN(auto restored_owner, FeatureStore::Create(FeatureSpec{windows}));
+  FeatureStore& restored = *restored_owner;
   std::mt19937_64 rng(seed);
   constexpr int kCustomers = 40;
   constexpr int kEvents = 6000;
@@ -495,7 +504,8 @@ TEST_CASE("Random stream: features equal a brute-force recomputation", "[feature
 // ---------------------------------------------------------------------------
 
 TEST_CASE("Checkpoint round trip and corrupted bytes", "[features]") {
-  FeatureStore store{FeatureSpec{}};
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, FeatureStore::Create(FeatureSpec{}));
+  FeatureStore& store = *store_owner;
   const std::string_view c = "round-trip";
   for (int d = 0; d < 120; ++d) {
     store.Update(MakeEvent(c, kT0 + d * kDay + kHour, EventType::kPageView));
@@ -510,7 +520,8 @@ TEST_CASE("Checkpoint round trip and corrupted bytes", "[features]") {
   CHECK(store.EncodeCustomer("nobody", &blob).code() == StatusCode::kNotFound);
   REQUIRE(store.EncodeCustomer(c, &blob).ok());
 
-  FeatureStore other{FeatureSpec{}};
+  REQUIRE_OK_AND_ASSIGN(auto other_owner, FeatureStore::Create(FeatureSpec{}));
+  FeatureStore& other = *other_owner;
   other.Update(MakeEvent("someone-else", kT0, EventType::kLogin, 0, "silver"));
   REQUIRE(other.DecodeCustomer(c, blob).ok());
   const CustomerFeatures* a = store.Find(c);
@@ -553,7 +564,8 @@ TEST_CASE("Checkpoint round trip and corrupted bytes", "[features]") {
   CHECK(other.dirty_count() == 0);
 
   // A checkpoint written with other windows is refused.
-  FeatureStore weekly{FeatureSpec{{7}}};
+  REQUIRE_OK_AND_ASSIGN(auto weekly_owner, FeatureStore::Create(FeatureSpec{{7}}));
+  FeatureStore& weekly = *weekly_owner;
   CHECK(weekly.DecodeCustomer(c, blob).code() == StatusCode::kInvalidArgument);
   CHECK(weekly.size() == 0);
 
@@ -573,7 +585,8 @@ TEST_CASE("Checkpoint round trip and corrupted bytes", "[features]") {
 }
 
 TEST_CASE("Dirty set and lookups and memory accounting", "[features]") {
-  FeatureStore store{FeatureSpec{}};
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, FeatureStore::Create(FeatureSpec{}));
+  FeatureStore& store = *store_owner;
   CHECK(store.Find("a") == nullptr);
   store.Update(MakeEvent("a", kT0, EventType::kLogin));
   store.Update(MakeEvent("b", kT0, EventType::kLogin));
@@ -604,7 +617,8 @@ TEST_CASE("Dirty set and lookups and memory accounting", "[features]") {
   CHECK(store.Find("c5000") == nullptr);
 
   // A customer who goes quiet gives the per-day memory back.
-  FeatureStore one{FeatureSpec{}};
+  REQUIRE_OK_AND_ASSIGN(auto one_owner, FeatureStore::Create(FeatureSpec{}));
+  FeatureStore& one = *one_owner;
   for (int d = 0; d < 90; ++d) one.Update(MakeEvent("q", kT0 + d * kDay, EventType::kPurchase, 1));
   const size_t busy = one.MemoryUsageBytes();
   one.Update(MakeEvent("q", kT0 + 400 * kDay, EventType::kAccountClosed));
@@ -619,7 +633,8 @@ namespace crmstream::features {
 namespace {
 
 TEST_CASE("Windows stay exact past 65535 events and 2^32 cents", "[features]") {
-  FeatureStore store{FeatureSpec{{1, 2}}};
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, FeatureStore::Create(FeatureSpec{{1, 2}}));
+  FeatureStore& store = *store_owner;
   const std::string_view c = "bot";
   // 70,000 page views over two days and purchases worth 50 million.
   for (int i = 0; i < 35'000; ++i) store.Update(MakeEvent(c, kT0 + i, EventType::kPageView));
@@ -641,7 +656,8 @@ TEST_CASE("Windows stay exact past 65535 events and 2^32 cents", "[features]") {
   CHECK(f->window(0).purchase_amount == 0.0);
   std::string blob;
   REQUIRE(store.EncodeCustomer(c, &blob).ok());
-  FeatureStore other{FeatureSpec{{1, 2}}};
+  REQUIRE_OK_AND_ASSIGN(auto other_owner, FeatureStore::Create(FeatureSpec{{1, 2}}));
+  FeatureStore& other = *other_owner;
   REQUIRE(other.DecodeCustomer(c, blob).ok());
   CHECK(other.Find(c)->window(1).page_views == 35'000);
 }
@@ -672,7 +688,8 @@ std::vector<std::string> UnsavedIds(const FeatureStore& store) {
 }  // namespace
 
 TEST_CASE("Pending and dirty sets: two cycles over the same updates", "[features]") {
-  FeatureStore store(FeatureSpec{});
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, FeatureStore::Create(FeatureSpec{}));
+  FeatureStore& store = *store_owner;
   store.Update(MakeEvent("A", kT0, EventType::kLogin));
   store.Update(MakeEvent("B", kT0, EventType::kLogin));
   store.Update(MakeEvent("A", kT0 + kHour, EventType::kLogin));
@@ -699,7 +716,8 @@ TEST_CASE("Pending and dirty sets: two cycles over the same updates", "[features
 }
 
 TEST_CASE("Unsaved set: survives output flushes until a checkpoint clears it", "[features]") {
-  FeatureStore store(FeatureSpec{});
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, FeatureStore::Create(FeatureSpec{}));
+  FeatureStore& store = *store_owner;
   using V = std::vector<std::string>;
   store.Update(MakeEvent("A", kT0, EventType::kLogin));
   store.Update(MakeEvent("B", kT0, EventType::kLogin));

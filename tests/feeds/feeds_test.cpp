@@ -14,6 +14,7 @@
 #include "crmstream/feeds/series_feed.h"
 #include "crmstream/feeds/table_feed.h"
 #include "pipeline/recording_sink.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::feeds {
@@ -151,7 +152,9 @@ TEST_CASE("an events feed maps rows to events through the engine's processor", "
   auto spec = LoadFeedSpec((SourceDir() / "pipelines" / "online-retail.yaml").string());
   REQUIRE(spec.ok());
   pipeline::RecordingSink sink;
-  pipeline::EventProcessor processor(CrmOptions(), &sink);
+  REQUIRE_OK_AND_ASSIGN(auto processor_owner,
+                        pipeline::EventProcessor::Create(CrmOptions(), &sink));
+  pipeline::EventProcessor& processor = *processor_owner;
   auto stats = RunEventFeed(*spec, csv, &processor);
   REQUIRE(stats.ok());
   CHECK(stats->records == 7);
@@ -220,7 +223,8 @@ TEST_CASE("online retail replays as a transaction stream", "[feeds][data]") {
   pipeline::DiscardingSink sink;
   auto options = CrmOptions();
   options.dedup_capacity = 1 << 20;  // the whole file fits: every repeat is caught
-  pipeline::EventProcessor processor(options, &sink);
+  REQUIRE_OK_AND_ASSIGN(auto processor_owner, pipeline::EventProcessor::Create(options, &sink));
+  pipeline::EventProcessor& processor = *processor_owner;
   auto stats = RunEventFeed(*spec, csv, &processor);
   REQUIRE(stats.ok());
   CHECK(lines == 541909);

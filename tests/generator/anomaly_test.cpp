@@ -10,6 +10,7 @@
 
 #include "crmstream/generator/world_generator.h"
 #include "generator/parsed_record.h"
+#include "support/require_ok.h"
 
 namespace crmstream::generator {
 namespace {
@@ -27,7 +28,8 @@ TEST_CASE("Injected refund bursts, outages and revenue drops show in the stream"
   o.anomalies.refund_bursts_per_day = 3;
   o.anomalies.outages_per_day = 0.5;
   o.anomalies.revenue_drops_per_day = 0.5;
-  WorldGenerator g(o);
+  REQUIRE_OK_AND_ASSIGN(auto g_owner, WorldGenerator::Create(o));
+  WorldGenerator& g = *g_owner;
   const int64_t end = o.start_ms + 40 * kMillisPerDay;
 
   simdjson::ondemand::parser parser;
@@ -115,7 +117,8 @@ TEST_CASE("With anomalies disabled none is injected or recorded", "[generator]")
   WorldOptions o;
   o.customers = 500;
   o.anomalies.refund_bursts_per_day = 100;  // ignored while disabled
-  WorldGenerator g(o);
+  REQUIRE_OK_AND_ASSIGN(auto g_owner, WorldGenerator::Create(o));
+  WorldGenerator& g = *g_owner;
   std::string key;
   std::string value;
   for (int i = 0; i < 100'000; ++i) g.Next(&key, &value);

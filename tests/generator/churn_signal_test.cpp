@@ -12,6 +12,7 @@
 
 #include "crmstream/generator/world_generator.h"
 #include "generator/parsed_record.h"
+#include "support/require_ok.h"
 
 namespace crmstream::generator {
 namespace {
@@ -35,7 +36,8 @@ TEST_CASE("Churners fade, close once at the stated time, and fall silent", "[gen
   o.seed = 5;
   o.customers = 800;
   o.churn_rate = 0.1;
-  WorldGenerator g(o);
+  REQUIRE_OK_AND_ASSIGN(auto g_owner, WorldGenerator::Create(o));
+  WorldGenerator& g = *g_owner;
   const int64_t end = o.start_ms + 200 * kMillisPerDay;
 
   simdjson::ondemand::parser parser;

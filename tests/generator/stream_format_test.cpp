@@ -17,6 +17,7 @@
 
 #include "crmstream/generator/world_generator.h"
 #include "generator/parsed_record.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::generator {
@@ -131,9 +132,12 @@ std::string MalformedProblem(MalformedReason reason, const ParsedRecord& p) {
 
 TEST_CASE("Same seed gives a byte-identical stream, another seed another", "[generator]") {
   constexpr size_t kRecords = 100'000;
-  WorldGenerator a(FaultyWorld(7));
-  WorldGenerator b(FaultyWorld(7));
-  WorldGenerator c(FaultyWorld(8));
+  REQUIRE_OK_AND_ASSIGN(auto a_owner, WorldGenerator::Create(FaultyWorld(7)));
+  WorldGenerator& a = *a_owner;
+  REQUIRE_OK_AND_ASSIGN(auto b_owner, WorldGenerator::Create(FaultyWorld(7)));
+  WorldGenerator& b = *b_owner;
+  REQUIRE_OK_AND_ASSIGN(auto c_owner, WorldGenerator::Create(FaultyWorld(8)));
+  WorldGenerator& c = *c_owner;
   const auto ra = Generate(a, kRecords);
   const auto rb = Generate(b, kRecords);
   const auto rc = Generate(c, kRecords);
@@ -154,7 +158,8 @@ TEST_CASE("Same seed gives a byte-identical stream, another seed another", "[gen
 TEST_CASE("Every record is an ordered, well-formed event or a malformed one of the stated reason",
           "[generator]") {
   constexpr size_t kRecords = 200'000;
-  WorldGenerator g(FaultyWorld(42));
+  REQUIRE_OK_AND_ASSIGN(auto g_owner, WorldGenerator::Create(FaultyWorld(42)));
+  WorldGenerator& g = *g_owner;
   const auto records = Generate(g, kRecords);
   const GroundTruth& truth = g.ground_truth();
   REQUIRE(truth.records == static_cast<int64_t>(kRecords));
@@ -217,7 +222,8 @@ TEST_CASE("Every record is an ordered, well-formed event or a malformed one of t
 TEST_CASE("Event ids are unique except the injected duplicates, which the truth counts",
           "[generator]") {
   constexpr size_t kRecords = 200'000;
-  WorldGenerator g(FaultyWorld(3));
+  REQUIRE_OK_AND_ASSIGN(auto g_owner, WorldGenerator::Create(FaultyWorld(3)));
+  WorldGenerator& g = *g_owner;
   const auto records = Generate(g, kRecords);
   simdjson::ondemand::parser parser;
   std::unordered_map<std::string, size_t> first_seen;
@@ -247,7 +253,8 @@ TEST_CASE("Event ids are unique except the injected duplicates, which the truth 
 TEST_CASE("Without faults configured every record is a distinct well-formed event", "[generator]") {
   WorldOptions o;
   o.customers = 500;
-  WorldGenerator g(o);
+  REQUIRE_OK_AND_ASSIGN(auto g_owner, WorldGenerator::Create(o));
+  WorldGenerator& g = *g_owner;
   simdjson::ondemand::parser parser;
   std::string key;
   std::string value;
@@ -268,8 +275,10 @@ TEST_CASE("ISO-8601 timestamps name the same instants as epoch milliseconds", "[
   o.customers = 1000;
   WorldOptions iso = o;
   iso.iso_timestamps = true;
-  WorldGenerator g_ms(o);
-  WorldGenerator g_iso(iso);
+  REQUIRE_OK_AND_ASSIGN(auto g_ms_owner, WorldGenerator::Create(o));
+  WorldGenerator& g_ms = *g_ms_owner;
+  REQUIRE_OK_AND_ASSIGN(auto g_iso_owner, WorldGenerator::Create(iso));
+  WorldGenerator& g_iso = *g_iso_owner;
   simdjson::ondemand::parser parser;
   std::string key;
   std::string v_ms;
@@ -304,7 +313,8 @@ TEST_CASE("The ground truth document and stream agree with the generator's recor
   WorldOptions o = FaultyWorld(11);
   o.customers = 1000;
   o.churn_rate = 0.2;
-  WorldGenerator g(o);
+  REQUIRE_OK_AND_ASSIGN(auto g_owner, WorldGenerator::Create(o));
+  WorldGenerator& g = *g_owner;
   std::vector<std::string> lines;
   g.SetGroundTruthSink([&lines](std::string_view line) { lines.emplace_back(line); });
   std::string key;
@@ -353,7 +363,8 @@ TEST_CASE("The ground truth document and stream agree with the generator's recor
 TEST_CASE("Customers differ in value and activity, and page views follow logins", "[generator]") {
   WorldOptions o;
   o.customers = 2000;
-  WorldGenerator g(o);
+  REQUIRE_OK_AND_ASSIGN(auto g_owner, WorldGenerator::Create(o));
+  WorldGenerator& g = *g_owner;
   simdjson::ondemand::parser parser;
   std::string key;
   std::string value;

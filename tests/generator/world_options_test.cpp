@@ -65,8 +65,8 @@ TEST_CASE("WorldGenerator refuses invalid options", "[generator]") {
   o.customers = -5;
   auto created = WorldGenerator::Create(o);
   REQUIRE_FALSE(created.ok());
+  CHECK(created.status().code() == StatusCode::kInvalidArgument);
   CHECK_THAT(created.status().message(), Catch::Contains("WorldOptions.customers"));
-  CHECK_THROWS_AS(WorldGenerator(o), std::invalid_argument);
 
   o.customers = 3;
   auto small = WorldGenerator::Create(o);

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "support/require_ok.h"
+
 namespace crmstream::ingest {
 namespace {
 
@@ -237,7 +239,7 @@ TEST_CASE("EventDecoder rejects with the reason and the field", "[ingest]") {
 TEST_CASE("EventDecoder rejects oversized and deeply nested records", "[ingest]") {
   DecoderOptions options;
   options.max_message_bytes = 1024;
-  EventDecoder decoder(options);
+  REQUIRE_OK_AND_ASSIGN(EventDecoder decoder, EventDecoder::Create(options));
   Event e;
   std::string big = Base("plan", "\"" + std::string(2000, 'p') + "\"");
   Rejection r = decoder.Decode(big, &e);
@@ -258,7 +260,7 @@ TEST_CASE("EventDecoder applies configured limits", "[ingest]") {
   options.min_timestamp_ms = 1'700'000'000'000;
   options.max_timestamp_ms = 1'800'000'000'000;
   options.max_future_skew_ms = 60'000;
-  EventDecoder decoder(options);
+  REQUIRE_OK_AND_ASSIGN(EventDecoder decoder, EventDecoder::Create(options));
   Event e;
   const int64_t now = 1772366400000;  // 2026-03-01T12:00:00Z
   CHECK_FALSE(decoder.Decode(Base("amount", "100"), now, &e).rejected());
@@ -274,7 +276,10 @@ TEST_CASE("EventDecoder applies configured limits", "[ingest]") {
   DecoderOptions bad;
   bad.min_timestamp_ms = bad.max_timestamp_ms;
   CHECK_FALSE(bad.Validate().ok());
-  CHECK_THROWS(EventDecoder(bad));
+  const auto refused = EventDecoder::Create(bad);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(refused.status().message(), Catch::StartsWith("DecoderOptions: "));
 }
 
 TEST_CASE("Every rejection reason has a distinct stable name", "[ingest]") {

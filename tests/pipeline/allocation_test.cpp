@@ -8,6 +8,7 @@
 
 #include "crmstream/pipeline/event_processor.h"
 #include "support/allocation_counter.h"
+#include "support/require_ok.h"
 
 namespace crmstream::pipeline {
 namespace {
@@ -35,9 +36,10 @@ std::string Event(int64_t n, int customer, int64_t ts, int kind) {
 TEST_CASE("Warm processing, scoring at the flush and outputs allocate nothing",
           "[pipeline][allocation]") {
   ProcessorOptions options;
-  options.models.warm_after_examples = 50;  // alerts are evaluated in the measured region
+  options.models.churn.warm_after_examples = 50;  // alerts are evaluated in the measured region
   CountingSink sink;
-  EventProcessor p(options, &sink);
+  REQUIRE_OK_AND_ASSIGN(auto p_owner, EventProcessor::Create(options, &sink));
+  EventProcessor& p = *p_owner;
   ingest::SourcePosition pos{"crm.interactions", 0, 0};
   constexpr int kCustomers = 300;
   int64_t n = 0;
@@ -69,7 +71,7 @@ TEST_CASE("Warm processing, scoring at the flush and outputs allocate nothing",
   for (size_t i = day.size() / 2; i < day.size(); ++i) p.Process(day[i], pos, times[i]);
   p.FlushOutputs();
   CHECK(testing::StopCountingAllocations() == 0);
-  CHECK(p.customer_models().churn_model().count() >= 50);
+  CHECK(p.customer_models().churn().churn_model().count() >= 50);
   CHECK(sink.records[static_cast<size_t>(OutputKind::kCustomerScores)] > 0);
 }
 

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "recording_sink.h"
+#include "support/require_ok.h"
 
 namespace crmstream::pipeline {
 namespace {
@@ -21,7 +22,8 @@ std::string Purchase(const std::string& id, const std::string& customer, int64_t
 TEST_CASE("Processor: accepted events update features and a flush emits one record per customer",
           "[pipeline]") {
   RecordingSink sink;
-  EventProcessor p(ProcessorOptions{}, &sink);
+  REQUIRE_OK_AND_ASSIGN(auto p_owner, EventProcessor::Create(ProcessorOptions{}, &sink));
+  EventProcessor& p = *p_owner;
   ingest::SourcePosition pos{"crm.interactions", 2, 40};
   CHECK(p.Process(Purchase("e1", "C1", kNow, 10.0), pos, kNow) == ProcessOutcome::kAccepted);
   pos.offset = 41;
@@ -64,7 +66,8 @@ TEST_CASE("Processor: accepted events update features and a flush emits one reco
 TEST_CASE("Processor: a refresh scores without publishing customer-scores, a flush publishes them",
           "[pipeline]") {
   RecordingSink sink;
-  EventProcessor p(ProcessorOptions{}, &sink);
+  REQUIRE_OK_AND_ASSIGN(auto p_owner, EventProcessor::Create(ProcessorOptions{}, &sink));
+  EventProcessor& p = *p_owner;
   ingest::SourcePosition pos{"crm.interactions", 0, 0};
   CHECK(p.Process(Purchase("e1", "C1", kNow, 10.0), pos, kNow) == ProcessOutcome::kAccepted);
   CHECK(p.Process(Purchase("e2", "C2", kNow, 20.0), pos, kNow) == ProcessOutcome::kAccepted);
@@ -93,7 +96,8 @@ TEST_CASE("Processor: a refresh scores without publishing customer-scores, a flu
 
 TEST_CASE("Processor: bad records go to the dead letters with reason and position", "[pipeline]") {
   RecordingSink sink;
-  EventProcessor p(ProcessorOptions{}, &sink);
+  REQUIRE_OK_AND_ASSIGN(auto p_owner, EventProcessor::Create(ProcessorOptions{}, &sink));
+  EventProcessor& p = *p_owner;
   struct Case {
     std::string bytes;
     std::string reason;
@@ -136,7 +140,8 @@ TEST_CASE("Processor: bad records go to the dead letters with reason and positio
 
 TEST_CASE("Processor: a repeated event_id is counted once", "[pipeline]") {
   RecordingSink sink;
-  EventProcessor p(ProcessorOptions{}, &sink);
+  REQUIRE_OK_AND_ASSIGN(auto p_owner, EventProcessor::Create(ProcessorOptions{}, &sink));
+  EventProcessor& p = *p_owner;
   ingest::SourcePosition pos{"t", 0, 0};
   CHECK(p.Process(Purchase("same", "C9", kNow, 5.0), pos, kNow) == ProcessOutcome::kAccepted);
   CHECK(p.Process(Purchase("same", "C9", kNow, 5.0), pos, kNow) == ProcessOutcome::kDuplicate);

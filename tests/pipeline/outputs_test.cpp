@@ -24,6 +24,7 @@
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/pipeline/event_processor.h"
 #include "schema_validation.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::pipeline {
@@ -69,8 +70,10 @@ void RunWorld(int days, WorldRun* run) {
   wo.anomalies.enabled = true;
   wo.anomalies.outages_per_day = 0.5;
   wo.malformed_rate = 0.0005;
-  generator::WorldGenerator gen(wo);
-  EventProcessor p(run->options, &run->sink);
+  REQUIRE_OK_AND_ASSIGN(auto gen_owner, generator::WorldGenerator::Create(wo));
+  generator::WorldGenerator& gen = *gen_owner;
+  REQUIRE_OK_AND_ASSIGN(auto p_owner, EventProcessor::Create(run->options, &run->sink));
+  EventProcessor& p = *p_owner;
   simdjson::dom::parser parser;
   ingest::SourcePosition pos{"crm.interactions", 0, 0};
   std::string key, value;
@@ -254,7 +257,7 @@ TEST_CASE("Segment changes chain, snapshots follow their schedules", "[pipeline]
       last_centroids = t;
       ++snapshots;
       simdjson::dom::array centroids = doc["centroids"];
-      CHECK(centroids.size() == static_cast<size_t>(run.options.models.kmeans_k));
+      CHECK(centroids.size() == static_cast<size_t>(run.options.models.segments.k));
       continue;
     }
     const std::string customer{std::string_view(doc["customer_id"])};
@@ -309,7 +312,7 @@ TEST_CASE("Metric anomalies point at the injected outages", "[pipeline][anomalie
     simdjson::dom::element doc = parser.parse(r.value);
     if (std::string_view(doc["kind"]) != "metric") continue;
     CHECK(r.key == std::string_view(doc["metric"]));
-    CHECK(double(doc["score"]) >= run.options.models.minute_anomaly_level);
+    CHECK(double(doc["score"]) >= run.options.minute_metrics.anomaly_level);
     minutes.push_back(int64_t(doc["as_of_ms"]));
   }
   // Metric anomalies fall in injected outages (or the hour after one

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "crmstream/generator/world_generator.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::pipeline {
@@ -43,7 +44,9 @@ TEST_CASE("Replay of a generated file accounts for every record", "[pipeline]") 
 
   auto sink = FileSink::Open(dir.path() / "out");
   REQUIRE(sink.ok());
-  EventProcessor processor(ProcessorOptions{}, sink->get());
+  REQUIRE_OK_AND_ASSIGN(auto processor_owner,
+                        EventProcessor::Create(ProcessorOptions{}, sink->get()));
+  EventProcessor& processor = *processor_owner;
   ReplayOptions options;
   options.input = input;
   auto stats = Replay(options, &processor);
@@ -84,7 +87,8 @@ TEST_CASE("Replay reads CSV with the same validation", "[pipeline]") {
         << "a5,C2,2026-01-03T11:00:00Z,purchase,app,,\n";
   }
   DiscardingSink sink;
-  EventProcessor processor(ProcessorOptions{}, &sink);
+  REQUIRE_OK_AND_ASSIGN(auto processor_owner, EventProcessor::Create(ProcessorOptions{}, &sink));
+  EventProcessor& processor = *processor_owner;
   ReplayOptions options;
   options.input = input;
   auto stats = Replay(options, &processor);
@@ -100,7 +104,8 @@ TEST_CASE("Replay reads CSV with the same validation", "[pipeline]") {
 
 TEST_CASE("Replay of a missing file names the path", "[pipeline]") {
   DiscardingSink sink;
-  EventProcessor processor(ProcessorOptions{}, &sink);
+  REQUIRE_OK_AND_ASSIGN(auto processor_owner, EventProcessor::Create(ProcessorOptions{}, &sink));
+  EventProcessor& processor = *processor_owner;
   ReplayOptions options;
   options.input = "/nonexistent/events.jsonl";
   auto stats = Replay(options, &processor);

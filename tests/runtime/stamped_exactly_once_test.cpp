@@ -21,6 +21,7 @@
 #include "crmstream/runtime/stamped_outputs.h"
 #include "crmstream/runtime/stream_engine.h"
 #include "pipeline/recording_sink.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::runtime {
@@ -527,13 +528,14 @@ std::map<std::string, uint64_t> CheckpointedSequences(const std::string& state_d
   std::map<std::string, uint64_t> out;
   RecordingSink unused;
   for (const state::PartitionState& p : *partitions) {
-    EventProcessor decoder(ProcessorOptions{}, &unused);
+    REQUIRE_OK_AND_ASSIGN(std::unique_ptr<EventProcessor> decoder,
+                          EventProcessor::Create(ProcessorOptions{}, &unused));
     uint64_t sequence = 0;
     REQUIRE((*store)
                 ->ForEachPartitionModel(p.key,
                                         [&](std::string_view name, std::string_view blob) {
                                           if (name != kProcessorStateName) return Status::OK();
-                                          auto s = decoder.DecodeState(blob);
+                                          auto s = decoder->DecodeState(blob);
                                           if (!s.ok()) return s.status();
                                           sequence = *s;
                                           return Status::OK();

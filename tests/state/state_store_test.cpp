@@ -10,6 +10,7 @@
 #include "crmstream/common/binary_io.h"
 #include "state/state_test_support.h"
 #include "support/allocation_counter.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::state {
@@ -88,7 +89,9 @@ TEST_CASE("A checkpoint of real feature state restores every customer exactly", 
   CHECK(ps.changelog_offset == -1);
   CHECK_FALSE(ps.restoring);
 
-  features::FeatureStore restored{features::FeatureSpec{}};
+  REQUIRE_OK_AND_ASSIGN(auto restored_owner,
+                        features::FeatureStore::Create(features::FeatureSpec{}));
+  features::FeatureStore& restored = *restored_owner;
   size_t count = 0;
   REQUIRE(store
               ->ForEachCustomer(ps.key,
@@ -281,7 +284,8 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
   REQUIRE_FALSE(future.ok());
   CHECK(future.status().code() == StatusCode::kInvalidArgument);
   CHECK_THAT(future.status().message(),
-             Catch::Contains(options.path.string()) && Catch::Contains("format version 2"));
+             Catch::Contains(options.path.string()) &&
+                 Catch::Contains("format version " + std::to_string(kStateFormatVersion + 1)));
   CHECK(testing::SnapshotFiles(options.path) == before_version);
 }
 

@@ -22,7 +22,9 @@ constexpr int64_t kStartMs = 1'700'000'000'000;  // 2023-11-14
 std::string CustomerId(int i) { return "cust-" + std::to_string(i); }
 
 std::unique_ptr<features::FeatureStore> MakeFeatureStore(int customers, int days, uint64_t seed) {
-  auto store = std::make_unique<features::FeatureStore>(features::FeatureSpec{});
+  // The default spec is valid.
+  std::unique_ptr<features::FeatureStore> store =
+      std::move(features::FeatureStore::Create(features::FeatureSpec{})).value();
   std::mt19937_64 rng(seed);
   const std::array<ingest::EventType, 5> types{
       ingest::EventType::kPurchase, ingest::EventType::kLogin, ingest::EventType::kPageView,

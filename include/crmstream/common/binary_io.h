@@ -116,10 +116,15 @@ enum class BlobKind : uint16_t {
   kAdaptiveRandomForest = 13,
   kAdwin = 14,
   kCustomerFeatures = 16,
-  kCustomerModelState = 17,
-  kPartitionModelState = 18,
-  kDedupWindow = 19,     // ingest::DedupWindow::EncodeTo
-  kProcessorState = 20,  // a partition task's own counters and schedules
+  kCustomerModelState = 17,   // scoring::CustomerModels: one customer's record
+  kPartitionModelState = 18,  // retired (state format 1); never reuse
+  kDedupWindow = 19,          // ingest::DedupWindow::EncodeTo
+  kProcessorState = 20,       // a partition task's own counters and schedules
+  // The scoring parts' partition-wide checkpoints (crmstream/scoring/).
+  kChurnPartitionState = 21,
+  kSegmentPartitionState = 22,
+  kBehaviourPartitionState = 23,
+  kMinuteMetricsState = 24,
   kCheckpointMeta = 32,
 };
 

@@ -9,6 +9,13 @@
 // and always shows the customer's latest features; the references returned
 // by Update() and Find() are rebound by the next call of the same function.
 //
+// Every customer has a slot number, dense from 0 in order of first sight and
+// fixed for the store's lifetime (CustomerFeatures::slot()). Other per-customer
+// state of the partition (the scoring models) is kept in arrays indexed by it,
+// so that an event hashes its customer id once, here. Slot numbers are not
+// persisted: a store rebuilt from a checkpoint numbers its customers in the
+// order they were decoded.
+//
 // Memory: a customer is one fixed-size slot (record + per-window running
 // totals) in blocks of slots, plus a small heap buffer holding a compact
 // varint encoding of its per-day aggregates, only for days that had windowed
@@ -114,6 +121,9 @@ class CustomerFeatures {
   // of FeatureStore::FeatureNames(). Does not allocate once `out` has its size.
   void Snapshot(int64_t now_ms, FeatureVector* out) const;
 
+  // The customer's slot in its store, in [0, FeatureStore::size()).
+  uint32_t slot() const { return index_; }
+
  private:
   friend class FeatureStore;
   CustomerFeatures(const FeatureStore* store, uint32_t index) : store_(store), index_(index) {}
@@ -123,9 +133,9 @@ class CustomerFeatures {
 
 class FeatureStore {
  public:
-  // The spec must be valid (FeatureSpec::Validate); an invalid one is a
-  // programming error and throws std::invalid_argument at start-up.
-  explicit FeatureStore(FeatureSpec spec);
+  // InvalidArgument (FeatureSpec::Validate's message) for an invalid spec.
+  // Not movable (views point at it), hence the pointer.
+  static Result<std::unique_ptr<FeatureStore>> Create(FeatureSpec spec);
   ~FeatureStore();
   FeatureStore(const FeatureStore&) = delete;
   FeatureStore& operator=(const FeatureStore&) = delete;
@@ -137,6 +147,8 @@ class FeatureStore {
   // nullptr if the customer is unknown. Does not allocate. The pointer is
   // rebound by the next Find; copy the view to keep it.
   const CustomerFeatures* Find(std::string_view customer_id) const;
+  // The customer in `slot`, which must be below size(). No lookup.
+  CustomerFeatures At(uint32_t slot) const { return CustomerFeatures(this, slot); }
 
   size_t size() const { return size_; }
   // Heap and inline bytes held by the store (records, window totals, per-day
@@ -205,6 +217,7 @@ class FeatureStore {
 
  private:
   friend class CustomerFeatures;
+  explicit FeatureStore(FeatureSpec spec);
 
   // The fixed-size part of a customer. Timestamps are event-time ms;
   // kNoTime marks "never".

@@ -32,11 +32,9 @@ class WorldState;  // the simulation; defined in src/generator
 
 class WorldGenerator {
  public:
-  // Validates the options and builds the initial population.
+  // Validates the options (InvalidArgument naming the field) and builds the
+  // initial population.
   static Result<std::unique_ptr<WorldGenerator>> Create(WorldOptions options);
-  // As Create(), for start-up code: throws std::invalid_argument with the
-  // Validate() message when the options are invalid.
-  explicit WorldGenerator(WorldOptions options);
   ~WorldGenerator();
   WorldGenerator(const WorldGenerator&) = delete;
   WorldGenerator& operator=(const WorldGenerator&) = delete;
@@ -69,6 +67,7 @@ class WorldGenerator {
   Status WriteGroundTruth(const std::string& path) const;
 
  private:
+  explicit WorldGenerator(std::unique_ptr<WorldState> state);
   std::unique_ptr<WorldState> state_;
 };
 

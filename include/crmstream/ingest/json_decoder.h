@@ -16,6 +16,7 @@
 #include <memory>
 #include <string_view>
 
+#include "crmstream/common/status.h"
 #include "crmstream/ingest/decoder_options.h"
 #include "crmstream/ingest/event.h"
 #include "crmstream/ingest/rejection.h"
@@ -24,9 +25,11 @@ namespace crmstream::ingest {
 
 class EventDecoder {
  public:
-  // `options` must pass DecoderOptions::Validate(); throws
-  // std::invalid_argument otherwise (a start-up error).
-  explicit EventDecoder(DecoderOptions options = {});
+  // A decoder with the default options (valid by construction).
+  EventDecoder();
+  // InvalidArgument (DecoderOptions::Validate's message, naming the field)
+  // for invalid options.
+  static Result<EventDecoder> Create(DecoderOptions options);
   ~EventDecoder();
   EventDecoder(EventDecoder&&) noexcept;
   EventDecoder& operator=(EventDecoder&&) noexcept;
@@ -45,6 +48,7 @@ class EventDecoder {
 
  private:
   struct Impl;
+  explicit EventDecoder(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,7 +1,10 @@
 // The per-partition heart of the pipeline: raw record in, outputs out.
 //
 //   bytes -> decode + validate -> dedup -> per-customer features -> online
-//   models (churn, value, segment, anomaly) -> outputs
+//   models (scoring: churn, value, segment, anomaly; minute metrics) -> outputs
+//
+// The customer's id is hashed once per event, by the feature store; the
+// models find the customer by its store slot.
 //
 // `crm.customer-scores` is a compactable, latest-value-per-customer topic,
 // so its records are coalesced: Process() only marks the customer updated,
@@ -13,14 +16,14 @@
 // The other outputs (docs/outputs.md):
 // - crm.churn-alerts, crm.segments (segment changes) and crm.anomalies
 //   (customer anomalies) are decided at RefreshScores(), when the customers
-//   updated since the last refresh are scored (CustomerModels::Refresh). The
+//   updated since the last refresh are scored (scoring::CustomerModels). The
 //   engine refreshes after every consumed batch, so an alert waits for one
 //   batch (not one commit interval) and a busy customer costs one scoring per
 //   batch, not one per event.
-// - crm.anomalies (global minute metrics) as soon as an event closes an
-//   anomalous minute; crm.segments centroid snapshots and crm.correlations
-//   snapshots on schedules in event time, from Process(). All of them depend
-//   on the input only (not on wall time), so a replay reproduces them.
+// - crm.anomalies (global minute metrics, scoring::MinuteMetricsMonitor) as
+//   soon as an event closes an anomalous minute; crm.segments centroid snapshots and
+//   crm.correlations snapshots on schedules in event time, from Process(). All of them depend on
+//   the input only (not on wall time), so a replay reproduces them.
 //
 // A record that fails validation never stops processing and is never
 // dropped: it is written to the dead-letter output with its reason, field,
@@ -43,9 +46,10 @@
 #include "crmstream/ingest/dead_letter.h"
 #include "crmstream/ingest/dedup_window.h"
 #include "crmstream/ingest/json_decoder.h"
-#include "crmstream/pipeline/customer_models.h"
 #include "crmstream/pipeline/output_sink.h"
 #include "crmstream/pipeline/processor_counters.h"
+#include "crmstream/scoring/customer_models.h"
+#include "crmstream/scoring/minute_metrics_monitor.h"
 
 namespace crmstream::pipeline {
 
@@ -53,8 +57,11 @@ struct ProcessorOptions {
   ingest::DecoderOptions decoder;
   size_t dedup_capacity = ingest::DedupWindow::kDefaultCapacity;
   features::FeatureSpec features;
+  // The per-customer models and the minute metrics; off, the processor
+  // keeps features only.
   bool models_enabled = true;
-  CustomerModelsOptions models;
+  scoring::CustomerModelsOptions models;
+  scoring::MinuteMetricsOptions minute_metrics;
   bool emit_customer_scores = true;  // FlushOutputs() emits crm.customer-scores
   // The other outputs; each needs models_enabled.
   bool emit_churn_alerts = true;
@@ -67,7 +74,8 @@ struct ProcessorOptions {
   int64_t correlation_interval_ms = 15 * 60'000;
 
   static ProcessorOptions FromPipeline(const config::PipelineSpec& spec);
-  // The first invalid field of the decoder, features or models options.
+  // The first invalid field of the decoder, features, models or minute
+  // metrics options.
   Status Validate() const;
 };
 
@@ -75,7 +83,13 @@ enum class ProcessOutcome : uint8_t { kAccepted, kDuplicate, kRejected };
 
 class EventProcessor {
  public:
-  EventProcessor(const ProcessorOptions& options, OutputSink* sink);
+  // InvalidArgument naming the field for options that fail Validate().
+  // `sink` must outlive the processor. Not movable (the models point at the
+  // feature store), hence the pointer.
+  static Result<std::unique_ptr<EventProcessor>> Create(const ProcessorOptions& options,
+                                                        OutputSink* sink);
+  EventProcessor(const EventProcessor&) = delete;
+  EventProcessor& operator=(const EventProcessor&) = delete;
 
   // Decodes one JSON record and processes it. `now_ms` is the wall clock (or
   // the broker timestamp) for dead-letter records and skew checks.
@@ -98,10 +112,12 @@ class EventProcessor {
 
   const ProcessorOptions& options() const { return options_; }
   const ProcessorCounters& counters() const { return counters_; }
-  const features::FeatureStore& feature_store() const { return features_; }
-  features::FeatureStore& feature_store() { return features_; }
-  const CustomerModels& customer_models() const { return models_; }
-  CustomerModels& customer_models() { return models_; }
+  const features::FeatureStore& feature_store() const { return *features_; }
+  features::FeatureStore& feature_store() { return *features_; }
+  const scoring::CustomerModels& customer_models() const { return models_; }
+  scoring::CustomerModels& customer_models() { return models_; }
+  const scoring::MinuteMetricsMonitor& minute_metrics() const { return minutes_; }
+  scoring::MinuteMetricsMonitor& minute_metrics() { return minutes_; }
   const ingest::DedupWindow& dedup_window() const { return dedup_; }
   ingest::DedupWindow& dedup_window() { return dedup_; }
   void set_dedup_window(ingest::DedupWindow window) { dedup_ = std::move(window); }
@@ -114,10 +130,13 @@ class EventProcessor {
   Result<uint64_t> DecodeState(std::string_view blob);
 
  private:
+  EventProcessor(const ProcessorOptions& options, OutputSink* sink, ingest::EventDecoder decoder,
+                 std::unique_ptr<features::FeatureStore> features, scoring::CustomerModels models,
+                 scoring::MinuteMetricsMonitor minutes);
   void WriteCustomerJson(const features::CustomerFeatures& f, std::string* out) const;
   void EmitCustomerScores(const features::CustomerFeatures& f);
-  void EmitRefresh(const features::CustomerFeatures& f, const CustomerRefresh& r);
-  void EmitChurnAlert(const features::CustomerFeatures& f, const CustomerRefresh& r);
+  void EmitRefresh(const features::CustomerFeatures& f, const scoring::CustomerRefresh& r);
+  void EmitChurnAlert(const features::CustomerFeatures& f, const scoring::CustomerRefresh& r);
   // Minute anomalies and the event-time schedules, after each event.
   void EmitEventTimeOutputs();
   void EmitCentroids(int64_t as_of_ms);
@@ -128,8 +147,9 @@ class EventProcessor {
   OutputSink* sink_;
   ingest::EventDecoder decoder_;
   ingest::DedupWindow dedup_;
-  features::FeatureStore features_;
-  CustomerModels models_;  // churn, value, segment, anomaly; global minute metrics
+  std::unique_ptr<features::FeatureStore> features_;
+  scoring::CustomerModels models_;  // churn, value, segment, behaviour; by store slot
+  scoring::MinuteMetricsMonitor minutes_;
   ingest::DeadLetterRecord dead_letter_;
   ingest::Event event_;
   std::string record_;  // reused output buffer

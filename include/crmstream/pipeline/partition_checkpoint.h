@@ -1,16 +1,21 @@
 // What a partition task keeps in the state store, and how it comes back:
 //
 //   features family   every customer updated since the last checkpoint
-//   models family     the same customers' model state ('C' keys), and the
-//                     partition-wide state ('P' keys): "models" (the shared
-//                     models, quality figures and deadlines) and "processor"
-//                     (the processor's schedules and the task's output sequence)
+//   models family     the same customers' model records ('C' keys), and the
+//                     partition-wide state ('P' keys): one blob per scoring
+//                     part (scoring::CustomerModels::kPartitionStateNames:
+//                     "churn", "segments", "behaviour"), "minute_metrics"
+//                     and "processor" (the processor's schedules and the
+//                     task's output sequence)
 //   dedup family      the dedup window
 //
 // Checkpoints are incremental for customers (only the unsaved ones) and
 // whole for the partition-wide blobs. They are taken at a refresh boundary
 // (right after EventProcessor::FlushOutputs): no customer has un-refreshed
 // events then, so nothing transient needs saving.
+//
+// Restore decodes the features first: they give each customer its store
+// slot, by which the model records are then installed.
 //
 // Thread-safety: the engine thread, one task at a time.
 #pragma once
@@ -25,7 +30,7 @@
 
 namespace crmstream::pipeline {
 
-inline constexpr std::string_view kModelsStateName = "models";
+inline constexpr std::string_view kMinuteMetricsStateName = "minute_metrics";
 inline constexpr std::string_view kProcessorStateName = "processor";
 
 // Adds the processor's unsaved state to `batch`. `scratch` is reused.

@@ -61,8 +61,9 @@ class Env;
 
 namespace crmstream::state {
 
-// Version of the store's layout (column families, keys, offset values).
-inline constexpr uint32_t kStateFormatVersion = 1;
+// Version of the store's layout (column families, keys, offset values) and
+// of the blobs in it. 2: per-part model blobs (crmstream/scoring/).
+inline constexpr uint32_t kStateFormatVersion = 2;
 
 // Where the engine keeps the store inside its state directory (which also
 // holds broker.addr): <state_dir>/store.

@@ -1,7 +1,8 @@
-// Checkpoints of CustomerModels: a partition restored from its blobs (in
-// another customer order, so with other slot numbers) must continue exactly
-// like the run that was never interrupted, and the unsaved set must name
-// every customer whose blob changed.
+// Checkpoints of CustomerModels (and of the minute metrics beside them): a
+// partition restored from its blobs (in another customer order, so with
+// other feature-store slots) must continue exactly like the run that was
+// never interrupted, and the unsaved set must name every customer whose
+// record changed.
 #include <algorithm>
 #include <bit>
 #include <catch2/catch.hpp>
@@ -19,12 +20,23 @@
 #include "crmstream/features/feature_store.h"
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/ingest/json_decoder.h"
-#include "crmstream/pipeline/customer_models.h"
+#include "crmstream/scoring/customer_models.h"
+#include "crmstream/scoring/minute_metrics_monitor.h"
+#include "scoring/scoring_test_support.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::scoring {
 namespace {
 
 using ingest::EventType;
+using testing::AlertingOptions;
+using testing::BlobsByName;
+using testing::DecodePartitionBlob;
+using testing::DecodePartitionBlobs;
+using testing::EventSource;
+using testing::kMinuteMetricsBlob;
+using testing::Partition;
+using testing::PartitionBlobs;
+using testing::SmallGeneratedPartition;
 
 constexpr int64_t kDay = 86'400'000;
 
@@ -37,31 +49,6 @@ struct IdHash {
 };
 using IdSet = std::unordered_set<std::string, IdHash, std::equal_to<>>;
 
-CustomerModelsOptions TestOptions() {
-  CustomerModelsOptions o;
-  // Alerts start once the churn model has this many labels: low enough that
-  // the restored half of the stream raises many.
-  o.warm_after_examples = 100;
-  // Lower alert levels than the defaults: more alerts to compare.
-  o.churn_alerts.enter_probability = 0.25;
-  o.churn_alerts.exit_probability = 0.15;
-  o.churn_alerts.high_probability = 0.4;
-  o.churn_alerts.critical_probability = 0.6;
-  return o;
-}
-
-// One partition's feature store and models, flushed as the event processor
-// does (EventProcessor::RefreshScores): every customer with events since the
-// previous flush is refreshed, then the flush ends.
-struct Partition {
-  Partition() : store(features::FeatureSpec{}), models(TestOptions(), features::FeatureSpec{}) {}
-
-  void Process(const ingest::Event& e) { models.OnEvent(e, store.Update(e)); }
-
-  features::FeatureStore store;
-  CustomerModels models;
-};
-
 // What one Refresh reported, copied out (the original is valid until the
 // next Refresh).
 struct RefreshRecord {
@@ -73,24 +60,24 @@ struct RefreshRecord {
 
 std::vector<RefreshRecord> Flush(Partition* p) {
   std::vector<RefreshRecord> out;
-  if (p->store.pending_count() > 0) {
-    p->store.ForEachPending([&](std::string_view id, const features::CustomerFeatures& f) {
+  if (p->store->pending_count() > 0) {
+    p->store->ForEachPending([&](std::string_view id, const features::CustomerFeatures& f) {
       const CustomerRefresh& r = p->models.Refresh(f);
-      RefreshRecord rec{std::string(id), r, std::string(r.trigger_event_id), {}};
-      rec.r.trigger_event_id = {};
-      for (const ChurnContribution& c : p->models.contributions()) rec.contributions.push_back(c);
+      RefreshRecord rec{std::string(id), r, std::string(r.churn.trigger_event_id), {}};
+      rec.r.churn.trigger_event_id = {};
+      rec.contributions.assign(r.churn.contributions.begin(), r.churn.contributions.end());
+      rec.r.churn.contributions = {};
       out.push_back(std::move(rec));
     });
     p->models.EndFlush();
   }
-  p->store.ClearPending();
+  p->store->ClearPending();
   return out;
 }
 
 std::vector<MinuteAnomaly> DrainMinuteAnomalies(Partition* p) {
-  std::vector<MinuteAnomaly> out(p->models.minute_anomalies().begin(),
-                                 p->models.minute_anomalies().end());
-  p->models.ClearMinuteAnomalies();
+  std::vector<MinuteAnomaly> out(p->minutes.anomalies().begin(), p->minutes.anomalies().end());
+  p->minutes.ClearAnomalies();
   return out;
 }
 
@@ -100,22 +87,22 @@ void RequireSameRefresh(const RefreshRecord& a, const RefreshRecord& b) {
   REQUIRE(a.customer == b.customer);
   CHECK(a.r.known == b.r.known);
   CHECK(a.r.as_of_ms == b.r.as_of_ms);
-  CHECK(Bits(a.r.churn_probability) == Bits(b.r.churn_probability));
-  CHECK(a.r.alert.raise == b.r.alert.raise);
-  CHECK(a.r.alert.severity == b.r.alert.severity);
-  CHECK(a.r.alert.alert_id == b.r.alert.alert_id);
-  CHECK(a.r.has_trigger == b.r.has_trigger);
+  CHECK(Bits(a.r.churn.churn_probability) == Bits(b.r.churn.churn_probability));
+  CHECK(a.r.churn.alert.raise == b.r.churn.alert.raise);
+  CHECK(a.r.churn.alert.severity == b.r.churn.alert.severity);
+  CHECK(a.r.churn.alert.alert_id == b.r.churn.alert.alert_id);
+  CHECK(a.r.churn.has_trigger == b.r.churn.has_trigger);
   CHECK(a.trigger_event_id == b.trigger_event_id);
-  CHECK(a.r.trigger_type == b.r.trigger_type);
-  CHECK(a.r.trigger_ms == b.r.trigger_ms);
-  CHECK(a.r.segment_changed == b.r.segment_changed);
-  CHECK(a.r.segment_from == b.r.segment_from);
-  CHECK(a.r.segment_to == b.r.segment_to);
-  CHECK(a.r.anomaly == b.r.anomaly);
-  CHECK(Bits(a.r.anomaly_score) == Bits(b.r.anomaly_score));
+  CHECK(a.r.churn.trigger_type == b.r.churn.trigger_type);
+  CHECK(a.r.churn.trigger_ms == b.r.churn.trigger_ms);
+  CHECK(a.r.segment.changed == b.r.segment.changed);
+  CHECK(a.r.segment.from == b.r.segment.from);
+  CHECK(a.r.segment.to == b.r.segment.to);
+  CHECK(a.r.anomaly.crossed == b.r.anomaly.crossed);
+  CHECK(Bits(a.r.anomaly.score) == Bits(b.r.anomaly.score));
   for (size_t i = 0; i < 4; ++i) {
-    CHECK(Bits(a.r.anomaly_observed[i]) == Bits(b.r.anomaly_observed[i]));
-    CHECK(Bits(a.r.anomaly_expected[i]) == Bits(b.r.anomaly_expected[i]));
+    CHECK(Bits(a.r.anomaly.observed[i]) == Bits(b.r.anomaly.observed[i]));
+    CHECK(Bits(a.r.anomaly.expected[i]) == Bits(b.r.anomaly.expected[i]));
   }
   REQUIRE(a.contributions.size() == b.contributions.size());
   for (size_t i = 0; i < a.contributions.size(); ++i) {
@@ -152,22 +139,22 @@ void RequireSameQuality(const CustomerModels::Quality& a, const CustomerModels::
   CHECK(a.kmeans_points == b.kmeans_points);
   CHECK(Bits(a.anomaly_rate) == Bits(b.anomaly_rate));
   CHECK(a.anomaly_scored == b.anomaly_scored);
-  CHECK(a.late_minute_events == b.late_minute_events);
   CHECK(a.watermark_ms == b.watermark_ms);
 }
 
-// The blobs a checkpoint store would hold: the latest of every customer.
+// The blobs a checkpoint store would hold: the latest of every customer, and
+// the partition-wide ones by name.
 struct SavedState {
   std::map<std::string, std::string> features;
   std::map<std::string, std::string> models;
-  std::string global;
+  BlobsByName partition;
 };
 
 void SaveCustomer(const Partition& p, std::string_view id, SavedState* saved) {
   std::string blob;
-  REQUIRE(p.store.EncodeCustomer(id, &blob).ok());
+  REQUIRE(p.store->EncodeCustomer(id, &blob).ok());
   saved->features[std::string(id)] = blob;
-  REQUIRE(p.models.EncodeCustomer(id, &blob).ok());
+  REQUIRE(p.models.EncodeCustomer(p.Customer(id), &blob).ok());
   saved->models[std::string(id)] = blob;
 }
 
@@ -178,45 +165,55 @@ void SaveCustomer(const Partition& p, std::string_view id, SavedState* saved) {
 std::unique_ptr<Partition> Restore(const SavedState& saved, const std::vector<std::string>& order,
                                    bool refresh_restored) {
   auto p = std::make_unique<Partition>();
+  // As the engine restores: features first (they give the customers their
+  // slots), then the models' customers, then the partition-wide state.
   for (const std::string& id : order) {
-    REQUIRE(p->store.DecodeCustomer(id, saved.features.at(id)).ok());
-    REQUIRE(p->models.DecodeCustomer(id, saved.models.at(id)).ok());
+    REQUIRE(p->store->DecodeCustomer(id, saved.features.at(id)).ok());
   }
-  REQUIRE(p->models.DecodeGlobal(saved.global).ok());
+  for (const std::string& id : order) {
+    REQUIRE(p->models.DecodeCustomer(p->Customer(id), saved.models.at(id)).ok());
+  }
+  REQUIRE(DecodePartitionBlobs(saved.partition, p.get()).ok());
   if (refresh_restored) {
     const std::vector<RefreshRecord> refreshed = Flush(p.get());
     CHECK(refreshed.size() == order.size());
     size_t reported = 0;
     for (const RefreshRecord& r : refreshed) {
-      if (!r.r.known || r.r.has_trigger || r.r.alert.raise || r.r.segment_changed || r.r.anomaly) {
+      if (!r.r.known || r.r.churn.has_trigger || r.r.churn.alert.raise || r.r.segment.changed ||
+          r.r.anomaly.crossed) {
         ++reported;
       }
     }
     CHECK(reported == 0);
   }
   // The decoded customers had no events since the checkpoint's flush.
-  p->store.ClearPending();
-  p->store.ClearDirty();
+  p->store->ClearPending();
+  p->store->ClearDirty();
   CHECK(p->models.unsaved_count() == 0);
   return p;
 }
 
-// Every customer's blob and scores, and the global blob, are identical.
+// Every customer's record and scores, and the partition-wide blobs, are
+// identical.
 void RequireSameState(const Partition& a, const Partition& b, const std::vector<std::string>& ids) {
   REQUIRE(a.models.customer_count() == b.models.customer_count());
-  std::string blob_a, blob_b;
-  REQUIRE(a.models.EncodeGlobal(&blob_a).ok());
-  REQUIRE(b.models.EncodeGlobal(&blob_b).ok());
-  CHECK(blob_a == blob_b);
+  const auto partition_a = PartitionBlobs(a);
+  const auto partition_b = PartitionBlobs(b);
+  for (const auto& [name, blob] : partition_a) {
+    INFO("partition blob " << name);
+    CHECK(blob == partition_b.at(name));
+  }
   RequireSameQuality(a.models.quality(), b.models.quality());
+  CHECK(a.minutes.late_events() == b.minutes.late_events());
+  std::string blob_a, blob_b;
   size_t compared = 0;
   size_t different = 0;
   for (const std::string& id : ids) {
-    REQUIRE(a.models.EncodeCustomer(id, &blob_a).ok());
-    REQUIRE(b.models.EncodeCustomer(id, &blob_b).ok());
+    REQUIRE(a.models.EncodeCustomer(a.Customer(id), &blob_a).ok());
+    REQUIRE(b.models.EncodeCustomer(b.Customer(id), &blob_b).ok());
     if (blob_a != blob_b) ++different;
-    const auto sa = a.models.Scores(id);
-    const auto sb = b.models.Scores(id);
+    const auto sa = a.models.Scores(a.Customer(id));
+    const auto sb = b.models.Scores(b.Customer(id));
     REQUIRE(sa.has_value());
     REQUIRE(sb.has_value());
     if (Bits(sa->churn_probability) != Bits(sb->churn_probability) ||
@@ -239,25 +236,6 @@ struct StreamSummary {
   size_t minute_anomalies = 0;
 };
 
-// The generated world, decoded lazily (an Event is a view into the decoder).
-class EventSource {
- public:
-  explicit EventSource(const generator::WorldOptions& wo) : gen_(wo) {}
-  // The next accepted event.
-  const ingest::Event& Next() {
-    for (;;) {
-      const int64_t t = gen_.Next(&key_, &value_);
-      if (!decoder_.Decode(value_, t, &event_).rejected()) return event_;
-    }
-  }
-
- private:
-  generator::WorldGenerator gen_;
-  ingest::EventDecoder decoder_;
-  std::string key_, value_;
-  ingest::Event event_;
-};
-
 // A generated world: the reference partition A runs uninterrupted. At a
 // flush in the middle of the stream every customer is checkpointed and
 // restored into B (customers decoded in sorted order); later, at a second
@@ -266,7 +244,7 @@ class EventSource {
 // (shuffled order). A, B and C then run on in lockstep: every refresh, every
 // minute anomaly and the final state must be identical.
 TEST_CASE("Restored customer models continue bit-identically to an uninterrupted run",
-          "[pipeline][models][state]") {
+          "[scoring][models][state]") {
   generator::WorldOptions wo;
   wo.seed = 23;
   wo.churn_rate = 0.1;
@@ -329,9 +307,9 @@ TEST_CASE("Restored customer models continue bit-identically to an uninterrupted
     if (b) {
       after_restore.refreshes += ra.size();
       for (const RefreshRecord& r : ra) {
-        after_restore.alerts += r.r.alert.raise ? 1 : 0;
-        after_restore.segment_changes += r.r.segment_changed ? 1 : 0;
-        after_restore.customer_anomalies += r.r.anomaly ? 1 : 0;
+        after_restore.alerts += r.r.churn.alert.raise ? 1 : 0;
+        after_restore.segment_changes += r.r.segment.changed ? 1 : 0;
+        after_restore.customer_anomalies += r.r.anomaly.crossed ? 1 : 0;
       }
       after_restore.minute_anomalies += ma.size();
     }
@@ -341,10 +319,10 @@ TEST_CASE("Restored customer models continue bit-identically to an uninterrupted
       REQUIRE(known.size() == a.models.customer_count());
       for (const std::string& id : known) {
         SaveCustomer(a, id, &saved);
-        if (const auto ms = a.models.PendingSnapshotMs(id)) pending_at_checkpoint[id] = *ms;
+        if (const auto ms = a.PendingSnapshotMs(id)) pending_at_checkpoint[id] = *ms;
       }
-      REQUIRE(a.models.EncodeGlobal(&saved.global).ok());
-      a.store.ClearDirty();
+      saved.partition = PartitionBlobs(a);
+      a.store->ClearDirty();
       a.models.ClearUnsaved();
       std::vector<std::string> sorted(known.begin(), known.end());
       std::sort(sorted.begin(), sorted.end());
@@ -361,28 +339,28 @@ TEST_CASE("Restored customer models continue bit-identically to an uninterrupted
       }
       std::set<std::string> unsaved;
       size_t listed = 0;
-      a.models.ForEachUnsaved([&](std::string_view id) {
-        unsaved.emplace(id);
+      a.models.ForEachUnsaved([&](const features::CustomerFeatures& f) {
+        unsaved.emplace(f.customer_id());
         ++listed;
       });
       CHECK(listed == unsaved.size());         // each customer once
       CHECK(unsaved.size() > touched.size());  // some labels resolved without events
       CHECK(unsaved == expected);
       // Incremental checkpoint: only what changed is re-encoded.
-      a.models.ForEachUnsaved([&](std::string_view id) {
+      a.models.ForEachUnsaved([&](const features::CustomerFeatures& f) {
         std::string blob;
-        REQUIRE(a.models.EncodeCustomer(id, &blob).ok());
-        saved.models[std::string(id)] = blob;
+        REQUIRE(a.models.EncodeCustomer(f, &blob).ok());
+        saved.models[std::string(f.customer_id())] = blob;
       });
-      a.store.ForEachDirty([&](std::string_view id, const features::CustomerFeatures&) {
+      a.store->ForEachDirty([&](std::string_view id, const features::CustomerFeatures&) {
         std::string blob;
-        REQUIRE(a.store.EncodeCustomer(id, &blob).ok());
+        REQUIRE(a.store->EncodeCustomer(id, &blob).ok());
         saved.features[std::string(id)] = blob;
       });
       REQUIRE(saved.models.size() == known.size());
       REQUIRE(saved.features.size() == known.size());
-      REQUIRE(a.models.EncodeGlobal(&saved.global).ok());
-      a.store.ClearDirty();
+      saved.partition = PartitionBlobs(a);
+      a.store->ClearDirty();
       a.models.ClearUnsaved();
       std::vector<std::string> shuffled(known.begin(), known.end());
       std::sort(shuffled.begin(), shuffled.end());
@@ -414,7 +392,7 @@ TEST_CASE("Restored customer models continue bit-identically to an uninterrupted
 // updates depend on that order. The restored heap must pop them alike even
 // though the restored customers have other slot numbers.
 TEST_CASE("Label deadlines that tie resolve in the original order after a restore",
-          "[pipeline][models][state]") {
+          "[scoring][models][state]") {
   constexpr int64_t kStart = 1'767'225'600'000;
   Partition a;
   std::vector<std::string> ids;
@@ -451,7 +429,7 @@ TEST_CASE("Label deadlines that tie resolve in the original order after a restor
 
   SavedState saved;
   for (const std::string& id : ids) SaveCustomer(a, id, &saved);
-  REQUIRE(a.models.EncodeGlobal(&saved.global).ok());
+  saved.partition = PartitionBlobs(a);
   std::vector<std::string> reversed(ids.rbegin(), ids.rend());
   std::unique_ptr<Partition> b = Restore(saved, reversed, /*refresh_restored=*/false);
 
@@ -462,90 +440,96 @@ TEST_CASE("Label deadlines that tie resolve in the original order after a restor
   }
   REQUIRE(a.models.quality().pending_examples == 1);  // the late customer's own
   CHECK(a.models.quality().churn_positives == 6);
-  CHECK(a.models.churn_model().count() == 100);
+  CHECK(a.models.churn().churn_model().count() == 100);
   ids.push_back("late");
   RequireSameState(a, *b, ids);
 }
 
-// A small partition whose blobs the corruption checks below take apart.
-struct SmallWorld {
-  SmallWorld() {
-    generator::WorldOptions wo;
-    wo.seed = 5;
-    wo.customers = 300;
-    EventSource source(wo);
-    for (int n = 0; n < 30'000; ++n) p.Process(source.Next());
-    static_cast<void>(Flush(&p));
-  }
-  Partition p;
-};
-
-TEST_CASE("Customer model blobs reject every truncation and flipped byte",
-          "[pipeline][models][state]") {
-  SmallWorld w;
-  // A customer with a pending example (the blob's longest form).
+TEST_CASE("Customer model records reject every truncation and flipped byte",
+          "[scoring][models][state]") {
+  const std::unique_ptr<Partition> w = SmallGeneratedPartition();
+  // A customer with a pending example (the record's longest form).
   std::string id;
-  w.p.store.ForEachDirty([&](std::string_view c, const features::CustomerFeatures&) {
-    if (id.empty() && w.p.models.PendingSnapshotMs(c).has_value()) id = std::string(c);
+  w->store->ForEachDirty([&](std::string_view c, const features::CustomerFeatures& f) {
+    if (id.empty() && w->models.churn().PendingSnapshotMs(f.slot()).has_value()) {
+      id = std::string(c);
+    }
   });
   REQUIRE(!id.empty());
   std::string blob;
-  REQUIRE(w.p.models.EncodeCustomer(id, &blob).ok());
+  REQUIRE(w->models.EncodeCustomer(w->Customer(id), &blob).ok());
+  // A customer of the store the models never saw has no record.
+  ingest::Event e;
+  e.event_id = "features-only";
+  e.customer_id = "nobody";
+  e.timestamp_ms = w->models.watermark_ms();
+  e.type = EventType::kLogin;
+  static_cast<void>(w->store->Update(e));
   std::string unknown;
-  CHECK(w.p.models.EncodeCustomer("nobody", &unknown).code() == StatusCode::kNotFound);
+  CHECK(w->models.EncodeCustomer(w->Customer("nobody"), &unknown).code() == StatusCode::kNotFound);
 
   std::string after;
   for (size_t n = 0; n < blob.size(); ++n) {
-    const Status st = w.p.models.DecodeCustomer(id, std::string_view(blob).substr(0, n));
+    const Status st =
+        w->models.DecodeCustomer(w->Customer(id), std::string_view(blob).substr(0, n));
     REQUIRE(st.code() == StatusCode::kCorruption);
   }
   for (size_t i = 0; i < blob.size(); ++i) {
     std::string bad = blob;
     bad[i] = static_cast<char>(bad[i] ^ 0x5a);
-    const Status st = w.p.models.DecodeCustomer(id, bad);
+    const Status st = w->models.DecodeCustomer(w->Customer(id), bad);
     REQUIRE(st.code() == StatusCode::kCorruption);
   }
   // Rejected blobs left the customer as it was.
-  REQUIRE(w.p.models.EncodeCustomer(id, &after).ok());
+  REQUIRE(w->models.EncodeCustomer(w->Customer(id), &after).ok());
   CHECK(after == blob);
-  std::string global;
-  REQUIRE(w.p.models.EncodeGlobal(&global).ok());
-  CHECK(w.p.models.DecodeCustomer(id, global).code() == StatusCode::kCorruption);
+  const auto partition = PartitionBlobs(*w);
+  for (const auto& [name, other] : partition) {
+    INFO("partition blob " << name);
+    CHECK(w->models.DecodeCustomer(w->Customer(id), other).code() == StatusCode::kCorruption);
+  }
 
-  // Decoded into a fresh object, the blob is the same customer.
+  // Decoded into a fresh object (features first, as a restore does), the
+  // record is the same customer.
   Partition fresh;
-  REQUIRE(fresh.models.DecodeCustomer(id, blob).ok());
-  REQUIRE(fresh.models.EncodeCustomer(id, &after).ok());
+  std::string features;
+  REQUIRE(w->store->EncodeCustomer(id, &features).ok());
+  REQUIRE(fresh.store->DecodeCustomer(id, features).ok());
+  REQUIRE(fresh.models.DecodeCustomer(fresh.Customer(id), blob).ok());
+  REQUIRE(fresh.models.EncodeCustomer(fresh.Customer(id), &after).ok());
   CHECK(after == blob);
-  CHECK(fresh.models.PendingSnapshotMs(id) == w.p.models.PendingSnapshotMs(id));
-  const auto s0 = w.p.models.PendingSnapshot(id);
-  const auto s1 = fresh.models.PendingSnapshot(id);
+  CHECK(fresh.PendingSnapshotMs(id) == w->PendingSnapshotMs(id));
+  const auto s0 = w->models.churn().PendingSnapshot(w->Customer(id).slot());
+  const auto s1 = fresh.models.churn().PendingSnapshot(fresh.Customer(id).slot());
   REQUIRE(s0.size() == s1.size());
   CHECK(std::equal(s0.begin(), s0.end(), s1.begin()));
   CHECK(fresh.models.unsaved_count() == 0);  // decoding is not a change to save
 }
 
 TEST_CASE("Partition model blobs reject truncation, flipped bytes and missing customers",
-          "[pipeline][models][state]") {
-  SmallWorld w;
-  std::string global;
-  REQUIRE(w.p.models.EncodeGlobal(&global).ok());
+          "[scoring][models][state]") {
+  const std::unique_ptr<Partition> w = SmallGeneratedPartition();
+  const auto partition = PartitionBlobs(*w);
   std::vector<std::string> ids;
-  w.p.store.ForEachDirty(
+  w->store->ForEachDirty(
       [&](std::string_view c, const features::CustomerFeatures&) { ids.emplace_back(c); });
 
-  // A target holding every customer, so that only the blob can be wrong.
+  // A target holding every customer, so that only the blobs can be wrong.
   Partition target;
   for (const std::string& id : ids) {
     std::string blob;
-    REQUIRE(w.p.models.EncodeCustomer(id, &blob).ok());
-    REQUIRE(target.models.DecodeCustomer(id, blob).ok());
+    REQUIRE(w->store->EncodeCustomer(id, &blob).ok());
+    REQUIRE(target.store->DecodeCustomer(id, blob).ok());
   }
-  std::string before;
-  REQUIRE(target.models.EncodeGlobal(&before).ok());
-  // The blob is over a megabyte (the minute detectors' context tables), so
-  // not every byte: the envelope and the payload's first fields, its last
-  // bytes (the deadlines) and a stride through the rest.
+  for (const std::string& id : ids) {
+    std::string blob;
+    REQUIRE(w->models.EncodeCustomer(w->Customer(id), &blob).ok());
+    REQUIRE(target.models.DecodeCustomer(target.Customer(id), blob).ok());
+  }
+  const auto before = PartitionBlobs(target);
+  // The minute metrics' blob is over a megabyte (the detectors' context
+  // tables), so not every byte: the envelope and the payload's first fields,
+  // its last bytes (the churn deadlines) and a stride through the rest.
 #ifdef NDEBUG
   constexpr size_t kEdge = 512;
   constexpr size_t kStride = 4999;
@@ -553,37 +537,65 @@ TEST_CASE("Partition model blobs reject truncation, flipped bytes and missing cu
   constexpr size_t kEdge = 64;
   constexpr size_t kStride = 49999;
 #endif
-  std::vector<size_t> positions;
-  for (size_t i = 0; i < global.size(); ++i) {
-    if (i < kEdge || i + kEdge >= global.size() || i % kStride == 0) positions.push_back(i);
+  auto decode = [&](std::string_view name, std::string_view blob) {
+    return DecodePartitionBlob(name, blob, &target);
+  };
+  size_t tried = 0;
+  for (const auto& [name, blob] : partition) {
+    INFO("partition blob " << name);
+    std::vector<size_t> positions;
+    for (size_t i = 0; i < blob.size(); ++i) {
+      if (i < kEdge || i + kEdge >= blob.size() || i % kStride == 0) positions.push_back(i);
+    }
+    for (size_t n : positions) {
+      REQUIRE(decode(name, std::string_view(blob).substr(0, n)).code() == StatusCode::kCorruption);
+    }
+    std::string bad = blob;
+    for (size_t i : positions) {
+      bad[i] = static_cast<char>(bad[i] ^ 0x01);
+      REQUIRE(decode(name, bad).code() == StatusCode::kCorruption);
+      bad[i] = blob[i];
+    }
+    tried += positions.size();
   }
-  for (size_t n : positions) {
-    REQUIRE(target.models.DecodeGlobal(std::string_view(global).substr(0, n)).code() ==
-            StatusCode::kCorruption);
-  }
-  std::string bad = global;
-  for (size_t i : positions) {
-    bad[i] = static_cast<char>(bad[i] ^ 0x01);
-    REQUIRE(target.models.DecodeGlobal(bad).code() == StatusCode::kCorruption);
-    bad[i] = global[i];
-  }
-  std::string after;
-  REQUIRE(target.models.EncodeGlobal(&after).ok());
-  CHECK(after == before);  // unchanged by the rejected blobs
+  CHECK(tried >= partition.size() * kEdge);  // every blob, not one by mistake
+  CHECK(PartitionBlobs(target) == before);  // unchanged by the rejected blobs
 
-  // The deadlines name customers: decoding before them is refused.
+  // The churn deadlines name customers: decoding before them is refused.
   Partition empty;
-  CHECK(empty.models.DecodeGlobal(global).code() == StatusCode::kCorruption);
+  CHECK(empty.models.DecodePartition("churn", partition.at("churn")).code() ==
+        StatusCode::kCorruption);
+  // So are customers whose segments or pending examples do not add up.
+  Partition partial;
+  for (size_t i = 0; i < ids.size(); i += 2) {
+    std::string blob;
+    REQUIRE(w->store->EncodeCustomer(ids[i], &blob).ok());
+    REQUIRE(partial.store->DecodeCustomer(ids[i], blob).ok());
+    REQUIRE(w->models.EncodeCustomer(w->Customer(ids[i]), &blob).ok());
+    REQUIRE(partial.models.DecodeCustomer(partial.Customer(ids[i]), blob).ok());
+  }
+  CHECK(partial.models.DecodePartition("segments", partition.at("segments")).code() ==
+        StatusCode::kCorruption);
   // Another configuration is not this state.
-  CustomerModelsOptions other = TestOptions();
-  other.kmeans_k = 4;
-  CustomerModels different(other, features::FeatureSpec{});
-  CHECK(different.DecodeGlobal(global).code() == StatusCode::kInvalidArgument);
+  CustomerModelsOptions other_k = AlertingOptions();
+  other_k.segments.k = 4;
+  CHECK(Partition(other_k).models.DecodePartition("segments", partition.at("segments")).code() ==
+        StatusCode::kInvalidArgument);
+  CustomerModelsOptions other_horizon = AlertingOptions();
+  other_horizon.churn.horizon_days = 20;
+  CHECK(Partition(other_horizon).models.DecodePartition("churn", partition.at("churn")).code() ==
+        StatusCode::kInvalidArgument);
+  MinuteMetricsOptions other_window;
+  other_window.correlation_window_minutes = 30;
+  CHECK(Partition(AlertingOptions(), other_window)
+            .minutes.Decode(partition.at(std::string(kMinuteMetricsBlob)))
+            .code() == StatusCode::kInvalidArgument);
+  CHECK(target.models.DecodePartition("models", partition.at("churn")).code() ==
+        StatusCode::kInvalidArgument);  // no such part
 
-  REQUIRE(target.models.DecodeGlobal(global).ok());
-  REQUIRE(target.models.EncodeGlobal(&after).ok());
-  CHECK(after == global);
+  REQUIRE(DecodePartitionBlobs(partition, &target).ok());
+  CHECK(PartitionBlobs(target) == partition);
 }
 
 }  // namespace
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::scoring

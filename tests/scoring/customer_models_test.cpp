@@ -1,8 +1,10 @@
-#include "crmstream/pipeline/customer_models.h"
+#include "crmstream/scoring/customer_models.h"
 
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -12,8 +14,10 @@
 #include "crmstream/ingest/json_decoder.h"
 #include "crmstream/models/logistic_regression.h"
 #include "crmstream/models/standardizer.h"
+#include "crmstream/scoring/minute_metrics_monitor.h"
+#include "support/require_ok.h"
 
-namespace crmstream::pipeline {
+namespace crmstream::scoring {
 namespace {
 
 using ingest::EventType;
@@ -22,12 +26,14 @@ constexpr int64_t kMinute = 60'000;
 constexpr int64_t kDay = 86'400'000;
 constexpr int64_t kStart = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
 
-// Feeds hand-written events through a feature store and the models, the way
-// the event processor does.
+// Feeds hand-written events through a feature store, the models and the
+// minute metrics, the way the event processor does.
 class ScriptedStream {
  public:
   explicit ScriptedStream(CustomerModelsOptions options = {})
-      : store_(features::FeatureSpec{}), models_(options, features::FeatureSpec{}) {}
+      : store_(std::move(features::FeatureStore::Create(features::FeatureSpec{})).value()),
+        models_(std::move(CustomerModels::Create(options, store_.get())).value()),
+        minutes_(std::move(MinuteMetricsMonitor::Create({})).value()) {}
 
   const features::CustomerFeatures& Send(const std::string& customer, int64_t ts, EventType type,
                                          double amount = 0.0) {
@@ -40,17 +46,30 @@ class ScriptedStream {
     e.type = type;
     e.amount = amount;
     e.has_amount = ingest::EventTypeHasAmount(type);
-    const features::CustomerFeatures& f = store_.Update(e);
+    const features::CustomerFeatures& f = store_->Update(e);
+    minutes_.OnEvent(e);
     models_.OnEvent(e, f);
     return f;
   }
 
-  features::FeatureStore& store() { return store_; }
+  features::FeatureStore& store() { return *store_; }
   CustomerModels& models() { return models_; }
+  const MinuteMetricsMonitor& minutes() const { return minutes_; }
+  // The models' view of a customer the store knows.
+  std::optional<CustomerScores> Scores(std::string_view id) const {
+    return models_.Scores(*store_->Find(id));
+  }
+  std::optional<int64_t> PendingSnapshotMs(std::string_view id) const {
+    return models_.churn().PendingSnapshotMs(store_->Find(id)->slot());
+  }
+  std::span<const float> PendingSnapshot(std::string_view id) const {
+    return models_.churn().PendingSnapshot(store_->Find(id)->slot());
+  }
 
  private:
-  features::FeatureStore store_;
+  std::unique_ptr<features::FeatureStore> store_;
   CustomerModels models_;
+  MinuteMetricsMonitor minutes_;
   std::string event_id_;
   std::string customer_;
   int count_ = 0;
@@ -72,24 +91,37 @@ double Pearson(const std::vector<double>& x, const std::vector<double>& y) {
   return sxy / std::sqrt(sxx * syy);
 }
 
-TEST_CASE("CustomerModelsOptions validation names the field", "[pipeline][models]") {
+TEST_CASE("CustomerModelsOptions validation names the field", "[scoring][models]") {
   CustomerModelsOptions o;
   REQUIRE(o.Validate().ok());
-  o.churn_horizon_days = 0;
-  CHECK(o.Validate().message().find("churn_horizon_days") != std::string::npos);
+  o.churn.horizon_days = 0;
+  CHECK(o.Validate().message().find("ChurnValueOptions.horizon_days") != std::string::npos);
   o = {};
-  o.kmeans_k = 0;
-  CHECK(o.Validate().message().find("kmeans_k") != std::string::npos);
+  o.segments.k = 0;
+  CHECK(o.Validate().message().find("SegmenterOptions.k") != std::string::npos);
   o = {};
-  o.value_forgetting_factor = 1.5;
+  o.churn.value_forgetting_factor = 1.5;
   CHECK(o.Validate().message().find("value_forgetting_factor") != std::string::npos);
   o = {};
-  o.correlation_window_minutes = 1;
-  CHECK_THROWS_AS(CustomerModels(o, features::FeatureSpec{}), std::invalid_argument);
+  o.behaviour.alert_level = 0;
+  CHECK(o.Validate().message().find("BehaviourOptions.alert_level") != std::string::npos);
+  // The factories refuse what Validate() refuses.
+  auto store = std::move(features::FeatureStore::Create(features::FeatureSpec{})).value();
+  o = {};
+  o.segments.k = 65;
+  const auto models = CustomerModels::Create(o, store.get());
+  REQUIRE_FALSE(models.ok());
+  CHECK(models.status().code() == StatusCode::kInvalidArgument);
+  CHECK(models.status().message().find("SegmenterOptions.k") != std::string::npos);
+  MinuteMetricsOptions m;
+  m.correlation_window_minutes = 1;
+  const auto minutes = MinuteMetricsMonitor::Create(m);
+  REQUIRE_FALSE(minutes.ok());
+  CHECK(minutes.status().message().find("correlation_window_minutes") != std::string::npos);
 }
 
 TEST_CASE("The churn example is the snapshot taken at prediction time, not later features",
-          "[pipeline][models]") {
+          "[scoring][models]") {
   ScriptedStream s;
   models::Standardizer reference_scaling = models::Standardizer::Create(41).value();
   features::FeatureVector snap;
@@ -114,16 +146,16 @@ TEST_CASE("The churn example is the snapshot taken at prediction time, not later
     reference_scaling.Update(snap);
   }
 
-  REQUIRE(s.models().PendingSnapshotMs("target") == t0);
-  const double p_at_snapshot = s.models().Scores("target")->churn_probability;
+  REQUIRE(s.PendingSnapshotMs("target") == t0);
+  const double p_at_snapshot = s.Scores("target")->churn_probability;
 
   // Much later activity changes the features a lot but not the example.
   for (int k = 0; k < 60; ++k) {
     s.Send("target", t0 + kDay + k * 3'600'000, EventType::kPurchase, 25.0);
     s.Send("target", t0 + kDay + k * 3'600'000 + 1, EventType::kSupportTicket);
   }
-  CHECK(s.models().PendingSnapshotMs("target") == t0);
-  const auto stored = s.models().PendingSnapshot("target");
+  CHECK(s.PendingSnapshotMs("target") == t0);
+  const auto stored = s.PendingSnapshot("target");
   REQUIRE(stored.size() == 41);
   for (size_t i = 0; i < 41; ++i) CHECK(stored[i] == static_cast<float>(snapshot_t0[i]));
   CHECK(stored[2] == static_cast<float>(std::log1p(1.0)));  // log1p_frequency at t0
@@ -137,14 +169,14 @@ TEST_CASE("The churn example is the snapshot taken at prediction time, not later
   s.Send("target", t0 + 5 * kDay, EventType::kAccountClosed);
   // The label is known, but trained only when the snapshot's horizon ends.
   CHECK(s.models().quality().churn_positives == 0);
-  CHECK(s.models().churn_model().count() == 0);
+  CHECK(s.models().churn().churn_model().count() == 0);
   s.Send("late", t0 + 30 * kDay + 1, EventType::kPageView);
   const auto q = s.models().quality();
   REQUIRE(q.churn_positives == 1);
   CHECK(q.churn_negatives == 0);
   // The prequential loss is that of the prediction made at snapshot time.
   CHECK(q.churn_log_loss == Approx(-std::log(p_at_snapshot)).epsilon(1e-12));
-  CHECK_FALSE(s.models().PendingSnapshotMs("target").has_value());
+  CHECK_FALSE(s.PendingSnapshotMs("target").has_value());
 
   // An independent model trained once on the t0 snapshot (label 1) matches;
   // one trained on the features just before the closing does not.
@@ -157,35 +189,35 @@ TEST_CASE("The churn example is the snapshot taken at prediction time, not later
   from_snapshot.Update(z, true);
   reference_scaling.Transform(later_features, z);
   from_later.Update(z, true);
-  const auto w = s.models().churn_model().weights();
+  const auto w = s.models().churn().churn_model().weights();
   double max_diff_snapshot = 0, max_diff_later = 0;
   for (size_t i = 0; i < 41; ++i) {
     max_diff_snapshot = std::max(max_diff_snapshot, std::abs(w[i] - from_snapshot.weights()[i]));
     max_diff_later = std::max(max_diff_later, std::abs(w[i] - from_later.weights()[i]));
   }
-  CHECK(s.models().churn_model().count() == 1);
+  CHECK(s.models().churn().churn_model().count() == 1);
   CHECK(max_diff_snapshot < 1e-9);
   CHECK(max_diff_later > 1e-3);
   // A closed account gets no new example and keeps its pre-closing score.
   s.Send("target", t0 + 6 * kDay, EventType::kLogin);
-  CHECK_FALSE(s.models().PendingSnapshotMs("target").has_value());
-  CHECK(s.models().Scores("target")->closed);
+  CHECK_FALSE(s.PendingSnapshotMs("target").has_value());
+  CHECK(s.Scores("target")->closed);
 }
 
-TEST_CASE("Label 0 resolves when the watermark passes the horizon", "[pipeline][models]") {
+TEST_CASE("Label 0 resolves when the watermark passes the horizon", "[scoring][models]") {
   CustomerModelsOptions o;
-  o.churn_horizon_days = 30;
+  o.churn.horizon_days = 30;
   ScriptedStream s(o);
   const int64_t t0 = kStart;
   s.Send("a", t0, EventType::kPurchase, 10.0);
-  REQUIRE(s.models().PendingSnapshotMs("a") == t0);
-  const double value_at_snapshot = s.models().Scores("a")->predicted_value;
+  REQUIRE(s.PendingSnapshotMs("a") == t0);
+  const double value_at_snapshot = s.Scores("a")->predicted_value;
   s.Send("a", t0 + 2 * kDay, EventType::kPurchase, 20.0);
   s.Send("a", t0 + 3 * kDay, EventType::kRefund, 5.0);
   s.Send("a", t0 + 4 * kDay, EventType::kPurchase, 7.5);
   // Another customer moves the watermark up to exactly the deadline.
   s.Send("b", t0 + 30 * kDay, EventType::kLogin);
-  CHECK(s.models().PendingSnapshotMs("a") == t0);
+  CHECK(s.PendingSnapshotMs("a") == t0);
   CHECK(s.models().quality().churn_negatives == 0);
   CHECK(s.models().quality().value_labels == 0);
   // One millisecond later the example matures without a closing.
@@ -193,7 +225,7 @@ TEST_CASE("Label 0 resolves when the watermark passes the horizon", "[pipeline][
   auto q = s.models().quality();
   CHECK(q.churn_negatives == 1);
   CHECK(q.churn_positives == 0);
-  CHECK_FALSE(s.models().PendingSnapshotMs("a").has_value());
+  CHECK_FALSE(s.PendingSnapshotMs("a").has_value());
   // Spend label: 20 - 5 + 7.5 = 22.5 over the horizon, against the
   // prediction made at the snapshot.
   REQUIRE(q.value_labels == 1);
@@ -201,14 +233,14 @@ TEST_CASE("Label 0 resolves when the watermark passes the horizon", "[pipeline][
   // A closing after the horizon is not a churn label for the old snapshot;
   // the next event stores a new example instead.
   s.Send("a", t0 + 31 * kDay, EventType::kLogin);
-  CHECK(s.models().PendingSnapshotMs("a") == t0 + 31 * kDay);
+  CHECK(s.PendingSnapshotMs("a") == t0 + 31 * kDay);
   s.Send("a", t0 + 70 * kDay, EventType::kAccountClosed);
   q = s.models().quality();
   CHECK(q.churn_positives == 0);
   CHECK(q.churn_negatives == 3);  // a's second example and b's first, both matured
 }
 
-TEST_CASE("Global minute buckets match hand-computed sums", "[pipeline][models]") {
+TEST_CASE("Global minute buckets match hand-computed sums", "[scoring][models]") {
   ScriptedStream s;
   const int64_t m0 = kStart + 10 * kMinute;
   // Minute 0: revenue 10.5 + 4.5, tickets 2 (ticket + complaint), logins 1.
@@ -218,10 +250,10 @@ TEST_CASE("Global minute buckets match hand-computed sums", "[pipeline][models]"
   s.Send("c", m0 + 4'000, EventType::kSupportTicket);
   s.Send("c", m0 + 59'999, EventType::kComplaint);
   s.Send("c", m0 + 5'000, EventType::kPageView);
-  CHECK(s.models().latest_minute().minute_start_ms == 0);
+  CHECK(s.minutes().latest_minute().minute_start_ms == 0);
   // Minute 1: a refund (not revenue), two logins, revenue 3.
   s.Send("a", m0 + kMinute, EventType::kRefund, 3.0);
-  const auto& m = s.models().latest_minute();
+  const auto& m = s.minutes().latest_minute();
   CHECK(m.minute_start_ms == m0);
   CHECK(m.revenue == Approx(15.0));
   CHECK(m.tickets == 2.0);
@@ -238,7 +270,7 @@ TEST_CASE("Global minute buckets match hand-computed sums", "[pipeline][models]"
   s.Send("b", m0 + 3 * kMinute + 6, EventType::kComplaint);
   // A late event of minute 1 is counted apart, not added to a closed minute.
   s.Send("b", m0 + kMinute + 50, EventType::kPurchase, 100.0);
-  CHECK(s.models().quality().late_minute_events == 1);
+  CHECK(s.minutes().late_events() == 1);
   s.Send("a", m0 + 4 * kMinute, EventType::kLogin);
   CHECK(m.minute_start_ms == m0 + 3 * kMinute);
   CHECK(m.revenue == Approx(8.0));
@@ -256,32 +288,49 @@ TEST_CASE("Global minute buckets match hand-computed sums", "[pipeline][models]"
   CHECK(m.correlation[2 * 3 + 1] == Approx(Pearson(tickets, logins)).margin(1e-12));
 }
 
-TEST_CASE("Customer scores are written as JSON fields", "[pipeline][models]") {
+TEST_CASE("Customer scores are written as JSON fields", "[scoring][models]") {
   ScriptedStream s;
   s.Send("a", kStart, EventType::kPurchase, 10.0);
   std::string out;
   JsonWriter w(&out);
   w.BeginObject();
-  s.models().WriteCustomerScores("a", &w);
-  s.models().WriteCustomerScores("unknown", &w);
+  s.models().WriteCustomerScores(*s.store().Find("a"), &w);
   w.EndObject();
   CHECK(out.find("\"churn_probability\":0.5") != std::string::npos);
   CHECK(out.find("\"predicted_value_30d\":") != std::string::npos);
   CHECK(out.find("\"segment\":null") != std::string::npos);  // k-means not seeded yet
   CHECK(out.find("\"anomaly_score\":") != std::string::npos);
+
+  // A customer of the store the models never saw gets no fields.
+  ingest::Event e;
+  e.event_id = "only-features";
+  e.customer_id = "unknown";
+  e.timestamp_ms = kStart;
+  e.type = EventType::kLogin;
+  const features::CustomerFeatures& unknown = s.store().Update(e);
+  CHECK_FALSE(s.models().knows(unknown));
+  CHECK_FALSE(s.models().Scores(unknown).has_value());
+  out.clear();
+  JsonWriter empty(&out);
+  empty.BeginObject();
+  s.models().WriteCustomerScores(unknown, &empty);
+  empty.EndObject();
+  CHECK(out == "{}");
 }
 
 // A generated world: 2,000 customers, 10% churn per 30 days, 2M records.
-TEST_CASE("Churn model learns from late labels on a generated stream", "[pipeline][models]") {
+TEST_CASE("Churn model learns from late labels on a generated stream", "[scoring][models]") {
   generator::WorldOptions wo;
   wo.customers = 2000;
   wo.churn_rate = 0.1;
   wo.seed = 11;
-  generator::WorldGenerator gen(wo);
+  REQUIRE_OK_AND_ASSIGN(auto gen_owner, generator::WorldGenerator::Create(wo));
+  generator::WorldGenerator& gen = *gen_owner;
   ingest::EventDecoder decoder;
-  features::FeatureStore store{features::FeatureSpec{}};
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, features::FeatureStore::Create(features::FeatureSpec{}));
+  features::FeatureStore& store = *store_owner;
   CustomerModelsOptions mo;
-  CustomerModels models(mo, features::FeatureSpec{});
+  REQUIRE_OK_AND_ASSIGN(CustomerModels models, CustomerModels::Create(mo, &store));
 
   std::string key, value;
   ingest::Event e;
@@ -359,7 +408,9 @@ TEST_CASE("Churn model learns from late labels on a generated stream", "[pipelin
   int churner_n = 0;
   for (const auto& c : churners) {
     churned.insert(c.customer_id);
-    if (auto sc = models.Scores(c.customer_id)) {
+    const features::CustomerFeatures* f = store.Find(c.customer_id);
+    if (f == nullptr) continue;
+    if (auto sc = models.Scores(*f)) {
       churner_sum += sc->churn_probability;
       ++churner_n;
     }
@@ -368,12 +419,14 @@ TEST_CASE("Churn model learns from late labels on a generated stream", "[pipelin
   int other_n = 0;
   for (const auto& c : gen.Customers()) {
     if (churned.count(c.customer_id) != 0) continue;
-    auto sc = models.Scores(c.customer_id);
+    const features::CustomerFeatures* f = store.Find(c.customer_id);
+    if (f == nullptr) continue;
+    auto sc = models.Scores(*f);
     if (!sc) continue;
     other_sum += sc->churn_probability;
     ++other_n;
     CHECK(sc->segment >= 0);
-    CHECK(sc->segment < mo.kmeans_k);
+    CHECK(sc->segment < mo.segments.k);
     CHECK(sc->anomaly_score >= 0.0);
     CHECK(sc->anomaly_score <= 1.0);
   }
@@ -393,4 +446,4 @@ TEST_CASE("Churn model learns from late labels on a generated stream", "[pipelin
 }
 
 }  // namespace
-}  // namespace crmstream::pipeline
+}  // namespace crmstream::scoring

@@ -1,0 +1,304 @@
+// The churn probability (Bayesian logistic regression on the standardised
+// feature snapshot) and the predicted spend over the churn horizon
+// (recursive least squares) of every customer of one partition, both trained
+// on labels that mature late, and the churn alert policy run on the
+// probability (alerts/churn_alert_policy.h).
+//
+// Labels arrive late. When a customer is scored and has no pending example,
+// its feature snapshot (and the predictions made from it) is stored with its
+// time. An account_closed within horizon_days of that time makes it a
+// label-1 example, otherwise it is a label-0 example; either way it is
+// trained once the partition's watermark (the largest event time seen)
+// passes snapshot time + horizon (see train_at_deadline for why positives
+// wait too). The models never learn from features taken after the
+// prediction, and the prequential churn AUC / log loss and value RMSE
+// compare the prediction made at snapshot time with the label once it
+// resolves.
+//
+// Scoring is lazy. OnEvent keeps the models learning but computes a churn
+// probability and a predicted value only when it stores a pending example
+// (the prediction the example is judged by). Every other customer with
+// events is scored once per output flush by Refresh(), with the models as
+// they stand then and the customer's features as of its latest event;
+// Refresh() also runs the alert policy, once the model is warm.
+//
+// Customers are the feature store's slots (CustomerFeatures::slot()): the
+// per-customer arrays are indexed by them and grow with the largest slot
+// seen. Checkpoints are a section of each customer's record (AppendCustomer)
+// and a sealed blob for the partition (EncodePartition: models, quality
+// figures, watermark, alert counters and the label deadlines, named by
+// customer id).
+//
+// Thread-safety: none. One instance per partition task. Steady-state OnEvent
+// and Refresh do not allocate; a new slot grows the arrays and the first
+// event of a customer since the last flush its trigger log (amortised).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crmstream/alerts/churn_alert_policy.h"
+#include "crmstream/common/binary_io.h"
+#include "crmstream/common/status.h"
+#include "crmstream/features/feature_spec.h"
+#include "crmstream/features/feature_store.h"
+#include "crmstream/ingest/event.h"
+#include "crmstream/models/logistic_regression.h"
+#include "crmstream/models/prequential_metrics.h"
+#include "crmstream/models/recursive_least_squares.h"
+#include "crmstream/models/standardizer.h"
+#include "crmstream/scoring/unsaved_slots.h"
+
+namespace crmstream::scoring {
+
+struct ChurnValueOptions {
+  // A closing within this many days of a snapshot makes it a churn example;
+  // also the horizon of the predicted spend. In [1, 365]. Default 30.
+  int horizon_days = 30;
+  // When true (default), a snapshot whose customer closed within the horizon
+  // is still trained (label 1) only once its deadline passes, like the label
+  // 0 examples. Training positives at the closing instead feeds the model the
+  // positives of a period about one horizon before its negatives, which
+  // skews its base rate upwards (measured: log loss 1.45 vs 0.3 on the
+  // generated world). The prequential metrics follow the training.
+  bool train_at_deadline = true;
+  // Labels whose prediction came from a churn model trained on at least this
+  // many examples also enter the "warm" prequential figures (the first
+  // horizon's predictions are all the untrained 0.5), and alerts start then.
+  // >= 0. Default 500.
+  int warm_after_examples = 500;
+  // Prior variance of the churn weights (ridge strength on standardised
+  // features), > 0. Default 0.1.
+  double churn_prior_variance = 0.1;
+  // Ridge penalty of the spend regression, > 0. Default 1.
+  double value_ridge = 1.0;
+  // Forgetting factor of the spend regression, in (0, 1]. Default 1 (none).
+  double value_forgetting_factor = 1.0;
+  // The churn alert policy run by Refresh().
+  alerts::ChurnAlertPolicyOptions alerts;
+
+  // InvalidArgument naming the field.
+  Status Validate() const;
+};
+
+// One term of an alert explanation: a model input, its value and its share
+// of the churn log-odds (posterior mean weight x standardised value).
+struct ChurnContribution {
+  int feature = 0;  // index into FeatureStore::FeatureNames()
+  double value = 0.0;
+  double contribution = 0.0;
+};
+
+// What Refresh() found for one customer's churn.
+struct ChurnRefresh {
+  double churn_probability = 0.0;
+  // The alert decision (raise == false when nothing is to be published).
+  alerts::AlertDecision alert;
+  // When the alert is raised: its top 3 contributions, largest
+  // |contribution| first. Valid until the next Refresh().
+  std::span<const ChurnContribution> contributions;
+  // The customer's latest event since the previous flush (alerts need one;
+  // a customer restored from a checkpoint has none).
+  bool has_trigger = false;
+  std::string_view trigger_event_id;  // valid until the next EndFlush()
+  ingest::EventType trigger_type = ingest::EventType::kPageView;
+  int64_t trigger_ms = 0;
+};
+
+class ChurnValueModel {
+  // One customer's state (declared first: DecodedCustomer holds one).
+  struct Slot {
+    double churn_probability = 0.5;
+    double predicted_value = 0.0;
+    double last_monetary = 0.0;  // as of the customer's previous event
+    // The pending example: snapshot time, the predictions made from it and
+    // the monetary value then (features in pending_features_).
+    int64_t pending_ms = 0;
+    double pending_probability = 0.0;
+    double pending_value = 0.0;
+    double pending_monetary = 0.0;
+    double pending_spend = 0.0;  // spend up to the closing, when pending_churned
+    uint32_t generation = 0;     // bumped when a pending example resolves
+    // The customer's latest event, valid when trigger_flush == flushes_
+    // (an event since the last flush); its id is in trigger_ids_.
+    int64_t trigger_ms = 0;
+    uint32_t trigger_flush = UINT32_MAX;
+    uint32_t trigger_offset = 0;
+    uint16_t trigger_length = 0;
+    uint16_t trigger_capacity = 0;
+    ingest::EventType trigger_type = ingest::EventType::kPageView;
+    alerts::CustomerAlertState alert;
+    bool score_stale = false;  // events since the churn probability was computed
+    bool has_pending = false;
+    bool pending_warm = false;     // predicted by a model past warm_after_examples
+    bool pending_churned = false;  // closed within the horizon, awaiting the deadline
+    bool closed = false;
+  };
+
+ public:
+  // InvalidArgument for options or a spec that fail Validate().
+  static Result<ChurnValueModel> Create(const ChurnValueOptions& options,
+                                        const features::FeatureSpec& spec);
+
+  // Called after the feature store applied `event`; `f` is the customer's
+  // features as returned by FeatureStore::Update. Advances the watermark,
+  // resolves matured labels, and stores a pending example (scored from the
+  // features as of this event) when the customer has none. Marks in
+  // `unsaved` the customer and every customer whose label resolved.
+  void OnEvent(const ingest::Event& event, const features::CustomerFeatures& f,
+               UnsavedSlots* unsaved);
+
+  // At an output flush, for a customer with events since the previous one
+  // (one the model never saw is a precondition violation): scores it when
+  // it had events since its last score, and runs the alert policy (once the
+  // model has trained on warm_after_examples examples: before, it scores
+  // everyone alike). Writes into `*out`; marks the customer in `unsaved`
+  // where its state changed. Does not allocate.
+  void Refresh(const features::CustomerFeatures& f, UnsavedSlots* unsaved, ChurnRefresh* out);
+  // Ends a flush: forgets the trigger events logged since the previous one.
+  void EndFlush();
+
+  // Grows the per-customer arrays to `slots` customers (never shrinks).
+  void GrowTo(size_t slots);
+  size_t slot_count() const { return slots_.size(); }
+
+  // The customer's latest scores (slot < slot_count()): the churn
+  // probability predicted at its latest Refresh or pending example, before
+  // any account_closed (a closed account keeps its last pre-closing score),
+  // and the spend predicted over the next horizon_days, >= 0.
+  double churn_probability(uint32_t slot) const { return slots_[slot].churn_probability; }
+  double predicted_value(uint32_t slot) const { return slots_[slot].predicted_value; }
+  bool closed(uint32_t slot) const { return slots_[slot].closed; }
+  // The time (ms) of the customer's pending, unlabelled snapshot; nullopt
+  // when it has none.
+  std::optional<int64_t> PendingSnapshotMs(uint32_t slot) const;
+  // The pending snapshot itself (model inputs in FeatureStore::FeatureNames
+  // order, as floats); empty when there is none.
+  std::span<const float> PendingSnapshot(uint32_t slot) const;
+
+  // The largest event time seen (0 before any event).
+  int64_t watermark_ms() const { return watermark_ms_ == INT64_MIN ? 0 : watermark_ms_; }
+
+  struct Quality {
+    // Prequential churn figures over resolved labels only: the prediction
+    // made when the snapshot was taken against the label that matured.
+    double churn_auc = 0.5;
+    double churn_log_loss = 0.0;
+    uint64_t churn_positives = 0;
+    uint64_t churn_negatives = 0;
+    // The same over labels predicted by a model trained on at least
+    // warm_after_examples examples.
+    double warm_churn_auc = 0.5;
+    double warm_churn_log_loss = 0.0;
+    uint64_t warm_churn_labels = 0;
+    uint64_t pending_examples = 0;
+    // Prequential RMSE of the predicted spend (currency units).
+    double value_rmse = 0.0;
+    uint64_t value_labels = 0;
+  };
+  Quality quality() const;
+
+  const alerts::ChurnAlertPolicy& alert_policy() const { return policy_; }
+  const models::BayesianLogisticRegression& churn_model() const { return churn_; }
+  const models::Standardizer& standardizer() const { return standardizer_; }
+  const ChurnValueOptions& options() const { return options_; }
+
+  // Checkpoints. Encode only at a refresh boundary (right after EndFlush()):
+  // the trigger log is then empty by definition and is not persisted; a
+  // restored customer has no trigger until its next event, like the original.
+  //
+  // Appends the customer's scores, pending example (with its feature
+  // snapshot) and alert state to `record` as a versioned section (the
+  // record, sealed by CustomerModels, holds every part's section).
+  // slot < slot_count().
+  void AppendCustomer(uint32_t slot, std::string* record) const;
+  // A customer's state read from its section, not yet installed: a caller
+  // restoring several parts checks every section before changing any.
+  class DecodedCustomer {
+   private:
+    friend class ChurnValueModel;
+    Slot slot_;
+    std::vector<float> snapshot_;  // the pending snapshot, when there is one
+  };
+  // Reads the section at `record`. Corruption on bad bytes, InvalidArgument
+  // if written with another feature dimension.
+  Result<DecodedCustomer> ReadCustomer(BinaryReader* record) const;
+  // Creates or replaces the customer in `slot`. Does not mark it unsaved.
+  void InstallCustomer(uint32_t slot, DecodedCustomer decoded);
+
+  // The partition-wide state as a sealed blob
+  // (BlobKind::kChurnPartitionState), replacing `*out`. The label deadlines
+  // name their customers by id (slot numbers differ after a restore), so
+  // the blob grows with the pending examples (about the id + 16 bytes each).
+  void EncodePartition(const features::FeatureStore& store, std::string* out) const;
+  // Restores EncodePartition's blob. Precondition: every customer of the
+  // partition was decoded first (features, then this model's customer
+  // blobs), since the deadlines name customers (mapped to slots through
+  // `store`, the heap kept in its array order). A deadline of a customer
+  // unknown to the store or to this model, or decoded customers whose
+  // pending examples do not add up to the blob's count, is Corruption, as
+  // are bad bytes; InvalidArgument if written under other options
+  // (dimension, horizon). The object is unchanged on error.
+  Status DecodePartition(const features::FeatureStore& store, std::string_view blob);
+
+ private:
+  struct Deadline {
+    int64_t deadline_ms;
+    uint32_t slot;
+    uint32_t generation;
+  };
+  // The deadline heap's order: a min-heap on deadline_ms.
+  static bool LaterDeadline(const Deadline& a, const Deadline& b) {
+    return a.deadline_ms > b.deadline_ms;
+  }
+
+  ChurnValueModel(const ChurnValueOptions& options, int dim, models::Standardizer standardizer,
+                  models::BayesianLogisticRegression churn, models::RecursiveLeastSquares value,
+                  alerts::ChurnAlertPolicy policy);
+
+  // Trains both models on the slot's pending example and records the
+  // prequential figures.
+  void Resolve(uint32_t slot, bool churned, double spend, UnsavedSlots* unsaved);
+  void ResolveMatured(UnsavedSlots* unsaved);
+  // Snapshot + standardisation of f into snapshot_ / standardised_, then
+  // the churn probability and predicted value into the slot.
+  void Score(const features::CustomerFeatures& f, Slot* slot);
+  void LogTrigger(uint32_t s, const ingest::Event& event);
+  void Explain();  // top contributions of standardised_ into contributions_
+
+  ChurnValueOptions options_;
+  int64_t horizon_ms_;
+  int dim_;  // model inputs of the feature snapshot
+
+  std::vector<Slot> slots_;
+  std::vector<float> pending_features_;  // dim_ per slot
+  std::vector<Deadline> deadlines_;      // min-heap on deadline_ms
+  uint64_t pending_count_ = 0;
+  int64_t watermark_ms_ = INT64_MIN;
+
+  models::Standardizer standardizer_;
+  models::BayesianLogisticRegression churn_;
+  models::RecursiveLeastSquares value_;
+  models::StreamingAuc churn_auc_;
+  models::LogLoss churn_log_loss_;
+  models::StreamingAuc warm_churn_auc_;
+  models::LogLoss warm_churn_log_loss_;
+  models::Rmse value_rmse_;
+
+  alerts::ChurnAlertPolicy policy_;
+  uint32_t flushes_ = 0;     // EndFlush() calls: the generation of the trigger log
+  std::string trigger_ids_;  // ids of the triggers of this generation
+  std::vector<models::FeatureContribution> top_;
+  std::array<ChurnContribution, 3> contributions_{};
+
+  // Scratch, reused by every event.
+  features::FeatureVector snapshot_;
+  std::vector<double> standardised_;  // dim_ + 1: the spend regression's intercept last
+};
+
+}  // namespace crmstream::scoring

@@ -1,0 +1,187 @@
+// The per-customer models of one input partition, fed event by event after
+// the feature store: churn probability and predicted spend with late labels
+// and the churn alerts (ChurnValueModel), behavioural segments
+// (CustomerSegmenter) and behaviour anomalies (BehaviourAnomalyDetector).
+// This class only composes them: it keeps which customers they know and
+// which changed since the last checkpoint, and packs the parts' customer
+// sections into one sealed record per customer.
+//
+// Customers are the feature store's slots: the models find a customer's
+// state by CustomerFeatures::slot(), never by hashing its id again, so an
+// event costs one id lookup (FeatureStore::Update). The store must outlive
+// the models, and every view passed in must come from it.
+//
+// Flow, as the event processor drives it: OnEvent() after every
+// FeatureStore::Update(); at every output flush, Refresh() for each
+// customer updated since the previous one (FeatureStore::ForEachPending)
+// then EndFlush(). See the parts' headers for what each does.
+//
+// Checkpoints (taken at a refresh boundary, right after EndFlush()): one
+// record per customer changed since ClearUnsaved() (EncodeCustomer), and the
+// parts' partition-wide blobs, one per name in kPartitionStateNames. A
+// fresh instance over a store restored with the customers' features, then
+// DecodeCustomer for each customer and DecodePartition for each name,
+// behaves bit-identically from then on (same refreshes, alerts, scores,
+// model updates, quality figures and blobs), whatever order the customers
+// were decoded in.
+//
+// Thread-safety: none. One instance per partition task, single-threaded, no
+// locks. Steady-state OnEvent and Refresh do not allocate; a new customer
+// grows the per-customer arrays, the first event of a customer since the
+// last flush the trigger log, and the first change of a customer since the
+// last ClearUnsaved() the unsaved list (all amortised).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crmstream/common/json_writer.h"
+#include "crmstream/common/status.h"
+#include "crmstream/features/feature_store.h"
+#include "crmstream/ingest/event.h"
+#include "crmstream/scoring/behaviour_anomaly_detector.h"
+#include "crmstream/scoring/churn_value_model.h"
+#include "crmstream/scoring/customer_segmenter.h"
+#include "crmstream/scoring/unsaved_slots.h"
+
+namespace crmstream::scoring {
+
+struct CustomerModelsOptions {
+  ChurnValueOptions churn;
+  SegmenterOptions segments;
+  BehaviourOptions behaviour;
+
+  // The first invalid field of the parts' options.
+  Status Validate() const;
+};
+
+// The latest scores of one customer.
+struct CustomerScores {
+  // Churn probability predicted at the customer's latest event before any
+  // account_closed (a closed account keeps its last pre-closing score).
+  double churn_probability = 0.0;
+  // Predicted spend over the next churn horizon, currency units, >= 0.
+  double predicted_value = 0.0;
+  // Segment in [0, k), -1 while k-means is not seeded yet.
+  int segment = -1;
+  // Behaviour anomaly score in [0, 1] (near 1: unusual for the population).
+  double anomaly_score = 0.0;
+  bool closed = false;
+};
+
+// What Refresh() found for one customer at a flush.
+struct CustomerRefresh {
+  bool known = false;  // false: the models never saw the customer
+  int64_t as_of_ms = 0;
+  ChurnRefresh churn;       // probability, alert decision, trigger event
+  SegmentChange segment;    // a change since the previous one reported
+  AnomalyCrossing anomaly;  // the score, and a crossing of the alert level
+};
+
+class CustomerModels {
+ public:
+  // The names of the parts' partition-wide blobs (EncodePartition).
+  static constexpr std::array<std::string_view, 3> kPartitionStateNames = {"churn", "segments",
+                                                                           "behaviour"};
+
+  // Models over the customers of `store` (its spec sets the inputs).
+  // InvalidArgument naming the field for invalid options.
+  static Result<CustomerModels> Create(const CustomerModelsOptions& options,
+                                       const features::FeatureStore* store);
+
+  // Called after the feature store was updated with `event`; `f` is the
+  // customer's features as returned by FeatureStore::Update. The closing
+  // event itself (account_closed) moves neither segment nor behaviour.
+  void OnEvent(const ingest::Event& event, const features::CustomerFeatures& f);
+
+  // At an output flush, for a customer updated since the previous one: the
+  // parts' refreshes (see ChurnValueModel::Refresh, CustomerSegmenter::Refresh,
+  // BehaviourAnomalyDetector::Refresh). Valid until the next Refresh. Does
+  // not allocate.
+  const CustomerRefresh& Refresh(const features::CustomerFeatures& f);
+  // Ends a flush: forgets the trigger events logged since the previous one.
+  void EndFlush() { churn_.EndFlush(); }
+
+  // Writes "churn_probability", "predicted_value_30d" (the spend predicted
+  // over the churn horizon, whatever its length), "segment" and
+  // "anomaly_score" into the currently open JSON object (segment null while
+  // not seeded). Writes nothing for a customer the models never saw.
+  void WriteCustomerScores(const features::CustomerFeatures& f, JsonWriter* w) const;
+  // The customer's latest scores; nullopt if the models never saw it. The
+  // churn probability and predicted value are those of its latest Refresh
+  // (or of its pending example, if taken later). Does not allocate.
+  std::optional<CustomerScores> Scores(const features::CustomerFeatures& f) const;
+  bool knows(const features::CustomerFeatures& f) const { return Knows(f.slot()); }
+
+  // Checkpoints. One customer's record (BlobKind::kCustomerModelState: the
+  // parts' sections under one checksum), replacing `*out`; NotFound for a
+  // customer the models never saw.
+  Status EncodeCustomer(const features::CustomerFeatures& f, std::string* out) const;
+  // Creates or replaces the customer's state from EncodeCustomer's record.
+  // Corruption on bad bytes, InvalidArgument if written with another
+  // feature dimension or k; the object is unchanged on error. Does not mark
+  // the customer unsaved.
+  Status DecodeCustomer(const features::CustomerFeatures& f, std::string_view record);
+  // The partition-wide blob of part `name` (one of kPartitionStateNames),
+  // replacing `*out`; InvalidArgument for another name.
+  Status EncodePartition(std::string_view name, std::string* out) const;
+  // Restores it, after every customer was decoded (see the parts'
+  // DecodePartition). InvalidArgument for an unknown name.
+  Status DecodePartition(std::string_view name, std::string_view blob);
+
+  // Calls f(const features::CustomerFeatures&) for every customer whose
+  // state changed since the last ClearUnsaved() (an event, a Refresh that
+  // scored it, evaluated its alert policy or reported a segment or anomaly
+  // change, a label resolved at its deadline), in first-changed order.
+  // DecodeCustomer does not mark. The partition-wide blobs change with
+  // nearly every event: save them always.
+  template <class F>
+  void ForEachUnsaved(F&& f) const {
+    for (uint32_t s : unsaved_.slots()) f(store_->At(s));
+  }
+  size_t unsaved_count() const { return unsaved_.size(); }
+  void ClearUnsaved() { unsaved_.Clear(); }
+
+  // Customers the models know (saw an event of, or decoded).
+  size_t customer_count() const { return customer_count_; }
+  // The largest event time seen (0 before any event). Cheap.
+  int64_t watermark_ms() const { return churn_.watermark_ms(); }
+
+  // The parts' quality figures, together (flat: q.churn_auc, q.kmeans_points...).
+  struct Quality : ChurnValueModel::Quality,
+                   CustomerSegmenter::Quality,
+                   BehaviourAnomalyDetector::Quality {
+    int64_t watermark_ms = 0;
+  };
+  Quality quality() const;
+
+  const ChurnValueModel& churn() const { return churn_; }
+  const CustomerSegmenter& segmenter() const { return segmenter_; }
+  const BehaviourAnomalyDetector& behaviour() const { return behaviour_; }
+  const CustomerModelsOptions& options() const { return options_; }
+
+ private:
+  CustomerModels(const CustomerModelsOptions& options, const features::FeatureStore* store,
+                 ChurnValueModel churn, CustomerSegmenter segmenter,
+                 BehaviourAnomalyDetector behaviour);
+  bool Knows(uint32_t slot) const { return slot < known_.size() && known_[slot] != 0; }
+  // Makes `slot` known, growing every part's arrays to it.
+  void Know(uint32_t slot);
+
+  CustomerModelsOptions options_;
+  const features::FeatureStore* store_;
+  ChurnValueModel churn_;
+  CustomerSegmenter segmenter_;
+  BehaviourAnomalyDetector behaviour_;
+  std::vector<uint8_t> known_;  // per slot
+  size_t customer_count_ = 0;
+  UnsavedSlots unsaved_;
+  CustomerRefresh refresh_;
+  mutable std::string record_scratch_;  // EncodeCustomer's payload, reused
+};
+
+}  // namespace crmstream::scoring

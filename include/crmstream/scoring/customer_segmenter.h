@@ -1,0 +1,134 @@
+// Behavioural segments of the customers of one partition: mini-batch
+// k-means over four standardised log1p features (recency, frequency,
+// monetary, events in the window closest to 30 days), learning from each
+// customer at most once per day, assigning it at every event; the number of
+// customers per segment; and, at a flush, the segment changes since the last
+// one reported.
+//
+// Customers are the feature store's slots (CustomerFeatures::slot()). The
+// checkpoint is a section of each customer's record and a sealed blob for
+// the partition.
+//
+// Thread-safety: none. One instance per partition task. Steady-state OnEvent
+// and Refresh do not allocate; a new slot grows the array (amortised).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crmstream/common/binary_io.h"
+#include "crmstream/common/status.h"
+#include "crmstream/features/feature_spec.h"
+#include "crmstream/features/feature_store.h"
+#include "crmstream/models/mini_batch_kmeans.h"
+#include "crmstream/models/standardizer.h"
+#include "crmstream/scoring/unsaved_slots.h"
+
+namespace crmstream::scoring {
+
+struct SegmenterOptions {
+  // Number of segments, in [1, 64]. Default 5.
+  int k = 5;
+  // Seed of the k-means random generator. Default 1.
+  uint64_t seed = 1;
+
+  // InvalidArgument naming the field.
+  Status Validate() const;
+};
+
+// The names of the segmentation space (k-means centres), in order.
+inline constexpr std::array<std::string_view, 4> kSegmentFeatureNames = {
+    "log1p_recency_days", "log1p_frequency", "log1p_monetary", "log1p_events_30d"};
+
+// A segment change since the previous one reported for a customer.
+struct SegmentChange {
+  bool changed = false;
+  int from = -1;  // -1: none reported before
+  int to = -1;
+};
+
+class CustomerSegmenter {
+  struct Slot {
+    int32_t last_kmeans_day = INT32_MIN;
+    int16_t segment = -1;
+    int16_t published_segment = -1;  // the segment of the latest change reported
+  };
+
+ public:
+  static constexpr int kMaxSegments = 64;
+
+  // InvalidArgument for options or a spec that fail Validate().
+  static Result<CustomerSegmenter> Create(const SegmenterOptions& options,
+                                          const features::FeatureSpec& spec);
+
+  // After the feature store applied an event of the customer: learns from
+  // it (once per customer and event-time day) and assigns its segment.
+  // Marks the customer in `unsaved`.
+  void OnEvent(const features::CustomerFeatures& f, UnsavedSlots* unsaved);
+  // At a flush: the customer's segment change since the last one reported,
+  // if any (reported once; marks the customer in `unsaved` then).
+  void Refresh(uint32_t slot, UnsavedSlots* unsaved, SegmentChange* out);
+
+  // Grows the per-customer array to `slots` customers (never shrinks).
+  void GrowTo(size_t slots);
+  size_t slot_count() const { return slots_.size(); }
+
+  // The customer's segment in [0, k), -1 while k-means is not seeded.
+  int segment(uint32_t slot) const { return slots_[slot].segment; }
+  bool seeded() const { return kmeans_.seeded(); }
+  // Writes centre `c` into `out` (4 values, kSegmentFeatureNames space,
+  // log1p units, de-standardised).
+  void Centre(int c, std::span<double> out) const;
+  // Customers per segment as of their latest event.
+  uint64_t Size(int c) const { return segment_sizes_[static_cast<size_t>(c)]; }
+  const SegmenterOptions& options() const { return options_; }
+
+  struct Quality {
+    // Prequential mean squared distance of k-means points to their centre
+    // (standardised units).
+    double kmeans_mean_squared_distance = 0.0;
+    uint64_t kmeans_points = 0;
+  };
+  Quality quality() const;
+
+  // Checkpoints. Appends the customer's segment state to `record` as a
+  // versioned section (see ChurnValueModel::AppendCustomer); slot < slot_count().
+  void AppendCustomer(uint32_t slot, std::string* record) const;
+  // A customer's state read from its section, not yet installed.
+  class DecodedCustomer {
+   private:
+    friend class CustomerSegmenter;
+    Slot slot_;
+  };
+  // Reads the section at `record`. Corruption on bad bytes, InvalidArgument
+  // for a segment outside [-1, k).
+  Result<DecodedCustomer> ReadCustomer(BinaryReader* record) const;
+  // Creates or replaces the customer in `slot`. Does not mark it unsaved.
+  void InstallCustomer(uint32_t slot, const DecodedCustomer& decoded);
+  // The scaling, k-means and segment sizes as a sealed blob
+  // (BlobKind::kSegmentPartitionState), replacing `*out`.
+  void EncodePartition(std::string* out) const;
+  // Restores EncodePartition's blob, after every customer was decoded: the
+  // decoded customers' segments must add up to the sizes (Corruption
+  // otherwise, as for bad bytes); InvalidArgument if written with another
+  // k. The object is unchanged on error.
+  Status DecodePartition(std::string_view blob);
+
+ private:
+  CustomerSegmenter(const SegmenterOptions& options, const features::FeatureSpec& spec,
+                    models::Standardizer standardizer, models::MiniBatchKMeans kmeans);
+
+  SegmenterOptions options_;
+  size_t month_window_;  // the feature window closest to 30 days
+  std::vector<Slot> slots_;
+  models::Standardizer standardizer_;
+  models::MiniBatchKMeans kmeans_;
+  std::array<uint64_t, kMaxSegments> segment_sizes_{};
+  std::array<double, 4> point_{};  // scratch
+};
+
+}  // namespace crmstream::scoring

@@ -1,0 +1,120 @@
+// Partition-wide metrics per event-time minute: revenue (purchase amounts),
+// tickets (support tickets + complaints) and logins; each closed minute is
+// scored by a univariate anomaly detector per metric, enters a rolling
+// correlation of the three, and a metric whose score reaches the anomaly
+// level is queued for the processor (anomalies()). Nothing here is per
+// customer: one monitor per partition, fed every accepted event.
+//
+// A minute closes when an event of a later minute arrives; a jump in event
+// time closes the empty minutes between (at most max_empty_minutes, a longer
+// silence is an outage of the input, not a metric). Events older than the
+// open minute are counted apart (late_events()), not added to a closed one.
+//
+// Thread-safety: none. OnEvent does not allocate (the anomaly queue's
+// capacity is reserved for the largest jump); drain the queue after every
+// event.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crmstream/common/status.h"
+#include "crmstream/ingest/event.h"
+#include "crmstream/models/rolling_correlation.h"
+#include "crmstream/models/univariate_anomaly.h"
+
+namespace crmstream::scoring {
+
+struct MinuteMetricsOptions {
+  // Closed minutes in the rolling correlation window, >= 2. Default 60.
+  int correlation_window_minutes = 60;
+  // When event time jumps, at most this many empty minutes are fed to the
+  // minute models, >= 0. Default 1440.
+  int max_empty_minutes = 1440;
+  // A closed minute whose metric anomaly score reaches this is queued in
+  // anomalies(), in (0, 1]. Default 0.99.
+  double anomaly_level = 0.99;
+
+  // InvalidArgument naming the field.
+  Status Validate() const;
+};
+
+// The metrics of one closed event-time minute.
+struct MinuteMetrics {
+  static constexpr int kMetrics = 3;  // revenue, tickets, logins
+  int64_t minute_start_ms = 0;        // 0 before the first minute closes
+  double revenue = 0.0;               // purchase amounts (currency units)
+  double tickets = 0.0;               // support_ticket + complaint events
+  double logins = 0.0;                // login events
+  double revenue_score = 0.0;         // anomaly scores in [0, 1]
+  double tickets_score = 0.0;
+  double logins_score = 0.0;
+  // Pearson correlation over the last correlation_window_minutes closed
+  // minutes, row-major in the order revenue, tickets, logins; NaN where
+  // undefined (fewer than 2 minutes or a constant metric).
+  std::array<double, kMetrics * kMetrics> correlation{};
+};
+
+// One metric of a closed minute whose anomaly score reached the level.
+struct MinuteAnomaly {
+  int metric = 0;  // 0 revenue, 1 tickets, 2 logins (MinuteMetricName)
+  int64_t minute_start_ms = 0;
+  double score = 0.0;
+  double observed = 0.0;
+  // Exponentially weighted mean of the metric over the minutes before this
+  // one (half-life 60 minutes): what the minute was expected to be.
+  double expected = 0.0;
+};
+// "revenue_per_minute", "tickets_per_minute", "logins_per_minute".
+std::string_view MinuteMetricName(int metric);
+
+class MinuteMetricsMonitor {
+ public:
+  // InvalidArgument for options that fail Validate().
+  static Result<MinuteMetricsMonitor> Create(const MinuteMetricsOptions& options);
+
+  // Adds an accepted event to its minute, closing the minutes before it.
+  void OnEvent(const ingest::Event& event);
+
+  // Closed minutes with an anomalous metric since the last ClearAnomalies().
+  std::span<const MinuteAnomaly> anomalies() const { return anomalies_; }
+  void ClearAnomalies() { anomalies_.clear(); }
+  // The latest closed minute (minute_start_ms == 0 before the first).
+  const MinuteMetrics& latest_minute() const { return latest_; }
+  // Events older than the open minute, left out of the metrics.
+  uint64_t late_events() const { return late_events_; }
+  const MinuteMetricsOptions& options() const { return options_; }
+
+  // Checkpoints: the whole state (open minute, detectors, correlation
+  // window, queued anomalies) as a sealed blob (BlobKind::kMinuteMetricsState),
+  // replacing `*out`. The three detectors' context tables make it a fixed
+  // ~1.2 MB.
+  void Encode(std::string* out) const;
+  // Restores Encode's blob. Corruption on bad bytes, InvalidArgument if
+  // written with another correlation window. The object is unchanged on error.
+  Status Decode(std::string_view blob);
+
+ private:
+  MinuteMetricsMonitor(const MinuteMetricsOptions& options, models::RollingCorrelation correlation);
+  void CloseMinute();
+
+  MinuteMetricsOptions options_;
+  // The open minute's sums.
+  int64_t open_minute_ = INT64_MIN;  // minute index (ms / 60000)
+  double revenue_ = 0.0;
+  double tickets_ = 0.0;
+  double logins_ = 0.0;
+  uint64_t late_events_ = 0;
+  std::array<models::UnivariateAnomalyDetector, MinuteMetrics::kMetrics> detectors_;
+  models::RollingCorrelation correlation_;
+  MinuteMetrics latest_;
+  std::array<double, MinuteMetrics::kMetrics> expected_{};
+  uint64_t minutes_closed_ = 0;
+  std::vector<MinuteAnomaly> anomalies_;  // capacity reserved up front
+};
+
+}  // namespace crmstream::scoring

@@ -1,0 +1,41 @@
+// The customers of a partition whose model state changed since the last
+// checkpoint, named by their feature-store slot (CustomerFeatures::slot()),
+// each once, in first-changed order. The scoring parts mark into one shared
+// set, so a checkpoint rewrites a customer's model record once whichever
+// parts changed it.
+//
+// Thread-safety: none (one per partition task). Marking a marked slot reads
+// one byte; the first mark of a slot since Clear() appends to the list, and
+// a slot beyond the largest seen grows the flags (both amortised).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace crmstream::scoring {
+
+class UnsavedSlots {
+ public:
+  void Mark(uint32_t slot) {
+    if (slot >= marked_.size()) marked_.resize(size_t{slot} + 1, 0);
+    if (marked_[slot] == 0) {
+      marked_[slot] = 1;
+      slots_.push_back(slot);
+    }
+  }
+  bool contains(uint32_t slot) const { return slot < marked_.size() && marked_[slot] != 0; }
+  // First-changed order.
+  std::span<const uint32_t> slots() const { return slots_; }
+  size_t size() const { return slots_.size(); }
+  void Clear() {
+    for (uint32_t s : slots_) marked_[s] = 0;
+    slots_.clear();
+  }
+
+ private:
+  std::vector<uint8_t> marked_;  // per slot: in slots_
+  std::vector<uint32_t> slots_;
+};
+
+}  // namespace crmstream::scoring

@@ -1,0 +1,535 @@
+#include "crmstream/scoring/churn_value_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "crmstream/common/binary_io.h"
+#include "scoring/scoring_internal.h"
+
+namespace crmstream::scoring {
+namespace {
+
+using internal::kMillisPerDay;
+using internal::ReadNested;
+
+models::BayesianLogisticRegressionOptions ChurnOptions(const ChurnValueOptions& o, int dim) {
+  models::BayesianLogisticRegressionOptions c;
+  c.dimension = dim;
+  c.prior_variance = o.churn_prior_variance;
+  return c;
+}
+
+models::RecursiveLeastSquaresOptions ValueOptions(const ChurnValueOptions& o, int dim) {
+  models::RecursiveLeastSquaresOptions v;
+  v.dimension = dim + 1;  // the snapshot plus a constant for the intercept
+  v.ridge = o.value_ridge;
+  v.forgetting_factor = o.value_forgetting_factor;
+  return v;
+}
+
+// Checkpoint formats: the customer's section of its record, and the
+// partition blob (BlobKind::kChurnPartitionState).
+constexpr uint16_t kCustomerVersion = 1;
+constexpr uint16_t kPartitionVersion = 1;
+
+// Slot booleans of the customer blob, one bit each.
+constexpr uint8_t kScoreStaleBit = 1;
+constexpr uint8_t kHasPendingBit = 2;
+constexpr uint8_t kPendingWarmBit = 4;
+constexpr uint8_t kPendingChurnedBit = 8;
+constexpr uint8_t kClosedBit = 16;
+constexpr uint8_t kAllSlotBits = 31;
+// Bounds what a corrupt snapshot length can make ReadCustomer allocate.
+constexpr size_t kMaxSnapshotDimension = 4096;
+
+Status Mismatch(std::string_view what) {
+  return Status::Corruption("churn partition state: " + std::string(what));
+}
+
+}  // namespace
+
+Status ChurnValueOptions::Validate() const {
+  auto bad = [](std::string_view field, std::string_view rule, auto value) {
+    return Status::InvalidArgument("ChurnValueOptions." + std::string(field) + " must be " +
+                                   std::string(rule) + ", got " + std::to_string(value));
+  };
+  if (horizon_days < 1 || horizon_days > 365) {
+    return bad("horizon_days", "in [1, 365]", horizon_days);
+  }
+  if (!(churn_prior_variance > 0) || !std::isfinite(churn_prior_variance)) {
+    return bad("churn_prior_variance", "finite and > 0", churn_prior_variance);
+  }
+  if (!(value_ridge > 0) || !std::isfinite(value_ridge)) {
+    return bad("value_ridge", "finite and > 0", value_ridge);
+  }
+  if (!(value_forgetting_factor > 0 && value_forgetting_factor <= 1)) {
+    return bad("value_forgetting_factor", "in (0, 1]", value_forgetting_factor);
+  }
+  if (warm_after_examples < 0) return bad("warm_after_examples", ">= 0", warm_after_examples);
+  return alerts.Validate();
+}
+
+Result<ChurnValueModel> ChurnValueModel::Create(const ChurnValueOptions& options,
+                                                const features::FeatureSpec& spec) {
+  CRM_RETURN_NOT_OK(options.Validate());
+  CRM_RETURN_NOT_OK(spec.Validate().WithContext("FeatureSpec"));
+  const int dim = static_cast<int>(features::FeatureStore::FeatureNames(spec).size());
+  CRM_ASSIGN_OR_RETURN(models::Standardizer standardizer, models::Standardizer::Create(dim));
+  CRM_ASSIGN_OR_RETURN(models::BayesianLogisticRegression churn,
+                       models::BayesianLogisticRegression::Create(ChurnOptions(options, dim)));
+  CRM_ASSIGN_OR_RETURN(models::RecursiveLeastSquares value,
+                       models::RecursiveLeastSquares::Create(ValueOptions(options, dim)));
+  CRM_ASSIGN_OR_RETURN(alerts::ChurnAlertPolicy policy,
+                       alerts::ChurnAlertPolicy::Create(options.alerts));
+  return ChurnValueModel(options, dim, std::move(standardizer), std::move(churn), std::move(value),
+                         std::move(policy));
+}
+
+ChurnValueModel::ChurnValueModel(const ChurnValueOptions& options, int dim,
+                                 models::Standardizer standardizer,
+                                 models::BayesianLogisticRegression churn,
+                                 models::RecursiveLeastSquares value,
+                                 alerts::ChurnAlertPolicy policy)
+    : options_(options),
+      horizon_ms_(int64_t{options.horizon_days} * kMillisPerDay),
+      dim_(dim),
+      standardizer_(std::move(standardizer)),
+      churn_(std::move(churn)),
+      value_(std::move(value)),
+      policy_(std::move(policy)) {
+  snapshot_.resize(static_cast<size_t>(dim_));
+  top_.reserve(static_cast<size_t>(dim_));
+  standardised_.resize(static_cast<size_t>(dim_) + 1);
+}
+
+void ChurnValueModel::GrowTo(size_t slots) {
+  if (slots <= slots_.size()) return;
+  slots_.resize(slots);
+  pending_features_.resize(slots * static_cast<size_t>(dim_));
+}
+
+void ChurnValueModel::OnEvent(const ingest::Event& event, const features::CustomerFeatures& f,
+                              UnsavedSlots* unsaved) {
+  watermark_ms_ = std::max(watermark_ms_, event.timestamp_ms);
+  // Labels first: an example that matured before this event must be trained
+  // with what was known up to its deadline.
+  ResolveMatured(unsaved);
+
+  const uint32_t s = f.slot();
+  GrowTo(size_t{s} + 1);
+  unsaved->Mark(s);
+  LogTrigger(s, event);
+  Slot* slot = &slots_[s];
+  const double monetary = f.monetary();
+
+  if (event.type == ingest::EventType::kAccountClosed) {
+    if (slot->has_pending && event.timestamp_ms <= slot->pending_ms + horizon_ms_) {
+      if (options_.train_at_deadline) {
+        slot->pending_churned = true;
+        slot->pending_spend = monetary - slot->pending_monetary;
+      } else {
+        Resolve(s, /*churned=*/true, monetary - slot->pending_monetary, unsaved);
+      }
+    }
+    // A closed account keeps its last score: the one scored at or before
+    // the closing (here, from the features as of the closing, when the
+    // customer had unscored events since its last flush).
+    if (!slot->closed && slot->score_stale) Score(f, slot);
+    slot->closed = true;
+    slot->last_monetary = monetary;
+    return;
+  }
+
+  if (!slot->has_pending && !slot->closed) {
+    // The example's prediction is made now, from the features as of this
+    // event: that is what the label will judge.
+    const int64_t now = f.as_of_ms();
+    Score(f, slot);
+    float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
+    for (int i = 0; i < dim_; ++i)
+      stored[i] = static_cast<float>(snapshot_[static_cast<size_t>(i)]);
+    slot->has_pending = true;
+    slot->pending_ms = now;
+    slot->pending_probability = slot->churn_probability;
+    slot->pending_value = slot->predicted_value;
+    slot->pending_warm = churn_.count() >= static_cast<uint64_t>(options_.warm_after_examples);
+    slot->pending_monetary = monetary;
+    deadlines_.push_back({now + horizon_ms_, s, slot->generation});
+    std::push_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
+    ++pending_count_;
+    // The scaling learns from example snapshots only, after they were scored,
+    // so a prediction never uses its own row's statistics.
+    standardizer_.Update(snapshot_);
+  } else {
+    slot->score_stale = true;
+  }
+  slot->last_monetary = monetary;
+}
+
+void ChurnValueModel::Score(const features::CustomerFeatures& f, Slot* slot) {
+  f.Snapshot(f.as_of_ms(), &snapshot_);
+  const std::span<double> z = std::span<double>(standardised_).first(static_cast<size_t>(dim_));
+  standardizer_.Transform(snapshot_, z);
+  standardised_[static_cast<size_t>(dim_)] = 1.0;
+  slot->churn_probability = churn_.PredictProbability(z);
+  slot->predicted_value = std::max(0.0, value_.Predict(standardised_));
+  slot->score_stale = false;
+}
+
+void ChurnValueModel::LogTrigger(uint32_t s, const ingest::Event& event) {
+  // Kept in the slot, which the event touches anyway; only the id goes to
+  // the shared buffer, overwritten in place while it fits.
+  Slot& slot = slots_[s];
+  const size_t length = std::min<size_t>(event.event_id.size(), UINT16_MAX);
+  if (slot.trigger_flush != flushes_ || length > slot.trigger_capacity) {
+    slot.trigger_flush = flushes_;
+    slot.trigger_offset = static_cast<uint32_t>(trigger_ids_.size());
+    slot.trigger_capacity = static_cast<uint16_t>(length);
+    trigger_ids_.append(event.event_id.data(), length);
+  } else {
+    trigger_ids_.replace(slot.trigger_offset, length, event.event_id.data(), length);
+  }
+  slot.trigger_length = static_cast<uint16_t>(length);
+  slot.trigger_type = event.type;
+  slot.trigger_ms = event.timestamp_ms;
+}
+
+void ChurnValueModel::Refresh(const features::CustomerFeatures& f, UnsavedSlots* unsaved,
+                              ChurnRefresh* out) {
+  ChurnRefresh& r = *out;
+  r = ChurnRefresh{};
+  const uint32_t s = f.slot();
+  Slot& slot = slots_[s];
+  // The slot is marked unsaved only where it changes: a customer refreshed
+  // with nothing new (one just restored, say) is no checkpoint write.
+  bool scored_now = false;
+  if (slot.score_stale && !slot.closed) {
+    Score(f, &slot);
+    scored_now = true;
+    unsaved->Mark(s);
+  }
+  r.churn_probability = slot.churn_probability;
+  if (slot.trigger_flush == flushes_) {
+    r.has_trigger = true;
+    r.trigger_event_id =
+        std::string_view(trigger_ids_).substr(slot.trigger_offset, slot.trigger_length);
+    r.trigger_type = slot.trigger_type;
+    r.trigger_ms = slot.trigger_ms;
+  }
+  // An untrained churn model scores everyone alike (0.5): alerting on it
+  // would page the whole customer base. Alerts start once the model is warm.
+  if (!slot.closed && r.has_trigger &&
+      churn_.count() >= static_cast<uint64_t>(options_.warm_after_examples)) {
+    r.alert = policy_.Evaluate(f.customer_id(), slot.churn_probability, f.as_of_ms(), &slot.alert);
+    unsaved->Mark(s);
+    if (r.alert.raise) {
+      if (!scored_now) Score(f, &slot);  // the explanation needs this customer's inputs
+      Explain();
+      r.contributions = std::span<const ChurnContribution>(contributions_)
+                            .first(std::min(top_.size(), contributions_.size()));
+    }
+  }
+}
+
+void ChurnValueModel::Explain() {
+  const std::span<const double> z =
+      std::span<const double>(standardised_).first(static_cast<size_t>(dim_));
+  churn_.TopContributions(z, contributions_.size(), &top_);
+  const size_t n = std::min(top_.size(), contributions_.size());
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t j = top_[i].feature;
+    contributions_[i] = {static_cast<int>(j), snapshot_[j], top_[i].contribution};
+  }
+}
+
+void ChurnValueModel::EndFlush() {
+  // A new generation: every slot's trigger is now stale (a slot never seen
+  // again for 2^32 flushes would read as current; UINT32_MAX is skipped so
+  // a new slot never does).
+  if (++flushes_ == UINT32_MAX) flushes_ = 0;
+  trigger_ids_.clear();
+}
+
+void ChurnValueModel::ResolveMatured(UnsavedSlots* unsaved) {
+  while (!deadlines_.empty() && deadlines_.front().deadline_ms < watermark_ms_) {
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
+    const Deadline d = deadlines_.back();
+    deadlines_.pop_back();
+    const Slot& slot = slots_[d.slot];
+    // A stale entry: that example already resolved with a closing.
+    if (!slot.has_pending || slot.generation != d.generation) continue;
+    if (slot.pending_churned) {
+      Resolve(d.slot, /*churned=*/true, slot.pending_spend, unsaved);
+      continue;
+    }
+    // No event of this customer is past the deadline yet (the watermark only
+    // just passed it), so its latest monetary is the value at the deadline.
+    Resolve(d.slot, /*churned=*/false, slot.last_monetary - slot.pending_monetary, unsaved);
+  }
+}
+
+void ChurnValueModel::Resolve(uint32_t s, bool churned, double spend, UnsavedSlots* unsaved) {
+  unsaved->Mark(s);
+  Slot& slot = slots_[s];
+  const float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
+  for (int i = 0; i < dim_; ++i) snapshot_[static_cast<size_t>(i)] = stored[i];
+  const std::span<double> z = std::span<double>(standardised_).first(static_cast<size_t>(dim_));
+  standardizer_.Transform(snapshot_, z);
+  standardised_[static_cast<size_t>(dim_)] = 1.0;
+
+  churn_auc_.Add(slot.pending_probability, churned);
+  churn_log_loss_.Add(slot.pending_probability, churned);
+  if (slot.pending_warm) {
+    warm_churn_auc_.Add(slot.pending_probability, churned);
+    warm_churn_log_loss_.Add(slot.pending_probability, churned);
+  }
+  value_rmse_.Add(slot.pending_value, spend);
+  churn_.Update(z, churned);
+  value_.Update(standardised_, spend);
+
+  slot.has_pending = false;
+  slot.pending_churned = false;
+  ++slot.generation;
+  --pending_count_;
+}
+
+std::optional<int64_t> ChurnValueModel::PendingSnapshotMs(uint32_t slot) const {
+  if (!slots_[slot].has_pending) return std::nullopt;
+  return slots_[slot].pending_ms;
+}
+
+std::span<const float> ChurnValueModel::PendingSnapshot(uint32_t slot) const {
+  if (!slots_[slot].has_pending) return {};
+  return std::span<const float>(pending_features_)
+      .subspan(static_cast<size_t>(slot) * dim_, static_cast<size_t>(dim_));
+}
+
+ChurnValueModel::Quality ChurnValueModel::quality() const {
+  Quality q;
+  q.churn_auc = churn_auc_.Value();
+  q.churn_log_loss = churn_log_loss_.Value();
+  q.churn_positives = churn_auc_.positives();
+  q.churn_negatives = churn_auc_.negatives();
+  q.warm_churn_auc = warm_churn_auc_.Value();
+  q.warm_churn_log_loss = warm_churn_log_loss_.Value();
+  q.warm_churn_labels = warm_churn_log_loss_.count();
+  q.pending_examples = pending_count_;
+  q.value_rmse = value_rmse_.Value();
+  q.value_labels = value_rmse_.count();
+  return q;
+}
+
+void ChurnValueModel::AppendCustomer(uint32_t s, std::string* record) const {
+  const Slot& slot = slots_[s];
+  internal::SectionWriter section(record, kCustomerVersion);
+  BinaryWriter& w = section.writer();
+  const uint8_t bits =
+      (slot.score_stale ? kScoreStaleBit : 0) | (slot.has_pending ? kHasPendingBit : 0) |
+      (slot.pending_warm ? kPendingWarmBit : 0) | (slot.pending_churned ? kPendingChurnedBit : 0) |
+      (slot.closed ? kClosedBit : 0);
+  w.Put<uint8_t>(bits);
+  w.Put<double>(slot.churn_probability);
+  w.Put<double>(slot.predicted_value);
+  w.Put<double>(slot.last_monetary);
+  w.Put<int64_t>(slot.pending_ms);
+  w.Put<double>(slot.pending_probability);
+  w.Put<double>(slot.pending_value);
+  w.Put<double>(slot.pending_monetary);
+  w.Put<double>(slot.pending_spend);
+  w.Put<uint32_t>(slot.generation);
+  alerts::ChurnAlertPolicy::EncodeCustomerState(slot.alert, record);
+  // The snapshot row is read only while an example is pending: a resolved
+  // example's leftover row is not state.
+  if (slot.has_pending) {
+    w.PutArray<float>(std::span<const float>(pending_features_)
+                          .subspan(static_cast<size_t>(s) * dim_, static_cast<size_t>(dim_)));
+  }
+}
+
+Result<ChurnValueModel::DecodedCustomer> ChurnValueModel::ReadCustomer(BinaryReader* record) const {
+  std::string bytes;
+  CRM_RETURN_NOT_OK(
+      internal::ReadSection(record, kCustomerVersion, "churn customer state", &bytes));
+  const std::string_view payload = bytes;
+  BinaryReader in(payload);
+  DecodedCustomer decoded;
+  // Trigger fields stay "none": a restored customer has no event since the flush.
+  Slot& d = decoded.slot_;
+  uint8_t bits = 0;
+  CRM_RETURN_NOT_OK(in.Get(&bits));
+  if ((bits & ~kAllSlotBits) != 0) return Status::Corruption("churn customer state: bad flags");
+  d.score_stale = (bits & kScoreStaleBit) != 0;
+  d.has_pending = (bits & kHasPendingBit) != 0;
+  d.pending_warm = (bits & kPendingWarmBit) != 0;
+  d.pending_churned = (bits & kPendingChurnedBit) != 0;
+  d.closed = (bits & kClosedBit) != 0;
+  if (d.pending_churned && !d.has_pending) {
+    return Status::Corruption("churn customer state: churned label without a pending example");
+  }
+  CRM_RETURN_NOT_OK(in.Get(&d.churn_probability));
+  CRM_RETURN_NOT_OK(in.Get(&d.predicted_value));
+  CRM_RETURN_NOT_OK(in.Get(&d.last_monetary));
+  CRM_RETURN_NOT_OK(in.Get(&d.pending_ms));
+  CRM_RETURN_NOT_OK(in.Get(&d.pending_probability));
+  CRM_RETURN_NOT_OK(in.Get(&d.pending_value));
+  CRM_RETURN_NOT_OK(in.Get(&d.pending_monetary));
+  CRM_RETURN_NOT_OK(in.Get(&d.pending_spend));
+  CRM_RETURN_NOT_OK(in.Get(&d.generation));
+  const size_t at = payload.size() - in.remaining();
+  constexpr size_t kAlertBytes = alerts::ChurnAlertPolicy::kEncodedCustomerStateBytes;
+  if (payload.size() - at < kAlertBytes) {
+    return Status::Corruption("churn customer state: truncated alert state");
+  }
+  CRM_RETURN_NOT_OK(
+      alerts::ChurnAlertPolicy::DecodeCustomerState(payload.substr(at, kAlertBytes), &d.alert));
+  BinaryReader rest(payload.substr(at + kAlertBytes));
+  if (d.has_pending) {
+    // Any plausible dimension is read, so that another one is named as such.
+    CRM_RETURN_NOT_OK(rest.GetArray(&decoded.snapshot_, kMaxSnapshotDimension));
+    if (decoded.snapshot_.size() != static_cast<size_t>(dim_)) {
+      return Status::InvalidArgument("churn customer state: the snapshot has " +
+                                     std::to_string(decoded.snapshot_.size()) +
+                                     " features, expected " + std::to_string(dim_));
+    }
+  }
+  CRM_RETURN_NOT_OK(rest.ExpectEnd());
+  return decoded;
+}
+
+void ChurnValueModel::InstallCustomer(uint32_t s, DecodedCustomer decoded) {
+  GrowTo(size_t{s} + 1);
+  slots_[s] = decoded.slot_;
+  float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
+  if (decoded.slot_.has_pending) {
+    std::copy(decoded.snapshot_.begin(), decoded.snapshot_.end(), stored);
+  } else {
+    std::fill(stored, stored + dim_, 0.0f);
+  }
+}
+
+void ChurnValueModel::EncodePartition(const features::FeatureStore& store, std::string* out) const {
+  std::string payload;
+  BinaryWriter w(&payload);
+  w.Put<int32_t>(dim_);
+  w.Put<int32_t>(options_.horizon_days);
+  w.Put<int64_t>(watermark_ms_);
+  w.Put<uint64_t>(pending_count_);
+  w.PutBytes(standardizer_.Serialize());
+  w.PutBytes(churn_.Serialize());
+  w.PutBytes(value_.Serialize());
+  churn_auc_.AppendTo(w);
+  churn_log_loss_.AppendTo(w);
+  warm_churn_auc_.AppendTo(w);
+  warm_churn_log_loss_.AppendTo(w);
+  value_rmse_.AppendTo(w);
+
+  std::string policy_state;
+  policy_.EncodeGlobalState(&policy_state);
+  w.PutBytes(policy_state);
+
+  // In array order: equal deadlines resolve in the order the heap pops
+  // them, and the models' updates depend on that order. Slots are named by
+  // customer id, as slot numbers differ after a restore.
+  w.Put<uint32_t>(static_cast<uint32_t>(deadlines_.size()));
+  for (const Deadline& d : deadlines_) {
+    w.PutBytes(store.At(d.slot).customer_id());
+    w.Put<int64_t>(d.deadline_ms);
+    w.Put<uint32_t>(d.generation);
+  }
+  *out = SealBlob(BlobKind::kChurnPartitionState, kPartitionVersion, payload);
+}
+
+Status ChurnValueModel::DecodePartition(const features::FeatureStore& store,
+                                        std::string_view blob) {
+  CRM_ASSIGN_OR_RETURN(const std::string_view payload,
+                       OpenBlobPayload(blob, BlobKind::kChurnPartitionState, kPartitionVersion));
+  BinaryReader in(payload);
+  int32_t dim = 0, horizon_days = 0;
+  CRM_RETURN_NOT_OK(in.Get(&dim));
+  CRM_RETURN_NOT_OK(in.Get(&horizon_days));
+  if (dim != dim_ || horizon_days != options_.horizon_days) {
+    return Status::InvalidArgument("churn partition state written with " + std::to_string(dim) +
+                                   " features, horizon " + std::to_string(horizon_days) +
+                                   " days; configured " + std::to_string(dim_) + ", " +
+                                   std::to_string(options_.horizon_days));
+  }
+  int64_t watermark = 0;
+  uint64_t pending_count = 0;
+  CRM_RETURN_NOT_OK(in.Get(&watermark));
+  CRM_RETURN_NOT_OK(in.Get(&pending_count));
+
+  std::string scratch;
+  CRM_ASSIGN_OR_RETURN(models::Standardizer standardizer,
+                       ReadNested<models::Standardizer>(in, &scratch));
+  CRM_ASSIGN_OR_RETURN(models::BayesianLogisticRegression churn,
+                       ReadNested<models::BayesianLogisticRegression>(in, &scratch));
+  CRM_ASSIGN_OR_RETURN(models::RecursiveLeastSquares value,
+                       ReadNested<models::RecursiveLeastSquares>(in, &scratch));
+  if (standardizer.dimension() != dim_ || churn.dimension() != dim_ ||
+      value.dimension() != dim_ + 1) {
+    return Mismatch("model dimensions differ from the feature snapshot's");
+  }
+  CRM_ASSIGN_OR_RETURN(models::StreamingAuc churn_auc, models::StreamingAuc::ReadFrom(in));
+  CRM_ASSIGN_OR_RETURN(models::LogLoss churn_log_loss, models::LogLoss::ReadFrom(in));
+  CRM_ASSIGN_OR_RETURN(models::StreamingAuc warm_churn_auc, models::StreamingAuc::ReadFrom(in));
+  CRM_ASSIGN_OR_RETURN(models::LogLoss warm_churn_log_loss, models::LogLoss::ReadFrom(in));
+  CRM_ASSIGN_OR_RETURN(models::Rmse value_rmse, models::Rmse::ReadFrom(in));
+
+  CRM_RETURN_NOT_OK(in.GetBytes(&scratch));
+  alerts::ChurnAlertPolicy policy = policy_;
+  CRM_RETURN_NOT_OK(policy.DecodeGlobalState(scratch));
+
+  uint32_t deadline_count = 0;
+  CRM_RETURN_NOT_OK(in.Get(&deadline_count));
+  // Each entry takes at least 16 bytes: a corrupt count cannot reserve much.
+  if (in.remaining() / 16 < deadline_count) return Mismatch("truncated label deadlines");
+  std::vector<Deadline> deadlines;
+  deadlines.reserve(deadline_count);
+  for (uint32_t i = 0; i < deadline_count; ++i) {
+    CRM_RETURN_NOT_OK(in.GetBytes(&scratch));
+    Deadline d{};
+    CRM_RETURN_NOT_OK(in.Get(&d.deadline_ms));
+    CRM_RETURN_NOT_OK(in.Get(&d.generation));
+    const features::CustomerFeatures* f = store.Find(scratch);
+    if (f == nullptr || f->slot() >= slots_.size()) {
+      return Mismatch("a label deadline names customer " + scratch +
+                      ", which was not decoded first");
+    }
+    d.slot = f->slot();
+    deadlines.push_back(d);
+  }
+  CRM_RETURN_NOT_OK(in.ExpectEnd());
+  if (!std::is_heap(deadlines.begin(), deadlines.end(), LaterDeadline)) {
+    return Mismatch("label deadlines out of heap order");
+  }
+  // The customers decoded must be those this state was written with.
+  uint64_t slots_pending = 0;
+  for (const Slot& slot : slots_) {
+    if (slot.has_pending) ++slots_pending;
+  }
+  if (slots_pending != pending_count) {
+    return Mismatch("the decoded customers' pending examples do not add up to its count");
+  }
+
+  watermark_ms_ = watermark;
+  pending_count_ = pending_count;
+  // The flush count is not state: it only tells this flush's triggers from
+  // older ones, and every restored slot has none (trigger_flush UINT32_MAX,
+  // a value flushes_ never takes). Not persisting it keeps the blob the
+  // same whatever no-op flushes a restored partition runs.
+  trigger_ids_.clear();
+  standardizer_ = std::move(standardizer);
+  churn_ = std::move(churn);
+  value_ = std::move(value);
+  churn_auc_ = std::move(churn_auc);
+  churn_log_loss_ = churn_log_loss;
+  warm_churn_auc_ = std::move(warm_churn_auc);
+  warm_churn_log_loss_ = warm_churn_log_loss;
+  value_rmse_ = value_rmse;
+  policy_ = std::move(policy);
+  deadlines_ = std::move(deadlines);
+  return Status::OK();
+}
+
+}  // namespace crmstream::scoring

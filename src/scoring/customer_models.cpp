@@ -1,0 +1,168 @@
+#include "crmstream/scoring/customer_models.h"
+
+#include <utility>
+
+#include "crmstream/common/binary_io.h"
+
+namespace crmstream::scoring {
+namespace {
+
+// The customer record (BlobKind::kCustomerModelState): the churn, segment
+// and behaviour sections (each versioned and length-prefixed by its part),
+// under one checksum. Version 1 was the pre-split record of state format 1.
+constexpr uint16_t kRecordVersion = 2;
+
+}  // namespace
+
+Status CustomerModelsOptions::Validate() const {
+  CRM_RETURN_NOT_OK(churn.Validate());
+  CRM_RETURN_NOT_OK(segments.Validate());
+  return behaviour.Validate();
+}
+
+Result<CustomerModels> CustomerModels::Create(const CustomerModelsOptions& options,
+                                              const features::FeatureStore* store) {
+  const features::FeatureSpec& spec = store->spec();
+  CRM_ASSIGN_OR_RETURN(ChurnValueModel churn, ChurnValueModel::Create(options.churn, spec));
+  CRM_ASSIGN_OR_RETURN(CustomerSegmenter segmenter,
+                       CustomerSegmenter::Create(options.segments, spec));
+  CRM_ASSIGN_OR_RETURN(BehaviourAnomalyDetector behaviour,
+                       BehaviourAnomalyDetector::Create(options.behaviour, spec));
+  return CustomerModels(options, store, std::move(churn), std::move(segmenter),
+                        std::move(behaviour));
+}
+
+CustomerModels::CustomerModels(const CustomerModelsOptions& options,
+                               const features::FeatureStore* store, ChurnValueModel churn,
+                               CustomerSegmenter segmenter, BehaviourAnomalyDetector behaviour)
+    : options_(options),
+      store_(store),
+      churn_(std::move(churn)),
+      segmenter_(std::move(segmenter)),
+      behaviour_(std::move(behaviour)) {}
+
+void CustomerModels::Know(uint32_t slot) {
+  if (slot >= known_.size()) {
+    const size_t slots = size_t{slot} + 1;
+    known_.resize(slots, 0);
+    churn_.GrowTo(slots);
+    segmenter_.GrowTo(slots);
+    behaviour_.GrowTo(slots);
+  }
+  if (known_[slot] == 0) {
+    known_[slot] = 1;
+    ++customer_count_;
+  }
+}
+
+void CustomerModels::OnEvent(const ingest::Event& event, const features::CustomerFeatures& f) {
+  Know(f.slot());
+  churn_.OnEvent(event, f, &unsaved_);
+  if (event.type == ingest::EventType::kAccountClosed) return;
+  segmenter_.OnEvent(f, &unsaved_);
+  behaviour_.OnEvent(f, &unsaved_);
+}
+
+const CustomerRefresh& CustomerModels::Refresh(const features::CustomerFeatures& f) {
+  CustomerRefresh& r = refresh_;
+  r = CustomerRefresh{};
+  const uint32_t s = f.slot();
+  if (!Knows(s)) return r;
+  r.known = true;
+  r.as_of_ms = f.as_of_ms();
+  churn_.Refresh(f, &unsaved_, &r.churn);
+  segmenter_.Refresh(s, &unsaved_, &r.segment);
+  behaviour_.Refresh(f, &unsaved_, &r.anomaly);
+  return r;
+}
+
+void CustomerModels::WriteCustomerScores(const features::CustomerFeatures& f, JsonWriter* w) const {
+  const uint32_t s = f.slot();
+  if (!Knows(s)) return;
+  w->Field("churn_probability", churn_.churn_probability(s));
+  w->Field("predicted_value_30d", churn_.predicted_value(s));
+  w->Key("segment");
+  if (const int segment = segmenter_.segment(s); segment < 0) {
+    w->Null();
+  } else {
+    w->Int(segment);
+  }
+  w->Field("anomaly_score", behaviour_.score(s));
+}
+
+std::optional<CustomerScores> CustomerModels::Scores(const features::CustomerFeatures& f) const {
+  const uint32_t s = f.slot();
+  if (!Knows(s)) return std::nullopt;
+  CustomerScores out;
+  out.churn_probability = churn_.churn_probability(s);
+  out.predicted_value = churn_.predicted_value(s);
+  out.segment = segmenter_.segment(s);
+  out.anomaly_score = behaviour_.score(s);
+  out.closed = churn_.closed(s);
+  return out;
+}
+
+Status CustomerModels::EncodeCustomer(const features::CustomerFeatures& f, std::string* out) const {
+  const uint32_t s = f.slot();
+  if (!Knows(s)) {
+    return Status::NotFound("the models do not know customer " + std::string(f.customer_id()));
+  }
+  std::string& payload = record_scratch_;
+  payload.clear();
+  churn_.AppendCustomer(s, &payload);
+  segmenter_.AppendCustomer(s, &payload);
+  behaviour_.AppendCustomer(s, &payload);
+  *out = SealBlob(BlobKind::kCustomerModelState, kRecordVersion, payload);
+  return Status::OK();
+}
+
+Status CustomerModels::DecodeCustomer(const features::CustomerFeatures& f,
+                                      std::string_view record) {
+  CRM_ASSIGN_OR_RETURN(const std::string_view payload,
+                       OpenBlobPayload(record, BlobKind::kCustomerModelState, kRecordVersion));
+  BinaryReader in(payload);
+  // Every section is read before any is installed: a bad one changes nothing.
+  CRM_ASSIGN_OR_RETURN(ChurnValueModel::DecodedCustomer churn, churn_.ReadCustomer(&in));
+  CRM_ASSIGN_OR_RETURN(const CustomerSegmenter::DecodedCustomer segment,
+                       segmenter_.ReadCustomer(&in));
+  CRM_ASSIGN_OR_RETURN(const BehaviourAnomalyDetector::DecodedCustomer behaviour,
+                       behaviour_.ReadCustomer(&in));
+  CRM_RETURN_NOT_OK(in.ExpectEnd());
+  const uint32_t s = f.slot();
+  Know(s);
+  churn_.InstallCustomer(s, std::move(churn));
+  segmenter_.InstallCustomer(s, segment);
+  behaviour_.InstallCustomer(s, behaviour);
+  return Status::OK();
+}
+
+Status CustomerModels::EncodePartition(std::string_view name, std::string* out) const {
+  if (name == kPartitionStateNames[0]) {
+    churn_.EncodePartition(*store_, out);
+  } else if (name == kPartitionStateNames[1]) {
+    segmenter_.EncodePartition(out);
+  } else if (name == kPartitionStateNames[2]) {
+    behaviour_.EncodePartition(out);
+  } else {
+    return Status::InvalidArgument("no partition model state named '" + std::string(name) + "'");
+  }
+  return Status::OK();
+}
+
+Status CustomerModels::DecodePartition(std::string_view name, std::string_view blob) {
+  if (name == kPartitionStateNames[0]) return churn_.DecodePartition(*store_, blob);
+  if (name == kPartitionStateNames[1]) return segmenter_.DecodePartition(blob);
+  if (name == kPartitionStateNames[2]) return behaviour_.DecodePartition(blob);
+  return Status::InvalidArgument("no partition model state named '" + std::string(name) + "'");
+}
+
+CustomerModels::Quality CustomerModels::quality() const {
+  Quality q;
+  static_cast<ChurnValueModel::Quality&>(q) = churn_.quality();
+  static_cast<CustomerSegmenter::Quality&>(q) = segmenter_.quality();
+  static_cast<BehaviourAnomalyDetector::Quality&>(q) = behaviour_.quality();
+  q.watermark_ms = churn_.watermark_ms();
+  return q;
+}
+
+}  // namespace crmstream::scoring

@@ -1,0 +1,89 @@
+#include "scoring/scoring_test_support.h"
+
+#include <catch2/catch.hpp>
+#include <utility>
+
+namespace crmstream::scoring::testing {
+
+CustomerModelsOptions AlertingOptions() {
+  CustomerModelsOptions o;
+  // Alerts start once the churn model has this many labels.
+  o.churn.warm_after_examples = 100;
+  o.churn.alerts.enter_probability = 0.25;
+  o.churn.alerts.exit_probability = 0.15;
+  o.churn.alerts.high_probability = 0.4;
+  o.churn.alerts.critical_probability = 0.6;
+  return o;
+}
+
+Partition::Partition(const CustomerModelsOptions& options,
+                     const MinuteMetricsOptions& minute_options)
+    : store(std::move(features::FeatureStore::Create(features::FeatureSpec{})).value()),
+      models(std::move(CustomerModels::Create(options, store.get())).value()),
+      minutes(std::move(MinuteMetricsMonitor::Create(minute_options)).value()) {}
+
+void Partition::Process(const ingest::Event& e) {
+  const features::CustomerFeatures& f = store->Update(e);
+  minutes.OnEvent(e);
+  models.OnEvent(e, f);
+}
+
+void Partition::RefreshPending() {
+  store->ForEachPending([&](std::string_view, const features::CustomerFeatures& f) {
+    static_cast<void>(models.Refresh(f));
+  });
+  models.EndFlush();
+  store->ClearPending();
+}
+
+features::CustomerFeatures Partition::Customer(std::string_view id) const {
+  const features::CustomerFeatures* f = store->Find(id);
+  REQUIRE(f != nullptr);
+  return *f;
+}
+
+std::optional<int64_t> Partition::PendingSnapshotMs(std::string_view id) const {
+  return models.churn().PendingSnapshotMs(Customer(id).slot());
+}
+
+BlobsByName PartitionBlobs(const Partition& p) {
+  BlobsByName out;
+  for (std::string_view name : CustomerModels::kPartitionStateNames) {
+    REQUIRE(p.models.EncodePartition(name, &out[std::string(name)]).ok());
+  }
+  p.minutes.Encode(&out[std::string(kMinuteMetricsBlob)]);
+  return out;
+}
+
+Status DecodePartitionBlob(std::string_view name, std::string_view blob, Partition* p) {
+  return name == kMinuteMetricsBlob ? p->minutes.Decode(blob)
+                                    : p->models.DecodePartition(name, blob);
+}
+
+Status DecodePartitionBlobs(const BlobsByName& blobs, Partition* p) {
+  for (const auto& [name, blob] : blobs) CRM_RETURN_NOT_OK(DecodePartitionBlob(name, blob, p));
+  return Status::OK();
+}
+
+EventSource::EventSource(const generator::WorldOptions& wo)
+    : gen_(std::move(generator::WorldGenerator::Create(wo)).value()) {}
+
+const ingest::Event& EventSource::Next() {
+  for (;;) {
+    const int64_t t = gen_->Next(&key_, &value_);
+    if (!decoder_.Decode(value_, t, &event_).rejected()) return event_;
+  }
+}
+
+std::unique_ptr<Partition> SmallGeneratedPartition(const CustomerModelsOptions& options) {
+  generator::WorldOptions wo;
+  wo.seed = 5;
+  wo.customers = 300;
+  EventSource source(wo);
+  auto p = std::make_unique<Partition>(options);
+  for (int n = 0; n < 30'000; ++n) p->Process(source.Next());
+  p->RefreshPending();
+  return p;
+}
+
+}  // namespace crmstream::scoring::testing

@@ -1,0 +1,76 @@
+// Fixtures shared by the scoring tests: a partition (feature store, models,
+// minute metrics) fed as the event processor feeds it, and a generated
+// event source.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "crmstream/features/feature_store.h"
+#include "crmstream/generator/world_generator.h"
+#include "crmstream/ingest/json_decoder.h"
+#include "crmstream/scoring/customer_models.h"
+#include "crmstream/scoring/minute_metrics_monitor.h"
+
+namespace crmstream::scoring::testing {
+
+// Lower alert levels and an earlier warm-up than the defaults: streams of a
+// few simulated weeks raise many alerts.
+CustomerModelsOptions AlertingOptions();
+
+// The name under which the tests keep the minute metrics' blob beside the
+// models' partition blobs (the engine's, pipeline/partition_checkpoint.h).
+inline constexpr std::string_view kMinuteMetricsBlob = "minute_metrics";
+
+// One partition's feature store, models and minute metrics.
+struct Partition {
+  explicit Partition(const CustomerModelsOptions& options = AlertingOptions(),
+                     const MinuteMetricsOptions& minute_options = {});
+
+  // As EventProcessor::ProcessDecoded: features, minute metrics, models.
+  void Process(const ingest::Event& e);
+  // As EventProcessor::RefreshScores, reports discarded.
+  void RefreshPending();
+  // A customer of the store (a copy of the view: Find's is rebound); fails
+  // the test for an unknown one.
+  features::CustomerFeatures Customer(std::string_view id) const;
+  std::optional<int64_t> PendingSnapshotMs(std::string_view id) const;
+
+  std::unique_ptr<features::FeatureStore> store;
+  CustomerModels models;
+  MinuteMetricsMonitor minutes;
+};
+
+// The partition-wide blobs of the models' parts and of the minute metrics,
+// by name.
+using BlobsByName = std::map<std::string, std::string, std::less<>>;
+BlobsByName PartitionBlobs(const Partition& p);
+// Decodes the blob named `name` (a part's, or the minute metrics') into `p`.
+Status DecodePartitionBlob(std::string_view name, std::string_view blob, Partition* p);
+// Decodes every blob of `blobs` into `p`; the first failure.
+Status DecodePartitionBlobs(const BlobsByName& blobs, Partition* p);
+
+// The generated world, decoded lazily (an Event is a view into the decoder).
+class EventSource {
+ public:
+  explicit EventSource(const generator::WorldOptions& wo);
+  // The next accepted event.
+  const ingest::Event& Next();
+
+ private:
+  std::unique_ptr<generator::WorldGenerator> gen_;
+  ingest::EventDecoder decoder_;
+  std::string key_, value_;
+  ingest::Event event_;
+};
+
+// 300 generated customers, 30,000 events, refreshed at the end.
+std::unique_ptr<Partition> SmallGeneratedPartition(
+    const CustomerModelsOptions& options = AlertingOptions());
+
+}  // namespace crmstream::scoring::testing
