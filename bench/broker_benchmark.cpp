@@ -62,8 +62,8 @@ void BM_EngineVsBareConsumer(benchmark::State& state) {
         kafka::MeasureBareConsumerRate(MakeClientConfig(cfg.kafka), "crm.interactions", kEvents);
     if (!bare.ok()) return state.SkipWithError(bare.status().ToString().c_str());
 
-    config::PipelineSpec spec;
-    spec.emit_customer_scores = state.range(0) != 0;
+    pipeline::PipelineSpec spec;
+    spec.processor.emit_customer_scores = state.range(0) != 0;
     auto engine = StreamEngine::Create(cfg, spec);
     if (!engine.ok()) return state.SkipWithError(engine.status().ToString().c_str());
     std::atomic<bool> stop{false};

@@ -47,7 +47,7 @@ config::EngineConfig ConfigFor(const std::string& bootstrap, const std::string& 
 
 // Seconds from the first record received to the end of the final checkpoint.
 Result<double> TimeRun(const config::EngineConfig& cfg, uint64_t events) {
-  config::PipelineSpec spec;
+  pipeline::PipelineSpec spec;
   CRM_ASSIGN_OR_RETURN(auto engine, StreamEngine::Create(cfg, spec));
   std::atomic<bool> stop{false};
   RunOptions options;

@@ -15,6 +15,7 @@
 #include "crmstream/evaluation/retail.h"
 #include "crmstream/evaluation/telco.h"
 #include "crmstream/evaluation/value.h"
+#include "crmstream/pipeline/pipeline_spec.h"
 
 namespace crmstream::cli {
 namespace {
@@ -31,9 +32,9 @@ struct EvalOptions {
 int RunAlertEval(const EvalOptions& o) {
   evaluation::AlertEvaluationOptions a = o.alerts;
   if (!o.pipeline.empty()) {
-    auto spec = config::LoadPipelineSpec(o.pipeline);
+    auto spec = pipeline::LoadPipelineSpec(o.pipeline);
     if (!spec.ok()) return Fail("eval", spec.status());
-    a.processor = pipeline::ProcessorOptions::FromPipeline(*spec);
+    a.processor = spec->processor;
   }
   std::cout << "Churn alerts on a generated world: seed " << a.seed << ", " << a.customers
             << " customers, churn rate " << a.churn_rate << " per 30 days, " << a.days

@@ -15,6 +15,7 @@
 #include "crmstream/feeds/event_feed.h"
 #include "crmstream/feeds/series_feed.h"
 #include "crmstream/feeds/table_feed.h"
+#include "crmstream/pipeline/pipeline_spec.h"
 #include "crmstream/pipeline/replay.h"
 
 namespace crmstream::cli {
@@ -65,11 +66,9 @@ struct ReplaySinks {
 
 int RunEventFeed(const ReplayCliOptions& o, const feeds::FeedSpec& feed) {
   const std::string pipeline_file = feeds::ResolvePipelinePath(feed).string();
-  auto spec = config::LoadPipelineSpec(pipeline_file);
+  auto spec = pipeline::LoadPipelineSpec(pipeline_file);
   if (!spec.ok()) return Fail("replay", spec.status().WithContext(feed.file));
-  auto options = pipeline::ProcessorOptions::FromPipeline(*spec);
-  if (Status st = options.Validate(); !st.ok())
-    return Fail("replay", st.WithContext(pipeline_file));
+  const pipeline::ProcessorOptions& options = spec->processor;
   ReplaySinks sinks;
   if (Status st = sinks.Open(o); !st.ok()) return Fail("replay", st);
   auto created = pipeline::EventProcessor::Create(options, sinks.sink);
@@ -149,10 +148,9 @@ int RunReplay(const ReplayCliOptions& o) {
     return Fail("replay", Status::InvalidArgument(o.input + " is a folder; only a series feed "
                                                             "pipeline reads folders"));
   }
-  auto spec = config::LoadPipelineSpec(o.pipeline);
+  auto spec = pipeline::LoadPipelineSpec(o.pipeline);
   if (!spec.ok()) return Fail("replay", spec.status());
-  auto options = pipeline::ProcessorOptions::FromPipeline(*spec);
-  if (Status st = options.Validate(); !st.ok()) return Fail("replay", st.WithContext(o.pipeline));
+  const pipeline::ProcessorOptions& options = spec->processor;
 
   ReplaySinks sinks;
   if (Status st = sinks.Open(o); !st.ok()) return Fail("replay", st);

@@ -78,7 +78,7 @@ int RunEngine(const RunOptions& o) {
     cfg->guarantee = o.guarantee == "exactly_once" ? config::Guarantee::kExactlyOnce
                                                    : config::Guarantee::kAtLeastOnce;
   }
-  auto spec = config::LoadPipelineSpec(cfg->pipeline);
+  auto spec = pipeline::LoadPipelineSpec(cfg->pipeline);
   if (!spec.ok()) return Fail("run", spec.status());
 
   std::unique_ptr<kafka::EmbeddedCluster> cluster;

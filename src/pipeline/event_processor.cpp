@@ -19,34 +19,6 @@ int64_t NextMultiple(int64_t t, int64_t interval) {
 
 }  // namespace
 
-ProcessorOptions ProcessorOptions::FromPipeline(const config::PipelineSpec& spec) {
-  ProcessorOptions o;
-  o.decoder.max_amount = spec.max_amount;
-  o.decoder.min_timestamp_ms = spec.min_timestamp_ms;
-  o.decoder.max_timestamp_ms = spec.max_timestamp_ms;
-  o.decoder.max_message_bytes = static_cast<size_t>(spec.max_message_bytes);
-  o.dedup_capacity = static_cast<size_t>(spec.dedup_window);
-  o.features.window_days = spec.window_days;
-  o.emit_customer_scores = spec.emit_customer_scores;
-  o.models_enabled = spec.models_enabled;
-  o.models.churn.horizon_days = spec.churn_horizon_days;
-  o.models.segments.k = spec.segments;
-  o.models.churn.alerts.enter_probability = spec.alert_enter_probability;
-  o.models.churn.alerts.exit_probability = spec.alert_exit_probability;
-  o.models.churn.alerts.high_probability = spec.alert_high_probability;
-  o.models.churn.alerts.critical_probability = spec.alert_critical_probability;
-  o.models.churn.alerts.cooldown_ms = int64_t{spec.alert_cooldown_hours} * 3'600'000;
-  o.models.behaviour.alert_level = spec.customer_anomaly_level;
-  o.minute_metrics.anomaly_level = spec.metric_anomaly_level;
-  o.emit_churn_alerts = spec.emit_churn_alerts;
-  o.emit_segments = spec.emit_segments;
-  o.emit_anomalies = spec.emit_anomalies;
-  o.emit_correlations = spec.emit_correlations;
-  o.centroid_interval_ms = int64_t{spec.centroid_interval_minutes} * kMillisPerMinute;
-  o.correlation_interval_ms = int64_t{spec.correlation_interval_minutes} * kMillisPerMinute;
-  return o;
-}
-
 Status ProcessorOptions::Validate() const {
   CRM_RETURN_NOT_OK(decoder.Validate());
   CRM_RETURN_NOT_OK(features.Validate());

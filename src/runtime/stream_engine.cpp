@@ -89,7 +89,7 @@ const pipeline::EventProcessor* StreamEngine::processor(const std::string& topic
 }
 
 Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
-    const config::EngineConfig& config, const config::PipelineSpec& pipeline,
+    const config::EngineConfig& config, const pipeline::PipelineSpec& pipeline,
     std::shared_ptr<rocksdb::Env> state_env) {
   if (config.kafka.embedded()) {
     return Status::InvalidArgument("StreamEngine needs kafka.properties.bootstrap.servers");
@@ -97,7 +97,7 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   auto impl = std::make_unique<Impl>();
   EngineCore& core = impl->core;
   core.config = config;
-  core.processor_options = pipeline::ProcessorOptions::FromPipeline(pipeline);
+  core.processor_options = pipeline.processor;
   // The dedup window is configured for the whole input: each partition task
   // remembers its share, so memory stays what the user configured.
   int partitions = 0;
@@ -119,7 +119,8 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   store_options.identity = config.kafka.group_id + "/" + pipeline.name;
   CRM_ASSIGN_OR_RETURN(core.store, state::StateStore::Open(store_options));
   std::string windows;
-  for (int d : pipeline.window_days) windows += (windows.empty() ? "" : ",") + std::to_string(d);
+  for (int d : pipeline.processor.features.window_days)
+    windows += (windows.empty() ? "" : ",") + std::to_string(d);
   CRM_RETURN_NOT_OK(core.store->PutMetadata(state::kFeatureWindowsMetadata, windows));
 
   core.client = MakeClientConfig(config.kafka);

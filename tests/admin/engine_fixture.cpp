@@ -13,6 +13,7 @@
 #include <limits>
 #include <sstream>
 
+#include "crmstream/pipeline/pipeline_spec.h"
 #include "crmstream/runtime/kafka_wiring.h"
 
 namespace crmstream::admin::testing {
@@ -97,7 +98,7 @@ RunningEngine::RunningEngine(int input_partitions) {
   auto producer = kafka::Producer::Create(runtime::MakeClientConfig(config_.kafka));
   REQUIRE(producer.ok());
   producer_ = std::move(producer).value();
-  config::PipelineSpec spec;
+  pipeline::PipelineSpec spec;
   auto engine = runtime::StreamEngine::Create(config_, spec);
   REQUIRE(engine.ok());
   engine_ = std::move(engine).value();

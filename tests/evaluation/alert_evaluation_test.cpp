@@ -5,6 +5,7 @@
 
 #include "crmstream/config/engine_config.h"
 #include "crmstream/generator/world_generator.h"
+#include "crmstream/pipeline/pipeline_spec.h"
 #include "support/test_support.h"
 
 namespace crmstream::evaluation {
@@ -93,10 +94,11 @@ TEST_CASE("The README's churn alert table: precision far above chance, levels tr
 #ifndef NDEBUG
   CRMSTREAM_SKIP("the README's world (5.2M records, three runs) needs an optimised build");
 #endif
-  auto spec = config::LoadPipelineSpec((testing::SourceDir() / "pipelines" / "crm.yaml").string());
+  auto spec =
+      pipeline::LoadPipelineSpec((testing::SourceDir() / "pipelines" / "crm.yaml").string());
   REQUIRE(spec.ok());
   AlertEvaluationOptions o;  // the README's world: seed 42, 5,000 customers, 240 days
-  o.processor = ProcessorOptions::FromPipeline(*spec);
+  o.processor = spec->processor;
   const double chance = ChancePrecision(o);
   REQUIRE(chance > 0);
 
@@ -118,8 +120,8 @@ TEST_CASE("The README's churn alert table: precision far above chance, levels tr
     REQUIRE(r->alerts_scored > 100);
   }
   // The default (pipelines/crm.yaml) is the middle row.
-  CHECK(spec->alert_enter_probability == rows[1].enter);
-  CHECK(spec->alert_exit_probability == rows[1].exit);
+  CHECK(spec->processor.models.churn.alerts.enter_probability == rows[1].enter);
+  CHECK(spec->processor.models.churn.alerts.exit_probability == rows[1].exit);
   // "The default's precision is about 11 times chance."
   CHECK(rows[1].r.precision >= 10 * chance);
   // Each level above the last: more precise, fewer churners caught, later.

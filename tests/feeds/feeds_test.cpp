@@ -13,6 +13,7 @@
 #include "crmstream/feeds/feed_spec.h"
 #include "crmstream/feeds/series_feed.h"
 #include "crmstream/feeds/table_feed.h"
+#include "crmstream/pipeline/pipeline_spec.h"
 #include "pipeline/recording_sink.h"
 #include "support/require_ok.h"
 #include "support/test_support.h"
@@ -31,9 +32,9 @@ std::filesystem::path WriteFile(const std::filesystem::path& dir, const std::str
 }
 
 pipeline::ProcessorOptions CrmOptions() {
-  auto spec = config::LoadPipelineSpec((SourceDir() / "pipelines" / "crm.yaml").string());
+  auto spec = pipeline::LoadPipelineSpec((SourceDir() / "pipelines" / "crm.yaml").string());
   REQUIRE(spec.ok());
-  return pipeline::ProcessorOptions::FromPipeline(*spec);
+  return spec->processor;
 }
 
 // Exact ROC-AUC by ranks (ties count one half), the batch reference.

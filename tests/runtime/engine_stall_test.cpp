@@ -79,7 +79,7 @@ TEST_CASE("sustained load under a small state cap: checkpoints never stall for g
   // 40,000 customers, most of them changed between two checkpoints: each
   // checkpoint is several times the 4 MiB memtable budget.
   Input in = MakeInput(dir.path(), 150000, 20000);
-  REQUIRE_OK_AND_ASSIGN(auto engine, StreamEngine::Create(in.cfg, config::PipelineSpec{}));
+  REQUIRE_OK_AND_ASSIGN(auto engine, StreamEngine::Create(in.cfg, pipeline::PipelineSpec{}));
   std::atomic<bool> stop{false};
   REQUIRE_OK(RunBounded(engine.get(), &stop, /*until_caught_up=*/true, std::chrono::seconds(300)));
 
@@ -108,7 +108,7 @@ TEST_CASE("a stop ends an engine whose checkpoint cannot be written, within the 
   int64_t checkpointed = 0;
   {
     REQUIRE_OK_AND_ASSIGN(
-        auto engine, StreamEngine::Create(in.cfg, config::PipelineSpec{}, testing::EnvOver(fs)));
+        auto engine, StreamEngine::Create(in.cfg, pipeline::PipelineSpec{}, testing::EnvOver(fs)));
     // The disk stops answering: the first flush never finishes, and the
     // checkpoints after it wait for memory that is never freed.
     fs->Hang();
@@ -163,7 +163,7 @@ TEST_CASE("a stop ends an engine whose checkpoint cannot be written, within the 
 
   // Restarted on a healthy disk, the engine resumes from the last good
   // checkpoint: every record after it, none before it.
-  REQUIRE_OK_AND_ASSIGN(auto engine, StreamEngine::Create(in.cfg, config::PipelineSpec{}));
+  REQUIRE_OK_AND_ASSIGN(auto engine, StreamEngine::Create(in.cfg, pipeline::PipelineSpec{}));
   std::atomic<bool> stop{false};
   REQUIRE_OK(RunBounded(engine.get(), &stop, /*until_caught_up=*/true, std::chrono::seconds(300)));
   CHECK(static_cast<int64_t>(engine->stats().received.load()) == in.records - checkpointed);

@@ -262,7 +262,7 @@ class LiveEngine {
 
 // One engine run to the end of the input; the Status it stopped with.
 Status RunOnce(const config::EngineConfig& cfg, uint64_t* suppressed, LiveEngine* live = nullptr) {
-  config::PipelineSpec spec;
+  pipeline::PipelineSpec spec;
   auto engine = StreamEngine::Create(cfg, spec);
   REQUIRE(engine.ok());
   if (live) live->Set(engine->get());
@@ -735,9 +735,9 @@ TEST_CASE("An engine refuses a state directory another engine holds, naming it",
   const std::array<EngineRun, 1> runs{EngineRun{(scratch.path() / "s").string(), "g", "l."}};
   EngineFixture fx(runs);
   const config::EngineConfig cfg = EngineConfigFor(fx.bootstrap, runs[0]);
-  auto first = StreamEngine::Create(cfg, config::PipelineSpec{});
+  auto first = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
   REQUIRE(first.ok());
-  auto second = StreamEngine::Create(cfg, config::PipelineSpec{});
+  auto second = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
   REQUIRE_FALSE(second.ok());
   CHECK(second.status().code() == StatusCode::kIOError);
   CHECK_THAT(second.status().message(), Catch::Contains("locked"));
@@ -798,7 +798,7 @@ TEST_CASE("A lost or corrupt store is rebuilt from the input, without repeating 
       std::ofstream current(store / "CURRENT", std::ios::trunc);
       current << "garbage\n";
     }
-    auto refused = StreamEngine::Create(cfg, config::PipelineSpec{});
+    auto refused = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
     REQUIRE_FALSE(refused.ok());
     CHECK(refused.status().code() == StatusCode::kCorruption);
     CHECK_THAT(refused.status().message(), Catch::Contains(store.string()));

@@ -113,7 +113,7 @@ TEST_CASE("Engine end to end: nothing lost, bad records in the dead-letter topic
   const uint64_t expected_dead = truth.malformed.size() + hand_made.size();
   const uint64_t expected_scores = static_cast<uint64_t>(truth.events);
 
-  config::PipelineSpec spec;
+  pipeline::PipelineSpec spec;
   auto engine = StreamEngine::Create(cfg, spec);
   REQUIRE(engine.ok());
   std::atomic<bool> stop{false};
@@ -205,7 +205,7 @@ TEST_CASE("Engine health, readiness and customer queries follow the loop's life"
   cfg.inputs = {{"crm.interactions", 2}};
   cfg.kafka.properties["bootstrap.servers"] = (*cluster)->bootstrap_servers();
   for (const auto& t : AllTopics(cfg)) REQUIRE((*cluster)->CreateTopic(t.name, t.partitions).ok());
-  auto engine = StreamEngine::Create(cfg, config::PipelineSpec{});
+  auto engine = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
   REQUIRE(engine.ok());
   StreamEngine& e = **engine;
 

@@ -1,7 +1,7 @@
-// The engine's configuration (config/*.yaml) and pipeline definitions
-// (pipelines/*.yaml): plain structs whose fields state their defaults and
-// units, loaded and validated once at start-up. Every error names the file,
-// the line and the field.
+// The engine's configuration (config/*.yaml): plain structs whose fields
+// state their defaults and units, loaded and validated once at start-up.
+// Every error names the file, the line and the field. Pipeline definitions
+// (pipelines/*.yaml) are the pipeline module's (pipeline/pipeline_spec.h).
 #pragma once
 
 #include <array>
@@ -95,48 +95,7 @@ struct EngineConfig {
   StateSettings state;
 };
 
-// What one pipeline computes.
-struct PipelineSpec {
-  std::string file;
-  std::string name = "crm";
-  // Input validation.
-  double max_amount = 1e9;                   // largest accepted amount
-  int64_t min_timestamp_ms = 946684800000;   // 2000-01-01T00:00:00Z
-  int64_t max_timestamp_ms = 4102444800000;  // 2100-01-01T00:00:00Z
-  int max_message_bytes = 65536;
-  int dedup_window =
-      1000000;  // event ids remembered for duplicate detection, split across input partitions
-  // Features.
-  std::vector<int> window_days = {7, 30, 90};
-  // Online models (churn, value, segment, anomaly, global metrics).
-  bool models_enabled = true;
-  int churn_horizon_days = 30;  // a customer still active this long after a prediction is a 0
-  int segments = 5;             // k of the k-means segmentation
-  // Churn alerts (crm.churn-alerts), docs/outputs.md. An episode opens at a
-  // churn probability >= enter and ends below exit (hysteresis); severity
-  // bands warning [enter, high), high [high, critical), critical >= critical;
-  // at most one alert per customer per cool-down (event time).
-  // 0 < enter <= 1, 0 <= exit <= enter <= high <= critical <= 1.
-  double alert_enter_probability = 0.4;
-  double alert_exit_probability = 0.3;
-  double alert_high_probability = 0.55;
-  double alert_critical_probability = 0.7;
-  int alert_cooldown_hours = 168;  // >= 0
-  // Outputs.
-  bool emit_customer_scores = true;       // crm.customer-scores, coalesced per flush
-  bool emit_churn_alerts = true;          // crm.churn-alerts
-  bool emit_segments = true;              // crm.segments: changes and centroid snapshots
-  bool emit_anomalies = true;             // crm.anomalies: customers and minute metrics
-  bool emit_correlations = true;          // crm.correlations snapshots
-  int centroid_interval_minutes = 15;     // centroid snapshot period, event time, >= 1
-  int correlation_interval_minutes = 15;  // correlation snapshot period, event time, >= 1
-  double customer_anomaly_level = 0.99;   // customer anomaly score published at >= this, (0, 1]
-  double metric_anomaly_level = 0.99;     // minute metric score published at >= this, (0, 1]
-};
-
 // Loads config/*.yaml; fields absent from the file keep their defaults.
 Result<EngineConfig> LoadEngineConfig(const std::string& path);
-// Loads pipelines/*.yaml.
-Result<PipelineSpec> LoadPipelineSpec(const std::string& path);
 
 }  // namespace crmstream::config

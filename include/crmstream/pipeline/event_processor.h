@@ -41,7 +41,6 @@
 #include <string>
 #include <string_view>
 
-#include "crmstream/config/engine_config.h"
 #include "crmstream/features/feature_store.h"
 #include "crmstream/ingest/dead_letter.h"
 #include "crmstream/ingest/dedup_window.h"
@@ -73,7 +72,6 @@ struct ProcessorOptions {
   int64_t centroid_interval_ms = 15 * 60'000;
   int64_t correlation_interval_ms = 15 * 60'000;
 
-  static ProcessorOptions FromPipeline(const config::PipelineSpec& spec);
   // The first invalid field of the decoder, features, models or minute
   // metrics options.
   Status Validate() const;

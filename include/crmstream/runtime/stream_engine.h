@@ -22,6 +22,7 @@
 #include "crmstream/common/status.h"
 #include "crmstream/config/engine_config.h"
 #include "crmstream/pipeline/event_processor.h"
+#include "crmstream/pipeline/pipeline_spec.h"
 #include "crmstream/runtime/customer_queries.h"
 #include "crmstream/runtime/engine_probe.h"
 #include "crmstream/state/state_store.h"
@@ -46,7 +47,7 @@ class StreamEngine {
   // `state_env`: RocksDB's environment for the state store (nullptr: the
   // default; tests inject disk faults through it).
   static Result<std::unique_ptr<StreamEngine>> Create(
-      const config::EngineConfig& config, const config::PipelineSpec& pipeline,
+      const config::EngineConfig& config, const pipeline::PipelineSpec& pipeline,
       std::shared_ptr<rocksdb::Env> state_env = nullptr);
   ~StreamEngine();
   StreamEngine(const StreamEngine&) = delete;

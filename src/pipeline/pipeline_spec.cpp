@@ -1,0 +1,99 @@
+#include "crmstream/pipeline/pipeline_spec.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "crmstream/config/yaml_fields.h"
+
+namespace crmstream::pipeline {
+namespace {
+
+constexpr int64_t kMillisPerMinute = 60'000;
+constexpr int64_t kMillisPerHour = 3'600'000;
+
+// Reads a count of `unit_ms` (minutes, hours) into a millisecond field,
+// keeping its default when the key is absent.
+void ReadDuration(config::YamlFields& f, const std::string& key, int64_t unit_ms, int min, int max,
+                  int64_t* ms) {
+  int units = static_cast<int>(*ms / unit_ms);
+  f.Read(key, &units, min, max);
+  *ms = int64_t{units} * unit_ms;
+}
+
+void ReadSize(config::YamlFields& f, const std::string& key, int min, int max, size_t* out) {
+  int value = static_cast<int>(std::min<size_t>(*out, static_cast<size_t>(max)));
+  f.Read(key, &value, min, max);
+  *out = static_cast<size_t>(value);
+}
+
+}  // namespace
+
+Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
+  CRM_ASSIGN_OR_RETURN(YAML::Node root, config::LoadYamlFile(path));
+  PipelineSpec p;
+  p.file = path;
+  ProcessorOptions& o = p.processor;
+  config::YamlFields f(path, root);
+  f.Read("name", &p.name);
+  f.ReadObject("validation", [&](config::YamlFields& v) {
+    v.Read("max_amount", &o.decoder.max_amount, 0.0, 1e15);
+    v.Read("min_timestamp_ms", &o.decoder.min_timestamp_ms, 0, std::numeric_limits<int64_t>::max());
+    v.Read("max_timestamp_ms", &o.decoder.max_timestamp_ms, 0, std::numeric_limits<int64_t>::max());
+    ReadSize(v, "max_message_bytes", 64, 16 << 20, &o.decoder.max_message_bytes);
+    ReadSize(v, "dedup_window", 0, 100000000, &o.dedup_capacity);
+    if (o.decoder.min_timestamp_ms >= o.decoder.max_timestamp_ms) {
+      v.Fail("max_timestamp_ms", "must be greater than min_timestamp_ms");
+    }
+  });
+  f.ReadObject("features", [&](config::YamlFields& ft) {
+    std::vector<int>& days = o.features.window_days;
+    ft.Read("windows_days", &days, 1, 3650);
+    if (days.empty()) ft.Fail("windows_days", "at least one window is needed");
+    if (!std::is_sorted(days.begin(), days.end()) ||
+        std::adjacent_find(days.begin(), days.end()) != days.end()) {
+      ft.Fail("windows_days", "windows must be strictly increasing");
+    }
+  });
+  f.ReadObject("models", [&](config::YamlFields& m) {
+    m.Read("enabled", &o.models_enabled);
+    m.Read("churn_horizon_days", &o.models.churn.horizon_days, 1, 3650);
+    m.Read("segments", &o.models.segments.k, 2, 64);
+  });
+  f.ReadObject("alerts", [&](config::YamlFields& a) {
+    a.ReadObject("churn", [&](config::YamlFields& c) {
+      alerts::ChurnAlertPolicyOptions& policy = o.models.churn.alerts;
+      c.Read("enter_probability", &policy.enter_probability, 1e-9, 1.0);
+      c.Read("exit_probability", &policy.exit_probability, 0.0, 1.0);
+      c.Read("high_probability", &policy.high_probability, 0.0, 1.0);
+      c.Read("critical_probability", &policy.critical_probability, 0.0, 1.0);
+      ReadDuration(c, "cooldown_hours", kMillisPerHour, 0, 24 * 3650, &policy.cooldown_ms);
+      if (policy.exit_probability > policy.enter_probability) {
+        c.Fail("exit_probability", "must not exceed enter_probability (hysteresis)");
+      }
+      if (policy.high_probability < policy.enter_probability) {
+        c.Fail("high_probability", "must be at least enter_probability");
+      }
+      if (policy.critical_probability < policy.high_probability) {
+        c.Fail("critical_probability", "must be at least high_probability");
+      }
+    });
+  });
+  f.ReadObject("outputs", [&](config::YamlFields& out) {
+    out.Read("customer_scores", &o.emit_customer_scores);
+    out.Read("churn_alerts", &o.emit_churn_alerts);
+    out.Read("segments", &o.emit_segments);
+    out.Read("anomalies", &o.emit_anomalies);
+    out.Read("correlations", &o.emit_correlations);
+    ReadDuration(out, "centroid_interval_minutes", kMillisPerMinute, 1, 525600,
+                 &o.centroid_interval_ms);
+    ReadDuration(out, "correlation_interval_minutes", kMillisPerMinute, 1, 525600,
+                 &o.correlation_interval_ms);
+    out.Read("customer_anomaly_level", &o.models.behaviour.alert_level, 1e-9, 1.0);
+    out.Read("metric_anomaly_level", &o.minute_metrics.anomaly_level, 1e-9, 1.0);
+  });
+  CRM_RETURN_NOT_OK(f.Finish());
+  CRM_RETURN_NOT_OK(o.Validate().WithContext(path));
+  return p;
+}
+
+}  // namespace crmstream::pipeline

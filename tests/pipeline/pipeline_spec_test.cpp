@@ -1,0 +1,99 @@
+// Pipeline definitions (pipelines/*.yaml) load into the processor's own
+// options, and mistakes name the file, the line and the field.
+#include "crmstream/pipeline/pipeline_spec.h"
+
+#include <catch2/catch.hpp>
+#include <fstream>
+
+#include "support/test_support.h"
+
+namespace crmstream::pipeline {
+namespace {
+
+std::string Write(const testing::ScratchDir& dir, const std::string& name,
+                  const std::string& text) {
+  auto path = (dir.path() / name).string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST_CASE("The shipped pipeline file loads into the processor's options", "[pipeline]") {
+  auto p = LoadPipelineSpec((testing::SourceDir() / "pipelines/crm.yaml").string());
+  REQUIRE(p.ok());
+  CHECK(p->processor.features.window_days == std::vector<int>{7, 30, 90});
+  CHECK(p->processor.models_enabled);
+  CHECK(p->processor.models.segments.k == 5);
+  CHECK(p->processor.models.churn.alerts.enter_probability == 0.4);
+  CHECK(p->processor.models.churn.alerts.exit_probability == 0.3);
+  CHECK(p->processor.models.churn.alerts.cooldown_ms == 168 * 3600000LL);
+  CHECK(p->processor.emit_churn_alerts);
+  CHECK(p->processor.centroid_interval_ms == 15 * 60000);
+}
+
+TEST_CASE("Pipeline mistakes name the file, line and field", "[pipeline]") {
+  testing::ScratchDir dir;
+  auto p = LoadPipelineSpec(Write(dir, "p.yaml", "features:\n  windows_days: [30, 7]\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(),
+             Catch::Contains("p.yaml:2:17: features.windows_days: windows must be strictly"));
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "featurs:\n  windows_days: [7]\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(),
+             Catch::Contains("p.yaml:1:1: featurs: unknown field (did you mean 'features'?)"));
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "validation:\n  max_amount: -1\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("validation.max_amount: -1 is out of range"));
+}
+
+TEST_CASE("Alert and output cadence fields load and are validated", "[pipeline]") {
+  testing::ScratchDir dir;
+  auto p =
+      LoadPipelineSpec(Write(dir, "p.yaml",
+                             "alerts:\n  churn:\n    enter_probability: 0.6\n"
+                             "    exit_probability: 0.4\n    high_probability: 0.75\n"
+                             "    critical_probability: 0.9\n    cooldown_hours: 24\n"
+                             "outputs:\n  segments: false\n  centroid_interval_minutes: 60\n"
+                             "  correlation_interval_minutes: 5\n  metric_anomaly_level: 0.95\n"));
+  REQUIRE(p.ok());
+  CHECK(p->processor.models.churn.alerts.enter_probability == 0.6);
+  CHECK(p->processor.models.churn.alerts.exit_probability == 0.4);
+  CHECK(p->processor.models.churn.alerts.high_probability == 0.75);
+  CHECK(p->processor.models.churn.alerts.critical_probability == 0.9);
+  CHECK(p->processor.models.churn.alerts.cooldown_ms == 24 * 3600000LL);
+  CHECK_FALSE(p->processor.emit_segments);
+  CHECK(p->processor.emit_anomalies);
+  CHECK(p->processor.centroid_interval_ms == 60 * 60000);
+  CHECK(p->processor.correlation_interval_ms == 5 * 60000);
+  CHECK(p->processor.minute_metrics.anomaly_level == 0.95);
+
+  // Hysteresis the wrong way round names the field and its line.
+  p = LoadPipelineSpec(Write(dir, "p.yaml",
+                             "alerts:\n  churn:\n    enter_probability: 0.5\n"
+                             "    exit_probability: 0.7\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("alerts.churn.exit_probability"));
+  CHECK_THAT(p.status().message(), Catch::Contains("p.yaml:4:"));
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "outputs:\n  centroid_interval_minutes: 0\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("outputs.centroid_interval_minutes"));
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "alerts:\n  churn:\n    cooldown_hour: 3\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("did you mean 'cooldown_hours'"));
+}
+
+TEST_CASE("An absent field keeps the module option's own default", "[pipeline]") {
+  testing::ScratchDir dir;
+  auto p = LoadPipelineSpec(Write(dir, "p.yaml", "name: minimal\n"));
+  REQUIRE(p.ok());
+  const ProcessorOptions defaults;
+  CHECK(p->name == "minimal");
+  CHECK(p->processor.dedup_capacity == defaults.dedup_capacity);
+  CHECK(p->processor.decoder.max_message_bytes == defaults.decoder.max_message_bytes);
+  CHECK(p->processor.models.churn.alerts.cooldown_ms == defaults.models.churn.alerts.cooldown_ms);
+  CHECK(p->processor.models.churn.horizon_days == defaults.models.churn.horizon_days);
+  CHECK(p->processor.centroid_interval_ms == defaults.centroid_interval_ms);
+  CHECK(p->processor.features.window_days == defaults.features.window_days);
+}
+
+}  // namespace
+}  // namespace crmstream::pipeline
