@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "admin/engine_fixture.h"
+#include "support/require_ok.h"
 
 namespace crmstream::admin {
 namespace {
@@ -175,7 +176,7 @@ TEST_CASE("Admin server: scrape, probes and customer API on a running engine",
   CHECK(HttpGet(e.port(), "/readyz").status == 200);
 
   // A stopped engine is neither alive nor ready and answers no queries.
-  REQUIRE(e.StopEngine().ok());
+  REQUIRE_OK(e.StopEngine());
   auto dead = HttpGet(e.port(), "/healthz");
   CHECK(dead.status == 503);
   CHECK(dead.body.find("stopped") != std::string::npos);

@@ -15,6 +15,7 @@
 
 #include "crmstream/pipeline/pipeline_spec.h"
 #include "crmstream/runtime/kafka_wiring.h"
+#include "support/require_ok.h"
 
 namespace crmstream::admin::testing {
 
@@ -85,7 +86,7 @@ int RunWithInput(const std::string& command, const std::string& input, std::stri
 
 RunningEngine::RunningEngine(int input_partitions) {
   auto cluster = kafka::EmbeddedCluster::Create({});
-  REQUIRE(cluster.ok());
+  REQUIRE_OK(cluster);
   cluster_ = std::move(cluster).value();
   config_.state_dir = dir_.path().string();
   config_.inputs = {{"crm.interactions", input_partitions}};
@@ -93,19 +94,19 @@ RunningEngine::RunningEngine(int input_partitions) {
   config_.commit_interval_ms = 200;
   config_.metrics_port = 0;
   for (const auto& t : runtime::AllTopics(config_)) {
-    REQUIRE(cluster_->CreateTopic(t.name, t.partitions).ok());
+    REQUIRE_OK(cluster_->CreateTopic(t.name, t.partitions));
   }
   auto producer = kafka::Producer::Create(runtime::MakeClientConfig(config_.kafka));
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   producer_ = std::move(producer).value();
   pipeline::PipelineSpec spec;
   auto engine = runtime::StreamEngine::Create(config_, spec);
-  REQUIRE(engine.ok());
+  REQUIRE_OK(engine);
   engine_ = std::move(engine).value();
   AdminServerOptions options;
   options.port = 0;
   auto server = AdminServer::Start(engine_.get(), config_, options);
-  REQUIRE(server.ok());
+  REQUIRE_OK(server);
   server_ = std::move(server).value();
   runner_ = std::thread([this] { run_status_ = engine_->Run(stop_); });
 }
@@ -121,7 +122,7 @@ void RunningEngine::Produce(const std::string& key, const std::string& value) {
 }
 
 void RunningEngine::Flush() {
-  REQUIRE(producer_->Flush(std::chrono::seconds(30)).ok());
+  REQUIRE_OK(producer_->Flush(std::chrono::seconds(30)));
   REQUIRE(producer_->failed_count() == 0);
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "crmstream/common/hash.h"
+#include "support/require_ok.h"
 
 namespace crmstream::alerts {
 namespace {
@@ -21,7 +22,7 @@ ChurnAlertPolicy Policy(ChurnAlertPolicyOptions o = {}) {
 
 TEST_CASE("Alert policy options name the bad field", "[alerts]") {
   ChurnAlertPolicyOptions o;
-  REQUIRE(o.Validate().ok());
+  REQUIRE_OK(o.Validate());
   o.exit_probability = 0.6;  // above enter
   CHECK(o.Validate().message().find("exit_probability") != std::string::npos);
   o = {};
@@ -139,13 +140,13 @@ TEST_CASE("Customer alert state round-trips and rejects corrupt bytes", "[alerts
   REQUIRE(bytes.size() == ChurnAlertPolicy::kEncodedCustomerStateBytes);
   CustomerAlertState back;
   back.last_alert_ms = 1;
-  REQUIRE(ChurnAlertPolicy::DecodeCustomerState(bytes, &back).ok());
+  REQUIRE_OK(ChurnAlertPolicy::DecodeCustomerState(bytes, &back));
   CHECK(back == s);
 
   REQUIRE(p.Evaluate("c", 0.9, kT0, &s).raise);
   bytes.clear();
   ChurnAlertPolicy::EncodeCustomerState(s, &bytes);
-  REQUIRE(ChurnAlertPolicy::DecodeCustomerState(bytes, &back).ok());
+  REQUIRE_OK(ChurnAlertPolicy::DecodeCustomerState(bytes, &back));
   CHECK(back == s);
   // The restored state behaves as the original: no second alert in the
   // episode, and the same re-arm.
@@ -182,7 +183,7 @@ TEST_CASE("Global policy state round-trips and rejects other rules or corruption
   std::string bytes;
   p.EncodeGlobalState(&bytes);
   ChurnAlertPolicy q = Policy();
-  REQUIRE(q.DecodeGlobalState(bytes).ok());
+  REQUIRE_OK(q.DecodeGlobalState(bytes));
   CHECK(q.counters() == p.counters());
   CHECK(q.counters().evaluations == 200);
 

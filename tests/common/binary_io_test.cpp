@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "crmstream/common/hash.h"
+#include "support/require_ok.h"
 
 namespace crmstream {
 namespace {
@@ -47,18 +48,18 @@ TEST_CASE("Blob round trip and corruption detection", "[common]") {
   std::string blob = SealBlob(BlobKind::kStandardizer, 3, payload);
 
   auto opened = OpenBlob(blob, BlobKind::kStandardizer);
-  REQUIRE(opened.ok());
+  REQUIRE_OK(opened);
   CHECK(opened->version == 3);
   BinaryReader r(opened->payload);
   double d;
   int64_t i;
   std::string s;
   std::vector<double> back;
-  REQUIRE(r.Get(&d).ok());
-  REQUIRE(r.Get(&i).ok());
-  REQUIRE(r.GetBytes(&s).ok());
-  REQUIRE(r.GetArray(&back).ok());
-  CHECK(r.ExpectEnd().ok());
+  REQUIRE_OK(r.Get(&d));
+  REQUIRE_OK(r.Get(&i));
+  REQUIRE_OK(r.GetBytes(&s));
+  REQUIRE_OK(r.GetArray(&back));
+  CHECK_OK(r.ExpectEnd());
   CHECK(d == 3.25);
   CHECK(i == -7);
   CHECK(s == "hello");
@@ -80,7 +81,7 @@ TEST_CASE("Blob round trip and corruption detection", "[common]") {
 TEST_CASE("OpenBlobPayload accepts only the expected version", "[common]") {
   const std::string blob = SealBlob(BlobKind::kRollingCorrelation, 2, "payload");
   auto ok = OpenBlobPayload(blob, BlobKind::kRollingCorrelation, 2);
-  REQUIRE(ok.ok());
+  REQUIRE_OK(ok);
   CHECK(*ok == "payload");
   auto other = OpenBlobPayload(blob, BlobKind::kRollingCorrelation, 1);
   CHECK(other.status().code() == StatusCode::kCorruption);

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/require_ok.h"
+
 namespace crmstream {
 namespace {
 
@@ -18,7 +20,7 @@ Status Doubler(int v, int* out) {
 
 TEST_CASE("Status carries code, message and context", "[common]") {
   Status ok;
-  CHECK(ok.ok());
+  CHECK_OK(ok);
   CHECK(ok.ToString() == "OK");
   Status bad = Status::Corruption("bad crc").WithContext("model.bin");
   CHECK_FALSE(bad.ok());
@@ -30,7 +32,7 @@ TEST_CASE("Status carries code, message and context", "[common]") {
 
 TEST_CASE("Result and the propagation macros", "[common]") {
   int out = 0;
-  CHECK(Doubler(21, &out).ok());
+  CHECK_OK(Doubler(21, &out));
   CHECK(out == 42);
   Status st = Doubler(-1, &out);
   CHECK(st.code() == StatusCode::kInvalidArgument);

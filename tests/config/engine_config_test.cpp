@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::config {
@@ -17,7 +18,7 @@ std::string Write(const testing::ScratchDir& dir, const std::string& name,
 
 TEST_CASE("The shipped config file loads", "[config]") {
   auto cfg = LoadEngineConfig((testing::SourceDir() / "config/crmstream.yaml").string());
-  REQUIRE(cfg.ok());
+  REQUIRE_OK(cfg);
   CHECK(cfg->kafka.embedded());
   CHECK(cfg->inputs.at(0).name == "crm.interactions");
   CHECK(cfg->outputs.dead_letter.name == "crm.dead-letter");
@@ -29,7 +30,7 @@ TEST_CASE("Absent fields keep defaults and properties pass through", "[config]")
                     "kafka:\n  properties:\n    bootstrap.servers: k1:9092\n"
                     "    security.protocol: SASL_SSL\n");
   auto cfg = LoadEngineConfig(path);
-  REQUIRE(cfg.ok());
+  REQUIRE_OK(cfg);
   CHECK_FALSE(cfg->kafka.embedded());
   CHECK(cfg->kafka.properties.at("security.protocol") == "SASL_SSL");
   CHECK(cfg->commit_interval_ms == 1000);
@@ -43,7 +44,7 @@ TEST_CASE("Processing guarantee and state settings load", "[config]") {
   auto cfg = LoadEngineConfig(Write(dir, "c.yaml",
                                     "processing:\n  guarantee: exactly_once\n"
                                     "state:\n  memory_cap_mb: 64\n  sync: true\n"));
-  REQUIRE(cfg.ok());
+  REQUIRE_OK(cfg);
   CHECK(cfg->guarantee == Guarantee::kExactlyOnce);
   CHECK(GuaranteeName(cfg->guarantee) == "exactly_once");
   CHECK(cfg->state.memory_cap_mb == 64);

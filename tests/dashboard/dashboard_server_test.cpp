@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "dashboard/http_test_client.h"
+#include "support/require_ok.h"
 
 namespace crmstream::dashboard {
 namespace {
@@ -48,7 +49,7 @@ struct Served {
     options.scrape_interval_ms = 200;
     options.engine_timeout_ms = 1000;
     auto started = DashboardServer::Start(options, &view);
-    REQUIRE(started.ok());
+    REQUIRE_OK(started);
     server = std::move(started).value();
   }
 };
@@ -201,7 +202,7 @@ TEST_CASE("a port already in use is reported, not thrown", "[dashboard]") {
   DashboardServerOptions options;
   options.port = 0;
   auto first = DashboardServer::Start(options, &view);
-  REQUIRE(first.ok());
+  REQUIRE_OK(first);
   options.port = (*first)->port();
   auto second = DashboardServer::Start(options, &view);
   REQUIRE_FALSE(second.ok());

@@ -12,6 +12,7 @@
 
 #include "crmstream/kafka/embedded_cluster.h"
 #include "crmstream/kafka/producer.h"
+#include "support/require_ok.h"
 
 namespace crmstream::dashboard {
 namespace {
@@ -20,8 +21,8 @@ constexpr auto kDeadline = std::chrono::seconds(45);
 
 std::unique_ptr<kafka::EmbeddedCluster> StartCluster(const OutputFeedOptions& options) {
   auto cluster = kafka::EmbeddedCluster::Create();
-  REQUIRE(cluster.ok());
-  for (const auto& topic : options.topics) REQUIRE((*cluster)->CreateTopic(topic, 2).ok());
+  REQUIRE_OK(cluster);
+  for (const auto& topic : options.topics) REQUIRE_OK((*cluster)->CreateTopic(topic, 2));
   return std::move(cluster).value();
 }
 
@@ -30,15 +31,15 @@ void ProduceScores(const std::string& bootstrap, const std::string& topic, int f
   kafka::ClientConfig config;
   config.Set("bootstrap.servers", bootstrap);
   auto producer = kafka::Producer::Create(config);
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   for (int i = first; i < first + count; ++i) {
     const std::string id = "C" + std::to_string(i);
     const std::string value = R"({"customer_id":")" + id +
                               R"(","as_of_ms":1,"churn_probability":)" + std::to_string(p) +
                               R"(,"segment":1})";
-    REQUIRE((*producer)->Produce(topic, kafka::kPartitionUnassigned, id, value).ok());
+    REQUIRE_OK((*producer)->Produce(topic, kafka::kPartitionUnassigned, id, value));
   }
-  REQUIRE((*producer)->Flush(std::chrono::seconds(20)).ok());
+  REQUIRE_OK((*producer)->Flush(std::chrono::seconds(20)));
 }
 
 int64_t CustomersIn(const DashboardView& view) {

@@ -6,6 +6,7 @@
 #include "crmstream/config/engine_config.h"
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/pipeline/pipeline_spec.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::evaluation {
@@ -30,7 +31,7 @@ TEST_CASE("Churn alerts catch real churners ahead of their closing", "[pipeline]
 #endif
   o.warmup_days = 45;
   auto r = EvaluateChurnAlerts(o);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   WARN("alerts " << r->alerts_published << " scored " << r->alerts_scored << " precision "
                  << r->precision << " churners " << r->churners << " recall " << r->recall
                  << " median lead days " << r->median_lead_days << " auc " << r->churn_auc);
@@ -58,7 +59,7 @@ double ChancePrecision(const AlertEvaluationOptions& o) {
   world.customers = o.customers;
   world.churn_rate = o.churn_rate;
   auto gen = generator::WorldGenerator::Create(world);
-  REQUIRE(gen.ok());
+  REQUIRE_OK(gen);
   const int64_t start = world.start_ms;
   const int64_t end = start + int64_t{o.days} * kDay;
   std::unordered_map<std::string, int64_t> first_seen;
@@ -96,7 +97,7 @@ TEST_CASE("The README's churn alert table: precision far above chance, levels tr
 #endif
   auto spec =
       pipeline::LoadPipelineSpec((testing::SourceDir() / "pipelines" / "crm.yaml").string());
-  REQUIRE(spec.ok());
+  REQUIRE_OK(spec);
   AlertEvaluationOptions o;  // the README's world: seed 42, 5,000 customers, 240 days
   o.processor = spec->processor;
   const double chance = ChancePrecision(o);
@@ -112,7 +113,7 @@ TEST_CASE("The README's churn alert table: precision far above chance, levels tr
     level.processor.models.churn.alerts.enter_probability = row.enter;
     level.processor.models.churn.alerts.exit_probability = row.exit;
     auto r = EvaluateChurnAlerts(level);
-    REQUIRE(r.ok());
+    REQUIRE_OK(r);
     row.r = *r;
     WARN("enter " << row.enter << " / exit " << row.exit << ": precision " << r->precision
                   << ", recall " << r->recall << ", median lead " << r->median_lead_days

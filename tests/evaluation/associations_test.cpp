@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::evaluation {
@@ -18,9 +19,9 @@ TEST_CASE("co-purchase rules on Online Retail equal a batch pair count over the 
           "[evaluation][associations][data]") {
   SKIP_WITHOUT_DATA(data_dir);
   auto data = LoadRetailTransactions(data_dir);
-  REQUIRE(data.ok());
+  REQUIRE_OK(data);
   auto report = EvaluateAssociations(*data);
-  REQUIRE(report.ok());
+  REQUIRE_OK(report);
   std::ostringstream printed;
   PrintAssociationReport(*report, printed);
   WARN(printed.str());

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "support/require_ok.h"
+
 namespace crmstream::evaluation {
 namespace {
 
@@ -30,7 +32,7 @@ TEST_CASE("NAB scorer on a tiny file matches a hand computation", "[evaluation]"
   scores[1] = 1.0;   // probationary: never scored
   const std::vector<NabWindow> windows = {{8, 11}};
   NabScorer scorer;
-  REQUIRE(scorer.AddFile(scores, windows).ok());
+  REQUIRE_OK(scorer.AddFile(scores, windows));
   const auto results = scorer.Score();
   REQUIRE(results.size() == 3);
 
@@ -60,7 +62,7 @@ TEST_CASE("NAB scorer on a tiny file matches a hand computation", "[evaluation]"
   fp_first[14] = 0.95;
   fp_first[9] = 0.9;
   NabScorer second;
-  REQUIRE(second.AddFile(fp_first, windows).ok());
+  REQUIRE_OK(second.AddFile(fp_first, windows));
   const NabProfileScore s = second.Score()[0];
   CHECK(s.threshold == 0.9);
   CHECK(s.raw == Approx(tp - 0.11 * 0.986614).margin(1e-6));
@@ -75,10 +77,10 @@ TEST_CASE("NAB scorer at a fixed threshold counts every row at or above it", "[e
   scores[14] = 0.8;
   scores[5] = 0.7;
   NabScorer scorer;
-  REQUIRE(scorer.AddFile(scores, std::vector<NabWindow>{{8, 11}}).ok());
+  REQUIRE_OK(scorer.AddFile(scores, std::vector<NabWindow>{{8, 11}}));
   const double tp = 0.966991;
   auto at = scorer.ScoreAt(std::vector<double>{0.7, 0.85, 1.1});
-  REQUIRE(at.ok());
+  REQUIRE_OK(at);
   REQUIRE(at->size() == 3);
   // standard at 0.7: tp, the row after the window (S(1)) and the one before
   // any window (-1), fp weight 0.11.
@@ -106,8 +108,8 @@ TEST_CASE("NAB scorer: never firing scores 0, firing at every window start score
   std::vector<double> zeros(n, 0.0), ideal(n, 0.0);
   for (const NabWindow& w : windows) ideal[w.first_row] = 1.0;
   for (int file = 0; file < 3; ++file) {
-    REQUIRE(never.AddFile(zeros, windows).ok());
-    REQUIRE(perfect.AddFile(ideal, windows).ok());
+    REQUIRE_OK(never.AddFile(zeros, windows));
+    REQUIRE_OK(perfect.AddFile(ideal, windows));
   }
   for (const NabProfileScore& p : never.Score()) CHECK(p.normalized == Approx(0.0).margin(1e-12));
   for (const NabProfileScore& p : perfect.Score()) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::evaluation {
@@ -16,7 +17,7 @@ namespace {
 TEST_CASE("NAB corpus loads with every window on a row", "[evaluation]") {
   SKIP_WITHOUT_DATA(data);
   auto corpus = LoadNabCorpus(data / "nab");
-  REQUIRE(corpus.ok());
+  REQUIRE_OK(corpus);
   CHECK(corpus->series.size() == 58);
   size_t points = 0, windows = 0;
   for (const NabSeries& s : corpus->series) {
@@ -34,7 +35,7 @@ TEST_CASE("NAB corpus: null detector scores 0 and perfect detector 100", "[evalu
   auto null_report = EvaluateNabDetector(data, "null", [](const NabSeries&, std::span<double> s) {
     std::fill(s.begin(), s.end(), 0.5);
   });
-  REQUIRE(null_report.ok());
+  REQUIRE_OK(null_report);
   CHECK(null_report->standard == Approx(0.0).margin(1e-9));
   CHECK(null_report->low_fp == Approx(0.0).margin(1e-9));
   CHECK(null_report->low_fn == Approx(0.0).margin(1e-9));
@@ -44,7 +45,7 @@ TEST_CASE("NAB corpus: null detector scores 0 and perfect detector 100", "[evalu
         std::fill(out.begin(), out.end(), 0.0);
         for (const NabWindow& w : s.windows) out[w.first_row] = 1.0;
       });
-  REQUIRE(perfect.ok());
+  REQUIRE_OK(perfect);
   CHECK(perfect->standard == Approx(100.0).epsilon(1e-9));
   CHECK(perfect->low_fp == Approx(100.0).epsilon(1e-9));
   CHECK(perfect->low_fn == Approx(100.0).epsilon(1e-9));
@@ -79,7 +80,7 @@ void WindowedGaussian(const NabSeries& s, std::span<double> out) {
 TEST_CASE("NAB scorer reproduces the published windowed-Gaussian figures", "[evaluation]") {
   SKIP_WITHOUT_DATA(data);
   auto report = EvaluateNabDetector(data, "windowedGaussian", WindowedGaussian);
-  REQUIRE(report.ok());
+  REQUIRE_OK(report);
   // Published: 39.6 / 20.9 / 47.4. NAB's reference run quantises the tail
   // probability (a 0.1-sd lookup table), hence the tolerance.
   CHECK(report->standard == Approx(39.6).margin(2.0));
@@ -90,7 +91,7 @@ TEST_CASE("NAB scorer reproduces the published windowed-Gaussian figures", "[eva
 TEST_CASE("NAB split: halves alternate within each category", "[evaluation]") {
   SKIP_WITHOUT_DATA(data);
   auto corpus = LoadNabCorpus(data / "nab");
-  REQUIRE(corpus.ok());
+  REQUIRE_OK(corpus);
   // Recomputed here from the paths: the k-th file (0-based, path order) of
   // each category folder tunes when k is even.
   std::map<std::string, size_t> seen;
@@ -112,7 +113,7 @@ TEST_CASE("crmstream detector on the NAB corpus", "[evaluation]") {
   SKIP_WITHOUT_DATA(data);
   testing::ScratchDir out;
   auto report = EvaluateNab(data, out.path());
-  REQUIRE(report.ok());
+  REQUIRE_OK(report);
   std::ostringstream table;
   PrintNabReport(*report, table);
   INFO(table.str());

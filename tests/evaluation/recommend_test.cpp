@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::evaluation {
@@ -89,12 +90,12 @@ TEST_CASE("recommendations on Online Retail's final month beat batch item-kNN an
           "[evaluation][recommend][data]") {
   SKIP_WITHOUT_DATA(data_dir);
   auto data = LoadRetailTransactions(data_dir);
-  REQUIRE(data.ok());
+  REQUIRE_OK(data);
   CHECK(data->counts.lines == 541'909);
   CHECK(data->lines.size() == 406'829);  // the lines with a CustomerID
   const RecommendProtocol protocol = DefaultRecommendProtocol();
   auto report = EvaluateRecommendations(*data, protocol);
-  REQUIRE(report.ok());
+  REQUIRE_OK(report);
   std::ostringstream printed;
   PrintRecommendReport(*report, printed);
   WARN(printed.str());
@@ -172,7 +173,7 @@ TEST_CASE("recommendation evaluation rejects a stream with nothing to evaluate",
   auto data = ParseRetailTransactions(
       "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
       "1,22423,x,1,2011-01-01 10:00:00,1.0,1.0,UK\n");
-  REQUIRE(data.ok());
+  REQUIRE_OK(data);
   CHECK(EvaluateRecommendations(*data, DefaultRecommendProtocol()).status().code() ==
         StatusCode::kInvalidArgument);
   CHECK(ParseRetailTransactions("InvoiceNo\n").status().code() == StatusCode::kInvalidArgument);

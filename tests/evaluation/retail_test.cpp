@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::evaluation {
@@ -27,7 +28,7 @@ TEST_CASE("retail CSV parsing handles quotes, CRLF, other encodings and bad line
       "536366,71053,same invoice again,1,2011-12-09 12:50:00,1.0,17850.0,France\n"
       "536370,1,z,4,2011-12-10 12:50:00,0.5,12346.0,UK";  // no final newline
   auto t = BuildRfmTable(csv);
-  REQUIRE(t.ok());
+  REQUIRE_OK(t);
   CHECK(t->counts.lines == 8);
   CHECK(t->counts.missing_customer == 1);
   CHECK(t->counts.negative_quantity == 1);
@@ -142,7 +143,7 @@ TEST_CASE("mini-batch k-means on Online Retail RFM is within 2% of full k-means"
           "[evaluation][retail][data]") {
   SKIP_WITHOUT_DATA(data_dir);
   auto table = LoadRetailRfm(data_dir);
-  REQUIRE(table.ok());
+  REQUIRE_OK(table);
   // The data set's documented counts, and the recipe's customer count.
   CHECK(table->counts.lines == 541'909);
   CHECK(table->counts.missing_customer == 135'080);
@@ -150,7 +151,7 @@ TEST_CASE("mini-batch k-means on Online Retail RFM is within 2% of full k-means"
   REQUIRE(table->size() == 4'339);
 
   auto report = EvaluateRetail(data_dir);
-  REQUIRE(report.ok());
+  REQUIRE_OK(report);
   REQUIRE(report->customers == 4'339);
   REQUIRE(report->results.size() == 5);
   std::ostringstream printed;

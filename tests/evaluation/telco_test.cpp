@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::evaluation {
@@ -41,7 +42,7 @@ TEST_CASE("Telco churn: one-pass prequential AUC reaches batch logistic regressi
           "[evaluation]") {
   SKIP_WITHOUT_DATA(data);
   auto report = EvaluateTelco(data);
-  REQUIRE(report.ok());
+  REQUIRE_OK(report);
   std::ostringstream printed;
   PrintTelcoReport(*report, printed);
   INFO(printed.str());
@@ -79,7 +80,7 @@ TEST_CASE("Telco churn: one-pass prequential AUC reaches batch logistic regressi
 TEST_CASE("Telco churn: online trees and the ensemble, one pass", "[evaluation]") {
   SKIP_WITHOUT_DATA(data);
   auto report = EvaluateTelco(data);
-  REQUIRE(report.ok());
+  REQUIRE_OK(report);
   std::ostringstream printed;
   PrintTelcoReport(*report, printed);
   WARN(printed.str());

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <vector>
 
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::evaluation {
@@ -53,9 +54,9 @@ TEST_CASE("customer value on Online Retail: online RLS beats the naive forecast 
           "[evaluation][value][data]") {
   SKIP_WITHOUT_DATA(data_dir);
   auto data = LoadRetailTransactions(data_dir);
-  REQUIRE(data.ok());
+  REQUIRE_OK(data);
   auto report = EvaluateValue(*data);
-  REQUIRE(report.ok());
+  REQUIRE_OK(report);
   std::ostringstream printed;
   PrintValueReport(*report, printed);
   WARN(printed.str());

@@ -50,7 +50,7 @@ size_t NameIndex(const FeatureStore& store, std::string_view name) {
 
 TEST_CASE("FeatureSpec validation names the offending field", "[features]") {
   FeatureSpec spec;
-  CHECK(spec.Validate().ok());
+  CHECK_OK(spec.Validate());
   CHECK(spec.LongestWindowDays() == 90);
 
   spec.window_days = {};
@@ -75,7 +75,7 @@ TEST_CASE("FeatureSpec validation names the offending field", "[features]") {
   CHECK_THAT(spec.Validate().message(), Catch::StartsWith("window_days:"));
 
   spec.window_days = {1, 1000};
-  CHECK(spec.Validate().ok());
+  CHECK_OK(spec.Validate());
   const auto refused = FeatureStore::Create(FeatureSpec{{0}});
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.status().code() == StatusCode::kInvalidArgument);
@@ -482,8 +482,8 @@ void RunBruteForce(const std::vector<int>& windows, uint32_t seed) {
     // on it must evolve exactly like the original.
     if (step % 97 == 0) {
       std::string blob;
-      REQUIRE(store.EncodeCustomer(ids[ci], &blob).ok());
-      REQUIRE(restored.DecodeCustomer(ids[ci], blob).ok());
+      REQUIRE_OK(store.EncodeCustomer(ids[ci], &blob));
+      REQUIRE_OK(restored.DecodeCustomer(ids[ci], blob));
     } else if (restored.Find(ids[ci]) != nullptr) {
       restored.Update(e);
     }
@@ -516,14 +516,14 @@ TEST_CASE("Checkpoint round trip and corrupted bytes", "[features]") {
   }
   store.Update(MakeEvent(c, kT0 + 119 * kDay + 4 * kHour, EventType::kPlanChange, 0, "gold"));
   std::string blob;
-  REQUIRE(store.EncodeCustomer(c, &blob).ok());
+  REQUIRE_OK(store.EncodeCustomer(c, &blob));
   CHECK(store.EncodeCustomer("nobody", &blob).code() == StatusCode::kNotFound);
-  REQUIRE(store.EncodeCustomer(c, &blob).ok());
+  REQUIRE_OK(store.EncodeCustomer(c, &blob));
 
   REQUIRE_OK_AND_ASSIGN(auto other_owner, FeatureStore::Create(FeatureSpec{}));
   FeatureStore& other = *other_owner;
   other.Update(MakeEvent("someone-else", kT0, EventType::kLogin, 0, "silver"));
-  REQUIRE(other.DecodeCustomer(c, blob).ok());
+  REQUIRE_OK(other.DecodeCustomer(c, blob));
   const CustomerFeatures* a = store.Find(c);
   const CustomerFeatures* b = other.Find(c);
   REQUIRE(b != nullptr);
@@ -538,7 +538,7 @@ TEST_CASE("Checkpoint round trip and corrupted bytes", "[features]") {
   }
   CHECK(a->window(2).page_views == 90);
   std::string blob2;
-  REQUIRE(other.EncodeCustomer(c, &blob2).ok());
+  REQUIRE_OK(other.EncodeCustomer(c, &blob2));
   CHECK(blob2 == blob);
 
   // Decoding marks the customer dirty; clearing empties the set.
@@ -559,7 +559,7 @@ TEST_CASE("Checkpoint round trip and corrupted bytes", "[features]") {
     CHECK_FALSE(other.DecodeCustomer(c, bad).ok());
     CHECK_FALSE(other.DecodeCustomer(c, std::string_view(blob).substr(0, i)).ok());
   }
-  REQUIRE(other.EncodeCustomer(c, &blob2).ok());
+  REQUIRE_OK(other.EncodeCustomer(c, &blob2));
   CHECK(blob2 == blob);
   CHECK(other.dirty_count() == 0);
 
@@ -655,10 +655,10 @@ TEST_CASE("Windows stay exact past 65535 events and 2^32 cents", "[features]") {
   CHECK(f->window(1).purchase_amount == 50'000'000.0);
   CHECK(f->window(0).purchase_amount == 0.0);
   std::string blob;
-  REQUIRE(store.EncodeCustomer(c, &blob).ok());
+  REQUIRE_OK(store.EncodeCustomer(c, &blob));
   REQUIRE_OK_AND_ASSIGN(auto other_owner, FeatureStore::Create(FeatureSpec{{1, 2}}));
   FeatureStore& other = *other_owner;
-  REQUIRE(other.DecodeCustomer(c, blob).ok());
+  REQUIRE_OK(other.DecodeCustomer(c, blob));
   CHECK(other.Find(c)->window(1).page_views == 35'000);
 }
 

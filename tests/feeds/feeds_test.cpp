@@ -33,7 +33,7 @@ std::filesystem::path WriteFile(const std::filesystem::path& dir, const std::str
 
 pipeline::ProcessorOptions CrmOptions() {
   auto spec = pipeline::LoadPipelineSpec((SourceDir() / "pipelines" / "crm.yaml").string());
-  REQUIRE(spec.ok());
+  REQUIRE_OK(spec);
   return spec->processor;
 }
 
@@ -66,15 +66,15 @@ TEST_CASE("the shipped feed pipelines load", "[feeds]") {
     INFO(path);
     REQUIRE(IsFeedFile(path));
     auto spec = LoadFeedSpec(path);
-    REQUIRE(spec.ok());
+    REQUIRE_OK(spec);
   }
   CHECK_FALSE(IsFeedFile((SourceDir() / "pipelines" / "crm.yaml").string()));
   auto retail = LoadFeedSpec((SourceDir() / "pipelines" / "online-retail.yaml").string());
-  REQUIRE(retail.ok());
+  REQUIRE_OK(retail);
   CHECK(retail->kind == FeedKind::kEvents);
   CHECK(std::filesystem::exists(ResolvePipelinePath(*retail)));
   auto telco = LoadFeedSpec((SourceDir() / "pipelines" / "telco-churn.yaml").string());
-  REQUIRE(telco.ok());
+  REQUIRE_OK(telco);
   CHECK(telco->kind == FeedKind::kTable);
   CHECK(telco->table.numeric.size() == 5);
   CHECK(telco->table.categorical.size() == 16);
@@ -151,13 +151,13 @@ TEST_CASE("an events feed maps rows to events through the engine's processor", "
                        "4,A,\"broken,1,2011-01-04 11:00:00,4,12000.0\n"
                        "5,Z,x,3,2011-01-05 12:00:00,10,12346.0\n");
   auto spec = LoadFeedSpec((SourceDir() / "pipelines" / "online-retail.yaml").string());
-  REQUIRE(spec.ok());
+  REQUIRE_OK(spec);
   pipeline::RecordingSink sink;
   REQUIRE_OK_AND_ASSIGN(auto processor_owner,
                         pipeline::EventProcessor::Create(CrmOptions(), &sink));
   pipeline::EventProcessor& processor = *processor_owner;
   auto stats = RunEventFeed(*spec, csv, &processor);
-  REQUIRE(stats.ok());
+  REQUIRE_OK(stats);
   CHECK(stats->records == 7);
   CHECK(stats->accepted == 4);
   CHECK(stats->duplicates == 1);
@@ -220,14 +220,14 @@ TEST_CASE("online retail replays as a transaction stream", "[feeds][data]") {
     }
   }
   auto spec = LoadFeedSpec((SourceDir() / "pipelines" / "online-retail.yaml").string());
-  REQUIRE(spec.ok());
+  REQUIRE_OK(spec);
   pipeline::DiscardingSink sink;
   auto options = CrmOptions();
   options.dedup_capacity = 1 << 20;  // the whole file fits: every repeat is caught
   REQUIRE_OK_AND_ASSIGN(auto processor_owner, pipeline::EventProcessor::Create(options, &sink));
   pipeline::EventProcessor& processor = *processor_owner;
   auto stats = RunEventFeed(*spec, csv, &processor);
-  REQUIRE(stats.ok());
+  REQUIRE_OK(stats);
   CHECK(lines == 541909);
   CHECK(stats->records == lines);
   CHECK(stats->rejected == no_customer);
@@ -270,7 +270,7 @@ source:
   categorical: {columns: [plan], max_categories: 4}
 )");
   auto spec = LoadFeedSpec(yaml.string());
-  REQUIRE(spec.ok());
+  REQUIRE_OK(spec);
   std::vector<std::pair<double, bool>> scored;
   size_t row = 0;
   bool ids_match = true;
@@ -279,7 +279,7 @@ source:
     scored.emplace_back(p, label);
     ++row;
   });
-  REQUIRE(report.ok());
+  REQUIRE_OK(report);
   CHECK(ids_match);
   CHECK(report->rows == 4000);
   CHECK(report->features == 1 + 5);
@@ -298,12 +298,12 @@ source:
 TEST_CASE("telco churn through its feed pipeline beats the published batch AUC", "[feeds][data]") {
   SKIP_WITHOUT_DATA(data);
   auto spec = LoadFeedSpec((SourceDir() / "pipelines" / "telco-churn.yaml").string());
-  REQUIRE(spec.ok());
+  REQUIRE_OK(spec);
   std::vector<std::pair<double, bool>> scored;
   auto report =
       RunTableFeed(*spec, data / "telco-churn" / "WA_Fn-UseC_-Telco-Customer-Churn.csv",
                    [&](std::string_view, double p, bool label) { scored.emplace_back(p, label); });
-  REQUIRE(report.ok());
+  REQUIRE_OK(report);
   CHECK(report->rows == 7043);
   CHECK(report->positives == 1869);
   const double auc = ExactAuc(scored);
@@ -325,9 +325,9 @@ TEST_CASE("a series feed scores a metric file from the past only", "[feeds]") {
   }
   auto csv = WriteFile(dir.path(), "metric.csv", text.str());
   auto spec = LoadFeedSpec((SourceDir() / "pipelines" / "nab.yaml").string());
-  REQUIRE(spec.ok());
+  REQUIRE_OK(spec);
   auto report = RunSeriesFeed(*spec, csv, dir.path() / "out");
-  REQUIRE(report.ok());
+  REQUIRE_OK(report);
   CHECK(report->rows == n);
   CHECK_FALSE(report->nab.has_value());
   std::ifstream in(dir.path() / "out" / "crmstream_metric.csv");

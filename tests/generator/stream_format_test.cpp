@@ -338,7 +338,7 @@ TEST_CASE("The ground truth document and stream agree with the generator's recor
 
   crmstream::testing::ScratchDir dir;
   const std::string path = (dir.path() / "truth.json").string();
-  REQUIRE(g.WriteGroundTruth(path).ok());
+  REQUIRE_OK(g.WriteGroundTruth(path));
   std::ifstream in(path);
   std::stringstream text;
   text << in.rdbuf();

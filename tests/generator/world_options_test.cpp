@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "crmstream/generator/world_generator.h"
+#include "support/require_ok.h"
 
 namespace crmstream::generator {
 namespace {
@@ -16,12 +17,12 @@ void RequireRejectedNaming(const WorldOptions& options, const std::string& field
 }
 
 TEST_CASE("WorldOptions defaults are valid and bad values name their field", "[generator]") {
-  REQUIRE(WorldOptions{}.Validate().ok());
+  REQUIRE_OK(WorldOptions{}.Validate());
   WorldOptions with_everything;
   with_everything.anomalies.enabled = true;
   with_everything.malformed_rate = 0.5;
   with_everything.duplicate_rate = 0.5;
-  REQUIRE(with_everything.Validate().ok());
+  REQUIRE_OK(with_everything.Validate());
 
   WorldOptions o;
   o.customers = 0;
@@ -70,7 +71,7 @@ TEST_CASE("WorldGenerator refuses invalid options", "[generator]") {
 
   o.customers = 3;
   auto small = WorldGenerator::Create(o);
-  REQUIRE(small.ok());
+  REQUIRE_OK(small);
   CHECK((*small)->now_ms() == o.start_ms);
 }
 

@@ -10,6 +10,7 @@
 #include "crmstream/ingest/json_decoder.h"
 #include "crmstream/ingest/line_reader.h"
 #include "support/allocation_counter.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::ingest {
@@ -34,7 +35,7 @@ TEST_CASE("A warm decoder, dedup window and dead-letter builder allocate nothing
   DedupWindow window(1000);
   DeadLetterRecord dead_letter;
   auto csv = CsvEventDecoder::FromHeader("event_id,customer_id,timestamp,type,amount");
-  REQUIRE(csv.ok());
+  REQUIRE_OK(csv);
   std::vector<std::string> messages;
   std::vector<std::string> lines;
   for (int i = 0; i < 3000; ++i) {  // more ids than the window holds: evictions too
@@ -74,7 +75,7 @@ TEST_CASE("LineReader allocates nothing per line", "[ingest]") {
   LineReaderOptions options;
   options.read_size = 1 << 16;  // many refills
   auto reader = LineReader::Open(path, options);
-  REQUIRE(reader.ok());
+  REQUIRE_OK(reader);
   Line line;
   REQUIRE(*reader->Next(&line));  // the first read allocates the buffer
   long lines = 1;

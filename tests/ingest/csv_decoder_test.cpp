@@ -4,6 +4,7 @@
 #include <string>
 
 #include "crmstream/ingest/json_decoder.h"
+#include "support/require_ok.h"
 
 namespace crmstream::ingest {
 namespace {
@@ -13,7 +14,7 @@ constexpr const char* kHeader = "event_id,customer_id,timestamp,type,channel,amo
 TEST_CASE("CsvEventDecoder reads order_id and item_id columns", "[ingest]") {
   auto decoder =
       CsvEventDecoder::FromHeader("event_id,customer_id,timestamp,type,amount,order_id,item_id");
-  REQUIRE(decoder.ok());
+  REQUIRE_OK(decoder);
   Event e;
   REQUIRE_FALSE(
       decoder->Decode("e-1,17850,2010-12-01 08:26:00,purchase,15.3,536365,85123A", &e).rejected());
@@ -26,7 +27,7 @@ TEST_CASE("CsvEventDecoder reads order_id and item_id columns", "[ingest]") {
 
 TEST_CASE("CsvEventDecoder decodes a line like the JSON decoder", "[ingest]") {
   auto decoder = CsvEventDecoder::FromHeader(kHeader);
-  REQUIRE(decoder.ok());
+  REQUIRE_OK(decoder);
   Event e;
   REQUIRE_FALSE(
       decoder->Decode("e-1,c-42,2026-03-01T12:00:00Z,purchase,web,19.99,EUR,pro", &e).rejected());
@@ -53,7 +54,7 @@ TEST_CASE("CsvEventDecoder follows RFC 4180 quoting", "[ingest]") {
   auto decoder = CsvEventDecoder::FromHeader(
       "\xEF\xBB\xBF\"type\", event_id ,customer_id,"
       "timestamp,plan,ignored\r");
-  REQUIRE(decoder.ok());
+  REQUIRE_OK(decoder);
   CHECK(decoder->column_count() == 6);
   Event e;
   REQUIRE_FALSE(decoder
@@ -75,7 +76,7 @@ TEST_CASE("CsvEventDecoder follows RFC 4180 quoting", "[ingest]") {
 
 TEST_CASE("CsvEventDecoder rejects malformed lines and bad fields", "[ingest]") {
   auto decoder = CsvEventDecoder::FromHeader(kHeader);
-  REQUIRE(decoder.ok());
+  REQUIRE_OK(decoder);
   struct Case {
     std::string line;
     RejectReason reason;
@@ -113,7 +114,7 @@ TEST_CASE("CsvEventDecoder rejects malformed lines and bad fields", "[ingest]") 
   DecoderOptions small;
   small.max_message_bytes = 16;
   auto tiny = CsvEventDecoder::FromHeader(kHeader, small);
-  REQUIRE(tiny.ok());
+  REQUIRE_OK(tiny);
   Event e;
   CHECK(tiny->Decode("e,c,2026-03-01T12:00:00Z,login,,,,", &e).code == RejectReason::kTooLarge);
 }
@@ -126,12 +127,12 @@ TEST_CASE("CsvEventDecoder checks the header", "[ingest]") {
   const auto missing = CsvEventDecoder::FromHeader("event_id,customer_id,type,amount");
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().message().find("timestamp") != std::string::npos);
-  CHECK(CsvEventDecoder::FromHeader("type,timestamp,customer_id,event_id").ok());
+  CHECK_OK(CsvEventDecoder::FromHeader("type,timestamp,customer_id,event_id"));
 }
 
 TEST_CASE("CSV and JSON front-ends agree on the same records", "[ingest]") {
   auto csv = CsvEventDecoder::FromHeader(kHeader);
-  REQUIRE(csv.ok());
+  REQUIRE_OK(csv);
   EventDecoder json;
   struct Pair {
     const char* csv;

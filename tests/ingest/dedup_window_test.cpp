@@ -6,6 +6,8 @@
 #include <set>
 #include <string>
 
+#include "support/require_ok.h"
+
 namespace crmstream::ingest {
 namespace {
 
@@ -71,7 +73,7 @@ TEST_CASE("DedupWindow round-trips through its encoding", "[ingest]") {
   std::string payload;
   window.EncodeTo(&payload);
   auto decoded = DedupWindow::Decode(payload);
-  REQUIRE(decoded.ok());
+  REQUIRE_OK(decoded);
   CHECK(decoded->capacity() == 50);
   CHECK(decoded->size() == 50);
   CHECK_FALSE(decoded->Contains(Id(29)));
@@ -85,7 +87,7 @@ TEST_CASE("DedupWindow round-trips through its encoding", "[ingest]") {
   std::string empty_payload;
   empty.EncodeTo(&empty_payload);
   auto empty_decoded = DedupWindow::Decode(empty_payload);
-  REQUIRE(empty_decoded.ok());
+  REQUIRE_OK(empty_decoded);
   CHECK(empty_decoded->size() == 0);
 }
 

@@ -10,6 +10,7 @@
 #include "crmstream/ingest/csv_decoder.h"
 #include "crmstream/ingest/dead_letter.h"
 #include "crmstream/ingest/json_decoder.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::ingest {
@@ -63,7 +64,7 @@ TEST_CASE("Every example in docs/events.md decodes as documented", "[ingest]") {
 TEST_CASE("The CSV and dead-letter examples in docs/events.md hold", "[ingest]") {
   auto csv = CsvEventDecoder::FromHeader(
       "event_id,customer_id,timestamp,type,channel,amount,currency,plan");
-  REQUIRE(csv.ok());
+  REQUIRE_OK(csv);
   Event e;
   CHECK_FALSE(csv->Decode("e-1,c-42,2026-03-01T12:00:00Z,purchase,web,19.99,EUR,", &e).rejected());
   REQUIRE_FALSE(
@@ -71,7 +72,7 @@ TEST_CASE("The CSV and dead-letter examples in docs/events.md hold", "[ingest]")
           .rejected());
   CHECK(e.channel == "phone, callback");
   auto short_csv = CsvEventDecoder::FromHeader("event_id,customer_id,timestamp,type");
-  REQUIRE(short_csv.ok());
+  REQUIRE_OK(short_csv);
   CHECK(short_csv->Decode("e-12,c-42,\"2026-03-01T12:00:00Z,login", &e).code ==
         RejectReason::kMalformedCsv);
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::ingest {
@@ -19,12 +20,12 @@ std::filesystem::path Write(const crmstream::testing::ScratchDir& dir, const std
 std::vector<std::pair<int64_t, std::string>> ReadAll(const std::filesystem::path& path,
                                                      LineReaderOptions options = {}) {
   auto reader = LineReader::Open(path, options);
-  REQUIRE(reader.ok());
+  REQUIRE_OK(reader);
   std::vector<std::pair<int64_t, std::string>> lines;
   Line line;
   for (int guard = 0; guard < 1'000'000; ++guard) {
     auto more = reader->Next(&line);
-    REQUIRE(more.ok());
+    REQUIRE_OK(more);
     if (!*more) break;
     lines.emplace_back(line.number, std::string(line.text));
   }
@@ -66,7 +67,7 @@ TEST_CASE("LineReader reports errors with the path", "[ingest]") {
   CHECK(missing.status().message().find("nope.jsonl") != std::string::npos);
 
   auto directory = LineReader::Open(dir.path());  // opens, but read(2) fails: EISDIR
-  REQUIRE(directory.ok());
+  REQUIRE_OK(directory);
   Line line;
   auto next = directory->Next(&line);
   REQUIRE_FALSE(next.ok());
@@ -77,9 +78,9 @@ TEST_CASE("LineReader reports errors with the path", "[ingest]") {
   options.read_size = 16;
   options.max_line_bytes = 40;
   auto reader = LineReader::Open(Write(dir, "short\n" + std::string(100, 'x') + "\n"), options);
-  REQUIRE(reader.ok());
+  REQUIRE_OK(reader);
   auto first = reader->Next(&line);
-  REQUIRE(first.ok());
+  REQUIRE_OK(first);
   CHECK(line.text == "short");
   auto second = reader->Next(&line);
   REQUIRE_FALSE(second.ok());

@@ -6,6 +6,7 @@
 #include "crmstream/kafka/consumer.h"
 #include "crmstream/kafka/producer.h"
 #include "kafka/kafka_test_support.h"
+#include "support/require_ok.h"
 
 namespace crmstream::kafka {
 namespace {
@@ -20,27 +21,27 @@ TEST_CASE("Messages produced while a broker is down all arrive once it is back, 
           "[kafka][integration]") {
   ClusterFixture fx;
   const std::string topic = "resilient";
-  REQUIRE(fx.cluster->CreateTopic(topic, 4, 3).ok());
+  REQUIRE_OK(fx.cluster->CreateTopic(topic, 4, 3));
   // Broker 1 leads partitions 0 and 1, so taking it down stalls half the topic.
-  REQUIRE(fx.cluster->SetPartitionLeader(topic, 0, 1).ok());
-  REQUIRE(fx.cluster->SetPartitionLeader(topic, 1, 1).ok());
-  REQUIRE(fx.cluster->SetPartitionLeader(topic, 2, 2).ok());
-  REQUIRE(fx.cluster->SetPartitionLeader(topic, 3, 3).ok());
+  REQUIRE_OK(fx.cluster->SetPartitionLeader(topic, 0, 1));
+  REQUIRE_OK(fx.cluster->SetPartitionLeader(topic, 1, 1));
+  REQUIRE_OK(fx.cluster->SetPartitionLeader(topic, 2, 2));
+  REQUIRE_OK(fx.cluster->SetPartitionLeader(topic, 3, 3));
 
   auto producer = Producer::Create(fx.config());
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   Producer& p = **producer;
   constexpr int kPhase = 1000;
   constexpr int kKeys = 61;
 
   // Phase 1: healthy cluster.
   testing::ProduceKeyed(p, topic, 0, kPhase, kKeys);
-  REQUIRE(p.Flush(kTestDeadline).ok());
+  REQUIRE_OK(p.Flush(kTestDeadline));
   CHECK(p.delivered_count() == kPhase);
 
   // Phase 2: broker 1 down while producing. Messages for its partitions wait
   // in the producer (the mock moves no leadership), the rest are delivered.
-  REQUIRE(fx.cluster->SetBrokerDown(1).ok());
+  REQUIRE_OK(fx.cluster->SetBrokerDown(1));
   testing::ProduceKeyed(p, topic, kPhase, kPhase, kKeys);
   // Which phase-2 messages land on broker 1's partitions, by the default
   // (consistent_random: CRC32 of the key) partitioner.
@@ -64,26 +65,26 @@ TEST_CASE("Messages produced while a broker is down all arrive once it is back, 
   CHECK(p.failed_count() == 0);
 
   // Phase 3: broker back; everything queued goes out, then more traffic.
-  REQUIRE(fx.cluster->SetBrokerUp(1).ok());
+  REQUIRE_OK(fx.cluster->SetBrokerUp(1));
   testing::ProduceKeyed(p, topic, 2 * kPhase, kPhase, kKeys);
-  REQUIRE(p.Flush(kTestDeadline).ok());
+  REQUIRE_OK(p.Flush(kTestDeadline));
 
   // Phase 4: the brokers refuse the next produce requests with a retriable
   // error; the idempotent producer retries them.
   const std::vector<rd_kafka_resp_err_t> errors(3, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
   fx.cluster->PushRequestErrors(kProduceApiKey, errors);
   testing::ProduceKeyed(p, topic, 3 * kPhase, kPhase, kKeys);
-  REQUIRE(p.Flush(kTestDeadline).ok());
+  REQUIRE_OK(p.Flush(kTestDeadline));
 
   constexpr int kTotal = 4 * kPhase;
   CHECK(p.delivered_count() == kTotal);
   CHECK(p.failed_count() == 0);
-  CHECK(p.FatalError().ok());
+  CHECK_OK(p.FatalError());
 
   auto consumer = Consumer::Create(fx.consumer_config(), "resilient-reader");
-  REQUIRE(consumer.ok());
+  REQUIRE_OK(consumer);
   const std::vector<std::string> topics{topic};
-  REQUIRE((*consumer)->Subscribe(topics).ok());
+  REQUIRE_OK((*consumer)->Subscribe(topics));
   const std::vector<Received> received = testing::ConsumeUntil(**consumer, kTotal);
   const auto extra = testing::ConsumeUntil(**consumer, 1, std::chrono::milliseconds(500));
   CHECK(extra.empty());
@@ -107,31 +108,31 @@ TEST_CASE("Messages produced while a broker is down all arrive once it is back, 
 TEST_CASE("A consumer keeps reading across a broker outage", "[kafka][integration]") {
   ClusterFixture fx;
   const std::string topic = "outage-read";
-  REQUIRE(fx.cluster->CreateTopic(topic, 2, 3).ok());
-  REQUIRE(fx.cluster->SetPartitionLeader(topic, 0, 2).ok());
-  REQUIRE(fx.cluster->SetPartitionLeader(topic, 1, 3).ok());
+  REQUIRE_OK(fx.cluster->CreateTopic(topic, 2, 3));
+  REQUIRE_OK(fx.cluster->SetPartitionLeader(topic, 0, 2));
+  REQUIRE_OK(fx.cluster->SetPartitionLeader(topic, 1, 3));
   auto producer = Producer::Create(fx.config());
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   for (int i = 0; i < 100; ++i) {
-    REQUIRE((*producer)->Produce(topic, i % 2, "k", std::to_string(i)).ok());
+    REQUIRE_OK((*producer)->Produce(topic, i % 2, "k", std::to_string(i)));
   }
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
 
   auto consumer = Consumer::Create(fx.consumer_config(), "outage-readers");
-  REQUIRE(consumer.ok());
+  REQUIRE_OK(consumer);
   const std::vector<std::string> topics{topic};
-  REQUIRE((*consumer)->Subscribe(topics).ok());
+  REQUIRE_OK((*consumer)->Subscribe(topics));
   REQUIRE(testing::ConsumeUntil(**consumer, 100).size() == 100);
 
   // Leader of partition 1 goes away; new data for partition 1 can only be
   // read once it returns.
-  REQUIRE(fx.cluster->SetBrokerDown(3).ok());
-  for (int i = 0; i < 50; ++i) REQUIRE((*producer)->Produce(topic, 0, "k", "p0").ok());
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  REQUIRE_OK(fx.cluster->SetBrokerDown(3));
+  for (int i = 0; i < 50; ++i) REQUIRE_OK((*producer)->Produce(topic, 0, "k", "p0"));
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
   REQUIRE(testing::ConsumeUntil(**consumer, 50).size() == 50);
-  REQUIRE(fx.cluster->SetBrokerUp(3).ok());
-  for (int i = 0; i < 50; ++i) REQUIRE((*producer)->Produce(topic, 1, "k", "p1").ok());
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  REQUIRE_OK(fx.cluster->SetBrokerUp(3));
+  for (int i = 0; i < 50; ++i) REQUIRE_OK((*producer)->Produce(topic, 1, "k", "p1"));
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
   const auto after = testing::ConsumeUntil(**consumer, 50);
   REQUIRE(after.size() == 50);
   for (const Received& m : after) CHECK(m.partition == 1);

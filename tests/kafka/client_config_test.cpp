@@ -5,6 +5,7 @@
 #include "crmstream/kafka/consumer.h"
 #include "crmstream/kafka/kafka_error.h"
 #include "crmstream/kafka/producer.h"
+#include "support/require_ok.h"
 
 namespace crmstream::kafka {
 namespace {
@@ -52,7 +53,7 @@ TEST_CASE("User properties win over module defaults except for commit ownership"
 }
 
 TEST_CASE("librdkafka errors map to the project's status codes", "[kafka]") {
-  CHECK(KafkaStatus(RD_KAFKA_RESP_ERR_NO_ERROR, "x").ok());
+  CHECK_OK(KafkaStatus(RD_KAFKA_RESP_ERR_NO_ERROR, "x"));
   CHECK(KafkaErrorCode(RD_KAFKA_RESP_ERR__TRANSPORT) == StatusCode::kUnavailable);
   CHECK(KafkaErrorCode(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) == StatusCode::kUnavailable);
   CHECK(KafkaErrorCode(RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION) == StatusCode::kUnavailable);

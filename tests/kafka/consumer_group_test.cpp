@@ -6,6 +6,7 @@
 #include "crmstream/kafka/consumer.h"
 #include "crmstream/kafka/producer.h"
 #include "kafka/kafka_test_support.h"
+#include "support/require_ok.h"
 
 namespace crmstream::kafka {
 namespace {
@@ -57,11 +58,11 @@ void SplitAndReadEverything(crmstream::testing::TestBroker& fx, const std::strin
   const std::string group = fx.Name("splitters");
   auto a = Consumer::Create(config, group, ConsumerOptions{.listener = &listener_a});
   auto b = Consumer::Create(config, group, ConsumerOptions{.listener = &listener_b});
-  REQUIRE(a.ok());
-  REQUIRE(b.ok());
+  REQUIRE_OK(a);
+  REQUIRE_OK(b);
   const std::vector<std::string> topics{topic};
-  REQUIRE((*a)->Subscribe(topics).ok());
-  REQUIRE((*b)->Subscribe(topics).ok());
+  REQUIRE_OK((*a)->Subscribe(topics));
+  REQUIRE_OK((*b)->Subscribe(topics));
 
   // Both members must keep polling for the group to settle; settled means
   // each holds a share and together they hold all four partitions once.
@@ -69,9 +70,9 @@ void SplitAndReadEverything(crmstream::testing::TestBroker& fx, const std::strin
   std::vector<Received> early;
   const std::set<TopicPartition> all{{topic, 0}, {topic, 1}, {topic, 2}, {topic, 3}};
   const bool settled = testing::PollUntil([&] {
-    REQUIRE((*a)->ConsumeBatch(50, &batch).ok());
+    REQUIRE_OK((*a)->ConsumeBatch(50, &batch));
     testing::AppendBatch(batch, &early);
-    REQUIRE((*b)->ConsumeBatch(50, &batch).ok());
+    REQUIRE_OK((*b)->ConsumeBatch(50, &batch));
     testing::AppendBatch(batch, &early);
     auto sa = AsSet(*(*a)->Assignment());
     auto sb = AsSet(*(*b)->Assignment());
@@ -90,17 +91,17 @@ void SplitAndReadEverything(crmstream::testing::TestBroker& fx, const std::strin
   CHECK(listener_b.assigned == AsSet(*(*b)->Assignment()));
 
   auto producer = Producer::Create(fx.config());
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   constexpr int kMessages = 2000;
   testing::ProduceKeyed(**producer, topic, 0, kMessages, 101);
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
 
   std::vector<Received> from_a;
   std::vector<Received> from_b;
   testing::PollUntil([&] {
-    REQUIRE((*a)->ConsumeBatch(50, &batch).ok());
+    REQUIRE_OK((*a)->ConsumeBatch(50, &batch));
     testing::AppendBatch(batch, &from_a);
-    REQUIRE((*b)->ConsumeBatch(50, &batch).ok());
+    REQUIRE_OK((*b)->ConsumeBatch(50, &batch));
     testing::AppendBatch(batch, &from_b);
     return from_a.size() + from_b.size() >= kMessages;
   });
@@ -121,8 +122,8 @@ void SplitAndReadEverything(crmstream::testing::TestBroker& fx, const std::strin
   CHECK(from_a.size() + from_b.size() == kMessages);
   CHECK(values.size() == kMessages);
 
-  REQUIRE((*a)->Close().ok());
-  REQUIRE((*b)->Close().ok());
+  REQUIRE_OK((*a)->Close());
+  REQUIRE_OK((*b)->Close());
   // Closing revokes everything the member held.
   CHECK(listener_a.assigned.empty());
   CHECK(listener_b.assigned.empty());
@@ -146,10 +147,10 @@ TEMPLATE_TEST_CASE("A new member resumes exactly after the committed offsets",
   const std::string topic = fx.CreateTopic("resume", 4);
   const std::string group = fx.Name("resumers");
   auto producer = Producer::Create(fx.config());
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   constexpr int kMessages = 800;
   testing::ProduceKeyed(**producer, topic, 0, kMessages, 37);
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
   const std::vector<std::string> topics{topic};
   // The mock coordinator keeps a group that its last member left in
   // "joining" for a whole session timeout before it admits a new member; the
@@ -161,8 +162,8 @@ TEMPLATE_TEST_CASE("A new member resumes exactly after the committed offsets",
   std::vector<TopicPartitionOffset> commits;
   {
     auto first = Consumer::Create(config, group);
-    REQUIRE(first.ok());
-    REQUIRE((*first)->Subscribe(topics).ok());
+    REQUIRE_OK(first);
+    REQUIRE_OK((*first)->Subscribe(topics));
     const auto received = testing::ConsumeUntil(**first, kMessages);
     REQUIRE(received.size() == kMessages);
     for (const Received& m : received) offsets_by_partition[m.partition].push_back(m.offset);
@@ -171,14 +172,14 @@ TEMPLATE_TEST_CASE("A new member resumes exactly after the committed offsets",
       // Next offset to read = last processed + 1.
       commits.push_back({topic, partition, offsets[offsets.size() / 2 - 1] + 1});
     }
-    REQUIRE((*first)->CommitOffsets(commits, /*async=*/false).ok());
+    REQUIRE_OK((*first)->CommitOffsets(commits, /*async=*/false));
 
     std::vector<TopicPartition> parts;
     for (const auto& c : commits) parts.push_back({c.topic, c.partition});
     auto committed = (*first)->Committed(parts, kTestDeadline);
-    REQUIRE(committed.ok());
+    REQUIRE_OK(committed);
     for (size_t i = 0; i < commits.size(); ++i) CHECK((*committed)[i].offset == commits[i].offset);
-    REQUIRE((*first)->Close().ok());
+    REQUIRE_OK((*first)->Close());
   }
 
   // Expected for the second member: every offset at or after the commit.
@@ -190,8 +191,8 @@ TEMPLATE_TEST_CASE("A new member resumes exactly after the committed offsets",
   }
 
   auto second = Consumer::Create(config, group);
-  REQUIRE(second.ok());
-  REQUIRE((*second)->Subscribe(topics).ok());
+  REQUIRE_OK(second);
+  REQUIRE_OK((*second)->Subscribe(topics));
   const auto received = testing::ConsumeUntil(**second, expected.size());
   // Nothing more than the uncommitted tail may follow: drain briefly.
   const auto extra = testing::ConsumeUntil(**second, 1, std::chrono::milliseconds(500));
@@ -208,28 +209,28 @@ TEMPLATE_TEST_CASE("The rebalance listener chooses where newly assigned partitio
   const std::string topic = fx.CreateTopic("restart-from-state", 2, 1);
   const std::string group = fx.Name("stateful");
   auto producer = Producer::Create(fx.config());
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   for (int i = 0; i < 20; ++i) {
-    REQUIRE((*producer)->Produce(topic, i % 2, "k", std::to_string(i)).ok());
+    REQUIRE_OK((*producer)->Produce(topic, i % 2, "k", std::to_string(i)));
   }
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
 
   // The group has a committed offset (2) that the listener overrides with 7,
   // as when local state was checkpointed further along than the group.
   {
     auto committer = Consumer::Create(fx.consumer_config(), group);
-    REQUIRE(committer.ok());
+    REQUIRE_OK(committer);
     const std::vector<TopicPartitionOffset> commits{{topic, 0, 2}, {topic, 1, 2}};
-    REQUIRE((*committer)->CommitOffsets(commits, false).ok());
+    REQUIRE_OK((*committer)->CommitOffsets(commits, false));
   }
 
   RecordingListener listener;
   listener.start_offset = 7;
   auto consumer =
       Consumer::Create(fx.consumer_config(), group, ConsumerOptions{.listener = &listener});
-  REQUIRE(consumer.ok());
+  REQUIRE_OK(consumer);
   const std::vector<std::string> topics{topic};
-  REQUIRE((*consumer)->Subscribe(topics).ok());
+  REQUIRE_OK((*consumer)->Subscribe(topics));
   const auto received = testing::ConsumeUntil(**consumer, 6);
   REQUIRE(received.size() == 6);
   std::set<std::pair<int32_t, int64_t>> got;
@@ -244,12 +245,12 @@ TEMPLATE_TEST_CASE("WaitForAssignment returns once the group has assigned partit
   CRMSTREAM_USE_BROKER(TestType, fx);
   const std::string topic = fx.CreateTopic("waiting", 3, 1);
   auto consumer = Consumer::Create(fx.consumer_config(), fx.Name("waiters"));
-  REQUIRE(consumer.ok());
+  REQUIRE_OK(consumer);
   const std::vector<std::string> topics{topic};
-  REQUIRE((*consumer)->Subscribe(topics).ok());
+  REQUIRE_OK((*consumer)->Subscribe(topics));
   MessageBatch batch(8);
   auto assigned = (*consumer)->WaitForAssignment(kTestDeadline, &batch);
-  REQUIRE(assigned.ok());
+  REQUIRE_OK(assigned);
   CHECK(*assigned);
   CHECK((*consumer)->Assignment()->size() == 3);
   CHECK((*consumer)->rebalance_count() >= 1);

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "kafka/kafka_test_support.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::kafka {
@@ -14,7 +15,7 @@ using testing::ClusterFixture;
 
 TEST_CASE("The embedded cluster lists one loopback address per broker", "[kafka]") {
   auto cluster = EmbeddedCluster::Create(EmbeddedClusterOptions{.broker_count = 2});
-  REQUIRE(cluster.ok());
+  REQUIRE_OK(cluster);
   const std::string& servers = (*cluster)->bootstrap_servers();
   CHECK(std::count(servers.begin(), servers.end(), ',') == 1);
   CHECK(servers.find("127.0.0.1:") == 0);
@@ -26,9 +27,9 @@ TEST_CASE("The address file holds the bootstrap string and is usable by a client
   ClusterFixture fx;
   crmstream::testing::ScratchDir dir;
   const auto path = dir.path() / "kafka.address";
-  REQUIRE(fx.cluster->WriteAddressFile(path).ok());
+  REQUIRE_OK(fx.cluster->WriteAddressFile(path));
   // Rewriting replaces the file whole (rename over the old one).
-  REQUIRE(fx.cluster->WriteAddressFile(path).ok());
+  REQUIRE_OK(fx.cluster->WriteAddressFile(path));
 
   std::ifstream in(path);
   std::stringstream content;
@@ -42,9 +43,9 @@ TEST_CASE("The address file holds the bootstrap string and is usable by a client
   std::string address = content.str();
   address.pop_back();
   auto producer = Producer::Create(ClientConfig{{"bootstrap.servers", address}});
-  REQUIRE(producer.ok());
-  REQUIRE((*producer)->Produce("address-check", kPartitionUnassigned, "k", "v").ok());
-  REQUIRE((*producer)->Flush(testing::kTestDeadline).ok());
+  REQUIRE_OK(producer);
+  REQUIRE_OK((*producer)->Produce("address-check", kPartitionUnassigned, "k", "v"));
+  REQUIRE_OK((*producer)->Flush(testing::kTestDeadline));
   CHECK((*producer)->delivered_count() == 1);
   CHECK((*producer)->failed_count() == 0);
 }
@@ -58,7 +59,7 @@ TEST_CASE("Writing the address file into a missing folder fails with IOError", "
 
 TEST_CASE("Creating a topic twice on the embedded cluster is refused", "[kafka]") {
   ClusterFixture fx;
-  REQUIRE(fx.cluster->CreateTopic("twice", 2, 1).ok());
+  REQUIRE_OK(fx.cluster->CreateTopic("twice", 2, 1));
   const Status again = fx.cluster->CreateTopic("twice", 2, 1);
   CHECK_FALSE(again.ok());
   CHECK_THAT(again.message(), Catch::Contains("TOPIC_ALREADY_EXISTS"));
@@ -69,15 +70,15 @@ TEST_CASE("The embedded cluster drops the oldest data beyond 5 MiB per partition
           "[kafka][integration]") {
   // Pins the mock's in-memory retention, which bounds benchmark topic sizes.
   ClusterFixture fx;
-  REQUIRE(fx.cluster->CreateTopic("bounded", 1, 1).ok());
+  REQUIRE_OK(fx.cluster->CreateTopic("bounded", 1, 1));
   auto producer = Producer::Create(fx.config(), ProducerOptions{.linger_ms = 20});
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   const std::string value(1000, 'x');
   constexpr int kMessages = 8000;  // about 8 MB, well over the bound
   for (int i = 0; i < kMessages; ++i) {
-    REQUIRE((*producer)->Produce("bounded", 0, "", value).ok());
+    REQUIRE_OK((*producer)->Produce("bounded", 0, "", value));
   }
-  REQUIRE((*producer)->Flush(testing::kTestDeadline).ok());
+  REQUIRE_OK((*producer)->Flush(testing::kTestDeadline));
   REQUIRE((*producer)->delivered_count() == kMessages);
 
   int64_t low = -1;

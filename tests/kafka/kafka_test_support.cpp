@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/require_ok.h"
+
 namespace crmstream::kafka::testing {
 
 void AppendBatch(const MessageBatch& batch, std::vector<Received>* out) {
@@ -19,7 +21,7 @@ std::vector<Received> ConsumeUntil(Consumer& consumer, size_t want,
   const auto until = std::chrono::steady_clock::now() + deadline;
   while (received.size() < want && std::chrono::steady_clock::now() < until) {
     auto n = consumer.ConsumeBatch(100, &batch);
-    REQUIRE(n.ok());
+    REQUIRE_OK(n);
     AppendBatch(batch, &received);
   }
   batch.Clear();
@@ -41,7 +43,7 @@ void ProduceKeyed(Producer& producer, const std::string& topic, int first_seq, i
     const int seq = first_seq + i;
     const std::string key = "customer-" + std::to_string(seq % keys);
     const std::string value = std::to_string(seq);
-    REQUIRE(producer.Produce(topic, kPartitionUnassigned, key, value).ok());
+    REQUIRE_OK(producer.Produce(topic, kPartitionUnassigned, key, value));
   }
 }
 

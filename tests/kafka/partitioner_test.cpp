@@ -8,6 +8,7 @@
 #include "crmstream/kafka/partition_reader.h"
 #include "crmstream/kafka/producer.h"
 #include "kafka_test_support.h"
+#include "support/require_ok.h"
 
 namespace crmstream::kafka {
 namespace {
@@ -50,9 +51,9 @@ TEST_CASE("Kafka's published murmur2 values", "[kafka]") {
 
 TEST_CASE("ReadPartitionsToEnd reads from offsets to the ends with headers", "[kafka]") {
   testing::ClusterFixture fx;
-  REQUIRE(fx.cluster->CreateTopic("reader.topic", 2).ok());
+  REQUIRE_OK(fx.cluster->CreateTopic("reader.topic", 2));
   auto producer = Producer::Create(fx.config());
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   const std::array<MessageHeader, 1> headers{MessageHeader{"h", "v"}};
   for (int i = 0; i < 20; ++i) {
     REQUIRE((*producer)
@@ -61,7 +62,7 @@ TEST_CASE("ReadPartitionsToEnd reads from offsets to the ends with headers", "[k
                                   : std::span<const MessageHeader>())
                 .ok());
   }
-  REQUIRE((*producer)->Flush(std::chrono::seconds(10)).ok());
+  REQUIRE_OK((*producer)->Flush(std::chrono::seconds(10)));
 
   const std::vector<TopicPartitionOffset> from = {{"reader.topic", 0, kOffsetBeginning},
                                                   {"reader.topic", 1, 4}};
@@ -79,7 +80,7 @@ TEST_CASE("ReadPartitionsToEnd reads from offsets to the ends with headers", "[k
         if (auto h = FindHeader(m, "h")) header = std::string(*h);
         return Status::OK();
       });
-  REQUIRE(st.ok());
+  REQUIRE_OK(st);
   REQUIRE(ends.size() == 2);
   CHECK(ends[0].start_offset == 0);
   CHECK(ends[0].end_offset == 10);

@@ -8,6 +8,7 @@
 #include "crmstream/kafka/producer.h"
 #include "crmstream/kafka/topic_admin.h"
 #include "kafka/kafka_test_support.h"
+#include "support/require_ok.h"
 
 namespace crmstream::kafka {
 namespace {
@@ -53,18 +54,18 @@ TEMPLATE_TEST_CASE("Keyed messages come back exactly once, in order per key and 
   const std::string topic = fx.CreateTopic("orders", 4);
 
   auto producer = Producer::Create(fx.config());
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   constexpr int kMessages = 5000;
   testing::ProduceKeyed(**producer, topic, 0, kMessages, 97);
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
   CHECK((*producer)->delivered_count() == kMessages);
   CHECK((*producer)->failed_count() == 0);
-  CHECK((*producer)->last_delivery_error().ok());
+  CHECK_OK((*producer)->last_delivery_error());
 
   auto consumer = Consumer::Create(fx.consumer_config(), fx.Name("orders-reader"));
-  REQUIRE(consumer.ok());
+  REQUIRE_OK(consumer);
   const std::vector<std::string> topics{topic};
-  REQUIRE((*consumer)->Subscribe(topics).ok());
+  REQUIRE_OK((*consumer)->Subscribe(topics));
   const std::vector<Received> received = testing::ConsumeUntil(**consumer, kMessages);
   CheckExactlyOnceInOrder(received, kMessages);
 
@@ -73,7 +74,7 @@ TEMPLATE_TEST_CASE("Keyed messages come back exactly once, in order per key and 
   for (const Received& m : received) partitions.insert(m.partition);
   CHECK(partitions == std::set<int32_t>{0, 1, 2, 3});
   CHECK((*consumer)->rebalance_protocol() == "EAGER");
-  REQUIRE((*consumer)->Close().ok());
+  REQUIRE_OK((*consumer)->Close());
 }
 
 TEMPLATE_TEST_CASE("Headers and explicit partitions reach the consumer", "[kafka][integration]",
@@ -81,22 +82,22 @@ TEMPLATE_TEST_CASE("Headers and explicit partitions reach the consumer", "[kafka
   CRMSTREAM_USE_BROKER(TestType, fx);
   const std::string topic = fx.CreateTopic("with-headers", 4, 1);
   auto producer = Producer::Create(fx.config());
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   const std::vector<MessageHeader> headers{{"source", "generator"}, {"schema", "v1"}};
-  REQUIRE((*producer)->Produce(topic, 2, "k", "payload", headers).ok());
-  REQUIRE((*producer)->Produce(topic, 3, "", "no key").ok());
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  REQUIRE_OK((*producer)->Produce(topic, 2, "k", "payload", headers));
+  REQUIRE_OK((*producer)->Produce(topic, 3, "", "no key"));
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
 
   auto consumer = Consumer::Create(fx.consumer_config(), fx.Name("headers-reader"));
-  REQUIRE(consumer.ok());
+  REQUIRE_OK(consumer);
   const std::vector<std::string> topics{topic};
-  REQUIRE((*consumer)->Subscribe(topics).ok());
+  REQUIRE_OK((*consumer)->Subscribe(topics));
 
   MessageBatch batch(16);
   bool saw_headers = false;
   bool saw_null_key = false;
   testing::PollUntil([&] {
-    REQUIRE((*consumer)->ConsumeBatch(100, &batch).ok());
+    REQUIRE_OK((*consumer)->ConsumeBatch(100, &batch));
     for (size_t i = 0; i < batch.size(); ++i) {
       const MessageView m = batch[i];
       if (m.partition() == 2) {
@@ -130,29 +131,29 @@ TEMPLATE_TEST_CASE("Lag follows the cached high watermark and the consumer posit
   CRMSTREAM_USE_BROKER(TestType, fx);
   const std::string topic = fx.CreateTopic("lagging", 2, 1);
   auto producer = Producer::Create(fx.config());
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   for (int i = 0; i < 30; ++i) {
-    REQUIRE((*producer)->Produce(topic, i % 2, "k", std::to_string(i)).ok());
+    REQUIRE_OK((*producer)->Produce(topic, i % 2, "k", std::to_string(i)));
   }
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
 
   auto consumer = Consumer::Create(fx.consumer_config(), fx.Name("lag-reader"));
-  REQUIRE(consumer.ok());
+  REQUIRE_OK(consumer);
   const std::vector<std::string> topics{topic};
-  REQUIRE((*consumer)->Subscribe(topics).ok());
+  REQUIRE_OK((*consumer)->Subscribe(topics));
   REQUIRE(testing::ConsumeUntil(**consumer, 30).size() == 30);
   auto lag0 = (*consumer)->Lag(topic, 0);
-  REQUIRE(lag0.ok());
+  REQUIRE_OK(lag0);
   CHECK(*lag0 == 0);
 
   // Twelve more on partition 0, not consumed: the background fetcher sees the
   // new high watermark, the position stays, so the lag becomes 12.
-  for (int i = 0; i < 12; ++i) REQUIRE((*producer)->Produce(topic, 0, "k", "late").ok());
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  for (int i = 0; i < 12; ++i) REQUIRE_OK((*producer)->Produce(topic, 0, "k", "late"));
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
   std::vector<PartitionLag> snapshot;
   const bool seen = testing::PollUntil([&] {
     auto lags = (*consumer)->LagSnapshot();
-    REQUIRE(lags.ok());
+    REQUIRE_OK(lags);
     snapshot = *lags;
     for (const PartitionLag& lag : snapshot) {
       if (lag.partition == 0 && lag.lag == 12) return true;
@@ -173,12 +174,12 @@ TEMPLATE_TEST_CASE("The bare consumer reads a whole topic and reports a rate",
   CRMSTREAM_USE_BROKER(TestType, fx);
   const std::string topic = fx.CreateTopic("bare", 4, 1);
   auto producer = Producer::Create(fx.config());
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   testing::ProduceKeyed(**producer, topic, 0, 2000, 50);
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
 
   auto rate = MeasureBareConsumerRate(fx.config(), topic, 2000, kTestDeadline);
-  REQUIRE(rate.ok());
+  REQUIRE_OK(rate);
   CHECK(rate->messages == 2000);
   CHECK(rate->messages_per_second > 0);
 

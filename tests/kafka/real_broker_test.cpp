@@ -16,6 +16,7 @@
 #include "crmstream/kafka/producer.h"
 #include "crmstream/kafka/topic_admin.h"
 #include "kafka/kafka_test_support.h"
+#include "support/require_ok.h"
 
 namespace crmstream::kafka {
 namespace {
@@ -38,7 +39,7 @@ std::vector<Received> ReadPartition(const ClientConfig& config, const std::strin
         return Status::OK();
       });
   INFO(read.ToString());
-  REQUIRE(read.ok());
+  REQUIRE_OK(read);
   return records;
 }
 
@@ -54,7 +55,7 @@ TEST_CASE("Compaction removes the older values of each key of a compacted topic"
                                             {"delete.retention.ms", "100"},
                                             {"file.delete.delay.ms", "100"}});
   auto producer = Producer::Create(fx.config());
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   constexpr int kKeys = 20;
   constexpr int kVersions = 5;
   // Version by version: key i's last value is written at offset
@@ -65,11 +66,11 @@ TEST_CASE("Compaction removes the older values of each key of a compacted topic"
     for (int k = 0; k < kKeys; ++k, ++offset) {
       const std::string key = "customer-" + std::to_string(k);
       const std::string value = key + "@v" + std::to_string(v);
-      REQUIRE((*producer)->Produce(topic, 0, key, value).ok());
+      REQUIRE_OK((*producer)->Produce(topic, 0, key, value));
       latest[key] = {offset, value};
     }
   }
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
   // Before compaction every version is there: the check below is not vacuous.
   const auto before = ReadPartition(fx.config(), topic);
   REQUIRE(before.size() == static_cast<size_t>(kKeys * kVersions));
@@ -80,8 +81,8 @@ TEST_CASE("Compaction removes the older values of each key of a compacted topic"
   const bool compacted = testing::PollUntil(
       [&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        REQUIRE((*producer)->Produce(topic, 0, "roll", "roll").ok());
-        REQUIRE((*producer)->Flush(kTestDeadline).ok());
+        REQUIRE_OK((*producer)->Produce(topic, 0, "roll", "roll"));
+        REQUIRE_OK((*producer)->Flush(kTestDeadline));
         after = ReadPartition(fx.config(), topic);
         size_t customers = 0;
         for (const Received& m : after) customers += m.key != "roll";
@@ -103,7 +104,7 @@ TEST_CASE("A partition holds more than the embedded cluster's 5 MiB, from its fi
   CRMSTREAM_USE_BROKER(RealBroker, fx);
   const std::string topic = fx.CreateTopic("large", 1);
   auto producer = Producer::Create(fx.config());
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   constexpr int kMessages = 800;
   constexpr size_t kPayloadBytes = 10 * 1024;
   static_assert(kMessages * kPayloadBytes > 3 * EmbeddedCluster::kMaxPartitionLogBytes / 2);
@@ -117,9 +118,9 @@ TEST_CASE("A partition holds more than the embedded cluster's 5 MiB, from its fi
     return out;
   };
   for (int i = 0; i < kMessages; ++i) {
-    REQUIRE((*producer)->Produce(topic, 0, "k" + std::to_string(i), payload(i)).ok());
+    REQUIRE_OK((*producer)->Produce(topic, 0, "k" + std::to_string(i), payload(i)));
   }
-  REQUIRE((*producer)->Flush(std::chrono::seconds(60)).ok());
+  REQUIRE_OK((*producer)->Flush(std::chrono::seconds(60)));
   CHECK((*producer)->delivered_count() == kMessages);
 
   const auto records = ReadPartition(fx.config(), topic);
@@ -153,35 +154,35 @@ TEST_CASE("Clients produce and consume through TLS and SCRAM-SHA-512 with passed
 
   // Every client kind the engine uses, over the SASL_SSL listener only.
   auto admin = TopicAdmin::Create(sasl);
-  REQUIRE(admin.ok());
+  REQUIRE_OK(admin);
   const std::string topic = fx.Name("over-sasl");
   const std::vector<TopicSpec> specs{{topic, 3, -1}};
   auto described = (*admin)->EnsureTopics(specs);
   INFO(described.status().ToString());
-  REQUIRE(described.ok());
+  REQUIRE_OK(described);
 
   auto producer = Producer::Create(sasl);
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   constexpr int kMessages = 300;
   testing::ProduceKeyed(**producer, topic, 0, kMessages, 31);
-  REQUIRE((*producer)->Flush(kTestDeadline).ok());
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
   CHECK((*producer)->delivered_count() == kMessages);
 
   ClientConfig consumer_config = sasl;
   consumer_config.Set("session.timeout.ms", "6000");
   consumer_config.Set("heartbeat.interval.ms", "1000");
   auto consumer = Consumer::Create(consumer_config, fx.Name("sasl-readers"));
-  REQUIRE(consumer.ok());
+  REQUIRE_OK(consumer);
   const std::vector<std::string> topics{topic};
-  REQUIRE((*consumer)->Subscribe(topics).ok());
+  REQUIRE_OK((*consumer)->Subscribe(topics));
   const auto received = testing::ConsumeUntil(**consumer, kMessages);
   std::set<std::string> values;
   for (const Received& m : received) values.insert(m.value);
   CHECK(received.size() == kMessages);
   CHECK(values.size() == kMessages);
   const std::vector<TopicPartitionOffset> commit{{topic, 0, 1}};
-  CHECK((*consumer)->CommitOffsets(commit, /*async=*/false).ok());
-  REQUIRE((*consumer)->Close().ok());
+  CHECK_OK((*consumer)->CommitOffsets(commit, /*async=*/false));
+  REQUIRE_OK((*consumer)->Close());
 }
 
 TEST_CASE("A wrong SCRAM password or an untrusted broker certificate fails with a clear error",
@@ -192,7 +193,7 @@ TEST_CASE("A wrong SCRAM password or an untrusted broker certificate fails with 
   const std::string wrong = "not-" + password;
 
   auto admin = TopicAdmin::Create(fx.settings()->SaslConfig(wrong));
-  REQUIRE(admin.ok());
+  REQUIRE_OK(admin);
   const auto refused = (*admin)->ListPartitions(fx.Name("anything"), std::chrono::seconds(4));
   INFO(refused.status().ToString());
   REQUIRE_FALSE(refused.ok());
@@ -213,7 +214,7 @@ TEST_CASE("A wrong SCRAM password or an untrusted broker certificate fails with 
   ClientConfig system_cas = fx.settings()->SaslConfig(password);
   system_cas.Set("ssl.ca.location", "probe");  // librdkafka: the system's CA store
   auto tls_admin = TopicAdmin::Create(system_cas);
-  REQUIRE(tls_admin.ok());
+  REQUIRE_OK(tls_admin);
   const auto not_trusted =
       (*tls_admin)->ListPartitions(fx.Name("anything"), std::chrono::seconds(4));
   INFO(not_trusted.status().ToString());

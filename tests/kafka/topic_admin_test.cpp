@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "kafka/kafka_test_support.h"
+#include "support/require_ok.h"
 
 namespace crmstream::kafka {
 namespace {
@@ -15,14 +16,14 @@ TEMPLATE_TEST_CASE("TopicAdmin creates missing topics with the requested partiti
                    "[kafka][integration]", EmbeddedBroker, RealBroker) {
   CRMSTREAM_USE_BROKER(TestType, fx);
   auto admin = TopicAdmin::Create(fx.config(), fx.embedded());
-  REQUIRE(admin.ok());
+  REQUIRE_OK(admin);
 
   const std::string interactions = fx.Name("crm.interactions");
   const std::string alerts = fx.Name("crm.churn-alerts");
   const std::vector<TopicSpec> specs{{interactions, 6, -1}, {alerts, 3, 1}};
   auto described = (*admin)->EnsureTopics(specs);
   INFO(described.status().ToString());
-  REQUIRE(described.ok());
+  REQUIRE_OK(described);
   REQUIRE(described->size() == 2);
   CHECK((*described)[0].name == interactions);
   CHECK((*described)[0].partitions == 6);
@@ -30,12 +31,12 @@ TEMPLATE_TEST_CASE("TopicAdmin creates missing topics with the requested partiti
   CHECK((*described)[1].partitions == 3);
 
   auto partitions = (*admin)->ListPartitions(interactions);
-  REQUIRE(partitions.ok());
+  REQUIRE_OK(partitions);
   CHECK(*partitions == std::vector<int32_t>{0, 1, 2, 3, 4, 5});
 
   // Ensuring again is a no-op that reports what exists.
   auto again = (*admin)->EnsureTopics(specs);
-  REQUIRE(again.ok());
+  REQUIRE_OK(again);
   CHECK((*again)[0].partitions == 6);
 }
 
@@ -44,10 +45,10 @@ TEMPLATE_TEST_CASE("Existing topics keep their partition count", "[kafka][integr
   CRMSTREAM_USE_BROKER(TestType, fx);
   const std::string topic = fx.CreateTopic("already-there", 2, 1);
   auto admin = TopicAdmin::Create(fx.config(), fx.embedded());
-  REQUIRE(admin.ok());
+  REQUIRE_OK(admin);
   const std::vector<TopicSpec> specs{{topic, 8, 1}};
   auto described = (*admin)->EnsureTopics(specs);
-  REQUIRE(described.ok());
+  REQUIRE_OK(described);
   CHECK((*described)[0].partitions == 2);
 }
 
@@ -55,7 +56,7 @@ TEMPLATE_TEST_CASE("Listing partitions of a missing topic is NotFound and does n
                    "[kafka][integration]", EmbeddedBroker, RealBroker) {
   CRMSTREAM_USE_BROKER(TestType, fx);
   auto admin = TopicAdmin::Create(fx.config(), fx.embedded());
-  REQUIRE(admin.ok());
+  REQUIRE_OK(admin);
   const std::string missing = fx.Name("nobody-made-this");
   auto first = (*admin)->ListPartitions(missing);
   CHECK(first.status().code() == StatusCode::kNotFound);
@@ -66,7 +67,7 @@ TEMPLATE_TEST_CASE("Listing partitions of a missing topic is NotFound and does n
 TEST_CASE("Bad topic specs are rejected before contacting the cluster", "[kafka]") {
   ClusterFixture fx;
   auto admin = TopicAdmin::Create(fx.config(), fx.cluster.get());
-  REQUIRE(admin.ok());
+  REQUIRE_OK(admin);
   const std::vector<TopicSpec> specs{{"zero", 0, 1}};
   CHECK((*admin)->EnsureTopics(specs).status().code() == StatusCode::kInvalidArgument);
 }
@@ -77,7 +78,7 @@ TEST_CASE("Without the embedded cluster, CreateTopics against the mock fails wit
   // must give up with an error, not hang.
   ClusterFixture fx;
   auto admin = TopicAdmin::Create(fx.config());
-  REQUIRE(admin.ok());
+  REQUIRE_OK(admin);
   const std::vector<TopicSpec> specs{{"via-admin-api", 2, 1}};
   auto described = (*admin)->EnsureTopics(specs, std::chrono::seconds(2));
   CHECK_FALSE(described.ok());

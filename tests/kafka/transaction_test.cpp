@@ -7,6 +7,7 @@
 #include "crmstream/kafka/producer.h"
 #include "crmstream/kafka/topic_admin.h"
 #include "kafka/kafka_test_support.h"
+#include "support/require_ok.h"
 
 namespace crmstream::kafka {
 namespace {
@@ -34,8 +35,8 @@ std::unique_ptr<Producer> MakeTransactional(const TestBroker& fx, const std::str
   ProducerOptions options;
   options.transactional_id = id;
   auto producer = Producer::Create(fx.config(), options);
-  REQUIRE(producer.ok());
-  REQUIRE((*producer)->InitTransactions(kTestDeadline).ok());
+  REQUIRE_OK(producer);
+  REQUIRE_OK((*producer)->InitTransactions(kTestDeadline));
   return std::move(producer).value();
 }
 
@@ -43,7 +44,7 @@ void ProduceValues(Producer& producer, const std::string& topic, const std::stri
                    int count) {
   for (int i = 0; i < count; ++i) {
     const std::string value = tag + "-" + std::to_string(i);
-    REQUIRE(producer.Produce(topic, i % 2, "k" + std::to_string(i), value).ok());
+    REQUIRE_OK(producer.Produce(topic, i % 2, "k" + std::to_string(i), value));
   }
 }
 
@@ -54,20 +55,20 @@ std::vector<Received> ReadAll(const TestBroker& fx, const std::string& topic,
   ClientConfig config = fx.consumer_config();
   config.Set("isolation.level", isolation);
   auto consumer = Consumer::Create(config, fx.Name("reader-" + isolation));
-  REQUIRE(consumer.ok());
+  REQUIRE_OK(consumer);
   const std::vector<TopicPartitionOffset> assignment{{topic, 0, kOffsetBeginning},
                                                      {topic, 1, kOffsetBeginning}};
-  REQUIRE((*consumer)->Assign(assignment).ok());
+  REQUIRE_OK((*consumer)->Assign(assignment));
   std::vector<Received> received = testing::ConsumeUntil(**consumer, want, std::chrono::seconds(8));
   // Anything beyond `want` (there should be none) arrives within this grace.
   MessageBatch batch(256);
   for (int i = 0; i < 10; ++i) {
     auto n = (*consumer)->ConsumeBatch(100, &batch);
-    REQUIRE(n.ok());
+    REQUIRE_OK(n);
     testing::AppendBatch(batch, &received);
   }
   batch.Clear();
-  REQUIRE((*consumer)->Close().ok());
+  REQUIRE_OK((*consumer)->Close());
   return received;
 }
 
@@ -83,18 +84,18 @@ TEMPLATE_TEST_CASE("A read_committed consumer sees committed transactions, never
   const std::string topic = fx.CreateTopic("txn-out", 2);
   auto producer = MakeTransactional(fx, fx.Name("txn-test-1"));
 
-  REQUIRE(producer->BeginTransaction().ok());
+  REQUIRE_OK(producer->BeginTransaction());
   ProduceValues(*producer, topic, "first", 50);
-  REQUIRE(producer->CommitTransaction(kTestDeadline).ok());
+  REQUIRE_OK(producer->CommitTransaction(kTestDeadline));
 
-  REQUIRE(producer->BeginTransaction().ok());
+  REQUIRE_OK(producer->BeginTransaction());
   ProduceValues(*producer, topic, "aborted", 30);
   REQUIRE(producer->Flush(kTestDeadline).ok());  // on the broker, then aborted
-  REQUIRE(producer->AbortTransaction(kTestDeadline).ok());
+  REQUIRE_OK(producer->AbortTransaction(kTestDeadline));
 
-  REQUIRE(producer->BeginTransaction().ok());
+  REQUIRE_OK(producer->BeginTransaction());
   ProduceValues(*producer, topic, "third", 20);
-  REQUIRE(producer->CommitTransaction(kTestDeadline).ok());
+  REQUIRE_OK(producer->CommitTransaction(kTestDeadline));
 
   // The reference: what was committed, written out independently.
   std::multiset<std::string> expected;
@@ -128,16 +129,16 @@ TEMPLATE_TEST_CASE("An open transaction holds read_committed readers back until 
   ClientConfig config = fx.consumer_config();
   config.Set("isolation.level", "read_committed");
   auto committed_reader = Consumer::Create(config, fx.Name("open-committed"));
-  REQUIRE(committed_reader.ok());
+  REQUIRE_OK(committed_reader);
   config.Set("isolation.level", "read_uncommitted");
   auto uncommitted_reader = Consumer::Create(config, fx.Name("open-uncommitted"));
-  REQUIRE(uncommitted_reader.ok());
+  REQUIRE_OK(uncommitted_reader);
   const std::vector<TopicPartitionOffset> assignment{{topic, 0, kOffsetBeginning}};
-  REQUIRE((*committed_reader)->Assign(assignment).ok());
-  REQUIRE((*uncommitted_reader)->Assign(assignment).ok());
+  REQUIRE_OK((*committed_reader)->Assign(assignment));
+  REQUIRE_OK((*uncommitted_reader)->Assign(assignment));
 
-  REQUIRE(producer->BeginTransaction().ok());
-  for (int i = 0; i < 25; ++i) REQUIRE(producer->Produce(topic, 0, "k", std::to_string(i)).ok());
+  REQUIRE_OK(producer->BeginTransaction());
+  for (int i = 0; i < 25; ++i) REQUIRE_OK(producer->Produce(topic, 0, "k", std::to_string(i)));
   REQUIRE(producer->Flush(kTestDeadline).ok());  // in the log, not yet committed
 
   // The records are in the log: the read_uncommitted reader gets all 25.
@@ -145,11 +146,11 @@ TEMPLATE_TEST_CASE("An open transaction holds read_committed readers back until 
   // The read_committed reader stops at the last stable offset, before them.
   const auto while_open = testing::ConsumeUntil(**committed_reader, 25, std::chrono::seconds(3));
 
-  REQUIRE(producer->CommitTransaction(kTestDeadline).ok());
+  REQUIRE_OK(producer->CommitTransaction(kTestDeadline));
   const auto after_commit = testing::ConsumeUntil(**committed_reader, 25 - while_open.size());
   CHECK(while_open.size() + after_commit.size() == 25);
-  REQUIRE((*committed_reader)->Close().ok());
-  REQUIRE((*uncommitted_reader)->Close().ok());
+  REQUIRE_OK((*committed_reader)->Close());
+  REQUIRE_OK((*uncommitted_reader)->Close());
   if (!fx.real()) {
     // The mock has no last stable offset: the open transaction shows.
     CHECK(while_open.size() == 25);
@@ -166,11 +167,11 @@ TEMPLATE_TEST_CASE("Transaction calls report misuse and a fenced producer as err
 
   // No transactional.id: InvalidArgument, the idempotent path is unchanged.
   auto plain = Producer::Create(fx.config());
-  REQUIRE(plain.ok());
+  REQUIRE_OK(plain);
   CHECK((*plain)->InitTransactions(kTestDeadline).code() == StatusCode::kInvalidArgument);
   CHECK((*plain)->BeginTransaction().code() == StatusCode::kInvalidArgument);
-  CHECK((*plain)->Produce(topic, 0, "k", "v").ok());
-  CHECK((*plain)->Flush(kTestDeadline).ok());
+  CHECK_OK((*plain)->Produce(topic, 0, "k", "v"));
+  CHECK_OK((*plain)->Flush(kTestDeadline));
   CHECK((*plain)->delivered_count() == 1);
 
   auto producer = MakeTransactional(fx, fx.Name("txn-test-2"));
@@ -179,15 +180,15 @@ TEMPLATE_TEST_CASE("Transaction calls report misuse and a fenced producer as err
 
   // A second instance with the same transactional.id fences the first: the
   // first one's next transaction call fails fatally.
-  REQUIRE(producer->BeginTransaction().ok());
-  REQUIRE(producer->Produce(topic, 0, "k", "from-the-zombie").ok());
-  REQUIRE(producer->Flush(kTestDeadline).ok());
+  REQUIRE_OK(producer->BeginTransaction());
+  REQUIRE_OK(producer->Produce(topic, 0, "k", "from-the-zombie"));
+  REQUIRE_OK(producer->Flush(kTestDeadline));
   auto successor = MakeTransactional(fx, fx.Name("txn-test-2"));
   const Status zombie = producer->CommitTransaction(kTestDeadline);
   INFO(zombie.ToString());
-  REQUIRE(successor->BeginTransaction().ok());
-  REQUIRE(successor->Produce(topic, 1, "k", "from-the-successor").ok());
-  REQUIRE(successor->CommitTransaction(kTestDeadline).ok());
+  REQUIRE_OK(successor->BeginTransaction());
+  REQUIRE_OK(successor->Produce(topic, 1, "k", "from-the-successor"));
+  REQUIRE_OK(successor->CommitTransaction(kTestDeadline));
   if (!fx.real()) {
     CHECK(zombie.ok());  // the mock does not fence
     CRMSTREAM_SKIP(kMockLimitation);
@@ -211,32 +212,32 @@ TEMPLATE_TEST_CASE("Offsets sent to a transaction are committed with it, and onl
   const std::string output = fx.CreateTopic("txn-out2", 2);
 
   auto consumer = Consumer::Create(fx.consumer_config(), fx.Name("txn-group"));
-  REQUIRE(consumer.ok());
+  REQUIRE_OK(consumer);
   const std::vector<TopicPartitionOffset> assignment{{input, 0, kOffsetBeginning}};
-  REQUIRE((*consumer)->Assign(assignment).ok());
+  REQUIRE_OK((*consumer)->Assign(assignment));
 
   auto producer = MakeTransactional(fx, fx.Name("txn-test-3"));
   const std::vector<TopicPartition> partitions{{input, 0}};
 
   // Aborted: the offset is not committed.
-  REQUIRE(producer->BeginTransaction().ok());
-  REQUIRE(producer->Produce(output, 0, "k", "v1").ok());
+  REQUIRE_OK(producer->BeginTransaction());
+  REQUIRE_OK(producer->Produce(output, 0, "k", "v1"));
   const std::vector<TopicPartitionOffset> first{{input, 0, 17}};
-  REQUIRE(producer->SendOffsetsToTransaction(first, **consumer, kTestDeadline).ok());
-  REQUIRE(producer->AbortTransaction(kTestDeadline).ok());
+  REQUIRE_OK(producer->SendOffsetsToTransaction(first, **consumer, kTestDeadline));
+  REQUIRE_OK(producer->AbortTransaction(kTestDeadline));
   auto after_abort = (*consumer)->Committed(partitions, kTestDeadline);
-  REQUIRE(after_abort.ok());
+  REQUIRE_OK(after_abort);
   CHECK((*after_abort)[0].offset < 0);
 
   // Committed: it is.
-  REQUIRE(producer->BeginTransaction().ok());
-  REQUIRE(producer->Produce(output, 0, "k", "v2").ok());
+  REQUIRE_OK(producer->BeginTransaction());
+  REQUIRE_OK(producer->Produce(output, 0, "k", "v2"));
   const std::vector<TopicPartitionOffset> second{{input, 0, 42}};
-  REQUIRE(producer->SendOffsetsToTransaction(second, **consumer, kTestDeadline).ok());
-  REQUIRE(producer->CommitTransaction(kTestDeadline).ok());
+  REQUIRE_OK(producer->SendOffsetsToTransaction(second, **consumer, kTestDeadline));
+  REQUIRE_OK(producer->CommitTransaction(kTestDeadline));
   auto after_commit = (*consumer)->Committed(partitions, kTestDeadline);
-  REQUIRE(after_commit.ok());
-  REQUIRE((*consumer)->Close().ok());
+  REQUIRE_OK(after_commit);
+  REQUIRE_OK((*consumer)->Close());
   if (!fx.real()) CRMSTREAM_SKIP(kMockLimitation);  // the commit was not checked
   CHECK((*after_commit)[0].offset == 42);
 }
@@ -248,10 +249,10 @@ TEMPLATE_TEST_CASE("Delivered offsets are tracked per partition for changelog ch
   auto producer = MakeTransactional(fx, fx.Name("txn-test-4"));
   producer->TrackDeliveredOffsets(topic);
   CHECK(producer->LastDeliveredOffset(topic, 0) == -1);
-  REQUIRE(producer->BeginTransaction().ok());
-  for (int i = 0; i < 7; ++i) REQUIRE(producer->Produce(topic, 0, "k", "v").ok());
-  for (int i = 0; i < 3; ++i) REQUIRE(producer->Produce(topic, 1, "k", "v").ok());
-  REQUIRE(producer->CommitTransaction(kTestDeadline).ok());
+  REQUIRE_OK(producer->BeginTransaction());
+  for (int i = 0; i < 7; ++i) REQUIRE_OK(producer->Produce(topic, 0, "k", "v"));
+  for (int i = 0; i < 3; ++i) REQUIRE_OK(producer->Produce(topic, 1, "k", "v"));
+  REQUIRE_OK(producer->CommitTransaction(kTestDeadline));
   // Offsets 0..6 and 0..2 on a fresh topic.
   CHECK(producer->LastDeliveredOffset(topic, 0) == 6);
   CHECK(producer->LastDeliveredOffset(topic, 1) == 2);

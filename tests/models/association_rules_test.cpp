@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "crmstream/common/binary_io.h"
+#include "support/require_ok.h"
 
 namespace crmstream::models {
 namespace {
@@ -301,7 +302,7 @@ TEST_CASE("association rules: the blob round trip and merging partitions", "[mod
   const size_t half = lines.size() / 2;
   for (size_t i = 0; i < half; ++i) (void)copy.AddLine(lines[i].order, lines[i].item, lines[i].t);
   auto restored = AssociationRuleMiner::Deserialize(copy.Serialize());
-  REQUIRE(restored.ok());
+  REQUIRE_OK(restored);
   CHECK(restored->Serialize() == copy.Serialize());
   for (size_t i = half; i < lines.size(); ++i) {
     (void)copy.AddLine(lines[i].order, lines[i].item, lines[i].t);
@@ -320,7 +321,7 @@ TEST_CASE("association rules: the blob round trip and merging partitions", "[mod
     (std::hash<std::string>{}(l.order) % 2 == 0 ? a : b).AddLine(l.order, l.item, l.t);
     (void)all.AddLine(l.order, l.item, l.t);
   }
-  REQUIRE(a.Merge(b).ok());
+  REQUIRE_OK(a.Merge(b));
   CHECK(a.baskets() == all.baskets());
   CHECK(a.counters().lines == all.counters().lines);
   RuleFloors f;
@@ -361,7 +362,7 @@ TEST_CASE("association rules: options, floors and corrupt blobs are rejected", "
   (void)m.AddLine("1", "a", 1000);
   (void)m.AddLine("1", "b", 1000);
   std::string blob = m.Serialize();
-  CHECK(AssociationRuleMiner::Deserialize(blob).ok());
+  CHECK_OK(AssociationRuleMiner::Deserialize(blob));
   for (size_t cut : {size_t{0}, size_t{5}, blob.size() / 2, blob.size() - 1}) {
     CHECK(AssociationRuleMiner::Deserialize(blob.substr(0, cut)).status().code() ==
           StatusCode::kCorruption);

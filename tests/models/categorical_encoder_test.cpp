@@ -6,6 +6,7 @@
 
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/hash.h"
+#include "support/require_ok.h"
 
 namespace crmstream::models {
 namespace {
@@ -51,7 +52,7 @@ TEST_CASE("Vocabulary merge keeps this side's indices and maps the other's", "[m
   (void)b.Encode("Cable");
   (void)b.Encode("Satellite");
   std::vector<uint32_t> mapping;
-  REQUIRE(a.Merge(b, &mapping).ok());
+  REQUIRE_OK(a.Merge(b, &mapping));
   CHECK(a.Lookup("DSL") == 0);
   CHECK(a.Lookup("Fiber optic") == 1);
   CHECK(a.Lookup("No") == 2);
@@ -70,7 +71,7 @@ TEST_CASE("CategoricalEncoder blob round-trips and rejects damage", "[models]") 
   }
   const std::string blob = enc.Serialize();
   auto back = CategoricalEncoder::Deserialize(blob);
-  REQUIRE(back.ok());
+  REQUIRE_OK(back);
   CHECK(back->Serialize() == blob);
   CHECK(back->Lookup("Mailed check") == 1);
   CHECK(back->Lookup("") == 3);

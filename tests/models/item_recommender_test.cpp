@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "support/require_ok.h"
+
 namespace crmstream::models {
 namespace {
 
@@ -249,7 +251,7 @@ TEST_CASE("item recommender: blob round trip, and merging customer partitions",
   for (size_t i = 0; i < half; ++i)
     (void)model.Observe(purchases[i].customer, purchases[i].item, purchases[i].t);
   auto copy = ItemRecommender::Deserialize(model.Serialize());
-  REQUIRE(copy.ok());
+  REQUIRE_OK(copy);
   CHECK(copy->Serialize() == model.Serialize());
   for (size_t i = half; i < purchases.size(); ++i) {
     (void)model.Observe(purchases[i].customer, purchases[i].item, purchases[i].t);
@@ -262,7 +264,7 @@ TEST_CASE("item recommender: blob round trip, and merging customer partitions",
   for (const Purchase& p : purchases) {
     (std::stoi(p.customer.substr(1)) % 2 == 0 ? a : b).Observe(p.customer, p.item, p.t);
   }
-  REQUIRE(a.Merge(b).ok());
+  REQUIRE_OK(a.Merge(b));
   CHECK(a.customers() == model.customers());
   for (const char* x : {"i0", "i9", "i21"}) {
     for (const char* y : {"i4", "i30"}) {

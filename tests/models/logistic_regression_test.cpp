@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "crmstream/common/binary_io.h"
+#include "support/require_ok.h"
 
 namespace crmstream::models {
 namespace {
@@ -140,7 +141,7 @@ TEST_CASE("FTRL update equals the coordinate-wise algorithm bit for bit", "[mode
   for (int d : {1, 2, 7, 51}) {
     auto model =
         LogisticRegression::Create({.dense_dimension = d, .alpha = 0.2, .l1 = 0.01, .l2 = 0.5});
-    REQUIRE(model.ok());
+    REQUIRE_OK(model);
     ReferenceFtrl reference(d, 0.2, 1.0, 0.01, 0.5);
     std::mt19937_64 rng(static_cast<uint64_t>(d));
     std::normal_distribution<double> z(0.0, 1.0);
@@ -230,7 +231,7 @@ TEST_CASE("Logistic merge averages state and rejects mismatched options", "[mode
   for (int i = 0; i < 3000; ++i) (void)a.Update(x, gen.Draw(x, &logit));
   auto copy = LogisticRegression::Deserialize(a.Serialize()).value();
   const std::vector<double> before(a.weights().begin(), a.weights().end());
-  REQUIRE(a.Merge(copy).ok());
+  REQUIRE_OK(a.Merge(copy));
   // Averaging two identical states is the identity on the weights.
   CHECK(a.weights()[0] == Approx(before[0]).epsilon(1e-12));
   CHECK(a.weights()[1] == Approx(before[1]).epsilon(1e-12));
@@ -253,7 +254,7 @@ TEST_CASE("Logistic blob round-trips exactly and rejects damage", "[models]") {
   for (int i = 0; i < 400; ++i) (void)lr.Update(x, f, gen.Draw(x, &logit));
   const std::string blob = lr.Serialize();
   auto back = LogisticRegression::Deserialize(blob);
-  REQUIRE(back.ok());
+  REQUIRE_OK(back);
   CHECK(back->Serialize() == blob);
   CHECK(back->PredictLogit(x, f) == lr.PredictLogit(x, f));
   CHECK(back->prequential_auc().Value() == lr.prequential_auc().Value());
@@ -354,7 +355,7 @@ TEST_CASE("Bayesian logistic merge combines shards' posteriors", "[models]") {
     (i % 2 == 0 ? a : b).Update(x, y);
     (void)all.Update(x, y);
   }
-  REQUIRE(a.Merge(b).ok());
+  REQUIRE_OK(a.Merge(b));
   for (int j = 0; j < 3; ++j) CHECK(a.weights()[j] == Approx(all.weights()[j]).margin(0.01));
   CHECK(a.weight_variance(1) == Approx(all.weight_variance(1)).epsilon(0.05));
   CHECK(a.count() == 20000);
@@ -370,7 +371,7 @@ TEST_CASE("Bayesian logistic blob round-trips exactly and rejects damage", "[mod
   for (int i = 0; i < 300; ++i) (void)model.Update(x, gen.Draw(x, &logit));
   const std::string blob = model.Serialize();
   auto back = BayesianLogisticRegression::Deserialize(blob);
-  REQUIRE(back.ok());
+  REQUIRE_OK(back);
   CHECK(back->Serialize() == blob);
   CHECK(back->PredictLogit(x) == model.PredictLogit(x));
   (void)model.Update(x, true);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "crmstream/common/binary_io.h"
+#include "support/require_ok.h"
 
 namespace crmstream::models {
 namespace {
@@ -50,7 +51,7 @@ double WorstCentreError(const MiniBatchKMeans& m, const std::vector<Point>& trut
 
 MiniBatchKMeans Train(const MiniBatchKMeansOptions& o, const std::vector<Point>& points) {
   auto m = MiniBatchKMeans::Create(o);
-  REQUIRE(m.ok());
+  REQUIRE_OK(m);
   for (const Point& p : points) {
     auto a = m->Update(p);
     if (!a.ok()) FAIL(a.status().ToString());
@@ -116,9 +117,9 @@ TEST_CASE("k-means seeding is deterministic and k-means++ spreads the seeds", "[
   }
   // Before the buffer fills there is no model.
   auto fresh = MiniBatchKMeans::Create(o);
-  REQUIRE(fresh.ok());
+  REQUIRE_OK(fresh);
   auto first = fresh->Update(points[0]);
-  REQUIRE(first.ok());
+  REQUIRE_OK(first);
   CHECK(first->cluster == -1);
   CHECK(fresh->Assign(points[1]).cluster == -1);
 }
@@ -135,14 +136,14 @@ TEST_CASE("with a half-life the centre follows a moving blob", "[models][kmeans]
   auto run = [&](double half_life) {
     o.half_life = half_life;
     auto m = MiniBatchKMeans::Create(o);
-    REQUIRE(m.ok());
+    REQUIRE_OK(m);
     rng.seed(3);
     for (int i = 0; i < 30'000; ++i) {
       const double ax = 30.0 * i / 30'000.0;
       const bool in_a = i % 2 == 0;
       const std::array<double, 2> p = {(in_a ? ax : 0.0) + noise(rng),
                                        (in_a ? 0.0 : 50.0) + noise(rng)};
-      REQUIRE(m->Update(p).ok());
+      REQUIRE_OK(m->Update(p));
     }
     int a = 0;
     for (int c = 1; c < 2; ++c) {
@@ -173,10 +174,10 @@ TEST_CASE("a dead centre is re-seeded where the data moved", "[models][kmeans]")
   auto run = [&](uint64_t dead_after) {
     o.dead_after = dead_after;
     auto m = MiniBatchKMeans::Create(o);
-    REQUIRE(m.ok());
-    for (const Point& p : phase1) REQUIRE(m->Update(p).ok());
+    REQUIRE_OK(m);
+    for (const Point& p : phase1) REQUIRE_OK(m->Update(p));
     REQUIRE(WorstCentreError(*m, before) < 0.1);
-    for (const Point& p : phase2) REQUIRE(m->Update(p).ok());
+    for (const Point& p : phase2) REQUIRE_OK(m->Update(p));
     return std::move(m).value();
   };
   const MiniBatchKMeans with = run(2000);
@@ -221,7 +222,7 @@ TEST_CASE("merging two k-means models combines their per-cluster statistics", "[
     }
   }
   const uint64_t scored = a.quality().scored_points + b.quality().scored_points;
-  REQUIRE(a.Merge(b).ok());
+  REQUIRE_OK(a.Merge(b));
   for (int c = 0; c < 5; ++c) {
     CHECK(a.counts()[c] == Approx(expected_n[c]));
     for (int j = 0; j < kDim; ++j) {
@@ -237,7 +238,7 @@ TEST_CASE("merging two k-means models combines their per-cluster statistics", "[
   REQUIRE(!c.seeded());
   const double before =
       a.counts()[0] + a.counts()[1] + a.counts()[2] + a.counts()[3] + a.counts()[4];
-  REQUIRE(a.Merge(c).ok());
+  REQUIRE_OK(a.Merge(c));
   const double after =
       a.counts()[0] + a.counts()[1] + a.counts()[2] + a.counts()[3] + a.counts()[4];
   CHECK(after == Approx(before + 50));
@@ -245,13 +246,13 @@ TEST_CASE("merging two k-means models combines their per-cluster statistics", "[
   MiniBatchKMeansOptions other = BlobOptions();
   other.k = 4;
   auto wrong = MiniBatchKMeans::Create(other);
-  REQUIRE(wrong.ok());
+  REQUIRE_OK(wrong);
   CHECK(a.Merge(*wrong).code() == StatusCode::kInvalidArgument);
 }
 
 TEST_CASE("k-means rejects malformed points", "[models][kmeans]") {
   auto m = MiniBatchKMeans::Create(BlobOptions());
-  REQUIRE(m.ok());
+  REQUIRE_OK(m);
   CHECK(m->Update(std::vector<double>{1.0, 2.0}).status().code() == StatusCode::kInvalidArgument);
   CHECK(m->Update(std::vector<double>{1.0, NAN, 2.0}).status().code() ==
         StatusCode::kInvalidArgument);
@@ -281,7 +282,7 @@ TEST_CASE("k-means serialisation round trip continues bit-identically", "[models
   MiniBatchKMeans m = BusyModel(head);
   const std::string blob = m.Serialize();
   auto restored = MiniBatchKMeans::Deserialize(blob);
-  REQUIRE(restored.ok());
+  REQUIRE_OK(restored);
   CHECK(restored->Serialize() == blob);
   for (size_t i = 3003; i < points.size(); ++i) {
     auto x = m.Update(points[i]);
@@ -296,7 +297,7 @@ TEST_CASE("k-means serialisation round trip continues bit-identically", "[models
   // Still seeding.
   MiniBatchKMeans young = BusyModel(std::vector<Point>(points.begin(), points.begin() + 10));
   auto young2 = MiniBatchKMeans::Deserialize(young.Serialize());
-  REQUIRE(young2.ok());
+  REQUIRE_OK(young2);
   CHECK(!young2->seeded());
   CHECK(young2->Serialize() == young.Serialize());
 }
@@ -321,7 +322,7 @@ TEST_CASE("a truncated, corrupted or foreign k-means blob is Corruption", "[mode
             .code() == StatusCode::kCorruption);
   // Well-sealed payloads that lie about their contents never crash.
   auto opened = OpenBlob(blob, BlobKind::kMiniBatchKMeans);
-  REQUIRE(opened.ok());
+  REQUIRE_OK(opened);
   const std::string payload(opened->payload);
   int rejected = 0;
   for (size_t i = 0; i < payload.size(); ++i) {

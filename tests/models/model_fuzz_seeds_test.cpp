@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "fuzz/model_blob_input.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::models {
@@ -51,9 +52,9 @@ std::vector<std::pair<ModelDecoder, std::string>> SeedBlobs() {
     (void)ftrl.Update(x, sparse, label);
     (void)bayes.Update(x, label);
     standardizer.Update(x);
-    REQUIRE(kmeans.Update(x).ok());
+    REQUIRE_OK(kmeans.Update(x));
     (void)multivariate.Score(x);
-    REQUIRE(correlation.Add(x, static_cast<int64_t>(i)).ok());
+    REQUIRE_OK(correlation.Add(x, static_cast<int64_t>(i)));
   }
   auto vocabulary = CategoricalEncoder::Create({.max_categories = 4}).value();
   for (const char* v : {"a", "b", "a", "c"}) (void)vocabulary.Encode(v);
@@ -125,7 +126,7 @@ std::vector<std::pair<std::string, std::string>> Seeds() {
   // Payloads: open each blob with its own kind.
   for (const auto& [decoder, blob] : SeedBlobs()) {
     Result<OpenedBlob> opened = OpenBlob(blob, fuzz::KindOf(decoder));
-    REQUIRE(opened.ok());
+    REQUIRE_OK(opened);
     seeds.emplace_back(unique_name(decoder, "-payload"),
                        MakeModelInput(decoder, true, opened->payload));
   }
@@ -163,7 +164,7 @@ TEST_CASE("Model decoder fuzz seeds decode and cover every decoder", "[models]")
   // Freshly built inputs are accepted ...
   for (const auto& [name, bytes] : Seeds()) {
     INFO(name);
-    CHECK(fuzz::DecodeModelInput(bytes).ok());
+    CHECK_OK(fuzz::DecodeModelInput(bytes));
   }
   // ... and so is every checked-in seed, together covering all decoders.
   const fs::path corpus = testing::SourceDir() / "tests" / "fuzz" / "corpus" / "model";
@@ -176,7 +177,7 @@ TEST_CASE("Model decoder fuzz seeds decode and cover every decoder", "[models]")
     const std::string bytes = ss.str();
     INFO(entry.path().string());
     REQUIRE(bytes.size() >= 2);
-    CHECK(fuzz::DecodeModelInput(bytes).ok());
+    CHECK_OK(fuzz::DecodeModelInput(bytes));
     covered.insert(static_cast<uint8_t>(bytes[0]) % fuzz::kModelDecoders);
   }
   CHECK(covered.size() == static_cast<size_t>(fuzz::kModelDecoders));

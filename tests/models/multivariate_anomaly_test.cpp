@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "crmstream/common/binary_io.h"
+#include "support/require_ok.h"
 
 namespace crmstream::models {
 namespace {
@@ -57,7 +58,7 @@ TEST_CASE("Chi-square CDF matches table values", "[models]") {
 
 TEST_CASE("Multivariate detector ranks injected outliers above normal points", "[models]") {
   auto detector = MultivariateAnomalyDetector::Create({.dim = kDim});
-  REQUIRE(detector.ok());
+  REQUIRE_OK(detector);
   CorrelatedSource source(42);
   std::bernoulli_distribution is_outlier(0.02);
   std::vector<double> scores;
@@ -101,8 +102,8 @@ TEST_CASE("Multivariate merge equals one model over all points", "[models]") {
   MultivariateAnomalyDetector::Options o{.dim = kDim, .shrinkage = 0.1, .warmup = 1000000};
   auto a = MultivariateAnomalyDetector::Create(o);
   auto b = MultivariateAnomalyDetector::Create(o);
-  REQUIRE(a.ok());
-  REQUIRE(b.ok());
+  REQUIRE_OK(a);
+  REQUIRE_OK(b);
   CorrelatedSource source(5);
   std::vector<Eigen::Vector4d> all;
   for (int i = 0; i < 3000; ++i) {
@@ -110,7 +111,7 @@ TEST_CASE("Multivariate merge equals one model over all points", "[models]") {
     auto& target = i < 1200 ? *a : *b;
     (void)target.Score(std::span<const double>(all.back().data(), kDim));
   }
-  REQUIRE(a->Merge(*b).ok());
+  REQUIRE_OK(a->Merge(*b));
   CHECK(a->count() == 3000.0);
   const Eigen::Vector4d query(6.0, 2.0, 2.5, 0.0);
   const double expected = BatchSquaredDistance(all, query, 0.1);
@@ -118,13 +119,13 @@ TEST_CASE("Multivariate merge equals one model over all points", "[models]") {
         Approx(expected).epsilon(1e-9));
 
   auto other_dim = MultivariateAnomalyDetector::Create({.dim = 3});
-  REQUIRE(other_dim.ok());
+  REQUIRE_OK(other_dim);
   CHECK(a->Merge(*other_dim).code() == StatusCode::kInvalidArgument);
 }
 
 TEST_CASE("Multivariate blob round-trips exactly and rejects corruption", "[models]") {
   auto detector = MultivariateAnomalyDetector::Create({.dim = kDim});
-  REQUIRE(detector.ok());
+  REQUIRE_OK(detector);
   CorrelatedSource source(9);
   for (int i = 0; i < 300; ++i) {
     Eigen::Vector4d x = source.Normal();
@@ -132,7 +133,7 @@ TEST_CASE("Multivariate blob round-trips exactly and rejects corruption", "[mode
   }
   const std::string blob = detector->Serialize();
   auto restored = MultivariateAnomalyDetector::Deserialize(blob);
-  REQUIRE(restored.ok());
+  REQUIRE_OK(restored);
   CHECK(restored->Serialize() == blob);
   for (int i = 0; i < 200; ++i) {
     Eigen::Vector4d x = source.Normal();

@@ -9,6 +9,7 @@
 #include "crmstream/models/adaptive_random_forest.h"
 #include "crmstream/models/adwin.h"
 #include "crmstream/models/hoeffding_tree.h"
+#include "support/require_ok.h"
 
 namespace crmstream::models {
 namespace {
@@ -53,7 +54,7 @@ TEST_CASE("ADWIN keeps a stationary stream whole and cuts at an abrupt change", 
   CHECK(adwin.variance() == Approx(ss / static_cast<double>(w)).epsilon(1e-6));
 
   auto copy = Adwin::Deserialize(adwin.Serialize());
-  REQUIRE(copy.ok());
+  REQUIRE_OK(copy);
   for (int i = 0; i < 500; ++i) {
     const double v = i % 3 == 0 ? 1.0 : 0.0;
     CHECK(copy->Update(v) == adwin.Update(v));
@@ -181,7 +182,7 @@ TEST_CASE("Hoeffding tree: blob round trip, caps and bad input", "[models][tree]
     }
     CHECK(tree.leaves() <= 4);
     auto copy = HoeffdingTree::Deserialize(tree.Serialize());
-    REQUIRE(copy.ok());
+    REQUIRE_OK(copy);
     CHECK(copy->Serialize() == tree.Serialize());
     for (int i = 0; i < 2000; ++i) {
       Concept(rng, x, &label);
@@ -270,7 +271,7 @@ TEST_CASE("adaptive random forest: blob round trip and pooling merge", "[models]
   CHECK(forest.prequential_auc().Value() > 0.85);
   auto copy = AdaptiveRandomForest::Deserialize(forest.Serialize());
   INFO(copy.status().ToString());
-  REQUIRE(copy.ok());
+  REQUIRE_OK(copy);
   CHECK(copy->Serialize() == forest.Serialize());
   for (int i = 0; i < 1000; ++i) {
     Concept(rng, x, &label);
@@ -288,7 +289,7 @@ TEST_CASE("adaptive random forest: blob round trip and pooling merge", "[models]
   }
   const uint64_t before =
       forest.prequential_auc().positives() + forest.prequential_auc().negatives();
-  REQUIRE(forest.Merge(fresh).ok());
+  REQUIRE_OK(forest.Merge(fresh));
   CHECK(forest.members() == 4);
   CHECK(forest.count() == 4500);
   CHECK(forest.prequential_auc().positives() + forest.prequential_auc().negatives() ==

@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "support/require_ok.h"
+
 namespace crmstream::models {
 namespace {
 
@@ -104,7 +106,7 @@ TEST_CASE("StreamingAuc merge equals one instance over all observations", "[mode
     (i % 3 == 0 ? a : b).Add(score, label);
     all.Add(score, label);
   }
-  REQUIRE(a.Merge(b).ok());
+  REQUIRE_OK(a.Merge(b));
   CHECK(a.Value() == all.Value());
   CHECK(a.positives() == all.positives());
   StreamingAuc other_range(100, 0.0, 2.0);
@@ -132,12 +134,12 @@ TEST_CASE("Metrics round-trip through a blob and reject damaged bytes", "[models
 
   BinaryReader r(payload);
   auto auc2 = StreamingAuc::ReadFrom(r);
-  REQUIRE(auc2.ok());
+  REQUIRE_OK(auc2);
   auto ll2 = LogLoss::ReadFrom(r);
-  REQUIRE(ll2.ok());
+  REQUIRE_OK(ll2);
   auto rmse2 = Rmse::ReadFrom(r);
-  REQUIRE(rmse2.ok());
-  CHECK(r.ExpectEnd().ok());
+  REQUIRE_OK(rmse2);
+  CHECK_OK(r.ExpectEnd());
   CHECK(auc2->Value() == auc.Value());
   CHECK(auc2->positives() == auc.positives());
   CHECK(ll2->Value() == ll.Value());
@@ -177,7 +179,7 @@ TEST_CASE("LogLoss and RMSE match hand-computed values", "[models]") {
   LogLoss a, b;
   a.Add(0.3, true);
   b.Add(0.9, false);
-  REQUIRE(a.Merge(b).ok());
+  REQUIRE_OK(a.Merge(b));
   CHECK(a.Value() == Approx((-std::log(0.3) - std::log(0.1)) / 2.0));
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "crmstream/common/binary_io.h"
+#include "support/require_ok.h"
 
 namespace crmstream::models {
 namespace {
@@ -93,7 +94,7 @@ double RelativeError(std::span<const double> got, const std::vector<double>& wan
 RecursiveLeastSquares MakeModel(int d, double lambda = 1.0, double ridge = 1e-3) {
   auto m =
       RecursiveLeastSquares::Create({.dimension = d, .forgetting_factor = lambda, .ridge = ridge});
-  REQUIRE(m.ok());
+  REQUIRE_OK(m);
   return std::move(m).value();
 }
 
@@ -154,8 +155,8 @@ TEST_CASE("RLS merge of disjoint shards equals one model over all rows", "[model
       (void)shard.Update(data.Row(i), data.y[i]);
       (void)all.Update(data.Row(i), data.y[i]);
     }
-    REQUIRE(a.Merge(b).ok());
-    REQUIRE(a.Merge(c).ok());
+    REQUIRE_OK(a.Merge(b));
+    REQUIRE_OK(a.Merge(c));
     const auto reference = BatchRidge(data, 0, n, 1e-3);
     INFO("d = " << d);
     CHECK(RelativeError(a.Coefficients(), reference) < 1e-10);
@@ -192,7 +193,7 @@ TEST_CASE("RLS blob round-trips exactly and rejects damage", "[models]") {
   for (size_t i = 0; i < 300; ++i) (void)rls.Update(data.Row(i), data.y[i]);
   const std::string blob = rls.Serialize();
   auto back = RecursiveLeastSquares::Deserialize(blob);
-  REQUIRE(back.ok());
+  REQUIRE_OK(back);
   CHECK(back->Serialize() == blob);
   for (int j = 0; j < d; ++j) CHECK(back->Coefficients()[j] == rls.Coefficients()[j]);
   // Continuing after a restore gives the same state as never stopping.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "crmstream/common/binary_io.h"
+#include "support/require_ok.h"
 
 namespace crmstream::models {
 namespace {
@@ -139,7 +140,7 @@ TEST_CASE("count window equals a two-pass computation at 1e9 after 10^7 updates"
   o.window = CorrelationWindowKind::kCount;
   o.window_rows = W;
   auto rc = RollingCorrelation::Create(o);
-  REQUIRE(rc.ok());
+  REQUIRE_OK(rc);
 
   CorrelatedSource source(m, 42);
   std::deque<Row> window;
@@ -187,7 +188,7 @@ TEST_CASE("time window equals a two-pass computation at 1e9 after 10^7 updates",
   o.window_duration = T;
   o.initial_capacity = 64;  // forces the ring to grow during bursts
   auto rc = RollingCorrelation::Create(o);
-  REQUIRE(rc.ok());
+  REQUIRE_OK(rc);
 
   CorrelatedSource source(m, 7);
   std::mt19937_64 gaps(11);
@@ -234,13 +235,13 @@ TEST_CASE("correlation edge cases", "[models][correlation]") {
   o.metrics = 2;
   o.window_rows = 3;
   auto rc = RollingCorrelation::Create(o);
-  REQUIRE(rc.ok());
+  REQUIRE_OK(rc);
   CHECK(std::isnan(rc->Correlation(0, 1)));
-  REQUIRE(rc->Add(std::vector<double>{1.0, 2.0}, 10).ok());
+  REQUIRE_OK(rc->Add(std::vector<double>{1.0, 2.0}, 10));
   CHECK(std::isnan(rc->Correlation(0, 1)));  // one row
-  REQUIRE(rc->Add(std::vector<double>{2.0, 4.0}, 10).ok());
+  REQUIRE_OK(rc->Add(std::vector<double>{2.0, 4.0}, 10));
   CHECK(rc->Correlation(0, 1) == Approx(1.0).margin(1e-15));
-  REQUIRE(rc->Add(std::vector<double>{3.0, 1.0}, 11).ok());
+  REQUIRE_OK(rc->Add(std::vector<double>{3.0, 1.0}, 11));
   // Hand computed: x = 1,2,3; y = 2,4,1 -> cov = -0.5, var x = 1, var y = 7/3.
   CHECK(rc->Correlation(0, 1) == Approx(-0.5 / std::sqrt(7.0 / 3.0)).margin(1e-15));
   CHECK(rc->Covariance(0, 1) == Approx(-0.5).margin(1e-15));
@@ -255,8 +256,8 @@ TEST_CASE("correlation edge cases", "[models][correlation]") {
 
   // A constant metric has no correlation.
   auto flat = RollingCorrelation::Create(o);
-  REQUIRE(flat.ok());
-  for (int i = 0; i < 5; ++i) REQUIRE(flat->Add(std::vector<double>{5.0, double(i)}).ok());
+  REQUIRE_OK(flat);
+  for (int i = 0; i < 5; ++i) REQUIRE_OK(flat->Add(std::vector<double>{5.0, double(i)}));
   CHECK(std::isnan(flat->Correlation(0, 1)));
   CHECK(flat->Correlation(1, 1) == 1.0);
 
@@ -282,8 +283,8 @@ std::vector<Row> FeedDisjoint(RollingCorrelation* a, RollingCorrelation* b,
     row.t = t;
     source.Next(1e9, row.x.data());
     RollingCorrelation* target = pick() % 2 == 0 ? a : b;
-    REQUIRE(target->Add(row.view(m), t).ok());
-    REQUIRE(both->Add(row.view(m), t).ok());
+    REQUIRE_OK(target->Add(row.view(m), t));
+    REQUIRE_OK(both->Add(row.view(m), t));
     all.push_back(row);
   }
   return all;
@@ -304,7 +305,7 @@ TEST_CASE("merging windows of disjoint streams equals one instance on the union"
     auto both = RollingCorrelation::Create(o);
     REQUIRE((a.ok() && b.ok() && both.ok()));
     const std::vector<Row> all = FeedDisjoint(&*a, &*b, &*both, m, 50'000, 3);
-    REQUIRE(a->Merge(*b).ok());
+    REQUIRE_OK(a->Merge(*b));
     CHECK(a->count() == both->count());
     CHECK(a->newest_timestamp() == both->newest_timestamp());
     // The union window, computed directly from the union stream.
@@ -329,8 +330,8 @@ TEST_CASE("merging windows of disjoint streams equals one instance on the union"
     for (int u = 0; u < 5000; ++u) {
       more.Next(1e9, row.x.data());
       const int64_t t = all.back().t + 1 + u;
-      REQUIRE(a->Add(row.view(m), t).ok());
-      REQUIRE(both->Add(row.view(m), t).ok());
+      REQUIRE_OK(a->Add(row.view(m), t));
+      REQUIRE_OK(both->Add(row.view(m), t));
     }
     for (int i = 0; i < m; ++i) {
       for (int j = 0; j < m; ++j)
@@ -363,16 +364,16 @@ TEST_CASE("Chan merge of moments equals a two-pass computation on the union",
   Row row;
   for (int u = 0; u < 20'000; ++u) {
     sa.Next(1e9, row.x.data());
-    REQUIRE(a->Add(row.view(m)).ok());
+    REQUIRE_OK(a->Add(row.view(m)));
     all.push_back(row);
     if (u % 3 == 0) {
       sb.Next(1e9 + 3.0, row.x.data());
-      REQUIRE(b->Add(row.view(m)).ok());
+      REQUIRE_OK(b->Add(row.view(m)));
       all.push_back(row);
     }
   }
   CorrelationMoments merged = a->Moments();
-  REQUIRE(merged.Merge(b->Moments()).ok());
+  REQUIRE_OK(merged.Merge(b->Moments()));
   const TwoPass tp = ComputeTwoPass(all, m);
   CHECK(merged.count == static_cast<int64_t>(all.size()));
   for (int i = 0; i < m; ++i) {
@@ -386,7 +387,7 @@ TEST_CASE("Chan merge of moments equals a two-pass computation on the union",
   }
   CorrelationMoments empty;
   empty.metrics = m;
-  REQUIRE(empty.Merge(a->Moments()).ok());
+  REQUIRE_OK(empty.Merge(a->Moments()));
   CHECK(empty.count == a->count());
   CorrelationMoments other_shape;
   other_shape.metrics = m + 1;
@@ -401,12 +402,12 @@ RollingCorrelation MakeBusyTimeWindow() {
   o.initial_capacity = 16;
   o.metric_names = {"spend", "tickets", "logins"};
   auto rc = RollingCorrelation::Create(o);
-  REQUIRE(rc.ok());
+  REQUIRE_OK(rc);
   CorrelatedSource source(3, 8);
   std::array<double, 3> x{};
   for (int u = 0; u < 3000; ++u) {
     source.Next(1e9, x.data());
-    REQUIRE(rc->Add(x, u / 2).ok());
+    REQUIRE_OK(rc->Add(x, u / 2));
   }
   return std::move(rc).value();
 }
@@ -416,15 +417,15 @@ TEST_CASE("correlation serialisation round trip continues bit-identically",
   RollingCorrelation rc = MakeBusyTimeWindow();
   const std::string blob = rc.Serialize();
   auto restored = RollingCorrelation::Deserialize(blob);
-  REQUIRE(restored.ok());
+  REQUIRE_OK(restored);
   CHECK(restored->Serialize() == blob);
   CHECK(restored->options().metric_names == rc.options().metric_names);
   CorrelatedSource source(3, 9);
   std::array<double, 3> x{};
   for (int u = 0; u < 4000; ++u) {
     source.Next(1e9, x.data());
-    REQUIRE(rc.Add(x, 1500 + u / 3).ok());
-    REQUIRE(restored->Add(x, 1500 + u / 3).ok());
+    REQUIRE_OK(rc.Add(x, 1500 + u / 3));
+    REQUIRE_OK(restored->Add(x, 1500 + u / 3));
   }
   const CorrelationSnapshot s1 = rc.Snapshot();
   const CorrelationSnapshot s2 = restored->Snapshot();
@@ -438,11 +439,11 @@ TEST_CASE("correlation serialisation round trip continues bit-identically",
   o.metrics = 2;
   o.window_rows = 50;
   auto small = RollingCorrelation::Create(o);
-  REQUIRE(small.ok());
-  REQUIRE(small->Add(std::vector<double>{1.0, 3.0}).ok());
-  REQUIRE(small->Add(std::vector<double>{2.0, 5.0}).ok());
+  REQUIRE_OK(small);
+  REQUIRE_OK(small->Add(std::vector<double>{1.0, 3.0}));
+  REQUIRE_OK(small->Add(std::vector<double>{2.0, 5.0}));
   auto small2 = RollingCorrelation::Deserialize(small->Serialize());
-  REQUIRE(small2.ok());
+  REQUIRE_OK(small2);
   CHECK(small2->Serialize() == small->Serialize());
 }
 
@@ -454,12 +455,12 @@ TEST_CASE("a truncated, corrupted or foreign correlation blob is Corruption",
   o.window_duration = 40;
   o.metric_names = {"a", "b", "c"};
   auto rc = RollingCorrelation::Create(o);
-  REQUIRE(rc.ok());
+  REQUIRE_OK(rc);
   CorrelatedSource source(3, 10);
   std::array<double, 3> x{};
   for (int u = 0; u < 120; ++u) {
     source.Next(1e9, x.data());
-    REQUIRE(rc->Add(x, u / 2).ok());
+    REQUIRE_OK(rc->Add(x, u / 2));
   }
   const std::string blob = rc->Serialize();
   for (size_t len = 0; len < blob.size(); ++len) {
@@ -479,7 +480,7 @@ TEST_CASE("a truncated, corrupted or foreign correlation blob is Corruption",
             .status()
             .code() == StatusCode::kCorruption);
   auto opened = OpenBlob(blob, BlobKind::kRollingCorrelation);
-  REQUIRE(opened.ok());
+  REQUIRE_OK(opened);
   const std::string payload(opened->payload);
   for (size_t i = 0; i < payload.size(); i += 3) {
     std::string lie = payload;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "crmstream/common/binary_io.h"
+#include "support/require_ok.h"
 
 namespace crmstream::models {
 namespace {
@@ -46,7 +47,7 @@ std::vector<std::vector<double>> MakeRows(size_t n, uint64_t seed) {
 TEST_CASE("Standardizer matches a two-pass mean and variance", "[models]") {
   const auto rows = MakeRows(20000, 1);
   auto s = Standardizer::Create(4);
-  REQUIRE(s.ok());
+  REQUIRE_OK(s);
   for (const auto& r : rows) s->Update(r);
   for (int j = 0; j < 3; ++j) {
     double mean = 0, var = 0;
@@ -73,9 +74,9 @@ TEST_CASE("Standardizer merge equals one pass over all rows", "[models]") {
   auto b = Standardizer::Create(4).value();
   auto empty = Standardizer::Create(4).value();
   for (size_t i = 0; i < rows.size(); ++i) (i < 2000 ? a : b).Update(rows[i]);
-  REQUIRE(a.Merge(b).ok());
-  REQUIRE(a.Merge(empty).ok());
-  REQUIRE(empty.Merge(a).ok());
+  REQUIRE_OK(a.Merge(b));
+  REQUIRE_OK(a.Merge(empty));
+  REQUIRE_OK(empty.Merge(a));
   for (int j = 0; j < 4; ++j) {
     double mean = 0, var = 0;
     TwoPass(rows, j, &mean, &var);
@@ -93,7 +94,7 @@ TEST_CASE("Standardizer blob round-trips exactly and rejects damage", "[models]"
   for (const auto& r : rows) s.Update(r);
   const std::string blob = s.Serialize();
   auto back = Standardizer::Deserialize(blob);
-  REQUIRE(back.ok());
+  REQUIRE_OK(back);
   CHECK(back->Serialize() == blob);
   for (int j = 0; j < 4; ++j) CHECK(back->TransformOne(j, 0.5) == s.TransformOne(j, 0.5));
   for (size_t cut = 0; cut < blob.size(); ++cut) {

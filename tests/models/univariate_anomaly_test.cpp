@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "crmstream/common/binary_io.h"
+#include "support/require_ok.h"
 
 namespace crmstream::models {
 namespace {
@@ -83,7 +84,7 @@ TEST_CASE("Univariate options are validated", "[models]") {
   o = {};
   o.short_window = 0;
   CHECK_FALSE(UnivariateAnomalyDetector::Create(o).ok());
-  CHECK(UnivariateAnomalyDetector::Create({}).ok());
+  CHECK_OK(UnivariateAnomalyDetector::Create({}));
 }
 
 TEST_CASE("Univariate detector round-trips exactly and resumes identically", "[models]") {
@@ -97,7 +98,7 @@ TEST_CASE("Univariate detector round-trips exactly and resumes identically", "[m
   for (size_t i = 0; i < 1500; ++i) (void)first_half.Score(static_cast<int64_t>(i), series[i]);
   const std::string blob = first_half.Serialize();
   auto restored = UnivariateAnomalyDetector::Deserialize(blob);
-  REQUIRE(restored.ok());
+  REQUIRE_OK(restored);
   CHECK(restored->Serialize() == blob);
   for (size_t i = 1500; i < series.size(); ++i) {
     REQUIRE(restored->Score(static_cast<int64_t>(i), series[i]) == expected[i]);
@@ -109,19 +110,19 @@ TEST_CASE("Univariate detector round-trips exactly and resumes identically", "[m
 // keys and counts as two arrays and the used count, then the same tail.
 std::string AsDenseVersion2(const std::string& blob, uint32_t table_slots) {
   auto opened = OpenBlob(blob, BlobKind::kUnivariateAnomaly);
-  REQUIRE(opened.ok());
+  REQUIRE_OK(opened);
   REQUIRE(opened->version == 3);
   constexpr size_t kPrefix = 120;
   BinaryReader r(opened->payload.substr(kPrefix));
   uint32_t used = 0;
-  REQUIRE(r.Get(&used).ok());
+  REQUIRE_OK(r.Get(&used));
   std::vector<uint64_t> keys(table_slots, 0);
   std::vector<uint32_t> counts(table_slots, 0);
   for (uint32_t i = 0; i < used; ++i) {
     uint32_t slot = 0;
-    REQUIRE(r.Get(&slot).ok());
-    REQUIRE(r.Get(&keys[slot]).ok());
-    REQUIRE(r.Get(&counts[slot]).ok());
+    REQUIRE_OK(r.Get(&slot));
+    REQUIRE_OK(r.Get(&keys[slot]));
+    REQUIRE_OK(r.Get(&counts[slot]));
   }
   std::string payload(opened->payload.substr(0, kPrefix));
   BinaryWriter w(&payload);
@@ -147,14 +148,14 @@ TEST_CASE("Univariate blob: version 2 (whole table) still restores and the spars
   CHECK(dense.size() > 32768u * 12u);
   CHECK(sparse.size() < dense.size() / 10);
   auto restored = UnivariateAnomalyDetector::Deserialize(dense);
-  REQUIRE(restored.ok());
+  REQUIRE_OK(restored);
   CHECK(restored->Serialize() == sparse);
   for (size_t i = 1500; i < series.size(); ++i) {
     REQUIRE(restored->Score(static_cast<int64_t>(i), series[i]) == expected[i]);
   }
   // Version 1 (four context orders) is refused, not misread.
   auto opened = OpenBlob(sparse, BlobKind::kUnivariateAnomaly);
-  REQUIRE(opened.ok());
+  REQUIRE_OK(opened);
   const std::string version1 = SealBlob(BlobKind::kUnivariateAnomaly, 1, opened->payload);
   CHECK(UnivariateAnomalyDetector::Deserialize(version1).status().code() ==
         StatusCode::kCorruption);
@@ -165,12 +166,12 @@ TEST_CASE("Univariate blob: context slots out of order or outside the table are 
   UnivariateAnomalyDetector::Options o;
   o.table_slots = 64;
   auto detector = UnivariateAnomalyDetector::Create(o);
-  REQUIRE(detector.ok());
+  REQUIRE_OK(detector);
   const std::vector<double> series = PeriodicSeries(400, 3);
   for (size_t i = 0; i < series.size(); ++i) (void)detector->Score(0, series[i]);
   const std::string blob = detector->Serialize();
   auto opened = OpenBlob(blob, BlobKind::kUnivariateAnomaly);
-  REQUIRE(opened.ok());
+  REQUIRE_OK(opened);
   const std::string payload(opened->payload);
   uint32_t used = 0;
   std::memcpy(&used, payload.data() + 120, sizeof(used));
@@ -194,7 +195,7 @@ TEST_CASE("Univariate blob: truncation, flipped bytes and foreign blobs are Corr
   UnivariateAnomalyDetector::Options o;
   o.table_slots = 64;  // a small blob, so every byte can be tried
   auto detector = UnivariateAnomalyDetector::Create(o);
-  REQUIRE(detector.ok());
+  REQUIRE_OK(detector);
   const std::vector<double> series = PeriodicSeries(400, 3);
   for (size_t i = 0; i < series.size(); ++i) (void)detector->Score(0, series[i]);
   const std::string blob = detector->Serialize();

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::pipeline {
@@ -19,7 +20,7 @@ std::string Write(const testing::ScratchDir& dir, const std::string& name,
 
 TEST_CASE("The shipped pipeline file loads into the processor's options", "[pipeline]") {
   auto p = LoadPipelineSpec((testing::SourceDir() / "pipelines/crm.yaml").string());
-  REQUIRE(p.ok());
+  REQUIRE_OK(p);
   CHECK(p->processor.features.window_days == std::vector<int>{7, 30, 90});
   CHECK(p->processor.models_enabled);
   CHECK(p->processor.models.segments.k == 5);
@@ -54,7 +55,7 @@ TEST_CASE("Alert and output cadence fields load and are validated", "[pipeline]"
                              "    critical_probability: 0.9\n    cooldown_hours: 24\n"
                              "outputs:\n  segments: false\n  centroid_interval_minutes: 60\n"
                              "  correlation_interval_minutes: 5\n  metric_anomaly_level: 0.95\n"));
-  REQUIRE(p.ok());
+  REQUIRE_OK(p);
   CHECK(p->processor.models.churn.alerts.enter_probability == 0.6);
   CHECK(p->processor.models.churn.alerts.exit_probability == 0.4);
   CHECK(p->processor.models.churn.alerts.high_probability == 0.75);
@@ -84,7 +85,7 @@ TEST_CASE("Alert and output cadence fields load and are validated", "[pipeline]"
 TEST_CASE("An absent field keeps the module option's own default", "[pipeline]") {
   testing::ScratchDir dir;
   auto p = LoadPipelineSpec(Write(dir, "p.yaml", "name: minimal\n"));
-  REQUIRE(p.ok());
+  REQUIRE_OK(p);
   const ProcessorOptions defaults;
   CHECK(p->name == "minimal");
   CHECK(p->processor.dedup_capacity == defaults.dedup_capacity);

@@ -27,7 +27,7 @@ TEST_CASE("Replay of a generated file accounts for every record", "[pipeline]") 
   world.malformed_rate = 0.01;
   world.duplicate_rate = 0.01;
   auto gen = generator::WorldGenerator::Create(world);
-  REQUIRE(gen.ok());
+  REQUIRE_OK(gen);
   const auto input = dir.path() / "events.jsonl";
   {
     std::ofstream out(input);
@@ -43,15 +43,15 @@ TEST_CASE("Replay of a generated file accounts for every record", "[pipeline]") 
   REQUIRE(truth.duplicates > 100);
 
   auto sink = FileSink::Open(dir.path() / "out");
-  REQUIRE(sink.ok());
+  REQUIRE_OK(sink);
   REQUIRE_OK_AND_ASSIGN(auto processor_owner,
                         EventProcessor::Create(ProcessorOptions{}, sink->get()));
   EventProcessor& processor = *processor_owner;
   ReplayOptions options;
   options.input = input;
   auto stats = Replay(options, &processor);
-  REQUIRE(stats.ok());
-  REQUIRE((*sink)->Close().ok());
+  REQUIRE_OK(stats);
+  REQUIRE_OK((*sink)->Close());
 
   // Every record is accounted for, by an independent tally: the generator's.
   CHECK(stats->records == 30000);
@@ -92,7 +92,7 @@ TEST_CASE("Replay reads CSV with the same validation", "[pipeline]") {
   ReplayOptions options;
   options.input = input;
   auto stats = Replay(options, &processor);
-  REQUIRE(stats.ok());
+  REQUIRE_OK(stats);
   CHECK(stats->records == 5);
   CHECK(stats->accepted == 3);
   CHECK(stats->rejected == 2);  // no customer_id; a purchase without amount

@@ -74,7 +74,7 @@ TopicContents ReadAll(const kafka::ClientConfig& config,
         }
         return Status::OK();
       });
-  REQUIRE(st.ok());
+  REQUIRE_OK(st);
   return out;
 }
 
@@ -103,7 +103,7 @@ TEST_CASE("Output positions keep the maximum and check the partition counts", "[
   p.Advance(OutputKind::kSegments, 1, 7);
   p.Advance(OutputKind::kDeadLetter, 0, 3);
   auto back = OutputPositions::Decode(p.Encode(), counts);
-  REQUIRE(back.ok());
+  REQUIRE_OK(back);
   CHECK(back->get(OutputKind::kSegments, 1) == 40);
   CHECK(back->get(OutputKind::kDeadLetter, 0) == 3);
   CHECK(back->get(OutputKind::kCustomerScores, 2) == -1);
@@ -118,11 +118,11 @@ TEST_CASE("Output positions keep the maximum and check the partition counts", "[
 TEST_CASE("A restarted task drops exactly the outputs its predecessor delivered",
           "[pipeline][integration]") {
   auto cluster = kafka::EmbeddedCluster::Create({});
-  REQUIRE(cluster.ok());
+  REQUIRE_OK(cluster);
   const OutputPartitionCounts counts{3, 2, 2, 2, 1, 2};
   const auto topics = Topics("eo.");
   for (int k = 0; k < kOutputKindCount; ++k) {
-    REQUIRE((*cluster)->CreateTopic(topics[k], counts[k]).ok());
+    REQUIRE_OK((*cluster)->CreateTopic(topics[k], counts[k]));
   }
   kafka::ClientConfig config;
   config.Set("bootstrap.servers", (*cluster)->bootstrap_servers());
@@ -153,12 +153,12 @@ TEST_CASE("A restarted task drops exactly the outputs its predecessor delivered"
   };
   {
     auto producer = kafka::Producer::Create(config);
-    REQUIRE(producer.ok());
+    REQUIRE_OK(producer);
     for (const auto& t : topics) (*producer)->TrackDeliveredOffsets(t);
     KafkaSink kafka_sink(producer->get(), topics);
     StampingSink sink(&kafka_sink, "app", "in", 0, counts);
     emit(&sink, 0, 20);
-    REQUIRE((*producer)->Flush(std::chrono::seconds(10)).ok());
+    REQUIRE_OK((*producer)->Flush(std::chrono::seconds(10)));
     checkpointed.AdvanceToDelivered(**producer, topics);
     // After the checkpoint: produced by hand to leave out the lost tail.
     std::string stamp;
@@ -178,21 +178,21 @@ TEST_CASE("A restarted task drops exactly the outputs its predecessor delivered"
     // topics: its outputs are not this task's.
     StampingSink other_app(&kafka_sink, "other-app", "in", 0, counts);
     for (int i = 0; i < 70; ++i) other_app.Emit(OutputKind::kCustomerScores, "c0", "other app");
-    REQUIRE((*producer)->Flush(std::chrono::seconds(10)).ok());
+    REQUIRE_OK((*producer)->Flush(std::chrono::seconds(10)));
   }
 
   // The restart: state as of the checkpoint (next sequence 20), the outputs
   // on the topics found, then re-processing regenerates 20..59 and goes on.
   auto producer = kafka::Producer::Create(config);
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   KafkaSink kafka_sink(producer->get(), topics);
   StampingSink sink(&kafka_sink, "app", "in", 0, counts);
   sink.set_next_sequence(20);
   const std::array<StampedRestore, 1> restored{StampedRestore{&sink, &checkpointed}};
   OutputPositions ends(counts);
-  REQUIRE(FindDeliveredOutputs(config, topics, counts, restored, &ends).ok());
+  REQUIRE_OK(FindDeliveredOutputs(config, topics, counts, restored, &ends));
   emit(&sink, 20, 70);
-  REQUIRE((*producer)->Flush(std::chrono::seconds(10)).ok());
+  REQUIRE_OK((*producer)->Flush(std::chrono::seconds(10)));
 
   // Exactly once each: 0..69 of task 0, and the other task's 80 untouched.
   int lost = 0;
@@ -264,7 +264,7 @@ class LiveEngine {
 Status RunOnce(const config::EngineConfig& cfg, uint64_t* suppressed, LiveEngine* live = nullptr) {
   pipeline::PipelineSpec spec;
   auto engine = StreamEngine::Create(cfg, spec);
-  REQUIRE(engine.ok());
+  REQUIRE_OK(engine);
   if (live) live->Set(engine->get());
   std::atomic<bool> stop{false};
   Status status;
@@ -289,7 +289,7 @@ Status RunOnce(const config::EngineConfig& cfg, uint64_t* suppressed, LiveEngine
 }
 
 void RunUntilCaughtUp(const config::EngineConfig& cfg, uint64_t* suppressed) {
-  REQUIRE(RunOnce(cfg, suppressed).ok());
+  REQUIRE_OK(RunOnce(cfg, suppressed));
 }
 
 // As a supervisor would: an engine that stops on a broker failure (outputs
@@ -315,7 +315,7 @@ std::map<std::string, std::string> StateEntries(
   o.path = std::filesystem::path(state_dir) / state::kStoreSubdirectory;
   o.read_only = true;
   auto store = state::StateStore::Open(o);
-  REQUIRE(store.ok());
+  REQUIRE_OK(store);
   std::map<std::string, std::string> out;
   for (auto family : families) {
     REQUIRE((*store)
@@ -346,7 +346,7 @@ struct EngineFixture {
 
   explicit EngineFixture(std::span<const EngineRun> runs) {
     auto c = kafka::EmbeddedCluster::Create({});
-    REQUIRE(c.ok());
+    REQUIRE_OK(c);
     cluster = std::move(c).value();
     bootstrap = cluster->bootstrap_servers();
     client.Set("bootstrap.servers", bootstrap);
@@ -357,17 +357,17 @@ struct EngineFixture {
       }
     }
     for (const auto& [name, partitions] : topics) {
-      REQUIRE(cluster->CreateTopic(name, partitions).ok());
+      REQUIRE_OK(cluster->CreateTopic(name, partitions));
     }
     generator::WorldOptions world;
     world.customers = 400;
     world.malformed_rate = 0.01;
     world.duplicate_rate = 0.02;
     auto g = generator::WorldGenerator::Create(world);
-    REQUIRE(g.ok());
+    REQUIRE_OK(g);
     gen = std::move(g).value();
     auto p = kafka::Producer::Create(client);
-    REQUIRE(p.ok());
+    REQUIRE_OK(p);
     producer = std::move(p).value();
   }
 
@@ -375,9 +375,9 @@ struct EngineFixture {
     std::string key, value;
     for (int i = 0; i < n; ++i) {
       gen->Next(&key, &value);
-      REQUIRE(producer->Produce("eo.input", kafka::kPartitionUnassigned, key, value).ok());
+      REQUIRE_OK(producer->Produce("eo.input", kafka::kPartitionUnassigned, key, value));
     }
-    REQUIRE(producer->Flush(std::chrono::seconds(30)).ok());
+    REQUIRE_OK(producer->Flush(std::chrono::seconds(30)));
   }
 
   std::string path(const char* name) const { return (dir.path() / name).string(); }
@@ -522,9 +522,9 @@ std::map<std::string, uint64_t> CheckpointedSequences(const std::string& state_d
   o.path = std::filesystem::path(state_dir) / state::kStoreSubdirectory;
   o.read_only = true;
   auto store = state::StateStore::Open(o);
-  REQUIRE(store.ok());
+  REQUIRE_OK(store);
   auto partitions = (*store)->ListPartitions();
-  REQUIRE(partitions.ok());
+  REQUIRE_OK(partitions);
   std::map<std::string, uint64_t> out;
   RecordingSink unused;
   for (const state::PartitionState& p : *partitions) {
@@ -693,12 +693,12 @@ TEST_CASE("Exactly-once engine: broker faults change neither outputs nor state",
     const std::array<rd_kafka_resp_err_t, 2> fetch_errors{
         RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT};
     c.PushRequestErrors(1, fetch_errors);  // Fetch
-    CHECK(c.SetBrokerDown(2).ok());
+    CHECK_OK(c.SetBrokerDown(2));
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     at_broker_up = live.received();
-    CHECK(c.SetBrokerUp(2).ok());
+    CHECK_OK(c.SetBrokerUp(2));
     for (int32_t q = 0; q < 6; ++q)
-      CHECK(c.SetPartitionLeader("f.customer_scores", q, 1 + q % 3).ok());
+      CHECK_OK(c.SetPartitionLeader("f.customer_scores", q, 1 + q % 3));
     at_end = live.received();
     faults_done.store(true);
   });
@@ -736,7 +736,7 @@ TEST_CASE("An engine refuses a state directory another engine holds, naming it",
   EngineFixture fx(runs);
   const config::EngineConfig cfg = EngineConfigFor(fx.bootstrap, runs[0]);
   auto first = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
-  REQUIRE(first.ok());
+  REQUIRE_OK(first);
   auto second = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
   REQUIRE_FALSE(second.ok());
   CHECK(second.status().code() == StatusCode::kIOError);

@@ -15,6 +15,7 @@
 #include "crmstream/kafka/embedded_cluster.h"
 #include "crmstream/runtime/kafka_wiring.h"
 #include "pipeline/schema_validation.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::runtime {
@@ -36,17 +37,17 @@ ReadBack ReadOutputs(const config::EngineConfig& cfg, size_t expected_dead, Done
   kafka::ClientConfig client = MakeClientConfig(cfg.kafka);
   client.Set("isolation.level", "read_committed");
   auto consumer = kafka::Consumer::Create(client, "independent-reader");
-  REQUIRE(consumer.ok());
+  REQUIRE_OK(consumer);
   std::vector<std::string> topics;
   for (const auto& t : cfg.outputs.Names()) topics.push_back(t);
-  REQUIRE((*consumer)->Subscribe(topics).ok());
+  REQUIRE_OK((*consumer)->Subscribe(topics));
   ReadBack out;
   simdjson::dom::parser parser;
   kafka::MessageBatch batch(1024);
   const auto deadline = Clock::now() + std::chrono::seconds(60);
   while (!(done(out) && out.dead_letters.size() >= expected_dead) && Clock::now() < deadline) {
     auto n = (*consumer)->ConsumeBatch(200, &batch);
-    REQUIRE(n.ok());
+    REQUIRE_OK(n);
     for (size_t i = 0; i < batch.size(); ++i) {
       auto m = batch[i];
       out.by_topic[std::string(m.topic())].emplace_back(m.payload());
@@ -73,13 +74,13 @@ TEST_CASE("Engine end to end: nothing lost, bad records in the dead-letter topic
           "[pipeline][integration]") {
   testing::ScratchDir dir;
   auto cluster = kafka::EmbeddedCluster::Create({});
-  REQUIRE(cluster.ok());
+  REQUIRE_OK(cluster);
   config::EngineConfig cfg;
   cfg.state_dir = dir.path().string();
   cfg.inputs = {{"crm.interactions", 4}};
   cfg.kafka.properties["bootstrap.servers"] = (*cluster)->bootstrap_servers();
   cfg.commit_interval_ms = 200;
-  for (const auto& t : AllTopics(cfg)) REQUIRE((*cluster)->CreateTopic(t.name, t.partitions).ok());
+  for (const auto& t : AllTopics(cfg)) REQUIRE_OK((*cluster)->CreateTopic(t.name, t.partitions));
 
   // Input: a generated world with malformed records and duplicates, plus
   // hand-made bad records whose reasons we know.
@@ -88,14 +89,14 @@ TEST_CASE("Engine end to end: nothing lost, bad records in the dead-letter topic
   world.malformed_rate = 0.02;
   world.duplicate_rate = 0.02;
   auto gen = generator::WorldGenerator::Create(world);
-  REQUIRE(gen.ok());
+  REQUIRE_OK(gen);
   auto producer = kafka::Producer::Create(MakeClientConfig(cfg.kafka));
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   const int kGenerated = 8000;
   std::string key, value;
   for (int i = 0; i < kGenerated; ++i) {
     (*gen)->Next(&key, &value);
-    REQUIRE((*producer)->Produce("crm.interactions", kafka::kPartitionUnassigned, key, value).ok());
+    REQUIRE_OK((*producer)->Produce("crm.interactions", kafka::kPartitionUnassigned, key, value));
   }
   const std::vector<std::pair<std::string, std::string>> hand_made = {
       {"", "not_json"},  // an empty message (a tombstone)
@@ -104,9 +105,9 @@ TEST_CASE("Engine end to end: nothing lost, bad records in the dead-letter topic
       {"\xff\xfe garbage", "not_json"},
   };
   for (const auto& [bytes, reason] : hand_made) {
-    REQUIRE((*producer)->Produce("crm.interactions", 0, "k", bytes).ok());
+    REQUIRE_OK((*producer)->Produce("crm.interactions", 0, "k", bytes));
   }
-  REQUIRE((*producer)->Flush(std::chrono::seconds(30)).ok());
+  REQUIRE_OK((*producer)->Flush(std::chrono::seconds(30)));
   REQUIRE((*producer)->failed_count() == 0);
   const auto& truth = (*gen)->ground_truth();
   const uint64_t total_in = kGenerated + hand_made.size();
@@ -115,7 +116,7 @@ TEST_CASE("Engine end to end: nothing lost, bad records in the dead-letter topic
 
   pipeline::PipelineSpec spec;
   auto engine = StreamEngine::Create(cfg, spec);
-  REQUIRE(engine.ok());
+  REQUIRE_OK(engine);
   std::atomic<bool> stop{false};
   Status run_status;
   std::thread runner([&] { run_status = (*engine)->Run(stop); });
@@ -125,7 +126,7 @@ TEST_CASE("Engine end to end: nothing lost, bad records in the dead-letter topic
   }
   stop.store(true);
   runner.join();
-  REQUIRE(run_status.ok());
+  REQUIRE_OK(run_status);
 
   const auto& s = (*engine)->stats();
   CHECK(s.received.load() == total_in);
@@ -199,14 +200,14 @@ TEST_CASE("Engine health, readiness and customer queries follow the loop's life"
           "[pipeline][integration]") {
   testing::ScratchDir dir;
   auto cluster = kafka::EmbeddedCluster::Create({});
-  REQUIRE(cluster.ok());
+  REQUIRE_OK(cluster);
   config::EngineConfig cfg;
   cfg.state_dir = dir.path().string();
   cfg.inputs = {{"crm.interactions", 2}};
   cfg.kafka.properties["bootstrap.servers"] = (*cluster)->bootstrap_servers();
-  for (const auto& t : AllTopics(cfg)) REQUIRE((*cluster)->CreateTopic(t.name, t.partitions).ok());
+  for (const auto& t : AllTopics(cfg)) REQUIRE_OK((*cluster)->CreateTopic(t.name, t.partitions));
   auto engine = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
-  REQUIRE(engine.ok());
+  REQUIRE_OK(engine);
   StreamEngine& e = **engine;
 
   // Before Run: alive (starting), not ready, no queries.
@@ -216,13 +217,13 @@ TEST_CASE("Engine health, readiness and customer queries follow the loop's life"
   CHECK(e.queries().Submit("C1").status().code() == StatusCode::kUnavailable);
 
   auto producer = kafka::Producer::Create(MakeClientConfig(cfg.kafka));
-  REQUIRE(producer.ok());
+  REQUIRE_OK(producer);
   for (int i = 0; i < 3; ++i) {
     const std::string v = R"({"event_id":"q)" + std::to_string(i) +
                           R"(","customer_id":"C1","timestamp":1767225600000,"type":"login"})";
-    REQUIRE((*producer)->Produce("crm.interactions", kafka::kPartitionUnassigned, "C1", v).ok());
+    REQUIRE_OK((*producer)->Produce("crm.interactions", kafka::kPartitionUnassigned, "C1", v));
   }
-  REQUIRE((*producer)->Flush(std::chrono::seconds(30)).ok());
+  REQUIRE_OK((*producer)->Flush(std::chrono::seconds(30)));
 
   std::atomic<bool> stop{false};
   Status run_status;
@@ -243,16 +244,16 @@ TEST_CASE("Engine health, readiness and customer queries follow the loop's life"
     return q->done();
   };
   auto known = e.queries().Submit("C1");
-  REQUIRE(known.ok());
+  REQUIRE_OK(known);
   REQUIRE(wait(*known));
-  CHECK((*known)->status().ok());
+  CHECK_OK((*known)->status());
   simdjson::dom::parser parser;
   simdjson::dom::element doc = parser.parse((*known)->json());
   CHECK(std::string_view(doc["customer_id"]) == "C1");
   CHECK(uint64_t(doc["events"]) == 3);
   CHECK(uint64_t(doc["features"]["event_counts"]["login"]) == 3);
   auto unknown = e.queries().Submit("C9");
-  REQUIRE(unknown.ok());
+  REQUIRE_OK(unknown);
   REQUIRE(wait(*unknown));
   CHECK((*unknown)->status().code() == StatusCode::kNotFound);
 
@@ -264,7 +265,7 @@ TEST_CASE("Engine health, readiness and customer queries follow the loop's life"
 
   stop.store(true);
   runner.join();
-  REQUIRE(run_status.ok());
+  REQUIRE_OK(run_status);
   h = e.probe().Health(std::chrono::seconds(60));
   CHECK(!h.live);
   CHECK(h.reason == "engine loop stopped");

@@ -23,6 +23,7 @@
 #include "crmstream/scoring/customer_models.h"
 #include "crmstream/scoring/minute_metrics_monitor.h"
 #include "scoring/scoring_test_support.h"
+#include "support/require_ok.h"
 
 namespace crmstream::scoring {
 namespace {
@@ -152,9 +153,9 @@ struct SavedState {
 
 void SaveCustomer(const Partition& p, std::string_view id, SavedState* saved) {
   std::string blob;
-  REQUIRE(p.store->EncodeCustomer(id, &blob).ok());
+  REQUIRE_OK(p.store->EncodeCustomer(id, &blob));
   saved->features[std::string(id)] = blob;
-  REQUIRE(p.models.EncodeCustomer(p.Customer(id), &blob).ok());
+  REQUIRE_OK(p.models.EncodeCustomer(p.Customer(id), &blob));
   saved->models[std::string(id)] = blob;
 }
 
@@ -168,12 +169,12 @@ std::unique_ptr<Partition> Restore(const SavedState& saved, const std::vector<st
   // As the engine restores: features first (they give the customers their
   // slots), then the models' customers, then the partition-wide state.
   for (const std::string& id : order) {
-    REQUIRE(p->store->DecodeCustomer(id, saved.features.at(id)).ok());
+    REQUIRE_OK(p->store->DecodeCustomer(id, saved.features.at(id)));
   }
   for (const std::string& id : order) {
-    REQUIRE(p->models.DecodeCustomer(p->Customer(id), saved.models.at(id)).ok());
+    REQUIRE_OK(p->models.DecodeCustomer(p->Customer(id), saved.models.at(id)));
   }
-  REQUIRE(DecodePartitionBlobs(saved.partition, p.get()).ok());
+  REQUIRE_OK(DecodePartitionBlobs(saved.partition, p.get()));
   if (refresh_restored) {
     const std::vector<RefreshRecord> refreshed = Flush(p.get());
     CHECK(refreshed.size() == order.size());
@@ -209,8 +210,8 @@ void RequireSameState(const Partition& a, const Partition& b, const std::vector<
   size_t compared = 0;
   size_t different = 0;
   for (const std::string& id : ids) {
-    REQUIRE(a.models.EncodeCustomer(a.Customer(id), &blob_a).ok());
-    REQUIRE(b.models.EncodeCustomer(b.Customer(id), &blob_b).ok());
+    REQUIRE_OK(a.models.EncodeCustomer(a.Customer(id), &blob_a));
+    REQUIRE_OK(b.models.EncodeCustomer(b.Customer(id), &blob_b));
     if (blob_a != blob_b) ++different;
     const auto sa = a.models.Scores(a.Customer(id));
     const auto sb = b.models.Scores(b.Customer(id));
@@ -349,12 +350,12 @@ TEST_CASE("Restored customer models continue bit-identically to an uninterrupted
       // Incremental checkpoint: only what changed is re-encoded.
       a.models.ForEachUnsaved([&](const features::CustomerFeatures& f) {
         std::string blob;
-        REQUIRE(a.models.EncodeCustomer(f, &blob).ok());
+        REQUIRE_OK(a.models.EncodeCustomer(f, &blob));
         saved.models[std::string(f.customer_id())] = blob;
       });
       a.store->ForEachDirty([&](std::string_view id, const features::CustomerFeatures&) {
         std::string blob;
-        REQUIRE(a.store->EncodeCustomer(id, &blob).ok());
+        REQUIRE_OK(a.store->EncodeCustomer(id, &blob));
         saved.features[std::string(id)] = blob;
       });
       REQUIRE(saved.models.size() == known.size());
@@ -457,7 +458,7 @@ TEST_CASE("Customer model records reject every truncation and flipped byte",
   });
   REQUIRE(!id.empty());
   std::string blob;
-  REQUIRE(w->models.EncodeCustomer(w->Customer(id), &blob).ok());
+  REQUIRE_OK(w->models.EncodeCustomer(w->Customer(id), &blob));
   // A customer of the store the models never saw has no record.
   ingest::Event e;
   e.event_id = "features-only";
@@ -481,7 +482,7 @@ TEST_CASE("Customer model records reject every truncation and flipped byte",
     REQUIRE(st.code() == StatusCode::kCorruption);
   }
   // Rejected blobs left the customer as it was.
-  REQUIRE(w->models.EncodeCustomer(w->Customer(id), &after).ok());
+  REQUIRE_OK(w->models.EncodeCustomer(w->Customer(id), &after));
   CHECK(after == blob);
   const auto partition = PartitionBlobs(*w);
   for (const auto& [name, other] : partition) {
@@ -493,10 +494,10 @@ TEST_CASE("Customer model records reject every truncation and flipped byte",
   // record is the same customer.
   Partition fresh;
   std::string features;
-  REQUIRE(w->store->EncodeCustomer(id, &features).ok());
-  REQUIRE(fresh.store->DecodeCustomer(id, features).ok());
-  REQUIRE(fresh.models.DecodeCustomer(fresh.Customer(id), blob).ok());
-  REQUIRE(fresh.models.EncodeCustomer(fresh.Customer(id), &after).ok());
+  REQUIRE_OK(w->store->EncodeCustomer(id, &features));
+  REQUIRE_OK(fresh.store->DecodeCustomer(id, features));
+  REQUIRE_OK(fresh.models.DecodeCustomer(fresh.Customer(id), blob));
+  REQUIRE_OK(fresh.models.EncodeCustomer(fresh.Customer(id), &after));
   CHECK(after == blob);
   CHECK(fresh.PendingSnapshotMs(id) == w->PendingSnapshotMs(id));
   const auto s0 = w->models.churn().PendingSnapshot(w->Customer(id).slot());
@@ -518,13 +519,13 @@ TEST_CASE("Partition model blobs reject truncation, flipped bytes and missing cu
   Partition target;
   for (const std::string& id : ids) {
     std::string blob;
-    REQUIRE(w->store->EncodeCustomer(id, &blob).ok());
-    REQUIRE(target.store->DecodeCustomer(id, blob).ok());
+    REQUIRE_OK(w->store->EncodeCustomer(id, &blob));
+    REQUIRE_OK(target.store->DecodeCustomer(id, blob));
   }
   for (const std::string& id : ids) {
     std::string blob;
-    REQUIRE(w->models.EncodeCustomer(w->Customer(id), &blob).ok());
-    REQUIRE(target.models.DecodeCustomer(target.Customer(id), blob).ok());
+    REQUIRE_OK(w->models.EncodeCustomer(w->Customer(id), &blob));
+    REQUIRE_OK(target.models.DecodeCustomer(target.Customer(id), blob));
   }
   const auto before = PartitionBlobs(target);
   // The minute metrics' blob is over a megabyte (the detectors' context
@@ -559,7 +560,7 @@ TEST_CASE("Partition model blobs reject truncation, flipped bytes and missing cu
     tried += positions.size();
   }
   CHECK(tried >= partition.size() * kEdge);  // every blob, not one by mistake
-  CHECK(PartitionBlobs(target) == before);  // unchanged by the rejected blobs
+  CHECK(PartitionBlobs(target) == before);   // unchanged by the rejected blobs
 
   // The churn deadlines name customers: decoding before them is refused.
   Partition empty;
@@ -569,10 +570,10 @@ TEST_CASE("Partition model blobs reject truncation, flipped bytes and missing cu
   Partition partial;
   for (size_t i = 0; i < ids.size(); i += 2) {
     std::string blob;
-    REQUIRE(w->store->EncodeCustomer(ids[i], &blob).ok());
-    REQUIRE(partial.store->DecodeCustomer(ids[i], blob).ok());
-    REQUIRE(w->models.EncodeCustomer(w->Customer(ids[i]), &blob).ok());
-    REQUIRE(partial.models.DecodeCustomer(partial.Customer(ids[i]), blob).ok());
+    REQUIRE_OK(w->store->EncodeCustomer(ids[i], &blob));
+    REQUIRE_OK(partial.store->DecodeCustomer(ids[i], blob));
+    REQUIRE_OK(w->models.EncodeCustomer(w->Customer(ids[i]), &blob));
+    REQUIRE_OK(partial.models.DecodeCustomer(partial.Customer(ids[i]), blob));
   }
   CHECK(partial.models.DecodePartition("segments", partition.at("segments")).code() ==
         StatusCode::kCorruption);
@@ -593,7 +594,7 @@ TEST_CASE("Partition model blobs reject truncation, flipped bytes and missing cu
   CHECK(target.models.DecodePartition("models", partition.at("churn")).code() ==
         StatusCode::kInvalidArgument);  // no such part
 
-  REQUIRE(DecodePartitionBlobs(partition, &target).ok());
+  REQUIRE_OK(DecodePartitionBlobs(partition, &target));
   CHECK(PartitionBlobs(target) == partition);
 }
 

@@ -93,7 +93,7 @@ double Pearson(const std::vector<double>& x, const std::vector<double>& y) {
 
 TEST_CASE("CustomerModelsOptions validation names the field", "[scoring][models]") {
   CustomerModelsOptions o;
-  REQUIRE(o.Validate().ok());
+  REQUIRE_OK(o.Validate());
   o.churn.horizon_days = 0;
   CHECK(o.Validate().message().find("ChurnValueOptions.horizon_days") != std::string::npos);
   o = {};

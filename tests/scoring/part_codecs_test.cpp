@@ -226,7 +226,7 @@ TEST_CASE("The minute metrics round-trip and continue identically", "[scoring][s
   std::string blob, again;
   a.Encode(&blob);
   auto b = std::move(MinuteMetricsMonitor::Create({})).value();
-  REQUIRE(b.Decode(blob).ok());
+  REQUIRE_OK(b.Decode(blob));
   b.Encode(&again);
   CHECK(again == blob);
   for (int n = 0; n < 5'000; ++n) {
@@ -251,7 +251,7 @@ TEST_CASE("A customer record is installed whole or not at all", "[scoring][state
   while (segmenter.segment(slot) < 1 || !w->models.churn().PendingSnapshotMs(slot)) ++slot;
   const features::CustomerFeatures customer = w->store->At(slot);
   std::string record;
-  REQUIRE(w->models.EncodeCustomer(customer, &record).ok());
+  REQUIRE_OK(w->models.EncodeCustomer(customer, &record));
 
   // The same customer in a partition segmented into one segment only: the
   // record's segment (>= 1) is out of range there.
@@ -260,10 +260,10 @@ TEST_CASE("A customer record is installed whole or not at all", "[scoring][state
   const auto target = SmallGeneratedPartition(one_segment);
   const features::CustomerFeatures there = target->Customer(customer.customer_id());
   std::string before, after;
-  REQUIRE(target->models.EncodeCustomer(there, &before).ok());
+  REQUIRE_OK(target->models.EncodeCustomer(there, &before));
   REQUIRE(before != record);
   CHECK(target->models.DecodeCustomer(there, record).code() == StatusCode::kInvalidArgument);
-  REQUIRE(target->models.EncodeCustomer(there, &after).ok());
+  REQUIRE_OK(target->models.EncodeCustomer(there, &after));
   CHECK(after == before);
 
   // A record whose sections come in another order is foreign bytes.

@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 #include <utility>
 
+#include "support/require_ok.h"
+
 namespace crmstream::scoring::testing {
 
 CustomerModelsOptions AlertingOptions() {
@@ -49,7 +51,7 @@ std::optional<int64_t> Partition::PendingSnapshotMs(std::string_view id) const {
 BlobsByName PartitionBlobs(const Partition& p) {
   BlobsByName out;
   for (std::string_view name : CustomerModels::kPartitionStateNames) {
-    REQUIRE(p.models.EncodePartition(name, &out[std::string(name)]).ok());
+    REQUIRE_OK(p.models.EncodePartition(name, &out[std::string(name)]));
   }
   p.minutes.Encode(&out[std::string(kMinuteMetricsBlob)]);
   return out;

@@ -11,6 +11,7 @@
 #include "crmstream/common/binary_io.h"
 #include "crmstream/state/state_store.h"
 #include "state/state_test_support.h"
+#include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::state {
@@ -30,17 +31,17 @@ StateStoreOptions OptionsAt(const fs::path& path) {
 // input offset 1000.
 void MakeStore(const fs::path& path, int customers) {
   auto store = StateStore::Open(OptionsAt(path));
-  REQUIRE(store.ok());
+  REQUIRE_OK(store);
   auto p = (*store)->Partition("crm.events", 0);
-  REQUIRE(p.ok());
+  REQUIRE_OK(p);
   CheckpointBatch batch = (*store)->NewBatch();
   for (int i = 0; i < customers; ++i) {
     batch.PutFeatures(*p, CustomerId(i),
                       SealBlob(BlobKind::kCustomerFeatures, 1, "features of " + CustomerId(i)));
   }
   batch.SetInputOffset(*p, 1000);
-  REQUIRE((*store)->Commit(&batch).ok());
-  REQUIRE((*store)->Flush().ok());
+  REQUIRE_OK((*store)->Commit(&batch));
+  REQUIRE_OK((*store)->Flush());
 }
 
 std::string FileStartingWith(const fs::path& dir, std::string_view prefix,
@@ -84,9 +85,9 @@ TEST_CASE("A read-only state directory is refused with its cause, while inspecti
   options.read_only = true;
   auto inspect = StateStore::Open(options);
   INFO(inspect.status().ToString());
-  REQUIRE(inspect.ok());
+  REQUIRE_OK(inspect);
   auto partitions = (*inspect)->ListPartitions();
-  REQUIRE(partitions.ok());
+  REQUIRE_OK(partitions);
   REQUIRE(partitions->size() == 1);
   CHECK(partitions->front().input_offset == 1000);
 }
@@ -129,7 +130,7 @@ TEST_CASE("A state directory locked by another running instance names the path a
   // Read-only inspection works meanwhile.
   auto options = OptionsAt(path);
   options.read_only = true;
-  CHECK(StateStore::Open(options).ok());
+  CHECK_OK(StateStore::Open(options));
 
   close(done[1]);
   int status = 0;
@@ -137,9 +138,9 @@ TEST_CASE("A state directory locked by another running instance names the path a
   CHECK(WIFEXITED(status));
   // Once the holder is gone the store opens, with its state.
   auto reopened = StateStore::Open(OptionsAt(path));
-  REQUIRE(reopened.ok());
+  REQUIRE_OK(reopened);
   auto partitions = (*reopened)->ListPartitions();
-  REQUIRE(partitions.ok());
+  REQUIRE_OK(partitions);
   CHECK(partitions->front().input_offset == 1000);
 }
 
@@ -209,7 +210,7 @@ TEST_CASE("A flipped SST block is reported as corruption naming the path when re
     failure = store.status();
   } else {
     auto p = (*store)->Partition("crm.events", 0);
-    REQUIRE(p.ok());
+    REQUIRE_OK(p);
     failure = (*store)->ForEachCustomer(*p, [](auto, auto) { return Status::OK(); });
     auto verified = (*store)->Verify();
     REQUIRE_FALSE(verified.ok());
@@ -231,9 +232,9 @@ TEST_CASE("A full disk fails the checkpoint with its cause and keeps the last go
   int good_checkpoints = 0;
   {
     auto store = StateStore::Open(options);
-    REQUIRE(store.ok());
+    REQUIRE_OK(store);
     auto p = (*store)->Partition("crm.events", 0);
-    REQUIRE(p.ok());
+    REQUIRE_OK(p);
     // 256 KiB checkpoints until the 6 MiB file system is full (bounded).
     const std::string value = SealBlob(BlobKind::kCustomerFeatures, 1, std::string(1000, 'x'));
     CheckpointBatch batch = (*store)->NewBatch();
@@ -258,11 +259,11 @@ TEST_CASE("A full disk fails the checkpoint with its cause and keeps the last go
   fs::copy(path, roomy.path() / "store", fs::copy_options::recursive);
   auto store = StateStore::Open(OptionsAt(roomy.path() / "store"));
   INFO(store.status().ToString());
-  REQUIRE(store.ok());
+  REQUIRE_OK(store);
   auto p = (*store)->Partition("crm.events", 0);
-  REQUIRE(p.ok());
+  REQUIRE_OK(p);
   auto state = (*store)->GetPartition(*p);
-  REQUIRE(state.ok());
+  REQUIRE_OK(state);
   CHECK(state->input_offset == good_checkpoints);
   size_t customers = 0;
   REQUIRE((*store)

@@ -5,6 +5,8 @@
 #include <random>
 #include <tuple>
 
+#include "support/require_ok.h"
+
 namespace crmstream::state {
 namespace {
 
@@ -54,7 +56,7 @@ TEST_CASE("A partition's keys form one contiguous range, partitions in (topic, p
   // The prefix decodes back, and the customer id follows it unchanged.
   for (const Entry& e : entries) {
     auto decoded = DecodePartitionPrefix(e.key);
-    REQUIRE(decoded.ok());
+    REQUIRE_OK(decoded);
     CHECK(*decoded == e.p);
     CHECK(e.key.substr(kPartitionPrefixBytes) == e.customer);
   }

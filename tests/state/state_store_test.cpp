@@ -32,7 +32,7 @@ StateStoreOptions OptionsAt(const std::filesystem::path& path) {
 std::unique_ptr<StateStore> OpenOrDie(const StateStoreOptions& o) {
   auto store = StateStore::Open(o);
   INFO(store.status().ToString());
-  REQUIRE(store.ok());
+  REQUIRE_OK(store);
   return std::move(store).value();
 }
 
@@ -58,9 +58,9 @@ void CheckpointAll(const features::FeatureStore& features, PartitionKey p, int64
     st = features.EncodeCustomer(id, &blob);
     batch.PutFeatures(p, id, blob);
   });
-  REQUIRE(st.ok());
+  REQUIRE_OK(st);
   batch.SetInputOffset(p, next_offset);
-  REQUIRE(store->Commit(&batch).ok());
+  REQUIRE_OK(store->Commit(&batch));
   CHECK(batch.empty());
 }
 
@@ -72,7 +72,7 @@ TEST_CASE("A checkpoint of real feature state restores every customer exactly", 
     auto store = OpenOrDie(options);
     CHECK(store->created());
     auto p = store->Partition("crm.events", 3);
-    REQUIRE(p.ok());
+    REQUIRE_OK(p);
     CheckpointAll(*features, *p, 12345, store.get());
   }
   // Reopen: the state decodes into a fresh FeatureStore identical to the
@@ -80,7 +80,7 @@ TEST_CASE("A checkpoint of real feature state restores every customer exactly", 
   auto store = OpenOrDie(options);
   CHECK_FALSE(store->created());
   auto partitions = store->ListPartitions();
-  REQUIRE(partitions.ok());
+  REQUIRE_OK(partitions);
   REQUIRE(partitions->size() == 1);
   const PartitionState& ps = partitions->front();
   CHECK(ps.topic == "crm.events");
@@ -114,7 +114,7 @@ TEST_CASE("Later checkpoints carry only dirty entries, and deletes and offsets l
   auto store = OpenOrDie(OptionsAt(dir.path() / "store"));
   auto features = MakeFeatureStore(300, 60, 2);
   auto p = store->Partition("crm.events", 0);
-  REQUIRE(p.ok());
+  REQUIRE_OK(p);
   CheckpointAll(*features, *p, 100, store.get());
   features->ClearDirty();
 
@@ -125,13 +125,13 @@ TEST_CASE("Later checkpoints carry only dirty entries, and deletes and offsets l
   CheckpointBatch batch = store->NewBatch();
   std::string blob;
   features->ForEachDirty([&](std::string_view id, const features::CustomerFeatures&) {
-    REQUIRE(features->EncodeCustomer(id, &blob).ok());
+    REQUIRE_OK(features->EncodeCustomer(id, &blob));
     batch.PutFeatures(*p, id, blob);
   });
   batch.DeleteCustomer(*p, CustomerId(7));
   batch.SetInputOffset(*p, 250);
   CHECK(batch.entry_count() == 30 + 2 + 1);
-  REQUIRE(store->Commit(&batch).ok());
+  REQUIRE_OK(store->Commit(&batch));
 
   // Reference: the in-memory store (minus the deleted customer).
   std::map<std::string, std::string> stored;
@@ -146,12 +146,12 @@ TEST_CASE("Later checkpoints carry only dirty entries, and deletes and offsets l
   CHECK(stored.count(CustomerId(7)) == 0);
   for (int i = 0; i < 300; ++i) {
     if (i == 7) continue;
-    REQUIRE(features->EncodeCustomer(CustomerId(i), &blob).ok());
+    REQUIRE_OK(features->EncodeCustomer(CustomerId(i), &blob));
     INFO(CustomerId(i));
     CHECK(stored[CustomerId(i)] == blob);
   }
   auto state = store->GetPartition(*p);
-  REQUIRE(state.ok());
+  REQUIRE_OK(state);
   CHECK(state->input_offset == 250);
 }
 
@@ -177,11 +177,11 @@ TEST_CASE("Partitions are separate ranges: one can be dropped or restored alone"
     batch.SetInputOffset(p, 10 + p.partition);
     batch.SetChangelogOffset(p, 20 + p.partition);
   }
-  REQUIRE(store->Commit(&batch).ok());
+  REQUIRE_OK(store->Commit(&batch));
 
-  REQUIRE(store->DropPartition(*b).ok());
+  REQUIRE_OK(store->DropPartition(*b));
   auto listed = store->ListPartitions();
-  REQUIRE(listed.ok());
+  REQUIRE_OK(listed);
   REQUIRE(listed->size() == 2);
   CHECK((*listed)[0].key == *a);
   CHECK((*listed)[1].key == *c);
@@ -214,14 +214,14 @@ TEST_CASE("Partitions are separate ranges: one can be dropped or restored alone"
   CHECK(count(*b) == 0);
   CHECK(count(*c) == 41);
   auto dedup = store->GetDedupWindow(*b);
-  REQUIRE(dedup.ok());
+  REQUIRE_OK(dedup);
   CHECK_FALSE(dedup->has_value());
 
   // A restore mark is visible until a batch finishes it, and a restore from
   // scratch drops the partition's state first.
-  REQUIRE(store->BeginRestore(*a, /*drop_state=*/true).ok());
+  REQUIRE_OK(store->BeginRestore(*a, /*drop_state=*/true));
   auto during = store->GetPartition(*a);
-  REQUIRE(during.ok());
+  REQUIRE_OK(during);
   CHECK(during->restoring);
   CHECK(during->input_offset == -1);
   CHECK(count(*a) == 0);
@@ -229,9 +229,9 @@ TEST_CASE("Partitions are separate ranges: one can be dropped or restored alone"
   finish.PutFeatures(*a, "x", blob);
   finish.SetInputOffset(*a, 99);
   finish.FinishRestore(*a);
-  REQUIRE(store->Commit(&finish).ok());
+  REQUIRE_OK(store->Commit(&finish));
   auto after = store->GetPartition(*a);
-  REQUIRE(after.ok());
+  REQUIRE_OK(after);
   CHECK_FALSE(after->restoring);
   CHECK(after->input_offset == 99);
   CHECK(count(*c) == 41);  // untouched throughout
@@ -244,10 +244,10 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
   {
     auto store = OpenOrDie(options);
     auto p = store->Partition("crm.events", 0);
-    REQUIRE(p.ok());
+    REQUIRE_OK(p);
     CheckpointBatch batch = store->NewBatch();
     batch.SetInputOffset(*p, 5);
-    REQUIRE(store->Commit(&batch).ok());
+    REQUIRE_OK(store->Commit(&batch));
   }
   const auto before = testing::SnapshotFiles(options.path);
   auto other = options;
@@ -275,8 +275,8 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
     REQUIRE(raw->Put(rocksdb::WriteOptions(), handles[0], "format_version",
                      SealBlob(BlobKind::kCheckpointMeta, 1, payload))
                 .ok());
-    for (auto* h : handles) REQUIRE(raw->DestroyColumnFamilyHandle(h).ok());
-    REQUIRE(raw->Close().ok());
+    for (auto* h : handles) REQUIRE_OK(raw->DestroyColumnFamilyHandle(h));
+    REQUIRE_OK(raw->Close());
     delete raw;
   }
   const auto before_version = testing::SnapshotFiles(options.path);
@@ -294,25 +294,25 @@ TEST_CASE("Verify flags values whose envelope is broken, and stats count what wa
   crmstream::testing::ScratchDir dir;
   auto store = OpenOrDie(OptionsAt(dir.path() / "store"));
   auto p = store->Partition("crm.events", 2);
-  REQUIRE(p.ok());
+  REQUIRE_OK(p);
   auto features = MakeFeatureStore(100, 30, 3);
   CheckpointAll(*features, *p, 7, store.get());
   auto clean = store->Verify();
-  REQUIRE(clean.ok());
+  REQUIRE_OK(clean);
   // 100 customers + 1 offset + metadata (format version, identity, topic id).
   CHECK(clean->values_checked == 100 + 1 + 3);
   CHECK(clean->bad_values == 0);
 
   std::string blob;
-  REQUIRE(features->EncodeCustomer(CustomerId(5), &blob).ok());
+  REQUIRE_OK(features->EncodeCustomer(CustomerId(5), &blob));
   blob[blob.size() / 2] ^= 0x55;  // a payload bit flip: CRC32C must catch it
   CheckpointBatch batch = store->NewBatch();
   batch.PutFeatures(*p, CustomerId(5), blob);
   batch.PutCustomerModel(*p, CustomerId(6), "not a blob");
-  REQUIRE(store->Commit(&batch).ok());
-  REQUIRE(store->Flush().ok());
+  REQUIRE_OK(store->Commit(&batch));
+  REQUIRE_OK(store->Flush());
   auto dirty = store->Verify();
-  REQUIRE(dirty.ok());
+  REQUIRE_OK(dirty);
   CHECK(dirty->values_checked == 100 + 1 + 3 + 1);
   CHECK(dirty->bad_values == 2);
   REQUIRE(dirty->problems.size() == 2);
@@ -320,7 +320,7 @@ TEST_CASE("Verify flags values whose envelope is broken, and stats count what wa
   CHECK_THAT(dirty->problems[1], Catch::StartsWith("models "));
 
   auto stats = store->Stats();
-  REQUIRE(stats.ok());
+  REQUIRE_OK(stats);
   REQUIRE(stats->families.size() == 5);
   CHECK(stats->families[0].name == "features");
   CHECK(stats->families[0].keys == 100);
@@ -340,7 +340,7 @@ TEST_CASE("Block cache and memtables stay under the memory cap", "[state]") {
   options.memory_cap_bytes = size_t{16} << 20;
   auto store = OpenOrDie(options);
   auto p = store->Partition("crm.events", 0);
-  REQUIRE(p.ok());
+  REQUIRE_OK(p);
   // Measured on the heap, not by RocksDB's own accounting (the LRU cache's
   // usage is bounded by its capacity, which is the cap: it could not show
   // memtables or anything else left outside it): the bytes every thread
@@ -357,16 +357,16 @@ TEST_CASE("Block cache and memtables stay under the memory cap", "[state]") {
     for (int i = from; i < to; ++i) {
       batch.PutFeatures(*p, CustomerId(i), value);
       if (batch.entry_count() == 3000) {
-        REQUIRE(store->Commit(&batch).ok());
+        REQUIRE_OK(store->Commit(&batch));
         sample();
       }
     }
-    REQUIRE(store->Commit(&batch).ok());
+    REQUIRE_OK(store->Commit(&batch));
   };
   auto read = [&](int from, int to, int step) {
     for (int i = from; i < to; i += step) {
       auto got = store->GetFeatures(*p, CustomerId(i));
-      REQUIRE(got.ok());
+      REQUIRE_OK(got);
       REQUIRE(got->has_value());
       if (i % 7000 == 0) sample();
     }

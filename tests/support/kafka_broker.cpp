@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "crmstream/kafka/topic_admin.h"
+#include "support/require_ok.h"
 
 namespace crmstream::testing {
 namespace {
@@ -86,16 +87,16 @@ std::string TestBroker::CreateTopic(const std::string& base, int partitions, int
     const int rf = replication_factor > 0 ? replication_factor : std::min(3, broker_count_);
     const Status created = cluster->CreateTopic(name, partitions, rf);
     INFO(created.ToString());
-    REQUIRE(created.ok());
+    REQUIRE_OK(created);
     return name;
   }
   auto admin = kafka::TopicAdmin::Create(config());
-  REQUIRE(admin.ok());
+  REQUIRE_OK(admin);
   const std::vector<kafka::TopicSpec> specs{
       {name, partitions, replication_factor, std::move(configs)}};
   auto described = (*admin)->EnsureTopics(specs);
   INFO(described.status().ToString());
-  REQUIRE(described.ok());
+  REQUIRE_OK(described);
   REQUIRE((*described)[0].partitions == partitions);
   return name;
 }
@@ -103,7 +104,7 @@ std::string TestBroker::CreateTopic(const std::string& base, int partitions, int
 EmbeddedBroker::EmbeddedBroker(int broker_count) {
   auto created = kafka::EmbeddedCluster::Create({.broker_count = broker_count});
   INFO(created.status().ToString());
-  REQUIRE(created.ok());
+  REQUIRE_OK(created);
   cluster = std::move(created).value();
   bootstrap_ = cluster->bootstrap_servers();
   broker_count_ = cluster->broker_count();

@@ -14,12 +14,20 @@ template <typename T>
 const Status& StatusOf(const Result<T>& r) {
   return r.status();
 }
+// Another library's status (e.g. rocksdb::Status): itself.
+template <typename S>
+requires requires(const S& s) {
+  s.ok();
+  s.ToString();
+}
+const S& StatusOf(const S& s) { return s; }
 }  // namespace crmstream::testing
 
 #define CRM_TEST_CONCAT_INNER(a, b) a##b
 #define CRM_TEST_CONCAT(a, b) CRM_TEST_CONCAT_INNER(a, b)
 
-// REQUIRE_OK(expr): expr is a Status or a Result<T>; fails with its message.
+// REQUIRE_OK(expr): expr is a Status, a Result<T> or another library's
+// status with ok() and ToString(); fails with its message.
 #define REQUIRE_OK(expr)                                                   \
   do {                                                                     \
     const auto& crm_require_ok_value = (expr);                             \
