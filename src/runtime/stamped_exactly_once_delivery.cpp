@@ -182,7 +182,7 @@ uint64_t StampedExactlyOnceDelivery::OutputSequence(const PartitionTask& task) c
 void StampedExactlyOnceDelivery::AddToCheckpoint(PartitionTask* task,
                                                  state::CheckpointBatch* batch) {
   TaskState& s = StateOf(task);
-  s.positions.AdvanceToDelivered(*core_->producer, core_->sink->topics());
+  AdvanceForCheckpoint(*s.stamping, *core_->producer, core_->sink->topics(), &s.positions);
   batch->PutMetadata(PositionsName(task->tp), s.positions.Encode());
   if (!s.logged_closes.empty()) {
     s.logged_closes.clear();

@@ -153,6 +153,12 @@ void StampingSink::Emit(OutputKind kind, std::string_view key, std::string_view 
   out_->EmitTo(kind, partition, key, value, headers);
 }
 
+void AdvanceForCheckpoint(const StampingSink& sink, const kafka::Producer& producer,
+                          const std::array<std::string, kOutputKindCount>& topics,
+                          OutputPositions* positions) {
+  if (!sink.dropping()) positions->AdvanceToDelivered(producer, topics);
+}
+
 // ---------------------------------------------------------------------------
 // FindDeliveredOutputs
 

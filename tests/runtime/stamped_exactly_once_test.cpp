@@ -422,6 +422,103 @@ void CheckSameResults(const kafka::ClientConfig& client, const EngineRun& a_run,
 
 }  // namespace
 
+// Two crashes in a row: the predecessor delivered outputs 0..59 past its
+// checkpoint at 20; the next instance restores at 20, replays (dropping what
+// is there) and checkpoints at 40, still inside that replay, and crashes; the
+// third restores at 40. Outputs 40..59 lie below everything the second
+// instance produced: its checkpoint must keep the positions where its scan
+// started, or the third instance would not find them and produce them twice.
+TEST_CASE("A checkpoint taken while still dropping delivered outputs keeps them findable",
+          "[pipeline][integration]") {
+  auto cluster = kafka::EmbeddedCluster::Create({});
+  REQUIRE_OK(cluster);
+  const OutputPartitionCounts counts{3, 2, 2, 2, 1, 2};
+  const auto topics = Topics("twice.");
+  for (int k = 0; k < kOutputKindCount; ++k) {
+    REQUIRE_OK((*cluster)->CreateTopic(topics[k], counts[k]));
+  }
+  kafka::ClientConfig config;
+  config.Set("bootstrap.servers", (*cluster)->bootstrap_servers());
+  auto emit = [](OutputSink* sink, int from, int to) {
+    for (int i = from; i < to; ++i) {
+      const auto kind = static_cast<OutputKind>(i % kOutputKindCount);
+      const std::string key = kind == OutputKind::kDeadLetter ? "" : "c" + std::to_string(i % 7);
+      sink->Emit(kind, key, "v" + std::to_string(i));
+    }
+  };
+  // An instance restored at `next` from `positions`: finds what is there,
+  // regenerates next..to while another task of the same instance produces
+  // 30 more outputs through the same producer, flushes, and returns the
+  // positions its checkpoint at `to` records.
+  int other_next = 30;
+  auto instance = [&](uint64_t next, const OutputPositions& positions, int to,
+                      uint64_t* dropped) -> OutputPositions {
+    auto producer = kafka::Producer::Create(config);
+    REQUIRE_OK(producer);
+    for (const auto& t : topics) (*producer)->TrackDeliveredOffsets(t);
+    KafkaSink kafka_sink(producer->get(), topics);
+    StampingSink sink(&kafka_sink, "app", "in", 0, counts);
+    sink.set_next_sequence(next);
+    OutputPositions start = positions;
+    const std::array<StampedRestore, 1> restored{StampedRestore{&sink, &start}};
+    REQUIRE_OK(FindDeliveredOutputs(config, topics, counts, restored, nullptr));
+    StampingSink other(&kafka_sink, "app", "in", 1, counts);
+    other.set_next_sequence(static_cast<uint64_t>(other_next));
+    emit(&other, other_next, other_next + 30);
+    other_next += 30;
+    emit(&sink, static_cast<int>(next), to);
+    REQUIRE_OK((*producer)->Flush(std::chrono::seconds(10)));
+    OutputPositions checkpoint = start;
+    AdvanceForCheckpoint(sink, **producer, topics, &checkpoint);
+    *dropped = sink.suppressed();
+    return checkpoint;
+  };
+
+  // The first instance: its checkpoint at 20 (positions where its outputs
+  // began), then 20..59 delivered and a crash before the next checkpoint.
+  OutputPositions at20(counts);
+  {
+    auto producer = kafka::Producer::Create(config);
+    REQUIRE_OK(producer);
+    for (const auto& t : topics) (*producer)->TrackDeliveredOffsets(t);
+    KafkaSink kafka_sink(producer->get(), topics);
+    StampingSink sink(&kafka_sink, "app", "in", 0, counts);
+    emit(&sink, 0, 20);
+    REQUIRE_OK((*producer)->Flush(std::chrono::seconds(10)));
+    AdvanceForCheckpoint(sink, **producer, topics, &at20);
+    // Other outputs land on the same partitions meanwhile.
+    StampingSink other(&kafka_sink, "app", "in", 1, counts);
+    emit(&other, 0, 30);
+    emit(&sink, 20, 60);
+    REQUIRE_OK((*producer)->Flush(std::chrono::seconds(10)));
+  }
+  uint64_t dropped = 0;
+  const OutputPositions at40 = instance(20, at20, 40, &dropped);
+  CHECK(dropped == 20);  // 20..39 were there
+  // Still replaying at its checkpoint: the positions did not move past 40..59.
+  for (int k = 0; k < kOutputKindCount; ++k) {
+    for (int32_t q = 0; q < counts[static_cast<size_t>(k)]; ++q) {
+      CHECK(at40.get(static_cast<OutputKind>(k), q) == at20.get(static_cast<OutputKind>(k), q));
+    }
+  }
+  // The third instance finds 40..59 and drops them; 60..69 are new.
+  const OutputPositions at70 = instance(40, at40, 70, &dropped);
+  CHECK(dropped == 20);
+  TopicContents all = ReadAll(config, topics, counts);
+  std::vector<uint64_t> seq = all.sequences["app/in/0"];
+  std::sort(seq.begin(), seq.end());
+  REQUIRE(seq.size() == 70);
+  for (size_t i = 0; i < seq.size(); ++i) CHECK(seq[i] == i);
+  // Past the replay, a checkpoint advances the positions again.
+  bool advanced = false;
+  for (int k = 0; k < kOutputKindCount; ++k) {
+    for (int32_t q = 0; q < counts[static_cast<size_t>(k)]; ++q) {
+      advanced |= at70.get(static_cast<OutputKind>(k), q) > at40.get(static_cast<OutputKind>(k), q);
+    }
+  }
+  CHECK(advanced);
+}
+
 TEST_CASE("Exactly-once engine: a clean stop and a restart with more input suppress nothing",
           "[pipeline][integration]") {
   testing::ScratchDir scratch;

@@ -107,6 +107,9 @@ class StampingSink final : public OutputSink {
   void MarkDelivered(uint64_t sequence);
   // Outputs dropped as already delivered, since construction.
   uint64_t suppressed() const { return suppressed_; }
+  // Some output a predecessor delivered has not been regenerated yet: the
+  // task is still replaying what is already on the topics.
+  bool dropping() const { return suppressing_; }
   const std::string& application() const { return application_; }
   const std::string& input_topic() const { return input_topic_; }
   int32_t input_partition() const { return input_partition_; }
@@ -126,6 +129,15 @@ class StampingSink final : public OutputSink {
   uint64_t suppressed_ = 0;
   std::string stamp_;
 };
+
+// The positions a task's checkpoint records: advanced to the producer's
+// acknowledged ends (after a flush), unless `sink` is still replaying what a
+// predecessor delivered. Those outputs lie below everything produced since,
+// so the positions then stay where the restore's scan started: a second
+// crash during the replay finds them again instead of producing them twice.
+void AdvanceForCheckpoint(const StampingSink& sink, const kafka::Producer& producer,
+                          const std::array<std::string, kOutputKindCount>& topics,
+                          OutputPositions* positions);
 
 // One restored task for FindDeliveredOutputs: its sink and where to look from.
 struct StampedRestore {
