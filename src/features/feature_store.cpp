@@ -359,11 +359,16 @@ void FeatureStore::GrowTable() {
   table_.swap(next);
 }
 
-uint32_t FeatureStore::FindOrCreate(std::string_view id) {
+uint32_t FeatureStore::FindOrCreate(std::string_view id, bool ask_handler) {
   // Ids longer than a record can describe are cut: ingest caps them at 128 bytes.
   if (id.size() > std::numeric_limits<uint8_t>::max()) id = id.substr(0, 255);
   const uint64_t hash = Hash64(id);
   if (const uint32_t found = FindIndex(id, hash); found != UINT32_MAX) return found;
+  if (ask_handler && miss_handler_ != nullptr) {
+    // The handler may load the customer (LoadCustomer): look again.
+    miss_handler_->OnMiss(id);
+    if (const uint32_t found = FindIndex(id, hash); found != UINT32_MAX) return found;
+  }
   // Load factor <= 0.75: linear probing stays short and the table costs
   // 5.3-10.7 bytes per customer.
   if ((size_t{size_} + 1) * 4 > table_.size() * 3) GrowTable();
@@ -455,7 +460,7 @@ void FeatureStore::ReleaseRing(CustomerRecord* r) {
 }
 
 const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
-  const uint32_t index = FindOrCreate(e.customer_id);
+  const uint32_t index = FindOrCreate(e.customer_id, /*ask_handler=*/true);
   CustomerRecord* r = &Record(index);
   const int64_t ts = e.timestamp_ms;
   const int type = static_cast<int>(e.type);
@@ -807,6 +812,14 @@ Status FeatureStore::EncodeCustomer(std::string_view customer_id, std::string* o
 }
 
 Status FeatureStore::DecodeCustomer(std::string_view customer_id, std::string_view bytes) {
+  return Decode(customer_id, bytes, /*mark=*/true);
+}
+
+Status FeatureStore::LoadCustomer(std::string_view customer_id, std::string_view bytes) {
+  return Decode(customer_id, bytes, /*mark=*/false);
+}
+
+Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes, bool mark) {
   CRM_ASSIGN_OR_RETURN(const std::string_view blob_payload,
                        OpenBlobPayload(bytes, BlobKind::kCustomerFeatures, kFeatureBlobVersion));
   BinaryReader in(blob_payload);
@@ -868,7 +881,7 @@ Status FeatureStore::DecodeCustomer(std::string_view customer_id, std::string_vi
     return Status::Corruption("customer features: day ring exceeds lifetime amounts");
   }
   // Valid: install it.
-  const uint32_t index = FindOrCreate(customer_id);
+  const uint32_t index = FindOrCreate(customer_id, /*ask_handler=*/false);
   CustomerRecord* dst = &Record(index);
   ReleaseRing(dst);
   r.id = dst->id;
@@ -877,7 +890,7 @@ Status FeatureStore::DecodeCustomer(std::string_view customer_id, std::string_vi
   r.plan_id = plan.empty() ? 0 : InternPlan(plan);
   *dst = r;
   RebuildRing(index, days);
-  MarkDirty(index);
+  if (mark) MarkDirty(index);
   return Status::OK();
 }
 

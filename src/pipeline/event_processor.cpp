@@ -3,6 +3,7 @@
 #include "crmstream/alerts/churn_alert_policy.h"
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/json_writer.h"
+#include "crmstream/state/state_keys.h"
 
 namespace crmstream::pipeline {
 namespace {
@@ -18,6 +19,62 @@ int64_t NextMultiple(int64_t t, int64_t interval) {
 }
 
 }  // namespace
+
+// The attached state store, seen by the feature store (misses) and the
+// churn model (label deadlines of customers not in memory).
+class EventProcessor::SavedCustomers final : public features::CustomerMissHandler,
+                                             public scoring::SavedLabelSource {
+ public:
+  SavedCustomers(EventProcessor* processor, const state::StateStore* store, state::PartitionKey key)
+      : processor_(processor), store_(store), key_(key) {}
+
+  void OnMiss(std::string_view customer_id) override { Load(customer_id); }
+
+  bool NextSaved(const scoring::SavedLabel* after, scoring::SavedLabel* out) override {
+    if (after != nullptr) {
+      after_.deadline_ms = after->deadline_ms;
+      after_.id_hash = after->id_hash;
+      after_.customer_id = after->customer_id;
+    }
+    auto next = store_->NextLabelDeadline(key_, after != nullptr ? &after_ : nullptr);
+    if (!next.ok()) {
+      Fail(next.status().WithContext("label deadlines"));
+      return false;
+    }
+    if (!next->has_value()) return false;
+    out->deadline_ms = (*next)->deadline_ms;
+    out->id_hash = (*next)->id_hash;
+    out->customer_id = std::move((*next)->customer_id);
+    return true;
+  }
+
+  bool InMemory(std::string_view customer_id) override {
+    return processor_->features_->Find(customer_id) != nullptr;
+  }
+
+  void Load(std::string_view customer_id) override {
+    auto blobs = store_->GetCustomer(key_, customer_id);
+    Status st = blobs.status();
+    if (st.ok() && blobs->features) {
+      st = processor_->features_->LoadCustomer(customer_id, *blobs->features);
+      if (st.ok() && blobs->model && processor_->options_.models_enabled) {
+        st = processor_->models_.DecodeCustomer(*processor_->features_->Find(customer_id),
+                                                *blobs->model);
+      }
+    }
+    if (!st.ok()) Fail(st.WithContext("customer " + std::string(customer_id)));
+  }
+
+ private:
+  void Fail(const Status& st) {
+    if (processor_->storage_status_.ok()) processor_->storage_status_ = st;
+  }
+
+  EventProcessor* processor_;
+  const state::StateStore* store_;
+  state::PartitionKey key_;
+  state::LabelDeadline after_;
+};
 
 Status ProcessorOptions::Validate() const {
   CRM_RETURN_NOT_OK(decoder.Validate());
@@ -60,6 +117,14 @@ EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink
       models_(std::move(models)),
       minutes_(std::move(minutes)) {
   record_.reserve(2048);
+}
+
+EventProcessor::~EventProcessor() = default;
+
+void EventProcessor::AttachStateStore(const state::StateStore* store, state::PartitionKey key) {
+  saved_ = std::make_unique<SavedCustomers>(this, store, key);
+  features_->set_miss_handler(saved_.get());
+  models_.SetSavedLabels(saved_.get());
 }
 
 ProcessOutcome EventProcessor::Process(std::string_view bytes, const ingest::SourcePosition& source,
@@ -319,7 +384,8 @@ void EventProcessor::WriteCustomerJson(const features::CustomerFeatures& f,
   w.EndObject();
 }
 
-bool EventProcessor::WriteCustomerRecord(std::string_view customer_id, std::string* out) const {
+bool EventProcessor::WriteCustomerRecord(std::string_view customer_id, std::string* out) {
+  if (saved_ != nullptr && features_->Find(customer_id) == nullptr) saved_->Load(customer_id);
   const features::CustomerFeatures* f = features_->Find(customer_id);
   if (f == nullptr) return false;
   WriteCustomerJson(*f, out);

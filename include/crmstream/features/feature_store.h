@@ -131,6 +131,15 @@ class CustomerFeatures {
   uint32_t index_ = 0;
 };
 
+// Asked by the store before it creates a customer it does not hold: the
+// customer may be saved elsewhere (the state store) and is then loaded
+// (FeatureStore::LoadCustomer) instead of created empty.
+class CustomerMissHandler {
+ public:
+  virtual ~CustomerMissHandler() = default;
+  virtual void OnMiss(std::string_view customer_id) = 0;
+};
+
 class FeatureStore {
  public:
   // InvalidArgument (FeatureSpec::Validate's message) for an invalid spec.
@@ -170,6 +179,13 @@ class FeatureStore {
   // Corruption on bad bytes, InvalidArgument if it was written with other windows;
   // the store is unchanged on error. Marks the customer dirty.
   Status DecodeCustomer(std::string_view customer_id, std::string_view bytes);
+  // The same for a customer brought back from where it was saved: marks
+  // nothing (it is saved state and owes no output). Never asks the miss handler.
+  Status LoadCustomer(std::string_view customer_id, std::string_view bytes);
+
+  // Update() of a customer the store does not hold asks `handler` first
+  // (nullptr: nobody). Must outlive the store's use.
+  void set_miss_handler(CustomerMissHandler* handler) { miss_handler_ = handler; }
 
   // Calls f(std::string_view customer_id, const CustomerFeatures&) for every
   // customer updated or decoded since the last ClearDirty(), in first-dirtied
@@ -268,7 +284,8 @@ class FeatureStore {
     return blocks_[index / kBlockSlots].get() + (index % kBlockSlots) * slot_bytes_;
   }
   uint32_t FindIndex(std::string_view id, uint64_t hash) const;
-  uint32_t FindOrCreate(std::string_view id);
+  uint32_t FindOrCreate(std::string_view id, bool ask_handler);
+  Status Decode(std::string_view customer_id, std::string_view bytes, bool mark);
   void GrowTable();
   void MarkDirty(uint32_t index);
   uint16_t InternPlan(std::string_view plan);
@@ -316,6 +333,7 @@ class FeatureStore {
   };
   std::unordered_map<std::string, uint16_t, PlanHash, std::equal_to<>> plan_ids_;
 
+  CustomerMissHandler* miss_handler_ = nullptr;
   CustomerFeatures current_{this, 0};
   mutable CustomerFeatures found_{this, 0};
   // Scratch for the rare paths (late events, decode), reused to avoid

@@ -31,6 +31,13 @@
 // already seen within the dedup window) is counted once and produces no
 // output.
 //
+// With a state store attached (AttachStateStore, done by RestoreProcessor),
+// the store is the source of truth for the partition's customers: memory
+// holds those touched since the restart, a customer not in memory is
+// loaded on first touch (one MultiGet of its features and model record), and
+// the label deadlines of the others are read from the store's index. A
+// restore therefore decodes no customer up front.
+//
 // One processor per partition task: it owns that partition's customers, so
 // nothing is shared and nothing is locked. Not thread-safe.
 #pragma once
@@ -49,6 +56,7 @@
 #include "crmstream/pipeline/processor_counters.h"
 #include "crmstream/scoring/customer_models.h"
 #include "crmstream/scoring/minute_metrics_monitor.h"
+#include "crmstream/state/state_store.h"
 
 namespace crmstream::pipeline {
 
@@ -88,6 +96,7 @@ class EventProcessor {
                                                         OutputSink* sink);
   EventProcessor(const EventProcessor&) = delete;
   EventProcessor& operator=(const EventProcessor&) = delete;
+  ~EventProcessor();
 
   // Decodes one JSON record and processes it. `now_ms` is the wall clock (or
   // the broker timestamp) for dead-letter records and skew checks.
@@ -105,8 +114,18 @@ class EventProcessor {
   // updated since the last flush.
   void FlushOutputs();
   // Writes the customer's current customer-scores record (the JSON
-  // FlushOutputs publishes) into *out; false for an unknown customer.
-  bool WriteCustomerRecord(std::string_view customer_id, std::string* out) const;
+  // FlushOutputs publishes) into *out; false for an unknown customer. A
+  // customer saved in the attached store is loaded first.
+  bool WriteCustomerRecord(std::string_view customer_id, std::string* out);
+
+  // Makes `store` (partition `key`) the source of truth for customers not
+  // in memory (see the top). `store` must outlive the processor.
+  void AttachStateStore(const state::StateStore* store, state::PartitionKey key);
+  // The first failure to read a customer or a label deadline from the
+  // attached store (OK when none). The state in memory is then not to be
+  // trusted: AddToCheckpoint fails with it, so no checkpoint covers it and
+  // the engine processes the events again after its restart.
+  const Status& storage_status() const { return storage_status_; }
 
   const ProcessorOptions& options() const { return options_; }
   const ProcessorCounters& counters() const { return counters_; }
@@ -140,6 +159,9 @@ class EventProcessor {
   void EmitCentroids(int64_t as_of_ms);
   void EmitCorrelations(int64_t as_of_ms);
   void Publish(OutputKind kind, std::string_view key);  // record_ to the sink
+  // Loads a customer from the attached store if it is saved there.
+  void LoadSavedCustomer(std::string_view customer_id);
+  class SavedCustomers;
 
   ProcessorOptions options_;
   OutputSink* sink_;
@@ -155,6 +177,8 @@ class EventProcessor {
   int64_t next_correlations_ms_ = INT64_MIN;
   std::array<double, 4> centre_{};
   ProcessorCounters counters_;
+  std::unique_ptr<SavedCustomers> saved_;  // with an attached store
+  Status storage_status_;
 };
 
 }  // namespace crmstream::pipeline
