@@ -27,6 +27,11 @@ constexpr uint8_t kDirtyFlag = 2;
 constexpr uint8_t kPendingFlag = 4;
 constexpr uint8_t kUnsavedFlag = 8;
 constexpr uint8_t kTrackedFlags = kDirtyFlag | kPendingFlag | kUnsavedFlag;
+// Touched since the CLOCK hand last passed (a second chance).
+constexpr uint8_t kReferencedFlag = 16;
+// How many slots one eviction looks at before growing the store instead:
+// bounds the cost of a miss when the cache is full of unsaved customers.
+constexpr uint32_t kMaxEvictionSweep = 1024;
 constexpr uint16_t kFeatureBlobVersion = 1;
 // glibc's malloc puts an 8-byte header before each chunk and rounds chunks to
 // 16 bytes; ring capacities are chosen as 16k + 8 so a chunk has no slack,
@@ -288,13 +293,28 @@ FeatureStore::FeatureStore(FeatureSpec spec)
 }
 
 FeatureStore::~FeatureStore() {
-  for (uint32_t i = 0; i < size_; ++i) std::free(Record(i).ring);
+  for (uint32_t i = 0; i < size_; ++i) {
+    std::free(Record(i).ring);
+    ReleaseId(&Record(i));
+  }
+}
+
+void FeatureStore::ReleaseId(CustomerRecord* r) {
+  if (r->id_length <= sizeof(r->id.chars)) return;
+  long_id_bytes_ -= ChunkCapacity(r->id_length) + kMallocHeader;
+  std::free(r->id.heap);
+  r->id_length = 0;
+}
+
+void FeatureStore::SetCapacity(size_t customers, CustomerEvictionHooks* hooks) {
+  capacity_ = customers;
+  hooks_ = hooks;
 }
 
 size_t FeatureStore::MemoryUsageBytes() const {
   size_t bytes = sizeof(*this);
   bytes += blocks_.capacity() * sizeof(blocks_[0]) + blocks_.size() * kBlockSlots * slot_bytes_;
-  bytes += long_ids_.capacity();
+  bytes += long_id_bytes_;
   bytes += table_.capacity() * sizeof(uint32_t);
   bytes += ring_heap_bytes_;
   bytes += (dirty_.capacity() + pending_.capacity() + unsaved_.capacity()) * sizeof(uint32_t);
@@ -309,7 +329,7 @@ size_t FeatureStore::MemoryUsageBytes() const {
 std::string_view FeatureStore::IdOf(uint32_t index) const {
   const CustomerRecord& r = Record(index);
   if (r.id_length <= sizeof(r.id.chars)) return std::string_view(r.id.chars, r.id_length);
-  return std::string_view(long_ids_.data() + r.id.offset, r.id_length);
+  return std::string_view(r.id.heap, r.id_length);
 }
 
 std::string_view FeatureStore::PlanName(uint16_t plan_id) const {
@@ -369,20 +389,23 @@ uint32_t FeatureStore::FindOrCreate(std::string_view id, bool ask_handler) {
     miss_handler_->OnMiss(id);
     if (const uint32_t found = FindIndex(id, hash); found != UINT32_MAX) return found;
   }
-  // Load factor <= 0.75: linear probing stays short and the table costs
-  // 5.3-10.7 bytes per customer.
-  if ((size_t{size_} + 1) * 4 > table_.size() * 3) GrowTable();
-  if (size_ >= kMaxCustomers) {
-    throw std::length_error("features: more than 67M customers in one feature store");
+  uint32_t index = capacity_ != 0 && size_ >= capacity_ ? EvictOne() : UINT32_MAX;
+  if (index == UINT32_MAX) {
+    // Load factor <= 0.75: linear probing stays short and the table costs
+    // 5.3-10.7 bytes per customer.
+    if ((size_t{size_} + 1) * 4 > table_.size() * 3) GrowTable();
+    if (size_ >= kMaxCustomers) {
+      throw std::length_error("features: more than 67M customers in one feature store");
+    }
+    index = size_;
+    if (index % kBlockSlots == 0) {
+      // 64-byte aligned, so a 192-byte slot spans exactly three cache lines.
+      auto* block = static_cast<std::byte*>(std::aligned_alloc(64, kBlockSlots * slot_bytes_));
+      if (block == nullptr) throw std::bad_alloc();
+      blocks_.emplace_back(block);
+    }
+    ++size_;
   }
-  const uint32_t index = size_;
-  if (index % kBlockSlots == 0) {
-    // 64-byte aligned, so a 192-byte slot spans exactly three cache lines.
-    auto* block = static_cast<std::byte*>(std::aligned_alloc(64, kBlockSlots * slot_bytes_));
-    if (block == nullptr) throw std::bad_alloc();
-    blocks_.emplace_back(block);
-  }
-  ++size_;
   std::byte* slot = Slot(index);
   auto* r = new (slot) CustomerRecord{};
   for (size_t w = 0; w < window_count_; ++w) {
@@ -393,14 +416,56 @@ uint32_t FeatureStore::FindOrCreate(std::string_view id, bool ask_handler) {
   if (id.size() <= sizeof(r->id.chars)) {
     std::memcpy(r->id.chars, id.data(), id.size());
   } else {
-    r->id.offset = long_ids_.size();
-    long_ids_.append(id);
+    const size_t chunk = ChunkCapacity(id.size());
+    r->id.heap = static_cast<char*>(std::malloc(chunk));
+    if (r->id.heap == nullptr) throw std::bad_alloc();
+    std::memcpy(r->id.heap, id.data(), id.size());
+    long_id_bytes_ += chunk + kMallocHeader;
   }
   const size_t mask = table_.size() - 1;
   size_t pos = hash & mask;
   while (table_[pos] != 0) pos = (pos + 1) & mask;
   table_[pos] = TagOf(hash) | (index + 1);
   return index;
+}
+
+uint32_t FeatureStore::EvictOne() {
+  for (uint32_t step = 0; step < kMaxEvictionSweep; ++step) {
+    const uint32_t i = clock_hand_;
+    clock_hand_ = clock_hand_ + 1 >= size_ ? 0 : clock_hand_ + 1;
+    CustomerRecord& r = Record(i);
+    if (r.flags & kTrackedFlags) continue;  // unsaved, or outputs owed
+    if (r.flags & kReferencedFlag) {
+      r.flags &= static_cast<uint8_t>(~kReferencedFlag);
+      continue;
+    }
+    if (hooks_ != nullptr && hooks_->Pinned(i)) continue;
+    if (hooks_ != nullptr) hooks_->Evicted(i);
+    EraseFromTable(i);
+    ReleaseRing(&r);
+    ReleaseId(&r);
+    ++evictions_;
+    return i;
+  }
+  ++over_capacity_;
+  return UINT32_MAX;
+}
+
+void FeatureStore::EraseFromTable(uint32_t index) {
+  const size_t mask = table_.size() - 1;
+  size_t hole = Hash64(IdOf(index)) & mask;
+  while ((table_[hole] & kIndexMask) != index + 1) hole = (hole + 1) & mask;
+  // Backward-shift deletion: later entries of the probe run move into the
+  // hole unless their home position lies cyclically in (hole, j].
+  for (size_t j = (hole + 1) & mask; table_[j] != 0; j = (j + 1) & mask) {
+    const size_t home = Hash64(IdOf((table_[j] & kIndexMask) - 1)) & mask;
+    const bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+    if (!stays) {
+      table_[hole] = table_[j];
+      hole = j;
+    }
+  }
+  table_[hole] = 0;
 }
 
 void FeatureStore::MarkDirty(uint32_t index) {
@@ -462,6 +527,7 @@ void FeatureStore::ReleaseRing(CustomerRecord* r) {
 const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
   const uint32_t index = FindOrCreate(e.customer_id, /*ask_handler=*/true);
   CustomerRecord* r = &Record(index);
+  r->flags |= kReferencedFlag;
   const int64_t ts = e.timestamp_ms;
   const int type = static_cast<int>(e.type);
   if (r->type_counts[type] != UINT32_MAX) ++r->type_counts[type];
@@ -886,7 +952,7 @@ Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes
   ReleaseRing(dst);
   r.id = dst->id;
   r.id_length = dst->id_length;
-  r.flags = static_cast<uint8_t>(flags | (dst->flags & kTrackedFlags));
+  r.flags = static_cast<uint8_t>(flags | (dst->flags & kTrackedFlags) | kReferencedFlag);
   r.plan_id = plan.empty() ? 0 : InternPlan(plan);
   *dst = r;
   RebuildRing(index, days);

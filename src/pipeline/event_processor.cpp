@@ -23,12 +23,20 @@ int64_t NextMultiple(int64_t t, int64_t interval) {
 // The attached state store, seen by the feature store (misses) and the
 // churn model (label deadlines of customers not in memory).
 class EventProcessor::SavedCustomers final : public features::CustomerMissHandler,
+                                             public features::CustomerEvictionHooks,
                                              public scoring::SavedLabelSource {
  public:
   SavedCustomers(EventProcessor* processor, const state::StateStore* store, state::PartitionKey key)
       : processor_(processor), store_(store), key_(key) {}
 
   void OnMiss(std::string_view customer_id) override { Load(customer_id); }
+
+  // Model changes not yet checkpointed (a label resolved at its deadline
+  // changes the models only) keep the customer in memory.
+  bool Pinned(uint32_t slot) override {
+    return processor_->options_.models_enabled && processor_->models_.unsaved_slot(slot);
+  }
+  void Evicted(uint32_t slot) override { processor_->models_.Forget(slot); }
 
   bool NextSaved(const scoring::SavedLabel* after, scoring::SavedLabel* out) override {
     if (after != nullptr) {
@@ -56,6 +64,7 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
     auto blobs = store_->GetCustomer(key_, customer_id);
     Status st = blobs.status();
     if (st.ok() && blobs->features) {
+      ++loads_;
       st = processor_->features_->LoadCustomer(customer_id, *blobs->features);
       if (st.ok() && blobs->model && processor_->options_.models_enabled) {
         st = processor_->models_.DecodeCustomer(*processor_->features_->Find(customer_id),
@@ -74,6 +83,9 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
   const state::StateStore* store_;
   state::PartitionKey key_;
   state::LabelDeadline after_;
+
+ public:
+  uint64_t loads_ = 0;
 };
 
 Status ProcessorOptions::Validate() const {
@@ -121,10 +133,15 @@ EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink
 
 EventProcessor::~EventProcessor() = default;
 
+uint64_t EventProcessor::customer_loads() const { return saved_ ? saved_->loads_ : 0; }
+
 void EventProcessor::AttachStateStore(const state::StateStore* store, state::PartitionKey key) {
   saved_ = std::make_unique<SavedCustomers>(this, store, key);
   features_->set_miss_handler(saved_.get());
   models_.SetSavedLabels(saved_.get());
+  if (options_.cached_customers != 0) {
+    features_->SetCapacity(options_.cached_customers, saved_.get());
+  }
 }
 
 ProcessOutcome EventProcessor::Process(std::string_view bytes, const ingest::SourcePosition& source,

@@ -97,7 +97,7 @@ StoreRun RunThroughStore(const std::vector<std::string>& records, size_t interva
   REQUIRE_OK_AND_ASSIGN(auto store, state::StateStore::Open(store_options));
   REQUIRE_OK_AND_ASSIGN(const state::PartitionKey key, store->Partition("crm.events", 0));
   ProcessorOptions options = Options();
-  (void)cached;  // the bounded cache comes with the next change
+  options.cached_customers = cached;
   RecordingSink sink;
   StoreRun run;
   std::unique_ptr<EventProcessor> processor;
@@ -154,6 +154,25 @@ TEST_CASE("A processor restored from the store continues exactly as one never st
   CHECK(run.restarts > 3);
   // Nothing is decoded up front: a restored processor starts empty.
   CHECK(run.max_restored_customers == 0);
+  CHECK(SameOutputs(run.outputs, expected));
+  CheckSameQuality(run.quality, expected_quality);
+}
+
+TEST_CASE("A processor holding a third of its customers gives the same outputs",
+          "[pipeline][state]") {
+  constexpr size_t kInterval = 100;
+  constexpr size_t kCached = 100;
+  const std::vector<std::string> records = GeneratedRecords(/*customers=*/300, /*days=*/100);
+  scoring::CustomerModels::Quality expected_quality;
+  const std::vector<RecordedOutput> expected =
+      RunWithoutRestarts(records, kInterval, &expected_quality);
+  REQUIRE(expected_quality.churn_positives + expected_quality.churn_negatives > 200);
+
+  const StoreRun run = RunThroughStore(records, kInterval, /*restart_every=*/40, kCached);
+  // Customers came and went many times over, and memory held about the cap
+  // (an interval's new customers stay until its checkpoint saves them).
+  CHECK(run.evictions > 10 * kCached);
+  CHECK(run.max_customers <= kCached + kInterval);
   CHECK(SameOutputs(run.outputs, expected));
   CheckSameQuality(run.quality, expected_quality);
 }

@@ -36,7 +36,10 @@
 // holds those touched since the restart, a customer not in memory is
 // loaded on first touch (one MultiGet of its features and model record), and
 // the label deadlines of the others are read from the store's index. A
-// restore therefore decodes no customer up front.
+// restore therefore decodes no customer up front. With
+// ProcessorOptions::cached_customers, memory holds at most that many
+// customers: a saved one (no change since the last checkpoint) is evicted
+// to make room, and the outputs are the same as with every customer kept.
 //
 // One processor per partition task: it owns that partition's customers, so
 // nothing is shared and nothing is locked. Not thread-safe.
@@ -63,6 +66,10 @@ namespace crmstream::pipeline {
 struct ProcessorOptions {
   ingest::DecoderOptions decoder;
   size_t dedup_capacity = ingest::DedupWindow::kDefaultCapacity;
+  // Customers kept in memory once a state store is attached (the engine):
+  // beyond it, saved customers are evicted and loaded again on their next
+  // event (features/feature_store.h). 0 (default): no bound.
+  size_t cached_customers = 0;
   features::FeatureSpec features;
   // The per-customer models and the minute metrics; off, the processor
   // keeps features only.
@@ -126,6 +133,9 @@ class EventProcessor {
   // trusted: AddToCheckpoint fails with it, so no checkpoint covers it and
   // the engine processes the events again after its restart.
   const Status& storage_status() const { return storage_status_; }
+  // Customers loaded from the attached store (cache misses of customers
+  // saved there), since creation.
+  uint64_t customer_loads() const;
 
   const ProcessorOptions& options() const { return options_; }
   const ProcessorCounters& counters() const { return counters_; }
