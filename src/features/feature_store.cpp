@@ -39,8 +39,9 @@ constexpr uint16_t kFeatureBlobVersion = 1;
 constexpr size_t kMallocHeader = 8;
 // Amounts above this (currency units) are clamped, so cents fit comfortably.
 constexpr double kMaxAmount = 1e15;
-// Plan ids are uint16; distinct plans beyond this share the last id.
-constexpr size_t kMaxPlans = 65535;
+// Plan names (id 0 is "", no plan) in one store; FeatureStore::CanTakePlan
+// refuses more, so a plan is never mislabelled.
+constexpr size_t kPlanTableSize = FeatureStore::kMaxPlans + 1;
 
 // UTC day of an epoch-ms timestamp (floor division, so negative times work),
 // clamped to a range that keeps day arithmetic far from int32 overflow.
@@ -336,9 +337,13 @@ std::string_view FeatureStore::PlanName(uint16_t plan_id) const {
   return plan_id < plan_names_.size() ? std::string_view(plan_names_[plan_id]) : std::string_view();
 }
 
+bool FeatureStore::CanTakePlan(std::string_view plan) const {
+  return plan.empty() || plan_names_.size() < kPlanTableSize || plan_ids_.contains(plan);
+}
+
 uint16_t FeatureStore::InternPlan(std::string_view plan) {
   if (auto it = plan_ids_.find(plan); it != plan_ids_.end()) return it->second;
-  if (plan_names_.size() >= kMaxPlans) return static_cast<uint16_t>(kMaxPlans - 1);
+  if (plan_names_.size() >= kPlanTableSize) return static_cast<uint16_t>(kPlanTableSize - 1);
   const auto id = static_cast<uint16_t>(plan_names_.size());
   plan_names_.emplace_back(plan);
   plan_ids_.emplace(std::string(plan), id);

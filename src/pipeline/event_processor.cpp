@@ -150,11 +150,18 @@ ProcessOutcome EventProcessor::Process(std::string_view bytes, const ingest::Sou
   return ProcessDecoded(r, event_, bytes, source, now_ms);
 }
 
-ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& rejection,
+ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& decoded,
                                               const ingest::Event& event, std::string_view raw,
                                               const ingest::SourcePosition& source,
                                               int64_t now_ms) {
   counters_.received.Add();
+  ingest::Rejection rejection = decoded;
+  if (!rejection.rejected() && !event.plan.empty() && !features_->CanTakePlan(event.plan)) {
+    // A bound on input-controlled state: a plan the partition cannot take
+    // goes to the dead letters rather than be recorded as another plan.
+    rejection = {ingest::RejectReason::kOutOfRange, "plan",
+                 "a new plan beyond the partition's 1024 distinct plans"};
+  }
   if (rejection.rejected()) {
     counters_.rejected.Add();
     counters_.by_reason[static_cast<size_t>(rejection.code)].Add();

@@ -255,6 +255,13 @@ class FeatureStore {
   // capacity (every candidate had unsaved changes).
   uint64_t over_capacity() const { return over_capacity_; }
 
+  // Distinct plan names one store keeps (ingest bounds each to 64 bytes).
+  static constexpr size_t kMaxPlans = 1024;
+  // Whether an event naming `plan` can be applied: the plan is known, or the
+  // table has room. The caller dead-letters the event otherwise (Update
+  // would keep the plan of the last table entry).
+  bool CanTakePlan(std::string_view plan) const;
+
   // The plan table: id -> name (id 0 is "", no plan).
   std::string_view PlanName(uint16_t plan_id) const;
 
