@@ -75,8 +75,7 @@ int RunEngine(const RunOptions& o) {
   if (!cfg.ok()) return Fail("run", cfg.status());
   if (!o.pipeline.empty()) cfg->pipeline = o.pipeline;
   if (!o.guarantee.empty()) {
-    cfg->guarantee = o.guarantee == "exactly_once" ? config::Guarantee::kExactlyOnce
-                                                   : config::Guarantee::kAtLeastOnce;
+    cfg->guarantee = *config::ParseGuarantee(o.guarantee);  // checked by the option
   }
   auto spec = pipeline::LoadPipelineSpec(cfg->pipeline);
   if (!spec.ok()) return Fail("run", spec.status());
@@ -280,8 +279,11 @@ void AddRunCommand(CLI::App* app, int* exit_code) {
   cmd->add_flag("--until-caught-up", o->until_caught_up,
                 "Stop once every input partition is processed to its end and checkpointed");
   cmd->add_option("--guarantee", o->guarantee,
-                  "exactly_once or at_least_once (default: the config's processing.guarantee)")
-      ->check(CLI::IsMember({"exactly_once", "at_least_once"}));
+                  "at_least_once, exactly_once (transactions where the cluster has them), "
+                  "exactly_once_transactions or exactly_once_stamped (default: the config's "
+                  "processing.guarantee)")
+      ->check(CLI::IsMember({"at_least_once", "exactly_once", "exactly_once_transactions",
+                             "exactly_once_stamped"}));
   cmd->callback([=] { *exit_code = RunEngine(*o); });
 }
 

@@ -22,8 +22,18 @@ void ReadOutputTopic(YamlFields& f, const std::string& key, TopicSpec* t) {
 
 }  // namespace
 
-std::string_view GuaranteeName(Guarantee g) {
-  return g == Guarantee::kExactlyOnce ? "exactly_once" : "at_least_once";
+namespace {
+constexpr std::array<std::string_view, 4> kGuaranteeNames = {
+    "at_least_once", "exactly_once", "exactly_once_transactions", "exactly_once_stamped"};
+}  // namespace
+
+std::string_view GuaranteeName(Guarantee g) { return kGuaranteeNames[static_cast<size_t>(g)]; }
+
+std::optional<Guarantee> ParseGuarantee(std::string_view name) {
+  for (size_t i = 0; i < kGuaranteeNames.size(); ++i) {
+    if (kGuaranteeNames[i] == name) return static_cast<Guarantee>(i);
+  }
+  return std::nullopt;
 }
 
 const TopicSpec& OutputTopics::of(schema::OutputKind kind) const {
@@ -90,12 +100,13 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
   f.ReadObject("processing", [&](YamlFields& p) {
     std::string guarantee(GuaranteeName(c.guarantee));
     p.Read("guarantee", &guarantee);
-    if (guarantee == "exactly_once") {
-      c.guarantee = Guarantee::kExactlyOnce;
-    } else if (guarantee == "at_least_once") {
-      c.guarantee = Guarantee::kAtLeastOnce;
+    if (auto parsed = ParseGuarantee(guarantee)) {
+      c.guarantee = *parsed;
     } else {
-      p.Fail("guarantee", "must be exactly_once or at_least_once, not '" + guarantee + "'");
+      p.Fail("guarantee",
+             "must be at_least_once, exactly_once, exactly_once_transactions or "
+             "exactly_once_stamped, not '" +
+                 guarantee + "'");
     }
   });
   f.ReadObject("state", [&](YamlFields& s) {

@@ -49,6 +49,16 @@ TEST_CASE("Processing guarantee and state settings load", "[config]") {
   CHECK(GuaranteeName(cfg->guarantee) == "exactly_once");
   CHECK(cfg->state.memory_cap_mb == 64);
   CHECK(cfg->state.sync);
+  // Every name reads back as the mode it names.
+  for (const char* name :
+       {"at_least_once", "exactly_once", "exactly_once_transactions", "exactly_once_stamped"}) {
+    auto mode = LoadEngineConfig(
+        Write(dir, "m.yaml", std::string("processing:\n  guarantee: ") + name + "\n"));
+    REQUIRE_OK(mode);
+    CHECK(GuaranteeName(mode->guarantee) == name);
+  }
+  CHECK(LoadEngineConfig(Write(dir, "m.yaml", "processing:\n  guarantee: exactly_once_stamped\n"))
+            ->guarantee == Guarantee::kExactlyOnceStamped);
 }
 
 TEST_CASE("Config mistakes name the file, line and field", "[config]") {
@@ -67,7 +77,8 @@ TEST_CASE("Config mistakes name the file, line and field", "[config]") {
        "c.yaml:2:38: outputs.dead_letter.partitions: 0 is out of range"},
       {"state_dir: [a\n", "c.yaml:2:1: end of sequence flow not found"},
       {"processing:\n  guarantee: twice\n",
-       "processing.guarantee: must be exactly_once or at_least_once, not 'twice'"},
+       "processing.guarantee: must be at_least_once, exactly_once, exactly_once_transactions or "
+       "exactly_once_stamped, not 'twice'"},
       {"state:\n  memory_cap_mb: 1\n", "c.yaml:2:18: state.memory_cap_mb: 1 is out of range"},
   };
   for (const auto& c : cases) {

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,12 +58,22 @@ enum class Guarantee : uint8_t {
   // crash the records since the last checkpoint are processed again, so
   // their outputs may appear twice.
   kAtLeastOnce,
-  // Deterministic processing from the checkpointed state and input offsets,
-  // every output stamped with its source, and a restarted engine suppresses
-  // outputs its predecessor already delivered: each output exactly once.
+  // Exactly-once, the way the cluster allows: Kafka transactions where the
+  // brokers support them, stamped outputs on the embedded cluster.
   kExactlyOnce,
+  // Exactly-once with Kafka transactions (exactly-once v2, KIP-447): outputs
+  // and input offsets committed in one transaction per commit interval;
+  // read_committed consumers see each output once.
+  kExactlyOnceTransactions,
+  // Exactly-once without transactions: deterministic processing, every
+  // output stamped with its source, and a restart drops what its predecessor
+  // delivered (for clusters without transactions, e.g. the embedded one).
+  kExactlyOnceStamped,
 };
+// "at_least_once", "exactly_once", "exactly_once_transactions",
+// "exactly_once_stamped".
 std::string_view GuaranteeName(Guarantee g);
+std::optional<Guarantee> ParseGuarantee(std::string_view name);
 
 // The local state store (state/README.md).
 struct StateSettings {
