@@ -241,12 +241,17 @@ def reference_rfm(c, input_topic):
         history.setdefault(key[0], []).append((key[1], purchase, e.get("amount", 0.0) if purchase else 0.0))
     day_ms, ref = 86_400_000, {}
     for customer, events in history.items():
-        for i, (ts, _, _) in enumerate(events):
+        # Per UTC day: (purchases, amount, events) of the history so far; the
+        # window sums the 30 days ending on the event's day.
+        days = {}
+        for ts, purchase, amount in events:
+            p, a, n = days.get(ts // day_ms, (0, 0.0, 0))
+            days[ts // day_ms] = (p + purchase, a + amount, n + 1)
             day = ts // day_ms
-            window = [ev for ev in events[: i + 1] if day - 30 < ev[0] // day_ms <= day]
+            window = [days[d] for d in range(day - 29, day + 1) if d in days]
             key = (customer, ts)
             if key not in dup:
-                ref[key] = (sum(ev[1] for ev in window), sum(ev[2] for ev in window), len(window))
+                ref[key] = tuple(map(sum, zip(*window)))
     return ref
 
 

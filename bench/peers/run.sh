@@ -17,7 +17,7 @@
 # 30-day RFM counts in local state, score the online logistic churn model and
 # train it (an account_closed event is a churn), produce one JSON record.
 #
-#   bench/peers/run.sh               # all three; prints the table and ratios
+#   bench/peers/run.sh               # all four rows; the table and the ratios
 #   PEERS_ONLY="crmstream kafka-streams" bench/peers/run.sh
 #
 # Two phases per engine:
@@ -28,14 +28,16 @@
 #               before its first output (JVM start, Python imports, group
 #               join) is left out; crmstream's whole run counts (its start,
 #               the group join and its final checkpoint included).
-#   latency     a fresh topic fed at half of that engine's throughput for
-#               PEERS_LATENCY_S seconds (the generator pinned to the other
-#               core), once the engine answered PEERS_WARMUP_EVENTS events of
-#               another seed; the first 2 s of the feed do not count; every
-#               output record is joined to the input event it
-#               came from (customer_id, as_of_ms = the event's timestamp) and
-#               the latency is output broker timestamp - input broker
-#               timestamp, read back by measure.py.
+#   latency     a fresh topic fed at half of that engine's throughput (the
+#               lower of its CPU and wall rates) for PEERS_LATENCY_S seconds
+#               (the generator pinned to the other core), once the engine
+#               answered PEERS_WARMUP_EVENTS events of another seed; the first
+#               2 s of the feed do not count; every output record is joined
+#               to the input event it came from (customer_id, as_of_ms = the
+#               event's timestamp); latency = output broker timestamp - input
+#               broker timestamp (topics with LogAppendTime), by measure.py.
+# After its throughput phase each peer's RFM values are compared with a batch
+# recomputation from the input (measure.py check); a difference fails the run.
 #
 # Installs (git-ignored, under $PEERS_CACHE, default .cache/peers): a Python
 # venv with pinned quixstreams, river and confluent-kafka from PyPI, and the
