@@ -59,6 +59,9 @@ class DeliveryMode {
   virtual Status Tick(Clock::time_point now, bool had_records) = 0;
   // Partitions about to be taken away (their tasks still exist).
   virtual void OnRevoked(std::span<const kafka::TopicPartition> revoked) = 0;
+  // Partitions already taken away (the group moved on without this
+  // instance: a session that expired): nothing of them may be committed.
+  virtual void OnLost(std::span<const kafka::TopicPartition> lost) { OnRevoked(lost); }
   // After the stop: delivers and checkpoints everything processed.
   virtual Status Drain() = 0;
   // Nothing of the task waits for a close or a checkpoint.

@@ -98,6 +98,9 @@ struct StreamEngine::Impl final : kafka::RebalanceListener {
 
   void OnAssigned(std::span<kafka::TopicPartitionOffset> partitions) override;
   void OnRevoked(std::span<const kafka::TopicPartition> partitions) override;
+  void OnLost(std::span<const kafka::TopicPartition> partitions) override;
+  // Forgets the tasks of partitions revoked or lost.
+  void DropTasks(std::span<const kafka::TopicPartition> partitions, const char* how);
   // The task of a consumed record; nullptr for a partition this instance
   // does not own (never given a task: its state was not restored).
   PartitionTask* TaskFor(std::string_view topic, int32_t partition);
@@ -184,6 +187,11 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   kafka::ProducerOptions producer_options;
   producer_options.linger_ms = config.producer_linger_ms;
   if (transactional) {
+    // A transaction left open by a crashed or paused instance holds back
+    // read_committed readers and the group's offsets until the broker
+    // aborts it: keep that short (as Kafka Streams does under exactly-once),
+    // well above a commit interval.
+    producer_options.transaction_timeout_ms = std::max(10000, 5 * config.commit_interval_ms);
     CRM_ASSIGN_OR_RETURN(producer_options.transactional_id,
                          TransactionalId(core.store.get(), config.kafka.group_id, pipeline.name));
   }
@@ -234,13 +242,27 @@ void StreamEngine::Impl::OnAssigned(std::span<kafka::TopicPartitionOffset> parti
 
 void StreamEngine::Impl::OnRevoked(std::span<const kafka::TopicPartition> partitions) {
   delivery->OnRevoked(partitions);
+  DropTasks(partitions, "revoked");
+}
+
+void StreamEngine::Impl::OnLost(std::span<const kafka::TopicPartition> partitions) {
+  spdlog::warn(
+      "lost {} partition(s): the group gave them to another member (this instance was "
+      "paused or too slow past its session timeout); their uncommitted work is dropped",
+      partitions.size());
+  delivery->OnLost(partitions);
+  DropTasks(partitions, "lost");
+}
+
+void StreamEngine::Impl::DropTasks(std::span<const kafka::TopicPartition> partitions,
+                                   const char* how) {
   PublishStats();
   for (const auto& tp : partitions) core.tasks.erase(tp);
   last_task = nullptr;
   EngineStats& stats = core.probe.stats();
   stats.partitions.store(static_cast<int>(core.tasks.size()), std::memory_order_relaxed);
   stats.rebalances.fetch_add(1, std::memory_order_relaxed);
-  spdlog::info("revoked {} partition(s); {} left", partitions.size(), core.tasks.size());
+  spdlog::info("{} {} partition(s); {} left", how, partitions.size(), core.tasks.size());
 }
 
 PartitionTask* StreamEngine::Impl::TaskFor(std::string_view topic, int32_t partition) {

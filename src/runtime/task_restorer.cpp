@@ -38,7 +38,10 @@ Status TaskRestorer::Restore(std::span<kafka::TopicPartitionOffset> partitions) 
   for (const auto& p : partitions) tps.push_back({p.topic, p.partition});
   std::map<kafka::TopicPartition, int64_t> group_offsets;
   if (!tps.empty()) {
-    auto committed = core_->consumer->Committed(tps, std::chrono::seconds(30));
+    // An open transaction of a crashed or paused instance keeps the offsets
+    // it sent "unstable" until the broker aborts it (transaction.timeout.ms):
+    // wait for longer than that.
+    auto committed = core_->consumer->Committed(tps, std::chrono::seconds(90));
     if (!committed.ok()) {
       return committed.status().WithContext("fetching the group's committed offsets");
     }

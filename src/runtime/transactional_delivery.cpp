@@ -109,6 +109,12 @@ void TransactionalDelivery::OnRevoked(std::span<const kafka::TopicPartition> rev
   if (!st.ok() && revoke_error_.ok()) revoke_error_ = st.WithContext("committing at a revocation");
 }
 
+void TransactionalDelivery::OnLost(std::span<const kafka::TopicPartition> lost) {
+  Status st = Abort(Status::Aborted(std::to_string(lost.size()) +
+                                    " partition(s) lost to another member of the group"));
+  if (!st.ok() && revoke_error_.ok()) revoke_error_ = st;
+}
+
 uint64_t TransactionalDelivery::Suppressed(const PartitionTask& task) const {
   return StateOf(task).discarded;
 }
@@ -182,7 +188,10 @@ Status TransactionalDelivery::Commit() {
   std::vector<kafka::TopicPartitionOffset> offsets;
   for (const auto& [tp, task] : core_->tasks) {
     const int64_t staged = checkpointer_->StagedOffset(task);
-    if (staged >= 0) offsets.push_back({tp.topic, tp.partition, staged});
+    // Catching up, the group's offset is ahead: never move it back.
+    if (staged >= 0 && staged >= task.rebuild_until) {
+      offsets.push_back({tp.topic, tp.partition, staged});
+    }
   }
   const auto timeout = checkpointer_->FlushTimeout();
   if (st.ok() && !offsets.empty()) {
@@ -217,13 +226,15 @@ Status TransactionalDelivery::Commit() {
 Status TransactionalDelivery::Abort(const Status& cause) {
   spdlog::warn("aborting the transaction and rewinding to the last checkpoint: {}",
                cause.ToString());
-  in_transaction_ = false;
   checkpointer_->DropStaged();
   for (auto& [tp, task] : core_->tasks) StateOf(&task).held.Clear();
-  Status st = RetryRetriable(checkpointer_->FlushTimeout(), [&] {
-    return core_->producer->AbortTransaction(checkpointer_->FlushTimeout());
-  });
-  if (!st.ok()) return st.WithContext("aborting the transaction");
+  if (in_transaction_) {
+    in_transaction_ = false;
+    Status st = RetryRetriable(checkpointer_->FlushTimeout(), [&] {
+      return core_->producer->AbortTransaction(checkpointer_->FlushTimeout());
+    });
+    if (!st.ok()) return st.WithContext("aborting the transaction");
+  }
   core_->probe.stats().transactions_aborted.fetch_add(1, std::memory_order_relaxed);
   rewind_ = true;
   return Status::OK();

@@ -63,6 +63,9 @@ class TransactionalDelivery final : public BlockedDelivery {
   // Commits what is staged before the partitions go (KIP-447): the next
   // owner starts from the committed offsets.
   void OnRevoked(std::span<const kafka::TopicPartition> revoked) override;
+  // Another instance owns them now: the open transaction is aborted (its
+  // offsets would be refused anyway) and the remaining tasks rewound.
+  void OnLost(std::span<const kafka::TopicPartition> lost) override;
   uint64_t Suppressed(const PartitionTask& task) const override;
   bool CatchesUpToGroupOffsets() const override { return true; }
   bool TakeRewind() override;

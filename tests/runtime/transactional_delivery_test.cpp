@@ -5,7 +5,10 @@
 // each point of a commit (the transaction's commit, then the store's write).
 #include "runtime/transactional_delivery.h"
 
+#include <signal.h>
+
 #include <catch2/catch.hpp>
+#include <optional>
 
 #include "crmstream/common/crash_point.h"
 #include "pipeline/recording_sink.h"
@@ -136,6 +139,99 @@ TEST_CASE(
     WARN(point << ": the restart dropped " << *dropped << " committed outputs while catching up");
     CheckSameResults(fx.client, run, runs[0]);
   }
+}
+
+// Zombie fencing: an instance paused (SIGSTOP) past its session timeout
+// while it works loses its partitions to a successor; when it resumes, not
+// one output of its own may reach read_committed readers (its transaction
+// cannot commit: the group's generation moved on), and it must rejoin and
+// stop cleanly. The successor (another state directory: it rebuilds from
+// the input) and the zombie together must leave exactly the outputs of an
+// uninterrupted run.
+TEST_CASE(
+    "Transactional engine: a paused instance that lost its partitions gets no output "
+    "through",
+    "[runtime][integration][kafka]") {
+  CRMSTREAM_USE_BROKER(testing::RealBroker, broker);
+  testing::ScratchDir scratch;
+  std::vector<EngineRun> runs = TransactionalRuns(broker, scratch.path(), {"straight", "group"});
+  EngineRun successor = runs[1];
+  successor.state_dir = (scratch.path() / "successor").string();
+  EngineFixture fx(runs, &broker);
+  const auto config_of = [&](const EngineRun& run, const std::string& name) {
+    const std::filesystem::path file = scratch.path() / (name + ".yaml");
+    WriteEngineYaml(EngineConfigFor(fx.bootstrap, run), file);
+    return file;
+  };
+  const std::filesystem::path zombie_log = scratch.path() / "zombie.log";
+  const auto zombie_says = [&](const std::string& text, std::chrono::seconds within) {
+    const auto deadline = Clock::now() + within;
+    while (Clock::now() < deadline) {
+      if (testing::ReadWholeFile(zombie_log).find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
+
+  fx.Produce(4000);
+  testing::Child zombie(
+      {CRMSTREAM_BINARY, "run", "--config", config_of(runs[1], "zombie").string()}, {}, zombie_log);
+  REQUIRE(zombie.started());
+  REQUIRE(zombie_says("assigned", std::chrono::seconds(60)));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  // More input, and the pause while the zombie works on it.
+  fx.Produce(4000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  zombie.Signal(SIGSTOP);
+
+  // The successor waits out the zombie's session, takes every partition,
+  // rebuilds their state from the input and processes to the end.
+  const BinaryRun taken_over =
+      RunEngineBinaryChecked(config_of(successor, "successor"), "", scratch.path() / "succ.log");
+  CHECK_THAT(taken_over.log, Catch::Contains("rebuilding the state"));
+
+  // The zombie resumes and learns it lost its partitions. If a transaction
+  // of its was open, the broker has aborted it meanwhile and bumped the
+  // producer's epoch: the zombie is fenced and stops with an error saying so
+  // (a restart resumes). If none was, it drops its uncommitted work, rejoins
+  // and gets the partitions back once the successor left.
+  zombie.Signal(SIGCONT);
+  CHECK(zombie_says("lost", std::chrono::seconds(60)));
+  std::optional<testing::ChildExit> fenced;
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline && !fenced) {
+    if (testing::ReadWholeFile(zombie_log).find("catching up from the checkpoint") !=
+        std::string::npos) {
+      break;
+    }
+    if (testing::ReadWholeFile(zombie_log).find("stopped:") != std::string::npos) {
+      fenced = zombie.Wait(std::chrono::seconds(30));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const std::string said = testing::ReadWholeFile(zombie_log);
+  INFO("zombie:\n" << said);
+  if (fenced) {
+    CHECK(fenced->started);
+    CHECK(!fenced->timed_out);
+    CHECK(fenced->signal == 0);
+    CHECK(fenced->exit_status != 0);
+    CHECK_THAT(said, Catch::Contains("fenced"));
+    // Started again, it catches its store up to the group's offsets.
+    const BinaryRun restarted = RunEngineBinaryChecked(config_of(runs[1], "zombie"), "",
+                                                       scratch.path() / "zombie-restart.log");
+    CHECK_THAT(restarted.log, Catch::Contains("catching up from the checkpoint"));
+  } else {
+    CHECK_THAT(said, Catch::Contains("catching up from the checkpoint"));
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    zombie.Signal(SIGTERM);
+    CHECK(zombie.Wait(std::chrono::seconds(90)).exited(0));
+  }
+  WARN("the paused instance " << (fenced ? "was fenced and stopped" : "rejoined"));
+
+  RunUntilCaughtUp(EngineConfigFor(fx.bootstrap, runs[0]), nullptr);
+  // The successor's state and everyone's outputs against the uninterrupted run.
+  CheckSameResults(fx.client, successor, runs[0]);
 }
 
 }  // namespace crmstream::runtime
