@@ -9,10 +9,12 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "crmstream/common/hash.h"
+#include "crmstream/common/partial_update_error.h"
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/pipeline/event_processor.h"
 #include "support/require_ok.h"
@@ -235,6 +237,42 @@ TEST_CASE(
   CHECK(bounded.quality.churn_positives == reference.quality.churn_positives);
   CHECK(bounded.late_events == reference.late_events);
   RequireSameOutputs(reference, bounded);
+}
+
+// A sink whose publisher fails: it throws on the first correlations
+// snapshot, which the processor emits after the event changed the state.
+class FailingSink final : public OutputSink {
+ public:
+  void Emit(OutputKind kind, std::string_view, std::string_view) override {
+    if (kind == OutputKind::kCorrelations) throw std::length_error("injected: output too large");
+  }
+};
+
+TEST_CASE("A failure after the state changed stops processing with a clear error", "[pipeline]") {
+  const std::vector<Record> records = GeneratedStream();
+  FailingSink sink;
+  REQUIRE_OK_AND_ASSIGN(auto p, EventProcessor::Create(ProcessorOptions{}, &sink));
+  ingest::SourcePosition pos{"crm.interactions", 2, 0};
+  std::string message;
+  for (const Record& r : records) {
+    try {
+      (void)p->Process(r.value, pos, r.ts);
+    } catch (const PartialUpdateError& e) {
+      message = e.what();
+      break;
+    }
+    ++pos.offset;
+  }
+  // Not dead-lettered as if nothing happened: the event is half applied (its
+  // features and models took it), so the caller must not checkpoint.
+  REQUIRE_FALSE(message.empty());
+  CHECK_THAT(message, Catch::StartsWith("crm.interactions:2 offset " + std::to_string(pos.offset)));
+  CHECK_THAT(message, Catch::Contains("injected: output too large") &&
+                          Catch::Contains("the state may be inconsistent") &&
+                          Catch::Contains("resumes from the last checkpoint"));
+  CHECK(
+      p->counters().by_reason[static_cast<size_t>(ingest::RejectReason::kProcessingError)].Get() ==
+      0);
 }
 
 }  // namespace
