@@ -10,6 +10,7 @@
 
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/hash.h"
+#include "crmstream/common/partial_update_error.h"
 #include "features/day_ring.h"
 
 namespace crmstream::features {
@@ -93,9 +94,6 @@ size_t ChunkCapacity(size_t needed) {
   const size_t cap = std::max<size_t>(24, ((needed + 7) / 16) * 16 + 8);
   return std::min<size_t>(cap, std::numeric_limits<uint16_t>::max());
 }
-
-constexpr std::string_view kWindowMetricNames[kWindowMetricCount] = {
-    "purchases", "logins", "page_views", "support_tickets", "complaints", "refunds"};
 
 }  // namespace
 
@@ -320,8 +318,11 @@ uint16_t FeatureStore::InternPlan(std::string_view plan) {
   if (auto it = plan_ids_.find(plan); it != plan_ids_.end()) return it->second;
   if (plan_names_.size() >= kMaxPlans) return static_cast<uint16_t>(kMaxPlans - 1);
   const auto id = static_cast<uint16_t>(plan_names_.size());
-  plan_names_.emplace_back(plan);
-  plan_ids_.emplace(std::string(plan), id);
+  // Strong guarantee: what can throw comes before the tables change.
+  std::string name(plan);
+  plan_names_.reserve(plan_names_.size() + 1);
+  plan_ids_.emplace(name, id);
+  plan_names_.push_back(std::move(name));  // no-throw: reserved
   return id;
 }
 
@@ -331,8 +332,15 @@ namespace {
 // the one sought.
 constexpr int kIndexBits = 26;
 constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
-constexpr uint32_t kMaxCustomers = kIndexMask - 1;
+static_assert(FeatureSpec::kMaxCustomers == kIndexMask - 1);
 inline uint32_t TagOf(uint64_t hash) { return static_cast<uint32_t>(hash >> 58) << kIndexBits; }
+
+// Capacity for `needed` elements, grown geometrically (a reserve of the exact
+// size would reallocate on every new customer).
+template <typename Container>
+void ReserveGeometric(Container* c, size_t needed) {
+  if (c->capacity() < needed) c->reserve(std::max(needed, c->capacity() * 2));
+}
 }  // namespace
 
 uint32_t FeatureStore::FindIndex(std::string_view id, uint64_t hash) const {
@@ -364,19 +372,34 @@ uint32_t FeatureStore::FindOrCreate(std::string_view id) {
   if (id.size() > std::numeric_limits<uint8_t>::max()) id = id.substr(0, 255);
   const uint64_t hash = Hash64(id);
   if (const uint32_t found = FindIndex(id, hash); found != UINT32_MAX) return found;
+  // A new customer. Everything that can throw comes first, so that a throw
+  // leaves the store as it was (only with more capacity): the caller may go
+  // on without this event.
+  if (size_ >= spec_.max_customers) {
+    throw std::length_error("features: more than features.max_customers (" +
+                            std::to_string(spec_.max_customers) +
+                            ") customers in one feature store");
+  }
   // Load factor <= 0.75: linear probing stays short and the table costs
   // 5.3-10.7 bytes per customer.
   if ((size_t{size_} + 1) * 4 > table_.size() * 3) GrowTable();
-  if (size_ >= kMaxCustomers) {
-    throw std::length_error("features: more than 67M customers in one feature store");
-  }
   const uint32_t index = size_;
+  // The tracking lists hold each customer at most once: with room for every
+  // customer, MarkDirty never allocates (nor throws) mid-update.
+  ReserveGeometric(&dirty_, size_t{index} + 1);
+  ReserveGeometric(&pending_, size_t{index} + 1);
+  ReserveGeometric(&unsaved_, size_t{index} + 1);
+  if (id.size() > sizeof(CustomerRecord{}.id.chars)) {
+    ReserveGeometric(&long_ids_, long_ids_.size() + id.size());
+  }
   if (index % kBlockSlots == 0) {
+    ReserveGeometric(&blocks_, blocks_.size() + 1);
     // 64-byte aligned, so a 192-byte slot spans exactly three cache lines.
     auto* block = static_cast<std::byte*>(std::aligned_alloc(64, kBlockSlots * slot_bytes_));
     if (block == nullptr) throw std::bad_alloc();
-    blocks_.emplace_back(block);
+    blocks_.emplace_back(block);  // no-throw: reserved above
   }
+  // From here on nothing allocates.
   ++size_;
   std::byte* slot = Slot(index);
   auto* r = new (slot) CustomerRecord{};
@@ -455,13 +478,37 @@ void FeatureStore::ReleaseRing(CustomerRecord* r) {
 }
 
 const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
+  // What may throw without having changed anything: a new plan name, then a
+  // new customer (over max_customers, or memory for it). A plan named by an
+  // event that then fails stays in the (bounded) plan table, unused.
+  const uint16_t named_plan = e.plan.empty() ? 0 : InternPlan(e.plan);
   const uint32_t index = FindOrCreate(e.customer_id);
+  CustomerRecord* r = &Record(index);
+  const int64_t ts = e.timestamp_ms;
+  const bool fresh = r->latest_ms == kNoTime;
+  const bool late = !fresh && ts < r->latest_ms;
+  // A late event never changes the current plan: the plan is the one most
+  // recently named by an event that was not older than the clock.
+  const uint16_t plan_id = !late && !e.plan.empty() ? named_plan : r->plan_id;
+  try {
+    ApplyEvent(index, e, fresh, late, plan_id);
+  } catch (const std::exception& error) {
+    // Only the per-day history can still grow (bad_alloc), after the
+    // customer's counters changed.
+    throw PartialUpdateError(std::string("features: a customer's update failed half-way: ") +
+                             error.what());
+  }
+  MarkDirty(index);
+  current_.index_ = index;
+  return current_;
+}
+
+void FeatureStore::ApplyEvent(uint32_t index, const ingest::Event& e, bool fresh, bool late,
+                              uint16_t plan_id) {
   CustomerRecord* r = &Record(index);
   const int64_t ts = e.timestamp_ms;
   const int type = static_cast<int>(e.type);
   if (r->type_counts[type] != UINT32_MAX) ++r->type_counts[type];
-  const bool fresh = r->latest_ms == kNoTime;
-  const bool late = !fresh && ts < r->latest_ms;
   if (fresh || ts < r->first_seen_ms) r->first_seen_ms = ts;
 
   const uint64_t cents = ToCents(e);
@@ -482,9 +529,7 @@ const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
     default:
       break;
   }
-  // A late event never changes the current plan: the plan is the one most
-  // recently named by an event that was not older than the clock.
-  if (!late && !e.plan.empty()) r->plan_id = InternPlan(e.plan);
+  r->plan_id = plan_id;
 
   const int32_t day = DayOf(ts);
   if (!late) {
@@ -500,9 +545,6 @@ const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
       ApplyLateWindowed(index, day, metric, cents);
     }
   }
-  MarkDirty(index);
-  current_.index_ = index;
-  return current_;
 }
 
 namespace {
@@ -868,6 +910,12 @@ Status FeatureStore::DecodeCustomer(std::string_view customer_id, std::string_vi
     return Status::Corruption("customer features: day ring exceeds lifetime amounts");
   }
   // Valid: install it.
+  if (size_ >= spec_.max_customers && Find(customer_id) == nullptr) {
+    return Status::InvalidArgument(
+        "customer features: the checkpoint holds more customers than "
+        "features.max_customers (" +
+        std::to_string(spec_.max_customers) + ")");
+  }
   const uint32_t index = FindOrCreate(customer_id);
   CustomerRecord* dst = &Record(index);
   ReleaseRing(dst);

@@ -39,6 +39,9 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
     v.Read("max_amount", &o.decoder.max_amount, 0.0, 1e15);
     v.Read("min_timestamp_ms", &o.decoder.min_timestamp_ms, 0, std::numeric_limits<int64_t>::max());
     v.Read("max_timestamp_ms", &o.decoder.max_timestamp_ms, 0, std::numeric_limits<int64_t>::max());
+    // <= 0 disables the check (docs/events.md warns against it).
+    v.Read("max_future_skew_ms", &o.decoder.max_future_skew_ms, std::numeric_limits<int64_t>::min(),
+           std::numeric_limits<int64_t>::max());
     ReadSize(v, "max_message_bytes", 64, 16 << 20, &o.decoder.max_message_bytes);
     ReadSize(v, "dedup_window", 0, 100000000, &o.dedup_capacity);
     if (o.decoder.min_timestamp_ms >= o.decoder.max_timestamp_ms) {

@@ -105,8 +105,10 @@ ChurnValueModel::ChurnValueModel(const ChurnValueOptions& options, int dim,
 
 void ChurnValueModel::GrowTo(size_t slots) {
   if (slots <= slots_.size()) return;
-  slots_.resize(slots);
+  // slots_ last: its size is the guard, so a throw between the two leaves a
+  // larger pending_features_ and nothing inconsistent.
   pending_features_.resize(slots * static_cast<size_t>(dim_));
+  slots_.resize(slots);
 }
 
 void ChurnValueModel::OnEvent(const ingest::Event& event, const features::CustomerFeatures& f,

@@ -41,14 +41,18 @@ CustomerModels::CustomerModels(const CustomerModelsOptions& options,
       segmenter_(std::move(segmenter)),
       behaviour_(std::move(behaviour)) {}
 
+void CustomerModels::Reserve(size_t slots) {
+  if (slots <= known_.size()) return;
+  // known_ last: its size says every part has grown (a part that grew before
+  // another threw is merely larger).
+  churn_.GrowTo(slots);
+  segmenter_.GrowTo(slots);
+  behaviour_.GrowTo(slots);
+  known_.resize(slots, 0);
+}
+
 void CustomerModels::Know(uint32_t slot) {
-  if (slot >= known_.size()) {
-    const size_t slots = size_t{slot} + 1;
-    known_.resize(slots, 0);
-    churn_.GrowTo(slots);
-    segmenter_.GrowTo(slots);
-    behaviour_.GrowTo(slots);
-  }
+  Reserve(size_t{slot} + 1);
   if (known_[slot] == 0) {
     known_[slot] = 1;
     ++customer_count_;

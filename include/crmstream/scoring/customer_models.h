@@ -97,6 +97,11 @@ class CustomerModels {
   // customer's features as returned by FeatureStore::Update. The closing
   // event itself (account_closed) moves neither segment nor behaviour.
   void OnEvent(const ingest::Event& event, const features::CustomerFeatures& f);
+  // Room for customers in slots below `slots`, so that OnEvent for them does
+  // not grow the per-customer arrays. Strong guarantee: on a throw
+  // (bad_alloc) the models are unchanged. The pipeline calls it before the
+  // feature store takes an event, so a failure changes nothing at all.
+  void Reserve(size_t slots);
 
   // At an output flush, for a customer updated since the previous one: the
   // parts' refreshes (see ChurnValueModel::Refresh, CustomerSegmenter::Refresh,
