@@ -107,9 +107,10 @@ int RunEngine(const RunOptions& o) {
   // /metrics, /healthz, /readyz and the customer API, for as long as the
   // engine lives (declared after it: stopped before it is destroyed).
   admin::AdminServerOptions admin_options;
-  admin_options.port = cfg->metrics_port;
+  ApplyHttpSettings(cfg->admin, &admin_options.http);
+  admin_options.http.port = cfg->metrics_port;
   auto admin = admin::AdminServer::Start(engine->get(), *cfg, admin_options);
-  if (!admin.ok()) return Fail("run", admin.status().WithContext("metrics_port"));
+  if (!admin.ok()) return Fail("run", admin.status());
   std::cerr << "admin server on " << (*admin)->url()
             << " (/metrics, /healthz, /readyz, /api/customers/{id})" << std::endl;
 
@@ -126,14 +127,16 @@ int RunEngine(const RunOptions& o) {
     watcher->Start();
     dash_view = std::make_unique<dashboard::DashboardView>();
     dashboard::DashboardServerOptions so;
-    so.port = cfg->dashboard_port;
+    ApplyHttpSettings(cfg->dashboard, &so.http);
+    so.http.port = cfg->dashboard_port;
     so.engine_port = (*admin)->port();
+    so.engine_auth_token_file = cfg->admin.auth_token_file;
     auto dash = dashboard::DashboardServer::Start(so, dash_view.get());
-    if (!dash.ok() && so.port != 0) {
+    if (!dash.ok() && dash.status().code() == StatusCode::kIOError && so.http.port != 0) {
       // A busy port must not stop the main job: any free port will do.
-      std::cerr << "dashboard: port " << so.port << " unavailable (" << dash.status().ToString()
-                << "); using a free port" << std::endl;
-      so.port = 0;
+      std::cerr << "dashboard: port " << so.http.port << " unavailable ("
+                << dash.status().ToString() << "); using a free port" << std::endl;
+      so.http.port = 0;
       dash = dashboard::DashboardServer::Start(so, dash_view.get());
     }
     if (!dash.ok()) return Fail("run", dash.status().WithContext("dashboard"));
@@ -146,7 +149,8 @@ int RunEngine(const RunOptions& o) {
         [dash_client]() -> Result<kafka::ClientConfig> { return dash_client; }, fo,
         dash_view.get());
     dash_feed->Start();
-    std::cerr << "dashboard: http://127.0.0.1:" << dash_server->port() << "/" << std::endl;
+    std::cerr << "dashboard: http://" << so.http.bind_address << ":" << dash_server->port() << "/"
+              << std::endl;
     generator_thread = std::thread([&] {
       generator::WorldOptions world;
       world.customers = o.demo_customers;
@@ -275,8 +279,8 @@ void AddRunCommand(CLI::App* app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--duration", o->duration, "Stop after this many seconds (0: until Ctrl-C)");
   cmd->add_option("--metrics-port", o->metrics_port,
-                  "Port of the admin server (/metrics, /healthz, ...) on loopback; 0 picks a free "
-                  "one (default: the config's metrics_port)");
+                  "Port of the admin server (/metrics, /healthz, ...) on admin.bind_address; 0 "
+                  "picks a free one (default: the config's metrics_port)");
   cmd->add_flag("--until-caught-up", o->until_caught_up,
                 "Stop once every input partition is processed to its end and checkpointed");
   cmd->add_option("--guarantee", o->guarantee,
