@@ -51,7 +51,7 @@ TEST_CASE("Processing guarantee and state settings load", "[config]") {
   CHECK(cfg->state.sync);
 }
 
-TEST_CASE("The HTTP servers' listeners load; loopback without a token by default", "[config]") {
+TEST_CASE("The HTTP servers' listeners load, loopback without a token by default", "[config]") {
   testing::ScratchDir dir;
   auto defaults = LoadEngineConfig(Write(dir, "d.yaml", "metrics_port: 9464\n"));
   REQUIRE_OK(defaults);

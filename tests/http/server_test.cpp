@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -85,7 +86,8 @@ bool WaitFor(Pred pred, std::chrono::seconds bound = 20s) {
   return pred();
 }
 
-TEST_CASE("at the cap the idlest connection makes room; when all are busy, 503", "[http]") {
+TEST_CASE("at the cap the idlest connection makes room, and when all are busy a new one gets 503",
+          "[http]") {
   TestRoutes routes;
   ServerOptions o = TestOptions();
   o.max_connections = 4;
@@ -196,7 +198,8 @@ TEST_CASE("a Host header the server does not answer to is refused (DNS rebinding
   }
 }
 
-TEST_CASE("beyond loopback a token is required; with one, requests must carry it", "[http]") {
+TEST_CASE("beyond loopback a token is required, and with one every request must carry it",
+          "[http]") {
   TestRoutes routes;
   crmstream::testing::ScratchDir dir;
   const auto token_file = dir.path() / "token";
@@ -297,7 +300,9 @@ TEST_CASE("out of descriptors, accepting backs off and logs once per interval", 
   REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
   const pid_t child = fork();
   if (child == 0) {
-    // Only system calls here: the parent has other threads.
+    // Only system calls here: the parent has other threads. The child dies
+    // with the parent, however the parent ends.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     setrlimit(RLIMIT_NOFILE, &saved);
     for (int i = 0; i < 20; ++i) {
       const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -311,6 +316,15 @@ TEST_CASE("out of descriptors, accepting backs off and logs once per interval", 
     _exit(0);
   }
   REQUIRE(child > 0);
+  // The child ends with the test case, whichever way the test case ends.
+  struct Reaper {
+    pid_t pid;
+    ~Reaper() {
+      kill(pid, SIGKILL);
+      int wstatus = 0;
+      waitpid(pid, &wstatus, 0);
+    }
+  } reaper{child};
   // 2 s of failing accepts: a retry at once would make hundreds of
   // thousands of attempts (and log lines); backoff makes a few dozen.
   std::this_thread::sleep_for(2s);
@@ -326,9 +340,6 @@ TEST_CASE("out of descriptors, accepting backs off and logs once per interval", 
   CHECK(StatusOf(RawExchange(port, Get("/"))) == 200);
   CHECK((*server)->stats().accepted >= 3);
 
-  kill(child, SIGKILL);
-  int wstatus = 0;
-  waitpid(child, &wstatus, 0);
   (*server)->Stop();
   spdlog::set_default_logger(previous);
 }
