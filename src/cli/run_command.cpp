@@ -18,6 +18,7 @@
 #include "crmstream/admin/admin_server.h"
 #include "crmstream/dashboard/dashboard_server.h"
 #include "crmstream/dashboard/output_feed.h"
+#include "crmstream/http/access_policy.h"
 #include "crmstream/kafka/producer.h"
 #include "crmstream/runtime/kafka_wiring.h"
 #include "crmstream/runtime/stream_engine.h"
@@ -80,6 +81,22 @@ int RunEngine(const RunOptions& o) {
   }
   auto spec = pipeline::LoadPipelineSpec(cfg->pipeline);
   if (!spec.ok()) return Fail("run", spec.status());
+  if (o.metrics_port >= 0) cfg->metrics_port = o.metrics_port;
+  admin::AdminServerOptions admin_options;
+  ApplyHttpSettings(cfg->admin, &admin_options.http);
+  admin_options.http.port = cfg->metrics_port;
+  // A listener the servers would refuse (no token beyond loopback, a bad
+  // address) is refused before anything starts or is cleaned up.
+  if (auto access = http::AccessPolicy::Create(admin_options.http); !access.ok()) {
+    return Fail("run", access.status());
+  }
+  if (o.demo) {
+    http::ServerOptions dashboard_http = dashboard::DashboardServerOptions::DefaultHttpOptions();
+    ApplyHttpSettings(cfg->dashboard, &dashboard_http);
+    if (auto access = http::AccessPolicy::Create(dashboard_http); !access.ok()) {
+      return Fail("run", access.status());
+    }
+  }
 
   std::unique_ptr<kafka::EmbeddedCluster> cluster;
   if (cfg->kafka.embedded()) {
@@ -103,12 +120,8 @@ int RunEngine(const RunOptions& o) {
   }
   auto engine = runtime::StreamEngine::Create(*cfg, *spec);
   if (!engine.ok()) return Fail("run", engine.status());
-  if (o.metrics_port >= 0) cfg->metrics_port = o.metrics_port;
   // /metrics, /healthz, /readyz and the customer API, for as long as the
   // engine lives (declared after it: stopped before it is destroyed).
-  admin::AdminServerOptions admin_options;
-  ApplyHttpSettings(cfg->admin, &admin_options.http);
-  admin_options.http.port = cfg->metrics_port;
   auto admin = admin::AdminServer::Start(engine->get(), *cfg, admin_options);
   if (!admin.ok()) return Fail("run", admin.status());
   std::cerr << "admin server on " << (*admin)->url()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Kafka secrets on the command line of `crmstream`: a malformed -X never
+# Secrets on the command line of `crmstream`: a malformed -X never
 # echoes its text, a properties file open to others is refused with the
 # fix, and the file's and the environment's properties reach the client
 # (checked through librdkafka's own error for an invalid value, which names
@@ -40,5 +40,13 @@ out="$(CRMSTREAM_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1 CRMSTREAM_KAFKA_SOCKET_TIME
   "$crmstream" run -p "$pipeline" --duration 1 2>&1)"; rc=$?
 [ "$rc" -ne 0 ]; check "a CRMSTREAM_KAFKA_* variable reaches the client" $?
 grep -q "socket.timeout.ms" <<<"$out"; check "... as socket.timeout.ms" $?
+
+# The admin server bound beyond loopback without a token: refused before
+# anything starts, naming the field to set.
+printf 'admin:\n  bind_address: 0.0.0.0\n' > open.yaml
+out="$("$crmstream" run -c open.yaml -p "$pipeline" --duration 1 2>&1)"; rc=$?
+[ "$rc" -ne 0 ]; check "an admin server beyond loopback without a token is refused" $?
+grep -q "admin.auth_token_file" <<<"$out"; check "... naming admin.auth_token_file" $?
+! grep -q "embedded cluster" <<<"$out"; check "... before the embedded cluster starts" $?
 
 [ "$failures" -eq 0 ]
