@@ -18,6 +18,7 @@
 #include "crmstream/admin/admin_server.h"
 #include "crmstream/dashboard/dashboard_server.h"
 #include "crmstream/dashboard/output_feed.h"
+#include "crmstream/http/access_policy.h"
 #include "crmstream/kafka/producer.h"
 #include "crmstream/runtime/kafka_wiring.h"
 #include "crmstream/runtime/stream_engine.h"
@@ -79,6 +80,22 @@ int RunEngine(const RunOptions& o) {
   }
   auto spec = pipeline::LoadPipelineSpec(cfg->pipeline);
   if (!spec.ok()) return Fail("run", spec.status());
+  if (o.metrics_port >= 0) cfg->metrics_port = o.metrics_port;
+  admin::AdminServerOptions admin_options;
+  ApplyHttpSettings(cfg->admin, &admin_options.http);
+  admin_options.http.port = cfg->metrics_port;
+  // A listener the servers would refuse (no token beyond loopback, a bad
+  // address) is refused before anything starts or is cleaned up.
+  if (auto access = http::AccessPolicy::Create(admin_options.http); !access.ok()) {
+    return Fail("run", access.status());
+  }
+  if (o.demo) {
+    http::ServerOptions dashboard_http = dashboard::DashboardServerOptions::DefaultHttpOptions();
+    ApplyHttpSettings(cfg->dashboard, &dashboard_http);
+    if (auto access = http::AccessPolicy::Create(dashboard_http); !access.ok()) {
+      return Fail("run", access.status());
+    }
+  }
 
   std::unique_ptr<kafka::EmbeddedCluster> cluster;
   if (cfg->kafka.embedded()) {
@@ -102,13 +119,10 @@ int RunEngine(const RunOptions& o) {
   }
   auto engine = runtime::StreamEngine::Create(*cfg, *spec);
   if (!engine.ok()) return Fail("run", engine.status());
-  if (o.metrics_port >= 0) cfg->metrics_port = o.metrics_port;
   // /metrics, /healthz, /readyz and the customer API, for as long as the
   // engine lives (declared after it: stopped before it is destroyed).
-  admin::AdminServerOptions admin_options;
-  admin_options.port = cfg->metrics_port;
   auto admin = admin::AdminServer::Start(engine->get(), *cfg, admin_options);
-  if (!admin.ok()) return Fail("run", admin.status().WithContext("metrics_port"));
+  if (!admin.ok()) return Fail("run", admin.status());
   std::cerr << "admin server on " << (*admin)->url()
             << " (/metrics, /healthz, /readyz, /api/customers/{id})" << std::endl;
 
@@ -125,14 +139,16 @@ int RunEngine(const RunOptions& o) {
     watcher->Start();
     dash_view = std::make_unique<dashboard::DashboardView>();
     dashboard::DashboardServerOptions so;
-    so.port = cfg->dashboard_port;
+    ApplyHttpSettings(cfg->dashboard, &so.http);
+    so.http.port = cfg->dashboard_port;
     so.engine_port = (*admin)->port();
+    so.engine_auth_token_file = cfg->admin.auth_token_file;
     auto dash = dashboard::DashboardServer::Start(so, dash_view.get());
-    if (!dash.ok() && so.port != 0) {
+    if (!dash.ok() && dash.status().code() == StatusCode::kIOError && so.http.port != 0) {
       // A busy port must not stop the main job: any free port will do.
-      std::cerr << "dashboard: port " << so.port << " unavailable (" << dash.status().ToString()
-                << "); using a free port" << std::endl;
-      so.port = 0;
+      std::cerr << "dashboard: port " << so.http.port << " unavailable ("
+                << dash.status().ToString() << "); using a free port" << std::endl;
+      so.http.port = 0;
       dash = dashboard::DashboardServer::Start(so, dash_view.get());
     }
     if (!dash.ok()) return Fail("run", dash.status().WithContext("dashboard"));
@@ -145,7 +161,8 @@ int RunEngine(const RunOptions& o) {
         [dash_client]() -> Result<kafka::ClientConfig> { return dash_client; }, fo,
         dash_view.get());
     dash_feed->Start();
-    std::cerr << "dashboard: http://127.0.0.1:" << dash_server->port() << "/" << std::endl;
+    std::cerr << "dashboard: http://" << so.http.bind_address << ":" << dash_server->port() << "/"
+              << std::endl;
     generator_thread = std::thread([&] {
       generator::WorldOptions world;
       world.customers = o.demo_customers;
@@ -274,8 +291,8 @@ void AddRunCommand(CLI::App* app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--duration", o->duration, "Stop after this many seconds (0: until Ctrl-C)");
   cmd->add_option("--metrics-port", o->metrics_port,
-                  "Port of the admin server (/metrics, /healthz, ...) on loopback; 0 picks a free "
-                  "one (default: the config's metrics_port)");
+                  "Port of the admin server (/metrics, /healthz, ...) on admin.bind_address; 0 "
+                  "picks a free one (default: the config's metrics_port)");
   cmd->add_flag("--until-caught-up", o->until_caught_up,
                 "Stop once every input partition is processed to its end and checkpointed");
   cmd->add_option("--guarantee", o->guarantee,

@@ -16,6 +16,16 @@ void ReadTopic(YamlFields& f, TopicSpec* t) {
   if (t->name.empty()) f.Fail("name", "a topic needs a name");
 }
 
+void ReadHttpServer(YamlFields& f, const std::string& key, HttpServerSettings* s) {
+  f.ReadObject(key, [&](YamlFields& h) {
+    h.Read("bind_address", &s->bind_address);
+    h.Read("auth_token_file", &s->auth_token_file);
+    h.Read("allowed_hosts", &s->allowed_hosts);
+    h.Read("max_connections", &s->max_connections, 1, 100000);
+    if (s->bind_address.empty()) h.Fail("bind_address", "must not be empty");
+  });
+}
+
 void ReadOutputTopic(YamlFields& f, const std::string& key, TopicSpec* t) {
   f.ReadObject(key, [&](YamlFields& o) { ReadTopic(o, t); });
 }
@@ -91,6 +101,8 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
   f.Read("pipeline", &c.pipeline);
   f.Read("metrics_port", &c.metrics_port, 0, 65535);
   f.Read("dashboard_port", &c.dashboard_port, 0, 65535);
+  ReadHttpServer(f, "admin", &c.admin);
+  ReadHttpServer(f, "dashboard", &c.dashboard);
   f.Read("consume_batch_size", &c.consume_batch_size, 1, 100000);
   f.Read("poll_timeout_ms", &c.poll_timeout_ms, 1, 60000);
   f.Read("commit_interval_ms", &c.commit_interval_ms, 10, 600000);

@@ -1,5 +1,7 @@
 #include "crmstream/pipeline/partition_checkpoint.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "crmstream/common/binary_io.h"
@@ -41,6 +43,18 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
   return Status::OK();
 }
 
+namespace {
+// Restore errors end in logs: they name the customer by position in the
+// store's order, never by id (a customer identifier); the id itself goes
+// to the debug log, for whoever runs with --log-level debug.
+std::string CustomerForLog(std::string_view what, size_t ordinal, std::string_view id) {
+  spdlog::debug("restore: {} of customer #{} of the partition is customer id '{}'", what, ordinal,
+                id);
+  return std::string(what) + " of customer #" + std::to_string(ordinal) +
+         " of the partition (--log-level debug shows its id)";
+}
+}  // namespace
+
 void MarkCheckpointed(EventProcessor* processor) {
   processor->feature_store().ClearUnsaved();
   processor->customer_models().ClearUnsaved();
@@ -51,20 +65,26 @@ Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::Partiti
   // Features first: they give every customer its slot in the store, by
   // which the models then find it.
   features::FeatureStore& features = processor->feature_store();
+  size_t ordinal = 0;
   CRM_RETURN_NOT_OK(store.ForEachCustomer(key, [&](std::string_view id, std::string_view blob) {
-    return features.DecodeCustomer(id, blob).WithContext("customer " + std::string(id));
+    ++ordinal;
+    Status st = features.DecodeCustomer(id, blob);
+    return st.ok() ? st : st.WithContext(CustomerForLog("features", ordinal, id));
   }));
   const bool models_enabled = processor->options().models_enabled;
   scoring::CustomerModels& models = processor->customer_models();
   if (models_enabled) {
+    ordinal = 0;
     CRM_RETURN_NOT_OK(
         store.ForEachCustomerModel(key, [&](std::string_view id, std::string_view blob) {
+          ++ordinal;
           const features::CustomerFeatures* f = features.Find(id);
           if (f == nullptr) {
-            return Status::Corruption("model state of customer " + std::string(id) +
-                                      ", who has no features");
+            return Status::Corruption(CustomerForLog("model state", ordinal, id) +
+                                      ": no features for this customer");
           }
-          return models.DecodeCustomer(*f, blob).WithContext("customer " + std::string(id));
+          Status st = models.DecodeCustomer(*f, blob);
+          return st.ok() ? st : st.WithContext(CustomerForLog("model state", ordinal, id));
         }));
   }
   // The models' partition-wide blobs, then the minute metrics: all of them

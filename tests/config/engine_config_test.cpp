@@ -61,6 +61,31 @@ TEST_CASE("Processing guarantee and state settings load", "[config]") {
             ->guarantee == Guarantee::kExactlyOnceStamped);
 }
 
+TEST_CASE("The HTTP servers' listeners load, loopback without a token by default", "[config]") {
+  testing::ScratchDir dir;
+  auto defaults = LoadEngineConfig(Write(dir, "d.yaml", "metrics_port: 9464\n"));
+  REQUIRE_OK(defaults);
+  CHECK(defaults->admin.bind_address == "127.0.0.1");
+  CHECK(defaults->admin.auth_token_file.empty());
+  CHECK(defaults->dashboard.bind_address == "127.0.0.1");
+  CHECK(defaults->dashboard.max_connections == 256);
+  auto cfg = LoadEngineConfig(Write(dir, "c.yaml",
+                                    "admin:\n  bind_address: 0.0.0.0\n"
+                                    "  auth_token_file: /etc/crmstream/admin.token\n"
+                                    "  allowed_hosts: [engine-1.internal, engine-1]\n"
+                                    "  max_connections: 64\n"
+                                    "dashboard:\n  bind_address: 10.0.0.5\n"));
+  REQUIRE_OK(cfg);
+  CHECK(cfg->admin.bind_address == "0.0.0.0");
+  CHECK(cfg->admin.auth_token_file == "/etc/crmstream/admin.token");
+  CHECK(cfg->admin.allowed_hosts == std::vector<std::string>{"engine-1.internal", "engine-1"});
+  CHECK(cfg->admin.max_connections == 64);
+  CHECK(cfg->dashboard.bind_address == "10.0.0.5");
+  auto bad = LoadEngineConfig(Write(dir, "b.yaml", "admin:\n  max_connections: 0\n"));
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("admin.max_connections") != std::string::npos);
+}
+
 TEST_CASE("Config mistakes name the file, line and field", "[config]") {
   testing::ScratchDir dir;
   struct Case {
