@@ -35,6 +35,10 @@ struct RunOptions {
   std::string pipeline;  // overrides the config's
   bool demo = false;
   double demo_rate = 5000;
+  // Simulated days the generator produces at full speed before running
+  // live, so that the churn model has matured labels (and its alert gate can
+  // open) within seconds of the start.
+  double backfill_days = 200;
   int demo_customers =
       2000;  // small enough that 30 simulated days (the churn horizon) pass in about a minute
   double duration = 0;    // seconds; 0: until Ctrl-C
@@ -166,6 +170,10 @@ int RunEngine(const RunOptions& o) {
     generator_thread = std::thread([&] {
       generator::WorldOptions world;
       world.customers = o.demo_customers;
+      // 5% a month: each of the engine's partitions (a few hundred demo
+      // customers) sees enough closings for its churn gate within the
+      // backfill.
+      world.churn_rate = 0.05;
       world.anomalies.enabled = true;
       world.malformed_rate = 0.001;
       world.duplicate_rate = 0.001;
@@ -181,21 +189,44 @@ int RunEngine(const RunOptions& o) {
       }
       kafka::Producer* p = producer->get();
       const std::string topic = cfg->inputs.front().name;
-      GeneratorPace pace;
-      pace.events_per_second = o.demo_rate;
-      auto n = RunGenerator(
-          gen->get(), pace,
-          [&](std::string_view key, std::string_view value) {
-            Status st = p->Produce(topic, kafka::kPartitionUnassigned, key, value);
-            p->Poll();
-            return st;
-          },
-          stop, &generated);
+      auto produce = [&](std::string_view key, std::string_view value) {
+        Status st = p->Produce(topic, kafka::kPartitionUnassigned, key, value);
+        p->Poll();
+        return st;
+      };
+      // The backfill runs as fast as the engine consumes, no faster: the
+      // embedded cluster keeps a bounded log per partition and drops the
+      // oldest records beyond it (the consumer's offset then resets past
+      // them), so the history would be lost rather than learned from.
+      constexpr uint64_t kMaxBackfillAhead = 120'000;
+      const runtime::EngineStats& engine_stats = (*engine)->stats();
+      auto produce_backfill = [&](std::string_view key, std::string_view value) {
+        while (generated.load(std::memory_order_relaxed) >
+                   engine_stats.received.load(std::memory_order_relaxed) + kMaxBackfillAhead &&
+               !stop.load(std::memory_order_relaxed)) {
+          p->Poll();
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+        return produce(key, value);
+      };
+      GeneratorPace backfill;
+      backfill.until_event_ms =
+          world.start_ms + static_cast<int64_t>(o.backfill_days * generator::kMillisPerDay);
+      Result<uint64_t> n = o.backfill_days > 0 ? RunGenerator(gen->get(), backfill,
+                                                              produce_backfill, stop, &generated)
+                                               : Result<uint64_t>(uint64_t{0});
+      if (n.ok()) {
+        GeneratorPace pace;
+        pace.events_per_second = o.demo_rate;
+        n = RunGenerator(gen->get(), pace, produce, stop, &generated);
+      }
       if (!n.ok()) generator_status = n.status();
       (void)p->Flush(std::chrono::seconds(10));
     });
-    std::cerr << "main job: generating " << o.demo_rate << " events/s for " << o.demo_customers
-              << " customers into " << cfg->inputs.front().name << "; Ctrl-C to stop" << std::endl;
+    std::cerr << "main job: " << o.backfill_days
+              << " simulated days of history at full speed, then " << o.demo_rate
+              << " events/s for " << o.demo_customers << " customers into "
+              << cfg->inputs.front().name << "; Ctrl-C to stop" << std::endl;
   }
 
   // The supervisor thread: status line, sample outputs, Ctrl-C and --duration;
@@ -289,6 +320,11 @@ void AddRunCommand(CLI::App* app, int* exit_code) {
   cmd->add_option("--rate", o->demo_rate, "With --demo: events per second")->capture_default_str();
   cmd->add_option("--customers", o->demo_customers, "With --demo: customers")
       ->capture_default_str();
+  cmd->add_option("--backfill-days", o->backfill_days,
+                  "With --demo: simulated days generated at full speed before the live rate, so "
+                  "the churn model has validated itself when the dashboard opens")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3650.0));
   cmd->add_option("--duration", o->duration, "Stop after this many seconds (0: until Ctrl-C)");
   cmd->add_option("--metrics-port", o->metrics_port,
                   "Port of the admin server (/metrics, /healthz, ...) on admin.bind_address; 0 "

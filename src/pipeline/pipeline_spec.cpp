@@ -70,6 +70,12 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
       c.Read("high_probability", &policy.high_probability, 0.0, 1.0);
       c.Read("critical_probability", &policy.critical_probability, 0.0, 1.0);
       ReadDuration(c, "cooldown_hours", kMillisPerHour, 0, 24 * 3650, &policy.cooldown_ms);
+      c.ReadObject("gate", [&](config::YamlFields& g) {
+        alerts::ChurnGateOptions& gate = o.models.churn.gate;
+        g.Read("min_positive_labels", &gate.min_positive_labels, 1, 1 << 20);
+        g.Read("min_negative_labels", &gate.min_negative_labels, 1, 1 << 20);
+        g.Read("auc_floor", &gate.auc_floor, 0.5, 1.0);
+      });
       if (policy.exit_probability > policy.enter_probability) {
         c.Fail("exit_probability", "must not exceed enter_probability (hysteresis)");
       }

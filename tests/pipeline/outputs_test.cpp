@@ -52,12 +52,33 @@ class KeepingSink final : public OutputSink {
   std::array<uint64_t, kOutputKindCount> counts{};
 };
 
+// The defaults, but with a churn alert gate that opens on the first
+// matured labels of this short world (the defaults wait for predictions of
+// a trained model to mature: about two horizons), so that alerts are
+// published and their records checked.
+ProcessorOptions AlertingOptions() {
+  ProcessorOptions o;
+  o.models.churn.warm_after_examples = 0;
+  o.models.churn.gate.min_positive_labels = 1;
+  o.models.churn.gate.min_negative_labels = 1;
+  o.models.churn.gate.auc_floor = 0.5;
+  o.models.churn.calibration.min_labels = 50;
+  o.models.churn.calibration.refit_every = 32;
+  // Calibrated to this world's base rate, few customers reach the default
+  // levels within its first weeks.
+  o.models.churn.alerts.enter_probability = 0.15;
+  o.models.churn.alerts.exit_probability = 0.1;
+  o.models.churn.alerts.high_probability = 0.3;
+  o.models.churn.alerts.critical_probability = 0.5;
+  return o;
+}
+
 struct WorldRun {
   KeepingSink sink;
   std::unordered_map<std::string, std::string> customer_of_event;  // event_id -> customer
   std::unordered_map<std::string, int64_t> time_of_event;
   generator::GroundTruth truth;
-  ProcessorOptions options;
+  ProcessorOptions options = AlertingOptions();
 };
 
 // 1,500 customers, 10% churn per 30 days, anomalies and malformed records,
@@ -177,7 +198,7 @@ TEST_CASE("Churn alerts: trigger, explanation, id and cool-down as published",
   const WorldRun& run = SharedRun();
   const auto& alerts = run.sink.records[static_cast<size_t>(OutputKind::kChurnAlerts)];
   REQUIRE(alerts.size() > 10);
-  const alerts::ChurnAlertPolicyOptions policy;  // the defaults the run used
+  const alerts::ChurnAlertPolicyOptions& policy = run.options.models.churn.alerts;
   simdjson::dom::parser parser;
   std::map<std::string, std::vector<int64_t>> times_of;
   for (const auto& r : alerts) {

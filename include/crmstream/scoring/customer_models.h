@@ -64,6 +64,9 @@ struct CustomerScores {
   // Churn probability predicted at the customer's latest event before any
   // account_closed (a closed account keeps its last pre-closing score).
   double churn_probability = 0.0;
+  // Whether the churn alert gate is open (ChurnValueModel::gate_open): the
+  // probability is published (and means "at risk" at all) only then.
+  bool churn_gate_open = false;
   // Predicted spend over the next churn horizon, currency units, >= 0.
   double predicted_value = 0.0;
   // Segment in [0, k), -1 while k-means is not seeded yet.
