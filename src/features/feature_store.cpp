@@ -10,6 +10,7 @@
 
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/hash.h"
+#include "crmstream/common/partial_update_error.h"
 #include "features/day_ring.h"
 
 namespace crmstream::features {
@@ -99,9 +100,6 @@ size_t ChunkCapacity(size_t needed) {
   const size_t cap = std::max<size_t>(24, ((needed + 7) / 16) * 16 + 8);
   return std::min<size_t>(cap, std::numeric_limits<uint16_t>::max());
 }
-
-constexpr std::string_view kWindowMetricNames[kWindowMetricCount] = {
-    "purchases", "logins", "page_views", "support_tickets", "complaints", "refunds"};
 
 }  // namespace
 
@@ -345,8 +343,11 @@ uint16_t FeatureStore::InternPlan(std::string_view plan) {
   if (auto it = plan_ids_.find(plan); it != plan_ids_.end()) return it->second;
   if (plan_names_.size() >= kPlanTableSize) return static_cast<uint16_t>(kPlanTableSize - 1);
   const auto id = static_cast<uint16_t>(plan_names_.size());
-  plan_names_.emplace_back(plan);
-  plan_ids_.emplace(std::string(plan), id);
+  // Strong guarantee: what can throw comes before the tables change.
+  std::string name(plan);
+  plan_names_.reserve(plan_names_.size() + 1);
+  plan_ids_.emplace(name, id);
+  plan_names_.push_back(std::move(name));  // no-throw: reserved
   return id;
 }
 
@@ -356,8 +357,15 @@ namespace {
 // the one sought.
 constexpr int kIndexBits = 26;
 constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
-constexpr uint32_t kMaxCustomers = kIndexMask - 1;
+static_assert(FeatureSpec::kMaxCustomers == kIndexMask - 1);
 inline uint32_t TagOf(uint64_t hash) { return static_cast<uint32_t>(hash >> 58) << kIndexBits; }
+
+// Capacity for `needed` elements, grown geometrically (a reserve of the exact
+// size would reallocate on every new customer).
+template <typename Container>
+void ReserveGeometric(Container* c, size_t needed) {
+  if (c->capacity() < needed) c->reserve(std::max(needed, c->capacity() * 2));
+}
 }  // namespace
 
 uint32_t FeatureStore::FindIndex(std::string_view id, uint64_t hash) const {
@@ -394,21 +402,25 @@ uint32_t FeatureStore::FindOrCreate(std::string_view id, bool ask_handler) {
     miss_handler_->OnMiss(id);
     if (const uint32_t found = FindIndex(id, hash); found != UINT32_MAX) return found;
   }
+  // A new customer. Everything that can throw comes first, so that a throw
+  // leaves the store as it was (only with more capacity, or with a saved
+  // customer evicted, which a later touch reloads): the caller may go on
+  // without this event.
+  char* heap_id = nullptr;
+  if (id.size() > sizeof(CustomerRecord{}.id.chars)) {
+    heap_id = static_cast<char*>(std::malloc(ChunkCapacity(id.size())));
+    if (heap_id == nullptr) throw std::bad_alloc();
+  }
   uint32_t index = capacity_ != 0 && size_ >= capacity_ ? EvictOne() : UINT32_MAX;
   if (index == UINT32_MAX) {
-    // Load factor <= 0.75: linear probing stays short and the table costs
-    // 5.3-10.7 bytes per customer.
-    if ((size_t{size_} + 1) * 4 > table_.size() * 3) GrowTable();
-    if (size_ >= kMaxCustomers) {
-      throw std::length_error("features: more than 67M customers in one feature store");
+    try {
+      GrowForNewCustomer();
+    } catch (...) {
+      std::free(heap_id);
+      throw;
     }
+    // From here on nothing allocates.
     index = size_;
-    if (index % kBlockSlots == 0) {
-      // 64-byte aligned, so a 192-byte slot spans exactly three cache lines.
-      auto* block = static_cast<std::byte*>(std::aligned_alloc(64, kBlockSlots * slot_bytes_));
-      if (block == nullptr) throw std::bad_alloc();
-      blocks_.emplace_back(block);
-    }
     ++size_;
   }
   std::byte* slot = Slot(index);
@@ -421,17 +433,39 @@ uint32_t FeatureStore::FindOrCreate(std::string_view id, bool ask_handler) {
   if (id.size() <= sizeof(r->id.chars)) {
     std::memcpy(r->id.chars, id.data(), id.size());
   } else {
-    const size_t chunk = ChunkCapacity(id.size());
-    r->id.heap = static_cast<char*>(std::malloc(chunk));
-    if (r->id.heap == nullptr) throw std::bad_alloc();
+    r->id.heap = heap_id;
     std::memcpy(r->id.heap, id.data(), id.size());
-    long_id_bytes_ += chunk + kMallocHeader;
+    long_id_bytes_ += ChunkCapacity(id.size()) + kMallocHeader;
   }
   const size_t mask = table_.size() - 1;
   size_t pos = hash & mask;
   while (table_[pos] != 0) pos = (pos + 1) & mask;
   table_[pos] = TagOf(hash) | (index + 1);
   return index;
+}
+
+void FeatureStore::GrowForNewCustomer() {
+  if (size_ >= spec_.max_customers) {
+    throw std::length_error("features: more than features.max_customers (" +
+                            std::to_string(spec_.max_customers) +
+                            ") customers in one feature store");
+  }
+  // Load factor <= 0.75: linear probing stays short and the table costs
+  // 5.3-10.7 bytes per customer.
+  if ((size_t{size_} + 1) * 4 > table_.size() * 3) GrowTable();
+  // The tracking lists hold each customer at most once: with room for every
+  // customer, MarkDirty never allocates (nor throws) mid-update.
+  const size_t needed = size_t{size_} + 1;
+  ReserveGeometric(&dirty_, needed);
+  ReserveGeometric(&pending_, needed);
+  ReserveGeometric(&unsaved_, needed);
+  if (size_ % kBlockSlots == 0) {
+    ReserveGeometric(&blocks_, blocks_.size() + 1);
+    // 64-byte aligned, so a 192-byte slot spans exactly three cache lines.
+    auto* block = static_cast<std::byte*>(std::aligned_alloc(64, kBlockSlots * slot_bytes_));
+    if (block == nullptr) throw std::bad_alloc();
+    blocks_.emplace_back(block);  // no-throw: reserved above
+  }
 }
 
 uint32_t FeatureStore::EvictOne() {
@@ -530,14 +564,38 @@ void FeatureStore::ReleaseRing(CustomerRecord* r) {
 }
 
 const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
+  // What may throw without having changed anything: a new plan name, then a
+  // new customer (over max_customers, or memory for it). A plan named by an
+  // event that then fails stays in the (bounded) plan table, unused.
+  const uint16_t named_plan = e.plan.empty() ? 0 : InternPlan(e.plan);
   const uint32_t index = FindOrCreate(e.customer_id, /*ask_handler=*/true);
   CustomerRecord* r = &Record(index);
   r->flags |= kReferencedFlag;
   const int64_t ts = e.timestamp_ms;
-  const int type = static_cast<int>(e.type);
-  if (r->type_counts[type] != UINT32_MAX) ++r->type_counts[type];
   const bool fresh = r->latest_ms == kNoTime;
   const bool late = !fresh && ts < r->latest_ms;
+  // A late event never changes the current plan: the plan is the one most
+  // recently named by an event that was not older than the clock.
+  const uint16_t plan_id = !late && !e.plan.empty() ? named_plan : r->plan_id;
+  try {
+    ApplyEvent(index, e, fresh, late, plan_id);
+  } catch (const std::exception& error) {
+    // Only the per-day history can still grow (bad_alloc), after the
+    // customer's counters changed.
+    throw PartialUpdateError(std::string("features: a customer's update failed half-way: ") +
+                             error.what());
+  }
+  MarkDirty(index);
+  current_.index_ = index;
+  return current_;
+}
+
+void FeatureStore::ApplyEvent(uint32_t index, const ingest::Event& e, bool fresh, bool late,
+                              uint16_t plan_id) {
+  CustomerRecord* r = &Record(index);
+  const int64_t ts = e.timestamp_ms;
+  const int type = static_cast<int>(e.type);
+  if (r->type_counts[type] != UINT32_MAX) ++r->type_counts[type];
   if (fresh || ts < r->first_seen_ms) r->first_seen_ms = ts;
 
   const uint64_t cents = ToCents(e);
@@ -558,9 +616,7 @@ const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
     default:
       break;
   }
-  // A late event never changes the current plan: the plan is the one most
-  // recently named by an event that was not older than the clock.
-  if (!late && !e.plan.empty()) r->plan_id = InternPlan(e.plan);
+  r->plan_id = plan_id;
 
   const int32_t day = DayOf(ts);
   if (!late) {
@@ -576,9 +632,6 @@ const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
       ApplyLateWindowed(index, day, metric, cents);
     }
   }
-  MarkDirty(index);
-  current_.index_ = index;
-  return current_;
 }
 
 namespace {
@@ -952,7 +1005,14 @@ Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes
     return Status::Corruption("customer features: day ring exceeds lifetime amounts");
   }
   // Valid: install it.
-  const uint32_t index = FindOrCreate(customer_id, /*ask_handler=*/false);
+  uint32_t index = 0;
+  try {
+    index = FindOrCreate(customer_id, /*ask_handler=*/false);
+  } catch (const std::length_error&) {
+    return Status::InvalidArgument(
+        "customer features: more customers in memory than features.max_customers (" +
+        std::to_string(spec_.max_customers) + ")");
+  }
   CustomerRecord* dst = &Record(index);
   ReleaseRing(dst);
   r.id = dst->id;

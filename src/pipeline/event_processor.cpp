@@ -1,8 +1,11 @@
 #include "crmstream/pipeline/event_processor.h"
 
+#include <spdlog/spdlog.h>
+
 #include "crmstream/alerts/churn_alert_policy.h"
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/json_writer.h"
+#include "crmstream/common/partial_update_error.h"
 #include "crmstream/state/state_keys.h"
 
 namespace crmstream::pipeline {
@@ -71,7 +74,12 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
                                                 *blobs->model);
       }
     }
-    if (!st.ok()) Fail(st.WithContext("customer " + std::string(customer_id)));
+    if (st.ok()) return;
+    // Errors end in logs: they never name the customer (a customer
+    // identifier); the id goes to the debug log only.
+    spdlog::debug("state store: the saved customer that failed to load is customer id '{}'",
+                  customer_id);
+    Fail(st.WithContext("a saved customer (--log-level debug shows its id)"));
   }
 
  private:
@@ -162,27 +170,83 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& decoded,
     rejection = {ingest::RejectReason::kOutOfRange, "plan",
                  "a new plan beyond the partition's 1024 distinct plans"};
   }
-  if (rejection.rejected()) {
-    counters_.rejected.Add();
-    counters_.by_reason[static_cast<size_t>(rejection.code)].Add();
-    std::string_view value = dead_letter_.Build(rejection, source, raw, now_ms);
-    sink_->Emit(OutputKind::kDeadLetter, {}, value);
-    counters_.outputs[static_cast<int>(OutputKind::kDeadLetter)].Add();
-    return ProcessOutcome::kRejected;
-  }
+  if (rejection.rejected()) return DeadLetter(rejection, raw, source, now_ms);
   if (dedup_.SeenBefore(event.event_id)) {
     counters_.duplicates.Add();
     return ProcessOutcome::kDuplicate;
   }
+  // An exception here must not end the engine: processing is deterministic,
+  // so a restart would meet the same record again (a crash loop). What the
+  // state looks like after a throw decides what happens (a try block costs
+  // nothing until something throws):
+  // - Reserve and Update throw before changing anything (a customer beyond
+  //   features.max_customers, memory for a new customer or plan): the state
+  //   is as if the record had never come, so it is dead-lettered as
+  //   processing_error and processing goes on. Only the dedup window has
+  //   seen its event_id: a copy sent again counts as a duplicate of a record
+  //   already handled (dead-lettered).
+  // - Anything thrown once the features took the event (PartialUpdateError
+  //   from Update; the minute metrics, the models, the event-time outputs)
+  //   may have left part of the event applied. That state must not be
+  //   checkpointed: the processor stops the engine (Fatal), and the restart
+  //   resumes from the last checkpoint, which is consistent.
+  bool state_changed = false;
+  try {
+    if (options_.models_enabled) models_.Reserve(features_->size() + 1);
+    const features::CustomerFeatures& f = features_->Update(event);
+    state_changed = true;
+    if (options_.models_enabled) {
+      minutes_.OnEvent(event);
+      models_.OnEvent(event, f);
+      EmitEventTimeOutputs();
+    }
+  } catch (const PartialUpdateError& error) {
+    Fatal(error, source);
+  } catch (const std::exception& error) {
+    if (state_changed) Fatal(error, source);
+    return ProcessingError(error, raw, source, now_ms);
+  }
   counters_.accepted.Add();
   counters_.by_type[static_cast<int>(event.type)].Add();
-  const features::CustomerFeatures& f = features_->Update(event);
-  if (options_.models_enabled) {
-    minutes_.OnEvent(event);
-    models_.OnEvent(event, f);
-    EmitEventTimeOutputs();
-  }
   return ProcessOutcome::kAccepted;
+}
+
+ProcessOutcome EventProcessor::DeadLetter(const ingest::Rejection& rejection, std::string_view raw,
+                                          const ingest::SourcePosition& source, int64_t now_ms) {
+  counters_.rejected.Add();
+  counters_.by_reason[static_cast<size_t>(rejection.code)].Add();
+  std::string_view value = dead_letter_.Build(rejection, source, raw, now_ms);
+  sink_->Emit(OutputKind::kDeadLetter, {}, value);
+  counters_.outputs[static_cast<int>(OutputKind::kDeadLetter)].Add();
+  return ProcessOutcome::kRejected;
+}
+
+ProcessOutcome EventProcessor::ProcessingError(const std::exception& error, std::string_view raw,
+                                               const ingest::SourcePosition& source,
+                                               int64_t now_ms) {
+  // The detail is the exception's text: Build copies it before it goes.
+  const ingest::Rejection rejection{ingest::RejectReason::kProcessingError, "", error.what()};
+  // Logged at the 1st, 2nd, 4th, 8th... failure: hostile input must not
+  // flood the log (the dead letters and the metric count every one).
+  const uint64_t failures =
+      counters_.by_reason[static_cast<size_t>(ingest::RejectReason::kProcessingError)].Get() + 1;
+  if ((failures & (failures - 1)) == 0) {
+    spdlog::warn(
+        "{}:{} offset {}: processing failed, record sent to the dead-letter output ({} so far in "
+        "this partition): {}",
+        source.topic, source.partition, source.offset, failures, error.what());
+  }
+  return DeadLetter(rejection, raw, source, now_ms);
+}
+
+void EventProcessor::Fatal(const std::exception& error, const ingest::SourcePosition& source) {
+  const std::string message = fmt::format(
+      "{}:{} offset {}: processing failed after it had changed the partition's state ({}); the "
+      "state may be inconsistent, so the engine stops without a checkpoint and a restart resumes "
+      "from the last checkpoint",
+      source.topic, source.partition, source.offset, error.what());
+  spdlog::critical("{}", message);
+  throw PartialUpdateError(message);
 }
 
 void EventProcessor::RefreshScores() {

@@ -31,9 +31,12 @@ models::RecursiveLeastSquaresOptions ValueOptions(const ChurnValueOptions& o, in
 
 // Checkpoint formats: the customer's section of its record, and the
 // partition blob (BlobKind::kChurnPartitionState).
-// Partition version 1 (state format 2) also held the label deadlines.
+// Partition versions 1 and 2 (state format 2) held the label deadlines, 2
+// also the calibrator; version 3 (state format 3) keeps the calibrator and
+// leaves the deadlines to the store's index. Versions 1-2 exist only in
+// format-2 stores, which the state store refuses as a whole.
 constexpr uint16_t kCustomerVersion = 1;
-constexpr uint16_t kPartitionVersion = 2;
+constexpr uint16_t kPartitionVersion = 3;
 
 // Slot booleans of the customer blob, one bit each.
 constexpr uint8_t kScoreStaleBit = 1;
@@ -69,6 +72,8 @@ Status ChurnValueOptions::Validate() const {
     return bad("value_forgetting_factor", "in (0, 1]", value_forgetting_factor);
   }
   if (warm_after_examples < 0) return bad("warm_after_examples", ">= 0", warm_after_examples);
+  CRM_RETURN_NOT_OK(gate.Validate());
+  CRM_RETURN_NOT_OK(calibration.Validate());
   return alerts.Validate();
 }
 
@@ -84,22 +89,26 @@ Result<ChurnValueModel> ChurnValueModel::Create(const ChurnValueOptions& options
                        models::RecursiveLeastSquares::Create(ValueOptions(options, dim)));
   CRM_ASSIGN_OR_RETURN(alerts::ChurnAlertPolicy policy,
                        alerts::ChurnAlertPolicy::Create(options.alerts));
+  CRM_ASSIGN_OR_RETURN(models::PlattCalibrator calibrator,
+                       models::PlattCalibrator::Create(options.calibration));
   return ChurnValueModel(options, dim, std::move(standardizer), std::move(churn), std::move(value),
-                         std::move(policy));
+                         std::move(policy), std::move(calibrator));
 }
 
 ChurnValueModel::ChurnValueModel(const ChurnValueOptions& options, int dim,
                                  models::Standardizer standardizer,
                                  models::BayesianLogisticRegression churn,
                                  models::RecursiveLeastSquares value,
-                                 alerts::ChurnAlertPolicy policy)
+                                 alerts::ChurnAlertPolicy policy,
+                                 models::PlattCalibrator calibrator)
     : options_(options),
       horizon_ms_(int64_t{options.horizon_days} * kMillisPerDay),
       dim_(dim),
       standardizer_(std::move(standardizer)),
       churn_(std::move(churn)),
       value_(std::move(value)),
-      policy_(std::move(policy)) {
+      policy_(std::move(policy)),
+      calibrator_(std::move(calibrator)) {
   snapshot_.resize(static_cast<size_t>(dim_));
   top_.reserve(static_cast<size_t>(dim_));
   standardised_.resize(static_cast<size_t>(dim_) + 1);
@@ -107,8 +116,10 @@ ChurnValueModel::ChurnValueModel(const ChurnValueOptions& options, int dim,
 
 void ChurnValueModel::GrowTo(size_t slots) {
   if (slots <= slots_.size()) return;
-  slots_.resize(slots);
+  // slots_ last: its size is the guard, so a throw between the two leaves a
+  // larger pending_features_ and nothing inconsistent.
   pending_features_.resize(slots * static_cast<size_t>(dim_));
+  slots_.resize(slots);
 }
 
 void ChurnValueModel::OnEvent(const ingest::Event& event, const features::CustomerFeatures& f,
@@ -153,7 +164,7 @@ void ChurnValueModel::OnEvent(const ingest::Event& event, const features::Custom
       stored[i] = static_cast<float>(snapshot_[static_cast<size_t>(i)]);
     slot->has_pending = true;
     slot->pending_ms = now;
-    slot->pending_probability = slot->churn_probability;
+    slot->pending_probability = last_raw_;  // the calibration learns from raw predictions
     slot->pending_value = slot->predicted_value;
     slot->pending_warm = churn_.count() >= static_cast<uint64_t>(options_.warm_after_examples);
     slot->pending_monetary = monetary;
@@ -184,7 +195,8 @@ void ChurnValueModel::Score(const features::CustomerFeatures& f, Slot* slot) {
   const std::span<double> z = std::span<double>(standardised_).first(static_cast<size_t>(dim_));
   standardizer_.Transform(snapshot_, z);
   standardised_[static_cast<size_t>(dim_)] = 1.0;
-  slot->churn_probability = churn_.PredictProbability(z);
+  last_raw_ = churn_.PredictProbability(z);
+  slot->churn_probability = calibrator_.Calibrate(last_raw_);
   slot->predicted_value = std::max(0.0, value_.Predict(standardised_));
   slot->score_stale = false;
 }
@@ -229,9 +241,9 @@ void ChurnValueModel::Refresh(const features::CustomerFeatures& f, UnsavedSlots*
     r.trigger_type = slot.trigger_type;
     r.trigger_ms = slot.trigger_ms;
   }
-  // An untrained churn model scores everyone alike (0.5): alerting on it
-  // would page the whole customer base. Alerts start once the model is warm.
-  if (!slot.closed && r.has_trigger &&
+  // An untrained churn model scores everyone alike (0.5), and one that has
+  // seen no closings yet is confidently wrong: alerts wait for the gate.
+  if (!slot.closed && r.has_trigger && gate_open() &&
       churn_.count() >= static_cast<uint64_t>(options_.warm_after_examples)) {
     r.alert = policy_.Evaluate(f.customer_id(), slot.churn_probability, f.as_of_ms(), &slot.alert);
     unsaved->Mark(s);
@@ -325,6 +337,10 @@ void ChurnValueModel::Resolve(uint32_t s, bool churned, double spend, UnsavedSlo
   if (slot.pending_warm) {
     warm_churn_auc_.Add(slot.pending_probability, churned);
     warm_churn_log_loss_.Add(slot.pending_probability, churned);
+    // Labels of the untrained model's predictions (all 0.5) would teach the
+    // calibration and the gate nothing.
+    calibrator_.Add(slot.pending_probability, churned);
+    UpdateGate();
   }
   value_rmse_.Add(slot.pending_value, spend);
   churn_.Update(z, churned);
@@ -334,6 +350,15 @@ void ChurnValueModel::Resolve(uint32_t s, bool churned, double spend, UnsavedSlo
   slot.pending_churned = false;
   ++slot.generation;
   --pending_count_;
+}
+
+void ChurnValueModel::UpdateGate() {
+  gate_state_ = alerts::EvaluateChurnGate(options_.gate, gate_inputs());
+}
+
+alerts::ChurnGateInputs ChurnValueModel::gate_inputs() const {
+  const models::CalibrationFit& fit = calibrator_.fit();
+  return {fit.positives, fit.negatives, fit.auc};
 }
 
 std::optional<int64_t> ChurnValueModel::PendingSnapshotMs(uint32_t slot) const {
@@ -359,6 +384,13 @@ ChurnValueModel::Quality ChurnValueModel::quality() const {
   q.pending_examples = pending_count_;
   q.value_rmse = value_rmse_.Value();
   q.value_labels = value_rmse_.count();
+  q.gate_state = gate_state_;
+  q.gate_inputs = gate_inputs();
+  const models::CalibrationFit& fit = calibrator_.fit();
+  q.calibrated = fit.fitted;
+  q.calibration_slope = fit.slope;
+  q.calibration_intercept = fit.intercept;
+  q.calibration_error = fit.expected_calibration_error;
   return q;
 }
 
@@ -497,6 +529,7 @@ void ChurnValueModel::EncodePartition(std::string* out) const {
   std::string policy_state;
   policy_.EncodeGlobalState(&policy_state);
   w.PutBytes(policy_state);
+  calibrator_.AppendTo(w);
   *out = SealBlob(BlobKind::kChurnPartitionState, kPartitionVersion, payload);
 }
 
@@ -538,6 +571,8 @@ Status ChurnValueModel::DecodePartition(std::string_view blob) {
   CRM_RETURN_NOT_OK(in.GetBytes(&scratch));
   alerts::ChurnAlertPolicy policy = policy_;
   CRM_RETURN_NOT_OK(policy.DecodeGlobalState(scratch));
+  CRM_ASSIGN_OR_RETURN(models::PlattCalibrator calibrator,
+                       models::PlattCalibrator::ReadFrom(in, options_.calibration));
 
   CRM_RETURN_NOT_OK(in.ExpectEnd());
 
@@ -557,6 +592,8 @@ Status ChurnValueModel::DecodePartition(std::string_view blob) {
   warm_churn_log_loss_ = warm_churn_log_loss;
   value_rmse_ = value_rmse;
   policy_ = std::move(policy);
+  calibrator_ = std::move(calibrator);
+  UpdateGate();
   return Status::OK();
 }
 

@@ -42,14 +42,18 @@ CustomerModels::CustomerModels(const CustomerModelsOptions& options,
       segmenter_(std::move(segmenter)),
       behaviour_(std::move(behaviour)) {}
 
+void CustomerModels::Reserve(size_t slots) {
+  if (slots <= known_.size()) return;
+  // known_ last: its size says every part has grown (a part that grew before
+  // another threw is merely larger).
+  churn_.GrowTo(slots);
+  segmenter_.GrowTo(slots);
+  behaviour_.GrowTo(slots);
+  known_.resize(slots, 0);
+}
+
 void CustomerModels::Know(uint32_t slot) {
-  if (slot >= known_.size()) {
-    const size_t slots = size_t{slot} + 1;
-    known_.resize(slots, 0);
-    churn_.GrowTo(slots);
-    segmenter_.GrowTo(slots);
-    behaviour_.GrowTo(slots);
-  }
+  Reserve(size_t{slot} + 1);
   if (known_[slot] == 0) {
     known_[slot] = 1;
     ++customer_count_;
@@ -80,7 +84,23 @@ const CustomerRefresh& CustomerModels::Refresh(const features::CustomerFeatures&
 void CustomerModels::WriteCustomerScores(const features::CustomerFeatures& f, JsonWriter* w) const {
   const uint32_t s = f.slot();
   if (!Knows(s)) return;
-  w->Field("churn_probability", churn_.churn_probability(s));
+  // Until the gate opens nobody is "at risk": the probability is null and
+  // the record says why (the same partition-wide figures in every record,
+  // so a consumer of the topic alone can show the warm-up).
+  w->Key("churn_probability");
+  if (churn_.gate_open()) {
+    w->Double(churn_.churn_probability(s));
+  } else {
+    w->Null();
+  }
+  const alerts::ChurnGateInputs gate = churn_.gate_inputs();
+  w->Key("churn_model");
+  w->BeginObject();
+  w->Field("state", alerts::ChurnGateStateName(churn_.gate_state()));
+  w->Field("labels", gate.positives + gate.negatives);
+  w->Field("closings", gate.positives);
+  w->Field("auc", gate.auc);
+  w->EndObject();
   w->Field("predicted_value_30d", churn_.predicted_value(s));
   w->Key("segment");
   if (const int segment = segmenter_.segment(s); segment < 0) {
@@ -96,6 +116,7 @@ std::optional<CustomerScores> CustomerModels::Scores(const features::CustomerFea
   if (!Knows(s)) return std::nullopt;
   CustomerScores out;
   out.churn_probability = churn_.churn_probability(s);
+  out.churn_gate_open = churn_.gate_open();
   out.predicted_value = churn_.predicted_value(s);
   out.segment = segmenter_.segment(s);
   out.anomaly_score = behaviour_.score(s);

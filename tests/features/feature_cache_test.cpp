@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -133,6 +134,54 @@ TEST_CASE("A store whose customers are all unsaved grows past its capacity", "[f
   CHECK(store->over_capacity() == 20);
   CHECK(store->evictions() == 0);
   for (int n = 0; n < 30; ++n) CHECK(store->Find(IdOf(n)) != nullptr);
+}
+
+TEST_CASE("max_customers counts the customers in memory, not those evicted", "[features]") {
+  FeatureSpec spec;
+  spec.max_customers = 12;
+  REQUIRE_OK_AND_ASSIGN(auto store, FeatureStore::Create(spec));
+  MapBacking backing(store.get());
+  store->SetCapacity(10, &backing);
+  Event e;
+  e.event_id = "e";
+  e.type = EventType::kLogin;
+  // Saved after each event: a slot can always be taken, 100 customers pass
+  // through a store that may hold 12.
+  for (int n = 0; n < 100; ++n) {
+    const std::string id = IdOf(n);  // the event only views its id
+    e.customer_id = id;
+    e.timestamp_ms = kT0 + n;
+    REQUIRE_NOTHROW(store->Update(e));
+    store->ClearDirty();
+    store->ClearUnsaved();
+  }
+  CHECK(store->size() <= 10);
+  CHECK(store->evictions() >= 90);
+  CHECK(backing.saved.size() >= 90);
+
+  // Nothing saved: the store grows past its capacity up to max_customers,
+  // then refuses a new customer (long id too) and stays as it was.
+  for (int n = 100; store->size() < 12; ++n) {
+    const std::string id = IdOf(n);  // the event only views its id
+    e.customer_id = id;
+    e.timestamp_ms = kT0 + n;
+    store->Update(e);
+    REQUIRE(n < 200);
+  }
+  const uint64_t evictions = store->evictions();
+  const std::string refused = IdOf(300);  // a long identifier: 300 % 3 == 0
+  e.customer_id = refused;
+  CHECK_THROWS_AS(store->Update(e), std::length_error);
+  CHECK(store->size() == 12);
+  CHECK(store->Find(refused) == nullptr);
+  // A saved customer loads again only if there is room: none is, so the
+  // load is refused with a clear error rather than a throw.
+  const std::string& saved_id = backing.saved.begin()->first;
+  REQUIRE(store->Find(saved_id) == nullptr);
+  const Status load = store->LoadCustomer(saved_id, backing.saved.begin()->second);
+  CHECK(load.code() == StatusCode::kInvalidArgument);
+  CHECK(load.ToString().find("max_customers") != std::string::npos);
+  CHECK(store->evictions() == evictions);
 }
 
 }  // namespace

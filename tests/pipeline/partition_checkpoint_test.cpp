@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "alerting_options.h"
 #include "crmstream/generator/world_generator.h"
 #include "recording_sink.h"
 #include "support/require_ok.h"
@@ -19,9 +20,10 @@ constexpr int64_t kMsPerDay = 86'400'000;
 constexpr int kEventsPerInterval = 400;
 
 ProcessorOptions Options() {
-  ProcessorOptions o;
-  // Alerts start once the churn model has trained on this many labels: low,
-  // so the comparison below covers alerts too.
+  // Alerts, the alert gate and its calibrator are part of what a restore
+  // must carry over.
+  ProcessorOptions o = AlertingOptions();
+  // Alerts start once the churn model has trained on this many labels.
   o.models.churn.warm_after_examples = 50;
   return o;
 }

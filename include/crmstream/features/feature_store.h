@@ -169,6 +169,11 @@ class FeatureStore {
 
   // Applies the event to its customer (created on first sight) and returns
   // the customer's features (the reference is rebound by the next Update).
+  // Throws std::length_error for a new customer beyond spec().max_customers
+  // held in memory (a bounded cache evicts first) and std::bad_alloc when
+  // memory for a new customer or plan runs out, in both cases with the store
+  // unchanged but for a saved customer it may have evicted; PartialUpdateError (common) when
+  // the customer's per-day history cannot grow after its counters changed.
   const CustomerFeatures& Update(const ingest::Event& e);
 
   // nullptr if the customer is unknown. Does not allocate. The pointer is
@@ -319,11 +324,16 @@ class FeatureStore {
   }
   uint32_t FindIndex(std::string_view id, uint64_t hash) const;
   uint32_t FindOrCreate(std::string_view id, bool ask_handler);
+  // Room for one more slot (max_customers, table, tracking lists, block);
+  // changes nothing a reader sees, throws before anything else does.
+  void GrowForNewCustomer();
   // A slot to reuse (its customer evicted), or UINT32_MAX if none was found.
   uint32_t EvictOne();
   void EraseFromTable(uint32_t index);
   void ReleaseId(CustomerRecord* r);
   Status Decode(std::string_view customer_id, std::string_view bytes, bool mark);
+  // Update's changes to an existing record (after FindOrCreate / InternPlan).
+  void ApplyEvent(uint32_t index, const ingest::Event& e, bool fresh, bool late, uint16_t plan_id);
   void GrowTable();
   void MarkDirty(uint32_t index);
   uint16_t InternPlan(std::string_view plan);

@@ -27,7 +27,10 @@
 //
 // A record that fails validation never stops processing and is never
 // dropped: it is written to the dead-letter output with its reason, field,
-// original bytes and source position, and counted. A duplicate (event_id
+// original bytes and source position, and counted. So is a valid record
+// whose processing throws before it changed any state (processing_error,
+// e.g. a customer beyond features.max_customers); one that throws after
+// changing state stops the engine (PartialUpdateError; Process's comment). A duplicate (event_id
 // already seen within the dedup window) is counted once and produces no
 // output.
 //
@@ -47,6 +50,7 @@
 
 #include <array>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -105,8 +109,11 @@ class EventProcessor {
   EventProcessor& operator=(const EventProcessor&) = delete;
   ~EventProcessor();
 
-  // Decodes one JSON record and processes it. `now_ms` is the wall clock (or
-  // the broker timestamp) for dead-letter records and skew checks.
+  // Decodes one JSON record and processes it. `now_ms` is the record's clock
+  // (the broker timestamp, or the wall clock; <= 0: none) for dead-letter
+  // records and the future-skew check. Throws PartialUpdateError, after a
+  // critical log line, only when processing failed after it had changed
+  // state: the caller must not checkpoint, and should stop.
   ProcessOutcome Process(std::string_view bytes, const ingest::SourcePosition& source,
                          int64_t now_ms);
   // Processes a record some other decoder (CSV) already decoded.
@@ -172,6 +179,13 @@ class EventProcessor {
   // Loads a customer from the attached store if it is saved there.
   void LoadSavedCustomer(std::string_view customer_id);
   class SavedCustomers;
+  ProcessOutcome DeadLetter(const ingest::Rejection& rejection, std::string_view raw,
+                            const ingest::SourcePosition& source, int64_t now_ms);
+  // A record whose processing threw before changing any state.
+  ProcessOutcome ProcessingError(const std::exception& error, std::string_view raw,
+                                 const ingest::SourcePosition& source, int64_t now_ms);
+  // Logs and throws PartialUpdateError: the state may be inconsistent.
+  [[noreturn]] void Fatal(const std::exception& error, const ingest::SourcePosition& source);
 
   ProcessorOptions options_;
   OutputSink* sink_;

@@ -20,7 +20,16 @@
 // (the prediction the example is judged by). Every other customer with
 // events is scored once per output flush by Refresh(), with the models as
 // they stand then and the customer's features as of its latest event;
-// Refresh() also runs the alert policy, once the model is warm.
+// Refresh() also runs the alert policy, once the gate is open.
+//
+// Calibration and the gate. The churn probability published is the
+// logistic model's, mapped through online Platt scaling fitted on the
+// recent warm labels (models/platt_calibrator.h); the raw prediction is
+// what a pending example keeps, since the calibration learns from it.
+// Alerts, and "at risk" scores for anyone, wait for the gate
+// (alerts/churn_gate.h): enough recent closings and non-closings, and a
+// recent prequential AUC above a floor. The calibrator's window is part of
+// the partition checkpoint, so the gate's state survives a restart.
 //
 // Customers are the feature store's slots (CustomerFeatures::slot()): the
 // per-customer arrays are indexed by them and grow with the largest slot
@@ -50,12 +59,14 @@
 #include <vector>
 
 #include "crmstream/alerts/churn_alert_policy.h"
+#include "crmstream/alerts/churn_gate.h"
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/status.h"
 #include "crmstream/features/feature_spec.h"
 #include "crmstream/features/feature_store.h"
 #include "crmstream/ingest/event.h"
 #include "crmstream/models/logistic_regression.h"
+#include "crmstream/models/platt_calibrator.h"
 #include "crmstream/models/prequential_metrics.h"
 #include "crmstream/models/recursive_least_squares.h"
 #include "crmstream/models/standardizer.h"
@@ -88,6 +99,11 @@ struct ChurnValueOptions {
   double value_forgetting_factor = 1.0;
   // The churn alert policy run by Refresh().
   alerts::ChurnAlertPolicyOptions alerts;
+  // When the model may alert and publish probabilities at all: judged on
+  // the calibration window (the recent warm labels).
+  alerts::ChurnGateOptions gate;
+  // Platt scaling of the churn probability on the recent warm labels.
+  models::PlattCalibratorOptions calibration;
 
   // InvalidArgument naming the field.
   Status Validate() const;
@@ -103,7 +119,7 @@ struct ChurnContribution {
 
 // What Refresh() found for one customer's churn.
 struct ChurnRefresh {
-  double churn_probability = 0.0;
+  double churn_probability = 0.0;  // calibrated
   // The alert decision (raise == false when nothing is to be published).
   alerts::AlertDecision alert;
   // When the alert is raised: its top 3 contributions, largest
@@ -193,8 +209,8 @@ class ChurnValueModel {
   // At an output flush, for a customer with events since the previous one
   // (one the model never saw is a precondition violation): scores it when
   // it had events since its last score, and runs the alert policy (once the
-  // model has trained on warm_after_examples examples: before, it scores
-  // everyone alike). Writes into `*out`; marks the customer in `unsaved`
+  // model has trained on warm_after_examples examples and the gate is
+  // open). Writes into `*out`; marks the customer in `unsaved`
   // where its state changed. Does not allocate.
   void Refresh(const features::CustomerFeatures& f, UnsavedSlots* unsaved, ChurnRefresh* out);
   // Ends a flush: forgets the trigger events logged since the previous one.
@@ -204,8 +220,8 @@ class ChurnValueModel {
   void GrowTo(size_t slots);
   size_t slot_count() const { return slots_.size(); }
 
-  // The customer's latest scores (slot < slot_count()): the churn
-  // probability predicted at its latest Refresh or pending example, before
+  // The customer's latest scores (slot < slot_count()): the (calibrated)
+  // churn probability predicted at its latest Refresh or pending example, before
   // any account_closed (a closed account keeps its last pre-closing score),
   // and the spend predicted over the next horizon_days, >= 0.
   double churn_probability(uint32_t slot) const { return slots_[slot].churn_probability; }
@@ -237,10 +253,23 @@ class ChurnValueModel {
     // Prequential RMSE of the predicted spend (currency units).
     double value_rmse = 0.0;
     uint64_t value_labels = 0;
+    // The alert gate and the calibration, on the recent warm labels.
+    alerts::ChurnGateState gate_state = alerts::ChurnGateState::kWarmingUp;
+    alerts::ChurnGateInputs gate_inputs;
+    bool calibrated = false;
+    double calibration_slope = 1.0;
+    double calibration_intercept = 0.0;
+    double calibration_error = 0.0;  // expected calibration error on the window
   };
   Quality quality() const;
 
   const alerts::ChurnAlertPolicy& alert_policy() const { return policy_; }
+  // The gate as of the latest calibration refit; open: alerts and
+  // published probabilities.
+  alerts::ChurnGateState gate_state() const { return gate_state_; }
+  bool gate_open() const { return gate_state_ == alerts::ChurnGateState::kOpen; }
+  alerts::ChurnGateInputs gate_inputs() const;
+  const models::PlattCalibrator& calibrator() const { return calibrator_; }
   const models::BayesianLogisticRegression& churn_model() const { return churn_; }
   const models::Standardizer& standardizer() const { return standardizer_; }
   const ChurnValueOptions& options() const { return options_; }
@@ -326,7 +355,7 @@ class ChurnValueModel {
 
   ChurnValueModel(const ChurnValueOptions& options, int dim, models::Standardizer standardizer,
                   models::BayesianLogisticRegression churn, models::RecursiveLeastSquares value,
-                  alerts::ChurnAlertPolicy policy);
+                  alerts::ChurnAlertPolicy policy, models::PlattCalibrator calibrator);
 
   // Trains both models on the slot's pending example and records the
   // prequential figures.
@@ -336,7 +365,8 @@ class ChurnValueModel {
   // the churn probability and predicted value into the slot.
   void Score(const features::CustomerFeatures& f, Slot* slot);
   void LogTrigger(uint32_t s, const ingest::Event& event);
-  void Explain();  // top contributions of standardised_ into contributions_
+  void Explain();     // top contributions of standardised_ into contributions_
+  void UpdateGate();  // gate_state_ from the calibrator's latest fit
 
   ChurnValueOptions options_;
   int64_t horizon_ms_;
@@ -363,6 +393,9 @@ class ChurnValueModel {
   models::Rmse value_rmse_;
 
   alerts::ChurnAlertPolicy policy_;
+  models::PlattCalibrator calibrator_;
+  alerts::ChurnGateState gate_state_ = alerts::ChurnGateState::kWarmingUp;  // of calibrator_
+  double last_raw_ = 0.5;    // the raw churn probability of the latest Score()
   uint32_t flushes_ = 0;     // EndFlush() calls: the generation of the trigger log
   std::string trigger_ids_;  // ids of the triggers of this generation
   std::vector<models::FeatureContribution> top_;
