@@ -388,8 +388,10 @@ TEST_CASE("Block cache and memtables stay under the memory cap", "[state]") {
   // covered: RocksDB's file write buffers (up to 1 MiB per file being
   // written: the WAL, a flush's or a compaction's output) and table reader
   // objects, a few MiB whatever the cap (measured 2.7 MiB over a 16 MiB cap
-  // here; memtables left out of the cache add up to their 4 MiB budget).
-  constexpr long kUncoveredIoBuffers = long{4} << 20;
+  // on a quiet machine, 4.4 MiB on a loaded one, where a flush and a
+  // compaction write at the same time; memtables left out of the cache
+  // would add their 4 MiB budget on top: about 6.7 MiB over).
+  constexpr long kUncoveredIoBuffers = long{5} << 20;
   CHECK(peak <= static_cast<long>(options.memory_cap_bytes) + kUncoveredIoBuffers);
   // The reads did fill the cache: the bound above held under pressure.
   CHECK(store->MemoryUsageBytes() > options.memory_cap_bytes / 2);
