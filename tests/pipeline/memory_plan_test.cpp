@@ -60,6 +60,10 @@ size_t HeapBytes() {
 }
 
 TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[pipeline][state]") {
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's allocator keeps its own books: mallinfo2() does not see its heap.
+  CRMSTREAM_SKIP("heap measurement needs the system allocator (not a sanitizer build)");
+#endif
   testing::ScratchDir dir;
   state::StateStoreOptions store_options;
   store_options.path = dir.path() / "store";
