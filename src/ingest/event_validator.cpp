@@ -176,6 +176,10 @@ Rejection ValidateEvent(const RawEvent& raw, const DecoderOptions& options, int6
   if (r.rejected()) return r;
   r = CheckOptionalString(f[kFieldPlan], kFieldPlan, &out->plan);
   if (r.rejected()) return r;
+  // A plan name becomes per-partition state (the feature store's plan table).
+  if (out->plan.size() > kMaxPlanBytes) {
+    return Reject(RejectReason::kOutOfRange, kFieldPlan, "must be at most 64 bytes");
+  }
   r = CheckOptionalId(f[kFieldOrderId], kFieldOrderId, &out->order_id);
   if (r.rejected()) return r;
   r = CheckOptionalId(f[kFieldItemId], kFieldItemId, &out->item_id);

@@ -6,6 +6,7 @@
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/json_writer.h"
 #include "crmstream/common/partial_update_error.h"
+#include "crmstream/state/state_keys.h"
 
 namespace crmstream::pipeline {
 namespace {
@@ -21,6 +22,79 @@ int64_t NextMultiple(int64_t t, int64_t interval) {
 }
 
 }  // namespace
+
+// The attached state store, seen by the feature store (misses) and the
+// churn model (label deadlines of customers not in memory).
+class EventProcessor::SavedCustomers final : public features::CustomerMissHandler,
+                                             public features::CustomerEvictionHooks,
+                                             public scoring::SavedLabelSource {
+ public:
+  SavedCustomers(EventProcessor* processor, const state::StateStore* store, state::PartitionKey key)
+      : processor_(processor), store_(store), key_(key) {}
+
+  void OnMiss(std::string_view customer_id) override { Load(customer_id); }
+
+  // Model changes not yet checkpointed (a label resolved at its deadline
+  // changes the models only) keep the customer in memory.
+  bool Pinned(uint32_t slot) override {
+    return processor_->options_.models_enabled && processor_->models_.unsaved_slot(slot);
+  }
+  void Evicted(uint32_t slot) override { processor_->models_.Forget(slot); }
+
+  bool NextSaved(const scoring::SavedLabel* after, scoring::SavedLabel* out) override {
+    if (after != nullptr) {
+      after_.deadline_ms = after->deadline_ms;
+      after_.id_hash = after->id_hash;
+      after_.customer_id = after->customer_id;
+    }
+    auto next = store_->NextLabelDeadline(key_, after != nullptr ? &after_ : nullptr);
+    if (!next.ok()) {
+      Fail(next.status().WithContext("label deadlines"));
+      return false;
+    }
+    if (!next->has_value()) return false;
+    out->deadline_ms = (*next)->deadline_ms;
+    out->id_hash = (*next)->id_hash;
+    out->customer_id = std::move((*next)->customer_id);
+    return true;
+  }
+
+  bool InMemory(std::string_view customer_id) override {
+    return processor_->features_->Find(customer_id) != nullptr;
+  }
+
+  void Load(std::string_view customer_id) override {
+    auto blobs = store_->GetCustomer(key_, customer_id);
+    Status st = blobs.status();
+    if (st.ok() && blobs->features) {
+      ++loads_;
+      st = processor_->features_->LoadCustomer(customer_id, *blobs->features);
+      if (st.ok() && blobs->model && processor_->options_.models_enabled) {
+        st = processor_->models_.DecodeCustomer(*processor_->features_->Find(customer_id),
+                                                *blobs->model);
+      }
+    }
+    if (st.ok()) return;
+    // Errors end in logs: they never name the customer (a customer
+    // identifier); the id goes to the debug log only.
+    spdlog::debug("state store: the saved customer that failed to load is customer id '{}'",
+                  customer_id);
+    Fail(st.WithContext("a saved customer (--log-level debug shows its id)"));
+  }
+
+ private:
+  void Fail(const Status& st) {
+    if (processor_->storage_status_.ok()) processor_->storage_status_ = st;
+  }
+
+  EventProcessor* processor_;
+  const state::StateStore* store_;
+  state::PartitionKey key_;
+  state::LabelDeadline after_;
+
+ public:
+  uint64_t loads_ = 0;
+};
 
 Status ProcessorOptions::Validate() const {
   CRM_RETURN_NOT_OK(decoder.Validate());
@@ -65,17 +139,37 @@ EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink
   record_.reserve(2048);
 }
 
+EventProcessor::~EventProcessor() = default;
+
+uint64_t EventProcessor::customer_loads() const { return saved_ ? saved_->loads_ : 0; }
+
+void EventProcessor::AttachStateStore(const state::StateStore* store, state::PartitionKey key) {
+  saved_ = std::make_unique<SavedCustomers>(this, store, key);
+  features_->set_miss_handler(saved_.get());
+  models_.SetSavedLabels(saved_.get());
+  if (options_.cached_customers != 0) {
+    features_->SetCapacity(options_.cached_customers, saved_.get());
+  }
+}
+
 ProcessOutcome EventProcessor::Process(std::string_view bytes, const ingest::SourcePosition& source,
                                        int64_t now_ms) {
   ingest::Rejection r = decoder_.Decode(bytes, now_ms, &event_);
   return ProcessDecoded(r, event_, bytes, source, now_ms);
 }
 
-ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& rejection,
+ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& decoded,
                                               const ingest::Event& event, std::string_view raw,
                                               const ingest::SourcePosition& source,
                                               int64_t now_ms) {
   counters_.received.Add();
+  ingest::Rejection rejection = decoded;
+  if (!rejection.rejected() && !event.plan.empty() && !features_->CanTakePlan(event.plan)) {
+    // A bound on input-controlled state: a plan the partition cannot take
+    // goes to the dead letters rather than be recorded as another plan.
+    rejection = {ingest::RejectReason::kOutOfRange, "plan",
+                 "a new plan beyond the partition's 1024 distinct plans"};
+  }
   if (rejection.rejected()) return DeadLetter(rejection, raw, source, now_ms);
   if (dedup_.SeenBefore(event.event_id)) {
     counters_.duplicates.Add();
@@ -378,7 +472,8 @@ void EventProcessor::WriteCustomerJson(const features::CustomerFeatures& f,
   w.EndObject();
 }
 
-bool EventProcessor::WriteCustomerRecord(std::string_view customer_id, std::string* out) const {
+bool EventProcessor::WriteCustomerRecord(std::string_view customer_id, std::string* out) {
+  if (saved_ != nullptr && features_->Find(customer_id) == nullptr) saved_->Load(customer_id);
   const features::CustomerFeatures* f = features_->Find(customer_id);
   if (f == nullptr) return false;
   WriteCustomerJson(*f, out);

@@ -1,16 +1,16 @@
 #include "crmstream/pipeline/partition_checkpoint.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 
 #include "crmstream/common/binary_io.h"
+#include "crmstream/common/hash.h"
 
 namespace crmstream::pipeline {
 
 Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_sequence,
                        state::PartitionKey key, state::CheckpointBatch* batch,
                        std::string* scratch) {
+  CRM_RETURN_NOT_OK(processor.storage_status().WithContext("reading the state store"));
   Status failure;
   processor.feature_store().ForEachUnsaved(
       [&](std::string_view id, const features::CustomerFeatures&) {
@@ -24,7 +24,18 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
     models.ForEachUnsaved([&](const features::CustomerFeatures& f) {
       if (!failure.ok()) return;
       failure = models.EncodeCustomer(f, scratch);
-      if (failure.ok()) batch->PutCustomerModel(key, f.customer_id(), *scratch);
+      if (!failure.ok()) return;
+      batch->PutCustomerModel(key, f.customer_id(), *scratch);
+      // The deadline index follows the customer's pending example.
+      const auto change = models.LabelIndexChange(f);
+      if (change.saved_ms == change.current_ms) return;
+      const uint64_t id_hash = Hash64(f.customer_id());
+      if (change.saved_ms != INT64_MIN) {
+        batch->DeleteLabelDeadline(key, change.saved_ms, id_hash, f.customer_id());
+      }
+      if (change.current_ms != INT64_MIN) {
+        batch->PutLabelDeadline(key, change.current_ms, id_hash, f.customer_id());
+      }
     });
     CRM_RETURN_NOT_OK(failure);
     for (std::string_view name : scoring::CustomerModels::kPartitionStateNames) {
@@ -43,50 +54,22 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
   return Status::OK();
 }
 
-namespace {
-// Restore errors end in logs: they name the customer by position in the
-// store's order, never by id (a customer identifier); the id itself goes
-// to the debug log, for whoever runs with --log-level debug.
-std::string CustomerForLog(std::string_view what, size_t ordinal, std::string_view id) {
-  spdlog::debug("restore: {} of customer #{} of the partition is customer id '{}'", what, ordinal,
-                id);
-  return std::string(what) + " of customer #" + std::to_string(ordinal) +
-         " of the partition (--log-level debug shows its id)";
-}
-}  // namespace
-
 void MarkCheckpointed(EventProcessor* processor) {
   processor->feature_store().ClearUnsaved();
   processor->customer_models().ClearUnsaved();
+  // The index has new entries: the churn model looks its next one up again.
+  processor->customer_models().SavedLabelsChanged();
 }
 
 Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::PartitionKey key,
                                   EventProcessor* processor) {
-  // Features first: they give every customer its slot in the store, by
-  // which the models then find it.
+  // No customer is decoded here: each is loaded from the store on first
+  // touch, and the churn model reads the deadlines of the others from the
+  // store's index (format 3), so a restart costs the partition-wide blobs.
+  processor->AttachStateStore(&store, key);
   features::FeatureStore& features = processor->feature_store();
-  size_t ordinal = 0;
-  CRM_RETURN_NOT_OK(store.ForEachCustomer(key, [&](std::string_view id, std::string_view blob) {
-    ++ordinal;
-    Status st = features.DecodeCustomer(id, blob);
-    return st.ok() ? st : st.WithContext(CustomerForLog("features", ordinal, id));
-  }));
   const bool models_enabled = processor->options().models_enabled;
   scoring::CustomerModels& models = processor->customer_models();
-  if (models_enabled) {
-    ordinal = 0;
-    CRM_RETURN_NOT_OK(
-        store.ForEachCustomerModel(key, [&](std::string_view id, std::string_view blob) {
-          ++ordinal;
-          const features::CustomerFeatures* f = features.Find(id);
-          if (f == nullptr) {
-            return Status::Corruption(CustomerForLog("model state", ordinal, id) +
-                                      ": no features for this customer");
-          }
-          Status st = models.DecodeCustomer(*f, blob);
-          return st.ok() ? st : st.WithContext(CustomerForLog("model state", ordinal, id));
-        }));
-  }
   // The models' partition-wide blobs, then the minute metrics: all of them
   // or none (a partition checkpointed with models off).
   constexpr size_t kModelStates = scoring::CustomerModels::kPartitionStateNames.size() + 1;
@@ -111,8 +94,7 @@ Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::Partiti
         }
         return Status::Corruption("unknown partition state '" + std::string(name) + "'");
       }));
-  if (models_enabled && (model_states != 0 || models.customer_count() != 0) &&
-      model_states != kModelStates) {
+  if (models_enabled && model_states != 0 && model_states != kModelStates) {
     return Status::Corruption("partition model state incomplete: " + std::to_string(model_states) +
                               " of " + std::to_string(kModelStates) + " blobs");
   }

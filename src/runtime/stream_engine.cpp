@@ -12,6 +12,7 @@
 #include "crmstream/common/clock.h"
 #include "crmstream/common/json_writer.h"
 #include "crmstream/kafka/topic_admin.h"
+#include "crmstream/pipeline/memory_plan.h"
 #include "runtime/at_least_once_delivery.h"
 #include "runtime/checkpointer.h"
 #include "runtime/engine_core.h"
@@ -149,10 +150,19 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
                          options.dedup_capacity / static_cast<size_t>(std::max(1, partitions)));
   }
   CRM_RETURN_NOT_OK(options.Validate().WithContext(pipeline.file));
+  // One memory cap for the process: RocksDB and the partitions' customer
+  // caches are sized from it (pipeline/memory_plan.h).
+  pipeline::MemoryPlanInput memory;
+  memory.cap_bytes = static_cast<size_t>(config.state.memory_cap_mb) << 20;
+  memory.partitions = std::max(1, partitions);
+  memory.dedup_ids = options.dedup_capacity * static_cast<size_t>(memory.partitions);
+  CRM_ASSIGN_OR_RETURN(const pipeline::MemoryPlan plan, pipeline::PlanMemory(memory));
+  options.cached_customers = plan.cached_customers_per_partition;
+  spdlog::info("memory: {}", plan.ToString());
 
   state::StateStoreOptions store_options;
   store_options.path = std::filesystem::path(config.state_dir) / state::kStoreSubdirectory;
-  store_options.memory_cap_bytes = static_cast<size_t>(config.state.memory_cap_mb) << 20;
+  store_options.memory_cap_bytes = plan.rocksdb_bytes;
   store_options.sync = config.state.sync;
   store_options.write_timeout = std::chrono::milliseconds(config.state.write_timeout_ms);
   store_options.env = std::move(state_env);

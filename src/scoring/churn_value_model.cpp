@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "crmstream/common/binary_io.h"
+#include "crmstream/common/hash.h"
 #include "scoring/scoring_internal.h"
 
 namespace crmstream::scoring {
@@ -30,9 +31,12 @@ models::RecursiveLeastSquaresOptions ValueOptions(const ChurnValueOptions& o, in
 
 // Checkpoint formats: the customer's section of its record, and the
 // partition blob (BlobKind::kChurnPartitionState).
+// Partition versions 1 and 2 (state format 2) held the label deadlines, 2
+// also the calibrator; version 3 (state format 3) keeps the calibrator and
+// leaves the deadlines to the store's index. Versions 1-2 exist only in
+// format-2 stores, which the state store refuses as a whole.
 constexpr uint16_t kCustomerVersion = 1;
-// Version 2 adds the calibrator; version 1 blobs load with an empty one.
-constexpr uint16_t kPartitionVersion = 2;
+constexpr uint16_t kPartitionVersion = 3;
 
 // Slot booleans of the customer blob, one bit each.
 constexpr uint8_t kScoreStaleBit = 1;
@@ -164,16 +168,26 @@ void ChurnValueModel::OnEvent(const ingest::Event& event, const features::Custom
     slot->pending_value = slot->predicted_value;
     slot->pending_warm = churn_.count() >= static_cast<uint64_t>(options_.warm_after_examples);
     slot->pending_monetary = monetary;
-    deadlines_.push_back({now + horizon_ms_, s, slot->generation});
-    std::push_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
+    PushDeadline(s, Hash64(f.customer_id()));
     ++pending_count_;
     // The scaling learns from example snapshots only, after they were scored,
     // so a prediction never uses its own row's statistics.
     standardizer_.Update(snapshot_);
-  } else {
-    slot->score_stale = true;
+    slot->last_monetary = monetary;
+    // A late event of a long-quiet customer can take an example whose
+    // deadline already passed: it matures now, while the customer is surely
+    // in memory (a checkpoint would index it behind the saved-label cursor).
+    if (now + horizon_ms_ < watermark_ms_) ResolveMatured(unsaved);
+    return;
   }
+  slot->score_stale = true;
   slot->last_monetary = monetary;
+}
+
+void ChurnValueModel::PushDeadline(uint32_t s, uint64_t id_hash) {
+  const Slot& slot = slots_[s];
+  deadlines_.push_back({slot.pending_ms + horizon_ms_, id_hash, s, slot.generation, slot.epoch});
+  std::push_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
 }
 
 void ChurnValueModel::Score(const features::CustomerFeatures& f, Slot* slot) {
@@ -261,14 +275,44 @@ void ChurnValueModel::EndFlush() {
   trigger_ids_.clear();
 }
 
+const SavedLabel* ChurnValueModel::PeekSaved() {
+  if (saved_ == nullptr || saved_next_state_ == kNextNone) return nullptr;
+  if (saved_next_state_ == kNextUnknown) {
+    saved_next_state_ =
+        saved_->NextSaved(saved_cursor_set_ ? &saved_cursor_ : nullptr, &saved_next_) ? kNextKnown
+                                                                                      : kNextNone;
+  }
+  return saved_next_state_ == kNextKnown ? &saved_next_ : nullptr;
+}
+
 void ChurnValueModel::ResolveMatured(UnsavedSlots* unsaved) {
-  while (!deadlines_.empty() && deadlines_.front().deadline_ms < watermark_ms_) {
+  for (;;) {
+    // Stale entries: examples that already resolved with a closing, or
+    // customers that left memory (their deadline is in the saved index).
+    while (!deadlines_.empty() && Stale(deadlines_.front())) {
+      std::pop_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
+      deadlines_.pop_back();
+    }
+    const bool heap_due = !deadlines_.empty() && deadlines_.front().deadline_ms < watermark_ms_;
+    const SavedLabel* saved = PeekSaved();
+    if (saved != nullptr && saved->deadline_ms >= watermark_ms_) saved = nullptr;
+    if (!heap_due && saved == nullptr) return;
+    if (saved != nullptr &&
+        (!heap_due || std::pair(saved->deadline_ms, saved->id_hash) <=
+                          std::pair(deadlines_.front().deadline_ms, deadlines_.front().id_hash))) {
+      // The next label in order belongs to a saved customer: bring it into
+      // memory (its deadline enters the heap) unless it is there already
+      // (then its heap entry rules, the index entry being its saved past).
+      saved_cursor_ = std::move(saved_next_);
+      saved_cursor_set_ = true;
+      saved_next_state_ = kNextUnknown;
+      if (!saved_->InMemory(saved_cursor_.customer_id)) saved_->Load(saved_cursor_.customer_id);
+      continue;
+    }
     std::pop_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
     const Deadline d = deadlines_.back();
     deadlines_.pop_back();
     const Slot& slot = slots_[d.slot];
-    // A stale entry: that example already resolved with a closing.
-    if (!slot.has_pending || slot.generation != d.generation) continue;
     if (slot.pending_churned) {
       Resolve(d.slot, /*churned=*/true, slot.pending_spend, unsaved);
       continue;
@@ -427,18 +471,46 @@ Result<ChurnValueModel::DecodedCustomer> ChurnValueModel::ReadCustomer(BinaryRea
   return decoded;
 }
 
-void ChurnValueModel::InstallCustomer(uint32_t s, DecodedCustomer decoded) {
+void ChurnValueModel::InstallCustomer(uint32_t s, uint64_t id_hash, DecodedCustomer decoded) {
   GrowTo(size_t{s} + 1);
+  const uint32_t epoch = slots_[s].epoch + 1;
   slots_[s] = decoded.slot_;
+  Slot& slot = slots_[s];
+  slot.epoch = epoch;
+  slot.saved_deadline_ms = slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN;
   float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
-  if (decoded.slot_.has_pending) {
+  if (slot.has_pending) {
     std::copy(decoded.snapshot_.begin(), decoded.snapshot_.end(), stored);
+    PushDeadline(s, id_hash);
   } else {
     std::fill(stored, stored + dim_, 0.0f);
   }
 }
 
-void ChurnValueModel::EncodePartition(const features::FeatureStore& store, std::string* out) const {
+void ChurnValueModel::ForgetCustomer(uint32_t s) {
+  if (s >= slots_.size()) return;
+  const uint32_t epoch = slots_[s].epoch + 1;
+  slots_[s] = Slot{};
+  slots_[s].epoch = epoch;
+  // Entries of forgotten customers wait in the heap until their deadline;
+  // a churning cache would pile them up, so drop them once they dominate.
+  if (deadlines_.size() > 2 * slots_.size() + 1024) {
+    std::erase_if(deadlines_, [this](const Deadline& d) { return Stale(d); });
+    std::make_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
+  }
+}
+
+ChurnValueModel::LabelIndexChange ChurnValueModel::IndexChange(uint32_t s) const {
+  const Slot& slot = slots_[s];
+  return {slot.saved_deadline_ms, slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN};
+}
+
+void ChurnValueModel::MarkIndexSaved(uint32_t s) {
+  Slot& slot = slots_[s];
+  slot.saved_deadline_ms = slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN;
+}
+
+void ChurnValueModel::EncodePartition(std::string* out) const {
   std::string payload;
   BinaryWriter w(&payload);
   w.Put<int32_t>(dim_);
@@ -458,26 +530,13 @@ void ChurnValueModel::EncodePartition(const features::FeatureStore& store, std::
   policy_.EncodeGlobalState(&policy_state);
   w.PutBytes(policy_state);
   calibrator_.AppendTo(w);
-
-  // In array order: equal deadlines resolve in the order the heap pops
-  // them, and the models' updates depend on that order. Slots are named by
-  // customer id, as slot numbers differ after a restore.
-  w.Put<uint32_t>(static_cast<uint32_t>(deadlines_.size()));
-  for (const Deadline& d : deadlines_) {
-    w.PutBytes(store.At(d.slot).customer_id());
-    w.Put<int64_t>(d.deadline_ms);
-    w.Put<uint32_t>(d.generation);
-  }
   *out = SealBlob(BlobKind::kChurnPartitionState, kPartitionVersion, payload);
 }
 
-Status ChurnValueModel::DecodePartition(const features::FeatureStore& store,
-                                        std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(const OpenedBlob opened, OpenBlob(blob, BlobKind::kChurnPartitionState));
-  if (opened.version != 1 && opened.version != kPartitionVersion) {
-    return Mismatch("unknown version " + std::to_string(opened.version));
-  }
-  BinaryReader in(opened.payload);
+Status ChurnValueModel::DecodePartition(std::string_view blob) {
+  CRM_ASSIGN_OR_RETURN(const std::string_view payload,
+                       OpenBlobPayload(blob, BlobKind::kChurnPartitionState, kPartitionVersion));
+  BinaryReader in(payload);
   int32_t dim = 0, horizon_days = 0;
   CRM_RETURN_NOT_OK(in.Get(&dim));
   CRM_RETURN_NOT_OK(in.Get(&horizon_days));
@@ -513,41 +572,9 @@ Status ChurnValueModel::DecodePartition(const features::FeatureStore& store,
   alerts::ChurnAlertPolicy policy = policy_;
   CRM_RETURN_NOT_OK(policy.DecodeGlobalState(scratch));
   CRM_ASSIGN_OR_RETURN(models::PlattCalibrator calibrator,
-                       opened.version == 1
-                           ? models::PlattCalibrator::Create(options_.calibration)
-                           : models::PlattCalibrator::ReadFrom(in, options_.calibration));
+                       models::PlattCalibrator::ReadFrom(in, options_.calibration));
 
-  uint32_t deadline_count = 0;
-  CRM_RETURN_NOT_OK(in.Get(&deadline_count));
-  // Each entry takes at least 16 bytes: a corrupt count cannot reserve much.
-  if (in.remaining() / 16 < deadline_count) return Mismatch("truncated label deadlines");
-  std::vector<Deadline> deadlines;
-  deadlines.reserve(deadline_count);
-  for (uint32_t i = 0; i < deadline_count; ++i) {
-    CRM_RETURN_NOT_OK(in.GetBytes(&scratch));
-    Deadline d{};
-    CRM_RETURN_NOT_OK(in.Get(&d.deadline_ms));
-    CRM_RETURN_NOT_OK(in.Get(&d.generation));
-    const features::CustomerFeatures* f = store.Find(scratch);
-    if (f == nullptr || f->slot() >= slots_.size()) {
-      return Mismatch("a label deadline names customer " + scratch +
-                      ", which was not decoded first");
-    }
-    d.slot = f->slot();
-    deadlines.push_back(d);
-  }
   CRM_RETURN_NOT_OK(in.ExpectEnd());
-  if (!std::is_heap(deadlines.begin(), deadlines.end(), LaterDeadline)) {
-    return Mismatch("label deadlines out of heap order");
-  }
-  // The customers decoded must be those this state was written with.
-  uint64_t slots_pending = 0;
-  for (const Slot& slot : slots_) {
-    if (slot.has_pending) ++slots_pending;
-  }
-  if (slots_pending != pending_count) {
-    return Mismatch("the decoded customers' pending examples do not add up to its count");
-  }
 
   watermark_ms_ = watermark;
   pending_count_ = pending_count;
@@ -567,7 +594,6 @@ Status ChurnValueModel::DecodePartition(const features::FeatureStore& store,
   policy_ = std::move(policy);
   calibrator_ = std::move(calibrator);
   UpdateGate();
-  deadlines_ = std::move(deadlines);
   return Status::OK();
 }
 

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "crmstream/common/binary_io.h"
+#include "crmstream/common/hash.h"
 
 namespace crmstream::scoring {
 namespace {
@@ -151,7 +152,7 @@ Status CustomerModels::DecodeCustomer(const features::CustomerFeatures& f,
   CRM_RETURN_NOT_OK(in.ExpectEnd());
   const uint32_t s = f.slot();
   Know(s);
-  churn_.InstallCustomer(s, std::move(churn));
+  churn_.InstallCustomer(s, Hash64(f.customer_id()), std::move(churn));
   segmenter_.InstallCustomer(s, segment);
   behaviour_.InstallCustomer(s, behaviour);
   return Status::OK();
@@ -159,7 +160,7 @@ Status CustomerModels::DecodeCustomer(const features::CustomerFeatures& f,
 
 Status CustomerModels::EncodePartition(std::string_view name, std::string* out) const {
   if (name == kPartitionStateNames[0]) {
-    churn_.EncodePartition(*store_, out);
+    churn_.EncodePartition(out);
   } else if (name == kPartitionStateNames[1]) {
     segmenter_.EncodePartition(out);
   } else if (name == kPartitionStateNames[2]) {
@@ -171,10 +172,24 @@ Status CustomerModels::EncodePartition(std::string_view name, std::string* out) 
 }
 
 Status CustomerModels::DecodePartition(std::string_view name, std::string_view blob) {
-  if (name == kPartitionStateNames[0]) return churn_.DecodePartition(*store_, blob);
+  if (name == kPartitionStateNames[0]) return churn_.DecodePartition(blob);
   if (name == kPartitionStateNames[1]) return segmenter_.DecodePartition(blob);
   if (name == kPartitionStateNames[2]) return behaviour_.DecodePartition(blob);
   return Status::InvalidArgument("no partition model state named '" + std::string(name) + "'");
+}
+
+void CustomerModels::ClearUnsaved() {
+  for (uint32_t s : unsaved_.slots()) churn_.MarkIndexSaved(s);
+  unsaved_.Clear();
+}
+
+void CustomerModels::Forget(uint32_t slot) {
+  if (!Knows(slot)) return;
+  known_[slot] = 0;
+  --customer_count_;
+  churn_.ForgetCustomer(slot);
+  segmenter_.ForgetCustomer(slot);
+  behaviour_.ForgetCustomer(slot);
 }
 
 CustomerModels::Quality CustomerModels::quality() const {

@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "alerting_options.h"
 #include "crmstream/alerts/churn_alert_policy.h"
 #include "crmstream/common/hash.h"
 #include "crmstream/generator/world_generator.h"
@@ -51,27 +52,6 @@ class KeepingSink final : public OutputSink {
   std::array<std::vector<Record>, kOutputKindCount> records;
   std::array<uint64_t, kOutputKindCount> counts{};
 };
-
-// The defaults, but with a churn alert gate that opens on the first
-// matured labels of this short world (the defaults wait for predictions of
-// a trained model to mature: about two horizons), so that alerts are
-// published and their records checked.
-ProcessorOptions AlertingOptions() {
-  ProcessorOptions o;
-  o.models.churn.warm_after_examples = 0;
-  o.models.churn.gate.min_positive_labels = 1;
-  o.models.churn.gate.min_negative_labels = 1;
-  o.models.churn.gate.auc_floor = 0.5;
-  o.models.churn.calibration.min_labels = 50;
-  o.models.churn.calibration.refit_every = 32;
-  // Calibrated to this world's base rate, few customers reach the default
-  // levels within its first weeks.
-  o.models.churn.alerts.enter_probability = 0.15;
-  o.models.churn.alerts.exit_probability = 0.1;
-  o.models.churn.alerts.high_probability = 0.3;
-  o.models.churn.alerts.critical_probability = 0.5;
-  return o;
-}
 
 struct WorldRun {
   KeepingSink sink;

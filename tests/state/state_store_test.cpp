@@ -260,8 +260,9 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
                                              Catch::Contains("crm-pipeline"));
   CHECK(testing::SnapshotFiles(options.path) == before);
 
-  // A future format version, written behind the store's back.
-  {
+  // A future format version, and format 2 (whose churn blobs held the label
+  // deadlines), written behind the store's back.
+  for (const uint32_t version : {kStateFormatVersion + 1, uint32_t{2}}) {
     rocksdb::DB* raw = nullptr;
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     std::vector<rocksdb::ColumnFamilyDescriptor> families;
@@ -271,22 +272,23 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
     REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), options.path.string(), families, &handles, &raw)
                 .ok());
     std::string payload;
-    BinaryWriter(&payload).Put<uint32_t>(kStateFormatVersion + 1);
+    BinaryWriter(&payload).Put<uint32_t>(version);
     REQUIRE(raw->Put(rocksdb::WriteOptions(), handles[0], "format_version",
                      SealBlob(BlobKind::kCheckpointMeta, 1, payload))
                 .ok());
     for (auto* h : handles) REQUIRE_OK(raw->DestroyColumnFamilyHandle(h));
     REQUIRE_OK(raw->Close());
     delete raw;
+    const auto before_version = testing::SnapshotFiles(options.path);
+    auto refused_version = StateStore::Open(options);
+    REQUIRE_FALSE(refused_version.ok());
+    CHECK(refused_version.status().code() == StatusCode::kInvalidArgument);
+    CHECK_THAT(refused_version.status().message(),
+               Catch::Contains(options.path.string()) &&
+                   Catch::Contains("format version " + std::to_string(version)) &&
+                   Catch::Contains("reads version " + std::to_string(kStateFormatVersion)));
+    CHECK(testing::SnapshotFiles(options.path) == before_version);
   }
-  const auto before_version = testing::SnapshotFiles(options.path);
-  auto future = StateStore::Open(options);
-  REQUIRE_FALSE(future.ok());
-  CHECK(future.status().code() == StatusCode::kInvalidArgument);
-  CHECK_THAT(future.status().message(),
-             Catch::Contains(options.path.string()) &&
-                 Catch::Contains("format version " + std::to_string(kStateFormatVersion + 1)));
-  CHECK(testing::SnapshotFiles(options.path) == before_version);
 }
 
 TEST_CASE("Verify flags values whose envelope is broken, and stats count what was written",

@@ -77,8 +77,10 @@ std::optional<Guarantee> ParseGuarantee(std::string_view name);
 
 // The local state store (state/README.md).
 struct StateSettings {
-  int memory_cap_mb = 256;  // RocksDB block cache + memtables
-  bool sync = false;        // fsync the WAL at every checkpoint
+  // The engine's memory: RocksDB block cache + memtables, the customer
+  // caches and the dedup windows, split by pipeline/memory_plan.h.
+  int memory_cap_mb = 256;
+  bool sync = false;  // fsync the WAL at every checkpoint
   // Longest a checkpoint write may wait for RocksDB to free memory (a write
   // stall) before it fails and is retried at the next commit, ms.
   int write_timeout_ms = 30000;

@@ -34,6 +34,16 @@
 // already seen within the dedup window) is counted once and produces no
 // output.
 //
+// With a state store attached (AttachStateStore, done by RestoreProcessor),
+// the store is the source of truth for the partition's customers: memory
+// holds those touched since the restart, a customer not in memory is
+// loaded on first touch (one MultiGet of its features and model record), and
+// the label deadlines of the others are read from the store's index. A
+// restore therefore decodes no customer up front. With
+// ProcessorOptions::cached_customers, memory holds at most that many
+// customers: a saved one (no change since the last checkpoint) is evicted
+// to make room, and the outputs are the same as with every customer kept.
+//
 // One processor per partition task: it owns that partition's customers, so
 // nothing is shared and nothing is locked. Not thread-safe.
 #pragma once
@@ -53,12 +63,17 @@
 #include "crmstream/pipeline/processor_counters.h"
 #include "crmstream/scoring/customer_models.h"
 #include "crmstream/scoring/minute_metrics_monitor.h"
+#include "crmstream/state/state_store.h"
 
 namespace crmstream::pipeline {
 
 struct ProcessorOptions {
   ingest::DecoderOptions decoder;
   size_t dedup_capacity = ingest::DedupWindow::kDefaultCapacity;
+  // Customers kept in memory once a state store is attached (the engine):
+  // beyond it, saved customers are evicted and loaded again on their next
+  // event (features/feature_store.h). 0 (default): no bound.
+  size_t cached_customers = 0;
   features::FeatureSpec features;
   // The per-customer models and the minute metrics; off, the processor
   // keeps features only.
@@ -92,6 +107,7 @@ class EventProcessor {
                                                         OutputSink* sink);
   EventProcessor(const EventProcessor&) = delete;
   EventProcessor& operator=(const EventProcessor&) = delete;
+  ~EventProcessor();
 
   // Decodes one JSON record and processes it. `now_ms` is the record's clock
   // (the broker timestamp, or the wall clock; <= 0: none) for dead-letter
@@ -112,8 +128,21 @@ class EventProcessor {
   // updated since the last flush.
   void FlushOutputs();
   // Writes the customer's current customer-scores record (the JSON
-  // FlushOutputs publishes) into *out; false for an unknown customer.
-  bool WriteCustomerRecord(std::string_view customer_id, std::string* out) const;
+  // FlushOutputs publishes) into *out; false for an unknown customer. A
+  // customer saved in the attached store is loaded first.
+  bool WriteCustomerRecord(std::string_view customer_id, std::string* out);
+
+  // Makes `store` (partition `key`) the source of truth for customers not
+  // in memory (see the top). `store` must outlive the processor.
+  void AttachStateStore(const state::StateStore* store, state::PartitionKey key);
+  // The first failure to read a customer or a label deadline from the
+  // attached store (OK when none). The state in memory is then not to be
+  // trusted: AddToCheckpoint fails with it, so no checkpoint covers it and
+  // the engine processes the events again after its restart.
+  const Status& storage_status() const { return storage_status_; }
+  // Customers loaded from the attached store (cache misses of customers
+  // saved there), since creation.
+  uint64_t customer_loads() const;
 
   const ProcessorOptions& options() const { return options_; }
   const ProcessorCounters& counters() const { return counters_; }
@@ -147,6 +176,9 @@ class EventProcessor {
   void EmitCentroids(int64_t as_of_ms);
   void EmitCorrelations(int64_t as_of_ms);
   void Publish(OutputKind kind, std::string_view key);  // record_ to the sink
+  // Loads a customer from the attached store if it is saved there.
+  void LoadSavedCustomer(std::string_view customer_id);
+  class SavedCustomers;
   ProcessOutcome DeadLetter(const ingest::Rejection& rejection, std::string_view raw,
                             const ingest::SourcePosition& source, int64_t now_ms);
   // A record whose processing threw before changing any state.
@@ -169,6 +201,8 @@ class EventProcessor {
   int64_t next_correlations_ms_ = INT64_MIN;
   std::array<double, 4> centre_{};
   ProcessorCounters counters_;
+  std::unique_ptr<SavedCustomers> saved_;  // with an attached store
+  Status storage_status_;
 };
 
 }  // namespace crmstream::pipeline

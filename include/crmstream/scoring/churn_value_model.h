@@ -35,8 +35,15 @@
 // per-customer arrays are indexed by them and grow with the largest slot
 // seen. Checkpoints are a section of each customer's record (AppendCustomer)
 // and a sealed blob for the partition (EncodePartition: models, quality
-// figures, watermark, alert counters and the label deadlines, named by
-// customer id).
+// figures, watermark, alert counters).
+//
+// Label deadlines: the customers in memory have theirs in a heap; the
+// others (not loaded since a restart, or evicted) have theirs in the state
+// store's deadline index, read through a SavedLabelSource. Labels mature in
+// (deadline, hash of the customer id) order over both, one at a time, so the
+// models learn in the same order whichever customers happen to be in memory
+// (and a restart decodes no customer up front). A checkpoint keeps the index
+// in step: LabelIndexChange() per saved customer.
 //
 // Thread-safety: none. One instance per partition task. Steady-state OnEvent
 // and Refresh do not allocate; a new slot grows the arrays and the first
@@ -126,6 +133,30 @@ struct ChurnRefresh {
   int64_t trigger_ms = 0;
 };
 
+// A label deadline of a customer that may not be in memory.
+struct SavedLabel {
+  int64_t deadline_ms = 0;
+  uint64_t id_hash = 0;  // Hash64 of the customer id
+  std::string customer_id;
+};
+
+// The label deadlines of the partition's saved customers, and a way to
+// bring one into memory (the pipeline implements it over the state store).
+// A failure is kept by the source (and fails the next checkpoint); to the
+// model it reads as "no more" / "not loaded".
+class SavedLabelSource {
+ public:
+  virtual ~SavedLabelSource() = default;
+  // The first saved deadline after `after` in (deadline, hash, id) order
+  // (from the first when null) into *out; false when there is none.
+  virtual bool NextSaved(const SavedLabel* after, SavedLabel* out) = 0;
+  // Whether the customer is in memory (its heap entry then rules).
+  virtual bool InMemory(std::string_view customer_id) = 0;
+  // Brings the customer (features and models) into memory; its pending
+  // example, if any, then enters the heap (InstallCustomer).
+  virtual void Load(std::string_view customer_id) = 0;
+};
+
 class ChurnValueModel {
   // One customer's state (declared first: DecodedCustomer holds one).
   struct Slot {
@@ -154,6 +185,12 @@ class ChurnValueModel {
     bool pending_warm = false;     // predicted by a model past warm_after_examples
     bool pending_churned = false;  // closed within the horizon, awaiting the deadline
     bool closed = false;
+    // Not state: bumped when the slot is installed or forgotten, so heap
+    // entries of its previous occupant read as stale.
+    uint32_t epoch = 0;
+    // The deadline the store's index holds for this customer (kNoDeadline:
+    // none), as of its last save or load.
+    int64_t saved_deadline_ms = INT64_MIN;
   };
 
  public:
@@ -257,34 +294,64 @@ class ChurnValueModel {
   // Reads the section at `record`. Corruption on bad bytes, InvalidArgument
   // if written with another feature dimension.
   Result<DecodedCustomer> ReadCustomer(BinaryReader* record) const;
-  // Creates or replaces the customer in `slot`. Does not mark it unsaved.
-  void InstallCustomer(uint32_t slot, DecodedCustomer decoded);
+  // Creates or replaces the customer in `slot` (`id_hash`: Hash64 of its
+  // id) and enters its pending example's deadline in the heap. The decoded
+  // state is taken as the saved one. Does not mark it unsaved.
+  void InstallCustomer(uint32_t slot, uint64_t id_hash, DecodedCustomer decoded);
+  // The slot's customer leaves memory (evicted, saved): the slot reads as
+  // a new customer, and its heap entry goes stale.
+  void ForgetCustomer(uint32_t slot);
+
+  // Where the deadlines of customers not in memory are (nullptr: none; every
+  // customer is in memory). Must outlive the model.
+  void SetSavedLabels(SavedLabelSource* source) {
+    saved_ = source;
+    saved_next_state_ = kNextUnknown;
+  }
+  // After a checkpoint wrote deadline index entries: the next saved
+  // deadline is looked up again.
+  void SavedLabelsChanged() { saved_next_state_ = kNextUnknown; }
+  // For a customer being checkpointed: the deadline its index entry has
+  // (INT64_MIN: none) and the one it must have now.
+  struct LabelIndexChange {
+    int64_t saved_ms = INT64_MIN;
+    int64_t current_ms = INT64_MIN;
+  };
+  LabelIndexChange IndexChange(uint32_t slot) const;
+  // After the checkpoint holding IndexChange(slot) was committed.
+  void MarkIndexSaved(uint32_t slot);
 
   // The partition-wide state as a sealed blob
-  // (BlobKind::kChurnPartitionState), replacing `*out`. The label deadlines
-  // name their customers by id (slot numbers differ after a restore), so
-  // the blob grows with the pending examples (about the id + 16 bytes each).
-  void EncodePartition(const features::FeatureStore& store, std::string* out) const;
-  // Restores EncodePartition's blob. Precondition: every customer of the
-  // partition was decoded first (features, then this model's customer
-  // blobs), since the deadlines name customers (mapped to slots through
-  // `store`, the heap kept in its array order). A deadline of a customer
-  // unknown to the store or to this model, or decoded customers whose
-  // pending examples do not add up to the blob's count, is Corruption, as
-  // are bad bytes; InvalidArgument if written under other options
-  // (dimension, horizon). The object is unchanged on error.
-  Status DecodePartition(const features::FeatureStore& store, std::string_view blob);
+  // (BlobKind::kChurnPartitionState), replacing `*out`. Its size does not
+  // depend on the customers (their deadlines are in their own records and
+  // the store's index).
+  void EncodePartition(std::string* out) const;
+  // Restores EncodePartition's blob, before or after any customer is
+  // installed. Corruption on bad bytes (version 1, of state format 2, held
+  // the deadlines: refused); InvalidArgument if written under other
+  // options (dimension, horizon). The object is unchanged on error.
+  Status DecodePartition(std::string_view blob);
 
  private:
   struct Deadline {
     int64_t deadline_ms;
+    uint64_t id_hash;
     uint32_t slot;
     uint32_t generation;
+    uint32_t epoch;
   };
-  // The deadline heap's order: a min-heap on deadline_ms.
+  // The deadline heap's order: a min-heap on (deadline_ms, id_hash), the
+  // order of the store's index.
   static bool LaterDeadline(const Deadline& a, const Deadline& b) {
-    return a.deadline_ms > b.deadline_ms;
+    return a.deadline_ms != b.deadline_ms ? a.deadline_ms > b.deadline_ms : a.id_hash > b.id_hash;
   }
+  bool Stale(const Deadline& d) const {
+    const Slot& slot = slots_[d.slot];
+    return !slot.has_pending || slot.generation != d.generation || slot.epoch != d.epoch;
+  }
+  void PushDeadline(uint32_t s, uint64_t id_hash);
+  // The next saved deadline past the cursor, looked up when unknown.
+  const SavedLabel* PeekSaved();
 
   ChurnValueModel(const ChurnValueOptions& options, int dim, models::Standardizer standardizer,
                   models::BayesianLogisticRegression churn, models::RecursiveLeastSquares value,
@@ -307,7 +374,12 @@ class ChurnValueModel {
 
   std::vector<Slot> slots_;
   std::vector<float> pending_features_;  // dim_ per slot
-  std::vector<Deadline> deadlines_;      // min-heap on deadline_ms
+  std::vector<Deadline> deadlines_;      // min-heap, customers in memory
+  SavedLabelSource* saved_ = nullptr;
+  SavedLabel saved_cursor_;  // the last saved deadline consumed
+  bool saved_cursor_set_ = false;
+  SavedLabel saved_next_;
+  enum : uint8_t { kNextUnknown, kNextKnown, kNextNone } saved_next_state_ = kNextUnknown;
   uint64_t pending_count_ = 0;
   int64_t watermark_ms_ = INT64_MIN;
 

@@ -152,7 +152,24 @@ class CustomerModels {
     for (uint32_t s : unsaved_.slots()) f(store_->At(s));
   }
   size_t unsaved_count() const { return unsaved_.size(); }
-  void ClearUnsaved() { unsaved_.Clear(); }
+  // The unsaved state was saved (checkpoint committed): clears the list and
+  // records the label deadlines the store's index now holds.
+  void ClearUnsaved();
+  bool unsaved(const features::CustomerFeatures& f) const { return unsaved_.contains(f.slot()); }
+  // For a customer being checkpointed: its label deadline index change.
+  ChurnValueModel::LabelIndexChange LabelIndexChange(const features::CustomerFeatures& f) const {
+    return churn_.IndexChange(f.slot());
+  }
+
+  // The customer in `slot` leaves memory (saved, evicted by the feature
+  // store): the models forget it; a later DecodeCustomer brings it back.
+  // Precondition: not unsaved.
+  void Forget(uint32_t slot);
+  bool unsaved_slot(uint32_t slot) const { return unsaved_.contains(slot); }
+  // Where the label deadlines of customers not in memory are (see
+  // ChurnValueModel::SetSavedLabels).
+  void SetSavedLabels(SavedLabelSource* source) { churn_.SetSavedLabels(source); }
+  void SavedLabelsChanged() { churn_.SavedLabelsChanged(); }
 
   // Customers the models know (saw an event of, or decoded).
   size_t customer_count() const { return customer_count_; }
