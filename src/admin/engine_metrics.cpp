@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 
+#include "crmstream/alerts/churn_gate.h"
 #include "crmstream/ingest/rejection.h"
 #include "crmstream/runtime/stream_engine.h"
 #include "crmstream/state/state_store.h"
@@ -241,6 +242,15 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   out.push_back(Single(Metric::kChurnAuc, q.churn_auc));
   out.push_back(Single(Metric::kChurnLogLoss, q.churn_log_loss));
   out.push_back(Single(Metric::kChurnLabels, static_cast<double>(q.churn_labels)));
+  {
+    MetricFamily gate = Family(Metric::kChurnGatePartitions);
+    for (size_t i = 0; i < q.churn_gate_partitions.size(); ++i) {
+      const auto state = alerts::ChurnGateStateName(static_cast<alerts::ChurnGateState>(i));
+      gate.metric.push_back(
+          Sample(static_cast<double>(q.churn_gate_partitions[i]), {{"state", std::string(state)}}));
+    }
+    out.push_back(std::move(gate));
+  }
   out.push_back(Single(Metric::kValueRmse, q.value_rmse));
   out.push_back(Single(Metric::kKmeansMeanSquaredDistance, q.kmeans_mean_squared_distance));
   out.push_back(Single(Metric::kAnomalyRatio, q.anomaly_rate));

@@ -366,6 +366,7 @@ void StreamEngine::Impl::RefreshQuality() {
   for (const auto& [tp, task] : core.tasks) {
     const auto pq = task.processor->customer_models().quality();
     ++q.partitions;
+    ++q.churn_gate_partitions[static_cast<size_t>(pq.gate_state)];
     const uint64_t labels = pq.churn_positives + pq.churn_negatives;
     q.churn_labels += labels;
     auc_weighted += pq.churn_auc * static_cast<double>(labels);

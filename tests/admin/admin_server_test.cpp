@@ -144,6 +144,11 @@ TEST_CASE("Admin server: scrape, probes and customer API on a running engine",
   CHECK(SampleValue(before, "crmstream_checkpoint_size_bytes") > 0);
   CHECK(SampleValue(before, R"(crmstream_rocksdb_memory_bytes{kind="block_cache"})") > 0);
   CHECK(SampleValue(before, R"(crmstream_rocksdb_memory_bytes{kind="memtables"})") >= 0);
+  // No label has matured: every assigned partition's churn gate is warming up.
+  CHECK(SampleValue(before, "crmstream_assigned_partitions") > 0);
+  CHECK(SampleValue(before, R"(crmstream_model_churn_gate_partitions{state="warming_up"})") ==
+        SampleValue(before, "crmstream_assigned_partitions"));
+  CHECK(SampleValue(before, R"(crmstream_model_churn_gate_partitions{state="open"})") == 0);
   e.engine().probe().RecordCheckpoint(0.003, 1000, true);
   e.engine().probe().RecordCheckpoint(0.2, 5000, true);
   e.engine().probe().RecordCheckpoint(7.0, 0, false);

@@ -69,6 +69,7 @@ enum class Metric : int {
   kChurnAuc,
   kChurnLogLoss,
   kChurnLabels,
+  kChurnGatePartitions,
   kValueRmse,
   kKmeansMeanSquaredDistance,
   kAnomalyRatio,
@@ -170,6 +171,9 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
      "Prequential log loss (nats) of the churn model over resolved labels."},
     {"crmstream_model_churn_labels", MetricKind::kGauge, "",
      "Resolved churn labels behind the churn AUC and log loss."},
+    {"crmstream_model_churn_gate_partitions", MetricKind::kGauge, "state",
+     "Assigned partitions by the state of their churn alert gate (warming_up, below_floor, "
+     "open); churn alerts come only from open ones."},
     {"crmstream_model_value_rmse", MetricKind::kGauge, "",
      "Prequential RMSE of the predicted spend, in currency units."},
     {"crmstream_model_kmeans_mean_squared_distance", MetricKind::kGauge, "",

@@ -137,6 +137,8 @@ struct ModelQualitySnapshot {
   uint64_t anomaly_scored = 0;
   uint64_t customers = 0;
   uint64_t feature_store_bytes = 0;
+  // Partitions by the state of their churn alert gate (alerts::ChurnGateState).
+  std::array<int, 3> churn_gate_partitions{};
 };
 
 // One assigned partition's consumer lag.
