@@ -2,9 +2,12 @@
 
 #include <prometheus/gauge.h>
 #include <prometheus/text_serializer.h>
+#include <unistd.h>
 
 #include <array>
 #include <chrono>
+#include <cstdio>
+#include <utility>
 
 #include "crmstream/alerts/churn_gate.h"
 #include "crmstream/ingest/rejection.h"
@@ -50,6 +53,17 @@ ClientMetric Sample(double value, std::vector<ClientMetric::Label> labels = {}) 
 
 double Load(const std::atomic<uint64_t>& v) {
   return static_cast<double>(v.load(std::memory_order_relaxed));
+}
+
+// The process's resident set in bytes; -1 where /proc is not readable.
+int64_t ResidentBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return -1;
+  long long size = 0, resident = -1;
+  const int read = std::fscanf(f, "%lld %lld", &size, &resident);
+  std::fclose(f);
+  if (read != 2 || resident < 0) return -1;
+  return static_cast<int64_t>(resident) * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
 }
 
 // One family with a single unlabelled sample.
@@ -239,6 +253,27 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   const runtime::ModelQualitySnapshot q = engine_->probe().ModelQuality();
   out.push_back(Single(Metric::kCachedCustomers, static_cast<double>(q.customers)));
   out.push_back(Single(Metric::kFeatureStoreMemory, static_cast<double>(q.feature_store_bytes)));
+  {
+    const pipeline::MemoryPlan& plan = engine_->memory_plan();
+    MetricFamily f = Family(Metric::kMemoryBudget);
+    const std::array<std::pair<const char*, size_t>, 5> parts = {
+        {{"fixed", plan.fixed_bytes},
+         {"dedup", plan.dedup_bytes},
+         {"kafka", plan.kafka_bytes},
+         {"rocksdb", plan.rocksdb_bytes},
+         {"customer_cache", plan.customer_cache_bytes}}};
+    for (const auto& [part, bytes] : parts) {
+      f.metric.push_back(Sample(static_cast<double>(bytes), {{"part", part}}));
+    }
+    out.push_back(std::move(f));
+  }
+  {
+    MetricFamily f = Family(Metric::kResidentMemory);
+    if (const int64_t rss = ResidentBytes(); rss >= 0) {
+      f.metric.push_back(Sample(static_cast<double>(rss)));
+    }
+    out.push_back(std::move(f));
+  }
   out.push_back(Single(Metric::kChurnAuc, q.churn_auc));
   out.push_back(Single(Metric::kChurnLogLoss, q.churn_log_loss));
   out.push_back(Single(Metric::kChurnLabels, static_cast<double>(q.churn_labels)));

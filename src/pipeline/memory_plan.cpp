@@ -7,6 +7,8 @@ namespace crmstream::pipeline {
 namespace {
 
 constexpr size_t kDedupBytesPerId = 24;
+constexpr size_t kMinFetchBytes = size_t{64} << 10;
+constexpr size_t kMinQueueKbytes = 64;
 
 std::string Mib(size_t bytes) {
   char buf[32];
@@ -14,13 +16,35 @@ std::string Mib(size_t bytes) {
   return buf;
 }
 
+// The Kafka clients' share of the cap, turned into librdkafka settings:
+// half for the producer's queue, half split over the partitions (one fetch
+// and a prefetch queue each). Floors keep every client working; with many
+// partitions they may exceed the share, so kafka_bytes is what the settings
+// really allow.
+void SizeKafkaClients(const MemoryPlanInput& in, MemoryPlan* plan) {
+  const size_t share =
+      std::clamp(static_cast<size_t>(static_cast<double>(in.cap_bytes) * in.kafka_share),
+                 kMinKafkaBytes, kMaxKafkaBytes);
+  const auto partitions = static_cast<size_t>(in.partitions);
+  plan->producer_queue_kbytes = share / 2 / 1024;
+  const size_t per_partition = (share - plan->producer_queue_kbytes * 1024) / partitions;
+  plan->consumer_fetch_bytes =
+      std::clamp<size_t>(per_partition / 2, kMinFetchBytes, size_t{1} << 20);
+  plan->consumer_queue_kbytes = std::max<size_t>(
+      kMinQueueKbytes,
+      (per_partition - std::min(per_partition, plan->consumer_fetch_bytes)) / 1024);
+  plan->kafka_bytes =
+      plan->producer_queue_kbytes * 1024 +
+      partitions * (plan->consumer_fetch_bytes + plan->consumer_queue_kbytes * 1024);
+}
+
 }  // namespace
 
 std::string MemoryPlan::ToString() const {
   return "cap " + Mib(cap_bytes) + " = fixed " + Mib(fixed_bytes) + " + dedup windows " +
-         Mib(dedup_bytes) + " + RocksDB " + Mib(rocksdb_bytes) + " + customer cache " +
-         Mib(customer_cache_bytes) + " (" + std::to_string(cached_customers_per_partition) +
-         " customers per partition)";
+         Mib(dedup_bytes) + " + Kafka clients " + Mib(kafka_bytes) + " + RocksDB " +
+         Mib(rocksdb_bytes) + " + customer cache " + Mib(customer_cache_bytes) + " (" +
+         std::to_string(cached_customers_per_partition) + " customers per partition)";
 }
 
 Result<MemoryPlan> PlanMemory(const MemoryPlanInput& in) {
@@ -28,24 +52,29 @@ Result<MemoryPlan> PlanMemory(const MemoryPlanInput& in) {
   if (!(in.rocksdb_share > 0 && in.rocksdb_share < 1)) {
     return Status::InvalidArgument("memory plan: rocksdb_share must be in (0, 1)");
   }
+  if (!(in.kafka_share > 0 && in.kafka_share < 1)) {
+    return Status::InvalidArgument("memory plan: kafka_share must be in (0, 1)");
+  }
   MemoryPlan plan;
   plan.cap_bytes = in.cap_bytes;
   plan.fixed_bytes = in.fixed_bytes;
   plan.dedup_bytes = in.dedup_ids * kDedupBytesPerId;
   const auto partitions = static_cast<size_t>(in.partitions);
+  SizeKafkaClients(in, &plan);
   const size_t min_cache = kMinCachedCustomersPerPartition * kBytesPerCachedCustomer * partitions;
-  const size_t needed = plan.fixed_bytes + plan.dedup_bytes + kMinRocksDbBytes + min_cache;
+  const size_t needed =
+      plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes + kMinRocksDbBytes + min_cache;
   if (in.cap_bytes < needed) {
     return Status::InvalidArgument(
         "state.memory_cap_mb: " + Mib(in.cap_bytes) + " is too small; it needs at least " +
         Mib(needed) + ": fixed " + Mib(plan.fixed_bytes) + " + dedup windows " +
-        Mib(plan.dedup_bytes) + " (" + std::to_string(in.dedup_ids) + " ids) + RocksDB " +
-        Mib(kMinRocksDbBytes) + " + customer cache " + Mib(min_cache) + " (" +
-        std::to_string(kMinCachedCustomersPerPartition) + " customers x " +
+        Mib(plan.dedup_bytes) + " (" + std::to_string(in.dedup_ids) + " ids) + Kafka clients " +
+        Mib(plan.kafka_bytes) + " + RocksDB " + Mib(kMinRocksDbBytes) + " + customer cache " +
+        Mib(min_cache) + " (" + std::to_string(kMinCachedCustomersPerPartition) + " customers x " +
         std::to_string(kBytesPerCachedCustomer) + " bytes x " + std::to_string(partitions) +
         " partitions)");
   }
-  const size_t rest = in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes;
+  const size_t rest = in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes - plan.kafka_bytes;
   plan.rocksdb_bytes =
       std::max(kMinRocksDbBytes, static_cast<size_t>(static_cast<double>(rest) * in.rocksdb_share));
   plan.rocksdb_bytes = std::min(plan.rocksdb_bytes, rest - min_cache);

@@ -16,6 +16,7 @@
 #include "crmstream/kafka/consumer.h"
 #include "crmstream/kafka/producer.h"
 #include "crmstream/pipeline/event_processor.h"
+#include "crmstream/pipeline/memory_plan.h"
 #include "crmstream/runtime/engine_probe.h"
 #include "crmstream/runtime/kafka_wiring.h"
 #include "crmstream/runtime/stamped_outputs.h"
@@ -24,6 +25,8 @@
 namespace crmstream::runtime {
 
 using Clock = std::chrono::steady_clock;
+
+class DeliveryMode;
 
 // How long a flush may wait for the brokers before the commit is skipped
 // (and tried again next interval).
@@ -50,21 +53,27 @@ struct PartitionTask {
   // Rebuilding lost state from the input's beginning up to this offset
   // (the group's committed one); -1: not rebuilding.
   int64_t rebuild_until = -1;
-  // Counters of this task already published into the probe.
-  uint64_t published_received = 0, published_accepted = 0, published_duplicates = 0,
-           published_rejected = 0;
-  std::array<uint64_t, schema::kOutputKindCount> published_outputs{};
-  std::array<uint64_t, ingest::kEventTypeCount> published_by_type{};
-  std::array<uint64_t, 16> published_by_reason{};
-  std::array<uint64_t, alerts::kSeverityCount> published_alerts{};
-  uint64_t published_suppressed = 0;
 };
 
 using TaskMap = std::map<kafka::TopicPartition, PartitionTask>;
 
+// The tasks' counters summed: the probe's totals are those of the tasks
+// dropped so far plus the live ones', so a revoked partition's counts stay.
+struct TaskTotals {
+  uint64_t received = 0, accepted = 0, duplicates = 0, rejected = 0, suppressed = 0;
+  std::array<uint64_t, schema::kOutputKindCount> outputs{};
+  std::array<uint64_t, ingest::kEventTypeCount> by_type{};
+  std::array<uint64_t, 16> by_reason{};
+  std::array<uint64_t, alerts::kSeverityCount> alerts{};
+
+  // `suppressed`: the task's outputs its delivery mode did not produce again.
+  void Add(const pipeline::ProcessorCounters& c, uint64_t suppressed);
+};
+
 struct EngineCore {
   config::EngineConfig config;
   pipeline::ProcessorOptions processor_options;
+  pipeline::MemoryPlan memory_plan;  // how state.memory_cap_mb is spent
   kafka::ClientConfig client;
   OutputPartitionCounts output_partitions{};
   std::unique_ptr<state::StateStore> store;
@@ -72,12 +81,15 @@ struct EngineCore {
   std::unique_ptr<KafkaSink> sink;
   std::unique_ptr<kafka::Consumer> consumer;
   TaskMap tasks;
+  TaskTotals dropped_tasks;  // counters of the tasks erased so far
   EngineProbe probe;
   // Run(): stop once every partition is processed to its end.
   bool until_caught_up = false;
 
   // Records of the task's partition not processed yet; -1 while unknown.
   int64_t TaskLag(const PartitionTask& task) const;
+  // Erases the task of `tp`, if any, keeping its counters in dropped_tasks.
+  void EraseTask(const kafka::TopicPartition& tp, const DeliveryMode& delivery);
 };
 
 }  // namespace crmstream::runtime

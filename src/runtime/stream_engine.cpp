@@ -75,6 +75,27 @@ std::unique_ptr<DeliveryMode> MakeDeliveryMode(config::Guarantee guarantee, Engi
   return std::make_unique<AtLeastOnceDelivery>(core, checkpointer);
 }
 
+void TaskTotals::Add(const pipeline::ProcessorCounters& c, uint64_t suppressed_outputs) {
+  received += c.received.Get();
+  accepted += c.accepted.Get();
+  duplicates += c.duplicates.Get();
+  rejected += c.rejected.Get();
+  suppressed += suppressed_outputs;
+  for (size_t i = 0; i < alerts.size(); ++i) alerts[i] += c.alerts_by_severity[i].Get();
+  for (size_t k = 0; k < outputs.size(); ++k) outputs[k] += c.outputs[k].Get();
+  for (size_t t = 0; t < by_type.size(); ++t) by_type[t] += c.by_type[t].Get();
+  for (size_t r = 0; r < by_reason.size(); ++r) by_reason[r] += c.by_reason[r].Get();
+}
+
+void EngineCore::EraseTask(const kafka::TopicPartition& tp, const DeliveryMode& delivery) {
+  const auto it = tasks.find(tp);
+  if (it == tasks.end()) return;
+  if (it->second.processor) {
+    dropped_tasks.Add(it->second.processor->counters(), delivery.Suppressed(it->second));
+  }
+  tasks.erase(it);
+}
+
 int64_t EngineCore::TaskLag(const PartitionTask& task) const {
   if (task.next_offset < 0) {
     // Nothing processed: the consumer's own view (0 for an empty partition).
@@ -123,6 +144,8 @@ const EngineProbe& StreamEngine::probe() const { return impl_->core.probe; }
 CustomerQueries& StreamEngine::queries() { return impl_->queries; }
 const state::StateStore& StreamEngine::state_store() const { return *impl_->core.store; }
 
+const pipeline::MemoryPlan& StreamEngine::memory_plan() const { return impl_->core.memory_plan; }
+
 const pipeline::EventProcessor* StreamEngine::processor(const std::string& topic,
                                                         int32_t partition) const {
   auto it = impl_->core.tasks.find(kafka::TopicPartition{topic, partition});
@@ -156,7 +179,8 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   memory.cap_bytes = static_cast<size_t>(config.state.memory_cap_mb) << 20;
   memory.partitions = std::max(1, partitions);
   memory.dedup_ids = options.dedup_capacity * static_cast<size_t>(memory.partitions);
-  CRM_ASSIGN_OR_RETURN(const pipeline::MemoryPlan plan, pipeline::PlanMemory(memory));
+  CRM_ASSIGN_OR_RETURN(core.memory_plan, pipeline::PlanMemory(memory));
+  const pipeline::MemoryPlan& plan = core.memory_plan;
   options.cached_customers = plan.cached_customers_per_partition;
   spdlog::info("memory: {}", plan.ToString());
 
@@ -196,6 +220,7 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   }
   kafka::ProducerOptions producer_options;
   producer_options.linger_ms = config.producer_linger_ms;
+  producer_options.queue_max_kbytes = static_cast<int>(plan.producer_queue_kbytes);
   if (transactional) {
     // A transaction left open by a crashed or paused instance holds back
     // read_committed readers and the group's offsets until the broker
@@ -224,6 +249,11 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   kafka::ClientConfig consumer_client = core.client;
   consumer_client.SetDefault("session.timeout.ms", "10000");
   consumer_client.SetDefault("heartbeat.interval.ms", "1000");
+  // The prefetch stays inside the memory plan (librdkafka's default queue
+  // alone is 64 MiB).
+  consumer_client.SetDefault("queued.max.messages.kbytes",
+                             std::to_string(plan.consumer_queue_kbytes));
+  consumer_client.SetDefault("fetch.message.max.bytes", std::to_string(plan.consumer_fetch_bytes));
   CRM_ASSIGN_OR_RETURN(
       core.consumer,
       kafka::Consumer::Create(consumer_client, config.kafka.group_id, consumer_options));
@@ -266,8 +296,8 @@ void StreamEngine::Impl::OnLost(std::span<const kafka::TopicPartition> partition
 
 void StreamEngine::Impl::DropTasks(std::span<const kafka::TopicPartition> partitions,
                                    const char* how) {
+  for (const auto& tp : partitions) core.EraseTask(tp, *delivery);
   PublishStats();
-  for (const auto& tp : partitions) core.tasks.erase(tp);
   last_task = nullptr;
   EngineStats& stats = core.probe.stats();
   stats.partitions.store(static_cast<int>(core.tasks.size()), std::memory_order_relaxed);
@@ -312,30 +342,26 @@ bool StreamEngine::Impl::CaughtUp() const {
 }
 
 void StreamEngine::Impl::PublishStats() {
-  auto publish = [](std::atomic<uint64_t>& total, uint64_t now, uint64_t* published) {
-    total.fetch_add(now - *published, std::memory_order_relaxed);
-    *published = now;
-  };
+  TaskTotals totals = core.dropped_tasks;
+  for (const auto& [tp, task] : core.tasks) {
+    totals.Add(task.processor->counters(), delivery->Suppressed(task));
+  }
   EngineStats& stats = core.probe.stats();
-  for (auto& [tp, task] : core.tasks) {
-    const pipeline::ProcessorCounters& c = task.processor->counters();
-    publish(stats.received, c.received.Get(), &task.published_received);
-    publish(stats.accepted, c.accepted.Get(), &task.published_accepted);
-    publish(stats.duplicates, c.duplicates.Get(), &task.published_duplicates);
-    publish(stats.rejected, c.rejected.Get(), &task.published_rejected);
-    for (size_t i = 0; i < task.published_alerts.size(); ++i) {
-      publish(stats.churn_alerts[i], c.alerts_by_severity[i].Get(), &task.published_alerts[i]);
-    }
-    for (size_t k = 0; k < task.published_outputs.size(); ++k) {
-      publish(stats.outputs[k], c.outputs[k].Get(), &task.published_outputs[k]);
-    }
-    for (size_t t = 0; t < task.published_by_type.size(); ++t) {
-      publish(stats.accepted_by_type[t], c.by_type[t].Get(), &task.published_by_type[t]);
-    }
-    for (size_t r = 0; r < c.by_reason.size(); ++r) {
-      publish(stats.rejected_by_reason[r], c.by_reason[r].Get(), &task.published_by_reason[r]);
-    }
-    publish(stats.suppressed_outputs, delivery->Suppressed(task), &task.published_suppressed);
+  const auto store = [](std::atomic<uint64_t>& to, uint64_t v) {
+    to.store(v, std::memory_order_relaxed);
+  };
+  store(stats.received, totals.received);
+  store(stats.accepted, totals.accepted);
+  store(stats.duplicates, totals.duplicates);
+  store(stats.rejected, totals.rejected);
+  store(stats.suppressed_outputs, totals.suppressed);
+  for (size_t i = 0; i < totals.alerts.size(); ++i) store(stats.churn_alerts[i], totals.alerts[i]);
+  for (size_t k = 0; k < totals.outputs.size(); ++k) store(stats.outputs[k], totals.outputs[k]);
+  for (size_t t = 0; t < totals.by_type.size(); ++t) {
+    store(stats.accepted_by_type[t], totals.by_type[t]);
+  }
+  for (size_t r = 0; r < totals.by_reason.size(); ++r) {
+    store(stats.rejected_by_reason[r], totals.by_reason[r]);
   }
   stats.delivered.store(core.producer->delivered_count(), std::memory_order_relaxed);
   stats.delivery_failures.store(core.producer->failed_count(), std::memory_order_relaxed);

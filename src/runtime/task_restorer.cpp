@@ -59,7 +59,7 @@ Status TaskRestorer::Restore(std::span<kafka::TopicPartitionOffset> partitions) 
       return Status::Corruption(store.path().string() + ": the state of " + what +
                                 " is partially restored; move the store away to start afresh");
     }
-    core_->tasks.erase(tp);  // a re-assignment starts from the checkpoint again
+    core_->EraseTask(tp, *delivery_);  // a re-assignment starts from the checkpoint again
     PartitionTask& task = NewTask(tp);
     task.key = key;
     CRM_ASSIGN_OR_RETURN(const uint64_t sequence,

@@ -7,7 +7,9 @@
 #include <simdjson.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cmath>
+#include <thread>
 
 #include "admin/engine_fixture.h"
 #include "http/hostile_clients.h"
@@ -144,11 +146,33 @@ TEST_CASE("Admin server: scrape, probes and customer API on a running engine",
   CHECK(SampleValue(before, "crmstream_checkpoint_size_bytes") > 0);
   CHECK(SampleValue(before, R"(crmstream_rocksdb_memory_bytes{kind="block_cache"})") > 0);
   CHECK(SampleValue(before, R"(crmstream_rocksdb_memory_bytes{kind="memtables"})") >= 0);
-  // No label has matured: every assigned partition's churn gate is warming up.
+  // No label has matured: every assigned partition's churn gate is warming
+  // up. The model figures are refreshed on the engine's own cadence, after
+  // the assignment: wait (bounded) for a refresh that covers the partitions.
   CHECK(SampleValue(before, "crmstream_assigned_partitions") > 0);
-  CHECK(SampleValue(before, R"(crmstream_model_churn_gate_partitions{state="warming_up"})") ==
-        SampleValue(before, "crmstream_assigned_partitions"));
-  CHECK(SampleValue(before, R"(crmstream_model_churn_gate_partitions{state="open"})") == 0);
+  std::string gates = before;
+  for (int i = 0;
+       i < 100 &&
+       SampleValue(gates, R"(crmstream_model_churn_gate_partitions{state="warming_up"})") !=
+           SampleValue(gates, "crmstream_assigned_partitions");
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    gates = HttpGet(e.port(), "/metrics").body;
+  }
+  CHECK(SampleValue(gates, R"(crmstream_model_churn_gate_partitions{state="warming_up"})") ==
+        SampleValue(gates, "crmstream_assigned_partitions"));
+  CHECK(SampleValue(gates, R"(crmstream_model_churn_gate_partitions{state="open"})") == 0);
+  // The memory plan's parts add up to the cap, and the resident set is read.
+  const pipeline::MemoryPlan& plan = e.engine().memory_plan();
+  double parts = 0;
+  for (const char* part : {"fixed", "dedup", "kafka", "rocksdb", "customer_cache"}) {
+    parts += SampleValue(before,
+                         std::string(R"(crmstream_memory_budget_bytes{part=")") + part + R"("})");
+  }
+  CHECK(parts == static_cast<double>(plan.cap_bytes));
+  CHECK(SampleValue(before, R"(crmstream_memory_budget_bytes{part="kafka"})") ==
+        static_cast<double>(plan.kafka_bytes));
+  CHECK(SampleValue(before, "crmstream_resident_memory_bytes") > 1e6);
   e.engine().probe().RecordCheckpoint(0.003, 1000, true);
   e.engine().probe().RecordCheckpoint(0.2, 5000, true);
   e.engine().probe().RecordCheckpoint(7.0, 0, false);

@@ -26,8 +26,8 @@ TEST_CASE("A memory cap too small to run is refused with every size named", "[pi
   CHECK_THAT(plan.status().message(),
              Catch::Contains("state.memory_cap_mb") && Catch::Contains("64.0 MiB") &&
                  Catch::Contains("fixed 48.0 MiB") && Catch::Contains("dedup windows 22.9 MiB") &&
-                 Catch::Contains("1000000 ids") && Catch::Contains("RocksDB 8.0 MiB") &&
-                 Catch::Contains("12 partitions"));
+                 Catch::Contains("Kafka clients 8.0 MiB") && Catch::Contains("1000000 ids") &&
+                 Catch::Contains("RocksDB 8.0 MiB") && Catch::Contains("12 partitions"));
 }
 
 TEST_CASE("The memory plan gives every part of the cap a size and spends no more", "[pipeline]") {
@@ -36,10 +36,20 @@ TEST_CASE("The memory plan gives every part of the cap a size and spends no more
   in.partitions = 4;
   in.dedup_ids = 1'000'000;
   REQUIRE_OK_AND_ASSIGN(const MemoryPlan plan, PlanMemory(in));
-  CHECK(plan.fixed_bytes + plan.dedup_bytes + plan.rocksdb_bytes + plan.customer_cache_bytes ==
+  CHECK(plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes + plan.rocksdb_bytes +
+            plan.customer_cache_bytes ==
         in.cap_bytes);
   CHECK(plan.dedup_bytes == 24'000'000);
-  const double rest = static_cast<double>(in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes);
+  // The Kafka clients: an eighth of the cap (at most 128 MiB), and the
+  // librdkafka settings derived from it spend no more than that.
+  CHECK(plan.kafka_bytes <= size_t{128} << 20);
+  CHECK(plan.kafka_bytes > size_t{120} << 20);
+  CHECK(plan.producer_queue_kbytes * 1024 +
+            4 * (plan.consumer_fetch_bytes + plan.consumer_queue_kbytes * 1024) ==
+        plan.kafka_bytes);
+  CHECK(plan.consumer_fetch_bytes == size_t{1} << 20);
+  const double rest =
+      static_cast<double>(in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes - plan.kafka_bytes);
   CHECK(static_cast<double>(plan.rocksdb_bytes) == Approx(rest * in.rocksdb_share).epsilon(1e-6));
   CHECK(plan.cached_customers_per_partition * 4 * kBytesPerCachedCustomer <=
         plan.customer_cache_bytes);
@@ -47,11 +57,29 @@ TEST_CASE("The memory plan gives every part of the cap a size and spends no more
   // Just enough: the minimum cache and RocksDB's minimum.
   in.cap_bytes = in.fixed_bytes + 24'000'000 + kMinRocksDbBytes +
                  kMinCachedCustomersPerPartition * kBytesPerCachedCustomer * 4;
+  in.kafka_share = 0.01;  // the Kafka clients at their minimum
+  in.cap_bytes += kMinKafkaBytes;
   REQUIRE_OK_AND_ASSIGN(const MemoryPlan least, PlanMemory(in));
   CHECK(least.rocksdb_bytes == kMinRocksDbBytes);
   CHECK(least.cached_customers_per_partition == kMinCachedCustomersPerPartition);
   in.cap_bytes -= 1;
   CHECK(PlanMemory(in).status().code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("The Kafka clients' buffers grow past their share only as far as their floors need",
+          "[pipeline]") {
+  MemoryPlanInput in;
+  in.cap_bytes = size_t{512} << 20;
+  in.partitions = 200;
+  in.kafka_share = 0.02;  // 26 KiB per partition: below the floors
+  REQUIRE_OK_AND_ASSIGN(const MemoryPlan plan, PlanMemory(in));
+  CHECK(plan.consumer_fetch_bytes == size_t{64} << 10);
+  CHECK(plan.consumer_queue_kbytes == 64);
+  CHECK(plan.kafka_bytes == plan.producer_queue_kbytes * 1024 + 200 * (size_t{128} << 10));
+  CHECK(plan.kafka_bytes > static_cast<size_t>(0.02 * static_cast<double>(in.cap_bytes)));
+  CHECK(plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes + plan.rocksdb_bytes +
+            plan.customer_cache_bytes ==
+        in.cap_bytes);
 }
 
 size_t HeapBytes() {

@@ -324,6 +324,7 @@ inline void WriteEngineYaml(const config::EngineConfig& cfg, const std::filesyst
   }
   out << "processing:\n  guarantee: " << config::GuaranteeName(cfg.guarantee) << "\n";
   out << "state_dir: " << cfg.state_dir << "\n";
+  out << "state:\n  memory_cap_mb: " << cfg.state.memory_cap_mb << "\n";
   out << "pipeline: " << (testing::SourceDir() / "pipelines" / "crm.yaml").string() << "\n";
   out << "metrics_port: 0\nstatus_interval_ms: 0\n";
   out << "commit_interval_ms: " << cfg.commit_interval_ms << "\n";

@@ -3,12 +3,17 @@
 //
 //   fixed allowance   code, librdkafka, the partition-wide models, buffers
 //   dedup windows     as configured (about 24 bytes per remembered id)
+//   Kafka clients     the producer's queue and the consumer's prefetch
+//                     (librdkafka's queue.buffering.max.kbytes,
+//                     queued.max.messages.kbytes, fetch.message.max.bytes)
 //   RocksDB           block cache + memtables (StateStoreOptions::memory_cap_bytes)
 //   customer cache    the partition tasks' customers in memory
 //                     (ProcessorOptions::cached_customers, per partition)
 //
-// What the allowance and the dedup windows leave is shared by RocksDB
-// (rocksdb_share) and the customer cache (the rest). A cap that cannot give
+// The Kafka clients get kafka_share of the cap (within [kMinKafkaBytes,
+// kMaxKafkaBytes]); what the allowance, the dedup windows and the clients
+// leave is shared by RocksDB (rocksdb_share) and the customer cache (the
+// rest). A cap that cannot give
 // each part its minimum is refused, with a message naming every size.
 //
 // Pure functions; thread-safe.
@@ -32,19 +37,30 @@ struct MemoryPlanInput {
   size_t dedup_ids = 0;                   // remembered event ids, all partitions together
   size_t fixed_bytes = size_t{48} << 20;  // allowance for what does not grow with the data
   double rocksdb_share = 0.4;             // of what is left, in (0, 1)
+  double kafka_share = 0.125;             // of the cap, in (0, 1)
 };
 
 struct MemoryPlan {
   size_t cap_bytes = 0;
   size_t fixed_bytes = 0;
   size_t dedup_bytes = 0;
+  size_t kafka_bytes = 0;  // the two below, together
   size_t rocksdb_bytes = 0;
   size_t customer_cache_bytes = 0;  // all partitions
   size_t cached_customers_per_partition = 0;
-  std::string ToString() const;  // every size, in MiB
+  // The Kafka clients' settings: half of kafka_bytes for the producer's
+  // queue; the other half split over the partitions, each holding one fetch
+  // (librdkafka grows it for a larger message) and a prefetch queue. Sized
+  // per partition, the worst case of librdkafka's accounting.
+  size_t producer_queue_kbytes = 0;  // queue.buffering.max.kbytes
+  size_t consumer_queue_kbytes = 0;  // queued.max.messages.kbytes
+  size_t consumer_fetch_bytes = 0;   // fetch.message.max.bytes
+  std::string ToString() const;      // every size, in MiB
 };
 
 inline constexpr size_t kMinRocksDbBytes = size_t{8} << 20;
+inline constexpr size_t kMinKafkaBytes = size_t{8} << 20;
+inline constexpr size_t kMaxKafkaBytes = size_t{128} << 20;
 inline constexpr size_t kMinCachedCustomersPerPartition = 1000;
 
 // InvalidArgument naming the sizes when the cap is too small.

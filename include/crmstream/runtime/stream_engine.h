@@ -22,6 +22,7 @@
 #include "crmstream/common/status.h"
 #include "crmstream/config/engine_config.h"
 #include "crmstream/pipeline/event_processor.h"
+#include "crmstream/pipeline/memory_plan.h"
 #include "crmstream/pipeline/pipeline_spec.h"
 #include "crmstream/runtime/customer_queries.h"
 #include "crmstream/runtime/engine_probe.h"
@@ -65,6 +66,8 @@ class StreamEngine {
   const EngineStats& stats() const { return probe().stats(); }
   CustomerQueries& queries();
   const state::StateStore& state_store() const;
+  // How state.memory_cap_mb is split (fixed after Create).
+  const pipeline::MemoryPlan& memory_plan() const;
 
   // Engine thread only (or after Run returned): the processor of a partition.
   const pipeline::EventProcessor* processor(const std::string& topic, int32_t partition) const;
