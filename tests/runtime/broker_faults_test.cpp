@@ -9,7 +9,8 @@
 //
 // Short by default (CI): 4,000 events, one fault per run. The long form:
 // CRMSTREAM_BROKER_FAULT_EVENTS (input size) and CRMSTREAM_BROKER_FAULT_ROUNDS
-// (faults per run, spread over the input), e.g. 40000 and 5.
+// (faults per run at most, each once the engine has moved on since the
+// previous one), e.g. 20000 and 5.
 #include <signal.h>
 
 #include <catch2/catch.hpp>
@@ -54,22 +55,34 @@ struct FaultedRun {
   std::vector<int64_t> received_at_fault;
 };
 
-// Runs `run` to the end of the input while a second thread injects `fault`
-// `rounds` times, spread over the input (the first a third in).
+// Runs `run` to the end of the input while a second thread injects `fault`:
+// first once the engine has received a third of the input, then again each
+// time it has moved on, at most `rounds` times in all (a fault takes up to
+// a node's restart, so how many fit depends on how long the engine takes
+// over the input; each is reported).
 FaultedRun RunWithFaults(const std::string& bootstrap, const EngineRun& run, int events, int rounds,
                          const std::function<void(int)>& fault) {
   FaultedRun out;
   LiveEngine live;
   std::atomic<bool> finished{false};
   std::thread faults([&] {
+    int64_t last = -1;
     for (int r = 0; r < rounds && !finished.load(); ++r) {
-      const int64_t threshold = static_cast<int64_t>(events) * (r + 1) / (rounds + 2);
+      // After the first, the next fault waits for the engine to move on
+      // (the received count starts again with an engine restarted after a
+      // failure, so "moved" is "changed").
+      const int64_t threshold = r == 0 ? events / 3 : 1;
+      const auto ready = [&] {
+        const int64_t now = live.received();
+        return now >= threshold && now != last;
+      };
       const auto deadline = Clock::now() + std::chrono::seconds(120);
-      while (live.received() < threshold && !finished.load() && Clock::now() < deadline) {
+      while (!ready() && !finished.load() && Clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
-      if (live.received() < threshold) return;
-      out.received_at_fault.push_back(live.received());
+      last = live.received();
+      if (last < threshold || finished.load()) return;
+      out.received_at_fault.push_back(last);
       fault(r);
     }
   });
@@ -79,18 +92,23 @@ FaultedRun RunWithFaults(const std::string& bootstrap, const EngineRun& run, int
   config::EngineConfig cfg = EngineConfigFor(bootstrap, run);
   cfg.kafka.properties["max.partition.fetch.bytes"] = "8192";
   cfg.kafka.properties["queued.min.messages"] = "100";
-  out.restarts = RunRestartingOnFailure(cfg, 5, &out.suppressed, &live);
+  // Each fault may hold the engine up to a node's restart (15-20 s on a
+  // loaded machine) on top of the processing.
+  const auto within = std::chrono::seconds(120 + 60 * rounds);
+  out.restarts = RunRestartingOnFailure(cfg, 5, &out.suppressed, &live, within);
   finished.store(true);
   faults.join();
-  WARN(run.group << ": " << out.restarts << " restart(s) after a failure stop, " << out.suppressed
+  WARN(run.group << ": " << out.received_at_fault.size() << " fault(s) of at most " << rounds
+                 << "; " << out.restarts << " restart(s) after a failure stop, " << out.suppressed
                  << " outputs dropped as delivered; records received at "
                  << "the faults: " << ::Catch::Detail::stringify(out.received_at_fault));
   return out;
 }
 
-// Every fault came while records were still to come.
-void CheckFaultsInside(const FaultedRun& run, int events, int rounds) {
-  CHECK(static_cast<int>(run.received_at_fault.size()) == rounds);
+// Every fault came while records were still to come; the first always does
+// (one round: CI's short form).
+void CheckFaultsInside(const FaultedRun& run, int events) {
+  CHECK_FALSE(run.received_at_fault.empty());
   for (int64_t at : run.received_at_fault) {
     CHECK(at > 0);
     CHECK(at < events);
@@ -107,7 +125,7 @@ void CheckFaultsInside(const FaultedRun& run, int events, int rounds) {
 
 TEST_CASE(
     "Real broker restarted or silent during the run: transactional outputs and state equal a "
-    "fault-free run's; at least once loses nothing",
+    "fault-free run's, and at least once loses nothing",
     "[runtime][integration][kafka][broker-faults]") {
   testing::PrivateKafka kafka(1);
   REQUIRE_PRIVATE_KAFKA(kafka);
@@ -130,7 +148,7 @@ TEST_CASE(
     CHECK_OK(kafka.StartNode(1));
   };
   const FaultedRun restarted = RunWithFaults(fx.bootstrap, runs[1], events, rounds, restart);
-  CheckFaultsInside(restarted, events, rounds);
+  CheckFaultsInside(restarted, events);
   CheckSameResults(fx.client, runs[1], runs[0]);
 
   // The broker's process stopped for 5 s: connections stay open and nothing
@@ -140,11 +158,11 @@ TEST_CASE(
     std::this_thread::sleep_for(std::chrono::seconds(5));
     CHECK_OK(kafka.ResumeNode(1));
   });
-  CheckFaultsInside(paused, events, rounds);
+  CheckFaultsInside(paused, events);
   CheckSameResults(fx.client, runs[2], runs[0]);
 
   const FaultedRun alo = RunWithFaults(fx.bootstrap, runs[4], events, rounds, restart);
-  CheckFaultsInside(alo, events, rounds);
+  CheckFaultsInside(alo, events);
   CheckNothingLost(fx.client, runs[4], runs[3]);
 }
 
@@ -179,7 +197,7 @@ TEST_CASE(
     moves.emplace_back(*before, after.ok() ? *after : -1);
     CHECK_OK(kafka.StartNode(*before));
   });
-  CheckFaultsInside(moved, events, rounds);
+  CheckFaultsInside(moved, events);
   for (const auto& [before, after] : moves) {
     WARN("leader of the input's partition 0 moved from node " << before << " to " << after);
     CHECK(after > 0);

@@ -122,9 +122,11 @@ class LiveEngine {
   const StreamEngine* engine_ = nullptr;
 };
 
-// One engine run to the end of the input; the Status it stopped with.
+// One engine run to the end of the input, bounded by `within`; the Status
+// it stopped with.
 inline Status RunOnce(const config::EngineConfig& cfg, uint64_t* suppressed,
-                      LiveEngine* live = nullptr) {
+                      LiveEngine* live = nullptr,
+                      std::chrono::seconds within = std::chrono::seconds(120)) {
   pipeline::PipelineSpec spec;
   auto engine = StreamEngine::Create(cfg, spec);
   REQUIRE_OK(engine);
@@ -139,7 +141,7 @@ inline Status RunOnce(const config::EngineConfig& cfg, uint64_t* suppressed,
     finished.store(true);
   });
   // Run returns by itself once caught up; the deadline only bounds a failure.
-  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  const auto deadline = Clock::now() + within;
   while (!finished.load() && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -158,9 +160,10 @@ inline void RunUntilCaughtUp(const config::EngineConfig& cfg, uint64_t* suppress
 // As a supervisor would: an engine that stops on a broker failure (outputs
 // it could not deliver) is started again, at most `restarts` times.
 inline int RunRestartingOnFailure(const config::EngineConfig& cfg, int restarts,
-                                  uint64_t* suppressed, LiveEngine* live) {
+                                  uint64_t* suppressed, LiveEngine* live,
+                                  std::chrono::seconds within = std::chrono::seconds(120)) {
   for (int attempt = 0; attempt <= restarts; ++attempt) {
-    Status st = RunOnce(cfg, suppressed, live);
+    Status st = RunOnce(cfg, suppressed, live, within);
     if (st.ok()) return attempt;
     WARN("engine stopped: " << st.ToString() << "; starting it again");
   }
@@ -327,9 +330,10 @@ inline std::string OutputIdentity(const std::string& record) {
 // depend on batch timing (features, offsets, dedup window) is the same.
 // Customer scores are coalesced per commit (one record per customer
 // carrying its latest event), so which intermediate ones appear follows the
-// batching: each customer's latest must be there. Anomalies are left out:
-// whether one is raised depends on the behaviour model's state at the time,
-// which follows the batching too (two fault-free runs raise different ones).
+// batching: each customer's latest must be there. Outputs a model decides
+// (anomalies, segment changes, churn alerts, correlations) are left out:
+// whether one is raised depends on the model's state at the time, which
+// follows the batching too (two fault-free runs raise different ones).
 inline int CheckNothingLost(const kafka::ClientConfig& client, const EngineRun& faulted,
                             const EngineRun& straight) {
   const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3};
@@ -338,7 +342,10 @@ inline int CheckNothingLost(const kafka::ClientConfig& client, const EngineRun& 
     RecordCounts out;
     for (const auto& [k, n] : ReadAll(client, Topics(run.output_prefix), counts).records) {
       const std::string record = k.substr(k.find('.') + 1);
-      if (record.starts_with(OutputKindName(OutputKind::kAnomalies))) continue;
+      if (!record.starts_with(OutputKindName(OutputKind::kCustomerScores)) &&
+          !record.starts_with(OutputKindName(OutputKind::kDeadLetter))) {
+        continue;
+      }
       const std::string identity = OutputIdentity(record);
       if (record.starts_with(OutputKindName(OutputKind::kCustomerScores))) {
         const size_t key = identity.find('\t') + 1, as_of = identity.rfind('\t') + 1;
@@ -366,14 +373,14 @@ inline int CheckNothingLost(const kafka::ClientConfig& client, const EngineRun& 
     auto it = s.find(identity);
     repeated += n - (it == s.end() ? 0 : std::min(n, it->second));
   }
-  REQUIRE(total > 100);
+  REQUIRE(total > 20);
   CHECK(lost == 0);
   const auto families = {state::StateFamily::kFeatures, state::StateFamily::kOffsets,
                          state::StateFamily::kDedup};
   CHECK(StateEntries(faulted.state_dir, families) == StateEntries(straight.state_dir, families));
   WARN(faulted.group << ": " << s_latest.size() << " customers' latest scores, " << total
-                     << " other outputs (no anomalies) in the fault-free run, " << lost
-                     << " of them lost; " << repeated << " more (repeats)");
+                     << " dead letters in the fault-free run, " << lost << " of them lost; "
+                     << repeated << " more (repeats)");
   return repeated;
 }
 

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -48,6 +49,7 @@ PrivateKafka::PrivateKafka(int nodes)
                           ": run `scripts/kafka.sh start` once";
     return;
   }
+  RemoveAbandoned();
   Status started = Script({"start", "--brokers", std::to_string(nodes)});
   if (!started.ok()) {
     unavailable_reason_ = "a private Kafka cluster did not start: " + started.ToString();
@@ -65,6 +67,22 @@ PrivateKafka::~PrivateKafka() {
   if (!bootstrap_.empty()) (void)Script({"remove"});
   std::error_code ignored;
   fs::remove(log_, ignored);
+}
+
+// A test process killed by a timeout leaves its cluster running: one whose
+// process is gone is stopped and deleted here.
+void PrivateKafka::RemoveAbandoned() const {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(KafkaHome(), ec)) {
+    const std::string name = entry.path().filename().string();
+    static constexpr std::string_view kPrefix = "run-test-";
+    if (!name.starts_with(kPrefix)) continue;
+    const int pid = std::atoi(name.c_str() + kPrefix.size());
+    if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    const std::vector<std::string> argv{(SourceDir() / "scripts" / "kafka.sh").string(),
+                                        "--instance", name.substr(4), "remove"};
+    (void)RunChild(argv, {}, log_, std::chrono::seconds(120));
+  }
 }
 
 Status PrivateKafka::Script(const std::vector<std::string>& args, std::string* output) const {

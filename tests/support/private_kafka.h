@@ -44,6 +44,7 @@ class PrivateKafka : public TestBroker {
  private:
   Status Script(const std::vector<std::string>& args, std::string* output = nullptr) const;
   Status Signal(int id, int signal) const;
+  void RemoveAbandoned() const;
 
   std::string instance_;
   std::filesystem::path log_;
