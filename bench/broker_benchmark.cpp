@@ -4,9 +4,14 @@
 // runs at-least-once with the default pipeline: decode, validate, features,
 // every online model, and every output produced back to the brokers except
 // crm.customer-scores, which the row scores:1 adds. The figure is the ratio
-// engine / bare.
+// engine / bare. Given CRMSTREAM_TEST_KAFKA=host:port (a real cluster, e.g.
+// from `scripts/kafka.sh env`), the same on it, at least once and with
+// Kafka transactions.
 //
 //   build/release/bench/bench_broker
+//   eval "$(scripts/kafka.sh --instance bench start)"
+//   build/release/bench/bench_broker --benchmark_filter=RealBroker
+//   scripts/kafka.sh --instance bench remove
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
@@ -20,6 +25,7 @@
 #include "crmstream/kafka/producer.h"
 #include "crmstream/runtime/kafka_wiring.h"
 #include "crmstream/runtime/stream_engine.h"
+#include "real_cluster.h"
 
 namespace crmstream::runtime {
 namespace {
@@ -29,73 +35,122 @@ namespace {
 constexpr int kEvents = 400000;
 constexpr int kPartitions = 24;
 
+// One measurement on the cluster at `bootstrap`: the input produced, the
+// bare consumer's rate, then the engine's; `create` makes the topics. Names
+// get `suffix` (a real cluster outlives the run).
+template <typename CreateTopics>
+void MeasureEngineVsBare(benchmark::State& state, const std::string& bootstrap,
+                         const std::string& suffix, CreateTopics create, bool scores,
+                         config::Guarantee guarantee) {
+  const std::string input = "crm.interactions" + suffix;
+  config::EngineConfig cfg;
+  cfg.inputs = {{input, kPartitions}};
+  cfg.guarantee = guarantee;
+  cfg.kafka.group_id = "crmstream" + suffix;
+  for (auto* t : {&cfg.outputs.customer_scores, &cfg.outputs.churn_alerts, &cfg.outputs.segments,
+                  &cfg.outputs.anomalies, &cfg.outputs.correlations, &cfg.outputs.dead_letter}) {
+    t->name += suffix;
+  }
+  // A fresh state store per run: a previous run's checkpoint would resume.
+  const auto state_dir = std::filesystem::temp_directory_path() /
+                         ("crmstream-bench-broker-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(state_dir);
+  cfg.state_dir = state_dir.string();
+  cfg.kafka.properties["bootstrap.servers"] = bootstrap;
+  if (Status st = create(AllTopics(cfg)); !st.ok()) {
+    return state.SkipWithError(st.ToString().c_str());
+  }
+
+  {
+    generator::WorldOptions world;
+    world.customers = 100000;
+    auto gen = std::move(generator::WorldGenerator::Create(world)).value();  // valid options
+    kafka::ProducerOptions po;
+    po.linger_ms = 20;
+    auto producer = kafka::Producer::Create(MakeClientConfig(cfg.kafka), po);
+    if (!producer.ok()) return state.SkipWithError(producer.status().ToString().c_str());
+    std::string key, value;
+    for (int i = 0; i < kEvents; ++i) {
+      gen->Next(&key, &value);
+      (void)(*producer)->Produce(input, kafka::kPartitionUnassigned, key, value);
+    }
+    (void)(*producer)->Flush(std::chrono::seconds(120));
+  }
+
+  auto bare = kafka::MeasureBareConsumerRate(MakeClientConfig(cfg.kafka), input, kEvents);
+  if (!bare.ok()) return state.SkipWithError(bare.status().ToString().c_str());
+
+  pipeline::PipelineSpec spec;
+  spec.processor.emit_customer_scores = scores;
+  auto engine = StreamEngine::Create(cfg, spec);
+  if (!engine.ok()) return state.SkipWithError(engine.status().ToString().c_str());
+  std::atomic<bool> stop{false};
+  std::thread runner([&] { (void)(*engine)->Run(stop); });
+  // Timed from the first record processed to the last, as the bare rate is;
+  // bounded, so a lost record fails the run instead of hanging it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while ((*engine)->stats().received.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  while ((*engine)->stats().received.load() < static_cast<uint64_t>(kEvents) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  const bool complete = (*engine)->stats().received.load() >= static_cast<uint64_t>(kEvents);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  stop.store(true);
+  runner.join();
+  engine->reset();  // the store closes before its directory goes
+  std::filesystem::remove_all(state_dir);
+  if (!complete) return state.SkipWithError("the engine did not receive every event in 120 s");
+  const double engine_rate = kEvents / seconds;
+  state.SetIterationTime(seconds);
+  state.counters["bare_consumer_ev_s"] = bare->messages_per_second;
+  state.counters["engine_ev_s"] = engine_rate;
+  state.counters["engine_over_bare"] = engine_rate / bare->messages_per_second;
+}
+
 void BM_EngineVsBareConsumer(benchmark::State& state) {
   for (auto _ : state) {
     auto cluster = kafka::EmbeddedCluster::Create({});
     if (!cluster.ok()) return state.SkipWithError(cluster.status().ToString().c_str());
-    config::EngineConfig cfg;
-    cfg.inputs = {{"crm.interactions", kPartitions}};
-    // A fresh state store per run: a previous run's checkpoint would resume.
-    const auto state_dir = std::filesystem::temp_directory_path() /
-                           ("crmstream-bench-broker-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(state_dir);
-    cfg.state_dir = state_dir.string();
-    cfg.kafka.properties["bootstrap.servers"] = (*cluster)->bootstrap_servers();
-    for (const auto& t : AllTopics(cfg)) (void)(*cluster)->CreateTopic(t.name, t.partitions);
-
-    {
-      generator::WorldOptions world;
-      world.customers = 100000;
-      auto gen = std::move(generator::WorldGenerator::Create(world)).value();  // valid options
-      kafka::ProducerOptions po;
-      po.linger_ms = 20;
-      auto producer = kafka::Producer::Create(MakeClientConfig(cfg.kafka), po);
-      std::string key, value;
-      for (int i = 0; i < kEvents; ++i) {
-        gen->Next(&key, &value);
-        (void)(*producer)->Produce("crm.interactions", kafka::kPartitionUnassigned, key, value);
-      }
-      (void)(*producer)->Flush(std::chrono::seconds(120));
-    }
-
-    auto bare =
-        kafka::MeasureBareConsumerRate(MakeClientConfig(cfg.kafka), "crm.interactions", kEvents);
-    if (!bare.ok()) return state.SkipWithError(bare.status().ToString().c_str());
-
-    pipeline::PipelineSpec spec;
-    spec.processor.emit_customer_scores = state.range(0) != 0;
-    auto engine = StreamEngine::Create(cfg, spec);
-    if (!engine.ok()) return state.SkipWithError(engine.status().ToString().c_str());
-    std::atomic<bool> stop{false};
-    std::thread runner([&] { (void)(*engine)->Run(stop); });
-    // Timed from the first record processed to the last, as the bare rate is;
-    // bounded, so a lost record fails the run instead of hanging it.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    while ((*engine)->stats().received.load() == 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-    const auto start = std::chrono::steady_clock::now();
-    while ((*engine)->stats().received.load() < static_cast<uint64_t>(kEvents) &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-    const bool complete = (*engine)->stats().received.load() >= static_cast<uint64_t>(kEvents);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    stop.store(true);
-    runner.join();
-    engine->reset();  // the store closes before its directory goes
-    std::filesystem::remove_all(state_dir);
-    if (!complete) return state.SkipWithError("the engine did not receive every event in 120 s");
-    const double engine_rate = kEvents / seconds;
-    state.SetIterationTime(seconds);
-    state.counters["bare_consumer_ev_s"] = bare->messages_per_second;
-    state.counters["engine_ev_s"] = engine_rate;
-    state.counters["engine_over_bare"] = engine_rate / bare->messages_per_second;
+    MeasureEngineVsBare(
+        state, (*cluster)->bootstrap_servers(), "",
+        [&](const std::vector<kafka::TopicSpec>& topics) {
+          for (const auto& t : topics) (void)(*cluster)->CreateTopic(t.name, t.partitions);
+          return Status::OK();
+        },
+        state.range(0) != 0, config::Guarantee::kAtLeastOnce);
   }
 }
 BENCHMARK(BM_EngineVsBareConsumer)
     ->ArgName("scores")
+    ->Arg(0)
+    ->Arg(1)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kSecond);
+
+// On a real cluster (CRMSTREAM_TEST_KAFKA): every model and output, the
+// customer scores included, at least once (txn:0) and with Kafka
+// transactions (txn:1), each against a bare consumer of its own input.
+void BM_EngineVsBareConsumerRealBroker(benchmark::State& state) {
+  const std::string bootstrap = bench::RealClusterBootstrap();
+  for (auto _ : state) {
+    if (bootstrap.empty()) return state.SkipWithError(bench::kNoRealCluster);
+    const bool txn = state.range(0) != 0;
+    MeasureEngineVsBare(
+        state, bootstrap, "-" + std::to_string(::getpid()) + (txn ? "-txn" : "-alo"),
+        [&](const std::vector<kafka::TopicSpec>& topics) {
+          return bench::EnsureRealTopics(bootstrap, topics);
+        },
+        true, txn ? config::Guarantee::kExactlyOnceTransactions : config::Guarantee::kAtLeastOnce);
+  }
+}
+BENCHMARK(BM_EngineVsBareConsumerRealBroker)
+    ->ArgName("txn")
     ->Arg(0)
     ->Arg(1)
     ->Iterations(1)

@@ -20,9 +20,9 @@
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/kafka/embedded_cluster.h"
 #include "crmstream/kafka/producer.h"
-#include "crmstream/kafka/topic_admin.h"
 #include "crmstream/runtime/kafka_wiring.h"
 #include "crmstream/runtime/stream_engine.h"
+#include "real_cluster.h"
 
 namespace crmstream::runtime {
 namespace {
@@ -156,18 +156,12 @@ BENCHMARK(BM_ExactlyOnceVsAtLeastOnce)->Iterations(1)->UseManualTime()->Unit(ben
 
 // Transactions on a real cluster against at-least-once on it.
 void BM_TransactionsVsAtLeastOnceRealBroker(benchmark::State& state) {
-  const char* bootstrap = std::getenv("CRMSTREAM_TEST_KAFKA");
+  const std::string bootstrap = bench::RealClusterBootstrap();
   for (auto _ : state) {
-    if (bootstrap == nullptr || *bootstrap == '\0') {
-      return state.SkipWithError(
-          "no real cluster: set CRMSTREAM_TEST_KAFKA (scripts/kafka.sh env)");
-    }
-    kafka::ClientConfig client;
-    client.Set("bootstrap.servers", bootstrap);
+    if (bootstrap.empty()) return state.SkipWithError(bench::kNoRealCluster);
     MeasureDelivery(state, bootstrap, "-" + std::to_string(::getpid()),
                     [&](const std::vector<kafka::TopicSpec>& topics) {
-                      CRM_ASSIGN_OR_RETURN(auto admin, kafka::TopicAdmin::Create(client));
-                      return admin->EnsureTopics(topics).status();
+                      return bench::EnsureRealTopics(bootstrap, topics);
                     });
   }
 }

@@ -42,10 +42,11 @@ function(crmstream_add_module name)
   endif()
 endfunction()
 
-# crmstream_add_test(NAME SOURCES x_test.cpp DEPS crmstream_foo)
+# crmstream_add_test(NAME SOURCES x_test.cpp DEPS crmstream_foo [PROPERTIES p v ...])
 # One Catch2 executable per module; every TEST_CASE becomes a ctest test.
+# PROPERTIES are added to each of them (e.g. RESOURCE_LOCK).
 function(crmstream_add_test name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PROPERTIES" ${ARGN})
   set(target ${name}_tests)
   add_executable(${target} ${ARG_SOURCES})
   target_link_libraries(${target} PRIVATE crmstream_test_support ${ARG_DEPS})
@@ -59,7 +60,8 @@ function(crmstream_add_test name)
   # shows as skipped, not passed.
   catch_discover_tests(${target} TEST_PREFIX "${name}:" EXTRA_ARGS --warn NoTests
                        PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
-                       ENVIRONMENT "CRMSTREAM_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+                       ENVIRONMENT "CRMSTREAM_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+                       ${ARG_PROPERTIES})
 endfunction()
 
 # crmstream_check_module_edges(): every module includes only the public

@@ -7,6 +7,17 @@
 #   scripts/kafka.sh env                   # the export lines of the running cluster
 #   scripts/kafka.sh stop
 #
+# A second, private cluster (its own ports, storage and certificates, from the
+# same cached jars) runs beside it under an instance name, for tests that
+# stop, pause or restart brokers without disturbing the shared one:
+#
+#   scripts/kafka.sh --instance NAME start [--brokers N]
+#   scripts/kafka.sh --instance NAME stop-node ID    # SIGTERM one node (clean shutdown)
+#   scripts/kafka.sh --instance NAME kill-node ID    # SIGKILL one node
+#   scripts/kafka.sh --instance NAME start-node ID   # start a stopped node on its storage
+#   scripts/kafka.sh --instance NAME pid ID          # the node's process id (SIGSTOP/SIGCONT)
+#   scripts/kafka.sh --instance NAME stop            # and `remove`: stop and delete its files
+#
 # `eval "$(scripts/kafka.sh start)"` sets CRMSTREAM_TEST_KAFKA (the PLAINTEXT
 # bootstrap address) and the SASL_SSL settings (CRMSTREAM_TEST_KAFKA_SASL*,
 # CRMSTREAM_TEST_KAFKA_CA) that the tests read; the same lines are in
@@ -30,7 +41,13 @@ version="${CRMSTREAM_KAFKA_VERSION:-3.9.2}"
 home="${CRMSTREAM_KAFKA_HOME:-$root/.cache/kafka}"
 heap="${CRMSTREAM_KAFKA_HEAP:--Xms128m -Xmx512m}"
 dist="$home/kafka_2.13-$version"
-run="$home/run"
+instance=""
+if [ "${1:-}" = "--instance" ]; then
+  instance="${2:?--instance needs a name}"
+  shift 2
+  [[ "$instance" =~ ^[A-Za-z0-9_-]+$ ]] || { echo "kafka.sh: bad instance name: $instance" >&2; exit 2; }
+fi
+run="$home/run${instance:+-$instance}"
 scram_user="crmstream"
 
 log() { echo "kafka.sh: $*" >&2; }
@@ -246,6 +263,20 @@ scram_answers() {
   kcat -L -b "$CRMSTREAM_TEST_KAFKA_SASL" $(sasl_args) -m 5 2> /dev/null | grep -q "brokers:"
 }
 
+# Waits for a node's process to end: a clean shutdown takes a few seconds;
+# one that hangs past 30 s is killed.
+wait_exit() {
+  local pid="$1" waited=0
+  while kill -0 "$pid" 2> /dev/null && [ $waited -lt 300 ]; do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  if kill -0 "$pid" 2> /dev/null; then
+    log "node pid $pid did not stop within 30 s; killing it"
+    kill -KILL "$pid" 2> /dev/null || true
+  fi
+}
+
 stop_nodes() {
   local id pid pids=()
   for id in $(node_ids); do
@@ -255,20 +286,60 @@ stop_nodes() {
       pids+=("$pid")
     fi
   done
-  # A clean shutdown takes a few seconds; one that hangs is killed.
-  local waited=0
-  for pid in "${pids[@]}"; do
-    while kill -0 "$pid" 2> /dev/null && [ $waited -lt 300 ]; do
-      sleep 0.1
-      waited=$((waited + 1))
-    done
-    if kill -0 "$pid" 2> /dev/null; then
-      log "node pid $pid did not stop within 30 s; killing it"
-      kill -KILL "$pid" 2> /dev/null || true
-    fi
-  done
+  for pid in "${pids[@]}"; do wait_exit "$pid"; done
   rm -f "$run"/node-*/pid
   [ ${#pids[@]} -eq 0 ] || log "stopped ${#pids[@]} node(s)"
+}
+
+# The JVM of node `id` on its configuration and storage, in the background.
+launch_node() {
+  local id="$1" jvm
+  jvm_options "$run/node-$id"
+  # setsid: the nodes outlive this script and do not get its terminal's signals.
+  (
+    cd "$run/node-$id"
+    setsid java "${jvm[@]}" kafka.Kafka "$run/node-$id/server.properties" \
+      >> "$run/node-$id/stdout.log" 2>&1 < /dev/null &
+    echo $! > "$run/node-$id/pid"
+  )
+}
+
+valid_node() {
+  [[ "${1:-}" =~ ^[0-9]+$ ]] && [ -f "$run/node-$1/server.properties" ] ||
+    die "no node '${1:-}' in $run"
+}
+
+# Ends one node with `signal` and waits for it (bounded: 30 s, then SIGKILL).
+stop_node() {
+  local id="$1" signal="$2" pid
+  valid_node "$id"
+  if ! node_alive "$id"; then
+    rm -f "$run/node-$id/pid"
+    log "node $id was not running"
+    return 0
+  fi
+  pid="$(cat "$run/node-$id/pid")"
+  kill "-$signal" "$pid" 2> /dev/null || true
+  kill -CONT "$pid" 2> /dev/null || true  # a paused node could not act on SIGTERM
+  wait_exit "$pid"
+  rm -f "$run/node-$id/pid"
+  log "node $id stopped ($signal)"
+}
+
+# Starts a stopped node again on its storage; waits (bounded) until the
+# cluster answers metadata with every node registered.
+start_node() {
+  local id="$1" waited=0
+  valid_node "$id"
+  node_alive "$id" && die "node $id is already running"
+  launch_node "$id"
+  until answering; do
+    node_alive "$id" || die "node $id exited during start-up (logs: $run/node-$id/)"
+    waited=$((waited + 1))
+    [ $waited -lt 240 ] || die "node $id did not rejoin within 120 s (log: $run/node-$id/server.log)"
+    sleep 0.5
+  done
+  log "node $id running again"
 }
 
 start() {
@@ -348,14 +419,7 @@ EOF
     }
   done
   for ((i = 1; i <= brokers; i++)); do
-    jvm_options "$run/node-$i"
-    # setsid: the nodes outlive this script and do not get its terminal's signals.
-    (
-      cd "$run/node-$i"
-      setsid java "${jvm[@]}" kafka.Kafka "$run/node-$i/server.properties" \
-        > "$run/node-$i/stdout.log" 2>&1 < /dev/null &
-      echo $! > "$run/node-$i/pid"
-    )
+    launch_node "$i"
   done
 
   # Ready when both listeners answer metadata with every broker; bounded.
@@ -392,6 +456,19 @@ case "${1:-}" in
     start "$@"
     ;;
   stop) stop_nodes ;;
+  remove)
+    [ -n "$instance" ] || die "remove: only for an --instance (the shared cluster is stopped with stop)"
+    stop_nodes
+    rm -rf "$run"
+    ;;
+  stop-node) stop_node "${2:-}" TERM ;;
+  kill-node) stop_node "${2:-}" KILL ;;
+  start-node) start_node "${2:-}" ;;
+  pid)
+    valid_node "${2:-}"
+    node_alive "$2" || die "node $2 is not running"
+    cat "$run/node-$2/pid"
+    ;;
   status)
     if answering; then
       log "running: Kafka $(cat "$run/version"), $(node_ids | wc -w) node(s)"
@@ -406,7 +483,8 @@ case "${1:-}" in
     cat "$run/env"
     ;;
   *)
-    echo "usage: scripts/kafka.sh start [--brokers 1|3] | stop | status | env" >&2
+    echo "usage: scripts/kafka.sh [--instance NAME] start [--brokers 1|3] | stop | status | env |" \
+      "stop-node ID | kill-node ID | start-node ID | pid ID | remove" >&2
     exit 2
     ;;
 esac

@@ -122,9 +122,11 @@ class LiveEngine {
   const StreamEngine* engine_ = nullptr;
 };
 
-// One engine run to the end of the input; the Status it stopped with.
+// One engine run to the end of the input, bounded by `within`; the Status
+// it stopped with.
 inline Status RunOnce(const config::EngineConfig& cfg, uint64_t* suppressed,
-                      LiveEngine* live = nullptr) {
+                      LiveEngine* live = nullptr,
+                      std::chrono::seconds within = std::chrono::seconds(120)) {
   pipeline::PipelineSpec spec;
   auto engine = StreamEngine::Create(cfg, spec);
   REQUIRE_OK(engine);
@@ -139,7 +141,7 @@ inline Status RunOnce(const config::EngineConfig& cfg, uint64_t* suppressed,
     finished.store(true);
   });
   // Run returns by itself once caught up; the deadline only bounds a failure.
-  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  const auto deadline = Clock::now() + within;
   while (!finished.load() && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -158,9 +160,10 @@ inline void RunUntilCaughtUp(const config::EngineConfig& cfg, uint64_t* suppress
 // As a supervisor would: an engine that stops on a broker failure (outputs
 // it could not deliver) is started again, at most `restarts` times.
 inline int RunRestartingOnFailure(const config::EngineConfig& cfg, int restarts,
-                                  uint64_t* suppressed, LiveEngine* live) {
+                                  uint64_t* suppressed, LiveEngine* live,
+                                  std::chrono::seconds within = std::chrono::seconds(120)) {
   for (int attempt = 0; attempt <= restarts; ++attempt) {
-    Status st = RunOnce(cfg, suppressed, live);
+    Status st = RunOnce(cfg, suppressed, live, within);
     if (st.ok()) return attempt;
     WARN("engine stopped: " << st.ToString() << "; starting it again");
   }
@@ -292,6 +295,93 @@ inline void CheckSameResults(const kafka::ClientConfig& client, const EngineRun&
     }
   }
   CHECK(StateEntries(a_run.state_dir) == StateEntries(b_run.state_dir));
+}
+
+// What an output is about, whatever its values: kind, key and the event
+// time it speaks for ("as_of_ms"); for a dead letter (which has none) the
+// record without the stream time it was rejected at ("received_at_ms"). At
+// least once the models are refreshed, and that time advanced, per consumed
+// batch, so those values follow the batching and differ between two correct
+// runs.
+inline std::string OutputIdentity(const std::string& record) {
+  const auto number_after = [&](std::string_view field, size_t* begin, size_t* end) {
+    const size_t at = record.find(field);
+    if (at == std::string::npos) return false;
+    *begin = at;
+    *end = at + field.size();
+    while (*end < record.size() && std::isdigit(static_cast<unsigned char>(record[*end]))) ++*end;
+    return true;
+  };
+  size_t begin = 0, end = 0;
+  if (number_after("\"as_of_ms\":", &begin, &end)) {
+    const size_t digits = record.find(':', begin) + 1;
+    return record.substr(0, record.find('\t', record.find('\t') + 1)) + "\t" +
+           record.substr(digits, end - digits);
+  }
+  if (number_after("\"received_at_ms\":", &begin, &end)) {
+    return record.substr(0, begin) + record.substr(end);
+  }
+  return record;
+}
+
+// At least once: every output of the fault-free run `straight` (by
+// OutputIdentity) is on the faulted run's topics at least as often; repeats
+// are allowed and counted (the figure returned); the state that does not
+// depend on batch timing (features, offsets, dedup window) is the same.
+// Customer scores are coalesced per commit (one record per customer
+// carrying its latest event), so which intermediate ones appear follows the
+// batching: each customer's latest must be there. Outputs a model decides
+// (anomalies, segment changes, churn alerts, correlations) are left out:
+// whether one is raised depends on the model's state at the time, which
+// follows the batching too (two fault-free runs raise different ones).
+inline int CheckNothingLost(const kafka::ClientConfig& client, const EngineRun& faulted,
+                            const EngineRun& straight) {
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3};
+  using Latest = std::map<std::string, std::string>;  // customer -> latest as_of_ms
+  auto identities = [&](const EngineRun& run, Latest* latest) {
+    RecordCounts out;
+    for (const auto& [k, n] : ReadAll(client, Topics(run.output_prefix), counts).records) {
+      const std::string record = k.substr(k.find('.') + 1);
+      if (!record.starts_with(OutputKindName(OutputKind::kCustomerScores)) &&
+          !record.starts_with(OutputKindName(OutputKind::kDeadLetter))) {
+        continue;
+      }
+      const std::string identity = OutputIdentity(record);
+      if (record.starts_with(OutputKindName(OutputKind::kCustomerScores))) {
+        const size_t key = identity.find('\t') + 1, as_of = identity.rfind('\t') + 1;
+        std::string& seen = (*latest)[identity.substr(key, as_of - 1 - key)];
+        const std::string time = identity.substr(as_of);
+        if (seen.size() < time.size() || (seen.size() == time.size() && seen < time)) seen = time;
+        continue;
+      }
+      out[identity] += n;
+    }
+    return out;
+  };
+  Latest f_latest, s_latest;
+  const RecordCounts f = identities(faulted, &f_latest), s = identities(straight, &s_latest);
+  REQUIRE(s_latest.size() > 300);
+  CHECK(f_latest == s_latest);
+  int lost = 0, repeated = 0, total = 0;
+  for (const auto& [identity, n] : s) {
+    total += n;
+    auto it = f.find(identity);
+    const int got = it == f.end() ? 0 : it->second;
+    if (got < n && lost++ < 5) WARN("lost x" << n - got << ": " << identity.substr(0, 300));
+  }
+  for (const auto& [identity, n] : f) {
+    auto it = s.find(identity);
+    repeated += n - (it == s.end() ? 0 : std::min(n, it->second));
+  }
+  REQUIRE(total > 20);
+  CHECK(lost == 0);
+  const auto families = {state::StateFamily::kFeatures, state::StateFamily::kOffsets,
+                         state::StateFamily::kDedup};
+  CHECK(StateEntries(faulted.state_dir, families) == StateEntries(straight.state_dir, families));
+  WARN(faulted.group << ": " << s_latest.size() << " customers' latest scores, " << total
+                     << " dead letters in the fault-free run, " << lost << " of them lost; "
+                     << repeated << " more (repeats)");
+  return repeated;
 }
 
 // The engine as a user runs it: the crmstream binary, in a child process
