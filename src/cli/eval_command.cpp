@@ -66,6 +66,16 @@ void PrintAlertEvaluation(const evaluation::AlertEvaluation& r) {
       "target >= 0.5)\n",
       "customer anomaly prec.", Ratio(r.customer_anomalies_correct, r.customer_anomalies),
       u(r.customer_anomalies_correct), u(r.customer_anomalies), u(r.customers_flagged));
+  std::printf("%-24s %10.3f (%llu of %llu flagged customers had a burst)\n", "",
+              Ratio(r.customers_flagged_correct, r.customers_flagged),
+              u(r.customers_flagged_correct), u(r.customers_flagged));
+  std::printf(
+      "%-24s %10s (warning %llu/%llu, high %llu/%llu, critical %llu/%llu correct; %llu withheld "
+      "by the budget)\n",
+      "", "", u(r.customer_anomalies_correct_by_severity[0]),
+      u(r.customer_anomalies_by_severity[0]), u(r.customer_anomalies_correct_by_severity[1]),
+      u(r.customer_anomalies_by_severity[1]), u(r.customer_anomalies_correct_by_severity[2]),
+      u(r.customer_anomalies_by_severity[2]), u(r.customer_anomalies_withheld));
   std::printf("%-24s %10.3f (%llu of %llu refund bursts caught; target >= 0.9)\n",
               "refund bursts caught", Ratio(r.refund_bursts_caught, r.refund_bursts),
               u(r.refund_bursts_caught), u(r.refund_bursts));
@@ -93,6 +103,12 @@ int RunAlertEval(const EvalOptions& o) {
       policy.critical_probability, static_cast<double>(policy.cooldown_ms) / 3'600'000,
       a.processor.models.churn.horizon_days, gate.min_positive_labels, gate.min_negative_labels,
       gate.auc_floor);
+  const auto& behaviour = a.processor.models.behaviour;
+  std::printf(
+      "Customer anomalies: score >= %g, severity at rarity %g / %g / %g (warning / high / "
+      "critical), budget %g per 1,000 customers per day\n",
+      behaviour.alert_level, behaviour.severity_rarity[0], behaviour.severity_rarity[1],
+      behaviour.severity_rarity[2], behaviour.budget_per_1000_per_day);
   std::vector<std::string> worlds;
   if (o.world == "all") {
     worlds.assign(evaluation::kAlertWorlds.begin(), evaluation::kAlertWorlds.end());

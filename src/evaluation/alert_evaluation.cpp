@@ -26,6 +26,7 @@ struct PublishedAlert {
 struct PublishedAnomaly {
   std::string key;  // customer id, or the metric's name
   int64_t as_of_ms;
+  int severity;  // customer anomalies: 0 warning, 1 high, 2 critical
 };
 
 // Keeps the churn alerts and anomalies (key, time) and drops everything else.
@@ -35,16 +36,15 @@ class AlertCollector final : public OutputSink {
     if (kind == OutputKind::kAnomalies) {
       const bool customer = value.find("\"kind\":\"customer\"") != std::string_view::npos;
       (customer ? customer_anomalies : metric_anomalies)
-          .push_back({std::string(key), Int64Field(value, "\"as_of_ms\":")});
+          .push_back({std::string(key), Int64Field(value, "\"as_of_ms\":"), SeverityOf(value)});
       return;
     }
     if (kind != OutputKind::kChurnAlerts) return;
     alerts.push_back({std::string(key), Int64Field(value, "\"as_of_ms\":"),
                       churn == nullptr ? INT64_MIN : churn->watermark_ms(),
                       DoubleField(value, "\"churn_probability\":")});
-    for (size_t s = 0; s < kSeverities.size(); ++s) {
-      if (value.find(kSeverities[s]) != std::string_view::npos) ++by_severity[s];
-    }
+    const int severity = SeverityOf(value);
+    if (severity >= 0) ++by_severity[static_cast<size_t>(severity)];
   }
   // The model whose watermark dates each alert's publication.
   const scoring::ChurnValueModel* churn = nullptr;
@@ -56,6 +56,12 @@ class AlertCollector final : public OutputSink {
  private:
   static constexpr std::array<std::string_view, 3> kSeverities = {
       "\"severity\":\"warning\"", "\"severity\":\"high\"", "\"severity\":\"critical\""};
+  static int SeverityOf(std::string_view json) {
+    for (size_t s = 0; s < kSeverities.size(); ++s) {
+      if (json.find(kSeverities[s]) != std::string_view::npos) return static_cast<int>(s);
+    }
+    return -1;
+  }
   static int64_t Int64Field(std::string_view json, std::string_view key) {
     const size_t at = json.find(key);
     int64_t v = 0;
@@ -243,19 +249,30 @@ Result<AlertEvaluation> EvaluateChurnAlerts(const AlertEvaluationOptions& option
       ++out.global_incidents;
     }
   }
+  // Customer -> whether any of its records was correct.
   std::unordered_map<std::string, bool> flagged;
   for (const auto& a : alerts.customer_anomalies) {
     ++out.customer_anomalies;
-    flagged[a.key] = true;
+    if (a.severity >= 0) ++out.customer_anomalies_by_severity[static_cast<size_t>(a.severity)];
+    bool& customer_correct = flagged[a.key];
     auto it = bursts.find(a.key);
-    if (it == bursts.end()) continue;
     bool correct = false;
-    for (Incident& b : it->second) {
-      if (a.as_of_ms >= b.from_ms && a.as_of_ms <= b.to_ms) correct = b.caught = true;
+    if (it != bursts.end()) {
+      for (Incident& b : it->second) {
+        if (a.as_of_ms >= b.from_ms && a.as_of_ms <= b.to_ms) correct = b.caught = true;
+      }
     }
-    if (correct) ++out.customer_anomalies_correct;
+    if (!correct) continue;
+    ++out.customer_anomalies_correct;
+    if (a.severity >= 0) {
+      ++out.customer_anomalies_correct_by_severity[static_cast<size_t>(a.severity)];
+    }
+    customer_correct = true;
   }
   out.customers_flagged = flagged.size();
+  for (const auto& [customer, correct] : flagged) out.customers_flagged_correct += correct ? 1 : 0;
+  const auto behaviour = processor->customer_models().behaviour().quality();
+  out.customer_anomalies_withheld = behaviour.anomalies_withheld;
   for (const auto& [customer, list] : bursts) {
     for (const Incident& b : list) out.refund_bursts_caught += b.caught ? 1 : 0;
   }

@@ -4,6 +4,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 #include "crmstream/common/binary_io.h"
@@ -50,6 +51,34 @@ double ChiSquareCdf(double x, uint32_t dof) {
     upper = std::erfc(std::sqrt(h)) + e * sum;
   }
   return std::clamp(1.0 - upper, 0.0, 1.0);
+}
+
+double ChiSquareRarity(double x, uint32_t dof) {
+  if (!(x > 0.0) || dof == 0) return 0.0;
+  if (std::isinf(x)) return std::numeric_limits<double>::infinity();
+  // The upper tail as e^{-x/2} * s, s from the closed forms above; for odd k
+  // erfc(sqrt(x/2)) e^{x/2} is taken from its asymptotic series where erfc
+  // underflows.
+  const double h = 0.5 * x;
+  double s;
+  if (dof % 2 == 0) {
+    double term = 1.0;
+    s = 1.0;
+    for (uint32_t j = 1; j < dof / 2; ++j) {
+      term *= h / j;
+      s += term;
+    }
+  } else {
+    const double z = std::sqrt(h);
+    s = h < 600.0 ? std::erfc(z) * std::exp(h)
+                  : (1.0 - 0.5 / h) / (z * std::sqrt(std::numbers::pi));
+    double term = std::sqrt(h) / (0.5 * std::sqrt(std::numbers::pi));
+    for (uint32_t j = 1; j <= (dof - 1) / 2; ++j) {
+      s += term;
+      term *= h / (j + 0.5);
+    }
+  }
+  return std::max(0.0, (h - std::log(s)) / std::numbers::ln10);
 }
 
 Status MultivariateAnomalyDetector::Options::Validate() const {
@@ -106,9 +135,11 @@ double MultivariateAnomalyDetector::SquaredDistance(std::span<const double> x) {
 }
 
 double MultivariateAnomalyDetector::Score(std::span<const double> x) {
+  last_squared_distance_ = 0.0;
   if (x.size() != options_.dim || !AllFinite(x)) return 0.0;
   const double d2 = SquaredDistance(x);
   const double score = count_ >= warmup() ? ChiSquareCdf(d2, options_.dim) : 0.0;
+  last_squared_distance_ = score > 0.0 ? d2 : 0.0;
 
   // Winsorised Welford update: beyond the chi-square mean + 4 sd the point
   // is learned as if it lay on that radius.

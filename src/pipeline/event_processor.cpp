@@ -301,7 +301,9 @@ void EventProcessor::EmitRefresh(const features::CustomerFeatures& f,
     w.Field("kind", std::string_view("customer"));
     w.Field("customer_id", f.customer_id());
     w.Field("as_of_ms", r.as_of_ms);
+    w.Field("severity", alerts::SeverityName(r.anomaly.severity));
     w.Field("score", r.anomaly.score);
+    w.Field("rarity", r.anomaly.rarity);
     w.Field("window_days", static_cast<int64_t>(f.window(0).days));
     w.Key("observed");
     w.BeginObject();

@@ -98,6 +98,18 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
     ReadDuration(out, "correlation_interval_minutes", kMillisPerMinute, 1, 525600,
                  &o.correlation_interval_ms);
     out.Read("customer_anomaly_level", &o.models.behaviour.alert_level, 1e-9, 1.0);
+    out.ReadObject("customer_anomaly_severity_rarity", [&](config::YamlFields& r) {
+      scoring::BehaviourOptions& b = o.models.behaviour;
+      r.Read("warning", &b.severity_rarity[0], 0.1, 300.0);
+      r.Read("high", &b.severity_rarity[1], 0.1, 300.0);
+      r.Read("critical", &b.severity_rarity[2], 0.1, 300.0);
+      if (!(b.severity_rarity[0] < b.severity_rarity[1] &&
+            b.severity_rarity[1] < b.severity_rarity[2])) {
+        r.Fail("critical", "levels must increase: warning < high < critical");
+      }
+    });
+    out.Read("customer_anomalies_per_1000_per_day", &o.models.behaviour.budget_per_1000_per_day,
+             1e-6, 1000.0);
     out.Read("metric_anomaly_level", &o.minute_metrics.anomaly_level, 1e-9, 1.0);
   });
   CRM_RETURN_NOT_OK(f.Finish());

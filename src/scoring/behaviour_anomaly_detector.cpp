@@ -1,6 +1,8 @@
 #include "crmstream/scoring/behaviour_anomaly_detector.h"
 
 #include <algorithm>
+#include <array>
+#include <climits>
 #include <cmath>
 #include <utility>
 
@@ -11,9 +13,15 @@ namespace crmstream::scoring {
 namespace {
 
 constexpr int kDim = static_cast<int>(kBehaviourNames.size());
-constexpr uint16_t kCustomerVersion = 1;
-constexpr uint16_t kPartitionVersion = 1;
+// Version 2: rarity, the severity reported in the episode (customer) and
+// the budget (partition).
+constexpr uint16_t kCustomerVersion = 2;
+constexpr uint16_t kPartitionVersion = 2;
 constexpr uint8_t kActiveBit = 1;
+constexpr uint8_t kFreshBit = 2;
+// Share of a day's budget that must be left for a report of each severity
+// (warning, high, critical): the rest is kept for the more severe.
+constexpr std::array<double, alerts::kSeverityCount> kReserveShare = {0.5, 0.25, 0.0};
 
 size_t ShortestWindow(const features::FeatureSpec& spec) {
   return static_cast<size_t>(std::min_element(spec.window_days.begin(), spec.window_days.end()) -
@@ -26,6 +34,19 @@ Status BehaviourOptions::Validate() const {
   if (!(alert_level > 0 && alert_level <= 1)) {
     return Status::InvalidArgument("BehaviourOptions.alert_level must be in (0, 1], got " +
                                    std::to_string(alert_level));
+  }
+  double previous = 0.0;
+  for (size_t i = 0; i < severity_rarity.size(); ++i) {
+    if (!(severity_rarity[i] > previous) || !std::isfinite(severity_rarity[i])) {
+      return Status::InvalidArgument("BehaviourOptions.severity_rarity[" + std::to_string(i) +
+                                     "] must be finite, > 0 and above the previous level, got " +
+                                     std::to_string(severity_rarity[i]));
+    }
+    previous = severity_rarity[i];
+  }
+  if (!(budget_per_1000_per_day > 0) || !std::isfinite(budget_per_1000_per_day)) {
+    return Status::InvalidArgument("BehaviourOptions.budget_per_1000_per_day must be > 0, got " +
+                                   std::to_string(budget_per_1000_per_day));
   }
   return Status::OK();
 }
@@ -60,9 +81,45 @@ void BehaviourAnomalyDetector::OnEvent(const features::CustomerFeatures& f, Unsa
   point_[2] = std::log1p(static_cast<double>(w.logins));
   point_[3] = std::log1p(static_cast<double>(w.purchases));
   Slot& slot = slots_[s];
+  if (!slot.seen) {
+    slot.seen = true;
+    ++customers_;
+  }
+  slot.fresh = true;
   slot.score = detector_.Score(point_);
+  // The rarity matters only for an anomaly; the tail is computed then.
+  slot.rarity = slot.score >= options_.alert_level
+                    ? models::ChiSquareRarity(detector_.last_squared_distance(), kDim)
+                    : 0.0;
   ++scored_;
   if (slot.score >= options_.alert_level) ++anomalies_;
+}
+
+int BehaviourAnomalyDetector::SeverityOf(double rarity) const {
+  int severity = -1;
+  for (size_t i = 0; i < options_.severity_rarity.size(); ++i) {
+    if (rarity >= options_.severity_rarity[i]) severity = static_cast<int>(i);
+  }
+  return severity;
+}
+
+bool BehaviourAnomalyDetector::TakeBudget(int severity, int64_t now_ms) {
+  const double per_day = options_.budget_per_1000_per_day *
+                         static_cast<double>(std::max<uint64_t>(customers_, 1)) / 1000.0;
+  const double capacity = std::max(1.0, per_day);
+  if (budget_clock_ms_ == INT64_MIN) {
+    tokens_ = capacity;  // a full day's budget at the first report
+    budget_clock_ms_ = now_ms;
+  } else if (now_ms > budget_clock_ms_) {
+    tokens_ =
+        std::min(capacity, tokens_ + per_day * static_cast<double>(now_ms - budget_clock_ms_) /
+                                         static_cast<double>(internal::kMillisPerDay));
+    budget_clock_ms_ = now_ms;
+  }
+  const double needed = std::max(1.0, kReserveShare[static_cast<size_t>(severity)] * capacity);
+  if (tokens_ < needed) return false;
+  tokens_ -= 1.0;
+  return true;
 }
 
 void BehaviourAnomalyDetector::Refresh(const features::CustomerFeatures& f, UnsavedSlots* unsaved,
@@ -72,24 +129,40 @@ void BehaviourAnomalyDetector::Refresh(const features::CustomerFeatures& f, Unsa
   const uint32_t s = f.slot();
   Slot& slot = slots_[s];
   r.score = slot.score;
-  if (slot.score >= options_.alert_level) {
-    if (!slot.active) {
-      slot.active = true;
+  r.rarity = slot.rarity;
+  const bool fresh = slot.fresh;
+  slot.fresh = false;
+  if (slot.score < options_.alert_level) {
+    if (slot.active) {
+      slot.active = false;
+      slot.reported = 0;
       unsaved->Mark(s);
-      r.crossed = true;
-      const features::WindowAggregates w = f.window(shortest_window_);
-      r.observed = {static_cast<double>(w.refunds),
-                    static_cast<double>(w.support_tickets) + w.complaints,
-                    static_cast<double>(w.logins), static_cast<double>(w.purchases)};
-      // The detector learns log1p counts: its mean maps back to the
-      // population's typical (geometric-mean-like) counts.
-      const auto mean = detector_.mean();
-      for (size_t i = 0; i < r.expected.size(); ++i) r.expected[i] = std::expm1(mean[i]);
     }
-  } else if (slot.active) {
-    slot.active = false;
+    return;
+  }
+  if (!slot.active) {
+    slot.active = true;
     unsaved->Mark(s);
   }
+  const int severity = SeverityOf(slot.rarity);
+  if (!fresh || severity < 0 || severity + 1 <= slot.reported) return;
+  if (!TakeBudget(severity, f.as_of_ms())) {
+    ++withheld_;
+    return;
+  }
+  ++reported_;
+  slot.reported = static_cast<uint8_t>(severity + 1);
+  unsaved->Mark(s);
+  r.crossed = true;
+  r.severity = static_cast<alerts::Severity>(severity);
+  const features::WindowAggregates w = f.window(shortest_window_);
+  r.observed = {static_cast<double>(w.refunds),
+                static_cast<double>(w.support_tickets) + w.complaints,
+                static_cast<double>(w.logins), static_cast<double>(w.purchases)};
+  // The detector learns log1p counts: its mean maps back to the
+  // population's typical (geometric-mean-like) counts.
+  const auto mean = detector_.mean();
+  for (size_t i = 0; i < r.expected.size(); ++i) r.expected[i] = std::expm1(mean[i]);
 }
 
 BehaviourAnomalyDetector::Quality BehaviourAnomalyDetector::quality() const {
@@ -97,6 +170,8 @@ BehaviourAnomalyDetector::Quality BehaviourAnomalyDetector::quality() const {
   q.anomaly_rate =
       scored_ == 0 ? 0.0 : static_cast<double>(anomalies_) / static_cast<double>(scored_);
   q.anomaly_scored = scored_;
+  q.anomalies_reported = reported_;
+  q.anomalies_withheld = withheld_;
   return q;
 }
 
@@ -104,8 +179,11 @@ void BehaviourAnomalyDetector::AppendCustomer(uint32_t s, std::string* record) c
   const Slot& slot = slots_[s];
   internal::SectionWriter section(record, kCustomerVersion);
   BinaryWriter& w = section.writer();
-  w.Put<uint8_t>(slot.active ? kActiveBit : 0);
+  w.Put<uint8_t>(
+      static_cast<uint8_t>((slot.active ? kActiveBit : 0) | (slot.fresh ? kFreshBit : 0)));
+  w.Put<uint8_t>(slot.reported);
   w.Put<double>(slot.score);
+  w.Put<double>(slot.rarity);
 }
 
 Result<BehaviourAnomalyDetector::DecodedCustomer> BehaviourAnomalyDetector::ReadCustomer(
@@ -117,9 +195,22 @@ Result<BehaviourAnomalyDetector::DecodedCustomer> BehaviourAnomalyDetector::Read
   DecodedCustomer decoded;
   uint8_t bits = 0;
   CRM_RETURN_NOT_OK(in.Get(&bits));
-  if ((bits & ~kActiveBit) != 0) return Status::Corruption("behaviour customer state: bad flags");
+  if ((bits & ~(kActiveBit | kFreshBit)) != 0) {
+    return Status::Corruption("behaviour customer state: bad flags");
+  }
   decoded.slot_.active = (bits & kActiveBit) != 0;
+  decoded.slot_.fresh = (bits & kFreshBit) != 0;
+  decoded.slot_.seen = true;
+  CRM_RETURN_NOT_OK(in.Get(&decoded.slot_.reported));
+  if (decoded.slot_.reported > alerts::kSeverityCount ||
+      (decoded.slot_.reported != 0 && !decoded.slot_.active)) {
+    return Status::Corruption("behaviour customer state: bad reported severity");
+  }
   CRM_RETURN_NOT_OK(in.Get(&decoded.slot_.score));
+  CRM_RETURN_NOT_OK(in.Get(&decoded.slot_.rarity));
+  if (!(decoded.slot_.score >= 0 && decoded.slot_.score <= 1) || !(decoded.slot_.rarity >= 0)) {
+    return Status::Corruption("behaviour customer state: score or rarity out of range");
+  }
   CRM_RETURN_NOT_OK(in.ExpectEnd());
   return decoded;
 }
@@ -139,6 +230,11 @@ void BehaviourAnomalyDetector::EncodePartition(std::string* out) const {
   w.PutBytes(detector_.Serialize());
   w.Put<uint64_t>(scored_);
   w.Put<uint64_t>(anomalies_);
+  w.Put<uint64_t>(reported_);
+  w.Put<uint64_t>(withheld_);
+  w.Put<uint64_t>(customers_);
+  w.Put<double>(tokens_);
+  w.Put<int64_t>(budget_clock_ms_);
   *out = SealBlob(BlobKind::kBehaviourPartitionState, kPartitionVersion, payload);
 }
 
@@ -153,16 +249,31 @@ Status BehaviourAnomalyDetector::DecodePartition(std::string_view blob) {
   if (detector.options().dim != kDim) {
     return Status::Corruption("behaviour partition state: dimension differs");
   }
-  uint64_t scored = 0, anomalies = 0;
+  uint64_t scored = 0, anomalies = 0, reported = 0, withheld = 0, customers = 0;
+  double tokens = 0;
+  int64_t clock = 0;
   CRM_RETURN_NOT_OK(in.Get(&scored));
   CRM_RETURN_NOT_OK(in.Get(&anomalies));
+  CRM_RETURN_NOT_OK(in.Get(&reported));
+  CRM_RETURN_NOT_OK(in.Get(&withheld));
+  CRM_RETURN_NOT_OK(in.Get(&customers));
+  CRM_RETURN_NOT_OK(in.Get(&tokens));
+  CRM_RETURN_NOT_OK(in.Get(&clock));
   CRM_RETURN_NOT_OK(in.ExpectEnd());
   if (anomalies > scored) {
     return Status::Corruption("behaviour partition state: more anomalies than scores");
   }
+  if (!(tokens >= 0) || !std::isfinite(tokens)) {
+    return Status::Corruption("behaviour partition state: bad budget");
+  }
   detector_ = std::move(detector);
   scored_ = scored;
   anomalies_ = anomalies;
+  reported_ = reported;
+  withheld_ = withheld;
+  customers_ = customers;
+  tokens_ = tokens;
+  budget_clock_ms_ = clock;
   return Status::OK();
 }
 

@@ -56,6 +56,33 @@ TEST_CASE("Chi-square CDF matches table values", "[models]") {
   CHECK(ChiSquareCdf(0.0, 3) == 0.0);
 }
 
+TEST_CASE("Chi-square rarity keeps counting decades where the CDF rounds to 1", "[models]") {
+  // Table: the 1 - 1e-6 quantile of chi-square(1) is 4.8916^2 = 23.928.
+  CHECK(ChiSquareRarity(23.928, 1) == Approx(6.0).margin(2e-3));
+  // Closed forms: dof 2, tail e^{-x/2}; dof 4, tail e^{-x/2} (1 + x/2).
+  CHECK(ChiSquareRarity(100.0, 2) == Approx(50.0 / std::log(10.0)).epsilon(1e-12));
+  CHECK(ChiSquareRarity(100.0, 4) ==
+        Approx((50.0 - std::log(51.0)) / std::log(10.0)).epsilon(1e-12));
+  CHECK(ChiSquareRarity(4000.0, 4) ==
+        Approx((2000.0 - std::log(2001.0)) / std::log(10.0)).epsilon(1e-12));
+  // Where the CDF is still resolved, the same as -log10(1 - CDF).
+  for (uint32_t dof : {1u, 3u, 5u}) {
+    CHECK(ChiSquareRarity(20.0, dof) ==
+          Approx(-std::log10(1.0 - ChiSquareCdf(20.0, dof))).epsilon(1e-6));
+  }
+  // Far out, odd degrees of freedom (Mills ratio of the normal tail):
+  // log P(|Z| > z) ~ -z^2/2 - log(z sqrt(pi/2)), z^2 = 2000.
+  const double z = std::sqrt(2000.0);
+  CHECK(ChiSquareRarity(2000.0, 1) ==
+        Approx((1000.0 + std::log(z * std::sqrt(std::acos(-1.0) / 2.0))) / std::log(10.0))
+            .epsilon(1e-5));
+  // Continuous across the switch to the asymptotic series, and increasing.
+  CHECK(ChiSquareRarity(1199.9, 3) == Approx(ChiSquareRarity(1200.1, 3)).epsilon(1e-3));
+  CHECK(ChiSquareRarity(1200.1, 3) > ChiSquareRarity(1199.9, 3));
+  CHECK(ChiSquareRarity(0.0, 4) == 0.0);
+  CHECK(ChiSquareRarity(-1.0, 4) == 0.0);
+}
+
 TEST_CASE("Multivariate detector ranks injected outliers above normal points", "[models]") {
   auto detector = MultivariateAnomalyDetector::Create({.dim = kDim});
   REQUIRE_OK(detector);

@@ -32,6 +32,10 @@ TEST_CASE("The shipped pipeline file loads into the processor's options", "[pipe
   CHECK(p->processor.models.churn.gate.auc_floor == 0.7);
   CHECK(p->processor.emit_churn_alerts);
   CHECK(p->processor.centroid_interval_ms == 15 * 60000);
+  // The file states the customer-anomaly defaults (README, "Customer anomalies").
+  const scoring::BehaviourOptions defaults;
+  CHECK(p->processor.models.behaviour.severity_rarity == defaults.severity_rarity);
+  CHECK(p->processor.models.behaviour.budget_per_1000_per_day == 1.0);
 }
 
 TEST_CASE("The churn gate is configured under alerts.churn.gate, with bounds", "[pipeline]") {
@@ -98,6 +102,29 @@ TEST_CASE("Alert and output cadence fields load and are validated", "[pipeline]"
   p = LoadPipelineSpec(Write(dir, "p.yaml", "alerts:\n  churn:\n    cooldown_hour: 3\n"));
   REQUIRE_FALSE(p.ok());
   CHECK_THAT(p.status().message(), Catch::Contains("did you mean 'cooldown_hours'"));
+}
+
+TEST_CASE("The customer-anomaly severities and budget load and are validated", "[pipeline]") {
+  testing::ScratchDir dir;
+  auto p = LoadPipelineSpec(
+      Write(dir, "p.yaml",
+            "outputs:\n  customer_anomaly_severity_rarity:\n    warning: 4\n    high: 7\n"
+            "    critical: 10\n  customer_anomalies_per_1000_per_day: 2.5\n"));
+  REQUIRE_OK(p);
+  const scoring::BehaviourOptions& b = p->processor.models.behaviour;
+  CHECK(b.severity_rarity[0] == 4);
+  CHECK(b.severity_rarity[1] == 7);
+  CHECK(b.severity_rarity[2] == 10);
+  CHECK(b.budget_per_1000_per_day == 2.5);
+  p = LoadPipelineSpec(Write(dir, "p.yaml",
+                             "outputs:\n  customer_anomaly_severity_rarity:\n    warning: 8\n"
+                             "    high: 7\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("warning < high < critical"));
+  p = LoadPipelineSpec(
+      Write(dir, "p.yaml", "outputs:\n  customer_anomalies_per_1000_per_day: 0\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("outputs.customer_anomalies_per_1000_per_day"));
 }
 
 TEST_CASE("An absent field keeps the module option's own default", "[pipeline]") {

@@ -20,8 +20,9 @@
 //   opened, and the alerts published before it (zero by design).
 // Customer anomalies: a record is correct if its customer had an injected
 // refund burst from its start to one day after its last refund; a burst is
-// caught if such a record exists. Metric anomalies likewise against the
-// global windows (outages, revenue drops), to one hour after their end.
+// caught if such a record exists. Records are also counted by severity, and
+// by customer (a customer flagged at all, and one with a correct record). Metric anomalies likewise
+// against the global windows (outages, revenue drops), to one hour after their end.
 //
 // Worlds (WorldPreset): "baseline" (the generator's defaults), "late_churn"
 // (nobody closes during the first 90 days), "sudden" (40% of churners close
@@ -108,6 +109,13 @@ struct AlertEvaluation {
   uint64_t refund_bursts = 0;
   uint64_t refund_bursts_caught = 0;
   uint64_t customers_flagged = 0;  // distinct customers with a customer anomaly
+  // Of those, the customers with at least one correct record.
+  uint64_t customers_flagged_correct = 0;
+  // Records by severity (warning, high, critical), and the correct ones.
+  std::array<uint64_t, 3> customer_anomalies_by_severity{};
+  std::array<uint64_t, 3> customer_anomalies_correct_by_severity{};
+  // Reports the budget withheld (BehaviourAnomalyDetector::Quality).
+  uint64_t customer_anomalies_withheld = 0;
   // Metric anomalies against global windows (outages, revenue drops).
   uint64_t metric_anomalies = 0;
   uint64_t metric_anomalies_correct = 0;

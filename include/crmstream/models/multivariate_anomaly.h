@@ -44,6 +44,9 @@ class MultivariateAnomalyDetector {
   // returns 0 and learns nothing), then learns it. Non-finite inputs score 0
   // and are not learned.
   double Score(std::span<const double> x);
+  // The squared Mahalanobis distance behind the latest Score() (0 when it
+  // scored 0 for want of data): its magnitude, where the score saturates.
+  double last_squared_distance() const { return last_squared_distance_; }
 
   // Squared Mahalanobis distance of x under the current model, without
   // learning it (for explanations: how far, not just how rare).
@@ -75,9 +78,16 @@ class MultivariateAnomalyDetector {
   std::vector<double> scratch_;  // dim
   uint32_t since_refresh_ = 0;
   bool factor_valid_ = false;
+  double last_squared_distance_ = 0.0;  // not serialised: a property of the last call
 };
 
 // P(chi-square with `dof` degrees of freedom <= x); exposed for tests.
 double ChiSquareCdf(double x, uint32_t dof);
+
+// -log10 P(chi-square with `dof` degrees of freedom >= x): how rare x is, in
+// decades, computed in log space so that it keeps growing where the CDF has
+// rounded to 1 (x = 200 with 4 degrees of freedom gives about 41). 0 for
+// x <= 0 or dof 0.
+double ChiSquareRarity(double x, uint32_t dof);
 
 }  // namespace crmstream::models

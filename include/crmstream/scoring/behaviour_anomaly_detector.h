@@ -1,9 +1,18 @@
 // How unusual each customer's recent behaviour is for the population of one
 // partition: a multivariate anomaly detector over the log1p counts of
 // refunds, tickets (support tickets + complaints), logins and purchases in
-// the shortest feature window, scored at every event; at a flush, a report
-// when a customer's score first reaches the alert level (once per crossing:
-// the customer re-arms when its score falls back below the level).
+// the shortest feature window, scored at every event.
+//
+// What is published is rationed. A customer whose score reaches the alert
+// level opens an episode (closed when the score falls back below it); its
+// rarity (-log10 of the population tail probability of its behaviour)
+// gives a severity, and a flush reports the customer when its severity
+// first reaches warning in the episode or rises above what was reported.
+// Reports draw on a budget, a token bucket refilled in event time at
+// `budget_per_1000_per_day` per 1,000 customers of the partition and
+// holding one day of it: a critical report may take the last token, a high
+// one needs a quarter of a day's budget left, a warning half, so that when
+// anomalies crowd in the lowest severities are the ones withheld.
 //
 // Customers are the feature store's slots (CustomerFeatures::slot()). The
 // checkpoint is a section of each customer's record and a sealed blob for
@@ -19,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "crmstream/alerts/churn_alert_policy.h"
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/status.h"
 #include "crmstream/features/feature_spec.h"
@@ -29,9 +39,16 @@
 namespace crmstream::scoring {
 
 struct BehaviourOptions {
-  // A score at or above this is an anomaly (reported at its crossing and
-  // counted in Quality::anomaly_rate), in (0, 1]. Default 0.99.
+  // A score at or above this is an anomaly: it opens the customer's episode
+  // and counts in Quality::anomaly_rate, in (0, 1]. Default 0.99.
   double alert_level = 0.99;
+  // Rarity (-log10 of the population tail probability of the behaviour) at
+  // which an anomaly is a warning, high, critical: increasing, > 0.
+  // Default 1e-6, 1e-9, 1e-12 of the population.
+  std::array<double, alerts::kSeverityCount> severity_rarity = {6.0, 9.0, 12.0};
+  // Published customer anomalies per 1,000 customers of the partition per
+  // day of event time, > 0. Default 1.
+  double budget_per_1000_per_day = 1.0;
 
   // InvalidArgument naming the field.
   Status Validate() const;
@@ -44,10 +61,12 @@ inline constexpr std::array<std::string_view, 4> kBehaviourNames = {"refunds", "
 
 // A customer's behaviour anomaly as a flush reports it.
 struct AnomalyCrossing {
-  double score = 0.0;  // the latest score, in [0, 1], crossing or not
-  // The score reached the alert level since the last report (the fields
-  // below are set only then).
+  double score = 0.0;   // the latest score, in [0, 1], reported or not
+  double rarity = 0.0;  // its rarity, -log10 of the population tail probability
+  // The customer is reported: its severity reached warning in this episode
+  // or rose above the one reported (the fields below are set only then).
   bool crossed = false;
+  alerts::Severity severity = alerts::Severity::kWarning;
   std::array<double, 4> observed{};  // counts, kBehaviourNames order
   std::array<double, 4> expected{};  // the population's typical counts
 };
@@ -55,7 +74,13 @@ struct AnomalyCrossing {
 class BehaviourAnomalyDetector {
   struct Slot {
     double score = 0.0;
-    bool active = false;  // reported as anomalous, not yet back below the level
+    double rarity = 0.0;
+    bool active = false;  // in an episode: the score has not fallen back below the level
+    bool seen = false;    // the slot holds a customer
+    // Scored since the last Refresh: a report is attempted (and counted as
+    // withheld) once per new score, not again at a refresh without events.
+    bool fresh = false;
+    uint8_t reported = 0;  // 0, or 1 + the severity reported in this episode
   };
 
  public:
@@ -66,8 +91,8 @@ class BehaviourAnomalyDetector {
   // After the feature store applied an event of the customer: scores its
   // behaviour (and the detector learns from it). Marks it in `unsaved`.
   void OnEvent(const features::CustomerFeatures& f, UnsavedSlots* unsaved);
-  // At a flush: the customer's score and whether it crossed the level since
-  // the last report (marks the customer in `unsaved` where it changes).
+  // At a flush: the customer's score and whether it is reported now (marks
+  // the customer in `unsaved` where it changes).
   void Refresh(const features::CustomerFeatures& f, UnsavedSlots* unsaved, AnomalyCrossing* out);
 
   // Grows the per-customer array to `slots` customers (never shrinks).
@@ -76,12 +101,17 @@ class BehaviourAnomalyDetector {
 
   // The customer's latest score in [0, 1] (near 1: unusual for the population).
   double score(uint32_t slot) const { return slots_[slot].score; }
+  // Its rarity (0 below the alert level).
+  double rarity(uint32_t slot) const { return slots_[slot].rarity; }
   const BehaviourOptions& options() const { return options_; }
 
   struct Quality {
     // Share of scored events whose score reached the alert level.
     double anomaly_rate = 0.0;
     uint64_t anomaly_scored = 0;
+    // Customer anomalies reported, and reports the budget withheld.
+    uint64_t anomalies_reported = 0;
+    uint64_t anomalies_withheld = 0;
   };
   Quality quality() const;
 
@@ -111,6 +141,11 @@ class BehaviourAnomalyDetector {
  private:
   BehaviourAnomalyDetector(const BehaviourOptions& options, const features::FeatureSpec& spec,
                            models::MultivariateAnomalyDetector detector);
+  // The severity of a rarity: -1 below warning, else the Severity's index.
+  int SeverityOf(double rarity) const;
+  // Refills the budget up to event time `now_ms` and takes a token for a
+  // report of `severity` if what is left allows it.
+  bool TakeBudget(int severity, int64_t now_ms);
 
   BehaviourOptions options_;
   size_t shortest_window_;
@@ -118,7 +153,14 @@ class BehaviourAnomalyDetector {
   models::MultivariateAnomalyDetector detector_;
   uint64_t scored_ = 0;
   uint64_t anomalies_ = 0;
-  std::array<double, 4> point_{};  // scratch
+  uint64_t reported_ = 0;
+  uint64_t withheld_ = 0;
+  // Distinct customers the partition has seen (loaded ones were counted
+  // when they were new): the base of the budget.
+  uint64_t customers_ = 0;
+  double tokens_ = 0.0;
+  int64_t budget_clock_ms_ = INT64_MIN;  // event time of the last refill
+  std::array<double, 4> point_{};        // scratch
 };
 
 }  // namespace crmstream::scoring
