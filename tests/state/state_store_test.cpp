@@ -260,9 +260,10 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
                                              Catch::Contains("crm-pipeline"));
   CHECK(testing::SnapshotFiles(options.path) == before);
 
-  // A future format version, and format 2 (whose churn blobs held the label
-  // deadlines), written behind the store's back.
-  for (const uint32_t version : {kStateFormatVersion + 1, uint32_t{2}}) {
+  // A future format version, format 2 (whose churn blobs held the label
+  // deadlines) and format 3 (behaviour state without the anomaly budget),
+  // written behind the store's back.
+  for (const uint32_t version : {kStateFormatVersion + 1, uint32_t{2}, uint32_t{3}}) {
     rocksdb::DB* raw = nullptr;
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     std::vector<rocksdb::ColumnFamilyDescriptor> families;

@@ -65,7 +65,9 @@ namespace crmstream::state {
 // of the blobs in it. 2: per-part model blobs (crmstream/scoring/). 3: the
 // churn label deadlines are keys of their own (state_keys.h), no longer a
 // list inside the churn partition blob, so a restart decodes no customer.
-inline constexpr uint32_t kStateFormatVersion = 3;
+// 4: the behaviour detector's customer section and partition blob carry the
+// anomaly episode and the alert budget (scoring/behaviour_anomaly_detector.h).
+inline constexpr uint32_t kStateFormatVersion = 4;
 
 // Where the engine keeps the store inside its state directory (which also
 // holds broker.addr): <state_dir>/store.
