@@ -190,6 +190,7 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   }
   out.push_back(Single(Metric::kOffsetCommits, Load(s.commits)));
   out.push_back(Single(Metric::kOffsetCommitFailures, Load(s.commit_failures)));
+  out.push_back(Single(Metric::kGroupCommitFailures, Load(s.group_commit_failures)));
   out.push_back(Single(Metric::kTransactionsAborted, Load(s.transactions_aborted)));
   out.push_back(Single(Metric::kUnownedRecords, Load(s.unowned_records)));
 

@@ -45,6 +45,7 @@ struct RunOptions {
   int metrics_port = -1;  // overrides the config's metrics_port when >= 0
   bool until_caught_up = false;
   std::string guarantee;  // overrides the config's processing.guarantee
+  bool accept_config_change = false;
 };
 
 using pipeline::OutputKind;
@@ -82,6 +83,7 @@ int RunEngine(const RunOptions& o) {
   if (!o.guarantee.empty()) {
     cfg->guarantee = *config::ParseGuarantee(o.guarantee);  // checked by the option
   }
+  cfg->accept_config_change = o.accept_config_change;
   auto spec = pipeline::LoadPipelineSpec(cfg->pipeline);
   if (!spec.ok()) return Fail("run", spec.status());
   if (o.demo) {
@@ -343,6 +345,9 @@ void AddRunCommand(CLI::App* app, int* exit_code) {
                   "processing.guarantee)")
       ->check(CLI::IsMember(
           {"at_least_once", "exactly_once", "exactly_once_transactions", "exactly_once_stamped"}));
+  cmd->add_flag("--accept-config-change", o->accept_config_change,
+                "exactly_once: start although what shapes the outputs (thresholds, emit flags, "
+                "commit_interval_ms, the pipeline) changed since the state was written");
   cmd->callback([=] { *exit_code = RunEngine(*o); });
 }
 

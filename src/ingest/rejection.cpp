@@ -30,6 +30,8 @@ std::string_view RejectReasonName(RejectReason reason) {
       return "duplicate_key";
     case RejectReason::kProcessingError:
       return "processing_error";
+    case RejectReason::kOutputTooLarge:
+      return "output_too_large";
   }
   return "unknown";
 }
@@ -70,6 +72,9 @@ std::string_view RejectReasonDescription(RejectReason reason) {
       return "a field appears more than once in the object";
     case RejectReason::kProcessingError:
       return "the event is valid but processing it failed; the engine went on without it";
+    case RejectReason::kOutputTooLarge:
+      return "an output record is larger than the producer's message.max.bytes; the engine went "
+             "on without it";
   }
   return "unknown reason";
 }

@@ -105,6 +105,10 @@ Status ProcessorOptions::Validate() const {
   if (correlation_interval_ms <= 0) {
     return Status::InvalidArgument("ProcessorOptions.correlation_interval_ms must be > 0");
   }
+  if (max_output_bytes != 0 && max_output_bytes < kMinOutputBytes) {
+    return Status::InvalidArgument("ProcessorOptions.max_output_bytes must be 0 or >= " +
+                                   std::to_string(kMinOutputBytes));
+  }
   CRM_RETURN_NOT_OK(models.Validate());
   return minute_metrics.Validate();
 }
@@ -135,7 +139,9 @@ EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink
       dedup_(options.dedup_capacity),
       features_(std::move(features)),
       models_(std::move(models)),
-      minutes_(std::move(minutes)) {
+      minutes_(std::move(minutes)),
+      bounded_dead_letter_(options.max_output_bytes > 768 ? (options.max_output_bytes - 768) / 6
+                                                          : 0) {
   record_.reserve(2048);
 }
 
@@ -163,6 +169,9 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& decoded,
                                               const ingest::SourcePosition& source,
                                               int64_t now_ms) {
   counters_.received.Add();
+  if (source.topic != source_topic_) source_topic_.assign(source.topic);
+  source_ = {source_topic_, source.partition, source.offset};
+  source_now_ms_ = now_ms;
   ingest::Rejection rejection = decoded;
   if (!rejection.rejected() && !event.plan.empty() && !features_->CanTakePlan(event.plan)) {
     // A bound on input-controlled state: a plan the partition cannot take
@@ -216,7 +225,10 @@ ProcessOutcome EventProcessor::DeadLetter(const ingest::Rejection& rejection, st
   counters_.rejected.Add();
   counters_.by_reason[static_cast<size_t>(rejection.code)].Add();
   std::string_view value = dead_letter_.Build(rejection, source, raw, now_ms);
-  sink_->Emit(OutputKind::kDeadLetter, {}, value);
+  if (options_.max_output_bytes != 0 && value.size() > options_.max_output_bytes) {
+    value = bounded_dead_letter_.Build(rejection, source, raw, now_ms);
+  }
+  Send(OutputKind::kDeadLetter, {}, value);
   counters_.outputs[static_cast<int>(OutputKind::kDeadLetter)].Add();
   return ProcessOutcome::kRejected;
 }
@@ -269,8 +281,30 @@ void EventProcessor::FlushOutputs() {
 }
 
 void EventProcessor::Publish(OutputKind kind, std::string_view key) {
-  sink_->Emit(kind, key, record_);
+  Send(kind, key, record_);
   counters_.outputs[static_cast<int>(kind)].Add();
+}
+
+void EventProcessor::Send(OutputKind kind, std::string_view key, std::string_view value) {
+  const size_t limit = options_.max_output_bytes;
+  if (limit == 0 || key.size() + value.size() <= limit) {
+    sink_->Emit(kind, key, value);
+    return;
+  }
+  // The producer would refuse it, and the engine would make it again after
+  // every restart: the dead-letter output gets its start instead, under the
+  // input record being processed (or the last one, for the outputs of a
+  // flush). The detail names the output, never the customer.
+  counters_.by_reason[static_cast<size_t>(ingest::RejectReason::kOutputTooLarge)].Add();
+  const std::string detail = fmt::format(
+      "a {} record of {} bytes is over the {} bytes the producer accepts (message.max.bytes)",
+      OutputKindName(kind), key.size() + value.size(), limit);
+  const ingest::Rejection rejection{ingest::RejectReason::kOutputTooLarge, OutputKindName(kind),
+                                    detail};
+  std::string_view dead = bounded_dead_letter_.Build(rejection, source_, value, source_now_ms_);
+  if (kind == OutputKind::kDeadLetter || dead.size() > limit) return;  // bounded: cannot happen
+  sink_->Emit(OutputKind::kDeadLetter, {}, dead);
+  counters_.outputs[static_cast<int>(OutputKind::kDeadLetter)].Add();
 }
 
 void EventProcessor::EmitRefresh(const features::CustomerFeatures& f,
@@ -484,7 +518,7 @@ bool EventProcessor::WriteCustomerRecord(std::string_view customer_id, std::stri
 
 void EventProcessor::EmitCustomerScores(const features::CustomerFeatures& f) {
   WriteCustomerJson(f, &record_);
-  sink_->Emit(OutputKind::kCustomerScores, f.customer_id(), record_);
+  Send(OutputKind::kCustomerScores, f.customer_id(), record_);
   counters_.outputs[static_cast<int>(OutputKind::kCustomerScores)].Add();
 }
 

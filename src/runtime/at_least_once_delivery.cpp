@@ -24,7 +24,12 @@ Status AtLeastOnceDelivery::Process(PartitionTask* task, const kafka::MessageVie
                                     int64_t wall_ms) {
   // The event-to-output sample of the next flush: its oldest record.
   if (oldest_unflushed_ms_ < 0) oldest_unflushed_ms_ = m.timestamp_ms();
-  task->processor->Process(m.payload(), {m.topic(), m.partition(), m.offset()}, wall_ms);
+  // The record's clock is its broker timestamp, as in the exactly-once
+  // modes: the future-skew check must not pass an event that is a day ahead
+  // of when it was produced only because the engine processes it late. The
+  // wall clock stands in for a record without one.
+  const int64_t now_ms = m.timestamp_ms() > 0 ? m.timestamp_ms() : wall_ms;
+  task->processor->Process(m.payload(), {m.topic(), m.partition(), m.offset()}, now_ms);
   task->next_offset = m.offset() + 1;
   return Status::OK();
 }

@@ -1,6 +1,38 @@
 #include "crmstream/runtime/kafka_wiring.h"
 
+#include <charconv>
+
+#include "crmstream/pipeline/event_processor.h"
+
 namespace crmstream::runtime {
+namespace {
+
+// librdkafka's default message.max.bytes.
+constexpr size_t kDefaultMessageMaxBytes = 1'000'000;
+// Room for what the broker counts besides key and value: the record batch
+// header (61 bytes), the record's own framing and the exactly-once stamp
+// header (under 530 bytes with the longest group and topic names).
+constexpr size_t kRecordOverheadBytes = 1024;
+
+}  // namespace
+
+Result<size_t> MaxOutputBytes(const kafka::ClientConfig& client) {
+  size_t limit = kDefaultMessageMaxBytes;
+  if (auto value = client.Get("message.max.bytes")) {
+    const auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), limit);
+    if (ec != std::errc() || end != value->data() + value->size()) {
+      return Status::InvalidArgument("kafka property message.max.bytes: '" + std::string(*value) +
+                                     "' is not a number of bytes");
+    }
+  }
+  const size_t least = pipeline::ProcessorOptions::kMinOutputBytes + kRecordOverheadBytes;
+  if (limit < least) {
+    return Status::InvalidArgument("kafka property message.max.bytes: " + std::to_string(limit) +
+                                   " leaves no room for the engine's outputs (at least " +
+                                   std::to_string(least) + ")");
+  }
+  return limit - kRecordOverheadBytes;
+}
 
 kafka::ClientConfig MakeClientConfig(const config::KafkaSettings& settings) {
   kafka::ClientConfig c;

@@ -56,24 +56,27 @@ Status StampedExactlyOnceDelivery::AfterRestore(std::span<const RestoredTask> re
     s.stamping->set_next_sequence(r.output_sequence);
     CRM_ASSIGN_OR_RETURN(auto positions, core_->store->GetMetadata(PositionsName(task->tp)));
     if (positions) {
+      CRM_RETURN_NOT_OK(OutputPositions::CheckPartitionCounts(*positions, core_->output_partitions,
+                                                              core_->sink->topics()));
       CRM_ASSIGN_OR_RETURN(s.positions,
                            OutputPositions::Decode(*positions, core_->output_partitions));
     }
     CRM_RETURN_NOT_OK(RestoreLoggedCloses(task));
     // A rebuild re-generates every output from the first: look for them
     // from the beginning of the output topics (positions unknown). A task
-    // without positions has never run here: none of its outputs can be
-    // there, and from now on its outputs start at the current ends.
-    if (positions || task->rebuild_until >= 0) {
-      scanned.push_back({s.stamping.get(), &s.positions});
-    } else {
-      first_run.push_back(task);
-    }
+    // without positions has never run on this store: its outputs are looked
+    // for from the beginning too, to tell a first run (none there) from a
+    // lost store (FirstRunCheck).
+    scanned.push_back({s.stamping.get(), &s.positions});
+    if (!positions && task->rebuild_until < 0) first_run.push_back(task);
   }
   OutputPositions ends(core_->output_partitions);
   CRM_RETURN_NOT_OK(FindDeliveredOutputs(core_->client, core_->sink->topics(),
                                          core_->output_partitions, scanned, &ends)
                         .WithContext("finding outputs delivered before the restart"));
+  for (PartitionTask* task : first_run) {
+    CRM_RETURN_NOT_OK(FirstRunCheck(*task));
+  }
   for (PartitionTask* task : first_run) {
     // Recorded before any output is produced (synced), so a crash before the
     // task's first checkpoint is covered too.
@@ -82,6 +85,25 @@ Status StampedExactlyOnceDelivery::AfterRestore(std::span<const RestoredTask> re
     CRM_RETURN_NOT_OK(core_->store->PutMetadata(PositionsName(task->tp), s.positions.Encode()));
   }
   return Status::OK();
+}
+
+Status StampedExactlyOnceDelivery::FirstRunCheck(const PartitionTask& task) const {
+  // Outputs of this application for this input partition on the topics, but
+  // no state and no committed group offset: the store was lost (or the
+  // state directory changed) together with the group's offsets. Processing
+  // from scratch would number its outputs from 0 again and produce every
+  // past output a second time (or, from another start offset, drop the
+  // wrong ones): refuse, with the ways out.
+  if (!StateOf(task).stamping->dropping()) return Status::OK();
+  return Status::InvalidArgument(
+      task.tp.topic + " [" + std::to_string(task.tp.partition) +
+      "]: the output topics hold outputs of application (group) '" + core_->config.kafka.group_id +
+      "' for this input partition, but the state store has no state for it and the group no "
+      "committed offset: the state directory was lost or changed. Starting again would produce "
+      "those outputs a second time. Restore the state directory (" +
+      core_->config.state_dir +
+      ") from a backup, or start afresh under a new kafka.group_id with an empty state "
+      "directory (its outputs are told apart by their stamp)");
 }
 
 Status StampedExactlyOnceDelivery::OnBlockClosed(PartitionTask* task, bool checkpoint) {

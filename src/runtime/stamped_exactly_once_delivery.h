@@ -35,6 +35,9 @@ class StampedExactlyOnceDelivery final : public BlockedDelivery {
   static TaskState& StateOf(PartitionTask* task);
   static const TaskState& StateOf(const PartitionTask& task);
 
+  // InvalidArgument when a task that never ran on this store finds its
+  // outputs on the topics (after the restore's scan): a lost store.
+  Status FirstRunCheck(const PartitionTask& task) const;
   Status OnBlockClosed(PartitionTask* task, bool checkpoint) override;
   Status CheckpointSettled(std::span<PartitionTask* const> tasks) override;
   bool Durable(const PartitionTask& task) const override {

@@ -115,6 +115,31 @@ Result<OutputPositions> OutputPositions::Decode(std::string_view bytes,
   return out;
 }
 
+Status OutputPositions::CheckPartitionCounts(
+    std::string_view bytes, const OutputPartitionCounts& counts,
+    const std::array<std::string, kOutputKindCount>& topics) {
+  CRM_ASSIGN_OR_RETURN(std::string_view payload,
+                       OpenBlobPayload(bytes, BlobKind::kCheckpointMeta, kPositionsVersion));
+  BinaryReader in(payload);
+  for (int k = 0; k < kOutputKindCount; ++k) {
+    int32_t stored = 0;
+    CRM_RETURN_NOT_OK(in.Get(&stored));
+    if (stored == counts[k]) continue;
+    const std::string was = std::to_string(stored);
+    return Status::InvalidArgument(
+        "output topic " + topics[k] + " has " + std::to_string(counts[k]) + " partitions but had " +
+        was +
+        " when this engine's state was written: exactly_once places each output by the "
+        "topic's partition count and finds what it delivered before by it. Either give the "
+        "topic its " +
+        was +
+        " partitions back (recreate it), or start afresh: move the state directory away and "
+        "use a new kafka.group_id (every output is then produced again from the input's "
+        "beginning)");
+  }
+  return Status::OK();
+}
+
 // ---------------------------------------------------------------------------
 // StampingSink
 

@@ -16,6 +16,7 @@
 #include "runtime/at_least_once_delivery.h"
 #include "runtime/checkpointer.h"
 #include "runtime/engine_core.h"
+#include "runtime/output_fingerprint.h"
 #include "runtime/stamped_exactly_once_delivery.h"
 #include "runtime/task_restorer.h"
 #include "runtime/transactional_delivery.h"
@@ -172,6 +173,8 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
         std::max<size_t>(kMinDedupPerPartition,
                          options.dedup_capacity / static_cast<size_t>(std::max(1, partitions)));
   }
+  // An output the producer would refuse goes to the dead letters instead.
+  CRM_ASSIGN_OR_RETURN(options.max_output_bytes, MaxOutputBytes(MakeClientConfig(config.kafka)));
   CRM_RETURN_NOT_OK(options.Validate().WithContext(pipeline.file));
   // One memory cap for the process: RocksDB and the partitions' customer
   // caches are sized from it (pipeline/memory_plan.h).
@@ -202,6 +205,14 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   CRM_ASSIGN_OR_RETURN(core.config.guarantee, ResolveGuarantee(config.guarantee, core.client));
   if (config.guarantee != core.config.guarantee) {
     spdlog::info("exactly_once on this cluster: {}", GuaranteeName(core.config.guarantee));
+  }
+  {
+    config::EngineConfig resolved = config;
+    resolved.guarantee = core.config.guarantee;
+    CRM_ASSIGN_OR_RETURN(const std::string fingerprint,
+                         OutputFingerprint(resolved, pipeline, core.processor_options));
+    CRM_RETURN_NOT_OK(CheckOutputFingerprint(core.store.get(), fingerprint, resolved.guarantee,
+                                             config.accept_config_change));
   }
   const bool stamped = core.config.guarantee == config::Guarantee::kExactlyOnceStamped;
   const bool transactional = core.config.guarantee == config::Guarantee::kExactlyOnceTransactions;
@@ -365,6 +376,7 @@ void StreamEngine::Impl::PublishStats() {
   }
   stats.delivered.store(core.producer->delivered_count(), std::memory_order_relaxed);
   stats.delivery_failures.store(core.producer->failed_count(), std::memory_order_relaxed);
+  stats.group_commit_failures.store(core.consumer->commit_failures(), std::memory_order_relaxed);
 }
 
 void StreamEngine::Impl::RefreshLag() {

@@ -357,10 +357,11 @@ TEST_CASE("Every rejection reason has a distinct stable name", "[ingest]") {
     CHECK(std::find(names.begin(), names.end(), name) == names.end());
     names.push_back(name);
   }
-  CHECK(names.size() == 12);
+  CHECK(names.size() == 13);
   CHECK(RejectReasonName(RejectReason::kTimestampInFuture) == "timestamp_in_future");
   CHECK(RejectReasonName(RejectReason::kDuplicateKey) == "duplicate_key");
   CHECK(RejectReasonName(RejectReason::kProcessingError) == "processing_error");
+  CHECK(RejectReasonName(RejectReason::kOutputTooLarge) == "output_too_large");
   CHECK(RejectReasonName(RejectReason::kMissingField) == "missing_field");
   CHECK(RejectReasonName(RejectReason::kNotJson) == "not_json");
   CHECK_FALSE(ParseRejectReason("bogus"));

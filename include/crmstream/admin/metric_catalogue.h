@@ -42,6 +42,7 @@ enum class Metric : int {
   kChurnAlerts,
   kOffsetCommits,
   kOffsetCommitFailures,
+  kGroupCommitFailures,
   kTransactionsAborted,
   kUnownedRecords,
   // State.
@@ -121,6 +122,8 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
      "Successful input offset commits."},
     {"crmstream_offset_commit_failures_total", MetricKind::kCounter, "",
      "Offset commits that failed or were skipped because outputs could not be flushed."},
+    {"crmstream_group_offset_commit_failures_total", MetricKind::kCounter, "",
+     "Asynchronous commits of the input offsets to the consumer group that failed."},
     {"crmstream_transactions_aborted_total", MetricKind::kCounter, "",
      "Kafka transactions aborted (exactly_once_transactions); each rewinds to the last "
      "checkpoint."},

@@ -122,6 +122,10 @@ struct EngineConfig {
   // so; the state resumes from the last checkpoint.
   int shutdown_timeout_ms = 30000;
   Guarantee guarantee = Guarantee::kAtLeastOnce;  // processing.guarantee
+  // `run --accept-config-change` (not in the file): start although what
+  // shapes the outputs changed since the state was written (exactly_once
+  // refuses that otherwise: runtime/output_fingerprint.h).
+  bool accept_config_change = false;
   StateSettings state;
 };
 

@@ -29,15 +29,17 @@ enum class RejectReason : uint8_t {
   kTimestampInFuture,  // further ahead of the record's clock than max_future_skew_ms
   kDuplicateKey,       // a known top-level field appears twice in one object
   kProcessingError,    // valid, but processing it failed (the engine went on without it)
+  kOutputTooLarge,     // an output record it led to is larger than the broker accepts
 };
 
 // Every reason a record can be rejected for (kNone excluded), e.g. to
 // pre-create one metric series per reason.
-inline constexpr std::array<RejectReason, 12> kAllRejectReasons = {
+inline constexpr std::array<RejectReason, 13> kAllRejectReasons = {
     RejectReason::kNotJson,           RejectReason::kNotObject,    RejectReason::kMissingField,
     RejectReason::kWrongType,         RejectReason::kOutOfRange,   RejectReason::kBadTimestamp,
     RejectReason::kUnknownEventType,  RejectReason::kTooLarge,     RejectReason::kMalformedCsv,
-    RejectReason::kTimestampInFuture, RejectReason::kDuplicateKey, RejectReason::kProcessingError};
+    RejectReason::kTimestampInFuture, RejectReason::kDuplicateKey, RejectReason::kProcessingError,
+    RejectReason::kOutputTooLarge};
 
 // Stable snake_case name: "none", "not_json", "missing_field", ...
 std::string_view RejectReasonName(RejectReason reason);

@@ -90,6 +90,15 @@ struct ProcessorOptions {
   // correlation snapshots (crm.correlations), ms, > 0. Defaults 15 minutes.
   int64_t centroid_interval_ms = 15 * 60'000;
   int64_t correlation_interval_ms = 15 * 60'000;
+  // Largest output record (key + value) the sink accepts, bytes; 0 (the
+  // default): no bound. The engine sets it from the producer's
+  // message.max.bytes: a larger record would be refused by the producer, and
+  // since processing is deterministic a restart would make it again. Such a
+  // record goes to the dead-letter output instead (reason output_too_large),
+  // and a dead letter that would be too large keeps less of its original.
+  // 0 or >= kMinOutputBytes.
+  size_t max_output_bytes = 0;
+  static constexpr size_t kMinOutputBytes = 1024;
 
   // The first invalid field of the decoder, features, models or minute
   // metrics options.
@@ -176,6 +185,9 @@ class EventProcessor {
   void EmitCentroids(int64_t as_of_ms);
   void EmitCorrelations(int64_t as_of_ms);
   void Publish(OutputKind kind, std::string_view key);  // record_ to the sink
+  // Every output goes through here: one over max_output_bytes is replaced
+  // by an output_too_large dead letter.
+  void Send(OutputKind kind, std::string_view key, std::string_view value);
   // Loads a customer from the attached store if it is saved there.
   void LoadSavedCustomer(std::string_view customer_id);
   class SavedCustomers;
@@ -195,6 +207,15 @@ class EventProcessor {
   scoring::CustomerModels models_;  // churn, value, segment, behaviour; by store slot
   scoring::MinuteMetricsMonitor minutes_;
   ingest::DeadLetterRecord dead_letter_;
+  // Dead letters kept under max_output_bytes: a shorter original (JSON
+  // escaping grows text at most 6 times; the other fields take under 768
+  // bytes, the longest topic name included).
+  ingest::DeadLetterRecord bounded_dead_letter_;
+  // The record being processed, or the last one: the source of an
+  // output_too_large dead letter. The topic is copied once per partition.
+  std::string source_topic_;
+  ingest::SourcePosition source_;
+  int64_t source_now_ms_ = 0;
   ingest::Event event_;
   std::string record_;  // reused output buffer
   int64_t next_centroids_ms_ = INT64_MIN;

@@ -85,6 +85,10 @@ struct EngineStats {
   std::atomic<uint64_t> delivery_failures{0};
   std::atomic<uint64_t> commits{0};
   std::atomic<uint64_t> commit_failures{0};  // commits skipped (flush or commit error)
+  // Asynchronous commits of the input offsets to the consumer group that
+  // failed (the consumer's count): the store's offsets win on restart, but
+  // lag monitoring and tools read the group's.
+  std::atomic<uint64_t> group_commit_failures{0};
   std::atomic<uint64_t> transactions_aborted{0};
   std::atomic<int64_t> lag{-1};    // sum over assigned partitions; -1 unknown
   std::atomic<int> partitions{0};  // assigned partitions

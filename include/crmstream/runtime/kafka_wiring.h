@@ -26,6 +26,12 @@ using schema::OutputKind;
 // records land in the same partition whoever produces them).
 kafka::ClientConfig MakeClientConfig(const config::KafkaSettings& settings);
 
+// The largest output record (key + value) the engine may produce: the
+// producer's message.max.bytes (librdkafka's default 1000000) less room for
+// the record's framing and headers (the exactly-once stamp). InvalidArgument
+// naming the property when it leaves too little room.
+Result<size_t> MaxOutputBytes(const kafka::ClientConfig& client);
+
 // Every input and output topic of the configuration.
 std::vector<kafka::TopicSpec> AllTopics(const config::EngineConfig& config);
 

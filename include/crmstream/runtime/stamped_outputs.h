@@ -82,6 +82,11 @@ class OutputPositions {
   // Corruption for bytes that do not decode or do not match `counts`.
   static Result<OutputPositions> Decode(std::string_view bytes,
                                         const OutputPartitionCounts& counts);
+  // InvalidArgument naming the first output topic whose partition count
+  // is not the one the positions were written for, with the repair; OK when
+  // they match (Corruption for bytes that do not decode).
+  static Status CheckPartitionCounts(std::string_view bytes, const OutputPartitionCounts& counts,
+                                     const std::array<std::string, kOutputKindCount>& topics);
 
  private:
   size_t Index(OutputKind kind, int32_t partition) const;
