@@ -20,6 +20,7 @@
 #include "crmstream/runtime/kafka_wiring.h"
 #include "crmstream/runtime/stamped_outputs.h"
 #include "crmstream/state/state_store.h"
+#include "runtime/changelog.h"
 
 namespace crmstream::runtime {
 
@@ -50,6 +51,9 @@ struct PartitionTask {
   // Rebuilding lost state from the input's beginning up to this offset
   // (the group's committed one); -1: not rebuilding.
   int64_t rebuild_until = -1;
+  // This assignment's state came (partly) from the changelog: another
+  // instance may have run the partition since this store last saw it.
+  bool restored_from_changelog = false;
   // Counters of this task already published into the probe.
   uint64_t published_received = 0, published_accepted = 0, published_duplicates = 0,
            published_rejected = 0;
@@ -71,6 +75,9 @@ struct EngineCore {
   std::unique_ptr<kafka::Producer> producer;
   std::unique_ptr<KafkaSink> sink;
   std::unique_ptr<kafka::Consumer> consumer;
+  // state.changelog: the writer, and each input topic's changelog topic.
+  std::unique_ptr<ChangelogWriter> changelog;
+  std::map<std::string, std::string, std::less<>> changelog_topics;
   TaskMap tasks;
   EngineProbe probe;
   // Run(): stop once every partition is processed to its end.

@@ -61,10 +61,11 @@ Status StampedExactlyOnceDelivery::AfterRestore(std::span<const RestoredTask> re
     }
     CRM_RETURN_NOT_OK(RestoreLoggedCloses(task));
     // A rebuild re-generates every output from the first: look for them
-    // from the beginning of the output topics (positions unknown). A task
-    // without positions has never run here: none of its outputs can be
+    // from the beginning of the output topics (positions unknown); so does a
+    // task restored from the changelog (another instance ran it). Any other
+    // task without positions has never run: none of its outputs can be
     // there, and from now on its outputs start at the current ends.
-    if (positions || task->rebuild_until >= 0) {
+    if (positions || task->rebuild_until >= 0 || task->restored_from_changelog) {
       scanned.push_back({s.stamping.get(), &s.positions});
     } else {
       first_run.push_back(task);

@@ -548,12 +548,16 @@ TEST_CASE("At-least-once engine: a restart resumes from the checkpoint, counting
 
 namespace crmstream::runtime {
 
-TEST_CASE("A lost or corrupt store is rebuilt from the input, without repeating an output",
-          "[pipeline][integration]") {
+TEST_CASE(
+    "Without a changelog, a lost or corrupt store is rebuilt from the input, without repeating "
+    "an output",
+    "[pipeline][integration]") {
   testing::ScratchDir scratch;
   const std::array<EngineRun, 1> runs{EngineRun{(scratch.path() / "s").string(), "rebuilt", "b."}};
   EngineFixture fx(runs);
-  const config::EngineConfig cfg = EngineConfigFor(fx.bootstrap, runs[0]);
+  config::EngineConfig cfg = EngineConfigFor(fx.bootstrap, runs[0]);
+  // The repair path: no changelog topic to restore from.
+  cfg.state.changelog = false;
   const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3};
   fx.Produce(3000);
   RunUntilCaughtUp(cfg, nullptr);

@@ -145,8 +145,9 @@ TEST_CASE(
 // while it works loses its partitions to a successor; when it resumes, not
 // one output of its own may reach read_committed readers (its transaction
 // cannot commit: the group's generation moved on), and it must rejoin and
-// stop cleanly. The successor (another state directory: it rebuilds from
-// the input) and the zombie together must leave exactly the outputs of an
+// stop cleanly. The successor (another state directory: it restores the
+// state from the changelog, whose records are in the zombie's committed
+// transactions only) and the zombie together must leave exactly the outputs of an
 // uninterrupted run.
 TEST_CASE(
     "Transactional engine: a paused instance that lost its partitions gets no output "
@@ -185,10 +186,10 @@ TEST_CASE(
   zombie.Signal(SIGSTOP);
 
   // The successor waits out the zombie's session, takes every partition,
-  // rebuilds their state from the input and processes to the end.
+  // restores their state from the changelog and processes to the end.
   const BinaryRun taken_over =
       RunEngineBinaryChecked(config_of(successor, "successor"), "", scratch.path() / "succ.log");
-  CHECK_THAT(taken_over.log, Catch::Contains("rebuilding the state"));
+  CHECK_THAT(taken_over.log, Catch::Contains("restored from the changelog"));
 
   // The zombie resumes and learns it lost its partitions. If a transaction
   // of its was open, the broker has aborted it meanwhile and bumped the
