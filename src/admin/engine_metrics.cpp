@@ -197,6 +197,11 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   out.push_back(Single(Metric::kCheckpoints, Load(s.checkpoints)));
   out.push_back(Single(Metric::kCheckpointFailures, Load(s.checkpoint_failures)));
   out.push_back(Histogram(Metric::kCheckpointDuration, s.checkpoint_duration));
+  out.push_back(Single(Metric::kChangelogRecords, Load(s.changelog_records)));
+  out.push_back(Single(Metric::kChangelogRestoredRecords, Load(s.changelog_restored_records)));
+  out.push_back(Single(Metric::kChangelogRestoredBytes, Load(s.changelog_restored_bytes)));
+  out.push_back(
+      Single(Metric::kChangelogRestoresInProgress, Load(s.changelog_restores_in_progress)));
   // Gauges fed by the state store have no sample until it reports one.
   {
     MetricFamily f = Family(Metric::kCheckpointSize);

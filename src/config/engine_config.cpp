@@ -125,6 +125,7 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
     s.Read("memory_cap_mb", &c.state.memory_cap_mb, 16, 1 << 20);
     s.Read("sync", &c.state.sync);
     s.Read("write_timeout_ms", &c.state.write_timeout_ms, 100, 3600000);
+    s.Read("changelog", &c.state.changelog);
   });
   if (c.state_dir.empty()) f.Fail("state_dir", "must not be empty");
   CRM_RETURN_NOT_OK(f.Finish());

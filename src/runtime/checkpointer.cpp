@@ -15,11 +15,37 @@ Checkpointer::Checkpointer(EngineCore* core)
 
 Status Checkpointer::AddTask(PartitionTask* task, DeliveryMode* delivery,
                              state::CheckpointBatch* batch) {
+  const size_t first_entry = batch->entry_count();
   CRM_RETURN_NOT_OK(pipeline::AddToCheckpoint(*task->processor, delivery->OutputSequence(*task),
                                               task->key, batch, &scratch_));
   batch->SetInputOffset(task->key, task->next_offset);
   delivery->AddToCheckpoint(task, batch);
+  if (core_->changelog) {
+    // The same changes to the changelog, stamped with the offset they cover.
+    const auto topic = core_->changelog_topics.find(task->tp.topic);
+    CRM_RETURN_NOT_OK(core_->changelog->Append(*batch, first_entry, task->key, topic->second,
+                                               task->tp.partition, task->next_offset));
+    core_->probe.stats().changelog_records.store(core_->changelog->records(),
+                                                 std::memory_order_relaxed);
+  }
   return Status::OK();
+}
+
+Status Checkpointer::CheckDeliveries() {
+  kafka::Producer& producer = *core_->producer;
+  Status st = core_->sink->first_error();
+  if (st.ok() && producer.failed_count() != delivery_failures_seen_) {
+    // An output the brokers never took: the checkpoint must not claim its
+    // record. Fatal for this run; a restart re-processes from the last
+    // checkpoint (exactly_once: dropping what was delivered).
+    st = Status::Unavailable(
+        std::to_string(producer.failed_count() - delivery_failures_seen_) +
+        " output record(s) could not be delivered: " + producer.last_delivery_error().ToString());
+    delivery_failures_seen_ = producer.failed_count();
+    fatal_ = st;
+  }
+  if (st.ok()) st = producer.FatalError();
+  return st;
 }
 
 Status Checkpointer::Write(state::CheckpointBatch* batch, Clock::time_point started, Status st) {
@@ -104,23 +130,19 @@ Status Checkpointer::Checkpoint(std::span<PartitionTask* const> tasks, DeliveryM
   CRMSTREAM_CRASH_POINT(crash_point::kBeforeFlush);
   Status st = producer.Flush(FlushTimeout()).WithContext("flushing outputs");
   CRMSTREAM_CRASH_POINT(crash_point::kAfterFlush);
-  if (st.ok()) st = core_->sink->first_error();
-  if (st.ok() && producer.failed_count() != delivery_failures_seen_) {
-    // An output the brokers never took: the checkpoint must not claim its
-    // record. Fatal for this run; a restart re-processes from the last
-    // checkpoint (exactly_once: dropping what was delivered).
-    st = Status::Unavailable(
-        std::to_string(producer.failed_count() - delivery_failures_seen_) +
-        " output record(s) could not be delivered: " + producer.last_delivery_error().ToString());
-    delivery_failures_seen_ = producer.failed_count();
-    fatal_ = st;
-  }
-  if (st.ok()) st = producer.FatalError();
+  if (st.ok()) st = CheckDeliveries();
   state::CheckpointBatch& batch = *batch_;
   batch.Clear();
   for (PartitionTask* task : tasks) {
     if (!st.ok()) break;
     st = AddTask(task, delivery, &batch);
+  }
+  if (st.ok() && core_->changelog) {
+    // The changelog holds the checkpoint before the store and the group
+    // do: whoever restores from it never finds a committed offset whose
+    // state is missing.
+    st = producer.Flush(FlushTimeout()).WithContext("flushing the changelog");
+    if (st.ok()) st = CheckDeliveries();
   }
   st = Write(&batch, started, st);
   if (!st.ok()) return st;

@@ -64,6 +64,9 @@ class Checkpointer {
   };
   // Adds the task's state, its offset and its delivery entries to `batch`.
   Status AddTask(PartitionTask* task, DeliveryMode* delivery, state::CheckpointBatch* batch);
+  // The producer's delivery failures since the last check (fatal) and its
+  // fatal error.
+  Status CheckDeliveries();
   // Writes `batch` within the bounds (a stop cancels, the drain has a
   // deadline), between the crash points, and records it in the probe.
   Status Write(state::CheckpointBatch* batch, Clock::time_point started, Status st);

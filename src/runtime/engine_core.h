@@ -21,6 +21,7 @@
 #include "crmstream/runtime/kafka_wiring.h"
 #include "crmstream/runtime/stamped_outputs.h"
 #include "crmstream/state/state_store.h"
+#include "runtime/changelog.h"
 
 namespace crmstream::runtime {
 
@@ -53,6 +54,9 @@ struct PartitionTask {
   // Rebuilding lost state from the input's beginning up to this offset
   // (the group's committed one); -1: not rebuilding.
   int64_t rebuild_until = -1;
+  // This assignment's state came (partly) from the changelog: another
+  // instance may have run the partition since this store last saw it.
+  bool restored_from_changelog = false;
 };
 
 using TaskMap = std::map<kafka::TopicPartition, PartitionTask>;
@@ -80,6 +84,9 @@ struct EngineCore {
   std::unique_ptr<kafka::Producer> producer;
   std::unique_ptr<KafkaSink> sink;
   std::unique_ptr<kafka::Consumer> consumer;
+  // state.changelog: the writer, and each input topic's changelog topic.
+  std::unique_ptr<ChangelogWriter> changelog;
+  std::map<std::string, std::string, std::less<>> changelog_topics;
   TaskMap tasks;
   TaskTotals dropped_tasks;  // counters of the tasks erased so far
   EngineProbe probe;

@@ -22,6 +22,16 @@ void DurationHistogram::Observe(double seconds) {
 
 void EngineProbe::Heartbeat() { heartbeat_ms_.store(SteadyMs(), std::memory_order_relaxed); }
 
+void EngineProbe::ChangelogRestoreStarted() {
+  stats_.changelog_restores_in_progress.fetch_add(1, std::memory_order_relaxed);
+}
+
+void EngineProbe::ChangelogRestoreEnded(uint64_t records, uint64_t bytes) {
+  stats_.changelog_restores_in_progress.fetch_sub(1, std::memory_order_relaxed);
+  stats_.changelog_restored_records.fetch_add(records, std::memory_order_relaxed);
+  stats_.changelog_restored_bytes.fetch_add(bytes, std::memory_order_relaxed);
+}
+
 void EngineProbe::CheckpointStarted() {
   stats_.checkpoint_started_ms.store(SteadyMs(), std::memory_order_relaxed);
 }

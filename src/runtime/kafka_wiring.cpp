@@ -48,7 +48,26 @@ std::vector<kafka::TopicSpec> AllTopics(const config::EngineConfig& config) {
     const config::TopicSpec& t = config.outputs.of(static_cast<OutputKind>(k));
     topics.push_back({t.name, t.partitions, -1});
   }
+  if (config.state.changelog) {
+    for (const auto& t : config.inputs) {
+      // Compaction keeps each state key's latest value; no time retention.
+      topics.push_back({ChangelogTopicName(config, t.name),
+                        t.partitions,
+                        -1,
+                        {{"cleanup.policy", "compact"}, {"retention.ms", "-1"}}});
+    }
+  }
   return topics;
+}
+
+std::string ChangelogTopicName(const config::EngineConfig& config, std::string_view input_topic) {
+  std::string name = config.kafka.group_id + "-" + std::string(input_topic) + "-changelog";
+  for (char& c : name) {
+    const bool legal = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '.' || c == '_' || c == '-';
+    if (!legal) c = '_';
+  }
+  return name;
 }
 
 void KafkaSink::Emit(OutputKind kind, std::string_view key, std::string_view value) {

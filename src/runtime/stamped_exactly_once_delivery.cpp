@@ -63,12 +63,15 @@ Status StampedExactlyOnceDelivery::AfterRestore(std::span<const RestoredTask> re
     }
     CRM_RETURN_NOT_OK(RestoreLoggedCloses(task));
     // A rebuild re-generates every output from the first: look for them
-    // from the beginning of the output topics (positions unknown). A task
-    // without positions has never run on this store: its outputs are looked
-    // for from the beginning too, to tell a first run (none there) from a
-    // lost store (FirstRunCheck).
+    // from the beginning of the output topics (positions unknown); so does a
+    // task restored from the changelog (another instance ran it). A task
+    // without positions that is neither has never run on this store: its
+    // outputs are looked for from the beginning too, to tell a first run
+    // (none there) from a lost store (FirstRunCheck).
     scanned.push_back({s.stamping.get(), &s.positions});
-    if (!positions && task->rebuild_until < 0) first_run.push_back(task);
+    if (!positions && task->rebuild_until < 0 && !task->restored_from_changelog) {
+      first_run.push_back(task);
+    }
   }
   OutputPositions ends(core_->output_partitions);
   CRM_RETURN_NOT_OK(FindDeliveredOutputs(core_->client, core_->sink->topics(),

@@ -60,6 +60,30 @@ Result<std::string> TransactionalId(state::StateStore* store, const std::string&
   return group + "." + pipeline + "." + *id;
 }
 
+// The changelog topics must exist with one partition per input partition
+// (AllTopics lists them; `crmstream run` and `crmstream broker` create them).
+Status OpenChangelogs(EngineCore* core) {
+  CRM_ASSIGN_OR_RETURN(auto admin, kafka::TopicAdmin::Create(core->client));
+  for (const auto& input : core->config.inputs) {
+    const std::string name = ChangelogTopicName(core->config, input.name);
+    auto ids = admin->ListPartitions(name);
+    if (!ids.ok()) {
+      return ids.status().WithContext("changelog topic " + name + " of input " + input.name +
+                                      " (state.changelog needs it; `crmstream run` creates it, "
+                                      "or set state.changelog: false)");
+    }
+    if (static_cast<int>(ids->size()) != input.partitions) {
+      return Status::InvalidArgument("changelog topic " + name + " has " +
+                                     std::to_string(ids->size()) + " partitions, input " +
+                                     input.name + " " + std::to_string(input.partitions) +
+                                     ": they must match");
+    }
+    core->changelog_topics[input.name] = name;
+  }
+  core->changelog = std::make_unique<ChangelogWriter>(core->producer.get());
+  return Status::OK();
+}
+
 }  // namespace
 
 std::unique_ptr<DeliveryMode> MakeDeliveryMode(config::Guarantee guarantee, EngineCore* core,
@@ -253,6 +277,7 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
     for (const auto& t : output_topics) core.producer->TrackDeliveredOffsets(t);
   }
   core.sink = std::make_unique<KafkaSink>(core.producer.get(), output_topics);
+  if (config.state.changelog) CRM_RETURN_NOT_OK(OpenChangelogs(&core));
   kafka::ConsumerOptions consumer_options;
   consumer_options.listener = impl.get();
   // A restarted engine rejoins its group after one session timeout: keep it

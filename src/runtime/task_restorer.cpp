@@ -31,6 +31,8 @@ Status TaskRestorer::Restore(std::span<kafka::TopicPartitionOffset> partitions) 
   state::StateStore& store = *core_->store;
   std::vector<RestoredTask> restored;
   std::vector<kafka::TopicPartitionOffset> rebuild_from;
+  // Partitions resuming from a checkpoint, at its offset.
+  std::vector<kafka::TopicPartitionOffset> resume_from;
   uint64_t customers = 0;
   // The group's committed offsets: where a lost store was (rebuild), or,
   // with transactions, the truth the store may lag behind (catch-up).
@@ -47,6 +49,20 @@ Status TaskRestorer::Restore(std::span<kafka::TopicPartitionOffset> partitions) 
     }
     for (const auto& c : *committed) group_offsets[{c.topic, c.partition}] = c.offset;
   }
+  // The last complete checkpoint in each partition's changelog.
+  std::map<kafka::TopicPartition, int64_t> changelog_offsets;
+  if (core_->changelog && !tps.empty()) {
+    std::map<std::string, std::vector<int32_t>> by_topic;
+    for (const auto& tp : tps) by_topic[tp.topic].push_back(tp.partition);
+    for (const auto& [topic, ids] : by_topic) {
+      auto last =
+          LastChangelogCheckpoints(core_->client, core_->changelog_topics.find(topic)->second, ids);
+      if (!last.ok()) return last.status().WithContext("reading the changelog of " + topic);
+      for (const auto& [partition, offset] : *last) {
+        changelog_offsets[kafka::TopicPartition{topic, partition}] = offset;
+      }
+    }
+  }
   for (size_t i = 0; i < partitions.size(); ++i) {
     kafka::TopicPartitionOffset& p = partitions[i];
     const kafka::TopicPartition& tp = tps[i];
@@ -55,6 +71,27 @@ Status TaskRestorer::Restore(std::span<kafka::TopicPartitionOffset> partitions) 
     CRM_ASSIGN_OR_RETURN(state::PartitionKey key, store.Partition(p.topic, p.partition));
     CRM_ASSIGN_OR_RETURN(state::PartitionState ps, store.GetPartition(key));
     const std::string what = p.topic + " [" + std::to_string(p.partition) + "]";
+    bool from_changelog = false;
+    const auto in_changelog = changelog_offsets.find(tp);
+    // The changelog's last complete checkpoint, or the group's offset if
+    // that is further (a changelog turned on late).
+    const int64_t restore_to =
+        std::max(group_offset, in_changelog == changelog_offsets.end() ? -1 : in_changelog->second);
+    if (core_->changelog && restore_to > 0 && (ps.restoring || ps.input_offset < restore_to)) {
+      // The changelog holds more than this store (another instance ran the
+      // partition, the store is lost, or a restore was cut short): it brings
+      // the store up to its last complete checkpoint.
+      CRM_ASSIGN_OR_RETURN(const ChangelogRestoreResult r,
+                           RestoreChangelog(key, tp, ps, restore_to, what));
+      from_changelog = r.records_applied > 0;
+      CRM_ASSIGN_OR_RETURN(ps, store.GetPartition(key));
+      if (ps.input_offset >= 0 && ps.input_offset < group_offset) {
+        spdlog::warn(
+            "{}: the changelog covers the input up to offset {}, the group committed {}: "
+            "processing from {} again",
+            what, ps.input_offset, group_offset, ps.input_offset);
+      }
+    }
     if (ps.restoring) {
       return Status::Corruption(store.path().string() + ": the state of " + what +
                                 " is partially restored; move the store away to start afresh");
@@ -102,27 +139,11 @@ Status TaskRestorer::Restore(std::span<kafka::TopicPartitionOffset> partitions) 
           what, task.rebuild_until);
     }
     task.last_checkpoint = Clock::now();
+    task.restored_from_changelog = from_changelog;
     restored.push_back({&task, sequence});
+    if (ps.input_offset > 0) resume_from.push_back({p.topic, p.partition, ps.input_offset});
   }
-  if (!rebuild_from.empty()) {
-    // Only a complete input rebuilds the state: retention must not have
-    // removed its first records.
-    CRM_RETURN_NOT_OK(kafka::ReadPartitionsToEnd(
-        core_->client, rebuild_from, {},
-        [&](std::span<const kafka::PartitionEnd> ends) {
-          for (const auto& e : ends) {
-            if (e.start_offset > 0) {
-              return Status::Corruption(
-                  e.topic + " [" + std::to_string(e.partition) +
-                  "]: cannot rebuild its state: the input no longer starts at offset 0 "
-                  "(retention removed records up to offset " +
-                  std::to_string(e.start_offset) + ")");
-            }
-          }
-          return Status::OK();
-        },
-        nullptr));
-  }
+  CRM_RETURN_NOT_OK(CheckInputsStillHold(rebuild_from, resume_from));
   CRM_RETURN_NOT_OK(delivery_->AfterRestore(restored));
   rebuilding_ = std::any_of(core_->tasks.begin(), core_->tasks.end(),
                             [](const auto& entry) { return entry.second.rebuild_until >= 0; });
@@ -130,6 +151,88 @@ Status TaskRestorer::Restore(std::span<kafka::TopicPartitionOffset> partitions) 
   spdlog::info("state restored for {} partition(s): {} customers in {:.3f} s", partitions.size(),
                customers, seconds);
   return Status::OK();
+}
+
+Result<ChangelogRestoreResult> TaskRestorer::RestoreChangelog(state::PartitionKey key,
+                                                              const kafka::TopicPartition& tp,
+                                                              const state::PartitionState& ps,
+                                                              int64_t up_to_offset,
+                                                              const std::string& what) {
+  ChangelogRestoreOptions o;
+  o.changelog_topic = core_->changelog_topics.find(tp.topic)->second;
+  o.partition = tp.partition;
+  // A restore cut short starts again from nothing.
+  o.after_offset = ps.restoring ? -1 : ps.input_offset;
+  o.up_to_offset = up_to_offset;
+  o.what = what;
+  spdlog::info("{}: restoring state from the changelog {} [{}]: {} up to input offset {}", what,
+               o.changelog_topic, o.partition,
+               o.after_offset < 0 ? "all of it"
+                                  : "changes after input offset " + std::to_string(o.after_offset),
+               up_to_offset);
+  EngineProbe& probe = core_->probe;
+  probe.ChangelogRestoreStarted();
+  auto restored = RestoreFromChangelog(
+      core_->client, core_->store.get(), key, o, [&](const ChangelogRestoreResult& r) {
+        spdlog::info("{}: restoring from the changelog: {} of {} records ({:.0f}%), {:.1f} MB",
+                     what, r.records_read, r.changelog_end,
+                     r.changelog_end > 0 ? 100.0 * static_cast<double>(r.records_read) /
+                                               static_cast<double>(r.changelog_end)
+                                         : 100.0,
+                     static_cast<double>(r.bytes_read) / 1e6);
+      });
+  if (!restored.ok()) {
+    probe.ChangelogRestoreEnded(0, 0);
+    return restored.status().WithContext(what);
+  }
+  const ChangelogRestoreResult& r = *restored;
+  probe.ChangelogRestoreEnded(r.records_read, r.bytes_read);
+  spdlog::info(
+      "{}: restored from the changelog: {} records read, {} applied, {} beyond the committed "
+      "offset skipped; {:.1f} MB in {:.3f} s ({:.0f} records/s); state at input offset {}",
+      what, r.records_read, r.records_applied, r.records_beyond,
+      static_cast<double>(r.bytes_read) / 1e6, r.seconds,
+      r.seconds > 0 ? static_cast<double>(r.records_read) / r.seconds : 0.0, r.input_offset);
+  return restored;
+}
+
+Status TaskRestorer::CheckInputsStillHold(
+    std::span<const kafka::TopicPartitionOffset> rebuild_from,
+    std::span<const kafka::TopicPartitionOffset> resume_from) {
+  if (rebuild_from.empty() && resume_from.empty()) return Status::OK();
+  // Where each input partition now begins: a rebuild needs all of it, a
+  // checkpoint needs the records after it. Never skip records silently.
+  std::vector<kafka::TopicPartitionOffset> from;
+  std::map<kafka::TopicPartition, int64_t> needed;
+  for (const auto* list : {&rebuild_from, &resume_from}) {
+    for (const auto& p : *list) {
+      from.push_back({p.topic, p.partition, kafka::kOffsetBeginning});
+      needed[{p.topic, p.partition}] = std::max<int64_t>(0, p.offset);
+    }
+  }
+  return kafka::ReadPartitionsToEnd(
+      core_->client, from, {},
+      [&](std::span<const kafka::PartitionEnd> ends) {
+        for (const auto& e : ends) {
+          const int64_t need = needed[{e.topic, e.partition}];
+          if (e.start_offset <= need) continue;
+          const std::string what = e.topic + " [" + std::to_string(e.partition) + "]";
+          if (need == 0) {
+            return Status::Corruption(
+                what +
+                ": cannot rebuild its state: the changelog holds nothing for it and the input "
+                "no longer starts at offset 0 (retention removed records up to offset " +
+                std::to_string(e.start_offset) + ")");
+          }
+          return Status::Corruption(
+              what + ": the state covers the input up to offset " + std::to_string(need) +
+              ", but the input now begins at offset " + std::to_string(e.start_offset) +
+              " (retention removed records the state never saw, and the changelog does not "
+              "cover them): stopping rather than skip them");
+        }
+        return Status::OK();
+      },
+      nullptr);
 }
 
 void TaskRestorer::TrackRebuilds() {

@@ -1,20 +1,27 @@
 // Restores partition tasks when partitions are assigned: each task's state
 // comes back from its checkpoint in the store, and consumption resumes from
-// the checkpointed offset (the store's offset wins over the group's). A
-// partition the group had processed but the store knows nothing of (a lost
-// or corrupt store moved away) is rebuilt by processing its input again from
-// offset 0 (the input is the state's changelog: processing is deterministic),
-// provided retention has not removed its start; progress is logged and the
-// engine is not ready until every rebuild is done.
+// the checkpointed offset (the store's offset wins over the group's). When
+// the group committed more than the store holds (another instance ran the
+// partition, or the store is lost), the changelog topic (changelog.h)
+// brings the store up to the group's offset first: its tail over the local
+// checkpoint, or all of it. Without a changelog (state.changelog off, or
+// nothing in it yet), a partition the group had processed but the store
+// knows nothing of is rebuilt by processing its input again from offset 0
+// (processing is deterministic), provided retention has not removed its
+// start. A checkpoint whose offset retention passed stops with an error.
+// Progress is logged and the engine is not ready until every restore and
+// rebuild is done.
 //
 // Thread-safety: the engine thread (inside the consumer's rebalance callback
 // and the run loop).
 #pragma once
 
 #include <span>
+#include <string>
 
 #include "crmstream/common/status.h"
 #include "crmstream/kafka/consumer.h"
+#include "runtime/changelog.h"
 #include "runtime/delivery_mode.h"
 #include "runtime/engine_core.h"
 
@@ -35,6 +42,14 @@ class TaskRestorer {
 
  private:
   PartitionTask& NewTask(const kafka::TopicPartition& tp);
+  // The store's state of `tp` brought up to `up_to_offset` from its changelog.
+  Result<ChangelogRestoreResult> RestoreChangelog(state::PartitionKey key,
+                                                  const kafka::TopicPartition& tp,
+                                                  const state::PartitionState& ps,
+                                                  int64_t up_to_offset, const std::string& what);
+  // Retention has not removed records a rebuild or a checkpoint still needs.
+  Status CheckInputsStillHold(std::span<const kafka::TopicPartitionOffset> rebuild_from,
+                              std::span<const kafka::TopicPartitionOffset> resume_from);
 
   EngineCore* core_;
   DeliveryMode* delivery_;

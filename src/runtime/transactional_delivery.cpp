@@ -162,6 +162,8 @@ Status TransactionalDelivery::FinishDrain() {
 
 Status TransactionalDelivery::StageTask(PartitionTask* task) {
   TaskState& s = StateOf(task);
+  // The stage's changelog records belong to the transaction.
+  if (core_->changelog) CRM_RETURN_NOT_OK(EnsureTransaction());
   if (task->next_offset <= s.discard_until) {
     s.discarded += s.held.records();
     s.held.Clear();

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 
@@ -348,6 +349,92 @@ void CheckpointBatch::DeleteMetadata(std::string_view name) {
   impl_->key.assign(kUserPrefix);
   impl_->key.append(name);
   impl_->Delete(StateFamily::kMetadata, impl_->key);
+}
+
+namespace {
+
+bool IsStateFamily(StateFamily f) {
+  return f == StateFamily::kFeatures || f == StateFamily::kModels || f == StateFamily::kDedup;
+}
+
+// Walks a WriteBatch's puts and deletes, yielding those of state families.
+class StateChangeWalker final : public rocksdb::WriteBatch::Handler {
+ public:
+  StateChangeWalker(const std::array<rocksdb::ColumnFamilyHandle*, kStateFamilyCount>& families,
+                    size_t from,
+                    const std::function<Status(const CheckpointBatch::StateChange&)>& f)
+      : from_(from), f_(f) {
+    for (size_t i = 0; i < families.size(); ++i) {
+      ids_[i] = families[i] != nullptr ? families[i]->GetID() : UINT32_MAX;
+    }
+  }
+  rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key,
+                        const rocksdb::Slice& value) override {
+    return Visit(cf, key, false, value);
+  }
+  rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
+    return Visit(cf, key, true, rocksdb::Slice());
+  }
+  bool Continue() override { return status_.ok(); }
+  const Status& status() const { return status_; }
+
+ private:
+  rocksdb::Status Visit(uint32_t cf, const rocksdb::Slice& key, bool deleted,
+                        const rocksdb::Slice& value) {
+    if (index_++ < from_) return rocksdb::Status::OK();
+    std::optional<StateFamily> family;
+    for (size_t i = 0; i < ids_.size(); ++i) {
+      if (ids_[i] == cf) family = static_cast<StateFamily>(i);
+    }
+    if (!family || !IsStateFamily(*family)) return rocksdb::Status::OK();
+    const std::string_view k(key.data(), key.size());
+    auto partition = DecodePartitionPrefix(k);
+    if (!partition.ok()) {
+      status_ = partition.status();
+      return rocksdb::Status::Corruption(status_.ToString());
+    }
+    CheckpointBatch::StateChange change;
+    change.family = *family;
+    change.partition = *partition;
+    change.suffix = k.substr(kPartitionPrefixBytes);
+    change.deleted = deleted;
+    change.value = std::string_view(value.data(), value.size());
+    status_ = f_(change);
+    return status_.ok() ? rocksdb::Status::OK() : rocksdb::Status::Aborted(status_.ToString());
+  }
+
+  std::array<uint32_t, kStateFamilyCount> ids_{};
+  size_t from_;
+  size_t index_ = 0;
+  const std::function<Status(const CheckpointBatch::StateChange&)>& f_;
+  Status status_;
+};
+
+}  // namespace
+
+void CheckpointBatch::PutStateEntry(StateFamily family, PartitionKey p, std::string_view suffix,
+                                    std::string_view value) {
+  impl_->key.clear();
+  AppendPartitionPrefix(p, &impl_->key);
+  impl_->key.append(suffix);
+  impl_->Put(family, impl_->key, value);
+}
+
+void CheckpointBatch::DeleteStateEntry(StateFamily family, PartitionKey p,
+                                       std::string_view suffix) {
+  impl_->key.clear();
+  AppendPartitionPrefix(p, &impl_->key);
+  impl_->key.append(suffix);
+  impl_->Delete(family, impl_->key);
+}
+
+Status CheckpointBatch::ForEachStateChange(
+    size_t from, const std::function<Status(const StateChange&)>& f) const {
+  StateChangeWalker walker(impl_->families, from, f);
+  const rocksdb::Status s = impl_->batch.Iterate(&walker);
+  if (!walker.status().ok()) return walker.status();
+  if (!s.ok()) return Status::Corruption("reading a checkpoint batch: " + s.ToString());
+  return Status::OK();
 }
 
 size_t CheckpointBatch::entry_count() const { return impl_->batch.Count(); }

@@ -84,6 +84,10 @@ struct StateSettings {
   // Longest a checkpoint write may wait for RocksDB to free memory (a write
   // stall) before it fails and is retried at the next commit, ms.
   int write_timeout_ms = 30000;
+  // Mirror every checkpoint to a compacted changelog topic per input topic
+  // (runtime::ChangelogTopicName), so a partition's state can move to
+  // another instance or come back after the local store is lost. Default true.
+  bool changelog = true;
 };
 
 // One of the HTTP servers (the engine's admin server, the dashboard): who

@@ -119,6 +119,12 @@ struct EngineStats {
   // Steady-clock ms of the first failed checkpoint since the last good one;
   // -1: the last one succeeded (or none yet).
   std::atomic<int64_t> checkpoint_failing_since_ms{-1};
+
+  // Changelog topics: records produced, and restores.
+  std::atomic<uint64_t> changelog_records{0};
+  std::atomic<uint64_t> changelog_restored_records{0};
+  std::atomic<uint64_t> changelog_restored_bytes{0};
+  std::atomic<uint64_t> changelog_restores_in_progress{0};
 };
 
 // The prequential model quality aggregated over the assigned partitions.
@@ -177,6 +183,9 @@ class EngineProbe {
   // One checkpoint attempt: its duration, its size and whether it succeeded.
   void RecordCheckpoint(double seconds, uint64_t bytes, bool ok);
   void CheckpointStarted();
+  // A partition's changelog restore begins / ends (with what it read).
+  void ChangelogRestoreStarted();
+  void ChangelogRestoreEnded(uint64_t records, uint64_t bytes);
 
   // Thread-safe. `stall_after`: how long the loop may go without completing
   // an iteration, or a checkpoint may run or keep failing, before the engine

@@ -32,8 +32,14 @@ kafka::ClientConfig MakeClientConfig(const config::KafkaSettings& settings);
 // naming the property when it leaves too little room.
 Result<size_t> MaxOutputBytes(const kafka::ClientConfig& client);
 
-// Every input and output topic of the configuration.
+// Every input and output topic of the configuration, and with
+// state.changelog the changelog topic of each input (compacted).
 std::vector<kafka::TopicSpec> AllTopics(const config::EngineConfig& config);
+
+// The changelog topic of an input topic: "<group id>-<input>-changelog",
+// tied to the application (the consumer group), so two applications never
+// read each other's state. Characters Kafka refuses in a topic name become '_'.
+std::string ChangelogTopicName(const config::EngineConfig& config, std::string_view input_topic);
 
 // Produces each output record to its topic, keyed by customer where the
 // record has a key. A produce failure is kept (first error) for the engine

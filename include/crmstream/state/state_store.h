@@ -184,6 +184,28 @@ class CheckpointBatch {
   void PutMetadata(std::string_view name, std::string_view value);
   void DeleteMetadata(std::string_view name);
 
+  // Partition-scoped state entries by family and key suffix (the key after
+  // the partition prefix): a changelog restore writes what the changelog
+  // carries. Only the features, models and dedup families.
+  void PutStateEntry(StateFamily family, PartitionKey p, std::string_view suffix,
+                     std::string_view value);
+  void DeleteStateEntry(StateFamily family, PartitionKey p, std::string_view suffix);
+
+  // One put or delete of partition state in the batch (what a changelog
+  // mirrors): the features, models and dedup families only; offsets and
+  // metadata are the store's own bookkeeping.
+  struct StateChange {
+    StateFamily family = StateFamily::kFeatures;
+    PartitionKey partition;
+    std::string_view suffix;  // the key after the partition prefix
+    bool deleted = false;
+    std::string_view value;  // empty when deleted
+  };
+  // Calls `f` for each state change among the batch's entries [from, end),
+  // in the order they were added; a non-OK Status from `f` stops and is
+  // returned. Entry indexes count every entry (entry_count()).
+  Status ForEachStateChange(size_t from, const std::function<Status(const StateChange&)>& f) const;
+
   size_t entry_count() const;
   size_t byte_size() const;  // the WriteBatch's serialized size
   bool empty() const { return entry_count() == 0; }

@@ -1,0 +1,273 @@
+#include "runtime/changelog.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "crmstream/kafka/partition_reader.h"
+
+namespace crmstream::runtime {
+namespace {
+
+constexpr uint8_t kChunkFlag = 0x80;
+constexpr char kMarkerKey = 0x7f;
+constexpr size_t kChunkIndexBytes = 4;
+// A restore writes the store in batches of about this size.
+constexpr size_t kRestoreBatchBytes = size_t{8} << 20;
+constexpr auto kProgressInterval = std::chrono::seconds(2);
+
+bool ValidFamily(uint8_t f) {
+  return f == static_cast<uint8_t>(state::StateFamily::kFeatures) ||
+         f == static_cast<uint8_t>(state::StateFamily::kModels) ||
+         f == static_cast<uint8_t>(state::StateFamily::kDedup);
+}
+
+std::optional<int64_t> ParseDecimal(std::string_view text) {
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return v;
+}
+
+// A chunked value being put together: chunk 0 and those after it with the
+// same checkpoint offset.
+struct Assembly {
+  int64_t offset = -1;
+  uint32_t chunks = 0;
+  uint32_t next = 0;
+  std::string value;
+};
+
+}  // namespace
+
+Status ChangelogWriter::Produce(std::string_view topic, int32_t partition, std::string_view key,
+                                std::string_view value, std::string_view chunks) {
+  kafka::MessageHeader headers[2] = {{kChangelogOffsetHeader, offset_text_},
+                                     {kChangelogChunksHeader, chunks}};
+  ++records_;
+  bytes_ += key.size() + value.size();
+  return producer_->Produce(topic, partition, key, value,
+                            std::span<const kafka::MessageHeader>(headers, chunks.empty() ? 1 : 2));
+}
+
+Status ChangelogWriter::Append(const state::CheckpointBatch& batch, size_t from_entry,
+                               state::PartitionKey key, std::string_view topic, int32_t partition,
+                               int64_t input_offset) {
+  offset_text_ = std::to_string(input_offset);
+  CRM_RETURN_NOT_OK(AppendChanges(batch, from_entry, key, topic, partition));
+  // The checkpoint is complete in the changelog.
+  return Produce(topic, partition, std::string_view(&kMarkerKey, 1), offset_text_, {});
+}
+
+Status ChangelogWriter::AppendChanges(const state::CheckpointBatch& batch, size_t from_entry,
+                                      state::PartitionKey key, std::string_view topic,
+                                      int32_t partition) {
+  return batch.ForEachStateChange(
+      from_entry, [&](const state::CheckpointBatch::StateChange& c) -> Status {
+        if (c.partition != key) return Status::OK();
+        key_.assign(1, static_cast<char>(c.family));
+        key_.append(c.suffix);
+        // A null value: compaction's tombstone.
+        if (c.deleted) return Produce(topic, partition, key_, std::string_view(), {});
+        if (c.value.size() <= chunk_bytes_) {
+          return Produce(topic, partition, key_, c.value, {});
+        }
+        const size_t n = (c.value.size() + chunk_bytes_ - 1) / chunk_bytes_;
+        const std::string count = std::to_string(n);
+        CRM_RETURN_NOT_OK(Produce(topic, partition, key_, c.value.substr(0, chunk_bytes_), count));
+        std::string chunk_key;
+        for (size_t i = 1; i < n; ++i) {
+          chunk_key.assign(1, static_cast<char>(static_cast<uint8_t>(c.family) | kChunkFlag));
+          for (int shift = 24; shift >= 0; shift -= 8) {
+            chunk_key.push_back(static_cast<char>((i >> shift) & 0xff));
+          }
+          chunk_key.append(c.suffix);
+          CRM_RETURN_NOT_OK(Produce(topic, partition, chunk_key,
+                                    c.value.substr(i * chunk_bytes_, chunk_bytes_), {}));
+        }
+        return Status::OK();
+      });
+}
+
+Result<std::map<int32_t, int64_t>> LastChangelogCheckpoints(const kafka::ClientConfig& client,
+                                                            const std::string& topic,
+                                                            std::span<const int32_t> partitions) {
+  std::map<int32_t, int64_t> last;
+  std::map<int32_t, std::pair<int64_t, int64_t>> bounds;  // partition -> (start, end)
+  std::vector<kafka::TopicPartitionOffset> from;
+  for (int32_t p : partitions) {
+    last[p] = -1;
+    from.push_back({topic, p, kafka::kOffsetBeginning});
+  }
+  kafka::PartitionReadOptions read;
+  read.client_id = "crmstream-changelog-tail";
+  CRM_RETURN_NOT_OK(kafka::ReadPartitionsToEnd(
+      client, from, read,
+      [&](std::span<const kafka::PartitionEnd> ends) {
+        for (const auto& e : ends) bounds[e.partition] = {e.start_offset, e.end_offset};
+        return Status::OK();
+      },
+      nullptr));
+  // The last checkpoint's marker is normally the partition's last record;
+  // after a crash in the middle of a checkpoint, before that one's records.
+  int64_t window = 256;
+  while (true) {
+    from.clear();
+    for (const auto& [p, b] : bounds) {
+      if (last[p] < 0 && b.second > b.first) {
+        from.push_back({topic, p, std::max(b.first, b.second - window)});
+      }
+    }
+    if (from.empty()) break;
+    CRM_RETURN_NOT_OK(
+        kafka::ReadPartitionsToEnd(client, from, read, nullptr, [&](const kafka::MessageView& m) {
+          if (m.key().size() != 1 || m.key()[0] != kMarkerKey) return Status::OK();
+          const auto stamp = ParseDecimal(m.payload());
+          if (!stamp) {
+            return Status::Corruption(topic + " [" + std::to_string(m.partition()) + "] offset " +
+                                      std::to_string(m.offset()) + ": bad checkpoint marker");
+          }
+          last[m.partition()] = std::max(last[m.partition()], *stamp);
+          return Status::OK();
+        }));
+    // Partitions read from their start have no marker at all.
+    for (auto& [p, b] : bounds) {
+      if (b.second - window <= b.first) b.second = b.first;
+    }
+    window *= 16;
+  }
+  return last;
+}
+
+Result<ChangelogRestoreResult> RestoreFromChangelog(
+    const kafka::ClientConfig& client, state::StateStore* store, state::PartitionKey key,
+    const ChangelogRestoreOptions& options,
+    const std::function<void(const ChangelogRestoreResult&)>& on_progress) {
+  using Clock = std::chrono::steady_clock;
+  const auto started = Clock::now();
+  auto last_progress = started;
+  ChangelogRestoreResult result;
+  const bool full = options.after_offset < 0;
+  CRM_RETURN_NOT_OK(store->BeginRestore(key, /*drop_state=*/full));
+  state::CheckpointBatch batch = store->NewBatch();
+  // Chunked values in assembly, by "[family][suffix]" (few: partition-wide blobs).
+  std::map<std::string, Assembly, std::less<>> assemblies;
+  const std::string where =
+      options.changelog_topic + " [" + std::to_string(options.partition) + "]";
+
+  auto apply = [&](state::StateFamily family, std::string_view suffix, bool deleted,
+                   std::string_view value) {
+    if (deleted) {
+      batch.DeleteStateEntry(family, key, suffix);
+    } else {
+      batch.PutStateEntry(family, key, suffix, value);
+    }
+    ++result.records_applied;
+  };
+
+  auto on_message = [&](const kafka::MessageView& m) -> Status {
+    ++result.records_read;
+    const std::string_view k = m.key();
+    const std::string_view v = m.payload();
+    result.bytes_read += k.size() + v.size();
+    const std::string at = where + " offset " + std::to_string(m.offset());
+    const auto stamp_text = kafka::FindHeader(m, kChangelogOffsetHeader);
+    const std::optional<int64_t> stamp = stamp_text ? ParseDecimal(*stamp_text) : std::nullopt;
+    if (!stamp) return Status::Corruption(at + ": changelog record without a valid offset header");
+    if (k.empty()) return Status::Corruption(at + ": changelog record without a key");
+    if (k.size() == 1 && k[0] == kMarkerKey) return Status::OK();
+    const uint8_t head = static_cast<uint8_t>(k[0]);
+    const bool chunk = (head & kChunkFlag) != 0;
+    const uint8_t family_byte = head & static_cast<uint8_t>(~kChunkFlag);
+    if (!ValidFamily(family_byte)) {
+      return Status::Corruption(at + ": changelog key of unknown family " +
+                                std::to_string(family_byte));
+    }
+    const auto family = static_cast<state::StateFamily>(family_byte);
+    if (*stamp > options.up_to_offset) {
+      ++result.records_beyond;
+      return Status::OK();
+    }
+    if (*stamp <= options.after_offset) return Status::OK();
+    result.input_offset = std::max(result.input_offset, *stamp);
+    if (!chunk) {
+      const std::string_view suffix = k.substr(1);
+      auto it = assemblies.find(k);
+      if (it != assemblies.end()) assemblies.erase(it);  // superseded
+      const auto chunks_text = kafka::FindHeader(m, kChangelogChunksHeader);
+      if (chunks_text && !v.empty()) {
+        const auto n = ParseDecimal(*chunks_text);
+        if (!n || *n < 2 || *n > (int64_t{1} << 20)) {
+          return Status::Corruption(at + ": bad chunk count '" + std::string(*chunks_text) + "'");
+        }
+        Assembly& a = assemblies[std::string(k)];
+        a.offset = *stamp;
+        a.chunks = static_cast<uint32_t>(*n);
+        a.next = 1;
+        a.value.assign(v);
+        return Status::OK();
+      }
+      apply(family, suffix, v.empty(), v);
+    } else {
+      if (k.size() < 1 + kChunkIndexBytes) return Status::Corruption(at + ": short chunk key");
+      uint32_t index = 0;
+      for (size_t i = 0; i < kChunkIndexBytes; ++i) {
+        index = (index << 8) | static_cast<uint8_t>(k[1 + i]);
+      }
+      const std::string_view suffix = k.substr(1 + kChunkIndexBytes);
+      std::string plain(1, static_cast<char>(family_byte));
+      plain.append(suffix);
+      auto it = assemblies.find(plain);
+      // A chunk of an older value whose chunk 0 was superseded: not part of
+      // any assembly.
+      if (it == assemblies.end() || it->second.offset != *stamp || it->second.next != index) {
+        return Status::OK();
+      }
+      Assembly& a = it->second;
+      a.value.append(v);
+      if (++a.next == a.chunks) {
+        apply(family, suffix, false, a.value);
+        assemblies.erase(it);
+      }
+    }
+    if (batch.byte_size() >= kRestoreBatchBytes) CRM_RETURN_NOT_OK(store->Commit(&batch));
+    const auto now = Clock::now();
+    if (on_progress && now - last_progress >= kProgressInterval) {
+      last_progress = now;
+      result.seconds = std::chrono::duration<double>(now - started).count();
+      on_progress(result);
+    }
+    return Status::OK();
+  };
+
+  kafka::PartitionReadOptions read;
+  read.client_id = "crmstream-changelog-restore";
+  read.timeout = options.timeout;
+  const kafka::TopicPartitionOffset from[] = {
+      {options.changelog_topic, options.partition, kafka::kOffsetBeginning}};
+  CRM_RETURN_NOT_OK(kafka::ReadPartitionsToEnd(
+                        client, from, read,
+                        [&](std::span<const kafka::PartitionEnd> ends) {
+                          for (const auto& e : ends) result.changelog_end = e.end_offset;
+                          return Status::OK();
+                        },
+                        on_message)
+                        .WithContext("restoring from the changelog " + where));
+  if (!assemblies.empty()) {
+    return Status::Corruption(where + ": " + std::to_string(assemblies.size()) +
+                              " chunked value(s) end incomplete (first: offset " +
+                              std::to_string(assemblies.begin()->second.offset) + ")");
+  }
+  if (result.input_offset > options.after_offset) {
+    batch.SetInputOffset(key, result.input_offset);
+  }
+  batch.SetChangelogOffset(key, result.changelog_end);
+  batch.FinishRestore(key);
+  CRM_RETURN_NOT_OK(store->Commit(&batch));
+  result.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  return result;
+}
+
+}  // namespace crmstream::runtime
