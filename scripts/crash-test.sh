@@ -245,7 +245,8 @@ run_help="$("$crmstream" run --help 2> /dev/null || true)"
 case "$run_help" in *--until-caught-up*) have_until_caught_up=1 ;; esac
 
 # Each run writes its own copy of the output topics: "<run>.<topic>".
-output_topics=(crm.customer-scores crm.churn-alerts crm.segments crm.anomalies crm.correlations crm.dead-letter)
+output_topics=(crm.customer-scores crm.churn-alerts crm.segments crm.anomalies crm.correlations crm.dead-letter
+  crm.associations)
 
 write_config() {  # file run-name state-dir with-processing-section(0/1)
   local file="$1" name="$2" state_dir="$3" with_processing="$4"
@@ -263,6 +264,7 @@ write_config() {  # file run-name state-dir with-processing-section(0/1)
     echo "  anomalies: {name: $name.crm.anomalies, partitions: $partitions}"
     echo "  correlations: {name: $name.crm.correlations, partitions: $partitions}"
     echo "  dead_letter: {name: $name.crm.dead-letter, partitions: $partitions}"
+    echo "  associations: {name: $name.crm.associations, partitions: $partitions}"
     echo "state_dir: $state_dir"
     echo "pipeline: $workdir/pipeline.yaml"
     echo "metrics_port: 0"

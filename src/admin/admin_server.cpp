@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
@@ -52,12 +53,13 @@ std::optional<std::string> PercentDecode(std::string_view s) {
   return out;
 }
 
-std::string ErrorJson(std::string_view error, std::string_view customer_id = {}) {
+std::string ErrorJson(std::string_view error, std::string_view customer_id = {},
+                      std::string_view id_field = "customer_id") {
   std::string body;
   JsonWriter w(&body);
   w.BeginObject();
   w.Field("error", error);
-  if (!customer_id.empty()) w.Field("customer_id", customer_id);
+  if (!customer_id.empty()) w.Field(id_field, customer_id);
   w.EndObject();
   return body;
 }
@@ -130,23 +132,55 @@ class Session : public std::enable_shared_from_this<Session> {
               ProbeJson(ok, reason));
     } else if (constexpr std::string_view kPrefix = "/api/customers/"; path.starts_with(kPrefix)) {
       QueryCustomer(path.substr(kPrefix.size()));
+    } else if (constexpr std::string_view kRecommendations = "/api/recommendations/";
+               path.starts_with(kRecommendations)) {
+      QueryCustomer(path.substr(kRecommendations.size()), runtime::QueryKind::kRecommendations);
+    } else if (path == "/api/associations") {
+      QueryItem(target.substr(path.size()));
     } else {
       Respond("other", http::status::not_found, kJson, ErrorJson("no such path"));
     }
   }
 
-  void QueryCustomer(std::string_view encoded_id) {
-    constexpr std::string_view kLabel = "/api/customers";
+  void QueryCustomer(std::string_view encoded_id,
+                     runtime::QueryKind kind = runtime::QueryKind::kCustomer) {
+    query_label_ =
+        kind == runtime::QueryKind::kCustomer ? "/api/customers" : "/api/recommendations";
+    id_field_ = "customer_id";
     std::optional<std::string> id = PercentDecode(encoded_id);
     if (!id || id->empty() || id->size() > kMaxCustomerIdBytes ||
         id->find('/') != std::string::npos) {
-      Respond(kLabel, http::status::bad_request, kJson, ErrorJson("invalid customer id"));
+      Respond(query_label_, http::status::bad_request, kJson, ErrorJson("invalid customer id"));
       return;
     }
-    auto query = server_->engine->queries().Submit(*id);
+    Submit(std::move(*id), kind);
+  }
+
+  // GET /api/associations?item=X: `query` is the target from its '?'.
+  void QueryItem(std::string_view query) {
+    query_label_ = "/api/associations";
+    id_field_ = "item";
+    std::optional<std::string> item;
+    constexpr std::string_view kParam = "item=";
+    if (!query.empty()) query.remove_prefix(1);  // '?'
+    while (!query.empty() && !item) {
+      const std::string_view param = query.substr(0, query.find('&'));
+      if (param.starts_with(kParam)) item = PercentDecode(param.substr(kParam.size()));
+      query.remove_prefix(std::min(query.size(), param.size() + 1));
+    }
+    if (!item || item->empty() || item->size() > kMaxCustomerIdBytes) {
+      Respond(query_label_, http::status::bad_request, kJson,
+              ErrorJson("an item is needed: /api/associations?item=<item_id>"));
+      return;
+    }
+    Submit(std::move(*item), runtime::QueryKind::kAssociations);
+  }
+
+  void Submit(std::string id, runtime::QueryKind kind) {
+    auto query = server_->engine->queries().Submit(id, kind);
     if (!query.ok()) {
-      Respond(kLabel, http::status::service_unavailable, kJson,
-              ErrorJson(query.status().message(), *id));
+      Respond(query_label_, http::status::service_unavailable, kJson,
+              ErrorJson(query.status().message(), id, id_field_));
       return;
     }
     query_ = std::move(query).value();
@@ -155,17 +189,16 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void PollQuery() {
-    constexpr std::string_view kLabel = "/api/customers";
     if (query_->done()) {
       auto query = std::move(query_);
       if (query->status().ok()) {
-        Respond(kLabel, http::status::ok, kJson, query->json());
+        Respond(query_label_, http::status::ok, kJson, query->json());
       } else if (query->status().code() == StatusCode::kNotFound) {
-        Respond(kLabel, http::status::not_found, kJson,
-                ErrorJson("unknown customer", query->customer_id()));
+        Respond(query_label_, http::status::not_found, kJson,
+                ErrorJson(query->status().message(), query->customer_id(), id_field_));
       } else {
-        Respond(kLabel, http::status::service_unavailable, kJson,
-                ErrorJson(query->status().message(), query->customer_id()));
+        Respond(query_label_, http::status::service_unavailable, kJson,
+                ErrorJson(query->status().message(), query->customer_id(), id_field_));
       }
       return;
     }
@@ -173,8 +206,8 @@ class Session : public std::enable_shared_from_this<Session> {
       // The engine answers it later into a query nobody reads: harmless.
       auto id = query_->customer_id();
       query_.reset();
-      Respond(kLabel, http::status::service_unavailable, kJson,
-              ErrorJson("the engine did not answer in time", id));
+      Respond(query_label_, http::status::service_unavailable, kJson,
+              ErrorJson("the engine did not answer in time", id, id_field_));
       return;
     }
     poll_timer_.expires_after(kQueryPoll);
@@ -220,6 +253,8 @@ class Session : public std::enable_shared_from_this<Session> {
   http::response<http::string_body> response_;
   asio::steady_timer poll_timer_;
   std::shared_ptr<const runtime::CustomerQuery> query_;
+  std::string_view query_label_;  // the metrics' path label of the query
+  std::string_view id_field_;     // the error JSON's name for the id
   Clock::time_point query_deadline_;
 };
 

@@ -400,6 +400,7 @@ bool DashboardView::Apply(OutputKind topic, std::string_view value) {
         ok = s.ApplyCorrelations(doc);
         break;
       case OutputKind::kDeadLetter:
+      case OutputKind::kAssociations:  // counted only
         break;
     }
   }

@@ -72,6 +72,8 @@ struct StreamEngine::Impl final : kafka::RebalanceListener {
   void RefreshLag();
   void RefreshQuality();
   void AnswerQueries();
+  // A recommendations or associations query (engine thread).
+  Status AnswerBasketQuery(const CustomerQuery& q, std::string* json);
 };
 
 StreamEngine::StreamEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -297,8 +299,12 @@ void StreamEngine::Impl::AnswerQueries() {
       q->Finish(Status::Unavailable("state being rebuilt"));
       continue;
     }
-    bool found = false;
     std::string& json = *q->mutable_json();
+    if (q->kind() != QueryKind::kCustomer) {
+      q->Finish(AnswerBasketQuery(*q, &json));
+      continue;
+    }
+    bool found = false;
     for (const auto& [tp, task] : core.tasks) {
       if (!task.processor->WriteCustomerRecord(q->customer_id(), &json)) continue;
       // The crm.customer-scores record, plus where the customer lives: the
@@ -316,6 +322,21 @@ void StreamEngine::Impl::AnswerQueries() {
     }
     q->Finish(found ? Status::OK() : Status::NotFound("unknown customer"));
   }
+}
+
+Status StreamEngine::Impl::AnswerBasketQuery(const CustomerQuery& q, std::string* json) {
+  constexpr size_t kRulesPerItem = 20;
+  std::vector<pipeline::EventProcessor*> processors;
+  for (auto& [tp, task] : core.tasks) processors.push_back(task.processor.get());
+  if (q.kind() == QueryKind::kAssociations) {
+    return pipeline::WriteAssociationsFor(processors, q.customer_id(), kRulesPerItem, json);
+  }
+  Status last = Status::NotFound("unknown customer");
+  for (pipeline::EventProcessor* p : processors) {
+    last = p->WriteRecommendations(q.customer_id(), json);
+    if (last.code() != StatusCode::kNotFound) return last;
+  }
+  return last;
 }
 
 Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& options) {

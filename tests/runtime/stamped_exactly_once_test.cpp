@@ -568,7 +568,8 @@ void WriteEngineYaml(const config::EngineConfig& cfg, const std::filesystem::pat
        {"segments", &cfg.outputs.segments},
        {"anomalies", &cfg.outputs.anomalies},
        {"correlations", &cfg.outputs.correlations},
-       {"dead_letter", &cfg.outputs.dead_letter}}};
+       {"dead_letter", &cfg.outputs.dead_letter},
+       {"associations", &cfg.outputs.associations}}};
   for (const auto& [field, topic] : outputs) {
     out << "  " << field << ": {name: " << topic->name << ", partitions: " << topic->partitions
         << "}\n";

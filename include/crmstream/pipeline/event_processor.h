@@ -20,6 +20,10 @@
 //   engine refreshes after every consumed batch, so an alert waits for one
 //   batch (not one commit interval) and a busy customer costs one scoring per
 //   batch, not one per event.
+// - crm.associations: co-purchase rules snapshots on an event-time schedule,
+//   from Process(), of the baskets (order_id) of purchase lines with an
+//   item_id; the same lines teach the item recommender (read on demand:
+//   WriteRecommendations).
 // - crm.anomalies (global minute metrics, scoring::MinuteMetricsMonitor) as
 //   soon as an event closes an anomalous minute; crm.segments centroid snapshots and
 //   crm.correlations snapshots on schedules in event time, from Process(). All of them depend on
@@ -38,13 +42,17 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "crmstream/features/feature_store.h"
 #include "crmstream/ingest/dead_letter.h"
 #include "crmstream/ingest/dedup_window.h"
 #include "crmstream/ingest/json_decoder.h"
+#include "crmstream/models/association_rules.h"
+#include "crmstream/models/item_recommender.h"
 #include "crmstream/pipeline/output_sink.h"
 #include "crmstream/pipeline/processor_counters.h"
 #include "crmstream/scoring/customer_models.h"
@@ -72,9 +80,33 @@ struct ProcessorOptions {
   int64_t centroid_interval_ms = 15 * 60'000;
   int64_t correlation_interval_ms = 15 * 60'000;
 
+  // Co-purchase rules (models::AssociationRuleMiner) over the baskets of the
+  // purchase events that carry an order_id and an item_id; independent of
+  // models_enabled. Default on: events without those fields cost one test.
+  bool associations_enabled = true;
+  models::AssociationRulesOptions associations;
+  models::RuleFloors association_floors;
+  // crm.associations: a rules snapshot every this much event time (ms, > 0;
+  // default 1 day: a snapshot scans the whole pair table), at most
+  // association_max_rules rules (the highest lift first; >= 1, default 100,
+  // about 35 kB) so a record stays well within a Kafka message.
+  bool emit_associations = true;
+  int64_t association_interval_ms = 24 * 60 * 60'000;
+  size_t association_max_rules = 100;
+
+  // Item-item recommendations (models::ItemRecommender) learnt from the same
+  // purchase lines; read per customer (WriteRecommendations). Default on.
+  bool recommendations_enabled = true;
+  models::ItemRecommenderOptions recommender = DefaultRecommender();
+  // Items per recommendation answer, in [1, 100]. Default 10.
+  size_t recommendations_top_n = 10;
+
   // The first invalid field of the decoder, features, models or minute
   // metrics options.
   Status Validate() const;
+  // The recipe `crmstream eval recommend` measures: 30-day half-life of the
+  // co-occurrences and of the popularity.
+  static models::ItemRecommenderOptions DefaultRecommender();
 };
 
 enum class ProcessOutcome : uint8_t { kAccepted, kDuplicate, kRejected };
@@ -116,6 +148,21 @@ class EventProcessor {
   scoring::CustomerModels& customer_models() { return models_; }
   const scoring::MinuteMetricsMonitor& minute_metrics() const { return minutes_; }
   scoring::MinuteMetricsMonitor& minute_metrics() { return minutes_; }
+  // The co-purchase miner and the recommender; null when off.
+  const models::AssociationRuleMiner* associations() const { return associations_.get(); }
+  models::AssociationRuleMiner* associations() { return associations_.get(); }
+  const models::ItemRecommender* recommender() const { return recommender_.get(); }
+  models::ItemRecommender* recommender() { return recommender_.get(); }
+  // Whether the basket models learnt anything since MarkBasketsSaved(): their
+  // blobs are whole (megabytes for a busy window), so a checkpoint writes
+  // them only then.
+  bool baskets_unsaved() const { return baskets_unsaved_; }
+  void MarkBasketsSaved() { baskets_unsaved_ = false; }
+  // The customer's top recommendations_top_n items not yet bought, as
+  // models::WriteRecommendationsJson writes them, into *out. NotFound for a
+  // customer this partition does not know, or (saying so) when
+  // recommendations are off. Not const: the recommender reuses scratch space.
+  Status WriteRecommendations(std::string_view customer_id, std::string* out);
   const ingest::DedupWindow& dedup_window() const { return dedup_; }
   ingest::DedupWindow& dedup_window() { return dedup_; }
   void set_dedup_window(ingest::DedupWindow window) { dedup_ = std::move(window); }
@@ -140,6 +187,10 @@ class EventProcessor {
   void EmitCentroids(int64_t as_of_ms);
   void EmitCorrelations(int64_t as_of_ms);
   void Publish(OutputKind kind, std::string_view key);  // record_ to the sink
+  // A purchase line with an order and an item: the basket models.
+  void OnPurchaseLine(const ingest::Event& event);
+  // crm.associations when the miner's time crossed the next snapshot time.
+  void EmitAssociationsIfDue();
 
   ProcessorOptions options_;
   OutputSink* sink_;
@@ -153,8 +204,24 @@ class EventProcessor {
   std::string record_;  // reused output buffer
   int64_t next_centroids_ms_ = INT64_MIN;
   int64_t next_correlations_ms_ = INT64_MIN;
+  // Boxed: they are large, and absent when off.
+  std::unique_ptr<models::AssociationRuleMiner> associations_;
+  std::unique_ptr<models::ItemRecommender> recommender_;
+  std::vector<models::AssociationRule> rules_;  // snapshot scratch
+  std::vector<models::Recommendation> recommendations_;
+  int64_t next_associations_ms_ = INT64_MIN;
+  bool baskets_unsaved_ = false;
   std::array<double, 4> centre_{};
   ProcessorCounters counters_;
 };
+
+// Answers "what do buyers of `item` also buy": the rules whose antecedent is
+// `item` (at most `k`, 0 = all, by descending confidence) over the baskets of
+// every processor given (their miners merged when there are several: the
+// window of the whole input), written as {"item":..} followed by the fields
+// of a crm.associations record. NotFound for an item no basket of the
+// window holds, or (saying so) when associations are off.
+Status WriteAssociationsFor(std::span<EventProcessor* const> processors, std::string_view item,
+                            size_t k, std::string* out);
 
 }  // namespace crmstream::pipeline
