@@ -2,9 +2,10 @@
 # The kill -9 crash harness (docs/crash-test.md).
 #
 # Runs the same generated input through the engine twice, against one broker
-# (`crmstream broker`, a separate process that is never killed) holding the
-# input topic once and each run's own output topics, consumer group and state
-# directory:
+# (--broker embedded: `crmstream broker`, a separate process that is never
+# killed; --broker real: a running Apache Kafka cluster, with topic and group
+# names unique to this harness run) holding the input topic once and each
+# run's own output topics, consumer group and state directory:
 #   reference  one crash-free engine run to the end of the input;
 #   crash      an engine killed --kills times (seeded, printed), restarted
 #              after every kill, then run to the end. Of every three starts,
@@ -30,7 +31,8 @@
 # Exit status: 0 identical; 1 differences, or an engine run that failed or
 # did not finish within --run-timeout; 2 the harness could not do its job
 # (setup error, a time limit of its own steps, a broker that dropped records);
-# 77 skipped (--require-exactly-once and no exactly-once contract yet).
+# 77 skipped (--require-exactly-once and no exactly-once contract yet, or
+# --broker real with no cluster named and CRMSTREAM_REQUIRE_KAFKA unset).
 set -euo pipefail
 export LC_ALL=C
 
@@ -45,6 +47,10 @@ points), restarts it each time, and compares its final state and
 read_committed outputs with a crash-free run of the same input. From 3 kills
 on, kills must have landed in the restore, the processing and a checkpoint.
 
+  --broker B           embedded (default: a \`crmstream broker\` process of the harness's own)
+                       or real (a running Kafka cluster: --bootstrap or \$CRMSTREAM_TEST_KAFKA;
+                       skipped, exit 77, without one unless CRMSTREAM_REQUIRE_KAFKA=1)
+  --bootstrap H:P      the real cluster's bootstrap servers (default \$CRMSTREAM_TEST_KAFKA)
   --kills N            kills in the crash run (default 20; 0: two crash-free runs)
   --events N           generated input events (default 100000)
   --customers N        customers of the generated world (default 2000)
@@ -61,7 +67,8 @@ on, kills must have landed in the restore, the processing and a checkpoint.
                        rather than in the group join; the restore-aimed kills come as
                        soon as "restoring state of N partition(s)" is logged) or start
   --session-timeout-ms N
-                       the engine consumer's session.timeout.ms (default 4000): a restarted
+                       the engine consumer's session.timeout.ms (default 4000, 6000 with
+                       --broker real: a real broker's group.min.session.timeout.ms): a restarted
                        engine waits this long for its killed predecessor to leave the group
   --mask-field NAME    a JSON field of the output records that holds wall-clock time and is
                        masked before comparing (repeatable; default: received_at_ms)
@@ -82,6 +89,9 @@ on, kills must have landed in the restore, the processing and a checkpoint.
 
 Example (the long form): scripts/crash-test.sh --kills 25 --events 400000 --customers 2000 \
   --partitions 24 --min-delay 0.05 --max-delay 1.5 --snapshot-minutes 240 --seed 777
+The long form on a real broker: eval "\$(scripts/kafka.sh start)"; scripts/crash-test.sh --broker real \
+  --kills 25 --events 200000 --customers 2000 --partitions 12 --min-delay 0.05 --max-delay 1.5 \
+  --snapshot-minutes 240 --seed 777
 EOF
 }
 
@@ -101,13 +111,17 @@ guarantee=auto
 require_eo=0
 run_timeout=600
 kill_anchor=assigned
-session_timeout_ms=4000
+session_timeout_ms=""
+broker_kind=embedded
+bootstrap="${CRMSTREAM_TEST_KAFKA:-}"
 snapshot_minutes=60
 mask_fields=()
 
 need_value() { [ $# -ge 2 ] || { echo "crash-test: $1 needs a value" >&2; usage >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
+    --broker) need_value "$@"; broker_kind="$2"; shift 2 ;;
+    --bootstrap) need_value "$@"; bootstrap="$2"; shift 2 ;;
     --kills) need_value "$@"; kills="$2"; shift 2 ;;
     --events) need_value "$@"; events="$2"; shift 2 ;;
     --customers) need_value "$@"; customers="$2"; shift 2 ;;
@@ -132,6 +146,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+case "$broker_kind" in embedded | real) ;; *)
+  echo "crash-test: --broker must be embedded or real" >&2; exit 2 ;;
+esac
+# A real broker refuses a session.timeout.ms below its
+# group.min.session.timeout.ms (6000 by default): the JoinGroup fails.
+[ -z "$session_timeout_ms" ] && { [ "$broker_kind" = real ] && session_timeout_ms=6000 || session_timeout_ms=4000; }
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 is_num() { [[ "$1" =~ ^[0-9]+([.][0-9]+)?$ ]]; }
 for v in kills events customers partitions run_timeout session_timeout_ms snapshot_minutes; do
@@ -159,6 +179,21 @@ done
 [ -x "$crmstream" ] || { echo "crash-test: no crmstream binary at $crmstream (--crmstream PATH)" >&2; exit 2; }
 crmstream="$(cd "$(dirname "$crmstream")" && pwd)/$(basename "$crmstream")"
 
+# A real cluster: named, and answering, before anything else is set up.
+if [ "$broker_kind" = real ]; then
+  if [ -z "$bootstrap" ]; then
+    if [ "${CRMSTREAM_REQUIRE_KAFKA:-0}" = 1 ]; then
+      echo "crash-test: --broker real needs --bootstrap or CRMSTREAM_TEST_KAFKA (CRMSTREAM_REQUIRE_KAFKA=1)" >&2
+      exit 2
+    fi
+    echo "crash-test: SKIPPED: --broker real and no cluster (--bootstrap, CRMSTREAM_TEST_KAFKA; scripts/kafka.sh start)"
+    exit 77
+  fi
+  [[ "$bootstrap" =~ ^[A-Za-z0-9._:,-]+$ ]] || { echo "crash-test: --bootstrap takes host:port[,host:port...]" >&2; exit 2; }
+  timeout 30 kcat -b "$bootstrap" -L -m 10 -t __consumer_offsets > /dev/null 2>&1 ||
+    { echo "crash-test: the Kafka cluster at $bootstrap does not answer (kcat -L)" >&2; exit 2; }
+fi
+
 created_workdir=0
 if [ -z "$workdir" ]; then
   workdir="$(mktemp -d "${TMPDIR:-/tmp}/crmstream-crash.XXXXXX")"
@@ -166,7 +201,7 @@ if [ -z "$workdir" ]; then
 else
   mkdir -p "$workdir"
   workdir="$(cd "$workdir" && pwd)"
-  rm -rf "$workdir/reference" "$workdir/crash" "$workdir/compare" "$workdir/broker"
+  rm -rf "$workdir/reference" "$workdir/crash" "$workdir/compare" "$workdir/broker" "$workdir"/setup-*
 fi
 
 log() { printf '[crash-test %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
@@ -208,7 +243,7 @@ on_exit() {
   local pid
   for pid in "${started_pids[@]}"; do stop_pid "$pid"; done
   if { [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ]; } && [ "$keep" -eq 0 ] && [ "$finished" -eq 1 ]; then
-    if [ "$created_workdir" -eq 1 ]; then rm -rf "$workdir"; else rm -rf "$workdir"/{reference,crash,compare,pipeline.yaml}; fi
+    if [ "$created_workdir" -eq 1 ]; then rm -rf "$workdir"; else rm -rf "$workdir"/{reference,crash,compare,pipeline.yaml,setup-reference,setup-crash}; fi
   elif [ -d "$workdir" ]; then
     log "work directory kept: $workdir"
   fi
@@ -244,27 +279,39 @@ have_until_caught_up=0
 run_help="$("$crmstream" run --help 2> /dev/null || true)"
 case "$run_help" in *--until-caught-up*) have_until_caught_up=1 ;; esac
 
-# Each run writes its own copy of the output topics: "<run>.<topic>".
+# Each run writes its own copy of the output topics: "<run>.<topic>". A real
+# cluster outlives harness runs: there every topic and group name also
+# carries a prefix unique to this harness run.
 output_topics=(crm.customer-scores crm.churn-alerts crm.segments crm.anomalies crm.correlations crm.dead-letter
   crm.associations)
+name_prefix=""
+group_suffix=""
+if [ "$broker_kind" = real ]; then
+  run_id="$seed-$(date +%s)-$$"
+  name_prefix="crash-test.$run_id."
+  group_suffix="-$run_id"
+fi
+input_topic="${name_prefix}crm.interactions"
 
+# The configuration names no broker: every command gets it by --broker-file
+# (written by `crmstream broker`, or by the harness for a real cluster).
 write_config() {  # file run-name state-dir with-processing-section(0/1)
-  local file="$1" name="$2" state_dir="$3" with_processing="$4"
+  local file="$1" name="$2" state_dir="$3" with_processing="$4" o="${name_prefix}$2.crm"
   {
     echo "# Engine configuration of the crash harness's $name run (generated)."
     echo "kafka:"
-    echo "  group_id: crmstream-crash-$name-$seed"
+    echo "  group_id: crmstream-crash-$name-$seed$group_suffix"
     echo "  embedded_brokers: 3"
     echo "inputs:"
-    echo "  - {name: crm.interactions, partitions: $partitions}"
+    echo "  - {name: $input_topic, partitions: $partitions}"
     echo "outputs:"
-    echo "  customer_scores: {name: $name.crm.customer-scores, partitions: $partitions}"
-    echo "  churn_alerts: {name: $name.crm.churn-alerts, partitions: $partitions}"
-    echo "  segments: {name: $name.crm.segments, partitions: $partitions}"
-    echo "  anomalies: {name: $name.crm.anomalies, partitions: $partitions}"
-    echo "  correlations: {name: $name.crm.correlations, partitions: $partitions}"
-    echo "  dead_letter: {name: $name.crm.dead-letter, partitions: $partitions}"
-    echo "  associations: {name: $name.crm.associations, partitions: $partitions}"
+    echo "  customer_scores: {name: $o.customer-scores, partitions: $partitions}"
+    echo "  churn_alerts: {name: $o.churn-alerts, partitions: $partitions}"
+    echo "  segments: {name: $o.segments, partitions: $partitions}"
+    echo "  anomalies: {name: $o.anomalies, partitions: $partitions}"
+    echo "  correlations: {name: $o.correlations, partitions: $partitions}"
+    echo "  dead_letter: {name: $o.dead-letter, partitions: $partitions}"
+    echo "  associations: {name: $o.associations, partitions: $partitions}"
     echo "state_dir: $state_dir"
     echo "pipeline: $workdir/pipeline.yaml"
     echo "metrics_port: 0"
@@ -360,7 +407,7 @@ fi
 log "work directory: $workdir"
 mask_args=""
 for f in "${mask_fields[@]}"; do mask_args+=" --mask-field $f"; done
-log "reproduce with: $0 --seed $seed --kills $kills --events $events --customers $customers" \
+log "reproduce with: $0 --broker $broker_kind --seed $seed --kills $kills --events $events --customers $customers" \
   "--partitions $partitions --min-delay $min_delay --max-delay $max_delay --kill-anchor $kill_anchor" \
   "--session-timeout-ms $session_timeout_ms --snapshot-minutes $snapshot_minutes --malformed-rate $malformed_rate" \
   "--duplicate-rate $duplicate_rate$mask_args --guarantee $guarantee --crmstream $crmstream"
@@ -374,6 +421,15 @@ engine_failures=0
 broker_dir=""
 start_broker() {  # the one broker of both runs, with both runs' topics
   broker_dir="$workdir/broker"
+  if [ "$broker_kind" = real ]; then
+    # A cluster of its own that outlives the harness: nothing to start or
+    # stop, only its address for --broker-file.
+    mkdir -p "$broker_dir"
+    echo "$bootstrap" > "$broker_dir/broker.addr"
+    broker_addr="$bootstrap"
+    log "real Kafka cluster at $broker_addr; topics and groups of this harness run: ${name_prefix}*, *$group_suffix"
+    return 0
+  fi
   "$crmstream" broker --config "$workdir/reference/engine.yaml" \
     --topics-from "$workdir/crash/engine.yaml" --state-dir "$broker_dir" \
     > "$workdir/broker.log" 2>&1 &
@@ -406,14 +462,36 @@ check_complete() {  # topic file
   [ "$first" -eq 0 ] || fail_harness "$1: the broker dropped the oldest records (a partition starts at offset $first); use more --partitions or fewer --events"
 }
 
+# A real cluster gets every topic before any record, with the harness's
+# partition counts (its auto-creation would give one partition): one
+# `crmstream run --until-caught-up` per run, which creates the configured
+# topics (the input included) and, the input being still empty, exits
+# at once. Its own group and state directory keep the runs untouched.
+create_topics() {
+  [ "$broker_kind" = real ] || return 0
+  local name dir
+  for name in reference crash; do
+    dir="$workdir/setup-$name"
+    mkdir -p "$dir"
+    sed -E "s/^(  group_id: .*)$/\1-setup/; s#^state_dir: .*#state_dir: $dir/state#" \
+      "$workdir/$name/engine.yaml" > "$dir/engine.yaml"
+    timeout 120 "$crmstream" run --config "$dir/engine.yaml" --broker-file "$broker_dir/broker.addr" \
+      --metrics-port 0 -X "session.timeout.ms=$session_timeout_ms" --until-caught-up > "$dir/engine.log" 2>&1 ||
+      { tail -n 20 "$dir/engine.log" >&2; fail_harness "creating the $name run's topics failed or took more than 120 s"; }
+    grep -q "stopped: 0 records in" "$dir/engine.log" ||
+      fail_harness "creating the $name run's topics: the input topic $input_topic was not empty (log: $dir/engine.log)"
+  done
+  log "topics created with $partitions partitions each: $input_topic, ${name_prefix}{reference,crash}.crm.*"
+}
+
 produce_input() {
-  log "producing $events events into crm.interactions"
+  log "producing $events events into $input_topic"
   timeout 600 "$crmstream" generate --config "$workdir/reference/engine.yaml" --broker-file "$broker_dir/broker.addr" \
-    --topic crm.interactions -n "$events" --seed "$seed" --customers "$customers" -r 0 \
+    --topic "$input_topic" -n "$events" --seed "$seed" --customers "$customers" -r 0 \
     --malformed-rate "$malformed_rate" --duplicate-rate "$duplicate_rate" \
     > "$workdir/generate.log" 2>&1 || { cat "$workdir/generate.log" >&2; fail_harness "crmstream generate failed or took more than 600 s"; }
-  read_topic crm.interactions "$workdir/input.tsv"
-  check_complete crm.interactions "$workdir/input.tsv"
+  read_topic "$input_topic" "$workdir/input.tsv"
+  check_complete "$input_topic" "$workdir/input.tsv"
   local n
   n=$(wc -l < "$workdir/input.tsv")
   [ "$n" -ge "$events" ] || fail_harness "the input topic holds $n records, fewer than the $events generated"
@@ -529,9 +607,9 @@ classify_kill() {
     kill_phase=processing  # no readable store yet: nothing checkpointed, input left
     return
   fi
-  if awk -v ends="$workdir/input.ends" '
+  if awk -v ends="$workdir/input.ends" -v topic="$input_topic" '
       BEGIN { while ((getline line < ends) > 0) { split(line, f, " "); end[f[1]] = f[2] } }
-      $1 == "crm.interactions" { done[$2] = $6 }
+      $1 == topic { done[$2] = $6 }
       END { for (p in end) if (!(p in done) || done[p] < end[p]) exit 0; exit 1 }' <<< "$stats"; then
     kill_phase=processing
   else
@@ -551,9 +629,16 @@ record_kill() {  # phase what (kill_loop's done_kills and wanted)
 # include/crmstream/common/crash_point.h): CRMSTREAM_CRASH_AT=<point>:<nth>
 # ends the engine at the nth checkpoint it reaches, at that step, as a kill
 # would, with exit status 86.
+# Kafka transactions (a real cluster) commit outputs and input offsets in
+# one transaction, then write the staged state: their points instead of the
+# flush ones.
 crash_points=(checkpoint.before_flush checkpoint.after_flush checkpoint.before_write checkpoint.after_write)
-crash_point_status=86
 crash_point_wait=20  # seconds an armed engine may run before it is killed instead
+if [ "$broker_kind" = real ] && [ "$effective_guarantee" = exactly_once ]; then
+  crash_points=(transaction.before_commit transaction.after_commit checkpoint.before_write checkpoint.after_write)
+  crash_point_wait=30  # the group join waits out the killed predecessor's session
+fi
+crash_point_status=86
 
 # An engine start that ended by itself with an error: logged and counted;
 # false from the third one on (no more kills then).
@@ -658,8 +743,11 @@ collect() {
   local out="$run_dir/out" t
   mkdir -p "$out"
   for t in "${output_topics[@]}"; do
-    read_topic "$run_name.$t" "$out/$t.raw"
-    check_complete "$run_name.$t" "$out/$t.raw"
+    read_topic "$name_prefix$run_name.$t" "$out/$t.raw"
+    # A real broker drops nothing here (time and size retention far beyond
+    # a run), and there a partition's first committed record may follow an
+    # aborted transaction's, so does not start at offset 0.
+    [ "$broker_kind" = real ] || check_complete "$name_prefix$run_name.$t" "$out/$t.raw"
     cut -f 3- "$out/$t.raw" | sed -E "$mask_sed" | sort > "$out/$t.sorted"
   done
   if timeout 300 "$crmstream" state --state-dir "$run_dir/state" dump > "$run_dir/state.jsonl" 2> "$run_dir/state.err"; then
@@ -681,6 +769,11 @@ do_run() {  # name kills
   log "=== $name run ($wanted kills)"
   if [ "$wanted" -gt 0 ]; then kill_loop "$wanted"; fi
   run_to_end "$name: final run"
+  # The mode `exactly_once` resolved to (the engine logs it), so that a run
+  # on a real cluster shows it used Kafka transactions.
+  local mode
+  mode="$({ grep -ohE 'exactly_once on this cluster: [a-z_]+' "$run_dir"/engine-*.log || true; } | sort -u | sed 's/.*: //' | paste -sd, -)"
+  [ -z "$mode" ] || log "$name: exactly_once ran as: $mode"
   collect
 }
 
@@ -768,10 +861,11 @@ for name in reference crash; do
   write_config "$workdir/$name/engine.yaml" "$name" "$workdir/$name/state" "$with_processing"
 done
 start_broker
+create_topics
 produce_input
 do_run reference 0
 do_run crash "$kills"
-stop_pid "$broker_pid"
+[ -z "$broker_pid" ] || stop_pid "$broker_pid"
 compare_runs
 
 finished=1

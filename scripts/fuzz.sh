@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-30}"
-targets=(json_decoder_fuzz csv_decoder_fuzz model_decoder_fuzz)
+targets=(json_decoder_fuzz csv_decoder_fuzz model_decoder_fuzz state_decoder_fuzz
+         output_stamp_fuzz engine_metrics_fuzz)
 targets_dir="${CRMSTREAM_FUZZ_TARGETS_DIR:-}"
 if [ -z "$targets_dir" ]; then
   [ -f build/fuzz/build.ninja ] || cmake --preset fuzz >/dev/null
@@ -17,7 +18,9 @@ if [ -z "$targets_dir" ]; then
   targets_dir=build/fuzz/tests/fuzz
 fi
 for t in "${targets[@]}"; do
-  corpus_name="${t%_decoder_fuzz}"
+  # tests/fuzz/corpus/<name>: json_decoder_fuzz -> json, output_stamp_fuzz -> output_stamp.
+  corpus_name="${t%_fuzz}"
+  corpus_name="${corpus_name%_decoder}"
   scratch="$(mktemp -d)"
   echo "fuzzing $t for ${seconds}s"
   # The fuzzer's own exit status, taken before anything else runs: a

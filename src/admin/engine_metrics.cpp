@@ -175,6 +175,8 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   }
   out.push_back(Single(Metric::kOffsetCommits, Load(s.commits)));
   out.push_back(Single(Metric::kOffsetCommitFailures, Load(s.commit_failures)));
+  out.push_back(Single(Metric::kTransactionsAborted, Load(s.transactions_aborted)));
+  out.push_back(Single(Metric::kUnownedRecords, Load(s.unowned_records)));
 
   out.push_back(Single(Metric::kCheckpoints, Load(s.checkpoints)));
   out.push_back(Single(Metric::kCheckpointFailures, Load(s.checkpoint_failures)));

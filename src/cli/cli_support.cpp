@@ -8,6 +8,10 @@
 #include <fstream>
 #include <iostream>
 
+#include "crmstream/config/kafka_properties.h"
+
+extern char** environ;
+
 namespace crmstream::cli {
 
 std::atomic<bool>& StopRequested() {
@@ -43,7 +47,12 @@ void KafkaCliOptions::AddTo(CLI::App* app) {
                   "Kafka bootstrap servers (default: the config's, else embedded)");
   app->add_option("--broker-file", broker_file,
                   "Read bootstrap servers from this file (as written by `crmstream broker`)");
-  app->add_option("-X", properties, "librdkafka property key=value (repeatable)");
+  app->add_option("-X", properties,
+                  "librdkafka property key=value (repeatable; visible in `ps`: put secrets in "
+                  "--kafka-properties or CRMSTREAM_KAFKA_* variables)");
+  app->add_option("--kafka-properties", properties_file,
+                  "File of librdkafka properties, key=value lines (must be readable by its owner "
+                  "only: chmod 600)");
   app->add_option("--state-dir", state_dir, "Local state directory (default: the config's)");
 }
 
@@ -54,6 +63,10 @@ Result<config::EngineConfig> KafkaCliOptions::Load() const {
   } else if (config_path != "config/crmstream.yaml") {
     return Status::NotFound(config_path + ": no such config file");
   }
+  if (!properties_file.empty()) {
+    CRM_RETURN_NOT_OK(config::ReadKafkaPropertiesFile(properties_file, &cfg.kafka.properties));
+  }
+  config::ReadKafkaPropertiesFromEnvironment(environ, &cfg.kafka.properties);
   if (!broker_file.empty()) {
     std::ifstream in(broker_file);
     std::string addr;
@@ -63,15 +76,19 @@ Result<config::EngineConfig> KafkaCliOptions::Load() const {
     cfg.kafka.properties["bootstrap.servers"] = addr;
   }
   if (!bootstrap_servers.empty()) cfg.kafka.properties["bootstrap.servers"] = bootstrap_servers;
-  for (const auto& kv : properties) {
-    auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return Status::InvalidArgument("-X " + kv + ": expected key=value");
-    }
-    cfg.kafka.properties[kv.substr(0, eq)] = kv.substr(eq + 1);
+  for (size_t i = 0; i < properties.size(); ++i) {
+    CRM_RETURN_NOT_OK(
+        config::ParseKafkaPropertyArgument(properties[i], i + 1, &cfg.kafka.properties));
   }
   if (!state_dir.empty()) cfg.state_dir = state_dir;
   return cfg;
+}
+
+void ApplyHttpSettings(const config::HttpServerSettings& settings, http::ServerOptions* options) {
+  options->bind_address = settings.bind_address;
+  options->auth_token_file = settings.auth_token_file;
+  options->allowed_hosts = settings.allowed_hosts;
+  options->max_connections = static_cast<size_t>(settings.max_connections);
 }
 
 int Fail(const std::string& command, const Status& status) {

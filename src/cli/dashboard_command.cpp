@@ -19,8 +19,8 @@ namespace {
 
 struct DashboardOptions {
   KafkaCliOptions kafka;
-  int port = -1;  // -1: the config's dashboard_port
-  std::string bind = "127.0.0.1";
+  int port = -1;       // -1: the config's dashboard_port
+  std::string bind;    // overrides the config's dashboard.bind_address
   std::string engine;  // host:port of the engine's admin server; default 127.0.0.1:<metrics_port>
   std::string offset_reset = "earliest";
   size_t max_alerts = 50;
@@ -58,9 +58,11 @@ int RunDashboard(const DashboardOptions& o) {
   dashboard::DashboardView view(view_options);
 
   dashboard::DashboardServerOptions server_options;
-  server_options.bind_address = o.bind;
-  server_options.port = o.port >= 0 ? o.port : cfg->dashboard_port;
+  ApplyHttpSettings(cfg->dashboard, &server_options.http);
+  if (!o.bind.empty()) server_options.http.bind_address = o.bind;
+  server_options.http.port = o.port >= 0 ? o.port : cfg->dashboard_port;
   server_options.engine_port = cfg->metrics_port;
+  server_options.engine_auth_token_file = cfg->admin.auth_token_file;
   if (!o.engine.empty()) {
     const auto colon = o.engine.rfind(':');
     if (colon == std::string::npos || colon == 0) {
@@ -86,9 +88,9 @@ int RunDashboard(const DashboardOptions& o) {
                              &view);
   feed.Start();
 
-  std::cout << "dashboard on http://" << o.bind << ":" << (*server)->port() << "/  (engine admin "
-            << server_options.engine_host << ":" << server_options.engine_port
-            << "); Ctrl-C to stop" << std::endl;
+  std::cout << "dashboard on http://" << server_options.http.bind_address << ":"
+            << (*server)->port() << "/  (engine admin " << server_options.engine_host << ":"
+            << server_options.engine_port << "); Ctrl-C to stop" << std::endl;
   const auto start = std::chrono::steady_clock::now();
   while (!StopRequested().load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -112,7 +114,9 @@ void AddDashboardCommand(CLI::App* app, int* exit_code) {
   auto o = std::make_shared<DashboardOptions>();
   o->kafka.AddTo(cmd);
   cmd->add_option("--port", o->port, "HTTP port (default: the config's dashboard_port, 8080)");
-  cmd->add_option("--bind", o->bind, "Address to listen on")->capture_default_str();
+  cmd->add_option("--bind", o->bind,
+                  "Address to listen on (default: the config's dashboard.bind_address, 127.0.0.1; "
+                  "beyond loopback dashboard.auth_token_file is required)");
   cmd->add_option("--engine", o->engine,
                   "host:port of the engine's admin server (default: 127.0.0.1:<metrics_port>)");
   cmd->add_option("--offset-reset", o->offset_reset,

@@ -30,10 +30,11 @@ Result<uint64_t> RunGenerator(generator::WorldGenerator* world, const GeneratorP
         }
       }
     }
-    world->Next(&key, &value);
+    const int64_t ts = world->Next(&key, &value);
     CRM_RETURN_NOT_OK(write(key, value));
     ++n;
-    if (produced) produced->store(n, std::memory_order_relaxed);
+    if (produced) produced->fetch_add(1, std::memory_order_relaxed);
+    if (pace.until_event_ms != 0 && ts >= pace.until_event_ms) break;
   }
   return n;
 }

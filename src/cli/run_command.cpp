@@ -18,6 +18,7 @@
 #include "crmstream/admin/admin_server.h"
 #include "crmstream/dashboard/dashboard_server.h"
 #include "crmstream/dashboard/output_feed.h"
+#include "crmstream/http/access_policy.h"
 #include "crmstream/kafka/producer.h"
 #include "crmstream/runtime/kafka_wiring.h"
 #include "crmstream/runtime/stream_engine.h"
@@ -34,6 +35,10 @@ struct RunOptions {
   std::string pipeline;  // overrides the config's
   bool demo = false;
   double demo_rate = 5000;
+  // Simulated days the generator produces at full speed before running
+  // live, so that the churn model has matured labels (and its alert gate can
+  // open) within seconds of the start.
+  double backfill_days = 200;
   int demo_customers =
       2000;  // small enough that 30 simulated days (the churn horizon) pass in about a minute
   double duration = 0;    // seconds; 0: until Ctrl-C
@@ -75,11 +80,32 @@ int RunEngine(const RunOptions& o) {
   if (!cfg.ok()) return Fail("run", cfg.status());
   if (!o.pipeline.empty()) cfg->pipeline = o.pipeline;
   if (!o.guarantee.empty()) {
-    cfg->guarantee = o.guarantee == "exactly_once" ? config::Guarantee::kExactlyOnce
-                                                   : config::Guarantee::kAtLeastOnce;
+    cfg->guarantee = *config::ParseGuarantee(o.guarantee);  // checked by the option
   }
   auto spec = pipeline::LoadPipelineSpec(cfg->pipeline);
   if (!spec.ok()) return Fail("run", spec.status());
+  if (o.demo) {
+    // The generator's world runs its own clock, many times faster than real
+    // time (months of customer life in minutes): against the wall clock its
+    // events soon lie "in the future". Real inputs keep the check.
+    spec->processor.decoder.max_future_skew_ms = 0;
+  }
+  if (o.metrics_port >= 0) cfg->metrics_port = o.metrics_port;
+  admin::AdminServerOptions admin_options;
+  ApplyHttpSettings(cfg->admin, &admin_options.http);
+  admin_options.http.port = cfg->metrics_port;
+  // A listener the servers would refuse (no token beyond loopback, a bad
+  // address) is refused before anything starts or is cleaned up.
+  if (auto access = http::AccessPolicy::Create(admin_options.http); !access.ok()) {
+    return Fail("run", access.status());
+  }
+  if (o.demo) {
+    http::ServerOptions dashboard_http = dashboard::DashboardServerOptions::DefaultHttpOptions();
+    ApplyHttpSettings(cfg->dashboard, &dashboard_http);
+    if (auto access = http::AccessPolicy::Create(dashboard_http); !access.ok()) {
+      return Fail("run", access.status());
+    }
+  }
 
   std::unique_ptr<kafka::EmbeddedCluster> cluster;
   if (cfg->kafka.embedded()) {
@@ -103,13 +129,10 @@ int RunEngine(const RunOptions& o) {
   }
   auto engine = runtime::StreamEngine::Create(*cfg, *spec);
   if (!engine.ok()) return Fail("run", engine.status());
-  if (o.metrics_port >= 0) cfg->metrics_port = o.metrics_port;
   // /metrics, /healthz, /readyz and the customer API, for as long as the
   // engine lives (declared after it: stopped before it is destroyed).
-  admin::AdminServerOptions admin_options;
-  admin_options.port = cfg->metrics_port;
   auto admin = admin::AdminServer::Start(engine->get(), *cfg, admin_options);
-  if (!admin.ok()) return Fail("run", admin.status().WithContext("metrics_port"));
+  if (!admin.ok()) return Fail("run", admin.status());
   std::cerr << "admin server on " << (*admin)->url()
             << " (/metrics, /healthz, /readyz, /api/customers/{id})" << std::endl;
 
@@ -126,14 +149,16 @@ int RunEngine(const RunOptions& o) {
     watcher->Start();
     dash_view = std::make_unique<dashboard::DashboardView>();
     dashboard::DashboardServerOptions so;
-    so.port = cfg->dashboard_port;
+    ApplyHttpSettings(cfg->dashboard, &so.http);
+    so.http.port = cfg->dashboard_port;
     so.engine_port = (*admin)->port();
+    so.engine_auth_token_file = cfg->admin.auth_token_file;
     auto dash = dashboard::DashboardServer::Start(so, dash_view.get());
-    if (!dash.ok() && so.port != 0) {
+    if (!dash.ok() && dash.status().code() == StatusCode::kIOError && so.http.port != 0) {
       // A busy port must not stop the main job: any free port will do.
-      std::cerr << "dashboard: port " << so.port << " unavailable (" << dash.status().ToString()
-                << "); using a free port" << std::endl;
-      so.port = 0;
+      std::cerr << "dashboard: port " << so.http.port << " unavailable ("
+                << dash.status().ToString() << "); using a free port" << std::endl;
+      so.http.port = 0;
       dash = dashboard::DashboardServer::Start(so, dash_view.get());
     }
     if (!dash.ok()) return Fail("run", dash.status().WithContext("dashboard"));
@@ -146,10 +171,15 @@ int RunEngine(const RunOptions& o) {
         [dash_client]() -> Result<kafka::ClientConfig> { return dash_client; }, fo,
         dash_view.get());
     dash_feed->Start();
-    std::cerr << "dashboard: http://127.0.0.1:" << dash_server->port() << "/" << std::endl;
+    std::cerr << "dashboard: http://" << so.http.bind_address << ":" << dash_server->port() << "/"
+              << std::endl;
     generator_thread = std::thread([&] {
       generator::WorldOptions world;
       world.customers = o.demo_customers;
+      // 5% a month: each of the engine's partitions (a few hundred demo
+      // customers) sees enough closings for its churn gate within the
+      // backfill.
+      world.churn_rate = 0.05;
       world.anomalies.enabled = true;
       world.malformed_rate = 0.001;
       world.duplicate_rate = 0.001;
@@ -165,21 +195,44 @@ int RunEngine(const RunOptions& o) {
       }
       kafka::Producer* p = producer->get();
       const std::string topic = cfg->inputs.front().name;
-      GeneratorPace pace;
-      pace.events_per_second = o.demo_rate;
-      auto n = RunGenerator(
-          gen->get(), pace,
-          [&](std::string_view key, std::string_view value) {
-            Status st = p->Produce(topic, kafka::kPartitionUnassigned, key, value);
-            p->Poll();
-            return st;
-          },
-          stop, &generated);
+      auto produce = [&](std::string_view key, std::string_view value) {
+        Status st = p->Produce(topic, kafka::kPartitionUnassigned, key, value);
+        p->Poll();
+        return st;
+      };
+      // The backfill runs as fast as the engine consumes, no faster: the
+      // embedded cluster keeps a bounded log per partition and drops the
+      // oldest records beyond it (the consumer's offset then resets past
+      // them), so the history would be lost rather than learned from.
+      constexpr uint64_t kMaxBackfillAhead = 120'000;
+      const runtime::EngineStats& engine_stats = (*engine)->stats();
+      auto produce_backfill = [&](std::string_view key, std::string_view value) {
+        while (generated.load(std::memory_order_relaxed) >
+                   engine_stats.received.load(std::memory_order_relaxed) + kMaxBackfillAhead &&
+               !stop.load(std::memory_order_relaxed)) {
+          p->Poll();
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+        return produce(key, value);
+      };
+      GeneratorPace backfill;
+      backfill.until_event_ms =
+          world.start_ms + static_cast<int64_t>(o.backfill_days * generator::kMillisPerDay);
+      Result<uint64_t> n = o.backfill_days > 0 ? RunGenerator(gen->get(), backfill,
+                                                              produce_backfill, stop, &generated)
+                                               : Result<uint64_t>(uint64_t{0});
+      if (n.ok()) {
+        GeneratorPace pace;
+        pace.events_per_second = o.demo_rate;
+        n = RunGenerator(gen->get(), pace, produce, stop, &generated);
+      }
       if (!n.ok()) generator_status = n.status();
       (void)p->Flush(std::chrono::seconds(10));
     });
-    std::cerr << "main job: generating " << o.demo_rate << " events/s for " << o.demo_customers
-              << " customers into " << cfg->inputs.front().name << "; Ctrl-C to stop" << std::endl;
+    std::cerr << "main job: " << o.backfill_days
+              << " simulated days of history at full speed, then " << o.demo_rate
+              << " events/s for " << o.demo_customers << " customers into "
+              << cfg->inputs.front().name << "; Ctrl-C to stop" << std::endl;
   }
 
   // The supervisor thread: status line, sample outputs, Ctrl-C and --duration;
@@ -273,15 +326,23 @@ void AddRunCommand(CLI::App* app, int* exit_code) {
   cmd->add_option("--rate", o->demo_rate, "With --demo: events per second")->capture_default_str();
   cmd->add_option("--customers", o->demo_customers, "With --demo: customers")
       ->capture_default_str();
+  cmd->add_option("--backfill-days", o->backfill_days,
+                  "With --demo: simulated days generated at full speed before the live rate, so "
+                  "the churn model has validated itself when the dashboard opens")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3650.0));
   cmd->add_option("--duration", o->duration, "Stop after this many seconds (0: until Ctrl-C)");
   cmd->add_option("--metrics-port", o->metrics_port,
-                  "Port of the admin server (/metrics, /healthz, ...) on loopback; 0 picks a free "
-                  "one (default: the config's metrics_port)");
+                  "Port of the admin server (/metrics, /healthz, ...) on admin.bind_address; 0 "
+                  "picks a free one (default: the config's metrics_port)");
   cmd->add_flag("--until-caught-up", o->until_caught_up,
                 "Stop once every input partition is processed to its end and checkpointed");
   cmd->add_option("--guarantee", o->guarantee,
-                  "exactly_once or at_least_once (default: the config's processing.guarantee)")
-      ->check(CLI::IsMember({"exactly_once", "at_least_once"}));
+                  "at_least_once, exactly_once (transactions where the cluster has them), "
+                  "exactly_once_transactions or exactly_once_stamped (default: the config's "
+                  "processing.guarantee)")
+      ->check(CLI::IsMember(
+          {"at_least_once", "exactly_once", "exactly_once_transactions", "exactly_once_stamped"}));
   cmd->callback([=] { *exit_code = RunEngine(*o); });
 }
 

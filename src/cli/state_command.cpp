@@ -190,6 +190,17 @@ int Dump(state::StateStore& store, const StateOptions& o) {
                 WriteDecodedFeatures(scratch.get(), id, value, &w);
                 break;
               case state::StateFamily::kModels:
+                if (!id.empty() && id[0] == static_cast<char>(state::ModelScope::kLabelDeadline)) {
+                  w.Field("scope", std::string_view("label_deadline"));
+                  auto d = state::DecodeLabelDeadlineKey(key);
+                  if (d.ok()) {
+                    w.Field("customer_id", std::string_view(d->customer_id));
+                    w.Field("deadline_ms", d->deadline_ms);
+                  } else {
+                    w.Field("error", d.status().ToString());
+                  }
+                  break;
+                }
                 w.Field("scope",
                         !id.empty() && id[0] == static_cast<char>(state::ModelScope::kCustomer)
                             ? "customer"

@@ -16,14 +16,34 @@ void ReadTopic(YamlFields& f, TopicSpec* t) {
   if (t->name.empty()) f.Fail("name", "a topic needs a name");
 }
 
+void ReadHttpServer(YamlFields& f, const std::string& key, HttpServerSettings* s) {
+  f.ReadObject(key, [&](YamlFields& h) {
+    h.Read("bind_address", &s->bind_address);
+    h.Read("auth_token_file", &s->auth_token_file);
+    h.Read("allowed_hosts", &s->allowed_hosts);
+    h.Read("max_connections", &s->max_connections, 1, 100000);
+    if (s->bind_address.empty()) h.Fail("bind_address", "must not be empty");
+  });
+}
+
 void ReadOutputTopic(YamlFields& f, const std::string& key, TopicSpec* t) {
   f.ReadObject(key, [&](YamlFields& o) { ReadTopic(o, t); });
 }
 
 }  // namespace
 
-std::string_view GuaranteeName(Guarantee g) {
-  return g == Guarantee::kExactlyOnce ? "exactly_once" : "at_least_once";
+namespace {
+constexpr std::array<std::string_view, 4> kGuaranteeNames = {
+    "at_least_once", "exactly_once", "exactly_once_transactions", "exactly_once_stamped"};
+}  // namespace
+
+std::string_view GuaranteeName(Guarantee g) { return kGuaranteeNames[static_cast<size_t>(g)]; }
+
+std::optional<Guarantee> ParseGuarantee(std::string_view name) {
+  for (size_t i = 0; i < kGuaranteeNames.size(); ++i) {
+    if (kGuaranteeNames[i] == name) return static_cast<Guarantee>(i);
+  }
+  return std::nullopt;
 }
 
 const TopicSpec& OutputTopics::of(schema::OutputKind kind) const {
@@ -84,6 +104,8 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
   f.Read("pipeline", &c.pipeline);
   f.Read("metrics_port", &c.metrics_port, 0, 65535);
   f.Read("dashboard_port", &c.dashboard_port, 0, 65535);
+  ReadHttpServer(f, "admin", &c.admin);
+  ReadHttpServer(f, "dashboard", &c.dashboard);
   f.Read("consume_batch_size", &c.consume_batch_size, 1, 100000);
   f.Read("poll_timeout_ms", &c.poll_timeout_ms, 1, 60000);
   f.Read("commit_interval_ms", &c.commit_interval_ms, 10, 600000);
@@ -93,12 +115,13 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
   f.ReadObject("processing", [&](YamlFields& p) {
     std::string guarantee(GuaranteeName(c.guarantee));
     p.Read("guarantee", &guarantee);
-    if (guarantee == "exactly_once") {
-      c.guarantee = Guarantee::kExactlyOnce;
-    } else if (guarantee == "at_least_once") {
-      c.guarantee = Guarantee::kAtLeastOnce;
+    if (auto parsed = ParseGuarantee(guarantee)) {
+      c.guarantee = *parsed;
     } else {
-      p.Fail("guarantee", "must be exactly_once or at_least_once, not '" + guarantee + "'");
+      p.Fail("guarantee",
+             "must be at_least_once, exactly_once, exactly_once_transactions or "
+             "exactly_once_stamped, not '" +
+                 guarantee + "'");
     }
   });
   f.ReadObject("state", [&](YamlFields& s) {

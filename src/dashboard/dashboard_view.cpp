@@ -82,7 +82,8 @@ struct Centroid {
 // Latest known state of one customer: two bytes beside the id, so a
 // million customers cost about 70 MB with the map's overhead.
 struct CustomerEntry {
-  uint8_t risk_bin = 0;
+  static constexpr uint8_t kUnscored = 255;  // no probability published (model warming up)
+  uint8_t risk_bin = kUnscored;
   int8_t segment = -1;  // -1: none
 };
 
@@ -103,6 +104,12 @@ struct DashboardView::State {
   std::vector<uint64_t> histogram;
   std::array<uint64_t, kMaxSegments> segment_tally{};
   int64_t scores_as_of_ms = 0;
+  uint64_t unscored = 0;  // customers whose latest record has no probability
+  // The churn model's gate as the latest customer-scores record states it.
+  std::string model_state;  // empty until a record says
+  int64_t model_labels = 0;
+  int64_t model_closings = 0;
+  double model_auc = 0.5;
 
   std::deque<Alert> alerts;  // newest first
   uint64_t alerts_total = 0;
@@ -142,16 +149,24 @@ struct DashboardView::State {
   bool ApplyScore(element doc) {
     std::string_view id;
     if (doc["customer_id"].get_string().get(id) != simdjson::SUCCESS) return false;
-    double p;
-    if (doc["churn_probability"].get_double().get(p) != simdjson::SUCCESS || !std::isfinite(p)) {
-      return false;
+    // A null probability is a model still warming up: the customer counts,
+    // but in no risk bin.
+    double p = NAN;
+    const bool scored = doc["churn_probability"].get_double().get(p) == simdjson::SUCCESS;
+    if (scored ? !std::isfinite(p) : !doc["churn_probability"].is_null()) return false;
+    element model;
+    if (doc["churn_model"].get(model) == simdjson::SUCCESS) {
+      model_state = StringOr(model, "state");
+      model_labels = IntOr(model, "labels", 0);
+      model_closings = IntOr(model, "closings", 0);
+      model_auc = NumberOr(model, "auc", 0.5);
     }
     const auto seg = OptionalInt(doc, "segment");
     const int8_t segment = seg && *seg >= 0 && *seg < static_cast<int64_t>(kMaxSegments)
                                ? static_cast<int8_t>(*seg)
                                : -1;
     scores_as_of_ms = std::max(scores_as_of_ms, IntOr(doc, "as_of_ms", 0));
-    const uint8_t bin = static_cast<uint8_t>(Bin(p));
+    const uint8_t bin = scored ? static_cast<uint8_t>(Bin(p)) : CustomerEntry::kUnscored;
     auto it = customers.find(std::string(id));  // a lookup key; not on the engine's hot path
     if (it == customers.end()) {
       if (customers.size() >= options.max_customers) {
@@ -160,12 +175,20 @@ struct DashboardView::State {
       }
       it = customers.emplace(std::string(id), CustomerEntry{}).first;
     } else {
-      --histogram[it->second.risk_bin];
+      if (it->second.risk_bin == CustomerEntry::kUnscored) {
+        --unscored;
+      } else {
+        --histogram[it->second.risk_bin];
+      }
       if (it->second.segment >= 0) --segment_tally[static_cast<size_t>(it->second.segment)];
     }
     it->second.risk_bin = bin;
     it->second.segment = segment;
-    ++histogram[bin];
+    if (bin == CustomerEntry::kUnscored) {
+      ++unscored;
+    } else {
+      ++histogram[bin];
+    }
     if (segment >= 0) ++segment_tally[static_cast<size_t>(segment)];
     return true;
   }
@@ -487,6 +510,16 @@ std::string DashboardView::Snapshot(int64_t now_ms) const {
   w.Field("customers", static_cast<uint64_t>(s.customers.size()));
   w.Field("untracked", s.customers_untracked);
   w.Field("as_of_ms", s.scores_as_of_ms);
+  w.Field("unscored", s.unscored);
+  // The churn model's alert gate: "warming_up" / "below_floor" / "open"
+  // (empty before any record), with its recent labels and AUC.
+  w.Key("model");
+  w.BeginObject();
+  w.Field("state", std::string_view(s.model_state));
+  w.Field("labels", s.model_labels);
+  w.Field("closings", s.model_closings);
+  w.Field("auc", Round3(s.model_auc));
+  w.EndObject();
   w.Key("histogram");
   w.BeginArray();
   for (uint64_t c : s.histogram) w.Int(static_cast<int64_t>(c));

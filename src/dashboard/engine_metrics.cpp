@@ -105,13 +105,16 @@ EngineReading EngineRateTracker::Update(int64_t wall_ms, const std::vector<Metri
            (n.find("consumed") != std::string_view::npos ||
             n.find("received") != std::string_view::npos);
   });
-  if (!count) {
+  // Values are the other process's text: an infinite gauge (or a sum that
+  // overflows) is no reading, and must not reach the page as NaN.
+  if (reading.lag && !std::isfinite(*reading.lag)) reading.lag.reset();
+  if (!count || !std::isfinite(*count)) {
     last_ms_ = -1;
     return reading;
   }
   if (last_ms_ >= 0 && wall_ms > last_ms_ && *count >= last_count_) {
-    reading.events_per_second =
-        (*count - last_count_) * 1000.0 / static_cast<double>(wall_ms - last_ms_);
+    const double rate = (*count - last_count_) * 1000.0 / static_cast<double>(wall_ms - last_ms_);
+    if (std::isfinite(rate)) reading.events_per_second = rate;
   }
   last_ms_ = wall_ms;
   last_count_ = *count;

@@ -6,6 +6,10 @@
 namespace crmstream::features {
 
 Status FeatureSpec::Validate() const {
+  if (max_customers < 1 || max_customers > kMaxCustomers) {
+    return Status::InvalidArgument("max_customers: " + std::to_string(max_customers) +
+                                   " is outside [1, " + std::to_string(kMaxCustomers) + "]");
+  }
   if (window_days.empty()) {
     return Status::InvalidArgument("window_days: at least one window is required");
   }

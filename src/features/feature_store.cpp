@@ -10,6 +10,7 @@
 
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/hash.h"
+#include "crmstream/common/partial_update_error.h"
 #include "features/day_ring.h"
 
 namespace crmstream::features {
@@ -27,6 +28,11 @@ constexpr uint8_t kDirtyFlag = 2;
 constexpr uint8_t kPendingFlag = 4;
 constexpr uint8_t kUnsavedFlag = 8;
 constexpr uint8_t kTrackedFlags = kDirtyFlag | kPendingFlag | kUnsavedFlag;
+// Touched since the CLOCK hand last passed (a second chance).
+constexpr uint8_t kReferencedFlag = 16;
+// How many slots one eviction looks at before growing the store instead:
+// bounds the cost of a miss when the cache is full of unsaved customers.
+constexpr uint32_t kMaxEvictionSweep = 1024;
 constexpr uint16_t kFeatureBlobVersion = 1;
 // glibc's malloc puts an 8-byte header before each chunk and rounds chunks to
 // 16 bytes; ring capacities are chosen as 16k + 8 so a chunk has no slack,
@@ -34,8 +40,9 @@ constexpr uint16_t kFeatureBlobVersion = 1;
 constexpr size_t kMallocHeader = 8;
 // Amounts above this (currency units) are clamped, so cents fit comfortably.
 constexpr double kMaxAmount = 1e15;
-// Plan ids are uint16; distinct plans beyond this share the last id.
-constexpr size_t kMaxPlans = 65535;
+// Plan names (id 0 is "", no plan) in one store; FeatureStore::CanTakePlan
+// refuses more, so a plan is never mislabelled.
+constexpr size_t kPlanTableSize = FeatureStore::kMaxPlans + 1;
 
 // UTC day of an epoch-ms timestamp (floor division, so negative times work),
 // clamped to a range that keeps day arithmetic far from int32 overflow.
@@ -93,9 +100,6 @@ size_t ChunkCapacity(size_t needed) {
   const size_t cap = std::max<size_t>(24, ((needed + 7) / 16) * 16 + 8);
   return std::min<size_t>(cap, std::numeric_limits<uint16_t>::max());
 }
-
-constexpr std::string_view kWindowMetricNames[kWindowMetricCount] = {
-    "purchases", "logins", "page_views", "support_tickets", "complaints", "refunds"};
 
 }  // namespace
 
@@ -288,13 +292,28 @@ FeatureStore::FeatureStore(FeatureSpec spec)
 }
 
 FeatureStore::~FeatureStore() {
-  for (uint32_t i = 0; i < size_; ++i) std::free(Record(i).ring);
+  for (uint32_t i = 0; i < size_; ++i) {
+    std::free(Record(i).ring);
+    ReleaseId(&Record(i));
+  }
+}
+
+void FeatureStore::ReleaseId(CustomerRecord* r) {
+  if (r->id_length <= sizeof(r->id.chars)) return;
+  long_id_bytes_ -= ChunkCapacity(r->id_length) + kMallocHeader;
+  std::free(r->id.heap);
+  r->id_length = 0;
+}
+
+void FeatureStore::SetCapacity(size_t customers, CustomerEvictionHooks* hooks) {
+  capacity_ = customers;
+  hooks_ = hooks;
 }
 
 size_t FeatureStore::MemoryUsageBytes() const {
   size_t bytes = sizeof(*this);
   bytes += blocks_.capacity() * sizeof(blocks_[0]) + blocks_.size() * kBlockSlots * slot_bytes_;
-  bytes += long_ids_.capacity();
+  bytes += long_id_bytes_;
   bytes += table_.capacity() * sizeof(uint32_t);
   bytes += ring_heap_bytes_;
   bytes += (dirty_.capacity() + pending_.capacity() + unsaved_.capacity()) * sizeof(uint32_t);
@@ -309,19 +328,26 @@ size_t FeatureStore::MemoryUsageBytes() const {
 std::string_view FeatureStore::IdOf(uint32_t index) const {
   const CustomerRecord& r = Record(index);
   if (r.id_length <= sizeof(r.id.chars)) return std::string_view(r.id.chars, r.id_length);
-  return std::string_view(long_ids_.data() + r.id.offset, r.id_length);
+  return std::string_view(r.id.heap, r.id_length);
 }
 
 std::string_view FeatureStore::PlanName(uint16_t plan_id) const {
   return plan_id < plan_names_.size() ? std::string_view(plan_names_[plan_id]) : std::string_view();
 }
 
+bool FeatureStore::CanTakePlan(std::string_view plan) const {
+  return plan.empty() || plan_names_.size() < kPlanTableSize || plan_ids_.contains(plan);
+}
+
 uint16_t FeatureStore::InternPlan(std::string_view plan) {
   if (auto it = plan_ids_.find(plan); it != plan_ids_.end()) return it->second;
-  if (plan_names_.size() >= kMaxPlans) return static_cast<uint16_t>(kMaxPlans - 1);
+  if (plan_names_.size() >= kPlanTableSize) return static_cast<uint16_t>(kPlanTableSize - 1);
   const auto id = static_cast<uint16_t>(plan_names_.size());
-  plan_names_.emplace_back(plan);
-  plan_ids_.emplace(std::string(plan), id);
+  // Strong guarantee: what can throw comes before the tables change.
+  std::string name(plan);
+  plan_names_.reserve(plan_names_.size() + 1);
+  plan_ids_.emplace(name, id);
+  plan_names_.push_back(std::move(name));  // no-throw: reserved
   return id;
 }
 
@@ -331,8 +357,15 @@ namespace {
 // the one sought.
 constexpr int kIndexBits = 26;
 constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
-constexpr uint32_t kMaxCustomers = kIndexMask - 1;
+static_assert(FeatureSpec::kMaxCustomers == kIndexMask - 1);
 inline uint32_t TagOf(uint64_t hash) { return static_cast<uint32_t>(hash >> 58) << kIndexBits; }
+
+// Capacity for `needed` elements, grown geometrically (a reserve of the exact
+// size would reallocate on every new customer).
+template <typename Container>
+void ReserveGeometric(Container* c, size_t needed) {
+  if (c->capacity() < needed) c->reserve(std::max(needed, c->capacity() * 2));
+}
 }  // namespace
 
 uint32_t FeatureStore::FindIndex(std::string_view id, uint64_t hash) const {
@@ -359,25 +392,37 @@ void FeatureStore::GrowTable() {
   table_.swap(next);
 }
 
-uint32_t FeatureStore::FindOrCreate(std::string_view id) {
+uint32_t FeatureStore::FindOrCreate(std::string_view id, bool ask_handler) {
   // Ids longer than a record can describe are cut: ingest caps them at 128 bytes.
   if (id.size() > std::numeric_limits<uint8_t>::max()) id = id.substr(0, 255);
   const uint64_t hash = Hash64(id);
   if (const uint32_t found = FindIndex(id, hash); found != UINT32_MAX) return found;
-  // Load factor <= 0.75: linear probing stays short and the table costs
-  // 5.3-10.7 bytes per customer.
-  if ((size_t{size_} + 1) * 4 > table_.size() * 3) GrowTable();
-  if (size_ >= kMaxCustomers) {
-    throw std::length_error("features: more than 67M customers in one feature store");
+  if (ask_handler && miss_handler_ != nullptr) {
+    // The handler may load the customer (LoadCustomer): look again.
+    miss_handler_->OnMiss(id);
+    if (const uint32_t found = FindIndex(id, hash); found != UINT32_MAX) return found;
   }
-  const uint32_t index = size_;
-  if (index % kBlockSlots == 0) {
-    // 64-byte aligned, so a 192-byte slot spans exactly three cache lines.
-    auto* block = static_cast<std::byte*>(std::aligned_alloc(64, kBlockSlots * slot_bytes_));
-    if (block == nullptr) throw std::bad_alloc();
-    blocks_.emplace_back(block);
+  // A new customer. Everything that can throw comes first, so that a throw
+  // leaves the store as it was (only with more capacity, or with a saved
+  // customer evicted, which a later touch reloads): the caller may go on
+  // without this event.
+  char* heap_id = nullptr;
+  if (id.size() > sizeof(CustomerRecord{}.id.chars)) {
+    heap_id = static_cast<char*>(std::malloc(ChunkCapacity(id.size())));
+    if (heap_id == nullptr) throw std::bad_alloc();
   }
-  ++size_;
+  uint32_t index = capacity_ != 0 && size_ >= capacity_ ? EvictOne() : UINT32_MAX;
+  if (index == UINT32_MAX) {
+    try {
+      GrowForNewCustomer();
+    } catch (...) {
+      std::free(heap_id);
+      throw;
+    }
+    // From here on nothing allocates.
+    index = size_;
+    ++size_;
+  }
   std::byte* slot = Slot(index);
   auto* r = new (slot) CustomerRecord{};
   for (size_t w = 0; w < window_count_; ++w) {
@@ -388,14 +433,78 @@ uint32_t FeatureStore::FindOrCreate(std::string_view id) {
   if (id.size() <= sizeof(r->id.chars)) {
     std::memcpy(r->id.chars, id.data(), id.size());
   } else {
-    r->id.offset = long_ids_.size();
-    long_ids_.append(id);
+    r->id.heap = heap_id;
+    std::memcpy(r->id.heap, id.data(), id.size());
+    long_id_bytes_ += ChunkCapacity(id.size()) + kMallocHeader;
   }
   const size_t mask = table_.size() - 1;
   size_t pos = hash & mask;
   while (table_[pos] != 0) pos = (pos + 1) & mask;
   table_[pos] = TagOf(hash) | (index + 1);
   return index;
+}
+
+void FeatureStore::GrowForNewCustomer() {
+  if (size_ >= spec_.max_customers) {
+    throw std::length_error("features: more than features.max_customers (" +
+                            std::to_string(spec_.max_customers) +
+                            ") customers in one feature store");
+  }
+  // Load factor <= 0.75: linear probing stays short and the table costs
+  // 5.3-10.7 bytes per customer.
+  if ((size_t{size_} + 1) * 4 > table_.size() * 3) GrowTable();
+  // The tracking lists hold each customer at most once: with room for every
+  // customer, MarkDirty never allocates (nor throws) mid-update.
+  const size_t needed = size_t{size_} + 1;
+  ReserveGeometric(&dirty_, needed);
+  ReserveGeometric(&pending_, needed);
+  ReserveGeometric(&unsaved_, needed);
+  if (size_ % kBlockSlots == 0) {
+    ReserveGeometric(&blocks_, blocks_.size() + 1);
+    // 64-byte aligned, so a 192-byte slot spans exactly three cache lines.
+    auto* block = static_cast<std::byte*>(std::aligned_alloc(64, kBlockSlots * slot_bytes_));
+    if (block == nullptr) throw std::bad_alloc();
+    blocks_.emplace_back(block);  // no-throw: reserved above
+  }
+}
+
+uint32_t FeatureStore::EvictOne() {
+  for (uint32_t step = 0; step < kMaxEvictionSweep; ++step) {
+    const uint32_t i = clock_hand_;
+    clock_hand_ = clock_hand_ + 1 >= size_ ? 0 : clock_hand_ + 1;
+    CustomerRecord& r = Record(i);
+    if (r.flags & kTrackedFlags) continue;  // unsaved, or outputs owed
+    if (r.flags & kReferencedFlag) {
+      r.flags &= static_cast<uint8_t>(~kReferencedFlag);
+      continue;
+    }
+    if (hooks_ != nullptr && hooks_->Pinned(i)) continue;
+    if (hooks_ != nullptr) hooks_->Evicted(i);
+    EraseFromTable(i);
+    ReleaseRing(&r);
+    ReleaseId(&r);
+    ++evictions_;
+    return i;
+  }
+  ++over_capacity_;
+  return UINT32_MAX;
+}
+
+void FeatureStore::EraseFromTable(uint32_t index) {
+  const size_t mask = table_.size() - 1;
+  size_t hole = Hash64(IdOf(index)) & mask;
+  while ((table_[hole] & kIndexMask) != index + 1) hole = (hole + 1) & mask;
+  // Backward-shift deletion: later entries of the probe run move into the
+  // hole unless their home position lies cyclically in (hole, j].
+  for (size_t j = (hole + 1) & mask; table_[j] != 0; j = (j + 1) & mask) {
+    const size_t home = Hash64(IdOf((table_[j] & kIndexMask) - 1)) & mask;
+    const bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+    if (!stays) {
+      table_[hole] = table_[j];
+      hole = j;
+    }
+  }
+  table_[hole] = 0;
 }
 
 void FeatureStore::MarkDirty(uint32_t index) {
@@ -455,13 +564,38 @@ void FeatureStore::ReleaseRing(CustomerRecord* r) {
 }
 
 const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
-  const uint32_t index = FindOrCreate(e.customer_id);
+  // What may throw without having changed anything: a new plan name, then a
+  // new customer (over max_customers, or memory for it). A plan named by an
+  // event that then fails stays in the (bounded) plan table, unused.
+  const uint16_t named_plan = e.plan.empty() ? 0 : InternPlan(e.plan);
+  const uint32_t index = FindOrCreate(e.customer_id, /*ask_handler=*/true);
+  CustomerRecord* r = &Record(index);
+  r->flags |= kReferencedFlag;
+  const int64_t ts = e.timestamp_ms;
+  const bool fresh = r->latest_ms == kNoTime;
+  const bool late = !fresh && ts < r->latest_ms;
+  // A late event never changes the current plan: the plan is the one most
+  // recently named by an event that was not older than the clock.
+  const uint16_t plan_id = !late && !e.plan.empty() ? named_plan : r->plan_id;
+  try {
+    ApplyEvent(index, e, fresh, late, plan_id);
+  } catch (const std::exception& error) {
+    // Only the per-day history can still grow (bad_alloc), after the
+    // customer's counters changed.
+    throw PartialUpdateError(std::string("features: a customer's update failed half-way: ") +
+                             error.what());
+  }
+  MarkDirty(index);
+  current_.index_ = index;
+  return current_;
+}
+
+void FeatureStore::ApplyEvent(uint32_t index, const ingest::Event& e, bool fresh, bool late,
+                              uint16_t plan_id) {
   CustomerRecord* r = &Record(index);
   const int64_t ts = e.timestamp_ms;
   const int type = static_cast<int>(e.type);
   if (r->type_counts[type] != UINT32_MAX) ++r->type_counts[type];
-  const bool fresh = r->latest_ms == kNoTime;
-  const bool late = !fresh && ts < r->latest_ms;
   if (fresh || ts < r->first_seen_ms) r->first_seen_ms = ts;
 
   const uint64_t cents = ToCents(e);
@@ -482,9 +616,7 @@ const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
     default:
       break;
   }
-  // A late event never changes the current plan: the plan is the one most
-  // recently named by an event that was not older than the clock.
-  if (!late && !e.plan.empty()) r->plan_id = InternPlan(e.plan);
+  r->plan_id = plan_id;
 
   const int32_t day = DayOf(ts);
   if (!late) {
@@ -500,9 +632,6 @@ const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
       ApplyLateWindowed(index, day, metric, cents);
     }
   }
-  MarkDirty(index);
-  current_.index_ = index;
-  return current_;
 }
 
 namespace {
@@ -807,6 +936,14 @@ Status FeatureStore::EncodeCustomer(std::string_view customer_id, std::string* o
 }
 
 Status FeatureStore::DecodeCustomer(std::string_view customer_id, std::string_view bytes) {
+  return Decode(customer_id, bytes, /*mark=*/true);
+}
+
+Status FeatureStore::LoadCustomer(std::string_view customer_id, std::string_view bytes) {
+  return Decode(customer_id, bytes, /*mark=*/false);
+}
+
+Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes, bool mark) {
   CRM_ASSIGN_OR_RETURN(const std::string_view blob_payload,
                        OpenBlobPayload(bytes, BlobKind::kCustomerFeatures, kFeatureBlobVersion));
   BinaryReader in(blob_payload);
@@ -868,16 +1005,23 @@ Status FeatureStore::DecodeCustomer(std::string_view customer_id, std::string_vi
     return Status::Corruption("customer features: day ring exceeds lifetime amounts");
   }
   // Valid: install it.
-  const uint32_t index = FindOrCreate(customer_id);
+  uint32_t index = 0;
+  try {
+    index = FindOrCreate(customer_id, /*ask_handler=*/false);
+  } catch (const std::length_error&) {
+    return Status::InvalidArgument(
+        "customer features: more customers in memory than features.max_customers (" +
+        std::to_string(spec_.max_customers) + ")");
+  }
   CustomerRecord* dst = &Record(index);
   ReleaseRing(dst);
   r.id = dst->id;
   r.id_length = dst->id_length;
-  r.flags = static_cast<uint8_t>(flags | (dst->flags & kTrackedFlags));
+  r.flags = static_cast<uint8_t>(flags | (dst->flags & kTrackedFlags) | kReferencedFlag);
   r.plan_id = plan.empty() ? 0 : InternPlan(plan);
   *dst = r;
   RebuildRing(index, days);
-  MarkDirty(index);
+  if (mark) MarkDirty(index);
   return Status::OK();
 }
 

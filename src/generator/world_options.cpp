@@ -89,6 +89,18 @@ Status WorldOptions::Validate() const {
   if (!Within(fade_max_days, fade_min_days, 365)) {
     return Bad("WorldOptions.fade_max_days", "in [fade_min_days, 365]", fade_max_days);
   }
+  if (!Within(churn_start_days, 0, 36500)) {
+    return Bad("WorldOptions.churn_start_days", "in [0, 36500]", churn_start_days);
+  }
+  if (!Within(sudden_churn_share, 0, 1)) {
+    return Bad("WorldOptions.sudden_churn_share", "in [0, 1]", sudden_churn_share);
+  }
+  if (!(seasonality_amplitude >= 0 && seasonality_amplitude < 1)) {
+    return Bad("WorldOptions.seasonality_amplitude", "in [0, 1)", seasonality_amplitude);
+  }
+  if (!Within(seasonality_period_days, 1.0 / 24, 3650)) {
+    return Bad("WorldOptions.seasonality_period_days", "in [1/24, 3650]", seasonality_period_days);
+  }
   if (!(bad_week_every_days == 0 || Within(bad_week_every_days, 1, 1e5))) {
     return Bad("WorldOptions.bad_week_every_days", "0 or in [1, 100000]", bad_week_every_days);
   }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numbers>
 
 #include "crmstream/common/json_writer.h"
 #include "crmstream/ingest/event.h"
@@ -304,25 +305,35 @@ void WorldState::CreateCustomer(uint32_t slot, int64_t now, bool initial) {
   // some of them started fading before the stream begins.
   const double hazard =
       base_hazard_per_day_ * p.churn_weight * std::exp(0.4 * rng_.Normal() - 0.08);
-  const double fade_days = rng_.Uniform(options_.fade_min_days, options_.fade_max_days);
+  double fade_days = rng_.Uniform(options_.fade_min_days, options_.fade_max_days);
+  // Drawn only when enabled, so that worlds without sudden churners are the
+  // same stream as before the option existed.
+  const bool sudden =
+      options_.sudden_churn_share > 0 && rng_.Bernoulli(options_.sudden_churn_share);
+  if (sudden) fade_days = 0;
+  // The churn clock starts no earlier than the first day closings may happen.
+  const double churn_start =
+      static_cast<double>(options_.start_ms) + options_.churn_start_days * kMillisPerDay;
   c.fade_start_ms = kNever;
   c.close_ms = kNever;
   c.downgrade_ms = kNever;
   if (hazard > 0) {
     const double wait_ms = rng_.ExponentialMean(kMillisPerDay / hazard);
     if (initial) {
-      c.close_ms = ToMs(now + wait_ms);
+      c.close_ms = ToMs(std::max(static_cast<double>(now), churn_start) + wait_ms);
       if (c.close_ms != kNever) {
         c.fade_start_ms = std::max(joined, c.close_ms - ToMs(fade_days * kMillisPerDay));
       }
     } else {
-      c.fade_start_ms = ToMs(now + wait_ms);
+      const double clock =
+          std::max(static_cast<double>(now), churn_start - fade_days * kMillisPerDay);
+      c.fade_start_ms = ToMs(clock + wait_ms);
       if (c.fade_start_ms != kNever) {
         c.close_ms = ToMs(c.fade_start_ms + fade_days * kMillisPerDay);
       }
     }
     const double at = rng_.Uniform(0.1, 0.7);
-    if (c.close_ms != kNever && rng_.Bernoulli(kFadeDowngradeShare)) {
+    if (c.close_ms != kNever && rng_.Bernoulli(kFadeDowngradeShare) && !sudden) {
       const int64_t when =
           c.fade_start_ms +
           static_cast<int64_t>(at * static_cast<double>(c.close_ms - c.fade_start_ms));
@@ -370,7 +381,7 @@ double WorldState::ComputeBound(const Customer& c) const {
     sum += std::max(now_p.rate_per_day[k], later_p.rate_per_day[k]) * caps[k];
   }
   const double diurnal_max = 1.0 + options_.diurnal_amplitude;
-  return sum * diurnal_max * c.activity / kMillisPerDay;
+  return sum * diurnal_max * (1.0 + options_.seasonality_amplitude) * c.activity / kMillisPerDay;
 }
 
 int64_t WorldState::CandidateAfter(const Customer& c, int64_t t) {
@@ -431,7 +442,12 @@ int WorldState::Evaluate(Customer& c, int64_t t) {
   if (t >= revenue_drop_.start_ms && t < revenue_drop_.end_ms) purchase *= a.revenue_drop_factor;
 
   const double* r = kProfiles[c.segment].rate_per_day;
-  const double scale = diurnal_[(t / kMillisPerHour) % 24] * c.activity / kMillisPerDay;
+  double scale = diurnal_[(t / kMillisPerHour) % 24] * c.activity / kMillisPerDay;
+  if (options_.seasonality_amplitude > 0) {
+    const double phase = static_cast<double>(t - options_.start_ms) /
+                         (options_.seasonality_period_days * kMillisPerDay);
+    scale *= 1.0 + options_.seasonality_amplitude * std::sin(2 * std::numbers::pi * phase);
+  }
   const double rates[kRatedTypes] = {r[kPurchase] * purchase,
                                      r[kLogin] * digital,
                                      r[kPageView] * digital,

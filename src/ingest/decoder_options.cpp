@@ -14,9 +14,6 @@ Status DecoderOptions::Validate() const {
   if (min_timestamp_ms >= max_timestamp_ms) {
     return Status::InvalidArgument("min_timestamp_ms must be below max_timestamp_ms");
   }
-  if (max_future_skew_ms < 0) {
-    return Status::InvalidArgument("max_future_skew_ms must be >= 0 (0 disables the check)");
-  }
   return Status::OK();
 }
 

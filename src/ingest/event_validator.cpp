@@ -130,11 +130,12 @@ Rejection ValidateEvent(const RawEvent& raw, const DecoderOptions& options, int6
                   "outside the accepted window (default 2000-01-01 to 2100-01-01)");
   }
   // Unsigned difference: exact for any two int64 values with timestamp > now.
-  if (options.max_future_skew_ms > 0 && timestamp_ms > now_ms &&
+  // now_ms <= 0: the caller has no clock for this record (see DecoderOptions).
+  if (options.max_future_skew_ms > 0 && now_ms > 0 && timestamp_ms > now_ms &&
       static_cast<uint64_t>(timestamp_ms) - static_cast<uint64_t>(now_ms) >
           static_cast<uint64_t>(options.max_future_skew_ms)) {
-    return Reject(RejectReason::kOutOfRange, kFieldTimestamp,
-                  "further in the future than max_future_skew_ms allows");
+    return Reject(RejectReason::kTimestampInFuture, kFieldTimestamp,
+                  "further ahead of the record's clock than max_future_skew_ms (default 1 day)");
   }
   out->timestamp_ms = timestamp_ms;
 
@@ -175,6 +176,10 @@ Rejection ValidateEvent(const RawEvent& raw, const DecoderOptions& options, int6
   if (r.rejected()) return r;
   r = CheckOptionalString(f[kFieldPlan], kFieldPlan, &out->plan);
   if (r.rejected()) return r;
+  // A plan name becomes per-partition state (the feature store's plan table).
+  if (out->plan.size() > kMaxPlanBytes) {
+    return Reject(RejectReason::kOutOfRange, kFieldPlan, "must be at most 64 bytes");
+  }
   r = CheckOptionalId(f[kFieldOrderId], kFieldOrderId, &out->order_id);
   if (r.rejected()) return r;
   r = CheckOptionalId(f[kFieldItemId], kFieldItemId, &out->item_id);

@@ -238,11 +238,24 @@ struct EventDecoder::Impl {
     if ((err = doc.get_object().get(object))) return NotJson(err);
 
     raw.Clear();
+    // Known fields seen so far: a repeated one is rejected, since parsers
+    // downstream disagree on which copy wins ({"customer_id":"a",
+    // "customer_id":"b"} is b here, a for a first-wins reader).
+    uint32_t seen = 0;
+    static_assert(internal::kFieldCount <= 32);
     for (auto field_result : object) {
       od::field field;
       if ((err = std::move(field_result).get(field))) return NotJson(err);
       const int index = FieldIndexOf(field);
       if (index == kBadKey) return NotJson(simdjson::STRING_ERROR);
+      if (index >= 0) {
+        const uint32_t bit = uint32_t{1} << index;
+        if ((seen & bit) != 0) {
+          return {RejectReason::kDuplicateKey, internal::kFieldNames[index],
+                  "appears more than once in the object"};
+        }
+        seen |= bit;
+      }
       RawValue* slot = index >= 0 ? &raw.fields[index] : &ignored;
       if ((err = Classify(doc, field.value(), index == internal::kFieldAttributes, slot))) {
         return NotJson(err);

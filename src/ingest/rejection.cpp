@@ -24,6 +24,12 @@ std::string_view RejectReasonName(RejectReason reason) {
       return "too_large";
     case RejectReason::kMalformedCsv:
       return "malformed_csv";
+    case RejectReason::kTimestampInFuture:
+      return "timestamp_in_future";
+    case RejectReason::kDuplicateKey:
+      return "duplicate_key";
+    case RejectReason::kProcessingError:
+      return "processing_error";
   }
   return "unknown";
 }
@@ -58,6 +64,12 @@ std::string_view RejectReasonDescription(RejectReason reason) {
       return "the record exceeds the maximum message size";
     case RejectReason::kMalformedCsv:
       return "the line is not valid CSV for the header";
+    case RejectReason::kTimestampInFuture:
+      return "the timestamp is further ahead of the record's clock than max_future_skew_ms";
+    case RejectReason::kDuplicateKey:
+      return "a field appears more than once in the object";
+    case RejectReason::kProcessingError:
+      return "the event is valid but processing it failed; the engine went on without it";
   }
   return "unknown reason";
 }

@@ -248,7 +248,16 @@ Result<size_t> Consumer::ConsumeInto(int timeout_ms, MessageBatch* batch) {
     }
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
     consume_errors_.fetch_add(1, std::memory_order_relaxed);
-    last_consume_error_.store(message->err, std::memory_order_relaxed);
+    const int previous = last_consume_error_.exchange(message->err, std::memory_order_relaxed);
+    // Said once per kind and then at most every 10 s: a group that cannot
+    // be joined (e.g. a session timeout the brokers refuse) is otherwise
+    // silent, and a persistent error must not flood the log.
+    const auto now = std::chrono::steady_clock::now();
+    if (previous != message->err || now - last_error_logged_ >= std::chrono::seconds(10)) {
+      last_error_logged_ = now;
+      spdlog::warn("consumer: {} ({})", rd_kafka_message_errstr(message.get()),
+                   rd_kafka_err2name(message->err));
+    }
     if (message->err == RD_KAFKA_RESP_ERR__FATAL) fatal = true;
   }
   if (fatal) {

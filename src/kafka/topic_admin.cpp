@@ -222,4 +222,18 @@ Result<std::vector<int32_t>> TopicAdmin::ListPartitions(const std::string& topic
   return ids;
 }
 
+Result<std::string> TopicAdmin::ClusterId(std::chrono::milliseconds timeout) {
+  char* id = rd_kafka_clusterid(rk_.get(), static_cast<int>(timeout.count()));
+  if (id == nullptr) {
+    return WithLastClientError(Status::Unavailable("cluster id: no metadata from the brokers"));
+  }
+  std::string out(id);
+  rd_kafka_mem_free(rk_.get(), id);
+  return out;
+}
+
+bool IsEmbeddedClusterId(std::string_view cluster_id) {
+  return cluster_id.starts_with("mockCluster");
+}
+
 }  // namespace crmstream::kafka

@@ -51,6 +51,8 @@ void EventProcessor::EmitAssociationsIfDue() {
 
 Status EventProcessor::WriteRecommendations(std::string_view customer_id, std::string* out) {
   if (!recommender_) return Status::NotFound("recommendations are off in this pipeline");
+  // A customer saved but not in the cache is loaded, as for the customer read.
+  LoadSavedCustomer(customer_id);
   const features::CustomerFeatures* f = features_->Find(customer_id);
   if (f == nullptr) return Status::NotFound("unknown customer");
   // As of the partition's latest event time: the decay and history weights.

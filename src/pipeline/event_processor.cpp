@@ -1,8 +1,12 @@
 #include "crmstream/pipeline/event_processor.h"
 
+#include <spdlog/spdlog.h>
+
 #include "crmstream/alerts/churn_alert_policy.h"
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/json_writer.h"
+#include "crmstream/common/partial_update_error.h"
+#include "crmstream/state/state_keys.h"
 
 namespace crmstream::pipeline {
 namespace {
@@ -19,6 +23,79 @@ int64_t NextMultiple(int64_t t, int64_t interval) {
 }
 
 }  // namespace
+
+// The attached state store, seen by the feature store (misses) and the
+// churn model (label deadlines of customers not in memory).
+class EventProcessor::SavedCustomers final : public features::CustomerMissHandler,
+                                             public features::CustomerEvictionHooks,
+                                             public scoring::SavedLabelSource {
+ public:
+  SavedCustomers(EventProcessor* processor, const state::StateStore* store, state::PartitionKey key)
+      : processor_(processor), store_(store), key_(key) {}
+
+  void OnMiss(std::string_view customer_id) override { Load(customer_id); }
+
+  // Model changes not yet checkpointed (a label resolved at its deadline
+  // changes the models only) keep the customer in memory.
+  bool Pinned(uint32_t slot) override {
+    return processor_->options_.models_enabled && processor_->models_.unsaved_slot(slot);
+  }
+  void Evicted(uint32_t slot) override { processor_->models_.Forget(slot); }
+
+  bool NextSaved(const scoring::SavedLabel* after, scoring::SavedLabel* out) override {
+    if (after != nullptr) {
+      after_.deadline_ms = after->deadline_ms;
+      after_.id_hash = after->id_hash;
+      after_.customer_id = after->customer_id;
+    }
+    auto next = store_->NextLabelDeadline(key_, after != nullptr ? &after_ : nullptr);
+    if (!next.ok()) {
+      Fail(next.status().WithContext("label deadlines"));
+      return false;
+    }
+    if (!next->has_value()) return false;
+    out->deadline_ms = (*next)->deadline_ms;
+    out->id_hash = (*next)->id_hash;
+    out->customer_id = std::move((*next)->customer_id);
+    return true;
+  }
+
+  bool InMemory(std::string_view customer_id) override {
+    return processor_->features_->Find(customer_id) != nullptr;
+  }
+
+  void Load(std::string_view customer_id) override {
+    auto blobs = store_->GetCustomer(key_, customer_id);
+    Status st = blobs.status();
+    if (st.ok() && blobs->features) {
+      ++loads_;
+      st = processor_->features_->LoadCustomer(customer_id, *blobs->features);
+      if (st.ok() && blobs->model && processor_->options_.models_enabled) {
+        st = processor_->models_.DecodeCustomer(*processor_->features_->Find(customer_id),
+                                                *blobs->model);
+      }
+    }
+    if (st.ok()) return;
+    // Errors end in logs: they never name the customer (a customer
+    // identifier); the id goes to the debug log only.
+    spdlog::debug("state store: the saved customer that failed to load is customer id '{}'",
+                  customer_id);
+    Fail(st.WithContext("a saved customer (--log-level debug shows its id)"));
+  }
+
+ private:
+  void Fail(const Status& st) {
+    if (processor_->storage_status_.ok()) processor_->storage_status_ = st;
+  }
+
+  EventProcessor* processor_;
+  const state::StateStore* store_;
+  state::PartitionKey key_;
+  state::LabelDeadline after_;
+
+ public:
+  uint64_t loads_ = 0;
+};
 
 Status ProcessorOptions::Validate() const {
   CRM_RETURN_NOT_OK(decoder.Validate());
@@ -44,6 +121,9 @@ Status ProcessorOptions::Validate() const {
   CRM_RETURN_NOT_OK(models.Validate());
   return minute_metrics.Validate();
 }
+
+ProcessorOptions::ProcessorOptions() = default;
+ProcessorOptions::~ProcessorOptions() = default;
 
 models::ItemRecommenderOptions ProcessorOptions::DefaultRecommender() {
   // evaluation::DefaultRecommendProtocol's choices, but rows of the model's
@@ -96,42 +176,118 @@ EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink
   record_.reserve(2048);
 }
 
+EventProcessor::~EventProcessor() = default;
+
+uint64_t EventProcessor::customer_loads() const { return saved_ ? saved_->loads_ : 0; }
+
+void EventProcessor::AttachStateStore(const state::StateStore* store, state::PartitionKey key) {
+  saved_ = std::make_unique<SavedCustomers>(this, store, key);
+  features_->set_miss_handler(saved_.get());
+  models_.SetSavedLabels(saved_.get());
+  if (options_.cached_customers != 0) {
+    features_->SetCapacity(options_.cached_customers, saved_.get());
+  }
+}
+
 ProcessOutcome EventProcessor::Process(std::string_view bytes, const ingest::SourcePosition& source,
                                        int64_t now_ms) {
   ingest::Rejection r = decoder_.Decode(bytes, now_ms, &event_);
   return ProcessDecoded(r, event_, bytes, source, now_ms);
 }
 
-ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& rejection,
+ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& decoded,
                                               const ingest::Event& event, std::string_view raw,
                                               const ingest::SourcePosition& source,
                                               int64_t now_ms) {
   counters_.received.Add();
-  if (rejection.rejected()) {
-    counters_.rejected.Add();
-    counters_.by_reason[static_cast<size_t>(rejection.code)].Add();
-    std::string_view value = dead_letter_.Build(rejection, source, raw, now_ms);
-    sink_->Emit(OutputKind::kDeadLetter, {}, value);
-    counters_.outputs[static_cast<int>(OutputKind::kDeadLetter)].Add();
-    return ProcessOutcome::kRejected;
+  ingest::Rejection rejection = decoded;
+  if (!rejection.rejected() && !event.plan.empty() && !features_->CanTakePlan(event.plan)) {
+    // A bound on input-controlled state: a plan the partition cannot take
+    // goes to the dead letters rather than be recorded as another plan.
+    rejection = {ingest::RejectReason::kOutOfRange, "plan",
+                 "a new plan beyond the partition's 1024 distinct plans"};
   }
+  if (rejection.rejected()) return DeadLetter(rejection, raw, source, now_ms);
   if (dedup_.SeenBefore(event.event_id)) {
     counters_.duplicates.Add();
     return ProcessOutcome::kDuplicate;
   }
+  // An exception here must not end the engine: processing is deterministic,
+  // so a restart would meet the same record again (a crash loop). What the
+  // state looks like after a throw decides what happens (a try block costs
+  // nothing until something throws):
+  // - Reserve and Update throw before changing anything (a customer beyond
+  //   features.max_customers, memory for a new customer or plan): the state
+  //   is as if the record had never come, so it is dead-lettered as
+  //   processing_error and processing goes on. Only the dedup window has
+  //   seen its event_id: a copy sent again counts as a duplicate of a record
+  //   already handled (dead-lettered).
+  // - Anything thrown once the features took the event (PartialUpdateError
+  //   from Update; the minute metrics, the models, the event-time outputs)
+  //   may have left part of the event applied. That state must not be
+  //   checkpointed: the processor stops the engine (Fatal), and the restart
+  //   resumes from the last checkpoint, which is consistent.
+  bool state_changed = false;
+  try {
+    if (options_.models_enabled) models_.Reserve(features_->size() + 1);
+    const features::CustomerFeatures& f = features_->Update(event);
+    state_changed = true;
+    if (options_.models_enabled) {
+      minutes_.OnEvent(event);
+      models_.OnEvent(event, f);
+      EmitEventTimeOutputs();
+    }
+    if (event.type == ingest::EventType::kPurchase && !event.order_id.empty() &&
+        !event.item_id.empty()) {
+      OnPurchaseLine(event);
+    }
+  } catch (const PartialUpdateError& error) {
+    Fatal(error, source);
+  } catch (const std::exception& error) {
+    if (state_changed) Fatal(error, source);
+    return ProcessingError(error, raw, source, now_ms);
+  }
   counters_.accepted.Add();
   counters_.by_type[static_cast<int>(event.type)].Add();
-  const features::CustomerFeatures& f = features_->Update(event);
-  if (options_.models_enabled) {
-    minutes_.OnEvent(event);
-    models_.OnEvent(event, f);
-    EmitEventTimeOutputs();
-  }
-  if (event.type == ingest::EventType::kPurchase && !event.order_id.empty() &&
-      !event.item_id.empty()) {
-    OnPurchaseLine(event);
-  }
   return ProcessOutcome::kAccepted;
+}
+
+ProcessOutcome EventProcessor::DeadLetter(const ingest::Rejection& rejection, std::string_view raw,
+                                          const ingest::SourcePosition& source, int64_t now_ms) {
+  counters_.rejected.Add();
+  counters_.by_reason[static_cast<size_t>(rejection.code)].Add();
+  std::string_view value = dead_letter_.Build(rejection, source, raw, now_ms);
+  sink_->Emit(OutputKind::kDeadLetter, {}, value);
+  counters_.outputs[static_cast<int>(OutputKind::kDeadLetter)].Add();
+  return ProcessOutcome::kRejected;
+}
+
+ProcessOutcome EventProcessor::ProcessingError(const std::exception& error, std::string_view raw,
+                                               const ingest::SourcePosition& source,
+                                               int64_t now_ms) {
+  // The detail is the exception's text: Build copies it before it goes.
+  const ingest::Rejection rejection{ingest::RejectReason::kProcessingError, "", error.what()};
+  // Logged at the 1st, 2nd, 4th, 8th... failure: hostile input must not
+  // flood the log (the dead letters and the metric count every one).
+  const uint64_t failures =
+      counters_.by_reason[static_cast<size_t>(ingest::RejectReason::kProcessingError)].Get() + 1;
+  if ((failures & (failures - 1)) == 0) {
+    spdlog::warn(
+        "{}:{} offset {}: processing failed, record sent to the dead-letter output ({} so far in "
+        "this partition): {}",
+        source.topic, source.partition, source.offset, failures, error.what());
+  }
+  return DeadLetter(rejection, raw, source, now_ms);
+}
+
+void EventProcessor::Fatal(const std::exception& error, const ingest::SourcePosition& source) {
+  const std::string message = fmt::format(
+      "{}:{} offset {}: processing failed after it had changed the partition's state ({}); the "
+      "state may be inconsistent, so the engine stops without a checkpoint and a restart resumes "
+      "from the last checkpoint",
+      source.topic, source.partition, source.offset, error.what());
+  spdlog::critical("{}", message);
+  throw PartialUpdateError(message);
 }
 
 void EventProcessor::RefreshScores() {
@@ -357,7 +513,12 @@ void EventProcessor::WriteCustomerJson(const features::CustomerFeatures& f,
   w.EndObject();
 }
 
-bool EventProcessor::WriteCustomerRecord(std::string_view customer_id, std::string* out) const {
+void EventProcessor::LoadSavedCustomer(std::string_view customer_id) {
+  if (saved_ != nullptr && features_->Find(customer_id) == nullptr) saved_->Load(customer_id);
+}
+
+bool EventProcessor::WriteCustomerRecord(std::string_view customer_id, std::string* out) {
+  LoadSavedCustomer(customer_id);
   const features::CustomerFeatures* f = features_->Find(customer_id);
   if (f == nullptr) return false;
   WriteCustomerJson(*f, out);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "crmstream/common/binary_io.h"
+#include "crmstream/common/hash.h"
 
 namespace crmstream::pipeline {
 namespace {
@@ -47,6 +48,7 @@ Status RestoreRecommender(std::string_view blob, EventProcessor* processor) {
 Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_sequence,
                        state::PartitionKey key, state::CheckpointBatch* batch,
                        std::string* scratch) {
+  CRM_RETURN_NOT_OK(processor.storage_status().WithContext("reading the state store"));
   Status failure;
   processor.feature_store().ForEachUnsaved(
       [&](std::string_view id, const features::CustomerFeatures&) {
@@ -60,7 +62,18 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
     models.ForEachUnsaved([&](const features::CustomerFeatures& f) {
       if (!failure.ok()) return;
       failure = models.EncodeCustomer(f, scratch);
-      if (failure.ok()) batch->PutCustomerModel(key, f.customer_id(), *scratch);
+      if (!failure.ok()) return;
+      batch->PutCustomerModel(key, f.customer_id(), *scratch);
+      // The deadline index follows the customer's pending example.
+      const auto change = models.LabelIndexChange(f);
+      if (change.saved_ms == change.current_ms) return;
+      const uint64_t id_hash = Hash64(f.customer_id());
+      if (change.saved_ms != INT64_MIN) {
+        batch->DeleteLabelDeadline(key, change.saved_ms, id_hash, f.customer_id());
+      }
+      if (change.current_ms != INT64_MIN) {
+        batch->PutLabelDeadline(key, change.current_ms, id_hash, f.customer_id());
+      }
     });
     CRM_RETURN_NOT_OK(failure);
     for (std::string_view name : scoring::CustomerModels::kPartitionStateNames) {
@@ -93,29 +106,19 @@ void MarkCheckpointed(EventProcessor* processor) {
   processor->feature_store().ClearUnsaved();
   processor->customer_models().ClearUnsaved();
   processor->MarkBasketsSaved();
+  // The index has new entries: the churn model looks its next one up again.
+  processor->customer_models().SavedLabelsChanged();
 }
 
 Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::PartitionKey key,
                                   EventProcessor* processor) {
-  // Features first: they give every customer its slot in the store, by
-  // which the models then find it.
+  // No customer is decoded here: each is loaded from the store on first
+  // touch, and the churn model reads the deadlines of the others from the
+  // store's index (format 3), so a restart costs the partition-wide blobs.
+  processor->AttachStateStore(&store, key);
   features::FeatureStore& features = processor->feature_store();
-  CRM_RETURN_NOT_OK(store.ForEachCustomer(key, [&](std::string_view id, std::string_view blob) {
-    return features.DecodeCustomer(id, blob).WithContext("customer " + std::string(id));
-  }));
   const bool models_enabled = processor->options().models_enabled;
   scoring::CustomerModels& models = processor->customer_models();
-  if (models_enabled) {
-    CRM_RETURN_NOT_OK(
-        store.ForEachCustomerModel(key, [&](std::string_view id, std::string_view blob) {
-          const features::CustomerFeatures* f = features.Find(id);
-          if (f == nullptr) {
-            return Status::Corruption("model state of customer " + std::string(id) +
-                                      ", who has no features");
-          }
-          return models.DecodeCustomer(*f, blob).WithContext("customer " + std::string(id));
-        }));
-  }
   // The models' partition-wide blobs, then the minute metrics: all of them
   // or none (a partition checkpointed with models off).
   constexpr size_t kModelStates = scoring::CustomerModels::kPartitionStateNames.size() + 1;
@@ -142,8 +145,7 @@ Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::Partiti
         }
         return Status::Corruption("unknown partition state '" + std::string(name) + "'");
       }));
-  if (models_enabled && (model_states != 0 || models.customer_count() != 0) &&
-      model_states != kModelStates) {
+  if (models_enabled && model_states != 0 && model_states != kModelStates) {
     return Status::Corruption("partition model state incomplete: " + std::to_string(model_states) +
                               " of " + std::to_string(kModelStates) + " blobs");
   }

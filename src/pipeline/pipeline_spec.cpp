@@ -46,6 +46,9 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
     v.Read("max_amount", &o.decoder.max_amount, 0.0, 1e15);
     v.Read("min_timestamp_ms", &o.decoder.min_timestamp_ms, 0, std::numeric_limits<int64_t>::max());
     v.Read("max_timestamp_ms", &o.decoder.max_timestamp_ms, 0, std::numeric_limits<int64_t>::max());
+    // <= 0 disables the check (docs/events.md warns against it).
+    v.Read("max_future_skew_ms", &o.decoder.max_future_skew_ms, std::numeric_limits<int64_t>::min(),
+           std::numeric_limits<int64_t>::max());
     ReadSize(v, "max_message_bytes", 64, 16 << 20, &o.decoder.max_message_bytes);
     ReadSize(v, "dedup_window", 0, 100000000, &o.dedup_capacity);
     if (o.decoder.min_timestamp_ms >= o.decoder.max_timestamp_ms) {
@@ -105,6 +108,12 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
       c.Read("high_probability", &policy.high_probability, 0.0, 1.0);
       c.Read("critical_probability", &policy.critical_probability, 0.0, 1.0);
       ReadDuration(c, "cooldown_hours", kMillisPerHour, 0, 24 * 3650, &policy.cooldown_ms);
+      c.ReadObject("gate", [&](config::YamlFields& g) {
+        alerts::ChurnGateOptions& gate = o.models.churn.gate;
+        g.Read("min_positive_labels", &gate.min_positive_labels, 1, 1 << 20);
+        g.Read("min_negative_labels", &gate.min_negative_labels, 1, 1 << 20);
+        g.Read("auc_floor", &gate.auc_floor, 0.5, 1.0);
+      });
       if (policy.exit_probability > policy.enter_probability) {
         c.Fail("exit_probability", "must not exceed enter_probability (hysteresis)");
       }

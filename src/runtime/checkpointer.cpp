@@ -10,7 +10,70 @@
 
 namespace crmstream::runtime {
 
-Checkpointer::Checkpointer(EngineCore* core) : core_(core), batch_(core->store->NewBatch()) {}
+Checkpointer::Checkpointer(EngineCore* core)
+    : core_(core), batch_(core->store->NewBatch()), staged_batch_(core->store->NewBatch()) {}
+
+Status Checkpointer::AddTask(PartitionTask* task, DeliveryMode* delivery,
+                             state::CheckpointBatch* batch) {
+  CRM_RETURN_NOT_OK(pipeline::AddToCheckpoint(*task->processor, delivery->OutputSequence(*task),
+                                              task->key, batch, &scratch_));
+  batch->SetInputOffset(task->key, task->next_offset);
+  delivery->AddToCheckpoint(task, batch);
+  return Status::OK();
+}
+
+Status Checkpointer::Write(state::CheckpointBatch* batch, Clock::time_point started, Status st) {
+  const uint64_t bytes = batch->byte_size();
+  // While running, a stop cancels a checkpoint that waits on the store;
+  // after the stop, the final one has until the drain deadline.
+  CRMSTREAM_CRASH_POINT(crash_point::kBeforeWrite);
+  if (st.ok()) st = core_->store->Commit(batch, draining_ ? nullptr : stop_, drain_deadline_);
+  CRMSTREAM_CRASH_POINT(crash_point::kAfterWrite);
+  core_->probe.RecordCheckpoint(std::chrono::duration<double>(Clock::now() - started).count(),
+                                bytes, st.ok());
+  return st;
+}
+
+Status Checkpointer::Stage(PartitionTask* task, DeliveryMode* delivery) {
+  CRM_RETURN_NOT_OK(AddTask(task, delivery, &*staged_batch_));
+  // Later changes are the next checkpoint's.
+  pipeline::MarkCheckpointed(task->processor.get());
+  for (StagedTask& s : staged_) {
+    if (s.task == task) {
+      s.offset = task->next_offset;
+      return Status::OK();
+    }
+  }
+  staged_.push_back({task, task->next_offset});
+  return Status::OK();
+}
+
+int64_t Checkpointer::StagedOffset(const PartitionTask& task) const {
+  for (const StagedTask& s : staged_) {
+    if (s.task == &task) return s.offset;
+  }
+  return -1;
+}
+
+Status Checkpointer::WriteStaged() {
+  if (staged_.empty()) return Status::OK();
+  const auto started = Clock::now();
+  core_->probe.CheckpointStarted();
+  CRM_RETURN_NOT_OK(Write(&*staged_batch_, started, Status::OK()));
+  for (const StagedTask& s : staged_) {
+    s.task->checkpointed_offset = s.offset;
+    s.task->committed_offset = s.offset;
+    s.task->last_checkpoint = Clock::now();
+  }
+  DropStaged();
+  core_->probe.stats().commits.fetch_add(1, std::memory_order_relaxed);
+  return Status::OK();
+}
+
+void Checkpointer::DropStaged() {
+  staged_batch_->Clear();
+  staged_.clear();
+}
 
 void Checkpointer::Start(const std::atomic<bool>* stop) {
   stop_ = stop;
@@ -57,19 +120,9 @@ Status Checkpointer::Checkpoint(std::span<PartitionTask* const> tasks, DeliveryM
   batch.Clear();
   for (PartitionTask* task : tasks) {
     if (!st.ok()) break;
-    st = pipeline::AddToCheckpoint(*task->processor, delivery->OutputSequence(*task), task->key,
-                                   &batch, &scratch_);
-    batch.SetInputOffset(task->key, task->next_offset);
-    delivery->AddToCheckpoint(task, &batch);
+    st = AddTask(task, delivery, &batch);
   }
-  const uint64_t bytes = batch.byte_size();
-  // While running, a stop cancels a checkpoint that waits on the store;
-  // after the stop, the final one has until the drain deadline.
-  CRMSTREAM_CRASH_POINT(crash_point::kBeforeWrite);
-  if (st.ok()) st = core_->store->Commit(&batch, draining_ ? nullptr : stop_, drain_deadline_);
-  CRMSTREAM_CRASH_POINT(crash_point::kAfterWrite);
-  probe.RecordCheckpoint(std::chrono::duration<double>(Clock::now() - started).count(), bytes,
-                         st.ok());
+  st = Write(&batch, started, st);
   if (!st.ok()) return st;
   for (PartitionTask* task : tasks) {
     pipeline::MarkCheckpointed(task->processor.get());

@@ -17,6 +17,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "crmstream/common/status.h"
 #include "crmstream/state/state_store.h"
@@ -41,9 +42,36 @@ class Checkpointer {
   // Outputs could not be delivered: stops the run loop.
   const Status& fatal() const { return fatal_; }
 
+  // Transactions (transactional_delivery.h) write a checkpoint in two steps
+  // around the commit of the transaction that holds its outputs and input
+  // offsets. Stage adds the task's state as it is now to the staged batch
+  // (a task staged twice: the later entries win); WriteStaged writes the
+  // batch once the transaction committed; DropStaged forgets it (the
+  // transaction aborted: the engine rewinds to the store). Outputs and
+  // offsets are the transaction's: nothing is flushed nor committed to the
+  // group here.
+  Status Stage(PartitionTask* task, DeliveryMode* delivery);
+  Status WriteStaged();
+  void DropStaged();
+  bool has_staged() const { return !staged_.empty(); }
+  // The offset a task's staged state covers; -1 when not staged.
+  int64_t StagedOffset(const PartitionTask& task) const;
+
  private:
+  struct StagedTask {
+    PartitionTask* task;
+    int64_t offset;
+  };
+  // Adds the task's state, its offset and its delivery entries to `batch`.
+  Status AddTask(PartitionTask* task, DeliveryMode* delivery, state::CheckpointBatch* batch);
+  // Writes `batch` within the bounds (a stop cancels, the drain has a
+  // deadline), between the crash points, and records it in the probe.
+  Status Write(state::CheckpointBatch* batch, Clock::time_point started, Status st);
+
   EngineCore* core_;
   std::optional<state::CheckpointBatch> batch_;
+  std::optional<state::CheckpointBatch> staged_batch_;
+  std::vector<StagedTask> staged_;
   std::string scratch_;
   uint64_t delivery_failures_seen_ = 0;
   Status fatal_;

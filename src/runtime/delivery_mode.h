@@ -6,9 +6,12 @@
 //
 //   at_least_once (at_least_once_delivery.h): every commit interval all
 //     tasks flush their outputs and are checkpointed together.
-//   exactly_once on the embedded cluster (stamped_exactly_once_delivery.h):
-//     deterministic blocks, stamped outputs, suppression of what a
-//     predecessor delivered.
+//   exactly_once_stamped (stamped_exactly_once_delivery.h): deterministic
+//     blocks, stamped outputs, suppression of what a predecessor delivered
+//     (clusters without transactions, e.g. the embedded one).
+//   exactly_once_transactions (transactional_delivery.h): deterministic
+//     blocks, outputs and input offsets in one Kafka transaction per commit
+//     interval, the store written after the commit.
 //
 // Thread-safety: the engine thread only.
 #pragma once
@@ -56,6 +59,9 @@ class DeliveryMode {
   virtual Status Tick(Clock::time_point now, bool had_records) = 0;
   // Partitions about to be taken away (their tasks still exist).
   virtual void OnRevoked(std::span<const kafka::TopicPartition> revoked) = 0;
+  // Partitions already taken away (the group moved on without this
+  // instance: a session that expired): nothing of them may be committed.
+  virtual void OnLost(std::span<const kafka::TopicPartition> lost) { OnRevoked(lost); }
   // After the stop: delivers and checkpoints everything processed.
   virtual Status Drain() = 0;
   // Nothing of the task waits for a close or a checkpoint.
@@ -67,6 +73,12 @@ class DeliveryMode {
   virtual void AddToCheckpoint(PartitionTask*, state::CheckpointBatch*) {}
   // Outputs of the task not produced because they were delivered before.
   virtual uint64_t Suppressed(const PartitionTask&) const { return 0; }
+  // The group's committed offsets are the mode's truth (transactions): a
+  // store behind them catches up (TaskRestorer sets rebuild_until).
+  virtual bool CatchesUpToGroupOffsets() const { return false; }
+  // The mode dropped uncommitted work: every task must be restored from the
+  // store again and the consumer moved back (asked once).
+  virtual bool TakeRewind() { return false; }
 };
 
 std::unique_ptr<DeliveryMode> MakeDeliveryMode(config::Guarantee guarantee, EngineCore* core,

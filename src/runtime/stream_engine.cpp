@@ -5,16 +5,20 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <random>
 
 #include "crmstream/common/clock.h"
 #include "crmstream/common/json_writer.h"
 #include "crmstream/kafka/topic_admin.h"
+#include "crmstream/pipeline/memory_plan.h"
 #include "runtime/at_least_once_delivery.h"
 #include "runtime/checkpointer.h"
 #include "runtime/engine_core.h"
 #include "runtime/stamped_exactly_once_delivery.h"
 #include "runtime/task_restorer.h"
+#include "runtime/transactional_delivery.h"
 
 namespace crmstream::runtime {
 namespace {
@@ -27,13 +31,44 @@ constexpr auto kQualityRefresh = std::chrono::seconds(1);
 // Run until caught up: how often the loop checks for the end of the input.
 constexpr auto kCaughtUpCheck = std::chrono::milliseconds(100);
 
+// exactly_once: transactions where the cluster has them; the embedded
+// cluster has none (no markers, no fencing), so stamped outputs there.
+Result<config::Guarantee> ResolveGuarantee(config::Guarantee requested,
+                                           const kafka::ClientConfig& client) {
+  if (requested != config::Guarantee::kExactlyOnce) return requested;
+  CRM_ASSIGN_OR_RETURN(auto admin, kafka::TopicAdmin::Create(client));
+  CRM_ASSIGN_OR_RETURN(const std::string id, admin->ClusterId());
+  return kafka::IsEmbeddedClusterId(id) ? config::Guarantee::kExactlyOnceStamped
+                                        : config::Guarantee::kExactlyOnceTransactions;
+}
+
+// This engine's transactional.id: the group, the pipeline and an id made
+// once per state store, so that a restart on the same store fences its
+// crashed predecessor and two instances never fence each other.
+Result<std::string> TransactionalId(state::StateStore* store, const std::string& group,
+                                    const std::string& pipeline) {
+  constexpr std::string_view kInstanceId = "instance_id";
+  CRM_ASSIGN_OR_RETURN(auto id, store->GetMetadata(kInstanceId));
+  if (!id) {
+    std::random_device random;
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%08x%08x", random(), random());
+    id = std::string(hex);
+    CRM_RETURN_NOT_OK(store->PutMetadata(kInstanceId, *id));
+  }
+  return group + "." + pipeline + "." + *id;
+}
+
 }  // namespace
 
 std::unique_ptr<DeliveryMode> MakeDeliveryMode(config::Guarantee guarantee, EngineCore* core,
                                                Checkpointer* checkpointer) {
   switch (guarantee) {
-    case config::Guarantee::kExactlyOnce:
+    case config::Guarantee::kExactlyOnce:  // resolved in Create: not reached
+    case config::Guarantee::kExactlyOnceStamped:
       return std::make_unique<StampedExactlyOnceDelivery>(core, checkpointer);
+    case config::Guarantee::kExactlyOnceTransactions:
+      return std::make_unique<TransactionalDelivery>(core, checkpointer);
     case config::Guarantee::kAtLeastOnce:
       break;
   }
@@ -64,9 +99,15 @@ struct StreamEngine::Impl final : kafka::RebalanceListener {
 
   void OnAssigned(std::span<kafka::TopicPartitionOffset> partitions) override;
   void OnRevoked(std::span<const kafka::TopicPartition> partitions) override;
+  void OnLost(std::span<const kafka::TopicPartition> partitions) override;
+  // Forgets the tasks of partitions revoked or lost.
+  void DropTasks(std::span<const kafka::TopicPartition> partitions, const char* how);
   // The task of a consumed record; nullptr for a partition this instance
   // does not own (never given a task: its state was not restored).
   PartitionTask* TaskFor(std::string_view topic, int32_t partition);
+  // Every task back to its checkpoint, the consumer with it (the delivery
+  // mode dropped uncommitted work).
+  Status Rewind();
   bool CaughtUp() const;
   void PublishStats();
   void RefreshLag();
@@ -111,10 +152,19 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
                          options.dedup_capacity / static_cast<size_t>(std::max(1, partitions)));
   }
   CRM_RETURN_NOT_OK(options.Validate().WithContext(pipeline.file));
+  // One memory cap for the process: RocksDB and the partitions' customer
+  // caches are sized from it (pipeline/memory_plan.h).
+  pipeline::MemoryPlanInput memory;
+  memory.cap_bytes = static_cast<size_t>(config.state.memory_cap_mb) << 20;
+  memory.partitions = std::max(1, partitions);
+  memory.dedup_ids = options.dedup_capacity * static_cast<size_t>(memory.partitions);
+  CRM_ASSIGN_OR_RETURN(const pipeline::MemoryPlan plan, pipeline::PlanMemory(memory));
+  options.cached_customers = plan.cached_customers_per_partition;
+  spdlog::info("memory: {}", plan.ToString());
 
   state::StateStoreOptions store_options;
   store_options.path = std::filesystem::path(config.state_dir) / state::kStoreSubdirectory;
-  store_options.memory_cap_bytes = static_cast<size_t>(config.state.memory_cap_mb) << 20;
+  store_options.memory_cap_bytes = plan.rocksdb_bytes;
   store_options.sync = config.state.sync;
   store_options.write_timeout = std::chrono::milliseconds(config.state.write_timeout_ms);
   store_options.env = std::move(state_env);
@@ -127,8 +177,13 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
 
   core.client = MakeClientConfig(config.kafka);
   const auto output_topics = config.outputs.Names();
-  const bool exactly_once = config.guarantee == config::Guarantee::kExactlyOnce;
-  if (exactly_once) {
+  CRM_ASSIGN_OR_RETURN(core.config.guarantee, ResolveGuarantee(config.guarantee, core.client));
+  if (config.guarantee != core.config.guarantee) {
+    spdlog::info("exactly_once on this cluster: {}", GuaranteeName(core.config.guarantee));
+  }
+  const bool stamped = core.config.guarantee == config::Guarantee::kExactlyOnceStamped;
+  const bool transactional = core.config.guarantee == config::Guarantee::kExactlyOnceTransactions;
+  if (stamped) {
     // The engine partitions its outputs itself (stamped_outputs.h): it needs
     // the real partition counts.
     CRM_ASSIGN_OR_RETURN(auto admin, kafka::TopicAdmin::Create(core.client));
@@ -143,8 +198,24 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   }
   kafka::ProducerOptions producer_options;
   producer_options.linger_ms = config.producer_linger_ms;
+  if (transactional) {
+    // A transaction left open by a crashed or paused instance holds back
+    // read_committed readers and the group's offsets until the broker
+    // aborts it: keep that short (as Kafka Streams does under exactly-once),
+    // well above a commit interval.
+    producer_options.transaction_timeout_ms = std::max(10000, 5 * config.commit_interval_ms);
+    CRM_ASSIGN_OR_RETURN(producer_options.transactional_id,
+                         TransactionalId(core.store.get(), config.kafka.group_id, pipeline.name));
+  }
   CRM_ASSIGN_OR_RETURN(core.producer, kafka::Producer::Create(core.client, producer_options));
-  if (exactly_once) {
+  if (transactional) {
+    // Fences a crashed predecessor with the same id and ends its open
+    // transaction before the group's offsets are read at the assignment.
+    CRM_RETURN_NOT_OK(core.producer->InitTransactions(std::chrono::seconds(60))
+                          .WithContext("initialising transactions (transactional.id " +
+                                       producer_options.transactional_id + ")"));
+  }
+  if (stamped) {
     for (const auto& t : output_topics) core.producer->TrackDeliveredOffsets(t);
   }
   core.sink = std::make_unique<KafkaSink>(core.producer.get(), output_topics);
@@ -160,7 +231,7 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
       kafka::Consumer::Create(consumer_client, config.kafka.group_id, consumer_options));
 
   impl->checkpointer = std::make_unique<Checkpointer>(&core);
-  impl->delivery = MakeDeliveryMode(config.guarantee, &core, impl->checkpointer.get());
+  impl->delivery = MakeDeliveryMode(core.config.guarantee, &core, impl->checkpointer.get());
   impl->restorer = std::make_unique<TaskRestorer>(&core, impl->delivery.get());
   return std::unique_ptr<StreamEngine>(new StreamEngine(std::move(impl)));
 }
@@ -183,13 +254,27 @@ void StreamEngine::Impl::OnAssigned(std::span<kafka::TopicPartitionOffset> parti
 
 void StreamEngine::Impl::OnRevoked(std::span<const kafka::TopicPartition> partitions) {
   delivery->OnRevoked(partitions);
+  DropTasks(partitions, "revoked");
+}
+
+void StreamEngine::Impl::OnLost(std::span<const kafka::TopicPartition> partitions) {
+  spdlog::warn(
+      "lost {} partition(s): the group gave them to another member (this instance was "
+      "paused or too slow past its session timeout); their uncommitted work is dropped",
+      partitions.size());
+  delivery->OnLost(partitions);
+  DropTasks(partitions, "lost");
+}
+
+void StreamEngine::Impl::DropTasks(std::span<const kafka::TopicPartition> partitions,
+                                   const char* how) {
   PublishStats();
   for (const auto& tp : partitions) core.tasks.erase(tp);
   last_task = nullptr;
   EngineStats& stats = core.probe.stats();
   stats.partitions.store(static_cast<int>(core.tasks.size()), std::memory_order_relaxed);
   stats.rebalances.fetch_add(1, std::memory_order_relaxed);
-  spdlog::info("revoked {} partition(s); {} left", partitions.size(), core.tasks.size());
+  spdlog::info("{} {} partition(s); {} left", how, partitions.size(), core.tasks.size());
 }
 
 PartitionTask* StreamEngine::Impl::TaskFor(std::string_view topic, int32_t partition) {
@@ -200,6 +285,23 @@ PartitionTask* StreamEngine::Impl::TaskFor(std::string_view topic, int32_t parti
   if (it == core.tasks.end()) return nullptr;
   last_task = &it->second;
   return last_task;
+}
+
+Status StreamEngine::Impl::Rewind() {
+  std::vector<kafka::TopicPartitionOffset> partitions;
+  for (const auto& [tp, task] : core.tasks) {
+    partitions.push_back({tp.topic, tp.partition, kafka::kOffsetBeginning});
+  }
+  last_task = nullptr;
+  CRM_RETURN_NOT_OK(restorer->Restore(partitions).WithContext("rewinding to the checkpoint"));
+  for (const auto& p : partitions) {
+    CRM_RETURN_NOT_OK(
+        core.consumer->Seek(p, std::chrono::seconds(10))
+            .WithContext("rewinding " + p.topic + " [" + std::to_string(p.partition) + "]"));
+  }
+  core.probe.SetStateRestored(!restorer->rebuilding());
+  spdlog::info("rewound {} partition(s) to their checkpoints", partitions.size());
+  return Status::OK();
 }
 
 bool StreamEngine::Impl::CaughtUp() const {
@@ -407,6 +509,7 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
     e.PublishStats();
     if (e.queries.pending()) e.AnswerQueries();
     result = e.delivery->Tick(now, had_records);
+    if (result.ok() && e.delivery->TakeRewind()) result = e.Rewind();
     if (!result.ok()) break;
     if (options.until_caught_up && now - last_caught_up_check >= kCaughtUpCheck) {
       last_caught_up_check = now;

@@ -3,7 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <array>
+#include <map>
 #include <vector>
 
 #include "crmstream/kafka/partition_reader.h"
@@ -32,8 +32,26 @@ Status TaskRestorer::Restore(std::span<kafka::TopicPartitionOffset> partitions) 
   std::vector<RestoredTask> restored;
   std::vector<kafka::TopicPartitionOffset> rebuild_from;
   uint64_t customers = 0;
-  for (auto& p : partitions) {
-    const kafka::TopicPartition tp{p.topic, p.partition};
+  // The group's committed offsets: where a lost store was (rebuild), or,
+  // with transactions, the truth the store may lag behind (catch-up).
+  std::vector<kafka::TopicPartition> tps;
+  for (const auto& p : partitions) tps.push_back({p.topic, p.partition});
+  std::map<kafka::TopicPartition, int64_t> group_offsets;
+  if (!tps.empty()) {
+    // An open transaction of a crashed or paused instance keeps the offsets
+    // it sent "unstable" until the broker aborts it (transaction.timeout.ms):
+    // wait for longer than that.
+    auto committed = core_->consumer->Committed(tps, std::chrono::seconds(90));
+    if (!committed.ok()) {
+      return committed.status().WithContext("fetching the group's committed offsets");
+    }
+    for (const auto& c : *committed) group_offsets[{c.topic, c.partition}] = c.offset;
+  }
+  for (size_t i = 0; i < partitions.size(); ++i) {
+    kafka::TopicPartitionOffset& p = partitions[i];
+    const kafka::TopicPartition& tp = tps[i];
+    const auto found = group_offsets.find(tp);
+    const int64_t group_offset = found == group_offsets.end() ? -1 : found->second;
     CRM_ASSIGN_OR_RETURN(state::PartitionKey key, store.Partition(p.topic, p.partition));
     CRM_ASSIGN_OR_RETURN(state::PartitionState ps, store.GetPartition(key));
     const std::string what = p.topic + " [" + std::to_string(p.partition) + "]";
@@ -53,23 +71,35 @@ Status TaskRestorer::Restore(std::span<kafka::TopicPartitionOffset> partitions) 
       p.offset = ps.input_offset;
       task.next_offset = ps.input_offset;
       task.checkpointed_offset = ps.input_offset;
-    } else {
-      // No local state. If the group committed an offset for the partition,
-      // this engine had state for it that is gone (a lost store, or a
-      // corrupt one moved away): rebuild it by processing the input again
-      // from its beginning.
-      const std::array<kafka::TopicPartition, 1> one{tp};
-      auto committed = core_->consumer->Committed(one, std::chrono::seconds(10));
-      if (!committed.ok()) return committed.status().WithContext(what + ": committed offset");
-      if ((*committed)[0].offset > 0) {
-        p.offset = kafka::kOffsetBeginning;
-        task.rebuild_until = (*committed)[0].offset;
-        rebuild_from.push_back({p.topic, p.partition, kafka::kOffsetBeginning});
+      task.committed_offset = ps.input_offset;
+      if (delivery_->CatchesUpToGroupOffsets() && group_offset > ps.input_offset) {
+        // A transaction committed and the engine stopped before its state
+        // was written: process up to the group's offset again (the same
+        // state; its outputs are committed already).
+        task.rebuild_until = group_offset;
+        spdlog::info(
+            "{}: catching up from the checkpoint at offset {} to the group's committed "
+            "offset {}",
+            what, ps.input_offset, group_offset);
+      } else if (delivery_->CatchesUpToGroupOffsets() && group_offset >= 0 &&
+                 group_offset < ps.input_offset) {
         spdlog::warn(
-            "{}: no local state but the group had processed up to offset {}: rebuilding "
-            "the state from the input's beginning",
-            what, task.rebuild_until);
+            "{}: the group's committed offset {} is behind the checkpoint's {} (offsets "
+            "reset by a tool?): resuming from the checkpoint",
+            what, group_offset, ps.input_offset);
       }
+    } else if (group_offset > 0) {
+      // No local state, but the group committed an offset for the
+      // partition: this engine had state for it that is gone (a lost store,
+      // or a corrupt one moved away): rebuild it by processing the input
+      // again from its beginning.
+      p.offset = kafka::kOffsetBeginning;
+      task.rebuild_until = group_offset;
+      rebuild_from.push_back({p.topic, p.partition, kafka::kOffsetBeginning});
+      spdlog::warn(
+          "{}: no local state but the group had processed up to offset {}: rebuilding "
+          "the state from the input's beginning",
+          what, task.rebuild_until);
     }
     task.last_checkpoint = Clock::now();
     restored.push_back({&task, sequence});

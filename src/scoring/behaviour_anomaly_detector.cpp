@@ -129,6 +129,10 @@ void BehaviourAnomalyDetector::InstallCustomer(uint32_t s, const DecodedCustomer
   slots_[s] = decoded.slot_;
 }
 
+void BehaviourAnomalyDetector::ForgetCustomer(uint32_t s) {
+  if (s < slots_.size()) slots_[s] = Slot{};
+}
+
 void BehaviourAnomalyDetector::EncodePartition(std::string* out) const {
   std::string payload;
   BinaryWriter w(&payload);

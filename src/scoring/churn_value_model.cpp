@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "crmstream/common/binary_io.h"
+#include "crmstream/common/hash.h"
 #include "scoring/scoring_internal.h"
 
 namespace crmstream::scoring {
@@ -31,10 +32,14 @@ models::RecursiveLeastSquaresOptions ValueOptions(const ChurnValueOptions& o, in
 
 // Checkpoint formats: the customer's section of its record, and the
 // partition blob (BlobKind::kChurnPartitionState).
+// Partition versions 1 and 2 (state format 2) held the label deadlines, 2
+// also the calibrator; version 3 (state format 3) keeps the calibrator and
+// leaves the deadlines to the store's index; version 4 (state format 4) adds
+// the churn model kind and, for a tree or forest, its blob after the
+// logistic model's. Only version 4 is read: older ones exist only in stores
+// of older formats, which the state store refuses as a whole.
 constexpr uint16_t kCustomerVersion = 1;
-// Version 2 added the churn model kind (and the tree or forest blob);
-// version 1 (logistic only) is still read.
-constexpr uint16_t kPartitionVersion = 2;
+constexpr uint16_t kPartitionVersion = 4;
 
 // Slot booleans of the customer blob, one bit each.
 constexpr uint8_t kScoreStaleBit = 1;
@@ -78,6 +83,8 @@ Status ChurnValueOptions::Validate() const {
     return bad("value_forgetting_factor", "in (0, 1]", value_forgetting_factor);
   }
   if (warm_after_examples < 0) return bad("warm_after_examples", ">= 0", warm_after_examples);
+  CRM_RETURN_NOT_OK(gate.Validate());
+  CRM_RETURN_NOT_OK(calibration.Validate());
   return alerts.Validate();
 }
 
@@ -93,8 +100,10 @@ Result<ChurnValueModel> ChurnValueModel::Create(const ChurnValueOptions& options
                        models::RecursiveLeastSquares::Create(ValueOptions(options, dim)));
   CRM_ASSIGN_OR_RETURN(alerts::ChurnAlertPolicy policy,
                        alerts::ChurnAlertPolicy::Create(options.alerts));
+  CRM_ASSIGN_OR_RETURN(models::PlattCalibrator calibrator,
+                       models::PlattCalibrator::Create(options.calibration));
   ChurnValueModel model(options, dim, std::move(standardizer), std::move(churn), std::move(value),
-                        std::move(policy));
+                        std::move(policy), std::move(calibrator));
   switch (options.churn_model) {
     case ChurnModelKind::kLogistic:
       break;
@@ -143,14 +152,16 @@ ChurnValueModel::ChurnValueModel(const ChurnValueOptions& options, int dim,
                                  models::Standardizer standardizer,
                                  models::BayesianLogisticRegression churn,
                                  models::RecursiveLeastSquares value,
-                                 alerts::ChurnAlertPolicy policy)
+                                 alerts::ChurnAlertPolicy policy,
+                                 models::PlattCalibrator calibrator)
     : options_(options),
       horizon_ms_(int64_t{options.horizon_days} * kMillisPerDay),
       dim_(dim),
       standardizer_(std::move(standardizer)),
       churn_(std::move(churn)),
       value_(std::move(value)),
-      policy_(std::move(policy)) {
+      policy_(std::move(policy)),
+      calibrator_(std::move(calibrator)) {
   snapshot_.resize(static_cast<size_t>(dim_));
   top_.reserve(static_cast<size_t>(dim_));
   standardised_.resize(static_cast<size_t>(dim_) + 1);
@@ -158,8 +169,10 @@ ChurnValueModel::ChurnValueModel(const ChurnValueOptions& options, int dim,
 
 void ChurnValueModel::GrowTo(size_t slots) {
   if (slots <= slots_.size()) return;
-  slots_.resize(slots);
+  // slots_ last: its size is the guard, so a throw between the two leaves a
+  // larger pending_features_ and nothing inconsistent.
   pending_features_.resize(slots * static_cast<size_t>(dim_));
+  slots_.resize(slots);
 }
 
 void ChurnValueModel::OnEvent(const ingest::Event& event, const features::CustomerFeatures& f,
@@ -204,20 +217,30 @@ void ChurnValueModel::OnEvent(const ingest::Event& event, const features::Custom
       stored[i] = static_cast<float>(snapshot_[static_cast<size_t>(i)]);
     slot->has_pending = true;
     slot->pending_ms = now;
-    slot->pending_probability = slot->churn_probability;
+    slot->pending_probability = last_raw_;  // the calibration learns from raw predictions
     slot->pending_value = slot->predicted_value;
     slot->pending_warm = churn_examples() >= static_cast<uint64_t>(options_.warm_after_examples);
     slot->pending_monetary = monetary;
-    deadlines_.push_back({now + horizon_ms_, s, slot->generation});
-    std::push_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
+    PushDeadline(s, Hash64(f.customer_id()));
     ++pending_count_;
     // The scaling learns from example snapshots only, after they were scored,
     // so a prediction never uses its own row's statistics.
     standardizer_.Update(snapshot_);
-  } else {
-    slot->score_stale = true;
+    slot->last_monetary = monetary;
+    // A late event of a long-quiet customer can take an example whose
+    // deadline already passed: it matures now, while the customer is surely
+    // in memory (a checkpoint would index it behind the saved-label cursor).
+    if (now + horizon_ms_ < watermark_ms_) ResolveMatured(unsaved);
+    return;
   }
+  slot->score_stale = true;
   slot->last_monetary = monetary;
+}
+
+void ChurnValueModel::PushDeadline(uint32_t s, uint64_t id_hash) {
+  const Slot& slot = slots_[s];
+  deadlines_.push_back({slot.pending_ms + horizon_ms_, id_hash, s, slot.generation, slot.epoch});
+  std::push_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
 }
 
 void ChurnValueModel::Score(const features::CustomerFeatures& f, Slot* slot) {
@@ -225,7 +248,8 @@ void ChurnValueModel::Score(const features::CustomerFeatures& f, Slot* slot) {
   const std::span<double> z = std::span<double>(standardised_).first(static_cast<size_t>(dim_));
   standardizer_.Transform(snapshot_, z);
   standardised_[static_cast<size_t>(dim_)] = 1.0;
-  slot->churn_probability = PredictChurn(z);
+  last_raw_ = PredictChurn(z);
+  slot->churn_probability = calibrator_.Calibrate(last_raw_);
   slot->predicted_value = std::max(0.0, value_.Predict(standardised_));
   slot->score_stale = false;
 }
@@ -270,9 +294,9 @@ void ChurnValueModel::Refresh(const features::CustomerFeatures& f, UnsavedSlots*
     r.trigger_type = slot.trigger_type;
     r.trigger_ms = slot.trigger_ms;
   }
-  // An untrained churn model scores everyone alike (0.5): alerting on it
-  // would page the whole customer base. Alerts start once the model is warm.
-  if (!slot.closed && r.has_trigger &&
+  // An untrained churn model scores everyone alike (0.5), and one that has
+  // seen no closings yet is confidently wrong: alerts wait for the gate.
+  if (!slot.closed && r.has_trigger && gate_open() &&
       churn_examples() >= static_cast<uint64_t>(options_.warm_after_examples)) {
     r.alert = policy_.Evaluate(f.customer_id(), slot.churn_probability, f.as_of_ms(), &slot.alert);
     unsaved->Mark(s);
@@ -318,14 +342,44 @@ void ChurnValueModel::EndFlush() {
   trigger_ids_.clear();
 }
 
+const SavedLabel* ChurnValueModel::PeekSaved() {
+  if (saved_ == nullptr || saved_next_state_ == kNextNone) return nullptr;
+  if (saved_next_state_ == kNextUnknown) {
+    saved_next_state_ =
+        saved_->NextSaved(saved_cursor_set_ ? &saved_cursor_ : nullptr, &saved_next_) ? kNextKnown
+                                                                                      : kNextNone;
+  }
+  return saved_next_state_ == kNextKnown ? &saved_next_ : nullptr;
+}
+
 void ChurnValueModel::ResolveMatured(UnsavedSlots* unsaved) {
-  while (!deadlines_.empty() && deadlines_.front().deadline_ms < watermark_ms_) {
+  for (;;) {
+    // Stale entries: examples that already resolved with a closing, or
+    // customers that left memory (their deadline is in the saved index).
+    while (!deadlines_.empty() && Stale(deadlines_.front())) {
+      std::pop_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
+      deadlines_.pop_back();
+    }
+    const bool heap_due = !deadlines_.empty() && deadlines_.front().deadline_ms < watermark_ms_;
+    const SavedLabel* saved = PeekSaved();
+    if (saved != nullptr && saved->deadline_ms >= watermark_ms_) saved = nullptr;
+    if (!heap_due && saved == nullptr) return;
+    if (saved != nullptr &&
+        (!heap_due || std::pair(saved->deadline_ms, saved->id_hash) <=
+                          std::pair(deadlines_.front().deadline_ms, deadlines_.front().id_hash))) {
+      // The next label in order belongs to a saved customer: bring it into
+      // memory (its deadline enters the heap) unless it is there already
+      // (then its heap entry rules, the index entry being its saved past).
+      saved_cursor_ = std::move(saved_next_);
+      saved_cursor_set_ = true;
+      saved_next_state_ = kNextUnknown;
+      if (!saved_->InMemory(saved_cursor_.customer_id)) saved_->Load(saved_cursor_.customer_id);
+      continue;
+    }
     std::pop_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
     const Deadline d = deadlines_.back();
     deadlines_.pop_back();
     const Slot& slot = slots_[d.slot];
-    // A stale entry: that example already resolved with a closing.
-    if (!slot.has_pending || slot.generation != d.generation) continue;
     if (slot.pending_churned) {
       Resolve(d.slot, /*churned=*/true, slot.pending_spend, unsaved);
       continue;
@@ -350,6 +404,10 @@ void ChurnValueModel::Resolve(uint32_t s, bool churned, double spend, UnsavedSlo
   if (slot.pending_warm) {
     warm_churn_auc_.Add(slot.pending_probability, churned);
     warm_churn_log_loss_.Add(slot.pending_probability, churned);
+    // Labels of the untrained model's predictions (all 0.5) would teach the
+    // calibration and the gate nothing.
+    calibrator_.Add(slot.pending_probability, churned);
+    UpdateGate();
   }
   value_rmse_.Add(slot.pending_value, spend);
   TrainChurn(z, churned);
@@ -359,6 +417,15 @@ void ChurnValueModel::Resolve(uint32_t s, bool churned, double spend, UnsavedSlo
   slot.pending_churned = false;
   ++slot.generation;
   --pending_count_;
+}
+
+void ChurnValueModel::UpdateGate() {
+  gate_state_ = alerts::EvaluateChurnGate(options_.gate, gate_inputs());
+}
+
+alerts::ChurnGateInputs ChurnValueModel::gate_inputs() const {
+  const models::CalibrationFit& fit = calibrator_.fit();
+  return {fit.positives, fit.negatives, fit.auc};
 }
 
 std::optional<int64_t> ChurnValueModel::PendingSnapshotMs(uint32_t slot) const {
@@ -384,6 +451,13 @@ ChurnValueModel::Quality ChurnValueModel::quality() const {
   q.pending_examples = pending_count_;
   q.value_rmse = value_rmse_.Value();
   q.value_labels = value_rmse_.count();
+  q.gate_state = gate_state_;
+  q.gate_inputs = gate_inputs();
+  const models::CalibrationFit& fit = calibrator_.fit();
+  q.calibrated = fit.fitted;
+  q.calibration_slope = fit.slope;
+  q.calibration_intercept = fit.intercept;
+  q.calibration_error = fit.expected_calibration_error;
   return q;
 }
 
@@ -464,18 +538,46 @@ Result<ChurnValueModel::DecodedCustomer> ChurnValueModel::ReadCustomer(BinaryRea
   return decoded;
 }
 
-void ChurnValueModel::InstallCustomer(uint32_t s, DecodedCustomer decoded) {
+void ChurnValueModel::InstallCustomer(uint32_t s, uint64_t id_hash, DecodedCustomer decoded) {
   GrowTo(size_t{s} + 1);
+  const uint32_t epoch = slots_[s].epoch + 1;
   slots_[s] = decoded.slot_;
+  Slot& slot = slots_[s];
+  slot.epoch = epoch;
+  slot.saved_deadline_ms = slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN;
   float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
-  if (decoded.slot_.has_pending) {
+  if (slot.has_pending) {
     std::copy(decoded.snapshot_.begin(), decoded.snapshot_.end(), stored);
+    PushDeadline(s, id_hash);
   } else {
     std::fill(stored, stored + dim_, 0.0f);
   }
 }
 
-void ChurnValueModel::EncodePartition(const features::FeatureStore& store, std::string* out) const {
+void ChurnValueModel::ForgetCustomer(uint32_t s) {
+  if (s >= slots_.size()) return;
+  const uint32_t epoch = slots_[s].epoch + 1;
+  slots_[s] = Slot{};
+  slots_[s].epoch = epoch;
+  // Entries of forgotten customers wait in the heap until their deadline;
+  // a churning cache would pile them up, so drop them once they dominate.
+  if (deadlines_.size() > 2 * slots_.size() + 1024) {
+    std::erase_if(deadlines_, [this](const Deadline& d) { return Stale(d); });
+    std::make_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
+  }
+}
+
+ChurnValueModel::LabelIndexChange ChurnValueModel::IndexChange(uint32_t s) const {
+  const Slot& slot = slots_[s];
+  return {slot.saved_deadline_ms, slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN};
+}
+
+void ChurnValueModel::MarkIndexSaved(uint32_t s) {
+  Slot& slot = slots_[s];
+  slot.saved_deadline_ms = slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN;
+}
+
+void ChurnValueModel::EncodePartition(std::string* out) const {
   std::string payload;
   BinaryWriter w(&payload);
   w.Put<int32_t>(dim_);
@@ -497,26 +599,14 @@ void ChurnValueModel::EncodePartition(const features::FeatureStore& store, std::
   std::string policy_state;
   policy_.EncodeGlobalState(&policy_state);
   w.PutBytes(policy_state);
-
-  // In array order: equal deadlines resolve in the order the heap pops
-  // them, and the models' updates depend on that order. Slots are named by
-  // customer id, as slot numbers differ after a restore.
-  w.Put<uint32_t>(static_cast<uint32_t>(deadlines_.size()));
-  for (const Deadline& d : deadlines_) {
-    w.PutBytes(store.At(d.slot).customer_id());
-    w.Put<int64_t>(d.deadline_ms);
-    w.Put<uint32_t>(d.generation);
-  }
+  calibrator_.AppendTo(w);
   *out = SealBlob(BlobKind::kChurnPartitionState, kPartitionVersion, payload);
 }
 
-Status ChurnValueModel::DecodePartition(const features::FeatureStore& store,
-                                        std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(const OpenedBlob opened, OpenBlob(blob, BlobKind::kChurnPartitionState));
-  if (opened.version != 1 && opened.version != kPartitionVersion) {
-    return Mismatch("unknown version " + std::to_string(opened.version));
-  }
-  BinaryReader in(opened.payload);
+Status ChurnValueModel::DecodePartition(std::string_view blob) {
+  CRM_ASSIGN_OR_RETURN(const std::string_view payload,
+                       OpenBlobPayload(blob, BlobKind::kChurnPartitionState, kPartitionVersion));
+  BinaryReader in(payload);
   int32_t dim = 0, horizon_days = 0;
   CRM_RETURN_NOT_OK(in.Get(&dim));
   CRM_RETURN_NOT_OK(in.Get(&horizon_days));
@@ -536,8 +626,8 @@ Status ChurnValueModel::DecodePartition(const features::FeatureStore& store,
                        ReadNested<models::Standardizer>(in, &scratch));
   CRM_ASSIGN_OR_RETURN(models::BayesianLogisticRegression churn,
                        ReadNested<models::BayesianLogisticRegression>(in, &scratch));
-  uint8_t kind = static_cast<uint8_t>(ChurnModelKind::kLogistic);
-  if (opened.version >= 2) CRM_RETURN_NOT_OK(in.Get(&kind));
+  uint8_t kind = 0;
+  CRM_RETURN_NOT_OK(in.Get(&kind));
   if (kind != static_cast<uint8_t>(options_.churn_model)) {
     return Status::InvalidArgument(
         "churn partition state written with churn model " +
@@ -571,38 +661,10 @@ Status ChurnValueModel::DecodePartition(const features::FeatureStore& store,
   CRM_RETURN_NOT_OK(in.GetBytes(&scratch));
   alerts::ChurnAlertPolicy policy = policy_;
   CRM_RETURN_NOT_OK(policy.DecodeGlobalState(scratch));
+  CRM_ASSIGN_OR_RETURN(models::PlattCalibrator calibrator,
+                       models::PlattCalibrator::ReadFrom(in, options_.calibration));
 
-  uint32_t deadline_count = 0;
-  CRM_RETURN_NOT_OK(in.Get(&deadline_count));
-  // Each entry takes at least 16 bytes: a corrupt count cannot reserve much.
-  if (in.remaining() / 16 < deadline_count) return Mismatch("truncated label deadlines");
-  std::vector<Deadline> deadlines;
-  deadlines.reserve(deadline_count);
-  for (uint32_t i = 0; i < deadline_count; ++i) {
-    CRM_RETURN_NOT_OK(in.GetBytes(&scratch));
-    Deadline d{};
-    CRM_RETURN_NOT_OK(in.Get(&d.deadline_ms));
-    CRM_RETURN_NOT_OK(in.Get(&d.generation));
-    const features::CustomerFeatures* f = store.Find(scratch);
-    if (f == nullptr || f->slot() >= slots_.size()) {
-      return Mismatch("a label deadline names customer " + scratch +
-                      ", which was not decoded first");
-    }
-    d.slot = f->slot();
-    deadlines.push_back(d);
-  }
   CRM_RETURN_NOT_OK(in.ExpectEnd());
-  if (!std::is_heap(deadlines.begin(), deadlines.end(), LaterDeadline)) {
-    return Mismatch("label deadlines out of heap order");
-  }
-  // The customers decoded must be those this state was written with.
-  uint64_t slots_pending = 0;
-  for (const Slot& slot : slots_) {
-    if (slot.has_pending) ++slots_pending;
-  }
-  if (slots_pending != pending_count) {
-    return Mismatch("the decoded customers' pending examples do not add up to its count");
-  }
 
   watermark_ms_ = watermark;
   pending_count_ = pending_count;
@@ -622,7 +684,8 @@ Status ChurnValueModel::DecodePartition(const features::FeatureStore& store,
   warm_churn_log_loss_ = warm_churn_log_loss;
   value_rmse_ = value_rmse;
   policy_ = std::move(policy);
-  deadlines_ = std::move(deadlines);
+  calibrator_ = std::move(calibrator);
+  UpdateGate();
   return Status::OK();
 }
 

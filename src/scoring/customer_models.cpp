@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "crmstream/common/binary_io.h"
+#include "crmstream/common/hash.h"
 
 namespace crmstream::scoring {
 namespace {
@@ -41,14 +42,18 @@ CustomerModels::CustomerModels(const CustomerModelsOptions& options,
       segmenter_(std::move(segmenter)),
       behaviour_(std::move(behaviour)) {}
 
+void CustomerModels::Reserve(size_t slots) {
+  if (slots <= known_.size()) return;
+  // known_ last: its size says every part has grown (a part that grew before
+  // another threw is merely larger).
+  churn_.GrowTo(slots);
+  segmenter_.GrowTo(slots);
+  behaviour_.GrowTo(slots);
+  known_.resize(slots, 0);
+}
+
 void CustomerModels::Know(uint32_t slot) {
-  if (slot >= known_.size()) {
-    const size_t slots = size_t{slot} + 1;
-    known_.resize(slots, 0);
-    churn_.GrowTo(slots);
-    segmenter_.GrowTo(slots);
-    behaviour_.GrowTo(slots);
-  }
+  Reserve(size_t{slot} + 1);
   if (known_[slot] == 0) {
     known_[slot] = 1;
     ++customer_count_;
@@ -79,7 +84,23 @@ const CustomerRefresh& CustomerModels::Refresh(const features::CustomerFeatures&
 void CustomerModels::WriteCustomerScores(const features::CustomerFeatures& f, JsonWriter* w) const {
   const uint32_t s = f.slot();
   if (!Knows(s)) return;
-  w->Field("churn_probability", churn_.churn_probability(s));
+  // Until the gate opens nobody is "at risk": the probability is null and
+  // the record says why (the same partition-wide figures in every record,
+  // so a consumer of the topic alone can show the warm-up).
+  w->Key("churn_probability");
+  if (churn_.gate_open()) {
+    w->Double(churn_.churn_probability(s));
+  } else {
+    w->Null();
+  }
+  const alerts::ChurnGateInputs gate = churn_.gate_inputs();
+  w->Key("churn_model");
+  w->BeginObject();
+  w->Field("state", alerts::ChurnGateStateName(churn_.gate_state()));
+  w->Field("labels", gate.positives + gate.negatives);
+  w->Field("closings", gate.positives);
+  w->Field("auc", gate.auc);
+  w->EndObject();
   w->Field("predicted_value_30d", churn_.predicted_value(s));
   w->Key("segment");
   if (const int segment = segmenter_.segment(s); segment < 0) {
@@ -95,6 +116,7 @@ std::optional<CustomerScores> CustomerModels::Scores(const features::CustomerFea
   if (!Knows(s)) return std::nullopt;
   CustomerScores out;
   out.churn_probability = churn_.churn_probability(s);
+  out.churn_gate_open = churn_.gate_open();
   out.predicted_value = churn_.predicted_value(s);
   out.segment = segmenter_.segment(s);
   out.anomaly_score = behaviour_.score(s);
@@ -130,7 +152,7 @@ Status CustomerModels::DecodeCustomer(const features::CustomerFeatures& f,
   CRM_RETURN_NOT_OK(in.ExpectEnd());
   const uint32_t s = f.slot();
   Know(s);
-  churn_.InstallCustomer(s, std::move(churn));
+  churn_.InstallCustomer(s, Hash64(f.customer_id()), std::move(churn));
   segmenter_.InstallCustomer(s, segment);
   behaviour_.InstallCustomer(s, behaviour);
   return Status::OK();
@@ -138,7 +160,7 @@ Status CustomerModels::DecodeCustomer(const features::CustomerFeatures& f,
 
 Status CustomerModels::EncodePartition(std::string_view name, std::string* out) const {
   if (name == kPartitionStateNames[0]) {
-    churn_.EncodePartition(*store_, out);
+    churn_.EncodePartition(out);
   } else if (name == kPartitionStateNames[1]) {
     segmenter_.EncodePartition(out);
   } else if (name == kPartitionStateNames[2]) {
@@ -150,10 +172,24 @@ Status CustomerModels::EncodePartition(std::string_view name, std::string* out) 
 }
 
 Status CustomerModels::DecodePartition(std::string_view name, std::string_view blob) {
-  if (name == kPartitionStateNames[0]) return churn_.DecodePartition(*store_, blob);
+  if (name == kPartitionStateNames[0]) return churn_.DecodePartition(blob);
   if (name == kPartitionStateNames[1]) return segmenter_.DecodePartition(blob);
   if (name == kPartitionStateNames[2]) return behaviour_.DecodePartition(blob);
   return Status::InvalidArgument("no partition model state named '" + std::string(name) + "'");
+}
+
+void CustomerModels::ClearUnsaved() {
+  for (uint32_t s : unsaved_.slots()) churn_.MarkIndexSaved(s);
+  unsaved_.Clear();
+}
+
+void CustomerModels::Forget(uint32_t slot) {
+  if (!Knows(slot)) return;
+  known_[slot] = 0;
+  --customer_count_;
+  churn_.ForgetCustomer(slot);
+  segmenter_.ForgetCustomer(slot);
+  behaviour_.ForgetCustomer(slot);
 }
 
 CustomerModels::Quality CustomerModels::quality() const {

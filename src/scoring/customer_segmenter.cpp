@@ -161,6 +161,10 @@ void CustomerSegmenter::InstallCustomer(uint32_t s, const DecodedCustomer& decod
   slots_[s] = decoded.slot_;
 }
 
+void CustomerSegmenter::ForgetCustomer(uint32_t s) {
+  if (s < slots_.size()) slots_[s] = Slot{};
+}
+
 void CustomerSegmenter::EncodePartition(std::string* out) const {
   std::string payload;
   BinaryWriter w(&payload);
@@ -192,14 +196,8 @@ Status CustomerSegmenter::DecodePartition(std::string_view blob) {
   std::array<uint64_t, kMaxSegments> sizes{};
   for (int c = 0; c < k; ++c) CRM_RETURN_NOT_OK(in.Get(&sizes[static_cast<size_t>(c)]));
   CRM_RETURN_NOT_OK(in.ExpectEnd());
-  // The customers decoded must be those this state was written with.
-  std::array<uint64_t, kMaxSegments> per_segment{};
-  for (const Slot& slot : slots_) {
-    if (slot.segment >= 0) ++per_segment[static_cast<size_t>(slot.segment)];
-  }
-  if (per_segment != sizes) {
-    return Mismatch("the decoded customers' segments do not add up to its sizes");
-  }
+  // The sizes count every customer of the partition, in memory or not (a
+  // restore decodes none up front), so they are not checked against slots_.
   standardizer_ = std::move(standardizer);
   kmeans_ = std::move(kmeans);
   segment_sizes_ = sizes;

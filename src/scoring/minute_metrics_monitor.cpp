@@ -38,6 +38,10 @@ Status MinuteMetricsOptions::Validate() const {
   if (correlation_window_minutes < 2) {
     return bad("correlation_window_minutes", ">= 2", correlation_window_minutes);
   }
+  if (correlation_min_minutes < 2 || correlation_min_minutes > correlation_window_minutes) {
+    return bad("correlation_min_minutes", "in [2, correlation_window_minutes]",
+               correlation_min_minutes);
+  }
   if (max_empty_minutes < 0) return bad("max_empty_minutes", ">= 0", max_empty_minutes);
   if (!(anomaly_level > 0 && anomaly_level <= 1)) {
     return bad("anomaly_level", "in (0, 1]", anomaly_level);
@@ -127,10 +131,11 @@ void MinuteMetricsMonitor::CloseMinute() {
   ++minutes_closed_;
   // Minutes close in increasing order, so Add cannot refuse the timestamp.
   static_cast<void>(correlation_.Add(values, t));
+  const bool enough = correlation_.count() >= options_.correlation_min_minutes;
   for (int i = 0; i < MinuteMetrics::kMetrics; ++i) {
     for (int j = 0; j < MinuteMetrics::kMetrics; ++j) {
       m.correlation[static_cast<size_t>(i * MinuteMetrics::kMetrics + j)] =
-          correlation_.Correlation(i, j);
+          enough ? correlation_.Correlation(i, j) : std::numeric_limits<double>::quiet_NaN();
     }
   }
   revenue_ = 0.0;

@@ -17,6 +17,17 @@ uint32_t ReadU32BigEndian(std::string_view s) {
          (uint32_t{static_cast<uint8_t>(s[2])} << 8) | uint32_t{static_cast<uint8_t>(s[3])};
 }
 
+void AppendU64BigEndian(uint64_t v, std::string* out) {
+  AppendU32BigEndian(static_cast<uint32_t>(v >> 32), out);
+  AppendU32BigEndian(static_cast<uint32_t>(v), out);
+}
+
+uint64_t ReadU64BigEndian(std::string_view s) {
+  return (uint64_t{ReadU32BigEndian(s.substr(0, 4))} << 32) | ReadU32BigEndian(s.substr(4, 4));
+}
+
+constexpr uint64_t kSignBit = uint64_t{1} << 63;
+
 }  // namespace
 
 std::string_view StateFamilyName(StateFamily family) {
@@ -83,6 +94,30 @@ void PartitionModelKey(PartitionKey p, std::string_view name, std::string* out) 
   AppendPartitionPrefix(p, out);
   out->push_back(static_cast<char>(ModelScope::kPartition));
   out->append(name);
+}
+
+void LabelDeadlineKey(PartitionKey p, int64_t deadline_ms, uint64_t id_hash,
+                      std::string_view customer_id, std::string* out) {
+  out->clear();
+  AppendPartitionPrefix(p, out);
+  out->push_back(static_cast<char>(ModelScope::kLabelDeadline));
+  AppendU64BigEndian(static_cast<uint64_t>(deadline_ms) ^ kSignBit, out);
+  AppendU64BigEndian(id_hash, out);
+  out->append(customer_id);
+}
+
+Result<LabelDeadline> DecodeLabelDeadlineKey(std::string_view key) {
+  constexpr size_t kFixed = kPartitionPrefixBytes + 1 + 16;
+  if (key.size() < kFixed ||
+      key[kPartitionPrefixBytes] != static_cast<char>(ModelScope::kLabelDeadline)) {
+    return Status::Corruption("not a label deadline key");
+  }
+  LabelDeadline d;
+  d.deadline_ms =
+      static_cast<int64_t>(ReadU64BigEndian(key.substr(kPartitionPrefixBytes + 1, 8)) ^ kSignBit);
+  d.id_hash = ReadU64BigEndian(key.substr(kPartitionPrefixBytes + 9, 8));
+  d.customer_id = std::string(key.substr(kFixed));
+  return d;
 }
 
 void PartitionOnlyKey(PartitionKey p, std::string* out) {

@@ -283,6 +283,20 @@ void CheckpointBatch::DeleteCustomerModel(PartitionKey p, std::string_view custo
   impl_->Delete(StateFamily::kModels, impl_->key);
 }
 
+void CheckpointBatch::PutLabelDeadline(PartitionKey p, int64_t deadline_ms, uint64_t id_hash,
+                                       std::string_view customer_id) {
+  LabelDeadlineKey(p, deadline_ms, id_hash, customer_id, &impl_->key);
+  // The value repeats the deadline, sealed like every value (Verify).
+  impl_->value = EncodeOffsetValue(deadline_ms);
+  impl_->Put(StateFamily::kModels, impl_->key, impl_->value);
+}
+
+void CheckpointBatch::DeleteLabelDeadline(PartitionKey p, int64_t deadline_ms, uint64_t id_hash,
+                                          std::string_view customer_id) {
+  LabelDeadlineKey(p, deadline_ms, id_hash, customer_id, &impl_->key);
+  impl_->Delete(StateFamily::kModels, impl_->key);
+}
+
 void CheckpointBatch::DeletePartitionModel(PartitionKey p, std::string_view name) {
   PartitionModelKey(p, name, &impl_->key);
   impl_->Delete(StateFamily::kModels, impl_->key);
@@ -896,6 +910,55 @@ Result<std::optional<std::string>> StateStore::GetCustomerModel(PartitionKey p,
   std::string key;
   CustomerModelKey(p, customer, &key);
   return GetRaw(StateFamily::kModels, key);
+}
+
+Result<StateStore::CustomerBlobs> StateStore::GetCustomer(PartitionKey p,
+                                                          std::string_view customer) const {
+  std::string features_key, model_key;
+  FeaturesKey(p, customer, &features_key);
+  CustomerModelKey(p, customer, &model_key);
+  std::array<rocksdb::ColumnFamilyHandle*, 2> families{impl_->cf(StateFamily::kFeatures),
+                                                       impl_->cf(StateFamily::kModels)};
+  std::array<rocksdb::Slice, 2> keys{ToSlice(features_key), ToSlice(model_key)};
+  std::array<rocksdb::PinnableSlice, 2> values;
+  std::array<rocksdb::Status, 2> statuses;
+  impl_->db->MultiGet(rocksdb::ReadOptions(), keys.size(), families.data(), keys.data(),
+                      values.data(), statuses.data());
+  CustomerBlobs out;
+  std::array<std::optional<std::string>*, 2> into{&out.features, &out.model};
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    if (!statuses[i].ok()) return StoreError(statuses[i], path(), "reading a customer");
+    *into[i] = values[i].ToString();
+  }
+  return out;
+}
+
+Result<std::optional<LabelDeadline>> StateStore::NextLabelDeadline(
+    PartitionKey p, const LabelDeadline* after) const {
+  std::string begin;
+  if (after != nullptr) {
+    LabelDeadlineKey(p, after->deadline_ms, after->id_hash, after->customer_id, &begin);
+    begin.push_back('\0');  // the first key after it
+  } else {
+    AppendPartitionPrefix(p, &begin);
+    begin.push_back(static_cast<char>(ModelScope::kLabelDeadline));
+  }
+  std::string end;
+  AppendPartitionPrefix(p, &end);
+  end.push_back(static_cast<char>(static_cast<char>(ModelScope::kLabelDeadline) + 1));
+  rocksdb::ReadOptions read;
+  const rocksdb::Slice upper = ToSlice(end);
+  read.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(read, impl_->cf(StateFamily::kModels)));
+  it->Seek(ToSlice(begin));
+  if (!it->Valid()) {
+    if (!it->status().ok()) return StoreError(it->status(), path(), "reading label deadlines");
+    return std::optional<LabelDeadline>();
+  }
+  CRM_ASSIGN_OR_RETURN(LabelDeadline d, DecodeLabelDeadlineKey(ToView(it->key())));
+  return std::optional<LabelDeadline>(std::move(d));
 }
 
 Result<std::optional<std::string>> StateStore::GetDedupWindow(PartitionKey p) const {

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "admin/engine_fixture.h"
+#include "http/hostile_clients.h"
 #include "support/require_ok.h"
 
 namespace crmstream::admin {
@@ -119,9 +120,10 @@ TEST_CASE("Admin server: scrape, probes and customer API on a running engine",
   CHECK(uint64_t(doc["events"]) == 5);
   CHECK(uint64_t(doc["features"]["frequency"]) == 3);
   CHECK(uint64_t(doc["features"]["event_counts"]["login"]) == 2);
-  const double p = double(doc["churn_probability"]);
-  CHECK(p >= 0.0);
-  CHECK(p <= 1.0);
+  // A churn model with no matured label has not earned a probability: null,
+  // and the record says why.
+  CHECK(doc["churn_probability"].is_null());
+  CHECK(std::string_view(doc["churn_model"]["state"]) == "warming_up");
   CHECK(std::string_view(doc["topic"]) == "crm.interactions");
   // Percent-encoded ids are decoded.
   CHECK(HttpGet(e.port(), "/api/customers/%43%32").status == 200);
@@ -206,10 +208,73 @@ TEST_CASE("Engine health reports a loop that stops iterating", "[metrics][integr
 TEST_CASE("Admin server reports a port it cannot bind", "[metrics][integration]") {
   testing::RunningEngine e(1);
   AdminServerOptions options;
-  options.port = e.port();  // taken by the fixture's server
+  options.http.port = e.port();  // taken by the fixture's server
   auto second = AdminServer::Start(&e.engine(), e.config(), options);
   REQUIRE(!second.ok());
   CHECK(second.status().message().find(std::to_string(e.port())) != std::string::npos);
+}
+
+TEST_CASE(
+    "Admin server: 2,000 idle connections and a slow client leave scrapes and lookups working",
+    "[metrics][integration]") {
+  using namespace std::chrono_literals;
+  namespace hostile = http::testing;
+  // Client and server ends of 2,000 connections, plus the engine's own.
+  if (!hostile::RaiseOpenFileLimit(6000)) {
+    CRMSTREAM_SKIP("the hard RLIMIT_NOFILE is below 6000: cannot hold 2,000 connections");
+  }
+  testing::RunningEngine e(1, [](AdminServerOptions* o) { o->http.header_timeout = 2s; });
+  REQUIRE(e.WaitForReady());
+  e.Produce("C1", Event("e1", "C1", "purchase", 10));
+  e.Flush();
+  REQUIRE(e.WaitForReceived(1));
+  const size_t cap = AdminServerOptions().http.max_connections;
+  const size_t rss_before = hostile::ResidentBytes();
+
+  hostile::SlowClient slow(e.port(), 100ms);
+  hostile::IdleConnections idle(e.port(), 2000);
+  REQUIRE(idle.opened() == 2000);
+  // Prometheus and an operator still get their answers.
+  auto scrape = HttpGet(e.port(), "/metrics");
+  CHECK(scrape.status == 200);
+  CHECK(SampleValue(scrape.body, "crmstream_input_records_total") == 1);
+  auto lookup = HttpGet(e.port(), "/api/customers/C1");
+  CHECK(lookup.status == 200);
+  CHECK(lookup.body.find("\"customer_id\":\"C1\"") != std::string::npos);
+  // The server keeps at most its cap open: the idlest were closed.
+  const auto deadline = Clock::now() + 20s;
+  while (idle.ClosedByServer() < 2000 - cap && Clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK(idle.ClosedByServer() >= 2000 - cap);
+  CHECK(e.server().connection_stats().open_connections <= cap);
+  CHECK(slow.WaitCutOff(std::chrono::seconds(20)));
+  // Memory stays bounded (generous: a few KiB per connection is expected).
+  CHECK(hostile::ResidentBytes() < rss_before + (64u << 20));
+  CHECK(HttpGet(e.port(), "/metrics").status == 200);
+}
+
+TEST_CASE("Admin server: rebinding hosts refused, no echo, token required beyond loopback",
+          "[metrics][integration]") {
+  namespace hostile = http::testing;
+  testing::RunningEngine e(1);
+  const std::string rebound = hostile::RawExchange(
+      e.port(), "GET /api/customers/C1 HTTP/1.1\r\nHost: attacker.example:" +
+                    std::to_string(e.port()) + "\r\nConnection: close\r\n\r\n");
+  CHECK(hostile::StatusOf(rebound) == 421);
+  const std::string missing = hostile::RawExchange(
+      e.port(),
+      "GET /no-such-page-%3Cscript%3E HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  CHECK(hostile::StatusOf(missing) == 404);
+  CHECK(missing.find("no-such-page") == std::string::npos);
+  CHECK(missing.find("script") == std::string::npos);
+
+  AdminServerOptions open;
+  open.http.bind_address = "0.0.0.0";
+  open.http.port = 0;
+  auto refused = AdminServer::Start(&e.engine(), e.config(), open);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().message().find("admin.auth_token_file") != std::string::npos);
 }
 
 }  // namespace

@@ -84,7 +84,8 @@ int RunWithInput(const std::string& command, const std::string& input, std::stri
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-RunningEngine::RunningEngine(int input_partitions) {
+RunningEngine::RunningEngine(int input_partitions,
+                             const std::function<void(AdminServerOptions*)>& tweak) {
   auto cluster = kafka::EmbeddedCluster::Create({});
   REQUIRE_OK(cluster);
   cluster_ = std::move(cluster).value();
@@ -104,7 +105,8 @@ RunningEngine::RunningEngine(int input_partitions) {
   REQUIRE_OK(engine);
   engine_ = std::move(engine).value();
   AdminServerOptions options;
-  options.port = 0;
+  options.http.port = 0;
+  if (tweak) tweak(&options);
   auto server = AdminServer::Start(engine_.get(), config_, options);
   REQUIRE_OK(server);
   server_ = std::move(server).value();

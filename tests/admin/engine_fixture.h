@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -42,8 +43,10 @@ int RunWithInput(const std::string& command, const std::string& input, std::stri
 class RunningEngine {
  public:
   // Starts the embedded cluster (input topic with `input_partitions`), the
-  // engine on its own thread and the admin server on a free port.
-  explicit RunningEngine(int input_partitions = 2);
+  // engine on its own thread and the admin server on a free port, with
+  // `tweak` applied to its options.
+  explicit RunningEngine(int input_partitions = 2,
+                         const std::function<void(AdminServerOptions*)>& tweak = {});
   ~RunningEngine();  // Stop()
 
   // Produces one record to the input topic, keyed by `key`, and flushes.

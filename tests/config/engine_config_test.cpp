@@ -52,6 +52,41 @@ TEST_CASE("Processing guarantee and state settings load", "[config]") {
   CHECK(GuaranteeName(cfg->guarantee) == "exactly_once");
   CHECK(cfg->state.memory_cap_mb == 64);
   CHECK(cfg->state.sync);
+  // Every name reads back as the mode it names.
+  for (const char* name :
+       {"at_least_once", "exactly_once", "exactly_once_transactions", "exactly_once_stamped"}) {
+    auto mode = LoadEngineConfig(
+        Write(dir, "m.yaml", std::string("processing:\n  guarantee: ") + name + "\n"));
+    REQUIRE_OK(mode);
+    CHECK(GuaranteeName(mode->guarantee) == name);
+  }
+  CHECK(LoadEngineConfig(Write(dir, "m.yaml", "processing:\n  guarantee: exactly_once_stamped\n"))
+            ->guarantee == Guarantee::kExactlyOnceStamped);
+}
+
+TEST_CASE("The HTTP servers' listeners load, loopback without a token by default", "[config]") {
+  testing::ScratchDir dir;
+  auto defaults = LoadEngineConfig(Write(dir, "d.yaml", "metrics_port: 9464\n"));
+  REQUIRE_OK(defaults);
+  CHECK(defaults->admin.bind_address == "127.0.0.1");
+  CHECK(defaults->admin.auth_token_file.empty());
+  CHECK(defaults->dashboard.bind_address == "127.0.0.1");
+  CHECK(defaults->dashboard.max_connections == 256);
+  auto cfg = LoadEngineConfig(Write(dir, "c.yaml",
+                                    "admin:\n  bind_address: 0.0.0.0\n"
+                                    "  auth_token_file: /etc/crmstream/admin.token\n"
+                                    "  allowed_hosts: [engine-1.internal, engine-1]\n"
+                                    "  max_connections: 64\n"
+                                    "dashboard:\n  bind_address: 10.0.0.5\n"));
+  REQUIRE_OK(cfg);
+  CHECK(cfg->admin.bind_address == "0.0.0.0");
+  CHECK(cfg->admin.auth_token_file == "/etc/crmstream/admin.token");
+  CHECK(cfg->admin.allowed_hosts == std::vector<std::string>{"engine-1.internal", "engine-1"});
+  CHECK(cfg->admin.max_connections == 64);
+  CHECK(cfg->dashboard.bind_address == "10.0.0.5");
+  auto bad = LoadEngineConfig(Write(dir, "b.yaml", "admin:\n  max_connections: 0\n"));
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("admin.max_connections") != std::string::npos);
 }
 
 TEST_CASE("Config mistakes name the file, line and field", "[config]") {
@@ -70,7 +105,8 @@ TEST_CASE("Config mistakes name the file, line and field", "[config]") {
        "c.yaml:2:38: outputs.dead_letter.partitions: 0 is out of range"},
       {"state_dir: [a\n", "c.yaml:2:1: end of sequence flow not found"},
       {"processing:\n  guarantee: twice\n",
-       "processing.guarantee: must be exactly_once or at_least_once, not 'twice'"},
+       "processing.guarantee: must be at_least_once, exactly_once, exactly_once_transactions or "
+       "exactly_once_stamped, not 'twice'"},
       {"state:\n  memory_cap_mb: 1\n", "c.yaml:2:18: state.memory_cap_mb: 1 is out of range"},
   };
   for (const auto& c : cases) {

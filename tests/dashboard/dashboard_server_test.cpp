@@ -10,7 +10,9 @@
 #include <thread>
 
 #include "dashboard/http_test_client.h"
+#include "http/hostile_clients.h"
 #include "support/require_ok.h"
+#include "support/test_support.h"
 
 namespace crmstream::dashboard {
 namespace {
@@ -24,6 +26,10 @@ FakeEngineAdmin::Handler EngineAnswers() {
   return [](const std::string& target) -> std::pair<int, std::string> {
     if (target == "/api/customers/C000042") {
       return {200, R"({"customer_id":"C000042","churn_probability":0.83,"segment":2})"};
+    }
+    // "o'brien (x)!*", as the dashboard encodes it.
+    if (target == "/api/customers/o%27brien%20%28x%29%21%2A") {
+      return {200, R"({"customer_id":"o'brien (x)!*","churn_probability":0.5,"segment":1})"};
     }
     if (target.rfind("/api/customers/", 0) == 0) {
       return {404, R"({"error":"unknown customer"})"};
@@ -43,7 +49,7 @@ struct Served {
   std::unique_ptr<DashboardServer> server;
   explicit Served(int engine_port) {
     DashboardServerOptions options;
-    options.port = 0;
+    options.http.port = 0;
     options.engine_port = engine_port;
     options.push_interval_ms = 200;
     options.scrape_interval_ms = 200;
@@ -82,12 +88,13 @@ TEST_CASE("customer lookup forwards to the engine: found, unknown, engine down",
   CHECK(unknown.content_type == "application/json");
   CHECK(unknown.body.find("\"error\"") != std::string::npos);
 
-  // Not a single safe path segment: refused here, never sent to the engine.
-  // (The three lookups above were: the count sees forwarded ones.)
+  // Not an id: refused here, never sent to the engine. (The three lookups
+  // above were: the count sees forwarded ones.)
   const int before = engine.requests("/api/customers/");
   CHECK(before == 3);
-  CHECK(HttpGet(port, "/api/customers/bad!id").status == 400);
+  CHECK(HttpGet(port, "/api/customers/%zz").status == 400);
   CHECK(HttpGet(port, "/api/customers/").status == 400);
+  CHECK(HttpGet(port, "/api/customers/a%2Fb").status == 400);
   CHECK(engine.requests("/api/customers/") == before);
 
   engine.Stop();
@@ -95,6 +102,97 @@ TEST_CASE("customer lookup forwards to the engine: found, unknown, engine down",
   CHECK(down.status == 503);
   CHECK(down.content_type == "application/json");
   CHECK(down.body.find("engine unreachable") != std::string::npos);
+}
+
+TEST_CASE("ids with reserved characters are looked up decoded, alerts included", "[dashboard]") {
+  FakeEngineAdmin engine(EngineAnswers());
+  Served dash(engine.port());
+  const int port = dash.server->port();
+  const std::string alert =
+      R"({"alert_id":"00000000000000b2","customer_id":"o'brien (x)!*","as_of_ms":1,)"
+      R"("severity":"high","churn_probability":0.5,"threshold":0.4,"contributions":[],)"
+      R"("trigger":{"event_id":"e1","type":"login","timestamp_ms":1}})";
+  REQUIRE(dash.view.Apply(OutputKind::kChurnAlerts, alert));
+  // The browser's encodeURIComponent leaves !'()* as they are; other
+  // clients escape them: both reach the same customer.
+  for (const std::string target :
+       {"/api/customers/o'brien%20(x)!*", "/api/customers/o%27brien%20%28x%29%21%2A"}) {
+    INFO(target);
+    auto found = HttpGet(port, target);
+    CHECK(found.status == 200);
+    CHECK(found.body.find(R"("recent_alerts":[)" + alert + "]") != std::string::npos);
+  }
+  CHECK(engine.requests("/api/customers/o%27brien%20%28x%29%21%2A") == 2);
+}
+
+TEST_CASE("the dashboard's answers: CSP and nosniff, a 404 that echoes nothing, no rebinding",
+          "[dashboard]") {
+  namespace hostile = http::testing;
+  FakeEngineAdmin engine(EngineAnswers());
+  Served dash(engine.port());
+  const int port = dash.server->port();
+  const std::string page =
+      hostile::RawExchange(port, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+  CHECK(hostile::StatusOf(page) == 200);
+  CHECK(page.find("Content-Security-Policy: default-src 'self'") != std::string::npos);
+  CHECK(page.find("frame-ancestors 'none'") != std::string::npos);
+  CHECK(page.find("X-Content-Type-Options: nosniff") != std::string::npos);
+  const std::string missing = hostile::RawExchange(
+      port, "GET /%3Cimg%20src=x%3E HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  CHECK(hostile::StatusOf(missing) == 404);
+  CHECK(missing.find("src=x") == std::string::npos);  // the CSP header says img-src
+  const std::string rebound = hostile::RawExchange(
+      port, "GET /api/state HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n");
+  CHECK(hostile::StatusOf(rebound) == 421);
+  CHECK(rebound.find("risk") == std::string::npos);
+
+  DashboardView view;
+  DashboardServerOptions open;
+  open.http.bind_address = "0.0.0.0";
+  open.http.port = 0;
+  auto refused = DashboardServer::Start(open, &view);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().message().find("dashboard.auth_token_file") != std::string::npos);
+}
+
+TEST_CASE("2,000 idle connections and a slow client leave the snapshot and lookups working",
+          "[dashboard]") {
+  using namespace std::chrono_literals;
+  namespace hostile = http::testing;
+  if (!hostile::RaiseOpenFileLimit(6000)) {
+    CRMSTREAM_SKIP("the hard RLIMIT_NOFILE is below 6000: cannot hold 2,000 connections");
+  }
+  FakeEngineAdmin engine(EngineAnswers());
+  DashboardView view;
+  DashboardServerOptions options;
+  options.http.port = 0;
+  options.http.header_timeout = 2s;
+  options.engine_port = engine.port();
+  auto started = DashboardServer::Start(options, &view);
+  REQUIRE_OK(started);
+  DashboardServer& server = **started;
+  const int port = server.port();
+  const size_t cap = options.http.max_connections;
+  const size_t rss_before = hostile::ResidentBytes();
+
+  hostile::SlowClient slow(port, 100ms);
+  hostile::IdleConnections idle(port, 2000);
+  REQUIRE(idle.opened() == 2000);
+  auto state = HttpGet(port, "/api/state");
+  CHECK(state.status == 200);
+  CHECK(state.body.find("\"risk\"") != std::string::npos);
+  auto found = HttpGet(port, "/api/customers/C000042");
+  CHECK(found.status == 200);
+  CHECK(found.body.find("\"churn_probability\":0.83") != std::string::npos);
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (idle.ClosedByServer() < 2000 - cap && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK(idle.ClosedByServer() >= 2000 - cap);
+  CHECK(server.connection_stats().open_connections <= cap);
+  CHECK(slow.WaitCutOff(std::chrono::seconds(20)));
+  CHECK(hostile::ResidentBytes() < rss_before + (64u << 20));
+  CHECK(HttpGet(port, "/api/state").status == 200);
 }
 
 TEST_CASE("the page, the snapshot and the live event stream are served", "[dashboard]") {
@@ -149,7 +247,7 @@ TEST_CASE("the page, the snapshot and the live event stream are served", "[dashb
   stream.expires_after(kDeadline);
   stream.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)});
   const std::string request =
-      "GET /api/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+      "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
   boost::asio::write(stream, boost::asio::buffer(request));
   // The stream pushes the newest snapshot about every 200 ms here: read
   // events until one shows the customer applied above.
@@ -200,13 +298,13 @@ TEST_CASE("the dashboard runs without an engine and reports it unreachable", "[d
 TEST_CASE("a port already in use is reported, not thrown", "[dashboard]") {
   DashboardView view;
   DashboardServerOptions options;
-  options.port = 0;
+  options.http.port = 0;
   auto first = DashboardServer::Start(options, &view);
   REQUIRE_OK(first);
-  options.port = (*first)->port();
+  options.http.port = (*first)->port();
   auto second = DashboardServer::Start(options, &view);
   REQUIRE_FALSE(second.ok());
-  CHECK(second.status().ToString().find(std::to_string(options.port)) != std::string::npos);
+  CHECK(second.status().ToString().find(std::to_string(options.http.port)) != std::string::npos);
 }
 
 }  // namespace

@@ -86,6 +86,52 @@ TEST_CASE("churn-risk histogram keeps the latest probability of each customer", 
   CHECK(sizes == segment_reference);
 }
 
+// A customer-scores record of a churn model whose gate is `state`: null
+// probability unless open.
+std::string GatedScore(const std::string& id, const std::string& state, double p, int labels,
+                       double auc) {
+  return R"({"customer_id":")" + id + R"(","as_of_ms":1700000000000,"events":3,"features":{},)" +
+         R"("churn_probability":)" + (state == "open" ? std::to_string(p) : std::string("null")) +
+         R"(,"churn_model":{"state":")" + state + R"(","labels":)" + std::to_string(labels) +
+         R"(,"closings":3,"auc":)" + std::to_string(auc) +
+         R"(},"predicted_value_30d":1,"segment":1,"anomaly_score":0.1})";
+}
+
+TEST_CASE("while the churn model warms up nobody is binned at risk, and the page is told why",
+          "[dashboard]") {
+  DashboardViewOptions options;
+  options.histogram_bins = 10;
+  DashboardView view(options);
+  for (int i = 0; i < 40; ++i) {
+    REQUIRE(view.Apply(OutputKind::kCustomerScores,
+                       GatedScore("C" + std::to_string(i), "warming_up", 0, 412, 0.61)));
+  }
+  {
+    Parsed snap(view.Snapshot(1));
+    for (int64_t b : Histogram(snap.doc)) CHECK(b == 0);
+    CHECK(int64_t(snap.doc["risk"]["customers"]) == 40);
+    CHECK(int64_t(snap.doc["risk"]["unscored"]) == 40);
+    CHECK(std::string_view(snap.doc["risk"]["model"]["state"]) == "warming_up");
+    CHECK(int64_t(snap.doc["risk"]["model"]["labels"]) == 412);
+    CHECK(double(snap.doc["risk"]["model"]["auc"]) == Approx(0.61));
+  }
+  // The gate opens: the customers scored since move into their bins.
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(view.Apply(OutputKind::kCustomerScores,
+                       GatedScore("C" + std::to_string(i), "open", 0.75, 5000, 0.83)));
+  }
+  Parsed snap(view.Snapshot(1));
+  std::vector<int64_t> expected(10, 0);
+  expected[7] = 10;
+  CHECK(Histogram(snap.doc) == expected);
+  CHECK(int64_t(snap.doc["risk"]["unscored"]) == 30);
+  CHECK(int64_t(snap.doc["risk"]["customers"]) == 40);
+  CHECK(std::string_view(snap.doc["risk"]["model"]["state"]) == "open");
+  // A probability that is neither a number nor null is refused.
+  CHECK_FALSE(
+      view.Apply(OutputKind::kCustomerScores, R"({"customer_id":"X","churn_probability":"high"})"));
+}
+
 TEST_CASE("the customer map is bounded and counts the customers past its cap", "[dashboard]") {
   DashboardViewOptions options;
   options.max_customers = 100;

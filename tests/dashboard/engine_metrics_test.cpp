@@ -79,5 +79,28 @@ TEST_CASE("engine rates: names outside the candidate list are found by pattern",
   CHECK_FALSE(none.Update(0, ParsePrometheusText("crmstream_build_info 1\n")).lag.has_value());
 }
 
+TEST_CASE("engine rates: infinite or overflowing values are no reading, never NaN", "[dashboard]") {
+  // Values another process sent: +Inf parses, and two huge lags sum to inf.
+  EngineRateTracker tracker;
+  const auto inf = tracker.Update(
+      0, ParsePrometheusText("crmstream_input_records_total +Inf\n"
+                             "crmstream_consumer_lag_records{partition=\"0\"} 1e308\n"
+                             "crmstream_consumer_lag_records{partition=\"1\"} 1e308\n"));
+  CHECK_FALSE(inf.lag.has_value());
+  CHECK_FALSE(inf.events_per_second.has_value());
+  // inf - inf was NaN records per second; now no rate until two finite readings.
+  const auto again =
+      tracker.Update(1000, ParsePrometheusText("crmstream_input_records_total +Inf\n"));
+  CHECK_FALSE(again.events_per_second.has_value());
+  (void)tracker.Update(2000, ParsePrometheusText("crmstream_input_records_total 1e308\n"));
+  const auto huge =
+      tracker.Update(2001, ParsePrometheusText("crmstream_input_records_total 1.7e308\n"));
+  CHECK_FALSE(huge.events_per_second.has_value());  // 7e307 per ms overflows
+  (void)tracker.Update(3000, ParsePrometheusText("crmstream_input_records_total 10\n"));
+  const auto fine = tracker.Update(4000, ParsePrometheusText("crmstream_input_records_total 30\n"));
+  REQUIRE(fine.events_per_second.has_value());
+  CHECK(*fine.events_per_second == Approx(20.0));
+}
+
 }  // namespace
 }  // namespace crmstream::dashboard

@@ -1,6 +1,7 @@
 #include "crmstream/evaluation/alert_evaluation.h"
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <unordered_map>
 
 #include "crmstream/config/engine_config.h"
@@ -12,40 +13,56 @@
 namespace crmstream::evaluation {
 namespace {
 
-// A small generated world (1,000 customers, 10% churn per 30 days). The
-// floors are far below the measured figures (see the WARN line) but far above
-// what alerting at random or on everyone gives: the base rate of closing
-// within 30 days is about 0.1, so a useless policy has precision near 0.1 or
-// recall near 0.
-TEST_CASE("Churn alerts catch real churners ahead of their closing", "[pipeline][alerts]") {
+// A small generated world (1,000 customers, 10% churn per 30 days), judged
+// over the whole run. The floors are below the measured figures (see the
+// WARN line) but far above what alerting at random or on everyone gives:
+// the base rate of closing within 30 days is about 0.1, so a useless policy
+// has precision near 0.1 or recall near 0.
+TEST_CASE("Churn alerts catch real churners ahead of their closing, none before the gate",
+          "[pipeline][alerts]") {
   AlertEvaluationOptions o;
   o.seed = 5;
   o.customers = 1000;
   o.churn_rate = 0.1;
 #ifdef NDEBUG
   o.days = 200;
-  constexpr double kPrecisionFloor = 0.3;  // measured 0.45
 #else
-  o.days = 100;                             // debug and sanitizer builds are tens of times slower
-  constexpr double kPrecisionFloor = 0.25;  // measured 0.33 on the shorter run
+  o.days = 100;  // debug and sanitizer builds are tens of times slower
 #endif
-  o.warmup_days = 45;
   auto r = EvaluateChurnAlerts(o);
   REQUIRE_OK(r);
-  WARN("alerts " << r->alerts_published << " scored " << r->alerts_scored << " precision "
-                 << r->precision << " churners " << r->churners << " recall " << r->recall
-                 << " median lead days " << r->median_lead_days << " auc " << r->churn_auc);
+  WARN("gate day " << r->gate_open_day << " alerts " << r->alerts_published << " scored "
+                   << r->alerts_scored << " precision " << r->precision << " (mean p "
+                   << r->mean_alert_probability << ") churners " << r->churners << " recall "
+                   << r->recall << " median lead days " << r->median_lead_days << " auc "
+                   << r->churn_auc);
   CHECK(r->simulated_days > o.days - 1);
-  REQUIRE(r->churners > 40);
-  REQUIRE(r->alerts_scored > 20);
   CHECK(r->alerts_published ==
         r->alerts_by_severity[0] + r->alerts_by_severity[1] + r->alerts_by_severity[2]);
-  CHECK(r->precision > kPrecisionFloor);
-  CHECK(r->recall > 0.3);
+  // No alert before the model earned it; and it cannot earn it before a
+  // trained model's predictions have matured (two horizons, 60 days).
+  CHECK(r->alerts_before_gate == 0);
+  if (r->gate_open_day < 0) {
+    CHECK(r->alerts_published == 0);
+  } else {
+    CHECK(r->gate_open_day > 60);
+  }
+#ifdef NDEBUG
+  // Measured: gate open on day 96.6; precision 0.595, recall 0.196 (closings
+  // before the gate count as missed), median lead 7.1 days.
+  REQUIRE(r->gate_open_day > 0);
+  REQUIRE(r->churners > 300);
+  REQUIRE(r->alerts_scored > 50);
+  CHECK(r->precision > 0.45);
+  CHECK(r->recall > 0.12);
   // Churners fade for 14 to 45 days before closing: an alert worth having
   // comes days ahead, not at the closing.
-  CHECK(r->median_lead_days > 3.0);
+  CHECK(r->median_lead_days > 4.0);
   CHECK(r->median_lead_days <= 30.0);
+  // Calibrated: the mean probability of the alerts is close to the share
+  // of them that came true.
+  CHECK(std::abs(r->mean_alert_probability - r->precision) < 0.15);
+#endif
 }
 
 // The precision of alerting at random, on the README's world: of the
@@ -58,6 +75,7 @@ double ChancePrecision(const AlertEvaluationOptions& o) {
   world.seed = o.seed;
   world.customers = o.customers;
   world.churn_rate = o.churn_rate;
+  REQUIRE_OK(WorldPreset(o.world, &world));
   auto gen = generator::WorldGenerator::Create(world);
   REQUIRE_OK(gen);
   const int64_t start = world.start_ms;
@@ -86,45 +104,54 @@ double ChancePrecision(const AlertEvaluationOptions& o) {
   return closing / active;
 }
 
-// The README's alert table ("Churn alerts against ground truth"): its world
-// and levels, and the claims made on it: the default's precision is about 11
-// times chance (chance computed independently above), and the levels trade
-// precision for recall and lead time.
-TEST_CASE("The README's churn alert table: precision far above chance, levels trading recall",
+// The README's alert table ("Alerts a CRM team can trust"): its world and
+// levels, judged over the whole run, and the claims made on it: nothing
+// before the gate, the default's precision about 10 times chance (chance
+// computed independently above), the levels trading precision for recall
+// and lead time, and calibrated probabilities (an alert's mean probability
+// is about the share of alerts that came true).
+TEST_CASE("The README's churn alert table: gated, calibrated, levels trading recall",
           "[pipeline][alerts][slow]") {
 #ifndef NDEBUG
-  CRMSTREAM_SKIP("the README's world (5.2M records, three runs) needs an optimised build");
+  CRMSTREAM_SKIP("the README's world (5.2M records, four runs) needs an optimised build");
 #endif
   auto spec =
       pipeline::LoadPipelineSpec((testing::SourceDir() / "pipelines" / "crm.yaml").string());
   REQUIRE_OK(spec);
-  AlertEvaluationOptions o;  // the README's world: seed 42, 5,000 customers, 240 days
+  AlertEvaluationOptions o;  // the README's world: baseline, seed 42, 5,000 customers, 240 days
   o.processor = spec->processor;
   const double chance = ChancePrecision(o);
   REQUIRE(chance > 0);
 
   struct Row {
-    double enter, exit;
+    double enter, exit, high;
     AlertEvaluation r;
   };
-  std::vector<Row> rows{{0.3, 0.21, {}}, {0.4, 0.3, {}}, {0.5, 0.35, {}}};
+  std::vector<Row> rows{
+      {0.3, 0.2, 0.55, {}}, {0.4, 0.3, 0.55, {}}, {0.5, 0.35, 0.55, {}}, {0.6, 0.45, 0.6, {}}};
   for (Row& row : rows) {
     AlertEvaluationOptions level = o;
     level.processor.models.churn.alerts.enter_probability = row.enter;
     level.processor.models.churn.alerts.exit_probability = row.exit;
+    level.processor.models.churn.alerts.high_probability = row.high;
     auto r = EvaluateChurnAlerts(level);
     REQUIRE_OK(r);
     row.r = *r;
     WARN("enter " << row.enter << " / exit " << row.exit << ": precision " << r->precision
-                  << ", recall " << r->recall << ", median lead " << r->median_lead_days
-                  << " days (" << r->alerts_scored << " alerts scored; chance " << chance << ")");
+                  << " (mean p " << r->mean_alert_probability << "), recall " << r->recall
+                  << ", median lead " << r->median_lead_days << " days, gate day "
+                  << r->gate_open_day << " (" << r->alerts_scored << " alerts scored; chance "
+                  << chance << ")");
     REQUIRE(r->alerts_scored > 100);
+    CHECK(r->alerts_before_gate == 0);
+    CHECK(r->gate_open_day > 60);
+    CHECK(std::abs(r->mean_alert_probability - r->precision) < 0.1);
   }
-  // The default (pipelines/crm.yaml) is the middle row.
+  // The default (pipelines/crm.yaml) is the second row.
   CHECK(spec->processor.models.churn.alerts.enter_probability == rows[1].enter);
   CHECK(spec->processor.models.churn.alerts.exit_probability == rows[1].exit);
-  // "The default's precision is about 11 times chance."
-  CHECK(rows[1].r.precision >= 10 * chance);
+  // "The default's precision is about 10 times chance."
+  CHECK(rows[1].r.precision >= 8 * chance);
   // Each level above the last: more precise, fewer churners caught, later.
   for (size_t i = 1; i < rows.size(); ++i) {
     CHECK(rows[i].r.precision > rows[i - 1].r.precision);
@@ -133,8 +160,34 @@ TEST_CASE("The README's churn alert table: precision far above chance, levels tr
   }
 }
 
+// The storm the gate prevents: a world where nobody closes during the first
+// 90 days. The model's first matured labels all say "stayed"; it must not
+// alert until closings have been seen and predicted.
+TEST_CASE("No churn alert storm before churn has been seen and learned",
+          "[pipeline][alerts][slow]") {
+#ifndef NDEBUG
+  CRMSTREAM_SKIP("240 simulated days of 5,000 customers need an optimised build");
+#endif
+  AlertEvaluationOptions o;
+  o.world = "late_churn";
+  auto r = EvaluateChurnAlerts(o);
+  REQUIRE_OK(r);
+  WARN("gate day " << r->gate_open_day << " alerts " << r->alerts_published << " precision "
+                   << r->precision << " recall " << r->recall);
+  CHECK(r->alerts_before_gate == 0);
+  // Closings start on day 90 (tests/generator/world_dynamics_test.cpp); a
+  // positive label matures at the closing's prediction deadline and the
+  // gate then needs predictions of a model that learned from them.
+  CHECK(r->gate_open_day > 90);
+  CHECK(r->alerts_published > 50);
+  CHECK(r->precision > 0.4);
+}
+
 TEST_CASE("Alert evaluation options are validated", "[pipeline][alerts]") {
   AlertEvaluationOptions o;
+  o.world = "atlantis";
+  CHECK_FALSE(o.Validate().ok());
+  o = {};
   o.days = 50;
   o.warmup_days = 30;  // 30 + 30-day horizon >= 50
   CHECK_FALSE(EvaluateChurnAlerts(o).ok());

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -683,6 +684,43 @@ std::vector<std::string> UnsavedIds(const FeatureStore& store) {
   std::vector<std::string> ids;
   store.ForEachUnsaved([&](std::string_view id, const CustomerFeatures&) { ids.emplace_back(id); });
   return ids;
+}
+
+TEST_CASE("A customer beyond max_customers is refused with the store unchanged", "[features]") {
+  FeatureSpec spec;
+  spec.max_customers = 2;
+  REQUIRE_OK_AND_ASSIGN(auto store, FeatureStore::Create(spec));
+  store->Update(MakeEvent("a", kT0, EventType::kPurchase, 10));
+  store->Update(MakeEvent("b-with-an-id-longer-than-sixteen", kT0, EventType::kLogin, 0, "gold"));
+  store->ClearDirty();
+  // The third customer's event throws before anything changes: no record,
+  // no dirty mark, no new plan is assigned, and the others still update.
+  CHECK_THROWS_AS(store->Update(MakeEvent("c-also-with-a-long-identifier", kT0 + kHour,
+                                          EventType::kPurchase, 5, "silver")),
+                  std::length_error);
+  CHECK(store->size() == 2);
+  CHECK(store->Find("c-also-with-a-long-identifier") == nullptr);
+  int dirty = 0;
+  store->ForEachDirty([&](std::string_view, const CustomerFeatures&) { ++dirty; });
+  CHECK(dirty == 0);
+  const CustomerFeatures& a =
+      store->Update(MakeEvent("a", kT0 + 2 * kHour, EventType::kPurchase, 5));
+  CHECK(a.monetary() == Approx(15.0));
+  const CustomerFeatures* b = store->Find("b-with-an-id-longer-than-sixteen");
+  REQUIRE(b != nullptr);
+  CHECK(b->plan() == "gold");
+  // A checkpoint with more customers than the bound is refused at restore,
+  // not thrown.
+  std::string blob;
+  REQUIRE_OK(store->EncodeCustomer("a", &blob));
+  CHECK(store->DecodeCustomer("a", blob).ok());  // replaces: no new customer
+  CHECK(store->DecodeCustomer("d", blob).code() == StatusCode::kInvalidArgument);
+  CHECK(store->size() == 2);
+
+  spec.max_customers = 0;
+  CHECK_THAT(spec.Validate().message(), Catch::StartsWith("max_customers:"));
+  spec.max_customers = FeatureSpec::kMaxCustomers + 1;
+  CHECK_THAT(spec.Validate().message(), Catch::StartsWith("max_customers:"));
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static DeadLetterRecord dead_letter;
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
   Event event;
-  const Rejection r = decoder.Decode(bytes, 1'772'366'400'000, &event);
+  constexpr int64_t kNow = 1'772'366'400'000;
+  const Rejection r = decoder.Decode(bytes, kNow, &event);
   if (r.rejected()) {
     (void)dead_letter.Build(r, {"fuzz", 0, 0}, bytes, 0);
     return 0;
@@ -39,6 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Check(!event.customer_id.empty() && event.customer_id.size() <= 128);
   Check(event.timestamp_ms >= options.min_timestamp_ms &&
         event.timestamp_ms < options.max_timestamp_ms);
+  Check(event.timestamp_ms <= kNow + options.max_future_skew_ms);  // the default skew check
   Check(!EventTypeHasAmount(event.type) || event.has_amount);
   Check(std::isfinite(event.amount) && event.amount >= 0 && event.amount <= options.max_amount);
   Check(event.currency.empty() || event.currency.size() == 3);

@@ -62,10 +62,9 @@ inline constexpr int kModelDecoders = 17;
 
 inline const char* ModelDecoderName(ModelDecoder d) {
   static constexpr const char* kNames[kModelDecoders] = {
-      "rls",          "ftrl",         "bayes_logistic", "standardizer", "categorical",
-      "kmeans",       "univariate",   "multivariate",   "correlation",  "auc",
-      "log_loss",     "rmse",         "rules",          "recommender",  "hoeffding_tree",
-      "random_forest", "adwin"};
+      "rls",        "ftrl",         "bayes_logistic", "standardizer",  "categorical", "kmeans",
+      "univariate", "multivariate", "correlation",    "auc",           "log_loss",    "rmse",
+      "rules",      "recommender",  "hoeffding_tree", "random_forest", "adwin"};
   return kNames[static_cast<int>(d)];
 }
 

@@ -268,7 +268,7 @@ TEST_CASE("EventDecoder applies configured limits", "[ingest]") {
   // Exactly the allowed skew passes; one millisecond more does not.
   CHECK_FALSE(decoder.Decode(Base("timestamp", "1772366460000"), now, &e).rejected());
   const Rejection r = decoder.Decode(Base("timestamp", "1772366460001"), now, &e);
-  CHECK(r.code == RejectReason::kOutOfRange);
+  CHECK(r.code == RejectReason::kTimestampInFuture);
   CHECK(r.field == "timestamp");
   CHECK(decoder.Decode(Base("timestamp", "1699999999999"), now, &e).code ==
         RejectReason::kOutOfRange);
@@ -282,6 +282,72 @@ TEST_CASE("EventDecoder applies configured limits", "[ingest]") {
   CHECK_THAT(refused.status().message(), Catch::StartsWith("DecoderOptions: "));
 }
 
+TEST_CASE("The future-skew check is on by default and can be turned off", "[ingest]") {
+  const int64_t now = 1772366400000;  // 2026-03-01T12:00:00Z
+  const std::string poison = Base("timestamp", R"("2099-01-01T00:00:00Z")");
+  const std::string tomorrow = Base("timestamp", R"("2026-03-02T12:00:00Z")");  // exactly 1 day
+  Event e;
+  EventDecoder by_default;
+  CHECK(by_default.options().max_future_skew_ms == 86'400'000);
+  const Rejection r = by_default.Decode(poison, now, &e);
+  CHECK(r.code == RejectReason::kTimestampInFuture);
+  CHECK(r.field == "timestamp");
+  CHECK_FALSE(by_default.Decode(tomorrow, now, &e).rejected());
+  CHECK(by_default.Decode(Base("timestamp", R"("2026-03-02T12:00:00.001Z")"), now, &e).code ==
+        RejectReason::kTimestampInFuture);
+  // Against the system clock (no caller clock): 2099 is still the future.
+  CHECK(by_default.Decode(poison, &e).code == RejectReason::kTimestampInFuture);
+  // A caller without a clock for the record (now <= 0) skips the check.
+  CHECK_FALSE(by_default.Decode(poison, 0, &e).rejected());
+
+  for (int64_t off : {int64_t{0}, int64_t{-1}}) {
+    DecoderOptions options;
+    options.max_future_skew_ms = off;
+    REQUIRE_OK_AND_ASSIGN(EventDecoder unchecked, EventDecoder::Create(options));
+    CHECK_FALSE(unchecked.Decode(poison, now, &e).rejected());
+    CHECK(e.timestamp_ms == 4'070'908'800'000);
+  }
+}
+
+TEST_CASE("EventDecoder rejects a known field that appears twice", "[ingest]") {
+  EventDecoder decoder;
+  Event e;
+  const std::string ok = Base("", "");
+  REQUIRE_FALSE(decoder.Decode(ok, &e).rejected());
+  // The same purchase with a second customer_id: last-wins would make it b's.
+  std::string twice = ok;
+  twice.insert(twice.size() - 1, R"(,"customer_id":"c-2")");
+  Rejection r = decoder.Decode(twice, &e);
+  CHECK(r.code == RejectReason::kDuplicateKey);
+  CHECK(r.field == "customer_id");
+  // Spelt with an escape, it is still the same key.
+  std::string escaped = ok;
+  escaped.insert(escaped.size() - 1, R"(,"customer\u005fid":"c-2")");
+  r = decoder.Decode(escaped, &e);
+  CHECK(r.code == RejectReason::kDuplicateKey);
+  CHECK(r.field == "customer_id");
+  // A repeat of null counts too: null then a value is not "absent".
+  std::string with_null = ok;
+  with_null.insert(1, R"("order_id":null,)");
+  with_null.insert(with_null.size() - 1, R"(,"order_id":"o-1")");
+  CHECK(decoder.Decode(with_null, &e).code == RejectReason::kDuplicateKey);
+  // Every known field is covered, first or last.
+  for (std::string_view name :
+       {"event_id", "timestamp", "type", "amount", "currency", "channel", "plan", "attributes"}) {
+    std::string dup = ok;
+    dup.insert(1, "\"" + std::string(name) + "\":" + (name == "attributes" ? "{}" : "\"x\"") + ",");
+    INFO(dup);
+    r = decoder.Decode(dup, &e);
+    CHECK(r.code == RejectReason::kDuplicateKey);
+    CHECK(r.field == name);
+  }
+  // Unknown fields are ignored, repeated or not; keys inside attributes may repeat.
+  std::string unknown = ok;
+  unknown.insert(1, R"("x":1,"x":2,)");
+  CHECK_FALSE(decoder.Decode(unknown, &e).rejected());
+  CHECK_FALSE(decoder.Decode(Base("attributes", R"({"a":1,"a":2})"), &e).rejected());
+}
+
 TEST_CASE("Every rejection reason has a distinct stable name", "[ingest]") {
   std::vector<std::string_view> names;
   for (RejectReason r : kAllRejectReasons) {
@@ -291,7 +357,10 @@ TEST_CASE("Every rejection reason has a distinct stable name", "[ingest]") {
     CHECK(std::find(names.begin(), names.end(), name) == names.end());
     names.push_back(name);
   }
-  CHECK(names.size() == 9);
+  CHECK(names.size() == 12);
+  CHECK(RejectReasonName(RejectReason::kTimestampInFuture) == "timestamp_in_future");
+  CHECK(RejectReasonName(RejectReason::kDuplicateKey) == "duplicate_key");
+  CHECK(RejectReasonName(RejectReason::kProcessingError) == "processing_error");
   CHECK(RejectReasonName(RejectReason::kMissingField) == "missing_field");
   CHECK(RejectReasonName(RejectReason::kNotJson) == "not_json");
   CHECK_FALSE(ParseRejectReason("bogus"));

@@ -43,10 +43,11 @@ TEST_CASE("Processor: accepted events update features and a flush emits one reco
   CHECK(int64_t(doc["as_of_ms"]) == kNow + 86400000);
   CHECK(doc["features"].is_object());
   CHECK(double(doc["features"]["monetary"]) == Approx(40.0));
-  // The online models' scores travel in the same record.
-  const double churn = double(doc["churn_probability"]);
-  CHECK(churn >= 0.0);
-  CHECK(churn <= 1.0);
+  // The online models' scores travel in the same record; the churn
+  // probability only once the model's alert gate is open (no label has
+  // matured here).
+  CHECK(doc["churn_probability"].is_null());
+  CHECK(std::string_view(doc["churn_model"]["state"]) == "warming_up");
   CHECK(double(doc["predicted_value_30d"]) >= 0.0);
   CHECK(double(doc["anomaly_score"]) >= 0.0);
   CHECK((doc["segment"].is_null() || doc["segment"].is_int64()));
@@ -149,6 +150,47 @@ TEST_CASE("Processor: a repeated event_id is counted once", "[pipeline]") {
   p.FlushOutputs();
   CHECK(sink.Of(OutputKind::kCustomerScores).size() == 1);
   CHECK(p.feature_store().Find("C9")->frequency() == 1);
+}
+
+TEST_CASE("Processor: plan names are bounded, an event beyond a bound is a dead letter",
+          "[pipeline]") {
+  RecordingSink sink;
+  ProcessorOptions options;
+  options.models_enabled = false;
+  REQUIRE_OK_AND_ASSIGN(auto p_owner, EventProcessor::Create(options, &sink));
+  EventProcessor& p = *p_owner;
+  auto plan_change = [](int n, const std::string& customer, const std::string& plan) {
+    return R"({"event_id":"p)" + std::to_string(n) + R"(","customer_id":")" + customer +
+           R"(","timestamp":)" + std::to_string(kNow + n) + R"(,"type":"plan_change","plan":")" +
+           plan + R"("})";
+  };
+  ingest::SourcePosition pos{"t", 0, 0};
+  // Longer than 64 bytes: refused by the validator.
+  CHECK(p.Process(plan_change(0, "C1", std::string(65, 'x')), pos, kNow) ==
+        ProcessOutcome::kRejected);
+  CHECK(p.Process(plan_change(1, "C1", std::string(64, 'x')), pos, kNow) ==
+        ProcessOutcome::kAccepted);
+  // The table fills up: the plan after the last one is refused, not
+  // recorded as another plan; known plans still apply.
+  int n = 2;
+  for (size_t i = 1; i < features::FeatureStore::kMaxPlans; ++i, ++n) {
+    INFO("plan " << i);
+    REQUIRE(p.Process(plan_change(n, "C2", "plan-" + std::to_string(i)), pos, kNow) ==
+            ProcessOutcome::kAccepted);
+  }
+  CHECK(p.feature_store().Find("C2")->plan() == "plan-1023");
+  CHECK(p.Process(plan_change(n++, "C2", "one-too-many"), pos, kNow) == ProcessOutcome::kRejected);
+  CHECK(p.feature_store().Find("C2")->plan() == "plan-1023");
+  CHECK(p.Process(plan_change(n++, "C3", "plan-7"), pos, kNow) == ProcessOutcome::kAccepted);
+  CHECK(p.feature_store().Find("C3")->plan() == "plan-7");
+  const auto dead = sink.Of(OutputKind::kDeadLetter);
+  REQUIRE(dead.size() == 2);
+  simdjson::dom::parser parser;
+  for (const auto* d : dead) {
+    simdjson::dom::element doc = parser.parse(d->value);
+    CHECK(std::string_view(doc["reason"]) == "out_of_range");
+    CHECK(std::string_view(doc["field"]) == "plan");
+  }
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "alerting_options.h"
 #include "crmstream/alerts/churn_alert_policy.h"
 #include "crmstream/common/hash.h"
 #include "crmstream/generator/world_generator.h"
@@ -57,7 +58,7 @@ struct WorldRun {
   std::unordered_map<std::string, std::string> customer_of_event;  // event_id -> customer
   std::unordered_map<std::string, int64_t> time_of_event;
   generator::GroundTruth truth;
-  ProcessorOptions options;
+  ProcessorOptions options = AlertingOptions();
 };
 
 // 1,500 customers, 10% churn per 30 days, anomalies and malformed records,
@@ -181,7 +182,7 @@ TEST_CASE("Churn alerts: trigger, explanation, id and cool-down as published",
   const WorldRun& run = SharedRun();
   const auto& alerts = run.sink.records[static_cast<size_t>(OutputKind::kChurnAlerts)];
   REQUIRE(alerts.size() > 10);
-  const alerts::ChurnAlertPolicyOptions policy;  // the defaults the run used
+  const alerts::ChurnAlertPolicyOptions& policy = run.options.models.churn.alerts;
   simdjson::dom::parser parser;
   std::map<std::string, std::vector<int64_t>> times_of;
   for (const auto& r : alerts) {

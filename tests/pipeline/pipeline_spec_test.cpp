@@ -27,6 +27,9 @@ TEST_CASE("The shipped pipeline file loads into the processor's options", "[pipe
   CHECK(p->processor.models.churn.alerts.enter_probability == 0.4);
   CHECK(p->processor.models.churn.alerts.exit_probability == 0.3);
   CHECK(p->processor.models.churn.alerts.cooldown_ms == 168 * 3600000LL);
+  CHECK(p->processor.models.churn.gate.min_positive_labels == 30);
+  CHECK(p->processor.models.churn.gate.min_negative_labels == 200);
+  CHECK(p->processor.models.churn.gate.auc_floor == 0.7);
   CHECK(p->processor.emit_churn_alerts);
   CHECK(p->processor.centroid_interval_ms == 15 * 60000);
 }
@@ -76,6 +79,21 @@ TEST_CASE("The basket models are switched and tuned in the pipeline file", "[pip
   p = LoadPipelineSpec(Write(dir, "p.yaml", "models:\n  recommendations:\n    topn: 3\n"));
   REQUIRE_FALSE(p.ok());
   CHECK_THAT(p.status().message(), Catch::Contains("p.yaml:3:5: models.recommendations.topn"));
+}
+
+TEST_CASE("The churn gate is configured under alerts.churn.gate, with bounds", "[pipeline]") {
+  testing::ScratchDir dir;
+  auto p = LoadPipelineSpec(Write(dir, "g.yaml",
+                                  "alerts:\n  churn:\n    gate:\n      min_positive_labels: 5\n"
+                                  "      min_negative_labels: 50\n      auc_floor: 0.8\n"));
+  REQUIRE_OK(p);
+  CHECK(p->processor.models.churn.gate.min_positive_labels == 5);
+  CHECK(p->processor.models.churn.gate.min_negative_labels == 50);
+  CHECK(p->processor.models.churn.gate.auc_floor == 0.8);
+  p = LoadPipelineSpec(
+      Write(dir, "h.yaml", "alerts:\n  churn:\n    gate:\n      auc_floor: 0.3\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("auc_floor"));
 }
 
 TEST_CASE("Pipeline mistakes name the file, line and field", "[pipeline]") {

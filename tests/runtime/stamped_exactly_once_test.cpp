@@ -21,62 +21,17 @@
 #include "crmstream/runtime/stamped_outputs.h"
 #include "crmstream/runtime/stream_engine.h"
 #include "pipeline/recording_sink.h"
+#include "runtime/engine_runs.h"
 #include "support/require_ok.h"
 #include "support/test_support.h"
 
 namespace crmstream::runtime {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using pipeline::EventProcessor;
 using pipeline::kProcessorStateName;
 using pipeline::ProcessorOptions;
 using pipeline::RecordingSink;
-
-// A multiset of output records: "topic\tkey\tvalue" -> count.
-using RecordCounts = std::map<std::string, int>;
-
-std::array<std::string, kOutputKindCount> Topics(const std::string& prefix) {
-  std::array<std::string, kOutputKindCount> t;
-  for (int k = 0; k < kOutputKindCount; ++k) {
-    t[k] = prefix + std::string(OutputKindName(static_cast<OutputKind>(k)));
-  }
-  return t;
-}
-
-// Every record of the topics, with the stamps seen per input partition.
-struct TopicContents {
-  RecordCounts records;
-  // "application/topic/partition" -> the stamps' sequence numbers.
-  std::map<std::string, std::vector<uint64_t>> sequences;
-  size_t total = 0;
-};
-
-TopicContents ReadAll(const kafka::ClientConfig& config,
-                      const std::array<std::string, kOutputKindCount>& topics,
-                      const OutputPartitionCounts& counts) {
-  std::vector<kafka::TopicPartitionOffset> from;
-  for (int k = 0; k < kOutputKindCount; ++k) {
-    for (int32_t q = 0; q < counts[k]; ++q) from.push_back({topics[k], q, kafka::kOffsetBeginning});
-  }
-  TopicContents out;
-  Status st =
-      kafka::ReadPartitionsToEnd(config, from, {}, nullptr, [&](const kafka::MessageView& m) {
-        ++out.records[std::string(m.topic()) + "\t" + std::string(m.key()) + "\t" +
-                      std::string(m.payload())];
-        ++out.total;
-        if (auto h = kafka::FindHeader(m, kOutputStampHeader)) {
-          auto stamp = DecodeOutputStamp(*h);
-          REQUIRE(stamp.has_value());
-          out.sequences[std::string(stamp->application) + "/" + std::string(stamp->input_topic) +
-                        "/" + std::to_string(stamp->input_partition)]
-              .push_back(stamp->sequence);
-        }
-        return Status::OK();
-      });
-  REQUIRE_OK(st);
-  return out;
-}
 
 }  // namespace
 
@@ -213,215 +168,6 @@ TEST_CASE("A restarted task drops exactly the outputs its predecessor delivered"
   }
 }
 
-namespace {
-
-struct EngineRun {
-  std::string state_dir;
-  std::string group;
-  std::string output_prefix;
-  config::Guarantee guarantee = config::Guarantee::kExactlyOnce;
-  int input_partitions = 3;  // of the shared input topic: the same for every run of a fixture
-};
-
-config::EngineConfig EngineConfigFor(const std::string& bootstrap, const EngineRun& run) {
-  config::EngineConfig cfg;
-  cfg.state_dir = run.state_dir;
-  cfg.inputs = {{"eo.input", run.input_partitions}};
-  cfg.kafka.properties["bootstrap.servers"] = bootstrap;
-  cfg.kafka.group_id = run.group;
-  cfg.commit_interval_ms = 100;
-  cfg.guarantee = run.guarantee;
-  const auto names = Topics(run.output_prefix);
-  cfg.outputs.customer_scores.name = names[static_cast<int>(OutputKind::kCustomerScores)];
-  cfg.outputs.churn_alerts.name = names[static_cast<int>(OutputKind::kChurnAlerts)];
-  cfg.outputs.segments.name = names[static_cast<int>(OutputKind::kSegments)];
-  cfg.outputs.anomalies.name = names[static_cast<int>(OutputKind::kAnomalies)];
-  cfg.outputs.correlations.name = names[static_cast<int>(OutputKind::kCorrelations)];
-  cfg.outputs.dead_letter.name = names[static_cast<int>(OutputKind::kDeadLetter)];
-  return cfg;
-}
-
-// The engine of the run in progress, for a thread that watches its counters
-// (the engine is destroyed when its run ends: read under the lock).
-class LiveEngine {
- public:
-  void Set(const StreamEngine* engine) {
-    std::lock_guard<std::mutex> lock(mu_);
-    engine_ = engine;
-  }
-  // Records the engine in progress has received; -1 when none runs.
-  int64_t received() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return engine_ ? static_cast<int64_t>(engine_->stats().received.load()) : -1;
-  }
-
- private:
-  mutable std::mutex mu_;
-  const StreamEngine* engine_ = nullptr;
-};
-
-// One engine run to the end of the input; the Status it stopped with.
-Status RunOnce(const config::EngineConfig& cfg, uint64_t* suppressed, LiveEngine* live = nullptr) {
-  pipeline::PipelineSpec spec;
-  auto engine = StreamEngine::Create(cfg, spec);
-  REQUIRE_OK(engine);
-  if (live) live->Set(engine->get());
-  std::atomic<bool> stop{false};
-  Status status;
-  RunOptions options;
-  options.until_caught_up = true;
-  std::atomic<bool> finished{false};
-  std::thread runner([&] {
-    status = (*engine)->Run(stop, options);
-    finished.store(true);
-  });
-  // Run returns by itself once caught up; the deadline only bounds a failure.
-  const auto deadline = Clock::now() + std::chrono::seconds(120);
-  while (!finished.load() && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  CHECK(finished.load());
-  stop.store(true);
-  runner.join();
-  if (live) live->Set(nullptr);
-  if (suppressed) *suppressed += (*engine)->stats().suppressed_outputs.load();
-  return status;
-}
-
-void RunUntilCaughtUp(const config::EngineConfig& cfg, uint64_t* suppressed) {
-  REQUIRE_OK(RunOnce(cfg, suppressed));
-}
-
-// As a supervisor would: an engine that stops on a broker failure (outputs
-// it could not deliver) is started again, at most `restarts` times.
-int RunRestartingOnFailure(const config::EngineConfig& cfg, int restarts, uint64_t* suppressed,
-                           LiveEngine* live) {
-  for (int attempt = 0; attempt <= restarts; ++attempt) {
-    Status st = RunOnce(cfg, suppressed, live);
-    if (st.ok()) return attempt;
-    WARN("engine stopped: " << st.ToString() << "; starting it again");
-  }
-  FAIL("the engine kept failing");
-  return restarts;
-}
-
-// The state families' entries (not the metadata, which holds per-run
-// bookkeeping), as key -> value.
-std::map<std::string, std::string> StateEntries(
-    const std::string& state_dir, std::initializer_list<state::StateFamily> families = {
-                                      state::StateFamily::kFeatures, state::StateFamily::kModels,
-                                      state::StateFamily::kOffsets, state::StateFamily::kDedup}) {
-  state::StateStoreOptions o;
-  o.path = std::filesystem::path(state_dir) / state::kStoreSubdirectory;
-  o.read_only = true;
-  auto store = state::StateStore::Open(o);
-  REQUIRE_OK(store);
-  std::map<std::string, std::string> out;
-  for (auto family : families) {
-    REQUIRE((*store)
-                ->ForEachEntry(
-                    family,
-                    [&](std::string_view k, std::string_view v) {
-                      out[std::string(state::StateFamilyName(family)) + "/" + std::string(k)] =
-                          std::string(v);
-                      return Status::OK();
-                    })
-                .ok());
-  }
-  return out;
-}
-
-}  // namespace
-
-namespace {
-
-// A cluster with a shared input topic and, per run, its own output topics.
-struct EngineFixture {
-  testing::ScratchDir dir;
-  std::unique_ptr<kafka::EmbeddedCluster> cluster;
-  std::string bootstrap;
-  kafka::ClientConfig client;
-  std::unique_ptr<generator::WorldGenerator> gen;
-  std::unique_ptr<kafka::Producer> producer;
-
-  explicit EngineFixture(std::span<const EngineRun> runs) {
-    auto c = kafka::EmbeddedCluster::Create({});
-    REQUIRE_OK(c);
-    cluster = std::move(c).value();
-    bootstrap = cluster->bootstrap_servers();
-    client.Set("bootstrap.servers", bootstrap);
-    std::map<std::string, int> topics;  // the input is shared
-    for (const auto& run : runs) {
-      for (const auto& t : AllTopics(EngineConfigFor(bootstrap, run))) {
-        topics[t.name] = t.partitions;
-      }
-    }
-    for (const auto& [name, partitions] : topics) {
-      REQUIRE_OK(cluster->CreateTopic(name, partitions));
-    }
-    generator::WorldOptions world;
-    world.customers = 400;
-    world.malformed_rate = 0.01;
-    world.duplicate_rate = 0.02;
-    auto g = generator::WorldGenerator::Create(world);
-    REQUIRE_OK(g);
-    gen = std::move(g).value();
-    auto p = kafka::Producer::Create(client);
-    REQUIRE_OK(p);
-    producer = std::move(p).value();
-  }
-
-  void Produce(int n) {
-    std::string key, value;
-    for (int i = 0; i < n; ++i) {
-      gen->Next(&key, &value);
-      REQUIRE_OK(producer->Produce("eo.input", kafka::kPartitionUnassigned, key, value));
-    }
-    REQUIRE_OK(producer->Flush(std::chrono::seconds(30)));
-  }
-
-  std::string path(const char* name) const { return (dir.path() / name).string(); }
-};
-
-// Checks that two runs' outputs and states are identical, and that no
-// output was produced twice.
-void CheckSameResults(const kafka::ClientConfig& client, const EngineRun& a_run,
-                      const EngineRun& b_run) {
-  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
-  TopicContents a = ReadAll(client, Topics(a_run.output_prefix), counts);
-  TopicContents b = ReadAll(client, Topics(b_run.output_prefix), counts);
-  REQUIRE(a.total > 1000);
-  CHECK(a.total == b.total);
-  // Same records, keyed by kind rather than by the run's topic names.
-  auto strip = [](const RecordCounts& in) {
-    RecordCounts out;
-    for (const auto& [k, n] : in) out[k.substr(k.find('.') + 1)] += n;
-    return out;
-  };
-  const RecordCounts sa = strip(a.records), sb = strip(b.records);
-  CHECK(sa == sb);
-  int shown = 0;
-  for (const auto& [record, n] : sa) {
-    auto it = sb.find(record);
-    const int other = it == sb.end() ? 0 : it->second;
-    if (n != other && shown++ < 5)
-      WARN(a_run.group << " x" << n << " vs x" << other << ": " << record.substr(0, 300));
-  }
-  for (const auto& [record, n] : sb) {
-    if (!sa.count(record) && shown++ < 10) WARN(b_run.group << " only: " << record.substr(0, 300));
-  }
-  for (const auto* contents : {&a, &b}) {
-    for (const auto& [source, seqs] : contents->sequences) {
-      std::vector<uint64_t> sorted = seqs;
-      std::sort(sorted.begin(), sorted.end());
-      CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());
-    }
-  }
-  CHECK(StateEntries(a_run.state_dir) == StateEntries(b_run.state_dir));
-}
-
-}  // namespace
-
 // Two crashes in a row: the predecessor delivered outputs 0..59 past its
 // checkpoint at 20; the next instance restores at 20, replays (dropping what
 // is there) and checkpoints at 40, still inside that replay, and crashes; the
@@ -547,71 +293,6 @@ TEST_CASE("Exactly-once engine: a clean stop and a restart with more input suppr
 
 namespace {
 
-// The engine as a user runs it: the crmstream binary, in a child process
-// (a crash point ends the whole process), on a configuration file written
-// from `cfg` with the product's pipeline.
-void WriteEngineYaml(const config::EngineConfig& cfg, const std::filesystem::path& file) {
-  std::ofstream out(file);
-  out << "kafka:\n  group_id: " << cfg.kafka.group_id << "\n  properties:\n";
-  for (const auto& [key, value] : cfg.kafka.properties) {
-    out << "    " << key << ": \"" << value << "\"\n";
-  }
-  // A restarted engine waits for its crashed predecessor to leave the group.
-  out << "    session.timeout.ms: \"4000\"\n";
-  out << "inputs:\n";
-  for (const auto& t : cfg.inputs)
-    out << "  - {name: " << t.name << ", partitions: " << t.partitions << "}\n";
-  out << "outputs:\n";
-  const std::array<std::pair<const char*, const config::TopicSpec*>, kOutputKindCount> outputs{
-      {{"customer_scores", &cfg.outputs.customer_scores},
-       {"churn_alerts", &cfg.outputs.churn_alerts},
-       {"segments", &cfg.outputs.segments},
-       {"anomalies", &cfg.outputs.anomalies},
-       {"correlations", &cfg.outputs.correlations},
-       {"dead_letter", &cfg.outputs.dead_letter},
-       {"associations", &cfg.outputs.associations}}};
-  for (const auto& [field, topic] : outputs) {
-    out << "  " << field << ": {name: " << topic->name << ", partitions: " << topic->partitions
-        << "}\n";
-  }
-  out << "processing:\n  guarantee: exactly_once\n";
-  out << "state_dir: " << cfg.state_dir << "\n";
-  out << "pipeline: " << (testing::SourceDir() / "pipelines" / "crm.yaml").string() << "\n";
-  out << "metrics_port: 0\nstatus_interval_ms: 0\n";
-  out << "commit_interval_ms: " << cfg.commit_interval_ms << "\n";
-  out << "producer_linger_ms: " << cfg.producer_linger_ms << "\n";
-}
-
-struct BinaryRun {
-  testing::ChildExit exit;
-  std::string log;
-};
-
-// `crmstream run --until-caught-up`; `crash_at` arms a crash point ("" none).
-BinaryRun RunEngineBinary(const std::filesystem::path& config, const std::string& crash_at,
-                          const std::filesystem::path& log) {
-  const std::vector<std::string> argv{CRMSTREAM_BINARY, "run", "--config", config.string(),
-                                      "--until-caught-up"};
-  const std::vector<std::string> env{std::string(crash_point::kEnvironmentVariable) + "=" +
-                                     crash_at};
-  BinaryRun run;
-  run.exit = testing::RunChild(argv, env, log, std::chrono::seconds(180));
-  run.log = testing::ReadWholeFile(log);
-  return run;
-}
-
-// What the final line of `crmstream run` says it dropped as delivered before
-// the restart ("..., N already delivered before a restart").
-std::optional<uint64_t> SuppressedInLog(const std::string& log) {
-  const std::string tail = " already delivered before a restart";
-  const size_t end = log.rfind(tail);
-  if (end == std::string::npos) return std::nullopt;
-  size_t begin = end;
-  while (begin > 0 && std::isdigit(static_cast<unsigned char>(log[begin - 1]))) --begin;
-  if (begin == end) return std::nullopt;
-  return std::stoull(log.substr(begin, end - begin));
-}
-
 // Per input partition of the store: the output sequence its checkpoint
 // covers (outputs 0 .. n-1 are the checkpoint's; 0 when none).
 std::map<std::string, uint64_t> CheckpointedSequences(const std::string& state_dir,
@@ -695,9 +376,7 @@ TEST_CASE(
   fx.Produce(3000);
   std::map<std::string, uint64_t> first_half;  // group -> outputs delivered
   for (size_t i = 1; i < runs.size(); ++i) {
-    const BinaryRun first = RunEngineBinary(config_of(runs[i]), "", log_of(runs[i], "first"));
-    INFO(first.log);
-    REQUIRE(first.exit.exited(0));
+    RunEngineBinaryChecked(config_of(runs[i]), "", log_of(runs[i], "first"));
     const TopicContents delivered = ReadAll(fx.client, Topics(runs[i].output_prefix), counts);
     REQUIRE(delivered.total > 300);
     CHECK(CheckpointedSequences(runs[i].state_dir, runs[i].group)[task_of(runs[i])] ==
@@ -708,18 +387,14 @@ TEST_CASE(
   // block in any run, also in the uninterrupted one.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   fx.Produce(3000);
-  const BinaryRun reference = RunEngineBinary(config_of(runs[0]), "", log_of(runs[0], "straight"));
-  INFO(reference.log);
-  REQUIRE(reference.exit.exited(0));
+  RunEngineBinaryChecked(config_of(runs[0]), "", log_of(runs[0], "straight"));
 
   for (size_t i = 0; i < crash_point::kCheckpointPoints.size(); ++i) {
     const std::string point(crash_point::kCheckpointPoints[i]);
     const EngineRun& run = runs[i + 1];
     const std::filesystem::path config = config_of(run);
-    const BinaryRun crashed = RunEngineBinary(config, point, log_of(run, "crash"));
-    INFO(point << "\ncrashed run:\n" << crashed.log);
-    REQUIRE(crashed.exit.exited(crash_point::kCrashPointExitStatus));
-    CHECK_THAT(crashed.log, Catch::Contains("crash point " + point + " reached"));
+    RunEngineBinaryChecked(config, point, log_of(run, "crash"));
+    INFO(point);
 
     // What the crash left: outputs on the topics, and the checkpoint.
     TopicContents delivered = ReadAll(fx.client, Topics(run.output_prefix), counts);
@@ -771,13 +446,9 @@ TEST_CASE("Exactly-once engine: broker faults change neither outputs nor state",
   RunUntilCaughtUp(EngineConfigFor(fx.bootstrap, runs[1]), nullptr);
 
   // While the faulty run works: a broker goes down and comes back, fetch
-  // requests fail with retriable errors, leaders move. (Produce requests
-  // failed by the mock cluster's error injection are left out: with them a
-  // few outputs of ~1,600 go missing in some runs while the producer reports
-  // every record delivered: an open problem, README "Delivery semantics and
-  // state".) The faults start once the engine has records in hand, and the
-  // engine's record count at each fault shows they all fell inside the
-  // processing.
+  // and produce requests fail with retriable errors, leaders move. The
+  // faults start once the engine has records in hand, and the engine's
+  // record count at each fault shows they all fell inside the processing.
   LiveEngine live;
   int64_t at_start = -1, at_broker_up = -1, at_end = -1;
   std::atomic<bool> faults_done{false};
@@ -791,6 +462,10 @@ TEST_CASE("Exactly-once engine: broker faults change neither outputs nor state",
     const std::array<rd_kafka_resp_err_t, 2> fetch_errors{
         RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT};
     c.PushRequestErrors(1, fetch_errors);  // Fetch
+    const std::array<rd_kafka_resp_err_t, 4> produce_errors{
+        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE};
+    c.PushRequestErrors(0, produce_errors);  // Produce
     CHECK_OK(c.SetBrokerDown(2));
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     at_broker_up = live.received();

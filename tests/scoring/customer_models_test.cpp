@@ -30,10 +30,11 @@ constexpr int64_t kStart = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
 // minute metrics, the way the event processor does.
 class ScriptedStream {
  public:
-  explicit ScriptedStream(CustomerModelsOptions options = {})
+  explicit ScriptedStream(CustomerModelsOptions options = {},
+                          const MinuteMetricsOptions& minute_options = {})
       : store_(std::move(features::FeatureStore::Create(features::FeatureSpec{})).value()),
         models_(std::move(CustomerModels::Create(options, store_.get())).value()),
-        minutes_(std::move(MinuteMetricsMonitor::Create({})).value()) {}
+        minutes_(std::move(MinuteMetricsMonitor::Create(minute_options)).value()) {}
 
   const features::CustomerFeatures& Send(const std::string& customer, int64_t ts, EventType type,
                                          double amount = 0.0) {
@@ -241,7 +242,9 @@ TEST_CASE("Label 0 resolves when the watermark passes the horizon", "[scoring][m
 }
 
 TEST_CASE("Global minute buckets match hand-computed sums", "[scoring][models]") {
-  ScriptedStream s;
+  MinuteMetricsOptions minute_options;
+  minute_options.correlation_min_minutes = 4;  // coefficients from the fourth closed minute
+  ScriptedStream s({}, minute_options);
   const int64_t m0 = kStart + 10 * kMinute;
   // Minute 0: revenue 10.5 + 4.5, tickets 2 (ticket + complaint), logins 1.
   s.Send("a", m0 + 1'000, EventType::kPurchase, 10.5);
@@ -264,6 +267,8 @@ TEST_CASE("Global minute buckets match hand-computed sums", "[scoring][models]")
   // Minute 3 closes minute 1 and the empty minute 2.
   s.Send("a", m0 + 3 * kMinute + 5, EventType::kPurchase, 8.0);
   CHECK(m.minute_start_ms == m0 + 2 * kMinute);
+  // Three minutes in the window: too few for a coefficient.
+  CHECK(std::isnan(m.correlation[0 * 3 + 1]));
   CHECK(m.revenue == 0.0);
   CHECK(m.tickets == 0.0);
   CHECK(m.logins == 0.0);
@@ -296,7 +301,11 @@ TEST_CASE("Customer scores are written as JSON fields", "[scoring][models]") {
   w.BeginObject();
   s.models().WriteCustomerScores(*s.store().Find("a"), &w);
   w.EndObject();
-  CHECK(out.find("\"churn_probability\":0.5") != std::string::npos);
+  // No label has matured: the gate is closed, so no probability is
+  // published and the record says why.
+  CHECK(out.find("\"churn_probability\":null") != std::string::npos);
+  CHECK(out.find("\"churn_model\":{\"state\":\"warming_up\",\"labels\":0,\"closings\":0,"
+                 "\"auc\":0.5}") != std::string::npos);
   CHECK(out.find("\"predicted_value_30d\":") != std::string::npos);
   CHECK(out.find("\"segment\":null") != std::string::npos);  // k-means not seeded yet
   CHECK(out.find("\"anomaly_score\":") != std::string::npos);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "crmstream/common/binary_io.h"
@@ -49,7 +50,11 @@ void RequireSectionRoundTrip(const Part& from, uint32_t from_slot, Part* to, uin
   auto decoded = to->ReadCustomer(&in);
   REQUIRE_OK(decoded);
   REQUIRE(in.AtEnd());
-  to->InstallCustomer(to_slot, std::move(decoded).value());
+  if constexpr (std::is_same_v<Part, ChurnValueModel>) {
+    to->InstallCustomer(to_slot, /*id_hash=*/to_slot, std::move(decoded).value());
+  } else {
+    to->InstallCustomer(to_slot, std::move(decoded).value());
+  }
   to->AppendCustomer(to_slot, &again);
   REQUIRE(again == section);
 }
@@ -124,10 +129,10 @@ TEST_CASE("The churn part's state round-trips into a fresh part under other slot
   }
   CHECK(with_pending > 0);
   std::string partition, again;
-  original.EncodePartition(*w->store, &partition);
-  REQUIRE_OK(fresh.DecodePartition(*store, partition));
-  fresh.EncodePartition(*store, &again);
-  CHECK(again == partition);  // deadlines named by id: the same bytes under other slots
+  original.EncodePartition(&partition);
+  REQUIRE_OK(fresh.DecodePartition(partition));
+  fresh.EncodePartition(&again);
+  CHECK(again == partition);  // no slot numbers: the same bytes under other slots
   CHECK(fresh.quality().pending_examples == original.quality().pending_examples);
   CHECK(fresh.watermark_ms() == original.watermark_ms());
 }
@@ -151,15 +156,32 @@ TEST_CASE("The churn part refuses damaged, foreign and mismatched state", "[scor
   CHECK(ReadSection(narrower, section).code() == StatusCode::kInvalidArgument);
 
   std::string partition;
-  churn.EncodePartition(*w->store, &partition);
+  churn.EncodePartition(&partition);
   REQUIRE_OK_AND_ASSIGN(ChurnValueModel target,
                         ChurnValueModel::Create(churn.options(), w->store->spec()));
-  RequireDamageRefused(partition,
-                       [&](std::string_view b) { return target.DecodePartition(*w->store, b); });
+  RequireDamageRefused(partition, [&](std::string_view b) { return target.DecodePartition(b); });
   ChurnValueOptions other = churn.options();
   other.horizon_days = 20;
   REQUIRE_OK_AND_ASSIGN(ChurnValueModel shorter, ChurnValueModel::Create(other, w->store->spec()));
-  CHECK(shorter.DecodePartition(*w->store, partition).code() == StatusCode::kInvalidArgument);
+  CHECK(shorter.DecodePartition(partition).code() == StatusCode::kInvalidArgument);
+
+  // Blob versions 1 to 3 (older state formats) carry no churn model kind:
+  // refused, naming both versions, the model untouched.
+  REQUIRE_OK_AND_ASSIGN(const OpenedBlob opened,
+                        OpenBlob(partition, BlobKind::kChurnPartitionState));
+  CHECK(opened.version == 4);
+  std::string fresh_blob;
+  target.EncodePartition(&fresh_blob);
+  for (const uint16_t version : {1, 2, 3}) {
+    const std::string older = SealBlob(BlobKind::kChurnPartitionState, version, opened.payload);
+    const Status refused = target.DecodePartition(older);
+    CHECK(refused.code() == StatusCode::kCorruption);
+    CHECK_THAT(refused.message(), Catch::Contains("version " + std::to_string(version)) &&
+                                      Catch::Contains("expected 4"));
+    std::string after;
+    target.EncodePartition(&after);
+    CHECK(after == fresh_blob);
+  }
 }
 
 TEST_CASE("The segmenter's and behaviour detector's state round-trips and refuses damage",

@@ -15,6 +15,13 @@ CustomerModelsOptions AlertingOptions() {
   o.churn.alerts.exit_probability = 0.15;
   o.churn.alerts.high_probability = 0.4;
   o.churn.alerts.critical_probability = 0.6;
+  // A gate that opens on the first few matured labels of a short stream
+  // (tests of the gate itself set their own).
+  o.churn.gate.min_positive_labels = 3;
+  o.churn.gate.min_negative_labels = 20;
+  o.churn.gate.auc_floor = 0.5;
+  o.churn.calibration.min_labels = 50;
+  o.churn.calibration.refit_every = 32;
   return o;
 }
 

@@ -19,8 +19,8 @@
 
 namespace crmstream::scoring::testing {
 
-// Lower alert levels and an earlier warm-up than the defaults: streams of a
-// few simulated weeks raise many alerts.
+// Lower alert levels, an earlier warm-up and a lenient alert gate: streams
+// of a few simulated weeks raise many alerts.
 CustomerModelsOptions AlertingOptions();
 
 // The name under which the tests keep the minute metrics' blob beside the

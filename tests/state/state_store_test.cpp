@@ -260,8 +260,10 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
                                              Catch::Contains("crm-pipeline"));
   CHECK(testing::SnapshotFiles(options.path) == before);
 
-  // A future format version, written behind the store's back.
-  {
+  // A future format version, format 2 (whose churn blobs held the label
+  // deadlines) and format 3 (whose churn blobs did not name their model),
+  // written behind the store's back.
+  for (const uint32_t version : {kStateFormatVersion + 1, uint32_t{2}, uint32_t{3}}) {
     rocksdb::DB* raw = nullptr;
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     std::vector<rocksdb::ColumnFamilyDescriptor> families;
@@ -271,22 +273,23 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
     REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), options.path.string(), families, &handles, &raw)
                 .ok());
     std::string payload;
-    BinaryWriter(&payload).Put<uint32_t>(kStateFormatVersion + 1);
+    BinaryWriter(&payload).Put<uint32_t>(version);
     REQUIRE(raw->Put(rocksdb::WriteOptions(), handles[0], "format_version",
                      SealBlob(BlobKind::kCheckpointMeta, 1, payload))
                 .ok());
     for (auto* h : handles) REQUIRE_OK(raw->DestroyColumnFamilyHandle(h));
     REQUIRE_OK(raw->Close());
     delete raw;
+    const auto before_version = testing::SnapshotFiles(options.path);
+    auto refused_version = StateStore::Open(options);
+    REQUIRE_FALSE(refused_version.ok());
+    CHECK(refused_version.status().code() == StatusCode::kInvalidArgument);
+    CHECK_THAT(refused_version.status().message(),
+               Catch::Contains(options.path.string()) &&
+                   Catch::Contains("format version " + std::to_string(version)) &&
+                   Catch::Contains("reads version " + std::to_string(kStateFormatVersion)));
+    CHECK(testing::SnapshotFiles(options.path) == before_version);
   }
-  const auto before_version = testing::SnapshotFiles(options.path);
-  auto future = StateStore::Open(options);
-  REQUIRE_FALSE(future.ok());
-  CHECK(future.status().code() == StatusCode::kInvalidArgument);
-  CHECK_THAT(future.status().message(),
-             Catch::Contains(options.path.string()) &&
-                 Catch::Contains("format version " + std::to_string(kStateFormatVersion + 1)));
-  CHECK(testing::SnapshotFiles(options.path) == before_version);
 }
 
 TEST_CASE("Verify flags values whose envelope is broken, and stats count what was written",
@@ -386,8 +389,10 @@ TEST_CASE("Block cache and memtables stay under the memory cap", "[state]") {
   // covered: RocksDB's file write buffers (up to 1 MiB per file being
   // written: the WAL, a flush's or a compaction's output) and table reader
   // objects, a few MiB whatever the cap (measured 2.7 MiB over a 16 MiB cap
-  // here; memtables left out of the cache add up to their 4 MiB budget).
-  constexpr long kUncoveredIoBuffers = long{4} << 20;
+  // on a quiet machine, 4.4 MiB on a loaded one, where a flush and a
+  // compaction write at the same time; memtables left out of the cache
+  // would add their 4 MiB budget on top: about 6.7 MiB over).
+  constexpr long kUncoveredIoBuffers = long{5} << 20;
   CHECK(peak <= static_cast<long>(options.memory_cap_bytes) + kUncoveredIoBuffers);
   // The reads did fill the cache: the bound above held under pressure.
   CHECK(store->MemoryUsageBytes() > options.memory_cap_bytes / 2);

@@ -61,9 +61,8 @@ std::string ReadWholeFile(const fs::path& path) {
   return s.str();
 }
 
-ChildExit RunChild(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                   const fs::path& log, std::chrono::seconds timeout) {
-  ChildExit result;
+Child::Child(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+             const fs::path& log) {
   // The environment: ours, with `env` replacing variables of the same name.
   std::map<std::string, std::string> vars;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -87,25 +86,50 @@ ChildExit RunChild(const std::vector<std::string>& argv, const std::vector<std::
   pid_t pid = -1;
   const int rc = posix_spawn(&pid, argp[0], &actions, nullptr, argp.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return result;
+  if (rc == 0) pid_ = pid;
+}
+
+Child::~Child() {
+  if (pid_ > 0 && !reaped_) {
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+}
+
+void Child::Signal(int signal) const {
+  if (pid_ > 0 && !reaped_) kill(pid_, signal);
+}
+
+ChildExit Child::Wait(std::chrono::seconds timeout) {
+  ChildExit result;
+  if (pid_ <= 0 || reaped_) return result;
   result.started = true;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
   while (true) {
-    const pid_t done = waitpid(pid, &status, WNOHANG);
-    if (done == pid) break;
+    const pid_t done = waitpid(pid_, &status, WNOHANG);
+    if (done == pid_) break;
     if (done < 0) return result;
     if (std::chrono::steady_clock::now() >= deadline) {
       result.timed_out = true;
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      reaped_ = true;
       return result;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  reaped_ = true;
   if (WIFEXITED(status)) result.exit_status = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
   return result;
+}
+
+ChildExit RunChild(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                   const fs::path& log, std::chrono::seconds timeout) {
+  Child child(argv, env, log);
+  return child.Wait(timeout);
 }
 
 namespace {

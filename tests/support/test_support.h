@@ -55,6 +55,27 @@ struct ChildExit {
 ChildExit RunChild(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                    const std::filesystem::path& log, std::chrono::seconds timeout);
 
+// A child started as RunChild starts it, left running: the test signals it
+// (e.g. SIGSTOP, SIGCONT, SIGTERM) and waits for it. Killed with SIGKILL on
+// destruction if still running.
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+        const std::filesystem::path& log);
+  ~Child();
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  bool started() const { return pid_ > 0; }
+  void Signal(int signal) const;
+  // Waits at most `timeout`, then kills it with SIGKILL.
+  ChildExit Wait(std::chrono::seconds timeout);
+
+ private:
+  int pid_ = -1;
+  bool reaped_ = false;
+};
+
 // --- Skips -------------------------------------------------------------------
 //
 // Catch2 2.x has no SKIP. A skipped test case records it here and returns;

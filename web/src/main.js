@@ -146,14 +146,31 @@ function renderRisk(risk) {
   const n = bins.length;
   const total = bins.reduce((s, x) => s + x, 0);
   const atRisk = bins.reduce((s, x, i) => (i / n >= 0.5 ? s + x : s), 0);
+  const unscored = risk.unscored ?? 0;
+  const model = risk.model ?? {};
+  // Until the churn model has earned it (enough closings seen, AUC above the
+  // floor) the engine publishes no probability: say so instead of a count.
+  const warming = model.state && model.state !== 'open';
   riskChart.data.labels = bins.map((_, i) => `${(i / n).toFixed(2)}`);
   riskChart.data.datasets[0].data = bins;
   riskChart.data.datasets[0].backgroundColor = bins.map((_, i) => riskColor((i + 0.5) / n));
   riskChart.update('none');
   $('risk-chart').dataset.total = String(total);
-  $('risk-caption').textContent = `${fmtInt.format(total)} customers, latest score each`;
-  $('kpi-customers').textContent = fmtInt.format(total);
-  $('kpi-at-risk').textContent = total ? `${fmtInt.format(atRisk)} (${pct(atRisk / total)})` : '0';
+  $('risk-chart').dataset.unscored = String(unscored);
+  $('risk-caption').textContent = warming
+    ? `${fmtInt.format(unscored)} customers, not scored while the model warms up`
+    : `${fmtInt.format(total)} customers, latest calibrated score each`;
+  $('kpi-customers').textContent = fmtInt.format(total + unscored);
+  const gate = $('kpi-at-risk');
+  gate.dataset.state = model.state || '';
+  if (warming) {
+    const what = model.state === 'below_floor' ? 'below the AUC floor' : 'warming up';
+    gate.textContent = `${what}: ${fmtInt.format(model.labels)} labels, AUC ${Number(model.auc).toFixed(2)}`;
+    gate.classList.add('kpi-warming');
+  } else {
+    gate.textContent = total ? `${fmtInt.format(atRisk)} (${pct(atRisk / total)})` : '0';
+    gate.classList.remove('kpi-warming');
+  }
 }
 
 function renderEngine(engine) {

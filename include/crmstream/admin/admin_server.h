@@ -20,11 +20,13 @@
 // live on the same port. Boost.Beast (header-only, Boost 1.74) serves all
 // four; prometheus-cpp's core still builds and serialises the metrics.
 //
-// Threading: one server thread runs every connection (asynchronous I/O);
-// nothing it does waits for the engine thread. A customer read is queued to
-// the engine (runtime::CustomerQueries::Submit) and the server polls the
-// answer on a timer, answering 503 if the engine does not reply within
-// query_timeout. Start/Stop/port are called from the owning thread.
+// Threading: the shared HTTP core (http/server.h) runs every connection on
+// one server thread, with its defences (connection cap, timeouts, Host
+// allowlist, a token beyond loopback); nothing it does waits for the engine
+// thread. A customer read is queued to the engine
+// (runtime::CustomerQueries::Submit) and polled on a timer, answering 503 if
+// the engine does not reply within query_timeout. Start/Stop/port are called
+// from the owning thread.
 #pragma once
 
 #include <chrono>
@@ -34,28 +36,31 @@
 #include "crmstream/admin/engine_metrics.h"
 #include "crmstream/common/status.h"
 #include "crmstream/config/engine_config.h"
+#include "crmstream/http/server.h"
 #include "crmstream/runtime/stream_engine.h"
 
 namespace crmstream::admin {
 
 struct AdminServerOptions {
-  // Listening address. Default loopback: the server has no authentication.
-  std::string address = "127.0.0.1";
-  // Listening port; 0 picks a free one (see AdminServer::port()). Default
-  // 9464, EngineConfig::metrics_port's default.
-  int port = 9464;
+  // The listener: loopback, port 9464 (EngineConfig::metrics_port's
+  // default; 0 picks a free one), config section "admin", /healthz and
+  // /readyz served without the token; the other defaults are the core's.
+  http::ServerOptions http = DefaultHttpOptions();
   // The engine counts as stalled (healthz 503) after this long without a
   // loop iteration. A flush may legitimately wait 30 s for the brokers.
   // Default 60 s.
   std::chrono::milliseconds stall_after{60000};
   // How long a customer read waits for the engine thread. Default 2 s.
   std::chrono::milliseconds query_timeout{2000};
+
+  static http::ServerOptions DefaultHttpOptions();
 };
 
 class AdminServer {
  public:
   // Binds and starts serving. `engine` must outlive the server. IOError
-  // naming the address when the port cannot be bound.
+  // naming the address when the port cannot be bound; InvalidArgument
+  // naming the admin.* field for a bad address or a missing token.
   static Result<std::unique_ptr<AdminServer>> Start(runtime::StreamEngine* engine,
                                                     const config::EngineConfig& config,
                                                     const AdminServerOptions& options);
@@ -71,6 +76,7 @@ class AdminServer {
   // "http://<address>:<port>".
   std::string url() const;
   const EngineMetrics& metrics() const;
+  http::ServerStats connection_stats() const;
 
   struct Impl;  // the server's state, shared with its connections (admin_server.cpp)
 

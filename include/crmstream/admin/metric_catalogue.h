@@ -42,6 +42,8 @@ enum class Metric : int {
   kChurnAlerts,
   kOffsetCommits,
   kOffsetCommitFailures,
+  kTransactionsAborted,
+  kUnownedRecords,
   // State.
   kCheckpoints,
   kCheckpointFailures,
@@ -116,6 +118,12 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
      "Successful input offset commits."},
     {"crmstream_offset_commit_failures_total", MetricKind::kCounter, "",
      "Offset commits that failed or were skipped because outputs could not be flushed."},
+    {"crmstream_transactions_aborted_total", MetricKind::kCounter, "",
+     "Kafka transactions aborted (exactly_once_transactions); each rewinds to the last "
+     "checkpoint."},
+    {"crmstream_unowned_records_total", MetricKind::kCounter, "",
+     "Records of partitions this instance does not own (a revoked partition's late batch), "
+     "left unprocessed."},
     {"crmstream_checkpoints_total", MetricKind::kCounter, "",
      "Successful state checkpoints to RocksDB."},
     {"crmstream_checkpoint_failures_total", MetricKind::kCounter, "",

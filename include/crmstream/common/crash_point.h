@@ -32,6 +32,14 @@ inline constexpr std::string_view kAfterWrite = "checkpoint.after_write";
 inline constexpr std::array<std::string_view, 4> kCheckpointPoints{kBeforeFlush, kAfterFlush,
                                                                    kBeforeWrite, kAfterWrite};
 
+// The transactional mode's points (runtime/transactional_delivery.cpp): the
+// transaction holding outputs and input offsets commits, then the staged
+// state is written (the checkpoint points before_write/after_write).
+inline constexpr std::string_view kBeforeTransactionCommit = "transaction.before_commit";
+inline constexpr std::string_view kAfterTransactionCommit = "transaction.after_commit";
+inline constexpr std::array<std::string_view, 4> kTransactionPoints{
+    kBeforeTransactionCommit, kAfterTransactionCommit, kBeforeWrite, kAfterWrite};
+
 namespace internal {
 // True when CRMSTREAM_CRASH_AT was set at start-up.
 extern const bool g_armed;

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,20 +59,47 @@ enum class Guarantee : uint8_t {
   // crash the records since the last checkpoint are processed again, so
   // their outputs may appear twice.
   kAtLeastOnce,
-  // Deterministic processing from the checkpointed state and input offsets,
-  // every output stamped with its source, and a restarted engine suppresses
-  // outputs its predecessor already delivered: each output exactly once.
+  // Exactly-once, the way the cluster allows: Kafka transactions where the
+  // brokers support them, stamped outputs on the embedded cluster.
   kExactlyOnce,
+  // Exactly-once with Kafka transactions (exactly-once v2, KIP-447): outputs
+  // and input offsets committed in one transaction per commit interval;
+  // read_committed consumers see each output once.
+  kExactlyOnceTransactions,
+  // Exactly-once without transactions: deterministic processing, every
+  // output stamped with its source, and a restart drops what its predecessor
+  // delivered (for clusters without transactions, e.g. the embedded one).
+  kExactlyOnceStamped,
 };
+// "at_least_once", "exactly_once", "exactly_once_transactions",
+// "exactly_once_stamped".
 std::string_view GuaranteeName(Guarantee g);
+std::optional<Guarantee> ParseGuarantee(std::string_view name);
 
 // The local state store (state/README.md).
 struct StateSettings {
-  int memory_cap_mb = 256;  // RocksDB block cache + memtables
-  bool sync = false;        // fsync the WAL at every checkpoint
+  // The engine's memory: RocksDB block cache + memtables, the customer
+  // caches and the dedup windows, split by pipeline/memory_plan.h.
+  int memory_cap_mb = 256;
+  bool sync = false;  // fsync the WAL at every checkpoint
   // Longest a checkpoint write may wait for RocksDB to free memory (a write
   // stall) before it fails and is retried at the next commit, ms.
   int write_timeout_ms = 30000;
+};
+
+// One of the HTTP servers (the engine's admin server, the dashboard): who
+// may reach it. The core's defences and their defaults: http/server.h.
+struct HttpServerSettings {
+  // Listening address (an IP literal). Beyond loopback, auth_token_file is
+  // required. Default loopback.
+  std::string bind_address = "127.0.0.1";
+  // File holding the bearer token (owner-only mode, at least 16
+  // characters); clients send `Authorization: Bearer <token>`. Default none.
+  std::string auth_token_file;
+  // Host header values served besides loopback names and IP literals (the
+  // names clients use to reach the server; "*" any). Default none.
+  std::vector<std::string> allowed_hosts;
+  int max_connections = 256;  // open connections at most; the idlest is closed for a new one
 };
 
 struct EngineConfig {
@@ -81,8 +109,10 @@ struct EngineConfig {
   OutputTopics outputs;
   std::string state_dir = "state";              // local state and broker.addr
   std::string pipeline = "pipelines/crm.yaml";  // relative to the working directory
-  int metrics_port = 9464;                      // Prometheus /metrics, loopback
-  int dashboard_port = 8080;                    // web dashboard, loopback
+  int metrics_port = 9464;                      // the admin server (Prometheus /metrics, ...)
+  int dashboard_port = 8080;                    // web dashboard
+  HttpServerSettings admin;                     // the admin server's listener (admin:)
+  HttpServerSettings dashboard;                 // the dashboard's listener (dashboard:)
   int consume_batch_size = 2048;                // messages per consumer poll
   int poll_timeout_ms = 100;                    // consumer poll wait, ms
   int commit_interval_ms = 1000;                // offsets committed at most this often, ms

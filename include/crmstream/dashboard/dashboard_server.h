@@ -1,5 +1,7 @@
-// DashboardServer: the dashboard's HTTP server (Boost.Beast on Asio, one I/O
-// thread running C++20 coroutines), on loopback by default.
+// DashboardServer: the dashboard's routes on the shared HTTP core
+// (http/server.h: connection cap, timeouts, Host allowlist, a token beyond
+// loopback), on loopback by default. Every response carries a Content
+// Security Policy that allows the page's own scripts, styles and API only.
 //
 //   GET /, /index.html, /app.js, /app.css   the bundled page (WebAsset table)
 //   GET /api/state                          the DashboardView snapshot (JSON)
@@ -7,7 +9,7 @@
 //   GET /api/customers/{id}                 forwarded to the engine's admin server;
 //                                           its answer, 404 JSON for unknown ids,
 //                                           503 JSON when the engine does not answer
-//   GET /healthz                            "ok"
+//   GET /healthz                            "ok" (served without the token)
 //
 // It also scrapes the engine's /metrics once a second for throughput and lag
 // (tolerating its absence) and records an EngineSample in the view.
@@ -27,21 +29,28 @@
 #include "crmstream/dashboard/dashboard_view.h"
 #include "crmstream/dashboard/engine_metrics.h"
 #include "crmstream/dashboard/web_assets.h"
+#include "crmstream/http/server.h"
 
 namespace crmstream::dashboard {
 
 struct DashboardServerOptions {
-  std::string bind_address = "127.0.0.1";  // loopback: the page has no authentication
-  int port = 8080;                         // 0: any free port (see DashboardServer::port())
-  std::string engine_host = "127.0.0.1";   // the engine's admin server (/metrics, /api/customers)
+  // The listener: loopback, port 8080 (0: any free port, see
+  // DashboardServer::port()), config section "dashboard", /healthz public,
+  // the page's CSP; the other defaults are the core's.
+  http::ServerOptions http = DefaultHttpOptions();
+  std::string engine_host = "127.0.0.1";  // the engine's admin server (/metrics, /api/customers)
   int engine_port = 9464;
+  // The admin server's token file (admin.auth_token_file), sent as a bearer
+  // token to the engine; empty: none.
+  std::string engine_auth_token_file;
   int engine_timeout_ms = 2000;   // connect + answer, per request to the engine
   int push_interval_ms = 1000;    // snapshot period of /api/events, ms
   int scrape_interval_ms = 1000;  // /metrics period, ms
-  size_t max_connections = 64;    // concurrent HTTP connections; more are refused
   EngineMetricNames metric_names;
   // The page; defaults to the bundle compiled into the binary.
   std::span<const WebAsset> assets = BundledWebAssets();
+
+  static http::ServerOptions DefaultHttpOptions();
 };
 
 class DashboardServer {
@@ -53,8 +62,9 @@ class DashboardServer {
   DashboardServer(const DashboardServer&) = delete;
   DashboardServer& operator=(const DashboardServer&) = delete;
 
-  // The bound port (useful with options.port = 0).
+  // The bound port (useful with options.http.port = 0).
   int port() const;
+  http::ServerStats connection_stats() const;
   // Stops serving and joins the thread. Idempotent.
   void Stop();
 

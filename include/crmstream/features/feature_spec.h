@@ -3,6 +3,7 @@
 // there; immutable afterwards, so it may be read from any thread.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,15 @@ struct FeatureSpec {
   // Default: 7, 30 and 90 days.
   std::vector<int> window_days = {7, 30, 90};
 
+  // Most customers one store (one input partition) holds in memory (with a
+  // bounded cache, customers evicted to the state store do not count); an
+  // event of one more customer throws std::length_error from
+  // FeatureStore::Update, with the store unchanged (the pipeline
+  // dead-letters it as processing_error).
+  // In [1, kMaxCustomers]; default kMaxCustomers (the slot index's range).
+  uint32_t max_customers = kMaxCustomers;
+
+  static constexpr uint32_t kMaxCustomers = (1u << 26) - 2;
   static constexpr int kMaxWindowDays = 1000;
   static constexpr size_t kMaxWindows = 8;
 

@@ -5,23 +5,30 @@
 //
 // One FeatureStore per partition task. Not thread-safe: single-threaded by
 // design, no locks. A CustomerFeatures view reads the store's current state:
-// a copy of one stays valid for the store's lifetime (customers never move)
-// and always shows the customer's latest features; the references returned
+// a copy of one stays valid while its customer stays in memory (customers
+// never move; with a capacity, an evicted customer's slot is reused) and
+// always shows the customer's latest features; the references returned
 // by Update() and Find() are rebound by the next call of the same function.
 //
-// Every customer has a slot number, dense from 0 in order of first sight and
-// fixed for the store's lifetime (CustomerFeatures::slot()). Other per-customer
-// state of the partition (the scoring models) is kept in arrays indexed by it,
-// so that an event hashes its customer id once, here. Slot numbers are not
-// persisted: a store rebuilt from a checkpoint numbers its customers in the
-// order they were decoded.
+// Every customer in memory has a slot number in [0, size()), fixed while it
+// stays (CustomerFeatures::slot()). Other per-customer state of the
+// partition (the scoring models) is kept in arrays indexed by it, so that an
+// event hashes its customer id once, here. Slot numbers are not persisted.
+//
+// A bounded cache (SetCapacity): with a capacity, a new customer beyond it
+// takes the slot of a customer whose state is saved elsewhere (CLOCK: a
+// customer touched since the hand last passed gets a second chance; one
+// with unsaved changes or owed outputs is never taken, nor one the hooks
+// pin). The slot's views then show the new customer. When a bounded sweep
+// finds no candidate the store grows past the capacity (counted), so an
+// event is never refused; the next checkpoint makes the cache evictable.
 //
 // Memory: a customer is one fixed-size slot (record + per-window running
 // totals) in blocks of slots, plus a small heap buffer holding a compact
 // varint encoding of its per-day aggregates, only for days that had windowed
-// events and only as far back as the longest window. Steady-state updates do
-// not allocate; a new customer, a new active day or a late event may
-// (amortised).
+// events and only as far back as the longest window, and its id when longer
+// than 16 bytes. Steady-state updates do not allocate; a new customer, a new
+// active day or a late event may (amortised).
 #pragma once
 
 #include <cstddef>
@@ -131,6 +138,26 @@ class CustomerFeatures {
   uint32_t index_ = 0;
 };
 
+// Asked by the store before it creates a customer it does not hold: the
+// customer may be saved elsewhere (the state store) and is then loaded
+// (FeatureStore::LoadCustomer) instead of created empty.
+class CustomerMissHandler {
+ public:
+  virtual ~CustomerMissHandler() = default;
+  virtual void OnMiss(std::string_view customer_id) = 0;
+};
+
+// Told about the customers of a store with a capacity (SetCapacity).
+class CustomerEvictionHooks {
+ public:
+  virtual ~CustomerEvictionHooks() = default;
+  // Whether the customer in `slot` has other state not saved yet (it stays).
+  virtual bool Pinned(uint32_t slot) = 0;
+  // The customer in `slot` is about to leave memory (still readable); the
+  // slot is then reused.
+  virtual void Evicted(uint32_t slot) = 0;
+};
+
 class FeatureStore {
  public:
   // InvalidArgument (FeatureSpec::Validate's message) for an invalid spec.
@@ -142,6 +169,11 @@ class FeatureStore {
 
   // Applies the event to its customer (created on first sight) and returns
   // the customer's features (the reference is rebound by the next Update).
+  // Throws std::length_error for a new customer beyond spec().max_customers
+  // held in memory (a bounded cache evicts first) and std::bad_alloc when
+  // memory for a new customer or plan runs out, in both cases with the store
+  // unchanged but for a saved customer it may have evicted; PartialUpdateError (common) when
+  // the customer's per-day history cannot grow after its counters changed.
   const CustomerFeatures& Update(const ingest::Event& e);
 
   // nullptr if the customer is unknown. Does not allocate. The pointer is
@@ -170,6 +202,13 @@ class FeatureStore {
   // Corruption on bad bytes, InvalidArgument if it was written with other windows;
   // the store is unchanged on error. Marks the customer dirty.
   Status DecodeCustomer(std::string_view customer_id, std::string_view bytes);
+  // The same for a customer brought back from where it was saved: marks
+  // nothing (it is saved state and owes no output). Never asks the miss handler.
+  Status LoadCustomer(std::string_view customer_id, std::string_view bytes);
+
+  // Update() of a customer the store does not hold asks `handler` first
+  // (nullptr: nobody). Must outlive the store's use.
+  void set_miss_handler(CustomerMissHandler* handler) { miss_handler_ = handler; }
 
   // Calls f(std::string_view customer_id, const CustomerFeatures&) for every
   // customer updated or decoded since the last ClearDirty(), in first-dirtied
@@ -212,6 +251,22 @@ class FeatureStore {
   size_t unsaved_count() const { return unsaved_.size(); }
   void ClearUnsaved();
 
+  // At most `customers` customers in memory (0: no bound), evicting saved
+  // ones through `hooks` (see the top). `hooks` must outlive the store.
+  void SetCapacity(size_t customers, CustomerEvictionHooks* hooks);
+  size_t capacity() const { return capacity_; }
+  uint64_t evictions() const { return evictions_; }
+  // New customers that found no slot to take and grew the store past its
+  // capacity (every candidate had unsaved changes).
+  uint64_t over_capacity() const { return over_capacity_; }
+
+  // Distinct plan names one store keeps (ingest bounds each to 64 bytes).
+  static constexpr size_t kMaxPlans = 1024;
+  // Whether an event naming `plan` can be applied: the plan is known, or the
+  // table has room. The caller dead-letters the event otherwise (Update
+  // would keep the plan of the last table entry).
+  bool CanTakePlan(std::string_view plan) const;
+
   // The plan table: id -> name (id 0 is "", no plan).
   std::string_view PlanName(uint16_t plan_id) const;
 
@@ -238,10 +293,10 @@ class FeatureStore {
     uint16_t plan_id;
     uint8_t id_length;
     uint8_t flags;  // kClosedFlag and the dirty / pending / unsaved marks
-    // Ids of up to 16 bytes live here; longer ones in long_ids_ at `offset`.
+    // Ids of up to 16 bytes live here; longer ones in a malloc'd buffer.
     union {
       char chars[16];
-      uint64_t offset;
+      char* heap;
     } id;
   };
   // One sliding window of a customer: running totals as of the clock, kept
@@ -268,7 +323,17 @@ class FeatureStore {
     return blocks_[index / kBlockSlots].get() + (index % kBlockSlots) * slot_bytes_;
   }
   uint32_t FindIndex(std::string_view id, uint64_t hash) const;
-  uint32_t FindOrCreate(std::string_view id);
+  uint32_t FindOrCreate(std::string_view id, bool ask_handler);
+  // Room for one more slot (max_customers, table, tracking lists, block);
+  // changes nothing a reader sees, throws before anything else does.
+  void GrowForNewCustomer();
+  // A slot to reuse (its customer evicted), or UINT32_MAX if none was found.
+  uint32_t EvictOne();
+  void EraseFromTable(uint32_t index);
+  void ReleaseId(CustomerRecord* r);
+  Status Decode(std::string_view customer_id, std::string_view bytes, bool mark);
+  // Update's changes to an existing record (after FindOrCreate / InternPlan).
+  void ApplyEvent(uint32_t index, const ingest::Event& e, bool fresh, bool late, uint16_t plan_id);
   void GrowTable();
   void MarkDirty(uint32_t index);
   uint16_t InternPlan(std::string_view plan);
@@ -302,7 +367,12 @@ class FeatureStore {
 
   std::vector<std::unique_ptr<std::byte[], FreeBlock>> blocks_;
   uint32_t size_ = 0;
-  std::string long_ids_;         // ids over 16 bytes, back to back
+  size_t long_id_bytes_ = 0;  // heap chunks of ids over 16 bytes
+  size_t capacity_ = 0;       // 0: unbounded
+  CustomerEvictionHooks* hooks_ = nullptr;
+  uint32_t clock_hand_ = 0;
+  uint64_t evictions_ = 0;
+  uint64_t over_capacity_ = 0;
   std::vector<uint32_t> table_;  // open addressing: index + 1, 0 = empty
   size_t ring_heap_bytes_ = 0;   // sum of ring chunks (capacity + malloc header)
   std::vector<uint32_t> dirty_;
@@ -316,6 +386,7 @@ class FeatureStore {
   };
   std::unordered_map<std::string, uint16_t, PlanHash, std::equal_to<>> plan_ids_;
 
+  CustomerMissHandler* miss_handler_ = nullptr;
   CustomerFeatures current_{this, 0};
   mutable CustomerFeatures found_{this, 0};
   // Scratch for the rare paths (late events, decode), reused to avoid

@@ -67,6 +67,20 @@ struct WorldOptions {
   double fade_min_days = 14.0;
   double fade_max_days = 45.0;
 
+  // No account closes before this many days after start_ms (fades may
+  // begin earlier, closings wait): a world whose first months carry only
+  // "stayed" labels. >= 0, default 0.
+  double churn_start_days = 0.0;
+  // Share of churners who close without fading (no change of behaviour
+  // before account_closed; their truth has fade_start_ms == closed_ms).
+  // In [0, 1], default 0.
+  double sudden_churn_share = 0.0;
+  // Seasonality: every customer's activity swings by this fraction around
+  // its mean over a cycle of seasonality_period_days (peak a quarter
+  // period after start_ms). In [0, 1), default 0 (none).
+  double seasonality_amplitude = 0.0;
+  double seasonality_period_days = 7.0;  // > 0
+
   // Noise that keeps churn prediction honest: every customer has "bad
   // weeks" (less activity, more tickets) about once per this many days
   // (0 disables), each lasting 4 to 12 days.

@@ -25,10 +25,16 @@ struct DecoderOptions {
   int64_t min_timestamp_ms = 946'684'800'000;
   int64_t max_timestamp_ms = 4'102'444'800'000;
 
-  // When > 0, an event whose timestamp is more than this many milliseconds
-  // ahead of "now" (the decoder's caller-supplied clock, else the system
-  // clock) is rejected as out_of_range. 0 disables the check (default).
-  int64_t max_future_skew_ms = 0;
+  // An event whose timestamp is more than this many milliseconds ahead of
+  // the record's clock (the `now_ms` the caller passes: the broker timestamp
+  // in the engine, else the system clock) is rejected as timestamp_in_future.
+  // One such event would otherwise move its partition's event-time
+  // watermark: every pending churn label would mature at once as "not
+  // churned" and every later event would be late for the minute metrics.
+  // Default 1 day. 0 or negative disables the check (not recommended: one
+  // event stamped 2099 then poisons the partition's models for good). A
+  // caller that has no clock passes now_ms <= 0, which skips the check.
+  int64_t max_future_skew_ms = 86'400'000;
 
   // InvalidArgument naming the first bad field, or OK.
   Status Validate() const;

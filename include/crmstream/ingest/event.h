@@ -24,6 +24,8 @@ enum class EventType : uint8_t {
   kAccountClosed,
 };
 inline constexpr int kEventTypeCount = 8;
+// Longest plan name accepted (plan names become per-partition state).
+inline constexpr size_t kMaxPlanBytes = 64;
 
 // The wire names, as in docs/event-schema.json.
 inline constexpr std::array<std::string_view, kEventTypeCount> kEventTypeNames = {
@@ -51,7 +53,8 @@ struct Event {
   double amount = 0.0;       // purchase/refund value, >= 0, in `currency`; 0 when absent
   bool has_amount = false;
   std::string_view currency;  // optional ISO-4217 code (3 upper-case letters)
-  std::string_view plan;      // optional: the plan after a plan_change, or the current plan
+  // optional, at most kMaxPlanBytes: the plan after a plan_change, or the current plan
+  std::string_view plan;
   // optional, 1..128 bytes: the order (basket) a purchase belongs to, and the
   // item (product, SKU) bought; "" if absent. The co-purchase models use them.
   std::string_view order_id;

@@ -221,6 +221,7 @@ class Consumer {
   std::atomic<uint64_t> commit_failures_{0};
   std::atomic<uint64_t> rebalances_{0};
   std::atomic<int> last_consume_error_{RD_KAFKA_RESP_ERR_NO_ERROR};
+  std::chrono::steady_clock::time_point last_error_logged_{};
   std::atomic<int> last_commit_error_{RD_KAFKA_RESP_ERR_NO_ERROR};
 };
 

@@ -63,6 +63,10 @@ class TopicAdmin {
   Result<std::vector<int32_t>> ListPartitions(
       const std::string& topic, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+  // The cluster's id (metadata). librdkafka's embedded (mock) cluster names
+  // itself "mockCluster<hex>": IsEmbeddedClusterId tells it apart.
+  Result<std::string> ClusterId(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
  private:
   TopicAdmin() = default;
   static void OnError(rd_kafka_t* rk, int err, const char* reason, void* opaque);
@@ -77,5 +81,10 @@ class TopicAdmin {
   rd_kafka_resp_err_t last_error_ = RD_KAFKA_RESP_ERR_NO_ERROR;
   std::string last_error_reason_;
 };
+
+// The id librdkafka's mock cluster reports: it has no transactions (no
+// commit markers, no fencing) and no idempotence checks for non-transactional
+// producers.
+bool IsEmbeddedClusterId(std::string_view cluster_id);
 
 }  // namespace crmstream::kafka

@@ -31,9 +31,22 @@
 //
 // A record that fails validation never stops processing and is never
 // dropped: it is written to the dead-letter output with its reason, field,
-// original bytes and source position, and counted. A duplicate (event_id
+// original bytes and source position, and counted. So is a valid record
+// whose processing throws before it changed any state (processing_error,
+// e.g. a customer beyond features.max_customers); one that throws after
+// changing state stops the engine (PartialUpdateError; Process's comment). A duplicate (event_id
 // already seen within the dedup window) is counted once and produces no
 // output.
+//
+// With a state store attached (AttachStateStore, done by RestoreProcessor),
+// the store is the source of truth for the partition's customers: memory
+// holds those touched since the restart, a customer not in memory is
+// loaded on first touch (one MultiGet of its features and model record), and
+// the label deadlines of the others are read from the store's index. A
+// restore therefore decodes no customer up front. With
+// ProcessorOptions::cached_customers, memory holds at most that many
+// customers: a saved one (no change since the last checkpoint) is evicted
+// to make room, and the outputs are the same as with every customer kept.
 //
 // One processor per partition task: it owns that partition's customers, so
 // nothing is shared and nothing is locked. Not thread-safe.
@@ -41,6 +54,7 @@
 
 #include <array>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <span>
 #include <string>
@@ -57,12 +71,17 @@
 #include "crmstream/pipeline/processor_counters.h"
 #include "crmstream/scoring/customer_models.h"
 #include "crmstream/scoring/minute_metrics_monitor.h"
+#include "crmstream/state/state_store.h"
 
 namespace crmstream::pipeline {
 
 struct ProcessorOptions {
   ingest::DecoderOptions decoder;
   size_t dedup_capacity = ingest::DedupWindow::kDefaultCapacity;
+  // Customers kept in memory once a state store is attached (the engine):
+  // beyond it, saved customers are evicted and loaded again on their next
+  // event (features/feature_store.h). 0 (default): no bound.
+  size_t cached_customers = 0;
   features::FeatureSpec features;
   // The per-customer models and the minute metrics; off, the processor
   // keeps features only.
@@ -107,6 +126,15 @@ struct ProcessorOptions {
   // The recipe `crmstream eval recommend` measures: 30-day half-life of the
   // co-occurrences and of the popularity.
   static models::ItemRecommenderOptions DefaultRecommender();
+
+  // Out of line: GCC 12 inlines the members' construction (and the clean-up
+  // of those built when a later one throws) into every caller that makes a
+  // temporary (ProcessorOptions{}), then reports the clean-up, wrongly, as
+  // reading maybe-uninitialized vectors. Copies stand in for moves.
+  ProcessorOptions();
+  ~ProcessorOptions();
+  ProcessorOptions(const ProcessorOptions&) = default;
+  ProcessorOptions& operator=(const ProcessorOptions&) = default;
 };
 
 enum class ProcessOutcome : uint8_t { kAccepted, kDuplicate, kRejected };
@@ -120,9 +148,13 @@ class EventProcessor {
                                                         OutputSink* sink);
   EventProcessor(const EventProcessor&) = delete;
   EventProcessor& operator=(const EventProcessor&) = delete;
+  ~EventProcessor();
 
-  // Decodes one JSON record and processes it. `now_ms` is the wall clock (or
-  // the broker timestamp) for dead-letter records and skew checks.
+  // Decodes one JSON record and processes it. `now_ms` is the record's clock
+  // (the broker timestamp, or the wall clock; <= 0: none) for dead-letter
+  // records and the future-skew check. Throws PartialUpdateError, after a
+  // critical log line, only when processing failed after it had changed
+  // state: the caller must not checkpoint, and should stop.
   ProcessOutcome Process(std::string_view bytes, const ingest::SourcePosition& source,
                          int64_t now_ms);
   // Processes a record some other decoder (CSV) already decoded.
@@ -137,8 +169,21 @@ class EventProcessor {
   // updated since the last flush.
   void FlushOutputs();
   // Writes the customer's current customer-scores record (the JSON
-  // FlushOutputs publishes) into *out; false for an unknown customer.
-  bool WriteCustomerRecord(std::string_view customer_id, std::string* out) const;
+  // FlushOutputs publishes) into *out; false for an unknown customer. A
+  // customer saved in the attached store is loaded first.
+  bool WriteCustomerRecord(std::string_view customer_id, std::string* out);
+
+  // Makes `store` (partition `key`) the source of truth for customers not
+  // in memory (see the top). `store` must outlive the processor.
+  void AttachStateStore(const state::StateStore* store, state::PartitionKey key);
+  // The first failure to read a customer or a label deadline from the
+  // attached store (OK when none). The state in memory is then not to be
+  // trusted: AddToCheckpoint fails with it, so no checkpoint covers it and
+  // the engine processes the events again after its restart.
+  const Status& storage_status() const { return storage_status_; }
+  // Customers loaded from the attached store (cache misses of customers
+  // saved there), since creation.
+  uint64_t customer_loads() const;
 
   const ProcessorOptions& options() const { return options_; }
   const ProcessorCounters& counters() const { return counters_; }
@@ -191,6 +236,16 @@ class EventProcessor {
   void OnPurchaseLine(const ingest::Event& event);
   // crm.associations when the miner's time crossed the next snapshot time.
   void EmitAssociationsIfDue();
+  // Loads a customer from the attached store if it is saved there.
+  void LoadSavedCustomer(std::string_view customer_id);
+  class SavedCustomers;
+  ProcessOutcome DeadLetter(const ingest::Rejection& rejection, std::string_view raw,
+                            const ingest::SourcePosition& source, int64_t now_ms);
+  // A record whose processing threw before changing any state.
+  ProcessOutcome ProcessingError(const std::exception& error, std::string_view raw,
+                                 const ingest::SourcePosition& source, int64_t now_ms);
+  // Logs and throws PartialUpdateError: the state may be inconsistent.
+  [[noreturn]] void Fatal(const std::exception& error, const ingest::SourcePosition& source);
 
   ProcessorOptions options_;
   OutputSink* sink_;
@@ -213,6 +268,8 @@ class EventProcessor {
   bool baskets_unsaved_ = false;
   std::array<double, 4> centre_{};
   ProcessorCounters counters_;
+  std::unique_ptr<SavedCustomers> saved_;  // with an attached store
+  Status storage_status_;
 };
 
 // Answers "what do buyers of `item` also buy": the rules whose antecedent is

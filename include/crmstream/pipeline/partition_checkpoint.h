@@ -7,7 +7,9 @@
 //                     "churn", "segments", "behaviour"), "minute_metrics",
 //                     "associations" and "recommendations" (the basket
 //                     models, when on) and "processor" (the processor's
-//                     schedules and the task's output sequence)
+//                     schedules and the task's output sequence), and the
+//                     index of pending churn labels by deadline ('D' keys),
+//                     kept in step with the customers' records
 //   dedup family      the dedup window
 //
 // Checkpoints are incremental for customers (only the unsaved ones) and
@@ -16,8 +18,9 @@
 // (right after EventProcessor::FlushOutputs): no customer has un-refreshed
 // events then, so nothing transient needs saving.
 //
-// Restore decodes the features first: they give each customer its store
-// slot, by which the model records are then installed.
+// Restore decodes no customer: it attaches the store to the processor
+// (EventProcessor::AttachStateStore), which loads each customer on first
+// touch and finds the labels maturing for the others in the index.
 //
 // Thread-safety: the engine thread, one task at a time.
 #pragma once
@@ -44,8 +47,9 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
 // After the batch is committed: nothing is unsaved any more.
 void MarkCheckpointed(EventProcessor* processor);
 
-// Rebuilds a fresh processor from the partition's checkpoint (customers,
-// models, schedules, dedup window); returns the task's next output
+// Rebuilds a fresh processor from the partition's checkpoint (partition-wide
+// models, schedules, dedup window; customers on demand, from `store`, which
+// must outlive the processor); returns the task's next output
 // sequence (0 when the store holds nothing of the partition).
 Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::PartitionKey key,
                                   EventProcessor* processor);

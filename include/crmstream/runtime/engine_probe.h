@@ -85,8 +85,9 @@ struct EngineStats {
   std::atomic<uint64_t> delivery_failures{0};
   std::atomic<uint64_t> commits{0};
   std::atomic<uint64_t> commit_failures{0};  // commits skipped (flush or commit error)
-  std::atomic<int64_t> lag{-1};              // sum over assigned partitions; -1 unknown
-  std::atomic<int> partitions{0};            // assigned partitions
+  std::atomic<uint64_t> transactions_aborted{0};
+  std::atomic<int64_t> lag{-1};    // sum over assigned partitions; -1 unknown
+  std::atomic<int> partitions{0};  // assigned partitions
   std::atomic<uint64_t> rebalances{0};
   std::atomic<uint64_t> batches{0};  // non-empty consumer batches processed
   // Records of partitions this instance does not own (a late batch of a

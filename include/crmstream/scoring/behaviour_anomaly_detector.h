@@ -99,6 +99,8 @@ class BehaviourAnomalyDetector {
   Result<DecodedCustomer> ReadCustomer(BinaryReader* record) const;
   // Creates or replaces the customer in `slot`. Does not mark it unsaved.
   void InstallCustomer(uint32_t slot, const DecodedCustomer& decoded);
+  // The slot's customer left memory: the slot reads as a new customer.
+  void ForgetCustomer(uint32_t slot);
   // The detector and counters as a sealed blob
   // (BlobKind::kBehaviourPartitionState), replacing `*out`.
   void EncodePartition(std::string* out) const;

@@ -20,14 +20,30 @@
 // (the prediction the example is judged by). Every other customer with
 // events is scored once per output flush by Refresh(), with the models as
 // they stand then and the customer's features as of its latest event;
-// Refresh() also runs the alert policy, once the model is warm.
+// Refresh() also runs the alert policy, once the gate is open.
+//
+// Calibration and the gate. The churn probability published is the
+// logistic model's, mapped through online Platt scaling fitted on the
+// recent warm labels (models/platt_calibrator.h); the raw prediction is
+// what a pending example keeps, since the calibration learns from it.
+// Alerts, and "at risk" scores for anyone, wait for the gate
+// (alerts/churn_gate.h): enough recent closings and non-closings, and a
+// recent prequential AUC above a floor. The calibrator's window is part of
+// the partition checkpoint, so the gate's state survives a restart.
 //
 // Customers are the feature store's slots (CustomerFeatures::slot()): the
 // per-customer arrays are indexed by them and grow with the largest slot
 // seen. Checkpoints are a section of each customer's record (AppendCustomer)
 // and a sealed blob for the partition (EncodePartition: models, quality
-// figures, watermark, alert counters and the label deadlines, named by
-// customer id).
+// figures, watermark, alert counters).
+//
+// Label deadlines: the customers in memory have theirs in a heap; the
+// others (not loaded since a restart, or evicted) have theirs in the state
+// store's deadline index, read through a SavedLabelSource. Labels mature in
+// (deadline, hash of the customer id) order over both, one at a time, so the
+// models learn in the same order whichever customers happen to be in memory
+// (and a restart decodes no customer up front). A checkpoint keeps the index
+// in step: LabelIndexChange() per saved customer.
 //
 // Thread-safety: none. One instance per partition task. Steady-state OnEvent
 // and Refresh do not allocate; a new slot grows the arrays and the first
@@ -43,6 +59,7 @@
 #include <vector>
 
 #include "crmstream/alerts/churn_alert_policy.h"
+#include "crmstream/alerts/churn_gate.h"
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/status.h"
 #include "crmstream/features/feature_spec.h"
@@ -51,6 +68,7 @@
 #include "crmstream/models/adaptive_random_forest.h"
 #include "crmstream/models/hoeffding_tree.h"
 #include "crmstream/models/logistic_regression.h"
+#include "crmstream/models/platt_calibrator.h"
 #include "crmstream/models/prequential_metrics.h"
 #include "crmstream/models/recursive_least_squares.h"
 #include "crmstream/models/standardizer.h"
@@ -98,6 +116,11 @@ struct ChurnValueOptions {
   double value_forgetting_factor = 1.0;
   // The churn alert policy run by Refresh().
   alerts::ChurnAlertPolicyOptions alerts;
+  // When the model may alert and publish probabilities at all: judged on
+  // the calibration window (the recent warm labels).
+  alerts::ChurnGateOptions gate;
+  // Platt scaling of the churn probability on the recent warm labels.
+  models::PlattCalibratorOptions calibration;
 
   // InvalidArgument naming the field.
   Status Validate() const;
@@ -115,7 +138,7 @@ struct ChurnContribution {
 
 // What Refresh() found for one customer's churn.
 struct ChurnRefresh {
-  double churn_probability = 0.0;
+  double churn_probability = 0.0;  // calibrated
   // The alert decision (raise == false when nothing is to be published).
   alerts::AlertDecision alert;
   // When the alert is raised: its top 3 contributions, largest
@@ -127,6 +150,30 @@ struct ChurnRefresh {
   std::string_view trigger_event_id;  // valid until the next EndFlush()
   ingest::EventType trigger_type = ingest::EventType::kPageView;
   int64_t trigger_ms = 0;
+};
+
+// A label deadline of a customer that may not be in memory.
+struct SavedLabel {
+  int64_t deadline_ms = 0;
+  uint64_t id_hash = 0;  // Hash64 of the customer id
+  std::string customer_id;
+};
+
+// The label deadlines of the partition's saved customers, and a way to
+// bring one into memory (the pipeline implements it over the state store).
+// A failure is kept by the source (and fails the next checkpoint); to the
+// model it reads as "no more" / "not loaded".
+class SavedLabelSource {
+ public:
+  virtual ~SavedLabelSource() = default;
+  // The first saved deadline after `after` in (deadline, hash, id) order
+  // (from the first when null) into *out; false when there is none.
+  virtual bool NextSaved(const SavedLabel* after, SavedLabel* out) = 0;
+  // Whether the customer is in memory (its heap entry then rules).
+  virtual bool InMemory(std::string_view customer_id) = 0;
+  // Brings the customer (features and models) into memory; its pending
+  // example, if any, then enters the heap (InstallCustomer).
+  virtual void Load(std::string_view customer_id) = 0;
 };
 
 class ChurnValueModel {
@@ -157,6 +204,12 @@ class ChurnValueModel {
     bool pending_warm = false;     // predicted by a model past warm_after_examples
     bool pending_churned = false;  // closed within the horizon, awaiting the deadline
     bool closed = false;
+    // Not state: bumped when the slot is installed or forgotten, so heap
+    // entries of its previous occupant read as stale.
+    uint32_t epoch = 0;
+    // The deadline the store's index holds for this customer (kNoDeadline:
+    // none), as of its last save or load.
+    int64_t saved_deadline_ms = INT64_MIN;
   };
 
  public:
@@ -175,8 +228,8 @@ class ChurnValueModel {
   // At an output flush, for a customer with events since the previous one
   // (one the model never saw is a precondition violation): scores it when
   // it had events since its last score, and runs the alert policy (once the
-  // model has trained on warm_after_examples examples: before, it scores
-  // everyone alike). Writes into `*out`; marks the customer in `unsaved`
+  // model has trained on warm_after_examples examples and the gate is
+  // open). Writes into `*out`; marks the customer in `unsaved`
   // where its state changed. Does not allocate.
   void Refresh(const features::CustomerFeatures& f, UnsavedSlots* unsaved, ChurnRefresh* out);
   // Ends a flush: forgets the trigger events logged since the previous one.
@@ -186,8 +239,8 @@ class ChurnValueModel {
   void GrowTo(size_t slots);
   size_t slot_count() const { return slots_.size(); }
 
-  // The customer's latest scores (slot < slot_count()): the churn
-  // probability predicted at its latest Refresh or pending example, before
+  // The customer's latest scores (slot < slot_count()): the (calibrated)
+  // churn probability predicted at its latest Refresh or pending example, before
   // any account_closed (a closed account keeps its last pre-closing score),
   // and the spend predicted over the next horizon_days, >= 0.
   double churn_probability(uint32_t slot) const { return slots_[slot].churn_probability; }
@@ -219,10 +272,23 @@ class ChurnValueModel {
     // Prequential RMSE of the predicted spend (currency units).
     double value_rmse = 0.0;
     uint64_t value_labels = 0;
+    // The alert gate and the calibration, on the recent warm labels.
+    alerts::ChurnGateState gate_state = alerts::ChurnGateState::kWarmingUp;
+    alerts::ChurnGateInputs gate_inputs;
+    bool calibrated = false;
+    double calibration_slope = 1.0;
+    double calibration_intercept = 0.0;
+    double calibration_error = 0.0;  // expected calibration error on the window
   };
   Quality quality() const;
 
   const alerts::ChurnAlertPolicy& alert_policy() const { return policy_; }
+  // The gate as of the latest calibration refit; open: alerts and
+  // published probabilities.
+  alerts::ChurnGateState gate_state() const { return gate_state_; }
+  bool gate_open() const { return gate_state_ == alerts::ChurnGateState::kOpen; }
+  alerts::ChurnGateInputs gate_inputs() const;
+  const models::PlattCalibrator& calibrator() const { return calibrator_; }
   // The logistic churn model (trained only when it is the one chosen).
   const models::BayesianLogisticRegression& churn_model() const { return churn_; }
   // Examples the chosen churn model has trained on.
@@ -250,38 +316,68 @@ class ChurnValueModel {
   // Reads the section at `record`. Corruption on bad bytes, InvalidArgument
   // if written with another feature dimension.
   Result<DecodedCustomer> ReadCustomer(BinaryReader* record) const;
-  // Creates or replaces the customer in `slot`. Does not mark it unsaved.
-  void InstallCustomer(uint32_t slot, DecodedCustomer decoded);
+  // Creates or replaces the customer in `slot` (`id_hash`: Hash64 of its
+  // id) and enters its pending example's deadline in the heap. The decoded
+  // state is taken as the saved one. Does not mark it unsaved.
+  void InstallCustomer(uint32_t slot, uint64_t id_hash, DecodedCustomer decoded);
+  // The slot's customer leaves memory (evicted, saved): the slot reads as
+  // a new customer, and its heap entry goes stale.
+  void ForgetCustomer(uint32_t slot);
+
+  // Where the deadlines of customers not in memory are (nullptr: none; every
+  // customer is in memory). Must outlive the model.
+  void SetSavedLabels(SavedLabelSource* source) {
+    saved_ = source;
+    saved_next_state_ = kNextUnknown;
+  }
+  // After a checkpoint wrote deadline index entries: the next saved
+  // deadline is looked up again.
+  void SavedLabelsChanged() { saved_next_state_ = kNextUnknown; }
+  // For a customer being checkpointed: the deadline its index entry has
+  // (INT64_MIN: none) and the one it must have now.
+  struct LabelIndexChange {
+    int64_t saved_ms = INT64_MIN;
+    int64_t current_ms = INT64_MIN;
+  };
+  LabelIndexChange IndexChange(uint32_t slot) const;
+  // After the checkpoint holding IndexChange(slot) was committed.
+  void MarkIndexSaved(uint32_t slot);
 
   // The partition-wide state as a sealed blob
-  // (BlobKind::kChurnPartitionState), replacing `*out`. The label deadlines
-  // name their customers by id (slot numbers differ after a restore), so
-  // the blob grows with the pending examples (about the id + 16 bytes each).
-  void EncodePartition(const features::FeatureStore& store, std::string* out) const;
-  // Restores EncodePartition's blob. Precondition: every customer of the
-  // partition was decoded first (features, then this model's customer
-  // blobs), since the deadlines name customers (mapped to slots through
-  // `store`, the heap kept in its array order). A deadline of a customer
-  // unknown to the store or to this model, or decoded customers whose
-  // pending examples do not add up to the blob's count, is Corruption, as
-  // are bad bytes; InvalidArgument if written under other options
-  // (dimension, horizon). The object is unchanged on error.
-  Status DecodePartition(const features::FeatureStore& store, std::string_view blob);
+  // (BlobKind::kChurnPartitionState), replacing `*out`. Its size does not
+  // depend on the customers (their deadlines are in their own records and
+  // the store's index).
+  void EncodePartition(std::string* out) const;
+  // Restores EncodePartition's blob, before or after any customer is
+  // installed. Corruption on bad bytes (version 1, of state format 2, held
+  // the deadlines: refused); InvalidArgument if written under other
+  // options (dimension, horizon). The object is unchanged on error.
+  Status DecodePartition(std::string_view blob);
 
  private:
   struct Deadline {
     int64_t deadline_ms;
+    uint64_t id_hash;
     uint32_t slot;
     uint32_t generation;
+    uint32_t epoch;
   };
-  // The deadline heap's order: a min-heap on deadline_ms.
+  // The deadline heap's order: a min-heap on (deadline_ms, id_hash), the
+  // order of the store's index.
   static bool LaterDeadline(const Deadline& a, const Deadline& b) {
-    return a.deadline_ms > b.deadline_ms;
+    return a.deadline_ms != b.deadline_ms ? a.deadline_ms > b.deadline_ms : a.id_hash > b.id_hash;
   }
+  bool Stale(const Deadline& d) const {
+    const Slot& slot = slots_[d.slot];
+    return !slot.has_pending || slot.generation != d.generation || slot.epoch != d.epoch;
+  }
+  void PushDeadline(uint32_t s, uint64_t id_hash);
+  // The next saved deadline past the cursor, looked up when unknown.
+  const SavedLabel* PeekSaved();
 
   ChurnValueModel(const ChurnValueOptions& options, int dim, models::Standardizer standardizer,
                   models::BayesianLogisticRegression churn, models::RecursiveLeastSquares value,
-                  alerts::ChurnAlertPolicy policy);
+                  alerts::ChurnAlertPolicy policy, models::PlattCalibrator calibrator);
 
   // Trains both models on the slot's pending example and records the
   // prequential figures.
@@ -291,8 +387,9 @@ class ChurnValueModel {
   // the churn probability and predicted value into the slot.
   void Score(const features::CustomerFeatures& f, Slot* slot);
   void LogTrigger(uint32_t s, const ingest::Event& event);
-  void Explain();  // top contributions of standardised_ into contributions_
-  // The chosen churn model's P(churn) of standardised inputs, and its training.
+  void Explain();     // top contributions of standardised_ into contributions_
+  void UpdateGate();  // gate_state_ from the calibrator's latest fit
+  // The chosen churn model's raw P(churn) of standardised inputs, and its training.
   double PredictChurn(std::span<const double> z) const;
   void TrainChurn(std::span<const double> z, bool churned);
 
@@ -302,7 +399,12 @@ class ChurnValueModel {
 
   std::vector<Slot> slots_;
   std::vector<float> pending_features_;  // dim_ per slot
-  std::vector<Deadline> deadlines_;      // min-heap on deadline_ms
+  std::vector<Deadline> deadlines_;      // min-heap, customers in memory
+  SavedLabelSource* saved_ = nullptr;
+  SavedLabel saved_cursor_;  // the last saved deadline consumed
+  bool saved_cursor_set_ = false;
+  SavedLabel saved_next_;
+  enum : uint8_t { kNextUnknown, kNextKnown, kNextNone } saved_next_state_ = kNextUnknown;
   uint64_t pending_count_ = 0;
   int64_t watermark_ms_ = INT64_MIN;
 
@@ -318,6 +420,9 @@ class ChurnValueModel {
   models::Rmse value_rmse_;
 
   alerts::ChurnAlertPolicy policy_;
+  models::PlattCalibrator calibrator_;
+  alerts::ChurnGateState gate_state_ = alerts::ChurnGateState::kWarmingUp;  // of calibrator_
+  double last_raw_ = 0.5;    // the raw churn probability of the latest Score()
   uint32_t flushes_ = 0;     // EndFlush() calls: the generation of the trigger log
   std::string trigger_ids_;  // ids of the triggers of this generation
   std::vector<models::FeatureContribution> top_;

@@ -64,6 +64,9 @@ struct CustomerScores {
   // Churn probability predicted at the customer's latest event before any
   // account_closed (a closed account keeps its last pre-closing score).
   double churn_probability = 0.0;
+  // Whether the churn alert gate is open (ChurnValueModel::gate_open): the
+  // probability is published (and means "at risk" at all) only then.
+  bool churn_gate_open = false;
   // Predicted spend over the next churn horizon, currency units, >= 0.
   double predicted_value = 0.0;
   // Segment in [0, k), -1 while k-means is not seeded yet.
@@ -97,6 +100,11 @@ class CustomerModels {
   // customer's features as returned by FeatureStore::Update. The closing
   // event itself (account_closed) moves neither segment nor behaviour.
   void OnEvent(const ingest::Event& event, const features::CustomerFeatures& f);
+  // Room for customers in slots below `slots`, so that OnEvent for them does
+  // not grow the per-customer arrays. Strong guarantee: on a throw
+  // (bad_alloc) the models are unchanged. The pipeline calls it before the
+  // feature store takes an event, so a failure changes nothing at all.
+  void Reserve(size_t slots);
 
   // At an output flush, for a customer updated since the previous one: the
   // parts' refreshes (see ChurnValueModel::Refresh, CustomerSegmenter::Refresh,
@@ -144,7 +152,24 @@ class CustomerModels {
     for (uint32_t s : unsaved_.slots()) f(store_->At(s));
   }
   size_t unsaved_count() const { return unsaved_.size(); }
-  void ClearUnsaved() { unsaved_.Clear(); }
+  // The unsaved state was saved (checkpoint committed): clears the list and
+  // records the label deadlines the store's index now holds.
+  void ClearUnsaved();
+  bool unsaved(const features::CustomerFeatures& f) const { return unsaved_.contains(f.slot()); }
+  // For a customer being checkpointed: its label deadline index change.
+  ChurnValueModel::LabelIndexChange LabelIndexChange(const features::CustomerFeatures& f) const {
+    return churn_.IndexChange(f.slot());
+  }
+
+  // The customer in `slot` leaves memory (saved, evicted by the feature
+  // store): the models forget it; a later DecodeCustomer brings it back.
+  // Precondition: not unsaved.
+  void Forget(uint32_t slot);
+  bool unsaved_slot(uint32_t slot) const { return unsaved_.contains(slot); }
+  // Where the label deadlines of customers not in memory are (see
+  // ChurnValueModel::SetSavedLabels).
+  void SetSavedLabels(SavedLabelSource* source) { churn_.SetSavedLabels(source); }
+  void SavedLabelsChanged() { churn_.SavedLabelsChanged(); }
 
   // Customers the models know (saw an event of, or decoded).
   size_t customer_count() const { return customer_count_; }

@@ -109,13 +109,15 @@ class CustomerSegmenter {
   Result<DecodedCustomer> ReadCustomer(BinaryReader* record) const;
   // Creates or replaces the customer in `slot`. Does not mark it unsaved.
   void InstallCustomer(uint32_t slot, const DecodedCustomer& decoded);
+  // The slot's customer left memory: the slot reads as a new customer.
+  void ForgetCustomer(uint32_t slot);
   // The scaling, k-means and segment sizes as a sealed blob
   // (BlobKind::kSegmentPartitionState), replacing `*out`.
   void EncodePartition(std::string* out) const;
-  // Restores EncodePartition's blob, after every customer was decoded: the
-  // decoded customers' segments must add up to the sizes (Corruption
-  // otherwise, as for bad bytes); InvalidArgument if written with another
-  // k. The object is unchanged on error.
+  // Restores EncodePartition's blob, before or after any customer is
+  // decoded (the sizes count the partition's customers, in memory or not).
+  // Corruption for bad bytes; InvalidArgument if written with another k.
+  // The object is unchanged on error.
   Status DecodePartition(std::string_view blob);
 
  private:

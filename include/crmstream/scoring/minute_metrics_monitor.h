@@ -32,6 +32,10 @@ namespace crmstream::scoring {
 struct MinuteMetricsOptions {
   // Closed minutes in the rolling correlation window, >= 2. Default 60.
   int correlation_window_minutes = 60;
+  // A coefficient is published (not NaN) only once the window holds at
+  // least this many closed minutes: a correlation of three minutes is
+  // noise, often +-1. In [2, correlation_window_minutes]. Default 30.
+  int correlation_min_minutes = 30;
   // When event time jumps, at most this many empty minutes are fed to the
   // minute models, >= 0. Default 1440.
   int max_empty_minutes = 1440;
@@ -55,7 +59,8 @@ struct MinuteMetrics {
   double logins_score = 0.0;
   // Pearson correlation over the last correlation_window_minutes closed
   // minutes, row-major in the order revenue, tickets, logins; NaN where
-  // undefined (fewer than 2 minutes or a constant metric).
+  // undefined (a constant metric) or not yet meaningful (fewer than
+  // correlation_min_minutes minutes in the window).
   std::array<double, kMetrics * kMetrics> correlation{};
 };
 

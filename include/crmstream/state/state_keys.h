@@ -10,6 +10,9 @@
 //   features  [tp8][customer-id]                     -> FeatureStore::EncodeCustomer blob
 //   models    [tp8]'C'[customer-id]                  -> a per-customer model blob
 //             [tp8]'P'[model name]                   -> a partition-wide model blob
+//             [tp8]'D'[deadline u64][id hash u64][customer-id]
+//                                                    -> the deadline (sealed i64) of the
+//                                                       customer's pending churn label
 //   offsets   [tp8]                                  -> input next offset
 //   dedup     [tp8]                                  -> dedup window blob
 //   metadata  "format_version" | "identity" | "topic/<name>" | "changelog/"[tp8]
@@ -42,7 +45,7 @@ inline constexpr int kStateFamilyCount = 5;
 std::string_view StateFamilyName(StateFamily family);
 
 // Which kind of model blob a models-family key holds.
-enum class ModelScope : char { kCustomer = 'C', kPartition = 'P' };
+enum class ModelScope : char { kCustomer = 'C', kPartition = 'P', kLabelDeadline = 'D' };
 
 // Appends the 8-byte prefix of `p` to `out`.
 void AppendPartitionPrefix(PartitionKey p, std::string* out);
@@ -56,5 +59,17 @@ void FeaturesKey(PartitionKey p, std::string_view customer_id, std::string* out)
 void CustomerModelKey(PartitionKey p, std::string_view customer_id, std::string* out);
 void PartitionModelKey(PartitionKey p, std::string_view name, std::string* out);
 void PartitionOnlyKey(PartitionKey p, std::string* out);  // offsets and dedup
+// A label deadline's key: big-endian deadline (sign bit flipped, so negative
+// times sort first), then the id's hash, then the id. RocksDB's order is then
+// (deadline, hash, id), the order in which the churn model matures labels.
+void LabelDeadlineKey(PartitionKey p, int64_t deadline_ms, uint64_t id_hash,
+                      std::string_view customer_id, std::string* out);
+struct LabelDeadline {
+  int64_t deadline_ms = 0;
+  uint64_t id_hash = 0;
+  std::string customer_id;
+};
+// Reads a LabelDeadlineKey with its partition prefix; Corruption if malformed.
+Result<LabelDeadline> DecodeLabelDeadlineKey(std::string_view key);
 
 }  // namespace crmstream::state

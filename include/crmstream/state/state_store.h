@@ -62,8 +62,12 @@ class Env;
 namespace crmstream::state {
 
 // Version of the store's layout (column families, keys, offset values) and
-// of the blobs in it. 2: per-part model blobs (crmstream/scoring/).
-inline constexpr uint32_t kStateFormatVersion = 2;
+// of the blobs in it. 2: per-part model blobs (crmstream/scoring/). 3: the
+// churn label deadlines are keys of their own (state_keys.h), no longer a
+// list inside the churn partition blob, so a restart decodes no customer.
+// 4: the churn partition blob names its churn model (logistic, tree, forest)
+// and carries a tree's or forest's state; the basket models' partition blobs.
+inline constexpr uint32_t kStateFormatVersion = 4;
 
 // Where the engine keeps the store inside its state directory (which also
 // holds broker.addr): <state_dir>/store.
@@ -161,6 +165,11 @@ class CheckpointBatch {
   void DeleteFeatures(PartitionKey p, std::string_view customer_id);
   void DeleteCustomerModel(PartitionKey p, std::string_view customer_id);
   void PutPartitionModel(PartitionKey p, std::string_view name, std::string_view blob);
+  // The index of pending churn labels by deadline (state_keys.h).
+  void PutLabelDeadline(PartitionKey p, int64_t deadline_ms, uint64_t id_hash,
+                        std::string_view customer_id);
+  void DeleteLabelDeadline(PartitionKey p, int64_t deadline_ms, uint64_t id_hash,
+                           std::string_view customer_id);
   void DeletePartitionModel(PartitionKey p, std::string_view name);
   void PutDedupWindow(PartitionKey p, std::string_view blob);
   void DeleteDedupWindow(PartitionKey p);
@@ -231,6 +240,17 @@ class StateStore {
   Result<std::optional<std::string>> GetCustomerModel(PartitionKey p,
                                                       std::string_view customer) const;
   Result<std::optional<std::string>> GetDedupWindow(PartitionKey p) const;
+  // One customer's features and model record in one MultiGet (a cache
+  // miss): each is nullopt when the store has none.
+  struct CustomerBlobs {
+    std::optional<std::string> features;
+    std::optional<std::string> model;
+  };
+  Result<CustomerBlobs> GetCustomer(PartitionKey p, std::string_view customer) const;
+  // The first label deadline of `p` after `after` in (deadline, hash, id)
+  // order (from the first one when `after` is null); nullopt when none is left.
+  Result<std::optional<LabelDeadline>> NextLabelDeadline(PartitionKey p,
+                                                         const LabelDeadline* after) const;
 
   // Drops everything of a partition (state, offsets, marks) in one atomic write.
   Status DropPartition(PartitionKey p);

@@ -1,0 +1,53 @@
+// One memory cap for the engine (state.memory_cap_mb): how it is split
+// between the parts that grow with the data, each sized from it.
+//
+//   fixed allowance   code, librdkafka, the partition-wide models, buffers
+//   dedup windows     as configured (about 24 bytes per remembered id)
+//   RocksDB           block cache + memtables (StateStoreOptions::memory_cap_bytes)
+//   customer cache    the partition tasks' customers in memory
+//                     (ProcessorOptions::cached_customers, per partition)
+//
+// What the allowance and the dedup windows leave is shared by RocksDB
+// (rocksdb_share) and the customer cache (the rest). A cap that cannot give
+// each part its minimum is refused, with a message naming every size.
+//
+// Pure functions; thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "crmstream/common/status.h"
+
+namespace crmstream::pipeline {
+
+// Heap bytes one cached customer costs with the default features and every
+// model (feature slot, day history, hash entry, model slots, pending
+// snapshot), rounded up; tests/pipeline/memory_plan_test.cpp measures it.
+inline constexpr size_t kBytesPerCachedCustomer = 1024;
+
+struct MemoryPlanInput {
+  size_t cap_bytes = size_t{256} << 20;   // state.memory_cap_mb
+  int partitions = 1;                     // input partitions the engine may own, >= 1
+  size_t dedup_ids = 0;                   // remembered event ids, all partitions together
+  size_t fixed_bytes = size_t{48} << 20;  // allowance for what does not grow with the data
+  double rocksdb_share = 0.4;             // of what is left, in (0, 1)
+};
+
+struct MemoryPlan {
+  size_t cap_bytes = 0;
+  size_t fixed_bytes = 0;
+  size_t dedup_bytes = 0;
+  size_t rocksdb_bytes = 0;
+  size_t customer_cache_bytes = 0;  // all partitions
+  size_t cached_customers_per_partition = 0;
+  std::string ToString() const;  // every size, in MiB
+};
+
+inline constexpr size_t kMinRocksDbBytes = size_t{8} << 20;
+inline constexpr size_t kMinCachedCustomersPerPartition = 1000;
+
+// InvalidArgument naming the sizes when the cap is too small.
+Result<MemoryPlan> PlanMemory(const MemoryPlanInput& in);
+
+}  // namespace crmstream::pipeline

@@ -1,0 +1,188 @@
+// The feature store as a bounded cache: customers evicted to a backing map
+// and loaded again on a miss give the same features as a store that keeps
+// everyone, and the hash table stays consistent through many evictions.
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <map>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "crmstream/features/feature_store.h"
+#include "support/require_ok.h"
+
+namespace crmstream::features {
+namespace {
+
+using ingest::Event;
+using ingest::EventType;
+
+constexpr int64_t kDay = 86'400'000;
+constexpr int64_t kT0 = 1'704'067'200'000;
+
+// What the state store is to the engine: evicted customers' blobs.
+class MapBacking final : public CustomerMissHandler, public CustomerEvictionHooks {
+ public:
+  explicit MapBacking(FeatureStore* store) : store_(store) {}
+  void OnMiss(std::string_view id) override {
+    ++misses;
+    auto it = saved.find(std::string(id));
+    if (it == saved.end()) return;
+    ++loads;
+    REQUIRE_OK(store_->LoadCustomer(id, it->second));
+  }
+  bool Pinned(uint32_t slot) override { return pinned.count(slot) != 0; }
+  void Evicted(uint32_t slot) override {
+    const std::string id(store_->At(slot).customer_id());
+    REQUIRE(pinned.count(slot) == 0);
+    REQUIRE_OK(store_->EncodeCustomer(id, &saved[id]));
+  }
+  std::map<std::string, std::string> saved;
+  std::map<uint32_t, int> pinned;
+  int misses = 0;
+  int loads = 0;
+
+ private:
+  FeatureStore* store_;
+};
+
+std::string IdOf(int n) {
+  // Short ids live inline, long ones on the heap: both are evicted.
+  return n % 3 == 0 ? "customer-with-a-long-identifier-" + std::to_string(n)
+                    : "c" + std::to_string(n);
+}
+
+TEST_CASE("An evicting feature store matches one that keeps every customer", "[features]") {
+  constexpr int kCustomers = 2000;
+  constexpr size_t kCapacity = 150;
+  REQUIRE_OK_AND_ASSIGN(auto bounded, FeatureStore::Create(FeatureSpec{}));
+  REQUIRE_OK_AND_ASSIGN(auto reference, FeatureStore::Create(FeatureSpec{}));
+  MapBacking backing(bounded.get());
+  bounded->set_miss_handler(&backing);
+  bounded->SetCapacity(kCapacity, &backing);
+
+  std::mt19937_64 rng(11);
+  // A skewed population: a few hot customers, a long tail.
+  std::geometric_distribution<int> pick(0.004);
+  std::uniform_int_distribution<int> type(0, ingest::kEventTypeCount - 1);
+  std::uniform_int_distribution<int64_t> jitter(0, kDay);
+  std::vector<std::string> plans = {"basic", "pro", "team"};
+  int64_t t = kT0;
+  for (int i = 0; i < 60'000; ++i) {
+    const std::string id = IdOf(pick(rng) % kCustomers);
+    t += 60'000;
+    Event e;
+    e.event_id = "e";
+    e.customer_id = id;
+    // Some events arrive up to a day late.
+    e.timestamp_ms = t - (i % 7 == 0 ? jitter(rng) : 0);
+    e.type = static_cast<EventType>(type(rng));
+    e.has_amount = ingest::EventTypeHasAmount(e.type);
+    e.amount = e.has_amount ? 1.0 + static_cast<double>(i % 500) : 0.0;
+    if (e.type == EventType::kPlanChange) e.plan = plans[static_cast<size_t>(i) % plans.size()];
+    bounded->Update(e);
+    reference->Update(e);
+    if (i % 50 == 49) {
+      // A checkpoint: everything saved, nothing owed.
+      bounded->ClearDirty();
+      bounded->ClearUnsaved();
+      // Pin a few slots as another module's unsaved state would.
+      backing.pinned.clear();
+      for (uint32_t s = 0; s < 5 && s < bounded->size(); ++s)
+        backing.pinned[s * 7 % bounded->size()] = 1;
+    }
+  }
+  CHECK(bounded->evictions() > 1000);
+  CHECK(backing.loads > 1000);
+  CHECK(bounded->size() <= kCapacity);
+  CHECK(bounded->over_capacity() == 0);
+  // Every customer, in memory or saved, has the reference's exact state.
+  int compared = 0;
+  for (int n = 0; n < kCustomers; ++n) {
+    const std::string id = IdOf(n);
+    std::string want, got;
+    if (!reference->EncodeCustomer(id, &want).ok()) continue;
+    if (bounded->Find(id) != nullptr) {
+      REQUIRE_OK(bounded->EncodeCustomer(id, &got));
+    } else {
+      REQUIRE(backing.saved.count(id) == 1);
+      got = backing.saved[id];
+    }
+    CHECK(got == want);
+    ++compared;
+  }
+  CHECK(compared > 500);
+  CHECK(bounded->MemoryUsageBytes() < reference->MemoryUsageBytes() / 2);
+}
+
+TEST_CASE("A store whose customers are all unsaved grows past its capacity", "[features]") {
+  REQUIRE_OK_AND_ASSIGN(auto store, FeatureStore::Create(FeatureSpec{}));
+  MapBacking backing(store.get());
+  store->SetCapacity(10, &backing);
+  Event e;
+  e.event_id = "e";
+  e.type = EventType::kLogin;
+  for (int n = 0; n < 30; ++n) {
+    const std::string id = IdOf(n);
+    e.customer_id = id;
+    e.timestamp_ms = kT0 + n;
+    store->Update(e);  // never refused
+  }
+  // Nothing was saved between the events: nothing could be evicted.
+  CHECK(store->size() == 30);
+  CHECK(store->over_capacity() == 20);
+  CHECK(store->evictions() == 0);
+  for (int n = 0; n < 30; ++n) CHECK(store->Find(IdOf(n)) != nullptr);
+}
+
+TEST_CASE("max_customers counts the customers in memory, not those evicted", "[features]") {
+  FeatureSpec spec;
+  spec.max_customers = 12;
+  REQUIRE_OK_AND_ASSIGN(auto store, FeatureStore::Create(spec));
+  MapBacking backing(store.get());
+  store->SetCapacity(10, &backing);
+  Event e;
+  e.event_id = "e";
+  e.type = EventType::kLogin;
+  // Saved after each event: a slot can always be taken, 100 customers pass
+  // through a store that may hold 12.
+  for (int n = 0; n < 100; ++n) {
+    const std::string id = IdOf(n);  // the event only views its id
+    e.customer_id = id;
+    e.timestamp_ms = kT0 + n;
+    REQUIRE_NOTHROW(store->Update(e));
+    store->ClearDirty();
+    store->ClearUnsaved();
+  }
+  CHECK(store->size() <= 10);
+  CHECK(store->evictions() >= 90);
+  CHECK(backing.saved.size() >= 90);
+
+  // Nothing saved: the store grows past its capacity up to max_customers,
+  // then refuses a new customer (long id too) and stays as it was.
+  for (int n = 100; store->size() < 12; ++n) {
+    const std::string id = IdOf(n);  // the event only views its id
+    e.customer_id = id;
+    e.timestamp_ms = kT0 + n;
+    store->Update(e);
+    REQUIRE(n < 200);
+  }
+  const uint64_t evictions = store->evictions();
+  const std::string refused = IdOf(300);  // a long identifier: 300 % 3 == 0
+  e.customer_id = refused;
+  CHECK_THROWS_AS(store->Update(e), std::length_error);
+  CHECK(store->size() == 12);
+  CHECK(store->Find(refused) == nullptr);
+  // A saved customer loads again only if there is room: none is, so the
+  // load is refused with a clear error rather than a throw.
+  const std::string& saved_id = backing.saved.begin()->first;
+  REQUIRE(store->Find(saved_id) == nullptr);
+  const Status load = store->LoadCustomer(saved_id, backing.saved.begin()->second);
+  CHECK(load.code() == StatusCode::kInvalidArgument);
+  CHECK(load.ToString().find("max_customers") != std::string::npos);
+  CHECK(store->evictions() == evictions);
+}
+
+}  // namespace
+}  // namespace crmstream::features

@@ -1,0 +1,120 @@
+#include "crmstream/pipeline/memory_plan.h"
+
+#include <malloc.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "crmstream/generator/world_generator.h"
+#include "crmstream/pipeline/event_processor.h"
+#include "crmstream/pipeline/partition_checkpoint.h"
+#include "recording_sink.h"
+#include "support/require_ok.h"
+#include "support/test_support.h"
+
+namespace crmstream::pipeline {
+namespace {
+
+TEST_CASE("A memory cap too small to run is refused with every size named", "[pipeline]") {
+  MemoryPlanInput in;
+  in.cap_bytes = size_t{64} << 20;
+  in.partitions = 12;
+  in.dedup_ids = 1'000'000;
+  auto plan = PlanMemory(in);
+  REQUIRE_FALSE(plan.ok());
+  CHECK(plan.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(plan.status().message(),
+             Catch::Contains("state.memory_cap_mb") && Catch::Contains("64.0 MiB") &&
+                 Catch::Contains("fixed 48.0 MiB") && Catch::Contains("dedup windows 22.9 MiB") &&
+                 Catch::Contains("1000000 ids") && Catch::Contains("RocksDB 8.0 MiB") &&
+                 Catch::Contains("12 partitions"));
+}
+
+TEST_CASE("The memory plan gives every part of the cap a size and spends no more", "[pipeline]") {
+  MemoryPlanInput in;
+  in.cap_bytes = size_t{1} << 30;
+  in.partitions = 4;
+  in.dedup_ids = 1'000'000;
+  REQUIRE_OK_AND_ASSIGN(const MemoryPlan plan, PlanMemory(in));
+  CHECK(plan.fixed_bytes + plan.dedup_bytes + plan.rocksdb_bytes + plan.customer_cache_bytes ==
+        in.cap_bytes);
+  CHECK(plan.dedup_bytes == 24'000'000);
+  const double rest = static_cast<double>(in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes);
+  CHECK(static_cast<double>(plan.rocksdb_bytes) == Approx(rest * in.rocksdb_share).epsilon(1e-6));
+  CHECK(plan.cached_customers_per_partition * 4 * kBytesPerCachedCustomer <=
+        plan.customer_cache_bytes);
+  CHECK(plan.cached_customers_per_partition > 100'000);
+  // Just enough: the minimum cache and RocksDB's minimum.
+  in.cap_bytes = in.fixed_bytes + 24'000'000 + kMinRocksDbBytes +
+                 kMinCachedCustomersPerPartition * kBytesPerCachedCustomer * 4;
+  REQUIRE_OK_AND_ASSIGN(const MemoryPlan least, PlanMemory(in));
+  CHECK(least.rocksdb_bytes == kMinRocksDbBytes);
+  CHECK(least.cached_customers_per_partition == kMinCachedCustomersPerPartition);
+  in.cap_bytes -= 1;
+  CHECK(PlanMemory(in).status().code() == StatusCode::kInvalidArgument);
+}
+
+size_t HeapBytes() {
+  const struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
+TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[pipeline][state]") {
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's allocator keeps its own books: mallinfo2() does not see its heap.
+  CRMSTREAM_SKIP("heap measurement needs the system allocator (not a sanitizer build)");
+#endif
+  testing::ScratchDir dir;
+  state::StateStoreOptions store_options;
+  store_options.path = dir.path() / "store";
+  store_options.memory_cap_bytes = size_t{8} << 20;
+  REQUIRE_OK_AND_ASSIGN(auto store, state::StateStore::Open(store_options));
+  REQUIRE_OK_AND_ASSIGN(const state::PartitionKey key, store->Partition("crm.events", 0));
+  ProcessorOptions options;
+  options.dedup_capacity = 1000;
+  options.cached_customers = 24'000;
+  RecordingSink sink;
+  REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
+  REQUIRE_OK(RestoreProcessor(*store, key, processor.get()));
+  generator::WorldOptions world;
+  world.customers = 60'000;
+  REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
+  std::string id, value;
+  size_t heap_at_small = 0, store_at_small = 0, customers_at_small = 0;
+  for (int64_t i = 0; i < 400'000; ++i) {
+    gen->Next(&id, &value);
+    processor->Process(value, {"crm.events", 0, i}, 0);
+    if (i % 4000 == 3999) {
+      processor->FlushOutputs();
+      state::CheckpointBatch batch = store->NewBatch();
+      std::string scratch;
+      REQUIRE_OK(AddToCheckpoint(*processor, 0, key, &batch, &scratch));
+      REQUIRE_OK(store->Commit(&batch));
+      MarkCheckpointed(processor.get());
+      sink.records.clear();
+      sink.records.shrink_to_fit();
+      if (customers_at_small == 0 && processor->feature_store().size() >= 6000) {
+        heap_at_small = HeapBytes();
+        store_at_small = store->MemoryUsageBytes();
+        customers_at_small = processor->feature_store().size();
+      }
+      if (processor->feature_store().evictions() > 0) break;  // the cache is full
+    }
+  }
+  const size_t customers = processor->feature_store().size();
+  REQUIRE(customers >= 20'000);
+  REQUIRE(customers_at_small > 0);
+  // The heap grown by the cache alone: RocksDB's own growth is taken out.
+  const double grown =
+      static_cast<double>(HeapBytes() - heap_at_small) -
+      (static_cast<double>(store->MemoryUsageBytes()) - static_cast<double>(store_at_small));
+  const double per_customer = grown / static_cast<double>(customers - customers_at_small);
+  WARN("heap per cached customer: " << per_customer << " bytes; the feature store's own "
+                                    << "accounting: "
+                                    << processor->feature_store().MemoryUsageBytes() / customers);
+  CHECK(per_customer <= static_cast<double>(kBytesPerCachedCustomer));
+  CHECK(per_customer > 100);  // measures something
+}
+
+}  // namespace
+}  // namespace crmstream::pipeline

@@ -1,0 +1,231 @@
+#include "crmstream/pipeline/partition_checkpoint.h"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "alerting_options.h"
+#include "crmstream/generator/world_generator.h"
+#include "recording_sink.h"
+#include "support/require_ok.h"
+#include "support/test_support.h"
+
+namespace crmstream::pipeline {
+namespace {
+
+constexpr int64_t kMsPerDay = 86'400'000;
+constexpr int kEventsPerInterval = 400;
+
+ProcessorOptions Options() {
+  // Alerts, the alert gate and its calibrator are part of what a restore
+  // must carry over.
+  ProcessorOptions o = AlertingOptions();
+  // Alerts start once the churn model has trained on this many labels.
+  o.models.churn.warm_after_examples = 50;
+  return o;
+}
+
+// A generated partition long enough for many churn labels to mature
+// (horizon 30 days), as records in input order.
+std::vector<std::string> GeneratedRecords(int customers, int days) {
+  generator::WorldOptions world;
+  world.customers = customers;
+  world.seed = 7;
+  auto gen = generator::WorldGenerator::Create(world);
+  REQUIRE_OK(gen);
+  std::vector<std::string> records;
+  std::string key, value;
+  const int64_t end_ms = world.start_ms + int64_t{days} * kMsPerDay;
+  for (int i = 0; i < 2'000'000; ++i) {  // bounded; the time limit ends it first
+    if ((*gen)->Next(&key, &value) >= end_ms) break;
+    records.push_back(value);
+  }
+  return records;
+}
+
+// The uninterrupted run: a flush every interval, no store.
+std::vector<RecordedOutput> RunWithoutRestarts(const std::vector<std::string>& records,
+                                               size_t interval,
+                                               scoring::CustomerModels::Quality* quality) {
+  RecordingSink sink;
+  REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(Options(), &sink));
+  for (size_t i = 0; i < records.size(); ++i) {
+    processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
+    if ((i + 1) % interval == 0) processor->FlushOutputs();
+  }
+  processor->FlushOutputs();
+  *quality = processor->customer_models().quality();
+  return sink.records;
+}
+
+void Checkpoint(EventProcessor* processor, state::StateStore* store, state::PartitionKey key,
+                int64_t next_offset) {
+  state::CheckpointBatch batch = store->NewBatch();
+  std::string scratch;
+  REQUIRE_OK(AddToCheckpoint(*processor, 0, key, &batch, &scratch));
+  batch.SetInputOffset(key, next_offset);
+  REQUIRE_OK(store->Commit(&batch));
+  MarkCheckpointed(processor);
+}
+
+bool SameOutputs(const std::vector<RecordedOutput>& a, const std::vector<RecordedOutput>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].kind != b[i].kind || a[i].key != b[i].key || a[i].value != b[i].value) return false;
+  }
+  return true;
+}
+
+struct StoreRun {
+  std::vector<RecordedOutput> outputs;
+  scoring::CustomerModels::Quality quality;
+  size_t restarts = 0;
+  size_t max_restored_customers = 0;  // in memory right after a restore
+  size_t max_customers = 0;           // in memory after a checkpoint
+  uint64_t evictions = 0;
+};
+
+// The same input through a store: a flush and a checkpoint every interval,
+// a restart (fresh processor, RestoreProcessor) every `restart_every`
+// intervals, at most `cached` customers in memory (0: no bound).
+StoreRun RunThroughStore(const std::vector<std::string>& records, size_t interval,
+                         size_t restart_every, size_t cached) {
+  testing::ScratchDir dir;
+  state::StateStoreOptions store_options;
+  store_options.path = dir.path() / "store";
+  REQUIRE_OK_AND_ASSIGN(auto store, state::StateStore::Open(store_options));
+  REQUIRE_OK_AND_ASSIGN(const state::PartitionKey key, store->Partition("crm.events", 0));
+  ProcessorOptions options = Options();
+  options.cached_customers = cached;
+  RecordingSink sink;
+  StoreRun run;
+  std::unique_ptr<EventProcessor> processor;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (i % (restart_every * interval) == 0) {
+      if (processor) run.evictions += processor->feature_store().evictions();
+      processor.reset();
+      REQUIRE_OK_AND_ASSIGN(processor, EventProcessor::Create(options, &sink));
+      REQUIRE_OK(RestoreProcessor(*store, key, processor.get()));
+      run.max_restored_customers =
+          std::max(run.max_restored_customers, processor->feature_store().size());
+      ++run.restarts;
+    }
+    processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
+    if ((i + 1) % interval == 0) {
+      processor->FlushOutputs();
+      Checkpoint(processor.get(), store.get(), key, static_cast<int64_t>(i + 1));
+      run.max_customers = std::max(run.max_customers, processor->feature_store().size());
+    }
+  }
+  processor->FlushOutputs();
+  REQUIRE_OK(processor->storage_status());
+  run.evictions += processor->feature_store().evictions();
+  run.outputs = std::move(sink.records);
+  run.quality = processor->customer_models().quality();
+  return run;
+}
+
+void CheckSameQuality(const scoring::CustomerModels::Quality& q,
+                      const scoring::CustomerModels::Quality& expected) {
+  CHECK(q.churn_positives == expected.churn_positives);
+  CHECK(q.churn_negatives == expected.churn_negatives);
+  CHECK(q.churn_auc == expected.churn_auc);
+  CHECK(q.value_rmse == expected.value_rmse);
+  CHECK(q.pending_examples == expected.pending_examples);
+  CHECK(q.kmeans_points == expected.kmeans_points);
+}
+
+TEST_CASE("A processor restored from the store continues exactly as one never stopped",
+          "[pipeline][state]") {
+  const std::vector<std::string> records = GeneratedRecords(/*customers=*/300, /*days=*/100);
+  REQUIRE(records.size() > 20 * kEventsPerInterval);
+  scoring::CustomerModels::Quality expected_quality;
+  const std::vector<RecordedOutput> expected =
+      RunWithoutRestarts(records, kEventsPerInterval, &expected_quality);
+  // Labels matured (the index path is exercised) and alerts were raised.
+  REQUIRE(expected_quality.churn_positives + expected_quality.churn_negatives > 200);
+  size_t alerts = 0;
+  for (const auto& r : expected) alerts += r.kind == OutputKind::kChurnAlerts ? 1 : 0;
+  REQUIRE(alerts > 0);
+
+  const StoreRun run = RunThroughStore(records, kEventsPerInterval, /*restart_every=*/7,
+                                       /*cached=*/0);
+  CHECK(run.restarts > 3);
+  // Nothing is decoded up front: a restored processor starts empty.
+  CHECK(run.max_restored_customers == 0);
+  CHECK(SameOutputs(run.outputs, expected));
+  CheckSameQuality(run.quality, expected_quality);
+}
+
+TEST_CASE("A processor holding a third of its customers gives the same outputs",
+          "[pipeline][state]") {
+  constexpr size_t kInterval = 100;
+  constexpr size_t kCached = 100;
+  const std::vector<std::string> records = GeneratedRecords(/*customers=*/300, /*days=*/100);
+  scoring::CustomerModels::Quality expected_quality;
+  const std::vector<RecordedOutput> expected =
+      RunWithoutRestarts(records, kInterval, &expected_quality);
+  REQUIRE(expected_quality.churn_positives + expected_quality.churn_negatives > 200);
+
+  const StoreRun run = RunThroughStore(records, kInterval, /*restart_every=*/40, kCached);
+  // Customers came and went many times over, and memory held about the cap
+  // (an interval's new customers stay until its checkpoint saves them).
+  CHECK(run.evictions > 10 * kCached);
+  CHECK(run.max_customers <= kCached + kInterval);
+  CHECK(SameOutputs(run.outputs, expected));
+  CheckSameQuality(run.quality, expected_quality);
+}
+
+TEST_CASE("The label deadline index holds exactly the pending examples after a checkpoint",
+          "[pipeline][state]") {
+  const std::vector<std::string> records = GeneratedRecords(/*customers=*/200, /*days=*/60);
+  testing::ScratchDir dir;
+  state::StateStoreOptions store_options;
+  store_options.path = dir.path() / "store";
+  REQUIRE_OK_AND_ASSIGN(auto store, state::StateStore::Open(store_options));
+  REQUIRE_OK_AND_ASSIGN(const state::PartitionKey key, store->Partition("crm.events", 0));
+  RecordingSink sink;
+  REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(Options(), &sink));
+  for (size_t i = 0; i < records.size(); ++i) {
+    processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
+    if ((i + 1) % kEventsPerInterval == 0) {
+      processor->FlushOutputs();
+      Checkpoint(processor.get(), store.get(), key, static_cast<int64_t>(i + 1));
+    }
+  }
+  processor->FlushOutputs();
+  Checkpoint(processor.get(), store.get(), key, static_cast<int64_t>(records.size()));
+
+  // The reference: every customer in memory with a pending example, and
+  // its deadline (snapshot time + horizon).
+  const auto& features = processor->feature_store();
+  const auto& churn = processor->customer_models().churn();
+  const int64_t horizon_ms = int64_t{churn.options().horizon_days} * kMsPerDay;
+  std::vector<std::pair<int64_t, std::string>> pending;
+  for (uint32_t s = 0; s < features.size(); ++s) {
+    if (auto ms = churn.PendingSnapshotMs(s)) {
+      pending.emplace_back(*ms + horizon_ms, std::string(features.At(s).customer_id()));
+    }
+  }
+  REQUIRE(pending.size() > 50);
+  std::vector<std::pair<int64_t, std::string>> indexed;
+  std::optional<state::LabelDeadline> next;
+  for (int guard = 0; guard < 100'000; ++guard) {
+    REQUIRE_OK_AND_ASSIGN(next, store->NextLabelDeadline(key, next ? &*next : nullptr));
+    if (!next) break;
+    indexed.emplace_back(next->deadline_ms, next->customer_id);
+  }
+  // In deadline order, one entry per pending example, nothing stale.
+  CHECK(std::is_sorted(indexed.begin(), indexed.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; }));
+  std::sort(pending.begin(), pending.end());
+  std::sort(indexed.begin(), indexed.end());
+  CHECK(indexed == pending);
+  CHECK(pending.size() == churn.quality().pending_examples);
+}
+
+}  // namespace
+}  // namespace crmstream::pipeline

@@ -1,0 +1,237 @@
+// exactly_once with Kafka transactions, on a real Apache Kafka broker (the
+// embedded cluster writes no transaction markers and fences nothing): runs
+// compared with an uninterrupted run over the same input, every output read
+// back with read_committed; a clean restart, and the engine binary ended at
+// each point of a commit (the transaction's commit, then the store's write).
+#include "runtime/transactional_delivery.h"
+
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <optional>
+
+#include "crmstream/common/crash_point.h"
+#include "pipeline/recording_sink.h"
+#include "runtime/engine_runs.h"
+
+namespace crmstream::runtime {
+namespace {
+
+// Runs of one fixture on the real cluster: names unique to the fixture.
+std::vector<EngineRun> TransactionalRuns(const testing::TestBroker& broker,
+                                         const std::filesystem::path& dir,
+                                         std::initializer_list<std::string> names) {
+  std::vector<EngineRun> runs;
+  for (const std::string& name : names) {
+    EngineRun run;
+    run.state_dir = (dir / name).string();
+    run.group = broker.Name("txn-" + name);
+    run.output_prefix = broker.Name("txn-" + name) + ".";
+    run.guarantee = config::Guarantee::kExactlyOnceTransactions;
+    run.input_topic = broker.Name("txn.input");
+    runs.push_back(run);
+  }
+  return runs;
+}
+
+}  // namespace
+
+TEST_CASE("Held outputs come out in order, and a cleared buffer holds nothing", "[runtime]") {
+  BufferedOutputs held;
+  held.Emit(OutputKind::kChurnAlerts, "c1", "alert one");
+  held.Emit(OutputKind::kDeadLetter, "", "bad record");
+  held.Emit(OutputKind::kCustomerScores, "c2", std::string(5000, 'x'));
+  CHECK(held.records() == 3);
+  pipeline::RecordingSink sink;
+  held.Release(&sink);
+  REQUIRE(sink.records.size() == 3);
+  CHECK(sink.records[0].kind == OutputKind::kChurnAlerts);
+  CHECK(sink.records[0].key == "c1");
+  CHECK(sink.records[0].value == "alert one");
+  CHECK(sink.records[1].key.empty());
+  CHECK(sink.records[1].value == "bad record");
+  CHECK(sink.records[2].value == std::string(5000, 'x'));
+  CHECK(held.records() == 0);
+  held.Emit(OutputKind::kSegments, "c3", "dropped");
+  held.Clear();
+  pipeline::RecordingSink none;
+  held.Release(&none);
+  CHECK(none.records.empty());
+}
+
+TEST_CASE("Transactional engine: a clean stop and a restart equal an uninterrupted run",
+          "[runtime][integration][kafka]") {
+  CRMSTREAM_USE_BROKER(testing::RealBroker, broker);
+  testing::ScratchDir scratch;
+  std::vector<EngineRun> runs = TransactionalRuns(broker, scratch.path(), {"restarted", "auto"});
+  // exactly_once without a mode: a real cluster has transactions.
+  runs[1].guarantee = config::Guarantee::kExactlyOnce;
+  EngineFixture fx(runs, &broker);
+  fx.Produce(3000);
+  uint64_t dropped = 0;
+  RunUntilCaughtUp(EngineConfigFor(fx.bootstrap, runs[0]), &dropped);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  fx.Produce(3000);
+  RunUntilCaughtUp(EngineConfigFor(fx.bootstrap, runs[0]), &dropped);
+  // A clean stop writes the store after its last commit: nothing to catch up.
+  CHECK(dropped == 0);
+  RunUntilCaughtUp(EngineConfigFor(fx.bootstrap, runs[1]), nullptr);
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
+  // Transactions, not stamps: no output carries a stamp.
+  CHECK(ReadAll(fx.client, Topics(runs[1].output_prefix), counts).sequences.empty());
+  CheckSameResults(fx.client, runs[0], runs[1]);
+}
+
+// The engine binary ended at each point of a commit, then restarted; each
+// must end as the uninterrupted run does, every output once. What each
+// point leaves:
+//   before the commit  an open transaction (aborted by the restart's
+//                      InitTransactions); store and group offsets agree;
+//   after the commit   outputs and group offsets committed, the store
+//                      behind: the restart catches up, dropping outputs;
+//   before the write   the same;
+//   after the write    store and group offsets agree again.
+TEST_CASE(
+    "Transactional engine: a crash at each point of a commit changes neither outputs "
+    "nor state",
+    "[runtime][integration][kafka]") {
+  CRMSTREAM_USE_BROKER(testing::RealBroker, broker);
+  testing::ScratchDir scratch;
+  std::vector<EngineRun> runs = TransactionalRuns(
+      broker, scratch.path(), {"straight", "crash0", "crash1", "crash2", "crash3"});
+  for (EngineRun& run : runs) run.input_partitions = 1;
+  EngineFixture fx(runs, &broker);
+  const auto config_of = [&](const EngineRun& run) {
+    const std::filesystem::path file = scratch.path() / ("config-" + run.group + ".yaml");
+    WriteEngineYaml(EngineConfigFor(fx.bootstrap, run), file);
+    return file;
+  };
+  const auto log_of = [&](const EngineRun& run, const char* what) {
+    return scratch.path() / (run.group + "-" + what + ".log");
+  };
+
+  fx.Produce(3000);
+  for (size_t i = 1; i < runs.size(); ++i) {
+    RunEngineBinaryChecked(config_of(runs[i]), "", log_of(runs[i], "first"));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  fx.Produce(3000);
+  RunEngineBinaryChecked(config_of(runs[0]), "", log_of(runs[0], "straight"));
+
+  for (size_t i = 0; i < crash_point::kTransactionPoints.size(); ++i) {
+    const std::string point(crash_point::kTransactionPoints[i]);
+    const EngineRun& run = runs[i + 1];
+    const std::filesystem::path config = config_of(run);
+    RunEngineBinaryChecked(config, point, log_of(run, "crash"));
+    INFO(point);
+
+    const BinaryRun restarted = RunEngineBinary(config, "", log_of(run, "restart"));
+    INFO("restarted run:\n" << restarted.log);
+    REQUIRE(restarted.exit.exited(0));
+    const bool store_behind =
+        point == crash_point::kAfterTransactionCommit || point == crash_point::kBeforeWrite;
+    // Only a committed transaction the store missed is caught up with.
+    CHECK((restarted.log.find("catching up from the checkpoint") != std::string::npos) ==
+          store_behind);
+    const auto dropped = SuppressedInLog(restarted.log);
+    REQUIRE(dropped.has_value());
+    CHECK((*dropped > 0) == store_behind);
+    WARN(point << ": the restart dropped " << *dropped << " committed outputs while catching up");
+    CheckSameResults(fx.client, run, runs[0]);
+  }
+}
+
+// Zombie fencing: an instance paused (SIGSTOP) past its session timeout
+// while it works loses its partitions to a successor; when it resumes, not
+// one output of its own may reach read_committed readers (its transaction
+// cannot commit: the group's generation moved on), and it must rejoin and
+// stop cleanly. The successor (another state directory: it rebuilds from
+// the input) and the zombie together must leave exactly the outputs of an
+// uninterrupted run.
+TEST_CASE(
+    "Transactional engine: a paused instance that lost its partitions gets no output "
+    "through",
+    "[runtime][integration][kafka]") {
+  CRMSTREAM_USE_BROKER(testing::RealBroker, broker);
+  testing::ScratchDir scratch;
+  std::vector<EngineRun> runs = TransactionalRuns(broker, scratch.path(), {"straight", "group"});
+  EngineRun successor = runs[1];
+  successor.state_dir = (scratch.path() / "successor").string();
+  EngineFixture fx(runs, &broker);
+  const auto config_of = [&](const EngineRun& run, const std::string& name) {
+    const std::filesystem::path file = scratch.path() / (name + ".yaml");
+    WriteEngineYaml(EngineConfigFor(fx.bootstrap, run), file);
+    return file;
+  };
+  const std::filesystem::path zombie_log = scratch.path() / "zombie.log";
+  const auto zombie_says = [&](const std::string& text, std::chrono::seconds within) {
+    const auto deadline = Clock::now() + within;
+    while (Clock::now() < deadline) {
+      if (testing::ReadWholeFile(zombie_log).find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
+
+  fx.Produce(4000);
+  testing::Child zombie(
+      {CRMSTREAM_BINARY, "run", "--config", config_of(runs[1], "zombie").string()}, {}, zombie_log);
+  REQUIRE(zombie.started());
+  REQUIRE(zombie_says("assigned", std::chrono::seconds(60)));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  // More input, and the pause while the zombie works on it.
+  fx.Produce(4000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  zombie.Signal(SIGSTOP);
+
+  // The successor waits out the zombie's session, takes every partition,
+  // rebuilds their state from the input and processes to the end.
+  const BinaryRun taken_over =
+      RunEngineBinaryChecked(config_of(successor, "successor"), "", scratch.path() / "succ.log");
+  CHECK_THAT(taken_over.log, Catch::Contains("rebuilding the state"));
+
+  // The zombie resumes and learns it lost its partitions. If a transaction
+  // of its was open, the broker has aborted it meanwhile and bumped the
+  // producer's epoch: the zombie is fenced and stops with an error saying so
+  // (a restart resumes). If none was, it drops its uncommitted work, rejoins
+  // and gets the partitions back once the successor left.
+  zombie.Signal(SIGCONT);
+  CHECK(zombie_says("lost", std::chrono::seconds(60)));
+  std::optional<testing::ChildExit> fenced;
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline && !fenced) {
+    if (testing::ReadWholeFile(zombie_log).find("catching up from the checkpoint") !=
+        std::string::npos) {
+      break;
+    }
+    if (testing::ReadWholeFile(zombie_log).find("stopped:") != std::string::npos) {
+      fenced = zombie.Wait(std::chrono::seconds(30));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const std::string said = testing::ReadWholeFile(zombie_log);
+  INFO("zombie:\n" << said);
+  if (fenced) {
+    CHECK(fenced->started);
+    CHECK(!fenced->timed_out);
+    CHECK(fenced->signal == 0);
+    CHECK(fenced->exit_status != 0);
+    CHECK_THAT(said, Catch::Contains("fenced"));
+    // Started again, it catches its store up to the group's offsets.
+    const BinaryRun restarted = RunEngineBinaryChecked(config_of(runs[1], "zombie"), "",
+                                                       scratch.path() / "zombie-restart.log");
+    CHECK_THAT(restarted.log, Catch::Contains("catching up from the checkpoint"));
+  } else {
+    CHECK_THAT(said, Catch::Contains("catching up from the checkpoint"));
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    zombie.Signal(SIGTERM);
+    CHECK(zombie.Wait(std::chrono::seconds(90)).exited(0));
+  }
+  WARN("the paused instance " << (fenced ? "was fenced and stopped" : "rejoined"));
+
+  RunUntilCaughtUp(EngineConfigFor(fx.bootstrap, runs[0]), nullptr);
+  // The successor's state and everyone's outputs against the uninterrupted run.
+  CheckSameResults(fx.client, successor, runs[0]);
+}
+
+}  // namespace crmstream::runtime
