@@ -158,8 +158,16 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   memory.cap_bytes = static_cast<size_t>(config.state.memory_cap_mb) << 20;
   memory.partitions = std::max(1, partitions);
   memory.dedup_ids = options.dedup_capacity * static_cast<size_t>(memory.partitions);
+  if (options.recommendations_enabled) {
+    memory.extra_bytes_per_customer =
+        models::ItemRecommender::BytesPerCustomer(options.recommender);
+  }
   CRM_ASSIGN_OR_RETURN(const pipeline::MemoryPlan plan, pipeline::PlanMemory(memory));
   options.cached_customers = plan.cached_customers_per_partition;
+  // The recommender remembers the histories of as many customers as the
+  // cache holds (the most recently active), within the plan's share.
+  options.recommender.max_customers = static_cast<uint32_t>(
+      std::min<size_t>(options.recommender.max_customers, plan.cached_customers_per_partition));
   spdlog::info("memory: {}", plan.ToString());
 
   state::StateStoreOptions store_options;

@@ -5,7 +5,10 @@
 //   dedup windows     as configured (about 24 bytes per remembered id)
 //   RocksDB           block cache + memtables (StateStoreOptions::memory_cap_bytes)
 //   customer cache    the partition tasks' customers in memory
-//                     (ProcessorOptions::cached_customers, per partition)
+//                     (ProcessorOptions::cached_customers, per partition),
+//                     each with what the pipeline keeps per customer beside
+//                     its cached state (the item recommender's history of
+//                     the customer, whose table holds as many customers)
 //
 // What the allowance and the dedup windows leave is shared by RocksDB
 // (rocksdb_share) and the customer cache (the rest). A cap that cannot give
@@ -32,6 +35,9 @@ struct MemoryPlanInput {
   size_t dedup_ids = 0;                   // remembered event ids, all partitions together
   size_t fixed_bytes = size_t{48} << 20;  // allowance for what does not grow with the data
   double rocksdb_share = 0.4;             // of what is left, in (0, 1)
+  // Heap bytes per cached customer beyond kBytesPerCachedCustomer (the
+  // recommender's history when recommendations are on).
+  size_t extra_bytes_per_customer = 0;
 };
 
 struct MemoryPlan {
