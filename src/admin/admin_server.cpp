@@ -156,8 +156,7 @@ struct AdminServer::Impl {
     if (query->status().ok()) co_return Json(bhttp::status::ok, query->json());
     if (query->status().code() == StatusCode::kNotFound) {
       // "unknown customer", "unknown item", or the model being off.
-      co_return Json(bhttp::status::not_found,
-                     ErrorJson(query->status().message(), id, id_field));
+      co_return Json(bhttp::status::not_found, ErrorJson(query->status().message(), id, id_field));
     }
     co_return Json(bhttp::status::service_unavailable,
                    ErrorJson(query->status().message(), id, id_field));

@@ -28,7 +28,9 @@ TEST_CASE("Admin server: co-purchase rules and recommendations of a running engi
   // One input partition: the recommender learns from the customers of its
   // partition (the rules of several partitions are merged:
   // basket_state_test.cpp).
-  testing::RunningEngine e(1);
+  testing::RunningEngine e(1, {}, [](pipeline::PipelineSpec* spec) {
+    spec->processor.recommendations_enabled = true;  // off by default
+  });
   REQUIRE(e.WaitForReady());
   // Five baskets of five customers:
   //   O1 {A, B, C}  O2 {A, B}  O3 {A, B, D}  O4 {A, C}  O5 {E}

@@ -78,6 +78,7 @@ ProcessorOptions BasketOptions() {
   o.association_floors.min_support = 0.002;
   o.association_floors.min_confidence = 0.05;
   o.association_floors.min_pair_count = 2;
+  o.recommendations_enabled = true;
   o.recommendations_top_n = 5;
   return o;
 }

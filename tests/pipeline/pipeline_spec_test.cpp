@@ -39,7 +39,7 @@ TEST_CASE("The basket models are switched and tuned in the pipeline file", "[pip
   REQUIRE_OK(shipped);
   CHECK(shipped->processor.models.churn.churn_model == scoring::ChurnModelKind::kLogistic);
   CHECK(shipped->processor.associations_enabled);
-  CHECK(shipped->processor.recommendations_enabled);
+  CHECK_FALSE(shipped->processor.recommendations_enabled);  // costly: opt in
   CHECK(shipped->processor.associations.window_ms == 30 * 86400000LL);
   CHECK(shipped->processor.association_interval_ms == 1440 * 60000LL);
   CHECK(shipped->processor.association_max_rules == 100);
@@ -50,7 +50,7 @@ TEST_CASE("The basket models are switched and tuned in the pipeline file", "[pip
             "models:\n  churn_model: random_forest\n  associations:\n    window_days: 7\n"
             "    max_pairs: 4096\n"
             "    min_support: 0.01\n    min_confidence: 0.5\n    min_lift: 2\n"
-            "    min_pair_count: 5\n  recommendations:\n    enabled: false\n    top_n: 5\n"
+            "    min_pair_count: 5\n  recommendations:\n    enabled: true\n    top_n: 5\n"
             "outputs:\n  associations: false\n  association_interval_minutes: 60\n"
             "  association_max_rules: 50\n"));
   REQUIRE_OK(p);
@@ -63,7 +63,7 @@ TEST_CASE("The basket models are switched and tuned in the pipeline file", "[pip
   CHECK(o.association_floors.min_confidence == 0.5);
   CHECK(o.association_floors.min_lift == 2.0);
   CHECK(o.association_floors.min_pair_count == 5);
-  CHECK_FALSE(o.recommendations_enabled);
+  CHECK(o.recommendations_enabled);
   CHECK(o.recommendations_top_n == 5);
   CHECK_FALSE(o.emit_associations);
   CHECK(o.association_interval_ms == 60 * 60000LL);

@@ -114,8 +114,9 @@ struct ProcessorOptions {
   size_t association_max_rules = 100;
 
   // Item-item recommendations (models::ItemRecommender) learnt from the same
-  // purchase lines; read per customer (WriteRecommendations). Default on.
-  bool recommendations_enabled = true;
+  // purchase lines; read per customer (WriteRecommendations). Default off:
+  // it multiplies the cost of a purchase line (bench_pipeline, BM_RetailReplay).
+  bool recommendations_enabled = false;
   models::ItemRecommenderOptions recommender = DefaultRecommender();
   // Items per recommendation answer, in [1, 100]. Default 10.
   size_t recommendations_top_n = 10;
