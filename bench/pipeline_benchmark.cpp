@@ -21,14 +21,12 @@
 //   build/release/bench/bench_pipeline
 #include <benchmark/benchmark.h>
 
-#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "crmstream/common/json_writer.h"
 #include "crmstream/evaluation/retail_transactions.h"
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/pipeline/event_processor.h"
@@ -122,19 +120,7 @@ const RetailEvents& Retail() {
     }
     r.now_ms = data->last_ms + 86'400'000;
     for (size_t i = 0; i < data->lines.size(); ++i) {
-      const evaluation::RetailLine& l = data->lines[i];
-      std::string& out = r.events.emplace_back();
-      JsonWriter w(&out);
-      w.BeginObject();
-      w.Field("event_id", "line-" + std::to_string(i));
-      w.Field("customer_id", std::to_string(l.customer));
-      w.Field("timestamp", l.timestamp_ms);
-      w.Field("type", std::string_view(l.purchase() ? "purchase" : "refund"));
-      w.Field("amount", std::fabs(l.amount()));
-      w.Field("currency", std::string_view("GBP"));
-      w.Field("order_id", l.invoice);
-      w.Field("item_id", l.stock_code);
-      w.EndObject();
+      r.events.push_back(evaluation::RetailEventJson(data->lines[i], i));
     }
     return r;
   }();

@@ -90,19 +90,7 @@ BatchSnapshot BatchRules(const std::vector<evaluation::RetailLine>& purchases, i
 
 // One input event per invoice line, as the online-retail feed maps it.
 std::string EventJson(const evaluation::RetailLine& l, size_t index) {
-  std::string out;
-  JsonWriter w(&out);
-  w.BeginObject();
-  w.Field("event_id", "line-" + std::to_string(index));
-  w.Field("customer_id", std::to_string(l.customer));
-  w.Field("timestamp", l.timestamp_ms);
-  w.Field("type", std::string_view(l.purchase() ? "purchase" : "refund"));
-  w.Field("amount", std::fabs(l.amount()));
-  w.Field("currency", std::string_view("GBP"));
-  w.Field("order_id", l.invoice);
-  w.Field("item_id", l.stock_code);
-  w.EndObject();
-  return out;
+  return evaluation::RetailEventJson(l, index);
 }
 
 TEST_CASE("Engine: crm.associations snapshots equal a batch pair count over their window",
