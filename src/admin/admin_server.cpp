@@ -1,5 +1,6 @@
 #include "crmstream/admin/admin_server.h"
 
+#include <algorithm>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -23,12 +24,13 @@ constexpr size_t kMaxCustomerIdBytes = 256;
 constexpr std::string_view kJson = "application/json";
 constexpr std::string_view kPrometheusText = "text/plain; version=0.0.4; charset=utf-8";
 
-std::string ErrorJson(std::string_view error, std::string_view customer_id = {}) {
+std::string ErrorJson(std::string_view error, std::string_view customer_id = {},
+                      std::string_view id_field = "customer_id") {
   std::string body;
   JsonWriter w(&body);
   w.BeginObject();
   w.Field("error", error);
-  if (!customer_id.empty()) w.Field("customer_id", customer_id);
+  if (!customer_id.empty()) w.Field(id_field, customer_id);
   w.EndObject();
   return body;
 }
@@ -54,6 +56,8 @@ std::string_view PathLabel(std::string_view path) {
     if (path == route) return route;
   }
   if (path.starts_with("/api/customers/")) return "/api/customers";
+  if (path.starts_with("/api/recommendations/")) return "/api/recommendations";
+  if (path == "/api/associations") return "/api/associations";
   return "other";
 }
 
@@ -87,22 +91,54 @@ struct AdminServer::Impl {
                      ProbeJson(ok, reason));
     }
     if (constexpr std::string_view kPrefix = "/api/customers/"; path.starts_with(kPrefix)) {
-      co_return co_await QueryCustomer(path.substr(kPrefix.size()));
+      co_return co_await QueryCustomer(path.substr(kPrefix.size()), runtime::QueryKind::kCustomer);
+    }
+    if (constexpr std::string_view kPrefix = "/api/recommendations/"; path.starts_with(kPrefix)) {
+      co_return co_await QueryCustomer(path.substr(kPrefix.size()),
+                                       runtime::QueryKind::kRecommendations);
+    }
+    if (path == "/api/associations") {
+      const std::string_view target(req.target().data(), req.target().size());
+      co_return co_await QueryItem(target.substr(path.size()));
     }
     // The path is not echoed: an error page must not reflect what a client sent.
     co_return Json(bhttp::status::not_found, ErrorJson("no such path"));
   }
 
-  awaitable<http::Reply> QueryCustomer(std::string_view encoded_id) {
+  awaitable<http::Reply> QueryCustomer(std::string_view encoded_id, runtime::QueryKind kind) {
     std::optional<std::string> id = http::PercentDecode(encoded_id);
     if (!id || id->empty() || id->size() > kMaxCustomerIdBytes ||
         id->find('/') != std::string::npos) {
       co_return Json(bhttp::status::bad_request, ErrorJson("invalid customer id"));
     }
-    auto submitted = engine->queries().Submit(*id);
+    co_return co_await Answer(std::move(*id), kind, "customer_id");
+  }
+
+  // GET /api/associations?item=X: `query` is the target from its '?'.
+  awaitable<http::Reply> QueryItem(std::string_view query) {
+    std::optional<std::string> item;
+    constexpr std::string_view kParam = "item=";
+    if (!query.empty()) query.remove_prefix(1);  // '?'
+    while (!query.empty() && !item) {
+      const std::string_view param = query.substr(0, query.find('&'));
+      if (param.starts_with(kParam)) item = http::PercentDecode(param.substr(kParam.size()));
+      query.remove_prefix(std::min(query.size(), param.size() + 1));
+    }
+    if (!item || item->empty() || item->size() > kMaxCustomerIdBytes) {
+      co_return Json(bhttp::status::bad_request,
+                     ErrorJson("an item is needed: /api/associations?item=<item_id>"));
+    }
+    co_return co_await Answer(std::move(*item), runtime::QueryKind::kAssociations, "item");
+  }
+
+  // Submits the query to the engine and waits (bounded) for its answer; the
+  // error JSON names the id as `id_field`.
+  awaitable<http::Reply> Answer(std::string id, runtime::QueryKind kind,
+                                std::string_view id_field) {
+    auto submitted = engine->queries().Submit(id, kind);
     if (!submitted.ok()) {
       co_return Json(bhttp::status::service_unavailable,
-                     ErrorJson(submitted.status().message(), *id));
+                     ErrorJson(submitted.status().message(), id, id_field));
     }
     std::shared_ptr<const runtime::CustomerQuery> query = std::move(submitted).value();
     const auto deadline = Clock::now() + options.query_timeout;
@@ -111,7 +147,7 @@ struct AdminServer::Impl {
       if (Clock::now() >= deadline) {
         // The engine answers it later into a query nobody reads: harmless.
         co_return Json(bhttp::status::service_unavailable,
-                       ErrorJson("the engine did not answer in time", *id));
+                       ErrorJson("the engine did not answer in time", id, id_field));
       }
       boost::system::error_code ec;
       timer.expires_after(kQueryPoll);
@@ -119,9 +155,11 @@ struct AdminServer::Impl {
     }
     if (query->status().ok()) co_return Json(bhttp::status::ok, query->json());
     if (query->status().code() == StatusCode::kNotFound) {
-      co_return Json(bhttp::status::not_found, ErrorJson("unknown customer", *id));
+      // "unknown customer", "unknown item", or the model being off.
+      co_return Json(bhttp::status::not_found, ErrorJson(query->status().message(), id, id_field));
     }
-    co_return Json(bhttp::status::service_unavailable, ErrorJson(query->status().message(), *id));
+    co_return Json(bhttp::status::service_unavailable,
+                   ErrorJson(query->status().message(), id, id_field));
   }
 
   runtime::StreamEngine* engine;

@@ -58,6 +58,8 @@ const TopicSpec& OutputTopics::of(schema::OutputKind kind) const {
       return anomalies;
     case schema::OutputKind::kCorrelations:
       return correlations;
+    case schema::OutputKind::kAssociations:
+      return associations;
     case schema::OutputKind::kDeadLetter:
       break;
   }
@@ -96,6 +98,7 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
     ReadOutputTopic(o, "anomalies", &c.outputs.anomalies);
     ReadOutputTopic(o, "correlations", &c.outputs.correlations);
     ReadOutputTopic(o, "dead_letter", &c.outputs.dead_letter);
+    ReadOutputTopic(o, "associations", &c.outputs.associations);
   });
   f.Read("state_dir", &c.state_dir);
   f.Read("pipeline", &c.pipeline);

@@ -423,6 +423,7 @@ bool DashboardView::Apply(OutputKind topic, std::string_view value) {
         ok = s.ApplyCorrelations(doc);
         break;
       case OutputKind::kDeadLetter:
+      case OutputKind::kAssociations:  // counted only
         break;
     }
   }

@@ -1,8 +1,10 @@
 #include "crmstream/evaluation/retail_transactions.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
+#include "crmstream/common/json_writer.h"
 #include "retail_csv.h"
 
 namespace crmstream::evaluation {
@@ -46,6 +48,22 @@ Result<RetailTransactions> LoadRetailTransactions(const std::filesystem::path& d
   auto t = ParseRetailTransactions(std::move(bytes));
   if (!t.ok()) return t.status().WithContext(file.string());
   return t;
+}
+
+std::string RetailEventJson(const RetailLine& line, size_t index) {
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject();
+  w.Field("event_id", "line-" + std::to_string(index));
+  w.Field("customer_id", std::to_string(line.customer));
+  w.Field("timestamp", line.timestamp_ms);
+  w.Field("type", std::string_view(line.purchase() ? "purchase" : "refund"));
+  w.Field("amount", std::fabs(line.amount()));
+  w.Field("currency", std::string_view("GBP"));
+  w.Field("order_id", line.invoice);
+  w.Field("item_id", line.stock_code);
+  w.EndObject();
+  return out;
 }
 
 }  // namespace crmstream::evaluation

@@ -390,6 +390,14 @@ size_t ItemRecommender::memory_bytes() const {
   return bytes;
 }
 
+size_t ItemRecommender::BytesPerCustomer(const ItemRecommenderOptions& options) {
+  // At the worst point of the tables' doubling: the customer and history
+  // arrays twice the customers, the index's 16-byte slots four times.
+  constexpr size_t kIndexBytes = 4 * 16;
+  return 2 * (sizeof(Customer) + options.history_size * (sizeof(uint32_t) + sizeof(int64_t))) +
+         kIndexBytes;
+}
+
 Status ItemRecommender::Merge(const ItemRecommender& other) {
   if (&other == this) return Status::InvalidArgument("ItemRecommender: cannot merge itself");
   const ItemRecommenderOptions& a = options_;

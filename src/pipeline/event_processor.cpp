@@ -12,7 +12,8 @@ namespace crmstream::pipeline {
 namespace {
 
 constexpr int64_t kMillisPerMinute = 60'000;
-constexpr uint16_t kProcessorStateVersion = 1;
+// Version 2 added the crm.associations schedule; version 1 is still read.
+constexpr uint16_t kProcessorStateVersion = 2;
 
 // The first multiple of `interval` strictly after `t`.
 int64_t NextMultiple(int64_t t, int64_t interval) {
@@ -109,8 +110,33 @@ Status ProcessorOptions::Validate() const {
     return Status::InvalidArgument("ProcessorOptions.max_output_bytes must be 0 or >= " +
                                    std::to_string(kMinOutputBytes));
   }
+  if (association_interval_ms <= 0) {
+    return Status::InvalidArgument("ProcessorOptions.association_interval_ms must be > 0");
+  }
+  if (association_max_rules < 1) {
+    return Status::InvalidArgument("ProcessorOptions.association_max_rules must be >= 1");
+  }
+  if (recommendations_top_n < 1 || recommendations_top_n > 100) {
+    return Status::InvalidArgument("ProcessorOptions.recommendations_top_n must be in [1, 100]");
+  }
+  CRM_RETURN_NOT_OK(associations.Validate().WithContext("associations"));
+  CRM_RETURN_NOT_OK(association_floors.Validate().WithContext("associations"));
+  CRM_RETURN_NOT_OK(recommender.Validate().WithContext("recommendations"));
   CRM_RETURN_NOT_OK(models.Validate());
   return minute_metrics.Validate();
+}
+
+ProcessorOptions::ProcessorOptions() = default;
+ProcessorOptions::~ProcessorOptions() = default;
+
+models::ItemRecommenderOptions ProcessorOptions::DefaultRecommender() {
+  // evaluation::DefaultRecommendProtocol's choices, but rows of the model's
+  // default 256 neighbours (the evaluation's 4,096 hold its whole catalogue,
+  // about 16 bytes per neighbour per item).
+  models::ItemRecommenderOptions o;
+  o.history_size = 128;
+  o.half_life_days = 30.0;
+  return o;
 }
 
 Result<std::unique_ptr<EventProcessor>> EventProcessor::Create(const ProcessorOptions& options,
@@ -123,9 +149,20 @@ Result<std::unique_ptr<EventProcessor>> EventProcessor::Create(const ProcessorOp
                        scoring::CustomerModels::Create(options.models, features.get()));
   CRM_ASSIGN_OR_RETURN(scoring::MinuteMetricsMonitor minutes,
                        scoring::MinuteMetricsMonitor::Create(options.minute_metrics));
-  return std::unique_ptr<EventProcessor>(new EventProcessor(options, sink, std::move(decoder),
-                                                            std::move(features), std::move(models),
-                                                            std::move(minutes)));
+  std::unique_ptr<EventProcessor> p(new EventProcessor(options, sink, std::move(decoder),
+                                                       std::move(features), std::move(models),
+                                                       std::move(minutes)));
+  if (options.associations_enabled) {
+    CRM_ASSIGN_OR_RETURN(models::AssociationRuleMiner miner,
+                         models::AssociationRuleMiner::Create(options.associations));
+    p->associations_ = std::make_unique<models::AssociationRuleMiner>(std::move(miner));
+  }
+  if (options.recommendations_enabled) {
+    CRM_ASSIGN_OR_RETURN(models::ItemRecommender recommender,
+                         models::ItemRecommender::Create(options.recommender));
+    p->recommender_ = std::make_unique<models::ItemRecommender>(std::move(recommender));
+  }
+  return p;
 }
 
 EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink,
@@ -208,6 +245,10 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& decoded,
       minutes_.OnEvent(event);
       models_.OnEvent(event, f);
       EmitEventTimeOutputs();
+    }
+    if (event.type == ingest::EventType::kPurchase && !event.order_id.empty() &&
+        !event.item_id.empty()) {
+      OnPurchaseLine(event);
     }
   } catch (const PartialUpdateError& error) {
     Fatal(error, source);
@@ -508,8 +549,12 @@ void EventProcessor::WriteCustomerJson(const features::CustomerFeatures& f,
   w.EndObject();
 }
 
-bool EventProcessor::WriteCustomerRecord(std::string_view customer_id, std::string* out) {
+void EventProcessor::LoadSavedCustomer(std::string_view customer_id) {
   if (saved_ != nullptr && features_->Find(customer_id) == nullptr) saved_->Load(customer_id);
+}
+
+bool EventProcessor::WriteCustomerRecord(std::string_view customer_id, std::string* out) {
+  LoadSavedCustomer(customer_id);
   const features::CustomerFeatures* f = features_->Find(customer_id);
   if (f == nullptr) return false;
   WriteCustomerJson(*f, out);
@@ -528,21 +573,26 @@ void EventProcessor::EncodeState(uint64_t next_output_sequence, std::string* out
   w.Put<int64_t>(next_centroids_ms_);
   w.Put<int64_t>(next_correlations_ms_);
   w.Put<uint64_t>(next_output_sequence);
+  w.Put<int64_t>(next_associations_ms_);
   *out = SealBlob(BlobKind::kProcessorState, kProcessorStateVersion, payload);
 }
 
 Result<uint64_t> EventProcessor::DecodeState(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(std::string_view payload,
-                       OpenBlobPayload(blob, BlobKind::kProcessorState, kProcessorStateVersion));
-  BinaryReader in(payload);
-  int64_t centroids = 0, correlations = 0;
+  CRM_ASSIGN_OR_RETURN(OpenedBlob opened, OpenBlob(blob, BlobKind::kProcessorState));
+  if (opened.version != 1 && opened.version != kProcessorStateVersion) {
+    return Status::Corruption("processor state: unknown version " + std::to_string(opened.version));
+  }
+  BinaryReader in(opened.payload);
+  int64_t centroids = 0, correlations = 0, associations = INT64_MIN;
   uint64_t sequence = 0;
   CRM_RETURN_NOT_OK(in.Get(&centroids));
   CRM_RETURN_NOT_OK(in.Get(&correlations));
   CRM_RETURN_NOT_OK(in.Get(&sequence));
+  if (opened.version >= 2) CRM_RETURN_NOT_OK(in.Get(&associations));
   if (!in.AtEnd()) return Status::Corruption("processor state: trailing bytes");
   next_centroids_ms_ = centroids;
   next_correlations_ms_ = correlations;
+  next_associations_ms_ = associations;
   return sequence;
 }
 

@@ -61,7 +61,8 @@ Result<MemoryPlan> PlanMemory(const MemoryPlanInput& in) {
   plan.dedup_bytes = in.dedup_ids * kDedupBytesPerId;
   const auto partitions = static_cast<size_t>(in.partitions);
   SizeKafkaClients(in, &plan);
-  const size_t min_cache = kMinCachedCustomersPerPartition * kBytesPerCachedCustomer * partitions;
+  const size_t per_customer = kBytesPerCachedCustomer + in.extra_bytes_per_customer;
+  const size_t min_cache = kMinCachedCustomersPerPartition * per_customer * partitions;
   const size_t needed =
       plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes + kMinRocksDbBytes + min_cache;
   if (in.cap_bytes < needed) {
@@ -71,16 +72,14 @@ Result<MemoryPlan> PlanMemory(const MemoryPlanInput& in) {
         Mib(plan.dedup_bytes) + " (" + std::to_string(in.dedup_ids) + " ids) + Kafka clients " +
         Mib(plan.kafka_bytes) + " + RocksDB " + Mib(kMinRocksDbBytes) + " + customer cache " +
         Mib(min_cache) + " (" + std::to_string(kMinCachedCustomersPerPartition) + " customers x " +
-        std::to_string(kBytesPerCachedCustomer) + " bytes x " + std::to_string(partitions) +
-        " partitions)");
+        std::to_string(per_customer) + " bytes x " + std::to_string(partitions) + " partitions)");
   }
   const size_t rest = in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes - plan.kafka_bytes;
   plan.rocksdb_bytes =
       std::max(kMinRocksDbBytes, static_cast<size_t>(static_cast<double>(rest) * in.rocksdb_share));
   plan.rocksdb_bytes = std::min(plan.rocksdb_bytes, rest - min_cache);
   plan.customer_cache_bytes = rest - plan.rocksdb_bytes;
-  plan.cached_customers_per_partition =
-      plan.customer_cache_bytes / kBytesPerCachedCustomer / partitions;
+  plan.cached_customers_per_partition = plan.customer_cache_bytes / per_customer / partitions;
   return plan;
 }
 

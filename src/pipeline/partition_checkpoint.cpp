@@ -6,6 +6,44 @@
 #include "crmstream/common/hash.h"
 
 namespace crmstream::pipeline {
+namespace {
+
+// A basket model's blob, installed when the model is on (a pipeline that
+// turned it off ignores it; one that turned it on after the checkpoint
+// starts it empty). InvalidArgument when written under another window or
+// recipe: counts of another definition would be published as this one's.
+Status RestoreAssociations(std::string_view blob, EventProcessor* processor) {
+  models::AssociationRuleMiner* miner = processor->associations();
+  if (miner == nullptr) return Status::OK();
+  CRM_ASSIGN_OR_RETURN(models::AssociationRuleMiner restored,
+                       models::AssociationRuleMiner::Deserialize(blob));
+  if (restored.options().window_ms != miner->options().window_ms ||
+      restored.options().max_pairs != miner->options().max_pairs) {
+    return Status::InvalidArgument(
+        "partition associations: checkpointed with another window or max_pairs");
+  }
+  *miner = std::move(restored);
+  return Status::OK();
+}
+
+Status RestoreRecommender(std::string_view blob, EventProcessor* processor) {
+  models::ItemRecommender* recommender = processor->recommender();
+  if (recommender == nullptr) return Status::OK();
+  CRM_ASSIGN_OR_RETURN(models::ItemRecommender restored,
+                       models::ItemRecommender::Deserialize(blob));
+  const models::ItemRecommenderOptions& a = restored.options();
+  const models::ItemRecommenderOptions& b = recommender->options();
+  if (a.half_life_days != b.half_life_days ||
+      a.popularity_half_life_days != b.popularity_half_life_days ||
+      a.history_half_life_days != b.history_half_life_days || a.alpha != b.alpha ||
+      a.neighbours != b.neighbours || a.history_size != b.history_size) {
+    return Status::InvalidArgument("partition recommendations: checkpointed with another recipe");
+  }
+  *recommender = std::move(restored);
+  return Status::OK();
+}
+
+}  // namespace
 
 Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_sequence,
                        state::PartitionKey key, state::CheckpointBatch* batch,
@@ -45,6 +83,16 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
     processor.minute_metrics().Encode(scratch);
     batch->PutPartitionModel(key, kMinuteMetricsStateName, *scratch);
   }
+  // The basket models are whole blobs, written when they learnt something
+  // since the last checkpoint (the stored ones are current otherwise).
+  if (processor.baskets_unsaved()) {
+    if (const models::AssociationRuleMiner* miner = processor.associations()) {
+      batch->PutPartitionModel(key, kAssociationsStateName, miner->Serialize());
+    }
+    if (const models::ItemRecommender* recommender = processor.recommender()) {
+      batch->PutPartitionModel(key, kRecommenderStateName, recommender->Serialize());
+    }
+  }
   processor.EncodeState(next_output_sequence, scratch);
   batch->PutPartitionModel(key, kProcessorStateName, *scratch);
   std::string payload;
@@ -57,6 +105,7 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
 void MarkCheckpointed(EventProcessor* processor) {
   processor->feature_store().ClearUnsaved();
   processor->customer_models().ClearUnsaved();
+  processor->MarkBasketsSaved();
   // The index has new entries: the churn model looks its next one up again.
   processor->customer_models().SavedLabelsChanged();
 }
@@ -88,6 +137,8 @@ Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::Partiti
           if (!models_enabled) return Status::OK();
           return processor->minute_metrics().Decode(blob).WithContext("partition minute metrics");
         }
+        if (name == kAssociationsStateName) return RestoreAssociations(blob, processor);
+        if (name == kRecommenderStateName) return RestoreRecommender(blob, processor);
         if (name == kProcessorStateName) {
           CRM_ASSIGN_OR_RETURN(sequence, processor->DecodeState(blob));
           return Status::OK();
@@ -110,6 +161,7 @@ Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::Partiti
   features.ClearDirty();
   features.ClearUnsaved();
   models.ClearUnsaved();
+  processor->MarkBasketsSaved();
   return sequence;
 }
 

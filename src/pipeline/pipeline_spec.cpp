@@ -10,6 +10,7 @@ namespace {
 
 constexpr int64_t kMillisPerMinute = 60'000;
 constexpr int64_t kMillisPerHour = 3'600'000;
+constexpr int64_t kMillisPerDay = 86'400'000;
 
 // Reads a count of `unit_ms` (minutes, hours) into a millisecond field,
 // keeping its default when the key is absent.
@@ -24,6 +25,12 @@ void ReadSize(config::YamlFields& f, const std::string& key, int min, int max, s
   int value = static_cast<int>(std::min<size_t>(*out, static_cast<size_t>(max)));
   f.Read(key, &value, min, max);
   *out = static_cast<size_t>(value);
+}
+
+void ReadCount(config::YamlFields& f, const std::string& key, int min, int max, uint32_t* out) {
+  int value = static_cast<int>(std::min<uint32_t>(*out, static_cast<uint32_t>(max)));
+  f.Read(key, &value, min, max);
+  *out = static_cast<uint32_t>(value);
 }
 
 }  // namespace
@@ -61,6 +68,37 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
     m.Read("enabled", &o.models_enabled);
     m.Read("churn_horizon_days", &o.models.churn.horizon_days, 1, 3650);
     m.Read("segments", &o.models.segments.k, 2, 64);
+    {
+      const auto& names = scoring::kChurnModelKindNames;
+      std::string churn_model(names[static_cast<size_t>(o.models.churn.churn_model)]);
+      m.ReadChoice("churn_model", &churn_model, {names.begin(), names.end()});
+      const auto it = std::find(names.begin(), names.end(), churn_model);
+      if (it != names.end()) {
+        o.models.churn.churn_model = static_cast<scoring::ChurnModelKind>(it - names.begin());
+      }
+    }
+    m.ReadObject("associations", [&](config::YamlFields& a) {
+      a.Read("enabled", &o.associations_enabled);
+      ReadDuration(a, "window_days", kMillisPerDay, 1, 3650, &o.associations.window_ms);
+      ReadCount(a, "max_pairs", 16, 1 << 28, &o.associations.max_pairs);
+      ReadCount(a, "max_items", 2, 1 << 24, &o.associations.max_items);
+      ReadCount(a, "max_basket_items", 2, 65536, &o.associations.max_basket_items);
+      models::RuleFloors& floors = o.association_floors;
+      a.Read("min_support", &floors.min_support, 0.0, 1.0);
+      a.Read("min_confidence", &floors.min_confidence, 0.0, 1.0);
+      a.Read("min_lift", &floors.min_lift, 0.0, 1e9);
+      ReadCount(a, "min_pair_count", 1, 1 << 30, &floors.min_pair_count);
+    });
+    m.ReadObject("recommendations", [&](config::YamlFields& r) {
+      models::ItemRecommenderOptions& rec = o.recommender;
+      r.Read("enabled", &o.recommendations_enabled);
+      ReadSize(r, "top_n", 1, 100, &o.recommendations_top_n);
+      r.Read("half_life_days", &rec.half_life_days, 0.0, 36500.0);
+      ReadCount(r, "history_size", 1, 4096, &rec.history_size);
+      ReadCount(r, "neighbours", 1, 65536, &rec.neighbours);
+      ReadCount(r, "max_items", 2, 1 << 24, &rec.max_items);
+      ReadCount(r, "max_customers", 1, 1 << 26, &rec.max_customers);
+    });
   });
   f.ReadObject("alerts", [&](config::YamlFields& a) {
     a.ReadObject("churn", [&](config::YamlFields& c) {
@@ -97,6 +135,11 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
                  &o.centroid_interval_ms);
     ReadDuration(out, "correlation_interval_minutes", kMillisPerMinute, 1, 525600,
                  &o.correlation_interval_ms);
+    out.Read("associations", &o.emit_associations);
+    ReadDuration(out, "association_interval_minutes", kMillisPerMinute, 1, 525600,
+                 &o.association_interval_ms);
+    // About 350 bytes a rule: 2,000 stay below Kafka's default 1 MB message.
+    ReadSize(out, "association_max_rules", 1, 2000, &o.association_max_rules);
     out.Read("customer_anomaly_level", &o.models.behaviour.alert_level, 1e-9, 1.0);
     out.ReadObject("customer_anomaly_severity_rarity", [&](config::YamlFields& r) {
       scoring::BehaviourOptions& b = o.models.behaviour;

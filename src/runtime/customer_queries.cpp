@@ -2,8 +2,9 @@
 
 namespace crmstream::runtime {
 
-Result<std::shared_ptr<const CustomerQuery>> CustomerQueries::Submit(std::string customer_id) {
-  auto query = std::make_shared<CustomerQuery>(std::move(customer_id));
+Result<std::shared_ptr<const CustomerQuery>> CustomerQueries::Submit(std::string customer_id,
+                                                                     QueryKind kind) {
+  auto query = std::make_shared<CustomerQuery>(std::move(customer_id), kind);
   std::lock_guard lock(mutex_);
   if (!open_) return Status::Unavailable("engine loop is not running");
   if (queued_.size() >= kMaxQueued) return Status::Unavailable("too many queries waiting");

@@ -159,6 +159,8 @@ struct StreamEngine::Impl final : kafka::RebalanceListener {
   void RefreshLag();
   void RefreshQuality();
   void AnswerQueries();
+  // A recommendations or associations query (engine thread).
+  Status AnswerBasketQuery(const CustomerQuery& q, std::string* json);
 };
 
 StreamEngine::StreamEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -206,9 +208,17 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   memory.cap_bytes = static_cast<size_t>(config.state.memory_cap_mb) << 20;
   memory.partitions = std::max(1, partitions);
   memory.dedup_ids = options.dedup_capacity * static_cast<size_t>(memory.partitions);
+  if (options.recommendations_enabled) {
+    memory.extra_bytes_per_customer =
+        models::ItemRecommender::BytesPerCustomer(options.recommender);
+  }
   CRM_ASSIGN_OR_RETURN(core.memory_plan, pipeline::PlanMemory(memory));
   const pipeline::MemoryPlan& plan = core.memory_plan;
   options.cached_customers = plan.cached_customers_per_partition;
+  // The recommender remembers the histories of as many customers as the
+  // cache holds (the most recently active), within the plan's share.
+  options.recommender.max_customers = static_cast<uint32_t>(
+      std::min<size_t>(options.recommender.max_customers, plan.cached_customers_per_partition));
   spdlog::info("memory: {}", plan.ToString());
 
   state::StateStoreOptions store_options;
@@ -463,8 +473,12 @@ void StreamEngine::Impl::AnswerQueries() {
       q->Finish(Status::Unavailable("state being rebuilt"));
       continue;
     }
-    bool found = false;
     std::string& json = *q->mutable_json();
+    if (q->kind() != QueryKind::kCustomer) {
+      q->Finish(AnswerBasketQuery(*q, &json));
+      continue;
+    }
+    bool found = false;
     for (const auto& [tp, task] : core.tasks) {
       if (!task.processor->WriteCustomerRecord(q->customer_id(), &json)) continue;
       // The crm.customer-scores record, plus where the customer lives: the
@@ -482,6 +496,21 @@ void StreamEngine::Impl::AnswerQueries() {
     }
     q->Finish(found ? Status::OK() : Status::NotFound("unknown customer"));
   }
+}
+
+Status StreamEngine::Impl::AnswerBasketQuery(const CustomerQuery& q, std::string* json) {
+  constexpr size_t kRulesPerItem = 20;
+  std::vector<pipeline::EventProcessor*> processors;
+  for (auto& [tp, task] : core.tasks) processors.push_back(task.processor.get());
+  if (q.kind() == QueryKind::kAssociations) {
+    return pipeline::WriteAssociationsFor(processors, q.customer_id(), kRulesPerItem, json);
+  }
+  Status last = Status::NotFound("unknown customer");
+  for (pipeline::EventProcessor* p : processors) {
+    last = p->WriteRecommendations(q.customer_id(), json);
+    if (last.code() != StatusCode::kNotFound) return last;
+  }
+  return last;
 }
 
 Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& options) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <utility>
 
 #include "crmstream/common/binary_io.h"
@@ -33,10 +34,12 @@ models::RecursiveLeastSquaresOptions ValueOptions(const ChurnValueOptions& o, in
 // partition blob (BlobKind::kChurnPartitionState).
 // Partition versions 1 and 2 (state format 2) held the label deadlines, 2
 // also the calibrator; version 3 (state format 3) keeps the calibrator and
-// leaves the deadlines to the store's index. Versions 1-2 exist only in
-// format-2 stores, which the state store refuses as a whole.
+// leaves the deadlines to the store's index; version 4 (state format 4) adds
+// the churn model kind and, for a tree or forest, its blob after the
+// logistic model's. Only version 4 is read: older ones exist only in stores
+// of older formats, which the state store refuses as a whole.
 constexpr uint16_t kCustomerVersion = 1;
-constexpr uint16_t kPartitionVersion = 3;
+constexpr uint16_t kPartitionVersion = 4;
 
 // Slot booleans of the customer blob, one bit each.
 constexpr uint8_t kScoreStaleBit = 1;
@@ -47,6 +50,14 @@ constexpr uint8_t kClosedBit = 16;
 constexpr uint8_t kAllSlotBits = 31;
 // Bounds what a corrupt snapshot length can make ReadCustomer allocate.
 constexpr size_t kMaxSnapshotDimension = 4096;
+
+// The tree models' settings: those `crmstream eval telco` measures.
+models::HoeffdingTreeOptions TreeOptions(ChurnModelKind kind, int dim) {
+  models::HoeffdingTreeOptions t;
+  t.dimension = dim;
+  if (kind == ChurnModelKind::kModelTree) t.leaf_prediction = models::LeafPrediction::kLogistic;
+  return t;
+}
 
 Status Mismatch(std::string_view what) {
   return Status::Corruption("churn partition state: " + std::string(what));
@@ -91,8 +102,50 @@ Result<ChurnValueModel> ChurnValueModel::Create(const ChurnValueOptions& options
                        alerts::ChurnAlertPolicy::Create(options.alerts));
   CRM_ASSIGN_OR_RETURN(models::PlattCalibrator calibrator,
                        models::PlattCalibrator::Create(options.calibration));
-  return ChurnValueModel(options, dim, std::move(standardizer), std::move(churn), std::move(value),
-                         std::move(policy), std::move(calibrator));
+  ChurnValueModel model(options, dim, std::move(standardizer), std::move(churn), std::move(value),
+                        std::move(policy), std::move(calibrator));
+  switch (options.churn_model) {
+    case ChurnModelKind::kLogistic:
+      break;
+    case ChurnModelKind::kHoeffdingTree:
+    case ChurnModelKind::kModelTree: {
+      CRM_ASSIGN_OR_RETURN(models::HoeffdingTree tree,
+                           models::HoeffdingTree::Create(TreeOptions(options.churn_model, dim)));
+      model.tree_.emplace(std::move(tree));
+      break;
+    }
+    case ChurnModelKind::kRandomForest: {
+      models::AdaptiveRandomForestOptions f;  // the ARF paper's defaults
+      f.dimension = dim;
+      CRM_ASSIGN_OR_RETURN(models::AdaptiveRandomForest forest,
+                           models::AdaptiveRandomForest::Create(f));
+      model.forest_.emplace(std::move(forest));
+      break;
+    }
+  }
+  return model;
+}
+
+uint64_t ChurnValueModel::churn_examples() const {
+  if (tree_) return static_cast<uint64_t>(tree_->weight_seen());
+  if (forest_) return forest_->count();
+  return churn_.count();
+}
+
+double ChurnValueModel::PredictChurn(std::span<const double> z) const {
+  if (tree_) return tree_->PredictProbability(z);
+  if (forest_) return forest_->PredictProbability(z);
+  return churn_.PredictProbability(z);
+}
+
+void ChurnValueModel::TrainChurn(std::span<const double> z, bool churned) {
+  if (tree_) {
+    tree_->Train(z, churned, 1.0);
+  } else if (forest_) {
+    (void)forest_->Learn(z, churned);  // its own prequential figures are not used
+  } else {
+    churn_.Update(z, churned);
+  }
 }
 
 ChurnValueModel::ChurnValueModel(const ChurnValueOptions& options, int dim,
@@ -166,7 +219,7 @@ void ChurnValueModel::OnEvent(const ingest::Event& event, const features::Custom
     slot->pending_ms = now;
     slot->pending_probability = last_raw_;  // the calibration learns from raw predictions
     slot->pending_value = slot->predicted_value;
-    slot->pending_warm = churn_.count() >= static_cast<uint64_t>(options_.warm_after_examples);
+    slot->pending_warm = churn_examples() >= static_cast<uint64_t>(options_.warm_after_examples);
     slot->pending_monetary = monetary;
     PushDeadline(s, Hash64(f.customer_id()));
     ++pending_count_;
@@ -195,7 +248,7 @@ void ChurnValueModel::Score(const features::CustomerFeatures& f, Slot* slot) {
   const std::span<double> z = std::span<double>(standardised_).first(static_cast<size_t>(dim_));
   standardizer_.Transform(snapshot_, z);
   standardised_[static_cast<size_t>(dim_)] = 1.0;
-  last_raw_ = churn_.PredictProbability(z);
+  last_raw_ = PredictChurn(z);
   slot->churn_probability = calibrator_.Calibrate(last_raw_);
   slot->predicted_value = std::max(0.0, value_.Predict(standardised_));
   slot->score_stale = false;
@@ -244,7 +297,7 @@ void ChurnValueModel::Refresh(const features::CustomerFeatures& f, UnsavedSlots*
   // An untrained churn model scores everyone alike (0.5), and one that has
   // seen no closings yet is confidently wrong: alerts wait for the gate.
   if (!slot.closed && r.has_trigger && gate_open() &&
-      churn_.count() >= static_cast<uint64_t>(options_.warm_after_examples)) {
+      churn_examples() >= static_cast<uint64_t>(options_.warm_after_examples)) {
     r.alert = policy_.Evaluate(f.customer_id(), slot.churn_probability, f.as_of_ms(), &slot.alert);
     unsaved->Mark(s);
     if (r.alert.raise) {
@@ -259,7 +312,21 @@ void ChurnValueModel::Refresh(const features::CustomerFeatures& f, UnsavedSlots*
 void ChurnValueModel::Explain() {
   const std::span<const double> z =
       std::span<const double>(standardised_).first(static_cast<size_t>(dim_));
-  churn_.TopContributions(z, contributions_.size(), &top_);
+  if (tree_ || forest_) {
+    if (tree_) {
+      tree_->Explain(z, &tree_explanation_);
+    } else {
+      forest_->Explain(z, &tree_explanation_);
+    }
+    // Largest magnitude first already.
+    top_.clear();
+    for (const models::FeatureContribution& c : tree_explanation_.contributions) {
+      if (top_.size() == contributions_.size()) break;
+      top_.push_back(c);
+    }
+  } else {
+    churn_.TopContributions(z, contributions_.size(), &top_);
+  }
   const size_t n = std::min(top_.size(), contributions_.size());
   for (size_t i = 0; i < n; ++i) {
     const uint32_t j = top_[i].feature;
@@ -343,7 +410,7 @@ void ChurnValueModel::Resolve(uint32_t s, bool churned, double spend, UnsavedSlo
     UpdateGate();
   }
   value_rmse_.Add(slot.pending_value, spend);
-  churn_.Update(z, churned);
+  TrainChurn(z, churned);
   value_.Update(standardised_, spend);
 
   slot.has_pending = false;
@@ -519,6 +586,9 @@ void ChurnValueModel::EncodePartition(std::string* out) const {
   w.Put<uint64_t>(pending_count_);
   w.PutBytes(standardizer_.Serialize());
   w.PutBytes(churn_.Serialize());
+  w.Put<uint8_t>(static_cast<uint8_t>(options_.churn_model));
+  if (tree_) w.PutBytes(tree_->Serialize());
+  if (forest_) w.PutBytes(forest_->Serialize());
   w.PutBytes(value_.Serialize());
   churn_auc_.AppendTo(w);
   churn_log_loss_.AppendTo(w);
@@ -556,6 +626,26 @@ Status ChurnValueModel::DecodePartition(std::string_view blob) {
                        ReadNested<models::Standardizer>(in, &scratch));
   CRM_ASSIGN_OR_RETURN(models::BayesianLogisticRegression churn,
                        ReadNested<models::BayesianLogisticRegression>(in, &scratch));
+  uint8_t kind = 0;
+  CRM_RETURN_NOT_OK(in.Get(&kind));
+  if (kind != static_cast<uint8_t>(options_.churn_model)) {
+    return Status::InvalidArgument(
+        "churn partition state written with churn model " +
+        (kind < kChurnModelKindNames.size() ? std::string(kChurnModelKindNames[kind])
+                                            : std::to_string(kind)) +
+        "; configured " +
+        std::string(kChurnModelKindNames[static_cast<size_t>(options_.churn_model)]));
+  }
+  std::optional<models::HoeffdingTree> tree;
+  std::optional<models::AdaptiveRandomForest> forest;
+  if (tree_) {
+    CRM_ASSIGN_OR_RETURN(tree, ReadNested<models::HoeffdingTree>(in, &scratch));
+    if (tree->dimension() != dim_) return Mismatch("churn tree dimension differs");
+  }
+  if (forest_) {
+    CRM_ASSIGN_OR_RETURN(forest, ReadNested<models::AdaptiveRandomForest>(in, &scratch));
+    if (forest->dimension() != dim_) return Mismatch("churn forest dimension differs");
+  }
   CRM_ASSIGN_OR_RETURN(models::RecursiveLeastSquares value,
                        ReadNested<models::RecursiveLeastSquares>(in, &scratch));
   if (standardizer.dimension() != dim_ || churn.dimension() != dim_ ||
@@ -585,6 +675,8 @@ Status ChurnValueModel::DecodePartition(std::string_view blob) {
   trigger_ids_.clear();
   standardizer_ = std::move(standardizer);
   churn_ = std::move(churn);
+  if (tree_) tree_ = std::move(tree);
+  if (forest_) forest_ = std::move(forest);
   value_ = std::move(value);
   churn_auc_ = std::move(churn_auc);
   churn_log_loss_ = churn_log_loss;

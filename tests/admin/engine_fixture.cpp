@@ -85,7 +85,8 @@ int RunWithInput(const std::string& command, const std::string& input, std::stri
 }
 
 RunningEngine::RunningEngine(int input_partitions,
-                             const std::function<void(AdminServerOptions*)>& tweak) {
+                             const std::function<void(AdminServerOptions*)>& tweak,
+                             const std::function<void(pipeline::PipelineSpec*)>& pipeline_tweak) {
   auto cluster = kafka::EmbeddedCluster::Create({});
   REQUIRE_OK(cluster);
   cluster_ = std::move(cluster).value();
@@ -101,6 +102,7 @@ RunningEngine::RunningEngine(int input_partitions,
   REQUIRE_OK(producer);
   producer_ = std::move(producer).value();
   pipeline::PipelineSpec spec;
+  if (pipeline_tweak) pipeline_tweak(&spec);
   auto engine = runtime::StreamEngine::Create(config_, spec);
   REQUIRE_OK(engine);
   engine_ = std::move(engine).value();

@@ -16,6 +16,7 @@
 #include "crmstream/config/engine_config.h"
 #include "crmstream/kafka/embedded_cluster.h"
 #include "crmstream/kafka/producer.h"
+#include "crmstream/pipeline/pipeline_spec.h"
 #include "crmstream/runtime/stream_engine.h"
 #include "support/test_support.h"
 
@@ -45,8 +46,10 @@ class RunningEngine {
   // Starts the embedded cluster (input topic with `input_partitions`), the
   // engine on its own thread and the admin server on a free port, with
   // `tweak` applied to its options.
+  // `pipeline_tweak` changes the pipeline (default: the built-in defaults).
   explicit RunningEngine(int input_partitions = 2,
-                         const std::function<void(AdminServerOptions*)>& tweak = {});
+                         const std::function<void(AdminServerOptions*)>& tweak = {},
+                         const std::function<void(pipeline::PipelineSpec*)>& pipeline_tweak = {});
   ~RunningEngine();  // Stop()
 
   // Produces one record to the input topic, keyed by `key`, and flushes.

@@ -22,6 +22,9 @@ TEST_CASE("The shipped config file loads", "[config]") {
   CHECK(cfg->kafka.embedded());
   CHECK(cfg->inputs.at(0).name == "crm.interactions");
   CHECK(cfg->outputs.dead_letter.name == "crm.dead-letter");
+  CHECK(cfg->outputs.associations.name == "crm.associations");
+  CHECK(cfg->outputs.of(schema::OutputKind::kAssociations).partitions == 1);
+  CHECK(cfg->outputs.Names().back() == "crm.associations");
 }
 
 TEST_CASE("Absent fields keep defaults and properties pass through", "[config]") {

@@ -82,6 +82,40 @@ TEST_CASE("The Kafka clients' buffers grow past their share only as far as their
         in.cap_bytes);
 }
 
+TEST_CASE("The recommender's customer histories take their share of the customer cache",
+          "[pipeline]") {
+  ProcessorOptions options;
+  options.recommender.history_size = 16;  // a test-sized history
+  options.recommender.max_customers = 2000;
+  const size_t per_customer = models::ItemRecommender::BytesPerCustomer(options.recommender);
+  MemoryPlanInput in;
+  in.cap_bytes = size_t{512} << 20;
+  in.partitions = 2;
+  REQUIRE_OK_AND_ASSIGN(const MemoryPlan without, PlanMemory(in));
+  in.extra_bytes_per_customer = per_customer;
+  REQUIRE_OK_AND_ASSIGN(const MemoryPlan with, PlanMemory(in));
+  CHECK(with.customer_cache_bytes == without.customer_cache_bytes);
+  CHECK(with.cached_customers_per_partition * 2 * (kBytesPerCachedCustomer + per_customer) <=
+        with.customer_cache_bytes);
+  CHECK(with.cached_customers_per_partition < without.cached_customers_per_partition);
+
+  // Measured: a recommender full of customers with full histories holds no
+  // more than the estimate per customer beyond its item tables.
+  REQUIRE_OK_AND_ASSIGN(models::ItemRecommender model,
+                        models::ItemRecommender::Create(options.recommender));
+  for (int i = 0; i < 16; ++i) model.Observe("seed", "item-" + std::to_string(i), 0);
+  const size_t before = model.memory_bytes();
+  for (uint32_t c = 0; c < options.recommender.max_customers; ++c) {
+    for (int i = 0; i < 16; ++i) {
+      model.Observe("customer-" + std::to_string(c), "item-" + std::to_string(i), 1000 + c);
+    }
+  }
+  CHECK(model.customers() == options.recommender.max_customers);
+  const size_t grown = model.memory_bytes() - before;
+  CHECK(grown <= per_customer * options.recommender.max_customers);
+  CHECK(grown >= per_customer * options.recommender.max_customers / 4);  // not a loose bound
+}
+
 size_t HeapBytes() {
   const struct mallinfo2 m = mallinfo2();
   return m.uordblks + m.hblkhd;

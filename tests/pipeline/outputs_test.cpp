@@ -128,6 +128,8 @@ std::string TopicOf(OutputKind kind) {
       return "crm.correlations";
     case OutputKind::kDeadLetter:
       return "crm.dead-letter";
+    case OutputKind::kAssociations:
+      return "crm.associations";
   }
   return "";
 }
@@ -138,6 +140,8 @@ TEST_CASE("Every published record validates against its JSON Schema (Ajv)", "[pi
   std::string topics;
   for (int k = 0; k < kOutputKindCount; ++k) {
     const auto kind = static_cast<OutputKind>(k);
+    // The generated world has no baskets: associations_test.cpp validates those.
+    if (kind == OutputKind::kAssociations) continue;
     const std::string topic = TopicOf(kind);
     INFO(topic << ": " << run.sink.counts[static_cast<size_t>(k)] << " records");
     CHECK(run.sink.counts[static_cast<size_t>(k)] > 0);  // every kind is exercised

@@ -38,6 +38,53 @@ TEST_CASE("The shipped pipeline file loads into the processor's options", "[pipe
   CHECK(p->processor.models.behaviour.budget_per_1000_per_day == 1.0);
 }
 
+TEST_CASE("The basket models are switched and tuned in the pipeline file", "[pipeline]") {
+  auto shipped = LoadPipelineSpec((testing::SourceDir() / "pipelines/crm.yaml").string());
+  REQUIRE_OK(shipped);
+  CHECK(shipped->processor.models.churn.churn_model == scoring::ChurnModelKind::kLogistic);
+  CHECK(shipped->processor.associations_enabled);
+  CHECK_FALSE(shipped->processor.recommendations_enabled);  // costly: opt in
+  CHECK(shipped->processor.associations.window_ms == 30 * 86400000LL);
+  CHECK(shipped->processor.association_interval_ms == 1440 * 60000LL);
+  CHECK(shipped->processor.association_max_rules == 100);
+
+  testing::ScratchDir dir;
+  auto p = LoadPipelineSpec(
+      Write(dir, "p.yaml",
+            "models:\n  churn_model: random_forest\n  associations:\n    window_days: 7\n"
+            "    max_pairs: 4096\n"
+            "    min_support: 0.01\n    min_confidence: 0.5\n    min_lift: 2\n"
+            "    min_pair_count: 5\n  recommendations:\n    enabled: true\n    top_n: 5\n"
+            "outputs:\n  associations: false\n  association_interval_minutes: 60\n"
+            "  association_max_rules: 50\n"));
+  REQUIRE_OK(p);
+  const ProcessorOptions& o = p->processor;
+  CHECK(o.models.churn.churn_model == scoring::ChurnModelKind::kRandomForest);
+  CHECK(o.associations_enabled);
+  CHECK(o.associations.window_ms == 7 * 86400000LL);
+  CHECK(o.associations.max_pairs == 4096);
+  CHECK(o.association_floors.min_support == 0.01);
+  CHECK(o.association_floors.min_confidence == 0.5);
+  CHECK(o.association_floors.min_lift == 2.0);
+  CHECK(o.association_floors.min_pair_count == 5);
+  CHECK(o.recommendations_enabled);
+  CHECK(o.recommendations_top_n == 5);
+  CHECK_FALSE(o.emit_associations);
+  CHECK(o.association_interval_ms == 60 * 60000LL);
+  CHECK(o.association_max_rules == 50);
+
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "models:\n  associations:\n    max_pairs: 8\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(),
+             Catch::Contains("p.yaml:3:16: models.associations.max_pairs: 8 is out of range"));
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "models:\n  churn_model: forest\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("models.churn_model"));
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "models:\n  recommendations:\n    topn: 3\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("p.yaml:3:5: models.recommendations.topn"));
+}
+
 TEST_CASE("The churn gate is configured under alerts.churn.gate, with bounds", "[pipeline]") {
   testing::ScratchDir dir;
   auto p = LoadPipelineSpec(Write(dir, "g.yaml",

@@ -100,6 +100,7 @@ inline config::EngineConfig EngineConfigFor(const std::string& bootstrap, const 
   cfg.outputs.anomalies.name = names[static_cast<int>(OutputKind::kAnomalies)];
   cfg.outputs.correlations.name = names[static_cast<int>(OutputKind::kCorrelations)];
   cfg.outputs.dead_letter.name = names[static_cast<int>(OutputKind::kDeadLetter)];
+  cfg.outputs.associations.name = names[static_cast<int>(OutputKind::kAssociations)];
   return cfg;
 }
 
@@ -264,7 +265,7 @@ struct EngineFixture {
 // output was produced twice.
 inline void CheckSameResults(const kafka::ClientConfig& client, const EngineRun& a_run,
                              const EngineRun& b_run) {
-  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3};
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
   TopicContents a = ReadAll(client, Topics(a_run.output_prefix), counts);
   TopicContents b = ReadAll(client, Topics(b_run.output_prefix), counts);
   REQUIRE(a.total > 1000);
@@ -407,7 +408,8 @@ inline void WriteEngineYaml(const config::EngineConfig& cfg, const std::filesyst
        {"segments", &cfg.outputs.segments},
        {"anomalies", &cfg.outputs.anomalies},
        {"correlations", &cfg.outputs.correlations},
-       {"dead_letter", &cfg.outputs.dead_letter}}};
+       {"dead_letter", &cfg.outputs.dead_letter},
+       {"associations", &cfg.outputs.associations}}};
   for (const auto& [field, topic] : outputs) {
     out << "  " << field << ": {name: " << topic->name << ", partitions: " << topic->partitions
         << "}\n";

@@ -164,8 +164,9 @@ void SaveCustomer(const Partition& p, std::string_view id, SavedState* saved) {
 // `refresh_restored` they get one (as an engine that does not clear that
 // list would do), which must report and change nothing.
 std::unique_ptr<Partition> Restore(const SavedState& saved, const std::vector<std::string>& order,
-                                   bool refresh_restored) {
-  auto p = std::make_unique<Partition>();
+                                   bool refresh_restored,
+                                   const CustomerModelsOptions& options = AlertingOptions()) {
+  auto p = std::make_unique<Partition>(options);
   // As the engine restores: features first (they give the customers their
   // slots), then the models' customers, then the partition-wide state.
   for (const std::string& id : order) {
@@ -386,6 +387,89 @@ TEST_CASE("Restored customer models continue bit-identically to an uninterrupted
   const std::vector<std::string> ids(known.begin(), known.end());
   RequireSameState(a, *b, ids);
   RequireSameState(a, *c, ids);
+}
+
+// The tree churn models (pipelines: models.churn_model) through a full
+// checkpoint in the middle of a stream: the restored partition goes on
+// refreshing, alerting and learning exactly as the uninterrupted one.
+TEST_CASE("Tree and forest churn models: a restored partition continues bit-identically",
+          "[scoring][models][state]") {
+  const ChurnModelKind kind = GENERATE(ChurnModelKind::kHoeffdingTree, ChurnModelKind::kModelTree,
+                                       ChurnModelKind::kRandomForest);
+  INFO("churn model " << kChurnModelKindNames[static_cast<size_t>(kind)]);
+  CustomerModelsOptions options = AlertingOptions();
+  options.churn.churn_model = kind;
+  generator::WorldOptions wo;
+  wo.seed = 5;
+  wo.churn_rate = 0.1;
+#ifdef NDEBUG
+  wo.customers = 1500;
+  constexpr int64_t kCheckpointDay = 40;
+  constexpr int64_t kEndDay = 50;
+  constexpr uint64_t kMinExamples = 200;
+  constexpr size_t kMinCompared = 1000;
+#else
+  wo.customers = 400;
+  constexpr int64_t kCheckpointDay = 32;
+  constexpr int64_t kEndDay = 35;
+  constexpr uint64_t kMinExamples = 10;
+  constexpr size_t kMinCompared = 100;
+#endif
+  constexpr int kFlushEvery = 2000;
+  constexpr int64_t kMaxEvents = 3'000'000;  // bound; the days end it far earlier
+  EventSource source(wo);
+  Partition a(options);
+  std::unique_ptr<Partition> b;
+  IdSet known;
+  size_t compared = 0;
+  int64_t since_flush = 0;
+  for (int64_t n = 0; n < kMaxEvents; ++n) {
+    const ingest::Event& e = source.Next();
+    const int64_t day = (e.timestamp_ms - wo.start_ms) / kDay;
+    if (day >= kEndDay) break;
+    a.Process(e);
+    if (b) b->Process(e);
+    if (known.find(e.customer_id) == known.end()) known.emplace(e.customer_id);
+    if (++since_flush < kFlushEvery) continue;
+    since_flush = 0;
+    const std::vector<RefreshRecord> ra = Flush(&a);
+    if (b) {
+      const std::vector<RefreshRecord> rb = Flush(b.get());
+      REQUIRE(rb.size() == ra.size());
+      for (size_t i = 0; i < ra.size(); ++i) RequireSameRefresh(ra[i], rb[i]);
+      compared += ra.size();
+    } else if (day >= kCheckpointDay) {
+      SavedState saved;
+      for (const std::string& id : known) SaveCustomer(a, id, &saved);
+      saved.partition = PartitionBlobs(a);
+      const std::vector<std::string> order(known.begin(), known.end());
+      b = Restore(saved, order, /*refresh_restored=*/false, options);
+      CHECK(PartitionBlobs(*b) == saved.partition);
+      // The state says which model wrote it: the logistic one refuses it.
+      Partition other;
+      for (const auto& [id, blob] : saved.features) {
+        REQUIRE_OK(other.store->DecodeCustomer(id, blob));
+      }
+      for (const auto& [id, blob] : saved.models) {
+        REQUIRE_OK(other.models.DecodeCustomer(other.Customer(id), blob));
+      }
+      const Status refused = other.models.DecodePartition("churn", saved.partition.at("churn"));
+      CHECK(refused.code() == StatusCode::kInvalidArgument);
+      CHECK_THAT(refused.message(), Catch::Contains("churn model"));
+    }
+  }
+  REQUIRE(b != nullptr);
+  CHECK(compared > kMinCompared);
+  // The chosen model learnt, and scores customers apart.
+  CHECK(a.models.churn().churn_examples() > kMinExamples);
+  std::set<uint64_t> probabilities;
+  for (const std::string& id : known) {
+    if (auto scores = a.models.Scores(a.Customer(id))) {
+      probabilities.insert(Bits(scores->churn_probability));
+    }
+  }
+  CHECK(probabilities.size() > 10);
+  CHECK(PartitionBlobs(a) == PartitionBlobs(*b));
 }
 
 // Examples snapshotted at the same millisecond share a deadline: the heap

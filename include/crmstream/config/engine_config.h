@@ -40,6 +40,7 @@ struct OutputTopics {
   TopicSpec anomalies = Default(schema::OutputKind::kAnomalies);
   TopicSpec correlations = Default(schema::OutputKind::kCorrelations);
   TopicSpec dead_letter = Default(schema::OutputKind::kDeadLetter);
+  TopicSpec associations = Default(schema::OutputKind::kAssociations);
 
   const TopicSpec& of(schema::OutputKind kind) const;
   // Topic names in OutputKind order.

@@ -56,4 +56,9 @@ Result<RetailTransactions> ParseRetailTransactions(std::string bytes);
 // Reads <data_dir>/online-retail/online_retail.csv (or <data_dir>/online_retail.csv).
 Result<RetailTransactions> LoadRetailTransactions(const std::filesystem::path& data_dir);
 
+// The line as an input event, as pipelines/online-retail.yaml maps it: a
+// purchase (or a refund), InvoiceNo the order, StockCode the item; event id
+// "line-<index>".
+std::string RetailEventJson(const RetailLine& line, size_t index);
+
 }  // namespace crmstream::evaluation

@@ -133,6 +133,9 @@ class ItemRecommender {
   const ItemRecommenderCounters& counters() const { return counters_; }
   const ItemRecommenderOptions& options() const { return options_; }
   size_t memory_bytes() const;
+  // Heap bytes one remembered customer costs under `options` (its history
+  // slots, LRU links and index entry) at most, the tables' growth included.
+  static size_t BytesPerCustomer(const ItemRecommenderOptions& options);
 
   // InvalidArgument when the options differ.
   Status Merge(const ItemRecommender& other);

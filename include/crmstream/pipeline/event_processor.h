@@ -20,6 +20,10 @@
 //   engine refreshes after every consumed batch, so an alert waits for one
 //   batch (not one commit interval) and a busy customer costs one scoring per
 //   batch, not one per event.
+// - crm.associations: co-purchase rules snapshots on an event-time schedule,
+//   from Process(), of the baskets (order_id) of purchase lines with an
+//   item_id; the same lines teach the item recommender (read on demand:
+//   WriteRecommendations).
 // - crm.anomalies (global minute metrics, scoring::MinuteMetricsMonitor) as
 //   soon as an event closes an anomalous minute; crm.segments centroid snapshots and
 //   crm.correlations snapshots on schedules in event time, from Process(). All of them depend on
@@ -52,13 +56,17 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "crmstream/features/feature_store.h"
 #include "crmstream/ingest/dead_letter.h"
 #include "crmstream/ingest/dedup_window.h"
 #include "crmstream/ingest/json_decoder.h"
+#include "crmstream/models/association_rules.h"
+#include "crmstream/models/item_recommender.h"
 #include "crmstream/pipeline/output_sink.h"
 #include "crmstream/pipeline/processor_counters.h"
 #include "crmstream/scoring/customer_models.h"
@@ -100,9 +108,43 @@ struct ProcessorOptions {
   size_t max_output_bytes = 0;
   static constexpr size_t kMinOutputBytes = 1024;
 
+  // Co-purchase rules (models::AssociationRuleMiner) over the baskets of the
+  // purchase events that carry an order_id and an item_id; independent of
+  // models_enabled. Default on: events without those fields cost one test.
+  bool associations_enabled = true;
+  models::AssociationRulesOptions associations;
+  models::RuleFloors association_floors;
+  // crm.associations: a rules snapshot every this much event time (ms, > 0;
+  // default 1 day: a snapshot scans the whole pair table), at most
+  // association_max_rules rules (the highest lift first; >= 1, default 100,
+  // about 35 kB) so a record stays well within a Kafka message.
+  bool emit_associations = true;
+  int64_t association_interval_ms = 24 * 60 * 60'000;
+  size_t association_max_rules = 100;
+
+  // Item-item recommendations (models::ItemRecommender) learnt from the same
+  // purchase lines; read per customer (WriteRecommendations). Default off:
+  // it multiplies the cost of a purchase line (bench_pipeline, BM_RetailReplay).
+  bool recommendations_enabled = false;
+  models::ItemRecommenderOptions recommender = DefaultRecommender();
+  // Items per recommendation answer, in [1, 100]. Default 10.
+  size_t recommendations_top_n = 10;
+
   // The first invalid field of the decoder, features, models or minute
   // metrics options.
   Status Validate() const;
+  // The recipe `crmstream eval recommend` measures: 30-day half-life of the
+  // co-occurrences and of the popularity.
+  static models::ItemRecommenderOptions DefaultRecommender();
+
+  // Out of line: GCC 12 inlines the members' construction (and the clean-up
+  // of those built when a later one throws) into every caller that makes a
+  // temporary (ProcessorOptions{}), then reports the clean-up, wrongly, as
+  // reading maybe-uninitialized vectors. Copies stand in for moves.
+  ProcessorOptions();
+  ~ProcessorOptions();
+  ProcessorOptions(const ProcessorOptions&) = default;
+  ProcessorOptions& operator=(const ProcessorOptions&) = default;
 };
 
 enum class ProcessOutcome : uint8_t { kAccepted, kDuplicate, kRejected };
@@ -161,6 +203,21 @@ class EventProcessor {
   scoring::CustomerModels& customer_models() { return models_; }
   const scoring::MinuteMetricsMonitor& minute_metrics() const { return minutes_; }
   scoring::MinuteMetricsMonitor& minute_metrics() { return minutes_; }
+  // The co-purchase miner and the recommender; null when off.
+  const models::AssociationRuleMiner* associations() const { return associations_.get(); }
+  models::AssociationRuleMiner* associations() { return associations_.get(); }
+  const models::ItemRecommender* recommender() const { return recommender_.get(); }
+  models::ItemRecommender* recommender() { return recommender_.get(); }
+  // Whether the basket models learnt anything since MarkBasketsSaved(): their
+  // blobs are whole (megabytes for a busy window), so a checkpoint writes
+  // them only then.
+  bool baskets_unsaved() const { return baskets_unsaved_; }
+  void MarkBasketsSaved() { baskets_unsaved_ = false; }
+  // The customer's top recommendations_top_n items not yet bought, as
+  // models::WriteRecommendationsJson writes them, into *out. NotFound for a
+  // customer this partition does not know, or (saying so) when
+  // recommendations are off. Not const: the recommender reuses scratch space.
+  Status WriteRecommendations(std::string_view customer_id, std::string* out);
   const ingest::DedupWindow& dedup_window() const { return dedup_; }
   ingest::DedupWindow& dedup_window() { return dedup_; }
   void set_dedup_window(ingest::DedupWindow window) { dedup_ = std::move(window); }
@@ -188,6 +245,10 @@ class EventProcessor {
   // Every output goes through here: one over max_output_bytes is replaced
   // by an output_too_large dead letter.
   void Send(OutputKind kind, std::string_view key, std::string_view value);
+  // A purchase line with an order and an item: the basket models.
+  void OnPurchaseLine(const ingest::Event& event);
+  // crm.associations when the miner's time crossed the next snapshot time.
+  void EmitAssociationsIfDue();
   // Loads a customer from the attached store if it is saved there.
   void LoadSavedCustomer(std::string_view customer_id);
   class SavedCustomers;
@@ -220,10 +281,26 @@ class EventProcessor {
   std::string record_;  // reused output buffer
   int64_t next_centroids_ms_ = INT64_MIN;
   int64_t next_correlations_ms_ = INT64_MIN;
+  // Boxed: they are large, and absent when off.
+  std::unique_ptr<models::AssociationRuleMiner> associations_;
+  std::unique_ptr<models::ItemRecommender> recommender_;
+  std::vector<models::AssociationRule> rules_;  // snapshot scratch
+  std::vector<models::Recommendation> recommendations_;
+  int64_t next_associations_ms_ = INT64_MIN;
+  bool baskets_unsaved_ = false;
   std::array<double, 4> centre_{};
   ProcessorCounters counters_;
   std::unique_ptr<SavedCustomers> saved_;  // with an attached store
   Status storage_status_;
 };
+
+// Answers "what do buyers of `item` also buy": the rules whose antecedent is
+// `item` (at most `k`, 0 = all, by descending confidence) over the baskets of
+// every processor given (their miners merged when there are several: the
+// window of the whole input), written as {"item":..} followed by the fields
+// of a crm.associations record. NotFound for an item no basket of the
+// window holds, or (saying so) when associations are off.
+Status WriteAssociationsFor(std::span<EventProcessor* const> processors, std::string_view item,
+                            size_t k, std::string* out);
 
 }  // namespace crmstream::pipeline

@@ -8,7 +8,10 @@
 //                     queued.max.messages.kbytes, fetch.message.max.bytes)
 //   RocksDB           block cache + memtables (StateStoreOptions::memory_cap_bytes)
 //   customer cache    the partition tasks' customers in memory
-//                     (ProcessorOptions::cached_customers, per partition)
+//                     (ProcessorOptions::cached_customers, per partition),
+//                     each with what the pipeline keeps per customer beside
+//                     its cached state (the item recommender's history of
+//                     the customer, whose table holds as many customers)
 //
 // The Kafka clients get kafka_share of the cap (within [kMinKafkaBytes,
 // kMaxKafkaBytes]); what the allowance, the dedup windows and the clients
@@ -38,6 +41,9 @@ struct MemoryPlanInput {
   size_t fixed_bytes = size_t{48} << 20;  // allowance for what does not grow with the data
   double rocksdb_share = 0.4;             // of what is left, in (0, 1)
   double kafka_share = 0.125;             // of the cap, in (0, 1)
+  // Heap bytes per cached customer beyond kBytesPerCachedCustomer (the
+  // recommender's history when recommendations are on).
+  size_t extra_bytes_per_customer = 0;
 };
 
 struct MemoryPlan {

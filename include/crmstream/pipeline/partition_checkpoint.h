@@ -4,15 +4,17 @@
 //   models family     the same customers' model records ('C' keys), and the
 //                     partition-wide state ('P' keys): one blob per scoring
 //                     part (scoring::CustomerModels::kPartitionStateNames:
-//                     "churn", "segments", "behaviour"), "minute_metrics"
-//                     and "processor" (the processor's schedules and the
-//                     task's output sequence), and the index of pending
-//                     churn labels by deadline ('D' keys), kept in step
-//                     with the customers' records
+//                     "churn", "segments", "behaviour"), "minute_metrics",
+//                     "associations" and "recommendations" (the basket
+//                     models, when on) and "processor" (the processor's
+//                     schedules and the task's output sequence), and the
+//                     index of pending churn labels by deadline ('D' keys),
+//                     kept in step with the customers' records
 //   dedup family      the dedup window
 //
 // Checkpoints are incremental for customers (only the unsaved ones) and
-// whole for the partition-wide blobs. They are taken at a refresh boundary
+// whole for the partition-wide blobs (the basket models' only when they
+// learnt since the last checkpoint). They are taken at a refresh boundary
 // (right after EventProcessor::FlushOutputs): no customer has un-refreshed
 // events then, so nothing transient needs saving.
 //
@@ -35,6 +37,8 @@ namespace crmstream::pipeline {
 
 inline constexpr std::string_view kMinuteMetricsStateName = "minute_metrics";
 inline constexpr std::string_view kProcessorStateName = "processor";
+inline constexpr std::string_view kAssociationsStateName = "associations";
+inline constexpr std::string_view kRecommenderStateName = "recommendations";
 
 // Adds the processor's unsaved state to `batch`. `scratch` is reused.
 Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_sequence,

@@ -1,5 +1,6 @@
 // Reads of one customer's current record on behalf of other threads (the
-// admin server's /api/customers/{id}). The customer's state belongs to the
+// admin server's /api/customers/{id}, /api/recommendations/{id}, and
+// /api/associations?item=X for an item's co-purchase rules). The customer's state belongs to the
 // engine thread, so a reader queues a CustomerQuery and the engine thread
 // answers the queue between batches.
 //
@@ -18,10 +19,19 @@
 
 namespace crmstream::runtime {
 
+// What a query reads.
+enum class QueryKind : uint8_t {
+  kCustomer,         // the customer's crm.customer-scores record
+  kRecommendations,  // the customer's recommendations (EventProcessor::WriteRecommendations)
+  kAssociations,     // the rules of an item, customer_id() being the item (WriteAssociationsFor)
+};
+
 class CustomerQuery {
  public:
-  explicit CustomerQuery(std::string customer_id) : customer_id_(std::move(customer_id)) {}
+  explicit CustomerQuery(std::string customer_id, QueryKind kind = QueryKind::kCustomer)
+      : customer_id_(std::move(customer_id)), kind_(kind) {}
   const std::string& customer_id() const { return customer_id_; }
+  QueryKind kind() const { return kind_; }
   bool done() const { return done_.load(std::memory_order_acquire); }
   // OK, NotFound (unknown customer) or Unavailable (engine stopped, state
   // being rebuilt).
@@ -39,6 +49,7 @@ class CustomerQuery {
 
  private:
   std::string customer_id_;
+  QueryKind kind_;
   Status status_;
   std::string json_;
   std::atomic<bool> done_{false};
@@ -50,7 +61,8 @@ class CustomerQueries {
 
   // Queues a read. Unavailable while the engine loop is not running or when
   // kMaxQueued reads are already waiting.
-  Result<std::shared_ptr<const CustomerQuery>> Submit(std::string customer_id);
+  Result<std::shared_ptr<const CustomerQuery>> Submit(std::string customer_id,
+                                                      QueryKind kind = QueryKind::kCustomer);
   // One relaxed load: whether Take() would return anything.
   bool pending() const { return pending_.load(std::memory_order_relaxed); }
   // The queued reads, for the engine thread to answer.

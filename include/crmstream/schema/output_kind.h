@@ -20,20 +20,23 @@ enum class OutputKind : uint8_t {
   kAnomalies,
   kCorrelations,
   kDeadLetter,
+  // Appended, so the earlier kinds keep their values in stored state.
+  kAssociations,
 };
-inline constexpr int kOutputKindCount = 6;
+inline constexpr int kOutputKindCount = 7;
 
 // Short stable names, in OutputKind order.
 inline constexpr std::array<std::string_view, kOutputKindCount> kOutputKindNames = {
-    "customer_scores", "churn_alerts", "segments", "anomalies", "correlations", "dead_letter"};
+    "customer_scores", "churn_alerts", "segments",    "anomalies",
+    "correlations",    "dead_letter",  "associations"};
 inline constexpr std::string_view OutputKindName(OutputKind k) {
   return kOutputKindNames[static_cast<int>(k)];
 }
 
 // Default topic names and partition counts, in OutputKind order.
 inline constexpr std::array<std::string_view, kOutputKindCount> kDefaultOutputTopics = {
-    "crm.customer-scores", "crm.churn-alerts", "crm.segments",
-    "crm.anomalies",       "crm.correlations", "crm.dead-letter"};
-inline constexpr std::array<int, kOutputKindCount> kDefaultOutputPartitions = {6, 3, 3, 3, 1, 3};
+    "crm.customer-scores", "crm.churn-alerts", "crm.segments",    "crm.anomalies",
+    "crm.correlations",    "crm.dead-letter",  "crm.associations"};
+inline constexpr std::array<int, kOutputKindCount> kDefaultOutputPartitions = {6, 3, 3, 3, 1, 3, 1};
 
 }  // namespace crmstream::schema

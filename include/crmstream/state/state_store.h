@@ -66,7 +66,9 @@ namespace crmstream::state {
 // churn label deadlines are keys of their own (state_keys.h), no longer a
 // list inside the churn partition blob, so a restart decodes no customer.
 // 4: the behaviour detector's customer section and partition blob carry the
-// anomaly episode and the alert budget (scoring/behaviour_anomaly_detector.h).
+// anomaly episode and the alert budget (scoring/behaviour_anomaly_detector.h);
+// the churn partition blob names its churn model (logistic, tree, forest)
+// and carries a tree's or forest's state; the basket models' partition blobs.
 inline constexpr uint32_t kStateFormatVersion = 4;
 
 // Where the engine keeps the store inside its state directory (which also
