@@ -73,12 +73,16 @@ Result<std::string> OutputFingerprint(const config::EngineConfig& config,
                                                 {"churn_alerts", options.emit_churn_alerts},
                                                 {"segments", options.emit_segments},
                                                 {"anomalies", options.emit_anomalies},
-                                                {"correlations", options.emit_correlations}};
+                                                {"correlations", options.emit_correlations},
+                                                {"associations", options.emit_associations}};
   for (const auto& [name, on] : flags) {
     if (on) emit += (emit.empty() ? "" : ",") + std::string(name);
   }
   line("emit", emit);
   line("models_enabled", options.models_enabled ? "true" : "false");
+  line("associations_enabled", options.associations_enabled ? "true" : "false");
+  line("association_interval_ms", std::to_string(options.association_interval_ms));
+  line("association_max_rules", std::to_string(options.association_max_rules));
   line("centroid_interval_ms", std::to_string(options.centroid_interval_ms));
   line("correlation_interval_ms", std::to_string(options.correlation_interval_ms));
   line("max_future_skew_ms", std::to_string(options.decoder.max_future_skew_ms));

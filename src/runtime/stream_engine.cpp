@@ -80,7 +80,12 @@ Status OpenChangelogs(EngineCore* core) {
     }
     core->changelog_topics[input.name] = name;
   }
-  core->changelog = std::make_unique<ChangelogWriter>(core->producer.get());
+  // A record (key, value, headers) must fit the producer's message.max.bytes
+  // as outputs do: half of the outputs' bound leaves the key its room.
+  const size_t max_output = core->processor_options.max_output_bytes;
+  const size_t chunk =
+      max_output == 0 ? kChangelogChunkBytes : std::min(kChangelogChunkBytes, max_output / 2);
+  core->changelog = std::make_unique<ChangelogWriter>(core->producer.get(), chunk);
   return Status::OK();
 }
 

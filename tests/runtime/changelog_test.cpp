@@ -255,7 +255,7 @@ TEST_CASE("A store deleted is restored from the changelog alone, identical to th
   const std::array<EngineRun, 1> runs{run};
   EngineFixture fx(runs);
   const config::EngineConfig cfg = EngineConfigFor(fx.bootstrap, run);
-  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3};
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
   fx.Produce(3000);
   RunUntilCaughtUp(cfg, nullptr);
   const auto lost = StateEntries(run.state_dir);
@@ -321,8 +321,16 @@ TEST_CASE("A stale local store catches up from the changelog's tail", "[runtime]
   }
   CHECK(caught_up == latest);
   // And both equal an uninterrupted run's state.
+  // And both equal an uninterrupted run's state where at least once makes
+  // it independent of the batching: features, offsets, dedup window. (The
+  // models family is not: the behaviour detector's alert budget and episodes
+  // are drawn at each flush, so they follow the flush cadence as the anomaly
+  // outputs do; two runs here, one there.)
   RunUntilCaughtUp(EngineConfigFor(fx.bootstrap, reference), nullptr);
-  CHECK(StateEntries(reference.state_dir) == latest);
+  const std::initializer_list<state::StateFamily> batching_free = {
+      state::StateFamily::kFeatures, state::StateFamily::kOffsets, state::StateFamily::kDedup};
+  CHECK(StateEntries(reference.state_dir, batching_free) ==
+        StateEntries(run.state_dir, batching_free));
 }
 
 TEST_CASE(
@@ -415,7 +423,7 @@ TEST_CASE(
   CHECK(merged == expected);
 
   // Every output of the uninterrupted instance is there (at least once).
-  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3};
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
   const TopicContents got = ReadAll(fx.client, Topics("so."), counts);
   const TopicContents want = ReadAll(fx.client, Topics("sor."), counts);
   auto by_kind = [](const RecordCounts& in) {

@@ -268,7 +268,7 @@ inline void CheckSameResults(const kafka::ClientConfig& client, const EngineRun&
   const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
   TopicContents a = ReadAll(client, Topics(a_run.output_prefix), counts);
   TopicContents b = ReadAll(client, Topics(b_run.output_prefix), counts);
-  REQUIRE(a.total > 1000);
+  REQUIRE(a.total > 500);  // enough outputs to compare
   CHECK(a.total == b.total);
   // Same records, keyed by kind rather than by the run's topic names.
   auto strip = [](const RecordCounts& in) {
@@ -337,7 +337,7 @@ inline std::string OutputIdentity(const std::string& record) {
 // follows the batching too (two fault-free runs raise different ones).
 inline int CheckNothingLost(const kafka::ClientConfig& client, const EngineRun& faulted,
                             const EngineRun& straight) {
-  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3};
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
   using Latest = std::map<std::string, std::string>;  // customer -> latest as_of_ms
   auto identities = [&](const EngineRun& run, Latest* latest) {
     RecordCounts out;
