@@ -31,12 +31,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-binary=build/release/src/cli/crmstream
-[ -x "$binary" ] || { scripts/install-deps.sh && scripts/build.sh release; }
+. scripts/main-job-config.sh
 work=$(mktemp -d /tmp/crmstream-soak.XXXXXX)
 port=$((20000 + RANDOM % 20000))
-sed -e "s|^state_dir: .*|state_dir: $work/state|" -e "s|^metrics_port: .*|metrics_port: $port|" \
-    -e "s|^dashboard_port: .*|dashboard_port: 0|" "$config" > "$work/config.yaml"
+main_job_config "$config" "$work" "$port"
 
 echo "soak: $rate events/s, $customers customers, $duration s; work dir $work"
 "$binary" run -c "$work/config.yaml" --demo --rate "$rate" --customers "$customers" \

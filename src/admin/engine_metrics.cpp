@@ -73,9 +73,11 @@ MetricFamily Single(Metric m, double value) {
   return f;
 }
 
-MetricFamily Histogram(Metric m, const runtime::DurationHistogram& h) {
-  MetricFamily f = Family(m);
+// One histogram sample of `h`, with `labels`.
+ClientMetric HistogramSample(const runtime::DurationHistogram& h,
+                             std::vector<ClientMetric::Label> labels = {}) {
   ClientMetric c;
+  c.label = std::move(labels);
   uint64_t cumulative = 0;
   const auto bounds = h.bounds();
   for (size_t i = 0; i < bounds.size(); ++i) {
@@ -87,7 +89,12 @@ MetricFamily Histogram(Metric m, const runtime::DurationHistogram& h) {
   // The count from the buckets, so _count always equals the +Inf bucket.
   c.histogram.sample_count = cumulative;
   c.histogram.sample_sum = h.sum_seconds();
-  f.metric.push_back(std::move(c));
+  return c;
+}
+
+MetricFamily Histogram(Metric m, const runtime::DurationHistogram& h) {
+  MetricFamily f = Family(m);
+  f.metric.push_back(HistogramSample(h));
   return f;
 }
 
@@ -167,6 +174,14 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   out.push_back(Single(Metric::kRebalances, Load(s.rebalances)));
   out.push_back(Histogram(Metric::kBatchDuration, s.batch_duration));
   out.push_back(Histogram(Metric::kEventToOutputLatency, s.event_to_output));
+  {
+    MetricFamily f = Family(Metric::kOutputLatency);
+    for (int k = 0; k < pipeline::kOutputKindCount; ++k) {
+      f.metric.push_back(HistogramSample(s.output_latency[k],
+                                         {{"output", std::string(pipeline::kOutputKindNames[k])}}));
+    }
+    out.push_back(std::move(f));
+  }
   {
     MetricFamily f = Family(Metric::kOutputRecords);
     for (int k = 0; k < pipeline::kOutputKindCount; ++k) {

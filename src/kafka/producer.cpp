@@ -45,6 +45,9 @@ Result<std::unique_ptr<Producer>> Producer::Create(const ClientConfig& config,
   return producer;
 }
 
+// Tags travel as librdkafka's per-message opaque pointer.
+static_assert(sizeof(void*) >= sizeof(uint64_t), "a 64-bit tag must fit a pointer");
+
 Producer::~Producer() {
   // Topic handles must go before the client.
   topics_.clear();
@@ -55,6 +58,9 @@ void Producer::OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* message,
   auto* self = static_cast<Producer*>(opaque);
   if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     self->delivered_.fetch_add(1, std::memory_order_relaxed);
+    if (self->observer_ != nullptr && message->_private != nullptr) {
+      self->observer_(self->observer_context_, reinterpret_cast<uintptr_t>(message->_private));
+    }
     if (!self->tracked_.empty() && message->partition >= 0) {
       const std::string_view topic = rd_kafka_topic_name(message->rkt);
       for (TrackedTopic& tracked : self->tracked_) {
@@ -84,14 +90,15 @@ Result<rd_kafka_topic_t*> Producer::Topic(std::string_view name) {
 }
 
 Status Producer::Produce(std::string_view topic, int32_t partition, std::string_view key,
-                         std::string_view value) {
+                         std::string_view value, uint64_t tag) {
   CRM_ASSIGN_OR_RETURN(rd_kafka_topic_t * rkt, Topic(topic));
   Clock::time_point give_up_at{};
   while (true) {
     // librdkafka's API takes non-const pointers; with MSG_F_COPY it only reads.
     const int rc =
         rd_kafka_produce(rkt, partition, RD_KAFKA_MSG_F_COPY, const_cast<char*>(value.data()),
-                         value.size(), key.empty() ? nullptr : key.data(), key.size(), nullptr);
+                         value.size(), key.empty() ? nullptr : key.data(), key.size(),
+                         reinterpret_cast<void*>(static_cast<uintptr_t>(tag)));
     if (rc == 0) return Status::OK();
     const rd_kafka_resp_err_t err = rd_kafka_last_error();
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -111,8 +118,9 @@ Status Producer::Produce(std::string_view topic, int32_t partition, std::string_
 }
 
 Status Producer::Produce(std::string_view topic, int32_t partition, std::string_view key,
-                         std::string_view value, std::span<const MessageHeader> headers) {
-  if (headers.empty()) return Produce(topic, partition, key, value);
+                         std::string_view value, std::span<const MessageHeader> headers,
+                         uint64_t tag) {
+  if (headers.empty()) return Produce(topic, partition, key, value, tag);
   CRM_ASSIGN_OR_RETURN(rd_kafka_topic_t * rkt, Topic(topic));
   (void)rkt;  // makes sure the topic is known; producev looks it up by name
   const std::string topic_name(topic);
@@ -123,12 +131,13 @@ Status Producer::Produce(std::string_view topic, int32_t partition, std::string_
       rd_kafka_header_add(hdrs.get(), header.name.data(), static_cast<ssize_t>(header.name.size()),
                           header.value.data(), static_cast<ssize_t>(header.value.size()));
     }
-    const rd_kafka_resp_err_t err =
-        rd_kafka_producev(rk_.get(), RD_KAFKA_V_TOPIC(topic_name.c_str()),
-                          RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                          RD_KAFKA_V_KEY(key.empty() ? nullptr : key.data(), key.size()),
-                          RD_KAFKA_V_HEADERS(hdrs.get()), RD_KAFKA_V_END);
+    const rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk_.get(), RD_KAFKA_V_TOPIC(topic_name.c_str()), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+        RD_KAFKA_V_KEY(key.empty() ? nullptr : key.data(), key.size()),
+        RD_KAFKA_V_HEADERS(hdrs.get()),
+        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(tag))), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       hdrs.release();  // the message owns the headers now
       return Status::OK();

@@ -209,6 +209,11 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& decoded,
   if (source.topic != source_topic_) source_topic_.assign(source.topic);
   source_ = {source_topic_, source.partition, source.offset};
   source_now_ms_ = now_ms;
+  // Outputs made now are this record's; a refresh's and a flush's are those
+  // of the oldest record since the last one.
+  sink_->set_origin_ms(now_ms);
+  if (refresh_origin_ms_ < 0 || now_ms < refresh_origin_ms_) refresh_origin_ms_ = now_ms;
+  if (flush_origin_ms_ < 0 || now_ms < flush_origin_ms_) flush_origin_ms_ = now_ms;
   ingest::Rejection rejection = decoded;
   if (!rejection.rejected() && !event.plan.empty() && !features_->CanTakePlan(event.plan)) {
     // A bound on input-controlled state: a plan the partition cannot take
@@ -303,6 +308,8 @@ void EventProcessor::Fatal(const std::exception& error, const ingest::SourcePosi
 }
 
 void EventProcessor::RefreshScores() {
+  if (refresh_origin_ms_ >= 0) sink_->set_origin_ms(refresh_origin_ms_);
+  refresh_origin_ms_ = -1;
   if (options_.models_enabled && features_->pending_count() > 0) {
     features_->ForEachPending([this](std::string_view, const features::CustomerFeatures& f) {
       EmitRefresh(f, models_.Refresh(f));
@@ -314,6 +321,8 @@ void EventProcessor::RefreshScores() {
 
 void EventProcessor::FlushOutputs() {
   RefreshScores();
+  if (flush_origin_ms_ >= 0) sink_->set_origin_ms(flush_origin_ms_);
+  flush_origin_ms_ = -1;
   if (options_.emit_customer_scores) {
     features_->ForEachDirty(
         [this](std::string_view, const features::CustomerFeatures& f) { EmitCustomerScores(f); });

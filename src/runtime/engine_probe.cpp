@@ -20,6 +20,14 @@ void DurationHistogram::Observe(double seconds) {
   sum_ns_.fetch_add(static_cast<uint64_t>(std::llround(seconds * 1e9)), std::memory_order_relaxed);
 }
 
+void EngineProbe::OnOutputDelivered(void* probe, uint64_t tag) {
+  const uint64_t kind = (tag >> 56) - 1;
+  const auto origin_ms = static_cast<int64_t>(tag & ((uint64_t{1} << 56) - 1));
+  auto& histograms = static_cast<EngineProbe*>(probe)->stats_.output_latency;
+  if (kind >= histograms.size()) return;
+  histograms[kind].Observe(static_cast<double>(WallMs() - origin_ms) * 1e-3);
+}
+
 void EngineProbe::Heartbeat() { heartbeat_ms_.store(SteadyMs(), std::memory_order_relaxed); }
 
 void EngineProbe::ChangelogRestoreStarted() {

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "crmstream/pipeline/event_processor.h"
+#include "crmstream/runtime/engine_probe.h"
 
 namespace crmstream::runtime {
 namespace {
@@ -71,14 +72,15 @@ std::string ChangelogTopicName(const config::EngineConfig& config, std::string_v
 }
 
 void KafkaSink::Emit(OutputKind kind, std::string_view key, std::string_view value) {
-  Status st =
-      producer_->Produce(topics_[static_cast<int>(kind)], kafka::kPartitionUnassigned, key, value);
+  Status st = producer_->Produce(topics_[static_cast<int>(kind)], kafka::kPartitionUnassigned, key,
+                                 value, OutputLatencyTag(kind, origin_ms_));
   if (!st.ok() && first_error_.ok()) first_error_ = std::move(st);
 }
 
 void KafkaSink::EmitTo(OutputKind kind, int32_t partition, std::string_view key,
                        std::string_view value, std::span<const kafka::MessageHeader> headers) {
-  Status st = producer_->Produce(topics_[static_cast<int>(kind)], partition, key, value, headers);
+  Status st = producer_->Produce(topics_[static_cast<int>(kind)], partition, key, value, headers,
+                                 OutputLatencyTag(kind, origin_ms_));
   if (!st.ok() && first_error_.ok()) first_error_ = std::move(st);
 }
 

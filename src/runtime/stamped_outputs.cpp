@@ -175,6 +175,7 @@ void StampingSink::Emit(OutputKind kind, std::string_view key, std::string_view 
   EncodeOutputStamp({application_, input_topic_, input_partition_, sequence}, &stamp_);
   const std::array<kafka::MessageHeader, 1> headers{
       kafka::MessageHeader{kOutputStampHeader, stamp_}};
+  out_->set_origin_ms(origin_ms_);
   out_->EmitTo(kind, partition, key, value, headers);
 }
 

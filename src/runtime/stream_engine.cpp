@@ -281,6 +281,7 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
                          TransactionalId(core.store.get(), config.kafka.group_id, pipeline.name));
   }
   CRM_ASSIGN_OR_RETURN(core.producer, kafka::Producer::Create(core.client, producer_options));
+  core.producer->SetDeliveryObserver(&EngineProbe::OnOutputDelivered, &core.probe);
   if (transactional) {
     // Fences a crashed predecessor with the same id and ends its open
     // transaction before the group's offsets are read at the assignment.

@@ -29,7 +29,7 @@ Status RetryRetriable(std::chrono::milliseconds timeout, Call call) {
 
 void BufferedOutputs::Emit(OutputKind kind, std::string_view key, std::string_view value) {
   entries_.push_back(
-      {kind, static_cast<uint32_t>(key.size()), static_cast<uint32_t>(value.size())});
+      {kind, static_cast<uint32_t>(key.size()), static_cast<uint32_t>(value.size()), origin_ms_});
   data_.append(key);
   data_.append(value);
 }
@@ -39,6 +39,7 @@ void BufferedOutputs::Release(pipeline::OutputSink* sink) {
   for (const Entry& e : entries_) {
     const std::string_view key = rest.substr(0, e.key_size);
     const std::string_view value = rest.substr(e.key_size, e.value_size);
+    sink->set_origin_ms(e.origin_ms);
     sink->Emit(e.kind, key, value);
     rest.remove_prefix(e.key_size + e.value_size);
   }

@@ -49,6 +49,7 @@ class BufferedOutputs final : public pipeline::OutputSink {
     OutputKind kind;
     uint32_t key_size;
     uint32_t value_size;
+    int64_t origin_ms;
   };
   std::vector<Entry> entries_;
   std::string data_;

@@ -34,6 +34,7 @@ enum class Metric : int {
   // Latency.
   kBatchDuration,
   kEventToOutputLatency,
+  kOutputLatency,
   // Outputs and delivery.
   kOutputRecords,
   kDeliveredRecords,
@@ -111,6 +112,10 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
     {"crmstream_event_to_output_latency_seconds", MetricKind::kHistogram, "",
      "From a record's broker timestamp to when its outputs are handed to the producer; the "
      "oldest record of each flush interval."},
+    {"crmstream_output_latency_seconds", MetricKind::kHistogram, "output",
+     "From the broker timestamp of the input behind an output (for outputs of a refresh or "
+     "a flush, the oldest record since the previous one) to the brokers' acknowledgement of "
+     "the output, by output."},
     {"crmstream_output_records_total", MetricKind::kCounter, "output,topic",
      "Output records handed to the producer, by output and topic."},
     {"crmstream_output_records_delivered_total", MetricKind::kCounter, "",

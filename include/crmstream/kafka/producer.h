@@ -85,12 +85,22 @@ class Producer {
 
   // Enqueues one message (key and value are copied). partition may be
   // kPartitionUnassigned. An empty key is sent as a null key. No allocation
-  // on our side once the topic has been seen.
+  // on our side once the topic has been seen. A non-zero `tag` is handed to
+  // the delivery observer when the brokers acknowledge the message.
   Status Produce(std::string_view topic, int32_t partition, std::string_view key,
-                 std::string_view value);
+                 std::string_view value, uint64_t tag = 0);
   // Same with headers (these allocate: librdkafka's header list).
   Status Produce(std::string_view topic, int32_t partition, std::string_view key,
-                 std::string_view value, std::span<const MessageHeader> headers);
+                 std::string_view value, std::span<const MessageHeader> headers, uint64_t tag = 0);
+
+  // Called on the thread serving delivery reports for each acknowledged
+  // message produced with a non-zero tag (e.g. to measure latency to the
+  // broker's acknowledgement). `context` must outlive the producer's use.
+  using DeliveryObserver = void (*)(void* context, uint64_t tag);
+  void SetDeliveryObserver(DeliveryObserver observer, void* context) {
+    observer_ = observer;
+    observer_context_ = context;
+  }
 
   // Serves delivery reports; returns how many events were served.
   int Poll(std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
@@ -149,6 +159,8 @@ class Producer {
   std::atomic<uint64_t> delivered_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<int> last_error_{RD_KAFKA_RESP_ERR_NO_ERROR};
+  DeliveryObserver observer_ = nullptr;
+  void* observer_context_ = nullptr;
   struct TrackedTopic {
     std::string name;
     std::vector<int64_t> last_offset;  // by partition

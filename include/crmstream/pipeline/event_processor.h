@@ -277,6 +277,10 @@ class EventProcessor {
   std::string source_topic_;
   ingest::SourcePosition source_;
   int64_t source_now_ms_ = 0;
+  // The oldest record time since the last refresh / flush (-1: none): the
+  // origin of the outputs they emit (OutputSink::origin_ms).
+  int64_t refresh_origin_ms_ = -1;
+  int64_t flush_origin_ms_ = -1;
   ingest::Event event_;
   std::string record_;  // reused output buffer
   int64_t next_centroids_ms_ = INT64_MIN;

@@ -24,6 +24,16 @@ class OutputSink {
   virtual ~OutputSink() = default;
   // `key` and `value` are only valid during the call: copy what must outlive it.
   virtual void Emit(OutputKind kind, std::string_view key, std::string_view value) = 0;
+
+  // The timestamp (ms) of the input behind the next outputs: the record
+  // being processed, or the oldest of those whose outputs a refresh or a
+  // flush emits. The processor sets it; the engine's sinks measure each
+  // output's latency from it. 0: unknown.
+  void set_origin_ms(int64_t ms) { origin_ms_ = ms; }
+  int64_t origin_ms() const { return origin_ms_; }
+
+ protected:
+  int64_t origin_ms_ = 0;
 };
 
 // Counts records and drops them: replay benchmarks measure the pipeline, not

@@ -57,8 +57,27 @@ inline constexpr std::array<double, 16> kBatchDurationBounds = {
 inline constexpr std::array<double, 16> kEventToOutputBounds = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,  0.25,
     0.5,   1.0,    2.5,   5.0,  10.0,  30.0, 60.0, 300.0};
+inline constexpr std::array<double, 17> kOutputLatencyBounds = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,  0.25,
+    0.5,    1.0,   2.5,    5.0,   10.0, 30.0,  60.0, 300.0};
 inline constexpr std::array<double, 14> kCheckpointDurationBounds = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0};
+
+// One output kind's latency histogram (EngineStats::output_latency).
+class OutputLatencyHistogram : public DurationHistogram {
+ public:
+  OutputLatencyHistogram() : DurationHistogram(kOutputLatencyBounds) {}
+};
+
+// The tag an output is produced with (kafka::Producer's delivery observer):
+// its kind in the top byte (plus one), the time of the input behind it (ms)
+// below. 0, no tag, when that time is unknown.
+constexpr uint64_t OutputLatencyTag(schema::OutputKind kind, int64_t origin_ms) {
+  constexpr uint64_t kTimeMask = (uint64_t{1} << 56) - 1;
+  if (origin_ms <= 0) return 0;
+  return (uint64_t{static_cast<uint8_t>(kind)} + 1) << 56 |
+         (static_cast<uint64_t>(origin_ms) & kTimeMask);
+}
 
 // What RocksDB's memory is spent on, in the order of kRocksDbMemoryKindNames.
 enum class RocksDbMemoryKind : uint8_t { kMemtables = 0, kTableReaders, kBlockCache };
@@ -107,6 +126,10 @@ struct EngineStats {
   // emitted). Sampled once per flush: the oldest record processed since the
   // previous flush, so each sample is the worst case of its interval.
   DurationHistogram event_to_output{kEventToOutputBounds};
+  // By output kind: from the time of the input behind an output (its broker
+  // timestamp; for the outputs of a refresh or a flush, the oldest record
+  // since the previous one) to the brokers' acknowledgement of the output.
+  std::array<OutputLatencyHistogram, schema::kOutputKindCount> output_latency{};
 
   // Checkpoints (the Checkpointer).
   DurationHistogram checkpoint_duration{kCheckpointDurationBounds};
@@ -169,6 +192,10 @@ class EngineProbe {
  public:
   EngineStats& stats() { return stats_; }
   const EngineStats& stats() const { return stats_; }
+
+  // kafka::Producer's delivery observer (context: the probe): feeds
+  // output_latency from an acknowledged output's OutputLatencyTag.
+  static void OnOutputDelivered(void* probe, uint64_t tag);
 
   // The loop's life, for Health().
   enum class LoopState : int { kNotStarted, kRunning, kStopped };

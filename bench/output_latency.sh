@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Output latency by kind, measured on the main job (embedded Kafka + generator
+# + engine) at a fixed input rate: the engine's own histogram
+# crmstream_output_latency_seconds (input broker timestamp -> the output's
+# broker acknowledgement), scraped after a warm-up and at the end; the
+# difference is the steady state. Prints p50 / p99 / p99.9 per output kind
+# (interpolated within buckets, as Prometheus' histogram_quantile does) and
+# the input rate the engine kept.
+#
+#   bench/output_latency.sh --rate 20000 --customers 20000 --duration 120 --warmup 40
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rate=20000
+customers=20000
+duration=120
+warmup=40
+guarantee=
+config=config/crmstream.yaml
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rate) rate=$2; shift 2 ;;
+    --customers) customers=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    --guarantee) guarantee=$2; shift 2 ;;
+    -c|--config) config=$2; shift 2 ;;
+    *) echo "output_latency.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+. scripts/main-job-config.sh
+work=$(mktemp -d /tmp/crmstream-latency.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+port=$((20000 + RANDOM % 20000))
+main_job_config "$config" "$work" "$port"
+args=(run -c "$work/config.yaml" --demo --rate "$rate" --customers "$customers"
+      --backfill-days 0 --duration "$duration")
+[ -n "$guarantee" ] && args+=(--guarantee "$guarantee")
+
+echo "output latency: $rate events/s, $customers customers, ${guarantee:-configured guarantee}," \
+     "$duration s (first $warmup s left out)"
+"$binary" "${args[@]}" > "$work/run.log" 2>&1 &
+pid=$!
+
+status=0
+python3 - "$port" "$duration" "$warmup" <<'PY' || status=$?
+import re, sys, time, urllib.request
+port, duration, warmup = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+sample = re.compile(r'^(crmstream_output_latency_seconds_bucket|crmstream_events_consumed_total)'
+                    r'(?:\{([^}]*)\})? (\S+)$')
+
+def scrape():
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    buckets, consumed = {}, 0.0
+    for line in text.splitlines():
+        m = sample.match(line)
+        if not m:
+            continue
+        if m.group(1) == "crmstream_events_consumed_total":
+            consumed += float(m.group(3))
+            continue
+        labels = dict(kv.split("=", 1) for kv in m.group(2).split(","))
+        output = labels["output"].strip('"')
+        le = float(labels["le"].strip('"').replace("+Inf", "inf"))
+        buckets.setdefault(output, []).append((le, float(m.group(3))))
+    return buckets, consumed, time.monotonic()
+
+def quantile(q, cumulative):
+    total = cumulative[-1][1]
+    if total <= 0:
+        return float("nan")
+    rank, lower, below = q * total, 0.0, 0.0
+    for le, count in cumulative:
+        if count >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = le, count
+    return lower
+
+start = time.monotonic()
+first = None
+while first is None and time.monotonic() - start < warmup + 30:
+    time.sleep(1)
+    if time.monotonic() - start >= warmup:
+        try:
+            first = scrape()
+        except OSError:
+            pass
+if first is None:
+    sys.exit("output_latency.sh: the admin server never answered")
+time.sleep(max(1.0, duration - (time.monotonic() - start) - 3))
+last = scrape()
+seconds = last[2] - first[2]
+print(f"input rate kept: {(last[1] - first[1]) / seconds:,.0f} events/s over {seconds:.0f} s")
+print(f"{'output':<18}{'samples':>10}{'p50 ms':>10}{'p99 ms':>10}{'p99.9 ms':>10}")
+for output, cumulative in sorted(last[0].items()):
+    before = dict(first[0].get(output, []))
+    delta = [(le, count - before.get(le, 0.0)) for le, count in cumulative]
+    n = delta[-1][1]
+    if n <= 0:
+        continue
+    p = [quantile(q, delta) * 1e3 for q in (0.5, 0.99, 0.999)]
+    print(f"{output:<18}{n:>10.0f}{p[0]:>10.1f}{p[1]:>10.1f}{p[2]:>10.1f}")
+PY
+wait "$pid" || true
+[ "$status" -eq 0 ] || { tail -20 "$work/run.log" >&2; exit "$status"; }
