@@ -8,6 +8,7 @@
 # the input rate the engine kept.
 #
 #   bench/output_latency.sh --rate 20000 --customers 20000 --duration 120 --warmup 40
+# (-X key=value passes a librdkafka property to the engine's clients.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ customers=20000
 duration=120
 warmup=40
 guarantee=
+extra=()
 config=config/crmstream.yaml
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -25,6 +27,7 @@ while [ $# -gt 0 ]; do
     --warmup) warmup=$2; shift 2 ;;
     --guarantee) guarantee=$2; shift 2 ;;
     -c|--config) config=$2; shift 2 ;;
+    -X) extra+=(-X "$2"); shift 2 ;;
     *) echo "output_latency.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -37,6 +40,7 @@ main_job_config "$config" "$work" "$port"
 args=(run -c "$work/config.yaml" --demo --rate "$rate" --customers "$customers"
       --backfill-days 0 --duration "$duration")
 [ -n "$guarantee" ] && args+=(--guarantee "$guarantee")
+args+=("${extra[@]}")
 
 echo "output latency: $rate events/s, $customers customers, ${guarantee:-configured guarantee}," \
      "$duration s (first $warmup s left out)"

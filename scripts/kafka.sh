@@ -21,25 +21,26 @@
 # `eval "$(scripts/kafka.sh start)"` sets CRMSTREAM_TEST_KAFKA (the PLAINTEXT
 # bootstrap address) and the SASL_SSL settings (CRMSTREAM_TEST_KAFKA_SASL*,
 # CRMSTREAM_TEST_KAFKA_CA) that the tests read; the same lines are in
-# $CRMSTREAM_KAFKA_HOME/run/env.
+# $CRMSTREAM_BROKER_HOME/run/env.
 #
 # The Kafka jars come from Maven Central once (org.apache.kafka:kafka_2.13)
-# into a git-ignored cache, $CRMSTREAM_KAFKA_HOME (default .cache/kafka); Java
+# into a git-ignored cache, $CRMSTREAM_BROKER_HOME (default .cache/kafka); Java
 # and Maven are installed from Debian when missing. Every start when nothing
 # is running formats fresh KRaft storage: each node is a combined broker and
 # controller (static quorum), with two listeners on 127.0.0.1: PLAINTEXT, and
 # SASL_SSL with SCRAM-SHA-512 behind a CA and broker certificate generated for
-# this start. Logs: $CRMSTREAM_KAFKA_HOME/run/node-<id>/server.log.
+# this start. Logs: $CRMSTREAM_BROKER_HOME/run/node-<id>/server.log.
 #
-# Knobs: CRMSTREAM_KAFKA_VERSION (default 3.9.2: the newest Kafka whose
-# SCRAM login accepts librdkafka 2.0.2, see README), CRMSTREAM_KAFKA_HEAP
-# (default "-Xms128m -Xmx512m" per node), CRMSTREAM_KAFKA_HOME.
+# Knobs: CRMSTREAM_BROKER_VERSION (default 3.9.2: the newest Kafka whose
+# SCRAM login accepts librdkafka 2.0.2, see README), CRMSTREAM_BROKER_HEAP
+# (default "-Xms128m -Xmx512m" per node), CRMSTREAM_BROKER_HOME. (Not
+# CRMSTREAM_KAFKA_*: the engine reads those as librdkafka properties.)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-version="${CRMSTREAM_KAFKA_VERSION:-3.9.2}"
-home="${CRMSTREAM_KAFKA_HOME:-$root/.cache/kafka}"
-heap="${CRMSTREAM_KAFKA_HEAP:--Xms128m -Xmx512m}"
+version="${CRMSTREAM_BROKER_VERSION:-3.9.2}"
+home="${CRMSTREAM_BROKER_HOME:-$root/.cache/kafka}"
+heap="${CRMSTREAM_BROKER_HEAP:--Xms128m -Xmx512m}"
 dist="$home/kafka_2.13-$version"
 instance=""
 if [ "${1:-}" = "--instance" ]; then

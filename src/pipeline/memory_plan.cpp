@@ -17,25 +17,33 @@ std::string Mib(size_t bytes) {
 }
 
 // The Kafka clients' share of the cap, turned into librdkafka settings:
-// half for the producer's queue, half split over the partitions (one fetch
-// and a prefetch queue each). Floors keep every client working; with many
-// partitions they may exceed the share, so kafka_bytes is what the settings
-// really allow.
+// half for the producer, half for the consumer. librdkafka's limits count
+// payload only, while it keeps a header per message and, on the consumer,
+// whole fetch responses beside it: measured, a client's resident memory is
+// about twice what its settings allow, so they allow half of its half. The
+// consumer's settings: one fetch per partition (fetch.message.max.bytes, up
+// to half of them) and the prefetch queue (queued.max.messages.kbytes, the
+// rest). The queue limit is the whole consumer's, not a partition's (the
+// partitions' fetch queues forward to the one consumer queue, whose size
+// librdkafka checks): sized per partition, it left a few hundred KiB for a
+// dozen partitions, and the fetcher, idle whenever the queue was over it,
+// fed the engine a fraction of what it could take. Floors keep every client
+// working; with many partitions they may exceed the share, so kafka_bytes is
+// what the settings really allow.
 void SizeKafkaClients(const MemoryPlanInput& in, MemoryPlan* plan) {
   const size_t share =
       std::clamp(static_cast<size_t>(static_cast<double>(in.cap_bytes) * in.kafka_share),
                  kMinKafkaBytes, kMaxKafkaBytes);
   const auto partitions = static_cast<size_t>(in.partitions);
-  plan->producer_queue_kbytes = share / 2 / 1024;
-  const size_t per_partition = (share - plan->producer_queue_kbytes * 1024) / partitions;
+  const size_t client_settings = share / 4;  // each client's half, halved
+  plan->producer_queue_kbytes = client_settings / 1024;
   plan->consumer_fetch_bytes =
-      std::clamp<size_t>(per_partition / 2, kMinFetchBytes, size_t{1} << 20);
+      std::clamp<size_t>(client_settings / 2 / partitions, kMinFetchBytes, size_t{1} << 20);
+  const size_t fetches = partitions * plan->consumer_fetch_bytes;
   plan->consumer_queue_kbytes = std::max<size_t>(
-      kMinQueueKbytes,
-      (per_partition - std::min(per_partition, plan->consumer_fetch_bytes)) / 1024);
+      kMinQueueKbytes, (client_settings - std::min(client_settings, fetches)) / 1024);
   plan->kafka_bytes =
-      plan->producer_queue_kbytes * 1024 +
-      partitions * (plan->consumer_fetch_bytes + plan->consumer_queue_kbytes * 1024);
+      2 * (plan->producer_queue_kbytes * 1024 + fetches + plan->consumer_queue_kbytes * 1024);
 }
 
 }  // namespace

@@ -306,6 +306,19 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   consumer_client.SetDefault("queued.max.messages.kbytes",
                              std::to_string(plan.consumer_queue_kbytes));
   consumer_client.SetDefault("fetch.message.max.bytes", std::to_string(plan.consumer_fetch_bytes));
+  {
+    // The embedded cluster answers a fetch that found no records only after
+    // fetch.wait.max.ms, even when records arrive meanwhile (a broker
+    // answers as soon as they do): there a short wait bounds what it adds to
+    // every event's latency (500 ms by default). A cluster that cannot say
+    // what it is yet keeps librdkafka's default.
+    auto admin = kafka::TopicAdmin::Create(core.client);
+    auto id = admin.ok() ? (*admin)->ClusterId(std::chrono::seconds(5))
+                         : Result<std::string>(admin.status());
+    if (id.ok() && kafka::IsEmbeddedClusterId(*id)) {
+      consumer_client.SetDefault("fetch.wait.max.ms", "50");
+    }
+  }
   CRM_ASSIGN_OR_RETURN(
       core.consumer,
       kafka::Consumer::Create(consumer_client, config.kafka.group_id, consumer_options));

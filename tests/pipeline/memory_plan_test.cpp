@@ -44,10 +44,16 @@ TEST_CASE("The memory plan gives every part of the cap a size and spends no more
   // librdkafka settings derived from it spend no more than that.
   CHECK(plan.kafka_bytes <= size_t{128} << 20);
   CHECK(plan.kafka_bytes > size_t{120} << 20);
-  CHECK(plan.producer_queue_kbytes * 1024 +
-            4 * (plan.consumer_fetch_bytes + plan.consumer_queue_kbytes * 1024) ==
+  // Each client's settings allow half of its half: librdkafka's overhead
+  // beside the payload it counts is about as much again.
+  CHECK(2 * (plan.producer_queue_kbytes * 1024 + 4 * plan.consumer_fetch_bytes +
+             plan.consumer_queue_kbytes * 1024) ==
         plan.kafka_bytes);
+  CHECK(plan.producer_queue_kbytes * 1024 == plan.kafka_bytes / 4);
   CHECK(plan.consumer_fetch_bytes == size_t{1} << 20);
+  // The prefetch queue is the consumer's, not a partition's: what the
+  // fetches leave of the consumer's settings.
+  CHECK(plan.consumer_queue_kbytes * 1024 == plan.kafka_bytes / 4 - 4 * plan.consumer_fetch_bytes);
   const double rest =
       static_cast<double>(in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes - plan.kafka_bytes);
   CHECK(static_cast<double>(plan.rocksdb_bytes) == Approx(rest * in.rocksdb_share).epsilon(1e-6));
@@ -75,7 +81,8 @@ TEST_CASE("The Kafka clients' buffers grow past their share only as far as their
   REQUIRE_OK_AND_ASSIGN(const MemoryPlan plan, PlanMemory(in));
   CHECK(plan.consumer_fetch_bytes == size_t{64} << 10);
   CHECK(plan.consumer_queue_kbytes == 64);
-  CHECK(plan.kafka_bytes == plan.producer_queue_kbytes * 1024 + 200 * (size_t{128} << 10));
+  CHECK(plan.kafka_bytes ==
+        2 * (plan.producer_queue_kbytes * 1024 + 200 * (size_t{64} << 10) + (size_t{64} << 10)));
   CHECK(plan.kafka_bytes > static_cast<size_t>(0.02 * static_cast<double>(in.cap_bytes)));
   CHECK(plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes + plan.rocksdb_bytes +
             plan.customer_cache_bytes ==

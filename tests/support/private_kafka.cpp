@@ -23,7 +23,7 @@ std::string Env(const char* name) {
 
 // Where scripts/kafka.sh keeps its jars and instances.
 fs::path KafkaHome() {
-  const std::string home = Env("CRMSTREAM_KAFKA_HOME");
+  const std::string home = Env("CRMSTREAM_BROKER_HOME");
   return home.empty() ? SourceDir() / ".cache" / "kafka" : fs::path(home);
 }
 
@@ -42,7 +42,7 @@ PrivateKafka::PrivateKafka(int nodes)
     : instance_("test-" + std::to_string(::getpid())),
       log_(fs::temp_directory_path() / ("crmstream-kafka-" + instance_ + ".log")) {
   const std::string version =
-      Env("CRMSTREAM_KAFKA_VERSION").empty() ? "3.9.2" : Env("CRMSTREAM_KAFKA_VERSION");
+      Env("CRMSTREAM_BROKER_VERSION").empty() ? "3.9.2" : Env("CRMSTREAM_BROKER_VERSION");
   const fs::path jars = KafkaHome() / ("kafka_2.13-" + version) / ".complete";
   if (std::system("command -v java > /dev/null 2>&1") != 0 || !fs::exists(jars)) {
     unavailable_reason_ = "no Java or no cached Kafka " + version + " in " + KafkaHome().string() +

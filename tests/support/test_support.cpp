@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -107,8 +108,11 @@ ChildExit Child::Wait(std::chrono::seconds timeout) {
   result.started = true;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
+  struct rusage usage {};
   while (true) {
-    const pid_t done = waitpid(pid_, &status, WNOHANG);
+    // wait4: the child's own resource use (its peak resident set), not that
+    // of every child this process reaped so far.
+    const pid_t done = wait4(pid_, &status, WNOHANG, &usage);
     if (done == pid_) break;
     if (done < 0) return result;
     if (std::chrono::steady_clock::now() >= deadline) {
@@ -121,6 +125,7 @@ ChildExit Child::Wait(std::chrono::seconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   reaped_ = true;
+  result.peak_resident_kb = usage.ru_maxrss;
   if (WIFEXITED(status)) result.exit_status = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
   return result;

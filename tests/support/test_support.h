@@ -41,9 +41,10 @@ std::string ReadWholeFile(const std::filesystem::path& path);  // "" when unread
 
 struct ChildExit {
   bool started = false;
-  bool timed_out = false;  // still running at the deadline: killed with SIGKILL
-  int exit_status = -1;    // when it exited by itself
-  int signal = 0;          // when a signal ended it
+  bool timed_out = false;      // still running at the deadline: killed with SIGKILL
+  int exit_status = -1;        // when it exited by itself
+  int signal = 0;              // when a signal ended it
+  long peak_resident_kb = -1;  // its peak resident set, when it ended by itself
   bool exited(int status) const {
     return started && !timed_out && signal == 0 && exit_status == status;
   }

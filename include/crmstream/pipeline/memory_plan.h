@@ -54,10 +54,10 @@ struct MemoryPlan {
   size_t rocksdb_bytes = 0;
   size_t customer_cache_bytes = 0;  // all partitions
   size_t cached_customers_per_partition = 0;
-  // The Kafka clients' settings: half of kafka_bytes for the producer's
-  // queue; the other half split over the partitions, each holding one fetch
-  // (librdkafka grows it for a larger message) and a prefetch queue. Sized
-  // per partition, the worst case of librdkafka's accounting.
+  // The Kafka clients' settings, each client's allowing half of its half of
+  // kafka_bytes (librdkafka's own overhead is about as much again): the
+  // producer's queue; the consumer's fetch per partition (librdkafka grows
+  // it for a larger message) and one prefetch queue for all of them.
   size_t producer_queue_kbytes = 0;  // queue.buffering.max.kbytes
   size_t consumer_queue_kbytes = 0;  // queued.max.messages.kbytes
   size_t consumer_fetch_bytes = 0;   // fetch.message.max.bytes
