@@ -14,11 +14,23 @@ namespace {
 
 constexpr int kDim = static_cast<int>(kBehaviourNames.size());
 // Version 2: rarity, the severity reported in the episode (customer) and
-// the budget (partition).
-constexpr uint16_t kCustomerVersion = 2;
+// the budget (partition). Customer version 3: reports are decided at the
+// event, and one decided since the last flush waits in the record (version
+// 2's "scored since the flush" bit is read and dropped: its reports were
+// decided at the flush).
+constexpr uint16_t kOldestCustomerVersion = 2;
+constexpr uint16_t kCustomerVersion = 3;
 constexpr uint16_t kPartitionVersion = 2;
 constexpr uint8_t kActiveBit = 1;
-constexpr uint8_t kFreshBit = 2;
+constexpr uint8_t kV2FreshBit = 2;
+// Version 3, bits 1-2: 0, or 1 + the severity of the report waiting for
+// the next flush; bits 3-4: 0, or 1 + the highest severity the budget
+// withheld in the episode.
+constexpr int kPendingShift = 1;
+constexpr uint8_t kPendingMask = 3 << kPendingShift;
+constexpr int kWithheldShift = 3;
+constexpr uint8_t kWithheldMask = 3 << kWithheldShift;
+static_assert(alerts::kSeverityCount <= 3, "a severity takes two bits");
 // Share of a day's budget that must be left for a report of each severity
 // (warning, high, critical): the rest is kept for the more severe.
 constexpr std::array<double, alerts::kSeverityCount> kReserveShare = {0.5, 0.25, 0.0};
@@ -85,14 +97,41 @@ void BehaviourAnomalyDetector::OnEvent(const features::CustomerFeatures& f, Unsa
     slot.seen = true;
     ++customers_;
   }
-  slot.fresh = true;
   slot.score = detector_.Score(point_);
   // The rarity matters only for an anomaly; the tail is computed then.
   slot.rarity = slot.score >= options_.alert_level
                     ? models::ChiSquareRarity(detector_.last_squared_distance(), kDim)
                     : 0.0;
   ++scored_;
-  if (slot.score >= options_.alert_level) ++anomalies_;
+  if (slot.score < options_.alert_level) {
+    slot.active = false;  // the episode, if any, ends
+    slot.reported = 0;
+    slot.withheld = 0;
+    return;
+  }
+  ++anomalies_;
+  slot.active = true;
+  // Decided here, at the event, in event time: which events a flush
+  // gathers changes neither the episodes nor the budget.
+  const int severity = SeverityOf(slot.rarity);
+  if (severity < 0 || severity + 1 <= slot.reported) return;
+  // The budget is for incidents: an episode's first report draws on it, its
+  // escalations (at most two more reports) do not. Decided per event, a
+  // burst is seen as it grows, and charging each step would spend up to
+  // three tokens on one incident.
+  if (slot.reported == 0 && !TakeBudget(severity, f.as_of_ms())) {
+    // Counted once per severity per episode, as a report would be.
+    if (severity + 1 > slot.withheld) {
+      slot.withheld = static_cast<uint8_t>(severity + 1);
+      ++withheld_;
+    }
+    return;
+  }
+  ++reported_;
+  slot.reported = static_cast<uint8_t>(severity + 1);
+  slot.pending = slot.reported;
+  slot.report_score = slot.score;
+  slot.report_rarity = slot.rarity;
 }
 
 int BehaviourAnomalyDetector::SeverityOf(double rarity) const {
@@ -130,28 +169,14 @@ void BehaviourAnomalyDetector::Refresh(const features::CustomerFeatures& f, Unsa
   Slot& slot = slots_[s];
   r.score = slot.score;
   r.rarity = slot.rarity;
-  const bool fresh = slot.fresh;
-  slot.fresh = false;
-  if (slot.score < options_.alert_level) {
-    if (slot.active) {
-      slot.active = false;
-      slot.reported = 0;
-      unsaved->Mark(s);
-    }
-    return;
-  }
-  if (!slot.active) {
-    slot.active = true;
-    unsaved->Mark(s);
-  }
-  const int severity = SeverityOf(slot.rarity);
-  if (!fresh || severity < 0 || severity + 1 <= slot.reported) return;
-  if (!TakeBudget(severity, f.as_of_ms())) {
-    ++withheld_;
-    return;
-  }
-  ++reported_;
-  slot.reported = static_cast<uint8_t>(severity + 1);
+  if (slot.pending == 0) return;
+  // The latest report since the last flush, with the score and rarity that
+  // decided it (an escalation within one flush is published once, at its
+  // highest severity).
+  const int severity = slot.pending - 1;
+  r.score = slot.report_score;
+  r.rarity = slot.report_rarity;
+  slot.pending = 0;
   unsaved->Mark(s);
   r.crossed = true;
   r.severity = static_cast<alerts::Severity>(severity);
@@ -179,36 +204,52 @@ void BehaviourAnomalyDetector::AppendCustomer(uint32_t s, std::string* record) c
   const Slot& slot = slots_[s];
   internal::SectionWriter section(record, kCustomerVersion);
   BinaryWriter& w = section.writer();
-  w.Put<uint8_t>(
-      static_cast<uint8_t>((slot.active ? kActiveBit : 0) | (slot.fresh ? kFreshBit : 0)));
+  w.Put<uint8_t>(static_cast<uint8_t>((slot.active ? kActiveBit : 0) |
+                                      (slot.pending << kPendingShift) |
+                                      (slot.withheld << kWithheldShift)));
   w.Put<uint8_t>(slot.reported);
   w.Put<double>(slot.score);
   w.Put<double>(slot.rarity);
+  if (slot.pending != 0) {
+    w.Put<double>(slot.report_score);
+    w.Put<double>(slot.report_rarity);
+  }
 }
 
 Result<BehaviourAnomalyDetector::DecodedCustomer> BehaviourAnomalyDetector::ReadCustomer(
     BinaryReader* record) const {
   std::string payload;
-  CRM_RETURN_NOT_OK(
-      internal::ReadSection(record, kCustomerVersion, "behaviour customer state", &payload));
+  uint16_t version = 0;
+  CRM_RETURN_NOT_OK(internal::ReadSection(record, kOldestCustomerVersion, kCustomerVersion,
+                                          "behaviour customer state", &payload, &version));
   BinaryReader in(payload);
   DecodedCustomer decoded;
+  Slot& slot = decoded.slot_;
   uint8_t bits = 0;
   CRM_RETURN_NOT_OK(in.Get(&bits));
-  if ((bits & ~(kActiveBit | kFreshBit)) != 0) {
-    return Status::Corruption("behaviour customer state: bad flags");
+  const uint8_t known =
+      version == 2 ? kActiveBit | kV2FreshBit : kActiveBit | kPendingMask | kWithheldMask;
+  if ((bits & ~known) != 0) return Status::Corruption("behaviour customer state: bad flags");
+  slot.active = (bits & kActiveBit) != 0;
+  if (version > 2) {
+    slot.pending = static_cast<uint8_t>((bits & kPendingMask) >> kPendingShift);
+    slot.withheld = static_cast<uint8_t>((bits & kWithheldMask) >> kWithheldShift);
   }
-  decoded.slot_.active = (bits & kActiveBit) != 0;
-  decoded.slot_.fresh = (bits & kFreshBit) != 0;
-  decoded.slot_.seen = true;
-  CRM_RETURN_NOT_OK(in.Get(&decoded.slot_.reported));
-  if (decoded.slot_.reported > alerts::kSeverityCount ||
-      (decoded.slot_.reported != 0 && !decoded.slot_.active)) {
+  slot.seen = true;
+  CRM_RETURN_NOT_OK(in.Get(&slot.reported));
+  if (slot.reported > alerts::kSeverityCount || slot.pending > alerts::kSeverityCount ||
+      slot.withheld > alerts::kSeverityCount ||
+      ((slot.reported != 0 || slot.withheld != 0) && !slot.active)) {
     return Status::Corruption("behaviour customer state: bad reported severity");
   }
-  CRM_RETURN_NOT_OK(in.Get(&decoded.slot_.score));
-  CRM_RETURN_NOT_OK(in.Get(&decoded.slot_.rarity));
-  if (!(decoded.slot_.score >= 0 && decoded.slot_.score <= 1) || !(decoded.slot_.rarity >= 0)) {
+  CRM_RETURN_NOT_OK(in.Get(&slot.score));
+  CRM_RETURN_NOT_OK(in.Get(&slot.rarity));
+  if (slot.pending != 0) {
+    CRM_RETURN_NOT_OK(in.Get(&slot.report_score));
+    CRM_RETURN_NOT_OK(in.Get(&slot.report_rarity));
+  }
+  if (!(slot.score >= 0 && slot.score <= 1) || !(slot.rarity >= 0) ||
+      !(slot.report_score >= 0 && slot.report_score <= 1) || !(slot.report_rarity >= 0)) {
     return Status::Corruption("behaviour customer state: score or rarity out of range");
   }
   CRM_RETURN_NOT_OK(in.ExpectEnd());

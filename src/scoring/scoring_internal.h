@@ -50,17 +50,25 @@ class SectionWriter {
   size_t length_at_ = 0;
 };
 
-// Reads the section at `in` into `*payload`: Corruption (naming `what`) for
-// another version, a truncated section or a bad length.
+// Reads the section at `in` into `*payload`, its version (from `oldest` to
+// `newest`) into `*version`: Corruption (naming `what`) for another
+// version, a truncated section or a bad length.
+inline Status ReadSection(BinaryReader* in, uint16_t oldest, uint16_t newest, std::string_view what,
+                          std::string* payload, uint16_t* version) {
+  CRM_RETURN_NOT_OK(in->Get(version));
+  if (*version < oldest || *version > newest) {
+    return Status::Corruption(std::string(what) + ": section version " + std::to_string(*version) +
+                              ", expected " + std::to_string(oldest) +
+                              (oldest == newest ? "" : " to " + std::to_string(newest)));
+  }
+  return in->GetBytes(payload);
+}
+
+// The same for a part that reads one version only.
 inline Status ReadSection(BinaryReader* in, uint16_t version, std::string_view what,
                           std::string* payload) {
   uint16_t v = 0;
-  CRM_RETURN_NOT_OK(in->Get(&v));
-  if (v != version) {
-    return Status::Corruption(std::string(what) + ": section version " + std::to_string(v) +
-                              ", expected " + std::to_string(version));
-  }
-  return in->GetBytes(payload);
+  return ReadSection(in, version, version, what, payload, &v);
 }
 
 }  // namespace crmstream::scoring::internal

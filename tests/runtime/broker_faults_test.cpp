@@ -16,6 +16,7 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 
 #include "runtime/engine_runs.h"
 #include "support/private_kafka.h"
@@ -32,21 +33,43 @@ int EnvInt(const char* name, int fallback) {
 int Events() { return EnvInt("CRMSTREAM_BROKER_FAULT_EVENTS", 4000); }
 int Rounds() { return EnvInt("CRMSTREAM_BROKER_FAULT_ROUNDS", 1); }
 
-std::vector<EngineRun> RunsOn(
-    const testing::TestBroker& kafka, const std::filesystem::path& dir,
-    std::initializer_list<std::pair<std::string, config::Guarantee>> named) {
-  std::vector<EngineRun> runs;
-  for (const auto& [name, guarantee] : named) {
-    EngineRun run;
-    run.state_dir = (dir / name).string();
-    run.group = kafka.Name("faults-" + name);
-    run.output_prefix = kafka.Name("faults-" + name) + ".";
-    run.guarantee = guarantee;
-    run.input_topic = kafka.Name("faults.input");
-    runs.push_back(run);
+// A private cluster, the engine runs named (their states in a scratch
+// directory, each its group and outputs, one input), their topics and the
+// input. The test checks `kafka.available()` before Prepare.
+struct FaultScenario {
+  struct Named {
+    std::string name;
+    config::Guarantee guarantee;
+    bool fault_free;  // a reference: run to the end by Prepare
+  };
+
+  explicit FaultScenario(int nodes) : kafka(nodes) {}
+
+  // Creates the runs' topics, produces the input and runs the fault-free ones.
+  void Prepare(std::initializer_list<Named> named) {
+    for (const Named& n : named) {
+      EngineRun run;
+      run.state_dir = (scratch.path() / n.name).string();
+      run.group = kafka.Name("faults-" + n.name);
+      run.output_prefix = kafka.Name("faults-" + n.name) + ".";
+      run.guarantee = n.guarantee;
+      run.input_topic = kafka.Name("faults.input");
+      runs.push_back(run);
+    }
+    fx.emplace(runs, &kafka);
+    fx->Produce(events);
+    for (size_t i = 0; const Named& n : named) {
+      if (n.fault_free) RunUntilCaughtUp(EngineConfigFor(fx->bootstrap, runs[i]), nullptr);
+      ++i;
+    }
   }
-  return runs;
-}
+
+  testing::PrivateKafka kafka;
+  testing::ScratchDir scratch;
+  const int events = Events(), rounds = Rounds();
+  std::vector<EngineRun> runs;
+  std::optional<EngineFixture> fx;
+};
 
 struct FaultedRun {
   int restarts = 0;         // engine restarts after a failure stop
@@ -127,43 +150,36 @@ TEST_CASE(
     "Real broker restarted or silent during the run: transactional outputs and state equal a "
     "fault-free run's, and at least once loses nothing",
     "[runtime][integration][kafka][broker-faults]") {
-  testing::PrivateKafka kafka(1);
-  REQUIRE_PRIVATE_KAFKA(kafka);
-  testing::ScratchDir scratch;
-  const int events = Events(), rounds = Rounds();
+  FaultScenario s(1);
+  REQUIRE_PRIVATE_KAFKA(s.kafka);
   using G = config::Guarantee;
-  const std::vector<EngineRun> runs = RunsOn(kafka, scratch.path(),
-                                             {{"straight", G::kExactlyOnceTransactions},
-                                              {"restarted", G::kExactlyOnceTransactions},
-                                              {"paused", G::kExactlyOnceTransactions},
-                                              {"alo-straight", G::kAtLeastOnce},
-                                              {"alo-restarted", G::kAtLeastOnce}});
-  EngineFixture fx(runs, &kafka);
-  fx.Produce(events);
-  RunUntilCaughtUp(EngineConfigFor(fx.bootstrap, runs[0]), nullptr);
-  RunUntilCaughtUp(EngineConfigFor(fx.bootstrap, runs[3]), nullptr);
-
+  s.Prepare({{"straight", G::kExactlyOnceTransactions, true},
+             {"restarted", G::kExactlyOnceTransactions, false},
+             {"paused", G::kExactlyOnceTransactions, false},
+             {"alo-straight", G::kAtLeastOnce, true},
+             {"alo-restarted", G::kAtLeastOnce, false}});
   const auto restart = [&](int) {
-    CHECK_OK(kafka.KillNode(1));
-    CHECK_OK(kafka.StartNode(1));
+    CHECK_OK(s.kafka.KillNode(1));
+    CHECK_OK(s.kafka.StartNode(1));
   };
-  const FaultedRun restarted = RunWithFaults(fx.bootstrap, runs[1], events, rounds, restart);
-  CheckFaultsInside(restarted, events);
-  CheckSameResults(fx.client, runs[1], runs[0]);
+  const FaultedRun restarted =
+      RunWithFaults(s.fx->bootstrap, s.runs[1], s.events, s.rounds, restart);
+  CheckFaultsInside(restarted, s.events);
+  CheckSameResults(s.fx->client, s.runs[1], s.runs[0]);
 
   // The broker's process stopped for 5 s: connections stay open and nothing
   // answers, as when the network to the broker is cut.
-  const FaultedRun paused = RunWithFaults(fx.bootstrap, runs[2], events, rounds, [&](int) {
-    CHECK_OK(kafka.PauseNode(1));
+  const FaultedRun paused = RunWithFaults(s.fx->bootstrap, s.runs[2], s.events, s.rounds, [&](int) {
+    CHECK_OK(s.kafka.PauseNode(1));
     std::this_thread::sleep_for(std::chrono::seconds(5));
-    CHECK_OK(kafka.ResumeNode(1));
+    CHECK_OK(s.kafka.ResumeNode(1));
   });
-  CheckFaultsInside(paused, events);
-  CheckSameResults(fx.client, runs[2], runs[0]);
+  CheckFaultsInside(paused, s.events);
+  CheckSameResults(s.fx->client, s.runs[2], s.runs[0]);
 
-  const FaultedRun alo = RunWithFaults(fx.bootstrap, runs[4], events, rounds, restart);
-  CheckFaultsInside(alo, events);
-  CheckNothingLost(fx.client, runs[4], runs[3]);
+  const FaultedRun alo = RunWithFaults(s.fx->bootstrap, s.runs[4], s.events, s.rounds, restart);
+  CheckFaultsInside(alo, s.events);
+  CheckNothingLost(s.fx->client, s.runs[4], s.runs[3]);
 }
 
 // Three nodes, every topic replicated three times: the node leading the
@@ -174,36 +190,29 @@ TEST_CASE(
     "Real broker: the input's leader moved during the run, transactional outputs and state "
     "equal a fault-free run's",
     "[runtime][integration][kafka][broker-faults]") {
-  testing::PrivateKafka kafka(3);
-  REQUIRE_PRIVATE_KAFKA(kafka);
-  testing::ScratchDir scratch;
-  const int events = Events(), rounds = Rounds();
+  FaultScenario s(3);
+  REQUIRE_PRIVATE_KAFKA(s.kafka);
   using G = config::Guarantee;
-  const std::vector<EngineRun> runs =
-      RunsOn(kafka, scratch.path(),
-             {{"straight", G::kExactlyOnceTransactions}, {"moved", G::kExactlyOnceTransactions}});
-  EngineFixture fx(runs, &kafka);
-  fx.Produce(events);
-  RunUntilCaughtUp(EngineConfigFor(fx.bootstrap, runs[0]), nullptr);
-
+  s.Prepare({{"straight", G::kExactlyOnceTransactions, true},
+             {"moved", G::kExactlyOnceTransactions, false}});
   std::vector<std::pair<int, int>> moves;  // leader before, after
-  const FaultedRun moved = RunWithFaults(fx.bootstrap, runs[1], events, rounds, [&](int) {
-    auto before = kafka.Leader(fx.input_topic, 0);
+  const FaultedRun moved = RunWithFaults(s.fx->bootstrap, s.runs[1], s.events, s.rounds, [&](int) {
+    auto before = s.kafka.Leader(s.fx->input_topic, 0);
     CHECK_OK(before);
     if (!before.ok()) return;
-    CHECK_OK(kafka.StopNode(*before));
-    auto after = kafka.Leader(fx.input_topic, 0);
+    CHECK_OK(s.kafka.StopNode(*before));
+    auto after = s.kafka.Leader(s.fx->input_topic, 0);
     CHECK_OK(after);
     moves.emplace_back(*before, after.ok() ? *after : -1);
-    CHECK_OK(kafka.StartNode(*before));
+    CHECK_OK(s.kafka.StartNode(*before));
   });
-  CheckFaultsInside(moved, events);
+  CheckFaultsInside(moved, s.events);
   for (const auto& [before, after] : moves) {
     WARN("leader of the input's partition 0 moved from node " << before << " to " << after);
     CHECK(after > 0);
     CHECK(after != before);
   }
-  CheckSameResults(fx.client, runs[1], runs[0]);
+  CheckSameResults(s.fx->client, s.runs[1], s.runs[0]);
 }
 
 }  // namespace crmstream::runtime

@@ -7,6 +7,7 @@
 #include <bit>
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -238,6 +239,54 @@ struct StreamSummary {
   size_t minute_anomalies = 0;
 };
 
+// A generated stream through the reference partition `a` and, in lockstep,
+// the partitions restored from it (`restored`, added between flushes): a
+// flush every 2,000 events, at which each restored partition must report
+// what `a` reports, refresh by refresh, and raise the same minute anomalies.
+struct LockstepRun {
+  explicit LockstepRun(const generator::WorldOptions& world,
+                       const CustomerModelsOptions& options = AlertingOptions())
+      : wo(world), source(world), a(options) {}
+
+  // Feeds the stream until its day `end_day` (at most `max_events`; the days
+  // end it far earlier). `on_event` sees each event once every partition
+  // processed it; `at_flush` the day of the flush, `a`'s refreshes and minute
+  // anomalies, once compared.
+  void Run(int64_t end_day, int64_t max_events,
+           const std::function<void(const ingest::Event&)>& on_event,
+           const std::function<void(int64_t, const std::vector<RefreshRecord>&,
+                                    const std::vector<MinuteAnomaly>&)>& at_flush) {
+    constexpr int kFlushEvery = 2000;
+    int64_t since_flush = 0;
+    for (int64_t n = 0; n < max_events; ++n) {
+      const ingest::Event& e = source.Next();
+      const int64_t day = (e.timestamp_ms - wo.start_ms) / kDay;
+      if (day >= end_day) break;
+      a.Process(e);
+      for (const auto& p : restored) p->Process(e);
+      if (known.find(e.customer_id) == known.end()) known.emplace(e.customer_id);
+      on_event(e);
+      if (++since_flush < kFlushEvery) continue;
+      since_flush = 0;
+      const std::vector<RefreshRecord> ra = Flush(&a);
+      const std::vector<MinuteAnomaly> ma = DrainMinuteAnomalies(&a);
+      for (const auto& p : restored) {
+        const std::vector<RefreshRecord> rr = Flush(p.get());
+        REQUIRE(rr.size() == ra.size());
+        for (size_t i = 0; i < ra.size(); ++i) RequireSameRefresh(ra[i], rr[i]);
+        RequireSameMinuteAnomalies(ma, DrainMinuteAnomalies(p.get()));
+      }
+      at_flush(day, ra, ma);
+    }
+  }
+
+  generator::WorldOptions wo;
+  EventSource source;
+  Partition a;
+  std::vector<std::unique_ptr<Partition>> restored;
+  IdSet known;  // every customer of the stream so far
+};
+
 // A generated world: the reference partition A runs uninterrupted. At a
 // flush in the middle of the stream every customer is checkpointed and
 // restored into B (customers decoded in sorted order); later, at a second
@@ -266,47 +315,26 @@ TEST_CASE("Restored customer models continue bit-identically to an uninterrupted
   constexpr int64_t kSecondCheckpointDay = 33;
   constexpr int64_t kEndDay = 35;
 #endif
-  constexpr int kFlushEvery = 2000;
-  constexpr int64_t kMaxEvents = 5'000'000;  // bound; the days end it far earlier
-  EventSource source(wo);
-
-  Partition a;
-  std::unique_ptr<Partition> b;
-  std::unique_ptr<Partition> c;
+  constexpr int64_t kMaxEvents = 5'000'000;
+  LockstepRun run(wo);
+  Partition& a = run.a;
+  IdSet& known = run.known;
   SavedState saved;
   int checkpoints = 0;
   // Customers with events since the first checkpoint, and the pending
   // snapshot times at that checkpoint: the reference for the unsaved set.
   IdSet touched;
   std::unordered_map<std::string, int64_t> pending_at_checkpoint;
-  IdSet known;  // every customer of the stream
   StreamSummary after_restore;
-  int64_t since_flush = 0;
 
-  for (int64_t n = 0; n < kMaxEvents; ++n) {
-    const ingest::Event& e = source.Next();
-    const int64_t day = (e.timestamp_ms - wo.start_ms) / kDay;
-    if (day >= kEndDay) break;
-    a.Process(e);
-    if (b) b->Process(e);
-    if (c) c->Process(e);
-    if (known.find(e.customer_id) == known.end()) known.emplace(e.customer_id);
+  const auto on_event = [&](const ingest::Event& e) {
     if (checkpoints >= 1 && touched.find(e.customer_id) == touched.end()) {
       touched.emplace(e.customer_id);
     }
-    if (++since_flush < kFlushEvery) continue;
-    since_flush = 0;
-
-    const std::vector<RefreshRecord> ra = Flush(&a);
-    const std::vector<MinuteAnomaly> ma = DrainMinuteAnomalies(&a);
-    for (Partition* restored : {b.get(), c.get()}) {
-      if (restored == nullptr) continue;
-      const std::vector<RefreshRecord> rr = Flush(restored);
-      REQUIRE(rr.size() == ra.size());
-      for (size_t i = 0; i < ra.size(); ++i) RequireSameRefresh(ra[i], rr[i]);
-      RequireSameMinuteAnomalies(ma, DrainMinuteAnomalies(restored));
-    }
-    if (b) {
+  };
+  const auto at_flush = [&](int64_t day, const std::vector<RefreshRecord>& ra,
+                            const std::vector<MinuteAnomaly>& ma) {
+    if (!run.restored.empty()) {
       after_restore.refreshes += ra.size();
       for (const RefreshRecord& r : ra) {
         after_restore.alerts += r.r.churn.alert.raise ? 1 : 0;
@@ -328,7 +356,7 @@ TEST_CASE("Restored customer models continue bit-identically to an uninterrupted
       a.models.ClearUnsaved();
       std::vector<std::string> sorted(known.begin(), known.end());
       std::sort(sorted.begin(), sorted.end());
-      b = Restore(saved, sorted, /*refresh_restored=*/true);
+      run.restored.push_back(Restore(saved, sorted, /*refresh_restored=*/true));
       checkpoints = 1;
     } else if (checkpoints == 1 && day >= kSecondCheckpointDay) {
       // The unsaved set is exactly the customers with events since the
@@ -368,10 +396,11 @@ TEST_CASE("Restored customer models continue bit-identically to an uninterrupted
       std::sort(shuffled.begin(), shuffled.end());
       std::mt19937_64 rng(7);
       std::shuffle(shuffled.begin(), shuffled.end(), rng);
-      c = Restore(saved, shuffled, /*refresh_restored=*/false);
+      run.restored.push_back(Restore(saved, shuffled, /*refresh_restored=*/false));
       checkpoints = 2;
     }
-  }
+  };
+  run.Run(kEndDay, kMaxEvents, on_event, at_flush);
   REQUIRE(checkpoints == 2);
   INFO("after the first restore: refreshes "
        << after_restore.refreshes << ", alerts " << after_restore.alerts << ", segment changes "
@@ -385,8 +414,7 @@ TEST_CASE("Restored customer models continue bit-identically to an uninterrupted
   CHECK(a.models.quality().churn_negatives > 0);
 
   const std::vector<std::string> ids(known.begin(), known.end());
-  RequireSameState(a, *b, ids);
-  RequireSameState(a, *c, ids);
+  for (const auto& restored : run.restored) RequireSameState(a, *restored, ids);
 }
 
 // The tree churn models (pipelines: models.churn_model) through a full
@@ -415,61 +443,49 @@ TEST_CASE("Tree and forest churn models: a restored partition continues bit-iden
   constexpr uint64_t kMinExamples = 10;
   constexpr size_t kMinCompared = 100;
 #endif
-  constexpr int kFlushEvery = 2000;
-  constexpr int64_t kMaxEvents = 3'000'000;  // bound; the days end it far earlier
-  EventSource source(wo);
-  Partition a(options);
-  std::unique_ptr<Partition> b;
-  IdSet known;
+  constexpr int64_t kMaxEvents = 3'000'000;
+  LockstepRun run(wo, options);
+  const Partition& a = run.a;
   size_t compared = 0;
-  int64_t since_flush = 0;
-  for (int64_t n = 0; n < kMaxEvents; ++n) {
-    const ingest::Event& e = source.Next();
-    const int64_t day = (e.timestamp_ms - wo.start_ms) / kDay;
-    if (day >= kEndDay) break;
-    a.Process(e);
-    if (b) b->Process(e);
-    if (known.find(e.customer_id) == known.end()) known.emplace(e.customer_id);
-    if (++since_flush < kFlushEvery) continue;
-    since_flush = 0;
-    const std::vector<RefreshRecord> ra = Flush(&a);
-    if (b) {
-      const std::vector<RefreshRecord> rb = Flush(b.get());
-      REQUIRE(rb.size() == ra.size());
-      for (size_t i = 0; i < ra.size(); ++i) RequireSameRefresh(ra[i], rb[i]);
+  const auto at_flush = [&](int64_t day, const std::vector<RefreshRecord>& ra,
+                            const std::vector<MinuteAnomaly>&) {
+    if (!run.restored.empty()) {
       compared += ra.size();
-    } else if (day >= kCheckpointDay) {
-      SavedState saved;
-      for (const std::string& id : known) SaveCustomer(a, id, &saved);
-      saved.partition = PartitionBlobs(a);
-      const std::vector<std::string> order(known.begin(), known.end());
-      b = Restore(saved, order, /*refresh_restored=*/false, options);
-      CHECK(PartitionBlobs(*b) == saved.partition);
-      // The state says which model wrote it: the logistic one refuses it.
-      Partition other;
-      for (const auto& [id, blob] : saved.features) {
-        REQUIRE_OK(other.store->DecodeCustomer(id, blob));
-      }
-      for (const auto& [id, blob] : saved.models) {
-        REQUIRE_OK(other.models.DecodeCustomer(other.Customer(id), blob));
-      }
-      const Status refused = other.models.DecodePartition("churn", saved.partition.at("churn"));
-      CHECK(refused.code() == StatusCode::kInvalidArgument);
-      CHECK_THAT(refused.message(), Catch::Contains("churn model"));
+      return;
     }
-  }
-  REQUIRE(b != nullptr);
+    if (day < kCheckpointDay) return;
+    SavedState saved;
+    for (const std::string& id : run.known) SaveCustomer(a, id, &saved);
+    saved.partition = PartitionBlobs(a);
+    const std::vector<std::string> order(run.known.begin(), run.known.end());
+    run.restored.push_back(Restore(saved, order, /*refresh_restored=*/false, options));
+    CHECK(PartitionBlobs(*run.restored.front()) == saved.partition);
+    // The state says which model wrote it: the logistic one refuses it.
+    Partition other;
+    for (const auto& [id, blob] : saved.features) {
+      REQUIRE_OK(other.store->DecodeCustomer(id, blob));
+    }
+    for (const auto& [id, blob] : saved.models) {
+      REQUIRE_OK(other.models.DecodeCustomer(other.Customer(id), blob));
+    }
+    const Status refused = other.models.DecodePartition("churn", saved.partition.at("churn"));
+    CHECK(refused.code() == StatusCode::kInvalidArgument);
+    CHECK_THAT(refused.message(), Catch::Contains("churn model"));
+  };
+  run.Run(
+      kEndDay, kMaxEvents, [](const ingest::Event&) {}, at_flush);
+  REQUIRE(run.restored.size() == 1);
   CHECK(compared > kMinCompared);
   // The chosen model learnt, and scores customers apart.
   CHECK(a.models.churn().churn_examples() > kMinExamples);
   std::set<uint64_t> probabilities;
-  for (const std::string& id : known) {
+  for (const std::string& id : run.known) {
     if (auto scores = a.models.Scores(a.Customer(id))) {
       probabilities.insert(Bits(scores->churn_probability));
     }
   }
   CHECK(probabilities.size() > 10);
-  CHECK(PartitionBlobs(a) == PartitionBlobs(*b));
+  CHECK(PartitionBlobs(a) == PartitionBlobs(*run.restored.front()));
 }
 
 // Examples snapshotted at the same millisecond share a deadline: the heap

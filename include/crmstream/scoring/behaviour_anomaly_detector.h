@@ -6,13 +6,18 @@
 // What is published is rationed. A customer whose score reaches the alert
 // level opens an episode (closed when the score falls back below it); its
 // rarity (-log10 of the population tail probability of its behaviour)
-// gives a severity, and a flush reports the customer when its severity
-// first reaches warning in the episode or rises above what was reported.
-// Reports draw on a budget, a token bucket refilled in event time at
-// `budget_per_1000_per_day` per 1,000 customers of the partition and
-// holding one day of it: a critical report may take the last token, a high
-// one needs a quarter of a day's budget left, a warning half, so that when
-// anomalies crowd in the lowest severities are the ones withheld.
+// gives a severity, and the customer is reported when its severity first
+// reaches warning in the episode or rises above what was reported. Episodes
+// and reports are decided at each event, in event time, so the state does
+// not depend on how events are gathered into flushes; a flush publishes the
+// latest report of each customer decided since the previous one.
+// An episode's first report draws on a budget (its escalations, at most two
+// more reports, do not: the budget is for incidents), a token bucket
+// refilled in event time at `budget_per_1000_per_day` per 1,000 customers
+// of the partition and holding one day of it: a critical report may take
+// the last token, a high one needs a quarter of a day's budget left, a
+// warning half, so that when anomalies crowd in the lowest severities are
+// the ones withheld.
 //
 // Customers are the feature store's slots (CustomerFeatures::slot()). The
 // checkpoint is a section of each customer's record and a sealed blob for
@@ -46,8 +51,9 @@ struct BehaviourOptions {
   // which an anomaly is a warning, high, critical: increasing, > 0.
   // Default 1e-6, 1e-9, 1e-12 of the population.
   std::array<double, alerts::kSeverityCount> severity_rarity = {6.0, 9.0, 12.0};
-  // Published customer anomalies per 1,000 customers of the partition per
-  // day of event time, > 0. Default 1.
+  // Customer anomaly episodes published per 1,000 customers of the
+  // partition per day of event time (each with up to three records, one per
+  // severity), > 0. Default 1.
   double budget_per_1000_per_day = 1.0;
 
   // InvalidArgument naming the field.
@@ -61,10 +67,12 @@ inline constexpr std::array<std::string_view, 4> kBehaviourNames = {"refunds", "
 
 // A customer's behaviour anomaly as a flush reports it.
 struct AnomalyCrossing {
-  double score = 0.0;   // the latest score, in [0, 1], reported or not
+  // The latest score, in [0, 1]; for a report, the score that decided it.
+  double score = 0.0;
   double rarity = 0.0;  // its rarity, -log10 of the population tail probability
   // The customer is reported: its severity reached warning in this episode
-  // or rose above the one reported (the fields below are set only then).
+  // or rose above the one reported, at an event since the last flush (the
+  // fields below are set only then; the counts are the flush's).
   bool crossed = false;
   alerts::Severity severity = alerts::Severity::kWarning;
   std::array<double, 4> observed{};  // counts, kBehaviourNames order
@@ -75,12 +83,17 @@ class BehaviourAnomalyDetector {
   struct Slot {
     double score = 0.0;
     double rarity = 0.0;
-    bool active = false;  // in an episode: the score has not fallen back below the level
-    bool seen = false;    // the slot holds a customer
-    // Scored since the last Refresh: a report is attempted (and counted as
-    // withheld) once per new score, not again at a refresh without events.
-    bool fresh = false;
+    // The report decided since the last Refresh, if any: its score and rarity.
+    double report_score = 0.0;
+    double report_rarity = 0.0;
+    bool active = false;   // in an episode: the score has not fallen back below the level
+    bool seen = false;     // the slot holds a customer
     uint8_t reported = 0;  // 0, or 1 + the severity reported in this episode
+    // 0, or 1 + the severity of the report decided since the last Refresh,
+    // which publishes it.
+    uint8_t pending = 0;
+    // 0, or 1 + the highest severity the budget withheld in this episode.
+    uint8_t withheld = 0;
   };
 
  public:
@@ -89,10 +102,11 @@ class BehaviourAnomalyDetector {
                                                  const features::FeatureSpec& spec);
 
   // After the feature store applied an event of the customer: scores its
-  // behaviour (and the detector learns from it). Marks it in `unsaved`.
+  // behaviour (and the detector learns from it), opens or closes its
+  // episode and decides a report. Marks it in `unsaved`.
   void OnEvent(const features::CustomerFeatures& f, UnsavedSlots* unsaved);
-  // At a flush: the customer's score and whether it is reported now (marks
-  // the customer in `unsaved` where it changes).
+  // At a flush: the customer's score and the report decided since the last
+  // flush, if any (marks the customer in `unsaved` where it changes).
   void Refresh(const features::CustomerFeatures& f, UnsavedSlots* unsaved, AnomalyCrossing* out);
 
   // Grows the per-customer array to `slots` customers (never shrinks).
@@ -109,7 +123,8 @@ class BehaviourAnomalyDetector {
     // Share of scored events whose score reached the alert level.
     double anomaly_rate = 0.0;
     uint64_t anomaly_scored = 0;
-    // Customer anomalies reported, and reports the budget withheld.
+    // Customer anomalies reported, and reports the budget withheld (once
+    // per customer, episode and severity).
     uint64_t anomalies_reported = 0;
     uint64_t anomalies_withheld = 0;
   };
