@@ -283,7 +283,7 @@ case "$run_help" in *--until-caught-up*) have_until_caught_up=1 ;; esac
 # cluster outlives harness runs: there every topic and group name also
 # carries a prefix unique to this harness run.
 output_topics=(crm.customer-scores crm.churn-alerts crm.segments crm.anomalies crm.correlations crm.dead-letter
-  crm.associations)
+  crm.associations crm.recommendations)
 name_prefix=""
 group_suffix=""
 if [ "$broker_kind" = real ]; then
@@ -312,6 +312,7 @@ write_config() {  # file run-name state-dir with-processing-section(0/1)
     echo "  correlations: {name: $o.correlations, partitions: $partitions}"
     echo "  dead_letter: {name: $o.dead-letter, partitions: $partitions}"
     echo "  associations: {name: $o.associations, partitions: $partitions}"
+    echo "  recommendations: {name: $o.recommendations, partitions: $partitions}"
     echo "state_dir: $state_dir"
     echo "pipeline: $workdir/pipeline.yaml"
     echo "metrics_port: 0"

@@ -49,11 +49,17 @@ http::Response Json(bhttp::status status, std::string body) {
   return http::MakeResponse(status, kJson, std::move(body));
 }
 
+// GET /api/customers/{id}/recommendations.
+constexpr std::string_view kRecommendationsSuffix = "/recommendations";
+
 // The request-count label of a path: the routes, or "other" (unbounded
 // paths must not become unbounded label values).
 std::string_view PathLabel(std::string_view path) {
   for (std::string_view route : {"/metrics", "/healthz", "/readyz"}) {
     if (path == route) return route;
+  }
+  if (path.starts_with("/api/customers/") && path.ends_with(kRecommendationsSuffix)) {
+    return "/api/recommendations";
   }
   if (path.starts_with("/api/customers/")) return "/api/customers";
   if (path.starts_with("/api/recommendations/")) return "/api/recommendations";
@@ -91,7 +97,12 @@ struct AdminServer::Impl {
                      ProbeJson(ok, reason));
     }
     if (constexpr std::string_view kPrefix = "/api/customers/"; path.starts_with(kPrefix)) {
-      co_return co_await QueryCustomer(path.substr(kPrefix.size()), runtime::QueryKind::kCustomer);
+      std::string_view id = path.substr(kPrefix.size());
+      if (id.ends_with(kRecommendationsSuffix)) {
+        id.remove_suffix(kRecommendationsSuffix.size());
+        co_return co_await QueryCustomer(id, runtime::QueryKind::kRecommendations);
+      }
+      co_return co_await QueryCustomer(id, runtime::QueryKind::kCustomer);
     }
     if (constexpr std::string_view kPrefix = "/api/recommendations/"; path.starts_with(kPrefix)) {
       co_return co_await QueryCustomer(path.substr(kPrefix.size()),

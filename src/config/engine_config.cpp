@@ -60,6 +60,8 @@ const TopicSpec& OutputTopics::of(schema::OutputKind kind) const {
       return correlations;
     case schema::OutputKind::kAssociations:
       return associations;
+    case schema::OutputKind::kRecommendations:
+      return recommendations;
     case schema::OutputKind::kDeadLetter:
       break;
   }
@@ -99,6 +101,7 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
     ReadOutputTopic(o, "correlations", &c.outputs.correlations);
     ReadOutputTopic(o, "dead_letter", &c.outputs.dead_letter);
     ReadOutputTopic(o, "associations", &c.outputs.associations);
+    ReadOutputTopic(o, "recommendations", &c.outputs.recommendations);
   });
   f.Read("state_dir", &c.state_dir);
   f.Read("pipeline", &c.pipeline);

@@ -424,6 +424,7 @@ bool DashboardView::Apply(OutputKind topic, std::string_view value) {
         break;
       case OutputKind::kDeadLetter:
       case OutputKind::kAssociations:  // counted only
+      case OutputKind::kRecommendations:
         break;
     }
   }

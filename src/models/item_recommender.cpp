@@ -137,6 +137,7 @@ uint32_t ItemRecommender::CustomerSlot(uint64_t key) {
   }
   customers_[c].key = key;
   customers_[c].size = 0;
+  customers_[c].bought = false;
   customer_index_.Insert(key, c);
   return c;
 }
@@ -201,6 +202,7 @@ bool ItemRecommender::Observe(std::string_view customer_id, std::string_view ite
   latest_ms_ = std::max(latest_ms_, timestamp_ms);
   const uint32_t c = CustomerSlot(Hash64(customer_id));
   Touch(c);
+  customers_[c].bought = true;
   const size_t base = static_cast<size_t>(c) * options_.history_size;
   uint32_t* items = history_items_.data() + base;
   int64_t* times = history_ms_.data() + base;
@@ -367,6 +369,13 @@ void ItemRecommender::Score(std::span<const uint32_t> history, std::span<const i
     r.popular = true;
     out->push_back(r);
   }
+}
+
+bool ItemRecommender::TakeBought(std::string_view customer_id) {
+  const uint32_t c = customer_index_.Find(Hash64(customer_id));
+  if (c == internal::FlatIndex::kMissing || !customers_[c].bought) return false;
+  customers_[c].bought = false;
+  return true;
 }
 
 void ItemRecommender::History(std::string_view customer_id, std::vector<uint32_t>* out) const {

@@ -1,6 +1,6 @@
 // The basket models of EventProcessor (co-purchase rules, recommendations):
-// their learning step, the crm.associations snapshots and the reads the
-// admin API answers.
+// their learning step, the crm.associations snapshots, the
+// crm.recommendations records and the reads the admin API answers.
 #include <algorithm>
 #include <optional>
 
@@ -47,6 +47,19 @@ void EventProcessor::EmitAssociationsIfDue() {
     Publish(OutputKind::kAssociations, "rules");
   }
   next_associations_ms_ = (FloorDiv(now, interval) + 1) * interval;
+}
+
+void EventProcessor::EmitRecommendations() {
+  // The pending customers are those of the batch: the buyers among them.
+  features_->ForEachPending([this](std::string_view id, const features::CustomerFeatures& f) {
+    if (!recommender_->TakeBought(id)) return;
+    // As of the customer's purchase: its history weights.
+    recommender_->Recommend(id, f.as_of_ms(), options_.recommendations_top_n, &recommendations_);
+    record_.clear();
+    JsonWriter w(&record_);
+    models::WriteRecommendationsJson(*recommender_, id, f.as_of_ms(), recommendations_, &w);
+    Publish(OutputKind::kRecommendations, id);
+  });
 }
 
 Status EventProcessor::WriteRecommendations(std::string_view customer_id, std::string* out) {

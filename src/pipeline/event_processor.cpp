@@ -316,6 +316,7 @@ void EventProcessor::RefreshScores() {
     });
     models_.EndFlush();
   }
+  if (recommender_ && options_.emit_recommendations) EmitRecommendations();
   features_->ClearPending();
 }
 

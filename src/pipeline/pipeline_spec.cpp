@@ -136,6 +136,7 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
     ReadDuration(out, "correlation_interval_minutes", kMillisPerMinute, 1, 525600,
                  &o.correlation_interval_ms);
     out.Read("associations", &o.emit_associations);
+    out.Read("recommendations", &o.emit_recommendations);
     ReadDuration(out, "association_interval_minutes", kMillisPerMinute, 1, 525600,
                  &o.association_interval_ms);
     // About 350 bytes a rule: 2,000 stay below Kafka's default 1 MB message.

@@ -74,7 +74,8 @@ Result<std::string> OutputFingerprint(const config::EngineConfig& config,
                                                 {"segments", options.emit_segments},
                                                 {"anomalies", options.emit_anomalies},
                                                 {"correlations", options.emit_correlations},
-                                                {"associations", options.emit_associations}};
+                                                {"associations", options.emit_associations},
+                                                {"recommendations", options.emit_recommendations}};
   for (const auto& [name, on] : flags) {
     if (on) emit += (emit.empty() ? "" : ",") + std::string(name);
   }
@@ -83,6 +84,8 @@ Result<std::string> OutputFingerprint(const config::EngineConfig& config,
   line("associations_enabled", options.associations_enabled ? "true" : "false");
   line("association_interval_ms", std::to_string(options.association_interval_ms));
   line("association_max_rules", std::to_string(options.association_max_rules));
+  line("recommendations_enabled", options.recommendations_enabled ? "true" : "false");
+  line("recommendations_top_n", std::to_string(options.recommendations_top_n));
   line("centroid_interval_ms", std::to_string(options.centroid_interval_ms));
   line("correlation_interval_ms", std::to_string(options.correlation_interval_ms));
   line("max_future_skew_ms", std::to_string(options.decoder.max_future_skew_ms));

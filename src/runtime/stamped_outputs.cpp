@@ -11,7 +11,8 @@ namespace crmstream::runtime {
 namespace {
 
 constexpr size_t kStampFixedBytes = 1 + 4 + 8 + 1;
-constexpr uint16_t kPositionsVersion = 1;
+// Version 2: eight output kinds (crm.recommendations); 1 had fewer.
+constexpr uint16_t kPositionsVersion = 2;
 
 void PutBigEndian(uint64_t v, int bytes, std::string* out) {
   for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));

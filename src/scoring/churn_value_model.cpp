@@ -24,7 +24,7 @@ models::BayesianLogisticRegressionOptions ChurnOptions(const ChurnValueOptions& 
 
 models::RecursiveLeastSquaresOptions ValueOptions(const ChurnValueOptions& o, int dim) {
   models::RecursiveLeastSquaresOptions v;
-  v.dimension = dim + 1;  // the snapshot plus a constant for the intercept
+  v.dimension = dim + 1;  // the inputs plus a constant for the intercept
   v.ridge = o.value_ridge;
   v.forgetting_factor = o.value_forgetting_factor;
   return v;
@@ -36,10 +36,12 @@ models::RecursiveLeastSquaresOptions ValueOptions(const ChurnValueOptions& o, in
 // also the calibrator; version 3 (state format 3) keeps the calibrator and
 // leaves the deadlines to the store's index; version 4 (state format 4) adds
 // the churn model kind and, for a tree or forest, its blob after the
-// logistic model's. Only version 4 is read: older ones exist only in stores
-// of older formats, which the state store refuses as a whole.
+// logistic model's; version 5 (state format 5) the spend regression's spend
+// terms (their standardiser, and the regression's wider input). Only version
+// 5 is read: older ones exist only in stores of older formats, which the
+// state store refuses as a whole.
 constexpr uint16_t kCustomerVersion = 1;
-constexpr uint16_t kPartitionVersion = 4;
+constexpr uint16_t kPartitionVersion = 5;
 
 // Slot booleans of the customer blob, one bit each.
 constexpr uint8_t kScoreStaleBit = 1;
@@ -96,14 +98,19 @@ Result<ChurnValueModel> ChurnValueModel::Create(const ChurnValueOptions& options
   CRM_ASSIGN_OR_RETURN(models::Standardizer standardizer, models::Standardizer::Create(dim));
   CRM_ASSIGN_OR_RETURN(models::BayesianLogisticRegression churn,
                        models::BayesianLogisticRegression::Create(ChurnOptions(options, dim)));
-  CRM_ASSIGN_OR_RETURN(models::RecursiveLeastSquares value,
-                       models::RecursiveLeastSquares::Create(ValueOptions(options, dim)));
+  const int spend_terms = static_cast<int>(ValueSpendTerms(spec).size());
+  CRM_ASSIGN_OR_RETURN(models::Standardizer spend_standardizer,
+                       models::Standardizer::Create(spend_terms));
+  CRM_ASSIGN_OR_RETURN(
+      models::RecursiveLeastSquares value,
+      models::RecursiveLeastSquares::Create(ValueOptions(options, dim + spend_terms)));
   CRM_ASSIGN_OR_RETURN(alerts::ChurnAlertPolicy policy,
                        alerts::ChurnAlertPolicy::Create(options.alerts));
   CRM_ASSIGN_OR_RETURN(models::PlattCalibrator calibrator,
                        models::PlattCalibrator::Create(options.calibration));
-  ChurnValueModel model(options, dim, std::move(standardizer), std::move(churn), std::move(value),
-                        std::move(policy), std::move(calibrator));
+  ChurnValueModel model(options, spec, dim, std::move(standardizer), std::move(churn),
+                        std::move(value), std::move(spend_standardizer), std::move(policy),
+                        std::move(calibrator));
   switch (options.churn_model) {
     case ChurnModelKind::kLogistic:
       break;
@@ -148,23 +155,35 @@ void ChurnValueModel::TrainChurn(std::span<const double> z, bool churned) {
   }
 }
 
-ChurnValueModel::ChurnValueModel(const ChurnValueOptions& options, int dim,
-                                 models::Standardizer standardizer,
-                                 models::BayesianLogisticRegression churn,
-                                 models::RecursiveLeastSquares value,
-                                 alerts::ChurnAlertPolicy policy,
-                                 models::PlattCalibrator calibrator)
+ChurnValueModel::ChurnValueModel(
+    const ChurnValueOptions& options, const features::FeatureSpec& spec, int dim,
+    models::Standardizer standardizer, models::BayesianLogisticRegression churn,
+    models::RecursiveLeastSquares value, models::Standardizer spend_standardizer,
+    alerts::ChurnAlertPolicy policy, models::PlattCalibrator calibrator)
     : options_(options),
       horizon_ms_(int64_t{options.horizon_days} * kMillisPerDay),
       dim_(dim),
       standardizer_(std::move(standardizer)),
       churn_(std::move(churn)),
+      spend_terms_(spec),
+      spend_standardizer_(std::move(spend_standardizer)),
       value_(std::move(value)),
       policy_(std::move(policy)),
       calibrator_(std::move(calibrator)) {
   snapshot_.resize(static_cast<size_t>(dim_));
   top_.reserve(static_cast<size_t>(dim_));
   standardised_.resize(static_cast<size_t>(dim_) + 1);
+  spend_raw_.resize(spend_terms_.size());
+  value_x_.resize(static_cast<size_t>(dim_) + spend_terms_.size() + 1);
+}
+
+void ChurnValueModel::ValueInput() {
+  const size_t d = static_cast<size_t>(dim_);
+  std::copy(standardised_.begin(), standardised_.begin() + dim_, value_x_.begin());
+  spend_terms_.Compute(snapshot_, spend_raw_);
+  spend_standardizer_.Transform(spend_raw_,
+                                std::span<double>(value_x_).subspan(d, spend_raw_.size()));
+  value_x_.back() = 1.0;
 }
 
 void ChurnValueModel::GrowTo(size_t slots) {
@@ -226,6 +245,7 @@ void ChurnValueModel::OnEvent(const ingest::Event& event, const features::Custom
     // The scaling learns from example snapshots only, after they were scored,
     // so a prediction never uses its own row's statistics.
     standardizer_.Update(snapshot_);
+    spend_standardizer_.Update(spend_raw_);  // Score's terms of this snapshot
     slot->last_monetary = monetary;
     // A late event of a long-quiet customer can take an example whose
     // deadline already passed: it matures now, while the customer is surely
@@ -250,7 +270,8 @@ void ChurnValueModel::Score(const features::CustomerFeatures& f, Slot* slot) {
   standardised_[static_cast<size_t>(dim_)] = 1.0;
   last_raw_ = PredictChurn(z);
   slot->churn_probability = calibrator_.Calibrate(last_raw_);
-  slot->predicted_value = std::max(0.0, value_.Predict(standardised_));
+  ValueInput();
+  slot->predicted_value = std::max(0.0, value_.Predict(value_x_));
   slot->score_stale = false;
 }
 
@@ -411,7 +432,8 @@ void ChurnValueModel::Resolve(uint32_t s, bool churned, double spend, UnsavedSlo
   }
   value_rmse_.Add(slot.pending_value, spend);
   TrainChurn(z, churned);
-  value_.Update(standardised_, spend);
+  ValueInput();
+  value_.Update(value_x_, spend);
 
   slot.has_pending = false;
   slot.pending_churned = false;
@@ -589,6 +611,7 @@ void ChurnValueModel::EncodePartition(std::string* out) const {
   w.Put<uint8_t>(static_cast<uint8_t>(options_.churn_model));
   if (tree_) w.PutBytes(tree_->Serialize());
   if (forest_) w.PutBytes(forest_->Serialize());
+  w.PutBytes(spend_standardizer_.Serialize());
   w.PutBytes(value_.Serialize());
   churn_auc_.AppendTo(w);
   churn_log_loss_.AppendTo(w);
@@ -646,10 +669,14 @@ Status ChurnValueModel::DecodePartition(std::string_view blob) {
     CRM_ASSIGN_OR_RETURN(forest, ReadNested<models::AdaptiveRandomForest>(in, &scratch));
     if (forest->dimension() != dim_) return Mismatch("churn forest dimension differs");
   }
+  CRM_ASSIGN_OR_RETURN(models::Standardizer spend_standardizer,
+                       ReadNested<models::Standardizer>(in, &scratch));
   CRM_ASSIGN_OR_RETURN(models::RecursiveLeastSquares value,
                        ReadNested<models::RecursiveLeastSquares>(in, &scratch));
+  const int spend_terms = static_cast<int>(spend_terms_.size());
   if (standardizer.dimension() != dim_ || churn.dimension() != dim_ ||
-      value.dimension() != dim_ + 1) {
+      spend_standardizer.dimension() != spend_terms ||
+      value.dimension() != dim_ + spend_terms + 1) {
     return Mismatch("model dimensions differ from the feature snapshot's");
   }
   CRM_ASSIGN_OR_RETURN(models::StreamingAuc churn_auc, models::StreamingAuc::ReadFrom(in));
@@ -677,6 +704,7 @@ Status ChurnValueModel::DecodePartition(std::string_view blob) {
   churn_ = std::move(churn);
   if (tree_) tree_ = std::move(tree);
   if (forest_) forest_ = std::move(forest);
+  spend_standardizer_ = std::move(spend_standardizer);
   value_ = std::move(value);
   churn_auc_ = std::move(churn_auc);
   churn_log_loss_ = churn_log_loss;

@@ -1,5 +1,6 @@
 // The basket models' API on a running engine: /api/associations?item=X and
-// /api/recommendations/{id}, answered from hand-made baskets whose rules and
+// /api/customers/{id}/recommendations (and its earlier path
+// /api/recommendations/{id}), answered from hand-made baskets whose rules and
 // neighbours are counted by hand below.
 #include <simdjson.h>
 
@@ -93,8 +94,9 @@ TEST_CASE("Admin server: co-purchase rules and recommendations of a running engi
 
   // K4 bought A and C: B is the neighbour of A not yet bought (with A in
   // 3 of A's 4 baskets), explained by A.
-  auto k4 = HttpGet(e.port(), "/api/recommendations/K4");
+  auto k4 = HttpGet(e.port(), "/api/customers/K4/recommendations");
   REQUIRE(k4.status == 200);
+  CHECK(k4.content_type == "application/json");
   doc = parser.parse(k4.body);
   CHECK(std::string_view(doc["customer_id"]) == "K4");
   simdjson::dom::array items = doc["items"].get_array();
@@ -107,9 +109,17 @@ TEST_CASE("Admin server: co-purchase rules and recommendations of a running engi
     CHECK(name != "A");
     CHECK(name != "C");
   }
-  auto nobody = HttpGet(e.port(), "/api/recommendations/nobody");
+  // The earlier path answers the same.
+  CHECK(HttpGet(e.port(), "/api/recommendations/K4").body == k4.body);
+  // The customer read itself is unchanged beside it.
+  auto k4_scores = HttpGet(e.port(), "/api/customers/K4");
+  REQUIRE(k4_scores.status == 200);
+  CHECK(std::string_view(parser.parse(k4_scores.body)["customer_id"]) == "K4");
+  auto nobody = HttpGet(e.port(), "/api/customers/nobody/recommendations");
   CHECK(nobody.status == 404);
   CHECK(std::string_view(parser.parse(nobody.body)["customer_id"]) == "nobody");
+  CHECK(HttpGet(e.port(), "/api/customers//recommendations").status == 400);
+  CHECK(HttpGet(e.port(), "/api/customers/a/b/recommendations").status == 400);
   CHECK(HttpGet(e.port(), "/api/recommendations/").status == 400);
 
   const std::string metrics = HttpGet(e.port(), "/metrics").body;
@@ -118,7 +128,7 @@ TEST_CASE("Admin server: co-purchase rules and recommendations of a running engi
             R"(crmstream_admin_http_requests_total{code="200",path="/api/associations"})") == 3);
   CHECK(testing::SampleValue(
             metrics,
-            R"(crmstream_admin_http_requests_total{code="200",path="/api/recommendations"})") == 1);
+            R"(crmstream_admin_http_requests_total{code="200",path="/api/recommendations"})") == 2);
   REQUIRE_OK(e.StopEngine());
 }
 

@@ -24,7 +24,9 @@ TEST_CASE("The shipped config file loads", "[config]") {
   CHECK(cfg->outputs.dead_letter.name == "crm.dead-letter");
   CHECK(cfg->outputs.associations.name == "crm.associations");
   CHECK(cfg->outputs.of(schema::OutputKind::kAssociations).partitions == 1);
-  CHECK(cfg->outputs.Names().back() == "crm.associations");
+  CHECK(cfg->outputs.recommendations.name == "crm.recommendations");
+  CHECK(cfg->outputs.of(schema::OutputKind::kRecommendations).partitions == 3);
+  CHECK(cfg->outputs.Names().back() == "crm.recommendations");
 }
 
 TEST_CASE("Absent fields keep defaults and properties pass through", "[config]") {

@@ -50,8 +50,10 @@ std::vector<long double> Ridge(const std::vector<ValueRow>& rows, long double ri
   return w;
 }
 
-TEST_CASE("customer value on Online Retail: online RLS beats the naive forecast by 20%",
-          "[evaluation][value][data]") {
+TEST_CASE(
+    "customer value on Online Retail: online RLS and the engine's model beat the naive forecast by "
+    "20%",
+    "[evaluation][value][data]") {
   SKIP_WITHOUT_DATA(data_dir);
   auto data = LoadRetailTransactions(data_dir);
   REQUIRE_OK(data);
@@ -77,7 +79,7 @@ TEST_CASE("customer value on Online Retail: online RLS beats the naive forecast 
     }
   }
   const int64_t horizon = int64_t{30} * kMsPerDay;
-  long double naive_sq = 0, model_sq = 0, model_abs = 0;
+  long double naive_sq = 0, model_sq = 0, model_abs = 0, engine_sq = 0, earlier_sq = 0;
   int64_t previous_t = INT64_MIN;
   for (const ValueRow& r : report->rows) {
     REQUIRE(r.timestamp_ms + horizon <= data->last_ms);  // only labels inside the data
@@ -97,6 +99,9 @@ TEST_CASE("customer value on Online Retail: online RLS beats the naive forecast 
     naive_sq += (r.naive - actual) * (r.naive - actual);
     model_sq += (r.model - actual) * (r.model - actual);
     model_abs += std::fabs(r.model - static_cast<double>(actual));
+    CHECK(r.engine >= 0.0);
+    engine_sq += (r.engine - actual) * (r.engine - actual);
+    earlier_sq += (r.engine_log_only - actual) * (r.engine_log_only - actual);
   }
   const double n = static_cast<double>(report->rows.size());
   const double naive_rmse = std::sqrt(static_cast<double>(naive_sq) / n);
@@ -123,6 +128,16 @@ TEST_CASE("customer value on Online Retail: online RLS beats the naive forecast 
   CHECK(model_rmse <= 0.8 * naive_rmse);
   CHECK(model_rmse <= 1.1 * batch_rmse);
   CHECK(report->model.mae < report->naive.mae);
+
+  // The engine's value model (its features and spend terms), scored here
+  // against the labels and the naive forecast recomputed above: the target
+  // too, where the log-scale features alone fall short (measured at the time
+  // of writing: 2601 (-22.3%) and 3133 (-6.4%)).
+  const double engine_rmse = std::sqrt(static_cast<double>(engine_sq) / n);
+  const double earlier_rmse = std::sqrt(static_cast<double>(earlier_sq) / n);
+  CHECK(report->engine.rmse == Approx(engine_rmse).epsilon(1e-9));
+  CHECK(engine_rmse <= 0.8 * naive_rmse);
+  CHECK(engine_rmse < earlier_rmse);
 }
 
 }  // namespace

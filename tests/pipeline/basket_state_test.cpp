@@ -6,6 +6,7 @@
 #include <simdjson.h>
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <set>
@@ -148,6 +149,10 @@ TEST_CASE("Basket models: a restored processor goes on exactly as the original",
   const auto rules_a = Values(sink_a, OutputKind::kAssociations);
   CHECK(rules_a.size() >= 10);  // about 4 days after the restore, a snapshot every 6 hours
   CHECK(Values(sink_b, OutputKind::kAssociations) == rules_a);
+  // crm.recommendations too: one record per buyer and refresh, the same ones.
+  const auto recommended_a = Values(sink_a, OutputKind::kRecommendations);
+  CHECK(recommended_a.size() >= 300);
+  CHECK(Values(sink_b, OutputKind::kRecommendations) == recommended_a);
   CHECK(b->associations()->Serialize() == a->associations()->Serialize());
   CHECK(b->recommender()->Serialize() == a->recommender()->Serialize());
 
@@ -181,6 +186,88 @@ TEST_CASE("Basket models: a restored processor goes on exactly as the original",
   CHECK(ValidateRecords(records.path(), " crm.recommendations") == 0);
   std::string unknown;
   CHECK(a->WriteRecommendations("nobody", &unknown).code() == StatusCode::kNotFound);
+}
+
+// One purchase line of `customer` (order `order`, item `item`) at minute `minute`.
+std::string PurchaseLine(int minute, const std::string& customer, const std::string& order,
+                         const std::string& item) {
+  return R"({"event_id":"p)" + std::to_string(minute) + customer + item + R"(","customer_id":")" +
+         customer + R"(","timestamp":)" + std::to_string(kStartMs + minute * 60'000) +
+         R"(,"type":"purchase","amount":5,"order_id":")" + order + R"(","item_id":")" + item +
+         R"("})";
+}
+
+TEST_CASE("crm.recommendations: one record per buyer of the batch, as the API answers it",
+          "[pipeline][recommendations]") {
+  ProcessorOptions options = BasketOptions();
+  options.recommendations_top_n = 3;
+  // No decay: the scores are the exact cosines below.
+  options.recommender.half_life_days = 0.0;
+  options.recommender.popularity_half_life_days = 0.0;
+  options.recommender.history_half_life_days = 0.0;
+  RecordingSink sink;
+  REQUIRE_OK_AND_ASSIGN(auto p, EventProcessor::Create(options, &sink));
+  auto process = [&](const std::string& event) {
+    REQUIRE(p->Process(event, {"shop", 0, 0}, kNowMs) == ProcessOutcome::kAccepted);
+  };
+  // K1 {A, B, C}, K2 {A, B}, K3 {A, D}: then K3's record recommends B (with
+  // A in 2 of A's 3 baskets: cosine 2 / sqrt(3 * 2)) before C (1 / sqrt(3)).
+  process(PurchaseLine(0, "K1", "O1", "A"));
+  process(PurchaseLine(0, "K1", "O1", "B"));
+  process(PurchaseLine(0, "K1", "O1", "C"));
+  process(PurchaseLine(1, "K2", "O2", "A"));
+  process(PurchaseLine(1, "K2", "O2", "B"));
+  process(PurchaseLine(2, "K3", "O3", "A"));
+  process(PurchaseLine(2, "K3", "O3", "D"));
+  // A login: an event of a customer who did not buy.
+  process(R"({"event_id":"l1","customer_id":"K9","timestamp":)" +
+          std::to_string(kStartMs + 2 * 60'000) + R"(,"type":"login"})");
+  p->RefreshScores();
+  std::vector<const RecordedOutput*> records = sink.Of(OutputKind::kRecommendations);
+  REQUIRE(records.size() == 3);  // K1, K2, K3 once each, not K9
+  std::set<std::string> keys;
+  for (const RecordedOutput* r : records) keys.insert(r->key);
+  CHECK(keys == std::set<std::string>{"K1", "K2", "K3"});
+  simdjson::dom::parser parser;
+  const RecordedOutput* k3 = records.back();
+  REQUIRE(k3->key == "K3");
+  simdjson::dom::element doc = parser.parse(k3->value);
+  CHECK(std::string_view(doc["customer_id"]) == "K3");
+  CHECK(int64_t(doc["as_of_ms"]) == kStartMs + 2 * 60'000);
+  simdjson::dom::array items = doc["items"].get_array();
+  REQUIRE(items.size() == 2);  // B and C: every neighbour of A and D not bought
+  CHECK(std::string_view(items.at(0)["item"]) == "B");
+  CHECK(double(items.at(0)["score"]) == Approx(2.0 / std::sqrt(6.0)));
+  CHECK(std::string_view(items.at(0)["because"].at(0)) == "A");
+  CHECK(std::string_view(items.at(1)["item"]) == "C");
+  CHECK(double(items.at(1)["score"]) == Approx(1.0 / std::sqrt(3.0)));
+  // The API answers the same as of the same time.
+  std::string answer;
+  REQUIRE_OK(p->WriteRecommendations("K3", &answer));
+  CHECK(answer == k3->value);
+
+  // A refresh without purchases publishes nothing; the next purchase does.
+  sink.records.clear();
+  process(R"({"event_id":"l2","customer_id":"K3","timestamp":)" +
+          std::to_string(kStartMs + 3 * 60'000) + R"(,"type":"login"})");
+  p->RefreshScores();
+  CHECK(sink.Of(OutputKind::kRecommendations).empty());
+  process(PurchaseLine(4, "K2", "O4", "C"));
+  process(PurchaseLine(4, "K2", "O4", "D"));
+  p->FlushOutputs();
+  records = sink.Of(OutputKind::kRecommendations);
+  REQUIRE(records.size() == 1);
+  CHECK(records[0]->key == "K2");
+
+  // Switched off: learnt and answered, not published.
+  options.emit_recommendations = false;
+  RecordingSink quiet;
+  REQUIRE_OK_AND_ASSIGN(auto q, EventProcessor::Create(options, &quiet));
+  REQUIRE(q->Process(PurchaseLine(0, "K1", "O1", "A"), {"shop", 0, 0}, kNowMs) ==
+          ProcessOutcome::kAccepted);
+  q->FlushOutputs();
+  CHECK(quiet.Of(OutputKind::kRecommendations).empty());
+  CHECK(q->WriteRecommendations("K1", &answer).ok());
 }
 
 TEST_CASE("Basket models: state of another definition is refused, a switched-off model ignored",

@@ -255,7 +255,7 @@ TEST_CASE("A store deleted is restored from the changelog alone, identical to th
   const std::array<EngineRun, 1> runs{run};
   EngineFixture fx(runs);
   const config::EngineConfig cfg = EngineConfigFor(fx.bootstrap, run);
-  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1, 3};
   fx.Produce(3000);
   RunUntilCaughtUp(cfg, nullptr);
   const auto lost = StateEntries(run.state_dir);
@@ -420,7 +420,7 @@ TEST_CASE(
   CHECK(merged == expected);
 
   // Every output of the uninterrupted instance is there (at least once).
-  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1, 3};
   const TopicContents got = ReadAll(fx.client, Topics("so."), counts);
   const TopicContents want = ReadAll(fx.client, Topics("sor."), counts);
   auto by_kind = [](const RecordCounts& in) {

@@ -101,6 +101,7 @@ inline config::EngineConfig EngineConfigFor(const std::string& bootstrap, const 
   cfg.outputs.correlations.name = names[static_cast<int>(OutputKind::kCorrelations)];
   cfg.outputs.dead_letter.name = names[static_cast<int>(OutputKind::kDeadLetter)];
   cfg.outputs.associations.name = names[static_cast<int>(OutputKind::kAssociations)];
+  cfg.outputs.recommendations.name = names[static_cast<int>(OutputKind::kRecommendations)];
   return cfg;
 }
 
@@ -265,7 +266,7 @@ struct EngineFixture {
 // output was produced twice.
 inline void CheckSameResults(const kafka::ClientConfig& client, const EngineRun& a_run,
                              const EngineRun& b_run) {
-  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1, 3};
   TopicContents a = ReadAll(client, Topics(a_run.output_prefix), counts);
   TopicContents b = ReadAll(client, Topics(b_run.output_prefix), counts);
   REQUIRE(a.total > 500);  // enough outputs to compare
@@ -337,7 +338,7 @@ inline std::string OutputIdentity(const std::string& record) {
 // follows the batching too (two fault-free runs raise different ones).
 inline int CheckNothingLost(const kafka::ClientConfig& client, const EngineRun& faulted,
                             const EngineRun& straight) {
-  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1, 3};
   using Latest = std::map<std::string, std::string>;  // customer -> latest as_of_ms
   auto identities = [&](const EngineRun& run, Latest* latest) {
     RecordCounts out;
@@ -409,7 +410,8 @@ inline void WriteEngineYaml(const config::EngineConfig& cfg, const std::filesyst
        {"anomalies", &cfg.outputs.anomalies},
        {"correlations", &cfg.outputs.correlations},
        {"dead_letter", &cfg.outputs.dead_letter},
-       {"associations", &cfg.outputs.associations}}};
+       {"associations", &cfg.outputs.associations},
+       {"recommendations", &cfg.outputs.recommendations}}};
   for (const auto& [field, topic] : outputs) {
     out << "  " << field << ": {name: " << topic->name << ", partitions: " << topic->partitions
         << "}\n";

@@ -51,7 +51,7 @@ TEST_CASE("Output stamps round-trip and reject other bytes", "[pipeline]") {
 }
 
 TEST_CASE("Output positions keep the maximum and check the partition counts", "[pipeline]") {
-  const OutputPartitionCounts counts{3, 2, 2, 2, 1, 2, 1};
+  const OutputPartitionCounts counts{3, 2, 2, 2, 1, 2, 1, 2};
   OutputPositions p(counts);
   CHECK(p.get(OutputKind::kSegments, 1) == -1);
   p.Advance(OutputKind::kSegments, 1, 40);
@@ -74,7 +74,7 @@ TEST_CASE("A restarted task drops exactly the outputs its predecessor delivered"
           "[pipeline][integration]") {
   auto cluster = kafka::EmbeddedCluster::Create({});
   REQUIRE_OK(cluster);
-  const OutputPartitionCounts counts{3, 2, 2, 2, 1, 2, 1};
+  const OutputPartitionCounts counts{3, 2, 2, 2, 1, 2, 1, 2};
   const auto topics = Topics("eo.");
   for (int k = 0; k < kOutputKindCount; ++k) {
     REQUIRE_OK((*cluster)->CreateTopic(topics[k], counts[k]));
@@ -178,7 +178,7 @@ TEST_CASE("A checkpoint taken while still dropping delivered outputs keeps them 
           "[pipeline][integration]") {
   auto cluster = kafka::EmbeddedCluster::Create({});
   REQUIRE_OK(cluster);
-  const OutputPartitionCounts counts{3, 2, 2, 2, 1, 2, 1};
+  const OutputPartitionCounts counts{3, 2, 2, 2, 1, 2, 1, 2};
   const auto topics = Topics("twice.");
   for (int k = 0; k < kOutputKindCount; ++k) {
     REQUIRE_OK((*cluster)->CreateTopic(topics[k], counts[k]));
@@ -371,7 +371,7 @@ TEST_CASE(
   const auto log_of = [&](const EngineRun& run, const char* what) {
     return scratch.path() / (run.group + "-" + what + ".log");
   };
-  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1, 3};
   const auto task_of = [](const EngineRun& run) { return run.group + "/eo.input/0"; };
 
   // The first half, to a clean stop, in every crash run: its checkpoint
@@ -565,7 +565,7 @@ TEST_CASE(
   config::EngineConfig cfg = EngineConfigFor(fx.bootstrap, runs[0]);
   // The repair path: no changelog topic to restore from.
   cfg.state.changelog = false;
-  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1, 3};
   fx.Produce(3000);
   RunUntilCaughtUp(cfg, nullptr);
   const auto state = StateEntries(runs[0].state_dir);

@@ -76,7 +76,7 @@ TEST_CASE("Transactional engine: a clean stop and a restart equal an uninterrupt
   // A clean stop writes the store after its last commit: nothing to catch up.
   CHECK(dropped == 0);
   RunUntilCaughtUp(EngineConfigFor(fx.bootstrap, runs[1]), nullptr);
-  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1};
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1, 3};
   // Transactions, not stamps: no output carries a stamp.
   CHECK(ReadAll(fx.client, Topics(runs[1].output_prefix), counts).sequences.empty());
   CheckSameResults(fx.client, runs[0], runs[1]);

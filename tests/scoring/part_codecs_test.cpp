@@ -166,19 +166,19 @@ TEST_CASE("The churn part refuses damaged, foreign and mismatched state", "[scor
   REQUIRE_OK_AND_ASSIGN(ChurnValueModel shorter, ChurnValueModel::Create(other, w->store->spec()));
   CHECK(shorter.DecodePartition(partition).code() == StatusCode::kInvalidArgument);
 
-  // Blob versions 1 to 3 (older state formats) carry no churn model kind:
-  // refused, naming both versions, the model untouched.
+  // Blob versions 1 to 4 (older state formats: no churn model kind, no
+  // spend terms): refused, naming both versions, the model untouched.
   REQUIRE_OK_AND_ASSIGN(const OpenedBlob opened,
                         OpenBlob(partition, BlobKind::kChurnPartitionState));
-  CHECK(opened.version == 4);
+  CHECK(opened.version == 5);
   std::string fresh_blob;
   target.EncodePartition(&fresh_blob);
-  for (const uint16_t version : {1, 2, 3}) {
+  for (const uint16_t version : {1, 2, 3, 4}) {
     const std::string older = SealBlob(BlobKind::kChurnPartitionState, version, opened.payload);
     const Status refused = target.DecodePartition(older);
     CHECK(refused.code() == StatusCode::kCorruption);
     CHECK_THAT(refused.message(), Catch::Contains("version " + std::to_string(version)) &&
-                                      Catch::Contains("expected 4"));
+                                      Catch::Contains("expected 5"));
     std::string after;
     target.EncodePartition(&after);
     CHECK(after == fresh_blob);

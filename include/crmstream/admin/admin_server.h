@@ -7,9 +7,11 @@
 //   GET /api/customers/{id}   the customer's current features and scores as
 //                             JSON (the crm.customer-scores record); 404 with
 //                             a JSON error for an unknown id
-//   GET /api/recommendations/{id}  the customer's top items not yet bought,
-//                             with the items that explain each (the
-//                             crm.recommendations record layout); 404 likewise
+//   GET /api/customers/{id}/recommendations  the customer's top items not
+//                             yet bought, with the items that explain each
+//                             (the crm.recommendations record layout); 404
+//                             likewise. /api/recommendations/{id} answers
+//                             the same (the earlier path).
 //   GET /api/associations?item=X   the co-purchase rules X -> Y of the
 //                             window (up to 20, by confidence) as a
 //                             crm.associations record with "item" and

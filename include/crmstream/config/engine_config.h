@@ -41,6 +41,7 @@ struct OutputTopics {
   TopicSpec correlations = Default(schema::OutputKind::kCorrelations);
   TopicSpec dead_letter = Default(schema::OutputKind::kDeadLetter);
   TopicSpec associations = Default(schema::OutputKind::kAssociations);
+  TopicSpec recommendations = Default(schema::OutputKind::kRecommendations);
 
   const TopicSpec& of(schema::OutputKind kind) const;
   // Topic names in OutputKind order.

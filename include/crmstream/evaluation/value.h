@@ -21,9 +21,13 @@
 //   constant (amounts in thousands); trained on labels winsorised at
 //   +-20,000, its prediction clamped at 0. Its ridge and clip were chosen on
 //   the first half of the stream's predictions only (value.cpp);
-// - the engine's current value model: RLS on the engine's own standardised
-//   feature vector (features::FeatureStore::Snapshot, windows 7/30/90 days,
-//   log1p of counts and amounts), as pipeline/CustomerModels does;
+// - the engine's value model (scoring::ChurnValueModel): RLS (its
+//   value_ridge) on the engine's own standardised feature vector
+//   (features::FeatureStore::Snapshot, windows 7/30/90 days, log1p of counts
+//   and amounts) and its standardised spend terms (the amounts back on a
+//   linear scale, scoring::ValueSpendTerms), as the engine does;
+// - the engine's earlier value model, for comparison: the same without the
+//   spend terms, ridge 1;
 // - batch ridge: the same features as the value model, fitted by least
 //   squares (ridge 1) on every scored row and its true label at once
 //   (in sample: a hindsight bound for a linear model on these features, not
@@ -53,6 +57,7 @@ struct ValueRow {
   double naive = 0.0;            // net spend in (t - 30 d, t]
   double model = 0.0;            // the value model's prediction
   double engine = 0.0;           // the engine recipe's prediction
+  double engine_log_only = 0.0;  // the earlier engine recipe's (no spend terms, ridge 1)
   std::vector<double> features;  // the value model's inputs (ValueFeatureNames)
 };
 
@@ -67,7 +72,7 @@ struct ValueReport {
   int horizon_days = 30;
   double ridge = 0.0;       // the value model's RLS ridge
   double label_clip = 0.0;  // its training labels' winsorisation
-  ValueErrors naive, model, engine, batch_ridge, zero;
+  ValueErrors naive, model, engine, engine_log_only, batch_ridge, zero;
   std::vector<double> batch_coefficients;
   std::vector<ValueRow> rows;  // the scored rows, in stream order
   double seconds = 0.0;

@@ -128,6 +128,10 @@ class ItemRecommender {
   std::string_view item_name(uint32_t item) const { return items_.name(item); }
   size_t items() const { return items_.size(); }
   size_t customers() const { return customer_count_; }
+  // Whether the customer bought anything (Observe) since the last call for
+  // them, clearing the mark: the purchases a crm.recommendations record
+  // answers. Not serialised (a checkpoint follows the records' emission).
+  bool TakeBought(std::string_view customer_id);
   // The customer's remembered items (unordered); empty when unknown.
   void History(std::string_view customer_id, std::vector<uint32_t>* out) const;
   const ItemRecommenderCounters& counters() const { return counters_; }
@@ -153,7 +157,8 @@ class ItemRecommender {
     uint64_t key = 0;
     uint32_t prev = UINT32_MAX;  // LRU list, most recent at head_
     uint32_t next = UINT32_MAX;
-    uint32_t size = 0;  // history entries used
+    uint32_t size = 0;    // history entries used
+    bool bought = false;  // since the last TakeBought
   };
 
   explicit ItemRecommender(const ItemRecommenderOptions& options);

@@ -22,8 +22,10 @@
 //   batch, not one per event.
 // - crm.associations: co-purchase rules snapshots on an event-time schedule,
 //   from Process(), of the baskets (order_id) of purchase lines with an
-//   item_id; the same lines teach the item recommender (read on demand:
-//   WriteRecommendations).
+//   item_id; the same lines teach the item recommender.
+// - crm.recommendations: at RefreshScores(), the top items of every customer
+//   who bought since the last refresh (so one record per customer and batch,
+//   as for the alerts), as WriteRecommendations answers them on demand.
 // - crm.anomalies (global minute metrics, scoring::MinuteMetricsMonitor) as
 //   soon as an event closes an anomalous minute; crm.segments centroid snapshots and
 //   crm.correlations snapshots on schedules in event time, from Process(). All of them depend on
@@ -123,9 +125,12 @@ struct ProcessorOptions {
   size_t association_max_rules = 100;
 
   // Item-item recommendations (models::ItemRecommender) learnt from the same
-  // purchase lines; read per customer (WriteRecommendations). Default off:
-  // it multiplies the cost of a purchase line (bench_pipeline, BM_RetailReplay).
+  // purchase lines; read per customer (WriteRecommendations) and, with
+  // emit_recommendations, published to crm.recommendations on a customer's
+  // purchase. Default off: it multiplies the cost of a purchase line
+  // (bench_pipeline, BM_RetailReplay).
   bool recommendations_enabled = false;
+  bool emit_recommendations = true;
   models::ItemRecommenderOptions recommender = DefaultRecommender();
   // Items per recommendation answer, in [1, 100]. Default 10.
   size_t recommendations_top_n = 10;
@@ -249,6 +254,8 @@ class EventProcessor {
   void OnPurchaseLine(const ingest::Event& event);
   // crm.associations when the miner's time crossed the next snapshot time.
   void EmitAssociationsIfDue();
+  // crm.recommendations of the customers who bought since the last refresh.
+  void EmitRecommendations();
   // Loads a customer from the attached store if it is saved there.
   void LoadSavedCustomer(std::string_view customer_id);
   class SavedCustomers;

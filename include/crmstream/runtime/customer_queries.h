@@ -1,5 +1,5 @@
 // Reads of one customer's current record on behalf of other threads (the
-// admin server's /api/customers/{id}, /api/recommendations/{id}, and
+// admin server's /api/customers/{id}, /api/customers/{id}/recommendations, and
 // /api/associations?item=X for an item's co-purchase rules). The customer's state belongs to the
 // engine thread, so a reader queues a CustomerQuery and the engine thread
 // answers the queue between batches.

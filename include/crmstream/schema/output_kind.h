@@ -22,21 +22,23 @@ enum class OutputKind : uint8_t {
   kDeadLetter,
   // Appended, so the earlier kinds keep their values in stored state.
   kAssociations,
+  kRecommendations,
 };
-inline constexpr int kOutputKindCount = 7;
+inline constexpr int kOutputKindCount = 8;
 
 // Short stable names, in OutputKind order.
 inline constexpr std::array<std::string_view, kOutputKindCount> kOutputKindNames = {
-    "customer_scores", "churn_alerts", "segments",    "anomalies",
-    "correlations",    "dead_letter",  "associations"};
+    "customer_scores", "churn_alerts", "segments",     "anomalies",
+    "correlations",    "dead_letter",  "associations", "recommendations"};
 inline constexpr std::string_view OutputKindName(OutputKind k) {
   return kOutputKindNames[static_cast<int>(k)];
 }
 
 // Default topic names and partition counts, in OutputKind order.
 inline constexpr std::array<std::string_view, kOutputKindCount> kDefaultOutputTopics = {
-    "crm.customer-scores", "crm.churn-alerts", "crm.segments",    "crm.anomalies",
-    "crm.correlations",    "crm.dead-letter",  "crm.associations"};
-inline constexpr std::array<int, kOutputKindCount> kDefaultOutputPartitions = {6, 3, 3, 3, 1, 3, 1};
+    "crm.customer-scores", "crm.churn-alerts", "crm.segments",     "crm.anomalies",
+    "crm.correlations",    "crm.dead-letter",  "crm.associations", "crm.recommendations"};
+inline constexpr std::array<int, kOutputKindCount> kDefaultOutputPartitions = {6, 3, 3, 3,
+                                                                               1, 3, 1, 3};
 
 }  // namespace crmstream::schema

@@ -69,7 +69,10 @@ namespace crmstream::state {
 // anomaly episode and the alert budget (scoring/behaviour_anomaly_detector.h);
 // the churn partition blob names its churn model (logistic, tree, forest)
 // and carries a tree's or forest's state; the basket models' partition blobs.
-inline constexpr uint32_t kStateFormatVersion = 4;
+// 5: the churn partition blob's spend regression takes the spend terms
+// (scoring/value_spend_terms.h); the stamped output positions cover eight
+// output kinds (crm.recommendations).
+inline constexpr uint32_t kStateFormatVersion = 5;
 
 // Where the engine keeps the store inside its state directory (which also
 // holds broker.addr): <state_dir>/store.
