@@ -74,6 +74,9 @@ void Producer::OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* message,
   } else {
     self->failed_.fetch_add(1, std::memory_order_relaxed);
     self->last_error_.store(message->err, std::memory_order_relaxed);
+    // Failures are rare and end the run: their bookkeeping may allocate.
+    if (message->rkt != nullptr) self->last_failed_topic_ = rd_kafka_topic_name(message->rkt);
+    self->last_failed_bytes_ = message->len + message->key_len;
   }
 }
 

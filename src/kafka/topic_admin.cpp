@@ -15,6 +15,11 @@ using Clock = std::chrono::steady_clock;
 struct NewTopicDeleter {
   void operator()(rd_kafka_NewTopic_t* topic) const { rd_kafka_NewTopic_destroy(topic); }
 };
+struct ConfigResourceDeleter {
+  void operator()(rd_kafka_ConfigResource_t* resource) const {
+    rd_kafka_ConfigResource_destroy(resource);
+  }
+};
 struct AdminOptionsDeleter {
   void operator()(rd_kafka_AdminOptions_t* options) const {
     rd_kafka_AdminOptions_destroy(options);
@@ -220,6 +225,69 @@ Result<std::vector<int32_t>> TopicAdmin::ListPartitions(const std::string& topic
   for (int i = 0; i < found->partition_cnt; ++i) ids.push_back(found->partitions[i].id);
   std::sort(ids.begin(), ids.end());
   return ids;
+}
+
+Result<std::string> TopicAdmin::TopicConfig(const std::string& topic, const std::string& name,
+                                            std::chrono::milliseconds timeout) {
+  const std::string what = "topic admin: config " + name + " of topic '" + topic + "'";
+  // The mock broker does not list DescribeConfigs among its APIs, and
+  // librdkafka then waits out the whole timeout: tell it apart first (the
+  // cluster id is cached after the first metadata).
+  CRM_ASSIGN_OR_RETURN(const std::string cluster_id, ClusterId(timeout));
+  if (IsEmbeddedClusterId(cluster_id)) {
+    return Status::InvalidArgument(what +
+                                   ": the embedded cluster does not answer DescribeConfigs and "
+                                   "keeps no topic configs");
+  }
+  std::unique_ptr<rd_kafka_ConfigResource_t, ConfigResourceDeleter> resource(
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()));
+  std::unique_ptr<rd_kafka_AdminOptions_t, AdminOptionsDeleter> options(
+      rd_kafka_AdminOptions_new(rk_.get(), RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS));
+  std::array<char, 512> errstr{};
+  const int timeout_ms = static_cast<int>(timeout.count());
+  if (rd_kafka_AdminOptions_set_request_timeout(options.get(), timeout_ms, errstr.data(),
+                                                errstr.size()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Status::InvalidArgument(std::string("topic admin: options: ") + errstr.data());
+  }
+  QueueHandle queue(rd_kafka_queue_new(rk_.get()));
+  rd_kafka_ConfigResource_t* raw = resource.get();
+  rd_kafka_DescribeConfigs(rk_.get(), &raw, 1, options.get(), queue.get());
+  EventHandle event(rd_kafka_queue_poll(queue.get(), timeout_ms + 1000));
+  if (!event) {
+    return WithLastClientError(
+        Status::Unavailable(what + ": no answer within " + std::to_string(timeout_ms) + " ms"));
+  }
+  const rd_kafka_resp_err_t err = rd_kafka_event_error(event.get());
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return WithLastClientError(KafkaStatus(err, what));
+  }
+  const rd_kafka_DescribeConfigs_result_t* result =
+      rd_kafka_event_DescribeConfigs_result(event.get());
+  if (result == nullptr) return Status::Internal("topic admin: unexpected event type");
+  size_t count = 0;
+  const rd_kafka_ConfigResource_t** resources =
+      rd_kafka_DescribeConfigs_result_resources(result, &count);
+  if (count != 1) return Status::Internal(what + ": " + std::to_string(count) + " resources back");
+  const rd_kafka_resp_err_t resource_err = rd_kafka_ConfigResource_error(resources[0]);
+  if (resource_err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+    return Status::NotFound("topic admin: no topic '" + topic + "'");
+  }
+  if (resource_err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* detail = rd_kafka_ConfigResource_error_string(resources[0]);
+    return Status(KafkaErrorCode(resource_err),
+                  what + ": " + (detail ? detail : rd_kafka_err2str(resource_err)) + " (" +
+                      rd_kafka_err2name(resource_err) + ")");
+  }
+  size_t entries = 0;
+  const rd_kafka_ConfigEntry_t** configs = rd_kafka_ConfigResource_configs(resources[0], &entries);
+  for (size_t i = 0; i < entries; ++i) {
+    if (name != rd_kafka_ConfigEntry_name(configs[i])) continue;
+    const char* value = rd_kafka_ConfigEntry_value(configs[i]);
+    // Sensitive values come back as null; none of the topic configs read here is.
+    if (value == nullptr) return Status::NotFound(what + ": the broker withholds its value");
+    return std::string(value);
+  }
+  return Status::NotFound(what + ": the broker does not report it");
 }
 
 Result<std::string> TopicAdmin::ClusterId(std::chrono::milliseconds timeout) {

@@ -15,6 +15,22 @@ constexpr int64_t kMillisPerMinute = 60'000;
 // Version 2 added the crm.associations schedule; version 1 is still read.
 constexpr uint16_t kProcessorStateVersion = 2;
 
+std::array<size_t, kOutputKindCount> OutputBounds(const ProcessorOptions& options) {
+  std::array<size_t, kOutputKindCount> bounds{};
+  for (int k = 0; k < kOutputKindCount; ++k) {
+    bounds[static_cast<size_t>(k)] = options.OutputBound(static_cast<OutputKind>(k));
+  }
+  return bounds;
+}
+
+// The original a dead letter under `bound` can quote: JSON escaping grows
+// text at most 6 times, the other fields take under 768 bytes (the longest
+// topic name included). No bound: the dead letter's default.
+size_t BoundedOriginalBytes(size_t bound) {
+  if (bound == 0) return ingest::DeadLetterRecord::kDefaultMaxOriginalBytes;
+  return bound > 768 ? (bound - 768) / 6 : 0;
+}
+
 // The first multiple of `interval` strictly after `t`.
 int64_t NextMultiple(int64_t t, int64_t interval) {
   int64_t q = t / interval;
@@ -97,6 +113,12 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
   uint64_t loads_ = 0;
 };
 
+size_t ProcessorOptions::OutputBound(OutputKind kind) const {
+  const size_t own = max_output_bytes_by_kind[static_cast<size_t>(kind)];
+  if (own == 0) return max_output_bytes;
+  return max_output_bytes == 0 ? own : std::min(own, max_output_bytes);
+}
+
 Status ProcessorOptions::Validate() const {
   CRM_RETURN_NOT_OK(decoder.Validate());
   CRM_RETURN_NOT_OK(features.Validate());
@@ -109,6 +131,12 @@ Status ProcessorOptions::Validate() const {
   if (max_output_bytes != 0 && max_output_bytes < kMinOutputBytes) {
     return Status::InvalidArgument("ProcessorOptions.max_output_bytes must be 0 or >= " +
                                    std::to_string(kMinOutputBytes));
+  }
+  const size_t dead_letter_bound = OutputBound(OutputKind::kDeadLetter);
+  if (dead_letter_bound != 0 && dead_letter_bound < kMinOutputBytes) {
+    return Status::InvalidArgument(
+        "ProcessorOptions.max_output_bytes_by_kind of the dead letters must be 0 or >= " +
+        std::to_string(kMinOutputBytes));
   }
   if (association_interval_ms <= 0) {
     return Status::InvalidArgument("ProcessorOptions.association_interval_ms must be > 0");
@@ -177,8 +205,9 @@ EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink
       features_(std::move(features)),
       models_(std::move(models)),
       minutes_(std::move(minutes)),
-      bounded_dead_letter_(options.max_output_bytes > 768 ? (options.max_output_bytes - 768) / 6
-                                                          : 0) {
+      output_bounds_(OutputBounds(options)),
+      bounded_dead_letter_(
+          BoundedOriginalBytes(output_bounds_[static_cast<size_t>(OutputKind::kDeadLetter)])) {
   record_.reserve(2048);
 }
 
@@ -271,7 +300,8 @@ ProcessOutcome EventProcessor::DeadLetter(const ingest::Rejection& rejection, st
   counters_.rejected.Add();
   counters_.by_reason[static_cast<size_t>(rejection.code)].Add();
   std::string_view value = dead_letter_.Build(rejection, source, raw, now_ms);
-  if (options_.max_output_bytes != 0 && value.size() > options_.max_output_bytes) {
+  const size_t bound = output_bounds_[static_cast<size_t>(OutputKind::kDeadLetter)];
+  if (bound != 0 && value.size() > bound) {
     value = bounded_dead_letter_.Build(rejection, source, raw, now_ms);
   }
   Send(OutputKind::kDeadLetter, {}, value);
@@ -337,7 +367,7 @@ void EventProcessor::Publish(OutputKind kind, std::string_view key) {
 }
 
 void EventProcessor::Send(OutputKind kind, std::string_view key, std::string_view value) {
-  const size_t limit = options_.max_output_bytes;
+  const size_t limit = output_bounds_[static_cast<size_t>(kind)];
   if (limit == 0 || key.size() + value.size() <= limit) {
     sink_->Emit(kind, key, value);
     return;
@@ -348,12 +378,15 @@ void EventProcessor::Send(OutputKind kind, std::string_view key, std::string_vie
   // flush). The detail names the output, never the customer.
   counters_.by_reason[static_cast<size_t>(ingest::RejectReason::kOutputTooLarge)].Add();
   const std::string detail = fmt::format(
-      "a {} record of {} bytes is over the {} bytes the producer accepts (message.max.bytes)",
+      "a {} record of {} bytes is over the {} bytes its topic accepts (the producer's "
+      "message.max.bytes, the topic's max.message.bytes)",
       OutputKindName(kind), key.size() + value.size(), limit);
   const ingest::Rejection rejection{ingest::RejectReason::kOutputTooLarge, OutputKindName(kind),
                                     detail};
   std::string_view dead = bounded_dead_letter_.Build(rejection, source_, value, source_now_ms_);
-  if (kind == OutputKind::kDeadLetter || dead.size() > limit) return;  // bounded: cannot happen
+  // Built within the dead-letter bound: over it cannot happen.
+  const size_t dead_bound = output_bounds_[static_cast<size_t>(OutputKind::kDeadLetter)];
+  if (kind == OutputKind::kDeadLetter || (dead_bound != 0 && dead.size() > dead_bound)) return;
   sink_->Emit(OutputKind::kDeadLetter, {}, dead);
   counters_.outputs[static_cast<int>(OutputKind::kDeadLetter)].Add();
 }

@@ -66,6 +66,7 @@ class ChangelogWriter {
                 std::string_view topic, int32_t partition, int64_t input_offset);
 
   uint64_t records() const { return records_; }
+  size_t chunk_bytes() const { return chunk_bytes_; }
   uint64_t bytes() const { return bytes_; }
 
  private:

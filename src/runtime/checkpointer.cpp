@@ -10,6 +10,37 @@
 
 namespace crmstream::runtime {
 
+namespace {
+
+// A record the broker refused as too large although it was within the
+// bounds read at start-up: the topic's limit was lowered since (or the
+// broker's default, for a topic created since). Names the topic and what
+// the engine holds to; a restart reads the limits again.
+std::string TooLargeExplanation(const EngineCore& core, const kafka::Producer& producer) {
+  const std::string& topic = producer.last_failed_topic();
+  std::string bound = "the producer's message.max.bytes";
+  for (int k = 0; k < kOutputKindCount; ++k) {
+    const auto kind = static_cast<OutputKind>(k);
+    if (core.config.outputs.of(kind).name == topic) {
+      bound = std::to_string(core.processor_options.OutputBound(kind)) + " bytes a record";
+    }
+  }
+  for (const auto& [input, changelog] : core.changelog_topics) {
+    if (changelog == topic && core.changelog) {
+      bound = std::to_string(core.changelog->chunk_bytes()) + " bytes a chunk";
+    }
+  }
+  return "topic " + topic + " refused a record of " + std::to_string(producer.last_failed_bytes()) +
+         " bytes, or its batch, as too large (the broker checks each batch against the topic's "
+         "max.message.bytes), while the engine holds its records to that topic to " +
+         bound +
+         " and its batches to the producer's batch.size, from the limits it read at start-up. "
+         "Was the topic's max.message.bytes lowered while the engine ran? A restart reads it "
+         "again and sends larger outputs to the dead-letter topic";
+}
+
+}  // namespace
+
 Checkpointer::Checkpointer(EngineCore* core)
     : core_(core), batch_(core->store->NewBatch()), staged_batch_(core->store->NewBatch()) {}
 
@@ -38,9 +69,12 @@ Status Checkpointer::CheckDeliveries() {
     // An output the brokers never took: the checkpoint must not claim its
     // record. Fatal for this run; a restart re-processes from the last
     // checkpoint (exactly_once: dropping what was delivered).
-    st = Status::Unavailable(
-        std::to_string(producer.failed_count() - delivery_failures_seen_) +
-        " output record(s) could not be delivered: " + producer.last_delivery_error().ToString());
+    const Status error = producer.last_delivery_error();
+    const bool too_large =
+        producer.last_delivery_error_code() == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+    st = Status::Unavailable(std::to_string(producer.failed_count() - delivery_failures_seen_) +
+                             " output record(s) could not be delivered: " + error.ToString() +
+                             (too_large ? "; " + TooLargeExplanation(*core_, producer) : ""));
     delivery_failures_seen_ = producer.failed_count();
     fatal_ = st;
   }

@@ -1,6 +1,10 @@
 #include "crmstream/runtime/kafka_wiring.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <charconv>
+#include <optional>
 
 #include "crmstream/pipeline/event_processor.h"
 #include "crmstream/runtime/engine_probe.h"
@@ -8,23 +12,33 @@
 namespace crmstream::runtime {
 namespace {
 
-// librdkafka's default message.max.bytes.
+// librdkafka's default message.max.bytes and batch.size.
 constexpr size_t kDefaultMessageMaxBytes = 1'000'000;
+constexpr size_t kDefaultBatchBytes = 1'000'000;
 // Room for what the broker counts besides key and value: the record batch
 // header (61 bytes), the record's own framing and the exactly-once stamp
 // header (under 530 bytes with the longest group and topic names).
 constexpr size_t kRecordOverheadBytes = 1024;
+
+constexpr std::string_view kTopicLimitConfig = "max.message.bytes";
+
+// `what`: the setting's name, for the error.
+Result<size_t> ParseBytes(std::string_view text, std::string_view what) {
+  size_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    return Status::InvalidArgument(std::string(what) + ": '" + std::string(text) +
+                                   "' is not a number of bytes");
+  }
+  return value;
+}
 
 }  // namespace
 
 Result<size_t> MaxOutputBytes(const kafka::ClientConfig& client) {
   size_t limit = kDefaultMessageMaxBytes;
   if (auto value = client.Get("message.max.bytes")) {
-    const auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), limit);
-    if (ec != std::errc() || end != value->data() + value->size()) {
-      return Status::InvalidArgument("kafka property message.max.bytes: '" + std::string(*value) +
-                                     "' is not a number of bytes");
-    }
+    CRM_ASSIGN_OR_RETURN(limit, ParseBytes(*value, "kafka property message.max.bytes"));
   }
   const size_t least = pipeline::ProcessorOptions::kMinOutputBytes + kRecordOverheadBytes;
   if (limit < least) {
@@ -33,6 +47,104 @@ Result<size_t> MaxOutputBytes(const kafka::ClientConfig& client) {
                                    std::to_string(least) + ")");
   }
   return limit - kRecordOverheadBytes;
+}
+
+Result<size_t> TopicRecordBound(size_t producer_bound, const std::string& topic,
+                                std::string_view topic_limit, size_t least) {
+  const std::string what = "topic " + topic + ": max.message.bytes";
+  CRM_ASSIGN_OR_RETURN(const size_t limit, ParseBytes(topic_limit, what));
+  if (limit < least + kRecordOverheadBytes) {
+    return Status::InvalidArgument(
+        what + " " + std::to_string(limit) + " leaves no room for the engine's records (at least " +
+        std::to_string(least + kRecordOverheadBytes) +
+        "); raise it (kafka-configs --alter --entity-type topics --entity-name " + topic +
+        " --add-config max.message.bytes=N)");
+  }
+  return std::min(producer_bound, limit - kRecordOverheadBytes);
+}
+
+Result<TopicBounds> LearnTopicBounds(const config::EngineConfig& config, size_t producer_bound,
+                                     kafka::TopicAdmin* admin) {
+  TopicBounds bounds;
+  if (admin == nullptr) return bounds;
+  // Asks for one topic's limit; nullopt when it cannot be known, and after
+  // the first failure to ask, stops asking.
+  bool can_ask = true;
+  const auto topic_limit = [&](const std::string& topic) -> Result<std::optional<std::string>> {
+    if (!can_ask) return std::optional<std::string>();
+    auto value = admin->TopicConfig(topic, std::string(kTopicLimitConfig));
+    if (value.ok()) return std::optional<std::string>(std::move(value).value());
+    if (value.status().code() == StatusCode::kNotFound) {
+      spdlog::info(
+          "topic {} does not exist yet: its records are bounded by the producer's "
+          "message.max.bytes only",
+          topic);
+      return std::optional<std::string>();
+    }
+    can_ask = false;
+    spdlog::warn(
+        "could not read the topics' max.message.bytes ({}): the outputs are bounded by "
+        "the producer's message.max.bytes only, and the broker may refuse a record that "
+        "fits it",
+        value.status().ToString());
+    return std::optional<std::string>();
+  };
+  const auto note_limit = [&](std::string_view text) {
+    auto limit = ParseBytes(text, kTopicLimitConfig);
+    if (limit.ok() && (bounds.smallest_topic_limit == 0 || *limit < bounds.smallest_topic_limit)) {
+      bounds.smallest_topic_limit = *limit;
+    }
+  };
+
+  for (int k = 0; k < kOutputKindCount; ++k) {
+    const auto kind = static_cast<OutputKind>(k);
+    const std::string& topic = config.outputs.of(kind).name;
+    CRM_ASSIGN_OR_RETURN(const std::optional<std::string> limit, topic_limit(topic));
+    if (!limit) continue;
+    // The dead letters need room for a bounded dead letter; the other kinds
+    // only for a record: theirs over the bound become dead letters.
+    const size_t least =
+        kind == OutputKind::kDeadLetter ? pipeline::ProcessorOptions::kMinOutputBytes : 1;
+    CRM_ASSIGN_OR_RETURN(const size_t bound,
+                         TopicRecordBound(producer_bound, topic, *limit, least));
+    if (bound < producer_bound) bounds.outputs[static_cast<size_t>(k)] = bound;
+    note_limit(*limit);
+  }
+  if (config.state.changelog) {
+    for (const auto& input : config.inputs) {
+      const std::string topic = ChangelogTopicName(config, input.name);
+      CRM_ASSIGN_OR_RETURN(const std::optional<std::string> limit, topic_limit(topic));
+      if (!limit) continue;
+      // A chunk is half the bound (changelog.h): room for the key besides.
+      CRM_ASSIGN_OR_RETURN(const size_t bound,
+                           TopicRecordBound(producer_bound, topic, *limit,
+                                            pipeline::ProcessorOptions::kMinOutputBytes));
+      if (bound < producer_bound && (bounds.changelog == 0 || bound < bounds.changelog)) {
+        bounds.changelog = bound;
+      }
+      note_limit(*limit);
+    }
+  }
+  return bounds;
+}
+
+kafka::ClientConfig ProducerClientConfig(const kafka::ClientConfig& client,
+                                         const TopicBounds& bounds) {
+  kafka::ClientConfig out = client;
+  if (bounds.smallest_topic_limit == 0) return out;
+  size_t batch = kDefaultBatchBytes;
+  if (auto value = client.Get("batch.size")) {
+    auto parsed = ParseBytes(*value, "batch.size");
+    // A malformed value is librdkafka's to refuse, with its own message.
+    if (!parsed.ok()) return out;
+    batch = *parsed;
+  }
+  if (bounds.smallest_topic_limit < batch) {
+    spdlog::info("producer batch.size {} (the smallest max.message.bytes of the engine's topics)",
+                 bounds.smallest_topic_limit);
+    out.Set("batch.size", std::to_string(bounds.smallest_topic_limit));
+  }
+  return out;
 }
 
 kafka::ClientConfig MakeClientConfig(const config::KafkaSettings& settings) {

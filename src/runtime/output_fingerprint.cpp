@@ -65,6 +65,17 @@ Result<std::string> OutputFingerprint(const config::EngineConfig& config,
   line("guarantee", std::string(config::GuaranteeName(config.guarantee)));
   line("commit_interval_ms", std::to_string(config.commit_interval_ms));
   line("max_output_bytes", std::to_string(options.max_output_bytes));
+  // Only where a topic's own limit is tighter: the fingerprints of stores
+  // written before topics' limits were read stay as they were.
+  std::string by_kind;
+  for (int k = 0; k < schema::kOutputKindCount; ++k) {
+    const size_t bound = options.max_output_bytes_by_kind[static_cast<size_t>(k)];
+    if (bound == 0) continue;
+    if (!by_kind.empty()) by_kind += ",";
+    by_kind += std::string(schema::OutputKindName(static_cast<schema::OutputKind>(k))) + ":" +
+               std::to_string(bound);
+  }
+  if (!by_kind.empty()) line("max_output_bytes_by_kind", by_kind);
   line("dedup_window_per_partition", std::to_string(options.dedup_capacity));
   line("pipeline", pipeline.name);
   line("pipeline_definition", definition);

@@ -35,12 +35,27 @@ constexpr auto kCaughtUpCheck = std::chrono::milliseconds(100);
 // exactly_once: transactions where the cluster has them; the embedded
 // cluster has none (no markers, no fencing), so stamped outputs there.
 Result<config::Guarantee> ResolveGuarantee(config::Guarantee requested,
-                                           const kafka::ClientConfig& client) {
+                                           const Result<std::string>& cluster_id) {
   if (requested != config::Guarantee::kExactlyOnce) return requested;
-  CRM_ASSIGN_OR_RETURN(auto admin, kafka::TopicAdmin::Create(client));
-  CRM_ASSIGN_OR_RETURN(const std::string id, admin->ClusterId());
-  return kafka::IsEmbeddedClusterId(id) ? config::Guarantee::kExactlyOnceStamped
-                                        : config::Guarantee::kExactlyOnceTransactions;
+  if (!cluster_id.ok()) return cluster_id.status();
+  return kafka::IsEmbeddedClusterId(*cluster_id) ? config::Guarantee::kExactlyOnceStamped
+                                                 : config::Guarantee::kExactlyOnceTransactions;
+}
+
+// The output and changelog topics' own limits. librdkafka's embedded (mock)
+// cluster has no DescribeConfigs and no topic configs: there the producer's
+// bound holds alone, as it does when the cluster cannot be reached now.
+Result<TopicBounds> TopicBoundsOf(const config::EngineConfig& config, size_t producer_bound,
+                                  kafka::TopicAdmin* admin, const Result<std::string>& cluster_id) {
+  if (!cluster_id.ok()) {
+    spdlog::warn(
+        "could not read the topics' max.message.bytes ({}): the outputs are bounded by "
+        "the producer's message.max.bytes only",
+        cluster_id.status().ToString());
+    return TopicBounds{};
+  }
+  const bool embedded = kafka::IsEmbeddedClusterId(*cluster_id);
+  return LearnTopicBounds(config, producer_bound, embedded ? nullptr : admin);
 }
 
 // This engine's transactional.id: the group, the pipeline and an id made
@@ -62,7 +77,8 @@ Result<std::string> TransactionalId(state::StateStore* store, const std::string&
 
 // The changelog topics must exist with one partition per input partition
 // (AllTopics lists them; `crmstream run` and `crmstream broker` create them).
-Status OpenChangelogs(EngineCore* core) {
+// `record_bound`: the largest changelog record (key + value).
+Status OpenChangelogs(EngineCore* core, size_t record_bound) {
   CRM_ASSIGN_OR_RETURN(auto admin, kafka::TopicAdmin::Create(core->client));
   for (const auto& input : core->config.inputs) {
     const std::string name = ChangelogTopicName(core->config, input.name);
@@ -81,10 +97,10 @@ Status OpenChangelogs(EngineCore* core) {
     core->changelog_topics[input.name] = name;
   }
   // A record (key, value, headers) must fit the producer's message.max.bytes
-  // as outputs do: half of the outputs' bound leaves the key its room.
-  const size_t max_output = core->processor_options.max_output_bytes;
+  // and the changelog topics' max.message.bytes as outputs do: half of the
+  // bound leaves the key its room.
   const size_t chunk =
-      max_output == 0 ? kChangelogChunkBytes : std::min(kChangelogChunkBytes, max_output / 2);
+      record_bound == 0 ? kChangelogChunkBytes : std::min(kChangelogChunkBytes, record_bound / 2);
   core->changelog = std::make_unique<ChangelogWriter>(core->producer.get(), chunk);
   return Status::OK();
 }
@@ -204,8 +220,15 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
         std::max<size_t>(kMinDedupPerPartition,
                          options.dedup_capacity / static_cast<size_t>(std::max(1, partitions)));
   }
-  // An output the producer would refuse goes to the dead letters instead.
-  CRM_ASSIGN_OR_RETURN(options.max_output_bytes, MaxOutputBytes(MakeClientConfig(config.kafka)));
+  // An output the producer or its topic would refuse goes to the dead
+  // letters instead.
+  const kafka::ClientConfig client = MakeClientConfig(config.kafka);
+  CRM_ASSIGN_OR_RETURN(options.max_output_bytes, MaxOutputBytes(client));
+  CRM_ASSIGN_OR_RETURN(auto admin, kafka::TopicAdmin::Create(client));
+  const Result<std::string> cluster_id = admin->ClusterId();
+  CRM_ASSIGN_OR_RETURN(const TopicBounds topic_bounds,
+                       TopicBoundsOf(config, options.max_output_bytes, admin.get(), cluster_id));
+  options.max_output_bytes_by_kind = topic_bounds.outputs;
   CRM_RETURN_NOT_OK(options.Validate().WithContext(pipeline.file));
   // One memory cap for the process: RocksDB and the partitions' customer
   // caches are sized from it (pipeline/memory_plan.h).
@@ -239,9 +262,9 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
     windows += (windows.empty() ? "" : ",") + std::to_string(d);
   CRM_RETURN_NOT_OK(core.store->PutMetadata(state::kFeatureWindowsMetadata, windows));
 
-  core.client = MakeClientConfig(config.kafka);
+  core.client = client;
   const auto output_topics = config.outputs.Names();
-  CRM_ASSIGN_OR_RETURN(core.config.guarantee, ResolveGuarantee(config.guarantee, core.client));
+  CRM_ASSIGN_OR_RETURN(core.config.guarantee, ResolveGuarantee(config.guarantee, cluster_id));
   if (config.guarantee != core.config.guarantee) {
     spdlog::info("exactly_once on this cluster: {}", GuaranteeName(core.config.guarantee));
   }
@@ -258,7 +281,6 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   if (stamped) {
     // The engine partitions its outputs itself (stamped_outputs.h): it needs
     // the real partition counts.
-    CRM_ASSIGN_OR_RETURN(auto admin, kafka::TopicAdmin::Create(core.client));
     for (int k = 0; k < schema::kOutputKindCount; ++k) {
       auto ids = admin->ListPartitions(output_topics[static_cast<size_t>(k)]);
       if (!ids.ok()) {
@@ -280,7 +302,9 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
     CRM_ASSIGN_OR_RETURN(producer_options.transactional_id,
                          TransactionalId(core.store.get(), config.kafka.group_id, pipeline.name));
   }
-  CRM_ASSIGN_OR_RETURN(core.producer, kafka::Producer::Create(core.client, producer_options));
+  CRM_ASSIGN_OR_RETURN(
+      core.producer,
+      kafka::Producer::Create(ProducerClientConfig(core.client, topic_bounds), producer_options));
   core.producer->SetDeliveryObserver(&EngineProbe::OnOutputDelivered, &core.probe);
   if (transactional) {
     // Fences a crashed predecessor with the same id and ends its open
@@ -293,7 +317,11 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
     for (const auto& t : output_topics) core.producer->TrackDeliveredOffsets(t);
   }
   core.sink = std::make_unique<KafkaSink>(core.producer.get(), output_topics);
-  if (config.state.changelog) CRM_RETURN_NOT_OK(OpenChangelogs(&core));
+  if (config.state.changelog) {
+    const size_t changelog_bound =
+        topic_bounds.changelog != 0 ? topic_bounds.changelog : options.max_output_bytes;
+    CRM_RETURN_NOT_OK(OpenChangelogs(&core, changelog_bound));
+  }
   kafka::ConsumerOptions consumer_options;
   consumer_options.listener = impl.get();
   // A restarted engine rejoins its group after one session timeout: keep it
@@ -306,18 +334,13 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   consumer_client.SetDefault("queued.max.messages.kbytes",
                              std::to_string(plan.consumer_queue_kbytes));
   consumer_client.SetDefault("fetch.message.max.bytes", std::to_string(plan.consumer_fetch_bytes));
-  {
-    // The embedded cluster answers a fetch that found no records only after
-    // fetch.wait.max.ms, even when records arrive meanwhile (a broker
-    // answers as soon as they do): there a short wait bounds what it adds to
-    // every event's latency (500 ms by default). A cluster that cannot say
-    // what it is yet keeps librdkafka's default.
-    auto admin = kafka::TopicAdmin::Create(core.client);
-    auto id = admin.ok() ? (*admin)->ClusterId(std::chrono::seconds(5))
-                         : Result<std::string>(admin.status());
-    if (id.ok() && kafka::IsEmbeddedClusterId(*id)) {
-      consumer_client.SetDefault("fetch.wait.max.ms", "50");
-    }
+  // The embedded cluster answers a fetch that found no records only after
+  // fetch.wait.max.ms, even when records arrive meanwhile (a broker answers
+  // as soon as they do): there a short wait bounds what it adds to every
+  // event's latency (500 ms by default). A cluster that could not say what
+  // it is keeps librdkafka's default.
+  if (cluster_id.ok() && kafka::IsEmbeddedClusterId(*cluster_id)) {
+    consumer_client.SetDefault("fetch.wait.max.ms", "50");
   }
   CRM_ASSIGN_OR_RETURN(
       core.consumer,

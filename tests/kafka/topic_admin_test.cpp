@@ -1,5 +1,6 @@
 #include "crmstream/kafka/topic_admin.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include "kafka/kafka_test_support.h"
@@ -82,6 +83,51 @@ TEST_CASE("Without the embedded cluster, CreateTopics against the mock fails wit
   const std::vector<TopicSpec> specs{{"via-admin-api", 2, 1}};
   auto described = (*admin)->EnsureTopics(specs, std::chrono::seconds(2));
   CHECK_FALSE(described.ok());
+}
+
+TEST_CASE("TopicConfig reads a topic's own max.message.bytes and names a missing topic",
+          "[kafka][integration]") {
+  CRMSTREAM_USE_BROKER(RealBroker, fx);
+  const std::string small = fx.CreateTopic("small-records", 1, -1, {{"max.message.bytes", "2000"}});
+  const std::string plain = fx.CreateTopic("plain-records", 1);
+  auto admin = TopicAdmin::Create(fx.config());
+  REQUIRE_OK(admin);
+
+  auto own = (*admin)->TopicConfig(small, "max.message.bytes");
+  REQUIRE_OK(own);
+  CHECK(*own == "2000");
+  // A topic without its own setting: the broker's default, a number of bytes.
+  auto inherited = (*admin)->TopicConfig(plain, "max.message.bytes");
+  REQUIRE_OK(inherited);
+  CHECK(*inherited != "2000");
+  CHECK(!inherited->empty());
+  CHECK(std::all_of(inherited->begin(), inherited->end(),
+                    [](char c) { return c >= '0' && c <= '9'; }));
+
+  const std::string missing = fx.Name("nobody-made-this-either");
+  auto none = (*admin)->TopicConfig(missing, "max.message.bytes");
+  CHECK(none.status().code() == StatusCode::kNotFound);
+  CHECK_THAT(none.status().message(), Catch::Contains(missing));
+  // Asking did not create it.
+  CHECK((*admin)->ListPartitions(missing).status().code() == StatusCode::kNotFound);
+
+  auto unknown_config = (*admin)->TopicConfig(small, "no.such.config");
+  CHECK(unknown_config.status().code() == StatusCode::kNotFound);
+}
+
+TEST_CASE("TopicConfig against the embedded cluster says it has no DescribeConfigs",
+          "[kafka][integration]") {
+  // librdkafka's mock broker does not implement DescribeConfigs: a clear
+  // error, promptly, not a hang.
+  ClusterFixture fx;
+  REQUIRE_OK(fx.cluster->CreateTopic("configured", 1, 1));
+  auto admin = TopicAdmin::Create(fx.config());
+  REQUIRE_OK(admin);
+  auto value = (*admin)->TopicConfig("configured", "max.message.bytes", std::chrono::seconds(5));
+  REQUIRE_FALSE(value.ok());
+  CHECK(value.status().code() == StatusCode::kInvalidArgument);
+  // Told apart, not a timeout.
+  CHECK_THAT(value.status().message(), Catch::Contains("embedded cluster does not answer"));
 }
 
 }  // namespace

@@ -20,8 +20,10 @@ constexpr int64_t kHour = 3'600'000;
 
 // A generated world (customer ids padded to the longest the decoder takes,
 // which makes its outputs large) run through one processor, flushed hourly
-// as the engine's commits; `max_output_bytes` bounds the outputs.
-std::vector<RecordedOutput> RunWorld(size_t max_output_bytes) {
+// as the engine's commits; `max_output_bytes` bounds the outputs, `by_kind`
+// (max_output_bytes_by_kind) those of some kinds more tightly.
+std::vector<RecordedOutput> RunWorld(size_t max_output_bytes,
+                                     std::array<size_t, kOutputKindCount> by_kind = {}) {
   generator::WorldOptions wo;
   wo.seed = 5;
   wo.customers = 60;
@@ -30,6 +32,7 @@ std::vector<RecordedOutput> RunWorld(size_t max_output_bytes) {
   REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(wo));
   ProcessorOptions options;
   options.max_output_bytes = max_output_bytes;
+  options.max_output_bytes_by_kind = by_kind;
   RecordingSink sink;
   REQUIRE_OK_AND_ASSIGN(auto p, EventProcessor::Create(options, &sink));
   ingest::SourcePosition pos{"crm.interactions", 0, 0};
@@ -104,6 +107,74 @@ TEST_CASE("An output over max_output_bytes becomes an output_too_large dead lett
     CHECK(want.value.compare(0, original.size(), original) == 0);
   }
   CHECK(replaced > 0);
+}
+
+TEST_CASE("A kind's own bound replaces its larger outputs only", "[pipeline]") {
+  // As an output topic whose max.message.bytes is below the producer's: the
+  // segments records over their bound (the centroid snapshots, not the
+  // segment changes) become dead letters; every other output is as without
+  // bounds, however large.
+  const std::vector<RecordedOutput> free_run = RunWorld(0);
+  std::vector<size_t> segments;
+  size_t largest_other = 0;
+  for (const auto& r : free_run) {
+    const size_t size = r.key.size() + r.value.size();
+    if (r.kind == OutputKind::kSegments) {
+      segments.push_back(size);
+    } else {
+      largest_other = std::max(largest_other, size);
+    }
+  }
+  REQUIRE(segments.size() > 10);
+  std::sort(segments.begin(), segments.end());
+  const size_t bound = (segments.front() + segments.back()) / 2;
+  INFO("segments bound " << bound << ", largest other output " << largest_other);
+  REQUIRE(largest_other > bound);  // other kinds are not held to it
+
+  std::array<size_t, kOutputKindCount> by_kind{};
+  by_kind[static_cast<size_t>(OutputKind::kSegments)] = bound;
+  const std::vector<RecordedOutput> bounded_run = RunWorld(1'000'000, by_kind);
+  REQUIRE(bounded_run.size() == free_run.size());
+  simdjson::dom::parser parser;
+  size_t replaced = 0;
+  for (size_t i = 0; i < free_run.size(); ++i) {
+    const RecordedOutput& want = free_run[i];
+    const RecordedOutput& got = bounded_run[i];
+    const size_t size = want.key.size() + want.value.size();
+    if (want.kind != OutputKind::kSegments || size <= bound) {
+      CHECK(got.kind == want.kind);
+      CHECK(got.key == want.key);
+      CHECK(got.value == want.value);
+      continue;
+    }
+    ++replaced;
+    REQUIRE(got.kind == OutputKind::kDeadLetter);
+    simdjson::dom::element doc = parser.parse(got.value);
+    CHECK(std::string_view(doc["reason"]) == "output_too_large");
+    CHECK(std::string_view(doc["field"]) == "segments");
+    CHECK_THAT(std::string(std::string_view(doc["detail"])),
+               Catch::Contains(std::to_string(size) + " bytes is over the " +
+                               std::to_string(bound) + " bytes"));
+    CHECK(uint64_t(doc["original_size"]) == want.value.size());
+  }
+  CHECK(replaced > 0);
+  CHECK(replaced == static_cast<size_t>(std::count_if(segments.begin(), segments.end(),
+                                                      [&](size_t s) { return s > bound; })));
+}
+
+TEST_CASE("A dead-letter bound below the smallest useful one is refused", "[pipeline]") {
+  ProcessorOptions options;
+  options.max_output_bytes = 1'000'000;
+  options.max_output_bytes_by_kind[static_cast<size_t>(OutputKind::kDeadLetter)] =
+      ProcessorOptions::kMinOutputBytes - 1;
+  CHECK(options.Validate().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(options.Validate().ToString(), Catch::Contains("dead letters"));
+  // Other kinds may be bounded tighter: their outputs become dead letters.
+  options.max_output_bytes_by_kind = {};
+  options.max_output_bytes_by_kind[static_cast<size_t>(OutputKind::kSegments)] = 100;
+  CHECK(options.Validate().ok());
+  CHECK(options.OutputBound(OutputKind::kSegments) == 100);
+  CHECK(options.OutputBound(OutputKind::kAnomalies) == 1'000'000);
 }
 
 TEST_CASE("max_output_bytes below the smallest useful bound is refused", "[pipeline]") {

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -146,6 +147,179 @@ TEST_CASE("A message.max.bytes that leaves no room for outputs is refused at sta
   auto engine = StreamEngine::Create(e.cfg, pipeline::PipelineSpec{});
   REQUIRE(engine.status().code() == StatusCode::kInvalidArgument);
   CHECK_THAT(engine.status().ToString(), Catch::Contains("message.max.bytes"));
+}
+
+TEST_CASE("A topic's max.message.bytes bounds the records sent to it", "[runtime]") {
+  constexpr size_t kProducer = 998'976;  // librdkafka's default, less the room for framing
+  // The topic's own limit less the same room, when below the producer's.
+  REQUIRE_OK_AND_ASSIGN(const size_t small, TopicRecordBound(kProducer, "t", "5000", 1));
+  CHECK(small == 5000 - 1024);
+  REQUIRE_OK_AND_ASSIGN(const size_t large, TopicRecordBound(kProducer, "t", "1048588", 1));
+  CHECK(large == kProducer);
+  // Too small for any record, or for a bounded dead letter: named.
+  const Status none = TopicRecordBound(kProducer, "crm.x", "1000", 1).status();
+  CHECK(none.code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(none.ToString(), Catch::Contains("topic crm.x: max.message.bytes 1000"));
+  CHECK(TopicRecordBound(kProducer, "t", "2000", pipeline::ProcessorOptions::kMinOutputBytes)
+            .status()
+            .code() == StatusCode::kInvalidArgument);
+  CHECK(TopicRecordBound(kProducer, "t", "12k", 1).status().code() == StatusCode::kInvalidArgument);
+
+  // The producer's batches stay within the smallest topic limit: the broker
+  // checks a whole batch against it.
+  kafka::ClientConfig client;
+  TopicBounds bounds;
+  CHECK(!ProducerClientConfig(client, bounds).Has("batch.size"));
+  bounds.smallest_topic_limit = 3000;
+  CHECK(ProducerClientConfig(client, bounds).Get("batch.size") == "3000");
+  client.Set("batch.size", "2500");  // the user's own, smaller: kept
+  CHECK(ProducerClientConfig(client, bounds).Get("batch.size") == "2500");
+}
+
+TEST_CASE("The embedded cluster has no topic configs: the producer's bound holds alone",
+          "[runtime][integration]") {
+  SmallEngine e;
+  auto engine = StreamEngine::Create(e.cfg, pipeline::PipelineSpec{});
+  REQUIRE_OK(engine);
+  // As before topic limits were read: nothing but the producer's bound.
+  REQUIRE_OK_AND_ASSIGN(auto learnt, LearnTopicBounds(e.cfg, 998'976, nullptr));
+  CHECK(learnt.outputs == std::array<size_t, kOutputKindCount>{});
+  CHECK(learnt.changelog == 0);
+  CHECK(learnt.smallest_topic_limit == 0);
+}
+
+// An at_least_once run on the real cluster, its names unique to the fixture.
+EngineRun RealBrokerRun(const testing::TestBroker& broker, const testing::ScratchDir& scratch,
+                        const std::string& name, int input_partitions) {
+  EngineRun run;
+  run.state_dir = (scratch.path() / "state").string();
+  run.group = broker.Name(name);
+  run.output_prefix = broker.Name(name) + ".";
+  run.guarantee = config::Guarantee::kAtLeastOnce;
+  run.input_topic = broker.Name(name + ".input");
+  run.input_partitions = input_partitions;
+  return run;
+}
+
+// Output topics created by their user with a max.message.bytes below the
+// producer's: the broker answers MSG_SIZE_TOO_LARGE for a record the
+// producer takes, and for a whole batch of small ones. The engine reads the
+// topics' limits at start: a larger output becomes a dead letter, every other
+// one arrives, and the engine goes on.
+TEST_CASE("An output topic's own max.message.bytes turns larger outputs into dead letters",
+          "[runtime][integration][kafka]") {
+  CRMSTREAM_USE_BROKER(testing::RealBroker, broker);
+  testing::ScratchDir scratch;
+  const EngineRun run = RealBrokerRun(broker, scratch, "small-topics", 1);
+  const config::EngineConfig cfg = EngineConfigFor(broker.bootstrap_servers(), run);
+  REQUIRE(cfg.state.changelog);
+  // The segments topic takes 1500 bytes (records of up to 476 bytes of key
+  // and value): a segment change (about 100 bytes) fits, a snapshot of the
+  // centroids (about 700) does not. The changelog topic takes 4000 bytes:
+  // its records are chunked to fit.
+  constexpr size_t kSegmentsTopicLimit = 1500;
+  constexpr size_t kSegmentsBound = kSegmentsTopicLimit - 1024;
+  {
+    std::vector<kafka::TopicSpec> specs;
+    for (kafka::TopicSpec t : AllTopics(cfg)) {
+      if (t.name == cfg.outputs.segments.name) {
+        t.configs.emplace_back("max.message.bytes", std::to_string(kSegmentsTopicLimit));
+      } else if (t.name == ChangelogTopicName(cfg, run.input_topic)) {
+        t.configs.emplace_back("max.message.bytes", "4000");
+      } else {
+        continue;
+      }
+      specs.push_back(t);
+    }
+    REQUIRE(specs.size() == 2);
+    REQUIRE_OK_AND_ASSIGN(auto admin, kafka::TopicAdmin::Create(broker.config()));
+    REQUIRE_OK(admin->EnsureTopics(specs));
+  }
+  EngineFixture fx(std::span<const EngineRun>(&run, 1), &broker);  // the other topics, the input
+  fx.Produce(3000);
+
+  // The product's pipeline: it segments customers (crm.segments).
+  REQUIRE_OK_AND_ASSIGN(
+      const pipeline::PipelineSpec spec,
+      pipeline::LoadPipelineSpec((testing::SourceDir() / "pipelines" / "crm.yaml").string()));
+  auto engine = StreamEngine::Create(cfg, spec);
+  REQUIRE_OK(engine);
+  std::atomic<bool> stop{false};
+  Status status;
+  std::atomic<bool> finished{false};
+  RunOptions options;
+  options.until_caught_up = true;
+  std::thread runner([&] {
+    status = (*engine)->Run(stop, options);
+    finished.store(true);
+  });
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (!finished.load() && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  stop.store(true);
+  runner.join();
+  // The engine did not stop on a refused record: it ran to the end.
+  REQUIRE(finished.load());
+  REQUIRE_OK(status);
+  const EngineStats& stats = (*engine)->stats();
+  CHECK(stats.delivery_failures.load() == 0);
+
+  OutputPartitionCounts counts{};
+  for (int k = 0; k < kOutputKindCount; ++k) {
+    counts[static_cast<size_t>(k)] = cfg.outputs.of(static_cast<OutputKind>(k)).partitions;
+  }
+  std::array<std::vector<std::pair<std::string, std::string>>, kOutputKindCount> read;
+  {
+    std::vector<kafka::TopicPartitionOffset> from;
+    std::map<std::string, int> kind_of;
+    for (int k = 0; k < kOutputKindCount; ++k) {
+      const std::string& topic = cfg.outputs.of(static_cast<OutputKind>(k)).name;
+      kind_of[topic] = k;
+      for (int32_t q = 0; q < counts[static_cast<size_t>(k)]; ++q) {
+        from.push_back({topic, q, kafka::kOffsetBeginning});
+      }
+    }
+    REQUIRE_OK(
+        kafka::ReadPartitionsToEnd(fx.client, from, {}, nullptr, [&](const kafka::MessageView& m) {
+          read[static_cast<size_t>(kind_of.at(std::string(m.topic())))].emplace_back(m.key(),
+                                                                                     m.payload());
+          return Status::OK();
+        }));
+  }
+
+  // The oversized segments records (the centroid snapshots) are dead
+  // letters naming their kind and size.
+  simdjson::dom::parser parser;
+  size_t too_large = 0;
+  for (const auto& [key, value] : read[static_cast<size_t>(OutputKind::kDeadLetter)]) {
+    simdjson::dom::element doc = parser.parse(value);
+    if (std::string_view(doc["reason"]) != "output_too_large") continue;
+    ++too_large;
+    CHECK(std::string_view(doc["field"]) == "segments");
+    CHECK_THAT(std::string(std::string_view(doc["detail"])),
+               Catch::Contains("over the " + std::to_string(kSegmentsBound) + " bytes"));
+    CHECK(uint64_t(doc["original_size"]) > kSegmentsBound);  // snapshots have no key
+    const std::string_view original = doc["original"];
+    CHECK(original.starts_with(R"({"kind":"centroids")"));
+  }
+  // The snapshots were all turned away; the segment changes all arrived.
+  const auto& segments = read[static_cast<size_t>(OutputKind::kSegments)];
+  CHECK(too_large > 0);
+  CHECK(!segments.empty());
+  for (const auto& [key, value] : segments) {
+    CHECK(key.size() + value.size() <= kSegmentsBound);
+    CHECK(value.starts_with(R"({"kind":"segment_change")"));
+  }
+  // Every other output arrived: each kind's records are what the engine
+  // made, less the segments records it turned into dead letters.
+  for (int k = 0; k < kOutputKindCount; ++k) {
+    const auto kind = static_cast<OutputKind>(k);
+    INFO(OutputKindName(kind));
+    const size_t made = stats.outputs[static_cast<size_t>(k)].load();
+    const size_t replaced = kind == OutputKind::kSegments ? too_large : 0;
+    CHECK(read[static_cast<size_t>(k)].size() == made - replaced);
+  }
 }
 
 TEST_CASE("at_least_once checks an event's future skew against its broker timestamp",
@@ -288,6 +462,85 @@ TEST_CASE("exactly_once refuses a restart whose configuration shapes other outpu
   // at_least_once promises no suppression: a change is logged, not refused.
   e.cfg.guarantee = config::Guarantee::kAtLeastOnce;
   REQUIRE_OK(StreamEngine::Create(e.cfg, changed_spec));
+}
+
+// Sets a topic's configs on a real cluster (AlterConfigs: the topic's other
+// own configs are reset), as an operator would while the engine runs.
+void AlterTopicConfig(const kafka::ClientConfig& client, const std::string& topic,
+                      const std::string& name, const std::string& value) {
+  REQUIRE_OK_AND_ASSIGN(kafka::ConfHandle conf, client.BuildConf());
+  std::array<char, 512> errstr{};
+  kafka::KafkaHandle rk(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr.data(), errstr.size()));
+  REQUIRE(rk);
+  conf.release();  // owned by rk now
+  rd_kafka_ConfigResource_t* resource =
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+  REQUIRE(rd_kafka_ConfigResource_set_config(resource, name.c_str(), value.c_str()) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR);
+  kafka::QueueHandle queue(rd_kafka_queue_new(rk.get()));
+  rd_kafka_AlterConfigs(rk.get(), &resource, 1, nullptr, queue.get());
+  rd_kafka_ConfigResource_destroy(resource);
+  kafka::EventHandle event(rd_kafka_queue_poll(queue.get(), 30000));
+  REQUIRE(event);
+  REQUIRE(rd_kafka_event_error(event.get()) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  size_t count = 0;
+  const rd_kafka_ConfigResource_t** results = rd_kafka_AlterConfigs_result_resources(
+      rd_kafka_event_AlterConfigs_result(event.get()), &count);
+  REQUIRE(count == 1);
+  REQUIRE(rd_kafka_ConfigResource_error(results[0]) == RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+TEST_CASE("A topic limit lowered while the engine runs stops it with the topic and the bound named",
+          "[runtime][integration][kafka]") {
+  CRMSTREAM_USE_BROKER(testing::RealBroker, broker);
+  testing::ScratchDir scratch;
+  const EngineRun run = RealBrokerRun(broker, scratch, "lowered-limit", 1);
+  const config::EngineConfig cfg = EngineConfigFor(broker.bootstrap_servers(), run);
+  EngineFixture fx(std::span<const EngineRun>(&run, 1), &broker);
+  fx.Produce(300);
+
+  auto engine = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
+  REQUIRE_OK(engine);
+  std::atomic<bool> stop{false};
+  std::atomic<bool> finished{false};
+  Status status;
+  std::thread runner([&] {
+    status = (*engine)->Run(stop, RunOptions{});
+    finished.store(true);
+  });
+  const auto wait_for = [&](auto done, std::chrono::seconds within) {
+    const auto deadline = Clock::now() + within;
+    while (!done() && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return done();
+  };
+  // Running, its first outputs delivered; then the customer-scores topic
+  // takes no record at all any more.
+  CHECK(
+      wait_for([&] { return (*engine)->stats().delivered.load() > 0; }, std::chrono::seconds(60)));
+  const std::string& scores_topic = cfg.outputs.customer_scores.name;
+  AlterTopicConfig(fx.client, scores_topic, "max.message.bytes", "100");
+  fx.Produce(300);
+  const bool stopped = wait_for([&] { return finished.load(); }, std::chrono::seconds(90));
+  stop.store(true);
+  runner.join();
+  REQUIRE(stopped);
+  INFO(status.ToString());
+  REQUIRE_FALSE(status.ok());
+  CHECK_THAT(status.ToString(), Catch::Contains("MSG_SIZE_TOO_LARGE"));
+  CHECK_THAT(status.ToString(), Catch::Contains("topic " + scores_topic + " refused a record"));
+  // At start the topic had the broker's default: the producer's bound held.
+  REQUIRE_OK_AND_ASSIGN(const size_t producer_bound, MaxOutputBytes(MakeClientConfig(cfg.kafka)));
+  CHECK_THAT(status.ToString(),
+             Catch::Contains("to " + std::to_string(producer_bound) + " bytes a record"));
+  CHECK_THAT(status.ToString(), Catch::Contains("A restart reads it again"));
+
+  // The restart reads the limit: one that leaves no room is refused, named.
+  auto restarted = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
+  REQUIRE(restarted.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(restarted.status().ToString(),
+             Catch::Contains("topic " + scores_topic + ": max.message.bytes 100"));
 }
 
 }  // namespace

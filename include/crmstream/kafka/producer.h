@@ -114,6 +114,14 @@ class Producer {
   uint64_t failed_count() const { return failed_.load(std::memory_order_relaxed); }
   // The last delivery error as a Status (OK if none so far).
   Status last_delivery_error() const;
+  // The last delivery error's code, and the topic and size (key + value)
+  // of its record (NO_ERROR, empty, 0 if none). The topic and size:
+  // producer thread only.
+  rd_kafka_resp_err_t last_delivery_error_code() const {
+    return static_cast<rd_kafka_resp_err_t>(last_error_.load(std::memory_order_relaxed));
+  }
+  const std::string& last_failed_topic() const { return last_failed_topic_; }
+  size_t last_failed_bytes() const { return last_failed_bytes_; }
   // A fatal error makes the producer unusable (idempotence guarantees lost);
   // OK while there is none.
   Status FatalError() const;
@@ -159,6 +167,8 @@ class Producer {
   std::atomic<uint64_t> delivered_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<int> last_error_{RD_KAFKA_RESP_ERR_NO_ERROR};
+  std::string last_failed_topic_;
+  size_t last_failed_bytes_ = 0;
   DeliveryObserver observer_ = nullptr;
   void* observer_context_ = nullptr;
   struct TrackedTopic {

@@ -6,6 +6,11 @@
 // mock broker does not implement CreateTopics, pass the cluster to Create()
 // and missing topics are created through the mock API instead.
 //
+// Topic configs are read with the DescribeConfigs admin request. The embedded
+// (mock) cluster of librdkafka 2.0.2 does not implement it (nor keep topic
+// configs; librdkafka would wait out the request's timeout): TopicConfig
+// tells it by its cluster id and fails at once with InvalidArgument saying so.
+//
 // When the brokers cannot be reached, the error names the last connection
 // error librdkafka reported (e.g. a failed SASL login or TLS handshake), not
 // only the metadata timeout it caused.
@@ -62,6 +67,13 @@ class TopicAdmin {
   // Reads cluster-wide metadata so that asking never auto-creates the topic.
   Result<std::vector<int32_t>> ListPartitions(
       const std::string& topic, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  // The value of topic config `name` (e.g. "max.message.bytes") that applies
+  // to `topic`: the topic's own setting, else the broker's default
+  // (DescribeConfigs). NotFound naming the topic when it does not exist, or
+  // when the broker does not report the config.
+  Result<std::string> TopicConfig(const std::string& topic, const std::string& name,
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
   // The cluster's id (metadata). librdkafka's embedded (mock) cluster names
   // itself "mockCluster<hex>": IsEmbeddedClusterId tells it apart.

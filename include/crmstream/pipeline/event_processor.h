@@ -109,6 +109,15 @@ struct ProcessorOptions {
   // 0 or >= kMinOutputBytes.
   size_t max_output_bytes = 0;
   static constexpr size_t kMinOutputBytes = 1024;
+  // A tighter bound for one output kind, bytes (key + value); 0 (default):
+  // max_output_bytes alone. The engine sets it from the output topic's own
+  // max.message.bytes where that is below the producer's limit; the broker
+  // would refuse a larger record for that topic. The dead-letter kind's
+  // bound, when set, is >= kMinOutputBytes.
+  std::array<size_t, schema::kOutputKindCount> max_output_bytes_by_kind = {};
+  // The bound of one kind: the smaller of max_output_bytes and its own (0:
+  // no bound).
+  size_t OutputBound(OutputKind kind) const;
 
   // Co-purchase rules (models::AssociationRuleMiner) over the baskets of the
   // purchase events that carry an order_id and an item_id; independent of
@@ -247,7 +256,7 @@ class EventProcessor {
   void EmitCentroids(int64_t as_of_ms);
   void EmitCorrelations(int64_t as_of_ms);
   void Publish(OutputKind kind, std::string_view key);  // record_ to the sink
-  // Every output goes through here: one over max_output_bytes is replaced
+  // Every output goes through here: one over its kind's bound is replaced
   // by an output_too_large dead letter.
   void Send(OutputKind kind, std::string_view key, std::string_view value);
   // A purchase line with an order and an item: the basket models.
@@ -275,9 +284,9 @@ class EventProcessor {
   scoring::CustomerModels models_;  // churn, value, segment, behaviour; by store slot
   scoring::MinuteMetricsMonitor minutes_;
   ingest::DeadLetterRecord dead_letter_;
-  // Dead letters kept under max_output_bytes: a shorter original (JSON
-  // escaping grows text at most 6 times; the other fields take under 768
-  // bytes, the longest topic name included).
+  // options_.OutputBound of each kind, looked up per output.
+  std::array<size_t, schema::kOutputKindCount> output_bounds_{};
+  // Dead letters kept under the dead-letter bound: a shorter original.
   ingest::DeadLetterRecord bounded_dead_letter_;
   // The record being processed, or the last one: the source of an
   // output_too_large dead letter. The topic is copied once per partition.

@@ -32,6 +32,44 @@ kafka::ClientConfig MakeClientConfig(const config::KafkaSettings& settings);
 // naming the property when it leaves too little room.
 Result<size_t> MaxOutputBytes(const kafka::ClientConfig& client);
 
+// What the output and changelog topics' own max.message.bytes allow, where
+// it is below the producer's bound (MaxOutputBytes); each 0 where the
+// producer's bound is the tighter or the topic's is not known.
+struct TopicBounds {
+  // Per output kind, key + value bytes: ProcessorOptions::max_output_bytes_by_kind.
+  std::array<size_t, kOutputKindCount> outputs = {};
+  // Key + value bytes of one changelog record (the smallest over the
+  // changelog topics).
+  size_t changelog = 0;
+  // The smallest topic max.message.bytes learnt: the broker checks a whole
+  // record batch against it, so the producer's batch.size must not exceed it.
+  size_t smallest_topic_limit = 0;
+};
+
+// The largest record (key + value) the engine may send to `topic`, whose
+// max.message.bytes is `topic_limit` (text, as the broker reports it), with
+// the producer's own bound `producer_bound` (MaxOutputBytes): the smaller,
+// less the same room for framing and headers. InvalidArgument naming the
+// topic when that leaves less than `least` bytes.
+Result<size_t> TopicRecordBound(size_t producer_bound, const std::string& topic,
+                                std::string_view topic_limit, size_t least);
+
+// Reads each output topic's and (with state.changelog) each changelog
+// topic's max.message.bytes from the cluster (DescribeConfigs). A topic that
+// does not exist yet is left to the producer's bound. When the cluster cannot
+// be asked (unreachable, not authorised) that is logged and the producer's
+// bound holds alone. `admin` is null for librdkafka's embedded cluster: it
+// has no DescribeConfigs and no topic configs.
+Result<TopicBounds> LearnTopicBounds(const config::EngineConfig& config, size_t producer_bound,
+                                     kafka::TopicAdmin* admin);
+
+// The producer's client configuration: `client` with batch.size lowered to
+// the smallest topic max.message.bytes when that is below it, so that no
+// batch of small records exceeds what one of the topics accepts (the broker
+// refuses the whole batch, and librdkafka does not split it).
+kafka::ClientConfig ProducerClientConfig(const kafka::ClientConfig& client,
+                                         const TopicBounds& bounds);
+
 // Every input and output topic of the configuration, and with
 // state.changelog the changelog topic of each input (compacted).
 std::vector<kafka::TopicSpec> AllTopics(const config::EngineConfig& config);
