@@ -261,10 +261,10 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
   CHECK(testing::SnapshotFiles(options.path) == before);
 
   // A future format version, format 2 (whose churn blobs held the label
-  // deadlines) and format 3 (behaviour state without the anomaly budget,
-  // churn blobs that did not name their model),
-  // written behind the store's back.
-  for (const uint32_t version : {kStateFormatVersion + 1, uint32_t{2}, uint32_t{3}}) {
+  // deadlines), format 3 (behaviour state without the anomaly budget,
+  // churn blobs that did not name their model) and format 4 (minute metrics
+  // without the sustained-shift tests), written behind the store's back.
+  for (const uint32_t version : {kStateFormatVersion + 1, uint32_t{2}, uint32_t{3}, uint32_t{4}}) {
     rocksdb::DB* raw = nullptr;
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     std::vector<rocksdb::ColumnFamilyDescriptor> families;

@@ -69,7 +69,9 @@ namespace crmstream::state {
 // anomaly episode and the alert budget (scoring/behaviour_anomaly_detector.h);
 // the churn partition blob names its churn model (logistic, tree, forest)
 // and carries a tree's or forest's state; the basket models' partition blobs.
-inline constexpr uint32_t kStateFormatVersion = 4;
+// 5: the minute metrics carry the global anomalies' sustained-shift tests
+// (scoring/minute_metrics_monitor.h, blob version 2).
+inline constexpr uint32_t kStateFormatVersion = 5;
 
 // Where the engine keeps the store inside its state directory (which also
 // holds broker.addr): <state_dir>/store.
