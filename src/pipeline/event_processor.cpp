@@ -487,6 +487,10 @@ void EventProcessor::EmitEventTimeOutputs() {
         w.Field("score", a.score);
         w.Field("observed", a.observed);
         w.Field("expected", a.expected);
+        w.Field("direction", std::string_view(a.direction > 0 ? "up" : "down"));
+        w.Field("since_ms", a.since_ms);
+        w.Field("minutes", static_cast<int64_t>(a.minutes));
+        w.Field("sustained", a.sustained);
         w.EndObject();
         Publish(OutputKind::kAnomalies, metric);
       }

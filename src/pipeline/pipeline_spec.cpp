@@ -155,6 +155,9 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
     out.Read("customer_anomalies_per_1000_per_day", &o.models.behaviour.budget_per_1000_per_day,
              1e-6, 1000.0);
     out.Read("metric_anomaly_level", &o.minute_metrics.anomaly_level, 1e-9, 1.0);
+    out.Read("metric_point_anomalies", &o.minute_metrics.point_anomalies);
+    out.Read("metric_shift_change", &o.minute_metrics.shift.change, 1e-6, 0.95);
+    out.Read("metric_shift_evidence", &o.minute_metrics.shift.threshold, 1e-6, 1000.0);
   });
   CRM_RETURN_NOT_OK(f.Finish());
   CRM_RETURN_NOT_OK(o.Validate().WithContext(path));

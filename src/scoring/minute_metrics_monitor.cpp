@@ -1,6 +1,7 @@
 #include "crmstream/scoring/minute_metrics_monitor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <utility>
 
@@ -13,7 +14,8 @@ namespace {
 using internal::kMillisPerMinute;
 using internal::ReadNested;
 
-constexpr uint16_t kStateVersion = 1;
+// 2: the sustained-shift tests replaced the point anomalies' running mean.
+constexpr uint16_t kStateVersion = 2;
 
 models::RollingCorrelationOptions CorrelationOptions(const MinuteMetricsOptions& o) {
   models::RollingCorrelationOptions c;
@@ -46,6 +48,9 @@ Status MinuteMetricsOptions::Validate() const {
   if (!(anomaly_level > 0 && anomaly_level <= 1)) {
     return bad("anomaly_level", "in (0, 1]", anomaly_level);
   }
+  if (Status st = shift.Validate(); !st.ok()) {
+    return Status::InvalidArgument("MinuteMetricsOptions.shift: " + st.message());
+  }
   return Status::OK();
 }
 
@@ -59,12 +64,15 @@ Result<MinuteMetricsMonitor> MinuteMetricsMonitor::Create(const MinuteMetricsOpt
   CRM_RETURN_NOT_OK(options.Validate());
   CRM_ASSIGN_OR_RETURN(models::RollingCorrelation correlation,
                        models::RollingCorrelation::Create(CorrelationOptions(options)));
-  return MinuteMetricsMonitor(options, std::move(correlation));
+  CRM_ASSIGN_OR_RETURN(const models::SustainedShiftDetector shift,
+                       models::SustainedShiftDetector::Create(options.shift));
+  return MinuteMetricsMonitor(options, std::move(correlation), shift);
 }
 
 MinuteMetricsMonitor::MinuteMetricsMonitor(const MinuteMetricsOptions& options,
-                                           models::RollingCorrelation correlation)
-    : options_(options), correlation_(std::move(correlation)) {
+                                           models::RollingCorrelation correlation,
+                                           const models::SustainedShiftDetector& shift)
+    : options_(options), shifts_{shift, shift, shift}, correlation_(std::move(correlation)) {
   // A jump in event time closes at most max_empty_minutes + 1 minutes, each
   // with up to three anomalous metrics: the queue never grows past that
   // between two drains.
@@ -117,16 +125,21 @@ void MinuteMetricsMonitor::CloseMinute() {
   m.logins_score = detectors_[2].Score(t, values[2]);
   const std::array<double, MinuteMetrics::kMetrics> scores = {m.revenue_score, m.tickets_score,
                                                               m.logins_score};
-  // Half-life of 60 minutes: alpha = 1 - 2^(-1/60).
-  constexpr double kAlpha = 0.011486983549970351;
+  // The hour of the day (UTC) is the shift tests' season.
+  const auto hour = static_cast<uint32_t>(((internal::FloorDiv(t, 3'600'000) % 24) + 24) % 24);
   for (int i = 0; i < MinuteMetrics::kMetrics; ++i) {
     const auto k = static_cast<size_t>(i);
-    if (minutes_closed_ > 0 && scores[k] >= options_.anomaly_level &&
-        anomalies_.size() < anomalies_.capacity()) {
-      anomalies_.push_back({i, t, scores[k], values[k], expected_[k]});
+    const double hour_expected = shifts_[k].expected(hour);
+    const bool warm = minutes_closed_ > 0;
+    if (shifts_[k].Add(t, hour, values[k]) && warm && anomalies_.size() < anomalies_.capacity()) {
+      const models::ShiftAlarm& a = shifts_[k].last_alarm();
+      anomalies_.push_back({i, t, 1.0 - std::exp(-a.statistic), a.observed_mean, a.expected_mean,
+                            a.direction, a.since, static_cast<uint32_t>(a.points), true});
+    } else if (options_.point_anomalies && warm && scores[k] >= options_.anomaly_level &&
+               shifts_[k].Extreme(hour, values[k]) && anomalies_.size() < anomalies_.capacity()) {
+      anomalies_.push_back({i, t, scores[k], values[k], hour_expected,
+                            values[k] >= hour_expected ? 1 : -1, t, 1, false});
     }
-    expected_[k] =
-        minutes_closed_ == 0 ? values[k] : expected_[k] + kAlpha * (values[k] - expected_[k]);
   }
   ++minutes_closed_;
   // Minutes close in increasing order, so Add cannot refuse the timestamp.
@@ -152,6 +165,7 @@ void MinuteMetricsMonitor::Encode(std::string* out) const {
   w.Put<double>(logins_);
   w.Put<uint64_t>(late_events_);
   for (const auto& detector : detectors_) w.PutBytes(detector.Serialize());
+  for (const auto& shift : shifts_) shift.Write(&w);
   w.PutBytes(correlation_.Serialize());
   const MinuteMetrics& m = latest_;
   w.Put<int64_t>(m.minute_start_ms);
@@ -160,7 +174,6 @@ void MinuteMetricsMonitor::Encode(std::string* out) const {
     w.Put<double>(v);
   }
   for (double v : m.correlation) w.Put<double>(v);
-  for (double v : expected_) w.Put<double>(v);
   w.Put<uint64_t>(minutes_closed_);
   // Not yet drained by the processor: they would be lost otherwise.
   w.Put<uint32_t>(static_cast<uint32_t>(anomalies_.size()));
@@ -170,6 +183,10 @@ void MinuteMetricsMonitor::Encode(std::string* out) const {
     w.Put<double>(a.score);
     w.Put<double>(a.observed);
     w.Put<double>(a.expected);
+    w.Put<int32_t>(a.direction);
+    w.Put<int64_t>(a.since_ms);
+    w.Put<uint32_t>(a.minutes);
+    w.Put<uint8_t>(a.sustained ? 1 : 0);
   }
   *out = SealBlob(BlobKind::kMinuteMetricsState, kStateVersion, payload);
 }
@@ -191,6 +208,20 @@ Status MinuteMetricsMonitor::Decode(std::string_view blob) {
   for (auto& detector : detectors) {
     CRM_ASSIGN_OR_RETURN(detector, ReadNested<models::UnivariateAnomalyDetector>(in, &scratch));
   }
+  std::vector<models::SustainedShiftDetector> shifts;
+  for (int i = 0; i < MinuteMetrics::kMetrics; ++i) {
+    CRM_ASSIGN_OR_RETURN(models::SustainedShiftDetector shift,
+                         models::SustainedShiftDetector::Read(&in));
+    const models::SustainedShiftOptions& o = shift.options();
+    if (o.season_slots != options_.shift.season_slots ||
+        o.baseline_horizon != options_.shift.baseline_horizon ||
+        o.warmup != options_.shift.warmup || o.change != options_.shift.change ||
+        o.threshold != options_.shift.threshold || o.min_points != options_.shift.min_points ||
+        o.level_horizon != options_.shift.level_horizon) {
+      return Status::InvalidArgument("minute metrics state: other shift options");
+    }
+    shifts.push_back(std::move(shift));
+  }
   CRM_ASSIGN_OR_RETURN(models::RollingCorrelation correlation,
                        ReadNested<models::RollingCorrelation>(in, &scratch));
   if (correlation.metrics() != MinuteMetrics::kMetrics ||
@@ -205,8 +236,6 @@ Status MinuteMetricsMonitor::Decode(std::string_view blob) {
     CRM_RETURN_NOT_OK(in.Get(v));
   }
   for (double& v : latest.correlation) CRM_RETURN_NOT_OK(in.Get(&v));
-  std::array<double, MinuteMetrics::kMetrics> expected{};
-  for (double& v : expected) CRM_RETURN_NOT_OK(in.Get(&v));
   uint64_t minutes_closed = 0;
   CRM_RETURN_NOT_OK(in.Get(&minutes_closed));
   uint32_t queued = 0;
@@ -219,7 +248,16 @@ Status MinuteMetricsMonitor::Decode(std::string_view blob) {
     CRM_RETURN_NOT_OK(in.Get(&a.score));
     CRM_RETURN_NOT_OK(in.Get(&a.observed));
     CRM_RETURN_NOT_OK(in.Get(&a.expected));
+    uint8_t sustained = 0;
+    CRM_RETURN_NOT_OK(in.Get(&a.direction));
+    CRM_RETURN_NOT_OK(in.Get(&a.since_ms));
+    CRM_RETURN_NOT_OK(in.Get(&a.minutes));
+    CRM_RETURN_NOT_OK(in.Get(&sustained));
     if (a.metric < 0 || a.metric >= MinuteMetrics::kMetrics) return Mismatch("bad metric");
+    if ((a.direction != 1 && a.direction != -1) || sustained > 1) {
+      return Mismatch("bad anomaly direction");
+    }
+    a.sustained = sustained == 1;
   }
   CRM_RETURN_NOT_OK(in.ExpectEnd());
 
@@ -231,7 +269,7 @@ Status MinuteMetricsMonitor::Decode(std::string_view blob) {
   detectors_ = std::move(detectors);
   correlation_ = std::move(correlation);
   latest_ = latest;
-  expected_ = expected;
+  for (size_t i = 0; i < shifts_.size(); ++i) shifts_[i] = std::move(shifts[i]);
   minutes_closed_ = minutes_closed;
   anomalies_.assign(anomalies.begin(), anomalies.end());  // keeps capacity
   return Status::OK();

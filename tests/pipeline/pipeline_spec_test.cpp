@@ -123,7 +123,9 @@ TEST_CASE("Alert and output cadence fields load and are validated", "[pipeline]"
                              "    exit_probability: 0.4\n    high_probability: 0.75\n"
                              "    critical_probability: 0.9\n    cooldown_hours: 24\n"
                              "outputs:\n  segments: false\n  centroid_interval_minutes: 60\n"
-                             "  correlation_interval_minutes: 5\n  metric_anomaly_level: 0.95\n"));
+                             "  correlation_interval_minutes: 5\n  metric_anomaly_level: 0.95\n"
+                             "  metric_shift_change: 0.5\n  metric_shift_evidence: 20\n"
+                             "  metric_point_anomalies: true\n"));
   REQUIRE_OK(p);
   CHECK(p->processor.models.churn.alerts.enter_probability == 0.6);
   CHECK(p->processor.models.churn.alerts.exit_probability == 0.4);
@@ -135,6 +137,14 @@ TEST_CASE("Alert and output cadence fields load and are validated", "[pipeline]"
   CHECK(p->processor.centroid_interval_ms == 60 * 60000);
   CHECK(p->processor.correlation_interval_ms == 5 * 60000);
   CHECK(p->processor.minute_metrics.anomaly_level == 0.95);
+  CHECK(p->processor.minute_metrics.shift.change == 0.5);
+  CHECK(p->processor.minute_metrics.shift.threshold == 20);
+  CHECK(p->processor.minute_metrics.point_anomalies);
+
+  // A shift of 100% or more down cannot be looked for.
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "outputs:\n  metric_shift_change: 1.0\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("metric_shift_change"));
 
   // Hysteresis the wrong way round names the field and its line.
   p = LoadPipelineSpec(Write(dir, "p.yaml",

@@ -263,8 +263,8 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
   // A future format version, format 2 (whose churn blobs held the label
   // deadlines), format 3 (behaviour state without the anomaly budget,
   // churn blobs that did not name their model) and format 4 (a spend
-  // regression without the spend terms, seven output kinds), written behind
-  // the store's back.
+  // regression without the spend terms, seven output kinds, minute metrics
+  // without the sustained-shift tests), written behind the store's back.
   for (const uint32_t version : {kStateFormatVersion + 1, uint32_t{2}, uint32_t{3}, uint32_t{4}}) {
     rocksdb::DB* raw = nullptr;
     std::vector<rocksdb::ColumnFamilyHandle*> handles;

@@ -1,9 +1,13 @@
 // Partition-wide metrics per event-time minute: revenue (purchase amounts),
 // tickets (support tickets + complaints) and logins; each closed minute is
 // scored by a univariate anomaly detector per metric, enters a rolling
-// correlation of the three, and a metric whose score reaches the anomaly
-// level is queued for the processor (anomalies()). Nothing here is per
-// customer: one monitor per partition, fed every accepted event.
+// correlation of the three, and feeds a sustained-shift test per metric
+// (models/sustained_shift.h, hour-of-day baseline): a metric that stays off
+// its usual level for its hour, by a configured share, long enough is queued
+// for the processor as a global anomaly (anomalies()), once per episode. A
+// single minute's score alone queues nothing unless point_anomalies is on
+// (and then only with the same magnitude). Nothing here is per customer: one
+// monitor per partition, fed every accepted event.
 //
 // A minute closes when an event of a later minute arrives; a jump in event
 // time closes the empty minutes between (at most max_empty_minutes, a longer
@@ -25,6 +29,7 @@
 #include "crmstream/common/status.h"
 #include "crmstream/ingest/event.h"
 #include "crmstream/models/rolling_correlation.h"
+#include "crmstream/models/sustained_shift.h"
 #include "crmstream/models/univariate_anomaly.h"
 
 namespace crmstream::scoring {
@@ -39,8 +44,15 @@ struct MinuteMetricsOptions {
   // When event time jumps, at most this many empty minutes are fed to the
   // minute models, >= 0. Default 1440.
   int max_empty_minutes = 1440;
-  // A closed minute whose metric anomaly score reaches this is queued in
-  // anomalies(), in (0, 1]. Default 0.99.
+  // The global-anomaly test per metric: hour-of-day slots, the relative
+  // change looked for and the evidence needed (sustained_shift.h).
+  models::SustainedShiftOptions shift;
+  // Also queue single minutes whose anomaly score reaches anomaly_level and
+  // whose value is off the hour's expected level by shift.change of it and
+  // by 6 standard deviations (SustainedShiftDetector::Extreme).
+  // Default off: one minute of a partition rarely says anything global.
+  bool point_anomalies = false;
+  // The point score counted as an anomaly, in (0, 1]. Default 0.99.
   double anomaly_level = 0.99;
 
   // InvalidArgument naming the field.
@@ -64,15 +76,23 @@ struct MinuteMetrics {
   std::array<double, kMetrics * kMetrics> correlation{};
 };
 
-// One metric of a closed minute whose anomaly score reached the level.
+// A global anomaly of one metric: a sustained shift, raised at the closed
+// minute where the evidence reached the threshold, or (point_anomalies) a
+// single minute.
 struct MinuteAnomaly {
-  int metric = 0;  // 0 revenue, 1 tickets, 2 logins (MinuteMetricName)
-  int64_t minute_start_ms = 0;
+  int metric = 0;               // 0 revenue, 1 tickets, 2 logins (MinuteMetricName)
+  int64_t minute_start_ms = 0;  // the minute that raised it
+  // In [0, 1]: 1 - exp(-log-likelihood ratio) for a shift, the minute's
+  // anomaly score for a point.
   double score = 0.0;
+  // Per-minute means over the shift's minutes (since_ms to minute_start_ms):
+  // the metric's value and what the hour-of-day baseline expected.
   double observed = 0.0;
-  // Exponentially weighted mean of the metric over the minutes before this
-  // one (half-life 60 minutes): what the minute was expected to be.
   double expected = 0.0;
+  int direction = 0;      // +1 above the expected level, -1 below
+  int64_t since_ms = 0;   // start of the shift's first minute
+  uint32_t minutes = 0;   // minutes in the shift (1 for a point)
+  bool sustained = true;  // false for a point anomaly
 };
 // "revenue_per_minute", "tickets_per_minute", "logins_per_minute".
 std::string_view MinuteMetricName(int metric);
@@ -95,16 +115,18 @@ class MinuteMetricsMonitor {
   const MinuteMetricsOptions& options() const { return options_; }
 
   // Checkpoints: the whole state (open minute, detectors, correlation
-  // window, queued anomalies) as a sealed blob (BlobKind::kMinuteMetricsState),
+  // window, shift tests, queued anomalies) as a sealed blob (BlobKind::kMinuteMetricsState),
   // replacing `*out`. The three detectors' context tables make it a fixed
   // ~1.2 MB.
   void Encode(std::string* out) const;
   // Restores Encode's blob. Corruption on bad bytes, InvalidArgument if
-  // written with another correlation window. The object is unchanged on error.
+  // written with another correlation window or shift options. The object is
+  // unchanged on error.
   Status Decode(std::string_view blob);
 
  private:
-  MinuteMetricsMonitor(const MinuteMetricsOptions& options, models::RollingCorrelation correlation);
+  MinuteMetricsMonitor(const MinuteMetricsOptions& options, models::RollingCorrelation correlation,
+                       const models::SustainedShiftDetector& shift);
   void CloseMinute();
 
   MinuteMetricsOptions options_;
@@ -115,9 +137,9 @@ class MinuteMetricsMonitor {
   double logins_ = 0.0;
   uint64_t late_events_ = 0;
   std::array<models::UnivariateAnomalyDetector, MinuteMetrics::kMetrics> detectors_;
+  std::array<models::SustainedShiftDetector, MinuteMetrics::kMetrics> shifts_;
   models::RollingCorrelation correlation_;
   MinuteMetrics latest_;
-  std::array<double, MinuteMetrics::kMetrics> expected_{};
   uint64_t minutes_closed_ = 0;
   std::vector<MinuteAnomaly> anomalies_;  // capacity reserved up front
 };

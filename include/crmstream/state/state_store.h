@@ -71,7 +71,9 @@ namespace crmstream::state {
 // and carries a tree's or forest's state; the basket models' partition blobs.
 // 5: the churn partition blob's spend regression takes the spend terms
 // (scoring/value_spend_terms.h); the stamped output positions cover eight
-// output kinds (crm.recommendations).
+// output kinds (crm.recommendations); the minute metrics carry the global
+// anomalies' sustained-shift tests (scoring/minute_metrics_monitor.h, blob
+// version 2).
 inline constexpr uint32_t kStateFormatVersion = 5;
 
 // Where the engine keeps the store inside its state directory (which also
