@@ -56,11 +56,13 @@ Producer::~Producer() {
 
 void Producer::OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* message, void* opaque) {
   auto* self = static_cast<Producer*>(opaque);
+  const uint64_t packed = reinterpret_cast<uintptr_t>(message->_private);
+  uint64_t& unsettled = self->unsettled_[packed >> kGenerationShift];
+  if (unsettled > 0) --unsettled;
   if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     self->delivered_.fetch_add(1, std::memory_order_relaxed);
-    if (self->observer_ != nullptr && message->_private != nullptr) {
-      self->observer_(self->observer_context_, reinterpret_cast<uintptr_t>(message->_private));
-    }
+    const uint64_t tag = packed & kMaxProducerTag;
+    if (self->observer_ != nullptr && tag != 0) self->observer_(self->observer_context_, tag);
     if (!self->tracked_.empty() && message->partition >= 0) {
       const std::string_view topic = rd_kafka_topic_name(message->rkt);
       for (TrackedTopic& tracked : self->tracked_) {
@@ -78,6 +80,22 @@ void Producer::OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* message,
     if (message->rkt != nullptr) self->last_failed_topic_ = rd_kafka_topic_name(message->rkt);
     self->last_failed_bytes_ = message->len + message->key_len;
   }
+}
+
+uint64_t Producer::CloseGeneration() { return generation_++; }
+
+bool Producer::GenerationSettled(uint64_t generation) const {
+  // The ring holds the last kGenerationSlots generations; older ones share
+  // slots with newer ones, whose counts then keep them unsettled too.
+  const uint64_t oldest =
+      generation_ >= kGenerationSlots - 1 ? generation_ - (kGenerationSlots - 1) : 0;
+  if (generation < oldest) {
+    return std::all_of(unsettled_.begin(), unsettled_.end(), [](uint64_t n) { return n == 0; });
+  }
+  for (uint64_t g = oldest; g <= std::min(generation, generation_); ++g) {
+    if (unsettled_[g % kGenerationSlots] != 0) return false;
+  }
+  return true;
 }
 
 Result<rd_kafka_topic_t*> Producer::Topic(std::string_view name) {
@@ -101,8 +119,11 @@ Status Producer::Produce(std::string_view topic, int32_t partition, std::string_
     const int rc =
         rd_kafka_produce(rkt, partition, RD_KAFKA_MSG_F_COPY, const_cast<char*>(value.data()),
                          value.size(), key.empty() ? nullptr : key.data(), key.size(),
-                         reinterpret_cast<void*>(static_cast<uintptr_t>(tag)));
-    if (rc == 0) return Status::OK();
+                         reinterpret_cast<void*>(static_cast<uintptr_t>(Pack(tag))));
+    if (rc == 0) {
+      Produced();
+      return Status::OK();
+    }
     const rd_kafka_resp_err_t err = rd_kafka_last_error();
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       return KafkaStatus(err, "producer: produce to '" + std::string(topic) + "'");
@@ -140,9 +161,11 @@ Status Producer::Produce(std::string_view topic, int32_t partition, std::string_
         RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
         RD_KAFKA_V_KEY(key.empty() ? nullptr : key.data(), key.size()),
         RD_KAFKA_V_HEADERS(hdrs.get()),
-        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(tag))), RD_KAFKA_V_END);
+        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(Pack(tag)))),
+        RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       hdrs.release();  // the message owns the headers now
+      Produced();
       return Status::OK();
     }
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {

@@ -44,15 +44,23 @@ Status AtLeastOnceDelivery::AfterBatch(bool had_records) {
 }
 
 Status AtLeastOnceDelivery::Tick(Clock::time_point now, bool had_records) {
+  Status st = checkpointer_->Advance();
+  if (!st.ok()) {
+    core_->probe.stats().commit_failures.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("checkpoint: {} (will retry)", st.ToString());
+  }
   const bool interval_passed =
       now - last_commit_ >= std::chrono::milliseconds(core_->config.commit_interval_ms);
   // Run until caught up: an idle loop checkpoints soon, so the end is seen.
   const bool idle_commit =
       core_->until_caught_up && !had_records && now - last_idle_commit_ >= kIdleCommit;
-  if (!interval_passed && !idle_commit) return Status::OK();
+  // One checkpoint at a time: the next begins once the last is written.
+  if ((!interval_passed && !idle_commit) || checkpointer_->pending()) return Status::OK();
   if (idle_commit) last_idle_commit_ = now;
   if (interval_passed) last_commit_ = now;
-  Status st = CommitProcessed();
+  const std::vector<PartitionTask*> due = FlushDue();
+  if (due.empty()) return Status::OK();
+  st = checkpointer_->Begin(due, this);
   if (!st.ok()) {
     core_->probe.stats().commit_failures.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("checkpoint: {} (will retry)", st.ToString());
@@ -60,17 +68,35 @@ Status AtLeastOnceDelivery::Tick(Clock::time_point now, bool had_records) {
   return Status::OK();
 }
 
+Status AtLeastOnceDelivery::BeforeRestore() {
+  // The store is read for the new tasks: the begun checkpoint is written
+  // first (a partition revoked and assigned again must not see it later).
+  return checkpointer_->Finish().WithContext("finishing the checkpoint before a restore");
+}
+
 void AtLeastOnceDelivery::OnRevoked(std::span<const kafka::TopicPartition> revoked) {
-  Status st = CommitProcessed(revoked);
+  Status st = checkpointer_->Finish();
+  if (st.ok()) {
+    const std::vector<PartitionTask*> due = FlushDue(revoked);
+    if (!due.empty()) st = checkpointer_->Checkpoint(due, this);
+  } else {
+    checkpointer_->Forget(revoked);
+  }
   if (!st.ok()) {
     // Another member will re-process from the last checkpoint: at-least-once.
     spdlog::warn("checkpoint before revocation failed: {}", st.ToString());
   }
 }
 
-Status AtLeastOnceDelivery::Drain() { return CommitProcessed(); }
+Status AtLeastOnceDelivery::Drain() {
+  CRM_RETURN_NOT_OK(checkpointer_->Finish());
+  const std::vector<PartitionTask*> due = FlushDue();
+  if (due.empty()) return Status::OK();
+  return checkpointer_->Checkpoint(due, this);
+}
 
-Status AtLeastOnceDelivery::CommitProcessed(std::span<const kafka::TopicPartition> only) {
+std::vector<PartitionTask*> AtLeastOnceDelivery::FlushDue(
+    std::span<const kafka::TopicPartition> only) {
   std::vector<PartitionTask*> due;
   for (auto& [tp, task] : core_->tasks) {
     if (!only.empty() && std::find(only.begin(), only.end(), tp) == only.end()) continue;
@@ -87,8 +113,7 @@ Status AtLeastOnceDelivery::CommitProcessed(std::span<const kafka::TopicPartitio
     }
     oldest_unflushed_ms_ = -1;
   }
-  if (due.empty()) return Status::OK();
-  return checkpointer_->Checkpoint(due, this);
+  return due;
 }
 
 }  // namespace crmstream::runtime

@@ -1,12 +1,16 @@
 // at_least_once: the processors write to the shared Kafka sink; alerts,
 // segment changes and customer anomalies of a batch's customers leave after
 // the batch; every commit interval all tasks flush their customer-scores
-// records and are checkpointed together. After a crash the records since the
-// last checkpoint are processed again: their outputs may appear twice, the
-// state is never counted twice.
+// records and a checkpoint of them all begins, which finishes in steps while
+// processing goes on (Checkpointer::Begin). A revocation, a new assignment
+// and the stop finish it first. After a crash the records since the last
+// checkpoint are processed again: their outputs may appear twice, the state
+// is never counted twice.
 //
 // Thread-safety: the engine thread only.
 #pragma once
+
+#include <vector>
 
 #include "runtime/checkpointer.h"
 #include "runtime/delivery_mode.h"
@@ -18,6 +22,7 @@ class AtLeastOnceDelivery final : public DeliveryMode {
   AtLeastOnceDelivery(EngineCore* core, Checkpointer* checkpointer);
 
   pipeline::OutputSink* PrepareTask(PartitionTask* task) override;
+  Status BeforeRestore() override;
   Status AfterRestore(std::span<const RestoredTask>) override { return Status::OK(); }
   Status Process(PartitionTask* task, const kafka::MessageView& m, int64_t wall_ms) override;
   Status AfterBatch(bool had_records) override;
@@ -27,8 +32,9 @@ class AtLeastOnceDelivery final : public DeliveryMode {
   bool Settled(const PartitionTask&) const override { return true; }
 
  private:
-  // Flushes the outputs of every task (or of `only`), then checkpoints them.
-  Status CommitProcessed(std::span<const kafka::TopicPartition> only = {});
+  // Flushes the customer-scores records of every task (or of `only`) to the
+  // producer; the tasks with records since their checkpoint.
+  std::vector<PartitionTask*> FlushDue(std::span<const kafka::TopicPartition> only = {});
 
   EngineCore* core_;
   Checkpointer* checkpointer_;

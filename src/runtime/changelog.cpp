@@ -42,53 +42,59 @@ struct Assembly {
 
 }  // namespace
 
-Status ChangelogWriter::Produce(std::string_view topic, int32_t partition, std::string_view key,
+Status ChangelogWriter::Produce(const Target& target, size_t index, std::string_view key,
                                 std::string_view value, std::string_view chunks) {
-  kafka::MessageHeader headers[2] = {{kChangelogOffsetHeader, offset_text_},
+  kafka::MessageHeader headers[2] = {{kChangelogOffsetHeader, offset_texts_[index]},
                                      {kChangelogChunksHeader, chunks}};
   ++records_;
   bytes_ += key.size() + value.size();
-  return producer_->Produce(topic, partition, key, value,
+  return producer_->Produce(target.topic, target.partition, key, value,
                             std::span<const kafka::MessageHeader>(headers, chunks.empty() ? 1 : 2));
 }
 
 Status ChangelogWriter::Append(const state::CheckpointBatch& batch, size_t from_entry,
-                               state::PartitionKey key, std::string_view topic, int32_t partition,
-                               int64_t input_offset) {
-  offset_text_ = std::to_string(input_offset);
-  CRM_RETURN_NOT_OK(AppendChanges(batch, from_entry, key, topic, partition));
-  // The checkpoint is complete in the changelog.
-  return Produce(topic, partition, std::string_view(&kMarkerKey, 1), offset_text_, {});
-}
-
-Status ChangelogWriter::AppendChanges(const state::CheckpointBatch& batch, size_t from_entry,
-                                      state::PartitionKey key, std::string_view topic,
-                                      int32_t partition) {
-  return batch.ForEachStateChange(
+                               std::span<const Target> targets) {
+  if (targets.empty()) return Status::OK();
+  if (offset_texts_.size() < targets.size()) offset_texts_.resize(targets.size());
+  for (size_t i = 0; i < targets.size(); ++i) {
+    offset_texts_[i] = std::to_string(targets[i].input_offset);
+  }
+  size_t last = 0;
+  CRM_RETURN_NOT_OK(batch.ForEachStateChange(
       from_entry, [&](const state::CheckpointBatch::StateChange& c) -> Status {
-        if (c.partition != key) return Status::OK();
+        // A task's changes are contiguous: the last target is the likely one.
+        if (targets[last].key != c.partition) {
+          const auto found = std::find_if(targets.begin(), targets.end(),
+                                          [&](const Target& t) { return t.key == c.partition; });
+          if (found == targets.end()) return Status::OK();
+          last = static_cast<size_t>(found - targets.begin());
+        }
+        const Target& target = targets[last];
         key_.assign(1, static_cast<char>(c.family));
         key_.append(c.suffix);
         // A null value: compaction's tombstone.
-        if (c.deleted) return Produce(topic, partition, key_, std::string_view(), {});
-        if (c.value.size() <= chunk_bytes_) {
-          return Produce(topic, partition, key_, c.value, {});
-        }
+        if (c.deleted) return Produce(target, last, key_, std::string_view(), {});
+        if (c.value.size() <= chunk_bytes_) return Produce(target, last, key_, c.value, {});
         const size_t n = (c.value.size() + chunk_bytes_ - 1) / chunk_bytes_;
         const std::string count = std::to_string(n);
-        CRM_RETURN_NOT_OK(Produce(topic, partition, key_, c.value.substr(0, chunk_bytes_), count));
-        std::string chunk_key;
+        CRM_RETURN_NOT_OK(Produce(target, last, key_, c.value.substr(0, chunk_bytes_), count));
         for (size_t i = 1; i < n; ++i) {
-          chunk_key.assign(1, static_cast<char>(static_cast<uint8_t>(c.family) | kChunkFlag));
+          chunk_key_.assign(1, static_cast<char>(static_cast<uint8_t>(c.family) | kChunkFlag));
           for (int shift = 24; shift >= 0; shift -= 8) {
-            chunk_key.push_back(static_cast<char>((i >> shift) & 0xff));
+            chunk_key_.push_back(static_cast<char>((i >> shift) & 0xff));
           }
-          chunk_key.append(c.suffix);
-          CRM_RETURN_NOT_OK(Produce(topic, partition, chunk_key,
+          chunk_key_.append(c.suffix);
+          CRM_RETURN_NOT_OK(Produce(target, last, chunk_key_,
                                     c.value.substr(i * chunk_bytes_, chunk_bytes_), {}));
         }
         return Status::OK();
-      });
+      }));
+  // Each partition's checkpoint is complete in the changelog.
+  for (size_t i = 0; i < targets.size(); ++i) {
+    CRM_RETURN_NOT_OK(
+        Produce(targets[i], i, std::string_view(&kMarkerKey, 1), offset_texts_[i], {}));
+  }
+  return Status::OK();
 }
 
 Result<std::map<int32_t, int64_t>> LastChangelogCheckpoints(const kafka::ClientConfig& client,

@@ -41,6 +41,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "crmstream/common/status.h"
 #include "crmstream/kafka/client_config.h"
@@ -60,25 +61,39 @@ class ChangelogWriter {
   explicit ChangelogWriter(kafka::Producer* producer, size_t chunk_bytes = kChangelogChunkBytes)
       : producer_(producer), chunk_bytes_(chunk_bytes) {}
 
-  // The state changes of partition `key` among `batch`'s entries from
-  // `from_entry` on, to `topic` [partition], stamped with `input_offset`.
+  // The state changes among `batch`'s entries from `from_entry` on, each
+  // to the changelog partition of its own partition's target (changes of a
+  // partition without one are skipped), stamped with that target's input
+  // offset; then each target's marker. One pass over the batch.
+  struct Target {
+    state::PartitionKey key;
+    std::string_view topic;  // the changelog topic
+    int32_t partition;
+    int64_t input_offset;
+  };
+  Status Append(const state::CheckpointBatch& batch, size_t from_entry,
+                std::span<const Target> targets);
+  // One partition's changes (the span form with one target).
   Status Append(const state::CheckpointBatch& batch, size_t from_entry, state::PartitionKey key,
-                std::string_view topic, int32_t partition, int64_t input_offset);
+                std::string_view topic, int32_t partition, int64_t input_offset) {
+    const Target target{key, topic, partition, input_offset};
+    return Append(batch, from_entry, std::span<const Target>(&target, 1));
+  }
 
   uint64_t records() const { return records_; }
   size_t chunk_bytes() const { return chunk_bytes_; }
   uint64_t bytes() const { return bytes_; }
 
  private:
-  Status AppendChanges(const state::CheckpointBatch& batch, size_t from_entry,
-                       state::PartitionKey key, std::string_view topic, int32_t partition);
-  Status Produce(std::string_view topic, int32_t partition, std::string_view key,
-                 std::string_view value, std::string_view chunks);
+  // `index`: the target's place in the Append's span (its offset text).
+  Status Produce(const Target& target, size_t index, std::string_view key, std::string_view value,
+                 std::string_view chunks);
 
   kafka::Producer* producer_;
   size_t chunk_bytes_;
   std::string key_;
-  std::string offset_text_;
+  std::string chunk_key_;
+  std::vector<std::string> offset_texts_;  // by target
   uint64_t records_ = 0;
   uint64_t bytes_ = 0;
 };

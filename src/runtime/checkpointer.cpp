@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "crmstream/common/crash_point.h"
@@ -44,22 +45,39 @@ std::string TooLargeExplanation(const EngineCore& core, const kafka::Producer& p
 Checkpointer::Checkpointer(EngineCore* core)
     : core_(core), batch_(core->store->NewBatch()), staged_batch_(core->store->NewBatch()) {}
 
-Status Checkpointer::AddTask(PartitionTask* task, DeliveryMode* delivery,
-                             state::CheckpointBatch* batch) {
-  const size_t first_entry = batch->entry_count();
+Checkpointer::~Checkpointer() {
+  if (!writer_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(writer_mutex_);
+    writer_exit_ = true;
+  }
+  writer_wake_.notify_one();
+  writer_.join();
+}
+
+Status Checkpointer::AddState(PartitionTask* task, DeliveryMode* delivery,
+                              state::CheckpointBatch* batch) {
   CRM_RETURN_NOT_OK(pipeline::AddToCheckpoint(*task->processor, delivery->OutputSequence(*task),
                                               task->key, batch, &scratch_));
   batch->SetInputOffset(task->key, task->next_offset);
   delivery->AddToCheckpoint(task, batch);
-  if (core_->changelog) {
-    // The same changes to the changelog, stamped with the offset they cover.
-    const auto topic = core_->changelog_topics.find(task->tp.topic);
-    CRM_RETURN_NOT_OK(core_->changelog->Append(*batch, first_entry, task->key, topic->second,
-                                               task->tp.partition, task->next_offset));
-    core_->probe.stats().changelog_records.store(core_->changelog->records(),
-                                                 std::memory_order_relaxed);
-  }
   return Status::OK();
+}
+
+Status Checkpointer::AppendChangelog(const state::CheckpointBatch& batch, size_t from_entry,
+                                     std::span<const StagedTask> tasks) {
+  if (!core_->changelog) return Status::OK();
+  // The same changes to the changelog, stamped with the offset they cover.
+  std::vector<ChangelogWriter::Target> targets;
+  targets.reserve(tasks.size());
+  for (const StagedTask& t : tasks) {
+    const auto topic = core_->changelog_topics.find(t.task->tp.topic);
+    targets.push_back({t.task->key, topic->second, t.task->tp.partition, t.offset});
+  }
+  Status st = core_->changelog->Append(batch, from_entry, targets);
+  core_->probe.stats().changelog_records.store(core_->changelog->records(),
+                                               std::memory_order_relaxed);
+  return st;
 }
 
 Status Checkpointer::CheckDeliveries() {
@@ -86,16 +104,25 @@ Status Checkpointer::Write(state::CheckpointBatch* batch, Clock::time_point star
   const uint64_t bytes = batch->byte_size();
   // While running, a stop cancels a checkpoint that waits on the store;
   // after the stop, the final one has until the drain deadline.
-  CRMSTREAM_CRASH_POINT(crash_point::kBeforeWrite);
-  if (st.ok()) st = core_->store->Commit(batch, draining_ ? nullptr : stop_, drain_deadline_);
-  CRMSTREAM_CRASH_POINT(crash_point::kAfterWrite);
+  if (st.ok()) st = CommitToStore(batch, draining_ ? nullptr : stop_, drain_deadline_);
   core_->probe.RecordCheckpoint(std::chrono::duration<double>(Clock::now() - started).count(),
                                 bytes, st.ok());
   return st;
 }
 
+Status Checkpointer::CommitToStore(state::CheckpointBatch* batch, const std::atomic<bool>* cancel,
+                                   Clock::time_point deadline) {
+  CRMSTREAM_CRASH_POINT(crash_point::kBeforeWrite);
+  Status st = core_->store->Commit(batch, cancel, deadline);
+  CRMSTREAM_CRASH_POINT(crash_point::kAfterWrite);
+  return st;
+}
+
 Status Checkpointer::Stage(PartitionTask* task, DeliveryMode* delivery) {
-  CRM_RETURN_NOT_OK(AddTask(task, delivery, &*staged_batch_));
+  const size_t first_entry = staged_batch_->entry_count();
+  CRM_RETURN_NOT_OK(AddState(task, delivery, &*staged_batch_));
+  const StagedTask staged{task, task->next_offset};
+  CRM_RETURN_NOT_OK(AppendChangelog(*staged_batch_, first_entry, {&staged, 1}));
   // Later changes are the next checkpoint's.
   pipeline::MarkCheckpointed(task->processor.get());
   for (StagedTask& s : staged_) {
@@ -155,6 +182,7 @@ std::chrono::milliseconds Checkpointer::FlushTimeout() const {
 }
 
 Status Checkpointer::Checkpoint(std::span<PartitionTask* const> tasks, DeliveryMode* delivery) {
+  if (pending()) return Status::InvalidArgument("a checkpoint is pending");
   const auto started = Clock::now();
   EngineProbe& probe = core_->probe;
   probe.CheckpointStarted();
@@ -167,23 +195,32 @@ Status Checkpointer::Checkpoint(std::span<PartitionTask* const> tasks, DeliveryM
   if (st.ok()) st = CheckDeliveries();
   state::CheckpointBatch& batch = *batch_;
   batch.Clear();
+  std::vector<StagedTask> done;
   for (PartitionTask* task : tasks) {
     if (!st.ok()) break;
-    st = AddTask(task, delivery, &batch);
+    st = AddState(task, delivery, &batch);
+    done.push_back({task, task->next_offset});
   }
   if (st.ok() && core_->changelog) {
     // The changelog holds the checkpoint before the store and the group
     // do: whoever restores from it never finds a committed offset whose
     // state is missing.
-    st = producer.Flush(FlushTimeout()).WithContext("flushing the changelog");
+    st = AppendChangelog(batch, 0, done);
+    if (st.ok()) st = producer.Flush(FlushTimeout()).WithContext("flushing the changelog");
     if (st.ok()) st = CheckDeliveries();
   }
   st = Write(&batch, started, st);
   if (!st.ok()) return st;
-  for (PartitionTask* task : tasks) {
-    pipeline::MarkCheckpointed(task->processor.get());
-    task->checkpointed_offset = task->next_offset;
-    task->last_checkpoint = Clock::now();
+  for (PartitionTask* task : tasks) pipeline::MarkCheckpointed(task->processor.get());
+  Checkpointed(done);
+  return Status::OK();
+}
+
+void Checkpointer::Checkpointed(std::span<const StagedTask> tasks) {
+  const auto now = Clock::now();
+  for (const StagedTask& t : tasks) {
+    t.task->checkpointed_offset = t.offset;
+    t.task->last_checkpoint = now;
   }
   std::vector<kafka::TopicPartitionOffset> offsets;
   for (auto& [tp, task] : core_->tasks) {
@@ -198,8 +235,156 @@ Status Checkpointer::Checkpoint(std::span<PartitionTask* const> tasks, DeliveryM
     Status committed = core_->consumer->CommitOffsets(offsets, /*async=*/true);
     if (!committed.ok()) spdlog::warn("committing offsets: {}", committed.ToString());
   }
-  probe.stats().commits.fetch_add(1, std::memory_order_relaxed);
+  core_->probe.stats().commits.fetch_add(1, std::memory_order_relaxed);
+}
+
+Status Checkpointer::Begin(std::span<PartitionTask* const> tasks, DeliveryMode* delivery) {
+  if (pending()) return Status::InvalidArgument("a checkpoint is pending");
+  const auto started = Clock::now();
+  CRM_RETURN_NOT_OK(CheckDeliveries());
+  state::CheckpointBatch& batch = *batch_;
+  batch.Clear();
+  pending_.clear();
+  for (PartitionTask* task : tasks) {
+    Status st = AddState(task, delivery, &batch);
+    if (!st.ok()) {
+      // Nothing taken from the tasks yet: the next checkpoint has it all.
+      batch.Clear();
+      pending_.clear();
+      return st;
+    }
+    pending_.push_back({task, task->next_offset});
+  }
+  for (PartitionTask* task : tasks) pipeline::MarkCheckpointed(task->processor.get());
+  core_->probe.CheckpointStarted();
+  begun_at_ = started;
+  retry_at_ = {};
+  reported_slow_ = false;
+  // The outputs produced so far: the checkpoint waits for these only.
+  CRMSTREAM_CRASH_POINT(crash_point::kBeforeFlush);
+  awaited_generation_ = core_->producer->CloseGeneration();
+  phase_ = Phase::kOutputs;
+  return Advance();
+}
+
+Status Checkpointer::StepFailed(Status st) {
+  core_->probe.RecordCheckpoint(std::chrono::duration<double>(Clock::now() - begun_at_).count(),
+                                pending_bytes_, false);
+  retry_at_ = Clock::now() + std::chrono::milliseconds(core_->config.commit_interval_ms);
+  return st;
+}
+
+Status Checkpointer::Advance() {
+  if (phase_ == Phase::kIdle) return Status::OK();
+  const auto now = Clock::now();
+  if (now < retry_at_) return Status::OK();
+  kafka::Producer& producer = *core_->producer;
+  if (phase_ == Phase::kOutputs || phase_ == Phase::kChangelog) {
+    if (!producer.GenerationSettled(awaited_generation_)) {
+      if (!reported_slow_ && now - begun_at_ >= kFlushTimeout) {
+        // Still waiting, as a flush would have given up: said once.
+        reported_slow_ = true;
+        return StepFailed(Status::Unavailable(
+            std::string(phase_ == Phase::kOutputs ? "outputs" : "changelog records") +
+            " of the checkpoint not acknowledged after " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::seconds>(kFlushTimeout).count()) +
+            " s (" + std::to_string(producer.OutstandingCount()) + " outstanding)"));
+      }
+      return Status::OK();
+    }
+    if (phase_ == Phase::kOutputs) CRMSTREAM_CRASH_POINT(crash_point::kAfterFlush);
+    CRM_RETURN_NOT_OK(CheckDeliveries());
+    if (phase_ == Phase::kOutputs && core_->changelog) {
+      // Produced again in full after a failure: the restore takes a
+      // partition's last complete checkpoint, so repeats are harmless.
+      Status st = AppendChangelog(*batch_, 0, pending_);
+      if (!st.ok()) return StepFailed(st.WithContext("producing the changelog"));
+      awaited_generation_ = producer.CloseGeneration();
+      phase_ = Phase::kChangelog;
+      return Status::OK();
+    }
+    pending_bytes_ = batch_->byte_size();
+    phase_ = Phase::kWriting;
+    SubmitWrite();
+    return Status::OK();
+  }
+  // kWriting
+  Status written;
+  {
+    std::lock_guard<std::mutex> lock(writer_mutex_);
+    if (!write_done_) return Status::OK();
+    write_done_ = false;
+    written = write_status_;
+  }
+  if (!written.ok()) {
+    // The batch is kept, unwritten: written again after the retry delay
+    // (its records are acknowledged: straight to the write).
+    phase_ = Phase::kChangelog;
+    return StepFailed(written);
+  }
+  core_->probe.RecordCheckpoint(std::chrono::duration<double>(Clock::now() - begun_at_).count(),
+                                pending_bytes_, true);
+  phase_ = Phase::kIdle;
+  Checkpointed(pending_);
+  pending_.clear();
   return Status::OK();
+}
+
+Status Checkpointer::Finish() {
+  const auto deadline = Clock::now() + FlushTimeout();
+  retry_at_ = {};
+  while (pending()) {
+    CRM_RETURN_NOT_OK(Advance());
+    if (!pending()) break;
+    // The store write has its own bound (the write timeout, the stop, the
+    // drain's deadline); acknowledgements have the flush timeout.
+    if (phase_ != Phase::kWriting && Clock::now() >= deadline) {
+      return Status::Unavailable(
+          "the checkpoint begun " +
+          std::to_string(
+              std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - begun_at_)
+                  .count()) +
+          " ms ago has not finished");
+    }
+    // Serves delivery reports, and sleeps a little while the store writes.
+    core_->producer->Poll(std::chrono::milliseconds(5));
+  }
+  return Status::OK();
+}
+
+void Checkpointer::Forget(std::span<const kafka::TopicPartition> partitions) {
+  std::erase_if(pending_, [&](const StagedTask& t) {
+    return std::find(partitions.begin(), partitions.end(), t.task->tp) != partitions.end();
+  });
+}
+
+void Checkpointer::SubmitWrite() {
+  if (!writer_.joinable()) writer_ = std::thread([this] { WriterLoop(); });
+  {
+    std::lock_guard<std::mutex> lock(writer_mutex_);
+    write_requested_ = true;
+    write_done_ = false;
+    write_cancel_ = draining_ ? nullptr : stop_;
+    write_deadline_ = drain_deadline_;
+  }
+  writer_wake_.notify_one();
+}
+
+void Checkpointer::WriterLoop() {
+  std::unique_lock<std::mutex> lock(writer_mutex_);
+  while (true) {
+    writer_wake_.wait(lock, [this] { return write_requested_ || writer_exit_; });
+    if (writer_exit_) return;
+    write_requested_ = false;
+    const std::atomic<bool>* cancel = write_cancel_;
+    const Clock::time_point deadline = write_deadline_;
+    lock.unlock();
+    Status st = CommitToStore(&*batch_, cancel, deadline);
+    lock.lock();
+    write_status_ = std::move(st);
+    write_done_ = true;
+  }
 }
 
 }  // namespace crmstream::runtime

@@ -10,13 +10,26 @@
 // deadline. An output the brokers never acknowledged is fatal (fatal()): the
 // run loop stops rather than checkpoint past it.
 //
-// Thread-safety: the engine thread only.
+// In steps (at_least_once), so that consumption goes on during a checkpoint:
+// Begin takes the tasks' state as it is now (their later changes are the
+// next checkpoint's) and closes the producer's delivery generation; Advance,
+// every loop iteration and never waiting, sends the changelog records once
+// those outputs are acknowledged, hands the batch to the writer thread once
+// these are, and moves the tasks' offsets once it is written. One begun
+// checkpoint at a time; a step that fails is retried with the same batch
+// (its changes are no longer in the tasks' dirty sets), never skipped.
+//
+// Thread-safety: the engine thread only; the writer thread only runs
+// StateStore::Commit on a batch the engine thread no longer touches.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "crmstream/common/status.h"
@@ -38,7 +51,26 @@ class Checkpointer {
   // drain.
   std::chrono::milliseconds FlushTimeout() const;
 
+  ~Checkpointer();
+
+  // All at once: flushes, writes, commits before returning. Not while a
+  // begun checkpoint is pending (Finish it first).
   Status Checkpoint(std::span<PartitionTask* const> tasks, DeliveryMode* delivery);
+
+  // In steps (see above). Begin: nothing pending. Advance: a failed step's
+  // Status (it is retried a commit interval later). Finish: waits, serving
+  // the producer, until the pending checkpoint is written or a step fails;
+  // waiting for acknowledgements ends at the flush timeout (the checkpoint
+  // stays pending), a store write within its own bounds.
+  Status Begin(std::span<PartitionTask* const> tasks, DeliveryMode* delivery);
+  Status Advance();
+  Status Finish();
+  bool pending() const { return phase_ != Phase::kIdle; }
+  // Tasks taken away while their checkpoint is pending: their state is still
+  // written to the local store (a restore catches up from there), but
+  // nothing more of them goes to the changelog, another member's now.
+  void Forget(std::span<const kafka::TopicPartition> partitions);
+
   // Outputs could not be delivered: stops the run loop.
   const Status& fatal() const { return fatal_; }
 
@@ -62,14 +94,29 @@ class Checkpointer {
     PartitionTask* task;
     int64_t offset;
   };
+  enum class Phase { kIdle, kOutputs, kChangelog, kWriting };
   // Adds the task's state, its offset and its delivery entries to `batch`.
-  Status AddTask(PartitionTask* task, DeliveryMode* delivery, state::CheckpointBatch* batch);
+  Status AddState(PartitionTask* task, DeliveryMode* delivery, state::CheckpointBatch* batch);
+  // The changelog records of `tasks`' changes among `batch`'s entries from
+  // `from_entry` on (none without a changelog).
+  Status AppendChangelog(const state::CheckpointBatch& batch, size_t from_entry,
+                         std::span<const StagedTask> tasks);
+  // The tasks' offsets after their checkpoint is written, and the group's.
+  void Checkpointed(std::span<const StagedTask> tasks);
+  // A step of the begun checkpoint failed: counted, retried later.
+  Status StepFailed(Status st);
+  // The writer thread: writes the pending batch when asked.
+  void SubmitWrite();
+  void WriterLoop();
   // The producer's delivery failures since the last check (fatal) and its
   // fatal error.
   Status CheckDeliveries();
   // Writes `batch` within the bounds (a stop cancels, the drain has a
   // deadline), between the crash points, and records it in the probe.
   Status Write(state::CheckpointBatch* batch, Clock::time_point started, Status st);
+  // The store write itself, between the crash points (either thread).
+  Status CommitToStore(state::CheckpointBatch* batch, const std::atomic<bool>* cancel,
+                       Clock::time_point deadline);
 
   EngineCore* core_;
   std::optional<state::CheckpointBatch> batch_;
@@ -81,6 +128,26 @@ class Checkpointer {
   const std::atomic<bool>* stop_ = nullptr;
   bool draining_ = false;
   Clock::time_point drain_deadline_ = Clock::time_point::max();
+
+  // The begun checkpoint (in steps): its tasks and offsets, in batch_.
+  Phase phase_ = Phase::kIdle;
+  std::vector<StagedTask> pending_;
+  uint64_t awaited_generation_ = 0;
+  Clock::time_point begun_at_{};
+  Clock::time_point retry_at_{};
+  bool reported_slow_ = false;
+  uint64_t pending_bytes_ = 0;
+
+  std::thread writer_;
+  std::mutex writer_mutex_;
+  std::condition_variable writer_wake_;
+  // Guarded by writer_mutex_.
+  bool write_requested_ = false;
+  bool write_done_ = false;
+  bool writer_exit_ = false;
+  Status write_status_;
+  const std::atomic<bool>* write_cancel_ = nullptr;
+  Clock::time_point write_deadline_ = Clock::time_point::max();
 };
 
 }  // namespace crmstream::runtime

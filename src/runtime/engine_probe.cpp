@@ -21,8 +21,8 @@ void DurationHistogram::Observe(double seconds) {
 }
 
 void EngineProbe::OnOutputDelivered(void* probe, uint64_t tag) {
-  const uint64_t kind = (tag >> 56) - 1;
-  const auto origin_ms = static_cast<int64_t>(tag & ((uint64_t{1} << 56) - 1));
+  const uint64_t kind = ((tag >> kOutputLatencyKindShift) & 0xff) - 1;
+  const auto origin_ms = static_cast<int64_t>(tag & ((uint64_t{1} << kOutputLatencyKindShift) - 1));
   auto& histograms = static_cast<EngineProbe*>(probe)->stats_.output_latency;
   if (kind >= histograms.size()) return;
   histograms[kind].Observe(static_cast<double>(WallMs() - origin_ms) * 1e-3);

@@ -29,6 +29,23 @@ struct Input {
   int64_t records = 0;
 };
 
+// `records` generated events for `customers` customers into the input.
+void ProduceEvents(const config::EngineConfig& cfg, int records, int customers, uint64_t seed) {
+  generator::WorldOptions world;
+  world.customers = customers;
+  world.seed = seed;
+  REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
+  REQUIRE_OK_AND_ASSIGN(auto producer, kafka::Producer::Create(MakeClientConfig(cfg.kafka)));
+  std::string key, value;
+  for (int i = 0; i < records; ++i) {
+    gen->Next(&key, &value);
+    REQUIRE_OK(producer->Produce("crm.interactions", kafka::kPartitionUnassigned, key, value));
+    if (i % 1024 == 0) producer->Poll();
+  }
+  REQUIRE_OK(producer->Flush(std::chrono::seconds(60)));
+  REQUIRE(producer->failed_count() == 0);
+}
+
 // An embedded cluster with the engine's topics and `records` generated
 // events for `customers` customers already in the input.
 Input MakeInput(const std::filesystem::path& state_dir, int records, int customers) {
@@ -42,18 +59,7 @@ Input MakeInput(const std::filesystem::path& state_dir, int records, int custome
   // memtables, pressure within seconds.
   in.cfg.state.memory_cap_mb = 112;
   for (const auto& t : AllTopics(in.cfg)) REQUIRE_OK(in.cluster->CreateTopic(t.name, t.partitions));
-  generator::WorldOptions world;
-  world.customers = customers;
-  REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
-  REQUIRE_OK_AND_ASSIGN(auto producer, kafka::Producer::Create(MakeClientConfig(in.cfg.kafka)));
-  std::string key, value;
-  for (int i = 0; i < records; ++i) {
-    gen->Next(&key, &value);
-    REQUIRE_OK(producer->Produce("crm.interactions", kafka::kPartitionUnassigned, key, value));
-    if (i % 1024 == 0) producer->Poll();
-  }
-  REQUIRE_OK(producer->Flush(std::chrono::seconds(60)));
-  REQUIRE(producer->failed_count() == 0);
+  ProduceEvents(in.cfg, records, customers, 42);
   in.records = records;
   return in;
 }
@@ -142,6 +148,20 @@ TEST_CASE("a stop ends an engine whose checkpoint cannot be written, within the 
     const EngineHealth health = engine->probe().Health(std::chrono::milliseconds(1000));
     CHECK_FALSE(health.live);
     CHECK(health.reason.find("checkpoint stalled") != std::string::npos);
+
+    // Consumption goes on while the checkpoint waits on the store: records
+    // arriving now are processed, with that same checkpoint still pending.
+    const int64_t stalled_since = engine->stats().checkpoint_started_ms.load();
+    const int64_t more = 5000;
+    ProduceEvents(in.cfg, static_cast<int>(more), 2000, 7);
+    in.records += more;
+    const auto caught_up_by = Clock::now() + std::chrono::seconds(60);
+    while (static_cast<int64_t>(engine->stats().received.load()) < in.records &&
+           Clock::now() < caught_up_by) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    CHECK(static_cast<int64_t>(engine->stats().received.load()) == in.records);
+    CHECK(engine->stats().checkpoint_started_ms.load() == stalled_since);
 
     // SIGTERM's path: the stop flag. The engine gives up the stalled
     // checkpoint, tries a final one for shutdown_timeout_ms, says it could

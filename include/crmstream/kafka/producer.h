@@ -30,6 +30,7 @@
 // does not wait for outstanding messages.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -48,6 +49,10 @@ namespace crmstream::kafka {
 
 // Lets librdkafka's partitioner choose (by key hash).
 inline constexpr int32_t kPartitionUnassigned = RD_KAFKA_PARTITION_UA;
+
+// Delivery tags use at most the low 62 bits: the message's delivery
+// generation travels in the top two.
+inline constexpr uint64_t kMaxProducerTag = (uint64_t{1} << 62) - 1;
 
 struct ProducerOptions {
   // Delay before a batch is sent (linger.ms); small for low latency. Default 5.
@@ -85,8 +90,9 @@ class Producer {
 
   // Enqueues one message (key and value are copied). partition may be
   // kPartitionUnassigned. An empty key is sent as a null key. No allocation
-  // on our side once the topic has been seen. A non-zero `tag` is handed to
-  // the delivery observer when the brokers acknowledge the message.
+  // on our side once the topic has been seen. A non-zero `tag` (at most
+  // kMaxProducerTag) is handed to the delivery observer when the brokers
+  // acknowledge the message.
   Status Produce(std::string_view topic, int32_t partition, std::string_view key,
                  std::string_view value, uint64_t tag = 0);
   // Same with headers (these allocate: librdkafka's header list).
@@ -110,6 +116,17 @@ class Producer {
 
   // Messages enqueued and not yet reported.
   int OutstandingCount() const;
+
+  // Delivery generations, to wait for the messages produced before a point
+  // without waiting for those produced after it (Flush waits for all):
+  // each message belongs to the generation open when it was produced.
+  // CloseGeneration ends the open one and returns its number;
+  // GenerationSettled(g) is true once every message of generation g and of
+  // those before it is reported, delivered or failed. Conservative: with
+  // more than three generations unsettled, a later one's messages may also
+  // be waited for. Producer thread only.
+  uint64_t CloseGeneration();
+  bool GenerationSettled(uint64_t generation) const;
   uint64_t delivered_count() const { return delivered_.load(std::memory_order_relaxed); }
   uint64_t failed_count() const { return failed_.load(std::memory_order_relaxed); }
   // The last delivery error as a Status (OK if none so far).
@@ -154,6 +171,11 @@ class Producer {
   Producer() = default;
   Result<rd_kafka_topic_t*> Topic(std::string_view name);
   static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* message, void* opaque);
+  // The opaque a message travels with: its tag and its generation's slot.
+  uint64_t Pack(uint64_t tag) const {
+    return (tag & kMaxProducerTag) | (generation_ % kGenerationSlots) << kGenerationShift;
+  }
+  void Produced() { ++unsettled_[generation_ % kGenerationSlots]; }
 
   struct CachedTopic {
     std::string name;
@@ -167,6 +189,11 @@ class Producer {
   std::atomic<uint64_t> delivered_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<int> last_error_{RD_KAFKA_RESP_ERR_NO_ERROR};
+  // Unreported messages by generation, modulo the ring's size.
+  static constexpr int kGenerationShift = 62;
+  static constexpr size_t kGenerationSlots = 4;
+  uint64_t generation_ = 0;
+  std::array<uint64_t, kGenerationSlots> unsettled_{};
   std::string last_failed_topic_;
   size_t last_failed_bytes_ = 0;
   DeliveryObserver observer_ = nullptr;

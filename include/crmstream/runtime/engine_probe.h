@@ -70,12 +70,14 @@ class OutputLatencyHistogram : public DurationHistogram {
 };
 
 // The tag an output is produced with (kafka::Producer's delivery observer):
-// its kind in the top byte (plus one), the time of the input behind it (ms)
-// below. 0, no tag, when that time is unknown.
+// its kind (plus one) in bits 48-55, the time of the input behind it (ms)
+// below; the top byte stays free (kafka::kMaxProducerTag). 0, no tag, when
+// that time is unknown.
+inline constexpr int kOutputLatencyKindShift = 48;
 constexpr uint64_t OutputLatencyTag(schema::OutputKind kind, int64_t origin_ms) {
-  constexpr uint64_t kTimeMask = (uint64_t{1} << 56) - 1;
+  constexpr uint64_t kTimeMask = (uint64_t{1} << kOutputLatencyKindShift) - 1;
   if (origin_ms <= 0) return 0;
-  return (uint64_t{static_cast<uint8_t>(kind)} + 1) << 56 |
+  return (uint64_t{static_cast<uint8_t>(kind)} + 1) << kOutputLatencyKindShift |
          (static_cast<uint64_t>(origin_ms) & kTimeMask);
 }
 
