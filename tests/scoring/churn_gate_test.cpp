@@ -101,9 +101,12 @@ TEST_CASE("No churn alert and no published probability before the gate opens",
     p.models.EndFlush();
     p.store->ClearPending();
   }
-  INFO("first closing day " << double(first_closing_ms - wo.start_ms) / kDay << ", gate open day "
-                            << double(gate_open_ms - wo.start_ms) / kDay << ", alerts after "
-                            << alerts_after_gate << ", "
+  // Days from the start; -1 for a moment that never came.
+  auto day = [&](int64_t ms) {
+    return ms == INT64_MIN || ms == INT64_MAX ? -1.0 : double(ms - wo.start_ms) / kDay;
+  };
+  INFO("first closing day " << day(first_closing_ms) << ", gate open day " << day(gate_open_ms)
+                            << ", alerts after " << alerts_after_gate << ", "
                             << alerts::DescribeChurnGate(p.models.churn().gate_state(),
                                                          p.models.churn().gate_inputs()));
   REQUIRE(checked_record);
