@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 
 #include "crmstream/common/json_writer.h"
 
@@ -71,7 +72,26 @@ struct Anomaly {
   int64_t as_of_ms = 0;
   double score = 0;
   std::vector<Deviation> deviations;  // at most 3, largest relative deviation first
+  // A customer anomaly's severity ("warning", "high", "critical"; "" when
+  // absent or unknown). A global anomaly has none: its shift's direction
+  // ("up", "down", ""), length in minutes and whether it is sustained say
+  // how serious it is.
+  std::string_view severity;
+  std::string_view direction;
+  int64_t minutes = 0;
+  bool sustained = false;
 };
+
+// One of `known`, or "" (a label from a hostile or newer record is not kept).
+std::string_view KnownLabel(element e, std::string_view key,
+                            std::initializer_list<std::string_view> known) {
+  std::string_view v;
+  if (e[key].get_string().get(v) != simdjson::SUCCESS) return {};
+  for (std::string_view k : known) {
+    if (v == k) return k;
+  }
+  return {};
+}
 
 struct Centroid {
   int64_t segment = 0;
@@ -334,8 +354,13 @@ struct DashboardView::State {
     if (kind == "metric") {
       a.is_metric = true;
       a.subject = StringOr(doc, "metric");
+      a.direction = KnownLabel(doc, "direction", {"up", "down"});
+      a.minutes = std::max<int64_t>(0, IntOr(doc, "minutes", 0));
+      bool sustained = false;
+      a.sustained = doc["sustained"].get_bool().get(sustained) == simdjson::SUCCESS && sustained;
     } else if (kind == "customer") {
       a.subject = StringOr(doc, "customer_id");
+      a.severity = KnownLabel(doc, "severity", {"warning", "high", "critical"});
     } else {
       return true;  // a kind added later: ignored
     }
@@ -607,6 +632,22 @@ std::string DashboardView::Snapshot(int64_t now_ms) const {
     w.Field("subject", std::string_view(a.subject));
     w.Field("as_of_ms", a.as_of_ms);
     w.Field("score", Round3(a.score));
+    // Absent labels are null.
+    auto label = [&](std::string_view key, std::string_view v) {
+      w.Key(key);
+      if (v.empty()) {
+        w.Null();
+      } else {
+        w.String(v);
+      }
+    };
+    if (a.is_metric) {
+      label("direction", a.direction);
+      w.Field("minutes", a.minutes);
+      w.Field("sustained", a.sustained);
+    } else {
+      label("severity", a.severity);
+    }
     w.Key("deviations");
     w.BeginArray();
     for (const Deviation& d : a.deviations) {

@@ -1,6 +1,7 @@
 #include "crmstream/models/mini_batch_kmeans.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -218,6 +219,20 @@ Result<KMeansAssignment> MiniBatchKMeans::Update(std::span<const double> point) 
 
 void MiniBatchKMeans::Flush() {
   if (seeded_ && batch_filled_ > 0) ApplyBatch();
+}
+
+void MiniBatchKMeans::Rescale(std::span<const double> scale, std::span<const double> shift) {
+  const auto dim = static_cast<size_t>(options_.dim);
+  assert(scale.size() == dim && shift.size() == dim);
+  auto apply = [&](double* rows, size_t n) {
+    for (size_t i = 0; i < n; ++i, rows += dim) {
+      for (size_t j = 0; j < dim; ++j) rows[j] = scale[j] * rows[j] + shift[j];
+    }
+  };
+  apply(centroids_.data(), static_cast<size_t>(options_.k));
+  apply(seed_buffer_.data(), static_cast<size_t>(seed_filled_));
+  apply(batch_points_.data(), static_cast<size_t>(batch_filled_));
+  apply(recent_.data(), static_cast<size_t>(recent_filled_));
 }
 
 void MiniBatchKMeans::ApplyBatch() {

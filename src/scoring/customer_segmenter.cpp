@@ -14,8 +14,18 @@ namespace {
 using internal::ReadNested;
 
 constexpr int kDim = static_cast<int>(kSegmentFeatureNames.size());
-constexpr uint16_t kCustomerVersion = 1;
-constexpr uint16_t kPartitionVersion = 1;
+// 2: adds the challenger and its day count (hysteresis); version 1 reads
+// with none.
+constexpr uint16_t kCustomerVersion = 2;
+constexpr uint16_t kCustomerVersionNoChallenger = 1;
+// 2: adds the standardisation snapshot k-means works in. Version 1 (no
+// snapshot) is read with the running standardisation as the snapshot, which
+// is what its k-means points were mapped with last.
+constexpr uint16_t kPartitionVersion = 2;
+constexpr uint16_t kPartitionVersionNoSnapshot = 1;
+// The snapshot is refreshed at 1, 2, 4, ... 128 k-means points, then every
+// 256 (and at every point while a feature is still constant).
+constexpr uint64_t kScaleRefreshEvery = 256;
 
 models::MiniBatchKMeansOptions KMeansOptions(const SegmenterOptions& o) {
   models::MiniBatchKMeansOptions k;
@@ -23,7 +33,21 @@ models::MiniBatchKMeansOptions KMeansOptions(const SegmenterOptions& o) {
   k.dim = kDim;
   k.seed_buffer_size = std::max(256, 20 * o.k);
   k.random_seed = o.seed;
+  k.dead_after = o.reseed_after_points;
   return k;
+}
+
+// The running standardisation's scale, with Standardizer::Transform's rule:
+// 0 while a feature is constant (it then maps to 0).
+double ScaleOf(const models::Standardizer& s, int j) {
+  const double sd = std::sqrt(s.variance(j));
+  return sd > 0.0 && sd > 1e-12 * std::fabs(s.mean(j)) ? sd : 0.0;
+}
+
+double SquaredDistance(std::span<const double> a, std::span<const double> b) {
+  double d2 = 0.0;
+  for (size_t j = 0; j < a.size(); ++j) d2 += (a[j] - b[j]) * (a[j] - b[j]);
+  return d2;
 }
 
 size_t ClosestWindow(const features::FeatureSpec& spec, int days) {
@@ -44,6 +68,12 @@ Status SegmenterOptions::Validate() const {
   if (k < 1 || k > CustomerSegmenter::kMaxSegments) {
     return Status::InvalidArgument("SegmenterOptions.k must be in [1, 64], got " +
                                    std::to_string(k));
+  }
+  if (!(move_margin >= 0.0 && move_margin < 1.0)) {
+    return Status::InvalidArgument("SegmenterOptions.move_margin must be in [0, 1)");
+  }
+  if (move_after_days < 1 || move_after_days > 365) {
+    return Status::InvalidArgument("SegmenterOptions.move_after_days must be in [1, 365]");
   }
   return Status::OK();
 }
@@ -77,6 +107,8 @@ void CustomerSegmenter::OnEvent(const features::CustomerFeatures& f, UnsavedSlot
   unsaved->Mark(s);
   Slot& slot = slots_[s];
   const auto day = static_cast<int32_t>(internal::FloorDiv(f.as_of_ms(), internal::kMillisPerDay));
+  const bool learn = day != slot.last_kmeans_day;
+  if (!learn && slot.segment >= 0) return;  // decided once per customer-day
   const double recency = f.recency_days();
   // Never purchased: at least as long ago as the customer has been known.
   point_[0] = std::log1p(std::max(0.0, std::isnan(recency) ? f.tenure_days() : recency));
@@ -85,15 +117,42 @@ void CustomerSegmenter::OnEvent(const features::CustomerFeatures& f, UnsavedSlot
   const features::WindowAggregates w = f.window(month_window_);
   point_[3] = std::log1p(static_cast<double>(w.purchases) + w.logins + w.page_views +
                          w.support_tickets + w.complaints + w.refunds);
-  std::array<double, kDim> z{};
-  standardizer_.Transform(point_, z);
-  if (day != slot.last_kmeans_day) {
+  if (learn) {
     // Once per customer and day: a busy customer must not outweigh the rest.
     slot.last_kmeans_day = day;
     standardizer_.Update(point_);
-    static_cast<void>(kmeans_.Update(z));  // fails only on non-finite input
+    if (ScaleRefreshDue()) RefreshScale();
   }
-  const int segment = kmeans_.Assign(z).cluster;
+  std::array<double, kDim> z{};
+  for (size_t j = 0; j < z.size(); ++j) {
+    z[j] = scale_sd_[j] > 0.0 ? (point_[j] - scale_mean_[j]) / scale_sd_[j] : 0.0;
+  }
+  if (learn) static_cast<void>(kmeans_.Update(z));  // fails only on non-finite input
+  const models::KMeansAssignment nearest = kmeans_.Assign(z);
+  int segment = nearest.cluster;
+  if (segment >= 0 && slot.segment >= 0) {
+    // Hysteresis: stay unless the nearest centre has been clearly closer on
+    // move_after_days consecutive active days.
+    segment = slot.segment;
+    const bool clearly_closer =
+        nearest.cluster != slot.segment &&
+        nearest.squared_distance <
+            (1.0 - options_.move_margin) * SquaredDistance(z, kmeans_.centroid(slot.segment));
+    if (!clearly_closer) {
+      slot.challenger = -1;
+      slot.challenger_days = 0;
+    } else {
+      if (slot.challenger != nearest.cluster) {
+        slot.challenger = static_cast<int16_t>(nearest.cluster);
+        slot.challenger_days = 0;
+      }
+      if (++slot.challenger_days >= options_.move_after_days) {
+        segment = nearest.cluster;
+        slot.challenger = -1;
+        slot.challenger_days = 0;
+      }
+    }
+  }
   if (segment != slot.segment) {
     if (slot.segment >= 0) --segment_sizes_[static_cast<size_t>(slot.segment)];
     if (segment >= 0) ++segment_sizes_[static_cast<size_t>(segment)];
@@ -113,11 +172,35 @@ void CustomerSegmenter::Refresh(uint32_t s, UnsavedSlots* unsaved, SegmentChange
   }
 }
 
+bool CustomerSegmenter::ScaleRefreshDue() const {
+  const uint64_t n = standardizer_.count(0);
+  if (n == 0) return false;
+  if ((n & (n - 1)) == 0 || n % kScaleRefreshEvery == 0) return true;
+  // A snapshot of a constant feature maps it to 0, which stands for its
+  // mean: exact only while it stays constant, so follow it point by point.
+  return std::find(scale_sd_.begin(), scale_sd_.end(), 0.0) != scale_sd_.end();
+}
+
+void CustomerSegmenter::RefreshScale() {
+  std::array<double, kDim> mean{}, sd{}, scale{}, shift{};
+  for (int j = 0; j < kDim; ++j) {
+    const auto i = static_cast<size_t>(j);
+    mean[i] = standardizer_.mean(j);
+    sd[i] = ScaleOf(standardizer_, j);
+    // old z -> log1p value -> new z; a feature still constant maps to 0.
+    scale[i] = sd[i] > 0.0 ? scale_sd_[i] / sd[i] : 0.0;
+    shift[i] = sd[i] > 0.0 ? (scale_mean_[i] - mean[i]) / sd[i] : 0.0;
+  }
+  kmeans_.Rescale(scale, shift);
+  scale_mean_ = mean;
+  scale_sd_ = sd;
+}
+
 void CustomerSegmenter::Centre(int c, std::span<double> out) const {
   const std::span<const double> centre = kmeans_.centroid(c);
-  for (int j = 0; j < kDim; ++j) {
-    const double sd = std::sqrt(standardizer_.variance(j));
-    out[static_cast<size_t>(j)] = standardizer_.mean(j) + centre[static_cast<size_t>(j)] * sd;
+  for (size_t j = 0; j < scale_sd_.size(); ++j) {
+    const double log1p_value = scale_mean_[j] + centre[j] * scale_sd_[j];
+    out[j] = std::max(0.0, std::expm1(log1p_value));
   }
 }
 
@@ -125,6 +208,7 @@ CustomerSegmenter::Quality CustomerSegmenter::quality() const {
   Quality q;
   q.kmeans_mean_squared_distance = kmeans_.quality().mean_squared_distance();
   q.kmeans_points = kmeans_.quality().scored_points;
+  q.reseeded_centres = kmeans_.quality().reseeded_centres;
   return q;
 }
 
@@ -135,22 +219,29 @@ void CustomerSegmenter::AppendCustomer(uint32_t s, std::string* record) const {
   w.Put<int32_t>(slot.last_kmeans_day);
   w.Put<int16_t>(slot.segment);
   w.Put<int16_t>(slot.published_segment);
+  w.Put<int16_t>(slot.challenger);
+  w.Put<uint16_t>(slot.challenger_days);
 }
 
 Result<CustomerSegmenter::DecodedCustomer> CustomerSegmenter::ReadCustomer(
     BinaryReader* record) const {
   std::string payload;
-  CRM_RETURN_NOT_OK(
-      internal::ReadSection(record, kCustomerVersion, "segment customer state", &payload));
+  uint16_t version = 0;
+  CRM_RETURN_NOT_OK(internal::ReadSection(record, kCustomerVersionNoChallenger, kCustomerVersion,
+                                          "segment customer state", &payload, &version));
   BinaryReader in(payload);
   DecodedCustomer decoded;
   Slot& d = decoded.slot_;
   CRM_RETURN_NOT_OK(in.Get(&d.last_kmeans_day));
   CRM_RETURN_NOT_OK(in.Get(&d.segment));
   CRM_RETURN_NOT_OK(in.Get(&d.published_segment));
+  if (version >= kCustomerVersion) {
+    CRM_RETURN_NOT_OK(in.Get(&d.challenger));
+    CRM_RETURN_NOT_OK(in.Get(&d.challenger_days));
+  }
   CRM_RETURN_NOT_OK(in.ExpectEnd());
   if (d.segment < -1 || d.segment >= options_.k || d.published_segment < -1 ||
-      d.published_segment >= options_.k) {
+      d.published_segment >= options_.k || d.challenger < -1 || d.challenger >= options_.k) {
     return Status::InvalidArgument("segment customer state: segment outside [-1, k)");
   }
   return decoded;
@@ -172,13 +263,17 @@ void CustomerSegmenter::EncodePartition(std::string* out) const {
   w.PutBytes(standardizer_.Serialize());
   w.PutBytes(kmeans_.Serialize());
   for (int c = 0; c < options_.k; ++c) w.Put<uint64_t>(segment_sizes_[static_cast<size_t>(c)]);
+  w.PutArray<double>(scale_mean_);
+  w.PutArray<double>(scale_sd_);
   *out = SealBlob(BlobKind::kSegmentPartitionState, kPartitionVersion, payload);
 }
 
 Status CustomerSegmenter::DecodePartition(std::string_view blob) {
-  CRM_ASSIGN_OR_RETURN(const std::string_view payload,
-                       OpenBlobPayload(blob, BlobKind::kSegmentPartitionState, kPartitionVersion));
-  BinaryReader in(payload);
+  CRM_ASSIGN_OR_RETURN(const OpenedBlob opened, OpenBlob(blob, BlobKind::kSegmentPartitionState));
+  if (opened.version != kPartitionVersion && opened.version != kPartitionVersionNoSnapshot) {
+    return Mismatch("unsupported version " + std::to_string(opened.version));
+  }
+  BinaryReader in(opened.payload);
   int32_t k = 0;
   CRM_RETURN_NOT_OK(in.Get(&k));
   if (k != options_.k) {
@@ -195,12 +290,38 @@ Status CustomerSegmenter::DecodePartition(std::string_view blob) {
   }
   std::array<uint64_t, kMaxSegments> sizes{};
   for (int c = 0; c < k; ++c) CRM_RETURN_NOT_OK(in.Get(&sizes[static_cast<size_t>(c)]));
+  std::array<double, kDim> scale_mean{}, scale_sd{};
+  if (opened.version == kPartitionVersionNoSnapshot) {
+    for (int j = 0; j < kDim; ++j) {
+      scale_mean[static_cast<size_t>(j)] = standardizer.mean(j);
+      scale_sd[static_cast<size_t>(j)] = ScaleOf(standardizer, j);
+    }
+  } else {
+    std::vector<double> mean, sd;
+    mean.reserve(kDim);
+    sd.reserve(kDim);
+    CRM_RETURN_NOT_OK(in.GetArray(&mean, kDim));
+    CRM_RETURN_NOT_OK(in.GetArray(&sd, kDim));
+    if (mean.size() != kDim || sd.size() != kDim) return Mismatch("bad scale snapshot");
+    for (size_t j = 0; j < kDim; ++j) {
+      if (!std::isfinite(mean[j]) || !std::isfinite(sd[j]) || sd[j] < 0.0) {
+        return Mismatch("bad scale snapshot");
+      }
+      scale_mean[j] = mean[j];
+      scale_sd[j] = sd[j];
+    }
+  }
   CRM_RETURN_NOT_OK(in.ExpectEnd());
+  // Written with another re-seeding setting (version 1: none): the
+  // configured one applies from now on.
+  kmeans.set_dead_after(KMeansOptions(options_).dead_after);
   // The sizes count every customer of the partition, in memory or not (a
   // restore decodes none up front), so they are not checked against slots_.
   standardizer_ = std::move(standardizer);
   kmeans_ = std::move(kmeans);
   segment_sizes_ = sizes;
+  scale_mean_ = scale_mean;
+  scale_sd_ = scale_sd;
   return Status::OK();
 }
 

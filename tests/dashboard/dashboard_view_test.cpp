@@ -194,11 +194,12 @@ TEST_CASE("segments, anomalies and correlations show the latest snapshots", "[da
     REQUIRE(view.Apply(OutputKind::kAnomalies,
                        R"({"kind":"metric","metric":"revenue_per_minute","as_of_ms":)" +
                            std::to_string(60000 * i) + R"(,"score":)" + std::to_string(i + 3) +
-                           R"(,"observed":950,"expected":400})"));
+                           R"(,"observed":950,"expected":400,"direction":"up","minutes":)" +
+                           std::to_string(10 + i) + R"(,"sustained":true})"));
   }
   REQUIRE(view.Apply(
       OutputKind::kAnomalies,
-      R"({"kind":"customer","customer_id":"C9","as_of_ms":400000,"score":8.5,)"
+      R"({"kind":"customer","customer_id":"C9","as_of_ms":400000,"score":8.5,"severity":"high",)"
       R"("observed":{"spend_7d":900,"logins_7d":3},"expected":{"spend_7d":50,"logins_7d":3}})"));
   REQUIRE(view.Apply(OutputKind::kCorrelations,
                      R"({"as_of_ms":5000,"window_minutes":60,"metrics":["a","b"],)"
@@ -223,6 +224,17 @@ TEST_CASE("segments, anomalies and correlations show the latest snapshots", "[da
   CHECK(std::string_view(newest["deviations"].at(0)["name"]) == "spend_7d");
   CHECK(double(newest["deviations"].at(0)["observed"]) == Approx(900));
   CHECK(double(recent.at(1)["deviations"].at(0)["expected"]) == Approx(400));
+  // Severity of a customer anomaly; persistence and direction of a global one.
+  CHECK(std::string_view(newest["severity"]) == "high");
+  CHECK(std::string_view(recent.at(1)["direction"]) == "up");
+  CHECK(int64_t(recent.at(1)["minutes"]) == 14);
+  CHECK(bool(recent.at(1)["sustained"]));
+  // An unknown severity is not shown as one.
+  REQUIRE(view.Apply(OutputKind::kAnomalies,
+                     R"({"kind":"customer","customer_id":"C8","as_of_ms":500000,"score":1,)"
+                     R"("severity":"<script>","observed":{},"expected":{}})"));
+  Parsed later(view.Snapshot(2));
+  CHECK(later.doc["anomalies"]["recent"].at(0)["severity"].is_null());
 
   auto corr = snap.doc["correlations"];
   CHECK(int64_t(corr["window_minutes"]) == 60);

@@ -189,6 +189,44 @@ TEST_CASE("a dead centre is re-seeded where the data moved", "[models][kmeans]")
   CHECK(with.quality().ewma_squared_distance < without.quality().ewma_squared_distance);
 }
 
+TEST_CASE("a rescaled model continues as one trained in the new coordinates", "[models][kmeans]") {
+  // An isotropic scale keeps every nearest-centre and k-means++ choice, so a
+  // model moved to new coordinates mid-stream (once while seeding, once
+  // after) must hold the centres of a model fed the mapped points from the
+  // start.
+  MiniBatchKMeansOptions o = BlobOptions();
+  o.dead_after = 500;
+  const std::vector<Point> points = Blobs(kTrueCentres, 6000, 21);
+  const Point scale = {2.5, 2.5, 2.5};
+  const Point shift = {-3.0, 7.0, 0.5};
+  auto mapped = [&](const Point& p) {
+    Point q;
+    for (int j = 0; j < kDim; ++j) q[j] = scale[j] * p[j] + shift[j];
+    return q;
+  };
+  std::vector<Point> all_mapped;
+  for (const Point& p : points) all_mapped.push_back(mapped(p));
+  const MiniBatchKMeans reference = Train(o, all_mapped);
+
+  auto m = MiniBatchKMeans::Create(o);
+  REQUIRE_OK(m);
+  for (size_t i = 0; i < points.size(); ++i) {
+    if (i == 120) m->Rescale(scale, shift);  // while the seeding buffer fills
+    if (i == 3000) {                         // seeded: round trip through other units
+      m->Rescale(Point{0.5, 0.5, 0.5}, Point{1.0, 2.0, 3.0});
+      m->Rescale(Point{2.0, 2.0, 2.0}, Point{-2.0, -4.0, -6.0});
+    }
+    REQUIRE_OK(m->Update(i < 120 ? points[i] : all_mapped[i]));
+  }
+  REQUIRE(m->seeded());
+  for (int c = 0; c < o.k; ++c) {
+    for (int j = 0; j < kDim; ++j) {
+      CHECK(m->centroid(c)[j] == Approx(reference.centroid(c)[j]).margin(1e-9));
+    }
+    CHECK(m->counts()[c] == reference.counts()[c]);
+  }
+}
+
 TEST_CASE("merging two k-means models combines their per-cluster statistics", "[models][kmeans]") {
   const std::vector<Point> points = Blobs(kTrueCentres, 20'000, 8);
   const std::vector<Point> first(points.begin(), points.begin() + 10'000);

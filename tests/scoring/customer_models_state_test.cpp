@@ -35,6 +35,7 @@ using testing::BlobsByName;
 using testing::DecodePartitionBlob;
 using testing::DecodePartitionBlobs;
 using testing::EventSource;
+using testing::HandEvent;
 using testing::kMinuteMetricsBlob;
 using testing::Partition;
 using testing::PartitionBlobs;
@@ -502,12 +503,7 @@ TEST_CASE("Label deadlines that tie resolve in the original order after a restor
   auto send = [&](Partition* p, const std::string& customer, int64_t ts, EventType type,
                   double amount) {
     event_id = customer + "-" + std::to_string(ts);
-    e.event_id = event_id;
-    e.customer_id = customer;
-    e.timestamp_ms = ts;
-    e.type = type;
-    e.amount = amount;
-    e.has_amount = ingest::EventTypeHasAmount(type);
+    e = HandEvent(event_id, customer, ts, type, amount);
     p->Process(e);
   };
   // Background customers spread over a day give the scaling its statistics;

@@ -15,6 +15,7 @@
 #include "crmstream/models/logistic_regression.h"
 #include "crmstream/models/standardizer.h"
 #include "crmstream/scoring/minute_metrics_monitor.h"
+#include "scoring/scoring_test_support.h"
 #include "support/require_ok.h"
 
 namespace crmstream::scoring {
@@ -40,13 +41,7 @@ class ScriptedStream {
                                          double amount = 0.0) {
     event_id_ = "e" + std::to_string(++count_);
     customer_ = customer;
-    ingest::Event e;
-    e.event_id = event_id_;
-    e.customer_id = customer_;
-    e.timestamp_ms = ts;
-    e.type = type;
-    e.amount = amount;
-    e.has_amount = ingest::EventTypeHasAmount(type);
+    const ingest::Event e = testing::HandEvent(event_id_, customer_, ts, type, amount);
     const features::CustomerFeatures& f = store_->Update(e);
     minutes_.OnEvent(e);
     models_.OnEvent(e, f);

@@ -25,6 +25,18 @@ CustomerModelsOptions AlertingOptions() {
   return o;
 }
 
+ingest::Event HandEvent(std::string_view event_id, std::string_view customer, int64_t ts,
+                        ingest::EventType type, double amount) {
+  ingest::Event e;
+  e.event_id = event_id;
+  e.customer_id = customer;
+  e.timestamp_ms = ts;
+  e.type = type;
+  e.amount = amount;
+  e.has_amount = ingest::EventTypeHasAmount(type);
+  return e;
+}
+
 Partition::Partition(const CustomerModelsOptions& options,
                      const MinuteMetricsOptions& minute_options)
     : store(std::move(features::FeatureStore::Create(features::FeatureSpec{})).value()),

@@ -27,6 +27,11 @@ CustomerModelsOptions AlertingOptions();
 // models' partition blobs (the engine's, pipeline/partition_checkpoint.h).
 inline constexpr std::string_view kMinuteMetricsBlob = "minute_metrics";
 
+// A hand-written event; it views `event_id` and `customer`, which must
+// outlive it.
+ingest::Event HandEvent(std::string_view event_id, std::string_view customer, int64_t ts,
+                        ingest::EventType type, double amount = 0.0);
+
 // One partition's feature store, models and minute metrics.
 struct Partition {
   explicit Partition(const CustomerModelsOptions& options = AlertingOptions(),

@@ -222,8 +222,13 @@ function renderAnomalies(an) {
   anomalyChart.update('none');
   $('anomaly-caption').textContent = `${fmtInt.format(an.total)} in total`;
   $('kpi-anomalies').textContent = fmtInt.format(an.total);
-  $('anomaly-list').replaceChildren(...an.recent.slice(0, 5).map((a) => el('li', {},
-    el('time', {}, eventTime(a.as_of_ms)), ' ',
+  // A customer anomaly's severity; a global one's shift (direction, minutes).
+  const level = (a) => (a.kind === 'customer'
+    ? (a.severity ? el('span', { class: `badge badge-${a.severity}` }, a.severity) : null)
+    : el('span', { class: 'badge badge-shift' },
+      `${a.direction === 'down' ? '↓' : a.direction === 'up' ? '↑' : ''} ${a.sustained ? `${fmtInt.format(a.minutes)} min` : 'point'}`));
+  $('anomaly-list').replaceChildren(...an.recent.slice(0, 5).map((a) => el('li', { class: 'anomaly-row' },
+    el('time', {}, eventTime(a.as_of_ms)), ' ', level(a), ' ',
     el('strong', {}, humanize(a.subject)), ` score ${fmt.format(a.score)}: `,
     a.deviations.map((d) => `${d.name ? `${humanize(d.name)} ` : ''}${fmt.format(d.observed)} vs expected ${fmt.format(d.expected)}`).join(', '))));
 }

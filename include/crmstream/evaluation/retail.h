@@ -39,6 +39,9 @@ struct RfmTable {
   std::vector<double> recency_days;  // raw, whole days (floor)
   std::vector<double> frequency;     // raw, distinct invoices
   std::vector<double> monetary;      // raw, sum of Quantity * UnitPrice
+  // The customer's latest kept invoice line, minutes since 1970-01-01 (the
+  // moment its row is final: the single-pass protocol's stream order).
+  std::vector<int64_t> last_purchase_minutes;
   // log1p then standardised, row-major, 3 values per customer
   // (recency, frequency, monetary).
   std::vector<double> features;
@@ -78,7 +81,8 @@ struct RetailClusteringResult {
 
 // How the customers are streamed through MiniBatchKMeans. Every model sees
 // the customers one at a time, `epochs` times, each epoch in a fresh
-// deterministic shuffled order; `restarts` models with different seeds run
+// deterministic shuffled order (or, time_ordered, in the order of their
+// latest purchase, ties by CustomerID); `restarts` models with different seeds run
 // side by side and the one with the lowest prequential distance over its
 // last epoch is kept (the streaming analogue of k-means' n_init: chosen by
 // the model's own running estimate, not by the final inertia).
@@ -90,10 +94,15 @@ struct RetailStreamingProtocol {
   int mini_batch_size = 0;
   double half_life = 0.0;  // in customers; 0 = plain 1/count rates
   uint64_t random_seed = 0;
+  bool time_ordered = false;
 };
 
-// The protocol EvaluateRetail uses.
+// The protocol EvaluateRetail's main figures use: 10 shuffled epochs.
 RetailStreamingProtocol DefaultRetailProtocol();
+// What a stream sees: one pass, each customer once, in the order of their
+// latest purchase (so the first customers are the long-lapsed ones, and
+// k-means++ seeds on them), no decay, restarts run side by side.
+RetailStreamingProtocol SinglePassRetailProtocol();
 
 // Streams `table`'s features through MiniBatchKMeans(k, dim 3) under
 // `protocol` and measures the final centres' inertia over all customers.
@@ -108,11 +117,13 @@ struct RetailReport {
   double cluster_seconds = 0.0;
   RetailStreamingProtocol protocol;
   std::vector<RetailClusteringResult> results;  // k = 4..8
+  RetailStreamingProtocol single_pass_protocol;
+  std::vector<RetailClusteringResult> single_pass_results;  // k = 4..8
 };
 
 // Loads the data, builds the RFM table, and for k = 4..8 streams the
-// customers through MiniBatchKMeans (see RetailStreamingProtocol in the .cpp
-// for the exact protocol) and measures the inertia of its final centres.
+// customers through MiniBatchKMeans under DefaultRetailProtocol and under
+// SinglePassRetailProtocol and measures the inertia of the final centres.
 Result<RetailReport> EvaluateRetail(const std::filesystem::path& data_dir);
 
 // A table with every figure beside the published one.

@@ -91,6 +91,17 @@ class MiniBatchKMeans {
   // Applies a partially filled mini-batch now (e.g. before a snapshot).
   void Flush();
 
+  // Maps the model to new coordinates, x'[j] = scale[j] * x[j] + shift[j]
+  // (dim() values each): the centres and every buffered point (seeding,
+  // mini-batch, recent points). A caller whose feature scaling changes keeps
+  // the centres where they were in its own units this way. Counts and the
+  // prequential quality (measured in the old units) are unchanged.
+  void Rescale(std::span<const double> scale, std::span<const double> shift);
+
+  // Changes the dead-centre threshold (options().dead_after) of a live or
+  // restored model; 0 disables re-seeding.
+  void set_dead_after(uint64_t points) { options_.dead_after = points; }
+
   bool seeded() const { return seeded_; }
   int k() const { return options_.k; }
   int dim() const { return options_.dim; }

@@ -5,6 +5,25 @@
 // customers per segment; and, at a flush, the segment changes since the last
 // one reported.
 //
+// Segments that mean something:
+// - Hysteresis: a customer's segment is decided once per customer and
+//   event-time day (its first event of the day, as k-means learns). A
+//   customer in segment a moves to another centre b only once b has been
+//   its nearest centre and clearly closer, d2(b) < (1 - move_margin) * d2(a)
+//   (squared distances in the standardised space), on move_after_days
+//   consecutive active days. Recency is a sawtooth (0 at every purchase),
+//   so without the day count a regular buyer crosses a recency boundary
+//   twice per purchase. Learning is unaffected: k-means learns from the
+//   nearest centre.
+// - Dead centres: a centre that wins none of reseed_after_points consecutive
+//   k-means points is re-seeded on a recent point, drawn k-means++ style
+//   (MiniBatchKMeans::dead_after).
+// - Units: the standardisation k-means works in is a snapshot of the running
+//   one, refreshed on a schedule; at each refresh the model is mapped to the
+//   new snapshot (MiniBatchKMeans::Rescale), so a centre keeps its place in
+//   log1p units and Centre() (the snapshot inverted, then expm1) reports it
+//   in days, counts and currency.
+//
 // Customers are the feature store's slots (CustomerFeatures::slot()). The
 // checkpoint is a section of each customer's record and a sealed blob for
 // the partition.
@@ -35,14 +54,27 @@ struct SegmenterOptions {
   int k = 5;
   // Seed of the k-means random generator. Default 1.
   uint64_t seed = 1;
+  // Hysteresis of the reported segment, in [0, 1): a customer moves only
+  // when the nearest centre's squared distance is below (1 - move_margin)
+  // times the current one's. 0: always the nearest centre. Default 0.2.
+  double move_margin = 0.2;
+  // Consecutive active days (customer-days) the challenger must win before
+  // the customer moves, in [1, 365]. 1: the margin alone. Default 3.
+  int move_after_days = 3;
+  // A centre that wins no k-means point (customer-day) in this many is
+  // re-seeded where the data are; 0 disables. Default 2000.
+  uint64_t reseed_after_points = 2000;
 
   // InvalidArgument naming the field.
   Status Validate() const;
 };
 
-// The names of the segmentation space (k-means centres), in order.
+// The names of the segment centres' values as published (Centre()), in
+// order: days since the latest purchase (the tenure before any), lifetime
+// purchases, lifetime net spend (currency) and events in the window closest
+// to 30 days. k-means works on their standardised log1p.
 inline constexpr std::array<std::string_view, 4> kSegmentFeatureNames = {
-    "log1p_recency_days", "log1p_frequency", "log1p_monetary", "log1p_events_30d"};
+    "recency_days", "frequency", "monetary", "events_30d"};
 
 // A segment change since the previous one reported for a customer.
 struct SegmentChange {
@@ -56,6 +88,8 @@ class CustomerSegmenter {
     int32_t last_kmeans_day = INT32_MIN;
     int16_t segment = -1;
     int16_t published_segment = -1;  // the segment of the latest change reported
+    int16_t challenger = -1;         // the centre winning over `segment`, -1: none
+    uint16_t challenger_days = 0;    // consecutive active days it has won
   };
 
  public:
@@ -80,8 +114,9 @@ class CustomerSegmenter {
   // The customer's segment in [0, k), -1 while k-means is not seeded.
   int segment(uint32_t slot) const { return slots_[slot].segment; }
   bool seeded() const { return kmeans_.seeded(); }
-  // Writes centre `c` into `out` (4 values, kSegmentFeatureNames space,
-  // log1p units, de-standardised).
+  // Writes centre `c` into `out`: 4 values in kSegmentFeatureNames units
+  // (the centre's log1p values mapped back by expm1, so a log-space mean:
+  // the segment's typical customer rather than its arithmetic mean).
   void Centre(int c, std::span<double> out) const;
   // Customers per segment as of their latest event.
   uint64_t Size(int c) const { return segment_sizes_[static_cast<size_t>(c)]; }
@@ -92,6 +127,7 @@ class CustomerSegmenter {
     // (standardised units).
     double kmeans_mean_squared_distance = 0.0;
     uint64_t kmeans_points = 0;
+    uint64_t reseeded_centres = 0;
   };
   Quality quality() const;
 
@@ -124,12 +160,20 @@ class CustomerSegmenter {
   CustomerSegmenter(const SegmenterOptions& options, const features::FeatureSpec& spec,
                     models::Standardizer standardizer, models::MiniBatchKMeans kmeans);
 
+  // Takes the running standardisation as the snapshot k-means works in and
+  // maps the model to it.
+  void RefreshScale();
+  bool ScaleRefreshDue() const;
+
   SegmenterOptions options_;
   size_t month_window_;  // the feature window closest to 30 days
   std::vector<Slot> slots_;
   models::Standardizer standardizer_;
   models::MiniBatchKMeans kmeans_;
   std::array<uint64_t, kMaxSegments> segment_sizes_{};
+  // The snapshot: z = (x - scale_mean_) / scale_sd_, 0 where scale_sd_ is 0.
+  std::array<double, 4> scale_mean_{};
+  std::array<double, 4> scale_sd_{};
   std::array<double, 4> point_{};  // scratch
 };
 
