@@ -65,6 +65,7 @@ void BM_AdaptiveRandomForestLearn(benchmark::State& state) {
   AdaptiveRandomForestOptions o;
   o.dimension = kDim;
   o.models = static_cast<int>(state.range(0));
+  o.tree.leaf_prediction = static_cast<LeafPrediction>(state.range(1));
   auto forest = AdaptiveRandomForest::Create(o).value();
   for (size_t i = 0; i < 5'000; ++i) (void)forest.Learn(rows.Row(i), rows.label[i % kRows]);
   size_t i = 0;
@@ -74,7 +75,8 @@ void BM_AdaptiveRandomForestLearn(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
-BENCHMARK(BM_AdaptiveRandomForestLearn)->Arg(10);
+// 10 trees; naive Bayes adaptive leaves (2) and model trees (3).
+BENCHMARK(BM_AdaptiveRandomForestLearn)->Args({10, 2})->Args({10, 3});
 
 void BM_AdwinUpdate(benchmark::State& state) {
   auto adwin = Adwin::Create({}).value();

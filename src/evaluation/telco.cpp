@@ -235,8 +235,17 @@ Result<TelcoReport> EvaluateTelco(const std::filesystem::path& data_dir) {
   forest_options.dimension = tree_d;
   CRM_ASSIGN_OR_RETURN(models::AdaptiveRandomForest forest,
                        models::AdaptiveRandomForest::Create(forest_options));
+  // The same forest with model trees as members (the engine's model_forest).
+  models::AdaptiveRandomForestOptions model_forest_options = forest_options;
+  model_forest_options.tree.leaf_prediction = models::LeafPrediction::kLogistic;
+  CRM_ASSIGN_OR_RETURN(models::AdaptiveRandomForest model_forest,
+                       models::AdaptiveRandomForest::Create(model_forest_options));
   std::vector<double> tree_x(static_cast<size_t>(tree_d));
-  StreamingAuc auc_vfdt, auc_model_tree, auc_forest, auc_ensemble;
+  StreamingAuc auc_vfdt, auc_model_tree, auc_forest, auc_model_forest, auc_ensemble, auc_weighted;
+  // The weighted ensemble's members (logistic, model tree, model forest) and
+  // their summed prequential log loss so far.
+  std::array<double, 3> member_loss{};
+  std::array<double, 3> member_p{};
 
   TelcoReport report;
   report.dense_features = d;
@@ -303,15 +312,38 @@ Result<TelcoReport> EvaluateTelco(const std::filesystem::path& data_dir) {
     const double p_vfdt = vfdt.Learn(tree_x, label);
     const double p_model_tree = model_tree.Learn(tree_x, label);
     const double p_forest = forest.Learn(tree_x, label);
+    const double p_model_forest = model_forest.Learn(tree_x, label);
     auc_vfdt.Add(p_vfdt, label);
     auc_model_tree.Add(p_model_tree, label);
     auc_forest.Add(p_forest, label);
+    auc_model_forest.Add(p_model_forest, label);
     // The ensemble: the mean log-odds of the logistic model and the two
     // tree models, unweighted (no weight is tuned on the stream).
     const double p_ensemble = Sigmoid((Logit(p) + Logit(p_model_tree) + Logit(p_forest)) / 3.0);
     auc_ensemble.Add(p_ensemble, label);
+    // The weighted ensemble: each member's probability weighted by
+    // exp(-its summed log loss on the rows before this one), the Bayes
+    // mixture (exponential weights with learning rate 1, which log loss
+    // allows without a tuned rate; Cesa-Bianchi and Lugosi 2006, 3.3): its
+    // log loss is at most the best member's plus ln 3.
+    member_p = {p, p_model_tree, p_model_forest};
+    const double least = *std::min_element(member_loss.begin(), member_loss.end());
+    double mixed = 0.0, total = 0.0;
+    for (size_t m = 0; m < member_p.size(); ++m) {
+      const double w = std::exp(least - member_loss[m]);
+      mixed += w * member_p[m];
+      total += w;
+    }
+    const double p_weighted = mixed / total;
+    auc_weighted.Add(p_weighted, label);
+    for (size_t m = 0; m < member_p.size(); ++m) {
+      const double q = std::clamp(member_p[m], 1e-15, 1.0 - 1e-15);
+      member_loss[m] -= label ? std::log(q) : std::log1p(-q);
+    }
     report.forest_scores.push_back(p_forest);
+    report.model_forest_scores.push_back(p_model_forest);
     report.ensemble_scores.push_back(p_ensemble);
+    report.weighted_ensemble_scores.push_back(p_weighted);
     // Train on the row now that it has been scored.
     (void)model.Update(features, label);
     (void)ftrl.Update(features, label);
@@ -330,10 +362,13 @@ Result<TelcoReport> EvaluateTelco(const std::filesystem::path& data_dir) {
   report.vfdt_auc = auc_vfdt.Value();
   report.model_tree_auc = auc_model_tree.Value();
   report.forest_auc = auc_forest.Value();
+  report.model_forest_auc = auc_model_forest.Value();
   report.ensemble_auc = auc_ensemble.Value();
+  report.weighted_ensemble_auc = auc_weighted.Value();
   report.vfdt_leaves = static_cast<int>(vfdt.leaves());
   report.model_tree_leaves = static_cast<int>(model_tree.leaves());
   report.forest_drifts = static_cast<int>(forest.drifts());
+  report.model_forest_drifts = static_cast<int>(model_forest.drifts());
   return report;
 }
 
@@ -358,8 +393,13 @@ void PrintTelcoReport(const TelcoReport& r, std::ostream& out) {
     << "  (" << r.model_tree_leaves << " leaves)\n";
   s << "    adaptive random forest (10 trees, lambda 6, ADWIN)           " << r.forest_auc << "  ("
     << r.forest_drifts << " drifts replaced)\n";
+  s << "    adaptive random forest of model trees (same settings)        " << r.model_forest_auc
+    << "  (" << r.model_forest_drifts << " drifts replaced)\n";
   s << "    ensemble: mean log-odds of logistic, model tree and forest   " << r.ensemble_auc
     << "\n";
+  s << "    ensemble: logistic, model tree and forest of model trees,\n"
+    << "      weighted by exp(-past log loss) (Bayes mixture)             "
+    << r.weighted_ensemble_auc << "\n";
   out << s.str();
 }
 

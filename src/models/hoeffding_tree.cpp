@@ -10,6 +10,13 @@ namespace {
 
 constexpr int kMaxDimension = 4096;
 constexpr uint32_t kMaxLeaves = 1u << 20;
+// The logistic leaves' inputs are standardised with statistics of the
+// examples learnt so far and clipped to this many standard deviations: while
+// a feature has been (nearly) constant, its first different value would
+// otherwise be thousands of deviations out and wreck the leaf's posterior for
+// good (measured in the engine, where the first labelled examples are alike:
+// a model tree's prequential AUC fell to 0.51 on a generated world).
+constexpr double kMaxStandardised = 5.0;
 
 // Field offsets inside one class's statistics.
 enum ClassStat { kWeight = 0, kMean, kM2, kMin, kMax };
@@ -125,7 +132,11 @@ std::span<const double> HoeffdingTree::Standardise(std::span<const double> x) co
   for (size_t f = 0; f < standardised_.size(); ++f) {
     const double var = feature_weight_ > 0.0 ? feature_m2_[f] / feature_weight_ : 0.0;
     const double v = std::isfinite(x[f]) ? x[f] : feature_mean_[f];
-    standardised_[f] = var > 1e-24 ? (v - feature_mean_[f]) / std::sqrt(var) : 0.0;
+    // A spread at rounding level relative to the mean is a constant column.
+    const double sd = std::sqrt(var);
+    const double scaled =
+        sd > 1e-12 * std::max(1.0, std::fabs(feature_mean_[f])) ? (v - feature_mean_[f]) / sd : 0.0;
+    standardised_[f] = std::clamp(scaled, -kMaxStandardised, kMaxStandardised);
   }
   return standardised_;
 }

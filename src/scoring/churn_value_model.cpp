@@ -121,9 +121,13 @@ Result<ChurnValueModel> ChurnValueModel::Create(const ChurnValueOptions& options
       model.tree_.emplace(std::move(tree));
       break;
     }
-    case ChurnModelKind::kRandomForest: {
+    case ChurnModelKind::kRandomForest:
+    case ChurnModelKind::kModelForest: {
       models::AdaptiveRandomForestOptions f;  // the ARF paper's defaults
       f.dimension = dim;
+      if (options.churn_model == ChurnModelKind::kModelForest) {
+        f.tree.leaf_prediction = models::LeafPrediction::kLogistic;
+      }
       CRM_ASSIGN_OR_RETURN(models::AdaptiveRandomForest forest,
                            models::AdaptiveRandomForest::Create(f));
       model.forest_.emplace(std::move(forest));

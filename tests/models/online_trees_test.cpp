@@ -9,6 +9,7 @@
 #include "crmstream/models/adaptive_random_forest.h"
 #include "crmstream/models/adwin.h"
 #include "crmstream/models/hoeffding_tree.h"
+#include "crmstream/models/prequential_metrics.h"
 #include "support/require_ok.h"
 
 namespace crmstream::models {
@@ -164,6 +165,43 @@ TEST_CASE("Hoeffding tree learns a two-split concept, and its explanations add u
     for (const FeatureContribution& c : e.contributions) path += c.contribution;
     CHECK(path > 0.2);
   }
+}
+
+// The engine's first labelled examples are often alike: a feature can stay
+// constant (to rounding) for dozens of examples and then vary widely. A
+// model tree standardises its leaves' inputs with the examples seen so far;
+// the first different value must not wreck the leaf's posterior. Reference:
+// the prequential AUC of the true probabilities on the same rows.
+TEST_CASE("Model tree: a feature that was constant at first does not wreck the leaf models",
+          "[models][tree]") {
+  HoeffdingTreeOptions o;
+  o.dimension = 3;
+  o.leaf_prediction = LeafPrediction::kLogistic;
+  auto tree = HoeffdingTree::Create(o).value();
+  std::mt19937_64 rng(21);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  StreamingAuc tree_auc, oracle_auc;
+  double extreme = 0.0;  // predictions closer to 0 or 1 than 1e-9
+  for (int i = 0; i < 6000; ++i) {
+    double x[3];
+    // x0: 1 give or take 1e-5 for the first 60 rows, then N(0, 20^2).
+    x[0] = i < 60 ? 1.0 + 1e-5 * normal(rng) : 20.0 * normal(rng);
+    x[1] = normal(rng);
+    x[2] = u(rng);
+    const double truth = 1.0 / (1.0 + std::exp(-(1.5 * x[0] / 20.0 - 1.0 * x[1] - 0.5)));
+    const bool label = u(rng) < truth;
+    const double p = tree.Learn(x, label);
+    if (i >= 1000) {
+      tree_auc.Add(p, label);
+      oracle_auc.Add(truth, label);
+      if (p < 1e-9 || p > 1.0 - 1e-9) extreme += 1.0;
+    }
+  }
+  INFO("tree AUC " << tree_auc.Value() << ", oracle AUC " << oracle_auc.Value() << ", " << extreme
+                   << " extreme predictions");
+  CHECK(tree_auc.Value() > oracle_auc.Value() - 0.02);
+  CHECK(extreme == 0.0);
 }
 
 TEST_CASE("Hoeffding tree: blob round trip, caps and bad input", "[models][tree]") {

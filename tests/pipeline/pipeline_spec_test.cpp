@@ -60,6 +60,11 @@ TEST_CASE("The basket models are switched and tuned in the pipeline file", "[pip
   REQUIRE_OK(p);
   const ProcessorOptions& o = p->processor;
   CHECK(o.models.churn.churn_model == scoring::ChurnModelKind::kRandomForest);
+  auto forest_of_model_trees =
+      LoadPipelineSpec(Write(dir, "q.yaml", "models:\n  churn_model: model_forest\n"));
+  REQUIRE_OK(forest_of_model_trees);
+  CHECK(forest_of_model_trees->processor.models.churn.churn_model ==
+        scoring::ChurnModelKind::kModelForest);
   CHECK(o.associations_enabled);
   CHECK(o.associations.window_ms == 7 * 86400000LL);
   CHECK(o.associations.max_pairs == 4096);

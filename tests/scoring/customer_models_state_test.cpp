@@ -424,7 +424,7 @@ TEST_CASE("Restored customer models continue bit-identically to an uninterrupted
 TEST_CASE("Tree and forest churn models: a restored partition continues bit-identically",
           "[scoring][models][state]") {
   const ChurnModelKind kind = GENERATE(ChurnModelKind::kHoeffdingTree, ChurnModelKind::kModelTree,
-                                       ChurnModelKind::kRandomForest);
+                                       ChurnModelKind::kRandomForest, ChurnModelKind::kModelForest);
   INFO("churn model " << kChurnModelKindNames[static_cast<size_t>(kind)]);
   CustomerModelsOptions options = AlertingOptions();
   options.churn.churn_model = kind;

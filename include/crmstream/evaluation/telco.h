@@ -50,15 +50,23 @@ struct TelcoReport {
   double model_tree_auc = 0.0;
   double forest_auc = 0.0;
   double ensemble_auc = 0.0;
+  // The forest again with model trees as members, and the ensemble of the
+  // logistic model, the model tree and that forest weighted by each
+  // member's past prequential log loss (exp(-loss), the Bayes mixture).
+  double model_forest_auc = 0.0;
+  double weighted_ensemble_auc = 0.0;
   int vfdt_leaves = 0;
   int model_tree_leaves = 0;
   int forest_drifts = 0;
+  int model_forest_drifts = 0;
   // Every (score, label) pair in stream order, so that a caller can check
   // the figures independently.
   std::vector<double> scores;
   std::vector<uint8_t> labels;
   std::vector<double> forest_scores;
   std::vector<double> ensemble_scores;
+  std::vector<double> model_forest_scores;
+  std::vector<double> weighted_ensemble_scores;
 };
 
 // `data_dir` is the folder of public data sets (holding telco-churn/) or the

@@ -19,7 +19,8 @@
 // naive Bayes over the leaf's Gaussians, adaptively by whichever of the
 // two has been more accurate at that leaf (MOA's NBAdaptive), or by a
 // Bayesian logistic regression on the features standardised with the
-// tree's running means and variances (a model tree: a split's children
+// tree's running means and variances and clipped to +-5 standard deviations
+// (a model tree: a split's children
 // start from their parent's posterior, so a split refines the model instead
 // of restarting it). For the random forest a leaf observes a random subset
 // of the features (`features_per_split`).
