@@ -199,7 +199,9 @@ TEST_CASE("Engine: crm.recommendations records equal a batch item-kNN of the lin
   std::thread runner([&] { run_status = (*engine)->Run(stop); });
   const EngineStats& stats = (*engine)->stats();
   const auto deadline = Clock::now() + std::chrono::seconds(180);
-  while (stats.received.load() < kLines && Clock::now() < deadline) {
+  // The counters are published one after the other while the engine runs:
+  // wait for the one checked.
+  while (stats.accepted.load() < kLines && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   REQUIRE(stats.accepted.load() == kLines);
