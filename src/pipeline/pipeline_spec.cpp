@@ -68,6 +68,14 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
     m.Read("enabled", &o.models_enabled);
     m.Read("churn_horizon_days", &o.models.churn.horizon_days, 1, 3650);
     m.Read("segments", &o.models.segments.k, 2, 64);
+    m.ReadObject("segmentation", [&](config::YamlFields& s) {
+      scoring::SegmenterOptions& segments = o.models.segments;
+      s.Read("move_margin", &segments.move_margin, 0.0, 0.99);
+      s.Read("move_after_days", &segments.move_after_days, 1, 365);
+      int64_t reseed = static_cast<int64_t>(segments.reseed_after_points);
+      s.Read("reseed_after_points", &reseed, 0, int64_t{1} << 40);
+      segments.reseed_after_points = static_cast<uint64_t>(reseed);
+    });
     {
       const auto& names = scoring::kChurnModelKindNames;
       std::string churn_model(names[static_cast<size_t>(o.models.churn.churn_model)]);

@@ -24,6 +24,11 @@ TEST_CASE("The shipped pipeline file loads into the processor's options", "[pipe
   CHECK(p->processor.features.window_days == std::vector<int>{7, 30, 90});
   CHECK(p->processor.models_enabled);
   CHECK(p->processor.models.segments.k == 5);
+  // The file states the segmenter's defaults.
+  const scoring::SegmenterOptions segmenter_defaults;
+  CHECK(p->processor.models.segments.move_margin == segmenter_defaults.move_margin);
+  CHECK(p->processor.models.segments.move_after_days == segmenter_defaults.move_after_days);
+  CHECK(p->processor.models.segments.reseed_after_points == segmenter_defaults.reseed_after_points);
   CHECK(p->processor.models.churn.alerts.enter_probability == 0.4);
   CHECK(p->processor.models.churn.alerts.exit_probability == 0.3);
   CHECK(p->processor.models.churn.alerts.cooldown_ms == 168 * 3600000LL);
@@ -88,6 +93,29 @@ TEST_CASE("The basket models are switched and tuned in the pipeline file", "[pip
   p = LoadPipelineSpec(Write(dir, "p.yaml", "models:\n  recommendations:\n    topn: 3\n"));
   REQUIRE_FALSE(p.ok());
   CHECK_THAT(p.status().message(), Catch::Contains("p.yaml:3:5: models.recommendations.topn"));
+}
+
+TEST_CASE("The segments' hysteresis is configured under models.segmentation, with bounds",
+          "[pipeline]") {
+  testing::ScratchDir dir;
+  auto p = LoadPipelineSpec(Write(dir, "s.yaml",
+                                  "models:\n  segments: 4\n  segmentation:\n"
+                                  "    move_margin: 0\n    move_after_days: 1\n"
+                                  "    reseed_after_points: 0\n"));
+  REQUIRE_OK(p);
+  const scoring::SegmenterOptions& segments = p->processor.models.segments;
+  CHECK(segments.k == 4);
+  CHECK(segments.move_margin == 0.0);
+  CHECK(segments.move_after_days == 1);
+  CHECK(segments.reseed_after_points == 0);
+  REQUIRE_OK(segments.Validate());
+
+  p = LoadPipelineSpec(Write(dir, "s.yaml", "models:\n  segmentation:\n    move_margin: 1\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("s.yaml:3:18: models.segmentation.move_margin"));
+  p = LoadPipelineSpec(Write(dir, "s.yaml", "models:\n  segmentation:\n    move_after_days: 0\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("models.segmentation.move_after_days"));
 }
 
 TEST_CASE("The churn gate is configured under alerts.churn.gate, with bounds", "[pipeline]") {
