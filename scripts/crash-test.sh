@@ -14,6 +14,12 @@
 #              a checkpoint at a crash point (CRMSTREAM_CRASH_AT, each step of
 #              a checkpoint in turn). Each kill is reported with the phase it
 #              landed in (restore, processing, checkpoint, idle, group join).
+# With --instances N the crash run is a consumer group of N engines with
+# their own state directories, killed, restarted, removed and added at
+# seeded moments, then one engine with an empty store restores every
+# partition from the changelog and runs to the end (the group's merged
+# state); the times from each change to the group processing again are
+# reported.
 # Then it compares the two runs: the state dumps (families features, models,
 # offsets, dedup) and, per output topic, the multiset of output records read
 # with isolation.level=read_committed. Identical, with a reference that holds
@@ -52,6 +58,12 @@ on, kills must have landed in the restore, the processing and a checkpoint.
                        skipped, exit 77, without one unless CRMSTREAM_REQUIRE_KAFKA=1)
   --bootstrap H:P      the real cluster's bootstrap servers (default \$CRMSTREAM_TEST_KAFKA)
   --kills N            kills in the crash run (default 20; 0: two crash-free runs)
+  --instances N        engines in the crash run's consumer group (default 1). Above 1 the crash
+                       run is N instances with their own state directories, and --kills counts
+                       chaos events: SIGKILL, restart, SIGTERM (leaves for good) and a new instance
+                       with an empty store, in turn; the times from each to the group processing
+                       again are reported; at the end one engine with an empty store restores
+                       every partition from the changelog and runs to the end (docs/crash-test.md)
   --events N           generated input events (default 100000)
   --customers N        customers of the generated world (default 2000)
   --seed S             seed of the input and of the kill delays (default: from the clock; printed)
@@ -89,6 +101,8 @@ on, kills must have landed in the restore, the processing and a checkpoint.
 
 Example (the long form): scripts/crash-test.sh --kills 25 --events 400000 --customers 2000 \
   --partitions 24 --min-delay 0.05 --max-delay 1.5 --snapshot-minutes 240 --seed 777
+A consumer group on a real broker: scripts/crash-test.sh --broker real --instances 3 --partitions 12 \
+  --kills 7 --events 300000 --customers 1000 --min-delay 0.2 --max-delay 1.0 --snapshot-minutes 240
 The long form on a real broker: eval "\$(scripts/kafka.sh start)"; scripts/crash-test.sh --broker real \
   --kills 25 --events 200000 --customers 2000 --partitions 12 --min-delay 0.05 --max-delay 1.5 \
   --snapshot-minutes 240 --seed 777
@@ -96,6 +110,7 @@ EOF
 }
 
 kills=20
+instances=1
 events=100000
 customers=2000
 seed=""
@@ -123,6 +138,7 @@ while [ $# -gt 0 ]; do
     --broker) need_value "$@"; broker_kind="$2"; shift 2 ;;
     --bootstrap) need_value "$@"; bootstrap="$2"; shift 2 ;;
     --kills) need_value "$@"; kills="$2"; shift 2 ;;
+    --instances) need_value "$@"; instances="$2"; shift 2 ;;
     --events) need_value "$@"; events="$2"; shift 2 ;;
     --customers) need_value "$@"; customers="$2"; shift 2 ;;
     --seed) need_value "$@"; seed="$2"; shift 2 ;;
@@ -154,7 +170,7 @@ esac
 [ -z "$session_timeout_ms" ] && { [ "$broker_kind" = real ] && session_timeout_ms=6000 || session_timeout_ms=4000; }
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 is_num() { [[ "$1" =~ ^[0-9]+([.][0-9]+)?$ ]]; }
-for v in kills events customers partitions run_timeout session_timeout_ms snapshot_minutes; do
+for v in kills instances events customers partitions run_timeout session_timeout_ms snapshot_minutes; do
   is_uint "${!v}" || { echo "crash-test: --${v//_/-} must be a whole number" >&2; exit 2; }
 done
 for v in min_delay max_delay malformed_rate duplicate_rate; do
@@ -173,6 +189,7 @@ case "$guarantee" in exactly_once | at_least_once | auto) ;; *)
 esac
 [ "$events" -gt 0 ] || { echo "crash-test: --events must be positive" >&2; exit 2; }
 [ "$partitions" -gt 0 ] || { echo "crash-test: --partitions must be positive" >&2; exit 2; }
+[ "$instances" -gt 0 ] || { echo "crash-test: --instances must be positive" >&2; exit 2; }
 for tool in kcat timeout awk sed sort comm cmp; do
   command -v "$tool" > /dev/null || { echo "crash-test: $tool not found (scripts/install-deps.sh)" >&2; exit 2; }
 done
@@ -408,7 +425,7 @@ fi
 log "work directory: $workdir"
 mask_args=""
 for f in "${mask_fields[@]}"; do mask_args+=" --mask-field $f"; done
-log "reproduce with: $0 --broker $broker_kind --seed $seed --kills $kills --events $events --customers $customers" \
+log "reproduce with: $0 --broker $broker_kind --seed $seed --instances $instances --kills $kills --events $events --customers $customers" \
   "--partitions $partitions --min-delay $min_delay --max-delay $max_delay --kill-anchor $kill_anchor" \
   "--session-timeout-ms $session_timeout_ms --snapshot-minutes $snapshot_minutes --malformed-rate $malformed_rate" \
   "--duplicate-rate $duplicate_rate$mask_args --guarantee $guarantee --crmstream $crmstream"
@@ -506,10 +523,12 @@ produce_input() {
 engine_index=0
 engine_pid=""
 engine_crash_at=""  # CRMSTREAM_CRASH_AT of the next start ("": none)
+engine_state_dir=""  # --state-dir of the next start ("": the run's own, <run>/state)
 start_engine() {  # extra run flags...
   engine_index=$((engine_index + 1))
   engine_log="$run_dir/engine-$(printf '%02d' "$engine_index").log"
-  CRMSTREAM_CRASH_AT="$engine_crash_at" "$crmstream" run --config "$run_dir/engine.yaml" --state-dir "$run_dir/state" \
+  CRMSTREAM_CRASH_AT="$engine_crash_at" "$crmstream" run --config "$run_dir/engine.yaml" \
+    --state-dir "${engine_state_dir:-$run_dir/state}" \
     --broker-file "$broker_dir/broker.addr" --metrics-port 0 \
     -X "session.timeout.ms=$session_timeout_ms" "$@" > "$engine_log" 2>&1 &
   engine_pid=$!
@@ -520,6 +539,11 @@ start_engine_crashing_at() {  # <point>:<nth>
   engine_crash_at="$1"
   start_engine
   engine_crash_at=""
+}
+
+last_status_of() {  # log: its latest status line, shortened
+  local engine_log="$1"
+  last_status
 }
 
 last_status() {  # the engine's latest status line, shortened
@@ -736,6 +760,242 @@ kill_loop() {
     "checkpoint ${phase_kills[checkpoint]}, idle ${phase_kills[idle]}, group join ${phase_kills[join]}"
 }
 
+# ---------------------------------------------------------------- several instances
+# --instances N (N > 1): the crash run is a consumer group of N engines,
+# each with a state directory of its own (<run>/state-<slot>), and --kills
+# chaos events at seeded moments, the kinds in turn from a seeded start:
+#   kill     SIGKILL a live instance (its session runs out, the survivors
+#            take its partitions and restore them from the changelog);
+#   restart  a killed instance started again on its own store (local
+#            checkpoint plus the changelog's tail);
+#   remove   SIGTERM a live instance, which leaves the group for good;
+#   add      a new instance with an empty store (full restore).
+# At least one instance stays live and at most N + 1 are. After each event
+# the harness waits for the rebalance it causes (at most the session timeout
+# plus 40 s) and reports how long it took: from a kill or a removal to the
+# survivors' next completed assignment ("assigned N partition(s)", logged
+# once the moved partitions are restored), from a start to the new member's
+# first one. Then a delay from --min-delay..--max-delay, then the next event.
+# At the end every live instance is stopped (SIGTERM) and one engine with an
+# empty store runs to the end of the input: it restores every partition from
+# the changelog, so its state is the merged state of the group.
+inst_pid=()     # by slot (1-based)
+inst_log=()
+inst_status=()  # live, killed (SIGKILL; may restart on its store), removed (gone)
+declare -A chaos_counts=([kill]=0 [restart]=0 [add]=0 [remove]=0)
+chaos_kills_in_processing=0
+chaos_removals_in_processing=0
+handover_kill_cs=()   # hundredths of a second, per measured kill
+handover_remove_cs=()
+join_cs=()
+
+assigned_lines() {  # log: how many assignments it has completed
+  { grep -cE 'assigned [0-9]+ partition' "$1" 2> /dev/null || true; } | tail -n 1
+}
+
+# Whether an instance was processing input, from its latest status line
+# (every 500 ms): records in since the previous line, or a known lag (-1:
+# not known yet, as right after an assignment).
+was_processing() {  # log
+  { grep -E ' ev/s \| in ' "$1" 2> /dev/null || true; } | tail -n 1 |
+    awk '{ match($0, /lag -?[0-9]+/); lag = substr($0, RSTART + 4, RLENGTH - 4) + 0 }
+      END { exit !(NR > 0 && ($1 + 0 > 0 || lag > 0)) }'
+}
+
+live_slots() {
+  local s out=()
+  for s in "${!inst_status[@]}"; do [ "${inst_status[$s]}" = live ] && out+=("$s"); done
+  echo "${out[@]}"
+}
+
+start_instance() {  # slot
+  engine_state_dir="$run_dir/state-$1"
+  start_engine
+  engine_state_dir=""
+  inst_pid[$1]=$engine_pid
+  inst_status[$1]=live
+  inst_log[$1]=$engine_log
+}
+
+# An instance that ended by itself (an engine failure) is noticed before
+# each event.
+reap_instances() {
+  local s rc
+  for s in $(live_slots); do
+    kill -0 "${inst_pid[$s]}" 2> /dev/null && continue
+    rc=0
+    wait "${inst_pid[$s]}" || rc=$?
+    forget_pid "${inst_pid[$s]}"
+    inst_status[$s]=killed
+    engine_failures=$((engine_failures + 1))
+    log "instance $s: FAILED: it exited by itself with status $rc (log: ${inst_log[$s]})"
+    tail -n 5 "${inst_log[$s]}" | sed 's/^/    /'
+  done
+}
+
+# Waits until one of the given logs completes one more assignment than the
+# counts given, at most $2 seconds; sets waited_cs (-1: none seen).
+waited_cs=-1
+wait_assignment() {  # t0_cs limit_s slot=count...
+  local t0="$1" limit="$2" t pair s n
+  shift 2
+  waited_cs=-1
+  t=$(now_cs)
+  while [ "$t" -lt $((t0 + limit * 100)) ]; do
+    for pair in "$@"; do
+      s="${pair%=*}"
+      n="${pair#*=}"
+      if [ "$(assigned_lines "${inst_log[$s]}")" -gt "$n" ]; then
+        waited_cs=$((t - t0))
+        return 0
+      fi
+    done
+    sleep 0.05
+    t=$(now_cs)
+  done
+}
+
+fmt_cs() { printf '%d.%02d' $(($1 / 100)) $(($1 % 100)); }
+
+chaos_loop() {  # events
+  local wanted="$1" event kind pick s t0 busy survivors counts victim next_slot
+  local limit=$((session_timeout_ms / 1000 + 40))
+  local kinds=(kill restart remove add)
+
+  # Seeded: the delay before each event and which instance it picks.
+  local -a chaos_delay chaos_pick
+  mapfile -t chaos_delay < <(awk -v seed="$seed" -v n="$wanted" -v lo="$min_delay" -v hi="$max_delay" \
+    'BEGIN { srand(seed); for (i = 0; i < n; i++) printf "%d\n", 100 * (lo + rand() * (hi - lo)) }')
+  mapfile -t chaos_pick < <(awk -v seed="$((seed + 1))" -v n="$wanted" \
+    'BEGIN { srand(seed); for (i = 0; i < n; i++) printf "%d\n", rand() * 1000000 }')
+  for ((s = 1; s <= instances; s++)); do start_instance "$s"; done
+  next_slot=$((instances + 1))
+  log "started $instances instances of group crmstream-crash-crash-$seed$group_suffix (stores $run_dir/state-<n>)"
+  # Every instance in the group (each has completed an assignment) before
+  # the first event.
+  t0=$(now_cs)
+  for ((s = 1; s <= instances; s++)); do
+    wait_assignment "$t0" "$limit" "$s=0"
+    [ "$waited_cs" -ge 0 ] || log "instance $s completed no assignment within $limit s"
+  done
+  for ((event = 0; event < wanted; event++)); do
+    t0=$(now_cs)
+    while [ "$(now_cs)" -lt $((t0 + chaos_delay[event])) ]; do sleep 0.02; done
+    reap_instances
+    read -r -a survivors <<< "$(live_slots)"
+    kind="${kinds[$((event % 4))]}"  # a kill first: the whole input is still ahead
+    local has_killed=0
+    for s in "${!inst_status[@]}"; do [ "${inst_status[$s]}" = killed ] && has_killed=1; done
+    # The group keeps 1 to N + 1 live instances.
+    if [ "${#survivors[@]}" -le 1 ] && { [ "$kind" = kill ] || [ "$kind" = remove ]; }; then kind=restart; fi
+    if [ "${#survivors[@]}" -gt "$instances" ] && { [ "$kind" = restart ] || [ "$kind" = add ]; }; then kind=kill; fi
+    [ "$kind" = restart ] && [ "$has_killed" -eq 0 ] && kind=add
+    pick="${chaos_pick[$event]}"
+    case "$kind" in
+      kill | remove)
+        victim="${survivors[$((pick % ${#survivors[@]}))]}"
+        counts=()
+        for s in "${survivors[@]}"; do
+          [ "$s" = "$victim" ] || counts+=("$s=$(assigned_lines "${inst_log[$s]}")")
+        done
+        t0=$(now_cs)
+        if [ "$kind" = kill ]; then
+          kill -KILL "${inst_pid[$victim]}" 2> /dev/null || true
+          wait "${inst_pid[$victim]}" 2> /dev/null || true
+          inst_status[$victim]=killed
+          # Read after the kill: all it wrote before is there.
+          busy=idle
+          was_processing "${inst_log[$victim]}" && busy=processing
+          [ "$busy" = processing ] && chaos_kills_in_processing=$((chaos_kills_in_processing + 1))
+        else
+          busy=idle
+          was_processing "${inst_log[$victim]}" && busy=processing
+          kill -TERM "${inst_pid[$victim]}" 2> /dev/null || true
+          inst_status[$victim]=removed
+        fi
+        wait_assignment "$t0" "$limit" "${counts[@]}"
+        if [ "$kind" = remove ]; then
+          [ "$busy" = processing ] && chaos_removals_in_processing=$((chaos_removals_in_processing + 1))
+          wait_exit "${inst_pid[$victim]}" 60
+          if [ "$exit_rc" -ne 0 ]; then
+            [ "$exit_rc" = 124 ] && stop_pid "${inst_pid[$victim]}"
+            log "instance $victim: FAILED: a SIGTERM ended it with status $exit_rc (log: ${inst_log[$victim]})"
+            engine_failures=$((engine_failures + 1))
+          fi
+        else
+          forget_pid "${inst_pid[$victim]}"
+        fi
+        local what="SIGKILL" where="$busy: $(last_status_of "${inst_log[$victim]}")"
+        [ "$kind" = remove ] && what="SIGTERM (leaves the group)"
+        if [ "$waited_cs" -ge 0 ]; then
+          [ "$kind" = kill ] && handover_kill_cs+=("$waited_cs") || handover_remove_cs+=("$waited_cs")
+          where+="; its partitions processing again on the others after $(fmt_cs "$waited_cs") s"
+        else
+          where+="; no survivor completed an assignment within $limit s"
+        fi
+        log "event $((event + 1))/$wanted [$kind]: $what instance $victim ($where)"
+        ;;
+      restart | add)
+        if [ "$kind" = restart ]; then
+          local killed=()
+          for s in "${!inst_status[@]}"; do [ "${inst_status[$s]}" = killed ] && killed+=("$s"); done
+          victim="${killed[$((pick % ${#killed[@]}))]}"
+        else
+          victim=$next_slot
+          next_slot=$((next_slot + 1))
+        fi
+        t0=$(now_cs)
+        start_instance "$victim"
+        wait_assignment "$t0" "$limit" "$victim=0"
+        local how="on its own store"
+        [ "$kind" = add ] && how="with an empty store"
+        if [ "$waited_cs" -ge 0 ]; then
+          join_cs+=("$waited_cs")
+          how+="; joined and restored its partitions in $(fmt_cs "$waited_cs") s"
+        else
+          how+="; no assignment within $limit s"
+        fi
+        log "event $((event + 1))/$wanted [$kind]: instance $victim started $how (log: $(basename "$engine_log"))"
+        ;;
+    esac
+    chaos_counts[$kind]=$((chaos_counts[$kind] + 1))
+  done
+  reap_instances
+  for s in $(live_slots); do
+    stop_pid "${inst_pid[$s]}"
+    inst_status[$s]=removed
+  done
+  log "chaos events: kill ${chaos_counts[kill]} (in processing: $chaos_kills_in_processing)," \
+    "restart ${chaos_counts[restart]}, add ${chaos_counts[add]}," \
+    "remove ${chaos_counts[remove]} (in processing: $chaos_removals_in_processing); every instance stopped"
+  summarise_times "death to processing again (SIGKILL, session ${session_timeout_ms} ms)" "${handover_kill_cs[@]}"
+  summarise_times "clean leave to processing again (SIGTERM)" "${handover_remove_cs[@]}"
+  summarise_times "start to first assignment (join and restore)" "${join_cs[@]}"
+}
+
+# The changelog restores of the run (the final engine's full one included),
+# from the engines' "restored from the changelog: N records read, ... M MB in
+# S s" lines.
+summarise_restores() {
+  local line
+  line="$(cat "$run_dir"/engine-*.log | awk '
+    /restored from the changelog: [0-9]+ records read/ {
+      match($0, /: [0-9]+ records read/); r += substr($0, RSTART + 2, RLENGTH - 15) + 0
+      match($0, /[0-9.]+ MB in [0-9.]+ s/); split(substr($0, RSTART, RLENGTH), f, " "); mb += f[1]; s += f[4]; n++ }
+    END { if (n == 0) print "none"
+          else printf "%d partition restores, %d records, %.1f MB in %.2f s (%.0f records/s, %.1f MB/s while restoring)",
+                      n, r, mb, s, (s > 0 ? r / s : 0), (s > 0 ? mb / s : 0) }')"
+  log "changelog restores: $line"
+}
+
+summarise_times() {  # what cs...
+  local what="$1"
+  shift
+  [ $# -gt 0 ] || { log "$what: not measured"; return 0; }
+  log "$what: $(printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 }
+    END { printf "%d measured, min %.2f s, median %.2f s, max %.2f s", NR, v[1] / 100, v[int((NR + 1) / 2)] / 100, v[NR] / 100 }')"
+}
+
 # Wall-clock fields differ between any two runs: their values are masked.
 mask_sed=""
 for f in "${mask_fields[@]}"; do mask_sed+="s/\"$f\":[^,}]*/\"$f\":\"(masked)\"/g;"; done
@@ -768,8 +1028,13 @@ do_run() {  # name kills
   run_name="$name"
   engine_index=0
   log "=== $name run ($wanted kills)"
-  if [ "$wanted" -gt 0 ]; then kill_loop "$wanted"; fi
+  if [ "$wanted" -gt 0 ] && [ "$instances" -gt 1 ]; then
+    chaos_loop "$wanted"
+  elif [ "$wanted" -gt 0 ]; then
+    kill_loop "$wanted"
+  fi
   run_to_end "$name: final run"
+  [ "$instances" -le 1 ] || [ "$name" = reference ] || summarise_restores
   # The mode `exactly_once` resolved to (the engine logs it), so that a run
   # on a real cluster shows it used Kafka transactions.
   local mode
@@ -873,12 +1138,23 @@ finished=1
 # Kills must have landed in each phase the promise covers (with 3 kills or
 # more: one per phase is the least that shows it).
 missed_phases=()
-if [ "$kills" -ge 3 ]; then
+if [ "$instances" -gt 1 ]; then
+  # The group's promise covers each kind of change and a death that took
+  # partitions with input left to process.
+  if [ "$kills" -ge 4 ]; then
+    for phase in kill restart add remove; do
+      [ "${chaos_counts[$phase]}" -gt 0 ] || missed_phases+=("$phase")
+    done
+  fi
+  [ "$kills" -lt 1 ] || [ "$chaos_kills_in_processing" -gt 0 ] || missed_phases+=("kill during processing")
+  [ "$kills" -lt 1 ] || [ "${#handover_kill_cs[@]}" -gt 0 ] || [ "${chaos_counts[kill]}" -eq 0 ] ||
+    missed_phases+=("a handover after a kill")
+elif [ "$kills" -ge 3 ]; then
   for phase in restore processing checkpoint; do
     [ "${phase_kills[$phase]}" -gt 0 ] || missed_phases+=("$phase")
   done
 fi
-log "kills by phase: restore ${phase_kills[restore]}, processing ${phase_kills[processing]}," \
+[ "$instances" -gt 1 ] || log "kills by phase: restore ${phase_kills[restore]}, processing ${phase_kills[processing]}," \
   "checkpoint ${phase_kills[checkpoint]}, idle ${phase_kills[idle]}, group join ${phase_kills[join]}"
 if [ "$engine_failures" -gt 0 ]; then
   log "FAILED: $engine_failures engine run(s) failed or did not finish (logs in $workdir)"
@@ -889,7 +1165,15 @@ if [ "$differences" -gt 0 ]; then
   exit 1
 fi
 if [ "${#missed_phases[@]}" -gt 0 ]; then
-  log "FAILED: no kill landed in: ${missed_phases[*]} (seed $seed); more --kills, or other --min-delay/--max-delay"
+  if [ "$instances" -gt 1 ]; then
+    log "FAILED: the chaos run had no: ${missed_phases[*]} (seed $seed); more --kills or --events, or other --min-delay/--max-delay"
+  else
+    log "FAILED: no kill landed in: ${missed_phases[*]} (seed $seed); more --kills, or other --min-delay/--max-delay"
+  fi
   exit 1
 fi
-log "PASSED: state and read_committed outputs identical after $kills kills (seed $seed)"
+if [ "$instances" -gt 1 ]; then
+  log "PASSED: merged state and read_committed outputs of $instances instances identical after $kills chaos events (seed $seed)"
+else
+  log "PASSED: state and read_committed outputs identical after $kills kills (seed $seed)"
+fi

@@ -146,10 +146,10 @@ Status BlockedDelivery::CloseIdleBlocks(bool all) {
   for (auto& [tp, task] : core_->tasks) {
     const BlockState& b = BlocksOf(&task);
     if (!b.block_open) continue;
-    if (!all) {
-      // Only a partition that is caught up and quiet: otherwise its next
+    if (!all || !ClosesUnfinishedBlocksAtStop()) {
+      // Only a partition that is caught up (and quiet): otherwise its next
       // record decides the close.
-      if (now - b.last_record_ms < quiet_ms) continue;
+      if (!all && now - b.last_record_ms < quiet_ms) continue;
       if (core_->TaskLag(task) != 0) continue;
     }
     CRM_RETURN_NOT_OK(CloseBlockLogged(&task));

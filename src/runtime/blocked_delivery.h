@@ -67,6 +67,12 @@ class BlockedDelivery : public DeliveryMode {
   virtual Status TickMode(Clock::time_point) { return Status::OK(); }
   // After the drain's closes.
   virtual Status FinishDrain() { return Status::OK(); }
+  // Whether the drain closes the open blocks of partitions with input left
+  // (a close the input did not decide). Transactions leave them open: their
+  // records are processed again by whoever resumes the partition, as after
+  // a crash, so a stop in a group publishes nothing a run without it would
+  // not.
+  virtual bool ClosesUnfinishedBlocksAtStop() const { return true; }
   // The task's state is durable up to its next offset.
   virtual bool Durable(const PartitionTask& task) const = 0;
 
