@@ -716,7 +716,9 @@ kill_loop() {
       # one aims at the state restore: killed as soon as its first log line
       # is seen (a restore takes some 50-150 ms); the others count their
       # delay from the partition assignment (restore done).
-      local pattern='assigned [0-9]+ partition' target="after the assignment" poll=0.01
+      # An assignment that gave it partitions: a cooperative rebalance's first
+      # round often gives a joining member none.
+      local pattern='assigned [1-9][0-9]* partition' target="after the assignment" poll=0.01
       if [ $((attempt % 3)) -eq 2 ]; then
         pattern='restoring state of [0-9]+ partition'
         target="after the restore began"
@@ -773,7 +775,9 @@ kill_loop() {
 # At least one instance stays live and at most N + 1 are. After each event
 # the harness waits for the rebalance it causes (at most the session timeout
 # plus 40 s) and reports how long it took: from a kill or a removal to the
-# survivors' next completed assignment ("assigned N partition(s)", logged
+# survivors' next completed assignment that gives one of them partitions
+# ("assigned N partition(s)" with N > 0: under cooperative rebalancing a
+# round may give a member none; logged
 # once the moved partitions are restored), from a start to the new member's
 # first one. Then a delay from --min-delay..--max-delay, then the next event.
 # At the end every live instance is stopped (SIGTERM) and one engine with an
@@ -789,8 +793,8 @@ handover_kill_cs=()   # hundredths of a second, per measured kill
 handover_remove_cs=()
 join_cs=()
 
-assigned_lines() {  # log: how many assignments it has completed
-  { grep -cE 'assigned [0-9]+ partition' "$1" 2> /dev/null || true; } | tail -n 1
+assigned_lines() {  # log: how many completed assignments gave it partitions
+  { grep -cE 'assigned [1-9][0-9]* partition' "$1" 2> /dev/null || true; } | tail -n 1
 }
 
 # Whether an instance was processing input, from its latest status line

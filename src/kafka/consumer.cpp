@@ -65,18 +65,16 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(const ClientConfig& config,
   CRM_ASSIGN_OR_RETURN(ConfHandle conf, effective.BuildConf());
   RouteLogsToSpdlog(conf.get());
   // librdkafka before 2.3.0 aborts when a cooperative-sticky member is
-  // destroyed before its first assignment (librdkafka issue #4312).
+  // destroyed before its first assignment (librdkafka issue #4312): Close()
+  // then waits for it (AwaitFirstSync).
   const auto strategy = effective.Get("partition.assignment.strategy");
-  if (strategy && strategy->find("cooperative-sticky") != std::string_view::npos &&
-      rd_kafka_version() < 0x020300ff) {
-    spdlog::warn(
-        "consumer: librdkafka {} aborts the process if a cooperative-sticky member is closed "
-        "before its first assignment; prefer the eager assignors (range,roundrobin)",
-        rd_kafka_version_str());
-  }
+  const bool guard_close = strategy &&
+                           strategy->find("cooperative-sticky") != std::string_view::npos &&
+                           rd_kafka_version() < 0x020300ff;
 
   std::unique_ptr<Consumer> consumer(new Consumer());
   consumer->listener_ = options.listener;
+  consumer->guard_close_ = guard_close;
   rd_kafka_conf_set_rebalance_cb(conf.get(), &Consumer::OnRebalance);
   rd_kafka_conf_set_offset_commit_cb(conf.get(), &Consumer::OnCommit);
   rd_kafka_conf_set_opaque(conf.get(), consumer.get());
@@ -395,8 +393,40 @@ Result<int64_t> Consumer::HighWatermark(const std::string& topic, int32_t partit
 Status Consumer::Close() {
   if (closed_ || !rk_) return Status::OK();
   closed_ = true;
+  if (guard_close_) AwaitFirstSync();
   // Serves the final revoke (OnRevoked) and leaves the group.
   return KafkaStatus(rd_kafka_consumer_close(rk_.get()), "consumer: close");
+}
+
+// The JoinGroup answer picks the assignor; the first SyncGroup answer creates
+// its state, just before the first rebalance callback. librdkafka before
+// 2.3.0 destroys that state unchecked, and the sticky assignor asserts it
+// exists: a member destroyed in between aborts the process. A member that has
+// a member id (a JoinGroup was answered) and has seen no rebalance yet may be
+// there, so it waits, bounded, for its first assignment. The listener has
+// been told of nothing, so it is told nothing of that assignment either, nor
+// of its revocation in the close that follows.
+void Consumer::AwaitFirstSync() {
+  if (rebalances_.load(std::memory_order_relaxed) > 0) return;
+  listener_ = nullptr;
+  const auto deadline = std::chrono::steady_clock::now() + kFirstSyncWait;
+  while (rebalances_.load(std::memory_order_relaxed) == 0) {
+    char* member_id = rd_kafka_memberid(rk_.get());
+    const bool joined = member_id != nullptr && member_id[0] != '\0';
+    if (member_id != nullptr) rd_kafka_mem_free(rk_.get(), member_id);
+    if (!joined) return;  // no assignor chosen: nothing to wait for
+    if (std::chrono::steady_clock::now() >= deadline) {
+      spdlog::warn(
+          "consumer: closing a cooperative-sticky member still waiting for its first "
+          "assignment after {} s; librdkafka {} may abort here (librdkafka issue #4312)",
+          kFirstSyncWait.count(), rd_kafka_version_str());
+      return;
+    }
+    // Serves the rebalance callback; no partition is assigned yet, so a
+    // message here is an error event or a leftover: dropped.
+    rd_kafka_message_t* message = rd_kafka_consume_queue(queue_.get(), 100);
+    if (message != nullptr) rd_kafka_message_destroy(message);
+  }
 }
 
 Status Consumer::last_consume_error() const {

@@ -329,6 +329,10 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   kafka::ClientConfig consumer_client = core.client;
   consumer_client.SetDefault("session.timeout.ms", "10000");
   consumer_client.SetDefault("heartbeat.interval.ms", "1000");
+  // Incremental rebalances: a member joining or leaving moves only the
+  // partitions that change hands; the others keep processing (and keep their
+  // cached state) through the rebalance.
+  consumer_client.SetDefault("partition.assignment.strategy", "cooperative-sticky");
   // The prefetch stays inside the memory plan (librdkafka's default queue
   // alone is 64 MiB).
   consumer_client.SetDefault("queued.max.messages.kbytes",

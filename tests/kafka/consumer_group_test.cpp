@@ -141,6 +141,52 @@ TEMPLATE_TEST_CASE("Two cooperative group members split the partitions and read 
   SplitAndReadEverything(fx, "cooperative-sticky", "COOPERATIVE");
 }
 
+TEST_CASE("A cooperative member closed between its JoinGroup and first SyncGroup closes cleanly",
+          "[kafka][integration]") {
+  // librdkafka before 2.3.0 aborts the process when such a member is
+  // destroyed (its issue #4312); Close() waits for the first assignment. The
+  // embedded cluster holds the SyncGroup answer for 3 s, so the close lands
+  // in that window every time.
+  EmbeddedBroker fx;
+  const std::string topic = fx.CreateTopic("early-close", 2);
+  const std::string group = fx.Name("early-closers");
+  rd_kafka_mock_cluster_t* mock = fx.embedded()->mock_handle();
+  constexpr int32_t kCoordinator = 1;
+  constexpr int16_t kSyncGroupApiKey = 14;
+  REQUIRE(rd_kafka_mock_coordinator_set(mock, "group", group.c_str(), kCoordinator) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR);
+  REQUIRE(rd_kafka_mock_broker_push_request_error_rtts(mock, kCoordinator, kSyncGroupApiKey, 1,
+                                                       RD_KAFKA_RESP_ERR_NO_ERROR,
+                                                       3000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  ClientConfig config = fx.consumer_config();
+  config.Set("partition.assignment.strategy", "cooperative-sticky");
+  RecordingListener listener;
+  auto consumer = Consumer::Create(config, group, ConsumerOptions{.listener = &listener});
+  REQUIRE_OK(consumer);
+  const std::vector<std::string> topics{topic};
+  REQUIRE_OK((*consumer)->Subscribe(topics));
+  MessageBatch batch(16);
+  const bool joined = testing::PollUntil([&] {
+    REQUIRE_OK((*consumer)->ConsumeBatch(20, &batch));
+    char* member_id = rd_kafka_memberid((*consumer)->handle());
+    const bool has_id = member_id != nullptr && member_id[0] != '\0';
+    if (member_id != nullptr) rd_kafka_mem_free((*consumer)->handle(), member_id);
+    return has_id;
+  });
+  REQUIRE(joined);
+  // In the window: the JoinGroup was answered, the SyncGroup not yet.
+  REQUIRE((*consumer)->rebalance_count() == 0);
+
+  REQUIRE_OK((*consumer)->Close());
+  // Close waited for the first assignment and gave it back, without telling
+  // the listener of either.
+  CHECK((*consumer)->rebalance_count() >= 1);
+  CHECK(listener.assign_calls == 0);
+  CHECK(listener.revoke_calls == 0);
+  (*consumer).reset();  // destroys the client: the step that aborted
+}
+
 TEMPLATE_TEST_CASE("A new member resumes exactly after the committed offsets",
                    "[kafka][integration]", EmbeddedBroker, RealBroker) {
   CRMSTREAM_USE_BROKER(TestType, fx);

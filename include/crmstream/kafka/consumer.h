@@ -208,12 +208,17 @@ class Consumer {
   static void OnCommit(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                        rd_kafka_topic_partition_list_t* offsets, void* opaque);
   void HandleRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
+  // Close()'s wait for a cooperative-sticky member's first assignment on
+  // librdkafka before 2.3.0 (consumer.cpp says why).
+  void AwaitFirstSync();
+  static constexpr std::chrono::seconds kFirstSyncWait{10};
 
   // Declaration order: the queue must be released before the client.
   KafkaHandle rk_;
   QueueHandle queue_;
   RebalanceListener* listener_ = nullptr;
   bool closed_ = false;
+  bool guard_close_ = false;  // AwaitFirstSync at Close
   // Scratch for rebalance callbacks (rebalances are rare; reuse keeps it simple).
   std::vector<TopicPartitionOffset> assigned_scratch_;
   std::vector<TopicPartition> revoked_scratch_;
