@@ -91,6 +91,8 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(const ClientConfig& config,
   CRM_RETURN_NOT_OK(
       KafkaStatus(rd_kafka_poll_set_consumer(consumer->rk_.get()), "consumer: poll_set_consumer"));
   consumer->queue_.reset(rd_kafka_queue_get_consumer(consumer->rk_.get()));
+  consumer->wake_ =
+      std::make_shared<ConsumerWake>(QueueHandle(rd_kafka_queue_get_consumer(consumer->rk_.get())));
   return consumer;
 }
 
@@ -395,9 +397,21 @@ Result<int64_t> Consumer::HighWatermark(const std::string& topic, int32_t partit
   return high;
 }
 
+void ConsumerWake::Yield() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (queue_) rd_kafka_queue_yield(queue_.get());
+}
+
+void ConsumerWake::Disable() {
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_.reset();
+}
+
 Status Consumer::Close() {
   if (closed_ || !rk_) return Status::OK();
   closed_ = true;
+  // librdkafka's close waits on the queue a wake yields: no more wakes.
+  if (wake_) wake_->Disable();
   // Serves the final revoke (OnRevoked) and leaves the group.
   return KafkaStatus(rd_kafka_consumer_close(rk_.get()), "consumer: close");
 }

@@ -52,24 +52,21 @@ Producer::~Producer() {
   // No report may reach the consumer's queue once its reference is gone.
   if (report_queue_) rd_kafka_queue_cb_event_enable(report_queue_.get(), nullptr, nullptr);
   report_queue_.reset();
-  wake_queue_.reset();
+  wake_.reset();
   // Topic handles must go before the client.
   topics_.clear();
   rk_.reset();
 }
 
 void Producer::WakeOnDelivery(const Consumer& consumer) {
-  wake_queue_.reset(rd_kafka_queue_get_consumer(consumer.handle()));
-  if (!wake_queue_) return;  // not a group consumer: nothing waits on its queue
+  wake_ = consumer.wake();
+  if (!wake_) return;
   report_queue_.reset(rd_kafka_queue_get_main(rk_.get()));
-  // Called on a librdkafka thread of this producer when a report is queued;
-  // yielding the other client's queue is allowed there and takes no lock of
-  // ours. A consumer already destroyed has disabled its queue: the yield is
-  // then a no-op.
+  // Called on a librdkafka thread of this producer when its empty report
+  // queue gets a report; yielding the other client's queue is allowed there.
   rd_kafka_queue_cb_event_enable(
       report_queue_.get(),
-      [](rd_kafka_t*, void* queue) { rd_kafka_queue_yield(static_cast<rd_kafka_queue_t*>(queue)); },
-      wake_queue_.get());
+      [](rd_kafka_t*, void* wake) { static_cast<ConsumerWake*>(wake)->Yield(); }, wake_.get());
 }
 
 void Producer::OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* message, void* opaque) {

@@ -170,9 +170,8 @@ class Producer {
   // producer between batches serves the report at once, not after the
   // consumer's wait ends (its timeout, or the next fetch response). Reports
   // are what acknowledges an output: this is most of an output's latency
-  // when input is sparse. The producer keeps its own reference to the
-  // consumer's queue: either client may be destroyed first. Call once,
-  // before producing.
+  // when input is sparse. Either client may be destroyed first; a closed
+  // consumer is not woken. Call once, before producing.
   void WakeOnDelivery(const Consumer& consumer);
 
   rd_kafka_t* handle() const { return rk_.get(); }
@@ -193,9 +192,9 @@ class Producer {
   };
 
   KafkaHandle rk_;
-  // WakeOnDelivery: the queue whose wait a delivery report cuts short, and
+  // WakeOnDelivery: the consumer's wait a delivery report cuts short, and
   // this producer's report queue, whose first report calls it.
-  QueueHandle wake_queue_;
+  std::shared_ptr<ConsumerWake> wake_;
   QueueHandle report_queue_;
   ProducerOptions options_;
   // Output topics are few; a linear scan beats hashing and never allocates.
