@@ -9,6 +9,11 @@
 #
 #   bench/output_latency.sh --rate 20000 --customers 20000 --duration 120 --warmup 40
 # (-X key=value passes a librdkafka property to the engine's clients.)
+#
+# --broker real runs the same job on the shared Kafka cluster of
+# scripts/kafka.sh (started if it is not running) instead of the embedded
+# one, on topics and a group of its own (named latency-<pid>-<n>.crm.*;
+# left on the cluster, as bench_broker leaves its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +22,7 @@ customers=20000
 duration=120
 warmup=40
 guarantee=
+broker=embedded
 extra=()
 config=config/crmstream.yaml
 while [ $# -gt 0 ]; do
@@ -26,6 +32,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --guarantee) guarantee=$2; shift 2 ;;
+    --broker) broker=$2; shift 2 ;;
     -c|--config) config=$2; shift 2 ;;
     -X) extra+=(-X "$2"); shift 2 ;;
     *) echo "output_latency.sh: unknown argument $1" >&2; exit 2 ;;
@@ -37,12 +44,30 @@ work=$(mktemp -d /tmp/crmstream-latency.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 port=$((20000 + RANDOM % 20000))
 main_job_config "$config" "$work" "$port"
+case "$broker" in
+  embedded) ;;
+  real)
+    export CRMSTREAM_BROKER_HOME=${CRMSTREAM_BROKER_HOME:-$PWD/.cache/kafka}
+    scripts/kafka.sh start >/dev/null
+    eval "$(scripts/kafka.sh env)"
+    # Topics and group of this run only: the cluster is shared.
+    prefix="latency-$$-$RANDOM"
+    sed -i -e "s|^  properties: {}|  properties: {bootstrap.servers: \"$CRMSTREAM_TEST_KAFKA\"}|" \
+        -e "s|^  group_id: .*|  group_id: $prefix|" -e "s|name: crm\.|name: $prefix.crm.|" \
+        "$work/config.yaml"
+    grep -q "bootstrap.servers: \"$CRMSTREAM_TEST_KAFKA\"" "$work/config.yaml" ||
+      { echo "output_latency.sh: $config has no 'properties: {}' line to point at the broker" >&2
+        exit 2; }
+    ;;
+  *) echo "output_latency.sh: --broker is embedded or real" >&2; exit 2 ;;
+esac
 args=(run -c "$work/config.yaml" --demo --rate "$rate" --customers "$customers"
       --backfill-days 0 --duration "$duration")
 [ -n "$guarantee" ] && args+=(--guarantee "$guarantee")
 args+=("${extra[@]}")
 
-echo "output latency: $rate events/s, $customers customers, ${guarantee:-configured guarantee}," \
+echo "output latency ($broker broker): $rate events/s, $customers customers," \
+     "${guarantee:-configured guarantee}," \
      "$duration s (first $warmup s left out)"
 "$binary" "${args[@]}" > "$work/run.log" 2>&1 &
 pid=$!

@@ -89,6 +89,8 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(const ClientConfig& config,
   CRM_RETURN_NOT_OK(
       KafkaStatus(rd_kafka_poll_set_consumer(consumer->rk_.get()), "consumer: poll_set_consumer"));
   consumer->queue_.reset(rd_kafka_queue_get_consumer(consumer->rk_.get()));
+  consumer->wake_ =
+      std::make_shared<ConsumerWake>(QueueHandle(rd_kafka_queue_get_consumer(consumer->rk_.get())));
   return consumer;
 }
 
@@ -217,23 +219,26 @@ Result<size_t> Consumer::ConsumeInto(int timeout_ms, MessageBatch* batch) {
   if (room == 0) return size_t{0};
   rd_kafka_message_t** slots = batch->scratch_.data();
 
-  // Take what is already queued without waiting; only if nothing is there,
-  // wait for the first message (consume_batch_queue would otherwise wait out
-  // the whole timeout trying to fill the batch, which adds latency), then
-  // drain whatever arrived with it.
-  ssize_t n = rd_kafka_consume_batch_queue(queue_.get(), 0, slots, room);
-  if (n == 0 && timeout_ms > 0) {
-    rd_kafka_message_t* first = rd_kafka_consume_queue(queue_.get(), timeout_ms);
-    if (first != nullptr) {
-      slots[0] = first;
-      n = 1;
-      if (room > 1) {
-        const ssize_t more = rd_kafka_consume_batch_queue(queue_.get(), 0, slots + 1, room - 1);
-        if (more > 0) n += more;
-      }
+  // Wait for the first message only (consume_batch_queue would wait out the
+  // whole timeout trying to fill the batch, which adds latency), then drain
+  // whatever is queued behind it without waiting. The wait comes first: it
+  // is what a yield (Producer::WakeOnDelivery) cuts short, and a drain of an
+  // empty queue would clear a pending yield and let the wait run its course.
+  ssize_t n = 0;
+  rd_kafka_message_t* first = rd_kafka_consume_queue(queue_.get(), timeout_ms);
+  if (first == nullptr) {
+    const rd_kafka_resp_err_t err = rd_kafka_last_error();
+    if (err != RD_KAFKA_RESP_ERR__TIMED_OUT && err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return KafkaStatus(err, "consumer: consume");
+    }
+  } else {
+    slots[0] = first;
+    n = 1;
+    if (room > 1) {
+      const ssize_t more = rd_kafka_consume_batch_queue(queue_.get(), 0, slots + 1, room - 1);
+      if (more > 0) n += more;
     }
   }
-  if (n < 0) return KafkaStatus(rd_kafka_last_error(), "consumer: consume");
 
   size_t added = 0;
   bool fatal = false;
@@ -390,9 +395,21 @@ Result<int64_t> Consumer::HighWatermark(const std::string& topic, int32_t partit
   return high;
 }
 
+void ConsumerWake::Yield() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (queue_) rd_kafka_queue_yield(queue_.get());
+}
+
+void ConsumerWake::Disable() {
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_.reset();
+}
+
 Status Consumer::Close() {
   if (closed_ || !rk_) return Status::OK();
   closed_ = true;
+  // librdkafka's close waits on the queue a wake yields: no more wakes.
+  if (wake_) wake_->Disable();
   if (guard_close_) AwaitFirstSync();
   // Serves the final revoke (OnRevoked) and leaves the group.
   return KafkaStatus(rd_kafka_consumer_close(rk_.get()), "consumer: close");

@@ -49,9 +49,24 @@ Result<std::unique_ptr<Producer>> Producer::Create(const ClientConfig& config,
 static_assert(sizeof(void*) >= sizeof(uint64_t), "a 64-bit tag must fit a pointer");
 
 Producer::~Producer() {
+  // No report may reach the consumer's queue once its reference is gone.
+  if (report_queue_) rd_kafka_queue_cb_event_enable(report_queue_.get(), nullptr, nullptr);
+  report_queue_.reset();
+  wake_.reset();
   // Topic handles must go before the client.
   topics_.clear();
   rk_.reset();
+}
+
+void Producer::WakeOnDelivery(const Consumer& consumer) {
+  wake_ = consumer.wake();
+  if (!wake_) return;
+  report_queue_.reset(rd_kafka_queue_get_main(rk_.get()));
+  // Called on a librdkafka thread of this producer when its empty report
+  // queue gets a report; yielding the other client's queue is allowed there.
+  rd_kafka_queue_cb_event_enable(
+      report_queue_.get(),
+      [](rd_kafka_t*, void* wake) { static_cast<ConsumerWake*>(wake)->Yield(); }, wake_.get());
 }
 
 void Producer::OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* message, void* opaque) {

@@ -188,5 +188,37 @@ TEMPLATE_TEST_CASE("The bare consumer reads a whole topic and reports a rate",
   CHECK(too_many.status().code() == StatusCode::kUnavailable);
 }
 
+TEMPLATE_TEST_CASE("A delivery report ends the consumer's wait for records",
+                   "[kafka][integration][latency]", EmbeddedBroker, RealBroker) {
+  // The engine's loop serves acknowledgements between batches: waiting for
+  // input that does not come must not hold an output's acknowledgement back.
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  const std::string input = fx.CreateTopic("quiet-input", 1, 1);
+  const std::string output = fx.CreateTopic("acknowledged", 1, 1);
+  auto consumer = Consumer::Create(fx.consumer_config(), fx.Name("quiet-reader"));
+  REQUIRE_OK(consumer);
+  const std::vector<std::string> topics{input};
+  REQUIRE_OK((*consumer)->Subscribe(topics));
+  MessageBatch batch(16);
+  REQUIRE_OK_AND_ASSIGN(const bool assigned, (*consumer)->WaitForAssignment(kTestDeadline, &batch));
+  REQUIRE(assigned);
+  auto producer = Producer::Create(fx.config());
+  REQUIRE_OK(producer);
+  (*producer)->WakeOnDelivery(**consumer);
+
+  REQUIRE_OK((*producer)->Produce(output, 0, "key", "value"));
+  const auto waited_from = std::chrono::steady_clock::now();
+  constexpr int kWaitMs = 120'000;  // far beyond the acknowledgement, however slow
+  REQUIRE_OK_AND_ASSIGN(const size_t consumed, (*consumer)->ConsumeBatch(kWaitMs, &batch));
+  const auto waited = std::chrono::steady_clock::now() - waited_from;
+  CHECK(consumed == 0);  // nothing was produced to the input
+  CHECK(waited < std::chrono::milliseconds(kWaitMs / 2));
+  // The wait ended because the report is there to be served.
+  CHECK((*producer)->delivered_count() == 0);
+  CHECK((*producer)->Poll() >= 1);
+  CHECK((*producer)->delivered_count() == 1);
+  REQUIRE_OK((*consumer)->Close());
+}
+
 }  // namespace
 }  // namespace crmstream::kafka

@@ -40,20 +40,23 @@ TEST_CASE("The memory plan gives every part of the cap a size and spends no more
             plan.customer_cache_bytes ==
         in.cap_bytes);
   CHECK(plan.dedup_bytes == 24'000'000);
-  // The Kafka clients: an eighth of the cap (at most 128 MiB), and the
-  // librdkafka settings derived from it spend no more than that.
+  // The Kafka clients: 35% of what the allowance and the dedup windows
+  // leave (at most 128 MiB), and the librdkafka settings derived from it
+  // spend no more than that.
   CHECK(plan.kafka_bytes <= size_t{128} << 20);
   CHECK(plan.kafka_bytes > size_t{120} << 20);
-  // Each client's settings allow half of its half: librdkafka's overhead
-  // beside the payload it counts is about as much again.
+  // The settings allow half: librdkafka's overhead beside the payload it
+  // counts is about as much again.
   CHECK(2 * (plan.producer_queue_kbytes * 1024 + 4 * plan.consumer_fetch_bytes +
              plan.consumer_queue_kbytes * 1024) ==
         plan.kafka_bytes);
-  CHECK(plan.producer_queue_kbytes * 1024 == plan.kafka_bytes / 4);
+  // A quarter of them the producer's, three quarters the consumer's.
+  CHECK(plan.producer_queue_kbytes * 1024 == plan.kafka_bytes / 8);
   CHECK(plan.consumer_fetch_bytes == size_t{1} << 20);
   // The prefetch queue is the consumer's, not a partition's: what the
   // fetches leave of the consumer's settings.
-  CHECK(plan.consumer_queue_kbytes * 1024 == plan.kafka_bytes / 4 - 4 * plan.consumer_fetch_bytes);
+  CHECK(plan.consumer_queue_kbytes * 1024 ==
+        3 * plan.kafka_bytes / 8 - 4 * plan.consumer_fetch_bytes);
   const double rest =
       static_cast<double>(in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes - plan.kafka_bytes);
   CHECK(static_cast<double>(plan.rocksdb_bytes) == Approx(rest * in.rocksdb_share).epsilon(1e-6));
@@ -64,6 +67,7 @@ TEST_CASE("The memory plan gives every part of the cap a size and spends no more
   in.cap_bytes = in.fixed_bytes + 24'000'000 + kMinRocksDbBytes +
                  kMinCachedCustomersPerPartition * kBytesPerCachedCustomer * 4;
   in.kafka_share = 0.01;  // the Kafka clients at their minimum
+  in.kafka_share_of_rest = 0.01;
   in.cap_bytes += kMinKafkaBytes;
   REQUIRE_OK_AND_ASSIGN(const MemoryPlan least, PlanMemory(in));
   CHECK(least.rocksdb_bytes == kMinRocksDbBytes);
@@ -72,12 +76,41 @@ TEST_CASE("The memory plan gives every part of the cap a size and spends no more
   CHECK(PlanMemory(in).status().code() == StatusCode::kInvalidArgument);
 }
 
+TEST_CASE("The consumer's prefetch queue holds about a second of input at the default cap",
+          "[pipeline]") {
+  // librdkafka 2.0 pauses every partition's fetch for a second once the
+  // consumer's queue is over queued.max.messages.kbytes: through the embedded
+  // cluster the engine consumed 56k events/s with a 4 MiB queue and 118k
+  // with 16 MiB (README "Benchmarks").
+  MemoryPlanInput in;
+  in.partitions = 12;
+  in.dedup_ids = 1'000'000;  // the engine's default dedup windows together
+  REQUIRE_OK_AND_ASSIGN(const MemoryPlan plan, PlanMemory(in));
+  CHECK(plan.cap_bytes == size_t{256} << 20);
+  CHECK(plan.consumer_queue_kbytes * 1024 >= size_t{16} << 20);
+  CHECK(plan.cached_customers_per_partition >= 5000);  // the caches are not starved for it
+
+  // A small cap still runs, its clients spending no more than an eighth of
+  // it: most of what is left over the allowance and the dedup windows goes
+  // to the caches.
+  in.cap_bytes = size_t{96} << 20;
+  in.partitions = 3;
+  REQUIRE_OK_AND_ASSIGN(const MemoryPlan small, PlanMemory(in));
+  CHECK(small.kafka_bytes == size_t{12} << 20);
+  CHECK(small.consumer_queue_kbytes * 1024 > small.producer_queue_kbytes * 1024);
+  CHECK(small.consumer_fetch_bytes >= size_t{64} << 10);
+  CHECK(small.fixed_bytes + small.dedup_bytes + small.kafka_bytes + small.rocksdb_bytes +
+            small.customer_cache_bytes ==
+        in.cap_bytes);
+}
+
 TEST_CASE("The Kafka clients' buffers grow past their share only as far as their floors need",
           "[pipeline]") {
   MemoryPlanInput in;
   in.cap_bytes = size_t{512} << 20;
   in.partitions = 200;
   in.kafka_share = 0.02;  // 26 KiB per partition: below the floors
+  in.kafka_share_of_rest = 0.02;
   REQUIRE_OK_AND_ASSIGN(const MemoryPlan plan, PlanMemory(in));
   CHECK(plan.consumer_fetch_bytes == size_t{64} << 10);
   CHECK(plan.consumer_queue_kbytes == 64);

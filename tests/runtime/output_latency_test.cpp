@@ -32,6 +32,24 @@ uint64_t CountAtMost(const DurationHistogram& h, double seconds) {
   return n;
 }
 
+TEST_CASE("Output latencies of a few milliseconds land in buckets a millisecond apart",
+          "[pipeline][latency]") {
+  // Latencies are whole milliseconds: a p99 near the 5 ms target must be
+  // read from the histogram, so 1, 2, 3, 4 and 5 ms each have a bucket.
+  OutputLatencyHistogram h;
+  for (int ms = 0; ms <= 5; ++ms) h.Observe(ms * 1e-3);
+  CHECK(CountAtMost(h, 0.0005) == 1);
+  for (int ms = 1; ms <= 5; ++ms) {
+    INFO(ms << " ms");
+    CHECK(CountAtMost(h, ms * 1e-3) == static_cast<uint64_t>(ms) + 1);
+  }
+  // Seconds still have their buckets (a stalled output is not lost in +Inf).
+  h.Observe(4.0);
+  CHECK(CountAtMost(h, 2.5) == 6);
+  CHECK(CountAtMost(h, 5.0) == 7);
+  CHECK(Count(h) == 7);
+}
+
 TEST_CASE(
     "Each output's latency is measured from its input's broker timestamp to its acknowledgement",
     "[pipeline][integration][latency]") {

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -135,6 +136,21 @@ struct PartitionLag {
   int64_t lag = -1;             // high_watermark - position, -1 unknown
 };
 
+// What ends a consumer's wait for records from another client's thread
+// (Producer::WakeOnDelivery). Shared by the consumer and the producers that
+// wake it; the consumer disables it before it closes, since a yield would cut
+// the close's own wait short and leave the group half left.
+class ConsumerWake {
+ public:
+  explicit ConsumerWake(QueueHandle queue) : queue_(std::move(queue)) {}
+  void Yield();
+  void Disable();
+
+ private:
+  std::mutex mu_;  // taken when a producer's report queue fills, and once at close
+  QueueHandle queue_;
+};
+
 class Consumer {
  public:
   // group_id is required. Options and module defaults apply where `config`
@@ -198,6 +214,8 @@ class Consumer {
   std::string_view rebalance_protocol() const;
 
   rd_kafka_t* handle() const { return rk_.get(); }
+  // Producer::WakeOnDelivery's handle on this consumer's wait.
+  std::shared_ptr<ConsumerWake> wake() const { return wake_; }
 
  private:
   Consumer() = default;
@@ -216,6 +234,7 @@ class Consumer {
   // Declaration order: the queue must be released before the client.
   KafkaHandle rk_;
   QueueHandle queue_;
+  std::shared_ptr<ConsumerWake> wake_;  // disabled by Close()
   RebalanceListener* listener_ = nullptr;
   bool closed_ = false;
   bool guard_close_ = false;  // AwaitFirstSync at Close

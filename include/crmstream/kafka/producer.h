@@ -165,6 +165,15 @@ class Producer {
   void TrackDeliveredOffsets(std::string_view topic);
   int64_t LastDeliveredOffset(std::string_view topic, int32_t partition) const;
 
+  // Makes `consumer`'s wait for records (Consumer::ConsumeBatch) return as
+  // soon as a delivery report arrives here, so a loop that polls this
+  // producer between batches serves the report at once, not after the
+  // consumer's wait ends (its timeout, or the next fetch response). Reports
+  // are what acknowledges an output: this is most of an output's latency
+  // when input is sparse. Either client may be destroyed first; a closed
+  // consumer is not woken. Call once, before producing.
+  void WakeOnDelivery(const Consumer& consumer);
+
   rd_kafka_t* handle() const { return rk_.get(); }
 
  private:
@@ -183,6 +192,10 @@ class Producer {
   };
 
   KafkaHandle rk_;
+  // WakeOnDelivery: the consumer's wait a delivery report cuts short, and
+  // this producer's report queue, whose first report calls it.
+  std::shared_ptr<ConsumerWake> wake_;
+  QueueHandle report_queue_;
   ProducerOptions options_;
   // Output topics are few; a linear scan beats hashing and never allocates.
   std::vector<CachedTopic> topics_;

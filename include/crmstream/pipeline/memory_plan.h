@@ -13,8 +13,9 @@
 //                     its cached state (the item recommender's history of
 //                     the customer, whose table holds as many customers)
 //
-// The Kafka clients get kafka_share of the cap (within [kMinKafkaBytes,
-// kMaxKafkaBytes]); what the allowance, the dedup windows and the clients
+// The Kafka clients get kafka_share of the cap, or kafka_share_of_rest of
+// what the allowance and the dedup windows leave if that is more (within
+// [kMinKafkaBytes, kMaxKafkaBytes]); what the allowance, the dedup windows and the clients
 // leave is shared by RocksDB (rocksdb_share) and the customer cache (the
 // rest). A cap that cannot give
 // each part its minimum is refused, with a message naming every size.
@@ -40,7 +41,8 @@ struct MemoryPlanInput {
   size_t dedup_ids = 0;                   // remembered event ids, all partitions together
   size_t fixed_bytes = size_t{48} << 20;  // allowance for what does not grow with the data
   double rocksdb_share = 0.4;             // of what is left, in (0, 1)
-  double kafka_share = 0.125;             // of the cap, in (0, 1)
+  double kafka_share = 0.125;             // of the cap, in (0, 1), at least
+  double kafka_share_of_rest = 0.35;      // of cap - fixed - dedup, in (0, 1), if more
   // Heap bytes per cached customer beyond kBytesPerCachedCustomer (the
   // recommender's history when recommendations are on).
   size_t extra_bytes_per_customer = 0;
@@ -54,10 +56,11 @@ struct MemoryPlan {
   size_t rocksdb_bytes = 0;
   size_t customer_cache_bytes = 0;  // all partitions
   size_t cached_customers_per_partition = 0;
-  // The Kafka clients' settings, each client's allowing half of its half of
-  // kafka_bytes (librdkafka's own overhead is about as much again): the
-  // producer's queue; the consumer's fetch per partition (librdkafka grows
-  // it for a larger message) and one prefetch queue for all of them.
+  // The Kafka clients' settings, allowing half of kafka_bytes together
+  // (librdkafka's own overhead is about as much again), a quarter of it the
+  // producer's queue and the rest the consumer's: its fetch per partition
+  // (librdkafka grows it for a larger message) and one prefetch queue for
+  // all of them.
   size_t producer_queue_kbytes = 0;  // queue.buffering.max.kbytes
   size_t consumer_queue_kbytes = 0;  // queued.max.messages.kbytes
   size_t consumer_fetch_bytes = 0;   // fetch.message.max.bytes
