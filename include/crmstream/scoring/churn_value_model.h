@@ -241,9 +241,17 @@ class ChurnValueModel {
   // Ends a flush: forgets the trigger events logged since the previous one.
   void EndFlush();
 
-  // Grows the per-customer arrays to `slots` customers (never shrinks).
+  // Grows the per-customer arrays to exactly `slots` customers (never shrinks).
   void GrowTo(size_t slots);
   size_t slot_count() const { return slots_.size(); }
+  // Heap bytes that grow with the customers in memory: the slots, their
+  // pending snapshots (input_dim() floats each) and the deadline heap.
+  size_t SlotMemoryBytes() const { return slots_.capacity() * sizeof(Slot); }
+  size_t PendingSnapshotBytes() const { return pending_features_.capacity() * sizeof(float); }
+  size_t DeadlineMemoryBytes() const { return deadlines_.capacity() * sizeof(Deadline); }
+  static constexpr size_t kSlotBytes = sizeof(Slot);
+  static constexpr size_t kDeadlineBytes = 32;  // sizeof(Deadline), checked in the .cpp
+  int input_dim() const { return dim_; }
 
   // The customer's latest scores (slot < slot_count()): the (calibrated)
   // churn probability predicted at its latest Refresh or pending example, before
