@@ -192,6 +192,7 @@ void ChurnValueModel::ValueInput() {
 
 void ChurnValueModel::GrowTo(size_t slots) {
   static_assert(sizeof(Deadline) == kDeadlineBytes);
+  static_assert(sizeof(Slot) == 120);
   if (slots <= slots_.size()) return;
   // slots_ last: its size is the guard, so a throw between the two leaves a
   // larger pending_features_ and nothing inconsistent.
