@@ -274,6 +274,11 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   const runtime::ModelQualitySnapshot q = engine_->probe().ModelQuality();
   out.push_back(Single(Metric::kCachedCustomers, static_cast<double>(q.customers)));
   out.push_back(Single(Metric::kFeatureStoreMemory, static_cast<double>(q.feature_store_bytes)));
+  out.push_back(Single(Metric::kCustomerCacheMemory, static_cast<double>(q.customer_cache_bytes)));
+  out.push_back(Single(Metric::kCustomerCacheBytesPerCustomer,
+                       q.customers == 0 ? 0.0
+                                        : static_cast<double>(q.customer_cache_bytes) /
+                                              static_cast<double>(q.customers)));
   {
     const pipeline::MemoryPlan& plan = engine_->memory_plan();
     MetricFamily f = Family(Metric::kMemoryBudget);

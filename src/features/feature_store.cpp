@@ -310,19 +310,20 @@ void FeatureStore::SetCapacity(size_t customers, CustomerEvictionHooks* hooks) {
   hooks_ = hooks;
 }
 
-size_t FeatureStore::MemoryUsageBytes() const {
-  size_t bytes = sizeof(*this);
-  bytes += blocks_.capacity() * sizeof(blocks_[0]) + blocks_.size() * kBlockSlots * slot_bytes_;
-  bytes += long_id_bytes_;
-  bytes += table_.capacity() * sizeof(uint32_t);
-  bytes += ring_heap_bytes_;
-  bytes += (dirty_.capacity() + pending_.capacity() + unsaved_.capacity()) * sizeof(uint32_t);
-  for (const auto& p : plan_names_) bytes += sizeof(p) + p.capacity();
+FeatureStore::Memory FeatureStore::memory() const {
+  Memory m;
+  m.slots = blocks_.capacity() * sizeof(blocks_[0]) + blocks_.size() * kBlockSlots * slot_bytes_;
+  m.day_history = ring_heap_bytes_;
+  m.long_ids = long_id_bytes_;
+  m.index = table_.capacity() * sizeof(uint32_t);
+  m.tracking = (dirty_.capacity() + pending_.capacity() + unsaved_.capacity()) * sizeof(uint32_t);
+  m.other = sizeof(*this);
+  for (const auto& p : plan_names_) m.other += sizeof(p) + p.capacity();
   // Node-based map: a node per plan (key, value, next pointer, cached hash) plus buckets.
-  bytes += plan_ids_.size() * (sizeof(std::string) + 3 * sizeof(void*)) +
-           plan_ids_.bucket_count() * sizeof(void*);
-  bytes += scratch_days_->capacity() * sizeof(DayAggregate) + scratch_ring_.capacity();
-  return bytes;
+  m.other += plan_ids_.size() * (sizeof(std::string) + 3 * sizeof(void*)) +
+             plan_ids_.bucket_count() * sizeof(void*);
+  m.other += scratch_days_->capacity() * sizeof(DayAggregate) + scratch_ring_.capacity();
+  return m;
 }
 
 std::string_view FeatureStore::IdOf(uint32_t index) const {
@@ -363,8 +364,10 @@ inline uint32_t TagOf(uint64_t hash) { return static_cast<uint32_t>(hash >> 58) 
 // Capacity for `needed` elements, grown geometrically (a reserve of the exact
 // size would reallocate on every new customer).
 template <typename Container>
-void ReserveGeometric(Container* c, size_t needed) {
-  if (c->capacity() < needed) c->reserve(std::max(needed, c->capacity() * 2));
+void ReserveGeometric(Container* c, size_t needed, size_t limit = SIZE_MAX) {
+  if (c->capacity() < needed) {
+    c->reserve(needed <= limit ? std::min(std::max(needed, c->capacity() * 2), limit) : needed);
+  }
 }
 }  // namespace
 
@@ -455,10 +458,13 @@ void FeatureStore::GrowForNewCustomer() {
   if ((size_t{size_} + 1) * 4 > table_.size() * 3) GrowTable();
   // The tracking lists hold each customer at most once: with room for every
   // customer, MarkDirty never allocates (nor throws) mid-update.
+  // A bounded cache's lists stop at its capacity: a full cache keeps no
+  // spare room (up to half of the lists otherwise).
   const size_t needed = size_t{size_} + 1;
-  ReserveGeometric(&dirty_, needed);
-  ReserveGeometric(&pending_, needed);
-  ReserveGeometric(&unsaved_, needed);
+  const size_t limit = capacity_ != 0 ? capacity_ : SIZE_MAX;
+  ReserveGeometric(&dirty_, needed, limit);
+  ReserveGeometric(&pending_, needed, limit);
+  ReserveGeometric(&unsaved_, needed, limit);
   if (size_ % kBlockSlots == 0) {
     ReserveGeometric(&blocks_, blocks_.size() + 1);
     // 64-byte aligned, so a 192-byte slot spans exactly three cache lines.

@@ -221,6 +221,7 @@ void EventProcessor::AttachStateStore(const state::StateStore* store, state::Par
   models_.SetSavedLabels(saved_.get());
   if (options_.cached_customers != 0) {
     features_->SetCapacity(options_.cached_customers, saved_.get());
+    models_.set_slot_limit(options_.cached_customers);
   }
 }
 

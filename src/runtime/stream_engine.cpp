@@ -508,6 +508,7 @@ void StreamEngine::Impl::RefreshQuality() {
     anomalies += pq.anomaly_rate * static_cast<double>(pq.anomaly_scored);
     q.customers += task.processor->feature_store().size();
     q.feature_store_bytes += task.processor->feature_store().MemoryUsageBytes();
+    q.customer_cache_bytes += task.processor->customer_cache_memory().total();
   }
   auto mean = [](double weighted, uint64_t n, double none) {
     return n == 0 ? none : weighted / static_cast<double>(n);

@@ -80,12 +80,14 @@ BehaviourAnomalyDetector::BehaviourAnomalyDetector(const BehaviourOptions& optio
     : options_(options), shortest_window_(ShortestWindow(spec)), detector_(std::move(detector)) {}
 
 void BehaviourAnomalyDetector::GrowTo(size_t slots) {
-  if (slots > slots_.size()) slots_.resize(slots);
+  if (slots <= slots_.size()) return;
+  slots_.reserve(slots);  // exactly: CustomerModels chooses the growth
+  slots_.resize(slots);
 }
 
 void BehaviourAnomalyDetector::OnEvent(const features::CustomerFeatures& f, UnsavedSlots* unsaved) {
   const uint32_t s = f.slot();
-  GrowTo(size_t{s} + 1);
+  if (s >= slots_.size()) GrowTo(std::max(size_t{s} + 1, 2 * slots_.size()));  // amortised
   unsaved->Mark(s);
   const features::WindowAggregates w = f.window(shortest_window_);
   point_[0] = std::log1p(static_cast<double>(w.refunds));
@@ -257,7 +259,7 @@ Result<BehaviourAnomalyDetector::DecodedCustomer> BehaviourAnomalyDetector::Read
 }
 
 void BehaviourAnomalyDetector::InstallCustomer(uint32_t s, const DecodedCustomer& decoded) {
-  GrowTo(size_t{s} + 1);
+  if (s >= slots_.size()) GrowTo(std::max(size_t{s} + 1, 2 * slots_.size()));  // amortised
   slots_[s] = decoded.slot_;
 }
 

@@ -191,10 +191,15 @@ void ChurnValueModel::ValueInput() {
 }
 
 void ChurnValueModel::GrowTo(size_t slots) {
+  static_assert(sizeof(Deadline) == kDeadlineBytes);
+  static_assert(sizeof(Slot) == 120);
   if (slots <= slots_.size()) return;
   // slots_ last: its size is the guard, so a throw between the two leaves a
   // larger pending_features_ and nothing inconsistent.
+  // Exactly: CustomerModels chooses the growth.
+  pending_features_.reserve(slots * static_cast<size_t>(dim_));
   pending_features_.resize(slots * static_cast<size_t>(dim_));
+  slots_.reserve(slots);
   slots_.resize(slots);
 }
 
@@ -206,7 +211,7 @@ void ChurnValueModel::OnEvent(const ingest::Event& event, const features::Custom
   ResolveMatured(unsaved);
 
   const uint32_t s = f.slot();
-  GrowTo(size_t{s} + 1);
+  if (s >= slots_.size()) GrowTo(std::max(size_t{s} + 1, 2 * slots_.size()));  // amortised
   unsaved->Mark(s);
   LogTrigger(s, event);
   Slot* slot = &slots_[s];
@@ -565,7 +570,7 @@ Result<ChurnValueModel::DecodedCustomer> ChurnValueModel::ReadCustomer(BinaryRea
 }
 
 void ChurnValueModel::InstallCustomer(uint32_t s, uint64_t id_hash, DecodedCustomer decoded) {
-  GrowTo(size_t{s} + 1);
+  if (s >= slots_.size()) GrowTo(std::max(size_t{s} + 1, 2 * slots_.size()));  // amortised
   const uint32_t epoch = slots_[s].epoch + 1;
   slots_[s] = decoded.slot_;
   Slot& slot = slots_[s];

@@ -1,5 +1,6 @@
 #include "crmstream/scoring/customer_models.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "crmstream/common/binary_io.h"
@@ -44,12 +45,43 @@ CustomerModels::CustomerModels(const CustomerModelsOptions& options,
 
 void CustomerModels::Reserve(size_t slots) {
   if (slots <= known_.size()) return;
+  // Geometric growth, but never past the cache's capacity while within it:
+  // a full cache holds little spare room (up to half of every array
+  // otherwise). Past it (the processor reserves one slot ahead of a full
+  // cache; a cache with nothing to evict grows), steps of 1/32 of it.
+  size_t target = std::max(slots, known_.size() * 2);
+  if (slot_limit_ != 0 && slots <= slot_limit_) target = std::min(target, slot_limit_);
+  if (slot_limit_ != 0 && slots > slot_limit_) {
+    target = std::max(slots, known_.size() + std::max<size_t>(64, slot_limit_ / 32));
+  }
   // known_ last: its size says every part has grown (a part that grew before
   // another threw is merely larger).
-  churn_.GrowTo(slots);
-  segmenter_.GrowTo(slots);
-  behaviour_.GrowTo(slots);
-  known_.resize(slots, 0);
+  churn_.GrowTo(target);
+  segmenter_.GrowTo(target);
+  behaviour_.GrowTo(target);
+  unsaved_.Reserve(target);
+  known_.reserve(target);
+  known_.resize(target, 0);
+}
+
+CustomerModels::CustomerMemory CustomerModels::customer_memory() const {
+  CustomerMemory m;
+  m.churn_slots = churn_.SlotMemoryBytes();
+  m.pending_snapshots = churn_.PendingSnapshotBytes();
+  m.deadlines = churn_.DeadlineMemoryBytes();
+  m.segments = segmenter_.CustomerMemoryBytes();
+  m.behaviour = behaviour_.CustomerMemoryBytes();
+  m.tracking = known_.capacity() * sizeof(uint8_t) + unsaved_.MemoryBytes();
+  return m;
+}
+
+size_t CustomerModels::BytesPerSlot() const {
+  // A slot's entries in every array, a pending example's snapshot and
+  // deadline (at most one per customer), its known and unsaved flags and
+  // its place in the unsaved list.
+  return ChurnValueModel::kSlotBytes + static_cast<size_t>(churn_.input_dim()) * sizeof(float) +
+         ChurnValueModel::kDeadlineBytes + CustomerSegmenter::kSlotBytes +
+         BehaviourAnomalyDetector::kSlotBytes + 2 * sizeof(uint8_t) + sizeof(uint32_t);
 }
 
 void CustomerModels::Know(uint32_t slot) {

@@ -98,12 +98,14 @@ CustomerSegmenter::CustomerSegmenter(const SegmenterOptions& options,
       kmeans_(std::move(kmeans)) {}
 
 void CustomerSegmenter::GrowTo(size_t slots) {
-  if (slots > slots_.size()) slots_.resize(slots);
+  if (slots <= slots_.size()) return;
+  slots_.reserve(slots);  // exactly: CustomerModels chooses the growth
+  slots_.resize(slots);
 }
 
 void CustomerSegmenter::OnEvent(const features::CustomerFeatures& f, UnsavedSlots* unsaved) {
   const uint32_t s = f.slot();
-  GrowTo(size_t{s} + 1);
+  if (s >= slots_.size()) GrowTo(std::max(size_t{s} + 1, 2 * slots_.size()));  // amortised
   unsaved->Mark(s);
   Slot& slot = slots_[s];
   const auto day = static_cast<int32_t>(internal::FloorDiv(f.as_of_ms(), internal::kMillisPerDay));
@@ -248,7 +250,7 @@ Result<CustomerSegmenter::DecodedCustomer> CustomerSegmenter::ReadCustomer(
 }
 
 void CustomerSegmenter::InstallCustomer(uint32_t s, const DecodedCustomer& decoded) {
-  GrowTo(size_t{s} + 1);
+  if (s >= slots_.size()) GrowTo(std::max(size_t{s} + 1, 2 * slots_.size()));  // amortised
   slots_[s] = decoded.slot_;
 }
 

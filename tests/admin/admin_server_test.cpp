@@ -162,6 +162,21 @@ TEST_CASE("Admin server: scrape, probes and customer API on a running engine",
   CHECK(SampleValue(gates, R"(crmstream_model_churn_gate_partitions{state="warming_up"})") ==
         SampleValue(gates, "crmstream_assigned_partitions"));
   CHECK(SampleValue(gates, R"(crmstream_model_churn_gate_partitions{state="open"})") == 0);
+  // The customer caches' accounting, refreshed with the model figures (wait,
+  // bounded, for a refresh after the customers came in): the models'
+  // per-customer state on top of the feature stores', and the per-customer
+  // gauge is the ratio of the two gauges beside it.
+  std::string cache = gates;
+  for (int i = 0; i < 100 && SampleValue(cache, "crmstream_cached_customers") == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    cache = HttpGet(e.port(), "/metrics").body;
+  }
+  const double cached = SampleValue(cache, "crmstream_cached_customers");
+  const double cache_bytes = SampleValue(cache, "crmstream_customer_cache_memory_bytes");
+  REQUIRE(cached > 0);
+  CHECK(cache_bytes > SampleValue(cache, "crmstream_feature_store_memory_bytes"));
+  CHECK(SampleValue(cache, "crmstream_customer_cache_bytes_per_customer") ==
+        Approx(cache_bytes / cached).epsilon(1e-3));
   // The memory plan's parts add up to the cap, and the resident set is read.
   const pipeline::MemoryPlan& plan = e.engine().memory_plan();
   double parts = 0;

@@ -182,7 +182,7 @@ TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[p
   world.customers = 60'000;
   REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
   std::string id, value;
-  size_t heap_at_small = 0, store_at_small = 0, customers_at_small = 0;
+  size_t heap_at_small = 0, store_at_small = 0, customers_at_small = 0, accounted_at_small = 0;
   for (int64_t i = 0; i < 400'000; ++i) {
     gen->Next(&id, &value);
     processor->Process(value, {"crm.events", 0, i}, 0);
@@ -199,6 +199,7 @@ TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[p
         heap_at_small = HeapBytes();
         store_at_small = store->MemoryUsageBytes();
         customers_at_small = processor->feature_store().size();
+        accounted_at_small = processor->customer_cache_memory().total();
       }
       if (processor->feature_store().evictions() > 0) break;  // the cache is full
     }
@@ -216,6 +217,41 @@ TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[p
                                     << processor->feature_store().MemoryUsageBytes() / customers);
   CHECK(per_customer <= static_cast<double>(kBytesPerCachedCustomer));
   CHECK(per_customer > 100);  // measures something
+
+  // The cache's own accounting (the crmstream_customer_cache_* gauges), by
+  // part, against the layout and against the heap measured above.
+  const EventProcessor::CustomerCacheMemory m = processor->customer_cache_memory();
+  const auto& models = processor->customer_models();
+  const double n = static_cast<double>(customers);
+  auto per = [n](size_t bytes) { return static_cast<double>(bytes) / n; };
+  WARN("accounted per cached customer: "
+       << m.per_customer() << " = feature slots " << per(m.features.slots) << " + day history "
+       << per(m.features.day_history) << " + long ids " << per(m.features.long_ids)
+       << " + id index " << per(m.features.index) << " + feature tracking "
+       << per(m.features.tracking) << " + churn slots " << per(m.models.churn_slots)
+       << " + pending snapshots " << per(m.models.pending_snapshots) << " + label deadlines "
+       << per(m.models.deadlines) << " + segments " << per(m.models.segments) << " + behaviour "
+       << per(m.models.behaviour) << " + model tracking " << per(m.models.tracking) << " + store "
+       << per(m.features.other) << "; layout: feature slot "
+       << processor->feature_store().SlotBytes() << ", model slots " << models.BytesPerSlot());
+  // Fixed-size parts of a full cache: one slot of each per customer, a
+  // label deadline for most, little spare room (the feature store's last
+  // block of 1024 slots, the models' arrays one step of 1/32 past the
+  // capacity, the deadline heap's geometric growth).
+  const double layout = static_cast<double>(processor->feature_store().SlotBytes() +
+                                            models.BytesPerSlot() + 3 * sizeof(uint32_t));
+  const double fixed = per(m.total() - m.features.day_history - m.features.long_ids -
+                           m.features.index - m.features.other);
+  CHECK(fixed >= layout - static_cast<double>(scoring::ChurnValueModel::kDeadlineBytes));
+  CHECK(fixed <= layout * 1.15);
+  CHECK(per(m.features.index) <= 4.0 / 0.375 + 1);
+  // The accounting sees what the heap grew by: the growth between the two
+  // measurements, per customer, within 15% (malloc's headers and rounding
+  // are not all in it; freed buffers may be kept by malloc).
+  const double accounted_growth = static_cast<double>(m.total() - accounted_at_small) /
+                                  static_cast<double>(customers - customers_at_small);
+  CHECK(accounted_growth <= per_customer * 1.15);
+  CHECK(accounted_growth >= per_customer * 0.85);
 }
 
 }  // namespace

@@ -71,6 +71,8 @@ enum class Metric : int {
   kRocksDbWriteTimeouts,
   kCachedCustomers,
   kFeatureStoreMemory,
+  kCustomerCacheMemory,
+  kCustomerCacheBytesPerCustomer,
   kMemoryBudget,
   kResidentMemory,
   // Model quality.
@@ -187,6 +189,11 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
      "Customers held in memory by the assigned partitions."},
     {"crmstream_feature_store_memory_bytes", MetricKind::kGauge, "",
      "Memory of the in-memory feature stores of the assigned partitions."},
+    {"crmstream_customer_cache_memory_bytes", MetricKind::kGauge, "",
+     "Heap of the customers in memory (features and per-customer model state), "
+     "from the customer caches' own accounting."},
+    {"crmstream_customer_cache_bytes_per_customer", MetricKind::kGauge, "",
+     "crmstream_customer_cache_memory_bytes per cached customer (0 while none)."},
     {"crmstream_memory_budget_bytes", MetricKind::kGauge, "part",
      "How state.memory_cap_mb is split: fixed, dedup, kafka, rocksdb, customer_cache."},
     {"crmstream_resident_memory_bytes", MetricKind::kGauge, "",

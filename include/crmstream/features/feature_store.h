@@ -185,7 +185,18 @@ class FeatureStore {
   size_t size() const { return size_; }
   // Heap and inline bytes held by the store (records, window totals, per-day
   // buffers with the allocator's per-chunk header, ids, hash table, plans).
-  size_t MemoryUsageBytes() const;
+  size_t MemoryUsageBytes() const { return memory().total(); }
+  // The same, by part.
+  struct Memory {
+    size_t slots = 0;        // blocks of fixed-size slots, allocated whole
+    size_t day_history = 0;  // per-day buffers, with the allocator's chunk headers
+    size_t long_ids = 0;     // ids over 16 bytes
+    size_t index = 0;        // the id hash table
+    size_t tracking = 0;     // the dirty, pending and unsaved lists
+    size_t other = 0;        // the store itself, plans, scratch
+    size_t total() const { return slots + day_history + long_ids + index + tracking + other; }
+  };
+  Memory memory() const;
   // Bytes of a customer's fixed-size slot (record + windows; depends on the
   // number of windows), excluding its per-day buffer.
   size_t SlotBytes() const { return slot_bytes_; }

@@ -211,6 +211,21 @@ class EventProcessor {
 
   const ProcessorOptions& options() const { return options_; }
   const ProcessorCounters& counters() const { return counters_; }
+  // The customer cache's own accounting: heap bytes of the customers in
+  // memory (features and per-customer model state, by part).
+  struct CustomerCacheMemory {
+    features::FeatureStore::Memory features;
+    scoring::CustomerModels::CustomerMemory models;
+    size_t customers = 0;
+    size_t total() const { return features.total() + models.total(); }
+    // 0 while the cache is empty.
+    double per_customer() const {
+      return customers == 0 ? 0.0 : static_cast<double>(total()) / static_cast<double>(customers);
+    }
+  };
+  CustomerCacheMemory customer_cache_memory() const {
+    return {features_->memory(), models_.customer_memory(), features_->size()};
+  }
   const features::FeatureStore& feature_store() const { return *features_; }
   features::FeatureStore& feature_store() { return *features_; }
   const scoring::CustomerModels& customer_models() const { return models_; }

@@ -177,6 +177,7 @@ struct ModelQualitySnapshot {
   uint64_t anomaly_scored = 0;
   uint64_t customers = 0;
   uint64_t feature_store_bytes = 0;
+  uint64_t customer_cache_bytes = 0;  // features + per-customer model state
   // Partitions by the state of their churn alert gate (alerts::ChurnGateState).
   std::array<int, 3> churn_gate_partitions{};
 };

@@ -109,9 +109,12 @@ class BehaviourAnomalyDetector {
   // flush, if any (marks the customer in `unsaved` where it changes).
   void Refresh(const features::CustomerFeatures& f, UnsavedSlots* unsaved, AnomalyCrossing* out);
 
-  // Grows the per-customer array to `slots` customers (never shrinks).
+  // Grows the per-customer array to exactly `slots` customers (never shrinks).
   void GrowTo(size_t slots);
   size_t slot_count() const { return slots_.size(); }
+  // Heap bytes of the per-customer array.
+  size_t CustomerMemoryBytes() const { return slots_.capacity() * sizeof(Slot); }
+  static constexpr size_t kSlotBytes = sizeof(Slot);
 
   // The customer's latest score in [0, 1] (near 1: unusual for the population).
   double score(uint32_t slot) const { return slots_[slot].score; }

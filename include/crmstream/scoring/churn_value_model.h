@@ -184,6 +184,8 @@ class SavedLabelSource {
 
 class ChurnValueModel {
   // One customer's state (declared first: DecodedCustomer holds one).
+  // Ordered by size and the flags packed in bits: 120 bytes, where the
+  // declaration order of the fields' meaning took 136.
   struct Slot {
     double churn_probability = 0.5;
     double predicted_value = 0.0;
@@ -195,27 +197,27 @@ class ChurnValueModel {
     double pending_value = 0.0;
     double pending_monetary = 0.0;
     double pending_spend = 0.0;  // spend up to the closing, when pending_churned
-    uint32_t generation = 0;     // bumped when a pending example resolves
     // The customer's latest event, valid when trigger_flush == flushes_
     // (an event since the last flush); its id is in trigger_ids_.
     int64_t trigger_ms = 0;
-    uint32_t trigger_flush = UINT32_MAX;
-    uint32_t trigger_offset = 0;
-    uint16_t trigger_length = 0;
-    uint16_t trigger_capacity = 0;
-    ingest::EventType trigger_type = ingest::EventType::kPageView;
     alerts::CustomerAlertState alert;
-    bool score_stale = false;  // events since the churn probability was computed
-    bool has_pending = false;
-    bool pending_warm = false;     // predicted by a model past warm_after_examples
-    bool pending_churned = false;  // closed within the horizon, awaiting the deadline
-    bool closed = false;
-    // Not state: bumped when the slot is installed or forgotten, so heap
-    // entries of its previous occupant read as stale.
-    uint32_t epoch = 0;
     // The deadline the store's index holds for this customer (kNoDeadline:
     // none), as of its last save or load.
     int64_t saved_deadline_ms = INT64_MIN;
+    uint32_t generation = 0;  // bumped when a pending example resolves
+    uint32_t trigger_flush = UINT32_MAX;
+    uint32_t trigger_offset = 0;
+    // Not state: bumped when the slot is installed or forgotten, so heap
+    // entries of its previous occupant read as stale.
+    uint32_t epoch = 0;
+    uint16_t trigger_length = 0;
+    uint16_t trigger_capacity = 0;
+    ingest::EventType trigger_type = ingest::EventType::kPageView;
+    bool score_stale : 1 = false;  // events since the churn probability was computed
+    bool has_pending : 1 = false;
+    bool pending_warm : 1 = false;     // predicted by a model past warm_after_examples
+    bool pending_churned : 1 = false;  // closed within the horizon, awaiting the deadline
+    bool closed : 1 = false;
   };
 
  public:
@@ -241,9 +243,17 @@ class ChurnValueModel {
   // Ends a flush: forgets the trigger events logged since the previous one.
   void EndFlush();
 
-  // Grows the per-customer arrays to `slots` customers (never shrinks).
+  // Grows the per-customer arrays to exactly `slots` customers (never shrinks).
   void GrowTo(size_t slots);
   size_t slot_count() const { return slots_.size(); }
+  // Heap bytes that grow with the customers in memory: the slots, their
+  // pending snapshots (input_dim() floats each) and the deadline heap.
+  size_t SlotMemoryBytes() const { return slots_.capacity() * sizeof(Slot); }
+  size_t PendingSnapshotBytes() const { return pending_features_.capacity() * sizeof(float); }
+  size_t DeadlineMemoryBytes() const { return deadlines_.capacity() * sizeof(Deadline); }
+  static constexpr size_t kSlotBytes = sizeof(Slot);
+  static constexpr size_t kDeadlineBytes = 32;  // sizeof(Deadline), checked in the .cpp
+  int input_dim() const { return dim_; }
 
   // The customer's latest scores (slot < slot_count()): the (calibrated)
   // churn probability predicted at its latest Refresh or pending example, before

@@ -105,6 +105,9 @@ class CustomerModels {
   // (bad_alloc) the models are unchanged. The pipeline calls it before the
   // feature store takes an event, so a failure changes nothing at all.
   void Reserve(size_t slots);
+  // The feature store's capacity (0: none): Reserve grows the arrays to it
+  // exactly rather than past it.
+  void set_slot_limit(size_t slots) { slot_limit_ = slots; }
 
   // At an output flush, for a customer updated since the previous one: the
   // parts' refreshes (see ChurnValueModel::Refresh, CustomerSegmenter::Refresh,
@@ -173,6 +176,24 @@ class CustomerModels {
 
   // Customers the models know (saw an event of, or decoded).
   size_t customer_count() const { return customer_count_; }
+
+  // Heap bytes that grow with the customers in memory, by part (the
+  // customer cache's accounting; partition-wide model state is not in it).
+  struct CustomerMemory {
+    size_t churn_slots = 0;        // ChurnValueModel's per-customer state
+    size_t pending_snapshots = 0;  // the features of pending churn examples
+    size_t deadlines = 0;          // the heap of label deadlines in memory
+    size_t segments = 0;
+    size_t behaviour = 0;
+    size_t tracking = 0;  // known and unsaved flags, the unsaved list
+    size_t total() const {
+      return churn_slots + pending_snapshots + deadlines + segments + behaviour + tracking;
+    }
+  };
+  CustomerMemory customer_memory() const;
+  // Bytes one more customer slot costs in each part's arrays (their layout),
+  // beyond what the arrays' growth leaves spare.
+  size_t BytesPerSlot() const;
   // The largest event time seen (0 before any event). Cheap.
   int64_t watermark_ms() const { return churn_.watermark_ms(); }
 
@@ -204,6 +225,7 @@ class CustomerModels {
   BehaviourAnomalyDetector behaviour_;
   std::vector<uint8_t> known_;  // per slot
   size_t customer_count_ = 0;
+  size_t slot_limit_ = 0;
   UnsavedSlots unsaved_;
   CustomerRefresh refresh_;
   mutable std::string record_scratch_;  // EncodeCustomer's payload, reused

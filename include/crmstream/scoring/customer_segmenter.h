@@ -107,9 +107,12 @@ class CustomerSegmenter {
   // if any (reported once; marks the customer in `unsaved` then).
   void Refresh(uint32_t slot, UnsavedSlots* unsaved, SegmentChange* out);
 
-  // Grows the per-customer array to `slots` customers (never shrinks).
+  // Grows the per-customer array to exactly `slots` customers (never shrinks).
   void GrowTo(size_t slots);
   size_t slot_count() const { return slots_.size(); }
+  // Heap bytes of the per-customer array.
+  size_t CustomerMemoryBytes() const { return slots_.capacity() * sizeof(Slot); }
+  static constexpr size_t kSlotBytes = sizeof(Slot);
 
   // The customer's segment in [0, k), -1 while k-means is not seeded.
   int segment(uint32_t slot) const { return slots_[slot].segment; }

@@ -9,6 +9,7 @@
 // a slot beyond the largest seen grows the flags (both amortised).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -28,6 +29,16 @@ class UnsavedSlots {
   // First-changed order.
   std::span<const uint32_t> slots() const { return slots_; }
   size_t size() const { return slots_.size(); }
+  // Flags for slots below `slots`, exactly (the list grows with what changes
+  // between checkpoints).
+  void Reserve(size_t slots) {
+    if (slots <= marked_.size()) return;
+    marked_.reserve(slots);
+    marked_.resize(slots, 0);
+  }
+  size_t MemoryBytes() const {
+    return marked_.capacity() * sizeof(uint8_t) + slots_.capacity() * sizeof(uint32_t);
+  }
   void Clear() {
     for (uint32_t s : slots_) marked_[s] = 0;
     slots_.clear();
