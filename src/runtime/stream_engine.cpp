@@ -156,6 +156,8 @@ int64_t EngineCore::TaskLag(const PartitionTask& task) const {
   return high.ok() ? std::max<int64_t>(0, *high - task.next_offset) : -1;
 }
 
+namespace {
+
 // The worker threads' resolved count: one per core unless configured, at
 // most one per input partition, one for a delivery mode without them.
 int ResolveWorkers(const config::EngineConfig& config, int partitions, const DeliveryMode& mode) {
@@ -172,6 +174,8 @@ int ResolveWorkers(const config::EngineConfig& config, int partitions, const Del
   }
   return workers;
 }
+
+}  // namespace
 
 struct StreamEngine::Impl final : kafka::RebalanceListener, BatchJob {
   EngineCore core;
