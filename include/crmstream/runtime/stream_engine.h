@@ -13,8 +13,9 @@
 // the producer, the state store writes and every partition task between
 // batches; with worker_threads > 1 (at_least_once) each batch's records are
 // processed by worker threads, each on its own tasks (runtime/worker_pool.h),
-// and the calling thread waits for them. Nothing on the hot path is locked. probe(), queries() and state_store() may be used
-// from any thread (the admin server).
+// and the calling thread waits for them. Nothing on the hot path is locked.
+// probe(), queries() and state_store() may be used from any thread (the
+// admin server).
 #pragma once
 
 #include <atomic>
