@@ -46,6 +46,7 @@ struct RunOptions {
   bool until_caught_up = false;
   std::string guarantee;  // overrides the config's processing.guarantee
   bool accept_config_change = false;
+  int threads = -1;  // overrides the config's worker_threads when >= 0
 };
 
 using pipeline::OutputKind;
@@ -84,6 +85,7 @@ int RunEngine(const RunOptions& o) {
     cfg->guarantee = *config::ParseGuarantee(o.guarantee);  // checked by the option
   }
   cfg->accept_config_change = o.accept_config_change;
+  if (o.threads >= 0) cfg->worker_threads = o.threads;
   auto spec = pipeline::LoadPipelineSpec(cfg->pipeline);
   if (!spec.ok()) return Fail("run", spec.status());
   if (o.demo) {
@@ -345,6 +347,10 @@ void AddRunCommand(CLI::App* app, int* exit_code) {
                   "processing.guarantee)")
       ->check(CLI::IsMember(
           {"at_least_once", "exactly_once", "exactly_once_transactions", "exactly_once_stamped"}));
+  cmd->add_option("--threads", o->threads,
+                  "Threads processing the partitions (at_least_once; 0: one per core, at most "
+                  "one per partition; default: the config's worker_threads)")
+      ->check(CLI::Range(0, 1024));
   cmd->add_flag("--accept-config-change", o->accept_config_change,
                 "exactly_once: start although what shapes the outputs (thresholds, emit flags, "
                 "commit_interval_ms, the pipeline) changed since the state was written");

@@ -110,6 +110,7 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
   ReadHttpServer(f, "admin", &c.admin);
   ReadHttpServer(f, "dashboard", &c.dashboard);
   f.Read("consume_batch_size", &c.consume_batch_size, 1, 100000);
+  f.Read("worker_threads", &c.worker_threads, 0, 1024);
   f.Read("poll_timeout_ms", &c.poll_timeout_ms, 1, 60000);
   f.Read("commit_interval_ms", &c.commit_interval_ms, 10, 600000);
   f.Read("producer_linger_ms", &c.producer_linger_ms, 0, 10000);

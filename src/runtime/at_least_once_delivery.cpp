@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "crmstream/common/clock.h"
@@ -15,15 +16,56 @@ constexpr auto kIdleCommit = std::chrono::milliseconds(100);
 
 }  // namespace
 
+void OutputBuffer::Emit(OutputKind kind, std::string_view key, std::string_view value) {
+  if (direct_ != nullptr) {
+    direct_->set_origin_ms(origin_ms_);
+    direct_->Emit(kind, key, value);
+    return;
+  }
+  entries_.push_back(
+      {kind, origin_ms_, static_cast<uint32_t>(key.size()), static_cast<uint32_t>(value.size())});
+  bytes_.append(key);
+  bytes_.append(value);
+}
+
+void OutputBuffer::ForwardTo(pipeline::OutputSink* to) {
+  size_t at = 0;
+  for (const Entry& e : entries_) {
+    const std::string_view key(bytes_.data() + at, e.key_bytes);
+    const std::string_view value(bytes_.data() + at + e.key_bytes, e.value_bytes);
+    at += e.key_bytes + e.value_bytes;
+    to->set_origin_ms(e.origin_ms);
+    to->Emit(e.kind, key, value);
+  }
+  entries_.clear();
+  bytes_.clear();
+}
+
 AtLeastOnceDelivery::AtLeastOnceDelivery(EngineCore* core, Checkpointer* checkpointer)
     : core_(core), checkpointer_(checkpointer) {}
 
-pipeline::OutputSink* AtLeastOnceDelivery::PrepareTask(PartitionTask*) { return core_->sink.get(); }
+pipeline::OutputSink* AtLeastOnceDelivery::PrepareTask(PartitionTask* task) {
+  if (core_->workers <= 1) return core_->sink.get();
+  auto buffer = std::make_unique<OutputBuffer>();
+  OutputBuffer* sink = buffer.get();
+  task->delivery = std::move(buffer);
+  return sink;
+}
+
+void AtLeastOnceDelivery::Forward(PartitionTask* task) {
+  if (auto* buffer = static_cast<OutputBuffer*>(task->delivery.get())) {
+    buffer->ForwardTo(core_->sink.get());
+  }
+}
 
 Status AtLeastOnceDelivery::Process(PartitionTask* task, const kafka::MessageView& m,
                                     int64_t wall_ms) {
   // The event-to-output sample of the next flush: its oldest record.
-  if (oldest_unflushed_ms_ < 0) oldest_unflushed_ms_ = m.timestamp_ms();
+  // A relaxed read per record; the first after a flush sets it.
+  if (oldest_unflushed_ms_.load(std::memory_order_relaxed) < 0) {
+    int64_t none = -1;
+    oldest_unflushed_ms_.compare_exchange_strong(none, m.timestamp_ms(), std::memory_order_relaxed);
+  }
   // The record's clock is its broker timestamp, as in the exactly-once
   // modes: the future-skew check must not pass an event that is a day ahead
   // of when it was produced only because the engine processes it late. The
@@ -34,11 +76,18 @@ Status AtLeastOnceDelivery::Process(PartitionTask* task, const kafka::MessageVie
   return Status::OK();
 }
 
-Status AtLeastOnceDelivery::AfterBatch(bool had_records) {
+void AtLeastOnceDelivery::FinishTaskBatch(PartitionTask* task) {
   // Alerts, segment changes and customer anomalies of this batch's
   // customers now; their customer-scores records wait for the commit.
-  if (had_records) {
-    for (auto& [tp, task] : core_->tasks) task.processor->RefreshScores();
+  task->processor->RefreshScores();
+}
+
+Status AtLeastOnceDelivery::AfterBatch(bool had_records) {
+  if (core_->workers > 1) {
+    // The workers refreshed their tasks: their outputs leave now.
+    for (auto& [tp, task] : core_->tasks) Forward(&task);
+  } else if (had_records) {
+    for (auto& [tp, task] : core_->tasks) FinishTaskBatch(&task);
   }
   return Status::OK();
 }
@@ -100,18 +149,27 @@ std::vector<PartitionTask*> AtLeastOnceDelivery::FlushDue(
   std::vector<PartitionTask*> due;
   for (auto& [tp, task] : core_->tasks) {
     if (!only.empty() && std::find(only.begin(), only.end(), tp) == only.end()) continue;
-    task.processor->FlushOutputs();
+    if (auto* buffer = static_cast<OutputBuffer*>(task.delivery.get())) {
+      // The engine thread's own flush: what the workers left first, then
+      // straight to the sink (a commit's scores can be many).
+      buffer->ForwardTo(core_->sink.get());
+      buffer->set_direct(core_->sink.get());
+      task.processor->FlushOutputs();
+      buffer->set_direct(nullptr);
+    } else {
+      task.processor->FlushOutputs();
+    }
     if (task.next_offset >= 0 && task.next_offset != task.checkpointed_offset) {
       due.push_back(&task);
     }
   }
   if (only.empty()) {
     // Every output of the records processed so far is now with the producer.
-    if (oldest_unflushed_ms_ > 0) {
+    const int64_t oldest = oldest_unflushed_ms_.exchange(-1, std::memory_order_relaxed);
+    if (oldest > 0) {
       core_->probe.stats().event_to_output.Observe(
-          static_cast<double>(std::max<int64_t>(0, WallMs() - oldest_unflushed_ms_)) * 1e-3);
+          static_cast<double>(std::max<int64_t>(0, WallMs() - oldest)) * 1e-3);
     }
-    oldest_unflushed_ms_ = -1;
   }
   return due;
 }

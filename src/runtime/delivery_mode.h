@@ -13,7 +13,8 @@
 //     blocks, outputs and input offsets in one Kafka transaction per commit
 //     interval, the store written after the commit.
 //
-// Thread-safety: the engine thread only.
+// Thread-safety: the engine thread only, but for the worker threads' calls
+// of modes that support them (SupportsWorkers).
 #pragma once
 
 #include <chrono>
@@ -54,6 +55,16 @@ class DeliveryMode {
   virtual Status Process(PartitionTask* task, const kafka::MessageView& m, int64_t wall_ms) = 0;
   // After each consumed batch.
   virtual Status AfterBatch(bool had_records) = 0;
+
+  // Worker threads (worker_pool.h): a mode that supports them lets Process
+  // and FinishTaskBatch of different tasks run at once on the workers, and
+  // its tasks' sinks may be written from them (PrepareTask knows
+  // EngineCore::workers). With several workers the engine calls
+  // FinishTaskBatch on each task's worker after its share of a batch, then
+  // AfterBatch on the engine thread, which then leaves the tasks' own part
+  // to FinishTaskBatch.
+  virtual bool SupportsWorkers() const { return false; }
+  virtual void FinishTaskBatch(PartitionTask*) {}
   // Every loop iteration: whatever is due (commits, idle closes). A failed
   // commit the mode retries is not an error of Tick.
   virtual Status Tick(Clock::time_point now, bool had_records) = 0;

@@ -2,7 +2,8 @@
 // partition tasks, used by the run loop (stream_engine.cpp), the delivery
 // modes, the checkpointer and the task restorer. Private to the runtime.
 //
-// Thread-safety: the engine thread only (the probe is the thread-safe part).
+// Thread-safety: the engine thread only (the probe is the thread-safe part);
+// during a batch each worker thread uses its own tasks, and nothing else.
 #pragma once
 
 #include <chrono>
@@ -43,6 +44,8 @@ class TaskDeliveryState {
 // how far it got.
 struct PartitionTask {
   kafka::TopicPartition tp;
+  // The worker thread processing the task (worker_pool.h); 0 with one.
+  int worker = 0;
   // Declared before the processor, whose sink it may own: it outlives it.
   std::unique_ptr<TaskDeliveryState> delivery;
   std::unique_ptr<pipeline::EventProcessor> processor;
@@ -92,6 +95,9 @@ struct EngineCore {
   EngineProbe probe;
   // Run(): stop once every partition is processed to its end.
   bool until_caught_up = false;
+  // Threads processing the tasks (worker_pool.h): 1, the engine thread
+  // alone, or several, each the only one touching its tasks during a batch.
+  int workers = 1;
 
   // Records of the task's partition not processed yet; -1 while unknown.
   int64_t TaskLag(const PartitionTask& task) const;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <thread>
 
 #include "crmstream/common/clock.h"
 #include "crmstream/common/json_writer.h"
@@ -20,6 +21,7 @@
 #include "runtime/stamped_exactly_once_delivery.h"
 #include "runtime/task_restorer.h"
 #include "runtime/transactional_delivery.h"
+#include "runtime/worker_pool.h"
 
 namespace crmstream::runtime {
 namespace {
@@ -154,7 +156,28 @@ int64_t EngineCore::TaskLag(const PartitionTask& task) const {
   return high.ok() ? std::max<int64_t>(0, *high - task.next_offset) : -1;
 }
 
-struct StreamEngine::Impl final : kafka::RebalanceListener {
+namespace {
+
+// The worker threads' resolved count: one per core unless configured, at
+// most one per input partition, one for a delivery mode without them.
+int ResolveWorkers(const config::EngineConfig& config, int partitions, const DeliveryMode& mode) {
+  int workers = config.worker_threads > 0
+                    ? config.worker_threads
+                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  workers = std::min(workers, std::max(1, partitions));
+  if (workers > 1 && !mode.SupportsWorkers()) {
+    spdlog::info(
+        "{} processes its partitions on one thread (worker_threads applies to "
+        "at_least_once)",
+        GuaranteeName(config.guarantee));
+    workers = 1;
+  }
+  return workers;
+}
+
+}  // namespace
+
+struct StreamEngine::Impl final : kafka::RebalanceListener, BatchJob {
   EngineCore core;
   std::unique_ptr<Checkpointer> checkpointer;
   std::unique_ptr<DeliveryMode> delivery;
@@ -163,6 +186,28 @@ struct StreamEngine::Impl final : kafka::RebalanceListener {
   Status rebalance_error;
   // Most batches come from one partition.
   PartitionTask* last_task = nullptr;
+
+  // Worker threads (core.workers > 1): the pool, and per worker its tasks
+  // and its records of the batch in hand (indexes into it, their capacity
+  // kept from batch to batch).
+  struct Lane {
+    PartitionTask* task;
+    size_t index;
+  };
+  std::unique_ptr<WorkerPool> pool;
+  std::vector<std::vector<PartitionTask*>> worker_tasks;
+  std::vector<std::vector<Lane>> lanes;
+  std::vector<Status> worker_status;
+  bool workers_stale = true;  // the tasks changed since they were spread
+  const kafka::MessageBatch* batch_in_hand = nullptr;
+  int64_t batch_wall_ms = 0;
+
+  // Spreads the tasks over the workers, round robin in partition order.
+  void AssignWorkers();
+  // The batch's records on the workers, each task's on its worker, then
+  // each worker's tasks finished (DeliveryMode::FinishTaskBatch).
+  Status ProcessOnWorkers(const kafka::MessageBatch& batch, int64_t wall_ms);
+  void RunWorker(int worker) override;
 
   void OnAssigned(std::span<kafka::TopicPartitionOffset> partitions) override;
   void OnRevoked(std::span<const kafka::TopicPartition> partitions) override;
@@ -193,6 +238,7 @@ CustomerQueries& StreamEngine::queries() { return impl_->queries; }
 const state::StateStore& StreamEngine::state_store() const { return *impl_->core.store; }
 
 const pipeline::MemoryPlan& StreamEngine::memory_plan() const { return impl_->core.memory_plan; }
+int StreamEngine::worker_threads() const { return impl_->core.workers; }
 
 const pipeline::EventProcessor* StreamEngine::processor(const std::string& topic,
                                                         int32_t partition) const {
@@ -361,12 +407,23 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   impl->checkpointer = std::make_unique<Checkpointer>(&core);
   impl->delivery = MakeDeliveryMode(core.config.guarantee, &core, impl->checkpointer.get());
   impl->restorer = std::make_unique<TaskRestorer>(&core, impl->delivery.get());
+  core.workers = ResolveWorkers(core.config, partitions, *impl->delivery);
+  if (core.workers > 1) {
+    impl->pool = std::make_unique<WorkerPool>(core.workers);
+    const auto n = static_cast<size_t>(core.workers);
+    impl->worker_tasks.resize(n);
+    impl->worker_status.resize(n);
+    impl->lanes.resize(n);
+    for (auto& lane : impl->lanes) lane.reserve(static_cast<size_t>(config.consume_batch_size));
+  }
+  spdlog::info("{} worker thread(s) process the partitions", core.workers);
   return std::unique_ptr<StreamEngine>(new StreamEngine(std::move(impl)));
 }
 
 void StreamEngine::Impl::OnAssigned(std::span<kafka::TopicPartitionOffset> partitions) {
   core.probe.SetStateRestored(false);
   last_task = nullptr;
+  workers_stale = true;
   Status st = restorer->Restore(partitions);
   if (!st.ok()) {
     // Never process from half-restored state: the loop stops with this error.
@@ -399,6 +456,7 @@ void StreamEngine::Impl::DropTasks(std::span<const kafka::TopicPartition> partit
   for (const auto& tp : partitions) core.EraseTask(tp, *delivery);
   PublishStats();
   last_task = nullptr;
+  workers_stale = true;
   EngineStats& stats = core.probe.stats();
   stats.partitions.store(static_cast<int>(core.tasks.size()), std::memory_order_relaxed);
   stats.rebalances.fetch_add(1, std::memory_order_relaxed);
@@ -421,6 +479,7 @@ Status StreamEngine::Impl::Rewind() {
     partitions.push_back({tp.topic, tp.partition, kafka::kOffsetBeginning});
   }
   last_task = nullptr;
+  workers_stale = true;
   CRM_RETURN_NOT_OK(restorer->Restore(partitions).WithContext("rewinding to the checkpoint"));
   for (const auto& p : partitions) {
     CRM_RETURN_NOT_OK(
@@ -430,6 +489,55 @@ Status StreamEngine::Impl::Rewind() {
   core.probe.SetStateRestored(!restorer->rebuilding());
   spdlog::info("rewound {} partition(s) to their checkpoints", partitions.size());
   return Status::OK();
+}
+
+void StreamEngine::Impl::AssignWorkers() {
+  for (auto& tasks : worker_tasks) tasks.clear();
+  size_t next = 0;
+  for (auto& [tp, task] : core.tasks) {
+    task.worker = static_cast<int>(next % worker_tasks.size());
+    worker_tasks[next % worker_tasks.size()].push_back(&task);
+    ++next;
+  }
+  workers_stale = false;
+}
+
+Status StreamEngine::Impl::ProcessOnWorkers(const kafka::MessageBatch& batch, int64_t wall_ms) {
+  if (workers_stale) AssignWorkers();
+  EngineStats& stats = core.probe.stats();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const kafka::MessageView m = batch[i];
+    PartitionTask* task = TaskFor(m.topic(), m.partition());
+    if (task == nullptr) {
+      stats.unowned_records.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    lanes[static_cast<size_t>(task->worker)].push_back({task, i});
+  }
+  batch_in_hand = &batch;
+  batch_wall_ms = wall_ms;
+  pool->RunBatch(this);
+  batch_in_hand = nullptr;
+  Status result;
+  for (size_t w = 0; w < lanes.size(); ++w) {
+    lanes[w].clear();
+    if (result.ok() && !worker_status[w].ok()) result = worker_status[w];
+    worker_status[w] = Status::OK();
+  }
+  return result;
+}
+
+void StreamEngine::Impl::RunWorker(int worker) {
+  const auto w = static_cast<size_t>(worker);
+  Status& st = worker_status[w];
+  for (const Lane& lane : lanes[w]) {
+    st = delivery->Process(lane.task, (*batch_in_hand)[lane.index], batch_wall_ms);
+    if (!st.ok()) return;
+  }
+  // As one thread does after a batch with records: every task finished.
+  if (batch_in_hand->size() > 0) {
+    for (PartitionTask* task : worker_tasks[w]) delivery->FinishTaskBatch(task);
+  }
 }
 
 bool StreamEngine::Impl::CaughtUp() const {
@@ -608,14 +716,18 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
     }
     const auto batch_start = Clock::now();
     const int64_t wall_ms = WallMs();
-    for (size_t i = 0; i < batch.size() && result.ok(); ++i) {
-      kafka::MessageView m = batch[i];
-      PartitionTask* task = e.TaskFor(m.topic(), m.partition());
-      if (task == nullptr) {
-        stats.unowned_records.fetch_add(1, std::memory_order_relaxed);
-        continue;
+    if (e.pool) {
+      if (batch.size() > 0) result = e.ProcessOnWorkers(batch, wall_ms);
+    } else {
+      for (size_t i = 0; i < batch.size() && result.ok(); ++i) {
+        kafka::MessageView m = batch[i];
+        PartitionTask* task = e.TaskFor(m.topic(), m.partition());
+        if (task == nullptr) {
+          stats.unowned_records.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        result = e.delivery->Process(task, m, wall_ms);
       }
-      result = e.delivery->Process(task, m, wall_ms);
     }
     const bool had_records = batch.size() > 0;
     batch.Clear();

@@ -27,6 +27,7 @@ TEST_CASE("The shipped config file loads", "[config]") {
   CHECK(cfg->outputs.recommendations.name == "crm.recommendations");
   CHECK(cfg->outputs.of(schema::OutputKind::kRecommendations).partitions == 3);
   CHECK(cfg->outputs.Names().back() == "crm.recommendations");
+  CHECK(cfg->worker_threads == 0);  // one per core
 }
 
 TEST_CASE("Absent fields keep defaults and properties pass through", "[config]") {
@@ -42,6 +43,10 @@ TEST_CASE("Absent fields keep defaults and properties pass through", "[config]")
   CHECK(cfg->guarantee == Guarantee::kAtLeastOnce);
   CHECK(cfg->state.memory_cap_mb == 256);
   CHECK_FALSE(cfg->state.sync);
+  CHECK(cfg->worker_threads == 0);
+  auto threads = LoadEngineConfig(Write(dir, "t.yaml", "worker_threads: 3\n"));
+  REQUIRE_OK(threads);
+  CHECK(threads->worker_threads == 3);
 }
 
 TEST_CASE("Processing guarantee and state settings load", "[config]") {
@@ -110,6 +115,7 @@ TEST_CASE("Config mistakes name the file, line and field", "[config]") {
        "processing.guarantee: must be at_least_once, exactly_once, exactly_once_transactions or "
        "exactly_once_stamped, not 'twice'"},
       {"state:\n  memory_cap_mb: 1\n", "c.yaml:2:18: state.memory_cap_mb: 1 is out of range"},
+      {"worker_threads: -2\n", "c.yaml:1:17: worker_threads: -2 is out of range"},
   };
   for (const auto& c : cases) {
     auto cfg = LoadEngineConfig(Write(dir, "c.yaml", c.text));

@@ -13,88 +13,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// An engine running on its own thread until Stop().
-class BackgroundEngine {
- public:
-  explicit BackgroundEngine(const config::EngineConfig& cfg, bool until_caught_up = false) {
-    auto engine = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
-    REQUIRE_OK(engine);
-    engine_ = std::move(engine).value();
-    RunOptions options;
-    options.until_caught_up = until_caught_up;
-    thread_ = std::thread([this, options] {
-      status_ = engine_->Run(stop_, options);
-      finished_.store(true);
-    });
-  }
-  ~BackgroundEngine() { (void)Stop(); }
-  Status Stop() {
-    stop_.store(true);
-    if (thread_.joinable()) thread_.join();
-    return status_;
-  }
-  // Bounded wait for the run to end by itself (until_caught_up).
-  bool WaitFinished(std::chrono::seconds within) {
-    const auto deadline = Clock::now() + within;
-    while (!finished_.load() && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return finished_.load();
-  }
-  const StreamEngine& engine() const { return *engine_; }
-  const EngineStats& stats() const { return engine_->stats(); }
-  bool finished() const { return finished_.load(); }
-
- private:
-  std::unique_ptr<StreamEngine> engine_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> finished_{false};
-  Status status_;
-  std::thread thread_;
-};
-
-// The next input offset each partition's state covers, from the offsets
-// family, by the raw 8-byte partition prefix.
-std::map<std::string, int64_t> CheckpointOffsets(
-    const std::map<std::string, std::string>& entries) {
-  std::map<std::string, int64_t> out;
-  const std::string family =
-      std::string(state::StateFamilyName(state::StateFamily::kOffsets)) + "/";
-  for (const auto& [key, value] : entries) {
-    if (key.rfind(family, 0) != 0) continue;
-    auto offset = state::DecodeOffsetValue(value);
-    REQUIRE_OK(offset);
-    out[key.substr(family.size(), state::kPartitionPrefixBytes)] = *offset;
-  }
-  return out;
-}
-
-std::string PrefixOf(const std::string& key) {
-  return key.substr(key.find('/') + 1, state::kPartitionPrefixBytes);
-}
-
-// Several instances' stores merged as their group left them: each
-// partition's entries from the store whose checkpoint of it is the latest.
-std::map<std::string, std::string> MergedState(const std::vector<std::string>& state_dirs) {
-  std::vector<std::map<std::string, std::string>> stores;
-  std::map<std::string, std::pair<int64_t, size_t>> owner;  // prefix -> (offset, store)
-  for (const auto& dir : state_dirs) {
-    stores.push_back(StateEntries(dir));
-    for (const auto& [prefix, offset] : CheckpointOffsets(stores.back())) {
-      auto [it, inserted] = owner.try_emplace(prefix, offset, stores.size() - 1);
-      if (!inserted && offset > it->second.first) it->second = {offset, stores.size() - 1};
-    }
-  }
-  std::map<std::string, std::string> merged;
-  for (size_t i = 0; i < stores.size(); ++i) {
-    for (const auto& [key, value] : stores[i]) {
-      auto it = owner.find(PrefixOf(key));
-      if (it != owner.end() && it->second.second == i) merged[key] = value;
-    }
-  }
-  return merged;
-}
-
 struct ChangelogContents {
   size_t records = 0;
   size_t largest_value = 0;
@@ -352,52 +270,13 @@ TEST_CASE(
   }
   REQUIRE(a.stats().received.load() >= 1500);
   BackgroundEngine b(second_cfg);
-  // Until the group gave each instance a share (the embedded cluster's
-  // coordinator may take a few session timeouts to settle the group).
-  const auto both_assigned = [&] {
-    for (const BackgroundEngine* e : {&a, &b}) {
-      if (e->finished() || !e->engine().probe().state_restored()) return false;
-      if (e->stats().partitions.load() == 0) return false;
-    }
-    return a.stats().partitions.load() + b.stats().partitions.load() == first.input_partitions;
-  };
-  while (!both_assigned() && Clock::now() < deadline + std::chrono::seconds(60)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  REQUIRE(both_assigned());
+  REQUIRE(WaitAllAssigned({&a, &b}, first.input_partitions, deadline + std::chrono::seconds(60)));
   const uint64_t a_before = a.stats().received.load();
   const uint64_t b_before = b.stats().received.load();
   fx.Produce(3000);
-  // Until the two stores together checkpointed every partition to its end.
-  std::map<int32_t, int64_t> ends;
-  const std::vector<kafka::TopicPartitionOffset> inputs{{fx.input_topic, 0, kafka::kOffsetEnd},
-                                                        {fx.input_topic, 1, kafka::kOffsetEnd},
-                                                        {fx.input_topic, 2, kafka::kOffsetEnd}};
-  REQUIRE_OK(kafka::ReadPartitionsToEnd(
-      fx.client, inputs, {},
-      [&](std::span<const kafka::PartitionEnd> e) {
-        for (const auto& end : e) ends[end.partition] = end.end_offset;
-        return Status::OK();
-      },
-      nullptr));
-  const auto checkpointed_to_end = [&] {
-    std::map<std::string, int64_t> latest;
-    for (const auto& dir : {first.state_dir, second_cfg.state_dir}) {
-      for (const auto& [prefix, offset] :
-           CheckpointOffsets(StateEntries(dir, {state::StateFamily::kOffsets}))) {
-        latest[prefix] = std::max(latest[prefix], offset);
-      }
-    }
-    int64_t total = 0, want = 0;
-    for (const auto& [prefix, offset] : latest) total += offset;
-    for (const auto& [partition, end] : ends) want += end;
-    return latest.size() == ends.size() && total == want;
-  };
-  bool done = false;
-  while (!done && Clock::now() < deadline + std::chrono::seconds(120)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    done = checkpointed_to_end();
-  }
+  const bool done = WaitCheckpointedToEnd(fx.client, fx.input_topic, first.input_partitions,
+                                          {first.state_dir, second_cfg.state_dir},
+                                          deadline + std::chrono::seconds(120));
   INFO("first: partitions " << a.stats().partitions.load() << " received "
                             << a.stats().received.load());
   INFO("second: partitions " << b.stats().partitions.load() << " received "

@@ -119,10 +119,13 @@ struct EngineConfig {
   HttpServerSettings admin;                     // the admin server's listener (admin:)
   HttpServerSettings dashboard;                 // the dashboard's listener (dashboard:)
   int consume_batch_size = 2048;                // messages per consumer poll
-  int poll_timeout_ms = 100;                    // consumer poll wait, ms
-  int commit_interval_ms = 1000;                // offsets committed at most this often, ms
-  int producer_linger_ms = 5;                   // output batching delay, ms
-  int status_interval_ms = 1000;                // live status line period, ms (0: off)
+  // Threads processing the partitions (at_least_once; the exactly-once modes
+  // use one). 0: one per core, at most one per input partition.
+  int worker_threads = 0;
+  int poll_timeout_ms = 100;      // consumer poll wait, ms
+  int commit_interval_ms = 1000;  // offsets committed at most this often, ms
+  int producer_linger_ms = 5;     // output batching delay, ms
+  int status_interval_ms = 1000;  // live status line period, ms (0: off)
   // After a stop (SIGTERM, Ctrl-C, --duration): how long the final flush and
   // checkpoint may take, ms. Past it the engine stops without them and says
   // so; the state resumes from the last checkpoint.

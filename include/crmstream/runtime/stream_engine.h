@@ -10,9 +10,12 @@
 // assignment. What the engine reports about itself is in its EngineProbe.
 //
 // Threading: Run() executes on the calling thread, which owns the consumer,
-// the producer, the state store writes and every partition task; nothing on
-// the hot path is locked. probe(), queries() and state_store() may be used
-// from any thread (the admin server).
+// the producer, the state store writes and every partition task between
+// batches; with worker_threads > 1 (at_least_once) each batch's records are
+// processed by worker threads, each on its own tasks (runtime/worker_pool.h),
+// and the calling thread waits for them. Nothing on the hot path is locked.
+// probe(), queries() and state_store() may be used from any thread (the
+// admin server).
 #pragma once
 
 #include <atomic>
@@ -68,6 +71,9 @@ class StreamEngine {
   const state::StateStore& state_store() const;
   // How state.memory_cap_mb is split (fixed after Create).
   const pipeline::MemoryPlan& memory_plan() const;
+  // The threads processing the partitions (worker_threads resolved; fixed
+  // after Create).
+  int worker_threads() const;
 
   // Engine thread only (or after Run returned): the processor of a partition.
   const pipeline::EventProcessor* processor(const std::string& topic, int32_t partition) const;
