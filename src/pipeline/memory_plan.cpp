@@ -78,7 +78,8 @@ Result<MemoryPlan> PlanMemory(const MemoryPlanInput& in) {
   }
   MemoryPlan plan;
   plan.cap_bytes = in.cap_bytes;
-  plan.fixed_bytes = in.fixed_bytes;
+  plan.fixed_bytes = in.fixed_bytes +
+                     static_cast<size_t>(std::max(1, in.worker_threads) - 1) * kBytesPerExtraWorker;
   plan.dedup_bytes = in.dedup_ids * kDedupBytesPerId;
   const auto partitions = static_cast<size_t>(in.partitions);
   SizeKafkaClients(in, &plan);

@@ -160,12 +160,12 @@ namespace {
 
 // The worker threads' resolved count: one per core unless configured, at
 // most one per input partition, one for a delivery mode without them.
-int ResolveWorkers(const config::EngineConfig& config, int partitions, const DeliveryMode& mode) {
+int ResolveWorkers(const config::EngineConfig& config, int partitions, bool mode_has_workers) {
   int workers = config.worker_threads > 0
                     ? config.worker_threads
                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   workers = std::min(workers, std::max(1, partitions));
-  if (workers > 1 && !mode.SupportsWorkers()) {
+  if (workers > 1 && !mode_has_workers) {
     spdlog::info(
         "{} processes its partitions on one thread (worker_threads applies to "
         "at_least_once)",
@@ -282,6 +282,9 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   memory.cap_bytes = static_cast<size_t>(config.state.memory_cap_mb) << 20;
   memory.partitions = std::max(1, partitions);
   memory.dedup_ids = options.dedup_capacity * static_cast<size_t>(memory.partitions);
+  // As many as a mode with workers would run (the exactly-once modes run one:
+  // their plan keeps the allowance unused).
+  memory.worker_threads = ResolveWorkers(config, partitions, /*mode_has_workers=*/true);
   if (options.recommendations_enabled) {
     memory.extra_bytes_per_customer =
         models::ItemRecommender::BytesPerCustomer(options.recommender);
@@ -407,7 +410,7 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   impl->checkpointer = std::make_unique<Checkpointer>(&core);
   impl->delivery = MakeDeliveryMode(core.config.guarantee, &core, impl->checkpointer.get());
   impl->restorer = std::make_unique<TaskRestorer>(&core, impl->delivery.get());
-  core.workers = ResolveWorkers(core.config, partitions, *impl->delivery);
+  core.workers = ResolveWorkers(core.config, partitions, impl->delivery->SupportsWorkers());
   if (core.workers > 1) {
     impl->pool = std::make_unique<WorkerPool>(core.workers);
     const auto n = static_cast<size_t>(core.workers);

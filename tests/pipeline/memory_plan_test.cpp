@@ -76,6 +76,23 @@ TEST_CASE("The memory plan gives every part of the cap a size and spends no more
   CHECK(PlanMemory(in).status().code() == StatusCode::kInvalidArgument);
 }
 
+TEST_CASE("Each worker thread beyond the first takes its allowance from the customer caches",
+          "[pipeline]") {
+  MemoryPlanInput in;
+  in.cap_bytes = size_t{256} << 20;
+  in.partitions = 4;
+  REQUIRE_OK_AND_ASSIGN(const MemoryPlan one, PlanMemory(in));
+  in.worker_threads = 3;
+  REQUIRE_OK_AND_ASSIGN(const MemoryPlan three, PlanMemory(in));
+  CHECK(three.fixed_bytes == one.fixed_bytes + 2 * kBytesPerExtraWorker);
+  // Still the whole cap, no more; the Kafka clients keep their floor share.
+  CHECK(three.fixed_bytes + three.dedup_bytes + three.kafka_bytes + three.rocksdb_bytes +
+            three.customer_cache_bytes ==
+        in.cap_bytes);
+  CHECK(three.customer_cache_bytes < one.customer_cache_bytes);
+  CHECK(three.cached_customers_per_partition < one.cached_customers_per_partition);
+}
+
 TEST_CASE("The consumer's prefetch queue holds about a second of input at the default cap",
           "[pipeline]") {
   // librdkafka 2.0 pauses every partition's fetch for a second once the

@@ -64,7 +64,7 @@ TEST_CASE("One to three worker threads: the same outputs and the same state",
   }
 }
 
-TEST_CASE("worker_threads 0 resolves to the cores, at most the partitions; exactly-once to one",
+TEST_CASE("worker_threads 0 resolves to the cores, at most the partitions, and exactly-once to one",
           "[runtime][integration]") {
   testing::ScratchDir scratch;
   EngineRun at_least_once{(scratch.path() / "alo").string(), "auto-alo", "alo."};

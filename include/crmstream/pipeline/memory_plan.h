@@ -34,14 +34,25 @@ namespace crmstream::pipeline {
 // model (feature slot, day history, hash entry, model slots, pending
 // snapshot, label deadline), rounded up: the cache's own accounting gives
 // about 640 and the heap grows by about 550 per customer of a full cache
-// (tests/pipeline/memory_plan_test.cpp measures both).
-inline constexpr size_t kBytesPerCachedCustomer = 768;
+// (tests/pipeline/memory_plan_test.cpp measures both). The margin is the
+// allocator's: with worker threads the caches grow in several malloc arenas,
+// and at 768 the engine's resident set reached its cap
+// (tests/runtime/memory_cap_test.cpp).
+inline constexpr size_t kBytesPerCachedCustomer = 1024;
+
+// What a processing thread beyond the first costs the resident set: its own
+// malloc arena's slack (the caches grow in several arenas) and its tasks'
+// output buffers. Measured: the engine's peak under a 96 MiB cap rose by up
+// to 5 MiB with a second worker (tests/runtime/memory_cap_test.cpp).
+inline constexpr size_t kBytesPerExtraWorker = size_t{8} << 20;
 
 struct MemoryPlanInput {
   size_t cap_bytes = size_t{256} << 20;   // state.memory_cap_mb
   int partitions = 1;                     // input partitions the engine may own, >= 1
   size_t dedup_ids = 0;                   // remembered event ids, all partitions together
   size_t fixed_bytes = size_t{48} << 20;  // allowance for what does not grow with the data
+  int worker_threads = 1;                 // processing threads; each beyond the first adds
+                                          // kBytesPerExtraWorker to the fixed allowance
   double rocksdb_share = 0.4;             // of what is left, in (0, 1)
   double kafka_share = 0.125;             // of the cap, in (0, 1), at least
   double kafka_share_of_rest = 0.35;      // of cap - fixed - dedup, in (0, 1), if more
