@@ -115,6 +115,7 @@ FaultedRun RunWithFaults(const std::string& bootstrap, const EngineRun& run, int
   config::EngineConfig cfg = EngineConfigFor(bootstrap, run);
   cfg.kafka.properties["max.partition.fetch.bytes"] = "8192";
   cfg.kafka.properties["queued.min.messages"] = "100";
+  cfg.kafka.properties["queued.max.messages.kbytes"] = "64";  // not the memory plan's MiBs
   // Each fault may hold the engine up to a node's restart (15-20 s on a
   // loaded machine) on top of the processing.
   const auto within = std::chrono::seconds(120 + 60 * rounds);

@@ -57,7 +57,7 @@ Input MakeInput(const std::filesystem::path& state_dir, int records, int custome
   in.cfg.commit_interval_ms = 200;
   // RocksDB's share of this cap is 16 MiB (pipeline/memory_plan.h): 4 MiB of
   // memtables, pressure within seconds.
-  in.cfg.state.memory_cap_mb = 112;
+  in.cfg.state.memory_cap_mb = 120;
   for (const auto& t : AllTopics(in.cfg)) REQUIRE_OK(in.cluster->CreateTopic(t.name, t.partitions));
   ProduceEvents(in.cfg, records, customers, 42);
   in.records = records;

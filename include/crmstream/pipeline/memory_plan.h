@@ -44,13 +44,13 @@ inline constexpr size_t kBytesPerCachedCustomer = 1024;
 // malloc arena's slack (the caches grow in several arenas) and its tasks'
 // output buffers. Measured: the engine's peak under a 96 MiB cap rose by up
 // to 5 MiB with a second worker (tests/runtime/memory_cap_test.cpp).
-inline constexpr size_t kBytesPerExtraWorker = size_t{8} << 20;
+inline constexpr size_t kBytesPerExtraWorker = size_t{4} << 20;
 
 struct MemoryPlanInput {
   size_t cap_bytes = size_t{256} << 20;   // state.memory_cap_mb
   int partitions = 1;                     // input partitions the engine may own, >= 1
   size_t dedup_ids = 0;                   // remembered event ids, all partitions together
-  size_t fixed_bytes = size_t{48} << 20;  // allowance for what does not grow with the data
+  size_t fixed_bytes = size_t{52} << 20;  // allowance for what does not grow with the data
   int worker_threads = 1;                 // processing threads; each beyond the first adds
                                           // kBytesPerExtraWorker to the fixed allowance
   double rocksdb_share = 0.4;             // of what is left, in (0, 1)
