@@ -35,6 +35,13 @@ Result<size_t> ParseBytes(std::string_view text, std::string_view what) {
 
 }  // namespace
 
+size_t ConsumerQueueMessages(size_t queue_kbytes) {
+  // librdkafka's default and its upper limit for queued.min.messages.
+  constexpr size_t kDefault = 100000;
+  constexpr size_t kMax = 10000000;
+  return std::clamp(queue_kbytes * 1024 / kMinQueuedEventBytes, kDefault, kMax);
+}
+
 Result<size_t> MaxOutputBytes(const kafka::ClientConfig& client) {
   size_t limit = kDefaultMessageMaxBytes;
   if (auto value = client.Get("message.max.bytes")) {

@@ -387,6 +387,12 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   consumer_client.SetDefault("queued.max.messages.kbytes",
                              std::to_string(plan.consumer_queue_kbytes));
   consumer_client.SetDefault("fetch.message.max.bytes", std::to_string(plan.consumer_fetch_bytes));
+  // ... and its bytes are what bounds it, not librdkafka's default count of
+  // 100,000 messages, which stopped the fetches first: the engine drained
+  // the queue and then idled up to a second, every second (README,
+  // "Worker threads").
+  consumer_client.SetDefault("queued.min.messages",
+                             std::to_string(ConsumerQueueMessages(plan.consumer_queue_kbytes)));
   // The embedded cluster answers a fetch that found no records only after
   // fetch.wait.max.ms, even when records arrive meanwhile (a broker answers
   // as soon as they do): there a short wait bounds what it adds to every

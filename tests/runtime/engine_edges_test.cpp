@@ -543,5 +543,24 @@ TEST_CASE("A topic limit lowered while the engine runs stops it with the topic a
              Catch::Contains("topic " + scores_topic + ": max.message.bytes 100"));
 }
 
+TEST_CASE("The prefetch queue is bounded by its bytes, not by librdkafka's message count",
+          "[runtime]") {
+  // A queue of 18 MiB (the plan's at the default cap) of 180-byte events
+  // holds about 105k of them: a count of 100,000 would stop fetches first.
+  constexpr size_t kQueueKbytes = 18 * 1024;
+  const size_t count = ConsumerQueueMessages(kQueueKbytes);
+  CHECK(count * 180 >= kQueueKbytes * 1024);
+  CHECK(count >= kQueueKbytes * 1024 / kMinQueuedEventBytes);
+  // A small queue keeps librdkafka's default; a huge one its maximum.
+  CHECK(ConsumerQueueMessages(64) == 100000);
+  CHECK(ConsumerQueueMessages(size_t{4} << 20) == 10000000);
+  // The value is one librdkafka accepts.
+  kafka::ClientConfig client;
+  client.Set("queued.min.messages", std::to_string(ConsumerQueueMessages(kQueueKbytes)));
+  CHECK(client.BuildConf().ok());
+  client.Set("queued.min.messages", std::to_string(ConsumerQueueMessages(size_t{4} << 20)));
+  CHECK(client.BuildConf().ok());
+}
+
 }  // namespace
 }  // namespace crmstream::runtime

@@ -70,6 +70,16 @@ Result<TopicBounds> LearnTopicBounds(const config::EngineConfig& config, size_t 
 kafka::ClientConfig ProducerClientConfig(const kafka::ClientConfig& client,
                                          const TopicBounds& bounds);
 
+// The consumer's queued.min.messages for a prefetch queue of `queue_kbytes`
+// (queued.max.messages.kbytes): a count that lets the bytes bound (the
+// memory plan's) be the one that holds for events of kMinQueuedEventBytes or
+// more, and never below librdkafka's default (100,000) nor above its
+// maximum. librdkafka 2.0 stops fetching once the queue holds that many
+// messages and looks again only after up to a second: with the default
+// count a queue of small events stalled the input every second.
+inline constexpr size_t kMinQueuedEventBytes = 100;
+size_t ConsumerQueueMessages(size_t queue_kbytes);
+
 // Every input and output topic of the configuration, and with
 // state.changelog the changelog topic of each input (compacted).
 std::vector<kafka::TopicSpec> AllTopics(const config::EngineConfig& config);
