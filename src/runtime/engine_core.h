@@ -44,8 +44,12 @@ class TaskDeliveryState {
 // how far it got.
 struct PartitionTask {
   kafka::TopicPartition tp;
-  // The worker thread processing the task (worker_pool.h); 0 with one.
+  // The worker thread processing the task in the batch in hand
+  // (worker_pool.h), chosen per batch; 0 with one.
   int worker = 0;
+  // Records of the batch in hand (worker threads: the engine thread's count
+  // while it spreads the batch).
+  size_t batch_records = 0;
   // Declared before the processor, whose sink it may own: it outlives it.
   std::unique_ptr<TaskDeliveryState> delivery;
   std::unique_ptr<pipeline::EventProcessor> processor;

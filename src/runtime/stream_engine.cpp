@@ -158,6 +158,15 @@ int64_t EngineCore::TaskLag(const PartitionTask& task) const {
 
 namespace {
 
+// Records taken per poll at most: consume_batch_size per worker thread,
+// twice. A poll takes only what is queued, so the larger batch comes only
+// with a deep queue; it spreads over more partitions, which the workers
+// share more evenly (AssignWorkers), and the join is paid less often.
+size_t ConsumeBatchCapacity(const config::EngineConfig& config, int workers) {
+  const auto per_poll = static_cast<size_t>(config.consume_batch_size);
+  return workers > 1 ? per_poll * 2 * static_cast<size_t>(workers) : per_poll;
+}
+
 // The worker threads' resolved count: one per core unless configured, at
 // most one per input partition, one for a delivery mode without them.
 int ResolveWorkers(const config::EngineConfig& config, int partitions, bool mode_has_workers) {
@@ -195,14 +204,18 @@ struct StreamEngine::Impl final : kafka::RebalanceListener, BatchJob {
     size_t index;
   };
   std::unique_ptr<WorkerPool> pool;
+  std::vector<PartitionTask*> all_tasks;  // every task, ordered by its records
+  std::vector<Lane> batch_lane;           // the batch's owned records
+  std::vector<size_t> worker_load;        // records given to each worker
   std::vector<std::vector<PartitionTask*>> worker_tasks;
   std::vector<std::vector<Lane>> lanes;
   std::vector<Status> worker_status;
-  bool workers_stale = true;  // the tasks changed since they were spread
+  bool workers_stale = true;  // the tasks changed since all_tasks was taken
   const kafka::MessageBatch* batch_in_hand = nullptr;
   int64_t batch_wall_ms = 0;
 
-  // Spreads the tasks over the workers, round robin in partition order.
+  // Spreads the tasks over the workers for the batch in hand by their
+  // records (batch_records), most first, each to the least loaded worker.
   void AssignWorkers();
   // The batch's records on the workers, each task's on its worker, then
   // each worker's tasks finished (DeliveryMode::FinishTaskBatch).
@@ -423,7 +436,11 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
     impl->worker_tasks.resize(n);
     impl->worker_status.resize(n);
     impl->lanes.resize(n);
-    for (auto& lane : impl->lanes) lane.reserve(static_cast<size_t>(config.consume_batch_size));
+    impl->worker_load.resize(n);
+    // The batch's capacity (Run): any lane may take all of it.
+    const size_t batch_capacity = ConsumeBatchCapacity(config, core.workers);
+    impl->batch_lane.reserve(batch_capacity);
+    for (auto& lane : impl->lanes) lane.reserve(batch_capacity);
   }
   spdlog::info("{} worker thread(s) process the partitions", core.workers);
   return std::unique_ptr<StreamEngine>(new StreamEngine(std::move(impl)));
@@ -501,19 +518,36 @@ Status StreamEngine::Impl::Rewind() {
 }
 
 void StreamEngine::Impl::AssignWorkers() {
-  for (auto& tasks : worker_tasks) tasks.clear();
-  size_t next = 0;
-  for (auto& [tp, task] : core.tasks) {
-    task.worker = static_cast<int>(next % worker_tasks.size());
-    worker_tasks[next % worker_tasks.size()].push_back(&task);
-    ++next;
+  if (workers_stale) {
+    all_tasks.clear();
+    for (auto& [tp, task] : core.tasks) all_tasks.push_back(&task);
+    workers_stale = false;
   }
-  workers_stale = false;
+  // A batch holds a few partitions' runs of records (librdkafka queues
+  // each fetched partition's records together): a fixed spread left one
+  // worker with 71% of a batch's records on average (400k events, 24
+  // partitions, two workers), and the other waiting at the join. Every
+  // worker is parked between batches, so a task may move to another worker
+  // from one batch to the next. A task with no records still gets a worker:
+  // its batch is finished too (FinishTaskBatch).
+  std::sort(all_tasks.begin(), all_tasks.end(), [](const PartitionTask* a, const PartitionTask* b) {
+    return a->batch_records > b->batch_records;
+  });
+  for (auto& tasks : worker_tasks) tasks.clear();
+  std::fill(worker_load.begin(), worker_load.end(), 0);
+  for (PartitionTask* task : all_tasks) {
+    const auto least = static_cast<size_t>(
+        std::min_element(worker_load.begin(), worker_load.end()) - worker_load.begin());
+    task->worker = static_cast<int>(least);
+    worker_load[least] += task->batch_records + 1;
+    worker_tasks[least].push_back(task);
+    task->batch_records = 0;
+  }
 }
 
 Status StreamEngine::Impl::ProcessOnWorkers(const kafka::MessageBatch& batch, int64_t wall_ms) {
-  if (workers_stale) AssignWorkers();
   EngineStats& stats = core.probe.stats();
+  batch_lane.clear();
   for (size_t i = 0; i < batch.size(); ++i) {
     const kafka::MessageView m = batch[i];
     PartitionTask* task = TaskFor(m.topic(), m.partition());
@@ -521,7 +555,12 @@ Status StreamEngine::Impl::ProcessOnWorkers(const kafka::MessageBatch& batch, in
       stats.unowned_records.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
-    lanes[static_cast<size_t>(task->worker)].push_back({task, i});
+    ++task->batch_records;
+    batch_lane.push_back({task, i});
+  }
+  AssignWorkers();
+  for (const Lane& lane : batch_lane) {
+    lanes[static_cast<size_t>(lane.task->worker)].push_back(lane);
   }
   batch_in_hand = &batch;
   batch_wall_ms = wall_ms;
@@ -697,7 +736,7 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
     return subscribed;
   }
 
-  kafka::MessageBatch batch(static_cast<size_t>(core.config.consume_batch_size));
+  kafka::MessageBatch batch(ConsumeBatchCapacity(core.config, core.workers));
   auto last_lag = Clock::now();
   auto last_quality = Clock::now();
   auto last_caught_up_check = Clock::now();
