@@ -11,8 +11,9 @@
 // blocks of partitions with input left open: their records are processed
 // again by whoever resumes the partition, as after a crash, so a stop in a
 // group publishes nothing a run without it would not (the next owner, on
-// another instance, never reads this store's logged closes). What a mode does at a block close
-// (OnBlockClosed) and with idle tasks (CheckpointSettled) is its own.
+// another instance, never reads this store's logged closes). What a mode
+// does at a block close (OnBlockClosed) and with idle tasks
+// (CheckpointSettled) is its own.
 //
 // Thread-safety: the engine thread only.
 #pragma once

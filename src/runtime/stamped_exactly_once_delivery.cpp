@@ -125,10 +125,10 @@ Status StampedExactlyOnceDelivery::FirstRunCheck(const PartitionTask& task) cons
   // no state, no committed group offset and no changelog to tell a partition
   // never checkpointed (state.changelog off, or a consumer that does not
   // start at the input's beginning): the store was lost (or the state
-  // directory changed) together with the group's offsets. Processing from scratch would number
-  // its outputs from 0 again and produce every past output a second time
-  // (or, from another start offset, drop the wrong ones): refuse, with the
-  // ways out.
+  // directory changed) together with the group's offsets. Processing from
+  // scratch would number its outputs from 0 again and produce every past
+  // output a second time (or, from another start offset, drop the wrong
+  // ones): refuse, with the ways out.
   return Status::InvalidArgument(
       what + ": the output topics hold outputs of application (group) '" +
       core_->config.kafka.group_id +
