@@ -17,7 +17,9 @@
 // CRMSTREAM_BENCH_EMBEDDED_CUSTOMERS, default 12,000: 17.7k records), /1 on the
 // real cluster named by CRMSTREAM_TEST_KAFKA with CRMSTREAM_BENCH_CUSTOMERS
 // (default 100,000; 1,000,000 for the handover of a partition of 1M).
-// Counters: records/s, MB/s (keys and values) and customers/s. (Fetches
+// Counters: records/s, MB/s (keys and values) and customers/s; and what a
+// commit (a checkpoint of 65,536 events) wrote: state changes and their
+// bytes, changelog bytes, changelog records per state change. (Fetches
 // larger than librdkafka's 1 MiB per partition were tried for the restore:
 // 16 MiB read this partition no faster, so the defaults stay.)
 //
@@ -27,6 +29,7 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -76,6 +79,13 @@ struct ChangelogPartition {
   int64_t input_offset = 0;  // the last checkpoint's
   size_t customers = 0;
   uint64_t records = 0;
+  // What the checkpoints wrote: state changes (key suffix and value bytes)
+  // and changelog records and bytes (keys and values; chunk keys and
+  // markers included).
+  uint64_t checkpoints = 0;
+  uint64_t state_changes = 0;
+  uint64_t state_change_bytes = 0;
+  uint64_t changelog_bytes = 0;
   Status status;
   ~ChangelogPartition() {
     target.reset();
@@ -111,6 +121,13 @@ Status WriteChangelog(ChangelogPartition* c, size_t customers) {
     state::CheckpointBatch batch = source->NewBatch();
     CRM_RETURN_NOT_OK(pipeline::AddToCheckpoint(*processor, 0, key, &batch, &scratch));
     batch.SetInputOffset(key, next_offset);
+    CRM_RETURN_NOT_OK(
+        batch.ForEachStateChange(0, [&](const state::CheckpointBatch::StateChange& s) {
+          ++c->state_changes;
+          c->state_change_bytes += 1 + s.suffix.size() + s.value.size();  // family byte too
+          return Status::OK();
+        }));
+    ++c->checkpoints;
     CRM_RETURN_NOT_OK(writer.Append(batch, 0, key, c->topic, 0, next_offset));
     CRM_RETURN_NOT_OK(source->Commit(&batch));
     pipeline::MarkCheckpointed(processor.get());
@@ -125,6 +142,7 @@ Status WriteChangelog(ChangelogPartition* c, size_t customers) {
   CRM_RETURN_NOT_OK(producer->Flush(std::chrono::minutes(5)));
   c->input_offset = events;
   c->records = writer.records();
+  c->changelog_bytes = writer.bytes();
   CRM_ASSIGN_OR_RETURN(auto stats, source->Stats());
   for (const auto& p : stats.partitions) c->customers += p.customers;
   // Every record is still there (the embedded cluster drops the oldest
@@ -192,6 +210,15 @@ void Report(benchmark::State& state, const ChangelogPartition& c, uint64_t recor
                          benchmark::Counter::kIsRate);
   state.counters["customers"] = static_cast<double>(c.customers);
   state.counters["changelog_records"] = static_cast<double>(c.records);
+  // Changelog bytes per commit vs the state changes they carry.
+  const double checkpoints = static_cast<double>(std::max<uint64_t>(1, c.checkpoints));
+  state.counters["changes_per_commit"] = static_cast<double>(c.state_changes) / checkpoints;
+  state.counters["change_MB_per_commit"] =
+      static_cast<double>(c.state_change_bytes) / 1e6 / checkpoints;
+  state.counters["changelog_MB_per_commit"] =
+      static_cast<double>(c.changelog_bytes) / 1e6 / checkpoints;
+  state.counters["changelog_records_per_change"] =
+      static_cast<double>(c.records) / static_cast<double>(std::max<uint64_t>(1, c.state_changes));
 }
 
 void BM_ChangelogRestore(benchmark::State& state) {
