@@ -28,9 +28,18 @@ std::optional<std::string_view> FindHeader(const MessageView& message, std::stri
   }
   const void* value = nullptr;
   size_t size = 0;
-  // rd_kafka_header_get_last takes a NUL-terminated name.
-  const std::string key(name);
-  if (rd_kafka_header_get_last(headers, key.c_str(), &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+  // rd_kafka_header_get_last takes a NUL-terminated name: copied on the
+  // stack when short (a restore looks up two headers per record).
+  std::array<char, 64> small{};
+  std::string large;
+  const char* key = small.data();
+  if (name.size() < small.size()) {
+    std::copy(name.begin(), name.end(), small.begin());
+  } else {
+    large.assign(name);
+    key = large.c_str();
+  }
+  if (rd_kafka_header_get_last(headers, key, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return std::nullopt;
   }
   return std::string_view(static_cast<const char*>(value), value ? size : 0);

@@ -105,7 +105,8 @@ Status BlockedDelivery::Tick(Clock::time_point now, bool) {
 }
 
 Status BlockedDelivery::Drain() {
-  // Open blocks close at a logged offset: a replay would close them there too.
+  // Caught-up partitions' open blocks close at a logged offset: a replay
+  // would close them there too.
   CRM_RETURN_NOT_OK(CloseIdleBlocks(/*all=*/true));
   return FinishDrain();
 }
@@ -146,12 +147,10 @@ Status BlockedDelivery::CloseIdleBlocks(bool all) {
   for (auto& [tp, task] : core_->tasks) {
     const BlockState& b = BlocksOf(&task);
     if (!b.block_open) continue;
-    if (!all || !ClosesUnfinishedBlocksAtStop()) {
-      // Only a partition that is caught up (and quiet): otherwise its next
-      // record decides the close.
-      if (!all && now - b.last_record_ms < quiet_ms) continue;
-      if (core_->TaskLag(task) != 0) continue;
-    }
+    // Only a partition that is caught up (and quiet, unless stopping):
+    // otherwise its next record decides the close.
+    if (!all && now - b.last_record_ms < quiet_ms) continue;
+    if (core_->TaskLag(task) != 0) continue;
     CRM_RETURN_NOT_OK(CloseBlockLogged(&task));
   }
   // Tasks whose last block closed without being made durable and that have

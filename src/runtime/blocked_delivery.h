@@ -6,9 +6,14 @@
 // fixed by the records' broker timestamps (one block per commit interval of
 // CreateTime, and at most kMaxBlockRecords offsets); "now" is the record's
 // timestamp. A block closed for a wall-clock reason (an idle, caught-up
-// partition; the drain) is first logged in the store (synced), so that a
-// replay closes it at the same offset. What a mode does at a block close
-// (OnBlockClosed) and with idle tasks (CheckpointSettled) is its own.
+// partition, also at the drain) is first logged in the store (synced), so
+// that a replay closes it at the same offset. The drain leaves the open
+// blocks of partitions with input left open: their records are processed
+// again by whoever resumes the partition, as after a crash, so a stop in a
+// group publishes nothing a run without it would not (the next owner, on
+// another instance, never reads this store's logged closes). What a mode
+// does at a block close (OnBlockClosed) and with idle tasks
+// (CheckpointSettled) is its own.
 //
 // Thread-safety: the engine thread only.
 #pragma once
@@ -67,12 +72,6 @@ class BlockedDelivery : public DeliveryMode {
   virtual Status TickMode(Clock::time_point) { return Status::OK(); }
   // After the drain's closes.
   virtual Status FinishDrain() { return Status::OK(); }
-  // Whether the drain closes the open blocks of partitions with input left
-  // (a close the input did not decide). Transactions leave them open: their
-  // records are processed again by whoever resumes the partition, as after
-  // a crash, so a stop in a group publishes nothing a run without it would
-  // not.
-  virtual bool ClosesUnfinishedBlocksAtStop() const { return true; }
   // The task's state is durable up to its next offset.
   virtual bool Durable(const PartitionTask& task) const = 0;
 

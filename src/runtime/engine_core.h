@@ -64,6 +64,14 @@ struct PartitionTask {
   // This assignment's state came (partly) from the changelog: another
   // instance may have run the partition since this store last saw it.
   bool restored_from_changelog = false;
+  // Nobody ever checkpointed the partition: no local state, no committed
+  // group offset and nothing in the changelog (which every checkpoint
+  // writes). Outputs of it on the topics come from an owner that died or
+  // left before its first checkpoint, not from a lost store.
+  bool never_checkpointed = false;
+  // Where the input partition begins (its low watermark), read for a task
+  // never checkpointed; -1 when not read.
+  int64_t input_start_offset = -1;
 };
 
 using TaskMap = std::map<kafka::TopicPartition, PartitionTask>;

@@ -1,5 +1,7 @@
 #include "runtime/stamped_exactly_once_delivery.h"
 
+#include <spdlog/spdlog.h>
+
 #include <vector>
 
 namespace crmstream::runtime {
@@ -82,25 +84,54 @@ Status StampedExactlyOnceDelivery::AfterRestore(std::span<const RestoredTask> re
   }
   for (PartitionTask* task : first_run) {
     // Recorded before any output is produced (synced), so a crash before the
-    // task's first checkpoint is covered too.
+    // task's first checkpoint is covered too. A task replaying a
+    // predecessor's outputs keeps its positions unknown: a crash during the
+    // replay looks for them from the beginning again.
     TaskState& s = StateOf(task);
-    s.positions = ends;
+    if (!s.stamping->dropping()) s.positions = ends;
     CRM_RETURN_NOT_OK(core_->store->PutMetadata(PositionsName(task->tp), s.positions.Encode()));
   }
   return Status::OK();
 }
 
 Status StampedExactlyOnceDelivery::FirstRunCheck(const PartitionTask& task) const {
+  const StampingSink& stamping = *StateOf(task).stamping;
+  if (!stamping.dropping()) return Status::OK();
+  const std::string what = task.tp.topic + " [" + std::to_string(task.tp.partition) + "]";
+  if (task.never_checkpointed) {
+    // The outputs come from an owner that died or left before the
+    // partition's first checkpoint (every checkpoint writes the changelog,
+    // and it holds none). That owner began at the input's beginning, as
+    // this task does: processing it again from offset 0 regenerates its
+    // outputs with the same sequence numbers, and the stamps drop them.
+    if (task.input_start_offset == 0) {
+      spdlog::info(
+          "{}: outputs of a predecessor that never checkpointed the partition are on the "
+          "topics: processing its input again from offset 0, dropping what was delivered",
+          what);
+      return Status::OK();
+    }
+    return Status::InvalidArgument(
+        what + ": the output topics hold outputs of application (group) '" +
+        core_->config.kafka.group_id +
+        "' from an owner that never checkpointed the partition, and the input no longer "
+        "starts at offset 0 (it starts at " +
+        std::to_string(task.input_start_offset) +
+        "): processing it again cannot tell which outputs were delivered. Start afresh under "
+        "a new kafka.group_id with an empty state directory (its outputs are told apart by "
+        "their stamp)");
+  }
   // Outputs of this application for this input partition on the topics, but
-  // no state and no committed group offset: the store was lost (or the
-  // state directory changed) together with the group's offsets. Processing
-  // from scratch would number its outputs from 0 again and produce every
-  // past output a second time (or, from another start offset, drop the
-  // wrong ones): refuse, with the ways out.
-  if (!StateOf(task).stamping->dropping()) return Status::OK();
+  // no state, no committed group offset and no changelog to tell a partition
+  // never checkpointed (state.changelog off, or a consumer that does not
+  // start at the input's beginning): the store was lost (or the state
+  // directory changed) together with the group's offsets. Processing from
+  // scratch would number its outputs from 0 again and produce every past
+  // output a second time (or, from another start offset, drop the wrong
+  // ones): refuse, with the ways out.
   return Status::InvalidArgument(
-      task.tp.topic + " [" + std::to_string(task.tp.partition) +
-      "]: the output topics hold outputs of application (group) '" + core_->config.kafka.group_id +
+      what + ": the output topics hold outputs of application (group) '" +
+      core_->config.kafka.group_id +
       "' for this input partition, but the state store has no state for it and the group no "
       "committed offset: the state directory was lost or changed. Starting again would produce "
       "those outputs a second time. Restore the state directory (" +

@@ -33,6 +33,14 @@ Status TaskRestorer::Restore(std::span<kafka::TopicPartitionOffset> partitions) 
   std::vector<kafka::TopicPartitionOffset> rebuild_from;
   // Partitions resuming from a checkpoint, at its offset.
   std::vector<kafka::TopicPartitionOffset> resume_from;
+  // Partitions nobody ever checkpointed: where their input begins.
+  std::vector<kafka::TopicPartitionOffset> first_from;
+  // Whether a partition without a committed offset starts at its input's
+  // beginning (the consumer's auto.offset.reset): only then does its first
+  // owner's processing start where a successor's does.
+  const auto reset = core_->client.Get("auto.offset.reset");
+  const bool unset_starts_at_beginning =
+      !reset || *reset == "earliest" || *reset == "smallest" || *reset == "beginning";
   uint64_t customers = 0;
   // The group's committed offsets: where a lost store was (rebuild), or,
   // with transactions, the truth the store may lag behind (catch-up).
@@ -138,12 +146,18 @@ Status TaskRestorer::Restore(std::span<kafka::TopicPartitionOffset> partitions) 
           "the state from the input's beginning",
           what, task.rebuild_until);
     }
+    if (core_->changelog && ps.input_offset < 0 && group_offset < 0 &&
+        (in_changelog == changelog_offsets.end() || in_changelog->second < 0) &&
+        unset_starts_at_beginning) {
+      task.never_checkpointed = true;
+      first_from.push_back({p.topic, p.partition, kafka::kOffsetBeginning});
+    }
     task.last_checkpoint = Clock::now();
     task.restored_from_changelog = from_changelog;
     restored.push_back({&task, sequence});
     if (ps.input_offset > 0) resume_from.push_back({p.topic, p.partition, ps.input_offset});
   }
-  CRM_RETURN_NOT_OK(CheckInputsStillHold(rebuild_from, resume_from));
+  CRM_RETURN_NOT_OK(CheckInputsStillHold(rebuild_from, resume_from, first_from));
   CRM_RETURN_NOT_OK(delivery_->AfterRestore(restored));
   rebuilding_ = std::any_of(core_->tasks.begin(), core_->tasks.end(),
                             [](const auto& entry) { return entry.second.rebuild_until >= 0; });
@@ -196,14 +210,15 @@ Result<ChangelogRestoreResult> TaskRestorer::RestoreChangelog(state::PartitionKe
   return restored;
 }
 
-Status TaskRestorer::CheckInputsStillHold(
-    std::span<const kafka::TopicPartitionOffset> rebuild_from,
-    std::span<const kafka::TopicPartitionOffset> resume_from) {
-  if (rebuild_from.empty() && resume_from.empty()) return Status::OK();
+Status TaskRestorer::CheckInputsStillHold(std::span<const kafka::TopicPartitionOffset> rebuild_from,
+                                          std::span<const kafka::TopicPartitionOffset> resume_from,
+                                          std::span<const kafka::TopicPartitionOffset> first_from) {
+  if (rebuild_from.empty() && resume_from.empty() && first_from.empty()) return Status::OK();
   // Where each input partition now begins: a rebuild needs all of it, a
   // checkpoint needs the records after it. Never skip records silently.
   std::vector<kafka::TopicPartitionOffset> from;
   std::map<kafka::TopicPartition, int64_t> needed;
+  for (const auto& p : first_from) from.push_back(p);
   for (const auto* list : {&rebuild_from, &resume_from}) {
     for (const auto& p : *list) {
       from.push_back({p.topic, p.partition, kafka::kOffsetBeginning});
@@ -214,7 +229,16 @@ Status TaskRestorer::CheckInputsStillHold(
       core_->client, from, {},
       [&](std::span<const kafka::PartitionEnd> ends) {
         for (const auto& e : ends) {
-          const int64_t need = needed[{e.topic, e.partition}];
+          const kafka::TopicPartition tp{e.topic, e.partition};
+          const auto need_it = needed.find(tp);
+          if (need_it == needed.end()) {
+            // Only read (a first run needs nothing retained).
+            if (auto task = core_->tasks.find(tp); task != core_->tasks.end()) {
+              task->second.input_start_offset = e.start_offset;
+            }
+            continue;
+          }
+          const int64_t need = need_it->second;
           if (e.start_offset <= need) continue;
           const std::string what = e.topic + " [" + std::to_string(e.partition) + "]";
           if (need == 0) {

@@ -47,9 +47,12 @@ class TaskRestorer {
                                                   const kafka::TopicPartition& tp,
                                                   const state::PartitionState& ps,
                                                   int64_t up_to_offset, const std::string& what);
-  // Retention has not removed records a rebuild or a checkpoint still needs.
+  // Retention has not removed records a rebuild or a checkpoint still needs;
+  // also records where the input of each partition of `first_from` (never
+  // checkpointed) begins, in its task.
   Status CheckInputsStillHold(std::span<const kafka::TopicPartitionOffset> rebuild_from,
-                              std::span<const kafka::TopicPartitionOffset> resume_from);
+                              std::span<const kafka::TopicPartitionOffset> resume_from,
+                              std::span<const kafka::TopicPartitionOffset> first_from);
 
   EngineCore* core_;
   DeliveryMode* delivery_;

@@ -80,7 +80,6 @@ class TransactionalDelivery final : public BlockedDelivery {
   Status CheckpointSettled(std::span<PartitionTask* const> tasks) override;
   Status TickMode(Clock::time_point now) override;
   Status FinishDrain() override;
-  bool ClosesUnfinishedBlocksAtStop() const override { return false; }
   bool Durable(const PartitionTask& task) const override {
     return task.next_offset == task.checkpointed_offset;
   }

@@ -442,6 +442,48 @@ TEST_CASE(
   }
 }
 
+TEST_CASE(
+    "Exactly-once engine: a partition whose first owner died before its first checkpoint "
+    "is taken over on another store, nothing published twice",
+    "[pipeline][integration]") {
+  testing::ScratchDir scratch;
+  EngineRun straight{(scratch.path() / "straight").string(), "first-straight", "fs."};
+  EngineRun first{(scratch.path() / "first").string(), "first-owner", "fo."};
+  straight.input_partitions = first.input_partitions = 1;
+  const std::vector<EngineRun> runs{straight, first};
+  EngineFixture fx(runs);
+  const auto config_of = [&](const EngineRun& run, const char* name) {
+    const std::filesystem::path file = scratch.path() / (std::string(name) + ".yaml");
+    config::EngineConfig cfg = EngineConfigFor(fx.bootstrap, run);
+    cfg.producer_linger_ms = 10000;  // what is on the topics is what a flush put there
+    WriteEngineYaml(cfg, file);
+    return file;
+  };
+  const OutputPartitionCounts counts{6, 3, 3, 3, 1, 3, 1, 3};
+  fx.Produce(3000);
+  RunEngineBinaryChecked(config_of(straight, "straight"), "", scratch.path() / "straight.log");
+
+  // The first owner dies in its first checkpoint once its outputs are
+  // acknowledged: they are on the topics, and neither the changelog, nor a
+  // store the next owner sees, nor the group holds a checkpoint.
+  RunEngineBinaryChecked(config_of(first, "first"), std::string(crash_point::kAfterFlush),
+                         scratch.path() / "first.log");
+  const TopicContents left = ReadAll(fx.client, Topics(first.output_prefix), counts);
+  REQUIRE(left.total > 300);
+
+  // The next owner, on a store of its own (another instance), is not
+  // refused as a lost store: it processes the input again from offset 0
+  // and drops exactly what the first owner delivered.
+  EngineRun next = first;
+  next.state_dir = (scratch.path() / "next").string();
+  const BinaryRun taken = RunEngineBinary(config_of(next, "next"), "", scratch.path() / "next.log");
+  INFO("next owner:\n" << taken.log);
+  REQUIRE(taken.exit.exited(0));
+  CHECK_THAT(taken.log, Catch::Contains("never checkpointed the partition"));
+  CHECK(SuppressedInLog(taken.log) == std::optional<uint64_t>(left.total));
+  CheckSameResults(fx.client, next, straight);
+}
+
 TEST_CASE("Exactly-once engine: broker faults change neither outputs nor state",
           "[pipeline][integration]") {
   testing::ScratchDir scratch;
