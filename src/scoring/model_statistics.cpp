@@ -305,6 +305,19 @@ Result<ModelStatistics> ModelStatistics::Decode(std::string_view blob) {
       c.sizes.size() != k) {
     return Status::Corruption("model statistics: inconsistent segment centres");
   }
+  // The centres' pairing (a minimum-cost assignment) needs finite costs.
+  // Log1p units of any double stay below 710; 1e6 leaves squared distances
+  // far from overflow.
+  for (double v : c.centres) {
+    if (!(std::abs(v) <= 1e6)) {
+      return Status::Corruption("model statistics: a centre is not finite or beyond 1e6");
+    }
+  }
+  for (double n : c.counts) {
+    if (!(n >= 0.0) || !std::isfinite(n)) {
+      return Status::Corruption("model statistics: a centre's count is not finite and >= 0");
+    }
+  }
   CRM_RETURN_NOT_OK(r.ExpectEnd());
   return s;
 }

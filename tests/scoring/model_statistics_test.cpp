@@ -255,6 +255,16 @@ TEST_CASE("A damaged or truncated statistics blob is refused", "[scoring][model_
     CHECK(ModelStatistics::Decode(std::string_view(blob).substr(0, cut)).status().code() ==
           StatusCode::kCorruption);
   }
+  // A centre that is not finite would break the centres' pairing.
+  ModelStatistics bad = s;
+  bad.segments.centres[5] = std::nan("");
+  std::string bad_blob;
+  bad.Encode(&bad_blob);
+  CHECK(ModelStatistics::Decode(bad_blob).status().code() == StatusCode::kCorruption);
+  bad = s;
+  bad.segments.counts[1] = -1.0;
+  bad.Encode(&bad_blob);
+  CHECK(ModelStatistics::Decode(bad_blob).status().code() == StatusCode::kCorruption);
   for (size_t pos = 0; pos < blob.size(); pos += 3) {
     std::string damaged = blob;
     damaged[pos] = static_cast<char>(damaged[pos] ^ 0x21);
