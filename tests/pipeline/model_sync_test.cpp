@@ -272,6 +272,7 @@ TEST_CASE("Three instances over 12 partitions merge the global models one instan
     CHECK(weighted < 0.75);
     // The churn model: count of examples adds up; weights near.
     CHECK(from_log.churn->count() == single.churn->count());
+    CHECK(single.churn->count() > 500);  // the churn model learnt
     double worst_weight = 0.0;
     for (int j = 0; j < single.churn->dimension(); ++j) {
       worst_weight =
