@@ -166,21 +166,36 @@ void CheckExactEqual(const scoring::ModelStatistics& a, const scoring::ModelStat
   }
 }
 
+// The runs, made once: Catch runs the test case again for every section.
+struct Runs {
+  Input in;
+  SyncTopic three;  // instance i owns partitions i, i + 3, i + 6, i + 9
+  SyncTopic one;
+};
+
+const Runs& SharedRuns() {
+  static const Runs runs = [] {
+    Runs r;
+    r.in = GeneratedInput(/*customers=*/1500, /*days=*/40);
+    for (int i = 0; i < 3; ++i) {
+      RunInstance(r.in, {i, i + 3, i + 6, i + 9}, /*publish_every=*/1500 + 250 * i,
+                  /*chunk_bytes=*/4096, &r.three);
+    }
+    RunInstance(r.in, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, /*publish_every=*/4000,
+                /*chunk_bytes=*/1 << 20, &r.one);
+    return r;
+  }();
+  return runs;
+}
+
 TEST_CASE("Three instances over 12 partitions merge the global models one instance builds",
           "[pipeline][model_sync][integration]") {
-  const Input in = GeneratedInput(/*customers=*/1500, /*days=*/40);
+  const Runs& runs = SharedRuns();
+  const Input& in = runs.in;
+  const SyncTopic& three = runs.three;
   REQUIRE(in.all.size() > 50'000);
 
-  SyncTopic three;  // instance i owns partitions i, i + 3, i + 6, i + 9
-  for (int i = 0; i < 3; ++i) {
-    RunInstance(in, {i, i + 3, i + 6, i + 9}, /*publish_every=*/1500 + 250 * i,
-                /*chunk_bytes=*/4096, &three);
-  }
-  SyncTopic one;
-  RunInstance(in, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, /*publish_every=*/4000,
-              /*chunk_bytes=*/1 << 20, &one);
-
-  const scoring::ModelStatistics reference = Global(one.log);
+  const scoring::ModelStatistics reference = Global(runs.one.log);
   // Every instance reads the whole topic, or what compaction left of it.
   const scoring::ModelStatistics from_log = Global(three.log);
   const scoring::ModelStatistics from_compacted = Global(three.Compacted());
