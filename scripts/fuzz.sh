@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 targets=(json_decoder_fuzz csv_decoder_fuzz model_decoder_fuzz state_decoder_fuzz
-         output_stamp_fuzz engine_metrics_fuzz)
+         output_stamp_fuzz model_sync_fuzz engine_metrics_fuzz)
 targets_dir="${CRMSTREAM_FUZZ_TARGETS_DIR:-}"
 if [ -z "$targets_dir" ]; then
   [ -f build/fuzz/build.ninja ] || cmake --preset fuzz >/dev/null

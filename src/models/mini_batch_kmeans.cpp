@@ -45,8 +45,8 @@ bool AllFinite(std::span<const double> v) {
   return true;
 }
 
-// Minimum-cost perfect matching on an n x n cost matrix (Hungarian algorithm,
-// Kuhn-Munkres with potentials, O(n^3)). Returns match[row] = column.
+}  // namespace
+
 std::vector<int> MinCostAssignment(const std::vector<double>& cost, int n) {
   const double inf = std::numeric_limits<double>::infinity();
   std::vector<double> u(n + 1, 0.0), v(n + 1, 0.0), minv(n + 1);
@@ -94,8 +94,6 @@ std::vector<int> MinCostAssignment(const std::vector<double>& cost, int n) {
   for (int j = 1; j <= n; ++j) match[p[j] - 1] = j - 1;
   return match;
 }
-
-}  // namespace
 
 Status MiniBatchKMeansOptions::Validate() const {
   if (k < 1 || k > kMaxK) return Status::InvalidArgument("k must be in [1, 4096]");

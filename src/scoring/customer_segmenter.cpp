@@ -198,12 +198,14 @@ void CustomerSegmenter::RefreshScale() {
   scale_sd_ = sd;
 }
 
-void CustomerSegmenter::Centre(int c, std::span<double> out) const {
+void CustomerSegmenter::CentreLog1p(int c, std::span<double> out) const {
   const std::span<const double> centre = kmeans_.centroid(c);
-  for (size_t j = 0; j < scale_sd_.size(); ++j) {
-    const double log1p_value = scale_mean_[j] + centre[j] * scale_sd_[j];
-    out[j] = std::max(0.0, std::expm1(log1p_value));
-  }
+  for (size_t j = 0; j < scale_sd_.size(); ++j) out[j] = scale_mean_[j] + centre[j] * scale_sd_[j];
+}
+
+void CustomerSegmenter::Centre(int c, std::span<double> out) const {
+  CentreLog1p(c, out);
+  for (size_t j = 0; j < scale_sd_.size(); ++j) out[j] = std::max(0.0, std::expm1(out[j]));
 }
 
 CustomerSegmenter::Quality CustomerSegmenter::quality() const {

@@ -47,6 +47,7 @@ run_case() {
   make_standin "$dir" model_decoder_fuzz "$5"
   make_standin "$dir" state_decoder_fuzz pass
   make_standin "$dir" output_stamp_fuzz pass
+  make_standin "$dir" model_sync_fuzz pass
   make_standin "$dir" engine_metrics_fuzz "$6"
   CRMSTREAM_FUZZ_TARGETS_DIR="$dir" bash "$fuzz_sh" 1 > "$dir/out" 2>&1 || rc=$?
   if [ "$expected" = pass ] && [ "$rc" -ne 0 ]; then

@@ -125,6 +125,7 @@ enum class BlobKind : uint16_t {
   kSegmentPartitionState = 22,
   kBehaviourPartitionState = 23,
   kMinuteMetricsState = 24,
+  kModelStatistics = 25,  // scoring::ModelStatistics: a partition's or a merged global model's
   kCheckpointMeta = 32,
 };
 

@@ -56,6 +56,11 @@ struct MiniBatchKMeansOptions {
   Status Validate() const;
 };
 
+// Minimum-cost perfect matching on an n x n row-major cost matrix
+// (Hungarian algorithm, Kuhn-Munkres with potentials, O(n^3)): match[row] =
+// column. Merge pairs centres with it; so do merges of exported centres.
+std::vector<int> MinCostAssignment(const std::vector<double>& cost, int n);
+
 // Nearest centre of a point and its squared Euclidean distance. cluster is -1
 // while the model is not seeded yet.
 struct KMeansAssignment {

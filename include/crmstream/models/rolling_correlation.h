@@ -111,6 +111,12 @@ class RollingCorrelation {
   const RollingCorrelationOptions& options() const { return options_; }
 
   double Mean(int i) const;
+  // The window's row at position i in [0, count()), 0 the oldest: metrics()
+  // values, and its timestamp.
+  std::span<const double> Row(int64_t i) const {
+    return std::span<const double>(RowAt(i), static_cast<size_t>(options_.metrics));
+  }
+  int64_t RowTimestamp(int64_t i) const { return TimeAt(i); }
   // Pearson correlation of metrics i and j over the window; NaN when fewer
   // than 2 rows or a metric is constant over the window.
   double Correlation(int i, int j) const;

@@ -310,6 +310,9 @@ class ChurnValueModel {
   // Examples the chosen churn model has trained on.
   uint64_t churn_examples() const;
   const models::Standardizer& standardizer() const { return standardizer_; }
+  // The spend regression and the standardisation of its raw amounts.
+  const models::RecursiveLeastSquares& value_model() const { return value_; }
+  const models::Standardizer& spend_standardizer() const { return spend_standardizer_; }
   const ChurnValueOptions& options() const { return options_; }
 
   // Checkpoints. Encode only at a refresh boundary (right after EndFlush()):

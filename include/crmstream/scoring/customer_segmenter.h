@@ -121,6 +121,10 @@ class CustomerSegmenter {
   // (the centre's log1p values mapped back by expm1, so a log-space mean:
   // the segment's typical customer rather than its arithmetic mean).
   void Centre(int c, std::span<double> out) const;
+  // Centre `c` in the log1p units k-means standardises (the snapshot
+  // inverted, not expm1'd): the space where partitions' centres compare.
+  void CentreLog1p(int c, std::span<double> out) const;
+  const models::MiniBatchKMeans& kmeans() const { return kmeans_; }
   // Customers per segment as of their latest event.
   uint64_t Size(int c) const { return segment_sizes_[static_cast<size_t>(c)]; }
   const SegmenterOptions& options() const { return options_; }

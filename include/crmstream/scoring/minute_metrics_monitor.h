@@ -113,6 +113,10 @@ class MinuteMetricsMonitor {
   // Events older than the open minute, left out of the metrics.
   uint64_t late_events() const { return late_events_; }
   const MinuteMetricsOptions& options() const { return options_; }
+  uint64_t minutes_closed() const { return minutes_closed_; }
+  // The closed minutes of the correlation window (rows: revenue, tickets,
+  // logins; timestamps: minute starts), oldest first.
+  const models::RollingCorrelation& correlation() const { return correlation_; }
 
   // Checkpoints: the whole state (open minute, detectors, correlation
   // window, shift tests, queued anomalies) as a sealed blob (BlobKind::kMinuteMetricsState),
