@@ -191,7 +191,7 @@ void ChurnValueModel::ValueInput() {
 
 void ChurnValueModel::GrowTo(size_t slots) {
   static_assert(sizeof(Deadline) == kDeadlineBytes);
-  static_assert(sizeof(Slot) == 128);
+  static_assert(sizeof(Slot) == 112);
   if (slots <= slots_.size()) return;
   // Exactly: CustomerModels chooses the growth.
   slots_.reserve(slots);
@@ -241,7 +241,8 @@ void ChurnValueModel::OnEvent(const ingest::Event& event, const features::Custom
       stored[i] = static_cast<float>(snapshot_[static_cast<size_t>(i)]);
     slot->has_pending = true;
     slot->pending_ms = now;
-    slot->pending_probability = last_raw_;  // the calibration learns from raw predictions
+    slot->pending_probability =
+        static_cast<float>(last_raw_);  // the calibration learns from raw predictions
     slot->pending_value = slot->predicted_value;
     slot->pending_warm = churn_examples() >= static_cast<uint64_t>(options_.warm_after_examples);
     slot->pending_monetary = monetary;
@@ -311,9 +312,9 @@ void ChurnValueModel::Score(const features::CustomerFeatures& f, Slot* slot) {
   standardizer_.Transform(snapshot_, z);
   standardised_[static_cast<size_t>(dim_)] = 1.0;
   last_raw_ = PredictChurn(z);
-  slot->churn_probability = calibrator_.Calibrate(last_raw_);
+  slot->churn_probability = static_cast<float>(calibrator_.Calibrate(last_raw_));
   ValueInput();
-  slot->predicted_value = std::max(0.0, value_.Predict(value_x_));
+  slot->predicted_value = static_cast<float>(std::max(0.0, value_.Predict(value_x_)));
   slot->score_stale = false;
 }
 
@@ -601,12 +602,18 @@ Result<ChurnValueModel::DecodedCustomer> ChurnValueModel::ReadCustomer(BinaryRea
   if (d.pending_churned && !d.has_pending) {
     return Status::Corruption("churn customer state: churned label without a pending example");
   }
-  CRM_RETURN_NOT_OK(in.Get(&d.churn_probability));
-  CRM_RETURN_NOT_OK(in.Get(&d.predicted_value));
+  // Predictions are kept as floats; the record holds them as doubles.
+  double prediction = 0.0;
+  CRM_RETURN_NOT_OK(in.Get(&prediction));
+  d.churn_probability = static_cast<float>(prediction);
+  CRM_RETURN_NOT_OK(in.Get(&prediction));
+  d.predicted_value = static_cast<float>(prediction);
   CRM_RETURN_NOT_OK(in.Get(&d.last_monetary));
   CRM_RETURN_NOT_OK(in.Get(&d.pending_ms));
-  CRM_RETURN_NOT_OK(in.Get(&d.pending_probability));
-  CRM_RETURN_NOT_OK(in.Get(&d.pending_value));
+  CRM_RETURN_NOT_OK(in.Get(&prediction));
+  d.pending_probability = static_cast<float>(prediction);
+  CRM_RETURN_NOT_OK(in.Get(&prediction));
+  d.pending_value = static_cast<float>(prediction);
   CRM_RETURN_NOT_OK(in.Get(&d.pending_monetary));
   CRM_RETURN_NOT_OK(in.Get(&d.pending_spend));
   CRM_RETURN_NOT_OK(in.Get(&d.generation));

@@ -190,18 +190,16 @@ class SavedLabelSource {
 class ChurnValueModel {
   static constexpr uint32_t kNoRow = UINT32_MAX;
   // One customer's state (declared first: DecodedCustomer holds one).
-  // Ordered by size and the flags packed in bits: 120 bytes, where the
-  // declaration order of the fields' meaning took 136.
+  // Ordered by size and the flags packed in bits: 112 bytes, where the
+  // declaration order of the fields' meaning took 136. Predictions are
+  // floats (7 significant digits, more than a probability or a spend
+  // forecast carries); money stays double, being summed.
   struct Slot {
-    double churn_probability = 0.5;
-    double predicted_value = 0.0;
     double last_monetary = 0.0;  // as of the customer's previous event
     // The pending example: snapshot time, the predictions made from it and
     // the monetary value then (features in the buffer's `row` until
     // checkpointed, then in the store's deadline index only).
     int64_t pending_ms = 0;
-    double pending_probability = 0.0;
-    double pending_value = 0.0;
     double pending_monetary = 0.0;
     double pending_spend = 0.0;  // spend up to the closing, when pending_churned
     // The customer's latest event, valid when trigger_flush == flushes_
@@ -211,6 +209,10 @@ class ChurnValueModel {
     // The deadline the store's index holds for this customer (kNoDeadline:
     // none), as of its last save or load.
     int64_t saved_deadline_ms = INT64_MIN;
+    float churn_probability = 0.5f;
+    float predicted_value = 0.0f;
+    float pending_probability = 0.0f;  // the predictions the pending example is judged by
+    float pending_value = 0.0f;
     uint32_t generation = 0;  // bumped when a pending example resolves
     uint32_t trigger_flush = UINT32_MAX;
     uint32_t trigger_offset = 0;
