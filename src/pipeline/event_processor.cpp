@@ -52,9 +52,14 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
   void OnMiss(std::string_view customer_id) override { Load(customer_id); }
 
   // Model changes not yet checkpointed (a label resolved at its deadline
-  // changes the models only) keep the customer in memory.
+  // changes the models only) keep the customer in memory, and so does a
+  // churn snapshot the store does not have yet (its checkpoint staged, not
+  // committed).
   bool Pinned(uint32_t slot) override {
-    return processor_->options_.models_enabled && processor_->models_.unsaved_slot(slot);
+    if (!processor_->options_.models_enabled) return false;
+    const scoring::CustomerModels& models = processor_->models_;
+    return models.unsaved_slot(slot) ||
+           (slot < models.churn().slot_count() && models.churn().holds_snapshot(slot));
   }
   void Evicted(uint32_t slot) override { processor_->models_.Forget(slot); }
 
@@ -73,14 +78,34 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
     out->deadline_ms = (*next)->deadline_ms;
     out->id_hash = (*next)->id_hash;
     out->customer_id = std::move((*next)->customer_id);
-    return true;
+    return ReadSnapshot((*next)->example, out);
   }
 
-  bool InMemory(std::string_view customer_id) override {
-    return processor_->features_->Find(customer_id) != nullptr;
+  bool ReadSaved(scoring::SavedLabel* label) override {
+    auto example =
+        store_->GetLabelExample(key_, label->deadline_ms, label->id_hash, label->customer_id);
+    if (!example.ok()) {
+      Fail(example.status().WithContext("a label deadline"));
+      return false;
+    }
+    if (!example->has_value()) {
+      Fail(Status::Corruption("a pending churn example is missing from the label index"));
+      return false;
+    }
+    return ReadSnapshot(**example, label);
   }
 
-  void Load(std::string_view customer_id) override {
+  std::optional<uint32_t> SlotOf(std::string_view customer_id) override {
+    const features::CustomerFeatures* f = processor_->features_->Find(customer_id);
+    if (f == nullptr) {
+      Load(customer_id);
+      f = processor_->features_->Find(customer_id);
+    }
+    if (f == nullptr) return std::nullopt;
+    return f->slot();
+  }
+
+  void Load(std::string_view customer_id) {
     auto blobs = store_->GetCustomer(key_, customer_id);
     Status st = blobs.status();
     if (st.ok() && blobs->features) {
@@ -102,6 +127,21 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
  private:
   void Fail(const Status& st) {
     if (processor_->storage_status_.ok()) processor_->storage_status_ = st;
+  }
+
+  // A label index entry's example: the churn model's snapshot.
+  bool ReadSnapshot(std::string_view example, scoring::SavedLabel* out) {
+    BinaryReader in(example);
+    const size_t dim = static_cast<size_t>(processor_->models_.churn().input_dim());
+    Status st = in.GetArray(&out->snapshot, dim);
+    if (st.ok()) st = in.ExpectEnd();
+    if (st.ok() && out->snapshot.size() != dim) {
+      st = Status::Corruption("the snapshot has " + std::to_string(out->snapshot.size()) +
+                              " features, expected " + std::to_string(dim));
+    }
+    if (st.ok()) return true;
+    Fail(st.WithContext("a label deadline's example"));
+    return false;
   }
 
   EventProcessor* processor_;
@@ -595,6 +635,19 @@ void EventProcessor::WriteCustomerJson(const features::CustomerFeatures& f,
   w.EndObject();
   if (options_.models_enabled) models_.WriteCustomerScores(f, &w);
   w.EndObject();
+}
+
+void EventProcessor::SealSnapshots() {
+  if (!options_.models_enabled) return;
+  seals_.emplace_back(checkpoint_ticket_, models_.SealSnapshots());
+  // Seals are committed in order; the newest committed one covers all before it.
+  size_t committed = 0;
+  for (size_t i = 0; i < seals_.size(); ++i) {
+    if (seals_[i].first.committed()) committed = i + 1;
+  }
+  if (committed == 0) return;
+  models_.ReleaseSnapshots(seals_[committed - 1].second);
+  seals_.erase(seals_.begin(), seals_.begin() + static_cast<std::ptrdiff_t>(committed));
 }
 
 void EventProcessor::LoadSavedCustomer(std::string_view customer_id) {

@@ -64,16 +64,22 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
       failure = models.EncodeCustomer(f, scratch);
       if (!failure.ok()) return;
       batch->PutCustomerModel(key, f.customer_id(), *scratch);
-      // The deadline index follows the customer's pending example.
+      // The deadline index follows the customer's pending example, whose
+      // snapshot it holds.
       const auto change = models.LabelIndexChange(f);
-      if (change.saved_ms == change.current_ms) return;
+      if (change.saved_ms == change.current_ms && !change.write_snapshot) return;
       const uint64_t id_hash = Hash64(f.customer_id());
-      if (change.saved_ms != INT64_MIN) {
+      if (change.saved_ms != INT64_MIN && change.saved_ms != change.current_ms) {
         batch->DeleteLabelDeadline(key, change.saved_ms, id_hash, f.customer_id());
       }
-      if (change.current_ms != INT64_MIN) {
-        batch->PutLabelDeadline(key, change.current_ms, id_hash, f.customer_id());
+      if (change.current_ms == INT64_MIN) return;
+      if (!change.write_snapshot) {
+        failure = Status::Corruption("a new pending churn example without its snapshot");
+        return;
       }
+      scratch->clear();
+      BinaryWriter(scratch).PutArray<float>(models.PendingSnapshot(f));
+      batch->PutLabelDeadline(key, change.current_ms, id_hash, f.customer_id(), *scratch);
     });
     CRM_RETURN_NOT_OK(failure);
     for (std::string_view name : scoring::CustomerModels::kPartitionStateNames) {
@@ -93,6 +99,7 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
       batch->PutPartitionModel(key, kRecommenderStateName, recommender->Serialize());
     }
   }
+  processor.NoteCheckpoint(batch->ticket());
   processor.EncodeState(next_output_sequence, scratch);
   batch->PutPartitionModel(key, kProcessorStateName, *scratch);
   std::string payload;
@@ -105,6 +112,9 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
 void MarkCheckpointed(EventProcessor* processor) {
   processor->feature_store().ClearUnsaved();
   processor->customer_models().ClearUnsaved();
+  // The churn snapshots taken so far are in the checkpoint: they leave
+  // memory once it is committed (it may be staged and committed later).
+  processor->SealSnapshots();
   processor->MarkBasketsSaved();
   // The index has new entries: the churn model looks its next one up again.
   processor->customer_models().SavedLabelsChanged();

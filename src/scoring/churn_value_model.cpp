@@ -39,8 +39,9 @@ models::RecursiveLeastSquaresOptions ValueOptions(const ChurnValueOptions& o, in
 // logistic model's; version 5 (state format 5) the spend regression's spend
 // terms (their standardiser, and the regression's wider input). Only version
 // 5 is read: older ones exist only in stores of older formats, which the
-// state store refuses as a whole.
-constexpr uint16_t kCustomerVersion = 1;
+// state store refuses as a whole. Customer version 2 (state format 6) leaves
+// the pending snapshot to the store's deadline index; version 1 held it.
+constexpr uint16_t kCustomerVersion = 2;
 constexpr uint16_t kPartitionVersion = 5;
 
 // Slot booleans of the customer blob, one bit each.
@@ -50,8 +51,6 @@ constexpr uint8_t kPendingWarmBit = 4;
 constexpr uint8_t kPendingChurnedBit = 8;
 constexpr uint8_t kClosedBit = 16;
 constexpr uint8_t kAllSlotBits = 31;
-// Bounds what a corrupt snapshot length can make ReadCustomer allocate.
-constexpr size_t kMaxSnapshotDimension = 4096;
 
 // The tree models' settings: those `crmstream eval telco` measures.
 models::HoeffdingTreeOptions TreeOptions(ChurnModelKind kind, int dim) {
@@ -192,13 +191,9 @@ void ChurnValueModel::ValueInput() {
 
 void ChurnValueModel::GrowTo(size_t slots) {
   static_assert(sizeof(Deadline) == kDeadlineBytes);
-  static_assert(sizeof(Slot) == 120);
+  static_assert(sizeof(Slot) == 112);
   if (slots <= slots_.size()) return;
-  // slots_ last: its size is the guard, so a throw between the two leaves a
-  // larger pending_features_ and nothing inconsistent.
   // Exactly: CustomerModels chooses the growth.
-  pending_features_.reserve(slots * static_cast<size_t>(dim_));
-  pending_features_.resize(slots * static_cast<size_t>(dim_));
   slots_.reserve(slots);
   slots_.resize(slots);
 }
@@ -219,12 +214,12 @@ void ChurnValueModel::OnEvent(const ingest::Event& event, const features::Custom
 
   if (event.type == ingest::EventType::kAccountClosed) {
     if (slot->has_pending && event.timestamp_ms <= slot->pending_ms + horizon_ms_) {
-      if (options_.train_at_deadline) {
-        slot->pending_churned = true;
-        slot->pending_spend = monetary - slot->pending_monetary;
-      } else {
-        Resolve(s, /*churned=*/true, monetary - slot->pending_monetary, unsaved);
-      }
+      slot->pending_churned = true;
+      slot->pending_spend = monetary - slot->pending_monetary;
+      // Trained at the closing: the snapshot is in memory (taken since the
+      // last checkpoint) or read from the store's index.
+      if (!options_.train_at_deadline) ResolveNow(f, unsaved);
+      slot = &slots_[s];
     }
     // A closed account keeps its last score: the one scored at or before
     // the closing (here, from the features as of the closing, when the
@@ -240,12 +235,14 @@ void ChurnValueModel::OnEvent(const ingest::Event& event, const features::Custom
     // event: that is what the label will judge.
     const int64_t now = f.as_of_ms();
     Score(f, slot);
-    float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
+    slot->row = NewRow();
+    float* stored = Row(slot->row);
     for (int i = 0; i < dim_; ++i)
       stored[i] = static_cast<float>(snapshot_[static_cast<size_t>(i)]);
     slot->has_pending = true;
     slot->pending_ms = now;
-    slot->pending_probability = last_raw_;  // the calibration learns from raw predictions
+    slot->pending_probability =
+        static_cast<float>(last_raw_);  // the calibration learns from raw predictions
     slot->pending_value = slot->predicted_value;
     slot->pending_warm = churn_examples() >= static_cast<uint64_t>(options_.warm_after_examples);
     slot->pending_monetary = monetary;
@@ -268,8 +265,45 @@ void ChurnValueModel::OnEvent(const ingest::Event& event, const features::Custom
 
 void ChurnValueModel::PushDeadline(uint32_t s, uint64_t id_hash) {
   const Slot& slot = slots_[s];
-  deadlines_.push_back({slot.pending_ms + horizon_ms_, id_hash, s, slot.generation, slot.epoch});
+  deadlines_.push_back(
+      {slot.pending_ms + horizon_ms_, id_hash, s, slot.generation, slot.epoch, /*sealed=*/0});
   std::push_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
+}
+
+uint32_t ChurnValueModel::NewRow() {
+  if (!free_rows_.empty()) {
+    const uint32_t row = free_rows_.back();
+    free_rows_.pop_back();
+    return row;
+  }
+  const size_t need = (size_t{rows_used_} + 1) * static_cast<size_t>(dim_);
+  if (buffer_.size() < need) buffer_.resize(std::max(need, 2 * buffer_.size()));  // amortised
+  return rows_used_++;
+}
+
+void ChurnValueModel::FreeRow(Slot* slot) {
+  if (slot->row == kNoRow) return;
+  free_rows_.push_back(slot->row);
+  slot->row = kNoRow;
+}
+
+uint32_t ChurnValueModel::SealSnapshots() {
+  ++seals_;
+  for (Deadline& d : deadlines_) {
+    if (d.sealed == 0) d.sealed = seals_;
+  }
+  return seals_;
+}
+
+void ChurnValueModel::ReleaseSnapshots(uint32_t seal) {
+  if (saved_ == nullptr) return;
+  for (const Deadline& d : deadlines_) {
+    if (d.sealed != 0 && d.sealed <= seal && !Stale(d)) FreeRow(&slots_[d.slot]);
+  }
+  std::erase_if(deadlines_, [this](const Deadline& d) { return Stale(d); });
+  std::make_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
+  // The index holds them now: its next entry is looked up again.
+  saved_next_state_ = kNextUnknown;
 }
 
 void ChurnValueModel::Score(const features::CustomerFeatures& f, Slot* slot) {
@@ -278,9 +312,9 @@ void ChurnValueModel::Score(const features::CustomerFeatures& f, Slot* slot) {
   standardizer_.Transform(snapshot_, z);
   standardised_[static_cast<size_t>(dim_)] = 1.0;
   last_raw_ = PredictChurn(z);
-  slot->churn_probability = calibrator_.Calibrate(last_raw_);
+  slot->churn_probability = static_cast<float>(calibrator_.Calibrate(last_raw_));
   ValueInput();
-  slot->predicted_value = std::max(0.0, value_.Predict(value_x_));
+  slot->predicted_value = static_cast<float>(std::max(0.0, value_.Predict(value_x_)));
   slot->score_stale = false;
 }
 
@@ -384,8 +418,8 @@ const SavedLabel* ChurnValueModel::PeekSaved() {
 
 void ChurnValueModel::ResolveMatured(UnsavedSlots* unsaved) {
   for (;;) {
-    // Stale entries: examples that already resolved with a closing, or
-    // customers that left memory (their deadline is in the saved index).
+    // Stale entries: examples that already resolved with a closing,
+    // customers that left memory, snapshots released to the index.
     while (!deadlines_.empty() && Stale(deadlines_.front())) {
       std::pop_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
       deadlines_.pop_back();
@@ -397,34 +431,68 @@ void ChurnValueModel::ResolveMatured(UnsavedSlots* unsaved) {
     if (saved != nullptr &&
         (!heap_due || std::pair(saved->deadline_ms, saved->id_hash) <=
                           std::pair(deadlines_.front().deadline_ms, deadlines_.front().id_hash))) {
-      // The next label in order belongs to a saved customer: bring it into
-      // memory (its deadline enters the heap) unless it is there already
-      // (then its heap entry rules, the index entry being its saved past).
+      // The next label in order is the index's: its customer is brought
+      // into memory, and the entry resolves its pending example unless that
+      // one is not the entry's (resolved or replaced since the checkpoint:
+      // the entry is its saved past) or still buffered (its heap entry rules).
       saved_cursor_ = std::move(saved_next_);
       saved_cursor_set_ = true;
       saved_next_state_ = kNextUnknown;
-      if (!saved_->InMemory(saved_cursor_.customer_id)) saved_->Load(saved_cursor_.customer_id);
+      const std::optional<uint32_t> s = saved_->SlotOf(saved_cursor_.customer_id);
+      if (!s || *s >= slots_.size() || saved_cursor_.snapshot.size() != static_cast<size_t>(dim_)) {
+        continue;  // the source keeps the failure
+      }
+      const Slot& slot = slots_[*s];
+      if (!slot.has_pending || slot.row != kNoRow ||
+          slot.pending_ms + horizon_ms_ != saved_cursor_.deadline_ms) {
+        continue;
+      }
+      ResolveDue(*s, saved_cursor_.snapshot.data(), unsaved);
+      ++saved_labels_resolved_;
       continue;
     }
     std::pop_heap(deadlines_.begin(), deadlines_.end(), LaterDeadline);
     const Deadline d = deadlines_.back();
     deadlines_.pop_back();
-    const Slot& slot = slots_[d.slot];
-    if (slot.pending_churned) {
-      Resolve(d.slot, /*churned=*/true, slot.pending_spend, unsaved);
-      continue;
-    }
-    // No event of this customer is past the deadline yet (the watermark only
-    // just passed it), so its latest monetary is the value at the deadline.
-    Resolve(d.slot, /*churned=*/false, slot.last_monetary - slot.pending_monetary, unsaved);
+    ResolveDue(d.slot, Row(slots_[d.slot].row), unsaved);
   }
 }
 
-void ChurnValueModel::Resolve(uint32_t s, bool churned, double spend, UnsavedSlots* unsaved) {
+void ChurnValueModel::ResolveDue(uint32_t s, const float* snapshot, UnsavedSlots* unsaved) {
+  const Slot& slot = slots_[s];
+  if (slot.pending_churned) {
+    Resolve(s, snapshot, /*churned=*/true, slot.pending_spend, unsaved);
+    return;
+  }
+  // No event of this customer is past the deadline yet (the watermark only
+  // just passed it), so its latest monetary is the value at the deadline.
+  Resolve(s, snapshot, /*churned=*/false, slot.last_monetary - slot.pending_monetary, unsaved);
+}
+
+void ChurnValueModel::ResolveNow(const features::CustomerFeatures& f, UnsavedSlots* unsaved) {
+  const uint32_t s = f.slot();
+  const Slot& slot = slots_[s];
+  if (slot.row != kNoRow) {
+    ResolveDue(s, Row(slot.row), unsaved);
+    return;
+  }
+  lookup_.deadline_ms = slot.pending_ms + horizon_ms_;
+  lookup_.id_hash = Hash64(f.customer_id());
+  lookup_.customer_id.assign(f.customer_id());
+  // A failed read is kept by the source; the label then waits for its deadline.
+  if (saved_ == nullptr || !saved_->ReadSaved(&lookup_) ||
+      lookup_.snapshot.size() != static_cast<size_t>(dim_)) {
+    return;
+  }
+  ResolveDue(s, lookup_.snapshot.data(), unsaved);
+}
+
+void ChurnValueModel::Resolve(uint32_t s, const float* stored, bool churned, double spend,
+                              UnsavedSlots* unsaved) {
   unsaved->Mark(s);
   Slot& slot = slots_[s];
-  const float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
   for (int i = 0; i < dim_; ++i) snapshot_[static_cast<size_t>(i)] = stored[i];
+  FreeRow(&slot);
   const std::span<double> z = std::span<double>(standardised_).first(static_cast<size_t>(dim_));
   standardizer_.Transform(snapshot_, z);
   standardised_[static_cast<size_t>(dim_)] = 1.0;
@@ -465,9 +533,10 @@ std::optional<int64_t> ChurnValueModel::PendingSnapshotMs(uint32_t slot) const {
 }
 
 std::span<const float> ChurnValueModel::PendingSnapshot(uint32_t slot) const {
-  if (!slots_[slot].has_pending) return {};
-  return std::span<const float>(pending_features_)
-      .subspan(static_cast<size_t>(slot) * dim_, static_cast<size_t>(dim_));
+  const Slot& s = slots_[slot];
+  if (!s.has_pending || s.row == kNoRow) return {};
+  return std::span<const float>(buffer_).subspan(static_cast<size_t>(s.row) * dim_,
+                                                 static_cast<size_t>(dim_));
 }
 
 ChurnValueModel::Quality ChurnValueModel::quality() const {
@@ -511,12 +580,6 @@ void ChurnValueModel::AppendCustomer(uint32_t s, std::string* record) const {
   w.Put<double>(slot.pending_spend);
   w.Put<uint32_t>(slot.generation);
   alerts::ChurnAlertPolicy::EncodeCustomerState(slot.alert, record);
-  // The snapshot row is read only while an example is pending: a resolved
-  // example's leftover row is not state.
-  if (slot.has_pending) {
-    w.PutArray<float>(std::span<const float>(pending_features_)
-                          .subspan(static_cast<size_t>(s) * dim_, static_cast<size_t>(dim_)));
-  }
 }
 
 Result<ChurnValueModel::DecodedCustomer> ChurnValueModel::ReadCustomer(BinaryReader* record) const {
@@ -539,12 +602,18 @@ Result<ChurnValueModel::DecodedCustomer> ChurnValueModel::ReadCustomer(BinaryRea
   if (d.pending_churned && !d.has_pending) {
     return Status::Corruption("churn customer state: churned label without a pending example");
   }
-  CRM_RETURN_NOT_OK(in.Get(&d.churn_probability));
-  CRM_RETURN_NOT_OK(in.Get(&d.predicted_value));
+  // Predictions are kept as floats; the record holds them as doubles.
+  double prediction = 0.0;
+  CRM_RETURN_NOT_OK(in.Get(&prediction));
+  d.churn_probability = static_cast<float>(prediction);
+  CRM_RETURN_NOT_OK(in.Get(&prediction));
+  d.predicted_value = static_cast<float>(prediction);
   CRM_RETURN_NOT_OK(in.Get(&d.last_monetary));
   CRM_RETURN_NOT_OK(in.Get(&d.pending_ms));
-  CRM_RETURN_NOT_OK(in.Get(&d.pending_probability));
-  CRM_RETURN_NOT_OK(in.Get(&d.pending_value));
+  CRM_RETURN_NOT_OK(in.Get(&prediction));
+  d.pending_probability = static_cast<float>(prediction);
+  CRM_RETURN_NOT_OK(in.Get(&prediction));
+  d.pending_value = static_cast<float>(prediction);
   CRM_RETURN_NOT_OK(in.Get(&d.pending_monetary));
   CRM_RETURN_NOT_OK(in.Get(&d.pending_spend));
   CRM_RETURN_NOT_OK(in.Get(&d.generation));
@@ -556,37 +625,24 @@ Result<ChurnValueModel::DecodedCustomer> ChurnValueModel::ReadCustomer(BinaryRea
   CRM_RETURN_NOT_OK(
       alerts::ChurnAlertPolicy::DecodeCustomerState(payload.substr(at, kAlertBytes), &d.alert));
   BinaryReader rest(payload.substr(at + kAlertBytes));
-  if (d.has_pending) {
-    // Any plausible dimension is read, so that another one is named as such.
-    CRM_RETURN_NOT_OK(rest.GetArray(&decoded.snapshot_, kMaxSnapshotDimension));
-    if (decoded.snapshot_.size() != static_cast<size_t>(dim_)) {
-      return Status::InvalidArgument("churn customer state: the snapshot has " +
-                                     std::to_string(decoded.snapshot_.size()) +
-                                     " features, expected " + std::to_string(dim_));
-    }
-  }
   CRM_RETURN_NOT_OK(rest.ExpectEnd());
   return decoded;
 }
 
-void ChurnValueModel::InstallCustomer(uint32_t s, uint64_t id_hash, DecodedCustomer decoded) {
+void ChurnValueModel::InstallCustomer(uint32_t s, DecodedCustomer decoded) {
   if (s >= slots_.size()) GrowTo(std::max(size_t{s} + 1, 2 * slots_.size()));  // amortised
+  FreeRow(&slots_[s]);
   const uint32_t epoch = slots_[s].epoch + 1;
   slots_[s] = decoded.slot_;
   Slot& slot = slots_[s];
   slot.epoch = epoch;
+  slot.row = kNoRow;
   slot.saved_deadline_ms = slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN;
-  float* stored = pending_features_.data() + static_cast<size_t>(s) * dim_;
-  if (slot.has_pending) {
-    std::copy(decoded.snapshot_.begin(), decoded.snapshot_.end(), stored);
-    PushDeadline(s, id_hash);
-  } else {
-    std::fill(stored, stored + dim_, 0.0f);
-  }
 }
 
 void ChurnValueModel::ForgetCustomer(uint32_t s) {
   if (s >= slots_.size()) return;
+  FreeRow(&slots_[s]);
   const uint32_t epoch = slots_[s].epoch + 1;
   slots_[s] = Slot{};
   slots_[s].epoch = epoch;
@@ -600,7 +656,8 @@ void ChurnValueModel::ForgetCustomer(uint32_t s) {
 
 ChurnValueModel::LabelIndexChange ChurnValueModel::IndexChange(uint32_t s) const {
   const Slot& slot = slots_[s];
-  return {slot.saved_deadline_ms, slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN};
+  return {slot.saved_deadline_ms, slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN,
+          slot.has_pending && slot.row != kNoRow};
 }
 
 void ChurnValueModel::MarkIndexSaved(uint32_t s) {

@@ -76,11 +76,10 @@ CustomerModels::CustomerMemory CustomerModels::customer_memory() const {
 }
 
 size_t CustomerModels::BytesPerSlot() const {
-  // A slot's entries in every array, a pending example's snapshot and
-  // deadline (at most one per customer), its known and unsaved flags and
-  // its place in the unsaved list.
-  return ChurnValueModel::kSlotBytes + static_cast<size_t>(churn_.input_dim()) * sizeof(float) +
-         ChurnValueModel::kDeadlineBytes + CustomerSegmenter::kSlotBytes +
+  // A slot's entries in every array, its known and unsaved flags and its
+  // place in the unsaved list. A pending example's snapshot and deadline are
+  // in memory only until the checkpoint after it was taken.
+  return ChurnValueModel::kSlotBytes + CustomerSegmenter::kSlotBytes +
          BehaviourAnomalyDetector::kSlotBytes + 2 * sizeof(uint8_t) + sizeof(uint32_t);
 }
 
@@ -184,7 +183,7 @@ Status CustomerModels::DecodeCustomer(const features::CustomerFeatures& f,
   CRM_RETURN_NOT_OK(in.ExpectEnd());
   const uint32_t s = f.slot();
   Know(s);
-  churn_.InstallCustomer(s, Hash64(f.customer_id()), std::move(churn));
+  churn_.InstallCustomer(s, std::move(churn));
   segmenter_.InstallCustomer(s, segment);
   behaviour_.InstallCustomer(s, behaviour);
   return Status::OK();

@@ -210,6 +210,20 @@ std::string EncodeOffsetValue(int64_t offset) {
   return SealMeta(payload);
 }
 
+namespace {
+// The example of a label deadline's value (PutLabelDeadline).
+Result<std::string_view> LabelExample(std::string_view value, int64_t deadline_ms) {
+  auto payload = OpenMeta(value);
+  if (!payload.ok()) return payload.status().WithContext("label deadline value");
+  BinaryReader reader(*payload);
+  int64_t deadline = 0;
+  if (!reader.Get(&deadline).ok() || deadline != deadline_ms) {
+    return Status::Corruption("label deadline value: does not repeat its key's deadline");
+  }
+  return payload->substr(sizeof(int64_t));
+}
+}  // namespace
+
 Result<int64_t> DecodeOffsetValue(std::string_view value) {
   CRM_ASSIGN_OR_RETURN(std::string_view payload, OpenMeta(value));
   BinaryReader reader(payload);
@@ -237,6 +251,10 @@ struct CheckpointBatch::Impl {
   std::array<rocksdb::ColumnFamilyHandle*, kStateFamilyCount> families{};
   std::string key;
   std::string value;
+  // Generations of the batch's content: bumped by Clear; `committed` holds
+  // the latest one a Commit wrote (CommitTicket).
+  uint64_t generation = 1;
+  std::shared_ptr<std::atomic<uint64_t>> committed = std::make_shared<std::atomic<uint64_t>>(0);
   rocksdb::ColumnFamilyHandle* cf(StateFamily f) const { return families[static_cast<size_t>(f)]; }
   void Put(StateFamily f, std::string_view k, std::string_view v) {
     // A WriteBatch only fails on a batch larger than 4 GiB; the engine's
@@ -285,10 +303,14 @@ void CheckpointBatch::DeleteCustomerModel(PartitionKey p, std::string_view custo
 }
 
 void CheckpointBatch::PutLabelDeadline(PartitionKey p, int64_t deadline_ms, uint64_t id_hash,
-                                       std::string_view customer_id) {
+                                       std::string_view customer_id, std::string_view example) {
   LabelDeadlineKey(p, deadline_ms, id_hash, customer_id, &impl_->key);
-  // The value repeats the deadline, sealed like every value (Verify).
-  impl_->value = EncodeOffsetValue(deadline_ms);
+  // The value repeats the deadline, then the example, sealed like every
+  // value (Verify).
+  std::string payload;
+  BinaryWriter(&payload).Put<int64_t>(deadline_ms);
+  payload.append(example);
+  impl_->value = SealMeta(payload);
   impl_->Put(StateFamily::kModels, impl_->key, impl_->value);
 }
 
@@ -439,7 +461,17 @@ Status CheckpointBatch::ForEachStateChange(
 
 size_t CheckpointBatch::entry_count() const { return impl_->batch.Count(); }
 size_t CheckpointBatch::byte_size() const { return impl_->batch.GetDataSize(); }
-void CheckpointBatch::Clear() { impl_->batch.Clear(); }
+void CheckpointBatch::Clear() {
+  impl_->batch.Clear();
+  ++impl_->generation;
+}
+
+CheckpointBatch::CommitTicket CheckpointBatch::ticket() const {
+  CommitTicket t;
+  t.done_ = impl_->committed;
+  t.generation_ = impl_->generation;
+  return t;
+}
 
 // ---------------------------------------------------------------------------
 
@@ -919,9 +951,11 @@ Status StateStore::Commit(CheckpointBatch* batch, const std::atomic<bool>* cance
   if (impl_->options.read_only) {
     return Status::InvalidArgument(path().string() + ": state opened read-only");
   }
-  if (batch->empty()) return Status::OK();
-  CRM_RETURN_NOT_OK(
-      impl_->Write(&batch->impl_->batch, /*sync=*/false, cancel, "writing a checkpoint", deadline));
+  if (!batch->empty()) {
+    CRM_RETURN_NOT_OK(impl_->Write(&batch->impl_->batch, /*sync=*/false, cancel,
+                                   "writing a checkpoint", deadline));
+  }
+  batch->impl_->committed->store(batch->impl_->generation);
   batch->Clear();
   return Status::OK();
 }
@@ -1045,7 +1079,21 @@ Result<std::optional<LabelDeadline>> StateStore::NextLabelDeadline(
     return std::optional<LabelDeadline>();
   }
   CRM_ASSIGN_OR_RETURN(LabelDeadline d, DecodeLabelDeadlineKey(ToView(it->key())));
+  CRM_ASSIGN_OR_RETURN(const std::string_view example,
+                       LabelExample(ToView(it->value()), d.deadline_ms));
+  d.example.assign(example);
   return std::optional<LabelDeadline>(std::move(d));
+}
+
+Result<std::optional<std::string>> StateStore::GetLabelExample(PartitionKey p, int64_t deadline_ms,
+                                                               uint64_t id_hash,
+                                                               std::string_view customer_id) const {
+  std::string key;
+  LabelDeadlineKey(p, deadline_ms, id_hash, customer_id, &key);
+  CRM_ASSIGN_OR_RETURN(std::optional<std::string> value, GetRaw(StateFamily::kModels, key));
+  if (!value) return std::optional<std::string>();
+  CRM_ASSIGN_OR_RETURN(const std::string_view example, LabelExample(*value, deadline_ms));
+  return std::optional<std::string>(std::string(example));
 }
 
 Result<std::optional<std::string>> StateStore::GetDedupWindow(PartitionKey p) const {

@@ -71,6 +71,19 @@ void Checkpoint(EventProcessor* processor, state::StateStore* store, state::Part
   MarkCheckpointed(processor);
 }
 
+// A fresh store in a scratch directory, and the partition the tests use.
+struct ScratchStore {
+  ScratchStore() {
+    state::StateStoreOptions options;
+    options.path = dir.path() / "store";
+    REQUIRE_OK_AND_ASSIGN(store, state::StateStore::Open(options));
+    REQUIRE_OK_AND_ASSIGN(key, store->Partition("crm.events", 0));
+  }
+  testing::ScratchDir dir;
+  std::unique_ptr<state::StateStore> store;
+  state::PartitionKey key;
+};
+
 bool SameOutputs(const std::vector<RecordedOutput>& a, const std::vector<RecordedOutput>& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -86,6 +99,8 @@ struct StoreRun {
   size_t max_restored_customers = 0;  // in memory right after a restore
   size_t max_customers = 0;           // in memory after a checkpoint
   uint64_t evictions = 0;
+  size_t max_buffered_snapshots = 0;  // churn snapshots in memory after a checkpoint
+  uint64_t labels_from_index = 0;     // matured with the snapshot read from the store
 };
 
 // The same input through a store: a flush and a checkpoint every interval,
@@ -93,11 +108,9 @@ struct StoreRun {
 // intervals, at most `cached` customers in memory (0: no bound).
 StoreRun RunThroughStore(const std::vector<std::string>& records, size_t interval,
                          size_t restart_every, size_t cached) {
-  testing::ScratchDir dir;
-  state::StateStoreOptions store_options;
-  store_options.path = dir.path() / "store";
-  REQUIRE_OK_AND_ASSIGN(auto store, state::StateStore::Open(store_options));
-  REQUIRE_OK_AND_ASSIGN(const state::PartitionKey key, store->Partition("crm.events", 0));
+  ScratchStore scratch_store;
+  state::StateStore* store = scratch_store.store.get();
+  const state::PartitionKey key = scratch_store.key;
   ProcessorOptions options = Options();
   options.cached_customers = cached;
   RecordingSink sink;
@@ -105,7 +118,10 @@ StoreRun RunThroughStore(const std::vector<std::string>& records, size_t interva
   std::unique_ptr<EventProcessor> processor;
   for (size_t i = 0; i < records.size(); ++i) {
     if (i % (restart_every * interval) == 0) {
-      if (processor) run.evictions += processor->feature_store().evictions();
+      if (processor) {
+        run.evictions += processor->feature_store().evictions();
+        run.labels_from_index += processor->customer_models().churn().saved_labels_resolved();
+      }
       processor.reset();
       REQUIRE_OK_AND_ASSIGN(processor, EventProcessor::Create(options, &sink));
       REQUIRE_OK(RestoreProcessor(*store, key, processor.get()));
@@ -116,13 +132,16 @@ StoreRun RunThroughStore(const std::vector<std::string>& records, size_t interva
     processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
     if ((i + 1) % interval == 0) {
       processor->FlushOutputs();
-      Checkpoint(processor.get(), store.get(), key, static_cast<int64_t>(i + 1));
+      Checkpoint(processor.get(), store, key, static_cast<int64_t>(i + 1));
       run.max_customers = std::max(run.max_customers, processor->feature_store().size());
+      run.max_buffered_snapshots = std::max(
+          run.max_buffered_snapshots, processor->customer_models().churn().buffered_snapshots());
     }
   }
   processor->FlushOutputs();
   REQUIRE_OK(processor->storage_status());
   run.evictions += processor->feature_store().evictions();
+  run.labels_from_index += processor->customer_models().churn().saved_labels_resolved();
   run.outputs = std::move(sink.records);
   run.quality = processor->customer_models().quality();
   return run;
@@ -175,29 +194,78 @@ TEST_CASE("A processor holding a third of its customers gives the same outputs",
   // (an interval's new customers stay until its checkpoint saves them).
   CHECK(run.evictions > 10 * kCached);
   CHECK(run.max_customers <= kCached + kInterval);
+  // Each committed checkpoint takes every churn snapshot out of memory, and
+  // most labels read theirs back from the store's index: their customers
+  // were evicted or restored since the snapshot, or simply checkpointed.
+  CHECK(run.max_buffered_snapshots == 0);
+  const uint64_t labels = expected_quality.churn_positives + expected_quality.churn_negatives;
+  CHECK(run.labels_from_index > labels / 2);
+  CHECK(run.labels_from_index <= labels);
   CHECK(SameOutputs(run.outputs, expected));
   CheckSameQuality(run.quality, expected_quality);
+}
+
+TEST_CASE("Churn snapshots stay in memory until the checkpoint holding them is committed",
+          "[pipeline][state]") {
+  constexpr size_t kInterval = 100;
+  const std::vector<std::string> records = GeneratedRecords(/*customers=*/300, /*days=*/100);
+  scoring::CustomerModels::Quality expected_quality;
+  const std::vector<RecordedOutput> expected =
+      RunWithoutRestarts(records, kInterval, &expected_quality);
+
+  // As a staged checkpoint: AddToCheckpoint and MarkCheckpointed at the end
+  // of an interval, the commit only after the next interval's events, during
+  // which labels keep maturing.
+  ScratchStore scratch_store;
+  state::StateStore* store = scratch_store.store.get();
+  const state::PartitionKey key = scratch_store.key;
+  RecordingSink sink;
+  REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(Options(), &sink));
+  REQUIRE_OK(RestoreProcessor(*store, key, processor.get()));
+  const scoring::ChurnValueModel& churn = processor->customer_models().churn();
+  std::optional<state::CheckpointBatch> staged;
+  std::string scratch;
+  size_t kept_until_commit = 0;
+  for (size_t i = 0; i < records.size(); ++i) {
+    processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
+    if ((i + 1) % kInterval != 0) continue;
+    processor->FlushOutputs();
+    if (staged) REQUIRE_OK(store->Commit(&*staged));
+    staged.emplace(store->NewBatch());
+    const size_t before = churn.buffered_snapshots();
+    REQUIRE_OK(AddToCheckpoint(*processor, 0, key, &*staged, &scratch));
+    MarkCheckpointed(processor.get());
+    // Released: the previous checkpoint's snapshots, committed now; kept:
+    // this one's, which the store does not have yet.
+    const size_t after = churn.buffered_snapshots();
+    CHECK(after <= before);
+    if (after > 0) ++kept_until_commit;
+  }
+  processor->FlushOutputs();
+  REQUIRE_OK(processor->storage_status());
+  CHECK(kept_until_commit > 10);
+  CHECK(churn.saved_labels_resolved() > 0);
+  CHECK(SameOutputs(sink.records, expected));
+  CheckSameQuality(processor->customer_models().quality(), expected_quality);
 }
 
 TEST_CASE("The label deadline index holds exactly the pending examples after a checkpoint",
           "[pipeline][state]") {
   const std::vector<std::string> records = GeneratedRecords(/*customers=*/200, /*days=*/60);
-  testing::ScratchDir dir;
-  state::StateStoreOptions store_options;
-  store_options.path = dir.path() / "store";
-  REQUIRE_OK_AND_ASSIGN(auto store, state::StateStore::Open(store_options));
-  REQUIRE_OK_AND_ASSIGN(const state::PartitionKey key, store->Partition("crm.events", 0));
+  ScratchStore scratch_store;
+  state::StateStore* store = scratch_store.store.get();
+  const state::PartitionKey key = scratch_store.key;
   RecordingSink sink;
   REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(Options(), &sink));
   for (size_t i = 0; i < records.size(); ++i) {
     processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
     if ((i + 1) % kEventsPerInterval == 0) {
       processor->FlushOutputs();
-      Checkpoint(processor.get(), store.get(), key, static_cast<int64_t>(i + 1));
+      Checkpoint(processor.get(), store, key, static_cast<int64_t>(i + 1));
     }
   }
   processor->FlushOutputs();
-  Checkpoint(processor.get(), store.get(), key, static_cast<int64_t>(records.size()));
+  Checkpoint(processor.get(), store, key, static_cast<int64_t>(records.size()));
 
   // The reference: every customer in memory with a pending example, and
   // its deadline (snapshot time + horizon).

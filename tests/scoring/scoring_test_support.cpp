@@ -1,8 +1,10 @@
 #include "scoring/scoring_test_support.h"
 
 #include <catch2/catch.hpp>
+#include <span>
 #include <utility>
 
+#include "crmstream/common/hash.h"
 #include "support/require_ok.h"
 
 namespace crmstream::scoring::testing {
@@ -42,6 +44,48 @@ Partition::Partition(const CustomerModelsOptions& options,
     : store(std::move(features::FeatureStore::Create(features::FeatureSpec{})).value()),
       models(std::move(CustomerModels::Create(options, store.get())).value()),
       minutes(std::move(MinuteMetricsMonitor::Create(minute_options)).value()) {}
+
+void Partition::AttachLabels(LabelIndex index) {
+  labels = std::make_unique<LabelIndexSource>(std::move(index), store.get());
+  models.SetSavedLabels(labels.get());
+}
+
+void SaveLabel(const Partition& p, std::string_view id, LabelIndex* index) {
+  std::erase_if(*index, [&](const auto& entry) { return std::get<2>(entry.first) == id; });
+  const std::optional<int64_t> ms = p.PendingSnapshotMs(id);
+  if (!ms) return;
+  const std::span<const float> snapshot = p.models.churn().PendingSnapshot(p.Customer(id).slot());
+  REQUIRE(!snapshot.empty());
+  const int64_t horizon_ms = int64_t{p.models.churn().options().horizon_days} * 86'400'000;
+  index->emplace(std::tuple(*ms + horizon_ms, Hash64(id), std::string(id)),
+                 std::vector<float>(snapshot.begin(), snapshot.end()));
+}
+
+bool LabelIndexSource::NextSaved(const SavedLabel* after, SavedLabel* out) {
+  auto it =
+      after == nullptr
+          ? index_.begin()
+          : index_.upper_bound(std::tuple(after->deadline_ms, after->id_hash, after->customer_id));
+  if (it == index_.end()) return false;
+  out->deadline_ms = std::get<0>(it->first);
+  out->id_hash = std::get<1>(it->first);
+  out->customer_id = std::get<2>(it->first);
+  out->snapshot = it->second;
+  return true;
+}
+
+std::optional<uint32_t> LabelIndexSource::SlotOf(std::string_view customer_id) {
+  const features::CustomerFeatures* f = store_->Find(customer_id);
+  if (f == nullptr) return std::nullopt;
+  return f->slot();
+}
+
+bool LabelIndexSource::ReadSaved(SavedLabel* label) {
+  auto it = index_.find(std::tuple(label->deadline_ms, label->id_hash, label->customer_id));
+  if (it == index_.end()) return false;
+  label->snapshot = it->second;
+  return true;
+}
 
 void Partition::Process(const ingest::Event& e) {
   const features::CustomerFeatures& f = store->Update(e);

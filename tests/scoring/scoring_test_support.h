@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <vector>
 
 #include "crmstream/features/feature_store.h"
 #include "crmstream/generator/world_generator.h"
@@ -32,6 +34,29 @@ inline constexpr std::string_view kMinuteMetricsBlob = "minute_metrics";
 ingest::Event HandEvent(std::string_view event_id, std::string_view customer, int64_t ts,
                         ingest::EventType type, double amount = 0.0);
 
+// The state store's label deadline index as the tests keep it: pending
+// examples by (deadline, hash of the id, id) with their snapshots.
+using LabelIndex = std::map<std::tuple<int64_t, uint64_t, std::string>, std::vector<float>>;
+// Records the customer's pending example of `p` in `index` as a checkpoint
+// does (its previous entry replaced); its snapshot must be in memory.
+struct Partition;
+void SaveLabel(const Partition& p, std::string_view id, LabelIndex* index);
+
+// A SavedLabelSource over a LabelIndex, for a partition whose customers are
+// all in memory (restored from records): nothing is loaded.
+class LabelIndexSource final : public SavedLabelSource {
+ public:
+  LabelIndexSource(LabelIndex index, const features::FeatureStore* store)
+      : index_(std::move(index)), store_(store) {}
+  bool NextSaved(const SavedLabel* after, SavedLabel* out) override;
+  std::optional<uint32_t> SlotOf(std::string_view customer_id) override;
+  bool ReadSaved(SavedLabel* label) override;
+
+ private:
+  LabelIndex index_;
+  const features::FeatureStore* store_;
+};
+
 // One partition's feature store, models and minute metrics.
 struct Partition {
   explicit Partition(const CustomerModelsOptions& options = AlertingOptions(),
@@ -49,6 +74,9 @@ struct Partition {
   std::unique_ptr<features::FeatureStore> store;
   CustomerModels models;
   MinuteMetricsMonitor minutes;
+  // The label index of a restored partition (SetSavedLabels), if any.
+  std::unique_ptr<LabelIndexSource> labels;
+  void AttachLabels(LabelIndex index);
 };
 
 // The partition-wide blobs of the models' parts and of the minute metrics,

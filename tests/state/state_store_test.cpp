@@ -264,8 +264,11 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
   // deadlines), format 3 (behaviour state without the anomaly budget,
   // churn blobs that did not name their model) and format 4 (a spend
   // regression without the spend terms, seven output kinds, minute metrics
-  // without the sustained-shift tests), written behind the store's back.
-  for (const uint32_t version : {kStateFormatVersion + 1, uint32_t{2}, uint32_t{3}, uint32_t{4}}) {
+  // without the sustained-shift tests) and format 5 (pending churn snapshots
+  // inside the customer records, label deadline values without them),
+  // written behind the store's back.
+  for (const uint32_t version :
+       {kStateFormatVersion + 1, uint32_t{2}, uint32_t{3}, uint32_t{4}, uint32_t{5}}) {
     rocksdb::DB* raw = nullptr;
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     std::vector<rocksdb::ColumnFamilyDescriptor> families;
@@ -292,6 +295,53 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
                    Catch::Contains("reads version " + std::to_string(kStateFormatVersion)));
     CHECK(testing::SnapshotFiles(options.path) == before_version);
   }
+}
+
+TEST_CASE("A label deadline keeps its example, read by the range scan and by a point lookup",
+          "[state]") {
+  crmstream::testing::ScratchDir dir;
+  auto store = OpenOrDie(OptionsAt(dir.path() / "store"));
+  auto p = store->Partition("crm.events", 0);
+  REQUIRE_OK(p);
+  const std::string example("\x01\x00snapshot bytes", 16);
+  CheckpointBatch batch = store->NewBatch();
+  const CheckpointBatch::CommitTicket ticket = batch.ticket();
+  batch.PutLabelDeadline(*p, 7000, 9, "late", "");
+  batch.PutLabelDeadline(*p, -5, 3, "early", example);
+  CHECK_FALSE(ticket.committed());
+  REQUIRE_OK(store->Commit(&batch));
+  CHECK(ticket.committed());
+  // The batch's next content has a ticket of its own.
+  CHECK_FALSE(batch.ticket().committed());
+
+  REQUIRE_OK_AND_ASSIGN(auto first, store->NextLabelDeadline(*p, nullptr));
+  REQUIRE(first.has_value());
+  CHECK(first->customer_id == "early");
+  CHECK(first->deadline_ms == -5);
+  CHECK(first->example == example);
+  REQUIRE_OK_AND_ASSIGN(auto second, store->NextLabelDeadline(*p, &*first));
+  REQUIRE(second.has_value());
+  CHECK(second->customer_id == "late");
+  CHECK(second->example.empty());
+  REQUIRE_OK_AND_ASSIGN(auto none, store->NextLabelDeadline(*p, &*second));
+  CHECK_FALSE(none.has_value());
+
+  REQUIRE_OK_AND_ASSIGN(auto found, store->GetLabelExample(*p, -5, 3, "early"));
+  REQUIRE(found.has_value());
+  CHECK(*found == example);
+  REQUIRE_OK_AND_ASSIGN(auto missing, store->GetLabelExample(*p, -5, 4, "early"));
+  CHECK_FALSE(missing.has_value());
+
+  // A value that is not a label's (another deadline in it) is corruption.
+  std::string key;
+  LabelDeadlineKey(*p, 8000, 1, "bad", &key);
+  std::string payload;
+  BinaryWriter(&payload).Put<int64_t>(1234);
+  batch.PutStateEntry(StateFamily::kModels, *p, std::string_view(key).substr(kPartitionPrefixBytes),
+                      SealBlob(BlobKind::kCheckpointMeta, 1, payload));
+  REQUIRE_OK(store->Commit(&batch));
+  CHECK(store->GetLabelExample(*p, 8000, 1, "bad").status().code() == StatusCode::kCorruption);
+  CHECK(store->NextLabelDeadline(*p, &*second).status().code() == StatusCode::kCorruption);
 }
 
 TEST_CASE("Verify flags values whose envelope is broken, and stats count what was written",

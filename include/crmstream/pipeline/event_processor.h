@@ -61,6 +61,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "crmstream/features/feature_store.h"
@@ -242,6 +243,14 @@ class EventProcessor {
   // them only then.
   bool baskets_unsaved() const { return baskets_unsaved_; }
   void MarkBasketsSaved() { baskets_unsaved_ = false; }
+  // The churn snapshots buffered since the last checkpoint leave memory once
+  // the store has them: AddToCheckpoint notes its batch's ticket,
+  // MarkCheckpointed seals the snapshots under it, and they are released when
+  // it is committed (checked at each seal).
+  void NoteCheckpoint(state::CheckpointBatch::CommitTicket ticket) const {
+    checkpoint_ticket_ = std::move(ticket);
+  }
+  void SealSnapshots();
   // The customer's top recommendations_top_n items not yet bought, as
   // models::WriteRecommendationsJson writes them, into *out. NotFound for a
   // customer this partition does not know, or (saying so) when
@@ -326,6 +335,10 @@ class EventProcessor {
   std::array<double, 4> centre_{};
   ProcessorCounters counters_;
   std::unique_ptr<SavedCustomers> saved_;  // with an attached store
+  // NoteCheckpoint's ticket (mutable: AddToCheckpoint reads the processor
+  // as const), and the seals waiting for their checkpoint's commit.
+  mutable state::CheckpointBatch::CommitTicket checkpoint_ticket_;
+  std::vector<std::pair<state::CheckpointBatch::CommitTicket, uint32_t>> seals_;
   Status storage_status_;
 };
 

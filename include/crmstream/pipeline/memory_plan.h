@@ -31,14 +31,15 @@
 namespace crmstream::pipeline {
 
 // Heap bytes one cached customer costs with the default features and every
-// model (feature slot, day history, hash entry, model slots, pending
-// snapshot, label deadline), rounded up: the cache's own accounting gives
-// about 640 and the heap grows by about 550 per customer of a full cache
-// (tests/pipeline/memory_plan_test.cpp measures both). The margin is the
-// allocator's: with worker threads the caches grow in several malloc arenas,
-// and at 768 the engine's resident set reached its cap
-// (tests/runtime/memory_cap_test.cpp).
-inline constexpr size_t kBytesPerCachedCustomer = 1024;
+// model (feature slot, day history, hash entry, model slots; a pending churn
+// snapshot and its deadline only until the next committed checkpoint),
+// rounded up: the cache's own accounting gives about 435 and the heap grows
+// by about 340 per customer of a full cache (tests/pipeline/memory_plan_test.cpp
+// measures both). The margin, about the heap's own again, is the
+// allocator's: with worker threads the caches grow in several malloc arenas
+// (at 768 B, 1.4 times the heap of the time, the engine's resident set
+// reached its cap; tests/runtime/memory_cap_test.cpp).
+inline constexpr size_t kBytesPerCachedCustomer = 640;
 
 // What a processing thread beyond the first costs the resident set: its own
 // malloc arena's slack (the caches grow in several arenas) and its tasks'

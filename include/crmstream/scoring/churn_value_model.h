@@ -37,13 +37,16 @@
 // and a sealed blob for the partition (EncodePartition: models, quality
 // figures, watermark, alert counters).
 //
-// Label deadlines: the customers in memory have theirs in a heap; the
-// others (not loaded since a restart, or evicted) have theirs in the state
-// store's deadline index, read through a SavedLabelSource. Labels mature in
+// Label deadlines and snapshots: a pending example taken since the last
+// checkpoint has its feature snapshot in a buffer and its deadline in a
+// heap; once checkpointed (ReleaseSavedSnapshots) both are only in the state
+// store's deadline index, read through a SavedLabelSource when the label
+// matures, whether or not the customer is in memory. Labels mature in
 // (deadline, hash of the customer id) order over both, one at a time, so the
 // models learn in the same order whichever customers happen to be in memory
 // (and a restart decodes no customer up front). A checkpoint keeps the index
-// in step: LabelIndexChange() per saved customer.
+// in step: IndexChange() per saved customer. Without a source every
+// snapshot stays in the buffer.
 //
 // Thread-safety: none. One instance per partition task. Steady-state OnEvent
 // and Refresh do not allocate; a new slot grows the arrays and the first
@@ -158,11 +161,12 @@ struct ChurnRefresh {
   int64_t trigger_ms = 0;
 };
 
-// A label deadline of a customer that may not be in memory.
+// A label deadline of the store's index, with its example's snapshot.
 struct SavedLabel {
   int64_t deadline_ms = 0;
   uint64_t id_hash = 0;  // Hash64 of the customer id
   std::string customer_id;
+  std::vector<float> snapshot;  // ChurnValueModel::input_dim() model inputs
 };
 
 // The label deadlines of the partition's saved customers, and a way to
@@ -175,26 +179,27 @@ class SavedLabelSource {
   // The first saved deadline after `after` in (deadline, hash, id) order
   // (from the first when null) into *out; false when there is none.
   virtual bool NextSaved(const SavedLabel* after, SavedLabel* out) = 0;
-  // Whether the customer is in memory (its heap entry then rules).
-  virtual bool InMemory(std::string_view customer_id) = 0;
-  // Brings the customer (features and models) into memory; its pending
-  // example, if any, then enters the heap (InstallCustomer).
-  virtual void Load(std::string_view customer_id) = 0;
+  // The customer's slot, its features and models brought into memory first
+  // if they are not there; nullopt when it cannot be loaded.
+  virtual std::optional<uint32_t> SlotOf(std::string_view customer_id) = 0;
+  // The snapshot of the index entry `label` names (deadline, hash, id) into
+  // label->snapshot; false when there is none.
+  virtual bool ReadSaved(SavedLabel* label) = 0;
 };
 
 class ChurnValueModel {
+  static constexpr uint32_t kNoRow = UINT32_MAX;
   // One customer's state (declared first: DecodedCustomer holds one).
-  // Ordered by size and the flags packed in bits: 120 bytes, where the
-  // declaration order of the fields' meaning took 136.
+  // Ordered by size and the flags packed in bits: 112 bytes, where the
+  // declaration order of the fields' meaning took 136. Predictions are
+  // floats (7 significant digits, more than a probability or a spend
+  // forecast carries); money stays double, being summed.
   struct Slot {
-    double churn_probability = 0.5;
-    double predicted_value = 0.0;
     double last_monetary = 0.0;  // as of the customer's previous event
     // The pending example: snapshot time, the predictions made from it and
-    // the monetary value then (features in pending_features_).
+    // the monetary value then (features in the buffer's `row` until
+    // checkpointed, then in the store's deadline index only).
     int64_t pending_ms = 0;
-    double pending_probability = 0.0;
-    double pending_value = 0.0;
     double pending_monetary = 0.0;
     double pending_spend = 0.0;  // spend up to the closing, when pending_churned
     // The customer's latest event, valid when trigger_flush == flushes_
@@ -204,9 +209,14 @@ class ChurnValueModel {
     // The deadline the store's index holds for this customer (kNoDeadline:
     // none), as of its last save or load.
     int64_t saved_deadline_ms = INT64_MIN;
+    float churn_probability = 0.5f;
+    float predicted_value = 0.0f;
+    float pending_probability = 0.0f;  // the predictions the pending example is judged by
+    float pending_value = 0.0f;
     uint32_t generation = 0;  // bumped when a pending example resolves
     uint32_t trigger_flush = UINT32_MAX;
     uint32_t trigger_offset = 0;
+    uint32_t row = kNoRow;  // of buffer_: the snapshot not yet checkpointed
     // Not state: bumped when the slot is installed or forgotten, so heap
     // entries of its previous occupant read as stale.
     uint32_t epoch = 0;
@@ -246,11 +256,22 @@ class ChurnValueModel {
   // Grows the per-customer arrays to exactly `slots` customers (never shrinks).
   void GrowTo(size_t slots);
   size_t slot_count() const { return slots_.size(); }
-  // Heap bytes that grow with the customers in memory: the slots, their
-  // pending snapshots (input_dim() floats each) and the deadline heap.
+  // Heap bytes: the slots (growing with the customers in memory), the
+  // buffer of snapshots not yet checkpointed (input_dim() floats each) and
+  // their deadline heap (growing with the examples taken between checkpoints).
   size_t SlotMemoryBytes() const { return slots_.capacity() * sizeof(Slot); }
-  size_t PendingSnapshotBytes() const { return pending_features_.capacity() * sizeof(float); }
+  size_t PendingSnapshotBytes() const {
+    return buffer_.capacity() * sizeof(float) + free_rows_.capacity() * sizeof(uint32_t);
+  }
   size_t DeadlineMemoryBytes() const { return deadlines_.capacity() * sizeof(Deadline); }
+  // Pending snapshots in memory (not yet released to the store's index).
+  size_t buffered_snapshots() const { return rows_used_ - free_rows_.size(); }
+  // Whether the customer's pending snapshot is in memory only or in a
+  // checkpoint not yet committed (slot < slot_count()).
+  bool holds_snapshot(uint32_t slot) const { return slots_[slot].row != kNoRow; }
+  // Labels matured from the store's index (their snapshot read from it),
+  // since creation.
+  uint64_t saved_labels_resolved() const { return saved_labels_resolved_; }
   static constexpr size_t kSlotBytes = sizeof(Slot);
   static constexpr size_t kDeadlineBytes = 32;  // sizeof(Deadline), checked in the .cpp
   int input_dim() const { return dim_; }
@@ -266,7 +287,8 @@ class ChurnValueModel {
   // when it has none.
   std::optional<int64_t> PendingSnapshotMs(uint32_t slot) const;
   // The pending snapshot itself (model inputs in FeatureStore::FeatureNames
-  // order, as floats); empty when there is none.
+  // order, as floats) while it is not checkpointed; empty when there is none
+  // or it is only in the store's index.
   std::span<const float> PendingSnapshot(uint32_t slot) const;
 
   // The largest event time seen (0 before any event).
@@ -319,9 +341,10 @@ class ChurnValueModel {
   // the trigger log is then empty by definition and is not persisted; a
   // restored customer has no trigger until its next event, like the original.
   //
-  // Appends the customer's scores, pending example (with its feature
-  // snapshot) and alert state to `record` as a versioned section (the
-  // record, sealed by CustomerModels, holds every part's section).
+  // Appends the customer's scores, pending example (its feature snapshot
+  // goes to the deadline index: PendingSnapshot, IndexChange) and alert state
+  // to `record` as a versioned section (the record, sealed by
+  // CustomerModels, holds every part's section).
   // slot < slot_count().
   void AppendCustomer(uint32_t slot, std::string* record) const;
   // A customer's state read from its section, not yet installed: a caller
@@ -330,17 +353,16 @@ class ChurnValueModel {
    private:
     friend class ChurnValueModel;
     Slot slot_;
-    std::vector<float> snapshot_;  // the pending snapshot, when there is one
   };
   // Reads the section at `record`. Corruption on bad bytes, InvalidArgument
   // if written with another feature dimension.
   Result<DecodedCustomer> ReadCustomer(BinaryReader* record) const;
-  // Creates or replaces the customer in `slot` (`id_hash`: Hash64 of its
-  // id) and enters its pending example's deadline in the heap. The decoded
-  // state is taken as the saved one. Does not mark it unsaved.
-  void InstallCustomer(uint32_t slot, uint64_t id_hash, DecodedCustomer decoded);
+  // Creates or replaces the customer in `slot`; its pending example's
+  // deadline and snapshot are the store index's. The decoded state is taken
+  // as the saved one. Does not mark it unsaved.
+  void InstallCustomer(uint32_t slot, DecodedCustomer decoded);
   // The slot's customer leaves memory (evicted, saved): the slot reads as
-  // a new customer, and its heap entry goes stale.
+  // a new customer, and its heap entry and buffer row go.
   void ForgetCustomer(uint32_t slot);
 
   // Where the deadlines of customers not in memory are (nullptr: none; every
@@ -353,14 +375,23 @@ class ChurnValueModel {
   // deadline is looked up again.
   void SavedLabelsChanged() { saved_next_state_ = kNextUnknown; }
   // For a customer being checkpointed: the deadline its index entry has
-  // (INT64_MIN: none) and the one it must have now.
+  // (INT64_MIN: none) and the one it must have now; `write_snapshot`: the
+  // entry for current_ms is to be written with PendingSnapshot().
   struct LabelIndexChange {
     int64_t saved_ms = INT64_MIN;
     int64_t current_ms = INT64_MIN;
+    bool write_snapshot = false;
   };
   LabelIndexChange IndexChange(uint32_t slot) const;
   // After the checkpoint holding IndexChange(slot) was committed.
   void MarkIndexSaved(uint32_t slot);
+  // After a checkpoint holding every unsaved customer was staged: the
+  // buffered snapshots so far are in it. Returns the seal's number.
+  uint32_t SealSnapshots();
+  // Once the checkpoints holding seals up to `seal` are committed: those
+  // snapshots and their deadlines leave memory, read from the store's
+  // index from now on (nothing happens without a SavedLabelSource).
+  void ReleaseSnapshots(uint32_t seal);
 
   // The partition-wide state as a sealed blob
   // (BlobKind::kChurnPartitionState), replacing `*out`. Its size does not
@@ -380,6 +411,7 @@ class ChurnValueModel {
     uint32_t slot;
     uint32_t generation;
     uint32_t epoch;
+    uint32_t sealed;  // SealSnapshots' number, 0 before
   };
   // The deadline heap's order: a min-heap on (deadline_ms, id_hash), the
   // order of the store's index.
@@ -388,9 +420,13 @@ class ChurnValueModel {
   }
   bool Stale(const Deadline& d) const {
     const Slot& slot = slots_[d.slot];
-    return !slot.has_pending || slot.generation != d.generation || slot.epoch != d.epoch;
+    return !slot.has_pending || slot.row == kNoRow || slot.generation != d.generation ||
+           slot.epoch != d.epoch;
   }
   void PushDeadline(uint32_t s, uint64_t id_hash);
+  uint32_t NewRow();         // a buffer row (amortised growth)
+  void FreeRow(Slot* slot);  // the slot's row, if any, back to the free list
+  float* Row(uint32_t row) { return buffer_.data() + static_cast<size_t>(row) * dim_; }
   // The next saved deadline past the cursor, looked up when unknown.
   const SavedLabel* PeekSaved();
 
@@ -399,9 +435,16 @@ class ChurnValueModel {
                   models::RecursiveLeastSquares value, models::Standardizer spend_standardizer,
                   alerts::ChurnAlertPolicy policy, models::PlattCalibrator calibrator);
 
-  // Trains both models on the slot's pending example and records the
-  // prequential figures.
-  void Resolve(uint32_t slot, bool churned, double spend, UnsavedSlots* unsaved);
+  // Trains both models on the slot's pending example (its snapshot: dim_
+  // floats) and records the prequential figures.
+  void Resolve(uint32_t slot, const float* snapshot, bool churned, double spend,
+               UnsavedSlots* unsaved);
+  // Resolves the slot's pending example, at its deadline or closing.
+  void ResolveDue(uint32_t slot, const float* snapshot, UnsavedSlots* unsaved);
+  // Resolves it now (at a closing, train_at_deadline false), its snapshot
+  // from the buffer or the store's index.
+  void ResolveNow(const features::CustomerFeatures& f, UnsavedSlots* unsaved);
+  SavedLabel lookup_;  // ResolveNow's index read
   void ResolveMatured(UnsavedSlots* unsaved);
   // Snapshot + standardisation of f into snapshot_ / standardised_, then
   // the churn probability and predicted value into the slot.
@@ -421,14 +464,18 @@ class ChurnValueModel {
   int dim_;  // model inputs of the feature snapshot
 
   std::vector<Slot> slots_;
-  std::vector<float> pending_features_;  // dim_ per slot
-  std::vector<Deadline> deadlines_;      // min-heap, customers in memory
+  std::vector<float> buffer_;        // dim_ per row: snapshots not yet checkpointed
+  std::vector<uint32_t> free_rows_;  // rows of buffer_ free for reuse
+  uint32_t rows_used_ = 0;           // rows of buffer_ ever handed out
+  uint32_t seals_ = 0;               // SealSnapshots calls
+  std::vector<Deadline> deadlines_;  // min-heap, examples with a buffer row
   SavedLabelSource* saved_ = nullptr;
   SavedLabel saved_cursor_;  // the last saved deadline consumed
   bool saved_cursor_set_ = false;
   SavedLabel saved_next_;
   enum : uint8_t { kNextUnknown, kNextKnown, kNextNone } saved_next_state_ = kNextUnknown;
   uint64_t pending_count_ = 0;
+  uint64_t saved_labels_resolved_ = 0;
   int64_t watermark_ms_ = INT64_MIN;
 
   models::Standardizer standardizer_;

@@ -35,6 +35,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -163,6 +164,14 @@ class CustomerModels {
   ChurnValueModel::LabelIndexChange LabelIndexChange(const features::CustomerFeatures& f) const {
     return churn_.IndexChange(f.slot());
   }
+  // Its pending example's snapshot, to write with a LabelIndexChange whose
+  // write_snapshot is set (ChurnValueModel::PendingSnapshot).
+  std::span<const float> PendingSnapshot(const features::CustomerFeatures& f) const {
+    return churn_.PendingSnapshot(f.slot());
+  }
+  // See ChurnValueModel::SealSnapshots and ReleaseSnapshots.
+  uint32_t SealSnapshots() { return churn_.SealSnapshots(); }
+  void ReleaseSnapshots(uint32_t seal) { churn_.ReleaseSnapshots(seal); }
 
   // The customer in `slot` leaves memory (saved, evicted by the feature
   // store): the models forget it; a later DecodeCustomer brings it back.
@@ -181,8 +190,8 @@ class CustomerModels {
   // customer cache's accounting; partition-wide model state is not in it).
   struct CustomerMemory {
     size_t churn_slots = 0;        // ChurnValueModel's per-customer state
-    size_t pending_snapshots = 0;  // the features of pending churn examples
-    size_t deadlines = 0;          // the heap of label deadlines in memory
+    size_t pending_snapshots = 0;  // the features of churn examples not yet checkpointed
+    size_t deadlines = 0;          // their label deadlines' heap
     size_t segments = 0;
     size_t behaviour = 0;
     size_t tracking = 0;  // known and unsaved flags, the unsaved list

@@ -68,6 +68,7 @@ struct LabelDeadline {
   int64_t deadline_ms = 0;
   uint64_t id_hash = 0;
   std::string customer_id;
+  std::string example;  // the value's data (StateStore::NextLabelDeadline only)
 };
 // Reads a LabelDeadlineKey with its partition prefix; Corruption if malformed.
 Result<LabelDeadline> DecodeLabelDeadlineKey(std::string_view key);

@@ -74,7 +74,10 @@ namespace crmstream::state {
 // output kinds (crm.recommendations); the minute metrics carry the global
 // anomalies' sustained-shift tests (scoring/minute_metrics_monitor.h, blob
 // version 2).
-inline constexpr uint32_t kStateFormatVersion = 5;
+// 6: a pending churn example's feature snapshot is in its label deadline's
+// value, no longer in the customer's churn section (version 2), so a cached
+// customer does not hold it in memory.
+inline constexpr uint32_t kStateFormatVersion = 6;
 
 // Where the engine keeps the store inside its state directory (which also
 // holds broker.addr): <state_dir>/store.
@@ -172,9 +175,11 @@ class CheckpointBatch {
   void DeleteFeatures(PartitionKey p, std::string_view customer_id);
   void DeleteCustomerModel(PartitionKey p, std::string_view customer_id);
   void PutPartitionModel(PartitionKey p, std::string_view name, std::string_view blob);
-  // The index of pending churn labels by deadline (state_keys.h).
+  // The index of pending churn labels by deadline (state_keys.h); `example`
+  // is the pending example's data kept only here (the churn model's feature
+  // snapshot), read back by NextLabelDeadline when the label matures.
   void PutLabelDeadline(PartitionKey p, int64_t deadline_ms, uint64_t id_hash,
-                        std::string_view customer_id);
+                        std::string_view customer_id, std::string_view example = {});
   void DeleteLabelDeadline(PartitionKey p, int64_t deadline_ms, uint64_t id_hash,
                            std::string_view customer_id);
   void DeletePartitionModel(PartitionKey p, std::string_view name);
@@ -217,6 +222,23 @@ class CheckpointBatch {
   size_t byte_size() const;  // the WriteBatch's serialized size
   bool empty() const { return entry_count() == 0; }
   void Clear();
+
+  // Whether what the batch holds now has been committed: a checkpoint may be
+  // staged and committed later, and state dropped from memory because a
+  // checkpoint holds it must wait until the store has it. Outlives the
+  // batch; a batch cleared without a commit counts as committed once the
+  // batch commits again.
+  class CommitTicket {
+   public:
+    CommitTicket() = default;
+    bool committed() const { return done_ != nullptr && done_->load() >= generation_; }
+
+   private:
+    friend class CheckpointBatch;
+    std::shared_ptr<const std::atomic<uint64_t>> done_;
+    uint64_t generation_ = 0;
+  };
+  CommitTicket ticket() const;
 
  private:
   friend class StateStore;
@@ -277,9 +299,14 @@ class StateStore {
   };
   Result<CustomerBlobs> GetCustomer(PartitionKey p, std::string_view customer) const;
   // The first label deadline of `p` after `after` in (deadline, hash, id)
-  // order (from the first one when `after` is null); nullopt when none is left.
+  // order (from the first one when `after` is null), with its example;
+  // nullopt when none is left. Corruption for a value that is not one.
   Result<std::optional<LabelDeadline>> NextLabelDeadline(PartitionKey p,
                                                          const LabelDeadline* after) const;
+  // The example of one label deadline entry; nullopt when there is none.
+  Result<std::optional<std::string>> GetLabelExample(PartitionKey p, int64_t deadline_ms,
+                                                     uint64_t id_hash,
+                                                     std::string_view customer_id) const;
 
   // Drops everything of a partition (state, offsets, marks) in one atomic write.
   Status DropPartition(PartitionKey p);
