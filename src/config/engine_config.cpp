@@ -141,6 +141,9 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
     if (c.models.sync_interval_ms > 0 && c.models.sync_interval_ms < 100) {
       m.Fail("sync_interval_ms",
              "must be 0 (off) or at least 100, not " + std::to_string(c.models.sync_interval_ms));
+    } else if (c.models.sync_interval_ms > 0 && c.guarantee != Guarantee::kAtLeastOnce) {
+      // The exactly-once modes' producer only produces in their blocks.
+      m.Fail("sync_interval_ms", "needs processing.guarantee: at_least_once");
     }
   });
   if (c.state_dir.empty()) f.Fail("state_dir", "must not be empty");

@@ -131,6 +131,8 @@ TEST_CASE("Config mistakes name the file, line and field", "[config]") {
       {"models:\n  sync_interval_ms: 5\n",
        "models.sync_interval_ms: must be 0 (off) or at least 100, not 5"},
       {"models:\n  sync_intervl_ms: 500\n", "models.sync_intervl_ms: unknown field"},
+      {"processing:\n  guarantee: exactly_once\nmodels:\n  sync_interval_ms: 500\n",
+       "models.sync_interval_ms: needs processing.guarantee: at_least_once"},
   };
   for (const auto& c : cases) {
     auto cfg = LoadEngineConfig(Write(dir, "c.yaml", c.text));
