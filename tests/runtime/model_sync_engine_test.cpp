@@ -13,6 +13,7 @@
 #include "crmstream/pipeline/model_sync.h"
 #include "crmstream/runtime/kafka_wiring.h"
 #include "engine_runs.h"
+#include "support/minute_sums.h"
 #include "support/require_ok.h"
 
 namespace crmstream::runtime {
@@ -69,7 +70,7 @@ TEST_CASE("Engines with model sync publish statistics that merge into the input'
   world.malformed_rate = 0.0;
   world.duplicate_rate = 0.0;
   REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
-  std::map<int64_t, std::array<double, 3>> want;  // minute -> revenue, tickets, logins
+  testing::MinuteSumsByMinute want;
   ingest::EventDecoder decoder;
   ingest::Event e;
   std::string key, value;
@@ -77,12 +78,7 @@ TEST_CASE("Engines with model sync publish statistics that merge into the input'
     gen->Next(&key, &value);
     REQUIRE_OK(fx.producer->Produce(fx.input_topic, kafka::kPartitionUnassigned, key, value));
     REQUIRE(!decoder.Decode(value, 0, &e).rejected());
-    auto& sums = want[e.timestamp_ms - ((e.timestamp_ms % 60'000) + 60'000) % 60'000];
-    if (e.type == ingest::EventType::kPurchase) sums[0] += e.amount;
-    if (e.type == ingest::EventType::kSupportTicket || e.type == ingest::EventType::kComplaint) {
-      sums[1] += 1.0;
-    }
-    if (e.type == ingest::EventType::kLogin) sums[2] += 1.0;
+    testing::AddToMinuteSums(e, &want);
   }
   REQUIRE_OK(fx.producer->Flush(std::chrono::seconds(30)));
 
