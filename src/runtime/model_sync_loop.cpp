@@ -5,12 +5,14 @@
 namespace crmstream::runtime {
 
 ModelSyncPublisher::ModelSyncPublisher(const EngineCore* core, kafka::Producer* producer,
-                                       std::chrono::milliseconds interval, size_t chunk_bytes)
+                                       EngineStats* stats, std::chrono::milliseconds interval,
+                                       size_t chunk_bytes)
     : core_(core),
       producer_(producer),
       interval_(interval),
       chunk_bytes_(chunk_bytes),
-      topic_(ModelSyncTopicName(core->config)) {}
+      topic_(ModelSyncTopicName(core->config)),
+      stats_(stats) {}
 
 Status ModelSyncPublisher::MaybePublish(Clock::time_point now) {
   if (now - last_ < interval_) return Status::OK();
@@ -34,6 +36,7 @@ Status ModelSyncPublisher::Publish() {
       CRM_RETURN_NOT_OK(producer_->Produce(topic_, 0, r.key, r.value)
                             .WithContext("producing model-sync records to " + topic_));
       ++records_produced_;
+      stats_->model_sync_records.fetch_add(1, std::memory_order_relaxed);
     }
   }
   return Status::OK();

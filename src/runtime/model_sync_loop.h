@@ -23,9 +23,9 @@ namespace crmstream::runtime {
 class ModelSyncPublisher {
  public:
   // `producer` must not be transactional (at_least_once shares the
-  // engine's idempotent producer). `chunk_bytes`: at most the bytes of
+  // engine's idempotent producer). `stats` counts the records. `chunk_bytes`: at most the bytes of
   // statistics per record.
-  ModelSyncPublisher(const EngineCore* core, kafka::Producer* producer,
+  ModelSyncPublisher(const EngineCore* core, kafka::Producer* producer, EngineStats* stats,
                      std::chrono::milliseconds interval, size_t chunk_bytes);
 
   // Publishes every task once `interval` has passed since the last time.
@@ -41,6 +41,7 @@ class ModelSyncPublisher {
   std::chrono::milliseconds interval_;
   size_t chunk_bytes_;
   std::string topic_;
+  EngineStats* stats_;
   Clock::time_point last_{};
   uint64_t records_produced_ = 0;
   std::string blob_;

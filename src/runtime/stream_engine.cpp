@@ -443,7 +443,8 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
     const size_t bound = options.max_output_bytes == 0 ? pipeline::kModelSyncChunkBytes
                                                        : options.max_output_bytes / 2;
     impl->model_sync = std::make_unique<ModelSyncPublisher>(
-        &core, core.producer.get(), std::chrono::milliseconds(config.models.sync_interval_ms),
+        &core, core.producer.get(), &core.probe.stats(),
+        std::chrono::milliseconds(config.models.sync_interval_ms),
         std::min(pipeline::kModelSyncChunkBytes, bound));
   }
   core.workers = ResolveWorkers(core.config, partitions, impl->delivery->SupportsWorkers());
