@@ -208,6 +208,7 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   out.push_back(Single(Metric::kGroupCommitFailures, Load(s.group_commit_failures)));
   out.push_back(Single(Metric::kTransactionsAborted, Load(s.transactions_aborted)));
   out.push_back(Single(Metric::kUnownedRecords, Load(s.unowned_records)));
+  out.push_back(Single(Metric::kModelSyncRecords, Load(s.model_sync_records)));
 
   out.push_back(Single(Metric::kCheckpoints, Load(s.checkpoints)));
   out.push_back(Single(Metric::kCheckpointFailures, Load(s.checkpoint_failures)));

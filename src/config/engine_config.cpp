@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <string>
 
 #include "crmstream/config/yaml_fields.h"
 
@@ -133,6 +134,17 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
     s.Read("sync", &c.state.sync);
     s.Read("write_timeout_ms", &c.state.write_timeout_ms, 100, 3600000);
     s.Read("changelog", &c.state.changelog);
+  });
+  f.ReadObject("models", [&](YamlFields& m) {
+    m.Read("sync_interval_ms", &c.models.sync_interval_ms, 0, 3600000);
+    // A publish collects and encodes every task's models: not per batch.
+    if (c.models.sync_interval_ms > 0 && c.models.sync_interval_ms < 100) {
+      m.Fail("sync_interval_ms",
+             "must be 0 (off) or at least 100, not " + std::to_string(c.models.sync_interval_ms));
+    } else if (c.models.sync_interval_ms > 0 && c.guarantee != Guarantee::kAtLeastOnce) {
+      // The exactly-once modes' producer only produces in their blocks.
+      m.Fail("sync_interval_ms", "needs processing.guarantee: at_least_once");
+    }
   });
   if (c.state_dir.empty()) f.Fail("state_dir", "must not be empty");
   CRM_RETURN_NOT_OK(f.Finish());

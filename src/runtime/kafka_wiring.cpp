@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "crmstream/pipeline/event_processor.h"
+#include "crmstream/pipeline/model_sync.h"
 #include "crmstream/runtime/engine_probe.h"
 
 namespace crmstream::runtime {
@@ -177,17 +178,37 @@ std::vector<kafka::TopicSpec> AllTopics(const config::EngineConfig& config) {
                         {{"cleanup.policy", "compact"}, {"retention.ms", "-1"}}});
     }
   }
+  if (config.models.sync_interval_ms > 0) {
+    // One partition: every instance reads all of it; records are keyed by
+    // input topic and partition, so compaction keeps each task's latest.
+    topics.push_back({ModelSyncTopicName(config),
+                      1,
+                      -1,
+                      {{"cleanup.policy", "compact"}, {"retention.ms", "-1"}}});
+  }
   return topics;
 }
 
-std::string ChangelogTopicName(const config::EngineConfig& config, std::string_view input_topic) {
-  std::string name = config.kafka.group_id + "-" + std::string(input_topic) + "-changelog";
+namespace {
+
+// A topic name from the group id: characters Kafka refuses become '_'.
+std::string LegalTopicName(std::string name) {
   for (char& c : name) {
     const bool legal = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                        c == '.' || c == '_' || c == '-';
     if (!legal) c = '_';
   }
   return name;
+}
+
+}  // namespace
+
+std::string ModelSyncTopicName(const config::EngineConfig& config) {
+  return LegalTopicName(pipeline::ModelSyncTopic(config.kafka.group_id));
+}
+
+std::string ChangelogTopicName(const config::EngineConfig& config, std::string_view input_topic) {
+  return LegalTopicName(config.kafka.group_id + "-" + std::string(input_topic) + "-changelog");
 }
 
 void KafkaSink::Emit(OutputKind kind, std::string_view key, std::string_view value) {

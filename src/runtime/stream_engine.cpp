@@ -17,6 +17,7 @@
 #include "runtime/at_least_once_delivery.h"
 #include "runtime/checkpointer.h"
 #include "runtime/engine_core.h"
+#include "runtime/model_sync_loop.h"
 #include "runtime/output_fingerprint.h"
 #include "runtime/stamped_exactly_once_delivery.h"
 #include "runtime/task_restorer.h"
@@ -191,6 +192,8 @@ struct StreamEngine::Impl final : kafka::RebalanceListener, BatchJob {
   std::unique_ptr<Checkpointer> checkpointer;
   std::unique_ptr<DeliveryMode> delivery;
   std::unique_ptr<TaskRestorer> restorer;
+  // models.sync_interval_ms > 0: publishes the tasks' model statistics.
+  std::unique_ptr<ModelSyncPublisher> model_sync;
   CustomerQueries queries;
   Status rebalance_error;
   // Most batches come from one partition.
@@ -429,6 +432,21 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   impl->checkpointer = std::make_unique<Checkpointer>(&core);
   impl->delivery = MakeDeliveryMode(core.config.guarantee, &core, impl->checkpointer.get());
   impl->restorer = std::make_unique<TaskRestorer>(&core, impl->delivery.get());
+  if (config.models.sync_interval_ms > 0) {
+    // at_least_once only: the exactly-once modes' producer only produces
+    // in their blocks.
+    if (config.guarantee != config::Guarantee::kAtLeastOnce) {
+      return Status::InvalidArgument(
+          "models.sync_interval_ms needs processing.guarantee: "
+          "at_least_once");
+    }
+    const size_t bound = options.max_output_bytes == 0 ? pipeline::kModelSyncChunkBytes
+                                                       : options.max_output_bytes / 2;
+    impl->model_sync = std::make_unique<ModelSyncPublisher>(
+        &core, core.producer.get(), &core.probe.stats(),
+        std::chrono::milliseconds(config.models.sync_interval_ms),
+        std::min(pipeline::kModelSyncChunkBytes, bound));
+  }
   core.workers = ResolveWorkers(core.config, partitions, impl->delivery->SupportsWorkers());
   if (core.workers > 1) {
     impl->pool = std::make_unique<WorkerPool>(core.workers);
@@ -783,6 +801,10 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
     if (e.restorer->rebuilding() || had_records) e.restorer->TrackRebuilds();
     result = e.delivery->AfterBatch(had_records);
     if (!result.ok()) break;
+    if (e.model_sync) {
+      result = e.model_sync->MaybePublish(Clock::now());
+      if (!result.ok()) break;
+    }
     core.producer->Poll(std::chrono::milliseconds(0));
     if (!core.sink->first_error().ok()) {
       result = core.sink->first_error().WithContext("producing outputs");
@@ -823,7 +845,9 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
   e.checkpointer->BeginDrain(Clock::now() +
                              std::chrono::milliseconds(core.config.shutdown_timeout_ms));
   Status st;
-  if (result.ok()) st = e.delivery->Drain();
+  // The last statistics go out with the final flush.
+  if (result.ok() && e.model_sync) st = e.model_sync->Publish();
+  if (result.ok() && st.ok()) st = e.delivery->Drain();
   if (!st.ok()) {
     stats.commit_failures.fetch_add(1, std::memory_order_relaxed);
     spdlog::error(

@@ -71,6 +71,16 @@ TEST_CASE("Processing guarantee and state settings load", "[config]") {
             ->guarantee == Guarantee::kExactlyOnceStamped);
 }
 
+TEST_CASE("Model sync is off unless models.sync_interval_ms is set", "[config]") {
+  testing::ScratchDir dir;
+  auto off = LoadEngineConfig(Write(dir, "c.yaml", "state:\n  sync: true\n"));
+  REQUIRE_OK(off);
+  CHECK(off->models.sync_interval_ms == 0);
+  auto on = LoadEngineConfig(Write(dir, "c.yaml", "models:\n  sync_interval_ms: 2500\n"));
+  REQUIRE_OK(on);
+  CHECK(on->models.sync_interval_ms == 2500);
+}
+
 TEST_CASE("The HTTP servers' listeners load, loopback without a token by default", "[config]") {
   testing::ScratchDir dir;
   auto defaults = LoadEngineConfig(Write(dir, "d.yaml", "metrics_port: 9464\n"));
@@ -116,6 +126,13 @@ TEST_CASE("Config mistakes name the file, line and field", "[config]") {
        "exactly_once_stamped, not 'twice'"},
       {"state:\n  memory_cap_mb: 1\n", "c.yaml:2:18: state.memory_cap_mb: 1 is out of range"},
       {"worker_threads: -2\n", "c.yaml:1:17: worker_threads: -2 is out of range"},
+      {"models:\n  sync_interval_ms: -1\n",
+       "c.yaml:2:21: models.sync_interval_ms: -1 is out of range"},
+      {"models:\n  sync_interval_ms: 5\n",
+       "models.sync_interval_ms: must be 0 (off) or at least 100, not 5"},
+      {"models:\n  sync_intervl_ms: 500\n", "models.sync_intervl_ms: unknown field"},
+      {"processing:\n  guarantee: exactly_once\nmodels:\n  sync_interval_ms: 500\n",
+       "models.sync_interval_ms: needs processing.guarantee: at_least_once"},
   };
   for (const auto& c : cases) {
     auto cfg = LoadEngineConfig(Write(dir, "c.yaml", c.text));

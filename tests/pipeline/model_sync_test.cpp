@@ -21,6 +21,7 @@
 #include "crmstream/ingest/json_decoder.h"
 #include "crmstream/pipeline/event_processor.h"
 #include "crmstream/pipeline/output_sink.h"
+#include "support/minute_sums.h"
 #include "support/require_ok.h"
 
 namespace crmstream::pipeline {
@@ -222,17 +223,12 @@ TEST_CASE("Three instances over 12 partitions merge the global models one instan
   }
 
   SECTION("minute metrics equal sums computed from the input") {
-    std::map<int64_t, std::array<double, 3>> want;
+    testing::MinuteSumsByMinute want;
     ingest::EventDecoder decoder;
     ingest::Event e;
     for (const std::string& r : in.all) {
       REQUIRE(!decoder.Decode(r, 0, &e).rejected());
-      auto& sums = want[e.timestamp_ms - ((e.timestamp_ms % 60'000) + 60'000) % 60'000];
-      if (e.type == ingest::EventType::kPurchase) sums[0] += e.amount;
-      if (e.type == ingest::EventType::kSupportTicket || e.type == ingest::EventType::kComplaint) {
-        sums[1] += 1.0;
-      }
-      if (e.type == ingest::EventType::kLogin) sums[2] += 1.0;
+      testing::AddToMinuteSums(e, &want);
     }
     REQUIRE(from_log.minutes.size() > 10);
     for (const scoring::MinuteSums& m : from_log.minutes) {

@@ -92,6 +92,16 @@ struct StateSettings {
   bool changelog = true;
 };
 
+// The global models across instances (models:, README "Global models across
+// instances").
+struct ModelSettings {
+  // How often each partition task publishes its models' sufficient
+  // statistics to `<group_id>.model-sync` (pipeline/model_sync.h), ms;
+  // every instance merges what it reads. 0 (default): off, no topic and
+  // nothing published. Otherwise 100 .. 3600000.
+  int sync_interval_ms = 0;
+};
+
 // One of the HTTP servers (the engine's admin server, the dashboard): who
 // may reach it. The core's defences and their defaults: http/server.h.
 struct HttpServerSettings {
@@ -136,6 +146,7 @@ struct EngineConfig {
   // refuses that otherwise: runtime/output_fingerprint.h).
   bool accept_config_change = false;
   StateSettings state;
+  ModelSettings models;
 };
 
 // Loads config/*.yaml; fields absent from the file keep their defaults.

@@ -123,6 +123,8 @@ struct EngineStats {
   // Records of partitions this instance does not own (a late batch of a
   // revoked partition): not processed, never given a task.
   std::atomic<uint64_t> unowned_records{0};
+  // Model-sync records produced (models.sync_interval_ms > 0).
+  std::atomic<uint64_t> model_sync_records{0};
 
   // Wall time to process one non-empty consumer batch (decode, features,
   // models, immediate outputs handed to the producer).

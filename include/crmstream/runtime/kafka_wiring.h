@@ -81,13 +81,17 @@ inline constexpr size_t kMinQueuedEventBytes = 100;
 size_t ConsumerQueueMessages(size_t queue_kbytes);
 
 // Every input and output topic of the configuration, and with
-// state.changelog the changelog topic of each input (compacted).
+// state.changelog the changelog topic of each input (compacted), with
+// models.sync_interval_ms > 0 the model-sync topic.
 std::vector<kafka::TopicSpec> AllTopics(const config::EngineConfig& config);
 
 // The changelog topic of an input topic: "<group id>-<input>-changelog",
 // tied to the application (the consumer group), so two applications never
 // read each other's state. Characters Kafka refuses in a topic name become '_'.
 std::string ChangelogTopicName(const config::EngineConfig& config, std::string_view input_topic);
+// `<group_id>.model-sync` (pipeline/model_sync.h): compacted, one partition;
+// in AllTopics only when models.sync_interval_ms > 0.
+std::string ModelSyncTopicName(const config::EngineConfig& config);
 
 // Produces each output record to its topic, keyed by customer where the
 // record has a key. A produce failure is kept (first error) for the engine
