@@ -44,7 +44,7 @@ TEST_CASE("The model-sync topic is created only when model sync is on", "[runtim
         sync[0].configs.end());
 }
 
-TEST_CASE("Two applications never share a model-sync topic; odd group ids stay legal",
+TEST_CASE("Two applications never share a model-sync topic, and odd group ids stay legal",
           "[runtime]") {
   config::EngineConfig a;
   a.kafka.group_id = "shop/eu";

