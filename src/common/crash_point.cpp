@@ -50,23 +50,38 @@ ArmedPoint Parse(std::string_view spec) {
   return p;
 }
 
-}  // namespace
-
-void Reached(std::string_view name) {
+const ArmedPoint& Armed() {
   static const ArmedPoint armed = Parse(std::getenv(kEnvironmentVariable));
-  static std::atomic<uint64_t> visits{0};
   if (!armed.error.empty()) {
     // Only tests set the variable: a typo must not pass as "never reached".
     Say(std::string(kEnvironmentVariable) + "=" + std::getenv(kEnvironmentVariable) + ": " +
         armed.error + " (expected <name>[:<nth>])\n");
     std::_Exit(2);
   }
-  if (name != armed.name) return;
-  const uint64_t visit = visits.fetch_add(1) + 1;
-  if (visit != armed.nth) return;
-  Say("crash point " + armed.name + " reached (visit " + std::to_string(visit) +
+  return armed;
+}
+
+// Whether this visit of `name` is the armed point's nth.
+bool NthVisit(std::string_view name) {
+  static std::atomic<uint64_t> visits{0};
+  if (name != Armed().name) return false;
+  return visits.fetch_add(1) + 1 == Armed().nth;
+}
+
+}  // namespace
+
+void Reached(std::string_view name) {
+  if (!NthVisit(name)) return;
+  const ArmedPoint& armed = Armed();
+  Say("crash point " + armed.name + " reached (visit " + std::to_string(armed.nth) +
       "): ending the process as a crash would\n");
   std::_Exit(kCrashPointExitStatus);
+}
+
+bool Fails(std::string_view name) {
+  if (!NthVisit(name)) return false;
+  Say("fault point " + Armed().name + " reached (visit " + std::to_string(Armed().nth) + ")\n");
+  return true;
 }
 
 }  // namespace crmstream::crash_point

@@ -162,6 +162,11 @@ Status TransactionalDelivery::FinishDrain() {
 }
 
 Status TransactionalDelivery::StageTask(PartitionTask* task) {
+  // Aborted, not yet rewound: the tasks' changes since their last checkpoint
+  // went with the aborted transaction (their dirty marks are cleared), so a
+  // stage now would commit their offsets without them. The rewind gives
+  // every task its checkpoint's state again.
+  if (rewind_) return Status::OK();
   TaskState& s = StateOf(task);
   // The stage's changelog records belong to the transaction.
   if (core_->changelog) CRM_RETURN_NOT_OK(EnsureTransaction());
@@ -197,6 +202,9 @@ Status TransactionalDelivery::Commit() {
     }
   }
   const auto timeout = checkpointer_->FlushTimeout();
+  if (st.ok() && CRMSTREAM_FAULT_POINT(crash_point::kTransactionAbortable)) {
+    st = Status::Aborted("fault point: the transaction is refused as abortable");
+  }
   if (st.ok() && !offsets.empty()) {
     st = RetryRetriable(timeout, [&] {
       return producer.SendOffsetsToTransaction(offsets, *core_->consumer, timeout);

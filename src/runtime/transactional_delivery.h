@@ -90,7 +90,8 @@ class TransactionalDelivery final : public BlockedDelivery {
   Status EnsureTransaction();
   // Sends the staged offsets, commits, writes the staged checkpoint.
   Status Commit();
-  // An abortable error: abort, drop what is staged, and ask for a rewind.
+  // An abortable error: abort, drop what is staged, and ask for a rewind
+  // (until it is done, nothing is staged).
   Status Abort(const Status& cause);
 
   bool in_transaction_ = false;

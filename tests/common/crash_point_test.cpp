@@ -1,5 +1,6 @@
 // Crash points end the process at the armed point's nth visit, with their
-// own exit status, and at no other point or visit.
+// own exit status, and at no other point or visit; fault points fail their
+// nth visit and nothing else.
 #include "crmstream/common/crash_point.h"
 
 #include <sys/wait.h>
@@ -75,6 +76,33 @@ TEST_CASE("A malformed crash point setting stops the process instead of passing 
     CHECK(out.exit_status == 2);
     CHECK(out.visits_survived == 0);
   }
+}
+
+// A fault point's visits in a forked child armed with `spec`: the child's
+// exit status is the number of the visit that failed (0: none).
+int FailingVisitInChild(const char* spec, int visits) {
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    setenv(kEnvironmentVariable, spec, 1);
+    int failed = 0;
+    for (int i = 1; i <= visits; ++i) {
+      if (Fails(kTransactionAbortable)) failed = failed == 0 ? i : 100;  // 100: failed twice
+    }
+    _exit(failed);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+TEST_CASE("A fault point fails its nth visit once and lets the process go on", "[common]") {
+  CHECK_FALSE(CRMSTREAM_FAULT_POINT(kTransactionAbortable));
+  CHECK(FailingVisitInChild("transaction.abortable:2", 4) == 2);
+  CHECK(FailingVisitInChild("transaction.abortable", 4) == 1);
+  CHECK(FailingVisitInChild("transaction.abortable:5", 4) == 0);
+  CHECK(FailingVisitInChild("checkpoint.before_flush", 4) == 0);
 }
 
 }  // namespace

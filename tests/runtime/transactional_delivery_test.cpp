@@ -34,6 +34,14 @@ std::vector<EngineRun> TransactionalRuns(const testing::TestBroker& broker,
   return runs;
 }
 
+// The run's engine configuration, written to a file in `dir`.
+std::filesystem::path ConfigFileOf(const std::string& bootstrap, const EngineRun& run,
+                                   const std::filesystem::path& dir) {
+  const std::filesystem::path file = dir / ("config-" + run.group + ".yaml");
+  WriteEngineYaml(EngineConfigFor(bootstrap, run), file);
+  return file;
+}
+
 }  // namespace
 
 TEST_CASE("Held outputs come out in order, and a cleared buffer holds nothing", "[runtime]") {
@@ -102,9 +110,7 @@ TEST_CASE(
   for (EngineRun& run : runs) run.input_partitions = 1;
   EngineFixture fx(runs, &broker);
   const auto config_of = [&](const EngineRun& run) {
-    const std::filesystem::path file = scratch.path() / ("config-" + run.group + ".yaml");
-    WriteEngineYaml(EngineConfigFor(fx.bootstrap, run), file);
-    return file;
+    return ConfigFileOf(fx.bootstrap, run, scratch.path());
   };
   const auto log_of = [&](const EngineRun& run, const char* what) {
     return scratch.path() / (run.group + "-" + what + ".log");
@@ -140,6 +146,41 @@ TEST_CASE(
     CHECK(*dropped == 0);
     CheckSameResults(fx.client, run, runs[0]);
   }
+}
+
+// An abortable commit (a rebalance moved the group's generation on, the
+// broker refuses the transaction's offsets) aborts and rewinds every task to
+// the store. Between the abort and the rewind nothing may be staged again:
+// a task whose changes went into the aborted transaction would be committed
+// at its offset without them (the idle close's commit aborting, then the
+// same tick's checkpoint of the settled task). The first commit of each run
+// refused, from an empty store and from a checkpoint; the result must be the
+// uninterrupted run's.
+TEST_CASE("Transactional engine: an aborted commit loses neither outputs nor state",
+          "[runtime][integration][kafka]") {
+  CRMSTREAM_USE_BROKER(testing::RealBroker, broker);
+  testing::ScratchDir scratch;
+  std::vector<EngineRun> runs = TransactionalRuns(broker, scratch.path(), {"straight", "aborted"});
+  for (EngineRun& run : runs) run.input_partitions = 1;
+  EngineFixture fx(runs, &broker);
+  const auto config_of = [&](const EngineRun& run) {
+    return ConfigFileOf(fx.bootstrap, run, scratch.path());
+  };
+  const std::string fault = std::string(crash_point::kTransactionAbortable) + ":1";
+  const auto run_aborted = [&](const char* name) {
+    const BinaryRun run = RunEngineBinary(config_of(runs[1]), fault, scratch.path() / name);
+    INFO(name << ":\n" << run.log);
+    REQUIRE(run.exit.exited(0));
+    CHECK_THAT(run.log, Catch::Contains("aborting the transaction"));
+  };
+
+  fx.Produce(3000);
+  run_aborted("aborted-first.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  fx.Produce(3000);
+  run_aborted("aborted-second.log");
+  RunEngineBinaryChecked(config_of(runs[0]), "", scratch.path() / "straight.log");
+  CheckSameResults(fx.client, runs[1], runs[0]);
 }
 
 // Zombie fencing: an instance paused (SIGSTOP) past its session timeout

@@ -40,6 +40,12 @@ inline constexpr std::string_view kAfterTransactionCommit = "transaction.after_c
 inline constexpr std::array<std::string_view, 4> kTransactionPoints{
     kBeforeTransactionCommit, kAfterTransactionCommit, kBeforeWrite, kAfterWrite};
 
+// Fault points: armed the same way, the nth visit does not end the process
+// but makes the code there fail as the named fault would (Fails() returns
+// true once). A commit whose transaction is refused as abortable (as a
+// group generation moved on by a rebalance makes it).
+inline constexpr std::string_view kTransactionAbortable = "transaction.abortable";
+
 namespace internal {
 // True when CRMSTREAM_CRASH_AT was set at start-up.
 extern const bool g_armed;
@@ -47,6 +53,8 @@ extern const bool g_armed;
 
 // Counts a visit of `name`; ends the process at the armed point's nth.
 void Reached(std::string_view name);
+// Counts a visit of the fault point `name`; true at the armed point's nth.
+bool Fails(std::string_view name);
 
 }  // namespace crmstream::crash_point
 
@@ -54,7 +62,10 @@ void Reached(std::string_view name);
 #define CRMSTREAM_CRASH_POINT(name) \
   do {                              \
   } while (0)
+#define CRMSTREAM_FAULT_POINT(name) false
 #else
+#define CRMSTREAM_FAULT_POINT(name) \
+  (::crmstream::crash_point::internal::g_armed && ::crmstream::crash_point::Fails(name))
 #define CRMSTREAM_CRASH_POINT(name)                                 \
   do {                                                              \
     if (::crmstream::crash_point::internal::g_armed) [[unlikely]] { \
