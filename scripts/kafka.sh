@@ -113,13 +113,22 @@ EOF
   touch "$dist/.complete"
 }
 
-# `count` free TCP ports on loopback, from a random start in 20000-44999.
+# `count` free TCP ports on loopback, below the kernel's ephemeral range:
+# the nodes bind them seconds after the choice (storage formatting, JVM
+# start), and in that window any outgoing connection or port-0 listener (an
+# embedded cluster of a test running beside) may be given a port of the
+# ephemeral range, which then refuses the node's bind.
 free_ports() {
-  local count="$1" port=$((20000 + RANDOM % 25000)) found=()
+  local count="$1" low=10000 high=32768 ephemeral found=()
+  read -r ephemeral _ < /proc/sys/net/ipv4/ip_local_port_range 2> /dev/null || ephemeral=32768
+  # A kernel whose ephemeral range starts low leaves no such room.
+  if [ "$ephemeral" -gt 12000 ]; then high="$ephemeral"; else low=20000 high=45000; fi
+  local span=$((high - low)) port
+  port=$((low + RANDOM % span))
   while [ ${#found[@]} -lt "$count" ]; do
     port=$((port + 1))
-    [ "$port" -lt 45000 ] || port=20000
-    [ -z "$(ss -Htln "sport = :$port")" ] && found+=("$port")
+    [ "$port" -lt "$high" ] || port="$low"
+    [ -z "$(ss -Htan "sport = :$port")" ] && found+=("$port")
   done
   echo "${found[@]}"
 }
@@ -428,6 +437,10 @@ EOF
   until answering; do
     for ((i = 1; i <= brokers; i++)); do
       if ! node_alive "$i"; then
+        # Its first errors say why (a port taken, a bad setting); the tail
+        # shows only the shutdown.
+        grep -h -m 10 -E "ERROR|FATAL|Exception" "$run/node-$i/stdout.log" \
+          "$run/node-$i/server.log" >&2 2> /dev/null || true
         tail -n 30 "$run/node-$i/stdout.log" "$run/node-$i/server.log" >&2 2> /dev/null || true
         stop_nodes
         die "node $i exited during start-up (logs: $run/node-$i/)"
