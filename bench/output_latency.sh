@@ -8,7 +8,9 @@
 # the input rate the engine kept.
 #
 #   bench/output_latency.sh --rate 20000 --customers 20000 --duration 120 --warmup 40
-# (-X key=value passes a librdkafka property to the engine's clients.)
+# (-X key=value passes a librdkafka property to the engine's clients;
+# --customer-scores-every batch|event sets the pipeline's
+# outputs.customer_scores_every, commit by default.)
 #
 # --broker real runs the same job on the shared Kafka cluster of
 # scripts/kafka.sh (started if it is not running) instead of the embedded
@@ -25,6 +27,7 @@ guarantee=
 broker=embedded
 extra=()
 config=config/crmstream.yaml
+scores_every=
 while [ $# -gt 0 ]; do
   case "$1" in
     --rate) rate=$2; shift 2 ;;
@@ -35,6 +38,7 @@ while [ $# -gt 0 ]; do
     --broker) broker=$2; shift 2 ;;
     -c|--config) config=$2; shift 2 ;;
     -X) extra+=(-X "$2"); shift 2 ;;
+    --customer-scores-every) scores_every=$2; shift 2 ;;
     *) echo "output_latency.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -44,6 +48,14 @@ work=$(mktemp -d /tmp/crmstream-latency.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 port=$((20000 + RANDOM % 20000))
 main_job_config "$config" "$work" "$port"
+if [ -n "$scores_every" ]; then
+  pipeline=$(sed -n 's|^pipeline: *\([^ #]*\).*|\1|p' "$work/config.yaml")
+  sed "s|^  customer_scores_every: [a-z]*|  customer_scores_every: $scores_every|" "$pipeline" \
+    > "$work/pipeline.yaml"
+  grep -q "^  customer_scores_every: $scores_every" "$work/pipeline.yaml" ||
+    { echo "output_latency.sh: $pipeline has no customer_scores_every line" >&2; exit 2; }
+  sed -i "s|^pipeline: .*|pipeline: $work/pipeline.yaml|" "$work/config.yaml"
+fi
 case "$broker" in
   embedded) ;;
   real)

@@ -8,6 +8,10 @@
 #                              (coalesced per commit: 1 s, its default)
 #   crmstream-10ms             the same committing every 10 ms (its minimum):
 #                              closer to one output per event, lower latency
+#   crmstream-event            the same with one customer-scores record per
+#                              event, scored then (the pipeline's
+#                              outputs.customer_scores_every: event): the
+#                              peers' workload record for record
 #   Kafka Streams (Java)       kafka-streams/: RocksDB state store, the
 #                              logistic update written by hand
 #   Quix Streams + River       quix-river/app.py: Quix's RocksDB state,
@@ -56,7 +60,7 @@ latency_s="${PEERS_LATENCY_S:-20}"
 warmup_events="${PEERS_WARMUP_EVENTS:-200}"
 core="${PEERS_CORE:-0}"
 feeder_core="${PEERS_FEEDER_CORE:-1}"
-only="${PEERS_ONLY:-crmstream crmstream-10ms kafka-streams quix-river}"
+only="${PEERS_ONLY:-crmstream crmstream-10ms crmstream-event kafka-streams quix-river}"
 crmstream="${CRMSTREAM_BIN:-$root/build/release/src/cli/crmstream}"
 
 log() { echo "peers: $*" >&2; }
@@ -94,11 +98,24 @@ if [[ " $only " == *" kafka-streams "* ]] &&
     die "mvn could not build bench/peers/kafka-streams"
 fi
 
-# crmstream's commit interval, ms: customer-scores leave at each commit.
+# crmstream's commit interval, ms: customer-scores leave at each commit
+# (crmstream-event: at each event, so its first output waits for no commit).
 commit_ms() {
   case "$1" in
     crmstream-10ms) echo 10 ;;
     *) echo 1000 ;; # the default of config/crmstream.yaml
+  esac
+}
+first_flush_ms() {
+  case "$1" in
+    crmstream-event) echo 0 ;;
+    *) commit_ms "$1" ;;
+  esac
+}
+customer_scores_every() {
+  case "$1" in
+    crmstream-event) echo event ;;
+    *) echo commit ;;
   esac
 }
 
@@ -121,7 +138,7 @@ generate "$input" "$events"
 
 # crmstream's configuration for an input/output pair: features over one
 # 30-day window, the online models on, one output kind (customer-scores).
-crmstream_config() { # NAME INPUT OUTPUT COMMIT_MS
+crmstream_config() { # NAME INPUT OUTPUT COMMIT_MS EVERY
   cat > "$work/$1-pipeline.yaml" << EOF
 name: peers
 features:
@@ -130,6 +147,7 @@ models:
   enabled: true
 outputs:
   customer_scores: true
+  customer_scores_every: $5
   churn_alerts: false
   segments: false
   anomalies: false
@@ -160,8 +178,8 @@ EOF
 engine_command() {
   local peer="$1" in="$2" out="$3" phase="$4"
   case "$peer" in
-    crmstream | crmstream-10ms)
-      crmstream_config "$peer-$phase" "$in" "$out" "$(commit_ms "$peer")"
+    crmstream | crmstream-10ms | crmstream-event)
+      crmstream_config "$peer-$phase" "$in" "$out" "$(commit_ms "$peer")" "$(customer_scores_every "$peer")"
       local caught_up=()
       [ "$phase" = throughput ] && caught_up=(--until-caught-up)
       echo taskset -c "$core" "$crmstream" run -c "$work/$peer-$phase.yaml" --metrics-port 0 \
@@ -175,7 +193,7 @@ engine_command() {
       echo taskset -c "$core" "$py" "$here/quix-river/app.py" "$bootstrap" "$in" "$out" \
         "$prefix.$peer.$phase" "$work/$peer-$phase-state"
       ;;
-    *) die "unknown engine $peer (PEERS_ONLY: crmstream crmstream-10ms kafka-streams quix-river)" ;;
+    *) die "unknown engine $peer (PEERS_ONLY: crmstream crmstream-10ms crmstream-event kafka-streams quix-river)" ;;
   esac
 }
 
@@ -193,7 +211,7 @@ for peer in $only; do
   measure run "$bootstrap" "$out" "$target" "$work/$peer-throughput.json" -- \
     $(engine_command "$peer" "$input" "$out" throughput) > "$work/$peer-throughput.log" 2>&1 ||
     die "$peer failed (log: $work/$peer-throughput.log)"
-  read -r r w o < <(measure rates "$work/$peer-throughput.json" "$events" "$peer" "$(commit_ms "$peer")") ||
+  read -r r w o < <(measure rates "$work/$peer-throughput.json" "$events" "$peer" "$(first_flush_ms "$peer")") ||
     die "$peer: no rates (log: $work/$peer-throughput.log)"
   log "$peer: $r events per CPU-second, $w per wall second, $o outputs"
   # The peers' RFM values against a batch recomputation from the input.

@@ -333,6 +333,7 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& decoded,
   }
   counters_.accepted.Add();
   counters_.by_type[static_cast<int>(event.type)].Add();
+  if (options_.customer_scores_cadence == ProcessorOptions::ScoresCadence::kEvent) FlushOutputs();
   return ProcessOutcome::kAccepted;
 }
 

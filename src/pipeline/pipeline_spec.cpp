@@ -1,6 +1,7 @@
 #include "crmstream/pipeline/pipeline_spec.h"
 
 #include <algorithm>
+#include <array>
 #include <limits>
 
 #include "crmstream/config/yaml_fields.h"
@@ -32,6 +33,18 @@ void ReadCount(config::YamlFields& f, const std::string& key, int min, int max, 
   f.Read(key, &value, min, max);
   *out = static_cast<uint32_t>(value);
 }
+
+// Reads one of `names` into an enum whose values index them.
+template <typename Enum, size_t N>
+void ReadEnum(config::YamlFields& f, const std::string& key,
+              const std::array<std::string_view, N>& names, Enum* out) {
+  std::string name(names[static_cast<size_t>(*out)]);
+  f.ReadChoice(key, &name, {names.begin(), names.end()});
+  const auto it = std::find(names.begin(), names.end(), name);
+  if (it != names.end()) *out = static_cast<Enum>(it - names.begin());
+}
+
+constexpr std::array<std::string_view, 3> kScoresCadenceNames = {"commit", "batch", "event"};
 
 }  // namespace
 
@@ -76,15 +89,7 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
       s.Read("reseed_after_points", &reseed, 0, int64_t{1} << 40);
       segments.reseed_after_points = static_cast<uint64_t>(reseed);
     });
-    {
-      const auto& names = scoring::kChurnModelKindNames;
-      std::string churn_model(names[static_cast<size_t>(o.models.churn.churn_model)]);
-      m.ReadChoice("churn_model", &churn_model, {names.begin(), names.end()});
-      const auto it = std::find(names.begin(), names.end(), churn_model);
-      if (it != names.end()) {
-        o.models.churn.churn_model = static_cast<scoring::ChurnModelKind>(it - names.begin());
-      }
-    }
+    ReadEnum(m, "churn_model", scoring::kChurnModelKindNames, &o.models.churn.churn_model);
     m.ReadObject("associations", [&](config::YamlFields& a) {
       a.Read("enabled", &o.associations_enabled);
       ReadDuration(a, "window_days", kMillisPerDay, 1, 3650, &o.associations.window_ms);
@@ -135,6 +140,7 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
   });
   f.ReadObject("outputs", [&](config::YamlFields& out) {
     out.Read("customer_scores", &o.emit_customer_scores);
+    ReadEnum(out, "customer_scores_every", kScoresCadenceNames, &o.customer_scores_cadence);
     out.Read("churn_alerts", &o.emit_churn_alerts);
     out.Read("segments", &o.emit_segments);
     out.Read("anomalies", &o.emit_anomalies);

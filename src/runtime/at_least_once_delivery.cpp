@@ -78,8 +78,14 @@ Status AtLeastOnceDelivery::Process(PartitionTask* task, const kafka::MessageVie
 
 void AtLeastOnceDelivery::FinishTaskBatch(PartitionTask* task) {
   // Alerts, segment changes and customer anomalies of this batch's
-  // customers now; their customer-scores records wait for the commit.
-  task->processor->RefreshScores();
+  // customers now; their customer-scores records wait for the commit unless
+  // the pipeline asks for them per batch.
+  if (core_->processor_options.customer_scores_cadence ==
+      pipeline::ProcessorOptions::ScoresCadence::kBatch) {
+    task->processor->FlushOutputs();
+  } else {
+    task->processor->RefreshScores();
+  }
 }
 
 Status AtLeastOnceDelivery::AfterBatch(bool had_records) {

@@ -432,6 +432,14 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   impl->checkpointer = std::make_unique<Checkpointer>(&core);
   impl->delivery = MakeDeliveryMode(core.config.guarantee, &core, impl->checkpointer.get());
   impl->restorer = std::make_unique<TaskRestorer>(&core, impl->delivery.get());
+  if (options.customer_scores_cadence != pipeline::ProcessorOptions::ScoresCadence::kCommit &&
+      config.guarantee != config::Guarantee::kAtLeastOnce) {
+    // The exactly-once modes' outputs leave with their commit anyway, and
+    // the stamped mode's must not depend on how the consumer batched.
+    return Status::InvalidArgument(
+        "the pipeline's outputs.customer_scores_every (batch or event) needs "
+        "processing.guarantee: at_least_once");
+  }
   if (config.models.sync_interval_ms > 0) {
     // at_least_once only: the exactly-once modes' producer only produces
     // in their blocks.

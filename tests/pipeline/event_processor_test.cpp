@@ -3,7 +3,9 @@
 #include <simdjson.h>
 
 #include <catch2/catch.hpp>
+#include <map>
 
+#include "crmstream/generator/world_generator.h"
 #include "recording_sink.h"
 #include "support/require_ok.h"
 
@@ -191,6 +193,56 @@ TEST_CASE("Processor: plan names are bounded, an event beyond a bound is a dead 
     CHECK(std::string_view(doc["reason"]) == "out_of_range");
     CHECK(std::string_view(doc["field"]) == "plan");
   }
+}
+
+}  // namespace
+}  // namespace crmstream::pipeline
+
+namespace crmstream::pipeline {
+namespace {
+
+TEST_CASE("Processor: customer_scores_every event publishes each accepted event's record at once",
+          "[pipeline]") {
+  // A generated world with malformed and repeated records: every accepted
+  // event, and only those, leaves one customer-scores record before the
+  // next record is processed, carrying the customer's events so far,
+  // counted here from the input.
+  generator::WorldOptions world;
+  world.customers = 300;
+  world.malformed_rate = 0.01;
+  world.duplicate_rate = 0.01;
+  REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
+  ProcessorOptions options;
+  options.customer_scores_cadence = ProcessorOptions::ScoresCadence::kEvent;
+  RecordingSink sink;
+  REQUIRE_OK_AND_ASSIGN(auto p, EventProcessor::Create(options, &sink));
+  std::map<std::string, int64_t, std::less<>> events_of;
+  simdjson::dom::parser parser;
+  std::string key, value;
+  size_t accepted = 0, other = 0;
+  for (int i = 0; i < 5000; ++i) {
+    gen->Next(&key, &value);
+    const size_t before = sink.Of(OutputKind::kCustomerScores).size();
+    const ProcessOutcome outcome = p->Process(value, {"crm.interactions", 0, i}, 0);
+    const auto scores = sink.Of(OutputKind::kCustomerScores);
+    if (outcome != ProcessOutcome::kAccepted) {
+      ++other;
+      CHECK(scores.size() == before);
+      continue;
+    }
+    ++accepted;
+    REQUIRE(scores.size() == before + 1);
+    const std::string customer(std::string_view(parser.parse(value)["customer_id"]));
+    const int64_t expected = ++events_of[customer];
+    CHECK(scores.back()->key == customer);
+    simdjson::dom::element doc = parser.parse(scores.back()->value);
+    CHECK(int64_t(doc["events"]) == expected);
+  }
+  CHECK(accepted > 4500);
+  CHECK(other > 0);  // the malformed and repeated records were met
+  // Nothing is left for a flush: every record already left.
+  p->FlushOutputs();
+  CHECK(sink.Of(OutputKind::kCustomerScores).size() == accepted);
 }
 
 }  // namespace

@@ -194,6 +194,24 @@ TEST_CASE("Alert and output cadence fields load and are validated", "[pipeline]"
   CHECK_THAT(p.status().message(), Catch::Contains("did you mean 'cooldown_hours'"));
 }
 
+TEST_CASE("customer_scores_every chooses when customer-scores records leave", "[pipeline]") {
+  using Cadence = ProcessorOptions::ScoresCadence;
+  testing::ScratchDir dir;
+  auto p = LoadPipelineSpec(Write(dir, "p.yaml", "outputs:\n  customer_scores: true\n"));
+  REQUIRE_OK(p);
+  CHECK(p->processor.customer_scores_cadence == Cadence::kCommit);
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "outputs:\n  customer_scores_every: batch\n"));
+  REQUIRE_OK(p);
+  CHECK(p->processor.customer_scores_cadence == Cadence::kBatch);
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "outputs:\n  customer_scores_every: event\n"));
+  REQUIRE_OK(p);
+  CHECK(p->processor.customer_scores_cadence == Cadence::kEvent);
+  p = LoadPipelineSpec(Write(dir, "p.yaml", "outputs:\n  customer_scores_every: second\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("p.yaml:2:"));
+  CHECK_THAT(p.status().message(), Catch::Contains("outputs.customer_scores_every"));
+}
+
 TEST_CASE("The customer-anomaly severities and budget load and are validated", "[pipeline]") {
   testing::ScratchDir dir;
   auto p = LoadPipelineSpec(

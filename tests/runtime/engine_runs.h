@@ -202,8 +202,9 @@ inline std::map<std::string, std::string> StateEntries(
 // An engine running on its own thread until Stop().
 class BackgroundEngine {
  public:
-  explicit BackgroundEngine(const config::EngineConfig& cfg, bool until_caught_up = false) {
-    auto engine = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
+  explicit BackgroundEngine(const config::EngineConfig& cfg, bool until_caught_up = false,
+                            const pipeline::PipelineSpec& pipeline = {}) {
+    auto engine = StreamEngine::Create(cfg, pipeline);
     REQUIRE_OK(engine);
     engine_ = std::move(engine).value();
     RunOptions options;

@@ -92,6 +92,14 @@ struct ProcessorOptions {
   scoring::CustomerModelsOptions models;
   scoring::MinuteMetricsOptions minute_metrics;
   bool emit_customer_scores = true;  // FlushOutputs() emits crm.customer-scores
+  // When a customer's crm.customer-scores record leaves: kCommit (default)
+  // coalesces each customer's events to one record per commit; kBatch, as
+  // the batch that updated it is processed (the engine's at_least_once
+  // mode: it calls FlushOutputs after each batch); kEvent, one record per
+  // accepted event, scored then (FlushOutputs after every event: the most
+  // records and the least latency).
+  enum class ScoresCadence : uint8_t { kCommit, kBatch, kEvent };
+  ScoresCadence customer_scores_cadence = ScoresCadence::kCommit;
   // The other outputs; each needs models_enabled.
   bool emit_churn_alerts = true;
   bool emit_segments = true;
