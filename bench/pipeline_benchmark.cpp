@@ -100,8 +100,15 @@ void BM_ReplayPass(benchmark::State& state) {
   ProcessorOptions options;
   options.models_enabled = state.range(0) != 0;
   options.emit_customer_scores = state.range(1) != 0;
+  // flush_every 1: the pipeline's customer_scores_every: event (the
+  // processor flushes each accepted event itself).
+  int64_t flush_every = state.range(2);
+  if (flush_every == 1) {
+    options.customer_scores_cadence = ProcessorOptions::ScoresCadence::kEvent;
+    flush_every = 0;
+  }
   uint64_t outputs = 0;
-  if (!ReplayPasses(state, events, options, 0, state.range(2), &outputs)) return;
+  if (!ReplayPasses(state, events, options, 0, flush_every, &outputs)) return;
   uint64_t bytes = 0;
   for (const auto& e : events) bytes += e.size();
   state.counters["outputs"] = static_cast<double>(outputs);
@@ -115,6 +122,7 @@ BENCHMARK(BM_ReplayPass)
     ->Args({1, 0, 65536})
     ->Args({1, 1, 65536})
     ->Args({1, 1, 2048})
+    ->Args({1, 1, 1})
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2.0);
 
