@@ -236,5 +236,51 @@ TEST_CASE("A partition scores with the merged models it is handed and learns its
   }
 }
 
+TEST_CASE("A tree churn model keeps scoring alone beside merged spend models",
+          "[scoring][model_sync]") {
+  // Twins fed the same stream, one handed global models (its own statistics
+  // merged with a copy of them): the tree's churn probabilities stay those
+  // of the twin scoring alone, the predicted spend is the merged
+  // regression's.
+  CustomerModelsOptions options = testing::AlertingOptions();
+  options.churn.churn_model = ChurnModelKind::kModelTree;
+  Partition with_global(options);
+  Partition alone(options);
+  generator::WorldOptions wo;
+  wo.seed = 9;
+  wo.customers = 200;
+  EventSource a(wo), b(wo);
+  for (int n = 0; n < 40'000; ++n) {
+    with_global.Process(a.Next());
+    alone.Process(b.Next());
+  }
+  with_global.RefreshPending();
+  alone.RefreshPending();
+  ModelStatistics merged = ModelStatistics::Collect(with_global.models, with_global.minutes);
+  REQUIRE_OK(merged.Merge(ModelStatistics(merged)));
+  REQUIRE_OK(with_global.models.UseGlobalModels(&merged));
+  const ChurnValueModel& churn = with_global.models.churn();
+  REQUIRE(churn.scores_with_global());
+  int compared = 0;
+  double largest_value_difference = 0.0;
+  for (int n = 0; n < 2000; ++n) {
+    const std::optional<Scored> scored = ProcessNext(with_global, a);
+    const std::optional<Scored> twin = ProcessNext(alone, b);
+    REQUIRE(scored.has_value() == twin.has_value());
+    if (!scored) continue;
+    CHECK(scored->scores.churn_probability == twin->scores.churn_probability);
+    const Expected global =
+        ScoreDirectly(scored->f, churn, *merged.churn_features, churn.churn_model(),
+                      *merged.spend_features, *merged.value, with_global.store->spec());
+    CHECK(Near(scored->scores.predicted_value, global.predicted_value));
+    largest_value_difference =
+        std::max(largest_value_difference,
+                 std::abs(scored->scores.predicted_value - twin->scores.predicted_value));
+    ++compared;
+  }
+  CHECK(compared > 1000);
+  CHECK(largest_value_difference > 1e-3);
+}
+
 }  // namespace
 }  // namespace crmstream::scoring
