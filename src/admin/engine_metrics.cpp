@@ -209,6 +209,8 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   out.push_back(Single(Metric::kTransactionsAborted, Load(s.transactions_aborted)));
   out.push_back(Single(Metric::kUnownedRecords, Load(s.unowned_records)));
   out.push_back(Single(Metric::kModelSyncRecords, Load(s.model_sync_records)));
+  out.push_back(Single(Metric::kModelSyncMerges, Load(s.model_sync_merges)));
+  out.push_back(Single(Metric::kModelSyncPartitionsMerged, Load(s.model_sync_partitions_merged)));
 
   out.push_back(Single(Metric::kCheckpoints, Load(s.checkpoints)));
   out.push_back(Single(Metric::kCheckpointFailures, Load(s.checkpoint_failures)));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "crmstream/kafka/handles.h"
@@ -17,6 +18,21 @@ using Clock = std::chrono::steady_clock;
 
 std::string Describe(const std::string& topic, int32_t partition) {
   return topic + " [" + std::to_string(partition) + "]";
+}
+
+// A consumer client for manual assignment. The consumer API needs a group
+// id even then; nothing is committed under it and no group is joined.
+Result<KafkaHandle> ManualConsumer(ClientConfig effective, const std::string& client_id,
+                                   std::string_view what) {
+  effective.SetDefault("group.id", client_id);
+  CRM_ASSIGN_OR_RETURN(ConfHandle conf, effective.BuildConf());
+  RouteLogsToSpdlog(conf.get());
+  std::array<char, 512> errstr{};
+  KafkaHandle rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), errstr.data(), errstr.size()));
+  if (!rk) return Status::InvalidArgument(std::string(what) + ": " + errstr.data());
+  conf.release();  // owned by the client now
+  rd_kafka_poll_set_consumer(rk.get());
+  return rk;
 }
 
 }  // namespace
@@ -60,16 +76,8 @@ Status ReadPartitionsToEnd(const ClientConfig& config, std::span<const TopicPart
   // The end is detected by an empty fetch at the end offset: do not let the
   // broker hold that fetch for the default 500 ms.
   effective.SetDefault("fetch.wait.max.ms", "10");
-  // The consumer API needs a group id even with manual assignment; nothing
-  // is committed under it.
-  effective.SetDefault("group.id", options.client_id);
-  CRM_ASSIGN_OR_RETURN(ConfHandle conf, effective.BuildConf());
-  RouteLogsToSpdlog(conf.get());
-  std::array<char, 512> errstr{};
-  KafkaHandle rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), errstr.data(), errstr.size()));
-  if (!rk) return Status::InvalidArgument(std::string("partition reader: ") + errstr.data());
-  conf.release();  // owned by the client now
-  rd_kafka_poll_set_consumer(rk.get());
+  CRM_ASSIGN_OR_RETURN(KafkaHandle rk,
+                       ManualConsumer(std::move(effective), options.client_id, "partition reader"));
 
   std::vector<PartitionEnd> ends;
   ends.reserve(from.size());
@@ -159,6 +167,97 @@ Status ReadPartitionsToEnd(const ClientConfig& config, std::span<const TopicPart
   (void)rd_kafka_assign(rk.get(), nullptr);
   (void)rd_kafka_consumer_close(rk.get());
   return failure;
+}
+
+struct PartitionFollower::Impl {
+  KafkaHandle rk;
+};
+
+Result<std::unique_ptr<PartitionFollower>> PartitionFollower::Create(
+    const ClientConfig& config, std::span<const TopicPartitionOffset> from,
+    const PartitionFollowOptions& options) {
+  ClientConfig effective = config;
+  effective.SetDefault("client.id", options.client_id);
+  effective.Set("enable.partition.eof", "false");
+  effective.Set("enable.auto.commit", "false");
+  effective.Set("enable.auto.offset.store", "false");
+  effective.Set("queued.max.messages.kbytes", std::to_string(options.queue_kbytes));
+  effective.SetDefault("fetch.message.max.bytes",
+                       std::to_string(std::min(options.queue_kbytes, 1024) * 1024));
+  CRM_ASSIGN_OR_RETURN(KafkaHandle rk, ManualConsumer(std::move(effective), options.client_id,
+                                                      "partition follower"));
+  PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(from.size())));
+  for (const TopicPartitionOffset& p : from) {
+    rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition)->offset = p.offset;
+  }
+  CRM_RETURN_NOT_OK(
+      KafkaStatus(rd_kafka_assign(rk.get(), list.get()), "partition follower: assign"));
+  std::unique_ptr<PartitionFollower> follower(new PartitionFollower());
+  follower->impl_ = std::make_unique<Impl>();
+  follower->impl_->rk = std::move(rk);
+  follower->partitions_.assign(from.begin(), from.end());
+  return follower;
+}
+
+PartitionFollower::~PartitionFollower() {
+  if (impl_ && impl_->rk) {
+    (void)rd_kafka_assign(impl_->rk.get(), nullptr);
+    (void)rd_kafka_consumer_close(impl_->rk.get());
+  }
+}
+
+Result<size_t> PartitionFollower::Poll(std::chrono::milliseconds timeout, size_t max_messages,
+                                       const OnMessage& on_message) {
+  size_t read = 0;
+  int wait_ms = static_cast<int>(timeout.count());
+  while (read < max_messages) {
+    MessageHandle msg(rd_kafka_consumer_poll(impl_->rk.get(), wait_ms));
+    wait_ms = 0;  // only the first record is waited for
+    if (!msg) break;
+    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (KafkaErrorCode(msg->err) == StatusCode::kUnavailable) continue;  // librdkafka retries
+      return KafkaStatus(msg->err, "partition follower");
+    }
+    const MessageView view(msg.get());
+    for (TopicPartitionOffset& p : partitions_) {
+      if (p.partition == view.partition() && p.topic == view.topic()) {
+        p.offset = std::max(p.offset, view.offset() + 1);
+      }
+    }
+    ++read;
+    CRM_RETURN_NOT_OK(on_message(view));
+  }
+  return read;
+}
+
+Status PartitionFollower::ReadToEnd(std::chrono::milliseconds timeout,
+                                    const OnMessage& on_message) {
+  const Clock::time_point deadline = Clock::now() + timeout;
+  std::vector<int64_t> lows, ends;
+  for (const TopicPartitionOffset& p : partitions_) {
+    int64_t low = 0, high = 0;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    CRM_RETURN_NOT_OK(KafkaStatus(
+        rd_kafka_query_watermark_offsets(impl_->rk.get(), p.topic.c_str(), p.partition, &low, &high,
+                                         static_cast<int>(std::max<int64_t>(1, left))),
+        Describe(p.topic, p.partition) + ": end offset"));
+    lows.push_back(low);
+    ends.push_back(high);
+  }
+  for (;;) {
+    bool done = true;
+    for (size_t i = 0; i < ends.size(); ++i) {
+      // An empty partition is done whatever its start (kOffsetBeginning too).
+      if (ends[i] > lows[i] && partitions_[i].offset < ends[i]) done = false;
+    }
+    if (done) return Status::OK();
+    if (Clock::now() >= deadline) {
+      return Status::Unavailable("partition follower: end not reached within " +
+                                 std::to_string(timeout.count()) + " ms");
+    }
+    CRM_RETURN_NOT_OK(Poll(std::chrono::milliseconds(100), SIZE_MAX, on_message).status());
+  }
 }
 
 }  // namespace crmstream::kafka

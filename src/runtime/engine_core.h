@@ -72,6 +72,9 @@ struct PartitionTask {
   // Where the input partition begins (its low watermark), read for a task
   // never checkpointed; -1 when not read.
   int64_t input_start_offset = -1;
+  // Model sync: the number of the merge whose global models the task was
+  // handed (ModelSyncReader); 0: none, it scores with its own.
+  uint64_t global_model_merge = 0;
 };
 
 using TaskMap = std::map<kafka::TopicPartition, PartitionTask>;

@@ -192,8 +192,10 @@ struct StreamEngine::Impl final : kafka::RebalanceListener, BatchJob {
   std::unique_ptr<Checkpointer> checkpointer;
   std::unique_ptr<DeliveryMode> delivery;
   std::unique_ptr<TaskRestorer> restorer;
-  // models.sync_interval_ms > 0: publishes the tasks' model statistics.
+  // models.sync_interval_ms > 0: publishes the tasks' model statistics,
+  // and reads every partition's back into the global models tasks score with.
   std::unique_ptr<ModelSyncPublisher> model_sync;
+  std::unique_ptr<ModelSyncReader> model_sync_reader;
   CustomerQueries queries;
   Status rebalance_error;
   // Most batches come from one partition.
@@ -255,6 +257,14 @@ const state::StateStore& StreamEngine::state_store() const { return *impl_->core
 
 const pipeline::MemoryPlan& StreamEngine::memory_plan() const { return impl_->core.memory_plan; }
 int StreamEngine::worker_threads() const { return impl_->core.workers; }
+
+const scoring::ModelStatistics* StreamEngine::merged_models() const {
+  return impl_->model_sync_reader ? impl_->model_sync_reader->merged() : nullptr;
+}
+
+int64_t StreamEngine::model_sync_offset() const {
+  return impl_->model_sync_reader ? impl_->model_sync_reader->next_offset() : -1;
+}
 
 const pipeline::EventProcessor* StreamEngine::processor(const std::string& topic,
                                                         int32_t partition) const {
@@ -450,10 +460,12 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
     }
     const size_t bound = options.max_output_bytes == 0 ? pipeline::kModelSyncChunkBytes
                                                        : options.max_output_bytes / 2;
+    const std::chrono::milliseconds interval(config.models.sync_interval_ms);
     impl->model_sync = std::make_unique<ModelSyncPublisher>(
-        &core, core.producer.get(), &core.probe.stats(),
-        std::chrono::milliseconds(config.models.sync_interval_ms),
+        &core, core.producer.get(), &core.probe.stats(), interval,
         std::min(pipeline::kModelSyncChunkBytes, bound));
+    CRM_ASSIGN_OR_RETURN(impl->model_sync_reader,
+                         ModelSyncReader::Create(&core, &core.probe.stats(), interval));
   }
   core.workers = ResolveWorkers(core.config, partitions, impl->delivery->SupportsWorkers());
   if (core.workers > 1) {
@@ -691,6 +703,11 @@ void StreamEngine::Impl::RefreshQuality() {
     q.customers += task.processor->feature_store().size();
     q.feature_store_bytes += task.processor->feature_store().MemoryUsageBytes();
     q.customer_cache_bytes += task.processor->customer_cache_memory().total();
+    if (const uint32_t parts = task.processor->customer_models().global_model_parts(); parts > 0) {
+      ++q.global_model_partitions;
+      q.global_model_parts_min =
+          q.global_model_partitions == 1 ? parts : std::min(q.global_model_parts_min, parts);
+    }
   }
   auto mean = [](double weighted, uint64_t n, double none) {
     return n == 0 ? none : weighted / static_cast<double>(n);
@@ -810,7 +827,9 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
     result = e.delivery->AfterBatch(had_records);
     if (!result.ok()) break;
     if (e.model_sync) {
-      result = e.model_sync->MaybePublish(Clock::now());
+      const auto now = Clock::now();
+      result = e.model_sync->MaybePublish(now);
+      if (result.ok()) result = e.model_sync_reader->Step(now);
       if (!result.ok()) break;
     }
     core.producer->Poll(std::chrono::milliseconds(0));
@@ -853,9 +872,23 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
   e.checkpointer->BeginDrain(Clock::now() +
                              std::chrono::milliseconds(core.config.shutdown_timeout_ms));
   Status st;
-  // The last statistics go out with the final flush.
-  if (result.ok() && e.model_sync) st = e.model_sync->Publish();
+  // The last statistics go out with the final flush, whose scores use the
+  // topic as it stands (a bounded read: a quarter of the drain at most).
+  if (result.ok() && e.model_sync) {
+    st = e.model_sync->Publish();
+    const auto bound = std::min<std::chrono::milliseconds>(
+        std::chrono::seconds(2), std::chrono::milliseconds(core.config.shutdown_timeout_ms / 4));
+    if (Status read = e.model_sync_reader->CatchUp(bound); !read.ok()) {
+      spdlog::warn("model sync: the final read of the topic stopped early: {}", read.ToString());
+    }
+  }
   if (result.ok() && st.ok()) st = e.delivery->Drain();
+  // The final statistics are no output a checkpoint waits for (with every
+  // task checkpointed already, the drain flushes nothing): flushed here.
+  if (result.ok() && st.ok() && e.model_sync) {
+    st = core.producer->Flush(std::chrono::milliseconds(core.config.shutdown_timeout_ms / 4))
+             .WithContext("flushing the final model-sync records");
+  }
   if (!st.ok()) {
     stats.commit_failures.fetch_add(1, std::memory_order_relaxed);
     spdlog::error(

@@ -21,6 +21,7 @@ PartitionTask& TaskRestorer::NewTask(const kafka::TopicPartition& tp) {
   // The options passed Validate() in StreamEngine::Create: this cannot fail.
   task.processor =
       std::move(pipeline::EventProcessor::Create(core_->processor_options, sink)).value();
+  task.global_model_merge = 0;  // a new processor scores with its own models until handed one
   return task;
 }
 

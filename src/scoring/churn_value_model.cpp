@@ -176,17 +176,46 @@ ChurnValueModel::ChurnValueModel(
   snapshot_.resize(static_cast<size_t>(dim_));
   top_.reserve(static_cast<size_t>(dim_));
   standardised_.resize(static_cast<size_t>(dim_) + 1);
+  own_z_.resize(static_cast<size_t>(dim_));
   spend_raw_.resize(spend_terms_.size());
   value_x_.resize(static_cast<size_t>(dim_) + spend_terms_.size() + 1);
 }
 
-void ChurnValueModel::ValueInput() {
+void ChurnValueModel::ValueInput(const models::Standardizer& spend) {
   const size_t d = static_cast<size_t>(dim_);
   std::copy(standardised_.begin(), standardised_.begin() + dim_, value_x_.begin());
   spend_terms_.Compute(snapshot_, spend_raw_);
-  spend_standardizer_.Transform(spend_raw_,
-                                std::span<double>(value_x_).subspan(d, spend_raw_.size()));
+  spend.Transform(spend_raw_, std::span<double>(value_x_).subspan(d, spend_raw_.size()));
   value_x_.back() = 1.0;
+}
+
+std::span<const double> ChurnValueModel::ChurnInput() const {
+  if (global_ && !global_->churn) return own_z_;
+  return std::span<const double>(standardised_).first(static_cast<size_t>(dim_));
+}
+
+uint64_t ChurnValueModel::scoring_churn_examples() const {
+  return global_ && global_->churn ? global_->churn->count() : churn_examples();
+}
+
+Status ChurnValueModel::UseGlobalModels(std::optional<GlobalModels> global) {
+  if (global) {
+    const bool logistic = options_.churn_model == ChurnModelKind::kLogistic;
+    if (global->features.dimension() != dim_ ||
+        global->spend_features.dimension() != static_cast<int>(spend_raw_.size()) ||
+        global->value.dimension() != static_cast<int>(value_x_.size()) ||
+        (logistic && (!global->churn || global->churn->dimension() != dim_))) {
+      return Status::InvalidArgument(
+          "global models: their dimensions differ from this partition's models");
+    }
+    if (!logistic) global->churn.reset();
+    // The regression caches its coefficients at its first prediction: here,
+    // not on the first event scored.
+    std::fill(value_x_.begin(), value_x_.end(), 0.0);
+    (void)global->value.Predict(value_x_);
+  }
+  global_ = std::move(global);
+  return Status::OK();
 }
 
 void ChurnValueModel::GrowTo(size_t slots) {
@@ -244,7 +273,8 @@ void ChurnValueModel::OnEvent(const ingest::Event& event, const features::Custom
     slot->pending_probability =
         static_cast<float>(last_raw_);  // the calibration learns from raw predictions
     slot->pending_value = slot->predicted_value;
-    slot->pending_warm = churn_examples() >= static_cast<uint64_t>(options_.warm_after_examples);
+    slot->pending_warm =
+        scoring_churn_examples() >= static_cast<uint64_t>(options_.warm_after_examples);
     slot->pending_monetary = monetary;
     PushDeadline(s, Hash64(f.customer_id()));
     ++pending_count_;
@@ -309,12 +339,20 @@ void ChurnValueModel::ReleaseSnapshots(uint32_t seal) {
 void ChurnValueModel::Score(const features::CustomerFeatures& f, Slot* slot) {
   f.Snapshot(f.as_of_ms(), &snapshot_);
   const std::span<double> z = std::span<double>(standardised_).first(static_cast<size_t>(dim_));
-  standardizer_.Transform(snapshot_, z);
+  const GlobalModels* global = global_ ? &*global_ : nullptr;
+  (global ? global->features : standardizer_).Transform(snapshot_, z);
   standardised_[static_cast<size_t>(dim_)] = 1.0;
-  last_raw_ = PredictChurn(z);
+  if (global && global->churn) {
+    last_raw_ = global->churn->PredictProbability(z);
+  } else {
+    // A tree learns on the own standardisation: it scores on it too.
+    if (global) standardizer_.Transform(snapshot_, own_z_);
+    last_raw_ = PredictChurn(ChurnInput());
+  }
   slot->churn_probability = static_cast<float>(calibrator_.Calibrate(last_raw_));
-  ValueInput();
-  slot->predicted_value = static_cast<float>(std::max(0.0, value_.Predict(value_x_)));
+  ValueInput(global ? global->spend_features : spend_standardizer_);
+  const models::RecursiveLeastSquares& value = global ? global->value : value_;
+  slot->predicted_value = static_cast<float>(std::max(0.0, value.Predict(value_x_)));
   slot->score_stale = false;
 }
 
@@ -361,7 +399,7 @@ void ChurnValueModel::Refresh(const features::CustomerFeatures& f, UnsavedSlots*
   // An untrained churn model scores everyone alike (0.5), and one that has
   // seen no closings yet is confidently wrong: alerts wait for the gate.
   if (!slot.closed && r.has_trigger && gate_open() &&
-      churn_examples() >= static_cast<uint64_t>(options_.warm_after_examples)) {
+      scoring_churn_examples() >= static_cast<uint64_t>(options_.warm_after_examples)) {
     r.alert = policy_.Evaluate(f.customer_id(), slot.churn_probability, f.as_of_ms(), &slot.alert);
     unsaved->Mark(s);
     if (r.alert.raise) {
@@ -374,8 +412,7 @@ void ChurnValueModel::Refresh(const features::CustomerFeatures& f, UnsavedSlots*
 }
 
 void ChurnValueModel::Explain() {
-  const std::span<const double> z =
-      std::span<const double>(standardised_).first(static_cast<size_t>(dim_));
+  const std::span<const double> z = ChurnInput();
   if (tree_ || forest_) {
     if (tree_) {
       tree_->Explain(z, &tree_explanation_);
@@ -389,7 +426,9 @@ void ChurnValueModel::Explain() {
       top_.push_back(c);
     }
   } else {
-    churn_.TopContributions(z, contributions_.size(), &top_);
+    const models::BayesianLogisticRegression& churn =
+        global_ && global_->churn ? *global_->churn : churn_;
+    churn.TopContributions(z, contributions_.size(), &top_);
   }
   const size_t n = std::min(top_.size(), contributions_.size());
   for (size_t i = 0; i < n; ++i) {
@@ -509,7 +548,7 @@ void ChurnValueModel::Resolve(uint32_t s, const float* stored, bool churned, dou
   }
   value_rmse_.Add(slot.pending_value, spend);
   TrainChurn(z, churned);
-  ValueInput();
+  ValueInput(spend_standardizer_);
   value_.Update(value_x_, spend);
 
   slot.has_pending = false;

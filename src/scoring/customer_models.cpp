@@ -209,6 +209,31 @@ Status CustomerModels::DecodePartition(std::string_view name, std::string_view b
   return Status::InvalidArgument("no partition model state named '" + std::string(name) + "'");
 }
 
+Status CustomerModels::UseGlobalModels(const ModelStatistics* merged) {
+  if (merged == nullptr) {
+    CRM_RETURN_NOT_OK(churn_.UseGlobalModels(std::nullopt));
+    CRM_RETURN_NOT_OK(segmenter_.UseGlobalCentres(nullptr, 0));
+    global_parts_ = 0;
+    return Status::OK();
+  }
+  if (!merged->churn_features || !merged->spend_features || !merged->value) {
+    return Status::InvalidArgument(
+        "global models: the merged statistics hold no churn features, "
+        "spend standardisation or spend regression");
+  }
+  // Checked before anything changes: a refusal leaves the scoring as it was.
+  if (merged->segments.k != 0 && merged->segments.k != options_.segments.k) {
+    return Status::InvalidArgument("global models: segment count k " +
+                                   std::to_string(merged->segments.k) + ", this partition's " +
+                                   std::to_string(options_.segments.k));
+  }
+  CRM_RETURN_NOT_OK(churn_.UseGlobalModels(ChurnValueModel::GlobalModels{
+      *merged->churn_features, *merged->spend_features, *merged->value, merged->churn}));
+  CRM_RETURN_NOT_OK(segmenter_.UseGlobalCentres(&merged->segments.centres, merged->segments.k));
+  global_parts_ = merged->parts;
+  return Status::OK();
+}
+
 void CustomerModels::ClearUnsaved() {
   for (uint32_t s : unsaved_.slots()) churn_.MarkIndexSaved(s);
   unsaved_.Clear();

@@ -130,7 +130,15 @@ void CustomerSegmenter::OnEvent(const features::CustomerFeatures& f, UnsavedSlot
     z[j] = scale_sd_[j] > 0.0 ? (point_[j] - scale_mean_[j]) / scale_sd_[j] : 0.0;
   }
   if (learn) static_cast<void>(kmeans_.Update(z));  // fails only on non-finite input
-  const models::KMeansAssignment nearest = kmeans_.Assign(z);
+  models::KMeansAssignment nearest;
+  if (use_global_) {
+    for (int c = 0; c < options_.k; ++c) {
+      const double d2 = SquaredDistance(z, AssignedCentre(c));
+      if (nearest.cluster < 0 || d2 < nearest.squared_distance) nearest = {c, d2};
+    }
+  } else {
+    nearest = kmeans_.Assign(z);
+  }
   int segment = nearest.cluster;
   if (segment >= 0 && slot.segment >= 0) {
     // Hysteresis: stay unless the nearest centre has been clearly closer on
@@ -139,7 +147,7 @@ void CustomerSegmenter::OnEvent(const features::CustomerFeatures& f, UnsavedSlot
     const bool clearly_closer =
         nearest.cluster != slot.segment &&
         nearest.squared_distance <
-            (1.0 - options_.move_margin) * SquaredDistance(z, kmeans_.centroid(slot.segment));
+            (1.0 - options_.move_margin) * SquaredDistance(z, AssignedCentre(slot.segment));
     if (!clearly_closer) {
       slot.challenger = -1;
       slot.challenger_days = 0;
@@ -196,6 +204,54 @@ void CustomerSegmenter::RefreshScale() {
   kmeans_.Rescale(scale, shift);
   scale_mean_ = mean;
   scale_sd_ = sd;
+  if (use_global_) ScaleGlobalCentres();
+}
+
+void CustomerSegmenter::ScaleGlobalCentres() {
+  for (size_t i = 0; i < global_log1p_.size(); ++i) {
+    const size_t j = i % kDim;
+    global_z_[i] = scale_sd_[j] > 0.0 ? (global_log1p_[i] - scale_mean_[j]) / scale_sd_[j] : 0.0;
+  }
+}
+
+std::span<const double> CustomerSegmenter::AssignedCentre(int c) const {
+  if (!use_global_) return kmeans_.centroid(c);
+  return std::span<const double>(global_z_).subspan(static_cast<size_t>(c) * kDim, kDim);
+}
+
+Status CustomerSegmenter::UseGlobalCentres(const std::vector<double>* merged, int k) {
+  if (merged == nullptr || k == 0 || !kmeans_.seeded()) {
+    use_global_ = false;
+    return Status::OK();
+  }
+  if (k != options_.k || merged->size() != static_cast<size_t>(k) * kDim) {
+    return Status::InvalidArgument("global segment centres: k " + std::to_string(k) +
+                                   ", this partition's " + std::to_string(options_.k));
+  }
+  // Own centre r (row) against merged centre c (column), in log1p units.
+  std::vector<double> own(static_cast<size_t>(k) * kDim);
+  for (int r = 0; r < k; ++r) {
+    CentreLog1p(r, std::span<double>(own).subspan(static_cast<size_t>(r) * kDim, kDim));
+  }
+  std::vector<double> cost(static_cast<size_t>(k) * static_cast<size_t>(k));
+  for (int r = 0; r < k; ++r) {
+    for (int c = 0; c < k; ++c) {
+      cost[static_cast<size_t>(r * k + c)] = SquaredDistance(
+          std::span<const double>(own).subspan(static_cast<size_t>(r) * kDim, kDim),
+          std::span<const double>(*merged).subspan(static_cast<size_t>(c) * kDim, kDim));
+    }
+  }
+  const std::vector<int> match = models::MinCostAssignment(cost, k);
+  global_log1p_.resize(merged->size());
+  global_z_.resize(merged->size());
+  for (int r = 0; r < k; ++r) {
+    const auto from =
+        merged->begin() + static_cast<std::ptrdiff_t>(match[static_cast<size_t>(r)]) * kDim;
+    std::copy(from, from + kDim, global_log1p_.begin() + static_cast<std::ptrdiff_t>(r) * kDim);
+  }
+  use_global_ = true;
+  ScaleGlobalCentres();
+  return Status::OK();
 }
 
 void CustomerSegmenter::CentreLog1p(int c, std::span<double> out) const {
@@ -204,7 +260,11 @@ void CustomerSegmenter::CentreLog1p(int c, std::span<double> out) const {
 }
 
 void CustomerSegmenter::Centre(int c, std::span<double> out) const {
-  CentreLog1p(c, out);
+  if (use_global_) {
+    std::copy_n(global_log1p_.begin() + static_cast<std::ptrdiff_t>(c) * kDim, kDim, out.begin());
+  } else {
+    CentreLog1p(c, out);
+  }
   for (size_t j = 0; j < scale_sd_.size(); ++j) out[j] = std::max(0.0, std::expm1(out[j]));
 }
 
@@ -326,6 +386,7 @@ Status CustomerSegmenter::DecodePartition(std::string_view blob) {
   segment_sizes_ = sizes;
   scale_mean_ = scale_mean;
   scale_sd_ = scale_sd;
+  if (use_global_) ScaleGlobalCentres();
   return Status::OK();
 }
 

@@ -104,3 +104,53 @@ TEST_CASE("ReadPartitionsToEnd reads from offsets to the ends with headers", "[k
 }
 
 }  // namespace crmstream::kafka
+
+namespace crmstream::kafka {
+
+TEST_CASE("PartitionFollower reads a partition in bounded polls and follows it as it grows",
+          "[kafka]") {
+  testing::ClusterFixture fx;
+  REQUIRE_OK(fx.cluster->CreateTopic("follow.topic", 1));
+  REQUIRE_OK_AND_ASSIGN(auto producer, Producer::Create(fx.config()));
+  auto produce = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      REQUIRE_OK(producer->Produce("follow.topic", 0, "k", std::to_string(i)));
+    }
+    REQUIRE_OK(producer->Flush(std::chrono::seconds(10)));
+  };
+  const std::vector<TopicPartitionOffset> from = {{"follow.topic", 0, kOffsetBeginning}};
+  REQUIRE_OK_AND_ASSIGN(auto follower, PartitionFollower::Create(fx.config(), from));
+  std::vector<std::string> values;
+  const PartitionFollower::OnMessage keep = [&](const MessageView& m) {
+    values.emplace_back(m.payload());
+    return Status::OK();
+  };
+  // An empty partition is at its end at once.
+  REQUIRE_OK(follower->ReadToEnd(std::chrono::seconds(10), keep));
+  CHECK(values.empty());
+
+  produce(0, 10);
+  // A poll hands out at most what it is asked for.
+  size_t read = 0;
+  for (int i = 0; i < 200 && read == 0; ++i) {
+    REQUIRE_OK_AND_ASSIGN(read, follower->Poll(std::chrono::milliseconds(50), 3, keep));
+  }
+  CHECK(read >= 1);
+  CHECK(read <= 3);
+  REQUIRE_OK(follower->ReadToEnd(std::chrono::seconds(10), keep));
+  CHECK(follower->next_offset(0) == 10);
+
+  produce(10, 15);
+  REQUIRE_OK(follower->ReadToEnd(std::chrono::seconds(10), keep));
+  CHECK(follower->next_offset(0) == 15);
+  std::vector<std::string> want;
+  for (int i = 0; i < 15; ++i) want.push_back(std::to_string(i));
+  CHECK(values == want);
+  // A failing callback's Status is returned.
+  produce(15, 16);
+  const Status failed = follower->ReadToEnd(
+      std::chrono::seconds(10), [](const MessageView&) { return Status::Corruption("refused"); });
+  CHECK(failed.code() == StatusCode::kCorruption);
+}
+
+}  // namespace crmstream::kafka

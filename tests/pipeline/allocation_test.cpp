@@ -1,7 +1,8 @@
 // The processor's hot path must not allocate per event, nor per flush once
-// warm: events of known customers, their scoring at the flush and the output
-// records reuse their buffers. Allocations are counted only inside the
-// measured region (support/allocation_counter.h).
+// warm: events of known customers, their scoring at the flush (with the own
+// models or global ones) and the output records reuse their buffers.
+// Allocations are counted only inside the measured region
+// (support/allocation_counter.h).
 #include <catch2/catch.hpp>
 #include <string>
 #include <vector>
@@ -52,6 +53,16 @@ TEST_CASE("Warm processing, scoring at the flush and outputs allocate nothing",
       }
     }
     p.FlushOutputs();
+  }
+  if (GENERATE(false, true)) {
+    // Scoring with global models (model sync) allocates nothing either: here
+    // a merge of the partition's statistics with a copy of them.
+    scoring::ModelStatistics merged =
+        scoring::ModelStatistics::Collect(p.customer_models(), p.minute_metrics());
+    REQUIRE_OK(merged.Merge(merged));
+    REQUIRE_OK(p.customer_models().UseGlobalModels(&merged));
+    REQUIRE(p.customer_models().global_model_parts() == 2);
+    REQUIRE(p.customer_models().segmenter().uses_global_centres());
   }
   // The measured day's events, built before counting. Its first pass warms
   // the day's buffers (a new active day grows a customer's history once).

@@ -1,11 +1,15 @@
 // Model sync in the engine: two engines in one group over a 12-partition
 // input publish their tasks' statistics to <group_id>.model-sync; what the
 // topic holds merges into global minute metrics equal to sums computed from
-// the input itself. With sync off nothing is produced to the topic.
+// the input itself, and each engine reads the topic back into the global
+// models its tasks score with, equal to a merge of the same records made
+// here. With sync off nothing is produced to the topic and tasks score with
+// their own models.
 #include <array>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,8 +38,79 @@ std::vector<pipeline::ModelSyncRecord> ReadSyncTopic(const kafka::ClientConfig& 
   return out;
 }
 
-TEST_CASE("Engines with model sync publish statistics that merge into the input's minute sums",
-          "[runtime][integration]") {
+// What an engine's model sync held when its run ended.
+struct SyncOutcome {
+  std::optional<scoring::ModelStatistics> merged;
+  int64_t offset = -1;  // of the topic, read up to
+  ModelQualitySnapshot quality;
+  uint64_t merges = 0;
+  uint64_t partitions_merged = 0;  // the gauge
+};
+
+SyncOutcome OutcomeOf(const BackgroundEngine& e) {
+  SyncOutcome o;
+  if (const scoring::ModelStatistics* m = e.engine().merged_models()) o.merged = *m;
+  o.offset = e.engine().model_sync_offset();
+  o.quality = e.engine().probe().ModelQuality();
+  o.merges = e.stats().model_sync_merges.load();
+  o.partitions_merged = e.stats().model_sync_partitions_merged.load();
+  return o;
+}
+
+bool Within1e9(double got, double want) {
+  return std::abs(got - want) <= 1e-9 * std::max(1.0, std::abs(want));
+}
+
+void CheckStandardizersEqual(const models::Standardizer& got, const models::Standardizer& want) {
+  REQUIRE(got.dimension() == want.dimension());
+  for (int j = 0; j < want.dimension(); ++j) {
+    CHECK(got.count(j) == want.count(j));
+    CHECK(Within1e9(got.mean(j), want.mean(j)));
+    CHECK(Within1e9(got.variance(j), want.variance(j)));
+  }
+}
+
+// `got` against `want`: the exact parts to 1e-9 (the approximate ones too:
+// the same records merged in the same order give the same model).
+void CheckMergedEqual(const scoring::ModelStatistics& got, const scoring::ModelStatistics& want) {
+  CHECK(got.parts == want.parts);
+  CHECK(got.minutes_closed == want.minutes_closed);
+  REQUIRE(got.minutes.size() == want.minutes.size());
+  for (size_t i = 0; i < want.minutes.size(); ++i) {
+    CHECK(got.minutes[i].minute_start_ms == want.minutes[i].minute_start_ms);
+    CHECK(Within1e9(got.minutes[i].revenue, want.minutes[i].revenue));
+    CHECK(Within1e9(got.minutes[i].tickets, want.minutes[i].tickets));
+    CHECK(Within1e9(got.minutes[i].logins, want.minutes[i].logins));
+  }
+  REQUIRE(got.churn_features);
+  REQUIRE(got.spend_features);
+  REQUIRE(got.value);
+  REQUIRE(got.churn);
+  CheckStandardizersEqual(*got.churn_features, *want.churn_features);
+  CheckStandardizersEqual(*got.spend_features, *want.spend_features);
+  CHECK(got.value->count() == want.value->count());
+  const std::span<const double> gw = got.value->Coefficients();
+  const std::vector<double> want_value(want.value->Coefficients().begin(),
+                                       want.value->Coefficients().end());
+  REQUIRE(gw.size() == want_value.size());
+  for (size_t j = 0; j < gw.size(); ++j) CHECK(Within1e9(gw[j], want_value[j]));
+  CHECK(got.churn->count() == want.churn->count());
+  for (size_t j = 0; j < want.churn->weights().size(); ++j) {
+    CHECK(Within1e9(got.churn->weights()[j], want.churn->weights()[j]));
+  }
+  CHECK(Within1e9(got.churn->intercept(), want.churn->intercept()));
+  CHECK(got.segments.k == want.segments.k);
+  REQUIRE(got.segments.centres.size() == want.segments.centres.size());
+  for (size_t j = 0; j < want.segments.centres.size(); ++j) {
+    CHECK(Within1e9(got.segments.centres[j], want.segments.centres[j]));
+  }
+  CHECK(got.segments.sizes == want.segments.sizes);
+}
+
+TEST_CASE(
+    "Engines with model sync publish statistics that merge into the input's minute sums, and "
+    "score with the global models read back",
+    "[runtime][integration]") {
   EngineRun on_run{.state_dir = "",
                    .group = "ms-on",
                    .output_prefix = "ms-on.",
@@ -83,6 +158,7 @@ TEST_CASE("Engines with model sync publish statistics that merge into the input'
   REQUIRE_OK(fx.producer->Flush(std::chrono::seconds(30)));
 
   uint64_t on_produced = 0;
+  SyncOutcome outcome_a, outcome_b, outcome_off;
   {
     // Two instances of one application share the partitions.
     BackgroundEngine a(on_a, /*until_caught_up=*/true);
@@ -93,20 +169,53 @@ TEST_CASE("Engines with model sync publish statistics that merge into the input'
     REQUIRE_OK(b.Stop());
     CHECK(a.stats().received.load() + b.stats().received.load() >= 40'000);
     on_produced = a.stats().model_sync_records.load() + b.stats().model_sync_records.load();
+    outcome_a = OutcomeOf(a);
+    outcome_b = OutcomeOf(b);
   }
   {
     BackgroundEngine o(off, /*until_caught_up=*/true);
     REQUIRE(o.WaitFinished(std::chrono::seconds(120)));
     REQUIRE_OK(o.Stop());
     CHECK(o.stats().model_sync_records.load() == 0);
+    outcome_off = OutcomeOf(o);
   }
 
-  SECTION("with sync off nothing is produced to the topic") {
+  // (One section per run of the engines: each section runs them anew.)
+  SECTION(
+      "with sync off nothing is produced to the topic and every task scores with its own models") {
     CHECK(ReadSyncTopic(fx.client, off_topic).empty());
+    CHECK(!outcome_off.merged);
+    CHECK(outcome_off.offset == -1);
+    CHECK(outcome_off.merges == 0);
+    CHECK(outcome_off.partitions_merged == 0);
+    CHECK(outcome_off.quality.partitions > 0);
+    CHECK(outcome_off.quality.global_model_partitions == 0);
   }
 
-  SECTION("the merged minute metrics equal sums computed from the input") {
+  SECTION(
+      "the merged minute metrics equal sums computed from the input, and each engine's tasks "
+      "score with global models of all 12 partitions equal to a merge of the topic's records") {
     const std::vector<pipeline::ModelSyncRecord> records = ReadSyncTopic(fx.client, on_topic);
+    for (const SyncOutcome* o : {&outcome_a, &outcome_b}) {
+      REQUIRE(o->merged);
+      CHECK(o->merged->parts == uint32_t{kPartitions});
+      CHECK(o->merges > 0);
+      CHECK(o->partitions_merged == uint64_t{kPartitions});
+      // Every task it still owned at the end scored with a merge of all 12.
+      CHECK(o->quality.partitions > 0);
+      CHECK(o->quality.global_model_partitions == o->quality.partitions);
+      CHECK(o->quality.global_model_parts_min == uint32_t{kPartitions});
+      // The reference: a board of the records the engine had read.
+      REQUIRE(o->offset > 0);
+      REQUIRE(static_cast<size_t>(o->offset) <= records.size());
+      pipeline::ModelSyncBoard board(on_a.kafka.group_id);
+      for (size_t i = 0; i < static_cast<size_t>(o->offset); ++i) {
+        REQUIRE_OK(board.Apply(records[i].key, records[i].value));
+      }
+      REQUIRE_OK_AND_ASSIGN(scoring::ModelStatistics reference, board.Merge());
+      CheckMergedEqual(*o->merged, reference);
+    }
+
     pipeline::ModelSyncBoard board(on_a.kafka.group_id);
     for (const pipeline::ModelSyncRecord& r : records) REQUIRE_OK(board.Apply(r.key, r.value));
     REQUIRE(board.partitions() == size_t{kPartitions});

@@ -47,6 +47,8 @@ enum class Metric : int {
   kTransactionsAborted,
   kUnownedRecords,
   kModelSyncRecords,
+  kModelSyncMerges,
+  kModelSyncPartitionsMerged,
   // State.
   kCheckpoints,
   kCheckpointFailures,
@@ -145,6 +147,12 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
     {"crmstream_model_sync_records_produced_total", MetricKind::kCounter, "",
      "Model-sync records produced: the partition tasks' model statistics published to "
      "<group_id>.model-sync (models.sync_interval_ms)."},
+    {"crmstream_model_sync_merges_total", MetricKind::kCounter, "",
+     "Merges of the model-sync topic's statistics into the global models the partition tasks "
+     "score with."},
+    {"crmstream_model_sync_partitions_merged", MetricKind::kGauge, "",
+     "Input partitions whose statistics the latest global models merged; 0 before the first "
+     "merge."},
     {"crmstream_checkpoints_total", MetricKind::kCounter, "",
      "Successful state checkpoints to RocksDB."},
     {"crmstream_checkpoint_failures_total", MetricKind::kCounter, "",

@@ -125,6 +125,10 @@ struct EngineStats {
   std::atomic<uint64_t> unowned_records{0};
   // Model-sync records produced (models.sync_interval_ms > 0).
   std::atomic<uint64_t> model_sync_records{0};
+  // Merges of the model-sync topic's statistics into global models, and
+  // the input partitions the latest one covered (0 before the first).
+  std::atomic<uint64_t> model_sync_merges{0};
+  std::atomic<uint64_t> model_sync_partitions_merged{0};
 
   // Wall time to process one non-empty consumer batch (decode, features,
   // models, immediate outputs handed to the producer).
@@ -182,6 +186,10 @@ struct ModelQualitySnapshot {
   uint64_t customer_cache_bytes = 0;  // features + per-customer model state
   // Partitions by the state of their churn alert gate (alerts::ChurnGateState).
   std::array<int, 3> churn_gate_partitions{};
+  // Model sync: the partitions scoring with global models, and the fewest
+  // input partitions any of their global models covers (0 if none does).
+  int global_model_partitions = 0;
+  uint32_t global_model_parts_min = 0;
 };
 
 // One assigned partition's consumer lag.

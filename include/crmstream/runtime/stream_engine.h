@@ -29,6 +29,7 @@
 #include "crmstream/pipeline/pipeline_spec.h"
 #include "crmstream/runtime/customer_queries.h"
 #include "crmstream/runtime/engine_probe.h"
+#include "crmstream/scoring/model_statistics.h"
 #include "crmstream/state/state_store.h"
 
 namespace rocksdb {
@@ -77,6 +78,12 @@ class StreamEngine {
 
   // Engine thread only (or after Run returned): the processor of a partition.
   const pipeline::EventProcessor* processor(const std::string& topic, int32_t partition) const;
+  // Engine thread only (or after Run returned), model sync on: the global
+  // models as last merged from `<group_id>.model-sync` (nullptr before the
+  // first merge, or with model sync off), and the next offset of the topic
+  // to read (-1 before any record, or off).
+  const scoring::ModelStatistics* merged_models() const;
+  int64_t model_sync_offset() const;
 
  private:
   struct Impl;

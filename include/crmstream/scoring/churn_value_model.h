@@ -48,6 +48,18 @@
 // in step: IndexChange() per saved customer. Without a source every
 // snapshot stays in the buffer.
 //
+// Global models (model sync, UseGlobalModels): the probability and the
+// spend can be computed from models merged over every partition, each task
+// holding its own copy, while this model keeps learning, checkpointing and
+// publishing its own statistics. What scores with the merged models: the
+// churn features' standardisation, the spend regression and its terms'
+// standardisation, and (logistic kind) the churn model; a tree churn model
+// does not merge and keeps scoring the own standardised snapshot. What
+// stays per partition: the Platt calibration and the gate (they judge the
+// predictions this partition publishes, merged or not), the alert policy,
+// the prequential figures, and the training (own standardisation, own
+// models), so what a partition publishes counts its own rows only.
+//
 // Thread-safety: none. One instance per partition task. Steady-state OnEvent
 // and Refresh do not allocate; a new slot grows the arrays and the first
 // event of a customer since the last flush its trigger log (amortised).
@@ -294,6 +306,26 @@ class ChurnValueModel {
   // The largest event time seen (0 before any event).
   int64_t watermark_ms() const { return watermark_ms_ == INT64_MIN ? 0 : watermark_ms_; }
 
+  // Models merged over every partition (scoring::ModelStatistics), to score with.
+  struct GlobalModels {
+    models::Standardizer features;  // the churn features' standardisation
+    models::Standardizer spend_features;
+    models::RecursiveLeastSquares value;
+    // The logistic churn model; ignored for a tree churn model.
+    std::optional<models::BayesianLogisticRegression> churn;
+  };
+  // From now on scores (Score: churn probability, predicted spend, alert
+  // explanations) come from `global`, or from the own models again with
+  // nullopt. Learning is unchanged. Call it between events (it allocates
+  // and warms the regression's coefficients, so scoring does not).
+  // InvalidArgument when its dimensions differ from this model's (or the
+  // logistic kind gets no churn model); the scoring is then unchanged.
+  Status UseGlobalModels(std::optional<GlobalModels> global);
+  bool scores_with_global() const { return global_.has_value(); }
+  // Examples the model that scores churn has trained on (the merged churn
+  // model's, summed over the partitions, while it scores).
+  uint64_t scoring_churn_examples() const;
+
   struct Quality {
     // Prequential churn figures over resolved labels only: the prediction
     // made when the snapshot was taken against the label that matured.
@@ -450,8 +482,11 @@ class ChurnValueModel {
   // the churn probability and predicted value into the slot.
   void Score(const features::CustomerFeatures& f, Slot* slot);
   // The spend regression's input of snapshot_ (standardised_ done) into
-  // value_x_.
-  void ValueInput();
+  // value_x_, its spend terms standardised by `spend`.
+  void ValueInput(const models::Standardizer& spend);
+  // The churn model's input of the latest Score(): standardised_, or for a
+  // tree model scoring beside global models, the own standardisation.
+  std::span<const double> ChurnInput() const;
   void LogTrigger(uint32_t s, const ingest::Event& event);
   void Explain();     // top contributions of standardised_ into contributions_
   void UpdateGate();  // gate_state_ from the calibrator's latest fit
@@ -495,6 +530,8 @@ class ChurnValueModel {
 
   alerts::ChurnAlertPolicy policy_;
   models::PlattCalibrator calibrator_;
+  // What scores while set (UseGlobalModels); the own models otherwise.
+  std::optional<GlobalModels> global_;
   alerts::ChurnGateState gate_state_ = alerts::ChurnGateState::kWarmingUp;  // of calibrator_
   double last_raw_ = 0.5;    // the raw churn probability of the latest Score()
   uint32_t flushes_ = 0;     // EndFlush() calls: the generation of the trigger log
@@ -506,6 +543,7 @@ class ChurnValueModel {
   // Scratch, reused by every event.
   features::FeatureVector snapshot_;
   std::vector<double> standardised_;  // dim_ + 1 (a constant last)
+  std::vector<double> own_z_;         // dim_: ChurnInput() of a tree beside global models
   std::vector<double> spend_raw_;     // spend_terms_.size()
   std::vector<double> value_x_;       // dim_ + spend terms + 1
 };

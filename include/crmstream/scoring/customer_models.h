@@ -47,6 +47,7 @@
 #include "crmstream/scoring/behaviour_anomaly_detector.h"
 #include "crmstream/scoring/churn_value_model.h"
 #include "crmstream/scoring/customer_segmenter.h"
+#include "crmstream/scoring/model_statistics.h"
 #include "crmstream/scoring/unsaved_slots.h"
 
 namespace crmstream::scoring {
@@ -183,6 +184,23 @@ class CustomerModels {
   void SetSavedLabels(SavedLabelSource* source) { churn_.SetSavedLabels(source); }
   void SavedLabelsChanged() { churn_.SavedLabelsChanged(); }
 
+  // Scores with global models merged over every partition (model sync):
+  // from now on the churn probability, the predicted spend and the segment
+  // assignment come from `merged` (see ChurnValueModel::UseGlobalModels and
+  // CustomerSegmenter::UseGlobalCentres for what merges into what), copied
+  // into this object; nullptr: the own models again. The behaviour anomaly
+  // detector stays per partition (it is not part of the statistics). The
+  // models keep learning their own statistics, which are what
+  // ModelStatistics::Collect takes, never the merged ones, so no partition
+  // is counted twice. Scoring with global models depends on when they were
+  // handed over, so a restore is bit-identical only without them.
+  // Allocates (the copies): call it between batches. InvalidArgument when
+  // `merged` does not fit this partition's models (another pipeline shape,
+  // or none of its exact parts); the scoring is then unchanged.
+  Status UseGlobalModels(const ModelStatistics* merged);
+  // Partitions in the global models scored with; 0: the own models.
+  uint32_t global_model_parts() const { return global_parts_; }
+
   // Customers the models know (saw an event of, or decoded).
   size_t customer_count() const { return customer_count_; }
 
@@ -235,6 +253,7 @@ class CustomerModels {
   std::vector<uint8_t> known_;  // per slot
   size_t customer_count_ = 0;
   size_t slot_limit_ = 0;
+  uint32_t global_parts_ = 0;
   UnsavedSlots unsaved_;
   CustomerRefresh refresh_;
   mutable std::string record_scratch_;  // EncodeCustomer's payload, reused

@@ -24,6 +24,14 @@
 //   log1p units and Centre() (the snapshot inverted, then expm1) reports it
 //   in days, counts and currency.
 //
+// - Global centres (model sync, UseGlobalCentres): segments may be assigned
+//   with centres merged over every partition instead of the own ones, each
+//   merged centre taking the number of the own centre it pairs with
+//   (minimum-cost assignment in log1p units), so segment numbers keep their
+//   meaning within the partition (its checkpointed customers, its published
+//   changes and sizes). k-means keeps learning its own centres, which are
+//   what the partition publishes as statistics (CentreLog1p).
+//
 // Customers are the feature store's slots (CustomerFeatures::slot()). The
 // checkpoint is a section of each customer's record and a sealed blob for
 // the partition.
@@ -117,13 +125,23 @@ class CustomerSegmenter {
   // The customer's segment in [0, k), -1 while k-means is not seeded.
   int segment(uint32_t slot) const { return slots_[slot].segment; }
   bool seeded() const { return kmeans_.seeded(); }
-  // Writes centre `c` into `out`: 4 values in kSegmentFeatureNames units
-  // (the centre's log1p values mapped back by expm1, so a log-space mean:
-  // the segment's typical customer rather than its arithmetic mean).
+  // Writes centre `c` as segments are assigned (the global one while
+  // global centres are in use) into `out`: 4 values in kSegmentFeatureNames
+  // units (the centre's log1p values mapped back by expm1, so a log-space
+  // mean: the segment's typical customer rather than its arithmetic mean).
   void Centre(int c, std::span<double> out) const;
-  // Centre `c` in the log1p units k-means standardises (the snapshot
-  // inverted, not expm1'd): the space where partitions' centres compare.
+  // The own k-means centre `c` in the log1p units k-means standardises (the
+  // snapshot inverted, not expm1'd): the space where partitions' centres
+  // compare.
   void CentreLog1p(int c, std::span<double> out) const;
+
+  // Assigns segments with `merged` centres (log1p units, k of them) from
+  // now on, each paired with an own centre; nullptr, an empty `merged`, or
+  // own k-means not seeded yet: the own centres. InvalidArgument for
+  // another k (the assignment is then unchanged). Allocates: call it
+  // between events.
+  Status UseGlobalCentres(const std::vector<double>* merged, int k);
+  bool uses_global_centres() const { return use_global_; }
   const models::MiniBatchKMeans& kmeans() const { return kmeans_; }
   // Customers per segment as of their latest event.
   uint64_t Size(int c) const { return segment_sizes_[static_cast<size_t>(c)]; }
@@ -170,6 +188,10 @@ class CustomerSegmenter {
   // Takes the running standardisation as the snapshot k-means works in and
   // maps the model to it.
   void RefreshScale();
+  // global_z_ from global_log1p_ in the current snapshot's units.
+  void ScaleGlobalCentres();
+  // Centre `c` as assigned, in the snapshot's units.
+  std::span<const double> AssignedCentre(int c) const;
   bool ScaleRefreshDue() const;
 
   SegmenterOptions options_;
@@ -182,6 +204,11 @@ class CustomerSegmenter {
   std::array<double, 4> scale_mean_{};
   std::array<double, 4> scale_sd_{};
   std::array<double, 4> point_{};  // scratch
+  // Global centres, row c paired with own centre c: log1p units, and in the
+  // snapshot's units (what assignment compares with).
+  bool use_global_ = false;
+  std::vector<double> global_log1p_;
+  std::vector<double> global_z_;
 };
 
 }  // namespace crmstream::scoring
