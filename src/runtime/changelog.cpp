@@ -6,6 +6,7 @@
 #include <optional>
 #include <vector>
 
+#include "crmstream/common/crash_point.h"
 #include "crmstream/kafka/partition_reader.h"
 
 namespace crmstream::runtime {
@@ -14,8 +15,7 @@ namespace {
 constexpr uint8_t kChunkFlag = 0x80;
 constexpr char kMarkerKey = 0x7f;
 constexpr size_t kChunkIndexBytes = 4;
-// A restore writes the store in batches of about this size.
-constexpr size_t kRestoreBatchBytes = size_t{8} << 20;
+constexpr size_t kMinRestoreBufferBytes = size_t{8} << 20;
 constexpr auto kProgressInterval = std::chrono::seconds(2);
 
 bool ValidFamily(uint8_t f) {
@@ -44,29 +44,39 @@ struct Assembly {
 // the last change of each key goes in, in key order. An uncompacted
 // changelog repeats a customer once per checkpoint that changed it, and
 // sorted keys are what RocksDB's memtable inserts fastest (most of a
-// restore's time went into unordered memtable inserts).
+// restore's time went into unordered memtable inserts). A key's later
+// change replaces its entry as it comes (an open-addressing table of entry
+// indexes), so only distinct keys are sorted.
 class RestoreBuffer {
  public:
+  // Room for `bytes` up front: a buffer grown by copies would hold up to
+  // twice its bound for a moment. (The pages are touched only as used.)
+  explicit RestoreBuffer(size_t bytes) { bytes_.reserve(bytes); }
   void Add(state::StateFamily family, std::string_view suffix, bool deleted,
            std::string_view value) {
-    entries_.push_back({family, deleted, bytes_.size(), suffix.size(), value.size()});
-    bytes_.append(suffix);
-    bytes_.append(value);
+    if (2 * (entries_.size() + 1) > slots_.size()) Grow();
+    const size_t hash = std::hash<std::string_view>{}(suffix) ^ static_cast<size_t>(family);
+    const size_t mask = slots_.size() - 1;
+    size_t i = hash & mask;
+    for (; slots_[i] != 0; i = (i + 1) & mask) {
+      Entry& e = entries_[slots_[i] - 1];
+      if (e.hash == hash && e.family == family && this->suffix(e) == suffix) {
+        Place(&e, deleted, suffix, value);  // the later change wins
+        return;
+      }
+    }
+    entries_.push_back({family, false, hash, 0, 0, 0});
+    slots_[i] = static_cast<uint32_t>(entries_.size());
+    Place(&entries_.back(), deleted, suffix, value);
   }
   size_t byte_size() const { return bytes_.size(); }
 
   void MoveTo(state::CheckpointBatch* batch, state::PartitionKey key) {
-    // Stable: of the changes to one key, the last stays last.
-    std::stable_sort(entries_.begin(), entries_.end(), [&](const Entry& a, const Entry& b) {
+    std::sort(entries_.begin(), entries_.end(), [&](const Entry& a, const Entry& b) {
       if (a.family != b.family) return a.family < b.family;
       return suffix(a) < suffix(b);
     });
-    for (size_t i = 0; i < entries_.size(); ++i) {
-      const Entry& e = entries_[i];
-      if (i + 1 < entries_.size() && entries_[i + 1].family == e.family &&
-          suffix(entries_[i + 1]) == suffix(e)) {
-        continue;  // a later change of the same key follows
-      }
+    for (const Entry& e : entries_) {
       if (e.deleted) {
         batch->DeleteStateEntry(e.family, key, suffix(e));
       } else {
@@ -76,12 +86,14 @@ class RestoreBuffer {
     }
     entries_.clear();
     bytes_.clear();
+    std::fill(slots_.begin(), slots_.end(), 0);
   }
 
  private:
   struct Entry {
     state::StateFamily family;
     bool deleted;
+    size_t hash;
     size_t at;  // suffix, then value, in bytes_
     size_t suffix_size;
     size_t value_size;
@@ -89,11 +101,28 @@ class RestoreBuffer {
   std::string_view suffix(const Entry& e) const {
     return std::string_view(bytes_).substr(e.at, e.suffix_size);
   }
+  void Place(Entry* e, bool deleted, std::string_view suffix, std::string_view value) {
+    e->deleted = deleted;
+    e->at = bytes_.size();
+    e->suffix_size = suffix.size();
+    e->value_size = value.size();
+    bytes_.append(suffix);
+    bytes_.append(value);
+  }
+  void Grow() {
+    slots_.assign(std::max<size_t>(1024, 2 * slots_.size()), 0);
+    const size_t mask = slots_.size() - 1;
+    for (size_t n = 0; n < entries_.size(); ++n) {
+      size_t i = entries_[n].hash & mask;
+      while (slots_[i] != 0) i = (i + 1) & mask;
+      slots_[i] = static_cast<uint32_t>(n + 1);
+    }
+  }
 
   std::vector<Entry> entries_;
+  std::vector<uint32_t> slots_;  // entry index + 1; 0: free
   std::string bytes_;
 };
-
 }  // namespace
 
 Status ChangelogWriter::Produce(const Target& target, size_t index, std::string_view key,
@@ -149,6 +178,11 @@ Status ChangelogWriter::Append(const state::CheckpointBatch& batch, size_t from_
         Produce(targets[i], i, std::string_view(&kMarkerKey, 1), offset_texts_[i], {}));
   }
   return Status::OK();
+}
+
+size_t RestoreBufferBytes(const pipeline::MemoryPlan& plan) {
+  return std::max(kMinRestoreBufferBytes,
+                  plan.cached_customers_per_partition * pipeline::kBytesPerCachedCustomer);
 }
 
 Result<std::map<int32_t, int64_t>> LastChangelogCheckpoints(const kafka::ClientConfig& client,
@@ -217,7 +251,9 @@ Result<ChangelogRestoreResult> RestoreFromChangelog(
   const std::string where =
       options.changelog_topic + " [" + std::to_string(options.partition) + "]";
 
-  RestoreBuffer buffer;
+  const size_t buffer_bytes = std::max(kMinRestoreBufferBytes, options.buffer_bytes);
+  // A record's value goes in whole before the bound is checked.
+  RestoreBuffer buffer(buffer_bytes + 2 * kChangelogChunkBytes);
   auto apply = [&](state::StateFamily family, std::string_view suffix, bool deleted,
                    std::string_view value) {
     buffer.Add(family, suffix, deleted, value);
@@ -291,9 +327,9 @@ Result<ChangelogRestoreResult> RestoreFromChangelog(
         assemblies.erase(it);
       }
     }
-    if (buffer.byte_size() >= kRestoreBatchBytes) {
+    if (buffer.byte_size() >= buffer_bytes) {
       buffer.MoveTo(&batch, key);
-      CRM_RETURN_NOT_OK(store->Commit(&batch));
+      CRM_RETURN_NOT_OK(store->CommitRestoring(&batch));
     }
     const auto now = Clock::now();
     if (on_progress && now - last_progress >= kProgressInterval) {
@@ -323,12 +359,15 @@ Result<ChangelogRestoreResult> RestoreFromChangelog(
                               std::to_string(assemblies.begin()->second.offset) + ")");
   }
   buffer.MoveTo(&batch, key);
+  CRM_RETURN_NOT_OK(store->CommitRestoring(&batch));
+  // Every change is written, not yet on disk: a crash here must find the mark.
+  CRMSTREAM_CRASH_POINT(crash_point::kRestoreBeforeEnd);
   if (result.input_offset > options.after_offset) {
     batch.SetInputOffset(key, result.input_offset);
   }
   batch.SetChangelogOffset(key, result.changelog_end);
   batch.FinishRestore(key);
-  CRM_RETURN_NOT_OK(store->Commit(&batch));
+  CRM_RETURN_NOT_OK(store->EndRestore(&batch));
   result.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   return result;
 }

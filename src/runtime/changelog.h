@@ -46,6 +46,7 @@
 #include "crmstream/common/status.h"
 #include "crmstream/kafka/client_config.h"
 #include "crmstream/kafka/producer.h"
+#include "crmstream/pipeline/memory_plan.h"
 #include "crmstream/state/state_store.h"
 
 namespace crmstream::runtime {
@@ -111,7 +112,17 @@ struct ChangelogRestoreOptions {
   std::string what;
   // Bound on reading the changelog. Default 10 min.
   std::chrono::milliseconds timeout = std::chrono::minutes(10);
+  // Changes held in memory (keys and values, as read) before they are
+  // written: of the changes to one key within that span only the last is
+  // written, so the larger, the fewer writes (an uncompacted changelog
+  // repeats a customer once per checkpoint). Default 64 MiB; the engine
+  // gives the partition's share of the customer cache (RestoreBufferBytes).
+  size_t buffer_bytes = size_t{64} << 20;
 };
+
+// A restore's buffer_bytes under the engine's memory plan: one partition's
+// customer cache, empty while the partition is restored (at least 8 MiB).
+size_t RestoreBufferBytes(const pipeline::MemoryPlan& plan);
 
 struct ChangelogRestoreResult {
   // The highest checkpoint offset applied (the state's input offset now);
@@ -134,8 +145,9 @@ Result<std::map<int32_t, int64_t>> LastChangelogCheckpoints(const kafka::ClientC
                                                             std::span<const int32_t> partitions);
 
 // Restores one partition's state into `store` from its changelog, under the
-// store's restore mark (StateStore::BeginRestore): a crash in the middle
-// leaves the mark, and the partition is restored again. On success the
+// store's restore mark (StateStore::BeginRestore): its writes skip the WAL
+// (StateStore::CommitRestoring) and are flushed at the end; a crash in the
+// middle leaves the mark, and the partition is restored again. On success the
 // store's input offset of `key` is the result's input_offset (when it
 // applied anything). `on_progress` (optional) is called about every 2 s.
 Result<ChangelogRestoreResult> RestoreFromChangelog(

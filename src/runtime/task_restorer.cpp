@@ -180,6 +180,7 @@ Result<ChangelogRestoreResult> TaskRestorer::RestoreChangelog(state::PartitionKe
   o.after_offset = ps.restoring ? -1 : ps.input_offset;
   o.up_to_offset = up_to_offset;
   o.what = what;
+  o.buffer_bytes = RestoreBufferBytes(core_->memory_plan);
   spdlog::info("{}: restoring state from the changelog {} [{}]: {} up to input offset {}", what,
                o.changelog_topic, o.partition,
                o.after_offset < 0 ? "all of it"

@@ -502,10 +502,13 @@ struct StateStore::Impl {
   // write while it would stall it (no_slowdown), and this waits instead,
   // asking for flushes, bounded by options.write_timeout and `cancel`.
   // Nothing of the batch is written unless it returns OK.
-  Status Write(rocksdb::WriteBatch* batch, bool sync, const std::atomic<bool>* cancel,
-               std::string_view doing,
-               std::chrono::steady_clock::time_point deadline =
-                   std::chrono::steady_clock::time_point::max());
+  // `without_wal`: the write is lost in a crash unless a flush follows
+  // (a changelog restore's, under its restoring mark).
+  Status Write(
+      rocksdb::WriteBatch* batch, bool sync, const std::atomic<bool>* cancel,
+      std::string_view doing,
+      std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max(),
+      bool without_wal = false);
   // Starts a flush of every family without waiting for it.
   void RequestFlush();
   WriteFigures Figures() const;
@@ -538,9 +541,10 @@ struct StateStore::Impl {
 
 Status StateStore::Impl::Write(rocksdb::WriteBatch* batch, bool sync,
                                const std::atomic<bool>* cancel, std::string_view doing,
-                               std::chrono::steady_clock::time_point deadline) {
+                               std::chrono::steady_clock::time_point deadline, bool without_wal) {
   rocksdb::WriteOptions w = write_options;
-  w.sync = w.sync || sync;
+  w.sync = !without_wal && (w.sync || sync);
+  w.disableWAL = without_wal;
   w.no_slowdown = true;
   rocksdb::Status s = db->Write(w, batch);
   if (s.IsIncomplete()) {
@@ -948,12 +952,37 @@ CheckpointBatch StateStore::NewBatch() const {
 
 Status StateStore::Commit(CheckpointBatch* batch, const std::atomic<bool>* cancel,
                           std::chrono::steady_clock::time_point deadline) {
+  return CommitAs(batch, "writing a checkpoint", cancel, deadline, /*sync=*/false,
+                  /*without_wal=*/false);
+}
+
+Status StateStore::CommitRestoring(CheckpointBatch* batch) {
+  return CommitAs(batch, "writing restored state", nullptr,
+                  std::chrono::steady_clock::time_point::max(), /*sync=*/false,
+                  /*without_wal=*/true);
+}
+
+Status StateStore::EndRestore(CheckpointBatch* batch) {
+  if (impl_->options.read_only) {
+    return Status::InvalidArgument(path().string() + ": state opened read-only");
+  }
+  // What CommitRestoring wrote is only in memtables: on disk before the
+  // mark goes.
+  CRM_RETURN_NOT_OK(Flush());
+  return CommitAs(batch, "ending a restore", nullptr, std::chrono::steady_clock::time_point::max(),
+                  /*sync=*/true, /*without_wal=*/false);
+}
+
+Status StateStore::CommitAs(CheckpointBatch* batch, std::string_view doing,
+                            const std::atomic<bool>* cancel,
+                            std::chrono::steady_clock::time_point deadline, bool sync,
+                            bool without_wal) {
   if (impl_->options.read_only) {
     return Status::InvalidArgument(path().string() + ": state opened read-only");
   }
   if (!batch->empty()) {
-    CRM_RETURN_NOT_OK(impl_->Write(&batch->impl_->batch, /*sync=*/false, cancel,
-                                   "writing a checkpoint", deadline));
+    CRM_RETURN_NOT_OK(
+        impl_->Write(&batch->impl_->batch, sync, cancel, doing, deadline, without_wal));
   }
   batch->impl_->committed->store(batch->impl_->generation);
   batch->Clear();

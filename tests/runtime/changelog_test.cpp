@@ -204,6 +204,63 @@ TEST_CASE("A store deleted is restored from the changelog alone, identical to th
   CHECK(ReadAll(fx.client, Topics("cl."), counts).total == outputs_before);
 }
 
+TEST_CASE(
+    "A restore cut short by a crash before its writes are on disk is done again on the next "
+    "start, identical to the lost state",
+    "[runtime][integration]") {
+  testing::ScratchDir scratch;
+  EngineRun run{(scratch.path() / "s").string(), "changelog-crash", "cc."};
+  run.guarantee = config::Guarantee::kAtLeastOnce;
+  const std::array<EngineRun, 1> runs{run};
+  EngineFixture fx(runs);
+  const fs::path config = scratch.path() / "engine.yaml";
+  WriteEngineYaml(EngineConfigFor(fx.bootstrap, run), config);
+  fx.Produce(3000);
+  RunEngineBinaryChecked(config, "", scratch.path() / "first.log");
+  const auto lost = StateEntries(run.state_dir);
+  const auto lost_offsets = CheckpointOffsets(lost);
+  REQUIRE(lost_offsets.size() == static_cast<size_t>(run.input_partitions));
+  fs::remove_all(fs::path(run.state_dir) / state::kStoreSubdirectory);
+
+  // The engine binary ends as a crash would once the second partition's
+  // restore has written every change (without the WAL) but neither flushed
+  // them nor cleared its mark; the first partition's restore had ended.
+  const BinaryRun crash = RunEngineBinary(
+      config, std::string(crash_point::kRestoreBeforeEnd) + ":2", scratch.path() / "crash.log");
+  INFO("crash run:\n" << crash.log);
+  REQUIRE(crash.exit.exited(crash_point::kCrashPointExitStatus));
+  CHECK_THAT(crash.log, Catch::Contains("crash point restore.before_end reached (visit 2)"));
+  {
+    state::StateStoreOptions o;
+    o.path = fs::path(run.state_dir) / state::kStoreSubdirectory;
+    o.read_only = true;
+    REQUIRE_OK_AND_ASSIGN(auto store, state::StateStore::Open(o));
+    REQUIRE_OK_AND_ASSIGN(const auto partitions, store->ListPartitions());
+    size_t restoring = 0;
+    for (const auto& ps : partitions) restoring += ps.restoring ? 1 : 0;
+    CHECK(restoring == 1);
+  }
+  // Only the finished restore's offsets are there, with all of its state.
+  const auto after_crash = StateEntries(run.state_dir);
+  const auto crash_offsets = CheckpointOffsets(after_crash);
+  REQUIRE(crash_offsets.size() == 1);
+  const auto of_finished = [&](const std::map<std::string, std::string>& entries) {
+    std::map<std::string, std::string> out;
+    for (const auto& [k, v] : entries) {
+      if (PrefixOf(k) == crash_offsets.begin()->first) out[k] = v;
+    }
+    return out;
+  };
+  CHECK(of_finished(after_crash) == of_finished(lost));
+
+  // The next start restores the marked partition again (and the third).
+  const BinaryRun restart = RunEngineBinaryChecked(config, "", scratch.path() / "restart.log");
+  CHECK_THAT(restart.log, Catch::Contains("restored from the changelog"));
+  const auto restored = StateEntries(run.state_dir);
+  CHECK(restored.size() == lost.size());
+  CHECK(restored == lost);
+}
+
 TEST_CASE("A stale local store catches up from the changelog's tail", "[runtime][integration]") {
   testing::ScratchDir scratch;
   EngineRun run{(scratch.path() / "s").string(), "changelog-tail", "ct."};

@@ -280,6 +280,16 @@ class StateStore {
                 std::chrono::steady_clock::time_point deadline =
                     std::chrono::steady_clock::time_point::max());
 
+  // A changelog restore's writes, between BeginRestore and EndRestore:
+  // without RocksDB's WAL, so the restore writes its data once, not twice.
+  // A crash before EndRestore loses them but leaves the partition's
+  // restoring mark, and the restore is done again.
+  Status CommitRestoring(CheckpointBatch* batch);
+  // Ends a restore: flushes the memtables (what CommitRestoring wrote is
+  // then on disk), then commits `batch` (its FinishRestore and the offsets
+  // reached) synced, with the WAL.
+  Status EndRestore(CheckpointBatch* batch);
+
   // Restore. Callbacks run in key order; a non-OK Status from one stops the
   // iteration and is returned. A value whose block fails RocksDB's checksum
   // is Corruption naming the path.
@@ -312,10 +322,10 @@ class StateStore {
   Status DropPartition(PartitionKey p);
   // Marks the partition restoring (synced), and with `drop_state` first drops
   // its state and changelog offset, atomically. The restore then writes
-  // batches and ends with a batch holding CheckpointBatch::FinishRestore and
-  // the new offsets. A mark found after a crash means: restore again from
-  // the partition's changelog offset (-1: from the beginning); replaying a
-  // changelog range twice yields the same state.
+  // batches (CommitRestoring) and ends with a batch holding
+  // CheckpointBatch::FinishRestore and the new offsets (EndRestore). A mark found after a crash
+  // means: restore again from the partition's changelog offset (-1: from the beginning); replaying
+  // a changelog range twice yields the same state.
   Status BeginRestore(PartitionKey p, bool drop_state);
 
   // Free-form metadata for other modules ("user/<name>"), e.g. the feature
@@ -373,6 +383,8 @@ class StateStore {
  private:
   struct Impl;
   explicit StateStore(std::unique_ptr<Impl> impl);
+  Status CommitAs(CheckpointBatch* batch, std::string_view doing, const std::atomic<bool>* cancel,
+                  std::chrono::steady_clock::time_point deadline, bool sync, bool without_wal);
   Status ForEachInRange(StateFamily family, std::string_view begin, std::string_view end,
                         size_t strip_prefix,
                         const std::function<Status(std::string_view, std::string_view)>& f) const;
