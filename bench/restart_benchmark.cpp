@@ -9,10 +9,9 @@
 // - BM_CachedThroughput/<hot>/<batch>: events of a hot set of customers
 //   that fits the cache (hot 1), and of customers drawn uniformly from all N,
 //   which does not (hot 0); batch 0 processes them one at a time (a miss is
-//   one MultiGet in the middle of its event), batch 2048 as the engine does
-//   with its default consume_batch_size (a batch's misses read with one
-//   MultiGet before its events,
-//   EventProcessor::LoadPrefetchedCustomers). Counters: events/s of CPU
+//   one MultiGet in the middle of its event), batch 2048 (the engine's
+//   default consume_batch_size) with a batch's misses read with one
+//   MultiGet before its events (EventProcessor::LoadPrefetchedCustomers). Counters: events/s of CPU
 //   (events_per_cpu_s) and of wall time (events_per_s), the cache hit ratio
 //   (prefetched loads count as misses) and the share of the misses
 //   prefetched.
@@ -199,7 +198,7 @@ void BM_CachedThroughput(benchmark::State& state) {
     const double cpu_start = ProcessCpuSeconds();
     for (int i = 0; i < kEvents; ++i) {
       if (batch > 0 && i % batch == 0) {
-        // The engine's order: the batch's customers read, then its events.
+        // The batch's customers read, then its events.
         for (int j = i; j < std::min(kEvents, i + batch); ++j) {
           p.PrefetchCustomerOf(events[static_cast<size_t>(kWarmUp + j)]);
         }
