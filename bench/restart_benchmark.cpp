@@ -6,9 +6,15 @@
 // - BM_RestartWithIntactState: open the store, rebuild a fresh task from it
 //   (pipeline::RestoreProcessor) and process the first record (a customer
 //   loaded from the store): the time until processing resumes.
-// - BM_CachedThroughput/hot and /uniform: events of a hot set of customers
-//   that fits the cache, and of customers drawn uniformly from all N, which
-//   does not; counters: events/s and the cache hit ratio.
+// - BM_CachedThroughput/<hot>/<batch>: events of a hot set of customers
+//   that fits the cache (hot 1), and of customers drawn uniformly from all N,
+//   which does not (hot 0); batch 0 processes them one at a time (a miss is
+//   one MultiGet in the middle of its event), batch 2048 (the engine's
+//   default consume_batch_size) with a batch's misses read with one
+//   MultiGet before its events (EventProcessor::LoadPrefetchedCustomers). Counters: events/s of CPU
+//   (events_per_cpu_s) and of wall time (events_per_s), the cache hit ratio
+//   (prefetched loads count as misses) and the share of the misses
+//   prefetched.
 //
 //   build/release/bench/bench_restart
 //   CRMSTREAM_BENCH_CUSTOMERS=10000000 /usr/bin/time -v build/release/bench/bench_restart
@@ -18,6 +24,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <random>
 
@@ -142,11 +149,20 @@ void BM_RestartWithIntactState(benchmark::State& state) {
 }
 BENCHMARK(BM_RestartWithIntactState)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 
+// CPU time of the process, s.
+double ProcessCpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+
 // range(0): 1 = a hot set of 1/4 of the cache, 0 = uniform over every customer.
+// range(1): records per prefetched batch, 0 = none (one at a time).
 void BM_CachedThroughput(benchmark::State& state) {
   World& w = BuiltWorld();
   if (!w.status.ok()) return state.SkipWithError(w.status.ToString().c_str());
   const bool hot = state.range(0) == 1;
+  const auto batch = static_cast<int>(state.range(1));
   DiscardingSink sink;
   auto store = state::StateStore::Open(StoreOptions(w.dir));
   if (!store.ok()) return state.SkipWithError(store.status().ToString().c_str());
@@ -163,19 +179,31 @@ void BM_CachedThroughput(benchmark::State& state) {
   constexpr int kWarmUp = kEvents / 4;
   std::vector<std::string> events;
   events.reserve(kWarmUp + kEvents);
+  // Each run its own event ids and its own stretch of time after the world's
+  // end (and after the runs before it, whose checkpoints the store holds).
+  static int runs = 0;
+  const std::string run = "run" + std::to_string(++runs);
   for (int i = 0; i < kWarmUp + kEvents; ++i) {
-    // Each run its own stretch of time after the world's end.
-    events.push_back(
-        Login(hot ? "hot" : "uniform", w.ids[pick(rng)], i, w.end_ms + (hot ? 0 : 3'600'000) + i));
+    events.push_back(Login(run, w.ids[pick(rng)], i, w.end_ms + runs * int64_t{3'600'000} + i));
   }
   // Warm-up: the hot set enters the cache.
   int64_t offset = w.events;
   for (int i = 0; i < kWarmUp; ++i)
     p.Process(events[static_cast<size_t>(i)], {"bench", 0, offset++}, 0);
   const uint64_t loads_before = p.customer_loads();
+  const uint64_t prefetched_before = p.customer_prefetches();
   int64_t processed = 0;
+  double cpu_s = 0;
   for (auto _ : state) {
+    const double cpu_start = ProcessCpuSeconds();
     for (int i = 0; i < kEvents; ++i) {
+      if (batch > 0 && i % batch == 0) {
+        // The batch's customers read, then its events.
+        for (int j = i; j < std::min(kEvents, i + batch); ++j) {
+          p.PrefetchCustomerOf(events[static_cast<size_t>(kWarmUp + j)]);
+        }
+        p.LoadPrefetchedCustomers();
+      }
       p.Process(events[static_cast<size_t>(kWarmUp + i)], {"bench", 0, offset++}, 0);
       if (i % 65536 == 65535) {
         p.FlushOutputs();
@@ -185,17 +213,30 @@ void BM_CachedThroughput(benchmark::State& state) {
       }
     }
     processed += kEvents;
+    cpu_s += ProcessCpuSeconds() - cpu_start;
+  }
+  if (!p.storage_status().ok()) return state.SkipWithError(p.storage_status().ToString().c_str());
+  if (p.counters().accepted.Get() != static_cast<uint64_t>(kWarmUp + processed)) {
+    return state.SkipWithError("events not accepted (event ids seen by an earlier run?)");
   }
   const double loads = static_cast<double>(p.customer_loads() - loads_before);
+  const double prefetched = static_cast<double>(p.customer_prefetches() - prefetched_before);
   state.counters["events_per_s"] =
       benchmark::Counter(static_cast<double>(processed), benchmark::Counter::kIsRate);
+  state.counters["events_per_cpu_s"] = static_cast<double>(processed) / cpu_s;
   state.counters["hit_ratio"] = 1.0 - loads / static_cast<double>(processed);
+  state.counters["prefetched"] = loads == 0 ? 0.0 : prefetched / loads;
   state.counters["cached"] = static_cast<double>(p.feature_store().size());
   state.counters["accepted"] = static_cast<double>(p.counters().accepted.Get());
 }
 BENCHMARK(BM_CachedThroughput)
-    ->Arg(1)
-    ->Arg(0)
+    ->Args({1, 0})
+    ->Args({1, 2048})
+    // Alternated twice: a later run finds more of the store in the page cache.
+    ->Args({0, 0})
+    ->Args({0, 2048})
+    ->Args({0, 0})
+    ->Args({0, 2048})
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1)
     ->UseRealTime();

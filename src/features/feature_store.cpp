@@ -30,6 +30,8 @@ constexpr uint8_t kUnsavedFlag = 8;
 constexpr uint8_t kTrackedFlags = kDirtyFlag | kPendingFlag | kUnsavedFlag;
 // Touched since the CLOCK hand last passed (a second chance).
 constexpr uint8_t kReferencedFlag = 16;
+// In a staged checkpoint not yet committed (FeatureStore::StageUnsaved).
+constexpr uint8_t kStagedFlag = 32;
 // How many slots one eviction looks at before growing the store instead:
 // bounds the cost of a miss when the cache is full of unsaved customers.
 constexpr uint32_t kMaxEvictionSweep = 1024;
@@ -316,7 +318,9 @@ FeatureStore::Memory FeatureStore::memory() const {
   m.day_history = ring_heap_bytes_;
   m.long_ids = long_id_bytes_;
   m.index = table_.capacity() * sizeof(uint32_t);
-  m.tracking = (dirty_.capacity() + pending_.capacity() + unsaved_.capacity()) * sizeof(uint32_t);
+  m.tracking =
+      (dirty_.capacity() + pending_.capacity() + unsaved_.capacity() + staged_.capacity()) *
+      sizeof(uint32_t);
   m.other = sizeof(*this);
   for (const auto& p : plan_names_) m.other += sizeof(p) + p.capacity();
   // Node-based map: a node per plan (key, value, next pointer, cached hash) plus buckets.
@@ -480,6 +484,10 @@ uint32_t FeatureStore::EvictOne() {
     clock_hand_ = clock_hand_ + 1 >= size_ ? 0 : clock_hand_ + 1;
     CustomerRecord& r = Record(i);
     if (r.flags & kTrackedFlags) continue;  // unsaved, or outputs owed
+    if (r.flags & kStagedFlag) {
+      if (hooks_ != nullptr && !hooks_->StagedCommitted()) continue;
+      ReleaseStaged();
+    }
     if (r.flags & kReferencedFlag) {
       r.flags &= static_cast<uint8_t>(~kReferencedFlag);
       continue;
@@ -536,6 +544,25 @@ void FeatureStore::ClearPending() {
 void FeatureStore::ClearUnsaved() {
   for (uint32_t index : unsaved_) Record(index).flags &= static_cast<uint8_t>(~kUnsavedFlag);
   unsaved_.clear();
+}
+
+void FeatureStore::StageUnsaved() {
+  for (uint32_t index : unsaved_) Stage(index);
+  ClearUnsaved();
+}
+
+void FeatureStore::Stage(uint32_t slot) {
+  CustomerRecord& r = Record(slot);
+  // Without a capacity nothing is evicted, so nothing needs holding.
+  if (capacity_ == 0 || (r.flags & kStagedFlag)) return;
+  // Not on the event path: a checkpoint's, once per customer it holds.
+  staged_.push_back(slot);
+  r.flags |= kStagedFlag;
+}
+
+void FeatureStore::ReleaseStaged() {
+  for (uint32_t index : staged_) Record(index).flags &= static_cast<uint8_t>(~kStagedFlag);
+  staged_.clear();
 }
 
 const CustomerFeatures* FeatureStore::Find(std::string_view customer_id) const {
@@ -1023,7 +1050,8 @@ Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes
   ReleaseRing(dst);
   r.id = dst->id;
   r.id_length = dst->id_length;
-  r.flags = static_cast<uint8_t>(flags | (dst->flags & kTrackedFlags) | kReferencedFlag);
+  r.flags =
+      static_cast<uint8_t>(flags | (dst->flags & (kTrackedFlags | kStagedFlag)) | kReferencedFlag);
   r.plan_id = plan.empty() ? 0 : InternPlan(plan);
   *dst = r;
   RebuildRing(index, days);

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "crmstream/alerts/churn_alert_policy.h"
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/json_writer.h"
@@ -62,6 +64,10 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
            (slot < models.churn().slot_count() && models.churn().holds_snapshot(slot));
   }
   void Evicted(uint32_t slot) override { processor_->models_.Forget(slot); }
+  bool StagedCommitted() override {
+    const state::CheckpointBatch::CommitTicket& ticket = processor_->staged_ticket_;
+    return !ticket.issued() || ticket.committed();
+  }
 
   bool NextSaved(const scoring::SavedLabel* after, scoring::SavedLabel* out) override {
     if (after != nullptr) {
@@ -107,16 +113,37 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
 
   void Load(std::string_view customer_id) {
     auto blobs = store_->GetCustomer(key_, customer_id);
-    Status st = blobs.status();
-    if (st.ok() && blobs->features) {
-      ++loads_;
-      st = processor_->features_->LoadCustomer(customer_id, *blobs->features);
-      if (st.ok() && blobs->model && processor_->options_.models_enabled) {
-        st = processor_->models_.DecodeCustomer(*processor_->features_->Find(customer_id),
-                                                *blobs->model);
-      }
+    if (!blobs.ok()) return Failed(customer_id, blobs.status());
+    if (!blobs->features) return;
+    Install(customer_id, *blobs->features, blobs->model ? std::string_view(*blobs->model) : "");
+  }
+
+  // One MultiGet for the ids in `reads` (customers not in memory), each
+  // found installed as Load does.
+  void LoadAll(state::CustomerReads* reads) {
+    Status st = store_->ReadCustomers(key_, reads);
+    if (!st.ok()) return Fail(st.WithContext("saved customers"));
+    for (size_t i = 0; i < reads->size(); ++i) {
+      if (reads->features(i).empty()) continue;  // a new customer
+      // Never over a customer in memory: its state may be newer.
+      if (processor_->features_->Find(reads->customer_id(i)) != nullptr) continue;
+      ++prefetched_;
+      Install(reads->customer_id(i), reads->features(i), reads->model(i));
     }
-    if (st.ok()) return;
+  }
+
+ private:
+  // A saved customer's records (`model` empty when it has none) into memory.
+  void Install(std::string_view customer_id, std::string_view features, std::string_view model) {
+    ++loads_;
+    Status st = processor_->features_->LoadCustomer(customer_id, features);
+    if (st.ok() && !model.empty() && processor_->options_.models_enabled) {
+      st = processor_->models_.DecodeCustomer(*processor_->features_->Find(customer_id), model);
+    }
+    if (!st.ok()) Failed(customer_id, st);
+  }
+
+  void Failed(std::string_view customer_id, const Status& st) {
     // Errors end in logs: they never name the customer (a customer
     // identifier); the id goes to the debug log only.
     spdlog::debug("state store: the saved customer that failed to load is customer id '{}'",
@@ -124,7 +151,6 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
     Fail(st.WithContext("a saved customer (--log-level debug shows its id)"));
   }
 
- private:
   void Fail(const Status& st) {
     if (processor_->storage_status_.ok()) processor_->storage_status_ = st;
   }
@@ -151,6 +177,7 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
 
  public:
   uint64_t loads_ = 0;
+  uint64_t prefetched_ = 0;  // of loads_, by LoadAll
 };
 
 size_t ProcessorOptions::OutputBound(OutputKind kind) const {
@@ -254,6 +281,36 @@ EventProcessor::EventProcessor(const ProcessorOptions& options, OutputSink* sink
 EventProcessor::~EventProcessor() = default;
 
 uint64_t EventProcessor::customer_loads() const { return saved_ ? saved_->loads_ : 0; }
+uint64_t EventProcessor::customer_prefetches() const { return saved_ ? saved_->prefetched_ : 0; }
+
+void EventProcessor::PrefetchCustomerOf(std::string_view bytes) {
+  if (saved_ == nullptr || prefetch_ids_.size() >= prefetch_limit_) return;
+  // Decoded again by Process: a few hundred ns against a disk read. A
+  // record Process will reject only costs a look-up.
+  if (decoder_.Decode(bytes, 0, &prefetch_event_).rejected()) return;
+  const std::string_view id = prefetch_event_.customer_id;
+  if (features_->Find(id) != nullptr) return;
+  prefetch_ids_.Add(id);
+}
+
+void EventProcessor::LoadPrefetchedCustomers() {
+  if (prefetch_ids_.size() == 0) return;
+  // Sorted and deduplicated: RocksDB reads keys in order anyway, and a
+  // customer with several events of the batch is read once.
+  prefetch_order_.resize(prefetch_ids_.size());
+  for (uint32_t i = 0; i < prefetch_order_.size(); ++i) prefetch_order_[i] = i;
+  const auto id = [this](uint32_t i) { return prefetch_ids_.customer_id(i); };
+  std::sort(prefetch_order_.begin(), prefetch_order_.end(),
+            [&](uint32_t a, uint32_t b) { return id(a) < id(b); });
+  prefetch_reads_.Clear();
+  for (size_t k = 0; k < prefetch_order_.size(); ++k) {
+    if (k > 0 && id(prefetch_order_[k]) == id(prefetch_order_[k - 1])) continue;
+    prefetch_reads_.Add(id(prefetch_order_[k]));
+  }
+  prefetch_ids_.Clear();
+  saved_->LoadAll(&prefetch_reads_);
+  prefetch_reads_.Clear();
+}
 
 void EventProcessor::AttachStateStore(const state::StateStore* store, state::PartitionKey key) {
   saved_ = std::make_unique<SavedCustomers>(this, store, key);
@@ -262,6 +319,10 @@ void EventProcessor::AttachStateStore(const state::StateStore* store, state::Par
   if (options_.cached_customers != 0) {
     features_->SetCapacity(options_.cached_customers, saved_.get());
     models_.set_slot_limit(options_.cached_customers);
+    // Half the cache: the batch's prefetched customers must not take each
+    // other's places (CLOCK gives a loaded customer one pass of the hand),
+    // and its other customers need room. Beyond it, the single load.
+    prefetch_limit_ = std::max<size_t>(1, options_.cached_customers / 2);
   }
 }
 
@@ -649,6 +710,16 @@ void EventProcessor::SealSnapshots() {
   if (committed == 0) return;
   models_.ReleaseSnapshots(seals_[committed - 1].second);
   seals_.erase(seals_.begin(), seals_.begin() + static_cast<std::ptrdiff_t>(committed));
+}
+
+void EventProcessor::StageCheckpointed() {
+  if (!staged_ticket_.issued() || staged_ticket_.committed()) features_->ReleaseStaged();
+  // Those with model changes only (a label resolved at its deadline) too.
+  models_.ForEachUnsaved(
+      [this](const features::CustomerFeatures& f) { features_->Stage(f.slot()); });
+  features_->StageUnsaved();
+  models_.ClearUnsaved();
+  staged_ticket_ = checkpoint_ticket_;
 }
 
 void EventProcessor::LoadSavedCustomer(std::string_view customer_id) {

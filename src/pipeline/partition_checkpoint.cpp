@@ -110,8 +110,9 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
 }
 
 void MarkCheckpointed(EventProcessor* processor) {
-  processor->feature_store().ClearUnsaved();
-  processor->customer_models().ClearUnsaved();
+  // The checkpoint may be committed later: until then its customers stay in
+  // memory (a cache miss would load their state from before it).
+  processor->StageCheckpointed();
   // The churn snapshots taken so far are in the checkpoint: they leave
   // memory once it is committed (it may be staged and committed later).
   processor->SealSnapshots();

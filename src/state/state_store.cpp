@@ -1084,6 +1084,87 @@ Result<StateStore::CustomerBlobs> StateStore::GetCustomer(PartitionKey p,
   return out;
 }
 
+// Two keys per customer (features, model), in that order.
+struct CustomerReads::Impl {
+  std::string ids;           // the ids, back to back
+  std::vector<size_t> ends;  // where each id ends in `ids`
+  std::vector<std::string> keys;
+  std::vector<rocksdb::Slice> slices;
+  std::vector<rocksdb::ColumnFamilyHandle*> families;
+  std::unique_ptr<rocksdb::PinnableSlice[]> values;
+  size_t values_capacity = 0;
+  std::vector<rocksdb::Status> statuses;
+  size_t read = 0;  // customers whose values are valid
+};
+
+CustomerReads::CustomerReads() : impl_(std::make_unique<Impl>()) {}
+CustomerReads::~CustomerReads() = default;
+
+void CustomerReads::Clear() {
+  impl_->ids.clear();
+  impl_->ends.clear();
+  for (size_t i = 0; i < 2 * impl_->read; ++i) impl_->values[i].Reset();
+  impl_->read = 0;
+}
+
+void CustomerReads::Add(std::string_view customer_id) {
+  impl_->ids.append(customer_id);
+  impl_->ends.push_back(impl_->ids.size());
+}
+
+size_t CustomerReads::size() const { return impl_->ends.size(); }
+
+std::string_view CustomerReads::customer_id(size_t i) const {
+  const size_t begin = i == 0 ? 0 : impl_->ends[i - 1];
+  return std::string_view(impl_->ids).substr(begin, impl_->ends[i] - begin);
+}
+
+std::string_view CustomerReads::features(size_t i) const {
+  return i < impl_->read ? ToView(impl_->values[2 * i]) : std::string_view();
+}
+
+std::string_view CustomerReads::model(size_t i) const {
+  return i < impl_->read ? ToView(impl_->values[2 * i + 1]) : std::string_view();
+}
+
+Status StateStore::ReadCustomers(PartitionKey p, CustomerReads* reads) const {
+  CustomerReads::Impl& r = *reads->impl_;
+  const size_t n = reads->size();
+  for (size_t i = 0; i < 2 * r.read; ++i) r.values[i].Reset();
+  r.read = 0;
+  if (n == 0) return Status::OK();
+  if (r.keys.size() < 2 * n) r.keys.resize(2 * n);
+  r.slices.resize(2 * n);
+  r.families.resize(2 * n);
+  r.statuses.resize(2 * n);
+  if (r.values_capacity < 2 * n) {
+    r.values_capacity = std::max(2 * n, 2 * r.values_capacity);
+    r.values = std::make_unique<rocksdb::PinnableSlice[]>(r.values_capacity);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    FeaturesKey(p, reads->customer_id(i), &r.keys[2 * i]);
+    CustomerModelKey(p, reads->customer_id(i), &r.keys[2 * i + 1]);
+    r.slices[2 * i] = ToSlice(r.keys[2 * i]);
+    r.slices[2 * i + 1] = ToSlice(r.keys[2 * i + 1]);
+    r.families[2 * i] = impl_->cf(StateFamily::kFeatures);
+    r.families[2 * i + 1] = impl_->cf(StateFamily::kModels);
+  }
+  impl_->db->MultiGet(rocksdb::ReadOptions(), 2 * n, r.families.data(), r.slices.data(),
+                      r.values.get(), r.statuses.data(), /*sorted_input=*/false);
+  r.read = n;
+  for (size_t i = 0; i < 2 * n; ++i) {
+    if (r.statuses[i].IsNotFound()) {
+      r.values[i].Reset();
+    } else if (!r.statuses[i].ok()) {
+      const rocksdb::Status failed = r.statuses[i];
+      for (size_t j = 0; j < 2 * n; ++j) r.values[j].Reset();
+      r.read = 0;
+      return StoreError(failed, path(), "reading customers");
+    }
+  }
+  return Status::OK();
+}
+
 Result<std::optional<LabelDeadline>> StateStore::NextLabelDeadline(
     PartitionKey p, const LabelDeadline* after) const {
   std::string begin;

@@ -10,6 +10,7 @@
 #include "alerting_options.h"
 #include "crmstream/generator/world_generator.h"
 #include "recording_sink.h"
+#include "support/allocation_counter.h"
 #include "support/require_ok.h"
 #include "support/test_support.h"
 
@@ -61,6 +62,18 @@ std::vector<RecordedOutput> RunWithoutRestarts(const std::vector<std::string>& r
   return sink.records;
 }
 
+// The generated partition of 300 customers over 100 days and its
+// uninterrupted run (a flush every `interval`): what the runs through a
+// store must give.
+struct Reference {
+  explicit Reference(size_t interval)
+      : records(GeneratedRecords(/*customers=*/300, /*days=*/100)),
+        outputs(RunWithoutRestarts(records, interval, &quality)) {}
+  std::vector<std::string> records;
+  scoring::CustomerModels::Quality quality;
+  std::vector<RecordedOutput> outputs;
+};
+
 void Checkpoint(EventProcessor* processor, state::StateStore* store, state::PartitionKey key,
                 int64_t next_offset) {
   state::CheckpointBatch batch = store->NewBatch();
@@ -101,13 +114,19 @@ struct StoreRun {
   uint64_t evictions = 0;
   size_t max_buffered_snapshots = 0;  // churn snapshots in memory after a checkpoint
   uint64_t labels_from_index = 0;     // matured with the snapshot read from the store
+  uint64_t loads = 0;                 // customers loaded from the store
+  uint64_t prefetched = 0;            // of them, by a batch's read
+  // The store's customer state and model entries after a last checkpoint.
+  std::vector<std::pair<std::string, std::string>> stored;
 };
 
 // The same input through a store: a flush and a checkpoint every interval,
 // a restart (fresh processor, RestoreProcessor) every `restart_every`
-// intervals, at most `cached` customers in memory (0: no bound).
+// intervals, at most `cached` customers in memory (0: no bound); with
+// `prefetch` > 0, the customers of each `prefetch` records are loaded before
+// them (as the engine does for a consumed batch).
 StoreRun RunThroughStore(const std::vector<std::string>& records, size_t interval,
-                         size_t restart_every, size_t cached) {
+                         size_t restart_every, size_t cached, size_t prefetch = 0) {
   ScratchStore scratch_store;
   state::StateStore* store = scratch_store.store.get();
   const state::PartitionKey key = scratch_store.key;
@@ -121,6 +140,8 @@ StoreRun RunThroughStore(const std::vector<std::string>& records, size_t interva
       if (processor) {
         run.evictions += processor->feature_store().evictions();
         run.labels_from_index += processor->customer_models().churn().saved_labels_resolved();
+        run.loads += processor->customer_loads();
+        run.prefetched += processor->customer_prefetches();
       }
       processor.reset();
       REQUIRE_OK_AND_ASSIGN(processor, EventProcessor::Create(options, &sink));
@@ -128,6 +149,12 @@ StoreRun RunThroughStore(const std::vector<std::string>& records, size_t interva
       run.max_restored_customers =
           std::max(run.max_restored_customers, processor->feature_store().size());
       ++run.restarts;
+    }
+    if (prefetch > 0 && i % prefetch == 0) {
+      for (size_t j = i; j < std::min(records.size(), i + prefetch); ++j) {
+        processor->PrefetchCustomerOf(records[j]);
+      }
+      processor->LoadPrefetchedCustomers();
     }
     processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
     if ((i + 1) % interval == 0) {
@@ -140,11 +167,57 @@ StoreRun RunThroughStore(const std::vector<std::string>& records, size_t interva
   }
   processor->FlushOutputs();
   REQUIRE_OK(processor->storage_status());
+  Checkpoint(processor.get(), store, key, static_cast<int64_t>(records.size()));
+  // A customer's features as decoded: the bytes of its per-day history
+  // depend on when it was last loaded (a load re-encodes it), not its state.
+  REQUIRE_OK_AND_ASSIGN(auto decoded, features::FeatureStore::Create(options.features));
+  std::string canonical;
+  REQUIRE_OK(store->ForEachEntry(
+      state::StateFamily::kFeatures, [&](std::string_view k, std::string_view v) -> Status {
+        const std::string_view id = k.substr(state::kPartitionPrefixBytes);
+        CRM_RETURN_NOT_OK(decoded->LoadCustomer(id, v));
+        CRM_RETURN_NOT_OK(decoded->EncodeCustomer(id, &canonical));
+        run.stored.emplace_back(std::string(k), canonical);
+        return Status::OK();
+      }));
+  REQUIRE_OK(
+      store->ForEachEntry(state::StateFamily::kModels, [&](std::string_view k, std::string_view v) {
+        run.stored.emplace_back(std::string(k), std::string(v));
+        return Status::OK();
+      }));
   run.evictions += processor->feature_store().evictions();
   run.labels_from_index += processor->customer_models().churn().saved_labels_resolved();
+  run.loads += processor->customer_loads();
+  run.prefetched += processor->customer_prefetches();
   run.outputs = std::move(sink.records);
   run.quality = processor->customer_models().quality();
   return run;
+}
+
+// Processes `records` with the checkpoints staged as the engine stages them:
+// at the end of each interval the state goes into a batch (AddToCheckpoint,
+// MarkCheckpointed) committed only at the end of the next one, while labels
+// keep maturing. `around_stage(stage)` calls stage() once.
+template <typename AroundStage>
+void RunWithStagedCheckpoints(const std::vector<std::string>& records, size_t interval,
+                              EventProcessor* processor, const ScratchStore& s,
+                              AroundStage around_stage) {
+  REQUIRE_OK(RestoreProcessor(*s.store, s.key, processor));
+  std::optional<state::CheckpointBatch> staged;
+  std::string scratch;
+  for (size_t i = 0; i < records.size(); ++i) {
+    processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
+    if ((i + 1) % interval != 0) continue;
+    processor->FlushOutputs();
+    if (staged) REQUIRE_OK(s.store->Commit(&*staged));
+    staged.emplace(s.store->NewBatch());
+    around_stage([&] {
+      REQUIRE_OK(AddToCheckpoint(*processor, 0, s.key, &*staged, &scratch));
+      MarkCheckpointed(processor);
+    });
+  }
+  processor->FlushOutputs();
+  REQUIRE_OK(processor->storage_status());
 }
 
 void CheckSameQuality(const scoring::CustomerModels::Quality& q,
@@ -183,13 +256,10 @@ TEST_CASE("A processor holding a third of its customers gives the same outputs",
           "[pipeline][state]") {
   constexpr size_t kInterval = 100;
   constexpr size_t kCached = 100;
-  const std::vector<std::string> records = GeneratedRecords(/*customers=*/300, /*days=*/100);
-  scoring::CustomerModels::Quality expected_quality;
-  const std::vector<RecordedOutput> expected =
-      RunWithoutRestarts(records, kInterval, &expected_quality);
-  REQUIRE(expected_quality.churn_positives + expected_quality.churn_negatives > 200);
+  const Reference reference(kInterval);
+  REQUIRE(reference.quality.churn_positives + reference.quality.churn_negatives > 200);
 
-  const StoreRun run = RunThroughStore(records, kInterval, /*restart_every=*/40, kCached);
+  const StoreRun run = RunThroughStore(reference.records, kInterval, /*restart_every=*/40, kCached);
   // Customers came and went many times over, and memory held about the cap
   // (an interval's new customers stay until its checkpoint saves them).
   CHECK(run.evictions > 10 * kCached);
@@ -198,55 +268,133 @@ TEST_CASE("A processor holding a third of its customers gives the same outputs",
   // most labels read theirs back from the store's index: their customers
   // were evicted or restored since the snapshot, or simply checkpointed.
   CHECK(run.max_buffered_snapshots == 0);
-  const uint64_t labels = expected_quality.churn_positives + expected_quality.churn_negatives;
+  const uint64_t labels = reference.quality.churn_positives + reference.quality.churn_negatives;
   CHECK(run.labels_from_index > labels / 2);
   CHECK(run.labels_from_index <= labels);
-  CHECK(SameOutputs(run.outputs, expected));
-  CheckSameQuality(run.quality, expected_quality);
+  CHECK(SameOutputs(run.outputs, reference.outputs));
+  CheckSameQuality(run.quality, reference.quality);
+}
+
+TEST_CASE("A batch's cache misses read at once give the same outputs and the same store",
+          "[pipeline][state]") {
+  constexpr size_t kInterval = 100;
+  constexpr size_t kCached = 100;
+  const Reference reference(kInterval);
+
+  const StoreRun one_at_a_time =
+      RunThroughStore(reference.records, kInterval, /*restart_every=*/40, kCached);
+  // Batches across the checkpoints (a batch's loads are saved customers),
+  // and larger than half the cache (the rest are loaded one at a time).
+  for (const size_t batch : {size_t{64}, size_t{130}, size_t{400}}) {
+    DYNAMIC_SECTION("batches of " << batch) {
+      const StoreRun prefetched =
+          RunThroughStore(reference.records, kInterval, /*restart_every=*/40, kCached, batch);
+      CHECK(SameOutputs(prefetched.outputs, reference.outputs));
+      CheckSameQuality(prefetched.quality, reference.quality);
+      CHECK(prefetched.stored == one_at_a_time.stored);
+      // The batches did load customers: most of them when a batch fits in
+      // half the cache.
+      CHECK(prefetched.loads > 10 * kCached);
+      CHECK(prefetched.prefetched > prefetched.loads / (batch > 2 * kCached ? 8 : 2));
+      // At most half the cache per batch.
+      const size_t batches = (reference.records.size() + batch - 1) / batch;
+      CHECK(prefetched.prefetched <= batches * (kCached / 2));
+    }
+  }
+  CHECK(SameOutputs(one_at_a_time.outputs, reference.outputs));
+  CHECK(one_at_a_time.prefetched == 0);
+  CHECK(one_at_a_time.stored.size() > 300);
+}
+
+TEST_CASE("Noting a batch's customers allocates nothing per record once its buffers have grown",
+          "[pipeline][state][allocation]") {
+  constexpr size_t kCached = 100;
+  const std::vector<std::string> records = GeneratedRecords(/*customers=*/300, /*days=*/100);
+  REQUIRE(records.size() > 2000);
+  ScratchStore scratch_store;
+  ProcessorOptions options = Options();
+  options.cached_customers = kCached;
+  RecordingSink sink;
+  REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
+  REQUIRE_OK(RestoreProcessor(*scratch_store.store, scratch_store.key, processor.get()));
+  for (size_t i = 0; i < 1000; ++i) {
+    processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
+    if (i % 100 == 99) {
+      processor->FlushOutputs();
+      Checkpoint(processor.get(), scratch_store.store.get(), scratch_store.key,
+                 static_cast<int64_t>(i + 1));
+    }
+  }
+  // A batch of 600 records grows the buffers to the most a batch notes (half
+  // the cache) and loads its misses; a later batch of other misses and of
+  // customers in memory must not allocate to note them, nor a read of none.
+  const auto note = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) processor->PrefetchCustomerOf(records[i]);
+  };
+  note(1000, 1600);
+  const uint64_t loads = processor->customer_loads();
+  processor->LoadPrefetchedCustomers();
+  CHECK(processor->customer_loads() > loads);
+  testing::StartCountingAllocations();
+  note(1600, 1800);
+  const long allocations = testing::StopCountingAllocations();
+  CHECK(allocations == 0);
+  processor->LoadPrefetchedCustomers();
+  testing::StartCountingAllocations();
+  processor->LoadPrefetchedCustomers();
+  CHECK(testing::StopCountingAllocations() == 0);
+  REQUIRE_OK(processor->storage_status());
 }
 
 TEST_CASE("Churn snapshots stay in memory until the checkpoint holding them is committed",
           "[pipeline][state]") {
   constexpr size_t kInterval = 100;
-  const std::vector<std::string> records = GeneratedRecords(/*customers=*/300, /*days=*/100);
-  scoring::CustomerModels::Quality expected_quality;
-  const std::vector<RecordedOutput> expected =
-      RunWithoutRestarts(records, kInterval, &expected_quality);
+  const Reference reference(kInterval);
 
-  // As a staged checkpoint: AddToCheckpoint and MarkCheckpointed at the end
-  // of an interval, the commit only after the next interval's events, during
-  // which labels keep maturing.
   ScratchStore scratch_store;
-  state::StateStore* store = scratch_store.store.get();
-  const state::PartitionKey key = scratch_store.key;
   RecordingSink sink;
   REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(Options(), &sink));
-  REQUIRE_OK(RestoreProcessor(*store, key, processor.get()));
   const scoring::ChurnValueModel& churn = processor->customer_models().churn();
-  std::optional<state::CheckpointBatch> staged;
-  std::string scratch;
   size_t kept_until_commit = 0;
-  for (size_t i = 0; i < records.size(); ++i) {
-    processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
-    if ((i + 1) % kInterval != 0) continue;
-    processor->FlushOutputs();
-    if (staged) REQUIRE_OK(store->Commit(&*staged));
-    staged.emplace(store->NewBatch());
-    const size_t before = churn.buffered_snapshots();
-    REQUIRE_OK(AddToCheckpoint(*processor, 0, key, &*staged, &scratch));
-    MarkCheckpointed(processor.get());
-    // Released: the previous checkpoint's snapshots, committed now; kept:
-    // this one's, which the store does not have yet.
-    const size_t after = churn.buffered_snapshots();
-    CHECK(after <= before);
-    if (after > 0) ++kept_until_commit;
-  }
-  processor->FlushOutputs();
-  REQUIRE_OK(processor->storage_status());
+  RunWithStagedCheckpoints(reference.records, kInterval, processor.get(), scratch_store,
+                           [&](auto stage) {
+                             const size_t before = churn.buffered_snapshots();
+                             stage();
+                             // Released: the previous checkpoint's snapshots, committed now; kept:
+                             // this one's, which the store does not have yet.
+                             const size_t after = churn.buffered_snapshots();
+                             CHECK(after <= before);
+                             if (after > 0) ++kept_until_commit;
+                           });
   CHECK(kept_until_commit > 10);
   CHECK(churn.saved_labels_resolved() > 0);
-  CHECK(SameOutputs(sink.records, expected));
-  CheckSameQuality(processor->customer_models().quality(), expected_quality);
+  CHECK(SameOutputs(sink.records, reference.outputs));
+  CheckSameQuality(processor->customer_models().quality(), reference.quality);
+}
+
+TEST_CASE("A customer evicted while its checkpoint is staged comes back with the staged state",
+          "[pipeline][state]") {
+  // A checkpoint staged (its customers' state copied into the batch, their
+  // unsaved marks cleared) and committed only after the next interval's
+  // events, with a cache of a fifth of the customers: the cache must not let
+  // a staged customer go and then load it from the store, which does not
+  // have its staged changes yet.
+  constexpr size_t kInterval = 100;
+  constexpr size_t kCached = 60;
+  const Reference reference(kInterval);
+
+  ScratchStore scratch_store;
+  ProcessorOptions options = Options();
+  options.cached_customers = kCached;
+  RecordingSink sink;
+  REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
+  RunWithStagedCheckpoints(reference.records, kInterval, processor.get(), scratch_store,
+                           [](auto stage) { stage(); });
+  // Customers came and went (the cache was under pressure) and came back.
+  CHECK(processor->feature_store().evictions() > 10 * kCached);
+  CHECK(processor->customer_loads() > 10 * kCached);
+  CHECK(SameOutputs(sink.records, reference.outputs));
+  CheckSameQuality(processor->customer_models().quality(), reference.quality);
 }
 
 TEST_CASE("The label deadline index holds exactly the pending examples after a checkpoint",

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <random>
 
 #include "crmstream/common/binary_io.h"
 #include "state/state_test_support.h"
@@ -342,6 +343,56 @@ TEST_CASE("A label deadline keeps its example, read by the range scan and by a p
   REQUIRE_OK(store->Commit(&batch));
   CHECK(store->GetLabelExample(*p, 8000, 1, "bad").status().code() == StatusCode::kCorruption);
   CHECK(store->NextLabelDeadline(*p, &*second).status().code() == StatusCode::kCorruption);
+}
+
+TEST_CASE("One batched read finds what point reads find, for every customer of a batch",
+          "[state]") {
+  crmstream::testing::ScratchDir dir;
+  auto store = OpenOrDie(OptionsAt(dir.path() / "store"));
+  REQUIRE_OK_AND_ASSIGN(const PartitionKey p, store->Partition("crm.events", 0));
+  REQUIRE_OK_AND_ASSIGN(const PartitionKey other, store->Partition("crm.events", 1));
+  // Customers with features and a model, with features only, in another
+  // partition only, and none; enough for several blocks after a flush.
+  CheckpointBatch batch = store->NewBatch();
+  for (int i = 0; i < 3000; ++i) {
+    const std::string id = CustomerId(i);
+    if (i % 4 == 3) {
+      batch.PutFeatures(other, id, "features of the other partition " + id);
+      continue;
+    }
+    batch.PutFeatures(p, id, "features " + id + std::string(static_cast<size_t>(i % 50), 'f'));
+    if (i % 4 != 2) batch.PutCustomerModel(p, id, "model " + id);
+  }
+  REQUIRE_OK(store->Commit(&batch));
+  REQUIRE_OK(store->Flush());
+  batch.PutFeatures(p, CustomerId(1), "features in a memtable");
+  REQUIRE_OK(store->Commit(&batch));
+
+  CustomerReads reads;
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> pick(0, 3999);  // a quarter unknown
+  for (int round = 0; round < 3; ++round) {
+    reads.Clear();
+    const int n = round == 1 ? 700 : 300;  // the buffers grow, then are reused
+    for (int k = 0; k < n; ++k) reads.Add(CustomerId(pick(rng)));
+    reads.Add(CustomerId(1));
+    reads.Add(CustomerId(1));  // twice: both answered
+    REQUIRE_OK(store->ReadCustomers(p, &reads));
+    REQUIRE(reads.size() == static_cast<size_t>(n) + 2);
+    size_t found = 0;
+    for (size_t i = 0; i < reads.size(); ++i) {
+      REQUIRE_OK_AND_ASSIGN(const auto expected, store->GetCustomer(p, reads.customer_id(i)));
+      INFO(reads.customer_id(i));
+      CHECK(reads.features(i) == expected.features.value_or(""));
+      CHECK(reads.model(i) == expected.model.value_or(""));
+      found += reads.features(i).empty() ? 0 : 1;
+    }
+    CHECK(found > reads.size() / 2);
+    CHECK(reads.features(reads.size() - 1) == "features in a memtable");
+  }
+  reads.Clear();
+  REQUIRE_OK(store->ReadCustomers(p, &reads));
+  CHECK(reads.size() == 0);
 }
 
 TEST_CASE("Verify flags values whose envelope is broken, and stats count what was written",

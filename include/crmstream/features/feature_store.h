@@ -19,7 +19,8 @@
 // takes the slot of a customer whose state is saved elsewhere (CLOCK: a
 // customer touched since the hand last passed gets a second chance; one
 // with unsaved changes or owed outputs is never taken, nor one the hooks
-// pin). The slot's views then show the new customer. When a bounded sweep
+// pin, nor one in a checkpoint staged but not yet committed: StageUnsaved).
+// The slot's views then show the new customer. When a bounded sweep
 // finds no candidate the store grows past the capacity (counted), so an
 // event is never refused; the next checkpoint makes the cache evictable.
 //
@@ -156,6 +157,10 @@ class CustomerEvictionHooks {
   // The customer in `slot` is about to leave memory (still readable); the
   // slot is then reused.
   virtual void Evicted(uint32_t slot) = 0;
+  // Whether the checkpoints that staged customers (FeatureStore::Stage) are
+  // committed: until then the store behind the cache has their previous
+  // state, so they stay. Default: checkpoints commit before they are staged.
+  virtual bool StagedCommitted() { return true; }
 };
 
 class FeatureStore {
@@ -261,6 +266,16 @@ class FeatureStore {
   }
   size_t unsaved_count() const { return unsaved_.size(); }
   void ClearUnsaved();
+  // For a checkpoint staged now and committed later: clears the unsaved
+  // marks as ClearUnsaved does, but the customers (and any other staged with
+  // Stage) stay in memory until the hooks say their checkpoint is
+  // committed: an evicted one would be loaded back from a store that does
+  // not have its staged state yet.
+  void StageUnsaved();
+  void Stage(uint32_t slot);
+  // The staged checkpoints are committed: their customers may go.
+  void ReleaseStaged();
+  size_t staged_count() const { return staged_.size(); }
 
   // At most `customers` customers in memory (0: no bound), evicting saved
   // ones through `hooks` (see the top). `hooks` must outlive the store.
@@ -389,6 +404,7 @@ class FeatureStore {
   std::vector<uint32_t> dirty_;
   std::vector<uint32_t> pending_;
   std::vector<uint32_t> unsaved_;  // updated since the last checkpoint
+  std::vector<uint32_t> staged_;   // in checkpoints not known to be committed
 
   std::vector<std::string> plan_names_;  // [0] = ""
   struct PlanHash {

@@ -45,10 +45,13 @@
 // holds those touched since the restart, a customer not in memory is
 // loaded on first touch (one MultiGet of its features and model record), and
 // the label deadlines of the others are read from the store's index. A
-// restore therefore decodes no customer up front. With
+// restore therefore decodes no customer up front. The engine reads a
+// consumed batch's misses at once before its events (PrefetchCustomerOf,
+// LoadPrefetchedCustomers: one batched MultiGet). With
 // ProcessorOptions::cached_customers, memory holds at most that many
-// customers: a saved one (no change since the last checkpoint) is evicted
-// to make room, and the outputs are the same as with every customer kept.
+// customers: a saved one (no change since the last checkpoint, and that
+// checkpoint committed) is evicted to make room, and the outputs are the
+// same as with every customer kept.
 //
 // One processor per partition task: it owns that partition's customers, so
 // nothing is shared and nothing is locked. Not thread-safe.
@@ -217,6 +220,19 @@ class EventProcessor {
   // Customers loaded from the attached store (cache misses of customers
   // saved there), since creation.
   uint64_t customer_loads() const;
+  // Of those, loaded by LoadPrefetchedCustomers.
+  uint64_t customer_prefetches() const;
+
+  // A batch's cache misses in one read: before processing a batch of
+  // records, PrefetchCustomerOf(each record), then LoadPrefetchedCustomers()
+  // loads the customers not in memory that the attached store holds, with
+  // one batched MultiGet, so that the events then find them in memory. The
+  // outputs and the state are the same as without it (a customer it did not
+  // load, e.g. beyond half the cache, is loaded by its event as before).
+  // Without an attached store both do nothing. No allocation per record once
+  // the buffers have grown to a batch.
+  void PrefetchCustomerOf(std::string_view bytes);
+  void LoadPrefetchedCustomers();
 
   const ProcessorOptions& options() const { return options_; }
   const ProcessorCounters& counters() const { return counters_; }
@@ -259,6 +275,11 @@ class EventProcessor {
     checkpoint_ticket_ = std::move(ticket);
   }
   void SealSnapshots();
+  // The customers changed since the last checkpoint (features or models)
+  // are in the one NoteCheckpoint noted: their unsaved marks are cleared,
+  // and they stay in memory until it is committed (FeatureStore::
+  // StageUnsaved): a reload before would read their state from before it.
+  void StageCheckpointed();
   // The customer's top recommendations_top_n items not yet bought, as
   // models::WriteRecommendationsJson writes them, into *out. NotFound for a
   // customer this partition does not know, or (saying so) when
@@ -343,10 +364,20 @@ class EventProcessor {
   std::array<double, 4> centre_{};
   ProcessorCounters counters_;
   std::unique_ptr<SavedCustomers> saved_;  // with an attached store
+  // PrefetchCustomerOf's buffers: ids as they come, their sorted order, the
+  // distinct ones read.
+  ingest::Event prefetch_event_;
+  state::CustomerReads prefetch_ids_;
+  std::vector<uint32_t> prefetch_order_;
+  state::CustomerReads prefetch_reads_;
+  size_t prefetch_limit_ = SIZE_MAX;  // ids per batch
   // NoteCheckpoint's ticket (mutable: AddToCheckpoint reads the processor
   // as const), and the seals waiting for their checkpoint's commit.
   mutable state::CheckpointBatch::CommitTicket checkpoint_ticket_;
   std::vector<std::pair<state::CheckpointBatch::CommitTicket, uint32_t>> seals_;
+  // The newest checkpoint whose customers the feature store holds staged
+  // (commits are in order: it committed, all of them are).
+  state::CheckpointBatch::CommitTicket staged_ticket_;
   Status storage_status_;
 };
 

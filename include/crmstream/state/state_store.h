@@ -232,6 +232,8 @@ class CheckpointBatch {
    public:
     CommitTicket() = default;
     bool committed() const { return done_ != nullptr && done_->load() >= generation_; }
+    // False for a default-constructed ticket (no batch issued it).
+    bool issued() const { return done_ != nullptr; }
 
    private:
     friend class CheckpointBatch;
@@ -244,6 +246,34 @@ class CheckpointBatch {
   friend class StateStore;
   struct Impl;
   explicit CheckpointBatch(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Reused buffers of a batched customer read (StateStore::ReadCustomers): the
+// customer ids of a batch's cache misses, their keys and, once read, their
+// features and model records. Reading the same number of customers again
+// allocates nothing.
+class CustomerReads {
+ public:
+  CustomerReads();
+  ~CustomerReads();
+  CustomerReads(const CustomerReads&) = delete;
+  CustomerReads& operator=(const CustomerReads&) = delete;
+
+  // Forgets the ids (and what was read for them), keeping the buffers.
+  void Clear();
+  // An id to read; ids are kept in the order added, duplicates included.
+  void Add(std::string_view customer_id);
+  size_t size() const;
+  std::string_view customer_id(size_t i) const;
+  // After ReadCustomers: the customer's records; empty when the store has
+  // none (a stored record is never empty: it is a sealed blob).
+  std::string_view features(size_t i) const;
+  std::string_view model(size_t i) const;
+
+ private:
+  friend class StateStore;
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
@@ -308,6 +338,10 @@ class StateStore {
     std::optional<std::string> model;
   };
   Result<CustomerBlobs> GetCustomer(PartitionKey p, std::string_view customer) const;
+  // The features and model records of every customer in `reads` in one
+  // batched MultiGet (a batch's cache misses: RocksDB sorts the keys and
+  // reads each block once). The first read error names the store.
+  Status ReadCustomers(PartitionKey p, CustomerReads* reads) const;
   // The first label deadline of `p` after `after` in (deadline, hash, id)
   // order (from the first one when `after` is null), with its example;
   // nullopt when none is left. Corruption for a value that is not one.
