@@ -211,7 +211,7 @@ struct StreamEngine::Impl final : kafka::RebalanceListener, BatchJob {
   };
   std::unique_ptr<WorkerPool> pool;
   std::vector<PartitionTask*> all_tasks;  // every task, ordered by its records
-  std::vector<Lane> batch_lane;           // the batch's owned records (one thread too)
+  std::vector<Lane> batch_lane;           // the batch's owned records
   std::vector<size_t> worker_load;        // records given to each worker
   std::vector<std::vector<PartitionTask*>> worker_tasks;
   std::vector<std::vector<Lane>> lanes;
@@ -227,13 +227,6 @@ struct StreamEngine::Impl final : kafka::RebalanceListener, BatchJob {
   // each worker's tasks finished (DeliveryMode::FinishTaskBatch).
   Status ProcessOnWorkers(const kafka::MessageBatch& batch, int64_t wall_ms);
   void RunWorker(int worker) override;
-  // Notes the customers of `records` for their tasks' one read of the
-  // batch's cache misses (EventProcessor::LoadPrefetchedCustomers).
-  void PrefetchCustomers(std::span<const Lane> records) const {
-    for (const Lane& lane : records) {
-      lane.task->processor->PrefetchCustomerOf((*batch_in_hand)[lane.index].payload());
-    }
-  }
 
   void OnAssigned(std::span<kafka::TopicPartitionOffset> partitions) override;
   void OnRevoked(std::span<const kafka::TopicPartition> partitions) override;
@@ -476,7 +469,6 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
                          ModelSyncReader::Create(&core, &core.probe.stats(), interval));
   }
   core.workers = ResolveWorkers(core.config, partitions, impl->delivery->SupportsWorkers());
-  impl->batch_lane.reserve(ConsumeBatchCapacity(config, core.workers));
   if (core.workers > 1) {
     impl->pool = std::make_unique<WorkerPool>(core.workers);
     const auto n = static_cast<size_t>(core.workers);
@@ -625,8 +617,6 @@ Status StreamEngine::Impl::ProcessOnWorkers(const kafka::MessageBatch& batch, in
 void StreamEngine::Impl::RunWorker(int worker) {
   const auto w = static_cast<size_t>(worker);
   Status& st = worker_status[w];
-  PrefetchCustomers(lanes[w]);
-  for (PartitionTask* task : worker_tasks[w]) task->processor->LoadPrefetchedCustomers();
   for (const Lane& lane : lanes[w]) {
     st = delivery->Process(lane.task, (*batch_in_hand)[lane.index], batch_wall_ms);
     if (!st.ok()) return;
@@ -820,24 +810,15 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
     const int64_t wall_ms = WallMs();
     if (e.pool) {
       if (batch.size() > 0) result = e.ProcessOnWorkers(batch, wall_ms);
-    } else if (batch.size() > 0) {
-      e.batch_lane.clear();
-      for (size_t i = 0; i < batch.size(); ++i) {
+    } else {
+      for (size_t i = 0; i < batch.size() && result.ok(); ++i) {
         kafka::MessageView m = batch[i];
         PartitionTask* task = e.TaskFor(m.topic(), m.partition());
         if (task == nullptr) {
           stats.unowned_records.fetch_add(1, std::memory_order_relaxed);
           continue;
         }
-        e.batch_lane.push_back({task, i});
-      }
-      e.batch_in_hand = &batch;
-      e.PrefetchCustomers(e.batch_lane);
-      e.batch_in_hand = nullptr;
-      for (auto& [tp, task] : core.tasks) task.processor->LoadPrefetchedCustomers();
-      for (size_t k = 0; k < e.batch_lane.size() && result.ok(); ++k) {
-        const Impl::Lane& lane = e.batch_lane[k];
-        result = e.delivery->Process(lane.task, batch[lane.index], wall_ms);
+        result = e.delivery->Process(task, m, wall_ms);
       }
     }
     const bool had_records = batch.size() > 0;

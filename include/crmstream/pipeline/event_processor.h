@@ -45,9 +45,10 @@
 // holds those touched since the restart, a customer not in memory is
 // loaded on first touch (one MultiGet of its features and model record), and
 // the label deadlines of the others are read from the store's index. A
-// restore therefore decodes no customer up front. The engine reads a
-// consumed batch's misses at once before its events (PrefetchCustomerOf,
-// LoadPrefetchedCustomers: one batched MultiGet). With
+// restore therefore decodes no customer up front. A batch's misses can be
+// read at once before its events (PrefetchCustomerOf,
+// LoadPrefetchedCustomers: one batched MultiGet; the engine does not, as
+// measured it gains nothing on a page-cached store). With
 // ProcessorOptions::cached_customers, memory holds at most that many
 // customers: a saved one (no change since the last checkpoint, and that
 // checkpoint committed) is evicted to make room, and the outputs are the
