@@ -24,12 +24,13 @@
 // event is never refused; the next checkpoint makes the cache evictable.
 //
 // Memory: a customer is one fixed-size slot (a 112-byte record, then a
-// 4-byte cursor per window but the longest) in blocks of slots, plus a compact varint encoding of
-// its per-day aggregates, only for days that had windowed events and only as far back as the
-// longest window (up to 8 bytes inside the record, beyond that a small heap buffer), and its id
-// when longer than 16 bytes. Window totals are summed from the per-day history when read, not kept
-// per customer. Steady-state updates do not allocate; a new customer, a new active day or a late
-// event may (amortised).
+// 4-byte cursor per window but the longest) in blocks of slots, plus a
+// compact varint encoding of its per-day aggregates, only for days that had
+// windowed events and only as far back as the longest window (up to 8 bytes
+// inside the record, beyond that a small heap buffer), and its id when
+// longer than 16 bytes. Window totals are summed from the per-day history
+// when read, not kept per customer. Steady-state updates do not allocate; a
+// new customer, a new active day or a late event may (amortised).
 #pragma once
 
 #include <algorithm>
