@@ -1,6 +1,7 @@
 #include "crmstream/features/feature_store.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -90,6 +91,10 @@ int CentsSlotOf(int metric) {
   if (metric == static_cast<int>(WindowMetric::kRefunds)) return 1;
   return -1;
 }
+
+// Event times beyond what a record holds (PackedMs) count as its limits.
+constexpr int64_t kMaxTime = (int64_t{1} << 47) - 1;
+int64_t ClampTime(int64_t ms) { return std::clamp(ms, -kMaxTime, kMaxTime); }
 
 double DaysBetween(int64_t from_ms, int64_t to_ms) {
   return static_cast<double>(to_ms - from_ms) / kMsPerDayF;
@@ -186,11 +191,15 @@ uint32_t CustomerFeatures::event_count(ingest::EventType type) const {
 size_t CustomerFeatures::window_count() const { return store_->window_count_; }
 
 WindowAggregates CustomerFeatures::window(size_t i) const {
-  return store_->ComputeWindowAt(index_, i, CRM_RECORD.latest_ms);
+  WindowAggregates a;
+  store_->SumWindows(index_, CRM_RECORD.latest_ms, i, 1, &a);
+  return a;
 }
 
 WindowAggregates CustomerFeatures::WindowAt(size_t i, int64_t at_ms) const {
-  return store_->ComputeWindowAt(index_, i, at_ms);
+  WindowAggregates a;
+  store_->SumWindows(index_, at_ms, i, 1, &a);
+  return a;
 }
 
 void CustomerFeatures::Snapshot(int64_t now_ms, FeatureVector* out) const {
@@ -198,20 +207,26 @@ void CustomerFeatures::Snapshot(int64_t now_ms, FeatureVector* out) const {
   const size_t w_count = store_->window_count_;
   out->resize(store_->feature_names_.size());
   double* v = out->data();
-  const int64_t t = std::max(now_ms, r.latest_ms);
-  const bool has_purchase = r.last_purchase_ms != kNoTime;
-  const bool has_login = r.last_login_ms != kNoTime;
+  const int64_t t = std::max<int64_t>(now_ms, r.latest_ms);
+  const int64_t last_purchase_ms = r.last_purchase_ms;
+  const int64_t last_login_ms = r.last_login_ms;
+  const int64_t first_seen_ms = r.first_seen_ms;
+  const bool has_purchase = last_purchase_ms != kNoTime;
+  const bool has_login = last_login_ms != kNoTime;
   const uint32_t purchases = frequency();
-  *v++ = has_purchase ? std::log1p(DaysBetween(r.last_purchase_ms, t)) : 0.0;
+  *v++ = has_purchase ? std::log1p(DaysBetween(last_purchase_ms, t)) : 0.0;
   *v++ = has_purchase ? 1.0 : 0.0;
   *v++ = std::log1p(static_cast<double>(purchases));
   *v++ = SignedLog1p(monetary());
   *v++ = purchases == 0 ? 0.0 : std::log1p(purchase_amount_total() / purchases);
-  *v++ = has_login ? std::log1p(DaysBetween(r.last_login_ms, t)) : 0.0;
+  *v++ = has_login ? std::log1p(DaysBetween(last_login_ms, t)) : 0.0;
   *v++ = has_login ? 1.0 : 0.0;
-  *v++ = std::log1p(DaysBetween(r.first_seen_ms, t));
-  const WindowAggregates longest = WindowAt(store_->longest_window_index_, t);
-  const double exposure = ExposureDays(r.first_seen_ms, t, longest.days);
+  *v++ = std::log1p(DaysBetween(first_seen_ms, t));
+  // Every window in one pass over the per-day history.
+  WindowAggregates windows[FeatureSpec::kMaxWindows];
+  store_->SumWindows(index_, t, 0, w_count, windows);
+  const WindowAggregates& longest = windows[store_->longest_window_index_];
+  const double exposure = ExposureDays(first_seen_ms, t, longest.days);
   *v++ = std::log1p(30.0 * longest.support_tickets / exposure);
   *v++ = std::log1p(30.0 * longest.complaints / exposure);
   *v++ = std::log1p(static_cast<double>(plan_changes()));
@@ -222,7 +237,7 @@ void CustomerFeatures::Snapshot(int64_t now_ms, FeatureVector* out) const {
     *v++ = std::log1p(static_cast<double>(event_count(type)));
   }
   for (size_t i = 0; i < w_count; ++i) {
-    const WindowAggregates a = i == store_->longest_window_index_ ? longest : WindowAt(i, t);
+    const WindowAggregates& a = windows[i];
     *v++ = std::log1p(static_cast<double>(a.purchases));
     *v++ = std::log1p(a.purchase_amount);
     *v++ = std::log1p(static_cast<double>(a.logins));
@@ -286,7 +301,9 @@ FeatureStore::FeatureStore(FeatureSpec spec)
   longest_window_index_ =
       static_cast<size_t>(std::max_element(spec_.window_days.begin(), spec_.window_days.end()) -
                           spec_.window_days.begin());
-  slot_bytes_ = sizeof(CustomerRecord) + window_count_ * sizeof(WindowState);
+  static_assert(sizeof(CustomerRecord) == 112);
+  static_assert(PackedMs::kMax == kMaxTime && PackedMs::kMin == -kMaxTime);
+  slot_bytes_ = sizeof(CustomerRecord) + (window_count_ - 1) * sizeof(WindowCursor);
   slot_bytes_ = (slot_bytes_ + alignof(CustomerRecord) - 1) / alignof(CustomerRecord) *
                 alignof(CustomerRecord);
   plan_names_.emplace_back();
@@ -295,7 +312,7 @@ FeatureStore::FeatureStore(FeatureSpec spec)
 
 FeatureStore::~FeatureStore() {
   for (uint32_t i = 0; i < size_; ++i) {
-    std::free(Record(i).ring);
+    ReleaseRing(&Record(i));
     ReleaseId(&Record(i));
   }
 }
@@ -432,8 +449,8 @@ uint32_t FeatureStore::FindOrCreate(std::string_view id, bool ask_handler) {
   }
   std::byte* slot = Slot(index);
   auto* r = new (slot) CustomerRecord{};
-  for (size_t w = 0; w < window_count_; ++w) {
-    new (slot + sizeof(CustomerRecord) + w * sizeof(WindowState)) WindowState{};
+  for (size_t w = 0; w + 1 < window_count_; ++w) {
+    new (slot + sizeof(CustomerRecord) + w * sizeof(WindowCursor)) WindowCursor{};
   }
   r->first_seen_ms = r->latest_ms = r->last_purchase_ms = r->last_login_ms = kNoTime;
   r->id_length = static_cast<uint8_t>(id.size());
@@ -471,7 +488,7 @@ void FeatureStore::GrowForNewCustomer() {
   ReserveGeometric(&unsaved_, needed, limit);
   if (size_ % kBlockSlots == 0) {
     ReserveGeometric(&blocks_, blocks_.size() + 1);
-    // 64-byte aligned, so a 192-byte slot spans exactly three cache lines.
+    // 64-byte aligned: a 120-byte slot spans at most three cache lines.
     auto* block = static_cast<std::byte*>(std::aligned_alloc(64, kBlockSlots * slot_bytes_));
     if (block == nullptr) throw std::bad_alloc();
     blocks_.emplace_back(block);  // no-throw: reserved above
@@ -576,24 +593,54 @@ const CustomerFeatures* FeatureStore::Find(std::string_view customer_id) const {
 }
 
 void FeatureStore::ReserveRing(CustomerRecord* r, size_t bytes) {
-  if (bytes <= r->ring_capacity) return;
+  if (bytes <= (r->ring_capacity != 0 ? r->ring_capacity : kInlineRingBytes)) return;
   // Grow by a quarter: a steadily active customer reallocates O(log n) times
   // while its history fills, with little slack once it is full.
   const size_t cap = ChunkCapacity(std::max<size_t>(bytes, r->ring_capacity * 5 / 4));
-  auto* p = static_cast<uint8_t*>(std::realloc(r->ring, cap));
-  if (p == nullptr) throw std::bad_alloc();
-  if (r->ring_capacity != 0) ring_heap_bytes_ -= r->ring_capacity + kMallocHeader;
+  if (r->ring_capacity == 0) {
+    auto* p = static_cast<uint8_t*>(std::malloc(cap));
+    if (p == nullptr) throw std::bad_alloc();
+    std::memcpy(p, r->ring.bytes, r->ring_size);
+    r->ring.heap = p;
+  } else {
+    auto* p = static_cast<uint8_t*>(std::realloc(r->ring.heap, cap));
+    if (p == nullptr) throw std::bad_alloc();
+    ring_heap_bytes_ -= r->ring_capacity + kMallocHeader;
+    r->ring.heap = p;
+  }
   ring_heap_bytes_ += cap + kMallocHeader;
-  r->ring = p;
   r->ring_capacity = static_cast<uint16_t>(cap);
 }
 
 void FeatureStore::ReleaseRing(CustomerRecord* r) {
-  if (r->ring_capacity != 0) ring_heap_bytes_ -= r->ring_capacity + kMallocHeader;
-  std::free(r->ring);
-  r->ring = nullptr;
+  if (r->ring_capacity != 0) {
+    ring_heap_bytes_ -= r->ring_capacity + kMallocHeader;
+    std::free(r->ring.heap);
+  }
+  r->ring.heap = nullptr;
   r->ring_capacity = 0;
   r->ring_size = 0;
+}
+
+void FeatureStore::ShrinkRing(CustomerRecord* r) {
+  if (r->ring_capacity == 0) return;
+  if (r->ring_size == 0) {
+    ReleaseRing(r);
+  } else if (r->ring_size <= kInlineRingBytes) {
+    uint8_t* heap = r->ring.heap;
+    std::memcpy(r->ring.bytes, heap, r->ring_size);
+    ring_heap_bytes_ -= r->ring_capacity + kMallocHeader;
+    std::free(heap);
+    r->ring_capacity = 0;
+  } else if (r->ring_capacity > 64 && r->ring_size < r->ring_capacity / 4) {
+    const size_t cap = ChunkCapacity(static_cast<size_t>(r->ring_size) * 2);
+    if (auto* p = static_cast<uint8_t*>(std::realloc(r->ring.heap, cap)); p != nullptr) {
+      ring_heap_bytes_ -= r->ring_capacity + kMallocHeader;
+      ring_heap_bytes_ += cap + kMallocHeader;
+      r->ring.heap = p;
+      r->ring_capacity = static_cast<uint16_t>(cap);
+    }
+  }
 }
 
 const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
@@ -604,7 +651,7 @@ const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
   const uint32_t index = FindOrCreate(e.customer_id, /*ask_handler=*/true);
   CustomerRecord* r = &Record(index);
   r->flags |= kReferencedFlag;
-  const int64_t ts = e.timestamp_ms;
+  const int64_t ts = ClampTime(e.timestamp_ms);
   const bool fresh = r->latest_ms == kNoTime;
   const bool late = !fresh && ts < r->latest_ms;
   // A late event never changes the current plan: the plan is the one most
@@ -626,7 +673,7 @@ const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
 void FeatureStore::ApplyEvent(uint32_t index, const ingest::Event& e, bool fresh, bool late,
                               uint16_t plan_id) {
   CustomerRecord* r = &Record(index);
-  const int64_t ts = e.timestamp_ms;
+  const int64_t ts = ClampTime(e.timestamp_ms);
   const int type = static_cast<int>(e.type);
   if (r->type_counts[type] != UINT32_MAX) ++r->type_counts[type];
   if (fresh || ts < r->first_seen_ms) r->first_seen_ms = ts;
@@ -635,13 +682,13 @@ void FeatureStore::ApplyEvent(uint32_t index, const ingest::Event& e, bool fresh
   switch (e.type) {
     case ingest::EventType::kPurchase:
       r->purchase_cents += static_cast<int64_t>(cents);
-      r->last_purchase_ms = std::max(r->last_purchase_ms, ts);
+      r->last_purchase_ms = std::max<int64_t>(r->last_purchase_ms, ts);
       break;
     case ingest::EventType::kRefund:
       r->refund_cents += static_cast<int64_t>(cents);
       break;
     case ingest::EventType::kLogin:
-      r->last_login_ms = std::max(r->last_login_ms, ts);
+      r->last_login_ms = std::max<int64_t>(r->last_login_ms, ts);
       break;
     case ingest::EventType::kAccountClosed:
       r->flags |= kClosedFlag;
@@ -667,83 +714,58 @@ void FeatureStore::ApplyEvent(uint32_t index, const ingest::Event& e, bool fresh
   }
 }
 
-namespace {
-// Modular (wrap-around) updates of a window's running totals; see WindowState.
-template <typename State>
-void AddToState(State* s, const DayAggregate& d) {
-  for (int m = 0; m < kWindowMetricCount; ++m) {
-    s->counts[m] = static_cast<uint16_t>(s->counts[m] + d.counts[m]);
-  }
-  s->cents[0] = static_cast<uint32_t>(s->cents[0] + d.cents[0]);
-  s->cents[1] = static_cast<uint32_t>(s->cents[1] + d.cents[1]);
-}
-template <typename State>
-void SubtractFromState(State* s, const DayAggregate& d) {
-  for (int m = 0; m < kWindowMetricCount; ++m) {
-    s->counts[m] = static_cast<uint16_t>(s->counts[m] - d.counts[m]);
-  }
-  s->cents[0] = static_cast<uint32_t>(s->cents[0] - d.cents[0]);
-  s->cents[1] = static_cast<uint32_t>(s->cents[1] - d.cents[1]);
-}
-}  // namespace
-
 void FeatureStore::AdvanceDay(uint32_t index, int32_t new_day) {
   CustomerRecord* r = &Record(index);
-  WindowState* windows = Windows(index);
+  WindowCursor* cursors = Cursors(index);
+  const size_t cursor_count = window_count_ - 1;
   if (r->ring_size == 0) {
-    for (size_t w = 0; w < window_count_; ++w) {
-      windows[w].cursor_offset = 0;
-      windows[w].cursor_prev_delta = 0;
-    }
+    for (size_t c = 0; c < cursor_count; ++c) cursors[c] = WindowCursor{};
     return;
   }
-  const uint8_t* end = r->ring + r->ring_size;
-  for (size_t w = 0; w < window_count_; ++w) {
-    WindowState& ws = windows[w];
-    const int32_t cutoff = new_day - spec_.window_days[w];  // days <= cutoff leave
-    size_t offset = ws.cursor_offset;
-    int32_t prev = r->base_day + ws.cursor_prev_delta;
+  uint8_t* ring = RingData(r);
+  const uint8_t* end = ring + r->ring_size;
+  // Moves past the records on or before `cutoff` from (offset, prev).
+  const auto skip = [&](size_t* offset, int32_t* prev, int32_t cutoff) {
     DayAggregate d;
     uint32_t gap = 0;
-    while (offset < r->ring_size) {
+    while (*offset < r->ring_size) {
       // The ring is only written by this class; a bad record is a bug.
-      const uint32_t next_gap = internal::PeekDayGap(r->ring + offset, end);
+      const uint32_t next_gap = internal::PeekDayGap(ring + *offset, end);
       if (next_gap == 0) throw std::logic_error("features: corrupt day ring");
-      if (prev + static_cast<int32_t>(next_gap) > cutoff) break;
-      const size_t len = internal::DecodeDayRecord(r->ring + offset, end, &gap, &d);
+      if (*prev + static_cast<int32_t>(next_gap) > cutoff) break;
+      const size_t len = internal::DecodeDayRecord(ring + *offset, end, &gap, &d);
       if (len == 0) throw std::logic_error("features: corrupt day ring");
-      prev += static_cast<int32_t>(gap);
-      SubtractFromState(&ws, d);
-      offset += len;
+      *prev += static_cast<int32_t>(gap);
+      *offset += len;
     }
-    ws.cursor_offset = static_cast<uint16_t>(offset);
-    ws.cursor_prev_delta = static_cast<uint16_t>(prev - r->base_day);
+  };
+  for (size_t w = 0, c = 0; w < window_count_; ++w) {
+    if (w == longest_window_index_) continue;
+    size_t offset = cursors[c].offset;
+    int32_t prev = r->base_day + cursors[c].prev_delta;
+    skip(&offset, &prev, new_day - spec_.window_days[w]);
+    cursors[c].offset = static_cast<uint16_t>(offset);
+    cursors[c].prev_delta = static_cast<uint16_t>(prev - r->base_day);
+    ++c;
   }
-  // Records before the longest window's cursor are outside every window.
-  const size_t drop = windows[longest_window_index_].cursor_offset;
+  // Records on or before the longest window's cutoff are outside every
+  // window: drop them.
+  size_t drop = 0;
+  int32_t prev = r->base_day;
+  skip(&drop, &prev, new_day - longest_window_);
   if (drop == 0) return;
-  const uint16_t shift = windows[longest_window_index_].cursor_prev_delta;
-  std::memmove(r->ring, r->ring + drop, r->ring_size - drop);
+  const auto shift = static_cast<uint16_t>(prev - r->base_day);
+  std::memmove(ring, ring + drop, r->ring_size - drop);
   r->ring_size = static_cast<uint16_t>(r->ring_size - drop);
   r->tail_offset = r->ring_size == 0 ? 0 : static_cast<uint16_t>(r->tail_offset - drop);
-  for (size_t w = 0; w < window_count_; ++w) {
-    windows[w].cursor_offset = static_cast<uint16_t>(windows[w].cursor_offset - drop);
-    windows[w].cursor_prev_delta = static_cast<uint16_t>(windows[w].cursor_prev_delta - shift);
+  for (size_t c = 0; c < cursor_count; ++c) {
+    cursors[c].offset = static_cast<uint16_t>(cursors[c].offset - drop);
+    cursors[c].prev_delta = static_cast<uint16_t>(cursors[c].prev_delta - shift);
   }
   r->base_day += shift;
   r->tail_day_delta = static_cast<uint16_t>(r->tail_day_delta - shift);
   // Give memory back once a customer's activity has dropped off.
-  if (r->ring_size == 0) {
-    ReleaseRing(r);
-  } else if (r->ring_capacity > 64 && r->ring_size < r->ring_capacity / 4) {
-    const size_t cap = ChunkCapacity(static_cast<size_t>(r->ring_size) * 2);
-    if (auto* p = static_cast<uint8_t*>(std::realloc(r->ring, cap)); p != nullptr) {
-      ring_heap_bytes_ -= r->ring_capacity + kMallocHeader;
-      ring_heap_bytes_ += cap + kMallocHeader;
-      r->ring = p;
-      r->ring_capacity = static_cast<uint16_t>(cap);
-    }
-  }
+  ShrinkRing(r);
 }
 
 void FeatureStore::ApplyInOrderWindowed(uint32_t index, int32_t day, int metric, uint64_t cents) {
@@ -754,12 +776,13 @@ void FeatureStore::ApplyInOrderWindowed(uint32_t index, int32_t day, int metric,
   size_t at = 0;
   if (r->ring_size != 0 && r->base_day + r->tail_day_delta == day) {
     at = r->tail_offset;
-    if (internal::DecodeDayRecord(r->ring + at, r->ring + r->ring_size, &gap, &d) == 0) {
+    const uint8_t* ring = RingData(r);
+    if (internal::DecodeDayRecord(ring + at, ring + r->ring_size, &gap, &d) == 0) {
       throw std::logic_error("features: corrupt day ring");
     }
   } else {
     if (r->ring_size == 0) {
-      // An empty ring starts over: every cursor is at 0 with prev day = base.
+      // An empty ring starts over from the day before this one.
       r->base_day = day - 1;
       r->tail_day_delta = 0;
     }
@@ -773,14 +796,8 @@ void FeatureStore::ApplyInOrderWindowed(uint32_t index, int32_t day, int metric,
   uint8_t encoded[kMaxDayRecordBytes];
   const size_t len = internal::EncodeDayRecord(d, gap, encoded);
   ReserveRing(r, at + len);
-  std::memcpy(r->ring + at, encoded, len);
+  std::memcpy(RingData(r) + at, encoded, len);
   r->ring_size = static_cast<uint16_t>(at + len);
-  // The newest day is inside every window.
-  WindowState* windows = Windows(index);
-  for (size_t w = 0; w < window_count_; ++w) {
-    windows[w].counts[metric] = static_cast<uint16_t>(windows[w].counts[metric] + 1);
-    if (slot >= 0) windows[w].cents[slot] = static_cast<uint32_t>(windows[w].cents[slot] + cents);
-  }
 }
 
 namespace {
@@ -808,7 +825,7 @@ void FeatureStore::ApplyLateWindowed(uint32_t index, int32_t day, int metric, ui
   // Rare: decode the customer's days, add the event to its day, re-encode.
   std::vector<DayAggregate>& days = *scratch_days_;
   const CustomerRecord& r = Record(index);
-  if (!DecodeRing(r.ring, r.ring_size, r.base_day, &days)) {
+  if (!DecodeRing(RingData(r), r.ring_size, r.base_day, &days)) {
     throw std::logic_error("features: corrupt day ring");
   }
   auto it = std::lower_bound(days.begin(), days.end(), day,
@@ -825,17 +842,17 @@ void FeatureStore::ApplyLateWindowed(uint32_t index, int32_t day, int metric, ui
 
 void FeatureStore::RebuildRing(uint32_t index, const std::vector<DayAggregate>& days) {
   CustomerRecord* r = &Record(index);
-  WindowState* windows = Windows(index);
   const int32_t clock_day = DayOf(r->latest_ms);
   // Days outside the longest window are not kept.
   auto first = std::find_if(days.begin(), days.end(), [&](const DayAggregate& d) {
     return d.day > clock_day - longest_window_;
   });
-  for (size_t w = 0; w < window_count_; ++w) windows[w] = WindowState{};
+  WindowCursor* cursors = Cursors(index);
   if (first == days.end()) {
     ReleaseRing(r);
     r->tail_day_delta = 0;
     r->tail_offset = 0;
+    for (size_t c = 0; c + 1 < window_count_; ++c) cursors[c] = WindowCursor{};
     return;
   }
   scratch_ring_.resize(static_cast<size_t>(days.end() - first) * kMaxDayRecordBytes);
@@ -846,96 +863,114 @@ void FeatureStore::RebuildRing(uint32_t index, const std::vector<DayAggregate>& 
   size_t tail_offset = 0;
   bool placed[FeatureSpec::kMaxWindows] = {};
   for (auto it = first; it != days.end(); ++it) {
-    for (size_t w = 0; w < window_count_; ++w) {
-      if (it->day <= clock_day - spec_.window_days[w]) continue;
-      if (!placed[w]) {
-        windows[w].cursor_offset = static_cast<uint16_t>(size);
-        windows[w].cursor_prev_delta = static_cast<uint16_t>(prev - base);
-        placed[w] = true;
+    for (size_t w = 0, c = 0; w < window_count_; ++w) {
+      if (w == longest_window_index_) continue;
+      if (!placed[c] && it->day > clock_day - spec_.window_days[w]) {
+        cursors[c] = {static_cast<uint16_t>(size), static_cast<uint16_t>(prev - base)};
+        placed[c] = true;
       }
-      AddToState(&windows[w], *it);
+      ++c;
     }
     tail_offset = size;
     size += internal::EncodeDayRecord(*it, static_cast<uint32_t>(it->day - prev), out + size);
     prev = it->day;
   }
   // A window with no day inside it points past the end, after the last day.
-  for (size_t w = 0; w < window_count_; ++w) {
-    if (placed[w]) continue;
-    windows[w].cursor_offset = static_cast<uint16_t>(size);
-    windows[w].cursor_prev_delta = static_cast<uint16_t>(prev - base);
+  for (size_t c = 0; c + 1 < window_count_; ++c) {
+    if (!placed[c]) cursors[c] = {static_cast<uint16_t>(size), static_cast<uint16_t>(prev - base)};
   }
   r->ring_size = 0;
   ReserveRing(r, size);
-  std::memcpy(r->ring, out, size);
+  std::memcpy(RingData(r), out, size);
   r->ring_size = static_cast<uint16_t>(size);
   r->base_day = base;
   r->tail_day_delta = static_cast<uint16_t>(prev - base);
   r->tail_offset = static_cast<uint16_t>(tail_offset);
+  ShrinkRing(r);
 }
 
-WindowAggregates FeatureStore::ComputeWindowAt(uint32_t index, size_t w, int64_t at_ms) const {
+void FeatureStore::SumWindows(uint32_t index, int64_t at_ms, size_t first, size_t count,
+                              WindowAggregates* out) const {
   const CustomerRecord& r = Record(index);
-  const int32_t clock_day = DayOf(r.latest_ms);
-  const int32_t day = std::max(DayOf(at_ms), clock_day);
-  // The modular running totals are the true ones while every lifetime total
-  // is below its modulus (a window never holds more than the lifetime).
-  bool exact = day == clock_day && r.purchase_cents <= UINT32_MAX && r.refund_cents <= UINT32_MAX;
-  for (int t = 0; exact && t < ingest::kEventTypeCount; ++t) {
-    if (WindowMetricOf(static_cast<ingest::EventType>(t)) >= 0 && r.type_counts[t] > UINT16_MAX) {
-      exact = false;
-    }
+  const int32_t day = std::max(DayOf(at_ms), DayOf(r.latest_ms));
+  // Windows are nested: with their cutoffs sorted (days <= a cutoff are
+  // outside its window), a day falls in the windows whose cutoff is below
+  // it. Each record is added once, to the bucket of cutoffs below its day;
+  // a window is the sum of the buckets past its own cutoff.
+  int32_t sorted[FeatureSpec::kMaxWindows];
+  size_t rank[FeatureSpec::kMaxWindows];
+  // Days before a window's cursor are outside it, as of the clock and later.
+  WindowCursor start{UINT16_MAX, 0};
+  for (size_t i = 0; i < count; ++i) {
+    const int32_t cutoff = day - spec_.window_days[first + i];
+    size_t k = i;
+    for (; k > 0 && sorted[k - 1] > cutoff; --k) sorted[k] = sorted[k - 1];
+    sorted[k] = cutoff;
+    const WindowCursor c = CursorOf(index, first + i);
+    if (c.offset < start.offset) start = c;
   }
-  if (!exact) return SumRing(index, w, day);
-  const WindowState& s = Windows(index)[w];
-  WindowAggregates a;
-  a.days = spec_.window_days[w];
-  a.purchases = s.counts[0];
-  a.logins = s.counts[1];
-  a.page_views = s.counts[2];
-  a.support_tickets = s.counts[3];
-  a.complaints = s.counts[4];
-  a.refunds = s.counts[5];
-  a.purchase_amount = static_cast<double>(s.cents[0]) / 100.0;
-  a.refund_amount = static_cast<double>(s.cents[1]) / 100.0;
-  return a;
-}
-
-WindowAggregates FeatureStore::SumRing(uint32_t index, size_t w, int32_t day) const {
-  const CustomerRecord& r = Record(index);
-  uint64_t counts[kWindowMetricCount] = {};
-  uint64_t cents[2] = {};
-  const int32_t cutoff = day - spec_.window_days[w];
-  const uint8_t* p = r.ring;
-  const uint8_t* end = r.ring + r.ring_size;
-  int32_t prev = r.base_day;
-  while (p < end) {
-    DayAggregate d;
-    uint32_t gap = 0;
-    const size_t len = internal::DecodeDayRecord(p, end, &gap, &d);
-    if (len == 0) throw std::logic_error("features: corrupt day ring");
-    prev += static_cast<int32_t>(gap);
-    if (prev > cutoff) {
-      for (int m = 0; m < kWindowMetricCount; ++m) counts[m] += d.counts[m];
-      cents[0] += d.cents[0];
-      cents[1] += d.cents[1];
-    }
-    p += len;
+  for (size_t i = 0; i < count; ++i) {
+    const int32_t cutoff = day - spec_.window_days[first + i];
+    rank[i] = static_cast<size_t>(std::find(sorted, sorted + count, cutoff) - sorted);
   }
-  const auto clamp32 = [](uint64_t v) {
-    return static_cast<uint32_t>(std::min<uint64_t>(v, UINT32_MAX));
+  // Sums in 64 bits: a window's totals are exact whatever the lifetime.
+  struct Sums {
+    uint64_t counts[kWindowMetricCount] = {};
+    uint64_t cents[2] = {};
   };
-  WindowAggregates a;
-  a.days = spec_.window_days[w];
-  a.purchases = clamp32(counts[0]);
-  a.logins = clamp32(counts[1]);
-  a.page_views = clamp32(counts[2]);
-  a.support_tickets = clamp32(counts[3]);
-  a.complaints = clamp32(counts[4]);
-  a.refunds = clamp32(counts[5]);
-  a.purchase_amount = static_cast<double>(cents[0]) / 100.0;
-  a.refund_amount = static_cast<double>(cents[1]) / 100.0;
-  return a;
+  Sums buckets[FeatureSpec::kMaxWindows + 1];
+  const uint8_t* p = RingData(r) + start.offset;
+  const uint8_t* end = RingData(r) + r.ring_size;
+  int64_t prev = r.base_day + start.prev_delta;
+  size_t bucket = 0;
+  // The ring is only written by this class; a bad record is a bug.
+  const auto next = [&](uint64_t* v) {
+    p = internal::varint::Get(p, end, v);
+    if (p == nullptr) throw std::logic_error("features: corrupt day ring");
+  };
+  while (p < end) {
+    const uint8_t header = *p++;
+    const auto mask = static_cast<unsigned>(header & 0x3F);
+    if (mask == 0) throw std::logic_error("features: corrupt day ring");
+    uint64_t v = header >> 6;
+    if (v == 0) next(&v);
+    prev += static_cast<int64_t>(v);
+    while (bucket < count && prev > sorted[bucket]) ++bucket;
+    Sums& sums = buckets[bucket];
+    for (unsigned bits = mask; bits != 0; bits &= bits - 1) {
+      next(&v);
+      sums.counts[std::countr_zero(bits)] += v;
+    }
+    if (mask & (1u << static_cast<int>(WindowMetric::kPurchases))) {
+      next(&v);
+      sums.cents[0] += v;
+    }
+    if (mask & (1u << static_cast<int>(WindowMetric::kRefunds))) {
+      next(&v);
+      sums.cents[1] += v;
+    }
+  }
+  const auto clamp32 = [](uint64_t x) {
+    return static_cast<uint32_t>(std::min<uint64_t>(x, UINT32_MAX));
+  };
+  for (size_t i = 0; i < count; ++i) {
+    Sums s;
+    for (size_t k = rank[i] + 1; k <= count; ++k) {
+      for (int m = 0; m < kWindowMetricCount; ++m) s.counts[m] += buckets[k].counts[m];
+      s.cents[0] += buckets[k].cents[0];
+      s.cents[1] += buckets[k].cents[1];
+    }
+    WindowAggregates& a = out[i];
+    a.days = spec_.window_days[first + i];
+    a.purchases = clamp32(s.counts[0]);
+    a.logins = clamp32(s.counts[1]);
+    a.page_views = clamp32(s.counts[2]);
+    a.support_tickets = clamp32(s.counts[3]);
+    a.complaints = clamp32(s.counts[4]);
+    a.refunds = clamp32(s.counts[5]);
+    a.purchase_amount = static_cast<double>(s.cents[0]) / 100.0;
+    a.refund_amount = static_cast<double>(s.cents[1]) / 100.0;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -944,7 +979,7 @@ WindowAggregates FeatureStore::SumRing(uint32_t index, size_t w, int32_t day) co
 //   i64 first_seen, latest, last_purchase, last_login, purchase_cents, refund_cents
 //   u32 type_counts[8], u8 flags (closed), bytes plan name
 //   i32 base_day, bytes day ring
-// Window totals and cursors are derived again from the ring on decode.
+// Window totals are summed from the ring when read.
 
 Status FeatureStore::EncodeCustomer(std::string_view customer_id, std::string* out) const {
   const uint32_t index = customer_id.size() > std::numeric_limits<uint8_t>::max()
@@ -955,15 +990,15 @@ Status FeatureStore::EncodeCustomer(std::string_view customer_id, std::string* o
   std::string payload;
   BinaryWriter w(&payload);
   w.PutArray<int>(spec_.window_days);
-  for (int64_t v : {r.first_seen_ms, r.latest_ms, r.last_purchase_ms, r.last_login_ms,
-                    r.purchase_cents, r.refund_cents}) {
+  for (int64_t v : {int64_t{r.first_seen_ms}, int64_t{r.latest_ms}, int64_t{r.last_purchase_ms},
+                    int64_t{r.last_login_ms}, r.purchase_cents, r.refund_cents}) {
     w.Put<int64_t>(v);
   }
   for (uint32_t c : r.type_counts) w.Put<uint32_t>(c);
   w.Put<uint8_t>(static_cast<uint8_t>(r.flags & kClosedFlag));
   w.PutBytes(PlanName(r.plan_id));
   w.Put<int32_t>(r.base_day);
-  w.PutBytes(std::string_view(reinterpret_cast<const char*>(r.ring), r.ring_size));
+  w.PutBytes(std::string_view(reinterpret_cast<const char*>(RingData(r)), r.ring_size));
   *out = SealBlob(BlobKind::kCustomerFeatures, kFeatureBlobVersion, payload);
   return Status::OK();
 }
@@ -986,7 +1021,9 @@ Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes
     return Status::InvalidArgument("customer features were written with other window_days");
   }
   CustomerRecord r{};
-  for (int64_t* v : {&r.first_seen_ms, &r.latest_ms, &r.last_purchase_ms, &r.last_login_ms,
+  // The record packs its times (PackedMs); the blob holds them as int64.
+  int64_t first_seen_ms = 0, latest_ms = 0, last_purchase_ms = 0, last_login_ms = 0;
+  for (int64_t* v : {&first_seen_ms, &latest_ms, &last_purchase_ms, &last_login_ms,
                      &r.purchase_cents, &r.refund_cents}) {
     CRM_RETURN_NOT_OK(in.Get(v));
   }
@@ -1000,15 +1037,19 @@ Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes
   CRM_RETURN_NOT_OK(in.GetBytes(&ring));
   CRM_RETURN_NOT_OK(in.ExpectEnd());
   if (flags & ~kClosedFlag) return Status::Corruption("customer features: unknown flags");
-  if (r.latest_ms == kNoTime || r.first_seen_ms == kNoTime || r.first_seen_ms > r.latest_ms) {
+  if (latest_ms == kNoTime || first_seen_ms == kNoTime || first_seen_ms > latest_ms) {
     return Status::Corruption("customer features: inconsistent first_seen/latest times");
   }
-  for (int64_t t : {r.last_purchase_ms, r.last_login_ms}) {
-    if (t != kNoTime && (t < r.first_seen_ms || t > r.latest_ms)) {
+  for (int64_t t : {last_purchase_ms, last_login_ms}) {
+    if (t != kNoTime && (t < first_seen_ms || t > latest_ms)) {
       return Status::Corruption(
           "customer features: last purchase/login outside first_seen..latest");
     }
   }
+  r.first_seen_ms = first_seen_ms;
+  r.latest_ms = latest_ms;
+  r.last_purchase_ms = last_purchase_ms;
+  r.last_login_ms = last_login_ms;
   std::vector<DayAggregate>& days = *scratch_days_;
   if (!DecodeRing(reinterpret_cast<const uint8_t*>(ring.data()), ring.size(), r.base_day, &days)) {
     return Status::Corruption("customer features: bad day ring");
@@ -1018,7 +1059,7 @@ Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes
       (days.back().day > clock_day || days.front().day <= clock_day - longest_window_)) {
     return Status::Corruption("customer features: day ring outside the windows");
   }
-  // The window totals rely on a window never holding more than the lifetime.
+  // A window never holds more than the lifetime.
   uint64_t ring_counts[kWindowMetricCount] = {};
   uint64_t ring_cents[2] = {};
   for (const DayAggregate& d : days) {

@@ -4,6 +4,7 @@
 #include <array>
 #include <climits>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "crmstream/common/binary_io.h"
@@ -80,6 +81,7 @@ BehaviourAnomalyDetector::BehaviourAnomalyDetector(const BehaviourOptions& optio
     : options_(options), shortest_window_(ShortestWindow(spec)), detector_(std::move(detector)) {}
 
 void BehaviourAnomalyDetector::GrowTo(size_t slots) {
+  static_assert(sizeof(Slot) == 24);
   if (slots <= slots_.size()) return;
   slots_.reserve(slots);  // exactly: CustomerModels chooses the growth
   slots_.resize(slots);
@@ -99,13 +101,15 @@ void BehaviourAnomalyDetector::OnEvent(const features::CustomerFeatures& f, Unsa
     slot.seen = true;
     ++customers_;
   }
-  slot.score = detector_.Score(point_);
+  const double score = detector_.Score(point_);
   // The rarity matters only for an anomaly; the tail is computed then.
-  slot.rarity = slot.score >= options_.alert_level
-                    ? models::ChiSquareRarity(detector_.last_squared_distance(), kDim)
-                    : 0.0;
+  const double rarity = score >= options_.alert_level
+                            ? models::ChiSquareRarity(detector_.last_squared_distance(), kDim)
+                            : 0.0;
+  slot.score = static_cast<float>(score);
+  slot.rarity = static_cast<float>(std::min<double>(rarity, std::numeric_limits<float>::max()));
   ++scored_;
-  if (slot.score < options_.alert_level) {
+  if (score < options_.alert_level) {
     slot.active = false;  // the episode, if any, ends
     slot.reported = 0;
     slot.withheld = 0;
@@ -115,7 +119,7 @@ void BehaviourAnomalyDetector::OnEvent(const features::CustomerFeatures& f, Unsa
   slot.active = true;
   // Decided here, at the event, in event time: which events a flush
   // gathers changes neither the episodes nor the budget.
-  const int severity = SeverityOf(slot.rarity);
+  const int severity = SeverityOf(rarity);
   if (severity < 0 || severity + 1 <= slot.reported) return;
   // The budget is for incidents: an episode's first report draws on it, its
   // escalations (at most two more reports) do not. Decided per event, a
@@ -244,16 +248,24 @@ Result<BehaviourAnomalyDetector::DecodedCustomer> BehaviourAnomalyDetector::Read
       ((slot.reported != 0 || slot.withheld != 0) && !slot.active)) {
     return Status::Corruption("behaviour customer state: bad reported severity");
   }
-  CRM_RETURN_NOT_OK(in.Get(&slot.score));
-  CRM_RETURN_NOT_OK(in.Get(&slot.rarity));
+  // Kept as floats; the record holds them as doubles.
+  double score = 0.0, rarity = 0.0, report_score = 0.0, report_rarity = 0.0;
+  CRM_RETURN_NOT_OK(in.Get(&score));
+  CRM_RETURN_NOT_OK(in.Get(&rarity));
   if (slot.pending != 0) {
-    CRM_RETURN_NOT_OK(in.Get(&slot.report_score));
-    CRM_RETURN_NOT_OK(in.Get(&slot.report_rarity));
+    CRM_RETURN_NOT_OK(in.Get(&report_score));
+    CRM_RETURN_NOT_OK(in.Get(&report_rarity));
   }
-  if (!(slot.score >= 0 && slot.score <= 1) || !(slot.rarity >= 0) ||
-      !(slot.report_score >= 0 && slot.report_score <= 1) || !(slot.report_rarity >= 0)) {
+  constexpr double kMaxRarity = std::numeric_limits<float>::max();
+  if (!(score >= 0 && score <= 1) || !(rarity >= 0 && rarity <= kMaxRarity) ||
+      !(report_score >= 0 && report_score <= 1) ||
+      !(report_rarity >= 0 && report_rarity <= kMaxRarity)) {
     return Status::Corruption("behaviour customer state: score or rarity out of range");
   }
+  slot.score = static_cast<float>(score);
+  slot.rarity = static_cast<float>(rarity);
+  slot.report_score = static_cast<float>(report_score);
+  slot.report_rarity = static_cast<float>(report_rarity);
   CRM_RETURN_NOT_OK(in.ExpectEnd());
   return decoded;
 }

@@ -220,7 +220,7 @@ Status ChurnValueModel::UseGlobalModels(std::optional<GlobalModels> global) {
 
 void ChurnValueModel::GrowTo(size_t slots) {
   static_assert(sizeof(Deadline) == kDeadlineBytes);
-  static_assert(sizeof(Slot) == 112);
+  static_assert(sizeof(Slot) == 88);
   if (slots <= slots_.size()) return;
   // Exactly: CustomerModels chooses the growth.
   slots_.reserve(slots);
@@ -357,21 +357,26 @@ void ChurnValueModel::Score(const features::CustomerFeatures& f, Slot* slot) {
 }
 
 void ChurnValueModel::LogTrigger(uint32_t s, const ingest::Event& event) {
-  // Kept in the slot, which the event touches anyway; only the id goes to
-  // the shared buffer, overwritten in place while it fits.
-  Slot& slot = slots_[s];
+  // One entry per customer per flush, its id overwritten in place while it
+  // fits.
   const size_t length = std::min<size_t>(event.event_id.size(), UINT16_MAX);
-  if (slot.trigger_flush != flushes_ || length > slot.trigger_capacity) {
-    slot.trigger_flush = flushes_;
-    slot.trigger_offset = static_cast<uint32_t>(trigger_ids_.size());
-    slot.trigger_capacity = static_cast<uint16_t>(length);
+  uint32_t index = TriggerIndex(s);
+  if (index == kNoTrigger) {
+    index = static_cast<uint32_t>(triggers_.size());
+    slots_[s].trigger = index;
+    triggers_.push_back(Trigger{0, s, 0, 0, 0, event.type});
+  }
+  Trigger* t = &triggers_[index];
+  if (length > t->id_capacity) {
+    t->id_offset = static_cast<uint32_t>(trigger_ids_.size());
+    t->id_capacity = static_cast<uint16_t>(length);
     trigger_ids_.append(event.event_id.data(), length);
   } else {
-    trigger_ids_.replace(slot.trigger_offset, length, event.event_id.data(), length);
+    trigger_ids_.replace(t->id_offset, length, event.event_id.data(), length);
   }
-  slot.trigger_length = static_cast<uint16_t>(length);
-  slot.trigger_type = event.type;
-  slot.trigger_ms = event.timestamp_ms;
+  t->id_length = static_cast<uint16_t>(length);
+  t->type = event.type;
+  t->ms = event.timestamp_ms;
 }
 
 void ChurnValueModel::Refresh(const features::CustomerFeatures& f, UnsavedSlots* unsaved,
@@ -389,12 +394,12 @@ void ChurnValueModel::Refresh(const features::CustomerFeatures& f, UnsavedSlots*
     unsaved->Mark(s);
   }
   r.churn_probability = slot.churn_probability;
-  if (slot.trigger_flush == flushes_) {
+  if (const uint32_t index = TriggerIndex(s); index != kNoTrigger) {
+    const Trigger* t = &triggers_[index];
     r.has_trigger = true;
-    r.trigger_event_id =
-        std::string_view(trigger_ids_).substr(slot.trigger_offset, slot.trigger_length);
-    r.trigger_type = slot.trigger_type;
-    r.trigger_ms = slot.trigger_ms;
+    r.trigger_event_id = std::string_view(trigger_ids_).substr(t->id_offset, t->id_length);
+    r.trigger_type = t->type;
+    r.trigger_ms = t->ms;
   }
   // An untrained churn model scores everyone alike (0.5), and one that has
   // seen no closings yet is confidently wrong: alerts wait for the gate.
@@ -438,10 +443,9 @@ void ChurnValueModel::Explain() {
 }
 
 void ChurnValueModel::EndFlush() {
-  // A new generation: every slot's trigger is now stale (a slot never seen
-  // again for 2^32 flushes would read as current; UINT32_MAX is skipped so
-  // a new slot never does).
-  if (++flushes_ == UINT32_MAX) flushes_ = 0;
+  // Every slot's trigger index is now stale: past the end, or naming the
+  // entry of another slot once the log refills.
+  triggers_.clear();
   trigger_ids_.clear();
 }
 
@@ -800,10 +804,8 @@ Status ChurnValueModel::DecodePartition(std::string_view blob) {
 
   watermark_ms_ = watermark;
   pending_count_ = pending_count;
-  // The flush count is not state: it only tells this flush's triggers from
-  // older ones, and every restored slot has none (trigger_flush UINT32_MAX,
-  // a value flushes_ never takes). Not persisting it keeps the blob the
-  // same whatever no-op flushes a restored partition runs.
+  // The trigger log is not state: every restored slot has none.
+  triggers_.clear();
   trigger_ids_.clear();
   standardizer_ = std::move(standardizer);
   churn_ = std::move(churn);

@@ -624,7 +624,7 @@ TEST_CASE("Dirty set and lookups and memory accounting", "[features]") {
   const size_t busy = one.MemoryUsageBytes();
   one.Update(MakeEvent("q", kT0 + 400 * kDay, EventType::kAccountClosed));
   CHECK(one.MemoryUsageBytes() < busy - 90 * 3);
-  CHECK(one.SlotBytes() == 192);
+  CHECK(one.SlotBytes() == 120);
 }
 
 }  // namespace
@@ -661,6 +661,42 @@ TEST_CASE("Windows stay exact past 65535 events and 2^32 cents", "[features]") {
   FeatureStore& other = *other_owner;
   REQUIRE_OK(other.DecodeCustomer(c, blob));
   CHECK(other.Find(c)->window(1).page_views == 35'000);
+}
+
+// A record keeps its times in 48 bits: exact far beyond what ingest
+// accepts, before 1970 too, and clamped (not wrapped) past +-(2^47 - 1) ms.
+TEST_CASE("Event times are exact over thousands of years and clamped beyond", "[features]") {
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, FeatureStore::Create(FeatureSpec{}));
+  FeatureStore& store = *store_owner;
+  constexpr int64_t kLimit = (int64_t{1} << 47) - 1;
+  const int64_t year_1900 = -2'208'988'800'000;
+  const int64_t year_6000 = 127'174'492'800'000;
+  store.Update(MakeEvent("old", year_1900 - 1, EventType::kLogin));
+  const CustomerFeatures old = store.Update(MakeEvent("old", year_1900, EventType::kPurchase, 1));
+  CHECK(old.first_seen_ms() == year_1900 - 1);
+  CHECK(old.as_of_ms() == year_1900);
+  CHECK(old.last_purchase_ms() == year_1900);
+  CHECK(old.last_login_ms() == year_1900 - 1);
+  const CustomerFeatures late = store.Update(MakeEvent("late", year_6000, EventType::kLogin));
+  CHECK(late.as_of_ms() == year_6000);
+  CHECK(late.last_login_ms() == year_6000);
+  CHECK_FALSE(late.last_purchase_ms().has_value());
+  const CustomerFeatures far = store.Update(MakeEvent("far", INT64_MAX, EventType::kLogin));
+  CHECK(far.as_of_ms() == kLimit);
+  CHECK(far.first_seen_ms() == kLimit);
+  const CustomerFeatures early = store.Update(MakeEvent("far", INT64_MIN + 1, EventType::kLogin));
+  CHECK(early.first_seen_ms() == -kLimit);
+  CHECK(early.as_of_ms() == kLimit);
+  // The blob holds int64 times: a round trip keeps them.
+  std::string blob;
+  REQUIRE_OK(store.EncodeCustomer("old", &blob));
+  REQUIRE_OK_AND_ASSIGN(auto other_owner, FeatureStore::Create(FeatureSpec{}));
+  REQUIRE_OK(other_owner->DecodeCustomer("old", blob));
+  const CustomerFeatures* back = other_owner->Find("old");
+  REQUIRE(back != nullptr);
+  CHECK(back->first_seen_ms() == year_1900 - 1);
+  CHECK(back->last_purchase_ms() == year_1900);
+  CHECK(back->recency_days() == old.recency_days());
 }
 
 }  // namespace

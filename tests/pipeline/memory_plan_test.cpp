@@ -178,6 +178,13 @@ size_t HeapBytes() {
   return m.uordblks + m.hblkhd;
 }
 
+// RocksDB's own estimate of its heap: the block cache (memtables charged to
+// it) and the table readers' index and filter blocks, which are not.
+double StoreBytes(const state::StateStore& store) {
+  const state::StateStore::Memory m = store.MemoryBreakdown();
+  return static_cast<double>(m.block_cache_bytes + m.table_reader_bytes);
+}
+
 TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[pipeline][state]") {
 #if defined(__SANITIZE_ADDRESS__)
   // ASan's allocator keeps its own books: mallinfo2() does not see its heap.
@@ -199,7 +206,8 @@ TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[p
   world.customers = 60'000;
   REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
   std::string id, value;
-  size_t heap_at_small = 0, store_at_small = 0, customers_at_small = 0, accounted_at_small = 0;
+  size_t heap_at_small = 0, customers_at_small = 0, accounted_at_small = 0;
+  double store_at_small = 0;
   for (int64_t i = 0; i < 400'000; ++i) {
     gen->Next(&id, &value);
     processor->Process(value, {"crm.events", 0, i}, 0);
@@ -213,8 +221,12 @@ TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[p
       sink.records.clear();
       sink.records.shrink_to_fit();
       if (customers_at_small == 0 && processor->feature_store().size() >= 3000) {
+        // Both measurements with empty memtables: RocksDB's estimate of a
+        // memtable part-filled at either point moved the result by up to
+        // 70 bytes per customer.
+        REQUIRE_OK(store->Flush());
         heap_at_small = HeapBytes();
-        store_at_small = store->MemoryUsageBytes();
+        store_at_small = StoreBytes(*store);
         customers_at_small = processor->feature_store().size();
         accounted_at_small = processor->customer_cache_memory().total();
       }
@@ -224,13 +236,15 @@ TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[p
   const size_t customers = processor->feature_store().size();
   REQUIRE(customers >= 20'000);
   REQUIRE(customers_at_small > 0);
+  REQUIRE_OK(store->Flush());
   // The heap grown by the cache alone: RocksDB's own growth is taken out.
-  const double grown =
-      static_cast<double>(HeapBytes() - heap_at_small) -
-      (static_cast<double>(store->MemoryUsageBytes()) - static_cast<double>(store_at_small));
-  const double per_customer = grown / static_cast<double>(customers - customers_at_small);
-  WARN("heap per cached customer: " << per_customer << " bytes; the feature store's own "
-                                    << "accounting: "
+  const double store_grown = StoreBytes(*store) - store_at_small;
+  const double grown = static_cast<double>(HeapBytes() - heap_at_small) - store_grown;
+  const double customers_grown = static_cast<double>(customers - customers_at_small);
+  const double per_customer = grown / customers_grown;
+  WARN("heap per cached customer: " << per_customer << " bytes (RocksDB's estimate grew by "
+                                    << store_grown / 1024 << " KiB meanwhile); the feature "
+                                    << "store's own accounting: "
                                     << processor->feature_store().MemoryUsageBytes() / customers);
   CHECK(per_customer <= static_cast<double>(kBytesPerCachedCustomer));
   CHECK(per_customer > 100);  // measures something
@@ -265,15 +279,19 @@ TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[p
   CHECK(per(m.features.index) <= 4.0 / 0.375 + 1);
   // The accounting sees what the heap grew by: the growth between the two
   // measurements, per customer, within 15% below (malloc's headers and
-  // rounding are not all in it) and 25% above: RocksDB's own estimate of its
-  // memory, taken out of the heap above, runs up to about 1 MiB past its
-  // heap over this run depending on the machine (measured 506 and 532 B of
-  // heap per customer on two machines, 597 accounted; since the churn
-  // snapshots left memory, 337 B of heap, 434 accounted).
-  const double accounted_growth = static_cast<double>(m.total() - accounted_at_small) /
-                                  static_cast<double>(customers - customers_at_small);
-  CHECK(accounted_growth <= per_customer * 1.25);
-  CHECK(accounted_growth >= per_customer * 0.85);
+  // rounding are not all in it) and 25% above, give or take 1.5 MiB over
+  // the run that is not the cache's: RocksDB's heap beside its own estimate
+  // (taken out above), and in a run of the whole suite what earlier tests
+  // left behind (measured 506 and 532 B of heap per customer on two
+  // machines, 597 accounted; since the churn snapshots left memory, 337 B of
+  // heap, 434 accounted; with the compact feature and model slots, 248-258 B
+  // of heap in runs of this test alone and 255-326 B in runs of the whole
+  // suite, 261 accounted).
+  const double accounted_growth =
+      static_cast<double>(m.total() - accounted_at_small) / customers_grown;
+  const double noise = static_cast<double>(size_t{3} << 19) / customers_grown;
+  CHECK(accounted_growth <= per_customer * 1.25 + noise);
+  CHECK(accounted_growth >= per_customer * 0.85 - noise);
 }
 
 }  // namespace

@@ -256,8 +256,8 @@ TEST_CASE("Behaviour customer state of version 2 reads, with no report waiting",
     std::string out, payload;
     BinaryWriter p(&payload);
     p.Put<uint8_t>(flags);
-    p.Put<uint8_t>(2);  // high reported in the episode
-    p.Put<double>(0.995);
+    p.Put<uint8_t>(2);          // high reported in the episode
+    p.Put<double>(0.99609375);  // a float: the slot keeps scores as floats
     p.Put<double>(9.5);
     BinaryWriter w(&out);
     w.Put<uint16_t>(version);
@@ -268,7 +268,7 @@ TEST_CASE("Behaviour customer state of version 2 reads, with no report waiting",
   BinaryReader in(v2);
   REQUIRE_OK_AND_ASSIGN(const auto decoded, detector.ReadCustomer(&in));
   detector.InstallCustomer(0, decoded);
-  CHECK(detector.score(0) == 0.995);
+  CHECK(detector.score(0) == 0.99609375);
   CHECK(detector.rarity(0) == 9.5);
   std::string written;
   detector.AppendCustomer(0, &written);

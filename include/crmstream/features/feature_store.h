@@ -24,14 +24,17 @@
 // finds no candidate the store grows past the capacity (counted), so an
 // event is never refused; the next checkpoint makes the cache evictable.
 //
-// Memory: a customer is one fixed-size slot (record + per-window running
-// totals) in blocks of slots, plus a small heap buffer holding a compact
-// varint encoding of its per-day aggregates, only for days that had windowed
-// events and only as far back as the longest window, and its id when longer
-// than 16 bytes. Steady-state updates do not allocate; a new customer, a new
-// active day or a late event may (amortised).
+// Memory: a customer is one fixed-size slot (a 112-byte record, then a
+// 4-byte cursor per window but the longest) in blocks of slots, plus a
+// compact varint encoding of its per-day aggregates, only for days that had
+// windowed events and only as far back as the longest window (up to 8 bytes
+// inside the record, beyond that a small heap buffer), and its id when
+// longer than 16 bytes. Window totals are summed from the per-day history
+// when read, not kept per customer. Steady-state updates do not allocate; a
+// new customer, a new active day or a late event may (amortised).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -202,8 +205,8 @@ class FeatureStore {
     size_t total() const { return slots + day_history + long_ids + index + tracking + other; }
   };
   Memory memory() const;
-  // Bytes of a customer's fixed-size slot (record + windows; depends on the
-  // number of windows), excluding its per-day buffer.
+  // Bytes of a customer's fixed-size slot (its record), excluding its
+  // per-day buffer.
   size_t SlotBytes() const { return slot_bytes_; }
 
   const FeatureSpec& spec() const { return spec_; }
@@ -300,16 +303,48 @@ class FeatureStore {
   friend class CustomerFeatures;
   explicit FeatureStore(FeatureSpec spec);
 
-  // The fixed-size part of a customer. Timestamps are event-time ms;
-  // kNoTime marks "never".
+  // An event time (ms) in 6 bytes instead of 8: exact within +-(2^47 - 1)
+  // ms, about 4,400 years either side of 1970 (ingest accepts 2000-2099 by
+  // default); Update clamps times to that range. INT64_MIN ("never") is
+  // kept as -2^47.
+  class PackedMs {
+   public:
+    static constexpr int64_t kMax = (int64_t{1} << 47) - 1;
+    static constexpr int64_t kMin = -kMax;
+    PackedMs& operator=(int64_t ms) {
+      const auto u =
+          static_cast<uint64_t>(ms == INT64_MIN ? -(int64_t{1} << 47) : std::clamp(ms, kMin, kMax));
+      parts_[0] = static_cast<uint16_t>(u);
+      parts_[1] = static_cast<uint16_t>(u >> 16);
+      parts_[2] = static_cast<uint16_t>(u >> 32);
+      return *this;
+    }
+    operator int64_t() const {
+      const uint64_t u = parts_[0] | uint64_t{parts_[1]} << 16 | uint64_t{parts_[2]} << 32;
+      const int64_t ms = static_cast<int64_t>(u << 16) >> 16;  // sign-extended
+      return ms == -(int64_t{1} << 47) ? INT64_MIN : ms;
+    }
+
+   private:
+    uint16_t parts_[3];
+  };
+
+  // The fixed-size part of a customer, 112 bytes. Timestamps are event-time
+  // ms; kNoTime marks "never".
   struct CustomerRecord {
-    int64_t first_seen_ms;
-    int64_t latest_ms;
-    int64_t last_purchase_ms;
-    int64_t last_login_ms;
     int64_t purchase_cents;  // lifetime, each amount rounded to cents
     int64_t refund_cents;
-    uint8_t* ring;  // varint per-day records, oldest first (malloc'd; null when empty)
+    // Varint per-day records, oldest first: up to kInlineRingBytes in the
+    // record itself (ring_capacity 0), beyond that in a malloc'd buffer. A
+    // quiet customer's few days then cost no heap chunk (32 bytes at least).
+    union {
+      uint8_t* heap;
+      uint8_t bytes[8];
+    } ring;
+    PackedMs first_seen_ms;
+    PackedMs latest_ms;
+    PackedMs last_purchase_ms;
+    PackedMs last_login_ms;
     uint32_t type_counts[ingest::kEventTypeCount];
     int32_t base_day;         // day before the first ring record (its gap is from here)
     uint16_t tail_day_delta;  // day of the last ring record - base_day
@@ -325,25 +360,32 @@ class FeatureStore {
       char* heap;
     } id;
   };
-  // One sliding window of a customer: running totals as of the clock, kept
-  // modulo 2^16 (counts) and 2^32 (cents). Modular sums stay exact under
-  // adding and expiring; they equal the true totals whenever the lifetime
-  // total is below the modulus, and a customer beyond that is summed from
-  // its per-day history instead. The cursor is where the window's first day
-  // starts in the ring, with the day of the record before it (relative to
-  // base_day), so expiry decodes forward from there.
-  struct WindowState {
-    uint32_t cents[2];  // purchase, refund
-    uint16_t counts[kWindowMetricCount];
-    uint16_t cursor_offset;
-    uint16_t cursor_prev_delta;
+  // Where a window's first day starts in the ring as of the clock, with the
+  // day of the record before it (relative to base_day), so that a window is
+  // summed from there and expiry decodes forward from there. The longest
+  // window has none: the ring holds exactly its days, from offset 0.
+  struct WindowCursor {
+    uint16_t offset;
+    uint16_t prev_delta;
   };
 
   CustomerRecord& Record(uint32_t index) const {
     return *reinterpret_cast<CustomerRecord*>(Slot(index));
   }
-  WindowState* Windows(uint32_t index) const {
-    return reinterpret_cast<WindowState*>(Slot(index) + sizeof(CustomerRecord));
+  // The cursors of the windows but the longest, in spec order.
+  WindowCursor* Cursors(uint32_t index) const {
+    return reinterpret_cast<WindowCursor*>(Slot(index) + sizeof(CustomerRecord));
+  }
+  WindowCursor CursorOf(uint32_t index, size_t w) const {
+    if (w == longest_window_index_) return {0, 0};
+    return Cursors(index)[w < longest_window_index_ ? w : w - 1];
+  }
+  static constexpr size_t kInlineRingBytes = sizeof(CustomerRecord{}.ring.bytes);
+  static uint8_t* RingData(CustomerRecord* r) {
+    return r->ring_capacity != 0 ? r->ring.heap : r->ring.bytes;
+  }
+  static const uint8_t* RingData(const CustomerRecord& r) {
+    return r.ring_capacity != 0 ? r.ring.heap : r.ring.bytes;
   }
   std::byte* Slot(uint32_t index) const {
     return blocks_[index / kBlockSlots].get() + (index % kBlockSlots) * slot_bytes_;
@@ -368,17 +410,20 @@ class FeatureStore {
   void ApplyInOrderWindowed(uint32_t index, int32_t day, int metric, uint64_t cents);
   void AdvanceDay(uint32_t index, int32_t new_day);
   void ApplyLateWindowed(uint32_t index, int32_t day, int metric, uint64_t cents);
-  // Re-encodes the ring from decoded days and recomputes every window's
-  // totals and cursor as of the clock (late events, decode).
+  // Re-encodes the ring from decoded days, keeping those inside the longest
+  // window as of the clock, and places the cursors (late events, decode).
   void RebuildRing(uint32_t index, const std::vector<internal::DayAggregate>& days);
   void ReserveRing(CustomerRecord* r, size_t bytes);
   void ReleaseRing(CustomerRecord* r);
-  // Window `w` as of max(at_ms, clock), exact for every customer.
-  WindowAggregates ComputeWindowAt(uint32_t index, size_t w, int64_t at_ms) const;
-  WindowAggregates SumRing(uint32_t index, size_t w, int32_t day) const;
+  // Back into the record, or a smaller buffer, once the ring has shrunk.
+  void ShrinkRing(CustomerRecord* r);
+  // Windows [first, first + count) of the spec as of max(at_ms, clock), summed
+  // from the per-day history in one pass: exact for every customer.
+  void SumWindows(uint32_t index, int64_t at_ms, size_t first, size_t count,
+                  WindowAggregates* out) const;
 
   // Customers live in blocks of kBlockSlots fixed-size slots (a record, then
-  // its windows): no reallocation as the store grows, little slack.
+  // the windows' cursors): no reallocation as the store grows, little slack.
   static constexpr size_t kBlockSlots = 1024;
   struct FreeBlock {
     void operator()(std::byte* p) const;

@@ -33,12 +33,13 @@ namespace crmstream::pipeline {
 // Heap bytes one cached customer costs with the default features and every
 // model (feature slot, day history, hash entry, model slots; a pending churn
 // snapshot and its deadline only until the next committed checkpoint),
-// rounded up: the cache's own accounting gives about 435 and the heap grows
-// by about 340 per customer of a full cache (tests/pipeline/memory_plan_test.cpp
-// measures both). The margin, about the heap's own again, is the
-// allocator's: with worker threads the caches grow in several malloc arenas
-// (at 768 B, 1.4 times the heap of the time, the engine's resident set
-// reached its cap; tests/runtime/memory_cap_test.cpp).
+// rounded up: the cache's own accounting gives about 290 and the heap grows
+// by about 250-280 per customer of a full cache
+// (tests/pipeline/memory_plan_test.cpp measures both; 435 and 340 before
+// the compact feature and model slots). The margin, at least the heap's own
+// again, is the allocator's: with worker threads the caches grow in several
+// malloc arenas (at 768 B, 1.4 times the heap of the time, the engine's
+// resident set reached its cap; tests/runtime/memory_cap_test.cpp).
 inline constexpr size_t kBytesPerCachedCustomer = 640;
 
 // What a processing thread beyond the first costs the resident set: its own

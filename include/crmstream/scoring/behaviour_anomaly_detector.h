@@ -80,12 +80,15 @@ struct AnomalyCrossing {
 };
 
 class BehaviourAnomalyDetector {
+  // 24 bytes. Scores and rarities are kept as floats (7 significant
+  // digits, more than a score in [0, 1] or a rarity in decades carries);
+  // decisions are taken on the doubles computed, before they are stored.
   struct Slot {
-    double score = 0.0;
-    double rarity = 0.0;
+    float score = 0.0f;
+    float rarity = 0.0f;
     // The report decided since the last Refresh, if any: its score and rarity.
-    double report_score = 0.0;
-    double report_rarity = 0.0;
+    float report_score = 0.0f;
+    float report_rarity = 0.0f;
     bool active = false;   // in an episode: the score has not fallen back below the level
     bool seen = false;     // the slot holds a customer
     uint8_t reported = 0;  // 0, or 1 + the severity reported in this episode

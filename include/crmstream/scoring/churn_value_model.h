@@ -201,11 +201,17 @@ class SavedLabelSource {
 
 class ChurnValueModel {
   static constexpr uint32_t kNoRow = UINT32_MAX;
+  // Entries of the trigger log fit 27 bits: at most one per slot per flush,
+  // and slots are below FeatureSpec::kMaxCustomers (2^26).
+  static constexpr uint32_t kTriggerBits = 27;
+  static constexpr uint32_t kNoTrigger = (1u << kTriggerBits) - 1;
   // One customer's state (declared first: DecodedCustomer holds one).
-  // Ordered by size and the flags packed in bits: 112 bytes, where the
+  // Ordered by size and the flags packed in bits: 88 bytes, where the
   // declaration order of the fields' meaning took 136. Predictions are
   // floats (7 significant digits, more than a probability or a spend
-  // forecast carries); money stays double, being summed.
+  // forecast carries); money stays double, being summed. The latest event
+  // since the last flush (an alert's trigger) is in the per-flush log, not
+  // here: most customers in memory have none.
   struct Slot {
     double last_monetary = 0.0;  // as of the customer's previous event
     // The pending example: snapshot time, the predictions made from it and
@@ -214,9 +220,6 @@ class ChurnValueModel {
     int64_t pending_ms = 0;
     double pending_monetary = 0.0;
     double pending_spend = 0.0;  // spend up to the closing, when pending_churned
-    // The customer's latest event, valid when trigger_flush == flushes_
-    // (an event since the last flush); its id is in trigger_ids_.
-    int64_t trigger_ms = 0;
     alerts::CustomerAlertState alert;
     // The deadline the store's index holds for this customer (kNoDeadline:
     // none), as of its last save or load.
@@ -226,15 +229,14 @@ class ChurnValueModel {
     float pending_probability = 0.0f;  // the predictions the pending example is judged by
     float pending_value = 0.0f;
     uint32_t generation = 0;  // bumped when a pending example resolves
-    uint32_t trigger_flush = UINT32_MAX;
-    uint32_t trigger_offset = 0;
-    uint32_t row = kNoRow;  // of buffer_: the snapshot not yet checkpointed
+    uint32_t row = kNoRow;    // of buffer_: the snapshot not yet checkpointed
     // Not state: bumped when the slot is installed or forgotten, so heap
     // entries of its previous occupant read as stale.
     uint32_t epoch = 0;
-    uint16_t trigger_length = 0;
-    uint16_t trigger_capacity = 0;
-    ingest::EventType trigger_type = ingest::EventType::kPageView;
+    // The customer's latest event since the last flush: its entry of
+    // triggers_, valid while that entry names this slot (the log is cleared
+    // at every flush, so an older index names another slot or none).
+    uint32_t trigger : kTriggerBits = kNoTrigger;
     bool score_stale : 1 = false;  // events since the churn probability was computed
     bool has_pending : 1 = false;
     bool pending_warm : 1 = false;     // predicted by a model past warm_after_examples
@@ -271,7 +273,12 @@ class ChurnValueModel {
   // Heap bytes: the slots (growing with the customers in memory), the
   // buffer of snapshots not yet checkpointed (input_dim() floats each) and
   // their deadline heap (growing with the examples taken between checkpoints).
-  size_t SlotMemoryBytes() const { return slots_.capacity() * sizeof(Slot); }
+  // The slots' bytes include the per-flush trigger log (an entry per
+  // customer with events since the last flush).
+  size_t SlotMemoryBytes() const {
+    return slots_.capacity() * sizeof(Slot) + triggers_.capacity() * sizeof(Trigger) +
+           trigger_ids_.capacity();
+  }
   size_t PendingSnapshotBytes() const {
     return buffer_.capacity() * sizeof(float) + free_rows_.capacity() * sizeof(uint32_t);
   }
@@ -533,9 +540,24 @@ class ChurnValueModel {
   // What scores while set (UseGlobalModels); the own models otherwise.
   std::optional<GlobalModels> global_;
   alerts::ChurnGateState gate_state_ = alerts::ChurnGateState::kWarmingUp;  // of calibrator_
-  double last_raw_ = 0.5;    // the raw churn probability of the latest Score()
-  uint32_t flushes_ = 0;     // EndFlush() calls: the generation of the trigger log
-  std::string trigger_ids_;  // ids of the triggers of this generation
+  double last_raw_ = 0.5;  // the raw churn probability of the latest Score()
+  // The latest event of each customer with events since the last flush
+  // (EndFlush clears it); their ids in trigger_ids_.
+  struct Trigger {
+    int64_t ms;
+    uint32_t slot;
+    uint32_t id_offset;
+    uint16_t id_length;
+    uint16_t id_capacity;  // bytes of trigger_ids_ the entry owns
+    ingest::EventType type;
+  };
+  // The slot's entry of triggers_ in this flush, or kNoTrigger.
+  uint32_t TriggerIndex(uint32_t s) const {
+    const uint32_t t = slots_[s].trigger;
+    return t < triggers_.size() && triggers_[t].slot == s ? t : kNoTrigger;
+  }
+  std::vector<Trigger> triggers_;
+  std::string trigger_ids_;
   std::vector<models::FeatureContribution> top_;
   models::TreeExplanation tree_explanation_;  // Explain() of the tree models
   std::array<ChurnContribution, 3> contributions_{};
