@@ -37,7 +37,6 @@ Status ModelSyncPublisher::Publish() {
       // One partition (AllTopics): every instance reads all of it.
       CRM_RETURN_NOT_OK(producer_->Produce(topic_, 0, r.key, r.value)
                             .WithContext("producing model-sync records to " + topic_));
-      ++records_produced_;
       stats_->model_sync_records.fetch_add(1, std::memory_order_relaxed);
     }
   }

@@ -29,8 +29,9 @@ namespace crmstream::runtime {
 class ModelSyncPublisher {
  public:
   // `producer` must not be transactional (at_least_once shares the
-  // engine's idempotent producer). `stats` counts the records. `chunk_bytes`: at most the bytes of
-  // statistics per record.
+  // engine's idempotent producer). `stats` counts the records
+  // (model_sync_records). `chunk_bytes`: at most the bytes of statistics
+  // per record.
   ModelSyncPublisher(const EngineCore* core, kafka::Producer* producer, EngineStats* stats,
                      std::chrono::milliseconds interval, size_t chunk_bytes);
 
@@ -38,8 +39,6 @@ class ModelSyncPublisher {
   Status MaybePublish(Clock::time_point now);
   // Publishes every task with records processed now (the final publish).
   Status Publish();
-
-  uint64_t records_produced() const { return records_produced_; }
 
  private:
   const EngineCore* core_;
@@ -49,7 +48,6 @@ class ModelSyncPublisher {
   std::string topic_;
   EngineStats* stats_;
   Clock::time_point last_{};
-  uint64_t records_produced_ = 0;
   std::string blob_;
   std::vector<pipeline::ModelSyncRecord> records_;
 };
