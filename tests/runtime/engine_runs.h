@@ -14,11 +14,13 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <thread>
 
 #include "crmstream/common/crash_point.h"
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/kafka/embedded_cluster.h"
+#include "crmstream/kafka/handles.h"
 #include "crmstream/kafka/partition_reader.h"
 #include "crmstream/kafka/topic_admin.h"
 #include "crmstream/runtime/stamped_outputs.h"
@@ -50,6 +52,45 @@ struct TopicContents {
   size_t total = 0;
 };
 
+// A broker answers a transaction's commit once the commit is decided, and
+// writes the markers that make its records readable after that: until they
+// are written, a read_committed reader's end (the last stable offset) stops
+// short of the records (for seconds after the broker was paused). Waits,
+// bounded, until no partition has an undecided transaction: its last stable
+// offset is its high watermark.
+inline void WaitForStableEnds(const kafka::ClientConfig& config,
+                              std::span<const kafka::TopicPartitionOffset> partitions) {
+  auto client = [&](const char* isolation) {
+    kafka::ClientConfig c = config;
+    c.Set("isolation.level", isolation);
+    auto conf = c.BuildConf();
+    REQUIRE_OK(conf);
+    char err[256];
+    kafka::KafkaHandle rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), err, sizeof(err)));
+    REQUIRE(rk != nullptr);
+    (void)conf->release();  // owned by the handle now
+    return rk;
+  };
+  const kafka::KafkaHandle committed = client("read_committed");
+  const kafka::KafkaHandle uncommitted = client("read_uncommitted");
+  auto end_of = [](rd_kafka_t* rk, const kafka::TopicPartitionOffset& p) {
+    int64_t low = 0, high = -1;
+    rd_kafka_query_watermark_offsets(rk, p.topic.c_str(), p.partition, &low, &high, 5000);
+    return high;
+  };
+  const auto start = Clock::now();
+  const auto deadline = start + std::chrono::seconds(60);
+  for (const auto& p : partitions) {
+    while (end_of(committed.get(), p) != end_of(uncommitted.get(), p) && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  if (waited > std::chrono::seconds(1)) {
+    WARN("waited " << waited.count() << " ms for the outputs' transaction markers");
+  }
+}
+
 inline TopicContents ReadAll(const kafka::ClientConfig& config,
                              const std::array<std::string, kOutputKindCount>& topics,
                              const OutputPartitionCounts& counts) {
@@ -57,6 +98,7 @@ inline TopicContents ReadAll(const kafka::ClientConfig& config,
   for (int k = 0; k < kOutputKindCount; ++k) {
     for (int32_t q = 0; q < counts[k]; ++q) from.push_back({topics[k], q, kafka::kOffsetBeginning});
   }
+  WaitForStableEnds(config, from);
   TopicContents out;
   Status st =
       kafka::ReadPartitionsToEnd(config, from, {}, nullptr, [&](const kafka::MessageView& m) {
