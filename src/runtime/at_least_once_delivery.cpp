@@ -123,6 +123,25 @@ Status AtLeastOnceDelivery::Tick(Clock::time_point now, bool had_records) {
   return Status::OK();
 }
 
+Status AtLeastOnceDelivery::AfterRestore(std::span<const RestoredTask> restored) {
+  // A checkpoint covers everything before its offset (its outputs were
+  // acknowledged first): where the group's offset is behind it, the group
+  // learns it now, not at the next record, which may never come (the lag
+  // tools report would stay).
+  std::vector<kafka::TopicPartitionOffset> offsets;
+  for (const RestoredTask& r : restored) {
+    PartitionTask& task = *r.task;
+    if (task.checkpointed_offset > 0 && task.committed_offset != task.checkpointed_offset) {
+      offsets.push_back({task.tp.topic, task.tp.partition, task.checkpointed_offset});
+      task.committed_offset = task.checkpointed_offset;
+    }
+  }
+  if (offsets.empty()) return Status::OK();
+  Status committed = core_->consumer->CommitOffsets(offsets, /*async=*/true);
+  if (!committed.ok()) spdlog::warn("committing restored offsets: {}", committed.ToString());
+  return Status::OK();
+}
+
 Status AtLeastOnceDelivery::BeforeRestore() {
   // The store is read for the new tasks: the begun checkpoint is written
   // first (a partition revoked and assigned again must not see it later).

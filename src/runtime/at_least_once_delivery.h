@@ -55,7 +55,7 @@ class AtLeastOnceDelivery final : public DeliveryMode {
 
   pipeline::OutputSink* PrepareTask(PartitionTask* task) override;
   Status BeforeRestore() override;
-  Status AfterRestore(std::span<const RestoredTask>) override { return Status::OK(); }
+  Status AfterRestore(std::span<const RestoredTask> restored) override;
   Status Process(PartitionTask* task, const kafka::MessageView& m, int64_t wall_ms) override;
   Status AfterBatch(bool had_records) override;
   Status Tick(Clock::time_point now, bool had_records) override;

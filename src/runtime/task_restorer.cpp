@@ -117,7 +117,10 @@ Status TaskRestorer::Restore(std::span<kafka::TopicPartitionOffset> partitions) 
       p.offset = ps.input_offset;
       task.next_offset = ps.input_offset;
       task.checkpointed_offset = ps.input_offset;
-      task.committed_offset = ps.input_offset;
+      // What the group holds, when it is behind the state (a changelog
+      // restore past offsets whose commit never landed): the delivery mode
+      // decides whether to commit the checkpoint's.
+      task.committed_offset = std::clamp<int64_t>(group_offset, -1, ps.input_offset);
       if (delivery_->CatchesUpToGroupOffsets() && group_offset > ps.input_offset) {
         // A transaction committed and the engine stopped before its state
         // was written: process up to the group's offset again (the same

@@ -204,6 +204,58 @@ TEST_CASE("A store deleted is restored from the changelog alone, identical to th
   CHECK(ReadAll(fx.client, Topics("cl."), counts).total == outputs_before);
 }
 
+// At least once, the group's offsets follow the store asynchronously: a
+// commit that never landed (an instance killed right after its checkpoint)
+// leaves the group behind the changelog. The next owner restores past it and
+// has the checkpoint's offsets committed, with no record left to process.
+TEST_CASE(
+    "At least once: a partition restored past the group's committed offset has the checkpoint's "
+    "offset committed",
+    "[runtime][integration][kafka]") {
+  CRMSTREAM_USE_BROKER(testing::RealBroker, broker);
+  testing::ScratchDir scratch;
+  EngineRun run;
+  run.state_dir = (scratch.path() / "s").string();
+  run.group = broker.Name("restored-offsets");
+  run.output_prefix = broker.Name("restored-offsets") + ".";
+  run.guarantee = config::Guarantee::kAtLeastOnce;
+  run.input_topic = broker.Name("restored-offsets.input");
+  const std::array<EngineRun, 1> runs{run};
+  EngineFixture fx(runs, &broker);
+  const config::EngineConfig cfg = EngineConfigFor(fx.bootstrap, run);
+  fx.Produce(2000);
+  RunUntilCaughtUp(cfg, nullptr);
+
+  std::vector<kafka::TopicPartition> tps;
+  for (int32_t p = 0; p < run.input_partitions; ++p) tps.push_back({run.input_topic, p});
+  const auto committed = [&] {
+    REQUIRE_OK_AND_ASSIGN(auto consumer, kafka::Consumer::Create(fx.client, run.group));
+    REQUIRE_OK_AND_ASSIGN(auto offsets, consumer->Committed(tps, std::chrono::seconds(30)));
+    std::vector<int64_t> out;
+    for (const auto& o : offsets) out.push_back(o.offset);
+    return out;
+  };
+  const std::vector<int64_t> ends = committed();
+  for (int64_t end : ends) REQUIRE(end > 0);
+  {
+    // The group back at the beginning, as if its commits had never landed.
+    REQUIRE_OK_AND_ASSIGN(auto consumer, kafka::Consumer::Create(fx.client, run.group));
+    std::vector<kafka::TopicPartitionOffset> beginning;
+    for (const auto& tp : tps) beginning.push_back({tp.topic, tp.partition, 0});
+    REQUIRE_OK(consumer->CommitOffsets(beginning, /*async=*/false));
+  }
+  REQUIRE(committed() == std::vector<int64_t>(tps.size(), 0));
+  fs::remove_all(fs::path(run.state_dir) / state::kStoreSubdirectory);
+  {
+    BackgroundEngine restored(cfg, /*until_caught_up=*/true);
+    REQUIRE(restored.WaitFinished(std::chrono::seconds(120)));
+    REQUIRE_OK(restored.Stop());
+    CHECK(restored.stats().received.load() == 0);
+    CHECK(restored.stats().changelog_restored_records.load() > 0);
+  }
+  CHECK(committed() == ends);
+}
+
 TEST_CASE(
     "A restore cut short by a crash before its writes are on disk is done again on the next "
     "start, identical to the lost state",
