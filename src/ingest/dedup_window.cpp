@@ -62,6 +62,12 @@ bool DedupWindow::SeenBefore(std::string_view event_id) {
   const uint64_t h = HashId(event_id);
   if (ContainsHash(h)) return true;
   if (size_ == capacity_) {
+    // The table is far larger than the caches and the ids to forget come in
+    // ring order: fetch the slot of an id forgotten a few events from now,
+    // so that its erase finds it cached.
+    size_t ahead = head_ + kEraseLookahead;
+    if (ahead >= capacity_) ahead %= capacity_;
+    __builtin_prefetch(&table_[ring_[ahead] & mask_], 1);
     EraseHash(ring_[head_]);
     ring_[head_] = h;
     head_ = head_ + 1 == capacity_ ? 0 : head_ + 1;

@@ -57,6 +57,9 @@ class DedupWindow {
   static Result<DedupWindow> Decode(std::string_view payload);
 
  private:
+  // How many events ahead SeenBefore fetches the table slot it will erase.
+  static constexpr size_t kEraseLookahead = 8;
+
   bool ContainsHash(uint64_t h) const;
   void InsertHash(uint64_t h);
   void EraseHash(uint64_t h);
