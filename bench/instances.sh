@@ -77,7 +77,8 @@ binary=build/release/src/cli/crmstream
 progress=(python3 bench/group_progress.py)
 
 log() { echo "instances.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+failed=0
+die() { log "ERROR: $*"; failed=1; exit 1; }
 
 work=$(mktemp -d /tmp/crmstream-instances.XXXXXX)
 started_pids=()
@@ -102,7 +103,9 @@ cleanup() {
   for pid in "${started_pids[@]}"; do kill -0 "$pid" 2> /dev/null && live+=("$pid"); done
   stop_pids "${live[@]}"
   [ "$stop_kafka" -eq 1 ] && scripts/kafka.sh --instance "$kafka_instance" stop > /dev/null 2>&1
-  if [ "$keep" -eq 1 ] || [ "$rc" -ne 0 ] || [ "$stop_failures" -gt 0 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
+  # Kept for a look at the logs: on request, after a failure, after an
+  # instance that did not stop cleanly; not after an interruption.
+  if [ "$keep" -eq 1 ] || [ "$failed" -eq 1 ] || [ "$stop_failures" -gt 0 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
   exit "$rc"
 }
 trap cleanup EXIT
