@@ -135,8 +135,9 @@ sed -e "s|^state_dir: .*|state_dir: $work/state|" -e "s|^metrics_port: .*|metric
   -e "/^inputs:/,/^outputs:/ s|partitions: [0-9]*|partitions: $partitions|" \
   config/crmstream.yaml > "$work/engine.yaml"
 input_topic="$prefix.crm.interactions"
-grep -q "name: $input_topic" "$work/engine.yaml" && grep -q "partitions: $partitions" "$work/engine.yaml" ||
+if ! grep -q "name: $input_topic" "$work/engine.yaml" || ! grep -q "partitions: $partitions" "$work/engine.yaml"; then
   die "config/crmstream.yaml has no input 'name: crm.interactions' / 'partitions:' lines to rewrite"
+fi
 group_config() {  # group -> its configuration file
   sed "s|^  group_id: .*|  group_id: $1|" "$work/engine.yaml" > "$work/$1.yaml"
   echo "$work/$1.yaml"
@@ -242,12 +243,18 @@ run_group() {  # round count
   # input's count, what a rebalance made a new owner process again (at least
   # once: from the last committed offset).
   processed=$(sed -n 's/^stopped: \([0-9]*\) records in.*/\1/p' "${logs[@]}" | awk '{ n += $1 } END { print n + 0 }')
-  eval "$out"  # seconds= instance_cpu_s= broker_cpu_s= machine_busy_cores= loadavg= settled_s=
-  # shellcheck disable=SC2154
-  echo "$round $n $seconds $instance_cpu_s $broker_cpu_s $machine_busy_cores $loadavg $parts $settled_s $processed" >> "$results"
-  # shellcheck disable=SC2154
-  awk -v r="$round" -v n="$n" -v s="$seconds" -v c="$instance_cpu_s" -v b="$broker_cpu_s" -v m="$machine_busy_cores" \
-    -v l="$loadavg" -v e="$records" -v p="$parts" -v j="$settled_s" -v d="$processed" 'BEGIN {
+  # seconds= instance_cpu_s= broker_cpu_s= machine_busy_cores= loadavg= settled_s=
+  local -A got=()
+  local key value
+  while IFS='=' read -r key value; do got[$key]=$value; done <<< "$out"
+  for key in seconds instance_cpu_s broker_cpu_s machine_busy_cores loadavg settled_s; do
+    [ -n "${got[$key]:-}" ] || die "bench/group_progress.py reported no $key"
+  done
+  echo "$round $n ${got[seconds]} ${got[instance_cpu_s]} ${got[broker_cpu_s]} ${got[machine_busy_cores]}" \
+    "${got[loadavg]} $parts ${got[settled_s]} $processed" >> "$results"
+  awk -v r="$round" -v n="$n" -v s="${got[seconds]}" -v c="${got[instance_cpu_s]}" -v b="${got[broker_cpu_s]}" \
+    -v m="${got[machine_busy_cores]}" -v l="${got[loadavg]}" -v e="$records" -v p="$parts" -v j="${got[settled_s]}" \
+    -v d="$processed" 'BEGIN {
       printf "round %d, %d instance(s): %.2f s, %.0f events/s, instances %.1f CPU-s (%.2f cores), %.0f events per CPU-s; broker %.1f CPU-s; machine %.2f busy cores, load %s; partitions held %s, last assignment at %.2f s, %d records processed\n",
         r, n, s, e / s, c, c / s, e / c, b, m, l, p, j, d }' >&2
 }
