@@ -66,7 +66,7 @@ class RestoreBuffer {
         return;
       }
     }
-    entries_.push_back({family, false, hash, 0, 0, 0});
+    entries_.push_back({family, false, Head(suffix), hash, 0, 0, 0});
     slots_[i] = static_cast<uint32_t>(entries_.size());
     Place(&entries_.back(), deleted, suffix, value);
   }
@@ -76,8 +76,11 @@ class RestoreBuffer {
   // in (family, suffix) order, and empties the buffer.
   template <typename Write>
   Status MoveTo(const Write& write) {
+    // The keys' first bytes, held in the entries, order most pairs without
+    // reading the buffer (a cache miss per key).
     std::sort(entries_.begin(), entries_.end(), [&](const Entry& a, const Entry& b) {
       if (a.family != b.family) return a.family < b.family;
+      if (a.head != b.head) return a.head < b.head;
       return suffix(a) < suffix(b);
     });
     Status status;
@@ -96,11 +99,21 @@ class RestoreBuffer {
   struct Entry {
     state::StateFamily family;
     bool deleted;
+    uint64_t head;  // Head(suffix)
     size_t hash;
     size_t at;  // suffix, then value, in bytes_
     size_t suffix_size;
     size_t value_size;
   };
+  // The first 8 bytes of `suffix`, big-endian, zero-padded: a smaller head
+  // means a smaller suffix (equal heads say nothing).
+  static uint64_t Head(std::string_view suffix) {
+    uint64_t head = 0;
+    for (size_t i = 0; i < 8; ++i) {
+      head = (head << 8) | (i < suffix.size() ? static_cast<uint8_t>(suffix[i]) : 0);
+    }
+    return head;
+  }
   std::string_view suffix(const Entry& e) const {
     return std::string_view(bytes_).substr(e.at, e.suffix_size);
   }
