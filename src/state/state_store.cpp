@@ -1318,9 +1318,20 @@ Status StateStore::BeginRestore(PartitionKey p, bool drop_state) {
     std::string begin;
     PartitionOnlyKey(p, &begin);
     const std::string end = PartitionRangeEnd(p);
+    rocksdb::ReadOptions read;
+    read.fill_cache = false;
+    const rocksdb::Slice upper = ToSlice(end);
+    read.iterate_upper_bound = &upper;
     for (StateFamily family : {StateFamily::kFeatures, StateFamily::kModels, StateFamily::kOffsets,
                                StateFamily::kDedup}) {
-      (void)batch.DeleteRange(impl_->cf(family), ToSlice(begin), ToSlice(end));
+      // Only a family holding something of the partition gets a range
+      // delete: one in the memtable would make a restore's first ingest
+      // flush the memtables (its files overlap it), a cost each handover to
+      // an instance that never had the partition would pay for nothing.
+      std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->cf(family)));
+      it->Seek(ToSlice(begin));
+      if (!it->status().ok()) return StoreError(it->status(), path(), "starting a restore");
+      if (it->Valid()) (void)batch.DeleteRange(impl_->cf(family), ToSlice(begin), ToSlice(end));
     }
     (void)batch.Delete(meta, ToSlice(PartitionMetaKey(kChangelogPrefix, p)));
   }

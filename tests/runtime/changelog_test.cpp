@@ -184,7 +184,12 @@ TEST_CASE(
     CHECK(r.input_offset == 30);
     CHECK(Entries(*target) == only_p(after[2]));
     CHECK_FALSE(fs::exists(path / state::kRestoreTablesSubdirectory));
-    // And again over that state (a restore cut short is redone from nothing).
+    // And again over that state and a stray customer (a restore cut short
+    // is redone from nothing): the stray one goes.
+    state::CheckpointBatch stray = target->NewBatch();
+    stray.PutFeatures(tp, "stray", "not in the changelog");
+    REQUIRE_OK(target->Commit(&stray));
+    REQUIRE(Entries(*target) != only_p(after[2]));
     REQUIRE_OK(RestoreFromChangelog(client, target.get(), tp, o));
     CHECK(Entries(*target) == only_p(after[2]));
   }
