@@ -76,6 +76,12 @@ Status ReadPartitionsToEnd(const ClientConfig& config, std::span<const TopicPart
   // The end is detected by an empty fetch at the end offset: do not let the
   // broker hold that fetch for the default 500 ms.
   effective.SetDefault("fetch.wait.max.ms", "10");
+  // librdkafka 2.0 stops fetching a partition once its queue holds
+  // queued.min.messages (default 100,000) and looks again up to a second
+  // later: a reader slower than the fetch (a changelog restore of small
+  // records) idled most of that second. Only the queue's bytes
+  // (queued.max.messages.kbytes) bound it now: librdkafka's maximum count.
+  effective.SetDefault("queued.min.messages", "10000000");
   CRM_ASSIGN_OR_RETURN(KafkaHandle rk,
                        ManualConsumer(std::move(effective), options.client_id, "partition reader"));
 

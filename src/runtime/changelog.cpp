@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -65,39 +66,54 @@ class RestoreBuffer {
         return;
       }
     }
-    entries_.push_back({family, false, hash, 0, 0, 0});
+    entries_.push_back({family, false, Head(suffix), hash, 0, 0, 0});
     slots_[i] = static_cast<uint32_t>(entries_.size());
     Place(&entries_.back(), deleted, suffix, value);
   }
   size_t byte_size() const { return bytes_.size(); }
 
-  void MoveTo(state::CheckpointBatch* batch, state::PartitionKey key) {
+  // Hands each key's last change to `write(family, suffix, deleted, value)`
+  // in (family, suffix) order, and empties the buffer.
+  template <typename Write>
+  Status MoveTo(const Write& write) {
+    // The keys' first bytes, held in the entries, order most pairs without
+    // reading the buffer (a cache miss per key).
     std::sort(entries_.begin(), entries_.end(), [&](const Entry& a, const Entry& b) {
       if (a.family != b.family) return a.family < b.family;
+      if (a.head != b.head) return a.head < b.head;
       return suffix(a) < suffix(b);
     });
+    Status status;
     for (const Entry& e : entries_) {
-      if (e.deleted) {
-        batch->DeleteStateEntry(e.family, key, suffix(e));
-      } else {
-        batch->PutStateEntry(e.family, key, suffix(e),
-                             std::string_view(bytes_).substr(e.at + e.suffix_size, e.value_size));
-      }
+      status = write(e.family, suffix(e), e.deleted,
+                     std::string_view(bytes_).substr(e.at + e.suffix_size, e.value_size));
+      if (!status.ok()) break;
     }
     entries_.clear();
     bytes_.clear();
     std::fill(slots_.begin(), slots_.end(), 0);
+    return status;
   }
 
  private:
   struct Entry {
     state::StateFamily family;
     bool deleted;
+    uint64_t head;  // Head(suffix)
     size_t hash;
     size_t at;  // suffix, then value, in bytes_
     size_t suffix_size;
     size_t value_size;
   };
+  // The first 8 bytes of `suffix`, big-endian, zero-padded: a smaller head
+  // means a smaller suffix (equal heads say nothing).
+  static uint64_t Head(std::string_view suffix) {
+    uint64_t head = 0;
+    for (size_t i = 0; i < 8; ++i) {
+      head = (head << 8) | (i < suffix.size() ? static_cast<uint8_t>(suffix[i]) : 0);
+    }
+    return head;
+  }
   std::string_view suffix(const Entry& e) const {
     return std::string_view(bytes_).substr(e.at, e.suffix_size);
   }
@@ -251,9 +267,39 @@ Result<ChangelogRestoreResult> RestoreFromChangelog(
   const std::string where =
       options.changelog_topic + " [" + std::to_string(options.partition) + "]";
 
-  const size_t buffer_bytes = std::max(kMinRestoreBufferBytes, options.buffer_bytes);
+  // (The engine's buffer is at least kMinRestoreBufferBytes: RestoreBufferBytes.)
+  const size_t buffer_bytes = std::max<size_t>(1, options.buffer_bytes);
   // A record's value goes in whole before the bound is checked.
   RestoreBuffer buffer(buffer_bytes + 2 * kChangelogChunkBytes);
+  // A full restore writes each span as table files ingested into the store;
+  // a restore of a tail (small, over the partition's state, which an ingest
+  // would flush from the memtable first) writes through the memtable.
+  std::unique_ptr<state::StateStore::RestoreTableWriter> tables;
+  if (full && options.ingest_tables) {
+    CRM_ASSIGN_OR_RETURN(tables, store->NewRestoreTableWriter(key));
+  }
+  // Writes the buffer's span.
+  auto write_span = [&]() -> Status {
+    if (tables) {
+      CRM_RETURN_NOT_OK(buffer.MoveTo([&](state::StateFamily family, std::string_view suffix,
+                                          bool deleted, std::string_view value) {
+        return deleted ? tables->Delete(family, suffix) : tables->Put(family, suffix, value);
+      }));
+      // A crash between a span's table files and their ingest.
+      CRMSTREAM_CRASH_POINT(crash_point::kRestoreBeforeIngest);
+      return tables->Ingest();
+    }
+    CRM_RETURN_NOT_OK(buffer.MoveTo([&](state::StateFamily family, std::string_view suffix,
+                                        bool deleted, std::string_view value) {
+      if (deleted) {
+        batch.DeleteStateEntry(family, key, suffix);
+      } else {
+        batch.PutStateEntry(family, key, suffix, value);
+      }
+      return Status::OK();
+    }));
+    return store->CommitRestoring(&batch);
+  };
   auto apply = [&](state::StateFamily family, std::string_view suffix, bool deleted,
                    std::string_view value) {
     buffer.Add(family, suffix, deleted, value);
@@ -327,10 +373,7 @@ Result<ChangelogRestoreResult> RestoreFromChangelog(
         assemblies.erase(it);
       }
     }
-    if (buffer.byte_size() >= buffer_bytes) {
-      buffer.MoveTo(&batch, key);
-      CRM_RETURN_NOT_OK(store->CommitRestoring(&batch));
-    }
+    if (buffer.byte_size() >= buffer_bytes) CRM_RETURN_NOT_OK(write_span());
     const auto now = Clock::now();
     if (on_progress && now - last_progress >= kProgressInterval) {
       last_progress = now;
@@ -358,9 +401,9 @@ Result<ChangelogRestoreResult> RestoreFromChangelog(
                               " chunked value(s) end incomplete (first: offset " +
                               std::to_string(assemblies.begin()->second.offset) + ")");
   }
-  buffer.MoveTo(&batch, key);
-  CRM_RETURN_NOT_OK(store->CommitRestoring(&batch));
-  // Every change is written, not yet on disk: a crash here must find the mark.
+  CRM_RETURN_NOT_OK(write_span());
+  // Every change is written (through the memtable: not yet on disk), the
+  // restoring mark still set: a crash here must restore again.
   CRMSTREAM_CRASH_POINT(crash_point::kRestoreBeforeEnd);
   if (result.input_offset > options.after_offset) {
     batch.SetInputOffset(key, result.input_offset);

@@ -116,8 +116,13 @@ struct ChangelogRestoreOptions {
   // written: of the changes to one key within that span only the last is
   // written, so the larger, the fewer writes (an uncompacted changelog
   // repeats a customer once per checkpoint). Default 64 MiB; the engine
-  // gives the partition's share of the customer cache (RestoreBufferBytes).
+  // gives the partition's share of the customer cache (RestoreBufferBytes,
+  // at least 8 MiB); tests give a few bytes for a write per record or two.
   size_t buffer_bytes = size_t{64} << 20;
+  // A full restore (after_offset -1) writes each span of the buffer as table
+  // files ingested into the store (StateStore::RestoreTableWriter); false:
+  // through the memtable without the WAL, flushed at the end. Default true.
+  bool ingest_tables = true;
 };
 
 // A restore's buffer_bytes under the engine's memory plan: one partition's
@@ -145,7 +150,8 @@ Result<std::map<int32_t, int64_t>> LastChangelogCheckpoints(const kafka::ClientC
                                                             std::span<const int32_t> partitions);
 
 // Restores one partition's state into `store` from its changelog, under the
-// store's restore mark (StateStore::BeginRestore): its writes skip the WAL
+// store's restore mark (StateStore::BeginRestore): a full restore ingests
+// table files (ingest_tables), a tail's writes skip the WAL
 // (StateStore::CommitRestoring) and are flushed at the end; a crash in the
 // middle leaves the mark, and the partition is restored again. On success the
 // store's input offset of `key` is the result's input_offset (when it

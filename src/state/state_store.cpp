@@ -3,6 +3,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <rocksdb/write_buffer_manager.h>
@@ -18,6 +19,7 @@
 #include <optional>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "crmstream/common/binary_io.h"
 
@@ -486,6 +488,11 @@ struct StateStore::Impl {
   std::array<rocksdb::ColumnFamilyHandle*, kStateFamilyCount> families{};
   rocksdb::WriteOptions write_options;
 
+  // CommitRestoring wrote without the WAL since EndRestore last flushed.
+  bool unflushed_restore = false;
+  // Names the restore table files apart (RestoreTableWriter).
+  uint64_t restore_table_files = 0;
+
   // Bytes written and write stalls waited out (Write), cumulative.
   std::atomic<uint64_t> written_bytes{0};
   std::atomic<uint64_t> stalled_writes{0};
@@ -878,6 +885,12 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& op
   impl->db.reset(raw);
   for (size_t i = 0; i < handles.size(); ++i) impl->families[i] = handles[i];
   impl->created = !has_store;
+  if (!options.read_only) {
+    // Table files of a restore a crash cut short (never ingested, or
+    // ingested and left): its restoring mark makes it start over.
+    std::error_code removed;
+    fs::remove_all(path / kRestoreTablesSubdirectory, removed);
+  }
 
   rocksdb::ColumnFamilyHandle* meta = impl->cf(StateFamily::kMetadata);
   if (impl->created) {
@@ -957,6 +970,7 @@ Status StateStore::Commit(CheckpointBatch* batch, const std::atomic<bool>* cance
 }
 
 Status StateStore::CommitRestoring(CheckpointBatch* batch) {
+  if (!batch->empty()) impl_->unflushed_restore = true;
   return CommitAs(batch, "writing restored state", nullptr,
                   std::chrono::steady_clock::time_point::max(), /*sync=*/false,
                   /*without_wal=*/true);
@@ -967,8 +981,11 @@ Status StateStore::EndRestore(CheckpointBatch* batch) {
     return Status::InvalidArgument(path().string() + ": state opened read-only");
   }
   // What CommitRestoring wrote is only in memtables: on disk before the
-  // mark goes.
-  CRM_RETURN_NOT_OK(Flush());
+  // mark goes. (Ingested table files are on disk already.)
+  if (impl_->unflushed_restore) {
+    CRM_RETURN_NOT_OK(Flush());
+    impl_->unflushed_restore = false;
+  }
   return CommitAs(batch, "ending a restore", nullptr, std::chrono::steady_clock::time_point::max(),
                   /*sync=*/true, /*without_wal=*/false);
 }
@@ -1301,15 +1318,141 @@ Status StateStore::BeginRestore(PartitionKey p, bool drop_state) {
     std::string begin;
     PartitionOnlyKey(p, &begin);
     const std::string end = PartitionRangeEnd(p);
+    rocksdb::ReadOptions read;
+    read.fill_cache = false;
+    const rocksdb::Slice upper = ToSlice(end);
+    read.iterate_upper_bound = &upper;
     for (StateFamily family : {StateFamily::kFeatures, StateFamily::kModels, StateFamily::kOffsets,
                                StateFamily::kDedup}) {
-      (void)batch.DeleteRange(impl_->cf(family), ToSlice(begin), ToSlice(end));
+      // Only a family holding something of the partition gets a range
+      // delete: one in the memtable would make a restore's first ingest
+      // flush the memtables (its files overlap it), a cost each handover to
+      // an instance that never had the partition would pay for nothing.
+      std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read, impl_->cf(family)));
+      it->Seek(ToSlice(begin));
+      if (!it->status().ok()) return StoreError(it->status(), path(), "starting a restore");
+      if (it->Valid()) (void)batch.DeleteRange(impl_->cf(family), ToSlice(begin), ToSlice(end));
     }
     (void)batch.Delete(meta, ToSlice(PartitionMetaKey(kChangelogPrefix, p)));
   }
   (void)batch.Put(meta, ToSlice(PartitionMetaKey(kRestoringPrefix, p)), SealMeta(""));
   // Synced: a crash during the restore must find the mark.
   return impl_->Write(&batch, /*sync=*/true, nullptr, "starting a restore");
+}
+
+struct StateStore::RestoreTableWriter::Impl {
+  StateStore::Impl* store = nullptr;
+  PartitionKey partition;
+  fs::path dir;
+  std::string key;
+  // The family being written and its file; the span's finished files.
+  std::optional<StateFamily> family;
+  std::unique_ptr<rocksdb::SstFileWriter> writer;
+  std::vector<rocksdb::IngestExternalFileArg> files;
+  uint64_t span_bytes = 0;  // the finished files not yet ingested
+  uint64_t ingested_bytes = 0;
+
+  Status Fail(const rocksdb::Status& s, std::string_view doing) const {
+    return StoreError(s, store->options.path, doing);
+  }
+  // The file of `f` open for the next key (families come one after another).
+  Status Open(StateFamily f) {
+    if (family == f) return Status::OK();
+    CRM_RETURN_NOT_OK(Finish());
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) {
+      return Status::IOError(dir.string() +
+                             ": creating the restore's table directory: " + ec.message());
+    }
+    rocksdb::ColumnFamilyHandle* cf = store->cf(f);
+    // The page cache keeps the pages: the restored state is read next.
+    writer = std::make_unique<rocksdb::SstFileWriter>(
+        rocksdb::EnvOptions(), store->db->GetOptions(cf), cf, /*invalidate_page_cache=*/false);
+    const fs::path file = dir / (std::to_string(++store->restore_table_files) + ".sst");
+    const rocksdb::Status s = writer->Open(file.string());
+    if (!s.ok()) return Fail(s, "opening a restore table file");
+    family = f;
+    rocksdb::IngestExternalFileArg arg;
+    arg.column_family = cf;
+    arg.external_files.push_back(file.string());
+    // Linked into the store, not copied.
+    arg.options.move_files = true;
+    // The sequence number stays in the manifest; the file is not rewritten.
+    arg.options.write_global_seqno = false;
+    files.push_back(std::move(arg));
+    return Status::OK();
+  }
+  // Ends the open file (synced), if any.
+  Status Finish() {
+    if (!writer) return Status::OK();
+    rocksdb::ExternalSstFileInfo info;
+    const rocksdb::Status s = writer->Finish(&info);
+    writer.reset();
+    family.reset();
+    if (!s.ok()) return Fail(s, "finishing a restore table file");
+    span_bytes += info.file_size;
+    return Status::OK();
+  }
+  void SetKey(std::string_view suffix) {
+    key.clear();
+    AppendPartitionPrefix(partition, &key);
+    key.append(suffix);
+  }
+};
+
+StateStore::RestoreTableWriter::RestoreTableWriter(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+
+StateStore::RestoreTableWriter::~RestoreTableWriter() {
+  impl_->writer.reset();
+  std::error_code ec;
+  fs::remove_all(impl_->dir, ec);
+}
+
+Status StateStore::RestoreTableWriter::Put(StateFamily family, std::string_view suffix,
+                                           std::string_view value) {
+  CRM_RETURN_NOT_OK(impl_->Open(family));
+  impl_->SetKey(suffix);
+  const rocksdb::Status s = impl_->writer->Put(ToSlice(impl_->key), ToSlice(value));
+  return s.ok() ? Status::OK() : impl_->Fail(s, "writing a restore table file");
+}
+
+Status StateStore::RestoreTableWriter::Delete(StateFamily family, std::string_view suffix) {
+  CRM_RETURN_NOT_OK(impl_->Open(family));
+  impl_->SetKey(suffix);
+  const rocksdb::Status s = impl_->writer->Delete(ToSlice(impl_->key));
+  return s.ok() ? Status::OK() : impl_->Fail(s, "writing a restore table file");
+}
+
+Status StateStore::RestoreTableWriter::Ingest() {
+  CRM_RETURN_NOT_OK(impl_->Finish());
+  if (impl_->files.empty()) return Status::OK();
+  // Every family's files of the span, atomically. A range of the memtable
+  // they overlap (the restore's drop) is flushed first, by RocksDB.
+  const rocksdb::Status s = impl_->store->db->IngestExternalFiles(impl_->files);
+  impl_->files.clear();
+  const uint64_t bytes = std::exchange(impl_->span_bytes, 0);
+  std::error_code ec;
+  fs::remove_all(impl_->dir, ec);  // files a failed ingest left
+  if (!s.ok()) return impl_->Fail(s, "ingesting restored state");
+  impl_->ingested_bytes += bytes;
+  impl_->store->written_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  return Status::OK();
+}
+
+uint64_t StateStore::RestoreTableWriter::ingested_bytes() const { return impl_->ingested_bytes; }
+
+Result<std::unique_ptr<StateStore::RestoreTableWriter>> StateStore::NewRestoreTableWriter(
+    PartitionKey p) {
+  if (impl_->options.read_only) {
+    return Status::InvalidArgument(path().string() + ": state opened read-only");
+  }
+  auto impl = std::make_unique<RestoreTableWriter::Impl>();
+  impl->store = impl_.get();
+  impl->partition = p;
+  impl->dir = path() / kRestoreTablesSubdirectory;
+  return std::unique_ptr<RestoreTableWriter>(new RestoreTableWriter(std::move(impl)));
 }
 
 Status StateStore::PutMetadata(std::string_view name, std::string_view value) {

@@ -163,6 +163,36 @@ TEST_CASE(
       CHECK(Entries(*target) == only_p(after[2]));
     }
   }
+
+  // A full restore in spans of a record or two, each span's table files
+  // ingested over the previous ones (a later span's delete of an earlier
+  // span's put included), or each span written through the memtable: the
+  // same state as the source's, and no table file left behind.
+  for (const bool ingest : {true, false}) {
+    INFO("ingest_tables " << ingest);
+    const fs::path path = scratch.path() / (ingest ? "spans-ingested" : "spans-written");
+    auto target = OpenStore(path);
+    REQUIRE_OK_AND_ASSIGN(const state::PartitionKey tp, target->Partition("in", 1));
+    ChangelogRestoreOptions o;
+    o.changelog_topic = topic;
+    o.partition = 1;
+    o.up_to_offset = 30;
+    o.buffer_bytes = 16;
+    o.ingest_tables = ingest;
+    REQUIRE_OK_AND_ASSIGN(const ChangelogRestoreResult r,
+                          RestoreFromChangelog(client, target.get(), tp, o));
+    CHECK(r.input_offset == 30);
+    CHECK(Entries(*target) == only_p(after[2]));
+    CHECK_FALSE(fs::exists(path / state::kRestoreTablesSubdirectory));
+    // And again over that state and a stray customer (a restore cut short
+    // is redone from nothing): the stray one goes.
+    state::CheckpointBatch stray = target->NewBatch();
+    stray.PutFeatures(tp, "stray", "not in the changelog");
+    REQUIRE_OK(target->Commit(&stray));
+    REQUIRE(Entries(*target) != only_p(after[2]));
+    REQUIRE_OK(RestoreFromChangelog(client, target.get(), tp, o));
+    CHECK(Entries(*target) == only_p(after[2]));
+  }
 }
 
 TEST_CASE("A store deleted is restored from the changelog alone, identical to the lost one",
@@ -260,6 +290,11 @@ TEST_CASE(
     "A restore cut short by a crash before its writes are on disk is done again on the next "
     "start, identical to the lost state",
     "[runtime][integration]") {
+  // Before the end: every change ingested (or written without the WAL), the
+  // mark still set. Before an ingest: the table files written, not ingested.
+  const std::string_view point =
+      GENERATE(crash_point::kRestoreBeforeEnd, crash_point::kRestoreBeforeIngest);
+  INFO("crash point " << point);
   testing::ScratchDir scratch;
   EngineRun run{(scratch.path() / "s").string(), "changelog-crash", "cc."};
   run.guarantee = config::Guarantee::kAtLeastOnce;
@@ -274,14 +309,14 @@ TEST_CASE(
   REQUIRE(lost_offsets.size() == static_cast<size_t>(run.input_partitions));
   fs::remove_all(fs::path(run.state_dir) / state::kStoreSubdirectory);
 
-  // The engine binary ends as a crash would once the second partition's
-  // restore has written every change (without the WAL) but neither flushed
-  // them nor cleared its mark; the first partition's restore had ended.
-  const BinaryRun crash = RunEngineBinary(
-      config, std::string(crash_point::kRestoreBeforeEnd) + ":2", scratch.path() / "crash.log");
+  // The engine binary ends as a crash would in the second partition's
+  // restore; the first partition's restore had ended.
+  const BinaryRun crash =
+      RunEngineBinary(config, std::string(point) + ":2", scratch.path() / "crash.log");
   INFO("crash run:\n" << crash.log);
   REQUIRE(crash.exit.exited(crash_point::kCrashPointExitStatus));
-  CHECK_THAT(crash.log, Catch::Contains("crash point restore.before_end reached (visit 2)"));
+  CHECK_THAT(crash.log,
+             Catch::Contains("crash point " + std::string(point) + " reached (visit 2)"));
   {
     state::StateStoreOptions o;
     o.path = fs::path(run.state_dir) / state::kStoreSubdirectory;
@@ -311,6 +346,8 @@ TEST_CASE(
   const auto restored = StateEntries(run.state_dir);
   CHECK(restored.size() == lost.size());
   CHECK(restored == lost);
+  CHECK_FALSE(fs::exists(fs::path(run.state_dir) / state::kStoreSubdirectory /
+                         state::kRestoreTablesSubdirectory));
 }
 
 TEST_CASE("A stale local store catches up from the changelog's tail", "[runtime][integration]") {

@@ -40,9 +40,12 @@ inline constexpr std::string_view kAfterTransactionCommit = "transaction.after_c
 inline constexpr std::array<std::string_view, 4> kTransactionPoints{
     kBeforeTransactionCommit, kAfterTransactionCommit, kBeforeWrite, kAfterWrite};
 
-// A changelog restore (runtime/changelog.cpp) has written every change,
-// without the WAL, and not yet flushed them nor cleared its restoring mark.
+// A changelog restore (runtime/changelog.cpp) has written every change
+// (ingested, or without the WAL and not yet flushed) and not cleared its
+// restoring mark.
 inline constexpr std::string_view kRestoreBeforeEnd = "restore.before_end";
+// A full restore has written a span's table files and not ingested them.
+inline constexpr std::string_view kRestoreBeforeIngest = "restore.before_ingest";
 
 // Fault points: armed the same way, the nth visit does not end the process
 // but makes the code there fail as the named fault would (Fails() returns

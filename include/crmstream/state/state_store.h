@@ -82,6 +82,9 @@ inline constexpr uint32_t kStateFormatVersion = 6;
 // Where the engine keeps the store inside its state directory (which also
 // holds broker.addr): <state_dir>/store.
 inline constexpr std::string_view kStoreSubdirectory = "store";
+// Where a full restore writes its table files before they are ingested,
+// inside the store's directory (StateStore::RestoreTableWriter).
+inline constexpr std::string_view kRestoreTablesSubdirectory = "restore-tables";
 // Metadata name (PutMetadata) under which the engine records its feature
 // windows ("7,30,90"), so tools decode features with the spec they were
 // written with.
@@ -319,6 +322,34 @@ class StateStore {
   // then on disk), then commits `batch` (its FinishRestore and the offsets
   // reached) synced, with the WAL.
   Status EndRestore(CheckpointBatch* batch);
+
+  // A full restore's writes as table files ingested into the store instead
+  // (between BeginRestore(p, drop_state=true) and EndRestore): no memtable,
+  // no WAL and no flush. Each span of changes: Put/Delete in ascending
+  // suffix order within a family, one family after another, then Ingest
+  // (its files, synced, join the store atomically). A later span's files
+  // overrule an earlier one's where keys meet: each ingest takes newer
+  // sequence numbers. A crash before EndRestore leaves the restoring mark;
+  // the next restore's drop (a range delete, newer still) covers what was
+  // ingested. Files are written under the store's directory
+  // (kRestoreTablesSubdirectory), removed after each ingest and at Open.
+  class RestoreTableWriter {
+   public:
+    ~RestoreTableWriter();
+    RestoreTableWriter(const RestoreTableWriter&) = delete;
+    RestoreTableWriter& operator=(const RestoreTableWriter&) = delete;
+    Status Put(StateFamily family, std::string_view suffix, std::string_view value);
+    Status Delete(StateFamily family, std::string_view suffix);
+    Status Ingest();
+    uint64_t ingested_bytes() const;
+
+   private:
+    friend class StateStore;
+    struct Impl;
+    explicit RestoreTableWriter(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+  };
+  Result<std::unique_ptr<RestoreTableWriter>> NewRestoreTableWriter(PartitionKey p);
 
   // Restore. Callbacks run in key order; a non-OK Status from one stops the
   // iteration and is returned. A value whose block fails RocksDB's checksum
