@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -181,10 +182,18 @@ Status NewTarget(ChangelogPartition* c) {
   return Status::OK();
 }
 
-// Built once per process and row: 0 embedded, 1 real.
+// Built once per process and row: 0 embedded, 1 real; released by main
+// before the process exits (a store closed by a static destructor would run
+// after RocksDB's own statics are gone).
+std::array<std::unique_ptr<ChangelogPartition>, 2>& Partitions() {
+  static std::array<std::unique_ptr<ChangelogPartition>, 2> partitions;
+  return partitions;
+}
+
 ChangelogPartition& Partition(int row) {
-  static ChangelogPartition partitions[2];
-  ChangelogPartition& c = partitions[row];
+  auto& slot = Partitions()[static_cast<size_t>(row)];
+  if (slot == nullptr) slot = std::make_unique<ChangelogPartition>();
+  ChangelogPartition& c = *slot;
   if (!c.dir.empty() || !c.status.ok()) return c;
   const std::string suffix =
       std::to_string(getpid()) + "-" +
@@ -318,4 +327,11 @@ BENCHMARK(BM_ChangelogFetch)
 }  // namespace
 }  // namespace crmstream::runtime
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  for (auto& partition : crmstream::runtime::Partitions()) partition.reset();
+  return 0;
+}
