@@ -272,26 +272,39 @@ Result<RunStart> NextRun(const World& w, const state::StateStore& store, state::
   return r;
 }
 
-// `count` events of customers drawn uniformly from `pool` ids, the first
-// `in_order` of them the pool's first ids in turn.
-std::vector<std::string> Logins(const RunStart& r, size_t pool,
-                                const std::function<std::string(size_t)>& id, int count,
-                                size_t in_order = 0) {
-  std::mt19937_64 rng(5);
-  std::uniform_int_distribution<size_t> pick(0, pool - 1);
-  std::vector<std::string> events;
-  events.reserve(static_cast<size_t>(count));
-  for (int i = 0; i < count; ++i) {
-    const size_t n = static_cast<size_t>(i);
-    events.push_back(Login(r.name, id(n < in_order ? n % pool : pick(rng)), i, r.time_ms + i));
+// Events of customers drawn uniformly from `pool` ids, the first `in_order`
+// of them the pool's first ids in turn; made one at a time (a warm-up of a
+// million events is not held in memory).
+class LoginFeed {
+ public:
+  LoginFeed(const RunStart& r, size_t pool, std::function<std::string(size_t)> id,
+            size_t in_order = 0)
+      : run_(r), pick_(0, pool - 1), id_(std::move(id)), in_order_(in_order) {}
+  std::string Next() {
+    const auto n = static_cast<size_t>(n_);
+    const size_t which = n < in_order_ ? n % (pick_.max() + 1) : pick_(rng_);
+    const std::string event = Login(run_.name, id_(which), n_, run_.time_ms + n_);
+    ++n_;
+    return event;
   }
-  return events;
-}
+  std::vector<std::string> Take(int count) {
+    std::vector<std::string> events;
+    events.reserve(static_cast<size_t>(count));
+    for (int i = 0; i < count; ++i) events.push_back(Next());
+    return events;
+  }
 
-std::vector<std::string> SampleLogins(const World& w, const RunStart& r, size_t pool, int count,
-                                      size_t in_order = 0) {
-  return Logins(
-      r, pool, [&](size_t i) { return w.ids[i]; }, count, in_order);
+ private:
+  const RunStart& run_;
+  std::mt19937_64 rng_{5};
+  std::uniform_int_distribution<size_t> pick_;
+  std::function<std::string(size_t)> id_;
+  size_t in_order_;
+  int64_t n_ = 0;
+};
+
+std::function<std::string(size_t)> SampleIds(const World& w) {
+  return [&w](size_t i) { return w.ids[i]; };
 }
 
 // The numbers of every customer the store holds (the generator's ids are
@@ -352,7 +365,8 @@ void BM_RestartWithIntactState(benchmark::State& state) {
     }
     const auto first_done = std::chrono::steady_clock::now();
     state.PauseTiming();
-    const std::vector<std::string> backlog = SampleLogins(w, *run, w.ids.size(), kBacklog);
+    const std::vector<std::string> backlog =
+        LoginFeed(*run, w.ids.size(), SampleIds(w)).Take(kBacklog);
     const auto backlog_made = std::chrono::steady_clock::now();
     for (const auto& event : backlog) fresh.Process(event, {"bench", 0, offset++}, 0);
     fresh.FlushOutputs();
@@ -415,18 +429,25 @@ void BM_CachedThroughput(benchmark::State& state) {
   }
   constexpr int kEvents = 200'000;
   // Warm-up: each of the hot set once (it enters the cache before the
-  // measured events), or a quarter of their number.
+  // measured events), or as many uniform events as the cache holds (it fills,
+  // as in a long run), checkpointed as the measured events are.
   const size_t hot_pool = std::min(w.ids.size(), cached / 4);
-  const int warm_up = hot ? static_cast<int>(hot_pool) : kEvents / 4;
+  const size_t warm_up = hot ? hot_pool : cached;
   auto run = NextRun(w, **store, *key, "run");
   if (!run.ok()) return state.SkipWithError(run.status().ToString().c_str());
-  const std::vector<std::string> events =
-      hot ? SampleLogins(w, *run, hot_pool, warm_up + kEvents, hot_pool)
-          : Logins(
-                *run, all.size(), [&](size_t i) { return GeneratedId(all[i]); }, warm_up + kEvents);
+  LoginFeed feed = hot ? LoginFeed(*run, hot_pool, SampleIds(w), hot_pool)
+                       : LoginFeed(*run, all.size(), [&](size_t i) { return GeneratedId(all[i]); });
   int64_t offset = run->offset;
-  for (int i = 0; i < warm_up; ++i)
-    p.Process(events[static_cast<size_t>(i)], {"bench", 0, offset++}, 0);
+  for (size_t i = 0; i < warm_up; ++i) {
+    p.Process(feed.Next(), {"bench", 0, offset++}, 0);
+    if (i % 65536 == 65535) {
+      p.FlushOutputs();
+      if (!Checkpoint(&p, store->get(), *key, offset).ok()) {
+        return state.SkipWithError("checkpoint failed");
+      }
+    }
+  }
+  const std::vector<std::string> events = feed.Take(kEvents);
   const uint64_t loads_before = p.customer_loads();
   const uint64_t prefetched_before = p.customer_prefetches();
   int64_t processed = 0;
@@ -437,11 +458,11 @@ void BM_CachedThroughput(benchmark::State& state) {
       if (batch > 0 && i % batch == 0) {
         // The batch's customers read, then its events.
         for (int j = i; j < std::min(kEvents, i + batch); ++j) {
-          p.PrefetchCustomerOf(events[static_cast<size_t>(warm_up + j)]);
+          p.PrefetchCustomerOf(events[static_cast<size_t>(j)]);
         }
         p.LoadPrefetchedCustomers();
       }
-      p.Process(events[static_cast<size_t>(warm_up + i)], {"bench", 0, offset++}, 0);
+      p.Process(events[static_cast<size_t>(i)], {"bench", 0, offset++}, 0);
       if (i % 65536 == 65535) {
         p.FlushOutputs();
         if (!Checkpoint(&p, store->get(), *key, offset).ok()) {
@@ -459,7 +480,7 @@ void BM_CachedThroughput(benchmark::State& state) {
     return state.SkipWithError("checkpoint failed");
   }
   if (!p.storage_status().ok()) return state.SkipWithError(p.storage_status().ToString().c_str());
-  if (p.counters().accepted.Get() != static_cast<uint64_t>(warm_up + processed)) {
+  if (p.counters().accepted.Get() != warm_up + static_cast<uint64_t>(processed)) {
     return state.SkipWithError("events not accepted (event ids seen by an earlier run?)");
   }
   const double loads = static_cast<double>(p.customer_loads() - loads_before);
