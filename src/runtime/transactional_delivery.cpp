@@ -167,6 +167,21 @@ Status TransactionalDelivery::StageTask(PartitionTask* task) {
   // stage now would commit their offsets without them. The rewind gives
   // every task its checkpoint's state again.
   if (rewind_) return Status::OK();
+  Status st = ReleaseAndStage(task);
+  if (st.ok()) st = core_->sink->first_error();
+  if (st.ok() && CRMSTREAM_FAULT_POINT(crash_point::kTransactionProduceRefused)) {
+    st = Status::Aborted("fault point: a produce refused, the transaction failed");
+  }
+  if (st.ok() || st.code() != StatusCode::kAborted) return st;
+  // The transaction failed under the producer (an abortable error, such as
+  // skipped sequence numbers after a partition's leader or owner moved):
+  // librdkafka refuses every produce until it is aborted. Abort and rewind,
+  // as a refused commit does.
+  core_->sink->ClearError();
+  return Abort(st);
+}
+
+Status TransactionalDelivery::ReleaseAndStage(PartitionTask* task) {
   TaskState& s = StateOf(task);
   // The stage's changelog records belong to the transaction.
   if (core_->changelog) CRM_RETURN_NOT_OK(EnsureTransaction());

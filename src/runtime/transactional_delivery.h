@@ -87,6 +87,7 @@ class TransactionalDelivery final : public BlockedDelivery {
   // The task's held outputs enter the transaction (or are dropped while it
   // catches up) and its state is staged.
   Status StageTask(PartitionTask* task);
+  Status ReleaseAndStage(PartitionTask* task);
   Status EnsureTransaction();
   // Sends the staged offsets, commits, writes the staged checkpoint.
   Status Commit();

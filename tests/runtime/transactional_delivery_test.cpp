@@ -153,34 +153,43 @@ TEST_CASE(
 // the store. Between the abort and the rewind nothing may be staged again:
 // a task whose changes went into the aborted transaction would be committed
 // at its offset without them (the idle close's commit aborting, then the
-// same tick's checkpoint of the settled task). The first commit of each run
-// refused, from an empty store and from a checkpoint; the result must be the
-// uninterrupted run's.
-TEST_CASE("Transactional engine: an aborted commit loses neither outputs nor state",
-          "[runtime][integration][kafka]") {
+// same tick's checkpoint of the settled task). A produce refused because the
+// transaction failed under the producer (librdkafka's abortable state, e.g.
+// skipped sequence numbers after a partition moved, refuses every produce
+// with _STATE) does the same instead of stopping the engine. The first
+// commit, or the first stage, of each run refused, from an empty store and
+// from a checkpoint; the results must be the uninterrupted run's.
+TEST_CASE(
+    "Transactional engine: an aborted commit or a produce refused by a failed transaction loses "
+    "neither outputs nor state",
+    "[runtime][integration][kafka]") {
   CRMSTREAM_USE_BROKER(testing::RealBroker, broker);
   testing::ScratchDir scratch;
-  std::vector<EngineRun> runs = TransactionalRuns(broker, scratch.path(), {"straight", "aborted"});
+  std::vector<EngineRun> runs =
+      TransactionalRuns(broker, scratch.path(), {"straight", "aborted", "refused"});
   for (EngineRun& run : runs) run.input_partitions = 1;
   EngineFixture fx(runs, &broker);
   const auto config_of = [&](const EngineRun& run) {
     return ConfigFileOf(fx.bootstrap, run, scratch.path());
   };
-  const std::string fault = std::string(crash_point::kTransactionAbortable) + ":1";
-  const auto run_aborted = [&](const char* name) {
-    const BinaryRun run = RunEngineBinary(config_of(runs[1]), fault, scratch.path() / name);
-    INFO(name << ":\n" << run.log);
-    REQUIRE(run.exit.exited(0));
-    CHECK_THAT(run.log, Catch::Contains("aborting the transaction"));
+  const auto run_faulted = [&](const EngineRun& run, std::string_view point, const char* name) {
+    const std::string fault = std::string(point) + ":1";
+    const BinaryRun result = RunEngineBinary(config_of(run), fault, scratch.path() / name);
+    INFO(name << ":\n" << result.log);
+    REQUIRE(result.exit.exited(0));
+    CHECK_THAT(result.log, Catch::Contains("aborting the transaction"));
   };
 
   fx.Produce(3000);
-  run_aborted("aborted-first.log");
+  run_faulted(runs[1], crash_point::kTransactionAbortable, "aborted-first.log");
+  run_faulted(runs[2], crash_point::kTransactionProduceRefused, "refused-first.log");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   fx.Produce(3000);
-  run_aborted("aborted-second.log");
+  run_faulted(runs[1], crash_point::kTransactionAbortable, "aborted-second.log");
+  run_faulted(runs[2], crash_point::kTransactionProduceRefused, "refused-second.log");
   RunEngineBinaryChecked(config_of(runs[0]), "", scratch.path() / "straight.log");
   CheckSameResults(fx.client, runs[1], runs[0]);
+  CheckSameResults(fx.client, runs[2], runs[0]);
 }
 
 // Zombie fencing: an instance paused (SIGSTOP) past its session timeout

@@ -52,6 +52,9 @@ inline constexpr std::string_view kRestoreBeforeIngest = "restore.before_ingest"
 // true once). A commit whose transaction is refused as abortable (as a
 // group generation moved on by a rebalance makes it).
 inline constexpr std::string_view kTransactionAbortable = "transaction.abortable";
+// A stage's produce refused because the transaction failed under the
+// producer (librdkafka's abortable state: every produce gets _STATE).
+inline constexpr std::string_view kTransactionProduceRefused = "transaction.produce_refused";
 
 namespace internal {
 // True when CRMSTREAM_CRASH_AT was set at start-up.

@@ -105,6 +105,8 @@ class KafkaSink final : public OutputSink {
   void EmitTo(OutputKind kind, int32_t partition, std::string_view key, std::string_view value,
               std::span<const kafka::MessageHeader> headers);
   const Status& first_error() const { return first_error_; }
+  // After the transaction that refused the produce was aborted.
+  void ClearError() { first_error_ = Status::OK(); }
   const std::array<std::string, kOutputKindCount>& topics() const { return topics_; }
 
  private:
