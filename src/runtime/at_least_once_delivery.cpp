@@ -123,22 +123,12 @@ Status AtLeastOnceDelivery::Tick(Clock::time_point now, bool had_records) {
   return Status::OK();
 }
 
-Status AtLeastOnceDelivery::AfterRestore(std::span<const RestoredTask> restored) {
+Status AtLeastOnceDelivery::AfterRestore(std::span<const RestoredTask>) {
   // A checkpoint covers everything before its offset (its outputs were
-  // acknowledged first): where the group's offset is behind it, the group
-  // learns it now, not at the next record, which may never come (the lag
-  // tools report would stay).
-  std::vector<kafka::TopicPartitionOffset> offsets;
-  for (const RestoredTask& r : restored) {
-    PartitionTask& task = *r.task;
-    if (task.checkpointed_offset > 0 && task.committed_offset != task.checkpointed_offset) {
-      offsets.push_back({task.tp.topic, task.tp.partition, task.checkpointed_offset});
-      task.committed_offset = task.checkpointed_offset;
-    }
-  }
-  if (offsets.empty()) return Status::OK();
-  Status committed = core_->consumer->CommitOffsets(offsets, /*async=*/true);
-  if (!committed.ok()) spdlog::warn("committing restored offsets: {}", committed.ToString());
+  // acknowledged first): where the group's offset is behind a restored one,
+  // the group learns it now, not at the next record, which may never come
+  // (the lag tools report would stay).
+  checkpointer_->CommitGroupOffsets();
   return Status::OK();
 }
 

@@ -222,6 +222,11 @@ void Checkpointer::Checkpointed(std::span<const StagedTask> tasks) {
     t.task->checkpointed_offset = t.offset;
     t.task->last_checkpoint = now;
   }
+  CommitGroupOffsets();
+  core_->probe.stats().commits.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Checkpointer::CommitGroupOffsets() {
   std::vector<kafka::TopicPartitionOffset> offsets;
   for (auto& [tp, task] : core_->tasks) {
     if (task.checkpointed_offset >= 0 && task.checkpointed_offset != task.committed_offset) {
@@ -229,13 +234,9 @@ void Checkpointer::Checkpointed(std::span<const StagedTask> tasks) {
       task.committed_offset = task.checkpointed_offset;
     }
   }
-  // The group's offsets follow the store (for lag monitoring and tools);
-  // the store's win on restart, so a lost commit costs nothing.
-  if (!offsets.empty()) {
-    Status committed = core_->consumer->CommitOffsets(offsets, /*async=*/true);
-    if (!committed.ok()) spdlog::warn("committing offsets: {}", committed.ToString());
-  }
-  core_->probe.stats().commits.fetch_add(1, std::memory_order_relaxed);
+  if (offsets.empty()) return;
+  Status committed = core_->consumer->CommitOffsets(offsets, /*async=*/true);
+  if (!committed.ok()) spdlog::warn("committing offsets: {}", committed.ToString());
 }
 
 Status Checkpointer::Begin(std::span<PartitionTask* const> tasks, DeliveryMode* delivery) {

@@ -74,6 +74,11 @@ class Checkpointer {
   // Outputs could not be delivered: stops the run loop.
   const Status& fatal() const { return fatal_; }
 
+  // Commits to the group (asynchronously) every task's checkpointed offset
+  // the group does not hold yet: the group's offsets follow the store, for
+  // lag tools (the store's win on restart, so a lost commit costs nothing).
+  void CommitGroupOffsets();
+
   // Transactions (transactional_delivery.h) write a checkpoint in two steps
   // around the commit of the transaction that holds its outputs and input
   // offsets. Stage adds the task's state as it is now to the staged batch
