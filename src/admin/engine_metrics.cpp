@@ -276,6 +276,12 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
 
   const runtime::ModelQualitySnapshot q = engine_->probe().ModelQuality();
   out.push_back(Single(Metric::kCachedCustomers, static_cast<double>(q.customers)));
+  {
+    MetricFamily f = Family(Metric::kCustomerLoads);
+    f.metric.push_back(Sample(Load(s.customer_single_loads), {{"read", "single"}}));
+    f.metric.push_back(Sample(Load(s.customer_batched_loads), {{"read", "batched"}}));
+    out.push_back(std::move(f));
+  }
   out.push_back(Single(Metric::kFeatureStoreMemory, static_cast<double>(q.feature_store_bytes)));
   out.push_back(Single(Metric::kCustomerCacheMemory, static_cast<double>(q.customer_cache_bytes)));
   out.push_back(Single(Metric::kCustomerCacheBytesPerCustomer,

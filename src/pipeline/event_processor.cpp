@@ -283,17 +283,37 @@ EventProcessor::~EventProcessor() = default;
 uint64_t EventProcessor::customer_loads() const { return saved_ ? saved_->loads_ : 0; }
 uint64_t EventProcessor::customer_prefetches() const { return saved_ ? saved_->prefetched_ : 0; }
 
+bool EventProcessor::PrefetchPays() {
+  if (saved_ == nullptr) return false;
+  constexpr uint64_t kDecideEvery = 4096;
+  const uint64_t received = counters_.received.Get();
+  if (received - pays_received_ >= kDecideEvery) {
+    const uint64_t loads = saved_->loads_ - pays_loads_;
+    prefetch_pays_ = loads * 64 >= received - pays_received_;
+    pays_received_ = received;
+    pays_loads_ = saved_->loads_;
+  }
+  return prefetch_pays_;
+}
+
 void EventProcessor::PrefetchCustomerOf(std::string_view bytes) {
-  if (saved_ == nullptr || prefetch_ids_.size() >= prefetch_limit_) return;
+  if (saved_ == nullptr || batch_prefetches_ >= prefetch_limit_) return;
   // Decoded again by Process: a few hundred ns against a disk read. A
   // record Process will reject only costs a look-up.
   if (decoder_.Decode(bytes, 0, &prefetch_event_).rejected()) return;
   const std::string_view id = prefetch_event_.customer_id;
   if (features_->Find(id) != nullptr) return;
   prefetch_ids_.Add(id);
+  ++batch_prefetches_;
+  if (prefetch_ids_.size() >= kPrefetchChunk) LoadPrefetchChunk();
 }
 
 void EventProcessor::LoadPrefetchedCustomers() {
+  LoadPrefetchChunk();
+  batch_prefetches_ = 0;
+}
+
+void EventProcessor::LoadPrefetchChunk() {
   if (prefetch_ids_.size() == 0) return;
   // Sorted and deduplicated: RocksDB reads keys in order anyway, and a
   // customer with several events of the batch is read once.

@@ -87,9 +87,10 @@ struct TaskTotals {
   std::array<uint64_t, ingest::kEventTypeCount> by_type{};
   std::array<uint64_t, 16> by_reason{};
   std::array<uint64_t, alerts::kSeverityCount> alerts{};
+  uint64_t customer_loads = 0, customer_prefetches = 0;
 
   // `suppressed`: the task's outputs its delivery mode did not produce again.
-  void Add(const pipeline::ProcessorCounters& c, uint64_t suppressed);
+  void Add(const pipeline::EventProcessor& p, uint64_t suppressed);
 };
 
 struct EngineCore {

@@ -125,7 +125,10 @@ std::unique_ptr<DeliveryMode> MakeDeliveryMode(config::Guarantee guarantee, Engi
   return std::make_unique<AtLeastOnceDelivery>(core, checkpointer);
 }
 
-void TaskTotals::Add(const pipeline::ProcessorCounters& c, uint64_t suppressed_outputs) {
+void TaskTotals::Add(const pipeline::EventProcessor& p, uint64_t suppressed_outputs) {
+  const pipeline::ProcessorCounters& c = p.counters();
+  customer_loads += p.customer_loads();
+  customer_prefetches += p.customer_prefetches();
   received += c.received.Get();
   accepted += c.accepted.Get();
   duplicates += c.duplicates.Get();
@@ -141,7 +144,7 @@ void EngineCore::EraseTask(const kafka::TopicPartition& tp, const DeliveryMode& 
   const auto it = tasks.find(tp);
   if (it == tasks.end()) return;
   if (it->second.processor) {
-    dropped_tasks.Add(it->second.processor->counters(), delivery.Suppressed(it->second));
+    dropped_tasks.Add(*it->second.processor, delivery.Suppressed(it->second));
   }
   tasks.erase(it);
 }
@@ -236,6 +239,12 @@ struct StreamEngine::Impl final : kafka::RebalanceListener, BatchJob {
   // The task of a consumed record; nullptr for a partition this instance
   // does not own (never given a task: its state was not restored).
   PartitionTask* TaskFor(std::string_view topic, int32_t partition);
+  // A batch's cache misses, read by one batched MultiGet per task before its
+  // events are processed, for each task whose misses make it pay
+  // (EventProcessor::PrefetchPays). Called by the thread processing `task`.
+  static void PrefetchCustomer(PartitionTask* task, const kafka::MessageView& m) {
+    if (task->processor->PrefetchPays()) task->processor->PrefetchCustomerOf(m.payload());
+  }
   // Every task back to its checkpoint, the consumer with it (the delivery
   // mode dropped uncommitted work).
   Status Rewind();
@@ -617,6 +626,8 @@ Status StreamEngine::Impl::ProcessOnWorkers(const kafka::MessageBatch& batch, in
 void StreamEngine::Impl::RunWorker(int worker) {
   const auto w = static_cast<size_t>(worker);
   Status& st = worker_status[w];
+  for (const Lane& lane : lanes[w]) PrefetchCustomer(lane.task, (*batch_in_hand)[lane.index]);
+  for (PartitionTask* task : worker_tasks[w]) task->processor->LoadPrefetchedCustomers();
   for (const Lane& lane : lanes[w]) {
     st = delivery->Process(lane.task, (*batch_in_hand)[lane.index], batch_wall_ms);
     if (!st.ok()) return;
@@ -639,7 +650,7 @@ bool StreamEngine::Impl::CaughtUp() const {
 void StreamEngine::Impl::PublishStats() {
   TaskTotals totals = core.dropped_tasks;
   for (const auto& [tp, task] : core.tasks) {
-    totals.Add(task.processor->counters(), delivery->Suppressed(task));
+    totals.Add(*task.processor, delivery->Suppressed(task));
   }
   EngineStats& stats = core.probe.stats();
   const auto store = [](std::atomic<uint64_t>& to, uint64_t v) {
@@ -650,6 +661,8 @@ void StreamEngine::Impl::PublishStats() {
   store(stats.duplicates, totals.duplicates);
   store(stats.rejected, totals.rejected);
   store(stats.suppressed_outputs, totals.suppressed);
+  store(stats.customer_single_loads, totals.customer_loads - totals.customer_prefetches);
+  store(stats.customer_batched_loads, totals.customer_prefetches);
   for (size_t i = 0; i < totals.alerts.size(); ++i) store(stats.churn_alerts[i], totals.alerts[i]);
   for (size_t k = 0; k < totals.outputs.size(); ++k) store(stats.outputs[k], totals.outputs[k]);
   for (size_t t = 0; t < totals.by_type.size(); ++t) {
@@ -811,6 +824,11 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
     if (e.pool) {
       if (batch.size() > 0) result = e.ProcessOnWorkers(batch, wall_ms);
     } else {
+      for (size_t i = 0; i < batch.size(); ++i) {
+        const kafka::MessageView m = batch[i];
+        if (PartitionTask* task = e.TaskFor(m.topic(), m.partition())) e.PrefetchCustomer(task, m);
+      }
+      for (auto& [tp, task] : core.tasks) task.processor->LoadPrefetchedCustomers();
       for (size_t i = 0; i < batch.size() && result.ok(); ++i) {
         kafka::MessageView m = batch[i];
         PartitionTask* task = e.TaskFor(m.topic(), m.partition());

@@ -346,6 +346,47 @@ TEST_CASE("Noting a batch's customers allocates nothing per record once its buff
   REQUIRE_OK(processor->storage_status());
 }
 
+TEST_CASE("A processor prefetches while its events often load saved customers, and not otherwise",
+          "[pipeline][state]") {
+  const std::vector<std::string> records = GeneratedRecords(/*customers=*/300, /*days=*/100);
+  REQUIRE(records.size() > 3 * 4096);
+  ScratchStore scratch_store;
+  RecordingSink sink;
+  ProcessorOptions options = Options();
+  // Every customer fits: after the first touch none is read from the store.
+  options.cached_customers = 1000;
+  REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
+  REQUIRE_OK(RestoreProcessor(*scratch_store.store, scratch_store.key, processor.get()));
+  CHECK(processor->PrefetchPays());  // on until measured
+  size_t i = 0;
+  for (; i < 4096; ++i) {
+    processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
+  }
+  processor->FlushOutputs();
+  Checkpoint(processor.get(), scratch_store.store.get(), scratch_store.key,
+             static_cast<int64_t>(i));
+  CHECK(processor->customer_loads() == 0);  // new customers are not loads
+  CHECK_FALSE(processor->PrefetchPays());
+
+  // A restart whose cache holds a sixth of the customers: most events find
+  // their customer in the store.
+  options.cached_customers = 50;
+  REQUIRE_OK_AND_ASSIGN(processor, EventProcessor::Create(options, &sink));
+  REQUIRE_OK(RestoreProcessor(*scratch_store.store, scratch_store.key, processor.get()));
+  const size_t restart = i;
+  for (; i < restart + 4096; ++i) {
+    processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
+    if (i % 100 == 99) {
+      processor->FlushOutputs();
+      Checkpoint(processor.get(), scratch_store.store.get(), scratch_store.key,
+                 static_cast<int64_t>(i + 1));
+    }
+  }
+  CHECK(processor->customer_loads() * 64 >= 4096);
+  CHECK(processor->PrefetchPays());
+  REQUIRE_OK(processor->storage_status());
+}
+
 TEST_CASE("Churn snapshots stay in memory until the checkpoint holding them is committed",
           "[pipeline][state]") {
   constexpr size_t kInterval = 100;

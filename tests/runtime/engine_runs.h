@@ -11,6 +11,7 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -167,10 +168,11 @@ class LiveEngine {
 };
 
 // One engine run to the end of the input, bounded by `within`; the Status
-// it stopped with.
+// it stopped with. `stopped`, if given, sees the engine after its run.
 inline Status RunOnce(const config::EngineConfig& cfg, uint64_t* suppressed,
                       LiveEngine* live = nullptr,
-                      std::chrono::seconds within = std::chrono::seconds(120)) {
+                      std::chrono::seconds within = std::chrono::seconds(120),
+                      const std::function<void(const StreamEngine&)>& stopped = {}) {
   pipeline::PipelineSpec spec;
   auto engine = StreamEngine::Create(cfg, spec);
   REQUIRE_OK(engine);
@@ -194,6 +196,7 @@ inline Status RunOnce(const config::EngineConfig& cfg, uint64_t* suppressed,
   runner.join();
   if (live) live->Set(nullptr);
   if (suppressed) *suppressed += (*engine)->stats().suppressed_outputs.load();
+  if (stopped) stopped(**engine);
   return status;
 }
 

@@ -73,6 +73,7 @@ enum class Metric : int {
   kRocksDbWriteStallTime,
   kRocksDbWriteTimeouts,
   kCachedCustomers,
+  kCustomerLoads,
   kFeatureStoreMemory,
   kCustomerCacheMemory,
   kCustomerCacheBytesPerCustomer,
@@ -199,6 +200,9 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
      "State writes that gave up after state.write_timeout_ms."},
     {"crmstream_cached_customers", MetricKind::kGauge, "",
      "Customers held in memory by the assigned partitions."},
+    {"crmstream_customer_loads_total", MetricKind::kCounter, "read",
+     "Customers loaded from the state store into memory (cache misses of saved customers), "
+     "read one at a time by their event (single) or with their batch's other misses (batched)."},
     {"crmstream_feature_store_memory_bytes", MetricKind::kGauge, "",
      "Memory of the in-memory feature stores of the assigned partitions."},
     {"crmstream_customer_cache_memory_bytes", MetricKind::kGauge, "",

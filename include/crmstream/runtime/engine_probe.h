@@ -123,6 +123,10 @@ struct EngineStats {
   // Records of partitions this instance does not own (a late batch of a
   // revoked partition): not processed, never given a task.
   std::atomic<uint64_t> unowned_records{0};
+  // Customers loaded from the state store (cache misses of saved
+  // customers): read by their event alone, or with their batch's misses.
+  std::atomic<uint64_t> customer_single_loads{0};
+  std::atomic<uint64_t> customer_batched_loads{0};
   // Model-sync records produced (models.sync_interval_ms > 0).
   std::atomic<uint64_t> model_sync_records{0};
   // Merges of the model-sync topic's statistics into global models, and
