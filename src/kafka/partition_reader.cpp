@@ -135,8 +135,16 @@ Status ReadPartitionsToEnd(const ClientConfig& config, std::span<const TopicPart
     }
   };
 
+  // Messages are taken from the queue a batch at a time: one wait for the
+  // first, then what is queued behind it without waiting (a poll per
+  // message took the queue's lock and read the clock per record).
+  QueueHandle queue(rd_kafka_queue_get_consumer(rk.get()));
+  std::array<rd_kafka_message_t*, 1024> slots{};
+  const rd_kafka_topic_t* last_rkt = nullptr;
+  int32_t last_partition = -1;
+  PartitionEnd* last_end = nullptr;
   Status failure;
-  while (open > 0) {
+  while (open > 0 && failure.ok()) {
     if (Clock::now() >= deadline) {
       for (size_t i = 0; i < ends.size(); ++i) {
         if (done[i]) continue;
@@ -148,28 +156,43 @@ Status ReadPartitionsToEnd(const ClientConfig& config, std::span<const TopicPart
       }
       break;
     }
-    MessageHandle msg(rd_kafka_consumer_poll(rk.get(), 100));
-    if (!msg) continue;
-    if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      // With read_committed, aborted records and markers may end a partition
-      // below its high watermark: EOF is the end either way.
-      if (PartitionEnd* e = end_of(rd_kafka_topic_name(msg->rkt), msg->partition)) {
-        finish(e, e->end_offset);
+    rd_kafka_message_t* first = rd_kafka_consume_queue(queue.get(), 100);
+    if (first == nullptr) continue;
+    slots[0] = first;
+    size_t n = 1;
+    const ssize_t more =
+        rd_kafka_consume_batch_queue(queue.get(), 0, slots.data() + 1, slots.size() - 1);
+    if (more > 0) n += static_cast<size_t>(more);
+    for (size_t i = 0; i < n; ++i) {
+      MessageHandle msg(slots[i]);  // each one freed, also after a failure
+      if (!failure.ok()) continue;
+      if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        // With read_committed, aborted records and markers may end a
+        // partition below its high watermark: EOF is the end either way.
+        if (PartitionEnd* e = end_of(rd_kafka_topic_name(msg->rkt), msg->partition)) {
+          finish(e, e->end_offset);
+        }
+        continue;
       }
-      continue;
+      if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (KafkaErrorCode(msg->err) == StatusCode::kUnavailable) continue;  // librdkafka retries
+        failure = KafkaStatus(msg->err, "partition reader");
+        continue;
+      }
+      const MessageView view(msg.get());
+      // Records come in runs of one partition: its topic name is compared once a run.
+      if (msg->rkt != last_rkt || msg->partition != last_partition) {
+        last_rkt = msg->rkt;
+        last_partition = msg->partition;
+        last_end = end_of(view.topic(), view.partition());
+      }
+      PartitionEnd* e = last_end;
+      if (e == nullptr || view.offset() >= e->end_offset) continue;  // beyond the end: not ours
+      failure = on_message(view);
+      if (failure.ok()) finish(e, view.offset() + 1);
     }
-    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (KafkaErrorCode(msg->err) == StatusCode::kUnavailable) continue;  // librdkafka retries
-      failure = KafkaStatus(msg->err, "partition reader");
-      break;
-    }
-    const MessageView view(msg.get());
-    PartitionEnd* e = end_of(view.topic(), view.partition());
-    if (e == nullptr || view.offset() >= e->end_offset) continue;  // beyond the end: not ours
-    failure = on_message(view);
-    if (!failure.ok()) break;
-    finish(e, view.offset() + 1);
   }
+  queue.reset();
   (void)rd_kafka_assign(rk.get(), nullptr);
   (void)rd_kafka_consumer_close(rk.get());
   return failure;

@@ -1,10 +1,14 @@
 #include "runtime/changelog.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
+#include <condition_variable>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "crmstream/common/crash_point.h"
@@ -18,6 +22,8 @@ constexpr char kMarkerKey = 0x7f;
 constexpr size_t kChunkIndexBytes = 4;
 constexpr size_t kMinRestoreBufferBytes = size_t{8} << 20;
 constexpr auto kProgressInterval = std::chrono::seconds(2);
+// Records read between two looks at the clock for the progress line.
+constexpr uint64_t kProgressCheckRecords = 4096;
 
 bool ValidFamily(uint8_t f) {
   return f == static_cast<uint8_t>(state::StateFamily::kFeatures) ||
@@ -138,6 +144,86 @@ class RestoreBuffer {
   std::vector<Entry> entries_;
   std::vector<uint32_t> slots_;  // entry index + 1; 0: free
   std::string bytes_;
+};
+
+// Writes a restore's spans on a thread of its own while the reading thread
+// fills the next one (a span's sort, table files and ingest took as long as
+// reading it, one after the other). Two buffers, each half of the
+// restore's: at most one span is written while one is filled, so memory
+// stays within the restore's bound. Spans are written in the order they
+// were read, one at a time: a later span's change of a key is ingested
+// after, and overrides, an earlier span's.
+class SpanWriter {
+ public:
+  using Write = std::function<Status(RestoreBuffer*)>;
+  SpanWriter(size_t span_bytes, Write write)
+      : buffers_{RestoreBuffer(span_bytes), RestoreBuffer(span_bytes)},
+        write_(std::move(write)),
+        thread_([this] { Run(); }) {}
+  // Waits for the span being written (a failed restore's too: its files
+  // and the store stay consistent; the restoring mark makes it count for
+  // nothing).
+  ~SpanWriter() { Stop(); }
+  SpanWriter(const SpanWriter&) = delete;
+  SpanWriter& operator=(const SpanWriter&) = delete;
+
+  RestoreBuffer& filling() { return buffers_[filling_]; }
+
+  // Hands the span filled to the writing thread once the one before it is
+  // written, and fills the other buffer next. The first failed write's
+  // Status, then and from every later call.
+  Status Hand() {
+    std::unique_lock lock(mutex_);
+    idle_.wait(lock, [&] { return writing_ == nullptr; });
+    if (!status_.ok()) return status_;
+    writing_ = &buffers_[filling_];
+    filling_ ^= 1;
+    work_.notify_one();
+    return Status::OK();
+  }
+
+  // Writes the span being filled after the others; every write is done
+  // when it returns.
+  Status Finish() {
+    const Status handed = Hand();
+    Stop();
+    return handed.ok() ? status_ : handed;
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      work_.wait(lock, [&] { return writing_ != nullptr || stopping_; });
+      if (writing_ == nullptr) return;
+      RestoreBuffer* span = writing_;
+      lock.unlock();
+      Status written = write_(span);
+      lock.lock();
+      if (status_.ok()) status_ = std::move(written);
+      writing_ = nullptr;
+      idle_.notify_all();
+    }
+  }
+  void Stop() {
+    {
+      const std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    work_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::array<RestoreBuffer, 2> buffers_;
+  size_t filling_ = 0;  // the reading thread's
+  Write write_;
+  std::mutex mutex_;
+  std::condition_variable work_;  // a span to write, or stop
+  std::condition_variable idle_;  // the span written
+  RestoreBuffer* writing_ = nullptr;
+  bool stopping_ = false;
+  Status status_;
+  std::thread thread_;  // last: starts once the rest is set
 };
 }  // namespace
 
@@ -268,9 +354,8 @@ Result<ChangelogRestoreResult> RestoreFromChangelog(
       options.changelog_topic + " [" + std::to_string(options.partition) + "]";
 
   // (The engine's buffer is at least kMinRestoreBufferBytes: RestoreBufferBytes.)
-  const size_t buffer_bytes = std::max<size_t>(1, options.buffer_bytes);
-  // A record's value goes in whole before the bound is checked.
-  RestoreBuffer buffer(buffer_bytes + 2 * kChangelogChunkBytes);
+  // Half of it is filled while the other half is written.
+  const size_t span_bytes = std::max<size_t>(1, options.buffer_bytes / 2);
   // A full restore writes each span as table files ingested into the store;
   // a restore of a tail (small, over the partition's state, which an ingest
   // would flush from the memtable first) writes through the memtable.
@@ -278,19 +363,20 @@ Result<ChangelogRestoreResult> RestoreFromChangelog(
   if (full && options.ingest_tables) {
     CRM_ASSIGN_OR_RETURN(tables, store->NewRestoreTableWriter(key));
   }
-  // Writes the buffer's span.
-  auto write_span = [&]() -> Status {
+  // Writes a span (on the writing thread; `tables` and `batch` are its
+  // until Finish).
+  auto write_span = [&](RestoreBuffer* span) -> Status {
     if (tables) {
-      CRM_RETURN_NOT_OK(buffer.MoveTo([&](state::StateFamily family, std::string_view suffix,
-                                          bool deleted, std::string_view value) {
+      CRM_RETURN_NOT_OK(span->MoveTo([&](state::StateFamily family, std::string_view suffix,
+                                         bool deleted, std::string_view value) {
         return deleted ? tables->Delete(family, suffix) : tables->Put(family, suffix, value);
       }));
       // A crash between a span's table files and their ingest.
       CRMSTREAM_CRASH_POINT(crash_point::kRestoreBeforeIngest);
       return tables->Ingest();
     }
-    CRM_RETURN_NOT_OK(buffer.MoveTo([&](state::StateFamily family, std::string_view suffix,
-                                        bool deleted, std::string_view value) {
+    CRM_RETURN_NOT_OK(span->MoveTo([&](state::StateFamily family, std::string_view suffix,
+                                       bool deleted, std::string_view value) {
       if (deleted) {
         batch.DeleteStateEntry(family, key, suffix);
       } else {
@@ -300,12 +386,15 @@ Result<ChangelogRestoreResult> RestoreFromChangelog(
     }));
     return store->CommitRestoring(&batch);
   };
+  // A record's value goes in whole before the bound is checked.
+  SpanWriter spans(span_bytes + 2 * kChangelogChunkBytes, write_span);
   auto apply = [&](state::StateFamily family, std::string_view suffix, bool deleted,
                    std::string_view value) {
-    buffer.Add(family, suffix, deleted, value);
+    spans.filling().Add(family, suffix, deleted, value);
     ++result.records_applied;
   };
 
+  uint64_t since_clock = 0;  // records since the clock was read
   auto on_message = [&](const kafka::MessageView& m) -> Status {
     ++result.records_read;
     const std::string_view k = m.key();
@@ -373,12 +462,15 @@ Result<ChangelogRestoreResult> RestoreFromChangelog(
         assemblies.erase(it);
       }
     }
-    if (buffer.byte_size() >= buffer_bytes) CRM_RETURN_NOT_OK(write_span());
-    const auto now = Clock::now();
-    if (on_progress && now - last_progress >= kProgressInterval) {
-      last_progress = now;
-      result.seconds = std::chrono::duration<double>(now - started).count();
-      on_progress(result);
+    if (spans.filling().byte_size() >= span_bytes) CRM_RETURN_NOT_OK(spans.Hand());
+    if (on_progress && ++since_clock == kProgressCheckRecords) {
+      since_clock = 0;
+      const auto now = Clock::now();
+      if (now - last_progress >= kProgressInterval) {
+        last_progress = now;
+        result.seconds = std::chrono::duration<double>(now - started).count();
+        on_progress(result);
+      }
     }
     return Status::OK();
   };
@@ -401,7 +493,7 @@ Result<ChangelogRestoreResult> RestoreFromChangelog(
                               " chunked value(s) end incomplete (first: offset " +
                               std::to_string(assemblies.begin()->second.offset) + ")");
   }
-  CRM_RETURN_NOT_OK(write_span());
+  CRM_RETURN_NOT_OK(spans.Finish());
   // Every change is written (through the memtable: not yet on disk), the
   // restoring mark still set: a crash here must restore again.
   CRMSTREAM_CRASH_POINT(crash_point::kRestoreBeforeEnd);

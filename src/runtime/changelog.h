@@ -112,8 +112,9 @@ struct ChangelogRestoreOptions {
   std::string what;
   // Bound on reading the changelog. Default 10 min.
   std::chrono::milliseconds timeout = std::chrono::minutes(10);
-  // Changes held in memory (keys and values, as read) before they are
-  // written: of the changes to one key within that span only the last is
+  // Changes held in memory (keys and values, as read): half of it is filled
+  // while the other half, the span read before, is written on a second
+  // thread. Of the changes to one key within a span only the last is
   // written, so the larger, the fewer writes (an uncompacted changelog
   // repeats a customer once per checkpoint). Default 64 MiB; the engine
   // gives the partition's share of the customer cache (RestoreBufferBytes,

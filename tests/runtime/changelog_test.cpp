@@ -4,6 +4,7 @@
 #include "runtime/changelog.h"
 
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "engine_runs.h"
@@ -192,6 +193,25 @@ TEST_CASE(
     REQUIRE(Entries(*target) != only_p(after[2]));
     REQUIRE_OK(RestoreFromChangelog(client, target.get(), tp, o));
     CHECK(Entries(*target) == only_p(after[2]));
+    if (!ingest) continue;
+    // A span's table files that cannot be written (a file where their
+    // directory goes), while the next span is read: the restore fails with
+    // that error, the partition stays marked restoring, and once the
+    // obstacle is gone a restore brings the same state.
+    {
+      std::ofstream obstacle(path / state::kRestoreTablesSubdirectory);
+      obstacle << "not a directory";
+    }
+    const auto failed = RestoreFromChangelog(client, target.get(), tp, o);
+    REQUIRE_FALSE(failed.ok());
+    CHECK_THAT(failed.status().ToString(), Catch::Contains("restore's table directory"));
+    REQUIRE_OK_AND_ASSIGN(const state::PartitionState marked, target->GetPartition(tp));
+    CHECK(marked.restoring);
+    fs::remove(path / state::kRestoreTablesSubdirectory);
+    REQUIRE_OK(RestoreFromChangelog(client, target.get(), tp, o));
+    CHECK(Entries(*target) == only_p(after[2]));
+    REQUIRE_OK_AND_ASSIGN(const state::PartitionState done, target->GetPartition(tp));
+    CHECK_FALSE(done.restoring);
   }
 }
 
