@@ -1,6 +1,7 @@
 // State store benchmarks, on real FeatureStore-encoded customers:
 //   BM_Checkpoint10PercentDirty  one checkpoint of 100,000 dirty customers out
-//                                of 1,000,000 (encode + WriteBatch + Commit)
+//                                of 1,000,000 (encode + WriteBatch + Commit),
+//                                in changed order (sorted:0) or key order (1)
 //   BM_ReopenIntact              Open of a store holding 1,000,000 customers
 //   BM_ReopenAndRebuildFeatures  Open + iterate + DecodeCustomer of every
 //                                customer into a fresh FeatureStore (the
