@@ -7,9 +7,9 @@
 // engine / bare. The embedded cluster runs in this process: each engine run
 // also reports its threads' CPU by kind on stderr, and engine_ev_per_cpu_s,
 // the events per CPU-second of the engine's own threads (the cluster's
-// "rdk:mock" left out), the figure comparable to bench_pipeline's replay. Given CRMSTREAM_TEST_KAFKA=host:port (a real cluster, e.g.
-// from `scripts/kafka.sh env`), the same on it, at least once and with
-// Kafka transactions.
+// "rdk:mock" left out), the figure comparable to bench_pipeline's replay. Given
+// CRMSTREAM_TEST_KAFKA=host:port (a real cluster, e.g. from `scripts/kafka.sh env`), the same on
+// it, at least once and with Kafka transactions.
 //
 //   build/release/bench/bench_broker
 //   build/release/bench/bench_broker --benchmark_filter=WorkerThreads
