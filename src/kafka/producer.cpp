@@ -160,9 +160,10 @@ Status Producer::Produce(std::string_view topic, int32_t partition, std::string_
                          std::string_view value, std::span<const MessageHeader> headers,
                          uint64_t tag) {
   if (headers.empty()) return Produce(topic, partition, key, value, tag);
+  // The cached handle, not the name: by name, librdkafka looks the topic up
+  // (under its lock) for every record, and the name needed a copy to end
+  // in a NUL (changelog records have headers: one such call per record).
   CRM_ASSIGN_OR_RETURN(rd_kafka_topic_t * rkt, Topic(topic));
-  (void)rkt;  // makes sure the topic is known; producev looks it up by name
-  const std::string topic_name(topic);
   Clock::time_point give_up_at{};
   while (true) {
     HeadersHandle hdrs(rd_kafka_headers_new(headers.size()));
@@ -171,7 +172,7 @@ Status Producer::Produce(std::string_view topic, int32_t partition, std::string_
                           header.value.data(), static_cast<ssize_t>(header.value.size()));
     }
     const rd_kafka_resp_err_t err = rd_kafka_producev(
-        rk_.get(), RD_KAFKA_V_TOPIC(topic_name.c_str()), RD_KAFKA_V_PARTITION(partition),
+        rk_.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
         RD_KAFKA_V_KEY(key.empty() ? nullptr : key.data(), key.size()),
@@ -184,13 +185,14 @@ Status Producer::Produce(std::string_view topic, int32_t partition, std::string_
       return Status::OK();
     }
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      return KafkaStatus(err, "producer: produce to '" + topic_name + "'");
+      return KafkaStatus(err, "producer: produce to '" + std::string(topic) + "'");
     }
     const Clock::time_point now = Clock::now();
     if (give_up_at == Clock::time_point{}) {
       give_up_at = now + options_.queue_full_timeout;
     } else if (now >= give_up_at) {
-      return KafkaStatus(err, "producer: produce to '" + topic_name + "' (queue still full)");
+      return KafkaStatus(err,
+                         "producer: produce to '" + std::string(topic) + "' (queue still full)");
     }
     rd_kafka_poll(rk_.get(), kQueueFullPollMs);
   }

@@ -1,6 +1,8 @@
 #include "crmstream/pipeline/partition_checkpoint.h"
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/hash.h"
@@ -49,39 +51,52 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
                        state::PartitionKey key, state::CheckpointBatch* batch,
                        std::string* scratch) {
   CRM_RETURN_NOT_OK(processor.storage_status().WithContext("reading the state store"));
-  Status failure;
+  // The customers in key order: RocksDB's memtable (a skip list) takes
+  // increasing keys next to the last insert, random ones each with a search
+  // from the top (bench_state BM_Checkpoint10PercentDirty, sorted:0 and 1).
+  // Each with its id, so that the sort compares the ids in hand.
+  using Customer = std::pair<std::string_view, features::CustomerFeatures>;
+  std::vector<Customer> customers;
+  const auto in_key_order = [&customers] {
+    std::sort(customers.begin(), customers.end(),
+              [](const Customer& a, const Customer& b) { return a.first < b.first; });
+  };
+  customers.reserve(processor.feature_store().unsaved_count());
   processor.feature_store().ForEachUnsaved(
-      [&](std::string_view id, const features::CustomerFeatures&) {
-        if (!failure.ok()) return;
-        failure = processor.feature_store().EncodeCustomer(id, scratch);
-        if (failure.ok()) batch->PutFeatures(key, id, *scratch);
+      [&](std::string_view id, const features::CustomerFeatures& f) {
+        customers.emplace_back(id, f);
       });
-  CRM_RETURN_NOT_OK(failure);
+  in_key_order();
+  for (const auto& [id, f] : customers) {
+    CRM_RETURN_NOT_OK(processor.feature_store().EncodeCustomer(id, scratch));
+    batch->PutFeatures(key, id, *scratch);
+  }
   if (processor.options().models_enabled) {
     const scoring::CustomerModels& models = processor.customer_models();
-    models.ForEachUnsaved([&](const features::CustomerFeatures& f) {
-      if (!failure.ok()) return;
-      failure = models.EncodeCustomer(f, scratch);
-      if (!failure.ok()) return;
-      batch->PutCustomerModel(key, f.customer_id(), *scratch);
+    customers.clear();
+    customers.reserve(models.unsaved_count());
+    models.ForEachUnsaved(
+        [&](const features::CustomerFeatures& f) { customers.emplace_back(f.customer_id(), f); });
+    in_key_order();
+    for (const auto& [id, f] : customers) {
+      CRM_RETURN_NOT_OK(models.EncodeCustomer(f, scratch));
+      batch->PutCustomerModel(key, id, *scratch);
       // The deadline index follows the customer's pending example, whose
       // snapshot it holds.
       const auto change = models.LabelIndexChange(f);
-      if (change.saved_ms == change.current_ms && !change.write_snapshot) return;
-      const uint64_t id_hash = Hash64(f.customer_id());
+      if (change.saved_ms == change.current_ms && !change.write_snapshot) continue;
+      const uint64_t id_hash = Hash64(id);
       if (change.saved_ms != INT64_MIN && change.saved_ms != change.current_ms) {
-        batch->DeleteLabelDeadline(key, change.saved_ms, id_hash, f.customer_id());
+        batch->DeleteLabelDeadline(key, change.saved_ms, id_hash, id);
       }
-      if (change.current_ms == INT64_MIN) return;
+      if (change.current_ms == INT64_MIN) continue;
       if (!change.write_snapshot) {
-        failure = Status::Corruption("a new pending churn example without its snapshot");
-        return;
+        return Status::Corruption("a new pending churn example without its snapshot");
       }
       scratch->clear();
       BinaryWriter(scratch).PutArray<float>(models.PendingSnapshot(f));
-      batch->PutLabelDeadline(key, change.current_ms, id_hash, f.customer_id(), *scratch);
-    });
-    CRM_RETURN_NOT_OK(failure);
+      batch->PutLabelDeadline(key, change.current_ms, id_hash, id, *scratch);
+    }
     for (std::string_view name : scoring::CustomerModels::kPartitionStateNames) {
       CRM_RETURN_NOT_OK(models.EncodePartition(name, scratch));
       batch->PutPartitionModel(key, name, *scratch);

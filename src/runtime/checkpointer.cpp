@@ -1,5 +1,6 @@
 #include "runtime/checkpointer.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -373,6 +374,7 @@ void Checkpointer::SubmitWrite() {
 }
 
 void Checkpointer::WriterLoop() {
+  pthread_setname_np(pthread_self(), "crm:checkpoint");
   std::unique_lock<std::mutex> lock(writer_mutex_);
   while (true) {
     writer_wake_.wait(lock, [this] { return write_requested_ || writer_exit_; });

@@ -1,5 +1,9 @@
 #include "runtime/worker_pool.h"
 
+#include <pthread.h>
+
+#include <string>
+
 namespace crmstream::runtime {
 
 WorkerPool::WorkerPool(int workers) {
@@ -34,6 +38,10 @@ void WorkerPool::RunBatch(BatchJob* job) {
 }
 
 void WorkerPool::ThreadLoop(int worker) {
+  // Named, so that per-thread CPU (top -H, perf, /proc) tells the workers
+  // from librdkafka's and RocksDB's threads (at most 15 characters).
+  const std::string name = "crm:worker" + std::to_string(worker);
+  pthread_setname_np(pthread_self(), name.c_str());
   uint64_t seen = 0;
   while (true) {
     epoch_.wait(seen, std::memory_order_acquire);
