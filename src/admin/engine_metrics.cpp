@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "crmstream/alerts/churn_gate.h"
+#include "crmstream/common/process_memory.h"
 #include "crmstream/ingest/rejection.h"
 #include "crmstream/runtime/stream_engine.h"
 #include "crmstream/state/state_store.h"
@@ -53,17 +54,6 @@ ClientMetric Sample(double value, std::vector<ClientMetric::Label> labels = {}) 
 
 double Load(const std::atomic<uint64_t>& v) {
   return static_cast<double>(v.load(std::memory_order_relaxed));
-}
-
-// The process's resident set in bytes; -1 where /proc is not readable.
-int64_t ResidentBytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return -1;
-  long long size = 0, resident = -1;
-  const int read = std::fscanf(f, "%lld %lld", &size, &resident);
-  std::fclose(f);
-  if (read != 2 || resident < 0) return -1;
-  return static_cast<int64_t>(resident) * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
 }
 
 // One family with a single unlabelled sample.

@@ -16,6 +16,7 @@
 #include "cluster_topics.h"
 #include "commands.h"
 #include "crmstream/admin/admin_server.h"
+#include "crmstream/common/process_memory.h"
 #include "crmstream/dashboard/dashboard_server.h"
 #include "crmstream/dashboard/output_feed.h"
 #include "crmstream/http/access_policy.h"
@@ -305,12 +306,15 @@ int RunEngine(const RunOptions& o) {
   const auto& s = (*engine)->stats();
   std::fprintf(stderr,
                "stopped: %llu records in, %llu duplicates, %llu dead letters, %llu outputs "
-               "delivered, %llu already delivered before a restart\n",
+               "delivered, %llu already delivered before a restart; peak resident set %lld KiB "
+               "(state.memory_cap_mb %zu MiB)\n",
                static_cast<unsigned long long>(s.received.load()),
                static_cast<unsigned long long>(s.duplicates.load()),
                static_cast<unsigned long long>(s.rejected.load()),
                static_cast<unsigned long long>(s.delivered.load()),
-               static_cast<unsigned long long>(s.suppressed_outputs.load()));
+               static_cast<unsigned long long>(s.suppressed_outputs.load()),
+               static_cast<long long>(PeakResidentBytes() / 1024),
+               (*engine)->memory_plan().cap_bytes >> 20);
   if (!generator_status.ok()) return Fail("run", generator_status.WithContext("generator"));
   if (!st.ok()) return Fail("run", st);
   return 0;

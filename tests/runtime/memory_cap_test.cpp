@@ -1,6 +1,6 @@
 // The engine holds its memory cap (state.memory_cap_mb) as a whole process:
 // the engine binary runs as a child over more customers than its cache
-// holds, and its peak resident set is read from the kernel when it ends.
+// holds, and reports its peak resident set (the kernel's VmHWM) as it ends.
 
 #include <catch2/catch.hpp>
 #include <regex>
@@ -51,11 +51,18 @@ TEST_CASE(
   const long cached_per_partition = std::stol(m[1].str());
   CHECK(cached_per_partition * run.input_partitions < kCustomers / 2);
 
-  const double peak_mb = static_cast<double>(done.exit.peak_resident_kb) / 1024.0;
-  WARN("peak resident set " << peak_mb << " MiB under a cap of " << kCapMb << " MiB; "
-                            << cached_per_partition << " customers cached per partition");
+  // The engine's own peak (its VmHWM, reported on its last line): the
+  // kernel's figure for a spawned child (wait4's ru_maxrss) also counts the
+  // memory of this test process that spawned it, up to its exec.
+  REQUIRE(std::regex_search(done.log, m, std::regex(R"(peak resident set (\d+) KiB)")));
+  const double peak_mb = std::stod(m[1].str()) / 1024.0;
+  WARN("peak resident set " << peak_mb << " MiB under a cap of " << kCapMb << " MiB ("
+                            << static_cast<double>(done.exit.peak_resident_kb) / 1024.0
+                            << " MiB with the spawning process's); " << cached_per_partition
+                            << " customers cached per partition");
   CHECK(peak_mb <= kCapMb);
-  CHECK(peak_mb > 16);  // the child's figure, not an empty one
+  CHECK(peak_mb > 16);  // a real figure, not an empty one
+  CHECK(peak_mb <= static_cast<double>(done.exit.peak_resident_kb) / 1024.0 + 1);
 }
 
 }  // namespace
