@@ -267,11 +267,12 @@ TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[p
        << processor->feature_store().SlotBytes() << ", model slots " << models.BytesPerSlot());
   // Fixed-size parts of a full cache: one slot of each per customer, the
   // churn snapshots and deadlines of the examples taken since the last
-  // committed checkpoint, little spare room (the feature store's last block
-  // of 1024 slots, the models' arrays one step of 1/32 past the capacity,
-  // the snapshot buffer's geometric growth).
-  const double layout = static_cast<double>(processor->feature_store().SlotBytes() +
-                                            models.BytesPerSlot() + 3 * sizeof(uint32_t));
+  // committed checkpoint, the tracking lists of the customers changed since
+  // the last clear, little spare room (the feature store's last block of
+  // 1024 slots, the models' arrays one step of 1/32 past the capacity, the
+  // snapshot buffer's geometric growth).
+  const double layout =
+      static_cast<double>(processor->feature_store().SlotBytes() + models.BytesPerSlot());
   const double fixed = per(m.total() - m.features.day_history - m.features.long_ids -
                            m.features.index - m.features.other);
   CHECK(fixed >= layout - static_cast<double>(scoring::ChurnValueModel::kDeadlineBytes));

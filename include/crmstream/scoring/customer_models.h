@@ -241,7 +241,7 @@ class CustomerModels {
   CustomerModels(const CustomerModelsOptions& options, const features::FeatureStore* store,
                  ChurnValueModel churn, CustomerSegmenter segmenter,
                  BehaviourAnomalyDetector behaviour);
-  bool Knows(uint32_t slot) const { return slot < known_.size() && known_[slot] != 0; }
+  bool Knows(uint32_t slot) const { return slot < known_.size() && known_[slot]; }
   // Makes `slot` known, growing every part's arrays to it.
   void Know(uint32_t slot);
 
@@ -250,7 +250,7 @@ class CustomerModels {
   ChurnValueModel churn_;
   CustomerSegmenter segmenter_;
   BehaviourAnomalyDetector behaviour_;
-  std::vector<uint8_t> known_;  // per slot
+  std::vector<bool> known_;  // per slot, a bit each
   size_t customer_count_ = 0;
   size_t slot_limit_ = 0;
   uint32_t global_parts_ = 0;
