@@ -31,7 +31,8 @@
 // inside the record, beyond that a small heap buffer), and its id when
 // longer than 16 bytes. Window totals are summed from the per-day history
 // when read, not kept per customer. Steady-state updates do not allocate; a
-// new customer, a new active day or a late event may (amortised).
+// new customer, a new active day, a late event or more customers changed
+// between two clears than ever before (the tracking lists) may (amortised).
 #pragma once
 
 #include <algorithm>
@@ -392,7 +393,7 @@ class FeatureStore {
   }
   uint32_t FindIndex(std::string_view id, uint64_t hash) const;
   uint32_t FindOrCreate(std::string_view id, bool ask_handler);
-  // Room for one more slot (max_customers, table, tracking lists, block);
+  // Room for one more slot (max_customers, table, block);
   // changes nothing a reader sees, throws before anything else does.
   void GrowForNewCustomer();
   // A slot to reuse (its customer evicted), or UINT32_MAX if none was found.

@@ -28,8 +28,9 @@
 // Thread-safety: none. One instance per partition task, single-threaded, no
 // locks. Steady-state OnEvent and Refresh do not allocate; a new customer
 // grows the per-customer arrays, the first event of a customer since the
-// last flush the trigger log, and the first change of a customer since the
-// last ClearUnsaved() the unsaved list (all amortised).
+// last flush the trigger log, the first change of a customer since the
+// last ClearUnsaved() the unsaved list, and an anomaly report decided the
+// list of reports waiting for the flush (all amortised).
 #pragma once
 
 #include <array>
