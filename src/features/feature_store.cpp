@@ -136,7 +136,7 @@ double CustomerFeatures::recency_days() const {
                                        : DaysBetween(r.last_purchase_ms, r.latest_ms);
 }
 uint32_t CustomerFeatures::frequency() const {
-  return CRM_RECORD.type_counts[static_cast<int>(ingest::EventType::kPurchase)];
+  return CRM_RECORD.type_counts.Get(static_cast<int>(ingest::EventType::kPurchase));
 }
 double CustomerFeatures::monetary() const {
   const auto& r = CRM_RECORD;
@@ -182,11 +182,11 @@ double CustomerFeatures::complaint_rate_30d() const {
 std::string_view CustomerFeatures::plan() const { return store_->PlanName(CRM_RECORD.plan_id); }
 uint16_t CustomerFeatures::plan_id() const { return CRM_RECORD.plan_id; }
 uint32_t CustomerFeatures::plan_changes() const {
-  return CRM_RECORD.type_counts[static_cast<int>(ingest::EventType::kPlanChange)];
+  return CRM_RECORD.type_counts.Get(static_cast<int>(ingest::EventType::kPlanChange));
 }
 bool CustomerFeatures::closed() const { return (CRM_RECORD.flags & kClosedFlag) != 0; }
 uint32_t CustomerFeatures::event_count(ingest::EventType type) const {
-  return CRM_RECORD.type_counts[static_cast<int>(type)];
+  return CRM_RECORD.type_counts.Get(static_cast<int>(type));
 }
 size_t CustomerFeatures::window_count() const { return store_->window_count_; }
 
@@ -301,7 +301,7 @@ FeatureStore::FeatureStore(FeatureSpec spec)
   longest_window_index_ =
       static_cast<size_t>(std::max_element(spec_.window_days.begin(), spec_.window_days.end()) -
                           spec_.window_days.begin());
-  static_assert(sizeof(CustomerRecord) == 112);
+  static_assert(sizeof(CustomerRecord) == 100 && alignof(CustomerRecord) == 4);
   static_assert(PackedMs::kMax == kMaxTime && PackedMs::kMin == -kMaxTime);
   slot_bytes_ = sizeof(CustomerRecord) + (window_count_ - 1) * sizeof(WindowCursor);
   slot_bytes_ = (slot_bytes_ + alignof(CustomerRecord) - 1) / alignof(CustomerRecord) *
@@ -477,18 +477,9 @@ void FeatureStore::GrowForNewCustomer() {
   // Load factor <= 0.75: linear probing stays short and the table costs
   // 5.3-10.7 bytes per customer.
   if ((size_t{size_} + 1) * 4 > table_.size() * 3) GrowTable();
-  // The tracking lists hold each customer at most once: with room for every
-  // customer, MarkDirty never allocates (nor throws) mid-update.
-  // A bounded cache's lists stop at its capacity: a full cache keeps no
-  // spare room (up to half of the lists otherwise).
-  const size_t needed = size_t{size_} + 1;
-  const size_t limit = capacity_ != 0 ? capacity_ : SIZE_MAX;
-  ReserveGeometric(&dirty_, needed, limit);
-  ReserveGeometric(&pending_, needed, limit);
-  ReserveGeometric(&unsaved_, needed, limit);
   if (size_ % kBlockSlots == 0) {
     ReserveGeometric(&blocks_, blocks_.size() + 1);
-    // 64-byte aligned: a 120-byte slot spans at most three cache lines.
+    // 64-byte aligned: a 108-byte slot spans at most three cache lines.
     auto* block = static_cast<std::byte*>(std::aligned_alloc(64, kBlockSlots * slot_bytes_));
     if (block == nullptr) throw std::bad_alloc();
     blocks_.emplace_back(block);  // no-throw: reserved above
@@ -536,6 +527,15 @@ void FeatureStore::EraseFromTable(uint32_t index) {
     }
   }
   table_[hole] = 0;
+}
+
+void FeatureStore::ReserveTracking() {
+  // The lists grow with the customers changed between two clears (a few
+  // thousand between checkpoints), not with the customers in memory: room
+  // for 24,000 in each of three lists cost 12 bytes per cached customer.
+  for (std::vector<uint32_t>* list : {&dirty_, &pending_, &unsaved_}) {
+    if (list->size() == list->capacity()) ReserveGeometric(list, list->size() + 1);
+  }
 }
 
 void FeatureStore::MarkDirty(uint32_t index) {
@@ -646,7 +646,9 @@ void FeatureStore::ShrinkRing(CustomerRecord* r) {
 const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
   // What may throw without having changed anything: a new plan name, then a
   // new customer (over max_customers, or memory for it). A plan named by an
-  // event that then fails stays in the (bounded) plan table, unused.
+  // event that then fails stays in the (bounded) plan table, unused. Room in
+  // the tracking lists first: MarkDirty then never allocates mid-update.
+  ReserveTracking();
   const uint16_t named_plan = e.plan.empty() ? 0 : InternPlan(e.plan);
   const uint32_t index = FindOrCreate(e.customer_id, /*ask_handler=*/true);
   CustomerRecord* r = &Record(index);
@@ -675,7 +677,7 @@ void FeatureStore::ApplyEvent(uint32_t index, const ingest::Event& e, bool fresh
   CustomerRecord* r = &Record(index);
   const int64_t ts = ClampTime(e.timestamp_ms);
   const int type = static_cast<int>(e.type);
-  if (r->type_counts[type] != UINT32_MAX) ++r->type_counts[type];
+  r->type_counts.Increment(type);
   if (fresh || ts < r->first_seen_ms) r->first_seen_ms = ts;
 
   const uint64_t cents = ToCents(e);
@@ -991,10 +993,10 @@ Status FeatureStore::EncodeCustomer(std::string_view customer_id, std::string* o
   BinaryWriter w(&payload);
   w.PutArray<int>(spec_.window_days);
   for (int64_t v : {int64_t{r.first_seen_ms}, int64_t{r.latest_ms}, int64_t{r.last_purchase_ms},
-                    int64_t{r.last_login_ms}, r.purchase_cents, r.refund_cents}) {
+                    int64_t{r.last_login_ms}, int64_t{r.purchase_cents}, int64_t{r.refund_cents}}) {
     w.Put<int64_t>(v);
   }
-  for (uint32_t c : r.type_counts) w.Put<uint32_t>(c);
+  for (int t = 0; t < ingest::kEventTypeCount; ++t) w.Put<uint32_t>(r.type_counts.Get(t));
   w.Put<uint8_t>(static_cast<uint8_t>(r.flags & kClosedFlag));
   w.PutBytes(PlanName(r.plan_id));
   w.Put<int32_t>(r.base_day);
@@ -1022,12 +1024,16 @@ Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes
   }
   CustomerRecord r{};
   // The record packs its times (PackedMs); the blob holds them as int64.
+  // Amounts and counts beyond the record's range saturate there.
   int64_t first_seen_ms = 0, latest_ms = 0, last_purchase_ms = 0, last_login_ms = 0;
-  for (int64_t* v : {&first_seen_ms, &latest_ms, &last_purchase_ms, &last_login_ms,
-                     &r.purchase_cents, &r.refund_cents}) {
+  int64_t purchase_cents = 0, refund_cents = 0;
+  for (int64_t* v : {&first_seen_ms, &latest_ms, &last_purchase_ms, &last_login_ms, &purchase_cents,
+                     &refund_cents}) {
     CRM_RETURN_NOT_OK(in.Get(v));
   }
-  for (uint32_t& c : r.type_counts) CRM_RETURN_NOT_OK(in.Get(&c));
+  uint32_t type_counts[ingest::kEventTypeCount] = {};
+  for (uint32_t& c : type_counts) CRM_RETURN_NOT_OK(in.Get(&c));
+  for (int t = 0; t < ingest::kEventTypeCount; ++t) r.type_counts.Set(t, type_counts[t]);
   uint8_t flags = 0;
   CRM_RETURN_NOT_OK(in.Get(&flags));
   std::string plan;
@@ -1059,7 +1065,7 @@ Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes
       (days.back().day > clock_day || days.front().day <= clock_day - longest_window_)) {
     return Status::Corruption("customer features: day ring outside the windows");
   }
-  // A window never holds more than the lifetime.
+  // What the per-day history holds, against the lifetime figures.
   uint64_t ring_counts[kWindowMetricCount] = {};
   uint64_t ring_cents[2] = {};
   for (const DayAggregate& d : days) {
@@ -1067,20 +1073,26 @@ Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes
     ring_cents[0] += d.cents[0];
     ring_cents[1] += d.cents[1];
   }
+  // A window never holds more than the lifetime, unless the lifetime
+  // figure saturated (the per-day history's do not).
   for (int t = 0; t < ingest::kEventTypeCount; ++t) {
     const int m = WindowMetricOf(static_cast<ingest::EventType>(t));
-    if (m >= 0 && ring_counts[m] > r.type_counts[t]) {
+    if (m >= 0 && ring_counts[m] > type_counts[t] && type_counts[t] < LifetimeCounts::kMaxCount) {
       return Status::Corruption("customer features: day ring exceeds lifetime counts");
     }
   }
-  if (r.purchase_cents < 0 || r.refund_cents < 0 ||
-      ring_cents[0] > static_cast<uint64_t>(r.purchase_cents) ||
-      ring_cents[1] > static_cast<uint64_t>(r.refund_cents)) {
+  if (purchase_cents < 0 || refund_cents < 0 ||
+      (ring_cents[0] > static_cast<uint64_t>(purchase_cents) &&
+       purchase_cents < PackedInt48::kMax) ||
+      (ring_cents[1] > static_cast<uint64_t>(refund_cents) && refund_cents < PackedInt48::kMax)) {
     return Status::Corruption("customer features: day ring exceeds lifetime amounts");
   }
+  r.purchase_cents = purchase_cents;
+  r.refund_cents = refund_cents;
   // Valid: install it.
   uint32_t index = 0;
   try {
+    if (mark) ReserveTracking();
     index = FindOrCreate(customer_id, /*ask_handler=*/false);
   } catch (const std::length_error&) {
     return Status::InvalidArgument(

@@ -81,7 +81,7 @@ BehaviourAnomalyDetector::BehaviourAnomalyDetector(const BehaviourOptions& optio
     : options_(options), shortest_window_(ShortestWindow(spec)), detector_(std::move(detector)) {}
 
 void BehaviourAnomalyDetector::GrowTo(size_t slots) {
-  static_assert(sizeof(Slot) == 24);
+  static_assert(sizeof(Slot) == 12);
   if (slots <= slots_.size()) return;
   slots_.reserve(slots);  // exactly: CustomerModels chooses the growth
   slots_.resize(slots);
@@ -133,11 +133,40 @@ void BehaviourAnomalyDetector::OnEvent(const features::CustomerFeatures& f, Unsa
     }
     return;
   }
+  // Its entry first (may allocate, amortised: reports are rare), so a
+  // throw changes nothing.
+  PendingReport* report = slot.pending != 0 ? ReportOf(s) : nullptr;
+  if (report == nullptr) {
+    reports_.push_back({s, 0.0f, 0.0f});
+    report = &reports_.back();
+  }
   ++reported_;
-  slot.reported = static_cast<uint8_t>(severity + 1);
+  slot.reported = static_cast<uint8_t>(severity + 1) & 7;
   slot.pending = slot.reported;
-  slot.report_score = slot.score;
-  slot.report_rarity = slot.rarity;
+  report->score = slot.score;
+  report->rarity = slot.rarity;
+}
+
+BehaviourAnomalyDetector::PendingReport* BehaviourAnomalyDetector::ReportOf(uint32_t s) {
+  for (PendingReport& r : reports_) {
+    if (r.slot == s) return &r;
+  }
+  return nullptr;
+}
+
+const BehaviourAnomalyDetector::PendingReport* BehaviourAnomalyDetector::ReportOf(
+    uint32_t s) const {
+  for (const PendingReport& r : reports_) {
+    if (r.slot == s) return &r;
+  }
+  return nullptr;
+}
+
+void BehaviourAnomalyDetector::DropReport(uint32_t s) {
+  if (PendingReport* r = ReportOf(s); r != nullptr) {
+    *r = reports_.back();
+    reports_.pop_back();
+  }
 }
 
 int BehaviourAnomalyDetector::SeverityOf(double rarity) const {
@@ -180,8 +209,11 @@ void BehaviourAnomalyDetector::Refresh(const features::CustomerFeatures& f, Unsa
   // decided it (an escalation within one flush is published once, at its
   // highest severity).
   const int severity = slot.pending - 1;
-  r.score = slot.report_score;
-  r.rarity = slot.report_rarity;
+  if (const PendingReport* report = ReportOf(s); report != nullptr) {
+    r.score = report->score;
+    r.rarity = report->rarity;
+  }
+  DropReport(s);
   slot.pending = 0;
   unsaved->Mark(s);
   r.crossed = true;
@@ -217,8 +249,9 @@ void BehaviourAnomalyDetector::AppendCustomer(uint32_t s, std::string* record) c
   w.Put<double>(slot.score);
   w.Put<double>(slot.rarity);
   if (slot.pending != 0) {
-    w.Put<double>(slot.report_score);
-    w.Put<double>(slot.report_rarity);
+    const PendingReport* report = ReportOf(s);
+    w.Put<double>(report != nullptr ? report->score : 0.0);
+    w.Put<double>(report != nullptr ? report->rarity : 0.0);
   }
 }
 
@@ -237,21 +270,25 @@ Result<BehaviourAnomalyDetector::DecodedCustomer> BehaviourAnomalyDetector::Read
       version == 2 ? kActiveBit | kV2FreshBit : kActiveBit | kPendingMask | kWithheldMask;
   if ((bits & ~known) != 0) return Status::Corruption("behaviour customer state: bad flags");
   slot.active = (bits & kActiveBit) != 0;
+  uint8_t pending = 0;
   if (version > 2) {
-    slot.pending = static_cast<uint8_t>((bits & kPendingMask) >> kPendingShift);
+    pending = static_cast<uint8_t>((bits & kPendingMask) >> kPendingShift);
     slot.withheld = static_cast<uint8_t>((bits & kWithheldMask) >> kWithheldShift);
   }
   slot.seen = true;
-  CRM_RETURN_NOT_OK(in.Get(&slot.reported));
-  if (slot.reported > alerts::kSeverityCount || slot.pending > alerts::kSeverityCount ||
+  uint8_t reported = 0;
+  CRM_RETURN_NOT_OK(in.Get(&reported));
+  if (reported > alerts::kSeverityCount || pending > alerts::kSeverityCount ||
       slot.withheld > alerts::kSeverityCount ||
-      ((slot.reported != 0 || slot.withheld != 0) && !slot.active)) {
+      ((reported != 0 || slot.withheld != 0) && !slot.active)) {
     return Status::Corruption("behaviour customer state: bad reported severity");
   }
   // Kept as floats; the record holds them as doubles.
   double score = 0.0, rarity = 0.0, report_score = 0.0, report_rarity = 0.0;
   CRM_RETURN_NOT_OK(in.Get(&score));
   CRM_RETURN_NOT_OK(in.Get(&rarity));
+  slot.reported = reported & 7;  // checked above: fits the 3-bit field
+  slot.pending = pending & 7;
   if (slot.pending != 0) {
     CRM_RETURN_NOT_OK(in.Get(&report_score));
     CRM_RETURN_NOT_OK(in.Get(&report_rarity));
@@ -264,8 +301,7 @@ Result<BehaviourAnomalyDetector::DecodedCustomer> BehaviourAnomalyDetector::Read
   }
   slot.score = static_cast<float>(score);
   slot.rarity = static_cast<float>(rarity);
-  slot.report_score = static_cast<float>(report_score);
-  slot.report_rarity = static_cast<float>(report_rarity);
+  decoded.report_ = {0, static_cast<float>(report_score), static_cast<float>(report_rarity)};
   CRM_RETURN_NOT_OK(in.ExpectEnd());
   return decoded;
 }
@@ -273,10 +309,17 @@ Result<BehaviourAnomalyDetector::DecodedCustomer> BehaviourAnomalyDetector::Read
 void BehaviourAnomalyDetector::InstallCustomer(uint32_t s, const DecodedCustomer& decoded) {
   if (s >= slots_.size()) GrowTo(std::max(size_t{s} + 1, 2 * slots_.size()));  // amortised
   slots_[s] = decoded.slot_;
+  DropReport(s);
+  if (decoded.slot_.pending != 0) {
+    reports_.push_back(decoded.report_);
+    reports_.back().slot = s;
+  }
 }
 
 void BehaviourAnomalyDetector::ForgetCustomer(uint32_t s) {
-  if (s < slots_.size()) slots_[s] = Slot{};
+  if (s >= slots_.size()) return;
+  if (slots_[s].pending != 0) DropReport(s);
+  slots_[s] = Slot{};
 }
 
 void BehaviourAnomalyDetector::EncodePartition(std::string* out) const {

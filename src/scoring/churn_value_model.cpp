@@ -220,7 +220,7 @@ Status ChurnValueModel::UseGlobalModels(std::optional<GlobalModels> global) {
 
 void ChurnValueModel::GrowTo(size_t slots) {
   static_assert(sizeof(Deadline) == kDeadlineBytes);
-  static_assert(sizeof(Slot) == 88);
+  static_assert(sizeof(Slot) == 72);
   if (slots <= slots_.size()) return;
   // Exactly: CustomerModels chooses the growth.
   slots_.reserve(slots);
@@ -244,7 +244,7 @@ void ChurnValueModel::OnEvent(const ingest::Event& event, const features::Custom
   if (event.type == ingest::EventType::kAccountClosed) {
     if (slot->has_pending && event.timestamp_ms <= slot->pending_ms + horizon_ms_) {
       slot->pending_churned = true;
-      slot->pending_spend = monetary - slot->pending_monetary;
+      slot->pending_monetary = monetary - slot->pending_monetary;  // the spend, from now on
       // Trained at the closing: the snapshot is in memory (taken since the
       // last checkpoint) or read from the store's index.
       if (!options_.train_at_deadline) ResolveNow(f, unsaved);
@@ -405,7 +405,9 @@ void ChurnValueModel::Refresh(const features::CustomerFeatures& f, UnsavedSlots*
   // seen no closings yet is confidently wrong: alerts wait for the gate.
   if (!slot.closed && r.has_trigger && gate_open() &&
       scoring_churn_examples() >= static_cast<uint64_t>(options_.warm_after_examples)) {
-    r.alert = policy_.Evaluate(f.customer_id(), slot.churn_probability, f.as_of_ms(), &slot.alert);
+    alerts::CustomerAlertState alert = slot.Alert();
+    r.alert = policy_.Evaluate(f.customer_id(), slot.churn_probability, f.as_of_ms(), &alert);
+    slot.SetAlert(alert);
     unsaved->Mark(s);
     if (r.alert.raise) {
       if (!scored_now) Score(f, &slot);  // the explanation needs this customer's inputs
@@ -504,7 +506,7 @@ void ChurnValueModel::ResolveMatured(UnsavedSlots* unsaved) {
 void ChurnValueModel::ResolveDue(uint32_t s, const float* snapshot, UnsavedSlots* unsaved) {
   const Slot& slot = slots_[s];
   if (slot.pending_churned) {
-    Resolve(s, snapshot, /*churned=*/true, slot.pending_spend, unsaved);
+    Resolve(s, snapshot, /*churned=*/true, slot.pending_monetary, unsaved);  // the spend
     return;
   }
   // No event of this customer is past the deadline yet (the watermark only
@@ -616,13 +618,15 @@ void ChurnValueModel::AppendCustomer(uint32_t s, std::string* record) const {
   w.Put<double>(slot.churn_probability);
   w.Put<double>(slot.predicted_value);
   w.Put<double>(slot.last_monetary);
-  w.Put<int64_t>(slot.pending_ms);
+  w.Put<int64_t>(int64_t{slot.pending_ms});
   w.Put<double>(slot.pending_probability);
   w.Put<double>(slot.pending_value);
-  w.Put<double>(slot.pending_monetary);
-  w.Put<double>(slot.pending_spend);
+  // Memory keeps one of the two (Slot::pending_monetary); the record keeps
+  // its layout, with 0 for the monetary value of a churned example.
+  w.Put<double>(slot.pending_churned ? 0.0 : slot.pending_monetary);
+  w.Put<double>(slot.pending_churned ? slot.pending_monetary : 0.0);
   w.Put<uint32_t>(slot.generation);
-  alerts::ChurnAlertPolicy::EncodeCustomerState(slot.alert, record);
+  alerts::ChurnAlertPolicy::EncodeCustomerState(slot.Alert(), record);
 }
 
 Result<ChurnValueModel::DecodedCustomer> ChurnValueModel::ReadCustomer(BinaryReader* record) const {
@@ -652,21 +656,35 @@ Result<ChurnValueModel::DecodedCustomer> ChurnValueModel::ReadCustomer(BinaryRea
   CRM_RETURN_NOT_OK(in.Get(&prediction));
   d.predicted_value = static_cast<float>(prediction);
   CRM_RETURN_NOT_OK(in.Get(&d.last_monetary));
-  CRM_RETURN_NOT_OK(in.Get(&d.pending_ms));
+  int64_t pending_ms = 0;
+  CRM_RETURN_NOT_OK(in.Get(&pending_ms));
+  if (pending_ms < PackedMs::kMin || pending_ms > PackedMs::kMax) {
+    return Status::Corruption("churn customer state: pending example time out of range");
+  }
+  d.pending_ms = pending_ms;
   CRM_RETURN_NOT_OK(in.Get(&prediction));
   d.pending_probability = static_cast<float>(prediction);
   CRM_RETURN_NOT_OK(in.Get(&prediction));
   d.pending_value = static_cast<float>(prediction);
-  CRM_RETURN_NOT_OK(in.Get(&d.pending_monetary));
-  CRM_RETURN_NOT_OK(in.Get(&d.pending_spend));
+  double pending_monetary = 0.0, pending_spend = 0.0;
+  CRM_RETURN_NOT_OK(in.Get(&pending_monetary));
+  CRM_RETURN_NOT_OK(in.Get(&pending_spend));
+  d.pending_monetary = d.pending_churned ? pending_spend : pending_monetary;
   CRM_RETURN_NOT_OK(in.Get(&d.generation));
   const size_t at = payload.size() - in.remaining();
   constexpr size_t kAlertBytes = alerts::ChurnAlertPolicy::kEncodedCustomerStateBytes;
   if (payload.size() - at < kAlertBytes) {
     return Status::Corruption("churn customer state: truncated alert state");
   }
+  alerts::CustomerAlertState alert;
   CRM_RETURN_NOT_OK(
-      alerts::ChurnAlertPolicy::DecodeCustomerState(payload.substr(at, kAlertBytes), &d.alert));
+      alerts::ChurnAlertPolicy::DecodeCustomerState(payload.substr(at, kAlertBytes), &alert));
+  for (int64_t t : {alert.episode_start_ms, alert.last_alert_ms}) {
+    if (t != alerts::CustomerAlertState::kNever && (t < PackedMs::kMin || t > PackedMs::kMax)) {
+      return Status::Corruption("churn customer state: alert time out of range");
+    }
+  }
+  d.SetAlert(alert);
   BinaryReader rest(payload.substr(at + kAlertBytes));
   CRM_RETURN_NOT_OK(rest.ExpectEnd());
   return decoded;
@@ -680,7 +698,7 @@ void ChurnValueModel::InstallCustomer(uint32_t s, DecodedCustomer decoded) {
   Slot& slot = slots_[s];
   slot.epoch = epoch;
   slot.row = kNoRow;
-  slot.saved_deadline_ms = slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN;
+  slot.saved_pending_ms = slot.has_pending ? int64_t{slot.pending_ms} : INT64_MIN;
 }
 
 void ChurnValueModel::ForgetCustomer(uint32_t s) {
@@ -699,13 +717,15 @@ void ChurnValueModel::ForgetCustomer(uint32_t s) {
 
 ChurnValueModel::LabelIndexChange ChurnValueModel::IndexChange(uint32_t s) const {
   const Slot& slot = slots_[s];
-  return {slot.saved_deadline_ms, slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN,
+  const int64_t saved_pending_ms = slot.saved_pending_ms;
+  return {saved_pending_ms == INT64_MIN ? INT64_MIN : saved_pending_ms + horizon_ms_,
+          slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN,
           slot.has_pending && slot.row != kNoRow};
 }
 
 void ChurnValueModel::MarkIndexSaved(uint32_t s) {
   Slot& slot = slots_[s];
-  slot.saved_deadline_ms = slot.has_pending ? slot.pending_ms + horizon_ms_ : INT64_MIN;
+  slot.saved_pending_ms = slot.has_pending ? int64_t{slot.pending_ms} : INT64_MIN;
 }
 
 void ChurnValueModel::EncodePartition(std::string* out) const {

@@ -61,7 +61,7 @@ void CustomerModels::Reserve(size_t slots) {
   behaviour_.GrowTo(target);
   unsaved_.Reserve(target);
   known_.reserve(target);
-  known_.resize(target, 0);
+  known_.resize(target, false);
 }
 
 CustomerModels::CustomerMemory CustomerModels::customer_memory() const {
@@ -71,7 +71,7 @@ CustomerModels::CustomerMemory CustomerModels::customer_memory() const {
   m.deadlines = churn_.DeadlineMemoryBytes();
   m.segments = segmenter_.CustomerMemoryBytes();
   m.behaviour = behaviour_.CustomerMemoryBytes();
-  m.tracking = known_.capacity() * sizeof(uint8_t) + unsaved_.MemoryBytes();
+  m.tracking = known_.capacity() / 8 + unsaved_.MemoryBytes();  // a bit per slot
   return m;
 }
 
@@ -80,13 +80,13 @@ size_t CustomerModels::BytesPerSlot() const {
   // place in the unsaved list. A pending example's snapshot and deadline are
   // in memory only until the checkpoint after it was taken.
   return ChurnValueModel::kSlotBytes + CustomerSegmenter::kSlotBytes +
-         BehaviourAnomalyDetector::kSlotBytes + 2 * sizeof(uint8_t) + sizeof(uint32_t);
+         BehaviourAnomalyDetector::kSlotBytes + sizeof(uint32_t);
 }
 
 void CustomerModels::Know(uint32_t slot) {
   Reserve(size_t{slot} + 1);
-  if (known_[slot] == 0) {
-    known_[slot] = 1;
+  if (!known_[slot]) {
+    known_[slot] = true;
     ++customer_count_;
   }
 }
@@ -241,7 +241,7 @@ void CustomerModels::ClearUnsaved() {
 
 void CustomerModels::Forget(uint32_t slot) {
   if (!Knows(slot)) return;
-  known_[slot] = 0;
+  known_[slot] = false;
   --customer_count_;
   churn_.ForgetCustomer(slot);
   segmenter_.ForgetCustomer(slot);

@@ -80,6 +80,8 @@ Status SegmenterOptions::Validate() const {
 
 Result<CustomerSegmenter> CustomerSegmenter::Create(const SegmenterOptions& options,
                                                     const features::FeatureSpec& spec) {
+  static_assert(sizeof(Slot) == 8);
+  static_assert(kMaxSegments <= 64, "a segment takes 7 signed bits");
   CRM_RETURN_NOT_OK(options.Validate());
   CRM_RETURN_NOT_OK(spec.Validate().WithContext("FeatureSpec"));
   CRM_ASSIGN_OR_RETURN(models::Standardizer standardizer, models::Standardizer::Create(kDim));
@@ -153,7 +155,7 @@ void CustomerSegmenter::OnEvent(const features::CustomerFeatures& f, UnsavedSlot
       slot.challenger_days = 0;
     } else {
       if (slot.challenger != nearest.cluster) {
-        slot.challenger = static_cast<int16_t>(nearest.cluster);
+        slot.challenger = nearest.cluster;
         slot.challenger_days = 0;
       }
       if (++slot.challenger_days >= options_.move_after_days) {
@@ -166,7 +168,7 @@ void CustomerSegmenter::OnEvent(const features::CustomerFeatures& f, UnsavedSlot
   if (segment != slot.segment) {
     if (slot.segment >= 0) --segment_sizes_[static_cast<size_t>(slot.segment)];
     if (segment >= 0) ++segment_sizes_[static_cast<size_t>(segment)];
-    slot.segment = static_cast<int16_t>(segment);
+    slot.segment = segment;
   }
 }
 
@@ -281,10 +283,10 @@ void CustomerSegmenter::AppendCustomer(uint32_t s, std::string* record) const {
   internal::SectionWriter section(record, kCustomerVersion);
   BinaryWriter& w = section.writer();
   w.Put<int32_t>(slot.last_kmeans_day);
-  w.Put<int16_t>(slot.segment);
-  w.Put<int16_t>(slot.published_segment);
-  w.Put<int16_t>(slot.challenger);
-  w.Put<uint16_t>(slot.challenger_days);
+  w.Put<int16_t>(static_cast<int16_t>(slot.segment));
+  w.Put<int16_t>(static_cast<int16_t>(slot.published_segment));
+  w.Put<int16_t>(static_cast<int16_t>(slot.challenger));
+  w.Put<uint16_t>(static_cast<uint16_t>(slot.challenger_days));
 }
 
 Result<CustomerSegmenter::DecodedCustomer> CustomerSegmenter::ReadCustomer(
@@ -296,18 +298,29 @@ Result<CustomerSegmenter::DecodedCustomer> CustomerSegmenter::ReadCustomer(
   BinaryReader in(payload);
   DecodedCustomer decoded;
   Slot& d = decoded.slot_;
+  // The record keeps 16-bit fields; the slot packs them (checked first).
+  int16_t segment = -1, published_segment = -1, challenger = -1;
+  uint16_t challenger_days = 0;
   CRM_RETURN_NOT_OK(in.Get(&d.last_kmeans_day));
-  CRM_RETURN_NOT_OK(in.Get(&d.segment));
-  CRM_RETURN_NOT_OK(in.Get(&d.published_segment));
+  CRM_RETURN_NOT_OK(in.Get(&segment));
+  CRM_RETURN_NOT_OK(in.Get(&published_segment));
   if (version >= kCustomerVersion) {
-    CRM_RETURN_NOT_OK(in.Get(&d.challenger));
-    CRM_RETURN_NOT_OK(in.Get(&d.challenger_days));
+    CRM_RETURN_NOT_OK(in.Get(&challenger));
+    CRM_RETURN_NOT_OK(in.Get(&challenger_days));
   }
   CRM_RETURN_NOT_OK(in.ExpectEnd());
-  if (d.segment < -1 || d.segment >= options_.k || d.published_segment < -1 ||
-      d.published_segment >= options_.k || d.challenger < -1 || d.challenger >= options_.k) {
+  if (segment < -1 || segment >= options_.k || published_segment < -1 ||
+      published_segment >= options_.k || challenger < -1 || challenger >= options_.k) {
     return Status::InvalidArgument("segment customer state: segment outside [-1, k)");
   }
+  if (challenger_days >= options_.move_after_days) {
+    return Status::InvalidArgument(
+        "segment customer state: challenger days not below move_after_days");
+  }
+  d.segment = segment;
+  d.published_segment = published_segment;
+  d.challenger = challenger;
+  d.challenger_days = challenger_days;
   return decoded;
 }
 

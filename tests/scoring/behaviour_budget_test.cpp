@@ -280,5 +280,76 @@ TEST_CASE("Behaviour customer state of version 2 reads, with no report waiting",
   CHECK(detector.ReadCustomer(&truncated).status().code() == StatusCode::kCorruption);
 }
 
+// A report decided but not yet published is kept beside the slots (few
+// customers have one): it is checkpointed with its own score and rarity,
+// published once after a restore, and an evicted customer takes only its own.
+TEST_CASE("A report waiting for its flush survives a checkpoint and an eviction beside it",
+          "[scoring][state]") {
+  REQUIRE_OK_AND_ASSIGN(BehaviourAnomalyDetector detector,
+                        BehaviourAnomalyDetector::Create({}, features::FeatureSpec{}));
+  REQUIRE_OK_AND_ASSIGN(auto store, features::FeatureStore::Create(features::FeatureSpec{}));
+  const std::vector<std::string> ids = {"a", "b", "c", "d"};
+  for (const std::string& id : ids) {
+    store->Update(testing::HandEvent(id, id, 1'700'000'000'000, ingest::EventType::kRefund, 5));
+  }
+  // Version 3 sections: active, the severity reported (1 + 1) and, when
+  // `report` is set, waiting to be published with its own score and rarity.
+  const auto section = [](bool report, double report_score, double report_rarity) {
+    std::string out, payload;
+    BinaryWriter p(&payload);
+    p.Put<uint8_t>(static_cast<uint8_t>(1 | (report ? 2 << 1 : 0)));
+    p.Put<uint8_t>(2);
+    p.Put<double>(0.5);  // the latest score, fallen since the report
+    p.Put<double>(0.0);
+    if (report) {
+      p.Put<double>(report_score);
+      p.Put<double>(report_rarity);
+    }
+    BinaryWriter w(&out);
+    w.Put<uint16_t>(3);
+    w.PutBytes(payload);
+    return out;
+  };
+  const auto install = [&](uint32_t slot, const std::string& bytes) {
+    BinaryReader in(bytes);
+    REQUIRE_OK_AND_ASSIGN(const auto decoded, detector.ReadCustomer(&in));
+    detector.InstallCustomer(slot, decoded);
+  };
+  const std::string waiting_b = section(true, 0.9921875, 7.25);
+  const std::string waiting_d = section(true, 0.99609375, 9.5);
+  install(1, waiting_b);
+  install(3, waiting_d);
+  install(2, section(false, 0, 0));
+  std::string written;
+  detector.AppendCustomer(1, &written);
+  CHECK(written == waiting_b);
+  written.clear();
+  detector.AppendCustomer(3, &written);
+  CHECK(written == waiting_d);
+
+  detector.ForgetCustomer(1);  // evicted: its report goes with it
+  UnsavedSlots unsaved;
+  AnomalyCrossing crossing;
+  detector.Refresh(store->At(3), &unsaved, &crossing);
+  CHECK(crossing.crossed);
+  CHECK(static_cast<int>(crossing.severity) == 1);
+  CHECK(crossing.score == 0.99609375);
+  CHECK(crossing.rarity == 9.5);
+  detector.Refresh(store->At(3), &unsaved, &crossing);
+  CHECK_FALSE(crossing.crossed);  // published once
+  CHECK(crossing.score == 0.5);
+  detector.Refresh(store->At(2), &unsaved, &crossing);
+  CHECK_FALSE(crossing.crossed);
+  // Reinstalled, the evicted customer's report is published with its own figures.
+  install(1, waiting_b);
+  detector.Refresh(store->At(1), &unsaved, &crossing);
+  CHECK(crossing.crossed);
+  CHECK(crossing.score == 0.9921875);
+  CHECK(crossing.rarity == 7.25);
+  written.clear();
+  detector.AppendCustomer(1, &written);
+  CHECK(written == section(false, 0, 0));
+}
+
 }  // namespace
 }  // namespace crmstream::scoring

@@ -24,14 +24,15 @@
 // finds no candidate the store grows past the capacity (counted), so an
 // event is never refused; the next checkpoint makes the cache evictable.
 //
-// Memory: a customer is one fixed-size slot (a 112-byte record, then a
+// Memory: a customer is one fixed-size slot (a 100-byte record, then a
 // 4-byte cursor per window but the longest) in blocks of slots, plus a
 // compact varint encoding of its per-day aggregates, only for days that had
 // windowed events and only as far back as the longest window (up to 8 bytes
 // inside the record, beyond that a small heap buffer), and its id when
 // longer than 16 bytes. Window totals are summed from the per-day history
 // when read, not kept per customer. Steady-state updates do not allocate; a
-// new customer, a new active day or a late event may (amortised).
+// new customer, a new active day, a late event or more customers changed
+// between two clears than ever before (the tracking lists) may (amortised).
 #pragma once
 
 #include <algorithm>
@@ -46,6 +47,7 @@
 #include <vector>
 
 #include "crmstream/common/json_writer.h"
+#include "crmstream/common/packed_ms.h"
 #include "crmstream/common/status.h"
 #include "crmstream/features/feature_spec.h"
 #include "crmstream/ingest/event.h"
@@ -303,37 +305,33 @@ class FeatureStore {
   friend class CustomerFeatures;
   explicit FeatureStore(FeatureSpec spec);
 
-  // An event time (ms) in 6 bytes instead of 8: exact within +-(2^47 - 1)
-  // ms, about 4,400 years either side of 1970 (ingest accepts 2000-2099 by
-  // default); Update clamps times to that range. INT64_MIN ("never") is
-  // kept as -2^47.
-  class PackedMs {
-   public:
-    static constexpr int64_t kMax = (int64_t{1} << 47) - 1;
-    static constexpr int64_t kMin = -kMax;
-    PackedMs& operator=(int64_t ms) {
-      const auto u =
-          static_cast<uint64_t>(ms == INT64_MIN ? -(int64_t{1} << 47) : std::clamp(ms, kMin, kMax));
-      parts_[0] = static_cast<uint16_t>(u);
-      parts_[1] = static_cast<uint16_t>(u >> 16);
-      parts_[2] = static_cast<uint16_t>(u >> 32);
-      return *this;
-    }
-    operator int64_t() const {
-      const uint64_t u = parts_[0] | uint64_t{parts_[1]} << 16 | uint64_t{parts_[2]} << 32;
-      const int64_t ms = static_cast<int64_t>(u << 16) >> 16;  // sign-extended
-      return ms == -(int64_t{1} << 47) ? INT64_MIN : ms;
-    }
+  // Times in 6 bytes (common/packed_ms.h); Update clamps times to its range.
+  using PackedMs = crmstream::PackedMs;
 
-   private:
-    uint16_t parts_[3];
+  // Lifetime counts by event type, 24 bits each: they saturate at
+  // kMaxCount (16.7 million events of one type), as the 32-bit counts did
+  // at UINT32_MAX; 8 bytes less per customer.
+  struct LifetimeCounts {
+    static constexpr uint32_t kMaxCount = (1u << 24) - 1;
+    uint16_t low[ingest::kEventTypeCount];
+    uint8_t high[ingest::kEventTypeCount];
+    uint32_t Get(int type) const { return low[type] | uint32_t{high[type]} << 16; }
+    void Set(int type, uint32_t count) {
+      count = std::min(count, kMaxCount);
+      low[type] = static_cast<uint16_t>(count);
+      high[type] = static_cast<uint8_t>(count >> 16);
+    }
+    void Increment(int type) {
+      if (const uint32_t c = Get(type); c != kMaxCount) Set(type, c + 1);
+    }
   };
 
-  // The fixed-size part of a customer, 112 bytes. Timestamps are event-time
-  // ms; kNoTime marks "never".
+  // The fixed-size part of a customer, 100 bytes, 4-byte aligned (packed
+  // to 4: its two 8-byte unions would otherwise round it up to 104, and the
+  // slot with its cursors to 112). Timestamps are event-time ms; kNoTime
+  // marks "never". Lifetime amounts saturate at PackedInt48's range.
+#pragma pack(push, 4)
   struct CustomerRecord {
-    int64_t purchase_cents;  // lifetime, each amount rounded to cents
-    int64_t refund_cents;
     // Varint per-day records, oldest first: up to kInlineRingBytes in the
     // record itself (ring_capacity 0), beyond that in a malloc'd buffer. A
     // quiet customer's few days then cost no heap chunk (32 bytes at least).
@@ -341,11 +339,18 @@ class FeatureStore {
       uint8_t* heap;
       uint8_t bytes[8];
     } ring;
+    // Ids of up to 16 bytes live here; longer ones in a malloc'd buffer.
+    union {
+      char chars[16];
+      char* heap;
+    } id;
     PackedMs first_seen_ms;
     PackedMs latest_ms;
     PackedMs last_purchase_ms;
     PackedMs last_login_ms;
-    uint32_t type_counts[ingest::kEventTypeCount];
+    PackedInt48 purchase_cents;  // lifetime, each amount rounded to cents
+    PackedInt48 refund_cents;
+    LifetimeCounts type_counts;
     int32_t base_day;         // day before the first ring record (its gap is from here)
     uint16_t tail_day_delta;  // day of the last ring record - base_day
     uint16_t ring_size;
@@ -354,12 +359,8 @@ class FeatureStore {
     uint16_t plan_id;
     uint8_t id_length;
     uint8_t flags;  // kClosedFlag and the dirty / pending / unsaved marks
-    // Ids of up to 16 bytes live here; longer ones in a malloc'd buffer.
-    union {
-      char chars[16];
-      char* heap;
-    } id;
   };
+#pragma pack(pop)
   // Where a window's first day starts in the ring as of the clock, with the
   // day of the record before it (relative to base_day), so that a window is
   // summed from there and expiry decodes forward from there. The longest
@@ -392,7 +393,7 @@ class FeatureStore {
   }
   uint32_t FindIndex(std::string_view id, uint64_t hash) const;
   uint32_t FindOrCreate(std::string_view id, bool ask_handler);
-  // Room for one more slot (max_customers, table, tracking lists, block);
+  // Room for one more slot (max_customers, table, block);
   // changes nothing a reader sees, throws before anything else does.
   void GrowForNewCustomer();
   // A slot to reuse (its customer evicted), or UINT32_MAX if none was found.
@@ -403,6 +404,9 @@ class FeatureStore {
   // Update's changes to an existing record (after FindOrCreate / InternPlan).
   void ApplyEvent(uint32_t index, const ingest::Event& e, bool fresh, bool late, uint16_t plan_id);
   void GrowTable();
+  // Room for one more entry in each tracking list (amortised growth); may
+  // throw bad_alloc, before anything changed.
+  void ReserveTracking();
   void MarkDirty(uint32_t index);
   uint16_t InternPlan(std::string_view plan);
   std::string_view IdOf(uint32_t index) const;

@@ -33,13 +33,16 @@ namespace crmstream::pipeline {
 // Heap bytes one cached customer costs with the default features and every
 // model (feature slot, day history, hash entry, model slots; a pending churn
 // snapshot and its deadline only until the next committed checkpoint),
-// rounded up: the cache's own accounting gives about 290 and the heap grows
-// by about 250-280 per customer of a full cache
-// (tests/pipeline/memory_plan_test.cpp measures both; 435 and 340 before
-// the compact feature and model slots). The margin, at least the heap's own
-// again, is the allocator's: with worker threads the caches grow in several
-// malloc arenas (at 768 B, 1.4 times the heap of the time, the engine's
-// resident set reached its cap; tests/runtime/memory_cap_test.cpp).
+// rounded up: the cache's own accounting gives about 232 and the heap grows
+// by about 190-230 per customer of a full cache
+// (tests/pipeline/memory_plan_test.cpp measures both; 290 and 250-280
+// before the narrower slots, 435 and 340 before the compact ones). The
+// margin, at least the heap's own again, is the allocator's: with worker
+// threads the caches grow in several malloc arenas (at 768 B, 1.4 times the
+// heap of the time, the engine's resident set reached its cap;
+// tests/runtime/memory_cap_test.cpp). Left at 640, 2.8-3.4 times the heap:
+// at 512 the test's resident set reached 103.4 MiB of its 104 MiB cap in one
+// of six runs over 40k customers (97.5 and 99.5 at 640, alternated).
 inline constexpr size_t kBytesPerCachedCustomer = 640;
 
 // What a processing thread beyond the first costs the resident set: its own

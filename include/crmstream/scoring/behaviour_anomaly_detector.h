@@ -80,23 +80,28 @@ struct AnomalyCrossing {
 };
 
 class BehaviourAnomalyDetector {
-  // 24 bytes. Scores and rarities are kept as floats (7 significant
+  // 12 bytes. Scores and rarities are kept as floats (7 significant
   // digits, more than a score in [0, 1] or a rarity in decades carries);
   // decisions are taken on the doubles computed, before they are stored.
+  // The score and rarity of a report not yet published are in reports_:
+  // few customers have one, and only until the next flush.
   struct Slot {
     float score = 0.0f;
     float rarity = 0.0f;
-    // The report decided since the last Refresh, if any: its score and rarity.
-    float report_score = 0.0f;
-    float report_rarity = 0.0f;
-    bool active = false;   // in an episode: the score has not fallen back below the level
-    bool seen = false;     // the slot holds a customer
-    uint8_t reported = 0;  // 0, or 1 + the severity reported in this episode
+    bool active : 1 = false;   // in an episode: the score has not fallen back below the level
+    bool seen : 1 = false;     // the slot holds a customer
+    uint8_t reported : 3 = 0;  // 0, or 1 + the severity reported in this episode
     // 0, or 1 + the severity of the report decided since the last Refresh,
-    // which publishes it.
-    uint8_t pending = 0;
+    // which publishes it (its score and rarity in reports_).
+    uint8_t pending : 3 = 0;
     // 0, or 1 + the highest severity the budget withheld in this episode.
     uint8_t withheld = 0;
+  };
+  // A decided report's score and rarity, until Refresh publishes it.
+  struct PendingReport {
+    uint32_t slot;
+    float score;
+    float rarity;
   };
 
  public:
@@ -116,7 +121,9 @@ class BehaviourAnomalyDetector {
   void GrowTo(size_t slots);
   size_t slot_count() const { return slots_.size(); }
   // Heap bytes of the per-customer array.
-  size_t CustomerMemoryBytes() const { return slots_.capacity() * sizeof(Slot); }
+  size_t CustomerMemoryBytes() const {
+    return slots_.capacity() * sizeof(Slot) + reports_.capacity() * sizeof(PendingReport);
+  }
   static constexpr size_t kSlotBytes = sizeof(Slot);
 
   // The customer's latest score in [0, 1] (near 1: unusual for the population).
@@ -145,6 +152,7 @@ class BehaviourAnomalyDetector {
    private:
     friend class BehaviourAnomalyDetector;
     Slot slot_;
+    PendingReport report_{};  // when slot_.pending
   };
   // Reads the section at `record`; Corruption on bad bytes.
   Result<DecodedCustomer> ReadCustomer(BinaryReader* record) const;
@@ -170,7 +178,14 @@ class BehaviourAnomalyDetector {
 
   BehaviourOptions options_;
   size_t shortest_window_;
+  // The slot's entry of reports_ (slot.pending != 0), or nullptr. Linear:
+  // the list holds the reports decided since the last flush.
+  PendingReport* ReportOf(uint32_t s);
+  const PendingReport* ReportOf(uint32_t s) const;
+  void DropReport(uint32_t s);
+
   std::vector<Slot> slots_;
+  std::vector<PendingReport> reports_;  // unordered
   models::MultivariateAnomalyDetector detector_;
   uint64_t scored_ = 0;
   uint64_t anomalies_ = 0;

@@ -76,6 +76,7 @@
 #include "crmstream/alerts/churn_alert_policy.h"
 #include "crmstream/alerts/churn_gate.h"
 #include "crmstream/common/binary_io.h"
+#include "crmstream/common/packed_ms.h"
 #include "crmstream/common/status.h"
 #include "crmstream/features/feature_spec.h"
 #include "crmstream/features/feature_store.h"
@@ -206,24 +207,19 @@ class ChurnValueModel {
   static constexpr uint32_t kTriggerBits = 27;
   static constexpr uint32_t kNoTrigger = (1u << kTriggerBits) - 1;
   // One customer's state (declared first: DecodedCustomer holds one).
-  // Ordered by size and the flags packed in bits: 88 bytes, where the
+  // Ordered by size and the flags packed in bits: 72 bytes, where the
   // declaration order of the fields' meaning took 136. Predictions are
   // floats (7 significant digits, more than a probability or a spend
-  // forecast carries); money stays double, being summed. The latest event
-  // since the last flush (an alert's trigger) is in the per-flush log, not
-  // here: most customers in memory have none.
+  // forecast carries); money stays double, being summed; times are 6-byte
+  // PackedMs (event times, clamped by the feature store to its range). The
+  // latest event since the last flush (an alert's trigger) is in the
+  // per-flush log, not here: most customers in memory have none.
   struct Slot {
     double last_monetary = 0.0;  // as of the customer's previous event
-    // The pending example: snapshot time, the predictions made from it and
-    // the monetary value then (features in the buffer's `row` until
-    // checkpointed, then in the store's deadline index only).
-    int64_t pending_ms = 0;
+    // The monetary value at the pending example's snapshot; once
+    // pending_churned, the spend from then up to the closing instead (the
+    // label's value, all the monetary value was kept for).
     double pending_monetary = 0.0;
-    double pending_spend = 0.0;  // spend up to the closing, when pending_churned
-    alerts::CustomerAlertState alert;
-    // The deadline the store's index holds for this customer (kNoDeadline:
-    // none), as of its last save or load.
-    int64_t saved_deadline_ms = INT64_MIN;
     float churn_probability = 0.5f;
     float predicted_value = 0.0f;
     float pending_probability = 0.0f;  // the predictions the pending example is judged by
@@ -242,6 +238,22 @@ class ChurnValueModel {
     bool pending_warm : 1 = false;     // predicted by a model past warm_after_examples
     bool pending_churned : 1 = false;  // closed within the horizon, awaiting the deadline
     bool closed : 1 = false;
+    // The pending example's snapshot time (features in the buffer's `row`
+    // until checkpointed, then in the store's deadline index only).
+    PackedMs pending_ms = int64_t{0};
+    // The snapshot time of the deadline the store's index holds for this
+    // customer (INT64_MIN: none), as of its last save or load; the deadline
+    // is horizon_ms_ later.
+    PackedMs saved_pending_ms = INT64_MIN;
+    // alerts::CustomerAlertState, packed (Alert() / SetAlert()).
+    PackedMs episode_start_ms = alerts::CustomerAlertState::kNever;
+    PackedMs last_alert_ms = alerts::CustomerAlertState::kNever;
+
+    alerts::CustomerAlertState Alert() const { return {episode_start_ms, last_alert_ms}; }
+    void SetAlert(const alerts::CustomerAlertState& a) {
+      episode_start_ms = a.episode_start_ms;
+      last_alert_ms = a.last_alert_ms;
+    }
   };
 
  public:

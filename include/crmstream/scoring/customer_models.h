@@ -28,8 +28,9 @@
 // Thread-safety: none. One instance per partition task, single-threaded, no
 // locks. Steady-state OnEvent and Refresh do not allocate; a new customer
 // grows the per-customer arrays, the first event of a customer since the
-// last flush the trigger log, and the first change of a customer since the
-// last ClearUnsaved() the unsaved list (all amortised).
+// last flush the trigger log, the first change of a customer since the
+// last ClearUnsaved() the unsaved list, and an anomaly report decided the
+// list of reports waiting for the flush (all amortised).
 #pragma once
 
 #include <array>
@@ -241,7 +242,7 @@ class CustomerModels {
   CustomerModels(const CustomerModelsOptions& options, const features::FeatureStore* store,
                  ChurnValueModel churn, CustomerSegmenter segmenter,
                  BehaviourAnomalyDetector behaviour);
-  bool Knows(uint32_t slot) const { return slot < known_.size() && known_[slot] != 0; }
+  bool Knows(uint32_t slot) const { return slot < known_.size() && known_[slot]; }
   // Makes `slot` known, growing every part's arrays to it.
   void Know(uint32_t slot);
 
@@ -250,7 +251,7 @@ class CustomerModels {
   ChurnValueModel churn_;
   CustomerSegmenter segmenter_;
   BehaviourAnomalyDetector behaviour_;
-  std::vector<uint8_t> known_;  // per slot
+  std::vector<bool> known_;  // per slot, a bit each
   size_t customer_count_ = 0;
   size_t slot_limit_ = 0;
   uint32_t global_parts_ = 0;

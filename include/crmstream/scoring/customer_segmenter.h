@@ -92,12 +92,14 @@ struct SegmentChange {
 };
 
 class CustomerSegmenter {
+  // 8 bytes: segments in [-1, kMaxSegments) take 7 bits, the challenger's
+  // days (below move_after_days <= 365) 9.
   struct Slot {
     int32_t last_kmeans_day = INT32_MIN;
-    int16_t segment = -1;
-    int16_t published_segment = -1;  // the segment of the latest change reported
-    int16_t challenger = -1;         // the centre winning over `segment`, -1: none
-    uint16_t challenger_days = 0;    // consecutive active days it has won
+    int32_t segment : 7 = -1;
+    int32_t published_segment : 7 = -1;  // the segment of the latest change reported
+    int32_t challenger : 7 = -1;         // the centre winning over `segment`, -1: none
+    uint32_t challenger_days : 9 = 0;    // consecutive active days it has won
   };
 
  public:

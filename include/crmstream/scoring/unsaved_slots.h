@@ -5,7 +5,7 @@
 // parts changed it.
 //
 // Thread-safety: none (one per partition task). Marking a marked slot reads
-// one byte; the first mark of a slot since Clear() appends to the list, and
+// one bit; the first mark of a slot since Clear() appends to the list, and
 // a slot beyond the largest seen grows the flags (both amortised).
 #pragma once
 
@@ -19,13 +19,13 @@ namespace crmstream::scoring {
 class UnsavedSlots {
  public:
   void Mark(uint32_t slot) {
-    if (slot >= marked_.size()) marked_.resize(size_t{slot} + 1, 0);
-    if (marked_[slot] == 0) {
-      marked_[slot] = 1;
+    if (slot >= marked_.size()) marked_.resize(size_t{slot} + 1, false);
+    if (!marked_[slot]) {
+      marked_[slot] = true;
       slots_.push_back(slot);
     }
   }
-  bool contains(uint32_t slot) const { return slot < marked_.size() && marked_[slot] != 0; }
+  bool contains(uint32_t slot) const { return slot < marked_.size() && marked_[slot]; }
   // First-changed order.
   std::span<const uint32_t> slots() const { return slots_; }
   size_t size() const { return slots_.size(); }
@@ -34,18 +34,18 @@ class UnsavedSlots {
   void Reserve(size_t slots) {
     if (slots <= marked_.size()) return;
     marked_.reserve(slots);
-    marked_.resize(slots, 0);
+    marked_.resize(slots, false);
   }
   size_t MemoryBytes() const {
-    return marked_.capacity() * sizeof(uint8_t) + slots_.capacity() * sizeof(uint32_t);
+    return marked_.capacity() / 8 + slots_.capacity() * sizeof(uint32_t);  // a bit per slot
   }
   void Clear() {
-    for (uint32_t s : slots_) marked_[s] = 0;
+    for (uint32_t s : slots_) marked_[s] = false;
     slots_.clear();
   }
 
  private:
-  std::vector<uint8_t> marked_;  // per slot: in slots_
+  std::vector<bool> marked_;  // per slot, a bit each: in slots_
   std::vector<uint32_t> slots_;
 };
 
