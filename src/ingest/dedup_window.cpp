@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <span>
 
 #include "crmstream/common/binary_io.h"
 #include "crmstream/common/hash.h"
@@ -71,11 +72,13 @@ bool DedupWindow::SeenBefore(std::string_view event_id) {
     EraseHash(ring_[head_]);
     ring_[head_] = h;
     head_ = head_ + 1 == capacity_ ? 0 : head_ + 1;
+    ++unsaved_;
   } else {
     size_t tail = head_ + size_;
     if (tail >= capacity_) tail -= capacity_;
     ring_[tail] = h;
     ++size_;
+    ++unsaved_;
   }
   InsertHash(h);
   return false;
@@ -124,6 +127,109 @@ Result<DedupWindow> DedupWindow::Decode(std::string_view payload) {
     window.ring_[window.size_++] = h;
     window.InsertHash(h);
   }
+  return window;
+}
+
+size_t DedupWindow::cursor() const {
+  if (capacity_ == 0) return 0;
+  const size_t tail = head_ + size_;
+  return tail >= capacity_ ? tail - capacity_ : tail;
+}
+
+void DedupWindow::ForEachUnsavedChunk(const std::function<void(size_t chunk)>& f) const {
+  if (capacity_ == 0 || unsaved_ == 0) return;
+  if (all_unsaved()) {
+    for (size_t c = 0; c < chunk_count(); ++c) f(c);
+    return;
+  }
+  // The slots [saved_cursor_, saved_cursor_ + unsaved_), circular.
+  size_t slot = saved_cursor_;
+  uint64_t left = unsaved_;
+  const size_t first = slot / kChunkIds;
+  for (size_t c = first;;) {
+    f(c);
+    const size_t end = std::min(capacity_, (c + 1) * kChunkIds);
+    if (end - slot >= left) return;
+    left -= end - slot;
+    slot = end == capacity_ ? 0 : end;
+    c = slot / kChunkIds;
+    if (c == first) return;  // wrapped into the first chunk, already written
+  }
+}
+
+void DedupWindow::MarkSaved() {
+  unsaved_ = 0;
+  saved_cursor_ = cursor();
+}
+
+void DedupWindow::EncodeHead(std::string* out) const {
+  BinaryWriter w(out);
+  w.Put<uint64_t>(capacity_);
+  w.Put<uint64_t>(head_);
+  w.Put<uint64_t>(size_);
+  w.Put<uint32_t>(static_cast<uint32_t>(kChunkIds));
+}
+
+void DedupWindow::EncodeChunk(size_t chunk, std::string* out) const {
+  const size_t begin = std::min(capacity_, chunk * kChunkIds);
+  const size_t end = std::min(capacity_, begin + kChunkIds);
+  BinaryWriter(out).PutArray<uint64_t>(
+      std::span<const uint64_t>(ring_.data() + begin, end - begin));
+}
+
+Result<DedupWindow> DedupWindow::DecodeChunked(std::string_view head, const ChunkSource& chunk) {
+  BinaryReader r(head);
+  uint64_t capacity = 0, first = 0, size = 0;
+  uint32_t chunk_ids = 0;
+  CRM_RETURN_NOT_OK(r.Get(&capacity));
+  CRM_RETURN_NOT_OK(r.Get(&first));
+  CRM_RETURN_NOT_OK(r.Get(&size));
+  CRM_RETURN_NOT_OK(r.Get(&chunk_ids));
+  CRM_RETURN_NOT_OK(r.ExpectEnd());
+  if (capacity > kMaxCapacity) {
+    return Status::Corruption("dedup window: capacity " + std::to_string(capacity) +
+                              " exceeds the maximum");
+  }
+  // Ids fill the ring from slot 0; the oldest moves on only once it is full.
+  if (size > capacity || (size < capacity && first != 0) || (capacity != 0 && first >= capacity)) {
+    return Status::Corruption("dedup window: ring position " + std::to_string(first) + ", size " +
+                              std::to_string(size) + " do not fit capacity " +
+                              std::to_string(capacity));
+  }
+  if (chunk_ids != kChunkIds) {
+    return Status::Corruption("dedup window: chunks of " + std::to_string(chunk_ids) +
+                              " ids, this build reads chunks of " + std::to_string(kChunkIds));
+  }
+  DedupWindow window(static_cast<size_t>(capacity));
+  // The occupied slots are [0, size): all of them once the ring is full.
+  std::vector<uint64_t> slots;
+  slots.reserve(kChunkIds);
+  for (size_t c = 0; c * kChunkIds < size; ++c) {
+    CRM_ASSIGN_OR_RETURN(const std::string payload, chunk(c));
+    BinaryReader cr(payload);
+    const size_t begin = c * kChunkIds;
+    const size_t length = std::min<size_t>(capacity - begin, kChunkIds);
+    CRM_RETURN_NOT_OK(cr.GetArray(&slots, kChunkIds));
+    CRM_RETURN_NOT_OK(cr.ExpectEnd());
+    if (slots.size() != length) {
+      return Status::Corruption("dedup window: chunk " + std::to_string(c) + " holds " +
+                                std::to_string(slots.size()) + " slots, not " +
+                                std::to_string(length));
+    }
+    const size_t used = std::min<size_t>(length, size - begin);
+    for (size_t k = 0; k < used; ++k) {
+      const uint64_t h = slots[k];
+      if (h == 0 || window.ContainsHash(h)) {
+        return Status::Corruption("dedup window: a zero or repeated hash in chunk " +
+                                  std::to_string(c));
+      }
+      window.ring_[begin + k] = h;
+      window.InsertHash(h);
+    }
+  }
+  window.size_ = static_cast<size_t>(size);
+  window.head_ = static_cast<size_t>(first);
+  window.MarkSaved();
   return window;
 }
 

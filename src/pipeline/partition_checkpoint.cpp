@@ -45,6 +45,39 @@ Status RestoreRecommender(std::string_view blob, EventProcessor* processor) {
   return Status::OK();
 }
 
+// The window from its head and chunks, or (a format-6 store) from its whole
+// blob, then written whole at the next checkpoint.
+Status RestoreDedupWindow(const state::StateStore& store, state::PartitionKey key,
+                          EventProcessor* processor) {
+  using ingest::DedupWindow;
+  CRM_ASSIGN_OR_RETURN(std::optional<std::string> head, store.GetDedupHead(key));
+  if (head) {
+    constexpr uint16_t kVersion = DedupWindow::kChunkedEncodingVersion;
+    CRM_ASSIGN_OR_RETURN(std::string_view head_payload,
+                         OpenBlobPayload(*head, BlobKind::kDedupWindow, kVersion));
+    const auto read_chunk = [&](size_t chunk) -> Result<std::string> {
+      const std::string where = "chunk " + std::to_string(chunk);
+      CRM_ASSIGN_OR_RETURN(std::optional<std::string> blob,
+                           store.GetDedupChunk(key, static_cast<uint32_t>(chunk)));
+      if (!blob) return Status::Corruption(where + " is missing");
+      auto payload = OpenBlobPayload(*blob, BlobKind::kDedupWindow, kVersion);
+      if (!payload.ok()) return payload.status().WithContext(where);
+      return std::string(*payload);
+    };
+    CRM_ASSIGN_OR_RETURN(DedupWindow window, DedupWindow::DecodeChunked(head_payload, read_chunk));
+    processor->set_dedup_window(std::move(window));
+    return Status::OK();
+  }
+  CRM_ASSIGN_OR_RETURN(std::optional<std::string> whole, store.GetDedupWindow(key));
+  if (!whole) return Status::OK();
+  CRM_ASSIGN_OR_RETURN(std::string_view payload, OpenBlobPayload(*whole, BlobKind::kDedupWindow,
+                                                                 DedupWindow::kEncodingVersion));
+  CRM_ASSIGN_OR_RETURN(DedupWindow window, DedupWindow::Decode(payload));
+  window.MarkAllUnsaved();
+  processor->set_dedup_window(std::move(window));
+  return Status::OK();
+}
+
 }  // namespace
 
 Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_sequence,
@@ -117,10 +150,22 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
   processor.NoteCheckpoint(batch->ticket());
   processor.EncodeState(next_output_sequence, scratch);
   batch->PutPartitionModel(key, kProcessorStateName, *scratch);
-  std::string payload;
-  processor.dedup_window().EncodeTo(&payload);
-  batch->PutDedupWindow(
-      key, SealBlob(BlobKind::kDedupWindow, ingest::DedupWindow::kEncodingVersion, payload));
+  // The dedup window: its head, and the chunks of its ring the ids since the
+  // last checkpoint went to (one or two, not the whole window).
+  const ingest::DedupWindow& dedup = processor.dedup_window();
+  constexpr uint16_t kDedupVersion = ingest::DedupWindow::kChunkedEncodingVersion;
+  scratch->clear();
+  dedup.EncodeHead(scratch);
+  batch->PutDedupHead(key, SealBlob(BlobKind::kDedupWindow, kDedupVersion, *scratch));
+  dedup.ForEachUnsavedChunk([&](size_t chunk) {
+    scratch->clear();
+    dedup.EncodeChunk(chunk, scratch);
+    batch->PutDedupChunk(key, static_cast<uint32_t>(chunk),
+                         SealBlob(BlobKind::kDedupWindow, kDedupVersion, *scratch));
+  });
+  // Written whole: a format-6 window, read at the restore, is no longer
+  // needed.
+  if (dedup.all_unsaved()) batch->DeleteDedupWindow(key);
   return Status::OK();
 }
 
@@ -132,6 +177,7 @@ void MarkCheckpointed(EventProcessor* processor) {
   // memory once it is committed (it may be staged and committed later).
   processor->SealSnapshots();
   processor->MarkBasketsSaved();
+  processor->dedup_window().MarkSaved();
   // The index has new entries: the churn model looks its next one up again.
   processor->customer_models().SavedLabelsChanged();
 }
@@ -175,14 +221,7 @@ Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::Partiti
     return Status::Corruption("partition model state incomplete: " + std::to_string(model_states) +
                               " of " + std::to_string(kModelStates) + " blobs");
   }
-  CRM_ASSIGN_OR_RETURN(std::optional<std::string> dedup, store.GetDedupWindow(key));
-  if (dedup) {
-    CRM_ASSIGN_OR_RETURN(
-        std::string_view payload,
-        OpenBlobPayload(*dedup, BlobKind::kDedupWindow, ingest::DedupWindow::kEncodingVersion));
-    CRM_ASSIGN_OR_RETURN(ingest::DedupWindow window, ingest::DedupWindow::Decode(payload));
-    processor->set_dedup_window(std::move(window));
-  }
+  CRM_RETURN_NOT_OK(RestoreDedupWindow(store, key, processor).WithContext("dedup window"));
   // Restored state is saved state, and no output is owed for it.
   features.ClearDirty();
   features.ClearUnsaved();

@@ -61,7 +61,7 @@ Result<std::string> OutputFingerprint(const config::EngineConfig& config,
   auto line = [&out](std::string_view key, const std::string& value) {
     out.append(key).append("=").append(value).append("\n");
   };
-  line("state_format", std::to_string(state::kStateFormatVersion));
+  line("state_format", std::to_string(state::kOutputStateFormatVersion));
   line("guarantee", std::string(config::GuaranteeName(config.guarantee)));
   line("commit_interval_ms", std::to_string(config.commit_interval_ms));
   line("max_output_bytes", std::to_string(options.max_output_bytes));

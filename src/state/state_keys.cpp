@@ -125,4 +125,15 @@ void PartitionOnlyKey(PartitionKey p, std::string* out) {
   AppendPartitionPrefix(p, out);
 }
 
+void DedupHeadKey(PartitionKey p, std::string* out) {
+  PartitionOnlyKey(p, out);
+  out->push_back('H');
+}
+
+void DedupChunkKey(PartitionKey p, uint32_t chunk, std::string* out) {
+  PartitionOnlyKey(p, out);
+  out->push_back('K');
+  AppendU32BigEndian(chunk, out);
+}
+
 }  // namespace crmstream::state

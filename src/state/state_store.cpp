@@ -338,6 +338,16 @@ void CheckpointBatch::PutPartitionModel(PartitionKey p, std::string_view name,
   impl_->Put(StateFamily::kModels, impl_->key, blob);
 }
 
+void CheckpointBatch::PutDedupHead(PartitionKey p, std::string_view blob) {
+  DedupHeadKey(p, &impl_->key);
+  impl_->Put(StateFamily::kDedup, impl_->key, blob);
+}
+
+void CheckpointBatch::PutDedupChunk(PartitionKey p, uint32_t chunk, std::string_view blob) {
+  DedupChunkKey(p, chunk, &impl_->key);
+  impl_->Put(StateFamily::kDedup, impl_->key, blob);
+}
+
 void CheckpointBatch::PutDedupWindow(PartitionKey p, std::string_view blob) {
   PartitionOnlyKey(p, &impl_->key);
   impl_->Put(StateFamily::kDedup, impl_->key, blob);
@@ -746,8 +756,9 @@ Status ReadMetaString(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, std::str
 }
 
 // Format version and identity of an open store.
+// *found is the store's version.
 Status CheckFormatAndIdentity(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta,
-                              const StateStoreOptions& o) {
+                              const StateStoreOptions& o, uint32_t* found) {
   const std::string path = o.path.string();
   std::optional<std::string> version;
   Status st = ReadMetaString(db, meta, kFormatVersionKey, &version);
@@ -760,7 +771,8 @@ Status CheckFormatAndIdentity(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta
   BinaryReader reader(*version);
   uint32_t v = 0;
   if (!reader.Get(&v).ok()) return Status::Corruption(path + ": unreadable format version");
-  if (v != kStateFormatVersion) {
+  *found = v;
+  if (v != kStateFormatVersion && v != kUpgradableStateFormatVersion) {
     return Status::InvalidArgument(
         path + ": state format version " + std::to_string(v) + ", this build reads version " +
         std::to_string(kStateFormatVersion) +
@@ -855,7 +867,8 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& op
     s = rocksdb::DB::OpenForReadOnly(validation, path.string(), descriptors, &handles, &raw);
     if (!s.ok()) return StoreError(s, path, "opening the state");
     std::unique_ptr<rocksdb::DB> check(raw);
-    Status st = CheckFormatAndIdentity(check.get(), handles.back(), options);
+    uint32_t found = 0;
+    Status st = CheckFormatAndIdentity(check.get(), handles.back(), options, &found);
     for (auto* h : handles) (void)check->DestroyColumnFamilyHandle(h);
     (void)check->Close();
     check.reset();
@@ -893,16 +906,25 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& op
   }
 
   rocksdb::ColumnFamilyHandle* meta = impl->cf(StateFamily::kMetadata);
+  std::string version;
+  BinaryWriter(&version).Put<uint32_t>(kStateFormatVersion);
   if (impl->created) {
     rocksdb::WriteBatch batch;
-    std::string version;
-    BinaryWriter(&version).Put<uint32_t>(kStateFormatVersion);
     (void)batch.Put(meta, ToSlice(kFormatVersionKey), SealMeta(version));
     (void)batch.Put(meta, ToSlice(kIdentityKey), SealMeta(options.identity));
     CRM_RETURN_NOT_OK(impl->Write(&batch, /*sync=*/true, nullptr, "creating the state"));
   } else {
     // Re-checked on the store actually opened (cheap: two point reads).
-    CRM_RETURN_NOT_OK(CheckFormatAndIdentity(impl->db.get(), meta, options));
+    uint32_t found = 0;
+    CRM_RETURN_NOT_OK(CheckFormatAndIdentity(impl->db.get(), meta, options, &found));
+    if (found != kStateFormatVersion && !options.read_only) {
+      // Marked before anything of the new format is written: a build that
+      // reads only the old one refuses the store instead of missing the
+      // dedup windows already in chunks.
+      rocksdb::WriteBatch batch;
+      (void)batch.Put(meta, ToSlice(kFormatVersionKey), SealMeta(version));
+      CRM_RETURN_NOT_OK(impl->Write(&batch, /*sync=*/true, nullptr, "upgrading the state format"));
+    }
   }
 
   // Topic ids.
@@ -1221,6 +1243,18 @@ Result<std::optional<std::string>> StateStore::GetLabelExample(PartitionKey p, i
   if (!value) return std::optional<std::string>();
   CRM_ASSIGN_OR_RETURN(const std::string_view example, LabelExample(*value, deadline_ms));
   return std::optional<std::string>(std::string(example));
+}
+
+Result<std::optional<std::string>> StateStore::GetDedupHead(PartitionKey p) const {
+  std::string key;
+  DedupHeadKey(p, &key);
+  return GetRaw(StateFamily::kDedup, key);
+}
+
+Result<std::optional<std::string>> StateStore::GetDedupChunk(PartitionKey p, uint32_t chunk) const {
+  std::string key;
+  DedupChunkKey(p, chunk, &key);
+  return GetRaw(StateFamily::kDedup, key);
 }
 
 Result<std::optional<std::string>> StateStore::GetDedupWindow(PartitionKey p) const {

@@ -4,7 +4,8 @@
 // DecodeCustomer), the scoring parts' partition blobs (DecodePartition:
 // churn, segments, behaviour), the minute metrics (MinuteMetricsMonitor::
 // Decode), the processor's schedules (EventProcessor::DecodeState) and the
-// dedup window (DedupWindow::Decode). None may crash, read out of bounds or
+// dedup window (DedupWindow::Decode, and DecodeChunked: a head and its
+// chunks). None may crash, read out of bounds or
 // hit UB; whatever one accepts must encode again to bytes that decode to the
 // same encoding, and the processor must go on processing events after it.
 //
@@ -37,9 +38,14 @@ using crmstream::pipeline::EventProcessor;
 using crmstream::pipeline::OutputKind;
 using crmstream::pipeline::OutputSink;
 
-constexpr int kDecoders = 8;
-constexpr const char* kNames[kDecoders] = {"features",  "customer_models", "churn",     "segments",
-                                           "behaviour", "minute_metrics",  "processor", "dedup"};
+constexpr int kDecoders = 9;
+constexpr const char* kNames[kDecoders] = {"features",  "customer_models", "churn",
+                                           "segments",  "behaviour",       "minute_metrics",
+                                           "processor", "dedup",           "dedup_chunks"};
+constexpr int kDedup = 7;
+constexpr int kDedupChunks = 8;
+// The dedup window's encodings are bare payloads (no envelope).
+constexpr bool BareOnly(int d) { return d == kDedup || d == kDedupChunks; }
 constexpr std::string_view kCustomer = "fuzz-customer";
 
 [[noreturn]] void Fail(const char* what) {
@@ -97,8 +103,15 @@ Status Encode(EventProcessor& p, int d, std::string* out) {
     case 6:
       p.EncodeState(7, out);
       return Status::OK();
-    default:
+    case kDedup:
       p.dedup_window().EncodeTo(out);
+      return Status::OK();
+    default:
+      // The head, then every chunk (what a store holds after a full save).
+      p.dedup_window().EncodeHead(out);
+      for (size_t c = 0; c < p.dedup_window().chunk_count(); ++c) {
+        p.dedup_window().EncodeChunk(c, out);
+      }
       return Status::OK();
   }
 }
@@ -121,8 +134,29 @@ Status Decode(EventProcessor& p, int d, std::string_view bytes) {
       return p.minute_metrics().Decode(bytes);
     case 6:
       return p.DecodeState(bytes).status();
-    default: {
+    case kDedup: {
       auto window = crmstream::ingest::DedupWindow::Decode(bytes);
+      if (!window.ok()) return window.status();
+      p.set_dedup_window(std::move(*window));
+      return Status::OK();
+    }
+    default: {
+      // The head's fixed 28 bytes, then the chunks one after another, each
+      // a u32 count and its hashes.
+      constexpr size_t kHeadBytes = 28;
+      if (bytes.size() < kHeadBytes) return Status::Corruption("short head");
+      size_t pos = kHeadBytes;
+      auto window = crmstream::ingest::DedupWindow::DecodeChunked(
+          bytes.substr(0, kHeadBytes), [&](size_t) -> crmstream::Result<std::string> {
+            crmstream::BinaryReader r(bytes.substr(pos));
+            uint32_t n = 0;
+            CRM_RETURN_NOT_OK(r.Get(&n));
+            const size_t length = 4 + size_t{n} * 8;
+            if (bytes.size() - pos < length) return Status::Corruption("short chunk");
+            std::string chunk(bytes.substr(pos, length));
+            pos += length;
+            return chunk;
+          });
       if (!window.ok()) return window.status();
       p.set_dedup_window(std::move(*window));
       return Status::OK();
@@ -131,11 +165,15 @@ Status Decode(EventProcessor& p, int d, std::string_view bytes) {
 }
 
 constexpr BlobKind KindOf(int d) {
-  constexpr BlobKind kinds[kDecoders] = {
-      BlobKind::kCustomerFeatures,        BlobKind::kCustomerModelState,
-      BlobKind::kChurnPartitionState,     BlobKind::kSegmentPartitionState,
-      BlobKind::kBehaviourPartitionState, BlobKind::kMinuteMetricsState,
-      BlobKind::kProcessorState,          BlobKind::kDedupWindow};
+  constexpr BlobKind kinds[kDecoders] = {BlobKind::kCustomerFeatures,
+                                         BlobKind::kCustomerModelState,
+                                         BlobKind::kChurnPartitionState,
+                                         BlobKind::kSegmentPartitionState,
+                                         BlobKind::kBehaviourPartitionState,
+                                         BlobKind::kMinuteMetricsState,
+                                         BlobKind::kProcessorState,
+                                         BlobKind::kDedupWindow,
+                                         BlobKind::kDedupWindow};
   return kinds[d];
 }
 
@@ -146,7 +184,8 @@ uint16_t VersionOf(int d) {
     auto p = NewProcessor(&sink, 3);
     std::array<uint16_t, kDecoders> v{};
     std::string blob;
-    for (int i = 0; i < kDecoders - 1; ++i) {
+    for (int i = 0; i < kDecoders; ++i) {
+      if (BareOnly(i)) continue;
       if (!Encode(*p, i, &blob).ok()) Fail("reference encoding");
       auto opened = crmstream::OpenBlob(blob, KindOf(i));
       if (!opened.ok()) Fail("reference blob does not open");
@@ -163,7 +202,7 @@ void WriteSeeds(const char* dir) {
   std::string blob;
   for (int d = 0; d < kDecoders; ++d) {
     if (!Encode(*p, d, &blob).ok()) Fail("seed encoding");
-    const bool bare_only = d == kDecoders - 1;  // the dedup window has no envelope
+    const bool bare_only = BareOnly(d);
     for (int bare = bare_only ? 1 : 0; bare < 2; ++bare) {
       std::string input{static_cast<char>(d), static_cast<char>(bare)};
       if (bare) {
@@ -192,7 +231,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool bare = (data[1] & 1) != 0;
   std::string_view bytes(reinterpret_cast<const char*>(data) + 2, size - 2);
   std::string sealed;
-  if (bare && d != kDecoders - 1) {
+  if (bare && !BareOnly(d)) {
     sealed = crmstream::SealBlob(KindOf(d), VersionOf(d), bytes);
     bytes = sealed;
   }

@@ -2,10 +2,12 @@
 
 #include <catch2/catch.hpp>
 #include <deque>
+#include <map>
 #include <random>
 #include <set>
 #include <string>
 
+#include "support/dedup_rings.h"
 #include "support/require_ok.h"
 
 namespace crmstream::ingest {
@@ -106,6 +108,143 @@ TEST_CASE("DedupWindow::Decode rejects damaged payloads", "[ingest]") {
   std::string too_many = payload;
   too_many[0] = 2;  // capacity 2 < 5 stored hashes
   CHECK_FALSE(DedupWindow::Decode(too_many).ok());
+}
+
+// The store of the chunked encoding: the head and each chunk's latest bytes.
+struct ChunkStore {
+  std::string head;
+  std::map<size_t, std::string> chunks;
+  size_t written = 0;  // chunks written by the last Save
+  // What a checkpoint writes: the head and the unsaved chunks.
+  void Save(DedupWindow* w) {
+    head.clear();
+    w->EncodeHead(&head);
+    written = 0;
+    w->ForEachUnsavedChunk([&](size_t c) {
+      chunks[c].clear();
+      w->EncodeChunk(c, &chunks[c]);
+      ++written;
+    });
+    w->MarkSaved();
+  }
+  Result<DedupWindow> Load() const {
+    return DedupWindow::DecodeChunked(head, [this](size_t c) -> Result<std::string> {
+      const auto it = chunks.find(c);
+      if (it == chunks.end()) return Status::Corruption("missing chunk");
+      return it->second;
+    });
+  }
+};
+
+TEST_CASE("DedupWindow round-trips through its chunked encoding, empty, partial, full and wrapped",
+          "[ingest]") {
+  constexpr size_t kCapacity = DedupWindow::kChunkIds * 3 + 100;  // a short last chunk
+  for (const size_t ids :
+       {size_t{0}, size_t{10}, DedupWindow::kChunkIds + 5, kCapacity, kCapacity * 2 + 1234}) {
+    DedupWindow window(kCapacity);
+    std::set<uint64_t> present;
+    std::deque<uint64_t> order;
+    for (uint64_t i = 0; i < ids; ++i) {
+      (void)window.SeenBefore(Id(i));
+      if (order.size() == kCapacity) {
+        present.erase(order.front());
+        order.pop_front();
+      }
+      order.push_back(i);
+      present.insert(i);
+    }
+    ChunkStore store;
+    store.Save(&window);
+    // A first save writes every chunk holding ids.
+    CHECK(store.written ==
+          (std::min(ids, kCapacity) + DedupWindow::kChunkIds - 1) / DedupWindow::kChunkIds);
+    REQUIRE_OK_AND_ASSIGN(DedupWindow restored, store.Load());
+    testing::CheckSameDedupRing(window, restored);
+    for (uint64_t i = 0; i < ids + 10; ++i) REQUIRE(restored.Contains(Id(i)) == present.count(i));
+    // Afterwards both forget the same ids in the same order.
+    for (uint64_t i = 0; i < kCapacity / 2; ++i) {
+      const uint64_t id = 1'000'000 + i;
+      REQUIRE(restored.SeenBefore(Id(id)) == window.SeenBefore(Id(id)));
+    }
+    testing::CheckSameDedupRing(window, restored);
+  }
+}
+
+TEST_CASE("DedupWindow saved after N new ids writes the one or two chunks they went to",
+          "[ingest]") {
+  constexpr size_t kCapacity = DedupWindow::kChunkIds * 5 + 7;
+  DedupWindow window(kCapacity);
+  ChunkStore store;
+  std::mt19937_64 rng(11);
+  uint64_t next = 0;
+  size_t saves = 0, wide_saves = 0;
+  for (int round = 0; round < 60; ++round) {
+    // Some new ids, some repeats (which write nothing).
+    const size_t n = 1 + rng() % 3000;
+    size_t fresh = 0;
+    for (size_t k = 0; k < n; ++k) {
+      if (next > 0 && rng() % 4 == 0) {
+        (void)window.SeenBefore(Id(next - 1 - rng() % std::min<uint64_t>(next, 100)));
+      } else {
+        (void)window.SeenBefore(Id(next++));
+        ++fresh;
+      }
+    }
+    store.Save(&window);
+    ++saves;
+    // `fresh` consecutive slots span at most fresh / chunk + 2 chunks, one
+    // more when they wrap through the short last chunk.
+    REQUIRE(store.written <= fresh / DedupWindow::kChunkIds + 3);
+    wide_saves += store.written > fresh / DedupWindow::kChunkIds + 2;
+    REQUIRE_OK_AND_ASSIGN(DedupWindow restored, store.Load());
+    testing::CheckSameDedupRing(window, restored);
+  }
+  CHECK(next > kCapacity);  // the ring wrapped
+  CHECK(saves == 60);
+  CHECK(wide_saves <= next / kCapacity);  // at most one a wrap
+  // Nothing new: the head only.
+  store.Save(&window);
+  CHECK(store.written == 0);
+  // As many new ids as the capacity: every chunk.
+  for (size_t k = 0; k < kCapacity; ++k) (void)window.SeenBefore(Id(next++));
+  store.Save(&window);
+  CHECK(store.written == window.chunk_count());
+  REQUIRE_OK_AND_ASSIGN(DedupWindow restored, store.Load());
+  testing::CheckSameDedupRing(window, restored);
+}
+
+TEST_CASE("DedupWindow::DecodeChunked rejects damaged heads and chunks", "[ingest]") {
+  DedupWindow window(DedupWindow::kChunkIds + 10);
+  for (int i = 0; i < 5000; ++i) (void)window.SeenBefore(Id(i));
+  ChunkStore store;
+  store.Save(&window);
+  REQUIRE_OK(store.Load());
+  for (size_t cut = 0; cut < store.head.size(); ++cut) {
+    ChunkStore damaged = store;
+    damaged.head.resize(cut);
+    CHECK_FALSE(damaged.Load().ok());
+  }
+  {
+    ChunkStore damaged = store;
+    damaged.chunks.erase(1);
+    CHECK_FALSE(damaged.Load().ok());
+  }
+  {
+    ChunkStore damaged = store;
+    damaged.chunks[0].resize(damaged.chunks[0].size() - 8);
+    CHECK_FALSE(damaged.Load().ok());
+  }
+  {
+    ChunkStore damaged = store;  // a repeated hash
+    damaged.chunks[0].replace(4 + 8, 8, damaged.chunks[0].substr(4, 8));
+    CHECK(damaged.Load().status().code() == StatusCode::kCorruption);
+  }
+  {
+    ChunkStore damaged = store;  // size beyond the capacity
+    damaged.head[16] = static_cast<char>(0xff);
+    damaged.head[17] = static_cast<char>(0xff);
+    CHECK_FALSE(damaged.Load().ok());
+  }
 }
 
 }  // namespace

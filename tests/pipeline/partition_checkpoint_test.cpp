@@ -11,6 +11,7 @@
 #include "crmstream/generator/world_generator.h"
 #include "recording_sink.h"
 #include "support/allocation_counter.h"
+#include "support/dedup_rings.h"
 #include "support/require_ok.h"
 #include "support/test_support.h"
 
@@ -250,6 +251,135 @@ TEST_CASE("A processor restored from the store continues exactly as one never st
   CHECK(run.max_restored_customers == 0);
   CHECK(SameOutputs(run.outputs, expected));
   CheckSameQuality(run.quality, expected_quality);
+}
+
+// The bytes (keys and values) a batch writes to the dedup family.
+size_t DedupBytes(const state::CheckpointBatch& batch) {
+  size_t bytes = 0;
+  REQUIRE_OK(batch.ForEachStateChange(0, [&](const state::CheckpointBatch::StateChange& c) {
+    if (c.family == state::StateFamily::kDedup) bytes += c.suffix.size() + c.value.size();
+    return Status::OK();
+  }));
+  return bytes;
+}
+
+// The same ids in the same order, oldest first (the ring may be rotated).
+void CheckSameDedupIds(const ingest::DedupWindow& a, const ingest::DedupWindow& b) {
+  std::string x, y;
+  a.EncodeTo(&x);
+  b.EncodeTo(&y);
+  REQUIRE(x == y);
+}
+
+TEST_CASE(
+    "A checkpoint writes the dedup chunks its new event ids went to, and a restore "
+    "rebuilds the same window",
+    "[pipeline][state]") {
+  using ingest::DedupWindow;
+  constexpr size_t kCapacity = 3 * DedupWindow::kChunkIds;
+  const std::vector<std::string> records = GeneratedRecords(/*customers=*/300, /*days=*/100);
+  REQUIRE(records.size() > 3 * kCapacity);  // the ring wraps
+  ScratchStore s;
+  ProcessorOptions options = Options();
+  options.dedup_capacity = kCapacity;
+  RecordingSink sink;
+  REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
+  REQUIRE_OK(RestoreProcessor(*s.store, s.key, processor.get()));
+  // Two chunks and the head, sealed, with their keys.
+  constexpr size_t kTwoChunks = 2 * (DedupWindow::kChunkIds * 8 + 64) + 128;
+  std::string scratch;
+  size_t checkpoints = 0, restores = 0, max_bytes = 0;
+  // All the checkpoints' dedup bytes, and what writing the window whole
+  // (format 6: EncodeTo, sealed, under the partition's key) would have.
+  size_t total_bytes = 0, total_whole_bytes = 0;
+  std::string whole;
+  for (size_t i = 0; i < records.size(); ++i) {
+    processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
+    if ((i + 1) % kEventsPerInterval != 0) continue;
+    processor->FlushOutputs();
+    state::CheckpointBatch batch = s.store->NewBatch();
+    REQUIRE_OK(AddToCheckpoint(*processor, 0, s.key, &batch, &scratch));
+    const size_t bytes = DedupBytes(batch);
+    REQUIRE(bytes > 0);  // the head at least
+    if (checkpoints > 0) max_bytes = std::max(max_bytes, bytes);
+    total_bytes += bytes;
+    whole.clear();
+    processor->dedup_window().EncodeTo(&whole);
+    total_whole_bytes += SealBlob(BlobKind::kDedupWindow, 1, whole).size();
+    REQUIRE_OK(s.store->Commit(&batch));
+    MarkCheckpointed(processor.get());
+    if (++checkpoints % 10 == 0) {
+      RecordingSink other_sink;
+      REQUIRE_OK_AND_ASSIGN(auto restored, EventProcessor::Create(options, &other_sink));
+      REQUIRE_OK(RestoreProcessor(*s.store, s.key, restored.get()));
+      testing::CheckSameDedupRing(processor->dedup_window(), restored->dedup_window());
+      ++restores;
+    }
+  }
+  CHECK(restores > 5);
+  CHECK(processor->dedup_window().size() == kCapacity);
+  // 400 events a checkpoint: one or two chunks, not the whole window (8
+  // bytes an id). (Three when a capacity that is not a multiple of the chunk
+  // wraps through its short last chunk: dedup_window_test.)
+  CAPTURE(max_bytes, kTwoChunks, checkpoints, total_bytes, total_whole_bytes);
+  CHECK(max_bytes <= kTwoChunks);
+  CHECK(max_bytes < kCapacity * 8);
+  CHECK(total_bytes < total_whole_bytes / 2);
+}
+
+TEST_CASE("A whole dedup window of a format-6 store is restored, then written as chunks once",
+          "[pipeline][state]") {
+  using ingest::DedupWindow;
+  constexpr size_t kCapacity = 3 * DedupWindow::kChunkIds;
+  const std::vector<std::string> records = GeneratedRecords(/*customers=*/50, /*days=*/60);
+  REQUIRE(records.size() > kCapacity + 2 * kEventsPerInterval);
+  ProcessorOptions options = Options();
+  options.dedup_capacity = kCapacity;
+  ScratchStore s;
+  RecordingSink sink;
+  REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
+  size_t next = 0;
+  for (; next < kCapacity + kEventsPerInterval; ++next) {
+    processor->Process(records[next], {"crm.events", 0, static_cast<int64_t>(next)}, 0);
+  }
+  processor->FlushOutputs();
+  // The window as format 6 wrote it: whole, under the partition's key, no
+  // head or chunks.
+  {
+    state::CheckpointBatch old_format = s.store->NewBatch();
+    std::string payload;
+    processor->dedup_window().EncodeTo(&payload);
+    old_format.PutDedupWindow(
+        s.key, SealBlob(BlobKind::kDedupWindow, DedupWindow::kEncodingVersion, payload));
+    REQUIRE_OK(s.store->Commit(&old_format));
+  }
+  RecordingSink restored_sink;
+  REQUIRE_OK_AND_ASSIGN(auto restored, EventProcessor::Create(options, &restored_sink));
+  REQUIRE_OK(RestoreProcessor(*s.store, s.key, restored.get()));
+  CheckSameDedupIds(processor->dedup_window(), restored->dedup_window());
+  // Its next checkpoint writes every chunk and deletes the whole window.
+  state::CheckpointBatch batch = s.store->NewBatch();
+  std::string scratch;
+  REQUIRE_OK(AddToCheckpoint(*restored, 0, s.key, &batch, &scratch));
+  CHECK(DedupBytes(batch) > kCapacity * 8);
+  REQUIRE_OK(s.store->Commit(&batch));
+  MarkCheckpointed(restored.get());
+  REQUIRE_OK_AND_ASSIGN(auto whole, s.store->GetDedupWindow(s.key));
+  CHECK_FALSE(whole.has_value());
+  // Then only what is new.
+  for (size_t end = next + kEventsPerInterval; next < end; ++next) {
+    restored->Process(records[next], {"crm.events", 0, static_cast<int64_t>(next)}, 0);
+  }
+  restored->FlushOutputs();
+  batch = s.store->NewBatch();
+  REQUIRE_OK(AddToCheckpoint(*restored, 0, s.key, &batch, &scratch));
+  CHECK(DedupBytes(batch) < kCapacity * 8 / 2);
+  REQUIRE_OK(s.store->Commit(&batch));
+  MarkCheckpointed(restored.get());
+  RecordingSink again_sink;
+  REQUIRE_OK_AND_ASSIGN(auto again, EventProcessor::Create(options, &again_sink));
+  REQUIRE_OK(RestoreProcessor(*s.store, s.key, again.get()));
+  testing::CheckSameDedupRing(restored->dedup_window(), again->dedup_window());
 }
 
 TEST_CASE("A processor holding a third of its customers gives the same outputs",

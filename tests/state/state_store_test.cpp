@@ -238,6 +238,25 @@ TEST_CASE("Partitions are separate ranges: one can be dropped or restored alone"
   CHECK(count(*c) == 41);  // untouched throughout
 }
 
+// Writes `version` as the store's format version behind its back.
+void SetFormatVersion(const std::filesystem::path& path, uint32_t version) {
+  rocksdb::DB* raw = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const char* name : {"default", "features", "models", "offsets", "dedup"}) {
+    families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
+  REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), path.string(), families, &handles, &raw).ok());
+  std::string payload;
+  BinaryWriter(&payload).Put<uint32_t>(version);
+  REQUIRE(raw->Put(rocksdb::WriteOptions(), handles[0], "format_version",
+                   SealBlob(BlobKind::kCheckpointMeta, 1, payload))
+              .ok());
+  for (auto* h : handles) REQUIRE_OK(raw->DestroyColumnFamilyHandle(h));
+  REQUIRE_OK(raw->Close());
+  delete raw;
+}
+
 TEST_CASE("A store written by another pipeline or format version is refused, untouched",
           "[state]") {
   crmstream::testing::ScratchDir dir;
@@ -267,25 +286,10 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
   // regression without the spend terms, seven output kinds, minute metrics
   // without the sustained-shift tests) and format 5 (pending churn snapshots
   // inside the customer records, label deadline values without them),
-  // written behind the store's back.
+  // written behind the store's back. (Format 6 opens and is upgraded: below.)
   for (const uint32_t version :
        {kStateFormatVersion + 1, uint32_t{2}, uint32_t{3}, uint32_t{4}, uint32_t{5}}) {
-    rocksdb::DB* raw = nullptr;
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    std::vector<rocksdb::ColumnFamilyDescriptor> families;
-    for (const char* name : {"default", "features", "models", "offsets", "dedup"}) {
-      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
-    }
-    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), options.path.string(), families, &handles, &raw)
-                .ok());
-    std::string payload;
-    BinaryWriter(&payload).Put<uint32_t>(version);
-    REQUIRE(raw->Put(rocksdb::WriteOptions(), handles[0], "format_version",
-                     SealBlob(BlobKind::kCheckpointMeta, 1, payload))
-                .ok());
-    for (auto* h : handles) REQUIRE_OK(raw->DestroyColumnFamilyHandle(h));
-    REQUIRE_OK(raw->Close());
-    delete raw;
+    SetFormatVersion(options.path, version);
     const auto before_version = testing::SnapshotFiles(options.path);
     auto refused_version = StateStore::Open(options);
     REQUIRE_FALSE(refused_version.ok());
@@ -296,6 +300,63 @@ TEST_CASE("A store written by another pipeline or format version is refused, unt
                    Catch::Contains("reads version " + std::to_string(kStateFormatVersion)));
     CHECK(testing::SnapshotFiles(options.path) == before_version);
   }
+}
+
+uint32_t ReadFormatVersion(const std::filesystem::path& path) {
+  rocksdb::DB* raw = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const char* name : {"default", "features", "models", "offsets", "dedup"}) {
+    families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
+  REQUIRE(
+      rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), path.string(), families, &handles, &raw)
+          .ok());
+  std::string value;
+  REQUIRE(raw->Get(rocksdb::ReadOptions(), handles[0], "format_version", &value).ok());
+  for (auto* h : handles) REQUIRE_OK(raw->DestroyColumnFamilyHandle(h));
+  delete raw;
+  REQUIRE_OK_AND_ASSIGN(std::string_view payload,
+                        OpenBlobPayload(value, BlobKind::kCheckpointMeta, 1));
+  uint32_t version = 0;
+  REQUIRE_OK(BinaryReader(payload).Get(&version));
+  return version;
+}
+
+TEST_CASE("A format-6 store opens, keeps its whole dedup windows and is marked format 7",
+          "[state]") {
+  STATIC_REQUIRE(kUpgradableStateFormatVersion + 1 == kStateFormatVersion);
+  crmstream::testing::ScratchDir dir;
+  auto options = OptionsAt(dir.path() / "store");
+  {
+    auto store = OpenOrDie(options);
+    auto p = store->Partition("crm.events", 0);
+    REQUIRE_OK(p);
+    CheckpointBatch batch = store->NewBatch();
+    batch.PutDedupWindow(*p, "a whole window");
+    batch.SetInputOffset(*p, 5);
+    REQUIRE_OK(store->Commit(&batch));
+  }
+  SetFormatVersion(options.path, kUpgradableStateFormatVersion);
+  CHECK(ReadFormatVersion(options.path) == kUpgradableStateFormatVersion);
+  {
+    auto read_only = options;
+    read_only.read_only = true;
+    REQUIRE_OK_AND_ASSIGN(auto store, StateStore::Open(read_only));
+  }
+  CHECK(ReadFormatVersion(options.path) == kUpgradableStateFormatVersion);  // not written
+  {
+    auto store = OpenOrDie(options);
+    auto p = store->Partition("crm.events", 0);
+    REQUIRE_OK(p);
+    REQUIRE_OK_AND_ASSIGN(auto whole, store->GetDedupWindow(*p));
+    CHECK(whole == std::optional<std::string>("a whole window"));
+    REQUIRE_OK_AND_ASSIGN(auto head, store->GetDedupHead(*p));
+    CHECK_FALSE(head.has_value());
+    REQUIRE_OK_AND_ASSIGN(auto state, store->GetPartition(*p));
+    CHECK(state.input_offset == 5);
+  }
+  CHECK(ReadFormatVersion(options.path) == kStateFormatVersion);
 }
 
 TEST_CASE("A label deadline keeps its example, read by the range scan and by a point lookup",

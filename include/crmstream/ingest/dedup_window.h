@@ -10,12 +10,14 @@
 // collide are taken as duplicates: with N remembered ids the chance that a
 // new id is wrongly dropped is about N / 2^64 (5e-14 for N = 1e6).
 //
-// Allocates only at construction and Decode; SeenBefore allocates nothing.
+// Allocates only at construction, Decode and DecodeChunked; SeenBefore
+// allocates nothing.
 // Not thread-safe: one window per partition.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +34,11 @@ class DedupWindow {
   // Version of the EncodeTo payload, for the blob envelope the state module
   // seals it in.
   static constexpr uint16_t kEncodingVersion = 1;
+  // Version of the chunked encoding (EncodeHead, EncodeChunk): the ring is
+  // persisted as fixed chunks of kChunkIds slots plus a small head, so that a
+  // checkpoint writes only the chunks the ids since the last one went to.
+  static constexpr uint16_t kChunkedEncodingVersion = 2;
+  static constexpr size_t kChunkIds = 4096;
 
   // `capacity` distinct ids are remembered; 0 disables deduplication
   // (SeenBefore is then always false). Capacities above kMaxCapacity are
@@ -56,6 +63,30 @@ class DedupWindow {
   // decode.
   static Result<DedupWindow> Decode(std::string_view payload);
 
+  // The chunked encoding. The ring slot i lives in chunk i / kChunkIds; ids
+  // are written to consecutive slots, so the ids remembered since MarkSaved
+  // touch one or two chunks unless as many as the capacity arrived.
+  size_t chunk_count() const { return (capacity_ + kChunkIds - 1) / kChunkIds; }
+  // Calls f(chunk) for each chunk holding an id remembered since MarkSaved
+  // (every chunk after MarkAllUnsaved or once `capacity` ids arrived).
+  void ForEachUnsavedChunk(const std::function<void(size_t chunk)>& f) const;
+  bool all_unsaved() const { return capacity_ != 0 && unsaved_ >= capacity_; }
+  // The encoded head and chunks are saved: later ids are the next ones.
+  void MarkSaved();
+  // Everything is to be saved again (a window decoded from EncodeTo's
+  // payload, whose store holds no chunks).
+  void MarkAllUnsaved() { unsaved_ = capacity_; }
+  // Appends the head (capacity, ring position, size, chunk length) to `out`.
+  void EncodeHead(std::string* out) const;
+  // Appends the chunk's ring slots (unused ones are 0) to `out`.
+  void EncodeChunk(size_t chunk, std::string* out) const;
+  // Rebuilds the window from a head and its chunks (`chunk` returns a
+  // chunk's payload, and an error when it is missing): the same ids in the
+  // same ring slots, so it forgets them in the same order. Corruption if
+  // they do not decode.
+  using ChunkSource = std::function<Result<std::string>(size_t chunk)>;
+  static Result<DedupWindow> DecodeChunked(std::string_view head, const ChunkSource& chunk);
+
  private:
   // How many events ahead SeenBefore fetches the table slot it will erase.
   static constexpr size_t kEraseLookahead = 8;
@@ -64,6 +95,8 @@ class DedupWindow {
   void InsertHash(uint64_t h);
   void EraseHash(uint64_t h);
   static uint64_t HashId(std::string_view event_id);
+  // The ring slot the next id goes to.
+  size_t cursor() const;
 
   size_t capacity_ = 0;
   size_t size_ = 0;
@@ -71,6 +104,9 @@ class DedupWindow {
   uint64_t mask_ = 0;            // table size - 1 (table size is a power of two)
   std::vector<uint64_t> table_;  // 0 marks an empty slot
   std::vector<uint64_t> ring_;   // hashes in arrival order, circular
+  // Ids remembered since MarkSaved, from ring slot saved_cursor_ on.
+  uint64_t unsaved_ = 0;
+  size_t saved_cursor_ = 0;
 };
 
 }  // namespace crmstream::ingest

@@ -10,7 +10,8 @@
 //                     schedules and the task's output sequence), and the
 //                     index of pending churn labels by deadline ('D' keys),
 //                     kept in step with the customers' records
-//   dedup family      the dedup window
+//   dedup family      the dedup window: a head and the chunks of its ring
+//                     written since the last checkpoint
 //
 // Checkpoints are incremental for customers (only the unsaved ones) and
 // whole for the partition-wide blobs (the basket models' only when they

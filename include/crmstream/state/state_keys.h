@@ -14,7 +14,10 @@
 //                                                    -> the deadline (sealed i64) of the
 //                                                       customer's pending churn label
 //   offsets   [tp8]                                  -> input next offset
-//   dedup     [tp8]                                  -> dedup window blob
+//   dedup     [tp8]'H'                               -> the dedup window's head
+//             [tp8]'K'[chunk u32]                    -> a chunk of its ring
+//             [tp8]                                  -> the whole window (format 6 and
+//                                                       before; migrated, see format 7)
 //   metadata  "format_version" | "identity" | "topic/<name>" | "changelog/"[tp8]
 //             | "restoring/"[tp8] | "user/<name>"
 //
@@ -58,7 +61,9 @@ Result<PartitionKey> DecodePartitionPrefix(std::string_view key);
 void FeaturesKey(PartitionKey p, std::string_view customer_id, std::string* out);
 void CustomerModelKey(PartitionKey p, std::string_view customer_id, std::string* out);
 void PartitionModelKey(PartitionKey p, std::string_view name, std::string* out);
-void PartitionOnlyKey(PartitionKey p, std::string* out);  // offsets and dedup
+void PartitionOnlyKey(PartitionKey p, std::string* out);  // offsets, the format-6 dedup window
+void DedupHeadKey(PartitionKey p, std::string* out);
+void DedupChunkKey(PartitionKey p, uint32_t chunk, std::string* out);
 // A label deadline's key: big-endian deadline (sign bit flipped, so negative
 // times sort first), then the id's hash, then the id. RocksDB's order is then
 // (deadline, hash, id), the order in which the churn model matures labels.

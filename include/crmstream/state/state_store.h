@@ -77,7 +77,17 @@ namespace crmstream::state {
 // 6: a pending churn example's feature snapshot is in its label deadline's
 // value, no longer in the customer's churn section (version 2), so a cached
 // customer does not hold it in memory.
-inline constexpr uint32_t kStateFormatVersion = 6;
+// 7: the dedup window is a head and chunks of its ring (state_keys.h), so a
+// checkpoint writes the chunks new ids went to, not the whole window. A
+// format-6 store opens: it is marked 7, and each partition's whole window
+// is read and written as chunks at its next checkpoint (which deletes it).
+inline constexpr uint32_t kStateFormatVersion = 7;
+// The older format a store may have and still be opened (and upgraded).
+inline constexpr uint32_t kUpgradableStateFormatVersion = 6;
+// The oldest format whose state gives this build's outputs, which the output
+// fingerprint (runtime/output_fingerprint.h) records: a store upgraded from
+// format 6 restarts under exactly-once as it was.
+inline constexpr uint32_t kOutputStateFormatVersion = 6;
 
 // Where the engine keeps the store inside its state directory (which also
 // holds broker.addr): <state_dir>/store.
@@ -186,6 +196,12 @@ class CheckpointBatch {
   void DeleteLabelDeadline(PartitionKey p, int64_t deadline_ms, uint64_t id_hash,
                            std::string_view customer_id);
   void DeletePartitionModel(PartitionKey p, std::string_view name);
+  // The dedup window's head and the chunks of its ring (DedupWindow::
+  // EncodeHead, EncodeChunk, sealed).
+  void PutDedupHead(PartitionKey p, std::string_view blob);
+  void PutDedupChunk(PartitionKey p, uint32_t chunk, std::string_view blob);
+  // The whole window under its format-6 key: written by tests of the
+  // migration only; deleted once the window is in chunks.
   void PutDedupWindow(PartitionKey p, std::string_view blob);
   void DeleteDedupWindow(PartitionKey p);
   // The next input offset the checkpointed state has consumed up to.
@@ -361,6 +377,9 @@ class StateStore {
   Result<std::optional<std::string>> GetFeatures(PartitionKey p, std::string_view customer) const;
   Result<std::optional<std::string>> GetCustomerModel(PartitionKey p,
                                                       std::string_view customer) const;
+  Result<std::optional<std::string>> GetDedupHead(PartitionKey p) const;
+  Result<std::optional<std::string>> GetDedupChunk(PartitionKey p, uint32_t chunk) const;
+  // The whole window of a format-6 store, not yet migrated.
   Result<std::optional<std::string>> GetDedupWindow(PartitionKey p) const;
   // One customer's features and model record in one MultiGet (a cache
   // miss): each is nullopt when the store has none.
