@@ -105,29 +105,36 @@ void DedupWindow::EncodeTo(std::string* out) const {
   w.PutArray<uint64_t>(ordered);
 }
 
-Result<DedupWindow> DedupWindow::Decode(std::string_view payload) {
+Result<DedupWindow> DedupWindow::Decode(std::string_view payload, size_t capacity) {
   BinaryReader r(payload);
-  uint64_t capacity = 0;
-  CRM_RETURN_NOT_OK(r.Get(&capacity));
-  if (capacity > kMaxCapacity) {
-    return Status::Corruption("dedup window: capacity " + std::to_string(capacity) +
+  uint64_t saved_capacity = 0;
+  CRM_RETURN_NOT_OK(r.Get(&saved_capacity));
+  if (saved_capacity > kMaxCapacity) {
+    return Status::Corruption("dedup window: capacity " + std::to_string(saved_capacity) +
                               " exceeds the maximum");
   }
   std::vector<uint64_t> hashes;
   // BinaryReader::GetArray memcpy's into data(), which must not be null even
   // for zero elements.
   hashes.reserve(1);
-  CRM_RETURN_NOT_OK(r.GetArray(&hashes, static_cast<size_t>(capacity)));
+  CRM_RETURN_NOT_OK(r.GetArray(&hashes, static_cast<size_t>(saved_capacity)));
   CRM_RETURN_NOT_OK(r.ExpectEnd());
-  DedupWindow window(static_cast<size_t>(capacity));
-  for (uint64_t h : hashes) {
-    if (h == 0 || window.ContainsHash(h)) {
-      return Status::Corruption("dedup window: a zero or repeated hash in the payload");
-    }
-    window.ring_[window.size_++] = h;
-    window.InsertHash(h);
+  DedupWindow window(capacity);
+  // The newest ids that fit, oldest first.
+  const size_t keep = std::min(hashes.size(), window.capacity_);
+  for (size_t k = hashes.size() - keep; k < hashes.size(); ++k) {
+    CRM_RETURN_NOT_OK(window.Remember(hashes[k]));
   }
   return window;
+}
+
+Status DedupWindow::Remember(uint64_t h) {
+  if (h == 0 || ContainsHash(h)) {
+    return Status::Corruption("dedup window: a zero or repeated hash");
+  }
+  ring_[size_++] = h;
+  InsertHash(h);
+  return Status::OK();
 }
 
 size_t DedupWindow::cursor() const {
@@ -177,59 +184,73 @@ void DedupWindow::EncodeChunk(size_t chunk, std::string* out) const {
       std::span<const uint64_t>(ring_.data() + begin, end - begin));
 }
 
-Result<DedupWindow> DedupWindow::DecodeChunked(std::string_view head, const ChunkSource& chunk) {
+Result<DedupWindow> DedupWindow::DecodeChunked(std::string_view head, const ChunkSource& chunk,
+                                               size_t capacity) {
   BinaryReader r(head);
-  uint64_t capacity = 0, first = 0, size = 0;
+  uint64_t saved_capacity = 0, first = 0, size = 0;
   uint32_t chunk_ids = 0;
-  CRM_RETURN_NOT_OK(r.Get(&capacity));
+  CRM_RETURN_NOT_OK(r.Get(&saved_capacity));
   CRM_RETURN_NOT_OK(r.Get(&first));
   CRM_RETURN_NOT_OK(r.Get(&size));
   CRM_RETURN_NOT_OK(r.Get(&chunk_ids));
   CRM_RETURN_NOT_OK(r.ExpectEnd());
-  if (capacity > kMaxCapacity) {
-    return Status::Corruption("dedup window: capacity " + std::to_string(capacity) +
+  if (saved_capacity > kMaxCapacity) {
+    return Status::Corruption("dedup window: capacity " + std::to_string(saved_capacity) +
                               " exceeds the maximum");
   }
   // Ids fill the ring from slot 0; the oldest moves on only once it is full.
-  if (size > capacity || (size < capacity && first != 0) || (capacity != 0 && first >= capacity)) {
+  if (size > saved_capacity || (size < saved_capacity && first != 0) ||
+      (saved_capacity != 0 && first >= saved_capacity)) {
     return Status::Corruption("dedup window: ring position " + std::to_string(first) + ", size " +
                               std::to_string(size) + " do not fit capacity " +
-                              std::to_string(capacity));
+                              std::to_string(saved_capacity));
   }
   if (chunk_ids != kChunkIds) {
     return Status::Corruption("dedup window: chunks of " + std::to_string(chunk_ids) +
                               " ids, this build reads chunks of " + std::to_string(kChunkIds));
   }
-  DedupWindow window(static_cast<size_t>(capacity));
-  // The occupied slots are [0, size): all of them once the ring is full.
+  // The saved ring's slots, a chunk at a time (the last one read is kept).
   std::vector<uint64_t> slots;
   slots.reserve(kChunkIds);
-  for (size_t c = 0; c * kChunkIds < size; ++c) {
-    CRM_ASSIGN_OR_RETURN(const std::string payload, chunk(c));
-    BinaryReader cr(payload);
-    const size_t begin = c * kChunkIds;
-    const size_t length = std::min<size_t>(capacity - begin, kChunkIds);
-    CRM_RETURN_NOT_OK(cr.GetArray(&slots, kChunkIds));
-    CRM_RETURN_NOT_OK(cr.ExpectEnd());
-    if (slots.size() != length) {
-      return Status::Corruption("dedup window: chunk " + std::to_string(c) + " holds " +
-                                std::to_string(slots.size()) + " slots, not " +
-                                std::to_string(length));
-    }
-    const size_t used = std::min<size_t>(length, size - begin);
-    for (size_t k = 0; k < used; ++k) {
-      const uint64_t h = slots[k];
-      if (h == 0 || window.ContainsHash(h)) {
-        return Status::Corruption("dedup window: a zero or repeated hash in chunk " +
-                                  std::to_string(c));
+  size_t loaded = SIZE_MAX;
+  const auto slot = [&](size_t i) -> Result<uint64_t> {
+    const size_t c = i / kChunkIds;
+    if (c != loaded) {
+      CRM_ASSIGN_OR_RETURN(const std::string payload, chunk(c));
+      BinaryReader cr(payload);
+      const size_t length = std::min<size_t>(saved_capacity - c * kChunkIds, kChunkIds);
+      CRM_RETURN_NOT_OK(cr.GetArray(&slots, kChunkIds));
+      CRM_RETURN_NOT_OK(cr.ExpectEnd());
+      if (slots.size() != length) {
+        return Status::Corruption("dedup window: chunk " + std::to_string(c) + " holds " +
+                                  std::to_string(slots.size()) + " slots, not " +
+                                  std::to_string(length));
       }
-      window.ring_[begin + k] = h;
-      window.InsertHash(h);
+      loaded = c;
     }
+    return slots[i - loaded * kChunkIds];
+  };
+  DedupWindow window(capacity);
+  if (window.capacity_ == saved_capacity) {
+    // The same ids in the same ring slots: the saved chunks stay current.
+    for (size_t i = 0; i < size; ++i) {
+      CRM_ASSIGN_OR_RETURN(const uint64_t h, slot(i));
+      CRM_RETURN_NOT_OK(window.Remember(h).WithContext("chunk " + std::to_string(i / kChunkIds)));
+    }
+    window.head_ = static_cast<size_t>(first);
+    window.MarkSaved();
+    return window;
   }
-  window.size_ = static_cast<size_t>(size);
-  window.head_ = static_cast<size_t>(first);
-  window.MarkSaved();
+  // Another capacity: the newest ids that fit, oldest first from slot 0,
+  // all of them to be saved again.
+  const size_t keep = std::min<size_t>(size, window.capacity_);
+  for (size_t k = size - keep; k < size; ++k) {
+    size_t i = static_cast<size_t>(first) + k;
+    if (i >= saved_capacity) i -= saved_capacity;
+    CRM_ASSIGN_OR_RETURN(const uint64_t h, slot(i));
+    CRM_RETURN_NOT_OK(window.Remember(h).WithContext("chunk " + std::to_string(i / kChunkIds)));
+  }
+  window.MarkAllUnsaved();
   return window;
 }
 

@@ -50,6 +50,8 @@ Status RestoreRecommender(std::string_view blob, EventProcessor* processor) {
 Status RestoreDedupWindow(const state::StateStore& store, state::PartitionKey key,
                           EventProcessor* processor) {
   using ingest::DedupWindow;
+  // The window keeps the capacity this run is configured with.
+  const size_t capacity = processor->dedup_window().capacity();
   CRM_ASSIGN_OR_RETURN(std::optional<std::string> head, store.GetDedupHead(key));
   if (head) {
     constexpr uint16_t kVersion = DedupWindow::kChunkedEncodingVersion;
@@ -64,7 +66,8 @@ Status RestoreDedupWindow(const state::StateStore& store, state::PartitionKey ke
       if (!payload.ok()) return payload.status().WithContext(where);
       return std::string(*payload);
     };
-    CRM_ASSIGN_OR_RETURN(DedupWindow window, DedupWindow::DecodeChunked(head_payload, read_chunk));
+    CRM_ASSIGN_OR_RETURN(DedupWindow window,
+                         DedupWindow::DecodeChunked(head_payload, read_chunk, capacity));
     processor->set_dedup_window(std::move(window));
     return Status::OK();
   }
@@ -72,7 +75,7 @@ Status RestoreDedupWindow(const state::StateStore& store, state::PartitionKey ke
   if (!whole) return Status::OK();
   CRM_ASSIGN_OR_RETURN(std::string_view payload, OpenBlobPayload(*whole, BlobKind::kDedupWindow,
                                                                  DedupWindow::kEncodingVersion));
-  CRM_ASSIGN_OR_RETURN(DedupWindow window, DedupWindow::Decode(payload));
+  CRM_ASSIGN_OR_RETURN(DedupWindow window, DedupWindow::Decode(payload, capacity));
   window.MarkAllUnsaved();
   processor->set_dedup_window(std::move(window));
   return Status::OK();

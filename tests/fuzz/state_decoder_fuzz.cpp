@@ -47,6 +47,9 @@ constexpr int kDedupChunks = 8;
 // The dedup window's encodings are bare payloads (no envelope).
 constexpr bool BareOnly(int d) { return d == kDedup || d == kDedupChunks; }
 constexpr std::string_view kCustomer = "fuzz-customer";
+// The processors' configured window: a decoded one has this capacity
+// whatever its bytes say, as in a restore.
+constexpr size_t kDedupCapacity = 64;
 
 [[noreturn]] void Fail(const char* what) {
   (void)what;  // visible in the debugger and the crash's stack
@@ -68,7 +71,7 @@ constexpr int64_t kStart = 1'772'366'400'000;  // 2026-03-01T12:00:00Z
 // A processor that has seen `events` events of the customer.
 std::unique_ptr<EventProcessor> NewProcessor(OutputSink* sink, int events) {
   crmstream::pipeline::ProcessorOptions options;
-  options.dedup_capacity = 64;
+  options.dedup_capacity = kDedupCapacity;
   // A restored clock far from the events below would feed up to this many
   // empty minutes to the minute models: kept small for speed.
   options.minute_metrics.max_empty_minutes = 4;
@@ -135,7 +138,7 @@ Status Decode(EventProcessor& p, int d, std::string_view bytes) {
     case 6:
       return p.DecodeState(bytes).status();
     case kDedup: {
-      auto window = crmstream::ingest::DedupWindow::Decode(bytes);
+      auto window = crmstream::ingest::DedupWindow::Decode(bytes, kDedupCapacity);
       if (!window.ok()) return window.status();
       p.set_dedup_window(std::move(*window));
       return Status::OK();
@@ -147,7 +150,8 @@ Status Decode(EventProcessor& p, int d, std::string_view bytes) {
       if (bytes.size() < kHeadBytes) return Status::Corruption("short head");
       size_t pos = kHeadBytes;
       auto window = crmstream::ingest::DedupWindow::DecodeChunked(
-          bytes.substr(0, kHeadBytes), [&](size_t) -> crmstream::Result<std::string> {
+          bytes.substr(0, kHeadBytes),
+          [&](size_t) -> crmstream::Result<std::string> {
             crmstream::BinaryReader r(bytes.substr(pos));
             uint32_t n = 0;
             CRM_RETURN_NOT_OK(r.Get(&n));
@@ -156,7 +160,8 @@ Status Decode(EventProcessor& p, int d, std::string_view bytes) {
             std::string chunk(bytes.substr(pos, length));
             pos += length;
             return chunk;
-          });
+          },
+          kDedupCapacity);
       if (!window.ok()) return window.status();
       p.set_dedup_window(std::move(*window));
       return Status::OK();

@@ -1,8 +1,10 @@
 #include "crmstream/ingest/dedup_window.h"
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <deque>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -74,7 +76,7 @@ TEST_CASE("DedupWindow round-trips through its encoding", "[ingest]") {
   for (int i = 0; i < 80; ++i) (void)window.SeenBefore(Id(i));  // ids 30..79 remain
   std::string payload;
   window.EncodeTo(&payload);
-  auto decoded = DedupWindow::Decode(payload);
+  auto decoded = DedupWindow::Decode(payload, 50);
   REQUIRE_OK(decoded);
   CHECK(decoded->capacity() == 50);
   CHECK(decoded->size() == 50);
@@ -88,7 +90,7 @@ TEST_CASE("DedupWindow round-trips through its encoding", "[ingest]") {
   DedupWindow empty(10);
   std::string empty_payload;
   empty.EncodeTo(&empty_payload);
-  auto empty_decoded = DedupWindow::Decode(empty_payload);
+  auto empty_decoded = DedupWindow::Decode(empty_payload, 10);
   REQUIRE_OK(empty_decoded);
   CHECK(empty_decoded->size() == 0);
 }
@@ -99,15 +101,15 @@ TEST_CASE("DedupWindow::Decode rejects damaged payloads", "[ingest]") {
   std::string payload;
   window.EncodeTo(&payload);
   for (size_t cut = 0; cut < payload.size(); ++cut) {
-    CHECK_FALSE(DedupWindow::Decode(std::string_view(payload).substr(0, cut)).ok());
+    CHECK_FALSE(DedupWindow::Decode(std::string_view(payload).substr(0, cut), 8).ok());
   }
-  CHECK_FALSE(DedupWindow::Decode(payload + "x").ok());
+  CHECK_FALSE(DedupWindow::Decode(payload + "x", 8).ok());
   std::string repeated = payload;
   repeated.replace(repeated.size() - 8, 8, repeated.substr(repeated.size() - 16, 8));
-  CHECK(DedupWindow::Decode(repeated).status().code() == StatusCode::kCorruption);
+  CHECK(DedupWindow::Decode(repeated, 8).status().code() == StatusCode::kCorruption);
   std::string too_many = payload;
   too_many[0] = 2;  // capacity 2 < 5 stored hashes
-  CHECK_FALSE(DedupWindow::Decode(too_many).ok());
+  CHECK_FALSE(DedupWindow::Decode(too_many, 8).ok());
 }
 
 // The store of the chunked encoding: the head and each chunk's latest bytes.
@@ -127,12 +129,18 @@ struct ChunkStore {
     });
     w->MarkSaved();
   }
-  Result<DedupWindow> Load() const {
-    return DedupWindow::DecodeChunked(head, [this](size_t c) -> Result<std::string> {
-      const auto it = chunks.find(c);
-      if (it == chunks.end()) return Status::Corruption("missing chunk");
-      return it->second;
-    });
+  // At the saved capacity unless `capacity` is given.
+  Result<DedupWindow> Load(std::optional<size_t> capacity = std::nullopt) const {
+    uint64_t saved = 0;
+    std::memcpy(&saved, head.data(), std::min(head.size(), sizeof saved));
+    return DedupWindow::DecodeChunked(
+        head,
+        [this](size_t c) -> Result<std::string> {
+          const auto it = chunks.find(c);
+          if (it == chunks.end()) return Status::Corruption("missing chunk");
+          return it->second;
+        },
+        capacity.value_or(static_cast<size_t>(saved)));
   }
 };
 
@@ -245,6 +253,67 @@ TEST_CASE("DedupWindow::DecodeChunked rejects damaged heads and chunks", "[inges
     damaged.head[17] = static_cast<char>(0xff);
     CHECK_FALSE(damaged.Load().ok());
   }
+}
+
+TEST_CASE("A decoded dedup window takes the capacity it is given, keeping the newest ids that fit",
+          "[ingest]") {
+  constexpr size_t kSaved = DedupWindow::kChunkIds * 2 + 300;
+  // Ids 0..n-1 went in; a window of c remembers the last min(n, c) of them
+  // (a deque of the same ids is the reference).
+  for (const size_t ids : {size_t{0}, size_t{100}, kSaved, kSaved * 2 + 4321}) {
+    DedupWindow window(kSaved);
+    for (uint64_t i = 0; i < ids; ++i) (void)window.SeenBefore(Id(i));
+    std::string whole;
+    window.EncodeTo(&whole);
+    ChunkStore store;
+    store.Save(&window);
+    for (const size_t capacity :
+         {size_t{0}, size_t{50}, DedupWindow::kChunkIds + 1, kSaved - 1, kSaved * 3}) {
+      CAPTURE(ids, capacity);
+      REQUIRE_OK_AND_ASSIGN(DedupWindow from_chunks, store.Load(capacity));
+      REQUIRE_OK_AND_ASSIGN(DedupWindow from_whole, DedupWindow::Decode(whole, capacity));
+      for (DedupWindow* w : {&from_chunks, &from_whole}) {
+        const size_t held = std::min(ids, kSaved);
+        const size_t kept = std::min(held, capacity);
+        CHECK(w->capacity() == capacity);
+        CHECK(w->size() == kept);
+        for (uint64_t i = 0; i < ids; ++i) REQUIRE(w->Contains(Id(i)) == (i + kept >= ids));
+        // They leave oldest first: one new id forgets exactly the oldest
+        // kept one once the window is full.
+        if (capacity > 0 && kept == capacity) {
+          (void)w->SeenBefore(Id(1'000'000));
+          CHECK_FALSE(w->Contains(Id(ids - kept)));
+          if (kept > 1) CHECK(w->Contains(Id(ids - kept + 1)));
+        }
+      }
+      // Not the saved layout: the first save writes every chunk again, and
+      // what it saves loads back as it is.
+      ChunkStore again;
+      again.Save(&from_chunks);
+      CHECK(again.written == from_chunks.chunk_count());
+      REQUIRE_OK_AND_ASSIGN(DedupWindow reloaded, again.Load());
+      testing::CheckSameDedupRing(from_chunks, reloaded);
+    }
+  }
+}
+
+TEST_CASE("A dedup payload claiming the largest capacity allocates only the capacity given",
+          "[ingest]") {
+  DedupWindow window(4);
+  for (int i = 0; i < 3; ++i) (void)window.SeenBefore(Id(i));
+  std::string whole;
+  window.EncodeTo(&whole);
+  const uint64_t huge = DedupWindow::kMaxCapacity;
+  whole.replace(0, 8, reinterpret_cast<const char*>(&huge), 8);
+  REQUIRE_OK_AND_ASSIGN(DedupWindow decoded, DedupWindow::Decode(whole, 16));
+  CHECK(decoded.capacity() == 16);
+  CHECK(decoded.memory_bytes() < 1024);
+  CHECK(decoded.Contains(Id(2)));
+  ChunkStore store;
+  store.Save(&window);
+  store.head.replace(0, 8, reinterpret_cast<const char*>(&huge), 8);
+  // The head now says 3 ids of a huge ring, whose first chunk is short.
+  CHECK_FALSE(store.Load(16).ok());
 }
 
 }  // namespace

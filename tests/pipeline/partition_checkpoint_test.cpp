@@ -382,6 +382,61 @@ TEST_CASE("A whole dedup window of a format-6 store is restored, then written as
   testing::CheckSameDedupRing(restored->dedup_window(), again->dedup_window());
 }
 
+TEST_CASE("A dedup window restored under another configured size keeps the newest ids that fit",
+          "[pipeline][state]") {
+  using ingest::DedupWindow;
+  constexpr size_t kSaved = 2 * DedupWindow::kChunkIds + 100;
+  const std::vector<std::string> records = GeneratedRecords(/*customers=*/50, /*days=*/60);
+  REQUIRE(records.size() > kSaved + kSaved / 2);
+  const auto run = [&](size_t capacity, size_t events, OutputSink* sink) {
+    ProcessorOptions options = Options();
+    options.dedup_capacity = capacity;
+    auto processor = EventProcessor::Create(options, sink);
+    REQUIRE_OK(processor);
+    for (size_t i = 0; i < events; ++i) {
+      (*processor)->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
+    }
+    (*processor)->FlushOutputs();
+    return std::move(*processor);
+  };
+  const size_t events = kSaved + kSaved / 2;  // the saved ring has wrapped
+  ScratchStore s;
+  RecordingSink sink;
+  auto saved = run(kSaved, events, &sink);
+  state::CheckpointBatch batch = s.store->NewBatch();
+  std::string scratch;
+  REQUIRE_OK(AddToCheckpoint(*saved, 0, s.key, &batch, &scratch));
+  REQUIRE_OK(s.store->Commit(&batch));
+  MarkCheckpointed(saved.get());
+  // The reference for a smaller size: a processor configured with it all
+  // along (its window holds the newest ids that fit); for a larger one, the
+  // saved window (what it forgot is gone).
+  for (const size_t capacity : {kSaved / 3, kSaved * 2}) {
+    CAPTURE(capacity);
+    RecordingSink reference_sink, restored_sink;
+    const auto smaller = run(capacity, capacity < kSaved ? events : 0, &reference_sink);
+    const DedupWindow& reference =
+        capacity < kSaved ? smaller->dedup_window() : saved->dedup_window();
+    auto restored = run(capacity, 0, &restored_sink);
+    REQUIRE_OK(RestoreProcessor(*s.store, s.key, restored.get()));
+    CHECK(restored->dedup_window().capacity() == capacity);
+    REQUIRE(restored->dedup_window().size() == std::min(capacity, kSaved));
+    // The same ids oldest first (the encoding after its capacity).
+    std::string x, y;
+    reference.EncodeTo(&x);
+    restored->dedup_window().EncodeTo(&y);
+    CHECK(x.substr(8) == y.substr(8));
+    // Saved again at its own size, it restores as it is.
+    ScratchStore t;
+    batch = t.store->NewBatch();
+    REQUIRE_OK(AddToCheckpoint(*restored, 0, t.key, &batch, &scratch));
+    REQUIRE_OK(t.store->Commit(&batch));
+    auto again = run(capacity, 0, &restored_sink);
+    REQUIRE_OK(RestoreProcessor(*t.store, t.key, again.get()));
+    testing::CheckSameDedupRing(restored->dedup_window(), again->dedup_window());
+  }
+}
+
 TEST_CASE("A processor holding a third of its customers gives the same outputs",
           "[pipeline][state]") {
   constexpr size_t kInterval = 100;

@@ -59,9 +59,11 @@ class DedupWindow {
   // Appends the window (capacity and remembered hashes, oldest first) to
   // `out`, as a payload for SealBlob (version kEncodingVersion).
   void EncodeTo(std::string* out) const;
-  // Rebuilds a window from EncodeTo's payload; Corruption if it does not
-  // decode.
-  static Result<DedupWindow> Decode(std::string_view payload);
+  // Rebuilds a window of `capacity` (what this run is configured with, not
+  // what the payload says, so a corrupt payload cannot make it allocate)
+  // from EncodeTo's payload: its newest ids that fit. Corruption if it does
+  // not decode.
+  static Result<DedupWindow> Decode(std::string_view payload, size_t capacity);
 
   // The chunked encoding. The ring slot i lives in chunk i / kChunkIds; ids
   // are written to consecutive slots, so the ids remembered since MarkSaved
@@ -80,18 +82,23 @@ class DedupWindow {
   void EncodeHead(std::string* out) const;
   // Appends the chunk's ring slots (unused ones are 0) to `out`.
   void EncodeChunk(size_t chunk, std::string* out) const;
-  // Rebuilds the window from a head and its chunks (`chunk` returns a
-  // chunk's payload, and an error when it is missing): the same ids in the
-  // same ring slots, so it forgets them in the same order. Corruption if
-  // they do not decode.
+  // Rebuilds a window of `capacity` from a head and its chunks (`chunk`
+  // returns a chunk's payload, and an error when it is missing). At the
+  // saved capacity: the same ids in the same ring slots, so it forgets them
+  // in the same order and the saved chunks stay current. At another: the
+  // newest ids that fit, all chunks to be saved again. Corruption if they
+  // do not decode.
   using ChunkSource = std::function<Result<std::string>(size_t chunk)>;
-  static Result<DedupWindow> DecodeChunked(std::string_view head, const ChunkSource& chunk);
+  static Result<DedupWindow> DecodeChunked(std::string_view head, const ChunkSource& chunk,
+                                           size_t capacity);
 
  private:
   // How many events ahead SeenBefore fetches the table slot it will erase.
   static constexpr size_t kEraseLookahead = 8;
 
   bool ContainsHash(uint64_t h) const;
+  // Appends a decoded id to a window being rebuilt (not full, head 0).
+  Status Remember(uint64_t h);
   void InsertHash(uint64_t h);
   void EraseHash(uint64_t h);
   static uint64_t HashId(std::string_view event_id);
