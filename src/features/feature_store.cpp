@@ -33,6 +33,11 @@ constexpr uint8_t kTrackedFlags = kDirtyFlag | kPendingFlag | kUnsavedFlag;
 constexpr uint8_t kReferencedFlag = 16;
 // In a staged checkpoint not yet committed (FeatureStore::StageUnsaved).
 constexpr uint8_t kStagedFlag = 32;
+// Loaded ahead of its event (FeatureStore::LoadHeldCustomer): not evicted
+// until the event touches it, or ReleaseHeld().
+constexpr uint8_t kHeldFlag = 64;
+// Loaded by LoadHeldCustomer, its event still to come (counted when it does).
+constexpr uint8_t kLoadedAheadFlag = 128;
 // How many slots one eviction looks at before growing the store instead:
 // bounds the cost of a miss when the cache is full of unsaved customers.
 constexpr uint32_t kMaxEvictionSweep = 1024;
@@ -335,9 +340,9 @@ FeatureStore::Memory FeatureStore::memory() const {
   m.day_history = ring_heap_bytes_;
   m.long_ids = long_id_bytes_;
   m.index = table_.capacity() * sizeof(uint32_t);
-  m.tracking =
-      (dirty_.capacity() + pending_.capacity() + unsaved_.capacity() + staged_.capacity()) *
-      sizeof(uint32_t);
+  m.tracking = (dirty_.capacity() + pending_.capacity() + unsaved_.capacity() + staged_.capacity() +
+                held_.capacity()) *
+               sizeof(uint32_t);
   m.other = sizeof(*this);
   for (const auto& p : plan_names_) m.other += sizeof(p) + p.capacity();
   // Node-based map: a node per plan (key, value, next pointer, cached hash) plus buckets.
@@ -416,7 +421,7 @@ void FeatureStore::GrowTable() {
   table_.swap(next);
 }
 
-uint32_t FeatureStore::FindOrCreate(std::string_view id, bool ask_handler) {
+uint32_t FeatureStore::FindOrCreate(std::string_view id, bool ask_handler, bool may_grow) {
   // Ids longer than a record can describe are cut: ingest caps them at 128 bytes.
   if (id.size() > std::numeric_limits<uint8_t>::max()) id = id.substr(0, 255);
   const uint64_t hash = Hash64(id);
@@ -435,8 +440,14 @@ uint32_t FeatureStore::FindOrCreate(std::string_view id, bool ask_handler) {
     heap_id = static_cast<char*>(std::malloc(ChunkCapacity(id.size())));
     if (heap_id == nullptr) throw std::bad_alloc();
   }
-  uint32_t index = capacity_ != 0 && size_ >= capacity_ ? EvictOne() : UINT32_MAX;
+  const bool full = capacity_ != 0 && size_ >= capacity_;
+  uint32_t index = full ? EvictOne() : UINT32_MAX;
+  if (index == UINT32_MAX && full && !may_grow) {
+    std::free(heap_id);
+    return UINT32_MAX;
+  }
   if (index == UINT32_MAX) {
+    if (full) ++over_capacity_;
     try {
       GrowForNewCustomer();
     } catch (...) {
@@ -486,30 +497,41 @@ void FeatureStore::GrowForNewCustomer() {
   }
 }
 
-uint32_t FeatureStore::EvictOne() {
+uint32_t FeatureStore::NextVictim() {
   for (uint32_t step = 0; step < kMaxEvictionSweep; ++step) {
     const uint32_t i = clock_hand_;
-    clock_hand_ = clock_hand_ + 1 >= size_ ? 0 : clock_hand_ + 1;
     CustomerRecord& r = Record(i);
-    if (r.flags & kTrackedFlags) continue;  // unsaved, or outputs owed
-    if (r.flags & kStagedFlag) {
-      if (hooks_ != nullptr && !hooks_->StagedCommitted()) continue;
-      ReleaseStaged();
+    bool stays = (r.flags & (kTrackedFlags | kHeldFlag)) != 0;  // unsaved, outputs owed, held
+    if (!stays && (r.flags & kStagedFlag)) {
+      stays = hooks_ != nullptr && !hooks_->StagedCommitted();
+      if (!stays) ReleaseStaged();
     }
-    if (r.flags & kReferencedFlag) {
+    if (!stays && (r.flags & kReferencedFlag)) {
       r.flags &= static_cast<uint8_t>(~kReferencedFlag);
-      continue;
+      stays = true;
     }
-    if (hooks_ != nullptr && hooks_->Pinned(i)) continue;
-    if (hooks_ != nullptr) hooks_->Evicted(i);
-    EraseFromTable(i);
-    ReleaseRing(&r);
-    ReleaseId(&r);
-    ++evictions_;
-    return i;
+    if (!stays && hooks_ != nullptr) stays = hooks_->Pinned(i);
+    if (!stays) return i;  // the hand stays on it
+    clock_hand_ = clock_hand_ + 1 >= size_ ? 0 : clock_hand_ + 1;
   }
-  ++over_capacity_;
   return UINT32_MAX;
+}
+
+uint32_t FeatureStore::EvictOne() {
+  const uint32_t i = NextVictim();
+  if (i == UINT32_MAX) return i;
+  clock_hand_ = clock_hand_ + 1 >= size_ ? 0 : clock_hand_ + 1;
+  CustomerRecord& r = Record(i);
+  if (hooks_ != nullptr) hooks_->Evicted(i);
+  EraseFromTable(i);
+  ReleaseRing(&r);
+  ReleaseId(&r);
+  ++evictions_;
+  return i;
+}
+
+bool FeatureStore::HasRoom() {
+  return capacity_ == 0 || size_ < capacity_ || NextVictim() != UINT32_MAX;
 }
 
 void FeatureStore::EraseFromTable(uint32_t index) {
@@ -582,6 +604,23 @@ void FeatureStore::ReleaseStaged() {
   staged_.clear();
 }
 
+void FeatureStore::Hold(uint32_t slot) {
+  CustomerRecord& r = Record(slot);
+  if (capacity_ == 0 || (r.flags & kHeldFlag)) return;
+  if (held_.size() == held_.capacity()) ReserveGeometric(&held_, held_.size() + 1);
+  held_.push_back(slot);
+  r.flags |= kHeldFlag;
+}
+
+void FeatureStore::ReleaseHeld() {
+  // A held slot cannot be evicted, so each entry still names its customer
+  // (or one its event touched: clearing an absent mark changes nothing).
+  for (uint32_t index : held_) {
+    Record(index).flags &= static_cast<uint8_t>(~(kHeldFlag | kLoadedAheadFlag));
+  }
+  held_.clear();
+}
+
 const CustomerFeatures* FeatureStore::Find(std::string_view customer_id) const {
   if (customer_id.size() > std::numeric_limits<uint8_t>::max()) {
     customer_id = customer_id.substr(0, 255);
@@ -652,7 +691,9 @@ const CustomerFeatures& FeatureStore::Update(const ingest::Event& e) {
   const uint16_t named_plan = e.plan.empty() ? 0 : InternPlan(e.plan);
   const uint32_t index = FindOrCreate(e.customer_id, /*ask_handler=*/true);
   CustomerRecord* r = &Record(index);
-  r->flags |= kReferencedFlag;
+  // Its event came: a customer loaded ahead of it is held no longer.
+  if (r->flags & kLoadedAheadFlag) ++loads_ahead_used_;
+  r->flags = static_cast<uint8_t>((r->flags | kReferencedFlag) & ~(kHeldFlag | kLoadedAheadFlag));
   const int64_t ts = ClampTime(e.timestamp_ms);
   const bool fresh = r->latest_ms == kNoTime;
   const bool late = !fresh && ts < r->latest_ms;
@@ -1006,14 +1047,20 @@ Status FeatureStore::EncodeCustomer(std::string_view customer_id, std::string* o
 }
 
 Status FeatureStore::DecodeCustomer(std::string_view customer_id, std::string_view bytes) {
-  return Decode(customer_id, bytes, /*mark=*/true);
+  return Decode(customer_id, bytes, Installed::kMarked).status();
 }
 
 Status FeatureStore::LoadCustomer(std::string_view customer_id, std::string_view bytes) {
-  return Decode(customer_id, bytes, /*mark=*/false);
+  return Decode(customer_id, bytes, Installed::kSaved).status();
 }
 
-Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes, bool mark) {
+Result<bool> FeatureStore::LoadHeldCustomer(std::string_view customer_id, std::string_view bytes) {
+  return Decode(customer_id, bytes, capacity_ != 0 ? Installed::kHeld : Installed::kSaved);
+}
+
+Result<bool> FeatureStore::Decode(std::string_view customer_id, std::string_view bytes,
+                                  Installed how) {
+  const bool mark = how == Installed::kMarked;
   CRM_ASSIGN_OR_RETURN(const std::string_view blob_payload,
                        OpenBlobPayload(bytes, BlobKind::kCustomerFeatures, kFeatureBlobVersion));
   BinaryReader in(blob_payload);
@@ -1093,23 +1140,31 @@ Status FeatureStore::Decode(std::string_view customer_id, std::string_view bytes
   uint32_t index = 0;
   try {
     if (mark) ReserveTracking();
-    index = FindOrCreate(customer_id, /*ask_handler=*/false);
+    if (how == Installed::kHeld && held_.size() == held_.capacity()) {
+      ReserveGeometric(&held_, held_.size() + 1);
+    }
+    index = FindOrCreate(customer_id, /*ask_handler=*/false, /*may_grow=*/how != Installed::kHeld);
   } catch (const std::length_error&) {
     return Status::InvalidArgument(
         "customer features: more customers in memory than features.max_customers (" +
         std::to_string(spec_.max_customers) + ")");
   }
+  if (index == UINT32_MAX) return false;  // kHeld: no customer to evict
   CustomerRecord* dst = &Record(index);
   ReleaseRing(dst);
   r.id = dst->id;
   r.id_length = dst->id_length;
-  r.flags =
-      static_cast<uint8_t>(flags | (dst->flags & (kTrackedFlags | kStagedFlag)) | kReferencedFlag);
+  r.flags = static_cast<uint8_t>(flags | (dst->flags & (kTrackedFlags | kStagedFlag | kHeldFlag)) |
+                                 kReferencedFlag);
   r.plan_id = plan.empty() ? 0 : InternPlan(plan);
   *dst = r;
   RebuildRing(index, days);
   if (mark) MarkDirty(index);
-  return Status::OK();
+  if (how == Installed::kHeld) {
+    Hold(index);  // room reserved above
+    dst->flags |= kLoadedAheadFlag;
+  }
+  return true;
 }
 
 }  // namespace crmstream::features

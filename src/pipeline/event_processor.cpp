@@ -119,28 +119,47 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
   }
 
   // One MultiGet for the ids in `reads` (customers not in memory), each
-  // found installed as Load does.
-  void LoadAll(state::CustomerReads* reads) {
+  // found installed as Load does and held until its event. False when the
+  // cache had no room left for one of them (the rest stay unread: their
+  // events load them).
+  bool LoadAll(state::CustomerReads* reads) {
     Status st = store_->ReadCustomers(key_, reads);
-    if (!st.ok()) return Fail(st.WithContext("saved customers"));
+    if (!st.ok()) {
+      Fail(st.WithContext("saved customers"));
+      return true;
+    }
     for (size_t i = 0; i < reads->size(); ++i) {
       if (reads->features(i).empty()) continue;  // a new customer
       // Never over a customer in memory: its state may be newer.
       if (processor_->features_->Find(reads->customer_id(i)) != nullptr) continue;
+      if (!Install(reads->customer_id(i), reads->features(i), reads->model(i), /*held=*/true)) {
+        return false;
+      }
       ++prefetched_;
-      Install(reads->customer_id(i), reads->features(i), reads->model(i));
     }
+    return true;
   }
 
  private:
-  // A saved customer's records (`model` empty when it has none) into memory.
-  void Install(std::string_view customer_id, std::string_view features, std::string_view model) {
+  // A saved customer's records (`model` empty when it has none) into memory;
+  // `held` until its event (FeatureStore::LoadHeldCustomer): false when
+  // there was no room for it.
+  bool Install(std::string_view customer_id, std::string_view features, std::string_view model,
+               bool held = false) {
+    Status st;
+    if (held) {
+      Result<bool> loaded = processor_->features_->LoadHeldCustomer(customer_id, features);
+      if (loaded.ok() && !*loaded) return false;
+      st = loaded.status();
+    } else {
+      st = processor_->features_->LoadCustomer(customer_id, features);
+    }
     ++loads_;
-    Status st = processor_->features_->LoadCustomer(customer_id, features);
     if (st.ok() && !model.empty() && processor_->options_.models_enabled) {
       st = processor_->models_.DecodeCustomer(*processor_->features_->Find(customer_id), model);
     }
     if (!st.ok()) Failed(customer_id, st);
+    return true;
   }
 
   void Failed(std::string_view customer_id, const Status& st) {
@@ -297,24 +316,45 @@ bool EventProcessor::PrefetchPays() {
 }
 
 void EventProcessor::PrefetchCustomerOf(std::string_view bytes) {
-  if (saved_ == nullptr || batch_prefetches_ >= prefetch_limit_) return;
+  if (saved_ == nullptr) return;
+  if (!prefetch_batch_open_) {
+    // A new batch: the last one's events are processed.
+    features_->ReleaseHeld();
+    prefetch_batch_open_ = true;
+    prefetch_full_ = false;
+  }
   // Decoded again by Process: a few hundred ns against a disk read. A
   // record Process will reject only costs a look-up.
   if (decoder_.Decode(bytes, 0, &prefetch_event_).rejected()) return;
   const std::string_view id = prefetch_event_.customer_id;
-  if (features_->Find(id) != nullptr) return;
+  if (const features::CustomerFeatures* f = features_->Find(id)) {
+    // In memory: the batch's loads must not evict it before its event.
+    features_->Hold(f->slot());
+    return;
+  }
+  if (prefetch_full_) return;
   prefetch_ids_.Add(id);
-  ++batch_prefetches_;
   if (prefetch_ids_.size() >= kPrefetchChunk) LoadPrefetchChunk();
 }
 
 void EventProcessor::LoadPrefetchedCustomers() {
+  if (saved_ == nullptr) return;
+  // A batch that noted nothing: the holds of the one before end too.
+  if (!prefetch_batch_open_) features_->ReleaseHeld();
   LoadPrefetchChunk();
-  batch_prefetches_ = 0;
+  prefetch_batch_open_ = false;
 }
 
 void EventProcessor::LoadPrefetchChunk() {
   if (prefetch_ids_.size() == 0) return;
+  // Held customers cannot make room for each other: once the cache is full
+  // of customers that must stay, the batch's other misses are read by their
+  // events (which grow the cache past its capacity, as without the read).
+  if (!features_->HasRoom()) {
+    prefetch_full_ = true;
+    prefetch_ids_.Clear();
+    return;
+  }
   // Sorted and deduplicated: RocksDB reads keys in order anyway, and a
   // customer with several events of the batch is read once.
   prefetch_order_.resize(prefetch_ids_.size());
@@ -328,7 +368,7 @@ void EventProcessor::LoadPrefetchChunk() {
     prefetch_reads_.Add(id(prefetch_order_[k]));
   }
   prefetch_ids_.Clear();
-  saved_->LoadAll(&prefetch_reads_);
+  if (!saved_->LoadAll(&prefetch_reads_)) prefetch_full_ = true;
   prefetch_reads_.Clear();
 }
 
@@ -339,10 +379,6 @@ void EventProcessor::AttachStateStore(const state::StateStore* store, state::Par
   if (options_.cached_customers != 0) {
     features_->SetCapacity(options_.cached_customers, saved_.get());
     models_.set_slot_limit(options_.cached_customers);
-    // Half the cache: the batch's prefetched customers must not take each
-    // other's places (CLOCK gives a loaded customer one pass of the hand),
-    // and its other customers need room. Beyond it, the single load.
-    prefetch_limit_ = std::max<size_t>(1, options_.cached_customers / 2);
   }
 }
 

@@ -136,6 +136,64 @@ TEST_CASE("A store whose customers are all unsaved grows past its capacity", "[f
   for (int n = 0; n < 30; ++n) CHECK(store->Find(IdOf(n)) != nullptr);
 }
 
+TEST_CASE("Customers held for their events are not evicted, and a held load never grows the store",
+          "[features]") {
+  REQUIRE_OK_AND_ASSIGN(auto store, FeatureStore::Create(FeatureSpec{}));
+  MapBacking backing(store.get());
+  store->set_miss_handler(&backing);
+  store->SetCapacity(10, &backing);
+  Event e;
+  e.event_id = "e";
+  e.type = EventType::kLogin;
+  std::string id;
+  const auto touch = [&](int n) {
+    id = IdOf(n);
+    e.customer_id = id;
+    e.timestamp_ms = kT0 + n;
+    store->Update(e);
+  };
+  // 20 customers saved (their blobs in the backing), 10 of them in memory.
+  for (int n = 0; n < 20; ++n) {
+    touch(n);
+    store->ClearDirty();
+    store->ClearUnsaved();
+  }
+  REQUIRE(store->size() == 10);
+  for (int n = 0; n < 10; ++n) REQUIRE(store->Find(IdOf(n)) == nullptr);
+  // Customers 18 and 19 are in memory and held; 0-7 are loaded held: the
+  // cache has room for 8 (the ten in memory but the two held).
+  store->Hold(store->Find(IdOf(18))->slot());
+  store->Hold(store->Find(IdOf(19))->slot());
+  for (int n = 0; n < 8; ++n) {
+    REQUIRE_OK_AND_ASSIGN(const bool loaded,
+                          store->LoadHeldCustomer(IdOf(n), backing.saved[IdOf(n)]));
+    CHECK(loaded);
+  }
+  CHECK_FALSE(store->HasRoom());
+  REQUIRE_OK_AND_ASSIGN(const bool ninth, store->LoadHeldCustomer(IdOf(8), backing.saved[IdOf(8)]));
+  CHECK_FALSE(ninth);
+  CHECK(store->Find(IdOf(8)) == nullptr);
+  CHECK(store->size() == 10);
+  CHECK(store->over_capacity() == 0);
+  for (int n : {0, 1, 2, 3, 4, 5, 6, 7, 18, 19}) CHECK(store->Find(IdOf(n)) != nullptr);
+  // An event ends its customer's hold; once saved, it may go.
+  touch(0);
+  store->ClearDirty();
+  store->ClearUnsaved();
+  CHECK(store->HasRoom());
+  REQUIRE_OK_AND_ASSIGN(const bool after, store->LoadHeldCustomer(IdOf(8), backing.saved[IdOf(8)]));
+  CHECK(after);
+  CHECK(store->Find(IdOf(0)) == nullptr);
+  CHECK_FALSE(store->HasRoom());
+  // The holds whose events never came end together.
+  store->ReleaseHeld();
+  CHECK(store->HasRoom());
+  touch(9);  // a miss: loaded, evicting one of the customers held before
+  CHECK(store->size() == 10);
+  CHECK(store->over_capacity() == 0);
+  CHECK(backing.loads == 1);
+}
+
 TEST_CASE("max_customers counts the customers in memory, not those evicted", "[features]") {
   FeatureSpec spec;
   spec.max_customers = 12;

@@ -19,7 +19,8 @@
 // takes the slot of a customer whose state is saved elsewhere (CLOCK: a
 // customer touched since the hand last passed gets a second chance; one
 // with unsaved changes or owed outputs is never taken, nor one the hooks
-// pin, nor one in a checkpoint staged but not yet committed: StageUnsaved).
+// pin, nor one in a checkpoint staged but not yet committed: StageUnsaved,
+// nor one loaded ahead of its event and not yet touched: LoadHeldCustomer).
 // The slot's views then show the new customer. When a bounded sweep
 // finds no candidate the store grows past the capacity (counted), so an
 // event is never refused; the next checkpoint makes the cache evictable.
@@ -202,7 +203,7 @@ class FeatureStore {
     size_t day_history = 0;  // per-day buffers, with the allocator's chunk headers
     size_t long_ids = 0;     // ids over 16 bytes
     size_t index = 0;        // the id hash table
-    size_t tracking = 0;     // the dirty, pending and unsaved lists
+    size_t tracking = 0;     // the dirty, pending, unsaved, staged and held lists
     size_t other = 0;        // the store itself, plans, scratch
     size_t total() const { return slots + day_history + long_ids + index + tracking + other; }
   };
@@ -226,6 +227,24 @@ class FeatureStore {
   // The same for a customer brought back from where it was saved: marks
   // nothing (it is saved state and owes no output). Never asks the miss handler.
   Status LoadCustomer(std::string_view customer_id, std::string_view bytes);
+  // The same for a customer whose event is to come (a batch's misses read
+  // ahead): with a capacity, held in memory until an Update touches it or
+  // ReleaseHeld(), so that loading the rest of the batch cannot evict it.
+  // Never grows the store past its capacity: false, with nothing loaded,
+  // when every customer in memory must stay (the event loads it then).
+  Result<bool> LoadHeldCustomer(std::string_view customer_id, std::string_view bytes);
+  // Holds the customer in `slot` (below size()) the same way: one in memory
+  // whose event is to come. Amortised growth of the list of holds.
+  void Hold(uint32_t slot);
+  // Every hold ends (those of customers whose event never came: a
+  // duplicate, a rejected record).
+  void ReleaseHeld();
+  // Customers loaded by LoadHeldCustomer whose event then came (the others
+  // were read for nothing), since creation.
+  uint64_t loads_ahead_used() const { return loads_ahead_used_; }
+  // Whether one more customer fits without growing the store past its
+  // capacity (a customer to evict is found; the next one evicted is it).
+  bool HasRoom();
 
   // Update() of a customer the store does not hold asks `handler` first
   // (nullptr: nobody). Must outlive the store's use.
@@ -392,15 +411,23 @@ class FeatureStore {
     return blocks_[index / kBlockSlots].get() + (index % kBlockSlots) * slot_bytes_;
   }
   uint32_t FindIndex(std::string_view id, uint64_t hash) const;
-  uint32_t FindOrCreate(std::string_view id, bool ask_handler);
+  // UINT32_MAX when the store is full, no customer can be evicted and
+  // !may_grow.
+  uint32_t FindOrCreate(std::string_view id, bool ask_handler, bool may_grow = true);
   // Room for one more slot (max_customers, table, block);
   // changes nothing a reader sees, throws before anything else does.
   void GrowForNewCustomer();
   // A slot to reuse (its customer evicted), or UINT32_MAX if none was found.
   uint32_t EvictOne();
+  // The slot EvictOne would take, the hand left on it (CLOCK's sweep: clears
+  // the reference marks it passes); UINT32_MAX if none within a sweep.
+  uint32_t NextVictim();
   void EraseFromTable(uint32_t index);
   void ReleaseId(CustomerRecord* r);
-  Status Decode(std::string_view customer_id, std::string_view bytes, bool mark);
+  // How Decode installs a customer: marked dirty (DecodeCustomer), as saved
+  // state (LoadCustomer), or held (LoadHeldCustomer; false: no room).
+  enum class Installed { kMarked, kSaved, kHeld };
+  Result<bool> Decode(std::string_view customer_id, std::string_view bytes, Installed how);
   // Update's changes to an existing record (after FindOrCreate / InternPlan).
   void ApplyEvent(uint32_t index, const ingest::Event& e, bool fresh, bool late, uint16_t plan_id);
   void GrowTable();
@@ -448,12 +475,14 @@ class FeatureStore {
   uint32_t clock_hand_ = 0;
   uint64_t evictions_ = 0;
   uint64_t over_capacity_ = 0;
+  uint64_t loads_ahead_used_ = 0;
   std::vector<uint32_t> table_;  // open addressing: index + 1, 0 = empty
   size_t ring_heap_bytes_ = 0;   // sum of ring chunks (capacity + malloc header)
   std::vector<uint32_t> dirty_;
   std::vector<uint32_t> pending_;
   std::vector<uint32_t> unsaved_;  // updated since the last checkpoint
   std::vector<uint32_t> staged_;   // in checkpoints not known to be committed
+  std::vector<uint32_t> held_;     // loaded ahead of their events (LoadHeldCustomer)
 
   std::vector<std::string> plan_names_;  // [0] = ""
   struct PlanHash {

@@ -228,9 +228,13 @@ class EventProcessor {
   // records, PrefetchCustomerOf(each record), then LoadPrefetchedCustomers()
   // loads the customers not in memory that the attached store holds, with
   // one batched MultiGet per kPrefetchChunk ids (which bounds the read
-  // buffers), so that the events then find them in memory. The outputs and
-  // the state are the same as without it (a customer it did not load, e.g.
-  // beyond half the cache, is loaded by its event as before). Without an
+  // buffers), so that the events then find them in memory. A customer so
+  // loaded, and one of the batch already in memory, is held in the cache
+  // until its event (the batch's loads cannot evict it, so none is read
+  // twice; the next batch ends a hold whose event never came), and loading
+  // stops when the cache holds nothing else it may evict: the prefetch never
+  // grows the cache past its capacity. The outputs and the state are the same as without it (a
+  // customer it did not load is loaded by its event as before). Without an
   // attached store both do nothing. No allocation per record once the
   // buffers have grown to a chunk.
   void PrefetchCustomerOf(std::string_view bytes);
@@ -382,8 +386,10 @@ class EventProcessor {
   state::CustomerReads prefetch_ids_;
   std::vector<uint32_t> prefetch_order_;
   state::CustomerReads prefetch_reads_;
-  size_t prefetch_limit_ = SIZE_MAX;  // ids per batch
-  size_t batch_prefetches_ = 0;       // ids taken since the batch began
+  // A batch is being noted (PrefetchCustomerOf since the last
+  // LoadPrefetchedCustomers); the cache had no room left for it.
+  bool prefetch_batch_open_ = false;
+  bool prefetch_full_ = false;
   // PrefetchPays's decision, and the counts it was last taken at.
   bool prefetch_pays_ = true;
   uint64_t pays_received_ = 0;
