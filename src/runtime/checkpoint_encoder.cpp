@@ -29,6 +29,12 @@ Status CheckpointEncoder::Encode(
   pool_->RunBatch(this);
   parts_ = {};
   ticket_ = {};
+  // The checkpoint's bytes are known now: each copied once. The offset and
+  // delivery entries after each part are a few dozen bytes.
+  constexpr size_t kAfterPartBytes = 64;
+  size_t bytes = batch->byte_size();
+  for (size_t i = 0; i < parts.size(); ++i) bytes += slots_[i].batch.byte_size() + kAfterPartBytes;
+  batch->Reserve(bytes);
   Status result;
   for (size_t i = 0; i < parts.size(); ++i) {
     Slot& slot = slots_[i];

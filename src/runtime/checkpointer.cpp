@@ -349,8 +349,19 @@ Status Checkpointer::Advance() {
 Status Checkpointer::Finish() {
   const auto deadline = Clock::now() + FlushTimeout();
   retry_at_ = {};
+  bool rewritten = false;
   while (pending()) {
-    CRM_RETURN_NOT_OK(Advance());
+    Status st = Advance();
+    if (!st.ok()) {
+      // A write the stop cancelled (the loop ended before it saw that) is
+      // written again, once, within the drain's deadline: as a retry from
+      // the loop would have been.
+      const bool cancelled_write = st.code() == StatusCode::kAborted && phase_ == Phase::kChangelog;
+      if (!draining_ || !cancelled_write || rewritten) return st;
+      rewritten = true;
+      retry_at_ = {};
+      continue;
+    }
     if (!pending()) break;
     // The store write has its own bound (the write timeout, the stop, the
     // drain's deadline); acknowledgements have the flush timeout.

@@ -269,6 +269,7 @@ class AppendableWriteBatch final : public rocksdb::WriteBatch {
     // out what kinds of records it holds again when asked.
     rocksdb::WriteBatch::operator=(rocksdb::WriteBatch(std::move(rep)));
   }
+  void Reserve(size_t bytes) { rep_.reserve(bytes); }
 };
 
 }  // namespace
@@ -499,6 +500,8 @@ Status CheckpointBatch::ForEachStateChange(
 void CheckpointBatch::Append(const CheckpointBatch& other) {
   impl_->batch.AppendRecordsOf(other.impl_->batch);
 }
+
+void CheckpointBatch::Reserve(size_t bytes) { impl_->batch.Reserve(bytes); }
 
 size_t CheckpointBatch::entry_count() const { return impl_->batch.Count(); }
 size_t CheckpointBatch::byte_size() const { return impl_->batch.GetDataSize(); }

@@ -242,6 +242,9 @@ class CheckpointBatch {
   // batches from the same store. Lets threads encode parts of one
   // checkpoint into batches of their own, written in one atomic write.
   void Append(const CheckpointBatch& other);
+  // Room for `bytes` in all (as byte_size() counts them), so that parts
+  // appended up to that size are copied once, not again as the batch grows.
+  void Reserve(size_t bytes);
 
   size_t entry_count() const;
   size_t byte_size() const;  // the WriteBatch's serialized size
