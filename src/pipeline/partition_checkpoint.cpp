@@ -86,6 +86,12 @@ Status RestoreDedupWindow(const state::StateStore& store, state::PartitionKey ke
 Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_sequence,
                        state::PartitionKey key, state::CheckpointBatch* batch,
                        std::string* scratch) {
+  return AddToCheckpoint(processor, next_output_sequence, key, batch, scratch, batch->ticket());
+}
+
+Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_sequence,
+                       state::PartitionKey key, state::CheckpointBatch* batch, std::string* scratch,
+                       state::CheckpointBatch::CommitTicket committed) {
   CRM_RETURN_NOT_OK(processor.storage_status().WithContext("reading the state store"));
   // The customers in key order: RocksDB's memtable (a skip list) takes
   // increasing keys next to the last insert, random ones each with a search
@@ -150,7 +156,7 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
       batch->PutPartitionModel(key, kRecommenderStateName, recommender->Serialize());
     }
   }
-  processor.NoteCheckpoint(batch->ticket());
+  processor.NoteCheckpoint(std::move(committed));
   processor.EncodeState(next_output_sequence, scratch);
   batch->PutPartitionModel(key, kProcessorStateName, *scratch);
   // The dedup window: its head, and the chunks of its ring the ids since the

@@ -44,7 +44,11 @@ std::string TooLargeExplanation(const EngineCore& core, const kafka::Producer& p
 }  // namespace
 
 Checkpointer::Checkpointer(EngineCore* core)
-    : core_(core), batch_(core->store->NewBatch()), staged_batch_(core->store->NewBatch()) {}
+    : core_(core), batch_(core->store->NewBatch()), staged_batch_(core->store->NewBatch()) {
+  encoder_.emplace(core->store.get(), nullptr);
+}
+
+void Checkpointer::UseWorkers(WorkerPool* pool) { encoder_.emplace(core_->store.get(), pool); }
 
 Checkpointer::~Checkpointer() {
   if (!writer_.joinable()) return;
@@ -63,6 +67,22 @@ Status Checkpointer::AddState(PartitionTask* task, DeliveryMode* delivery,
   batch->SetInputOffset(task->key, task->next_offset);
   delivery->AddToCheckpoint(task, batch);
   return Status::OK();
+}
+
+Status Checkpointer::AddStates(std::span<PartitionTask* const> tasks, DeliveryMode* delivery,
+                               state::CheckpointBatch* batch, std::vector<StagedTask>* encoded) {
+  parts_.clear();
+  for (PartitionTask* task : tasks) {
+    parts_.push_back({task->processor.get(), delivery->OutputSequence(*task), task->key});
+  }
+  // As AddState task after task: the offset and delivery entries follow
+  // each task's state.
+  return encoder_->Encode(parts_, batch, [&](size_t i, state::CheckpointBatch* b) {
+    PartitionTask* task = tasks[i];
+    b->SetInputOffset(task->key, task->next_offset);
+    delivery->AddToCheckpoint(task, b);
+    encoded->push_back({task, task->next_offset});
+  });
 }
 
 Status Checkpointer::AppendChangelog(const state::CheckpointBatch& batch, size_t from_entry,
@@ -197,11 +217,7 @@ Status Checkpointer::Checkpoint(std::span<PartitionTask* const> tasks, DeliveryM
   state::CheckpointBatch& batch = *batch_;
   batch.Clear();
   std::vector<StagedTask> done;
-  for (PartitionTask* task : tasks) {
-    if (!st.ok()) break;
-    st = AddState(task, delivery, &batch);
-    done.push_back({task, task->next_offset});
-  }
+  if (st.ok()) st = AddStates(tasks, delivery, &batch, &done);
   if (st.ok() && core_->changelog) {
     // The changelog holds the checkpoint before the store and the group
     // do: whoever restores from it never finds a committed offset whose
@@ -247,15 +263,12 @@ Status Checkpointer::Begin(std::span<PartitionTask* const> tasks, DeliveryMode* 
   state::CheckpointBatch& batch = *batch_;
   batch.Clear();
   pending_.clear();
-  for (PartitionTask* task : tasks) {
-    Status st = AddState(task, delivery, &batch);
-    if (!st.ok()) {
-      // Nothing taken from the tasks yet: the next checkpoint has it all.
-      batch.Clear();
-      pending_.clear();
-      return st;
-    }
-    pending_.push_back({task, task->next_offset});
+  Status st = AddStates(tasks, delivery, &batch, &pending_);
+  if (!st.ok()) {
+    // Nothing taken from the tasks yet: the next checkpoint has it all.
+    batch.Clear();
+    pending_.clear();
+    return st;
   }
   for (PartitionTask* task : tasks) pipeline::MarkCheckpointed(task->processor.get());
   core_->probe.CheckpointStarted();
@@ -336,8 +349,19 @@ Status Checkpointer::Advance() {
 Status Checkpointer::Finish() {
   const auto deadline = Clock::now() + FlushTimeout();
   retry_at_ = {};
+  bool rewritten = false;
   while (pending()) {
-    CRM_RETURN_NOT_OK(Advance());
+    Status st = Advance();
+    if (!st.ok()) {
+      // A write the stop cancelled (the loop ended before it saw that) is
+      // written again, once, within the drain's deadline: as a retry from
+      // the loop would have been.
+      const bool cancelled_write = st.code() == StatusCode::kAborted && phase_ == Phase::kChangelog;
+      if (!draining_ || !cancelled_write || rewritten) return st;
+      rewritten = true;
+      retry_at_ = {};
+      continue;
+    }
     if (!pending()) break;
     // The store write has its own bound (the write timeout, the stop, the
     // drain's deadline); acknowledgements have the flush timeout.

@@ -19,8 +19,12 @@
 // checkpoint at a time; a step that fails is retried with the same batch
 // (its changes are no longer in the tasks' dirty sets), never skipped.
 //
-// Thread-safety: the engine thread only; the writer thread only runs
-// StateStore::Commit on a batch the engine thread no longer touches.
+// The tasks' state is encoded on the worker threads when there are several
+// (checkpoint_encoder.h), the engine thread appending what they encoded.
+//
+// Thread-safety: the engine thread only, with the workers parked; the
+// writer thread only runs StateStore::Commit on a batch the engine thread
+// no longer touches.
 #pragma once
 
 #include <atomic>
@@ -34,6 +38,7 @@
 
 #include "crmstream/common/status.h"
 #include "crmstream/state/state_store.h"
+#include "runtime/checkpoint_encoder.h"
 #include "runtime/delivery_mode.h"
 #include "runtime/engine_core.h"
 
@@ -42,6 +47,10 @@ namespace crmstream::runtime {
 class Checkpointer {
  public:
   explicit Checkpointer(EngineCore* core);
+
+  // The engine's worker threads encode the tasks of a checkpoint (Begin,
+  // Checkpoint); set before the run, `pool` outlives the checkpointer's use.
+  void UseWorkers(WorkerPool* pool);
 
   // Run() begins: `stop` cancels a checkpoint waiting on the store.
   void Start(const std::atomic<bool>* stop);
@@ -102,6 +111,10 @@ class Checkpointer {
   enum class Phase { kIdle, kOutputs, kChangelog, kWriting };
   // Adds the task's state, its offset and its delivery entries to `batch`.
   Status AddState(PartitionTask* task, DeliveryMode* delivery, state::CheckpointBatch* batch);
+  // The same for each of `tasks`, in their order (encoded on the workers),
+  // each added to `encoded` with its offset; stops at the first that fails.
+  Status AddStates(std::span<PartitionTask* const> tasks, DeliveryMode* delivery,
+                   state::CheckpointBatch* batch, std::vector<StagedTask>* encoded);
   // The changelog records of `tasks`' changes among `batch`'s entries from
   // `from_entry` on (none without a changelog).
   Status AppendChangelog(const state::CheckpointBatch& batch, size_t from_entry,
@@ -128,6 +141,8 @@ class Checkpointer {
   std::optional<state::CheckpointBatch> staged_batch_;
   std::vector<StagedTask> staged_;
   std::string scratch_;
+  std::optional<CheckpointEncoder> encoder_;
+  std::vector<CheckpointPart> parts_;
   uint64_t delivery_failures_seen_ = 0;
   Status fatal_;
   const std::atomic<bool>* stop_ = nullptr;

@@ -480,6 +480,7 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   core.workers = ResolveWorkers(core.config, partitions, impl->delivery->SupportsWorkers());
   if (core.workers > 1) {
     impl->pool = std::make_unique<WorkerPool>(core.workers);
+    impl->checkpointer->UseWorkers(impl->pool.get());
     const auto n = static_cast<size_t>(core.workers);
     impl->worker_tasks.resize(n);
     impl->worker_status.resize(n);

@@ -248,8 +248,34 @@ Status CheckSealedValue(std::string_view value) {
 
 // ---------------------------------------------------------------------------
 
+namespace {
+
+// A WriteBatch that takes another's records after its own, as RocksDB's
+// WriteBatchInternal::Append does (internal in RocksDB 7.8): the records
+// copied as they are, the count summed, nothing decoded. The format is the
+// WAL's (db/write_batch.cc): a 12-byte header, sequence (8) then count
+// (fixed32, little endian), then the records.
+class AppendableWriteBatch final : public rocksdb::WriteBatch {
+ public:
+  void AppendRecordsOf(const rocksdb::WriteBatch& other) {
+    constexpr size_t kHeader = 12;
+    const std::string& from = other.Data();
+    if (other.Count() == 0 || from.size() <= kHeader) return;
+    const uint32_t count = Count() + other.Count();
+    std::string rep = std::move(rep_);
+    rep.append(from, kHeader, std::string::npos);
+    for (size_t b = 0; b < 4; ++b) rep[8 + b] = static_cast<char>((count >> (8 * b)) & 0xff);
+    // Rebuilt from its bytes (the buffer moved, not copied): RocksDB works
+    // out what kinds of records it holds again when asked.
+    rocksdb::WriteBatch::operator=(rocksdb::WriteBatch(std::move(rep)));
+  }
+  void Reserve(size_t bytes) { rep_.reserve(bytes); }
+};
+
+}  // namespace
+
 struct CheckpointBatch::Impl {
-  rocksdb::WriteBatch batch;
+  AppendableWriteBatch batch;
   std::array<rocksdb::ColumnFamilyHandle*, kStateFamilyCount> families{};
   std::string key;
   std::string value;
@@ -471,8 +497,15 @@ Status CheckpointBatch::ForEachStateChange(
   return Status::OK();
 }
 
+void CheckpointBatch::Append(const CheckpointBatch& other) {
+  impl_->batch.AppendRecordsOf(other.impl_->batch);
+}
+
+void CheckpointBatch::Reserve(size_t bytes) { impl_->batch.Reserve(bytes); }
+
 size_t CheckpointBatch::entry_count() const { return impl_->batch.Count(); }
 size_t CheckpointBatch::byte_size() const { return impl_->batch.GetDataSize(); }
+std::string_view CheckpointBatch::bytes() const { return impl_->batch.Data(); }
 void CheckpointBatch::Clear() {
   impl_->batch.Clear();
   ++impl_->generation;

@@ -562,5 +562,68 @@ TEST_CASE("Block cache and memtables stay under the memory cap", "[state]") {
   CHECK(store->MemoryUsageBytes() > options.memory_cap_bytes / 2);
 }
 
+TEST_CASE("Batches appended one after another hold the bytes of one batch written in that order",
+          "[state]") {
+  crmstream::testing::ScratchDir dir;
+  auto store = OpenOrDie(OptionsAt(dir.path() / "store"));
+  auto features = MakeFeatureStore(60, 30, 5);
+  auto p0 = store->Partition("crm.events", 0);
+  auto p1 = store->Partition("crm.events", 1);
+  REQUIRE_OK(p0);
+  REQUIRE_OK(p1);
+  // A partition's part of a checkpoint: every family, puts and deletes.
+  std::string blob;
+  const auto add_part = [&](PartitionKey p, int first, CheckpointBatch* batch) {
+    for (int i = first; i < 60; i += 2) {
+      REQUIRE_OK(features->EncodeCustomer(CustomerId(i), &blob));
+      batch->PutFeatures(p, CustomerId(i), blob);
+      batch->PutCustomerModel(p, CustomerId(i), blob.substr(0, 17));
+    }
+    batch->DeleteCustomer(p, CustomerId(first + 2));
+    batch->PutLabelDeadline(p, kLaterMs + first, 99, CustomerId(first), "example");
+    batch->DeleteLabelDeadline(p, kLaterMs - 1, 98, CustomerId(first + 3));
+    batch->PutPartitionModel(p, "processor", "schedules" + std::to_string(first));
+    batch->PutDedupHead(p, "head");
+    batch->PutDedupChunk(p, static_cast<uint32_t>(first), "chunk");
+    batch->DeleteDedupWindow(p);
+  };
+  CheckpointBatch whole = store->NewBatch();
+  add_part(*p0, 0, &whole);
+  whole.SetInputOffset(*p0, 10);
+  add_part(*p1, 1, &whole);
+  whole.SetInputOffset(*p1, 20);
+  whole.PutMetadata("sync", "7");
+
+  CheckpointBatch part0 = store->NewBatch();
+  CheckpointBatch part1 = store->NewBatch();
+  add_part(*p0, 0, &part0);
+  add_part(*p1, 1, &part1);
+  CheckpointBatch merged = store->NewBatch();
+  merged.Append(part0);
+  merged.SetInputOffset(*p0, 10);
+  merged.Append(part1);
+  merged.SetInputOffset(*p1, 20);
+  merged.PutMetadata("sync", "7");
+  // The parts are left as they were.
+  CHECK(part0.entry_count() == 30 * 2 + 2 + 2 + 1 + 3);
+  CHECK(merged.entry_count() == whole.entry_count());
+  CHECK(merged.byte_size() == whole.byte_size());
+  CHECK(merged.bytes() == whole.bytes());
+
+  REQUIRE_OK(store->Commit(&merged));
+  auto state = store->GetPartition(*p1);
+  REQUIRE_OK(state);
+  CHECK(state->input_offset == 20);
+  std::map<std::string, std::string> stored;
+  REQUIRE_OK(store->ForEachCustomer(*p0, [&](std::string_view id, std::string_view b) {
+    stored.emplace(std::string(id), std::string(b));
+    return Status::OK();
+  }));
+  CHECK(stored.size() == 29);  // customer 2 deleted after it was written
+  CHECK(stored.count(CustomerId(2)) == 0);
+  REQUIRE_OK(features->EncodeCustomer(CustomerId(58), &blob));
+  CHECK(stored[CustomerId(58)] == blob);
+}
+
 }  // namespace
 }  // namespace crmstream::state

@@ -23,7 +23,8 @@
 // (EventProcessor::AttachStateStore), which loads each customer on first
 // touch and finds the labels maturing for the others in the index.
 //
-// Thread-safety: the engine thread, one task at a time.
+// Thread-safety: one thread a task at a time (tasks' processors share
+// nothing a checkpoint reads).
 #pragma once
 
 #include <cstdint>
@@ -45,6 +46,13 @@ inline constexpr std::string_view kRecommenderStateName = "recommendations";
 Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_sequence,
                        state::PartitionKey key, state::CheckpointBatch* batch,
                        std::string* scratch);
+// The same into a batch of the task's own that is appended to `committed`'s
+// batch before the commit (CheckpointBatch::Append): `committed` is that
+// batch's ticket. Other tasks' processors may be encoded meanwhile on other
+// threads: each call touches its processor only.
+Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_sequence,
+                       state::PartitionKey key, state::CheckpointBatch* batch, std::string* scratch,
+                       state::CheckpointBatch::CommitTicket committed);
 // After the batch is committed: nothing is unsaved any more.
 void MarkCheckpointed(EventProcessor* processor);
 

@@ -237,8 +237,20 @@ class CheckpointBatch {
   // returned. Entry indexes count every entry (entry_count()).
   Status ForEachStateChange(size_t from, const std::function<Status(const StateChange&)>& f) const;
 
+  // Adds `other`'s entries after this batch's, in their order: the batch
+  // then holds what adding them here would have given, byte for byte. Both
+  // batches from the same store. Lets threads encode parts of one
+  // checkpoint into batches of their own, written in one atomic write.
+  void Append(const CheckpointBatch& other);
+  // Room for `bytes` in all (as byte_size() counts them), so that parts
+  // appended up to that size are copied once, not again as the batch grows.
+  void Reserve(size_t bytes);
+
   size_t entry_count() const;
   size_t byte_size() const;  // the WriteBatch's serialized size
+  // The batch's bytes (RocksDB's WriteBatch representation): what two ways
+  // of building the same checkpoint compare.
+  std::string_view bytes() const;
   bool empty() const { return entry_count() == 0; }
   void Clear();
 
