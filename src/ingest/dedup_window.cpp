@@ -164,8 +164,13 @@ void DedupWindow::ForEachUnsavedChunk(const std::function<void(size_t chunk)>& f
   }
 }
 
+void DedupWindow::ForEachStaleChunk(const std::function<void(size_t chunk)>& f) const {
+  for (size_t c = chunk_count(); c < stale_chunks_end_; ++c) f(c);
+}
+
 void DedupWindow::MarkSaved() {
   unsaved_ = 0;
+  stale_chunks_end_ = 0;
   saved_cursor_ = cursor();
 }
 
@@ -251,6 +256,7 @@ Result<DedupWindow> DedupWindow::DecodeChunked(std::string_view head, const Chun
     CRM_RETURN_NOT_OK(window.Remember(h).WithContext("chunk " + std::to_string(i / kChunkIds)));
   }
   window.MarkAllUnsaved();
+  window.stale_chunks_end_ = static_cast<size_t>((saved_capacity + kChunkIds - 1) / kChunkIds);
   return window;
 }
 

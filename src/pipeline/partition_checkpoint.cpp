@@ -172,6 +172,9 @@ Status AddToCheckpoint(const EventProcessor& processor, uint64_t next_output_seq
     batch->PutDedupChunk(key, static_cast<uint32_t>(chunk),
                          SealBlob(BlobKind::kDedupWindow, kDedupVersion, *scratch));
   });
+  // Restored at a smaller size: the chunks past its end are no longer read.
+  dedup.ForEachStaleChunk(
+      [&](size_t chunk) { batch->DeleteDedupChunk(key, static_cast<uint32_t>(chunk)); });
   // Written whole: a format-6 window, read at the restore, is no longer
   // needed.
   if (dedup.all_unsaved()) batch->DeleteDedupWindow(key);

@@ -374,6 +374,11 @@ void CheckpointBatch::PutDedupChunk(PartitionKey p, uint32_t chunk, std::string_
   impl_->Put(StateFamily::kDedup, impl_->key, blob);
 }
 
+void CheckpointBatch::DeleteDedupChunk(PartitionKey p, uint32_t chunk) {
+  DedupChunkKey(p, chunk, &impl_->key);
+  impl_->Delete(StateFamily::kDedup, impl_->key);
+}
+
 void CheckpointBatch::PutDedupWindow(PartitionKey p, std::string_view blob) {
   PartitionOnlyKey(p, &impl_->key);
   impl_->Put(StateFamily::kDedup, impl_->key, blob);

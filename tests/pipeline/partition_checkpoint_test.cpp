@@ -435,6 +435,34 @@ TEST_CASE("A dedup window restored under another configured size keeps the newes
     REQUIRE_OK(RestoreProcessor(*t.store, t.key, again.get()));
     testing::CheckSameDedupRing(restored->dedup_window(), again->dedup_window());
   }
+  // Saved smaller into the same store: the chunks past its end are deleted
+  // with it, the ones it uses rewritten.
+  RecordingSink smaller_sink;
+  auto smaller = run(kSaved / 3, 0, &smaller_sink);
+  REQUIRE_OK(RestoreProcessor(*s.store, s.key, smaller.get()));
+  const size_t saved_chunks = (kSaved + DedupWindow::kChunkIds - 1) / DedupWindow::kChunkIds;
+  const size_t kept_chunks = smaller->dedup_window().chunk_count();
+  REQUIRE(kept_chunks < saved_chunks);
+  for (size_t c = 0; c < saved_chunks; ++c) {
+    REQUIRE_OK_AND_ASSIGN(auto chunk, s.store->GetDedupChunk(s.key, static_cast<uint32_t>(c)));
+    CHECK(chunk.has_value());
+  }
+  batch = s.store->NewBatch();
+  REQUIRE_OK(AddToCheckpoint(*smaller, 0, s.key, &batch, &scratch));
+  REQUIRE_OK(s.store->Commit(&batch));
+  MarkCheckpointed(smaller.get());
+  for (size_t c = 0; c < saved_chunks; ++c) {
+    CAPTURE(c);
+    REQUIRE_OK_AND_ASSIGN(auto chunk, s.store->GetDedupChunk(s.key, static_cast<uint32_t>(c)));
+    CHECK(chunk.has_value() == (c < kept_chunks));
+  }
+  auto again = run(kSaved / 3, 0, &smaller_sink);
+  REQUIRE_OK(RestoreProcessor(*s.store, s.key, again.get()));
+  testing::CheckSameDedupRing(smaller->dedup_window(), again->dedup_window());
+  // The next checkpoint deletes nothing more: the window is saved.
+  size_t stale = 0;
+  smaller->dedup_window().ForEachStaleChunk([&](size_t) { ++stale; });
+  CHECK(stale == 0);
 }
 
 TEST_CASE("A processor holding a third of its customers gives the same outputs",

@@ -73,6 +73,11 @@ class DedupWindow {
   // (every chunk after MarkAllUnsaved or once `capacity` ids arrived).
   void ForEachUnsavedChunk(const std::function<void(size_t chunk)>& f) const;
   bool all_unsaved() const { return capacity_ != 0 && unsaved_ >= capacity_; }
+  // Calls f(chunk) for each chunk the store still holds past this window's
+  // last (a window decoded at a smaller capacity than it was saved with),
+  // until MarkSaved: the checkpoint that writes the smaller window deletes
+  // them.
+  void ForEachStaleChunk(const std::function<void(size_t chunk)>& f) const;
   // The encoded head and chunks are saved: later ids are the next ones.
   void MarkSaved();
   // Everything is to be saved again (a window decoded from EncodeTo's
@@ -114,6 +119,8 @@ class DedupWindow {
   // Ids remembered since MarkSaved, from ring slot saved_cursor_ on.
   uint64_t unsaved_ = 0;
   size_t saved_cursor_ = 0;
+  // The saved window's chunk count, when larger than chunk_count().
+  size_t stale_chunks_end_ = 0;
 };
 
 }  // namespace crmstream::ingest

@@ -200,6 +200,7 @@ class CheckpointBatch {
   // EncodeHead, EncodeChunk, sealed).
   void PutDedupHead(PartitionKey p, std::string_view blob);
   void PutDedupChunk(PartitionKey p, uint32_t chunk, std::string_view blob);
+  void DeleteDedupChunk(PartitionKey p, uint32_t chunk);
   // The whole window under its format-6 key: written by tests of the
   // migration only; deleted once the window is in chunks.
   void PutDedupWindow(PartitionKey p, std::string_view blob);
