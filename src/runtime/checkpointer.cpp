@@ -326,11 +326,19 @@ Status Checkpointer::Advance() {
   }
   // kWriting
   Status written;
+  bool stopped = false;
   {
     std::lock_guard<std::mutex> lock(writer_mutex_);
     if (!write_done_) return Status::OK();
     write_done_ = false;
     written = write_status_;
+    stopped = write_stopped_;
+  }
+  if (stopped) {
+    // Cancelled by the stop, not failed: the drain writes it again (straight
+    // to the write), within its deadline and no longer cancellable.
+    phase_ = Phase::kChangelog;
+    return draining_ ? Advance() : written;
   }
   if (!written.ok()) {
     // The batch is kept, unwritten: written again after the retry delay
@@ -349,19 +357,8 @@ Status Checkpointer::Advance() {
 Status Checkpointer::Finish() {
   const auto deadline = Clock::now() + FlushTimeout();
   retry_at_ = {};
-  bool rewritten = false;
   while (pending()) {
-    Status st = Advance();
-    if (!st.ok()) {
-      // A write the stop cancelled (the loop ended before it saw that) is
-      // written again, once, within the drain's deadline: as a retry from
-      // the loop would have been.
-      const bool cancelled_write = st.code() == StatusCode::kAborted && phase_ == Phase::kChangelog;
-      if (!draining_ || !cancelled_write || rewritten) return st;
-      rewritten = true;
-      retry_at_ = {};
-      continue;
-    }
+    CRM_RETURN_NOT_OK(Advance());
     if (!pending()) break;
     // The store write has its own bound (the write timeout, the stop, the
     // drain's deadline); acknowledgements have the flush timeout.
@@ -408,8 +405,10 @@ void Checkpointer::WriterLoop() {
     const Clock::time_point deadline = write_deadline_;
     lock.unlock();
     Status st = CommitToStore(&*batch_, cancel, deadline);
+    const bool stopped = !st.ok() && cancel != nullptr && cancel->load();
     lock.lock();
     write_status_ = std::move(st);
+    write_stopped_ = stopped;
     write_done_ = true;
   }
 }

@@ -166,6 +166,8 @@ class Checkpointer {
   bool write_done_ = false;
   bool writer_exit_ = false;
   Status write_status_;
+  // The write ended because the stop cancelled it.
+  bool write_stopped_ = false;
   const std::atomic<bool>* write_cancel_ = nullptr;
   Clock::time_point write_deadline_ = Clock::time_point::max();
 };
