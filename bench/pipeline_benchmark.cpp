@@ -75,8 +75,10 @@ std::optional<uint64_t> ReplayPasses(benchmark::State& state,
     ingest::SourcePosition pos{"crm.interactions", 0, 0};
     state.ResumeTiming();
     int64_t since_flush = 0;
-    for (const auto& e : events) {
-      accepted += processor->Process(e, pos, now_ms) == ProcessOutcome::kAccepted;
+    for (size_t i = 0; i < events.size(); ++i) {
+      // As the engine does: the next record is looked ahead at.
+      if (i + 1 < events.size()) processor->LookAhead(events[i + 1], now_ms);
+      accepted += processor->Process(events[i], pos, now_ms) == ProcessOutcome::kAccepted;
       if (++since_flush == flush_every) {
         processor->FlushOutputs();
         since_flush = 0;

@@ -621,6 +621,19 @@ void FeatureStore::ReleaseHeld() {
   held_.clear();
 }
 
+uint32_t FeatureStore::Prefetch(std::string_view customer_id) const {
+  const uint64_t hash = Hash64(customer_id);
+  const uint32_t entry = table_[hash & (table_.size() - 1)];
+  if (entry == 0 || (entry & ~kIndexMask) != TagOf(hash)) return UINT32_MAX;
+  const uint32_t index = (entry & kIndexMask) - 1;
+  const auto* record = reinterpret_cast<const char*>(&Record(index));
+  // A slot spans up to three cache lines.
+  __builtin_prefetch(record);
+  __builtin_prefetch(record + 64);
+  __builtin_prefetch(record + slot_bytes_ - 1);
+  return index;
+}
+
 const CustomerFeatures* FeatureStore::Find(std::string_view customer_id) const {
   if (customer_id.size() > std::numeric_limits<uint8_t>::max()) {
     customer_id = customer_id.substr(0, 255);

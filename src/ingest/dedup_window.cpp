@@ -84,6 +84,10 @@ bool DedupWindow::SeenBefore(std::string_view event_id) {
   return false;
 }
 
+void DedupWindow::Prefetch(std::string_view event_id) const {
+  if (capacity_ != 0) __builtin_prefetch(&table_[HashId(event_id) & mask_]);
+}
+
 bool DedupWindow::Contains(std::string_view event_id) const {
   return capacity_ != 0 && ContainsHash(HashId(event_id));
 }

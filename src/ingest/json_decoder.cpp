@@ -222,6 +222,7 @@ struct EventDecoder::Impl {
     // Kafka payloads have no padding: one copy into the padded buffer.
     std::memcpy(buffer.get(), bytes.data(), bytes.size());
     std::memset(buffer.get() + bytes.size(), 0, simdjson::SIMDJSON_PADDING);
+    buffer_size = bytes.size();
 
     od::document doc;
     simdjson::error_code err =
@@ -269,6 +270,7 @@ struct EventDecoder::Impl {
 
   DecoderOptions options;
   std::unique_ptr<char[]> buffer;  // max_message_bytes + SIMDJSON_PADDING
+  size_t buffer_size = 0;          // of the last message copied in
   od::parser parser;
   internal::RawEvent raw;
   RawValue ignored;  // where unknown fields are classified (and so checked)
@@ -296,5 +298,9 @@ Rejection EventDecoder::Decode(std::string_view bytes, int64_t now_ms, Event* ou
 }
 
 const DecoderOptions& EventDecoder::options() const { return impl_->options; }
+
+std::string_view EventDecoder::last_message() const {
+  return {impl_->buffer.get(), impl_->buffer_size};
+}
 
 }  // namespace crmstream::ingest

@@ -266,6 +266,14 @@ Result<std::unique_ptr<EventProcessor>> EventProcessor::Create(const ProcessorOp
   std::unique_ptr<EventProcessor> p(new EventProcessor(options, sink, std::move(decoder),
                                                        std::move(features), std::move(models),
                                                        std::move(minutes)));
+  // LookAhead's decoders take the records most are (JSON events of a few
+  // hundred bytes): a small parser each.
+  ingest::DecoderOptions ahead_options = options.decoder;
+  ahead_options.max_message_bytes = std::min(ahead_options.max_message_bytes, kLookAheadBytes);
+  for (int i = 0; i < 2; ++i) {
+    CRM_ASSIGN_OR_RETURN(ingest::EventDecoder ahead, ingest::EventDecoder::Create(ahead_options));
+    p->ahead_.push_back({std::move(ahead), {}, 0, false});
+  }
   if (options.associations_enabled) {
     CRM_ASSIGN_OR_RETURN(models::AssociationRuleMiner miner,
                          models::AssociationRuleMiner::Create(options.associations));
@@ -382,8 +390,26 @@ void EventProcessor::AttachStateStore(const state::StateStore* store, state::Par
   }
 }
 
+void EventProcessor::LookAhead(std::string_view bytes, int64_t now_ms) {
+  DecodedAhead& a = ahead_[next_ahead_];
+  next_ahead_ = next_ahead_ + 1 == ahead_.size() ? 0 : next_ahead_ + 1;
+  a.valid =
+      bytes.size() <= kLookAheadBytes && !a.decoder.Decode(bytes, now_ms, &a.event).rejected();
+  a.now_ms = now_ms;
+  if (!a.valid) return;
+  dedup_.Prefetch(a.event.event_id);
+  const uint32_t slot = features_->Prefetch(a.event.customer_id);
+  if (options_.models_enabled && slot != UINT32_MAX) models_.Prefetch(slot);
+}
+
 ProcessOutcome EventProcessor::Process(std::string_view bytes, const ingest::SourcePosition& source,
                                        int64_t now_ms) {
+  for (DecodedAhead& a : ahead_) {
+    if (a.valid && a.now_ms == now_ms && a.decoder.last_message() == bytes) {
+      a.valid = false;
+      return ProcessDecoded(ingest::Rejection::Accepted(), a.event, bytes, source, now_ms);
+    }
+  }
   ingest::Rejection r = decoder_.Decode(bytes, now_ms, &event_);
   return ProcessDecoded(r, event_, bytes, source, now_ms);
 }

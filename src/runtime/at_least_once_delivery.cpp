@@ -66,14 +66,18 @@ Status AtLeastOnceDelivery::Process(PartitionTask* task, const kafka::MessageVie
     int64_t none = -1;
     oldest_unflushed_ms_.compare_exchange_strong(none, m.timestamp_ms(), std::memory_order_relaxed);
   }
+  task->processor->Process(m.payload(), {m.topic(), m.partition(), m.offset()},
+                           RecordClock(m, wall_ms));
+  task->next_offset = m.offset() + 1;
+  return Status::OK();
+}
+
+int64_t AtLeastOnceDelivery::RecordClock(const kafka::MessageView& m, int64_t wall_ms) const {
   // The record's clock is its broker timestamp, as in the exactly-once
   // modes: the future-skew check must not pass an event that is a day ahead
   // of when it was produced only because the engine processes it late. The
   // wall clock stands in for a record without one.
-  const int64_t now_ms = m.timestamp_ms() > 0 ? m.timestamp_ms() : wall_ms;
-  task->processor->Process(m.payload(), {m.topic(), m.partition(), m.offset()}, now_ms);
-  task->next_offset = m.offset() + 1;
-  return Status::OK();
+  return m.timestamp_ms() > 0 ? m.timestamp_ms() : wall_ms;
 }
 
 void AtLeastOnceDelivery::FinishTaskBatch(PartitionTask* task) {

@@ -57,6 +57,7 @@ class AtLeastOnceDelivery final : public DeliveryMode {
   Status BeforeRestore() override;
   Status AfterRestore(std::span<const RestoredTask> restored) override;
   Status Process(PartitionTask* task, const kafka::MessageView& m, int64_t wall_ms) override;
+  int64_t RecordClock(const kafka::MessageView& m, int64_t wall_ms) const override;
   Status AfterBatch(bool had_records) override;
   Status Tick(Clock::time_point now, bool had_records) override;
   void OnRevoked(std::span<const kafka::TopicPartition> revoked) override;

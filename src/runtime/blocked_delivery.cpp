@@ -62,10 +62,15 @@ Status BlockedDelivery::RestoreLoggedCloses(PartitionTask* task) {
   return Status::OK();
 }
 
-Status BlockedDelivery::Process(PartitionTask* task, const kafka::MessageView& m, int64_t) {
+int64_t BlockedDelivery::RecordClock(const kafka::MessageView& m, int64_t) const {
+  // "Now" comes from the input (a replay must see the same).
+  return std::max<int64_t>(0, m.timestamp_ms());
+}
+
+Status BlockedDelivery::Process(PartitionTask* task, const kafka::MessageView& m, int64_t wall_ms) {
   BlockState& b = BlocksOf(task);
   // Block boundaries and "now" come from the input.
-  const int64_t timestamp = std::max<int64_t>(0, m.timestamp_ms());
+  const int64_t timestamp = RecordClock(m, wall_ms);
   const int64_t slot = FloorDiv(timestamp, core_->config.commit_interval_ms);
   if (b.block_open && (slot != b.block_slot || m.offset() % kMaxBlockRecords == 0)) {
     CRM_RETURN_NOT_OK(CloseBlock(task, /*checkpoint=*/false));

@@ -36,6 +36,7 @@ class BlockedDelivery : public DeliveryMode {
   static constexpr int64_t kMaxBlockRecords = 65536;
 
   Status Process(PartitionTask* task, const kafka::MessageView& m, int64_t wall_ms) override;
+  int64_t RecordClock(const kafka::MessageView& m, int64_t wall_ms) const override;
   Status AfterBatch(bool had_records) override;
   Status Tick(Clock::time_point now, bool had_records) override;
   Status Drain() override;

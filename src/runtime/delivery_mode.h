@@ -53,6 +53,9 @@ class DeliveryMode {
 
   // One record of a task. `wall_ms` is the wall clock of the batch.
   virtual Status Process(PartitionTask* task, const kafka::MessageView& m, int64_t wall_ms) = 0;
+  // The clock Process gives the record's processing ("now"): the engine
+  // looks the record up ahead with it (EventProcessor::LookAhead).
+  virtual int64_t RecordClock(const kafka::MessageView& m, int64_t wall_ms) const = 0;
   // After each consumed batch.
   virtual Status AfterBatch(bool had_records) = 0;
 

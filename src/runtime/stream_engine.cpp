@@ -245,6 +245,12 @@ struct StreamEngine::Impl final : kafka::RebalanceListener, BatchJob {
   static void PrefetchCustomer(PartitionTask* task, const kafka::MessageView& m) {
     if (task->processor->PrefetchPays()) task->processor->PrefetchCustomerOf(m.payload());
   }
+  // The record `task` processes next, decoded while the one before it is
+  // processed (EventProcessor::LookAhead). Called by the thread processing
+  // `task`.
+  void LookAhead(PartitionTask* task, const kafka::MessageView& m, int64_t wall_ms) const {
+    task->processor->LookAhead(m.payload(), delivery->RecordClock(m, wall_ms));
+  }
   // Every task back to its checkpoint, the consumer with it (the delivery
   // mode dropped uncommitted work).
   Status Rewind();
@@ -629,8 +635,11 @@ void StreamEngine::Impl::RunWorker(int worker) {
   Status& st = worker_status[w];
   for (const Lane& lane : lanes[w]) PrefetchCustomer(lane.task, (*batch_in_hand)[lane.index]);
   for (PartitionTask* task : worker_tasks[w]) task->processor->LoadPrefetchedCustomers();
-  for (const Lane& lane : lanes[w]) {
-    st = delivery->Process(lane.task, (*batch_in_hand)[lane.index], batch_wall_ms);
+  const std::vector<Lane>& lane = lanes[w];
+  for (size_t k = 0; k < lane.size(); ++k) {
+    if (k + 1 < lane.size())
+      LookAhead(lane[k + 1].task, (*batch_in_hand)[lane[k + 1].index], batch_wall_ms);
+    st = delivery->Process(lane[k].task, (*batch_in_hand)[lane[k].index], batch_wall_ms);
     if (!st.ok()) return;
   }
   // As one thread does after a batch with records: every task finished.
@@ -830,9 +839,16 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
         if (PartitionTask* task = e.TaskFor(m.topic(), m.partition())) e.PrefetchCustomer(task, m);
       }
       for (auto& [tp, task] : core.tasks) task.processor->LoadPrefetchedCustomers();
+      PartitionTask* next =
+          batch.size() > 0 ? e.TaskFor(batch[0].topic(), batch[0].partition()) : nullptr;
       for (size_t i = 0; i < batch.size() && result.ok(); ++i) {
-        kafka::MessageView m = batch[i];
-        PartitionTask* task = e.TaskFor(m.topic(), m.partition());
+        const kafka::MessageView m = batch[i];
+        PartitionTask* task = next;
+        if (i + 1 < batch.size()) {
+          const kafka::MessageView ahead = batch[i + 1];
+          next = e.TaskFor(ahead.topic(), ahead.partition());
+          if (next != nullptr) e.LookAhead(next, ahead, wall_ms);
+        }
         if (task == nullptr) {
           stats.unowned_records.fetch_add(1, std::memory_order_relaxed);
           continue;

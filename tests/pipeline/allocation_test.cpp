@@ -79,7 +79,11 @@ TEST_CASE("Warm processing, scoring at the flush and outputs allocate nothing",
   p.FlushOutputs();
 
   testing::StartCountingAllocations();
-  for (size_t i = day.size() / 2; i < day.size(); ++i) p.Process(day[i], pos, times[i]);
+  // Each record looked up ahead, as the engine does.
+  for (size_t i = day.size() / 2; i < day.size(); ++i) {
+    if (i + 1 < day.size()) p.LookAhead(day[i + 1], times[i + 1]);
+    p.Process(day[i], pos, times[i]);
+  }
   p.FlushOutputs();
   CHECK(testing::StopCountingAllocations() == 0);
   CHECK(p.customer_models().churn().churn_model().count() >= 50);

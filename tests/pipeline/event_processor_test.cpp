@@ -245,5 +245,118 @@ TEST_CASE("Processor: customer_scores_every event publishes each accepted event'
   CHECK(sink.Of(OutputKind::kCustomerScores).size() == accepted);
 }
 
+TEST_CASE(
+    "Processor: records looked up ahead give the outputs and state of records decoded as "
+    "they come",
+    "[pipeline]") {
+  // A generated world with malformed and repeated records, plus what could
+  // trip a cached decode: a record over the look-ahead's size, a record
+  // looked up ahead with another clock, one looked up but never processed,
+  // and one buffer reused for another record's bytes.
+  generator::WorldOptions world;
+  world.customers = 300;
+  world.malformed_rate = 0.01;
+  world.duplicate_rate = 0.01;
+  REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
+  std::vector<std::string> records;
+  std::string key, value;
+  for (int i = 0; i < 6000; ++i) {
+    gen->Next(&key, &value);
+    records.push_back(value);
+  }
+  std::string large = Purchase("big", "C-big", kNow, 3.0);
+  large.insert(large.size() - 1, R"(,"attributes":{"note":")" +
+                                     std::string(EventProcessor::kLookAheadBytes, 'x') + "\"}");
+  records.insert(records.begin() + 100, large);
+  records.insert(records.begin() + 101, records[99]);  // a duplicate after it
+  // Clocks past the world's events (none is ahead of its clock), or none.
+  const int64_t late = world.start_ms + int64_t{400} * 86'400'000;
+  // Every 50th clock is a year before the world: its record is ahead of it
+  // by more than the allowed skew, and rejected.
+  const auto now_of = [&](size_t i) {
+    if (i % 50 == 11) return world.start_ms - int64_t{365} * 86'400'000;
+    return i % 7 == 0 ? int64_t{0} : late + int64_t(i);
+  };
+
+  RecordingSink reference_sink, ahead_sink;
+  REQUIRE_OK_AND_ASSIGN(auto reference,
+                        EventProcessor::Create(ProcessorOptions{}, &reference_sink));
+  REQUIRE_OK_AND_ASSIGN(auto ahead, EventProcessor::Create(ProcessorOptions{}, &ahead_sink));
+  // One buffer, looked up ahead holding another record of the same size
+  // and then given the next record's bytes: Process must see those.
+  std::string reused;
+  reused.reserve(EventProcessor::kLookAheadBytes);
+  size_t reused_cases = 0;
+  bool use_reused = false;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const ingest::SourcePosition pos{"crm.interactions", 0, static_cast<int64_t>(i)};
+    reference->Process(records[i], pos, now_of(i));
+    if (use_reused) {
+      ahead->Process(reused, pos, now_of(i));
+      use_reused = false;
+    } else {
+      ahead->Process(records[i], pos, now_of(i));
+    }
+    if (i + 1 >= records.size()) continue;
+    const std::string& next = records[i + 1];
+    if (i % 50 == 10) {
+      // Looked up with another clock (one that accepts it): decoded again
+      // with its own when it comes, and rejected.
+      ahead->LookAhead(next, late);
+    } else if (i % 50 == 20) {
+      for (size_t j = i + 2; j < std::min(records.size(), i + 300); ++j) {
+        if (records[j].size() != next.size() || records[j] == next) continue;
+        reused.assign(records[j]);
+        const char* buffer = reused.data();
+        ahead->LookAhead(reused, now_of(i + 1));
+        reused.assign(next);
+        REQUIRE(reused.data() == buffer);
+        use_reused = true;
+        ++reused_cases;
+        break;
+      }
+    } else if (i % 50 == 30) {
+      // Looked up, then the caller processes something else first.
+      ahead->LookAhead(records[std::min(records.size() - 1, i + 2)], now_of(i + 2));
+      ahead->LookAhead(next, now_of(i + 1));
+    } else if (i % 50 != 40) {  // and now and then not looked up at all
+      ahead->LookAhead(next, now_of(i + 1));
+    }
+    if (i % 1000 == 999) {
+      reference->FlushOutputs();
+      ahead->FlushOutputs();
+    }
+  }
+  reference->FlushOutputs();
+  ahead->FlushOutputs();
+
+  const ProcessorCounters& r = reference->counters();
+  const ProcessorCounters& a = ahead->counters();
+  CHECK(r.accepted.Get() > 5000);
+  CHECK(r.duplicates.Get() > 0);
+  CHECK(r.rejected.Get() > records.size() / 50);
+  CHECK(a.received.Get() == r.received.Get());
+  CHECK(a.accepted.Get() == r.accepted.Get());
+  CHECK(a.duplicates.Get() == r.duplicates.Get());
+  CHECK(a.rejected.Get() == r.rejected.Get());
+  REQUIRE(ahead_sink.records.size() == reference_sink.records.size());
+  for (size_t i = 0; i < reference_sink.records.size(); ++i) {
+    CAPTURE(i);
+    CHECK(ahead_sink.records[i].kind == reference_sink.records[i].kind);
+    CHECK(ahead_sink.records[i].key == reference_sink.records[i].key);
+    CHECK(ahead_sink.records[i].value == reference_sink.records[i].value);
+  }
+  std::string reference_state, ahead_state;
+  reference->EncodeState(0, &reference_state);
+  ahead->EncodeState(0, &ahead_state);
+  CHECK(ahead_state == reference_state);
+  std::string x, y;
+  reference->dedup_window().EncodeTo(&x);
+  ahead->dedup_window().EncodeTo(&y);
+  CHECK(x == y);
+  CHECK(ahead->feature_store().Find("C-big") != nullptr);
+  CHECK(reused_cases > 10);
+}
+
 }  // namespace
 }  // namespace crmstream::pipeline

@@ -190,6 +190,11 @@ class FeatureStore {
   // nullptr if the customer is unknown. Does not allocate. The pointer is
   // rebound by the next Find; copy the view to keep it.
   const CustomerFeatures* Find(std::string_view customer_id) const;
+  // Fetches the customer's table slot, and its record when the slot's tag
+  // matches, into the CPU's cache: called an event ahead of its Update.
+  // Returns that record's slot (the customer's, unless another id shares the
+  // tag), UINT32_MAX when there is none.
+  uint32_t Prefetch(std::string_view customer_id) const;
   // The customer in `slot`, which must be below size(). No lookup.
   CustomerFeatures At(uint32_t slot) const { return CustomerFeatures(this, slot); }
 

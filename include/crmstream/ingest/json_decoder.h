@@ -45,6 +45,9 @@ class EventDecoder {
   Rejection Decode(std::string_view bytes, int64_t now_ms, Event* out);
 
   const DecoderOptions& options() const;
+  // The bytes of the last Decode that got as far as parsing (the decoder's
+  // own copy; its Event points into it).
+  std::string_view last_message() const;
 
  private:
   struct Impl;

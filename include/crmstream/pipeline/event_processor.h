@@ -198,6 +198,17 @@ class EventProcessor {
   ProcessOutcome ProcessDecoded(const ingest::Rejection& rejection, const ingest::Event& event,
                                 std::string_view raw, const ingest::SourcePosition& source,
                                 int64_t now_ms);
+  // The record the caller will Process after the current one: decoded now,
+  // and the memory its event will touch first (its dedup-table slot, its
+  // customer's table slot and record) fetched into the CPU's cache while the
+  // current one is processed, so that those lookups, each a cache miss in
+  // tables far larger than the caches, no longer wait. Process takes the
+  // decoded record when it is given the same bytes and clock (compared with
+  // the decoder's copy), else decodes it as before. Two are kept: the next
+  // record and the one after it. Records over kLookAheadBytes, and ones the
+  // decoder rejects, are left to Process. No allocation.
+  void LookAhead(std::string_view bytes, int64_t now_ms);
+  static constexpr size_t kLookAheadBytes = 4096;
 
   // Scores every customer updated since the last refresh and emits its churn
   // alert, segment change and customer anomaly when there is one.
@@ -367,6 +378,16 @@ class EventProcessor {
   int64_t refresh_origin_ms_ = -1;
   int64_t flush_origin_ms_ = -1;
   ingest::Event event_;
+  // LookAhead's records, each in a decoder of its own (an Event points into
+  // its decoder), used in turn.
+  struct DecodedAhead {
+    ingest::EventDecoder decoder;
+    ingest::Event event;
+    int64_t now_ms = 0;
+    bool valid = false;
+  };
+  std::vector<DecodedAhead> ahead_;
+  size_t next_ahead_ = 0;
   std::string record_;  // reused output buffer
   int64_t next_centroids_ms_ = INT64_MIN;
   int64_t next_correlations_ms_ = INT64_MIN;

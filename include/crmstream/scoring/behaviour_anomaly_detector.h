@@ -112,6 +112,10 @@ class BehaviourAnomalyDetector {
   // After the feature store applied an event of the customer: scores its
   // behaviour (and the detector learns from it), opens or closes its
   // episode and decides a report. Marks it in `unsaved`.
+  // Fetches the slot's state into the CPU's cache (an event ahead).
+  void Prefetch(uint32_t slot) const {
+    if (slot < slots_.size()) __builtin_prefetch(&slots_[slot]);
+  }
   void OnEvent(const features::CustomerFeatures& f, UnsavedSlots* unsaved);
   // At a flush: the customer's score and the report decided since the last
   // flush, if any (marks the customer in `unsaved` where it changes).

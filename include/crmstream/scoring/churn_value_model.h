@@ -266,6 +266,10 @@ class ChurnValueModel {
   // resolves matured labels, and stores a pending example (scored from the
   // features as of this event) when the customer has none. Marks in
   // `unsaved` the customer and every customer whose label resolved.
+  // Fetches the slot's state into the CPU's cache (an event ahead).
+  void Prefetch(uint32_t slot) const {
+    if (slot < slots_.size()) __builtin_prefetch(&slots_[slot]);
+  }
   void OnEvent(const ingest::Event& event, const features::CustomerFeatures& f,
                UnsavedSlots* unsaved);
 

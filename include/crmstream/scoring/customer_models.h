@@ -102,6 +102,13 @@ class CustomerModels {
   // Called after the feature store was updated with `event`; `f` is the
   // customer's features as returned by FeatureStore::Update. The closing
   // event itself (account_closed) moves neither segment nor behaviour.
+  // Fetches the slot's state of each model into the CPU's cache (an event
+  // ahead of its OnEvent).
+  void Prefetch(uint32_t slot) const {
+    churn_.Prefetch(slot);
+    segmenter_.Prefetch(slot);
+    behaviour_.Prefetch(slot);
+  }
   void OnEvent(const ingest::Event& event, const features::CustomerFeatures& f);
   // Room for customers in slots below `slots`, so that OnEvent for them does
   // not grow the per-customer arrays. Strong guarantee: on a throw

@@ -112,6 +112,10 @@ class CustomerSegmenter {
   // After the feature store applied an event of the customer: learns from
   // it (once per customer and event-time day) and assigns its segment.
   // Marks the customer in `unsaved`.
+  // Fetches the slot's state into the CPU's cache (an event ahead).
+  void Prefetch(uint32_t slot) const {
+    if (slot < slots_.size()) __builtin_prefetch(&slots_[slot]);
+  }
   void OnEvent(const features::CustomerFeatures& f, UnsavedSlots* unsaved);
   // At a flush: the customer's segment change since the last one reported,
   // if any (reported once; marks the customer in `unsaved` then).
