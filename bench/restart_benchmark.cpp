@@ -1,7 +1,9 @@
 // Customer state bigger than memory. A partition task processes a generated
 // world of N customers (3 events each on average, every model on) with the
 // state store attached and at most CRMSTREAM_BENCH_CACHED customers in
-// memory, checkpointing every 65,536 events, as the engine does. Then:
+// memory, checkpointing every 65,536 events, and sooner when the cache fills
+// with customers only a checkpoint makes evictable (FeatureStore::
+// UnderPressure), as the engine does. Then:
 //
 // - BM_RestartWithIntactState: open the store, rebuild a fresh task from it
 //   (pipeline::RestoreProcessor) and process the first record (a customer
@@ -130,6 +132,12 @@ Status Checkpoint(EventProcessor* processor, state::StateStore* store, state::Pa
   return Status::OK();
 }
 
+// After event `i` (from 0): the commit interval's checkpoint, or one the
+// cache asks for before it would grow past its capacity.
+bool CheckpointDue(const EventProcessor& processor, int64_t i) {
+  return i % 65536 == 65535 || processor.feature_store().UnderPressure();
+}
+
 // The store every benchmark reads, built once per process (or kept in
 // CRMSTREAM_BENCH_STORE and built once).
 struct World {
@@ -207,7 +215,7 @@ Status BuildWorld(World* w) {
     w->end_ms = gen->Next(&id, &value);
     processor->Process(value, {"bench", 0, i}, 0);
     if (static_cast<size_t>(i) % (w->events_per_customer * sample_every) == 0) w->ids.push_back(id);
-    if (i % 65536 == 65535) {
+    if (CheckpointDue(*processor, i)) {
       processor->FlushOutputs();
       CRM_RETURN_NOT_OK(Checkpoint(processor.get(), store.get(), key, i + 1));
     }
@@ -472,7 +480,7 @@ void BM_CachedThroughput(benchmark::State& state) {
   int64_t offset = run->offset;
   for (size_t i = 0; i < warm_up; ++i) {
     p.Process(feed.Next(), {"bench", 0, offset++}, 0);
-    if (i % 65536 == 65535) {
+    if (CheckpointDue(p, static_cast<int64_t>(i))) {
       p.FlushOutputs();
       if (!Checkpoint(&p, store->get(), *key, offset).ok()) {
         return state.SkipWithError("checkpoint failed");
@@ -483,14 +491,17 @@ void BM_CachedThroughput(benchmark::State& state) {
   const uint64_t loads_before = p.customer_loads();
   const uint64_t prefetched_before = p.customer_prefetches();
   const uint64_t used_ahead_before = p.feature_store().loads_ahead_used();
+  const uint64_t over_capacity_before = p.feature_store().over_capacity();
   int64_t processed = 0;
+  int checkpoints = 0;
   double cpu_s = 0;
   for (auto _ : state) {
     const double cpu_start = ProcessCpuSeconds();
     for (int i = 0; i < kEvents; ++i) {
       if (batch > 0 && i % batch == 0) PrefetchBatch(&p, events, i, batch);
       p.Process(events[static_cast<size_t>(i)], {"bench", 0, offset++}, 0);
-      if (i % 65536 == 65535) {
+      if (CheckpointDue(p, i)) {
+        ++checkpoints;
         p.FlushOutputs();
         if (!Checkpoint(&p, store->get(), *key, offset).ok()) {
           return state.SkipWithError("checkpoint failed");
@@ -524,6 +535,10 @@ void BM_CachedThroughput(benchmark::State& state) {
   state.counters["loads_per_event"] = loads / static_cast<double>(processed);
   state.counters["prefetched"] = loads == 0 ? 0.0 : prefetched / loads;
   state.counters["cached"] = static_cast<double>(p.feature_store().size());
+  state.counters["capacity"] = static_cast<double>(p.feature_store().capacity());
+  state.counters["over_capacity"] =
+      static_cast<double>(p.feature_store().over_capacity() - over_capacity_before);
+  state.counters["checkpoints"] = checkpoints;
   state.counters["accepted"] = static_cast<double>(p.counters().accepted.Get());
 }
 BENCHMARK(BM_CachedThroughput)

@@ -97,6 +97,9 @@ on, kills must have landed in the restore, the processing and a checkpoint.
                        exit 77 (skipped) when the engine has no exactly-once contract yet
                        (no processing.guarantee in its configuration or no run --until-caught-up)
   --run-timeout SEC    longest time one engine run to the end of the input may take (default 600)
+  --memory-cap-mb N    state.memory_cap_mb of both runs (default 256); a small cap keeps fewer
+                       customers per partition in memory than the input has: evictions, loads
+                       and checkpoints forced by the cache's pressure
   -h, --help           this message
 
 Example (the long form): scripts/crash-test.sh --kills 25 --events 400000 --customers 2000 \
@@ -130,6 +133,7 @@ session_timeout_ms=""
 broker_kind=embedded
 bootstrap="${CRMSTREAM_TEST_KAFKA:-}"
 snapshot_minutes=60
+memory_cap_mb=256
 mask_fields=()
 
 need_value() { [ $# -ge 2 ] || { echo "crash-test: $1 needs a value" >&2; usage >&2; exit 2; }; }
@@ -156,6 +160,7 @@ while [ $# -gt 0 ]; do
     --kill-anchor) need_value "$@"; kill_anchor="$2"; shift 2 ;;
     --session-timeout-ms) need_value "$@"; session_timeout_ms="$2"; shift 2 ;;
     --snapshot-minutes) need_value "$@"; snapshot_minutes="$2"; shift 2 ;;
+    --memory-cap-mb) need_value "$@"; memory_cap_mb="$2"; shift 2 ;;
     --mask-field) need_value "$@"; mask_fields+=("$2"); shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "crash-test: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -339,7 +344,7 @@ write_config() {  # file run-name state-dir with-processing-section(0/1)
       echo "processing:"
       echo "  guarantee: $effective_guarantee"
       echo "state:"
-      echo "  memory_cap_mb: 256"
+      echo "  memory_cap_mb: $memory_cap_mb"
       echo "  sync: false"
     fi
   } > "$file"

@@ -203,6 +203,8 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   out.push_back(Single(Metric::kModelSyncPartitionsMerged, Load(s.model_sync_partitions_merged)));
 
   out.push_back(Single(Metric::kCheckpoints, Load(s.checkpoints)));
+  out.push_back(Single(Metric::kMemoryCheckpoints, Load(s.memory_checkpoints)));
+  out.push_back(Single(Metric::kCustomersOverCapacity, Load(s.customers_over_capacity)));
   out.push_back(Single(Metric::kCheckpointFailures, Load(s.checkpoint_failures)));
   out.push_back(Histogram(Metric::kCheckpointDuration, s.checkpoint_duration));
   out.push_back(Single(Metric::kChangelogRecords, Load(s.changelog_records)));

@@ -332,6 +332,11 @@ void FeatureStore::ReleaseId(CustomerRecord* r) {
 void FeatureStore::SetCapacity(size_t customers, CustomerEvictionHooks* hooks) {
   capacity_ = customers;
   hooks_ = hooks;
+  pressure_mark_ =
+      customers == 0
+          ? SIZE_MAX
+          : std::max<size_t>(1, customers / kPressureDen * kPressureNum +
+                                    customers % kPressureDen * kPressureNum / kPressureDen);
 }
 
 FeatureStore::Memory FeatureStore::memory() const {

@@ -104,27 +104,35 @@ Status AtLeastOnceDelivery::AfterBatch(bool had_records) {
 
 Status AtLeastOnceDelivery::Tick(Clock::time_point now, bool had_records) {
   Status st = checkpointer_->Advance();
-  if (!st.ok()) {
-    core_->probe.stats().commit_failures.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("checkpoint: {} (will retry)", st.ToString());
-  }
+  if (!st.ok()) CheckpointFailed(now, st);
   const bool interval_passed =
       now - last_commit_ >= std::chrono::milliseconds(core_->config.commit_interval_ms);
   // Run until caught up: an idle loop checkpoints soon, so the end is seen.
   const bool idle_commit =
       core_->until_caught_up && !had_records && now - last_idle_commit_ >= kIdleCommit;
   // One checkpoint at a time: the next begins once the last is written.
-  if ((!interval_passed && !idle_commit) || checkpointer_->pending()) return Status::OK();
+  if (checkpointer_->pending()) return Status::OK();
+  // A task's cache filling with customers only a checkpoint makes
+  // evictable: one begins now, before the cache grows past its capacity
+  // (after a failed one, not before the interval: no retry per batch).
+  const bool memory = !interval_passed && !idle_commit && now >= memory_retry_ && CachePressure();
+  if (!interval_passed && !idle_commit && !memory) return Status::OK();
   if (idle_commit) last_idle_commit_ = now;
-  if (interval_passed) last_commit_ = now;
+  if (interval_passed || memory) last_commit_ = now;
   const std::vector<PartitionTask*> due = FlushDue();
   if (due.empty()) return Status::OK();
   st = checkpointer_->Begin(due, this);
-  if (!st.ok()) {
-    core_->probe.stats().commit_failures.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("checkpoint: {} (will retry)", st.ToString());
+  if (st.ok() && memory) {
+    core_->probe.stats().memory_checkpoints.fetch_add(1, std::memory_order_relaxed);
   }
+  if (!st.ok()) CheckpointFailed(now, st);
   return Status::OK();
+}
+
+void AtLeastOnceDelivery::CheckpointFailed(Clock::time_point now, const Status& st) {
+  core_->probe.stats().commit_failures.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("checkpoint: {} (will retry)", st.ToString());
+  memory_retry_ = now + std::chrono::milliseconds(core_->config.commit_interval_ms);
 }
 
 Status AtLeastOnceDelivery::AfterRestore(std::span<const RestoredTask>) {
@@ -161,6 +169,13 @@ Status AtLeastOnceDelivery::Drain() {
   const std::vector<PartitionTask*> due = FlushDue();
   if (due.empty()) return Status::OK();
   return checkpointer_->Checkpoint(due, this);
+}
+
+bool AtLeastOnceDelivery::CachePressure() const {
+  for (const auto& [tp, task] : core_->tasks) {
+    if (task.processor->feature_store().UnderPressure()) return true;
+  }
+  return false;
 }
 
 std::vector<PartitionTask*> AtLeastOnceDelivery::FlushDue(

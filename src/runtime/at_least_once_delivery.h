@@ -2,7 +2,9 @@
 // segment changes and customer anomalies of a batch's customers leave after
 // the batch; every commit interval all tasks flush their customer-scores
 // records and a checkpoint of them all begins, which finishes in steps while
-// processing goes on (Checkpointer::Begin). A revocation, a new assignment
+// processing goes on (Checkpointer::Begin); sooner when a task's customer
+// cache fills with customers only a checkpoint makes evictable
+// (FeatureStore::UnderPressure, checked after each consumed batch). A revocation, a new assignment
 // and the stop finish it first. After a crash the records since the last
 // checkpoint are processed again: their outputs may appear twice, the state
 // is never counted twice.
@@ -70,6 +72,11 @@ class AtLeastOnceDelivery final : public DeliveryMode {
   // Flushes the customer-scores records of every task (or of `only`) to the
   // producer; the tasks with records since their checkpoint.
   std::vector<PartitionTask*> FlushDue(std::span<const kafka::TopicPartition> only = {});
+  // Counted and logged; the caches' pressure waits an interval to retry.
+  void CheckpointFailed(Clock::time_point now, const Status& st);
+  // Whether a task's customer cache asks for a checkpoint
+  // (FeatureStore::UnderPressure).
+  bool CachePressure() const;
   // The task's buffered outputs (worker threads) to the Kafka sink.
   void Forward(PartitionTask* task);
 
@@ -77,6 +84,8 @@ class AtLeastOnceDelivery final : public DeliveryMode {
   Checkpointer* checkpointer_;
   Clock::time_point last_commit_ = Clock::now();
   Clock::time_point last_idle_commit_ = Clock::now();
+  // No checkpoint for the caches' pressure before this (one failed).
+  Clock::time_point memory_retry_{};
   // Broker timestamp; -1: nothing since the last flush. Set by the first
   // record a worker processes after a flush.
   std::atomic<int64_t> oldest_unflushed_ms_{-1};

@@ -141,10 +141,16 @@ Status StampedExactlyOnceDelivery::FirstRunCheck(const PartitionTask& task) cons
 }
 
 Status StampedExactlyOnceDelivery::OnBlockClosed(PartitionTask* task, bool checkpoint) {
-  if (!checkpoint && Clock::now() - task->last_checkpoint <
-                         std::chrono::milliseconds(core_->config.commit_interval_ms)) {
+  // A cache full of customers only a checkpoint makes evictable: checkpoint
+  // at this close, not at the interval. Like the interval's, it falls on a
+  // block close, which the input alone fixes, so the outputs stay the same.
+  const bool memory = !checkpoint && task->processor->feature_store().UnderPressure();
+  if (!checkpoint && !memory &&
+      Clock::now() - task->last_checkpoint <
+          std::chrono::milliseconds(core_->config.commit_interval_ms)) {
     return Status::OK();
   }
+  if (memory) core_->probe.stats().memory_checkpoints.fetch_add(1, std::memory_order_relaxed);
   PartitionTask* one[] = {task};
   return checkpointer_->Checkpoint(one, this);
 }

@@ -129,6 +129,7 @@ void TaskTotals::Add(const pipeline::EventProcessor& p, uint64_t suppressed_outp
   const pipeline::ProcessorCounters& c = p.counters();
   customer_loads += p.customer_loads();
   customer_prefetches += p.customer_prefetches();
+  customers_over_capacity += p.feature_store().over_capacity();
   received += c.received.Get();
   accepted += c.accepted.Get();
   duplicates += c.duplicates.Get();
@@ -673,6 +674,7 @@ void StreamEngine::Impl::PublishStats() {
   store(stats.suppressed_outputs, totals.suppressed);
   store(stats.customer_single_loads, totals.customer_loads - totals.customer_prefetches);
   store(stats.customer_batched_loads, totals.customer_prefetches);
+  store(stats.customers_over_capacity, totals.customers_over_capacity);
   for (size_t i = 0; i < totals.alerts.size(); ++i) store(stats.churn_alerts[i], totals.alerts[i]);
   for (size_t k = 0; k < totals.outputs.size(); ++k) store(stats.outputs[k], totals.outputs[k]);
   for (size_t t = 0; t < totals.by_type.size(); ++t) {

@@ -129,10 +129,16 @@ bool TransactionalDelivery::TakeRewind() {
 Status TransactionalDelivery::OnBlockClosed(PartitionTask* task, bool checkpoint) {
   TaskState& s = StateOf(task);
   const auto interval = std::chrono::milliseconds(core_->config.commit_interval_ms);
-  if (checkpoint || s.held.bytes() > kMaxHeldBytes || Clock::now() - s.last_stage >= interval) {
+  // A cache full of customers only a checkpoint makes evictable: the
+  // transaction commits at this close, not at the interval. Outputs are
+  // fixed by the blocks, so only when they are committed changes.
+  const bool memory = !checkpoint && task->processor->feature_store().UnderPressure();
+  if (checkpoint || memory || s.held.bytes() > kMaxHeldBytes ||
+      Clock::now() - s.last_stage >= interval) {
     CRM_RETURN_NOT_OK(StageTask(task));
   }
-  return checkpoint ? Commit() : Status::OK();
+  if (memory) core_->probe.stats().memory_checkpoints.fetch_add(1, std::memory_order_relaxed);
+  return checkpoint || memory ? Commit() : Status::OK();
 }
 
 Status TransactionalDelivery::CheckpointSettled(std::span<PartitionTask* const> tasks) {

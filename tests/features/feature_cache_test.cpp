@@ -136,6 +136,47 @@ TEST_CASE("A store whose customers are all unsaved grows past its capacity", "[f
   for (int n = 0; n < 30; ++n) CHECK(store->Find(IdOf(n)) != nullptr);
 }
 
+TEST_CASE("A store asks for a checkpoint when 3/4 of its capacity is unsaved", "[features]") {
+  REQUIRE_OK_AND_ASSIGN(auto store, FeatureStore::Create(FeatureSpec{}));
+  MapBacking backing(store.get());
+  CHECK_FALSE(store->UnderPressure());  // no capacity: never
+  store->SetCapacity(10, &backing);
+  Event e;
+  e.event_id = "e";
+  e.type = EventType::kLogin;
+  int n = 0;
+  const auto touch = [&](int customer) {
+    const std::string id = IdOf(customer);
+    e.customer_id = id;
+    e.timestamp_ms = kT0 + n++;
+    store->Update(e);
+  };
+  // 10 * 3 / 4 rounded down: the 7th unsaved customer raises it.
+  for (int c = 0; c < 6; ++c) touch(c);
+  CHECK_FALSE(store->UnderPressure());
+  touch(0);  // again: still six unsaved customers
+  CHECK_FALSE(store->UnderPressure());
+  touch(6);
+  CHECK(store->UnderPressure());
+  // A checkpoint staged (its customers stay until it commits) ends it.
+  store->ClearDirty();
+  store->StageUnsaved();
+  CHECK_FALSE(store->UnderPressure());
+  // Checkpointed each time it asks, the store never grows past its
+  // capacity over many more customers than it holds.
+  for (int c = 7; c < 200; ++c) {
+    touch(c);
+    if (store->UnderPressure()) {
+      store->ClearDirty();
+      store->StageUnsaved();
+      store->ReleaseStaged();
+    }
+  }
+  CHECK(store->size() == 10);
+  CHECK(store->over_capacity() == 0);
+  CHECK(store->evictions() == 200 - 10);
+}
+
 TEST_CASE("Customers held for their events are not evicted, and a held load never grows the store",
           "[features]") {
   REQUIRE_OK_AND_ASSIGN(auto store, FeatureStore::Create(FeatureSpec{}));

@@ -106,6 +106,30 @@ bool SameOutputs(const std::vector<RecordedOutput>& a, const std::vector<Recorde
   return true;
 }
 
+// The store's customer state and model entries. A customer's features as
+// decoded: the bytes of its per-day history depend on when it was last
+// loaded (a load re-encodes it), not its state.
+std::vector<std::pair<std::string, std::string>> StoredCustomers(const state::StateStore& store,
+                                                                 const ProcessorOptions& options) {
+  std::vector<std::pair<std::string, std::string>> stored;
+  REQUIRE_OK_AND_ASSIGN(auto decoded, features::FeatureStore::Create(options.features));
+  std::string canonical;
+  REQUIRE_OK(store.ForEachEntry(
+      state::StateFamily::kFeatures, [&](std::string_view k, std::string_view v) -> Status {
+        const std::string_view id = k.substr(state::kPartitionPrefixBytes);
+        CRM_RETURN_NOT_OK(decoded->LoadCustomer(id, v));
+        CRM_RETURN_NOT_OK(decoded->EncodeCustomer(id, &canonical));
+        stored.emplace_back(std::string(k), canonical);
+        return Status::OK();
+      }));
+  REQUIRE_OK(
+      store.ForEachEntry(state::StateFamily::kModels, [&](std::string_view k, std::string_view v) {
+        stored.emplace_back(std::string(k), std::string(v));
+        return Status::OK();
+      }));
+  return stored;
+}
+
 struct StoreRun {
   std::vector<RecordedOutput> outputs;
   scoring::CustomerModels::Quality quality;
@@ -169,23 +193,7 @@ StoreRun RunThroughStore(const std::vector<std::string>& records, size_t interva
   processor->FlushOutputs();
   REQUIRE_OK(processor->storage_status());
   Checkpoint(processor.get(), store, key, static_cast<int64_t>(records.size()));
-  // A customer's features as decoded: the bytes of its per-day history
-  // depend on when it was last loaded (a load re-encodes it), not its state.
-  REQUIRE_OK_AND_ASSIGN(auto decoded, features::FeatureStore::Create(options.features));
-  std::string canonical;
-  REQUIRE_OK(store->ForEachEntry(
-      state::StateFamily::kFeatures, [&](std::string_view k, std::string_view v) -> Status {
-        const std::string_view id = k.substr(state::kPartitionPrefixBytes);
-        CRM_RETURN_NOT_OK(decoded->LoadCustomer(id, v));
-        CRM_RETURN_NOT_OK(decoded->EncodeCustomer(id, &canonical));
-        run.stored.emplace_back(std::string(k), canonical);
-        return Status::OK();
-      }));
-  REQUIRE_OK(
-      store->ForEachEntry(state::StateFamily::kModels, [&](std::string_view k, std::string_view v) {
-        run.stored.emplace_back(std::string(k), std::string(v));
-        return Status::OK();
-      }));
+  run.stored = StoredCustomers(*store, options);
   run.evictions += processor->feature_store().evictions();
   run.labels_from_index += processor->customer_models().churn().saved_labels_resolved();
   run.loads += processor->customer_loads();
@@ -522,6 +530,78 @@ TEST_CASE("A batch's cache misses read at once give the same outputs and the sam
   CHECK(SameOutputs(one_at_a_time.outputs, reference.outputs));
   CHECK(one_at_a_time.prefetched == 0);
   CHECK(one_at_a_time.stored.size() > 300);
+}
+
+TEST_CASE("A cache under pressure checkpoints early and holds its capacity", "[pipeline][state]") {
+  constexpr size_t kCached = 60;
+  constexpr size_t kBatch = 20;
+  const std::vector<std::string> records = GeneratedRecords(/*customers=*/300, /*days=*/100);
+  struct Run {
+    std::vector<size_t> checkpoints;  // the records processed at each
+    size_t max_customers = 0;         // in memory after a batch
+    uint64_t over_capacity = 0;
+    std::vector<RecordedOutput> outputs;
+    scoring::CustomerModels::Quality quality;
+    std::vector<std::pair<std::string, std::string>> stored;
+  };
+  // The engine's at-least-once loop with a commit interval longer than the
+  // input: per consumed batch, its misses read ahead, its events, the
+  // scores refreshed; a flush and a checkpoint only when the cache asks
+  // (`on_pressure`), or at the records in `at`; one at the end.
+  const auto run = [&](size_t cached, bool on_pressure, const std::vector<size_t>& at) {
+    ScratchStore s;
+    ProcessorOptions options = Options();
+    options.cached_customers = cached;
+    RecordingSink sink;
+    REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
+    REQUIRE_OK(RestoreProcessor(*s.store, s.key, processor.get()));
+    Run r;
+    auto next = at.begin();
+    for (size_t i = 0; i < records.size(); i += kBatch) {
+      const size_t end = std::min(records.size(), i + kBatch);
+      for (size_t j = i; j < end; ++j) processor->PrefetchCustomerOf(records[j]);
+      processor->LoadPrefetchedCustomers();
+      for (size_t j = i; j < end; ++j) {
+        processor->Process(records[j], {"crm.events", 0, static_cast<int64_t>(j)}, 0);
+      }
+      processor->RefreshScores();
+      r.max_customers = std::max(r.max_customers, processor->feature_store().size());
+      const bool due = next != at.end() && *next == end;
+      if (due) ++next;
+      if (due || (on_pressure && processor->feature_store().UnderPressure())) {
+        processor->FlushOutputs();
+        Checkpoint(processor.get(), s.store.get(), s.key, static_cast<int64_t>(end));
+        r.checkpoints.push_back(end);
+      }
+    }
+    processor->FlushOutputs();
+    REQUIRE_OK(processor->storage_status());
+    Checkpoint(processor.get(), s.store.get(), s.key, static_cast<int64_t>(records.size()));
+    r.over_capacity = processor->feature_store().over_capacity();
+    r.outputs = std::move(sink.records);
+    r.quality = processor->customer_models().quality();
+    r.stored = StoredCustomers(*s.store, options);
+    return r;
+  };
+
+  const Run small = run(kCached, /*on_pressure=*/true, {});
+  // The independent reference: a cache that holds everyone, flushed and
+  // checkpointed at the same records.
+  const Run everyone = run(0, /*on_pressure=*/false, small.checkpoints);
+  // Without the early checkpoints the input does not fit: the store grows.
+  const Run grown = run(kCached, /*on_pressure=*/false, {});
+  REQUIRE(grown.max_customers > 4 * kCached);
+
+  // Pressure checkpointed many times, and memory held the capacity but for
+  // at most one batch's customers (the pressure is checked between batches).
+  CHECK(small.checkpoints.size() > 10);
+  CHECK(small.max_customers <= kCached + kBatch);
+  CHECK(everyone.checkpoints == small.checkpoints);
+  CHECK(everyone.max_customers > 4 * kCached);
+  CHECK(SameOutputs(small.outputs, everyone.outputs));
+  CheckSameQuality(small.quality, everyone.quality);
+  CHECK(small.stored.size() > 300);
+  CHECK(small.stored == everyone.stored);
 }
 
 // A login of customer `c` (event `n`, `n` ms after 2026-03-01).

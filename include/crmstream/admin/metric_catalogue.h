@@ -51,6 +51,8 @@ enum class Metric : int {
   kModelSyncPartitionsMerged,
   // State.
   kCheckpoints,
+  kMemoryCheckpoints,
+  kCustomersOverCapacity,
   kCheckpointFailures,
   kCheckpointDuration,
   kCheckpointSize,
@@ -156,6 +158,12 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
      "merge."},
     {"crmstream_checkpoints_total", MetricKind::kCounter, "",
      "Successful state checkpoints to RocksDB."},
+    {"crmstream_memory_checkpoints_total", MetricKind::kCounter, "",
+     "Checkpoints begun early because a partition task's customer cache filled with customers "
+     "changed since the last checkpoint, which only a checkpoint makes evictable."},
+    {"crmstream_customers_over_capacity_total", MetricKind::kCounter, "",
+     "New customers that found no customer to evict and grew a partition task's customer cache "
+     "past its capacity (the cache keeps that size)."},
     {"crmstream_checkpoint_failures_total", MetricKind::kCounter, "",
      "State checkpoints that failed."},
     {"crmstream_checkpoint_duration_seconds", MetricKind::kHistogram, "",

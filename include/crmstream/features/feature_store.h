@@ -24,6 +24,7 @@
 // The slot's views then show the new customer. When a bounded sweep
 // finds no candidate the store grows past the capacity (counted), so an
 // event is never refused; the next checkpoint makes the cache evictable.
+// UnderPressure() tells the caller to checkpoint before that happens.
 //
 // Memory: a customer is one fixed-size slot (a 100-byte record, then a
 // 4-byte cursor per window but the longest) in blocks of slots, plus a
@@ -314,6 +315,16 @@ class FeatureStore {
   // New customers that found no slot to take and grew the store past its
   // capacity (every candidate had unsaved changes).
   uint64_t over_capacity() const { return over_capacity_; }
+  // Whether the customers changed since the last checkpoint (unsaved: they
+  // may not be evicted) fill kPressureNum/kPressureDen of the capacity: only
+  // a checkpoint makes them evictable, so the caller should begin one now,
+  // before the store has to grow past its capacity. The rest of the cache
+  // is left for the customers touched while that checkpoint is written
+  // (they stay until it commits) and for a batch read ahead
+  // (LoadHeldCustomer). Never with no capacity. A compare: cheap per event.
+  bool UnderPressure() const { return unsaved_.size() >= pressure_mark_; }
+  static constexpr size_t kPressureNum = 3;
+  static constexpr size_t kPressureDen = 4;
 
   // Distinct plan names one store keeps (ingest bounds each to 64 bytes).
   static constexpr size_t kMaxPlans = 1024;
@@ -474,8 +485,9 @@ class FeatureStore {
 
   std::vector<std::unique_ptr<std::byte[], FreeBlock>> blocks_;
   uint32_t size_ = 0;
-  size_t long_id_bytes_ = 0;  // heap chunks of ids over 16 bytes
-  size_t capacity_ = 0;       // 0: unbounded
+  size_t long_id_bytes_ = 0;         // heap chunks of ids over 16 bytes
+  size_t capacity_ = 0;              // 0: unbounded
+  size_t pressure_mark_ = SIZE_MAX;  // UnderPressure's count of unsaved customers
   CustomerEvictionHooks* hooks_ = nullptr;
   uint32_t clock_hand_ = 0;
   uint64_t evictions_ = 0;

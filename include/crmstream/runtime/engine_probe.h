@@ -127,6 +127,10 @@ struct EngineStats {
   // customers): read by their event alone, or with their batch's misses.
   std::atomic<uint64_t> customer_single_loads{0};
   std::atomic<uint64_t> customer_batched_loads{0};
+  // New customers that found no customer to evict and grew their task's
+  // cache past its capacity (FeatureStore::over_capacity): the cache's
+  // overshoot, which checkpoints begun early (memory_checkpoints) bound.
+  std::atomic<uint64_t> customers_over_capacity{0};
   // Model-sync records produced (models.sync_interval_ms > 0).
   std::atomic<uint64_t> model_sync_records{0};
   // Merges of the model-sync topic's statistics into global models, and
@@ -151,6 +155,9 @@ struct EngineStats {
   // Checkpoints (the Checkpointer).
   DurationHistogram checkpoint_duration{kCheckpointDurationBounds};
   std::atomic<uint64_t> checkpoints{0};
+  // Of those, begun early because a task's customer cache was under pressure
+  // (FeatureStore::UnderPressure), not because the commit interval passed.
+  std::atomic<uint64_t> memory_checkpoints{0};
   std::atomic<uint64_t> checkpoint_failures{0};
   std::atomic<int64_t> checkpoint_bytes{-1};         // size of the last checkpoint; -1 none
   std::atomic<int64_t> last_checkpoint_unix_ms{-1};  // end of the last good one; -1 none
