@@ -17,7 +17,18 @@ Result<Standardizer> Standardizer::Create(int dimension) {
 }
 
 Standardizer::Standardizer(int dimension)
-    : count_(dimension, 0), shift_(dimension, 0.0), mean_(dimension, 0.0), m2_(dimension, 0.0) {}
+    : count_(dimension, 0),
+      shift_(dimension, 0.0),
+      mean_(dimension, 0.0),
+      m2_(dimension, 0.0),
+      scale_(dimension, 0.0) {}
+
+void Standardizer::RefreshScale(int j) {
+  const double sd = std::sqrt(variance(j));
+  // A constant column still accumulates rounding noise in M2; treat a
+  // standard deviation that small relative to the mean as zero.
+  scale_[j] = (!(sd > 0.0) || sd <= 1e-12 * std::fabs(mean(j))) ? 0.0 : sd;
+}
 
 void Standardizer::Update(std::span<const double> x) {
   assert(static_cast<int>(x.size()) == dimension());
@@ -30,17 +41,14 @@ void Standardizer::Update(std::span<const double> x) {
     const double delta = v - mean_[j];
     mean_[j] += delta / static_cast<double>(n);
     m2_[j] += delta * (v - mean_[j]);
+    RefreshScale(j);
   }
 }
 
 double Standardizer::TransformOne(int j, double value) const {
   if (std::isnan(value)) return 0.0;
-  // The scale is computed here rather than cached per update: Update stays
-  // a few flops per column, and Transform pays one square root per column.
-  const double sd = std::sqrt(variance(j));
-  // A constant column still accumulates rounding noise in M2; treat a
-  // standard deviation that small relative to the mean as zero.
-  if (!(sd > 0.0) || sd <= 1e-12 * std::fabs(mean(j))) return 0.0;
+  const double sd = scale_[j];
+  if (sd == 0.0) return 0.0;
   return ((value - shift_[j]) - mean_[j]) / sd;
 }
 
@@ -71,6 +79,7 @@ Status Standardizer::Merge(const Standardizer& other) {
       mean_[j] = other.mean_[j];
       m2_[j] = other.m2_[j];
       count_[j] = nb;
+      RefreshScale(j);
       continue;
     }
     const double n = static_cast<double>(na + nb);
@@ -81,6 +90,7 @@ Status Standardizer::Merge(const Standardizer& other) {
     mean_[j] += delta * (wb / n);
     m2_[j] += other.m2_[j] + delta * delta * (wa * wb / n);
     count_[j] = na + nb;
+    RefreshScale(j);
   }
   return Status::OK();
 }
@@ -121,6 +131,7 @@ Result<Standardizer> Standardizer::Deserialize(std::string_view blob) {
   s.shift_ = std::move(shift);
   s.mean_ = std::move(mean);
   s.m2_ = std::move(m2);
+  for (int j = 0; j < s.dimension(); ++j) s.RefreshScale(j);
   return s;
 }
 

@@ -11,6 +11,9 @@
 #include "crmstream/state/state_keys.h"
 
 namespace crmstream::pipeline {
+
+using json_literals::operator""_key;
+
 namespace {
 
 constexpr int64_t kMillisPerMinute = 60'000;
@@ -770,10 +773,10 @@ void EventProcessor::WriteCustomerJson(const features::CustomerFeatures& f,
   out->clear();
   JsonWriter w(out);
   w.BeginObject();
-  w.Field("customer_id", f.customer_id());
-  w.Field("as_of_ms", f.as_of_ms());
-  w.Field("events", events);
-  w.Key("features");
+  w.Field("customer_id"_key, f.customer_id());
+  w.Field("as_of_ms"_key, f.as_of_ms());
+  w.Field("events"_key, events);
+  w.Key("features"_key);
   w.BeginObject();
   features::WriteFeaturesJson(f, &w);
   w.EndObject();

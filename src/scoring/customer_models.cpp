@@ -7,6 +7,9 @@
 #include "crmstream/common/hash.h"
 
 namespace crmstream::scoring {
+
+using json_literals::operator""_key;
+
 namespace {
 
 // The customer record (BlobKind::kCustomerModelState): the churn, segment
@@ -118,28 +121,28 @@ void CustomerModels::WriteCustomerScores(const features::CustomerFeatures& f, Js
   // Until the gate opens nobody is "at risk": the probability is null and
   // the record says why (the same partition-wide figures in every record,
   // so a consumer of the topic alone can show the warm-up).
-  w->Key("churn_probability");
+  w->Key("churn_probability"_key);
   if (churn_.gate_open()) {
     w->Double(churn_.churn_probability(s));
   } else {
     w->Null();
   }
   const alerts::ChurnGateInputs gate = churn_.gate_inputs();
-  w->Key("churn_model");
+  w->Key("churn_model"_key);
   w->BeginObject();
-  w->Field("state", alerts::ChurnGateStateName(churn_.gate_state()));
-  w->Field("labels", gate.positives + gate.negatives);
-  w->Field("closings", gate.positives);
-  w->Field("auc", gate.auc);
+  w->Field("state"_key, alerts::ChurnGateStateName(churn_.gate_state()));
+  w->Field("labels"_key, gate.positives + gate.negatives);
+  w->Field("closings"_key, gate.positives);
+  w->Field("auc"_key, gate.auc);
   w->EndObject();
-  w->Field("predicted_value_30d", churn_.predicted_value(s));
-  w->Key("segment");
+  w->Field("predicted_value_30d"_key, churn_.predicted_value(s));
+  w->Key("segment"_key);
   if (const int segment = segmenter_.segment(s); segment < 0) {
     w->Null();
   } else {
     w->Int(segment);
   }
-  w->Field("anomaly_score", behaviour_.score(s));
+  w->Field("anomaly_score"_key, behaviour_.score(s));
 }
 
 std::optional<CustomerScores> CustomerModels::Scores(const features::CustomerFeatures& f) const {

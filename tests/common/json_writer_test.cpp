@@ -29,6 +29,51 @@ TEST_CASE("JsonWriter writes nested records with escapes", "[common]") {
         R"({"id":"a\"b\\c\n\u0001","n":-3,"x":0.1,"ok":true,"nan":null,"list":[1,{},{"k":[]}]})");
 }
 
+TEST_CASE("JsonWriter writes a _key literal as it writes the same key at run time", "[common]") {
+  using json_literals::operator""_key;
+  // Every place a key can be: first in an object, after a value, after a
+  // nested object or array, and a key given twice in a row.
+  const auto write = [](auto key) {
+    std::string out;
+    JsonWriter w(&out);
+    w.BeginObject();
+    w.Field(key("a"), 1);
+    w.Key(key("obj"));
+    w.BeginObject();
+    w.Field(key("b"), "x");
+    w.Key(key("list"));
+    w.BeginArray();
+    w.BeginObject();
+    w.Field(key("c"), 2.5);
+    w.EndObject();
+    w.EndArray();
+    w.Field(key("d"), false);
+    w.EndObject();
+    w.Key(key("twice"));
+    w.Key(key("e"));
+    w.Null();
+    w.Field(key("f"), int64_t{-1});
+    w.EndObject();
+    return out;
+  };
+  const std::string runtime = write([](std::string_view k) { return k; });
+  const std::string literal = write([](std::string_view k) {
+    // The literal for each name the record above uses.
+    constexpr JsonKey keys[] = {"a"_key, "obj"_key, "b"_key,     "list"_key, "c"_key,
+                                "d"_key, "e"_key,   "twice"_key, "f"_key};
+    for (const JsonKey& key : keys) {
+      std::string_view name = key.encoded();  // ,"name":
+      if (name.substr(2, name.size() - 4) == k) return key;
+    }
+    FAIL("no literal for " << k);
+    return keys[0];
+  });
+  CHECK(runtime ==
+        R"({"a":1,"obj":{"b":"x","list":[{"c":2.5}],"d":false},"twice":"e":null,"f":-1})");
+  CHECK(literal == runtime);
+  CHECK(("customer_id"_key).encoded() == R"(,"customer_id":)");
+}
+
 // RFC 8259's escapes, one byte at a time: the reference for the writer's
 // word-at-a-time scan.
 std::string ReferenceQuoted(std::string_view s) {

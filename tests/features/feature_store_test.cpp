@@ -83,6 +83,66 @@ TEST_CASE("FeatureSpec validation names the offending field", "[features]") {
   CHECK_THAT(refused.status().message(), Catch::StartsWith("FeatureSpec: window_days[0]:"));
 }
 
+// What libm's log1p returns at run time: the compiler folds a constant
+// argument correctly rounded, which differs in the last bit for some (2).
+double LibmLog1p(double x) {
+  volatile double v = x;
+  return std::log1p(v);
+}
+
+TEST_CASE("Count inputs are libm's log1p of the count, bit for bit", "[features]") {
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, FeatureStore::Create(FeatureSpec{}));
+  FeatureStore& store = *store_owner;
+  const size_t lifetime = NameIndex(store, "log1p_lifetime_page_views");
+  const size_t window = NameIndex(store, "log1p_page_views_7d");
+  const size_t purchases = NameIndex(store, "log1p_frequency");
+  FeatureVector v;
+  // Past the counts a table may hold (1024), so both paths are compared.
+  for (uint32_t n = 1; n <= 1100; ++n) {
+    const CustomerFeatures& f = store.Update(MakeEvent("c", kT0 + n * 1000, EventType::kPageView));
+    f.Snapshot(f.as_of_ms(), &v);
+    INFO("page views " << n);
+    REQUIRE(v[lifetime] == LibmLog1p(n));
+    REQUIRE(v[window] == LibmLog1p(n));
+    REQUIRE(v[purchases] == 0.0);
+  }
+  CHECK(LibmLog1p(2.0) != 0.0);
+}
+
+// The record's one-pass windows and rates equal the per-window accessors.
+TEST_CASE("Windows() sums every window as window(i) does", "[features]") {
+  REQUIRE_OK_AND_ASSIGN(auto store_owner, FeatureStore::Create(FeatureSpec{{7, 30, 90}}));
+  FeatureStore& store = *store_owner;
+  std::mt19937_64 rng(11);
+  const EventType types[] = {EventType::kPurchase,      EventType::kLogin,     EventType::kPageView,
+                             EventType::kSupportTicket, EventType::kComplaint, EventType::kRefund};
+  for (int i = 0; i < 3000; ++i) {
+    const EventType type = types[rng() % 6];
+    const int64_t ts = kT0 + static_cast<int64_t>(rng() % (200 * kDay));
+    const CustomerFeatures& f = store.Update(
+        MakeEvent(rng() % 2 == 0 ? "a" : "b", ts, type, static_cast<double>(rng() % 10000) / 100));
+    WindowAggregates all[FeatureSpec::kMaxWindows];
+    f.Windows(all);
+    for (size_t w = 0; w < f.window_count(); ++w) {
+      const WindowAggregates one = f.window(w);
+      INFO("event " << i << " window " << w);
+      REQUIRE(all[w].days == one.days);
+      REQUIRE(all[w].purchases == one.purchases);
+      REQUIRE(all[w].logins == one.logins);
+      REQUIRE(all[w].page_views == one.page_views);
+      REQUIRE(all[w].support_tickets == one.support_tickets);
+      REQUIRE(all[w].complaints == one.complaints);
+      REQUIRE(all[w].refunds == one.refunds);
+      REQUIRE(all[w].purchase_amount == one.purchase_amount);
+      REQUIRE(all[w].refund_amount == one.refund_amount);
+    }
+    const WindowAggregates& longest = all[f.longest_window_index()];
+    REQUIRE(longest.days == 90);
+    REQUIRE(f.ticket_rate_30d(longest) == f.ticket_rate_30d());
+    REQUIRE(f.complaint_rate_30d(longest) == f.complaint_rate_30d());
+  }
+}
+
 // The scripted history of docs/features.md's worked example. Day n means
 // UTC day 19723 + n.
 TEST_CASE("Scripted customer: every feature equals its hand-computed value", "[features]") {

@@ -118,6 +118,9 @@ class CustomerFeatures {
   // exposure inside that window (docs/features.md).
   double ticket_rate_30d() const;
   double complaint_rate_30d() const;
+  // The same from the longest window already summed (Windows()).
+  double ticket_rate_30d(const WindowAggregates& longest) const;
+  double complaint_rate_30d(const WindowAggregates& longest) const;
   // Current plan ("" when none seen) and its id in the store's plan table (0: none).
   std::string_view plan() const;
   uint16_t plan_id() const;
@@ -128,6 +131,10 @@ class CustomerFeatures {
   size_t window_count() const;
   // Window `i` of the spec, as of the clock.
   WindowAggregates window(size_t i) const;
+  // Every window of the spec as of the clock (window(i) in out[i]), in one
+  // pass over the per-day history; `out` holds window_count() of them.
+  void Windows(WindowAggregates* out) const;
+  size_t longest_window_index() const;
   // Window `i` as of max(at_ms, clock): a later time slides the window
   // forward (recomputed from the per-day history).
   WindowAggregates WindowAt(size_t i, int64_t at_ms) const;

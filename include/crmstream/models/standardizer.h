@@ -56,11 +56,17 @@ class Standardizer {
 
  private:
   explicit Standardizer(int dimension);
+  // Sets scale_[j] from the column's moments.
+  void RefreshScale(int j);
 
   std::vector<uint64_t> count_;
   std::vector<double> shift_;  // first value seen; 0 while empty
   std::vector<double> mean_;   // of (value - shift)
   std::vector<double> m2_;
+  // Per column, the standard deviation Transform divides by, or 0 where the
+  // column maps to 0. Kept by every change (Update is once per example for
+  // the churn model, Transform once per event).
+  std::vector<double> scale_;
 };
 
 }  // namespace crmstream::models
