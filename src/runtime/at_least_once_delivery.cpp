@@ -171,6 +171,32 @@ Status AtLeastOnceDelivery::Drain() {
   return checkpointer_->Checkpoint(due, this);
 }
 
+bool AtLeastOnceDelivery::HoldInput(Clock::time_point now) {
+  // A cache with nothing left to evict but customers the pending checkpoint
+  // saves, or that changed since: more input would grow it past its
+  // capacity, so none is taken until that checkpoint is written (its
+  // outputs acknowledged first). Bounded by the flush timeout, as a
+  // checkpoint's wait for acknowledgements is: past it (a broker down) the
+  // input goes on, the cache growing (counted), rather than the group
+  // seeing an instance that stopped polling.
+  if (!checkpointer_->pending() || !CacheFull()) {
+    held_since_ = Clock::time_point::max();
+    return false;
+  }
+  if (held_since_ == Clock::time_point::max()) {
+    held_since_ = now;
+    core_->probe.stats().input_holds.fetch_add(1, std::memory_order_relaxed);
+  }
+  return now - held_since_ < checkpointer_->FlushTimeout();
+}
+
+bool AtLeastOnceDelivery::CacheFull() const {
+  for (const auto& [tp, task] : core_->tasks) {
+    if (task.processor->feature_store().Full()) return true;
+  }
+  return false;
+}
+
 bool AtLeastOnceDelivery::CachePressure() const {
   for (const auto& [tp, task] : core_->tasks) {
     if (task.processor->feature_store().UnderPressure()) return true;

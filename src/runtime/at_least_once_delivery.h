@@ -62,6 +62,7 @@ class AtLeastOnceDelivery final : public DeliveryMode {
   int64_t RecordClock(const kafka::MessageView& m, int64_t wall_ms) const override;
   Status AfterBatch(bool had_records) override;
   Status Tick(Clock::time_point now, bool had_records) override;
+  bool HoldInput(Clock::time_point now) override;
   void OnRevoked(std::span<const kafka::TopicPartition> revoked) override;
   Status Drain() override;
   bool Settled(const PartitionTask&) const override { return true; }
@@ -77,6 +78,7 @@ class AtLeastOnceDelivery final : public DeliveryMode {
   // Whether a task's customer cache asks for a checkpoint
   // (FeatureStore::UnderPressure).
   bool CachePressure() const;
+  bool CacheFull() const;
   // The task's buffered outputs (worker threads) to the Kafka sink.
   void Forward(PartitionTask* task);
 
@@ -86,6 +88,9 @@ class AtLeastOnceDelivery final : public DeliveryMode {
   Clock::time_point last_idle_commit_ = Clock::now();
   // No checkpoint for the caches' pressure before this (one failed).
   Clock::time_point memory_retry_{};
+  // Since when input is held for a pending checkpoint (HoldInput); max:
+  // not held.
+  Clock::time_point held_since_ = Clock::time_point::max();
   // Broker timestamp; -1: nothing since the last flush. Set by the first
   // record a worker processes after a flush.
   std::atomic<int64_t> oldest_unflushed_ms_{-1};

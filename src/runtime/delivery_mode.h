@@ -80,6 +80,10 @@ class DeliveryMode {
   virtual Status Drain() = 0;
   // Nothing of the task waits for a close or a checkpoint.
   virtual bool Settled(const PartitionTask& task) const = 0;
+  // Whether the loop takes no input now (it goes on serving the producer and
+  // Tick): the mode waits for a checkpoint that frees memory. Asked before
+  // each consume.
+  virtual bool HoldInput(Clock::time_point) { return false; }
 
   // Checkpoint hooks (Checkpointer): the task's output sequence, and the
   // mode's own entries of the task, written atomically with its state.

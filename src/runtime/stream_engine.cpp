@@ -818,8 +818,12 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
   e.queries.Open();
 
   while (!stop.load(std::memory_order_relaxed)) {
-    auto consumed = core.consumer->ConsumeBatch(core.config.poll_timeout_ms, &batch);
-    if (!consumed.ok()) {
+    if (e.delivery->HoldInput(Clock::now())) {
+      // No input until the checkpoint that frees the caches is written:
+      // the acknowledgements it waits for are served meanwhile.
+      core.producer->Poll(std::chrono::milliseconds(5));
+    } else if (auto consumed = core.consumer->ConsumeBatch(core.config.poll_timeout_ms, &batch);
+               !consumed.ok()) {
       // Transport errors are retried by librdkafka; keep polling.
       spdlog::warn("consume: {}", consumed.status().ToString());
     }

@@ -52,6 +52,7 @@ enum class Metric : int {
   // State.
   kCheckpoints,
   kMemoryCheckpoints,
+  kInputHolds,
   kCustomersOverCapacity,
   kCheckpointFailures,
   kCheckpointDuration,
@@ -161,6 +162,10 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
     {"crmstream_memory_checkpoints_total", MetricKind::kCounter, "",
      "Checkpoints begun early because a partition task's customer cache filled with customers "
      "changed since the last checkpoint, which only a checkpoint makes evictable."},
+    {"crmstream_input_holds_total", MetricKind::kCounter, "",
+     "Times the engine stopped taking input until a pending checkpoint was written, because a "
+     "partition task's customer cache had nothing left to evict but customers that checkpoint "
+     "saves or that changed since (at least once)."},
     {"crmstream_customers_over_capacity_total", MetricKind::kCounter, "",
      "New customers that found no customer to evict and grew a partition task's customer cache "
      "past its capacity (the cache keeps that size)."},

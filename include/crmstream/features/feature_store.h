@@ -330,6 +330,10 @@ class FeatureStore {
   // (they stay until it commits) and for a batch read ahead
   // (LoadHeldCustomer). Never with no capacity. A compare: cheap per event.
   bool UnderPressure() const { return unsaved_.size() >= pressure_mark_; }
+  // Whether nothing is left to evict but customers a checkpoint still has
+  // to save or commit (unsaved, or staged in one not yet committed): the
+  // next new customer would grow the store past its capacity.
+  bool Full() const { return capacity_ != 0 && unsaved_.size() + staged_.size() >= capacity_; }
   static constexpr size_t kPressureNum = 3;
   static constexpr size_t kPressureDen = 4;
 

@@ -158,6 +158,10 @@ struct EngineStats {
   // Of those, begun early because a task's customer cache was under pressure
   // (FeatureStore::UnderPressure), not because the commit interval passed.
   std::atomic<uint64_t> memory_checkpoints{0};
+  // Times the loop stopped taking input until a pending checkpoint was
+  // written, a task's cache having nothing else left to evict
+  // (DeliveryMode::HoldInput).
+  std::atomic<uint64_t> input_holds{0};
   std::atomic<uint64_t> checkpoint_failures{0};
   std::atomic<int64_t> checkpoint_bytes{-1};         // size of the last checkpoint; -1 none
   std::atomic<int64_t> last_checkpoint_unix_ms{-1};  // end of the last good one; -1 none
