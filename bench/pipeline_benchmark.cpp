@@ -100,7 +100,11 @@ std::optional<uint64_t> ReplayPasses(benchmark::State& state,
 void BM_ReplayPass(benchmark::State& state) {
   const auto& events = Events();
   ProcessorOptions options;
+  // models 2: churn and value only (the pipeline's models.segmentation and
+  // models.behaviour switched off).
   options.models_enabled = state.range(0) != 0;
+  options.models.segments_enabled = state.range(0) != 2;
+  options.models.behaviour_enabled = state.range(0) != 2;
   options.emit_customer_scores = state.range(1) != 0;
   // flush_every 1: the pipeline's customer_scores_every: event (the
   // processor flushes each accepted event itself).
@@ -125,6 +129,8 @@ BENCHMARK(BM_ReplayPass)
     ->Args({1, 1, 65536})
     ->Args({1, 1, 2048})
     ->Args({1, 1, 1})
+    ->Args({2, 0, 65536})
+    ->Args({2, 1, 1})
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2.0);
 

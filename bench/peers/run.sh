@@ -12,6 +12,11 @@
 #                              event, scored then (the pipeline's
 #                              outputs.customer_scores_every: event): the
 #                              peers' workload record for record
+#   crmstream-churn            crmstream-event with the pipeline's segments and
+#                              behaviour anomaly models switched off
+#                              (models.segmentation/behaviour.enabled: false):
+#                              the peers' workload model for model too (churn,
+#                              with crmstream's value model beside it)
 #   Kafka Streams (Java)       kafka-streams/: RocksDB state store, the
 #                              logistic update written by hand
 #   Quix Streams + River       quix-river/app.py: Quix's RocksDB state,
@@ -60,7 +65,7 @@ latency_s="${PEERS_LATENCY_S:-20}"
 warmup_events="${PEERS_WARMUP_EVENTS:-200}"
 core="${PEERS_CORE:-0}"
 feeder_core="${PEERS_FEEDER_CORE:-1}"
-only="${PEERS_ONLY:-crmstream crmstream-10ms crmstream-event kafka-streams quix-river}"
+only="${PEERS_ONLY:-crmstream crmstream-10ms crmstream-event crmstream-churn kafka-streams quix-river}"
 crmstream="${CRMSTREAM_BIN:-$root/build/release/src/cli/crmstream}"
 
 log() { echo "peers: $*" >&2; }
@@ -108,13 +113,13 @@ commit_ms() {
 }
 first_flush_ms() {
   case "$1" in
-    crmstream-event) echo 0 ;;
+    crmstream-event | crmstream-churn) echo 0 ;;
     *) commit_ms "$1" ;;
   esac
 }
 customer_scores_every() {
   case "$1" in
-    crmstream-event) echo event ;;
+    crmstream-event | crmstream-churn) echo event ;;
     *) echo commit ;;
   esac
 }
@@ -137,14 +142,17 @@ generate "$input" "$events"
 [ "$(measure count "$bootstrap" "$input")" -eq "$events" ] || die "the input topic does not hold $events events"
 
 # crmstream's configuration for an input/output pair: features over one
-# 30-day window, the online models on, one output kind (customer-scores).
-crmstream_config() { # NAME INPUT OUTPUT COMMIT_MS EVERY
+# 30-day window, the online models on (MODELS_ON false: churn and value
+# only), one output kind (customer-scores).
+crmstream_config() { # NAME INPUT OUTPUT COMMIT_MS EVERY MODELS_ON
   cat > "$work/$1-pipeline.yaml" << EOF
 name: peers
 features:
   windows_days: [30]
 models:
   enabled: true
+  segmentation: {enabled: $6}
+  behaviour: {enabled: $6}
 outputs:
   customer_scores: true
   customer_scores_every: $5
@@ -178,8 +186,11 @@ EOF
 engine_command() {
   local peer="$1" in="$2" out="$3" phase="$4"
   case "$peer" in
-    crmstream | crmstream-10ms | crmstream-event)
-      crmstream_config "$peer-$phase" "$in" "$out" "$(commit_ms "$peer")" "$(customer_scores_every "$peer")"
+    crmstream | crmstream-10ms | crmstream-event | crmstream-churn)
+      local models_on=true
+      [ "$peer" = crmstream-churn ] && models_on=false
+      crmstream_config "$peer-$phase" "$in" "$out" "$(commit_ms "$peer")" \
+        "$(customer_scores_every "$peer")" "$models_on"
       local caught_up=()
       [ "$phase" = throughput ] && caught_up=(--until-caught-up)
       echo taskset -c "$core" "$crmstream" run -c "$work/$peer-$phase.yaml" --metrics-port 0 \
@@ -193,7 +204,7 @@ engine_command() {
       echo taskset -c "$core" "$py" "$here/quix-river/app.py" "$bootstrap" "$in" "$out" \
         "$prefix.$peer.$phase" "$work/$peer-$phase-state"
       ;;
-    *) die "unknown engine $peer (PEERS_ONLY: crmstream crmstream-10ms crmstream-event kafka-streams quix-river)" ;;
+    *) die "unknown engine $peer (PEERS_ONLY: crmstream crmstream-10ms crmstream-event crmstream-churn kafka-streams quix-river)" ;;
   esac
 }
 

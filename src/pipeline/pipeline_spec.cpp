@@ -83,12 +83,15 @@ Result<PipelineSpec> LoadPipelineSpec(const std::string& path) {
     m.Read("segments", &o.models.segments.k, 2, 64);
     m.ReadObject("segmentation", [&](config::YamlFields& s) {
       scoring::SegmenterOptions& segments = o.models.segments;
+      s.Read("enabled", &o.models.segments_enabled);
       s.Read("move_margin", &segments.move_margin, 0.0, 0.99);
       s.Read("move_after_days", &segments.move_after_days, 1, 365);
       int64_t reseed = static_cast<int64_t>(segments.reseed_after_points);
       s.Read("reseed_after_points", &reseed, 0, int64_t{1} << 40);
       segments.reseed_after_points = static_cast<uint64_t>(reseed);
     });
+    m.ReadObject("behaviour",
+                 [&](config::YamlFields& b) { b.Read("enabled", &o.models.behaviour_enabled); });
     ReadEnum(m, "churn_model", scoring::kChurnModelKindNames, &o.models.churn.churn_model);
     m.ReadObject("associations", [&](config::YamlFields& a) {
       a.Read("enabled", &o.associations_enabled);

@@ -98,8 +98,8 @@ void CustomerModels::OnEvent(const ingest::Event& event, const features::Custome
   Know(f.slot());
   churn_.OnEvent(event, f, &unsaved_);
   if (event.type == ingest::EventType::kAccountClosed) return;
-  segmenter_.OnEvent(f, &unsaved_);
-  behaviour_.OnEvent(f, &unsaved_);
+  if (options_.segments_enabled) segmenter_.OnEvent(f, &unsaved_);
+  if (options_.behaviour_enabled) behaviour_.OnEvent(f, &unsaved_);
 }
 
 const CustomerRefresh& CustomerModels::Refresh(const features::CustomerFeatures& f) {
@@ -110,8 +110,8 @@ const CustomerRefresh& CustomerModels::Refresh(const features::CustomerFeatures&
   r.known = true;
   r.as_of_ms = f.as_of_ms();
   churn_.Refresh(f, &unsaved_, &r.churn);
-  segmenter_.Refresh(s, &unsaved_, &r.segment);
-  behaviour_.Refresh(f, &unsaved_, &r.anomaly);
+  if (options_.segments_enabled) segmenter_.Refresh(s, &unsaved_, &r.segment);
+  if (options_.behaviour_enabled) behaviour_.Refresh(f, &unsaved_, &r.anomaly);
   return r;
 }
 
@@ -137,12 +137,17 @@ void CustomerModels::WriteCustomerScores(const features::CustomerFeatures& f, Js
   w->EndObject();
   w->Field("predicted_value_30d"_key, churn_.predicted_value(s));
   w->Key("segment"_key);
-  if (const int segment = segmenter_.segment(s); segment < 0) {
+  if (const int segment = segmenter_.segment(s); segment < 0 || !options_.segments_enabled) {
     w->Null();
   } else {
     w->Int(segment);
   }
-  w->Field("anomaly_score"_key, behaviour_.score(s));
+  w->Key("anomaly_score"_key);
+  if (options_.behaviour_enabled) {
+    w->Double(behaviour_.score(s));
+  } else {
+    w->Null();
+  }
 }
 
 std::optional<CustomerScores> CustomerModels::Scores(const features::CustomerFeatures& f) const {

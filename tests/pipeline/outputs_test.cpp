@@ -249,6 +249,79 @@ TEST_CASE("Re-processing the same input publishes the same alert ids", "[pipelin
   for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].value == b[i].value);
 }
 
+// `record` with its "segment" and "anomaly_score" values replaced by null:
+// what a pipeline without those models publishes for the same customer.
+std::string WithoutSegmentAndAnomaly(std::string record) {
+  for (const std::string_view field : {"\"segment\":", "\"anomaly_score\":"}) {
+    const size_t at = record.find(field);
+    REQUIRE(at != std::string::npos);
+    const size_t value = at + field.size();
+    const size_t end = record.find_first_of(",}", value);
+    record.replace(value, end - value, "null");
+  }
+  return record;
+}
+
+TEST_CASE(
+    "A pipeline without segments and behaviour anomalies publishes the same churn and none "
+    "of theirs",
+    "[pipeline][segments][anomalies]") {
+  const WorldRun& all = SharedRun();
+  WorldRun churn_only;
+  churn_only.options.models.segments_enabled = false;
+  churn_only.options.models.behaviour_enabled = false;
+  RunWorld(kDays, &churn_only);
+  auto records = [](const WorldRun& run, OutputKind kind) -> const auto& {
+    return run.sink.records[static_cast<size_t>(kind)];
+  };
+  auto count = [](const WorldRun& run, OutputKind kind) {
+    return run.sink.counts[static_cast<size_t>(kind)];
+  };
+
+  // The churn and value models do not read the others: the same alerts and
+  // the same customer-scores records, but for the two switched-off fields.
+  const auto& alerts = records(all, OutputKind::kChurnAlerts);
+  REQUIRE(alerts.size() > 10);
+  REQUIRE(records(churn_only, OutputKind::kChurnAlerts).size() == alerts.size());
+  for (size_t i = 0; i < alerts.size(); ++i) {
+    CHECK(records(churn_only, OutputKind::kChurnAlerts)[i].value == alerts[i].value);
+  }
+  REQUIRE(count(churn_only, OutputKind::kCustomerScores) ==
+          count(all, OutputKind::kCustomerScores));
+  const auto& scores = records(all, OutputKind::kCustomerScores);
+  int segmented = 0;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    const std::string& off = records(churn_only, OutputKind::kCustomerScores)[i].value;
+    CHECK(off == WithoutSegmentAndAnomaly(scores[i].value));
+    segmented += scores[i].value.find("\"segment\":null") == std::string::npos;
+  }
+  CHECK(segmented > 0);  // the full pipeline's records do carry segments
+
+  // Nothing of the switched-off models: no segment records, no customer
+  // anomalies; the minute metrics' anomalies are not theirs and stay.
+  CHECK(count(all, OutputKind::kSegments) > 0);
+  CHECK(count(churn_only, OutputKind::kSegments) == 0);
+  auto of_kind = [&](const WorldRun& run, std::string_view kind) {
+    std::vector<std::string> out;
+    for (const auto& r : records(run, OutputKind::kAnomalies)) {
+      if (r.value.find(kind) != std::string::npos) out.push_back(r.value);
+    }
+    return out;
+  };
+  CHECK_FALSE(of_kind(all, R"("kind":"customer")").empty());
+  CHECK(of_kind(churn_only, R"("kind":"customer")").empty());
+  CHECK_FALSE(of_kind(all, R"("kind":"metric")").empty());
+  CHECK(of_kind(churn_only, R"("kind":"metric")") == of_kind(all, R"("kind":"metric")"));
+
+  // The records with null fields still meet the published schema.
+  testing::ScratchDir dir;
+  {
+    std::ofstream out(dir.path() / "crm.customer-scores.jsonl");
+    for (const auto& r : records(churn_only, OutputKind::kCustomerScores)) out << r.value << '\n';
+  }
+  CHECK(ValidateRecords(dir.path(), " crm.customer-scores") == 0);
+}
+
 TEST_CASE("Segment changes chain, snapshots follow their schedules", "[pipeline][segments]") {
   const WorldRun& run = SharedRun();
   simdjson::dom::parser parser;

@@ -118,6 +118,30 @@ TEST_CASE("The segments' hysteresis is configured under models.segmentation, wit
   CHECK_THAT(p.status().message(), Catch::Contains("models.segmentation.move_after_days"));
 }
 
+TEST_CASE("The segments and the behaviour anomaly score are switched in the pipeline file",
+          "[pipeline]") {
+  testing::ScratchDir dir;
+  auto p = LoadPipelineSpec(Write(dir, "m.yaml", "name: m\n"));
+  REQUIRE_OK(p);
+  CHECK(p->processor.models.segments_enabled);
+  CHECK(p->processor.models.behaviour_enabled);
+
+  p = LoadPipelineSpec(Write(dir, "m.yaml",
+                             "models:\n  segmentation:\n    enabled: false\n"
+                             "  behaviour:\n    enabled: false\n"));
+  REQUIRE_OK(p);
+  CHECK_FALSE(p->processor.models.segments_enabled);
+  CHECK_FALSE(p->processor.models.behaviour_enabled);
+  CHECK(p->processor.models_enabled);  // the churn and value models stay on
+
+  p = LoadPipelineSpec(Write(dir, "m.yaml", "models:\n  behaviour:\n    enabled: maybe\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("m.yaml:3:14: models.behaviour.enabled"));
+  p = LoadPipelineSpec(Write(dir, "m.yaml", "models:\n  behaviour:\n    level: 1\n"));
+  REQUIRE_FALSE(p.ok());
+  CHECK_THAT(p.status().message(), Catch::Contains("models.behaviour.level: unknown field"));
+}
+
 TEST_CASE("The churn gate is configured under alerts.churn.gate, with bounds", "[pipeline]") {
   testing::ScratchDir dir;
   auto p = LoadPipelineSpec(Write(dir, "g.yaml",

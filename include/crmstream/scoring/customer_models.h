@@ -57,6 +57,14 @@ struct CustomerModelsOptions {
   ChurnValueOptions churn;
   SegmenterOptions segments;
   BehaviourOptions behaviour;
+  // The parts a pipeline may leave out (churn and value are the core): an
+  // off part does no work per event or at a flush and publishes nothing
+  // ("segment" and "anomaly_score" are null, no segment change, centroid
+  // snapshot or customer anomaly). Its per-customer and partition state
+  // stays in memory and in checkpoints as it was, so the state's format is
+  // the same either way. Default on.
+  bool segments_enabled = true;
+  bool behaviour_enabled = true;
 
   // The first invalid field of the parts' options.
   Status Validate() const;
@@ -106,8 +114,8 @@ class CustomerModels {
   // ahead of its OnEvent).
   void Prefetch(uint32_t slot) const {
     churn_.Prefetch(slot);
-    segmenter_.Prefetch(slot);
-    behaviour_.Prefetch(slot);
+    if (options_.segments_enabled) segmenter_.Prefetch(slot);
+    if (options_.behaviour_enabled) behaviour_.Prefetch(slot);
   }
   void OnEvent(const ingest::Event& event, const features::CustomerFeatures& f);
   // Room for customers in slots below `slots`, so that OnEvent for them does
@@ -130,7 +138,8 @@ class CustomerModels {
   // Writes "churn_probability", "predicted_value_30d" (the spend predicted
   // over the churn horizon, whatever its length), "segment" and
   // "anomaly_score" into the currently open JSON object (segment null while
-  // not seeded). Writes nothing for a customer the models never saw.
+  // not seeded or switched off, anomaly_score null while switched off).
+  // Writes nothing for a customer the models never saw.
   void WriteCustomerScores(const features::CustomerFeatures& f, JsonWriter* w) const;
   // The customer's latest scores; nullopt if the models never saw it. The
   // churn probability and predicted value are those of its latest Refresh
