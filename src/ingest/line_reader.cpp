@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace crmstream::ingest {
 namespace {
@@ -47,6 +48,9 @@ LineReader& LineReader::operator=(LineReader&& other) noexcept {
     options_ = other.options_;
     buf_ = std::move(other.buf_);
     buf_size_ = std::exchange(other.buf_size_, 0);
+    spare_ = std::move(other.spare_);
+    spare_size_ = std::exchange(other.spare_size_, 0);
+    holds_returned_ = std::exchange(other.holds_returned_, false);
     begin_ = std::exchange(other.begin_, 0);
     end_ = std::exchange(other.end_, 0);
     eof_ = other.eof_;
@@ -59,27 +63,44 @@ LineReader& LineReader::operator=(LineReader&& other) noexcept {
 // Moves the unconsumed bytes to the front and reads after them, growing the
 // buffer only when one line is longer than it (amortised: it doubles).
 Status LineReader::Fill() {
-  if (!buf_) {
-    buf_size_ = options_.read_size;
-    buf_.reset(new char[buf_size_]);
-  }
-  if (begin_ > 0) {
-    std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
-    end_ -= begin_;
-    begin_ = 0;
-  }
-  if (end_ == buf_size_) {
-    if (buf_size_ >= options_.max_line_bytes + 2) {  // + CRLF
-      return Status::OutOfRange(path_ + ": line " + std::to_string(line_number_ + 1) +
-                                " is longer than " + std::to_string(options_.max_line_bytes) +
-                                " bytes");
+  const size_t unconsumed = end_ - begin_;
+  // With keep_previous_line the line last returned may lie in buf_ before
+  // begin_: buf_ is then never written to again until after the next line
+  // has been returned.
+  const bool keep = options_.keep_previous_line && holds_returned_;
+  if (!buf_ || unconsumed == buf_size_) {
+    size_t size = options_.read_size;
+    if (buf_) {
+      if (buf_size_ >= options_.max_line_bytes + 2) {  // + CRLF
+        return Status::OutOfRange(path_ + ": line " + std::to_string(line_number_ + 1) +
+                                  " is longer than " + std::to_string(options_.max_line_bytes) +
+                                  " bytes");
+      }
+      size = std::min(buf_size_ * 2, options_.max_line_bytes + 2);
     }
-    const size_t grown = std::min(buf_size_ * 2, options_.max_line_bytes + 2);
-    std::unique_ptr<char[]> bigger(new char[grown]);
-    std::memcpy(bigger.get(), buf_.get(), end_);
+    std::unique_ptr<char[]> bigger(new char[size]);
+    if (unconsumed != 0) std::memcpy(bigger.get(), buf_.get() + begin_, unconsumed);
+    if (keep) {
+      spare_ = std::move(buf_);
+      spare_size_ = buf_size_;
+    }
     buf_ = std::move(bigger);
-    buf_size_ = grown;
+    buf_size_ = size;
+    holds_returned_ = false;
+  } else if (keep) {
+    if (spare_size_ < buf_size_) {
+      spare_.reset(new char[buf_size_]);
+      spare_size_ = buf_size_;
+    }
+    if (unconsumed != 0) std::memcpy(spare_.get(), buf_.get() + begin_, unconsumed);
+    std::swap(buf_, spare_);
+    std::swap(buf_size_, spare_size_);
+    holds_returned_ = false;
+  } else if (begin_ > 0) {
+    std::memmove(buf_.get(), buf_.get() + begin_, unconsumed);
   }
+  begin_ = 0;
+  end_ = unconsumed;
   while (true) {
     const size_t want = std::min(options_.read_size, buf_size_ - end_);
     const ssize_t n = ::read(fd_, buf_.get() + end_, want);
@@ -126,6 +147,7 @@ Result<bool> LineReader::Next(Line* line) {
     if (IsBlank(text)) continue;
     line->text = text;
     line->number = line_number_;
+    holds_returned_ = true;
     return true;
   }
 }

@@ -7,39 +7,57 @@
 #include "crmstream/ingest/line_reader.h"
 
 namespace crmstream::pipeline {
-namespace {}  // namespace
 
 Result<ReplayStats> Replay(const ReplayOptions& options, EventProcessor* processor) {
   InputFormat format = options.format;
   if (format == InputFormat::kAuto) {
     format = options.input.extension() == ".csv" ? InputFormat::kCsv : InputFormat::kJsonLines;
   }
+  const bool look_ahead = options.look_ahead && format == InputFormat::kJsonLines;
   std::error_code ec;
   const uint64_t total_bytes = std::filesystem::file_size(options.input, ec);
-  CRM_ASSIGN_OR_RETURN(ingest::LineReader reader, ingest::LineReader::Open(options.input));
+  ingest::LineReaderOptions reader_options;
+  reader_options.keep_previous_line = look_ahead;
+  CRM_ASSIGN_OR_RETURN(ingest::LineReader reader,
+                       ingest::LineReader::Open(options.input, reader_options));
 
   const std::string path = options.input.string();
   ingest::SourcePosition source{path, -1, 0};
-  ingest::Line line;
+  // The line being processed and, when looking ahead, the next one, in turn.
+  ingest::Line lines[2];
+  size_t current = 0;
   ingest::Event event;
   std::optional<ingest::CsvEventDecoder> csv;
   uint64_t bytes_done = 0;
   ReplayStats stats;
   const auto start = std::chrono::steady_clock::now();
-  const int64_t now_ms = WallMs();
+  // One clock for the whole file: LookAhead's record is only taken by
+  // Process when their clocks match.
+  const int64_t now_ms = options.now_ms ? *options.now_ms : WallMs();
 
-  while (true) {
-    CRM_ASSIGN_OR_RETURN(bool more, reader.Next(&line));
-    if (!more) break;
+  Result<bool> more = reader.Next(&lines[current]);
+  if (format == InputFormat::kCsv && more.ok() && *more) {
+    const ingest::Line& header_line = lines[current];
+    bytes_done += header_line.text.size() + 1;
+    auto header =
+        ingest::CsvEventDecoder::FromHeader(header_line.text, processor->options().decoder);
+    if (!header.ok())
+      return header.status().WithContext(path + ":" + std::to_string(header_line.number));
+    csv.emplace(std::move(header).value());
+    more = reader.Next(&lines[current]);
+  }
+  while (more.ok() && *more) {
+    const ingest::Line& line = lines[current];
+    // Read before `line` is processed, which keep_previous_line leaves in
+    // place. A read error is returned once `line` has been processed, as
+    // without the look-ahead.
+    Result<bool> ahead = false;
+    if (look_ahead) {
+      ahead = reader.Next(&lines[current ^ 1]);
+      if (ahead.ok() && *ahead) processor->LookAhead(lines[current ^ 1].text, now_ms);
+    }
     bytes_done += line.text.size() + 1;
     source.offset = line.number;
-    if (format == InputFormat::kCsv && !csv) {
-      auto header = ingest::CsvEventDecoder::FromHeader(line.text, processor->options().decoder);
-      if (!header.ok())
-        return header.status().WithContext(path + ":" + std::to_string(line.number));
-      csv.emplace(std::move(header).value());
-      continue;
-    }
     ProcessOutcome outcome;
     if (csv) {
       ingest::Rejection r = csv->Decode(line.text, now_ms, &event);
@@ -67,7 +85,14 @@ Result<ReplayStats> Replay(const ReplayOptions& options, EventProcessor* process
     }
     if (options.progress && (stats.records & 0xFFFF) == 0)
       options.progress(bytes_done, total_bytes);
+    if (look_ahead) {
+      more = std::move(ahead);
+      current ^= 1;
+    } else {
+      more = reader.Next(&lines[current]);
+    }
   }
+  if (!more.ok()) return more.status();
   processor->FlushOutputs();
   if (options.progress) options.progress(total_bytes, total_bytes);
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -72,22 +72,28 @@ TEST_CASE("LineReader allocates nothing per line", "[ingest]") {
     std::ofstream out(path, std::ios::binary);
     for (int i = 0; i < 20000; ++i) out << JsonEvent(i) << (i % 3 ? "\n" : "\r\n");
   }
-  LineReaderOptions options;
-  options.read_size = 1 << 16;  // many refills
-  auto reader = LineReader::Open(path, options);
-  REQUIRE_OK(reader);
-  Line line;
-  REQUIRE(*reader->Next(&line));  // the first read allocates the buffer
-  long lines = 1;
-  const long allocations = CountAllocations([&] {
-    while (true) {
-      Result<bool> more = reader->Next(&line);
-      if (!more.ok() || !*more) break;
-      ++lines;
-    }
-  });
-  CHECK(lines == 20000);
-  CHECK(allocations == 0);
+  for (const bool keep_previous_line : {false, true}) {
+    CAPTURE(keep_previous_line);
+    LineReaderOptions options;
+    options.read_size = 1 << 16;  // many refills
+    options.keep_previous_line = keep_previous_line;
+    auto reader = LineReader::Open(path, options);
+    REQUIRE_OK(reader);
+    // The first reads allocate the buffer (and, keeping the previous line,
+    // the second one at the first refill).
+    Line lines[2];
+    long count = 0;
+    for (; count < 2000; ++count) REQUIRE(*reader->Next(&lines[count % 2]));
+    const long allocations = CountAllocations([&] {
+      while (true) {
+        Result<bool> more = reader->Next(&lines[count % 2]);
+        if (!more.ok() || !*more) break;
+        ++count;
+      }
+    });
+    CHECK(count == 20000);
+    CHECK(allocations == 0);
+  }
 }
 
 }  // namespace

@@ -59,6 +59,44 @@ TEST_CASE("LineReader joins lines across reads and grows for long lines", "[inge
   CHECK(ReadAll(Write(dir, content), options) == expected);
 }
 
+TEST_CASE("LineReader keeps the previous line in place while it reads the next", "[ingest]") {
+  // Lines straddling small reads, and ones longer than the buffer (which
+  // grows while the previous line must stay where it is): each line read
+  // must still hold its text after the next one has been read.
+  crmstream::testing::ScratchDir dir;
+  std::string content;
+  Lines expected;
+  for (int i = 1; i <= 600; ++i) {
+    std::string text = "line-" + std::to_string(i) + std::string(i * 7 % 53, '.');
+    if (i % 100 == 50) text = std::string(static_cast<size_t>(100 + i), 'L');
+    if (i % 100 == 51) text = std::string(700, 'M');  // two growths in one read
+    content += text + (i % 2 ? "\n" : "\r\n");
+    if (i % 31 == 0) content += "\n";
+    expected.emplace_back(i + (i - 1) / 31, text);
+  }
+  LineReaderOptions options;
+  options.read_size = 64;
+  options.keep_previous_line = true;
+  auto reader = LineReader::Open(Write(dir, content), options);
+  REQUIRE_OK(reader);
+  Line lines[2];
+  Lines previous_seen;
+  size_t current = 0;
+  for (size_t i = 0; i <= expected.size(); ++i) {
+    auto more = reader->Next(&lines[current]);
+    REQUIRE_OK(more);
+    if (i > 0) {
+      // The line read before this call, as it is now.
+      const Line& before = lines[current ^ 1];
+      previous_seen.emplace_back(before.number, std::string(before.text));
+    }
+    if (!*more) break;
+    current ^= 1;
+  }
+  CHECK(previous_seen == expected);
+  CHECK(ReadAll(Write(dir, content), options) == expected);
+}
+
 TEST_CASE("LineReader reports errors with the path", "[ingest]") {
   crmstream::testing::ScratchDir dir;
   auto missing = LineReader::Open(dir.path() / "nope.jsonl");

@@ -24,10 +24,17 @@ struct LineReaderOptions {
   // A line longer than this, in bytes, is an error (OutOfRange) rather
   // than a reason to grow the buffer without bound.
   size_t max_line_bytes = 64 << 20;
+  // Each line stays valid until the second Next() after the one that
+  // returned it, not just until the next one: a caller can read one line
+  // ahead of the one it works on. Costs a second buffer, which takes the
+  // unconsumed bytes at each refill while the first keeps the line in use;
+  // no copy per line. Default false.
+  bool keep_previous_line = false;
 };
 
 struct Line {
-  std::string_view text;  // without its terminator; valid until the next Next()
+  std::string_view text;  // without its terminator; valid until the next Next() (see
+                          // LineReaderOptions::keep_previous_line)
   int64_t number = 0;     // 1-based physical line number
 };
 
@@ -57,6 +64,11 @@ class LineReader {
   LineReaderOptions options_;
   std::unique_ptr<char[]> buf_;
   size_t buf_size_ = 0;
+  // keep_previous_line: the other buffer, and whether buf_ holds the line
+  // last returned (then a refill must not move it).
+  std::unique_ptr<char[]> spare_;
+  size_t spare_size_ = 0;
+  bool holds_returned_ = false;
   size_t begin_ = 0;  // first unconsumed byte
   size_t end_ = 0;    // one past the last byte read
   bool eof_ = false;

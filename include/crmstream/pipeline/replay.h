@@ -8,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "crmstream/common/status.h"
@@ -30,6 +31,17 @@ struct ReplayOptions {
   // every this many records, as the engine does after each consumed batch
   // (its default batch size); 0: only at flushes.
   uint64_t refresh_every_records = 2048;
+  // Each JSON line is handed to EventProcessor::LookAhead while the one
+  // before it is processed, so that its decoding is done and the state it
+  // touches is being fetched into the CPU's cache meanwhile. The outcome is
+  // the same either way; false processes each line as it is read. CSV
+  // lines are decoded here, not by the processor: they are not looked
+  // ahead at. Default true.
+  bool look_ahead = true;
+  // The records' clock (EventProcessor::Process's now_ms: the future-skew
+  // check, dead letters); unset (the default): the wall clock when the
+  // replay starts.
+  std::optional<int64_t> now_ms;
   // Called about every 64k records with (bytes done, total bytes).
   std::function<void(uint64_t, uint64_t)> progress;
 };
