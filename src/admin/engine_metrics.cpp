@@ -302,6 +302,9 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
     }
     out.push_back(std::move(f));
   }
+  out.push_back(Single(Metric::kMemoryTrims, static_cast<double>(ResidentTrimmer::trims())));
+  out.push_back(
+      Single(Metric::kMemoryTrimmedBytes, static_cast<double>(ResidentTrimmer::trimmed_bytes())));
   out.push_back(Single(Metric::kChurnAuc, q.churn_auc));
   out.push_back(Single(Metric::kChurnLogLoss, q.churn_log_loss));
   out.push_back(Single(Metric::kChurnLabels, static_cast<double>(q.churn_labels)));

@@ -82,6 +82,8 @@ enum class Metric : int {
   kCustomerCacheBytesPerCustomer,
   kMemoryBudget,
   kResidentMemory,
+  kMemoryTrims,
+  kMemoryTrimmedBytes,
   // Model quality.
   kChurnAuc,
   kChurnLogLoss,
@@ -227,6 +229,11 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
      "How state.memory_cap_mb is split: fixed, dedup, kafka, rocksdb, customer_cache."},
     {"crmstream_resident_memory_bytes", MetricKind::kGauge, "",
      "Resident set of the process (/proc/self/statm), to hold against state.memory_cap_mb."},
+    {"crmstream_memory_trims_total", MetricKind::kCounter, "",
+     "Times the C library's free pages were handed back to the kernel because the resident "
+     "set reached 7/8 of state.memory_cap_mb."},
+    {"crmstream_memory_trimmed_bytes_total", MetricKind::kCounter, "",
+     "Resident bytes those trims handed back."},
     {"crmstream_model_churn_auc", MetricKind::kGauge, "",
      "Prequential ROC AUC of the churn model over resolved labels."},
     {"crmstream_model_churn_log_loss", MetricKind::kGauge, "",
