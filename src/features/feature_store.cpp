@@ -366,11 +366,9 @@ void FeatureStore::ReleaseId(CustomerRecord* r) {
 void FeatureStore::SetCapacity(size_t customers, CustomerEvictionHooks* hooks) {
   capacity_ = customers;
   hooks_ = hooks;
-  pressure_mark_ =
-      customers == 0
-          ? SIZE_MAX
-          : std::max<size_t>(1, customers / kPressureDen * kPressureNum +
-                                    customers % kPressureDen * kPressureNum / kPressureDen);
+  // 3/4 rounded down, as c - ceil(c/4): no overflow near SIZE_MAX.
+  const size_t quarter_up = customers / 4 + (customers % 4 != 0);
+  pressure_mark_ = customers == 0 ? SIZE_MAX : std::max<size_t>(1, customers - quarter_up);
 }
 
 FeatureStore::Memory FeatureStore::memory() const {

@@ -115,7 +115,8 @@ Status AtLeastOnceDelivery::Tick(Clock::time_point now, bool had_records) {
   // A task's cache filling with customers only a checkpoint makes
   // evictable: one begins now, before the cache grows past its capacity
   // (after a failed one, not before the interval: no retry per batch).
-  const bool memory = !interval_passed && !idle_commit && now >= memory_retry_ && CachePressure();
+  const bool memory = !interval_passed && !idle_commit && now >= memory_retry_ &&
+                      AnyTaskStore(&features::FeatureStore::UnderPressure);
   if (!interval_passed && !idle_commit && !memory) return Status::OK();
   if (idle_commit) last_idle_commit_ = now;
   if (interval_passed || memory) last_commit_ = now;
@@ -179,7 +180,7 @@ bool AtLeastOnceDelivery::HoldInput(Clock::time_point now) {
   // checkpoint's wait for acknowledgements is: past it (a broker down) the
   // input goes on, the cache growing (counted), rather than the group
   // seeing an instance that stopped polling.
-  if (!checkpointer_->pending() || !CacheFull()) {
+  if (!checkpointer_->pending() || !AnyTaskStore(&features::FeatureStore::Full)) {
     held_since_ = Clock::time_point::max();
     return false;
   }
@@ -190,16 +191,9 @@ bool AtLeastOnceDelivery::HoldInput(Clock::time_point now) {
   return now - held_since_ < checkpointer_->FlushTimeout();
 }
 
-bool AtLeastOnceDelivery::CacheFull() const {
+bool AtLeastOnceDelivery::AnyTaskStore(bool (features::FeatureStore::*test)() const) const {
   for (const auto& [tp, task] : core_->tasks) {
-    if (task.processor->feature_store().Full()) return true;
-  }
-  return false;
-}
-
-bool AtLeastOnceDelivery::CachePressure() const {
-  for (const auto& [tp, task] : core_->tasks) {
-    if (task.processor->feature_store().UnderPressure()) return true;
+    if ((task.processor->feature_store().*test)()) return true;
   }
   return false;
 }

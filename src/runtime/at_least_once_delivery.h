@@ -75,10 +75,9 @@ class AtLeastOnceDelivery final : public DeliveryMode {
   std::vector<PartitionTask*> FlushDue(std::span<const kafka::TopicPartition> only = {});
   // Counted and logged; the caches' pressure waits an interval to retry.
   void CheckpointFailed(Clock::time_point now, const Status& st);
-  // Whether a task's customer cache asks for a checkpoint
-  // (FeatureStore::UnderPressure).
-  bool CachePressure() const;
-  bool CacheFull() const;
+  // Whether `test` holds for a task's customer cache (FeatureStore::
+  // UnderPressure: it asks for a checkpoint; Full: nothing left to evict).
+  bool AnyTaskStore(bool (features::FeatureStore::*test)() const) const;
   // The task's buffered outputs (worker threads) to the Kafka sink.
   void Forward(PartitionTask* task);
 

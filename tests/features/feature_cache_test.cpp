@@ -1,6 +1,7 @@
 // The feature store as a bounded cache: customers evicted to a backing map
 // and loaded again on a miss give the same features as a store that keeps
 // everyone, and the hash table stays consistent through many evictions.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <map>
@@ -175,6 +176,29 @@ TEST_CASE("A store asks for a checkpoint when 3/4 of its capacity is unsaved", "
   CHECK(store->size() == 10);
   CHECK(store->over_capacity() == 0);
   CHECK(store->evictions() == 200 - 10);
+}
+
+TEST_CASE("A store's checkpoint mark is 3/4 of its capacity rounded down, and at least one",
+          "[features]") {
+  Event e;
+  e.event_id = "e";
+  e.type = EventType::kLogin;
+  for (size_t capacity = 1; capacity <= 17; ++capacity) {
+    CAPTURE(capacity);
+    REQUIRE_OK_AND_ASSIGN(auto store, FeatureStore::Create(FeatureSpec{}));
+    MapBacking backing(store.get());
+    store->SetCapacity(capacity, &backing);
+    // New unsaved customers until the store asks: as many as the mark.
+    size_t unsaved = 0;
+    while (!store->UnderPressure() && unsaved <= capacity) {
+      const std::string id = IdOf(static_cast<int>(unsaved));
+      e.customer_id = id;
+      e.timestamp_ms = kT0 + static_cast<int64_t>(unsaved);
+      store->Update(e);
+      ++unsaved;
+    }
+    CHECK(unsaved == std::max<size_t>(1, capacity * 3 / 4));
+  }
 }
 
 TEST_CASE("Customers held for their events are not evicted, and a held load never grows the store",

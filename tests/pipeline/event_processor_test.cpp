@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "crmstream/generator/world_generator.h"
 #include "recording_sink.h"
@@ -195,11 +197,26 @@ TEST_CASE("Processor: plan names are bounded, an event beyond a bound is a dead 
   }
 }
 
-}  // namespace
-}  // namespace crmstream::pipeline
+// A generated world with malformed and repeated records among its events.
+generator::WorldOptions MessyWorld() {
+  generator::WorldOptions world;
+  world.customers = 300;
+  world.malformed_rate = 0.01;
+  world.duplicate_rate = 0.01;
+  return world;
+}
 
-namespace crmstream::pipeline {
-namespace {
+// The values of the first `count` records `world` generates.
+std::vector<std::string> RecordsOf(const generator::WorldOptions& world, int count) {
+  REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
+  std::vector<std::string> records;
+  std::string key, value;
+  for (int i = 0; i < count; ++i) {
+    gen->Next(&key, &value);
+    records.push_back(value);
+  }
+  return records;
+}
 
 TEST_CASE("Processor: customer_scores_every event publishes each accepted event's record at once",
           "[pipeline]") {
@@ -207,23 +224,19 @@ TEST_CASE("Processor: customer_scores_every event publishes each accepted event'
   // event, and only those, leaves one customer-scores record before the
   // next record is processed, carrying the customer's events so far,
   // counted here from the input.
-  generator::WorldOptions world;
-  world.customers = 300;
-  world.malformed_rate = 0.01;
-  world.duplicate_rate = 0.01;
-  REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
+  const std::vector<std::string> records = RecordsOf(MessyWorld(), 5000);
   ProcessorOptions options;
   options.customer_scores_cadence = ProcessorOptions::ScoresCadence::kEvent;
   RecordingSink sink;
   REQUIRE_OK_AND_ASSIGN(auto p, EventProcessor::Create(options, &sink));
   std::map<std::string, int64_t, std::less<>> events_of;
   simdjson::dom::parser parser;
-  std::string key, value;
   size_t accepted = 0, other = 0;
-  for (int i = 0; i < 5000; ++i) {
-    gen->Next(&key, &value);
+  for (size_t i = 0; i < records.size(); ++i) {
+    const std::string& value = records[i];
     const size_t before = sink.Of(OutputKind::kCustomerScores).size();
-    const ProcessOutcome outcome = p->Process(value, {"crm.interactions", 0, i}, 0);
+    const ProcessOutcome outcome =
+        p->Process(value, {"crm.interactions", 0, static_cast<int64_t>(i)}, 0);
     const auto scores = sink.Of(OutputKind::kCustomerScores);
     if (outcome != ProcessOutcome::kAccepted) {
       ++other;
@@ -253,17 +266,8 @@ TEST_CASE(
   // trip a cached decode: a record over the look-ahead's size, a record
   // looked up ahead with another clock, one looked up but never processed,
   // and one buffer reused for another record's bytes.
-  generator::WorldOptions world;
-  world.customers = 300;
-  world.malformed_rate = 0.01;
-  world.duplicate_rate = 0.01;
-  REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
-  std::vector<std::string> records;
-  std::string key, value;
-  for (int i = 0; i < 6000; ++i) {
-    gen->Next(&key, &value);
-    records.push_back(value);
-  }
+  const generator::WorldOptions world = MessyWorld();
+  std::vector<std::string> records = RecordsOf(world, 6000);
   std::string large = Purchase("big", "C-big", kNow, 3.0);
   large.insert(large.size() - 1, R"(,"attributes":{"note":")" +
                                      std::string(EventProcessor::kLookAheadBytes, 'x') + "\"}");

@@ -93,6 +93,14 @@ struct ScratchStore {
     REQUIRE_OK_AND_ASSIGN(store, state::StateStore::Open(options));
     REQUIRE_OK_AND_ASSIGN(key, store->Partition("crm.events", 0));
   }
+  // A processor with `options` writing to `sink`, restored from the store
+  // (as a task starts on the partition).
+  std::unique_ptr<EventProcessor> Restored(const ProcessorOptions& options,
+                                           OutputSink* sink) const {
+    REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, sink));
+    REQUIRE_OK(RestoreProcessor(*store, key, processor.get()));
+    return processor;
+  }
   testing::ScratchDir dir;
   std::unique_ptr<state::StateStore> store;
   state::PartitionKey key;
@@ -291,8 +299,7 @@ TEST_CASE(
   ProcessorOptions options = Options();
   options.dedup_capacity = kCapacity;
   RecordingSink sink;
-  REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
-  REQUIRE_OK(RestoreProcessor(*s.store, s.key, processor.get()));
+  auto processor = s.Restored(options, &sink);
   // Two chunks and the head, sealed, with their keys.
   constexpr size_t kTwoChunks = 2 * (DedupWindow::kChunkIds * 8 + 64) + 128;
   std::string scratch;
@@ -318,8 +325,7 @@ TEST_CASE(
     MarkCheckpointed(processor.get());
     if (++checkpoints % 10 == 0) {
       RecordingSink other_sink;
-      REQUIRE_OK_AND_ASSIGN(auto restored, EventProcessor::Create(options, &other_sink));
-      REQUIRE_OK(RestoreProcessor(*s.store, s.key, restored.get()));
+      auto restored = s.Restored(options, &other_sink);
       testing::CheckSameDedupRing(processor->dedup_window(), restored->dedup_window());
       ++restores;
     }
@@ -362,8 +368,7 @@ TEST_CASE("A whole dedup window of a format-6 store is restored, then written as
     REQUIRE_OK(s.store->Commit(&old_format));
   }
   RecordingSink restored_sink;
-  REQUIRE_OK_AND_ASSIGN(auto restored, EventProcessor::Create(options, &restored_sink));
-  REQUIRE_OK(RestoreProcessor(*s.store, s.key, restored.get()));
+  auto restored = s.Restored(options, &restored_sink);
   CheckSameDedupIds(processor->dedup_window(), restored->dedup_window());
   // Its next checkpoint writes every chunk and deletes the whole window.
   state::CheckpointBatch batch = s.store->NewBatch();
@@ -385,8 +390,7 @@ TEST_CASE("A whole dedup window of a format-6 store is restored, then written as
   REQUIRE_OK(s.store->Commit(&batch));
   MarkCheckpointed(restored.get());
   RecordingSink again_sink;
-  REQUIRE_OK_AND_ASSIGN(auto again, EventProcessor::Create(options, &again_sink));
-  REQUIRE_OK(RestoreProcessor(*s.store, s.key, again.get()));
+  auto again = s.Restored(options, &again_sink);
   testing::CheckSameDedupRing(restored->dedup_window(), again->dedup_window());
 }
 
@@ -553,8 +557,7 @@ TEST_CASE("A cache under pressure checkpoints early and holds its capacity", "[p
     ProcessorOptions options = Options();
     options.cached_customers = cached;
     RecordingSink sink;
-    REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
-    REQUIRE_OK(RestoreProcessor(*s.store, s.key, processor.get()));
+    auto processor = s.Restored(options, &sink);
     Run r;
     auto next = at.begin();
     for (size_t i = 0; i < records.size(); i += kBatch) {
@@ -619,8 +622,7 @@ TEST_CASE("A batch's prefetched customers stay in the cache until their events",
   // Each run's store: every customer saved by one checkpoint.
   const auto saved_customers = [](const ScratchStore& s) {
     RecordingSink sink;
-    REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(Options(), &sink));
-    REQUIRE_OK(RestoreProcessor(*s.store, s.key, processor.get()));
+    auto processor = s.Restored(Options(), &sink);
     for (int c = 0; c < kSaved; ++c) processor->Process(LoginOf(c, c), {"crm.events", 0, c}, 0);
     processor->FlushOutputs();
     Checkpoint(processor.get(), s.store.get(), s.key, kSaved);
@@ -654,8 +656,7 @@ TEST_CASE("A batch's prefetched customers stay in the cache until their events",
     RecordingSink sink;
     ProcessorOptions options = Options();
     options.cached_customers = kCached;
-    REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
-    REQUIRE_OK(RestoreProcessor(*scratch_store.store, scratch_store.key, processor.get()));
+    auto processor = scratch_store.Restored(options, &sink);
     int64_t offset = kSaved;
     for (const std::string& record : unsaved) {
       processor->Process(record, {"crm.events", 0, offset++}, 0);
@@ -724,8 +725,7 @@ TEST_CASE("Noting a batch's customers allocates nothing per record once its buff
   ProcessorOptions options = Options();
   options.cached_customers = kCached;
   RecordingSink sink;
-  REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
-  REQUIRE_OK(RestoreProcessor(*scratch_store.store, scratch_store.key, processor.get()));
+  auto processor = scratch_store.Restored(options, &sink);
   for (size_t i = 0; i < 1000; ++i) {
     processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);
     if (i % 100 == 99) {
@@ -764,8 +764,7 @@ TEST_CASE("A processor prefetches while its events often load saved customers, a
   ProcessorOptions options = Options();
   // Every customer fits: after the first touch none is read from the store.
   options.cached_customers = 1000;
-  REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
-  REQUIRE_OK(RestoreProcessor(*scratch_store.store, scratch_store.key, processor.get()));
+  auto processor = scratch_store.Restored(options, &sink);
   CHECK(processor->PrefetchPays());  // on until measured
   size_t i = 0;
   for (; i < 4096; ++i) {
@@ -780,8 +779,7 @@ TEST_CASE("A processor prefetches while its events often load saved customers, a
   // A restart whose cache holds a sixth of the customers: most events find
   // their customer in the store.
   options.cached_customers = 50;
-  REQUIRE_OK_AND_ASSIGN(processor, EventProcessor::Create(options, &sink));
-  REQUIRE_OK(RestoreProcessor(*scratch_store.store, scratch_store.key, processor.get()));
+  processor = scratch_store.Restored(options, &sink);
   const size_t restart = i;
   for (; i < restart + 4096; ++i) {
     processor->Process(records[i], {"crm.events", 0, static_cast<int64_t>(i)}, 0);

@@ -1,6 +1,7 @@
 // The engine under sustained load with a small state cap, and with a state
-// store whose disk stops answering: checkpoints never stall for good, and a
-// stop always stops the engine within its shutdown bound.
+// store whose disk stops answering: checkpoints never stall for good, a
+// stop always stops the engine within its shutdown bound, and a write that
+// fails for its own reason during the stop is reported.
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <future>
@@ -83,6 +84,56 @@ Status RunBounded(StreamEngine* engine, std::atomic<bool>* stop, bool until_caug
   return run.get();
 }
 
+// Whatever fails in a test, the engine is stopped and the disk answers
+// again before the engine goes away (its thread could not be joined
+// otherwise).
+struct StopAndRelease {
+  std::atomic<bool>* stop;
+  testing::HangingFileSystem* fs;
+  ~StopAndRelease() {
+    stop->store(true);
+    fs->Release();
+  }
+};
+
+// The records the last good checkpoints cover, over every partition: the
+// store's, or the changelog's where later (a checkpoint whose store write
+// did not complete is in the changelog already: flushed before the write,
+// a restart restores it from there).
+int64_t CheckpointedRecords(const Input& in, const std::filesystem::path& state_dir) {
+  state::StateStoreOptions o;
+  o.path = state_dir / state::kStoreSubdirectory;
+  o.read_only = true;
+  REQUIRE_OK_AND_ASSIGN(auto store, state::StateStore::Open(o));
+  REQUIRE_OK_AND_ASSIGN(auto partitions, store->ListPartitions());
+  const config::TopicSpec& input = in.cfg.inputs.front();
+  std::vector<int32_t> ids;
+  for (int32_t q = 0; q < input.partitions; ++q) ids.push_back(q);
+  REQUIRE_OK_AND_ASSIGN(auto in_changelog,
+                        LastChangelogCheckpoints(MakeClientConfig(in.cfg.kafka),
+                                                 ChangelogTopicName(in.cfg, input.name), ids));
+  // Every partition: one whose first store write did not complete has no
+  // entry in the store, but may have a checkpoint in the changelog.
+  std::map<int32_t, int64_t> in_store;
+  for (const auto& p : partitions) in_store[p.key.partition] = p.input_offset;
+  int64_t checkpointed = 0;
+  for (const int32_t q : ids) {
+    checkpointed += std::max<int64_t>({0, in_store.count(q) ? in_store[q] : 0, in_changelog[q]});
+  }
+  return checkpointed;
+}
+
+// Restarted on a healthy disk, the engine resumes from the last good
+// checkpoints (`checkpointed` records): every record after them, none
+// before them.
+void CheckResumesAfter(const Input& in, int64_t checkpointed) {
+  REQUIRE_OK_AND_ASSIGN(auto engine, StreamEngine::Create(in.cfg, pipeline::PipelineSpec{}));
+  std::atomic<bool> stop{false};
+  REQUIRE_OK(RunBounded(engine.get(), &stop, /*until_caught_up=*/true, std::chrono::seconds(300)));
+  CHECK(static_cast<int64_t>(engine->stats().received.load()) == in.records - checkpointed);
+  CHECK(engine->stats().checkpoint_failures.load() == 0);
+}
+
 TEST_CASE("sustained load under a small state cap: checkpoints never stall for good",
           "[pipeline][integration][soak]") {
   testing::ScratchDir dir;
@@ -115,7 +166,6 @@ TEST_CASE("a stop ends an engine whose checkpoint cannot be written, within the 
   in.cfg.state.write_timeout_ms = 600000;  // only the stop can end the wait
   in.cfg.shutdown_timeout_ms = 1000;
   auto fs = std::make_shared<testing::HangingFileSystem>();
-  int64_t checkpointed = 0;
   {
     REQUIRE_OK_AND_ASSIGN(
         auto engine, StreamEngine::Create(in.cfg, pipeline::PipelineSpec{}, testing::EnvOver(fs)));
@@ -124,16 +174,7 @@ TEST_CASE("a stop ends an engine whose checkpoint cannot be written, within the 
     fs->Hang();
     std::atomic<bool> stop{false};
     std::future<Status> run;
-    // Whatever fails below, the engine is stopped and the disk answers again
-    // before the engine goes away (its thread could not be joined otherwise).
-    struct Cleanup {
-      std::atomic<bool>* stop;
-      testing::HangingFileSystem* fs;
-      ~Cleanup() {
-        stop->store(true);
-        fs->Release();
-      }
-    } cleanup{&stop, fs.get()};
+    const StopAndRelease cleanup{&stop, fs.get()};
     REQUIRE_OK(RunBounded(engine.get(), &stop, false, std::chrono::seconds(0), &run));
     const auto deadline = Clock::now() + std::chrono::seconds(120);
     bool stalled = false;
@@ -175,38 +216,71 @@ TEST_CASE("a stop ends an engine whose checkpoint cannot be written, within the 
     CHECK(engine->stats().checkpoint_failures.load() >= 2);
     fs->Release();  // lets the store close
   }
-  {
-    state::StateStoreOptions o;
-    o.path = dir.path() / state::kStoreSubdirectory;
-    o.read_only = true;
-    REQUIRE_OK_AND_ASSIGN(auto store, state::StateStore::Open(o));
-    REQUIRE_OK_AND_ASSIGN(auto partitions, store->ListPartitions());
-    // A checkpoint whose store write stalled is in the changelog already
-    // (flushed before the write): the restart restores it from there.
-    const config::TopicSpec& input = in.cfg.inputs.front();
-    std::vector<int32_t> ids;
-    for (int32_t q = 0; q < input.partitions; ++q) ids.push_back(q);
-    REQUIRE_OK_AND_ASSIGN(auto in_changelog,
-                          LastChangelogCheckpoints(MakeClientConfig(in.cfg.kafka),
-                                                   ChangelogTopicName(in.cfg, input.name), ids));
-    // Every partition: one whose first store write stalled has no entry in
-    // the store, but may have a checkpoint in the changelog.
-    std::map<int32_t, int64_t> in_store;
-    for (const auto& p : partitions) in_store[p.key.partition] = p.input_offset;
-    for (const int32_t q : ids) {
-      checkpointed += std::max<int64_t>({0, in_store.count(q) ? in_store[q] : 0, in_changelog[q]});
-    }
-  }
+  const int64_t checkpointed = CheckpointedRecords(in, dir.path());
   CHECK(checkpointed < in.records);
+  CheckResumesAfter(in, checkpointed);
+}
 
-  // Restarted on a healthy disk, the engine resumes from the last good
-  // checkpoint (the store's, or the changelog's if later): every record
-  // after it, none before it.
-  REQUIRE_OK_AND_ASSIGN(auto engine, StreamEngine::Create(in.cfg, pipeline::PipelineSpec{}));
-  std::atomic<bool> stop{false};
-  REQUIRE_OK(RunBounded(engine.get(), &stop, /*until_caught_up=*/true, std::chrono::seconds(300)));
-  CHECK(static_cast<int64_t>(engine->stats().received.load()) == in.records - checkpointed);
-  CHECK(engine->stats().checkpoint_failures.load() == 0);
+TEST_CASE(
+    "a checkpoint write failing for its own reason during the stop is reported, not taken "
+    "for cancelled",
+    "[pipeline][integration][fault]") {
+  testing::ScratchDir dir;
+  Input in = MakeInput(dir.path(), 20000, 2000);
+  auto fs = std::make_shared<testing::HangingFileSystem>();
+  {
+    REQUIRE_OK_AND_ASSIGN(
+        auto engine, StreamEngine::Create(in.cfg, pipeline::PipelineSpec{}, testing::EnvOver(fs)));
+    std::atomic<bool> stop{false};
+    std::future<Status> run;
+    const StopAndRelease cleanup{&stop, fs.get()};
+    REQUIRE_OK(RunBounded(engine.get(), &stop, false, std::chrono::seconds(0), &run));
+    const auto processed = [&] {
+      const auto deadline = Clock::now() + std::chrono::seconds(120);
+      while (static_cast<int64_t>(engine->stats().received.load()) < in.records &&
+             Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      return static_cast<int64_t>(engine->stats().received.load()) == in.records;
+    };
+    REQUIRE(processed());
+    // A checkpoint written: the state a failure must leave intact.
+    const auto written_by = Clock::now() + std::chrono::seconds(60);
+    while (engine->stats().checkpoints.load() == 0 && Clock::now() < written_by) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    REQUIRE(engine->stats().checkpoints.load() > 0);
+    // The disk stops answering: the checkpoint of the records arriving now
+    // waits in its log append, a write the stop cannot cancel.
+    fs->HangLogWrites();
+    ProduceEvents(in.cfg, 2000, 500, 7);
+    in.records += 2000;
+    REQUIRE(processed());
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (fs->blocked_log_writes() == 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    REQUIRE(fs->blocked_log_writes() > 0);
+    // The stop, then the disk fails the waiting write: a failure of its
+    // own while the stop flag is set. The drain writes the checkpoint
+    // again, which fails too: the run ends with the disk's error.
+    stop.store(true);
+    while (engine->probe().loop_state() != EngineProbe::LoopState::kStopped &&
+           run.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+    }
+    fs->FailLogWrites();
+    REQUIRE(run.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
+    const Status st = run.get();
+    INFO(st.ToString());
+    CHECK(st.code() == StatusCode::kIOError);
+    CHECK(st.message().find("injected write-ahead log failure") != std::string::npos);
+    CHECK(engine->stats().checkpoint_failures.load() >= 1);
+  }
+  // The state the failed writes left is whole: a restart on a healthy disk
+  // resumes from the last good checkpoint.
+  const int64_t checkpointed = CheckpointedRecords(in, dir.path());
+  CHECK(checkpointed > 0);
+  CheckResumesAfter(in, checkpointed);
 }
 
 }  // namespace

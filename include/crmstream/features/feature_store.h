@@ -323,19 +323,18 @@ class FeatureStore {
   // capacity (every candidate had unsaved changes).
   uint64_t over_capacity() const { return over_capacity_; }
   // Whether the customers changed since the last checkpoint (unsaved: they
-  // may not be evicted) fill kPressureNum/kPressureDen of the capacity: only
-  // a checkpoint makes them evictable, so the caller should begin one now,
-  // before the store has to grow past its capacity. The rest of the cache
-  // is left for the customers touched while that checkpoint is written
-  // (they stay until it commits) and for a batch read ahead
-  // (LoadHeldCustomer). Never with no capacity. A compare: cheap per event.
+  // may not be evicted) fill 3/4 of the capacity (rounded down, at least
+  // one): only a checkpoint makes them evictable, so the caller should
+  // begin one now, before the store has to grow past its capacity. The
+  // rest of the cache is left for the customers touched while that
+  // checkpoint is written (they stay until it commits) and for a batch read
+  // ahead (LoadHeldCustomer). Never with no capacity. A compare: cheap per
+  // event.
   bool UnderPressure() const { return unsaved_.size() >= pressure_mark_; }
   // Whether nothing is left to evict but customers a checkpoint still has
   // to save or commit (unsaved, or staged in one not yet committed): the
   // next new customer would grow the store past its capacity.
   bool Full() const { return capacity_ != 0 && unsaved_.size() + staged_.size() >= capacity_; }
-  static constexpr size_t kPressureNum = 3;
-  static constexpr size_t kPressureDen = 4;
 
   // Distinct plan names one store keeps (ingest bounds each to 64 bytes).
   static constexpr size_t kMaxPlans = 1024;
