@@ -535,6 +535,10 @@ void FeatureStore::GrowForNewCustomer() {
 }
 
 uint32_t FeatureStore::NextVictim() {
+  // The first saved customer whose second chance this sweep took: where a
+  // sweep finds nothing else, the hand would come back to it first, so it
+  // is the victim rather than the store growing past its capacity.
+  uint32_t second_chance_taken = UINT32_MAX;
   for (uint32_t step = 0; step < kMaxEvictionSweep; ++step) {
     const uint32_t i = clock_hand_;
     CustomerRecord& r = Record(i);
@@ -543,15 +547,15 @@ uint32_t FeatureStore::NextVictim() {
       stays = hooks_ != nullptr && !hooks_->StagedCommitted();
       if (!stays) ReleaseStaged();
     }
-    if (!stays && (r.flags & kReferencedFlag)) {
-      r.flags &= static_cast<uint8_t>(~kReferencedFlag);
-      stays = true;
-    }
+    const bool referenced = !stays && (r.flags & kReferencedFlag) != 0;
+    if (referenced) r.flags &= static_cast<uint8_t>(~kReferencedFlag);
     if (!stays && hooks_ != nullptr) stays = hooks_->Pinned(i);
-    if (!stays) return i;  // the hand stays on it
+    if (!stays && !referenced) return i;  // the hand stays on it
+    if (!stays && second_chance_taken == UINT32_MAX) second_chance_taken = i;
     clock_hand_ = clock_hand_ + 1 >= size_ ? 0 : clock_hand_ + 1;
   }
-  return UINT32_MAX;
+  if (second_chance_taken != UINT32_MAX) clock_hand_ = second_chance_taken;
+  return second_chance_taken;
 }
 
 uint32_t FeatureStore::EvictOne() {
