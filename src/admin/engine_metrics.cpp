@@ -284,10 +284,11 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   {
     const pipeline::MemoryPlan& plan = engine_->memory_plan();
     MetricFamily f = Family(Metric::kMemoryBudget);
-    const std::array<std::pair<const char*, size_t>, 5> parts = {
+    const std::array<std::pair<const char*, size_t>, 6> parts = {
         {{"fixed", plan.fixed_bytes},
          {"dedup", plan.dedup_bytes},
          {"kafka", plan.kafka_bytes},
+         {"checkpoints", plan.checkpoint_bytes},
          {"rocksdb", plan.rocksdb_bytes},
          {"customer_cache", plan.customer_cache_bytes}}};
     for (const auto& [part, bytes] : parts) {

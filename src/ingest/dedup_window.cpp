@@ -9,10 +9,21 @@
 
 namespace crmstream::ingest {
 
+namespace {
+// A table at most 2/3 full keeps linear-probing runs short (a miss probes
+// about five slots at worst, within a cache line or two).
+size_t TableSlots(size_t capacity) { return std::bit_ceil(capacity + capacity / 2 + 1); }
+}  // namespace
+
+size_t DedupWindow::MemoryBytes(size_t capacity) {
+  capacity = std::min(capacity, kMaxCapacity);
+  if (capacity == 0) return 0;
+  return (capacity + TableSlots(capacity)) * sizeof(uint64_t);
+}
+
 DedupWindow::DedupWindow(size_t capacity) : capacity_(std::min(capacity, kMaxCapacity)) {
   if (capacity_ == 0) return;
-  // A table at most half full keeps linear-probing runs short.
-  const size_t slots = std::bit_ceil(capacity_ * 2);
+  const size_t slots = TableSlots(capacity_);
   mask_ = slots - 1;
   table_.assign(slots, 0);
   ring_.assign(capacity_, 0);

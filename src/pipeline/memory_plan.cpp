@@ -3,10 +3,11 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "crmstream/ingest/dedup_window.h"
+
 namespace crmstream::pipeline {
 namespace {
 
-constexpr size_t kDedupBytesPerId = 24;
 constexpr size_t kMinFetchBytes = size_t{64} << 10;
 constexpr size_t kMinQueueKbytes = 64;
 
@@ -58,11 +59,17 @@ void SizeKafkaClients(const MemoryPlanInput& in, MemoryPlan* plan) {
 
 }  // namespace
 
+size_t DedupBytes(size_t ids, int partitions) {
+  const auto n = static_cast<size_t>(std::max(1, partitions));
+  return n * ingest::DedupWindow::MemoryBytes(ids / n);
+}
+
 std::string MemoryPlan::ToString() const {
   return "cap " + Mib(cap_bytes) + " = fixed " + Mib(fixed_bytes) + " + dedup windows " +
-         Mib(dedup_bytes) + " + Kafka clients " + Mib(kafka_bytes) + " + RocksDB " +
-         Mib(rocksdb_bytes) + " + customer cache " + Mib(customer_cache_bytes) + " (" +
-         std::to_string(cached_customers_per_partition) + " customers per partition)";
+         Mib(dedup_bytes) + " + Kafka clients " + Mib(kafka_bytes) + " + checkpoints " +
+         Mib(checkpoint_bytes) + " + RocksDB " + Mib(rocksdb_bytes) + " + customer cache " +
+         Mib(customer_cache_bytes) + " (" + std::to_string(cached_customers_per_partition) +
+         " customers per partition)";
 }
 
 Result<MemoryPlan> PlanMemory(const MemoryPlanInput& in) {
@@ -76,27 +83,35 @@ Result<MemoryPlan> PlanMemory(const MemoryPlanInput& in) {
   if (!(in.kafka_share_of_rest > 0 && in.kafka_share_of_rest < 1)) {
     return Status::InvalidArgument("memory plan: kafka_share_of_rest must be in (0, 1)");
   }
+  if (!(in.checkpoint_share > 0 && in.checkpoint_share < 1)) {
+    return Status::InvalidArgument("memory plan: checkpoint_share must be in (0, 1)");
+  }
   MemoryPlan plan;
   plan.cap_bytes = in.cap_bytes;
   plan.fixed_bytes = in.fixed_bytes +
                      static_cast<size_t>(std::max(1, in.worker_threads) - 1) * kBytesPerExtraWorker;
-  plan.dedup_bytes = in.dedup_ids * kDedupBytesPerId;
+  plan.dedup_bytes = DedupBytes(in.dedup_ids, in.partitions);
   const auto partitions = static_cast<size_t>(in.partitions);
   SizeKafkaClients(in, &plan);
+  plan.checkpoint_bytes =
+      std::max(kMinCheckpointBytes,
+               static_cast<size_t>(static_cast<double>(in.cap_bytes) * in.checkpoint_share));
   const size_t per_customer = kBytesPerCachedCustomer + in.extra_bytes_per_customer;
   const size_t min_cache = kMinCachedCustomersPerPartition * per_customer * partitions;
-  const size_t needed =
-      plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes + kMinRocksDbBytes + min_cache;
+  const size_t needed = plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes +
+                        plan.checkpoint_bytes + kMinRocksDbBytes + min_cache;
   if (in.cap_bytes < needed) {
     return Status::InvalidArgument(
         "state.memory_cap_mb: " + Mib(in.cap_bytes) + " is too small; it needs at least " +
         Mib(needed) + ": fixed " + Mib(plan.fixed_bytes) + " + dedup windows " +
         Mib(plan.dedup_bytes) + " (" + std::to_string(in.dedup_ids) + " ids) + Kafka clients " +
-        Mib(plan.kafka_bytes) + " + RocksDB " + Mib(kMinRocksDbBytes) + " + customer cache " +
-        Mib(min_cache) + " (" + std::to_string(kMinCachedCustomersPerPartition) + " customers x " +
+        Mib(plan.kafka_bytes) + " + checkpoints " + Mib(plan.checkpoint_bytes) + " + RocksDB " +
+        Mib(kMinRocksDbBytes) + " + customer cache " + Mib(min_cache) + " (" +
+        std::to_string(kMinCachedCustomersPerPartition) + " customers x " +
         std::to_string(per_customer) + " bytes x " + std::to_string(partitions) + " partitions)");
   }
-  const size_t rest = in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes - plan.kafka_bytes;
+  const size_t rest =
+      in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes - plan.kafka_bytes - plan.checkpoint_bytes;
   plan.rocksdb_bytes =
       std::max(kMinRocksDbBytes, static_cast<size_t>(static_cast<double>(rest) * in.rocksdb_share));
   plan.rocksdb_bytes = std::min(plan.rocksdb_bytes, rest - min_cache);

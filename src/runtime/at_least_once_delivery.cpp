@@ -113,10 +113,13 @@ Status AtLeastOnceDelivery::Tick(Clock::time_point now, bool had_records) {
   // One checkpoint at a time: the next begins once the last is written.
   if (checkpointer_->pending()) return Status::OK();
   // A task's cache filling with customers only a checkpoint makes
-  // evictable: one begins now, before the cache grows past its capacity
-  // (after a failed one, not before the interval: no retry per batch).
-  const bool memory = !interval_passed && !idle_commit && now >= memory_retry_ &&
-                      AnyTaskStore(&features::FeatureStore::UnderPressure);
+  // evictable, or the changes since the last checkpoint reaching what one
+  // may hold (the plan's part for checkpoints): one begins now, before the
+  // cache grows past its capacity or the checkpoint past its part (after a
+  // failed one, not before the interval: no retry per batch).
+  const bool memory =
+      !interval_passed && !idle_commit && now >= memory_retry_ &&
+      (AnyTaskStore(&features::FeatureStore::UnderPressure) || CheckpointBudgetReached());
   if (!interval_passed && !idle_commit && !memory) return Status::OK();
   if (idle_commit) last_idle_commit_ = now;
   if (interval_passed || memory) last_commit_ = now;
@@ -180,7 +183,10 @@ bool AtLeastOnceDelivery::HoldInput(Clock::time_point now) {
   // checkpoint's wait for acknowledgements is: past it (a broker down) the
   // input goes on, the cache growing (counted), rather than the group
   // seeing an instance that stopped polling.
-  if (!checkpointer_->pending() || !AnyTaskStore(&features::FeatureStore::Full)) {
+  // So too when the changes since it reached what the next checkpoint may
+  // hold: both would be in memory at once past the plan's part.
+  if (!checkpointer_->pending() ||
+      !(AnyTaskStore(&features::FeatureStore::Full) || CheckpointBudgetReached())) {
     held_since_ = Clock::time_point::max();
     return false;
   }
@@ -189,6 +195,14 @@ bool AtLeastOnceDelivery::HoldInput(Clock::time_point now) {
     core_->probe.stats().input_holds.fetch_add(1, std::memory_order_relaxed);
   }
   return now - held_since_ < checkpointer_->FlushTimeout();
+}
+
+bool AtLeastOnceDelivery::CheckpointBudgetReached() const {
+  size_t changed = 0;
+  for (const auto& [tp, task] : core_->tasks) {
+    changed += task.processor->feature_store().unsaved_count();
+  }
+  return core_->checkpoint_budget.Reached(changed);
 }
 
 bool AtLeastOnceDelivery::AnyTaskStore(bool (features::FeatureStore::*test)() const) const {

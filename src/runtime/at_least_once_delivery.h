@@ -78,6 +78,9 @@ class AtLeastOnceDelivery final : public DeliveryMode {
   // Whether `test` holds for a task's customer cache (FeatureStore::
   // UnderPressure: it asks for a checkpoint; Full: nothing left to evict).
   bool AnyTaskStore(bool (features::FeatureStore::*test)() const) const;
+  // Whether the customers changed since the last checkpoint, all tasks
+  // together, are as many as one checkpoint may take (CheckpointBudget).
+  bool CheckpointBudgetReached() const;
   // The task's buffered outputs (worker threads) to the Kafka sink.
   void Forward(PartitionTask* task);
 

@@ -4,9 +4,11 @@
 
 namespace crmstream::runtime {
 
-CheckpointEncoder::CheckpointEncoder(const state::StateStore* store, WorkerPool* pool)
+CheckpointEncoder::CheckpointEncoder(const state::StateStore* store, WorkerPool* pool,
+                                     const CheckpointBudget* budget)
     : store_(store),
       pool_(pool != nullptr && pool->workers() > 1 ? pool : nullptr),
+      budget_(budget),
       scratch_(static_cast<size_t>(pool_ != nullptr ? pool_->workers() : 1)) {}
 
 Status CheckpointEncoder::Encode(
@@ -35,6 +37,8 @@ Status CheckpointEncoder::Encode(
   size_t bytes = batch->byte_size();
   for (size_t i = 0; i < parts.size(); ++i) bytes += slots_[i].batch.byte_size() + kAfterPartBytes;
   batch->Reserve(bytes);
+  // Each task's batch keeps its buffer up to its share of the budget.
+  const size_t keep = budget_ == nullptr ? SIZE_MAX : budget_->batch_bytes() / parts.size();
   Status result;
   for (size_t i = 0; i < parts.size(); ++i) {
     Slot& slot = slots_[i];
@@ -43,8 +47,7 @@ Status CheckpointEncoder::Encode(
       batch->Append(slot.batch);
       after_part(i, batch);
     }
-    // Cleared, its capacity kept for the next checkpoint.
-    slot.batch.Clear();
+    slot.batch.Clear(keep);
     slot.status = Status::OK();
   }
   return result;

@@ -21,6 +21,7 @@
 #include "crmstream/common/status.h"
 #include "crmstream/pipeline/event_processor.h"
 #include "crmstream/state/state_store.h"
+#include "runtime/checkpoint_budget.h"
 #include "runtime/worker_pool.h"
 
 namespace crmstream::runtime {
@@ -35,7 +36,10 @@ struct CheckpointPart {
 class CheckpointEncoder final : BatchJob {
  public:
   // `pool` nullptr or of one worker: Encode encodes on the calling thread.
-  CheckpointEncoder(const state::StateStore* store, WorkerPool* pool);
+  // The tasks' batches keep their buffers from checkpoint to checkpoint,
+  // within `budget`'s bytes together (nullptr: no bound).
+  CheckpointEncoder(const state::StateStore* store, WorkerPool* pool,
+                    const CheckpointBudget* budget = nullptr);
 
   // Adds each part's state to `batch` in the order of `parts`, each followed
   // by what `after_part(i, batch)` adds (on the calling thread). Stops at the
@@ -53,6 +57,7 @@ class CheckpointEncoder final : BatchJob {
 
   const state::StateStore* store_;
   WorkerPool* pool_;
+  const CheckpointBudget* budget_;
   std::vector<Slot> slots_;
   std::vector<std::string> scratch_;  // one a worker
   // The checkpoint in hand, for the workers.

@@ -45,10 +45,12 @@ std::string TooLargeExplanation(const EngineCore& core, const kafka::Producer& p
 
 Checkpointer::Checkpointer(EngineCore* core)
     : core_(core), batch_(core->store->NewBatch()), staged_batch_(core->store->NewBatch()) {
-  encoder_.emplace(core->store.get(), nullptr);
+  encoder_.emplace(core->store.get(), nullptr, &core->checkpoint_budget);
 }
 
-void Checkpointer::UseWorkers(WorkerPool* pool) { encoder_.emplace(core_->store.get(), pool); }
+void Checkpointer::UseWorkers(WorkerPool* pool) {
+  encoder_.emplace(core_->store.get(), pool, &core_->checkpoint_budget);
+}
 
 Checkpointer::~Checkpointer() {
   if (!writer_.joinable()) return;
@@ -261,8 +263,13 @@ Status Checkpointer::Begin(std::span<PartitionTask* const> tasks, DeliveryMode* 
   const auto started = Clock::now();
   CRM_RETURN_NOT_OK(CheckDeliveries());
   state::CheckpointBatch& batch = *batch_;
-  batch.Clear();
+  // A batch over the budget (the first after a restart, say) is not kept.
+  batch.Clear(core_->checkpoint_budget.batch_bytes());
   pending_.clear();
+  size_t customers = 0;
+  for (const PartitionTask* task : tasks) {
+    customers += task->processor->feature_store().unsaved_count();
+  }
   Status st = AddStates(tasks, delivery, &batch, &pending_);
   if (!st.ok()) {
     // Nothing taken from the tasks yet: the next checkpoint has it all.
@@ -271,6 +278,7 @@ Status Checkpointer::Begin(std::span<PartitionTask* const> tasks, DeliveryMode* 
     return st;
   }
   for (PartitionTask* task : tasks) pipeline::MarkCheckpointed(task->processor.get());
+  core_->checkpoint_budget.Observe(batch.byte_size(), customers);
   core_->probe.CheckpointStarted();
   begun_at_ = started;
   retry_at_ = {};

@@ -23,6 +23,7 @@
 #include "crmstream/runtime/stamped_outputs.h"
 #include "crmstream/state/state_store.h"
 #include "runtime/changelog.h"
+#include "runtime/checkpoint_budget.h"
 
 namespace crmstream::runtime {
 
@@ -98,6 +99,8 @@ struct EngineCore {
   config::EngineConfig config;
   pipeline::ProcessorOptions processor_options;
   pipeline::MemoryPlan memory_plan;  // how state.memory_cap_mb is spent
+  // How many changed customers a checkpoint may take, from the plan's part.
+  CheckpointBudget checkpoint_budget;
   kafka::ClientConfig client;
   OutputPartitionCounts output_partitions{};
   std::unique_ptr<state::StateStore> store;

@@ -57,6 +57,10 @@ void EngineProbe::RecordCheckpoint(double seconds, uint64_t bytes, bool ok) {
   stats_.checkpoint_failing_since_ms.store(-1, std::memory_order_relaxed);
   stats_.checkpoints.fetch_add(1, std::memory_order_relaxed);
   stats_.checkpoint_bytes.store(static_cast<int64_t>(bytes), std::memory_order_relaxed);
+  if (static_cast<int64_t>(bytes) >
+      stats_.largest_checkpoint_bytes.load(std::memory_order_relaxed)) {
+    stats_.largest_checkpoint_bytes.store(static_cast<int64_t>(bytes), std::memory_order_relaxed);
+  }
   stats_.last_checkpoint_unix_ms.store(WallMs(), std::memory_order_relaxed);
 }
 

@@ -273,6 +273,9 @@ CustomerQueries& StreamEngine::queries() { return impl_->queries; }
 const state::StateStore& StreamEngine::state_store() const { return *impl_->core.store; }
 
 const pipeline::MemoryPlan& StreamEngine::memory_plan() const { return impl_->core.memory_plan; }
+size_t StreamEngine::checkpoint_batch_bytes() const {
+  return impl_->core.checkpoint_budget.batch_bytes();
+}
 int StreamEngine::worker_threads() const { return impl_->core.workers; }
 
 const scoring::ModelStatistics* StreamEngine::merged_models() const {
@@ -498,6 +501,13 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
     impl->batch_lane.reserve(batch_capacity);
     for (auto& lane : impl->lanes) lane.reserve(batch_capacity);
   }
+  // A checkpoint's bytes are held by the write batch, the workers' per-task
+  // batches and the changelog's records (their payload and librdkafka's
+  // copy with its headers): what its part of the plan allows one.
+  const int copies = 1 + (core.workers > 1 ? 1 : 0) + (core.changelog ? 2 : 0);
+  core.checkpoint_budget = CheckpointBudget(plan.checkpoint_bytes, copies);
+  spdlog::info("a checkpoint's batch may reach {:.1f} MiB (its part of the plan, held {} times)",
+               static_cast<double>(core.checkpoint_budget.batch_bytes()) / (1 << 20), copies);
   spdlog::info("{} worker thread(s) process the partitions", core.workers);
   return std::unique_ptr<StreamEngine>(new StreamEngine(std::move(impl)));
 }

@@ -511,8 +511,12 @@ void CheckpointBatch::Reserve(size_t bytes) { impl_->batch.Reserve(bytes); }
 size_t CheckpointBatch::entry_count() const { return impl_->batch.Count(); }
 size_t CheckpointBatch::byte_size() const { return impl_->batch.GetDataSize(); }
 std::string_view CheckpointBatch::bytes() const { return impl_->batch.Data(); }
-void CheckpointBatch::Clear() {
-  impl_->batch.Clear();
+void CheckpointBatch::Clear(size_t keep_bytes) {
+  if (impl_->batch.GetDataSize() > keep_bytes) {
+    impl_->batch = AppendableWriteBatch();
+  } else {
+    impl_->batch.Clear();
+  }
   ++impl_->generation;
 }
 

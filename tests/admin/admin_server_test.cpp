@@ -180,7 +180,7 @@ TEST_CASE("Admin server: scrape, probes and customer API on a running engine",
   // The memory plan's parts add up to the cap, and the resident set is read.
   const pipeline::MemoryPlan& plan = e.engine().memory_plan();
   double parts = 0;
-  for (const char* part : {"fixed", "dedup", "kafka", "rocksdb", "customer_cache"}) {
+  for (const char* part : {"fixed", "dedup", "kafka", "checkpoints", "rocksdb", "customer_cache"}) {
     parts += SampleValue(before,
                          std::string(R"(crmstream_memory_budget_bytes{part=")") + part + R"("})");
   }

@@ -25,9 +25,10 @@ TEST_CASE("A memory cap too small to run is refused with every size named", "[pi
   CHECK(plan.status().code() == StatusCode::kInvalidArgument);
   CHECK_THAT(plan.status().message(),
              Catch::Contains("state.memory_cap_mb") && Catch::Contains("64.0 MiB") &&
-                 Catch::Contains("fixed 52.0 MiB") && Catch::Contains("dedup windows 22.9 MiB") &&
+                 Catch::Contains("fixed 52.0 MiB") && Catch::Contains("dedup windows 19.6 MiB") &&
                  Catch::Contains("Kafka clients 8.0 MiB") && Catch::Contains("1000000 ids") &&
-                 Catch::Contains("RocksDB 8.0 MiB") && Catch::Contains("12 partitions"));
+                 Catch::Contains("checkpoints 4.0 MiB") && Catch::Contains("RocksDB 8.0 MiB") &&
+                 Catch::Contains("12 partitions"));
 }
 
 TEST_CASE("The memory plan gives every part of the cap a size and spends no more", "[pipeline]") {
@@ -36,10 +37,13 @@ TEST_CASE("The memory plan gives every part of the cap a size and spends no more
   in.partitions = 4;
   in.dedup_ids = 1'000'000;
   REQUIRE_OK_AND_ASSIGN(const MemoryPlan plan, PlanMemory(in));
-  CHECK(plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes + plan.rocksdb_bytes +
-            plan.customer_cache_bytes ==
+  CHECK(plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes + plan.checkpoint_bytes +
+            plan.rocksdb_bytes + plan.customer_cache_bytes ==
         in.cap_bytes);
-  CHECK(plan.dedup_bytes == 24'000'000);
+  // Each partition's window: a ring of its 250,000 ids and a table of
+  // 2^19 slots (at most 2/3 full), 8 bytes each.
+  CHECK(plan.dedup_bytes == 4 * (250'000 + 524'288) * 8);
+  CHECK(plan.checkpoint_bytes == size_t{64} << 20);
   // The Kafka clients: 35% of what the allowance and the dedup windows
   // leave (at most 128 MiB), and the librdkafka settings derived from it
   // spend no more than that.
@@ -57,17 +61,19 @@ TEST_CASE("The memory plan gives every part of the cap a size and spends no more
   // fetches leave of the consumer's settings.
   CHECK(plan.consumer_queue_kbytes * 1024 ==
         3 * plan.kafka_bytes / 8 - 4 * plan.consumer_fetch_bytes);
-  const double rest =
-      static_cast<double>(in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes - plan.kafka_bytes);
+  const double rest = static_cast<double>(in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes -
+                                          plan.kafka_bytes - plan.checkpoint_bytes);
   CHECK(static_cast<double>(plan.rocksdb_bytes) == Approx(rest * in.rocksdb_share).epsilon(1e-6));
   CHECK(plan.cached_customers_per_partition * 4 * kBytesPerCachedCustomer <=
         plan.customer_cache_bytes);
   CHECK(plan.cached_customers_per_partition > 100'000);
   // Just enough: the minimum cache and RocksDB's minimum.
-  in.cap_bytes = in.fixed_bytes + 24'000'000 + kMinRocksDbBytes +
+  in.cap_bytes = in.fixed_bytes + plan.dedup_bytes + kMinRocksDbBytes +
                  kMinCachedCustomersPerPartition * kBytesPerCachedCustomer * 4;
-  in.kafka_share = 0.01;  // the Kafka clients at their minimum
+  in.kafka_share = 0.01;  // the Kafka clients and the checkpoints at their minimum
   in.kafka_share_of_rest = 0.01;
+  in.checkpoint_share = 0.001;
+  in.cap_bytes += kMinCheckpointBytes;
   in.cap_bytes += kMinKafkaBytes;
   REQUIRE_OK_AND_ASSIGN(const MemoryPlan least, PlanMemory(in));
   CHECK(least.rocksdb_bytes == kMinRocksDbBytes);
@@ -86,8 +92,8 @@ TEST_CASE("Each worker thread beyond the first takes its allowance from the cust
   REQUIRE_OK_AND_ASSIGN(const MemoryPlan three, PlanMemory(in));
   CHECK(three.fixed_bytes == one.fixed_bytes + 2 * kBytesPerExtraWorker);
   // Still the whole cap, no more; the Kafka clients keep their floor share.
-  CHECK(three.fixed_bytes + three.dedup_bytes + three.kafka_bytes + three.rocksdb_bytes +
-            three.customer_cache_bytes ==
+  CHECK(three.fixed_bytes + three.dedup_bytes + three.kafka_bytes + three.checkpoint_bytes +
+            three.rocksdb_bytes + three.customer_cache_bytes ==
         in.cap_bytes);
   CHECK(three.customer_cache_bytes < one.customer_cache_bytes);
   CHECK(three.cached_customers_per_partition < one.cached_customers_per_partition);
@@ -116,8 +122,8 @@ TEST_CASE("The consumer's prefetch queue holds about a second of input at the de
   CHECK(small.kafka_bytes == size_t{13} << 20);
   CHECK(small.consumer_queue_kbytes * 1024 > small.producer_queue_kbytes * 1024);
   CHECK(small.consumer_fetch_bytes >= size_t{64} << 10);
-  CHECK(small.fixed_bytes + small.dedup_bytes + small.kafka_bytes + small.rocksdb_bytes +
-            small.customer_cache_bytes ==
+  CHECK(small.fixed_bytes + small.dedup_bytes + small.kafka_bytes + small.checkpoint_bytes +
+            small.rocksdb_bytes + small.customer_cache_bytes ==
         in.cap_bytes);
 }
 
@@ -134,8 +140,8 @@ TEST_CASE("The Kafka clients' buffers grow past their share only as far as their
   CHECK(plan.kafka_bytes ==
         2 * (plan.producer_queue_kbytes * 1024 + 200 * (size_t{64} << 10) + (size_t{64} << 10)));
   CHECK(plan.kafka_bytes > static_cast<size_t>(0.02 * static_cast<double>(in.cap_bytes)));
-  CHECK(plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes + plan.rocksdb_bytes +
-            plan.customer_cache_bytes ==
+  CHECK(plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes + plan.checkpoint_bytes +
+            plan.rocksdb_bytes + plan.customer_cache_bytes ==
         in.cap_bytes);
 }
 

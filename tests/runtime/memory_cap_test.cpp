@@ -121,5 +121,46 @@ TEST_CASE("An engine whose customers do not fit its cache checkpoints before the
   REQUIRE(stored > partitions * cached * 3 / 2);
 }
 
+TEST_CASE(
+    "A checkpoint takes no more changed customers than the memory plan's part for checkpoints "
+    "allows",
+    "[runtime][integration][state]") {
+  // A cache that holds every customer and a commit interval longer than the
+  // run: without the plan's part for checkpoints, the one at the end would
+  // hold every customer the run saw (about 15,000, 9 MB encoded with every
+  // model), nearly three times the budget.
+  constexpr size_t kCustomers = 30'000;
+  CappedRun capped("checkpoint-budget", static_cast<int>(kCustomers), /*events=*/90'000,
+                   /*cap_mb=*/160);
+  config::EngineConfig cfg = capped.cfg;
+  cfg.commit_interval_ms = 3'600'000;
+  cfg.consume_batch_size = 256;  // the budget is read between batches
+  uint64_t memory_checkpoints = 0, checkpoints = 0, over_capacity = 0;
+  int64_t largest = -1;
+  size_t budget = 0, cached = 0;
+  REQUIRE_OK(RunOnce(cfg, nullptr, nullptr, std::chrono::seconds(300), [&](const StreamEngine& e) {
+    memory_checkpoints = e.stats().memory_checkpoints.load();
+    checkpoints = e.stats().checkpoints.load();
+    over_capacity = e.stats().customers_over_capacity.load();
+    largest = e.stats().largest_checkpoint_bytes.load();
+    budget = e.checkpoint_batch_bytes();
+    cached = e.memory_plan().cached_customers_per_partition;
+  }));
+  WARN(checkpoints << " checkpoints, " << memory_checkpoints << " begun early; the largest "
+                   << largest << " bytes of a budget of " << budget << "; " << cached
+                   << " customers cached per partition");
+  // The caches held everyone, so the early checkpoints are the budget's.
+  const auto partitions = static_cast<size_t>(capped.run.input_partitions);
+  REQUIRE(cached * partitions >= kCustomers);
+  CHECK(over_capacity == 0);
+  REQUIRE(budget < kCustomers * 200);  // the budget is smaller than all the changes
+  CHECK(memory_checkpoints > 0);
+  // Within the budget, give or take the learning of a customer's size (its
+  // first estimate is above it) and one consumed batch's customers read
+  // after the budget was reached (256 events).
+  CHECK(largest > static_cast<int64_t>(budget / 4));
+  CHECK(largest <= static_cast<int64_t>(budget + budget / 8));
+}
+
 }  // namespace
 }  // namespace crmstream::runtime

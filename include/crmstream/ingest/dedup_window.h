@@ -1,8 +1,8 @@
 // Counts an event once when its event_id repeats: remembers the 64-bit
 // hashes (Hash64) of the last `capacity` distinct event ids in a flat
-// open-addressing table (linear probing, load <= 1/2) plus a FIFO ring, so
-// memory is bounded (about 24 bytes per remembered id: 1,000,000 ids take
-// 24 MiB) and the oldest id is forgotten when a new one arrives at capacity.
+// open-addressing table (linear probing, load <= 2/3) plus a FIFO ring, so
+// memory is bounded (20-32 bytes per remembered id, MemoryBytes: 1,000,000
+// ids take 24 MiB) and the oldest id is forgotten when a new one arrives at capacity.
 //
 // The window: a duplicate is recognised when fewer than `capacity` distinct
 // new event ids arrived between it and the first occurrence. A repeat does
@@ -31,6 +31,8 @@ class DedupWindow {
   static constexpr size_t kDefaultCapacity = 1'000'000;
   // Largest accepted capacity (also bounds what Decode will allocate).
   static constexpr size_t kMaxCapacity = size_t{1} << 28;
+  // Heap bytes of a window of `capacity` ids: its ring and its table.
+  static size_t MemoryBytes(size_t capacity);
   // Version of the EncodeTo payload, for the blob envelope the state module
   // seals it in.
   static constexpr uint16_t kEncodingVersion = 1;

@@ -2,10 +2,17 @@
 // between the parts that grow with the data, each sized from it.
 //
 //   fixed allowance   code, librdkafka, the partition-wide models, buffers
-//   dedup windows     as configured (about 24 bytes per remembered id)
+//   dedup windows     as configured (20-32 bytes per remembered id: a ring
+//                     and a hash table at most 2/3 full)
 //   Kafka clients     the producer's queue and the consumer's prefetch
 //                     (librdkafka's queue.buffering.max.kbytes,
 //                     queued.max.messages.kbytes, fetch.message.max.bytes)
+//   checkpoints       the working set of a checkpoint: its encoded changes,
+//                     held at once by the encoder's per-task batches, the
+//                     write batch and the changelog records until the
+//                     brokers acknowledge them; the engine begins one
+//                     early (or holds the input) before a checkpoint's
+//                     changes outgrow it
 //   RocksDB           block cache + memtables (StateStoreOptions::memory_cap_bytes)
 //   customer cache    the partition tasks' customers in memory
 //                     (ProcessorOptions::cached_customers, per partition),
@@ -15,9 +22,10 @@
 //
 // The Kafka clients get kafka_share of the cap, or kafka_share_of_rest of
 // what the allowance and the dedup windows leave if that is more (within
-// [kMinKafkaBytes, kMaxKafkaBytes]); what the allowance, the dedup windows and the clients
-// leave is shared by RocksDB (rocksdb_share) and the customer cache (the
-// rest). A cap that cannot give
+// [kMinKafkaBytes, kMaxKafkaBytes]), the checkpoints checkpoint_share of
+// the cap (at least kMinCheckpointBytes); what the allowance, the dedup
+// windows, the clients and the checkpoints leave is shared by RocksDB
+// (rocksdb_share) and the customer cache (the rest). A cap that cannot give
 // each part its minimum is refused, with a message naming every size.
 //
 // Pure functions; thread-safe.
@@ -61,6 +69,7 @@ struct MemoryPlanInput {
   double rocksdb_share = 0.4;             // of what is left, in (0, 1)
   double kafka_share = 0.125;             // of the cap, in (0, 1), at least
   double kafka_share_of_rest = 0.35;      // of cap - fixed - dedup, in (0, 1), if more
+  double checkpoint_share = 0.0625;       // of the cap, in (0, 1)
   // Heap bytes per cached customer beyond kBytesPerCachedCustomer (the
   // recommender's history when recommendations are on).
   size_t extra_bytes_per_customer = 0;
@@ -71,6 +80,7 @@ struct MemoryPlan {
   size_t fixed_bytes = 0;
   size_t dedup_bytes = 0;
   size_t kafka_bytes = 0;  // the two below, together
+  size_t checkpoint_bytes = 0;
   size_t rocksdb_bytes = 0;
   size_t customer_cache_bytes = 0;  // all partitions
   size_t cached_customers_per_partition = 0;
@@ -89,6 +99,11 @@ inline constexpr size_t kMinRocksDbBytes = size_t{8} << 20;
 inline constexpr size_t kMinKafkaBytes = size_t{8} << 20;
 inline constexpr size_t kMaxKafkaBytes = size_t{128} << 20;
 inline constexpr size_t kMinCachedCustomersPerPartition = 1000;
+inline constexpr size_t kMinCheckpointBytes = size_t{2} << 20;
+
+// Heap bytes of the dedup windows of `partitions` partitions remembering
+// `ids` event ids together (ingest::DedupWindow's ring and table).
+size_t DedupBytes(size_t ids, int partitions);
 
 // InvalidArgument naming the sizes when the cap is too small.
 Result<MemoryPlan> PlanMemory(const MemoryPlanInput& in);

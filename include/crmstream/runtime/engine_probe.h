@@ -163,8 +163,9 @@ struct EngineStats {
   // (DeliveryMode::HoldInput).
   std::atomic<uint64_t> input_holds{0};
   std::atomic<uint64_t> checkpoint_failures{0};
-  std::atomic<int64_t> checkpoint_bytes{-1};         // size of the last checkpoint; -1 none
-  std::atomic<int64_t> last_checkpoint_unix_ms{-1};  // end of the last good one; -1 none
+  std::atomic<int64_t> checkpoint_bytes{-1};          // size of the last checkpoint; -1 none
+  std::atomic<int64_t> largest_checkpoint_bytes{-1};  // of the run's checkpoints; -1 none
+  std::atomic<int64_t> last_checkpoint_unix_ms{-1};   // end of the last good one; -1 none
   // Steady-clock ms at which the checkpoint under way started; -1: none.
   std::atomic<int64_t> checkpoint_started_ms{-1};
   // Steady-clock ms of the first failed checkpoint since the last good one;

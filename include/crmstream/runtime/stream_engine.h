@@ -72,6 +72,9 @@ class StreamEngine {
   const state::StateStore& state_store() const;
   // How state.memory_cap_mb is split (fixed after Create).
   const pipeline::MemoryPlan& memory_plan() const;
+  // The bytes one checkpoint's batch may reach: the plan's part for
+  // checkpoints over the copies of it held at once (fixed after Create).
+  size_t checkpoint_batch_bytes() const;
   // The threads processing the partitions (worker_threads resolved; fixed
   // after Create).
   int worker_threads() const;

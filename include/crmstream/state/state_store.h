@@ -253,7 +253,10 @@ class CheckpointBatch {
   // of building the same checkpoint compare.
   std::string_view bytes() const;
   bool empty() const { return entry_count() == 0; }
-  void Clear();
+  // Empties the batch. Its buffer is kept for the next use, unless it held
+  // more than `keep_bytes`: then it is freed, so that one large checkpoint
+  // does not keep its size in memory for good.
+  void Clear(size_t keep_bytes = SIZE_MAX);
 
   // Whether what the batch holds now has been committed: a checkpoint may be
   // staged and committed later, and state dropped from memory because a
