@@ -39,8 +39,9 @@ constexpr uint8_t kStagedFlag = 32;
 constexpr uint8_t kHeldFlag = 64;
 // Loaded by LoadHeldCustomer, its event still to come (counted when it does).
 constexpr uint8_t kLoadedAheadFlag = 128;
-// How many slots one eviction looks at before growing the store instead:
-// bounds the cost of a miss when the cache is full of unsaved customers.
+// How many slots one eviction looks at before growing the store instead,
+// when the counts do not promise a victim: bounds the cost of a miss when
+// the cache is full of customers that stay.
 constexpr uint32_t kMaxEvictionSweep = 1024;
 constexpr uint16_t kFeatureBlobVersion = 1;
 // glibc's malloc puts an 8-byte header before each chunk and rounds chunks to
@@ -378,8 +379,9 @@ FeatureStore::Memory FeatureStore::memory() const {
   m.long_ids = long_id_bytes_;
   m.index = table_.capacity() * sizeof(uint32_t);
   m.tracking = (dirty_.capacity() + pending_.capacity() + unsaved_.capacity() + staged_.capacity() +
-                held_.capacity()) *
-               sizeof(uint32_t);
+                held_.capacity() + pinned_.capacity()) *
+                   sizeof(uint32_t) +
+               pinned_bits_.capacity() / 8;
   m.other = sizeof(*this);
   for (const auto& p : plan_names_) m.other += sizeof(p) + p.capacity();
   // Node-based map: a node per plan (key, value, next pointer, cached hash) plus buckets.
@@ -539,10 +541,22 @@ uint32_t FeatureStore::NextVictim() {
   // sweep finds nothing else, the hand would come back to it first, so it
   // is the victim rather than the store growing past its capacity.
   uint32_t second_chance_taken = UINT32_MAX;
-  for (uint32_t step = 0; step < kMaxEvictionSweep; ++step) {
+  // The counts say whether a sweep can find anyone. Every customer kept
+  // (unsaved, pinned or staged) leaves none, unless the staged checkpoint
+  // committed since: then no slot is looked at. With customers neither
+  // kept nor held, the sweep goes on past the bound, once round at most,
+  // rather than grow the store while they sit beyond it.
+  if (kept_count_ >= size_) {
+    if (staged_.empty() || (hooks_ != nullptr && !hooks_->StagedCommitted())) return UINT32_MAX;
+    ReleaseStaged();
+  }
+  const uint32_t sweep =
+      kept_count_ + held_.size() < size_ ? std::max(size_, kMaxEvictionSweep) : kMaxEvictionSweep;
+  for (uint32_t step = 0; step < sweep; ++step) {
     const uint32_t i = clock_hand_;
     CustomerRecord& r = Record(i);
-    bool stays = (r.flags & (kTrackedFlags | kHeldFlag)) != 0;  // unsaved, outputs owed, held
+    // Unsaved, outputs owed, held, pinned.
+    bool stays = (r.flags & (kTrackedFlags | kHeldFlag)) != 0 || IsPinned(i);
     if (!stays && (r.flags & kStagedFlag)) {
       stays = hooks_ != nullptr && !hooks_->StagedCommitted();
       if (!stays) ReleaseStaged();
@@ -606,7 +620,13 @@ void FeatureStore::MarkDirty(uint32_t index) {
   if ((r.flags & kTrackedFlags) == kTrackedFlags) return;
   if (!(r.flags & kDirtyFlag)) dirty_.push_back(index);
   if (!(r.flags & kPendingFlag)) pending_.push_back(index);
-  if (!(r.flags & kUnsavedFlag)) unsaved_.push_back(index);
+  if (!(r.flags & kUnsavedFlag)) {
+    unsaved_.push_back(index);
+    if (!IsPinned(index)) {
+      ++changed_count_;
+      if (!(r.flags & kStagedFlag)) ++kept_count_;
+    }
+  }
   r.flags |= kTrackedFlags;
 }
 
@@ -622,12 +642,28 @@ void FeatureStore::ClearPending() {
 }
 
 void FeatureStore::ClearUnsaved() {
-  for (uint32_t index : unsaved_) Record(index).flags &= static_cast<uint8_t>(~kUnsavedFlag);
+  // The unsaved first, while the pinned still have their mark: a customer
+  // with both is counted once, and leaves the counts with its pin.
+  for (uint32_t index : unsaved_) {
+    CustomerRecord& r = Record(index);
+    r.flags &= static_cast<uint8_t>(~kUnsavedFlag);
+    if (!IsPinned(index)) {
+      --changed_count_;
+      if (!(r.flags & kStagedFlag)) --kept_count_;
+    }
+  }
   unsaved_.clear();
+  for (uint32_t index : pinned_) {
+    pinned_bits_[index] = false;
+    --changed_count_;
+    if (!(Record(index).flags & kStagedFlag)) --kept_count_;
+  }
+  pinned_.clear();
 }
 
 void FeatureStore::StageUnsaved() {
   for (uint32_t index : unsaved_) Stage(index);
+  for (uint32_t index : pinned_) Stage(index);
   ClearUnsaved();
 }
 
@@ -638,11 +674,31 @@ void FeatureStore::Stage(uint32_t slot) {
   // Not on the event path: a checkpoint's, once per customer it holds.
   staged_.push_back(slot);
   r.flags |= kStagedFlag;
+  if (!(r.flags & kUnsavedFlag) && !IsPinned(slot)) ++kept_count_;
 }
 
 void FeatureStore::ReleaseStaged() {
-  for (uint32_t index : staged_) Record(index).flags &= static_cast<uint8_t>(~kStagedFlag);
+  for (uint32_t index : staged_) {
+    CustomerRecord& r = Record(index);
+    r.flags &= static_cast<uint8_t>(~kStagedFlag);
+    if (!(r.flags & kUnsavedFlag) && !IsPinned(index)) --kept_count_;
+  }
   staged_.clear();
+}
+
+void FeatureStore::Pin(uint32_t slot) {
+  const uint8_t flags = Record(slot).flags;
+  // An unsaved customer's mark goes with the pin's (ClearUnsaved, StageUnsaved):
+  // it needs none. Without a capacity nothing is evicted.
+  if (capacity_ == 0 || (flags & kUnsavedFlag) || IsPinned(slot)) return;
+  // Amortised, like the unsaved list: growth with the customers pinned
+  // between two checkpoints, and the bits with the slots.
+  if (pinned_.size() == pinned_.capacity()) ReserveGeometric(&pinned_, pinned_.size() + 1);
+  if (slot >= pinned_bits_.size()) pinned_bits_.resize(std::max<size_t>(slot + 1, size_));
+  pinned_.push_back(slot);
+  pinned_bits_[slot] = true;
+  ++changed_count_;
+  if (!(flags & kStagedFlag)) ++kept_count_;
 }
 
 void FeatureStore::Hold(uint32_t slot) {

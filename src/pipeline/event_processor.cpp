@@ -59,7 +59,10 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
   // Model changes not yet checkpointed (a label resolved at its deadline
   // changes the models only) keep the customer in memory, and so does a
   // churn snapshot the store does not have yet (its checkpoint staged, not
-  // committed).
+  // committed). Both are counted by the store's pressure checks: the first
+  // are pinned there (PinModelChanges; this covers the event being
+  // processed), a snapshot's customer is unsaved or staged until its
+  // checkpoint commits, and then the snapshot goes too (StagedCommitted).
   bool Pinned(uint32_t slot) override {
     if (!processor_->options_.models_enabled) return false;
     const scoring::CustomerModels& models = processor_->models_;
@@ -69,7 +72,11 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
   void Evicted(uint32_t slot) override { processor_->models_.Forget(slot); }
   bool StagedCommitted() override {
     const state::CheckpointBatch::CommitTicket& ticket = processor_->staged_ticket_;
-    return !ticket.issued() || ticket.committed();
+    const bool committed = !ticket.issued() || ticket.committed();
+    // The store releases the staged customers now: their snapshots must not
+    // keep them (uncounted) until the next checkpoint.
+    if (committed) processor_->ReleaseCommittedSnapshots();
+    return committed;
   }
 
   bool NextSaved(const scoring::SavedLabel* after, scoring::SavedLabel* out) override {
@@ -465,6 +472,7 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& decoded,
     if (options_.models_enabled) {
       minutes_.OnEvent(event);
       models_.OnEvent(event, f);
+      PinModelChanges();
       EmitEventTimeOutputs();
     }
     if (event.type == ingest::EventType::kPurchase && !event.order_id.empty() &&
@@ -533,6 +541,7 @@ void EventProcessor::RefreshScores() {
       EmitRefresh(f, models_.Refresh(f));
     });
     models_.EndFlush();
+    PinModelChanges();
   }
   if (recommender_ && options_.emit_recommendations) EmitRecommendations();
   features_->ClearPending();
@@ -787,6 +796,10 @@ void EventProcessor::WriteCustomerJson(const features::CustomerFeatures& f,
 void EventProcessor::SealSnapshots() {
   if (!options_.models_enabled) return;
   seals_.emplace_back(checkpoint_ticket_, models_.SealSnapshots());
+  ReleaseCommittedSnapshots();
+}
+
+void EventProcessor::ReleaseCommittedSnapshots() {
   // Seals are committed in order; the newest committed one covers all before it.
   size_t committed = 0;
   for (size_t i = 0; i < seals_.size(); ++i) {
@@ -799,9 +812,9 @@ void EventProcessor::SealSnapshots() {
 
 void EventProcessor::StageCheckpointed() {
   if (!staged_ticket_.issued() || staged_ticket_.committed()) features_->ReleaseStaged();
-  // Those with model changes only (a label resolved at its deadline) too.
-  models_.ForEachUnsaved(
-      [this](const features::CustomerFeatures& f) { features_->Stage(f.slot()); });
+  // Those with model changes only (a label resolved at its deadline) too:
+  // pinned, they are staged with the unsaved.
+  PinModelChanges();
   features_->StageUnsaved();
   models_.ClearUnsaved();
   staged_ticket_ = checkpoint_ticket_;

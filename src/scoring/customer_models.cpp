@@ -245,6 +245,7 @@ Status CustomerModels::UseGlobalModels(const ModelStatistics* merged) {
 void CustomerModels::ClearUnsaved() {
   for (uint32_t s : unsaved_.slots()) churn_.MarkIndexSaved(s);
   unsaved_.Clear();
+  unsaved_taken_ = 0;
 }
 
 void CustomerModels::Forget(uint32_t slot) {

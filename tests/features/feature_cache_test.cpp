@@ -54,6 +54,28 @@ std::string IdOf(int n) {
                     : "c" + std::to_string(n);
 }
 
+// touch(c): a login of customer IdOf(c) into the store, 1 ms after the
+// previous one.
+class LoginOf {
+ public:
+  explicit LoginOf(FeatureStore* store) : store_(store) {
+    event_.event_id = "e";
+    event_.type = EventType::kLogin;
+  }
+  void operator()(int customer) {
+    id_ = IdOf(customer);
+    event_.customer_id = id_;
+    event_.timestamp_ms = kT0 + n_++;
+    store_->Update(event_);
+  }
+
+ private:
+  FeatureStore* store_;
+  Event event_;
+  std::string id_;
+  int n_ = 0;
+};
+
 TEST_CASE("An evicting feature store matches one that keeps every customer", "[features]") {
   constexpr int kCustomers = 2000;
   constexpr size_t kCapacity = 150;
@@ -142,16 +164,7 @@ TEST_CASE("A store asks for a checkpoint when 3/4 of its capacity is unsaved", "
   MapBacking backing(store.get());
   CHECK_FALSE(store->UnderPressure());  // no capacity: never
   store->SetCapacity(10, &backing);
-  Event e;
-  e.event_id = "e";
-  e.type = EventType::kLogin;
-  int n = 0;
-  const auto touch = [&](int customer) {
-    const std::string id = IdOf(customer);
-    e.customer_id = id;
-    e.timestamp_ms = kT0 + n++;
-    store->Update(e);
-  };
+  LoginOf touch(store.get());
   // 10 * 3 / 4 rounded down: the 7th unsaved customer raises it.
   for (int c = 0; c < 6; ++c) touch(c);
   CHECK_FALSE(store->UnderPressure());
@@ -176,6 +189,86 @@ TEST_CASE("A store asks for a checkpoint when 3/4 of its capacity is unsaved", "
   CHECK(store->size() == 10);
   CHECK(store->over_capacity() == 0);
   CHECK(store->evictions() == 200 - 10);
+}
+
+TEST_CASE("Customers pinned by other state count toward the pressure and fullness once each",
+          "[features]") {
+  REQUIRE_OK_AND_ASSIGN(auto store, FeatureStore::Create(FeatureSpec{}));
+  MapBacking backing(store.get());
+  store->set_miss_handler(&backing);
+  store->SetCapacity(8, &backing);  // asks for a checkpoint at 6
+  LoginOf touch(store.get());
+  const auto slot_of = [&](int customer) { return store->Find(IdOf(customer))->slot(); };
+  for (int c = 0; c < 8; ++c) touch(c);
+  store->ClearDirty();
+  store->ClearUnsaved();
+  REQUIRE_FALSE(store->UnderPressure());
+  // Five saved customers whose other state changed (the hooks do not pin
+  // them: the store's pins alone keep them).
+  for (int c = 0; c < 5; ++c) store->Pin(slot_of(c));
+  CHECK(store->pinned_count() == 5);
+  CHECK_FALSE(store->UnderPressure());
+  // Touched too, or pinned twice: still five customers.
+  touch(0);
+  touch(1);
+  store->Pin(slot_of(0));
+  store->Pin(slot_of(4));
+  CHECK_FALSE(store->UnderPressure());
+  // An unsaved customer's pin adds nothing either.
+  touch(5);
+  store->Pin(slot_of(5));
+  CHECK(store->pinned_count() == 5);
+  CHECK(store->UnderPressure());  // six
+  CHECK_FALSE(store->Full());
+  // A new customer takes the slot of one neither unsaved nor pinned.
+  touch(8);
+  CHECK(store->size() == 8);
+  for (int c = 0; c < 6; ++c) CHECK(store->Find(IdOf(c)) != nullptr);
+  // Seven changed, the eighth pinned: full, and the next new customer grows
+  // the store.
+  store->Pin(store->Find(IdOf(6)) != nullptr ? slot_of(6) : slot_of(7));
+  CHECK(store->Full());
+  touch(9);
+  CHECK(store->size() == 9);
+  CHECK(store->over_capacity() == 1);
+  // A checkpoint stages the pinned with the unsaved: they no longer ask for
+  // one, and stay until it commits.
+  store->ClearDirty();
+  store->StageUnsaved();
+  CHECK(store->pinned_count() == 0);
+  CHECK(store->unsaved_count() == 0);
+  CHECK(store->staged_count() == 9);
+  CHECK_FALSE(store->UnderPressure());
+  CHECK(store->Full());
+  store->ReleaseStaged();
+  CHECK_FALSE(store->Full());
+  touch(10);
+  CHECK(store->size() == 9);
+  CHECK(store->evictions() == 2);
+}
+
+TEST_CASE("An eviction looks past its bounded sweep while the counts promise a customer to evict",
+          "[features]") {
+  // More unsaved customers in a row than one bounded sweep looks at
+  // (1,024), and saved ones after them.
+  constexpr int kCapacity = 2'000;
+  constexpr int kUnsavedRun = 1'500;
+  REQUIRE_OK_AND_ASSIGN(auto store, FeatureStore::Create(FeatureSpec{}));
+  MapBacking backing(store.get());
+  store->set_miss_handler(&backing);
+  store->SetCapacity(kCapacity, &backing);
+  LoginOf touch(store.get());
+  for (int c = 0; c < kCapacity; ++c) touch(c);
+  store->ClearDirty();
+  store->ClearUnsaved();
+  for (int c = 0; c < kUnsavedRun; ++c) touch(c);  // slots 0-1499, where the hand starts
+  store->ClearDirty();
+  CHECK_FALSE(store->Full());
+  for (int c = kCapacity; c < kCapacity + 100; ++c) touch(c);
+  CHECK(store->size() == static_cast<size_t>(kCapacity));
+  CHECK(store->over_capacity() == 0);
+  CHECK(store->evictions() == 100);
+  for (int c = 0; c < kUnsavedRun; ++c) CHECK(store->Find(IdOf(c)) != nullptr);
 }
 
 TEST_CASE("A store's checkpoint mark is 3/4 of its capacity rounded down, and at least one",

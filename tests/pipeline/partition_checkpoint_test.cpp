@@ -614,6 +614,44 @@ std::string LoginOf(int c, int n) {
          R"(,"type":"login"})";
 }
 
+TEST_CASE("Customers whose labels resolve without an event of theirs count toward the pressure",
+          "[pipeline][state]") {
+  // A label that matures changes the models only: its customer must stay
+  // until a checkpoint saves that, so the cache's pressure counts it.
+  constexpr size_t kCached = 40;  // asks for a checkpoint at 30
+  constexpr int kCustomers = 32;
+  ScratchStore s;
+  ProcessorOptions options = Options();
+  options.cached_customers = kCached;
+  RecordingSink sink;
+  auto processor = s.Restored(options, &sink);
+  // A login each: a pending churn example each, labelled 30 days on.
+  for (int c = 0; c < kCustomers; ++c) processor->Process(LoginOf(c, c), {"crm.events", 0, c}, 0);
+  processor->FlushOutputs();
+  Checkpoint(processor.get(), s.store.get(), s.key, kCustomers);
+  const features::FeatureStore& store = processor->feature_store();
+  REQUIRE(store.unsaved_count() == 0);
+  REQUIRE_FALSE(store.UnderPressure());
+  // Another customer's login 31 days later: every example matures.
+  const std::string later = R"({"event_id":"later","customer_id":"c999","timestamp":)" +
+                            std::to_string(int64_t{1'772'366'400'000} + 31 * kMsPerDay) +
+                            R"(,"type":"login"})";
+  processor->Process(later, {"crm.events", 0, kCustomers}, 0);
+  processor->RefreshScores();
+  CHECK(processor->customer_models().churn().quality().churn_positives +
+            processor->customer_models().churn().quality().churn_negatives ==
+        kCustomers);
+  CHECK(store.unsaved_count() == 1);
+  CHECK(store.pinned_count() == kCustomers);
+  CHECK(store.UnderPressure());
+  // The checkpoint that saves their models ends it.
+  processor->FlushOutputs();
+  Checkpoint(processor.get(), s.store.get(), s.key, kCustomers + 1);
+  CHECK(store.pinned_count() == 0);
+  CHECK_FALSE(store.UnderPressure());
+  REQUIRE_OK(processor->storage_status());
+}
+
 TEST_CASE("A batch's prefetched customers stay in the cache until their events",
           "[pipeline][state]") {
   constexpr size_t kCached = 100;

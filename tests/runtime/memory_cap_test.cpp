@@ -103,14 +103,14 @@ TEST_CASE("An engine whose customers do not fit its cache checkpoints before the
   // An at-least-once checkpoint commits once the outputs of its records are
   // acknowledged; while the engine catches up faster than the broker takes
   // them, the caches' free quarter fills first, and then the engine takes
-  // no input until that checkpoint is written. What still grows a cache:
-  // customers the models alone keep (a label resolved, a pending example's
-  // snapshot, FeatureStore's Pinned hook), which the pressure and full
-  // checks do not count yet: 0-1,537 customers over in runs since (without
-  // the early checkpoints and the hold about 9.5k), so the bound is half
-  // the caches' capacity.
+  // no input until that checkpoint is written. The checks count every
+  // customer that must stay (unsaved, pinned by the models, staged), and
+  // the hold is decided between batches: a cache that was not full before
+  // a batch grows by fewer customers than that batch touches in its
+  // partition, and a cache already grown by as many has that room first.
+  // So a partition ends at most one consumed batch over its capacity.
   const auto partitions = static_cast<size_t>(run.input_partitions);
-  CHECK(over_capacity <= partitions * cached / 2);
+  CHECK(over_capacity <= partitions * static_cast<size_t>(cfg.consume_batch_size));
   // Every customer the partitions saw, saved: the run only means something
   // if they did not fit the caches.
   const size_t stored = StateEntries(run.state_dir, {state::StateFamily::kFeatures}).size();

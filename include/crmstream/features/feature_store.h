@@ -18,12 +18,14 @@
 // A bounded cache (SetCapacity): with a capacity, a new customer beyond it
 // takes the slot of a customer whose state is saved elsewhere (CLOCK: a
 // customer touched since the hand last passed gets a second chance; one
-// with unsaved changes or owed outputs is never taken, nor one the hooks
-// pin, nor one in a checkpoint staged but not yet committed: StageUnsaved,
+// with unsaved changes or owed outputs is never taken, nor one pinned (Pin,
+// or the hooks), nor one in a checkpoint staged but not yet committed: StageUnsaved,
 // nor one loaded ahead of its event and not yet touched: LoadHeldCustomer).
-// The slot's views then show the new customer. When a bounded sweep
-// finds no candidate the store grows past the capacity (counted), so an
-// event is never refused; the next checkpoint makes the cache evictable.
+// The slot's views then show the new customer. When no candidate is found
+// (a sweep of a bounded number of slots, or of every slot while the counts
+// of customers that stay promise one) the store grows past the capacity
+// (counted), so an event is never refused; the next checkpoint makes the
+// cache evictable.
 // UnderPressure() tells the caller to checkpoint before that happens.
 //
 // Memory: a customer is one fixed-size slot (a 100-byte record, then a
@@ -166,7 +168,9 @@ class CustomerMissHandler {
 class CustomerEvictionHooks {
  public:
   virtual ~CustomerEvictionHooks() = default;
-  // Whether the customer in `slot` has other state not saved yet (it stays).
+  // Whether the customer in `slot` has other state not saved yet (it
+  // stays). Asked when evicting only: to count toward the pressure checks,
+  // such a customer must be unsaved, staged or pinned (FeatureStore::Pin).
   virtual bool Pinned(uint32_t slot) = 0;
   // The customer in `slot` is about to leave memory (still readable); the
   // slot is then reused.
@@ -216,7 +220,7 @@ class FeatureStore {
     size_t day_history = 0;  // per-day buffers, with the allocator's chunk headers
     size_t long_ids = 0;     // ids over 16 bytes
     size_t index = 0;        // the id hash table
-    size_t tracking = 0;     // the dirty, pending, unsaved, staged and held lists
+    size_t tracking = 0;     // the dirty, pending, unsaved, staged, held and pinned lists
     size_t other = 0;        // the store itself, plans, scratch
     size_t total() const { return slots + day_history + long_ids + index + tracking + other; }
   };
@@ -302,10 +306,11 @@ class FeatureStore {
     }
   }
   size_t unsaved_count() const { return unsaved_.size(); }
+  // Clears the unsaved marks and the pins (Pin).
   void ClearUnsaved();
   // For a checkpoint staged now and committed later: clears the unsaved
-  // marks as ClearUnsaved does, but the customers (and any other staged with
-  // Stage) stay in memory until the hooks say their checkpoint is
+  // marks and the pins as ClearUnsaved does, but those customers (and any
+  // other staged with Stage) stay in memory until the hooks say their checkpoint is
   // committed: an evicted one would be loaded back from a store that does
   // not have its staged state yet.
   void StageUnsaved();
@@ -313,6 +318,15 @@ class FeatureStore {
   // The staged checkpoints are committed: their customers may go.
   void ReleaseStaged();
   size_t staged_count() const { return staged_.size(); }
+  // The customer in `slot` (below size()) has other state changed since the
+  // last checkpoint (the models'): it stays, and counts toward
+  // UnderPressure() and Full() as an unsaved one does (once, whichever
+  // marks it has), until ClearUnsaved() or StageUnsaved(), which stages it
+  // with the unsaved. Without a capacity, nothing. Amortised growth of the
+  // list of pins.
+  void Pin(uint32_t slot);
+  // Customers pinned (Pin) since the last checkpoint while not unsaved.
+  size_t pinned_count() const { return pinned_.size(); }
 
   // At most `customers` customers in memory (0: no bound), evicting saved
   // ones through `hooks` (see the top). `hooks` must outlive the store.
@@ -322,19 +336,20 @@ class FeatureStore {
   // New customers that found no slot to take and grew the store past its
   // capacity (every candidate had unsaved changes).
   uint64_t over_capacity() const { return over_capacity_; }
-  // Whether the customers changed since the last checkpoint (unsaved: they
-  // may not be evicted) fill 3/4 of the capacity (rounded down, at least
-  // one): only a checkpoint makes them evictable, so the caller should
-  // begin one now, before the store has to grow past its capacity. The
-  // rest of the cache is left for the customers touched while that
-  // checkpoint is written (they stay until it commits) and for a batch read
-  // ahead (LoadHeldCustomer). Never with no capacity. A compare: cheap per
-  // event.
-  bool UnderPressure() const { return unsaved_.size() >= pressure_mark_; }
+  // Whether the customers changed since the last checkpoint (unsaved or
+  // pinned, each counted once: they may not be evicted) fill 3/4 of the
+  // capacity (rounded down, at least one): only a checkpoint makes them
+  // evictable, so the caller should begin one now, before the store has to
+  // grow past its capacity. The rest of the cache is left for the customers
+  // touched while that checkpoint is written (they stay until it commits)
+  // and for a batch read ahead (LoadHeldCustomer). Never with no capacity.
+  // A compare: cheap per event.
+  bool UnderPressure() const { return changed_count_ >= pressure_mark_; }
   // Whether nothing is left to evict but customers a checkpoint still has
-  // to save or commit (unsaved, or staged in one not yet committed): the
-  // next new customer would grow the store past its capacity.
-  bool Full() const { return capacity_ != 0 && unsaved_.size() + staged_.size() >= capacity_; }
+  // to save or commit (unsaved, pinned, or staged in one not yet committed;
+  // each counted once): the next new customer would grow the store past
+  // its capacity.
+  bool Full() const { return capacity_ != 0 && kept_count_ >= capacity_; }
 
   // Distinct plan names one store keeps (ingest bounds each to 64 bytes).
   static constexpr size_t kMaxPlans = 1024;
@@ -461,6 +476,7 @@ class FeatureStore {
   // throw bad_alloc, before anything changed.
   void ReserveTracking();
   void MarkDirty(uint32_t index);
+  bool IsPinned(uint32_t index) const { return index < pinned_bits_.size() && pinned_bits_[index]; }
   uint16_t InternPlan(std::string_view plan);
   std::string_view IdOf(uint32_t index) const;
 
@@ -510,6 +526,12 @@ class FeatureStore {
   std::vector<uint32_t> unsaved_;  // updated since the last checkpoint
   std::vector<uint32_t> staged_;   // in checkpoints not known to be committed
   std::vector<uint32_t> held_;     // loaded ahead of their events (LoadHeldCustomer)
+  std::vector<uint32_t> pinned_;   // Pin()ned, not unsaved when pinned
+  std::vector<bool> pinned_bits_;  // per slot, a bit each: in pinned_
+  // Distinct customers unsaved or pinned (UnderPressure), and those or
+  // staged (Full): kept up as their marks change, so the checks are O(1).
+  size_t changed_count_ = 0;
+  size_t kept_count_ = 0;
 
   std::vector<std::string> plan_names_;  // [0] = ""
   struct PlanHash {

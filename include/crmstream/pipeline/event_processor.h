@@ -347,6 +347,15 @@ class EventProcessor {
   void EmitRecommendations();
   // Loads a customer from the attached store if it is saved there.
   void LoadSavedCustomer(std::string_view customer_id);
+  // The customers whose model state changed since the last call (a label
+  // resolved at its deadline changes no features) are pinned in the
+  // feature store, so that its pressure checks count them.
+  void PinModelChanges() {
+    for (uint32_t slot : models_.TakeNewlyUnsaved()) features_->Pin(slot);
+  }
+  // The churn snapshots of committed checkpoints leave memory (see
+  // NoteCheckpoint).
+  void ReleaseCommittedSnapshots();
   class SavedCustomers;
   ProcessOutcome DeadLetter(const ingest::Rejection& rejection, std::string_view raw,
                             const ingest::SourcePosition& source, int64_t now_ms);

@@ -174,6 +174,14 @@ class CustomerModels {
     for (uint32_t s : unsaved_.slots()) f(store_->At(s));
   }
   size_t unsaved_count() const { return unsaved_.size(); }
+  // The customers that became unsaved since the previous call (or since
+  // ClearUnsaved()), in first-changed order: the caller pins them in the
+  // feature store's cache (FeatureStore::Pin). Does not allocate.
+  std::span<const uint32_t> TakeNewlyUnsaved() {
+    const std::span<const uint32_t> fresh = unsaved_.slots().subspan(unsaved_taken_);
+    unsaved_taken_ = unsaved_.size();
+    return fresh;
+  }
   // The unsaved state was saved (checkpoint committed): clears the list and
   // records the label deadlines the store's index now holds.
   void ClearUnsaved();
@@ -272,6 +280,7 @@ class CustomerModels {
   size_t slot_limit_ = 0;
   uint32_t global_parts_ = 0;
   UnsavedSlots unsaved_;
+  size_t unsaved_taken_ = 0;  // TakeNewlyUnsaved's position in unsaved_
   CustomerRefresh refresh_;
   mutable std::string record_scratch_;  // EncodeCustomer's payload, reused
 };
