@@ -200,7 +200,7 @@ bool AtLeastOnceDelivery::HoldInput(Clock::time_point now) {
 bool AtLeastOnceDelivery::CheckpointBudgetReached() const {
   size_t changed = 0;
   for (const auto& [tp, task] : core_->tasks) {
-    changed += task.processor->feature_store().unsaved_count();
+    changed += task.processor->feature_store().changed_count();
   }
   return core_->checkpoint_budget.Reached(changed);
 }

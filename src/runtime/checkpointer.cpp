@@ -268,7 +268,7 @@ Status Checkpointer::Begin(std::span<PartitionTask* const> tasks, DeliveryMode* 
   pending_.clear();
   size_t customers = 0;
   for (const PartitionTask* task : tasks) {
-    customers += task->processor->feature_store().unsaved_count();
+    customers += task->processor->feature_store().changed_count();
   }
   Status st = AddStates(tasks, delivery, &batch, &pending_);
   if (!st.ok()) {

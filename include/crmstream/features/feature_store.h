@@ -345,6 +345,9 @@ class FeatureStore {
   // and for a batch read ahead (LoadHeldCustomer). Never with no capacity.
   // A compare: cheap per event.
   bool UnderPressure() const { return changed_count_ >= pressure_mark_; }
+  // Those customers, unsaved or pinned, each counted once: what the next
+  // checkpoint saves.
+  size_t changed_count() const { return changed_count_; }
   // Whether nothing is left to evict but customers a checkpoint still has
   // to save or commit (unsaved, pinned, or staged in one not yet committed;
   // each counted once): the next new customer would grow the store past
