@@ -41,6 +41,9 @@ std::string TooLargeExplanation(const EngineCore& core, const kafka::Producer& p
          "again and sends larger outputs to the dead-letter topic";
 }
 
+// A store write the stop cancelled (the store's only kAborted): not failed.
+bool CancelledByStop(const Status& written) { return written.code() == StatusCode::kAborted; }
+
 }  // namespace
 
 Checkpointer::Checkpointer(EngineCore* core)
@@ -125,7 +128,13 @@ Status Checkpointer::Write(state::CheckpointBatch* batch, Clock::time_point star
   const uint64_t bytes = batch->byte_size();
   // While running, a stop cancels a checkpoint that waits on the store;
   // after the stop, the final one has until the drain deadline.
-  if (st.ok()) st = CommitToStore(batch, draining_ ? nullptr : stop_, drain_deadline_);
+  if (st.ok()) {
+    st = CommitToStore(batch, draining_ ? nullptr : stop_, drain_deadline_);
+    if (CancelledByStop(st)) {
+      core_->probe.CheckpointAbandoned();
+      return st;
+    }
+  }
   core_->probe.RecordCheckpoint(std::chrono::duration<double>(Clock::now() - started).count(),
                                 bytes, st.ok());
   return st;
@@ -346,9 +355,8 @@ Status Checkpointer::Advance() {
   // The batch is kept, unwritten: written again (its records are
   // acknowledged: straight to the write).
   phase_ = Phase::kChangelog;
-  if (written.code() == StatusCode::kAborted) {
-    // Cancelled by the stop (the store's only kAborted), not failed: not
-    // counted. The drain writes it again, within its deadline and no
+  if (CancelledByStop(written)) {
+    // Not counted. The drain writes it again, within its deadline and no
     // longer cancellable; until then Finish does not wait for it.
     spdlog::info("checkpoint: {}; the drain writes it", written.ToString());
     if (draining_) return Advance();

@@ -176,6 +176,17 @@ bool WaitForReceived(const StreamEngine& engine, int64_t records, std::chrono::s
   return static_cast<int64_t>(engine.stats().received.load()) == records;
 }
 
+// Waits up to 120 s for a checkpoint under way for more than 2 s.
+bool WaitForStalledCheckpoint(const StreamEngine& engine) {
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const int64_t started = engine.stats().checkpoint_started_ms.load();
+    if (started >= 0 && SteadyMs() - started > 2000) return true;
+  }
+  return false;
+}
+
 // Starts `r`'s engine on a disk that stops answering: the first flush
 // never finishes, and the checkpoints after it wait for memory that is
 // never freed. Returns once one has waited 2 s and 5,000 records arriving
@@ -183,14 +194,8 @@ bool WaitForReceived(const StreamEngine& engine, int64_t records, std::chrono::s
 // goes on while a checkpoint waits on the store).
 void StartStalled(Input* in, DiskRun* r) {
   StartRun(in->cfg, /*hang=*/true, r);
-  const auto deadline = Clock::now() + std::chrono::seconds(120);
-  int64_t stalled_since = -1;
-  while (stalled_since < 0 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    const int64_t started = r->engine->stats().checkpoint_started_ms.load();
-    if (started >= 0 && SteadyMs() - started > 2000) stalled_since = started;
-  }
-  REQUIRE(stalled_since >= 0);
+  REQUIRE(WaitForStalledCheckpoint(*r->engine));
+  const int64_t stalled_since = r->engine->stats().checkpoint_started_ms.load();
   const int64_t more = 5000;
   ProduceEvents(in->cfg, static_cast<int>(more), 2000, 7);
   in->records += more;
@@ -245,6 +250,23 @@ void CheckResumesAfter(const Input& in, int64_t checkpointed) {
   CHECK(engine->stats().checkpoint_failures.load() == 0);
 }
 
+// 40,000 customers' state (about 1 KB each) is ten times the memtable
+// budget: once the disk hangs, a checkpoint must stall, and only the stop
+// ends its wait.
+Input MakeStallingInput(const std::filesystem::path& state_dir) {
+  Input in = MakeInput(state_dir, 150000, 40000);
+  in.cfg.state.write_timeout_ms = 600000;
+  return in;
+}
+
+// A stop that left the last records unwritten: a restart on a healthy disk
+// resumes from the last good checkpoints.
+void CheckResumesAfterStall(const Input& in, const std::filesystem::path& state_dir) {
+  const int64_t checkpointed = CheckpointedRecords(in, state_dir);
+  CHECK(checkpointed < in.records);
+  CheckResumesAfter(in, checkpointed);
+}
+
 TEST_CASE("sustained load under a small state cap: checkpoints never stall for good",
           "[pipeline][integration][soak]") {
   testing::ScratchDir dir;
@@ -271,10 +293,7 @@ TEST_CASE("sustained load under a small state cap: checkpoints never stall for g
 TEST_CASE("a stop ends an engine whose checkpoint cannot be written, within the bound",
           "[pipeline][integration][fault]") {
   testing::ScratchDir dir;
-  // 40,000 customers' state (about 1 KB each) is ten times the memtable
-  // budget: once the disk hangs, a checkpoint must stall.
-  Input in = MakeInput(dir.path(), 150000, 40000);
-  in.cfg.state.write_timeout_ms = 600000;  // only the stop can end the wait
+  Input in = MakeStallingInput(dir.path());
   in.cfg.shutdown_timeout_ms = 1000;
   {
     DiskRun r;
@@ -298,9 +317,7 @@ TEST_CASE("a stop ends an engine whose checkpoint cannot be written, within the 
     CHECK(engine->stats().checkpoint_failures.load() >= 2);
     r.fs->Release();  // lets the store close
   }
-  const int64_t checkpointed = CheckpointedRecords(in, dir.path());
-  CHECK(checkpointed < in.records);
-  CheckResumesAfter(in, checkpointed);
+  CheckResumesAfterStall(in, dir.path());
 }
 
 TEST_CASE(
@@ -362,10 +379,8 @@ TEST_CASE("a checkpoint write the stop cancels is no failure: the drain writes i
           "[pipeline][integration][fault]") {
   const LogCounter cancelled("stop requested");
   testing::ScratchDir dir;
-  // As above: once the disk hangs, a checkpoint must stall.
-  Input in = MakeInput(dir.path(), 150000, 40000);
-  in.cfg.state.write_timeout_ms = 600000;  // only the stop can end the wait
-  in.cfg.shutdown_timeout_ms = 120000;     // the drain's write waits for the disk
+  Input in = MakeStallingInput(dir.path());
+  in.cfg.shutdown_timeout_ms = 120000;  // the drain's write waits for the disk
   // The engine waits for input a second at a time: the stop comes, and
   // cancels the write, while the run loop still runs.
   in.cfg.poll_timeout_ms = 1000;
@@ -387,6 +402,35 @@ TEST_CASE("a checkpoint write the stop cancels is no failure: the drain writes i
   // Everything received is checkpointed: a restart has nothing to process.
   CHECK(CheckpointedRecords(in, dir.path()) == in.records);
   CheckResumesAfter(in, in.records);
+}
+
+TEST_CASE(
+    "exactly_once_stamped: a checkpoint write the stop cancels is not counted as failed, nor "
+    "the run said to have written a final checkpoint",
+    "[pipeline][integration][fault]") {
+  const LogCounter final_written("final checkpoint written");
+  testing::ScratchDir dir;
+  Input in = MakeStallingInput(dir.path());
+  in.cfg.guarantee = config::Guarantee::kExactlyOnceStamped;
+  {
+    DiskRun r;
+    // The engine thread itself waits in the stalled write (this mode
+    // checkpoints all at once).
+    StartRun(in.cfg, /*hang=*/true, &r);
+    REQUIRE(WaitForStalledCheckpoint(*r.engine));
+    StopLoop(&r);
+    REQUIRE(r.run.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
+    // The run ends with the cancellation: in this mode nothing drains after
+    // a failed block checkpoint.
+    const Status st = r.run.get();
+    INFO(st.ToString());
+    CHECK(st.code() == StatusCode::kAborted);
+    CHECK(final_written.info() == 0);
+    CHECK(r.engine->stats().checkpoint_failures.load() == 0);
+    CHECK(r.engine->stats().checkpoint_started_ms.load() == -1);
+    r.fs->Release();  // lets the store close
+  }
+  CheckResumesAfterStall(in, dir.path());
 }
 
 }  // namespace
