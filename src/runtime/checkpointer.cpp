@@ -41,6 +41,9 @@ std::string TooLargeExplanation(const EngineCore& core, const kafka::Producer& p
          "again and sends larger outputs to the dead-letter topic";
 }
 
+// A store write the stop cancelled (the store's only kAborted): not failed.
+bool CancelledByStop(const Status& written) { return written.code() == StatusCode::kAborted; }
+
 }  // namespace
 
 Checkpointer::Checkpointer(EngineCore* core)
@@ -127,7 +130,13 @@ Status Checkpointer::Write(state::CheckpointBatch* batch, Clock::time_point star
   const uint64_t bytes = batch->byte_size();
   // While running, a stop cancels a checkpoint that waits on the store;
   // after the stop, the final one has until the drain deadline.
-  if (st.ok()) st = CommitToStore(batch, draining_ ? nullptr : stop_, drain_deadline_);
+  if (st.ok()) {
+    st = CommitToStore(batch, draining_ ? nullptr : stop_, drain_deadline_);
+    if (CancelledByStop(st)) {
+      core_->probe.CheckpointAbandoned();
+      return st;
+    }
+  }
   core_->probe.RecordCheckpoint(std::chrono::duration<double>(Clock::now() - started).count(),
                                 bytes, st.ok());
   return st;
@@ -334,32 +343,45 @@ Status Checkpointer::Advance() {
   }
   // kWriting
   Status written;
-  bool stopped = false;
+  bool before_drain = false;
   {
     std::lock_guard<std::mutex> lock(writer_mutex_);
     if (!write_done_) return Status::OK();
     write_done_ = false;
     written = write_status_;
-    stopped = write_stopped_;
+    // Submitted while the engine ran: a write the stop could cancel.
+    before_drain = write_cancel_ != nullptr;
   }
-  if (stopped) {
-    // Cancelled by the stop, not failed: the drain writes it again (straight
-    // to the write), within its deadline and no longer cancellable.
-    phase_ = Phase::kChangelog;
-    return draining_ ? Advance() : written;
+  if (written.ok()) {
+    core_->probe.RecordCheckpoint(std::chrono::duration<double>(Clock::now() - begun_at_).count(),
+                                  pending_bytes_, true);
+    phase_ = Phase::kIdle;
+    Checkpointed(pending_);
+    pending_.clear();
+    return Status::OK();
   }
-  if (!written.ok()) {
-    // The batch is kept, unwritten: written again after the retry delay
-    // (its records are acknowledged: straight to the write).
-    phase_ = Phase::kChangelog;
-    return StepFailed(written);
+  // The batch is kept, unwritten: written again (its records are
+  // acknowledged: straight to the write).
+  phase_ = Phase::kChangelog;
+  if (CancelledByStop(written)) {
+    // Not counted. The drain writes it again, within its deadline and no
+    // longer cancellable; until then Finish does not wait for it.
+    spdlog::info("checkpoint: {}; the drain writes it", written.ToString());
+    if (draining_) return Advance();
+    cancelled_ = std::move(written);
+    return Status::OK();
   }
-  core_->probe.RecordCheckpoint(std::chrono::duration<double>(Clock::now() - begun_at_).count(),
-                                pending_bytes_, true);
-  phase_ = Phase::kIdle;
-  Checkpointed(pending_);
-  pending_.clear();
-  return Status::OK();
+  // Failed for its own reason, the stop set or not: counted here, reported
+  // once (by the caller, or below).
+  Status failed = StepFailed(std::move(written));
+  if (draining_ && before_drain) {
+    // Begun before the stop: the drain writes it once more, as it does a
+    // cancelled one; its caller sees only the drain's own write.
+    spdlog::warn("checkpoint: {} (written again before stopping)", failed.ToString());
+    retry_at_ = {};
+    return Advance();
+  }
+  return failed;
 }
 
 Status Checkpointer::Finish() {
@@ -368,6 +390,8 @@ Status Checkpointer::Finish() {
   while (pending()) {
     CRM_RETURN_NOT_OK(Advance());
     if (!pending()) break;
+    // Its write cancelled by the stop: the drain's to write, not waited for.
+    if (!draining_ && !cancelled_.ok()) return cancelled_;
     // The store write has its own bound (the write timeout, the stop, the
     // drain's deadline); acknowledgements have the flush timeout.
     if (phase_ != Phase::kWriting && Clock::now() >= deadline) {
@@ -392,6 +416,7 @@ void Checkpointer::Forget(std::span<const kafka::TopicPartition> partitions) {
 
 void Checkpointer::SubmitWrite() {
   if (!writer_.joinable()) writer_ = std::thread([this] { WriterLoop(); });
+  cancelled_ = Status::OK();
   {
     std::lock_guard<std::mutex> lock(writer_mutex_);
     write_requested_ = true;
@@ -413,10 +438,8 @@ void Checkpointer::WriterLoop() {
     const Clock::time_point deadline = write_deadline_;
     lock.unlock();
     Status st = CommitToStore(&*batch_, cancel, deadline);
-    const bool stopped = !st.ok() && cancel != nullptr && cancel->load();
     lock.lock();
     write_status_ = std::move(st);
-    write_stopped_ = stopped;
     write_done_ = true;
   }
 }

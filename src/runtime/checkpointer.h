@@ -67,10 +67,14 @@ class Checkpointer {
   Status Checkpoint(std::span<PartitionTask* const> tasks, DeliveryMode* delivery);
 
   // In steps (see above). Begin: nothing pending. Advance: a failed step's
-  // Status (it is retried a commit interval later). Finish: waits, serving
-  // the producer, until the pending checkpoint is written or a step fails;
-  // waiting for acknowledgements ends at the flush timeout (the checkpoint
-  // stays pending), a store write within its own bounds.
+  // Status (it is retried a commit interval later), every failed step
+  // counted once in the probe. A write the stop cancelled is no failure:
+  // the drain writes it again, as it does once more one begun before the
+  // drain that failed. Finish: waits, serving the producer, until the
+  // pending checkpoint is written or a step fails; waiting for
+  // acknowledgements ends at the flush timeout (the checkpoint stays
+  // pending), a store write within its own bounds, and before the drain a
+  // write the stop cancelled ends it (its kAborted Status).
   Status Begin(std::span<PartitionTask* const> tasks, DeliveryMode* delivery);
   Status Advance();
   Status Finish();
@@ -166,10 +170,11 @@ class Checkpointer {
   bool write_done_ = false;
   bool writer_exit_ = false;
   Status write_status_;
-  // The write ended because the stop cancelled it.
-  bool write_stopped_ = false;
   const std::atomic<bool>* write_cancel_ = nullptr;
   Clock::time_point write_deadline_ = Clock::time_point::max();
+  // The last write the stop cancelled, until the next is submitted: the
+  // engine thread's.
+  Status cancelled_;
 };
 
 }  // namespace crmstream::runtime

@@ -44,6 +44,10 @@ void EngineProbe::CheckpointStarted() {
   stats_.checkpoint_started_ms.store(SteadyMs(), std::memory_order_relaxed);
 }
 
+void EngineProbe::CheckpointAbandoned() {
+  stats_.checkpoint_started_ms.store(-1, std::memory_order_relaxed);
+}
+
 void EngineProbe::RecordCheckpoint(double seconds, uint64_t bytes, bool ok) {
   stats_.checkpoint_duration.Observe(seconds);
   stats_.checkpoint_started_ms.store(-1, std::memory_order_relaxed);

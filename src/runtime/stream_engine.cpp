@@ -947,7 +947,8 @@ Status StreamEngine::Run(const std::atomic<bool>& stop, const RunOptions& option
         "stopping without a final checkpoint: {}. The state resumes from the last checkpoint; "
         "records processed since then are processed again at the next start",
         st.ToString());
-  } else if (stats.checkpoints.load(std::memory_order_relaxed) > 0) {
+  } else if (result.ok() && stats.checkpoints.load(std::memory_order_relaxed) > 0) {
+    // (A run loop that ended in an error drains nothing.)
     spdlog::info("final checkpoint written");
   }
   if (caught_up) spdlog::info("caught up with the input: stopping");

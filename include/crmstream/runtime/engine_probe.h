@@ -244,6 +244,9 @@ class EngineProbe {
   // One checkpoint attempt: its duration, its size and whether it succeeded.
   void RecordCheckpoint(double seconds, uint64_t bytes, bool ok);
   void CheckpointStarted();
+  // The checkpoint under way was given up for the stop, neither written nor
+  // failed: no longer in progress, nothing counted.
+  void CheckpointAbandoned();
   // A partition's changelog restore begins / ends (with what it read).
   void ChangelogRestoreStarted();
   void ChangelogRestoreEnded(uint64_t records, uint64_t bytes);
