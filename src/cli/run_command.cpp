@@ -309,22 +309,22 @@ int RunEngine(const RunOptions& o) {
   if (dash_server) dash_server->Stop();
   if (dash_feed) dash_feed->Stop();
   const auto& s = (*engine)->stats();
-  std::fprintf(stderr,
-               "stopped: %llu records in, %llu duplicates, %llu dead letters, %llu outputs "
-               "delivered, %llu already delivered before a restart; peak resident set %lld KiB "
-               "(state.memory_cap_mb %zu MiB; %llu trims of the heap gave %llu MiB back); %llu "
-               "checkpoints, %llu of them early for the customer cache\n",
-               static_cast<unsigned long long>(s.received.load()),
-               static_cast<unsigned long long>(s.duplicates.load()),
-               static_cast<unsigned long long>(s.rejected.load()),
-               static_cast<unsigned long long>(s.delivered.load()),
-               static_cast<unsigned long long>(s.suppressed_outputs.load()),
-               static_cast<long long>(PeakResidentBytes() / 1024),
-               (*engine)->memory_plan().cap_bytes >> 20,
-               static_cast<unsigned long long>(ResidentTrimmer::trims()),
-               static_cast<unsigned long long>(ResidentTrimmer::trimmed_bytes() >> 20),
-               static_cast<unsigned long long>(s.checkpoints.load()),
-               static_cast<unsigned long long>(s.memory_checkpoints.load()));
+  std::fprintf(
+      stderr,
+      "stopped: %llu records in, %llu duplicates, %llu dead letters, %llu outputs "
+      "delivered, %llu already delivered before a restart; peak resident set %lld KiB "
+      "(state.memory_cap_mb %zu MiB; %llu trims of the heap gave %llu MiB back); %llu "
+      "checkpoints, %llu of them early for memory (the customer cache or the checkpoint budget)\n",
+      static_cast<unsigned long long>(s.received.load()),
+      static_cast<unsigned long long>(s.duplicates.load()),
+      static_cast<unsigned long long>(s.rejected.load()),
+      static_cast<unsigned long long>(s.delivered.load()),
+      static_cast<unsigned long long>(s.suppressed_outputs.load()),
+      static_cast<long long>(PeakResidentBytes() / 1024), (*engine)->memory_plan().cap_bytes >> 20,
+      static_cast<unsigned long long>(ResidentTrimmer::trims()),
+      static_cast<unsigned long long>(ResidentTrimmer::trimmed_bytes() >> 20),
+      static_cast<unsigned long long>(s.checkpoints.load()),
+      static_cast<unsigned long long>(s.memory_checkpoints.load()));
   if (!generator_status.ok()) return Fail("run", generator_status.WithContext("generator"));
   if (!st.ok()) return Fail("run", st);
   return 0;
