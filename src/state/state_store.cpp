@@ -16,6 +16,7 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <system_error>
 #include <thread>
@@ -257,6 +258,7 @@ namespace {
 // (fixed32, little endian), then the records.
 class AppendableWriteBatch final : public rocksdb::WriteBatch {
  public:
+  AppendableWriteBatch() = default;
   void AppendRecordsOf(const rocksdb::WriteBatch& other) {
     constexpr size_t kHeader = 12;
     const std::string& from = other.Data();
@@ -266,10 +268,22 @@ class AppendableWriteBatch final : public rocksdb::WriteBatch {
     rep.append(from, kHeader, std::string::npos);
     for (size_t b = 0; b < 4; ++b) rep[8 + b] = static_cast<char>((count >> (8 * b)) & 0xff);
     // Rebuilt from its bytes (the buffer moved, not copied): RocksDB works
-    // out what kinds of records it holds again when asked.
-    rocksdb::WriteBatch::operator=(rocksdb::WriteBatch(std::move(rep)));
+    // out what kinds of records it holds again when asked. As this class,
+    // not through WriteBatch's assignment, which rebuilds a WriteBatch in
+    // place (its destructor and placement new) and would leave this object
+    // of the base's type.
+    this->~AppendableWriteBatch();
+    new (this) AppendableWriteBatch(std::move(rep));
   }
   void Reserve(size_t bytes) { rep_.reserve(bytes); }
+  // Empty, its buffer freed.
+  void Release() {
+    std::string().swap(rep_);
+    Clear();
+  }
+
+ private:
+  explicit AppendableWriteBatch(std::string&& rep) : rocksdb::WriteBatch(std::move(rep)) {}
 };
 
 }  // namespace
@@ -513,7 +527,7 @@ size_t CheckpointBatch::byte_size() const { return impl_->batch.GetDataSize(); }
 std::string_view CheckpointBatch::bytes() const { return impl_->batch.Data(); }
 void CheckpointBatch::Clear(size_t keep_bytes) {
   if (impl_->batch.GetDataSize() > keep_bytes) {
-    impl_->batch = AppendableWriteBatch();
+    impl_->batch.Release();
   } else {
     impl_->batch.Clear();
   }
