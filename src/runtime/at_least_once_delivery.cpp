@@ -116,9 +116,11 @@ Status AtLeastOnceDelivery::Tick(Clock::time_point now, bool had_records) {
   // evictable, or the changes since the last checkpoint reaching what one
   // may hold (the plan's part for checkpoints): one begins now, before the
   // cache grows past its capacity or the checkpoint past its part (after a
-  // failed one, not before the interval: no retry per batch).
+  // failed one, not before the interval: no retry per batch). Counted as
+  // such even when the loop is also idle: the input held for the budget
+  // leaves it idle.
   const bool memory =
-      !interval_passed && !idle_commit && now >= memory_retry_ &&
+      !interval_passed && now >= memory_retry_ &&
       (AnyTaskStore(&features::FeatureStore::UnderPressure) || CheckpointBudgetReached());
   if (!interval_passed && !idle_commit && !memory) return Status::OK();
   if (idle_commit) last_idle_commit_ = now;

@@ -9,10 +9,10 @@
 #include <filesystem>
 #include <random>
 #include <span>
-#include <thread>
 
 #include "crmstream/common/clock.h"
 #include "crmstream/common/json_writer.h"
+#include "crmstream/common/process_cpus.h"
 #include "crmstream/kafka/topic_admin.h"
 #include "crmstream/pipeline/memory_plan.h"
 #include "runtime/at_least_once_delivery.h"
@@ -173,12 +173,11 @@ size_t ConsumeBatchCapacity(const config::EngineConfig& config, int workers) {
   return workers > 1 ? per_poll * 2 * static_cast<size_t>(workers) : per_poll;
 }
 
-// The worker threads' resolved count: one per core unless configured, at
+// The worker threads' resolved count: one per core the process may use
+// (its affinity and CPU quota: common/process_cpus.h) unless configured, at
 // most one per input partition, one for a delivery mode without them.
 int ResolveWorkers(const config::EngineConfig& config, int partitions, bool mode_has_workers) {
-  int workers = config.worker_threads > 0
-                    ? config.worker_threads
-                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  int workers = config.worker_threads > 0 ? config.worker_threads : UsableCores();
   workers = std::min(workers, std::max(1, partitions));
   if (workers > 1 && !mode_has_workers) {
     spdlog::info(

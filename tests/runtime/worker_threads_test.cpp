@@ -1,8 +1,12 @@
 // Worker threads (runtime/worker_pool.h): the partitions processed by
 // several threads give what one thread gives, and a rebalance while the
 // workers run loses nothing.
-#include <set>
+#include <sched.h>
 
+#include <set>
+#include <thread>
+
+#include "crmstream/common/process_cpus.h"
 #include "engine_runs.h"
 
 namespace crmstream::runtime {
@@ -86,8 +90,21 @@ TEST_CASE("worker_threads 0 resolves to the cores, at most the partitions, and e
   cfg.state_dir += "-wide";
   auto wide = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
   REQUIRE_OK(wide);
-  CHECK((*wide)->worker_threads() ==
-        std::min(64, std::max(1, static_cast<int>(std::thread::hardware_concurrency()))));
+  CHECK((*wide)->worker_threads() == std::min(64, UsableCores()));
+  // "One per core" counts the cores the process may use: created on a
+  // thread pinned to one CPU (as under `taskset -c 0`), one worker, not one
+  // per CPU of the machine sharing that core.
+  cfg.state_dir += "-pinned";
+  int pinned_workers = 0;
+  std::thread([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) return;
+    auto pinned = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
+    if (pinned.ok()) pinned_workers = (*pinned)->worker_threads();
+  }).join();
+  CHECK(pinned_workers == 1);
   config::EngineConfig eo = EngineConfigFor(fx.bootstrap, exactly_once);
   eo.worker_threads = 4;
   eo.inputs = {{fx.input_topic, 8}};
