@@ -20,12 +20,33 @@ void DurationHistogram::Observe(double seconds) {
   sum_ns_.fetch_add(static_cast<uint64_t>(std::llround(seconds * 1e9)), std::memory_order_relaxed);
 }
 
+namespace {
+constexpr size_t kMaxHeldLatencyTags = 65536;
+}  // namespace
+
 void EngineProbe::OnOutputDelivered(void* probe, uint64_t tag) {
+  auto* self = static_cast<EngineProbe*>(probe);
+  if (self->hold_until_commit_) {
+    // Bounded (512 KiB): a replay's transaction may hold millions of outputs;
+    // its first ones stand for the rest.
+    if (self->held_tags_.size() < kMaxHeldLatencyTags) self->held_tags_.push_back(tag);
+    return;
+  }
+  self->ObserveOutputLatency(tag, WallMs());
+}
+
+void EngineProbe::OutputsCommitted() {
+  const int64_t now_ms = WallMs();
+  for (const uint64_t tag : held_tags_) ObserveOutputLatency(tag, now_ms);
+  held_tags_.clear();
+}
+
+void EngineProbe::ObserveOutputLatency(uint64_t tag, int64_t now_ms) {
   const uint64_t kind = ((tag >> kOutputLatencyKindShift) & 0xff) - 1;
   const auto origin_ms = static_cast<int64_t>(tag & ((uint64_t{1} << kOutputLatencyKindShift) - 1));
-  auto& histograms = static_cast<EngineProbe*>(probe)->stats_.output_latency;
+  auto& histograms = stats_.output_latency;
   if (kind >= histograms.size()) return;
-  histograms[kind].Observe(static_cast<double>(WallMs() - origin_ms) * 1e-3);
+  histograms[kind].Observe(static_cast<double>(now_ms - origin_ms) * 1e-3);
 }
 
 void EngineProbe::Heartbeat() { heartbeat_ms_.store(SteadyMs(), std::memory_order_relaxed); }

@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "crmstream/common/clock.h"
 #include "crmstream/common/crash_point.h"
 
 namespace crmstream::runtime {
@@ -13,6 +14,12 @@ namespace {
 // close even if a commit interval has not passed: the memory they hold is
 // bounded.
 constexpr size_t kMaxHeldBytes = size_t{8} << 20;
+
+// How long a commit due for a live block waits for the other partitions'
+// blocks of the same slot to close (their next records are usually a few
+// milliseconds behind), so that one commit takes them all: a commit blocks
+// the loop for 10-50 ms, which the later blocks would wait on.
+constexpr auto kGatherLiveCloses = std::chrono::milliseconds(5);
 
 // Calls `call` again while it fails with a retriable error, until `timeout`.
 template <typename Call>
@@ -61,7 +68,9 @@ struct TransactionalDelivery::TaskState final : BlockState {
 };
 
 TransactionalDelivery::TransactionalDelivery(EngineCore* core, Checkpointer* checkpointer)
-    : BlockedDelivery(core, checkpointer) {}
+    : BlockedDelivery(core, checkpointer) {
+  core->probe.HoldOutputLatencyUntilCommit();
+}
 
 TransactionalDelivery::TaskState& TransactionalDelivery::StateOf(PartitionTask* task) {
   return static_cast<TaskState&>(*task->delivery);
@@ -128,14 +137,29 @@ bool TransactionalDelivery::TakeRewind() {
 
 Status TransactionalDelivery::OnBlockClosed(PartitionTask* task, bool checkpoint) {
   TaskState& s = StateOf(task);
-  const auto interval = std::chrono::milliseconds(core_->config.commit_interval_ms);
+  const int64_t interval_ms = core_->config.commit_interval_ms;
+  const auto interval = std::chrono::milliseconds(interval_ms);
+  // A live block (it ended less than an interval of the wall clock ago)
+  // enters the transaction at once and the transaction commits after this
+  // batch: an output is read_committed about a commit interval after its
+  // event, not two. A replay's blocks, far behind the wall clock, are
+  // staged and committed at the interval, so catching up is not one
+  // transaction per block.
+  const bool live = WallMs() - (s.block_slot + 1) * interval_ms < interval_ms;
   // A cache full of customers only a checkpoint makes evictable: the
   // transaction commits at this close, not at the interval. Outputs are
   // fixed by the blocks, so only when they are committed changes.
   const bool memory = !checkpoint && task->processor->feature_store().UnderPressure();
-  if (checkpoint || memory || s.held.bytes() > kMaxHeldBytes ||
+  if (checkpoint || memory || live || s.held.bytes() > kMaxHeldBytes ||
       Clock::now() - s.last_stage >= interval) {
     CRM_RETURN_NOT_OK(StageTask(task));
+    if (live && !commit_due_) {
+      commit_due_ = true;
+      due_since_ = Clock::now();
+      due_slot_ = s.block_slot;
+    } else if (live) {
+      due_slot_ = std::max(due_slot_, s.block_slot);
+    }
   }
   if (memory) core_->probe.stats().memory_checkpoints.fetch_add(1, std::memory_order_relaxed);
   return checkpoint || memory ? Commit() : Status::OK();
@@ -150,11 +174,20 @@ Status TransactionalDelivery::CheckpointSettled(std::span<PartitionTask* const> 
 
 Status TransactionalDelivery::TickMode(Clock::time_point now) {
   if (!revoke_error_.ok()) return std::exchange(revoke_error_, Status::OK());
+  const bool due = commit_due_ && (now - due_since_ >= kGatherLiveCloses || LiveClosesGathered());
   if (checkpointer_->has_staged() &&
-      now - last_commit_ >= std::chrono::milliseconds(core_->config.commit_interval_ms)) {
+      (due || now - last_commit_ >= std::chrono::milliseconds(core_->config.commit_interval_ms))) {
     return Commit();
   }
   return Status::OK();
+}
+
+bool TransactionalDelivery::LiveClosesGathered() const {
+  for (const auto& [tp, task] : core_->tasks) {
+    const BlockState& b = BlocksOf(task);
+    if (b.block_open && b.block_slot <= due_slot_) return false;
+  }
+  return true;
 }
 
 Status TransactionalDelivery::FinishDrain() {
@@ -245,7 +278,9 @@ Status TransactionalDelivery::Commit() {
   CRM_RETURN_NOT_OK(st);
   CRMSTREAM_CRASH_POINT(crash_point::kAfterTransactionCommit);
   in_transaction_ = false;
+  commit_due_ = false;
   last_commit_ = Clock::now();
+  core_->probe.OutputsCommitted();
   st = checkpointer_->WriteStaged();
   if (!st.ok()) {
     // The transaction is committed: a restart catches the store up to the
@@ -259,6 +294,7 @@ Status TransactionalDelivery::Abort(const Status& cause) {
   spdlog::warn("aborting the transaction and rewinding to the last checkpoint: {}",
                cause.ToString());
   checkpointer_->DropStaged();
+  commit_due_ = false;
   for (auto& [tp, task] : core_->tasks) StateOf(&task).held.Clear();
   if (in_transaction_) {
     in_transaction_ = false;
@@ -267,6 +303,7 @@ Status TransactionalDelivery::Abort(const Status& cause) {
     });
     if (!st.ok()) return st.WithContext("aborting the transaction");
   }
+  core_->probe.OutputsAborted();
   core_->probe.stats().transactions_aborted.fetch_add(1, std::memory_order_relaxed);
   rewind_ = true;
   return Status::OK();

@@ -11,6 +11,11 @@
 //   - a task's outputs are held back (BufferedOutputs) until a block close
 //     "stages" the task: its state at that offset is added to the staged
 //     checkpoint and its held outputs enter the open transaction;
+//   - a live block (one that ended within the last commit interval of the
+//     wall clock) is staged at its close and the transaction commits after
+//     that batch, so an output is visible about one commit interval after
+//     its event; a replay's blocks are staged and committed every commit
+//     interval;
 //   - at the commit, SendOffsetsToTransaction(each task's staged offset),
 //     CommitTransaction, then the staged checkpoint is written;
 //   - a crash between the two leaves the store behind the group's offsets:
@@ -96,6 +101,13 @@ class TransactionalDelivery final : public BlockedDelivery {
   Status Abort(const Status& cause);
 
   bool in_transaction_ = false;
+  // Live blocks staged since the last commit: the newest one's slot, and
+  // when the first was staged. The commit waits until the other tasks'
+  // blocks of that slot have closed too, or kGatherLiveCloses has passed.
+  bool commit_due_ = false;
+  int64_t due_slot_ = 0;
+  Clock::time_point due_since_;
+  bool LiveClosesGathered() const;
   bool rewind_ = false;
   Status revoke_error_;
   Clock::time_point last_commit_ = Clock::now();

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <thread>
 
+#include "crmstream/common/clock.h"
 #include "crmstream/generator/world_generator.h"
 #include "crmstream/kafka/embedded_cluster.h"
 #include "crmstream/runtime/kafka_wiring.h"
@@ -49,6 +50,41 @@ TEST_CASE("Output latencies of a few milliseconds land in buckets a millisecond 
   CHECK(CountAtMost(h, 2.5) == 6);
   CHECK(CountAtMost(h, 5.0) == 7);
   CHECK(Count(h) == 7);
+}
+
+TEST_CASE("Output latencies just past the default commit interval land in buckets 5 ms apart",
+          "[pipeline][latency]") {
+  // A transaction's outputs are visible at its commit, about one commit
+  // interval (1 s by default) after their input: the target, the interval +
+  // 5 ms, must be read from the histogram, not interpolated up to 2.5 s.
+  OutputLatencyHistogram h;
+  h.Observe(0.999);
+  h.Observe(1.004);
+  h.Observe(1.009);
+  h.Observe(1.04);
+  CHECK(CountAtMost(h, 1.0) == 1);
+  CHECK(CountAtMost(h, 1.005) == 2);
+  CHECK(CountAtMost(h, 1.01) == 3);
+  CHECK(CountAtMost(h, 1.025) == 3);
+  CHECK(CountAtMost(h, 1.05) == 4);
+}
+
+TEST_CASE("With transactions an output's latency is taken at its commit, and an abort drops it",
+          "[pipeline][latency]") {
+  EngineProbe probe;
+  probe.HoldOutputLatencyUntilCommit();
+  const auto& segments = probe.stats().output_latency[static_cast<int>(OutputKind::kSegments)];
+  const int64_t origin_ms = WallMs() - 1000;
+  EngineProbe::OnOutputDelivered(&probe, OutputLatencyTag(OutputKind::kSegments, origin_ms));
+  EngineProbe::OnOutputDelivered(&probe, OutputLatencyTag(OutputKind::kSegments, origin_ms));
+  CHECK(Count(segments) == 0);  // acknowledged, not yet visible to read_committed readers
+  probe.OutputsCommitted();
+  CHECK(Count(segments) == 2);
+  CHECK(CountAtMost(segments, 0.75) == 0);  // at least the second since the input
+  EngineProbe::OnOutputDelivered(&probe, OutputLatencyTag(OutputKind::kSegments, origin_ms));
+  probe.OutputsAborted();
+  probe.OutputsCommitted();
+  CHECK(Count(segments) == 2);
 }
 
 TEST_CASE(

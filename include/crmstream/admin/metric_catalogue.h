@@ -126,7 +126,7 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
     {"crmstream_output_latency_seconds", MetricKind::kHistogram, "output",
      "From the broker timestamp of the input behind an output (for outputs of a refresh or "
      "a flush, the oldest record since the previous one) to the brokers' acknowledgement of "
-     "the output, by output."},
+     "the output (with transactions, to the commit of its transaction), by output."},
     {"crmstream_output_records_total", MetricKind::kCounter, "output,topic",
      "Output records handed to the producer, by output and topic."},
     {"crmstream_output_records_delivered_total", MetricKind::kCounter, "",
