@@ -68,7 +68,8 @@ std::optional<int> CgroupQuotaCores() {
     const std::optional<int> cores = CoresFromCpuMax(CpuMaxOf(*group, dir));
     if (cores && (!least || *cores < *least)) least = cores;
     if (dir.empty()) break;
-    dir.resize(dir.rfind('/') == std::string::npos ? 0 : dir.rfind('/'));
+    const size_t slash = dir.rfind('/');
+    dir.resize(slash == std::string::npos ? 0 : slash);
   }
   return least;
 }

@@ -3,6 +3,8 @@
 // workers run loses nothing.
 #include <sched.h>
 
+#include <cerrno>
+#include <cstring>
 #include <set>
 #include <thread>
 
@@ -96,14 +98,24 @@ TEST_CASE("worker_threads 0 resolves to the cores, at most the partitions, and e
   // per CPU of the machine sharing that core.
   cfg.state_dir += "-pinned";
   int pinned_workers = 0;
+  std::string pinned_error;
   std::thread([&] {
     cpu_set_t one;
     CPU_ZERO(&one);
     CPU_SET(sched_getcpu(), &one);
-    if (sched_setaffinity(0, sizeof one, &one) != 0) return;
+    if (sched_setaffinity(0, sizeof one, &one) != 0) {
+      pinned_error = std::string("sched_setaffinity: ") + std::strerror(errno);
+      return;
+    }
     auto pinned = StreamEngine::Create(cfg, pipeline::PipelineSpec{});
-    if (pinned.ok()) pinned_workers = (*pinned)->worker_threads();
+    if (pinned.ok()) {
+      pinned_workers = (*pinned)->worker_threads();
+    } else {
+      pinned_error = pinned.status().ToString();
+    }
   }).join();
+  INFO(pinned_error);
+  CHECK(pinned_error.empty());
   CHECK(pinned_workers == 1);
   config::EngineConfig eo = EngineConfigFor(fx.bootstrap, exactly_once);
   eo.worker_threads = 4;
