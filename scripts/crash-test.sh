@@ -929,6 +929,16 @@ chaos_loop() {  # events
     case "$kind" in
       kill | remove)
         victim="${survivors[$((pick % ${#survivors[@]}))]}"
+        # Until a kill has landed in processing, a kill waits (at most 3 s)
+        # for its victim to be processing: right after an assignment or a
+        # rewind it has not fetched yet, and a kill then leaves no work in
+        # progress to recover (the check at the end wanted one).
+        if [ "$kind" = kill ] && [ "$chaos_kills_in_processing" -eq 0 ]; then
+          local busy_by=$(($(now_cs) + 300))
+          while ! was_processing "${inst_log[$victim]}" && [ "$(now_cs)" -lt "$busy_by" ]; do
+            sleep 0.05
+          done
+        fi
         counts=()
         for s in "${survivors[@]}"; do
           [ "$s" = "$victim" ] || counts+=("$s=$(assigned_lines "${inst_log[$s]}")")
