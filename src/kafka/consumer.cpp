@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
 #include <cstring>
 
 #include "crmstream/kafka/kafka_error.h"
@@ -317,8 +318,13 @@ Result<std::vector<TopicPartitionOffset>> Consumer::Committed(
 
 Status Consumer::Seek(const TopicPartitionOffset& position, std::chrono::milliseconds timeout) {
   PartitionListHandle list = MakeList(std::span<const TopicPartitionOffset>(&position, 1));
-  ErrorHandle error(
-      rd_kafka_seek_partitions(rk_.get(), list.get(), static_cast<int>(timeout.count())));
+  // librdkafka before 2.1.0 waits the timeout in microseconds for the seek's
+  // reply (its #4230): a seek that took over 10 ms of a 10 s timeout (during
+  // a rebalance) failed as timed out, which stopped the engine's rewind
+  // after an aborted transaction. There the value is scaled back.
+  int64_t timeout_arg = timeout.count();
+  if (rd_kafka_version() < 0x02010000) timeout_arg = std::min<int64_t>(timeout_arg * 1000, INT_MAX);
+  ErrorHandle error(rd_kafka_seek_partitions(rk_.get(), list.get(), static_cast<int>(timeout_arg)));
   CRM_RETURN_NOT_OK(KafkaStatus(error.get(), "consumer: seek"));
   return FirstPartitionError(list.get(), "consumer: seek");
 }
