@@ -27,8 +27,9 @@
 //   read twice) and the share of the loads prefetched.
 //
 // Environment:
-//   CRMSTREAM_BENCH_CUSTOMERS   generated customers (at most the generator's
-//                               10M; about half of them have events at 3 each)
+//   CRMSTREAM_BENCH_CUSTOMERS   generated customers (about half of them have
+//                               events at 3 each; past the generator's 10M,
+//                               worlds of 10M one after another)
 //   CRMSTREAM_BENCH_EVENTS_PER_CUSTOMER  events per generated customer (3)
 //   CRMSTREAM_BENCH_CACHED      customers in memory during the runs
 //   CRMSTREAM_BENCH_MEMORY_CAP_MB  instead: RocksDB and the customer cache
@@ -196,6 +197,14 @@ Status LoadWorld(World* w) {
   return Status::OK();
 }
 
+// The generator's largest world; a larger population is several worlds one
+// after another, each of its own customers (numbers kWorldNumberStride
+// apart, room for every replacement) starting an hour after the one before
+// ends, as a new cohort would.
+// CRMSTREAM_BENCH_WORLD_CUSTOMERS sets a smaller world, to try the chaining.
+const size_t kWorldCustomers = EnvSize("CRMSTREAM_BENCH_WORLD_CUSTOMERS", 10'000'000, 1000);
+constexpr uint32_t kWorldNumberStride = 100'000'000;
+
 Status BuildWorld(World* w) {
   const auto start = std::chrono::steady_clock::now();
   DiscardingSink sink;
@@ -205,21 +214,44 @@ Status BuildWorld(World* w) {
       EnvSize("CRMSTREAM_BENCH_BUILD_CACHED", RunSizing().cached_customers, 1000);
   CRM_ASSIGN_OR_RETURN(auto processor, EventProcessor::Create(Options(build_cached), &sink));
   CRM_RETURN_NOT_OK(RestoreProcessor(*store, key, processor.get()).status());
-  generator::WorldOptions world;
-  world.customers = static_cast<int>(w->requested);
-  CRM_ASSIGN_OR_RETURN(auto gen, generator::WorldGenerator::Create(world));
-  std::string id, value;
-  w->events = static_cast<int64_t>(w->events_per_customer * w->requested);
   const size_t sample_every = std::max<size_t>(1, w->requested / 1'000'000);
-  for (int64_t i = 0; i < w->events; ++i) {
-    w->end_ms = gen->Next(&id, &value);
-    processor->Process(value, {"bench", 0, i}, 0);
-    if (static_cast<size_t>(i) % (w->events_per_customer * sample_every) == 0) w->ids.push_back(id);
-    if (CheckpointDue(*processor, i)) {
-      processor->FlushOutputs();
-      CRM_RETURN_NOT_OK(Checkpoint(processor.get(), store.get(), key, i + 1));
+  // Made and processed a consumed batch at a time, its customers read
+  // together first, as the engine does.
+  constexpr int kBatch = 2048;
+  std::vector<std::string> batch(kBatch);
+  std::string id;
+  int64_t i = 0;
+  generator::WorldOptions world;
+  for (size_t first = 0; first < w->requested; first += kWorldCustomers) {
+    world.customers = static_cast<int>(std::min(kWorldCustomers, w->requested - first));
+    world.seed = generator::WorldOptions{}.seed + first / kWorldCustomers;
+    world.first_customer_number =
+        1 + static_cast<uint32_t>(first / kWorldCustomers) * kWorldNumberStride;
+    if (first > 0) world.start_ms = w->end_ms + 3'600'000;
+    CRM_ASSIGN_OR_RETURN(auto gen, generator::WorldGenerator::Create(world));
+    const int64_t end = i + static_cast<int64_t>(w->events_per_customer) * world.customers;
+    while (i < end) {
+      const int n = static_cast<int>(std::min<int64_t>(kBatch, end - i));
+      for (int j = 0; j < n; ++j) {
+        w->end_ms = gen->Next(&id, &batch[static_cast<size_t>(j)]);
+        if (static_cast<size_t>(i + j) % (w->events_per_customer * sample_every) == 0) {
+          w->ids.push_back(id);
+        }
+      }
+      for (int j = 0; j < n; ++j) {
+        if (processor->PrefetchPays()) processor->PrefetchCustomerOf(batch[static_cast<size_t>(j)]);
+      }
+      processor->LoadPrefetchedCustomers();
+      for (int j = 0; j < n; ++j, ++i) {
+        processor->Process(batch[static_cast<size_t>(j)], {"bench", 0, i}, 0);
+        if (CheckpointDue(*processor, i)) {
+          processor->FlushOutputs();
+          CRM_RETURN_NOT_OK(Checkpoint(processor.get(), store.get(), key, i + 1));
+        }
+      }
     }
   }
+  w->events = i;
   processor->FlushOutputs();
   CRM_RETURN_NOT_OK(Checkpoint(processor.get(), store.get(), key, w->events));
   CRM_RETURN_NOT_OK(processor->storage_status());
@@ -320,19 +352,30 @@ std::function<std::string(size_t)> SampleIds(const World& w) {
   return [&w](size_t i) { return w.ids[i]; };
 }
 
-// The numbers of every customer the store holds (the generator's ids are
-// "C" and a zero-padded number): a uniform pick over all of them, in 4 bytes
-// each rather than a string.
+// The numbers of the customers the store holds (the generator's ids are
+// "C" and a zero-padded number), 4 bytes each rather than a string: every
+// one up to kMaxPool, else a uniform sample of kMaxPool of them (reservoir
+// sampling), which holds the benchmark's own memory to 64 MB at 100M.
+constexpr size_t kMaxPool = 16'000'000;
+
 Result<std::vector<uint32_t>> StoredCustomerNumbers(const state::StateStore& store,
-                                                    state::PartitionKey key) {
+                                                    state::PartitionKey key, size_t* stored) {
   std::vector<uint32_t> numbers;
+  std::mt19937_64 rng(11);
+  *stored = 0;
   CRM_RETURN_NOT_OK(store.ForEachCustomer(key, [&](std::string_view id, std::string_view) {
     uint32_t n = 0;
     const auto r = std::from_chars(id.data() + 1, id.data() + id.size(), n);
     if (id.empty() || id[0] != 'C' || r.ec != std::errc() || r.ptr != id.data() + id.size()) {
       return Status::InvalidArgument("not a generated customer id: " + std::string(id));
     }
-    numbers.push_back(n);
+    if (numbers.size() < kMaxPool) {
+      numbers.push_back(n);
+    } else if (const size_t at = std::uniform_int_distribution<size_t>(0, *stored)(rng);
+               at < kMaxPool) {
+      numbers[at] = n;
+    }
+    ++*stored;
     return Status::OK();
   }));
   if (numbers.empty()) return Status::InvalidArgument("the store holds no customer");
@@ -460,10 +503,12 @@ void BM_CachedThroughput(benchmark::State& state) {
   if (!RestoreProcessor(**store, *key, &p).ok()) return state.SkipWithError("restore failed");
   const size_t cached = RunSizing().cached_customers;
   // Uniform: over every stored customer (the sample's ids repeat the active
-  // ones, and at 10M customers a 1 GiB plan's cache holds about as many).
+  // ones, and at 10M customers a 1 GiB plan's cache holds about as many), or
+  // a uniform sample of 16M of them past that.
   static std::vector<uint32_t> all;
+  static size_t stored = 0;
   if (!hot && all.empty()) {
-    auto numbers = StoredCustomerNumbers(**store, *key);
+    auto numbers = StoredCustomerNumbers(**store, *key, &stored);
     if (!numbers.ok()) return state.SkipWithError(numbers.status().ToString().c_str());
     all = std::move(*numbers);
   }
@@ -539,6 +584,7 @@ void BM_CachedThroughput(benchmark::State& state) {
   state.counters["over_capacity"] =
       static_cast<double>(p.feature_store().over_capacity() - over_capacity_before);
   state.counters["checkpoints"] = checkpoints;
+  if (!hot) state.counters["uniform_pool"] = static_cast<double>(all.size());
   state.counters["accepted"] = static_cast<double>(p.counters().accepted.Get());
 }
 BENCHMARK(BM_CachedThroughput)

@@ -98,6 +98,10 @@ void AddGenerateCommand(CLI::App* app, int* exit_code) {
   cmd->add_option("--duration", o->pace.max_seconds, "Stop after this many seconds (0: no limit)");
   cmd->add_option("--seed", o->world.seed, "Random seed")->capture_default_str();
   cmd->add_option("--customers", o->world.customers, "Number of customers")->capture_default_str();
+  cmd->add_option("--first-customer", o->world.first_customer_number,
+                  "The first customer's number (ids C00000001...; another range is another "
+                  "population)")
+      ->capture_default_str();
   cmd->add_option("--start-ms", o->world.start_ms, "Simulated start time, epoch ms")
       ->capture_default_str();
   cmd->add_option("--churn-rate", o->world.churn_rate, "Churn rate (see docs/generator.md)")

@@ -76,6 +76,10 @@ Status WorldOptions::Validate() const {
   if (customers < 1 || customers > 10'000'000) {
     return Bad("WorldOptions.customers", "in [1, 10000000]", customers);
   }
+  // Room for more than 2^31 replacements after the last number.
+  if (first_customer_number < 1 || first_customer_number > (uint32_t{1} << 31)) {
+    return Bad("WorldOptions.first_customer_number", "in [1, 2147483648]", first_customer_number);
+  }
   // 1970 to 2200: keeps every simulated time far from int64 overflow.
   constexpr int64_t kMaxStartMs = 7'258'118'400'000;
   if (start_ms < 0 || start_ms > kMaxStartMs) {

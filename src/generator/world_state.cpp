@@ -221,6 +221,7 @@ WorldState::WorldState(const WorldOptions& options)
     : options_(options),
       rng_(options.seed),
       noise_(options.seed ^ 0xD1B54A32D192ED03ull),
+      next_number_(options.first_customer_number),
       now_ms_(options.start_ms),
       next_burst_trigger_ms_(kNever) {
   event_id_prefix_ = "e-" + std::to_string(options_.seed) + "-";
@@ -397,7 +398,7 @@ int64_t WorldState::NextActionTime(const Customer& c) const {
 void WorldState::Mature(Customer& c) {
   c.segment = c.mature_segment;
   c.mature_ms = kNever;
-  customers_[c.number - 1].segment = c.segment;
+  customers_[c.number - options_.first_customer_number].segment = c.segment;
 }
 
 int WorldState::Evaluate(Customer& c, int64_t t) {
@@ -869,7 +870,7 @@ std::vector<CustomerTruth> WorldState::Customers() const {
   out.reserve(customers_.size());
   for (size_t i = 0; i < customers_.size(); ++i) {
     char id[32];
-    const uint8_t len = FormatCustomerId(i + 1, id);
+    const uint8_t len = FormatCustomerId(i + options_.first_customer_number, id);
     out.push_back({std::string(id, len), static_cast<Segment>(customers_[i].segment),
                    customers_[i].joined_ms});
   }

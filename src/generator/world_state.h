@@ -129,7 +129,7 @@ class WorldState {
   std::string malformed_customer_;
 
   GroundTruth truth_;
-  std::vector<CustomerRecord> customers_;  // by customer number - 1
+  std::vector<CustomerRecord> customers_;  // by customer number - the first
   std::function<void(std::string_view)> sink_;
   std::string sink_line_;
 };

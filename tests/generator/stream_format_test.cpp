@@ -155,6 +155,49 @@ TEST_CASE("Same seed gives a byte-identical stream, another seed another", "[gen
         c.ground_truth().churners.size() + c.ground_truth().events);
 }
 
+TEST_CASE("first_customer_number: another range is the same world with other customers",
+          "[generator]") {
+  // A population larger than one world is several worlds one after another;
+  // their customers must not meet.
+  constexpr size_t kRecords = 50'000;
+  WorldOptions o = FaultyWorld(9);
+  o.customers = 500;
+  o.churn_rate = 0.5;  // replacements within the records
+  REQUIRE_OK_AND_ASSIGN(auto a, WorldGenerator::Create(o));
+  o.first_customer_number = 1'000'001;
+  REQUIRE_OK_AND_ASSIGN(auto b, WorldGenerator::Create(o));
+  const auto ra = Generate(*a, kRecords);
+  const auto rb = Generate(*b, kRecords);
+  // The ids are zero-padded to the same width: the second stream is the first
+  // with each id's number raised by 1,000,000, byte for byte.
+  auto raise = [](std::string text) {
+    for (size_t at = text.find("\"C"); at != std::string::npos; at = text.find("\"C", at + 1)) {
+      const size_t end = text.find('"', at + 1);
+      const std::string digits = text.substr(at + 2, end - at - 2);
+      if (!IsCustomerId("C" + digits)) continue;  // e.g. a currency
+      const std::string raised = std::to_string(1'000'000 + std::stoull(digits));
+      text.replace(at + 2, digits.size(), std::string(8 - raised.size(), '0') + raised);
+    }
+    return text;
+  };
+  size_t same = 0;
+  std::set<std::string> ids_a, ids_b;
+  for (size_t i = 0; i < kRecords; ++i) {
+    same += raise(ra[i].value) == rb[i].value && ra[i].time_ms == rb[i].time_ms;
+    ids_a.insert(ra[i].key);
+    ids_b.insert(rb[i].key);
+  }
+  CHECK(same == kRecords);
+  const auto customers = b->Customers();
+  REQUIRE(customers.size() > static_cast<size_t>(o.customers));  // replacements numbered after
+  CHECK(customers.front().customer_id == "C01000001");
+  CHECK(customers.back().customer_id == "C0" + std::to_string(1'000'000 + customers.size()));
+  for (const auto& id : ids_b) CHECK(ids_a.count(id) == 0);
+
+  o.first_customer_number = 0;
+  CHECK_FALSE(o.Validate().ok());
+}
+
 TEST_CASE("Every record is an ordered, well-formed event or a malformed one of the stated reason",
           "[generator]") {
   constexpr size_t kRecords = 200'000;

@@ -54,6 +54,12 @@ struct WorldOptions {
   // customers arriving a few days later, so the population stays near this.
   int customers = 10000;
 
+  // The first customer's number (its id is "C" + the number, zero-padded to
+  // 8 digits); replacements take the numbers after the population's. Worlds
+  // with ranges far enough apart share no customer: a population beyond one
+  // world's 10M is several worlds one after another.
+  uint32_t first_customer_number = 1;
+
   // Simulated clock at the first event, Unix epoch milliseconds (UTC).
   // Default 2026-01-01T00:00:00Z.
   int64_t start_ms = 1'767'225'600'000;
