@@ -243,6 +243,13 @@ Status BuildWorld(World* w) {
       }
       processor->LoadPrefetchedCustomers();
       for (int j = 0; j < n; ++j, ++i) {
+        if (i % 10'000'000 == 0 && i > 0) {
+          // A 100M build runs for an hour or more.
+          std::fprintf(
+              stderr, "world: %lld events of %zu, %.0f s\n", static_cast<long long>(i),
+              w->events_per_customer * w->requested,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        }
         processor->Process(batch[static_cast<size_t>(j)], {"bench", 0, i}, 0);
         if (CheckpointDue(*processor, i)) {
           processor->FlushOutputs();
