@@ -768,6 +768,16 @@ Tuning MakeTuning(const StateStoreOptions& o, const std::shared_ptr<rocksdb::Cac
   table.cache_index_and_filter_blocks = true;
   table.pin_l0_filter_and_index_blocks_in_cache = true;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  // Index and filter in partitions of metadata_block_size, only their top
+  // levels pinned: a lookup reads the one 4 KiB partition it needs. With a
+  // whole filter per table file, a store whose filters outgrow the block
+  // cache's high-priority half reads each file's filter (about 500 KB for a
+  // 64 MB file) back for every miss: at 16M stored customers under a 1 GiB
+  // plan that was 44% of a build's CPU, mostly checksums and copies.
+  table.index_type = rocksdb::BlockBasedTableOptions::kTwoLevelIndexSearch;
+  table.partition_filters = true;
+  table.metadata_block_size = 4096;
+  table.pin_top_level_index_and_filter = true;
   table.block_size = 16 * 1024;
   t.family.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   t.family.compression = rocksdb::kLZ4Compression;
