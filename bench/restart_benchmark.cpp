@@ -30,6 +30,8 @@
 //   CRMSTREAM_BENCH_CUSTOMERS   generated customers (about half of them have
 //                               events at 3 each; past the generator's 10M,
 //                               worlds of 10M one after another)
+//   CRMSTREAM_BENCH_WORLD_CUSTOMERS  customers per world (10M), to try the
+//                               chaining of worlds at a small size
 //   CRMSTREAM_BENCH_EVENTS_PER_CUSTOMER  events per generated customer (3)
 //   CRMSTREAM_BENCH_CACHED      customers in memory during the runs
 //   CRMSTREAM_BENCH_MEMORY_CAP_MB  instead: RocksDB and the customer cache
