@@ -906,13 +906,16 @@ chaos_loop() {  # events
   for ((s = 1; s <= instances; s++)); do start_instance "$s"; done
   next_slot=$((instances + 1))
   log "started $instances instances of group crmstream-crash-crash-$seed$group_suffix (stores $run_dir/state-<n>)"
-  # Every instance in the group (each has completed an assignment) before
-  # the first event.
+  # The first event (a kill) counts its delay from the first assignment
+  # that gave any instance partitions, not from the whole group's: under
+  # load the first rounds of a group take seconds, while its first member
+  # already processes the input, and once the input is done a kill leaves
+  # no work in progress to recover (the check at the end wants one).
   t0=$(now_cs)
-  for ((s = 1; s <= instances; s++)); do
-    wait_assignment "$t0" "$limit" "$s=0"
-    [ "$waited_cs" -ge 0 ] || log "instance $s completed no assignment within $limit s"
-  done
+  local firsts=()
+  for ((s = 1; s <= instances; s++)); do firsts+=("$s=0"); done
+  wait_assignment "$t0" "$limit" "${firsts[@]}"
+  [ "$waited_cs" -ge 0 ] || log "no instance completed an assignment within $limit s"
   for ((event = 0; event < wanted; event++)); do
     t0=$(now_cs)
     while [ "$(now_cs)" -lt $((t0 + chaos_delay[event])) ]; do sleep 0.02; done
@@ -928,17 +931,23 @@ chaos_loop() {  # events
     pick="${chaos_pick[$event]}"
     case "$kind" in
       kill | remove)
-        victim="${survivors[$((pick % ${#survivors[@]}))]}"
         # Until a kill has landed in processing, a kill waits (at most 3 s)
-        # for its victim to be processing: right after an assignment or a
-        # rewind it has not fetched yet, and a kill then leaves no work in
-        # progress to recover (the check at the end wanted one).
+        # for a survivor to be processing and picks its victim among those
+        # that are: right after an assignment or a rewind an instance has
+        # not fetched yet, and one that has done its partitions' input is
+        # idle; a kill then leaves no work in progress to recover.
+        local candidates=("${survivors[@]}")
         if [ "$kind" = kill ] && [ "$chaos_kills_in_processing" -eq 0 ]; then
-          local busy_by=$(($(now_cs) + 300))
-          while ! was_processing "${inst_log[$victim]}" && [ "$(now_cs)" -lt "$busy_by" ]; do
+          local busy_by=$(($(now_cs) + 300)) busy_slots=()
+          while :; do
+            busy_slots=()
+            for s in "${survivors[@]}"; do was_processing "${inst_log[$s]}" && busy_slots+=("$s"); done
+            [ "${#busy_slots[@]}" -eq 0 ] && [ "$(now_cs)" -lt "$busy_by" ] || break
             sleep 0.05
           done
+          [ "${#busy_slots[@]}" -eq 0 ] || candidates=("${busy_slots[@]}")
         fi
+        victim="${candidates[$((pick % ${#candidates[@]}))]}"
         counts=()
         for s in "${survivors[@]}"; do
           [ "$s" = "$victim" ] || counts+=("$s=$(assigned_lines "${inst_log[$s]}")")
