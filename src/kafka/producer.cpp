@@ -21,6 +21,7 @@ Result<std::unique_ptr<Producer>> Producer::Create(const ClientConfig& config,
   effective.SetDefault("client.id", "crmstream-producer");
   effective.SetDefault("linger.ms", std::to_string(options.linger_ms));
   effective.SetDefault("queue.buffering.max.kbytes", std::to_string(options.queue_max_kbytes));
+  effective.SetDefault("queue.buffering.max.messages", std::to_string(options.queue_max_messages));
   if (!options.transactional_id.empty()) {
     // Transactions imply idempotence (librdkafka enables it).
     effective.SetDefault("transactional.id", options.transactional_id);

@@ -17,44 +17,66 @@ std::string Mib(size_t bytes) {
   return buf;
 }
 
-// The Kafka clients' share of the cap, turned into librdkafka settings.
-// librdkafka's limits count payload only, while it keeps a header per
-// message and, on the consumer, whole fetch responses beside it: measured, a
-// client's resident memory is about twice what its settings allow, so the
-// settings allow half of the share. Of that, a quarter is the producer's
-// queue (outputs wait there only until acknowledged) and three quarters the
-// consumer's: one fetch per partition (fetch.message.max.bytes, a quarter of
-// the consumer's part at most) and the prefetch queue
-// (queued.max.messages.kbytes, the rest). The prefetch queue is what keeps
-// the engine fed: librdkafka 2.0 stops fetching every partition for a fixed
-// second once the consumer's queue is over its limit (the partitions' fetch
-// queues forward to that one queue, whose size it checks), so the queue must
-// hold about a second of input at the engine's rate; measured through the
-// embedded cluster, 4 MiB gave 56k events/s, 8 MiB 94k, 16 MiB 118k, 64 MiB
-// 126k. Floors keep every client working; with many partitions they may
-// exceed the share, so kafka_bytes is what the settings really allow.
+// librdkafka's limits on its message counts.
+constexpr size_t kMinQueueMessages = 1000;
+constexpr size_t kMaxQueueMessages = 10'000'000;
+
+// A queue's message count for `bytes` of records of kMinQueuedRecordBytes.
+size_t QueueMessages(size_t bytes) {
+  return std::clamp(bytes / kMinQueuedRecordBytes, kMinQueueMessages, kMaxQueueMessages);
+}
+
+// The Kafka clients' share of the cap, turned into librdkafka settings whose
+// memory, librdkafka's own per message included, is the share. The producer
+// (a quarter of the share; outputs wait there only until acknowledged)
+// holds its queued records, librdkafka's ~190 bytes per record, and, while
+// a batch is in flight, its records' copies in the request. The consumer
+// holds one fetch per partition (fetch.message.max.bytes, an eighth of its
+// part at most) and the prefetch queue: its records and ~320 bytes per
+// record. The prefetch queue is what keeps the engine fed: librdkafka 2.0
+// stops fetching every partition for a fixed second once the consumer's
+// queue is over its limit (the partitions' fetch queues forward to that one
+// queue, whose size it checks), so the queue must hold about a second of
+// input at the engine's rate; measured through the embedded cluster, 4 MiB
+// gave 56k events/s, 8 MiB 94k, 16 MiB 118k, 64 MiB 126k. Floors keep
+// every client working; with many partitions they may exceed the share, and
+// kafka_bytes is then what the settings really allow.
 void SizeKafkaClients(const MemoryPlanInput& in, MemoryPlan* plan) {
-  // Of the cap, or of what the allowance and the dedup windows leave if
-  // that is more: a large cap's clients get the queue that keeps the engine
-  // fed, a small cap's no more than before, its caches being what it is for.
+  // Of the cap, or of what the allowance, the dedup windows and the
+  // checkpoints leave if that is more: a large cap's clients get the queue
+  // that keeps the engine fed, a small cap's no more than an eighth, its
+  // caches being what it is for.
   const size_t growable =
-      in.cap_bytes - std::min(in.cap_bytes, plan->fixed_bytes + plan->dedup_bytes);
+      in.cap_bytes -
+      std::min(in.cap_bytes, plan->fixed_bytes + plan->dedup_bytes + plan->checkpoint_bytes);
   const size_t share = std::clamp(
       std::max(static_cast<size_t>(static_cast<double>(in.cap_bytes) * in.kafka_share),
                static_cast<size_t>(static_cast<double>(growable) * in.kafka_share_of_rest)),
       kMinKafkaBytes, kMaxKafkaBytes);
   const auto partitions = static_cast<size_t>(in.partitions);
-  const size_t settings = share / 2;
-  const size_t producer_settings = settings / 4;
-  const size_t consumer_settings = settings - producer_settings;
-  plan->producer_queue_kbytes = producer_settings / 1024;
+  const size_t producer_part = share / 4;
+  const size_t consumer_part = share - producer_part;
+  // Bytes of memory per byte of queue limit, for records of the least size.
+  constexpr size_t kProducerPerByte100 =
+      200 + 100 * kProducerBytesPerQueuedMessage / kMinQueuedRecordBytes;
+  constexpr size_t kConsumerPerByte100 =
+      100 + 100 * kConsumerBytesPerQueuedMessage / kMinQueuedRecordBytes;
+  plan->producer_queue_kbytes =
+      std::max(kMinQueueKbytes, producer_part * 100 / kProducerPerByte100 / 1024);
+  plan->producer_queue_messages = QueueMessages(plan->producer_queue_kbytes * 1024);
   plan->consumer_fetch_bytes =
-      std::clamp<size_t>(consumer_settings / 4 / partitions, kMinFetchBytes, size_t{1} << 20);
+      std::clamp<size_t>(consumer_part / 8 / partitions, kMinFetchBytes, size_t{1} << 20);
   const size_t fetches = partitions * plan->consumer_fetch_bytes;
-  plan->consumer_queue_kbytes = std::max<size_t>(
-      kMinQueueKbytes, (consumer_settings - std::min(consumer_settings, fetches)) / 1024);
-  plan->kafka_bytes =
-      2 * (plan->producer_queue_kbytes * 1024 + fetches + plan->consumer_queue_kbytes * 1024);
+  plan->consumer_queue_kbytes =
+      std::max(kMinQueueKbytes, (consumer_part - std::min(consumer_part, fetches)) * 100 /
+                                    kConsumerPerByte100 / 1024);
+  plan->consumer_queue_messages = QueueMessages(plan->consumer_queue_kbytes * 1024);
+  plan->producer_bytes = 2 * plan->producer_queue_kbytes * 1024 +
+                         plan->producer_queue_messages * kProducerBytesPerQueuedMessage;
+  plan->consumer_bytes = fetches + plan->consumer_queue_kbytes * 1024 +
+                         plan->consumer_queue_messages * kConsumerBytesPerQueuedMessage;
+  // The share (the settings round down within it), or what the floors need.
+  plan->kafka_bytes = std::max(share, plan->producer_bytes + plan->consumer_bytes);
 }
 
 }  // namespace
@@ -92,10 +114,10 @@ Result<MemoryPlan> PlanMemory(const MemoryPlanInput& in) {
                      static_cast<size_t>(std::max(1, in.worker_threads) - 1) * kBytesPerExtraWorker;
   plan.dedup_bytes = DedupBytes(in.dedup_ids, in.partitions);
   const auto partitions = static_cast<size_t>(in.partitions);
-  SizeKafkaClients(in, &plan);
   plan.checkpoint_bytes =
       std::max(kMinCheckpointBytes,
                static_cast<size_t>(static_cast<double>(in.cap_bytes) * in.checkpoint_share));
+  SizeKafkaClients(in, &plan);
   const size_t per_customer = kBytesPerCachedCustomer + in.extra_bytes_per_customer;
   const size_t min_cache = kMinCachedCustomersPerPartition * per_customer * partitions;
   const size_t needed = plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes +

@@ -36,11 +36,10 @@ Result<size_t> ParseBytes(std::string_view text, std::string_view what) {
 
 }  // namespace
 
-size_t ConsumerQueueMessages(size_t queue_kbytes) {
-  // librdkafka's default and its upper limit for queued.min.messages.
-  constexpr size_t kDefault = 100000;
-  constexpr size_t kMax = 10000000;
-  return std::clamp(queue_kbytes * 1024 / kMinQueuedEventBytes, kDefault, kMax);
+void SetConsumerMemory(const pipeline::MemoryPlan& plan, kafka::ClientConfig* client) {
+  client->SetDefault("queued.max.messages.kbytes", std::to_string(plan.consumer_queue_kbytes));
+  client->SetDefault("queued.min.messages", std::to_string(plan.consumer_queue_messages));
+  client->SetDefault("fetch.message.max.bytes", std::to_string(plan.consumer_fetch_bytes));
 }
 
 Result<size_t> MaxOutputBytes(const kafka::ClientConfig& client) {

@@ -387,6 +387,7 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   kafka::ProducerOptions producer_options;
   producer_options.linger_ms = config.producer_linger_ms;
   producer_options.queue_max_kbytes = static_cast<int>(plan.producer_queue_kbytes);
+  producer_options.queue_max_messages = static_cast<int>(plan.producer_queue_messages);
   if (transactional) {
     // A transaction left open by a crashed or paused instance holds back
     // read_committed readers and the group's offsets until the broker
@@ -429,15 +430,7 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   consumer_client.SetDefault("partition.assignment.strategy", "cooperative-sticky");
   // The prefetch stays inside the memory plan (librdkafka's default queue
   // alone is 64 MiB).
-  consumer_client.SetDefault("queued.max.messages.kbytes",
-                             std::to_string(plan.consumer_queue_kbytes));
-  consumer_client.SetDefault("fetch.message.max.bytes", std::to_string(plan.consumer_fetch_bytes));
-  // ... and its bytes are what bounds it, not librdkafka's default count of
-  // 100,000 messages, which stopped the fetches first: the engine drained
-  // the queue and then idled up to a second, every second (README,
-  // "Worker threads").
-  consumer_client.SetDefault("queued.min.messages",
-                             std::to_string(ConsumerQueueMessages(plan.consumer_queue_kbytes)));
+  SetConsumerMemory(plan, &consumer_client);
   // The embedded cluster answers a fetch that found no records only after
   // fetch.wait.max.ms, even when records arrive meanwhile (a broker answers
   // as soon as they do): there a short wait bounds what it adds to every

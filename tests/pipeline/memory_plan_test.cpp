@@ -44,23 +44,29 @@ TEST_CASE("The memory plan gives every part of the cap a size and spends no more
   // 2^19 slots (at most 2/3 full), 8 bytes each.
   CHECK(plan.dedup_bytes == 4 * (250'000 + 524'288) * 8);
   CHECK(plan.checkpoint_bytes == size_t{64} << 20);
-  // The Kafka clients: 35% of what the allowance and the dedup windows
-  // leave (at most 128 MiB), and the librdkafka settings derived from it
-  // spend no more than that.
+  // The Kafka clients: half of what the allowance, the dedup windows and
+  // the checkpoints leave (at most 128 MiB), and the librdkafka settings derived from it
+  // spend no more than that, librdkafka's own bytes per message counted.
   CHECK(plan.kafka_bytes <= size_t{128} << 20);
   CHECK(plan.kafka_bytes > size_t{120} << 20);
-  // The settings allow half: librdkafka's overhead beside the payload it
-  // counts is about as much again.
-  CHECK(2 * (plan.producer_queue_kbytes * 1024 + 4 * plan.consumer_fetch_bytes +
-             plan.consumer_queue_kbytes * 1024) ==
-        plan.kafka_bytes);
-  // A quarter of them the producer's, three quarters the consumer's.
-  CHECK(plan.producer_queue_kbytes * 1024 == plan.kafka_bytes / 8);
+  CHECK(plan.producer_bytes + plan.consumer_bytes <= plan.kafka_bytes);
+  CHECK(plan.producer_bytes + plan.consumer_bytes > plan.kafka_bytes - (size_t{8} << 10));
+  // A quarter of them the producer's: its queue, librdkafka's bytes for a
+  // full count of the least records, and the copies of requests in flight.
+  CHECK(plan.producer_queue_messages == plan.producer_queue_kbytes * 1024 / kMinQueuedRecordBytes);
+  CHECK(plan.producer_bytes == 2 * plan.producer_queue_kbytes * 1024 +
+                                   plan.producer_queue_messages * kProducerBytesPerQueuedMessage);
+  CHECK(plan.producer_bytes <= plan.kafka_bytes / 4);
+  CHECK(plan.producer_bytes > plan.kafka_bytes / 4 - (size_t{4} << 10));
+  // Three quarters the consumer's: a fetch per partition, and the prefetch
+  // queue (the consumer's, not a partition's) with librdkafka's bytes for
+  // a full count of the least events: 4.2 times its payload limit.
   CHECK(plan.consumer_fetch_bytes == size_t{1} << 20);
-  // The prefetch queue is the consumer's, not a partition's: what the
-  // fetches leave of the consumer's settings.
-  CHECK(plan.consumer_queue_kbytes * 1024 ==
-        3 * plan.kafka_bytes / 8 - 4 * plan.consumer_fetch_bytes);
+  CHECK(plan.consumer_queue_messages == plan.consumer_queue_kbytes * 1024 / kMinQueuedRecordBytes);
+  CHECK(plan.consumer_bytes == 4 * plan.consumer_fetch_bytes + plan.consumer_queue_kbytes * 1024 +
+                                   plan.consumer_queue_messages * kConsumerBytesPerQueuedMessage);
+  CHECK(static_cast<double>(plan.consumer_bytes - 4 * plan.consumer_fetch_bytes) ==
+        Approx(4.2 * static_cast<double>(plan.consumer_queue_kbytes * 1024)).epsilon(1e-4));
   const double rest = static_cast<double>(in.cap_bytes - plan.fixed_bytes - plan.dedup_bytes -
                                           plan.kafka_bytes - plan.checkpoint_bytes);
   CHECK(static_cast<double>(plan.rocksdb_bytes) == Approx(rest * in.rocksdb_share).epsilon(1e-6));
@@ -109,17 +115,19 @@ TEST_CASE("The consumer's prefetch queue holds about a second of input at the de
   in.partitions = 12;
   in.dedup_ids = 1'000'000;  // the engine's default dedup windows together
   REQUIRE_OK_AND_ASSIGN(const MemoryPlan plan, PlanMemory(in));
+  // A second of 110-byte events at 118k events/s is 13 MB.
   CHECK(plan.cap_bytes == size_t{256} << 20);
-  CHECK(plan.consumer_queue_kbytes * 1024 >= size_t{16} << 20);
+  CHECK(plan.consumer_queue_kbytes * 1024 >= size_t{13'000'000});
   CHECK(plan.cached_customers_per_partition >= 5000);  // the caches are not starved for it
 
   // A small cap still runs, its clients spending no more than an eighth of
-  // it: most of what is left over the allowance and the dedup windows goes
-  // to the caches.
+  // it: most of what is left over the allowance, the dedup windows and the
+  // checkpoints goes to the caches.
   in.cap_bytes = size_t{104} << 20;
   in.partitions = 3;
   REQUIRE_OK_AND_ASSIGN(const MemoryPlan small, PlanMemory(in));
   CHECK(small.kafka_bytes == size_t{13} << 20);
+  CHECK(small.producer_bytes + small.consumer_bytes <= small.kafka_bytes);
   CHECK(small.consumer_queue_kbytes * 1024 > small.producer_queue_kbytes * 1024);
   CHECK(small.consumer_fetch_bytes >= size_t{64} << 10);
   CHECK(small.fixed_bytes + small.dedup_bytes + small.kafka_bytes + small.checkpoint_bytes +
@@ -137,8 +145,10 @@ TEST_CASE("The Kafka clients' buffers grow past their share only as far as their
   REQUIRE_OK_AND_ASSIGN(const MemoryPlan plan, PlanMemory(in));
   CHECK(plan.consumer_fetch_bytes == size_t{64} << 10);
   CHECK(plan.consumer_queue_kbytes == 64);
-  CHECK(plan.kafka_bytes ==
-        2 * (plan.producer_queue_kbytes * 1024 + 200 * (size_t{64} << 10) + (size_t{64} << 10)));
+  CHECK(plan.consumer_queue_messages == 1000);  // librdkafka's least that the plan sets
+  CHECK(plan.consumer_bytes ==
+        200 * (size_t{64} << 10) + (size_t{64} << 10) + 1000 * kConsumerBytesPerQueuedMessage);
+  CHECK(plan.kafka_bytes == plan.producer_bytes + plan.consumer_bytes);
   CHECK(plan.kafka_bytes > static_cast<size_t>(0.02 * static_cast<double>(in.cap_bytes)));
   CHECK(plan.fixed_bytes + plan.dedup_bytes + plan.kafka_bytes + plan.checkpoint_bytes +
             plan.rocksdb_bytes + plan.customer_cache_bytes ==

@@ -65,6 +65,10 @@ struct ProducerOptions {
   // queue.buffering.max.kbytes: the local queue's memory cap. Default 65536
   // (64 MiB; librdkafka's own default is 1 GiB).
   int queue_max_kbytes = 65536;
+  // queue.buffering.max.messages: the local queue's message count cap, which
+  // bounds librdkafka's own ~190 bytes per message. Default 100000
+  // (librdkafka's).
+  int queue_max_messages = 100000;
   // transactional.id; empty (the default) for a non-transactional producer.
   // One id per engine instance and input assignment, stable across restarts,
   // so a restarted instance fences its crashed predecessor.

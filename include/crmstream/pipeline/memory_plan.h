@@ -5,8 +5,10 @@
 //   dedup windows     as configured (20-32 bytes per remembered id: a ring
 //                     and a hash table at most 2/3 full)
 //   Kafka clients     the producer's queue and the consumer's prefetch
-//                     (librdkafka's queue.buffering.max.kbytes,
-//                     queued.max.messages.kbytes, fetch.message.max.bytes)
+//                     (librdkafka's queue.buffering.max.kbytes and
+//                     .messages, queued.max.messages.kbytes,
+//                     queued.min.messages, fetch.message.max.bytes), with
+//                     librdkafka's own bytes per queued message
 //   checkpoints       the working set of a checkpoint: its encoded changes,
 //                     held at once by the encoder's per-task batches, the
 //                     write batch and the changelog records until the
@@ -20,10 +22,11 @@
 //                     its cached state (the item recommender's history of
 //                     the customer, whose table holds as many customers)
 //
-// The Kafka clients get kafka_share of the cap, or kafka_share_of_rest of
-// what the allowance and the dedup windows leave if that is more (within
-// [kMinKafkaBytes, kMaxKafkaBytes]), the checkpoints checkpoint_share of
-// the cap (at least kMinCheckpointBytes); what the allowance, the dedup
+// The checkpoints get checkpoint_share of the cap (at least
+// kMinCheckpointBytes), the Kafka clients kafka_share of the cap, or
+// kafka_share_of_rest of what the allowance, the dedup windows and the
+// checkpoints leave if that is more (within [kMinKafkaBytes,
+// kMaxKafkaBytes]); what the allowance, the dedup
 // windows, the clients and the checkpoints leave is shared by RocksDB
 // (rocksdb_share) and the customer cache (the rest). A cap that cannot give
 // each part its minimum is refused, with a message naming every size.
@@ -59,6 +62,19 @@ inline constexpr size_t kBytesPerCachedCustomer = 640;
 // to 5 MiB with a second worker (tests/runtime/memory_cap_test.cpp).
 inline constexpr size_t kBytesPerExtraWorker = size_t{4} << 20;
 
+// librdkafka's limits on its queues count payload bytes, but it keeps its
+// own bookkeeping beside each message: measured with librdkafka 2.0.2 (the
+// resident set's growth per message, 100 to 1,000-byte messages, compressed
+// or not), about 320 bytes per fetched message in the consumer's queue and
+// 190 per message in the producer's. For small events that is most of the
+// memory (a 110-byte event costs about 430 in the queue), so the plan
+// counts messages too: each queue's message count is set so that its
+// records of kMinQueuedRecordBytes or more reach its byte limit first, and
+// the plan counts a full queue of them.
+inline constexpr size_t kConsumerBytesPerQueuedMessage = 320;
+inline constexpr size_t kProducerBytesPerQueuedMessage = 192;
+inline constexpr size_t kMinQueuedRecordBytes = 100;
+
 struct MemoryPlanInput {
   size_t cap_bytes = size_t{256} << 20;   // state.memory_cap_mb
   int partitions = 1;                     // input partitions the engine may own, >= 1
@@ -68,7 +84,8 @@ struct MemoryPlanInput {
                                           // kBytesPerExtraWorker to the fixed allowance
   double rocksdb_share = 0.4;             // of what is left, in (0, 1)
   double kafka_share = 0.125;             // of the cap, in (0, 1), at least
-  double kafka_share_of_rest = 0.35;      // of cap - fixed - dedup, in (0, 1), if more
+  double kafka_share_of_rest = 0.5;       // of cap - fixed - dedup - checkpoints, in (0, 1),
+                                          // if more
   double checkpoint_share = 0.0625;       // of the cap, in (0, 1)
   // Heap bytes per cached customer beyond kBytesPerCachedCustomer (the
   // recommender's history when recommendations are on).
@@ -79,20 +96,24 @@ struct MemoryPlan {
   size_t cap_bytes = 0;
   size_t fixed_bytes = 0;
   size_t dedup_bytes = 0;
-  size_t kafka_bytes = 0;  // the two below, together
+  // The clients' part: their share of the cap, or what the floors of the
+  // settings below need if more. Their memory under those settings:
+  size_t kafka_bytes = 0;
+  size_t producer_bytes = 0;  // the producer's queue and its requests in flight
+  size_t consumer_bytes = 0;  // the consumer's fetches and prefetch queue
   size_t checkpoint_bytes = 0;
   size_t rocksdb_bytes = 0;
   size_t customer_cache_bytes = 0;  // all partitions
   size_t cached_customers_per_partition = 0;
-  // The Kafka clients' settings, allowing half of kafka_bytes together
-  // (librdkafka's own overhead is about as much again), a quarter of it the
-  // producer's queue and the rest the consumer's: its fetch per partition
-  // (librdkafka grows it for a larger message) and one prefetch queue for
-  // all of them.
-  size_t producer_queue_kbytes = 0;  // queue.buffering.max.kbytes
-  size_t consumer_queue_kbytes = 0;  // queued.max.messages.kbytes
-  size_t consumer_fetch_bytes = 0;   // fetch.message.max.bytes
-  std::string ToString() const;      // every size, in MiB
+  // The Kafka clients' settings: a quarter of kafka_bytes the producer's
+  // queue, the rest the consumer's: its fetch per partition (librdkafka
+  // grows it for a larger message) and one prefetch queue for all of them.
+  size_t producer_queue_kbytes = 0;    // queue.buffering.max.kbytes
+  size_t producer_queue_messages = 0;  // queue.buffering.max.messages
+  size_t consumer_queue_kbytes = 0;    // queued.max.messages.kbytes
+  size_t consumer_queue_messages = 0;  // queued.min.messages
+  size_t consumer_fetch_bytes = 0;     // fetch.message.max.bytes
+  std::string ToString() const;        // every size, in MiB
 };
 
 inline constexpr size_t kMinRocksDbBytes = size_t{8} << 20;

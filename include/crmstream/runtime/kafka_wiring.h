@@ -13,6 +13,7 @@
 #include "crmstream/kafka/client_config.h"
 #include "crmstream/kafka/producer.h"
 #include "crmstream/kafka/topic_admin.h"
+#include "crmstream/pipeline/memory_plan.h"
 #include "crmstream/pipeline/output_sink.h"
 
 namespace crmstream::runtime {
@@ -70,15 +71,14 @@ Result<TopicBounds> LearnTopicBounds(const config::EngineConfig& config, size_t 
 kafka::ClientConfig ProducerClientConfig(const kafka::ClientConfig& client,
                                          const TopicBounds& bounds);
 
-// The consumer's queued.min.messages for a prefetch queue of `queue_kbytes`
-// (queued.max.messages.kbytes): a count that lets the bytes bound (the
-// memory plan's) be the one that holds for events of kMinQueuedEventBytes or
-// more, and never below librdkafka's default (100,000) nor above its
-// maximum. librdkafka 2.0 stops fetching once the queue holds that many
-// messages and looks again only after up to a second: with the default
-// count a queue of small events stalled the input every second.
-inline constexpr size_t kMinQueuedEventBytes = 100;
-size_t ConsumerQueueMessages(size_t queue_kbytes);
+// The memory plan's consumer settings, as defaults of `client` (a user's
+// kafka.properties win): the prefetch queue's bytes
+// (queued.max.messages.kbytes), its message count (queued.min.messages: the
+// bytes bound events of 100 bytes or more, where librdkafka's default count
+// of 100,000 stopped the fetches of a larger queue first and the engine
+// idled up to a second, every second; README, "Worker threads") and each
+// partition's fetch (fetch.message.max.bytes).
+void SetConsumerMemory(const pipeline::MemoryPlan& plan, kafka::ClientConfig* client);
 
 // Every input and output topic of the configuration, and with
 // state.changelog the changelog topic of each input (compacted), with
