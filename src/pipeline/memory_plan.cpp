@@ -17,7 +17,7 @@ std::string Mib(size_t bytes) {
   return buf;
 }
 
-// librdkafka's limits on its message counts.
+// The plan's least message count (librdkafka accepts 1) and librdkafka's most.
 constexpr size_t kMinQueueMessages = 1000;
 constexpr size_t kMaxQueueMessages = 10'000'000;
 
