@@ -114,7 +114,11 @@ Result<EngineConfig> LoadEngineConfig(const std::string& path) {
   f.Read("worker_threads", &c.worker_threads, 0, 1024);
   f.Read("poll_timeout_ms", &c.poll_timeout_ms, 1, 60000);
   f.Read("commit_interval_ms", &c.commit_interval_ms, 10, 600000);
-  f.Read("producer_linger_ms", &c.producer_linger_ms, 0, 10000);
+  if (f.Has("producer_linger_ms")) {
+    int linger_ms = 0;
+    f.Read("producer_linger_ms", &linger_ms, 0, 10000);
+    c.producer_linger_ms = linger_ms;
+  }
   f.Read("status_interval_ms", &c.status_interval_ms, 0, 3600000);
   f.Read("shutdown_timeout_ms", &c.shutdown_timeout_ms, 100, 3600000);
   f.ReadObject("processing", [&](YamlFields& p) {

@@ -42,6 +42,11 @@ void SetConsumerMemory(const pipeline::MemoryPlan& plan, kafka::ClientConfig* cl
   client->SetDefault("fetch.message.max.bytes", std::to_string(plan.consumer_fetch_bytes));
 }
 
+int OutputLingerMs(const config::EngineConfig& config, bool embedded_cluster) {
+  if (config.producer_linger_ms) return *config.producer_linger_ms;
+  return embedded_cluster ? 5 : 0;
+}
+
 Result<size_t> MaxOutputBytes(const kafka::ClientConfig& client) {
   size_t limit = kDefaultMessageMaxBytes;
   if (auto value = client.Get("message.max.bytes")) {

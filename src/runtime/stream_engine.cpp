@@ -385,7 +385,9 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
     }
   }
   kafka::ProducerOptions producer_options;
-  producer_options.linger_ms = config.producer_linger_ms;
+  // A cluster that could not say what it is counts as a Kafka cluster.
+  producer_options.linger_ms =
+      OutputLingerMs(config, cluster_id.ok() && kafka::IsEmbeddedClusterId(*cluster_id));
   producer_options.queue_max_kbytes = static_cast<int>(plan.producer_queue_kbytes);
   producer_options.queue_max_messages = static_cast<int>(plan.producer_queue_messages);
   if (transactional) {

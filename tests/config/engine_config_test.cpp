@@ -44,9 +44,13 @@ TEST_CASE("Absent fields keep defaults and properties pass through", "[config]")
   CHECK(cfg->state.memory_cap_mb == 256);
   CHECK_FALSE(cfg->state.sync);
   CHECK(cfg->worker_threads == 0);
+  CHECK_FALSE(cfg->producer_linger_ms.has_value());  // chosen by the cluster
   auto threads = LoadEngineConfig(Write(dir, "t.yaml", "worker_threads: 3\n"));
   REQUIRE_OK(threads);
   CHECK(threads->worker_threads == 3);
+  auto linger = LoadEngineConfig(Write(dir, "l.yaml", "producer_linger_ms: 0\n"));
+  REQUIRE_OK(linger);
+  CHECK(linger->producer_linger_ms == 0);
 }
 
 TEST_CASE("Processing guarantee and state settings load", "[config]") {
@@ -126,6 +130,7 @@ TEST_CASE("Config mistakes name the file, line and field", "[config]") {
        "exactly_once_stamped, not 'twice'"},
       {"state:\n  memory_cap_mb: 1\n", "c.yaml:2:18: state.memory_cap_mb: 1 is out of range"},
       {"worker_threads: -2\n", "c.yaml:1:17: worker_threads: -2 is out of range"},
+      {"producer_linger_ms: -1\n", "c.yaml:1:21: producer_linger_ms: -1 is out of range"},
       {"models:\n  sync_interval_ms: -1\n",
        "c.yaml:2:21: models.sync_interval_ms: -1 is out of range"},
       {"models:\n  sync_interval_ms: 5\n",

@@ -546,6 +546,18 @@ TEST_CASE("A topic limit lowered while the engine runs stops it with the topic a
              Catch::Contains("topic " + scores_topic + ": max.message.bytes 100"));
 }
 
+TEST_CASE("Outputs linger only on the embedded cluster unless producer_linger_ms is set",
+          "[runtime]") {
+  config::EngineConfig cfg;
+  CHECK(OutputLingerMs(cfg, /*embedded_cluster=*/false) == 0);
+  CHECK(OutputLingerMs(cfg, /*embedded_cluster=*/true) == 5);
+  cfg.producer_linger_ms = 20;
+  CHECK(OutputLingerMs(cfg, false) == 20);
+  CHECK(OutputLingerMs(cfg, true) == 20);
+  cfg.producer_linger_ms = 0;
+  CHECK(OutputLingerMs(cfg, true) == 0);
+}
+
 TEST_CASE("The prefetch queue is bounded by its bytes, not by librdkafka's message count",
           "[runtime]") {
   // At the default cap (12 partitions, the default dedup windows) the

@@ -611,7 +611,7 @@ inline void WriteEngineYaml(const config::EngineConfig& cfg, const std::filesyst
   out << "metrics_port: 0\nstatus_interval_ms: 0\n";
   out << "commit_interval_ms: " << cfg.commit_interval_ms << "\n";
   out << "worker_threads: " << cfg.worker_threads << "\n";
-  out << "producer_linger_ms: " << cfg.producer_linger_ms << "\n";
+  if (cfg.producer_linger_ms) out << "producer_linger_ms: " << *cfg.producer_linger_ms << "\n";
 }
 
 struct BinaryRun {
