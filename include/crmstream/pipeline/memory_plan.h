@@ -105,9 +105,11 @@ struct MemoryPlan {
   size_t rocksdb_bytes = 0;
   size_t customer_cache_bytes = 0;  // all partitions
   size_t cached_customers_per_partition = 0;
-  // The Kafka clients' settings: a quarter of kafka_bytes the producer's
-  // queue, the rest the consumer's: its fetch per partition (librdkafka
-  // grows it for a larger message) and one prefetch queue for all of them.
+  // The Kafka clients' settings. A quarter of the clients' share is the
+  // producer's: its queue's records, librdkafka's bytes beside each and a
+  // request's copy of them in flight. The rest is the consumer's: its fetch
+  // per partition (librdkafka grows it for a larger message) and one
+  // prefetch queue for all of them, with librdkafka's bytes beside each.
   size_t producer_queue_kbytes = 0;    // queue.buffering.max.kbytes
   size_t producer_queue_messages = 0;  // queue.buffering.max.messages
   size_t consumer_queue_kbytes = 0;    // queued.max.messages.kbytes
