@@ -180,7 +180,8 @@ state_dir: $work/$1-state
 pipeline: $work/$1-pipeline.yaml
 commit_interval_ms: $4
 # The 5 ms the README's peer rows were measured with (the engine's own
-# default on a Kafka cluster is 0: outputs leave at once, for 0-7% more CPU).
+# default at least once on a Kafka cluster is 0: outputs leave at once, for
+# 0-7% more CPU).
 producer_linger_ms: 5
 EOF
 }

@@ -42,9 +42,10 @@ void SetConsumerMemory(const pipeline::MemoryPlan& plan, kafka::ClientConfig* cl
   client->SetDefault("fetch.message.max.bytes", std::to_string(plan.consumer_fetch_bytes));
 }
 
-int OutputLingerMs(const config::EngineConfig& config, bool embedded_cluster) {
+int OutputLingerMs(const config::EngineConfig& config, bool embedded_cluster,
+                   config::Guarantee guarantee) {
   if (config.producer_linger_ms) return *config.producer_linger_ms;
-  return embedded_cluster ? 5 : 0;
+  return !embedded_cluster && guarantee == config::Guarantee::kAtLeastOnce ? 0 : 5;
 }
 
 Result<size_t> MaxOutputBytes(const kafka::ClientConfig& client) {

@@ -386,8 +386,8 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   }
   kafka::ProducerOptions producer_options;
   // A cluster that could not say what it is counts as a Kafka cluster.
-  producer_options.linger_ms =
-      OutputLingerMs(config, cluster_id.ok() && kafka::IsEmbeddedClusterId(*cluster_id));
+  producer_options.linger_ms = OutputLingerMs(
+      config, cluster_id.ok() && kafka::IsEmbeddedClusterId(*cluster_id), core.config.guarantee);
   producer_options.queue_max_kbytes = static_cast<int>(plan.producer_queue_kbytes);
   producer_options.queue_max_messages = static_cast<int>(plan.producer_queue_messages);
   if (transactional) {

@@ -547,16 +547,19 @@ TEST_CASE("A topic limit lowered while the engine runs stops it with the topic a
              Catch::Contains("topic " + scores_topic + ": max.message.bytes 100"));
 }
 
-TEST_CASE("Outputs linger only on the embedded cluster unless producer_linger_ms is set",
+TEST_CASE("Outputs leave at once at least once on a Kafka cluster unless producer_linger_ms is set",
           "[runtime]") {
+  using config::Guarantee;
   config::EngineConfig cfg;
-  CHECK(OutputLingerMs(cfg, /*embedded_cluster=*/false) == 0);
-  CHECK(OutputLingerMs(cfg, /*embedded_cluster=*/true) == 5);
+  CHECK(OutputLingerMs(cfg, /*embedded_cluster=*/false, Guarantee::kAtLeastOnce) == 0);
+  CHECK(OutputLingerMs(cfg, /*embedded_cluster=*/true, Guarantee::kAtLeastOnce) == 5);
+  CHECK(OutputLingerMs(cfg, false, Guarantee::kExactlyOnceTransactions) == 5);
+  CHECK(OutputLingerMs(cfg, true, Guarantee::kExactlyOnceStamped) == 5);
   cfg.producer_linger_ms = 20;
-  CHECK(OutputLingerMs(cfg, false) == 20);
-  CHECK(OutputLingerMs(cfg, true) == 20);
+  CHECK(OutputLingerMs(cfg, false, Guarantee::kAtLeastOnce) == 20);
+  CHECK(OutputLingerMs(cfg, true, Guarantee::kExactlyOnceTransactions) == 20);
   cfg.producer_linger_ms = 0;
-  CHECK(OutputLingerMs(cfg, true) == 0);
+  CHECK(OutputLingerMs(cfg, true, Guarantee::kAtLeastOnce) == 0);
 }
 
 TEST_CASE("The prefetch queue is bounded by its bytes, not by librdkafka's message count",

@@ -81,12 +81,14 @@ kafka::ClientConfig ProducerClientConfig(const kafka::ClientConfig& client,
 void SetConsumerMemory(const pipeline::MemoryPlan& plan, kafka::ClientConfig* client);
 
 // The output producer's linger.ms: the configured producer_linger_ms, else
-// 0 on a Kafka cluster (an output leaves at once: at 5,000 events/s on one
-// node, p50 2.6 ms against 7 ms at 5, for 0-7% more CPU at full rate) and 5
-// on the embedded cluster, whose fetch walks each partition's log from its
-// oldest message set, so smaller sets make every fetch of every client
-// slower (README, "Latency").
-int OutputLingerMs(const config::EngineConfig& config, bool embedded_cluster);
+// 0 at least once on a Kafka cluster (an output leaves at once: at 5,000
+// events/s on one node, p50 2.6 ms against 7 ms at 5, for 0-7% more CPU at
+// full rate) and 5 otherwise: the embedded cluster's fetch walks each
+// partition's log from its oldest message set, so smaller sets make every
+// fetch of every client slower, and under transactions an output is seen at
+// its commit whatever the linger (README, "Latency").
+int OutputLingerMs(const config::EngineConfig& config, bool embedded_cluster,
+                   config::Guarantee guarantee);
 
 // Every input and output topic of the configuration, and with
 // state.changelog the changelog topic of each input (compacted), with
