@@ -562,6 +562,13 @@ TEST_CASE("Outputs leave at once at least once on a Kafka cluster unless produce
   CHECK(OutputLingerMs(cfg, true, Guarantee::kAtLeastOnce) == 0);
 }
 
+// The heap in use: every malloc arena, mapped chunks included (freed memory
+// reused does not hide growth as it does in the resident set).
+size_t HeapInUse() {
+  const struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
 TEST_CASE("The prefetch queue is bounded by its bytes, not by librdkafka's message count",
           "[runtime]") {
   // At the default cap (12 partitions, the default dedup windows) the
@@ -661,11 +668,7 @@ TEST_CASE("A consumer's prefetch of small events stays within the memory plan's 
   conf.release();
   rd_kafka_poll_set_consumer(consumer.get());
   kafka::QueueHandle queue(rd_kafka_queue_get_consumer(consumer.get()));
-  const auto heap_in_use = [] {
-    const struct mallinfo2 m = mallinfo2();
-    return m.uordblks + m.hblkhd;
-  };
-  const size_t before = heap_in_use();
+  const size_t before = HeapInUse();
   kafka::PartitionListHandle assignment(rd_kafka_topic_partition_list_new(kPartitions));
   for (int p = 0; p < kPartitions; ++p) {
     rd_kafka_topic_partition_list_add(assignment.get(), "prefetch", p)->offset =
@@ -679,7 +682,8 @@ TEST_CASE("A consumer's prefetch of small events stays within the memory plan's 
   for (int i = 0; i < 300 && steady < 10; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     const size_t now = rd_kafka_queue_length(queue.get());
-    peak = std::max(peak, heap_in_use() - std::min(before, heap_in_use()));
+    const size_t in_use = HeapInUse();
+    peak = std::max(peak, in_use - std::min(before, in_use));
     steady = now == queued && now > 0 ? steady + 1 : 0;
     queued = now;
   }
@@ -718,14 +722,10 @@ TEST_CASE("A producer's queue of small outputs stays within the memory plan's pa
   options.queue_max_messages = static_cast<int>(plan.producer_queue_messages);
   options.queue_full_timeout = std::chrono::milliseconds(50);
   kafka::ClientConfig client{{"bootstrap.servers", "127.0.0.1:1"}, {"log_level", "0"}};
-  const auto heap_in_use = [] {
-    const struct mallinfo2 m = mallinfo2();
-    return m.uordblks + m.hblkhd;
-  };
   REQUIRE_OK_AND_ASSIGN(auto producer, kafka::Producer::Create(client, options));
   const std::string key = "C0000001";
   std::string value(pipeline::kMinQueuedRecordBytes - key.size(), 'x');
-  const size_t before = heap_in_use();
+  const size_t before = HeapInUse();
   size_t queued = 0;
   const size_t most = 2 * plan.producer_queue_messages;
   while (queued < most) {
@@ -733,7 +733,8 @@ TEST_CASE("A producer's queue of small outputs stays within the memory plan's pa
     if (!producer->Produce("outputs", 0, key, value).ok()) break;  // full
     ++queued;
   }
-  const size_t grown = heap_in_use() - std::min(before, heap_in_use());
+  const size_t after = HeapInUse();
+  const size_t grown = after - std::min(before, after);
   INFO("queued " << queued << " records, heap grew by " << grown << " bytes, the plan's part "
                  << plan.producer_bytes);
   // The queue filled to its limits, not past them.

@@ -134,8 +134,8 @@ struct EngineConfig {
   int worker_threads = 0;
   int poll_timeout_ms = 100;      // consumer poll wait, ms
   int commit_interval_ms = 1000;  // offsets committed at most this often, ms
-  // Output batching delay, ms (librdkafka's linger.ms). Absent: 0 on a
-  // Kafka cluster, 5 on the embedded one (runtime::OutputLingerMs).
+  // Output batching delay, ms (librdkafka's linger.ms). Absent: 0 at least
+  // once on a Kafka cluster, else 5 (runtime::OutputLingerMs).
   std::optional<int> producer_linger_ms;
   int status_interval_ms = 1000;  // live status line period, ms (0: off)
   // After a stop (SIGTERM, Ctrl-C, --duration): how long the final flush and
