@@ -114,6 +114,7 @@ Status Consumer::Subscribe(std::span<const std::string> topics) {
 }
 
 Status Consumer::Assign(std::span<const TopicPartitionOffset> partitions) {
+  handed_out_.clear();
   PartitionListHandle list = MakeList(partitions);
   return KafkaStatus(rd_kafka_assign(rk_.get(), list.get()), "consumer: assign");
 }
@@ -126,6 +127,11 @@ void Consumer::OnRebalance(rd_kafka_t* /*rk*/, rd_kafka_resp_err_t err,
 void Consumer::HandleRebalance(rd_kafka_resp_err_t err,
                                rd_kafka_topic_partition_list_t* partitions) {
   rebalances_.fetch_add(1, std::memory_order_relaxed);
+  // Assigned or revoked, a partition starts anew (another member may have
+  // moved it on, or it restarts where the listener chooses).
+  for (int i = 0; i < partitions->cnt; ++i) {
+    ForgetHandedOut(partitions->elems[i].topic, partitions->elems[i].partition);
+  }
   const char* protocol = rd_kafka_rebalance_protocol(rk_.get());
   const bool cooperative = protocol != nullptr && std::strcmp(protocol, "COOPERATIVE") == 0;
 
@@ -220,12 +226,28 @@ Result<size_t> Consumer::ConsumeInto(int timeout_ms, MessageBatch* batch) {
   if (room == 0) return size_t{0};
   rd_kafka_message_t** slots = batch->scratch_.data();
 
-  // Wait for the first message only (consume_batch_queue would wait out the
-  // whole timeout trying to fill the batch, which adds latency), then drain
-  // whatever is queued behind it without waiting. The wait comes first: it
-  // is what a yield (Producer::WakeOnDelivery) cuts short, and a drain of an
-  // empty queue would clear a pending yield and let the wait run its course.
+  // Wait for the first message only, then drain whatever is queued behind
+  // it without waiting. The wait comes first: it is what a yield
+  // (Producer::WakeOnDelivery) cuts short, and a drain of an empty queue
+  // would clear a pending yield and let the wait run its course.
+  //
+  // One record per call, never consume_batch_queue: librdkafka before 2.1
+  // (its #4208) counts a record as handed out when the batch call collects
+  // it, and drops it again if a pause's barrier follows in the same call. A
+  // group pauses the assignment for every rebalance callback (from its own
+  // thread) and resumes at the last offset handed out, so a partition kept
+  // through a rebalance skipped the dropped records: lost, without an error.
+  // A single pop hands out exactly what it counts.
   ssize_t n = 0;
+  // A repeat is dropped as it is popped: a rebalance served by a later pop
+  // forgets the partitions it moves, whose records then start anew.
+  const auto take = [&](rd_kafka_message_t* message) {
+    if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR && Repeated(*message)) {
+      rd_kafka_message_destroy(message);
+    } else {
+      slots[n++] = message;
+    }
+  };
   rd_kafka_message_t* first = rd_kafka_consume_queue(queue_.get(), timeout_ms);
   if (first == nullptr) {
     const rd_kafka_resp_err_t err = rd_kafka_last_error();
@@ -233,11 +255,11 @@ Result<size_t> Consumer::ConsumeInto(int timeout_ms, MessageBatch* batch) {
       return KafkaStatus(err, "consumer: consume");
     }
   } else {
-    slots[0] = first;
-    n = 1;
-    if (room > 1) {
-      const ssize_t more = rd_kafka_consume_batch_queue(queue_.get(), 0, slots + 1, room - 1);
-      if (more > 0) n += more;
+    take(first);
+    while (static_cast<size_t>(n) < room) {
+      rd_kafka_message_t* next = rd_kafka_consume_queue(queue_.get(), 0);
+      if (next == nullptr) break;
+      take(next);
     }
   }
 
@@ -271,6 +293,38 @@ Result<size_t> Consumer::ConsumeInto(int timeout_ms, MessageBatch* batch) {
                             rd_kafka_err2name(err) + ")");
   }
   return added;
+}
+
+bool Consumer::Repeated(const rd_kafka_message_t& message) {
+  // A pause (every rebalance callback comes with one, from librdkafka's
+  // thread) that reads the offset to resume at just before a pop counts the
+  // record popped resumes there: it comes again. Its second copy is dropped.
+  if (last_handed_out_ >= handed_out_.size() || handed_out_[last_handed_out_].rkt != message.rkt ||
+      handed_out_[last_handed_out_].partition != message.partition) {
+    const auto it = std::find_if(handed_out_.begin(), handed_out_.end(), [&](const HandedOut& h) {
+      return h.rkt == message.rkt && h.partition == message.partition;
+    });
+    if (it == handed_out_.end()) {
+      handed_out_.push_back(
+          {message.rkt, rd_kafka_topic_name(message.rkt), message.partition, message.offset + 1});
+      last_handed_out_ = handed_out_.size() - 1;
+      return false;
+    }
+    last_handed_out_ = static_cast<size_t>(it - handed_out_.begin());
+  }
+  HandedOut& h = handed_out_[last_handed_out_];
+  if (message.offset < h.next) {
+    redelivered_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  h.next = message.offset + 1;
+  return false;
+}
+
+void Consumer::ForgetHandedOut(std::string_view topic, int32_t partition) {
+  std::erase_if(handed_out_,
+                [&](const HandedOut& h) { return h.partition == partition && h.topic == topic; });
+  last_handed_out_ = 0;
 }
 
 Result<size_t> Consumer::ConsumeBatch(int timeout_ms, MessageBatch* batch) {
@@ -317,6 +371,7 @@ Result<std::vector<TopicPartitionOffset>> Consumer::Committed(
 }
 
 Status Consumer::Seek(const TopicPartitionOffset& position, std::chrono::milliseconds timeout) {
+  ForgetHandedOut(position.topic, position.partition);
   PartitionListHandle list = MakeList(std::span<const TopicPartitionOffset>(&position, 1));
   // librdkafka before 2.1.0 waits the timeout in microseconds for the seek's
   // reply (its #4230): a seek that took over 10 ms of a 10 s timeout (during

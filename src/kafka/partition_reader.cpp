@@ -137,7 +137,9 @@ Status ReadPartitionsToEnd(const ClientConfig& config, std::span<const TopicPart
 
   // Messages are taken from the queue a batch at a time: one wait for the
   // first, then what is queued behind it without waiting (a poll per
-  // message took the queue's lock and read the clock per record).
+  // message took the queue's lock and read the clock per record). Safe here,
+  // unlike in a group member (Consumer::ConsumeInto): nothing pauses, seeks
+  // or rebalances this reader's partitions while it reads.
   QueueHandle queue(rd_kafka_queue_get_consumer(rk.get()));
   std::array<rd_kafka_message_t*, 1024> slots{};
   const rd_kafka_topic_t* last_rkt = nullptr;

@@ -1,3 +1,4 @@
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <map>
 #include <set>
@@ -218,6 +219,122 @@ TEMPLATE_TEST_CASE("A delivery report ends the consumer's wait for records",
   CHECK((*producer)->Poll() >= 1);
   CHECK((*producer)->delivered_count() == 1);
   REQUIRE_OK((*consumer)->Close());
+}
+
+// A consumer group pauses a member's whole assignment while a rebalance
+// callback is pending (librdkafka's own thread, at any moment) and resumes
+// it from the last offset handed to the application. librdkafka 2.0's batch
+// call counted records as handed out when it collected them, then dropped
+// those the pause's barrier reached in the same call: a partition the member
+// kept resumed past them, and they were lost without an error (an engine's
+// state missed a range of a partition's events). Here another thread pauses
+// and resumes the partitions while a batch call takes records in: every
+// record must still come once and in order (a pause can also make
+// librdkafka fetch a record again: the consumer drops the repeat).
+TEMPLATE_TEST_CASE("Records come once and in order while their partitions are paused and resumed",
+                   "[kafka][integration]", EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  constexpr int kPartitions = 4;
+  constexpr int kMessages = 100000;
+  const std::string topic = fx.CreateTopic("paused-and-resumed", kPartitions);
+  auto producer = Producer::Create(fx.config());
+  REQUIRE_OK(producer);
+  testing::ProduceKeyed(**producer, topic, 0, kMessages, 499);
+  REQUIRE_OK((*producer)->Flush(kTestDeadline));
+
+  // One pass: a new consumer reads the backlog from its beginning, letting
+  // the fetched records pile up between batches; another thread pauses and
+  // resumes its partitions while a batch call is taking them in.
+  struct Pass {
+    int64_t records = 0;
+    int pauses = 0;
+    int gaps = 0;
+    int repeats = 0;
+    uint64_t dropped = 0;
+    std::string first_gap;
+  };
+  const auto run_pass = [&] {
+    Pass pass;
+    auto consumer = Consumer::Create(fx.consumer_config(), fx.Name("pausers"));
+    REQUIRE_OK(consumer);
+    std::vector<TopicPartitionOffset> all;
+    for (int32_t p = 0; p < kPartitions; ++p) all.push_back({topic, p, kOffsetBeginning});
+    REQUIRE_OK((*consumer)->Assign(all));
+    std::atomic<bool> stop{false};
+    std::atomic<bool> in_call{false};
+    std::atomic<int> pauses{0};
+    std::thread pauser([&] {
+      rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(kPartitions);
+      for (int32_t p = 0; p < kPartitions; ++p) {
+        rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+      }
+      const auto wait_for = [&](bool value) {
+        while (in_call.load() != value && !stop.load()) {
+          std::this_thread::sleep_for(std::chrono::microseconds(20));
+        }
+      };
+      while (!stop.load()) {
+        wait_for(true);
+        std::this_thread::sleep_for(std::chrono::microseconds(300));
+        if (in_call.load()) {
+          rd_kafka_pause_partitions((*consumer)->handle(), list);
+          std::this_thread::sleep_for(std::chrono::microseconds(100));
+          rd_kafka_resume_partitions((*consumer)->handle(), list);
+          ++pauses;
+        }
+        wait_for(false);
+      }
+      rd_kafka_topic_partition_list_destroy(list);
+    });
+    std::map<int32_t, int64_t> next;  // by partition: the offset that must come next
+    MessageBatch batch(50000);
+    testing::PollUntil(
+        [&] {
+          in_call = true;
+          REQUIRE_OK((*consumer)->ConsumeBatch(20, &batch));
+          in_call = false;
+          for (size_t i = 0; i < batch.size(); ++i) {
+            const MessageView m = batch[i];
+            int64_t& expected = next[m.partition()];
+            if (m.offset() > expected && pass.gaps++ == 0) {
+              pass.first_gap = "partition " + std::to_string(m.partition()) + ": offset " +
+                               std::to_string(m.offset()) + " came after " +
+                               std::to_string(expected - 1);
+            }
+            if (m.offset() < expected) ++pass.repeats;
+            expected = m.offset() + 1;
+          }
+          pass.records += static_cast<int64_t>(batch.size());
+          batch.Clear();
+          if (pass.records >= kMessages) return true;
+          std::this_thread::sleep_for(std::chrono::milliseconds(30));  // a backlog piles up
+          return false;
+        },
+        std::chrono::seconds(20));
+    stop = true;
+    pauser.join();
+    pass.pauses = pauses.load();
+    pass.dropped = (*consumer)->redelivered_count();
+    REQUIRE_OK((*consumer)->Close());
+    return pass;
+  };
+
+  // A few passes, until enough pauses have come.
+  int passes = 0;
+  int pauses = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (pauses < 100 && std::chrono::steady_clock::now() < deadline) {
+    const Pass pass = run_pass();
+    ++passes;
+    pauses += pass.pauses;
+    INFO("pass " << passes << ": " << pass.records << " of " << kMessages << " records during "
+                 << pass.pauses << " pauses (" << pass.dropped
+                 << " repeats dropped); first gap: " << pass.first_gap);
+    REQUIRE(pass.pauses > 0);
+    REQUIRE(pass.gaps == 0);
+    REQUIRE(pass.repeats == 0);
+    REQUIRE(pass.records == kMessages);
+  }
 }
 
 }  // namespace

@@ -171,7 +171,10 @@ class Consumer {
   // Clears `batch`, then fills it with up to batch->capacity() messages,
   // waiting at most timeout_ms for the first. Returns the number of messages.
   // Per-message errors (e.g. a broker going away) are counted and kept as
-  // last_consume_error(), not returned; a fatal client error is.
+  // last_consume_error(), not returned; a fatal client error is. Each
+  // partition's records come in offset order, each once, between an
+  // assignment or a Seek and the next (redelivered_count() counts the
+  // repeats librdkafka made and this dropped).
   Result<size_t> ConsumeBatch(int timeout_ms, MessageBatch* batch);
 
   // Commits explicit next offsets; synchronous unless `async`. Async results
@@ -208,6 +211,7 @@ class Consumer {
   uint64_t consume_errors() const { return consume_errors_.load(std::memory_order_relaxed); }
   uint64_t commit_failures() const { return commit_failures_.load(std::memory_order_relaxed); }
   uint64_t rebalance_count() const { return rebalances_.load(std::memory_order_relaxed); }
+  uint64_t redelivered_count() const { return redelivered_.load(std::memory_order_relaxed); }
   Status last_consume_error() const;
   Status last_commit_error() const;
   // "EAGER", "COOPERATIVE" or "NONE" (before the first assignment).
@@ -226,6 +230,12 @@ class Consumer {
   static void OnCommit(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                        rd_kafka_topic_partition_list_t* offsets, void* opaque);
   void HandleRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
+  // Whether `message` repeats a record already handed out (and if not,
+  // records it as handed out).
+  bool Repeated(const rd_kafka_message_t& message);
+  // Forgets what was handed out of a partition: it starts anew (a seek, an
+  // assignment or a revocation).
+  void ForgetHandedOut(std::string_view topic, int32_t partition);
   // Close()'s wait for a cooperative-sticky member's first assignment on
   // librdkafka before 2.3.0 (consumer.cpp says why).
   void AwaitFirstSync();
@@ -236,6 +246,17 @@ class Consumer {
   QueueHandle queue_;
   std::shared_ptr<ConsumerWake> wake_;  // disabled by Close()
   RebalanceListener* listener_ = nullptr;
+  // The next offset of each partition that records were handed out of
+  // (consumer thread only; a few entries, searched from the last one hit).
+  struct HandedOut {
+    const rd_kafka_topic_t* rkt;  // compared per record
+    std::string topic;            // compared when forgotten
+    int32_t partition;
+    int64_t next;
+  };
+  std::vector<HandedOut> handed_out_;
+  size_t last_handed_out_ = 0;
+  std::atomic<uint64_t> redelivered_{0};
   bool closed_ = false;
   bool guard_close_ = false;  // AwaitFirstSync at Close
   // Scratch for rebalance callbacks (rebalances are rare; reuse keeps it simple).
