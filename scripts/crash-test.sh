@@ -97,6 +97,9 @@ on, kills must have landed in the restore, the processing and a checkpoint.
                        exit 77 (skipped) when the engine has no exactly-once contract yet
                        (no processing.guarantee in its configuration or no run --until-caught-up)
   --run-timeout SEC    longest time one engine run to the end of the input may take (default 600)
+  --abort-every N      with Kafka transactions: every crash-run engine aborts every Nth commit
+                       (the fault point transaction.abortable:every:N, as a rebalance's
+                       refused offsets do) and rewinds; the state and outputs must still match
   --memory-cap-mb N    state.memory_cap_mb of both runs (default 256); a small cap keeps fewer
                        customers per partition in memory than the input has: evictions, loads
                        and checkpoints forced by the cache's pressure
@@ -134,6 +137,7 @@ broker_kind=embedded
 bootstrap="${CRMSTREAM_TEST_KAFKA:-}"
 snapshot_minutes=60
 memory_cap_mb=256
+abort_every=0
 mask_fields=()
 
 need_value() { [ $# -ge 2 ] || { echo "crash-test: $1 needs a value" >&2; usage >&2; exit 2; }; }
@@ -161,6 +165,7 @@ while [ $# -gt 0 ]; do
     --session-timeout-ms) need_value "$@"; session_timeout_ms="$2"; shift 2 ;;
     --snapshot-minutes) need_value "$@"; snapshot_minutes="$2"; shift 2 ;;
     --memory-cap-mb) need_value "$@"; memory_cap_mb="$2"; shift 2 ;;
+    --abort-every) need_value "$@"; abort_every="$2"; shift 2 ;;
     --mask-field) need_value "$@"; mask_fields+=("$2"); shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "crash-test: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -175,7 +180,7 @@ esac
 [ -z "$session_timeout_ms" ] && { [ "$broker_kind" = real ] && session_timeout_ms=6000 || session_timeout_ms=4000; }
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 is_num() { [[ "$1" =~ ^[0-9]+([.][0-9]+)?$ ]]; }
-for v in kills instances events customers partitions run_timeout session_timeout_ms snapshot_minutes; do
+for v in kills instances events customers partitions run_timeout session_timeout_ms snapshot_minutes abort_every; do
   is_uint "${!v}" || { echo "crash-test: --${v//_/-} must be a whole number" >&2; exit 2; }
 done
 for v in min_delay max_delay malformed_rate duplicate_rate; do
@@ -193,6 +198,8 @@ case "$guarantee" in exactly_once | at_least_once | auto) ;; *)
   echo "crash-test: --guarantee must be exactly_once, at_least_once or auto" >&2; exit 2 ;;
 esac
 [ "$events" -gt 0 ] || { echo "crash-test: --events must be positive" >&2; exit 2; }
+[ "$abort_every" -eq 0 ] || [ "$guarantee" != at_least_once ] ||
+  { echo "crash-test: --abort-every needs exactly_once (Kafka transactions)" >&2; exit 2; }
 [ "$partitions" -gt 0 ] || { echo "crash-test: --partitions must be positive" >&2; exit 2; }
 [ "$instances" -gt 0 ] || { echo "crash-test: --instances must be positive" >&2; exit 2; }
 for tool in kcat timeout awk sed sort comm cmp; do
@@ -558,7 +565,11 @@ engine_state_dir=""  # --state-dir of the next start ("": the run's own, <run>/s
 start_engine() {  # extra run flags...
   engine_index=$((engine_index + 1))
   engine_log="$run_dir/engine-$(printf '%02d' "$engine_index").log"
-  CRMSTREAM_CRASH_AT="$engine_crash_at" "$crmstream" run --config "$run_dir/engine.yaml" \
+  local crash_at="$engine_crash_at"
+  if [ -z "$crash_at" ] && [ "$abort_every" -gt 0 ] && [ "$run_name" = crash ]; then
+    crash_at="transaction.abortable:every:$abort_every"
+  fi
+  CRMSTREAM_CRASH_AT="$crash_at" "$crmstream" run --config "$run_dir/engine.yaml" \
     --state-dir "${engine_state_dir:-$run_dir/state}" \
     --broker-file "$broker_dir/broker.addr" --metrics-port 0 \
     -X "session.timeout.ms=$session_timeout_ms" "$@" > "$engine_log" 2>&1 &
@@ -1094,6 +1105,13 @@ do_run() {  # name kills
   local mode
   mode="$({ grep -ohE 'exactly_once on this cluster: [a-z_]+' "$run_dir"/engine-*.log || true; } | sort -u | sed 's/.*: //' | paste -sd, -)"
   [ -z "$mode" ] || log "$name: exactly_once ran as: $mode"
+  if [ "$abort_every" -gt 0 ] && [ "$name" = crash ]; then
+    local aborted
+    aborted="$(cat "$run_dir"/engine-*.log | grep -c 'fault point transaction.abortable reached' || true)"
+    log "$name: transactions aborted by the fault point and rewound: $aborted"
+    [ "$aborted" -gt 0 ] ||
+      fail_harness "--abort-every $abort_every: no transaction was aborted (it needs Kafka transactions: exactly_once on a real cluster)"
+  fi
   collect
 }
 

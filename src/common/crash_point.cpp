@@ -32,6 +32,9 @@ void Say(const std::string& line) {
 struct ArmedPoint {
   std::string name;
   uint64_t nth = 1;
+  // "<name>:every:<n>": every nth visit, not only the first nth (a fault
+  // point that keeps failing, for soak runs of the recovery it triggers).
+  bool every = false;
   std::string error;  // non-empty: the variable is malformed
 };
 
@@ -39,6 +42,12 @@ ArmedPoint Parse(std::string_view spec) {
   ArmedPoint p;
   const size_t colon = spec.rfind(':');
   p.name = std::string(spec.substr(0, colon));
+  constexpr std::string_view kEvery = ":every";
+  if (colon != std::string_view::npos && p.name.size() > kEvery.size() &&
+      p.name.ends_with(kEvery)) {
+    p.every = true;
+    p.name.resize(p.name.size() - kEvery.size());
+  }
   if (colon != std::string_view::npos) {
     const std::string_view count = spec.substr(colon + 1);
     const auto [end, ec] = std::from_chars(count.data(), count.data() + count.size(), p.nth);
@@ -55,17 +64,20 @@ const ArmedPoint& Armed() {
   if (!armed.error.empty()) {
     // Only tests set the variable: a typo must not pass as "never reached".
     Say(std::string(kEnvironmentVariable) + "=" + std::getenv(kEnvironmentVariable) + ": " +
-        armed.error + " (expected <name>[:<nth>])\n");
+        armed.error + " (expected <name>[:<nth>] or <name>:every:<n>)\n");
     std::_Exit(2);
   }
   return armed;
 }
 
-// Whether this visit of `name` is the armed point's nth.
+// Whether this visit of `name` is the armed point's nth (or, armed with
+// "every", a multiple of it).
 bool NthVisit(std::string_view name) {
   static std::atomic<uint64_t> visits{0};
-  if (name != Armed().name) return false;
-  return visits.fetch_add(1) + 1 == Armed().nth;
+  const ArmedPoint& armed = Armed();
+  if (name != armed.name) return false;
+  const uint64_t visit = visits.fetch_add(1) + 1;
+  return armed.every ? visit % armed.nth == 0 : visit == armed.nth;
 }
 
 }  // namespace
@@ -80,7 +92,9 @@ void Reached(std::string_view name) {
 
 bool Fails(std::string_view name) {
   if (!NthVisit(name)) return false;
-  Say("fault point " + Armed().name + " reached (visit " + std::to_string(Armed().nth) + ")\n");
+  const ArmedPoint& armed = Armed();
+  Say("fault point " + armed.name + " reached (" + (armed.every ? "every " : "visit ") +
+      std::to_string(armed.nth) + ")\n");
   return true;
 }
 

@@ -288,6 +288,8 @@ Status Producer::InitTransactions(std::chrono::milliseconds timeout) {
 }
 
 Status Producer::BeginTransaction() {
+  delivered_at_begin_ = delivered_count();
+  failed_at_begin_ = failed_count();
   return TakeTransactionError(rd_kafka_begin_transaction(rk_.get()), "producer: begin transaction");
 }
 
@@ -320,6 +322,21 @@ Status Producer::CommitTransaction(std::chrono::milliseconds timeout) {
 }
 
 Status Producer::AbortTransaction(std::chrono::milliseconds timeout) {
+  // librdkafka (2.0 to 2.6 at least, its issue #4849) sends the abort's
+  // EndTxn as soon as the transaction's first AddPartitionsToTxn is sent,
+  // not answered: an abort that overtakes it reaches a coordinator with no
+  // transaction, which refuses it as INVALID_TXN_STATE, a fatal error. A
+  // message is acknowledged only once its partition is registered, so one
+  // acknowledgement in this transaction shows the coordinator has it. The
+  // registration may wait on the coordinator finishing the previous
+  // transaction (CONCURRENT_TRANSACTIONS, retried): half the timeout is
+  // given to it. A failed delivery ends the wait: the transaction is broken
+  // and nothing more will be acknowledged.
+  const auto deadline = std::chrono::steady_clock::now() + timeout / 2;
+  while (delivered_count() == delivered_at_begin_ && failed_count() == failed_at_begin_ &&
+         OutstandingCount() > 0 && std::chrono::steady_clock::now() < deadline) {
+    Poll(std::chrono::milliseconds(5));
+  }
   Status st =
       TakeTransactionError(rd_kafka_abort_transaction(rk_.get(), static_cast<int>(timeout.count())),
                            "producer: abort transaction");

@@ -78,8 +78,9 @@ TEST_CASE("A malformed crash point setting stops the process instead of passing 
   }
 }
 
-// A fault point's visits in a forked child armed with `spec`: the child's
-// exit status is the number of the visit that failed (0: none).
+// A fault point's visits (at most 9) in a forked child armed with `spec`:
+// the child's exit status holds the numbers of the visits that failed, one
+// decimal digit each (0: none).
 int FailingVisitInChild(const char* spec, int visits) {
   const pid_t child = fork();
   REQUIRE(child >= 0);
@@ -87,7 +88,7 @@ int FailingVisitInChild(const char* spec, int visits) {
     setenv(kEnvironmentVariable, spec, 1);
     int failed = 0;
     for (int i = 1; i <= visits; ++i) {
-      if (Fails(kTransactionAbortable)) failed = failed == 0 ? i : 100;  // 100: failed twice
+      if (Fails(kTransactionAbortable)) failed = failed * 10 + i;  // the failed visits' digits
     }
     _exit(failed);
   }
@@ -103,6 +104,15 @@ TEST_CASE("A fault point fails its nth visit once and lets the process go on", "
   CHECK(FailingVisitInChild("transaction.abortable", 4) == 1);
   CHECK(FailingVisitInChild("transaction.abortable:5", 4) == 0);
   CHECK(FailingVisitInChild("checkpoint.before_flush", 4) == 0);
+}
+
+TEST_CASE("A fault point armed for every nth visit fails each multiple of n", "[common]") {
+  CHECK(FailingVisitInChild("transaction.abortable:every:3", 7) == 36);
+  CHECK(FailingVisitInChild("transaction.abortable:every:1", 3) == 123);
+  CHECK(FailingVisitInChild("transaction.abortable:every:4", 3) == 0);
+  // "every" is no point name of its own, and needs a count.
+  CHECK(FailingVisitInChild("transaction.abortable:every", 3) == 2);
+  CHECK(FailingVisitInChild("transaction.abortable:every:0", 3) == 2);
 }
 
 }  // namespace

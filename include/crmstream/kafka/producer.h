@@ -160,6 +160,8 @@ class Producer {
   // Flushes, then commits; on return every message of the transaction is
   // delivered and visible to read_committed consumers.
   Status CommitTransaction(std::chrono::milliseconds timeout);
+  // Waits (at most half of `timeout`) for the transaction's first
+  // acknowledgement before aborting: see the definition.
   Status AbortTransaction(std::chrono::milliseconds timeout);
   bool transactional() const { return !options_.transactional_id.empty(); }
 
@@ -205,6 +207,9 @@ class Producer {
   std::vector<CachedTopic> topics_;
   std::atomic<uint64_t> delivered_{0};
   std::atomic<uint64_t> failed_{0};
+  // delivered_count() and failed_count() when the open transaction began.
+  uint64_t delivered_at_begin_ = 0;
+  uint64_t failed_at_begin_ = 0;
   std::atomic<int> last_error_{RD_KAFKA_RESP_ERR_NO_ERROR};
   // Unreported messages by generation, modulo the ring's size.
   static constexpr int kGenerationShift = 62;
