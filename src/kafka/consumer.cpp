@@ -256,7 +256,9 @@ Result<size_t> Consumer::ConsumeInto(int timeout_ms, MessageBatch* batch) {
     }
   } else {
     take(first);
-    while (static_cast<size_t>(n) < room) {
+    // Pops, repeats included, bounded by the room: a queue of repeats only
+    // takes no more than a batch's worth of one call.
+    for (size_t popped = 1; popped < room; ++popped) {
       rd_kafka_message_t* next = rd_kafka_consume_queue(queue_.get(), 0);
       if (next == nullptr) break;
       take(next);
