@@ -139,8 +139,12 @@ Status BlockedDelivery::CloseBlockLogged(PartitionTask* task) {
   // closes the block at the same offset and regenerates the same outputs.
   BlockState& b = BlocksOf(task);
   b.logged_closes.push_back(task->next_offset);
-  CRM_RETURN_NOT_OK(
-      core_->store->PutMetadata(LoggedClosesName(task->tp), EncodeOffsets(b.logged_closes)));
+  const Status logged =
+      checkpointer_->WriteMetadataFirst(LoggedClosesName(task->tp), EncodeOffsets(b.logged_closes));
+  if (!logged.ok()) {
+    b.logged_closes.pop_back();  // not logged: the block stays open
+    return logged;
+  }
   return CloseBlock(task, /*checkpoint=*/true);
 }
 

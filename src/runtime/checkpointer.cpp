@@ -189,6 +189,21 @@ Status Checkpointer::WriteStaged() {
   return Status::OK();
 }
 
+Status Checkpointer::WriteMetadataFirst(std::string_view name, std::string_view value) {
+  const auto started = Clock::now();
+  core_->probe.CheckpointStarted();
+  const Status st =
+      core_->store->PutMetadata(name, value, draining_ ? nullptr : stop_, drain_deadline_);
+  if (st.ok() || CancelledByStop(st)) {
+    // The checkpoint it begins starts its own clock.
+    core_->probe.CheckpointAbandoned();
+  } else {
+    core_->probe.RecordCheckpoint(std::chrono::duration<double>(Clock::now() - started).count(), 0,
+                                  false);
+  }
+  return st;
+}
+
 void Checkpointer::DropStaged() {
   staged_batch_->Clear();
   staged_.clear();

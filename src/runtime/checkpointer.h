@@ -102,6 +102,11 @@ class Checkpointer {
   // group here.
   Status Stage(PartitionTask* task, DeliveryMode* delivery);
   Status WriteStaged();
+  // A synced metadata write that begins a checkpoint (a block close logged
+  // before its outputs exist): it waits on the store as a checkpoint does,
+  // so it is one under way to the probe (a stalled store is reported) and a
+  // stop cancels it (Aborted) while running.
+  Status WriteMetadataFirst(std::string_view name, std::string_view value);
   void DropStaged();
   bool has_staged() const { return !staged_.empty(); }
   // The offset a task's staged state covers; -1 when not staged.

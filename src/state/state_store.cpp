@@ -1560,7 +1560,9 @@ Result<std::unique_ptr<StateStore::RestoreTableWriter>> StateStore::NewRestoreTa
   return std::unique_ptr<RestoreTableWriter>(new RestoreTableWriter(std::move(impl)));
 }
 
-Status StateStore::PutMetadata(std::string_view name, std::string_view value) {
+Status StateStore::PutMetadata(std::string_view name, std::string_view value,
+                               const std::atomic<bool>* cancel,
+                               std::chrono::steady_clock::time_point deadline) {
   if (impl_->options.read_only) {
     return Status::InvalidArgument(path().string() + ": state opened read-only");
   }
@@ -1568,7 +1570,7 @@ Status StateStore::PutMetadata(std::string_view name, std::string_view value) {
   key.append(name);
   rocksdb::WriteBatch batch;
   (void)batch.Put(impl_->cf(StateFamily::kMetadata), ToSlice(key), SealMeta(value));
-  return impl_->Write(&batch, /*sync=*/true, nullptr, "writing metadata");
+  return impl_->Write(&batch, /*sync=*/true, cancel, "writing metadata", deadline);
 }
 
 Result<std::optional<std::string>> StateStore::GetMetadata(std::string_view name) const {

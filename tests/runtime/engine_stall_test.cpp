@@ -159,11 +159,13 @@ struct DiskRun {
 };
 
 // Starts `r`'s engine; with `hang`, its disk stops answering first.
-void StartRun(const config::EngineConfig& cfg, bool hang, DiskRun* r) {
+void StartRun(const config::EngineConfig& cfg, bool hang, DiskRun* r,
+              bool until_caught_up = false) {
   REQUIRE_OK_AND_ASSIGN(
       r->engine, StreamEngine::Create(cfg, pipeline::PipelineSpec{}, testing::EnvOver(r->fs)));
   if (hang) r->fs->Hang();
-  REQUIRE_OK(RunBounded(r->engine.get(), &r->stop, false, std::chrono::seconds(0), &r->run));
+  REQUIRE_OK(
+      RunBounded(r->engine.get(), &r->stop, until_caught_up, std::chrono::seconds(0), &r->run));
 }
 
 // Waits up to `bound` for the engine to have received `records` records.
@@ -184,6 +186,12 @@ bool WaitForStalledCheckpoint(const StreamEngine& engine) {
     const int64_t started = engine.stats().checkpoint_started_ms.load();
     if (started >= 0 && SteadyMs() - started > 2000) return true;
   }
+  // What the engine did meanwhile, for the failure's report.
+  const EngineStats& s = engine.stats();
+  UNSCOPED_INFO("no checkpoint stalled: received "
+                << s.received.load() << ", batches " << s.batches.load() << ", checkpoints "
+                << s.checkpoints.load() << ", commits " << s.commits.load() << ", partitions "
+                << s.partitions.load() << ", lag " << s.lag.load());
   return false;
 }
 
@@ -426,6 +434,45 @@ TEST_CASE(
     INFO(st.ToString());
     CHECK(st.code() == StatusCode::kAborted);
     CHECK(final_written.info() == 0);
+    CHECK(r.engine->stats().checkpoint_failures.load() == 0);
+    CHECK(r.engine->stats().checkpoint_started_ms.load() == -1);
+    r.fs->Release();  // lets the store close
+  }
+  CheckResumesAfterStall(in, dir.path());
+}
+
+TEST_CASE(
+    "exactly_once_stamped: a block close logged on a stalled store is a stalled checkpoint, "
+    "which the stop ends",
+    "[pipeline][integration][fault]") {
+  testing::ScratchDir dir;
+  // 10,000 customers (about 1 KB of state each) over 12 partitions: a
+  // partition's checkpoint is about a fifth of the 4 MiB memtable budget.
+  Input in = MakeInput(dir.path(), 60000, 10000);
+  in.cfg.guarantee = config::Guarantee::kExactlyOnceStamped;
+  in.cfg.state.write_timeout_ms = 600000;
+  // One block a minute of input: a partition's block closes once it is
+  // caught up, logged (a synced store write) before its checkpoint. Once
+  // the checkpoints of a few partitions have filled the memtables of a disk
+  // that no longer answers, the next write waiting on the store is a
+  // partition's logged close.
+  in.cfg.commit_interval_ms = 60000;
+  {
+    DiskRun r;
+    // Run until caught up: a partition is closed as soon as it is.
+    StartRun(in.cfg, /*hang=*/true, &r, /*until_caught_up=*/true);
+    REQUIRE(WaitForStalledCheckpoint(*r.engine));
+    CHECK(r.engine->stats().checkpoints.load() > 0);
+    // Reported as the stall it is ...
+    const EngineHealth health = r.engine->probe().Health(std::chrono::milliseconds(1000));
+    CHECK_FALSE(health.live);
+    CHECK(health.reason.find("checkpoint stalled") != std::string::npos);
+    // ... and the stop ends its wait at once, not at the write timeout.
+    StopLoop(&r);
+    REQUIRE(r.run.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
+    const Status st = r.run.get();
+    INFO(st.ToString());
+    CHECK(st.code() == StatusCode::kAborted);
     CHECK(r.engine->stats().checkpoint_failures.load() == 0);
     CHECK(r.engine->stats().checkpoint_started_ms.load() == -1);
     r.fs->Release();  // lets the store close

@@ -109,10 +109,19 @@ TEST_CASE("a write the store cannot take ends at its timeout, or at once when ca
   std::atomic<bool> cancel{true};
   const Status cancelled = store->Commit(&batch, &cancel);
   CHECK(cancelled.code() == StatusCode::kAborted);
+  // So does a metadata write (a logged block close, synced, waits on the
+  // store as a checkpoint does), and its deadline bounds it.
+  const Status metadata_cancelled = store->PutMetadata("close", "1", &cancel);
+  CHECK(metadata_cancelled.code() == StatusCode::kAborted);
+  std::atomic<bool> no_stop{false};
+  const Status metadata_late = store->PutMetadata("close", "1", &no_stop, Clock::now());
+  CHECK(metadata_late.code() == StatusCode::kUnavailable);
+  REQUIRE_OK_AND_ASSIGN(const auto unwritten, store->GetMetadata("close"));
+  CHECK_FALSE(unwritten.has_value());
 
   StateStore::WriteFigures figures = store->WriteFiguresNow();
-  CHECK(figures.timed_out_writes == 1);
-  CHECK(figures.stalled_writes >= 2);
+  CHECK(figures.timed_out_writes == 2);
+  CHECK(figures.stalled_writes >= 4);
   CHECK(figures.stall_seconds > 0);
 
   // The disk answers again: the same checkpoint goes through.
@@ -120,6 +129,9 @@ TEST_CASE("a write the store cannot take ends at its timeout, or at once when ca
   REQUIRE_OK(store->Commit(&batch));
   REQUIRE_OK_AND_ASSIGN(const PartitionState state, store->GetPartition(key));
   CHECK(state.input_offset == round - 1);
+  REQUIRE_OK(store->PutMetadata("close", "1", &no_stop));
+  REQUIRE_OK_AND_ASSIGN(const auto written, store->GetMetadata("close"));
+  CHECK(written == std::optional<std::string>("1"));
 }
 
 }  // namespace

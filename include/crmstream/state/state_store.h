@@ -429,8 +429,12 @@ class StateStore {
   Status BeginRestore(PartitionKey p, bool drop_state);
 
   // Free-form metadata for other modules ("user/<name>"), e.g. the feature
-  // spec a store was written with. PutMetadata is synced.
-  Status PutMetadata(std::string_view name, std::string_view value);
+  // spec a store was written with. PutMetadata is synced; while RocksDB
+  // cannot take it, it waits as Commit does (`cancel`, `deadline`).
+  Status PutMetadata(std::string_view name, std::string_view value,
+                     const std::atomic<bool>* cancel = nullptr,
+                     std::chrono::steady_clock::time_point deadline =
+                         std::chrono::steady_clock::time_point::max());
   Result<std::optional<std::string>> GetMetadata(std::string_view name) const;
   Result<std::string> Identity() const;
 
