@@ -198,6 +198,7 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   out.push_back(Single(Metric::kGroupCommitFailures, Load(s.group_commit_failures)));
   out.push_back(Single(Metric::kTransactionsAborted, Load(s.transactions_aborted)));
   out.push_back(Single(Metric::kUnownedRecords, Load(s.unowned_records)));
+  out.push_back(Single(Metric::kRedeliveredRecords, Load(s.redelivered_records)));
   out.push_back(Single(Metric::kModelSyncRecords, Load(s.model_sync_records)));
   out.push_back(Single(Metric::kModelSyncMerges, Load(s.model_sync_merges)));
   out.push_back(Single(Metric::kModelSyncPartitionsMerged, Load(s.model_sync_partitions_merged)));

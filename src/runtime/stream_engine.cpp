@@ -690,6 +690,7 @@ void StreamEngine::Impl::PublishStats() {
   stats.delivered.store(core.producer->delivered_count(), std::memory_order_relaxed);
   stats.delivery_failures.store(core.producer->failed_count(), std::memory_order_relaxed);
   stats.group_commit_failures.store(core.consumer->commit_failures(), std::memory_order_relaxed);
+  stats.redelivered_records.store(core.consumer->redelivered_count(), std::memory_order_relaxed);
 }
 
 void StreamEngine::Impl::RefreshLag() {

@@ -46,6 +46,7 @@ enum class Metric : int {
   kGroupCommitFailures,
   kTransactionsAborted,
   kUnownedRecords,
+  kRedeliveredRecords,
   kModelSyncRecords,
   kModelSyncMerges,
   kModelSyncPartitionsMerged,
@@ -150,6 +151,9 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
     {"crmstream_unowned_records_total", MetricKind::kCounter, "",
      "Records of partitions this instance does not own (a revoked partition's late batch), "
      "left unprocessed."},
+    {"crmstream_redelivered_records_total", MetricKind::kCounter, "",
+     "Input records librdkafka handed out a second time (a rebalance's pause resumed their "
+     "partition at them), dropped by the consumer."},
     {"crmstream_model_sync_records_produced_total", MetricKind::kCounter, "",
      "Model-sync records produced: the partition tasks' model statistics published to "
      "<group_id>.model-sync (models.sync_interval_ms)."},

@@ -127,6 +127,9 @@ struct EngineStats {
   // Records of partitions this instance does not own (a late batch of a
   // revoked partition): not processed, never given a task.
   std::atomic<uint64_t> unowned_records{0};
+  // Records handed out twice by librdkafka and dropped (the consumer's
+  // count, kafka::Consumer::redelivered_count).
+  std::atomic<uint64_t> redelivered_records{0};
   // Customers loaded from the state store (cache misses of saved
   // customers): read by their event alone, or with their batch's misses.
   std::atomic<uint64_t> customer_single_loads{0};
