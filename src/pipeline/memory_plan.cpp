@@ -33,13 +33,16 @@ size_t QueueMessages(size_t bytes) {
 // a batch is in flight, its records' copies in the request. The consumer
 // holds one fetch per partition (fetch.message.max.bytes, an eighth of its
 // part at most; a fetch returns at least one whole record batch, so input
-// batched larger than that overshoots it by the batch) and the prefetch queue: its records and ~320
-// bytes per record. The prefetch queue is what keeps the engine fed: librdkafka 2.0 stops fetching
-// every partition for a fixed second once the consumer's queue is over its limit (the partitions'
-// fetch queues forward to that one queue, whose size it checks), so the queue must hold about a
-// second of input at the engine's rate; measured through the embedded cluster, 4 MiB gave 56k
-// events/s, 8 MiB 94k, 16 MiB 118k, 64 MiB 126k. Floors keep every client working; with many
-// partitions they may exceed the share, and kafka_bytes is then what the settings really allow.
+// batched larger than that overshoots it by the batch) and the prefetch
+// queue: its records and ~320 bytes per record. The prefetch queue is what
+// keeps the engine fed: librdkafka 2.0 stops fetching every partition for a
+// fixed second once the consumer's queue is over its limit (the partitions'
+// fetch queues forward to that one queue, whose size it checks), so the
+// queue must hold about a second of input at the engine's rate; measured
+// through the embedded cluster, 4 MiB gave 56k events/s, 8 MiB 94k, 16 MiB
+// 118k, 64 MiB 126k. Floors keep every client working; with many
+// partitions they may exceed the share, and kafka_bytes is then what the
+// settings really allow.
 void SizeKafkaClients(const MemoryPlanInput& in, MemoryPlan* plan) {
   // Of the cap, or of what the allowance, the dedup windows and the
   // checkpoints leave if that is more: a large cap's clients get the queue
