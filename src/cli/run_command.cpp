@@ -26,7 +26,6 @@
 #include "crmstream/state/state_store.h"
 #include "embedded_broker.h"
 #include "generator_runner.h"
-#include "output_watcher.h"
 
 namespace crmstream::cli {
 namespace {
@@ -52,9 +51,11 @@ struct RunOptions {
 
 using pipeline::OutputKind;
 
-// One status line: what came in, what went out, how far behind.
+// One status line: what came in, what went out, how far behind; with the
+// main job's dashboard, also what its feed read back from the output topics
+// (what really arrived there, not what the engine believes it sent).
 void PrintStatus(const runtime::EngineStats& s, uint64_t* last_received, double seconds,
-                 const OutputWatcher* watcher, uint64_t generated) {
+                 const dashboard::DashboardView* view, uint64_t generated) {
   const uint64_t received = s.received.load();
   const double rate = seconds > 0 ? static_cast<double>(received - *last_received) / seconds : 0;
   *last_received = received;
@@ -67,12 +68,15 @@ void PrintStatus(const runtime::EngineStats& s, uint64_t* last_received, double 
                         static_cast<unsigned long long>(s.rejected.load()),
                         static_cast<long long>(s.lag.load()), s.partitions.load(),
                         static_cast<unsigned long long>(s.delivered.load()));
-  if (watcher) {
+  if (view) {
+    const auto read_back = view->RecordCounts();
+    auto count = [&read_back](OutputKind kind) {
+      return static_cast<unsigned long long>(read_back[static_cast<size_t>(kind)]);
+    };
     std::snprintf(line + n, sizeof(line) - static_cast<size_t>(n),
                   " | generated %llu | on topics: scores %llu, dead-letter %llu",
-                  static_cast<unsigned long long>(generated),
-                  static_cast<unsigned long long>(watcher->count(OutputKind::kCustomerScores)),
-                  static_cast<unsigned long long>(watcher->count(OutputKind::kDeadLetter)));
+                  static_cast<unsigned long long>(generated), count(OutputKind::kCustomerScores),
+                  count(OutputKind::kDeadLetter));
   }
   std::fprintf(stderr, "%s\n", line);
 }
@@ -144,14 +148,11 @@ int RunEngine(const RunOptions& o) {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> generated{0};
   std::thread generator_thread;
-  std::unique_ptr<OutputWatcher> watcher;
   std::unique_ptr<dashboard::DashboardView> dash_view;
   std::unique_ptr<dashboard::DashboardServer> dash_server;
   std::unique_ptr<dashboard::OutputFeed> dash_feed;
   Status generator_status;
   if (o.demo) {
-    watcher = std::make_unique<OutputWatcher>(*cfg);
-    watcher->Start();
     dash_view = std::make_unique<dashboard::DashboardView>();
     dashboard::DashboardServerOptions so;
     ApplyHttpSettings(cfg->dashboard, &so.http);
@@ -256,12 +257,12 @@ int RunEngine(const RunOptions& o) {
       if (cfg->status_interval_ms > 0 &&
           now - last >= std::chrono::milliseconds(cfg->status_interval_ms)) {
         PrintStatus((*engine)->stats(), &last_received,
-                    std::chrono::duration<double>(now - last).count(), watcher.get(),
+                    std::chrono::duration<double>(now - last).count(), dash_view.get(),
                     generated.load());
         last = now;
-        if (watcher && ++ticks % 5 == 1) {
+        if (dash_feed && ++ticks % 5 == 1) {
           for (auto kind : {OutputKind::kCustomerScores, OutputKind::kDeadLetter}) {
-            std::string sample = watcher->latest(kind);
+            std::string sample = dash_feed->latest(kind);
             if (sample.size() > 400) sample = sample.substr(0, 400) + "...";
             if (!sample.empty()) {
               std::fprintf(stderr, "  latest on %s: %s\n",
@@ -305,7 +306,6 @@ int RunEngine(const RunOptions& o) {
   StopRequested().store(true);
   supervisor.join();
   if (generator_thread.joinable()) generator_thread.join();
-  if (watcher) watcher->Stop();
   if (dash_server) dash_server->Stop();
   if (dash_feed) dash_feed->Stop();
   const auto& s = (*engine)->stats();

@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -24,6 +26,11 @@ void OutputFeed::Start() {
 void OutputFeed::Stop() {
   stop_.store(true);
   if (thread_.joinable()) thread_.join();
+}
+
+std::string OutputFeed::latest(OutputKind kind) const {
+  std::lock_guard<std::mutex> lock(latest_mu_);
+  return latest_[static_cast<size_t>(kind)];
 }
 
 namespace {
@@ -92,12 +99,22 @@ void OutputFeed::Loop() {
       sleep_a_little();
       continue;
     }
+    // The batch's last record of each topic becomes its latest.
+    std::array<size_t, kOutputKindCount> last;
+    last.fill(SIZE_MAX);
     for (size_t i = 0; i < batch.size(); ++i) {
       kafka::MessageView m = batch[i];
       for (int t = 0; t < kOutputKindCount; ++t) {
         if (m.topic() != options_.topics[static_cast<size_t>(t)]) continue;
         view_->Apply(static_cast<OutputKind>(t), m.payload());
+        last[static_cast<size_t>(t)] = i;
         break;
+      }
+    }
+    if (*n > 0) {
+      std::lock_guard<std::mutex> lock(latest_mu_);
+      for (size_t t = 0; t < last.size(); ++t) {
+        if (last[t] != SIZE_MAX) latest_[t].assign(batch[last[t]].payload());
       }
     }
     records_.fetch_add(batch.size(), std::memory_order_relaxed);

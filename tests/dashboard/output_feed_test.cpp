@@ -81,7 +81,8 @@ class MovableAddress {
   std::string bootstrap_;
 };
 
-TEST_CASE("output records reach the view through Kafka", "[dashboard][integration]") {
+TEST_CASE("output records reach the view through Kafka and the feed keeps each topic's newest",
+          "[dashboard][integration]") {
   OutputFeedOptions options;
   options.group_id = "dashboard-feed-test";
   auto cluster = StartCluster(options);
@@ -100,6 +101,30 @@ TEST_CASE("output records reach the view through Kafka", "[dashboard][integratio
   }
   CHECK(feed.records() == 600);
   CHECK(CustomersIn(view) == 300);
+  // The newest record read per topic, as the main job's status line shows
+  // it: one of the second round's scores; nothing on a topic never written.
+  const std::string latest_score = feed.latest(OutputKind::kCustomerScores);
+  CHECK(latest_score.find(R"("churn_probability":0.100000)") != std::string::npos);
+  CHECK(feed.latest(OutputKind::kSegments).empty());
+  CHECK(feed.latest(OutputKind::kDeadLetter).empty());
+  // One record on another topic becomes that topic's latest, exactly.
+  const std::string dead_letter = R"({"reason":"missing_field","field":"customer_id"})";
+  {
+    kafka::ClientConfig config;
+    config.Set("bootstrap.servers", cluster->bootstrap_servers());
+    auto producer = kafka::Producer::Create(config);
+    REQUIRE_OK(producer);
+    const auto topic = options.topics[static_cast<size_t>(OutputKind::kDeadLetter)];
+    REQUIRE_OK((*producer)->Produce(topic, kafka::kPartitionUnassigned, "k", dead_letter));
+    REQUIRE_OK((*producer)->Flush(std::chrono::seconds(20)));
+  }
+  const auto read_until = std::chrono::steady_clock::now() + kDeadline;
+  while (feed.records() < 601 && std::chrono::steady_clock::now() < read_until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(feed.latest(OutputKind::kDeadLetter) == dead_letter);
+  CHECK(feed.latest(OutputKind::kCustomerScores) == latest_score);
+  CHECK(view.RecordCounts()[static_cast<size_t>(OutputKind::kDeadLetter)] == 1);
   feed.Stop();
 }
 

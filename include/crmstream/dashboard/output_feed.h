@@ -11,12 +11,13 @@
 // changed.
 //
 // Thread-safety: Start/Stop from one owning thread; the work happens on the
-// feed's own thread; counters may be read from any thread.
+// feed's own thread; counters and latest() may be read from any thread.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -52,6 +53,10 @@ class OutputFeed {
 
   uint64_t records() const { return records_.load(std::memory_order_relaxed); }
   uint64_t reconnects() const { return reconnects_.load(std::memory_order_relaxed); }
+  // The value of the newest record read from the kind's topic ("" before
+  // the first): the main job's status line samples it, so the job reads its
+  // outputs back once, not once per display.
+  std::string latest(OutputKind kind) const;
 
  private:
   void Loop();
@@ -62,6 +67,8 @@ class OutputFeed {
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> records_{0};
   std::atomic<uint64_t> reconnects_{0};
+  mutable std::mutex latest_mu_;  // a few reads a second
+  std::array<std::string, kOutputKindCount> latest_;
   std::thread thread_;
 };
 
