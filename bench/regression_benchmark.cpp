@@ -110,6 +110,22 @@ void BM_BayesianLogisticRegressionUpdate(benchmark::State& state) {
 }
 BENCHMARK(BM_BayesianLogisticRegressionUpdate)->Arg(16)->Arg(50);
 
+// The moderated prediction (a quadratic form in the covariance): what the
+// churn model pays per scored customer; 41 is its input's dimension.
+void BM_BayesianLogisticRegressionPredict(benchmark::State& state) {
+  const int d = static_cast<int>(state.range(0));
+  const Rows rows = MakeRows(d);
+  auto lr = BayesianLogisticRegression::Create({.dimension = d}).value();
+  for (size_t i = 0; i < kRows; ++i) (void)lr.Update(rows.Row(i), rows.label[i] != 0);
+  size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(lr.PredictLogit(rows.Row(i)));
+    ++i;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+BENCHMARK(BM_BayesianLogisticRegressionPredict)->Arg(16)->Arg(41);
+
 void BM_StandardizerUpdate(benchmark::State& state) {
   const int d = static_cast<int>(state.range(0));
   const Rows rows = MakeRows(d);

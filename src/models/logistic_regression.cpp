@@ -465,9 +465,14 @@ double BayesianLogisticRegression::PredictLogit(std::span<const double> x) const
   x_work_[d_] = 1.0;
   const Eigen::Map<const Eigen::VectorXd> xv(x_work_.data(), n);
   const Eigen::Map<const RowMatrix> cov(cov_.data(), n, n);
-  // x' C x row by row: no temporary vector, so no allocation.
+  // x' C x from C's upper triangle (C is symmetric: half the products of
+  // the full form), row by row: no temporary vector, so no allocation.
   double quadratic = 0.0;
-  for (int i = 0; i < n; ++i) quadratic += xv[i] * cov.row(i).dot(xv);
+  for (int i = 0; i < n; ++i) {
+    const int tail = n - i - 1;
+    const double off_diagonal = cov.row(i).tail(tail).dot(xv.tail(tail));
+    quadratic += xv[i] * (cov(i, i) * xv[i] + 2.0 * off_diagonal);
+  }
   const double variance = std::max(0.0, quadratic);
   const double m = PredictMeanLogit(x);
   return m / std::sqrt(1.0 + (std::numbers::pi / 8.0) * variance);

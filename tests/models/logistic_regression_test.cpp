@@ -319,7 +319,14 @@ TEST_CASE("Bayesian logistic regression tracks the batch MAP in one pass", "[mod
   double logit = 0;
   for (int i = 0; i < 20000; ++i) {
     const bool y = gen.Draw(x, &logit);
-    (void)model.Update(x, y);
+    // The moderated prediction (x' C x from C's upper triangle) is the one
+    // the update computes with the whole covariance before it learns.
+    const double predicted = model.PredictProbability(x);
+    const double before_update = model.Update(x, y);
+    if (i % 1000 == 0) {
+      INFO("update " << i);
+      CHECK(predicted == Approx(before_update).epsilon(1e-12));
+    }
     xs.push_back(x);
     ys.push_back(y);
   }
