@@ -337,5 +337,74 @@ TEMPLATE_TEST_CASE("Records come once and in order while their partitions are pa
   }
 }
 
+// What a rebalance's pause can do at any moment (previous test), done on
+// purpose: librdkafka is moved back behind the consumer's back, so it hands
+// out records the application already had. The consumer drops each such
+// repeat and counts it (crmstream_redelivered_records_total); a Seek of the
+// consumer's own is a rewind the application asked for, not a repeat.
+TEMPLATE_TEST_CASE(
+    "Records librdkafka hands out again are dropped and counted but a Seek's are not",
+    "[kafka][integration]", EmbeddedBroker, RealBroker) {
+  CRMSTREAM_USE_BROKER(TestType, fx);
+  const std::string topic = fx.CreateTopic("handed-out-again", 1, 1);
+  auto producer = Producer::Create(fx.config());
+  REQUIRE_OK(producer);
+  const auto produce = [&](int first, int count) {
+    for (int i = first; i < first + count; ++i) {
+      REQUIRE_OK((*producer)->Produce(topic, 0, "k", std::to_string(i)));
+    }
+    REQUIRE_OK((*producer)->Flush(kTestDeadline));
+  };
+  const auto offsets_of = [](const std::vector<Received>& received) {
+    std::vector<int64_t> offsets;
+    for (const Received& m : received) {
+      CHECK(m.value == std::to_string(m.offset));
+      offsets.push_back(m.offset);
+    }
+    return offsets;
+  };
+  const auto range = [](int64_t from, int64_t to) {
+    std::vector<int64_t> offsets;
+    for (int64_t o = from; o < to; ++o) offsets.push_back(o);
+    return offsets;
+  };
+  produce(0, 40);
+  auto consumer = Consumer::Create(fx.consumer_config(), fx.Name("handed-out-again"));
+  REQUIRE_OK(consumer);
+  const std::vector<TopicPartitionOffset> start{{topic, 0, kOffsetBeginning}};
+  REQUIRE_OK((*consumer)->Assign(start));
+  CHECK(offsets_of(testing::ConsumeUntil(**consumer, 40)) == range(0, 40));
+  CHECK((*consumer)->redelivered_count() == 0);
+
+  // librdkafka's position moved back to offset 10 (asynchronously): records
+  // 10..39 are fetched again, and none reaches the application.
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), 0)->offset = 10;
+  rd_kafka_error_t* error = rd_kafka_seek_partitions((*consumer)->handle(), list, 0);
+  rd_kafka_topic_partition_list_destroy(list);
+  REQUIRE(error == nullptr);
+  MessageBatch batch(64);
+  size_t handed_out = 0;
+  const bool all_dropped = testing::PollUntil([&] {
+    REQUIRE_OK((*consumer)->ConsumeBatch(20, &batch));
+    handed_out += batch.size();
+    return (*consumer)->redelivered_count() >= 30;
+  });
+  CHECK(all_dropped);
+  CHECK(handed_out == 0);
+  CHECK((*consumer)->redelivered_count() == 30);
+
+  // What comes next is handed out once, in order.
+  produce(40, 5);
+  CHECK(offsets_of(testing::ConsumeUntil(**consumer, 5)) == range(40, 45));
+  CHECK((*consumer)->redelivered_count() == 30);
+
+  // A rewind the application asks for hands the records out again.
+  REQUIRE_OK((*consumer)->Seek({topic, 0, 35}, kTestDeadline));
+  CHECK(offsets_of(testing::ConsumeUntil(**consumer, 10)) == range(35, 45));
+  CHECK((*consumer)->redelivered_count() == 30);
+  REQUIRE_OK((*consumer)->Close());
+}
+
 }  // namespace
 }  // namespace crmstream::kafka
