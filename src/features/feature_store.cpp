@@ -43,6 +43,9 @@ constexpr uint8_t kLoadedAheadFlag = 128;
 // when the counts do not promise a victim: bounds the cost of a miss when
 // the cache is full of customers that stay.
 constexpr uint32_t kMaxEvictionSweep = 1024;
+// Saved customers that may leave per new customer while the store is over
+// its byte budget: more than one, so that the store shrinks back under it.
+constexpr size_t kShedPerNewCustomer = 4;
 constexpr uint16_t kFeatureBlobVersion = 1;
 // glibc's malloc puts an 8-byte header before each chunk and rounds chunks to
 // 16 bytes; ring capacities are chosen as 16k + 8 so a chunk has no slack,
@@ -364,9 +367,11 @@ void FeatureStore::ReleaseId(CustomerRecord* r) {
   r->id_length = 0;
 }
 
-void FeatureStore::SetCapacity(size_t customers, CustomerEvictionHooks* hooks) {
+void FeatureStore::SetCapacity(size_t customers, CustomerEvictionHooks* hooks,
+                               size_t budget_bytes) {
   capacity_ = customers;
   hooks_ = hooks;
+  budget_bytes_ = customers == 0 ? 0 : budget_bytes;
   // 3/4 rounded down, as c - ceil(c/4): no overflow near SIZE_MAX.
   const size_t quarter_up = customers / 4 + (customers % 4 != 0);
   pressure_mark_ = customers == 0 ? SIZE_MAX : std::max<size_t>(1, customers - quarter_up);
@@ -379,9 +384,9 @@ FeatureStore::Memory FeatureStore::memory() const {
   m.long_ids = long_id_bytes_;
   m.index = table_.capacity() * sizeof(uint32_t);
   m.tracking = (dirty_.capacity() + pending_.capacity() + unsaved_.capacity() + staged_.capacity() +
-                held_.capacity() + pinned_.capacity()) *
+                held_.capacity() + pinned_.capacity() + vacant_.capacity()) *
                    sizeof(uint32_t) +
-               pinned_bits_.capacity() / 8;
+               (pinned_bits_.capacity() + vacant_bits_.capacity()) / 8;
   m.other = sizeof(*this);
   for (const auto& p : plan_names_) m.other += sizeof(p) + p.capacity();
   // Node-based map: a node per plan (key, value, next pointer, cached hash) plus buckets.
@@ -452,6 +457,7 @@ void FeatureStore::GrowTable() {
   std::vector<uint32_t> next(table_.size() * 2, 0);
   const size_t mask = next.size() - 1;
   for (uint32_t i = 0; i < size_; ++i) {
+    if (IsVacant(i)) continue;
     const uint64_t hash = Hash64(IdOf(i));
     size_t slot = hash & mask;
     while (next[slot] != 0) slot = (slot + 1) & mask;
@@ -479,8 +485,25 @@ uint32_t FeatureStore::FindOrCreate(std::string_view id, bool ask_handler, bool 
     heap_id = static_cast<char*>(std::malloc(ChunkCapacity(id.size())));
     if (heap_id == nullptr) throw std::bad_alloc();
   }
-  const bool full = capacity_ != 0 && size_ >= capacity_;
-  uint32_t index = full ? EvictOne() : UINT32_MAX;
+  // Over the byte budget, a few saved customers with heap bytes leave
+  // first: the store shrinks back under it as new customers come.
+  if (OverBudget()) {
+    try {
+      ShedOverBudget(kShedPerNewCustomer);
+    } catch (...) {
+      std::free(heap_id);
+      throw;
+    }
+  }
+  uint32_t index = UINT32_MAX;
+  const bool full = capacity_ != 0 && size() >= capacity_;
+  if (!vacant_.empty()) {
+    index = vacant_.back();
+    vacant_.pop_back();
+    vacant_bits_[index] = false;
+  } else if (full) {
+    index = EvictOne();
+  }
   if (index == UINT32_MAX && full && !may_grow) {
     std::free(heap_id);
     return UINT32_MAX;
@@ -536,7 +559,7 @@ void FeatureStore::GrowForNewCustomer() {
   }
 }
 
-uint32_t FeatureStore::NextVictim() {
+uint32_t FeatureStore::NextVictim(bool heap_holders) {
   // The first saved customer whose second chance this sweep took: where a
   // sweep finds nothing else, the hand would come back to it first, so it
   // is the victim rather than the store growing past its capacity.
@@ -546,17 +569,24 @@ uint32_t FeatureStore::NextVictim() {
   // committed since: then no slot is looked at. With customers neither
   // kept nor held, the sweep goes on past the bound, once round at most,
   // rather than grow the store while they sit beyond it.
-  if (kept_count_ >= size_) {
+  if (kept_count_ >= size()) {
     if (staged_.empty() || (hooks_ != nullptr && !hooks_->StagedCommitted())) return UINT32_MAX;
     ReleaseStaged();
   }
-  const uint32_t sweep =
-      kept_count_ + held_.size() < size_ ? std::max(size_, kMaxEvictionSweep) : kMaxEvictionSweep;
+  // The counts promise nothing about customers with heap bytes.
+  const uint32_t sweep = kept_count_ + held_.size() < size() && !heap_holders
+                             ? std::max(size_, kMaxEvictionSweep)
+                             : kMaxEvictionSweep;
   for (uint32_t step = 0; step < sweep; ++step) {
     const uint32_t i = clock_hand_;
+    if (IsVacant(i)) {
+      clock_hand_ = clock_hand_ + 1 >= size_ ? 0 : clock_hand_ + 1;
+      continue;
+    }
     CustomerRecord& r = Record(i);
     // Unsaved, outputs owed, held, pinned.
-    bool stays = (r.flags & (kTrackedFlags | kHeldFlag)) != 0 || IsPinned(i);
+    bool stays = (r.flags & (kTrackedFlags | kHeldFlag)) != 0 || IsPinned(i) ||
+                 (heap_holders && !HoldsHeap(r));
     if (!stays && (r.flags & kStagedFlag)) {
       stays = hooks_ != nullptr && !hooks_->StagedCommitted();
       if (!stays) ReleaseStaged();
@@ -572,8 +602,8 @@ uint32_t FeatureStore::NextVictim() {
   return second_chance_taken;
 }
 
-uint32_t FeatureStore::EvictOne() {
-  const uint32_t i = NextVictim();
+uint32_t FeatureStore::EvictOne(bool heap_holders) {
+  const uint32_t i = NextVictim(heap_holders);
   if (i == UINT32_MAX) return i;
   clock_hand_ = clock_hand_ + 1 >= size_ ? 0 : clock_hand_ + 1;
   CustomerRecord& r = Record(i);
@@ -586,7 +616,32 @@ uint32_t FeatureStore::EvictOne() {
 }
 
 bool FeatureStore::HasRoom() {
-  return capacity_ == 0 || size_ < capacity_ || NextVictim() != UINT32_MAX;
+  return capacity_ == 0 || !vacant_.empty() || size() < capacity_ || NextVictim() != UINT32_MAX;
+}
+
+bool FeatureStore::OverBudget() const {
+  if (budget_bytes_ == 0 || heap_bytes() == 0) return false;
+  const size_t other = hooks_ != nullptr ? hooks_->OtherCustomerBytes() : 0;
+  return memory().total() + other > budget_bytes_;
+}
+
+size_t FeatureStore::ShedOverBudget(size_t most) {
+  if (!OverBudget()) return 0;
+  most = std::min(most, size());
+  // Everything that can throw first: an evicted customer's slot is always
+  // listed as vacant.
+  vacant_.reserve(vacant_.size() + most);
+  vacant_bits_.resize(size_);
+  size_t shed = 0;
+  while (shed < most && OverBudget()) {
+    const uint32_t i = EvictOne(/*heap_holders=*/true);
+    if (i == UINT32_MAX) break;    // every customer left has unsaved state
+    Record(i) = CustomerRecord{};  // its ring and id were released
+    vacant_.push_back(i);
+    vacant_bits_[i] = true;
+    ++shed;
+  }
+  return shed;
 }
 
 void FeatureStore::EraseFromTable(uint32_t index) {

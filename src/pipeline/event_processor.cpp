@@ -70,6 +70,7 @@ class EventProcessor::SavedCustomers final : public features::CustomerMissHandle
            (slot < models.churn().slot_count() && models.churn().holds_snapshot(slot));
   }
   void Evicted(uint32_t slot) override { processor_->models_.Forget(slot); }
+  size_t OtherCustomerBytes() override { return processor_->models_.customer_memory().total(); }
   bool StagedCommitted() override {
     const state::CheckpointBatch::CommitTicket& ticket = processor_->staged_ticket_;
     const bool committed = !ticket.issued() || ticket.committed();
@@ -395,7 +396,7 @@ void EventProcessor::AttachStateStore(const state::StateStore* store, state::Par
   features_->set_miss_handler(saved_.get());
   models_.SetSavedLabels(saved_.get());
   if (options_.cached_customers != 0) {
-    features_->SetCapacity(options_.cached_customers, saved_.get());
+    features_->SetCapacity(options_.cached_customers, saved_.get(), options_.customer_cache_bytes);
     models_.set_slot_limit(options_.cached_customers);
   }
 }
@@ -466,7 +467,9 @@ ProcessOutcome EventProcessor::ProcessDecoded(const ingest::Rejection& decoded,
   //   resumes from the last checkpoint, which is consistent.
   bool state_changed = false;
   try {
-    if (options_.models_enabled) models_.Reserve(features_->size() + 1);
+    if (options_.models_enabled) {
+      models_.Reserve(features_->size() + features_->vacant_slots() + 1);  // every slot + a new one
+    }
     const features::CustomerFeatures& f = features_->Update(event);
     state_changed = true;
     if (options_.models_enabled) {

@@ -141,6 +141,8 @@ Result<MemoryPlan> PlanMemory(const MemoryPlanInput& in) {
   plan.rocksdb_bytes = std::min(plan.rocksdb_bytes, rest - min_cache);
   plan.customer_cache_bytes = rest - plan.rocksdb_bytes;
   plan.cached_customers_per_partition = plan.customer_cache_bytes / per_customer / partitions;
+  plan.cached_state_bytes_per_partition =
+      plan.cached_customers_per_partition * kBytesPerCachedCustomer;
   return plan;
 }
 

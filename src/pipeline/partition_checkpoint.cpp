@@ -192,6 +192,11 @@ void MarkCheckpointed(EventProcessor* processor) {
   processor->dedup_window().MarkSaved();
   // The index has new entries: the churn model looks its next one up again.
   processor->customer_models().SavedLabelsChanged();
+  // Customers saved by committed checkpoints may leave now if the cache
+  // outgrew its byte budget while they were unsaved (it checks the budget
+  // otherwise only for a new customer).
+  features::FeatureStore& features = processor->feature_store();
+  features.ShedOverBudget(features.size());
 }
 
 Result<uint64_t> RestoreProcessor(const state::StateStore& store, state::PartitionKey key,

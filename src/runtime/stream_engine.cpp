@@ -337,6 +337,7 @@ Result<std::unique_ptr<StreamEngine>> StreamEngine::Create(
   CRM_ASSIGN_OR_RETURN(core.memory_plan, pipeline::PlanMemory(memory));
   const pipeline::MemoryPlan& plan = core.memory_plan;
   options.cached_customers = plan.cached_customers_per_partition;
+  options.customer_cache_bytes = plan.cached_state_bytes_per_partition;
   // The recommender remembers the histories of as many customers as the
   // cache holds (the most recently active), within the plan's share.
   options.recommender.max_customers = static_cast<uint32_t>(

@@ -76,14 +76,22 @@ class LoginOf {
   int n_ = 0;
 };
 
+// Also with a byte budget that the customers' day histories outgrow: saved
+// customers holding them are evicted at checkpoints and their slots left
+// vacant, then taken by new customers.
 TEST_CASE("An evicting feature store matches one that keeps every customer", "[features]") {
   constexpr int kCustomers = 2000;
   constexpr size_t kCapacity = 150;
+  const bool budget = GENERATE(false, true);
+  CAPTURE(budget);
   REQUIRE_OK_AND_ASSIGN(auto bounded, FeatureStore::Create(FeatureSpec{}));
   REQUIRE_OK_AND_ASSIGN(auto reference, FeatureStore::Create(FeatureSpec{}));
   MapBacking backing(bounded.get());
   bounded->set_miss_handler(&backing);
   bounded->SetCapacity(kCapacity, &backing);
+  size_t most_vacant = 0;
+  size_t shed = 0;
+  int over_budget = 0;
 
   std::mt19937_64 rng(11);
   // A skewed population: a few hot customers, a long tail.
@@ -106,10 +114,18 @@ TEST_CASE("An evicting feature store matches one that keeps every customer", "[f
     if (e.type == EventType::kPlanChange) e.plan = plans[static_cast<size_t>(i) % plans.size()];
     bounded->Update(e);
     reference->Update(e);
+    if (budget && i == 2000) {
+      // 8 KiB more than now: the histories grow past it with the days to
+      // come (to 10 KiB; the store's scratch buffers also grow by 6).
+      bounded->SetCapacity(kCapacity, &backing, bounded->MemoryUsageBytes() + 8192);
+    }
     if (i % 50 == 49) {
       // A checkpoint: everything saved, nothing owed.
       bounded->ClearDirty();
       bounded->ClearUnsaved();
+      shed += bounded->ShedOverBudget(bounded->size());
+      if (bounded->OverBudget()) ++over_budget;
+      most_vacant = std::max(most_vacant, bounded->vacant_slots());
       // Pin a few slots as another module's unsaved state would.
       backing.pinned.clear();
       for (uint32_t s = 0; s < 5 && s < bounded->size(); ++s)
@@ -120,6 +136,18 @@ TEST_CASE("An evicting feature store matches one that keeps every customer", "[f
   CHECK(backing.loads > 1000);
   CHECK(bounded->size() <= kCapacity);
   CHECK(bounded->over_capacity() == 0);
+  if (budget) {
+    // Histories were shed, the slots they left reused, and the budget held
+    // after each checkpoint.
+    CHECK(shed > 100);
+    CHECK(most_vacant > 0);
+    CHECK(bounded->size() + bounded->vacant_slots() <= kCapacity);
+    CHECK(over_budget == 0);
+    CHECK(bounded->MemoryUsageBytes() <= bounded->budget_bytes());
+  } else {
+    CHECK(shed == 0);
+    CHECK(bounded->vacant_slots() == 0);
+  }
   // Every customer, in memory or saved, has the reference's exact state.
   int compared = 0;
   for (int n = 0; n < kCustomers; ++n) {

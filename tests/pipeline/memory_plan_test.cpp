@@ -201,16 +201,37 @@ double StoreBytes(const state::StateStore& store) {
   return static_cast<double>(m.block_cache_bytes + m.table_reader_bytes);
 }
 
+// A store with an 8 MiB cap in `dir`.
+std::unique_ptr<state::StateStore> OpenStore(const testing::ScratchDir& dir) {
+  state::StateStoreOptions options;
+  options.path = dir.path() / "store";
+  options.memory_cap_bytes = size_t{8} << 20;
+  auto store = state::StateStore::Open(options);
+  REQUIRE_OK(store);
+  return std::move(*store);
+}
+
+// Flushes the outputs (dropped), writes and commits a checkpoint, as the
+// engine does between batches.
+void CheckpointNow(EventProcessor* processor, state::StateStore* store, state::PartitionKey key,
+                   RecordingSink* sink) {
+  processor->FlushOutputs();
+  state::CheckpointBatch batch = store->NewBatch();
+  std::string scratch;
+  REQUIRE_OK(AddToCheckpoint(*processor, 0, key, &batch, &scratch));
+  REQUIRE_OK(store->Commit(&batch));
+  MarkCheckpointed(processor);
+  sink->records.clear();
+  sink->records.shrink_to_fit();
+}
+
 TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[pipeline][state]") {
 #if defined(__SANITIZE_ADDRESS__)
   // ASan's allocator keeps its own books: mallinfo2() does not see its heap.
   CRMSTREAM_SKIP("heap measurement needs the system allocator (not a sanitizer build)");
 #endif
   testing::ScratchDir dir;
-  state::StateStoreOptions store_options;
-  store_options.path = dir.path() / "store";
-  store_options.memory_cap_bytes = size_t{8} << 20;
-  REQUIRE_OK_AND_ASSIGN(auto store, state::StateStore::Open(store_options));
+  const std::unique_ptr<state::StateStore> store = OpenStore(dir);
   REQUIRE_OK_AND_ASSIGN(const state::PartitionKey key, store->Partition("crm.events", 0));
   ProcessorOptions options;
   options.dedup_capacity = 1000;
@@ -228,14 +249,7 @@ TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[p
     gen->Next(&id, &value);
     processor->Process(value, {"crm.events", 0, i}, 0);
     if (i % 4000 == 3999) {
-      processor->FlushOutputs();
-      state::CheckpointBatch batch = store->NewBatch();
-      std::string scratch;
-      REQUIRE_OK(AddToCheckpoint(*processor, 0, key, &batch, &scratch));
-      REQUIRE_OK(store->Commit(&batch));
-      MarkCheckpointed(processor.get());
-      sink.records.clear();
-      sink.records.shrink_to_fit();
+      CheckpointNow(processor.get(), store.get(), key, &sink);
       if (customers_at_small == 0 && processor->feature_store().size() >= 3000) {
         // Both measurements with empty memtables: RocksDB's estimate of a
         // memtable part-filled at either point moved the result by up to
@@ -310,6 +324,77 @@ TEST_CASE("A cached customer costs at most kBytesPerCachedCustomer of heap", "[p
   const double noise = static_cast<double>(size_t{3} << 19) / customers_grown;
   CHECK(accounted_growth <= per_customer * 1.25 + noise);
   CHECK(accounted_growth >= per_customer * 0.85 - noise);
+}
+
+// A cache sized for quiet customers, filled with active ones: each of 1,000
+// customers is active on most days of the 90-day window, so its day history
+// (a few hundred bytes beyond its slot) and its churn snapshots make it
+// cost several quiet ones. The cache's byte bound (the plan's share) holds:
+// saved customers with histories leave at checkpoints and for new ones.
+TEST_CASE("A cache of customers active on many days stays within its bytes", "[pipeline][state]") {
+  struct Run {
+    size_t most_heap = 0;    // day histories and long ids, at checkpoints
+    size_t over_budget = 0;  // checkpoints after which it was over its budget
+    size_t accounted = 0;    // the cache's own accounting, at the end
+    size_t customers = 0;
+    size_t vacant = 0;
+    size_t budget = 0;
+  };
+  constexpr size_t kCached = 800;
+  const auto run = [](size_t cache_bytes) {
+    testing::ScratchDir dir;
+    const std::unique_ptr<state::StateStore> store = OpenStore(dir);
+    REQUIRE_OK_AND_ASSIGN(const state::PartitionKey key, store->Partition("crm.events", 0));
+    ProcessorOptions options;
+    options.dedup_capacity = 1000;
+    options.cached_customers = kCached;
+    options.customer_cache_bytes = cache_bytes;
+    RecordingSink sink;
+    REQUIRE_OK_AND_ASSIGN(auto processor, EventProcessor::Create(options, &sink));
+    REQUIRE_OK(RestoreProcessor(*store, key, processor.get()));
+    generator::WorldOptions world;
+    world.customers = 1000;  // 500 events each, over 230 days
+    REQUIRE_OK_AND_ASSIGN(auto gen, generator::WorldGenerator::Create(world));
+    Run r;
+    r.budget = processor->feature_store().budget_bytes();
+    std::string id, value;
+    for (int64_t i = 0; i < 500'000; ++i) {
+      gen->Next(&id, &value);
+      processor->Process(value, {"crm.events", 0, i}, 0);
+      if (i % 4000 == 3999) {
+        CheckpointNow(processor.get(), store.get(), key, &sink);
+        const features::FeatureStore& features = processor->feature_store();
+        r.most_heap = std::max(r.most_heap, features.heap_bytes());
+        if (features.OverBudget()) ++r.over_budget;
+      }
+    }
+    r.accounted = processor->customer_cache_memory().total();
+    r.customers = processor->feature_store().size();
+    r.vacant = processor->feature_store().vacant_slots();
+    return r;
+  };
+  const Run bounded = run(kCached * kBytesPerCachedCustomer);
+  const Run counted = run(0);
+  WARN("active customers, a cache of "
+       << kCached << ": with the byte bound " << bounded.customers << " customers ("
+       << bounded.vacant << " slots vacant), " << bounded.accounted
+       << " B accounted, day histories at most " << bounded.most_heap << " B (budget "
+       << bounded.budget << "); by count alone " << counted.customers << " customers, "
+       << counted.accounted << " B, histories up to " << counted.most_heap << " B");
+  REQUIRE(bounded.budget > 0);
+  CHECK(counted.budget == 0);
+  CHECK(bounded.budget == kCached * kBytesPerCachedCustomer);
+  // By count alone the cache outgrows the plan's share for it.
+  CHECK(counted.accounted > bounded.budget);
+  // With the bound: within it after every checkpoint (everyone is saved
+  // then), by shedding histories, and still caching customers. Its fixed
+  // parts (a block of 1024 feature slots, the churn snapshots' buffer at
+  // its peak) are most of the bytes at this size.
+  CHECK(bounded.over_budget == 0);
+  CHECK(bounded.accounted <= bounded.budget);
+  CHECK(counted.most_heap > 2 * bounded.most_heap);
+  CHECK(bounded.customers >= kCached / 8);
+  CHECK(bounded.customers + bounded.vacant <= kCached);
 }
 
 }  // namespace

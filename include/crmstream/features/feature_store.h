@@ -10,8 +10,8 @@
 // always shows the customer's latest features; the references returned
 // by Update() and Find() are rebound by the next call of the same function.
 //
-// Every customer in memory has a slot number in [0, size()), fixed while it
-// stays (CustomerFeatures::slot()). Other per-customer state of the
+// Every customer in memory has a slot number in [0, size() +
+// vacant_slots()), fixed while it stays (CustomerFeatures::slot()). Other per-customer state of the
 // partition (the scoring models) is kept in arrays indexed by it, so that an
 // event hashes its customer id once, here. Slot numbers are not persisted.
 //
@@ -25,7 +25,8 @@
 // (a sweep of a bounded number of slots, or of every slot while the counts
 // of customers that stay promise one) the store grows past the capacity
 // (counted), so an event is never refused; the next checkpoint makes the
-// cache evictable.
+// cache evictable. With a byte budget too, customers holding heap bytes
+// leave while it is exceeded, and their slots wait vacant for new ones.
 // UnderPressure() tells the caller to checkpoint before that happens.
 //
 // Memory: a customer is one fixed-size slot (a 100-byte record, then a
@@ -173,8 +174,12 @@ class CustomerEvictionHooks {
   // such a customer must be unsaved, staged or pinned (FeatureStore::Pin).
   virtual bool Pinned(uint32_t slot) = 0;
   // The customer in `slot` is about to leave memory (still readable); the
-  // slot is then reused.
+  // slot is then reused, or left vacant for a later customer.
   virtual void Evicted(uint32_t slot) = 0;
+  // Heap bytes of the customers' state kept outside the store (the models'
+  // slots and buffers), counted with the store's own memory() against
+  // SetCapacity's byte budget.
+  virtual size_t OtherCustomerBytes() { return 0; }
   // Whether the checkpoints that staged customers (FeatureStore::Stage) are
   // committed: until then the store behind the cache has their previous
   // state, so they stay. Default: checkpoints commit before they are staged.
@@ -210,7 +215,7 @@ class FeatureStore {
   // The customer in `slot`, which must be below size(). No lookup.
   CustomerFeatures At(uint32_t slot) const { return CustomerFeatures(this, slot); }
 
-  size_t size() const { return size_; }
+  size_t size() const { return size_ - vacant_.size(); }  // customers in memory
   // Heap and inline bytes held by the store (records, window totals, per-day
   // buffers with the allocator's per-chunk header, ids, hash table, plans).
   size_t MemoryUsageBytes() const { return memory().total(); }
@@ -330,8 +335,27 @@ class FeatureStore {
 
   // At most `customers` customers in memory (0: no bound), evicting saved
   // ones through `hooks` (see the top). `hooks` must outlive the store.
-  void SetCapacity(size_t customers, CustomerEvictionHooks* hooks);
+  // With a byte budget, the customers' heap bytes too (memory().total()
+  // and hooks->OtherCustomerBytes()) as far as evicting can free them: a
+  // customer's day history grows with the days it is active on (a slot
+  // holds 8 bytes of it), so a cache of active customers would cost several
+  // times the same count of quiet ones. Over the budget, saved customers
+  // holding such bytes leave (ShedOverBudget), least recently used first,
+  // their slots left vacant for the next new customers.
+  void SetCapacity(size_t customers, CustomerEvictionHooks* hooks, size_t budget_bytes = 0);
   size_t capacity() const { return capacity_; }
+  size_t budget_bytes() const { return budget_bytes_; }
+  // Bytes beyond the customers' slots (day histories, long ids): what
+  // eviction frees.
+  size_t heap_bytes() const { return ring_heap_bytes_ + long_id_bytes_; }
+  // Over the byte budget with heap bytes to free.
+  bool OverBudget() const;
+  // Evicts saved customers with heap bytes, up to `most`, while the store is
+  // over its budget; returns how many left. Called for each new customer (a
+  // few) and at each checkpoint (the customers it saved).
+  size_t ShedOverBudget(size_t most);
+  // Slots left vacant by ShedOverBudget, taken by the next new customers.
+  size_t vacant_slots() const { return vacant_.size(); }
   uint64_t evictions() const { return evictions_; }
   // New customers that found no slot to take and grew the store past its
   // capacity (every candidate had unsaved changes).
@@ -462,10 +486,14 @@ class FeatureStore {
   // changes nothing a reader sees, throws before anything else does.
   void GrowForNewCustomer();
   // A slot to reuse (its customer evicted), or UINT32_MAX if none was found.
-  uint32_t EvictOne();
+  uint32_t EvictOne(bool heap_holders = false);
   // The slot EvictOne would take, the hand left on it (CLOCK's sweep: clears
-  // the reference marks it passes); UINT32_MAX if none within a sweep.
-  uint32_t NextVictim();
+  // the reference marks it passes); UINT32_MAX if none within a sweep. With
+  // `heap_holders`, only a customer with heap bytes beyond its slot.
+  uint32_t NextVictim(bool heap_holders = false);
+  static bool HoldsHeap(const CustomerRecord& r) {
+    return r.ring_capacity != 0 || r.id_length > sizeof(r.id.chars);
+  }
   void EraseFromTable(uint32_t index);
   void ReleaseId(CustomerRecord* r);
   // How Decode installs a customer: marked dirty (DecodeCustomer), as saved
@@ -480,6 +508,7 @@ class FeatureStore {
   void ReserveTracking();
   void MarkDirty(uint32_t index);
   bool IsPinned(uint32_t index) const { return index < pinned_bits_.size() && pinned_bits_[index]; }
+  bool IsVacant(uint32_t index) const { return index < vacant_bits_.size() && vacant_bits_[index]; }
   uint16_t InternPlan(std::string_view plan);
   std::string_view IdOf(uint32_t index) const;
 
@@ -513,9 +542,12 @@ class FeatureStore {
   size_t slot_bytes_ = 0;
 
   std::vector<std::unique_ptr<std::byte[], FreeBlock>> blocks_;
-  uint32_t size_ = 0;
+  uint32_t size_ = 0;                // slots in use or vacant
   size_t long_id_bytes_ = 0;         // heap chunks of ids over 16 bytes
   size_t capacity_ = 0;              // 0: unbounded
+  size_t budget_bytes_ = 0;          // 0: unbounded
+  std::vector<uint32_t> vacant_;     // slots below size_ with no customer
+  std::vector<bool> vacant_bits_;    // by slot
   size_t pressure_mark_ = SIZE_MAX;  // UnderPressure's count of unsaved customers
   CustomerEvictionHooks* hooks_ = nullptr;
   uint32_t clock_hand_ = 0;

@@ -89,6 +89,12 @@ struct ProcessorOptions {
   // beyond it, saved customers are evicted and loaded again on their next
   // event (features/feature_store.h). 0 (default): no bound.
   size_t cached_customers = 0;
+  // With cached_customers, a bound on their bytes too (the cache's own
+  // accounting, customer_cache_memory()): customers active on many days
+  // cost more than quiet ones, and saved ones with day histories leave while
+  // the cache is over it (FeatureStore::SetCapacity). 0 (default): the
+  // count alone.
+  size_t customer_cache_bytes = 0;
   features::FeatureSpec features;
   // The per-customer models and the minute metrics; off, the processor
   // keeps features only.

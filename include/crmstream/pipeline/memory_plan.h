@@ -105,6 +105,12 @@ struct MemoryPlan {
   size_t rocksdb_bytes = 0;
   size_t customer_cache_bytes = 0;  // all partitions
   size_t cached_customers_per_partition = 0;
+  // What one partition's cache may account for (its customers at
+  // kBytesPerCachedCustomer each; ProcessorOptions::customer_cache_bytes):
+  // a quiet customer accounts for about 232, one active on most days of the
+  // longest window for 600 or more (its day history, its churn snapshots),
+  // and a cache of those holds fewer customers within the same bytes.
+  size_t cached_state_bytes_per_partition = 0;
   // The Kafka clients' settings. A quarter of the clients' share is the
   // producer's: its queue's records, librdkafka's bytes beside each and a
   // request's copy of them in flight. The rest is the consumer's: its fetch
