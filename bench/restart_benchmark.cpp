@@ -84,6 +84,7 @@ size_t EnvSize(const char* name, size_t fallback, size_t least) {
 // CRMSTREAM_BENCH_MEMORY_CAP_MB.
 struct Sizing {
   size_t cached_customers = 0;
+  size_t cache_bytes = 0;  // the plan's bound on the cache's bytes (0: the count alone)
   size_t rocksdb_bytes = state::StateStoreOptions{}.memory_cap_bytes;
 };
 
@@ -103,6 +104,7 @@ const Sizing& RunSizing() {
     }
     std::fprintf(stderr, "memory plan: %s\n", plan->ToString().c_str());
     s.cached_customers = plan->cached_customers_per_partition;
+    s.cache_bytes = plan->cached_state_bytes_per_partition;
     s.rocksdb_bytes = plan->rocksdb_bytes;
     return s;
   }();
@@ -121,6 +123,11 @@ ProcessorOptions Options(size_t cached_customers = RunSizing().cached_customers)
   ProcessorOptions options;
   options.emit_customer_scores = false;
   options.cached_customers = cached_customers;
+  // The plan's bound on the cache's bytes goes with the plan's count only
+  // (a build's larger cache has none).
+  if (cached_customers == RunSizing().cached_customers) {
+    options.customer_cache_bytes = RunSizing().cache_bytes;
+  }
   return options;
 }
 

@@ -207,6 +207,7 @@ std::vector<MetricFamily> EngineMetrics::Collect() const {
   out.push_back(Single(Metric::kMemoryCheckpoints, Load(s.memory_checkpoints)));
   out.push_back(Single(Metric::kInputHolds, Load(s.input_holds)));
   out.push_back(Single(Metric::kCustomersOverCapacity, Load(s.customers_over_capacity)));
+  out.push_back(Single(Metric::kCustomersShed, Load(s.customers_shed)));
   out.push_back(Single(Metric::kCheckpointFailures, Load(s.checkpoint_failures)));
   out.push_back(Histogram(Metric::kCheckpointDuration, s.checkpoint_duration));
   out.push_back(Single(Metric::kChangelogRecords, Load(s.changelog_records)));

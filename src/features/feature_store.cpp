@@ -641,6 +641,7 @@ size_t FeatureStore::ShedOverBudget(size_t most) {
     vacant_bits_[i] = true;
     ++shed;
   }
+  shed_ += shed;
   return shed;
 }
 

@@ -90,6 +90,7 @@ struct TaskTotals {
   std::array<uint64_t, alerts::kSeverityCount> alerts{};
   uint64_t customer_loads = 0, customer_prefetches = 0;
   uint64_t customers_over_capacity = 0;  // FeatureStore::over_capacity()
+  uint64_t customers_shed = 0;           // FeatureStore::shed()
 
   // `suppressed`: the task's outputs its delivery mode did not produce again.
   void Add(const pipeline::EventProcessor& p, uint64_t suppressed);

@@ -130,6 +130,7 @@ void TaskTotals::Add(const pipeline::EventProcessor& p, uint64_t suppressed_outp
   customer_loads += p.customer_loads();
   customer_prefetches += p.customer_prefetches();
   customers_over_capacity += p.feature_store().over_capacity();
+  customers_shed += p.feature_store().shed();
   received += c.received.Get();
   accepted += c.accepted.Get();
   duplicates += c.duplicates.Get();
@@ -680,6 +681,7 @@ void StreamEngine::Impl::PublishStats() {
   store(stats.customer_single_loads, totals.customer_loads - totals.customer_prefetches);
   store(stats.customer_batched_loads, totals.customer_prefetches);
   store(stats.customers_over_capacity, totals.customers_over_capacity);
+  store(stats.customers_shed, totals.customers_shed);
   for (size_t i = 0; i < totals.alerts.size(); ++i) store(stats.churn_alerts[i], totals.alerts[i]);
   for (size_t k = 0; k < totals.outputs.size(); ++k) store(stats.outputs[k], totals.outputs[k]);
   for (size_t t = 0; t < totals.by_type.size(); ++t) {

@@ -339,6 +339,7 @@ TEST_CASE("A cache of customers active on many days stays within its bytes", "[p
     size_t customers = 0;
     size_t vacant = 0;
     size_t budget = 0;
+    uint64_t shed = 0;  // FeatureStore::shed(), crmstream_customers_shed_total
   };
   constexpr size_t kCached = 800;
   const auto run = [](size_t cache_bytes) {
@@ -371,6 +372,7 @@ TEST_CASE("A cache of customers active on many days stays within its bytes", "[p
     r.accounted = processor->customer_cache_memory().total();
     r.customers = processor->feature_store().size();
     r.vacant = processor->feature_store().vacant_slots();
+    r.shed = processor->feature_store().shed();
     return r;
   };
   const Run bounded = run(kCached * kBytesPerCachedCustomer);
@@ -384,6 +386,8 @@ TEST_CASE("A cache of customers active on many days stays within its bytes", "[p
   REQUIRE(bounded.budget > 0);
   CHECK(counted.budget == 0);
   CHECK(bounded.budget == kCached * kBytesPerCachedCustomer);
+  CHECK(counted.shed == 0);
+  CHECK(bounded.shed > 0);
   // By count alone the cache outgrows the plan's share for it.
   CHECK(counted.accounted > bounded.budget);
   // With the bound: within it after every checkpoint (everyone is saved

@@ -55,6 +55,7 @@ enum class Metric : int {
   kMemoryCheckpoints,
   kInputHolds,
   kCustomersOverCapacity,
+  kCustomersShed,
   kCheckpointFailures,
   kCheckpointDuration,
   kCheckpointSize,
@@ -175,6 +176,9 @@ inline constexpr std::array<MetricDef, static_cast<size_t>(Metric::kCount)> kMet
     {"crmstream_customers_over_capacity_total", MetricKind::kCounter, "",
      "New customers that found no customer to evict and grew a partition task's customer cache "
      "past its capacity (the cache keeps that size)."},
+    {"crmstream_customers_shed_total", MetricKind::kCounter, "",
+     "Saved customers evicted because a partition task's customer cache was over its bytes in "
+     "the memory plan (customers active on many days cost more than quiet ones)."},
     {"crmstream_checkpoint_failures_total", MetricKind::kCounter, "",
      "State checkpoints that failed."},
     {"crmstream_checkpoint_duration_seconds", MetricKind::kHistogram, "",

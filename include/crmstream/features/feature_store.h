@@ -360,6 +360,9 @@ class FeatureStore {
   // New customers that found no slot to take and grew the store past its
   // capacity (every candidate had unsaved changes).
   uint64_t over_capacity() const { return over_capacity_; }
+  // Customers evicted for the byte budget (ShedOverBudget), also counted in
+  // evictions().
+  uint64_t shed() const { return shed_; }
   // Whether the customers changed since the last checkpoint (unsaved or
   // pinned, each counted once: they may not be evicted) fill 3/4 of the
   // capacity (rounded down, at least one): only a checkpoint makes them
@@ -553,6 +556,7 @@ class FeatureStore {
   uint32_t clock_hand_ = 0;
   uint64_t evictions_ = 0;
   uint64_t over_capacity_ = 0;
+  uint64_t shed_ = 0;
   uint64_t loads_ahead_used_ = 0;
   std::vector<uint32_t> table_;  // open addressing: index + 1, 0 = empty
   size_t ring_heap_bytes_ = 0;   // sum of ring chunks (capacity + malloc header)

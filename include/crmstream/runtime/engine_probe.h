@@ -138,6 +138,9 @@ struct EngineStats {
   // cache past its capacity (FeatureStore::over_capacity): the cache's
   // overshoot, which checkpoints begun early (memory_checkpoints) bound.
   std::atomic<uint64_t> customers_over_capacity{0};
+  // Saved customers evicted because their task's cache was over its bytes
+  // in the memory plan (FeatureStore::shed).
+  std::atomic<uint64_t> customers_shed{0};
   // Model-sync records produced (models.sync_interval_ms > 0).
   std::atomic<uint64_t> model_sync_records{0};
   // Merges of the model-sync topic's statistics into global models, and
