@@ -487,13 +487,11 @@ uint32_t FeatureStore::FindOrCreate(std::string_view id, bool ask_handler, bool 
   }
   // Over the byte budget, a few saved customers with heap bytes leave
   // first: the store shrinks back under it as new customers come.
-  if (OverBudget()) {
-    try {
-      ShedOverBudget(kShedPerNewCustomer);
-    } catch (...) {
-      std::free(heap_id);
-      throw;
-    }
+  try {
+    ShedOverBudget(kShedPerNewCustomer);
+  } catch (...) {
+    std::free(heap_id);
+    throw;
   }
   uint32_t index = UINT32_MAX;
   const bool full = capacity_ != 0 && size() >= capacity_;
@@ -626,14 +624,12 @@ bool FeatureStore::OverBudget() const {
 }
 
 size_t FeatureStore::ShedOverBudget(size_t most) {
-  if (!OverBudget()) return 0;
-  most = std::min(most, size());
-  // Everything that can throw first: an evicted customer's slot is always
-  // listed as vacant.
-  vacant_.reserve(vacant_.size() + most);
-  vacant_bits_.resize(size_);
   size_t shed = 0;
   while (shed < most && OverBudget()) {
+    // Room first (amortised), so that an evicted customer's slot is always
+    // listed as vacant.
+    ReserveGeometric(&vacant_, vacant_.size() + 1);
+    vacant_bits_.resize(size_);
     const uint32_t i = EvictOne(/*heap_holders=*/true);
     if (i == UINT32_MAX) break;    // every customer left has unsaved state
     Record(i) = CustomerRecord{};  // its ring and id were released

@@ -108,8 +108,10 @@ struct MemoryPlan {
   // What one partition's cache may account for (its customers at
   // kBytesPerCachedCustomer each; ProcessorOptions::customer_cache_bytes):
   // a quiet customer accounts for about 232, one active on most days of the
-  // longest window for 600 or more (its day history, its churn snapshots),
-  // and a cache of those holds fewer customers within the same bytes.
+  // longest window for about 480 in a cache of 8,000 and more in a small
+  // one (its day history, churn snapshots, the arrays' fixed parts), and a
+  // cache over it holds fewer customers
+  // (tests/pipeline/memory_plan_test.cpp).
   size_t cached_state_bytes_per_partition = 0;
   // The Kafka clients' settings. A quarter of the clients' share is the
   // producer's: its queue's records, librdkafka's bytes beside each and a
